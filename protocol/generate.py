@@ -178,6 +178,14 @@ class Module:
     functions: list[str] = field(default_factory=list)
     memo: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (kind, struct, body) -> name
     by_version: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)  # short-array Struct tables used
+
+    def array_table(self, code: str, flexible: bool) -> str:
+        table = "COMPACT_ARRAY_STRUCTS" if flexible else "ARRAY_STRUCTS"
+        name = ("_CA_" if flexible else "_A_") + code.replace("?", "o").replace("H", "U").replace("I", "W")
+        self.use(table)
+        self.tables[name] = f'{table}["{code}"]'
+        return name
 
     def use(self, *names: str) -> None:
         self.imports.update(names)
@@ -467,8 +475,12 @@ class Module:
                 ind = "    "
             if t in FIXED:
                 writer = "write_compact_int_array" if flexible else "write_int_array"
+                code = FIXED[t][0]
+                table = self.array_table(code, flexible)
+                count = "n + 1" if flexible else "n"
+                lines.append(f"{ind}n = len({v})")
+                lines.append(f'{ind}{a}({table}[n].pack({count}, *{v}) if n < 32 else {writer}({v}, "{code}"))')
                 self.use(writer)
-                lines.append(f'{ind}{a}({writer}({v}, "{FIXED[t][0]}"))')
                 return lines
             if flexible:
                 self.use("write_uvarint")
@@ -546,6 +558,7 @@ class Module:
             "",
         ]
         consts = [f'{name} = Struct("{fmt}")' for fmt, name in sorted(self.formats.items(), key=lambda kv: kv[1])]
+        consts += [f"{name} = {expr}" for name, expr in sorted(self.tables.items())]
         text = "\n".join(head + consts) + "\n\n\n"
         text += "\n\n\n".join(classes) + "\n\n\n"
         text += "\n\n\n".join(self.functions) + "\n\n\n"

@@ -306,6 +306,16 @@ def write_uuid(v: UUID) -> bytes:
     return v.bytes
 
 
+# Precompiled formats for short arrays of fixed-width values: [count][values].
+_SHORT = 32
+ARRAY_STRUCTS: dict[str, tuple[struct.Struct, ...]] = {
+    code: tuple(struct.Struct(f">i{n}{code}") for n in range(_SHORT)) for code in "bhHiIqd?"
+}
+COMPACT_ARRAY_STRUCTS: dict[str, tuple[struct.Struct, ...]] = {
+    code: tuple(struct.Struct(f">B{n}{code}") for n in range(_SHORT)) for code in "bhHiIqd?"
+}
+
+
 def write_int_array(v: Sequence[Any], code: str) -> bytes:
     return struct.pack(f">i{len(v)}{code}", len(v), *v)
 

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -32,6 +34,8 @@ from kafkapy.protocol.primitives import (
 
 _S_qh = Struct(">qh")
 _S_qho = Struct(">qh?")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -205,7 +209,8 @@ def _d_AddPartitionsToTxnRequest_4(buf: memoryview, pos: int) -> tuple[AddPartit
 def _e_AddPartitionsToTxnTopic_0(o: AddPartitionsToTxnTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
-    a(write_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_A_i[n].pack(n, *o.partitions) if n < 32 else write_int_array(o.partitions, "i"))
 
 
 def _e_AddPartitionsToTxnRequest_0(o: AddPartitionsToTxnRequest, out: list[Any]) -> None:
@@ -220,7 +225,8 @@ def _e_AddPartitionsToTxnRequest_0(o: AddPartitionsToTxnRequest, out: list[Any])
 def _e_AddPartitionsToTxnTopic_3(o: AddPartitionsToTxnTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     fault,
@@ -27,6 +28,7 @@ from kafkapy.protocol.primitives import (
 # Versions 0-0, flexible from 0
 
 _S_i = Struct(">i")
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -141,7 +143,8 @@ def _e_ReassignablePartition_0(o: ReassignablePartition, out: list[Any]) -> None
     if o.replicas is None:
         a(b"\x00")
     else:
-        a(write_compact_int_array(o.replicas, "i"))
+        n = len(o.replicas)
+        a(_CA_i[n].pack(n + 1, *o.replicas) if n < 32 else write_compact_int_array(o.replicas, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

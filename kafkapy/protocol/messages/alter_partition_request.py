@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -32,6 +33,7 @@ _S_bi = Struct(">bi")
 _S_i = Struct(">i")
 _S_ii = Struct(">ii")
 _S_iq = Struct(">iq")
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -384,7 +386,8 @@ def _d_AlterPartitionRequest_3(buf: memoryview, pos: int) -> tuple[AlterPartitio
 def _e_PartitionData_0(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.partition_index, o.leader_epoch))
-    a(write_compact_int_array(o.new_isr, "i"))
+    n = len(o.new_isr)
+    a(_CA_i[n].pack(n + 1, *o.new_isr) if n < 32 else write_compact_int_array(o.new_isr, "i"))
     a(_S_i.pack(o.partition_epoch))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -419,7 +422,8 @@ def _e_AlterPartitionRequest_0(o: AlterPartitionRequest, out: list[Any]) -> None
 def _e_PartitionData_1(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.partition_index, o.leader_epoch))
-    a(write_compact_int_array(o.new_isr, "i"))
+    n = len(o.new_isr)
+    a(_CA_i[n].pack(n + 1, *o.new_isr) if n < 32 else write_compact_int_array(o.new_isr, "i"))
     a(_S_bi.pack(o.leader_recovery_state, o.partition_epoch))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -32,6 +33,7 @@ _S_bi = Struct(">bi")
 _S_i = Struct(">i")
 _S_ih = Struct(">ih")
 _S_ihii = Struct(">ihii")
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -278,7 +280,8 @@ def _d_AlterPartitionResponse_2(buf: memoryview, pos: int) -> tuple[AlterPartiti
 def _e_PartitionData_0(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_ihii.pack(o.partition_index, o.error_code, o.leader_id, o.leader_epoch))
-    a(write_compact_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_CA_i[n].pack(n + 1, *o.isr) if n < 32 else write_compact_int_array(o.isr, "i"))
     a(_S_i.pack(o.partition_epoch))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -313,7 +316,8 @@ def _e_AlterPartitionResponse_0(o: AlterPartitionResponse, out: list[Any]) -> No
 def _e_PartitionData_1(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_ihii.pack(o.partition_index, o.error_code, o.leader_id, o.leader_epoch))
-    a(write_compact_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_CA_i[n].pack(n + 1, *o.isr) if n < 32 else write_compact_int_array(o.isr, "i"))
     a(_S_bi.pack(o.leader_recovery_state, o.partition_epoch))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -30,6 +32,8 @@ from kafkapy.protocol.primitives import (
 
 # Versions 0-2, flexible from 2
 
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -176,7 +180,8 @@ def _d_AlterReplicaLogDirsRequest_2(buf: memoryview, pos: int) -> tuple[AlterRep
 def _e_AlterReplicaLogDirTopic_0(o: AlterReplicaLogDirTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
-    a(write_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_A_i[n].pack(n, *o.partitions) if n < 32 else write_int_array(o.partitions, "i"))
 
 
 def _e_AlterReplicaLogDir_0(o: AlterReplicaLogDir, out: list[Any]) -> None:
@@ -197,7 +202,8 @@ def _e_AlterReplicaLogDirsRequest_0(o: AlterReplicaLogDirsRequest, out: list[Any
 def _e_AlterReplicaLogDirTopic_2(o: AlterReplicaLogDirTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -24,6 +25,7 @@ from kafkapy.protocol.primitives import (
 
 # Versions 0-3, never flexible
 
+_A_i = ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -80,7 +82,8 @@ def _d_ConsumerProtocolAssignment_0(buf: memoryview, pos: int) -> tuple[Consumer
 def _e_TopicPartition_0(o: TopicPartition, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
-    a(write_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_A_i[n].pack(n, *o.partitions) if n < 32 else write_int_array(o.partitions, "i"))
 
 
 def _e_ConsumerProtocolAssignment_0(o: ConsumerProtocolAssignment, out: list[Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -27,6 +28,7 @@ from kafkapy.protocol.primitives import (
 # Versions 0-3, never flexible
 
 _S_i = Struct(">i")
+_A_i = ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -168,7 +170,8 @@ def _e_ConsumerProtocolSubscription_0(o: ConsumerProtocolSubscription, out: list
 def _e_TopicPartition_1(o: TopicPartition, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
-    a(write_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_A_i[n].pack(n, *o.partitions) if n < 32 else write_int_array(o.partitions, "i"))
 
 
 def _e_ConsumerProtocolSubscription_1(o: ConsumerProtocolSubscription, out: list[Any]) -> None:

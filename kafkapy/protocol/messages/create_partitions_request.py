@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -34,6 +36,8 @@ from kafkapy.protocol.primitives import (
 
 _S_i = Struct(">i")
 _S_io = Struct(">i?")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -195,7 +199,8 @@ def _d_CreatePartitionsRequest_2(buf: memoryview, pos: int) -> tuple[CreateParti
 
 def _e_CreatePartitionsAssignment_0(o: CreatePartitionsAssignment, out: list[Any]) -> None:
     a = out.append
-    a(write_int_array(o.broker_ids, "i"))
+    n = len(o.broker_ids)
+    a(_A_i[n].pack(n, *o.broker_ids) if n < 32 else write_int_array(o.broker_ids, "i"))
 
 
 def _e_CreatePartitionsTopic_0(o: CreatePartitionsTopic, out: list[Any]) -> None:
@@ -220,7 +225,8 @@ def _e_CreatePartitionsRequest_0(o: CreatePartitionsRequest, out: list[Any]) -> 
 
 def _e_CreatePartitionsAssignment_2(o: CreatePartitionsAssignment, out: list[Any]) -> None:
     a = out.append
-    a(write_compact_int_array(o.broker_ids, "i"))
+    n = len(o.broker_ids)
+    a(_CA_i[n].pack(n + 1, *o.broker_ids) if n < 32 else write_compact_int_array(o.broker_ids, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

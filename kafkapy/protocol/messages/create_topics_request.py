@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -37,6 +39,8 @@ from kafkapy.protocol.primitives import (
 _S_i = Struct(">i")
 _S_ih = Struct(">ih")
 _S_io = Struct(">i?")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -271,7 +275,8 @@ def _d_CreateTopicsRequest_5(buf: memoryview, pos: int) -> tuple[CreateTopicsReq
 def _e_CreatableReplicaAssignment_0(o: CreatableReplicaAssignment, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.partition_index))
-    a(write_int_array(o.broker_ids, "i"))
+    n = len(o.broker_ids)
+    a(_A_i[n].pack(n, *o.broker_ids) if n < 32 else write_int_array(o.broker_ids, "i"))
 
 
 def _e_CreatableTopicConfig_0(o: CreatableTopicConfig, out: list[Any]) -> None:
@@ -311,7 +316,8 @@ def _e_CreateTopicsRequest_1(o: CreateTopicsRequest, out: list[Any]) -> None:
 def _e_CreatableReplicaAssignment_5(o: CreatableReplicaAssignment, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.partition_index))
-    a(write_compact_int_array(o.broker_ids, "i"))
+    n = len(o.broker_ids)
+    a(_CA_i[n].pack(n + 1, *o.broker_ids) if n < 32 else write_compact_int_array(o.broker_ids, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -32,6 +34,8 @@ from kafkapy.protocol.primitives import (
 
 # Versions 0-4, flexible from 2
 
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -136,7 +140,8 @@ def _d_DescribeLogDirsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeLogD
 def _e_DescribableLogDirTopic_0(o: DescribableLogDirTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
-    a(write_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_A_i[n].pack(n, *o.partitions) if n < 32 else write_int_array(o.partitions, "i"))
 
 
 def _e_DescribeLogDirsRequest_0(o: DescribeLogDirsRequest, out: list[Any]) -> None:
@@ -152,7 +157,8 @@ def _e_DescribeLogDirsRequest_0(o: DescribeLogDirsRequest, out: list[Any]) -> No
 def _e_DescribableLogDirTopic_2(o: DescribableLogDirTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

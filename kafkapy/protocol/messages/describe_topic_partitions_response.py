@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT8,
     Message,
@@ -36,6 +37,7 @@ _S_h = Struct(">h")
 _S_hiii = Struct(">hiii")
 _S_i = Struct(">i")
 _S_o = Struct(">?")
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -221,17 +223,22 @@ def _d_DescribeTopicPartitionsResponse_0(buf: memoryview, pos: int) -> tuple[Des
 def _e_DescribeTopicPartitionsResponsePartition_0(o: DescribeTopicPartitionsResponsePartition, out: list[Any]) -> None:
     a = out.append
     a(_S_hiii.pack(o.error_code, o.partition_index, o.leader_id, o.leader_epoch))
-    a(write_compact_int_array(o.replica_nodes, "i"))
-    a(write_compact_int_array(o.isr_nodes, "i"))
+    n = len(o.replica_nodes)
+    a(_CA_i[n].pack(n + 1, *o.replica_nodes) if n < 32 else write_compact_int_array(o.replica_nodes, "i"))
+    n = len(o.isr_nodes)
+    a(_CA_i[n].pack(n + 1, *o.isr_nodes) if n < 32 else write_compact_int_array(o.isr_nodes, "i"))
     if o.eligible_leader_replicas is None:
         a(b"\x00")
     else:
-        a(write_compact_int_array(o.eligible_leader_replicas, "i"))
+        n = len(o.eligible_leader_replicas)
+        a(_CA_i[n].pack(n + 1, *o.eligible_leader_replicas) if n < 32 else write_compact_int_array(o.eligible_leader_replicas, "i"))
     if o.last_known_elr is None:
         a(b"\x00")
     else:
-        a(write_compact_int_array(o.last_known_elr, "i"))
-    a(write_compact_int_array(o.offline_replicas, "i"))
+        n = len(o.last_known_elr)
+        a(_CA_i[n].pack(n + 1, *o.last_known_elr) if n < 32 else write_compact_int_array(o.last_known_elr, "i"))
+    n = len(o.offline_replicas)
+    a(_CA_i[n].pack(n + 1, *o.offline_replicas) if n < 32 else write_compact_int_array(o.offline_replicas, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

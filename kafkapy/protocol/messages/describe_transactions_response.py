@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     fault,
@@ -28,6 +29,7 @@ from kafkapy.protocol.primitives import (
 _S_h = Struct(">h")
 _S_i = Struct(">i")
 _S_iqqh = Struct(">iqqh")
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -149,7 +151,8 @@ def _d_DescribeTransactionsResponse_0(buf: memoryview, pos: int) -> tuple[Descri
 def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

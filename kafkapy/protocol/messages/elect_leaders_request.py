@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -34,6 +36,8 @@ from kafkapy.protocol.primitives import (
 
 _S_b = Struct(">b")
 _S_i = Struct(">i")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -172,7 +176,8 @@ def _d_ElectLeadersRequest_2(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
 def _e_TopicPartitions_0(o: TopicPartitions, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
-    a(write_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_A_i[n].pack(n, *o.partitions) if n < 32 else write_int_array(o.partitions, "i"))
 
 
 def _e_ElectLeadersRequest_0(o: ElectLeadersRequest, out: list[Any]) -> None:
@@ -201,7 +206,8 @@ def _e_ElectLeadersRequest_1(o: ElectLeadersRequest, out: list[Any]) -> None:
 def _e_TopicPartitions_2(o: TopicPartitions, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

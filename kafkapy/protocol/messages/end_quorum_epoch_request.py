@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -39,6 +40,7 @@ from kafkapy.protocol.primitives import (
 _S_U = Struct(">H")
 _S_i = Struct(">i")
 _S_iii = Struct(">iii")
+_A_i = ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -266,7 +268,8 @@ def _d_EndQuorumEpochRequest_1(buf: memoryview, pos: int) -> tuple[EndQuorumEpoc
 def _e_PartitionData_0(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_iii.pack(o.partition_index, o.leader_id, o.leader_epoch))
-    a(write_int_array(o.preferred_successors, "i"))
+    n = len(o.preferred_successors)
+    a(_A_i[n].pack(n, *o.preferred_successors) if n < 32 else write_int_array(o.preferred_successors, "i"))
 
 
 def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -45,6 +47,8 @@ _S_iiqqi = Struct(">iiqqi")
 _S_iq = Struct(">iq")
 _S_iqi = Struct(">iqi")
 _S_iqqi = Struct(">iqqi")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -756,7 +760,8 @@ def _e_FetchRequest_5(o: FetchRequest, out: list[Any]) -> None:
 def _e_ForgottenTopic_7(o: ForgottenTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
-    a(write_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_A_i[n].pack(n, *o.partitions) if n < 32 else write_int_array(o.partitions, "i"))
 
 
 def _e_FetchRequest_7(o: FetchRequest, out: list[Any]) -> None:
@@ -830,7 +835,8 @@ def _e_FetchTopic_12(o: FetchTopic, out: list[Any]) -> None:
 def _e_ForgottenTopic_12(o: ForgottenTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -873,7 +879,8 @@ def _e_FetchTopic_13(o: FetchTopic, out: list[Any]) -> None:
 def _e_ForgottenTopic_13(o: ForgottenTopic, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -31,6 +32,7 @@ from kafkapy.protocol.primitives import (
 _S_i = Struct(">i")
 _S_ih = Struct(">ih")
 _S_iio = Struct(">ii?")
+_CA_b = COMPACT_ARRAY_STRUCTS["b"]
 
 
 @dataclass(slots=True)
@@ -97,7 +99,8 @@ def _e_GetTelemetrySubscriptionsResponse_0(o: GetTelemetrySubscriptionsResponse,
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uuid(o.client_instance_id))
     a(_S_i.pack(o.subscription_id))
-    a(write_compact_int_array(o.accepted_compression_types, "b"))
+    n = len(o.accepted_compression_types)
+    a(_CA_b[n].pack(n + 1, *o.accepted_compression_types) if n < 32 else write_compact_int_array(o.accepted_compression_types, "b"))
     a(_S_iio.pack(o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality))
     a(write_uvarint(len(o.requested_metrics) + 1))
     for x in o.requested_metrics:

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -41,6 +43,8 @@ _S_iiqb = Struct(">iiqb")
 _S_ioiqb = Struct(">i?iqb")
 _S_o = Struct(">?")
 _S_ob = Struct(">?b")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -648,9 +652,11 @@ def _e_LeaderAndIsrPartitionState_0(o: LeaderAndIsrPartitionState, out: list[Any
     a = out.append
     a(write_string(o.topic_name))
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_A_i[n].pack(n, *o.isr) if n < 32 else write_int_array(o.isr, "i"))
     a(_S_i.pack(o.partition_epoch))
-    a(write_int_array(o.replicas, "i"))
+    n = len(o.replicas)
+    a(_A_i[n].pack(n, *o.replicas) if n < 32 else write_int_array(o.replicas, "i"))
 
 
 def _e_LeaderAndIsrLiveLeader_0(o: LeaderAndIsrLiveLeader, out: list[Any]) -> None:
@@ -675,9 +681,11 @@ def _e_LeaderAndIsrPartitionState_1(o: LeaderAndIsrPartitionState, out: list[Any
     a = out.append
     a(write_string(o.topic_name))
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_A_i[n].pack(n, *o.isr) if n < 32 else write_int_array(o.isr, "i"))
     a(_S_i.pack(o.partition_epoch))
-    a(write_int_array(o.replicas, "i"))
+    n = len(o.replicas)
+    a(_A_i[n].pack(n, *o.replicas) if n < 32 else write_int_array(o.replicas, "i"))
     a(_S_o.pack(o.is_new))
 
 
@@ -695,9 +703,11 @@ def _e_LeaderAndIsrRequest_1(o: LeaderAndIsrRequest, out: list[Any]) -> None:
 def _e_LeaderAndIsrPartitionState_2(o: LeaderAndIsrPartitionState, out: list[Any]) -> None:
     a = out.append
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_A_i[n].pack(n, *o.isr) if n < 32 else write_int_array(o.isr, "i"))
     a(_S_i.pack(o.partition_epoch))
-    a(write_int_array(o.replicas, "i"))
+    n = len(o.replicas)
+    a(_A_i[n].pack(n, *o.replicas) if n < 32 else write_int_array(o.replicas, "i"))
     a(_S_o.pack(o.is_new))
 
 
@@ -723,11 +733,15 @@ def _e_LeaderAndIsrRequest_2(o: LeaderAndIsrRequest, out: list[Any]) -> None:
 def _e_LeaderAndIsrPartitionState_3(o: LeaderAndIsrPartitionState, out: list[Any]) -> None:
     a = out.append
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_A_i[n].pack(n, *o.isr) if n < 32 else write_int_array(o.isr, "i"))
     a(_S_i.pack(o.partition_epoch))
-    a(write_int_array(o.replicas, "i"))
-    a(write_int_array(o.adding_replicas, "i"))
-    a(write_int_array(o.removing_replicas, "i"))
+    n = len(o.replicas)
+    a(_A_i[n].pack(n, *o.replicas) if n < 32 else write_int_array(o.replicas, "i"))
+    n = len(o.adding_replicas)
+    a(_A_i[n].pack(n, *o.adding_replicas) if n < 32 else write_int_array(o.adding_replicas, "i"))
+    n = len(o.removing_replicas)
+    a(_A_i[n].pack(n, *o.removing_replicas) if n < 32 else write_int_array(o.removing_replicas, "i"))
     a(_S_o.pack(o.is_new))
 
 
@@ -753,11 +767,15 @@ def _e_LeaderAndIsrRequest_3(o: LeaderAndIsrRequest, out: list[Any]) -> None:
 def _e_LeaderAndIsrPartitionState_4(o: LeaderAndIsrPartitionState, out: list[Any]) -> None:
     a = out.append
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_compact_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_CA_i[n].pack(n + 1, *o.isr) if n < 32 else write_compact_int_array(o.isr, "i"))
     a(_S_i.pack(o.partition_epoch))
-    a(write_compact_int_array(o.replicas, "i"))
-    a(write_compact_int_array(o.adding_replicas, "i"))
-    a(write_compact_int_array(o.removing_replicas, "i"))
+    n = len(o.replicas)
+    a(_CA_i[n].pack(n + 1, *o.replicas) if n < 32 else write_compact_int_array(o.replicas, "i"))
+    n = len(o.adding_replicas)
+    a(_CA_i[n].pack(n + 1, *o.adding_replicas) if n < 32 else write_compact_int_array(o.adding_replicas, "i"))
+    n = len(o.removing_replicas)
+    a(_CA_i[n].pack(n + 1, *o.removing_replicas) if n < 32 else write_compact_int_array(o.removing_replicas, "i"))
     a(_S_o.pack(o.is_new))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -834,11 +852,15 @@ def _e_LeaderAndIsrRequest_5(o: LeaderAndIsrRequest, out: list[Any]) -> None:
 def _e_LeaderAndIsrPartitionState_6(o: LeaderAndIsrPartitionState, out: list[Any]) -> None:
     a = out.append
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_compact_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_CA_i[n].pack(n + 1, *o.isr) if n < 32 else write_compact_int_array(o.isr, "i"))
     a(_S_i.pack(o.partition_epoch))
-    a(write_compact_int_array(o.replicas, "i"))
-    a(write_compact_int_array(o.adding_replicas, "i"))
-    a(write_compact_int_array(o.removing_replicas, "i"))
+    n = len(o.replicas)
+    a(_CA_i[n].pack(n + 1, *o.replicas) if n < 32 else write_compact_int_array(o.replicas, "i"))
+    n = len(o.adding_replicas)
+    a(_CA_i[n].pack(n + 1, *o.adding_replicas) if n < 32 else write_compact_int_array(o.adding_replicas, "i"))
+    n = len(o.removing_replicas)
+    a(_CA_i[n].pack(n + 1, *o.removing_replicas) if n < 32 else write_compact_int_array(o.removing_replicas, "i"))
     a(_S_ob.pack(o.is_new, o.leader_recovery_state))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -33,6 +34,7 @@ _S_i = Struct(">i")
 _S_ih = Struct(">ih")
 _S_ihqq = Struct(">ihqq")
 _S_ihqqi = Struct(">ihqqi")
+_A_q = ARRAY_STRUCTS["q"]
 
 
 @dataclass(slots=True)
@@ -288,7 +290,8 @@ def _d_ListOffsetsResponse_6(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
 def _e_ListOffsetsPartitionResponse_0(o: ListOffsetsPartitionResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.partition_index, o.error_code))
-    a(write_int_array(o.old_style_offsets, "q"))
+    n = len(o.old_style_offsets)
+    a(_A_q[n].pack(n, *o.old_style_offsets) if n < 32 else write_int_array(o.old_style_offsets, "q"))
 
 
 def _e_ListOffsetsTopicResponse_0(o: ListOffsetsTopicResponse, out: list[Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     fault,
@@ -27,6 +28,7 @@ from kafkapy.protocol.primitives import (
 # Versions 0-0, flexible from 0
 
 _S_i = Struct(">i")
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -105,7 +107,8 @@ def _d_ListPartitionReassignmentsRequest_0(buf: memoryview, pos: int) -> tuple[L
 def _e_ListPartitionReassignmentsTopics_0(o: ListPartitionReassignmentsTopics, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
-    a(write_compact_int_array(o.partition_indexes, "i"))
+    n = len(o.partition_indexes)
+    a(_CA_i[n].pack(n + 1, *o.partition_indexes) if n < 32 else write_compact_int_array(o.partition_indexes, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

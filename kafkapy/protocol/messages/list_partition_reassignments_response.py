@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     fault,
@@ -29,6 +30,7 @@ from kafkapy.protocol.primitives import (
 
 _S_i = Struct(">i")
 _S_ih = Struct(">ih")
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -149,9 +151,12 @@ def _d_ListPartitionReassignmentsResponse_0(buf: memoryview, pos: int) -> tuple[
 def _e_OngoingPartitionReassignment_0(o: OngoingPartitionReassignment, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.partition_index))
-    a(write_compact_int_array(o.replicas, "i"))
-    a(write_compact_int_array(o.adding_replicas, "i"))
-    a(write_compact_int_array(o.removing_replicas, "i"))
+    n = len(o.replicas)
+    a(_CA_i[n].pack(n + 1, *o.replicas) if n < 32 else write_compact_int_array(o.replicas, "i"))
+    n = len(o.adding_replicas)
+    a(_CA_i[n].pack(n + 1, *o.adding_replicas) if n < 32 else write_compact_int_array(o.adding_replicas, "i"))
+    n = len(o.removing_replicas)
+    a(_CA_i[n].pack(n + 1, *o.removing_replicas) if n < 32 else write_compact_int_array(o.removing_replicas, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     fault,
@@ -26,6 +27,7 @@ from kafkapy.protocol.primitives import (
 # Versions 0-1, flexible from 0
 
 _S_q = Struct(">q")
+_CA_q = COMPACT_ARRAY_STRUCTS["q"]
 
 
 @dataclass(slots=True)
@@ -104,7 +106,8 @@ def _e_ListTransactionsRequest_0(o: ListTransactionsRequest, out: list[Any]) -> 
     a(write_uvarint(len(o.state_filters) + 1))
     for x in o.state_filters:
         a(write_compact_string(x))
-    a(write_compact_int_array(o.producer_id_filters, "q"))
+    n = len(o.producer_id_filters)
+    a(_CA_q[n].pack(n + 1, *o.producer_id_filters) if n < 32 else write_compact_int_array(o.producer_id_filters, "q"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -116,7 +119,8 @@ def _e_ListTransactionsRequest_1(o: ListTransactionsRequest, out: list[Any]) -> 
     a(write_uvarint(len(o.state_filters) + 1))
     for x in o.state_filters:
         a(write_compact_string(x))
-    a(write_compact_int_array(o.producer_id_filters, "q"))
+    n = len(o.producer_id_filters)
+    a(_CA_q[n].pack(n + 1, *o.producer_id_filters) if n < 32 else write_compact_int_array(o.producer_id_filters, "q"))
     a(_S_q.pack(o.duration_filter))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

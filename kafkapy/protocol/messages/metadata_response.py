@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -42,6 +44,8 @@ _S_hii = Struct(">hii")
 _S_hiii = Struct(">hiii")
 _S_i = Struct(">i")
 _S_o = Struct(">?")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -805,8 +809,10 @@ def _e_MetadataResponseBroker_0(o: MetadataResponseBroker, out: list[Any]) -> No
 def _e_MetadataResponsePartition_0(o: MetadataResponsePartition, out: list[Any]) -> None:
     a = out.append
     a(_S_hii.pack(o.error_code, o.partition_index, o.leader_id))
-    a(write_int_array(o.replica_nodes, "i"))
-    a(write_int_array(o.isr_nodes, "i"))
+    n = len(o.replica_nodes)
+    a(_A_i[n].pack(n, *o.replica_nodes) if n < 32 else write_int_array(o.replica_nodes, "i"))
+    n = len(o.isr_nodes)
+    a(_A_i[n].pack(n, *o.isr_nodes) if n < 32 else write_int_array(o.isr_nodes, "i"))
 
 
 def _e_MetadataResponseTopic_0(o: MetadataResponseTopic, out: list[Any]) -> None:
@@ -885,9 +891,12 @@ def _e_MetadataResponse_3(o: MetadataResponse, out: list[Any]) -> None:
 def _e_MetadataResponsePartition_5(o: MetadataResponsePartition, out: list[Any]) -> None:
     a = out.append
     a(_S_hii.pack(o.error_code, o.partition_index, o.leader_id))
-    a(write_int_array(o.replica_nodes, "i"))
-    a(write_int_array(o.isr_nodes, "i"))
-    a(write_int_array(o.offline_replicas, "i"))
+    n = len(o.replica_nodes)
+    a(_A_i[n].pack(n, *o.replica_nodes) if n < 32 else write_int_array(o.replica_nodes, "i"))
+    n = len(o.isr_nodes)
+    a(_A_i[n].pack(n, *o.isr_nodes) if n < 32 else write_int_array(o.isr_nodes, "i"))
+    n = len(o.offline_replicas)
+    a(_A_i[n].pack(n, *o.offline_replicas) if n < 32 else write_int_array(o.offline_replicas, "i"))
 
 
 def _e_MetadataResponseTopic_5(o: MetadataResponseTopic, out: list[Any]) -> None:
@@ -916,9 +925,12 @@ def _e_MetadataResponse_5(o: MetadataResponse, out: list[Any]) -> None:
 def _e_MetadataResponsePartition_7(o: MetadataResponsePartition, out: list[Any]) -> None:
     a = out.append
     a(_S_hiii.pack(o.error_code, o.partition_index, o.leader_id, o.leader_epoch))
-    a(write_int_array(o.replica_nodes, "i"))
-    a(write_int_array(o.isr_nodes, "i"))
-    a(write_int_array(o.offline_replicas, "i"))
+    n = len(o.replica_nodes)
+    a(_A_i[n].pack(n, *o.replica_nodes) if n < 32 else write_int_array(o.replica_nodes, "i"))
+    n = len(o.isr_nodes)
+    a(_A_i[n].pack(n, *o.isr_nodes) if n < 32 else write_int_array(o.isr_nodes, "i"))
+    n = len(o.offline_replicas)
+    a(_A_i[n].pack(n, *o.offline_replicas) if n < 32 else write_int_array(o.offline_replicas, "i"))
 
 
 def _e_MetadataResponseTopic_7(o: MetadataResponseTopic, out: list[Any]) -> None:
@@ -984,9 +996,12 @@ def _e_MetadataResponseBroker_9(o: MetadataResponseBroker, out: list[Any]) -> No
 def _e_MetadataResponsePartition_9(o: MetadataResponsePartition, out: list[Any]) -> None:
     a = out.append
     a(_S_hiii.pack(o.error_code, o.partition_index, o.leader_id, o.leader_epoch))
-    a(write_compact_int_array(o.replica_nodes, "i"))
-    a(write_compact_int_array(o.isr_nodes, "i"))
-    a(write_compact_int_array(o.offline_replicas, "i"))
+    n = len(o.replica_nodes)
+    a(_CA_i[n].pack(n + 1, *o.replica_nodes) if n < 32 else write_compact_int_array(o.replica_nodes, "i"))
+    n = len(o.isr_nodes)
+    a(_CA_i[n].pack(n + 1, *o.isr_nodes) if n < 32 else write_compact_int_array(o.isr_nodes, "i"))
+    n = len(o.offline_replicas)
+    a(_CA_i[n].pack(n + 1, *o.offline_replicas) if n < 32 else write_compact_int_array(o.offline_replicas, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -36,6 +38,8 @@ from kafkapy.protocol.primitives import (
 
 _S_i = Struct(">i")
 _S_o = Struct(">?")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -345,7 +349,8 @@ def _d_OffsetFetchRequest_9(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
 def _e_OffsetFetchRequestTopic_0(o: OffsetFetchRequestTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
-    a(write_int_array(o.partition_indexes, "i"))
+    n = len(o.partition_indexes)
+    a(_A_i[n].pack(n, *o.partition_indexes) if n < 32 else write_int_array(o.partition_indexes, "i"))
 
 
 def _e_OffsetFetchRequest_0(o: OffsetFetchRequest, out: list[Any]) -> None:
@@ -370,7 +375,8 @@ def _e_OffsetFetchRequest_2(o: OffsetFetchRequest, out: list[Any]) -> None:
 def _e_OffsetFetchRequestTopic_6(o: OffsetFetchRequestTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
-    a(write_compact_int_array(o.partition_indexes, "i"))
+    n = len(o.partition_indexes)
+    a(_CA_i[n].pack(n + 1, *o.partition_indexes) if n < 32 else write_compact_int_array(o.partition_indexes, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -411,7 +417,8 @@ def _e_OffsetFetchRequest_7(o: OffsetFetchRequest, out: list[Any]) -> None:
 def _e_OffsetFetchRequestTopics_8(o: OffsetFetchRequestTopics, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
-    a(write_compact_int_array(o.partition_indexes, "i"))
+    n = len(o.partition_indexes)
+    a(_CA_i[n].pack(n + 1, *o.partition_indexes) if n < 32 else write_compact_int_array(o.partition_indexes, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

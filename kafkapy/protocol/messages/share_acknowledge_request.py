@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -30,6 +31,7 @@ from kafkapy.protocol.primitives import (
 
 _S_i = Struct(">i")
 _S_qq = Struct(">qq")
+_CA_b = COMPACT_ARRAY_STRUCTS["b"]
 
 
 @dataclass(slots=True)
@@ -178,7 +180,8 @@ def _d_ShareAcknowledgeRequest_0(buf: memoryview, pos: int) -> tuple[ShareAcknow
 def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, out: list[Any]) -> None:
     a = out.append
     a(_S_qq.pack(o.first_offset, o.last_offset))
-    a(write_compact_int_array(o.acknowledge_types, "b"))
+    n = len(o.acknowledge_types)
+    a(_CA_b[n].pack(n + 1, *o.acknowledge_types) if n < 32 else write_compact_int_array(o.acknowledge_types, "b"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

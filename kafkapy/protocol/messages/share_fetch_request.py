@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -31,6 +32,8 @@ from kafkapy.protocol.primitives import (
 _S_ii = Struct(">ii")
 _S_iiii = Struct(">iiii")
 _S_qq = Struct(">qq")
+_CA_b = COMPACT_ARRAY_STRUCTS["b"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -219,7 +222,8 @@ def _d_ShareFetchRequest_0(buf: memoryview, pos: int) -> tuple[ShareFetchRequest
 def _e_AcknowledgementBatch_0(o: AcknowledgementBatch, out: list[Any]) -> None:
     a = out.append
     a(_S_qq.pack(o.first_offset, o.last_offset))
-    a(write_compact_int_array(o.acknowledge_types, "b"))
+    n = len(o.acknowledge_types)
+    a(_CA_b[n].pack(n + 1, *o.acknowledge_types) if n < 32 else write_compact_int_array(o.acknowledge_types, "b"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -253,7 +257,8 @@ def _e_FetchTopic_0(o: FetchTopic, out: list[Any]) -> None:
 def _e_ForgottenTopic_0(o: ForgottenTopic, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -33,6 +34,7 @@ from kafkapy.protocol.primitives import (
 _S_h = Struct(">h")
 _S_i = Struct(">i")
 _S_ii = Struct(">ii")
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -243,7 +245,8 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_compact_string(o.topic_name))
-    a(write_compact_int_array(o.partitions, "i"))
+    n = len(o.partitions)
+    a(_CA_i[n].pack(n + 1, *o.partitions) if n < 32 else write_compact_int_array(o.partitions, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

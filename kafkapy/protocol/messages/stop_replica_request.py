@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -35,6 +37,8 @@ _S_iio = Struct(">ii?")
 _S_iiq = Struct(">iiq")
 _S_iiqo = Struct(">iiq?")
 _S_ioiq = Struct(">i?iq")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -309,7 +313,8 @@ def _e_StopReplicaRequest_0(o: StopReplicaRequest, out: list[Any]) -> None:
 def _e_StopReplicaTopicV1_1(o: StopReplicaTopicV1, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
-    a(write_int_array(o.partition_indexes, "i"))
+    n = len(o.partition_indexes)
+    a(_A_i[n].pack(n, *o.partition_indexes) if n < 32 else write_int_array(o.partition_indexes, "i"))
 
 
 def _e_StopReplicaRequest_1(o: StopReplicaRequest, out: list[Any]) -> None:
@@ -323,7 +328,8 @@ def _e_StopReplicaRequest_1(o: StopReplicaRequest, out: list[Any]) -> None:
 def _e_StopReplicaTopicV1_2(o: StopReplicaTopicV1, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
-    a(write_compact_int_array(o.partition_indexes, "i"))
+    n = len(o.partition_indexes)
+    a(_CA_i[n].pack(n + 1, *o.partition_indexes) if n < 32 else write_compact_int_array(o.partition_indexes, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

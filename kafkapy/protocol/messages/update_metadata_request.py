@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -44,6 +46,8 @@ _S_ii = Struct(">ii")
 _S_iiii = Struct(">iiii")
 _S_iiq = Struct(">iiq")
 _S_ioiq = Struct(">i?iq")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -683,9 +687,11 @@ def _e_UpdateMetadataPartitionState_0(o: UpdateMetadataPartitionState, out: list
     a = out.append
     a(write_string(o.topic_name))
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_A_i[n].pack(n, *o.isr) if n < 32 else write_int_array(o.isr, "i"))
     a(_S_i.pack(o.zk_version))
-    a(write_int_array(o.replicas, "i"))
+    n = len(o.replicas)
+    a(_A_i[n].pack(n, *o.replicas) if n < 32 else write_int_array(o.replicas, "i"))
 
 
 def _e_UpdateMetadataBroker_0(o: UpdateMetadataBroker, out: list[Any]) -> None:
@@ -784,10 +790,13 @@ def _e_UpdateMetadataPartitionState_4(o: UpdateMetadataPartitionState, out: list
     a = out.append
     a(write_string(o.topic_name))
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_A_i[n].pack(n, *o.isr) if n < 32 else write_int_array(o.isr, "i"))
     a(_S_i.pack(o.zk_version))
-    a(write_int_array(o.replicas, "i"))
-    a(write_int_array(o.offline_replicas, "i"))
+    n = len(o.replicas)
+    a(_A_i[n].pack(n, *o.replicas) if n < 32 else write_int_array(o.replicas, "i"))
+    n = len(o.offline_replicas)
+    a(_A_i[n].pack(n, *o.offline_replicas) if n < 32 else write_int_array(o.offline_replicas, "i"))
 
 
 def _e_UpdateMetadataRequest_4(o: UpdateMetadataRequest, out: list[Any]) -> None:
@@ -804,10 +813,13 @@ def _e_UpdateMetadataRequest_4(o: UpdateMetadataRequest, out: list[Any]) -> None
 def _e_UpdateMetadataPartitionState_5(o: UpdateMetadataPartitionState, out: list[Any]) -> None:
     a = out.append
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_A_i[n].pack(n, *o.isr) if n < 32 else write_int_array(o.isr, "i"))
     a(_S_i.pack(o.zk_version))
-    a(write_int_array(o.replicas, "i"))
-    a(write_int_array(o.offline_replicas, "i"))
+    n = len(o.replicas)
+    a(_A_i[n].pack(n, *o.replicas) if n < 32 else write_int_array(o.replicas, "i"))
+    n = len(o.offline_replicas)
+    a(_A_i[n].pack(n, *o.offline_replicas) if n < 32 else write_int_array(o.offline_replicas, "i"))
 
 
 def _e_UpdateMetadataTopicState_5(o: UpdateMetadataTopicState, out: list[Any]) -> None:
@@ -832,10 +844,13 @@ def _e_UpdateMetadataRequest_5(o: UpdateMetadataRequest, out: list[Any]) -> None
 def _e_UpdateMetadataPartitionState_6(o: UpdateMetadataPartitionState, out: list[Any]) -> None:
     a = out.append
     a(_S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch))
-    a(write_compact_int_array(o.isr, "i"))
+    n = len(o.isr)
+    a(_CA_i[n].pack(n + 1, *o.isr) if n < 32 else write_compact_int_array(o.isr, "i"))
     a(_S_i.pack(o.zk_version))
-    a(write_compact_int_array(o.replicas, "i"))
-    a(write_compact_int_array(o.offline_replicas, "i"))
+    n = len(o.replicas)
+    a(_CA_i[n].pack(n + 1, *o.replicas) if n < 32 else write_compact_int_array(o.replicas, "i"))
+    n = len(o.offline_replicas)
+    a(_CA_i[n].pack(n + 1, *o.offline_replicas) if n < 32 else write_compact_int_array(o.offline_replicas, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    ARRAY_STRUCTS,
+    COMPACT_ARRAY_STRUCTS,
     FAULTS,
     INT32,
     Message,
@@ -32,6 +34,8 @@ from kafkapy.protocol.primitives import (
 
 _S_i = Struct(">i")
 _S_qho = Struct(">qh?")
+_A_i = ARRAY_STRUCTS["i"]
+_CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
 @dataclass(slots=True)
@@ -189,7 +193,8 @@ def _d_WriteTxnMarkersRequest_1(buf: memoryview, pos: int) -> tuple[WriteTxnMark
 def _e_WritableTxnMarkerTopic_0(o: WritableTxnMarkerTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
-    a(write_int_array(o.partition_indexes, "i"))
+    n = len(o.partition_indexes)
+    a(_A_i[n].pack(n, *o.partition_indexes) if n < 32 else write_int_array(o.partition_indexes, "i"))
 
 
 def _e_WritableTxnMarker_0(o: WritableTxnMarker, out: list[Any]) -> None:
@@ -211,7 +216,8 @@ def _e_WriteTxnMarkersRequest_0(o: WriteTxnMarkersRequest, out: list[Any]) -> No
 def _e_WritableTxnMarkerTopic_1(o: WritableTxnMarkerTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
-    a(write_compact_int_array(o.partition_indexes, "i"))
+    n = len(o.partition_indexes)
+    a(_CA_i[n].pack(n + 1, *o.partition_indexes) if n < 32 else write_compact_int_array(o.partition_indexes, "i"))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
