@@ -1,0 +1,882 @@
+"""Broker and topic configuration.
+
+`BROKER_CONFIGS` is the single source for every broker key kafkapy knows:
+its Kafka name, the `BrokerConfig` attribute it fills, its type, default and
+doc. `BrokerConfig.describe()` reads it to answer DescribeConfigs for the
+broker resource. `TOPIC_CONFIGS` does the same for per-topic keys, whose
+defaults come from the broker's synonyms (e.g. `retention.ms` from
+`log.retention.{ms,minutes,hours}`).
+
+Loading order: `server.properties` file, then overrides in the order given.
+Unknown keys are kept (Kafka does not reject them either) and logged at debug.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+INT_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; `key` names the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"invalid value for {key!r}: {message}")
+        self.key = key
+        self.message = message
+
+
+class ConfigType(enum.IntEnum):
+    """Kafka's ConfigDef types, numbered as DescribeConfigs (v3+) reports them."""
+
+    UNKNOWN = 0
+    BOOLEAN = 1
+    STRING = 2
+    INT = 3
+    SHORT = 4
+    LONG = 5
+    DOUBLE = 6
+    LIST = 7
+    CLASS = 8
+    PASSWORD = 9
+
+
+class ConfigSource(enum.IntEnum):
+    """Kafka's DescribeConfigs ConfigSource enum."""
+
+    UNKNOWN = 0
+    DYNAMIC_TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+    DYNAMIC_BROKER_LOGGER_CONFIG = 6
+
+
+# ---------------------------------------------------------------------------
+# Value parsing and validation
+
+_INT_RANGES: dict[ConfigType, tuple[int, int]] = {
+    ConfigType.SHORT: (-(2**15), 2**15 - 1),
+    ConfigType.INT: (-(2**31), INT_MAX),
+    ConfigType.LONG: (-(2**63), LONG_MAX),
+}
+
+Validator = Callable[[Any], str | None]
+"""Returns an error message for a bad (already typed) value, None when fine."""
+
+
+def parse_value(key: str, ctype: ConfigType, raw: str, nullable: bool = False) -> Any:
+    """Convert a raw string to the typed value Kafka's ConfigDef would produce."""
+    text = raw.strip()
+    if nullable and text == "":
+        return None
+    if ctype is ConfigType.BOOLEAN:
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        raise ConfigError(key, f"expected true or false, got {raw!r}")
+    if ctype in _INT_RANGES:
+        try:
+            number = int(text, 10)
+        except ValueError:
+            raise ConfigError(key, f"expected an integer, got {raw!r}") from None
+        lo, hi = _INT_RANGES[ctype]
+        if not lo <= number <= hi:
+            raise ConfigError(key, f"{number} is outside [{lo}, {hi}]")
+        return number
+    if ctype is ConfigType.DOUBLE:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(key, f"expected a number, got {raw!r}") from None
+    if ctype is ConfigType.LIST:
+        return [item.strip() for item in text.split(",") if item.strip()] if text else []
+    return text
+
+
+def format_value(ctype: ConfigType, value: Any) -> str | None:
+    """Render a typed value the way Kafka reports it in DescribeConfigs."""
+    if value is None:
+        return None
+    if ctype is ConfigType.BOOLEAN:
+        return "true" if value else "false"
+    if ctype is ConfigType.LIST:
+        return ",".join(str(v) for v in value)
+    if ctype is ConfigType.DOUBLE:
+        return repr(float(value))
+    return str(value)
+
+
+def at_least(minimum: float) -> Validator:
+    def check(value: Any) -> str | None:
+        if value is not None and value < minimum:
+            return f"value must be at least {minimum}"
+        return None
+
+    return check
+
+
+def between(lo: float, hi: float) -> Validator:
+    def check(value: Any) -> str | None:
+        if value is not None and not lo <= value <= hi:
+            return f"value must be between {lo} and {hi}"
+        return None
+
+    return check
+
+
+def one_of(*choices: str, case_sensitive: bool = True) -> Validator:
+    allowed = choices if case_sensitive else tuple(c.lower() for c in choices)
+
+    def check(value: Any) -> str | None:
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            probe = item if case_sensitive else str(item).lower()
+            if probe not in allowed:
+                return f"{item!r} is not one of {', '.join(choices)}"
+        return None
+
+    return check
+
+
+def _valid_listeners(value: Any) -> str | None:
+    try:
+        parse_listeners(value if isinstance(value, list) else [value])
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Listeners
+
+
+@dataclass(slots=True, frozen=True)
+class Listener:
+    """One `NAME://host:port` endpoint; a bare `host:port` is named PLAINTEXT."""
+
+    name: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.name}://{_join_host(self.host)}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"{_join_host(self.host)}:{self.port}"
+
+
+def _join_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+_LISTENER_RE = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.-]+)://)?(?P<host>\[[^\]]*\]|[^:\[\]]*):(?P<port>-?\d+)$")
+
+
+def parse_listener(text: str) -> Listener:
+    """Parse `NAME://host:port`, `host:port`, `[v6]:port` or `:port`."""
+    m = _LISTENER_RE.match(text.strip())
+    if m is None:
+        raise ValueError(f"listener {text!r} is not of the form [NAME://]host:port")
+    port = int(m["port"])
+    if not 0 <= port <= 65535:
+        raise ValueError(f"listener {text!r} has port outside 0..65535")
+    host = m["host"]
+    if host.startswith("["):
+        host = host[1:-1]
+    return Listener((m["name"] or "PLAINTEXT").upper(), host, port)
+
+
+def parse_listeners(items: Iterable[str]) -> list[Listener]:
+    result = [parse_listener(item) for item in items]
+    names = [listener.name for listener in result]
+    if len(set(names)) != len(names):
+        raise ValueError("each listener must have a different name")
+    return result
+
+
+# ---------------------------------------------------------------------------
+# The broker config table
+
+
+@dataclass(slots=True, frozen=True)
+class ConfigKey:
+    """One row of a config table."""
+
+    name: str
+    attr: str
+    type: ConfigType
+    default: Any
+    doc: str
+    validator: Validator | None = None
+    nullable: bool = False
+    dynamic: bool = False  # Kafka allows changing it at run time (read_only=false)
+    sensitive: bool = False
+
+    def parse(self, raw: str) -> Any:
+        value = parse_value(self.name, self.type, raw, self.nullable)
+        if self.validator is not None and value is not None:
+            problem = self.validator(value)
+            if problem is not None:
+                raise ConfigError(self.name, problem)
+        return value
+
+
+_K = ConfigKey
+_T = ConfigType
+_DAY_MS = 86_400_000
+
+BROKER_CONFIGS: tuple[ConfigKey, ...] = (
+    # identity and listeners
+    _K("node.id", "node_id", _T.INT, None, "This broker's id; wins over broker.id.", at_least(0), nullable=True),
+    _K("broker.id", "broker_id", _T.INT, 0, "This broker's id when node.id is unset.", at_least(-1)),
+    _K("cluster.id", "cluster_id", _T.STRING, None, "Cluster id reported to clients; generated and stored in the data dir when unset.", nullable=True),
+    _K("listeners", "listeners", _T.LIST, ["PLAINTEXT://127.0.0.1:9092"], "Comma-separated [NAME://]host:port endpoints to listen on.", _valid_listeners),
+    _K("advertised.listeners", "advertised_listeners", _T.LIST, None, "Endpoints given to clients in metadata; defaults to listeners.", _valid_listeners, nullable=True),
+    _K("inter.broker.listener.name", "inter_broker_listener_name", _T.STRING, None, "Listener used between brokers.", nullable=True),
+    _K("listener.security.protocol.map", "listener_security_protocol_map", _T.LIST,
+       ["PLAINTEXT:PLAINTEXT", "SSL:SSL", "SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL"],
+       "Listener name to security protocol.", dynamic=True),
+    # storage
+    _K("log.dirs", "log_dirs", _T.LIST, None, "Data directories; wins over log.dir.", nullable=True),
+    _K("log.dir", "log_dir", _T.STRING, "./data", "Data directory when log.dirs is unset."),
+    _K("num.partitions", "num_partitions", _T.INT, 1, "Default partition count for auto-created topics.", at_least(1)),
+    _K("default.replication.factor", "default_replication_factor", _T.INT, 1, "Default replication factor for auto-created topics.", at_least(1)),
+    _K("auto.create.topics.enable", "auto_create_topics_enable", _T.BOOLEAN, True, "Create topics on metadata requests or produce to unknown topics."),
+    _K("delete.topic.enable", "delete_topic_enable", _T.BOOLEAN, True, "Allow DeleteTopics."),
+    _K("log.retention.hours", "log_retention_hours", _T.INT, 168, "Hours to keep a segment; lowest priority of the retention keys."),
+    _K("log.retention.minutes", "log_retention_minutes", _T.INT, None, "Minutes to keep a segment; wins over log.retention.hours.", nullable=True, dynamic=False),
+    _K("log.retention.ms", "log_retention_ms", _T.LONG, None, "Milliseconds to keep a segment; wins over minutes and hours. -1 keeps forever.", nullable=True, dynamic=True),
+    _K("log.retention.bytes", "log_retention_bytes", _T.LONG, -1, "Max bytes per partition before old segments are deleted; -1 is unlimited.", dynamic=True),
+    _K("log.segment.bytes", "log_segment_bytes", _T.INT, 1073741824, "Max size of a log segment file.", at_least(14), dynamic=True),
+    _K("log.roll.hours", "log_roll_hours", _T.INT, 168, "Hours before a new segment is rolled.", at_least(1)),
+    _K("log.roll.ms", "log_roll_ms", _T.LONG, None, "Milliseconds before a new segment is rolled; wins over hours.", nullable=True, dynamic=True),
+    _K("log.roll.jitter.hours", "log_roll_jitter_hours", _T.INT, 0, "Max random jitter subtracted from the roll time, hours.", at_least(0)),
+    _K("log.roll.jitter.ms", "log_roll_jitter_ms", _T.LONG, None, "Roll jitter in ms; wins over hours.", nullable=True, dynamic=True),
+    _K("log.cleanup.policy", "log_cleanup_policy", _T.LIST, ["delete"], "delete and/or compact.", one_of("delete", "compact"), dynamic=True),
+    _K("log.cleaner.enable", "log_cleaner_enable", _T.BOOLEAN, True, "Run the log cleaner for compacted topics."),
+    _K("log.cleaner.delete.retention.ms", "log_cleaner_delete_retention_ms", _T.LONG, _DAY_MS, "How long tombstones are kept on compacted topics.", at_least(0), dynamic=True),
+    _K("log.cleaner.min.compaction.lag.ms", "log_cleaner_min_compaction_lag_ms", _T.LONG, 0, "Min age of a message before it may be compacted.", at_least(0), dynamic=True),
+    _K("log.cleaner.max.compaction.lag.ms", "log_cleaner_max_compaction_lag_ms", _T.LONG, LONG_MAX, "Max time a message stays ineligible for compaction.", at_least(1), dynamic=True),
+    _K("log.cleaner.min.cleanable.ratio", "log_cleaner_min_cleanable_ratio", _T.DOUBLE, 0.5, "Min dirty ratio before a log is cleaned.", between(0, 1), dynamic=True),
+    _K("log.segment.delete.delay.ms", "log_segment_delete_delay_ms", _T.LONG, 60000, "Delay before a deleted segment's files are removed.", at_least(0), dynamic=True),
+    _K("log.flush.interval.messages", "log_flush_interval_messages", _T.LONG, LONG_MAX, "Messages appended before a forced fsync.", at_least(1), dynamic=True),
+    _K("log.flush.interval.ms", "log_flush_interval_ms", _T.LONG, None, "Max ms a message stays unflushed; unset uses log.flush.scheduler.interval.ms.", nullable=True, dynamic=True),
+    _K("log.flush.scheduler.interval.ms", "log_flush_scheduler_interval_ms", _T.LONG, LONG_MAX, "How often the flusher checks logs."),
+    _K("log.index.interval.bytes", "log_index_interval_bytes", _T.INT, 4096, "Bytes between offset index entries.", at_least(0), dynamic=True),
+    _K("log.index.size.max.bytes", "log_index_size_max_bytes", _T.INT, 10485760, "Max size of an offset index file.", at_least(4), dynamic=True),
+    _K("log.preallocate", "log_preallocate", _T.BOOLEAN, False, "Preallocate segment files.", dynamic=True),
+    _K("log.retention.check.interval.ms", "log_retention_check_interval_ms", _T.LONG, 300000, "How often retention is enforced.", at_least(1)),
+    _K("log.message.timestamp.type", "log_message_timestamp_type", _T.STRING, "CreateTime", "CreateTime or LogAppendTime.", one_of("CreateTime", "LogAppendTime"), dynamic=True),
+    _K("log.message.timestamp.difference.max.ms", "log_message_timestamp_difference_max_ms", _T.LONG, LONG_MAX, "Deprecated: max allowed |broker time - record time| for CreateTime.", at_least(0), dynamic=True),
+    _K("log.message.timestamp.before.max.ms", "log_message_timestamp_before_max_ms", _T.LONG, LONG_MAX, "Max ms a record timestamp may be behind the broker's time.", at_least(0), dynamic=True),
+    _K("log.message.timestamp.after.max.ms", "log_message_timestamp_after_max_ms", _T.LONG, LONG_MAX, "Max ms a record timestamp may be ahead of the broker's time.", at_least(0), dynamic=True),
+    _K("log.message.downconversion.enable", "log_message_downconversion_enable", _T.BOOLEAN, True, "Down-convert batches for old fetch versions.", dynamic=True),
+    _K("compression.type", "compression_type", _T.STRING, "producer", "Final compression of topic data; producer keeps the producer's codec.",
+       one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"), dynamic=True),
+    _K("min.insync.replicas", "min_insync_replicas", _T.INT, 1, "Replicas that must acknowledge an acks=all produce.", at_least(1), dynamic=True),
+    _K("unclean.leader.election.enable", "unclean_leader_election_enable", _T.BOOLEAN, False, "Allow out-of-sync replicas to become leader.", dynamic=True),
+    _K("replica.lag.time.max.ms", "replica_lag_time_max_ms", _T.LONG, 30000, "A follower behind this long leaves the ISR."),
+    # request limits
+    _K("message.max.bytes", "message_max_bytes", _T.INT, 1048588, "Largest record batch accepted.", at_least(0), dynamic=True),
+    _K("socket.request.max.bytes", "socket_request_max_bytes", _T.INT, 104857600, "Largest request frame accepted.", at_least(1)),
+    _K("connections.max.idle.ms", "connections_max_idle_ms", _T.LONG, 600000, "Close connections idle this long; -1 never."),
+    _K("queued.max.requests", "queued_max_requests", _T.INT, 500, "Max requests queued per connection before reading pauses.", at_least(1)),
+    _K("queued.max.request.bytes", "queued_max_request_bytes", _T.LONG, -1, "Max request bytes queued per connection before reading pauses; -1 uses socket.request.max.bytes."),
+    # group coordinator
+    _K("offsets.topic.num.partitions", "offsets_topic_num_partitions", _T.INT, 50, "Partitions of __consumer_offsets.", at_least(1)),
+    _K("offsets.topic.replication.factor", "offsets_topic_replication_factor", _T.SHORT, 1, "Replication of __consumer_offsets (Kafka's default is 3; 1 suits a single node).", at_least(1)),
+    _K("offsets.topic.segment.bytes", "offsets_topic_segment_bytes", _T.INT, 104857600, "Segment size of __consumer_offsets.", at_least(1)),
+    _K("offsets.retention.minutes", "offsets_retention_minutes", _T.INT, 10080, "Keep committed offsets of empty groups this long.", at_least(1)),
+    _K("offsets.retention.check.interval.ms", "offsets_retention_check_interval_ms", _T.LONG, 600000, "How often stale offsets are removed.", at_least(1)),
+    _K("offsets.commit.timeout.ms", "offsets_commit_timeout_ms", _T.INT, 5000, "Timeout of an offset commit write.", at_least(1)),
+    _K("offset.metadata.max.bytes", "offset_metadata_max_bytes", _T.INT, 4096, "Max size of commit metadata."),
+    _K("group.initial.rebalance.delay.ms", "group_initial_rebalance_delay_ms", _T.INT, 3000, "Wait for more members before the first rebalance of a new group."),
+    _K("group.min.session.timeout.ms", "group_min_session_timeout_ms", _T.INT, 6000, "Smallest session timeout a member may ask for."),
+    _K("group.max.session.timeout.ms", "group_max_session_timeout_ms", _T.INT, 1800000, "Largest session timeout a member may ask for."),
+    _K("group.max.size", "group_max_size", _T.INT, INT_MAX, "Max members of one group.", at_least(1)),
+    # transactions and idempotence
+    _K("transaction.state.log.num.partitions", "transaction_state_log_num_partitions", _T.INT, 50, "Partitions of __transaction_state.", at_least(1)),
+    _K("transaction.state.log.replication.factor", "transaction_state_log_replication_factor", _T.SHORT, 1, "Replication of __transaction_state (Kafka's default is 3; 1 suits a single node).", at_least(1)),
+    _K("transaction.state.log.min.isr", "transaction_state_log_min_isr", _T.INT, 1, "min.insync.replicas of __transaction_state (Kafka's default is 2).", at_least(1)),
+    _K("transaction.max.timeout.ms", "transaction_max_timeout_ms", _T.INT, 900000, "Largest transaction timeout a producer may ask for.", at_least(1)),
+    _K("transactional.id.expiration.ms", "transactional_id_expiration_ms", _T.INT, 604800000, "Expire a transactional id unused this long.", at_least(1), dynamic=True),
+    _K("producer.id.expiration.ms", "producer_id_expiration_ms", _T.INT, _DAY_MS, "Expire an idle producer id's state after this long.", at_least(1), dynamic=True),
+    # kafkapy-only
+    _K("kafkapy.event.loop", "event_loop", _T.STRING, "auto", "auto, uvloop or asyncio: the event loop implementation.", one_of("auto", "uvloop", "asyncio")),
+    _K("kafkapy.shutdown.timeout.ms", "shutdown_timeout_ms", _T.LONG, 10000, "Max wait for in-flight requests at shutdown.", at_least(0)),
+)
+
+BROKER_KEYS: dict[str, ConfigKey] = {key.name: key for key in BROKER_CONFIGS}
+_BY_ATTR: dict[str, ConfigKey] = {key.attr: key for key in BROKER_CONFIGS}
+
+
+def _default(name: str) -> Any:
+    """Default of a broker key, read from the table (the single source)."""
+    value = BROKER_KEYS[name].default
+    return list(value) if isinstance(value, list) else value
+
+
+def _list_default(name: str) -> Any:
+    return field(default_factory=lambda: _default(name))
+
+
+@dataclass(slots=True, frozen=True)
+class ConfigDescription:
+    """One DescribeConfigs entry, already rendered as Kafka reports it."""
+
+    name: str
+    value: str | None
+    is_default: bool
+    source: ConfigSource
+    read_only: bool
+    sensitive: bool
+    config_type: ConfigType = ConfigType.UNKNOWN
+    documentation: str | None = None
+    synonyms: tuple[tuple[str, str | None, ConfigSource], ...] = ()
+
+
+@dataclass(slots=True)
+class BrokerConfig:
+    """Typed broker configuration; attribute defaults come from BROKER_CONFIGS."""
+
+    node_id: int | None = _default("node.id")
+    broker_id: int = _default("broker.id")
+    cluster_id: str | None = _default("cluster.id")
+    listeners: list[str] = _list_default("listeners")
+    advertised_listeners: list[str] | None = _default("advertised.listeners")
+    inter_broker_listener_name: str | None = _default("inter.broker.listener.name")
+    listener_security_protocol_map: list[str] = _list_default("listener.security.protocol.map")
+    log_dirs: list[str] | None = _default("log.dirs")
+    log_dir: str = _default("log.dir")
+    num_partitions: int = _default("num.partitions")
+    default_replication_factor: int = _default("default.replication.factor")
+    auto_create_topics_enable: bool = _default("auto.create.topics.enable")
+    delete_topic_enable: bool = _default("delete.topic.enable")
+    log_retention_hours: int = _default("log.retention.hours")
+    log_retention_minutes: int | None = _default("log.retention.minutes")
+    log_retention_ms: int | None = _default("log.retention.ms")
+    log_retention_bytes: int = _default("log.retention.bytes")
+    log_segment_bytes: int = _default("log.segment.bytes")
+    log_roll_hours: int = _default("log.roll.hours")
+    log_roll_ms: int | None = _default("log.roll.ms")
+    log_roll_jitter_hours: int = _default("log.roll.jitter.hours")
+    log_roll_jitter_ms: int | None = _default("log.roll.jitter.ms")
+    log_cleanup_policy: list[str] = _list_default("log.cleanup.policy")
+    log_cleaner_enable: bool = _default("log.cleaner.enable")
+    log_cleaner_delete_retention_ms: int = _default("log.cleaner.delete.retention.ms")
+    log_cleaner_min_compaction_lag_ms: int = _default("log.cleaner.min.compaction.lag.ms")
+    log_cleaner_max_compaction_lag_ms: int = _default("log.cleaner.max.compaction.lag.ms")
+    log_cleaner_min_cleanable_ratio: float = _default("log.cleaner.min.cleanable.ratio")
+    log_segment_delete_delay_ms: int = _default("log.segment.delete.delay.ms")
+    log_flush_interval_messages: int = _default("log.flush.interval.messages")
+    log_flush_interval_ms: int | None = _default("log.flush.interval.ms")
+    log_flush_scheduler_interval_ms: int = _default("log.flush.scheduler.interval.ms")
+    log_index_interval_bytes: int = _default("log.index.interval.bytes")
+    log_index_size_max_bytes: int = _default("log.index.size.max.bytes")
+    log_preallocate: bool = _default("log.preallocate")
+    log_retention_check_interval_ms: int = _default("log.retention.check.interval.ms")
+    log_message_timestamp_type: str = _default("log.message.timestamp.type")
+    log_message_timestamp_difference_max_ms: int = _default("log.message.timestamp.difference.max.ms")
+    log_message_timestamp_before_max_ms: int = _default("log.message.timestamp.before.max.ms")
+    log_message_timestamp_after_max_ms: int = _default("log.message.timestamp.after.max.ms")
+    log_message_downconversion_enable: bool = _default("log.message.downconversion.enable")
+    compression_type: str = _default("compression.type")
+    min_insync_replicas: int = _default("min.insync.replicas")
+    unclean_leader_election_enable: bool = _default("unclean.leader.election.enable")
+    replica_lag_time_max_ms: int = _default("replica.lag.time.max.ms")
+    message_max_bytes: int = _default("message.max.bytes")
+    socket_request_max_bytes: int = _default("socket.request.max.bytes")
+    connections_max_idle_ms: int = _default("connections.max.idle.ms")
+    queued_max_requests: int = _default("queued.max.requests")
+    queued_max_request_bytes: int = _default("queued.max.request.bytes")
+    offsets_topic_num_partitions: int = _default("offsets.topic.num.partitions")
+    offsets_topic_replication_factor: int = _default("offsets.topic.replication.factor")
+    offsets_topic_segment_bytes: int = _default("offsets.topic.segment.bytes")
+    offsets_retention_minutes: int = _default("offsets.retention.minutes")
+    offsets_retention_check_interval_ms: int = _default("offsets.retention.check.interval.ms")
+    offsets_commit_timeout_ms: int = _default("offsets.commit.timeout.ms")
+    offset_metadata_max_bytes: int = _default("offset.metadata.max.bytes")
+    group_initial_rebalance_delay_ms: int = _default("group.initial.rebalance.delay.ms")
+    group_min_session_timeout_ms: int = _default("group.min.session.timeout.ms")
+    group_max_session_timeout_ms: int = _default("group.max.session.timeout.ms")
+    group_max_size: int = _default("group.max.size")
+    transaction_state_log_num_partitions: int = _default("transaction.state.log.num.partitions")
+    transaction_state_log_replication_factor: int = _default("transaction.state.log.replication.factor")
+    transaction_state_log_min_isr: int = _default("transaction.state.log.min.isr")
+    transaction_max_timeout_ms: int = _default("transaction.max.timeout.ms")
+    transactional_id_expiration_ms: int = _default("transactional.id.expiration.ms")
+    producer_id_expiration_ms: int = _default("producer.id.expiration.ms")
+    event_loop: str = _default("kafkapy.event.loop")
+    shutdown_timeout_ms: int = _default("kafkapy.shutdown.timeout.ms")
+    # Raw strings of keys set explicitly (file or override), known or not.
+    explicit: dict[str, str] = field(default_factory=dict)
+    # Keys kafkapy does not know, kept verbatim.
+    unknown: dict[str, str] = field(default_factory=dict)
+
+    # -- building -----------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        properties_file: str | Path | None = None,
+        overrides: Iterable[tuple[str, str]] = (),
+    ) -> BrokerConfig:
+        """Read a server.properties file (optional), then apply overrides in order."""
+        pairs: list[tuple[str, str]] = []
+        if properties_file is not None:
+            try:
+                text = Path(properties_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError("--config", f"cannot read {properties_file}: {exc.strerror}") from None
+            pairs.extend(parse_properties(text))
+        pairs.extend(overrides)
+        return cls.from_pairs(pairs)
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> BrokerConfig:
+        """Build from (key, raw value) pairs; a later pair wins over an earlier one."""
+        config = cls()
+        for key, raw in pairs:
+            config.set(key, raw)
+        config.validate()
+        return config
+
+    def set(self, key: str, raw: str) -> None:
+        """Set one key from its raw string; unknown keys are kept verbatim."""
+        known = BROKER_KEYS.get(key)
+        if known is None:
+            self.unknown[key] = raw
+            self.explicit[key] = raw
+            _debug("config_unknown_key", key=key)
+            return
+        setattr(self, known.attr, known.parse(raw))
+        self.explicit[key] = raw
+
+    def validate(self) -> None:
+        """Cross-key checks that single-key parsing cannot do."""
+        listeners = parse_listeners(self.listeners) if self.listeners else []
+        if not listeners:
+            raise ConfigError("listeners", "at least one listener is required")
+        if self.advertised_listeners is not None:
+            names = {listener.name for listener in listeners}
+            for adv in parse_listeners(self.advertised_listeners):
+                if adv.name not in names:
+                    raise ConfigError("advertised.listeners", f"listener {adv.name} is not in listeners")
+                if adv.port == 0:
+                    raise ConfigError("advertised.listeners", "port 0 cannot be advertised")
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
+            raise ConfigError("group.min.session.timeout.ms", "must not exceed group.max.session.timeout.ms")
+        if self.effective_node_id < 0:
+            raise ConfigError("node.id", "a broker id >= 0 is required")
+
+    # -- effective values ---------------------------------------------------
+
+    @property
+    def effective_node_id(self) -> int:
+        return self.node_id if self.node_id is not None else self.broker_id
+
+    @property
+    def data_dirs(self) -> list[str]:
+        return list(self.log_dirs) if self.log_dirs else [self.log_dir]
+
+    @property
+    def retention_ms(self) -> int:
+        """log.retention.ms, else minutes, else hours; any negative means forever (-1)."""
+        if self.log_retention_ms is not None:
+            ms = self.log_retention_ms
+        elif self.log_retention_minutes is not None:
+            ms = self.log_retention_minutes * 60_000
+        else:
+            ms = self.log_retention_hours * 3_600_000
+        return -1 if ms < 0 else ms
+
+    @property
+    def roll_ms(self) -> int:
+        return self.log_roll_ms if self.log_roll_ms is not None else self.log_roll_hours * 3_600_000
+
+    @property
+    def roll_jitter_ms(self) -> int:
+        if self.log_roll_jitter_ms is not None:
+            return self.log_roll_jitter_ms
+        return self.log_roll_jitter_hours * 3_600_000
+
+    @property
+    def flush_interval_ms(self) -> int:
+        if self.log_flush_interval_ms is not None:
+            return self.log_flush_interval_ms
+        return self.log_flush_scheduler_interval_ms
+
+    @property
+    def listener_list(self) -> list[Listener]:
+        return parse_listeners(self.listeners)
+
+    @property
+    def advertised_listener_list(self) -> list[Listener]:
+        """Advertised endpoints; falls back to listeners, wildcard hosts become a hostname."""
+        if self.advertised_listeners is not None:
+            return parse_listeners(self.advertised_listeners)
+        result = []
+        for listener in parse_listeners(self.listeners):
+            host = listener.host
+            if host in ("", "0.0.0.0", "::"):
+                import socket
+
+                host = socket.gethostname()
+            result.append(Listener(listener.name, host, listener.port))
+        return result
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        if self.queued_max_request_bytes > 0:
+            return self.queued_max_request_bytes
+        return self.socket_request_max_bytes
+
+    def get(self, key: str) -> Any:
+        """Typed value of a known key, raw string of an unknown one."""
+        known = BROKER_KEYS.get(key)
+        if known is None:
+            return self.unknown.get(key)
+        return getattr(self, known.attr)
+
+    def describe(self, names: Iterable[str] | None = None) -> list[ConfigDescription]:
+        """DescribeConfigs entries for this broker (all known keys, or `names`)."""
+        wanted = list(names) if names is not None else [key.name for key in BROKER_CONFIGS]
+        result: list[ConfigDescription] = []
+        for name in wanted:
+            key = BROKER_KEYS.get(name)
+            if key is None:
+                if name in self.unknown:
+                    result.append(
+                        ConfigDescription(name, self.unknown[name], False, ConfigSource.STATIC_BROKER_CONFIG, True, False)
+                    )
+                continue
+            explicit = name in self.explicit
+            source = ConfigSource.STATIC_BROKER_CONFIG if explicit else ConfigSource.DEFAULT_CONFIG
+            value = None if key.sensitive else format_value(key.type, getattr(self, key.attr))
+            synonyms: list[tuple[str, str | None, ConfigSource]] = [(name, value, source)]
+            for syn in _BROKER_SYNONYMS.get(name, ()):
+                if syn in self.explicit:
+                    syn_key = BROKER_KEYS[syn]
+                    synonyms.append((syn, format_value(syn_key.type, getattr(self, syn_key.attr)), ConfigSource.STATIC_BROKER_CONFIG))
+            if explicit and key.default is not None:
+                synonyms.append((name, format_value(key.type, key.default), ConfigSource.DEFAULT_CONFIG))
+            result.append(
+                ConfigDescription(
+                    name=name,
+                    value=value,
+                    is_default=not explicit,
+                    source=source,
+                    read_only=not key.dynamic,
+                    sensitive=key.sensitive,
+                    config_type=key.type,
+                    documentation=key.doc,
+                    synonyms=tuple(synonyms),
+                )
+            )
+        return result
+
+
+# Lower-priority broker keys that feed the same setting, as DescribeConfigs lists them.
+_BROKER_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "log.retention.ms": ("log.retention.minutes", "log.retention.hours"),
+    "log.retention.minutes": ("log.retention.hours",),
+    "log.roll.ms": ("log.roll.hours",),
+    "log.roll.jitter.ms": ("log.roll.jitter.hours",),
+    "log.dirs": ("log.dir",),
+    "node.id": ("broker.id",),
+}
+
+
+def _debug(event: str, **kw: Any) -> None:
+    import structlog
+
+    structlog.get_logger("kafkapy.config").debug(event, **kw)
+
+
+# ---------------------------------------------------------------------------
+# Java .properties parsing
+
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _logical_lines(text: str) -> Iterable[str]:
+    """Join continuation lines (odd count of trailing backslashes)."""
+    pending: str | None = None
+    for physical in text.splitlines():
+        line = physical.lstrip(" \t\f") if pending is not None else physical
+        if pending is None:
+            stripped = line.lstrip(" \t\f")
+            if not stripped or stripped[0] in "#!":
+                continue
+            line = stripped
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:
+            pending = (pending or "") + line[:-1]
+            continue
+        yield (pending or "") + line
+        pending = None
+    if pending is not None:
+        yield pending
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "\\" or i + 1 >= len(text):
+            out.append(ch)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[i + 2 : i + 6]):
+            out.append(chr(int(text[i + 2 : i + 6], 16)))
+            i += 6
+            continue
+        out.append(_ESCAPES.get(nxt, nxt))
+        i += 2
+    return "".join(out)
+
+
+def parse_properties(text: str) -> list[tuple[str, str]]:
+    """Parse Java `.properties` text into (key, value) pairs, in file order."""
+    pairs: list[tuple[str, str]] = []
+    for line in _logical_lines(text):
+        i = 0
+        while i < len(line):  # the key ends at an unescaped '=', ':' or whitespace
+            ch = line[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch in "=: \t\f":
+                break
+            i += 1
+        key = line[:i]
+        rest = line[i:].lstrip(" \t\f")
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(" \t\f")
+        pairs.append((_unescape(key), _unescape(rest)))
+    return pairs
+
+
+# ---------------------------------------------------------------------------
+# Topic configs
+
+
+@dataclass(slots=True, frozen=True)
+class TopicConfigKey:
+    """A per-topic key; its default comes from `broker_value` on the broker config."""
+
+    name: str
+    attr: str
+    type: ConfigType
+    doc: str
+    broker_value: Callable[[BrokerConfig], Any]
+    synonyms: tuple[str, ...]  # broker keys, highest priority first
+    validator: Validator | None = None
+
+    def parse(self, raw: str) -> Any:
+        value = parse_value(self.name, self.type, raw)
+        if self.validator is not None:
+            problem = self.validator(value)
+            if problem is not None:
+                raise ConfigError(self.name, problem)
+        return value
+
+
+def _attr(name: str) -> Callable[[BrokerConfig], Any]:
+    return lambda broker: getattr(broker, name)
+
+
+def _must_be_false(value: Any) -> str | None:
+    return "tiered storage is not supported" if value else None
+
+
+def _const(value: Any) -> Callable[[BrokerConfig], Any]:
+    return lambda broker: value
+
+
+_TK = TopicConfigKey
+
+TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
+    key.name: key
+    for key in (
+        _TK("cleanup.policy", "cleanup_policy", _T.LIST, "delete and/or compact.", _attr("log_cleanup_policy"), ("log.cleanup.policy",), one_of("delete", "compact")),
+        _TK("compression.type", "compression_type", _T.STRING, "Final compression; producer keeps the producer's codec.", _attr("compression_type"), ("compression.type",),
+            one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
+        _TK("delete.retention.ms", "delete_retention_ms", _T.LONG, "How long tombstones are kept when compacting.", _attr("log_cleaner_delete_retention_ms"), ("log.cleaner.delete.retention.ms",), at_least(0)),
+        _TK("file.delete.delay.ms", "file_delete_delay_ms", _T.LONG, "Delay before deleted segment files are removed.", _attr("log_segment_delete_delay_ms"), ("log.segment.delete.delay.ms",), at_least(0)),
+        _TK("flush.messages", "flush_messages", _T.LONG, "Messages appended before a forced fsync.", _attr("log_flush_interval_messages"), ("log.flush.interval.messages",), at_least(1)),
+        _TK("flush.ms", "flush_ms", _T.LONG, "Max ms a message stays unflushed.", lambda b: b.flush_interval_ms, ("log.flush.interval.ms", "log.flush.scheduler.interval.ms"), at_least(0)),
+        _TK("follower.replication.throttled.replicas", "follower_replication_throttled_replicas", _T.LIST, "Throttled follower replicas.", _const([]), ()),
+        _TK("index.interval.bytes", "index_interval_bytes", _T.INT, "Bytes between offset index entries.", _attr("log_index_interval_bytes"), ("log.index.interval.bytes",), at_least(0)),
+        _TK("leader.replication.throttled.replicas", "leader_replication_throttled_replicas", _T.LIST, "Throttled leader replicas.", _const([]), ()),
+        _TK("local.retention.bytes", "local_retention_bytes", _T.LONG, "Tiered storage: local bytes to keep; -2 uses retention.bytes.", _const(-2), (), at_least(-2)),
+        _TK("local.retention.ms", "local_retention_ms", _T.LONG, "Tiered storage: local ms to keep; -2 uses retention.ms.", _const(-2), (), at_least(-2)),
+        _TK("max.compaction.lag.ms", "max_compaction_lag_ms", _T.LONG, "Max time a message stays ineligible for compaction.", _attr("log_cleaner_max_compaction_lag_ms"), ("log.cleaner.max.compaction.lag.ms",), at_least(1)),
+        _TK("max.message.bytes", "max_message_bytes", _T.INT, "Largest record batch accepted.", _attr("message_max_bytes"), ("message.max.bytes",), at_least(0)),
+        _TK("message.downconversion.enable", "message_downconversion_enable", _T.BOOLEAN, "Down-convert for old fetch versions.", _attr("log_message_downconversion_enable"), ("log.message.downconversion.enable",)),
+        _TK("message.timestamp.after.max.ms", "message_timestamp_after_max_ms", _T.LONG, "Max ms a record timestamp may be ahead of the broker.", _attr("log_message_timestamp_after_max_ms"), ("log.message.timestamp.after.max.ms",), at_least(0)),
+        _TK("message.timestamp.before.max.ms", "message_timestamp_before_max_ms", _T.LONG, "Max ms a record timestamp may be behind the broker.", _attr("log_message_timestamp_before_max_ms"), ("log.message.timestamp.before.max.ms",), at_least(0)),
+        _TK("message.timestamp.difference.max.ms", "message_timestamp_difference_max_ms", _T.LONG, "Deprecated: max |broker time - record time|.", _attr("log_message_timestamp_difference_max_ms"), ("log.message.timestamp.difference.max.ms",), at_least(0)),
+        _TK("message.timestamp.type", "message_timestamp_type", _T.STRING, "CreateTime or LogAppendTime.", _attr("log_message_timestamp_type"), ("log.message.timestamp.type",), one_of("CreateTime", "LogAppendTime")),
+        _TK("min.cleanable.dirty.ratio", "min_cleanable_dirty_ratio", _T.DOUBLE, "Min dirty ratio before cleaning.", _attr("log_cleaner_min_cleanable_ratio"), ("log.cleaner.min.cleanable.ratio",), between(0, 1)),
+        _TK("min.compaction.lag.ms", "min_compaction_lag_ms", _T.LONG, "Min age of a message before it may be compacted.", _attr("log_cleaner_min_compaction_lag_ms"), ("log.cleaner.min.compaction.lag.ms",), at_least(0)),
+        _TK("min.insync.replicas", "min_insync_replicas", _T.INT, "Replicas that must acknowledge an acks=all produce.", _attr("min_insync_replicas"), ("min.insync.replicas",), at_least(1)),
+        _TK("preallocate", "preallocate", _T.BOOLEAN, "Preallocate segment files.", _attr("log_preallocate"), ("log.preallocate",)),
+        _TK("remote.storage.enable", "remote_storage_enable", _T.BOOLEAN, "Tiered storage (not supported; must stay false).", _const(False), (), _must_be_false),
+        _TK("retention.bytes", "retention_bytes", _T.LONG, "Max bytes per partition; -1 unlimited.", _attr("log_retention_bytes"), ("log.retention.bytes",)),
+        _TK("retention.ms", "retention_ms", _T.LONG, "Max age of a segment; -1 forever.", lambda b: b.retention_ms, ("log.retention.ms", "log.retention.minutes", "log.retention.hours"), at_least(-1)),
+        _TK("segment.bytes", "segment_bytes", _T.INT, "Max size of a segment file.", _attr("log_segment_bytes"), ("log.segment.bytes",), at_least(14)),
+        _TK("segment.index.bytes", "segment_index_bytes", _T.INT, "Max size of an offset index file.", _attr("log_index_size_max_bytes"), ("log.index.size.max.bytes",), at_least(4)),
+        _TK("segment.jitter.ms", "segment_jitter_ms", _T.LONG, "Max random jitter subtracted from segment.ms.", lambda b: b.roll_jitter_ms, ("log.roll.jitter.ms", "log.roll.jitter.hours"), at_least(0)),
+        _TK("segment.ms", "segment_ms", _T.LONG, "Roll a segment after this long.", lambda b: b.roll_ms, ("log.roll.ms", "log.roll.hours"), at_least(1)),
+        _TK("unclean.leader.election.enable", "unclean_leader_election_enable", _T.BOOLEAN, "Allow out-of-sync replicas to become leader.", _attr("unclean_leader_election_enable"), ("unclean.leader.election.enable",)),
+    )
+}
+
+
+@dataclass(slots=True)
+class TopicConfig:
+    """Effective per-topic settings: topic overrides over broker-derived defaults."""
+
+    cleanup_policy: list[str]
+    compression_type: str
+    delete_retention_ms: int
+    file_delete_delay_ms: int
+    flush_messages: int
+    flush_ms: int
+    follower_replication_throttled_replicas: list[str]
+    index_interval_bytes: int
+    leader_replication_throttled_replicas: list[str]
+    local_retention_bytes: int
+    local_retention_ms: int
+    max_compaction_lag_ms: int
+    max_message_bytes: int
+    message_downconversion_enable: bool
+    message_timestamp_after_max_ms: int
+    message_timestamp_before_max_ms: int
+    message_timestamp_difference_max_ms: int
+    message_timestamp_type: str
+    min_cleanable_dirty_ratio: float
+    min_compaction_lag_ms: int
+    min_insync_replicas: int
+    preallocate: bool
+    remote_storage_enable: bool
+    retention_bytes: int
+    retention_ms: int
+    segment_bytes: int
+    segment_index_bytes: int
+    segment_jitter_ms: int
+    segment_ms: int
+    unclean_leader_election_enable: bool
+
+    @property
+    def compact(self) -> bool:
+        return "compact" in self.cleanup_policy
+
+    @property
+    def delete(self) -> bool:
+        return "delete" in self.cleanup_policy
+
+
+def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
+    """Check topic overrides (CreateTopics/AlterConfigs); returns them normalized.
+
+    Raises ConfigError naming the first unknown key or bad value. None values
+    (a reset) are dropped from the result.
+    """
+    normalized: dict[str, str] = {}
+    for name, raw in configs.items():
+        key = TOPIC_CONFIGS.get(name)
+        if key is None:
+            raise ConfigError(name, "unknown topic config name")
+        if raw is None:
+            continue
+        value = key.parse(raw)
+        rendered = format_value(key.type, value)
+        normalized[name] = rendered if rendered is not None else ""
+    return normalized
+
+
+def resolve_topic_config(broker: BrokerConfig, overrides: Mapping[str, str] | None = None) -> TopicConfig:
+    """Effective typed topic config. Overrides are assumed validated; bad ones raise ConfigError."""
+    overrides = overrides or {}
+    values: dict[str, Any] = {}
+    for name, key in TOPIC_CONFIGS.items():
+        raw = overrides.get(name)
+        values[key.attr] = key.parse(raw) if raw is not None else key.broker_value(broker)
+    return TopicConfig(**values)
+
+
+def describe_topic_config(
+    broker: BrokerConfig,
+    overrides: Mapping[str, str] | None = None,
+    names: Iterable[str] | None = None,
+) -> list[ConfigDescription]:
+    """DescribeConfigs entries for a topic with the given overrides."""
+    overrides = overrides or {}
+    wanted = list(names) if names is not None else sorted(TOPIC_CONFIGS)
+    result: list[ConfigDescription] = []
+    for name in wanted:
+        key = TOPIC_CONFIGS.get(name)
+        if key is None:
+            continue
+        synonyms: list[tuple[str, str | None, ConfigSource]] = []
+        if name in overrides:
+            synonyms.append((name, overrides[name], ConfigSource.DYNAMIC_TOPIC_CONFIG))
+        for syn in key.synonyms:
+            if syn in broker.explicit:
+                syn_key = BROKER_KEYS[syn]
+                synonyms.append((syn, format_value(syn_key.type, getattr(broker, syn_key.attr)), ConfigSource.STATIC_BROKER_CONFIG))
+        default_value = format_value(key.type, key.broker_value(BrokerConfig()))
+        synonyms.append((key.synonyms[0] if key.synonyms else name, default_value, ConfigSource.DEFAULT_CONFIG))
+        if name in overrides:
+            value, source = overrides[name], ConfigSource.DYNAMIC_TOPIC_CONFIG
+        elif any(syn in broker.explicit for syn in key.synonyms):
+            value, source = format_value(key.type, key.broker_value(broker)), ConfigSource.STATIC_BROKER_CONFIG
+        else:
+            value, source = default_value, ConfigSource.DEFAULT_CONFIG
+        result.append(
+            ConfigDescription(
+                name=name,
+                value=value,
+                is_default=source is ConfigSource.DEFAULT_CONFIG,
+                source=source,
+                read_only=False,
+                sensitive=False,
+                config_type=key.type,
+                documentation=key.doc,
+                synonyms=tuple(synonyms),
+            )
+        )
+    return result
+
+
+def check_table_consistency() -> list[str]:
+    """Problems between BROKER_CONFIGS and BrokerConfig's fields (tests call this)."""
+    problems: list[str] = []
+    attrs = {f.name for f in fields(BrokerConfig)} - {"explicit", "unknown"}
+    for key in BROKER_CONFIGS:
+        if key.attr not in attrs:
+            problems.append(f"{key.name}: no attribute {key.attr}")
+    for attr in attrs - set(_BY_ATTR):
+        problems.append(f"attribute {attr} has no table row")
+    topic_attrs = {f.name for f in fields(TopicConfig)}
+    for tkey in TOPIC_CONFIGS.values():
+        if tkey.attr not in topic_attrs:
+            problems.append(f"topic {tkey.name}: no attribute {tkey.attr}")
+        for syn in tkey.synonyms:
+            if syn not in BROKER_KEYS:
+                problems.append(f"topic {tkey.name}: unknown synonym {syn}")
+    return problems

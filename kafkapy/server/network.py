@@ -1,0 +1,644 @@
+"""The network layer: frames in, frames out. It never parses request bodies.
+
+Each connection is an asyncio BufferedProtocol. A frame is a 4-byte big-endian
+size and a body; each body goes to the broker's RequestHandler in its own task,
+so requests on one connection run concurrently, while one writer task per
+connection writes the responses strictly in request order.
+
+Memory is bounded per connection: reading pauses while the requests queued on
+it exceed `max_inflight_requests` or `max_inflight_bytes`, and while the
+socket's write buffer is full. Small frames are read into one scratch buffer
+shared by the server (protocol callbacks run one at a time); a frame that does
+not fit gets its own exact-size buffer, read into directly.
+
+Response parts may be `FileSliceLike` regions of a file; those go to the socket
+with os.sendfile (zero copy) once the transport's own buffer is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from kafkapy.config import BrokerConfig, Listener
+from kafkapy.logging import get_logger
+
+_SCRATCH_BYTES = 256 * 1024  # shared read buffer; frames that fit are copied out
+_COALESCE_BYTES = 64 * 1024  # byte parts smaller than this are joined into one write
+_WRITE_HIGH = 256 * 1024  # transport write buffer high-water mark
+_WRITE_LOW = 64 * 1024
+_SENDFILE_CHUNK = 1 << 30  # os.sendfile count per call (Linux caps at ~2 GiB)
+_MAX_RESPONSE = 2**31 - 1  # the size prefix is a signed int32
+
+
+@runtime_checkable
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+@runtime_checkable
+class FileSliceLike(Protocol):
+    """A region of a file sent with sendfile; storage's FileSlice fits this."""
+
+    @property
+    def file(self) -> HasFileno: ...
+
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+Part: TypeAlias = "bytes | bytearray | memoryview | FileSliceLike"
+Outgoing: TypeAlias = "list[Part]"
+
+
+class RequestHandler(Protocol):
+    """What the broker supplies: one request frame in, response parts (or None) out.
+
+    `frame` is the body without the size prefix. None means "send nothing"
+    (acks=0 produce). Raising closes this connection only (after a log line);
+    raise CloseConnection to close it without an error log.
+    """
+
+    def __call__(self, frame: bytes | memoryview, conn: ConnectionContext) -> Awaitable[Outgoing | None]: ...
+
+
+class CloseConnection(Exception):
+    """Raised by a handler to close the connection after earlier responses are written."""
+
+
+@dataclass(slots=True, eq=False)
+class ConnectionContext:
+    """Per-connection facts and state, shared by all requests on a connection."""
+
+    connection_id: str
+    listener_name: str
+    peer_host: str
+    peer_port: int
+    local_host: str
+    local_port: int
+    principal: str = "User:ANONYMOUS"
+    client_id: str | None = None
+    client_software_name: str | None = None
+    client_software_version: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # e.g. SASL progress
+    closed: bool = False
+    _close_callback: Callable[[], None] | None = field(default=None, repr=False)
+    _closed_waiters: list[asyncio.Future[None]] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Read no more requests; close once responses owed so far are written."""
+        if self._close_callback is not None:
+            self._close_callback()
+
+    async def wait_closed(self) -> None:
+        """Resolve when the peer hung up (EOF) or the connection closed, e.g. to end a long poll."""
+        if self.closed:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closed_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._closed_waiters:
+                self._closed_waiters.remove(waiter)
+
+    def _mark_closed(self) -> None:
+        self.closed = True
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+@dataclass(slots=True)
+class NetworkSettings:
+    """Limits of the network layer (built from BrokerConfig by `from_config`)."""
+
+    max_request_bytes: int = 104857600
+    max_inflight_requests: int = 500
+    max_inflight_bytes: int = 104857600
+    idle_timeout_ms: int = 600000  # <0 disables
+    zero_copy: bool = True
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig) -> NetworkSettings:
+        return cls(
+            max_request_bytes=config.socket_request_max_bytes,
+            max_inflight_requests=config.queued_max_requests,
+            max_inflight_bytes=config.max_inflight_bytes,
+            idle_timeout_ms=config.connections_max_idle_ms,
+        )
+
+
+class _ConnectionGone(Exception):
+    """The socket went away while we were writing to it."""
+
+
+class _FileTruncated(Exception):
+    """A FileSlice's file ended before the slice did."""
+
+
+def _part_size(part: Part) -> int:
+    if isinstance(part, (bytes, bytearray)):
+        return len(part)
+    if isinstance(part, memoryview):
+        return part.nbytes
+    return part.size
+
+
+def _consume_result(task: asyncio.Task[Any]) -> None:
+    """Retrieve a dropped task's outcome so asyncio does not warn about it."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One client connection: framing, dispatch, ordered responses, backpressure."""
+
+    def __init__(self, server: Server, listener: Listener) -> None:
+        self._server = server
+        self._listener = listener
+        self._log = server._log
+        self._loop = server._loop
+        self._transport: asyncio.Transport | None = None
+        self.ctx: ConnectionContext | None = None
+        # read state
+        self._head = b""  # up to 3 bytes of a size prefix not yet complete
+        self._body: bytearray | None = None  # frame being filled directly
+        self._body_pos = 0
+        self._reading_paused = False  # paused by us for backpressure
+        self._draining = False  # shutdown: read no more requests
+        self._eof = False
+        # write state
+        self._pending: deque[tuple[asyncio.Task[Outgoing | None], int]] = deque()
+        self._inflight_bytes = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._writable_waiter: asyncio.Future[None] | None = None
+        self._closing = False
+        self.last_active = self._loop.time()
+
+    # -- asyncio callbacks --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, AttributeError):
+                pass
+        server = self._server
+        server._next_id += 1
+        self.ctx = ConnectionContext(
+            connection_id=f"{local[0]}:{local[1]}-{peer[0]}:{peer[1]}-{server._next_id}",
+            listener_name=self._listener.name,
+            peer_host=str(peer[0]),
+            peer_port=int(peer[1]),
+            local_host=str(local[0]),
+            local_port=int(local[1]),
+            _close_callback=self.begin_drain,
+        )
+        server._connections.add(self)
+        if server._draining:
+            self._draining = True
+            transport.close()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._body is not None:
+            return memoryview(self._body)[self._body_pos :]
+        return self._server._scratch_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            self.last_active = self._loop.time()
+            if self._body is not None:
+                self._body_pos += nbytes
+                if self._body_pos == len(self._body):
+                    body, self._body = self._body, None
+                    self._dispatch(memoryview(body), len(body))
+                self._check_backpressure()
+                return
+            self._parse(self._server._scratch_view[:nbytes])
+            self._check_backpressure()
+        except Exception:
+            self._log.exception("network_read_failed", **self._where())
+            self.abort()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self.ctx is not None:
+            self.ctx._mark_closed()  # the peer sends no more: long polls may end now
+        # keep the socket open for writing while responses are still owed
+        return bool(self._pending)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._server._connections.discard(self)
+        if self.ctx is not None:
+            self.ctx._mark_closed()
+        for waiter in (self._drain_waiter, self._writable_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(_ConnectionGone())
+                waiter.exception()  # retrieved here if nobody awaits it
+        self._drain_waiter = None
+        if self._writer is None:
+            self._drop_pending()
+        self._server._lost_one()
+
+    # -- reading ------------------------------------------------------------
+
+    def _parse(self, data: memoryview) -> None:
+        """Split data into frames; keep a partial frame for the next read."""
+        if self._head:
+            need = 4 - len(self._head)
+            self._head += bytes(data[:need])
+            data = data[need:]
+            if len(self._head) < 4:
+                return
+            size = int.from_bytes(self._head, "big", signed=True)
+            self._head = b""
+            if not self._begin_frame(size, data[:size]):
+                return
+            data = data[size:]
+        pos, end = 0, len(data)
+        while end - pos >= 4:
+            size = int.from_bytes(data[pos : pos + 4], "big", signed=True)
+            pos += 4
+            if not self._begin_frame(size, data[pos : pos + size]):
+                return
+            pos += size
+        if pos < end:
+            self._head = bytes(data[pos:end])
+
+    def _begin_frame(self, size: int, available: memoryview) -> bool:
+        """Start a frame of `size` with the bytes at hand; False closes the connection."""
+        limit = self._server.settings.max_request_bytes
+        if size < 0 or size > limit:
+            self._log.warning("request_size_invalid", size=size, limit=limit, **self._where())
+            self.abort()
+            return False
+        if self._draining or self._closing:
+            return False
+        if len(available) == size:
+            self._dispatch(bytes(available), size)
+            return True
+        body = bytearray(size)
+        body[: len(available)] = available
+        self._body, self._body_pos = body, len(available)
+        return True
+
+    def _dispatch(self, frame: bytes | memoryview, size: int) -> None:
+        if self._closing or self._draining:
+            return
+        assert self.ctx is not None
+        task = self._loop.create_task(self._server._handler(frame, self.ctx))
+        self._server._track(task)
+        self._pending.append((task, size))
+        self._inflight_bytes += size
+        if self._writer is None:
+            self._writer = self._loop.create_task(self._write_loop())
+            self._server._track(self._writer)
+
+    def _check_backpressure(self) -> None:
+        if self._transport is None or self._closing:
+            return
+        settings = self._server.settings
+        over = (
+            len(self._pending) >= settings.max_inflight_requests
+            or self._inflight_bytes >= settings.max_inflight_bytes
+            or self._write_paused
+        )
+        if over and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        elif not over and self._reading_paused and not self._draining:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    # -- writing ------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        """Write responses in request order until nothing is pending."""
+        try:
+            while self._pending and not self._closing:
+                task, size = self._pending[0]
+                if not task.done():
+                    await asyncio.wait((task,))  # never cancels the handler
+                self._pending.popleft()
+                self._inflight_bytes -= size
+                try:
+                    response = task.result()
+                except CloseConnection:
+                    self._log.info("connection_closed_by_handler", **self._where())
+                    self.close()
+                    break
+                except (Exception, asyncio.CancelledError):
+                    self._log.exception("request_handler_failed", **self._where())
+                    self.close()
+                    break
+                if response is not None:
+                    await self._send(response)
+                if self._write_paused:
+                    await self._wait_drained()
+                self.last_active = self._loop.time()
+                self._check_backpressure()
+        except _ConnectionGone:
+            pass
+        except _FileTruncated as exc:
+            self._log.error("file_slice_truncated", detail=str(exc), **self._where())
+            self.abort()
+        except Exception:
+            self._log.exception("network_write_failed", **self._where())
+            self.abort()
+        finally:
+            self._writer = None
+            if self._closing:
+                self._drop_pending()
+            elif self._eof and not self._pending and self._transport is not None:
+                self._transport.close()
+
+    async def _send(self, parts: Outgoing) -> None:
+        transport = self._transport
+        assert transport is not None
+        total = 0
+        for part in parts:
+            total += _part_size(part)
+        if total > _MAX_RESPONSE:
+            raise ValueError(f"response of {total} bytes does not fit a frame")
+        chunk: list[bytes | bytearray | memoryview] = [total.to_bytes(4, "big")]
+        chunk_size = 4
+        for part in parts:
+            if isinstance(part, (bytes, bytearray, memoryview)):
+                size = _part_size(part)
+                if size == 0:
+                    continue
+                if chunk_size + size <= _COALESCE_BYTES:
+                    chunk.append(part)
+                    chunk_size += size
+                    continue
+                self._write_chunk(chunk)
+                chunk, chunk_size = [], 0
+                transport.write(part)
+            else:
+                self._write_chunk(chunk)
+                chunk, chunk_size = [], 0
+                await self._send_file(part)
+        self._write_chunk(chunk)
+
+    def _write_chunk(self, chunk: list[bytes | bytearray | memoryview]) -> None:
+        if self._closing or self._transport is None:
+            raise _ConnectionGone()
+        if len(chunk) == 1:
+            self._transport.write(chunk[0])
+        elif chunk:
+            self._transport.write(b"".join(chunk))
+
+    async def _send_file(self, part: FileSliceLike) -> None:
+        remaining = part.size
+        if remaining <= 0:
+            return
+        offset = part.position
+        in_fd = part.file.fileno()
+        if not self._server.settings.zero_copy:
+            await self._copy_file(in_fd, offset, remaining)
+            return
+        await self._wait_buffer_empty()
+        while remaining > 0:
+            out_fd = self._socket_fd()  # checked right before each call: fd may be gone
+            try:
+                sent = os.sendfile(out_fd, in_fd, offset, min(remaining, _SENDFILE_CHUNK))
+            except (BlockingIOError, InterruptedError):
+                await self._wait_writable(out_fd)
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                    raise _ConnectionGone() from None
+                raise
+            if sent == 0:
+                raise _FileTruncated(f"file ended at {offset}, {remaining} bytes short of the slice")
+            offset += sent
+            remaining -= sent
+
+    async def _copy_file(self, in_fd: int, offset: int, remaining: int) -> None:
+        """Fallback without sendfile: read and write through the transport."""
+        while remaining > 0:
+            data = os.pread(in_fd, min(remaining, 1 << 20), offset)
+            if not data:
+                raise _FileTruncated(f"file ended at {offset}, {remaining} bytes short of the slice")
+            self._write_chunk([data])
+            offset += len(data)
+            remaining -= len(data)
+            if self._write_paused:
+                await self._wait_drained()
+
+    def _socket_fd(self) -> int:
+        transport = self._transport
+        if self._closing or transport is None or transport.is_closing():
+            raise _ConnectionGone()
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            raise _ConnectionGone()
+        return int(sock.fileno())
+
+    async def _wait_drained(self) -> None:
+        while self._write_paused:
+            if self._closing:
+                raise _ConnectionGone()
+            if self._drain_waiter is None or self._drain_waiter.done():
+                self._drain_waiter = self._loop.create_future()
+            await self._drain_waiter
+
+    async def _wait_buffer_empty(self) -> None:
+        """Wait until the transport has handed all its buffered bytes to the kernel."""
+        transport = self._transport
+        assert transport is not None
+        while transport.get_write_buffer_size() > 0:
+            transport.set_write_buffer_limits(high=0, low=0)  # resume_writing fires when empty
+            try:
+                await self._wait_drained()
+            finally:
+                if not self._closing:
+                    transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
+
+    async def _wait_writable(self, fd: int) -> None:
+        # The transport owns fd's registration, so watch a duplicate of it.
+        dup = os.dup(fd)
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._writable_waiter = waiter
+
+        def ready() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        self._loop.add_writer(dup, ready)
+        try:
+            await waiter
+        finally:
+            self._loop.remove_writer(dup)
+            os.close(dup)
+            self._writable_waiter = None
+
+    # -- closing --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush what is written, then close; queued requests get no response."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def begin_drain(self) -> None:
+        """Shutdown: read no more requests; close once owed responses are written."""
+        self._draining = True
+        if self._transport is not None and not self._closing:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self._transport.pause_reading()
+            if not self._pending and self._writer is None:
+                self.close()
+            else:
+                self._eof = True  # the writer closes when done
+
+    def _drop_pending(self) -> None:
+        while self._pending:
+            task, _ = self._pending.popleft()
+            task.add_done_callback(_consume_result)
+        self._inflight_bytes = 0
+
+    def _where(self) -> dict[str, Any]:
+        ctx = self.ctx
+        if ctx is None:
+            return {}
+        return {"connection_id": ctx.connection_id, "peer": f"{ctx.peer_host}:{ctx.peer_port}"}
+
+
+@dataclass(slots=True, frozen=True)
+class BoundListener:
+    """A listener and the address it actually bound (port 0 resolved)."""
+
+    listener: Listener
+    host: str
+    port: int
+
+
+class Server:
+    """Accepts connections on the configured listeners and runs their protocol."""
+
+    def __init__(
+        self,
+        handler: RequestHandler,
+        listeners: Sequence[Listener],
+        settings: NetworkSettings | None = None,
+    ) -> None:
+        self._handler = handler
+        self._listeners = list(listeners)
+        self.settings = settings or NetworkSettings()
+        self._log = get_logger("kafkapy.network")
+        self._loop = asyncio.get_running_loop()
+        self._scratch_view = memoryview(bytearray(_SCRATCH_BYTES))
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._next_id = 0
+        self._draining = False
+        self._all_lost: asyncio.Event | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.bound: list[BoundListener] = []
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig, handler: RequestHandler) -> Server:
+        return cls(handler, config.listener_list, NetworkSettings.from_config(config))
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Bind every listener; raises OSError if one cannot be bound."""
+        for listener in self._listeners:
+            server = await self._loop.create_server(
+                lambda listener=listener: _Connection(self, listener),  # type: ignore[misc]
+                host=listener.host or None,
+                port=listener.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                self.bound.append(BoundListener(listener, str(host), int(port)))
+        if self.settings.idle_timeout_ms >= 0:
+            self._sweeper = self._loop.create_task(self._sweep_idle())
+
+    async def _sweep_idle(self) -> None:
+        """One timer for all connections: close those idle past the limit."""
+        limit = self.settings.idle_timeout_ms / 1000
+        period = max(0.05, min(limit / 10, 10.0))
+        while True:
+            await asyncio.sleep(period)
+            deadline = self._loop.time() - limit
+            for conn in list(self._connections):
+                if not conn._pending and conn.last_active < deadline:
+                    self._log.info("connection_idle_closed", **conn._where())
+                    conn.close()
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _lost_one(self) -> None:
+        if self._all_lost is not None and not self._connections:
+            self._all_lost.set()
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to `timeout`), close all."""
+        self._draining = True
+        for server in self._servers:
+            server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._all_lost = asyncio.Event()
+        for conn in list(self._connections):
+            conn.begin_drain()
+        if self._connections:
+            try:
+                await asyncio.wait_for(self._all_lost.wait(), timeout)
+            except TimeoutError:
+                self._log.warning("shutdown_timeout", connections=len(self._connections), timeout_s=timeout)
+        for conn in list(self._connections):
+            conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        for server in self._servers:
+            await server.wait_closed()
