@@ -3,7 +3,9 @@
 Codec ids are the values of the low three attribute bits of a record batch
 (and of a legacy message): 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
 
-Libraries, chosen by measured speed (see the report of the commit):
+Libraries, chosen by measured decompression speed on ~2 MB of text
+(zlib 395 MB/s vs cramjam 363; lz4.frame 2.5 GB/s vs cramjam 2.1;
+zstandard 0.85-0.9 GB/s vs cramjam 0.8; snappy only via cramjam, 1.5 GB/s):
 gzip -> stdlib zlib (bounded via ``max_length``), snappy -> cramjam,
 lz4 -> ``lz4.frame``, zstd -> ``zstandard``.
 
