@@ -1,0 +1,58 @@
+"""Small text checkpoint files written atomically (tmp + fsync + rename).
+
+Format follows Kafka's checkpoint files: a version line, an entry-count
+line, then one entry per line. Stateless functions; callers serialize writes
+to the same path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kafkapy.storage.errors import CorruptLogError
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if sync:
+        fsync_dir(path.parent)
+
+
+def write_checkpoint(path: Path, entries: list[str], *, version: int = 0, sync: bool = True) -> None:
+    text = f"{version}\n{len(entries)}\n" + "".join(e + "\n" for e in entries)
+    write_atomic(path, text.encode(), sync=sync)
+
+
+def read_checkpoint(path: Path, *, version: int = 0) -> list[str] | None:
+    """Entry lines of a checkpoint file, None if absent; CorruptLogError if malformed."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    try:
+        if int(lines[0]) != version:
+            raise CorruptLogError(f"{path}: unsupported version {lines[0]}")
+        count = int(lines[1])
+    except (IndexError, ValueError) as exc:
+        raise CorruptLogError(f"{path}: malformed header") from exc
+    entries = [ln for ln in lines[2:] if ln.strip()]
+    if len(entries) != count:
+        raise CorruptLogError(f"{path}: expected {count} entries, found {len(entries)}")
+    return entries

@@ -1,0 +1,108 @@
+"""LogConfig: per-topic storage settings, mapped from Kafka's topic config names.
+
+Immutable value object; safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+LONG_MAX = (1 << 63) - 1
+
+# Kafka topic config name -> (LogConfig field, parser).
+_TOPIC_KEYS: dict[str, tuple[str, Any]] = {
+    "segment.bytes": ("segment_bytes", int),
+    "segment.ms": ("segment_ms", int),
+    "segment.jitter.ms": ("segment_jitter_ms", int),
+    "segment.index.bytes": ("segment_index_bytes", int),
+    "retention.ms": ("retention_ms", int),
+    "retention.bytes": ("retention_bytes", int),
+    "cleanup.policy": ("cleanup_policy", str),
+    "index.interval.bytes": ("index_interval_bytes", int),
+    "delete.retention.ms": ("delete_retention_ms", int),
+    "min.compaction.lag.ms": ("min_compaction_lag_ms", int),
+    "max.compaction.lag.ms": ("max_compaction_lag_ms", int),
+    "min.cleanable.dirty.ratio": ("min_cleanable_dirty_ratio", float),
+    "flush.messages": ("flush_interval_messages", int),
+    "flush.ms": ("flush_interval_ms", int),
+    "message.timestamp.type": ("message_timestamp_type", str),
+    "message.timestamp.difference.max.ms": ("message_timestamp_difference_max_ms", int),
+    "message.timestamp.before.max.ms": ("message_timestamp_before_max_ms", int),
+    "message.timestamp.after.max.ms": ("message_timestamp_after_max_ms", int),
+    "max.message.bytes": ("max_message_bytes", int),
+    "file.delete.delay.ms": ("file_delete_delay_ms", int),
+    "compression.type": ("compression_type", str),
+    "preallocate": ("preallocate", lambda v: v.strip().lower() == "true"),
+}
+
+
+@dataclass(slots=True, frozen=True)
+class LogConfig:
+    """Storage settings of one partition log (Kafka defaults)."""
+
+    segment_bytes: int = 1024 * 1024 * 1024
+    segment_ms: int = 7 * 24 * 3600 * 1000
+    segment_jitter_ms: int = 0
+    segment_index_bytes: int = 10 * 1024 * 1024
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    retention_bytes: int = -1
+    cleanup_policy: str = "delete"
+    index_interval_bytes: int = 4096
+    delete_retention_ms: int = 24 * 3600 * 1000
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = LONG_MAX
+    min_cleanable_dirty_ratio: float = 0.5
+    flush_interval_messages: int = LONG_MAX
+    flush_interval_ms: int = LONG_MAX
+    message_timestamp_type: str = "CreateTime"
+    message_timestamp_difference_max_ms: int = LONG_MAX
+    message_timestamp_before_max_ms: int = LONG_MAX
+    message_timestamp_after_max_ms: int = LONG_MAX
+    max_message_bytes: int = 1048588
+    file_delete_delay_ms: int = 60_000
+    compression_type: str = "producer"
+    preallocate: bool = False
+
+    @property
+    def compact(self) -> bool:
+        return "compact" in self.policies
+
+    @property
+    def delete(self) -> bool:
+        return "delete" in self.policies
+
+    @property
+    def policies(self) -> set[str]:
+        return {p.strip() for p in self.cleanup_policy.split(",") if p.strip()}
+
+    @property
+    def log_append_time(self) -> bool:
+        return self.message_timestamp_type == "LogAppendTime"
+
+    @classmethod
+    def from_topic_configs(cls, configs: dict[str, str], base: "LogConfig | None" = None) -> "LogConfig":
+        """Override `base` (or defaults) with Kafka-named topic configs; unknown keys ignored."""
+        changes: dict[str, Any] = {}
+        for key, value in configs.items():
+            spec = _TOPIC_KEYS.get(key)
+            if spec is None or value is None:
+                continue
+            field_name, parse = spec
+            try:
+                changes[field_name] = parse(value)
+            except ValueError as exc:
+                raise ValueError(f"invalid value {value!r} for {key}") from exc
+        return dataclasses.replace(base or cls(), **changes)
+
+    def to_topic_configs(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, (field_name, _) in _TOPIC_KEYS.items():
+            v = getattr(self, field_name)
+            out[key] = str(v).lower() if isinstance(v, bool) else str(v)
+        return out
+
+    @staticmethod
+    def topic_config_names() -> list[str]:
+        return list(_TOPIC_KEYS)

@@ -1,0 +1,43 @@
+"""Typed errors of the storage layer.
+
+Storage knows nothing about Kafka error codes; the server maps these
+exceptions to protocol errors (OFFSET_OUT_OF_RANGE, CORRUPT_MESSAGE, ...).
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every error raised by kafkapy.storage."""
+
+
+class CorruptLogError(StorageError):
+    """On-disk data that fails its structure or CRC checks."""
+
+
+class InvalidRecordsError(StorageError):
+    """Record bytes handed to append that are not valid v2 batches."""
+
+
+class RecordTooLargeError(InvalidRecordsError):
+    """A batch larger than max.message.bytes."""
+
+
+class OffsetOutOfRangeError(StorageError):
+    """A requested offset outside [log_start_offset, log_end_offset]."""
+
+    def __init__(self, offset: int, log_start_offset: int, log_end_offset: int) -> None:
+        super().__init__(
+            f"offset {offset} out of range [{log_start_offset}, {log_end_offset}]"
+        )
+        self.offset = offset
+        self.log_start_offset = log_start_offset
+        self.log_end_offset = log_end_offset
+
+
+class LogClosedError(StorageError):
+    """An operation on a log or segment that has been closed or deleted."""
+
+
+class LogExistsError(StorageError):
+    """Creating a partition log that is already present."""
