@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Final
+from types import MappingProxyType
+from typing import Final, Mapping
 
 import cramjam
 import lz4.frame
@@ -37,13 +38,9 @@ SNAPPY: Final = 2
 LZ4: Final = 3
 ZSTD: Final = 4
 
-CODEC_NAMES: Final[dict[int, str]] = {
-    NONE: "none",
-    GZIP: "gzip",
-    SNAPPY: "snappy",
-    LZ4: "lz4",
-    ZSTD: "zstd",
-}
+CODEC_NAMES: Final[Mapping[int, str]] = MappingProxyType(
+    {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
+)
 
 # Xerial snappy-java stream framing, written by the Java client.
 XERIAL_MAGIC: Final = b"\x82SNAPPY\x00"

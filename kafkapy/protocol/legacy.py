@@ -43,7 +43,8 @@ _V0_HEADER: Final = struct.Struct(">Ibb")  # crc, magic, attributes
 _V1_HEADER: Final = struct.Struct(">Ibbq")  # + timestamp
 _INT32: Final = struct.Struct(">i")
 # messageSize of the smallest message: crc + magic + attributes + 2 null lengths.
-_MIN_SIZE: Final = {MAGIC_V0: 14, MAGIC_V1: 22}
+_MIN_SIZE_V0: Final = 14
+_MIN_SIZE_V1: Final = 22
 
 
 @dataclass(slots=True)
@@ -82,7 +83,7 @@ def read_message(buf: Buffer, pos: int = 0) -> tuple[LegacyMessage, int]:
     offset, size = _OFFSET_SIZE.unpack_from(buf, pos)
     body = pos + LOG_OVERHEAD
     mend = body + size
-    if size < _MIN_SIZE[MAGIC_V0] or mend > end:
+    if size < _MIN_SIZE_V0 or mend > end:
         raise CorruptRecordError(f"legacy message size {size} out of range")
     magic = buf[body + 4]
     if magic == MAGIC_V0:
@@ -90,7 +91,7 @@ def read_message(buf: Buffer, pos: int = 0) -> tuple[LegacyMessage, int]:
         timestamp = NO_TIMESTAMP
         p = body + _V0_HEADER.size
     elif magic == MAGIC_V1:
-        if size < _MIN_SIZE[MAGIC_V1]:
+        if size < _MIN_SIZE_V1:
             raise CorruptRecordError(f"legacy v1 message size {size} too small")
         crc, magic, attributes, timestamp = _V1_HEADER.unpack_from(buf, body)
         p = body + _V1_HEADER.size

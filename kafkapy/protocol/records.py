@@ -444,16 +444,21 @@ def iter_records(
     `CorruptRecordError`. Records are parsed one at a time as iterated.
     """
     header = validate_batch(batch_buf, pos) if check_crc else read_batch_header(batch_buf, pos)
-    if not check_crc and (
-        header.batch_length < MIN_BATCH_LENGTH
-        or header.batch_length + LOG_OVERHEAD > len(batch_buf) - pos
-    ):
-        raise CorruptRecordError("record batch length out of range")
+    if not check_crc:
+        if header.magic != MAGIC_V2:
+            raise CorruptRecordError(f"record batch magic {header.magic}, expected 2")
+        if (
+            header.batch_length < MIN_BATCH_LENGTH
+            or header.batch_length + LOG_OVERHEAD > len(batch_buf) - pos
+        ):
+            raise CorruptRecordError("record batch length out of range")
     data = batch_records_payload(batch_buf, pos, header, max_uncompressed)
     return _parse_records(data, header)
 
 
 def _parse_records(data: bytes, header: BatchHeader) -> Iterator[Record]:
+    # Single-byte varints (the common case) are decoded inline; anything
+    # longer, or at the record's end, goes through decode_varint.
     end = len(data)
     p = 0
     base_offset = header.base_offset
@@ -461,18 +466,32 @@ def _parse_records(data: bytes, header: BatchHeader) -> Iterator[Record]:
     log_append = header.attributes & TIMESTAMP_TYPE_MASK
     max_ts = header.max_timestamp
     base_seq = header.base_sequence
+    dv = decode_varint
     for _ in range(header.records_count):
-        length, p = decode_varint(data, p, end)
-        if length < 0 or length > end - p:
+        length, p = dv(data, p, end)
+        if length <= 0 or length > end - p:
             raise CorruptRecordError(f"record length {length} out of range")
         rend = p + length
-        if p >= rend:
-            raise CorruptRecordError("empty record")
         attributes = data[p]
         p += 1
-        ts_delta, p = decode_varint(data, p, rend)
-        off_delta, p = decode_varint(data, p, rend)
-        klen, p = decode_varint(data, p, rend)
+        if p < rend and data[p] < 0x80:
+            b = data[p]
+            ts_delta = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            ts_delta, p = dv(data, p, rend)
+        if p < rend and data[p] < 0x80:
+            b = data[p]
+            off_delta = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            off_delta, p = dv(data, p, rend)
+        if p < rend and data[p] < 0x80:
+            b = data[p]
+            klen = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            klen, p = dv(data, p, rend)
         if klen < 0:
             if klen != -1:
                 raise CorruptRecordError(f"key length {klen}")
@@ -482,7 +501,12 @@ def _parse_records(data: bytes, header: BatchHeader) -> Iterator[Record]:
                 raise CorruptRecordError(f"key length {klen} out of range")
             key = data[p : p + klen]
             p += klen
-        vlen, p = decode_varint(data, p, rend)
+        if p < rend and data[p] < 0x80:
+            b = data[p]
+            vlen = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            vlen, p = dv(data, p, rend)
         if vlen < 0:
             if vlen != -1:
                 raise CorruptRecordError(f"value length {vlen}")
@@ -492,45 +516,50 @@ def _parse_records(data: bytes, header: BatchHeader) -> Iterator[Record]:
                 raise CorruptRecordError(f"value length {vlen} out of range")
             value = data[p : p + vlen]
             p += vlen
-        hcount, p = decode_varint(data, p, rend)
-        if hcount < 0:
-            raise CorruptRecordError(f"header count {hcount}")
+        hcount, p = dv(data, p, rend)
         headers: list[Header] = []
-        for _h in range(hcount):
-            hklen, p = decode_varint(data, p, rend)
-            if hklen < 0 or hklen > rend - p:
-                raise CorruptRecordError(f"header key length {hklen} out of range")
-            try:
-                hkey = data[p : p + hklen].decode("utf-8")
-            except UnicodeDecodeError:
-                raise CorruptRecordError("header key is not UTF-8") from None
-            p += hklen
-            hvlen, p = decode_varint(data, p, rend)
-            if hvlen < 0:
-                if hvlen != -1:
-                    raise CorruptRecordError(f"header value length {hvlen}")
-                hval = None
-            else:
-                if hvlen > rend - p:
-                    raise CorruptRecordError(f"header value length {hvlen} out of range")
-                hval = data[p : p + hvlen]
-                p += hvlen
-            headers.append((hkey, hval))
+        if hcount:
+            if hcount < 0:
+                raise CorruptRecordError(f"header count {hcount}")
+            p = _parse_headers(data, p, rend, hcount, headers)
         if p != rend:
             raise CorruptRecordError("record length does not match its fields")
         yield Record(
-            offset=base_offset + off_delta,
-            timestamp=max_ts if log_append else base_ts + ts_delta,
-            key=key,
-            value=value,
-            headers=headers,
-            attributes=attributes,
-            offset_delta=off_delta,
-            timestamp_delta=ts_delta,
-            sequence=_add_sequence(base_seq, off_delta) if base_seq >= 0 else NO_SEQUENCE,
+            base_offset + off_delta,
+            max_ts if log_append else base_ts + ts_delta,
+            key,
+            value,
+            headers,
+            attributes,
+            off_delta,
+            ts_delta,
+            _add_sequence(base_seq, off_delta) if base_seq >= 0 else NO_SEQUENCE,
         )
     if p != end:
         raise CorruptRecordError(f"{end - p} bytes after the last record of the batch")
+
+
+def _parse_headers(data: bytes, p: int, rend: int, count: int, out: list[Header]) -> int:
+    for _ in range(count):
+        hklen, p = decode_varint(data, p, rend)
+        if hklen < 0 or hklen > rend - p:
+            raise CorruptRecordError(f"header key length {hklen} out of range")
+        try:
+            hkey = data[p : p + hklen].decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptRecordError("header key is not UTF-8") from None
+        p += hklen
+        hvlen, p = decode_varint(data, p, rend)
+        if hvlen < 0:
+            if hvlen != -1:
+                raise CorruptRecordError(f"header value length {hvlen}")
+            out.append((hkey, None))
+        else:
+            if hvlen > rend - p:
+                raise CorruptRecordError(f"header value length {hvlen} out of range")
+            out.append((hkey, data[p : p + hvlen]))
+            p += hvlen
+    return p
 
 
 def iter_all_records(
@@ -588,7 +617,7 @@ def _encode_record(
 def _unpack_input(
     item: RecordInput, index: int
 ) -> tuple[bytes | None, bytes | None, Sequence[Header], int | None, int]:
-    if isinstance(item, tuple):
+    if isinstance(item, (tuple, list)):
         key, value, headers, ts = item
         return key, value, headers, ts, index
     delta = getattr(item, "offset_delta", index)
