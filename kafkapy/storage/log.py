@@ -20,10 +20,18 @@ import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from kafkapy.storage._batch import PREFIX, set_base_offset, set_leader_epoch, set_log_append_time
+from kafkapy.storage._batch import (
+    PREFIX,
+    RecordsSummary,
+    set_base_offset,
+    set_log_append_time,
+    set_partition_leader_epoch,
+    validate_records,
+)
 from kafkapy.storage.checkpoint import fsync_dir, read_checkpoint, write_checkpoint
 from kafkapy.storage.config import LogConfig
 from kafkapy.storage.epoch_cache import LeaderEpochCache
@@ -37,6 +45,9 @@ from kafkapy.storage.segment import (
     LogSegment,
     now_ms,
 )
+
+if TYPE_CHECKING:
+    from kafkapy.storage.cleaner import CleanResult
 
 log = structlog.get_logger(__name__)
 
@@ -173,19 +184,30 @@ class PartitionLog:
             return _State()
         return state
 
-    def _complete_swaps_and_cleanup(self) -> None:
-        """Finish interrupted compaction swaps, drop temp and deleted files."""
+    def _complete_swaps_and_cleanup(self) -> set[int]:
+        """Finish interrupted compaction swaps, drop temp and deleted files.
+
+        Returns the base offsets of segments completed from .swap files.
+        """
+        for name in os.listdir(self.directory):
+            if name.endswith((DELETED_SUFFIX, CLEANED_SUFFIX, ".tmp")):
+                (self.directory / name).unlink(missing_ok=True)
         names = os.listdir(self.directory)
-        for name in names:
-            p = self.directory / name
-            if name.endswith(DELETED_SUFFIX) or name.endswith(CLEANED_SUFFIX) or name.endswith(".tmp"):
-                p.unlink(missing_ok=True)
-        for name in sorted(os.listdir(self.directory)):
-            if name.endswith(SWAP_SUFFIX):
-                # A .swap file is complete: it replaces the live file of the same name.
-                target = self.directory / name[: -len(SWAP_SUFFIX)]
-                os.replace(self.directory / name, target)
-                log.info("log.swap_completed", file=str(target))
+        swapped: set[int] = set()
+        complete = {n[: -len(LOG_SUFFIX + SWAP_SUFFIX)] for n in names if n.endswith(LOG_SUFFIX + SWAP_SUFFIX)}
+        for name in sorted(names, key=lambda n: n.endswith(LOG_SUFFIX + SWAP_SUFFIX)):
+            if not name.endswith(SWAP_SUFFIX):
+                continue
+            stem = name.split(".", 1)[0]
+            if stem not in complete:
+                # The .log was never renamed: the swap set is incomplete.
+                (self.directory / name).unlink(missing_ok=True)
+                continue
+            target = self.directory / name[: -len(SWAP_SUFFIX)]
+            os.replace(self.directory / name, target)
+            if stem.isdigit():
+                swapped.add(int(stem))
+            log.info("log.swap_completed", file=str(target))
         # Index files without a log are orphans.
         for name in os.listdir(self.directory):
             for ext in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
@@ -193,17 +215,22 @@ class PartitionLog:
                     stem = name[: -len(ext)]
                     if not (self.directory / (stem + LOG_SUFFIX)).exists():
                         (self.directory / name).unlink(missing_ok=True)
+        return swapped
 
     def _load(self, clean: bool) -> None:
         t0 = time.perf_counter()
         state = self._read_state()
-        self._complete_swaps_and_cleanup()
+        swapped = self._complete_swaps_and_cleanup()
         bases = sorted(
             int(n[: -len(LOG_SUFFIX)])
             for n in os.listdir(self.directory)
             if n.endswith(LOG_SUFFIX) and n[: -len(LOG_SUFFIX)].isdigit()
         )
         segments = [self._new_segment(b) for b in bases]
+        for seg in segments:
+            if seg.base_offset in swapped:
+                seg.recover()
+                self.segments_recovered += 1
         recovery_point = state.recovery_point
         if not clean:
             i = 0
@@ -329,7 +356,7 @@ class PartitionLog:
         while pos < n:
             _, length, _, _, _, _, delta, _, bmax = PREFIX.unpack_from(buf, pos)
             set_base_offset(buf, pos, nxt)
-            set_leader_epoch(buf, pos, leader_epoch)
+            set_partition_leader_epoch(buf, pos, leader_epoch)
             if log_append_time_ms is not None:
                 set_log_append_time(buf, pos, log_append_time_ms)
                 bmax = log_append_time_ms
@@ -662,6 +689,68 @@ class PartitionLog:
         for p in due:
             p.segment.delete_files()
         return len(due)
+
+    # -- compaction hooks (see cleaner.py) -----------------------------------------
+
+    @property
+    def cleaner_offset(self) -> int:
+        """Offsets below this were compacted by the last cleaner run."""
+        return self._cleaner_offset
+
+    def cleanable_segments(self, now: int) -> list[LogSegment]:
+        """Closed segments eligible for compaction: below the high watermark and
+        older than min.compaction.lag.ms, oldest first."""
+        view = self._view
+        out: list[LogSegment] = []
+        lag_horizon = now - self.config.min_compaction_lag_ms
+        for i, seg in enumerate(view.segments[:-1]):
+            if view.bases[i + 1] > self._high_watermark or seg.largest_timestamp > lag_horizon:
+                break
+            out.append(seg)
+        return out
+
+    def replace_segments(self, pairs: list[tuple[LogSegment, LogSegment]], *, cleaner_offset: int) -> int:
+        """Swap cleaned segments (named `.swap`) in for live ones; returns how many.
+
+        Pairs whose old segment is no longer live (deleted or truncated
+        meanwhile) are discarded.
+        """
+        done = 0
+        with self._lock:
+            segs = list(self._view.segments)
+            for old, new in pairs:
+                try:
+                    i = next(k for k, s in enumerate(segs) if s is old)
+                except StopIteration:
+                    new.delete_files()
+                    continue
+                if i == len(segs) - 1:
+                    new.delete_files()
+                    continue
+                old.rename_suffix(DELETED_SUFFIX)
+                new.rename_suffix("")
+                new.index.close()
+                new.time_index.close()
+                segs[i] = new
+                self._pending_deletes.append(_PendingDelete(old, now_ms() + self.config.file_delete_delay_ms))
+                done += 1
+            self._view = _SegmentView(tuple(s.base_offset for s in segs), tuple(segs))
+            self._max_pos_cache = None
+            if done:
+                self._cleaner_offset = max(self._cleaner_offset, cleaner_offset)
+        if done:
+            self._write_state()
+        return done
+
+    def compact(self, now: int | None = None) -> "CleanResult":
+        """Run compaction in the calling thread (see cleaner.compact)."""
+        from kafkapy.storage.cleaner import compact
+
+        return compact(self, now_ms() if now is None else now)
+
+    def validate_records(self, records: bytes | bytearray | memoryview) -> RecordsSummary:
+        """Validate a produce buffer against this log's max.message.bytes."""
+        return validate_records(records, max_batch_bytes=self.config.max_message_bytes)
 
     # -- flush / lifecycle ---------------------------------------------------------
 

@@ -421,18 +421,22 @@ class LogSegment:
         self.time_index.close()
         self._file.close()
 
+    def set_last_modified_ms(self, ms: int) -> None:
+        os.utime(self.log_path, ns=(ms * 1_000_000, ms * 1_000_000))
+
     def rename_suffix(self, suffix: str) -> None:
         """Rename the three files to carry `suffix` ("" for live files); fds stay valid."""
         stem = self.directory / segment_name(self.base_offset)
-        new_log = Path(f"{stem}{LOG_SUFFIX}{suffix}")
-        os.replace(self.log_path, new_log)
-        self.log_path = new_log
+        # Indexes first, .log last: a renamed .log means the set is complete.
         for idx, ext in ((self.index, INDEX_SUFFIX), (self.time_index, TIMEINDEX_SUFFIX)):
             target = Path(f"{stem}{ext}{suffix}")
             if idx.path.exists():
                 idx.rename(target)
             else:
                 idx.path = target
+        new_log = Path(f"{stem}{LOG_SUFFIX}{suffix}")
+        os.replace(self.log_path, new_log)
+        self.log_path = new_log
         self.suffix = suffix
 
     def delete_files(self) -> None:
