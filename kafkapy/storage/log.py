@@ -144,6 +144,7 @@ class PartitionLog:
         self.auto_high_watermark = auto_high_watermark
         self._sync = sync
         self._lock = threading.RLock()
+        self._state_lock = threading.Lock()
         self._pending_deletes: list[_PendingDelete] = []
         self._closed = False
         self._unflushed_messages = 0
@@ -785,7 +786,8 @@ class PartitionLog:
             f"high_watermark {self._high_watermark}",
             f"cleaner_offset {self._cleaner_offset}",
         ]
-        write_checkpoint(self.directory / STATE_FILE, entries, sync=self._sync)
+        with self._state_lock:
+            write_checkpoint(self.directory / STATE_FILE, entries, sync=self._sync)
 
     def checkpoint(self) -> None:
         """Persist offsets (HW, log start, recovery point) without fsyncing data."""
@@ -804,13 +806,17 @@ class PartitionLog:
         self.purge_deleted(force=True)
         log.info("log.closed", dir=str(self.directory))
 
-    def delete(self) -> None:
-        """Close without flushing and remove the directory."""
+    def delete_files_only(self) -> None:
+        """Close every file without flushing (the directory is going away)."""
         with self._lock:
             for seg in self._view.segments:
                 seg.close()
             self._closed = True
         self.purge_deleted(force=True)
+
+    def delete(self) -> None:
+        """Close without flushing and remove the directory."""
+        self.delete_files_only()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     @property

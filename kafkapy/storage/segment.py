@@ -58,6 +58,9 @@ class FileSlice:
     def fileno(self) -> int:
         return self.file.fileno()
 
+    def __len__(self) -> int:
+        return self.size
+
     def read_bytes(self) -> bytes:
         """Copy the bytes into memory (tests, TLS fallback)."""
         return os.pread(self.file.fileno(), self.size, self.position)
