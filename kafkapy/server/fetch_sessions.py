@@ -1,0 +1,78 @@
+"""Incremental fetch sessions (KIP-227), sans IO.
+
+A session remembers, per partition, what the client fetches and what it was
+last told (high watermark, log start offset, ...). An incremental request
+only names partitions that changed; an incremental response only carries
+partitions with new data or changed metadata. The cache is bounded; the
+least recently used session is evicted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from kafkapy.protocol.error_codes import ErrorCode
+
+FINAL_EPOCH = -1
+INITIAL_EPOCH = 0
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(slots=True)
+class SessionPartition:
+    topic: str | None  # None: a topic id this broker does not know
+    topic_id: UUID
+    fetch_offset: int
+    max_bytes: int
+    log_start_offset: int = -1
+    # What the client last saw, to decide whether to include the partition.
+    high_watermark: int = -1
+    last_stable_offset: int = -1
+    last_log_start: int = -1
+
+
+@dataclass(slots=True)
+class FetchSession:
+    session_id: int
+    epoch: int  # the epoch the next request must carry
+    partitions: dict[TopicPartitionKey, SessionPartition] = field(default_factory=dict)
+
+
+class SessionError(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(ErrorCode(code).name)
+        self.code = code
+
+
+@dataclass(slots=True)
+class FetchSessionCache:
+    max_sessions: int = 1000
+    _sessions: OrderedDict[int, FetchSession] = field(default_factory=OrderedDict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def new_session(self) -> FetchSession:
+        while len(self._sessions) >= self.max_sessions:
+            self._sessions.popitem(last=False)
+        sid = next(self._ids) & 0x7FFFFFFF or next(self._ids)
+        session = FetchSession(session_id=sid, epoch=1)
+        self._sessions[sid] = session
+        return session
+
+    def get(self, session_id: int, epoch: int) -> FetchSession:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionError(ErrorCode.FETCH_SESSION_ID_NOT_FOUND)
+        if epoch != session.epoch:
+            raise SessionError(ErrorCode.INVALID_FETCH_SESSION_EPOCH)
+        self._sessions.move_to_end(session_id)
+        return session
+
+    def remove(self, session_id: int) -> None:
+        self._sessions.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)

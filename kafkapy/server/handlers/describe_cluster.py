@@ -1,0 +1,37 @@
+"""DescribeCluster (60)."""
+
+from __future__ import annotations
+
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRequest
+from kafkapy.protocol.messages.describe_cluster_response import DescribeClusterBroker, DescribeClusterResponse
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handlers._common import CLUSTER_AUTHORIZED_OPERATIONS, NOT_REQUESTED
+
+BROKERS_ENDPOINT = 1
+
+
+async def handle(ctx: RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse:
+    state = ctx.state
+    if req.endpoint_type != BROKERS_ENDPOINT:
+        return DescribeClusterResponse(
+            error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
+            error_message="The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER",
+            endpoint_type=BROKERS_ENDPOINT,
+            cluster_id=state.metadata.cluster_id,
+        )
+    b = state.advertised
+    return DescribeClusterResponse(
+        error_code=ErrorCode.NONE,
+        endpoint_type=BROKERS_ENDPOINT,
+        cluster_id=state.metadata.cluster_id,
+        controller_id=state.metadata.controller_id,
+        brokers=[DescribeClusterBroker(broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack)],
+        cluster_authorized_operations=(
+            CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED
+        ),
+    )
+
+
+HANDLER = Handler(ApiKey.DESCRIBE_CLUSTER, 0, 1, handle)

@@ -1,0 +1,205 @@
+"""Fetch (1): long-polling reads served as file regions (sendfile), with KIP-227 sessions.
+
+The response's `records` are file slices of the segment files; the network
+layer sends them with sendfile, so record bytes never enter Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from uuid import UUID
+
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.fetch_request import FetchRequest
+from kafkapy.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
+from kafkapy.protocol.primitives import ZERO_UUID
+from kafkapy.server.fetch_sessions import (
+    FINAL_EPOCH,
+    INITIAL_EPOCH,
+    FetchSession,
+    FetchSessionCache,
+    SessionError,
+    SessionPartition,
+)
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.state import BrokerState
+from kafkapy.storage.errors import OffsetOutOfRangeError
+
+READ_COMMITTED = 1
+
+
+@dataclass(slots=True)
+class Wanted:
+    topic: str | None  # None: unknown topic id
+    topic_id: UUID
+    partition: int
+    fetch_offset: int
+    max_bytes: int
+    current_leader_epoch: int = -1
+
+
+def session_cache(state: BrokerState) -> FetchSessionCache:
+    cache = state.extras.get("fetch_sessions")
+    if cache is None:
+        cache = state.extras["fetch_sessions"] = FetchSessionCache(
+            max_sessions=int(state.config.get("max.incremental.fetch.session.cache.slots") or 1000)
+        )
+    return cache
+
+
+def _resolve(state: BrokerState, name: str, topic_id: UUID, version: int) -> tuple[str | None, UUID]:
+    if version >= 13:
+        info = state.metadata.topic_by_id(topic_id)
+        return (info.name if info else None), topic_id
+    info = state.metadata.topic(name)
+    return name, (info.topic_id if info else ZERO_UUID)
+
+
+def _read_partition(state: BrokerState, w: Wanted, limit: int, min_one: bool, committed: bool) -> PartitionData:
+    pd = PartitionData(partition_index=w.partition, error_code=ErrorCode.NONE, high_watermark=-1,
+                       last_stable_offset=-1, log_start_offset=-1, records=None)
+    if w.topic is None:
+        pd.error_code = ErrorCode.UNKNOWN_TOPIC_ID
+        return pd
+    plog = state.partition_log(w.topic, w.partition)
+    if plog is None:
+        pd.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return pd
+    epoch = state.leader_epoch(w.topic, w.partition)
+    if w.current_leader_epoch >= 0 and w.current_leader_epoch != epoch:
+        pd.error_code = ErrorCode.FENCED_LEADER_EPOCH if w.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+        return pd
+    hw = plog.high_watermark
+    lso = state.last_stable_offset(plog)
+    pd.high_watermark, pd.last_stable_offset, pd.log_start_offset = hw, lso, plog.log_start_offset
+    if committed:
+        pd.aborted_transactions = []
+    try:
+        result = plog.read(w.fetch_offset, limit, max_offset=lso if committed else hw, min_one_message=min_one)
+        pd.records = result.slices[0] if result.slices else b""
+    except OffsetOutOfRangeError:
+        pd.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+    return pd
+
+
+def _read_all(state: BrokerState, wanted: list[Wanted], max_bytes: int, committed: bool) -> tuple[list[PartitionData], int, bool]:
+    out: list[PartitionData] = []
+    total = 0
+    error = False
+    for w in wanted:
+        remaining = max_bytes - total
+        if remaining <= 0 and total > 0:
+            out.append(_read_partition(state, w, 0, False, committed))
+        else:
+            out.append(_read_partition(state, w, min(w.max_bytes, max(remaining, 0)), total == 0, committed))
+        pd = out[-1]
+        if pd.records is not None:
+            total += len(pd.records)
+        error |= pd.error_code != ErrorCode.NONE
+    return out, total, error
+
+
+def _group(wanted: list[Wanted], datas: list[PartitionData]) -> list[FetchableTopicResponse]:
+    topics: list[FetchableTopicResponse] = []
+    for w, pd in zip(wanted, datas):
+        if not topics or topics[-1].topic_id != w.topic_id or topics[-1].topic != (w.topic or ""):
+            topics.append(FetchableTopicResponse(topic=w.topic or "", topic_id=w.topic_id, partitions=[]))
+        topics[-1].partitions.append(pd)
+    return topics
+
+
+def _apply_session(
+    state: BrokerState, session: FetchSession, req: FetchRequest, version: int, full: bool
+) -> list[Wanted]:
+    if full:
+        session.partitions.clear()
+    for t in req.forgotten_topics_data:
+        name, _ = _resolve(state, t.topic, t.topic_id, version)
+        for p in t.partitions:
+            session.partitions.pop((name or str(t.topic_id), p), None)
+    for t in req.topics:
+        name, tid = _resolve(state, t.topic, t.topic_id, version)
+        for p in t.partitions:
+            key = (name or str(t.topic_id), p.partition)
+            sp = session.partitions.get(key)
+            if sp is None:
+                session.partitions[key] = SessionPartition(name, tid, p.fetch_offset, p.partition_max_bytes, p.log_start_offset)
+            else:
+                sp.fetch_offset, sp.max_bytes, sp.log_start_offset = p.fetch_offset, p.partition_max_bytes, p.log_start_offset
+    return [
+        Wanted(sp.topic, sp.topic_id, key[1], sp.fetch_offset, sp.max_bytes)
+        for key, sp in session.partitions.items()
+    ]
+
+
+async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
+    state = ctx.state
+    version = ctx.version
+    committed = req.isolation_level == READ_COMMITTED
+    cache = session_cache(state)
+    session: FetchSession | None = None
+    incremental = False
+    if version >= 7 and not (req.session_id == 0 and req.session_epoch == FINAL_EPOCH):
+        try:
+            if req.session_id == 0:
+                if req.session_epoch == INITIAL_EPOCH:
+                    session = cache.new_session()
+            elif req.session_epoch == FINAL_EPOCH:
+                cache.remove(req.session_id)
+            else:
+                session = cache.get(req.session_id, req.session_epoch)
+                incremental = True
+        except SessionError as e:
+            return FetchResponse(error_code=e.code, session_id=0, responses=[])
+    if session is not None:
+        wanted = _apply_session(state, session, req, version, full=not incremental)
+        session.epoch = session.epoch + 1 if session.epoch < 0x7FFFFFFF else 1
+    else:
+        wanted = []
+        for t in req.topics:
+            name, tid = _resolve(state, t.topic, t.topic_id, version)
+            for p in t.partitions:
+                wanted.append(Wanted(name, tid, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch))
+    max_bytes = req.max_bytes if version >= 3 else 0x7FFFFFFF
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(req.max_wait_ms, 0) / 1000
+    while True:
+        signal = state.appends.current()
+        datas, total, error = _read_all(state, wanted, max_bytes, committed)
+        remaining = deadline - loop.time()
+        if total >= req.min_bytes or error or remaining <= 0 or not wanted:
+            break
+        try:
+            await asyncio.wait_for(asyncio.shield(signal), remaining)
+        except TimeoutError:
+            pass
+        if ctx.conn is not None and getattr(ctx.conn, "closed", False):
+            break
+    if incremental and session is not None:
+        keep_w, keep_d = [], []
+        for w, pd in zip(wanted, datas):
+            sp = session.partitions[(w.topic or str(w.topic_id), w.partition)]
+            changed = (pd.records is not None and len(pd.records) > 0) or pd.error_code != ErrorCode.NONE or (
+                (pd.high_watermark, pd.last_stable_offset, pd.log_start_offset)
+                != (sp.high_watermark, sp.last_stable_offset, sp.last_log_start)
+            )
+            if changed:
+                keep_w.append(w)
+                keep_d.append(pd)
+        wanted, datas = keep_w, keep_d
+    if session is not None:
+        for w, pd in zip(wanted, datas):
+            sp = session.partitions.get((w.topic or str(w.topic_id), w.partition))
+            if sp is not None:
+                sp.high_watermark, sp.last_stable_offset, sp.last_log_start = (
+                    pd.high_watermark, pd.last_stable_offset, pd.log_start_offset)
+    return FetchResponse(
+        error_code=ErrorCode.NONE,
+        session_id=session.session_id if session is not None else 0,
+        responses=_group(wanted, datas),
+    )
+
+
+HANDLER = Handler(ApiKey.FETCH, 4, 17, handle)

@@ -1,0 +1,65 @@
+"""ListOffsets (2): earliest, latest, max timestamp, and offsets for times."""
+
+from __future__ import annotations
+
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest
+from kafkapy.protocol.messages.list_offsets_response import (
+    ListOffsetsPartitionResponse,
+    ListOffsetsResponse,
+    ListOffsetsTopicResponse,
+)
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.state import BrokerState
+
+LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
+READ_COMMITTED = 1
+
+
+def _one(state: BrokerState, topic: str, p: ListOffsetsPartition, version: int, committed: bool) -> ListOffsetsPartitionResponse:
+    r = ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.NONE, timestamp=-1, offset=-1)
+    plog = state.partition_log(topic, p.partition_index)
+    if plog is None:
+        r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return r
+    epoch = state.leader_epoch(topic, p.partition_index)
+    if p.current_leader_epoch >= 0 and p.current_leader_epoch != epoch:
+        r.error_code = ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+        return r
+    ts = p.timestamp
+    if ts == LATEST:
+        r.offset = state.last_stable_offset(plog) if committed else plog.high_watermark
+        r.leader_epoch = epoch
+    elif ts in (EARLIEST, EARLIEST_LOCAL):
+        found = plog.list_offset(EARLIEST)
+        r.offset, r.leader_epoch = found.offset, found.leader_epoch
+    elif ts == LATEST_TIERED:
+        r.offset, r.leader_epoch = -1, -1  # no tiered storage: nothing is tiered
+    else:
+        found = plog.list_offset(ts)
+        bound = state.last_stable_offset(plog) if committed else plog.high_watermark
+        if found is not None and found.offset < bound:
+            r.offset, r.timestamp, r.leader_epoch = found.offset, found.timestamp, found.leader_epoch
+    if version == 0:
+        r.old_style_offsets = [r.offset] if r.offset >= 0 and p.max_num_offsets > 0 else []
+    return r
+
+
+async def handle(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse:
+    committed = ctx.version >= 2 and req.isolation_level == READ_COMMITTED
+    topics = []
+    for t in req.topics:
+        seen: set[int] = set()
+        parts = []
+        for p in t.partitions:
+            if p.partition_index in seen:
+                parts.append(ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.INVALID_REQUEST))
+                continue
+            seen.add(p.partition_index)
+            parts.append(_one(ctx.state, t.name, p, ctx.version, committed))
+        topics.append(ListOffsetsTopicResponse(name=t.name, partitions=parts))
+    return ListOffsetsResponse(topics=topics)
+
+
+HANDLER = Handler(ApiKey.LIST_OFFSETS, 0, 9, handle)

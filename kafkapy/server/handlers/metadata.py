@@ -1,0 +1,96 @@
+"""Metadata (3): brokers, controller, topics and their partitions; auto-creation."""
+
+from __future__ import annotations
+
+from kafkapy.cluster.metadata import MetadataError, TopicInfo, validate_topic_name
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.metadata_request import MetadataRequest
+from kafkapy.protocol.messages.metadata_response import (
+    MetadataResponse,
+    MetadataResponseBroker,
+    MetadataResponsePartition,
+    MetadataResponseTopic,
+)
+from kafkapy.protocol.primitives import ZERO_UUID
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handlers._common import (
+    CLUSTER_AUTHORIZED_OPERATIONS,
+    NOT_REQUESTED,
+    TOPIC_AUTHORIZED_OPERATIONS,
+)
+
+
+def topic_entry(info: TopicInfo, include_ops: bool) -> MetadataResponseTopic:
+    return MetadataResponseTopic(
+        error_code=ErrorCode.NONE,
+        name=info.name,
+        topic_id=info.topic_id,
+        is_internal=info.internal,
+        partitions=[
+            MetadataResponsePartition(
+                error_code=ErrorCode.NONE,
+                partition_index=p.index,
+                leader_id=p.leader,
+                leader_epoch=p.leader_epoch,
+                replica_nodes=list(p.replicas),
+                isr_nodes=list(p.isr),
+                offline_replicas=[],
+            )
+            for p in info.partitions
+        ],
+        topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS if include_ops else NOT_REQUESTED,
+    )
+
+
+def _error_entry(code: int, name: str | None, topic_id=ZERO_UUID) -> MetadataResponseTopic:  # type: ignore[no-untyped-def]
+    return MetadataResponseTopic(error_code=code, name=name, topic_id=topic_id, partitions=[])
+
+
+async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
+    state = ctx.state
+    include_ops = req.include_topic_authorized_operations
+    # v0 sends an empty list for "all topics"; v1+ sends null.
+    all_topics = req.topics is None or (ctx.version == 0 and not req.topics)
+    allow_create = req.allow_auto_topic_creation if ctx.version >= 4 else True
+    topics: list[MetadataResponseTopic] = []
+    if all_topics:
+        topics = [topic_entry(t, include_ops) for t in state.topics()]
+    else:
+        for wanted in req.topics or []:
+            if wanted.name is None:
+                info = state.metadata.topic_by_id(wanted.topic_id)
+                if info is None:
+                    name = None if ctx.version >= 12 else ""
+                    topics.append(_error_entry(ErrorCode.UNKNOWN_TOPIC_ID, name, wanted.topic_id))
+                else:
+                    topics.append(topic_entry(info, include_ops))
+                continue
+            info = state.metadata.topic(wanted.name)
+            if info is None:
+                if validate_topic_name(wanted.name) is not None:
+                    topics.append(_error_entry(ErrorCode.INVALID_TOPIC_EXCEPTION, wanted.name))
+                    continue
+                if allow_create:
+                    try:
+                        info = state.maybe_auto_create(wanted.name)
+                    except MetadataError as e:
+                        topics.append(_error_entry(e.code, wanted.name))
+                        continue
+                if info is None:
+                    topics.append(_error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, wanted.name))
+                    continue
+            topics.append(topic_entry(info, include_ops))
+    b = state.advertised
+    return MetadataResponse(
+        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack)],
+        cluster_id=state.metadata.cluster_id,
+        controller_id=state.metadata.controller_id,
+        topics=topics,
+        cluster_authorized_operations=(
+            CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED
+        ),
+    )
+
+
+HANDLER = Handler(ApiKey.METADATA, 0, 12, handle)

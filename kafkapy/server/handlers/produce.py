@@ -1,0 +1,120 @@
+"""Produce (0): validate batches by header and CRC, append, acknowledge.
+
+No per-record work: each batch is checked by its header and CRC-32C, then
+the log rewrites base offsets in place and appends the bytes. Legacy
+(magic 0/1) message sets from old clients are converted to one v2 batch.
+"""
+
+from __future__ import annotations
+
+from kafkapy.logging import get_logger
+from kafkapy.protocol import legacy, records
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.errors import CorruptRecordError, DecodeError, RecordTooLargeError
+from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
+from kafkapy.protocol.messages.produce_response import (
+    PartitionProduceResponse,
+    ProduceResponse,
+    TopicProduceResponse,
+)
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.state import BrokerState, now_ms
+from kafkapy.storage.errors import StorageError
+
+log = get_logger(__name__)
+
+_LEGACY_MAX_UNCOMPRESSED = 64 * 1024 * 1024
+
+
+def _writable(data: memoryview) -> bytearray | memoryview:
+    """A writable view of the records: in place when the frame allows it."""
+    return data if not data.readonly else bytearray(data)
+
+
+def append_partition(
+    state: BrokerState, topic: str, part: PartitionProduceData, version: int
+) -> PartitionProduceResponse:
+    resp = PartitionProduceResponse(index=part.index, error_code=ErrorCode.NONE, base_offset=-1)
+    info = state.metadata.topic(topic)
+    plog = state.partition_log(topic, part.index) if info is not None else None
+    if plog is None:
+        resp.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return resp
+    data = part.records
+    if data is None or len(data) == 0:
+        resp.error_code = ErrorCode.INVALID_RECORD
+        resp.error_message = "Produce request has no records"
+        return resp
+    cfg = plog.config
+    now = now_ms()
+    try:
+        if legacy.is_legacy(data):
+            if version >= 3:
+                resp.error_code = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
+                return resp
+            buf: bytearray | memoryview = bytearray(
+                legacy.convert_to_v2(data, timestamp_now_ms=None, max_uncompressed=_LEGACY_MAX_UNCOMPRESSED)
+            )
+        else:
+            buf = _writable(data)
+        headers = records.validate_records(buf, cfg.max_message_bytes + records.LOG_OVERHEAD)
+    except RecordTooLargeError as e:
+        resp.error_code = ErrorCode.MESSAGE_TOO_LARGE
+        resp.error_message = str(e)
+        return resp
+    except (CorruptRecordError, DecodeError) as e:
+        resp.error_code = ErrorCode.CORRUPT_MESSAGE
+        resp.error_message = str(e)
+        return resp
+    if version >= 3 and len(headers) != 1:
+        resp.error_code = ErrorCode.INVALID_RECORD
+        resp.error_message = "Compressed outer record has more than one batch" if len(headers) > 1 else "no batch"
+        return resp
+    if any(h.producer_id >= 0 or h.is_transactional for h in headers) and not state.extras.get("idempotence"):
+        # Idempotent/transactional producers need InitProducerId, which this broker does not serve yet.
+        resp.error_code = ErrorCode.UNKNOWN_PRODUCER_ID
+        return resp
+    if not cfg.log_append_time:
+        before, after = cfg.message_timestamp_before_max_ms, cfg.message_timestamp_after_max_ms
+        for h in headers:
+            if h.max_timestamp >= 0 and (h.max_timestamp > now + after or h.base_timestamp < now - before):
+                resp.error_code = ErrorCode.INVALID_TIMESTAMP
+                resp.error_message = f"Timestamp {h.max_timestamp} of a batch is out of range"
+                return resp
+    try:
+        # The log assigns offsets in place and stamps LogAppendTime when the topic asks for it.
+        result = plog.append(buf, leader_epoch=state.leader_epoch(topic, part.index))
+    except StorageError as e:
+        log.error("append failed", topic=topic, partition=part.index, error=str(e))
+        resp.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+        return resp
+    resp.base_offset = result.base_offset
+    resp.log_append_time_ms = result.log_append_time
+    resp.log_start_offset = plog.log_start_offset
+    return resp
+
+
+async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | None:
+    state = ctx.state
+    acks = req.acks
+    out: list[TopicProduceResponse] = []
+    appended = False
+    for t in req.topic_data:
+        parts = []
+        for p in t.partition_data:
+            if acks not in (0, 1, -1):
+                parts.append(PartitionProduceResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS))
+                continue
+            r = append_partition(state, t.name, p, ctx.version)
+            appended |= r.error_code == ErrorCode.NONE
+            parts.append(r)
+        out.append(TopicProduceResponse(name=t.name, partition_responses=parts))
+    if appended:
+        state.appends.notify()
+    if acks == 0:
+        return None
+    return ProduceResponse(responses=out)
+
+
+HANDLER = Handler(ApiKey.PRODUCE, 0, 11, handle)

@@ -1,0 +1,153 @@
+"""CreateTopics (19), DeleteTopics (20), CreatePartitions (37)."""
+
+from __future__ import annotations
+
+from kafkapy.cluster.metadata import MetadataError
+from kafkapy.config import ConfigError, describe_topic_config, validate_topic_configs
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.create_partitions_request import CreatePartitionsRequest
+from kafkapy.protocol.messages.create_partitions_response import (
+    CreatePartitionsResponse,
+    CreatePartitionsTopicResult,
+)
+from kafkapy.protocol.messages.create_topics_request import CreatableTopic, CreateTopicsRequest
+from kafkapy.protocol.messages.create_topics_response import (
+    CreatableTopicConfigs,
+    CreatableTopicResult,
+    CreateTopicsResponse,
+)
+from kafkapy.protocol.messages.delete_topics_request import DeleteTopicsRequest
+from kafkapy.protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
+from kafkapy.protocol.primitives import ZERO_UUID
+from kafkapy.server.handler import Handler, RequestContext
+
+
+def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: bool) -> CreatableTopicResult:
+    state = ctx.state
+    result = CreatableTopicResult(name=t.name, error_code=ErrorCode.NONE)
+    if t.assignments:
+        if t.num_partitions != -1 or t.replication_factor != -1:
+            result.error_code = ErrorCode.INVALID_REQUEST
+            result.error_message = "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time."
+            return result
+        nodes = {b.node_id for b in state.metadata.brokers()}
+        for a in t.assignments:
+            if not a.broker_ids or any(b not in nodes for b in a.broker_ids) or len(set(a.broker_ids)) != len(a.broker_ids):
+                result.error_code = ErrorCode.INVALID_REPLICA_ASSIGNMENT
+                result.error_message = f"Invalid replica assignment for partition {a.partition_index}"
+                return result
+        partitions = len(t.assignments)
+        replication = len(t.assignments[0].broker_ids)
+    else:
+        partitions = state.config.num_partitions if t.num_partitions == -1 else t.num_partitions
+        replication = state.config.default_replication_factor if t.replication_factor == -1 else t.replication_factor
+    try:
+        raw = {c.name: c.value for c in t.configs}
+        configs = validate_topic_configs(raw)
+    except ConfigError as e:
+        result.error_code = ErrorCode.INVALID_CONFIG
+        result.error_message = str(e)
+        return result
+    try:
+        if validate_only:
+            state.metadata.check_new_topic(t.name, partitions, replication)
+        else:
+            info = state.create_topic(t.name, partitions, replication, configs)
+            result.topic_id = info.topic_id
+    except MetadataError as e:
+        result.error_code = e.code
+        result.error_message = e.message
+        return result
+    result.num_partitions = partitions
+    result.replication_factor = replication
+    if ctx.version >= 5:
+        result.configs = [
+            CreatableTopicConfigs(
+                name=d.name, value=d.value, read_only=d.read_only, config_source=int(d.source), is_sensitive=d.sensitive
+            )
+            for d in describe_topic_config(state.config, configs)
+        ]
+    return result
+
+
+async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse:
+    results = []
+    seen: set[str] = set()
+    dupes = {t.name for t in req.topics if [x.name for x in req.topics].count(t.name) > 1}
+    for t in req.topics:
+        if t.name in dupes:
+            if t.name not in seen:
+                seen.add(t.name)
+                results.append(
+                    CreatableTopicResult(
+                        name=t.name, error_code=ErrorCode.INVALID_REQUEST,
+                        error_message=f"Create topics request from client `{ctx.client_id}` contains multiple entries for the following topics: {t.name}",
+                    )
+                )
+            continue
+        r = _create_one(ctx, t, req.validate_only)
+        if r.error_code:
+            r.num_partitions = -1
+            r.replication_factor = -1
+        results.append(r)
+    return CreateTopicsResponse(topics=results)
+
+
+async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse:
+    state = ctx.state
+    results: list[DeletableTopicResult] = []
+    wanted: list[tuple[str | None, object]] = [(n, ZERO_UUID) for n in req.topic_names]
+    wanted += [(t.name, t.topic_id) for t in req.topics]
+    for name, topic_id in wanted:
+        info = state.metadata.topic(name) if name is not None else state.metadata.topic_by_id(topic_id)  # type: ignore[arg-type]
+        res = DeletableTopicResult(name=name, topic_id=topic_id, error_code=ErrorCode.NONE)  # type: ignore[arg-type]
+        if info is None:
+            res.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if name is not None else ErrorCode.UNKNOWN_TOPIC_ID
+        elif not state.config.delete_topic_enable:
+            res.error_code = ErrorCode.TOPIC_DELETION_DISABLED
+        elif info.internal:
+            res.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION  # Kafka refuses to delete internal topics
+            res.error_message = f"Cannot delete internal topic {info.name}"
+        else:
+            state.delete_topic(info.name)
+            res.name, res.topic_id = info.name, info.topic_id
+        if ctx.version < 6 and res.name is None:
+            res.name = ""
+        results.append(res)
+    return DeleteTopicsResponse(responses=results)
+
+
+async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse:
+    state = ctx.state
+    results = []
+    for t in req.topics:
+        res = CreatePartitionsTopicResult(name=t.name, error_code=ErrorCode.NONE)
+        info = state.metadata.topic(t.name)
+        if info is None:
+            res.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            res.error_message = f"The topic '{t.name}' does not exist."
+        elif t.count <= len(info.partitions):
+            res.error_code = ErrorCode.INVALID_PARTITIONS
+            res.error_message = (
+                f"Topic already has {len(info.partitions)} partitions."
+                if t.count == len(info.partitions)
+                else f"The topic {t.name} currently has {len(info.partitions)} partition(s); {t.count} would not be an increase."
+            )
+        elif t.assignments is not None and len(t.assignments) != t.count - len(info.partitions):
+            res.error_code = ErrorCode.INVALID_REPLICA_ASSIGNMENT
+            res.error_message = f"Attempted to add {t.count - len(info.partitions)} additional partition(s), but only {len(t.assignments)} assignment(s) were specified."
+        elif not req.validate_only:
+            try:
+                state.add_partitions(t.name, t.count)
+            except MetadataError as e:
+                res.error_code, res.error_message = e.code, e.message
+        results.append(res)
+    return CreatePartitionsResponse(results=results)
+
+
+HANDLERS = (
+    Handler(ApiKey.CREATE_TOPICS, 0, 7, create_topics),
+    Handler(ApiKey.DELETE_TOPICS, 0, 6, delete_topics),
+    Handler(ApiKey.CREATE_PARTITIONS, 0, 3, create_partitions),
+)
