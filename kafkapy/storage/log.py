@@ -241,7 +241,8 @@ class PartitionLog:
                 if nxt_base is not None and nxt_base <= recovery_point:
                     i += 1
                     continue
-                truncated = seg.recover(on_batch=self._recover_epoch)
+                from_offset = recovery_point if seg.base_offset < recovery_point else None
+                truncated = seg.recover(on_batch=self._recover_epoch, from_offset=from_offset)
                 self.segments_recovered += 1
                 if truncated and i + 1 < len(segments):
                     for later in segments[i + 1 :]:
@@ -770,6 +771,22 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._last_flush_ms = now_ms()
         self._write_state()
+
+    def flush_rolled_segments(self) -> bool:
+        """fsync segments closed by rolls since the last flush (Kafka flushes
+        them on roll); moves the recovery point to the active segment's base."""
+        view = self._view
+        active_base = view.bases[-1]
+        if self._recovery_point >= active_base or self._closed:
+            return False
+        for i, seg in enumerate(view.segments[:-1]):
+            if view.bases[i + 1] > self._recovery_point:
+                seg.flush()
+        if self._sync:
+            fsync_dir(self.directory)
+        self._recovery_point = active_base
+        self._write_state()
+        return True
 
     def maybe_flush(self, now: int | None = None) -> bool:
         """Flush when flush.ms has elapsed since the last flush."""

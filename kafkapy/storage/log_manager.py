@@ -247,7 +247,7 @@ class LogManager:
                 if plog.config.compact and key not in self._compacting:
                     if dirty_ratio(plog) >= plog.config.min_cleanable_dirty_ratio:
                         self._start_compaction(key, plog, now, result)
-            if plog.maybe_flush(now):
+            if plog.maybe_flush(now) or plog.flush_rolled_segments():
                 result.flushed += 1
             elif run_checkpoint and self._checkpointed_hw.get(key) != plog.high_watermark:
                 plog.checkpoint()

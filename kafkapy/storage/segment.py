@@ -319,27 +319,52 @@ class LogSegment:
 
     # -- recovery / truncation -------------------------------------------------
 
-    def recover(self, on_batch: Callable[[BatchLocation], None] | None = None) -> int:
-        """Validate every batch (CRC included), rebuild indexes, cut a bad tail.
+    def recover(
+        self, on_batch: Callable[[BatchLocation], None] | None = None, *, from_offset: int | None = None
+    ) -> int:
+        """Validate batches (CRC included), rebuild indexes, cut a bad tail.
 
-        Returns the number of bytes truncated.
+        With `from_offset` (a recovery point: data below it was fsynced along
+        with the indexes) only the batches from the last index entry below it
+        are checked. Returns the number of bytes truncated.
         """
-        return self._rebuild(check_crc=True, on_batch=on_batch)
+        return self._rebuild(check_crc=True, on_batch=on_batch, from_offset=from_offset)
 
     def rebuild_indexes(self) -> None:
         self._rebuild(check_crc=False, on_batch=None)
 
-    def _rebuild(self, *, check_crc: bool, on_batch: Callable[[BatchLocation], None] | None) -> int:
+    def _rebuild(
+        self,
+        *,
+        check_crc: bool,
+        on_batch: Callable[[BatchLocation], None] | None,
+        from_offset: int | None = None,
+    ) -> int:
         fd = self._file.fileno()
         file_size = os.fstat(fd).st_size
-        self.index.reset()
-        self.time_index.reset()
-        self.max_timestamp = self.offset_of_max_timestamp = -1
         since = 0
         pos = 0
         nxt = self.base_offset
+        start = 0
+        if from_offset is not None and from_offset > self.base_offset:
+            self.size = file_size
+            self.ensure_indexes()
+            last_off, start = self.index.lookup_entry(from_offset - 1)
+        if start > 0:
+            # Keep index entries up to the batch at `start` (it lies below the
+            # recovery point); that batch's entries are re-added by the scan.
+            self.index.truncate_to_position(start)
+            self.time_index.truncate_to_offset(last_off + 1)
+            last_t = self.time_index.last_entry
+            self.max_timestamp, self.offset_of_max_timestamp = last_t if last_t else (-1, -1)
+            since = self.index_interval_bytes + 1
+            pos = start
+        else:
+            self.index.reset()
+            self.time_index.reset()
+            self.max_timestamp = self.offset_of_max_timestamp = -1
         buf = b""
-        buf_start = 0
+        buf_start = pos
         while pos < file_size:
             off = pos - buf_start
             if off + PREFIX_SIZE > len(buf):

@@ -189,3 +189,32 @@ def test_unclean_open_recovers_only_after_recovery_point(tmp_path: Path) -> None
     assert 1 <= log2.segments_recovered < nseg
     assert log2.log_end_offset == 309
     log2.close()
+
+
+def test_partial_recovery_from_recovery_point(tmp_path: Path) -> None:
+    d = tmp_path / "t-0"
+    cfg = small_config(segment_bytes=1 << 20, index_interval_bytes=200)
+    log = PartitionLog(d, cfg)
+    for i in range(50):
+        log.append(make_batch(2, pad=60, timestamp=100 + i), leader_epoch=0)
+    log.flush()
+    entries = log.active_segment.index.entries()
+    for i in range(50, 60):
+        log.append(make_batch(2, pad=60, timestamp=100 + i), leader_epoch=0)
+    path = log.active_segment.log_path
+    with open(path, "ab") as f:
+        f.write(b"\x00" * 100)  # torn tail after the recovery point
+    log2 = PartitionLog(d, cfg)
+    seg = log2.active_segment
+    assert log2.log_end_offset == 120
+    assert seg.index.entries()[: len(entries)] == entries
+    seg_ref = log2.segments[0]
+    full = list(seg_ref.index.entries())
+    full_t = list(seg_ref.time_index.entries())
+    seg_ref.rebuild_indexes()
+    assert seg_ref.index.entries() == full
+    assert seg_ref.time_index.entries() == full_t
+    assert seg_ref.max_timestamp == 159
+    r = log2.offset_for_timestamp(155)
+    assert r is not None and r.offset == 110
+    log2.close()
