@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kafkapy.server.handler import Handler
 from kafkapy.server.handlers import api_versions, describe_cluster, fetch, list_offsets, metadata, produce, topics
+from kafkapy.server.handlers import configs, delete_records, describe_topic_partitions, log_dirs, offset_for_leader_epoch
 
 HANDLERS: tuple[Handler, ...] = (
     produce.HANDLER,
@@ -13,4 +14,9 @@ HANDLERS: tuple[Handler, ...] = (
     api_versions.HANDLER,
     *topics.HANDLERS,
     describe_cluster.HANDLER,
+    *configs.HANDLERS,
+    delete_records.HANDLER,
+    offset_for_leader_epoch.HANDLER,
+    log_dirs.HANDLER,
+    describe_topic_partitions.HANDLER,
 )

@@ -1,0 +1,295 @@
+"""DescribeConfigs (32), AlterConfigs (33), IncrementalAlterConfigs (44).
+
+Topic resources are fully supported. The broker resource is described like
+Kafka does (static and default values with synonyms); kafkapy keeps no dynamic
+broker configs, so alterations of the broker are rejected: read-only keys the
+way Kafka rejects them, dynamic keys with an explicit "not supported" message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kafkapy.cluster.metadata import validate_topic_name
+from kafkapy.config import (
+    BROKER_KEYS,
+    TOPIC_CONFIGS,
+    ConfigDescription,
+    ConfigError,
+    ConfigType,
+    describe_topic_config,
+    validate_topic_configs,
+)
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.alter_configs_request import AlterConfigsRequest
+from kafkapy.protocol.messages.alter_configs_response import (
+    AlterConfigsResourceResponse,
+    AlterConfigsResponse,
+)
+from kafkapy.protocol.messages.describe_configs_request import (
+    DescribeConfigsRequest,
+    DescribeConfigsResource,
+)
+from kafkapy.protocol.messages.describe_configs_response import (
+    DescribeConfigsResourceResult,
+    DescribeConfigsResponse,
+    DescribeConfigsResult,
+    DescribeConfigsSynonym,
+)
+from kafkapy.protocol.messages.incremental_alter_configs_request import (
+    IncrementalAlterConfigsRequest,
+)
+from kafkapy.protocol.messages.incremental_alter_configs_response import (
+    AlterConfigsResourceResponse as IncrementalResourceResponse,
+)
+from kafkapy.protocol.messages.incremental_alter_configs_response import (
+    IncrementalAlterConfigsResponse,
+)
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.state import BrokerState
+
+# Kafka's ConfigResource.Type ids.
+UNKNOWN, TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP = 0, 2, 4, 8, 16, 32
+_TYPE_NAMES = {UNKNOWN: "UNKNOWN", TOPIC: "TOPIC", BROKER: "BROKER", BROKER_LOGGER: "BROKER_LOGGER",
+               CLIENT_METRICS: "CLIENT_METRICS", GROUP: "GROUP"}
+
+# IncrementalAlterConfigs operation ids (Kafka's AlterConfigOp.OpType).
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+_OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
+
+
+class ResourceError(Exception):
+    """A per-resource failure; handlers turn it into an error code in the response."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Op:
+    """One config change, legacy or incremental, before it is applied."""
+
+    name: str
+    op: int
+    value: str | None
+
+
+def _java_set(names: Iterable[str]) -> str:
+    return "Set(" + ", ".join(names) + ")"  # how Kafka's messages print a Scala set
+
+
+def _unsupported_type(resource_type: int) -> ResourceError:
+    label = _TYPE_NAMES.get(resource_type, str(resource_type))
+    return ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {label}")
+
+
+def _check_broker_name(state: BrokerState, name: str, allow_default: bool = True) -> None:
+    """Broker resources are "" (cluster default) or this broker's id."""
+    if name == "" and allow_default:
+        return
+    try:
+        node = int(name)
+    except ValueError:
+        raise ResourceError(ErrorCode.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}") from None
+    if node != state.node_id:
+        raise ResourceError(
+            ErrorCode.INVALID_REQUEST,
+            f"Unexpected broker id, expected {state.node_id} or empty string, but received {name}",
+        )
+
+
+def _check_topic(state: BrokerState, name: str) -> dict[str, str]:
+    """The topic's current overrides; raises for an illegal or unknown name."""
+    problem = validate_topic_name(name)
+    if problem is not None:
+        raise ResourceError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+    info = state.metadata.topic(name)
+    if info is None:
+        raise ResourceError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
+    return dict(info.configs)
+
+
+# ------------------------------------------------------------------ describe
+
+
+def _entry(d: ConfigDescription, version: int, synonyms: bool, docs: bool) -> DescribeConfigsResourceResult:
+    return DescribeConfigsResourceResult(
+        name=d.name,
+        value=d.value,
+        read_only=d.read_only,
+        is_default=d.is_default,
+        config_source=int(d.source),
+        is_sensitive=d.sensitive,
+        synonyms=[DescribeConfigsSynonym(name=n, value=v, source=int(s)) for n, v, s in d.synonyms]
+        if synonyms and version >= 1
+        else [],
+        config_type=int(d.config_type),
+        documentation=d.documentation if docs and version >= 3 else None,
+    )
+
+
+def _describe_one(ctx: RequestContext, r: DescribeConfigsResource, synonyms: bool, docs: bool) -> DescribeConfigsResult:
+    state = ctx.state
+    result = DescribeConfigsResult(
+        error_code=ErrorCode.NONE, error_message=None, resource_type=r.resource_type, resource_name=r.resource_name
+    )
+    names = r.configuration_keys or None  # null or empty asks for every key, as in Kafka
+    try:
+        if r.resource_type == TOPIC:
+            overrides = _check_topic(state, r.resource_name)
+            described = describe_topic_config(state.config, overrides, names)
+        elif r.resource_type == BROKER:
+            _check_broker_name(state, r.resource_name)
+            # "" asks for the cluster-wide dynamic defaults, of which kafkapy has none.
+            described = [] if r.resource_name == "" else state.config.describe(names)
+        else:
+            raise _unsupported_type(r.resource_type)
+    except ResourceError as e:
+        result.error_code, result.error_message = e.code, e.message
+        return result
+    result.configs = [_entry(d, ctx.version, synonyms, docs) for d in described]
+    return result
+
+
+async def describe_configs(ctx: RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse:
+    synonyms = req.include_synonyms if ctx.version >= 1 else False
+    docs = req.include_documentation if ctx.version >= 3 else False
+    return DescribeConfigsResponse(results=[_describe_one(ctx, r, synonyms, docs) for r in req.resources])
+
+
+# ------------------------------------------------------------------ alter
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _apply_topic_ops(state: BrokerState, current: dict[str, str], ops: list[Op]) -> dict[str, str]:
+    """The topic's new overrides after `ops`; raises ResourceError for bad ones."""
+    new = dict(current)
+    effective: dict[str, str | None] | None = None
+    for op in ops:
+        key = TOPIC_CONFIGS.get(op.name)
+        if key is None:
+            raise ResourceError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {op.name}")
+        if op.op == DELETE:
+            new.pop(op.name, None)
+            continue
+        if op.value is None:
+            raise ResourceError(ErrorCode.INVALID_CONFIG, f"Null value not supported for topic configs: {op.name}")
+        if op.op == SET:
+            new[op.name] = op.value
+            continue
+        if key.type is not ConfigType.LIST:
+            raise ResourceError(
+                ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST."
+            )
+        if op.name in new:
+            parts = _split(new[op.name])
+        else:
+            if effective is None:
+                effective = {d.name: d.value for d in describe_topic_config(state.config, current)}
+            parts = _split(effective.get(op.name))
+        if op.op == APPEND:
+            parts += [v for v in _split(op.value) if v not in parts]
+        else:
+            removed = set(_split(op.value))
+            parts = [v for v in parts if v not in removed]
+        new[op.name] = ",".join(parts)
+    try:
+        return validate_topic_configs(new)
+    except ConfigError as e:
+        raise ResourceError(
+            ErrorCode.INVALID_CONFIG, f"Invalid value {new.get(e.key)} for configuration {e.key}: {e.message}"
+        ) from None
+
+
+def _check_broker_ops(ops: list[Op]) -> None:
+    """kafkapy has no dynamic broker configs: only no-op deletes can succeed."""
+    changes = [op for op in ops if op.op != DELETE]
+    if not changes:
+        return
+    read_only = [op.name for op in changes if op.name in BROKER_KEYS and not BROKER_KEYS[op.name].dynamic]
+    if read_only:
+        # Kafka wraps this ConfigException in InvalidRequestException (KAFKA-13609).
+        raise ResourceError(ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {_java_set(read_only)}")
+    for op in changes:
+        key = BROKER_KEYS.get(op.name)
+        if key is not None and op.value is not None and op.op == SET:
+            try:
+                key.parse(op.value)
+            except ConfigError as e:
+                raise ResourceError(ErrorCode.INVALID_REQUEST, f"Invalid value {op.value} for configuration {op.name}: {e.message}") from None
+    raise ResourceError(
+        ErrorCode.INVALID_CONFIG,
+        f"kafkapy does not support dynamic broker configs; set {_java_set(op.name for op in changes)} in server.properties",
+    )
+
+
+def _alter_one(state: BrokerState, resource_type: int, name: str, ops: list[Op], validate_only: bool, incremental: bool) -> None:
+    """Validate and (unless validate_only) apply one resource's changes."""
+    names = [op.name for op in ops]
+    if len(set(names)) != len(names):
+        raise ResourceError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+    for op in ops:
+        if op.op not in _OP_NAMES:
+            raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unknown alter config operation type {op.op}")
+    if resource_type == TOPIC:
+        current = _check_topic(state, name)
+        base = current if incremental else {}  # legacy AlterConfigs replaces the whole set
+        new = _apply_topic_ops(state, base, ops)
+        if not validate_only and new != current:
+            state.set_topic_configs(name, new)
+    elif resource_type == BROKER:
+        _check_broker_name(state, name)
+        _check_broker_ops(ops)
+    else:
+        raise _unsupported_type(resource_type)
+
+
+def _run(ctx: RequestContext, resources: list, validate_only: bool, incremental: bool) -> list[tuple[int, str | None, int, str]]:  # type: ignore[type-arg]
+    """(error code, message, type, name) per resource, in request order."""
+    keys = [(r.resource_type, r.resource_name) for r in resources]
+    dupes = {k for k in keys if keys.count(k) > 1}
+    out: list[tuple[int, str | None, int, str]] = []
+    for r in resources:
+        if (r.resource_type, r.resource_name) in dupes:
+            out.append((ErrorCode.INVALID_REQUEST, "Duplicate resource.", r.resource_type, r.resource_name))
+            continue
+        ops = [Op(c.name, c.config_operation if incremental else SET, c.value) for c in r.configs]
+        try:
+            _alter_one(ctx.state, r.resource_type, r.resource_name, ops, validate_only, incremental)
+        except ResourceError as e:
+            out.append((e.code, e.message, r.resource_type, r.resource_name))
+            continue
+        out.append((ErrorCode.NONE, None, r.resource_type, r.resource_name))
+    return out
+
+
+async def alter_configs(ctx: RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse:
+    return AlterConfigsResponse(
+        responses=[
+            AlterConfigsResourceResponse(error_code=c, error_message=m, resource_type=t, resource_name=n)
+            for c, m, t, n in _run(ctx, req.resources, req.validate_only, incremental=False)
+        ]
+    )
+
+
+async def incremental_alter_configs(ctx: RequestContext, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse:
+    return IncrementalAlterConfigsResponse(
+        responses=[
+            IncrementalResourceResponse(error_code=c, error_message=m, resource_type=t, resource_name=n)
+            for c, m, t, n in _run(ctx, req.resources, req.validate_only, incremental=True)
+        ]
+    )
+
+
+HANDLERS = (
+    Handler(ApiKey.DESCRIBE_CONFIGS, 0, 4, describe_configs),
+    Handler(ApiKey.ALTER_CONFIGS, 0, 2, alter_configs),
+    Handler(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1, incremental_alter_configs),
+)

@@ -1,0 +1,54 @@
+"""DeleteRecords (21): move a partition's log start offset forward."""
+
+from __future__ import annotations
+
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.delete_records_request import (
+    DeleteRecordsPartition,
+    DeleteRecordsRequest,
+)
+from kafkapy.protocol.messages.delete_records_response import (
+    DeleteRecordsPartitionResult,
+    DeleteRecordsResponse,
+    DeleteRecordsTopicResult,
+)
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.state import BrokerState
+from kafkapy.storage.errors import OffsetOutOfRangeError
+
+HIGH_WATERMARK = -1  # the request's "delete everything up to the high watermark"
+INVALID_LOW_WATERMARK = -1
+
+
+def _one(state: BrokerState, topic: str, p: DeleteRecordsPartition) -> DeleteRecordsPartitionResult:
+    r = DeleteRecordsPartitionResult(
+        partition_index=p.partition_index, low_watermark=INVALID_LOW_WATERMARK, error_code=ErrorCode.NONE
+    )
+    info = state.metadata.topic(topic)
+    plog = state.partition_log(topic, p.partition_index) if info is not None else None
+    if info is None or plog is None:
+        r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    elif info.internal:
+        r.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION  # Kafka: "Cannot delete records of internal topic"
+    elif not plog.config.delete:
+        r.error_code = ErrorCode.POLICY_VIOLATION  # compact-only topics refuse DeleteRecords
+    else:
+        offset = plog.high_watermark if p.offset == HIGH_WATERMARK else p.offset
+        try:
+            r.low_watermark = plog.delete_records_before(offset)
+        except OffsetOutOfRangeError:
+            r.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+    return r
+
+
+async def handle(ctx: RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse:
+    return DeleteRecordsResponse(
+        topics=[
+            DeleteRecordsTopicResult(name=t.name, partitions=[_one(ctx.state, t.name, p) for p in t.partitions])
+            for t in req.topics
+        ]
+    )
+
+
+HANDLER = Handler(ApiKey.DELETE_RECORDS, 0, 2, handle)
