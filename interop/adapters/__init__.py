@@ -1,0 +1,1 @@
+"""One adapter per client library: the same small interface, each client's own API underneath."""
