@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Self
 from uuid import UUID
 
 from kafkapy import __version__
@@ -41,12 +41,19 @@ from kafkapy.protocol.messages.create_topics_request import (
     CreatableTopicConfig,
     CreateTopicsRequest,
 )
-from kafkapy.protocol.messages.delete_topics_request import DeleteTopicsRequest, DeleteTopicState
+from kafkapy.protocol.messages.delete_topics_request import (
+    DeleteTopicsRequest,
+    DeleteTopicState,
+)
 from kafkapy.protocol.messages.describe_configs_request import (
     DescribeConfigsRequest,
     DescribeConfigsResource,
 )
-from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from kafkapy.protocol.messages.fetch_request import (
+    FetchPartition,
+    FetchRequest,
+    FetchTopic,
+)
 from kafkapy.protocol.messages.incremental_alter_configs_request import (
     AlterableConfig,
     AlterConfigsResource,
@@ -57,14 +64,23 @@ from kafkapy.protocol.messages.list_offsets_request import (
     ListOffsetsRequest,
     ListOffsetsTopic,
 )
-from kafkapy.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
+from kafkapy.protocol.messages.metadata_request import (
+    MetadataRequest,
+    MetadataRequestTopic,
+)
 from kafkapy.protocol.messages.produce_request import (
     PartitionProduceData,
     ProduceRequest,
     TopicProduceData,
 )
 from kafkapy.protocol.primitives import ZERO_UUID, Message
-from kafkapy.protocol.records import Header, Record, build_batch, iter_batches, iter_records
+from kafkapy.protocol.records import (
+    Header,
+    Record,
+    build_batch,
+    iter_batches,
+    iter_records,
+)
 
 EARLIEST: Final = -2  # ListOffsets timestamp meaning "log start offset"
 LATEST: Final = -1  # ListOffsets timestamp meaning "high watermark"
@@ -327,7 +343,7 @@ class BrokerConnection:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), timeout
             )
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise KafkaError(
                 ErrorCode.NETWORK_EXCEPTION, f"cannot connect to {self.address}: {exc or 'timed out'}"
             ) from None
@@ -389,7 +405,7 @@ class BrokerConnection:
             self._fail(KafkaError(ErrorCode.NETWORK_EXCEPTION, f"{self.address}: {exc}"))
         try:
             return await asyncio.wait_for(fut, self.request_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._pending.pop(cid, None)
             raise KafkaError(
                 ErrorCode.REQUEST_TIMED_OUT,
@@ -472,7 +488,7 @@ class KafkaClient:
     _connections: dict[tuple[str, int], BrokerConnection] = field(default_factory=dict)
     _connecting: dict[tuple[str, int], asyncio.Task[BrokerConnection]] = field(default_factory=dict)
 
-    async def __aenter__(self) -> KafkaClient:
+    async def __aenter__(self) -> Self:
         await self.bootstrap()
         return self
 
@@ -667,16 +683,26 @@ class KafkaClient:
         for result in resp.topics:
             check(result.error_code, result.error_message or f"cannot create topic {result.name!r}")
 
-    async def wait_for_topic(self, name: str, timeout_ms: int = 10000) -> TopicInfo:
-        """Poll metadata until every partition of `name` has a leader."""
-        deadline = time.monotonic() + timeout_ms / 1000
+    async def wait_for_topic(self, name: str, timeout_ms: int = 10000, missing_ms: int = 1000) -> TopicInfo:
+        """Poll metadata until every partition of `name` has a leader.
+
+        A topic absent from metadata is waited for only `missing_ms` (it may
+        have just been created); leaderless partitions up to `timeout_ms`.
+        """
+        start = time.monotonic()
+        deadline = start + timeout_ms / 1000
         while True:
             try:
                 info = await self.topic(name, refresh=True)
                 if info.partitions and all(p.leader >= 0 for p in info.partitions.values()):
                     return info
             except KafkaError as exc:
-                if not exc.retriable or time.monotonic() > deadline:
+                missing = exc.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                if (
+                    not exc.retriable
+                    or time.monotonic() > deadline
+                    or (missing and time.monotonic() - start > missing_ms / 1000)
+                ):
                     raise
             if time.monotonic() > deadline:
                 raise KafkaError(ErrorCode.LEADER_NOT_AVAILABLE, f"topic {name!r} has partitions without a leader")

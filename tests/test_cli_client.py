@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A kafkapy broker subprocess on a free port, stopped by its PID."""
     port = _free_port()
     data = tmp_path_factory.mktemp("broker-data")
-    log = open(data / "broker.log", "wb")
+    log = (data / "broker.log").open("wb")  # closed after the broker stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "kafkapy", "broker", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data / "logs")],
         cwd=ROOT,
@@ -83,6 +84,7 @@ def kafkapy(broker: Broker, *args: str, stdin: bytes = b"", timeout: float = 60)
         [sys.executable, "-m", "kafkapy", *args, "--bootstrap-server", broker.bootstrap],
         input=stdin,
         capture_output=True,
+        check=False,
         cwd=ROOT,
         timeout=timeout,
     )
@@ -357,3 +359,29 @@ def test_large_produce_is_batched(broker: Broker) -> None:
                stdin=b"".join(b"%d\n" % i for i in range(n))))
     out = ok(kafkapy(broker, "consume", name, "--from-beginning", "-n", str(n), "--format", "%v"))
     assert sorted(int(x) for x in out.split()) == list(range(n))
+
+
+def test_cross_check_with_kcat(broker: Broker) -> None:
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        pytest.skip("kcat is not installed")
+    name = new_topic(broker, 3)
+    lines = [f"key{i}:val{i}" for i in range(15)]
+    ok(kafkapy(broker, "produce", name, "--key-separator", ":", "--header", "h=1", "--compression", "snappy",
+               stdin="\n".join(lines).encode()))
+    out = subprocess.run(
+        [kcat, "-C", "-b", broker.bootstrap, "-t", name, "-o", "beginning", "-e", "-q", "-f", "%p %k %s %h\\n"],
+        capture_output=True, timeout=60, check=True,
+    ).stdout.decode()
+    rows = [line.split(" ") for line in out.splitlines()]
+    assert sorted(f"{k}:{v}" for _, k, v, _ in rows) == sorted(lines)
+    assert all(int(p) == partition_for_key(k.encode(), 3) and h == "h=1" for p, k, _, h in rows)
+
+    # kcat produces (gzip, keys, headers); the kafkapy consumer reads it back
+    other = new_topic(broker)
+    subprocess.run(
+        [kcat, "-P", "-b", broker.bootstrap, "-t", other, "-K", ":", "-H", "from=kcat", "-z", "gzip"],
+        input=b"a:1\nb:2\nc:3\n", timeout=60, check=True, capture_output=True,
+    )
+    out = ok(kafkapy(broker, "consume", other, "--from-beginning", "-n", "3", "--format", "%o %k=%v %h"))
+    assert out == "0 a=1 from=kcat\n1 b=2 from=kcat\n2 c=3 from=kcat\n"
