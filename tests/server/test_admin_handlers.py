@@ -547,3 +547,25 @@ def test_kafka_python_describe_topic_partitions(broker: str, admin: AdminClient)
         assert name in repr(result)
     finally:
         client.close()
+
+
+def test_librdkafka_validates_position_with_offset_for_leader_epoch(broker: str, admin: AdminClient) -> None:
+    """A position carrying a leader epoch makes librdkafka send OffsetForLeaderEpoch before fetching."""
+    from confluent_kafka import Consumer
+
+    topic = new_topic(admin)
+    produce(broker, topic, 6)
+    c = Consumer({"bootstrap.servers": broker, "group.id": f"g-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+                  "auto.offset.reset": "error"})
+    try:
+        c.assign([TopicPartition(topic, 0, 3, leader_epoch=0)])
+        got = []
+        deadline = time.monotonic() + 15
+        while len(got) < 3 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None:
+                assert m.error() is None, m.error()
+                got.append(m.offset())
+        assert got == [3, 4, 5]
+    finally:
+        c.close()
