@@ -314,7 +314,7 @@ class _Connection(asyncio.BufferedProtocol):
         if self._closing or self._draining:
             return
         assert self.ctx is not None
-        task = self._loop.create_task(self._server._handler(frame, self.ctx))
+        task = self._loop.create_task(self._server.handler(frame, self.ctx))
         self._server._track(task)
         self._pending.append((task, size))
         self._inflight_bytes += size
@@ -559,7 +559,7 @@ class Server:
         listeners: Sequence[Listener],
         settings: NetworkSettings | None = None,
     ) -> None:
-        self._handler = handler
+        self.handler = handler
         self._listeners = list(listeners)
         self.settings = settings or NetworkSettings()
         self._log = get_logger("kafkapy.network")
@@ -582,8 +582,8 @@ class Server:
     def connection_count(self) -> int:
         return len(self._connections)
 
-    async def start(self) -> None:
-        """Bind every listener; raises OSError if one cannot be bound."""
+    async def start(self, serve: bool = True) -> None:
+        """Bind every listener (raises OSError if one cannot be bound); accept unless serve=False."""
         for listener in self._listeners:
             server = await self._loop.create_server(
                 lambda listener=listener: _Connection(self, listener),  # type: ignore[misc]
@@ -591,12 +591,20 @@ class Server:
                 port=listener.port,
                 reuse_address=True,
                 backlog=1024,
+                start_serving=False,
             )
             self._servers.append(server)
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 self.bound.append(BoundListener(listener, str(host), int(port)))
-        if self.settings.idle_timeout_ms >= 0:
+        if serve:
+            await self.start_serving()
+
+    async def start_serving(self) -> None:
+        """Begin accepting connections on the bound listeners."""
+        for server in self._servers:
+            await server.start_serving()
+        if self.settings.idle_timeout_ms >= 0 and self._sweeper is None:
             self._sweeper = self._loop.create_task(self._sweep_idle())
 
     async def _sweep_idle(self) -> None:

@@ -1,0 +1,182 @@
+"""The broker process: builds the request handler, listens, shuts down cleanly.
+
+The request handler comes from `handler_factory(broker)`; by default that is
+`kafkapy.server.dispatch.build_handler(broker)`, imported lazily. Until the
+dispatcher exists a stub is used that closes every connection.
+
+SIGTERM / SIGINT: stop accepting, let in-flight requests finish (bounded by
+kafkapy.shutdown.timeout.ms), run the shutdown hooks newest first, exit 0. A
+second signal exits at once with status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from kafkapy import __version__
+from kafkapy.config import BrokerConfig, Listener
+from kafkapy.logging import get_logger
+from kafkapy.server.network import CloseConnection, ConnectionContext, Outgoing, RequestHandler, Server
+
+HandlerFactory = Callable[["Broker"], "RequestHandler | Awaitable[RequestHandler]"]
+ShutdownHook = Callable[[], "Awaitable[None] | None"]
+
+READY_EVENT = "broker_ready"  # the one line logged once the broker accepts connections
+
+
+async def _no_dispatcher(frame: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
+    raise CloseConnection()
+
+
+def default_handler_factory(broker: Broker) -> RequestHandler | Awaitable[RequestHandler]:
+    """`kafkapy.server.dispatch.build_handler(broker)`, or a stub while it does not exist."""
+    try:
+        from kafkapy.server import dispatch  # type: ignore[attr-defined]
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("kafkapy.server.dispatch",):
+            raise
+        broker.log.warning("dispatcher_missing", detail="kafkapy.server.dispatch not found; closing every connection")
+        return _no_dispatcher
+    build: Callable[[Broker], RequestHandler | Awaitable[RequestHandler]] = dispatch.build_handler
+    return build(broker)
+
+
+class Broker:
+    """One broker: its config, its network server and its shutdown hooks."""
+
+    def __init__(self, config: BrokerConfig, handler_factory: HandlerFactory | None = None) -> None:
+        self.config = config
+        self.log = get_logger("kafkapy.broker")
+        self.server: Server | None = None
+        self.advertised: list[Listener] = []  # what Metadata should report, ports resolved
+        self.cluster_id = config.cluster_id or ""  # the handler factory may fill it in
+        self._handler_factory = handler_factory or default_handler_factory
+        self._hooks: list[ShutdownHook] = []
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def node_id(self) -> int:
+        return self.config.effective_node_id
+
+    def add_shutdown_hook(self, hook: ShutdownHook) -> None:
+        """Run `hook` (sync or async) at shutdown, after the network has stopped; newest first."""
+        self._hooks.append(hook)
+
+    def stop(self) -> None:
+        """Ask the broker to shut down (safe from signal handlers and tasks)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    async def start(self) -> None:
+        """Build the handler and bind the listeners; raises OSError on bind failure."""
+        started = time.monotonic()
+        self._stop = asyncio.Event()
+        for directory in self.config.data_dirs:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        # Bind first so the handler factory sees advertised ports even for port 0.
+        self.server = Server.from_config(self.config, _no_dispatcher)
+        await self.server.start(serve=False)
+        self.advertised = _resolve_advertised(self.config, self.server)
+        handler = self._handler_factory(self)
+        if inspect.isawaitable(handler):
+            handler = await handler
+        self.server.handler = handler
+        await self.server.start_serving()
+        self.log.info(
+            READY_EVENT,
+            listen=",".join(f"{b.listener.name}://{b.host}:{b.port}" for b in self.server.bound),
+            advertised=",".join(str(a) for a in self.advertised),
+            data_dir=",".join(self.config.data_dirs),
+            broker_id=self.node_id,
+            cluster_id=self.cluster_id,
+            version=__version__,
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+            pid=os.getpid(),
+            start_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    async def serve(self) -> None:
+        """Start, run until stop(), then shut down."""
+        await self.start()
+        assert self._stop is not None
+        await self._stop.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self.log.info("broker_stopping")
+        if self.server is not None:
+            await self.server.shutdown(self.config.shutdown_timeout_ms / 1000)
+        for hook in reversed(self._hooks):
+            try:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.log.exception("shutdown_hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
+        self.log.info("broker_stopped")
+
+
+def _resolve_advertised(config: BrokerConfig, server: Server) -> list[Listener]:
+    """Advertised listeners with port 0 replaced by the port actually bound."""
+    bound = {b.listener.name: b.port for b in server.bound}
+    return [
+        Listener(a.name, a.host, bound.get(a.name, a.port) if a.port == 0 else a.port)
+        for a in config.advertised_listener_list
+    ]
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """kind: auto (uvloop when installed), uvloop, or asyncio."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_broker(config: BrokerConfig, handler_factory: HandlerFactory | None = None) -> int:
+    """Run a broker in this process until SIGTERM/SIGINT; returns the exit status."""
+    broker = Broker(config, handler_factory)
+    log = broker.log
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            log.warning("broker_forced_exit", signal=signal.Signals(signum).name)
+            os._exit(1)
+        log.info("broker_signal", signal=signal.Signals(signum).name)
+        broker.stop()
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await broker.start()
+        except OSError as exc:
+            log.error("broker_bind_failed", error=str(exc), listeners=",".join(config.listeners))
+            await broker.shutdown()
+            return 1
+        except Exception:
+            log.exception("broker_start_failed")
+            await broker.shutdown()
+            return 1
+        assert broker._stop is not None
+        await broker._stop.wait()
+        await broker.shutdown()
+        return 0
+
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(config.event_loop)) as runner:
+        return runner.run(main())
