@@ -19,11 +19,12 @@ const CODECS = {
   lz4: CompressionTypes.LZ4,
 }
 
+// kafkajs ships placeholder codecs for snappy and lz4 that throw "not implemented".
 function registerCodec(name) {
-  if (name === 'snappy' && !CompressionCodecs[CompressionTypes.Snappy]) {
+  if (name === 'snappy') {
     CompressionCodecs[CompressionTypes.Snappy] = require('kafkajs-snappy')
   }
-  if (name === 'lz4' && !CompressionCodecs[CompressionTypes.LZ4]) {
+  if (name === 'lz4') {
     const LZ4Codec = require('kafkajs-lz4')
     CompressionCodecs[CompressionTypes.LZ4] = new LZ4Codec().codec
   }
@@ -64,6 +65,25 @@ async function withAdmin(req, fn) {
   }
 }
 
+// kafkajs's own Cluster class (what its producer and consumer are built on).
+function lowLevelCluster(req, allowAutoTopicCreation) {
+  const Cluster = require('kafkajs/src/cluster')
+  const { createLogger, LEVELS } = require('kafkajs/src/loggers')
+  const LoggerConsole = require('kafkajs/src/loggers/console')
+  const socketFactory = require('kafkajs/src/network/socketFactory')
+  return new Cluster({
+    logger: createLogger({ level: LEVELS.NOTHING, logCreator: LoggerConsole }),
+    socketFactory: socketFactory(),
+    brokers: [req.bootstrap],
+    clientId: 'kafkapy-interop-kafkajs-cluster',
+    connectionTimeout: 5000,
+    requestTimeout: 30000,
+    enforceRequestTimeout: true,
+    retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
+    allowAutoTopicCreation,
+  })
+}
+
 const ops = {
   async create_topic(req) {
     const created = await withAdmin(req, (admin) =>
@@ -80,6 +100,19 @@ const ops = {
       }),
     )
     return { created }
+  },
+
+  // kafkajs's admin never asks for auto-creation; its producer's cluster
+  // does (allowAutoTopicCreation defaults to true) when it adds a target topic.
+  async auto_create(req) {
+    const cluster = lowLevelCluster(req, true)
+    await cluster.connect()
+    try {
+      await cluster.addTargetTopic(req.topic)
+      return { partitions: cluster.findTopicPartitionMetadata(req.topic).length }
+    } finally {
+      await cluster.disconnect()
+    }
   },
 
   async list_topics(req) {
@@ -107,7 +140,11 @@ const ops = {
         const m = { key: unb64(r.key), value: unb64(r.value) }
         if (r.headers && r.headers.length) {
           m.headers = {}
-          for (const [k, v] of r.headers) m.headers[k] = unb64(v)
+          // a repeated header key becomes an array of values (kafkajs 2 writes one header per value)
+          for (const [k, v] of r.headers) {
+            if (k in m.headers) m.headers[k] = [].concat(m.headers[k], [unb64(v)])
+            else m.headers[k] = unb64(v)
+          }
         }
         if (r.partition !== null && r.partition !== undefined) m.partition = r.partition
         if (r.timestamp !== null && r.timestamp !== undefined) m.timestamp = String(r.timestamp)
@@ -133,20 +170,7 @@ const ops = {
 
   async consume(req) {
     registerAllCodecs()
-    const Cluster = require('kafkajs/src/cluster')
-    const { createLogger, LEVELS } = require('kafkajs/src/loggers')
-    const socketFactory = require('kafkajs/src/network/socketFactory')
-    const cluster = new Cluster({
-      logger: createLogger({ level: LEVELS.NOTHING }),
-      socketFactory: socketFactory(),
-      brokers: [req.bootstrap],
-      clientId: 'kafkapy-interop-kafkajs-fetch',
-      connectionTimeout: 5000,
-      requestTimeout: 30000,
-      enforceRequestTimeout: true,
-      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
-      allowAutoTopicCreation: false,
-    })
+    const cluster = lowLevelCluster(req, false)
     await cluster.connect()
     try {
       await cluster.addTargetTopic(req.topic)
@@ -260,14 +284,14 @@ async function main() {
   const req = JSON.parse(Buffer.concat(chunks).toString('utf8'))
   const op = ops[req.op]
   if (!op) throw new Error(`unknown op ${req.op}`)
-  const result = await op(req)
-  process.stdout.write(JSON.stringify(result))
+  return op(req)
 }
 
+// Exit only once stdout is flushed: a pipe write is asynchronous.
 main().then(
-  () => process.exit(0),
+  (result) => process.stdout.write(JSON.stringify(result), () => process.exit(0)),
   (err) => {
-    process.stdout.write(JSON.stringify({ error: `${err.name}: ${err.message}`, type: err.type || null }))
-    process.exit(1)
+    const error = { error: `${err.name}: ${err.message}`, type: err.type || null }
+    process.stdout.write(JSON.stringify(error), () => process.exit(1))
   },
 )
