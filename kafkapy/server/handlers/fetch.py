@@ -155,7 +155,8 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
             return FetchResponse(error_code=e.code, session_id=0, responses=[])
     if session is not None:
         wanted = _apply_session(state, session, req, version, full=not incremental)
-        session.epoch = session.epoch + 1 if session.epoch < 0x7FFFFFFF else 1
+        if incremental:  # a new session already expects epoch 1 next
+            session.epoch = session.epoch + 1 if session.epoch < 0x7FFFFFFF else 1
     else:
         wanted = []
         for t in req.topics:
