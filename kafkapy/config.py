@@ -290,8 +290,8 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K("message.max.bytes", "message_max_bytes", _T.INT, 1048588, "Largest record batch accepted.", at_least(0), dynamic=True),
     _K("socket.request.max.bytes", "socket_request_max_bytes", _T.INT, 104857600, "Largest request frame accepted.", at_least(1)),
     _K("connections.max.idle.ms", "connections_max_idle_ms", _T.LONG, 600000, "Close connections idle this long; -1 never."),
-    _K("queued.max.requests", "queued_max_requests", _T.INT, 500, "Max requests queued per connection before reading pauses.", at_least(1)),
-    _K("queued.max.request.bytes", "queued_max_request_bytes", _T.LONG, -1, "Max request bytes queued per connection before reading pauses; -1 uses socket.request.max.bytes."),
+    _K("queued.max.requests", "queued_max_requests", _T.INT, 500, "Max requests queued in the whole broker; beyond it, busy connections stop being read.", at_least(1)),
+    _K("queued.max.request.bytes", "queued_max_request_bytes", _T.LONG, -1, "Max request bytes queued in the whole broker; -1 is unlimited."),
     # group coordinator
     _K("offsets.topic.num.partitions", "offsets_topic_num_partitions", _T.INT, 50, "Partitions of __consumer_offsets.", at_least(1)),
     _K("offsets.topic.replication.factor", "offsets_topic_replication_factor", _T.SHORT, 1, "Replication of __consumer_offsets (Kafka's default is 3; 1 suits a single node).", at_least(1)),
@@ -313,6 +313,8 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K("producer.id.expiration.ms", "producer_id_expiration_ms", _T.INT, _DAY_MS, "Expire an idle producer id's state after this long.", at_least(1), dynamic=True),
     # kafkapy-only
     _K("kafkapy.event.loop", "event_loop", _T.STRING, "auto", "auto, uvloop or asyncio: the event loop implementation.", one_of("auto", "uvloop", "asyncio")),
+    _K("kafkapy.connection.max.inflight.requests", "connection_max_inflight_requests", _T.INT, 100, "Requests queued on one connection before it stops being read.", at_least(1)),
+    _K("kafkapy.connection.max.inflight.bytes", "connection_max_inflight_bytes", _T.LONG, 104857600, "Request bytes queued on one connection before it stops being read.", at_least(1)),
     _K("kafkapy.shutdown.timeout.ms", "shutdown_timeout_ms", _T.LONG, 10000, "Max wait for in-flight requests at shutdown.", at_least(0)),
 )
 
@@ -417,6 +419,8 @@ class BrokerConfig:
     transactional_id_expiration_ms: int = _default("transactional.id.expiration.ms")
     producer_id_expiration_ms: int = _default("producer.id.expiration.ms")
     event_loop: str = _default("kafkapy.event.loop")
+    connection_max_inflight_requests: int = _default("kafkapy.connection.max.inflight.requests")
+    connection_max_inflight_bytes: int = _default("kafkapy.connection.max.inflight.bytes")
     shutdown_timeout_ms: int = _default("kafkapy.shutdown.timeout.ms")
     # Raw strings of keys set explicitly (file or override), known or not.
     explicit: dict[str, str] = field(default_factory=dict)
@@ -534,12 +538,6 @@ class BrokerConfig:
                 host = socket.gethostname()
             result.append(Listener(listener.name, host, listener.port))
         return result
-
-    @property
-    def max_inflight_bytes(self) -> int:
-        if self.queued_max_request_bytes > 0:
-            return self.queued_max_request_bytes
-        return self.socket_request_max_bytes
 
     def get(self, key: str) -> Any:
         """Typed value of a known key, raw string of an unknown one."""

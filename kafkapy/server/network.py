@@ -5,9 +5,10 @@ size and a body; each body goes to the broker's RequestHandler in its own task,
 so requests on one connection run concurrently, while one writer task per
 connection writes the responses strictly in request order.
 
-Memory is bounded per connection: reading pauses while the requests queued on
-it exceed `max_inflight_requests` or `max_inflight_bytes`, and while the
-socket's write buffer is full. Small frames are read into one scratch buffer
+Memory is bounded: reading a connection pauses while the requests queued on it
+exceed `max_inflight_requests` or `max_inflight_bytes`, while its write buffer
+is full, or (if it has work queued) while the whole server's queue exceeds
+`max_queued_requests` / `max_queued_bytes`. Small frames are read into one scratch buffer
 shared by the server (protocol callbacks run one at a time); a frame that does
 not fit gets its own exact-size buffer, read into directly.
 
@@ -124,8 +125,10 @@ class NetworkSettings:
     """Limits of the network layer (built from BrokerConfig by `from_config`)."""
 
     max_request_bytes: int = 104857600
-    max_inflight_requests: int = 500
-    max_inflight_bytes: int = 104857600
+    max_inflight_requests: int = 100  # per connection
+    max_inflight_bytes: int = 104857600  # per connection
+    max_queued_requests: int = 500  # whole server; only connections with work queued pause
+    max_queued_bytes: int = -1  # whole server; -1 unlimited
     idle_timeout_ms: int = 600000  # <0 disables
     zero_copy: bool = True
 
@@ -133,8 +136,10 @@ class NetworkSettings:
     def from_config(cls, config: BrokerConfig) -> NetworkSettings:
         return cls(
             max_request_bytes=config.socket_request_max_bytes,
-            max_inflight_requests=config.queued_max_requests,
-            max_inflight_bytes=config.max_inflight_bytes,
+            max_inflight_requests=config.connection_max_inflight_requests,
+            max_inflight_bytes=config.connection_max_inflight_bytes,
+            max_queued_requests=config.queued_max_requests,
+            max_queued_bytes=config.queued_max_request_bytes,
             idle_timeout_ms=config.connections_max_idle_ms,
         )
 
@@ -318,6 +323,8 @@ class _Connection(asyncio.BufferedProtocol):
         self._server._track(task)
         self._pending.append((task, size))
         self._inflight_bytes += size
+        self._server._queued_requests += 1
+        self._server._queued_bytes += size
         if self._writer is None:
             self._writer = self._loop.create_task(self._write_loop())
             self._server._track(self._writer)
@@ -325,11 +332,20 @@ class _Connection(asyncio.BufferedProtocol):
     def _check_backpressure(self) -> None:
         if self._transport is None or self._closing:
             return
-        settings = self._server.settings
+        server = self._server
+        settings = server.settings
+        pending = len(self._pending)
         over = (
-            len(self._pending) >= settings.max_inflight_requests
+            pending >= settings.max_inflight_requests
             or self._inflight_bytes >= settings.max_inflight_bytes
             or self._write_paused
+            or (
+                pending > 0  # an idle connection may always send one request: no deadlock
+                and (
+                    server._queued_requests >= settings.max_queued_requests
+                    or 0 <= settings.max_queued_bytes <= server._queued_bytes
+                )
+            )
         )
         if over and not self._reading_paused:
             self._reading_paused = True
@@ -349,6 +365,8 @@ class _Connection(asyncio.BufferedProtocol):
                     await asyncio.wait((task,))  # never cancels the handler
                 self._pending.popleft()
                 self._inflight_bytes -= size
+                self._server._queued_requests -= 1
+                self._server._queued_bytes -= size
                 try:
                     response = task.result()
                 except CloseConnection:
@@ -530,7 +548,9 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _drop_pending(self) -> None:
         while self._pending:
-            task, _ = self._pending.popleft()
+            task, size = self._pending.popleft()
+            self._server._queued_requests -= 1
+            self._server._queued_bytes -= size
             task.add_done_callback(_consume_result)
         self._inflight_bytes = 0
 
@@ -569,6 +589,8 @@ class Server:
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_id = 0
+        self._queued_requests = 0  # across all connections
+        self._queued_bytes = 0
         self._draining = False
         self._all_lost: asyncio.Event | None = None
         self._sweeper: asyncio.Task[None] | None = None

@@ -432,3 +432,33 @@ def test_context_close_and_wait_closed(loop_kind: str) -> None:
         await server.shutdown(1)
 
     run(loop_kind, body)
+
+
+def test_server_wide_queue_limit_pauses_busy_connections(loop_kind: str) -> None:
+    state: dict[str, int] = {"active": 0, "peak": 0}
+
+    async def body() -> None:
+        gate = asyncio.Event()
+
+        async def handler(frame_: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
+            state["active"] += 1
+            state["peak"] = max(state["peak"], state["active"])
+            await gate.wait()
+            state["active"] -= 1
+            return [b"ok"]
+
+        server = await start(handler, max_inflight_requests=10_000, max_queued_requests=10)
+        conns = [await connect(server) for _ in range(3)]
+        for _, writer in conns:
+            writer.write(b"".join(frame(b"p" * 2000) for _ in range(400)))
+        await asyncio.sleep(0.3)
+        per_read = 256 * 1024 // 2004 + 1
+        assert 10 <= state["peak"] <= 10 + 3 * per_read < 3 * 400
+        gate.set()
+        for reader, writer in conns:
+            for _ in range(400):
+                assert await read_frame(reader) == b"ok"
+            writer.close()
+        await server.shutdown(1)
+
+    run(loop_kind, body)
