@@ -991,12 +991,5 @@ def _fetched(pf: PartitionFetch, rec: Record) -> FetchedRecord:
     return FetchedRecord(pf.topic, pf.partition, rec.offset, rec.timestamp, rec.key, rec.value, rec.headers)
 
 
-def pick_partition(key: bytes | None, num_partitions: int, sticky: int) -> int:
-    """Keyed records hash like the Java client; keyless ones use `sticky`."""
-    if key is None:
-        return sticky
-    return partition_for_key(key, num_partitions)
-
-
 def random_partition(num_partitions: int) -> int:
     return random.randrange(num_partitions)

@@ -129,6 +129,92 @@ def test_compile_format() -> None:
         compile_format("%q")
 
 
+# --- a scripted fake broker (protocol layer only) -----------------------------------------
+
+
+async def _fake_broker(old_api_versions: bool, reverse: bool) -> tuple[asyncio.Server, int]:
+    """Answers ApiVersions (refusing v>2 like an old broker, if asked) and Metadata.
+
+    With `reverse`, the first two Metadata requests are answered in reverse
+    order, to prove responses are matched by correlation id.
+    """
+    from kafkapy.protocol.frames import decode_request, encode_response
+    from kafkapy.protocol.messages.api_versions_response import (
+        ApiVersion,
+        ApiVersionsResponse,
+    )
+    from kafkapy.protocol.messages.metadata_response import (
+        MetadataResponse,
+        MetadataResponseBroker,
+    )
+    from kafkapy.protocol.primitives import INT32
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held: list[bytes] = []
+        metadata_seen = 0
+        port = writer.get_extra_info("sockname")[1]
+        try:
+            while True:
+                (size,) = INT32.unpack(await reader.readexactly(4))
+                req = decode_request(await reader.readexactly(size))
+                if req.api.api_key == 18:
+                    max_av = 2 if old_api_versions else 4
+                    keys = [ApiVersion(api_key=18, min_version=0, max_version=max_av),
+                            ApiVersion(api_key=3, min_version=0, max_version=12)]
+                    if req.version > max_av:
+                        body = ApiVersionsResponse(error_code=35, api_keys=keys)
+                        version = 0
+                    else:
+                        body, version = ApiVersionsResponse(api_keys=keys), req.version
+                else:
+                    names = [t.name for t in req.body.topics or []]  # type: ignore[attr-defined]
+                    body = MetadataResponse(
+                        brokers=[MetadataResponseBroker(node_id=1, host="127.0.0.1", port=port)],
+                        cluster_id="fake-" + ",".join(n or "" for n in names),
+                        controller_id=1,
+                    )
+                    version = req.version
+                parts = encode_response(req.api, version, req.correlation_id, body)
+                frame = b"".join(bytes(p) for p in parts)
+                held.append(INT32.pack(len(frame)) + frame)
+                if req.api.api_key == 3:
+                    metadata_seen += 1
+                    if reverse and metadata_seen == 1:
+                        continue
+                for out in reversed(held):
+                    writer.write(out)
+                held.clear()
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("old_api_versions", [False, True])
+def test_negotiation_and_out_of_order_responses(old_api_versions: bool) -> None:
+    async def scenario() -> None:
+        server, port = await _fake_broker(old_api_versions, reverse=True)
+        async with server:
+            client = KafkaClient(f"127.0.0.1:{port}", retries=0)
+            conn = await client._connection("127.0.0.1", port)
+            assert conn.versions[18] == (2 if old_api_versions else 4)
+            assert conn.versions[3] == 12  # min(ours 12, broker 12)
+            assert 0 not in conn.versions  # the broker offers no Produce
+            a, b = await asyncio.gather(client.refresh_metadata(["a"]), client.refresh_metadata(["b"]))
+            assert (a.cluster_id, b.cluster_id) == ("fake-a", "fake-b")
+            with pytest.raises(KafkaError) as info:
+                await client.produce("a", 0, [(None, b"x", [], None)])
+            assert info.value.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            with pytest.raises(KafkaError) as info:
+                conn.version_for(0)
+            assert info.value.code == ErrorCode.UNSUPPORTED_VERSION
+            await client.close()
+
+    asyncio.run(scenario())
+
+
 # --- topics -------------------------------------------------------------------------
 
 
