@@ -562,9 +562,32 @@ class Module:
         text = "\n".join(head + consts) + "\n\n\n"
         text += "\n\n\n".join(classes) + "\n\n\n"
         text += "\n\n\n".join(self.functions) + "\n\n\n"
-        text += "\n".join(table) + "\n"
+        text += "\n".join(table) + "\n\n"
+        text += self.render_schema(order)
         del flex_min
         return text
+
+    def render_schema(self, order: list[Struct]) -> str:
+        """A table of every struct's fields, for tests and tools that introspect the codec."""
+
+        def vr(v: Versions) -> str:
+            return "None" if v.lo > v.hi else f"({v.lo}, {v.hi})"
+
+        lines = [
+            "# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions",
+            "# override); versions are inclusive (lo, hi) pairs, None for never.",
+            "SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {",
+        ]
+        for s in order:
+            lines.append(f'    "{s.name}": (')
+            for f in s.fields:
+                over = "None" if f.flexible_override is None else vr(f.flexible_override)
+                lines.append(
+                    f'        ("{f.py}", "{f.type}", {vr(f.versions)}, {vr(f.nullable)}, {vr(f.tagged)}, {f.tag}, {over}),'
+                )
+            lines.append("    ),")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
 
     def struct_order(self) -> list[Struct]:
         seen: list[str] = []

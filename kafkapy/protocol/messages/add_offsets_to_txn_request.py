@@ -102,3 +102,14 @@ def _e_AddOffsetsToTxnRequest_3(o: AddOffsetsToTxnRequest, out: list[Any]) -> No
 
 AddOffsetsToTxnRequest._DECODERS = (_d_AddOffsetsToTxnRequest_0, _d_AddOffsetsToTxnRequest_0, _d_AddOffsetsToTxnRequest_0, _d_AddOffsetsToTxnRequest_3, _d_AddOffsetsToTxnRequest_3,)
 AddOffsetsToTxnRequest._ENCODERS = (_e_AddOffsetsToTxnRequest_0, _e_AddOffsetsToTxnRequest_0, _e_AddOffsetsToTxnRequest_0, _e_AddOffsetsToTxnRequest_3, _e_AddOffsetsToTxnRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AddOffsetsToTxnRequest": (
+        ("transactional_id", "string", (0, 32767), None, None, None, None),
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (0, 32767), None, None, None, None),
+        ("group_id", "string", (0, 32767), None, None, None, None),
+    ),
+}

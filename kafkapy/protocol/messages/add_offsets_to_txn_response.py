@@ -84,3 +84,12 @@ def _e_AddOffsetsToTxnResponse_3(o: AddOffsetsToTxnResponse, out: list[Any]) -> 
 
 AddOffsetsToTxnResponse._DECODERS = (_d_AddOffsetsToTxnResponse_0, _d_AddOffsetsToTxnResponse_0, _d_AddOffsetsToTxnResponse_0, _d_AddOffsetsToTxnResponse_3, _d_AddOffsetsToTxnResponse_3,)
 AddOffsetsToTxnResponse._ENCODERS = (_e_AddOffsetsToTxnResponse_0, _e_AddOffsetsToTxnResponse_0, _e_AddOffsetsToTxnResponse_0, _e_AddOffsetsToTxnResponse_3, _e_AddOffsetsToTxnResponse_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AddOffsetsToTxnResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+}

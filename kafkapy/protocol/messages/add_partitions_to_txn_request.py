@@ -272,3 +272,26 @@ def _e_AddPartitionsToTxnRequest_4(o: AddPartitionsToTxnRequest, out: list[Any])
 
 AddPartitionsToTxnRequest._DECODERS = (_d_AddPartitionsToTxnRequest_0, _d_AddPartitionsToTxnRequest_0, _d_AddPartitionsToTxnRequest_0, _d_AddPartitionsToTxnRequest_3, _d_AddPartitionsToTxnRequest_4, _d_AddPartitionsToTxnRequest_4,)
 AddPartitionsToTxnRequest._ENCODERS = (_e_AddPartitionsToTxnRequest_0, _e_AddPartitionsToTxnRequest_0, _e_AddPartitionsToTxnRequest_0, _e_AddPartitionsToTxnRequest_3, _e_AddPartitionsToTxnRequest_4, _e_AddPartitionsToTxnRequest_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AddPartitionsToTxnTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "AddPartitionsToTxnTransaction": (
+        ("transactional_id", "string", (4, 32767), None, None, None, None),
+        ("producer_id", "int64", (4, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (4, 32767), None, None, None, None),
+        ("verify_only", "bool", (4, 32767), None, None, None, None),
+        ("topics", "[]AddPartitionsToTxnTopic", (4, 32767), None, None, None, None),
+    ),
+    "AddPartitionsToTxnRequest": (
+        ("transactions", "[]AddPartitionsToTxnTransaction", (4, 32767), None, None, None, None),
+        ("v3_and_below_transactional_id", "string", (0, 3), None, None, None, None),
+        ("v3_and_below_producer_id", "int64", (0, 3), None, None, None, None),
+        ("v3_and_below_producer_epoch", "int16", (0, 3), None, None, None, None),
+        ("v3_and_below_topics", "[]AddPartitionsToTxnTopic", (0, 3), None, None, None, None),
+    ),
+}

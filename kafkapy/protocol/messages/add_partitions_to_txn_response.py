@@ -315,3 +315,26 @@ def _e_AddPartitionsToTxnResponse_4(o: AddPartitionsToTxnResponse, out: list[Any
 
 AddPartitionsToTxnResponse._DECODERS = (_d_AddPartitionsToTxnResponse_0, _d_AddPartitionsToTxnResponse_0, _d_AddPartitionsToTxnResponse_0, _d_AddPartitionsToTxnResponse_3, _d_AddPartitionsToTxnResponse_4, _d_AddPartitionsToTxnResponse_4,)
 AddPartitionsToTxnResponse._ENCODERS = (_e_AddPartitionsToTxnResponse_0, _e_AddPartitionsToTxnResponse_0, _e_AddPartitionsToTxnResponse_0, _e_AddPartitionsToTxnResponse_3, _e_AddPartitionsToTxnResponse_4, _e_AddPartitionsToTxnResponse_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AddPartitionsToTxnPartitionResult": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("partition_error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "AddPartitionsToTxnTopicResult": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("results_by_partition", "[]AddPartitionsToTxnPartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "AddPartitionsToTxnResult": (
+        ("transactional_id", "string", (4, 32767), None, None, None, None),
+        ("topic_results", "[]AddPartitionsToTxnTopicResult", (4, 32767), None, None, None, None),
+    ),
+    "AddPartitionsToTxnResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (4, 32767), None, None, None, None),
+        ("results_by_transaction", "[]AddPartitionsToTxnResult", (4, 32767), None, None, None, None),
+        ("results_by_topic_v3_and_below", "[]AddPartitionsToTxnTopicResult", (0, 3), None, None, None, None),
+    ),
+}

@@ -139,3 +139,20 @@ def _e_AddRaftVoterRequest_0(o: AddRaftVoterRequest, out: list[Any]) -> None:
 
 AddRaftVoterRequest._DECODERS = (_d_AddRaftVoterRequest_0,)
 AddRaftVoterRequest._ENCODERS = (_e_AddRaftVoterRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "Listener": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "uint16", (0, 32767), None, None, None, None),
+    ),
+    "AddRaftVoterRequest": (
+        ("cluster_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("voter_id", "int32", (0, 32767), None, None, None, None),
+        ("voter_directory_id", "uuid", (0, 32767), None, None, None, None),
+        ("listeners", "[]Listener", (0, 32767), None, None, None, None),
+    ),
+}

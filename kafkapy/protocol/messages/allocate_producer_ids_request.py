@@ -68,3 +68,12 @@ def _e_AllocateProducerIdsRequest_0(o: AllocateProducerIdsRequest, out: list[Any
 
 AllocateProducerIdsRequest._DECODERS = (_d_AllocateProducerIdsRequest_0,)
 AllocateProducerIdsRequest._ENCODERS = (_e_AllocateProducerIdsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AllocateProducerIdsRequest": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (0, 32767), None, None, None, None),
+    ),
+}

@@ -70,3 +70,14 @@ def _e_AllocateProducerIdsResponse_0(o: AllocateProducerIdsResponse, out: list[A
 
 AllocateProducerIdsResponse._DECODERS = (_d_AllocateProducerIdsResponse_0,)
 AllocateProducerIdsResponse._ENCODERS = (_e_AllocateProducerIdsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AllocateProducerIdsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("producer_id_start", "int64", (0, 32767), None, None, None, None),
+        ("producer_id_len", "int32", (0, 32767), None, None, None, None),
+    ),
+}

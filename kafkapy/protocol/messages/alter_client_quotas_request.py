@@ -310,3 +310,25 @@ def _e_AlterClientQuotasRequest_1(o: AlterClientQuotasRequest, out: list[Any]) -
 
 AlterClientQuotasRequest._DECODERS = (_d_AlterClientQuotasRequest_0, _d_AlterClientQuotasRequest_1,)
 AlterClientQuotasRequest._ENCODERS = (_e_AlterClientQuotasRequest_0, _e_AlterClientQuotasRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EntityData": (
+        ("entity_type", "string", (0, 32767), None, None, None, None),
+        ("entity_name", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "OpData": (
+        ("key", "string", (0, 32767), None, None, None, None),
+        ("value", "float64", (0, 32767), None, None, None, None),
+        ("remove", "bool", (0, 32767), None, None, None, None),
+    ),
+    "EntryData": (
+        ("entity", "[]EntityData", (0, 32767), None, None, None, None),
+        ("ops", "[]OpData", (0, 32767), None, None, None, None),
+    ),
+    "AlterClientQuotasRequest": (
+        ("entries", "[]EntryData", (0, 32767), None, None, None, None),
+        ("validate_only", "bool", (0, 32767), None, None, None, None),
+    ),
+}

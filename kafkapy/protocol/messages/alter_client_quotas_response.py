@@ -248,3 +248,21 @@ def _e_AlterClientQuotasResponse_1(o: AlterClientQuotasResponse, out: list[Any])
 
 AlterClientQuotasResponse._DECODERS = (_d_AlterClientQuotasResponse_0, _d_AlterClientQuotasResponse_1,)
 AlterClientQuotasResponse._ENCODERS = (_e_AlterClientQuotasResponse_0, _e_AlterClientQuotasResponse_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EntityData": (
+        ("entity_type", "string", (0, 32767), None, None, None, None),
+        ("entity_name", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "EntryData": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("entity", "[]EntityData", (0, 32767), None, None, None, None),
+    ),
+    "AlterClientQuotasResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("entries", "[]EntryData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -248,3 +248,21 @@ def _e_AlterConfigsRequest_2(o: AlterConfigsRequest, out: list[Any]) -> None:
 
 AlterConfigsRequest._DECODERS = (_d_AlterConfigsRequest_0, _d_AlterConfigsRequest_0, _d_AlterConfigsRequest_2,)
 AlterConfigsRequest._ENCODERS = (_e_AlterConfigsRequest_0, _e_AlterConfigsRequest_0, _e_AlterConfigsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AlterableConfig": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("value", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "AlterConfigsResource": (
+        ("resource_type", "int8", (0, 32767), None, None, None, None),
+        ("resource_name", "string", (0, 32767), None, None, None, None),
+        ("configs", "[]AlterableConfig", (0, 32767), None, None, None, None),
+    ),
+    "AlterConfigsRequest": (
+        ("resources", "[]AlterConfigsResource", (0, 32767), None, None, None, None),
+        ("validate_only", "bool", (0, 32767), None, None, None, None),
+    ),
+}

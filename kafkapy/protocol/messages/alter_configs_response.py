@@ -190,3 +190,18 @@ def _e_AlterConfigsResponse_2(o: AlterConfigsResponse, out: list[Any]) -> None:
 
 AlterConfigsResponse._DECODERS = (_d_AlterConfigsResponse_0, _d_AlterConfigsResponse_0, _d_AlterConfigsResponse_2,)
 AlterConfigsResponse._ENCODERS = (_e_AlterConfigsResponse_0, _e_AlterConfigsResponse_0, _e_AlterConfigsResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AlterConfigsResourceResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("resource_type", "int8", (0, 32767), None, None, None, None),
+        ("resource_name", "string", (0, 32767), None, None, None, None),
+    ),
+    "AlterConfigsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("responses", "[]AlterConfigsResourceResponse", (0, 32767), None, None, None, None),
+    ),
+}

@@ -177,3 +177,20 @@ def _e_AlterPartitionReassignmentsRequest_0(o: AlterPartitionReassignmentsReques
 
 AlterPartitionReassignmentsRequest._DECODERS = (_d_AlterPartitionReassignmentsRequest_0,)
 AlterPartitionReassignmentsRequest._ENCODERS = (_e_AlterPartitionReassignmentsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ReassignablePartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("replicas", "[]int32", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "ReassignableTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]ReassignablePartition", (0, 32767), None, None, None, None),
+    ),
+    "AlterPartitionReassignmentsRequest": (
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]ReassignableTopic", (0, 32767), None, None, None, None),
+    ),
+}

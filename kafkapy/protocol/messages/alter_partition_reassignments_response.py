@@ -172,3 +172,23 @@ def _e_AlterPartitionReassignmentsResponse_0(o: AlterPartitionReassignmentsRespo
 
 AlterPartitionReassignmentsResponse._DECODERS = (_d_AlterPartitionReassignmentsResponse_0,)
 AlterPartitionReassignmentsResponse._ENCODERS = (_e_AlterPartitionReassignmentsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ReassignablePartitionResponse": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "ReassignableTopicResponse": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]ReassignablePartitionResponse", (0, 32767), None, None, None, None),
+    ),
+    "AlterPartitionReassignmentsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("responses", "[]ReassignableTopicResponse", (0, 32767), None, None, None, None),
+    ),
+}

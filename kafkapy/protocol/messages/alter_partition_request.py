@@ -527,3 +527,30 @@ def _e_AlterPartitionRequest_3(o: AlterPartitionRequest, out: list[Any]) -> None
 
 AlterPartitionRequest._DECODERS = (_d_AlterPartitionRequest_0, _d_AlterPartitionRequest_1, _d_AlterPartitionRequest_2, _d_AlterPartitionRequest_3,)
 AlterPartitionRequest._ENCODERS = (_e_AlterPartitionRequest_0, _e_AlterPartitionRequest_1, _e_AlterPartitionRequest_2, _e_AlterPartitionRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "BrokerState": (
+        ("broker_id", "int32", (3, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (3, 32767), None, None, None, None),
+    ),
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("new_isr", "[]int32", (0, 2), None, None, None, None),
+        ("new_isr_with_epochs", "[]BrokerState", (3, 32767), None, None, None, None),
+        ("leader_recovery_state", "int8", (1, 32767), None, None, None, None),
+        ("partition_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 1), None, None, None, None),
+        ("topic_id", "uuid", (2, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "AlterPartitionRequest": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -375,3 +375,27 @@ def _e_AlterPartitionResponse_2(o: AlterPartitionResponse, out: list[Any]) -> No
 
 AlterPartitionResponse._DECODERS = (_d_AlterPartitionResponse_0, _d_AlterPartitionResponse_1, _d_AlterPartitionResponse_2, _d_AlterPartitionResponse_2,)
 AlterPartitionResponse._ENCODERS = (_e_AlterPartitionResponse_0, _e_AlterPartitionResponse_1, _e_AlterPartitionResponse_2, _e_AlterPartitionResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("isr", "[]int32", (0, 32767), None, None, None, None),
+        ("leader_recovery_state", "int8", (1, 32767), None, None, None, None),
+        ("partition_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 1), None, None, None, None),
+        ("topic_id", "uuid", (2, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "AlterPartitionResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+    ),
+}

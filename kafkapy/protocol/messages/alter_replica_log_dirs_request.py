@@ -235,3 +235,19 @@ def _e_AlterReplicaLogDirsRequest_2(o: AlterReplicaLogDirsRequest, out: list[Any
 
 AlterReplicaLogDirsRequest._DECODERS = (_d_AlterReplicaLogDirsRequest_0, _d_AlterReplicaLogDirsRequest_0, _d_AlterReplicaLogDirsRequest_2,)
 AlterReplicaLogDirsRequest._ENCODERS = (_e_AlterReplicaLogDirsRequest_0, _e_AlterReplicaLogDirsRequest_0, _e_AlterReplicaLogDirsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AlterReplicaLogDirTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "AlterReplicaLogDir": (
+        ("path", "string", (0, 32767), None, None, None, None),
+        ("topics", "[]AlterReplicaLogDirTopic", (0, 32767), None, None, None, None),
+    ),
+    "AlterReplicaLogDirsRequest": (
+        ("dirs", "[]AlterReplicaLogDir", (0, 32767), None, None, None, None),
+    ),
+}

@@ -231,3 +231,20 @@ def _e_AlterReplicaLogDirsResponse_2(o: AlterReplicaLogDirsResponse, out: list[A
 
 AlterReplicaLogDirsResponse._DECODERS = (_d_AlterReplicaLogDirsResponse_0, _d_AlterReplicaLogDirsResponse_0, _d_AlterReplicaLogDirsResponse_2,)
 AlterReplicaLogDirsResponse._ENCODERS = (_e_AlterReplicaLogDirsResponse_0, _e_AlterReplicaLogDirsResponse_0, _e_AlterReplicaLogDirsResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AlterReplicaLogDirPartitionResult": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "AlterReplicaLogDirTopicResult": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]AlterReplicaLogDirPartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "AlterReplicaLogDirsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("results", "[]AlterReplicaLogDirTopicResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -176,3 +176,23 @@ def _e_AlterUserScramCredentialsRequest_0(o: AlterUserScramCredentialsRequest, o
 
 AlterUserScramCredentialsRequest._DECODERS = (_d_AlterUserScramCredentialsRequest_0,)
 AlterUserScramCredentialsRequest._ENCODERS = (_e_AlterUserScramCredentialsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ScramCredentialDeletion": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("mechanism", "int8", (0, 32767), None, None, None, None),
+    ),
+    "ScramCredentialUpsertion": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("mechanism", "int8", (0, 32767), None, None, None, None),
+        ("iterations", "int32", (0, 32767), None, None, None, None),
+        ("salt", "bytes", (0, 32767), None, None, None, None),
+        ("salted_password", "bytes", (0, 32767), None, None, None, None),
+    ),
+    "AlterUserScramCredentialsRequest": (
+        ("deletions", "[]ScramCredentialDeletion", (0, 32767), None, None, None, None),
+        ("upsertions", "[]ScramCredentialUpsertion", (0, 32767), None, None, None, None),
+    ),
+}

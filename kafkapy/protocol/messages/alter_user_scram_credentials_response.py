@@ -127,3 +127,17 @@ def _e_AlterUserScramCredentialsResponse_0(o: AlterUserScramCredentialsResponse,
 
 AlterUserScramCredentialsResponse._DECODERS = (_d_AlterUserScramCredentialsResponse_0,)
 AlterUserScramCredentialsResponse._ENCODERS = (_e_AlterUserScramCredentialsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AlterUserScramCredentialsResult": (
+        ("user", "string", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "AlterUserScramCredentialsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("results", "[]AlterUserScramCredentialsResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -83,3 +83,12 @@ def _e_ApiVersionsRequest_3(o: ApiVersionsRequest, out: list[Any]) -> None:
 
 ApiVersionsRequest._DECODERS = (_d_ApiVersionsRequest_0, _d_ApiVersionsRequest_0, _d_ApiVersionsRequest_0, _d_ApiVersionsRequest_3, _d_ApiVersionsRequest_3,)
 ApiVersionsRequest._ENCODERS = (_e_ApiVersionsRequest_0, _e_ApiVersionsRequest_0, _e_ApiVersionsRequest_0, _e_ApiVersionsRequest_3, _e_ApiVersionsRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ApiVersionsRequest": (
+        ("client_software_name", "string", (3, 32767), None, None, None, None),
+        ("client_software_version", "string", (3, 32767), None, None, None, None),
+    ),
+}

@@ -339,3 +339,32 @@ def _e_ApiVersionsResponse_3(o: ApiVersionsResponse, out: list[Any]) -> None:
 
 ApiVersionsResponse._DECODERS = (_d_ApiVersionsResponse_0, _d_ApiVersionsResponse_1, _d_ApiVersionsResponse_1, _d_ApiVersionsResponse_3, _d_ApiVersionsResponse_3,)
 ApiVersionsResponse._ENCODERS = (_e_ApiVersionsResponse_0, _e_ApiVersionsResponse_1, _e_ApiVersionsResponse_1, _e_ApiVersionsResponse_3, _e_ApiVersionsResponse_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ApiVersion": (
+        ("api_key", "int16", (0, 32767), None, None, None, None),
+        ("min_version", "int16", (0, 32767), None, None, None, None),
+        ("max_version", "int16", (0, 32767), None, None, None, None),
+    ),
+    "SupportedFeatureKey": (
+        ("name", "string", (3, 32767), None, None, None, None),
+        ("min_version", "int16", (3, 32767), None, None, None, None),
+        ("max_version", "int16", (3, 32767), None, None, None, None),
+    ),
+    "FinalizedFeatureKey": (
+        ("name", "string", (3, 32767), None, None, None, None),
+        ("max_version_level", "int16", (3, 32767), None, None, None, None),
+        ("min_version_level", "int16", (3, 32767), None, None, None, None),
+    ),
+    "ApiVersionsResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("api_keys", "[]ApiVersion", (0, 32767), None, None, None, None),
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("supported_features", "[]SupportedFeatureKey", (3, 32767), None, (3, 32767), 0, None),
+        ("finalized_features_epoch", "int64", (3, 32767), None, (3, 32767), 1, None),
+        ("finalized_features", "[]FinalizedFeatureKey", (3, 32767), None, (3, 32767), 2, None),
+        ("zk_migration_ready", "bool", (3, 32767), None, (3, 32767), 3, None),
+    ),
+}

@@ -207,3 +207,24 @@ def _e_AssignReplicasToDirsRequest_0(o: AssignReplicasToDirsRequest, out: list[A
 
 AssignReplicasToDirsRequest._DECODERS = (_d_AssignReplicasToDirsRequest_0,)
 AssignReplicasToDirsRequest._ENCODERS = (_e_AssignReplicasToDirsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "DirectoryData": (
+        ("id", "uuid", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+    ),
+    "AssignReplicasToDirsRequest": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (0, 32767), None, None, None, None),
+        ("directories", "[]DirectoryData", (0, 32767), None, None, None, None),
+    ),
+}

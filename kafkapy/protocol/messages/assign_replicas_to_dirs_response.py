@@ -207,3 +207,25 @@ def _e_AssignReplicasToDirsResponse_0(o: AssignReplicasToDirsResponse, out: list
 
 AssignReplicasToDirsResponse._DECODERS = (_d_AssignReplicasToDirsResponse_0,)
 AssignReplicasToDirsResponse._ENCODERS = (_e_AssignReplicasToDirsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "DirectoryData": (
+        ("id", "uuid", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+    ),
+    "AssignReplicasToDirsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("directories", "[]DirectoryData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -305,3 +305,29 @@ def _e_BeginQuorumEpochRequest_1(o: BeginQuorumEpochRequest, out: list[Any]) -> 
 
 BeginQuorumEpochRequest._DECODERS = (_d_BeginQuorumEpochRequest_0, _d_BeginQuorumEpochRequest_1,)
 BeginQuorumEpochRequest._ENCODERS = (_e_BeginQuorumEpochRequest_0, _e_BeginQuorumEpochRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("voter_directory_id", "uuid", (1, 32767), None, None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "LeaderEndpoint": (
+        ("name", "string", (1, 32767), None, None, None, None),
+        ("host", "string", (1, 32767), None, None, None, None),
+        ("port", "uint16", (1, 32767), None, None, None, None),
+    ),
+    "BeginQuorumEpochRequest": (
+        ("cluster_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("voter_id", "int32", (1, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+        ("leader_endpoints", "[]LeaderEndpoint", (1, 32767), None, None, None, None),
+    ),
+}

@@ -297,3 +297,28 @@ def _e_BeginQuorumEpochResponse_1(o: BeginQuorumEpochResponse, out: list[Any]) -
 
 BeginQuorumEpochResponse._DECODERS = (_d_BeginQuorumEpochResponse_0, _d_BeginQuorumEpochResponse_1,)
 BeginQuorumEpochResponse._ENCODERS = (_e_BeginQuorumEpochResponse_0, _e_BeginQuorumEpochResponse_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "NodeEndpoint": (
+        ("node_id", "int32", (1, 32767), None, None, None, None),
+        ("host", "string", (1, 32767), None, None, None, None),
+        ("port", "uint16", (1, 32767), None, None, None, None),
+    ),
+    "BeginQuorumEpochResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+        ("node_endpoints", "[]NodeEndpoint", (1, 32767), None, (1, 32767), 0, None),
+    ),
+}

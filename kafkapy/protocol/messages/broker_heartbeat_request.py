@@ -122,3 +122,16 @@ def _e_BrokerHeartbeatRequest_1(o: BrokerHeartbeatRequest, out: list[Any]) -> No
 
 BrokerHeartbeatRequest._DECODERS = (_d_BrokerHeartbeatRequest_0, _d_BrokerHeartbeatRequest_1,)
 BrokerHeartbeatRequest._ENCODERS = (_e_BrokerHeartbeatRequest_0, _e_BrokerHeartbeatRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "BrokerHeartbeatRequest": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (0, 32767), None, None, None, None),
+        ("current_metadata_offset", "int64", (0, 32767), None, None, None, None),
+        ("want_fence", "bool", (0, 32767), None, None, None, None),
+        ("want_shut_down", "bool", (0, 32767), None, None, None, None),
+        ("offline_log_dirs", "[]uuid", (1, 32767), None, (1, 32767), 0, None),
+    ),
+}

@@ -71,3 +71,15 @@ def _e_BrokerHeartbeatResponse_0(o: BrokerHeartbeatResponse, out: list[Any]) -> 
 
 BrokerHeartbeatResponse._DECODERS = (_d_BrokerHeartbeatResponse_0, _d_BrokerHeartbeatResponse_0,)
 BrokerHeartbeatResponse._ENCODERS = (_e_BrokerHeartbeatResponse_0, _e_BrokerHeartbeatResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "BrokerHeartbeatResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("is_caught_up", "bool", (0, 32767), None, None, None, None),
+        ("is_fenced", "bool", (0, 32767), None, None, None, None),
+        ("should_shut_down", "bool", (0, 32767), None, None, None, None),
+    ),
+}

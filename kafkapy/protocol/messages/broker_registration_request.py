@@ -401,3 +401,30 @@ def _e_BrokerRegistrationRequest_3(o: BrokerRegistrationRequest, out: list[Any])
 
 BrokerRegistrationRequest._DECODERS = (_d_BrokerRegistrationRequest_0, _d_BrokerRegistrationRequest_1, _d_BrokerRegistrationRequest_2, _d_BrokerRegistrationRequest_3, _d_BrokerRegistrationRequest_3,)
 BrokerRegistrationRequest._ENCODERS = (_e_BrokerRegistrationRequest_0, _e_BrokerRegistrationRequest_1, _e_BrokerRegistrationRequest_2, _e_BrokerRegistrationRequest_3, _e_BrokerRegistrationRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "Listener": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "uint16", (0, 32767), None, None, None, None),
+        ("security_protocol", "int16", (0, 32767), None, None, None, None),
+    ),
+    "Feature": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("min_supported_version", "int16", (0, 32767), None, None, None, None),
+        ("max_supported_version", "int16", (0, 32767), None, None, None, None),
+    ),
+    "BrokerRegistrationRequest": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+        ("cluster_id", "string", (0, 32767), None, None, None, None),
+        ("incarnation_id", "uuid", (0, 32767), None, None, None, None),
+        ("listeners", "[]Listener", (0, 32767), None, None, None, None),
+        ("features", "[]Feature", (0, 32767), None, None, None, None),
+        ("rack", "string", (0, 32767), (0, 32767), None, None, None),
+        ("is_migrating_zk_broker", "bool", (1, 32767), None, None, None, None),
+        ("log_dirs", "[]uuid", (2, 32767), None, None, None, None),
+        ("previous_broker_epoch", "int64", (3, 32767), None, None, None, None),
+    ),
+}

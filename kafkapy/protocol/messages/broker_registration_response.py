@@ -69,3 +69,13 @@ def _e_BrokerRegistrationResponse_0(o: BrokerRegistrationResponse, out: list[Any
 
 BrokerRegistrationResponse._DECODERS = (_d_BrokerRegistrationResponse_0, _d_BrokerRegistrationResponse_0, _d_BrokerRegistrationResponse_0, _d_BrokerRegistrationResponse_0, _d_BrokerRegistrationResponse_0,)
 BrokerRegistrationResponse._ENCODERS = (_e_BrokerRegistrationResponse_0, _e_BrokerRegistrationResponse_0, _e_BrokerRegistrationResponse_0, _e_BrokerRegistrationResponse_0, _e_BrokerRegistrationResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "BrokerRegistrationResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (0, 32767), None, None, None, None),
+    ),
+}

@@ -81,3 +81,12 @@ def _e_ConsumerGroupDescribeRequest_0(o: ConsumerGroupDescribeRequest, out: list
 
 ConsumerGroupDescribeRequest._DECODERS = (_d_ConsumerGroupDescribeRequest_0,)
 ConsumerGroupDescribeRequest._ENCODERS = (_e_ConsumerGroupDescribeRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ConsumerGroupDescribeRequest": (
+        ("group_ids", "[]string", (0, 32767), None, None, None, None),
+        ("include_authorized_operations", "bool", (0, 32767), None, None, None, None),
+    ),
+}

@@ -325,3 +325,43 @@ def _e_ConsumerGroupDescribeResponse_0(o: ConsumerGroupDescribeResponse, out: li
 
 ConsumerGroupDescribeResponse._DECODERS = (_d_ConsumerGroupDescribeResponse_0,)
 ConsumerGroupDescribeResponse._ENCODERS = (_e_ConsumerGroupDescribeResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicPartitions": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "Assignment": (
+        ("topic_partitions", "[]TopicPartitions", (0, 32767), None, None, None, None),
+    ),
+    "Member": (
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("instance_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("rack_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("member_epoch", "int32", (0, 32767), None, None, None, None),
+        ("client_id", "string", (0, 32767), None, None, None, None),
+        ("client_host", "string", (0, 32767), None, None, None, None),
+        ("subscribed_topic_names", "[]string", (0, 32767), None, None, None, None),
+        ("subscribed_topic_regex", "string", (0, 32767), (0, 32767), None, None, None),
+        ("assignment", "Assignment", (0, 32767), None, None, None, None),
+        ("target_assignment", "Assignment", (0, 32767), None, None, None, None),
+    ),
+    "DescribedGroup": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("group_state", "string", (0, 32767), None, None, None, None),
+        ("group_epoch", "int32", (0, 32767), None, None, None, None),
+        ("assignment_epoch", "int32", (0, 32767), None, None, None, None),
+        ("assignor_name", "string", (0, 32767), None, None, None, None),
+        ("members", "[]Member", (0, 32767), None, None, None, None),
+        ("authorized_operations", "int32", (0, 32767), None, None, None, None),
+    ),
+    "ConsumerGroupDescribeResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("groups", "[]DescribedGroup", (0, 32767), None, None, None, None),
+    ),
+}

@@ -260,3 +260,24 @@ def _e_ConsumerGroupHeartbeatRequest_1(o: ConsumerGroupHeartbeatRequest, out: li
 
 ConsumerGroupHeartbeatRequest._DECODERS = (_d_ConsumerGroupHeartbeatRequest_0, _d_ConsumerGroupHeartbeatRequest_1,)
 ConsumerGroupHeartbeatRequest._ENCODERS = (_e_ConsumerGroupHeartbeatRequest_0, _e_ConsumerGroupHeartbeatRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicPartitions": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "ConsumerGroupHeartbeatRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("member_epoch", "int32", (0, 32767), None, None, None, None),
+        ("instance_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("rack_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("rebalance_timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("subscribed_topic_names", "[]string", (0, 32767), (0, 32767), None, None, None),
+        ("subscribed_topic_regex", "string", (1, 32767), (1, 32767), None, None, None),
+        ("server_assignor", "string", (0, 32767), (0, 32767), None, None, None),
+        ("topic_partitions", "[]TopicPartitions", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

@@ -188,3 +188,24 @@ def _e_ConsumerGroupHeartbeatResponse_0(o: ConsumerGroupHeartbeatResponse, out: 
 
 ConsumerGroupHeartbeatResponse._DECODERS = (_d_ConsumerGroupHeartbeatResponse_0, _d_ConsumerGroupHeartbeatResponse_0,)
 ConsumerGroupHeartbeatResponse._ENCODERS = (_e_ConsumerGroupHeartbeatResponse_0, _e_ConsumerGroupHeartbeatResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicPartitions": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "Assignment": (
+        ("topic_partitions", "[]TopicPartitions", (0, 32767), None, None, None, None),
+    ),
+    "ConsumerGroupHeartbeatResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("member_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("member_epoch", "int32", (0, 32767), None, None, None, None),
+        ("heartbeat_interval_ms", "int32", (0, 32767), None, None, None, None),
+        ("assignment", "Assignment", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

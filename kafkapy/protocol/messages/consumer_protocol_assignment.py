@@ -96,3 +96,16 @@ def _e_ConsumerProtocolAssignment_0(o: ConsumerProtocolAssignment, out: list[Any
 
 ConsumerProtocolAssignment._DECODERS = (_d_ConsumerProtocolAssignment_0, _d_ConsumerProtocolAssignment_0, _d_ConsumerProtocolAssignment_0, _d_ConsumerProtocolAssignment_0,)
 ConsumerProtocolAssignment._ENCODERS = (_e_ConsumerProtocolAssignment_0, _e_ConsumerProtocolAssignment_0, _e_ConsumerProtocolAssignment_0, _e_ConsumerProtocolAssignment_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicPartition": (
+        ("topic", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "ConsumerProtocolAssignment": (
+        ("assigned_partitions", "[]TopicPartition", (0, 32767), None, None, None, None),
+        ("user_data", "bytes", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

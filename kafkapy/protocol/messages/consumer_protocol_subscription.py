@@ -212,3 +212,19 @@ def _e_ConsumerProtocolSubscription_3(o: ConsumerProtocolSubscription, out: list
 
 ConsumerProtocolSubscription._DECODERS = (_d_ConsumerProtocolSubscription_0, _d_ConsumerProtocolSubscription_1, _d_ConsumerProtocolSubscription_2, _d_ConsumerProtocolSubscription_3,)
 ConsumerProtocolSubscription._ENCODERS = (_e_ConsumerProtocolSubscription_0, _e_ConsumerProtocolSubscription_1, _e_ConsumerProtocolSubscription_2, _e_ConsumerProtocolSubscription_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicPartition": (
+        ("topic", "string", (1, 32767), None, None, None, None),
+        ("partitions", "[]int32", (1, 32767), None, None, None, None),
+    ),
+    "ConsumerProtocolSubscription": (
+        ("topics", "[]string", (0, 32767), None, None, None, None),
+        ("user_data", "bytes", (0, 32767), (0, 32767), None, None, None),
+        ("owned_partitions", "[]TopicPartition", (1, 32767), None, None, None, None),
+        ("generation_id", "int32", (2, 32767), None, None, None, None),
+        ("rack_id", "string", (3, 32767), (3, 32767), None, None, None),
+    ),
+}

@@ -101,3 +101,12 @@ def _e_ControlledShutdownRequest_3(o: ControlledShutdownRequest, out: list[Any])
 
 ControlledShutdownRequest._DECODERS = (_d_ControlledShutdownRequest_0, _d_ControlledShutdownRequest_0, _d_ControlledShutdownRequest_2, _d_ControlledShutdownRequest_3,)
 ControlledShutdownRequest._ENCODERS = (_e_ControlledShutdownRequest_0, _e_ControlledShutdownRequest_0, _e_ControlledShutdownRequest_2, _e_ControlledShutdownRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ControlledShutdownRequest": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (2, 32767), None, None, None, None),
+    ),
+}

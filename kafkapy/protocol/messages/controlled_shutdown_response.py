@@ -169,3 +169,16 @@ def _e_ControlledShutdownResponse_3(o: ControlledShutdownResponse, out: list[Any
 
 ControlledShutdownResponse._DECODERS = (_d_ControlledShutdownResponse_0, _d_ControlledShutdownResponse_0, _d_ControlledShutdownResponse_0, _d_ControlledShutdownResponse_3,)
 ControlledShutdownResponse._ENCODERS = (_e_ControlledShutdownResponse_0, _e_ControlledShutdownResponse_0, _e_ControlledShutdownResponse_0, _e_ControlledShutdownResponse_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "RemainingPartition": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+    ),
+    "ControlledShutdownResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("remaining_partitions", "[]RemainingPartition", (0, 32767), None, None, None, None),
+    ),
+}

@@ -190,3 +190,26 @@ def _e_ControllerRegistrationRequest_0(o: ControllerRegistrationRequest, out: li
 
 ControllerRegistrationRequest._DECODERS = (_d_ControllerRegistrationRequest_0,)
 ControllerRegistrationRequest._ENCODERS = (_e_ControllerRegistrationRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "Listener": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "uint16", (0, 32767), None, None, None, None),
+        ("security_protocol", "int16", (0, 32767), None, None, None, None),
+    ),
+    "Feature": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("min_supported_version", "int16", (0, 32767), None, None, None, None),
+        ("max_supported_version", "int16", (0, 32767), None, None, None, None),
+    ),
+    "ControllerRegistrationRequest": (
+        ("controller_id", "int32", (0, 32767), None, None, None, None),
+        ("incarnation_id", "uuid", (0, 32767), None, None, None, None),
+        ("zk_migration_ready", "bool", (0, 32767), None, None, None, None),
+        ("listeners", "[]Listener", (0, 32767), None, None, None, None),
+        ("features", "[]Feature", (0, 32767), None, None, None, None),
+    ),
+}

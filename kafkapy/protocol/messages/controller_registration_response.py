@@ -74,3 +74,13 @@ def _e_ControllerRegistrationResponse_0(o: ControllerRegistrationResponse, out: 
 
 ControllerRegistrationResponse._DECODERS = (_d_ControllerRegistrationResponse_0,)
 ControllerRegistrationResponse._ENCODERS = (_e_ControllerRegistrationResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ControllerRegistrationResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

@@ -243,3 +243,20 @@ def _e_CreateAclsRequest_2(o: CreateAclsRequest, out: list[Any]) -> None:
 
 CreateAclsRequest._DECODERS = (_d_CreateAclsRequest_0, _d_CreateAclsRequest_1, _d_CreateAclsRequest_2, _d_CreateAclsRequest_2,)
 CreateAclsRequest._ENCODERS = (_e_CreateAclsRequest_0, _e_CreateAclsRequest_1, _e_CreateAclsRequest_2, _e_CreateAclsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AclCreation": (
+        ("resource_type", "int8", (0, 32767), None, None, None, None),
+        ("resource_name", "string", (0, 32767), None, None, None, None),
+        ("resource_pattern_type", "int8", (1, 32767), None, None, None, None),
+        ("principal", "string", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("operation", "int8", (0, 32767), None, None, None, None),
+        ("permission_type", "int8", (0, 32767), None, None, None, None),
+    ),
+    "CreateAclsRequest": (
+        ("creations", "[]AclCreation", (0, 32767), None, None, None, None),
+    ),
+}

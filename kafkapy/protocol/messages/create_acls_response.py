@@ -169,3 +169,16 @@ def _e_CreateAclsResponse_2(o: CreateAclsResponse, out: list[Any]) -> None:
 
 CreateAclsResponse._DECODERS = (_d_CreateAclsResponse_0, _d_CreateAclsResponse_0, _d_CreateAclsResponse_2, _d_CreateAclsResponse_2,)
 CreateAclsResponse._ENCODERS = (_e_CreateAclsResponse_0, _e_CreateAclsResponse_0, _e_CreateAclsResponse_2, _e_CreateAclsResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AclCreationResult": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "CreateAclsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("results", "[]AclCreationResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -214,3 +214,18 @@ def _e_CreateDelegationTokenRequest_3(o: CreateDelegationTokenRequest, out: list
 
 CreateDelegationTokenRequest._DECODERS = (_d_CreateDelegationTokenRequest_0, _d_CreateDelegationTokenRequest_0, _d_CreateDelegationTokenRequest_2, _d_CreateDelegationTokenRequest_3,)
 CreateDelegationTokenRequest._ENCODERS = (_e_CreateDelegationTokenRequest_0, _e_CreateDelegationTokenRequest_0, _e_CreateDelegationTokenRequest_2, _e_CreateDelegationTokenRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "CreatableRenewers": (
+        ("principal_type", "string", (0, 32767), None, None, None, None),
+        ("principal_name", "string", (0, 32767), None, None, None, None),
+    ),
+    "CreateDelegationTokenRequest": (
+        ("owner_principal_type", "string", (3, 32767), (3, 32767), None, None, None),
+        ("owner_principal_name", "string", (3, 32767), (3, 32767), None, None, None),
+        ("renewers", "[]CreatableRenewers", (0, 32767), None, None, None, None),
+        ("max_lifetime_ms", "int64", (0, 32767), None, None, None, None),
+    ),
+}

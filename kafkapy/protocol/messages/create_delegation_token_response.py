@@ -198,3 +198,21 @@ def _e_CreateDelegationTokenResponse_3(o: CreateDelegationTokenResponse, out: li
 
 CreateDelegationTokenResponse._DECODERS = (_d_CreateDelegationTokenResponse_0, _d_CreateDelegationTokenResponse_0, _d_CreateDelegationTokenResponse_2, _d_CreateDelegationTokenResponse_3,)
 CreateDelegationTokenResponse._ENCODERS = (_e_CreateDelegationTokenResponse_0, _e_CreateDelegationTokenResponse_0, _e_CreateDelegationTokenResponse_2, _e_CreateDelegationTokenResponse_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "CreateDelegationTokenResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("principal_type", "string", (0, 32767), None, None, None, None),
+        ("principal_name", "string", (0, 32767), None, None, None, None),
+        ("token_requester_principal_type", "string", (3, 32767), None, None, None, None),
+        ("token_requester_principal_name", "string", (3, 32767), None, None, None, None),
+        ("issue_timestamp_ms", "int64", (0, 32767), None, None, None, None),
+        ("expiry_timestamp_ms", "int64", (0, 32767), None, None, None, None),
+        ("max_timestamp_ms", "int64", (0, 32767), None, None, None, None),
+        ("token_id", "string", (0, 32767), None, None, None, None),
+        ("hmac", "bytes", (0, 32767), None, None, None, None),
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+    ),
+}

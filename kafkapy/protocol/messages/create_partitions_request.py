@@ -263,3 +263,21 @@ def _e_CreatePartitionsRequest_2(o: CreatePartitionsRequest, out: list[Any]) -> 
 
 CreatePartitionsRequest._DECODERS = (_d_CreatePartitionsRequest_0, _d_CreatePartitionsRequest_0, _d_CreatePartitionsRequest_2, _d_CreatePartitionsRequest_2,)
 CreatePartitionsRequest._ENCODERS = (_e_CreatePartitionsRequest_0, _e_CreatePartitionsRequest_0, _e_CreatePartitionsRequest_2, _e_CreatePartitionsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "CreatePartitionsAssignment": (
+        ("broker_ids", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "CreatePartitionsTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("count", "int32", (0, 32767), None, None, None, None),
+        ("assignments", "[]CreatePartitionsAssignment", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "CreatePartitionsRequest": (
+        ("topics", "[]CreatePartitionsTopic", (0, 32767), None, None, None, None),
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("validate_only", "bool", (0, 32767), None, None, None, None),
+    ),
+}

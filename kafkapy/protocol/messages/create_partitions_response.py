@@ -180,3 +180,17 @@ def _e_CreatePartitionsResponse_2(o: CreatePartitionsResponse, out: list[Any]) -
 
 CreatePartitionsResponse._DECODERS = (_d_CreatePartitionsResponse_0, _d_CreatePartitionsResponse_0, _d_CreatePartitionsResponse_2, _d_CreatePartitionsResponse_2,)
 CreatePartitionsResponse._ENCODERS = (_e_CreatePartitionsResponse_0, _e_CreatePartitionsResponse_0, _e_CreatePartitionsResponse_2, _e_CreatePartitionsResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "CreatePartitionsTopicResult": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "CreatePartitionsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("results", "[]CreatePartitionsTopicResult", (0, 32767), None, None, None, None),
+    ),
+}

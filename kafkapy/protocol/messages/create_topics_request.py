@@ -364,3 +364,28 @@ def _e_CreateTopicsRequest_5(o: CreateTopicsRequest, out: list[Any]) -> None:
 
 CreateTopicsRequest._DECODERS = (_d_CreateTopicsRequest_0, _d_CreateTopicsRequest_1, _d_CreateTopicsRequest_1, _d_CreateTopicsRequest_1, _d_CreateTopicsRequest_1, _d_CreateTopicsRequest_5, _d_CreateTopicsRequest_5, _d_CreateTopicsRequest_5,)
 CreateTopicsRequest._ENCODERS = (_e_CreateTopicsRequest_0, _e_CreateTopicsRequest_1, _e_CreateTopicsRequest_1, _e_CreateTopicsRequest_1, _e_CreateTopicsRequest_1, _e_CreateTopicsRequest_5, _e_CreateTopicsRequest_5, _e_CreateTopicsRequest_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "CreatableReplicaAssignment": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("broker_ids", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "CreatableTopicConfig": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("value", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "CreatableTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("num_partitions", "int32", (0, 32767), None, None, None, None),
+        ("replication_factor", "int16", (0, 32767), None, None, None, None),
+        ("assignments", "[]CreatableReplicaAssignment", (0, 32767), None, None, None, None),
+        ("configs", "[]CreatableTopicConfig", (0, 32767), None, None, None, None),
+    ),
+    "CreateTopicsRequest": (
+        ("topics", "[]CreatableTopic", (0, 32767), None, None, None, None),
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("validate_only", "bool", (1, 32767), None, None, None, None),
+    ),
+}

@@ -435,3 +435,29 @@ def _e_CreateTopicsResponse_7(o: CreateTopicsResponse, out: list[Any]) -> None:
 
 CreateTopicsResponse._DECODERS = (_d_CreateTopicsResponse_0, _d_CreateTopicsResponse_1, _d_CreateTopicsResponse_2, _d_CreateTopicsResponse_2, _d_CreateTopicsResponse_2, _d_CreateTopicsResponse_5, _d_CreateTopicsResponse_5, _d_CreateTopicsResponse_7,)
 CreateTopicsResponse._ENCODERS = (_e_CreateTopicsResponse_0, _e_CreateTopicsResponse_1, _e_CreateTopicsResponse_2, _e_CreateTopicsResponse_2, _e_CreateTopicsResponse_2, _e_CreateTopicsResponse_5, _e_CreateTopicsResponse_5, _e_CreateTopicsResponse_7,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "CreatableTopicConfigs": (
+        ("name", "string", (5, 32767), None, None, None, None),
+        ("value", "string", (5, 32767), (5, 32767), None, None, None),
+        ("read_only", "bool", (5, 32767), None, None, None, None),
+        ("config_source", "int8", (5, 32767), None, None, None, None),
+        ("is_sensitive", "bool", (5, 32767), None, None, None, None),
+    ),
+    "CreatableTopicResult": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("topic_id", "uuid", (7, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (1, 32767), (0, 32767), None, None, None),
+        ("topic_config_error_code", "int16", (5, 32767), None, (5, 32767), 0, None),
+        ("num_partitions", "int32", (5, 32767), None, None, None, None),
+        ("replication_factor", "int16", (5, 32767), None, None, None, None),
+        ("configs", "[]CreatableTopicConfigs", (5, 32767), (5, 32767), None, None, None),
+    ),
+    "CreateTopicsResponse": (
+        ("throttle_time_ms", "int32", (2, 32767), None, None, None, None),
+        ("topics", "[]CreatableTopicResult", (0, 32767), None, None, None, None),
+    ),
+}

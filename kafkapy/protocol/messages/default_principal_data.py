@@ -77,3 +77,13 @@ def _e_DefaultPrincipalData_0(o: DefaultPrincipalData, out: list[Any]) -> None:
 
 DefaultPrincipalData._DECODERS = (_d_DefaultPrincipalData_0,)
 DefaultPrincipalData._ENCODERS = (_e_DefaultPrincipalData_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DefaultPrincipalData": (
+        ("type", "string", (0, 32767), None, None, None, None),
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("token_authenticated", "bool", (0, 32767), None, None, None, None),
+    ),
+}

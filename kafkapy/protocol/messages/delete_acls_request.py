@@ -243,3 +243,20 @@ def _e_DeleteAclsRequest_2(o: DeleteAclsRequest, out: list[Any]) -> None:
 
 DeleteAclsRequest._DECODERS = (_d_DeleteAclsRequest_0, _d_DeleteAclsRequest_1, _d_DeleteAclsRequest_2, _d_DeleteAclsRequest_2,)
 DeleteAclsRequest._ENCODERS = (_e_DeleteAclsRequest_0, _e_DeleteAclsRequest_1, _e_DeleteAclsRequest_2, _e_DeleteAclsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DeleteAclsFilter": (
+        ("resource_type_filter", "int8", (0, 32767), None, None, None, None),
+        ("resource_name_filter", "string", (0, 32767), (0, 32767), None, None, None),
+        ("pattern_type_filter", "int8", (1, 32767), None, None, None, None),
+        ("principal_filter", "string", (0, 32767), (0, 32767), None, None, None),
+        ("host_filter", "string", (0, 32767), (0, 32767), None, None, None),
+        ("operation", "int8", (0, 32767), None, None, None, None),
+        ("permission_type", "int8", (0, 32767), None, None, None, None),
+    ),
+    "DeleteAclsRequest": (
+        ("filters", "[]DeleteAclsFilter", (0, 32767), None, None, None, None),
+    ),
+}

@@ -390,3 +390,28 @@ def _e_DeleteAclsResponse_2(o: DeleteAclsResponse, out: list[Any]) -> None:
 
 DeleteAclsResponse._DECODERS = (_d_DeleteAclsResponse_0, _d_DeleteAclsResponse_1, _d_DeleteAclsResponse_2, _d_DeleteAclsResponse_2,)
 DeleteAclsResponse._ENCODERS = (_e_DeleteAclsResponse_0, _e_DeleteAclsResponse_1, _e_DeleteAclsResponse_2, _e_DeleteAclsResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DeleteAclsMatchingAcl": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("resource_type", "int8", (0, 32767), None, None, None, None),
+        ("resource_name", "string", (0, 32767), None, None, None, None),
+        ("pattern_type", "int8", (1, 32767), None, None, None, None),
+        ("principal", "string", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("operation", "int8", (0, 32767), None, None, None, None),
+        ("permission_type", "int8", (0, 32767), None, None, None, None),
+    ),
+    "DeleteAclsFilterResult": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("matching_acls", "[]DeleteAclsMatchingAcl", (0, 32767), None, None, None, None),
+    ),
+    "DeleteAclsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("filter_results", "[]DeleteAclsFilterResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -100,3 +100,11 @@ def _e_DeleteGroupsRequest_2(o: DeleteGroupsRequest, out: list[Any]) -> None:
 
 DeleteGroupsRequest._DECODERS = (_d_DeleteGroupsRequest_0, _d_DeleteGroupsRequest_0, _d_DeleteGroupsRequest_2,)
 DeleteGroupsRequest._ENCODERS = (_e_DeleteGroupsRequest_0, _e_DeleteGroupsRequest_0, _e_DeleteGroupsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DeleteGroupsRequest": (
+        ("groups_names", "[]string", (0, 32767), None, None, None, None),
+    ),
+}

@@ -169,3 +169,16 @@ def _e_DeleteGroupsResponse_2(o: DeleteGroupsResponse, out: list[Any]) -> None:
 
 DeleteGroupsResponse._DECODERS = (_d_DeleteGroupsResponse_0, _d_DeleteGroupsResponse_0, _d_DeleteGroupsResponse_2,)
 DeleteGroupsResponse._ENCODERS = (_e_DeleteGroupsResponse_0, _e_DeleteGroupsResponse_0, _e_DeleteGroupsResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DeletableGroupResult": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "DeleteGroupsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("results", "[]DeletableGroupResult", (0, 32767), None, None, None, None),
+    ),
+}

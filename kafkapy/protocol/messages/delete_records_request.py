@@ -231,3 +231,20 @@ def _e_DeleteRecordsRequest_2(o: DeleteRecordsRequest, out: list[Any]) -> None:
 
 DeleteRecordsRequest._DECODERS = (_d_DeleteRecordsRequest_0, _d_DeleteRecordsRequest_0, _d_DeleteRecordsRequest_2,)
 DeleteRecordsRequest._ENCODERS = (_e_DeleteRecordsRequest_0, _e_DeleteRecordsRequest_0, _e_DeleteRecordsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DeleteRecordsPartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("offset", "int64", (0, 32767), None, None, None, None),
+    ),
+    "DeleteRecordsTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]DeleteRecordsPartition", (0, 32767), None, None, None, None),
+    ),
+    "DeleteRecordsRequest": (
+        ("topics", "[]DeleteRecordsTopic", (0, 32767), None, None, None, None),
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+    ),
+}

@@ -232,3 +232,21 @@ def _e_DeleteRecordsResponse_2(o: DeleteRecordsResponse, out: list[Any]) -> None
 
 DeleteRecordsResponse._DECODERS = (_d_DeleteRecordsResponse_0, _d_DeleteRecordsResponse_0, _d_DeleteRecordsResponse_2,)
 DeleteRecordsResponse._ENCODERS = (_e_DeleteRecordsResponse_0, _e_DeleteRecordsResponse_0, _e_DeleteRecordsResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DeleteRecordsPartitionResult": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("low_watermark", "int64", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "DeleteRecordsTopicResult": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]DeleteRecordsPartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "DeleteRecordsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]DeleteRecordsTopicResult", (0, 32767), None, None, None, None),
+    ),
+}

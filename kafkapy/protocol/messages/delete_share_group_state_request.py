@@ -162,3 +162,19 @@ def _e_DeleteShareGroupStateRequest_0(o: DeleteShareGroupStateRequest, out: list
 
 DeleteShareGroupStateRequest._DECODERS = (_d_DeleteShareGroupStateRequest_0,)
 DeleteShareGroupStateRequest._ENCODERS = (_e_DeleteShareGroupStateRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+    ),
+    "DeleteStateData": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "DeleteShareGroupStateRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("topics", "[]DeleteStateData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -163,3 +163,20 @@ def _e_DeleteShareGroupStateResponse_0(o: DeleteShareGroupStateResponse, out: li
 
 DeleteShareGroupStateResponse._DECODERS = (_d_DeleteShareGroupStateResponse_0,)
 DeleteShareGroupStateResponse._ENCODERS = (_e_DeleteShareGroupStateResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionResult": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "DeleteStateResult": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "DeleteShareGroupStateResponse": (
+        ("results", "[]DeleteStateResult", (0, 32767), None, None, None, None),
+    ),
+}

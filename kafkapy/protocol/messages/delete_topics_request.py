@@ -192,3 +192,17 @@ def _e_DeleteTopicsRequest_6(o: DeleteTopicsRequest, out: list[Any]) -> None:
 
 DeleteTopicsRequest._DECODERS = (_d_DeleteTopicsRequest_0, _d_DeleteTopicsRequest_0, _d_DeleteTopicsRequest_0, _d_DeleteTopicsRequest_0, _d_DeleteTopicsRequest_4, _d_DeleteTopicsRequest_4, _d_DeleteTopicsRequest_6,)
 DeleteTopicsRequest._ENCODERS = (_e_DeleteTopicsRequest_0, _e_DeleteTopicsRequest_0, _e_DeleteTopicsRequest_0, _e_DeleteTopicsRequest_0, _e_DeleteTopicsRequest_4, _e_DeleteTopicsRequest_4, _e_DeleteTopicsRequest_6,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DeleteTopicState": (
+        ("name", "string", (6, 32767), (6, 32767), None, None, None),
+        ("topic_id", "uuid", (6, 32767), None, None, None, None),
+    ),
+    "DeleteTopicsRequest": (
+        ("topics", "[]DeleteTopicState", (6, 32767), None, None, None, None),
+        ("topic_names", "[]string", (0, 5), None, None, None, None),
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+    ),
+}

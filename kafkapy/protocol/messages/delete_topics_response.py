@@ -346,3 +346,18 @@ def _e_DeleteTopicsResponse_6(o: DeleteTopicsResponse, out: list[Any]) -> None:
 
 DeleteTopicsResponse._DECODERS = (_d_DeleteTopicsResponse_0, _d_DeleteTopicsResponse_1, _d_DeleteTopicsResponse_1, _d_DeleteTopicsResponse_1, _d_DeleteTopicsResponse_4, _d_DeleteTopicsResponse_5, _d_DeleteTopicsResponse_6,)
 DeleteTopicsResponse._ENCODERS = (_e_DeleteTopicsResponse_0, _e_DeleteTopicsResponse_1, _e_DeleteTopicsResponse_1, _e_DeleteTopicsResponse_1, _e_DeleteTopicsResponse_4, _e_DeleteTopicsResponse_5, _e_DeleteTopicsResponse_6,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DeletableTopicResult": (
+        ("name", "string", (0, 32767), (6, 32767), None, None, None),
+        ("topic_id", "uuid", (6, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (5, 32767), (5, 32767), None, None, None),
+    ),
+    "DeleteTopicsResponse": (
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("responses", "[]DeletableTopicResult", (0, 32767), None, None, None, None),
+    ),
+}

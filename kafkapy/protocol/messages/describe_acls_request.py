@@ -157,3 +157,17 @@ def _e_DescribeAclsRequest_2(o: DescribeAclsRequest, out: list[Any]) -> None:
 
 DescribeAclsRequest._DECODERS = (_d_DescribeAclsRequest_0, _d_DescribeAclsRequest_1, _d_DescribeAclsRequest_2, _d_DescribeAclsRequest_2,)
 DescribeAclsRequest._ENCODERS = (_e_DescribeAclsRequest_0, _e_DescribeAclsRequest_1, _e_DescribeAclsRequest_2, _e_DescribeAclsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeAclsRequest": (
+        ("resource_type_filter", "int8", (0, 32767), None, None, None, None),
+        ("resource_name_filter", "string", (0, 32767), (0, 32767), None, None, None),
+        ("pattern_type_filter", "int8", (1, 32767), None, None, None, None),
+        ("principal_filter", "string", (0, 32767), (0, 32767), None, None, None),
+        ("host_filter", "string", (0, 32767), (0, 32767), None, None, None),
+        ("operation", "int8", (0, 32767), None, None, None, None),
+        ("permission_type", "int8", (0, 32767), None, None, None, None),
+    ),
+}

@@ -332,3 +332,26 @@ def _e_DescribeAclsResponse_2(o: DescribeAclsResponse, out: list[Any]) -> None:
 
 DescribeAclsResponse._DECODERS = (_d_DescribeAclsResponse_0, _d_DescribeAclsResponse_1, _d_DescribeAclsResponse_2, _d_DescribeAclsResponse_2,)
 DescribeAclsResponse._ENCODERS = (_e_DescribeAclsResponse_0, _e_DescribeAclsResponse_1, _e_DescribeAclsResponse_2, _e_DescribeAclsResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AclDescription": (
+        ("principal", "string", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("operation", "int8", (0, 32767), None, None, None, None),
+        ("permission_type", "int8", (0, 32767), None, None, None, None),
+    ),
+    "DescribeAclsResource": (
+        ("resource_type", "int8", (0, 32767), None, None, None, None),
+        ("resource_name", "string", (0, 32767), None, None, None, None),
+        ("pattern_type", "int8", (1, 32767), None, None, None, None),
+        ("acls", "[]AclDescription", (0, 32767), None, None, None, None),
+    ),
+    "DescribeAclsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("resources", "[]DescribeAclsResource", (0, 32767), None, None, None, None),
+    ),
+}

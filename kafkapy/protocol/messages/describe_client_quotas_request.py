@@ -180,3 +180,17 @@ def _e_DescribeClientQuotasRequest_1(o: DescribeClientQuotasRequest, out: list[A
 
 DescribeClientQuotasRequest._DECODERS = (_d_DescribeClientQuotasRequest_0, _d_DescribeClientQuotasRequest_1,)
 DescribeClientQuotasRequest._ENCODERS = (_e_DescribeClientQuotasRequest_0, _e_DescribeClientQuotasRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ComponentData": (
+        ("entity_type", "string", (0, 32767), None, None, None, None),
+        ("match_type", "int8", (0, 32767), None, None, None, None),
+        ("match", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "DescribeClientQuotasRequest": (
+        ("components", "[]ComponentData", (0, 32767), None, None, None, None),
+        ("strict", "bool", (0, 32767), None, None, None, None),
+    ),
+}

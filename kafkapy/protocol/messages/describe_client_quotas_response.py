@@ -331,3 +331,26 @@ def _e_DescribeClientQuotasResponse_1(o: DescribeClientQuotasResponse, out: list
 
 DescribeClientQuotasResponse._DECODERS = (_d_DescribeClientQuotasResponse_0, _d_DescribeClientQuotasResponse_1,)
 DescribeClientQuotasResponse._ENCODERS = (_e_DescribeClientQuotasResponse_0, _e_DescribeClientQuotasResponse_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EntityData": (
+        ("entity_type", "string", (0, 32767), None, None, None, None),
+        ("entity_name", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "ValueData": (
+        ("key", "string", (0, 32767), None, None, None, None),
+        ("value", "float64", (0, 32767), None, None, None, None),
+    ),
+    "EntryData": (
+        ("entity", "[]EntityData", (0, 32767), None, None, None, None),
+        ("values", "[]ValueData", (0, 32767), None, None, None, None),
+    ),
+    "DescribeClientQuotasResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("entries", "[]EntryData", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

@@ -98,3 +98,12 @@ def _e_DescribeClusterRequest_1(o: DescribeClusterRequest, out: list[Any]) -> No
 
 DescribeClusterRequest._DECODERS = (_d_DescribeClusterRequest_0, _d_DescribeClusterRequest_1,)
 DescribeClusterRequest._ENCODERS = (_e_DescribeClusterRequest_0, _e_DescribeClusterRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeClusterRequest": (
+        ("include_cluster_authorized_operations", "bool", (0, 32767), None, None, None, None),
+        ("endpoint_type", "int8", (1, 32767), None, None, None, None),
+    ),
+}

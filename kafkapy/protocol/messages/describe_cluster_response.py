@@ -209,3 +209,24 @@ def _e_DescribeClusterResponse_1(o: DescribeClusterResponse, out: list[Any]) -> 
 
 DescribeClusterResponse._DECODERS = (_d_DescribeClusterResponse_0, _d_DescribeClusterResponse_1,)
 DescribeClusterResponse._ENCODERS = (_e_DescribeClusterResponse_0, _e_DescribeClusterResponse_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeClusterBroker": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "int32", (0, 32767), None, None, None, None),
+        ("rack", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "DescribeClusterResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("endpoint_type", "int8", (1, 32767), None, None, None, None),
+        ("cluster_id", "string", (0, 32767), None, None, None, None),
+        ("controller_id", "int32", (0, 32767), None, None, None, None),
+        ("brokers", "[]DescribeClusterBroker", (0, 32767), None, None, None, None),
+        ("cluster_authorized_operations", "int32", (0, 32767), None, None, None, None),
+    ),
+}

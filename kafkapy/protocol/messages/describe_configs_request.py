@@ -250,3 +250,18 @@ def _e_DescribeConfigsRequest_4(o: DescribeConfigsRequest, out: list[Any]) -> No
 
 DescribeConfigsRequest._DECODERS = (_d_DescribeConfigsRequest_0, _d_DescribeConfigsRequest_1, _d_DescribeConfigsRequest_1, _d_DescribeConfigsRequest_3, _d_DescribeConfigsRequest_4,)
 DescribeConfigsRequest._ENCODERS = (_e_DescribeConfigsRequest_0, _e_DescribeConfigsRequest_1, _e_DescribeConfigsRequest_1, _e_DescribeConfigsRequest_3, _e_DescribeConfigsRequest_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeConfigsResource": (
+        ("resource_type", "int8", (0, 32767), None, None, None, None),
+        ("resource_name", "string", (0, 32767), None, None, None, None),
+        ("configuration_keys", "[]string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "DescribeConfigsRequest": (
+        ("resources", "[]DescribeConfigsResource", (0, 32767), None, None, None, None),
+        ("include_synonyms", "bool", (1, 32767), None, None, None, None),
+        ("include_documentation", "bool", (3, 32767), None, None, None, None),
+    ),
+}

@@ -552,3 +552,35 @@ def _e_DescribeConfigsResponse_4(o: DescribeConfigsResponse, out: list[Any]) -> 
 
 DescribeConfigsResponse._DECODERS = (_d_DescribeConfigsResponse_0, _d_DescribeConfigsResponse_1, _d_DescribeConfigsResponse_1, _d_DescribeConfigsResponse_3, _d_DescribeConfigsResponse_4,)
 DescribeConfigsResponse._ENCODERS = (_e_DescribeConfigsResponse_0, _e_DescribeConfigsResponse_1, _e_DescribeConfigsResponse_1, _e_DescribeConfigsResponse_3, _e_DescribeConfigsResponse_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeConfigsSynonym": (
+        ("name", "string", (1, 32767), None, None, None, None),
+        ("value", "string", (1, 32767), (0, 32767), None, None, None),
+        ("source", "int8", (1, 32767), None, None, None, None),
+    ),
+    "DescribeConfigsResourceResult": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("value", "string", (0, 32767), (0, 32767), None, None, None),
+        ("read_only", "bool", (0, 32767), None, None, None, None),
+        ("is_default", "bool", (0, 0), None, None, None, None),
+        ("config_source", "int8", (1, 32767), None, None, None, None),
+        ("is_sensitive", "bool", (0, 32767), None, None, None, None),
+        ("synonyms", "[]DescribeConfigsSynonym", (1, 32767), None, None, None, None),
+        ("config_type", "int8", (3, 32767), None, None, None, None),
+        ("documentation", "string", (3, 32767), (0, 32767), None, None, None),
+    ),
+    "DescribeConfigsResult": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("resource_type", "int8", (0, 32767), None, None, None, None),
+        ("resource_name", "string", (0, 32767), None, None, None, None),
+        ("configs", "[]DescribeConfigsResourceResult", (0, 32767), None, None, None, None),
+    ),
+    "DescribeConfigsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("results", "[]DescribeConfigsResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -168,3 +168,15 @@ def _e_DescribeDelegationTokenRequest_2(o: DescribeDelegationTokenRequest, out: 
 
 DescribeDelegationTokenRequest._DECODERS = (_d_DescribeDelegationTokenRequest_0, _d_DescribeDelegationTokenRequest_0, _d_DescribeDelegationTokenRequest_2, _d_DescribeDelegationTokenRequest_2,)
 DescribeDelegationTokenRequest._ENCODERS = (_e_DescribeDelegationTokenRequest_0, _e_DescribeDelegationTokenRequest_0, _e_DescribeDelegationTokenRequest_2, _e_DescribeDelegationTokenRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeDelegationTokenOwner": (
+        ("principal_type", "string", (0, 32767), None, None, None, None),
+        ("principal_name", "string", (0, 32767), None, None, None, None),
+    ),
+    "DescribeDelegationTokenRequest": (
+        ("owners", "[]DescribeDelegationTokenOwner", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

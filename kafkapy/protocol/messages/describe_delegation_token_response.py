@@ -381,3 +381,29 @@ def _e_DescribeDelegationTokenResponse_3(o: DescribeDelegationTokenResponse, out
 
 DescribeDelegationTokenResponse._DECODERS = (_d_DescribeDelegationTokenResponse_0, _d_DescribeDelegationTokenResponse_0, _d_DescribeDelegationTokenResponse_2, _d_DescribeDelegationTokenResponse_3,)
 DescribeDelegationTokenResponse._ENCODERS = (_e_DescribeDelegationTokenResponse_0, _e_DescribeDelegationTokenResponse_0, _e_DescribeDelegationTokenResponse_2, _e_DescribeDelegationTokenResponse_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribedDelegationTokenRenewer": (
+        ("principal_type", "string", (0, 32767), None, None, None, None),
+        ("principal_name", "string", (0, 32767), None, None, None, None),
+    ),
+    "DescribedDelegationToken": (
+        ("principal_type", "string", (0, 32767), None, None, None, None),
+        ("principal_name", "string", (0, 32767), None, None, None, None),
+        ("token_requester_principal_type", "string", (3, 32767), None, None, None, None),
+        ("token_requester_principal_name", "string", (3, 32767), None, None, None, None),
+        ("issue_timestamp", "int64", (0, 32767), None, None, None, None),
+        ("expiry_timestamp", "int64", (0, 32767), None, None, None, None),
+        ("max_timestamp", "int64", (0, 32767), None, None, None, None),
+        ("token_id", "string", (0, 32767), None, None, None, None),
+        ("hmac", "bytes", (0, 32767), None, None, None, None),
+        ("renewers", "[]DescribedDelegationTokenRenewer", (0, 32767), None, None, None, None),
+    ),
+    "DescribeDelegationTokenResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("tokens", "[]DescribedDelegationToken", (0, 32767), None, None, None, None),
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+    ),
+}

@@ -131,3 +131,12 @@ def _e_DescribeGroupsRequest_5(o: DescribeGroupsRequest, out: list[Any]) -> None
 
 DescribeGroupsRequest._DECODERS = (_d_DescribeGroupsRequest_0, _d_DescribeGroupsRequest_0, _d_DescribeGroupsRequest_0, _d_DescribeGroupsRequest_3, _d_DescribeGroupsRequest_3, _d_DescribeGroupsRequest_5,)
 DescribeGroupsRequest._ENCODERS = (_e_DescribeGroupsRequest_0, _e_DescribeGroupsRequest_0, _e_DescribeGroupsRequest_0, _e_DescribeGroupsRequest_3, _e_DescribeGroupsRequest_3, _e_DescribeGroupsRequest_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeGroupsRequest": (
+        ("groups", "[]string", (0, 32767), None, None, None, None),
+        ("include_authorized_operations", "bool", (3, 32767), None, None, None, None),
+    ),
+}

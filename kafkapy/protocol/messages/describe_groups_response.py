@@ -486,3 +486,29 @@ def _e_DescribeGroupsResponse_5(o: DescribeGroupsResponse, out: list[Any]) -> No
 
 DescribeGroupsResponse._DECODERS = (_d_DescribeGroupsResponse_0, _d_DescribeGroupsResponse_1, _d_DescribeGroupsResponse_1, _d_DescribeGroupsResponse_3, _d_DescribeGroupsResponse_4, _d_DescribeGroupsResponse_5,)
 DescribeGroupsResponse._ENCODERS = (_e_DescribeGroupsResponse_0, _e_DescribeGroupsResponse_1, _e_DescribeGroupsResponse_1, _e_DescribeGroupsResponse_3, _e_DescribeGroupsResponse_4, _e_DescribeGroupsResponse_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribedGroupMember": (
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("group_instance_id", "string", (4, 32767), (4, 32767), None, None, None),
+        ("client_id", "string", (0, 32767), None, None, None, None),
+        ("client_host", "string", (0, 32767), None, None, None, None),
+        ("member_metadata", "bytes", (0, 32767), None, None, None, None),
+        ("member_assignment", "bytes", (0, 32767), None, None, None, None),
+    ),
+    "DescribedGroup": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("group_state", "string", (0, 32767), None, None, None, None),
+        ("protocol_type", "string", (0, 32767), None, None, None, None),
+        ("protocol_data", "string", (0, 32767), None, None, None, None),
+        ("members", "[]DescribedGroupMember", (0, 32767), None, None, None, None),
+        ("authorized_operations", "int32", (3, 32767), None, None, None, None),
+    ),
+    "DescribeGroupsResponse": (
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("groups", "[]DescribedGroup", (0, 32767), None, None, None, None),
+    ),
+}

@@ -181,3 +181,15 @@ def _e_DescribeLogDirsRequest_2(o: DescribeLogDirsRequest, out: list[Any]) -> No
 
 DescribeLogDirsRequest._DECODERS = (_d_DescribeLogDirsRequest_0, _d_DescribeLogDirsRequest_0, _d_DescribeLogDirsRequest_2, _d_DescribeLogDirsRequest_2, _d_DescribeLogDirsRequest_2,)
 DescribeLogDirsRequest._ENCODERS = (_e_DescribeLogDirsRequest_0, _e_DescribeLogDirsRequest_0, _e_DescribeLogDirsRequest_2, _e_DescribeLogDirsRequest_2, _e_DescribeLogDirsRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribableLogDirTopic": (
+        ("topic", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "DescribeLogDirsRequest": (
+        ("topics", "[]DescribableLogDirTopic", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

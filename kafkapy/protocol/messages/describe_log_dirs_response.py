@@ -437,3 +437,30 @@ def _e_DescribeLogDirsResponse_4(o: DescribeLogDirsResponse, out: list[Any]) -> 
 
 DescribeLogDirsResponse._DECODERS = (_d_DescribeLogDirsResponse_0, _d_DescribeLogDirsResponse_0, _d_DescribeLogDirsResponse_2, _d_DescribeLogDirsResponse_3, _d_DescribeLogDirsResponse_4,)
 DescribeLogDirsResponse._ENCODERS = (_e_DescribeLogDirsResponse_0, _e_DescribeLogDirsResponse_0, _e_DescribeLogDirsResponse_2, _e_DescribeLogDirsResponse_3, _e_DescribeLogDirsResponse_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeLogDirsPartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("partition_size", "int64", (0, 32767), None, None, None, None),
+        ("offset_lag", "int64", (0, 32767), None, None, None, None),
+        ("is_future_key", "bool", (0, 32767), None, None, None, None),
+    ),
+    "DescribeLogDirsTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]DescribeLogDirsPartition", (0, 32767), None, None, None, None),
+    ),
+    "DescribeLogDirsResult": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("log_dir", "string", (0, 32767), None, None, None, None),
+        ("topics", "[]DescribeLogDirsTopic", (0, 32767), None, None, None, None),
+        ("total_bytes", "int64", (4, 32767), None, None, None, None),
+        ("usable_bytes", "int64", (4, 32767), None, None, None, None),
+    ),
+    "DescribeLogDirsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (3, 32767), None, None, None, None),
+        ("results", "[]DescribeLogDirsResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -119,3 +119,15 @@ def _e_DescribeProducersRequest_0(o: DescribeProducersRequest, out: list[Any]) -
 
 DescribeProducersRequest._DECODERS = (_d_DescribeProducersRequest_0,)
 DescribeProducersRequest._ENCODERS = (_e_DescribeProducersRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicRequest": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partition_indexes", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "DescribeProducersRequest": (
+        ("topics", "[]TopicRequest", (0, 32767), None, None, None, None),
+    ),
+}

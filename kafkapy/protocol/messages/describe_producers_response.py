@@ -219,3 +219,30 @@ def _e_DescribeProducersResponse_0(o: DescribeProducersResponse, out: list[Any])
 
 DescribeProducersResponse._DECODERS = (_d_DescribeProducersResponse_0,)
 DescribeProducersResponse._ENCODERS = (_e_DescribeProducersResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ProducerState": (
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("producer_epoch", "int32", (0, 32767), None, None, None, None),
+        ("last_sequence", "int32", (0, 32767), None, None, None, None),
+        ("last_timestamp", "int64", (0, 32767), None, None, None, None),
+        ("coordinator_epoch", "int32", (0, 32767), None, None, None, None),
+        ("current_txn_start_offset", "int64", (0, 32767), None, None, None, None),
+    ),
+    "PartitionResponse": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("active_producers", "[]ProducerState", (0, 32767), None, None, None, None),
+    ),
+    "TopicResponse": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionResponse", (0, 32767), None, None, None, None),
+    ),
+    "DescribeProducersResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicResponse", (0, 32767), None, None, None, None),
+    ),
+}

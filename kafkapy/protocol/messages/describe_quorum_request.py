@@ -155,3 +155,18 @@ def _e_DescribeQuorumRequest_0(o: DescribeQuorumRequest, out: list[Any]) -> None
 
 DescribeQuorumRequest._DECODERS = (_d_DescribeQuorumRequest_0, _d_DescribeQuorumRequest_0, _d_DescribeQuorumRequest_0,)
 DescribeQuorumRequest._ENCODERS = (_e_DescribeQuorumRequest_0, _e_DescribeQuorumRequest_0, _e_DescribeQuorumRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "DescribeQuorumRequest": (
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -655,3 +655,44 @@ def _e_DescribeQuorumResponse_2(o: DescribeQuorumResponse, out: list[Any]) -> No
 
 DescribeQuorumResponse._DECODERS = (_d_DescribeQuorumResponse_0, _d_DescribeQuorumResponse_1, _d_DescribeQuorumResponse_2,)
 DescribeQuorumResponse._ENCODERS = (_e_DescribeQuorumResponse_0, _e_DescribeQuorumResponse_1, _e_DescribeQuorumResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ReplicaState": (
+        ("replica_id", "int32", (0, 32767), None, None, None, None),
+        ("replica_directory_id", "uuid", (2, 32767), None, None, None, None),
+        ("log_end_offset", "int64", (0, 32767), None, None, None, None),
+        ("last_fetch_timestamp", "int64", (1, 32767), None, None, None, None),
+        ("last_caught_up_timestamp", "int64", (1, 32767), None, None, None, None),
+    ),
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (2, 32767), (2, 32767), None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("high_watermark", "int64", (0, 32767), None, None, None, None),
+        ("current_voters", "[]ReplicaState", (0, 32767), None, None, None, None),
+        ("observers", "[]ReplicaState", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "Listener": (
+        ("name", "string", (2, 32767), None, None, None, None),
+        ("host", "string", (2, 32767), None, None, None, None),
+        ("port", "uint16", (2, 32767), None, None, None, None),
+    ),
+    "Node": (
+        ("node_id", "int32", (2, 32767), None, None, None, None),
+        ("listeners", "[]Listener", (2, 32767), None, None, None, None),
+    ),
+    "DescribeQuorumResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (2, 32767), (2, 32767), None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+        ("nodes", "[]Node", (2, 32767), None, None, None, None),
+    ),
+}

@@ -168,3 +168,20 @@ def _e_DescribeTopicPartitionsRequest_0(o: DescribeTopicPartitionsRequest, out: 
 
 DescribeTopicPartitionsRequest._DECODERS = (_d_DescribeTopicPartitionsRequest_0,)
 DescribeTopicPartitionsRequest._ENCODERS = (_e_DescribeTopicPartitionsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicRequest": (
+        ("name", "string", (0, 32767), None, None, None, None),
+    ),
+    "Cursor": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+    ),
+    "DescribeTopicPartitionsRequest": (
+        ("topics", "[]TopicRequest", (0, 32767), None, None, None, None),
+        ("response_partition_limit", "int32", (0, 32767), None, None, None, None),
+        ("cursor", "Cursor", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

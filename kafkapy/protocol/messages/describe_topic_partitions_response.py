@@ -290,3 +290,36 @@ def _e_DescribeTopicPartitionsResponse_0(o: DescribeTopicPartitionsResponse, out
 
 DescribeTopicPartitionsResponse._DECODERS = (_d_DescribeTopicPartitionsResponse_0,)
 DescribeTopicPartitionsResponse._ENCODERS = (_e_DescribeTopicPartitionsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeTopicPartitionsResponsePartition": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("replica_nodes", "[]int32", (0, 32767), None, None, None, None),
+        ("isr_nodes", "[]int32", (0, 32767), None, None, None, None),
+        ("eligible_leader_replicas", "[]int32", (0, 32767), (0, 32767), None, None, None),
+        ("last_known_elr", "[]int32", (0, 32767), (0, 32767), None, None, None),
+        ("offline_replicas", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "DescribeTopicPartitionsResponseTopic": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("name", "string", (0, 32767), (0, 32767), None, None, None),
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("is_internal", "bool", (0, 32767), None, None, None, None),
+        ("partitions", "[]DescribeTopicPartitionsResponsePartition", (0, 32767), None, None, None, None),
+        ("topic_authorized_operations", "int32", (0, 32767), None, None, None, None),
+    ),
+    "Cursor": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+    ),
+    "DescribeTopicPartitionsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]DescribeTopicPartitionsResponseTopic", (0, 32767), None, None, None, None),
+        ("next_cursor", "Cursor", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

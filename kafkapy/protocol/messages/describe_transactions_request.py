@@ -75,3 +75,11 @@ def _e_DescribeTransactionsRequest_0(o: DescribeTransactionsRequest, out: list[A
 
 DescribeTransactionsRequest._DECODERS = (_d_DescribeTransactionsRequest_0,)
 DescribeTransactionsRequest._ENCODERS = (_e_DescribeTransactionsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "DescribeTransactionsRequest": (
+        ("transactional_ids", "[]string", (0, 32767), None, None, None, None),
+    ),
+}

@@ -188,3 +188,26 @@ def _e_DescribeTransactionsResponse_0(o: DescribeTransactionsResponse, out: list
 
 DescribeTransactionsResponse._DECODERS = (_d_DescribeTransactionsResponse_0,)
 DescribeTransactionsResponse._ENCODERS = (_e_DescribeTransactionsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicData": (
+        ("topic", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "TransactionState": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("transactional_id", "string", (0, 32767), None, None, None, None),
+        ("transaction_state", "string", (0, 32767), None, None, None, None),
+        ("transaction_timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("transaction_start_time_ms", "int64", (0, 32767), None, None, None, None),
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+    ),
+    "DescribeTransactionsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("transaction_states", "[]TransactionState", (0, 32767), None, None, None, None),
+    ),
+}

@@ -115,3 +115,14 @@ def _e_DescribeUserScramCredentialsRequest_0(o: DescribeUserScramCredentialsRequ
 
 DescribeUserScramCredentialsRequest._DECODERS = (_d_DescribeUserScramCredentialsRequest_0,)
 DescribeUserScramCredentialsRequest._ENCODERS = (_e_DescribeUserScramCredentialsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "UserName": (
+        ("name", "string", (0, 32767), None, None, None, None),
+    ),
+    "DescribeUserScramCredentialsRequest": (
+        ("users", "[]UserName", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

@@ -179,3 +179,24 @@ def _e_DescribeUserScramCredentialsResponse_0(o: DescribeUserScramCredentialsRes
 
 DescribeUserScramCredentialsResponse._DECODERS = (_d_DescribeUserScramCredentialsResponse_0,)
 DescribeUserScramCredentialsResponse._ENCODERS = (_e_DescribeUserScramCredentialsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "CredentialInfo": (
+        ("mechanism", "int8", (0, 32767), None, None, None, None),
+        ("iterations", "int32", (0, 32767), None, None, None, None),
+    ),
+    "DescribeUserScramCredentialsResult": (
+        ("user", "string", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("credential_infos", "[]CredentialInfo", (0, 32767), None, None, None, None),
+    ),
+    "DescribeUserScramCredentialsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("results", "[]DescribeUserScramCredentialsResult", (0, 32767), None, None, None, None),
+    ),
+}

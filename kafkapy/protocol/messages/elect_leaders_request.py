@@ -232,3 +232,17 @@ def _e_ElectLeadersRequest_2(o: ElectLeadersRequest, out: list[Any]) -> None:
 
 ElectLeadersRequest._DECODERS = (_d_ElectLeadersRequest_0, _d_ElectLeadersRequest_1, _d_ElectLeadersRequest_2,)
 ElectLeadersRequest._ENCODERS = (_e_ElectLeadersRequest_0, _e_ElectLeadersRequest_1, _e_ElectLeadersRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicPartitions": (
+        ("topic", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "ElectLeadersRequest": (
+        ("election_type", "int8", (1, 32767), None, None, None, None),
+        ("topic_partitions", "[]TopicPartitions", (0, 32767), (0, 32767), None, None, None),
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+    ),
+}

@@ -268,3 +268,22 @@ def _e_ElectLeadersResponse_2(o: ElectLeadersResponse, out: list[Any]) -> None:
 
 ElectLeadersResponse._DECODERS = (_d_ElectLeadersResponse_0, _d_ElectLeadersResponse_1, _d_ElectLeadersResponse_2,)
 ElectLeadersResponse._ENCODERS = (_e_ElectLeadersResponse_0, _e_ElectLeadersResponse_1, _e_ElectLeadersResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionResult": (
+        ("partition_id", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "ReplicaElectionResult": (
+        ("topic", "string", (0, 32767), None, None, None, None),
+        ("partition_result", "[]PartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "ElectLeadersResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (1, 32767), None, None, None, None),
+        ("replica_election_results", "[]ReplicaElectionResult", (0, 32767), None, None, None, None),
+    ),
+}

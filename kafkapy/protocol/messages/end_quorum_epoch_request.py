@@ -350,3 +350,33 @@ def _e_EndQuorumEpochRequest_1(o: EndQuorumEpochRequest, out: list[Any]) -> None
 
 EndQuorumEpochRequest._DECODERS = (_d_EndQuorumEpochRequest_0, _d_EndQuorumEpochRequest_1,)
 EndQuorumEpochRequest._ENCODERS = (_e_EndQuorumEpochRequest_0, _e_EndQuorumEpochRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ReplicaInfo": (
+        ("candidate_id", "int32", (1, 32767), None, None, None, None),
+        ("candidate_directory_id", "uuid", (1, 32767), None, None, None, None),
+    ),
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("preferred_successors", "[]int32", (0, 0), None, None, None, None),
+        ("preferred_candidates", "[]ReplicaInfo", (1, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "LeaderEndpoint": (
+        ("name", "string", (1, 32767), None, None, None, None),
+        ("host", "string", (1, 32767), None, None, None, None),
+        ("port", "uint16", (1, 32767), None, None, None, None),
+    ),
+    "EndQuorumEpochRequest": (
+        ("cluster_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+        ("leader_endpoints", "[]LeaderEndpoint", (1, 32767), None, None, None, None),
+    ),
+}

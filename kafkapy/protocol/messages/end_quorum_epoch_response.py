@@ -297,3 +297,28 @@ def _e_EndQuorumEpochResponse_1(o: EndQuorumEpochResponse, out: list[Any]) -> No
 
 EndQuorumEpochResponse._DECODERS = (_d_EndQuorumEpochResponse_0, _d_EndQuorumEpochResponse_1,)
 EndQuorumEpochResponse._ENCODERS = (_e_EndQuorumEpochResponse_0, _e_EndQuorumEpochResponse_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "NodeEndpoint": (
+        ("node_id", "int32", (1, 32767), None, None, None, None),
+        ("host", "string", (1, 32767), None, None, None, None),
+        ("port", "uint16", (1, 32767), None, None, None, None),
+    ),
+    "EndQuorumEpochResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+        ("node_endpoints", "[]NodeEndpoint", (1, 32767), None, (1, 32767), 0, None),
+    ),
+}

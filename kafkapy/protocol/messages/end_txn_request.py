@@ -96,3 +96,14 @@ def _e_EndTxnRequest_3(o: EndTxnRequest, out: list[Any]) -> None:
 
 EndTxnRequest._DECODERS = (_d_EndTxnRequest_0, _d_EndTxnRequest_0, _d_EndTxnRequest_0, _d_EndTxnRequest_3, _d_EndTxnRequest_3, _d_EndTxnRequest_3,)
 EndTxnRequest._ENCODERS = (_e_EndTxnRequest_0, _e_EndTxnRequest_0, _e_EndTxnRequest_0, _e_EndTxnRequest_3, _e_EndTxnRequest_3, _e_EndTxnRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EndTxnRequest": (
+        ("transactional_id", "string", (0, 32767), None, None, None, None),
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (0, 32767), None, None, None, None),
+        ("committed", "bool", (0, 32767), None, None, None, None),
+    ),
+}

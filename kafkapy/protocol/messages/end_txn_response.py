@@ -116,3 +116,14 @@ def _e_EndTxnResponse_5(o: EndTxnResponse, out: list[Any]) -> None:
 
 EndTxnResponse._DECODERS = (_d_EndTxnResponse_0, _d_EndTxnResponse_0, _d_EndTxnResponse_0, _d_EndTxnResponse_3, _d_EndTxnResponse_3, _d_EndTxnResponse_5,)
 EndTxnResponse._ENCODERS = (_e_EndTxnResponse_0, _e_EndTxnResponse_0, _e_EndTxnResponse_0, _e_EndTxnResponse_3, _e_EndTxnResponse_3, _e_EndTxnResponse_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EndTxnResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("producer_id", "int64", (5, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (5, 32767), None, None, None, None),
+    ),
+}

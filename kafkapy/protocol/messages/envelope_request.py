@@ -77,3 +77,13 @@ def _e_EnvelopeRequest_0(o: EnvelopeRequest, out: list[Any]) -> None:
 
 EnvelopeRequest._DECODERS = (_d_EnvelopeRequest_0,)
 EnvelopeRequest._ENCODERS = (_e_EnvelopeRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EnvelopeRequest": (
+        ("request_data", "bytes", (0, 32767), None, None, None, None),
+        ("request_principal", "bytes", (0, 32767), (0, 32767), None, None, None),
+        ("client_host_address", "bytes", (0, 32767), None, None, None, None),
+    ),
+}

@@ -73,3 +73,12 @@ def _e_EnvelopeResponse_0(o: EnvelopeResponse, out: list[Any]) -> None:
 
 EnvelopeResponse._DECODERS = (_d_EnvelopeResponse_0,)
 EnvelopeResponse._ENCODERS = (_e_EnvelopeResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EnvelopeResponse": (
+        ("response_data", "bytes", (0, 32767), (0, 32767), None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+}

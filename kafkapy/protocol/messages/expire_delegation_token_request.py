@@ -94,3 +94,12 @@ def _e_ExpireDelegationTokenRequest_2(o: ExpireDelegationTokenRequest, out: list
 
 ExpireDelegationTokenRequest._DECODERS = (_d_ExpireDelegationTokenRequest_0, _d_ExpireDelegationTokenRequest_0, _d_ExpireDelegationTokenRequest_2,)
 ExpireDelegationTokenRequest._ENCODERS = (_e_ExpireDelegationTokenRequest_0, _e_ExpireDelegationTokenRequest_0, _e_ExpireDelegationTokenRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ExpireDelegationTokenRequest": (
+        ("hmac", "bytes", (0, 32767), None, None, None, None),
+        ("expiry_time_period_ms", "int64", (0, 32767), None, None, None, None),
+    ),
+}

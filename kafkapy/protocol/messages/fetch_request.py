@@ -997,3 +997,45 @@ def _e_FetchRequest_17(o: FetchRequest, out: list[Any]) -> None:
 
 FetchRequest._DECODERS = (_d_FetchRequest_0, _d_FetchRequest_0, _d_FetchRequest_0, _d_FetchRequest_3, _d_FetchRequest_4, _d_FetchRequest_5, _d_FetchRequest_5, _d_FetchRequest_7, _d_FetchRequest_7, _d_FetchRequest_9, _d_FetchRequest_9, _d_FetchRequest_11, _d_FetchRequest_12, _d_FetchRequest_13, _d_FetchRequest_13, _d_FetchRequest_15, _d_FetchRequest_15, _d_FetchRequest_17,)
 FetchRequest._ENCODERS = (_e_FetchRequest_0, _e_FetchRequest_0, _e_FetchRequest_0, _e_FetchRequest_3, _e_FetchRequest_4, _e_FetchRequest_5, _e_FetchRequest_5, _e_FetchRequest_7, _e_FetchRequest_7, _e_FetchRequest_9, _e_FetchRequest_9, _e_FetchRequest_11, _e_FetchRequest_12, _e_FetchRequest_13, _e_FetchRequest_13, _e_FetchRequest_15, _e_FetchRequest_15, _e_FetchRequest_17,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ReplicaState": (
+        ("replica_id", "int32", (15, 32767), None, None, None, None),
+        ("replica_epoch", "int64", (15, 32767), None, None, None, None),
+    ),
+    "FetchPartition": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("current_leader_epoch", "int32", (9, 32767), None, None, None, None),
+        ("fetch_offset", "int64", (0, 32767), None, None, None, None),
+        ("last_fetched_epoch", "int32", (12, 32767), None, None, None, None),
+        ("log_start_offset", "int64", (5, 32767), None, None, None, None),
+        ("partition_max_bytes", "int32", (0, 32767), None, None, None, None),
+        ("replica_directory_id", "uuid", (17, 32767), None, (17, 32767), 0, None),
+    ),
+    "FetchTopic": (
+        ("topic", "string", (0, 12), None, None, None, None),
+        ("topic_id", "uuid", (13, 32767), None, None, None, None),
+        ("partitions", "[]FetchPartition", (0, 32767), None, None, None, None),
+    ),
+    "ForgottenTopic": (
+        ("topic", "string", (7, 12), None, None, None, None),
+        ("topic_id", "uuid", (13, 32767), None, None, None, None),
+        ("partitions", "[]int32", (7, 32767), None, None, None, None),
+    ),
+    "FetchRequest": (
+        ("cluster_id", "string", (12, 32767), (12, 32767), (12, 32767), 0, None),
+        ("replica_id", "int32", (0, 14), None, None, None, None),
+        ("replica_state", "ReplicaState", (15, 32767), None, (15, 32767), 1, None),
+        ("max_wait_ms", "int32", (0, 32767), None, None, None, None),
+        ("min_bytes", "int32", (0, 32767), None, None, None, None),
+        ("max_bytes", "int32", (3, 32767), None, None, None, None),
+        ("isolation_level", "int8", (4, 32767), None, None, None, None),
+        ("session_id", "int32", (7, 32767), None, None, None, None),
+        ("session_epoch", "int32", (7, 32767), None, None, None, None),
+        ("topics", "[]FetchTopic", (0, 32767), None, None, None, None),
+        ("forgotten_topics_data", "[]ForgottenTopic", (7, 32767), None, None, None, None),
+        ("rack_id", "string", (11, 32767), None, None, None, None),
+    ),
+}

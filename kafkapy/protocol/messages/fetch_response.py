@@ -955,3 +955,55 @@ def _e_FetchResponse_16(o: FetchResponse, out: list[Any]) -> None:
 
 FetchResponse._DECODERS = (_d_FetchResponse_0, _d_FetchResponse_1, _d_FetchResponse_1, _d_FetchResponse_1, _d_FetchResponse_4, _d_FetchResponse_5, _d_FetchResponse_5, _d_FetchResponse_7, _d_FetchResponse_7, _d_FetchResponse_7, _d_FetchResponse_7, _d_FetchResponse_11, _d_FetchResponse_12, _d_FetchResponse_13, _d_FetchResponse_13, _d_FetchResponse_13, _d_FetchResponse_16, _d_FetchResponse_16,)
 FetchResponse._ENCODERS = (_e_FetchResponse_0, _e_FetchResponse_1, _e_FetchResponse_1, _e_FetchResponse_1, _e_FetchResponse_4, _e_FetchResponse_5, _e_FetchResponse_5, _e_FetchResponse_7, _e_FetchResponse_7, _e_FetchResponse_7, _e_FetchResponse_7, _e_FetchResponse_11, _e_FetchResponse_12, _e_FetchResponse_13, _e_FetchResponse_13, _e_FetchResponse_13, _e_FetchResponse_16, _e_FetchResponse_16,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EpochEndOffset": (
+        ("epoch", "int32", (12, 32767), None, None, None, None),
+        ("end_offset", "int64", (12, 32767), None, None, None, None),
+    ),
+    "LeaderIdAndEpoch": (
+        ("leader_id", "int32", (12, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (12, 32767), None, None, None, None),
+    ),
+    "SnapshotId": (
+        ("end_offset", "int64", (0, 32767), None, None, None, None),
+        ("epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "AbortedTransaction": (
+        ("producer_id", "int64", (4, 32767), None, None, None, None),
+        ("first_offset", "int64", (4, 32767), None, None, None, None),
+    ),
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("high_watermark", "int64", (0, 32767), None, None, None, None),
+        ("last_stable_offset", "int64", (4, 32767), None, None, None, None),
+        ("log_start_offset", "int64", (5, 32767), None, None, None, None),
+        ("diverging_epoch", "EpochEndOffset", (12, 32767), None, (12, 32767), 0, None),
+        ("current_leader", "LeaderIdAndEpoch", (12, 32767), None, (12, 32767), 1, None),
+        ("snapshot_id", "SnapshotId", (12, 32767), None, (12, 32767), 2, None),
+        ("aborted_transactions", "[]AbortedTransaction", (4, 32767), (4, 32767), None, None, None),
+        ("preferred_read_replica", "int32", (11, 32767), None, None, None, None),
+        ("records", "records", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "FetchableTopicResponse": (
+        ("topic", "string", (0, 12), None, None, None, None),
+        ("topic_id", "uuid", (13, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "NodeEndpoint": (
+        ("node_id", "int32", (16, 32767), None, None, None, None),
+        ("host", "string", (16, 32767), None, None, None, None),
+        ("port", "int32", (16, 32767), None, None, None, None),
+        ("rack", "string", (16, 32767), (16, 32767), None, None, None),
+    ),
+    "FetchResponse": (
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("error_code", "int16", (7, 32767), None, None, None, None),
+        ("session_id", "int32", (7, 32767), None, None, None, None),
+        ("responses", "[]FetchableTopicResponse", (0, 32767), None, None, None, None),
+        ("node_endpoints", "[]NodeEndpoint", (16, 32767), None, (16, 32767), 0, None),
+    ),
+}

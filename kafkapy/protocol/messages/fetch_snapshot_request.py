@@ -360,3 +360,29 @@ def _e_FetchSnapshotRequest_1(o: FetchSnapshotRequest, out: list[Any]) -> None:
 
 FetchSnapshotRequest._DECODERS = (_d_FetchSnapshotRequest_0, _d_FetchSnapshotRequest_1,)
 FetchSnapshotRequest._ENCODERS = (_e_FetchSnapshotRequest_0, _e_FetchSnapshotRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SnapshotId": (
+        ("end_offset", "int64", (0, 32767), None, None, None, None),
+        ("epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "PartitionSnapshot": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("current_leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("snapshot_id", "SnapshotId", (0, 32767), None, None, None, None),
+        ("position", "int64", (0, 32767), None, None, None, None),
+        ("replica_directory_id", "uuid", (1, 32767), None, (1, 32767), 0, None),
+    ),
+    "TopicSnapshot": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionSnapshot", (0, 32767), None, None, None, None),
+    ),
+    "FetchSnapshotRequest": (
+        ("cluster_id", "string", (0, 32767), (0, 32767), (0, 32767), 0, None),
+        ("replica_id", "int32", (0, 32767), None, None, None, None),
+        ("max_bytes", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicSnapshot", (0, 32767), None, None, None, None),
+    ),
+}

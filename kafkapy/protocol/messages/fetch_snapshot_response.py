@@ -367,3 +367,40 @@ def _e_FetchSnapshotResponse_1(o: FetchSnapshotResponse, out: list[Any]) -> None
 
 FetchSnapshotResponse._DECODERS = (_d_FetchSnapshotResponse_0, _d_FetchSnapshotResponse_1,)
 FetchSnapshotResponse._ENCODERS = (_e_FetchSnapshotResponse_0, _e_FetchSnapshotResponse_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SnapshotId": (
+        ("end_offset", "int64", (0, 32767), None, None, None, None),
+        ("epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "LeaderIdAndEpoch": (
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "PartitionSnapshot": (
+        ("index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("snapshot_id", "SnapshotId", (0, 32767), None, None, None, None),
+        ("current_leader", "LeaderIdAndEpoch", (0, 32767), None, (0, 32767), 0, None),
+        ("size", "int64", (0, 32767), None, None, None, None),
+        ("position", "int64", (0, 32767), None, None, None, None),
+        ("unaligned_records", "records", (0, 32767), None, None, None, None),
+    ),
+    "TopicSnapshot": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionSnapshot", (0, 32767), None, None, None, None),
+    ),
+    "NodeEndpoint": (
+        ("node_id", "int32", (1, 32767), None, None, None, None),
+        ("host", "string", (1, 32767), None, None, None, None),
+        ("port", "uint16", (1, 32767), None, None, None, None),
+    ),
+    "FetchSnapshotResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("topics", "[]TopicSnapshot", (0, 32767), None, None, None, None),
+        ("node_endpoints", "[]NodeEndpoint", (1, 32767), None, (1, 32767), 0, None),
+    ),
+}

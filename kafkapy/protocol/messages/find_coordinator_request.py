@@ -150,3 +150,13 @@ def _e_FindCoordinatorRequest_4(o: FindCoordinatorRequest, out: list[Any]) -> No
 
 FindCoordinatorRequest._DECODERS = (_d_FindCoordinatorRequest_0, _d_FindCoordinatorRequest_1, _d_FindCoordinatorRequest_1, _d_FindCoordinatorRequest_3, _d_FindCoordinatorRequest_4, _d_FindCoordinatorRequest_4, _d_FindCoordinatorRequest_4,)
 FindCoordinatorRequest._ENCODERS = (_e_FindCoordinatorRequest_0, _e_FindCoordinatorRequest_1, _e_FindCoordinatorRequest_1, _e_FindCoordinatorRequest_3, _e_FindCoordinatorRequest_4, _e_FindCoordinatorRequest_4, _e_FindCoordinatorRequest_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "FindCoordinatorRequest": (
+        ("key", "string", (0, 3), None, None, None, None),
+        ("key_type", "int8", (1, 32767), None, None, None, None),
+        ("coordinator_keys", "[]string", (4, 32767), None, None, None, None),
+    ),
+}

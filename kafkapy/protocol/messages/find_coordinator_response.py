@@ -243,3 +243,25 @@ def _e_FindCoordinatorResponse_4(o: FindCoordinatorResponse, out: list[Any]) -> 
 
 FindCoordinatorResponse._DECODERS = (_d_FindCoordinatorResponse_0, _d_FindCoordinatorResponse_1, _d_FindCoordinatorResponse_1, _d_FindCoordinatorResponse_3, _d_FindCoordinatorResponse_4, _d_FindCoordinatorResponse_4, _d_FindCoordinatorResponse_4,)
 FindCoordinatorResponse._ENCODERS = (_e_FindCoordinatorResponse_0, _e_FindCoordinatorResponse_1, _e_FindCoordinatorResponse_1, _e_FindCoordinatorResponse_3, _e_FindCoordinatorResponse_4, _e_FindCoordinatorResponse_4, _e_FindCoordinatorResponse_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "Coordinator": (
+        ("key", "string", (4, 32767), None, None, None, None),
+        ("node_id", "int32", (4, 32767), None, None, None, None),
+        ("host", "string", (4, 32767), None, None, None, None),
+        ("port", "int32", (4, 32767), None, None, None, None),
+        ("error_code", "int16", (4, 32767), None, None, None, None),
+        ("error_message", "string", (4, 32767), (4, 32767), None, None, None),
+    ),
+    "FindCoordinatorResponse": (
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 3), None, None, None, None),
+        ("error_message", "string", (1, 3), (1, 3), None, None, None),
+        ("node_id", "int32", (0, 3), None, None, None, None),
+        ("host", "string", (0, 3), None, None, None, None),
+        ("port", "int32", (0, 3), None, None, None, None),
+        ("coordinators", "[]Coordinator", (4, 32767), None, None, None, None),
+    ),
+}

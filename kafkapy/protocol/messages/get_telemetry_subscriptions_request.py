@@ -68,3 +68,11 @@ def _e_GetTelemetrySubscriptionsRequest_0(o: GetTelemetrySubscriptionsRequest, o
 
 GetTelemetrySubscriptionsRequest._DECODERS = (_d_GetTelemetrySubscriptionsRequest_0,)
 GetTelemetrySubscriptionsRequest._ENCODERS = (_e_GetTelemetrySubscriptionsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "GetTelemetrySubscriptionsRequest": (
+        ("client_instance_id", "uuid", (0, 32767), None, None, None, None),
+    ),
+}

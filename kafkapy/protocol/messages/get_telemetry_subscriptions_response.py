@@ -113,3 +113,19 @@ def _e_GetTelemetrySubscriptionsResponse_0(o: GetTelemetrySubscriptionsResponse,
 
 GetTelemetrySubscriptionsResponse._DECODERS = (_d_GetTelemetrySubscriptionsResponse_0,)
 GetTelemetrySubscriptionsResponse._ENCODERS = (_e_GetTelemetrySubscriptionsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "GetTelemetrySubscriptionsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("client_instance_id", "uuid", (0, 32767), None, None, None, None),
+        ("subscription_id", "int32", (0, 32767), None, None, None, None),
+        ("accepted_compression_types", "[]int8", (0, 32767), None, None, None, None),
+        ("push_interval_ms", "int32", (0, 32767), None, None, None, None),
+        ("telemetry_max_bytes", "int32", (0, 32767), None, None, None, None),
+        ("delta_temporality", "bool", (0, 32767), None, None, None, None),
+        ("requested_metrics", "[]string", (0, 32767), None, None, None, None),
+    ),
+}

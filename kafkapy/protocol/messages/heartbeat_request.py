@@ -134,3 +134,14 @@ def _e_HeartbeatRequest_4(o: HeartbeatRequest, out: list[Any]) -> None:
 
 HeartbeatRequest._DECODERS = (_d_HeartbeatRequest_0, _d_HeartbeatRequest_0, _d_HeartbeatRequest_0, _d_HeartbeatRequest_3, _d_HeartbeatRequest_4,)
 HeartbeatRequest._ENCODERS = (_e_HeartbeatRequest_0, _e_HeartbeatRequest_0, _e_HeartbeatRequest_0, _e_HeartbeatRequest_3, _e_HeartbeatRequest_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "HeartbeatRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("generation_id", "int32", (0, 32767), None, None, None, None),
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("group_instance_id", "string", (3, 32767), (3, 32767), None, None, None),
+    ),
+}

@@ -101,3 +101,12 @@ def _e_HeartbeatResponse_4(o: HeartbeatResponse, out: list[Any]) -> None:
 
 HeartbeatResponse._DECODERS = (_d_HeartbeatResponse_0, _d_HeartbeatResponse_1, _d_HeartbeatResponse_1, _d_HeartbeatResponse_1, _d_HeartbeatResponse_4,)
 HeartbeatResponse._ENCODERS = (_e_HeartbeatResponse_0, _e_HeartbeatResponse_1, _e_HeartbeatResponse_1, _e_HeartbeatResponse_1, _e_HeartbeatResponse_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "HeartbeatResponse": (
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+}

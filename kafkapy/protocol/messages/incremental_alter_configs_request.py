@@ -257,3 +257,22 @@ def _e_IncrementalAlterConfigsRequest_1(o: IncrementalAlterConfigsRequest, out: 
 
 IncrementalAlterConfigsRequest._DECODERS = (_d_IncrementalAlterConfigsRequest_0, _d_IncrementalAlterConfigsRequest_1,)
 IncrementalAlterConfigsRequest._ENCODERS = (_e_IncrementalAlterConfigsRequest_0, _e_IncrementalAlterConfigsRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AlterableConfig": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("config_operation", "int8", (0, 32767), None, None, None, None),
+        ("value", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "AlterConfigsResource": (
+        ("resource_type", "int8", (0, 32767), None, None, None, None),
+        ("resource_name", "string", (0, 32767), None, None, None, None),
+        ("configs", "[]AlterableConfig", (0, 32767), None, None, None, None),
+    ),
+    "IncrementalAlterConfigsRequest": (
+        ("resources", "[]AlterConfigsResource", (0, 32767), None, None, None, None),
+        ("validate_only", "bool", (0, 32767), None, None, None, None),
+    ),
+}

@@ -129,3 +129,14 @@ def _e_InitProducerIdRequest_3(o: InitProducerIdRequest, out: list[Any]) -> None
 
 InitProducerIdRequest._DECODERS = (_d_InitProducerIdRequest_0, _d_InitProducerIdRequest_0, _d_InitProducerIdRequest_2, _d_InitProducerIdRequest_3, _d_InitProducerIdRequest_3, _d_InitProducerIdRequest_3,)
 InitProducerIdRequest._ENCODERS = (_e_InitProducerIdRequest_0, _e_InitProducerIdRequest_0, _e_InitProducerIdRequest_2, _e_InitProducerIdRequest_3, _e_InitProducerIdRequest_3, _e_InitProducerIdRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "InitProducerIdRequest": (
+        ("transactional_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("transaction_timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("producer_id", "int64", (3, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (3, 32767), None, None, None, None),
+    ),
+}

@@ -86,3 +86,14 @@ def _e_InitProducerIdResponse_2(o: InitProducerIdResponse, out: list[Any]) -> No
 
 InitProducerIdResponse._DECODERS = (_d_InitProducerIdResponse_0, _d_InitProducerIdResponse_0, _d_InitProducerIdResponse_2, _d_InitProducerIdResponse_2, _d_InitProducerIdResponse_2, _d_InitProducerIdResponse_2,)
 InitProducerIdResponse._ENCODERS = (_e_InitProducerIdResponse_0, _e_InitProducerIdResponse_0, _e_InitProducerIdResponse_2, _e_InitProducerIdResponse_2, _e_InitProducerIdResponse_2, _e_InitProducerIdResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "InitProducerIdResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (0, 32767), None, None, None, None),
+    ),
+}

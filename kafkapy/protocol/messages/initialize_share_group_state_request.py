@@ -164,3 +164,21 @@ def _e_InitializeShareGroupStateRequest_0(o: InitializeShareGroupStateRequest, o
 
 InitializeShareGroupStateRequest._DECODERS = (_d_InitializeShareGroupStateRequest_0,)
 InitializeShareGroupStateRequest._ENCODERS = (_e_InitializeShareGroupStateRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("state_epoch", "int32", (0, 32767), None, None, None, None),
+        ("start_offset", "int64", (0, 32767), None, None, None, None),
+    ),
+    "InitializeStateData": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "InitializeShareGroupStateRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("topics", "[]InitializeStateData", (0, 32767), None, None, None, None),
+    ),
+}

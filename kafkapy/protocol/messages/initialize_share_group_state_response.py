@@ -163,3 +163,20 @@ def _e_InitializeShareGroupStateResponse_0(o: InitializeShareGroupStateResponse,
 
 InitializeShareGroupStateResponse._DECODERS = (_d_InitializeShareGroupStateResponse_0,)
 InitializeShareGroupStateResponse._ENCODERS = (_e_InitializeShareGroupStateResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionResult": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "InitializeStateResult": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "InitializeShareGroupStateResponse": (
+        ("results", "[]InitializeStateResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -326,3 +326,22 @@ def _e_JoinGroupRequest_8(o: JoinGroupRequest, out: list[Any]) -> None:
 
 JoinGroupRequest._DECODERS = (_d_JoinGroupRequest_0, _d_JoinGroupRequest_1, _d_JoinGroupRequest_1, _d_JoinGroupRequest_1, _d_JoinGroupRequest_1, _d_JoinGroupRequest_5, _d_JoinGroupRequest_6, _d_JoinGroupRequest_6, _d_JoinGroupRequest_8, _d_JoinGroupRequest_8,)
 JoinGroupRequest._ENCODERS = (_e_JoinGroupRequest_0, _e_JoinGroupRequest_1, _e_JoinGroupRequest_1, _e_JoinGroupRequest_1, _e_JoinGroupRequest_1, _e_JoinGroupRequest_5, _e_JoinGroupRequest_6, _e_JoinGroupRequest_6, _e_JoinGroupRequest_8, _e_JoinGroupRequest_8,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "JoinGroupRequestProtocol": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("metadata", "bytes", (0, 32767), None, None, None, None),
+    ),
+    "JoinGroupRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("session_timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("rebalance_timeout_ms", "int32", (1, 32767), None, None, None, None),
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("group_instance_id", "string", (5, 32767), (5, 32767), None, None, None),
+        ("protocol_type", "string", (0, 32767), None, None, None, None),
+        ("protocols", "[]JoinGroupRequestProtocol", (0, 32767), None, None, None, None),
+        ("reason", "string", (8, 32767), (8, 32767), None, None, None),
+    ),
+}

@@ -398,3 +398,24 @@ def _e_JoinGroupResponse_9(o: JoinGroupResponse, out: list[Any]) -> None:
 
 JoinGroupResponse._DECODERS = (_d_JoinGroupResponse_0, _d_JoinGroupResponse_0, _d_JoinGroupResponse_2, _d_JoinGroupResponse_2, _d_JoinGroupResponse_2, _d_JoinGroupResponse_5, _d_JoinGroupResponse_6, _d_JoinGroupResponse_7, _d_JoinGroupResponse_7, _d_JoinGroupResponse_9,)
 JoinGroupResponse._ENCODERS = (_e_JoinGroupResponse_0, _e_JoinGroupResponse_0, _e_JoinGroupResponse_2, _e_JoinGroupResponse_2, _e_JoinGroupResponse_2, _e_JoinGroupResponse_5, _e_JoinGroupResponse_6, _e_JoinGroupResponse_7, _e_JoinGroupResponse_7, _e_JoinGroupResponse_9,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "JoinGroupResponseMember": (
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("group_instance_id", "string", (5, 32767), (5, 32767), None, None, None),
+        ("metadata", "bytes", (0, 32767), None, None, None, None),
+    ),
+    "JoinGroupResponse": (
+        ("throttle_time_ms", "int32", (2, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("generation_id", "int32", (0, 32767), None, None, None, None),
+        ("protocol_type", "string", (7, 32767), (7, 32767), None, None, None),
+        ("protocol_name", "string", (0, 32767), (7, 32767), None, None, None),
+        ("leader", "string", (0, 32767), None, None, None, None),
+        ("skip_assignment", "bool", (9, 32767), None, None, None, None),
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("members", "[]JoinGroupResponseMember", (0, 32767), None, None, None, None),
+    ),
+}

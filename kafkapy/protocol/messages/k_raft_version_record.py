@@ -68,3 +68,12 @@ def _e_KRaftVersionRecord_0(o: KRaftVersionRecord, out: list[Any]) -> None:
 
 KRaftVersionRecord._DECODERS = (_d_KRaftVersionRecord_0,)
 KRaftVersionRecord._ENCODERS = (_e_KRaftVersionRecord_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "KRaftVersionRecord": (
+        ("version", "int16", (0, 32767), None, None, None, None),
+        ("k_raft_version", "int16", (0, 32767), None, None, None, None),
+    ),
+}

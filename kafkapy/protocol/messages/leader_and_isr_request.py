@@ -913,3 +913,42 @@ def _e_LeaderAndIsrRequest_7(o: LeaderAndIsrRequest, out: list[Any]) -> None:
 
 LeaderAndIsrRequest._DECODERS = (_d_LeaderAndIsrRequest_0, _d_LeaderAndIsrRequest_1, _d_LeaderAndIsrRequest_2, _d_LeaderAndIsrRequest_3, _d_LeaderAndIsrRequest_4, _d_LeaderAndIsrRequest_5, _d_LeaderAndIsrRequest_6, _d_LeaderAndIsrRequest_7,)
 LeaderAndIsrRequest._ENCODERS = (_e_LeaderAndIsrRequest_0, _e_LeaderAndIsrRequest_1, _e_LeaderAndIsrRequest_2, _e_LeaderAndIsrRequest_3, _e_LeaderAndIsrRequest_4, _e_LeaderAndIsrRequest_5, _e_LeaderAndIsrRequest_6, _e_LeaderAndIsrRequest_7,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "LeaderAndIsrPartitionState": (
+        ("topic_name", "string", (0, 1), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("controller_epoch", "int32", (0, 32767), None, None, None, None),
+        ("leader", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("isr", "[]int32", (0, 32767), None, None, None, None),
+        ("partition_epoch", "int32", (0, 32767), None, None, None, None),
+        ("replicas", "[]int32", (0, 32767), None, None, None, None),
+        ("adding_replicas", "[]int32", (3, 32767), None, None, None, None),
+        ("removing_replicas", "[]int32", (3, 32767), None, None, None, None),
+        ("is_new", "bool", (1, 32767), None, None, None, None),
+        ("leader_recovery_state", "int8", (6, 32767), None, None, None, None),
+    ),
+    "LeaderAndIsrTopicState": (
+        ("topic_name", "string", (2, 32767), None, None, None, None),
+        ("topic_id", "uuid", (5, 32767), None, None, None, None),
+        ("partition_states", "[]LeaderAndIsrPartitionState", (2, 32767), None, None, None, None),
+    ),
+    "LeaderAndIsrLiveLeader": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+        ("host_name", "string", (0, 32767), None, None, None, None),
+        ("port", "int32", (0, 32767), None, None, None, None),
+    ),
+    "LeaderAndIsrRequest": (
+        ("controller_id", "int32", (0, 32767), None, None, None, None),
+        ("is_k_raft_controller", "bool", (7, 32767), None, None, None, None),
+        ("controller_epoch", "int32", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (2, 32767), None, None, None, None),
+        ("type", "int8", (5, 32767), None, None, None, None),
+        ("ungrouped_partition_states", "[]LeaderAndIsrPartitionState", (0, 1), None, None, None, None),
+        ("topic_states", "[]LeaderAndIsrTopicState", (2, 32767), None, None, None, None),
+        ("live_leaders", "[]LeaderAndIsrLiveLeader", (0, 32767), None, None, None, None),
+    ),
+}

@@ -285,3 +285,22 @@ def _e_LeaderAndIsrResponse_5(o: LeaderAndIsrResponse, out: list[Any]) -> None:
 
 LeaderAndIsrResponse._DECODERS = (_d_LeaderAndIsrResponse_0, _d_LeaderAndIsrResponse_0, _d_LeaderAndIsrResponse_0, _d_LeaderAndIsrResponse_0, _d_LeaderAndIsrResponse_4, _d_LeaderAndIsrResponse_5, _d_LeaderAndIsrResponse_5, _d_LeaderAndIsrResponse_5,)
 LeaderAndIsrResponse._ENCODERS = (_e_LeaderAndIsrResponse_0, _e_LeaderAndIsrResponse_0, _e_LeaderAndIsrResponse_0, _e_LeaderAndIsrResponse_0, _e_LeaderAndIsrResponse_4, _e_LeaderAndIsrResponse_5, _e_LeaderAndIsrResponse_5, _e_LeaderAndIsrResponse_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "LeaderAndIsrPartitionError": (
+        ("topic_name", "string", (0, 4), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "LeaderAndIsrTopicError": (
+        ("topic_id", "uuid", (5, 32767), None, None, None, None),
+        ("partition_errors", "[]LeaderAndIsrPartitionError", (5, 32767), None, None, None, None),
+    ),
+    "LeaderAndIsrResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("partition_errors", "[]LeaderAndIsrPartitionError", (0, 4), None, None, None, None),
+        ("topics", "[]LeaderAndIsrTopicError", (5, 32767), None, None, None, None),
+    ),
+}

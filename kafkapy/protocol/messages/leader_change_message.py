@@ -209,3 +209,18 @@ def _e_LeaderChangeMessage_1(o: LeaderChangeMessage, out: list[Any]) -> None:
 
 LeaderChangeMessage._DECODERS = (_d_LeaderChangeMessage_0, _d_LeaderChangeMessage_1,)
 LeaderChangeMessage._ENCODERS = (_e_LeaderChangeMessage_0, _e_LeaderChangeMessage_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "Voter": (
+        ("voter_id", "int32", (0, 32767), None, None, None, None),
+        ("voter_directory_id", "uuid", (1, 32767), None, None, None, None),
+    ),
+    "LeaderChangeMessage": (
+        ("version", "int16", (0, 32767), None, None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("voters", "[]Voter", (0, 32767), None, None, None, None),
+        ("granting_voters", "[]Voter", (0, 32767), None, None, None, None),
+    ),
+}

@@ -258,3 +258,18 @@ def _e_LeaveGroupRequest_5(o: LeaveGroupRequest, out: list[Any]) -> None:
 
 LeaveGroupRequest._DECODERS = (_d_LeaveGroupRequest_0, _d_LeaveGroupRequest_0, _d_LeaveGroupRequest_0, _d_LeaveGroupRequest_3, _d_LeaveGroupRequest_4, _d_LeaveGroupRequest_5,)
 LeaveGroupRequest._ENCODERS = (_e_LeaveGroupRequest_0, _e_LeaveGroupRequest_0, _e_LeaveGroupRequest_0, _e_LeaveGroupRequest_3, _e_LeaveGroupRequest_4, _e_LeaveGroupRequest_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "MemberIdentity": (
+        ("member_id", "string", (3, 32767), None, None, None, None),
+        ("group_instance_id", "string", (3, 32767), (3, 32767), None, None, None),
+        ("reason", "string", (5, 32767), (5, 32767), None, None, None),
+    ),
+    "LeaveGroupRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("member_id", "string", (0, 2), None, None, None, None),
+        ("members", "[]MemberIdentity", (3, 32767), None, None, None, None),
+    ),
+}

@@ -213,3 +213,18 @@ def _e_LeaveGroupResponse_4(o: LeaveGroupResponse, out: list[Any]) -> None:
 
 LeaveGroupResponse._DECODERS = (_d_LeaveGroupResponse_0, _d_LeaveGroupResponse_1, _d_LeaveGroupResponse_1, _d_LeaveGroupResponse_3, _d_LeaveGroupResponse_4, _d_LeaveGroupResponse_4,)
 LeaveGroupResponse._ENCODERS = (_e_LeaveGroupResponse_0, _e_LeaveGroupResponse_1, _e_LeaveGroupResponse_1, _e_LeaveGroupResponse_3, _e_LeaveGroupResponse_4, _e_LeaveGroupResponse_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "MemberResponse": (
+        ("member_id", "string", (3, 32767), None, None, None, None),
+        ("group_instance_id", "string", (3, 32767), (3, 32767), None, None, None),
+        ("error_code", "int16", (3, 32767), None, None, None, None),
+    ),
+    "LeaveGroupResponse": (
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("members", "[]MemberResponse", (3, 32767), None, None, None, None),
+    ),
+}

@@ -61,3 +61,10 @@ def _e_ListClientMetricsResourcesRequest_0(o: ListClientMetricsResourcesRequest,
 
 ListClientMetricsResourcesRequest._DECODERS = (_d_ListClientMetricsResourcesRequest_0,)
 ListClientMetricsResourcesRequest._ENCODERS = (_e_ListClientMetricsResourcesRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ListClientMetricsResourcesRequest": (
+    ),
+}

@@ -116,3 +116,16 @@ def _e_ListClientMetricsResourcesResponse_0(o: ListClientMetricsResourcesRespons
 
 ListClientMetricsResourcesResponse._DECODERS = (_d_ListClientMetricsResourcesResponse_0,)
 ListClientMetricsResourcesResponse._ENCODERS = (_e_ListClientMetricsResourcesResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ClientMetricsResource": (
+        ("name", "string", (0, 32767), None, None, None, None),
+    ),
+    "ListClientMetricsResourcesResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("client_metrics_resources", "[]ClientMetricsResource", (0, 32767), None, None, None, None),
+    ),
+}

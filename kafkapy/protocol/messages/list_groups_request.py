@@ -156,3 +156,12 @@ def _e_ListGroupsRequest_5(o: ListGroupsRequest, out: list[Any]) -> None:
 
 ListGroupsRequest._DECODERS = (_d_ListGroupsRequest_0, _d_ListGroupsRequest_0, _d_ListGroupsRequest_0, _d_ListGroupsRequest_3, _d_ListGroupsRequest_4, _d_ListGroupsRequest_5,)
 ListGroupsRequest._ENCODERS = (_e_ListGroupsRequest_0, _e_ListGroupsRequest_0, _e_ListGroupsRequest_0, _e_ListGroupsRequest_3, _e_ListGroupsRequest_4, _e_ListGroupsRequest_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ListGroupsRequest": (
+        ("states_filter", "[]string", (4, 32767), None, None, None, None),
+        ("types_filter", "[]string", (5, 32767), None, None, None, None),
+    ),
+}

@@ -342,3 +342,19 @@ def _e_ListGroupsResponse_5(o: ListGroupsResponse, out: list[Any]) -> None:
 
 ListGroupsResponse._DECODERS = (_d_ListGroupsResponse_0, _d_ListGroupsResponse_1, _d_ListGroupsResponse_1, _d_ListGroupsResponse_3, _d_ListGroupsResponse_4, _d_ListGroupsResponse_5,)
 ListGroupsResponse._ENCODERS = (_e_ListGroupsResponse_0, _e_ListGroupsResponse_1, _e_ListGroupsResponse_1, _e_ListGroupsResponse_3, _e_ListGroupsResponse_4, _e_ListGroupsResponse_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ListedGroup": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("protocol_type", "string", (0, 32767), None, None, None, None),
+        ("group_state", "string", (4, 32767), None, None, None, None),
+        ("group_type", "string", (5, 32767), None, None, None, None),
+    ),
+    "ListGroupsResponse": (
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("groups", "[]ListedGroup", (0, 32767), None, None, None, None),
+    ),
+}

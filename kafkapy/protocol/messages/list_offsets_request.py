@@ -435,3 +435,24 @@ def _e_ListOffsetsRequest_10(o: ListOffsetsRequest, out: list[Any]) -> None:
 
 ListOffsetsRequest._DECODERS = (_d_ListOffsetsRequest_0, _d_ListOffsetsRequest_1, _d_ListOffsetsRequest_2, _d_ListOffsetsRequest_2, _d_ListOffsetsRequest_4, _d_ListOffsetsRequest_4, _d_ListOffsetsRequest_6, _d_ListOffsetsRequest_6, _d_ListOffsetsRequest_6, _d_ListOffsetsRequest_6, _d_ListOffsetsRequest_10,)
 ListOffsetsRequest._ENCODERS = (_e_ListOffsetsRequest_0, _e_ListOffsetsRequest_1, _e_ListOffsetsRequest_2, _e_ListOffsetsRequest_2, _e_ListOffsetsRequest_4, _e_ListOffsetsRequest_4, _e_ListOffsetsRequest_6, _e_ListOffsetsRequest_6, _e_ListOffsetsRequest_6, _e_ListOffsetsRequest_6, _e_ListOffsetsRequest_10,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ListOffsetsPartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("current_leader_epoch", "int32", (4, 32767), None, None, None, None),
+        ("timestamp", "int64", (0, 32767), None, None, None, None),
+        ("max_num_offsets", "int32", (0, 0), None, None, None, None),
+    ),
+    "ListOffsetsTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]ListOffsetsPartition", (0, 32767), None, None, None, None),
+    ),
+    "ListOffsetsRequest": (
+        ("replica_id", "int32", (0, 32767), None, None, None, None),
+        ("isolation_level", "int8", (2, 32767), None, None, None, None),
+        ("topics", "[]ListOffsetsTopic", (0, 32767), None, None, None, None),
+        ("timeout_ms", "int32", (10, 32767), None, None, None, None),
+    ),
+}

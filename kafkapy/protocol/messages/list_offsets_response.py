@@ -393,3 +393,24 @@ def _e_ListOffsetsResponse_6(o: ListOffsetsResponse, out: list[Any]) -> None:
 
 ListOffsetsResponse._DECODERS = (_d_ListOffsetsResponse_0, _d_ListOffsetsResponse_1, _d_ListOffsetsResponse_2, _d_ListOffsetsResponse_2, _d_ListOffsetsResponse_4, _d_ListOffsetsResponse_4, _d_ListOffsetsResponse_6, _d_ListOffsetsResponse_6, _d_ListOffsetsResponse_6, _d_ListOffsetsResponse_6, _d_ListOffsetsResponse_6,)
 ListOffsetsResponse._ENCODERS = (_e_ListOffsetsResponse_0, _e_ListOffsetsResponse_1, _e_ListOffsetsResponse_2, _e_ListOffsetsResponse_2, _e_ListOffsetsResponse_4, _e_ListOffsetsResponse_4, _e_ListOffsetsResponse_6, _e_ListOffsetsResponse_6, _e_ListOffsetsResponse_6, _e_ListOffsetsResponse_6, _e_ListOffsetsResponse_6,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ListOffsetsPartitionResponse": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("old_style_offsets", "[]int64", (0, 0), None, None, None, None),
+        ("timestamp", "int64", (1, 32767), None, None, None, None),
+        ("offset", "int64", (1, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (4, 32767), None, None, None, None),
+    ),
+    "ListOffsetsTopicResponse": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]ListOffsetsPartitionResponse", (0, 32767), None, None, None, None),
+    ),
+    "ListOffsetsResponse": (
+        ("throttle_time_ms", "int32", (2, 32767), None, None, None, None),
+        ("topics", "[]ListOffsetsTopicResponse", (0, 32767), None, None, None, None),
+    ),
+}

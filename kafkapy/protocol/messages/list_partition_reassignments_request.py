@@ -132,3 +132,16 @@ def _e_ListPartitionReassignmentsRequest_0(o: ListPartitionReassignmentsRequest,
 
 ListPartitionReassignmentsRequest._DECODERS = (_d_ListPartitionReassignmentsRequest_0,)
 ListPartitionReassignmentsRequest._ENCODERS = (_e_ListPartitionReassignmentsRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ListPartitionReassignmentsTopics": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partition_indexes", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "ListPartitionReassignmentsRequest": (
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]ListPartitionReassignmentsTopics", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

@@ -190,3 +190,24 @@ def _e_ListPartitionReassignmentsResponse_0(o: ListPartitionReassignmentsRespons
 
 ListPartitionReassignmentsResponse._DECODERS = (_d_ListPartitionReassignmentsResponse_0,)
 ListPartitionReassignmentsResponse._ENCODERS = (_e_ListPartitionReassignmentsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "OngoingPartitionReassignment": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("replicas", "[]int32", (0, 32767), None, None, None, None),
+        ("adding_replicas", "[]int32", (0, 32767), None, None, None, None),
+        ("removing_replicas", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "OngoingTopicReassignment": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]OngoingPartitionReassignment", (0, 32767), None, None, None, None),
+    ),
+    "ListPartitionReassignmentsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("topics", "[]OngoingTopicReassignment", (0, 32767), None, None, None, None),
+    ),
+}

@@ -130,3 +130,13 @@ def _e_ListTransactionsRequest_1(o: ListTransactionsRequest, out: list[Any]) -> 
 
 ListTransactionsRequest._DECODERS = (_d_ListTransactionsRequest_0, _d_ListTransactionsRequest_1,)
 ListTransactionsRequest._ENCODERS = (_e_ListTransactionsRequest_0, _e_ListTransactionsRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ListTransactionsRequest": (
+        ("state_filters", "[]string", (0, 32767), None, None, None, None),
+        ("producer_id_filters", "[]int64", (0, 32767), None, None, None, None),
+        ("duration_filter", "int64", (1, 32767), None, None, None, None),
+    ),
+}

@@ -136,3 +136,19 @@ def _e_ListTransactionsResponse_0(o: ListTransactionsResponse, out: list[Any]) -
 
 ListTransactionsResponse._DECODERS = (_d_ListTransactionsResponse_0, _d_ListTransactionsResponse_0,)
 ListTransactionsResponse._ENCODERS = (_e_ListTransactionsResponse_0, _e_ListTransactionsResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TransactionState": (
+        ("transactional_id", "string", (0, 32767), None, None, None, None),
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("transaction_state", "string", (0, 32767), None, None, None, None),
+    ),
+    "ListTransactionsResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("unknown_state_filters", "[]string", (0, 32767), None, None, None, None),
+        ("transaction_states", "[]TransactionState", (0, 32767), None, None, None, None),
+    ),
+}

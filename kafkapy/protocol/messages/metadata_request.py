@@ -380,3 +380,18 @@ def _e_MetadataRequest_11(o: MetadataRequest, out: list[Any]) -> None:
 
 MetadataRequest._DECODERS = (_d_MetadataRequest_0, _d_MetadataRequest_1, _d_MetadataRequest_1, _d_MetadataRequest_1, _d_MetadataRequest_4, _d_MetadataRequest_4, _d_MetadataRequest_4, _d_MetadataRequest_4, _d_MetadataRequest_8, _d_MetadataRequest_9, _d_MetadataRequest_10, _d_MetadataRequest_11, _d_MetadataRequest_11,)
 MetadataRequest._ENCODERS = (_e_MetadataRequest_0, _e_MetadataRequest_1, _e_MetadataRequest_1, _e_MetadataRequest_1, _e_MetadataRequest_4, _e_MetadataRequest_4, _e_MetadataRequest_4, _e_MetadataRequest_4, _e_MetadataRequest_8, _e_MetadataRequest_9, _e_MetadataRequest_10, _e_MetadataRequest_11, _e_MetadataRequest_11,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "MetadataRequestTopic": (
+        ("topic_id", "uuid", (10, 32767), None, None, None, None),
+        ("name", "string", (0, 32767), (10, 32767), None, None, None),
+    ),
+    "MetadataRequest": (
+        ("topics", "[]MetadataRequestTopic", (0, 32767), (1, 32767), None, None, None),
+        ("allow_auto_topic_creation", "bool", (4, 32767), None, None, None, None),
+        ("include_cluster_authorized_operations", "bool", (8, 10), None, None, None, None),
+        ("include_topic_authorized_operations", "bool", (8, 32767), None, None, None, None),
+    ),
+}

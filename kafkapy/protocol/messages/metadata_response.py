@@ -1127,3 +1127,39 @@ def _e_MetadataResponse_12(o: MetadataResponse, out: list[Any]) -> None:
 
 MetadataResponse._DECODERS = (_d_MetadataResponse_0, _d_MetadataResponse_1, _d_MetadataResponse_2, _d_MetadataResponse_3, _d_MetadataResponse_3, _d_MetadataResponse_5, _d_MetadataResponse_5, _d_MetadataResponse_7, _d_MetadataResponse_8, _d_MetadataResponse_9, _d_MetadataResponse_10, _d_MetadataResponse_11, _d_MetadataResponse_12,)
 MetadataResponse._ENCODERS = (_e_MetadataResponse_0, _e_MetadataResponse_1, _e_MetadataResponse_2, _e_MetadataResponse_3, _e_MetadataResponse_3, _e_MetadataResponse_5, _e_MetadataResponse_5, _e_MetadataResponse_7, _e_MetadataResponse_8, _e_MetadataResponse_9, _e_MetadataResponse_10, _e_MetadataResponse_11, _e_MetadataResponse_12,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "MetadataResponseBroker": (
+        ("node_id", "int32", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "int32", (0, 32767), None, None, None, None),
+        ("rack", "string", (1, 32767), (1, 32767), None, None, None),
+    ),
+    "MetadataResponsePartition": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (7, 32767), None, None, None, None),
+        ("replica_nodes", "[]int32", (0, 32767), None, None, None, None),
+        ("isr_nodes", "[]int32", (0, 32767), None, None, None, None),
+        ("offline_replicas", "[]int32", (5, 32767), None, None, None, None),
+    ),
+    "MetadataResponseTopic": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("name", "string", (0, 32767), (12, 32767), None, None, None),
+        ("topic_id", "uuid", (10, 32767), None, None, None, None),
+        ("is_internal", "bool", (1, 32767), None, None, None, None),
+        ("partitions", "[]MetadataResponsePartition", (0, 32767), None, None, None, None),
+        ("topic_authorized_operations", "int32", (8, 32767), None, None, None, None),
+    ),
+    "MetadataResponse": (
+        ("throttle_time_ms", "int32", (3, 32767), None, None, None, None),
+        ("brokers", "[]MetadataResponseBroker", (0, 32767), None, None, None, None),
+        ("cluster_id", "string", (2, 32767), (2, 32767), None, None, None),
+        ("controller_id", "int32", (1, 32767), None, None, None, None),
+        ("topics", "[]MetadataResponseTopic", (0, 32767), None, None, None, None),
+        ("cluster_authorized_operations", "int32", (8, 10), None, None, None, None),
+    ),
+}

@@ -507,3 +507,27 @@ def _e_OffsetCommitRequest_8(o: OffsetCommitRequest, out: list[Any]) -> None:
 
 OffsetCommitRequest._DECODERS = (_d_OffsetCommitRequest_0, _d_OffsetCommitRequest_1, _d_OffsetCommitRequest_2, _d_OffsetCommitRequest_2, _d_OffsetCommitRequest_2, _d_OffsetCommitRequest_5, _d_OffsetCommitRequest_6, _d_OffsetCommitRequest_7, _d_OffsetCommitRequest_8, _d_OffsetCommitRequest_8,)
 OffsetCommitRequest._ENCODERS = (_e_OffsetCommitRequest_0, _e_OffsetCommitRequest_1, _e_OffsetCommitRequest_2, _e_OffsetCommitRequest_2, _e_OffsetCommitRequest_2, _e_OffsetCommitRequest_5, _e_OffsetCommitRequest_6, _e_OffsetCommitRequest_7, _e_OffsetCommitRequest_8, _e_OffsetCommitRequest_8,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "OffsetCommitRequestPartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("committed_offset", "int64", (0, 32767), None, None, None, None),
+        ("committed_leader_epoch", "int32", (6, 32767), None, None, None, None),
+        ("commit_timestamp", "int64", (1, 1), None, None, None, None),
+        ("committed_metadata", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "OffsetCommitRequestTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]OffsetCommitRequestPartition", (0, 32767), None, None, None, None),
+    ),
+    "OffsetCommitRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("generation_id_or_member_epoch", "int32", (1, 32767), None, None, None, None),
+        ("member_id", "string", (1, 32767), None, None, None, None),
+        ("group_instance_id", "string", (7, 32767), (7, 32767), None, None, None),
+        ("retention_time_ms", "int64", (2, 4), None, None, None, None),
+        ("topics", "[]OffsetCommitRequestTopic", (0, 32767), None, None, None, None),
+    ),
+}

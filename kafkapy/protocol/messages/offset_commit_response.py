@@ -252,3 +252,20 @@ def _e_OffsetCommitResponse_8(o: OffsetCommitResponse, out: list[Any]) -> None:
 
 OffsetCommitResponse._DECODERS = (_d_OffsetCommitResponse_0, _d_OffsetCommitResponse_0, _d_OffsetCommitResponse_0, _d_OffsetCommitResponse_3, _d_OffsetCommitResponse_3, _d_OffsetCommitResponse_3, _d_OffsetCommitResponse_3, _d_OffsetCommitResponse_3, _d_OffsetCommitResponse_8, _d_OffsetCommitResponse_8,)
 OffsetCommitResponse._ENCODERS = (_e_OffsetCommitResponse_0, _e_OffsetCommitResponse_0, _e_OffsetCommitResponse_0, _e_OffsetCommitResponse_3, _e_OffsetCommitResponse_3, _e_OffsetCommitResponse_3, _e_OffsetCommitResponse_3, _e_OffsetCommitResponse_3, _e_OffsetCommitResponse_8, _e_OffsetCommitResponse_8,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "OffsetCommitResponsePartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "OffsetCommitResponseTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]OffsetCommitResponsePartition", (0, 32767), None, None, None, None),
+    ),
+    "OffsetCommitResponse": (
+        ("throttle_time_ms", "int32", (3, 32767), None, None, None, None),
+        ("topics", "[]OffsetCommitResponseTopic", (0, 32767), None, None, None, None),
+    ),
+}

@@ -117,3 +117,19 @@ def _e_OffsetDeleteRequest_0(o: OffsetDeleteRequest, out: list[Any]) -> None:
 
 OffsetDeleteRequest._DECODERS = (_d_OffsetDeleteRequest_0,)
 OffsetDeleteRequest._ENCODERS = (_e_OffsetDeleteRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "OffsetDeleteRequestPartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+    ),
+    "OffsetDeleteRequestTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]OffsetDeleteRequestPartition", (0, 32767), None, None, None, None),
+    ),
+    "OffsetDeleteRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("topics", "[]OffsetDeleteRequestTopic", (0, 32767), None, None, None, None),
+    ),
+}

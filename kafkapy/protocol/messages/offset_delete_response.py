@@ -121,3 +121,21 @@ def _e_OffsetDeleteResponse_0(o: OffsetDeleteResponse, out: list[Any]) -> None:
 
 OffsetDeleteResponse._DECODERS = (_d_OffsetDeleteResponse_0,)
 OffsetDeleteResponse._ENCODERS = (_e_OffsetDeleteResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "OffsetDeleteResponsePartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "OffsetDeleteResponseTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]OffsetDeleteResponsePartition", (0, 32767), None, None, None, None),
+    ),
+    "OffsetDeleteResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]OffsetDeleteResponseTopic", (0, 32767), None, None, None, None),
+    ),
+}

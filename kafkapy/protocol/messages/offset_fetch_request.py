@@ -483,3 +483,28 @@ def _e_OffsetFetchRequest_9(o: OffsetFetchRequest, out: list[Any]) -> None:
 
 OffsetFetchRequest._DECODERS = (_d_OffsetFetchRequest_0, _d_OffsetFetchRequest_0, _d_OffsetFetchRequest_2, _d_OffsetFetchRequest_2, _d_OffsetFetchRequest_2, _d_OffsetFetchRequest_2, _d_OffsetFetchRequest_6, _d_OffsetFetchRequest_7, _d_OffsetFetchRequest_8, _d_OffsetFetchRequest_9,)
 OffsetFetchRequest._ENCODERS = (_e_OffsetFetchRequest_0, _e_OffsetFetchRequest_0, _e_OffsetFetchRequest_2, _e_OffsetFetchRequest_2, _e_OffsetFetchRequest_2, _e_OffsetFetchRequest_2, _e_OffsetFetchRequest_6, _e_OffsetFetchRequest_7, _e_OffsetFetchRequest_8, _e_OffsetFetchRequest_9,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "OffsetFetchRequestTopic": (
+        ("name", "string", (0, 7), None, None, None, None),
+        ("partition_indexes", "[]int32", (0, 7), None, None, None, None),
+    ),
+    "OffsetFetchRequestTopics": (
+        ("name", "string", (8, 32767), None, None, None, None),
+        ("partition_indexes", "[]int32", (8, 32767), None, None, None, None),
+    ),
+    "OffsetFetchRequestGroup": (
+        ("group_id", "string", (8, 32767), None, None, None, None),
+        ("member_id", "string", (9, 32767), (9, 32767), None, None, None),
+        ("member_epoch", "int32", (9, 32767), None, None, None, None),
+        ("topics", "[]OffsetFetchRequestTopics", (8, 32767), (8, 32767), None, None, None),
+    ),
+    "OffsetFetchRequest": (
+        ("group_id", "string", (0, 7), None, None, None, None),
+        ("topics", "[]OffsetFetchRequestTopic", (0, 7), (2, 7), None, None, None),
+        ("groups", "[]OffsetFetchRequestGroup", (8, 32767), None, None, None, None),
+        ("require_stable", "bool", (7, 32767), None, None, None, None),
+    ),
+}

@@ -563,3 +563,41 @@ def _e_OffsetFetchResponse_8(o: OffsetFetchResponse, out: list[Any]) -> None:
 
 OffsetFetchResponse._DECODERS = (_d_OffsetFetchResponse_0, _d_OffsetFetchResponse_0, _d_OffsetFetchResponse_2, _d_OffsetFetchResponse_3, _d_OffsetFetchResponse_3, _d_OffsetFetchResponse_5, _d_OffsetFetchResponse_6, _d_OffsetFetchResponse_6, _d_OffsetFetchResponse_8, _d_OffsetFetchResponse_8,)
 OffsetFetchResponse._ENCODERS = (_e_OffsetFetchResponse_0, _e_OffsetFetchResponse_0, _e_OffsetFetchResponse_2, _e_OffsetFetchResponse_3, _e_OffsetFetchResponse_3, _e_OffsetFetchResponse_5, _e_OffsetFetchResponse_6, _e_OffsetFetchResponse_6, _e_OffsetFetchResponse_8, _e_OffsetFetchResponse_8,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "OffsetFetchResponsePartition": (
+        ("partition_index", "int32", (0, 7), None, None, None, None),
+        ("committed_offset", "int64", (0, 7), None, None, None, None),
+        ("committed_leader_epoch", "int32", (5, 7), None, None, None, None),
+        ("metadata", "string", (0, 7), (0, 7), None, None, None),
+        ("error_code", "int16", (0, 7), None, None, None, None),
+    ),
+    "OffsetFetchResponseTopic": (
+        ("name", "string", (0, 7), None, None, None, None),
+        ("partitions", "[]OffsetFetchResponsePartition", (0, 7), None, None, None, None),
+    ),
+    "OffsetFetchResponsePartitions": (
+        ("partition_index", "int32", (8, 32767), None, None, None, None),
+        ("committed_offset", "int64", (8, 32767), None, None, None, None),
+        ("committed_leader_epoch", "int32", (8, 32767), None, None, None, None),
+        ("metadata", "string", (8, 32767), (8, 32767), None, None, None),
+        ("error_code", "int16", (8, 32767), None, None, None, None),
+    ),
+    "OffsetFetchResponseTopics": (
+        ("name", "string", (8, 32767), None, None, None, None),
+        ("partitions", "[]OffsetFetchResponsePartitions", (8, 32767), None, None, None, None),
+    ),
+    "OffsetFetchResponseGroup": (
+        ("group_id", "string", (8, 32767), None, None, None, None),
+        ("topics", "[]OffsetFetchResponseTopics", (8, 32767), None, None, None, None),
+        ("error_code", "int16", (8, 32767), None, None, None, None),
+    ),
+    "OffsetFetchResponse": (
+        ("throttle_time_ms", "int32", (3, 32767), None, None, None, None),
+        ("topics", "[]OffsetFetchResponseTopic", (0, 7), None, None, None, None),
+        ("error_code", "int16", (2, 7), None, None, None, None),
+        ("groups", "[]OffsetFetchResponseGroup", (8, 32767), None, None, None, None),
+    ),
+}

@@ -315,3 +315,21 @@ def _e_OffsetForLeaderEpochRequest_4(o: OffsetForLeaderEpochRequest, out: list[A
 
 OffsetForLeaderEpochRequest._DECODERS = (_d_OffsetForLeaderEpochRequest_0, _d_OffsetForLeaderEpochRequest_0, _d_OffsetForLeaderEpochRequest_2, _d_OffsetForLeaderEpochRequest_3, _d_OffsetForLeaderEpochRequest_4,)
 OffsetForLeaderEpochRequest._ENCODERS = (_e_OffsetForLeaderEpochRequest_0, _e_OffsetForLeaderEpochRequest_0, _e_OffsetForLeaderEpochRequest_2, _e_OffsetForLeaderEpochRequest_3, _e_OffsetForLeaderEpochRequest_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "OffsetForLeaderPartition": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("current_leader_epoch", "int32", (2, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "OffsetForLeaderTopic": (
+        ("topic", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]OffsetForLeaderPartition", (0, 32767), None, None, None, None),
+    ),
+    "OffsetForLeaderEpochRequest": (
+        ("replica_id", "int32", (3, 32767), None, None, None, None),
+        ("topics", "[]OffsetForLeaderTopic", (0, 32767), None, None, None, None),
+    ),
+}

@@ -316,3 +316,22 @@ def _e_OffsetForLeaderEpochResponse_4(o: OffsetForLeaderEpochResponse, out: list
 
 OffsetForLeaderEpochResponse._DECODERS = (_d_OffsetForLeaderEpochResponse_0, _d_OffsetForLeaderEpochResponse_1, _d_OffsetForLeaderEpochResponse_2, _d_OffsetForLeaderEpochResponse_2, _d_OffsetForLeaderEpochResponse_4,)
 OffsetForLeaderEpochResponse._ENCODERS = (_e_OffsetForLeaderEpochResponse_0, _e_OffsetForLeaderEpochResponse_1, _e_OffsetForLeaderEpochResponse_2, _e_OffsetForLeaderEpochResponse_2, _e_OffsetForLeaderEpochResponse_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "EpochEndOffset": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (1, 32767), None, None, None, None),
+        ("end_offset", "int64", (0, 32767), None, None, None, None),
+    ),
+    "OffsetForLeaderTopicResult": (
+        ("topic", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]EpochEndOffset", (0, 32767), None, None, None, None),
+    ),
+    "OffsetForLeaderEpochResponse": (
+        ("throttle_time_ms", "int32", (2, 32767), None, None, None, None),
+        ("topics", "[]OffsetForLeaderTopicResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -278,3 +278,22 @@ def _e_ProduceRequest_9(o: ProduceRequest, out: list[Any]) -> None:
 
 ProduceRequest._DECODERS = (_d_ProduceRequest_0, _d_ProduceRequest_0, _d_ProduceRequest_0, _d_ProduceRequest_3, _d_ProduceRequest_3, _d_ProduceRequest_3, _d_ProduceRequest_3, _d_ProduceRequest_3, _d_ProduceRequest_3, _d_ProduceRequest_9, _d_ProduceRequest_9, _d_ProduceRequest_9,)
 ProduceRequest._ENCODERS = (_e_ProduceRequest_0, _e_ProduceRequest_0, _e_ProduceRequest_0, _e_ProduceRequest_3, _e_ProduceRequest_3, _e_ProduceRequest_3, _e_ProduceRequest_3, _e_ProduceRequest_3, _e_ProduceRequest_3, _e_ProduceRequest_9, _e_ProduceRequest_9, _e_ProduceRequest_9,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionProduceData": (
+        ("index", "int32", (0, 32767), None, None, None, None),
+        ("records", "records", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "TopicProduceData": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partition_data", "[]PartitionProduceData", (0, 32767), None, None, None, None),
+    ),
+    "ProduceRequest": (
+        ("transactional_id", "string", (3, 32767), (3, 32767), None, None, None),
+        ("acks", "int16", (0, 32767), None, None, None, None),
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("topic_data", "[]TopicProduceData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -771,3 +771,41 @@ def _e_ProduceResponse_10(o: ProduceResponse, out: list[Any]) -> None:
 
 ProduceResponse._DECODERS = (_d_ProduceResponse_0, _d_ProduceResponse_1, _d_ProduceResponse_2, _d_ProduceResponse_2, _d_ProduceResponse_2, _d_ProduceResponse_5, _d_ProduceResponse_5, _d_ProduceResponse_5, _d_ProduceResponse_8, _d_ProduceResponse_9, _d_ProduceResponse_10, _d_ProduceResponse_10,)
 ProduceResponse._ENCODERS = (_e_ProduceResponse_0, _e_ProduceResponse_1, _e_ProduceResponse_2, _e_ProduceResponse_2, _e_ProduceResponse_2, _e_ProduceResponse_5, _e_ProduceResponse_5, _e_ProduceResponse_5, _e_ProduceResponse_8, _e_ProduceResponse_9, _e_ProduceResponse_10, _e_ProduceResponse_10,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "BatchIndexAndErrorMessage": (
+        ("batch_index", "int32", (8, 32767), None, None, None, None),
+        ("batch_index_error_message", "string", (8, 32767), (8, 32767), None, None, None),
+    ),
+    "LeaderIdAndEpoch": (
+        ("leader_id", "int32", (10, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (10, 32767), None, None, None, None),
+    ),
+    "PartitionProduceResponse": (
+        ("index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("base_offset", "int64", (0, 32767), None, None, None, None),
+        ("log_append_time_ms", "int64", (2, 32767), None, None, None, None),
+        ("log_start_offset", "int64", (5, 32767), None, None, None, None),
+        ("record_errors", "[]BatchIndexAndErrorMessage", (8, 32767), None, None, None, None),
+        ("error_message", "string", (8, 32767), (8, 32767), None, None, None),
+        ("current_leader", "LeaderIdAndEpoch", (10, 32767), None, (10, 32767), 0, None),
+    ),
+    "TopicProduceResponse": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partition_responses", "[]PartitionProduceResponse", (0, 32767), None, None, None, None),
+    ),
+    "NodeEndpoint": (
+        ("node_id", "int32", (10, 32767), None, None, None, None),
+        ("host", "string", (10, 32767), None, None, None, None),
+        ("port", "int32", (10, 32767), None, None, None, None),
+        ("rack", "string", (10, 32767), (10, 32767), None, None, None),
+    ),
+    "ProduceResponse": (
+        ("responses", "[]TopicProduceResponse", (0, 32767), None, None, None, None),
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("node_endpoints", "[]NodeEndpoint", (10, 32767), None, (10, 32767), 0, None),
+    ),
+}

@@ -82,3 +82,15 @@ def _e_PushTelemetryRequest_0(o: PushTelemetryRequest, out: list[Any]) -> None:
 
 PushTelemetryRequest._DECODERS = (_d_PushTelemetryRequest_0,)
 PushTelemetryRequest._ENCODERS = (_e_PushTelemetryRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PushTelemetryRequest": (
+        ("client_instance_id", "uuid", (0, 32767), None, None, None, None),
+        ("subscription_id", "int32", (0, 32767), None, None, None, None),
+        ("terminating", "bool", (0, 32767), None, None, None, None),
+        ("compression_type", "int8", (0, 32767), None, None, None, None),
+        ("metrics", "bytes", (0, 32767), None, None, None, None),
+    ),
+}

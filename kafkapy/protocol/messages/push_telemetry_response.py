@@ -68,3 +68,12 @@ def _e_PushTelemetryResponse_0(o: PushTelemetryResponse, out: list[Any]) -> None
 
 PushTelemetryResponse._DECODERS = (_d_PushTelemetryResponse_0,)
 PushTelemetryResponse._ENCODERS = (_e_PushTelemetryResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PushTelemetryResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+}

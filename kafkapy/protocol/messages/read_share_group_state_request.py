@@ -163,3 +163,20 @@ def _e_ReadShareGroupStateRequest_0(o: ReadShareGroupStateRequest, out: list[Any
 
 ReadShareGroupStateRequest._DECODERS = (_d_ReadShareGroupStateRequest_0,)
 ReadShareGroupStateRequest._ENCODERS = (_e_ReadShareGroupStateRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "ReadStateData": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "ReadShareGroupStateRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("topics", "[]ReadStateData", (0, 32767), None, None, None, None),
+    ),
+}

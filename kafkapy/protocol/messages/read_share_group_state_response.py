@@ -219,3 +219,29 @@ def _e_ReadShareGroupStateResponse_0(o: ReadShareGroupStateResponse, out: list[A
 
 ReadShareGroupStateResponse._DECODERS = (_d_ReadShareGroupStateResponse_0,)
 ReadShareGroupStateResponse._ENCODERS = (_e_ReadShareGroupStateResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "StateBatch": (
+        ("first_offset", "int64", (0, 32767), None, None, None, None),
+        ("last_offset", "int64", (0, 32767), None, None, None, None),
+        ("delivery_state", "int8", (0, 32767), None, None, None, None),
+        ("delivery_count", "int16", (0, 32767), None, None, None, None),
+    ),
+    "PartitionResult": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("state_epoch", "int32", (0, 32767), None, None, None, None),
+        ("start_offset", "int64", (0, 32767), None, None, None, None),
+        ("state_batches", "[]StateBatch", (0, 32767), None, None, None, None),
+    ),
+    "ReadStateResult": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "ReadShareGroupStateResponse": (
+        ("results", "[]ReadStateResult", (0, 32767), None, None, None, None),
+    ),
+}

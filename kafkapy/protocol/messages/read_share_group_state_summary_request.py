@@ -163,3 +163,20 @@ def _e_ReadShareGroupStateSummaryRequest_0(o: ReadShareGroupStateSummaryRequest,
 
 ReadShareGroupStateSummaryRequest._DECODERS = (_d_ReadShareGroupStateSummaryRequest_0,)
 ReadShareGroupStateSummaryRequest._ENCODERS = (_e_ReadShareGroupStateSummaryRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "ReadStateSummaryData": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "ReadShareGroupStateSummaryRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("topics", "[]ReadStateSummaryData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -170,3 +170,22 @@ def _e_ReadShareGroupStateSummaryResponse_0(o: ReadShareGroupStateSummaryRespons
 
 ReadShareGroupStateSummaryResponse._DECODERS = (_d_ReadShareGroupStateSummaryResponse_0,)
 ReadShareGroupStateSummaryResponse._ENCODERS = (_e_ReadShareGroupStateSummaryResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionResult": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("state_epoch", "int32", (0, 32767), None, None, None, None),
+        ("start_offset", "int64", (0, 32767), None, None, None, None),
+    ),
+    "ReadStateSummaryResult": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "ReadShareGroupStateSummaryResponse": (
+        ("results", "[]ReadStateSummaryResult", (0, 32767), None, None, None, None),
+    ),
+}

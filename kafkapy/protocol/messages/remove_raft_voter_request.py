@@ -80,3 +80,13 @@ def _e_RemoveRaftVoterRequest_0(o: RemoveRaftVoterRequest, out: list[Any]) -> No
 
 RemoveRaftVoterRequest._DECODERS = (_d_RemoveRaftVoterRequest_0,)
 RemoveRaftVoterRequest._ENCODERS = (_e_RemoveRaftVoterRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "RemoveRaftVoterRequest": (
+        ("cluster_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("voter_id", "int32", (0, 32767), None, None, None, None),
+        ("voter_directory_id", "uuid", (0, 32767), None, None, None, None),
+    ),
+}

@@ -94,3 +94,12 @@ def _e_RenewDelegationTokenRequest_2(o: RenewDelegationTokenRequest, out: list[A
 
 RenewDelegationTokenRequest._DECODERS = (_d_RenewDelegationTokenRequest_0, _d_RenewDelegationTokenRequest_0, _d_RenewDelegationTokenRequest_2,)
 RenewDelegationTokenRequest._ENCODERS = (_e_RenewDelegationTokenRequest_0, _e_RenewDelegationTokenRequest_0, _e_RenewDelegationTokenRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "RenewDelegationTokenRequest": (
+        ("hmac", "bytes", (0, 32767), None, None, None, None),
+        ("renew_period_ms", "int64", (0, 32767), None, None, None, None),
+    ),
+}

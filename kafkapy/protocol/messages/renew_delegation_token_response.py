@@ -85,3 +85,13 @@ def _e_RenewDelegationTokenResponse_2(o: RenewDelegationTokenResponse, out: list
 
 RenewDelegationTokenResponse._DECODERS = (_d_RenewDelegationTokenResponse_0, _d_RenewDelegationTokenResponse_0, _d_RenewDelegationTokenResponse_2,)
 RenewDelegationTokenResponse._ENCODERS = (_e_RenewDelegationTokenResponse_0, _e_RenewDelegationTokenResponse_0, _e_RenewDelegationTokenResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "RenewDelegationTokenResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("expiry_timestamp_ms", "int64", (0, 32767), None, None, None, None),
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+    ),
+}

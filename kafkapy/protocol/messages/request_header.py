@@ -110,3 +110,14 @@ def _e_RequestHeader_2(o: RequestHeader, out: list[Any]) -> None:
 
 RequestHeader._DECODERS = (_d_RequestHeader_0, _d_RequestHeader_1, _d_RequestHeader_2,)
 RequestHeader._ENCODERS = (_e_RequestHeader_0, _e_RequestHeader_1, _e_RequestHeader_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "RequestHeader": (
+        ("request_api_key", "int16", (0, 32767), None, None, None, None),
+        ("request_api_version", "int16", (0, 32767), None, None, None, None),
+        ("correlation_id", "int32", (0, 32767), None, None, None, None),
+        ("client_id", "string", (1, 32767), (1, 32767), None, None, None),
+    ),
+}

@@ -83,3 +83,11 @@ def _e_ResponseHeader_1(o: ResponseHeader, out: list[Any]) -> None:
 
 ResponseHeader._DECODERS = (_d_ResponseHeader_0, _d_ResponseHeader_1,)
 ResponseHeader._ENCODERS = (_e_ResponseHeader_0, _e_ResponseHeader_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ResponseHeader": (
+        ("correlation_id", "int32", (0, 32767), None, None, None, None),
+    ),
+}

@@ -84,3 +84,11 @@ def _e_SaslAuthenticateRequest_2(o: SaslAuthenticateRequest, out: list[Any]) -> 
 
 SaslAuthenticateRequest._DECODERS = (_d_SaslAuthenticateRequest_0, _d_SaslAuthenticateRequest_0, _d_SaslAuthenticateRequest_2,)
 SaslAuthenticateRequest._ENCODERS = (_e_SaslAuthenticateRequest_0, _e_SaslAuthenticateRequest_0, _e_SaslAuthenticateRequest_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SaslAuthenticateRequest": (
+        ("auth_bytes", "bytes", (0, 32767), None, None, None, None),
+    ),
+}

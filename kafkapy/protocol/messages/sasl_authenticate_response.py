@@ -137,3 +137,14 @@ def _e_SaslAuthenticateResponse_2(o: SaslAuthenticateResponse, out: list[Any]) -
 
 SaslAuthenticateResponse._DECODERS = (_d_SaslAuthenticateResponse_0, _d_SaslAuthenticateResponse_1, _d_SaslAuthenticateResponse_2,)
 SaslAuthenticateResponse._ENCODERS = (_e_SaslAuthenticateResponse_0, _e_SaslAuthenticateResponse_1, _e_SaslAuthenticateResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SaslAuthenticateResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("auth_bytes", "bytes", (0, 32767), None, None, None, None),
+        ("session_lifetime_ms", "int64", (1, 32767), None, None, None, None),
+    ),
+}

@@ -51,3 +51,11 @@ def _e_SaslHandshakeRequest_0(o: SaslHandshakeRequest, out: list[Any]) -> None:
 
 SaslHandshakeRequest._DECODERS = (_d_SaslHandshakeRequest_0, _d_SaslHandshakeRequest_0,)
 SaslHandshakeRequest._ENCODERS = (_e_SaslHandshakeRequest_0, _e_SaslHandshakeRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SaslHandshakeRequest": (
+        ("mechanism", "string", (0, 32767), None, None, None, None),
+    ),
+}

@@ -65,3 +65,12 @@ def _e_SaslHandshakeResponse_0(o: SaslHandshakeResponse, out: list[Any]) -> None
 
 SaslHandshakeResponse._DECODERS = (_d_SaslHandshakeResponse_0, _d_SaslHandshakeResponse_0,)
 SaslHandshakeResponse._ENCODERS = (_e_SaslHandshakeResponse_0, _e_SaslHandshakeResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SaslHandshakeResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("mechanisms", "[]string", (0, 32767), None, None, None, None),
+    ),
+}

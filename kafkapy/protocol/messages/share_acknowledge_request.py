@@ -228,3 +228,27 @@ def _e_ShareAcknowledgeRequest_0(o: ShareAcknowledgeRequest, out: list[Any]) -> 
 
 ShareAcknowledgeRequest._DECODERS = (_d_ShareAcknowledgeRequest_0,)
 ShareAcknowledgeRequest._ENCODERS = (_e_ShareAcknowledgeRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AcknowledgementBatch": (
+        ("first_offset", "int64", (0, 32767), None, None, None, None),
+        ("last_offset", "int64", (0, 32767), None, None, None, None),
+        ("acknowledge_types", "[]int8", (0, 32767), None, None, None, None),
+    ),
+    "AcknowledgePartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("acknowledgement_batches", "[]AcknowledgementBatch", (0, 32767), None, None, None, None),
+    ),
+    "AcknowledgeTopic": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]AcknowledgePartition", (0, 32767), None, None, None, None),
+    ),
+    "ShareAcknowledgeRequest": (
+        ("group_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("member_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("share_session_epoch", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]AcknowledgeTopic", (0, 32767), None, None, None, None),
+    ),
+}

@@ -275,3 +275,35 @@ def _e_ShareAcknowledgeResponse_0(o: ShareAcknowledgeResponse, out: list[Any]) -
 
 ShareAcknowledgeResponse._DECODERS = (_d_ShareAcknowledgeResponse_0,)
 ShareAcknowledgeResponse._ENCODERS = (_e_ShareAcknowledgeResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "LeaderIdAndEpoch": (
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("current_leader", "LeaderIdAndEpoch", (0, 32767), None, None, None, None),
+    ),
+    "ShareAcknowledgeTopicResponse": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "NodeEndpoint": (
+        ("node_id", "int32", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "int32", (0, 32767), None, None, None, None),
+        ("rack", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "ShareAcknowledgeResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("responses", "[]ShareAcknowledgeTopicResponse", (0, 32767), None, None, None, None),
+        ("node_endpoints", "[]NodeEndpoint", (0, 32767), None, None, None, None),
+    ),
+}

@@ -284,3 +284,36 @@ def _e_ShareFetchRequest_0(o: ShareFetchRequest, out: list[Any]) -> None:
 
 ShareFetchRequest._DECODERS = (_d_ShareFetchRequest_0,)
 ShareFetchRequest._ENCODERS = (_e_ShareFetchRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "AcknowledgementBatch": (
+        ("first_offset", "int64", (0, 32767), None, None, None, None),
+        ("last_offset", "int64", (0, 32767), None, None, None, None),
+        ("acknowledge_types", "[]int8", (0, 32767), None, None, None, None),
+    ),
+    "FetchPartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("partition_max_bytes", "int32", (0, 32767), None, None, None, None),
+        ("acknowledgement_batches", "[]AcknowledgementBatch", (0, 32767), None, None, None, None),
+    ),
+    "FetchTopic": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]FetchPartition", (0, 32767), None, None, None, None),
+    ),
+    "ForgottenTopic": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "ShareFetchRequest": (
+        ("group_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("member_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("share_session_epoch", "int32", (0, 32767), None, None, None, None),
+        ("max_wait_ms", "int32", (0, 32767), None, None, None, None),
+        ("min_bytes", "int32", (0, 32767), None, None, None, None),
+        ("max_bytes", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]FetchTopic", (0, 32767), None, None, None, None),
+        ("forgotten_topics_data", "[]ForgottenTopic", (0, 32767), None, None, None, None),
+    ),
+}

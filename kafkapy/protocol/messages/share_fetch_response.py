@@ -339,3 +339,44 @@ def _e_ShareFetchResponse_0(o: ShareFetchResponse, out: list[Any]) -> None:
 
 ShareFetchResponse._DECODERS = (_d_ShareFetchResponse_0,)
 ShareFetchResponse._ENCODERS = (_e_ShareFetchResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "LeaderIdAndEpoch": (
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "AcquiredRecords": (
+        ("first_offset", "int64", (0, 32767), None, None, None, None),
+        ("last_offset", "int64", (0, 32767), None, None, None, None),
+        ("delivery_count", "int16", (0, 32767), None, None, None, None),
+    ),
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("acknowledge_error_code", "int16", (0, 32767), None, None, None, None),
+        ("acknowledge_error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("current_leader", "LeaderIdAndEpoch", (0, 32767), None, None, None, None),
+        ("records", "records", (0, 32767), (0, 32767), None, None, None),
+        ("acquired_records", "[]AcquiredRecords", (0, 32767), None, None, None, None),
+    ),
+    "ShareFetchableTopicResponse": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "NodeEndpoint": (
+        ("node_id", "int32", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "int32", (0, 32767), None, None, None, None),
+        ("rack", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "ShareFetchResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("responses", "[]ShareFetchableTopicResponse", (0, 32767), None, None, None, None),
+        ("node_endpoints", "[]NodeEndpoint", (0, 32767), None, None, None, None),
+    ),
+}

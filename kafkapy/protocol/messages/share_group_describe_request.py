@@ -81,3 +81,12 @@ def _e_ShareGroupDescribeRequest_0(o: ShareGroupDescribeRequest, out: list[Any])
 
 ShareGroupDescribeRequest._DECODERS = (_d_ShareGroupDescribeRequest_0,)
 ShareGroupDescribeRequest._ENCODERS = (_e_ShareGroupDescribeRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ShareGroupDescribeRequest": (
+        ("group_ids", "[]string", (0, 32767), None, None, None, None),
+        ("include_authorized_operations", "bool", (0, 32767), None, None, None, None),
+    ),
+}

@@ -101,3 +101,15 @@ def _e_ShareGroupHeartbeatRequest_0(o: ShareGroupHeartbeatRequest, out: list[Any
 
 ShareGroupHeartbeatRequest._DECODERS = (_d_ShareGroupHeartbeatRequest_0,)
 ShareGroupHeartbeatRequest._ENCODERS = (_e_ShareGroupHeartbeatRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "ShareGroupHeartbeatRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("member_epoch", "int32", (0, 32767), None, None, None, None),
+        ("rack_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("subscribed_topic_names", "[]string", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

@@ -188,3 +188,24 @@ def _e_ShareGroupHeartbeatResponse_0(o: ShareGroupHeartbeatResponse, out: list[A
 
 ShareGroupHeartbeatResponse._DECODERS = (_d_ShareGroupHeartbeatResponse_0,)
 ShareGroupHeartbeatResponse._ENCODERS = (_e_ShareGroupHeartbeatResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TopicPartitions": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "Assignment": (
+        ("topic_partitions", "[]TopicPartitions", (0, 32767), None, None, None, None),
+    ),
+    "ShareGroupHeartbeatResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("member_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("member_epoch", "int32", (0, 32767), None, None, None, None),
+        ("heartbeat_interval_ms", "int32", (0, 32767), None, None, None, None),
+        ("assignment", "Assignment", (0, 32767), (0, 32767), None, None, None),
+    ),
+}

@@ -67,3 +67,11 @@ def _e_SnapshotFooterRecord_0(o: SnapshotFooterRecord, out: list[Any]) -> None:
 
 SnapshotFooterRecord._DECODERS = (_d_SnapshotFooterRecord_0,)
 SnapshotFooterRecord._ENCODERS = (_e_SnapshotFooterRecord_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SnapshotFooterRecord": (
+        ("version", "int16", (0, 32767), None, None, None, None),
+    ),
+}

@@ -68,3 +68,12 @@ def _e_SnapshotHeaderRecord_0(o: SnapshotHeaderRecord, out: list[Any]) -> None:
 
 SnapshotHeaderRecord._DECODERS = (_d_SnapshotHeaderRecord_0,)
 SnapshotHeaderRecord._ENCODERS = (_e_SnapshotHeaderRecord_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SnapshotHeaderRecord": (
+        ("version", "int16", (0, 32767), None, None, None, None),
+        ("last_contained_log_timestamp", "int64", (0, 32767), None, None, None, None),
+    ),
+}

@@ -395,3 +395,35 @@ def _e_StopReplicaRequest_4(o: StopReplicaRequest, out: list[Any]) -> None:
 
 StopReplicaRequest._DECODERS = (_d_StopReplicaRequest_0, _d_StopReplicaRequest_1, _d_StopReplicaRequest_2, _d_StopReplicaRequest_3, _d_StopReplicaRequest_4,)
 StopReplicaRequest._ENCODERS = (_e_StopReplicaRequest_0, _e_StopReplicaRequest_1, _e_StopReplicaRequest_2, _e_StopReplicaRequest_3, _e_StopReplicaRequest_4,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "StopReplicaPartitionV0": (
+        ("topic_name", "string", (0, 0), None, None, None, None),
+        ("partition_index", "int32", (0, 0), None, None, None, None),
+    ),
+    "StopReplicaTopicV1": (
+        ("name", "string", (1, 2), None, None, None, None),
+        ("partition_indexes", "[]int32", (1, 2), None, None, None, None),
+    ),
+    "StopReplicaPartitionState": (
+        ("partition_index", "int32", (3, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (3, 32767), None, None, None, None),
+        ("delete_partition", "bool", (3, 32767), None, None, None, None),
+    ),
+    "StopReplicaTopicState": (
+        ("topic_name", "string", (3, 32767), None, None, None, None),
+        ("partition_states", "[]StopReplicaPartitionState", (3, 32767), None, None, None, None),
+    ),
+    "StopReplicaRequest": (
+        ("controller_id", "int32", (0, 32767), None, None, None, None),
+        ("is_k_raft_controller", "bool", (4, 32767), None, None, None, None),
+        ("controller_epoch", "int32", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (1, 32767), None, None, None, None),
+        ("delete_partitions", "bool", (0, 2), None, None, None, None),
+        ("ungrouped_partitions", "[]StopReplicaPartitionV0", (0, 0), None, None, None, None),
+        ("topics", "[]StopReplicaTopicV1", (1, 2), None, None, None, None),
+        ("topic_states", "[]StopReplicaTopicState", (3, 32767), None, None, None, None),
+    ),
+}

@@ -170,3 +170,17 @@ def _e_StopReplicaResponse_2(o: StopReplicaResponse, out: list[Any]) -> None:
 
 StopReplicaResponse._DECODERS = (_d_StopReplicaResponse_0, _d_StopReplicaResponse_0, _d_StopReplicaResponse_2, _d_StopReplicaResponse_2, _d_StopReplicaResponse_2,)
 StopReplicaResponse._ENCODERS = (_e_StopReplicaResponse_0, _e_StopReplicaResponse_0, _e_StopReplicaResponse_2, _e_StopReplicaResponse_2, _e_StopReplicaResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "StopReplicaPartitionError": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "StopReplicaResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("partition_errors", "[]StopReplicaPartitionError", (0, 32767), None, None, None, None),
+    ),
+}

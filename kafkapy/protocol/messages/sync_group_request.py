@@ -281,3 +281,21 @@ def _e_SyncGroupRequest_5(o: SyncGroupRequest, out: list[Any]) -> None:
 
 SyncGroupRequest._DECODERS = (_d_SyncGroupRequest_0, _d_SyncGroupRequest_0, _d_SyncGroupRequest_0, _d_SyncGroupRequest_3, _d_SyncGroupRequest_4, _d_SyncGroupRequest_5,)
 SyncGroupRequest._ENCODERS = (_e_SyncGroupRequest_0, _e_SyncGroupRequest_0, _e_SyncGroupRequest_0, _e_SyncGroupRequest_3, _e_SyncGroupRequest_4, _e_SyncGroupRequest_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SyncGroupRequestAssignment": (
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("assignment", "bytes", (0, 32767), None, None, None, None),
+    ),
+    "SyncGroupRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("generation_id", "int32", (0, 32767), None, None, None, None),
+        ("member_id", "string", (0, 32767), None, None, None, None),
+        ("group_instance_id", "string", (3, 32767), (3, 32767), None, None, None),
+        ("protocol_type", "string", (5, 32767), (5, 32767), None, None, None),
+        ("protocol_name", "string", (5, 32767), (5, 32767), None, None, None),
+        ("assignments", "[]SyncGroupRequestAssignment", (0, 32767), None, None, None, None),
+    ),
+}

@@ -157,3 +157,15 @@ def _e_SyncGroupResponse_5(o: SyncGroupResponse, out: list[Any]) -> None:
 
 SyncGroupResponse._DECODERS = (_d_SyncGroupResponse_0, _d_SyncGroupResponse_1, _d_SyncGroupResponse_1, _d_SyncGroupResponse_1, _d_SyncGroupResponse_4, _d_SyncGroupResponse_5,)
 SyncGroupResponse._ENCODERS = (_e_SyncGroupResponse_0, _e_SyncGroupResponse_1, _e_SyncGroupResponse_1, _e_SyncGroupResponse_1, _e_SyncGroupResponse_4, _e_SyncGroupResponse_5,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "SyncGroupResponse": (
+        ("throttle_time_ms", "int32", (1, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("protocol_type", "string", (5, 32767), (5, 32767), None, None, None),
+        ("protocol_name", "string", (5, 32767), (5, 32767), None, None, None),
+        ("assignment", "bytes", (0, 32767), None, None, None, None),
+    ),
+}

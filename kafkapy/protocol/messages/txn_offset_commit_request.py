@@ -343,3 +343,28 @@ def _e_TxnOffsetCommitRequest_3(o: TxnOffsetCommitRequest, out: list[Any]) -> No
 
 TxnOffsetCommitRequest._DECODERS = (_d_TxnOffsetCommitRequest_0, _d_TxnOffsetCommitRequest_0, _d_TxnOffsetCommitRequest_2, _d_TxnOffsetCommitRequest_3, _d_TxnOffsetCommitRequest_3,)
 TxnOffsetCommitRequest._ENCODERS = (_e_TxnOffsetCommitRequest_0, _e_TxnOffsetCommitRequest_0, _e_TxnOffsetCommitRequest_2, _e_TxnOffsetCommitRequest_3, _e_TxnOffsetCommitRequest_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TxnOffsetCommitRequestPartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("committed_offset", "int64", (0, 32767), None, None, None, None),
+        ("committed_leader_epoch", "int32", (2, 32767), None, None, None, None),
+        ("committed_metadata", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "TxnOffsetCommitRequestTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]TxnOffsetCommitRequestPartition", (0, 32767), None, None, None, None),
+    ),
+    "TxnOffsetCommitRequest": (
+        ("transactional_id", "string", (0, 32767), None, None, None, None),
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (0, 32767), None, None, None, None),
+        ("generation_id", "int32", (3, 32767), None, None, None, None),
+        ("member_id", "string", (3, 32767), None, None, None, None),
+        ("group_instance_id", "string", (3, 32767), (3, 32767), None, None, None),
+        ("topics", "[]TxnOffsetCommitRequestTopic", (0, 32767), None, None, None, None),
+    ),
+}

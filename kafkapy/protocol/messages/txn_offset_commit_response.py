@@ -231,3 +231,20 @@ def _e_TxnOffsetCommitResponse_3(o: TxnOffsetCommitResponse, out: list[Any]) -> 
 
 TxnOffsetCommitResponse._DECODERS = (_d_TxnOffsetCommitResponse_0, _d_TxnOffsetCommitResponse_0, _d_TxnOffsetCommitResponse_0, _d_TxnOffsetCommitResponse_3, _d_TxnOffsetCommitResponse_3,)
 TxnOffsetCommitResponse._ENCODERS = (_e_TxnOffsetCommitResponse_0, _e_TxnOffsetCommitResponse_0, _e_TxnOffsetCommitResponse_0, _e_TxnOffsetCommitResponse_3, _e_TxnOffsetCommitResponse_3,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "TxnOffsetCommitResponsePartition": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "TxnOffsetCommitResponseTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]TxnOffsetCommitResponsePartition", (0, 32767), None, None, None, None),
+    ),
+    "TxnOffsetCommitResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("topics", "[]TxnOffsetCommitResponseTopic", (0, 32767), None, None, None, None),
+    ),
+}

@@ -67,3 +67,11 @@ def _e_UnregisterBrokerRequest_0(o: UnregisterBrokerRequest, out: list[Any]) -> 
 
 UnregisterBrokerRequest._DECODERS = (_d_UnregisterBrokerRequest_0,)
 UnregisterBrokerRequest._ENCODERS = (_e_UnregisterBrokerRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "UnregisterBrokerRequest": (
+        ("broker_id", "int32", (0, 32767), None, None, None, None),
+    ),
+}

@@ -200,3 +200,19 @@ def _e_UpdateFeaturesRequest_1(o: UpdateFeaturesRequest, out: list[Any]) -> None
 
 UpdateFeaturesRequest._DECODERS = (_d_UpdateFeaturesRequest_0, _d_UpdateFeaturesRequest_1, _d_UpdateFeaturesRequest_1,)
 UpdateFeaturesRequest._ENCODERS = (_e_UpdateFeaturesRequest_0, _e_UpdateFeaturesRequest_1, _e_UpdateFeaturesRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "FeatureUpdateKey": (
+        ("feature", "string", (0, 32767), None, None, None, None),
+        ("max_version_level", "int16", (0, 32767), None, None, None, None),
+        ("allow_downgrade", "bool", (0, 0), None, None, None, None),
+        ("upgrade_type", "int8", (1, 32767), None, None, None, None),
+    ),
+    "UpdateFeaturesRequest": (
+        ("timeout_ms", "int32", (0, 32767), None, None, None, None),
+        ("feature_updates", "[]FeatureUpdateKey", (0, 32767), None, None, None, None),
+        ("validate_only", "bool", (1, 32767), None, None, None, None),
+    ),
+}

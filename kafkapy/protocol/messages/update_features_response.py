@@ -164,3 +164,19 @@ def _e_UpdateFeaturesResponse_2(o: UpdateFeaturesResponse, out: list[Any]) -> No
 
 UpdateFeaturesResponse._DECODERS = (_d_UpdateFeaturesResponse_0, _d_UpdateFeaturesResponse_0, _d_UpdateFeaturesResponse_2,)
 UpdateFeaturesResponse._ENCODERS = (_e_UpdateFeaturesResponse_0, _e_UpdateFeaturesResponse_0, _e_UpdateFeaturesResponse_2,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "UpdatableFeatureResult": (
+        ("feature", "string", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "UpdateFeaturesResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+        ("results", "[]UpdatableFeatureResult", (0, 1), None, None, None, None),
+    ),
+}

@@ -959,3 +959,47 @@ def _e_UpdateMetadataRequest_8(o: UpdateMetadataRequest, out: list[Any]) -> None
 
 UpdateMetadataRequest._DECODERS = (_d_UpdateMetadataRequest_0, _d_UpdateMetadataRequest_1, _d_UpdateMetadataRequest_2, _d_UpdateMetadataRequest_3, _d_UpdateMetadataRequest_4, _d_UpdateMetadataRequest_5, _d_UpdateMetadataRequest_6, _d_UpdateMetadataRequest_7, _d_UpdateMetadataRequest_8,)
 UpdateMetadataRequest._ENCODERS = (_e_UpdateMetadataRequest_0, _e_UpdateMetadataRequest_1, _e_UpdateMetadataRequest_2, _e_UpdateMetadataRequest_3, _e_UpdateMetadataRequest_4, _e_UpdateMetadataRequest_5, _e_UpdateMetadataRequest_6, _e_UpdateMetadataRequest_7, _e_UpdateMetadataRequest_8,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "UpdateMetadataPartitionState": (
+        ("topic_name", "string", (0, 4), None, None, None, None),
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("controller_epoch", "int32", (0, 32767), None, None, None, None),
+        ("leader", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("isr", "[]int32", (0, 32767), None, None, None, None),
+        ("zk_version", "int32", (0, 32767), None, None, None, None),
+        ("replicas", "[]int32", (0, 32767), None, None, None, None),
+        ("offline_replicas", "[]int32", (4, 32767), None, None, None, None),
+    ),
+    "UpdateMetadataTopicState": (
+        ("topic_name", "string", (5, 32767), None, None, None, None),
+        ("topic_id", "uuid", (7, 32767), None, None, None, None),
+        ("partition_states", "[]UpdateMetadataPartitionState", (5, 32767), None, None, None, None),
+    ),
+    "UpdateMetadataEndpoint": (
+        ("port", "int32", (1, 32767), None, None, None, None),
+        ("host", "string", (1, 32767), None, None, None, None),
+        ("listener", "string", (3, 32767), None, None, None, None),
+        ("security_protocol", "int16", (1, 32767), None, None, None, None),
+    ),
+    "UpdateMetadataBroker": (
+        ("id", "int32", (0, 32767), None, None, None, None),
+        ("v0_host", "string", (0, 0), None, None, None, None),
+        ("v0_port", "int32", (0, 0), None, None, None, None),
+        ("endpoints", "[]UpdateMetadataEndpoint", (1, 32767), None, None, None, None),
+        ("rack", "string", (2, 32767), (0, 32767), None, None, None),
+    ),
+    "UpdateMetadataRequest": (
+        ("controller_id", "int32", (0, 32767), None, None, None, None),
+        ("is_k_raft_controller", "bool", (8, 32767), None, None, None, None),
+        ("type", "int8", (8, 32767), None, (8, 32767), 0, None),
+        ("controller_epoch", "int32", (0, 32767), None, None, None, None),
+        ("broker_epoch", "int64", (5, 32767), None, None, None, None),
+        ("ungrouped_partition_states", "[]UpdateMetadataPartitionState", (0, 4), None, None, None, None),
+        ("topic_states", "[]UpdateMetadataTopicState", (5, 32767), None, None, None, None),
+        ("live_brokers", "[]UpdateMetadataBroker", (0, 32767), None, None, None, None),
+    ),
+}

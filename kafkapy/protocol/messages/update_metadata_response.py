@@ -83,3 +83,11 @@ def _e_UpdateMetadataResponse_6(o: UpdateMetadataResponse, out: list[Any]) -> No
 
 UpdateMetadataResponse._DECODERS = (_d_UpdateMetadataResponse_0, _d_UpdateMetadataResponse_0, _d_UpdateMetadataResponse_0, _d_UpdateMetadataResponse_0, _d_UpdateMetadataResponse_0, _d_UpdateMetadataResponse_0, _d_UpdateMetadataResponse_6, _d_UpdateMetadataResponse_6, _d_UpdateMetadataResponse_6,)
 UpdateMetadataResponse._ENCODERS = (_e_UpdateMetadataResponse_0, _e_UpdateMetadataResponse_0, _e_UpdateMetadataResponse_0, _e_UpdateMetadataResponse_0, _e_UpdateMetadataResponse_0, _e_UpdateMetadataResponse_0, _e_UpdateMetadataResponse_6, _e_UpdateMetadataResponse_6, _e_UpdateMetadataResponse_6,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "UpdateMetadataResponse": (
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+}

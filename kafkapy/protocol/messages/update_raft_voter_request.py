@@ -180,3 +180,25 @@ def _e_UpdateRaftVoterRequest_0(o: UpdateRaftVoterRequest, out: list[Any]) -> No
 
 UpdateRaftVoterRequest._DECODERS = (_d_UpdateRaftVoterRequest_0,)
 UpdateRaftVoterRequest._ENCODERS = (_e_UpdateRaftVoterRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "Listener": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "uint16", (0, 32767), None, None, None, None),
+    ),
+    "KRaftVersionFeature": (
+        ("min_supported_version", "int16", (0, 32767), None, None, None, None),
+        ("max_supported_version", "int16", (0, 32767), None, None, None, None),
+    ),
+    "UpdateRaftVoterRequest": (
+        ("cluster_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("current_leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("voter_id", "int32", (0, 32767), None, None, None, None),
+        ("voter_directory_id", "uuid", (0, 32767), None, None, None, None),
+        ("listeners", "[]Listener", (0, 32767), None, None, None, None),
+        ("k_raft_version_feature", "KRaftVersionFeature", (0, 32767), None, None, None, None),
+    ),
+}

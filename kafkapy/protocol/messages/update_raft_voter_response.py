@@ -129,3 +129,19 @@ def _e_UpdateRaftVoterResponse_0(o: UpdateRaftVoterResponse, out: list[Any]) -> 
 
 UpdateRaftVoterResponse._DECODERS = (_d_UpdateRaftVoterResponse_0,)
 UpdateRaftVoterResponse._ENCODERS = (_e_UpdateRaftVoterResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "CurrentLeader": (
+        ("leader_id", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "int32", (0, 32767), None, None, None, None),
+    ),
+    "UpdateRaftVoterResponse": (
+        ("throttle_time_ms", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("current_leader", "CurrentLeader", (0, 32767), None, (0, 32767), 0, None),
+    ),
+}

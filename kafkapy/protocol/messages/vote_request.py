@@ -291,3 +291,26 @@ def _e_VoteRequest_1(o: VoteRequest, out: list[Any]) -> None:
 
 VoteRequest._DECODERS = (_d_VoteRequest_0, _d_VoteRequest_1,)
 VoteRequest._ENCODERS = (_e_VoteRequest_0, _e_VoteRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionData": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("candidate_epoch", "int32", (0, 32767), None, None, None, None),
+        ("candidate_id", "int32", (0, 32767), None, None, None, None),
+        ("candidate_directory_id", "uuid", (1, 32767), None, None, None, None),
+        ("voter_directory_id", "uuid", (1, 32767), None, None, None, None),
+        ("last_offset_epoch", "int32", (0, 32767), None, None, None, None),
+        ("last_offset", "int64", (0, 32767), None, None, None, None),
+    ),
+    "TopicData": (
+        ("topic_name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "VoteRequest": (
+        ("cluster_id", "string", (0, 32767), (0, 32767), None, None, None),
+        ("voter_id", "int32", (1, 32767), None, None, None, None),
+        ("topics", "[]TopicData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -219,3 +219,27 @@ def _e_VotersRecord_0(o: VotersRecord, out: list[Any]) -> None:
 
 VotersRecord._DECODERS = (_d_VotersRecord_0,)
 VotersRecord._ENCODERS = (_e_VotersRecord_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "Endpoint": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("host", "string", (0, 32767), None, None, None, None),
+        ("port", "uint16", (0, 32767), None, None, None, None),
+    ),
+    "KRaftVersionFeature": (
+        ("min_supported_version", "int16", (0, 32767), None, None, None, None),
+        ("max_supported_version", "int16", (0, 32767), None, None, None, None),
+    ),
+    "Voter": (
+        ("voter_id", "int32", (0, 32767), None, None, None, None),
+        ("voter_directory_id", "uuid", (0, 32767), None, None, None, None),
+        ("endpoints", "[]Endpoint", (0, 32767), None, None, None, None),
+        ("k_raft_version_feature", "KRaftVersionFeature", (0, 32767), None, None, None, None),
+    ),
+    "VotersRecord": (
+        ("version", "int16", (0, 32767), None, None, None, None),
+        ("voters", "[]Voter", (0, 32767), None, None, None, None),
+    ),
+}

@@ -214,3 +214,29 @@ def _e_WriteShareGroupStateRequest_0(o: WriteShareGroupStateRequest, out: list[A
 
 WriteShareGroupStateRequest._DECODERS = (_d_WriteShareGroupStateRequest_0,)
 WriteShareGroupStateRequest._ENCODERS = (_e_WriteShareGroupStateRequest_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "StateBatch": (
+        ("first_offset", "int64", (0, 32767), None, None, None, None),
+        ("last_offset", "int64", (0, 32767), None, None, None, None),
+        ("delivery_state", "int8", (0, 32767), None, None, None, None),
+        ("delivery_count", "int16", (0, 32767), None, None, None, None),
+    ),
+    "PartitionData": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("state_epoch", "int32", (0, 32767), None, None, None, None),
+        ("leader_epoch", "int32", (0, 32767), None, None, None, None),
+        ("start_offset", "int64", (0, 32767), None, None, None, None),
+        ("state_batches", "[]StateBatch", (0, 32767), None, None, None, None),
+    ),
+    "WriteStateData": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionData", (0, 32767), None, None, None, None),
+    ),
+    "WriteShareGroupStateRequest": (
+        ("group_id", "string", (0, 32767), None, None, None, None),
+        ("topics", "[]WriteStateData", (0, 32767), None, None, None, None),
+    ),
+}

@@ -163,3 +163,20 @@ def _e_WriteShareGroupStateResponse_0(o: WriteShareGroupStateResponse, out: list
 
 WriteShareGroupStateResponse._DECODERS = (_d_WriteShareGroupStateResponse_0,)
 WriteShareGroupStateResponse._ENCODERS = (_e_WriteShareGroupStateResponse_0,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "PartitionResult": (
+        ("partition", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+        ("error_message", "string", (0, 32767), (0, 32767), None, None, None),
+    ),
+    "WriteStateResult": (
+        ("topic_id", "uuid", (0, 32767), None, None, None, None),
+        ("partitions", "[]PartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "WriteShareGroupStateResponse": (
+        ("results", "[]WriteStateResult", (0, 32767), None, None, None, None),
+    ),
+}

@@ -250,3 +250,22 @@ def _e_WriteTxnMarkersRequest_1(o: WriteTxnMarkersRequest, out: list[Any]) -> No
 
 WriteTxnMarkersRequest._DECODERS = (_d_WriteTxnMarkersRequest_0, _d_WriteTxnMarkersRequest_1,)
 WriteTxnMarkersRequest._ENCODERS = (_e_WriteTxnMarkersRequest_0, _e_WriteTxnMarkersRequest_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "WritableTxnMarkerTopic": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partition_indexes", "[]int32", (0, 32767), None, None, None, None),
+    ),
+    "WritableTxnMarker": (
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("producer_epoch", "int16", (0, 32767), None, None, None, None),
+        ("transaction_result", "bool", (0, 32767), None, None, None, None),
+        ("topics", "[]WritableTxnMarkerTopic", (0, 32767), None, None, None, None),
+        ("coordinator_epoch", "int32", (0, 32767), None, None, None, None),
+    ),
+    "WriteTxnMarkersRequest": (
+        ("markers", "[]WritableTxnMarker", (0, 32767), None, None, None, None),
+    ),
+}

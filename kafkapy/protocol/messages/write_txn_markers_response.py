@@ -292,3 +292,23 @@ def _e_WriteTxnMarkersResponse_1(o: WriteTxnMarkersResponse, out: list[Any]) -> 
 
 WriteTxnMarkersResponse._DECODERS = (_d_WriteTxnMarkersResponse_0, _d_WriteTxnMarkersResponse_1,)
 WriteTxnMarkersResponse._ENCODERS = (_e_WriteTxnMarkersResponse_0, _e_WriteTxnMarkersResponse_1,)
+
+# Per struct: (field, type, versions, nullable versions, tagged versions, tag, flexible versions
+# override); versions are inclusive (lo, hi) pairs, None for never.
+SCHEMA: dict[str, tuple[tuple[Any, ...], ...]] = {
+    "WritableTxnMarkerPartitionResult": (
+        ("partition_index", "int32", (0, 32767), None, None, None, None),
+        ("error_code", "int16", (0, 32767), None, None, None, None),
+    ),
+    "WritableTxnMarkerTopicResult": (
+        ("name", "string", (0, 32767), None, None, None, None),
+        ("partitions", "[]WritableTxnMarkerPartitionResult", (0, 32767), None, None, None, None),
+    ),
+    "WritableTxnMarkerResult": (
+        ("producer_id", "int64", (0, 32767), None, None, None, None),
+        ("topics", "[]WritableTxnMarkerTopicResult", (0, 32767), None, None, None, None),
+    ),
+    "WriteTxnMarkersResponse": (
+        ("markers", "[]WritableTxnMarkerResult", (0, 32767), None, None, None, None),
+    ),
+}
