@@ -16,6 +16,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kafkapy import __version__
 
@@ -121,7 +122,7 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def _import(spec: SubcommandSpec) -> object | None:
+def _import(spec: SubcommandSpec) -> Any:
     try:
         return importlib.import_module(spec.module)
     except ModuleNotFoundError as exc:

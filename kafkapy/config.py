@@ -354,11 +354,11 @@ class BrokerConfig:
     node_id: int | None = _default("node.id")
     broker_id: int = _default("broker.id")
     cluster_id: str | None = _default("cluster.id")
-    listeners: list[str] = _list_default("listeners")
-    advertised_listeners: list[str] | None = _default("advertised.listeners")
+    listeners: list[str] = _list_default("listeners")  # noqa: RUF009 - value read from the table
+    advertised_listeners: list[str] | None = _default("advertised.listeners")  # noqa: RUF009 - value read from the table
     inter_broker_listener_name: str | None = _default("inter.broker.listener.name")
-    listener_security_protocol_map: list[str] = _list_default("listener.security.protocol.map")
-    log_dirs: list[str] | None = _default("log.dirs")
+    listener_security_protocol_map: list[str] = _list_default("listener.security.protocol.map")  # noqa: RUF009 - value read from the table
+    log_dirs: list[str] | None = _default("log.dirs")  # noqa: RUF009 - value read from the table
     log_dir: str = _default("log.dir")
     num_partitions: int = _default("num.partitions")
     default_replication_factor: int = _default("default.replication.factor")
@@ -373,7 +373,7 @@ class BrokerConfig:
     log_roll_ms: int | None = _default("log.roll.ms")
     log_roll_jitter_hours: int = _default("log.roll.jitter.hours")
     log_roll_jitter_ms: int | None = _default("log.roll.jitter.ms")
-    log_cleanup_policy: list[str] = _list_default("log.cleanup.policy")
+    log_cleanup_policy: list[str] = _list_default("log.cleanup.policy")  # noqa: RUF009 - value read from the table
     log_cleaner_enable: bool = _default("log.cleaner.enable")
     log_cleaner_delete_retention_ms: int = _default("log.cleaner.delete.retention.ms")
     log_cleaner_min_compaction_lag_ms: int = _default("log.cleaner.min.compaction.lag.ms")
@@ -839,6 +839,7 @@ def describe_topic_config(
                 synonyms.append((syn, format_value(syn_key.type, getattr(broker, syn_key.attr)), ConfigSource.STATIC_BROKER_CONFIG))
         default_value = format_value(key.type, key.broker_value(BrokerConfig()))
         synonyms.append((key.synonyms[0] if key.synonyms else name, default_value, ConfigSource.DEFAULT_CONFIG))
+        value: str | None
         if name in overrides:
             value, source = overrides[name], ConfigSource.DYNAMIC_TOPIC_CONFIG
         elif any(syn in broker.explicit for syn in key.synonyms):

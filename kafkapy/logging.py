@@ -86,7 +86,7 @@ def _render(event: dict[str, object]) -> object:
     processors = [p for p in config["processors"] if p is not structlog.processors.add_log_level]
     result: object = event
     for processor in processors:
-        result = processor(None, "", result)  # type: ignore[arg-type]
+        result = processor(None, "", result)
     return result
 
 

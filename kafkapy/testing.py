@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -229,7 +229,7 @@ def kafka_broker(kafka_broker_factory: BrokerFactory) -> BrokerProcess:
 @pytest.fixture(scope="session")
 def kafka_broker_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     factory = BrokerFactory(tmp_path_factory.mktemp("kafkapy-session"))
-    request.config.stash.setdefault(_FACTORIES, []).append(factory)  # type: ignore[arg-type]
+    request.config.stash.setdefault(_FACTORIES, []).append(factory)
     try:
         yield factory()
     finally:
@@ -237,14 +237,18 @@ def kafka_broker_session(request: pytest.FixtureRequest, tmp_path_factory: pytes
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if not report.failed:
         return
-    factories = list(item.stash.get(_FACTORIES, []))
+    factories: list[BrokerFactory] = []
+    stashes = [item.stash]
     if "kafka_broker_session" in getattr(item, "fixturenames", ()):
-        factories += item.config.stash.get(_FACTORIES, [])  # type: ignore[arg-type]
+        stashes.append(item.config.stash)
+    for stash in stashes:
+        found: list[BrokerFactory] = stash.get(_FACTORIES, [])
+        factories.extend(found)
     for factory in factories:
         for broker in factory.brokers:
             report.sections.append((f"kafkapy broker {broker.bootstrap} log tail ({broker.log_path})", broker.log_tail()))

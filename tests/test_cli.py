@@ -12,15 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from kafkapy.cli import SUBCOMMANDS, main, overrides_from_args, build_parser
-from kafkapy.testing import BrokerFactory, BrokerProcess, BrokerStartError, kafka_broker, kafka_broker_factory  # noqa: F401
+import kafkapy.testing
+from kafkapy.cli import SUBCOMMANDS, build_parser, main, overrides_from_args
+from kafkapy.testing import BrokerFactory, BrokerProcess, BrokerStartError
+
+# the plugin's fixtures, for runs where its pytest11 entry point is not installed
+kafka_broker = kafkapy.testing.kafka_broker
+kafka_broker_factory = kafkapy.testing.kafka_broker_factory
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "kafkapy", *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, "-m", "kafkapy", *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def api_versions_v0(sock: socket.socket, correlation_id: int) -> tuple[int, int]:

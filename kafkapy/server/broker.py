@@ -22,7 +22,13 @@ from pathlib import Path
 from kafkapy import __version__
 from kafkapy.config import BrokerConfig, Listener
 from kafkapy.logging import get_logger
-from kafkapy.server.network import CloseConnection, ConnectionContext, Outgoing, RequestHandler, Server
+from kafkapy.server.network import (
+    CloseConnection,
+    ConnectionContext,
+    Outgoing,
+    RequestHandler,
+    Server,
+)
 
 HandlerFactory = Callable[["Broker"], "RequestHandler | Awaitable[RequestHandler]"]
 ShutdownHook = Callable[[], "Awaitable[None] | None"]
@@ -37,7 +43,7 @@ async def _no_dispatcher(frame: bytes | memoryview, conn: ConnectionContext) -> 
 def default_handler_factory(broker: Broker) -> RequestHandler | Awaitable[RequestHandler]:
     """`kafkapy.server.dispatch.build_handler(broker)`, or a stub while it does not exist."""
     try:
-        from kafkapy.server import dispatch  # type: ignore[attr-defined]
+        from kafkapy.server import dispatch
     except ModuleNotFoundError as exc:
         if exc.name not in ("kafkapy.server.dispatch",):
             raise

@@ -23,9 +23,9 @@ import errno
 import os
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from kafkapy.config import BrokerConfig, Listener
 from kafkapy.logging import get_logger
@@ -69,7 +69,7 @@ class RequestHandler(Protocol):
     raise CloseConnection to close it without an error log.
     """
 
-    def __call__(self, frame: bytes | memoryview, conn: ConnectionContext) -> Awaitable[Outgoing | None]: ...
+    async def __call__(self, frame: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None: ...
 
 
 class CloseConnection(Exception):
@@ -196,8 +196,8 @@ class _Connection(asyncio.BufferedProtocol):
     # -- asyncio callbacks --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("?", 0)
         sock = transport.get_extra_info("socket")
@@ -239,7 +239,7 @@ class _Connection(asyncio.BufferedProtocol):
                 return
             self._parse(self._server._scratch_view[:nbytes])
             self._check_backpressure()
-        except Exception:
+        except Exception:  # noqa: BLE001 - one bad connection never takes the broker down
             self._log.exception("network_read_failed", **self._where())
             self.abort()
 
@@ -319,7 +319,7 @@ class _Connection(asyncio.BufferedProtocol):
         if self._closing or self._draining:
             return
         assert self.ctx is not None
-        task = self._loop.create_task(self._server.handler(frame, self.ctx))
+        task: asyncio.Task[Outgoing | None] = self._loop.create_task(self._server.handler(frame, self.ctx))
         self._server._track(task)
         self._pending.append((task, size))
         self._inflight_bytes += size
@@ -373,7 +373,7 @@ class _Connection(asyncio.BufferedProtocol):
                     self._log.info("connection_closed_by_handler", **self._where())
                     self.close()
                     break
-                except (Exception, asyncio.CancelledError):
+                except (Exception, asyncio.CancelledError):  # noqa: BLE001 - one bad connection never takes the broker down
                     self._log.exception("request_handler_failed", **self._where())
                     self.close()
                     break
@@ -388,7 +388,7 @@ class _Connection(asyncio.BufferedProtocol):
         except _FileTruncated as exc:
             self._log.error("file_slice_truncated", detail=str(exc), **self._where())
             self.abort()
-        except Exception:
+        except Exception:  # noqa: BLE001 - one bad connection never takes the broker down
             self._log.exception("network_write_failed", **self._where())
             self.abort()
         finally:
@@ -608,7 +608,7 @@ class Server:
         """Bind every listener (raises OSError if one cannot be bound); accept unless serve=False."""
         for listener in self._listeners:
             server = await self._loop.create_server(
-                lambda listener=listener: _Connection(self, listener),  # type: ignore[misc]
+                lambda listener=listener: _Connection(self, listener),
                 host=listener.host or None,
                 port=listener.port,
                 reuse_address=True,

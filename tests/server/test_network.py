@@ -219,7 +219,7 @@ def test_file_slices_deliver_exact_bytes(loop_kind: str, zero_copy: bool, tmp_pa
     path.write_bytes(content)
 
     async def body() -> None:
-        with open(path, "rb", buffering=0) as f:
+        with open(path, "rb", buffering=0) as f:  # noqa: ASYNC230
             regions = [(0, 10), (12345, 4 * 1024 * 1024), (len(content) - 100, 100), (50, 0)]
 
             async def handler(frame_: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
@@ -245,7 +245,7 @@ def test_truncated_file_slice_closes_connection(loop_kind: str, tmp_path: Path) 
     path.write_bytes(b"0123456789")
 
     async def body() -> None:
-        with open(path, "rb", buffering=0) as f:
+        with open(path, "rb", buffering=0) as f:  # noqa: ASYNC230
 
             async def handler(frame_: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
                 if bytes(frame_) == b"bad":
@@ -419,7 +419,7 @@ def test_context_close_and_wait_closed(loop_kind: str) -> None:
             return [b"last"]
 
         server = await start(handler)
-        reader, writer = await connect(server)
+        _reader, writer = await connect(server)
         writer.write(frame(b"poll"))
         await asyncio.sleep(0.05)
         writer.close()
