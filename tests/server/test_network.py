@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kafkapy.config import Listener
 from kafkapy.server.network import (
@@ -462,3 +464,47 @@ def test_server_wide_queue_limit_pauses_busy_connections(loop_kind: str) -> None
         await server.shutdown(1)
 
     run(loop_kind, body)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    bodies=st.lists(st.binary(max_size=3000), min_size=1, max_size=12),
+    cuts=st.lists(st.integers(min_value=1, max_value=5000), max_size=10),
+)
+def test_any_split_of_the_byte_stream_yields_the_same_frames(bodies: list[bytes], cuts: list[int]) -> None:
+    async def body() -> None:
+        server = await start(echo)
+        reader, writer = await connect(server)
+        stream = b"".join(frame(b) for b in bodies)
+        pos = 0
+        for cut in cuts:
+            writer.write(stream[pos : pos + cut])
+            await writer.drain()
+            await asyncio.sleep(0)
+            pos += cut
+        writer.write(stream[pos:])
+        for b in bodies:
+            assert await read_frame(reader) == b"echo:" + b
+        writer.close()
+        await server.shutdown(1)
+
+    run("asyncio", body)
+
+
+@settings(max_examples=25, deadline=None)
+@given(garbage=st.binary(min_size=1, max_size=200))
+def test_garbage_never_hurts_other_connections(garbage: bytes) -> None:
+    async def body() -> None:
+        server = await start(echo, max_request_bytes=64)
+        r_bad, w_bad = await connect(server)
+        r_ok, w_ok = await connect(server)
+        w_bad.write(garbage)
+        w_bad.write_eof()
+        await asyncio.wait_for(r_bad.read(), 5)  # answered or closed, never hung
+        w_ok.write(frame(b"ok"))
+        assert await read_frame(r_ok) == b"echo:ok"
+        w_bad.close()
+        w_ok.close()
+        await server.shutdown(1)
+
+    run("asyncio", body)
