@@ -61,6 +61,10 @@ class ClientAdapter(Protocol):
         self, bootstrap: str, topic: str, records: list[Out], *, codec: str = "none", max_message_bytes: int | None = None
     ) -> None: ...
 
+    def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
+        """Produce with the client's default producer settings (only the bootstrap address)."""
+        ...
+
     def consume(
         self,
         bootstrap: str,

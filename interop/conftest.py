@@ -25,6 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "compat(scenario): the docs/compatibility.md row a test feeds (client from its adapter)"
     )
+    # kafka-python 3 loads its protocol schemas with deprecated importlib.resources calls
+    config.addinivalue_line("filterwarnings", "ignore:.*is deprecated. Use files\\(\\) instead:DeprecationWarning")
 
 
 def _broker(tmp_path_factory: pytest.TempPathFactory, name: str, settings: dict[str, str]) -> Iterator[BrokerProcess]:

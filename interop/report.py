@@ -44,6 +44,7 @@ SCENARIOS: tuple[tuple[str, str], ...] = (
     ("roundtrip-10k", "10k messages, contiguous offsets"),
     ("offsets", "Watermarks, offsets for times"),
     ("configs", "Describe/alter topic configs"),
+    ("producer-defaults", "Producer with the client's default settings"),
 )
 
 

@@ -186,6 +186,18 @@ class Scenarios:
         none = n if getattr(a, "none_offset_is_high", False) else -1
         assert a.offset_for_time(broker.bootstrap, topic, 0, stamps[-1] + 1) == none, "timestamp after the last record"
 
+    # 9 -------------------------------------------------------------------
+    @pytest.mark.compat("producer-defaults")
+    def test_producer_with_client_defaults(self, broker: BrokerProcess) -> None:
+        """An application's producer as most are written: only the bootstrap
+        address set. Clients whose default is an idempotent producer
+        (kafka-python >= 3) need InitProducerId here."""
+        topic = self.make_topic(broker)
+        values = [payload(i) for i in range(10)]
+        self.adapter.produce_with_defaults(broker.bootstrap, topic, values)
+        got = by_offset(self.adapter.consume(broker.bootstrap, topic, {0: 0}, len(values)))
+        assert [r.value for r in got] == values
+
     # 8 -------------------------------------------------------------------
     @pytest.mark.compat("configs")
     def test_describe_and_alter_topic_configs(self, broker: BrokerProcess) -> None:

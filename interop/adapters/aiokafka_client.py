@@ -116,6 +116,18 @@ class AiokafkaClient:
 
         _run(go())
 
+    def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
+        async def go() -> None:
+            p = AIOKafkaProducer(bootstrap_servers=bootstrap)
+            await p.start()
+            try:
+                for v in values:
+                    await p.send_and_wait(topic, v)
+            finally:
+                await p.stop()
+
+        _run(go())
+
     def consume(
         self,
         bootstrap: str,

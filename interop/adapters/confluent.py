@@ -78,6 +78,14 @@ class ConfluentClient:
         assert remaining == 0, f"{remaining} messages not delivered within 30 s"
         assert not errors, f"delivery errors: {errors[:5]}"
 
+    def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
+        p = Producer({"bootstrap.servers": bootstrap})
+        errors: list[str] = []
+        for v in values:
+            p.produce(topic, v, on_delivery=lambda err, msg: errors.append(str(err)) if err else None)
+        assert p.flush(30) == 0, "not delivered within 30 s"
+        assert not errors, f"delivery errors: {errors[:5]}"
+
     def consume(
         self,
         bootstrap: str,

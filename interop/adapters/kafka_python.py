@@ -86,6 +86,16 @@ class KafkaPythonClient:
         finally:
             p.close(timeout=10)
 
+    def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
+        p = KafkaProducer(bootstrap_servers=bootstrap, max_block_ms=15000)
+        try:
+            futures = [p.send(topic, value=v) for v in values]
+            p.flush(timeout=30)
+            for f in futures:
+                f.get(timeout=30)
+        finally:
+            p.close(timeout=10)
+
     def consume(
         self,
         bootstrap: str,

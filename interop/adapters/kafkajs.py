@@ -91,6 +91,9 @@ class KafkajsClient:
         errors = [b for b in res["batches"] if b[2] != 0]
         assert not errors, f"produce errors: {errors[:5]}"
 
+    def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
+        call("produce_defaults", bootstrap, topic=topic, values=[_b64(v) for v in values])
+
     def consume(
         self,
         bootstrap: str,

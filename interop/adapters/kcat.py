@@ -85,6 +85,11 @@ class KcatClient:
                 lines.append(value if r.key is None else r.key + b"\t" + value)
             _run(bootstrap, args, b"\n".join(lines) + b"\n")
 
+    def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
+        for v in values:
+            _check_text(v)
+        _run(bootstrap, ["-P", "-t", topic], b"\n".join(values) + b"\n")
+
     def consume(
         self,
         bootstrap: str,
