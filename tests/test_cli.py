@@ -148,3 +148,42 @@ def test_startup_is_quick(kafka_broker: BrokerProcess) -> None:
     line = next(line for line in log.splitlines() if "broker_ready" in line)
     start_ms = float(line.split("start_ms=")[1].split()[0])
     assert start_ms < 5000  # generous: CI machines are slow; the figure is reported, not gated
+
+
+def test_in_process_broker_port_zero_hooks_and_handler(tmp_path: Path) -> None:
+    import asyncio
+
+    from kafkapy.config import BrokerConfig
+    from kafkapy.server.broker import Broker
+    from kafkapy.server.network import ConnectionContext, Outgoing
+
+    calls: list[str] = []
+
+    async def echo(frame: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
+        return [bytes(frame)]
+
+    def factory(broker: Broker) -> object:
+        assert broker.advertised and broker.advertised[0].port != 0  # bound before the factory runs
+        broker.add_shutdown_hook(lambda: calls.append("first"))
+
+        async def second() -> None:
+            calls.append("second")
+
+        broker.add_shutdown_hook(second)
+        return echo
+
+    async def body() -> None:
+        config = BrokerConfig.from_pairs([("listeners", "127.0.0.1:0"), ("log.dirs", str(tmp_path / "d"))])
+        broker = Broker(config, factory)  # type: ignore[arg-type]
+        task = asyncio.create_task(broker.serve())
+        await asyncio.wait_for(broker.ready.wait(), 10)
+        port = broker.advertised[0].port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(struct.pack(">i", 2) + b"hi")
+        assert await asyncio.wait_for(reader.readexactly(6), 5) == struct.pack(">i", 2) + b"hi"
+        broker.stop()
+        await asyncio.wait_for(task, 10)
+        assert calls == ["second", "first"]
+        writer.close()
+
+    asyncio.run(body())

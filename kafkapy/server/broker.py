@@ -65,6 +65,7 @@ class Broker:
         self._handler_factory = handler_factory or default_handler_factory
         self._hooks: list[ShutdownHook] = []
         self._stop: asyncio.Event | None = None
+        self.ready = asyncio.Event()  # set once the broker accepts connections
 
     @property
     def node_id(self) -> int:
@@ -106,6 +107,7 @@ class Broker:
             pid=os.getpid(),
             start_ms=round((time.monotonic() - started) * 1000, 1),
         )
+        self.ready.set()
 
     async def serve(self) -> None:
         """Start, run until stop(), then shut down."""
