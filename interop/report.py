@@ -45,6 +45,7 @@ SCENARIOS: tuple[tuple[str, str], ...] = (
     ("offsets", "Watermarks, offsets for times"),
     ("configs", "Describe/alter topic configs"),
     ("producer-defaults", "Producer with the client's default settings"),
+    ("consumer-group", "Consumer group: subscribe, commit, resume"),
 )
 
 

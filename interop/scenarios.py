@@ -198,6 +198,22 @@ class Scenarios:
         got = by_offset(self.adapter.consume(broker.bootstrap, topic, {0: 0}, len(values)))
         assert [r.value for r in got] == values
 
+    # 10 ------------------------------------------------------------------
+    @pytest.mark.compat("consumer-group")
+    def test_consumer_group_commit_and_resume(self, broker: BrokerProcess) -> None:
+        """subscribe() in a group, consume, commit, close; a new member of the
+        same group resumes after the committed offsets."""
+        topic = self.make_topic(broker, partitions=3)
+        group = unique_topic(f"{self.adapter.name}-group")
+        first = [Out(None, payload(i), partition=i % 3) for i in range(30)]
+        self.adapter.produce(broker.bootstrap, topic, first)
+        got = self.adapter.group_consume(broker.bootstrap, topic, group, len(first))
+        assert sorted(r.value or b"" for r in got) == sorted(r.value or b"" for r in first)
+        second = [Out(None, payload(100 + i), partition=i % 3) for i in range(9)]
+        self.adapter.produce(broker.bootstrap, topic, second)
+        resumed = self.adapter.group_consume(broker.bootstrap, topic, group, len(second))
+        assert sorted(r.value or b"" for r in resumed) == sorted(r.value or b"" for r in second), "did not resume at the committed offsets"
+
     # 8 -------------------------------------------------------------------
     @pytest.mark.compat("configs")
     def test_describe_and_alter_topic_configs(self, broker: BrokerProcess) -> None:

@@ -165,6 +165,28 @@ class AiokafkaClient:
 
         return _run(go(), timeout_s + 30)
 
+    def group_consume(self, bootstrap: str, topic: str, group: str, count: int, timeout_s: float = 40.0) -> list[In]:
+        async def go() -> list[In]:
+            c = AIOKafkaConsumer(
+                topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+            )
+            await c.start()
+            try:
+                out: list[In] = []
+                deadline = time.monotonic() + timeout_s
+                while len(out) < count and time.monotonic() < deadline:
+                    batch = await c.getmany(timeout_ms=500, max_records=count - len(out))
+                    for tp, msgs in batch.items():
+                        for m in msgs:
+                            out.append(In(tp.partition, m.offset, m.key, m.value, (), m.timestamp))
+                if out:
+                    await c.commit()
+                return out
+            finally:
+                await c.stop()
+
+        return _run(go(), timeout_s + 30)
+
     async def _with_consumer(self, bootstrap: str, fn: object) -> object:
         c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
         await c.start()

@@ -122,6 +122,30 @@ class ConfluentClient:
         finally:
             c.close()
 
+    def group_consume(self, bootstrap: str, topic: str, group: str, count: int, timeout_s: float = 40.0) -> list[In]:
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            c.subscribe([topic])
+            out: list[In] = []
+            deadline = time.monotonic() + timeout_s
+            while len(out) < count and time.monotonic() < deadline:
+                for m in c.consume(num_messages=count - len(out), timeout=0.5):
+                    if m.error() is not None:
+                        raise KafkaException(m.error())
+                    out.append(In(m.partition(), m.offset(), m.key(), m.value(), (), m.timestamp()[1]))
+            if out:
+                c.commit(asynchronous=False)
+            return out
+        finally:
+            c.close()
+
     def _consumer(self, bootstrap: str) -> Consumer:
         return Consumer({"bootstrap.servers": bootstrap, "group.id": "kafkapy-interop-unused", "enable.auto.commit": False})
 

@@ -128,6 +128,24 @@ class KafkaPythonClient:
         finally:
             c.close()
 
+    def group_consume(self, bootstrap: str, topic: str, group: str, count: int, timeout_s: float = 40.0) -> list[In]:
+        c = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        try:
+            c.subscribe([topic])
+            out: list[In] = []
+            deadline = time.monotonic() + timeout_s
+            while len(out) < count and time.monotonic() < deadline:
+                for tp, msgs in c.poll(timeout_ms=500, max_records=count - len(out)).items():
+                    for m in msgs:
+                        out.append(In(tp.partition, m.offset, m.key, m.value, (), m.timestamp))
+            if out:
+                c.commit()
+            return out
+        finally:
+            c.close()
+
     def _consumer(self, bootstrap: str) -> KafkaConsumer:
         return KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
 

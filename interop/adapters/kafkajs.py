@@ -126,6 +126,18 @@ class KafkajsClient:
             for m in res["records"]
         ]
 
+    def group_consume(self, bootstrap: str, topic: str, group: str, count: int, timeout_s: float = 40.0) -> list[In]:
+        res = call(
+            "group_consume",
+            bootstrap,
+            timeout_s=timeout_s + 30,
+            topic=topic,
+            group=group,
+            count=count,
+            timeout_ms=int(timeout_s * 1000),
+        )
+        return [In(m["partition"], m["offset"], None, _unb64(m["value"]), (), 0) for m in res["records"]]
+
     def watermarks(self, bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
         res = call("watermarks", bootstrap, topic=topic, partition=partition)
         return int(res["low"]), int(res["high"])

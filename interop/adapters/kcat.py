@@ -123,6 +123,21 @@ class KcatClient:
                 out.append(In(m["partition"], m["offset"], key, value, headers, m["ts"]))
         return out
 
+    def group_consume(self, bootstrap: str, topic: str, group: str, count: int, timeout_s: float = 40.0) -> list[In]:
+        # -G: balanced consumer group; offsets are auto-committed, and on exit
+        # after -c COUNT messages kcat commits what it consumed.
+        text = _run(
+            bootstrap,
+            ["-G", group, "-J", "-c", str(count), "-X", "auto.offset.reset=earliest", topic],
+            timeout_s=timeout_s,
+        )
+        out = []
+        for line in text.splitlines():
+            m = json.loads(line)
+            value = None if m["payload"] is None else m["payload"].encode()
+            out.append(In(m["partition"], m["offset"], None, value, (), m["ts"]))
+        return out
+
     def _query(self, bootstrap: str, topic: str, partition: int, timestamp: int) -> int:
         res = json.loads(_run(bootstrap, ["-Q", "-J", "-t", f"{topic}:{partition}:{timestamp}"]))
         return int(res[topic][str(partition)]["offset"])

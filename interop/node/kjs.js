@@ -245,6 +245,35 @@ const ops = {
     }
   },
 
+  // kafkajs's Consumer: join the group, consume `count` records, commit
+  // (autoCommit after each batch and on disconnect), leave.
+  async group_consume(req) {
+    const consumer = client(req).consumer({ groupId: req.group, sessionTimeout: 10000, heartbeatInterval: 1000 })
+    await consumer.connect()
+    const out = []
+    try {
+      await consumer.subscribe({ topics: [req.topic], fromBeginning: true })
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(resolve, req.timeout_ms)
+        consumer
+          .run({
+            eachMessage: async ({ partition, message }) => {
+              out.push({ partition, offset: Number(message.offset), value: b64(message.value) })
+              if (out.length >= req.count) {
+                clearTimeout(timer)
+                resolve()
+              }
+            },
+          })
+          .catch(reject)
+      })
+      await consumer.stop()
+      return { records: out }
+    } finally {
+      await consumer.disconnect()
+    }
+  },
+
   async watermarks(req) {
     return withAdmin(req, async (admin) => {
       const offs = await admin.fetchTopicOffsets(req.topic)
