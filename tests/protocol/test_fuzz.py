@@ -21,9 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kafkapy.protocol.api import APIS, ApiSpec, ApiKey, api_spec
+from kafkapy.protocol.api import APIS, ApiKey, ApiSpec, api_spec
 from kafkapy.protocol.errors import DecodeError
-from kafkapy.protocol.frames import decode_request, decode_response, encode_request, encode_response
+from kafkapy.protocol.frames import (
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+)
 from kafkapy.protocol.messages.produce_request import (
     PartitionProduceData,
     ProduceRequest,

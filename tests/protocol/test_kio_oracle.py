@@ -42,8 +42,8 @@ from .test_roundtrip import (
 )
 
 kio_serial = pytest.importorskip("kio.serial")
-from kio.schema.errors import ErrorCode  # noqa: E402
-from kio.static.primitive import Records  # noqa: E402
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import Records
 
 # kio registers hooks for its other types, not for Records (a phantom of bytes).
 st.register_type_strategy(Records, st.binary(max_size=24))
@@ -59,8 +59,7 @@ MAX_TIMEDELTA_MS = 2**43  # kio converts via float seconds: exact below 2**53 mi
 
 def kio_name(ours: str) -> str:
     ours = RENAMES.get(ours, ours)
-    if ours.endswith("_ms"):
-        ours = ours[:-3]  # kio types milliseconds as timedelta/datetime and drops the suffix
+    ours = ours.removesuffix("_ms")  # kio types milliseconds as timedelta/datetime and drops the suffix
     return ours
 
 
