@@ -64,8 +64,10 @@ class BrokerState:
         """Load metadata and logs from the first data dir; start housekeeping."""
         config: BrokerConfig = broker.config
         data_dir = Path(config.data_dirs[0])
-        me = BrokerInfo(config.effective_node_id, "127.0.0.1", 9092)
+        first = broker.advertised[0] if broker.advertised else None
+        me = BrokerInfo(config.effective_node_id, first.host if first else "127.0.0.1", first.port if first else 9092)
         metadata = EmbeddedMetadata(data_dir, me, broker.cluster_id or None)
+        broker.cluster_id = metadata.cluster_id
         holder: list[BrokerState] = []
 
         def config_for_topic(name: str) -> LogConfig | None:
