@@ -5,6 +5,7 @@ from __future__ import annotations
 from kafkapy.server.handler import Handler
 from kafkapy.server.handlers import api_versions, describe_cluster, fetch, list_offsets, metadata, produce, topics
 from kafkapy.server.handlers import configs, delete_records, describe_topic_partitions, log_dirs, offset_for_leader_epoch
+from kafkapy.server.handlers import groups, offsets
 
 HANDLERS: tuple[Handler, ...] = (
     produce.HANDLER,
@@ -19,4 +20,6 @@ HANDLERS: tuple[Handler, ...] = (
     offset_for_leader_epoch.HANDLER,
     log_dirs.HANDLER,
     describe_topic_partitions.HANDLER,
+    *groups.HANDLERS,
+    *offsets.HANDLERS,
 )

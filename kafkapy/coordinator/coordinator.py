@@ -1,0 +1,482 @@
+"""The group coordinator: classic groups plus committed offsets over `__consumer_offsets`.
+
+A state machine over records. Requests compute records; `_write` appends
+them to the group's `__consumer_offsets` partition and replays them through
+`_replay`, the same function loading uses after a restart. Offsets and the
+life of a group (created, persisted, deleted) change only there; the live
+membership of a group is the sans-IO `ClassicGroup`, whose metadata records
+mirror it. Parked JoinGroup/SyncGroup replies are futures here; one timer
+task fires the groups' deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kafkapy.coordinator.group import (
+    ClassicGroup,
+    Effects,
+    GroupLimits,
+    GroupState,
+    JoinRequest,
+    JoinResult,
+    SyncResult,
+)
+from kafkapy.coordinator.offsets import OffsetStore, TopicPartition
+from kafkapy.coordinator.records import (
+    GroupKey,
+    GroupValue,
+    Key,
+    OffsetKey,
+    OffsetValue,
+    decode_group_value,
+    decode_key,
+    decode_offset_value,
+    encode_group_value,
+    encode_key,
+    encode_offset_value,
+)
+from kafkapy.logging import get_logger
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.errors import DecodeError
+from kafkapy.protocol.messages.consumer_protocol_subscription import (
+    ConsumerProtocolSubscription,
+)
+from kafkapy.protocol.records import build_batch, iter_all_records
+from kafkapy.server.state import now_ms
+
+if TYPE_CHECKING:
+    from kafkapy.cluster.metadata import BrokerInfo
+    from kafkapy.server.state import BrokerState
+
+log = get_logger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+EXTRAS_KEY = "group_coordinator"
+_LOAD_CHUNK = 1 << 20
+_INT_MIN = -(2**31)
+
+
+def java_string_hashcode(s: str) -> int:
+    """Java's String.hashCode over UTF-16 code units, as a signed 32-bit int."""
+    h = 0
+    data = s.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(group_id: str, partitions: int) -> int:
+    """Kafka's `Utils.abs(groupId.hashCode) % partitions` (abs(MIN_VALUE) is 0)."""
+    h = java_string_hashcode(group_id)
+    return (0 if h == _INT_MIN else abs(h)) % partitions
+
+
+def subscribed_topics(metadata: bytes) -> set[str] | None:
+    """Topics of a "consumer" protocol subscription (None if it does not parse)."""
+    if len(metadata) < 2:
+        return None
+    version = min(int.from_bytes(metadata[:2], "big", signed=True), ConsumerProtocolSubscription.MAX_VERSION)
+    if version < 0:
+        return None
+    try:
+        sub = ConsumerProtocolSubscription.decode(memoryview(metadata)[2:], version)
+    except DecodeError:
+        return None
+    return set(sub.topics)
+
+
+Value = OffsetValue | GroupValue | None
+
+
+@dataclass(slots=True)
+class GroupCoordinator:
+    state: BrokerState
+    limits: GroupLimits
+    groups: dict[str, ClassicGroup] = field(default_factory=dict)
+    offsets: OffsetStore = field(default_factory=OffsetStore)
+    num_partitions: int = 50
+    join_waiters: dict[tuple[str, str], asyncio.Future[JoinResult]] = field(default_factory=dict)
+    sync_waiters: dict[tuple[str, str], asyncio.Future[SyncResult]] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _loading: bool = False
+    _next_cleanup_ms: int = 0
+
+    # ------------------------------------------------------------ start-up
+
+    @classmethod
+    def of(cls, state: BrokerState) -> GroupCoordinator:
+        """The broker's coordinator, created (and `__consumer_offsets` loaded) on first use."""
+        existing = state.extras.get(EXTRAS_KEY)
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+        cfg = state.config
+        limits = GroupLimits(
+            initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms=cfg.group_min_session_timeout_ms,
+            max_session_timeout_ms=cfg.group_max_session_timeout_ms,
+            max_size=cfg.group_max_size,
+        )
+        coord = cls(state=state, limits=limits)
+        coord._open_topic()
+        coord.load()
+        state.extras[EXTRAS_KEY] = coord
+        task = asyncio.get_running_loop().create_task(coord._run_timers())
+        state.tasks.append(task)
+        return coord
+
+    def _open_topic(self) -> None:
+        info = self.state.metadata.topic(OFFSETS_TOPIC)
+        if info is None:
+            cfg = self.state.config
+            info = self.state.create_topic(
+                OFFSETS_TOPIC,
+                cfg.offsets_topic_num_partitions,
+                1,
+                {
+                    "cleanup.policy": "compact",
+                    "segment.bytes": str(cfg.offsets_topic_segment_bytes),
+                    "compression.type": "producer",
+                },
+            )
+        self.num_partitions = len(info.partitions)
+
+    def load(self) -> None:
+        """Replay every owned partition of `__consumer_offsets` from its start."""
+        self._loading = True
+        count = 0
+        try:
+            for p in range(self.num_partitions):
+                if not self._owns_partition(p):
+                    continue
+                plog = self.state.partition_log(OFFSETS_TOPIC, p)
+                if plog is None:
+                    continue
+                offset = plog.log_start_offset
+                end = plog.log_end_offset
+                while offset < end:
+                    data = plog.read_bytes(offset, _LOAD_CHUNK)
+                    if not data:
+                        break
+                    nxt = offset
+                    for header, rec in iter_all_records(data):
+                        nxt = max(nxt, header.next_offset)
+                        if header.is_control or rec.key is None or rec.offset < offset:
+                            continue
+                        try:
+                            key = decode_key(rec.key)
+                            value = self._decode_value(key, rec.value)
+                        except DecodeError as e:
+                            log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
+                            continue
+                        self._replay(key, value)
+                        count += 1
+                    if nxt <= offset:
+                        break
+                    offset = nxt
+        finally:
+            self._loading = False
+        log.info("group coordinator loaded", records=count, groups=len(self.groups), partitions=self.num_partitions)
+
+    @staticmethod
+    def _decode_value(key: Key, data: bytes | None) -> Value:
+        if data is None:
+            return None
+        if isinstance(key, OffsetKey):
+            return decode_offset_value(data)
+        return decode_group_value(data)
+
+    # ------------------------------------------------------------ placement
+
+    def partition_of(self, group_id: str) -> int:
+        return partition_for(group_id, self.num_partitions)
+
+    def _owns_partition(self, partition: int) -> bool:
+        info = self.state.metadata.topic(OFFSETS_TOPIC)
+        return info is not None and partition < len(info.partitions) and info.partitions[partition].leader == self.state.node_id
+
+    def owns(self, group_id: str) -> bool:
+        return self._owns_partition(self.partition_of(group_id))
+
+    def coordinator_node(self, group_id: str) -> BrokerInfo | None:
+        """The broker leading the group's `__consumer_offsets` partition."""
+        info = self.state.metadata.topic(OFFSETS_TOPIC)
+        if info is None:
+            return None
+        leader = info.partitions[self.partition_of(group_id)].leader
+        if leader == self.state.node_id:
+            return self.state.advertised
+        return next((b for b in self.state.metadata.brokers() if b.node_id == leader), None)
+
+    # ------------------------------------------------------------ records
+
+    def _write(self, group_id: str, pairs: list[tuple[Key, Value]]) -> None:
+        """Append records to the group's partition, then replay them."""
+        if not pairs:
+            return
+        p = self.partition_of(group_id)
+        plog = self.state.partition_log(OFFSETS_TOPIC, p)
+        if plog is None:
+            raise RuntimeError(f"{OFFSETS_TOPIC}-{p} has no log")
+        ts = now_ms()
+        recs: list[tuple[bytes, bytes | None, list[tuple[str, bytes | None]], int]] = []
+        for key, value in pairs:
+            if value is None:
+                raw = None
+            elif isinstance(value, OffsetValue):
+                raw = encode_offset_value(value)
+            else:
+                raw = encode_group_value(value)
+            recs.append((encode_key(key), raw, [], ts))
+        plog.append(bytearray(build_batch(recs)), leader_epoch=self.state.leader_epoch(OFFSETS_TOPIC, p))
+        self.state.appends.notify()
+        for key, value in pairs:
+            self._replay(key, value)
+
+    def _replay(self, key: Key, value: Value) -> None:
+        """The one place records change the coordinator, live or loading."""
+        now = now_ms()
+        if isinstance(key, OffsetKey):
+            assert value is None or isinstance(value, OffsetValue)
+            self.offsets.apply(key, value)
+            if value is not None and key.group not in self.groups:
+                self.groups[key.group] = ClassicGroup(key.group, self.limits, state_timestamp_ms=now)
+            return
+        group = self.groups.get(key.group)
+        if value is None:
+            if group is not None:
+                self._deliver(key.group, group.mark_dead(now), persist=False)
+                del self.groups[key.group]
+            return
+        assert isinstance(value, GroupValue)
+        # A live group is ahead of its own record; only loading (or a new id) builds from it.
+        if self._loading or group is None:
+            self.groups[key.group] = ClassicGroup.from_record(key.group, value, self.limits, now)
+
+    def _persist_group(self, group: ClassicGroup) -> None:
+        self._write(group.group_id, [(GroupKey(group.group_id), group.to_record())])
+
+    def _deliver(self, group_id: str, fx: Effects, *, persist: bool = True) -> None:
+        for mid, jr in fx.joins.items():
+            jf = self.join_waiters.pop((group_id, mid), None)
+            if jf is not None and not jf.done():
+                jf.set_result(jr)
+        for mid, sr in fx.syncs.items():
+            sf = self.sync_waiters.pop((group_id, mid), None)
+            if sf is not None and not sf.done():
+                sf.set_result(sr)
+        if persist and fx.persist:
+            group = self.groups.get(group_id)
+            if group is not None:
+                try:
+                    self._persist_group(group)
+                except Exception:
+                    log.exception("could not persist group metadata", group=group_id)
+        self._wake.set()
+
+    # ------------------------------------------------------------ group requests
+
+    def _group(self, group_id: str, create: bool = False) -> ClassicGroup | None:
+        group = self.groups.get(group_id)
+        if group is None and create:
+            group = self.groups[group_id] = ClassicGroup(group_id, self.limits, state_timestamp_ms=now_ms())
+        return group
+
+    async def join(self, group_id: str, req: JoinRequest) -> JoinResult:
+        group = self._group(group_id, create=True)
+        assert group is not None
+        member_id, result, fx = group.join(req, now_ms())
+        fut: asyncio.Future[JoinResult] | None = None
+        if result is None:
+            key = (group_id, member_id)
+            old = self.join_waiters.pop(key, None)
+            if old is not None and not old.done():
+                old.set_result(JoinResult(ErrorCode.REBALANCE_IN_PROGRESS, member_id))
+            fut = self.join_waiters[key] = asyncio.get_running_loop().create_future()
+        self._deliver(group_id, fx)
+        if fut is not None:
+            result = await fut
+        assert result is not None
+        return result
+
+    async def sync(
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: dict[str, bytes],
+    ) -> SyncResult:
+        group = self._group(group_id)
+        if group is None:
+            return SyncResult(ErrorCode.UNKNOWN_MEMBER_ID)
+        result, fx = group.sync(member_id, instance_id, generation, protocol_type, protocol_name, assignments, now_ms())
+        fut: asyncio.Future[SyncResult] | None = None
+        if result is None:
+            key = (group_id, member_id)
+            old = self.sync_waiters.pop(key, None)
+            if old is not None and not old.done():
+                old.set_result(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
+            fut = self.sync_waiters[key] = asyncio.get_running_loop().create_future()
+        self._deliver(group_id, fx)
+        if fut is not None:
+            result = await fut
+        assert result is not None
+        return result
+
+    def heartbeat(self, group_id: str, member_id: str, instance_id: str | None, generation: int) -> int:
+        group = self._group(group_id)
+        if group is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        return group.heartbeat(member_id, instance_id, generation, now_ms())
+
+    def leave(self, group_id: str, identities: list[tuple[str, str | None]]) -> list[tuple[str, str | None, int]] | int:
+        """Per-member errors, or a group-level error code."""
+        group = self._group(group_id)
+        if group is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        out, fx = group.leave(identities, now_ms())
+        self._deliver(group_id, fx)
+        return out
+
+    # ------------------------------------------------------------ offsets
+
+    def commit(
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        commits: list[tuple[str, int, OffsetValue]],
+    ) -> int:
+        """Validate against the group, write, replay. One error code for the whole request."""
+        group = self._group(group_id)
+        if group is None:
+            if generation >= 0:
+                return ErrorCode.ILLEGAL_GENERATION
+        else:
+            err = group.validate_commit(member_id, instance_id, generation, now_ms())
+            if err != ErrorCode.NONE:
+                return err
+        try:
+            self._write(group_id, list(OffsetStore.commit_records(group_id, commits)))
+        except Exception:
+            log.exception("offset commit write failed", group=group_id)
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return ErrorCode.NONE
+
+    def delete_group(self, group_id: str) -> int:
+        group = self._group(group_id)
+        if group is None or group.state is GroupState.DEAD:
+            return ErrorCode.GROUP_ID_NOT_FOUND
+        if group.state is not GroupState.EMPTY or group.pending_members:
+            return ErrorCode.NON_EMPTY_GROUP
+        pairs: list[tuple[Key, Value]] = list(self.offsets.delete_records(group_id))
+        pairs.append((GroupKey(group_id), None))
+        self._write(group_id, pairs)
+        return ErrorCode.NONE
+
+    def group_subscriptions(self, group: ClassicGroup) -> set[str] | None:
+        """Topics a "consumer" group's members subscribe to; None if unknowable."""
+        if group.protocol_type != "consumer":
+            return None
+        topics: set[str] = set()
+        for m in group.members.values():
+            meta = m.metadata(group.protocol_name) if group.protocol_name else (m.protocols[0][1] if m.protocols else b"")
+            sub = subscribed_topics(meta)
+            if sub is None:
+                return None
+            topics |= sub
+        return topics
+
+    def delete_offsets(self, group_id: str, partitions: list[TopicPartition]) -> tuple[int, dict[TopicPartition, int]]:
+        group = self._group(group_id)
+        if group is None or group.state is GroupState.DEAD:
+            return ErrorCode.GROUP_ID_NOT_FOUND, {}
+        subscribed: set[str] = set()
+        if group.state is not GroupState.EMPTY:
+            subs = self.group_subscriptions(group)
+            if subs is None:
+                return ErrorCode.NON_EMPTY_GROUP, {}
+            subscribed = subs
+        errors: dict[TopicPartition, int] = {}
+        delete: list[TopicPartition] = []
+        for tp in partitions:
+            if tp[0] in subscribed:
+                errors[tp] = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
+            else:
+                errors[tp] = ErrorCode.NONE
+                delete.append(tp)
+        self._write(group_id, list(self.offsets.delete_records(group_id, delete)))
+        return ErrorCode.NONE, errors
+
+    # ------------------------------------------------------------ timers and expiry
+
+    async def _run_timers(self) -> None:
+        while True:
+            now = now_ms()
+            deadlines = [d for g in self.groups.values() if (d := g.next_deadline()) is not None]
+            nxt = min([*deadlines, self._next_cleanup_ms]) if self._next_cleanup_ms else min(deadlines, default=now + 1000)
+            self._wake.clear()
+            if nxt > now:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), (nxt - now) / 1000)
+            try:
+                self.fire(now_ms())
+            except Exception:
+                log.exception("group timers failed")
+
+    def fire(self, now: int) -> None:
+        """Run the groups' due timers and, when due, offset expiry."""
+        for group_id, group in list(self.groups.items()):
+            d = group.next_deadline()
+            if d is not None and d <= now:
+                self._deliver(group_id, group.tick(now))
+        if now >= self._next_cleanup_ms:
+            self._next_cleanup_ms = now + self.state.config.offsets_retention_check_interval_ms
+            self.expire(now)
+
+    def expire(self, now: int) -> int:
+        """Tombstone offsets past `offsets.retention.minutes`; drop empty groups left with none."""
+        retention = self.state.config.offsets_retention_minutes * 60_000
+        removed = 0
+        for group_id, group in list(self.groups.items()):
+            if group.state is GroupState.EMPTY:
+                since = group.state_timestamp_ms if group.protocol_type else None
+                keep = None
+            elif group.state is GroupState.STABLE:
+                keep = self.group_subscriptions(group)
+                if keep is None:
+                    continue
+                since = None
+            else:
+                continue
+            pairs: list[tuple[Key, Value]] = [
+                (OffsetKey(group_id, t, p), None) for t, p in self.offsets.expired(group_id, now, retention, since, keep)
+            ]
+            removed += len(pairs)
+            if group.state is GroupState.EMPTY and not group.pending_members:
+                left = len(self.offsets.of_group(group_id)) - len(pairs)
+                if left == 0:
+                    if group.generation == 0 and not pairs and group.protocol_type is None:
+                        del self.groups[group_id]  # never written: nothing to tombstone
+                        continue
+                    pairs.append((GroupKey(group_id), None))
+            if pairs:
+                self._write(group_id, pairs)
+        if removed:
+            log.info("expired committed offsets", count=removed)
+        return removed
+
+    def groups_in(self, states: Iterable[str] | None = None) -> list[ClassicGroup]:
+        wanted = {s.lower() for s in states} if states else None
+        return [
+            g for g in self.groups.values()
+            if g.state is not GroupState.DEAD and (wanted is None or g.state.value.lower() in wanted)
+        ]

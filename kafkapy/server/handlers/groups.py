@@ -1,0 +1,262 @@
+"""Group APIs: FindCoordinator (10), JoinGroup (11), Heartbeat (12), LeaveGroup (13),
+SyncGroup (14), DescribeGroups (15), ListGroups (16), DeleteGroups (42).
+
+Thin adapters: decoded requests in, `GroupCoordinator` calls, responses out.
+JoinGroup and SyncGroup may wait for the rebalance; other requests on the
+same connection keep running meanwhile.
+"""
+
+from __future__ import annotations
+
+from kafkapy.coordinator.coordinator import GroupCoordinator
+from kafkapy.coordinator.group import GroupState, JoinRequest
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.delete_groups_request import DeleteGroupsRequest
+from kafkapy.protocol.messages.delete_groups_response import (
+    DeletableGroupResult,
+    DeleteGroupsResponse,
+)
+from kafkapy.protocol.messages.describe_groups_request import DescribeGroupsRequest
+from kafkapy.protocol.messages.describe_groups_response import (
+    DescribedGroup,
+    DescribedGroupMember,
+    DescribeGroupsResponse,
+)
+from kafkapy.protocol.messages.find_coordinator_request import FindCoordinatorRequest
+from kafkapy.protocol.messages.find_coordinator_response import (
+    Coordinator,
+    FindCoordinatorResponse,
+)
+from kafkapy.protocol.messages.heartbeat_request import HeartbeatRequest
+from kafkapy.protocol.messages.heartbeat_response import HeartbeatResponse
+from kafkapy.protocol.messages.join_group_request import JoinGroupRequest
+from kafkapy.protocol.messages.join_group_response import (
+    JoinGroupResponse,
+    JoinGroupResponseMember,
+)
+from kafkapy.protocol.messages.leave_group_request import LeaveGroupRequest
+from kafkapy.protocol.messages.leave_group_response import (
+    LeaveGroupResponse,
+    MemberResponse,
+)
+from kafkapy.protocol.messages.list_groups_request import ListGroupsRequest
+from kafkapy.protocol.messages.list_groups_response import (
+    ListedGroup,
+    ListGroupsResponse,
+)
+from kafkapy.protocol.messages.sync_group_request import SyncGroupRequest
+from kafkapy.protocol.messages.sync_group_response import SyncGroupResponse
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
+from kafkapy.server.state import BrokerState
+
+KEY_GROUP = 0
+KEY_TRANSACTION = 1
+CLASSIC = "classic"
+
+
+def coordinator(state: BrokerState) -> GroupCoordinator:
+    return GroupCoordinator.of(state)
+
+
+def client_host(ctx: RequestContext) -> str:
+    return f"/{ctx.conn.peer_host}"  # Kafka shows hosts as InetAddress.toString()
+
+
+# ---------------------------------------------------------------- FindCoordinator
+
+
+def _find_one(state: BrokerState, key: str, key_type: int) -> Coordinator:
+    out = Coordinator(key=key, node_id=-1, host="", port=-1, error_code=ErrorCode.NONE, error_message=None)
+    if key_type == KEY_TRANSACTION:
+        out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE  # no transaction coordinator yet
+        out.error_message = "The transaction coordinator is not available."
+        return out
+    if key_type != KEY_GROUP:
+        out.error_code = ErrorCode.INVALID_REQUEST
+        out.error_message = f"Unknown coordinator key type {key_type}"
+        return out
+    node = coordinator(state).coordinator_node(key)
+    if node is None:
+        out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return out
+    out.node_id, out.host, out.port = node.node_id, node.host, node.port
+    return out
+
+
+async def find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse:
+    if ctx.version >= 4:
+        return FindCoordinatorResponse(coordinators=[_find_one(ctx.state, k, req.key_type) for k in req.coordinator_keys])
+    one = _find_one(ctx.state, req.key, req.key_type if ctx.version >= 1 else KEY_GROUP)
+    return FindCoordinatorResponse(
+        error_code=one.error_code, error_message=one.error_message, node_id=one.node_id, host=one.host, port=one.port
+    )
+
+
+# ---------------------------------------------------------------- JoinGroup / SyncGroup
+
+
+async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupResponse:
+    v = ctx.version
+    name_if_null = None if v >= 7 else ""
+    if not req.group_id:
+        return JoinGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID, member_id=req.member_id, protocol_name=name_if_null)
+    coord = coordinator(ctx.state)
+    if not coord.owns(req.group_id):
+        return JoinGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, member_id=req.member_id, protocol_name=name_if_null)
+    jr = JoinRequest(
+        member_id=req.member_id,
+        group_instance_id=req.group_instance_id,
+        client_id=ctx.client_id,
+        client_host=client_host(ctx),
+        session_timeout_ms=req.session_timeout_ms,
+        rebalance_timeout_ms=req.rebalance_timeout_ms if v >= 1 else req.session_timeout_ms,
+        protocol_type=req.protocol_type,
+        protocols=[(p.name, p.metadata) for p in req.protocols],
+        require_known_member_id=v >= 4,
+    )
+    res = await coord.join(req.group_id, jr)
+    return JoinGroupResponse(
+        error_code=res.error,
+        generation_id=res.generation_id,
+        protocol_type=res.protocol_type,
+        protocol_name=res.protocol_name if res.protocol_name is not None else name_if_null,
+        leader=res.leader,
+        skip_assignment=res.skip_assignment,
+        member_id=res.member_id,
+        members=[JoinGroupResponseMember(member_id=m, group_instance_id=i, metadata=md) for m, i, md in res.members],
+    )
+
+
+async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupResponse:
+    if not req.group_id:
+        return SyncGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    coord = coordinator(ctx.state)
+    if not coord.owns(req.group_id):
+        return SyncGroupResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    res = await coord.sync(
+        req.group_id,
+        req.member_id,
+        req.group_instance_id,
+        req.generation_id,
+        req.protocol_type if ctx.version >= 5 else None,
+        req.protocol_name if ctx.version >= 5 else None,
+        {a.member_id: a.assignment for a in req.assignments},
+    )
+    return SyncGroupResponse(
+        error_code=res.error, protocol_type=res.protocol_type, protocol_name=res.protocol_name, assignment=res.assignment
+    )
+
+
+# ---------------------------------------------------------------- Heartbeat / LeaveGroup
+
+
+async def heartbeat(ctx: RequestContext, req: HeartbeatRequest) -> HeartbeatResponse:
+    if not req.group_id:
+        return HeartbeatResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    coord = coordinator(ctx.state)
+    if not coord.owns(req.group_id):
+        return HeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    return HeartbeatResponse(
+        error_code=coord.heartbeat(req.group_id, req.member_id, req.group_instance_id, req.generation_id)
+    )
+
+
+async def leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> LeaveGroupResponse:
+    v = ctx.version
+    if not req.group_id:
+        return LeaveGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    coord = coordinator(ctx.state)
+    if not coord.owns(req.group_id):
+        return LeaveGroupResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    identities: list[tuple[str, str | None]] = (
+        [(m.member_id, m.group_instance_id) for m in req.members] if v >= 3 else [(req.member_id, None)]
+    )
+    out = coord.leave(req.group_id, identities)
+    if isinstance(out, int):
+        if v < 3:
+            return LeaveGroupResponse(error_code=out)
+        return LeaveGroupResponse(
+            error_code=ErrorCode.NONE,
+            members=[MemberResponse(member_id=m, group_instance_id=i, error_code=out) for m, i in identities],
+        )
+    if v < 3:
+        return LeaveGroupResponse(error_code=out[0][2] if out else ErrorCode.NONE)
+    return LeaveGroupResponse(
+        error_code=ErrorCode.NONE,
+        members=[MemberResponse(member_id=m, group_instance_id=i, error_code=e) for m, i, e in out],
+    )
+
+
+# ---------------------------------------------------------------- Describe / List / Delete
+
+
+async def describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse:
+    coord = coordinator(ctx.state)
+    ops = GROUP_AUTHORIZED_OPERATIONS if ctx.version >= 3 and req.include_authorized_operations else NOT_REQUESTED
+    out = []
+    for group_id in req.groups:
+        d = DescribedGroup(error_code=ErrorCode.NONE, group_id=group_id, authorized_operations=ops)
+        group = coord.groups.get(group_id)
+        if not coord.owns(group_id):
+            d.error_code = ErrorCode.NOT_COORDINATOR
+        elif group is None or group.state is GroupState.DEAD:
+            d.group_state = GroupState.DEAD.value
+        else:
+            stable = group.state is GroupState.STABLE
+            d.group_state = group.state.value
+            d.protocol_type = group.protocol_type or ""
+            d.protocol_data = (group.protocol_name or "") if stable else ""
+            d.members = [
+                DescribedGroupMember(
+                    member_id=m.member_id,
+                    group_instance_id=m.group_instance_id,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    member_metadata=m.metadata(group.protocol_name) if stable else b"",
+                    member_assignment=m.assignment if stable else b"",
+                )
+                for m in group.members.values()
+            ]
+        out.append(d)
+    return DescribeGroupsResponse(groups=out)
+
+
+async def list_groups(ctx: RequestContext, req: ListGroupsRequest) -> ListGroupsResponse:
+    coord = coordinator(ctx.state)
+    types = {t.lower() for t in req.types_filter} if ctx.version >= 5 else set()
+    if types and CLASSIC not in types:
+        return ListGroupsResponse(error_code=ErrorCode.NONE, groups=[])
+    states = req.states_filter if ctx.version >= 4 else None
+    return ListGroupsResponse(
+        error_code=ErrorCode.NONE,
+        groups=[
+            ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value, group_type=CLASSIC)
+            for g in coord.groups_in(states or None)
+        ],
+    )
+
+
+async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> DeleteGroupsResponse:
+    coord = coordinator(ctx.state)
+    results = []
+    for group_id in req.groups_names:
+        if not coord.owns(group_id):
+            err: int = ErrorCode.NOT_COORDINATOR
+        else:
+            err = coord.delete_group(group_id)
+        results.append(DeletableGroupResult(group_id=group_id, error_code=err))
+    return DeleteGroupsResponse(results=results)
+
+
+HANDLERS: tuple[Handler, ...] = (
+    Handler(ApiKey.FIND_COORDINATOR, 0, 5, find_coordinator),
+    Handler(ApiKey.JOIN_GROUP, 0, 9, join_group),
+    Handler(ApiKey.HEARTBEAT, 0, 4, heartbeat),
+    Handler(ApiKey.LEAVE_GROUP, 0, 5, leave_group),
+    Handler(ApiKey.SYNC_GROUP, 0, 5, sync_group),
+    Handler(ApiKey.DESCRIBE_GROUPS, 0, 5, describe_groups),
+    Handler(ApiKey.LIST_GROUPS, 0, 5, list_groups),
+    Handler(ApiKey.DELETE_GROUPS, 0, 2, delete_groups),
+)

@@ -1,0 +1,208 @@
+"""Offset APIs: OffsetCommit (8), OffsetFetch (9), OffsetDelete (47).
+
+Per-partition faults (unknown topic, metadata too large) are decided here;
+the group's verdict on a commit (generation, member) applies to the rest.
+"""
+
+from __future__ import annotations
+
+from kafkapy.coordinator.coordinator import GroupCoordinator
+from kafkapy.coordinator.records import OffsetValue
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.offset_commit_request import OffsetCommitRequest
+from kafkapy.protocol.messages.offset_commit_response import (
+    OffsetCommitResponse,
+    OffsetCommitResponsePartition,
+    OffsetCommitResponseTopic,
+)
+from kafkapy.protocol.messages.offset_delete_request import OffsetDeleteRequest
+from kafkapy.protocol.messages.offset_delete_response import (
+    OffsetDeleteResponse,
+    OffsetDeleteResponsePartition,
+    OffsetDeleteResponseTopic,
+)
+from kafkapy.protocol.messages.offset_fetch_request import OffsetFetchRequest
+from kafkapy.protocol.messages.offset_fetch_response import (
+    OffsetFetchResponse,
+    OffsetFetchResponseGroup,
+    OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+)
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.state import BrokerState, now_ms
+
+
+def _partition_exists(state: BrokerState, topic: str, partition: int) -> bool:
+    info = state.metadata.topic(topic)
+    return info is not None and 0 <= partition < len(info.partitions)
+
+
+# ---------------------------------------------------------------- OffsetCommit
+
+
+async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse:
+    v = ctx.version
+    state = ctx.state
+    coord = GroupCoordinator.of(state)
+    max_meta = state.config.offset_metadata_max_bytes
+    now = now_ms()
+    errors: dict[tuple[str, int], int] = {}
+    commits: list[tuple[str, int, OffsetValue]] = []
+    owned = coord.owns(req.group_id)
+    for t in req.topics:
+        for p in t.partitions:
+            tp = (t.name, p.partition_index)
+            meta = p.committed_metadata or ""
+            if not owned:
+                errors[tp] = ErrorCode.NOT_COORDINATOR
+            elif not _partition_exists(state, t.name, p.partition_index):
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            elif len(meta.encode()) > max_meta:
+                errors[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            else:
+                ts = p.commit_timestamp if v == 1 and p.commit_timestamp >= 0 else now
+                epoch = p.committed_leader_epoch if v >= 6 else -1
+                commits.append((t.name, p.partition_index, OffsetValue(p.committed_offset, epoch, meta, ts)))
+    if commits:
+        err = coord.commit(
+            req.group_id,
+            req.member_id if v >= 1 else "",
+            req.group_instance_id if v >= 7 else None,
+            req.generation_id_or_member_epoch if v >= 1 else -1,
+            commits,
+        )
+        for topic, partition, _ in commits:
+            errors[(topic, partition)] = err
+    return OffsetCommitResponse(
+        topics=[
+            OffsetCommitResponseTopic(
+                name=t.name,
+                partitions=[
+                    OffsetCommitResponsePartition(partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)])
+                    for p in t.partitions
+                ],
+            )
+            for t in req.topics
+        ]
+    )
+
+
+# ---------------------------------------------------------------- OffsetFetch
+
+
+def _fetch_group(
+    coord: GroupCoordinator, group_id: str, topics: list[tuple[str, list[int]]] | None
+) -> tuple[int, list[tuple[str, list[tuple[int, int, int, str]]]]]:
+    """(group error, [(topic, [(partition, offset, leader epoch, metadata)])])."""
+    if not coord.owns(group_id):
+        return ErrorCode.NOT_COORDINATOR, []
+    committed = coord.offsets.of_group(group_id)
+    if topics is None:
+        by_topic: dict[str, list[tuple[int, int, int, str]]] = {}
+        for (t, p), cv in sorted(committed.items()):
+            by_topic.setdefault(t, []).append((p, cv.offset, cv.leader_epoch, cv.metadata))
+        return ErrorCode.NONE, list(by_topic.items())
+    out = []
+    for t, parts in topics:
+        rows = []
+        for p in parts:
+            val = committed.get((t, p))
+            rows.append((p, -1, -1, "") if val is None else (p, val.offset, val.leader_epoch, val.metadata))
+        out.append((t, rows))
+    return ErrorCode.NONE, out
+
+
+async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse:
+    v = ctx.version
+    coord = GroupCoordinator.of(ctx.state)
+    if v >= 8:
+        groups = []
+        for g in req.groups:
+            wanted = None if g.topics is None else [(t.name, list(t.partition_indexes)) for t in g.topics]
+            err, rows = _fetch_group(coord, g.group_id, wanted)
+            groups.append(
+                OffsetFetchResponseGroup(
+                    group_id=g.group_id,
+                    error_code=err,
+                    topics=[
+                        OffsetFetchResponseTopics(
+                            name=t,
+                            partitions=[
+                                OffsetFetchResponsePartitions(
+                                    partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m,
+                                    error_code=ErrorCode.NONE,
+                                )
+                                for p, o, e, m in parts
+                            ],
+                        )
+                        for t, parts in rows
+                    ],
+                )
+            )
+        return OffsetFetchResponse(groups=groups)
+    wanted = None if (req.topics is None and v >= 2) else [(t.name, list(t.partition_indexes)) for t in req.topics or []]
+    err, rows = _fetch_group(coord, req.group_id, wanted)
+    if err != ErrorCode.NONE and v < 2 and wanted is not None:
+        # Before v2 there is no top-level error: every partition carries it.
+        rows = [(t, [(p, -1, -1, "") for p in parts]) for t, parts in wanted]
+    part_err = err if v < 2 else ErrorCode.NONE
+    return OffsetFetchResponse(
+        error_code=err,
+        topics=[
+            OffsetFetchResponseTopic(
+                name=t,
+                partitions=[
+                    OffsetFetchResponsePartition(
+                        partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m, error_code=part_err
+                    )
+                    for p, o, e, m in parts
+                ],
+            )
+            for t, parts in rows
+        ],
+    )
+
+
+# ---------------------------------------------------------------- OffsetDelete
+
+
+async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> OffsetDeleteResponse:
+    state = ctx.state
+    coord = GroupCoordinator.of(state)
+    if not coord.owns(req.group_id):
+        return OffsetDeleteResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    known = [
+        (t.name, p.partition_index)
+        for t in req.topics
+        for p in t.partitions
+        if _partition_exists(state, t.name, p.partition_index)
+    ]
+    group_err, errors = coord.delete_offsets(req.group_id, known)
+    if group_err != ErrorCode.NONE:
+        return OffsetDeleteResponse(error_code=group_err)
+    return OffsetDeleteResponse(
+        error_code=ErrorCode.NONE,
+        topics=[
+            OffsetDeleteResponseTopic(
+                name=t.name,
+                partitions=[
+                    OffsetDeleteResponsePartition(
+                        partition_index=p.partition_index,
+                        error_code=errors.get((t.name, p.partition_index), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+                    )
+                    for p in t.partitions
+                ],
+            )
+            for t in req.topics
+        ],
+    )
+
+
+HANDLERS: tuple[Handler, ...] = (
+    Handler(ApiKey.OFFSET_COMMIT, 0, 9, offset_commit),
+    Handler(ApiKey.OFFSET_FETCH, 0, 9, offset_fetch),
+    Handler(ApiKey.OFFSET_DELETE, 0, 0, offset_delete),
+)
