@@ -79,6 +79,8 @@ class BrokerState:
             config_for_topic=config_for_topic,
             compaction_executor=ThreadPoolExecutor(1, thread_name_prefix="log-cleaner"),
             retention_check_interval_ms=config.log_retention_check_interval_ms,
+            producer_id_expiration_ms=config.producer_id_expiration_ms,
+            producer_expiration_check_interval_ms=min(600_000, config.producer_id_expiration_ms),
         )
         state = cls(config=config, metadata=metadata, logs=logs, data_dir=data_dir, broker=broker)
         holder.append(state)

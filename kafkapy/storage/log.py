@@ -36,6 +36,13 @@ from kafkapy.storage.checkpoint import fsync_dir, read_checkpoint, write_checkpo
 from kafkapy.storage.config import LogConfig
 from kafkapy.storage.epoch_cache import LeaderEpochCache
 from kafkapy.storage.errors import CorruptLogError, LogClosedError, OffsetOutOfRangeError, StorageError
+from kafkapy.storage.producer_state import (
+    BATCH_PREFIX,
+    CONTROL_MASK,
+    DEFAULT_EXPIRATION_MS,
+    PendingBatch,
+    ProducerStateManager,
+)
 from kafkapy.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -70,6 +77,7 @@ class AppendResult:
     log_append_time: int  # -1 unless the batches were stamped LogAppendTime
     log_start_offset: int
     record_count: int = 0
+    duplicate: bool = False  # an idempotent retry: the original offsets, nothing written
 
 
 @dataclass(slots=True)
@@ -136,6 +144,7 @@ class PartitionLog:
         auto_high_watermark: bool = True,
         sync: bool = True,
         create: bool = True,
+        producer_id_expiration_ms: int = DEFAULT_EXPIRATION_MS,
     ) -> None:
         self.directory = Path(directory)
         parsed = parse_partition_dir(self.directory.name)
@@ -156,6 +165,7 @@ class PartitionLog:
                 raise StorageError(f"no such partition directory {self.directory}")
             self.directory.mkdir(parents=True)
         self.epoch_cache = LeaderEpochCache(self.directory, sync=sync)
+        self.producer_state = ProducerStateManager(self.directory, expiration_ms=producer_id_expiration_ms, sync=sync)
         self._load(clean_shutdown)
 
     # -- loading ---------------------------------------------------------------
@@ -273,6 +283,7 @@ class PartitionLog:
             self._high_watermark = min(max(state.high_watermark, self._log_start_offset), self._log_end_offset)
         self.epoch_cache.truncate_from_end(self._log_end_offset)
         self.epoch_cache.truncate_from_start(self._log_start_offset)
+        self._rebuild_producer_state()
         self._write_state()
         log.info(
             "log.loaded",
@@ -284,6 +295,27 @@ class PartitionLog:
             clean=clean,
             ms=round((time.perf_counter() - t0) * 1000, 2),
         )
+
+    def _rebuild_producer_state(self) -> None:
+        """Last snapshot at or below the log end, then the batch headers after it."""
+        ps = self.producer_state
+        start = ps.load_snapshot(self._log_end_offset)
+        start = self._log_start_offset if start is None else max(start, self._log_start_offset)
+        scanned = 0
+        view = self._view
+        for i, seg in enumerate(view.segments if start < self._log_end_offset else ()):
+            nxt = view.bases[i + 1] if i + 1 < len(view.segments) else None
+            if (nxt is not None and nxt <= start) or seg.size == 0:
+                continue
+            pos = 0
+            if start > seg.base_offset:
+                loc = seg.translate_offset(start)
+                if loc is None:
+                    continue
+                pos = loc.position
+            scanned += ps.replay_file(seg.file.fileno(), pos, seg.size, start)
+        if scanned:
+            log.info("log.producer_state_rebuilt", dir=str(self.directory), from_offset=start, batches=scanned)
 
     def _recover_epoch(self, loc: BatchLocation) -> None:
         if loc.leader_epoch > self.epoch_cache.latest_epoch:
@@ -355,13 +387,22 @@ class PartitionLog:
         base = nxt = self._log_end_offset
         pos = count = 0
         max_ts = off_max = -1
+        staged: list[PendingBatch] | None = None
         while pos < n:
-            _, length, _, _, _, _, delta, _, bmax = PREFIX.unpack_from(buf, pos)
+            _, length, _, _, _, attrs, delta, _, bmax, pid, pepoch, seq = BATCH_PREFIX.unpack_from(buf, pos)
             set_base_offset(buf, pos, nxt)
             set_partition_leader_epoch(buf, pos, leader_epoch)
             if log_append_time_ms is not None:
                 set_log_append_time(buf, pos, log_append_time_ms)
                 bmax = log_append_time_ms
+            if pid >= 0 and not attrs & CONTROL_MASK:
+                # Idempotent producer: one check per batch (raises ProducerStateError).
+                if staged is None:
+                    staged = []
+                dup = self.producer_state.check_batch(pid, pepoch, seq, delta, nxt, bmax, staged)
+                if dup is not None:
+                    ts = dup.timestamp if self.config.log_append_time else -1
+                    return AppendResult(dup.first_offset, dup.last_offset, ts, self._log_start_offset, 0, True)
             last = nxt + delta
             if bmax > max_ts:
                 max_ts, off_max = bmax, last
@@ -371,6 +412,8 @@ class PartitionLog:
         if nxt == base:
             raise StorageError("append of no batches")
         self._append_to_segment(buf, base, nxt - 1, max_ts, off_max)
+        if staged:
+            self.producer_state.apply(staged)
         if leader_epoch > self.epoch_cache.latest_epoch:
             self.epoch_cache.assign(leader_epoch, base)
         self._after_append(nxt, count)
@@ -403,6 +446,7 @@ class PartitionLog:
         if first < 0:
             raise StorageError("append of no batches")
         self._append_to_segment(buf, first, nxt - 1, max_ts, off_max)
+        self.producer_state.replay_buffer(buf)
         for epoch, b in epochs:
             if epoch > self.epoch_cache.latest_epoch:
                 self.epoch_cache.assign(epoch, b)
@@ -448,6 +492,8 @@ class PartitionLog:
             new = self._new_segment(base, create=True)
             segs = segs + (new,)
             self._view = _SegmentView(tuple(s.base_offset for s in segs), segs)
+        # The state now covers every batch below `base` (updates follow writes).
+        self.producer_state.take_snapshot(base)
         log.info("log.roll", dir=str(self.directory), base_offset=base)
         return new
 
@@ -594,6 +640,7 @@ class PartitionLog:
             self._high_watermark = min(self._high_watermark, self._log_end_offset)
             self._recovery_point = min(self._recovery_point, self._log_end_offset)
             self.epoch_cache.truncate_from_end(self._log_end_offset)
+            self._rebuild_producer_state()
         log.info("log.truncated", dir=str(self.directory), log_end_offset=self._log_end_offset)
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
@@ -607,6 +654,8 @@ class PartitionLog:
             self._log_start_offset = self._log_end_offset = self._high_watermark = offset
             self._recovery_point = offset
             self.epoch_cache.clear()
+            self.producer_state.clear()
+            self.producer_state.delete_all_snapshots()
         self._write_state()
 
     def delete_records_before(self, offset: int) -> int:
@@ -815,6 +864,7 @@ class PartitionLog:
         if self._closed:
             return
         self.flush()
+        self.producer_state.take_snapshot(self._log_end_offset)
         with self._lock:
             self.active_segment.on_become_inactive()
             for seg in self._view.segments:

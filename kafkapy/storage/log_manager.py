@@ -80,8 +80,13 @@ class LogManager:
         checkpoint_interval_ms: int = 5_000,
         retention_check_interval_ms: int = 300_000,
         sync: bool = True,
+        producer_id_expiration_ms: int = 86_400_000,
+        producer_expiration_check_interval_ms: int = 600_000,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._producer_check_interval_ms = producer_expiration_check_interval_ms
+        self._last_producer_check_ms = now_ms()
         self.default_config = default_config or LogConfig()
         self._config_for_topic = config_for_topic
         self._executor = compaction_executor
@@ -124,7 +129,11 @@ class LogManager:
             if parsed is None:
                 continue
             self._logs[parsed] = PartitionLog(
-                path, self.config_for(parsed[0]), clean_shutdown=clean, sync=self._sync
+                path,
+                self.config_for(parsed[0]),
+                clean_shutdown=clean,
+                sync=self._sync,
+                producer_id_expiration_ms=self.producer_id_expiration_ms,
             )
         # From here on a crash is unclean until close() writes the marker again.
         marker.unlink(missing_ok=True)
@@ -164,7 +173,12 @@ class LogManager:
         if not topic or topic in (".", "..") or "/" in topic:
             raise StorageError(f"invalid topic name {topic!r}")
         path = self.data_dir / f"{topic}-{partition}"
-        plog = PartitionLog(path, config or self.config_for(topic), sync=self._sync)
+        plog = PartitionLog(
+            path,
+            config or self.config_for(topic),
+            sync=self._sync,
+            producer_id_expiration_ms=self.producer_id_expiration_ms,
+        )
         if topic_id is not None:
             self.write_topic_id(plog, topic_id)
         if self._sync:
@@ -240,8 +254,13 @@ class LogManager:
         run_checkpoint = now - self._last_checkpoint_ms >= self._checkpoint_interval_ms
         if run_checkpoint:
             self._last_checkpoint_ms = now
+        expire_producers = now - self._last_producer_check_ms >= self._producer_check_interval_ms
+        if expire_producers:
+            self._last_producer_check_ms = now
         for key, plog in list(self._logs.items()):
             result.files_purged += plog.purge_deleted(now)
+            if expire_producers:
+                plog.producer_state.remove_expired(now)
             if run_retention:
                 result.segments_deleted += plog.apply_retention(now)
                 if plog.config.compact and key not in self._compacting:
