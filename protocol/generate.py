@@ -245,19 +245,26 @@ class Module:
             return "ZERO_UUID"
         raise SystemExit(f"no default for {t}")
 
-    def field_decl(self, f: Field) -> str:
+    def field_param(self, f: Field) -> tuple[str, str]:
+        """The __init__ parameter of a field, and the statement that stores it."""
         nullable = f.nullable.lo <= f.nullable.hi or f.default == "null"
+        store = f"self.{f.py} = {f.py}"
         if f.is_array:
-            inner = self.py_type(f.elem)
-            ann = f"list[{inner}]" + (" | None" if nullable else "")
-            dflt = "None" if f.default == "null" else "field(default_factory=list)"
+            ann = f"list[{self.py_type(f.elem)}]" + (" | None" if nullable else "")
+            dflt = "None" if f.default == "null" else "DEFAULT"
+            if dflt == "DEFAULT":
+                store = f"self.{f.py} = [] if {f.py} is DEFAULT else {f.py}"
         elif f.is_struct:
             ann = f.elem + (" | None" if nullable else "")
-            dflt = "None" if f.default == "null" else f"field(default_factory={f.elem})"
+            dflt = "None" if f.default == "null" else "DEFAULT"
+            if dflt == "DEFAULT":
+                store = f"self.{f.py} = {f.elem}() if {f.py} is DEFAULT else {f.py}"
         else:
             ann = self.py_type(f.type) + (" | None" if nullable or f.type == "records" else "")
             dflt = self.default_expr(f)
-        return f"    {f.py}: {ann} = {dflt}"
+        if dflt == "DEFAULT":
+            self.use("DEFAULT")
+        return f"{f.py}: {ann} = {dflt}", store
 
     def py_type(self, t: str) -> str:
         if t in FIXED:
@@ -545,7 +552,6 @@ class Module:
             "",
             "from __future__ import annotations",
             "",
-            "from dataclasses import dataclass, field",
             "from struct import Struct",
             "from typing import Any, ClassVar",
             "from uuid import UUID",
@@ -604,7 +610,7 @@ class Module:
 
     def render_class(self, s: Struct, top: bool) -> str:
         spec = self.spec
-        lines = ["@dataclass(slots=True)"]
+        lines: list[str] = []
         if top:
             lines.append(f"class {s.name}(Message):")
             doc = {"request": "request", "response": "response", "header": "header", "data": "data structure"}[spec.kind]
@@ -616,12 +622,21 @@ class Module:
             lines.append(f"    MAX_VERSION: ClassVar[int] = {spec.valid.hi}")
             flex = None if spec.flexible.lo > spec.flexible.hi else max(spec.flexible.lo, spec.valid.lo)
             lines.append(f"    FLEXIBLE_MIN: ClassVar[int | None] = {flex}")
-            lines.append("")
         else:
-            lines.append(f"class {s.name}:")
-        for f in s.fields:
-            lines.append(self.field_decl(f))
-        lines.append("    unknown_tagged_fields: list[tuple[int, bytes]] | None = None")
+            self.use("Entity")
+            lines.append(f"class {s.name}(Entity):")
+        names = [f.py for f in s.fields] + ["unknown_tagged_fields"]
+        lines.append("    __slots__ = (" + "".join(f'"{n}", ' for n in names).rstrip(", ") + ",)")
+        lines.append("")
+        params = [self.field_param(f) for f in s.fields]
+        params.append(("unknown_tagged_fields: list[tuple[int, bytes]] | None = None", "self.unknown_tagged_fields = unknown_tagged_fields"))
+        lines.append("    def __init__(")
+        lines.append("        self,")
+        for p, _ in params:
+            lines.append(f"        {p},")
+        lines.append("    ) -> None:")
+        for _, st in params:
+            lines.append(f"        {st}")
         return "\n".join(lines)
 
 

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -31,28 +32,48 @@ _S_i = Struct(">i")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class AddPartitionsToTxnPartitionResult:
-    partition_index: int = 0
-    partition_error_code: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AddPartitionsToTxnPartitionResult(Entity):
+    __slots__ = ("partition_index", "partition_error_code", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        partition_index: int = 0,
+        partition_error_code: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.partition_index = partition_index
+        self.partition_error_code = partition_error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class AddPartitionsToTxnTopicResult:
-    name: str = ''
-    results_by_partition: list[AddPartitionsToTxnPartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AddPartitionsToTxnTopicResult(Entity):
+    __slots__ = ("name", "results_by_partition", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        results_by_partition: list[AddPartitionsToTxnPartitionResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.results_by_partition = [] if results_by_partition is DEFAULT else results_by_partition
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class AddPartitionsToTxnResult:
-    transactional_id: str = ''
-    topic_results: list[AddPartitionsToTxnTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AddPartitionsToTxnResult(Entity):
+    __slots__ = ("transactional_id", "topic_results", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        transactional_id: str = '',
+        topic_results: list[AddPartitionsToTxnTopicResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.topic_results = [] if topic_results is DEFAULT else topic_results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class AddPartitionsToTxnResponse(Message):
     """Kafka response AddPartitionsToTxnResponse, versions 0-5."""
 
@@ -61,12 +82,21 @@ class AddPartitionsToTxnResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("throttle_time_ms", "error_code", "results_by_transaction", "results_by_topic_v3_and_below", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    results_by_transaction: list[AddPartitionsToTxnResult] = field(default_factory=list)
-    results_by_topic_v3_and_below: list[AddPartitionsToTxnTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        results_by_transaction: list[AddPartitionsToTxnResult] = DEFAULT,
+        results_by_topic_v3_and_below: list[AddPartitionsToTxnTopicResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.results_by_transaction = [] if results_by_transaction is DEFAULT else results_by_transaction
+        self.results_by_topic_v3_and_below = [] if results_by_topic_v3_and_below is DEFAULT else results_by_topic_v3_and_below
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_AddPartitionsToTxnPartitionResult_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnPartitionResult, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -22,7 +21,6 @@ from kafkapy.protocol.primitives import (
 _S_iq = Struct(">iq")
 
 
-@dataclass(slots=True)
 class AllocateProducerIdsRequest(Message):
     """Kafka request AllocateProducerIdsRequest, versions 0-0."""
 
@@ -31,10 +29,17 @@ class AllocateProducerIdsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("broker_id", "broker_epoch", "unknown_tagged_fields",)
 
-    broker_id: int = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        broker_id: int = 0,
+        broker_epoch: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_AllocateProducerIdsRequest_0(buf: memoryview, pos: int) -> tuple[AllocateProducerIdsRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -35,29 +36,50 @@ _S_do = Struct(">d?")
 _S_o = Struct(">?")
 
 
-@dataclass(slots=True)
-class EntityData:
-    entity_type: str = ''
-    entity_name: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class EntityData(Entity):
+    __slots__ = ("entity_type", "entity_name", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        entity_type: str = '',
+        entity_name: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.entity_type = entity_type
+        self.entity_name = entity_name
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class OpData:
-    key: str = ''
-    value: float = 0.0
-    remove: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class OpData(Entity):
+    __slots__ = ("key", "value", "remove", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        key: str = '',
+        value: float = 0.0,
+        remove: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.remove = remove
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class EntryData:
-    entity: list[EntityData] = field(default_factory=list)
-    ops: list[OpData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class EntryData(Entity):
+    __slots__ = ("entity", "ops", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        entity: list[EntityData] = DEFAULT,
+        ops: list[OpData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.entity = [] if entity is DEFAULT else entity
+        self.ops = [] if ops is DEFAULT else ops
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class AlterClientQuotasRequest(Message):
     """Kafka request AlterClientQuotasRequest, versions 0-1."""
 
@@ -66,10 +88,17 @@ class AlterClientQuotasRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 1
+    __slots__ = ("entries", "validate_only", "unknown_tagged_fields",)
 
-    entries: list[EntryData] = field(default_factory=list)
-    validate_only: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        entries: list[EntryData] = DEFAULT,
+        validate_only: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.entries = [] if entries is DEFAULT else entries
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -35,22 +36,36 @@ _S_h = Struct(">h")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class EntityData:
-    entity_type: str = ''
-    entity_name: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class EntityData(Entity):
+    __slots__ = ("entity_type", "entity_name", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        entity_type: str = '',
+        entity_name: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.entity_type = entity_type
+        self.entity_name = entity_name
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class EntryData:
-    error_code: int = 0
-    error_message: str | None = ''
-    entity: list[EntityData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class EntryData(Entity):
+    __slots__ = ("error_code", "error_message", "entity", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        error_message: str | None = '',
+        entity: list[EntityData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.error_message = error_message
+        self.entity = [] if entity is DEFAULT else entity
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class AlterClientQuotasResponse(Message):
     """Kafka response AlterClientQuotasResponse, versions 0-1."""
 
@@ -59,10 +74,17 @@ class AlterClientQuotasResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 1
+    __slots__ = ("throttle_time_ms", "entries", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    entries: list[EntryData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        entries: list[EntryData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.entries = [] if entries is DEFAULT else entries
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -11,6 +10,8 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
     COMPACT_ARRAY_STRUCTS,
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -36,21 +37,34 @@ _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
-@dataclass(slots=True)
-class AlterReplicaLogDirTopic:
-    name: str = ''
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AlterReplicaLogDirTopic(Entity):
+    __slots__ = ("name", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        partitions: list[int] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class AlterReplicaLogDir:
-    path: str = ''
-    topics: list[AlterReplicaLogDirTopic] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AlterReplicaLogDir(Entity):
+    __slots__ = ("path", "topics", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        path: str = '',
+        topics: list[AlterReplicaLogDirTopic] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.path = path
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class AlterReplicaLogDirsRequest(Message):
     """Kafka request AlterReplicaLogDirsRequest, versions 0-2."""
 
@@ -59,9 +73,15 @@ class AlterReplicaLogDirsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("dirs", "unknown_tagged_fields",)
 
-    dirs: list[AlterReplicaLogDir] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        dirs: list[AlterReplicaLogDir] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.dirs = [] if dirs is DEFAULT else dirs
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_AlterReplicaLogDirTopic_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopic, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     fault,
@@ -29,24 +30,40 @@ _S_b = Struct(">b")
 _S_bi = Struct(">bi")
 
 
-@dataclass(slots=True)
-class ScramCredentialDeletion:
-    name: str = ''
-    mechanism: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ScramCredentialDeletion(Entity):
+    __slots__ = ("name", "mechanism", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        mechanism: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.mechanism = mechanism
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class ScramCredentialUpsertion:
-    name: str = ''
-    mechanism: int = 0
-    iterations: int = 0
-    salt: bytes = b""
-    salted_password: bytes = b""
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ScramCredentialUpsertion(Entity):
+    __slots__ = ("name", "mechanism", "iterations", "salt", "salted_password", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        mechanism: int = 0,
+        iterations: int = 0,
+        salt: bytes = b"",
+        salted_password: bytes = b"",
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.mechanism = mechanism
+        self.iterations = iterations
+        self.salt = salt
+        self.salted_password = salted_password
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class AlterUserScramCredentialsRequest(Message):
     """Kafka request AlterUserScramCredentialsRequest, versions 0-0."""
 
@@ -55,10 +72,17 @@ class AlterUserScramCredentialsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("deletions", "upsertions", "unknown_tagged_fields",)
 
-    deletions: list[ScramCredentialDeletion] = field(default_factory=list)
-    upsertions: list[ScramCredentialUpsertion] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        deletions: list[ScramCredentialDeletion] = DEFAULT,
+        upsertions: list[ScramCredentialUpsertion] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.deletions = [] if deletions is DEFAULT else deletions
+        self.upsertions = [] if upsertions is DEFAULT else upsertions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ScramCredentialDeletion_0(buf: memoryview, pos: int) -> tuple[ScramCredentialDeletion, int]:

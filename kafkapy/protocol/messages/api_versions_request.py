@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -23,7 +22,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class ApiVersionsRequest(Message):
     """Kafka request ApiVersionsRequest, versions 0-4."""
 
@@ -32,10 +30,17 @@ class ApiVersionsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("client_software_name", "client_software_version", "unknown_tagged_fields",)
 
-    client_software_name: str = ''
-    client_software_version: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        client_software_name: str = '',
+        client_software_version: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.client_software_name = client_software_name
+        self.client_software_version = client_software_version
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ApiVersionsRequest_0(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -33,31 +34,54 @@ _S_o = Struct(">?")
 _S_q = Struct(">q")
 
 
-@dataclass(slots=True)
-class ApiVersion:
-    api_key: int = 0
-    min_version: int = 0
-    max_version: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ApiVersion(Entity):
+    __slots__ = ("api_key", "min_version", "max_version", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        api_key: int = 0,
+        min_version: int = 0,
+        max_version: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.min_version = min_version
+        self.max_version = max_version
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class SupportedFeatureKey:
-    name: str = ''
-    min_version: int = 0
-    max_version: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class SupportedFeatureKey(Entity):
+    __slots__ = ("name", "min_version", "max_version", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        min_version: int = 0,
+        max_version: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.min_version = min_version
+        self.max_version = max_version
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class FinalizedFeatureKey:
-    name: str = ''
-    max_version_level: int = 0
-    min_version_level: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class FinalizedFeatureKey(Entity):
+    __slots__ = ("name", "max_version_level", "min_version_level", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        max_version_level: int = 0,
+        min_version_level: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.max_version_level = max_version_level
+        self.min_version_level = min_version_level
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ApiVersionsResponse(Message):
     """Kafka response ApiVersionsResponse, versions 0-4."""
 
@@ -66,15 +90,27 @@ class ApiVersionsResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("error_code", "api_keys", "throttle_time_ms", "supported_features", "finalized_features_epoch", "finalized_features", "zk_migration_ready", "unknown_tagged_fields",)
 
-    error_code: int = 0
-    api_keys: list[ApiVersion] = field(default_factory=list)
-    throttle_time_ms: int = 0
-    supported_features: list[SupportedFeatureKey] = field(default_factory=list)
-    finalized_features_epoch: int = -1
-    finalized_features: list[FinalizedFeatureKey] = field(default_factory=list)
-    zk_migration_ready: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        error_code: int = 0,
+        api_keys: list[ApiVersion] = DEFAULT,
+        throttle_time_ms: int = 0,
+        supported_features: list[SupportedFeatureKey] = DEFAULT,
+        finalized_features_epoch: int = -1,
+        finalized_features: list[FinalizedFeatureKey] = DEFAULT,
+        zk_migration_ready: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.api_keys = [] if api_keys is DEFAULT else api_keys
+        self.throttle_time_ms = throttle_time_ms
+        self.supported_features = [] if supported_features is DEFAULT else supported_features
+        self.finalized_features_epoch = finalized_features_epoch
+        self.finalized_features = [] if finalized_features is DEFAULT else finalized_features
+        self.zk_migration_ready = zk_migration_ready
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ApiVersion_0(buf: memoryview, pos: int) -> tuple[ApiVersion, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -40,31 +41,54 @@ _S_ii = Struct(">ii")
 _S_iii = Struct(">iii")
 
 
-@dataclass(slots=True)
-class PartitionData:
-    partition_index: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    leader_id: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionData(Entity):
+    __slots__ = ("partition_index", "voter_directory_id", "leader_id", "leader_epoch", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        partition_index: int = 0,
+        voter_directory_id: UUID = ZERO_UUID,
+        leader_id: int = 0,
+        leader_epoch: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.partition_index = partition_index
+        self.voter_directory_id = voter_directory_id
+        self.leader_id = leader_id
+        self.leader_epoch = leader_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class TopicData:
-    topic_name: str = ''
-    partitions: list[PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicData(Entity):
+    __slots__ = ("topic_name", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partitions: list[PartitionData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class LeaderEndpoint:
-    name: str = ''
-    host: str = ''
-    port: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class LeaderEndpoint(Entity):
+    __slots__ = ("name", "host", "port", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        host: str = '',
+        port: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class BeginQuorumEpochRequest(Message):
     """Kafka request BeginQuorumEpochRequest, versions 0-1."""
 
@@ -73,12 +97,21 @@ class BeginQuorumEpochRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 1
+    __slots__ = ("cluster_id", "voter_id", "topics", "leader_endpoints", "unknown_tagged_fields",)
 
-    cluster_id: str | None = None
-    voter_id: int = -1
-    topics: list[TopicData] = field(default_factory=list)
-    leader_endpoints: list[LeaderEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        cluster_id: str | None = None,
+        voter_id: int = -1,
+        topics: list[TopicData] = DEFAULT,
+        leader_endpoints: list[LeaderEndpoint] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.voter_id = voter_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.leader_endpoints = [] if leader_endpoints is DEFAULT else leader_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -35,24 +36,40 @@ _S_o = Struct(">?")
 _S_q = Struct(">q")
 
 
-@dataclass(slots=True)
-class Listener:
-    name: str = ''
-    host: str = ''
-    port: int = 0
-    security_protocol: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Listener(Entity):
+    __slots__ = ("name", "host", "port", "security_protocol", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        host: str = '',
+        port: int = 0,
+        security_protocol: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.security_protocol = security_protocol
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class Feature:
-    name: str = ''
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Feature(Entity):
+    __slots__ = ("name", "min_supported_version", "max_supported_version", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        min_supported_version: int = 0,
+        max_supported_version: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.min_supported_version = min_supported_version
+        self.max_supported_version = max_supported_version
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class BrokerRegistrationRequest(Message):
     """Kafka request BrokerRegistrationRequest, versions 0-4."""
 
@@ -61,17 +78,31 @@ class BrokerRegistrationRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("broker_id", "cluster_id", "incarnation_id", "listeners", "features", "rack", "is_migrating_zk_broker", "log_dirs", "previous_broker_epoch", "unknown_tagged_fields",)
 
-    broker_id: int = 0
-    cluster_id: str = ''
-    incarnation_id: UUID = ZERO_UUID
-    listeners: list[Listener] = field(default_factory=list)
-    features: list[Feature] = field(default_factory=list)
-    rack: str | None = ''
-    is_migrating_zk_broker: bool = False
-    log_dirs: list[UUID] = field(default_factory=list)
-    previous_broker_epoch: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        broker_id: int = 0,
+        cluster_id: str = '',
+        incarnation_id: UUID = ZERO_UUID,
+        listeners: list[Listener] = DEFAULT,
+        features: list[Feature] = DEFAULT,
+        rack: str | None = '',
+        is_migrating_zk_broker: bool = False,
+        log_dirs: list[UUID] = DEFAULT,
+        previous_broker_epoch: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.broker_id = broker_id
+        self.cluster_id = cluster_id
+        self.incarnation_id = incarnation_id
+        self.listeners = [] if listeners is DEFAULT else listeners
+        self.features = [] if features is DEFAULT else features
+        self.rack = rack
+        self.is_migrating_zk_broker = is_migrating_zk_broker
+        self.log_dirs = [] if log_dirs is DEFAULT else log_dirs
+        self.previous_broker_epoch = previous_broker_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:

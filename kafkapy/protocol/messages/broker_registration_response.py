@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -22,7 +21,6 @@ from kafkapy.protocol.primitives import (
 _S_ihq = Struct(">ihq")
 
 
-@dataclass(slots=True)
 class BrokerRegistrationResponse(Message):
     """Kafka response BrokerRegistrationResponse, versions 0-4."""
 
@@ -31,11 +29,19 @@ class BrokerRegistrationResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("throttle_time_ms", "error_code", "broker_epoch", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        broker_epoch: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.broker_epoch = broker_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_BrokerRegistrationResponse_0(buf: memoryview, pos: int) -> tuple[BrokerRegistrationResponse, int]:

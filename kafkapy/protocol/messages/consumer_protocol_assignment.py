@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -28,14 +29,20 @@ from kafkapy.protocol.primitives import (
 _A_i = ARRAY_STRUCTS["i"]
 
 
-@dataclass(slots=True)
-class TopicPartition:
-    topic: str = ''
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicPartition(Entity):
+    __slots__ = ("topic", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic: str = '',
+        partitions: list[int] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ConsumerProtocolAssignment(Message):
     """Kafka data structure ConsumerProtocolAssignment, versions 0-3."""
 
@@ -44,10 +51,17 @@ class ConsumerProtocolAssignment(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = None
+    __slots__ = ("assigned_partitions", "user_data", "unknown_tagged_fields",)
 
-    assigned_partitions: list[TopicPartition] = field(default_factory=list)
-    user_data: bytes | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        assigned_partitions: list[TopicPartition] = DEFAULT,
+        user_data: bytes | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.assigned_partitions = [] if assigned_partitions is DEFAULT else assigned_partitions
+        self.user_data = user_data
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_TopicPartition_0(buf: memoryview, pos: int) -> tuple[TopicPartition, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -23,7 +22,6 @@ _S_i = Struct(">i")
 _S_iq = Struct(">iq")
 
 
-@dataclass(slots=True)
 class ControlledShutdownRequest(Message):
     """Kafka request ControlledShutdownRequest, versions 0-3."""
 
@@ -32,10 +30,17 @@ class ControlledShutdownRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("broker_id", "broker_epoch", "unknown_tagged_fields",)
 
-    broker_id: int = 0
-    broker_epoch: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        broker_id: int = 0,
+        broker_epoch: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.broker_id = broker_id
+        self.broker_epoch = broker_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ControlledShutdownRequest_0(buf: memoryview, pos: int) -> tuple[ControlledShutdownRequest, int]:

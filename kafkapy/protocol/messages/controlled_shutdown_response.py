@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -31,14 +32,20 @@ _S_h = Struct(">h")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class RemainingPartition:
-    topic_name: str = ''
-    partition_index: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class RemainingPartition(Entity):
+    __slots__ = ("topic_name", "partition_index", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partition_index: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partition_index = partition_index
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ControlledShutdownResponse(Message):
     """Kafka response ControlledShutdownResponse, versions 0-3."""
 
@@ -47,10 +54,17 @@ class ControlledShutdownResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("error_code", "remaining_partitions", "unknown_tagged_fields",)
 
-    error_code: int = 0
-    remaining_partitions: list[RemainingPartition] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        error_code: int = 0,
+        remaining_partitions: list[RemainingPartition] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.remaining_partitions = [] if remaining_partitions is DEFAULT else remaining_partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_RemainingPartition_0(buf: memoryview, pos: int) -> tuple[RemainingPartition, int]:

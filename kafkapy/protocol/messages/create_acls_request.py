@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -31,19 +32,30 @@ _S_b = Struct(">b")
 _S_bb = Struct(">bb")
 
 
-@dataclass(slots=True)
-class AclCreation:
-    resource_type: int = 0
-    resource_name: str = ''
-    resource_pattern_type: int = 3
-    principal: str = ''
-    host: str = ''
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AclCreation(Entity):
+    __slots__ = ("resource_type", "resource_name", "resource_pattern_type", "principal", "host", "operation", "permission_type", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        resource_type: int = 0,
+        resource_name: str = '',
+        resource_pattern_type: int = 3,
+        principal: str = '',
+        host: str = '',
+        operation: int = 0,
+        permission_type: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        self.resource_pattern_type = resource_pattern_type
+        self.principal = principal
+        self.host = host
+        self.operation = operation
+        self.permission_type = permission_type
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class CreateAclsRequest(Message):
     """Kafka request CreateAclsRequest, versions 0-3."""
 
@@ -52,9 +64,15 @@ class CreateAclsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("creations", "unknown_tagged_fields",)
 
-    creations: list[AclCreation] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        creations: list[AclCreation] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.creations = [] if creations is DEFAULT else creations
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_AclCreation_0(buf: memoryview, pos: int) -> tuple[AclCreation, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -32,14 +33,20 @@ from kafkapy.protocol.primitives import (
 _S_q = Struct(">q")
 
 
-@dataclass(slots=True)
-class CreatableRenewers:
-    principal_type: str = ''
-    principal_name: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class CreatableRenewers(Entity):
+    __slots__ = ("principal_type", "principal_name", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        principal_type: str = '',
+        principal_name: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.principal_type = principal_type
+        self.principal_name = principal_name
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class CreateDelegationTokenRequest(Message):
     """Kafka request CreateDelegationTokenRequest, versions 0-3."""
 
@@ -48,12 +55,21 @@ class CreateDelegationTokenRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("owner_principal_type", "owner_principal_name", "renewers", "max_lifetime_ms", "unknown_tagged_fields",)
 
-    owner_principal_type: str | None = ''
-    owner_principal_name: str | None = ''
-    renewers: list[CreatableRenewers] = field(default_factory=list)
-    max_lifetime_ms: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        owner_principal_type: str | None = '',
+        owner_principal_name: str | None = '',
+        renewers: list[CreatableRenewers] = DEFAULT,
+        max_lifetime_ms: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.owner_principal_type = owner_principal_type
+        self.owner_principal_name = owner_principal_name
+        self.renewers = [] if renewers is DEFAULT else renewers
+        self.max_lifetime_ms = max_lifetime_ms
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_CreatableRenewers_0(buf: memoryview, pos: int) -> tuple[CreatableRenewers, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -11,6 +10,8 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
     COMPACT_ARRAY_STRUCTS,
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -40,21 +41,34 @@ _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
-@dataclass(slots=True)
-class CreatePartitionsAssignment:
-    broker_ids: list[int] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class CreatePartitionsAssignment(Entity):
+    __slots__ = ("broker_ids", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        broker_ids: list[int] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.broker_ids = [] if broker_ids is DEFAULT else broker_ids
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class CreatePartitionsTopic:
-    name: str = ''
-    count: int = 0
-    assignments: list[CreatePartitionsAssignment] | None = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class CreatePartitionsTopic(Entity):
+    __slots__ = ("name", "count", "assignments", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        count: int = 0,
+        assignments: list[CreatePartitionsAssignment] | None = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.count = count
+        self.assignments = [] if assignments is DEFAULT else assignments
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class CreatePartitionsRequest(Message):
     """Kafka request CreatePartitionsRequest, versions 0-3."""
 
@@ -63,11 +77,19 @@ class CreatePartitionsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("topics", "timeout_ms", "validate_only", "unknown_tagged_fields",)
 
-    topics: list[CreatePartitionsTopic] = field(default_factory=list)
-    timeout_ms: int = 0
-    validate_only: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        topics: list[CreatePartitionsTopic] = DEFAULT,
+        timeout_ms: int = 0,
+        validate_only: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.timeout_ms = timeout_ms
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_CreatePartitionsAssignment_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsAssignment, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -35,15 +36,22 @@ _S_h = Struct(">h")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class CreatePartitionsTopicResult:
-    name: str = ''
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class CreatePartitionsTopicResult(Entity):
+    __slots__ = ("name", "error_code", "error_message", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        error_code: int = 0,
+        error_message: str | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.error_code = error_code
+        self.error_message = error_message
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class CreatePartitionsResponse(Message):
     """Kafka response CreatePartitionsResponse, versions 0-3."""
 
@@ -52,10 +60,17 @@ class CreatePartitionsResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("throttle_time_ms", "results", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    results: list[CreatePartitionsTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        results: list[CreatePartitionsTopicResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_CreatePartitionsTopicResult_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopicResult, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -24,7 +23,6 @@ from kafkapy.protocol.primitives import (
 _S_o = Struct(">?")
 
 
-@dataclass(slots=True)
 class DefaultPrincipalData(Message):
     """Kafka data structure DefaultPrincipalData, versions 0-0."""
 
@@ -33,11 +31,19 @@ class DefaultPrincipalData(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("type", "name", "token_authenticated", "unknown_tagged_fields",)
 
-    type: str = ''
-    name: str = ''
-    token_authenticated: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        type: str = '',
+        name: str = '',
+        token_authenticated: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.type = type
+        self.name = name
+        self.token_authenticated = token_authenticated
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DefaultPrincipalData_0(buf: memoryview, pos: int) -> tuple[DefaultPrincipalData, int]:

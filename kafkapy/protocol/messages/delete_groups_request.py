@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
     FAULTS,
     INT32,
     Message,
@@ -29,7 +29,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class DeleteGroupsRequest(Message):
     """Kafka request DeleteGroupsRequest, versions 0-2."""
 
@@ -38,9 +37,15 @@ class DeleteGroupsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("groups_names", "unknown_tagged_fields",)
 
-    groups_names: list[str] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        groups_names: list[str] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.groups_names = [] if groups_names is DEFAULT else groups_names
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DeleteGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -31,14 +32,20 @@ _S_h = Struct(">h")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class DeletableGroupResult:
-    group_id: str = ''
-    error_code: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class DeletableGroupResult(Entity):
+    __slots__ = ("group_id", "error_code", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        group_id: str = '',
+        error_code: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DeleteGroupsResponse(Message):
     """Kafka response DeleteGroupsResponse, versions 0-2."""
 
@@ -47,10 +54,17 @@ class DeleteGroupsResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("throttle_time_ms", "results", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    results: list[DeletableGroupResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        results: list[DeletableGroupResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DeletableGroupResult_0(buf: memoryview, pos: int) -> tuple[DeletableGroupResult, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -29,20 +30,32 @@ from kafkapy.protocol.primitives import (
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class PartitionData:
-    partition: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionData(Entity):
+    __slots__ = ("partition", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        partition: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.partition = partition
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class DeleteStateData:
-    topic_id: UUID = ZERO_UUID
-    partitions: list[PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class DeleteStateData(Entity):
+    __slots__ = ("topic_id", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_id: UUID = ZERO_UUID,
+        partitions: list[PartitionData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_id = topic_id
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DeleteShareGroupStateRequest(Message):
     """Kafka request DeleteShareGroupStateRequest, versions 0-0."""
 
@@ -51,10 +64,17 @@ class DeleteShareGroupStateRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("group_id", "topics", "unknown_tagged_fields",)
 
-    group_id: str = ''
-    topics: list[DeleteStateData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        group_id: str = '',
+        topics: list[DeleteStateData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:

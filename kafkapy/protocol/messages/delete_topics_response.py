@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -36,16 +37,24 @@ _S_h = Struct(">h")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class DeletableTopicResult:
-    name: str | None = ''
-    topic_id: UUID = ZERO_UUID
-    error_code: int = 0
-    error_message: str | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class DeletableTopicResult(Entity):
+    __slots__ = ("name", "topic_id", "error_code", "error_message", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str | None = '',
+        topic_id: UUID = ZERO_UUID,
+        error_code: int = 0,
+        error_message: str | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.topic_id = topic_id
+        self.error_code = error_code
+        self.error_message = error_message
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DeleteTopicsResponse(Message):
     """Kafka response DeleteTopicsResponse, versions 0-6."""
 
@@ -54,10 +63,17 @@ class DeleteTopicsResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 6
     FLEXIBLE_MIN: ClassVar[int | None] = 4
+    __slots__ = ("throttle_time_ms", "responses", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    responses: list[DeletableTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        responses: list[DeletableTopicResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.responses = [] if responses is DEFAULT else responses
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DeletableTopicResult_0(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -36,25 +37,42 @@ _S_bb = Struct(">bb")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class AclDescription:
-    principal: str = ''
-    host: str = ''
-    operation: int = 0
-    permission_type: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AclDescription(Entity):
+    __slots__ = ("principal", "host", "operation", "permission_type", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        principal: str = '',
+        host: str = '',
+        operation: int = 0,
+        permission_type: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.principal = principal
+        self.host = host
+        self.operation = operation
+        self.permission_type = permission_type
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class DescribeAclsResource:
-    resource_type: int = 0
-    resource_name: str = ''
-    pattern_type: int = 3
-    acls: list[AclDescription] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class DescribeAclsResource(Entity):
+    __slots__ = ("resource_type", "resource_name", "pattern_type", "acls", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        resource_type: int = 0,
+        resource_name: str = '',
+        pattern_type: int = 3,
+        acls: list[AclDescription] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        self.pattern_type = pattern_type
+        self.acls = [] if acls is DEFAULT else acls
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeAclsResponse(Message):
     """Kafka response DescribeAclsResponse, versions 0-3."""
 
@@ -63,12 +81,21 @@ class DescribeAclsResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("throttle_time_ms", "error_code", "error_message", "resources", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-    resources: list[DescribeAclsResource] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = '',
+        resources: list[DescribeAclsResource] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.resources = [] if resources is DEFAULT else resources
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_AclDescription_0(buf: memoryview, pos: int) -> tuple[AclDescription, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -35,15 +36,22 @@ _S_b = Struct(">b")
 _S_o = Struct(">?")
 
 
-@dataclass(slots=True)
-class ComponentData:
-    entity_type: str = ''
-    match_type: int = 0
-    match: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ComponentData(Entity):
+    __slots__ = ("entity_type", "match_type", "match", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        entity_type: str = '',
+        match_type: int = 0,
+        match: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.entity_type = entity_type
+        self.match_type = match_type
+        self.match = match
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeClientQuotasRequest(Message):
     """Kafka request DescribeClientQuotasRequest, versions 0-1."""
 
@@ -52,10 +60,17 @@ class DescribeClientQuotasRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 1
+    __slots__ = ("components", "strict", "unknown_tagged_fields",)
 
-    components: list[ComponentData] = field(default_factory=list)
-    strict: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        components: list[ComponentData] = DEFAULT,
+        strict: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.components = [] if components is DEFAULT else components
+        self.strict = strict
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ComponentData_0(buf: memoryview, pos: int) -> tuple[ComponentData, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -37,28 +38,48 @@ _S_d = Struct(">d")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class EntityData:
-    entity_type: str = ''
-    entity_name: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class EntityData(Entity):
+    __slots__ = ("entity_type", "entity_name", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        entity_type: str = '',
+        entity_name: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.entity_type = entity_type
+        self.entity_name = entity_name
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class ValueData:
-    key: str = ''
-    value: float = 0.0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ValueData(Entity):
+    __slots__ = ("key", "value", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        key: str = '',
+        value: float = 0.0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class EntryData:
-    entity: list[EntityData] = field(default_factory=list)
-    values: list[ValueData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class EntryData(Entity):
+    __slots__ = ("entity", "values", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        entity: list[EntityData] = DEFAULT,
+        values: list[ValueData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.entity = [] if entity is DEFAULT else entity
+        self.values = [] if values is DEFAULT else values
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeClientQuotasResponse(Message):
     """Kafka response DescribeClientQuotasResponse, versions 0-1."""
 
@@ -67,12 +88,21 @@ class DescribeClientQuotasResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 1
+    __slots__ = ("throttle_time_ms", "error_code", "error_message", "entries", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-    entries: list[EntryData] | None = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = '',
+        entries: list[EntryData] | None = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.entries = [] if entries is DEFAULT else entries
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:

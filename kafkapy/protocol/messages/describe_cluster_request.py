@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -23,7 +22,6 @@ _S_o = Struct(">?")
 _S_ob = Struct(">?b")
 
 
-@dataclass(slots=True)
 class DescribeClusterRequest(Message):
     """Kafka request DescribeClusterRequest, versions 0-1."""
 
@@ -32,10 +30,17 @@ class DescribeClusterRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("include_cluster_authorized_operations", "endpoint_type", "unknown_tagged_fields",)
 
-    include_cluster_authorized_operations: bool = False
-    endpoint_type: int = 1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        include_cluster_authorized_operations: bool = False,
+        endpoint_type: int = 1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.include_cluster_authorized_operations = include_cluster_authorized_operations
+        self.endpoint_type = endpoint_type
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DescribeClusterRequest_0(buf: memoryview, pos: int) -> tuple[DescribeClusterRequest, int]:

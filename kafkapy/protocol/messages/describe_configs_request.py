@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -34,15 +35,22 @@ _S_o = Struct(">?")
 _S_oo = Struct(">??")
 
 
-@dataclass(slots=True)
-class DescribeConfigsResource:
-    resource_type: int = 0
-    resource_name: str = ''
-    configuration_keys: list[str] | None = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class DescribeConfigsResource(Entity):
+    __slots__ = ("resource_type", "resource_name", "configuration_keys", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        resource_type: int = 0,
+        resource_name: str = '',
+        configuration_keys: list[str] | None = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        self.configuration_keys = [] if configuration_keys is DEFAULT else configuration_keys
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeConfigsRequest(Message):
     """Kafka request DescribeConfigsRequest, versions 0-4."""
 
@@ -51,11 +59,19 @@ class DescribeConfigsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_MIN: ClassVar[int | None] = 4
+    __slots__ = ("resources", "include_synonyms", "include_documentation", "unknown_tagged_fields",)
 
-    resources: list[DescribeConfigsResource] = field(default_factory=list)
-    include_synonyms: bool = False
-    include_documentation: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        resources: list[DescribeConfigsResource] = DEFAULT,
+        include_synonyms: bool = False,
+        include_documentation: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.resources = [] if resources is DEFAULT else resources
+        self.include_synonyms = include_synonyms
+        self.include_documentation = include_documentation
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DescribeConfigsResource_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResource, int]:

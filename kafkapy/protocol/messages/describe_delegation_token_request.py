@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -29,14 +30,20 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
-class DescribeDelegationTokenOwner:
-    principal_type: str = ''
-    principal_name: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class DescribeDelegationTokenOwner(Entity):
+    __slots__ = ("principal_type", "principal_name", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        principal_type: str = '',
+        principal_name: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.principal_type = principal_type
+        self.principal_name = principal_name
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeDelegationTokenRequest(Message):
     """Kafka request DescribeDelegationTokenRequest, versions 0-3."""
 
@@ -45,9 +52,15 @@ class DescribeDelegationTokenRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("owners", "unknown_tagged_fields",)
 
-    owners: list[DescribeDelegationTokenOwner] | None = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        owners: list[DescribeDelegationTokenOwner] | None = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.owners = [] if owners is DEFAULT else owners
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DescribeDelegationTokenOwner_0(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenOwner, int]:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
     FAULTS,
     INT32,
     Message,
@@ -30,7 +30,6 @@ from kafkapy.protocol.primitives import (
 _S_o = Struct(">?")
 
 
-@dataclass(slots=True)
 class DescribeGroupsRequest(Message):
     """Kafka request DescribeGroupsRequest, versions 0-5."""
 
@@ -39,10 +38,17 @@ class DescribeGroupsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
     FLEXIBLE_MIN: ClassVar[int | None] = 5
+    __slots__ = ("groups", "include_authorized_operations", "unknown_tagged_fields",)
 
-    groups: list[str] = field(default_factory=list)
-    include_authorized_operations: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        groups: list[str] = DEFAULT,
+        include_authorized_operations: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.groups = [] if groups is DEFAULT else groups
+        self.include_authorized_operations = include_authorized_operations
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DescribeGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:

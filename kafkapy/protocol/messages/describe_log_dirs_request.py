@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -11,6 +10,8 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
     COMPACT_ARRAY_STRUCTS,
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -38,14 +39,20 @@ _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
-@dataclass(slots=True)
-class DescribableLogDirTopic:
-    topic: str = ''
-    partitions: list[int] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class DescribableLogDirTopic(Entity):
+    __slots__ = ("topic", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic: str = '',
+        partitions: list[int] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeLogDirsRequest(Message):
     """Kafka request DescribeLogDirsRequest, versions 0-4."""
 
@@ -54,9 +61,15 @@ class DescribeLogDirsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("topics", "unknown_tagged_fields",)
 
-    topics: list[DescribableLogDirTopic] | None = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        topics: list[DescribableLogDirTopic] | None = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DescribableLogDirTopic_0(buf: memoryview, pos: int) -> tuple[DescribableLogDirTopic, int]:

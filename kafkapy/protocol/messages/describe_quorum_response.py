@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -39,52 +40,96 @@ _S_iqqq = Struct(">iqqq")
 _S_qqq = Struct(">qqq")
 
 
-@dataclass(slots=True)
-class ReplicaState:
-    replica_id: int = 0
-    replica_directory_id: UUID = ZERO_UUID
-    log_end_offset: int = 0
-    last_fetch_timestamp: int = -1
-    last_caught_up_timestamp: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ReplicaState(Entity):
+    __slots__ = ("replica_id", "replica_directory_id", "log_end_offset", "last_fetch_timestamp", "last_caught_up_timestamp", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        replica_id: int = 0,
+        replica_directory_id: UUID = ZERO_UUID,
+        log_end_offset: int = 0,
+        last_fetch_timestamp: int = -1,
+        last_caught_up_timestamp: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.replica_id = replica_id
+        self.replica_directory_id = replica_directory_id
+        self.log_end_offset = log_end_offset
+        self.last_fetch_timestamp = last_fetch_timestamp
+        self.last_caught_up_timestamp = last_caught_up_timestamp
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class PartitionData:
-    partition_index: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-    leader_id: int = 0
-    leader_epoch: int = 0
-    high_watermark: int = 0
-    current_voters: list[ReplicaState] = field(default_factory=list)
-    observers: list[ReplicaState] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionData(Entity):
+    __slots__ = ("partition_index", "error_code", "error_message", "leader_id", "leader_epoch", "high_watermark", "current_voters", "observers", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        partition_index: int = 0,
+        error_code: int = 0,
+        error_message: str | None = '',
+        leader_id: int = 0,
+        leader_epoch: int = 0,
+        high_watermark: int = 0,
+        current_voters: list[ReplicaState] = DEFAULT,
+        observers: list[ReplicaState] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.partition_index = partition_index
+        self.error_code = error_code
+        self.error_message = error_message
+        self.leader_id = leader_id
+        self.leader_epoch = leader_epoch
+        self.high_watermark = high_watermark
+        self.current_voters = [] if current_voters is DEFAULT else current_voters
+        self.observers = [] if observers is DEFAULT else observers
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class TopicData:
-    topic_name: str = ''
-    partitions: list[PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicData(Entity):
+    __slots__ = ("topic_name", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partitions: list[PartitionData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class Listener:
-    name: str = ''
-    host: str = ''
-    port: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Listener(Entity):
+    __slots__ = ("name", "host", "port", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        host: str = '',
+        port: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class Node:
-    node_id: int = 0
-    listeners: list[Listener] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Node(Entity):
+    __slots__ = ("node_id", "listeners", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        node_id: int = 0,
+        listeners: list[Listener] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.listeners = [] if listeners is DEFAULT else listeners
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeQuorumResponse(Message):
     """Kafka response DescribeQuorumResponse, versions 0-2."""
 
@@ -93,12 +138,21 @@ class DescribeQuorumResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("error_code", "error_message", "topics", "nodes", "unknown_tagged_fields",)
 
-    error_code: int = 0
-    error_message: str | None = ''
-    topics: list[TopicData] = field(default_factory=list)
-    nodes: list[Node] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        error_code: int = 0,
+        error_message: str | None = '',
+        topics: list[TopicData] = DEFAULT,
+        nodes: list[Node] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.error_message = error_message
+        self.topics = [] if topics is DEFAULT else topics
+        self.nodes = [] if nodes is DEFAULT else nodes
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ReplicaState_0(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:

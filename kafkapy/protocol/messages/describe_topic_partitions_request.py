@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT8,
     Message,
@@ -27,20 +28,32 @@ from kafkapy.protocol.primitives import (
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class TopicRequest:
-    name: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicRequest(Entity):
+    __slots__ = ("name", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class Cursor:
-    topic_name: str = ''
-    partition_index: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Cursor(Entity):
+    __slots__ = ("topic_name", "partition_index", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partition_index: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partition_index = partition_index
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeTopicPartitionsRequest(Message):
     """Kafka request DescribeTopicPartitionsRequest, versions 0-0."""
 
@@ -49,11 +62,19 @@ class DescribeTopicPartitionsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("topics", "response_partition_limit", "cursor", "unknown_tagged_fields",)
 
-    topics: list[TopicRequest] = field(default_factory=list)
-    response_partition_limit: int = 2000
-    cursor: Cursor | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        topics: list[TopicRequest] = DEFAULT,
+        response_partition_limit: int = 2000,
+        cursor: Cursor | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topics = [] if topics is DEFAULT else topics
+        self.response_partition_limit = response_partition_limit
+        self.cursor = cursor
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_TopicRequest_0(buf: memoryview, pos: int) -> tuple[TopicRequest, int]:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
     FAULTS,
     Message,
     fault,
@@ -25,7 +25,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class DescribeTransactionsRequest(Message):
     """Kafka request DescribeTransactionsRequest, versions 0-0."""
 
@@ -34,9 +33,15 @@ class DescribeTransactionsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("transactional_ids", "unknown_tagged_fields",)
 
-    transactional_ids: list[str] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        transactional_ids: list[str] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.transactional_ids = [] if transactional_ids is DEFAULT else transactional_ids
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_DescribeTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeTransactionsRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     fault,
@@ -25,13 +26,18 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
-class UserName:
-    name: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class UserName(Entity):
+    __slots__ = ("name", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class DescribeUserScramCredentialsRequest(Message):
     """Kafka request DescribeUserScramCredentialsRequest, versions 0-0."""
 
@@ -40,9 +46,15 @@ class DescribeUserScramCredentialsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("users", "unknown_tagged_fields",)
 
-    users: list[UserName] | None = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        users: list[UserName] | None = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.users = [] if users is DEFAULT else users
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_UserName_0(buf: memoryview, pos: int) -> tuple[UserName, int]:

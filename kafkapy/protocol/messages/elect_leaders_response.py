@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -35,22 +36,36 @@ _S_i = Struct(">i")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class PartitionResult:
-    partition_id: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionResult(Entity):
+    __slots__ = ("partition_id", "error_code", "error_message", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        partition_id: int = 0,
+        error_code: int = 0,
+        error_message: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.partition_id = partition_id
+        self.error_code = error_code
+        self.error_message = error_message
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class ReplicaElectionResult:
-    topic: str = ''
-    partition_result: list[PartitionResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ReplicaElectionResult(Entity):
+    __slots__ = ("topic", "partition_result", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic: str = '',
+        partition_result: list[PartitionResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition_result = [] if partition_result is DEFAULT else partition_result
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ElectLeadersResponse(Message):
     """Kafka response ElectLeadersResponse, versions 0-2."""
 
@@ -59,11 +74,19 @@ class ElectLeadersResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("throttle_time_ms", "error_code", "replica_election_results", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    replica_election_results: list[ReplicaElectionResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        replica_election_results: list[ReplicaElectionResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.replica_election_results = [] if replica_election_results is DEFAULT else replica_election_results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -26,7 +25,6 @@ from kafkapy.protocol.primitives import (
 _S_qho = Struct(">qh?")
 
 
-@dataclass(slots=True)
 class EndTxnRequest(Message):
     """Kafka request EndTxnRequest, versions 0-5."""
 
@@ -35,12 +33,21 @@ class EndTxnRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("transactional_id", "producer_id", "producer_epoch", "committed", "unknown_tagged_fields",)
 
-    transactional_id: str = ''
-    producer_id: int = 0
-    producer_epoch: int = 0
-    committed: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        transactional_id: str = '',
+        producer_id: int = 0,
+        producer_epoch: int = 0,
+        committed: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.committed = committed
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_EndTxnRequest_0(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:

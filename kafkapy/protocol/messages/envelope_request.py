@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -25,7 +24,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class EnvelopeRequest(Message):
     """Kafka request EnvelopeRequest, versions 0-0."""
 
@@ -34,11 +32,19 @@ class EnvelopeRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("request_data", "request_principal", "client_host_address", "unknown_tagged_fields",)
 
-    request_data: bytes = b""
-    request_principal: bytes | None = b""
-    client_host_address: bytes = b""
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        request_data: bytes = b"",
+        request_principal: bytes | None = b"",
+        client_host_address: bytes = b"",
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.request_data = request_data
+        self.request_principal = request_principal
+        self.client_host_address = client_host_address
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_EnvelopeRequest_0(buf: memoryview, pos: int) -> tuple[EnvelopeRequest, int]:

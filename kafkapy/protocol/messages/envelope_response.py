@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -24,7 +23,6 @@ from kafkapy.protocol.primitives import (
 _S_h = Struct(">h")
 
 
-@dataclass(slots=True)
 class EnvelopeResponse(Message):
     """Kafka response EnvelopeResponse, versions 0-0."""
 
@@ -33,10 +31,17 @@ class EnvelopeResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("response_data", "error_code", "unknown_tagged_fields",)
 
-    response_data: bytes | None = None
-    error_code: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        response_data: bytes | None = None,
+        error_code: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.response_data = response_data
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_EnvelopeResponse_0(buf: memoryview, pos: int) -> tuple[EnvelopeResponse, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -26,7 +25,6 @@ from kafkapy.protocol.primitives import (
 _S_q = Struct(">q")
 
 
-@dataclass(slots=True)
 class ExpireDelegationTokenRequest(Message):
     """Kafka request ExpireDelegationTokenRequest, versions 0-2."""
 
@@ -35,10 +33,17 @@ class ExpireDelegationTokenRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("hmac", "expiry_time_period_ms", "unknown_tagged_fields",)
 
-    hmac: bytes = b""
-    expiry_time_period_ms: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        hmac: bytes = b"",
+        expiry_time_period_ms: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.hmac = hmac
+        self.expiry_time_period_ms = expiry_time_period_ms
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ExpireDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[ExpireDelegationTokenRequest, int]:

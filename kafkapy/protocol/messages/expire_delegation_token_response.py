@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -22,7 +21,6 @@ from kafkapy.protocol.primitives import (
 _S_hqi = Struct(">hqi")
 
 
-@dataclass(slots=True)
 class ExpireDelegationTokenResponse(Message):
     """Kafka response ExpireDelegationTokenResponse, versions 0-2."""
 
@@ -31,11 +29,19 @@ class ExpireDelegationTokenResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("error_code", "expiry_timestamp_ms", "throttle_time_ms", "unknown_tagged_fields",)
 
-    error_code: int = 0
-    expiry_timestamp_ms: int = 0
-    throttle_time_ms: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        error_code: int = 0,
+        expiry_timestamp_ms: int = 0,
+        throttle_time_ms: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.expiry_timestamp_ms = expiry_timestamp_ms
+        self.throttle_time_ms = throttle_time_ms
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ExpireDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[ExpireDelegationTokenResponse, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -33,31 +34,54 @@ _S_q = Struct(">q")
 _S_qi = Struct(">qi")
 
 
-@dataclass(slots=True)
-class SnapshotId:
-    end_offset: int = 0
-    epoch: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class SnapshotId(Entity):
+    __slots__ = ("end_offset", "epoch", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        end_offset: int = 0,
+        epoch: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.end_offset = end_offset
+        self.epoch = epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class PartitionSnapshot:
-    partition: int = 0
-    current_leader_epoch: int = 0
-    snapshot_id: SnapshotId = field(default_factory=SnapshotId)
-    position: int = 0
-    replica_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionSnapshot(Entity):
+    __slots__ = ("partition", "current_leader_epoch", "snapshot_id", "position", "replica_directory_id", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        partition: int = 0,
+        current_leader_epoch: int = 0,
+        snapshot_id: SnapshotId = DEFAULT,
+        position: int = 0,
+        replica_directory_id: UUID = ZERO_UUID,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.partition = partition
+        self.current_leader_epoch = current_leader_epoch
+        self.snapshot_id = SnapshotId() if snapshot_id is DEFAULT else snapshot_id
+        self.position = position
+        self.replica_directory_id = replica_directory_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class TopicSnapshot:
-    name: str = ''
-    partitions: list[PartitionSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicSnapshot(Entity):
+    __slots__ = ("name", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        partitions: list[PartitionSnapshot] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class FetchSnapshotRequest(Message):
     """Kafka request FetchSnapshotRequest, versions 0-1."""
 
@@ -66,12 +90,21 @@ class FetchSnapshotRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("cluster_id", "replica_id", "max_bytes", "topics", "unknown_tagged_fields",)
 
-    cluster_id: str | None = None
-    replica_id: int = -1
-    max_bytes: int = 2147483647
-    topics: list[TopicSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        cluster_id: str | None = None,
+        replica_id: int = -1,
+        max_bytes: int = 2147483647,
+        topics: list[TopicSnapshot] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.replica_id = replica_id
+        self.max_bytes = max_bytes
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_SnapshotId_0(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     fault,
@@ -33,48 +34,88 @@ _S_qi = Struct(">qi")
 _S_qq = Struct(">qq")
 
 
-@dataclass(slots=True)
-class SnapshotId:
-    end_offset: int = 0
-    epoch: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class SnapshotId(Entity):
+    __slots__ = ("end_offset", "epoch", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        end_offset: int = 0,
+        epoch: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.end_offset = end_offset
+        self.epoch = epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class LeaderIdAndEpoch:
-    leader_id: int = 0
-    leader_epoch: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class LeaderIdAndEpoch(Entity):
+    __slots__ = ("leader_id", "leader_epoch", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        leader_id: int = 0,
+        leader_epoch: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.leader_id = leader_id
+        self.leader_epoch = leader_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class PartitionSnapshot:
-    index: int = 0
-    error_code: int = 0
-    snapshot_id: SnapshotId = field(default_factory=SnapshotId)
-    current_leader: LeaderIdAndEpoch = field(default_factory=LeaderIdAndEpoch)
-    size: int = 0
-    position: int = 0
-    unaligned_records: Any | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionSnapshot(Entity):
+    __slots__ = ("index", "error_code", "snapshot_id", "current_leader", "size", "position", "unaligned_records", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        index: int = 0,
+        error_code: int = 0,
+        snapshot_id: SnapshotId = DEFAULT,
+        current_leader: LeaderIdAndEpoch = DEFAULT,
+        size: int = 0,
+        position: int = 0,
+        unaligned_records: Any | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.index = index
+        self.error_code = error_code
+        self.snapshot_id = SnapshotId() if snapshot_id is DEFAULT else snapshot_id
+        self.current_leader = LeaderIdAndEpoch() if current_leader is DEFAULT else current_leader
+        self.size = size
+        self.position = position
+        self.unaligned_records = unaligned_records
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class TopicSnapshot:
-    name: str = ''
-    partitions: list[PartitionSnapshot] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicSnapshot(Entity):
+    __slots__ = ("name", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        partitions: list[PartitionSnapshot] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class NodeEndpoint:
-    node_id: int = 0
-    host: str = ''
-    port: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class NodeEndpoint(Entity):
+    __slots__ = ("node_id", "host", "port", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        node_id: int = 0,
+        host: str = '',
+        port: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.host = host
+        self.port = port
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class FetchSnapshotResponse(Message):
     """Kafka response FetchSnapshotResponse, versions 0-1."""
 
@@ -83,12 +124,21 @@ class FetchSnapshotResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("throttle_time_ms", "error_code", "topics", "node_endpoints", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    topics: list[TopicSnapshot] = field(default_factory=list)
-    node_endpoints: list[NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        topics: list[TopicSnapshot] = DEFAULT,
+        node_endpoints: list[NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.topics = [] if topics is DEFAULT else topics
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_SnapshotId_0(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
     FAULTS,
     Message,
     fault,
@@ -28,7 +28,6 @@ from kafkapy.protocol.primitives import (
 _S_b = Struct(">b")
 
 
-@dataclass(slots=True)
 class FindCoordinatorRequest(Message):
     """Kafka request FindCoordinatorRequest, versions 0-6."""
 
@@ -37,11 +36,19 @@ class FindCoordinatorRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 6
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("key", "key_type", "coordinator_keys", "unknown_tagged_fields",)
 
-    key: str = ''
-    key_type: int = 0
-    coordinator_keys: list[str] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        key: str = '',
+        key_type: int = 0,
+        coordinator_keys: list[str] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.key = key
+        self.key_type = key_type
+        self.coordinator_keys = [] if coordinator_keys is DEFAULT else coordinator_keys
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_FindCoordinatorRequest_0(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:

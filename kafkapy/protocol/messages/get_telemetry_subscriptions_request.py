@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -24,7 +23,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class GetTelemetrySubscriptionsRequest(Message):
     """Kafka request GetTelemetrySubscriptionsRequest, versions 0-0."""
 
@@ -33,9 +31,15 @@ class GetTelemetrySubscriptionsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("client_instance_id", "unknown_tagged_fields",)
 
-    client_instance_id: UUID = ZERO_UUID
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        client_instance_id: UUID = ZERO_UUID,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.client_instance_id = client_instance_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_GetTelemetrySubscriptionsRequest_0(buf: memoryview, pos: int) -> tuple[GetTelemetrySubscriptionsRequest, int]:

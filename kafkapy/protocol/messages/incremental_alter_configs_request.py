@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -35,23 +36,38 @@ _S_b = Struct(">b")
 _S_o = Struct(">?")
 
 
-@dataclass(slots=True)
-class AlterableConfig:
-    name: str = ''
-    config_operation: int = 0
-    value: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AlterableConfig(Entity):
+    __slots__ = ("name", "config_operation", "value", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        config_operation: int = 0,
+        value: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.config_operation = config_operation
+        self.value = value
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class AlterConfigsResource:
-    resource_type: int = 0
-    resource_name: str = ''
-    configs: list[AlterableConfig] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class AlterConfigsResource(Entity):
+    __slots__ = ("resource_type", "resource_name", "configs", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        resource_type: int = 0,
+        resource_name: str = '',
+        configs: list[AlterableConfig] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        self.configs = [] if configs is DEFAULT else configs
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class IncrementalAlterConfigsRequest(Message):
     """Kafka request IncrementalAlterConfigsRequest, versions 0-1."""
 
@@ -60,10 +76,17 @@ class IncrementalAlterConfigsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 1
+    __slots__ = ("resources", "validate_only", "unknown_tagged_fields",)
 
-    resources: list[AlterConfigsResource] = field(default_factory=list)
-    validate_only: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        resources: list[AlterConfigsResource] = DEFAULT,
+        validate_only: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.resources = [] if resources is DEFAULT else resources
+        self.validate_only = validate_only
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_AlterableConfig_0(buf: memoryview, pos: int) -> tuple[AlterableConfig, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -11,6 +10,8 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
     COMPACT_ARRAY_STRUCTS,
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -47,40 +48,72 @@ _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
-@dataclass(slots=True)
-class LeaderAndIsrPartitionState:
-    topic_name: str = ''
-    partition_index: int = 0
-    controller_epoch: int = 0
-    leader: int = 0
-    leader_epoch: int = 0
-    isr: list[int] = field(default_factory=list)
-    partition_epoch: int = 0
-    replicas: list[int] = field(default_factory=list)
-    adding_replicas: list[int] = field(default_factory=list)
-    removing_replicas: list[int] = field(default_factory=list)
-    is_new: bool = False
-    leader_recovery_state: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class LeaderAndIsrPartitionState(Entity):
+    __slots__ = ("topic_name", "partition_index", "controller_epoch", "leader", "leader_epoch", "isr", "partition_epoch", "replicas", "adding_replicas", "removing_replicas", "is_new", "leader_recovery_state", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partition_index: int = 0,
+        controller_epoch: int = 0,
+        leader: int = 0,
+        leader_epoch: int = 0,
+        isr: list[int] = DEFAULT,
+        partition_epoch: int = 0,
+        replicas: list[int] = DEFAULT,
+        adding_replicas: list[int] = DEFAULT,
+        removing_replicas: list[int] = DEFAULT,
+        is_new: bool = False,
+        leader_recovery_state: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partition_index = partition_index
+        self.controller_epoch = controller_epoch
+        self.leader = leader
+        self.leader_epoch = leader_epoch
+        self.isr = [] if isr is DEFAULT else isr
+        self.partition_epoch = partition_epoch
+        self.replicas = [] if replicas is DEFAULT else replicas
+        self.adding_replicas = [] if adding_replicas is DEFAULT else adding_replicas
+        self.removing_replicas = [] if removing_replicas is DEFAULT else removing_replicas
+        self.is_new = is_new
+        self.leader_recovery_state = leader_recovery_state
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class LeaderAndIsrTopicState:
-    topic_name: str = ''
-    topic_id: UUID = ZERO_UUID
-    partition_states: list[LeaderAndIsrPartitionState] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class LeaderAndIsrTopicState(Entity):
+    __slots__ = ("topic_name", "topic_id", "partition_states", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        topic_id: UUID = ZERO_UUID,
+        partition_states: list[LeaderAndIsrPartitionState] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.topic_id = topic_id
+        self.partition_states = [] if partition_states is DEFAULT else partition_states
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class LeaderAndIsrLiveLeader:
-    broker_id: int = 0
-    host_name: str = ''
-    port: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class LeaderAndIsrLiveLeader(Entity):
+    __slots__ = ("broker_id", "host_name", "port", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        broker_id: int = 0,
+        host_name: str = '',
+        port: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.broker_id = broker_id
+        self.host_name = host_name
+        self.port = port
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class LeaderAndIsrRequest(Message):
     """Kafka request LeaderAndIsrRequest, versions 0-7."""
 
@@ -89,16 +122,29 @@ class LeaderAndIsrRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 7
     FLEXIBLE_MIN: ClassVar[int | None] = 4
+    __slots__ = ("controller_id", "is_k_raft_controller", "controller_epoch", "broker_epoch", "type", "ungrouped_partition_states", "topic_states", "live_leaders", "unknown_tagged_fields",)
 
-    controller_id: int = 0
-    is_k_raft_controller: bool = False
-    controller_epoch: int = 0
-    broker_epoch: int = -1
-    type: int = 0
-    ungrouped_partition_states: list[LeaderAndIsrPartitionState] = field(default_factory=list)
-    topic_states: list[LeaderAndIsrTopicState] = field(default_factory=list)
-    live_leaders: list[LeaderAndIsrLiveLeader] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        controller_id: int = 0,
+        is_k_raft_controller: bool = False,
+        controller_epoch: int = 0,
+        broker_epoch: int = -1,
+        type: int = 0,
+        ungrouped_partition_states: list[LeaderAndIsrPartitionState] = DEFAULT,
+        topic_states: list[LeaderAndIsrTopicState] = DEFAULT,
+        live_leaders: list[LeaderAndIsrLiveLeader] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.controller_id = controller_id
+        self.is_k_raft_controller = is_k_raft_controller
+        self.controller_epoch = controller_epoch
+        self.broker_epoch = broker_epoch
+        self.type = type
+        self.ungrouped_partition_states = [] if ungrouped_partition_states is DEFAULT else ungrouped_partition_states
+        self.topic_states = [] if topic_states is DEFAULT else topic_states
+        self.live_leaders = [] if live_leaders is DEFAULT else live_leaders
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_LeaderAndIsrPartitionState_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:

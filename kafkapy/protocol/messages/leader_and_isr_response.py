@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -34,22 +35,36 @@ _S_h = Struct(">h")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class LeaderAndIsrPartitionError:
-    topic_name: str = ''
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class LeaderAndIsrPartitionError(Entity):
+    __slots__ = ("topic_name", "partition_index", "error_code", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partition_index: int = 0,
+        error_code: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partition_index = partition_index
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class LeaderAndIsrTopicError:
-    topic_id: UUID = ZERO_UUID
-    partition_errors: list[LeaderAndIsrPartitionError] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class LeaderAndIsrTopicError(Entity):
+    __slots__ = ("topic_id", "partition_errors", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_id: UUID = ZERO_UUID,
+        partition_errors: list[LeaderAndIsrPartitionError] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_id = topic_id
+        self.partition_errors = [] if partition_errors is DEFAULT else partition_errors
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class LeaderAndIsrResponse(Message):
     """Kafka response LeaderAndIsrResponse, versions 0-7."""
 
@@ -58,11 +73,19 @@ class LeaderAndIsrResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 7
     FLEXIBLE_MIN: ClassVar[int | None] = 4
+    __slots__ = ("error_code", "partition_errors", "topics", "unknown_tagged_fields",)
 
-    error_code: int = 0
-    partition_errors: list[LeaderAndIsrPartitionError] = field(default_factory=list)
-    topics: list[LeaderAndIsrTopicError] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        error_code: int = 0,
+        partition_errors: list[LeaderAndIsrPartitionError] = DEFAULT,
+        topics: list[LeaderAndIsrTopicError] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.partition_errors = [] if partition_errors is DEFAULT else partition_errors
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_LeaderAndIsrPartitionError_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionError, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -28,14 +29,20 @@ _S_hi = Struct(">hi")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class Voter:
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Voter(Entity):
+    __slots__ = ("voter_id", "voter_directory_id", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        voter_id: int = 0,
+        voter_directory_id: UUID = ZERO_UUID,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.voter_id = voter_id
+        self.voter_directory_id = voter_directory_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class LeaderChangeMessage(Message):
     """Kafka data structure LeaderChangeMessage, versions 0-1."""
 
@@ -44,12 +51,21 @@ class LeaderChangeMessage(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("version", "leader_id", "voters", "granting_voters", "unknown_tagged_fields",)
 
-    version: int = 0
-    leader_id: int = 0
-    voters: list[Voter] = field(default_factory=list)
-    granting_voters: list[Voter] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        version: int = 0,
+        leader_id: int = 0,
+        voters: list[Voter] = DEFAULT,
+        granting_voters: list[Voter] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.version = version
+        self.leader_id = leader_id
+        self.voters = [] if voters is DEFAULT else voters
+        self.granting_voters = [] if granting_voters is DEFAULT else granting_voters
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_Voter_0(buf: memoryview, pos: int) -> tuple[Voter, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -33,15 +34,22 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
-class MemberIdentity:
-    member_id: str = ''
-    group_instance_id: str | None = None
-    reason: str | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class MemberIdentity(Entity):
+    __slots__ = ("member_id", "group_instance_id", "reason", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        member_id: str = '',
+        group_instance_id: str | None = None,
+        reason: str | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.member_id = member_id
+        self.group_instance_id = group_instance_id
+        self.reason = reason
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class LeaveGroupRequest(Message):
     """Kafka request LeaveGroupRequest, versions 0-5."""
 
@@ -50,11 +58,19 @@ class LeaveGroupRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
     FLEXIBLE_MIN: ClassVar[int | None] = 4
+    __slots__ = ("group_id", "member_id", "members", "unknown_tagged_fields",)
 
-    group_id: str = ''
-    member_id: str = ''
-    members: list[MemberIdentity] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        group_id: str = '',
+        member_id: str = '',
+        members: list[MemberIdentity] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.member_id = member_id
+        self.members = [] if members is DEFAULT else members
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_LeaveGroupRequest_0(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -35,15 +36,22 @@ _S_h = Struct(">h")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class MemberResponse:
-    member_id: str = ''
-    group_instance_id: str | None = ''
-    error_code: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class MemberResponse(Entity):
+    __slots__ = ("member_id", "group_instance_id", "error_code", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        member_id: str = '',
+        group_instance_id: str | None = '',
+        error_code: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.member_id = member_id
+        self.group_instance_id = group_instance_id
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class LeaveGroupResponse(Message):
     """Kafka response LeaveGroupResponse, versions 0-5."""
 
@@ -52,11 +60,19 @@ class LeaveGroupResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
     FLEXIBLE_MIN: ClassVar[int | None] = 4
+    __slots__ = ("throttle_time_ms", "error_code", "members", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    members: list[MemberResponse] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        members: list[MemberResponse] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.members = [] if members is DEFAULT else members
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_LeaveGroupResponse_0(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -21,7 +20,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class ListClientMetricsResourcesRequest(Message):
     """Kafka request ListClientMetricsResourcesRequest, versions 0-0."""
 
@@ -30,8 +28,13 @@ class ListClientMetricsResourcesRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("unknown_tagged_fields",)
 
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ListClientMetricsResourcesRequest_0(buf: memoryview, pos: int) -> tuple[ListClientMetricsResourcesRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     fault,
@@ -26,13 +27,18 @@ from kafkapy.protocol.primitives import (
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class ClientMetricsResource:
-    name: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ClientMetricsResource(Entity):
+    __slots__ = ("name", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ListClientMetricsResourcesResponse(Message):
     """Kafka response ListClientMetricsResourcesResponse, versions 0-0."""
 
@@ -41,11 +47,19 @@ class ListClientMetricsResourcesResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("throttle_time_ms", "error_code", "client_metrics_resources", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    client_metrics_resources: list[ClientMetricsResource] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        client_metrics_resources: list[ClientMetricsResource] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.client_metrics_resources = [] if client_metrics_resources is DEFAULT else client_metrics_resources
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ClientMetricsResource_0(buf: memoryview, pos: int) -> tuple[ClientMetricsResource, int]:

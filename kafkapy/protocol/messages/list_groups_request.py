@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
     FAULTS,
     Message,
     fault,
@@ -25,7 +25,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class ListGroupsRequest(Message):
     """Kafka request ListGroupsRequest, versions 0-5."""
 
@@ -34,10 +33,17 @@ class ListGroupsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("states_filter", "types_filter", "unknown_tagged_fields",)
 
-    states_filter: list[str] = field(default_factory=list)
-    types_filter: list[str] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        states_filter: list[str] = DEFAULT,
+        types_filter: list[str] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.states_filter = [] if states_filter is DEFAULT else states_filter
+        self.types_filter = [] if types_filter is DEFAULT else types_filter
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ListGroupsRequest_0(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -31,16 +32,24 @@ _S_h = Struct(">h")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class ListedGroup:
-    group_id: str = ''
-    protocol_type: str = ''
-    group_state: str = ''
-    group_type: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ListedGroup(Entity):
+    __slots__ = ("group_id", "protocol_type", "group_state", "group_type", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        group_id: str = '',
+        protocol_type: str = '',
+        group_state: str = '',
+        group_type: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.protocol_type = protocol_type
+        self.group_state = group_state
+        self.group_type = group_type
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ListGroupsResponse(Message):
     """Kafka response ListGroupsResponse, versions 0-5."""
 
@@ -49,11 +58,19 @@ class ListGroupsResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
     FLEXIBLE_MIN: ClassVar[int | None] = 3
+    __slots__ = ("throttle_time_ms", "error_code", "groups", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    groups: list[ListedGroup] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        groups: list[ListedGroup] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.groups = [] if groups is DEFAULT else groups
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ListedGroup_0(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -37,25 +38,42 @@ _S_ihqqi = Struct(">ihqqi")
 _A_q = ARRAY_STRUCTS["q"]
 
 
-@dataclass(slots=True)
-class ListOffsetsPartitionResponse:
-    partition_index: int = 0
-    error_code: int = 0
-    old_style_offsets: list[int] = field(default_factory=list)
-    timestamp: int = -1
-    offset: int = -1
-    leader_epoch: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ListOffsetsPartitionResponse(Entity):
+    __slots__ = ("partition_index", "error_code", "old_style_offsets", "timestamp", "offset", "leader_epoch", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        partition_index: int = 0,
+        error_code: int = 0,
+        old_style_offsets: list[int] = DEFAULT,
+        timestamp: int = -1,
+        offset: int = -1,
+        leader_epoch: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.partition_index = partition_index
+        self.error_code = error_code
+        self.old_style_offsets = [] if old_style_offsets is DEFAULT else old_style_offsets
+        self.timestamp = timestamp
+        self.offset = offset
+        self.leader_epoch = leader_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class ListOffsetsTopicResponse:
-    name: str = ''
-    partitions: list[ListOffsetsPartitionResponse] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class ListOffsetsTopicResponse(Entity):
+    __slots__ = ("name", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        partitions: list[ListOffsetsPartitionResponse] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ListOffsetsResponse(Message):
     """Kafka response ListOffsetsResponse, versions 0-10."""
 
@@ -64,10 +82,17 @@ class ListOffsetsResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 10
     FLEXIBLE_MIN: ClassVar[int | None] = 6
+    __slots__ = ("throttle_time_ms", "topics", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    topics: list[ListOffsetsTopicResponse] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[ListOffsetsTopicResponse] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ListOffsetsPartitionResponse_0(buf: memoryview, pos: int) -> tuple[ListOffsetsPartitionResponse, int]:

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
     COMPACT_ARRAY_STRUCTS,
+    DEFAULT,
     FAULTS,
     Message,
     fault,
@@ -30,7 +30,6 @@ _S_q = Struct(">q")
 _CA_q = COMPACT_ARRAY_STRUCTS["q"]
 
 
-@dataclass(slots=True)
 class ListTransactionsRequest(Message):
     """Kafka request ListTransactionsRequest, versions 0-1."""
 
@@ -39,11 +38,19 @@ class ListTransactionsRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("state_filters", "producer_id_filters", "duration_filter", "unknown_tagged_fields",)
 
-    state_filters: list[str] = field(default_factory=list)
-    producer_id_filters: list[int] = field(default_factory=list)
-    duration_filter: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        state_filters: list[str] = DEFAULT,
+        producer_id_filters: list[int] = DEFAULT,
+        duration_filter: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.state_filters = [] if state_filters is DEFAULT else state_filters
+        self.producer_id_filters = [] if producer_id_filters is DEFAULT else producer_id_filters
+        self.duration_filter = duration_filter
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ListTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[ListTransactionsRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     fault,
@@ -27,15 +28,22 @@ _S_ih = Struct(">ih")
 _S_q = Struct(">q")
 
 
-@dataclass(slots=True)
-class TransactionState:
-    transactional_id: str = ''
-    producer_id: int = 0
-    transaction_state: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TransactionState(Entity):
+    __slots__ = ("transactional_id", "producer_id", "transaction_state", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        transactional_id: str = '',
+        producer_id: int = 0,
+        transaction_state: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.producer_id = producer_id
+        self.transaction_state = transaction_state
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ListTransactionsResponse(Message):
     """Kafka response ListTransactionsResponse, versions 0-1."""
 
@@ -44,12 +52,21 @@ class ListTransactionsResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("throttle_time_ms", "error_code", "unknown_state_filters", "transaction_states", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    unknown_state_filters: list[str] = field(default_factory=list)
-    transaction_states: list[TransactionState] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        unknown_state_filters: list[str] = DEFAULT,
+        transaction_states: list[TransactionState] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.unknown_state_filters = [] if unknown_state_filters is DEFAULT else unknown_state_filters
+        self.transaction_states = [] if transaction_states is DEFAULT else transaction_states
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_TransactionState_0(buf: memoryview, pos: int) -> tuple[TransactionState, int]:

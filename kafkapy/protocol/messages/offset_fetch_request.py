@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -11,6 +10,8 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
     COMPACT_ARRAY_STRUCTS,
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -42,30 +43,52 @@ _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
-@dataclass(slots=True)
-class OffsetFetchRequestTopic:
-    name: str = ''
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class OffsetFetchRequestTopic(Entity):
+    __slots__ = ("name", "partition_indexes", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        partition_indexes: list[int] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.partition_indexes = [] if partition_indexes is DEFAULT else partition_indexes
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class OffsetFetchRequestTopics:
-    name: str = ''
-    partition_indexes: list[int] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class OffsetFetchRequestTopics(Entity):
+    __slots__ = ("name", "partition_indexes", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        partition_indexes: list[int] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.partition_indexes = [] if partition_indexes is DEFAULT else partition_indexes
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class OffsetFetchRequestGroup:
-    group_id: str = ''
-    member_id: str | None = None
-    member_epoch: int = -1
-    topics: list[OffsetFetchRequestTopics] | None = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class OffsetFetchRequestGroup(Entity):
+    __slots__ = ("group_id", "member_id", "member_epoch", "topics", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        group_id: str = '',
+        member_id: str | None = None,
+        member_epoch: int = -1,
+        topics: list[OffsetFetchRequestTopics] | None = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.member_id = member_id
+        self.member_epoch = member_epoch
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class OffsetFetchRequest(Message):
     """Kafka request OffsetFetchRequest, versions 0-9."""
 
@@ -74,12 +97,21 @@ class OffsetFetchRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 9
     FLEXIBLE_MIN: ClassVar[int | None] = 6
+    __slots__ = ("group_id", "topics", "groups", "require_stable", "unknown_tagged_fields",)
 
-    group_id: str = ''
-    topics: list[OffsetFetchRequestTopic] | None = field(default_factory=list)
-    groups: list[OffsetFetchRequestGroup] = field(default_factory=list)
-    require_stable: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        group_id: str = '',
+        topics: list[OffsetFetchRequestTopic] | None = DEFAULT,
+        groups: list[OffsetFetchRequestGroup] = DEFAULT,
+        require_stable: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.groups = [] if groups is DEFAULT else groups
+        self.require_stable = require_stable
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_OffsetFetchRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestTopic, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -32,23 +33,38 @@ _S_hiq = Struct(">hiq")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class EpochEndOffset:
-    error_code: int = 0
-    partition: int = 0
-    leader_epoch: int = -1
-    end_offset: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class EpochEndOffset(Entity):
+    __slots__ = ("error_code", "partition", "leader_epoch", "end_offset", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        error_code: int = 0,
+        partition: int = 0,
+        leader_epoch: int = -1,
+        end_offset: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.partition = partition
+        self.leader_epoch = leader_epoch
+        self.end_offset = end_offset
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class OffsetForLeaderTopicResult:
-    topic: str = ''
-    partitions: list[EpochEndOffset] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class OffsetForLeaderTopicResult(Entity):
+    __slots__ = ("topic", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic: str = '',
+        partitions: list[EpochEndOffset] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class OffsetForLeaderEpochResponse(Message):
     """Kafka response OffsetForLeaderEpochResponse, versions 0-4."""
 
@@ -57,10 +73,17 @@ class OffsetForLeaderEpochResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_MIN: ClassVar[int | None] = 4
+    __slots__ = ("throttle_time_ms", "topics", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    topics: list[OffsetForLeaderTopicResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        topics: list[OffsetForLeaderTopicResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_EpochEndOffset_0(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]:

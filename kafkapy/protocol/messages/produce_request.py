@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -39,21 +40,34 @@ _S_hi = Struct(">hi")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class PartitionProduceData:
-    index: int = 0
-    records: Any | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionProduceData(Entity):
+    __slots__ = ("index", "records", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        index: int = 0,
+        records: Any | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.index = index
+        self.records = records
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class TopicProduceData:
-    name: str = ''
-    partition_data: list[PartitionProduceData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicProduceData(Entity):
+    __slots__ = ("name", "partition_data", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        partition_data: list[PartitionProduceData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.partition_data = [] if partition_data is DEFAULT else partition_data
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ProduceRequest(Message):
     """Kafka request ProduceRequest, versions 0-11."""
 
@@ -62,12 +76,21 @@ class ProduceRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 11
     FLEXIBLE_MIN: ClassVar[int | None] = 9
+    __slots__ = ("transactional_id", "acks", "timeout_ms", "topic_data", "unknown_tagged_fields",)
 
-    transactional_id: str | None = None
-    acks: int = 0
-    timeout_ms: int = 0
-    topic_data: list[TopicProduceData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        transactional_id: str | None = None,
+        acks: int = 0,
+        timeout_ms: int = 0,
+        topic_data: list[TopicProduceData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.acks = acks
+        self.timeout_ms = timeout_ms
+        self.topic_data = [] if topic_data is DEFAULT else topic_data
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_PartitionProduceData_0(buf: memoryview, pos: int) -> tuple[PartitionProduceData, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -38,50 +39,92 @@ _S_ihqqq = Struct(">ihqqq")
 _S_ii = Struct(">ii")
 
 
-@dataclass(slots=True)
-class BatchIndexAndErrorMessage:
-    batch_index: int = 0
-    batch_index_error_message: str | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class BatchIndexAndErrorMessage(Entity):
+    __slots__ = ("batch_index", "batch_index_error_message", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        batch_index: int = 0,
+        batch_index_error_message: str | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.batch_index = batch_index
+        self.batch_index_error_message = batch_index_error_message
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class LeaderIdAndEpoch:
-    leader_id: int = -1
-    leader_epoch: int = -1
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class LeaderIdAndEpoch(Entity):
+    __slots__ = ("leader_id", "leader_epoch", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        leader_id: int = -1,
+        leader_epoch: int = -1,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.leader_id = leader_id
+        self.leader_epoch = leader_epoch
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class PartitionProduceResponse:
-    index: int = 0
-    error_code: int = 0
-    base_offset: int = 0
-    log_append_time_ms: int = -1
-    log_start_offset: int = -1
-    record_errors: list[BatchIndexAndErrorMessage] = field(default_factory=list)
-    error_message: str | None = None
-    current_leader: LeaderIdAndEpoch = field(default_factory=LeaderIdAndEpoch)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionProduceResponse(Entity):
+    __slots__ = ("index", "error_code", "base_offset", "log_append_time_ms", "log_start_offset", "record_errors", "error_message", "current_leader", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        index: int = 0,
+        error_code: int = 0,
+        base_offset: int = 0,
+        log_append_time_ms: int = -1,
+        log_start_offset: int = -1,
+        record_errors: list[BatchIndexAndErrorMessage] = DEFAULT,
+        error_message: str | None = None,
+        current_leader: LeaderIdAndEpoch = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.index = index
+        self.error_code = error_code
+        self.base_offset = base_offset
+        self.log_append_time_ms = log_append_time_ms
+        self.log_start_offset = log_start_offset
+        self.record_errors = [] if record_errors is DEFAULT else record_errors
+        self.error_message = error_message
+        self.current_leader = LeaderIdAndEpoch() if current_leader is DEFAULT else current_leader
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class TopicProduceResponse:
-    name: str = ''
-    partition_responses: list[PartitionProduceResponse] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicProduceResponse(Entity):
+    __slots__ = ("name", "partition_responses", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        partition_responses: list[PartitionProduceResponse] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.partition_responses = [] if partition_responses is DEFAULT else partition_responses
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class NodeEndpoint:
-    node_id: int = 0
-    host: str = ''
-    port: int = 0
-    rack: str | None = None
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class NodeEndpoint(Entity):
+    __slots__ = ("node_id", "host", "port", "rack", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        node_id: int = 0,
+        host: str = '',
+        port: int = 0,
+        rack: str | None = None,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.host = host
+        self.port = port
+        self.rack = rack
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class ProduceResponse(Message):
     """Kafka response ProduceResponse, versions 0-11."""
 
@@ -90,11 +133,19 @@ class ProduceResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 11
     FLEXIBLE_MIN: ClassVar[int | None] = 9
+    __slots__ = ("responses", "throttle_time_ms", "node_endpoints", "unknown_tagged_fields",)
 
-    responses: list[TopicProduceResponse] = field(default_factory=list)
-    throttle_time_ms: int = 0
-    node_endpoints: list[NodeEndpoint] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        responses: list[TopicProduceResponse] = DEFAULT,
+        throttle_time_ms: int = 0,
+        node_endpoints: list[NodeEndpoint] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.responses = [] if responses is DEFAULT else responses
+        self.throttle_time_ms = throttle_time_ms
+        self.node_endpoints = [] if node_endpoints is DEFAULT else node_endpoints
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_PartitionProduceResponse_0(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:

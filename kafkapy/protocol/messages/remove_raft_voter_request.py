@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -27,7 +26,6 @@ from kafkapy.protocol.primitives import (
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
 class RemoveRaftVoterRequest(Message):
     """Kafka request RemoveRaftVoterRequest, versions 0-0."""
 
@@ -36,11 +34,19 @@ class RemoveRaftVoterRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("cluster_id", "voter_id", "voter_directory_id", "unknown_tagged_fields",)
 
-    cluster_id: str | None = ''
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        cluster_id: str | None = '',
+        voter_id: int = 0,
+        voter_directory_id: UUID = ZERO_UUID,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.voter_id = voter_id
+        self.voter_directory_id = voter_directory_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_RemoveRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[RemoveRaftVoterRequest, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -24,7 +23,6 @@ from kafkapy.protocol.primitives import (
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
 class RemoveRaftVoterResponse(Message):
     """Kafka response RemoveRaftVoterResponse, versions 0-0."""
 
@@ -33,11 +31,19 @@ class RemoveRaftVoterResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("throttle_time_ms", "error_code", "error_message", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_RemoveRaftVoterResponse_0(buf: memoryview, pos: int) -> tuple[RemoveRaftVoterResponse, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -25,7 +24,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class SaslAuthenticateRequest(Message):
     """Kafka request SaslAuthenticateRequest, versions 0-2."""
 
@@ -34,9 +32,15 @@ class SaslAuthenticateRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("auth_bytes", "unknown_tagged_fields",)
 
-    auth_bytes: bytes = b""
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        auth_bytes: bytes = b"",
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.auth_bytes = auth_bytes
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_SaslAuthenticateRequest_0(buf: memoryview, pos: int) -> tuple[SaslAuthenticateRequest, int]:

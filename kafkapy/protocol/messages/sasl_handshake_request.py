@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -20,7 +19,6 @@ from kafkapy.protocol.primitives import (
 
 
 
-@dataclass(slots=True)
 class SaslHandshakeRequest(Message):
     """Kafka request SaslHandshakeRequest, versions 0-1."""
 
@@ -29,9 +27,15 @@ class SaslHandshakeRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = None
+    __slots__ = ("mechanism", "unknown_tagged_fields",)
 
-    mechanism: str = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        mechanism: str = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.mechanism = mechanism
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_SaslHandshakeRequest_0(buf: memoryview, pos: int) -> tuple[SaslHandshakeRequest, int]:

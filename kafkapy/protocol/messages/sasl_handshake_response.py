@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
     FAULTS,
     INT32,
     Message,
@@ -23,7 +23,6 @@ from kafkapy.protocol.primitives import (
 _S_h = Struct(">h")
 
 
-@dataclass(slots=True)
 class SaslHandshakeResponse(Message):
     """Kafka response SaslHandshakeResponse, versions 0-1."""
 
@@ -32,10 +31,17 @@ class SaslHandshakeResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = None
+    __slots__ = ("error_code", "mechanisms", "unknown_tagged_fields",)
 
-    error_code: int = 0
-    mechanisms: list[str] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        error_code: int = 0,
+        mechanisms: list[str] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.mechanisms = [] if mechanisms is DEFAULT else mechanisms
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_SaslHandshakeResponse_0(buf: memoryview, pos: int) -> tuple[SaslHandshakeResponse, int]:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
     FAULTS,
     Message,
     fault,
@@ -26,7 +26,6 @@ from kafkapy.protocol.primitives import (
 _S_o = Struct(">?")
 
 
-@dataclass(slots=True)
 class ShareGroupDescribeRequest(Message):
     """Kafka request ShareGroupDescribeRequest, versions 0-0."""
 
@@ -35,10 +34,17 @@ class ShareGroupDescribeRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("group_ids", "include_authorized_operations", "unknown_tagged_fields",)
 
-    group_ids: list[str] = field(default_factory=list)
-    include_authorized_operations: bool = False
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        group_ids: list[str] = DEFAULT,
+        include_authorized_operations: bool = False,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.group_ids = [] if group_ids is DEFAULT else group_ids
+        self.include_authorized_operations = include_authorized_operations
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_ShareGroupDescribeRequest_0(buf: memoryview, pos: int) -> tuple[ShareGroupDescribeRequest, int]:

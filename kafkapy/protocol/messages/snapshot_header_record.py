@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -22,7 +21,6 @@ from kafkapy.protocol.primitives import (
 _S_hq = Struct(">hq")
 
 
-@dataclass(slots=True)
 class SnapshotHeaderRecord(Message):
     """Kafka data structure SnapshotHeaderRecord, versions 0-0."""
 
@@ -31,10 +29,17 @@ class SnapshotHeaderRecord(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("version", "last_contained_log_timestamp", "unknown_tagged_fields",)
 
-    version: int = 0
-    last_contained_log_timestamp: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        version: int = 0,
+        last_contained_log_timestamp: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.version = version
+        self.last_contained_log_timestamp = last_contained_log_timestamp
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_SnapshotHeaderRecord_0(buf: memoryview, pos: int) -> tuple[SnapshotHeaderRecord, int]:

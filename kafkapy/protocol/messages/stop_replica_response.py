@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -31,15 +32,22 @@ _S_h = Struct(">h")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class StopReplicaPartitionError:
-    topic_name: str = ''
-    partition_index: int = 0
-    error_code: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class StopReplicaPartitionError(Entity):
+    __slots__ = ("topic_name", "partition_index", "error_code", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partition_index: int = 0,
+        error_code: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partition_index = partition_index
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class StopReplicaResponse(Message):
     """Kafka response StopReplicaResponse, versions 0-4."""
 
@@ -48,10 +56,17 @@ class StopReplicaResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_MIN: ClassVar[int | None] = 2
+    __slots__ = ("error_code", "partition_errors", "unknown_tagged_fields",)
 
-    error_code: int = 0
-    partition_errors: list[StopReplicaPartitionError] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        error_code: int = 0,
+        partition_errors: list[StopReplicaPartitionError] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.partition_errors = [] if partition_errors is DEFAULT else partition_errors
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_StopReplicaPartitionError_0(buf: memoryview, pos: int) -> tuple[StopReplicaPartitionError, int]:

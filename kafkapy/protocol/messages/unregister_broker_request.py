@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -22,7 +21,6 @@ from kafkapy.protocol.primitives import (
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
 class UnregisterBrokerRequest(Message):
     """Kafka request UnregisterBrokerRequest, versions 0-0."""
 
@@ -31,9 +29,15 @@ class UnregisterBrokerRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("broker_id", "unknown_tagged_fields",)
 
-    broker_id: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        broker_id: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.broker_id = broker_id
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_UnregisterBrokerRequest_0(buf: memoryview, pos: int) -> tuple[UnregisterBrokerRequest, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     fault,
@@ -29,15 +30,22 @@ _S_h = Struct(">h")
 _S_ih = Struct(">ih")
 
 
-@dataclass(slots=True)
-class UpdatableFeatureResult:
-    feature: str = ''
-    error_code: int = 0
-    error_message: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class UpdatableFeatureResult(Entity):
+    __slots__ = ("feature", "error_code", "error_message", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        feature: str = '',
+        error_code: int = 0,
+        error_message: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.feature = feature
+        self.error_code = error_code
+        self.error_message = error_message
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class UpdateFeaturesResponse(Message):
     """Kafka response UpdateFeaturesResponse, versions 0-2."""
 
@@ -46,12 +54,21 @@ class UpdateFeaturesResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("throttle_time_ms", "error_code", "error_message", "results", "unknown_tagged_fields",)
 
-    throttle_time_ms: int = 0
-    error_code: int = 0
-    error_message: str | None = ''
-    results: list[UpdatableFeatureResult] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        throttle_time_ms: int = 0,
+        error_code: int = 0,
+        error_message: str | None = '',
+        results: list[UpdatableFeatureResult] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.error_code = error_code
+        self.error_message = error_message
+        self.results = [] if results is DEFAULT else results
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_UpdatableFeatureResult_0(buf: memoryview, pos: int) -> tuple[UpdatableFeatureResult, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -11,6 +10,8 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
     COMPACT_ARRAY_STRUCTS,
+    DEFAULT,
+    Entity,
     FAULTS,
     INT32,
     Message,
@@ -50,48 +51,88 @@ _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
 
 
-@dataclass(slots=True)
-class UpdateMetadataPartitionState:
-    topic_name: str = ''
-    partition_index: int = 0
-    controller_epoch: int = 0
-    leader: int = 0
-    leader_epoch: int = 0
-    isr: list[int] = field(default_factory=list)
-    zk_version: int = 0
-    replicas: list[int] = field(default_factory=list)
-    offline_replicas: list[int] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class UpdateMetadataPartitionState(Entity):
+    __slots__ = ("topic_name", "partition_index", "controller_epoch", "leader", "leader_epoch", "isr", "zk_version", "replicas", "offline_replicas", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partition_index: int = 0,
+        controller_epoch: int = 0,
+        leader: int = 0,
+        leader_epoch: int = 0,
+        isr: list[int] = DEFAULT,
+        zk_version: int = 0,
+        replicas: list[int] = DEFAULT,
+        offline_replicas: list[int] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partition_index = partition_index
+        self.controller_epoch = controller_epoch
+        self.leader = leader
+        self.leader_epoch = leader_epoch
+        self.isr = [] if isr is DEFAULT else isr
+        self.zk_version = zk_version
+        self.replicas = [] if replicas is DEFAULT else replicas
+        self.offline_replicas = [] if offline_replicas is DEFAULT else offline_replicas
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class UpdateMetadataTopicState:
-    topic_name: str = ''
-    topic_id: UUID = ZERO_UUID
-    partition_states: list[UpdateMetadataPartitionState] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class UpdateMetadataTopicState(Entity):
+    __slots__ = ("topic_name", "topic_id", "partition_states", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        topic_id: UUID = ZERO_UUID,
+        partition_states: list[UpdateMetadataPartitionState] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.topic_id = topic_id
+        self.partition_states = [] if partition_states is DEFAULT else partition_states
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class UpdateMetadataEndpoint:
-    port: int = 0
-    host: str = ''
-    listener: str = ''
-    security_protocol: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class UpdateMetadataEndpoint(Entity):
+    __slots__ = ("port", "host", "listener", "security_protocol", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = '',
+        listener: str = '',
+        security_protocol: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.port = port
+        self.host = host
+        self.listener = listener
+        self.security_protocol = security_protocol
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class UpdateMetadataBroker:
-    id: int = 0
-    v0_host: str = ''
-    v0_port: int = 0
-    endpoints: list[UpdateMetadataEndpoint] = field(default_factory=list)
-    rack: str | None = ''
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class UpdateMetadataBroker(Entity):
+    __slots__ = ("id", "v0_host", "v0_port", "endpoints", "rack", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        id: int = 0,
+        v0_host: str = '',
+        v0_port: int = 0,
+        endpoints: list[UpdateMetadataEndpoint] = DEFAULT,
+        rack: str | None = '',
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.id = id
+        self.v0_host = v0_host
+        self.v0_port = v0_port
+        self.endpoints = [] if endpoints is DEFAULT else endpoints
+        self.rack = rack
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class UpdateMetadataRequest(Message):
     """Kafka request UpdateMetadataRequest, versions 0-8."""
 
@@ -100,16 +141,29 @@ class UpdateMetadataRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 8
     FLEXIBLE_MIN: ClassVar[int | None] = 6
+    __slots__ = ("controller_id", "is_k_raft_controller", "type", "controller_epoch", "broker_epoch", "ungrouped_partition_states", "topic_states", "live_brokers", "unknown_tagged_fields",)
 
-    controller_id: int = 0
-    is_k_raft_controller: bool = False
-    type: int = 0
-    controller_epoch: int = 0
-    broker_epoch: int = -1
-    ungrouped_partition_states: list[UpdateMetadataPartitionState] = field(default_factory=list)
-    topic_states: list[UpdateMetadataTopicState] = field(default_factory=list)
-    live_brokers: list[UpdateMetadataBroker] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        controller_id: int = 0,
+        is_k_raft_controller: bool = False,
+        type: int = 0,
+        controller_epoch: int = 0,
+        broker_epoch: int = -1,
+        ungrouped_partition_states: list[UpdateMetadataPartitionState] = DEFAULT,
+        topic_states: list[UpdateMetadataTopicState] = DEFAULT,
+        live_brokers: list[UpdateMetadataBroker] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.controller_id = controller_id
+        self.is_k_raft_controller = is_k_raft_controller
+        self.type = type
+        self.controller_epoch = controller_epoch
+        self.broker_epoch = broker_epoch
+        self.ungrouped_partition_states = [] if ungrouped_partition_states is DEFAULT else ungrouped_partition_states
+        self.topic_states = [] if topic_states is DEFAULT else topic_states
+        self.live_brokers = [] if live_brokers is DEFAULT else live_brokers
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_UpdateMetadataPartitionState_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
@@ -22,7 +21,6 @@ from kafkapy.protocol.primitives import (
 _S_h = Struct(">h")
 
 
-@dataclass(slots=True)
 class UpdateMetadataResponse(Message):
     """Kafka response UpdateMetadataResponse, versions 0-8."""
 
@@ -31,9 +29,15 @@ class UpdateMetadataResponse(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 8
     FLEXIBLE_MIN: ClassVar[int | None] = 6
+    __slots__ = ("error_code", "unknown_tagged_fields",)
 
-    error_code: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        error_code: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.error_code = error_code
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_UpdateMetadataResponse_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataResponse, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -33,22 +34,36 @@ _S_hh = Struct(">hh")
 _S_ii = Struct(">ii")
 
 
-@dataclass(slots=True)
-class Listener:
-    name: str = ''
-    host: str = ''
-    port: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Listener(Entity):
+    __slots__ = ("name", "host", "port", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        host: str = '',
+        port: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class KRaftVersionFeature:
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class KRaftVersionFeature(Entity):
+    __slots__ = ("min_supported_version", "max_supported_version", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        min_supported_version: int = 0,
+        max_supported_version: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.min_supported_version = min_supported_version
+        self.max_supported_version = max_supported_version
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class UpdateRaftVoterRequest(Message):
     """Kafka request UpdateRaftVoterRequest, versions 0-0."""
 
@@ -57,14 +72,25 @@ class UpdateRaftVoterRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("cluster_id", "current_leader_epoch", "voter_id", "voter_directory_id", "listeners", "k_raft_version_feature", "unknown_tagged_fields",)
 
-    cluster_id: str | None = ''
-    current_leader_epoch: int = 0
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    listeners: list[Listener] = field(default_factory=list)
-    k_raft_version_feature: KRaftVersionFeature = field(default_factory=KRaftVersionFeature)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        cluster_id: str | None = '',
+        current_leader_epoch: int = 0,
+        voter_id: int = 0,
+        voter_directory_id: UUID = ZERO_UUID,
+        listeners: list[Listener] = DEFAULT,
+        k_raft_version_feature: KRaftVersionFeature = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.current_leader_epoch = current_leader_epoch
+        self.voter_id = voter_id
+        self.voter_directory_id = voter_directory_id
+        self.listeners = [] if listeners is DEFAULT else listeners
+        self.k_raft_version_feature = KRaftVersionFeature() if k_raft_version_feature is DEFAULT else k_raft_version_feature
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -34,26 +35,44 @@ _S_iiiiq = Struct(">iiiiq")
 _S_iq = Struct(">iq")
 
 
-@dataclass(slots=True)
-class PartitionData:
-    partition_index: int = 0
-    candidate_epoch: int = 0
-    candidate_id: int = 0
-    candidate_directory_id: UUID = ZERO_UUID
-    voter_directory_id: UUID = ZERO_UUID
-    last_offset_epoch: int = 0
-    last_offset: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class PartitionData(Entity):
+    __slots__ = ("partition_index", "candidate_epoch", "candidate_id", "candidate_directory_id", "voter_directory_id", "last_offset_epoch", "last_offset", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        partition_index: int = 0,
+        candidate_epoch: int = 0,
+        candidate_id: int = 0,
+        candidate_directory_id: UUID = ZERO_UUID,
+        voter_directory_id: UUID = ZERO_UUID,
+        last_offset_epoch: int = 0,
+        last_offset: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.partition_index = partition_index
+        self.candidate_epoch = candidate_epoch
+        self.candidate_id = candidate_id
+        self.candidate_directory_id = candidate_directory_id
+        self.voter_directory_id = voter_directory_id
+        self.last_offset_epoch = last_offset_epoch
+        self.last_offset = last_offset
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class TopicData:
-    topic_name: str = ''
-    partitions: list[PartitionData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class TopicData(Entity):
+    __slots__ = ("topic_name", "partitions", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        topic_name: str = '',
+        partitions: list[PartitionData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.topic_name = topic_name
+        self.partitions = [] if partitions is DEFAULT else partitions
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class VoteRequest(Message):
     """Kafka request VoteRequest, versions 0-1."""
 
@@ -62,11 +81,19 @@ class VoteRequest(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("cluster_id", "voter_id", "topics", "unknown_tagged_fields",)
 
-    cluster_id: str | None = None
-    voter_id: int = -1
-    topics: list[TopicData] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        cluster_id: str | None = None,
+        voter_id: int = -1,
+        topics: list[TopicData] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.voter_id = voter_id
+        self.topics = [] if topics is DEFAULT else topics
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
 from kafkapy.protocol.primitives import (
+    DEFAULT,
+    Entity,
     FAULTS,
     Message,
     ZERO_UUID,
@@ -32,31 +33,54 @@ _S_hh = Struct(">hh")
 _S_i = Struct(">i")
 
 
-@dataclass(slots=True)
-class Endpoint:
-    name: str = ''
-    host: str = ''
-    port: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Endpoint(Entity):
+    __slots__ = ("name", "host", "port", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        name: str = '',
+        host: str = '',
+        port: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class KRaftVersionFeature:
-    min_supported_version: int = 0
-    max_supported_version: int = 0
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class KRaftVersionFeature(Entity):
+    __slots__ = ("min_supported_version", "max_supported_version", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        min_supported_version: int = 0,
+        max_supported_version: int = 0,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.min_supported_version = min_supported_version
+        self.max_supported_version = max_supported_version
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
-class Voter:
-    voter_id: int = 0
-    voter_directory_id: UUID = ZERO_UUID
-    endpoints: list[Endpoint] = field(default_factory=list)
-    k_raft_version_feature: KRaftVersionFeature = field(default_factory=KRaftVersionFeature)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+class Voter(Entity):
+    __slots__ = ("voter_id", "voter_directory_id", "endpoints", "k_raft_version_feature", "unknown_tagged_fields",)
+
+    def __init__(
+        self,
+        voter_id: int = 0,
+        voter_directory_id: UUID = ZERO_UUID,
+        endpoints: list[Endpoint] = DEFAULT,
+        k_raft_version_feature: KRaftVersionFeature = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.voter_id = voter_id
+        self.voter_directory_id = voter_directory_id
+        self.endpoints = [] if endpoints is DEFAULT else endpoints
+        self.k_raft_version_feature = KRaftVersionFeature() if k_raft_version_feature is DEFAULT else k_raft_version_feature
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
-@dataclass(slots=True)
 class VotersRecord(Message):
     """Kafka data structure VotersRecord, versions 0-0."""
 
@@ -65,10 +89,17 @@ class VotersRecord(Message):
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_MIN: ClassVar[int | None] = 0
+    __slots__ = ("version", "voters", "unknown_tagged_fields",)
 
-    version: int = 0
-    voters: list[Voter] = field(default_factory=list)
-    unknown_tagged_fields: list[tuple[int, bytes]] | None = None
+    def __init__(
+        self,
+        version: int = 0,
+        voters: list[Voter] = DEFAULT,
+        unknown_tagged_fields: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.version = version
+        self.voters = [] if voters is DEFAULT else voters
+        self.unknown_tagged_fields = unknown_tagged_fields
 
 
 def _d_Endpoint_0(buf: memoryview, pos: int) -> tuple[Endpoint, int]:
