@@ -3,6 +3,15 @@
 No per-record work: each batch is checked by its header and CRC-32C, then
 the log rewrites base offsets in place and appends the bytes. Legacy
 (magic 0/1) message sets from old clients are converted to one v2 batch.
+
+Idempotent producers (producer id >= 0) are checked by the partition's
+producer state, per batch header (storage/producer_state.py): a retried
+batch is acknowledged with its original base offset and not written again;
+sequence gaps give OUT_OF_ORDER_SEQUENCE_NUMBER and stale epochs
+INVALID_PRODUCER_EPOCH, as Kafka >= 2.7 answers produce requests.
+Transactional batches get INVALID_TXN_STATE (no transaction coordinator
+yet, so no partition can have been added to a transaction) and control
+batches from clients INVALID_RECORD.
 """
 
 from __future__ import annotations
@@ -21,10 +30,21 @@ from kafkapy.protocol.messages.produce_response import (
 from kafkapy.server.handler import Handler, RequestContext
 from kafkapy.server.state import BrokerState, now_ms
 from kafkapy.storage.errors import StorageError
+from kafkapy.storage.producer_state import (
+    InvalidProducerEpochError,
+    InvalidSequenceError,
+    OutOfOrderSequenceError,
+    ProducerStateError,
+)
 
 log = get_logger(__name__)
 
 _LEGACY_MAX_UNCOMPRESSED = 64 * 1024 * 1024
+_PRODUCER_STATE_ERRORS: dict[type[ProducerStateError], ErrorCode] = {
+    OutOfOrderSequenceError: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    InvalidProducerEpochError: ErrorCode.INVALID_PRODUCER_EPOCH,
+    InvalidSequenceError: ErrorCode.INVALID_RECORD,
+}
 
 
 def _writable(data: memoryview) -> bytearray | memoryview:
@@ -71,10 +91,15 @@ def append_partition(
         resp.error_code = ErrorCode.INVALID_RECORD
         resp.error_message = "Compressed outer record has more than one batch" if len(headers) > 1 else "no batch"
         return resp
-    if any(h.producer_id >= 0 or h.is_transactional for h in headers) and not state.extras.get("idempotence"):
-        # Idempotent/transactional producers need InitProducerId, which this broker does not serve yet.
-        resp.error_code = ErrorCode.UNKNOWN_PRODUCER_ID
-        return resp
+    for h in headers:
+        if h.is_control:
+            resp.error_code = ErrorCode.INVALID_RECORD
+            resp.error_message = "Clients are not allowed to write control records"
+            return resp
+        if h.is_transactional:
+            resp.error_code = ErrorCode.INVALID_TXN_STATE
+            resp.error_message = "Transactions are not supported by this broker yet"
+            return resp
     if not cfg.log_append_time:
         before, after = cfg.message_timestamp_before_max_ms, cfg.message_timestamp_after_max_ms
         for h in headers:
@@ -85,6 +110,10 @@ def append_partition(
     try:
         # The log assigns offsets in place and stamps LogAppendTime when the topic asks for it.
         result = plog.append(buf, leader_epoch=state.leader_epoch(topic, part.index))
+    except ProducerStateError as e:
+        resp.error_code = _PRODUCER_STATE_ERRORS.get(type(e), ErrorCode.UNKNOWN_SERVER_ERROR)
+        resp.error_message = str(e)
+        return resp
     except StorageError as e:
         log.error("append failed", topic=topic, partition=part.index, error=str(e))
         resp.error_code = ErrorCode.KAFKA_STORAGE_ERROR

@@ -1,0 +1,87 @@
+"""InitProducerId (22): producer ids for idempotent producers.
+
+Ids come from a counter persisted in `<data dir>/producer-id-block.checkpoint`.
+The file holds the end of the block handed out so far; ids are taken from
+that block in memory and a new block (BLOCK_SIZE ids) is written, atomically
+and fsynced, before its first id is used. A restart starts after the last
+persisted block end, so an id is never handed out twice (a restart may skip
+the unused rest of a block, as Kafka does).
+
+Non-transactional requests (transactional_id null) always get a fresh id
+with epoch 0, also at v3+ when they carry their current id and epoch
+(KIP-360): this is what Kafka's coordinator does for them. Idempotent
+clients bump their epoch themselves; only a transactional id has a durable
+record against which an epoch bump could be checked.
+
+Transactions are not implemented yet: a transactional id gets
+COORDINATOR_NOT_AVAILABLE (as FindCoordinator for key type 1 does), which
+clients treat as retriable, so `init_transactions()` times out on the client.
+An empty transactional id is INVALID_REQUEST, as in Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafkapy.logging import get_logger
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.init_producer_id_request import InitProducerIdRequest
+from kafkapy.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.state import BrokerState
+from kafkapy.storage.checkpoint import read_checkpoint, write_checkpoint
+
+log = get_logger(__name__)
+
+ID_FILE = "producer-id-block.checkpoint"
+BLOCK_SIZE = 1000
+EXTRAS_KEY = "producer_ids"
+
+
+@dataclass(slots=True)
+class ProducerIdManager:
+    """Hands out producer ids from durably reserved blocks."""
+
+    path: Path
+    block_size: int = BLOCK_SIZE
+    sync: bool = True
+    next_id: int = 0
+    block_end: int = 0  # exclusive; what the file says
+
+    @classmethod
+    def load(cls, path: Path, *, block_size: int = BLOCK_SIZE, sync: bool = True) -> ProducerIdManager:
+        entries = read_checkpoint(path)  # CorruptLogError if damaged: never guess and reuse ids
+        end = int(entries[0]) if entries else 0
+        return cls(path, block_size, sync, end, end)
+
+    def generate(self) -> int:
+        if self.next_id >= self.block_end:
+            end = self.next_id + self.block_size
+            write_checkpoint(self.path, [str(end)], sync=self.sync)
+            self.block_end = end
+            log.info("producer id block reserved", first=self.next_id, end=end)
+        pid = self.next_id
+        self.next_id += 1
+        return pid
+
+
+def producer_id_manager(state: BrokerState) -> ProducerIdManager:
+    mgr = state.extras.get(EXTRAS_KEY)
+    if mgr is None:
+        mgr = state.extras[EXTRAS_KEY] = ProducerIdManager.load(state.data_dir / ID_FILE)
+    assert isinstance(mgr, ProducerIdManager)
+    return mgr
+
+
+async def handle(ctx: RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse:
+    if req.transactional_id is not None:
+        # No transaction coordinator yet (issue 5, transactions part).
+        code = ErrorCode.INVALID_REQUEST if req.transactional_id == "" else ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return InitProducerIdResponse(error_code=code, producer_id=-1, producer_epoch=-1)
+    pid = producer_id_manager(ctx.state).generate()
+    return InitProducerIdResponse(error_code=ErrorCode.NONE, producer_id=pid, producer_epoch=0)
+
+
+HANDLER = Handler(ApiKey.INIT_PRODUCER_ID, 0, 5, handle)
