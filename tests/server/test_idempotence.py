@@ -127,3 +127,116 @@ def test_state_survives_restart(kafka_broker_factory, kill: bool) -> None:
         assert len(values(c, "durable")) == 61
         _, pid2, _ = init_pid(c)
         assert pid2 > pid, "producer ids are never reused across restarts"
+
+
+# -- real clients ------------------------------------------------------------------------
+
+
+def batches(c: RawClient, topic: str) -> list[records.BatchHeader]:
+    out: list[records.BatchHeader] = []
+    offset = 0
+    while True:
+        req = FetchRequest(max_wait_ms=0, min_bytes=1, max_bytes=64 << 20, topics=[
+            FetchTopic(topic=topic, partitions=[FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=64 << 20)])
+        ])  # fmt: skip
+        data = bytes(c.request(req, 12).responses[0].partitions[0].records)
+        got = [h for _, h in records.iter_batches(data) if h.last_offset >= offset]
+        if not got:
+            return out
+        out += got
+        offset = got[-1].next_offset
+
+
+def assert_idempotent_exactly_once(bootstrap: str, topic: str, sent: list[bytes]) -> None:
+    with RawClient(bootstrap) as c:
+        assert values(c, topic) == sent
+        hs = batches(c, topic)
+        assert hs and all(h.producer_id >= 0 and h.base_sequence >= 0 for h in hs), "the client did not produce idempotently"
+
+
+def test_kafka_python_default_producer(kafka_broker: BrokerProcess) -> None:
+    kafka = pytest.importorskip("kafka")
+    with RawClient(kafka_broker.bootstrap) as c:
+        create_topic(c, "kp-idem")
+    sent = [b"kp-%d" % i for i in range(500)]
+    producer = kafka.KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)  # defaults: idempotence on
+    for v in sent:
+        producer.send("kp-idem", v)
+    producer.flush()
+    producer.close()
+    consumer = kafka.KafkaConsumer("kp-idem", bootstrap_servers=kafka_broker.bootstrap, auto_offset_reset="earliest",
+                                   enable_auto_commit=False, consumer_timeout_ms=3000)  # fmt: skip
+    got = [m.value for m in consumer]
+    consumer.close()
+    assert got == sent
+    assert_idempotent_exactly_once(kafka_broker.bootstrap, "kp-idem", sent)
+
+
+def test_confluent_idempotent_producer(kafka_broker: BrokerProcess) -> None:
+    ck = pytest.importorskip("confluent_kafka")
+    with RawClient(kafka_broker.bootstrap) as c:
+        create_topic(c, "ck-idem")
+    sent = [b"ck-%d" % i for i in range(2000)]
+    p = ck.Producer({"bootstrap.servers": kafka_broker.bootstrap, "enable.idempotence": True, "linger.ms": 2,
+                     "batch.num.messages": 50})  # fmt: skip
+    errors: list[object] = []
+    for v in sent:
+        p.produce("ck-idem", v, partition=0, on_delivery=lambda err, msg: errors.append(err) if err else None)
+        p.poll(0)
+    assert p.flush(20) == 0 and not errors
+    assert_idempotent_exactly_once(kafka_broker.bootstrap, "ck-idem", sent)
+
+
+def test_kafkajs_idempotent_producer(kafka_broker: BrokerProcess) -> None:
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node_dir = Path(__file__).resolve().parents[2] / "interop" / "node"
+    if shutil.which("node") is None or not (node_dir / "node_modules" / "kafkajs").is_dir():
+        pytest.skip("node or kafkajs not installed (scripts/test installs them)")
+    with RawClient(kafka_broker.bootstrap) as c:
+        create_topic(c, "kjs-idem")
+    sent = ["kjs-%d" % i for i in range(100)]
+    req = json.dumps({"bootstrap": kafka_broker.bootstrap, "topic": "kjs-idem", "values": sent})
+    out = subprocess.run(["node", str(node_dir / "idempotent.js")], input=req, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_idempotent_exactly_once(kafka_broker.bootstrap, "kjs-idem", [v.encode() for v in sent])
+
+
+def test_confluent_idempotent_producer_across_broker_sigkill(kafka_broker_factory) -> None:
+    """Batches in flight when the broker dies are retried after the restart:
+    the ones already written are deduplicated, so the log holds every record once, in order."""
+    ck = pytest.importorskip("confluent_kafka")
+    broker = kafka_broker_factory()
+    with RawClient(broker.bootstrap) as c:
+        create_topic(c, "ck-kill")
+    sent = [b"m-%06d" % i for i in range(20000)]
+    p = ck.Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 1,
+                     "batch.num.messages": 200, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200})  # fmt: skip
+    errors: list[object] = []
+    acked = 0
+
+    def on_delivery(err: object, msg: object) -> None:
+        nonlocal acked
+        if err:
+            errors.append(err)
+        else:
+            acked += 1
+
+    for i, v in enumerate(sent):
+        while True:
+            try:
+                p.produce("ck-kill", v, partition=0, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+        if i == len(sent) // 2:
+            p.poll(0.05)
+            broker.kill()
+            broker.start()
+    assert p.flush(60) == 0 and not errors, errors[:3]
+    assert acked == len(sent)
+    assert_idempotent_exactly_once(broker.bootstrap, "ck-kill", sent)
