@@ -170,27 +170,30 @@ class ProducerStateManager:
         """
         if first_seq < 0:
             raise InvalidSequenceError(producer_id, f"invalid sequence {first_seq} for producer {producer_id}")
-        last_seq = add_sequence(first_seq, last_offset_delta)
-        prev: PendingBatch | None = None
-        for p in reversed(staged):  # earlier batches of the same append chain
-            if p.producer_id == producer_id:
-                prev = p
-                break
+        last_seq = first_seq + last_offset_delta
+        if last_seq > INT32_MAX:
+            last_seq -= INT32_MAX + 1
         entry = self.producers.get(producer_id)
-        if prev is not None:
+        if staged:
+            prev = next((p for p in reversed(staged) if p.producer_id == producer_id), None)
+        else:
+            prev = None
+        if prev is not None:  # an earlier batch of the same append
             cur_epoch, cur_last = prev.epoch, prev.meta.last_seq
         elif entry is not None:
-            dup = entry.find_duplicate(epoch, first_seq, last_seq)
-            if dup is not None:
-                return dup
             cur_epoch, cur_last = entry.epoch, entry.last_seq
+            # In sequence can't be a duplicate; check the window only otherwise.
+            if not (epoch == cur_epoch and in_sequence(cur_last, first_seq)):
+                dup = entry.find_duplicate(epoch, first_seq, last_seq)
+                if dup is not None:
+                    return dup
         else:
             cur_epoch, cur_last = NO_EPOCH, NO_SEQUENCE
-        if epoch < cur_epoch:
-            raise InvalidProducerEpochError(
-                producer_id, f"producer {producer_id}: epoch {epoch} is older than the current {cur_epoch}"
-            )
-        if epoch > cur_epoch:
+        if epoch != cur_epoch:
+            if epoch < cur_epoch:
+                raise InvalidProducerEpochError(
+                    producer_id, f"producer {producer_id}: epoch {epoch} is older than the current {cur_epoch}"
+                )
             if cur_epoch != NO_EPOCH and first_seq != 0:
                 raise OutOfOrderSequenceError(
                     producer_id, f"producer {producer_id}: new epoch {epoch} must start at sequence 0, got {first_seq}"
@@ -199,8 +202,8 @@ class ProducerStateManager:
             raise OutOfOrderSequenceError(
                 producer_id, f"producer {producer_id}: sequence {first_seq} does not follow {cur_last}"
             )
-        last_offset = first_offset + last_offset_delta
-        staged.append(PendingBatch(producer_id, epoch, BatchMetadata(first_seq, last_seq, first_offset, last_offset, timestamp)))
+        meta = BatchMetadata(first_seq, last_seq, first_offset, first_offset + last_offset_delta, timestamp)
+        staged.append(PendingBatch(producer_id, epoch, meta))
         return None
 
     def apply(self, staged: Iterable[PendingBatch]) -> None:
@@ -217,9 +220,10 @@ class ProducerStateManager:
             entry.epoch = epoch
             entry.batches.clear()
         if meta is not None:
-            entry.batches.append(meta)
-            if len(entry.batches) > MAX_BATCHES:
-                del entry.batches[0]
+            batches = entry.batches
+            batches.append(meta)
+            if len(batches) > MAX_BATCHES:
+                del batches[0]
             entry.last_timestamp = meta.timestamp
 
     def replay(
