@@ -180,6 +180,12 @@ class Module:
     by_version: dict[tuple[str, str, int], str] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)  # short-array Struct tables used
 
+    def plain_array_table(self, code: str) -> str:
+        name = "_P_" + code.replace("?", "o").replace("H", "U").replace("I", "W")
+        self.use("PLAIN_ARRAY_STRUCTS")
+        self.tables[name] = f'PLAIN_ARRAY_STRUCTS["{code}"]'
+        return name
+
     def array_table(self, code: str, flexible: bool) -> str:
         table = "COMPACT_ARRAY_STRUCTS" if flexible else "ARRAY_STRUCTS"
         name = ("_CA_" if flexible else "_A_") + code.replace("?", "o").replace("H", "U").replace("I", "W")
@@ -303,35 +309,42 @@ class Module:
             body.append(f'f = "{f.py}"')
             body.extend(self.decode_value(f, version, self.field_flexible(f, flexible, version), f"v_{f.py}", "buf"))
         flush()
-        args = [f"{f.py}=v_{f.py}" for f in regular + tagged]
+        present = {f.py for f in regular + tagged}
         if flexible:
             self.use("read_tag_count", "read_tag_header")
             for f in tagged:
                 body.append(f"v_{f.py} = {self.default_expr(f)}")
             body.append("unknown = None")
             body.append('f = "_tagged_fields"')
-            body.append("ntag, pos = read_tag_count(buf, pos)")
-            body.append("for _ in range(ntag):")
-            body.append("    tag, pos, end = read_tag_header(buf, pos)")
+            body.append("if buf[pos] == 0:  # no tagged fields, the common case")
+            body.append("    pos += 1")
+            body.append("else:")
+            body.append("    ntag, pos = read_tag_count(buf, pos)")
+            body.append("    for _ in range(ntag):")
+            body.append("        tag, pos, end = read_tag_header(buf, pos)")
             kw = "if"
             for f in tagged:
-                body.append(f"    {kw} tag == {f.tag}:")
-                body.append(f'        f = "{f.py}"')
-                body.append("        tb = buf[:end]")
+                body.append(f"        {kw} tag == {f.tag}:")
+                body.append(f'            f = "{f.py}"')
+                body.append("            tb = buf[:end]")
                 for line in self.decode_value(f, version, True, f"v_{f.py}", "tb"):
-                    body.append("        " + line)
+                    body.append("            " + line)
                 kw = "elif"
+            ind = "            " if tagged else "        "
             if tagged:
-                body.append("    else:")
-                ind = "        "
-            else:
-                ind = "    "
+                body.append("        else:")
             body.append(f"{ind}if unknown is None:")
             body.append(f"{ind}    unknown = []")
             body.append(f"{ind}unknown.append((tag, bytes(buf[pos:end])))")
-            body.append("    pos = end")
-            args.append("unknown_tagged_fields=unknown")
-        body.append(f"return {s.name}({', '.join(args)}), pos")
+            body.append("        pos = end")
+        # Build the object without __init__: set every slot directly.
+        self.use("NEW")
+        body.append(f"o = NEW({s.name})")
+        for f in s.fields:
+            value = f"v_{f.py}" if f.py in present else self.default_expr(f)
+            body.append(f"o.{f.py} = {value}")
+        body.append(f"o.unknown_tagged_fields = {'unknown' if flexible else 'None'}")
+        body.append("return o, pos")
         text = "\n".join(body)
         name = self.memo.get(("d", s.name, text))
         if name is None:
@@ -363,7 +376,12 @@ class Module:
             if t in FIXED:
                 self.use("read_int_array")
                 code, size, _ = FIXED[t]
-                out.append(f'{ind}{target}, pos = read_int_array({buf}, pos, n, "{code}", {size})')
+                table = self.plain_array_table(code)
+                out.append(f"{ind}if n < 32:")
+                out.append(f"{ind}    {target} = list({table}[n].unpack_from({buf}, pos))")
+                out.append(f"{ind}    pos += n * {size}")
+                out.append(f"{ind}else:")
+                out.append(f'{ind}    {target}, pos = read_int_array({buf}, pos, n, "{code}", {size})')
             elif f.is_struct:
                 fn = self.decode_fn(self.struct_of(f), version)
                 out.append(f"{ind}{target} = []")

@@ -311,6 +311,9 @@ _SHORT = 32
 ARRAY_STRUCTS: dict[str, tuple[struct.Struct, ...]] = {
     code: tuple(struct.Struct(f">i{n}{code}") for n in range(_SHORT)) for code in "bhHiIqd?"
 }
+PLAIN_ARRAY_STRUCTS: dict[str, tuple[struct.Struct, ...]] = {
+    code: tuple(struct.Struct(f">{n}{code}") for n in range(_SHORT)) for code in "bhHiIqd?"
+}
 COMPACT_ARRAY_STRUCTS: dict[str, tuple[struct.Struct, ...]] = {
     code: tuple(struct.Struct(f">B{n}{code}") for n in range(_SHORT)) for code in "bhHiIqd?"
 }
@@ -363,6 +366,7 @@ class _Default:
 
 
 DEFAULT: Any = _Default()
+NEW = object.__new__  # decoders build objects without __init__ and set every slot
 
 
 class Entity:

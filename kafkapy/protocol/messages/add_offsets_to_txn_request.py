@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_string,
     read_string,
@@ -60,7 +61,13 @@ def _d_AddOffsetsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddOffsetsTo
         pos += 10
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
-        return AddOffsetsToTxnRequest(transactional_id=v_transactional_id, producer_id=v_producer_id, producer_epoch=v_producer_epoch, group_id=v_group_id), pos
+        o = NEW(AddOffsetsToTxnRequest)
+        o.transactional_id = v_transactional_id
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.group_id = v_group_id
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -77,14 +84,23 @@ def _d_AddOffsetsToTxnRequest_3(buf: memoryview, pos: int) -> tuple[AddOffsetsTo
         v_group_id, pos = read_compact_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddOffsetsToTxnRequest(transactional_id=v_transactional_id, producer_id=v_producer_id, producer_epoch=v_producer_epoch, group_id=v_group_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddOffsetsToTxnRequest)
+        o.transactional_id = v_transactional_id
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.group_id = v_group_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_tag_count,
     read_tag_header,
@@ -48,7 +49,11 @@ def _d_AddOffsetsToTxnResponse_0(buf: memoryview, pos: int) -> tuple[AddOffsetsT
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return AddOffsetsToTxnResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code), pos
+        o = NEW(AddOffsetsToTxnResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -61,14 +66,21 @@ def _d_AddOffsetsToTxnResponse_3(buf: memoryview, pos: int) -> tuple[AddOffsetsT
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddOffsetsToTxnResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddOffsetsToTxnResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -37,6 +39,7 @@ _S_qh = Struct(">qh")
 _S_qho = Struct(">qh?")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class AddPartitionsToTxnTopic(Entity):
@@ -107,8 +110,16 @@ def _d_AddPartitionsToTxnTopic_0(buf: memoryview, pos: int) -> tuple[AddPartitio
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
-        return AddPartitionsToTxnTopic(name=v_name, partitions=v_partitions), pos
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(AddPartitionsToTxnTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -127,7 +138,14 @@ def _d_AddPartitionsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddPartit
         for _ in range(n):
             item, pos = _d_AddPartitionsToTxnTopic_0(buf, pos)
             v_v3_and_below_topics.append(item)
-        return AddPartitionsToTxnRequest(v3_and_below_transactional_id=v_v3_and_below_transactional_id, v3_and_below_producer_id=v_v3_and_below_producer_id, v3_and_below_producer_epoch=v_v3_and_below_producer_epoch, v3_and_below_topics=v_v3_and_below_topics), pos
+        o = NEW(AddPartitionsToTxnRequest)
+        o.transactions = []
+        o.v3_and_below_transactional_id = v_v3_and_below_transactional_id
+        o.v3_and_below_producer_id = v_v3_and_below_producer_id
+        o.v3_and_below_producer_epoch = v_v3_and_below_producer_epoch
+        o.v3_and_below_topics = v_v3_and_below_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -139,17 +157,28 @@ def _d_AddPartitionsToTxnTopic_3(buf: memoryview, pos: int) -> tuple[AddPartitio
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -170,14 +199,24 @@ def _d_AddPartitionsToTxnRequest_3(buf: memoryview, pos: int) -> tuple[AddPartit
             v_v3_and_below_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnRequest(v3_and_below_transactional_id=v_v3_and_below_transactional_id, v3_and_below_producer_id=v_v3_and_below_producer_id, v3_and_below_producer_epoch=v_v3_and_below_producer_epoch, v3_and_below_topics=v_v3_and_below_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnRequest)
+        o.transactions = []
+        o.v3_and_below_transactional_id = v_v3_and_below_transactional_id
+        o.v3_and_below_producer_id = v_v3_and_below_producer_id
+        o.v3_and_below_producer_epoch = v_v3_and_below_producer_epoch
+        o.v3_and_below_topics = v_v3_and_below_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -198,14 +237,24 @@ def _d_AddPartitionsToTxnTransaction_4(buf: memoryview, pos: int) -> tuple[AddPa
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnTransaction(transactional_id=v_transactional_id, producer_id=v_producer_id, producer_epoch=v_producer_epoch, verify_only=v_verify_only, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnTransaction)
+        o.transactional_id = v_transactional_id
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.verify_only = v_verify_only
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -221,14 +270,24 @@ def _d_AddPartitionsToTxnRequest_4(buf: memoryview, pos: int) -> tuple[AddPartit
             v_transactions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnRequest(transactions=v_transactions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnRequest)
+        o.transactions = v_transactions
+        o.v3_and_below_transactional_id = ''
+        o.v3_and_below_producer_id = 0
+        o.v3_and_below_producer_epoch = 0
+        o.v3_and_below_topics = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -105,7 +106,11 @@ def _d_AddPartitionsToTxnPartitionResult_0(buf: memoryview, pos: int) -> tuple[A
         f = "partition_index"
         (v_partition_index, v_partition_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return AddPartitionsToTxnPartitionResult(partition_index=v_partition_index, partition_error_code=v_partition_error_code), pos
+        o = NEW(AddPartitionsToTxnPartitionResult)
+        o.partition_index = v_partition_index
+        o.partition_error_code = v_partition_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -121,7 +126,11 @@ def _d_AddPartitionsToTxnTopicResult_0(buf: memoryview, pos: int) -> tuple[AddPa
         for _ in range(n):
             item, pos = _d_AddPartitionsToTxnPartitionResult_0(buf, pos)
             v_results_by_partition.append(item)
-        return AddPartitionsToTxnTopicResult(name=v_name, results_by_partition=v_results_by_partition), pos
+        o = NEW(AddPartitionsToTxnTopicResult)
+        o.name = v_name
+        o.results_by_partition = v_results_by_partition
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -138,7 +147,13 @@ def _d_AddPartitionsToTxnResponse_0(buf: memoryview, pos: int) -> tuple[AddParti
         for _ in range(n):
             item, pos = _d_AddPartitionsToTxnTopicResult_0(buf, pos)
             v_results_by_topic_v3_and_below.append(item)
-        return AddPartitionsToTxnResponse(throttle_time_ms=v_throttle_time_ms, results_by_topic_v3_and_below=v_results_by_topic_v3_and_below), pos
+        o = NEW(AddPartitionsToTxnResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.results_by_transaction = []
+        o.results_by_topic_v3_and_below = v_results_by_topic_v3_and_below
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -151,14 +166,21 @@ def _d_AddPartitionsToTxnPartitionResult_3(buf: memoryview, pos: int) -> tuple[A
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnPartitionResult(partition_index=v_partition_index, partition_error_code=v_partition_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnPartitionResult)
+        o.partition_index = v_partition_index
+        o.partition_error_code = v_partition_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -176,14 +198,21 @@ def _d_AddPartitionsToTxnTopicResult_3(buf: memoryview, pos: int) -> tuple[AddPa
             v_results_by_partition.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnTopicResult(name=v_name, results_by_partition=v_results_by_partition, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnTopicResult)
+        o.name = v_name
+        o.results_by_partition = v_results_by_partition
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -202,14 +231,23 @@ def _d_AddPartitionsToTxnResponse_3(buf: memoryview, pos: int) -> tuple[AddParti
             v_results_by_topic_v3_and_below.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnResponse(throttle_time_ms=v_throttle_time_ms, results_by_topic_v3_and_below=v_results_by_topic_v3_and_below, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.results_by_transaction = []
+        o.results_by_topic_v3_and_below = v_results_by_topic_v3_and_below
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -227,14 +265,21 @@ def _d_AddPartitionsToTxnResult_4(buf: memoryview, pos: int) -> tuple[AddPartiti
             v_topic_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnResult(transactional_id=v_transactional_id, topic_results=v_topic_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnResult)
+        o.transactional_id = v_transactional_id
+        o.topic_results = v_topic_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -253,14 +298,23 @@ def _d_AddPartitionsToTxnResponse_4(buf: memoryview, pos: int) -> tuple[AddParti
             v_results_by_transaction.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AddPartitionsToTxnResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, results_by_transaction=v_results_by_transaction, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AddPartitionsToTxnResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.results_by_transaction = v_results_by_transaction
+        o.results_by_topic_v3_and_below = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

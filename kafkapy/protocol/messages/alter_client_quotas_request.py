@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -108,7 +109,11 @@ def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
         v_entity_type, pos = read_string(buf, pos)
         f = "entity_name"
         v_entity_name, pos = read_nullable_string(buf, pos)
-        return EntityData(entity_type=v_entity_type, entity_name=v_entity_name), pos
+        o = NEW(EntityData)
+        o.entity_type = v_entity_type
+        o.entity_name = v_entity_name
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -121,7 +126,12 @@ def _d_OpData_0(buf: memoryview, pos: int) -> tuple[OpData, int]:
         f = "value"
         (v_value, v_remove) = _S_do.unpack_from(buf, pos)
         pos += 9
-        return OpData(key=v_key, value=v_value, remove=v_remove), pos
+        o = NEW(OpData)
+        o.key = v_key
+        o.value = v_value
+        o.remove = v_remove
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -141,7 +151,11 @@ def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
         for _ in range(n):
             item, pos = _d_OpData_0(buf, pos)
             v_ops.append(item)
-        return EntryData(entity=v_entity, ops=v_ops), pos
+        o = NEW(EntryData)
+        o.entity = v_entity
+        o.ops = v_ops
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -158,7 +172,11 @@ def _d_AlterClientQuotasRequest_0(buf: memoryview, pos: int) -> tuple[AlterClien
         f = "validate_only"
         (v_validate_only,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return AlterClientQuotasRequest(entries=v_entries, validate_only=v_validate_only), pos
+        o = NEW(AlterClientQuotasRequest)
+        o.entries = v_entries
+        o.validate_only = v_validate_only
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -172,14 +190,21 @@ def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
         v_entity_name, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EntityData(entity_type=v_entity_type, entity_name=v_entity_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EntityData)
+        o.entity_type = v_entity_type
+        o.entity_name = v_entity_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -194,14 +219,22 @@ def _d_OpData_1(buf: memoryview, pos: int) -> tuple[OpData, int]:
         pos += 9
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OpData(key=v_key, value=v_value, remove=v_remove, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OpData)
+        o.key = v_key
+        o.value = v_value
+        o.remove = v_remove
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -223,14 +256,21 @@ def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
             v_ops.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EntryData(entity=v_entity, ops=v_ops, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EntryData)
+        o.entity = v_entity
+        o.ops = v_ops
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -249,14 +289,21 @@ def _d_AlterClientQuotasRequest_1(buf: memoryview, pos: int) -> tuple[AlterClien
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterClientQuotasRequest(entries=v_entries, validate_only=v_validate_only, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterClientQuotasRequest)
+        o.entries = v_entries
+        o.validate_only = v_validate_only
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

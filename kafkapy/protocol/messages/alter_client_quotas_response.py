@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -94,7 +95,11 @@ def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
         v_entity_type, pos = read_string(buf, pos)
         f = "entity_name"
         v_entity_name, pos = read_nullable_string(buf, pos)
-        return EntityData(entity_type=v_entity_type, entity_name=v_entity_name), pos
+        o = NEW(EntityData)
+        o.entity_type = v_entity_type
+        o.entity_name = v_entity_name
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -113,7 +118,12 @@ def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
         for _ in range(n):
             item, pos = _d_EntityData_0(buf, pos)
             v_entity.append(item)
-        return EntryData(error_code=v_error_code, error_message=v_error_message, entity=v_entity), pos
+        o = NEW(EntryData)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.entity = v_entity
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -130,7 +140,11 @@ def _d_AlterClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[AlterClie
         for _ in range(n):
             item, pos = _d_EntryData_0(buf, pos)
             v_entries.append(item)
-        return AlterClientQuotasResponse(throttle_time_ms=v_throttle_time_ms, entries=v_entries), pos
+        o = NEW(AlterClientQuotasResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.entries = v_entries
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -144,14 +158,21 @@ def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
         v_entity_name, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EntityData(entity_type=v_entity_type, entity_name=v_entity_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EntityData)
+        o.entity_type = v_entity_type
+        o.entity_name = v_entity_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -172,14 +193,22 @@ def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
             v_entity.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EntryData(error_code=v_error_code, error_message=v_error_message, entity=v_entity, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EntryData)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.entity = v_entity
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -198,14 +227,21 @@ def _d_AlterClientQuotasResponse_1(buf: memoryview, pos: int) -> tuple[AlterClie
             v_entries.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterClientQuotasResponse(throttle_time_ms=v_throttle_time_ms, entries=v_entries, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterClientQuotasResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.entries = v_entries
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

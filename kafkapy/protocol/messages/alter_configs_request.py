@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -94,7 +95,11 @@ def _d_AlterableConfig_0(buf: memoryview, pos: int) -> tuple[AlterableConfig, in
         v_name, pos = read_string(buf, pos)
         f = "value"
         v_value, pos = read_nullable_string(buf, pos)
-        return AlterableConfig(name=v_name, value=v_value), pos
+        o = NEW(AlterableConfig)
+        o.name = v_name
+        o.value = v_value
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -113,7 +118,12 @@ def _d_AlterConfigsResource_0(buf: memoryview, pos: int) -> tuple[AlterConfigsRe
         for _ in range(n):
             item, pos = _d_AlterableConfig_0(buf, pos)
             v_configs.append(item)
-        return AlterConfigsResource(resource_type=v_resource_type, resource_name=v_resource_name, configs=v_configs), pos
+        o = NEW(AlterConfigsResource)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.configs = v_configs
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -130,7 +140,11 @@ def _d_AlterConfigsRequest_0(buf: memoryview, pos: int) -> tuple[AlterConfigsReq
         f = "validate_only"
         (v_validate_only,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return AlterConfigsRequest(resources=v_resources, validate_only=v_validate_only), pos
+        o = NEW(AlterConfigsRequest)
+        o.resources = v_resources
+        o.validate_only = v_validate_only
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -144,14 +158,21 @@ def _d_AlterableConfig_2(buf: memoryview, pos: int) -> tuple[AlterableConfig, in
         v_value, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterableConfig(name=v_name, value=v_value, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterableConfig)
+        o.name = v_name
+        o.value = v_value
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -172,14 +193,22 @@ def _d_AlterConfigsResource_2(buf: memoryview, pos: int) -> tuple[AlterConfigsRe
             v_configs.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterConfigsResource(resource_type=v_resource_type, resource_name=v_resource_name, configs=v_configs, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterConfigsResource)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.configs = v_configs
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -198,14 +227,21 @@ def _d_AlterConfigsRequest_2(buf: memoryview, pos: int) -> tuple[AlterConfigsReq
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterConfigsRequest(resources=v_resources, validate_only=v_validate_only, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterConfigsRequest)
+        o.resources = v_resources
+        o.validate_only = v_validate_only
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

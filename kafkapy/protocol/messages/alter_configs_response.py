@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -89,7 +90,13 @@ def _d_AlterConfigsResourceResponse_0(buf: memoryview, pos: int) -> tuple[AlterC
         pos += 1
         f = "resource_name"
         v_resource_name, pos = read_string(buf, pos)
-        return AlterConfigsResourceResponse(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name), pos
+        o = NEW(AlterConfigsResourceResponse)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -106,7 +113,11 @@ def _d_AlterConfigsResponse_0(buf: memoryview, pos: int) -> tuple[AlterConfigsRe
         for _ in range(n):
             item, pos = _d_AlterConfigsResourceResponse_0(buf, pos)
             v_responses.append(item)
-        return AlterConfigsResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses), pos
+        o = NEW(AlterConfigsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.responses = v_responses
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -126,14 +137,23 @@ def _d_AlterConfigsResourceResponse_2(buf: memoryview, pos: int) -> tuple[AlterC
         v_resource_name, pos = read_compact_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterConfigsResourceResponse(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterConfigsResourceResponse)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -152,14 +172,21 @@ def _d_AlterConfigsResponse_2(buf: memoryview, pos: int) -> tuple[AlterConfigsRe
             v_responses.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterConfigsResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterConfigsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.responses = v_responses
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

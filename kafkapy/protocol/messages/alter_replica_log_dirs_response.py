@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -87,7 +88,11 @@ def _d_AlterReplicaLogDirPartitionResult_0(buf: memoryview, pos: int) -> tuple[A
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return AlterReplicaLogDirPartitionResult(partition_index=v_partition_index, error_code=v_error_code), pos
+        o = NEW(AlterReplicaLogDirPartitionResult)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -103,7 +108,11 @@ def _d_AlterReplicaLogDirTopicResult_0(buf: memoryview, pos: int) -> tuple[Alter
         for _ in range(n):
             item, pos = _d_AlterReplicaLogDirPartitionResult_0(buf, pos)
             v_partitions.append(item)
-        return AlterReplicaLogDirTopicResult(topic_name=v_topic_name, partitions=v_partitions), pos
+        o = NEW(AlterReplicaLogDirTopicResult)
+        o.topic_name = v_topic_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,7 +129,11 @@ def _d_AlterReplicaLogDirsResponse_0(buf: memoryview, pos: int) -> tuple[AlterRe
         for _ in range(n):
             item, pos = _d_AlterReplicaLogDirTopicResult_0(buf, pos)
             v_results.append(item)
-        return AlterReplicaLogDirsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results), pos
+        o = NEW(AlterReplicaLogDirsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -133,14 +146,21 @@ def _d_AlterReplicaLogDirPartitionResult_2(buf: memoryview, pos: int) -> tuple[A
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterReplicaLogDirPartitionResult(partition_index=v_partition_index, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterReplicaLogDirPartitionResult)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -158,14 +178,21 @@ def _d_AlterReplicaLogDirTopicResult_2(buf: memoryview, pos: int) -> tuple[Alter
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterReplicaLogDirTopicResult(topic_name=v_topic_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterReplicaLogDirTopicResult)
+        o.topic_name = v_topic_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -184,14 +211,21 @@ def _d_AlterReplicaLogDirsResponse_2(buf: memoryview, pos: int) -> tuple[AlterRe
             v_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AlterReplicaLogDirsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AlterReplicaLogDirsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_string,
     read_tag_count,
@@ -46,7 +47,11 @@ class ApiVersionsRequest(Message):
 def _d_ApiVersionsRequest_0(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
     f = ""
     try:
-        return ApiVersionsRequest(), pos
+        o = NEW(ApiVersionsRequest)
+        o.client_software_name = ''
+        o.client_software_version = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -60,14 +65,21 @@ def _d_ApiVersionsRequest_3(buf: memoryview, pos: int) -> tuple[ApiVersionsReque
         v_client_software_version, pos = read_compact_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ApiVersionsRequest(client_software_name=v_client_software_name, client_software_version=v_client_software_version, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ApiVersionsRequest)
+        o.client_software_name = v_client_software_name
+        o.client_software_version = v_client_software_version
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -119,7 +120,12 @@ def _d_ApiVersion_0(buf: memoryview, pos: int) -> tuple[ApiVersion, int]:
         f = "api_key"
         (v_api_key, v_min_version, v_max_version) = _S_hhh.unpack_from(buf, pos)
         pos += 6
-        return ApiVersion(api_key=v_api_key, min_version=v_min_version, max_version=v_max_version), pos
+        o = NEW(ApiVersion)
+        o.api_key = v_api_key
+        o.min_version = v_min_version
+        o.max_version = v_max_version
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -136,7 +142,16 @@ def _d_ApiVersionsResponse_0(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
         for _ in range(n):
             item, pos = _d_ApiVersion_0(buf, pos)
             v_api_keys.append(item)
-        return ApiVersionsResponse(error_code=v_error_code, api_keys=v_api_keys), pos
+        o = NEW(ApiVersionsResponse)
+        o.error_code = v_error_code
+        o.api_keys = v_api_keys
+        o.throttle_time_ms = 0
+        o.supported_features = []
+        o.finalized_features_epoch = -1
+        o.finalized_features = []
+        o.zk_migration_ready = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -156,7 +171,16 @@ def _d_ApiVersionsResponse_1(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ApiVersionsResponse(error_code=v_error_code, api_keys=v_api_keys, throttle_time_ms=v_throttle_time_ms), pos
+        o = NEW(ApiVersionsResponse)
+        o.error_code = v_error_code
+        o.api_keys = v_api_keys
+        o.throttle_time_ms = v_throttle_time_ms
+        o.supported_features = []
+        o.finalized_features_epoch = -1
+        o.finalized_features = []
+        o.zk_migration_ready = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -169,14 +193,22 @@ def _d_ApiVersion_3(buf: memoryview, pos: int) -> tuple[ApiVersion, int]:
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ApiVersion(api_key=v_api_key, min_version=v_min_version, max_version=v_max_version, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ApiVersion)
+        o.api_key = v_api_key
+        o.min_version = v_min_version
+        o.max_version = v_max_version
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -191,14 +223,22 @@ def _d_SupportedFeatureKey_3(buf: memoryview, pos: int) -> tuple[SupportedFeatur
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SupportedFeatureKey(name=v_name, min_version=v_min_version, max_version=v_max_version, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SupportedFeatureKey)
+        o.name = v_name
+        o.min_version = v_min_version
+        o.max_version = v_max_version
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -213,14 +253,22 @@ def _d_FinalizedFeatureKey_3(buf: memoryview, pos: int) -> tuple[FinalizedFeatur
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FinalizedFeatureKey(name=v_name, max_version_level=v_max_version_level, min_version_level=v_min_version_level, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FinalizedFeatureKey)
+        o.name = v_name
+        o.max_version_level = v_max_version_level
+        o.min_version_level = v_min_version_level
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -246,41 +294,53 @@ def _d_ApiVersionsResponse_3(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
         v_zk_migration_ready = False
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "supported_features"
-                tb = buf[:end]
-                n, pos = read_compact_array_count(tb, pos)
-                v_supported_features = []
-                for _ in range(n):
-                    item, pos = _d_SupportedFeatureKey_3(tb, pos)
-                    v_supported_features.append(item)
-            elif tag == 1:
-                f = "finalized_features_epoch"
-                tb = buf[:end]
-                (v_finalized_features_epoch,) = _S_q.unpack_from(tb, pos)
-                pos += 8
-            elif tag == 2:
-                f = "finalized_features"
-                tb = buf[:end]
-                n, pos = read_compact_array_count(tb, pos)
-                v_finalized_features = []
-                for _ in range(n):
-                    item, pos = _d_FinalizedFeatureKey_3(tb, pos)
-                    v_finalized_features.append(item)
-            elif tag == 3:
-                f = "zk_migration_ready"
-                tb = buf[:end]
-                (v_zk_migration_ready,) = _S_o.unpack_from(tb, pos)
-                pos += 1
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ApiVersionsResponse(error_code=v_error_code, api_keys=v_api_keys, throttle_time_ms=v_throttle_time_ms, supported_features=v_supported_features, finalized_features_epoch=v_finalized_features_epoch, finalized_features=v_finalized_features, zk_migration_ready=v_zk_migration_ready, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "supported_features"
+                    tb = buf[:end]
+                    n, pos = read_compact_array_count(tb, pos)
+                    v_supported_features = []
+                    for _ in range(n):
+                        item, pos = _d_SupportedFeatureKey_3(tb, pos)
+                        v_supported_features.append(item)
+                elif tag == 1:
+                    f = "finalized_features_epoch"
+                    tb = buf[:end]
+                    (v_finalized_features_epoch,) = _S_q.unpack_from(tb, pos)
+                    pos += 8
+                elif tag == 2:
+                    f = "finalized_features"
+                    tb = buf[:end]
+                    n, pos = read_compact_array_count(tb, pos)
+                    v_finalized_features = []
+                    for _ in range(n):
+                        item, pos = _d_FinalizedFeatureKey_3(tb, pos)
+                        v_finalized_features.append(item)
+                elif tag == 3:
+                    f = "zk_migration_ready"
+                    tb = buf[:end]
+                    (v_zk_migration_ready,) = _S_o.unpack_from(tb, pos)
+                    pos += 1
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ApiVersionsResponse)
+        o.error_code = v_error_code
+        o.api_keys = v_api_keys
+        o.throttle_time_ms = v_throttle_time_ms
+        o.supported_features = v_supported_features
+        o.finalized_features_epoch = v_finalized_features_epoch
+        o.finalized_features = v_finalized_features
+        o.zk_migration_ready = v_zk_migration_ready
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

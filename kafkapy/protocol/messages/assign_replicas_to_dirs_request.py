@@ -12,6 +12,7 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_compact_array_count,
@@ -100,14 +101,20 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionData(partition_index=v_partition_index, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -125,14 +132,21 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicData(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicData)
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -150,14 +164,21 @@ def _d_DirectoryData_0(buf: memoryview, pos: int) -> tuple[DirectoryData, int]:
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DirectoryData(id=v_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DirectoryData)
+        o.id = v_id
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -176,14 +197,22 @@ def _d_AssignReplicasToDirsRequest_0(buf: memoryview, pos: int) -> tuple[AssignR
             v_directories.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AssignReplicasToDirsRequest(broker_id=v_broker_id, broker_epoch=v_broker_epoch, directories=v_directories, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AssignReplicasToDirsRequest)
+        o.broker_id = v_broker_id
+        o.broker_epoch = v_broker_epoch
+        o.directories = v_directories
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -111,7 +112,13 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         f = "partition_index"
         (v_partition_index, v_error_code, v_leader_id, v_leader_epoch) = _S_ihii.unpack_from(buf, pos)
         pos += 14
-        return PartitionData(partition_index=v_partition_index, error_code=v_error_code, leader_id=v_leader_id, leader_epoch=v_leader_epoch), pos
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -127,7 +134,11 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
         for _ in range(n):
             item, pos = _d_PartitionData_0(buf, pos)
             v_partitions.append(item)
-        return TopicData(topic_name=v_topic_name, partitions=v_partitions), pos
+        o = NEW(TopicData)
+        o.topic_name = v_topic_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -144,7 +155,12 @@ def _d_BeginQuorumEpochResponse_0(buf: memoryview, pos: int) -> tuple[BeginQuoru
         for _ in range(n):
             item, pos = _d_TopicData_0(buf, pos)
             v_topics.append(item)
-        return BeginQuorumEpochResponse(error_code=v_error_code, topics=v_topics), pos
+        o = NEW(BeginQuorumEpochResponse)
+        o.error_code = v_error_code
+        o.topics = v_topics
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -157,14 +173,23 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         pos += 14
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionData(partition_index=v_partition_index, error_code=v_error_code, leader_id=v_leader_id, leader_epoch=v_leader_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -182,14 +207,21 @@ def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicData(topic_name=v_topic_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicData)
+        o.topic_name = v_topic_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -207,14 +239,22 @@ def _d_NodeEndpoint_1(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return NodeEndpoint(node_id=v_node_id, host=v_host, port=v_port, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(NodeEndpoint)
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -234,23 +274,31 @@ def _d_BeginQuorumEpochResponse_1(buf: memoryview, pos: int) -> tuple[BeginQuoru
         v_node_endpoints = []
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "node_endpoints"
-                tb = buf[:end]
-                n, pos = read_compact_array_count(tb, pos)
-                v_node_endpoints = []
-                for _ in range(n):
-                    item, pos = _d_NodeEndpoint_1(tb, pos)
-                    v_node_endpoints.append(item)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return BeginQuorumEpochResponse(error_code=v_error_code, topics=v_topics, node_endpoints=v_node_endpoints, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "node_endpoints"
+                    tb = buf[:end]
+                    n, pos = read_compact_array_count(tb, pos)
+                    v_node_endpoints = []
+                    for _ in range(n):
+                        item, pos = _d_NodeEndpoint_1(tb, pos)
+                        v_node_endpoints.append(item)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(BeginQuorumEpochResponse)
+        o.error_code = v_error_code
+        o.topics = v_topics
+        o.node_endpoints = v_node_endpoints
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -11,6 +11,7 @@ from kafkapy.protocol.primitives import (
     DEFAULT,
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_array_count,
     read_tag_count,
@@ -63,14 +64,25 @@ def _d_BrokerHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[BrokerHeartb
         pos += 22
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return BrokerHeartbeatRequest(broker_id=v_broker_id, broker_epoch=v_broker_epoch, current_metadata_offset=v_current_metadata_offset, want_fence=v_want_fence, want_shut_down=v_want_shut_down, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(BrokerHeartbeatRequest)
+        o.broker_id = v_broker_id
+        o.broker_epoch = v_broker_epoch
+        o.current_metadata_offset = v_current_metadata_offset
+        o.want_fence = v_want_fence
+        o.want_shut_down = v_want_shut_down
+        o.offline_log_dirs = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -84,23 +96,34 @@ def _d_BrokerHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[BrokerHeartb
         v_offline_log_dirs = []
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "offline_log_dirs"
-                tb = buf[:end]
-                n, pos = read_compact_array_count(tb, pos)
-                v_offline_log_dirs = []
-                for _ in range(n):
-                    item, pos = read_uuid(tb, pos)
-                    v_offline_log_dirs.append(item)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return BrokerHeartbeatRequest(broker_id=v_broker_id, broker_epoch=v_broker_epoch, current_metadata_offset=v_current_metadata_offset, want_fence=v_want_fence, want_shut_down=v_want_shut_down, offline_log_dirs=v_offline_log_dirs, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "offline_log_dirs"
+                    tb = buf[:end]
+                    n, pos = read_compact_array_count(tb, pos)
+                    v_offline_log_dirs = []
+                    for _ in range(n):
+                        item, pos = read_uuid(tb, pos)
+                        v_offline_log_dirs.append(item)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(BrokerHeartbeatRequest)
+        o.broker_id = v_broker_id
+        o.broker_epoch = v_broker_epoch
+        o.current_metadata_offset = v_current_metadata_offset
+        o.want_fence = v_want_fence
+        o.want_shut_down = v_want_shut_down
+        o.offline_log_dirs = v_offline_log_dirs
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

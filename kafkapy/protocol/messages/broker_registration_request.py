@@ -12,6 +12,7 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_compact_array_count,
@@ -117,14 +118,23 @@ def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return Listener(name=v_name, host=v_host, port=v_port, security_protocol=v_security_protocol, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(Listener)
+        o.name = v_name
+        o.host = v_host
+        o.port = v_port
+        o.security_protocol = v_security_protocol
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -139,14 +149,22 @@ def _d_Feature_0(buf: memoryview, pos: int) -> tuple[Feature, int]:
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return Feature(name=v_name, min_supported_version=v_min_supported_version, max_supported_version=v_max_supported_version, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(Feature)
+        o.name = v_name
+        o.min_supported_version = v_min_supported_version
+        o.max_supported_version = v_max_supported_version
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -177,14 +195,28 @@ def _d_BrokerRegistrationRequest_0(buf: memoryview, pos: int) -> tuple[BrokerReg
         v_rack, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return BrokerRegistrationRequest(broker_id=v_broker_id, cluster_id=v_cluster_id, incarnation_id=v_incarnation_id, listeners=v_listeners, features=v_features, rack=v_rack, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(BrokerRegistrationRequest)
+        o.broker_id = v_broker_id
+        o.cluster_id = v_cluster_id
+        o.incarnation_id = v_incarnation_id
+        o.listeners = v_listeners
+        o.features = v_features
+        o.rack = v_rack
+        o.is_migrating_zk_broker = False
+        o.log_dirs = []
+        o.previous_broker_epoch = -1
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -218,14 +250,28 @@ def _d_BrokerRegistrationRequest_1(buf: memoryview, pos: int) -> tuple[BrokerReg
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return BrokerRegistrationRequest(broker_id=v_broker_id, cluster_id=v_cluster_id, incarnation_id=v_incarnation_id, listeners=v_listeners, features=v_features, rack=v_rack, is_migrating_zk_broker=v_is_migrating_zk_broker, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(BrokerRegistrationRequest)
+        o.broker_id = v_broker_id
+        o.cluster_id = v_cluster_id
+        o.incarnation_id = v_incarnation_id
+        o.listeners = v_listeners
+        o.features = v_features
+        o.rack = v_rack
+        o.is_migrating_zk_broker = v_is_migrating_zk_broker
+        o.log_dirs = []
+        o.previous_broker_epoch = -1
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -265,14 +311,28 @@ def _d_BrokerRegistrationRequest_2(buf: memoryview, pos: int) -> tuple[BrokerReg
             v_log_dirs.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return BrokerRegistrationRequest(broker_id=v_broker_id, cluster_id=v_cluster_id, incarnation_id=v_incarnation_id, listeners=v_listeners, features=v_features, rack=v_rack, is_migrating_zk_broker=v_is_migrating_zk_broker, log_dirs=v_log_dirs, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(BrokerRegistrationRequest)
+        o.broker_id = v_broker_id
+        o.cluster_id = v_cluster_id
+        o.incarnation_id = v_incarnation_id
+        o.listeners = v_listeners
+        o.features = v_features
+        o.rack = v_rack
+        o.is_migrating_zk_broker = v_is_migrating_zk_broker
+        o.log_dirs = v_log_dirs
+        o.previous_broker_epoch = -1
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -315,14 +375,28 @@ def _d_BrokerRegistrationRequest_3(buf: memoryview, pos: int) -> tuple[BrokerReg
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return BrokerRegistrationRequest(broker_id=v_broker_id, cluster_id=v_cluster_id, incarnation_id=v_incarnation_id, listeners=v_listeners, features=v_features, rack=v_rack, is_migrating_zk_broker=v_is_migrating_zk_broker, log_dirs=v_log_dirs, previous_broker_epoch=v_previous_broker_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(BrokerRegistrationRequest)
+        o.broker_id = v_broker_id
+        o.cluster_id = v_cluster_id
+        o.incarnation_id = v_incarnation_id
+        o.listeners = v_listeners
+        o.features = v_features
+        o.rack = v_rack
+        o.is_migrating_zk_broker = v_is_migrating_zk_broker
+        o.log_dirs = v_log_dirs
+        o.previous_broker_epoch = v_previous_broker_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

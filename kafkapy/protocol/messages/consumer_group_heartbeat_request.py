@@ -13,6 +13,8 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_compact_array_count,
@@ -35,6 +37,7 @@ from kafkapy.protocol.primitives import (
 
 _S_i = Struct(">i")
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class TopicPartitions(Entity):
@@ -95,17 +98,28 @@ def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, in
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicPartitions(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicPartitions)
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -149,14 +163,29 @@ def _d_ConsumerGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[Consu
                 v_topic_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ConsumerGroupHeartbeatRequest(group_id=v_group_id, member_id=v_member_id, member_epoch=v_member_epoch, instance_id=v_instance_id, rack_id=v_rack_id, rebalance_timeout_ms=v_rebalance_timeout_ms, subscribed_topic_names=v_subscribed_topic_names, server_assignor=v_server_assignor, topic_partitions=v_topic_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ConsumerGroupHeartbeatRequest)
+        o.group_id = v_group_id
+        o.member_id = v_member_id
+        o.member_epoch = v_member_epoch
+        o.instance_id = v_instance_id
+        o.rack_id = v_rack_id
+        o.rebalance_timeout_ms = v_rebalance_timeout_ms
+        o.subscribed_topic_names = v_subscribed_topic_names
+        o.subscribed_topic_regex = None
+        o.server_assignor = v_server_assignor
+        o.topic_partitions = v_topic_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -202,14 +231,29 @@ def _d_ConsumerGroupHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[Consu
                 v_topic_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ConsumerGroupHeartbeatRequest(group_id=v_group_id, member_id=v_member_id, member_epoch=v_member_epoch, instance_id=v_instance_id, rack_id=v_rack_id, rebalance_timeout_ms=v_rebalance_timeout_ms, subscribed_topic_names=v_subscribed_topic_names, subscribed_topic_regex=v_subscribed_topic_regex, server_assignor=v_server_assignor, topic_partitions=v_topic_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ConsumerGroupHeartbeatRequest)
+        o.group_id = v_group_id
+        o.member_id = v_member_id
+        o.member_epoch = v_member_epoch
+        o.instance_id = v_instance_id
+        o.rack_id = v_rack_id
+        o.rebalance_timeout_ms = v_rebalance_timeout_ms
+        o.subscribed_topic_names = v_subscribed_topic_names
+        o.subscribed_topic_regex = v_subscribed_topic_regex
+        o.server_assignor = v_server_assignor
+        o.topic_partitions = v_topic_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -14,6 +14,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_int_array,
@@ -27,6 +29,7 @@ from kafkapy.protocol.primitives import (
 # Versions 0-3, never flexible
 
 _A_i = ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class TopicPartition(Entity):
@@ -71,8 +74,16 @@ def _d_TopicPartition_0(buf: memoryview, pos: int) -> tuple[TopicPartition, int]
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
-        return TopicPartition(topic=v_topic, partitions=v_partitions), pos
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(TopicPartition)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -88,7 +99,11 @@ def _d_ConsumerProtocolAssignment_0(buf: memoryview, pos: int) -> tuple[Consumer
             v_assigned_partitions.append(item)
         f = "user_data"
         v_user_data, pos = read_nullable_bytes(buf, pos)
-        return ConsumerProtocolAssignment(assigned_partitions=v_assigned_partitions, user_data=v_user_data), pos
+        o = NEW(ConsumerProtocolAssignment)
+        o.assigned_partitions = v_assigned_partitions
+        o.user_data = v_user_data
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -14,6 +14,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_int_array,
@@ -30,6 +32,7 @@ from kafkapy.protocol.primitives import (
 
 _S_i = Struct(">i")
 _A_i = ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class TopicPartition(Entity):
@@ -84,7 +87,14 @@ def _d_ConsumerProtocolSubscription_0(buf: memoryview, pos: int) -> tuple[Consum
             v_topics.append(item)
         f = "user_data"
         v_user_data, pos = read_nullable_bytes(buf, pos)
-        return ConsumerProtocolSubscription(topics=v_topics, user_data=v_user_data), pos
+        o = NEW(ConsumerProtocolSubscription)
+        o.topics = v_topics
+        o.user_data = v_user_data
+        o.owned_partitions = []
+        o.generation_id = -1
+        o.rack_id = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -96,8 +106,16 @@ def _d_TopicPartition_1(buf: memoryview, pos: int) -> tuple[TopicPartition, int]
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
-        return TopicPartition(topic=v_topic, partitions=v_partitions), pos
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(TopicPartition)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -119,7 +137,14 @@ def _d_ConsumerProtocolSubscription_1(buf: memoryview, pos: int) -> tuple[Consum
         for _ in range(n):
             item, pos = _d_TopicPartition_1(buf, pos)
             v_owned_partitions.append(item)
-        return ConsumerProtocolSubscription(topics=v_topics, user_data=v_user_data, owned_partitions=v_owned_partitions), pos
+        o = NEW(ConsumerProtocolSubscription)
+        o.topics = v_topics
+        o.user_data = v_user_data
+        o.owned_partitions = v_owned_partitions
+        o.generation_id = -1
+        o.rack_id = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -144,7 +169,14 @@ def _d_ConsumerProtocolSubscription_2(buf: memoryview, pos: int) -> tuple[Consum
         f = "generation_id"
         (v_generation_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ConsumerProtocolSubscription(topics=v_topics, user_data=v_user_data, owned_partitions=v_owned_partitions, generation_id=v_generation_id), pos
+        o = NEW(ConsumerProtocolSubscription)
+        o.topics = v_topics
+        o.user_data = v_user_data
+        o.owned_partitions = v_owned_partitions
+        o.generation_id = v_generation_id
+        o.rack_id = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -171,7 +203,14 @@ def _d_ConsumerProtocolSubscription_3(buf: memoryview, pos: int) -> tuple[Consum
         pos += 4
         f = "rack_id"
         v_rack_id, pos = read_nullable_string(buf, pos)
-        return ConsumerProtocolSubscription(topics=v_topics, user_data=v_user_data, owned_partitions=v_owned_partitions, generation_id=v_generation_id, rack_id=v_rack_id), pos
+        o = NEW(ConsumerProtocolSubscription)
+        o.topics = v_topics
+        o.user_data = v_user_data
+        o.owned_partitions = v_owned_partitions
+        o.generation_id = v_generation_id
+        o.rack_id = v_rack_id
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_tag_count,
     read_tag_header,
@@ -49,7 +50,11 @@ def _d_ControlledShutdownRequest_0(buf: memoryview, pos: int) -> tuple[Controlle
         f = "broker_id"
         (v_broker_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ControlledShutdownRequest(broker_id=v_broker_id), pos
+        o = NEW(ControlledShutdownRequest)
+        o.broker_id = v_broker_id
+        o.broker_epoch = -1
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -60,7 +65,11 @@ def _d_ControlledShutdownRequest_2(buf: memoryview, pos: int) -> tuple[Controlle
         f = "broker_id"
         (v_broker_id, v_broker_epoch) = _S_iq.unpack_from(buf, pos)
         pos += 12
-        return ControlledShutdownRequest(broker_id=v_broker_id, broker_epoch=v_broker_epoch), pos
+        o = NEW(ControlledShutdownRequest)
+        o.broker_id = v_broker_id
+        o.broker_epoch = v_broker_epoch
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -73,14 +82,21 @@ def _d_ControlledShutdownRequest_3(buf: memoryview, pos: int) -> tuple[Controlle
         pos += 12
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ControlledShutdownRequest(broker_id=v_broker_id, broker_epoch=v_broker_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ControlledShutdownRequest)
+        o.broker_id = v_broker_id
+        o.broker_epoch = v_broker_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -75,7 +76,11 @@ def _d_RemainingPartition_0(buf: memoryview, pos: int) -> tuple[RemainingPartiti
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return RemainingPartition(topic_name=v_topic_name, partition_index=v_partition_index), pos
+        o = NEW(RemainingPartition)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -92,7 +97,11 @@ def _d_ControlledShutdownResponse_0(buf: memoryview, pos: int) -> tuple[Controll
         for _ in range(n):
             item, pos = _d_RemainingPartition_0(buf, pos)
             v_remaining_partitions.append(item)
-        return ControlledShutdownResponse(error_code=v_error_code, remaining_partitions=v_remaining_partitions), pos
+        o = NEW(ControlledShutdownResponse)
+        o.error_code = v_error_code
+        o.remaining_partitions = v_remaining_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -107,14 +116,21 @@ def _d_RemainingPartition_3(buf: memoryview, pos: int) -> tuple[RemainingPartiti
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return RemainingPartition(topic_name=v_topic_name, partition_index=v_partition_index, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(RemainingPartition)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -133,14 +149,21 @@ def _d_ControlledShutdownResponse_3(buf: memoryview, pos: int) -> tuple[Controll
             v_remaining_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ControlledShutdownResponse(error_code=v_error_code, remaining_partitions=v_remaining_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ControlledShutdownResponse)
+        o.error_code = v_error_code
+        o.remaining_partitions = v_remaining_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -90,7 +91,16 @@ def _d_AclCreation_0(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return AclCreation(resource_type=v_resource_type, resource_name=v_resource_name, principal=v_principal, host=v_host, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(AclCreation)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.resource_pattern_type = 3
+        o.principal = v_principal
+        o.host = v_host
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -104,7 +114,10 @@ def _d_CreateAclsRequest_0(buf: memoryview, pos: int) -> tuple[CreateAclsRequest
         for _ in range(n):
             item, pos = _d_AclCreation_0(buf, pos)
             v_creations.append(item)
-        return CreateAclsRequest(creations=v_creations), pos
+        o = NEW(CreateAclsRequest)
+        o.creations = v_creations
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -127,7 +140,16 @@ def _d_AclCreation_1(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return AclCreation(resource_type=v_resource_type, resource_name=v_resource_name, resource_pattern_type=v_resource_pattern_type, principal=v_principal, host=v_host, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(AclCreation)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.resource_pattern_type = v_resource_pattern_type
+        o.principal = v_principal
+        o.host = v_host
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -141,7 +163,10 @@ def _d_CreateAclsRequest_1(buf: memoryview, pos: int) -> tuple[CreateAclsRequest
         for _ in range(n):
             item, pos = _d_AclCreation_1(buf, pos)
             v_creations.append(item)
-        return CreateAclsRequest(creations=v_creations), pos
+        o = NEW(CreateAclsRequest)
+        o.creations = v_creations
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -166,14 +191,26 @@ def _d_AclCreation_2(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AclCreation(resource_type=v_resource_type, resource_name=v_resource_name, resource_pattern_type=v_resource_pattern_type, principal=v_principal, host=v_host, operation=v_operation, permission_type=v_permission_type, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AclCreation)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.resource_pattern_type = v_resource_pattern_type
+        o.principal = v_principal
+        o.host = v_host
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -189,14 +226,20 @@ def _d_CreateAclsRequest_2(buf: memoryview, pos: int) -> tuple[CreateAclsRequest
             v_creations.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreateAclsRequest(creations=v_creations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreateAclsRequest)
+        o.creations = v_creations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -79,7 +80,11 @@ def _d_CreatableRenewers_0(buf: memoryview, pos: int) -> tuple[CreatableRenewers
         v_principal_type, pos = read_string(buf, pos)
         f = "principal_name"
         v_principal_name, pos = read_string(buf, pos)
-        return CreatableRenewers(principal_type=v_principal_type, principal_name=v_principal_name), pos
+        o = NEW(CreatableRenewers)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -96,7 +101,13 @@ def _d_CreateDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[Create
         f = "max_lifetime_ms"
         (v_max_lifetime_ms,) = _S_q.unpack_from(buf, pos)
         pos += 8
-        return CreateDelegationTokenRequest(renewers=v_renewers, max_lifetime_ms=v_max_lifetime_ms), pos
+        o = NEW(CreateDelegationTokenRequest)
+        o.owner_principal_type = ''
+        o.owner_principal_name = ''
+        o.renewers = v_renewers
+        o.max_lifetime_ms = v_max_lifetime_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -110,14 +121,21 @@ def _d_CreatableRenewers_2(buf: memoryview, pos: int) -> tuple[CreatableRenewers
         v_principal_name, pos = read_compact_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatableRenewers(principal_type=v_principal_type, principal_name=v_principal_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatableRenewers)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -136,14 +154,23 @@ def _d_CreateDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[Create
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreateDelegationTokenRequest(renewers=v_renewers, max_lifetime_ms=v_max_lifetime_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreateDelegationTokenRequest)
+        o.owner_principal_type = ''
+        o.owner_principal_name = ''
+        o.renewers = v_renewers
+        o.max_lifetime_ms = v_max_lifetime_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -166,14 +193,23 @@ def _d_CreateDelegationTokenRequest_3(buf: memoryview, pos: int) -> tuple[Create
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreateDelegationTokenRequest(owner_principal_type=v_owner_principal_type, owner_principal_name=v_owner_principal_name, renewers=v_renewers, max_lifetime_ms=v_max_lifetime_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreateDelegationTokenRequest)
+        o.owner_principal_type = v_owner_principal_type
+        o.owner_principal_name = v_owner_principal_name
+        o.renewers = v_renewers
+        o.max_lifetime_ms = v_max_lifetime_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

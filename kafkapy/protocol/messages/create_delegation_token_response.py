@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_bytes,
     read_compact_bytes,
@@ -90,7 +91,20 @@ def _d_CreateDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[Creat
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return CreateDelegationTokenResponse(error_code=v_error_code, principal_type=v_principal_type, principal_name=v_principal_name, issue_timestamp_ms=v_issue_timestamp_ms, expiry_timestamp_ms=v_expiry_timestamp_ms, max_timestamp_ms=v_max_timestamp_ms, token_id=v_token_id, hmac=v_hmac, throttle_time_ms=v_throttle_time_ms), pos
+        o = NEW(CreateDelegationTokenResponse)
+        o.error_code = v_error_code
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.token_requester_principal_type = ''
+        o.token_requester_principal_name = ''
+        o.issue_timestamp_ms = v_issue_timestamp_ms
+        o.expiry_timestamp_ms = v_expiry_timestamp_ms
+        o.max_timestamp_ms = v_max_timestamp_ms
+        o.token_id = v_token_id
+        o.hmac = v_hmac
+        o.throttle_time_ms = v_throttle_time_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -117,14 +131,30 @@ def _d_CreateDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[Creat
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreateDelegationTokenResponse(error_code=v_error_code, principal_type=v_principal_type, principal_name=v_principal_name, issue_timestamp_ms=v_issue_timestamp_ms, expiry_timestamp_ms=v_expiry_timestamp_ms, max_timestamp_ms=v_max_timestamp_ms, token_id=v_token_id, hmac=v_hmac, throttle_time_ms=v_throttle_time_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreateDelegationTokenResponse)
+        o.error_code = v_error_code
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.token_requester_principal_type = ''
+        o.token_requester_principal_name = ''
+        o.issue_timestamp_ms = v_issue_timestamp_ms
+        o.expiry_timestamp_ms = v_expiry_timestamp_ms
+        o.max_timestamp_ms = v_max_timestamp_ms
+        o.token_id = v_token_id
+        o.hmac = v_hmac
+        o.throttle_time_ms = v_throttle_time_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -155,14 +185,30 @@ def _d_CreateDelegationTokenResponse_3(buf: memoryview, pos: int) -> tuple[Creat
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreateDelegationTokenResponse(error_code=v_error_code, principal_type=v_principal_type, principal_name=v_principal_name, token_requester_principal_type=v_token_requester_principal_type, token_requester_principal_name=v_token_requester_principal_name, issue_timestamp_ms=v_issue_timestamp_ms, expiry_timestamp_ms=v_expiry_timestamp_ms, max_timestamp_ms=v_max_timestamp_ms, token_id=v_token_id, hmac=v_hmac, throttle_time_ms=v_throttle_time_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreateDelegationTokenResponse)
+        o.error_code = v_error_code
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.token_requester_principal_type = v_token_requester_principal_type
+        o.token_requester_principal_name = v_token_requester_principal_name
+        o.issue_timestamp_ms = v_issue_timestamp_ms
+        o.expiry_timestamp_ms = v_expiry_timestamp_ms
+        o.max_timestamp_ms = v_max_timestamp_ms
+        o.token_id = v_token_id
+        o.hmac = v_hmac
+        o.throttle_time_ms = v_throttle_time_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

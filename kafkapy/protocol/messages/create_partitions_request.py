@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -39,6 +41,7 @@ _S_i = Struct(">i")
 _S_io = Struct(">i?")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class CreatePartitionsAssignment(Entity):
@@ -97,8 +100,15 @@ def _d_CreatePartitionsAssignment_0(buf: memoryview, pos: int) -> tuple[CreatePa
     try:
         f = "broker_ids"
         n, pos = read_array_count(buf, pos)
-        v_broker_ids, pos = read_int_array(buf, pos, n, "i", 4)
-        return CreatePartitionsAssignment(broker_ids=v_broker_ids), pos
+        if n < 32:
+            v_broker_ids = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_broker_ids, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(CreatePartitionsAssignment)
+        o.broker_ids = v_broker_ids
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,7 +130,12 @@ def _d_CreatePartitionsTopic_0(buf: memoryview, pos: int) -> tuple[CreatePartiti
             for _ in range(n):
                 item, pos = _d_CreatePartitionsAssignment_0(buf, pos)
                 v_assignments.append(item)
-        return CreatePartitionsTopic(name=v_name, count=v_count, assignments=v_assignments), pos
+        o = NEW(CreatePartitionsTopic)
+        o.name = v_name
+        o.count = v_count
+        o.assignments = v_assignments
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -137,7 +152,12 @@ def _d_CreatePartitionsRequest_0(buf: memoryview, pos: int) -> tuple[CreateParti
         f = "timeout_ms"
         (v_timeout_ms, v_validate_only) = _S_io.unpack_from(buf, pos)
         pos += 5
-        return CreatePartitionsRequest(topics=v_topics, timeout_ms=v_timeout_ms, validate_only=v_validate_only), pos
+        o = NEW(CreatePartitionsRequest)
+        o.topics = v_topics
+        o.timeout_ms = v_timeout_ms
+        o.validate_only = v_validate_only
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -147,17 +167,27 @@ def _d_CreatePartitionsAssignment_2(buf: memoryview, pos: int) -> tuple[CreatePa
     try:
         f = "broker_ids"
         n, pos = read_compact_array_count(buf, pos)
-        v_broker_ids, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_broker_ids = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_broker_ids, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatePartitionsAssignment(broker_ids=v_broker_ids, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatePartitionsAssignment)
+        o.broker_ids = v_broker_ids
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -181,14 +211,22 @@ def _d_CreatePartitionsTopic_2(buf: memoryview, pos: int) -> tuple[CreatePartiti
                 v_assignments.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatePartitionsTopic(name=v_name, count=v_count, assignments=v_assignments, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatePartitionsTopic)
+        o.name = v_name
+        o.count = v_count
+        o.assignments = v_assignments
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -207,14 +245,22 @@ def _d_CreatePartitionsRequest_2(buf: memoryview, pos: int) -> tuple[CreateParti
         pos += 5
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatePartitionsRequest(topics=v_topics, timeout_ms=v_timeout_ms, validate_only=v_validate_only, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatePartitionsRequest)
+        o.topics = v_topics
+        o.timeout_ms = v_timeout_ms
+        o.validate_only = v_validate_only
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -83,7 +84,12 @@ def _d_CreatePartitionsTopicResult_0(buf: memoryview, pos: int) -> tuple[CreateP
         pos += 2
         f = "error_message"
         v_error_message, pos = read_nullable_string(buf, pos)
-        return CreatePartitionsTopicResult(name=v_name, error_code=v_error_code, error_message=v_error_message), pos
+        o = NEW(CreatePartitionsTopicResult)
+        o.name = v_name
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -100,7 +106,11 @@ def _d_CreatePartitionsResponse_0(buf: memoryview, pos: int) -> tuple[CreatePart
         for _ in range(n):
             item, pos = _d_CreatePartitionsTopicResult_0(buf, pos)
             v_results.append(item)
-        return CreatePartitionsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results), pos
+        o = NEW(CreatePartitionsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -117,14 +127,22 @@ def _d_CreatePartitionsTopicResult_2(buf: memoryview, pos: int) -> tuple[CreateP
         v_error_message, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatePartitionsTopicResult(name=v_name, error_code=v_error_code, error_message=v_error_message, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatePartitionsTopicResult)
+        o.name = v_name
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -143,14 +161,21 @@ def _d_CreatePartitionsResponse_2(buf: memoryview, pos: int) -> tuple[CreatePart
             v_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatePartitionsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatePartitionsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -42,6 +44,7 @@ _S_ih = Struct(">ih")
 _S_io = Struct(">i?")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class CreatableReplicaAssignment(Entity):
@@ -123,8 +126,16 @@ def _d_CreatableReplicaAssignment_0(buf: memoryview, pos: int) -> tuple[Creatabl
         pos += 4
         f = "broker_ids"
         n, pos = read_array_count(buf, pos)
-        v_broker_ids, pos = read_int_array(buf, pos, n, "i", 4)
-        return CreatableReplicaAssignment(partition_index=v_partition_index, broker_ids=v_broker_ids), pos
+        if n < 32:
+            v_broker_ids = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_broker_ids, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(CreatableReplicaAssignment)
+        o.partition_index = v_partition_index
+        o.broker_ids = v_broker_ids
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -136,7 +147,11 @@ def _d_CreatableTopicConfig_0(buf: memoryview, pos: int) -> tuple[CreatableTopic
         v_name, pos = read_string(buf, pos)
         f = "value"
         v_value, pos = read_nullable_string(buf, pos)
-        return CreatableTopicConfig(name=v_name, value=v_value), pos
+        o = NEW(CreatableTopicConfig)
+        o.name = v_name
+        o.value = v_value
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -161,7 +176,14 @@ def _d_CreatableTopic_0(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]
         for _ in range(n):
             item, pos = _d_CreatableTopicConfig_0(buf, pos)
             v_configs.append(item)
-        return CreatableTopic(name=v_name, num_partitions=v_num_partitions, replication_factor=v_replication_factor, assignments=v_assignments, configs=v_configs), pos
+        o = NEW(CreatableTopic)
+        o.name = v_name
+        o.num_partitions = v_num_partitions
+        o.replication_factor = v_replication_factor
+        o.assignments = v_assignments
+        o.configs = v_configs
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -178,7 +200,12 @@ def _d_CreateTopicsRequest_0(buf: memoryview, pos: int) -> tuple[CreateTopicsReq
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return CreateTopicsRequest(topics=v_topics, timeout_ms=v_timeout_ms), pos
+        o = NEW(CreateTopicsRequest)
+        o.topics = v_topics
+        o.timeout_ms = v_timeout_ms
+        o.validate_only = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -195,7 +222,12 @@ def _d_CreateTopicsRequest_1(buf: memoryview, pos: int) -> tuple[CreateTopicsReq
         f = "timeout_ms"
         (v_timeout_ms, v_validate_only) = _S_io.unpack_from(buf, pos)
         pos += 5
-        return CreateTopicsRequest(topics=v_topics, timeout_ms=v_timeout_ms, validate_only=v_validate_only), pos
+        o = NEW(CreateTopicsRequest)
+        o.topics = v_topics
+        o.timeout_ms = v_timeout_ms
+        o.validate_only = v_validate_only
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -208,17 +240,28 @@ def _d_CreatableReplicaAssignment_5(buf: memoryview, pos: int) -> tuple[Creatabl
         pos += 4
         f = "broker_ids"
         n, pos = read_compact_array_count(buf, pos)
-        v_broker_ids, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_broker_ids = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_broker_ids, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatableReplicaAssignment(partition_index=v_partition_index, broker_ids=v_broker_ids, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatableReplicaAssignment)
+        o.partition_index = v_partition_index
+        o.broker_ids = v_broker_ids
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -232,14 +275,21 @@ def _d_CreatableTopicConfig_5(buf: memoryview, pos: int) -> tuple[CreatableTopic
         v_value, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatableTopicConfig(name=v_name, value=v_value, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatableTopicConfig)
+        o.name = v_name
+        o.value = v_value
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -266,14 +316,24 @@ def _d_CreatableTopic_5(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]
             v_configs.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatableTopic(name=v_name, num_partitions=v_num_partitions, replication_factor=v_replication_factor, assignments=v_assignments, configs=v_configs, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatableTopic)
+        o.name = v_name
+        o.num_partitions = v_num_partitions
+        o.replication_factor = v_replication_factor
+        o.assignments = v_assignments
+        o.configs = v_configs
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -292,14 +352,22 @@ def _d_CreateTopicsRequest_5(buf: memoryview, pos: int) -> tuple[CreateTopicsReq
         pos += 5
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreateTopicsRequest(topics=v_topics, timeout_ms=v_timeout_ms, validate_only=v_validate_only, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreateTopicsRequest)
+        o.topics = v_topics
+        o.timeout_ms = v_timeout_ms
+        o.validate_only = v_validate_only
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -117,7 +118,17 @@ def _d_CreatableTopicResult_0(buf: memoryview, pos: int) -> tuple[CreatableTopic
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return CreatableTopicResult(name=v_name, error_code=v_error_code), pos
+        o = NEW(CreatableTopicResult)
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.error_code = v_error_code
+        o.error_message = ''
+        o.topic_config_error_code = 0
+        o.num_partitions = -1
+        o.replication_factor = -1
+        o.configs = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -131,7 +142,11 @@ def _d_CreateTopicsResponse_0(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
         for _ in range(n):
             item, pos = _d_CreatableTopicResult_0(buf, pos)
             v_topics.append(item)
-        return CreateTopicsResponse(topics=v_topics), pos
+        o = NEW(CreateTopicsResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -146,7 +161,17 @@ def _d_CreatableTopicResult_1(buf: memoryview, pos: int) -> tuple[CreatableTopic
         pos += 2
         f = "error_message"
         v_error_message, pos = read_nullable_string(buf, pos)
-        return CreatableTopicResult(name=v_name, error_code=v_error_code, error_message=v_error_message), pos
+        o = NEW(CreatableTopicResult)
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.topic_config_error_code = 0
+        o.num_partitions = -1
+        o.replication_factor = -1
+        o.configs = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -160,7 +185,11 @@ def _d_CreateTopicsResponse_1(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
         for _ in range(n):
             item, pos = _d_CreatableTopicResult_1(buf, pos)
             v_topics.append(item)
-        return CreateTopicsResponse(topics=v_topics), pos
+        o = NEW(CreateTopicsResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -177,7 +206,11 @@ def _d_CreateTopicsResponse_2(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
         for _ in range(n):
             item, pos = _d_CreatableTopicResult_1(buf, pos)
             v_topics.append(item)
-        return CreateTopicsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics), pos
+        o = NEW(CreateTopicsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -194,14 +227,24 @@ def _d_CreatableTopicConfigs_5(buf: memoryview, pos: int) -> tuple[CreatableTopi
         pos += 3
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatableTopicConfigs(name=v_name, value=v_value, read_only=v_read_only, config_source=v_config_source, is_sensitive=v_is_sensitive, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatableTopicConfigs)
+        o.name = v_name
+        o.value = v_value
+        o.read_only = v_read_only
+        o.config_source = v_config_source
+        o.is_sensitive = v_is_sensitive
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -231,20 +274,33 @@ def _d_CreatableTopicResult_5(buf: memoryview, pos: int) -> tuple[CreatableTopic
         v_topic_config_error_code = 0
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "topic_config_error_code"
-                tb = buf[:end]
-                (v_topic_config_error_code,) = _S_h.unpack_from(tb, pos)
-                pos += 2
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatableTopicResult(name=v_name, error_code=v_error_code, error_message=v_error_message, num_partitions=v_num_partitions, replication_factor=v_replication_factor, configs=v_configs, topic_config_error_code=v_topic_config_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "topic_config_error_code"
+                    tb = buf[:end]
+                    (v_topic_config_error_code,) = _S_h.unpack_from(tb, pos)
+                    pos += 2
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatableTopicResult)
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.topic_config_error_code = v_topic_config_error_code
+        o.num_partitions = v_num_partitions
+        o.replication_factor = v_replication_factor
+        o.configs = v_configs
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -263,14 +319,21 @@ def _d_CreateTopicsResponse_5(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreateTopicsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreateTopicsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -302,20 +365,33 @@ def _d_CreatableTopicResult_7(buf: memoryview, pos: int) -> tuple[CreatableTopic
         v_topic_config_error_code = 0
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "topic_config_error_code"
-                tb = buf[:end]
-                (v_topic_config_error_code,) = _S_h.unpack_from(tb, pos)
-                pos += 2
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreatableTopicResult(name=v_name, topic_id=v_topic_id, error_code=v_error_code, error_message=v_error_message, num_partitions=v_num_partitions, replication_factor=v_replication_factor, configs=v_configs, topic_config_error_code=v_topic_config_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "topic_config_error_code"
+                    tb = buf[:end]
+                    (v_topic_config_error_code,) = _S_h.unpack_from(tb, pos)
+                    pos += 2
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreatableTopicResult)
+        o.name = v_name
+        o.topic_id = v_topic_id
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.topic_config_error_code = v_topic_config_error_code
+        o.num_partitions = v_num_partitions
+        o.replication_factor = v_replication_factor
+        o.configs = v_configs
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -334,14 +410,21 @@ def _d_CreateTopicsResponse_7(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CreateTopicsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CreateTopicsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -90,7 +91,16 @@ def _d_DeleteAclsFilter_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, 
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return DeleteAclsFilter(resource_type_filter=v_resource_type_filter, resource_name_filter=v_resource_name_filter, principal_filter=v_principal_filter, host_filter=v_host_filter, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(DeleteAclsFilter)
+        o.resource_type_filter = v_resource_type_filter
+        o.resource_name_filter = v_resource_name_filter
+        o.pattern_type_filter = 3
+        o.principal_filter = v_principal_filter
+        o.host_filter = v_host_filter
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -104,7 +114,10 @@ def _d_DeleteAclsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest
         for _ in range(n):
             item, pos = _d_DeleteAclsFilter_0(buf, pos)
             v_filters.append(item)
-        return DeleteAclsRequest(filters=v_filters), pos
+        o = NEW(DeleteAclsRequest)
+        o.filters = v_filters
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -127,7 +140,16 @@ def _d_DeleteAclsFilter_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, 
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return DeleteAclsFilter(resource_type_filter=v_resource_type_filter, resource_name_filter=v_resource_name_filter, pattern_type_filter=v_pattern_type_filter, principal_filter=v_principal_filter, host_filter=v_host_filter, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(DeleteAclsFilter)
+        o.resource_type_filter = v_resource_type_filter
+        o.resource_name_filter = v_resource_name_filter
+        o.pattern_type_filter = v_pattern_type_filter
+        o.principal_filter = v_principal_filter
+        o.host_filter = v_host_filter
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -141,7 +163,10 @@ def _d_DeleteAclsRequest_1(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest
         for _ in range(n):
             item, pos = _d_DeleteAclsFilter_1(buf, pos)
             v_filters.append(item)
-        return DeleteAclsRequest(filters=v_filters), pos
+        o = NEW(DeleteAclsRequest)
+        o.filters = v_filters
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -166,14 +191,26 @@ def _d_DeleteAclsFilter_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, 
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteAclsFilter(resource_type_filter=v_resource_type_filter, resource_name_filter=v_resource_name_filter, pattern_type_filter=v_pattern_type_filter, principal_filter=v_principal_filter, host_filter=v_host_filter, operation=v_operation, permission_type=v_permission_type, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteAclsFilter)
+        o.resource_type_filter = v_resource_type_filter
+        o.resource_name_filter = v_resource_name_filter
+        o.pattern_type_filter = v_pattern_type_filter
+        o.principal_filter = v_principal_filter
+        o.host_filter = v_host_filter
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -189,14 +226,20 @@ def _d_DeleteAclsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest
             v_filters.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteAclsRequest(filters=v_filters, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteAclsRequest)
+        o.filters = v_filters
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -123,7 +124,18 @@ def _d_DeleteAclsMatchingAcl_0(buf: memoryview, pos: int) -> tuple[DeleteAclsMat
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return DeleteAclsMatchingAcl(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name, principal=v_principal, host=v_host, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(DeleteAclsMatchingAcl)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.pattern_type = 3
+        o.principal = v_principal
+        o.host = v_host
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -142,7 +154,12 @@ def _d_DeleteAclsFilterResult_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
         for _ in range(n):
             item, pos = _d_DeleteAclsMatchingAcl_0(buf, pos)
             v_matching_acls.append(item)
-        return DeleteAclsFilterResult(error_code=v_error_code, error_message=v_error_message, matching_acls=v_matching_acls), pos
+        o = NEW(DeleteAclsFilterResult)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.matching_acls = v_matching_acls
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -159,7 +176,11 @@ def _d_DeleteAclsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteAclsRespon
         for _ in range(n):
             item, pos = _d_DeleteAclsFilterResult_0(buf, pos)
             v_filter_results.append(item)
-        return DeleteAclsResponse(throttle_time_ms=v_throttle_time_ms, filter_results=v_filter_results), pos
+        o = NEW(DeleteAclsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.filter_results = v_filter_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -187,7 +208,18 @@ def _d_DeleteAclsMatchingAcl_1(buf: memoryview, pos: int) -> tuple[DeleteAclsMat
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return DeleteAclsMatchingAcl(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name, pattern_type=v_pattern_type, principal=v_principal, host=v_host, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(DeleteAclsMatchingAcl)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.pattern_type = v_pattern_type
+        o.principal = v_principal
+        o.host = v_host
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -206,7 +238,12 @@ def _d_DeleteAclsFilterResult_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
         for _ in range(n):
             item, pos = _d_DeleteAclsMatchingAcl_1(buf, pos)
             v_matching_acls.append(item)
-        return DeleteAclsFilterResult(error_code=v_error_code, error_message=v_error_message, matching_acls=v_matching_acls), pos
+        o = NEW(DeleteAclsFilterResult)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.matching_acls = v_matching_acls
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -223,7 +260,11 @@ def _d_DeleteAclsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteAclsRespon
         for _ in range(n):
             item, pos = _d_DeleteAclsFilterResult_1(buf, pos)
             v_filter_results.append(item)
-        return DeleteAclsResponse(throttle_time_ms=v_throttle_time_ms, filter_results=v_filter_results), pos
+        o = NEW(DeleteAclsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.filter_results = v_filter_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -253,14 +294,28 @@ def _d_DeleteAclsMatchingAcl_2(buf: memoryview, pos: int) -> tuple[DeleteAclsMat
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteAclsMatchingAcl(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name, pattern_type=v_pattern_type, principal=v_principal, host=v_host, operation=v_operation, permission_type=v_permission_type, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteAclsMatchingAcl)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.pattern_type = v_pattern_type
+        o.principal = v_principal
+        o.host = v_host
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -281,14 +336,22 @@ def _d_DeleteAclsFilterResult_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
             v_matching_acls.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteAclsFilterResult(error_code=v_error_code, error_message=v_error_message, matching_acls=v_matching_acls, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteAclsFilterResult)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.matching_acls = v_matching_acls
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -307,14 +370,21 @@ def _d_DeleteAclsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteAclsRespon
             v_filter_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteAclsResponse(throttle_time_ms=v_throttle_time_ms, filter_results=v_filter_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteAclsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.filter_results = v_filter_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -12,6 +12,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -57,7 +58,10 @@ def _d_DeleteGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsReq
         for _ in range(n):
             item, pos = read_string(buf, pos)
             v_groups_names.append(item)
-        return DeleteGroupsRequest(groups_names=v_groups_names), pos
+        o = NEW(DeleteGroupsRequest)
+        o.groups_names = v_groups_names
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -73,14 +77,20 @@ def _d_DeleteGroupsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteGroupsReq
             v_groups_names.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteGroupsRequest(groups_names=v_groups_names, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteGroupsRequest)
+        o.groups_names = v_groups_names
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

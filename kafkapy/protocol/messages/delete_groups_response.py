@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -75,7 +76,11 @@ def _d_DeletableGroupResult_0(buf: memoryview, pos: int) -> tuple[DeletableGroup
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return DeletableGroupResult(group_id=v_group_id, error_code=v_error_code), pos
+        o = NEW(DeletableGroupResult)
+        o.group_id = v_group_id
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -92,7 +97,11 @@ def _d_DeleteGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRe
         for _ in range(n):
             item, pos = _d_DeletableGroupResult_0(buf, pos)
             v_results.append(item)
-        return DeleteGroupsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results), pos
+        o = NEW(DeleteGroupsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -107,14 +116,21 @@ def _d_DeletableGroupResult_2(buf: memoryview, pos: int) -> tuple[DeletableGroup
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeletableGroupResult(group_id=v_group_id, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeletableGroupResult)
+        o.group_id = v_group_id
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -133,14 +149,21 @@ def _d_DeleteGroupsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteGroupsRe
             v_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteGroupsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteGroupsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -87,7 +88,11 @@ def _d_DeleteRecordsPartition_0(buf: memoryview, pos: int) -> tuple[DeleteRecord
         f = "partition_index"
         (v_partition_index, v_offset) = _S_iq.unpack_from(buf, pos)
         pos += 12
-        return DeleteRecordsPartition(partition_index=v_partition_index, offset=v_offset), pos
+        o = NEW(DeleteRecordsPartition)
+        o.partition_index = v_partition_index
+        o.offset = v_offset
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -103,7 +108,11 @@ def _d_DeleteRecordsTopic_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsTop
         for _ in range(n):
             item, pos = _d_DeleteRecordsPartition_0(buf, pos)
             v_partitions.append(item)
-        return DeleteRecordsTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(DeleteRecordsTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,7 +129,11 @@ def _d_DeleteRecordsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsR
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return DeleteRecordsRequest(topics=v_topics, timeout_ms=v_timeout_ms), pos
+        o = NEW(DeleteRecordsRequest)
+        o.topics = v_topics
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -133,14 +146,21 @@ def _d_DeleteRecordsPartition_2(buf: memoryview, pos: int) -> tuple[DeleteRecord
         pos += 12
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteRecordsPartition(partition_index=v_partition_index, offset=v_offset, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteRecordsPartition)
+        o.partition_index = v_partition_index
+        o.offset = v_offset
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -158,14 +178,21 @@ def _d_DeleteRecordsTopic_2(buf: memoryview, pos: int) -> tuple[DeleteRecordsTop
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteRecordsTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteRecordsTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -184,14 +211,21 @@ def _d_DeleteRecordsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteRecordsR
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteRecordsRequest(topics=v_topics, timeout_ms=v_timeout_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteRecordsRequest)
+        o.topics = v_topics
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -89,7 +90,12 @@ def _d_DeleteRecordsPartitionResult_0(buf: memoryview, pos: int) -> tuple[Delete
         f = "partition_index"
         (v_partition_index, v_low_watermark, v_error_code) = _S_iqh.unpack_from(buf, pos)
         pos += 14
-        return DeleteRecordsPartitionResult(partition_index=v_partition_index, low_watermark=v_low_watermark, error_code=v_error_code), pos
+        o = NEW(DeleteRecordsPartitionResult)
+        o.partition_index = v_partition_index
+        o.low_watermark = v_low_watermark
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -105,7 +111,11 @@ def _d_DeleteRecordsTopicResult_0(buf: memoryview, pos: int) -> tuple[DeleteReco
         for _ in range(n):
             item, pos = _d_DeleteRecordsPartitionResult_0(buf, pos)
             v_partitions.append(item)
-        return DeleteRecordsTopicResult(name=v_name, partitions=v_partitions), pos
+        o = NEW(DeleteRecordsTopicResult)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -122,7 +132,11 @@ def _d_DeleteRecordsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteRecords
         for _ in range(n):
             item, pos = _d_DeleteRecordsTopicResult_0(buf, pos)
             v_topics.append(item)
-        return DeleteRecordsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics), pos
+        o = NEW(DeleteRecordsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -135,14 +149,22 @@ def _d_DeleteRecordsPartitionResult_2(buf: memoryview, pos: int) -> tuple[Delete
         pos += 14
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteRecordsPartitionResult(partition_index=v_partition_index, low_watermark=v_low_watermark, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteRecordsPartitionResult)
+        o.partition_index = v_partition_index
+        o.low_watermark = v_low_watermark
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -160,14 +182,21 @@ def _d_DeleteRecordsTopicResult_2(buf: memoryview, pos: int) -> tuple[DeleteReco
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteRecordsTopicResult(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteRecordsTopicResult)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -186,14 +215,21 @@ def _d_DeleteRecordsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteRecords
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteRecordsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteRecordsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

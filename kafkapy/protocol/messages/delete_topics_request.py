@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -85,7 +86,12 @@ def _d_DeleteTopicsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteTopicsReq
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return DeleteTopicsRequest(topic_names=v_topic_names, timeout_ms=v_timeout_ms), pos
+        o = NEW(DeleteTopicsRequest)
+        o.topics = []
+        o.topic_names = v_topic_names
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -104,14 +110,22 @@ def _d_DeleteTopicsRequest_4(buf: memoryview, pos: int) -> tuple[DeleteTopicsReq
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteTopicsRequest(topic_names=v_topic_names, timeout_ms=v_timeout_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteTopicsRequest)
+        o.topics = []
+        o.topic_names = v_topic_names
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -125,14 +139,21 @@ def _d_DeleteTopicState_6(buf: memoryview, pos: int) -> tuple[DeleteTopicState, 
         v_topic_id, pos = read_uuid(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteTopicState(name=v_name, topic_id=v_topic_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteTopicState)
+        o.name = v_name
+        o.topic_id = v_topic_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -151,14 +172,22 @@ def _d_DeleteTopicsRequest_6(buf: memoryview, pos: int) -> tuple[DeleteTopicsReq
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteTopicsRequest(topics=v_topics, timeout_ms=v_timeout_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteTopicsRequest)
+        o.topics = v_topics
+        o.topic_names = []
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -84,7 +85,13 @@ def _d_DeletableTopicResult_0(buf: memoryview, pos: int) -> tuple[DeletableTopic
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return DeletableTopicResult(name=v_name, error_code=v_error_code), pos
+        o = NEW(DeletableTopicResult)
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.error_code = v_error_code
+        o.error_message = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -98,7 +105,11 @@ def _d_DeleteTopicsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         for _ in range(n):
             item, pos = _d_DeletableTopicResult_0(buf, pos)
             v_responses.append(item)
-        return DeleteTopicsResponse(responses=v_responses), pos
+        o = NEW(DeleteTopicsResponse)
+        o.throttle_time_ms = 0
+        o.responses = v_responses
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -115,7 +126,11 @@ def _d_DeleteTopicsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         for _ in range(n):
             item, pos = _d_DeletableTopicResult_0(buf, pos)
             v_responses.append(item)
-        return DeleteTopicsResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses), pos
+        o = NEW(DeleteTopicsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.responses = v_responses
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -130,14 +145,23 @@ def _d_DeletableTopicResult_4(buf: memoryview, pos: int) -> tuple[DeletableTopic
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeletableTopicResult(name=v_name, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeletableTopicResult)
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.error_code = v_error_code
+        o.error_message = None
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -156,14 +180,21 @@ def _d_DeleteTopicsResponse_4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
             v_responses.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteTopicsResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteTopicsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.responses = v_responses
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -180,14 +211,23 @@ def _d_DeletableTopicResult_5(buf: memoryview, pos: int) -> tuple[DeletableTopic
         v_error_message, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeletableTopicResult(name=v_name, error_code=v_error_code, error_message=v_error_message, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeletableTopicResult)
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -206,14 +246,21 @@ def _d_DeleteTopicsResponse_5(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
             v_responses.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteTopicsResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteTopicsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.responses = v_responses
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -232,14 +279,23 @@ def _d_DeletableTopicResult_6(buf: memoryview, pos: int) -> tuple[DeletableTopic
         v_error_message, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeletableTopicResult(name=v_name, topic_id=v_topic_id, error_code=v_error_code, error_message=v_error_message, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeletableTopicResult)
+        o.name = v_name
+        o.topic_id = v_topic_id
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -258,14 +314,21 @@ def _d_DeleteTopicsResponse_6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
             v_responses.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DeleteTopicsResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DeleteTopicsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.responses = v_responses
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

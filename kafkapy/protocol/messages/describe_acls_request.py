@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_nullable_string,
     read_nullable_string,
@@ -72,7 +73,16 @@ def _d_DescribeAclsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeAclsReq
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return DescribeAclsRequest(resource_type_filter=v_resource_type_filter, resource_name_filter=v_resource_name_filter, principal_filter=v_principal_filter, host_filter=v_host_filter, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(DescribeAclsRequest)
+        o.resource_type_filter = v_resource_type_filter
+        o.resource_name_filter = v_resource_name_filter
+        o.pattern_type_filter = 3
+        o.principal_filter = v_principal_filter
+        o.host_filter = v_host_filter
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -95,7 +105,16 @@ def _d_DescribeAclsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeAclsReq
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return DescribeAclsRequest(resource_type_filter=v_resource_type_filter, resource_name_filter=v_resource_name_filter, pattern_type_filter=v_pattern_type_filter, principal_filter=v_principal_filter, host_filter=v_host_filter, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(DescribeAclsRequest)
+        o.resource_type_filter = v_resource_type_filter
+        o.resource_name_filter = v_resource_name_filter
+        o.pattern_type_filter = v_pattern_type_filter
+        o.principal_filter = v_principal_filter
+        o.host_filter = v_host_filter
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,14 +139,26 @@ def _d_DescribeAclsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeAclsReq
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeAclsRequest(resource_type_filter=v_resource_type_filter, resource_name_filter=v_resource_name_filter, pattern_type_filter=v_pattern_type_filter, principal_filter=v_principal_filter, host_filter=v_host_filter, operation=v_operation, permission_type=v_permission_type, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeAclsRequest)
+        o.resource_type_filter = v_resource_type_filter
+        o.resource_name_filter = v_resource_name_filter
+        o.pattern_type_filter = v_pattern_type_filter
+        o.principal_filter = v_principal_filter
+        o.host_filter = v_host_filter
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

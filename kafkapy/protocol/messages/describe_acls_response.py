@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -108,7 +109,13 @@ def _d_AclDescription_0(buf: memoryview, pos: int) -> tuple[AclDescription, int]
         f = "operation"
         (v_operation, v_permission_type) = _S_bb.unpack_from(buf, pos)
         pos += 2
-        return AclDescription(principal=v_principal, host=v_host, operation=v_operation, permission_type=v_permission_type), pos
+        o = NEW(AclDescription)
+        o.principal = v_principal
+        o.host = v_host
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -127,7 +134,13 @@ def _d_DescribeAclsResource_0(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         for _ in range(n):
             item, pos = _d_AclDescription_0(buf, pos)
             v_acls.append(item)
-        return DescribeAclsResource(resource_type=v_resource_type, resource_name=v_resource_name, acls=v_acls), pos
+        o = NEW(DescribeAclsResource)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.pattern_type = 3
+        o.acls = v_acls
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -146,7 +159,13 @@ def _d_DescribeAclsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         for _ in range(n):
             item, pos = _d_DescribeAclsResource_0(buf, pos)
             v_resources.append(item)
-        return DescribeAclsResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, error_message=v_error_message, resources=v_resources), pos
+        o = NEW(DescribeAclsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resources = v_resources
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -168,7 +187,13 @@ def _d_DescribeAclsResource_1(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         for _ in range(n):
             item, pos = _d_AclDescription_0(buf, pos)
             v_acls.append(item)
-        return DescribeAclsResource(resource_type=v_resource_type, resource_name=v_resource_name, pattern_type=v_pattern_type, acls=v_acls), pos
+        o = NEW(DescribeAclsResource)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.pattern_type = v_pattern_type
+        o.acls = v_acls
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -187,7 +212,13 @@ def _d_DescribeAclsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         for _ in range(n):
             item, pos = _d_DescribeAclsResource_1(buf, pos)
             v_resources.append(item)
-        return DescribeAclsResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, error_message=v_error_message, resources=v_resources), pos
+        o = NEW(DescribeAclsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resources = v_resources
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -204,14 +235,23 @@ def _d_AclDescription_2(buf: memoryview, pos: int) -> tuple[AclDescription, int]
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AclDescription(principal=v_principal, host=v_host, operation=v_operation, permission_type=v_permission_type, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AclDescription)
+        o.principal = v_principal
+        o.host = v_host
+        o.operation = v_operation
+        o.permission_type = v_permission_type
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -235,14 +275,23 @@ def _d_DescribeAclsResource_2(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
             v_acls.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeAclsResource(resource_type=v_resource_type, resource_name=v_resource_name, pattern_type=v_pattern_type, acls=v_acls, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeAclsResource)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.pattern_type = v_pattern_type
+        o.acls = v_acls
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -263,14 +312,23 @@ def _d_DescribeAclsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
             v_resources.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeAclsResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, error_message=v_error_message, resources=v_resources, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeAclsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resources = v_resources
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -83,7 +84,12 @@ def _d_ComponentData_0(buf: memoryview, pos: int) -> tuple[ComponentData, int]:
         pos += 1
         f = "match"
         v_match, pos = read_nullable_string(buf, pos)
-        return ComponentData(entity_type=v_entity_type, match_type=v_match_type, match=v_match), pos
+        o = NEW(ComponentData)
+        o.entity_type = v_entity_type
+        o.match_type = v_match_type
+        o.match = v_match
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -100,7 +106,11 @@ def _d_DescribeClientQuotasRequest_0(buf: memoryview, pos: int) -> tuple[Describ
         f = "strict"
         (v_strict,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return DescribeClientQuotasRequest(components=v_components, strict=v_strict), pos
+        o = NEW(DescribeClientQuotasRequest)
+        o.components = v_components
+        o.strict = v_strict
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -117,14 +127,22 @@ def _d_ComponentData_1(buf: memoryview, pos: int) -> tuple[ComponentData, int]:
         v_match, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ComponentData(entity_type=v_entity_type, match_type=v_match_type, match=v_match, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ComponentData)
+        o.entity_type = v_entity_type
+        o.match_type = v_match_type
+        o.match = v_match
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -143,14 +161,21 @@ def _d_DescribeClientQuotasRequest_1(buf: memoryview, pos: int) -> tuple[Describ
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeClientQuotasRequest(components=v_components, strict=v_strict, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeClientQuotasRequest)
+        o.components = v_components
+        o.strict = v_strict
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

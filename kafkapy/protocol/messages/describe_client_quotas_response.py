@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -112,7 +113,11 @@ def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
         v_entity_type, pos = read_string(buf, pos)
         f = "entity_name"
         v_entity_name, pos = read_nullable_string(buf, pos)
-        return EntityData(entity_type=v_entity_type, entity_name=v_entity_name), pos
+        o = NEW(EntityData)
+        o.entity_type = v_entity_type
+        o.entity_name = v_entity_name
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -125,7 +130,11 @@ def _d_ValueData_0(buf: memoryview, pos: int) -> tuple[ValueData, int]:
         f = "value"
         (v_value,) = _S_d.unpack_from(buf, pos)
         pos += 8
-        return ValueData(key=v_key, value=v_value), pos
+        o = NEW(ValueData)
+        o.key = v_key
+        o.value = v_value
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -145,7 +154,11 @@ def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
         for _ in range(n):
             item, pos = _d_ValueData_0(buf, pos)
             v_values.append(item)
-        return EntryData(entity=v_entity, values=v_values), pos
+        o = NEW(EntryData)
+        o.entity = v_entity
+        o.values = v_values
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -167,7 +180,13 @@ def _d_DescribeClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[Descri
             for _ in range(n):
                 item, pos = _d_EntryData_0(buf, pos)
                 v_entries.append(item)
-        return DescribeClientQuotasResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, error_message=v_error_message, entries=v_entries), pos
+        o = NEW(DescribeClientQuotasResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.entries = v_entries
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -181,14 +200,21 @@ def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
         v_entity_name, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EntityData(entity_type=v_entity_type, entity_name=v_entity_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EntityData)
+        o.entity_type = v_entity_type
+        o.entity_name = v_entity_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -203,14 +229,21 @@ def _d_ValueData_1(buf: memoryview, pos: int) -> tuple[ValueData, int]:
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ValueData(key=v_key, value=v_value, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ValueData)
+        o.key = v_key
+        o.value = v_value
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -232,14 +265,21 @@ def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
             v_values.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EntryData(entity=v_entity, values=v_values, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EntryData)
+        o.entity = v_entity
+        o.values = v_values
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -263,14 +303,23 @@ def _d_DescribeClientQuotasResponse_1(buf: memoryview, pos: int) -> tuple[Descri
                 v_entries.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeClientQuotasResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, error_message=v_error_message, entries=v_entries, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeClientQuotasResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.entries = v_entries
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -91,7 +92,12 @@ def _d_DescribeConfigsResource_0(buf: memoryview, pos: int) -> tuple[DescribeCon
             for _ in range(n):
                 item, pos = read_string(buf, pos)
                 v_configuration_keys.append(item)
-        return DescribeConfigsResource(resource_type=v_resource_type, resource_name=v_resource_name, configuration_keys=v_configuration_keys), pos
+        o = NEW(DescribeConfigsResource)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.configuration_keys = v_configuration_keys
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -105,7 +111,12 @@ def _d_DescribeConfigsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeConf
         for _ in range(n):
             item, pos = _d_DescribeConfigsResource_0(buf, pos)
             v_resources.append(item)
-        return DescribeConfigsRequest(resources=v_resources), pos
+        o = NEW(DescribeConfigsRequest)
+        o.resources = v_resources
+        o.include_synonyms = False
+        o.include_documentation = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -122,7 +133,12 @@ def _d_DescribeConfigsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeConf
         f = "include_synonyms"
         (v_include_synonyms,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return DescribeConfigsRequest(resources=v_resources, include_synonyms=v_include_synonyms), pos
+        o = NEW(DescribeConfigsRequest)
+        o.resources = v_resources
+        o.include_synonyms = v_include_synonyms
+        o.include_documentation = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -139,7 +155,12 @@ def _d_DescribeConfigsRequest_3(buf: memoryview, pos: int) -> tuple[DescribeConf
         f = "include_synonyms"
         (v_include_synonyms, v_include_documentation) = _S_oo.unpack_from(buf, pos)
         pos += 2
-        return DescribeConfigsRequest(resources=v_resources, include_synonyms=v_include_synonyms, include_documentation=v_include_documentation), pos
+        o = NEW(DescribeConfigsRequest)
+        o.resources = v_resources
+        o.include_synonyms = v_include_synonyms
+        o.include_documentation = v_include_documentation
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -163,14 +184,22 @@ def _d_DescribeConfigsResource_4(buf: memoryview, pos: int) -> tuple[DescribeCon
                 v_configuration_keys.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeConfigsResource(resource_type=v_resource_type, resource_name=v_resource_name, configuration_keys=v_configuration_keys, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeConfigsResource)
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.configuration_keys = v_configuration_keys
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -189,14 +218,22 @@ def _d_DescribeConfigsRequest_4(buf: memoryview, pos: int) -> tuple[DescribeConf
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeConfigsRequest(resources=v_resources, include_synonyms=v_include_synonyms, include_documentation=v_include_documentation, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeConfigsRequest)
+        o.resources = v_resources
+        o.include_synonyms = v_include_synonyms
+        o.include_documentation = v_include_documentation
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

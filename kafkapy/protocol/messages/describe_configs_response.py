@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -134,7 +135,18 @@ def _d_DescribeConfigsResourceResult_0(buf: memoryview, pos: int) -> tuple[Descr
         f = "read_only"
         (v_read_only, v_is_default, v_is_sensitive) = _S_ooo.unpack_from(buf, pos)
         pos += 3
-        return DescribeConfigsResourceResult(name=v_name, value=v_value, read_only=v_read_only, is_default=v_is_default, is_sensitive=v_is_sensitive), pos
+        o = NEW(DescribeConfigsResourceResult)
+        o.name = v_name
+        o.value = v_value
+        o.read_only = v_read_only
+        o.is_default = v_is_default
+        o.config_source = -1
+        o.is_sensitive = v_is_sensitive
+        o.synonyms = []
+        o.config_type = 0
+        o.documentation = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -158,7 +170,14 @@ def _d_DescribeConfigsResult_0(buf: memoryview, pos: int) -> tuple[DescribeConfi
         for _ in range(n):
             item, pos = _d_DescribeConfigsResourceResult_0(buf, pos)
             v_configs.append(item)
-        return DescribeConfigsResult(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name, configs=v_configs), pos
+        o = NEW(DescribeConfigsResult)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.configs = v_configs
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -175,7 +194,11 @@ def _d_DescribeConfigsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeCon
         for _ in range(n):
             item, pos = _d_DescribeConfigsResult_0(buf, pos)
             v_results.append(item)
-        return DescribeConfigsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results), pos
+        o = NEW(DescribeConfigsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -190,7 +213,12 @@ def _d_DescribeConfigsSynonym_1(buf: memoryview, pos: int) -> tuple[DescribeConf
         f = "source"
         (v_source,) = _S_b.unpack_from(buf, pos)
         pos += 1
-        return DescribeConfigsSynonym(name=v_name, value=v_value, source=v_source), pos
+        o = NEW(DescribeConfigsSynonym)
+        o.name = v_name
+        o.value = v_value
+        o.source = v_source
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -211,7 +239,18 @@ def _d_DescribeConfigsResourceResult_1(buf: memoryview, pos: int) -> tuple[Descr
         for _ in range(n):
             item, pos = _d_DescribeConfigsSynonym_1(buf, pos)
             v_synonyms.append(item)
-        return DescribeConfigsResourceResult(name=v_name, value=v_value, read_only=v_read_only, config_source=v_config_source, is_sensitive=v_is_sensitive, synonyms=v_synonyms), pos
+        o = NEW(DescribeConfigsResourceResult)
+        o.name = v_name
+        o.value = v_value
+        o.read_only = v_read_only
+        o.is_default = False
+        o.config_source = v_config_source
+        o.is_sensitive = v_is_sensitive
+        o.synonyms = v_synonyms
+        o.config_type = 0
+        o.documentation = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -235,7 +274,14 @@ def _d_DescribeConfigsResult_1(buf: memoryview, pos: int) -> tuple[DescribeConfi
         for _ in range(n):
             item, pos = _d_DescribeConfigsResourceResult_1(buf, pos)
             v_configs.append(item)
-        return DescribeConfigsResult(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name, configs=v_configs), pos
+        o = NEW(DescribeConfigsResult)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.configs = v_configs
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -252,7 +298,11 @@ def _d_DescribeConfigsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeCon
         for _ in range(n):
             item, pos = _d_DescribeConfigsResult_1(buf, pos)
             v_results.append(item)
-        return DescribeConfigsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results), pos
+        o = NEW(DescribeConfigsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -278,7 +328,18 @@ def _d_DescribeConfigsResourceResult_3(buf: memoryview, pos: int) -> tuple[Descr
         pos += 1
         f = "documentation"
         v_documentation, pos = read_nullable_string(buf, pos)
-        return DescribeConfigsResourceResult(name=v_name, value=v_value, read_only=v_read_only, config_source=v_config_source, is_sensitive=v_is_sensitive, synonyms=v_synonyms, config_type=v_config_type, documentation=v_documentation), pos
+        o = NEW(DescribeConfigsResourceResult)
+        o.name = v_name
+        o.value = v_value
+        o.read_only = v_read_only
+        o.is_default = False
+        o.config_source = v_config_source
+        o.is_sensitive = v_is_sensitive
+        o.synonyms = v_synonyms
+        o.config_type = v_config_type
+        o.documentation = v_documentation
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -302,7 +363,14 @@ def _d_DescribeConfigsResult_3(buf: memoryview, pos: int) -> tuple[DescribeConfi
         for _ in range(n):
             item, pos = _d_DescribeConfigsResourceResult_3(buf, pos)
             v_configs.append(item)
-        return DescribeConfigsResult(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name, configs=v_configs), pos
+        o = NEW(DescribeConfigsResult)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.configs = v_configs
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -319,7 +387,11 @@ def _d_DescribeConfigsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeCon
         for _ in range(n):
             item, pos = _d_DescribeConfigsResult_3(buf, pos)
             v_results.append(item)
-        return DescribeConfigsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results), pos
+        o = NEW(DescribeConfigsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -336,14 +408,22 @@ def _d_DescribeConfigsSynonym_4(buf: memoryview, pos: int) -> tuple[DescribeConf
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeConfigsSynonym(name=v_name, value=v_value, source=v_source, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeConfigsSynonym)
+        o.name = v_name
+        o.value = v_value
+        o.source = v_source
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -371,14 +451,28 @@ def _d_DescribeConfigsResourceResult_4(buf: memoryview, pos: int) -> tuple[Descr
         v_documentation, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeConfigsResourceResult(name=v_name, value=v_value, read_only=v_read_only, config_source=v_config_source, is_sensitive=v_is_sensitive, synonyms=v_synonyms, config_type=v_config_type, documentation=v_documentation, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeConfigsResourceResult)
+        o.name = v_name
+        o.value = v_value
+        o.read_only = v_read_only
+        o.is_default = False
+        o.config_source = v_config_source
+        o.is_sensitive = v_is_sensitive
+        o.synonyms = v_synonyms
+        o.config_type = v_config_type
+        o.documentation = v_documentation
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -404,14 +498,24 @@ def _d_DescribeConfigsResult_4(buf: memoryview, pos: int) -> tuple[DescribeConfi
             v_configs.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeConfigsResult(error_code=v_error_code, error_message=v_error_message, resource_type=v_resource_type, resource_name=v_resource_name, configs=v_configs, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeConfigsResult)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.resource_type = v_resource_type
+        o.resource_name = v_resource_name
+        o.configs = v_configs
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -430,14 +534,21 @@ def _d_DescribeConfigsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeCon
             v_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeConfigsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeConfigsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.results = v_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

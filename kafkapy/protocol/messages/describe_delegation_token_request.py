@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_compact_nullable_array_count,
     read_compact_string,
@@ -70,7 +71,11 @@ def _d_DescribeDelegationTokenOwner_0(buf: memoryview, pos: int) -> tuple[Descri
         v_principal_type, pos = read_string(buf, pos)
         f = "principal_name"
         v_principal_name, pos = read_string(buf, pos)
-        return DescribeDelegationTokenOwner(principal_type=v_principal_type, principal_name=v_principal_name), pos
+        o = NEW(DescribeDelegationTokenOwner)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -87,7 +92,10 @@ def _d_DescribeDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[Desc
             for _ in range(n):
                 item, pos = _d_DescribeDelegationTokenOwner_0(buf, pos)
                 v_owners.append(item)
-        return DescribeDelegationTokenRequest(owners=v_owners), pos
+        o = NEW(DescribeDelegationTokenRequest)
+        o.owners = v_owners
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -101,14 +109,21 @@ def _d_DescribeDelegationTokenOwner_2(buf: memoryview, pos: int) -> tuple[Descri
         v_principal_name, pos = read_compact_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeDelegationTokenOwner(principal_type=v_principal_type, principal_name=v_principal_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeDelegationTokenOwner)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -127,14 +142,20 @@ def _d_DescribeDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[Desc
                 v_owners.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeDelegationTokenRequest(owners=v_owners, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeDelegationTokenRequest)
+        o.owners = v_owners
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

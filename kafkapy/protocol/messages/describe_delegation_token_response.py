@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_bytes,
@@ -111,7 +112,11 @@ def _d_DescribedDelegationTokenRenewer_0(buf: memoryview, pos: int) -> tuple[Des
         v_principal_type, pos = read_string(buf, pos)
         f = "principal_name"
         v_principal_name, pos = read_string(buf, pos)
-        return DescribedDelegationTokenRenewer(principal_type=v_principal_type, principal_name=v_principal_name), pos
+        o = NEW(DescribedDelegationTokenRenewer)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -136,7 +141,19 @@ def _d_DescribedDelegationToken_0(buf: memoryview, pos: int) -> tuple[DescribedD
         for _ in range(n):
             item, pos = _d_DescribedDelegationTokenRenewer_0(buf, pos)
             v_renewers.append(item)
-        return DescribedDelegationToken(principal_type=v_principal_type, principal_name=v_principal_name, issue_timestamp=v_issue_timestamp, expiry_timestamp=v_expiry_timestamp, max_timestamp=v_max_timestamp, token_id=v_token_id, hmac=v_hmac, renewers=v_renewers), pos
+        o = NEW(DescribedDelegationToken)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.token_requester_principal_type = ''
+        o.token_requester_principal_name = ''
+        o.issue_timestamp = v_issue_timestamp
+        o.expiry_timestamp = v_expiry_timestamp
+        o.max_timestamp = v_max_timestamp
+        o.token_id = v_token_id
+        o.hmac = v_hmac
+        o.renewers = v_renewers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -156,7 +173,12 @@ def _d_DescribeDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[Des
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return DescribeDelegationTokenResponse(error_code=v_error_code, tokens=v_tokens, throttle_time_ms=v_throttle_time_ms), pos
+        o = NEW(DescribeDelegationTokenResponse)
+        o.error_code = v_error_code
+        o.tokens = v_tokens
+        o.throttle_time_ms = v_throttle_time_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -170,14 +192,21 @@ def _d_DescribedDelegationTokenRenewer_2(buf: memoryview, pos: int) -> tuple[Des
         v_principal_name, pos = read_compact_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribedDelegationTokenRenewer(principal_type=v_principal_type, principal_name=v_principal_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribedDelegationTokenRenewer)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -204,14 +233,29 @@ def _d_DescribedDelegationToken_2(buf: memoryview, pos: int) -> tuple[DescribedD
             v_renewers.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribedDelegationToken(principal_type=v_principal_type, principal_name=v_principal_name, issue_timestamp=v_issue_timestamp, expiry_timestamp=v_expiry_timestamp, max_timestamp=v_max_timestamp, token_id=v_token_id, hmac=v_hmac, renewers=v_renewers, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribedDelegationToken)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.token_requester_principal_type = ''
+        o.token_requester_principal_name = ''
+        o.issue_timestamp = v_issue_timestamp
+        o.expiry_timestamp = v_expiry_timestamp
+        o.max_timestamp = v_max_timestamp
+        o.token_id = v_token_id
+        o.hmac = v_hmac
+        o.renewers = v_renewers
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -233,14 +277,22 @@ def _d_DescribeDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[Des
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeDelegationTokenResponse(error_code=v_error_code, tokens=v_tokens, throttle_time_ms=v_throttle_time_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeDelegationTokenResponse)
+        o.error_code = v_error_code
+        o.tokens = v_tokens
+        o.throttle_time_ms = v_throttle_time_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -271,14 +323,29 @@ def _d_DescribedDelegationToken_3(buf: memoryview, pos: int) -> tuple[DescribedD
             v_renewers.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribedDelegationToken(principal_type=v_principal_type, principal_name=v_principal_name, token_requester_principal_type=v_token_requester_principal_type, token_requester_principal_name=v_token_requester_principal_name, issue_timestamp=v_issue_timestamp, expiry_timestamp=v_expiry_timestamp, max_timestamp=v_max_timestamp, token_id=v_token_id, hmac=v_hmac, renewers=v_renewers, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribedDelegationToken)
+        o.principal_type = v_principal_type
+        o.principal_name = v_principal_name
+        o.token_requester_principal_type = v_token_requester_principal_type
+        o.token_requester_principal_name = v_token_requester_principal_name
+        o.issue_timestamp = v_issue_timestamp
+        o.expiry_timestamp = v_expiry_timestamp
+        o.max_timestamp = v_max_timestamp
+        o.token_id = v_token_id
+        o.hmac = v_hmac
+        o.renewers = v_renewers
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -300,14 +367,22 @@ def _d_DescribeDelegationTokenResponse_3(buf: memoryview, pos: int) -> tuple[Des
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeDelegationTokenResponse(error_code=v_error_code, tokens=v_tokens, throttle_time_ms=v_throttle_time_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeDelegationTokenResponse)
+        o.error_code = v_error_code
+        o.tokens = v_tokens
+        o.throttle_time_ms = v_throttle_time_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

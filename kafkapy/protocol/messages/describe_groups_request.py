@@ -12,6 +12,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -60,7 +61,11 @@ def _d_DescribeGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeGroup
         for _ in range(n):
             item, pos = read_string(buf, pos)
             v_groups.append(item)
-        return DescribeGroupsRequest(groups=v_groups), pos
+        o = NEW(DescribeGroupsRequest)
+        o.groups = v_groups
+        o.include_authorized_operations = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -77,7 +82,11 @@ def _d_DescribeGroupsRequest_3(buf: memoryview, pos: int) -> tuple[DescribeGroup
         f = "include_authorized_operations"
         (v_include_authorized_operations,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return DescribeGroupsRequest(groups=v_groups, include_authorized_operations=v_include_authorized_operations), pos
+        o = NEW(DescribeGroupsRequest)
+        o.groups = v_groups
+        o.include_authorized_operations = v_include_authorized_operations
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -96,14 +105,21 @@ def _d_DescribeGroupsRequest_5(buf: memoryview, pos: int) -> tuple[DescribeGroup
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeGroupsRequest(groups=v_groups, include_authorized_operations=v_include_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeGroupsRequest)
+        o.groups = v_groups
+        o.include_authorized_operations = v_include_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_bytes,
@@ -120,7 +121,15 @@ def _d_DescribedGroupMember_0(buf: memoryview, pos: int) -> tuple[DescribedGroup
         v_member_metadata, pos = read_bytes(buf, pos)
         f = "member_assignment"
         v_member_assignment, pos = read_bytes(buf, pos)
-        return DescribedGroupMember(member_id=v_member_id, client_id=v_client_id, client_host=v_client_host, member_metadata=v_member_metadata, member_assignment=v_member_assignment), pos
+        o = NEW(DescribedGroupMember)
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.client_id = v_client_id
+        o.client_host = v_client_host
+        o.member_metadata = v_member_metadata
+        o.member_assignment = v_member_assignment
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -145,7 +154,16 @@ def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         for _ in range(n):
             item, pos = _d_DescribedGroupMember_0(buf, pos)
             v_members.append(item)
-        return DescribedGroup(error_code=v_error_code, group_id=v_group_id, group_state=v_group_state, protocol_type=v_protocol_type, protocol_data=v_protocol_data, members=v_members), pos
+        o = NEW(DescribedGroup)
+        o.error_code = v_error_code
+        o.group_id = v_group_id
+        o.group_state = v_group_state
+        o.protocol_type = v_protocol_type
+        o.protocol_data = v_protocol_data
+        o.members = v_members
+        o.authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -159,7 +177,11 @@ def _d_DescribeGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeGrou
         for _ in range(n):
             item, pos = _d_DescribedGroup_0(buf, pos)
             v_groups.append(item)
-        return DescribeGroupsResponse(groups=v_groups), pos
+        o = NEW(DescribeGroupsResponse)
+        o.throttle_time_ms = 0
+        o.groups = v_groups
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -176,7 +198,11 @@ def _d_DescribeGroupsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeGrou
         for _ in range(n):
             item, pos = _d_DescribedGroup_0(buf, pos)
             v_groups.append(item)
-        return DescribeGroupsResponse(throttle_time_ms=v_throttle_time_ms, groups=v_groups), pos
+        o = NEW(DescribeGroupsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.groups = v_groups
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -204,7 +230,16 @@ def _d_DescribedGroup_3(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         f = "authorized_operations"
         (v_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return DescribedGroup(error_code=v_error_code, group_id=v_group_id, group_state=v_group_state, protocol_type=v_protocol_type, protocol_data=v_protocol_data, members=v_members, authorized_operations=v_authorized_operations), pos
+        o = NEW(DescribedGroup)
+        o.error_code = v_error_code
+        o.group_id = v_group_id
+        o.group_state = v_group_state
+        o.protocol_type = v_protocol_type
+        o.protocol_data = v_protocol_data
+        o.members = v_members
+        o.authorized_operations = v_authorized_operations
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -221,7 +256,11 @@ def _d_DescribeGroupsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeGrou
         for _ in range(n):
             item, pos = _d_DescribedGroup_3(buf, pos)
             v_groups.append(item)
-        return DescribeGroupsResponse(throttle_time_ms=v_throttle_time_ms, groups=v_groups), pos
+        o = NEW(DescribeGroupsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.groups = v_groups
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -241,7 +280,15 @@ def _d_DescribedGroupMember_4(buf: memoryview, pos: int) -> tuple[DescribedGroup
         v_member_metadata, pos = read_bytes(buf, pos)
         f = "member_assignment"
         v_member_assignment, pos = read_bytes(buf, pos)
-        return DescribedGroupMember(member_id=v_member_id, group_instance_id=v_group_instance_id, client_id=v_client_id, client_host=v_client_host, member_metadata=v_member_metadata, member_assignment=v_member_assignment), pos
+        o = NEW(DescribedGroupMember)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.client_id = v_client_id
+        o.client_host = v_client_host
+        o.member_metadata = v_member_metadata
+        o.member_assignment = v_member_assignment
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -269,7 +316,16 @@ def _d_DescribedGroup_4(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         f = "authorized_operations"
         (v_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return DescribedGroup(error_code=v_error_code, group_id=v_group_id, group_state=v_group_state, protocol_type=v_protocol_type, protocol_data=v_protocol_data, members=v_members, authorized_operations=v_authorized_operations), pos
+        o = NEW(DescribedGroup)
+        o.error_code = v_error_code
+        o.group_id = v_group_id
+        o.group_state = v_group_state
+        o.protocol_type = v_protocol_type
+        o.protocol_data = v_protocol_data
+        o.members = v_members
+        o.authorized_operations = v_authorized_operations
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -286,7 +342,11 @@ def _d_DescribeGroupsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeGrou
         for _ in range(n):
             item, pos = _d_DescribedGroup_4(buf, pos)
             v_groups.append(item)
-        return DescribeGroupsResponse(throttle_time_ms=v_throttle_time_ms, groups=v_groups), pos
+        o = NEW(DescribeGroupsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.groups = v_groups
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -308,14 +368,25 @@ def _d_DescribedGroupMember_5(buf: memoryview, pos: int) -> tuple[DescribedGroup
         v_member_assignment, pos = read_compact_bytes(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribedGroupMember(member_id=v_member_id, group_instance_id=v_group_instance_id, client_id=v_client_id, client_host=v_client_host, member_metadata=v_member_metadata, member_assignment=v_member_assignment, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribedGroupMember)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.client_id = v_client_id
+        o.client_host = v_client_host
+        o.member_metadata = v_member_metadata
+        o.member_assignment = v_member_assignment
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -345,14 +416,26 @@ def _d_DescribedGroup_5(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribedGroup(error_code=v_error_code, group_id=v_group_id, group_state=v_group_state, protocol_type=v_protocol_type, protocol_data=v_protocol_data, members=v_members, authorized_operations=v_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribedGroup)
+        o.error_code = v_error_code
+        o.group_id = v_group_id
+        o.group_state = v_group_state
+        o.protocol_type = v_protocol_type
+        o.protocol_data = v_protocol_data
+        o.members = v_members
+        o.authorized_operations = v_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -371,14 +454,21 @@ def _d_DescribeGroupsResponse_5(buf: memoryview, pos: int) -> tuple[DescribeGrou
             v_groups.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeGroupsResponse(throttle_time_ms=v_throttle_time_ms, groups=v_groups, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeGroupsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.groups = v_groups
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

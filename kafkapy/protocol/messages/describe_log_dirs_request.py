@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -37,6 +39,7 @@ from kafkapy.protocol.primitives import (
 
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class DescribableLogDirTopic(Entity):
@@ -79,8 +82,16 @@ def _d_DescribableLogDirTopic_0(buf: memoryview, pos: int) -> tuple[DescribableL
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
-        return DescribableLogDirTopic(topic=v_topic, partitions=v_partitions), pos
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(DescribableLogDirTopic)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -97,7 +108,10 @@ def _d_DescribeLogDirsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeLogD
             for _ in range(n):
                 item, pos = _d_DescribableLogDirTopic_0(buf, pos)
                 v_topics.append(item)
-        return DescribeLogDirsRequest(topics=v_topics), pos
+        o = NEW(DescribeLogDirsRequest)
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -109,17 +123,28 @@ def _d_DescribableLogDirTopic_2(buf: memoryview, pos: int) -> tuple[DescribableL
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribableLogDirTopic(topic=v_topic, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribableLogDirTopic)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -138,14 +163,20 @@ def _d_DescribeLogDirsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeLogD
                 v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeLogDirsRequest(topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeLogDirsRequest)
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

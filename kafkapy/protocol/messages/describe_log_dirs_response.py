@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -116,7 +117,13 @@ def _d_DescribeLogDirsPartition_0(buf: memoryview, pos: int) -> tuple[DescribeLo
         f = "partition_index"
         (v_partition_index, v_partition_size, v_offset_lag, v_is_future_key) = _S_iqqo.unpack_from(buf, pos)
         pos += 21
-        return DescribeLogDirsPartition(partition_index=v_partition_index, partition_size=v_partition_size, offset_lag=v_offset_lag, is_future_key=v_is_future_key), pos
+        o = NEW(DescribeLogDirsPartition)
+        o.partition_index = v_partition_index
+        o.partition_size = v_partition_size
+        o.offset_lag = v_offset_lag
+        o.is_future_key = v_is_future_key
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -132,7 +139,11 @@ def _d_DescribeLogDirsTopic_0(buf: memoryview, pos: int) -> tuple[DescribeLogDir
         for _ in range(n):
             item, pos = _d_DescribeLogDirsPartition_0(buf, pos)
             v_partitions.append(item)
-        return DescribeLogDirsTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(DescribeLogDirsTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -151,7 +162,14 @@ def _d_DescribeLogDirsResult_0(buf: memoryview, pos: int) -> tuple[DescribeLogDi
         for _ in range(n):
             item, pos = _d_DescribeLogDirsTopic_0(buf, pos)
             v_topics.append(item)
-        return DescribeLogDirsResult(error_code=v_error_code, log_dir=v_log_dir, topics=v_topics), pos
+        o = NEW(DescribeLogDirsResult)
+        o.error_code = v_error_code
+        o.log_dir = v_log_dir
+        o.topics = v_topics
+        o.total_bytes = -1
+        o.usable_bytes = -1
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -168,7 +186,12 @@ def _d_DescribeLogDirsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeLog
         for _ in range(n):
             item, pos = _d_DescribeLogDirsResult_0(buf, pos)
             v_results.append(item)
-        return DescribeLogDirsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results), pos
+        o = NEW(DescribeLogDirsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.results = v_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -181,14 +204,23 @@ def _d_DescribeLogDirsPartition_2(buf: memoryview, pos: int) -> tuple[DescribeLo
         pos += 21
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeLogDirsPartition(partition_index=v_partition_index, partition_size=v_partition_size, offset_lag=v_offset_lag, is_future_key=v_is_future_key, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeLogDirsPartition)
+        o.partition_index = v_partition_index
+        o.partition_size = v_partition_size
+        o.offset_lag = v_offset_lag
+        o.is_future_key = v_is_future_key
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -206,14 +238,21 @@ def _d_DescribeLogDirsTopic_2(buf: memoryview, pos: int) -> tuple[DescribeLogDir
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeLogDirsTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeLogDirsTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -234,14 +273,24 @@ def _d_DescribeLogDirsResult_2(buf: memoryview, pos: int) -> tuple[DescribeLogDi
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeLogDirsResult(error_code=v_error_code, log_dir=v_log_dir, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeLogDirsResult)
+        o.error_code = v_error_code
+        o.log_dir = v_log_dir
+        o.topics = v_topics
+        o.total_bytes = -1
+        o.usable_bytes = -1
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -260,14 +309,22 @@ def _d_DescribeLogDirsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeLog
             v_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeLogDirsResponse(throttle_time_ms=v_throttle_time_ms, results=v_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeLogDirsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.results = v_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -286,14 +343,22 @@ def _d_DescribeLogDirsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeLog
             v_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeLogDirsResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, results=v_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeLogDirsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.results = v_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -317,14 +382,24 @@ def _d_DescribeLogDirsResult_4(buf: memoryview, pos: int) -> tuple[DescribeLogDi
         pos += 16
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeLogDirsResult(error_code=v_error_code, log_dir=v_log_dir, topics=v_topics, total_bytes=v_total_bytes, usable_bytes=v_usable_bytes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeLogDirsResult)
+        o.error_code = v_error_code
+        o.log_dir = v_log_dir
+        o.topics = v_topics
+        o.total_bytes = v_total_bytes
+        o.usable_bytes = v_usable_bytes
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -343,14 +418,22 @@ def _d_DescribeLogDirsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeLog
             v_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeLogDirsResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, results=v_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeLogDirsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.results = v_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

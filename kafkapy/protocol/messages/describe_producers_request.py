@@ -13,6 +13,8 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_compact_array_count,
     read_compact_string,
@@ -28,6 +30,7 @@ from kafkapy.protocol.primitives import (
 # Versions 0-0, flexible from 0
 
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class TopicRequest(Entity):
@@ -70,17 +73,28 @@ def _d_TopicRequest_0(buf: memoryview, pos: int) -> tuple[TopicRequest, int]:
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_compact_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicRequest(name=v_name, partition_indexes=v_partition_indexes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicRequest)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -96,14 +110,20 @@ def _d_DescribeProducersRequest_0(buf: memoryview, pos: int) -> tuple[DescribePr
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeProducersRequest(topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeProducersRequest)
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -12,6 +12,7 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_array_count,
     read_compact_nullable_string,
@@ -114,14 +115,25 @@ def _d_ProducerState_0(buf: memoryview, pos: int) -> tuple[ProducerState, int]:
         pos += 36
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ProducerState(producer_id=v_producer_id, producer_epoch=v_producer_epoch, last_sequence=v_last_sequence, last_timestamp=v_last_timestamp, coordinator_epoch=v_coordinator_epoch, current_txn_start_offset=v_current_txn_start_offset, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ProducerState)
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.last_sequence = v_last_sequence
+        o.last_timestamp = v_last_timestamp
+        o.coordinator_epoch = v_coordinator_epoch
+        o.current_txn_start_offset = v_current_txn_start_offset
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -142,14 +154,23 @@ def _d_PartitionResponse_0(buf: memoryview, pos: int) -> tuple[PartitionResponse
             v_active_producers.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionResponse(partition_index=v_partition_index, error_code=v_error_code, error_message=v_error_message, active_producers=v_active_producers, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionResponse)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.active_producers = v_active_producers
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -167,14 +188,21 @@ def _d_TopicResponse_0(buf: memoryview, pos: int) -> tuple[TopicResponse, int]:
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicResponse(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicResponse)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -193,14 +221,21 @@ def _d_DescribeProducersResponse_0(buf: memoryview, pos: int) -> tuple[DescribeP
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeProducersResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeProducersResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

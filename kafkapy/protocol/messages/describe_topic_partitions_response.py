@@ -14,6 +14,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT8,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_compact_array_count,
@@ -39,6 +41,7 @@ _S_hiii = Struct(">hiii")
 _S_i = Struct(">i")
 _S_o = Struct(">?")
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class DescribeTopicPartitionsResponsePartition(Entity):
@@ -136,35 +139,69 @@ def _d_DescribeTopicPartitionsResponsePartition_0(buf: memoryview, pos: int) -> 
         pos += 14
         f = "replica_nodes"
         n, pos = read_compact_array_count(buf, pos)
-        v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replica_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "isr_nodes"
         n, pos = read_compact_array_count(buf, pos)
-        v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "eligible_leader_replicas"
         n, pos = read_compact_nullable_array_count(buf, pos)
         if n < 0:
             v_eligible_leader_replicas = None
         else:
-            v_eligible_leader_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+            if n < 32:
+                v_eligible_leader_replicas = list(_P_i[n].unpack_from(buf, pos))
+                pos += n * 4
+            else:
+                v_eligible_leader_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "last_known_elr"
         n, pos = read_compact_nullable_array_count(buf, pos)
         if n < 0:
             v_last_known_elr = None
         else:
-            v_last_known_elr, pos = read_int_array(buf, pos, n, "i", 4)
+            if n < 32:
+                v_last_known_elr = list(_P_i[n].unpack_from(buf, pos))
+                pos += n * 4
+            else:
+                v_last_known_elr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "offline_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_offline_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeTopicPartitionsResponsePartition(error_code=v_error_code, partition_index=v_partition_index, leader_id=v_leader_id, leader_epoch=v_leader_epoch, replica_nodes=v_replica_nodes, isr_nodes=v_isr_nodes, eligible_leader_replicas=v_eligible_leader_replicas, last_known_elr=v_last_known_elr, offline_replicas=v_offline_replicas, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeTopicPartitionsResponsePartition)
+        o.error_code = v_error_code
+        o.partition_index = v_partition_index
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.replica_nodes = v_replica_nodes
+        o.isr_nodes = v_isr_nodes
+        o.eligible_leader_replicas = v_eligible_leader_replicas
+        o.last_known_elr = v_last_known_elr
+        o.offline_replicas = v_offline_replicas
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -193,14 +230,25 @@ def _d_DescribeTopicPartitionsResponseTopic_0(buf: memoryview, pos: int) -> tupl
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeTopicPartitionsResponseTopic(error_code=v_error_code, name=v_name, topic_id=v_topic_id, is_internal=v_is_internal, partitions=v_partitions, topic_authorized_operations=v_topic_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeTopicPartitionsResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = v_topic_id
+        o.is_internal = v_is_internal
+        o.partitions = v_partitions
+        o.topic_authorized_operations = v_topic_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -215,14 +263,21 @@ def _d_Cursor_0(buf: memoryview, pos: int) -> tuple[Cursor, int]:
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return Cursor(topic_name=v_topic_name, partition_index=v_partition_index, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(Cursor)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -248,14 +303,22 @@ def _d_DescribeTopicPartitionsResponse_0(buf: memoryview, pos: int) -> tuple[Des
             v_next_cursor, pos = _d_Cursor_0(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return DescribeTopicPartitionsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, next_cursor=v_next_cursor, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(DescribeTopicPartitionsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.next_cursor = v_next_cursor
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -39,6 +41,7 @@ _S_b = Struct(">b")
 _S_i = Struct(">i")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class TopicPartitions(Entity):
@@ -85,8 +88,16 @@ def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, in
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
-        return TopicPartitions(topic=v_topic, partitions=v_partitions), pos
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(TopicPartitions)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -106,7 +117,12 @@ def _d_ElectLeadersRequest_0(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ElectLeadersRequest(topic_partitions=v_topic_partitions, timeout_ms=v_timeout_ms), pos
+        o = NEW(ElectLeadersRequest)
+        o.election_type = 0
+        o.topic_partitions = v_topic_partitions
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -129,7 +145,12 @@ def _d_ElectLeadersRequest_1(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ElectLeadersRequest(election_type=v_election_type, topic_partitions=v_topic_partitions, timeout_ms=v_timeout_ms), pos
+        o = NEW(ElectLeadersRequest)
+        o.election_type = v_election_type
+        o.topic_partitions = v_topic_partitions
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -141,17 +162,28 @@ def _d_TopicPartitions_2(buf: memoryview, pos: int) -> tuple[TopicPartitions, in
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicPartitions(topic=v_topic, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicPartitions)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -176,14 +208,22 @@ def _d_ElectLeadersRequest_2(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ElectLeadersRequest(election_type=v_election_type, topic_partitions=v_topic_partitions, timeout_ms=v_timeout_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ElectLeadersRequest)
+        o.election_type = v_election_type
+        o.topic_partitions = v_topic_partitions
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -97,7 +98,12 @@ def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, in
         pos += 6
         f = "error_message"
         v_error_message, pos = read_nullable_string(buf, pos)
-        return PartitionResult(partition_id=v_partition_id, error_code=v_error_code, error_message=v_error_message), pos
+        o = NEW(PartitionResult)
+        o.partition_id = v_partition_id
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -113,7 +119,11 @@ def _d_ReplicaElectionResult_0(buf: memoryview, pos: int) -> tuple[ReplicaElecti
         for _ in range(n):
             item, pos = _d_PartitionResult_0(buf, pos)
             v_partition_result.append(item)
-        return ReplicaElectionResult(topic=v_topic, partition_result=v_partition_result), pos
+        o = NEW(ReplicaElectionResult)
+        o.topic = v_topic
+        o.partition_result = v_partition_result
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -130,7 +140,12 @@ def _d_ElectLeadersResponse_0(buf: memoryview, pos: int) -> tuple[ElectLeadersRe
         for _ in range(n):
             item, pos = _d_ReplicaElectionResult_0(buf, pos)
             v_replica_election_results.append(item)
-        return ElectLeadersResponse(throttle_time_ms=v_throttle_time_ms, replica_election_results=v_replica_election_results), pos
+        o = NEW(ElectLeadersResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.replica_election_results = v_replica_election_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -147,7 +162,12 @@ def _d_ElectLeadersResponse_1(buf: memoryview, pos: int) -> tuple[ElectLeadersRe
         for _ in range(n):
             item, pos = _d_ReplicaElectionResult_0(buf, pos)
             v_replica_election_results.append(item)
-        return ElectLeadersResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, replica_election_results=v_replica_election_results), pos
+        o = NEW(ElectLeadersResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.replica_election_results = v_replica_election_results
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -162,14 +182,22 @@ def _d_PartitionResult_2(buf: memoryview, pos: int) -> tuple[PartitionResult, in
         v_error_message, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionResult(partition_id=v_partition_id, error_code=v_error_code, error_message=v_error_message, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionResult)
+        o.partition_id = v_partition_id
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -187,14 +215,21 @@ def _d_ReplicaElectionResult_2(buf: memoryview, pos: int) -> tuple[ReplicaElecti
             v_partition_result.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ReplicaElectionResult(topic=v_topic, partition_result=v_partition_result, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ReplicaElectionResult)
+        o.topic = v_topic
+        o.partition_result = v_partition_result
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -213,14 +248,22 @@ def _d_ElectLeadersResponse_2(buf: memoryview, pos: int) -> tuple[ElectLeadersRe
             v_replica_election_results.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ElectLeadersResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, replica_election_results=v_replica_election_results, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ElectLeadersResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.replica_election_results = v_replica_election_results
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -14,6 +14,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -42,6 +44,7 @@ _S_U = Struct(">H")
 _S_i = Struct(">i")
 _S_iii = Struct(">iii")
 _A_i = ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class ReplicaInfo(Entity):
@@ -139,8 +142,19 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         pos += 12
         f = "preferred_successors"
         n, pos = read_array_count(buf, pos)
-        v_preferred_successors, pos = read_int_array(buf, pos, n, "i", 4)
-        return PartitionData(partition_index=v_partition_index, leader_id=v_leader_id, leader_epoch=v_leader_epoch, preferred_successors=v_preferred_successors), pos
+        if n < 32:
+            v_preferred_successors = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_preferred_successors, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.preferred_successors = v_preferred_successors
+        o.preferred_candidates = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -156,7 +170,11 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
         for _ in range(n):
             item, pos = _d_PartitionData_0(buf, pos)
             v_partitions.append(item)
-        return TopicData(topic_name=v_topic_name, partitions=v_partitions), pos
+        o = NEW(TopicData)
+        o.topic_name = v_topic_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -172,7 +190,12 @@ def _d_EndQuorumEpochRequest_0(buf: memoryview, pos: int) -> tuple[EndQuorumEpoc
         for _ in range(n):
             item, pos = _d_TopicData_0(buf, pos)
             v_topics.append(item)
-        return EndQuorumEpochRequest(cluster_id=v_cluster_id, topics=v_topics), pos
+        o = NEW(EndQuorumEpochRequest)
+        o.cluster_id = v_cluster_id
+        o.topics = v_topics
+        o.leader_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -187,14 +210,21 @@ def _d_ReplicaInfo_1(buf: memoryview, pos: int) -> tuple[ReplicaInfo, int]:
         v_candidate_directory_id, pos = read_uuid(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ReplicaInfo(candidate_id=v_candidate_id, candidate_directory_id=v_candidate_directory_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ReplicaInfo)
+        o.candidate_id = v_candidate_id
+        o.candidate_directory_id = v_candidate_directory_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -213,14 +243,24 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
             v_preferred_candidates.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionData(partition_index=v_partition_index, leader_id=v_leader_id, leader_epoch=v_leader_epoch, preferred_candidates=v_preferred_candidates, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.preferred_successors = []
+        o.preferred_candidates = v_preferred_candidates
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -238,14 +278,21 @@ def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicData(topic_name=v_topic_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicData)
+        o.topic_name = v_topic_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -262,14 +309,22 @@ def _d_LeaderEndpoint_1(buf: memoryview, pos: int) -> tuple[LeaderEndpoint, int]
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderEndpoint(name=v_name, host=v_host, port=v_port, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderEndpoint)
+        o.name = v_name
+        o.host = v_host
+        o.port = v_port
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -293,14 +348,22 @@ def _d_EndQuorumEpochRequest_1(buf: memoryview, pos: int) -> tuple[EndQuorumEpoc
             v_leader_endpoints.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EndQuorumEpochRequest(cluster_id=v_cluster_id, topics=v_topics, leader_endpoints=v_leader_endpoints, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EndQuorumEpochRequest)
+        o.cluster_id = v_cluster_id
+        o.topics = v_topics
+        o.leader_endpoints = v_leader_endpoints
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

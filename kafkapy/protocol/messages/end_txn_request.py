@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_string,
     read_string,
@@ -58,7 +59,13 @@ def _d_EndTxnRequest_0(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
         f = "producer_id"
         (v_producer_id, v_producer_epoch, v_committed) = _S_qho.unpack_from(buf, pos)
         pos += 11
-        return EndTxnRequest(transactional_id=v_transactional_id, producer_id=v_producer_id, producer_epoch=v_producer_epoch, committed=v_committed), pos
+        o = NEW(EndTxnRequest)
+        o.transactional_id = v_transactional_id
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.committed = v_committed
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -73,14 +80,23 @@ def _d_EndTxnRequest_3(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
         pos += 11
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EndTxnRequest(transactional_id=v_transactional_id, producer_id=v_producer_id, producer_epoch=v_producer_epoch, committed=v_committed, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EndTxnRequest)
+        o.transactional_id = v_transactional_id
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.committed = v_committed
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_nullable_bytes,
     read_tag_count,
@@ -54,14 +55,21 @@ def _d_EnvelopeResponse_0(buf: memoryview, pos: int) -> tuple[EnvelopeResponse, 
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EnvelopeResponse(response_data=v_response_data, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EnvelopeResponse)
+        o.response_data = v_response_data
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

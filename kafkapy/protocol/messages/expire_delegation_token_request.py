@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_bytes,
     read_compact_bytes,
@@ -54,7 +55,11 @@ def _d_ExpireDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[Expire
         f = "expiry_time_period_ms"
         (v_expiry_time_period_ms,) = _S_q.unpack_from(buf, pos)
         pos += 8
-        return ExpireDelegationTokenRequest(hmac=v_hmac, expiry_time_period_ms=v_expiry_time_period_ms), pos
+        o = NEW(ExpireDelegationTokenRequest)
+        o.hmac = v_hmac
+        o.expiry_time_period_ms = v_expiry_time_period_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -69,14 +74,21 @@ def _d_ExpireDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[Expire
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ExpireDelegationTokenRequest(hmac=v_hmac, expiry_time_period_ms=v_expiry_time_period_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ExpireDelegationTokenRequest)
+        o.hmac = v_hmac
+        o.expiry_time_period_ms = v_expiry_time_period_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -50,6 +52,7 @@ _S_iqi = Struct(">iqi")
 _S_iqqi = Struct(">iqqi")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class ReplicaState(Entity):
@@ -169,7 +172,16 @@ def _d_FetchPartition_0(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
         f = "partition"
         (v_partition, v_fetch_offset, v_partition_max_bytes) = _S_iqi.unpack_from(buf, pos)
         pos += 16
-        return FetchPartition(partition=v_partition, fetch_offset=v_fetch_offset, partition_max_bytes=v_partition_max_bytes), pos
+        o = NEW(FetchPartition)
+        o.partition = v_partition
+        o.current_leader_epoch = -1
+        o.fetch_offset = v_fetch_offset
+        o.last_fetched_epoch = -1
+        o.log_start_offset = -1
+        o.partition_max_bytes = v_partition_max_bytes
+        o.replica_directory_id = ZERO_UUID
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -185,7 +197,12 @@ def _d_FetchTopic_0(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
         for _ in range(n):
             item, pos = _d_FetchPartition_0(buf, pos)
             v_partitions.append(item)
-        return FetchTopic(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(FetchTopic)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -202,7 +219,21 @@ def _d_FetchRequest_0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         for _ in range(n):
             item, pos = _d_FetchTopic_0(buf, pos)
             v_topics.append(item)
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, topics=v_topics), pos
+        o = NEW(FetchRequest)
+        o.cluster_id = None
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = 2147483647
+        o.isolation_level = 0
+        o.session_id = 0
+        o.session_epoch = -1
+        o.topics = v_topics
+        o.forgotten_topics_data = []
+        o.rack_id = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -219,7 +250,21 @@ def _d_FetchRequest_3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         for _ in range(n):
             item, pos = _d_FetchTopic_0(buf, pos)
             v_topics.append(item)
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, topics=v_topics), pos
+        o = NEW(FetchRequest)
+        o.cluster_id = None
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = 0
+        o.session_id = 0
+        o.session_epoch = -1
+        o.topics = v_topics
+        o.forgotten_topics_data = []
+        o.rack_id = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -236,7 +281,21 @@ def _d_FetchRequest_4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         for _ in range(n):
             item, pos = _d_FetchTopic_0(buf, pos)
             v_topics.append(item)
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, topics=v_topics), pos
+        o = NEW(FetchRequest)
+        o.cluster_id = None
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = 0
+        o.session_epoch = -1
+        o.topics = v_topics
+        o.forgotten_topics_data = []
+        o.rack_id = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -247,7 +306,16 @@ def _d_FetchPartition_5(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
         f = "partition"
         (v_partition, v_fetch_offset, v_log_start_offset, v_partition_max_bytes) = _S_iqqi.unpack_from(buf, pos)
         pos += 24
-        return FetchPartition(partition=v_partition, fetch_offset=v_fetch_offset, log_start_offset=v_log_start_offset, partition_max_bytes=v_partition_max_bytes), pos
+        o = NEW(FetchPartition)
+        o.partition = v_partition
+        o.current_leader_epoch = -1
+        o.fetch_offset = v_fetch_offset
+        o.last_fetched_epoch = -1
+        o.log_start_offset = v_log_start_offset
+        o.partition_max_bytes = v_partition_max_bytes
+        o.replica_directory_id = ZERO_UUID
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -263,7 +331,12 @@ def _d_FetchTopic_5(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
         for _ in range(n):
             item, pos = _d_FetchPartition_5(buf, pos)
             v_partitions.append(item)
-        return FetchTopic(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(FetchTopic)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -280,7 +353,21 @@ def _d_FetchRequest_5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         for _ in range(n):
             item, pos = _d_FetchTopic_5(buf, pos)
             v_topics.append(item)
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, topics=v_topics), pos
+        o = NEW(FetchRequest)
+        o.cluster_id = None
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = 0
+        o.session_epoch = -1
+        o.topics = v_topics
+        o.forgotten_topics_data = []
+        o.rack_id = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -292,8 +379,17 @@ def _d_ForgottenTopic_7(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
-        return ForgottenTopic(topic=v_topic, partitions=v_partitions), pos
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(ForgottenTopic)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -316,7 +412,21 @@ def _d_FetchRequest_7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         for _ in range(n):
             item, pos = _d_ForgottenTopic_7(buf, pos)
             v_forgotten_topics_data.append(item)
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, session_id=v_session_id, session_epoch=v_session_epoch, topics=v_topics, forgotten_topics_data=v_forgotten_topics_data), pos
+        o = NEW(FetchRequest)
+        o.cluster_id = None
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = v_session_id
+        o.session_epoch = v_session_epoch
+        o.topics = v_topics
+        o.forgotten_topics_data = v_forgotten_topics_data
+        o.rack_id = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -327,7 +437,16 @@ def _d_FetchPartition_9(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
         f = "partition"
         (v_partition, v_current_leader_epoch, v_fetch_offset, v_log_start_offset, v_partition_max_bytes) = _S_iiqqi.unpack_from(buf, pos)
         pos += 28
-        return FetchPartition(partition=v_partition, current_leader_epoch=v_current_leader_epoch, fetch_offset=v_fetch_offset, log_start_offset=v_log_start_offset, partition_max_bytes=v_partition_max_bytes), pos
+        o = NEW(FetchPartition)
+        o.partition = v_partition
+        o.current_leader_epoch = v_current_leader_epoch
+        o.fetch_offset = v_fetch_offset
+        o.last_fetched_epoch = -1
+        o.log_start_offset = v_log_start_offset
+        o.partition_max_bytes = v_partition_max_bytes
+        o.replica_directory_id = ZERO_UUID
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -343,7 +462,12 @@ def _d_FetchTopic_9(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
         for _ in range(n):
             item, pos = _d_FetchPartition_9(buf, pos)
             v_partitions.append(item)
-        return FetchTopic(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(FetchTopic)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -366,7 +490,21 @@ def _d_FetchRequest_9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         for _ in range(n):
             item, pos = _d_ForgottenTopic_7(buf, pos)
             v_forgotten_topics_data.append(item)
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, session_id=v_session_id, session_epoch=v_session_epoch, topics=v_topics, forgotten_topics_data=v_forgotten_topics_data), pos
+        o = NEW(FetchRequest)
+        o.cluster_id = None
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = v_session_id
+        o.session_epoch = v_session_epoch
+        o.topics = v_topics
+        o.forgotten_topics_data = v_forgotten_topics_data
+        o.rack_id = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -391,7 +529,21 @@ def _d_FetchRequest_11(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
             v_forgotten_topics_data.append(item)
         f = "rack_id"
         v_rack_id, pos = read_string(buf, pos)
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, session_id=v_session_id, session_epoch=v_session_epoch, topics=v_topics, forgotten_topics_data=v_forgotten_topics_data, rack_id=v_rack_id), pos
+        o = NEW(FetchRequest)
+        o.cluster_id = None
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = v_session_id
+        o.session_epoch = v_session_epoch
+        o.topics = v_topics
+        o.forgotten_topics_data = v_forgotten_topics_data
+        o.rack_id = v_rack_id
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -404,14 +556,26 @@ def _d_FetchPartition_12(buf: memoryview, pos: int) -> tuple[FetchPartition, int
         pos += 32
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchPartition(partition=v_partition, current_leader_epoch=v_current_leader_epoch, fetch_offset=v_fetch_offset, last_fetched_epoch=v_last_fetched_epoch, log_start_offset=v_log_start_offset, partition_max_bytes=v_partition_max_bytes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchPartition)
+        o.partition = v_partition
+        o.current_leader_epoch = v_current_leader_epoch
+        o.fetch_offset = v_fetch_offset
+        o.last_fetched_epoch = v_last_fetched_epoch
+        o.log_start_offset = v_log_start_offset
+        o.partition_max_bytes = v_partition_max_bytes
+        o.replica_directory_id = ZERO_UUID
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -429,14 +593,22 @@ def _d_FetchTopic_12(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchTopic(topic=v_topic, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchTopic)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -448,17 +620,29 @@ def _d_ForgottenTopic_12(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ForgottenTopic(topic=v_topic, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ForgottenTopic)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -486,19 +670,36 @@ def _d_FetchRequest_12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         v_cluster_id = None
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "cluster_id"
-                tb = buf[:end]
-                v_cluster_id, pos = read_compact_nullable_string(tb, pos)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, session_id=v_session_id, session_epoch=v_session_epoch, topics=v_topics, forgotten_topics_data=v_forgotten_topics_data, rack_id=v_rack_id, cluster_id=v_cluster_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "cluster_id"
+                    tb = buf[:end]
+                    v_cluster_id, pos = read_compact_nullable_string(tb, pos)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchRequest)
+        o.cluster_id = v_cluster_id
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = v_session_id
+        o.session_epoch = v_session_epoch
+        o.topics = v_topics
+        o.forgotten_topics_data = v_forgotten_topics_data
+        o.rack_id = v_rack_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -516,14 +717,22 @@ def _d_FetchTopic_13(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchTopic(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchTopic)
+        o.topic = ''
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -535,17 +744,29 @@ def _d_ForgottenTopic_13(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ForgottenTopic(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ForgottenTopic)
+        o.topic = ''
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -573,19 +794,36 @@ def _d_FetchRequest_13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         v_cluster_id = None
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "cluster_id"
-                tb = buf[:end]
-                v_cluster_id, pos = read_compact_nullable_string(tb, pos)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchRequest(replica_id=v_replica_id, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, session_id=v_session_id, session_epoch=v_session_epoch, topics=v_topics, forgotten_topics_data=v_forgotten_topics_data, rack_id=v_rack_id, cluster_id=v_cluster_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "cluster_id"
+                    tb = buf[:end]
+                    v_cluster_id, pos = read_compact_nullable_string(tb, pos)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchRequest)
+        o.cluster_id = v_cluster_id
+        o.replica_id = v_replica_id
+        o.replica_state = ReplicaState()
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = v_session_id
+        o.session_epoch = v_session_epoch
+        o.topics = v_topics
+        o.forgotten_topics_data = v_forgotten_topics_data
+        o.rack_id = v_rack_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -598,14 +836,21 @@ def _d_ReplicaState_15(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
         pos += 12
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ReplicaState(replica_id=v_replica_id, replica_epoch=v_replica_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ReplicaState)
+        o.replica_id = v_replica_id
+        o.replica_epoch = v_replica_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -634,23 +879,40 @@ def _d_FetchRequest_15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         v_replica_state = ReplicaState()
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "cluster_id"
-                tb = buf[:end]
-                v_cluster_id, pos = read_compact_nullable_string(tb, pos)
-            elif tag == 1:
-                f = "replica_state"
-                tb = buf[:end]
-                v_replica_state, pos = _d_ReplicaState_15(tb, pos)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchRequest(max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, session_id=v_session_id, session_epoch=v_session_epoch, topics=v_topics, forgotten_topics_data=v_forgotten_topics_data, rack_id=v_rack_id, cluster_id=v_cluster_id, replica_state=v_replica_state, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "cluster_id"
+                    tb = buf[:end]
+                    v_cluster_id, pos = read_compact_nullable_string(tb, pos)
+                elif tag == 1:
+                    f = "replica_state"
+                    tb = buf[:end]
+                    v_replica_state, pos = _d_ReplicaState_15(tb, pos)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchRequest)
+        o.cluster_id = v_cluster_id
+        o.replica_id = -1
+        o.replica_state = v_replica_state
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = v_session_id
+        o.session_epoch = v_session_epoch
+        o.topics = v_topics
+        o.forgotten_topics_data = v_forgotten_topics_data
+        o.rack_id = v_rack_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -664,19 +926,31 @@ def _d_FetchPartition_17(buf: memoryview, pos: int) -> tuple[FetchPartition, int
         v_replica_directory_id = ZERO_UUID
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "replica_directory_id"
-                tb = buf[:end]
-                v_replica_directory_id, pos = read_uuid(tb, pos)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchPartition(partition=v_partition, current_leader_epoch=v_current_leader_epoch, fetch_offset=v_fetch_offset, last_fetched_epoch=v_last_fetched_epoch, log_start_offset=v_log_start_offset, partition_max_bytes=v_partition_max_bytes, replica_directory_id=v_replica_directory_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "replica_directory_id"
+                    tb = buf[:end]
+                    v_replica_directory_id, pos = read_uuid(tb, pos)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchPartition)
+        o.partition = v_partition
+        o.current_leader_epoch = v_current_leader_epoch
+        o.fetch_offset = v_fetch_offset
+        o.last_fetched_epoch = v_last_fetched_epoch
+        o.log_start_offset = v_log_start_offset
+        o.partition_max_bytes = v_partition_max_bytes
+        o.replica_directory_id = v_replica_directory_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -694,14 +968,22 @@ def _d_FetchTopic_17(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchTopic(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchTopic)
+        o.topic = ''
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -730,23 +1012,40 @@ def _d_FetchRequest_17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         v_replica_state = ReplicaState()
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "cluster_id"
-                tb = buf[:end]
-                v_cluster_id, pos = read_compact_nullable_string(tb, pos)
-            elif tag == 1:
-                f = "replica_state"
-                tb = buf[:end]
-                v_replica_state, pos = _d_ReplicaState_15(tb, pos)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchRequest(max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, isolation_level=v_isolation_level, session_id=v_session_id, session_epoch=v_session_epoch, topics=v_topics, forgotten_topics_data=v_forgotten_topics_data, rack_id=v_rack_id, cluster_id=v_cluster_id, replica_state=v_replica_state, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "cluster_id"
+                    tb = buf[:end]
+                    v_cluster_id, pos = read_compact_nullable_string(tb, pos)
+                elif tag == 1:
+                    f = "replica_state"
+                    tb = buf[:end]
+                    v_replica_state, pos = _d_ReplicaState_15(tb, pos)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchRequest)
+        o.cluster_id = v_cluster_id
+        o.replica_id = -1
+        o.replica_state = v_replica_state
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.isolation_level = v_isolation_level
+        o.session_id = v_session_id
+        o.session_epoch = v_session_epoch
+        o.topics = v_topics
+        o.forgotten_topics_data = v_forgotten_topics_data
+        o.rack_id = v_rack_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -207,7 +208,20 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         pos += 14
         f = "records"
         v_records, pos = read_records(buf, pos)
-        return PartitionData(partition_index=v_partition_index, error_code=v_error_code, high_watermark=v_high_watermark, records=v_records), pos
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.high_watermark = v_high_watermark
+        o.last_stable_offset = -1
+        o.log_start_offset = -1
+        o.diverging_epoch = EpochEndOffset()
+        o.current_leader = LeaderIdAndEpoch()
+        o.snapshot_id = SnapshotId()
+        o.aborted_transactions = []
+        o.preferred_read_replica = -1
+        o.records = v_records
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -223,7 +237,12 @@ def _d_FetchableTopicResponse_0(buf: memoryview, pos: int) -> tuple[FetchableTop
         for _ in range(n):
             item, pos = _d_PartitionData_0(buf, pos)
             v_partitions.append(item)
-        return FetchableTopicResponse(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(FetchableTopicResponse)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -237,7 +256,14 @@ def _d_FetchResponse_0(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         for _ in range(n):
             item, pos = _d_FetchableTopicResponse_0(buf, pos)
             v_responses.append(item)
-        return FetchResponse(responses=v_responses), pos
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = 0
+        o.error_code = 0
+        o.session_id = 0
+        o.responses = v_responses
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -254,7 +280,14 @@ def _d_FetchResponse_1(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         for _ in range(n):
             item, pos = _d_FetchableTopicResponse_0(buf, pos)
             v_responses.append(item)
-        return FetchResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses), pos
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.session_id = 0
+        o.responses = v_responses
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -265,7 +298,11 @@ def _d_AbortedTransaction_4(buf: memoryview, pos: int) -> tuple[AbortedTransacti
         f = "producer_id"
         (v_producer_id, v_first_offset) = _S_qq.unpack_from(buf, pos)
         pos += 16
-        return AbortedTransaction(producer_id=v_producer_id, first_offset=v_first_offset), pos
+        o = NEW(AbortedTransaction)
+        o.producer_id = v_producer_id
+        o.first_offset = v_first_offset
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -287,7 +324,20 @@ def _d_PartitionData_4(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
                 v_aborted_transactions.append(item)
         f = "records"
         v_records, pos = read_records(buf, pos)
-        return PartitionData(partition_index=v_partition_index, error_code=v_error_code, high_watermark=v_high_watermark, last_stable_offset=v_last_stable_offset, aborted_transactions=v_aborted_transactions, records=v_records), pos
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.high_watermark = v_high_watermark
+        o.last_stable_offset = v_last_stable_offset
+        o.log_start_offset = -1
+        o.diverging_epoch = EpochEndOffset()
+        o.current_leader = LeaderIdAndEpoch()
+        o.snapshot_id = SnapshotId()
+        o.aborted_transactions = v_aborted_transactions
+        o.preferred_read_replica = -1
+        o.records = v_records
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -303,7 +353,12 @@ def _d_FetchableTopicResponse_4(buf: memoryview, pos: int) -> tuple[FetchableTop
         for _ in range(n):
             item, pos = _d_PartitionData_4(buf, pos)
             v_partitions.append(item)
-        return FetchableTopicResponse(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(FetchableTopicResponse)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -320,7 +375,14 @@ def _d_FetchResponse_4(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         for _ in range(n):
             item, pos = _d_FetchableTopicResponse_4(buf, pos)
             v_responses.append(item)
-        return FetchResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses), pos
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.session_id = 0
+        o.responses = v_responses
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -342,7 +404,20 @@ def _d_PartitionData_5(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
                 v_aborted_transactions.append(item)
         f = "records"
         v_records, pos = read_records(buf, pos)
-        return PartitionData(partition_index=v_partition_index, error_code=v_error_code, high_watermark=v_high_watermark, last_stable_offset=v_last_stable_offset, log_start_offset=v_log_start_offset, aborted_transactions=v_aborted_transactions, records=v_records), pos
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.high_watermark = v_high_watermark
+        o.last_stable_offset = v_last_stable_offset
+        o.log_start_offset = v_log_start_offset
+        o.diverging_epoch = EpochEndOffset()
+        o.current_leader = LeaderIdAndEpoch()
+        o.snapshot_id = SnapshotId()
+        o.aborted_transactions = v_aborted_transactions
+        o.preferred_read_replica = -1
+        o.records = v_records
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -358,7 +433,12 @@ def _d_FetchableTopicResponse_5(buf: memoryview, pos: int) -> tuple[FetchableTop
         for _ in range(n):
             item, pos = _d_PartitionData_5(buf, pos)
             v_partitions.append(item)
-        return FetchableTopicResponse(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(FetchableTopicResponse)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -375,7 +455,14 @@ def _d_FetchResponse_5(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         for _ in range(n):
             item, pos = _d_FetchableTopicResponse_5(buf, pos)
             v_responses.append(item)
-        return FetchResponse(throttle_time_ms=v_throttle_time_ms, responses=v_responses), pos
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.session_id = 0
+        o.responses = v_responses
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -392,7 +479,14 @@ def _d_FetchResponse_7(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         for _ in range(n):
             item, pos = _d_FetchableTopicResponse_5(buf, pos)
             v_responses.append(item)
-        return FetchResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, session_id=v_session_id, responses=v_responses), pos
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.session_id = v_session_id
+        o.responses = v_responses
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -417,7 +511,20 @@ def _d_PartitionData_11(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         pos += 4
         f = "records"
         v_records, pos = read_records(buf, pos)
-        return PartitionData(partition_index=v_partition_index, error_code=v_error_code, high_watermark=v_high_watermark, last_stable_offset=v_last_stable_offset, log_start_offset=v_log_start_offset, aborted_transactions=v_aborted_transactions, preferred_read_replica=v_preferred_read_replica, records=v_records), pos
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.high_watermark = v_high_watermark
+        o.last_stable_offset = v_last_stable_offset
+        o.log_start_offset = v_log_start_offset
+        o.diverging_epoch = EpochEndOffset()
+        o.current_leader = LeaderIdAndEpoch()
+        o.snapshot_id = SnapshotId()
+        o.aborted_transactions = v_aborted_transactions
+        o.preferred_read_replica = v_preferred_read_replica
+        o.records = v_records
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -433,7 +540,12 @@ def _d_FetchableTopicResponse_11(buf: memoryview, pos: int) -> tuple[FetchableTo
         for _ in range(n):
             item, pos = _d_PartitionData_11(buf, pos)
             v_partitions.append(item)
-        return FetchableTopicResponse(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(FetchableTopicResponse)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -450,7 +562,14 @@ def _d_FetchResponse_11(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         for _ in range(n):
             item, pos = _d_FetchableTopicResponse_11(buf, pos)
             v_responses.append(item)
-        return FetchResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, session_id=v_session_id, responses=v_responses), pos
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.session_id = v_session_id
+        o.responses = v_responses
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -463,14 +582,21 @@ def _d_AbortedTransaction_12(buf: memoryview, pos: int) -> tuple[AbortedTransact
         pos += 16
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AbortedTransaction(producer_id=v_producer_id, first_offset=v_first_offset, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AbortedTransaction)
+        o.producer_id = v_producer_id
+        o.first_offset = v_first_offset
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -483,14 +609,21 @@ def _d_EpochEndOffset_12(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int
         pos += 12
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EpochEndOffset(epoch=v_epoch, end_offset=v_end_offset, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EpochEndOffset)
+        o.epoch = v_epoch
+        o.end_offset = v_end_offset
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -503,14 +636,21 @@ def _d_LeaderIdAndEpoch_12(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch,
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderIdAndEpoch(leader_id=v_leader_id, leader_epoch=v_leader_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderIdAndEpoch)
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -523,14 +663,21 @@ def _d_SnapshotId_12(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:
         pos += 12
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SnapshotId(end_offset=v_end_offset, epoch=v_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SnapshotId)
+        o.end_offset = v_end_offset
+        o.epoch = v_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -560,27 +707,43 @@ def _d_PartitionData_12(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         v_snapshot_id = SnapshotId()
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "diverging_epoch"
-                tb = buf[:end]
-                v_diverging_epoch, pos = _d_EpochEndOffset_12(tb, pos)
-            elif tag == 1:
-                f = "current_leader"
-                tb = buf[:end]
-                v_current_leader, pos = _d_LeaderIdAndEpoch_12(tb, pos)
-            elif tag == 2:
-                f = "snapshot_id"
-                tb = buf[:end]
-                v_snapshot_id, pos = _d_SnapshotId_12(tb, pos)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionData(partition_index=v_partition_index, error_code=v_error_code, high_watermark=v_high_watermark, last_stable_offset=v_last_stable_offset, log_start_offset=v_log_start_offset, aborted_transactions=v_aborted_transactions, preferred_read_replica=v_preferred_read_replica, records=v_records, diverging_epoch=v_diverging_epoch, current_leader=v_current_leader, snapshot_id=v_snapshot_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "diverging_epoch"
+                    tb = buf[:end]
+                    v_diverging_epoch, pos = _d_EpochEndOffset_12(tb, pos)
+                elif tag == 1:
+                    f = "current_leader"
+                    tb = buf[:end]
+                    v_current_leader, pos = _d_LeaderIdAndEpoch_12(tb, pos)
+                elif tag == 2:
+                    f = "snapshot_id"
+                    tb = buf[:end]
+                    v_snapshot_id, pos = _d_SnapshotId_12(tb, pos)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionData)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.high_watermark = v_high_watermark
+        o.last_stable_offset = v_last_stable_offset
+        o.log_start_offset = v_log_start_offset
+        o.diverging_epoch = v_diverging_epoch
+        o.current_leader = v_current_leader
+        o.snapshot_id = v_snapshot_id
+        o.aborted_transactions = v_aborted_transactions
+        o.preferred_read_replica = v_preferred_read_replica
+        o.records = v_records
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -598,14 +761,22 @@ def _d_FetchableTopicResponse_12(buf: memoryview, pos: int) -> tuple[FetchableTo
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchableTopicResponse(topic=v_topic, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchableTopicResponse)
+        o.topic = v_topic
+        o.topic_id = ZERO_UUID
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -624,14 +795,24 @@ def _d_FetchResponse_12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
             v_responses.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, session_id=v_session_id, responses=v_responses, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.session_id = v_session_id
+        o.responses = v_responses
+        o.node_endpoints = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -649,14 +830,22 @@ def _d_FetchableTopicResponse_13(buf: memoryview, pos: int) -> tuple[FetchableTo
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchableTopicResponse(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchableTopicResponse)
+        o.topic = ''
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -675,14 +864,24 @@ def _d_FetchResponse_13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
             v_responses.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, session_id=v_session_id, responses=v_responses, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.session_id = v_session_id
+        o.responses = v_responses
+        o.node_endpoints = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -702,14 +901,23 @@ def _d_NodeEndpoint_16(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
         v_rack, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return NodeEndpoint(node_id=v_node_id, host=v_host, port=v_port, rack=v_rack, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(NodeEndpoint)
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.rack = v_rack
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -729,23 +937,33 @@ def _d_FetchResponse_16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         v_node_endpoints = []
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "node_endpoints"
-                tb = buf[:end]
-                n, pos = read_compact_array_count(tb, pos)
-                v_node_endpoints = []
-                for _ in range(n):
-                    item, pos = _d_NodeEndpoint_16(tb, pos)
-                    v_node_endpoints.append(item)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, session_id=v_session_id, responses=v_responses, node_endpoints=v_node_endpoints, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "node_endpoints"
+                    tb = buf[:end]
+                    n, pos = read_compact_array_count(tb, pos)
+                    v_node_endpoints = []
+                    for _ in range(n):
+                        item, pos = _d_NodeEndpoint_16(tb, pos)
+                        v_node_endpoints.append(item)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.session_id = v_session_id
+        o.responses = v_responses
+        o.node_endpoints = v_node_endpoints
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

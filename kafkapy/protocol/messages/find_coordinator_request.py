@@ -11,6 +11,7 @@ from kafkapy.protocol.primitives import (
     DEFAULT,
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_array_count,
     read_compact_string,
@@ -56,7 +57,12 @@ def _d_FindCoordinatorRequest_0(buf: memoryview, pos: int) -> tuple[FindCoordina
     try:
         f = "key"
         v_key, pos = read_string(buf, pos)
-        return FindCoordinatorRequest(key=v_key), pos
+        o = NEW(FindCoordinatorRequest)
+        o.key = v_key
+        o.key_type = 0
+        o.coordinator_keys = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -69,7 +75,12 @@ def _d_FindCoordinatorRequest_1(buf: memoryview, pos: int) -> tuple[FindCoordina
         f = "key_type"
         (v_key_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
-        return FindCoordinatorRequest(key=v_key, key_type=v_key_type), pos
+        o = NEW(FindCoordinatorRequest)
+        o.key = v_key
+        o.key_type = v_key_type
+        o.coordinator_keys = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -84,14 +95,22 @@ def _d_FindCoordinatorRequest_3(buf: memoryview, pos: int) -> tuple[FindCoordina
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FindCoordinatorRequest(key=v_key, key_type=v_key_type, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FindCoordinatorRequest)
+        o.key = v_key
+        o.key_type = v_key_type
+        o.coordinator_keys = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -110,14 +129,22 @@ def _d_FindCoordinatorRequest_4(buf: memoryview, pos: int) -> tuple[FindCoordina
             v_coordinator_keys.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FindCoordinatorRequest(key_type=v_key_type, coordinator_keys=v_coordinator_keys, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FindCoordinatorRequest)
+        o.key = ''
+        o.key_type = v_key_type
+        o.coordinator_keys = v_coordinator_keys
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -12,6 +12,7 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_array_count,
     read_compact_nullable_string,
@@ -99,7 +100,16 @@ def _d_FindCoordinatorResponse_0(buf: memoryview, pos: int) -> tuple[FindCoordin
         f = "port"
         (v_port,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return FindCoordinatorResponse(error_code=v_error_code, node_id=v_node_id, host=v_host, port=v_port), pos
+        o = NEW(FindCoordinatorResponse)
+        o.throttle_time_ms = 0
+        o.error_code = v_error_code
+        o.error_message = ''
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.coordinators = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,7 +130,16 @@ def _d_FindCoordinatorResponse_1(buf: memoryview, pos: int) -> tuple[FindCoordin
         f = "port"
         (v_port,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return FindCoordinatorResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, error_message=v_error_message, node_id=v_node_id, host=v_host, port=v_port), pos
+        o = NEW(FindCoordinatorResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.coordinators = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -143,14 +162,26 @@ def _d_FindCoordinatorResponse_3(buf: memoryview, pos: int) -> tuple[FindCoordin
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FindCoordinatorResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, error_message=v_error_message, node_id=v_node_id, host=v_host, port=v_port, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FindCoordinatorResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.coordinators = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -172,14 +203,25 @@ def _d_Coordinator_4(buf: memoryview, pos: int) -> tuple[Coordinator, int]:
         v_error_message, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return Coordinator(key=v_key, node_id=v_node_id, host=v_host, port=v_port, error_code=v_error_code, error_message=v_error_message, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(Coordinator)
+        o.key = v_key
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -198,14 +240,26 @@ def _d_FindCoordinatorResponse_4(buf: memoryview, pos: int) -> tuple[FindCoordin
             v_coordinators.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FindCoordinatorResponse(throttle_time_ms=v_throttle_time_ms, coordinators=v_coordinators, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FindCoordinatorResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = 0
+        o.error_message = ''
+        o.node_id = 0
+        o.host = ''
+        o.port = 0
+        o.coordinators = v_coordinators
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -12,6 +12,8 @@ from kafkapy.protocol.primitives import (
     DEFAULT,
     FAULTS,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_compact_array_count,
@@ -33,6 +35,7 @@ _S_i = Struct(">i")
 _S_ih = Struct(">ih")
 _S_iio = Struct(">ii?")
 _CA_b = COMPACT_ARRAY_STRUCTS["b"]
+_P_b = PLAIN_ARRAY_STRUCTS["b"]
 
 
 class GetTelemetrySubscriptionsResponse(Message):
@@ -83,7 +86,11 @@ def _d_GetTelemetrySubscriptionsResponse_0(buf: memoryview, pos: int) -> tuple[G
         pos += 4
         f = "accepted_compression_types"
         n, pos = read_compact_array_count(buf, pos)
-        v_accepted_compression_types, pos = read_int_array(buf, pos, n, "b", 1)
+        if n < 32:
+            v_accepted_compression_types = list(_P_b[n].unpack_from(buf, pos))
+            pos += n * 1
+        else:
+            v_accepted_compression_types, pos = read_int_array(buf, pos, n, "b", 1)
         f = "push_interval_ms"
         (v_push_interval_ms, v_telemetry_max_bytes, v_delta_temporality) = _S_iio.unpack_from(buf, pos)
         pos += 9
@@ -95,14 +102,28 @@ def _d_GetTelemetrySubscriptionsResponse_0(buf: memoryview, pos: int) -> tuple[G
             v_requested_metrics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return GetTelemetrySubscriptionsResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, client_instance_id=v_client_instance_id, subscription_id=v_subscription_id, accepted_compression_types=v_accepted_compression_types, push_interval_ms=v_push_interval_ms, telemetry_max_bytes=v_telemetry_max_bytes, delta_temporality=v_delta_temporality, requested_metrics=v_requested_metrics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(GetTelemetrySubscriptionsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.client_instance_id = v_client_instance_id
+        o.subscription_id = v_subscription_id
+        o.accepted_compression_types = v_accepted_compression_types
+        o.push_interval_ms = v_push_interval_ms
+        o.telemetry_max_bytes = v_telemetry_max_bytes
+        o.delta_temporality = v_delta_temporality
+        o.requested_metrics = v_requested_metrics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

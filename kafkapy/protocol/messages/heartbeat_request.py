@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_nullable_string,
     read_compact_string,
@@ -64,7 +65,13 @@ def _d_HeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, 
         pos += 4
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
-        return HeartbeatRequest(group_id=v_group_id, generation_id=v_generation_id, member_id=v_member_id), pos
+        o = NEW(HeartbeatRequest)
+        o.group_id = v_group_id
+        o.generation_id = v_generation_id
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -81,7 +88,13 @@ def _d_HeartbeatRequest_3(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, 
         v_member_id, pos = read_string(buf, pos)
         f = "group_instance_id"
         v_group_instance_id, pos = read_nullable_string(buf, pos)
-        return HeartbeatRequest(group_id=v_group_id, generation_id=v_generation_id, member_id=v_member_id, group_instance_id=v_group_instance_id), pos
+        o = NEW(HeartbeatRequest)
+        o.group_id = v_group_id
+        o.generation_id = v_generation_id
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -100,14 +113,23 @@ def _d_HeartbeatRequest_4(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, 
         v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return HeartbeatRequest(group_id=v_group_id, generation_id=v_generation_id, member_id=v_member_id, group_instance_id=v_group_instance_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(HeartbeatRequest)
+        o.group_id = v_group_id
+        o.generation_id = v_generation_id
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

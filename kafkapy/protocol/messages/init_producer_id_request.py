@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_nullable_string,
     read_nullable_string,
@@ -59,7 +60,13 @@ def _d_InitProducerIdRequest_0(buf: memoryview, pos: int) -> tuple[InitProducerI
         f = "transaction_timeout_ms"
         (v_transaction_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return InitProducerIdRequest(transactional_id=v_transactional_id, transaction_timeout_ms=v_transaction_timeout_ms), pos
+        o = NEW(InitProducerIdRequest)
+        o.transactional_id = v_transactional_id
+        o.transaction_timeout_ms = v_transaction_timeout_ms
+        o.producer_id = -1
+        o.producer_epoch = -1
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -74,14 +81,23 @@ def _d_InitProducerIdRequest_2(buf: memoryview, pos: int) -> tuple[InitProducerI
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return InitProducerIdRequest(transactional_id=v_transactional_id, transaction_timeout_ms=v_transaction_timeout_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(InitProducerIdRequest)
+        o.transactional_id = v_transactional_id
+        o.transaction_timeout_ms = v_transaction_timeout_ms
+        o.producer_id = -1
+        o.producer_epoch = -1
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -96,14 +112,23 @@ def _d_InitProducerIdRequest_3(buf: memoryview, pos: int) -> tuple[InitProducerI
         pos += 14
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return InitProducerIdRequest(transactional_id=v_transactional_id, transaction_timeout_ms=v_transaction_timeout_ms, producer_id=v_producer_id, producer_epoch=v_producer_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(InitProducerIdRequest)
+        o.transactional_id = v_transactional_id
+        o.transaction_timeout_ms = v_transaction_timeout_ms
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

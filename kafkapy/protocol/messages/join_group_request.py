@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_bytes,
@@ -94,7 +95,11 @@ def _d_JoinGroupRequestProtocol_0(buf: memoryview, pos: int) -> tuple[JoinGroupR
         v_name, pos = read_string(buf, pos)
         f = "metadata"
         v_metadata, pos = read_bytes(buf, pos)
-        return JoinGroupRequestProtocol(name=v_name, metadata=v_metadata), pos
+        o = NEW(JoinGroupRequestProtocol)
+        o.name = v_name
+        o.metadata = v_metadata
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -117,7 +122,17 @@ def _d_JoinGroupRequest_0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         for _ in range(n):
             item, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
             v_protocols.append(item)
-        return JoinGroupRequest(group_id=v_group_id, session_timeout_ms=v_session_timeout_ms, member_id=v_member_id, protocol_type=v_protocol_type, protocols=v_protocols), pos
+        o = NEW(JoinGroupRequest)
+        o.group_id = v_group_id
+        o.session_timeout_ms = v_session_timeout_ms
+        o.rebalance_timeout_ms = -1
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.protocol_type = v_protocol_type
+        o.protocols = v_protocols
+        o.reason = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -140,7 +155,17 @@ def _d_JoinGroupRequest_1(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         for _ in range(n):
             item, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
             v_protocols.append(item)
-        return JoinGroupRequest(group_id=v_group_id, session_timeout_ms=v_session_timeout_ms, rebalance_timeout_ms=v_rebalance_timeout_ms, member_id=v_member_id, protocol_type=v_protocol_type, protocols=v_protocols), pos
+        o = NEW(JoinGroupRequest)
+        o.group_id = v_group_id
+        o.session_timeout_ms = v_session_timeout_ms
+        o.rebalance_timeout_ms = v_rebalance_timeout_ms
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.protocol_type = v_protocol_type
+        o.protocols = v_protocols
+        o.reason = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -165,7 +190,17 @@ def _d_JoinGroupRequest_5(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         for _ in range(n):
             item, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
             v_protocols.append(item)
-        return JoinGroupRequest(group_id=v_group_id, session_timeout_ms=v_session_timeout_ms, rebalance_timeout_ms=v_rebalance_timeout_ms, member_id=v_member_id, group_instance_id=v_group_instance_id, protocol_type=v_protocol_type, protocols=v_protocols), pos
+        o = NEW(JoinGroupRequest)
+        o.group_id = v_group_id
+        o.session_timeout_ms = v_session_timeout_ms
+        o.rebalance_timeout_ms = v_rebalance_timeout_ms
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.protocol_type = v_protocol_type
+        o.protocols = v_protocols
+        o.reason = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -179,14 +214,21 @@ def _d_JoinGroupRequestProtocol_6(buf: memoryview, pos: int) -> tuple[JoinGroupR
         v_metadata, pos = read_compact_bytes(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return JoinGroupRequestProtocol(name=v_name, metadata=v_metadata, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(JoinGroupRequestProtocol)
+        o.name = v_name
+        o.metadata = v_metadata
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -213,14 +255,27 @@ def _d_JoinGroupRequest_6(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
             v_protocols.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return JoinGroupRequest(group_id=v_group_id, session_timeout_ms=v_session_timeout_ms, rebalance_timeout_ms=v_rebalance_timeout_ms, member_id=v_member_id, group_instance_id=v_group_instance_id, protocol_type=v_protocol_type, protocols=v_protocols, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(JoinGroupRequest)
+        o.group_id = v_group_id
+        o.session_timeout_ms = v_session_timeout_ms
+        o.rebalance_timeout_ms = v_rebalance_timeout_ms
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.protocol_type = v_protocol_type
+        o.protocols = v_protocols
+        o.reason = None
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -249,14 +304,27 @@ def _d_JoinGroupRequest_8(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         v_reason, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return JoinGroupRequest(group_id=v_group_id, session_timeout_ms=v_session_timeout_ms, rebalance_timeout_ms=v_rebalance_timeout_ms, member_id=v_member_id, group_instance_id=v_group_instance_id, protocol_type=v_protocol_type, protocols=v_protocols, reason=v_reason, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(JoinGroupRequest)
+        o.group_id = v_group_id
+        o.session_timeout_ms = v_session_timeout_ms
+        o.rebalance_timeout_ms = v_rebalance_timeout_ms
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.protocol_type = v_protocol_type
+        o.protocols = v_protocols
+        o.reason = v_reason
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_bytes,
@@ -99,7 +100,12 @@ def _d_JoinGroupResponseMember_0(buf: memoryview, pos: int) -> tuple[JoinGroupRe
         v_member_id, pos = read_string(buf, pos)
         f = "metadata"
         v_metadata, pos = read_bytes(buf, pos)
-        return JoinGroupResponseMember(member_id=v_member_id, metadata=v_metadata), pos
+        o = NEW(JoinGroupResponseMember)
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.metadata = v_metadata
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -122,7 +128,18 @@ def _d_JoinGroupResponse_0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         for _ in range(n):
             item, pos = _d_JoinGroupResponseMember_0(buf, pos)
             v_members.append(item)
-        return JoinGroupResponse(error_code=v_error_code, generation_id=v_generation_id, protocol_name=v_protocol_name, leader=v_leader, member_id=v_member_id, members=v_members), pos
+        o = NEW(JoinGroupResponse)
+        o.throttle_time_ms = 0
+        o.error_code = v_error_code
+        o.generation_id = v_generation_id
+        o.protocol_type = None
+        o.protocol_name = v_protocol_name
+        o.leader = v_leader
+        o.skip_assignment = False
+        o.member_id = v_member_id
+        o.members = v_members
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -145,7 +162,18 @@ def _d_JoinGroupResponse_2(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         for _ in range(n):
             item, pos = _d_JoinGroupResponseMember_0(buf, pos)
             v_members.append(item)
-        return JoinGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, generation_id=v_generation_id, protocol_name=v_protocol_name, leader=v_leader, member_id=v_member_id, members=v_members), pos
+        o = NEW(JoinGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.generation_id = v_generation_id
+        o.protocol_type = None
+        o.protocol_name = v_protocol_name
+        o.leader = v_leader
+        o.skip_assignment = False
+        o.member_id = v_member_id
+        o.members = v_members
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -159,7 +187,12 @@ def _d_JoinGroupResponseMember_5(buf: memoryview, pos: int) -> tuple[JoinGroupRe
         v_group_instance_id, pos = read_nullable_string(buf, pos)
         f = "metadata"
         v_metadata, pos = read_bytes(buf, pos)
-        return JoinGroupResponseMember(member_id=v_member_id, group_instance_id=v_group_instance_id, metadata=v_metadata), pos
+        o = NEW(JoinGroupResponseMember)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.metadata = v_metadata
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -182,7 +215,18 @@ def _d_JoinGroupResponse_5(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         for _ in range(n):
             item, pos = _d_JoinGroupResponseMember_5(buf, pos)
             v_members.append(item)
-        return JoinGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, generation_id=v_generation_id, protocol_name=v_protocol_name, leader=v_leader, member_id=v_member_id, members=v_members), pos
+        o = NEW(JoinGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.generation_id = v_generation_id
+        o.protocol_type = None
+        o.protocol_name = v_protocol_name
+        o.leader = v_leader
+        o.skip_assignment = False
+        o.member_id = v_member_id
+        o.members = v_members
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -198,14 +242,22 @@ def _d_JoinGroupResponseMember_6(buf: memoryview, pos: int) -> tuple[JoinGroupRe
         v_metadata, pos = read_compact_bytes(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return JoinGroupResponseMember(member_id=v_member_id, group_instance_id=v_group_instance_id, metadata=v_metadata, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(JoinGroupResponseMember)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.metadata = v_metadata
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -230,14 +282,28 @@ def _d_JoinGroupResponse_6(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
             v_members.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return JoinGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, generation_id=v_generation_id, protocol_name=v_protocol_name, leader=v_leader, member_id=v_member_id, members=v_members, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(JoinGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.generation_id = v_generation_id
+        o.protocol_type = None
+        o.protocol_name = v_protocol_name
+        o.leader = v_leader
+        o.skip_assignment = False
+        o.member_id = v_member_id
+        o.members = v_members
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -264,14 +330,28 @@ def _d_JoinGroupResponse_7(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
             v_members.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return JoinGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, generation_id=v_generation_id, protocol_type=v_protocol_type, protocol_name=v_protocol_name, leader=v_leader, member_id=v_member_id, members=v_members, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(JoinGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.generation_id = v_generation_id
+        o.protocol_type = v_protocol_type
+        o.protocol_name = v_protocol_name
+        o.leader = v_leader
+        o.skip_assignment = False
+        o.member_id = v_member_id
+        o.members = v_members
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -301,14 +381,28 @@ def _d_JoinGroupResponse_9(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
             v_members.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return JoinGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, generation_id=v_generation_id, protocol_type=v_protocol_type, protocol_name=v_protocol_name, leader=v_leader, skip_assignment=v_skip_assignment, member_id=v_member_id, members=v_members, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(JoinGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.generation_id = v_generation_id
+        o.protocol_type = v_protocol_type
+        o.protocol_name = v_protocol_name
+        o.leader = v_leader
+        o.skip_assignment = v_skip_assignment
+        o.member_id = v_member_id
+        o.members = v_members
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

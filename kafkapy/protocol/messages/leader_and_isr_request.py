@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -46,6 +48,7 @@ _S_o = Struct(">?")
 _S_ob = Struct(">?b")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class LeaderAndIsrPartitionState(Entity):
@@ -157,14 +160,36 @@ def _d_LeaderAndIsrPartitionState_0(buf: memoryview, pos: int) -> tuple[LeaderAn
         pos += 16
         f = "isr"
         n, pos = read_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "partition_epoch"
         (v_partition_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
-        return LeaderAndIsrPartitionState(topic_name=v_topic_name, partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, partition_epoch=v_partition_epoch, replicas=v_replicas), pos
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(LeaderAndIsrPartitionState)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.partition_epoch = v_partition_epoch
+        o.replicas = v_replicas
+        o.adding_replicas = []
+        o.removing_replicas = []
+        o.is_new = False
+        o.leader_recovery_state = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -180,7 +205,12 @@ def _d_LeaderAndIsrLiveLeader_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
         f = "port"
         (v_port,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return LeaderAndIsrLiveLeader(broker_id=v_broker_id, host_name=v_host_name, port=v_port), pos
+        o = NEW(LeaderAndIsrLiveLeader)
+        o.broker_id = v_broker_id
+        o.host_name = v_host_name
+        o.port = v_port
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -203,7 +233,17 @@ def _d_LeaderAndIsrRequest_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         for _ in range(n):
             item, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
             v_live_leaders.append(item)
-        return LeaderAndIsrRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, ungrouped_partition_states=v_ungrouped_partition_states, live_leaders=v_live_leaders), pos
+        o = NEW(LeaderAndIsrRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = -1
+        o.type = 0
+        o.ungrouped_partition_states = v_ungrouped_partition_states
+        o.topic_states = []
+        o.live_leaders = v_live_leaders
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -218,17 +258,39 @@ def _d_LeaderAndIsrPartitionState_1(buf: memoryview, pos: int) -> tuple[LeaderAn
         pos += 16
         f = "isr"
         n, pos = read_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "partition_epoch"
         (v_partition_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "is_new"
         (v_is_new,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return LeaderAndIsrPartitionState(topic_name=v_topic_name, partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, partition_epoch=v_partition_epoch, replicas=v_replicas, is_new=v_is_new), pos
+        o = NEW(LeaderAndIsrPartitionState)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.partition_epoch = v_partition_epoch
+        o.replicas = v_replicas
+        o.adding_replicas = []
+        o.removing_replicas = []
+        o.is_new = v_is_new
+        o.leader_recovery_state = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -251,7 +313,17 @@ def _d_LeaderAndIsrRequest_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         for _ in range(n):
             item, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
             v_live_leaders.append(item)
-        return LeaderAndIsrRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, ungrouped_partition_states=v_ungrouped_partition_states, live_leaders=v_live_leaders), pos
+        o = NEW(LeaderAndIsrRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = -1
+        o.type = 0
+        o.ungrouped_partition_states = v_ungrouped_partition_states
+        o.topic_states = []
+        o.live_leaders = v_live_leaders
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -264,17 +336,39 @@ def _d_LeaderAndIsrPartitionState_2(buf: memoryview, pos: int) -> tuple[LeaderAn
         pos += 16
         f = "isr"
         n, pos = read_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "partition_epoch"
         (v_partition_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "is_new"
         (v_is_new,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return LeaderAndIsrPartitionState(partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, partition_epoch=v_partition_epoch, replicas=v_replicas, is_new=v_is_new), pos
+        o = NEW(LeaderAndIsrPartitionState)
+        o.topic_name = ''
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.partition_epoch = v_partition_epoch
+        o.replicas = v_replicas
+        o.adding_replicas = []
+        o.removing_replicas = []
+        o.is_new = v_is_new
+        o.leader_recovery_state = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -290,7 +384,12 @@ def _d_LeaderAndIsrTopicState_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
         for _ in range(n):
             item, pos = _d_LeaderAndIsrPartitionState_2(buf, pos)
             v_partition_states.append(item)
-        return LeaderAndIsrTopicState(topic_name=v_topic_name, partition_states=v_partition_states), pos
+        o = NEW(LeaderAndIsrTopicState)
+        o.topic_name = v_topic_name
+        o.topic_id = ZERO_UUID
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -313,7 +412,17 @@ def _d_LeaderAndIsrRequest_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         for _ in range(n):
             item, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
             v_live_leaders.append(item)
-        return LeaderAndIsrRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, live_leaders=v_live_leaders), pos
+        o = NEW(LeaderAndIsrRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.type = 0
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_leaders = v_live_leaders
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -326,23 +435,53 @@ def _d_LeaderAndIsrPartitionState_3(buf: memoryview, pos: int) -> tuple[LeaderAn
         pos += 16
         f = "isr"
         n, pos = read_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "partition_epoch"
         (v_partition_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "adding_replicas"
         n, pos = read_array_count(buf, pos)
-        v_adding_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_adding_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_adding_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "removing_replicas"
         n, pos = read_array_count(buf, pos)
-        v_removing_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_removing_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_removing_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "is_new"
         (v_is_new,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return LeaderAndIsrPartitionState(partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, partition_epoch=v_partition_epoch, replicas=v_replicas, adding_replicas=v_adding_replicas, removing_replicas=v_removing_replicas, is_new=v_is_new), pos
+        o = NEW(LeaderAndIsrPartitionState)
+        o.topic_name = ''
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.partition_epoch = v_partition_epoch
+        o.replicas = v_replicas
+        o.adding_replicas = v_adding_replicas
+        o.removing_replicas = v_removing_replicas
+        o.is_new = v_is_new
+        o.leader_recovery_state = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -358,7 +497,12 @@ def _d_LeaderAndIsrTopicState_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
         for _ in range(n):
             item, pos = _d_LeaderAndIsrPartitionState_3(buf, pos)
             v_partition_states.append(item)
-        return LeaderAndIsrTopicState(topic_name=v_topic_name, partition_states=v_partition_states), pos
+        o = NEW(LeaderAndIsrTopicState)
+        o.topic_name = v_topic_name
+        o.topic_id = ZERO_UUID
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -381,7 +525,17 @@ def _d_LeaderAndIsrRequest_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         for _ in range(n):
             item, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
             v_live_leaders.append(item)
-        return LeaderAndIsrRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, live_leaders=v_live_leaders), pos
+        o = NEW(LeaderAndIsrRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.type = 0
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_leaders = v_live_leaders
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -394,32 +548,65 @@ def _d_LeaderAndIsrPartitionState_4(buf: memoryview, pos: int) -> tuple[LeaderAn
         pos += 16
         f = "isr"
         n, pos = read_compact_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "partition_epoch"
         (v_partition_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "adding_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_adding_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_adding_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_adding_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "removing_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_removing_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_removing_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_removing_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "is_new"
         (v_is_new,) = _S_o.unpack_from(buf, pos)
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrPartitionState(partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, partition_epoch=v_partition_epoch, replicas=v_replicas, adding_replicas=v_adding_replicas, removing_replicas=v_removing_replicas, is_new=v_is_new, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrPartitionState)
+        o.topic_name = ''
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.partition_epoch = v_partition_epoch
+        o.replicas = v_replicas
+        o.adding_replicas = v_adding_replicas
+        o.removing_replicas = v_removing_replicas
+        o.is_new = v_is_new
+        o.leader_recovery_state = 0
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -437,14 +624,22 @@ def _d_LeaderAndIsrTopicState_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
             v_partition_states.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrTopicState(topic_name=v_topic_name, partition_states=v_partition_states, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrTopicState)
+        o.topic_name = v_topic_name
+        o.topic_id = ZERO_UUID
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -462,14 +657,22 @@ def _d_LeaderAndIsrLiveLeader_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrLiveLeader(broker_id=v_broker_id, host_name=v_host_name, port=v_port, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrLiveLeader)
+        o.broker_id = v_broker_id
+        o.host_name = v_host_name
+        o.port = v_port
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -494,14 +697,27 @@ def _d_LeaderAndIsrRequest_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
             v_live_leaders.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, live_leaders=v_live_leaders, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.type = 0
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_leaders = v_live_leaders
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -521,14 +737,22 @@ def _d_LeaderAndIsrTopicState_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
             v_partition_states.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrTopicState(topic_name=v_topic_name, topic_id=v_topic_id, partition_states=v_partition_states, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrTopicState)
+        o.topic_name = v_topic_name
+        o.topic_id = v_topic_id
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -553,14 +777,27 @@ def _d_LeaderAndIsrRequest_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
             v_live_leaders.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, type=v_type, topic_states=v_topic_states, live_leaders=v_live_leaders, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.type = v_type
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_leaders = v_live_leaders
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -573,32 +810,65 @@ def _d_LeaderAndIsrPartitionState_6(buf: memoryview, pos: int) -> tuple[LeaderAn
         pos += 16
         f = "isr"
         n, pos = read_compact_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "partition_epoch"
         (v_partition_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "adding_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_adding_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_adding_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_adding_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "removing_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_removing_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_removing_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_removing_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "is_new"
         (v_is_new, v_leader_recovery_state) = _S_ob.unpack_from(buf, pos)
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrPartitionState(partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, partition_epoch=v_partition_epoch, replicas=v_replicas, adding_replicas=v_adding_replicas, removing_replicas=v_removing_replicas, is_new=v_is_new, leader_recovery_state=v_leader_recovery_state, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrPartitionState)
+        o.topic_name = ''
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.partition_epoch = v_partition_epoch
+        o.replicas = v_replicas
+        o.adding_replicas = v_adding_replicas
+        o.removing_replicas = v_removing_replicas
+        o.is_new = v_is_new
+        o.leader_recovery_state = v_leader_recovery_state
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -618,14 +888,22 @@ def _d_LeaderAndIsrTopicState_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
             v_partition_states.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrTopicState(topic_name=v_topic_name, topic_id=v_topic_id, partition_states=v_partition_states, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrTopicState)
+        o.topic_name = v_topic_name
+        o.topic_id = v_topic_id
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -650,14 +928,27 @@ def _d_LeaderAndIsrRequest_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
             v_live_leaders.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, type=v_type, topic_states=v_topic_states, live_leaders=v_live_leaders, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.type = v_type
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_leaders = v_live_leaders
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -682,14 +973,27 @@ def _d_LeaderAndIsrRequest_7(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
             v_live_leaders.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrRequest(controller_id=v_controller_id, is_k_raft_controller=v_is_k_raft_controller, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, type=v_type, topic_states=v_topic_states, live_leaders=v_live_leaders, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = v_is_k_raft_controller
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.type = v_type
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_leaders = v_live_leaders
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

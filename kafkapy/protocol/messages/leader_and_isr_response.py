@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -96,7 +97,12 @@ def _d_LeaderAndIsrPartitionError_0(buf: memoryview, pos: int) -> tuple[LeaderAn
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return LeaderAndIsrPartitionError(topic_name=v_topic_name, partition_index=v_partition_index, error_code=v_error_code), pos
+        o = NEW(LeaderAndIsrPartitionError)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -113,7 +119,12 @@ def _d_LeaderAndIsrResponse_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRe
         for _ in range(n):
             item, pos = _d_LeaderAndIsrPartitionError_0(buf, pos)
             v_partition_errors.append(item)
-        return LeaderAndIsrResponse(error_code=v_error_code, partition_errors=v_partition_errors), pos
+        o = NEW(LeaderAndIsrResponse)
+        o.error_code = v_error_code
+        o.partition_errors = v_partition_errors
+        o.topics = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -128,14 +139,22 @@ def _d_LeaderAndIsrPartitionError_4(buf: memoryview, pos: int) -> tuple[LeaderAn
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrPartitionError(topic_name=v_topic_name, partition_index=v_partition_index, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrPartitionError)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -154,14 +173,22 @@ def _d_LeaderAndIsrResponse_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRe
             v_partition_errors.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrResponse(error_code=v_error_code, partition_errors=v_partition_errors, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrResponse)
+        o.error_code = v_error_code
+        o.partition_errors = v_partition_errors
+        o.topics = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -174,14 +201,22 @@ def _d_LeaderAndIsrPartitionError_5(buf: memoryview, pos: int) -> tuple[LeaderAn
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrPartitionError(partition_index=v_partition_index, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrPartitionError)
+        o.topic_name = ''
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -199,14 +234,21 @@ def _d_LeaderAndIsrTopicError_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
             v_partition_errors.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrTopicError(topic_id=v_topic_id, partition_errors=v_partition_errors, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrTopicError)
+        o.topic_id = v_topic_id
+        o.partition_errors = v_partition_errors
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -225,14 +267,22 @@ def _d_LeaderAndIsrResponse_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRe
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderAndIsrResponse(error_code=v_error_code, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderAndIsrResponse)
+        o.error_code = v_error_code
+        o.partition_errors = []
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

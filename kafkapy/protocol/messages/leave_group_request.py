@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -80,7 +81,12 @@ def _d_LeaveGroupRequest_0(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest
         v_group_id, pos = read_string(buf, pos)
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
-        return LeaveGroupRequest(group_id=v_group_id, member_id=v_member_id), pos
+        o = NEW(LeaveGroupRequest)
+        o.group_id = v_group_id
+        o.member_id = v_member_id
+        o.members = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -92,7 +98,12 @@ def _d_MemberIdentity_3(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]
         v_member_id, pos = read_string(buf, pos)
         f = "group_instance_id"
         v_group_instance_id, pos = read_nullable_string(buf, pos)
-        return MemberIdentity(member_id=v_member_id, group_instance_id=v_group_instance_id), pos
+        o = NEW(MemberIdentity)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.reason = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -108,7 +119,12 @@ def _d_LeaveGroupRequest_3(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest
         for _ in range(n):
             item, pos = _d_MemberIdentity_3(buf, pos)
             v_members.append(item)
-        return LeaveGroupRequest(group_id=v_group_id, members=v_members), pos
+        o = NEW(LeaveGroupRequest)
+        o.group_id = v_group_id
+        o.member_id = ''
+        o.members = v_members
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -122,14 +138,22 @@ def _d_MemberIdentity_4(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]
         v_group_instance_id, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MemberIdentity(member_id=v_member_id, group_instance_id=v_group_instance_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MemberIdentity)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.reason = None
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -147,14 +171,22 @@ def _d_LeaveGroupRequest_4(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest
             v_members.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaveGroupRequest(group_id=v_group_id, members=v_members, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaveGroupRequest)
+        o.group_id = v_group_id
+        o.member_id = ''
+        o.members = v_members
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -170,14 +202,22 @@ def _d_MemberIdentity_5(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]
         v_reason, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MemberIdentity(member_id=v_member_id, group_instance_id=v_group_instance_id, reason=v_reason, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MemberIdentity)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.reason = v_reason
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -195,14 +235,22 @@ def _d_LeaveGroupRequest_5(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest
             v_members.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaveGroupRequest(group_id=v_group_id, members=v_members, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaveGroupRequest)
+        o.group_id = v_group_id
+        o.member_id = ''
+        o.members = v_members
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

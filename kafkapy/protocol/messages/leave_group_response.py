@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -81,7 +82,12 @@ def _d_LeaveGroupResponse_0(buf: memoryview, pos: int) -> tuple[LeaveGroupRespon
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return LeaveGroupResponse(error_code=v_error_code), pos
+        o = NEW(LeaveGroupResponse)
+        o.throttle_time_ms = 0
+        o.error_code = v_error_code
+        o.members = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -92,7 +98,12 @@ def _d_LeaveGroupResponse_1(buf: memoryview, pos: int) -> tuple[LeaveGroupRespon
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return LeaveGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code), pos
+        o = NEW(LeaveGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.members = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -107,7 +118,12 @@ def _d_MemberResponse_3(buf: memoryview, pos: int) -> tuple[MemberResponse, int]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return MemberResponse(member_id=v_member_id, group_instance_id=v_group_instance_id, error_code=v_error_code), pos
+        o = NEW(MemberResponse)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -124,7 +140,12 @@ def _d_LeaveGroupResponse_3(buf: memoryview, pos: int) -> tuple[LeaveGroupRespon
         for _ in range(n):
             item, pos = _d_MemberResponse_3(buf, pos)
             v_members.append(item)
-        return LeaveGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, members=v_members), pos
+        o = NEW(LeaveGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.members = v_members
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -141,14 +162,22 @@ def _d_MemberResponse_4(buf: memoryview, pos: int) -> tuple[MemberResponse, int]
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MemberResponse(member_id=v_member_id, group_instance_id=v_group_instance_id, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MemberResponse)
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -167,14 +196,22 @@ def _d_LeaveGroupResponse_4(buf: memoryview, pos: int) -> tuple[LeaveGroupRespon
             v_members.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaveGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, members=v_members, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaveGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.members = v_members
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -98,7 +99,13 @@ def _d_ListOffsetsPartition_0(buf: memoryview, pos: int) -> tuple[ListOffsetsPar
         f = "partition_index"
         (v_partition_index, v_timestamp, v_max_num_offsets) = _S_iqi.unpack_from(buf, pos)
         pos += 16
-        return ListOffsetsPartition(partition_index=v_partition_index, timestamp=v_timestamp, max_num_offsets=v_max_num_offsets), pos
+        o = NEW(ListOffsetsPartition)
+        o.partition_index = v_partition_index
+        o.current_leader_epoch = -1
+        o.timestamp = v_timestamp
+        o.max_num_offsets = v_max_num_offsets
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -114,7 +121,11 @@ def _d_ListOffsetsTopic_0(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, 
         for _ in range(n):
             item, pos = _d_ListOffsetsPartition_0(buf, pos)
             v_partitions.append(item)
-        return ListOffsetsTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(ListOffsetsTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -131,7 +142,13 @@ def _d_ListOffsetsRequest_0(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         for _ in range(n):
             item, pos = _d_ListOffsetsTopic_0(buf, pos)
             v_topics.append(item)
-        return ListOffsetsRequest(replica_id=v_replica_id, topics=v_topics), pos
+        o = NEW(ListOffsetsRequest)
+        o.replica_id = v_replica_id
+        o.isolation_level = 0
+        o.topics = v_topics
+        o.timeout_ms = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -142,7 +159,13 @@ def _d_ListOffsetsPartition_1(buf: memoryview, pos: int) -> tuple[ListOffsetsPar
         f = "partition_index"
         (v_partition_index, v_timestamp) = _S_iq.unpack_from(buf, pos)
         pos += 12
-        return ListOffsetsPartition(partition_index=v_partition_index, timestamp=v_timestamp), pos
+        o = NEW(ListOffsetsPartition)
+        o.partition_index = v_partition_index
+        o.current_leader_epoch = -1
+        o.timestamp = v_timestamp
+        o.max_num_offsets = 1
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -158,7 +181,11 @@ def _d_ListOffsetsTopic_1(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, 
         for _ in range(n):
             item, pos = _d_ListOffsetsPartition_1(buf, pos)
             v_partitions.append(item)
-        return ListOffsetsTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(ListOffsetsTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -175,7 +202,13 @@ def _d_ListOffsetsRequest_1(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         for _ in range(n):
             item, pos = _d_ListOffsetsTopic_1(buf, pos)
             v_topics.append(item)
-        return ListOffsetsRequest(replica_id=v_replica_id, topics=v_topics), pos
+        o = NEW(ListOffsetsRequest)
+        o.replica_id = v_replica_id
+        o.isolation_level = 0
+        o.topics = v_topics
+        o.timeout_ms = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -192,7 +225,13 @@ def _d_ListOffsetsRequest_2(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         for _ in range(n):
             item, pos = _d_ListOffsetsTopic_1(buf, pos)
             v_topics.append(item)
-        return ListOffsetsRequest(replica_id=v_replica_id, isolation_level=v_isolation_level, topics=v_topics), pos
+        o = NEW(ListOffsetsRequest)
+        o.replica_id = v_replica_id
+        o.isolation_level = v_isolation_level
+        o.topics = v_topics
+        o.timeout_ms = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -203,7 +242,13 @@ def _d_ListOffsetsPartition_4(buf: memoryview, pos: int) -> tuple[ListOffsetsPar
         f = "partition_index"
         (v_partition_index, v_current_leader_epoch, v_timestamp) = _S_iiq.unpack_from(buf, pos)
         pos += 16
-        return ListOffsetsPartition(partition_index=v_partition_index, current_leader_epoch=v_current_leader_epoch, timestamp=v_timestamp), pos
+        o = NEW(ListOffsetsPartition)
+        o.partition_index = v_partition_index
+        o.current_leader_epoch = v_current_leader_epoch
+        o.timestamp = v_timestamp
+        o.max_num_offsets = 1
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -219,7 +264,11 @@ def _d_ListOffsetsTopic_4(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, 
         for _ in range(n):
             item, pos = _d_ListOffsetsPartition_4(buf, pos)
             v_partitions.append(item)
-        return ListOffsetsTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(ListOffsetsTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -236,7 +285,13 @@ def _d_ListOffsetsRequest_4(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         for _ in range(n):
             item, pos = _d_ListOffsetsTopic_4(buf, pos)
             v_topics.append(item)
-        return ListOffsetsRequest(replica_id=v_replica_id, isolation_level=v_isolation_level, topics=v_topics), pos
+        o = NEW(ListOffsetsRequest)
+        o.replica_id = v_replica_id
+        o.isolation_level = v_isolation_level
+        o.topics = v_topics
+        o.timeout_ms = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -249,14 +304,23 @@ def _d_ListOffsetsPartition_6(buf: memoryview, pos: int) -> tuple[ListOffsetsPar
         pos += 16
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListOffsetsPartition(partition_index=v_partition_index, current_leader_epoch=v_current_leader_epoch, timestamp=v_timestamp, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListOffsetsPartition)
+        o.partition_index = v_partition_index
+        o.current_leader_epoch = v_current_leader_epoch
+        o.timestamp = v_timestamp
+        o.max_num_offsets = 1
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -274,14 +338,21 @@ def _d_ListOffsetsTopic_6(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, 
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListOffsetsTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListOffsetsTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -300,14 +371,23 @@ def _d_ListOffsetsRequest_6(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListOffsetsRequest(replica_id=v_replica_id, isolation_level=v_isolation_level, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListOffsetsRequest)
+        o.replica_id = v_replica_id
+        o.isolation_level = v_isolation_level
+        o.topics = v_topics
+        o.timeout_ms = 0
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -329,14 +409,23 @@ def _d_ListOffsetsRequest_10(buf: memoryview, pos: int) -> tuple[ListOffsetsRequ
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListOffsetsRequest(replica_id=v_replica_id, isolation_level=v_isolation_level, topics=v_topics, timeout_ms=v_timeout_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListOffsetsRequest)
+        o.replica_id = v_replica_id
+        o.isolation_level = v_isolation_level
+        o.topics = v_topics
+        o.timeout_ms = v_timeout_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

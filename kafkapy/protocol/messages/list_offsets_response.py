@@ -14,6 +14,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -36,6 +38,7 @@ _S_ih = Struct(">ih")
 _S_ihqq = Struct(">ihqq")
 _S_ihqqi = Struct(">ihqqi")
 _A_q = ARRAY_STRUCTS["q"]
+_P_q = PLAIN_ARRAY_STRUCTS["q"]
 
 
 class ListOffsetsPartitionResponse(Entity):
@@ -103,8 +106,20 @@ def _d_ListOffsetsPartitionResponse_0(buf: memoryview, pos: int) -> tuple[ListOf
         pos += 6
         f = "old_style_offsets"
         n, pos = read_array_count(buf, pos)
-        v_old_style_offsets, pos = read_int_array(buf, pos, n, "q", 8)
-        return ListOffsetsPartitionResponse(partition_index=v_partition_index, error_code=v_error_code, old_style_offsets=v_old_style_offsets), pos
+        if n < 32:
+            v_old_style_offsets = list(_P_q[n].unpack_from(buf, pos))
+            pos += n * 8
+        else:
+            v_old_style_offsets, pos = read_int_array(buf, pos, n, "q", 8)
+        o = NEW(ListOffsetsPartitionResponse)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.old_style_offsets = v_old_style_offsets
+        o.timestamp = -1
+        o.offset = -1
+        o.leader_epoch = -1
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,7 +135,11 @@ def _d_ListOffsetsTopicResponse_0(buf: memoryview, pos: int) -> tuple[ListOffset
         for _ in range(n):
             item, pos = _d_ListOffsetsPartitionResponse_0(buf, pos)
             v_partitions.append(item)
-        return ListOffsetsTopicResponse(name=v_name, partitions=v_partitions), pos
+        o = NEW(ListOffsetsTopicResponse)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -134,7 +153,11 @@ def _d_ListOffsetsResponse_0(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
         for _ in range(n):
             item, pos = _d_ListOffsetsTopicResponse_0(buf, pos)
             v_topics.append(item)
-        return ListOffsetsResponse(topics=v_topics), pos
+        o = NEW(ListOffsetsResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -145,7 +168,15 @@ def _d_ListOffsetsPartitionResponse_1(buf: memoryview, pos: int) -> tuple[ListOf
         f = "partition_index"
         (v_partition_index, v_error_code, v_timestamp, v_offset) = _S_ihqq.unpack_from(buf, pos)
         pos += 22
-        return ListOffsetsPartitionResponse(partition_index=v_partition_index, error_code=v_error_code, timestamp=v_timestamp, offset=v_offset), pos
+        o = NEW(ListOffsetsPartitionResponse)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.old_style_offsets = []
+        o.timestamp = v_timestamp
+        o.offset = v_offset
+        o.leader_epoch = -1
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -161,7 +192,11 @@ def _d_ListOffsetsTopicResponse_1(buf: memoryview, pos: int) -> tuple[ListOffset
         for _ in range(n):
             item, pos = _d_ListOffsetsPartitionResponse_1(buf, pos)
             v_partitions.append(item)
-        return ListOffsetsTopicResponse(name=v_name, partitions=v_partitions), pos
+        o = NEW(ListOffsetsTopicResponse)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -175,7 +210,11 @@ def _d_ListOffsetsResponse_1(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
         for _ in range(n):
             item, pos = _d_ListOffsetsTopicResponse_1(buf, pos)
             v_topics.append(item)
-        return ListOffsetsResponse(topics=v_topics), pos
+        o = NEW(ListOffsetsResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -192,7 +231,11 @@ def _d_ListOffsetsResponse_2(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
         for _ in range(n):
             item, pos = _d_ListOffsetsTopicResponse_1(buf, pos)
             v_topics.append(item)
-        return ListOffsetsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics), pos
+        o = NEW(ListOffsetsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -203,7 +246,15 @@ def _d_ListOffsetsPartitionResponse_4(buf: memoryview, pos: int) -> tuple[ListOf
         f = "partition_index"
         (v_partition_index, v_error_code, v_timestamp, v_offset, v_leader_epoch) = _S_ihqqi.unpack_from(buf, pos)
         pos += 26
-        return ListOffsetsPartitionResponse(partition_index=v_partition_index, error_code=v_error_code, timestamp=v_timestamp, offset=v_offset, leader_epoch=v_leader_epoch), pos
+        o = NEW(ListOffsetsPartitionResponse)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.old_style_offsets = []
+        o.timestamp = v_timestamp
+        o.offset = v_offset
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -219,7 +270,11 @@ def _d_ListOffsetsTopicResponse_4(buf: memoryview, pos: int) -> tuple[ListOffset
         for _ in range(n):
             item, pos = _d_ListOffsetsPartitionResponse_4(buf, pos)
             v_partitions.append(item)
-        return ListOffsetsTopicResponse(name=v_name, partitions=v_partitions), pos
+        o = NEW(ListOffsetsTopicResponse)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -236,7 +291,11 @@ def _d_ListOffsetsResponse_4(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
         for _ in range(n):
             item, pos = _d_ListOffsetsTopicResponse_4(buf, pos)
             v_topics.append(item)
-        return ListOffsetsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics), pos
+        o = NEW(ListOffsetsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -249,14 +308,25 @@ def _d_ListOffsetsPartitionResponse_6(buf: memoryview, pos: int) -> tuple[ListOf
         pos += 26
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListOffsetsPartitionResponse(partition_index=v_partition_index, error_code=v_error_code, timestamp=v_timestamp, offset=v_offset, leader_epoch=v_leader_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListOffsetsPartitionResponse)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.old_style_offsets = []
+        o.timestamp = v_timestamp
+        o.offset = v_offset
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -274,14 +344,21 @@ def _d_ListOffsetsTopicResponse_6(buf: memoryview, pos: int) -> tuple[ListOffset
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListOffsetsTopicResponse(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListOffsetsTopicResponse)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -300,14 +377,21 @@ def _d_ListOffsetsResponse_6(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListOffsetsResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListOffsetsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,8 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_compact_array_count,
     read_compact_nullable_array_count,
@@ -30,6 +32,7 @@ from kafkapy.protocol.primitives import (
 
 _S_i = Struct(">i")
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class ListPartitionReassignmentsTopics(Entity):
@@ -74,17 +77,28 @@ def _d_ListPartitionReassignmentsTopics_0(buf: memoryview, pos: int) -> tuple[Li
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_compact_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListPartitionReassignmentsTopics(name=v_name, partition_indexes=v_partition_indexes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListPartitionReassignmentsTopics)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -106,14 +120,21 @@ def _d_ListPartitionReassignmentsRequest_0(buf: memoryview, pos: int) -> tuple[L
                 v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListPartitionReassignmentsRequest(timeout_ms=v_timeout_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListPartitionReassignmentsRequest)
+        o.timeout_ms = v_timeout_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

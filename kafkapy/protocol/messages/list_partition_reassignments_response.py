@@ -13,6 +13,8 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_compact_array_count,
     read_compact_nullable_string,
@@ -32,6 +34,7 @@ from kafkapy.protocol.primitives import (
 _S_i = Struct(">i")
 _S_ih = Struct(">ih")
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class OngoingPartitionReassignment(Entity):
@@ -99,23 +102,44 @@ def _d_OngoingPartitionReassignment_0(buf: memoryview, pos: int) -> tuple[Ongoin
         pos += 4
         f = "replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "adding_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_adding_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_adding_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_adding_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "removing_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_removing_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_removing_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_removing_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OngoingPartitionReassignment(partition_index=v_partition_index, replicas=v_replicas, adding_replicas=v_adding_replicas, removing_replicas=v_removing_replicas, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OngoingPartitionReassignment)
+        o.partition_index = v_partition_index
+        o.replicas = v_replicas
+        o.adding_replicas = v_adding_replicas
+        o.removing_replicas = v_removing_replicas
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -133,14 +157,21 @@ def _d_OngoingTopicReassignment_0(buf: memoryview, pos: int) -> tuple[OngoingTop
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OngoingTopicReassignment(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OngoingTopicReassignment)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -161,14 +192,23 @@ def _d_ListPartitionReassignmentsResponse_0(buf: memoryview, pos: int) -> tuple[
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListPartitionReassignmentsResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, error_message=v_error_message, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListPartitionReassignmentsResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -12,6 +12,8 @@ from kafkapy.protocol.primitives import (
     DEFAULT,
     FAULTS,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_compact_array_count,
     read_compact_string,
@@ -28,6 +30,7 @@ from kafkapy.protocol.primitives import (
 
 _S_q = Struct(">q")
 _CA_q = COMPACT_ARRAY_STRUCTS["q"]
+_P_q = PLAIN_ARRAY_STRUCTS["q"]
 
 
 class ListTransactionsRequest(Message):
@@ -64,17 +67,29 @@ def _d_ListTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[ListTransac
             v_state_filters.append(item)
         f = "producer_id_filters"
         n, pos = read_compact_array_count(buf, pos)
-        v_producer_id_filters, pos = read_int_array(buf, pos, n, "q", 8)
+        if n < 32:
+            v_producer_id_filters = list(_P_q[n].unpack_from(buf, pos))
+            pos += n * 8
+        else:
+            v_producer_id_filters, pos = read_int_array(buf, pos, n, "q", 8)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListTransactionsRequest(state_filters=v_state_filters, producer_id_filters=v_producer_id_filters, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListTransactionsRequest)
+        o.state_filters = v_state_filters
+        o.producer_id_filters = v_producer_id_filters
+        o.duration_filter = -1
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -90,20 +105,32 @@ def _d_ListTransactionsRequest_1(buf: memoryview, pos: int) -> tuple[ListTransac
             v_state_filters.append(item)
         f = "producer_id_filters"
         n, pos = read_compact_array_count(buf, pos)
-        v_producer_id_filters, pos = read_int_array(buf, pos, n, "q", 8)
+        if n < 32:
+            v_producer_id_filters = list(_P_q[n].unpack_from(buf, pos))
+            pos += n * 8
+        else:
+            v_producer_id_filters, pos = read_int_array(buf, pos, n, "q", 8)
         f = "duration_filter"
         (v_duration_filter,) = _S_q.unpack_from(buf, pos)
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ListTransactionsRequest(state_filters=v_state_filters, producer_id_filters=v_producer_id_filters, duration_filter=v_duration_filter, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ListTransactionsRequest)
+        o.state_filters = v_state_filters
+        o.producer_id_filters = v_producer_id_filters
+        o.duration_filter = v_duration_filter
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

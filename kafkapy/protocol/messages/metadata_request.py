@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -83,7 +84,11 @@ def _d_MetadataRequestTopic_0(buf: memoryview, pos: int) -> tuple[MetadataReques
     try:
         f = "name"
         v_name, pos = read_string(buf, pos)
-        return MetadataRequestTopic(name=v_name), pos
+        o = NEW(MetadataRequestTopic)
+        o.topic_id = ZERO_UUID
+        o.name = v_name
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -97,7 +102,13 @@ def _d_MetadataRequest_0(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
         for _ in range(n):
             item, pos = _d_MetadataRequestTopic_0(buf, pos)
             v_topics.append(item)
-        return MetadataRequest(topics=v_topics), pos
+        o = NEW(MetadataRequest)
+        o.topics = v_topics
+        o.allow_auto_topic_creation = True
+        o.include_cluster_authorized_operations = False
+        o.include_topic_authorized_operations = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -114,7 +125,13 @@ def _d_MetadataRequest_1(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
             for _ in range(n):
                 item, pos = _d_MetadataRequestTopic_0(buf, pos)
                 v_topics.append(item)
-        return MetadataRequest(topics=v_topics), pos
+        o = NEW(MetadataRequest)
+        o.topics = v_topics
+        o.allow_auto_topic_creation = True
+        o.include_cluster_authorized_operations = False
+        o.include_topic_authorized_operations = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -134,7 +151,13 @@ def _d_MetadataRequest_4(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
         f = "allow_auto_topic_creation"
         (v_allow_auto_topic_creation,) = _S_o.unpack_from(buf, pos)
         pos += 1
-        return MetadataRequest(topics=v_topics, allow_auto_topic_creation=v_allow_auto_topic_creation), pos
+        o = NEW(MetadataRequest)
+        o.topics = v_topics
+        o.allow_auto_topic_creation = v_allow_auto_topic_creation
+        o.include_cluster_authorized_operations = False
+        o.include_topic_authorized_operations = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -154,7 +177,13 @@ def _d_MetadataRequest_8(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
         f = "allow_auto_topic_creation"
         (v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations) = _S_ooo.unpack_from(buf, pos)
         pos += 3
-        return MetadataRequest(topics=v_topics, allow_auto_topic_creation=v_allow_auto_topic_creation, include_cluster_authorized_operations=v_include_cluster_authorized_operations, include_topic_authorized_operations=v_include_topic_authorized_operations), pos
+        o = NEW(MetadataRequest)
+        o.topics = v_topics
+        o.allow_auto_topic_creation = v_allow_auto_topic_creation
+        o.include_cluster_authorized_operations = v_include_cluster_authorized_operations
+        o.include_topic_authorized_operations = v_include_topic_authorized_operations
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -166,14 +195,21 @@ def _d_MetadataRequestTopic_9(buf: memoryview, pos: int) -> tuple[MetadataReques
         v_name, pos = read_compact_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataRequestTopic(name=v_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataRequestTopic)
+        o.topic_id = ZERO_UUID
+        o.name = v_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -195,14 +231,23 @@ def _d_MetadataRequest_9(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
         pos += 3
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataRequest(topics=v_topics, allow_auto_topic_creation=v_allow_auto_topic_creation, include_cluster_authorized_operations=v_include_cluster_authorized_operations, include_topic_authorized_operations=v_include_topic_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataRequest)
+        o.topics = v_topics
+        o.allow_auto_topic_creation = v_allow_auto_topic_creation
+        o.include_cluster_authorized_operations = v_include_cluster_authorized_operations
+        o.include_topic_authorized_operations = v_include_topic_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -216,14 +261,21 @@ def _d_MetadataRequestTopic_10(buf: memoryview, pos: int) -> tuple[MetadataReque
         v_name, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataRequestTopic(topic_id=v_topic_id, name=v_name, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataRequestTopic)
+        o.topic_id = v_topic_id
+        o.name = v_name
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -245,14 +297,23 @@ def _d_MetadataRequest_10(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
         pos += 3
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataRequest(topics=v_topics, allow_auto_topic_creation=v_allow_auto_topic_creation, include_cluster_authorized_operations=v_include_cluster_authorized_operations, include_topic_authorized_operations=v_include_topic_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataRequest)
+        o.topics = v_topics
+        o.allow_auto_topic_creation = v_allow_auto_topic_creation
+        o.include_cluster_authorized_operations = v_include_cluster_authorized_operations
+        o.include_topic_authorized_operations = v_include_topic_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -274,14 +335,23 @@ def _d_MetadataRequest_11(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataRequest(topics=v_topics, allow_auto_topic_creation=v_allow_auto_topic_creation, include_topic_authorized_operations=v_include_topic_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataRequest)
+        o.topics = v_topics
+        o.allow_auto_topic_creation = v_allow_auto_topic_creation
+        o.include_cluster_authorized_operations = False
+        o.include_topic_authorized_operations = v_include_topic_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -47,6 +49,7 @@ _S_i = Struct(">i")
 _S_o = Struct(">?")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class MetadataResponseBroker(Entity):
@@ -153,7 +156,13 @@ def _d_MetadataResponseBroker_0(buf: memoryview, pos: int) -> tuple[MetadataResp
         f = "port"
         (v_port,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return MetadataResponseBroker(node_id=v_node_id, host=v_host, port=v_port), pos
+        o = NEW(MetadataResponseBroker)
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.rack = None
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -166,11 +175,28 @@ def _d_MetadataResponsePartition_0(buf: memoryview, pos: int) -> tuple[MetadataR
         pos += 10
         f = "replica_nodes"
         n, pos = read_array_count(buf, pos)
-        v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replica_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "isr_nodes"
         n, pos = read_array_count(buf, pos)
-        v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
-        return MetadataResponsePartition(error_code=v_error_code, partition_index=v_partition_index, leader_id=v_leader_id, replica_nodes=v_replica_nodes, isr_nodes=v_isr_nodes), pos
+        if n < 32:
+            v_isr_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(MetadataResponsePartition)
+        o.error_code = v_error_code
+        o.partition_index = v_partition_index
+        o.leader_id = v_leader_id
+        o.leader_epoch = -1
+        o.replica_nodes = v_replica_nodes
+        o.isr_nodes = v_isr_nodes
+        o.offline_replicas = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -189,7 +215,15 @@ def _d_MetadataResponseTopic_0(buf: memoryview, pos: int) -> tuple[MetadataRespo
         for _ in range(n):
             item, pos = _d_MetadataResponsePartition_0(buf, pos)
             v_partitions.append(item)
-        return MetadataResponseTopic(error_code=v_error_code, name=v_name, partitions=v_partitions), pos
+        o = NEW(MetadataResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.is_internal = False
+        o.partitions = v_partitions
+        o.topic_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -209,7 +243,15 @@ def _d_MetadataResponse_0(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         for _ in range(n):
             item, pos = _d_MetadataResponseTopic_0(buf, pos)
             v_topics.append(item)
-        return MetadataResponse(brokers=v_brokers, topics=v_topics), pos
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = 0
+        o.brokers = v_brokers
+        o.cluster_id = None
+        o.controller_id = -1
+        o.topics = v_topics
+        o.cluster_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -227,7 +269,13 @@ def _d_MetadataResponseBroker_1(buf: memoryview, pos: int) -> tuple[MetadataResp
         pos += 4
         f = "rack"
         v_rack, pos = read_nullable_string(buf, pos)
-        return MetadataResponseBroker(node_id=v_node_id, host=v_host, port=v_port, rack=v_rack), pos
+        o = NEW(MetadataResponseBroker)
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.rack = v_rack
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -249,7 +297,15 @@ def _d_MetadataResponseTopic_1(buf: memoryview, pos: int) -> tuple[MetadataRespo
         for _ in range(n):
             item, pos = _d_MetadataResponsePartition_0(buf, pos)
             v_partitions.append(item)
-        return MetadataResponseTopic(error_code=v_error_code, name=v_name, is_internal=v_is_internal, partitions=v_partitions), pos
+        o = NEW(MetadataResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.is_internal = v_is_internal
+        o.partitions = v_partitions
+        o.topic_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -272,7 +328,15 @@ def _d_MetadataResponse_1(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         for _ in range(n):
             item, pos = _d_MetadataResponseTopic_1(buf, pos)
             v_topics.append(item)
-        return MetadataResponse(brokers=v_brokers, controller_id=v_controller_id, topics=v_topics), pos
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = 0
+        o.brokers = v_brokers
+        o.cluster_id = None
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -297,7 +361,15 @@ def _d_MetadataResponse_2(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         for _ in range(n):
             item, pos = _d_MetadataResponseTopic_1(buf, pos)
             v_topics.append(item)
-        return MetadataResponse(brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics), pos
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = 0
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -325,7 +397,15 @@ def _d_MetadataResponse_3(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         for _ in range(n):
             item, pos = _d_MetadataResponseTopic_1(buf, pos)
             v_topics.append(item)
-        return MetadataResponse(throttle_time_ms=v_throttle_time_ms, brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics), pos
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -338,14 +418,35 @@ def _d_MetadataResponsePartition_5(buf: memoryview, pos: int) -> tuple[MetadataR
         pos += 10
         f = "replica_nodes"
         n, pos = read_array_count(buf, pos)
-        v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replica_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "isr_nodes"
         n, pos = read_array_count(buf, pos)
-        v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "offline_replicas"
         n, pos = read_array_count(buf, pos)
-        v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
-        return MetadataResponsePartition(error_code=v_error_code, partition_index=v_partition_index, leader_id=v_leader_id, replica_nodes=v_replica_nodes, isr_nodes=v_isr_nodes, offline_replicas=v_offline_replicas), pos
+        if n < 32:
+            v_offline_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(MetadataResponsePartition)
+        o.error_code = v_error_code
+        o.partition_index = v_partition_index
+        o.leader_id = v_leader_id
+        o.leader_epoch = -1
+        o.replica_nodes = v_replica_nodes
+        o.isr_nodes = v_isr_nodes
+        o.offline_replicas = v_offline_replicas
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -367,7 +468,15 @@ def _d_MetadataResponseTopic_5(buf: memoryview, pos: int) -> tuple[MetadataRespo
         for _ in range(n):
             item, pos = _d_MetadataResponsePartition_5(buf, pos)
             v_partitions.append(item)
-        return MetadataResponseTopic(error_code=v_error_code, name=v_name, is_internal=v_is_internal, partitions=v_partitions), pos
+        o = NEW(MetadataResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.is_internal = v_is_internal
+        o.partitions = v_partitions
+        o.topic_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -395,7 +504,15 @@ def _d_MetadataResponse_5(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         for _ in range(n):
             item, pos = _d_MetadataResponseTopic_5(buf, pos)
             v_topics.append(item)
-        return MetadataResponse(throttle_time_ms=v_throttle_time_ms, brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics), pos
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -408,14 +525,35 @@ def _d_MetadataResponsePartition_7(buf: memoryview, pos: int) -> tuple[MetadataR
         pos += 14
         f = "replica_nodes"
         n, pos = read_array_count(buf, pos)
-        v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replica_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "isr_nodes"
         n, pos = read_array_count(buf, pos)
-        v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "offline_replicas"
         n, pos = read_array_count(buf, pos)
-        v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
-        return MetadataResponsePartition(error_code=v_error_code, partition_index=v_partition_index, leader_id=v_leader_id, leader_epoch=v_leader_epoch, replica_nodes=v_replica_nodes, isr_nodes=v_isr_nodes, offline_replicas=v_offline_replicas), pos
+        if n < 32:
+            v_offline_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(MetadataResponsePartition)
+        o.error_code = v_error_code
+        o.partition_index = v_partition_index
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.replica_nodes = v_replica_nodes
+        o.isr_nodes = v_isr_nodes
+        o.offline_replicas = v_offline_replicas
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -437,7 +575,15 @@ def _d_MetadataResponseTopic_7(buf: memoryview, pos: int) -> tuple[MetadataRespo
         for _ in range(n):
             item, pos = _d_MetadataResponsePartition_7(buf, pos)
             v_partitions.append(item)
-        return MetadataResponseTopic(error_code=v_error_code, name=v_name, is_internal=v_is_internal, partitions=v_partitions), pos
+        o = NEW(MetadataResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.is_internal = v_is_internal
+        o.partitions = v_partitions
+        o.topic_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -465,7 +611,15 @@ def _d_MetadataResponse_7(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         for _ in range(n):
             item, pos = _d_MetadataResponseTopic_7(buf, pos)
             v_topics.append(item)
-        return MetadataResponse(throttle_time_ms=v_throttle_time_ms, brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics), pos
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = -2147483648
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -490,7 +644,15 @@ def _d_MetadataResponseTopic_8(buf: memoryview, pos: int) -> tuple[MetadataRespo
         f = "topic_authorized_operations"
         (v_topic_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return MetadataResponseTopic(error_code=v_error_code, name=v_name, is_internal=v_is_internal, partitions=v_partitions, topic_authorized_operations=v_topic_authorized_operations), pos
+        o = NEW(MetadataResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.is_internal = v_is_internal
+        o.partitions = v_partitions
+        o.topic_authorized_operations = v_topic_authorized_operations
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -521,7 +683,15 @@ def _d_MetadataResponse_8(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         f = "cluster_authorized_operations"
         (v_cluster_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return MetadataResponse(throttle_time_ms=v_throttle_time_ms, brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics, cluster_authorized_operations=v_cluster_authorized_operations), pos
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = v_cluster_authorized_operations
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -541,14 +711,23 @@ def _d_MetadataResponseBroker_9(buf: memoryview, pos: int) -> tuple[MetadataResp
         v_rack, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponseBroker(node_id=v_node_id, host=v_host, port=v_port, rack=v_rack, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponseBroker)
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.rack = v_rack
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -561,23 +740,47 @@ def _d_MetadataResponsePartition_9(buf: memoryview, pos: int) -> tuple[MetadataR
         pos += 14
         f = "replica_nodes"
         n, pos = read_compact_array_count(buf, pos)
-        v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replica_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replica_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "isr_nodes"
         n, pos = read_compact_array_count(buf, pos)
-        v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr_nodes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr_nodes, pos = read_int_array(buf, pos, n, "i", 4)
         f = "offline_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_offline_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponsePartition(error_code=v_error_code, partition_index=v_partition_index, leader_id=v_leader_id, leader_epoch=v_leader_epoch, replica_nodes=v_replica_nodes, isr_nodes=v_isr_nodes, offline_replicas=v_offline_replicas, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponsePartition)
+        o.error_code = v_error_code
+        o.partition_index = v_partition_index
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.replica_nodes = v_replica_nodes
+        o.isr_nodes = v_isr_nodes
+        o.offline_replicas = v_offline_replicas
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -604,14 +807,25 @@ def _d_MetadataResponseTopic_9(buf: memoryview, pos: int) -> tuple[MetadataRespo
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponseTopic(error_code=v_error_code, name=v_name, is_internal=v_is_internal, partitions=v_partitions, topic_authorized_operations=v_topic_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = ZERO_UUID
+        o.is_internal = v_is_internal
+        o.partitions = v_partitions
+        o.topic_authorized_operations = v_topic_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -644,14 +858,25 @@ def _d_MetadataResponse_9(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponse(throttle_time_ms=v_throttle_time_ms, brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics, cluster_authorized_operations=v_cluster_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = v_cluster_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -680,14 +905,25 @@ def _d_MetadataResponseTopic_10(buf: memoryview, pos: int) -> tuple[MetadataResp
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponseTopic(error_code=v_error_code, name=v_name, topic_id=v_topic_id, is_internal=v_is_internal, partitions=v_partitions, topic_authorized_operations=v_topic_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = v_topic_id
+        o.is_internal = v_is_internal
+        o.partitions = v_partitions
+        o.topic_authorized_operations = v_topic_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -720,14 +956,25 @@ def _d_MetadataResponse_10(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponse(throttle_time_ms=v_throttle_time_ms, brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics, cluster_authorized_operations=v_cluster_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = v_cluster_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -757,14 +1004,25 @@ def _d_MetadataResponse_11(buf: memoryview, pos: int) -> tuple[MetadataResponse,
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponse(throttle_time_ms=v_throttle_time_ms, brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = -2147483648
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -793,14 +1051,25 @@ def _d_MetadataResponseTopic_12(buf: memoryview, pos: int) -> tuple[MetadataResp
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponseTopic(error_code=v_error_code, name=v_name, topic_id=v_topic_id, is_internal=v_is_internal, partitions=v_partitions, topic_authorized_operations=v_topic_authorized_operations, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponseTopic)
+        o.error_code = v_error_code
+        o.name = v_name
+        o.topic_id = v_topic_id
+        o.is_internal = v_is_internal
+        o.partitions = v_partitions
+        o.topic_authorized_operations = v_topic_authorized_operations
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -830,14 +1099,25 @@ def _d_MetadataResponse_12(buf: memoryview, pos: int) -> tuple[MetadataResponse,
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return MetadataResponse(throttle_time_ms=v_throttle_time_ms, brokers=v_brokers, cluster_id=v_cluster_id, controller_id=v_controller_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(MetadataResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.brokers = v_brokers
+        o.cluster_id = v_cluster_id
+        o.controller_id = v_controller_id
+        o.topics = v_topics
+        o.cluster_authorized_operations = -2147483648
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -110,7 +111,14 @@ def _d_OffsetCommitRequestPartition_0(buf: memoryview, pos: int) -> tuple[Offset
         pos += 12
         f = "committed_metadata"
         v_committed_metadata, pos = read_nullable_string(buf, pos)
-        return OffsetCommitRequestPartition(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_metadata=v_committed_metadata), pos
+        o = NEW(OffsetCommitRequestPartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = -1
+        o.commit_timestamp = -1
+        o.committed_metadata = v_committed_metadata
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -126,7 +134,11 @@ def _d_OffsetCommitRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetComm
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestPartition_0(buf, pos)
             v_partitions.append(item)
-        return OffsetCommitRequestTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(OffsetCommitRequestTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -142,7 +154,15 @@ def _d_OffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetCommitRequest(group_id=v_group_id, topics=v_topics), pos
+        o = NEW(OffsetCommitRequest)
+        o.group_id = v_group_id
+        o.generation_id_or_member_epoch = -1
+        o.member_id = ''
+        o.group_instance_id = None
+        o.retention_time_ms = -1
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -155,7 +175,14 @@ def _d_OffsetCommitRequestPartition_1(buf: memoryview, pos: int) -> tuple[Offset
         pos += 20
         f = "committed_metadata"
         v_committed_metadata, pos = read_nullable_string(buf, pos)
-        return OffsetCommitRequestPartition(partition_index=v_partition_index, committed_offset=v_committed_offset, commit_timestamp=v_commit_timestamp, committed_metadata=v_committed_metadata), pos
+        o = NEW(OffsetCommitRequestPartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = -1
+        o.commit_timestamp = v_commit_timestamp
+        o.committed_metadata = v_committed_metadata
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -171,7 +198,11 @@ def _d_OffsetCommitRequestTopic_1(buf: memoryview, pos: int) -> tuple[OffsetComm
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestPartition_1(buf, pos)
             v_partitions.append(item)
-        return OffsetCommitRequestTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(OffsetCommitRequestTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -192,7 +223,15 @@ def _d_OffsetCommitRequest_1(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestTopic_1(buf, pos)
             v_topics.append(item)
-        return OffsetCommitRequest(group_id=v_group_id, generation_id_or_member_epoch=v_generation_id_or_member_epoch, member_id=v_member_id, topics=v_topics), pos
+        o = NEW(OffsetCommitRequest)
+        o.group_id = v_group_id
+        o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.retention_time_ms = -1
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -216,7 +255,15 @@ def _d_OffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetCommitRequest(group_id=v_group_id, generation_id_or_member_epoch=v_generation_id_or_member_epoch, member_id=v_member_id, retention_time_ms=v_retention_time_ms, topics=v_topics), pos
+        o = NEW(OffsetCommitRequest)
+        o.group_id = v_group_id
+        o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.retention_time_ms = v_retention_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -237,7 +284,15 @@ def _d_OffsetCommitRequest_5(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetCommitRequest(group_id=v_group_id, generation_id_or_member_epoch=v_generation_id_or_member_epoch, member_id=v_member_id, topics=v_topics), pos
+        o = NEW(OffsetCommitRequest)
+        o.group_id = v_group_id
+        o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.retention_time_ms = -1
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -250,7 +305,14 @@ def _d_OffsetCommitRequestPartition_6(buf: memoryview, pos: int) -> tuple[Offset
         pos += 16
         f = "committed_metadata"
         v_committed_metadata, pos = read_nullable_string(buf, pos)
-        return OffsetCommitRequestPartition(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_leader_epoch=v_committed_leader_epoch, committed_metadata=v_committed_metadata), pos
+        o = NEW(OffsetCommitRequestPartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = v_committed_leader_epoch
+        o.commit_timestamp = -1
+        o.committed_metadata = v_committed_metadata
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -266,7 +328,11 @@ def _d_OffsetCommitRequestTopic_6(buf: memoryview, pos: int) -> tuple[OffsetComm
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestPartition_6(buf, pos)
             v_partitions.append(item)
-        return OffsetCommitRequestTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(OffsetCommitRequestTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -287,7 +353,15 @@ def _d_OffsetCommitRequest_6(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestTopic_6(buf, pos)
             v_topics.append(item)
-        return OffsetCommitRequest(group_id=v_group_id, generation_id_or_member_epoch=v_generation_id_or_member_epoch, member_id=v_member_id, topics=v_topics), pos
+        o = NEW(OffsetCommitRequest)
+        o.group_id = v_group_id
+        o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.retention_time_ms = -1
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -310,7 +384,15 @@ def _d_OffsetCommitRequest_7(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         for _ in range(n):
             item, pos = _d_OffsetCommitRequestTopic_6(buf, pos)
             v_topics.append(item)
-        return OffsetCommitRequest(group_id=v_group_id, generation_id_or_member_epoch=v_generation_id_or_member_epoch, member_id=v_member_id, group_instance_id=v_group_instance_id, topics=v_topics), pos
+        o = NEW(OffsetCommitRequest)
+        o.group_id = v_group_id
+        o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.retention_time_ms = -1
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -325,14 +407,24 @@ def _d_OffsetCommitRequestPartition_8(buf: memoryview, pos: int) -> tuple[Offset
         v_committed_metadata, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetCommitRequestPartition(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_leader_epoch=v_committed_leader_epoch, committed_metadata=v_committed_metadata, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetCommitRequestPartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = v_committed_leader_epoch
+        o.commit_timestamp = -1
+        o.committed_metadata = v_committed_metadata
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -350,14 +442,21 @@ def _d_OffsetCommitRequestTopic_8(buf: memoryview, pos: int) -> tuple[OffsetComm
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetCommitRequestTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetCommitRequestTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -382,14 +481,25 @@ def _d_OffsetCommitRequest_8(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetCommitRequest(group_id=v_group_id, generation_id_or_member_epoch=v_generation_id_or_member_epoch, member_id=v_member_id, group_instance_id=v_group_instance_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetCommitRequest)
+        o.group_id = v_group_id
+        o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.retention_time_ms = -1
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

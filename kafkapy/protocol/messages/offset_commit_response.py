@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -87,7 +88,11 @@ def _d_OffsetCommitResponsePartition_0(buf: memoryview, pos: int) -> tuple[Offse
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return OffsetCommitResponsePartition(partition_index=v_partition_index, error_code=v_error_code), pos
+        o = NEW(OffsetCommitResponsePartition)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -103,7 +108,11 @@ def _d_OffsetCommitResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetCom
         for _ in range(n):
             item, pos = _d_OffsetCommitResponsePartition_0(buf, pos)
             v_partitions.append(item)
-        return OffsetCommitResponseTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(OffsetCommitResponseTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -117,7 +126,11 @@ def _d_OffsetCommitResponse_0(buf: memoryview, pos: int) -> tuple[OffsetCommitRe
         for _ in range(n):
             item, pos = _d_OffsetCommitResponseTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetCommitResponse(topics=v_topics), pos
+        o = NEW(OffsetCommitResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -134,7 +147,11 @@ def _d_OffsetCommitResponse_3(buf: memoryview, pos: int) -> tuple[OffsetCommitRe
         for _ in range(n):
             item, pos = _d_OffsetCommitResponseTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetCommitResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics), pos
+        o = NEW(OffsetCommitResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -147,14 +164,21 @@ def _d_OffsetCommitResponsePartition_8(buf: memoryview, pos: int) -> tuple[Offse
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetCommitResponsePartition(partition_index=v_partition_index, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetCommitResponsePartition)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -172,14 +196,21 @@ def _d_OffsetCommitResponseTopic_8(buf: memoryview, pos: int) -> tuple[OffsetCom
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetCommitResponseTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetCommitResponseTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -198,14 +229,21 @@ def _d_OffsetCommitResponse_8(buf: memoryview, pos: int) -> tuple[OffsetCommitRe
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetCommitResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetCommitResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

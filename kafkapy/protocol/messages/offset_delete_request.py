@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_string,
@@ -77,7 +78,10 @@ def _d_OffsetDeleteRequestPartition_0(buf: memoryview, pos: int) -> tuple[Offset
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return OffsetDeleteRequestPartition(partition_index=v_partition_index), pos
+        o = NEW(OffsetDeleteRequestPartition)
+        o.partition_index = v_partition_index
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -93,7 +97,11 @@ def _d_OffsetDeleteRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetDele
         for _ in range(n):
             item, pos = _d_OffsetDeleteRequestPartition_0(buf, pos)
             v_partitions.append(item)
-        return OffsetDeleteRequestTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(OffsetDeleteRequestTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -109,7 +117,11 @@ def _d_OffsetDeleteRequest_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteReq
         for _ in range(n):
             item, pos = _d_OffsetDeleteRequestTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetDeleteRequest(group_id=v_group_id, topics=v_topics), pos
+        o = NEW(OffsetDeleteRequest)
+        o.group_id = v_group_id
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_string,
@@ -82,7 +83,11 @@ def _d_OffsetDeleteResponsePartition_0(buf: memoryview, pos: int) -> tuple[Offse
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return OffsetDeleteResponsePartition(partition_index=v_partition_index, error_code=v_error_code), pos
+        o = NEW(OffsetDeleteResponsePartition)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -98,7 +103,11 @@ def _d_OffsetDeleteResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetDel
         for _ in range(n):
             item, pos = _d_OffsetDeleteResponsePartition_0(buf, pos)
             v_partitions.append(item)
-        return OffsetDeleteResponseTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(OffsetDeleteResponseTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -115,7 +124,12 @@ def _d_OffsetDeleteResponse_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRe
         for _ in range(n):
             item, pos = _d_OffsetDeleteResponseTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetDeleteResponse(error_code=v_error_code, throttle_time_ms=v_throttle_time_ms, topics=v_topics), pos
+        o = NEW(OffsetDeleteResponse)
+        o.error_code = v_error_code
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -41,6 +43,7 @@ _S_i = Struct(">i")
 _S_o = Struct(">?")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class OffsetFetchRequestTopic(Entity):
@@ -121,8 +124,16 @@ def _d_OffsetFetchRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetch
         v_name, pos = read_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
-        return OffsetFetchRequestTopic(name=v_name, partition_indexes=v_partition_indexes), pos
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(OffsetFetchRequestTopic)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -138,7 +149,13 @@ def _d_OffsetFetchRequest_0(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
         for _ in range(n):
             item, pos = _d_OffsetFetchRequestTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetFetchRequest(group_id=v_group_id, topics=v_topics), pos
+        o = NEW(OffsetFetchRequest)
+        o.group_id = v_group_id
+        o.topics = v_topics
+        o.groups = []
+        o.require_stable = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -157,7 +174,13 @@ def _d_OffsetFetchRequest_2(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
             for _ in range(n):
                 item, pos = _d_OffsetFetchRequestTopic_0(buf, pos)
                 v_topics.append(item)
-        return OffsetFetchRequest(group_id=v_group_id, topics=v_topics), pos
+        o = NEW(OffsetFetchRequest)
+        o.group_id = v_group_id
+        o.topics = v_topics
+        o.groups = []
+        o.require_stable = False
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -169,17 +192,28 @@ def _d_OffsetFetchRequestTopic_6(buf: memoryview, pos: int) -> tuple[OffsetFetch
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_compact_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchRequestTopic(name=v_name, partition_indexes=v_partition_indexes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchRequestTopic)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -200,14 +234,23 @@ def _d_OffsetFetchRequest_6(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
                 v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchRequest(group_id=v_group_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchRequest)
+        o.group_id = v_group_id
+        o.topics = v_topics
+        o.groups = []
+        o.require_stable = False
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -231,14 +274,23 @@ def _d_OffsetFetchRequest_7(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchRequest(group_id=v_group_id, topics=v_topics, require_stable=v_require_stable, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchRequest)
+        o.group_id = v_group_id
+        o.topics = v_topics
+        o.groups = []
+        o.require_stable = v_require_stable
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -250,17 +302,28 @@ def _d_OffsetFetchRequestTopics_8(buf: memoryview, pos: int) -> tuple[OffsetFetc
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_compact_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchRequestTopics(name=v_name, partition_indexes=v_partition_indexes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchRequestTopics)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -281,14 +344,23 @@ def _d_OffsetFetchRequestGroup_8(buf: memoryview, pos: int) -> tuple[OffsetFetch
                 v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchRequestGroup(group_id=v_group_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchRequestGroup)
+        o.group_id = v_group_id
+        o.member_id = None
+        o.member_epoch = -1
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -307,14 +379,23 @@ def _d_OffsetFetchRequest_8(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchRequest(groups=v_groups, require_stable=v_require_stable, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchRequest)
+        o.group_id = ''
+        o.topics = []
+        o.groups = v_groups
+        o.require_stable = v_require_stable
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -340,14 +421,23 @@ def _d_OffsetFetchRequestGroup_9(buf: memoryview, pos: int) -> tuple[OffsetFetch
                 v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchRequestGroup(group_id=v_group_id, member_id=v_member_id, member_epoch=v_member_epoch, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchRequestGroup)
+        o.group_id = v_group_id
+        o.member_id = v_member_id
+        o.member_epoch = v_member_epoch
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -366,14 +456,23 @@ def _d_OffsetFetchRequest_9(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
         pos += 1
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchRequest(groups=v_groups, require_stable=v_require_stable, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchRequest)
+        o.group_id = ''
+        o.topics = []
+        o.groups = v_groups
+        o.require_stable = v_require_stable
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -158,7 +159,14 @@ def _d_OffsetFetchResponsePartition_0(buf: memoryview, pos: int) -> tuple[Offset
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return OffsetFetchResponsePartition(partition_index=v_partition_index, committed_offset=v_committed_offset, metadata=v_metadata, error_code=v_error_code), pos
+        o = NEW(OffsetFetchResponsePartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = -1
+        o.metadata = v_metadata
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -174,7 +182,11 @@ def _d_OffsetFetchResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetc
         for _ in range(n):
             item, pos = _d_OffsetFetchResponsePartition_0(buf, pos)
             v_partitions.append(item)
-        return OffsetFetchResponseTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(OffsetFetchResponseTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -188,7 +200,13 @@ def _d_OffsetFetchResponse_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         for _ in range(n):
             item, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetFetchResponse(topics=v_topics), pos
+        o = NEW(OffsetFetchResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.error_code = 0
+        o.groups = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -205,7 +223,13 @@ def _d_OffsetFetchResponse_2(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return OffsetFetchResponse(topics=v_topics, error_code=v_error_code), pos
+        o = NEW(OffsetFetchResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.error_code = v_error_code
+        o.groups = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -225,7 +249,13 @@ def _d_OffsetFetchResponse_3(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return OffsetFetchResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, error_code=v_error_code), pos
+        o = NEW(OffsetFetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.error_code = v_error_code
+        o.groups = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -241,7 +271,14 @@ def _d_OffsetFetchResponsePartition_5(buf: memoryview, pos: int) -> tuple[Offset
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return OffsetFetchResponsePartition(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_leader_epoch=v_committed_leader_epoch, metadata=v_metadata, error_code=v_error_code), pos
+        o = NEW(OffsetFetchResponsePartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = v_committed_leader_epoch
+        o.metadata = v_metadata
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -257,7 +294,11 @@ def _d_OffsetFetchResponseTopic_5(buf: memoryview, pos: int) -> tuple[OffsetFetc
         for _ in range(n):
             item, pos = _d_OffsetFetchResponsePartition_5(buf, pos)
             v_partitions.append(item)
-        return OffsetFetchResponseTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(OffsetFetchResponseTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -277,7 +318,13 @@ def _d_OffsetFetchResponse_5(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return OffsetFetchResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, error_code=v_error_code), pos
+        o = NEW(OffsetFetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.error_code = v_error_code
+        o.groups = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -295,14 +342,24 @@ def _d_OffsetFetchResponsePartition_6(buf: memoryview, pos: int) -> tuple[Offset
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchResponsePartition(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_leader_epoch=v_committed_leader_epoch, metadata=v_metadata, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchResponsePartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = v_committed_leader_epoch
+        o.metadata = v_metadata
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -320,14 +377,21 @@ def _d_OffsetFetchResponseTopic_6(buf: memoryview, pos: int) -> tuple[OffsetFetc
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchResponseTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchResponseTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -349,14 +413,23 @@ def _d_OffsetFetchResponse_6(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.error_code = v_error_code
+        o.groups = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -374,14 +447,24 @@ def _d_OffsetFetchResponsePartitions_8(buf: memoryview, pos: int) -> tuple[Offse
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchResponsePartitions(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_leader_epoch=v_committed_leader_epoch, metadata=v_metadata, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchResponsePartitions)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = v_committed_leader_epoch
+        o.metadata = v_metadata
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -399,14 +482,21 @@ def _d_OffsetFetchResponseTopics_8(buf: memoryview, pos: int) -> tuple[OffsetFet
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchResponseTopics(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchResponseTopics)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -427,14 +517,22 @@ def _d_OffsetFetchResponseGroup_8(buf: memoryview, pos: int) -> tuple[OffsetFetc
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchResponseGroup(group_id=v_group_id, topics=v_topics, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchResponseGroup)
+        o.group_id = v_group_id
+        o.topics = v_topics
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -453,14 +551,23 @@ def _d_OffsetFetchResponse_8(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
             v_groups.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetFetchResponse(throttle_time_ms=v_throttle_time_ms, groups=v_groups, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetFetchResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = []
+        o.error_code = 0
+        o.groups = v_groups
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

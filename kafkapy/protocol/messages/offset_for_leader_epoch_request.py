@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -90,7 +91,12 @@ def _d_OffsetForLeaderPartition_0(buf: memoryview, pos: int) -> tuple[OffsetForL
         f = "partition"
         (v_partition, v_leader_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
-        return OffsetForLeaderPartition(partition=v_partition, leader_epoch=v_leader_epoch), pos
+        o = NEW(OffsetForLeaderPartition)
+        o.partition = v_partition
+        o.current_leader_epoch = -1
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -106,7 +112,11 @@ def _d_OffsetForLeaderTopic_0(buf: memoryview, pos: int) -> tuple[OffsetForLeade
         for _ in range(n):
             item, pos = _d_OffsetForLeaderPartition_0(buf, pos)
             v_partitions.append(item)
-        return OffsetForLeaderTopic(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(OffsetForLeaderTopic)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,7 +130,11 @@ def _d_OffsetForLeaderEpochRequest_0(buf: memoryview, pos: int) -> tuple[OffsetF
         for _ in range(n):
             item, pos = _d_OffsetForLeaderTopic_0(buf, pos)
             v_topics.append(item)
-        return OffsetForLeaderEpochRequest(topics=v_topics), pos
+        o = NEW(OffsetForLeaderEpochRequest)
+        o.replica_id = -2
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -131,7 +145,12 @@ def _d_OffsetForLeaderPartition_2(buf: memoryview, pos: int) -> tuple[OffsetForL
         f = "partition"
         (v_partition, v_current_leader_epoch, v_leader_epoch) = _S_iii.unpack_from(buf, pos)
         pos += 12
-        return OffsetForLeaderPartition(partition=v_partition, current_leader_epoch=v_current_leader_epoch, leader_epoch=v_leader_epoch), pos
+        o = NEW(OffsetForLeaderPartition)
+        o.partition = v_partition
+        o.current_leader_epoch = v_current_leader_epoch
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -147,7 +166,11 @@ def _d_OffsetForLeaderTopic_2(buf: memoryview, pos: int) -> tuple[OffsetForLeade
         for _ in range(n):
             item, pos = _d_OffsetForLeaderPartition_2(buf, pos)
             v_partitions.append(item)
-        return OffsetForLeaderTopic(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(OffsetForLeaderTopic)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -161,7 +184,11 @@ def _d_OffsetForLeaderEpochRequest_2(buf: memoryview, pos: int) -> tuple[OffsetF
         for _ in range(n):
             item, pos = _d_OffsetForLeaderTopic_2(buf, pos)
             v_topics.append(item)
-        return OffsetForLeaderEpochRequest(topics=v_topics), pos
+        o = NEW(OffsetForLeaderEpochRequest)
+        o.replica_id = -2
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -178,7 +205,11 @@ def _d_OffsetForLeaderEpochRequest_3(buf: memoryview, pos: int) -> tuple[OffsetF
         for _ in range(n):
             item, pos = _d_OffsetForLeaderTopic_2(buf, pos)
             v_topics.append(item)
-        return OffsetForLeaderEpochRequest(replica_id=v_replica_id, topics=v_topics), pos
+        o = NEW(OffsetForLeaderEpochRequest)
+        o.replica_id = v_replica_id
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -191,14 +222,22 @@ def _d_OffsetForLeaderPartition_4(buf: memoryview, pos: int) -> tuple[OffsetForL
         pos += 12
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetForLeaderPartition(partition=v_partition, current_leader_epoch=v_current_leader_epoch, leader_epoch=v_leader_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetForLeaderPartition)
+        o.partition = v_partition
+        o.current_leader_epoch = v_current_leader_epoch
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -216,14 +255,21 @@ def _d_OffsetForLeaderTopic_4(buf: memoryview, pos: int) -> tuple[OffsetForLeade
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetForLeaderTopic(topic=v_topic, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetForLeaderTopic)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -242,14 +288,21 @@ def _d_OffsetForLeaderEpochRequest_4(buf: memoryview, pos: int) -> tuple[OffsetF
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetForLeaderEpochRequest(replica_id=v_replica_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetForLeaderEpochRequest)
+        o.replica_id = v_replica_id
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

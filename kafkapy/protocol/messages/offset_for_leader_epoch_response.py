@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -92,7 +93,13 @@ def _d_EpochEndOffset_0(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]
         f = "error_code"
         (v_error_code, v_partition, v_end_offset) = _S_hiq.unpack_from(buf, pos)
         pos += 14
-        return EpochEndOffset(error_code=v_error_code, partition=v_partition, end_offset=v_end_offset), pos
+        o = NEW(EpochEndOffset)
+        o.error_code = v_error_code
+        o.partition = v_partition
+        o.leader_epoch = -1
+        o.end_offset = v_end_offset
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -108,7 +115,11 @@ def _d_OffsetForLeaderTopicResult_0(buf: memoryview, pos: int) -> tuple[OffsetFo
         for _ in range(n):
             item, pos = _d_EpochEndOffset_0(buf, pos)
             v_partitions.append(item)
-        return OffsetForLeaderTopicResult(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(OffsetForLeaderTopicResult)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -122,7 +133,11 @@ def _d_OffsetForLeaderEpochResponse_0(buf: memoryview, pos: int) -> tuple[Offset
         for _ in range(n):
             item, pos = _d_OffsetForLeaderTopicResult_0(buf, pos)
             v_topics.append(item)
-        return OffsetForLeaderEpochResponse(topics=v_topics), pos
+        o = NEW(OffsetForLeaderEpochResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -133,7 +148,13 @@ def _d_EpochEndOffset_1(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]
         f = "error_code"
         (v_error_code, v_partition, v_leader_epoch, v_end_offset) = _S_hiiq.unpack_from(buf, pos)
         pos += 18
-        return EpochEndOffset(error_code=v_error_code, partition=v_partition, leader_epoch=v_leader_epoch, end_offset=v_end_offset), pos
+        o = NEW(EpochEndOffset)
+        o.error_code = v_error_code
+        o.partition = v_partition
+        o.leader_epoch = v_leader_epoch
+        o.end_offset = v_end_offset
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -149,7 +170,11 @@ def _d_OffsetForLeaderTopicResult_1(buf: memoryview, pos: int) -> tuple[OffsetFo
         for _ in range(n):
             item, pos = _d_EpochEndOffset_1(buf, pos)
             v_partitions.append(item)
-        return OffsetForLeaderTopicResult(topic=v_topic, partitions=v_partitions), pos
+        o = NEW(OffsetForLeaderTopicResult)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -163,7 +188,11 @@ def _d_OffsetForLeaderEpochResponse_1(buf: memoryview, pos: int) -> tuple[Offset
         for _ in range(n):
             item, pos = _d_OffsetForLeaderTopicResult_1(buf, pos)
             v_topics.append(item)
-        return OffsetForLeaderEpochResponse(topics=v_topics), pos
+        o = NEW(OffsetForLeaderEpochResponse)
+        o.throttle_time_ms = 0
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -180,7 +209,11 @@ def _d_OffsetForLeaderEpochResponse_2(buf: memoryview, pos: int) -> tuple[Offset
         for _ in range(n):
             item, pos = _d_OffsetForLeaderTopicResult_1(buf, pos)
             v_topics.append(item)
-        return OffsetForLeaderEpochResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics), pos
+        o = NEW(OffsetForLeaderEpochResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -193,14 +226,23 @@ def _d_EpochEndOffset_4(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]
         pos += 18
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return EpochEndOffset(error_code=v_error_code, partition=v_partition, leader_epoch=v_leader_epoch, end_offset=v_end_offset, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(EpochEndOffset)
+        o.error_code = v_error_code
+        o.partition = v_partition
+        o.leader_epoch = v_leader_epoch
+        o.end_offset = v_end_offset
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -218,14 +260,21 @@ def _d_OffsetForLeaderTopicResult_4(buf: memoryview, pos: int) -> tuple[OffsetFo
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetForLeaderTopicResult(topic=v_topic, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetForLeaderTopicResult)
+        o.topic = v_topic
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -244,14 +293,21 @@ def _d_OffsetForLeaderEpochResponse_4(buf: memoryview, pos: int) -> tuple[Offset
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return OffsetForLeaderEpochResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(OffsetForLeaderEpochResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

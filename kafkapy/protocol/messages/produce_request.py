@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -101,7 +102,11 @@ def _d_PartitionProduceData_0(buf: memoryview, pos: int) -> tuple[PartitionProdu
         pos += 4
         f = "records"
         v_records, pos = read_records(buf, pos)
-        return PartitionProduceData(index=v_index, records=v_records), pos
+        o = NEW(PartitionProduceData)
+        o.index = v_index
+        o.records = v_records
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -117,7 +122,11 @@ def _d_TopicProduceData_0(buf: memoryview, pos: int) -> tuple[TopicProduceData, 
         for _ in range(n):
             item, pos = _d_PartitionProduceData_0(buf, pos)
             v_partition_data.append(item)
-        return TopicProduceData(name=v_name, partition_data=v_partition_data), pos
+        o = NEW(TopicProduceData)
+        o.name = v_name
+        o.partition_data = v_partition_data
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -134,7 +143,13 @@ def _d_ProduceRequest_0(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
         for _ in range(n):
             item, pos = _d_TopicProduceData_0(buf, pos)
             v_topic_data.append(item)
-        return ProduceRequest(acks=v_acks, timeout_ms=v_timeout_ms, topic_data=v_topic_data), pos
+        o = NEW(ProduceRequest)
+        o.transactional_id = None
+        o.acks = v_acks
+        o.timeout_ms = v_timeout_ms
+        o.topic_data = v_topic_data
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -153,7 +168,13 @@ def _d_ProduceRequest_3(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
         for _ in range(n):
             item, pos = _d_TopicProduceData_0(buf, pos)
             v_topic_data.append(item)
-        return ProduceRequest(transactional_id=v_transactional_id, acks=v_acks, timeout_ms=v_timeout_ms, topic_data=v_topic_data), pos
+        o = NEW(ProduceRequest)
+        o.transactional_id = v_transactional_id
+        o.acks = v_acks
+        o.timeout_ms = v_timeout_ms
+        o.topic_data = v_topic_data
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -168,14 +189,21 @@ def _d_PartitionProduceData_9(buf: memoryview, pos: int) -> tuple[PartitionProdu
         v_records, pos = read_compact_records(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionProduceData(index=v_index, records=v_records, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionProduceData)
+        o.index = v_index
+        o.records = v_records
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -193,14 +221,21 @@ def _d_TopicProduceData_9(buf: memoryview, pos: int) -> tuple[TopicProduceData, 
             v_partition_data.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicProduceData(name=v_name, partition_data=v_partition_data, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicProduceData)
+        o.name = v_name
+        o.partition_data = v_partition_data
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -221,14 +256,23 @@ def _d_ProduceRequest_9(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
             v_topic_data.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ProduceRequest(transactional_id=v_transactional_id, acks=v_acks, timeout_ms=v_timeout_ms, topic_data=v_topic_data, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ProduceRequest)
+        o.transactional_id = v_transactional_id
+        o.acks = v_acks
+        o.timeout_ms = v_timeout_ms
+        o.topic_data = v_topic_data
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

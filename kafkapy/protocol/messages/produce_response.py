@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -154,7 +155,17 @@ def _d_PartitionProduceResponse_0(buf: memoryview, pos: int) -> tuple[PartitionP
         f = "index"
         (v_index, v_error_code, v_base_offset) = _S_ihq.unpack_from(buf, pos)
         pos += 14
-        return PartitionProduceResponse(index=v_index, error_code=v_error_code, base_offset=v_base_offset), pos
+        o = NEW(PartitionProduceResponse)
+        o.index = v_index
+        o.error_code = v_error_code
+        o.base_offset = v_base_offset
+        o.log_append_time_ms = -1
+        o.log_start_offset = -1
+        o.record_errors = []
+        o.error_message = None
+        o.current_leader = LeaderIdAndEpoch()
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -170,7 +181,11 @@ def _d_TopicProduceResponse_0(buf: memoryview, pos: int) -> tuple[TopicProduceRe
         for _ in range(n):
             item, pos = _d_PartitionProduceResponse_0(buf, pos)
             v_partition_responses.append(item)
-        return TopicProduceResponse(name=v_name, partition_responses=v_partition_responses), pos
+        o = NEW(TopicProduceResponse)
+        o.name = v_name
+        o.partition_responses = v_partition_responses
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -184,7 +199,12 @@ def _d_ProduceResponse_0(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
         for _ in range(n):
             item, pos = _d_TopicProduceResponse_0(buf, pos)
             v_responses.append(item)
-        return ProduceResponse(responses=v_responses), pos
+        o = NEW(ProduceResponse)
+        o.responses = v_responses
+        o.throttle_time_ms = 0
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -201,7 +221,12 @@ def _d_ProduceResponse_1(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ProduceResponse(responses=v_responses, throttle_time_ms=v_throttle_time_ms), pos
+        o = NEW(ProduceResponse)
+        o.responses = v_responses
+        o.throttle_time_ms = v_throttle_time_ms
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -212,7 +237,17 @@ def _d_PartitionProduceResponse_2(buf: memoryview, pos: int) -> tuple[PartitionP
         f = "index"
         (v_index, v_error_code, v_base_offset, v_log_append_time_ms) = _S_ihqq.unpack_from(buf, pos)
         pos += 22
-        return PartitionProduceResponse(index=v_index, error_code=v_error_code, base_offset=v_base_offset, log_append_time_ms=v_log_append_time_ms), pos
+        o = NEW(PartitionProduceResponse)
+        o.index = v_index
+        o.error_code = v_error_code
+        o.base_offset = v_base_offset
+        o.log_append_time_ms = v_log_append_time_ms
+        o.log_start_offset = -1
+        o.record_errors = []
+        o.error_message = None
+        o.current_leader = LeaderIdAndEpoch()
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -228,7 +263,11 @@ def _d_TopicProduceResponse_2(buf: memoryview, pos: int) -> tuple[TopicProduceRe
         for _ in range(n):
             item, pos = _d_PartitionProduceResponse_2(buf, pos)
             v_partition_responses.append(item)
-        return TopicProduceResponse(name=v_name, partition_responses=v_partition_responses), pos
+        o = NEW(TopicProduceResponse)
+        o.name = v_name
+        o.partition_responses = v_partition_responses
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -245,7 +284,12 @@ def _d_ProduceResponse_2(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ProduceResponse(responses=v_responses, throttle_time_ms=v_throttle_time_ms), pos
+        o = NEW(ProduceResponse)
+        o.responses = v_responses
+        o.throttle_time_ms = v_throttle_time_ms
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -256,7 +300,17 @@ def _d_PartitionProduceResponse_5(buf: memoryview, pos: int) -> tuple[PartitionP
         f = "index"
         (v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset) = _S_ihqqq.unpack_from(buf, pos)
         pos += 30
-        return PartitionProduceResponse(index=v_index, error_code=v_error_code, base_offset=v_base_offset, log_append_time_ms=v_log_append_time_ms, log_start_offset=v_log_start_offset), pos
+        o = NEW(PartitionProduceResponse)
+        o.index = v_index
+        o.error_code = v_error_code
+        o.base_offset = v_base_offset
+        o.log_append_time_ms = v_log_append_time_ms
+        o.log_start_offset = v_log_start_offset
+        o.record_errors = []
+        o.error_message = None
+        o.current_leader = LeaderIdAndEpoch()
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -272,7 +326,11 @@ def _d_TopicProduceResponse_5(buf: memoryview, pos: int) -> tuple[TopicProduceRe
         for _ in range(n):
             item, pos = _d_PartitionProduceResponse_5(buf, pos)
             v_partition_responses.append(item)
-        return TopicProduceResponse(name=v_name, partition_responses=v_partition_responses), pos
+        o = NEW(TopicProduceResponse)
+        o.name = v_name
+        o.partition_responses = v_partition_responses
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -289,7 +347,12 @@ def _d_ProduceResponse_5(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ProduceResponse(responses=v_responses, throttle_time_ms=v_throttle_time_ms), pos
+        o = NEW(ProduceResponse)
+        o.responses = v_responses
+        o.throttle_time_ms = v_throttle_time_ms
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -302,7 +365,11 @@ def _d_BatchIndexAndErrorMessage_8(buf: memoryview, pos: int) -> tuple[BatchInde
         pos += 4
         f = "batch_index_error_message"
         v_batch_index_error_message, pos = read_nullable_string(buf, pos)
-        return BatchIndexAndErrorMessage(batch_index=v_batch_index, batch_index_error_message=v_batch_index_error_message), pos
+        o = NEW(BatchIndexAndErrorMessage)
+        o.batch_index = v_batch_index
+        o.batch_index_error_message = v_batch_index_error_message
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -321,7 +388,17 @@ def _d_PartitionProduceResponse_8(buf: memoryview, pos: int) -> tuple[PartitionP
             v_record_errors.append(item)
         f = "error_message"
         v_error_message, pos = read_nullable_string(buf, pos)
-        return PartitionProduceResponse(index=v_index, error_code=v_error_code, base_offset=v_base_offset, log_append_time_ms=v_log_append_time_ms, log_start_offset=v_log_start_offset, record_errors=v_record_errors, error_message=v_error_message), pos
+        o = NEW(PartitionProduceResponse)
+        o.index = v_index
+        o.error_code = v_error_code
+        o.base_offset = v_base_offset
+        o.log_append_time_ms = v_log_append_time_ms
+        o.log_start_offset = v_log_start_offset
+        o.record_errors = v_record_errors
+        o.error_message = v_error_message
+        o.current_leader = LeaderIdAndEpoch()
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -337,7 +414,11 @@ def _d_TopicProduceResponse_8(buf: memoryview, pos: int) -> tuple[TopicProduceRe
         for _ in range(n):
             item, pos = _d_PartitionProduceResponse_8(buf, pos)
             v_partition_responses.append(item)
-        return TopicProduceResponse(name=v_name, partition_responses=v_partition_responses), pos
+        o = NEW(TopicProduceResponse)
+        o.name = v_name
+        o.partition_responses = v_partition_responses
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -354,7 +435,12 @@ def _d_ProduceResponse_8(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ProduceResponse(responses=v_responses, throttle_time_ms=v_throttle_time_ms), pos
+        o = NEW(ProduceResponse)
+        o.responses = v_responses
+        o.throttle_time_ms = v_throttle_time_ms
+        o.node_endpoints = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -369,14 +455,21 @@ def _d_BatchIndexAndErrorMessage_9(buf: memoryview, pos: int) -> tuple[BatchInde
         v_batch_index_error_message, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return BatchIndexAndErrorMessage(batch_index=v_batch_index, batch_index_error_message=v_batch_index_error_message, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(BatchIndexAndErrorMessage)
+        o.batch_index = v_batch_index
+        o.batch_index_error_message = v_batch_index_error_message
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -397,14 +490,27 @@ def _d_PartitionProduceResponse_9(buf: memoryview, pos: int) -> tuple[PartitionP
         v_error_message, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionProduceResponse(index=v_index, error_code=v_error_code, base_offset=v_base_offset, log_append_time_ms=v_log_append_time_ms, log_start_offset=v_log_start_offset, record_errors=v_record_errors, error_message=v_error_message, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionProduceResponse)
+        o.index = v_index
+        o.error_code = v_error_code
+        o.base_offset = v_base_offset
+        o.log_append_time_ms = v_log_append_time_ms
+        o.log_start_offset = v_log_start_offset
+        o.record_errors = v_record_errors
+        o.error_message = v_error_message
+        o.current_leader = LeaderIdAndEpoch()
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -422,14 +528,21 @@ def _d_TopicProduceResponse_9(buf: memoryview, pos: int) -> tuple[TopicProduceRe
             v_partition_responses.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicProduceResponse(name=v_name, partition_responses=v_partition_responses, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicProduceResponse)
+        o.name = v_name
+        o.partition_responses = v_partition_responses
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -448,14 +561,22 @@ def _d_ProduceResponse_9(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ProduceResponse(responses=v_responses, throttle_time_ms=v_throttle_time_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ProduceResponse)
+        o.responses = v_responses
+        o.throttle_time_ms = v_throttle_time_ms
+        o.node_endpoints = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -468,14 +589,21 @@ def _d_LeaderIdAndEpoch_10(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch,
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return LeaderIdAndEpoch(leader_id=v_leader_id, leader_epoch=v_leader_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(LeaderIdAndEpoch)
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -497,19 +625,32 @@ def _d_PartitionProduceResponse_10(buf: memoryview, pos: int) -> tuple[Partition
         v_current_leader = LeaderIdAndEpoch()
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "current_leader"
-                tb = buf[:end]
-                v_current_leader, pos = _d_LeaderIdAndEpoch_10(tb, pos)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PartitionProduceResponse(index=v_index, error_code=v_error_code, base_offset=v_base_offset, log_append_time_ms=v_log_append_time_ms, log_start_offset=v_log_start_offset, record_errors=v_record_errors, error_message=v_error_message, current_leader=v_current_leader, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "current_leader"
+                    tb = buf[:end]
+                    v_current_leader, pos = _d_LeaderIdAndEpoch_10(tb, pos)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PartitionProduceResponse)
+        o.index = v_index
+        o.error_code = v_error_code
+        o.base_offset = v_base_offset
+        o.log_append_time_ms = v_log_append_time_ms
+        o.log_start_offset = v_log_start_offset
+        o.record_errors = v_record_errors
+        o.error_message = v_error_message
+        o.current_leader = v_current_leader
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -527,14 +668,21 @@ def _d_TopicProduceResponse_10(buf: memoryview, pos: int) -> tuple[TopicProduceR
             v_partition_responses.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TopicProduceResponse(name=v_name, partition_responses=v_partition_responses, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TopicProduceResponse)
+        o.name = v_name
+        o.partition_responses = v_partition_responses
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -554,14 +702,23 @@ def _d_NodeEndpoint_10(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
         v_rack, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return NodeEndpoint(node_id=v_node_id, host=v_host, port=v_port, rack=v_rack, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(NodeEndpoint)
+        o.node_id = v_node_id
+        o.host = v_host
+        o.port = v_port
+        o.rack = v_rack
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -581,23 +738,31 @@ def _d_ProduceResponse_10(buf: memoryview, pos: int) -> tuple[ProduceResponse, i
         v_node_endpoints = []
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "node_endpoints"
-                tb = buf[:end]
-                n, pos = read_compact_array_count(tb, pos)
-                v_node_endpoints = []
-                for _ in range(n):
-                    item, pos = _d_NodeEndpoint_10(tb, pos)
-                    v_node_endpoints.append(item)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ProduceResponse(responses=v_responses, throttle_time_ms=v_throttle_time_ms, node_endpoints=v_node_endpoints, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "node_endpoints"
+                    tb = buf[:end]
+                    n, pos = read_compact_array_count(tb, pos)
+                    v_node_endpoints = []
+                    for _ in range(n):
+                        item, pos = _d_NodeEndpoint_10(tb, pos)
+                        v_node_endpoints.append(item)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ProduceResponse)
+        o.responses = v_responses
+        o.throttle_time_ms = v_throttle_time_ms
+        o.node_endpoints = v_node_endpoints
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     ZERO_UUID,
     fault,
     read_compact_bytes,
@@ -65,14 +66,24 @@ def _d_PushTelemetryRequest_0(buf: memoryview, pos: int) -> tuple[PushTelemetryR
         v_metrics, pos = read_compact_bytes(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return PushTelemetryRequest(client_instance_id=v_client_instance_id, subscription_id=v_subscription_id, terminating=v_terminating, compression_type=v_compression_type, metrics=v_metrics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(PushTelemetryRequest)
+        o.client_instance_id = v_client_instance_id
+        o.subscription_id = v_subscription_id
+        o.terminating = v_terminating
+        o.compression_type = v_compression_type
+        o.metrics = v_metrics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

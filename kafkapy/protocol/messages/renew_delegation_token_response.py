@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_tag_count,
     read_tag_header,
@@ -50,7 +51,12 @@ def _d_RenewDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[RenewD
         f = "error_code"
         (v_error_code, v_expiry_timestamp_ms, v_throttle_time_ms) = _S_hqi.unpack_from(buf, pos)
         pos += 14
-        return RenewDelegationTokenResponse(error_code=v_error_code, expiry_timestamp_ms=v_expiry_timestamp_ms, throttle_time_ms=v_throttle_time_ms), pos
+        o = NEW(RenewDelegationTokenResponse)
+        o.error_code = v_error_code
+        o.expiry_timestamp_ms = v_expiry_timestamp_ms
+        o.throttle_time_ms = v_throttle_time_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -63,14 +69,22 @@ def _d_RenewDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[RenewD
         pos += 14
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return RenewDelegationTokenResponse(error_code=v_error_code, expiry_timestamp_ms=v_expiry_timestamp_ms, throttle_time_ms=v_throttle_time_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(RenewDelegationTokenResponse)
+        o.error_code = v_error_code
+        o.expiry_timestamp_ms = v_expiry_timestamp_ms
+        o.throttle_time_ms = v_throttle_time_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_nullable_string,
     read_tag_count,
@@ -54,7 +55,13 @@ def _d_RequestHeader_0(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
         f = "request_api_key"
         (v_request_api_key, v_request_api_version, v_correlation_id) = _S_hhi.unpack_from(buf, pos)
         pos += 8
-        return RequestHeader(request_api_key=v_request_api_key, request_api_version=v_request_api_version, correlation_id=v_correlation_id), pos
+        o = NEW(RequestHeader)
+        o.request_api_key = v_request_api_key
+        o.request_api_version = v_request_api_version
+        o.correlation_id = v_correlation_id
+        o.client_id = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -67,7 +74,13 @@ def _d_RequestHeader_1(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
         pos += 8
         f = "client_id"
         v_client_id, pos = read_nullable_string(buf, pos)
-        return RequestHeader(request_api_key=v_request_api_key, request_api_version=v_request_api_version, correlation_id=v_correlation_id, client_id=v_client_id), pos
+        o = NEW(RequestHeader)
+        o.request_api_key = v_request_api_key
+        o.request_api_version = v_request_api_version
+        o.correlation_id = v_correlation_id
+        o.client_id = v_client_id
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -82,14 +95,23 @@ def _d_RequestHeader_2(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
         v_client_id, pos = read_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return RequestHeader(request_api_key=v_request_api_key, request_api_version=v_request_api_version, correlation_id=v_correlation_id, client_id=v_client_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(RequestHeader)
+        o.request_api_key = v_request_api_key
+        o.request_api_version = v_request_api_version
+        o.correlation_id = v_correlation_id
+        o.client_id = v_client_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

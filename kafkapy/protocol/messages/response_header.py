@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_tag_count,
     read_tag_header,
@@ -46,7 +47,10 @@ def _d_ResponseHeader_0(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]
         f = "correlation_id"
         (v_correlation_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return ResponseHeader(correlation_id=v_correlation_id), pos
+        o = NEW(ResponseHeader)
+        o.correlation_id = v_correlation_id
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -59,14 +63,20 @@ def _d_ResponseHeader_1(buf: memoryview, pos: int) -> tuple[ResponseHeader, int]
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ResponseHeader(correlation_id=v_correlation_id, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ResponseHeader)
+        o.correlation_id = v_correlation_id
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

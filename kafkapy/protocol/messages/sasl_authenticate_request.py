@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_bytes,
     read_compact_bytes,
@@ -48,7 +49,10 @@ def _d_SaslAuthenticateRequest_0(buf: memoryview, pos: int) -> tuple[SaslAuthent
     try:
         f = "auth_bytes"
         v_auth_bytes, pos = read_bytes(buf, pos)
-        return SaslAuthenticateRequest(auth_bytes=v_auth_bytes), pos
+        o = NEW(SaslAuthenticateRequest)
+        o.auth_bytes = v_auth_bytes
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -60,14 +64,20 @@ def _d_SaslAuthenticateRequest_2(buf: memoryview, pos: int) -> tuple[SaslAuthent
         v_auth_bytes, pos = read_compact_bytes(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SaslAuthenticateRequest(auth_bytes=v_auth_bytes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SaslAuthenticateRequest)
+        o.auth_bytes = v_auth_bytes
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_bytes,
     read_compact_bytes,
@@ -65,7 +66,13 @@ def _d_SaslAuthenticateResponse_0(buf: memoryview, pos: int) -> tuple[SaslAuthen
         v_error_message, pos = read_nullable_string(buf, pos)
         f = "auth_bytes"
         v_auth_bytes, pos = read_bytes(buf, pos)
-        return SaslAuthenticateResponse(error_code=v_error_code, error_message=v_error_message, auth_bytes=v_auth_bytes), pos
+        o = NEW(SaslAuthenticateResponse)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.auth_bytes = v_auth_bytes
+        o.session_lifetime_ms = 0
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -83,7 +90,13 @@ def _d_SaslAuthenticateResponse_1(buf: memoryview, pos: int) -> tuple[SaslAuthen
         f = "session_lifetime_ms"
         (v_session_lifetime_ms,) = _S_q.unpack_from(buf, pos)
         pos += 8
-        return SaslAuthenticateResponse(error_code=v_error_code, error_message=v_error_message, auth_bytes=v_auth_bytes, session_lifetime_ms=v_session_lifetime_ms), pos
+        o = NEW(SaslAuthenticateResponse)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.auth_bytes = v_auth_bytes
+        o.session_lifetime_ms = v_session_lifetime_ms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -103,14 +116,23 @@ def _d_SaslAuthenticateResponse_2(buf: memoryview, pos: int) -> tuple[SaslAuthen
         pos += 8
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SaslAuthenticateResponse(error_code=v_error_code, error_message=v_error_message, auth_bytes=v_auth_bytes, session_lifetime_ms=v_session_lifetime_ms, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SaslAuthenticateResponse)
+        o.error_code = v_error_code
+        o.error_message = v_error_message
+        o.auth_bytes = v_auth_bytes
+        o.session_lifetime_ms = v_session_lifetime_ms
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_string,
     write_string,
@@ -43,7 +44,10 @@ def _d_SaslHandshakeRequest_0(buf: memoryview, pos: int) -> tuple[SaslHandshakeR
     try:
         f = "mechanism"
         v_mechanism, pos = read_string(buf, pos)
-        return SaslHandshakeRequest(mechanism=v_mechanism), pos
+        o = NEW(SaslHandshakeRequest)
+        o.mechanism = v_mechanism
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -12,6 +12,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_string,
@@ -56,7 +57,11 @@ def _d_SaslHandshakeResponse_0(buf: memoryview, pos: int) -> tuple[SaslHandshake
         for _ in range(n):
             item, pos = read_string(buf, pos)
             v_mechanisms.append(item)
-        return SaslHandshakeResponse(error_code=v_error_code, mechanisms=v_mechanisms), pos
+        o = NEW(SaslHandshakeResponse)
+        o.error_code = v_error_code
+        o.mechanisms = v_mechanisms
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

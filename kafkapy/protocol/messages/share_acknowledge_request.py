@@ -13,6 +13,8 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_compact_array_count,
@@ -33,6 +35,7 @@ from kafkapy.protocol.primitives import (
 _S_i = Struct(">i")
 _S_qq = Struct(">qq")
 _CA_b = COMPACT_ARRAY_STRUCTS["b"]
+_P_b = PLAIN_ARRAY_STRUCTS["b"]
 
 
 class AcknowledgementBatch(Entity):
@@ -112,17 +115,29 @@ def _d_AcknowledgementBatch_0(buf: memoryview, pos: int) -> tuple[Acknowledgemen
         pos += 16
         f = "acknowledge_types"
         n, pos = read_compact_array_count(buf, pos)
-        v_acknowledge_types, pos = read_int_array(buf, pos, n, "b", 1)
+        if n < 32:
+            v_acknowledge_types = list(_P_b[n].unpack_from(buf, pos))
+            pos += n * 1
+        else:
+            v_acknowledge_types, pos = read_int_array(buf, pos, n, "b", 1)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AcknowledgementBatch(first_offset=v_first_offset, last_offset=v_last_offset, acknowledge_types=v_acknowledge_types, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AcknowledgementBatch)
+        o.first_offset = v_first_offset
+        o.last_offset = v_last_offset
+        o.acknowledge_types = v_acknowledge_types
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -141,14 +156,21 @@ def _d_AcknowledgePartition_0(buf: memoryview, pos: int) -> tuple[AcknowledgePar
             v_acknowledgement_batches.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AcknowledgePartition(partition_index=v_partition_index, acknowledgement_batches=v_acknowledgement_batches, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AcknowledgePartition)
+        o.partition_index = v_partition_index
+        o.acknowledgement_batches = v_acknowledgement_batches
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -166,14 +188,21 @@ def _d_AcknowledgeTopic_0(buf: memoryview, pos: int) -> tuple[AcknowledgeTopic, 
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AcknowledgeTopic(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AcknowledgeTopic)
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -196,14 +225,23 @@ def _d_ShareAcknowledgeRequest_0(buf: memoryview, pos: int) -> tuple[ShareAcknow
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ShareAcknowledgeRequest(group_id=v_group_id, member_id=v_member_id, share_session_epoch=v_share_session_epoch, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ShareAcknowledgeRequest)
+        o.group_id = v_group_id
+        o.member_id = v_member_id
+        o.share_session_epoch = v_share_session_epoch
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

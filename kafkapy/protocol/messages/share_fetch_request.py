@@ -13,6 +13,8 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_compact_array_count,
@@ -35,6 +37,8 @@ _S_iiii = Struct(">iiii")
 _S_qq = Struct(">qq")
 _CA_b = COMPACT_ARRAY_STRUCTS["b"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_b = PLAIN_ARRAY_STRUCTS["b"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class AcknowledgementBatch(Entity):
@@ -138,17 +142,29 @@ def _d_AcknowledgementBatch_0(buf: memoryview, pos: int) -> tuple[Acknowledgemen
         pos += 16
         f = "acknowledge_types"
         n, pos = read_compact_array_count(buf, pos)
-        v_acknowledge_types, pos = read_int_array(buf, pos, n, "b", 1)
+        if n < 32:
+            v_acknowledge_types = list(_P_b[n].unpack_from(buf, pos))
+            pos += n * 1
+        else:
+            v_acknowledge_types, pos = read_int_array(buf, pos, n, "b", 1)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return AcknowledgementBatch(first_offset=v_first_offset, last_offset=v_last_offset, acknowledge_types=v_acknowledge_types, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(AcknowledgementBatch)
+        o.first_offset = v_first_offset
+        o.last_offset = v_last_offset
+        o.acknowledge_types = v_acknowledge_types
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -167,14 +183,22 @@ def _d_FetchPartition_0(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
             v_acknowledgement_batches.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchPartition(partition_index=v_partition_index, partition_max_bytes=v_partition_max_bytes, acknowledgement_batches=v_acknowledgement_batches, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchPartition)
+        o.partition_index = v_partition_index
+        o.partition_max_bytes = v_partition_max_bytes
+        o.acknowledgement_batches = v_acknowledgement_batches
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -192,14 +216,21 @@ def _d_FetchTopic_0(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return FetchTopic(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(FetchTopic)
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -211,17 +242,28 @@ def _d_ForgottenTopic_0(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
-        v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partitions = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partitions, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ForgottenTopic(topic_id=v_topic_id, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ForgottenTopic)
+        o.topic_id = v_topic_id
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -250,14 +292,27 @@ def _d_ShareFetchRequest_0(buf: memoryview, pos: int) -> tuple[ShareFetchRequest
             v_forgotten_topics_data.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return ShareFetchRequest(group_id=v_group_id, member_id=v_member_id, share_session_epoch=v_share_session_epoch, max_wait_ms=v_max_wait_ms, min_bytes=v_min_bytes, max_bytes=v_max_bytes, topics=v_topics, forgotten_topics_data=v_forgotten_topics_data, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(ShareFetchRequest)
+        o.group_id = v_group_id
+        o.member_id = v_member_id
+        o.share_session_epoch = v_share_session_epoch
+        o.max_wait_ms = v_max_wait_ms
+        o.min_bytes = v_min_bytes
+        o.max_bytes = v_max_bytes
+        o.topics = v_topics
+        o.forgotten_topics_data = v_forgotten_topics_data
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

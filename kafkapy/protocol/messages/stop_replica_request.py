@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -40,6 +42,7 @@ _S_iiqo = Struct(">iiq?")
 _S_ioiq = Struct(">i?iq")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class StopReplicaPartitionV0(Entity):
@@ -141,7 +144,11 @@ def _d_StopReplicaPartitionV0_0(buf: memoryview, pos: int) -> tuple[StopReplicaP
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return StopReplicaPartitionV0(topic_name=v_topic_name, partition_index=v_partition_index), pos
+        o = NEW(StopReplicaPartitionV0)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -158,7 +165,17 @@ def _d_StopReplicaRequest_0(buf: memoryview, pos: int) -> tuple[StopReplicaReque
         for _ in range(n):
             item, pos = _d_StopReplicaPartitionV0_0(buf, pos)
             v_ungrouped_partitions.append(item)
-        return StopReplicaRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, delete_partitions=v_delete_partitions, ungrouped_partitions=v_ungrouped_partitions), pos
+        o = NEW(StopReplicaRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = -1
+        o.delete_partitions = v_delete_partitions
+        o.ungrouped_partitions = v_ungrouped_partitions
+        o.topics = []
+        o.topic_states = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -170,8 +187,16 @@ def _d_StopReplicaTopicV1_1(buf: memoryview, pos: int) -> tuple[StopReplicaTopic
         v_name, pos = read_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
-        return StopReplicaTopicV1(name=v_name, partition_indexes=v_partition_indexes), pos
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(StopReplicaTopicV1)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -188,7 +213,17 @@ def _d_StopReplicaRequest_1(buf: memoryview, pos: int) -> tuple[StopReplicaReque
         for _ in range(n):
             item, pos = _d_StopReplicaTopicV1_1(buf, pos)
             v_topics.append(item)
-        return StopReplicaRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, delete_partitions=v_delete_partitions, topics=v_topics), pos
+        o = NEW(StopReplicaRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.delete_partitions = v_delete_partitions
+        o.ungrouped_partitions = []
+        o.topics = v_topics
+        o.topic_states = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -200,17 +235,28 @@ def _d_StopReplicaTopicV1_2(buf: memoryview, pos: int) -> tuple[StopReplicaTopic
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_compact_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return StopReplicaTopicV1(name=v_name, partition_indexes=v_partition_indexes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(StopReplicaTopicV1)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -229,14 +275,27 @@ def _d_StopReplicaRequest_2(buf: memoryview, pos: int) -> tuple[StopReplicaReque
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return StopReplicaRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, delete_partitions=v_delete_partitions, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(StopReplicaRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.delete_partitions = v_delete_partitions
+        o.ungrouped_partitions = []
+        o.topics = v_topics
+        o.topic_states = []
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -249,14 +308,22 @@ def _d_StopReplicaPartitionState_3(buf: memoryview, pos: int) -> tuple[StopRepli
         pos += 9
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return StopReplicaPartitionState(partition_index=v_partition_index, leader_epoch=v_leader_epoch, delete_partition=v_delete_partition, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(StopReplicaPartitionState)
+        o.partition_index = v_partition_index
+        o.leader_epoch = v_leader_epoch
+        o.delete_partition = v_delete_partition
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -274,14 +341,21 @@ def _d_StopReplicaTopicState_3(buf: memoryview, pos: int) -> tuple[StopReplicaTo
             v_partition_states.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return StopReplicaTopicState(topic_name=v_topic_name, partition_states=v_partition_states, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(StopReplicaTopicState)
+        o.topic_name = v_topic_name
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -300,14 +374,27 @@ def _d_StopReplicaRequest_3(buf: memoryview, pos: int) -> tuple[StopReplicaReque
             v_topic_states.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return StopReplicaRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(StopReplicaRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.delete_partitions = False
+        o.ungrouped_partitions = []
+        o.topics = []
+        o.topic_states = v_topic_states
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -326,14 +413,27 @@ def _d_StopReplicaRequest_4(buf: memoryview, pos: int) -> tuple[StopReplicaReque
             v_topic_states.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return StopReplicaRequest(controller_id=v_controller_id, is_k_raft_controller=v_is_k_raft_controller, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(StopReplicaRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = v_is_k_raft_controller
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.delete_partitions = False
+        o.ungrouped_partitions = []
+        o.topics = []
+        o.topic_states = v_topic_states
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -77,7 +78,12 @@ def _d_StopReplicaPartitionError_0(buf: memoryview, pos: int) -> tuple[StopRepli
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return StopReplicaPartitionError(topic_name=v_topic_name, partition_index=v_partition_index, error_code=v_error_code), pos
+        o = NEW(StopReplicaPartitionError)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -94,7 +100,11 @@ def _d_StopReplicaResponse_0(buf: memoryview, pos: int) -> tuple[StopReplicaResp
         for _ in range(n):
             item, pos = _d_StopReplicaPartitionError_0(buf, pos)
             v_partition_errors.append(item)
-        return StopReplicaResponse(error_code=v_error_code, partition_errors=v_partition_errors), pos
+        o = NEW(StopReplicaResponse)
+        o.error_code = v_error_code
+        o.partition_errors = v_partition_errors
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -109,14 +119,22 @@ def _d_StopReplicaPartitionError_2(buf: memoryview, pos: int) -> tuple[StopRepli
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return StopReplicaPartitionError(topic_name=v_topic_name, partition_index=v_partition_index, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(StopReplicaPartitionError)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -135,14 +153,21 @@ def _d_StopReplicaResponse_2(buf: memoryview, pos: int) -> tuple[StopReplicaResp
             v_partition_errors.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return StopReplicaResponse(error_code=v_error_code, partition_errors=v_partition_errors, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(StopReplicaResponse)
+        o.error_code = v_error_code
+        o.partition_errors = v_partition_errors
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

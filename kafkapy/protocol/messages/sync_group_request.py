@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_bytes,
@@ -91,7 +92,11 @@ def _d_SyncGroupRequestAssignment_0(buf: memoryview, pos: int) -> tuple[SyncGrou
         v_member_id, pos = read_string(buf, pos)
         f = "assignment"
         v_assignment, pos = read_bytes(buf, pos)
-        return SyncGroupRequestAssignment(member_id=v_member_id, assignment=v_assignment), pos
+        o = NEW(SyncGroupRequestAssignment)
+        o.member_id = v_member_id
+        o.assignment = v_assignment
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -112,7 +117,16 @@ def _d_SyncGroupRequest_0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
         for _ in range(n):
             item, pos = _d_SyncGroupRequestAssignment_0(buf, pos)
             v_assignments.append(item)
-        return SyncGroupRequest(group_id=v_group_id, generation_id=v_generation_id, member_id=v_member_id, assignments=v_assignments), pos
+        o = NEW(SyncGroupRequest)
+        o.group_id = v_group_id
+        o.generation_id = v_generation_id
+        o.member_id = v_member_id
+        o.group_instance_id = None
+        o.protocol_type = None
+        o.protocol_name = None
+        o.assignments = v_assignments
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -135,7 +149,16 @@ def _d_SyncGroupRequest_3(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
         for _ in range(n):
             item, pos = _d_SyncGroupRequestAssignment_0(buf, pos)
             v_assignments.append(item)
-        return SyncGroupRequest(group_id=v_group_id, generation_id=v_generation_id, member_id=v_member_id, group_instance_id=v_group_instance_id, assignments=v_assignments), pos
+        o = NEW(SyncGroupRequest)
+        o.group_id = v_group_id
+        o.generation_id = v_generation_id
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.protocol_type = None
+        o.protocol_name = None
+        o.assignments = v_assignments
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -149,14 +172,21 @@ def _d_SyncGroupRequestAssignment_4(buf: memoryview, pos: int) -> tuple[SyncGrou
         v_assignment, pos = read_compact_bytes(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SyncGroupRequestAssignment(member_id=v_member_id, assignment=v_assignment, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SyncGroupRequestAssignment)
+        o.member_id = v_member_id
+        o.assignment = v_assignment
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -181,14 +211,26 @@ def _d_SyncGroupRequest_4(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
             v_assignments.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SyncGroupRequest(group_id=v_group_id, generation_id=v_generation_id, member_id=v_member_id, group_instance_id=v_group_instance_id, assignments=v_assignments, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SyncGroupRequest)
+        o.group_id = v_group_id
+        o.generation_id = v_generation_id
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.protocol_type = None
+        o.protocol_name = None
+        o.assignments = v_assignments
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -217,14 +259,26 @@ def _d_SyncGroupRequest_5(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
             v_assignments.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SyncGroupRequest(group_id=v_group_id, generation_id=v_generation_id, member_id=v_member_id, group_instance_id=v_group_instance_id, protocol_type=v_protocol_type, protocol_name=v_protocol_name, assignments=v_assignments, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SyncGroupRequest)
+        o.group_id = v_group_id
+        o.generation_id = v_generation_id
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.protocol_type = v_protocol_type
+        o.protocol_name = v_protocol_name
+        o.assignments = v_assignments
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

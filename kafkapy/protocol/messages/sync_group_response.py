@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_bytes,
     read_compact_bytes,
@@ -63,7 +64,14 @@ def _d_SyncGroupResponse_0(buf: memoryview, pos: int) -> tuple[SyncGroupResponse
         pos += 2
         f = "assignment"
         v_assignment, pos = read_bytes(buf, pos)
-        return SyncGroupResponse(error_code=v_error_code, assignment=v_assignment), pos
+        o = NEW(SyncGroupResponse)
+        o.throttle_time_ms = 0
+        o.error_code = v_error_code
+        o.protocol_type = None
+        o.protocol_name = None
+        o.assignment = v_assignment
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -76,7 +84,14 @@ def _d_SyncGroupResponse_1(buf: memoryview, pos: int) -> tuple[SyncGroupResponse
         pos += 6
         f = "assignment"
         v_assignment, pos = read_bytes(buf, pos)
-        return SyncGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, assignment=v_assignment), pos
+        o = NEW(SyncGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.protocol_type = None
+        o.protocol_name = None
+        o.assignment = v_assignment
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -91,14 +106,24 @@ def _d_SyncGroupResponse_4(buf: memoryview, pos: int) -> tuple[SyncGroupResponse
         v_assignment, pos = read_compact_bytes(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SyncGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, assignment=v_assignment, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SyncGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.protocol_type = None
+        o.protocol_name = None
+        o.assignment = v_assignment
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -117,14 +142,24 @@ def _d_SyncGroupResponse_5(buf: memoryview, pos: int) -> tuple[SyncGroupResponse
         v_assignment, pos = read_compact_bytes(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return SyncGroupResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, protocol_type=v_protocol_type, protocol_name=v_protocol_name, assignment=v_assignment, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(SyncGroupResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.protocol_type = v_protocol_type
+        o.protocol_name = v_protocol_name
+        o.assignment = v_assignment
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

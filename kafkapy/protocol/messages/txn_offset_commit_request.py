@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -111,7 +112,13 @@ def _d_TxnOffsetCommitRequestPartition_0(buf: memoryview, pos: int) -> tuple[Txn
         pos += 12
         f = "committed_metadata"
         v_committed_metadata, pos = read_nullable_string(buf, pos)
-        return TxnOffsetCommitRequestPartition(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_metadata=v_committed_metadata), pos
+        o = NEW(TxnOffsetCommitRequestPartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = -1
+        o.committed_metadata = v_committed_metadata
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -127,7 +134,11 @@ def _d_TxnOffsetCommitRequestTopic_0(buf: memoryview, pos: int) -> tuple[TxnOffs
         for _ in range(n):
             item, pos = _d_TxnOffsetCommitRequestPartition_0(buf, pos)
             v_partitions.append(item)
-        return TxnOffsetCommitRequestTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(TxnOffsetCommitRequestTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -148,7 +159,17 @@ def _d_TxnOffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCom
         for _ in range(n):
             item, pos = _d_TxnOffsetCommitRequestTopic_0(buf, pos)
             v_topics.append(item)
-        return TxnOffsetCommitRequest(transactional_id=v_transactional_id, group_id=v_group_id, producer_id=v_producer_id, producer_epoch=v_producer_epoch, topics=v_topics), pos
+        o = NEW(TxnOffsetCommitRequest)
+        o.transactional_id = v_transactional_id
+        o.group_id = v_group_id
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.generation_id = -1
+        o.member_id = ''
+        o.group_instance_id = None
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -161,7 +182,13 @@ def _d_TxnOffsetCommitRequestPartition_2(buf: memoryview, pos: int) -> tuple[Txn
         pos += 16
         f = "committed_metadata"
         v_committed_metadata, pos = read_nullable_string(buf, pos)
-        return TxnOffsetCommitRequestPartition(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_leader_epoch=v_committed_leader_epoch, committed_metadata=v_committed_metadata), pos
+        o = NEW(TxnOffsetCommitRequestPartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = v_committed_leader_epoch
+        o.committed_metadata = v_committed_metadata
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -177,7 +204,11 @@ def _d_TxnOffsetCommitRequestTopic_2(buf: memoryview, pos: int) -> tuple[TxnOffs
         for _ in range(n):
             item, pos = _d_TxnOffsetCommitRequestPartition_2(buf, pos)
             v_partitions.append(item)
-        return TxnOffsetCommitRequestTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(TxnOffsetCommitRequestTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -198,7 +229,17 @@ def _d_TxnOffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCom
         for _ in range(n):
             item, pos = _d_TxnOffsetCommitRequestTopic_2(buf, pos)
             v_topics.append(item)
-        return TxnOffsetCommitRequest(transactional_id=v_transactional_id, group_id=v_group_id, producer_id=v_producer_id, producer_epoch=v_producer_epoch, topics=v_topics), pos
+        o = NEW(TxnOffsetCommitRequest)
+        o.transactional_id = v_transactional_id
+        o.group_id = v_group_id
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.generation_id = -1
+        o.member_id = ''
+        o.group_instance_id = None
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -213,14 +254,23 @@ def _d_TxnOffsetCommitRequestPartition_3(buf: memoryview, pos: int) -> tuple[Txn
         v_committed_metadata, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TxnOffsetCommitRequestPartition(partition_index=v_partition_index, committed_offset=v_committed_offset, committed_leader_epoch=v_committed_leader_epoch, committed_metadata=v_committed_metadata, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TxnOffsetCommitRequestPartition)
+        o.partition_index = v_partition_index
+        o.committed_offset = v_committed_offset
+        o.committed_leader_epoch = v_committed_leader_epoch
+        o.committed_metadata = v_committed_metadata
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -238,14 +288,21 @@ def _d_TxnOffsetCommitRequestTopic_3(buf: memoryview, pos: int) -> tuple[TxnOffs
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TxnOffsetCommitRequestTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TxnOffsetCommitRequestTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -272,14 +329,27 @@ def _d_TxnOffsetCommitRequest_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCom
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TxnOffsetCommitRequest(transactional_id=v_transactional_id, group_id=v_group_id, producer_id=v_producer_id, producer_epoch=v_producer_epoch, generation_id=v_generation_id, member_id=v_member_id, group_instance_id=v_group_instance_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TxnOffsetCommitRequest)
+        o.transactional_id = v_transactional_id
+        o.group_id = v_group_id
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.generation_id = v_generation_id
+        o.member_id = v_member_id
+        o.group_instance_id = v_group_instance_id
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

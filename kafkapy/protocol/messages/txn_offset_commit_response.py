@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -87,7 +88,11 @@ def _d_TxnOffsetCommitResponsePartition_0(buf: memoryview, pos: int) -> tuple[Tx
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return TxnOffsetCommitResponsePartition(partition_index=v_partition_index, error_code=v_error_code), pos
+        o = NEW(TxnOffsetCommitResponsePartition)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -103,7 +108,11 @@ def _d_TxnOffsetCommitResponseTopic_0(buf: memoryview, pos: int) -> tuple[TxnOff
         for _ in range(n):
             item, pos = _d_TxnOffsetCommitResponsePartition_0(buf, pos)
             v_partitions.append(item)
-        return TxnOffsetCommitResponseTopic(name=v_name, partitions=v_partitions), pos
+        o = NEW(TxnOffsetCommitResponseTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,7 +129,11 @@ def _d_TxnOffsetCommitResponse_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCo
         for _ in range(n):
             item, pos = _d_TxnOffsetCommitResponseTopic_0(buf, pos)
             v_topics.append(item)
-        return TxnOffsetCommitResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics), pos
+        o = NEW(TxnOffsetCommitResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -133,14 +146,21 @@ def _d_TxnOffsetCommitResponsePartition_3(buf: memoryview, pos: int) -> tuple[Tx
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TxnOffsetCommitResponsePartition(partition_index=v_partition_index, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TxnOffsetCommitResponsePartition)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -158,14 +178,21 @@ def _d_TxnOffsetCommitResponseTopic_3(buf: memoryview, pos: int) -> tuple[TxnOff
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TxnOffsetCommitResponseTopic(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TxnOffsetCommitResponseTopic)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -184,14 +211,21 @@ def _d_TxnOffsetCommitResponse_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCo
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return TxnOffsetCommitResponse(throttle_time_ms=v_throttle_time_ms, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(TxnOffsetCommitResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     ZERO_UUID,
     fault,
     read_array_count,
@@ -49,6 +51,7 @@ _S_iiq = Struct(">iiq")
 _S_ioiq = Struct(">i?iq")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class UpdateMetadataPartitionState(Entity):
@@ -176,14 +179,33 @@ def _d_UpdateMetadataPartitionState_0(buf: memoryview, pos: int) -> tuple[Update
         pos += 16
         f = "isr"
         n, pos = read_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "zk_version"
         (v_zk_version,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
-        return UpdateMetadataPartitionState(topic_name=v_topic_name, partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, zk_version=v_zk_version, replicas=v_replicas), pos
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(UpdateMetadataPartitionState)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.zk_version = v_zk_version
+        o.replicas = v_replicas
+        o.offline_replicas = []
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -199,7 +221,14 @@ def _d_UpdateMetadataBroker_0(buf: memoryview, pos: int) -> tuple[UpdateMetadata
         f = "v0_port"
         (v_v0_port,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return UpdateMetadataBroker(id=v_id, v0_host=v_v0_host, v0_port=v_v0_port), pos
+        o = NEW(UpdateMetadataBroker)
+        o.id = v_id
+        o.v0_host = v_v0_host
+        o.v0_port = v_v0_port
+        o.endpoints = []
+        o.rack = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -222,7 +251,17 @@ def _d_UpdateMetadataRequest_0(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         for _ in range(n):
             item, pos = _d_UpdateMetadataBroker_0(buf, pos)
             v_live_brokers.append(item)
-        return UpdateMetadataRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, ungrouped_partition_states=v_ungrouped_partition_states, live_brokers=v_live_brokers), pos
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.type = 0
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = -1
+        o.ungrouped_partition_states = v_ungrouped_partition_states
+        o.topic_states = []
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -238,7 +277,13 @@ def _d_UpdateMetadataEndpoint_1(buf: memoryview, pos: int) -> tuple[UpdateMetada
         f = "security_protocol"
         (v_security_protocol,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return UpdateMetadataEndpoint(port=v_port, host=v_host, security_protocol=v_security_protocol), pos
+        o = NEW(UpdateMetadataEndpoint)
+        o.port = v_port
+        o.host = v_host
+        o.listener = ''
+        o.security_protocol = v_security_protocol
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -255,7 +300,14 @@ def _d_UpdateMetadataBroker_1(buf: memoryview, pos: int) -> tuple[UpdateMetadata
         for _ in range(n):
             item, pos = _d_UpdateMetadataEndpoint_1(buf, pos)
             v_endpoints.append(item)
-        return UpdateMetadataBroker(id=v_id, endpoints=v_endpoints), pos
+        o = NEW(UpdateMetadataBroker)
+        o.id = v_id
+        o.v0_host = ''
+        o.v0_port = 0
+        o.endpoints = v_endpoints
+        o.rack = ''
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -278,7 +330,17 @@ def _d_UpdateMetadataRequest_1(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         for _ in range(n):
             item, pos = _d_UpdateMetadataBroker_1(buf, pos)
             v_live_brokers.append(item)
-        return UpdateMetadataRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, ungrouped_partition_states=v_ungrouped_partition_states, live_brokers=v_live_brokers), pos
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.type = 0
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = -1
+        o.ungrouped_partition_states = v_ungrouped_partition_states
+        o.topic_states = []
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -297,7 +359,14 @@ def _d_UpdateMetadataBroker_2(buf: memoryview, pos: int) -> tuple[UpdateMetadata
             v_endpoints.append(item)
         f = "rack"
         v_rack, pos = read_nullable_string(buf, pos)
-        return UpdateMetadataBroker(id=v_id, endpoints=v_endpoints, rack=v_rack), pos
+        o = NEW(UpdateMetadataBroker)
+        o.id = v_id
+        o.v0_host = ''
+        o.v0_port = 0
+        o.endpoints = v_endpoints
+        o.rack = v_rack
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -320,7 +389,17 @@ def _d_UpdateMetadataRequest_2(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         for _ in range(n):
             item, pos = _d_UpdateMetadataBroker_2(buf, pos)
             v_live_brokers.append(item)
-        return UpdateMetadataRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, ungrouped_partition_states=v_ungrouped_partition_states, live_brokers=v_live_brokers), pos
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.type = 0
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = -1
+        o.ungrouped_partition_states = v_ungrouped_partition_states
+        o.topic_states = []
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -338,7 +417,13 @@ def _d_UpdateMetadataEndpoint_3(buf: memoryview, pos: int) -> tuple[UpdateMetada
         f = "security_protocol"
         (v_security_protocol,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return UpdateMetadataEndpoint(port=v_port, host=v_host, listener=v_listener, security_protocol=v_security_protocol), pos
+        o = NEW(UpdateMetadataEndpoint)
+        o.port = v_port
+        o.host = v_host
+        o.listener = v_listener
+        o.security_protocol = v_security_protocol
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -357,7 +442,14 @@ def _d_UpdateMetadataBroker_3(buf: memoryview, pos: int) -> tuple[UpdateMetadata
             v_endpoints.append(item)
         f = "rack"
         v_rack, pos = read_nullable_string(buf, pos)
-        return UpdateMetadataBroker(id=v_id, endpoints=v_endpoints, rack=v_rack), pos
+        o = NEW(UpdateMetadataBroker)
+        o.id = v_id
+        o.v0_host = ''
+        o.v0_port = 0
+        o.endpoints = v_endpoints
+        o.rack = v_rack
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -380,7 +472,17 @@ def _d_UpdateMetadataRequest_3(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         for _ in range(n):
             item, pos = _d_UpdateMetadataBroker_3(buf, pos)
             v_live_brokers.append(item)
-        return UpdateMetadataRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, ungrouped_partition_states=v_ungrouped_partition_states, live_brokers=v_live_brokers), pos
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.type = 0
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = -1
+        o.ungrouped_partition_states = v_ungrouped_partition_states
+        o.topic_states = []
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -395,17 +497,40 @@ def _d_UpdateMetadataPartitionState_4(buf: memoryview, pos: int) -> tuple[Update
         pos += 16
         f = "isr"
         n, pos = read_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "zk_version"
         (v_zk_version,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "offline_replicas"
         n, pos = read_array_count(buf, pos)
-        v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
-        return UpdateMetadataPartitionState(topic_name=v_topic_name, partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, zk_version=v_zk_version, replicas=v_replicas, offline_replicas=v_offline_replicas), pos
+        if n < 32:
+            v_offline_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(UpdateMetadataPartitionState)
+        o.topic_name = v_topic_name
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.zk_version = v_zk_version
+        o.replicas = v_replicas
+        o.offline_replicas = v_offline_replicas
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -428,7 +553,17 @@ def _d_UpdateMetadataRequest_4(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         for _ in range(n):
             item, pos = _d_UpdateMetadataBroker_3(buf, pos)
             v_live_brokers.append(item)
-        return UpdateMetadataRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, ungrouped_partition_states=v_ungrouped_partition_states, live_brokers=v_live_brokers), pos
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.type = 0
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = -1
+        o.ungrouped_partition_states = v_ungrouped_partition_states
+        o.topic_states = []
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -441,17 +576,40 @@ def _d_UpdateMetadataPartitionState_5(buf: memoryview, pos: int) -> tuple[Update
         pos += 16
         f = "isr"
         n, pos = read_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "zk_version"
         (v_zk_version,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "offline_replicas"
         n, pos = read_array_count(buf, pos)
-        v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
-        return UpdateMetadataPartitionState(partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, zk_version=v_zk_version, replicas=v_replicas, offline_replicas=v_offline_replicas), pos
+        if n < 32:
+            v_offline_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(UpdateMetadataPartitionState)
+        o.topic_name = ''
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.zk_version = v_zk_version
+        o.replicas = v_replicas
+        o.offline_replicas = v_offline_replicas
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -467,7 +625,12 @@ def _d_UpdateMetadataTopicState_5(buf: memoryview, pos: int) -> tuple[UpdateMeta
         for _ in range(n):
             item, pos = _d_UpdateMetadataPartitionState_5(buf, pos)
             v_partition_states.append(item)
-        return UpdateMetadataTopicState(topic_name=v_topic_name, partition_states=v_partition_states), pos
+        o = NEW(UpdateMetadataTopicState)
+        o.topic_name = v_topic_name
+        o.topic_id = ZERO_UUID
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -490,7 +653,17 @@ def _d_UpdateMetadataRequest_5(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         for _ in range(n):
             item, pos = _d_UpdateMetadataBroker_3(buf, pos)
             v_live_brokers.append(item)
-        return UpdateMetadataRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, live_brokers=v_live_brokers), pos
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.type = 0
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -503,26 +676,52 @@ def _d_UpdateMetadataPartitionState_6(buf: memoryview, pos: int) -> tuple[Update
         pos += 16
         f = "isr"
         n, pos = read_compact_array_count(buf, pos)
-        v_isr, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_isr = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_isr, pos = read_int_array(buf, pos, n, "i", 4)
         f = "zk_version"
         (v_zk_version,) = _S_i.unpack_from(buf, pos)
         pos += 4
         f = "replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         f = "offline_replicas"
         n, pos = read_compact_array_count(buf, pos)
-        v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_offline_replicas = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_offline_replicas, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataPartitionState(partition_index=v_partition_index, controller_epoch=v_controller_epoch, leader=v_leader, leader_epoch=v_leader_epoch, isr=v_isr, zk_version=v_zk_version, replicas=v_replicas, offline_replicas=v_offline_replicas, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataPartitionState)
+        o.topic_name = ''
+        o.partition_index = v_partition_index
+        o.controller_epoch = v_controller_epoch
+        o.leader = v_leader
+        o.leader_epoch = v_leader_epoch
+        o.isr = v_isr
+        o.zk_version = v_zk_version
+        o.replicas = v_replicas
+        o.offline_replicas = v_offline_replicas
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -540,14 +739,22 @@ def _d_UpdateMetadataTopicState_6(buf: memoryview, pos: int) -> tuple[UpdateMeta
             v_partition_states.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataTopicState(topic_name=v_topic_name, partition_states=v_partition_states, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataTopicState)
+        o.topic_name = v_topic_name
+        o.topic_id = ZERO_UUID
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -567,14 +774,23 @@ def _d_UpdateMetadataEndpoint_6(buf: memoryview, pos: int) -> tuple[UpdateMetada
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataEndpoint(port=v_port, host=v_host, listener=v_listener, security_protocol=v_security_protocol, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataEndpoint)
+        o.port = v_port
+        o.host = v_host
+        o.listener = v_listener
+        o.security_protocol = v_security_protocol
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -595,14 +811,24 @@ def _d_UpdateMetadataBroker_6(buf: memoryview, pos: int) -> tuple[UpdateMetadata
         v_rack, pos = read_compact_nullable_string(buf, pos)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataBroker(id=v_id, endpoints=v_endpoints, rack=v_rack, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataBroker)
+        o.id = v_id
+        o.v0_host = ''
+        o.v0_port = 0
+        o.endpoints = v_endpoints
+        o.rack = v_rack
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -627,14 +853,27 @@ def _d_UpdateMetadataRequest_6(buf: memoryview, pos: int) -> tuple[UpdateMetadat
             v_live_brokers.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, live_brokers=v_live_brokers, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.type = 0
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -654,14 +893,22 @@ def _d_UpdateMetadataTopicState_7(buf: memoryview, pos: int) -> tuple[UpdateMeta
             v_partition_states.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataTopicState(topic_name=v_topic_name, topic_id=v_topic_id, partition_states=v_partition_states, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataTopicState)
+        o.topic_name = v_topic_name
+        o.topic_id = v_topic_id
+        o.partition_states = v_partition_states
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -686,14 +933,27 @@ def _d_UpdateMetadataRequest_7(buf: memoryview, pos: int) -> tuple[UpdateMetadat
             v_live_brokers.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataRequest(controller_id=v_controller_id, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, live_brokers=v_live_brokers, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = False
+        o.type = 0
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -719,20 +979,33 @@ def _d_UpdateMetadataRequest_8(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         v_type = 0
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "type"
-                tb = buf[:end]
-                (v_type,) = _S_b.unpack_from(tb, pos)
-                pos += 1
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataRequest(controller_id=v_controller_id, is_k_raft_controller=v_is_k_raft_controller, controller_epoch=v_controller_epoch, broker_epoch=v_broker_epoch, topic_states=v_topic_states, live_brokers=v_live_brokers, type=v_type, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "type"
+                    tb = buf[:end]
+                    (v_type,) = _S_b.unpack_from(tb, pos)
+                    pos += 1
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataRequest)
+        o.controller_id = v_controller_id
+        o.is_k_raft_controller = v_is_k_raft_controller
+        o.type = v_type
+        o.controller_epoch = v_controller_epoch
+        o.broker_epoch = v_broker_epoch
+        o.ungrouped_partition_states = []
+        o.topic_states = v_topic_states
+        o.live_brokers = v_live_brokers
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

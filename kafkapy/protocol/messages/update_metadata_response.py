@@ -10,6 +10,7 @@ from uuid import UUID
 from kafkapy.protocol.primitives import (
     FAULTS,
     Message,
+    NEW,
     fault,
     read_tag_count,
     read_tag_header,
@@ -46,7 +47,10 @@ def _d_UpdateMetadataResponse_0(buf: memoryview, pos: int) -> tuple[UpdateMetada
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
-        return UpdateMetadataResponse(error_code=v_error_code), pos
+        o = NEW(UpdateMetadataResponse)
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -59,14 +63,20 @@ def _d_UpdateMetadataResponse_6(buf: memoryview, pos: int) -> tuple[UpdateMetada
         pos += 2
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateMetadataResponse(error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateMetadataResponse)
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

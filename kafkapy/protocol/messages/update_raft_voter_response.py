@@ -12,6 +12,7 @@ from kafkapy.protocol.primitives import (
     Entity,
     FAULTS,
     Message,
+    NEW,
     fault,
     read_compact_string,
     read_tag_count,
@@ -81,14 +82,23 @@ def _d_CurrentLeader_0(buf: memoryview, pos: int) -> tuple[CurrentLeader, int]:
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return CurrentLeader(leader_id=v_leader_id, leader_epoch=v_leader_epoch, host=v_host, port=v_port, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(CurrentLeader)
+        o.leader_id = v_leader_id
+        o.leader_epoch = v_leader_epoch
+        o.host = v_host
+        o.port = v_port
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -102,19 +112,27 @@ def _d_UpdateRaftVoterResponse_0(buf: memoryview, pos: int) -> tuple[UpdateRaftV
         v_current_leader = CurrentLeader()
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if tag == 0:
-                f = "current_leader"
-                tb = buf[:end]
-                v_current_leader, pos = _d_CurrentLeader_0(tb, pos)
-            else:
-                if unknown is None:
-                    unknown = []
-                unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return UpdateRaftVoterResponse(throttle_time_ms=v_throttle_time_ms, error_code=v_error_code, current_leader=v_current_leader, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if tag == 0:
+                    f = "current_leader"
+                    tb = buf[:end]
+                    v_current_leader, pos = _d_CurrentLeader_0(tb, pos)
+                else:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(UpdateRaftVoterResponse)
+        o.throttle_time_ms = v_throttle_time_ms
+        o.error_code = v_error_code
+        o.current_leader = v_current_leader
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -15,6 +15,8 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
+    PLAIN_ARRAY_STRUCTS,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -37,6 +39,7 @@ _S_i = Struct(">i")
 _S_qho = Struct(">qh?")
 _A_i = ARRAY_STRUCTS["i"]
 _CA_i = COMPACT_ARRAY_STRUCTS["i"]
+_P_i = PLAIN_ARRAY_STRUCTS["i"]
 
 
 class WritableTxnMarkerTopic(Entity):
@@ -99,8 +102,16 @@ def _d_WritableTxnMarkerTopic_0(buf: memoryview, pos: int) -> tuple[WritableTxnM
         v_name, pos = read_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
-        return WritableTxnMarkerTopic(name=v_name, partition_indexes=v_partition_indexes), pos
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        o = NEW(WritableTxnMarkerTopic)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -120,7 +131,14 @@ def _d_WritableTxnMarker_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarker
         f = "coordinator_epoch"
         (v_coordinator_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
-        return WritableTxnMarker(producer_id=v_producer_id, producer_epoch=v_producer_epoch, transaction_result=v_transaction_result, topics=v_topics, coordinator_epoch=v_coordinator_epoch), pos
+        o = NEW(WritableTxnMarker)
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.transaction_result = v_transaction_result
+        o.topics = v_topics
+        o.coordinator_epoch = v_coordinator_epoch
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -134,7 +152,10 @@ def _d_WriteTxnMarkersRequest_0(buf: memoryview, pos: int) -> tuple[WriteTxnMark
         for _ in range(n):
             item, pos = _d_WritableTxnMarker_0(buf, pos)
             v_markers.append(item)
-        return WriteTxnMarkersRequest(markers=v_markers), pos
+        o = NEW(WriteTxnMarkersRequest)
+        o.markers = v_markers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -146,17 +167,28 @@ def _d_WritableTxnMarkerTopic_1(buf: memoryview, pos: int) -> tuple[WritableTxnM
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
         n, pos = read_compact_array_count(buf, pos)
-        v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
+        if n < 32:
+            v_partition_indexes = list(_P_i[n].unpack_from(buf, pos))
+            pos += n * 4
+        else:
+            v_partition_indexes, pos = read_int_array(buf, pos, n, "i", 4)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return WritableTxnMarkerTopic(name=v_name, partition_indexes=v_partition_indexes, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(WritableTxnMarkerTopic)
+        o.name = v_name
+        o.partition_indexes = v_partition_indexes
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -178,14 +210,24 @@ def _d_WritableTxnMarker_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarker
         pos += 4
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return WritableTxnMarker(producer_id=v_producer_id, producer_epoch=v_producer_epoch, transaction_result=v_transaction_result, topics=v_topics, coordinator_epoch=v_coordinator_epoch, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(WritableTxnMarker)
+        o.producer_id = v_producer_id
+        o.producer_epoch = v_producer_epoch
+        o.transaction_result = v_transaction_result
+        o.topics = v_topics
+        o.coordinator_epoch = v_coordinator_epoch
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -201,14 +243,20 @@ def _d_WriteTxnMarkersRequest_1(buf: memoryview, pos: int) -> tuple[WriteTxnMark
             v_markers.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return WriteTxnMarkersRequest(markers=v_markers, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(WriteTxnMarkersRequest)
+        o.markers = v_markers
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 

@@ -13,6 +13,7 @@ from kafkapy.protocol.primitives import (
     FAULTS,
     INT32,
     Message,
+    NEW,
     fault,
     read_array_count,
     read_compact_array_count,
@@ -99,7 +100,11 @@ def _d_WritableTxnMarkerPartitionResult_0(buf: memoryview, pos: int) -> tuple[Wr
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
-        return WritableTxnMarkerPartitionResult(partition_index=v_partition_index, error_code=v_error_code), pos
+        o = NEW(WritableTxnMarkerPartitionResult)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -115,7 +120,11 @@ def _d_WritableTxnMarkerTopicResult_0(buf: memoryview, pos: int) -> tuple[Writab
         for _ in range(n):
             item, pos = _d_WritableTxnMarkerPartitionResult_0(buf, pos)
             v_partitions.append(item)
-        return WritableTxnMarkerTopicResult(name=v_name, partitions=v_partitions), pos
+        o = NEW(WritableTxnMarkerTopicResult)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -132,7 +141,11 @@ def _d_WritableTxnMarkerResult_0(buf: memoryview, pos: int) -> tuple[WritableTxn
         for _ in range(n):
             item, pos = _d_WritableTxnMarkerTopicResult_0(buf, pos)
             v_topics.append(item)
-        return WritableTxnMarkerResult(producer_id=v_producer_id, topics=v_topics), pos
+        o = NEW(WritableTxnMarkerResult)
+        o.producer_id = v_producer_id
+        o.topics = v_topics
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -146,7 +159,10 @@ def _d_WriteTxnMarkersResponse_0(buf: memoryview, pos: int) -> tuple[WriteTxnMar
         for _ in range(n):
             item, pos = _d_WritableTxnMarkerResult_0(buf, pos)
             v_markers.append(item)
-        return WriteTxnMarkersResponse(markers=v_markers), pos
+        o = NEW(WriteTxnMarkersResponse)
+        o.markers = v_markers
+        o.unknown_tagged_fields = None
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -159,14 +175,21 @@ def _d_WritableTxnMarkerPartitionResult_1(buf: memoryview, pos: int) -> tuple[Wr
         pos += 6
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return WritableTxnMarkerPartitionResult(partition_index=v_partition_index, error_code=v_error_code, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(WritableTxnMarkerPartitionResult)
+        o.partition_index = v_partition_index
+        o.error_code = v_error_code
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -184,14 +207,21 @@ def _d_WritableTxnMarkerTopicResult_1(buf: memoryview, pos: int) -> tuple[Writab
             v_partitions.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return WritableTxnMarkerTopicResult(name=v_name, partitions=v_partitions, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(WritableTxnMarkerTopicResult)
+        o.name = v_name
+        o.partitions = v_partitions
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -210,14 +240,21 @@ def _d_WritableTxnMarkerResult_1(buf: memoryview, pos: int) -> tuple[WritableTxn
             v_topics.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return WritableTxnMarkerResult(producer_id=v_producer_id, topics=v_topics, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(WritableTxnMarkerResult)
+        o.producer_id = v_producer_id
+        o.topics = v_topics
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
@@ -233,14 +270,20 @@ def _d_WriteTxnMarkersResponse_1(buf: memoryview, pos: int) -> tuple[WriteTxnMar
             v_markers.append(item)
         unknown = None
         f = "_tagged_fields"
-        ntag, pos = read_tag_count(buf, pos)
-        for _ in range(ntag):
-            tag, pos, end = read_tag_header(buf, pos)
-            if unknown is None:
-                unknown = []
-            unknown.append((tag, bytes(buf[pos:end])))
-            pos = end
-        return WriteTxnMarkersResponse(markers=v_markers, unknown_tagged_fields=unknown), pos
+        if buf[pos] == 0:  # no tagged fields, the common case
+            pos += 1
+        else:
+            ntag, pos = read_tag_count(buf, pos)
+            for _ in range(ntag):
+                tag, pos, end = read_tag_header(buf, pos)
+                if unknown is None:
+                    unknown = []
+                unknown.append((tag, bytes(buf[pos:end])))
+                pos = end
+        o = NEW(WriteTxnMarkersResponse)
+        o.markers = v_markers
+        o.unknown_tagged_fields = unknown
+        return o, pos
     except FAULTS as e:
         raise fault(e, f) from None
 
