@@ -50,7 +50,7 @@ class Dispatcher:
         self.handlers = handlers
         self.table = build_table(handlers)
 
-    async def __call__(self, frame: bytes | memoryview, conn: ConnectionContext) -> list[Any] | None:
+    async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> list[Any] | None:
         view = frame if isinstance(frame, memoryview) else memoryview(frame)
         try:
             api_key, version, correlation_id = peek_request_header(view)

@@ -69,7 +69,7 @@ class RequestHandler(Protocol):
     raise CloseConnection to close it without an error log.
     """
 
-    async def __call__(self, frame: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None: ...
+    async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> Outgoing | None: ...
 
 
 class CloseConnection(Exception):
@@ -308,14 +308,14 @@ class _Connection(asyncio.BufferedProtocol):
         if self._draining or self._closing:
             return False
         if len(available) == size:
-            self._dispatch(bytes(available), size)
+            self._dispatch(bytearray(available), size)  # writable: produce rewrites offsets in place
             return True
         body = bytearray(size)
         body[: len(available)] = available
         self._body, self._body_pos = body, len(available)
         return True
 
-    def _dispatch(self, frame: bytes | memoryview, size: int) -> None:
+    def _dispatch(self, frame: bytes | bytearray | memoryview, size: int) -> None:
         if self._closing or self._draining:
             return
         assert self.ctx is not None
