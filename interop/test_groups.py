@@ -186,3 +186,40 @@ def test_static_member_rejoins_without_rebalance(gbroker: BrokerProcess, client:
         assert a.impl.assigns == a_assigns, "the other member saw no rebalance"  # type: ignore[attr-defined]
     finally:
         stop_all([a, b] + ([b2] if b2 else []))
+
+
+def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kafkapy", "groups", *args, "-b", bootstrap],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+
+
+def test_groups_cli_describe_reset_delete(gbroker: BrokerProcess) -> None:
+    topic, group = unique("cli"), unique("g")
+    create_topic(gbroker.bootstrap, topic)
+    produce(gbroker.bootstrap, topic, 60)
+    m = start("confluent-kafka", Spec(gbroker.bootstrap, group, topic, "range"), "m")
+    try:
+        wait_until(lambda: len(m.records()) >= 60, 30, "60 records", [m])
+        m.commit()
+        produce(gbroker.bootstrap, topic, 6)
+        out = _cli(gbroker.bootstrap, "describe", group)
+        assert out.returncode == 0, out.stderr
+        rows = [line.split() for line in out.stdout.splitlines() if line.startswith(group)]
+        assert len(rows) == 6 and all(r[3] == "10" and r[4] == "11" and r[5] == "1" and r[7] == "/127.0.0.1" for r in rows)
+        members = _cli(gbroker.bootstrap, "describe", group, "--members").stdout
+        assert f"{topic}(0,1,2,3,4,5)" in members
+        busy = _cli(gbroker.bootstrap, "reset-offsets", group, "--topic", topic, "--to-earliest")
+        assert busy.returncode == 1 and "active members" in busy.stderr
+        assert _cli(gbroker.bootstrap, "delete", group).returncode == 1  # NON_EMPTY_GROUP
+    finally:
+        m.stop()
+    assert f"{group}\tEmpty" in _cli(gbroker.bootstrap, "list", "--state", "empty").stdout
+    dry = _cli(gbroker.bootstrap, "reset-offsets", group, "--topic", f"{topic}:0,1", "--to-offset", "3", "--dry-run")
+    assert dry.returncode == 0 and "dry run" in dry.stdout
+    assert _cli(gbroker.bootstrap, "reset-offsets", group, "--topic", topic, "--to-earliest").returncode == 0
+    rows = [line.split() for line in _cli(gbroker.bootstrap, "describe", group).stdout.splitlines() if line.startswith(group)]
+    assert [r[3] for r in rows] == ["0"] * 6 and [r[5] for r in rows] == ["11"] * 6
+    assert _cli(gbroker.bootstrap, "delete", group).returncode == 0
+    assert group not in _cli(gbroker.bootstrap, "list").stdout

@@ -287,9 +287,12 @@ class GroupCoordinator:
         return group
 
     async def join(self, group_id: str, req: JoinRequest) -> JoinResult:
+        created = group_id not in self.groups
         group = self._group(group_id, create=True)
         assert group is not None
         member_id, result, fx = group.join(req, now_ms())
+        if created and result is not None and result.error != ErrorCode.MEMBER_ID_REQUIRED and group.is_empty:
+            del self.groups[group_id]  # a refused first join leaves no group behind
         fut: asyncio.Future[JoinResult] | None = None
         if result is None:
             key = (group_id, member_id)
