@@ -30,6 +30,7 @@ CLIENTS: tuple[tuple[str, str], ...] = (
     ("aiokafka", "aiokafka"),
     ("kcat", "kcat (librdkafka)"),
     ("kafkajs", "kafkajs"),
+    ("java", "Java (Apache Kafka clients)"),
 )
 SCENARIOS: tuple[tuple[str, str], ...] = (
     ("metadata", "Metadata, topic creation, list topics"),
@@ -47,6 +48,19 @@ SCENARIOS: tuple[tuple[str, str], ...] = (
     ("producer-defaults", "Producer with the client's default settings"),
     ("consumer-group", "Consumer group: subscribe, commit, resume"),
 )
+# Rows only some clients have a test for yet: cells without a result read "-".
+EXTRA_SCENARIOS: tuple[tuple[str, str], ...] = (
+    ("acks", "acks=0, 1, all"),
+    ("idempotent-codecs", "Idempotent producer, every codec"),
+    ("admin-topics", "Admin: create (and its errors)/describe/delete topics, partitions, cluster"),
+    ("list-offsets", "Admin: ListOffsets earliest/latest/max-timestamp/for-timestamp"),
+    ("groups-admin", "Admin: list/describe consumer groups, group offsets"),
+    ("group-auto-commit", "Consumer group: automatic commits"),
+    ("seek-by-timestamp", "Consumer: seek by timestamp (offsetsForTimes)"),
+    ("group-protocol-consumer", "Consumer group: group.protocol=consumer (KIP-848)"),
+)
+# A not-applicable reason with this prefix is kafkapy's gap, not the client's.
+NOT_YET = "kafkapy: "
 
 
 @dataclass(slots=True)
@@ -118,6 +132,8 @@ class Collector:
 
 def _cell(results: list[Result], na: str | None, footnotes: list[str]) -> str:
     if not results:
+        if na is not None and na.startswith(NOT_YET):
+            return "not yet (kafkapy)"
         return "n/a (client)" if na is not None else "not run"
     failed = [r for r in results if r.outcome == "failed"]
     if not failed:
@@ -141,7 +157,8 @@ def render(report: Report) -> str:
         "## Results",
         "",
         "Written by the interop suite (`pytest interop`): real clients against a real",
-        "kafkapy broker process over TCP. `n/a (client)`: the client library cannot do it.",
+        "kafkapy broker process over TCP. `n/a (client)`: the client library cannot do it;",
+        "`not yet (kafkapy)`: the broker does not serve it yet (see the list below).",
         "",
         "| Scenario | " + " | ".join(title for _, title in CLIENTS) + " |",
         "| --- |" + " --- |" * len(CLIENTS),
@@ -151,6 +168,20 @@ def render(report: Report) -> str:
         for client, _ in CLIENTS:
             results = [r for r in report.results.values() if r.client == client and r.scenario == scenario]
             cells.append(_cell(results, report.not_applicable.get(f"{client}|{scenario}"), footnotes))
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+
+    lines += [
+        "",
+        "### Further scenarios (`-`: no test for that client yet)",
+        "",
+        "| Scenario | " + " | ".join(title for _, title in CLIENTS) + " |",
+        "| --- |" + " --- |" * len(CLIENTS),
+    ]
+    for scenario, title in EXTRA_SCENARIOS:
+        cells = []
+        for client, _ in CLIENTS:
+            results = [r for r in report.results.values() if r.client == client and r.scenario == scenario]
+            cells.append(_cell(results, report.not_applicable.get(f"{client}|{scenario}"), footnotes).replace("not run", "-"))
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
 
     cross = sorted(
@@ -175,7 +206,7 @@ def render(report: Report) -> str:
 
     na_notes = sorted(report.not_applicable.items())
     if na_notes:
-        lines += ["", "Not applicable:", ""]
+        lines += ["", "Not applicable (client) or not yet served (kafkapy):", ""]
         lines += [f"- {key.replace('|', ' / ')}: {reason}" for key, reason in na_notes]
     if footnotes:
         lines += ["", "Failures:", ""]

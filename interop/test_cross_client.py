@@ -10,13 +10,15 @@ import pytest
 from interop._common import BrokerProcess, ClientAdapter, Out, unique_topic
 from interop.adapters.aiokafka_client import AiokafkaClient
 from interop.adapters.confluent import ConfluentClient
+from interop.adapters.java import JavaClient
 from interop.adapters.kafka_python import KafkaPythonClient
 from interop.adapters.kafkajs import KafkajsClient
 from interop.adapters.kcat import KcatClient
 from interop.scenarios import CODEC_IDS, by_offset
 
 ADAPTERS: dict[str, ClientAdapter] = {
-    a.name: a for a in (ConfluentClient(), KafkaPythonClient(), AiokafkaClient(), KcatClient(), KafkajsClient())
+    a.name: a
+    for a in (ConfluentClient(), KafkaPythonClient(), AiokafkaClient(), KcatClient(), KafkajsClient(), JavaClient())
 }
 PAIRS = [(p, c) for p in ADAPTERS for c in ADAPTERS if p != c]
 PER_CODEC = 20
