@@ -171,8 +171,8 @@ class BrokerState:
 
     @staticmethod
     def last_stable_offset(plog: PartitionLog) -> int:
-        # No transactions yet: everything below the high watermark is stable.
-        return plog.high_watermark
+        # min(first offset of the open transactions, high watermark): storage/log.py
+        return plog.last_stable_offset
 
     def open_logs(self) -> None:
         """Make sure every partition in the metadata has a log (after a crash mid-create)."""

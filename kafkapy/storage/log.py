@@ -1,8 +1,10 @@
 """PartitionLog: the log of one partition directory `<data_dir>/<topic>-<partition>/`.
 
 Owns the ordered segments, offsets (log start, high watermark, log end,
-recovery point), the leader epoch cache, retention, DeleteRecords and the
-per-partition state checkpoint (`partition-offsets.checkpoint`).
+recovery point, last stable offset), the leader epoch cache, producer
+state, the aborted-transaction indexes (txn_index.py), retention,
+DeleteRecords and the per-partition state checkpoint
+(`partition-offsets.checkpoint`).
 
 Concurrency: append/read/truncate/retention/flush are called from one thread
 (the broker's event loop). The segment list is a copy-on-write snapshot, so
@@ -40,9 +42,13 @@ from kafkapy.storage.producer_state import (
     BATCH_PREFIX,
     CONTROL_MASK,
     DEFAULT_EXPIRATION_MS,
-    PendingBatch,
+    TRANSACTIONAL_MASK,
+    CompletedTxn,
     ProducerStateManager,
+    Staged,
+    read_marker,
 )
+from kafkapy.storage.txn_index import TXNINDEX_SUFFIX, AbortedTxn, TransactionIndex, txn_index_path
 from kafkapy.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -78,6 +84,7 @@ class AppendResult:
     log_start_offset: int
     record_count: int = 0
     duplicate: bool = False  # an idempotent retry: the original offsets, nothing written
+    completed: list[CompletedTxn] | None = None  # transactions closed by markers in this append
 
 
 @dataclass(slots=True)
@@ -166,6 +173,7 @@ class PartitionLog:
             self.directory.mkdir(parents=True)
         self.epoch_cache = LeaderEpochCache(self.directory, sync=sync)
         self.producer_state = ProducerStateManager(self.directory, expiration_ms=producer_id_expiration_ms, sync=sync)
+        self._txn_indexes: dict[int, TransactionIndex] = {}
         self._load(clean_shutdown)
 
     # -- loading ---------------------------------------------------------------
@@ -221,7 +229,7 @@ class PartitionLog:
             log.info("log.swap_completed", file=str(target))
         # Index files without a log are orphans.
         for name in os.listdir(self.directory):
-            for ext in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            for ext in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX):
                 if name.endswith(ext):
                     stem = name[: -len(ext)]
                     if not (self.directory / (stem + LOG_SUFFIX)).exists():
@@ -283,6 +291,7 @@ class PartitionLog:
             self._high_watermark = min(max(state.high_watermark, self._log_start_offset), self._log_end_offset)
         self.epoch_cache.truncate_from_end(self._log_end_offset)
         self.epoch_cache.truncate_from_start(self._log_start_offset)
+        self._load_txn_indexes()
         self._rebuild_producer_state()
         self._write_state()
         log.info(
@@ -297,12 +306,19 @@ class PartitionLog:
         )
 
     def _rebuild_producer_state(self) -> None:
-        """Last snapshot at or below the log end, then the batch headers after it."""
+        """Last snapshot at or below the log end, then the batch headers after it.
+
+        Aborted-transaction index entries of markers at or after the
+        snapshot are dropped and re-added from the markers replayed.
+        """
         ps = self.producer_state
         start = ps.load_snapshot(self._log_end_offset)
         start = self._log_start_offset if start is None else max(start, self._log_start_offset)
         scanned = 0
         view = self._view
+        for idx in self._txn_indexes.values():
+            idx.truncate_from(start)
+        completed: list[CompletedTxn] = []
         for i, seg in enumerate(view.segments if start < self._log_end_offset else ()):
             nxt = view.bases[i + 1] if i + 1 < len(view.segments) else None
             if (nxt is not None and nxt <= start) or seg.size == 0:
@@ -313,9 +329,52 @@ class PartitionLog:
                 if loc is None:
                     continue
                 pos = loc.position
-            scanned += ps.replay_file(seg.file.fileno(), pos, seg.size, start)
+            scanned += ps.replay_file(seg.file.fileno(), pos, seg.size, start, completed)
+            self._index_aborted(seg.base_offset, completed)
+            completed.clear()
         if scanned:
             log.info("log.producer_state_rebuilt", dir=str(self.directory), from_offset=start, batches=scanned)
+
+    # -- transactions --------------------------------------------------------------
+
+    def _txn_index(self, base_offset: int) -> TransactionIndex:
+        idx = self._txn_indexes.get(base_offset)
+        if idx is None:
+            idx = self._txn_indexes[base_offset] = TransactionIndex(
+                txn_index_path(self.directory, base_offset), base_offset, self._sync
+            )
+        return idx
+
+    def _index_aborted(self, segment_base: int, completed: list[CompletedTxn]) -> None:
+        for c in completed:
+            if c.aborted:
+                self._txn_index(segment_base).append(
+                    AbortedTxn(c.producer_id, c.first_offset, c.last_offset, c.last_stable_offset)
+                )
+
+    @property
+    def last_stable_offset(self) -> int:
+        """min(first offset of the open transactions, high watermark)."""
+        first = self.producer_state.first_unstable_offset
+        hw = self._high_watermark
+        return hw if first is None or first > hw else first
+
+    def aborted_transactions(self, fetch_offset: int, upper: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [fetch_offset, upper) (read_committed fetches)."""
+        out: list[AbortedTxn] = []
+        if not self._txn_indexes:
+            return out
+        view = self._view
+        for i in range(max(bisect_right(view.bases, fetch_offset) - 1, 0), len(view.bases)):
+            idx = self._txn_indexes.get(view.bases[i])
+            if idx is not None and idx.collect(fetch_offset, upper, out):
+                break
+        return out
+
+    def _load_txn_indexes(self) -> None:
+        for base in self._view.bases:
+            if txn_index_path(self.directory, base).exists():
+                self._txn_index(base)
 
     def _recover_epoch(self, loc: BatchLocation) -> None:
         if loc.leader_epoch > self.epoch_cache.latest_epoch:
@@ -371,8 +430,13 @@ class PartitionLog:
         *,
         leader_epoch: int,
         log_append_time_ms: int | None = None,
+        from_coordinator: bool = False,
     ) -> AppendResult:
         """Append validated batches as leader: assign offsets in place, write.
+
+        Transaction markers (control batches) close their producer's open
+        transaction; `from_coordinator` batches (transactional offset
+        commits) carry no sequence and are checked by epoch only.
 
         `records` is rewritten in place (baseOffset, partitionLeaderEpoch and,
         for LogAppendTime, maxTimestamp + CRC). Pass a bytearray or writable
@@ -387,7 +451,7 @@ class PartitionLog:
         base = nxt = self._log_end_offset
         pos = count = 0
         max_ts = off_max = -1
-        staged: list[PendingBatch] | None = None
+        staged: list[Staged] | None = None
         while pos < n:
             _, length, _, _, _, attrs, delta, _, bmax, pid, pepoch, seq = BATCH_PREFIX.unpack_from(buf, pos)
             set_base_offset(buf, pos, nxt)
@@ -395,11 +459,25 @@ class PartitionLog:
             if log_append_time_ms is not None:
                 set_log_append_time(buf, pos, log_append_time_ms)
                 bmax = log_append_time_ms
-            if pid >= 0 and not attrs & CONTROL_MASK:
+            if pid >= 0 and attrs & CONTROL_MASK:
+                if staged is None:
+                    staged = []
+                marker = read_marker(buf, pos, length)
+                if marker is not None:
+                    self.producer_state.check_marker(pid, pepoch, marker[1], marker[0], nxt, bmax, staged)
+            elif pid >= 0 and from_coordinator and seq < 0:
+                if staged is None:
+                    staged = []
+                self.producer_state.check_coordinator_batch(
+                    pid, pepoch, nxt, delta, bmax, staged, bool(attrs & TRANSACTIONAL_MASK)
+                )
+            elif pid >= 0:
                 # Idempotent producer: one check per batch (raises ProducerStateError).
                 if staged is None:
                     staged = []
-                dup = self.producer_state.check_batch(pid, pepoch, seq, delta, nxt, bmax, staged)
+                dup = self.producer_state.check_batch(
+                    pid, pepoch, seq, delta, nxt, bmax, staged, bool(attrs & TRANSACTIONAL_MASK)
+                )
                 if dup is not None:
                     ts = dup.timestamp if self.config.log_append_time else -1
                     return AppendResult(dup.first_offset, dup.last_offset, ts, self._log_start_offset, 0, True)
@@ -412,13 +490,17 @@ class PartitionLog:
         if nxt == base:
             raise StorageError("append of no batches")
         self._append_to_segment(buf, base, nxt - 1, max_ts, off_max)
+        completed = None
         if staged:
-            self.producer_state.apply(staged)
+            completed = self.producer_state.apply(staged)
+            if completed:
+                self._index_aborted(self._view.bases[-1], completed)
         if leader_epoch > self.epoch_cache.latest_epoch:
             self.epoch_cache.assign(leader_epoch, base)
         self._after_append(nxt, count)
         return AppendResult(
-            base, nxt - 1, -1 if log_append_time_ms is None else log_append_time_ms, self._log_start_offset, count
+            base, nxt - 1, -1 if log_append_time_ms is None else log_append_time_ms, self._log_start_offset, count,
+            completed=completed or None,
         )
 
     def append_as_follower(self, records: bytes | bytearray | memoryview) -> AppendResult:
@@ -446,7 +528,9 @@ class PartitionLog:
         if first < 0:
             raise StorageError("append of no batches")
         self._append_to_segment(buf, first, nxt - 1, max_ts, off_max)
-        self.producer_state.replay_buffer(buf)
+        completed = self.producer_state.replay_buffer(buf)
+        if completed:
+            self._index_aborted(self._view.bases[-1], completed)
         for epoch, b in epochs:
             if epoch > self.epoch_cache.latest_epoch:
                 self.epoch_cache.assign(epoch, b)
@@ -729,6 +813,11 @@ class PartitionLog:
             seg.rename_suffix(DELETED_SUFFIX)
         except FileNotFoundError:
             pass
+        idx = self._txn_indexes.pop(seg.base_offset, None)
+        if idx is not None:
+            idx.delete()
+        else:
+            txn_index_path(self.directory, seg.base_offset).unlink(missing_ok=True)
         self._pending_deletes.append(_PendingDelete(seg, now_ms() + self.config.file_delete_delay_ms))
 
     def purge_deleted(self, now: int | None = None, *, force: bool = False) -> int:

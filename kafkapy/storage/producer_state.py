@@ -15,6 +15,15 @@ Kafka does:
 - unknown producer: any sequence is accepted (its state may have been lost
   to expiration or retention; Kafka >= 2.5 does the same).
 
+Transactions (KIP-98): a transactional batch opens the producer's
+transaction at its base offset unless one is open; a transaction marker
+(control batch, COMMIT or ABORT) from the coordinator closes it. The
+manager keeps the first offset of every open transaction, so the log's
+last stable offset is min(those, high watermark); a closed transaction is
+returned as a `CompletedTxn` so the log can index aborted ones. A
+non-transactional batch from a producer with an open transaction is
+refused (InvalidTxnStateError), as in Kafka.
+
 Checks stage their updates; the log applies them only after the write
 succeeded. State is snapshotted to `<offset:020d>.snapshot` (state of all
 batches below that offset) on segment roll and clean shutdown, and rebuilt
@@ -22,8 +31,10 @@ on load from the last usable snapshot plus the batch headers after it.
 
 Snapshot format (own, big-endian): magic "KPPS", version u16, crc32 u32 of
 everything after it, producer count u32, then per producer: id i64, epoch
-i16, last timestamp i64, batch count u8, and per batch: first seq i32, last
-seq i32, first offset i64, last offset i64, timestamp i64.
+i16, last timestamp i64, batch count u8, [version 2: open transaction's
+first offset i64 (-1: none), coordinator epoch i32], and per batch: first
+seq i32, last seq i32, first offset i64, last offset i64, timestamp i64.
+Version 1 files (no transaction fields) are still read.
 
 Concurrency: used only from the thread that appends (the event loop).
 """
@@ -51,6 +62,9 @@ INT32_MAX = (1 << 31) - 1
 NO_EPOCH = -1
 NO_SEQUENCE = -1
 CONTROL_MASK = 0x20
+TRANSACTIONAL_MASK = 0x10
+MARKER_ABORT = 0
+MARKER_COMMIT = 1
 
 # A v2 batch header up to baseSequence: baseOffset, batchLength,
 # partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta,
@@ -61,11 +75,13 @@ _MIN_BATCH_LENGTH = 49
 _SCAN_CHUNK = 1 << 20
 
 _MAGIC = b"KPPS"
-_VERSION = 1
+_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _FILE_HEAD = struct.Struct(">4sHI")  # magic, version, crc32
 _COUNT = struct.Struct(">I")
 _PRODUCER = struct.Struct(">qhqB")
 _BATCH = struct.Struct(">iiqqq")
+_TXN = struct.Struct(">qi")
 
 
 class ProducerStateError(Exception):
@@ -86,6 +102,14 @@ class InvalidProducerEpochError(ProducerStateError):
 
 class InvalidSequenceError(ProducerStateError):
     """A producer id with no base sequence: Kafka's INVALID_RECORD."""
+
+
+class InvalidTxnStateError(ProducerStateError):
+    """Kafka's INVALID_TXN_STATE: e.g. a non-transactional batch inside an open transaction."""
+
+
+class CoordinatorFencedError(ProducerStateError):
+    """A marker from an older coordinator epoch: TRANSACTION_COORDINATOR_FENCED."""
 
 
 class CorruptSnapshotError(Exception):
@@ -117,6 +141,8 @@ class ProducerEntry:
     epoch: int = NO_EPOCH
     batches: list[BatchMetadata] = field(default_factory=list)  # oldest first, <= MAX_BATCHES
     last_timestamp: int = -1
+    txn_first_offset: int = -1  # first offset of the open transaction, -1: none
+    coordinator_epoch: int = -1  # of the last marker
 
     @property
     def last_seq(self) -> int:
@@ -138,6 +164,33 @@ class PendingBatch:
     producer_id: int
     epoch: int
     meta: BatchMetadata
+    transactional: bool = False
+
+
+@dataclass(slots=True)
+class PendingMarker:
+    """A checked transaction marker at `offset`, applied once written."""
+
+    producer_id: int
+    epoch: int
+    coordinator_epoch: int
+    control_type: int
+    offset: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedTxn:
+    """A transaction closed by a marker: [first_offset, last_offset (the marker)]."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    aborted: bool
+    last_stable_offset: int  # the partition's first unstable offset once this one closed
+
+
+Staged = PendingBatch | PendingMarker
 
 
 class ProducerStateManager:
@@ -150,6 +203,53 @@ class ProducerStateManager:
         self.expiration_ms = expiration_ms
         self._sync = sync
         self.producers: dict[int, ProducerEntry] = {}
+        self.ongoing: dict[int, int] = {}  # producer id -> first offset of its open transaction
+        self._first_unstable: int | None = None
+
+    # -- transactions ------------------------------------------------------------
+
+    @property
+    def first_unstable_offset(self) -> int | None:
+        """The smallest first offset of an open transaction (None: none open)."""
+        return self._first_unstable
+
+    def _open_txn(self, entry: ProducerEntry, first_offset: int) -> None:
+        if entry.txn_first_offset < 0:
+            entry.txn_first_offset = first_offset
+            self.ongoing[entry.producer_id] = first_offset
+            if self._first_unstable is None or first_offset < self._first_unstable:
+                self._first_unstable = first_offset
+
+    def _close_txn(self, entry: ProducerEntry, marker: PendingMarker) -> CompletedTxn | None:
+        first = entry.txn_first_offset
+        if first < 0:
+            return None
+        entry.txn_first_offset = -1
+        self.ongoing.pop(entry.producer_id, None)
+        self._first_unstable = min(self.ongoing.values()) if self.ongoing else None
+        lso = marker.offset + 1 if self._first_unstable is None else min(self._first_unstable, marker.offset + 1)
+        return CompletedTxn(entry.producer_id, first, marker.offset, marker.control_type == MARKER_ABORT, lso)
+
+    def _reindex_ongoing(self) -> None:
+        self.ongoing = {pid: e.txn_first_offset for pid, e in self.producers.items() if e.txn_first_offset >= 0}
+        self._first_unstable = min(self.ongoing.values()) if self.ongoing else None
+
+    def check_marker(
+        self, producer_id: int, epoch: int, coordinator_epoch: int, control_type: int, offset: int, timestamp: int,
+        staged: list[Staged],
+    ) -> None:
+        """Validate a transaction marker written by the coordinator; stage it."""
+        entry = self.producers.get(producer_id)
+        if entry is not None:
+            if epoch < entry.epoch:
+                raise InvalidProducerEpochError(
+                    producer_id, f"marker epoch {epoch} for producer {producer_id} is older than {entry.epoch}"
+                )
+            if coordinator_epoch < entry.coordinator_epoch:
+                raise CoordinatorFencedError(
+                    producer_id, f"marker coordinator epoch {coordinator_epoch} < {entry.coordinator_epoch}"
+                )
+        staged.append(PendingMarker(producer_id, epoch, coordinator_epoch, control_type, offset, timestamp))
 
     # -- produce path ------------------------------------------------------------
 
@@ -161,7 +261,8 @@ class ProducerStateManager:
         last_offset_delta: int,
         first_offset: int,
         timestamp: int,
-        staged: list[PendingBatch],
+        staged: list[Staged],
+        transactional: bool = False,
     ) -> BatchMetadata | None:
         """Validate one client batch; stage its update in `staged`.
 
@@ -175,7 +276,9 @@ class ProducerStateManager:
             last_seq -= INT32_MAX + 1
         entry = self.producers.get(producer_id)
         if staged:
-            prev = next((p for p in reversed(staged) if p.producer_id == producer_id), None)
+            prev = next(
+                (p for p in reversed(staged) if isinstance(p, PendingBatch) and p.producer_id == producer_id), None
+            )
         else:
             prev = None
         if prev is not None:  # an earlier batch of the same append
@@ -202,16 +305,57 @@ class ProducerStateManager:
             raise OutOfOrderSequenceError(
                 producer_id, f"producer {producer_id}: sequence {first_seq} does not follow {cur_last}"
             )
+        if (
+            not transactional
+            and entry is not None
+            and entry.txn_first_offset >= 0
+            and epoch == entry.epoch
+        ):
+            raise InvalidTxnStateError(
+                producer_id, f"producer {producer_id} sent a non-transactional batch inside its open transaction"
+            )
         meta = BatchMetadata(first_seq, last_seq, first_offset, first_offset + last_offset_delta, timestamp)
-        staged.append(PendingBatch(producer_id, epoch, meta))
+        staged.append(PendingBatch(producer_id, epoch, meta, transactional))
         return None
 
-    def apply(self, staged: Iterable[PendingBatch]) -> None:
-        """Record batches that were written to the log."""
-        for p in staged:
-            self._record(p.producer_id, p.epoch, p.meta)
+    def check_coordinator_batch(
+        self, producer_id: int, epoch: int, first_offset: int, last_offset_delta: int, timestamp: int,
+        staged: list[Staged], transactional: bool,
+    ) -> None:
+        """A batch the coordinator writes for a producer (transactional offsets): epoch check only."""
+        entry = self.producers.get(producer_id)
+        if entry is not None and epoch < entry.epoch:
+            raise InvalidProducerEpochError(
+                producer_id, f"producer {producer_id}: epoch {epoch} is older than the current {entry.epoch}"
+            )
+        meta = BatchMetadata(NO_SEQUENCE, NO_SEQUENCE, first_offset, first_offset + last_offset_delta, timestamp)
+        staged.append(PendingBatch(producer_id, epoch, meta, transactional))
 
-    def _record(self, producer_id: int, epoch: int, meta: BatchMetadata | None) -> None:
+    def apply(self, staged: Iterable[Staged]) -> list[CompletedTxn]:
+        """Record batches and markers that were written to the log; returns closed transactions."""
+        done: list[CompletedTxn] = []
+        for p in staged:
+            if isinstance(p, PendingBatch):
+                entry = self._record(p.producer_id, p.epoch, p.meta if p.meta.first_seq >= 0 else None)
+                if p.meta.first_seq < 0:
+                    entry.last_timestamp = max(entry.last_timestamp, p.meta.timestamp)
+                if p.transactional:
+                    self._open_txn(entry, p.meta.first_offset)
+            else:
+                c = self._apply_marker(p)
+                if c is not None:
+                    done.append(c)
+        return done
+
+    def _apply_marker(self, m: PendingMarker) -> CompletedTxn | None:
+        entry = self.producers.get(m.producer_id)
+        if entry is None or m.epoch > entry.epoch:
+            entry = self._record(m.producer_id, m.epoch, None)
+        entry.coordinator_epoch = max(entry.coordinator_epoch, m.coordinator_epoch)
+        entry.last_timestamp = max(entry.last_timestamp, m.timestamp)
+        return self._close_txn(entry, m)
+
+    def _record(self, producer_id: int, epoch: int, meta: BatchMetadata | None) -> ProducerEntry:
         entry = self.producers.get(producer_id)
         if entry is None:
             entry = self.producers[producer_id] = ProducerEntry(producer_id)
@@ -225,40 +369,67 @@ class ProducerStateManager:
             if len(batches) > MAX_BATCHES:
                 del batches[0]
             entry.last_timestamp = meta.timestamp
+        return entry
 
     def replay(
         self, producer_id: int, epoch: int, first_seq: int, last_offset_delta: int, base_offset: int,
-        max_timestamp: int, attributes: int,
-    ) -> None:
-        """Apply a batch already in the log (recovery, replication): no checks."""
+        max_timestamp: int, attributes: int, marker: tuple[int, int] | None = None,
+    ) -> CompletedTxn | None:
+        """Apply a batch already in the log (recovery, replication): no checks.
+
+        `marker` is (control type, coordinator epoch) of a control batch.
+        Returns the transaction a marker closed.
+        """
         if producer_id < 0:
-            return
-        if attributes & CONTROL_MASK or first_seq < 0:
+            return None
+        if attributes & CONTROL_MASK:
+            if marker is not None and marker[0] in (MARKER_ABORT, MARKER_COMMIT):
+                return self._apply_marker(
+                    PendingMarker(producer_id, epoch, marker[1], marker[0], base_offset, max_timestamp)
+                )
             entry = self.producers.get(producer_id)
             if entry is None or epoch > entry.epoch:
                 self._record(producer_id, epoch, None)
-            return
-        meta = BatchMetadata(
-            first_seq, add_sequence(first_seq, last_offset_delta), base_offset,
-            base_offset + last_offset_delta, max_timestamp,
-        )  # fmt: skip
-        self._record(producer_id, epoch, meta)
+            return None
+        if first_seq < 0:
+            entry = self.producers.get(producer_id)
+            if entry is None or epoch > entry.epoch:
+                entry = self._record(producer_id, epoch, None)
+        else:
+            meta = BatchMetadata(
+                first_seq, add_sequence(first_seq, last_offset_delta), base_offset,
+                base_offset + last_offset_delta, max_timestamp,
+            )  # fmt: skip
+            entry = self._record(producer_id, epoch, meta)
+        if attributes & TRANSACTIONAL_MASK:
+            self._open_txn(entry, base_offset)
+        return None
 
-    def replay_buffer(self, buf: bytes | bytearray | memoryview) -> None:
+    def replay_buffer(self, buf: bytes | bytearray | memoryview) -> list[CompletedTxn]:
         """Replay every batch of a buffer of whole v2 batches."""
         n = len(buf)
         pos = 0
+        done: list[CompletedTxn] = []
         while pos + BATCH_PREFIX.size <= n:
             base, length, _, _, _, attrs, delta, _, bmax, pid, epoch, seq = BATCH_PREFIX.unpack_from(buf, pos)
             if pid >= 0:
-                self.replay(pid, epoch, seq, delta, base, bmax, attrs)
+                marker = read_marker(buf, pos, length) if attrs & CONTROL_MASK else None
+                c = self.replay(pid, epoch, seq, delta, base, bmax, attrs, marker)
+                if c is not None:
+                    done.append(c)
             pos += length + _LOG_OVERHEAD
+        return done
 
-    def replay_file(self, fd: int, start_position: int, end_position: int, from_offset: int) -> int:
+    def replay_file(
+        self, fd: int, start_position: int, end_position: int, from_offset: int,
+        completed: list[CompletedTxn] | None = None,
+    ) -> int:
         """Replay the batch headers of a segment file region; returns batches seen.
 
-        Reads headers only (records are skipped); batches whose last offset is
-        below `from_offset` are ignored. Stops at the first torn header.
+        Reads headers only (records are skipped, except the one marker of a
+        control batch); batches whose last offset is below `from_offset` are
+        ignored. Stops at the first torn header. Transactions closed by
+        markers are appended to `completed`.
         """
         pos = start_position
         buf = b""
@@ -276,7 +447,15 @@ class ProducerStateManager:
             if magic != 2 or length < _MIN_BATCH_LENGTH:
                 break
             if pid >= 0 and base + delta >= from_offset:
-                self.replay(pid, epoch, seq, delta, base, bmax, attrs)
+                marker = None
+                if attrs & CONTROL_MASK:
+                    if off + _MARKER_SPAN > len(buf) and pos + _MARKER_SPAN <= end_position:
+                        buf = os.pread(fd, _SCAN_CHUNK, pos)
+                        buf_start, off = pos, 0
+                    marker = read_marker(buf, off, length)
+                c = self.replay(pid, epoch, seq, delta, base, bmax, attrs, marker)
+                if c is not None and completed is not None:
+                    completed.append(c)
             count += 1
             pos += length + _LOG_OVERHEAD
         return count
@@ -286,7 +465,9 @@ class ProducerStateManager:
     def remove_expired(self, now_ms: int) -> int:
         """Drop producers idle for producer.id.expiration.ms (by their last batch timestamp)."""
         horizon = now_ms - self.expiration_ms
-        doomed = [pid for pid, e in self.producers.items() if e.last_timestamp <= horizon]
+        doomed = [
+            pid for pid, e in self.producers.items() if e.last_timestamp <= horizon and e.txn_first_offset < 0
+        ]
         for pid in doomed:
             del self.producers[pid]
         if doomed:
@@ -295,6 +476,7 @@ class ProducerStateManager:
 
     def clear(self) -> None:
         self.producers.clear()
+        self._reindex_ongoing()
 
     # -- snapshots ---------------------------------------------------------------
 
@@ -315,6 +497,7 @@ class ProducerStateManager:
         parts = [_COUNT.pack(len(self.producers))]
         for e in self.producers.values():
             parts.append(_PRODUCER.pack(e.producer_id, e.epoch, e.last_timestamp, len(e.batches)))
+            parts.append(_TXN.pack(e.txn_first_offset, e.coordinator_epoch))
             parts.extend(_BATCH.pack(b.first_seq, b.last_seq, b.first_offset, b.last_offset, b.timestamp) for b in e.batches)
         body = b"".join(parts)
         path = self.snapshot_path(offset)
@@ -341,11 +524,13 @@ class ProducerStateManager:
         (the state is then empty).
         """
         self.producers.clear()
+        self._reindex_ongoing()
         self.delete_snapshots_after(max_offset)
         for off in reversed(self.snapshot_offsets()):
             path = self.snapshot_path(off)
             try:
                 self.producers = _decode(path.read_bytes())
+                self._reindex_ongoing()
                 return off
             except (CorruptSnapshotError, OSError) as exc:
                 log.warning("producer_state.snapshot_corrupt", path=str(path), error=str(exc))
@@ -357,7 +542,7 @@ def _decode(data: bytes) -> dict[int, ProducerEntry]:
     try:
         magic, version, crc = _FILE_HEAD.unpack_from(data, 0)
         body = memoryview(data)[_FILE_HEAD.size :]
-        if magic != _MAGIC or version != _VERSION:
+        if magic != _MAGIC or version not in _READABLE_VERSIONS:
             raise CorruptSnapshotError(f"bad magic/version {magic!r}/{version}")
         if zlib.crc32(body) != crc:
             raise CorruptSnapshotError("checksum mismatch")
@@ -367,13 +552,59 @@ def _decode(data: bytes) -> dict[int, ProducerEntry]:
         for _ in range(count):
             pid, epoch, last_ts, nb = _PRODUCER.unpack_from(body, pos)
             pos += _PRODUCER.size
+            txn_first, coord_epoch = -1, -1
+            if version >= 2:
+                txn_first, coord_epoch = _TXN.unpack_from(body, pos)
+                pos += _TXN.size
             batches = []
             for _ in range(nb):
                 batches.append(BatchMetadata(*_BATCH.unpack_from(body, pos)))
                 pos += _BATCH.size
-            out[pid] = ProducerEntry(pid, epoch, batches, last_ts)
+            out[pid] = ProducerEntry(pid, epoch, batches, last_ts, txn_first, coord_epoch)
         if pos != len(body):
             raise CorruptSnapshotError("trailing bytes")
         return out
     except struct.error as exc:
         raise CorruptSnapshotError(str(exc)) from exc
+
+
+# A control batch's one record: length, attributes, timestamp delta, offset
+# delta, key length (varints; 5 bytes each at most) and the 4-byte key.
+_RECORDS_START = 61
+_MARKER_SPAN = _RECORDS_START + 5 * 4 + 1 + 4 + 6 + 5
+_CONTROL_VALUE = struct.Struct(">hi")
+
+
+def _varint_end(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
+    """(zigzag-decoded value, position after it)."""
+    shift = value = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (value >> 1) ^ -(value & 1), pos
+        shift += 7
+
+
+def read_marker(buf: bytes | bytearray | memoryview, pos: int, length: int) -> tuple[int, int] | None:
+    """(control type, coordinator epoch) of the control batch at `pos`, None if unreadable."""
+    end = pos + length + _LOG_OVERHEAD
+    try:
+        p = pos + _RECORDS_START
+        _, p = _varint_end(buf, p)  # record length
+        p += 1  # attributes
+        _, p = _varint_end(buf, p)  # timestamp delta
+        _, p = _varint_end(buf, p)  # offset delta
+        klen, p = _varint_end(buf, p)
+        if klen < 4 or p + 4 > min(end, len(buf)):
+            return None
+        (ctype,) = struct.unpack_from(">h", buf, p + 2)
+        p += klen
+        vlen, p = _varint_end(buf, p)
+        coord_epoch = -1
+        if vlen >= _CONTROL_VALUE.size and p + _CONTROL_VALUE.size <= len(buf):
+            _, coord_epoch = _CONTROL_VALUE.unpack_from(buf, p)
+        return ctype, coord_epoch
+    except (IndexError, struct.error):
+        return None

@@ -13,7 +13,12 @@ from uuid import UUID
 from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.fetch_request import FetchRequest
-from kafkapy.protocol.messages.fetch_response import FetchableTopicResponse, FetchResponse, PartitionData
+from kafkapy.protocol.messages.fetch_response import (
+    AbortedTransaction,
+    FetchableTopicResponse,
+    FetchResponse,
+    PartitionData,
+)
 from kafkapy.protocol.primitives import ZERO_UUID
 from kafkapy.server.fetch_sessions import (
     FINAL_EPOCH,
@@ -79,6 +84,12 @@ def _read_partition(state: BrokerState, w: Wanted, limit: int, min_one: bool, co
     try:
         result = plog.read(w.fetch_offset, limit, max_offset=lso if committed else hw, min_one_message=min_one)
         pd.records = result.slices[0] if result.slices else b""
+        if committed and result.slices:
+            # Aborted transactions overlapping what is returned (at most up to the LSO).
+            pd.aborted_transactions = [
+                AbortedTransaction(producer_id=a.producer_id, first_offset=a.first_offset)
+                for a in plog.aborted_transactions(w.fetch_offset, lso)
+            ]
     except OffsetOutOfRangeError:
         pd.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
     return pd
