@@ -13,7 +13,7 @@ import time
 import pytest
 
 from interop._common import BrokerProcess, Out, payload, unique_topic, wait_until
-from interop.adapters.java import JavaClient, available, call
+from interop.adapters.java import JavaClient, JavaError, available, call
 from interop.scenarios import CODEC_IDS, Scenarios, by_offset
 
 _missing = available()
@@ -21,6 +21,8 @@ if _missing is not None:
     raise RuntimeError(f"interop/test_java.py: {_missing} (scripts/test installs and builds it)")
 
 CONSUMER_GROUP_HEARTBEAT = 68
+CONSUMER_GROUP_DESCRIBE = 69
+DESCRIBE_GROUPS = 15
 
 
 def advertised_apis(bootstrap: str) -> dict[int, tuple[int, int]]:
@@ -164,8 +166,17 @@ class JavaScenarios(Scenarios):
         assert desc["type"].lower() == "classic"
         offsets = call("group_offsets", b, group=group)["offsets"]
         assert offsets == {f"{topic}:0": 5, f"{topic}:1": 5}
-        unknown = call("describe_groups", b, groups=[unique_topic("java-nogroup")])["groups"]
-        assert [g["state"].lower() for g in unknown.values()] == ["dead"]
+        # An unknown group: GroupIdNotFoundException when the broker serves
+        # ConsumerGroupDescribe (Kafka 4.x) or DescribeGroups v6 (its error
+        # for unknown groups); older DescribeGroups versions describe it as Dead.
+        try:
+            unknown = call("describe_groups", b, groups=[unique_topic("java-nogroup")])["groups"]
+        except JavaError as e:
+            assert e.exception.endswith("GroupIdNotFoundException"), e
+        else:
+            apis = advertised_apis(b)
+            assert CONSUMER_GROUP_DESCRIBE not in apis and apis[DESCRIBE_GROUPS][1] < 6, "GroupIdNotFound expected"
+            assert [g["state"].lower() for g in unknown.values()] == ["dead"]
 
     # consumer: automatic commits -----------------------------------------
     @pytest.mark.compat("group-auto-commit")

@@ -1,0 +1,228 @@
+"""A real Apache Kafka broker, from the jars interop/java pins: the reference
+peer for the Java driver, the differential tests and the benchmarks.
+
+`start_kafka(workdir)` writes a KRaft combined-mode server.properties (one
+node, broker and controller, PLAINTEXT and CONTROLLER listeners on free
+loopback ports, replication factors and min ISR 1, no initial rebalance
+delay), formats the log dir with Kafka's storage tool (`kafka.tools.StorageTool
+format`), runs `kafka.Kafka` and returns once the broker answers a Metadata
+request listing itself. `KafkaProcess.stop()` sends SIGTERM to that PID (and
+SIGKILL if it lingers).
+
+    python -m interop.apache_kafka [DIR]   # run one in the foreground, Ctrl-C stops it
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from interop.adapters.java import java_command, kafka_version
+
+STORAGE_TOOL = "kafka.tools.StorageTool"
+KAFKA_MAIN = "kafka.Kafka"
+
+DEFAULT_SETTINGS: dict[str, str] = {
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "min.insync.replicas": "1",
+    "default.replication.factor": "1",
+    "num.partitions": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "auto.create.topics.enable": "true",
+    "log.flush.interval.messages": "9223372036854775807",
+}
+
+LOG4J2 = """status = error
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.apache.name = org.apache.kafka
+logger.apache.level = info
+"""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def random_cluster_id() -> str:
+    """Kafka's cluster id format: a UUID as 22 characters of url-safe base64."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@dataclass(slots=True)
+class KafkaProcess:
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    controller_port: int
+    workdir: Path
+    cluster_id: str
+    version: str
+    started_in_s: float = 0.0
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = ""
+        for path in (self.log_path, self.workdir / "stdout.log"):
+            try:
+                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+            except OSError:
+                pass
+        return text
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def _metadata_lists_broker(host: str, port: int, timeout: float = 2.0) -> bool:
+    """A Metadata v12 request (all topics) answered with at least one broker."""
+    from kafkapy.protocol.frames import decode_response, encode_request
+    from kafkapy.protocol.messages.metadata_request import MetadataRequest
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(encode_request(MetadataRequest(topics=None), 12, 1, client_id="kafkapy-ready-probe"))
+            size = struct.unpack(">i", _read(s, 4))[0]
+            _, resp = decode_response(MetadataRequest.API_KEY, 12, _read(s, size))
+            return bool(resp.brokers)
+    except (OSError, ValueError, ConnectionError):
+        return False
+
+
+def _read(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("closed")
+        out += chunk
+    return out
+
+
+def write_config(workdir: Path, port: int, controller_port: int, settings: dict[str, str]) -> Path:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(workdir / "data"),
+        **DEFAULT_SETTINGS,
+        **settings,
+    }
+    path = workdir / "server.properties"
+    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    return path
+
+
+def start_kafka(
+    workdir: Path | None = None,
+    settings: dict[str, str] | None = None,
+    ready_timeout: float = 90.0,
+    heap: str = "512m",
+) -> KafkaProcess:
+    """Format and start a one-node KRaft Apache Kafka; returns once it serves Metadata."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="apache-kafka-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, controller_port = free_port(), free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    config = write_config(workdir, port, controller_port, settings or {})
+    log4j = workdir / "log4j2.properties"
+    log4j.write_text(LOG4J2.format(log=workdir / "server.log"))
+    jvm = (f"-Xmx{heap}", f"-Xms{heap}", f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true")
+    cluster_id = random_cluster_id()
+    fmt = subprocess.run(
+        java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=jvm),
+        capture_output=True,
+        timeout=120,
+    )
+    if fmt.returncode != 0:
+        raise RuntimeError(f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr).decode(errors='replace')[-3000:]}")
+    t0 = time.monotonic()
+    with open(workdir / "stdout.log", "wb") as out:
+        proc = subprocess.Popen(
+            java_command(KAFKA_MAIN, str(config), jvm_args=jvm),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    kafka = KafkaProcess(proc, "127.0.0.1", port, controller_port, workdir, cluster_id, kafka_version(), 0.0, dict(settings or {}))
+    deadline = t0 + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Apache Kafka exited with {proc.returncode} before ready:\n{kafka.log_tail(60)}")
+        if _metadata_lists_broker("127.0.0.1", port):
+            kafka.started_in_s = time.monotonic() - t0
+            return kafka
+        time.sleep(0.1)
+    kafka.stop()
+    raise RuntimeError(f"Apache Kafka not ready after {ready_timeout}s:\n{kafka.log_tail(60)}")
+
+
+def main(argv: list[str]) -> int:
+    kafka = start_kafka(Path(argv[0]) if argv else None)
+    print(f"Apache Kafka {kafka.version} on {kafka.bootstrap} (pid {kafka.pid}, ready in {kafka.started_in_s:.1f}s, dir {kafka.workdir})")
+    try:
+        kafka.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        kafka.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,52 @@
+"""The Java driver's scenarios against a real Apache Kafka broker (the jars
+interop/java pins, KRaft combined mode, interop/apache_kafka.py): proves the
+scenarios and the driver are right, so a failure in interop/test_java.py is
+kafkapy's. Recorded in docs/compatibility.md as the reference column.
+
+One Apache Kafka process serves the whole module (message.max.bytes raised
+for the 1 MiB scenario, which is also what `large_broker` asks of kafkapy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from interop.adapters.java import JavaClient, available
+from interop.apache_kafka import KafkaProcess, start_kafka
+from interop.test_java import JavaScenarios
+
+_missing = available()
+if _missing is not None:
+    raise RuntimeError(f"interop/test_apache_kafka_reference.py: {_missing} (scripts/test installs and builds it)")
+
+
+@pytest.fixture(scope="module")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaProcess]:
+    kafka = start_kafka(tmp_path_factory.mktemp("apache-kafka"), {"message.max.bytes": "2000000"})
+    try:
+        yield kafka
+    finally:
+        code = kafka.stop()
+        if code not in (0, 143, None):
+            print(f"\nApache Kafka exited with {code}; log tail:\n{kafka.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def broker(apache_kafka: KafkaProcess) -> Any:
+    return apache_kafka
+
+
+@pytest.fixture(scope="module")
+def large_broker(apache_kafka: KafkaProcess) -> Any:
+    return apache_kafka
+
+
+class ReferenceJavaClient(JavaClient):
+    name = "java-ref"
+
+
+class TestJavaAgainstApacheKafka(JavaScenarios):
+    adapter = ReferenceJavaClient()
