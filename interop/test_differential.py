@@ -1,0 +1,129 @@
+"""kafkapy's raw answers against Apache Kafka's (interop/golden_kafka/,
+recorded by `python -m interop.differential regenerate`), field by field after
+normalisation (interop/differential.py). No JVM needed: the golden file is
+Kafka's; interop/test_apache_kafka_reference.py checks it is still what the
+pinned Kafka answers.
+
+Every difference must be listed in KNOWN_DIFFERENCES with its reason (the
+same list is in docs/compatibility.md); a listed difference that no longer
+occurs fails too, so the list stays true.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interop._common import BrokerProcess, start_broker
+from interop.differential import SCRIPT, compare, compare_api_versions, load_golden, run_script
+
+# "step: path" glob -> why kafkapy answers differently
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "create_*: topics[*].error_message": "kafkapy answers a successful CreateTopics with an empty error message, Kafka with null",
+    "create_*: topics[*].configs.compression.*.level": "Kafka 4's per-codec compression levels (KIP-390) are not topic configs in kafkapy yet",
+    "create_*: topics[*].configs.remote.log.*": "tiered-storage topic configs (KIP-405/950) are not in kafkapy's topic config set",
+    "create_*: topics[*].configs.message.downconversion.enable": "kafkapy still lists this config; Kafka 4 removed it (no message down-conversion)",
+    "create_*: topics[*].configs.message.timestamp.difference.max.ms": "kafkapy still lists this config; Kafka 4 removed it (replaced by before/after.max.ms)",
+    "create_*: topics[*].configs.message.timestamp.after.max.ms.value": "Kafka 4 defaults message.timestamp.after.max.ms to 3600000 (1 h, KIP-1051?); kafkapy to Long.MAX",
+    "create_*: topics[*].configs.flush.messages.config_source": "Kafka reports flush.messages as a static broker config (the test sets log.flush.interval.messages); kafkapy as a default",
+    "create_*: topics[*].configs.min.insync.replicas.config_source": "the reference broker sets min.insync.replicas in server.properties (STATIC_BROKER_CONFIG); kafkapy's test broker does not",
+    "create_validate_only: topics[0].topic_id": "Kafka returns a would-be topic id for validate_only; kafkapy a zero UUID",
+    "produce_corrupt_crc: responses[0].partition_responses[0].error_message": "kafkapy explains CORRUPT_MESSAGE in the error message; Kafka sends null",
+    "fetch_*: responses[0].partitions[0].aborted_transactions": "kafkapy sends an empty aborted-transactions array, Kafka null (read_uncommitted)",
+    "fetch_out_of_range_*: responses[0].partitions[0].high_watermark": "on OFFSET_OUT_OF_RANGE Kafka answers -1 watermarks; kafkapy the real ones",
+    "fetch_out_of_range_*: responses[0].partitions[0].last_stable_offset": "on OFFSET_OUT_OF_RANGE Kafka answers -1; kafkapy the real value",
+    "fetch_out_of_range_*: responses[0].partitions[0].log_start_offset": "on OFFSET_OUT_OF_RANGE Kafka answers -1; kafkapy the real value",
+    "fetch_*: responses[0].partitions[0].records": "on a partition error Kafka sends empty records, kafkapy null",
+    "list_offsets_earliest: topics[0].partitions[1].leader_epoch": "EARLIEST on an empty partition: Kafka gives the leader epoch (0), kafkapy -1",
+}
+
+# ApiVersions: what kafkapy does not serve yet, or serves in older versions only
+API_NOTES = (
+    "kafkapy advertises a subset of Kafka's APIs (transactions, ACLs, quotas, SCRAM, KIP-848 "
+    "and share groups, KRaft-internal APIs missing); its minimum versions are often lower "
+    "(Kafka 4 removed pre-2.1 versions), its maximum versions lower where its codec or handlers stop"
+)
+
+
+@pytest.fixture(scope="module")
+def fresh_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    broker = start_broker(tmp_path_factory.mktemp("differential") / "data")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def answers(fresh_broker: BrokerProcess) -> dict[str, Any]:
+    return run_script(fresh_broker.bootstrap)
+
+
+def _pinned_kafka_version() -> str:
+    pom = (Path(__file__).parent / "java" / "pom.xml").read_text()
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert match
+    return match.group(1)
+
+
+def test_golden_fixtures_are_from_the_pinned_kafka() -> None:
+    golden = load_golden()
+    assert golden["kafka_version"] == _pinned_kafka_version(), "run `python -m interop.differential regenerate`"
+    assert set(golden["responses"]) == {s.name for s in SCRIPT}, "script changed: regenerate the golden fixtures"
+
+
+def _known(step: str, path: str) -> str | None:
+    for pattern in KNOWN_DIFFERENCES:
+        # "*" is the only wildcard ("[0]" is literal)
+        if re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), f"{step}: {path}"):
+            return pattern
+    return None
+
+
+def test_kafkapy_answers_like_kafka(answers: dict[str, Any]) -> None:
+    golden = load_golden()["responses"]
+    unexplained: list[str] = []
+    used: set[str] = set()
+    for step, diffs in compare(golden, answers).items():
+        for path, kafka, ours in diffs:
+            pattern = _known(step, path)
+            if pattern is None:
+                unexplained.append(f"{step}: {path}: Kafka {kafka!r}, kafkapy {ours!r}")
+            else:
+                used.add(pattern)
+    assert not unexplained, "differences from Apache Kafka not in KNOWN_DIFFERENCES:\n" + "\n".join(unexplained)
+    stale = sorted(set(KNOWN_DIFFERENCES) - used)
+    assert not stale, f"listed differences that no longer occur (remove them here and in docs/compatibility.md): {stale}"
+
+
+def test_api_versions_ranges(answers: dict[str, Any]) -> None:
+    golden = load_golden()["responses"]
+    d = compare_api_versions(golden["api_versions_v3"], answers["api_versions_v3"])
+    assert not d["only_kafkapy"], f"kafkapy advertises APIs Kafka does not: {d['only_kafkapy']}"
+    above = [(key, k, o) for key, k, o in d["different_range"] if o[1] > k[1]]
+    assert not above, f"kafkapy advertises versions above Kafka's maximum: {above}"
+
+
+@pytest.mark.parametrize("step", [s.name for s in SCRIPT if not s.name.startswith("api_versions")])
+def test_error_codes_match(answers: dict[str, Any], step: str) -> None:
+    """The error codes alone, step by step: the part clients act on."""
+    golden = load_golden()["responses"]
+
+    def codes(data: Any, path: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if isinstance(data, dict):
+            for k, v in data.items():
+                if k == "error_code":
+                    out[path or "."] = v
+                else:
+                    out.update(codes(v, f"{path}.{k}"))
+        elif isinstance(data, list):
+            for i, v in enumerate(data):
+                out.update(codes(v, f"{path}[{i}]"))
+        return out
+
+    assert codes(answers[step]) == codes(golden[step])
