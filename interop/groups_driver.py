@@ -107,6 +107,9 @@ class Confluent:
 class KafkaPython:
     name = "kafka-python"
     assignors = ("range", "roundrobin", "sticky", "cooperative-sticky")
+    # kafka-python 3.0.12 can stop heartbeating after a rebalance that outlasts a
+    # short poll() timeout (a client-side zombie state); long polls avoid it.
+    poll_s = 1.0
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
@@ -282,7 +285,7 @@ class Member:
         try:
             self.impl.open()
             while not self._stop.is_set():
-                recs = self.impl.poll(0.1)
+                recs = self.impl.poll(getattr(self.impl, "poll_s", 0.1))
                 now = time.monotonic()
                 with self._lock:
                     if recs and self.first_record_at is None:

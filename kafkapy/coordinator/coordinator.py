@@ -261,6 +261,8 @@ class GroupCoordinator:
         self._write(group.group_id, [(GroupKey(group.group_id), group.to_record())])
 
     def _deliver(self, group_id: str, fx: Effects, *, persist: bool = True) -> None:
+        for event, fields in fx.events:
+            log.info(event, group=group_id, **fields)
         for mid, jr in fx.joins.items():
             jf = self.join_waiters.pop((group_id, mid), None)
             if jf is not None and not jf.done():
@@ -291,6 +293,7 @@ class GroupCoordinator:
         group = self._group(group_id, create=True)
         assert group is not None
         member_id, result, fx = group.join(req, now_ms())
+        log.debug("join", group=group_id, member=member_id, parked=result is None, error=None if result is None else result.error)
         if created and result is not None and result.error != ErrorCode.MEMBER_ID_REQUIRED and group.is_empty:
             del self.groups[group_id]  # a refused first join leaves no group behind
         fut: asyncio.Future[JoinResult] | None = None
@@ -320,6 +323,8 @@ class GroupCoordinator:
         if group is None:
             return SyncResult(ErrorCode.UNKNOWN_MEMBER_ID)
         result, fx = group.sync(member_id, instance_id, generation, protocol_type, protocol_name, assignments, now_ms())
+        log.debug("sync", group=group_id, member=member_id, generation=generation, parked=result is None,
+                  error=None if result is None else result.error)
         fut: asyncio.Future[SyncResult] | None = None
         if result is None:
             key = (group_id, member_id)
@@ -337,7 +342,9 @@ class GroupCoordinator:
         group = self._group(group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
-        return group.heartbeat(member_id, instance_id, generation, now_ms())
+        err = group.heartbeat(member_id, instance_id, generation, now_ms())
+        log.debug("heartbeat", group=group_id, member=member_id, generation=generation, error=err)
+        return err
 
     def leave(self, group_id: str, identities: list[tuple[str, str | None]]) -> list[tuple[str, str | None, int]] | int:
         """Per-member errors, or a group-level error code."""

@@ -98,6 +98,7 @@ class Effects:
     joins: dict[str, JoinResult] = field(default_factory=dict)
     syncs: dict[str, SyncResult] = field(default_factory=dict)
     persist: bool = False
+    events: list[tuple[str, dict[str, object]]] = field(default_factory=list)  # for the log
 
 
 @dataclass(slots=True)
@@ -403,6 +404,7 @@ class ClassicGroup:
         self.sync_deadline_ms = None
         first = self.state is GroupState.EMPTY
         self._transition(GroupState.PREPARING_REBALANCE, now_ms)
+        self._fx.events.append(("rebalance started", {"generation": self.generation, "members": len(self.members)}))
         timeout = max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
         delay = self.limits.initial_rebalance_delay_ms
         if first and delay > 0:
@@ -422,7 +424,7 @@ class ClassicGroup:
 
     def _complete_join(self, now_ms: int) -> None:
         for m in [m for m in self.members.values() if not m.awaiting_join]:
-            self._remove(m.member_id, ErrorCode.UNKNOWN_MEMBER_ID)
+            self._remove(m.member_id, ErrorCode.UNKNOWN_MEMBER_ID, "did not rejoin in time")
         self._initial = None
         self.join_deadline_ms = None
         self.generation += 1
@@ -442,10 +444,14 @@ class ClassicGroup:
             self._refresh(m, now_ms)
             self._fx.joins[m.member_id] = self._join_result(m)
         self.pending_sync = set(self.members)
+        self._fx.events.append(
+            ("rebalance completed", {"generation": self.generation, "members": len(self.members), "protocol": self.protocol_name})
+        )
         timeout = max(m.rebalance_timeout_ms for m in self.members.values())
         self.sync_deadline_ms = now_ms + timeout
 
-    def _remove(self, member_id: str, error: int) -> None:
+    def _remove(self, member_id: str, error: int, reason: str = "left") -> None:
+        self._fx.events.append(("member removed", {"member": member_id, "reason": reason}))
         m = self.members.pop(member_id)
         if m.group_instance_id is not None and self.static_members.get(m.group_instance_id) == member_id:
             del self.static_members[m.group_instance_id]
@@ -457,8 +463,8 @@ class ClassicGroup:
         if self.leader_id == member_id:
             self.leader_id = next(iter(self.members), None)
 
-    def _remove_and_update(self, member_id: str, now_ms: int) -> None:
-        self._remove(member_id, ErrorCode.UNKNOWN_MEMBER_ID)
+    def _remove_and_update(self, member_id: str, now_ms: int, reason: str = "left") -> None:
+        self._remove(member_id, ErrorCode.UNKNOWN_MEMBER_ID, reason)
         if self.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
             self._prepare_rebalance(now_ms)
         else:
@@ -606,7 +612,7 @@ class ClassicGroup:
                 self._maybe_complete_join(now_ms)
         for m in list(self.members.values()):
             if m.member_id in self.members and not self._kept_alive(m) and m.heartbeat_deadline_ms <= now_ms:
-                self._remove_and_update(m.member_id, now_ms)
+                self._remove_and_update(m.member_id, now_ms, "session timeout")
         if (
             self.state is GroupState.PREPARING_REBALANCE
             and self.join_deadline_ms is not None
@@ -622,7 +628,7 @@ class ClassicGroup:
             self.pending_sync.clear()
             self.sync_deadline_ms = None
             for mid in late:
-                self._remove(mid, ErrorCode.REBALANCE_IN_PROGRESS)
+                self._remove(mid, ErrorCode.REBALANCE_IN_PROGRESS, "did not sync in time")
             if late:
                 self._prepare_rebalance(now_ms)
         return fx
