@@ -40,13 +40,19 @@ from kafkapy.coordinator.records import (
     encode_key,
     encode_offset_value,
 )
+from kafkapy.coordinator.txn_offsets import PendingTxnOffsets
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import DecodeError
 from kafkapy.protocol.messages.consumer_protocol_subscription import (
     ConsumerProtocolSubscription,
 )
-from kafkapy.protocol.records import build_batch, iter_all_records
+from kafkapy.protocol.records import (
+    ControlRecordType,
+    build_batch,
+    iter_all_records,
+    parse_control_record,
+)
 from kafkapy.server.state import now_ms
 
 if TYPE_CHECKING:
@@ -99,6 +105,7 @@ class GroupCoordinator:
     limits: GroupLimits
     groups: dict[str, ClassicGroup] = field(default_factory=dict)
     offsets: OffsetStore = field(default_factory=OffsetStore)
+    txn_offsets: PendingTxnOffsets = field(default_factory=PendingTxnOffsets)  # TxnOffsetCommit, see txn_offsets.py
     num_partitions: int = 50
     join_waiters: dict[tuple[str, str], asyncio.Future[JoinResult]] = field(default_factory=dict)
     sync_waiters: dict[tuple[str, str], asyncio.Future[SyncResult]] = field(default_factory=dict)
@@ -165,13 +172,26 @@ class GroupCoordinator:
                     nxt = offset
                     for header, rec in iter_all_records(data):
                         nxt = max(nxt, header.next_offset)
-                        if header.is_control or rec.key is None or rec.offset < offset:
+                        if rec.offset < offset:
+                            continue
+                        if header.is_control:  # a transaction marker: pending offsets become visible or go
+                            if header.producer_id >= 0:
+                                try:
+                                    ctrl = parse_control_record(rec.key, rec.value)
+                                except Exception:
+                                    continue
+                                self.complete_txn(header.producer_id, ctrl.type == ControlRecordType.COMMIT, p)
+                            continue
+                        if rec.key is None:
                             continue
                         try:
                             key = decode_key(rec.key)
                             value = self._decode_value(key, rec.value)
                         except DecodeError as e:
                             log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
+                            continue
+                        if header.is_transactional and isinstance(key, OffsetKey) and isinstance(value, OffsetValue):
+                            self.txn_offsets.add(header.producer_id, key.group, [((key.topic, key.partition), value)])
                             continue
                         self._replay(key, value)
                         count += 1
@@ -256,6 +276,12 @@ class GroupCoordinator:
         # A live group is ahead of its own record; only loading (or a new id) builds from it.
         if self._loading or group is None:
             self.groups[key.group] = ClassicGroup.from_record(key.group, value, self.limits, now)
+
+    def complete_txn(self, producer_id: int, commit: bool, partition: int) -> None:
+        """A transaction marker on `__consumer_offsets-<partition>`: its pending offsets commit or drop."""
+        for key, value in self.txn_offsets.complete(producer_id, partition, self.partition_of):
+            if commit:
+                self._replay(key, value)
 
     def _persist_group(self, group: ClassicGroup) -> None:
         self._write(group.group_id, [(GroupKey(group.group_id), group.to_record())])

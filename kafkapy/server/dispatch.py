@@ -92,4 +92,7 @@ class Dispatcher:
 def build_handler(broker: Broker) -> Dispatcher:
     """Open the broker's state (metadata, logs) and return its dispatcher."""
     state = BrokerState.open(broker)
+    from kafkapy.coordinator.transactions import TransactionCoordinator
+
+    TransactionCoordinator.start_if_present(state)  # finish transactions a crash left half-completed
     return Dispatcher(state)

@@ -79,9 +79,10 @@ def test_init_producer_id_every_version(kafka_broker: BrokerProcess) -> None:
         assert err == 0 and pid not in pids and epoch == 0
 
 
-def test_transactional_id_is_not_served_yet(kafka_broker: BrokerProcess) -> None:
+def test_transactional_id_goes_to_the_transaction_coordinator(kafka_broker: BrokerProcess) -> None:
+    # Transactions proper are tested in test_transactions.py.
     with RawClient(kafka_broker.bootstrap) as c:
-        assert init_pid(c, 4, transactional_id="tx")[0] == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        assert init_pid(c, 4, transactional_id="tx")[0] == ErrorCode.NONE
         assert init_pid(c, 4, transactional_id="")[0] == ErrorCode.INVALID_REQUEST
 
 

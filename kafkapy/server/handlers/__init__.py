@@ -5,7 +5,7 @@ from __future__ import annotations
 from kafkapy.server.handler import Handler
 from kafkapy.server.handlers import api_versions, describe_cluster, fetch, list_offsets, metadata, produce, topics
 from kafkapy.server.handlers import configs, delete_records, describe_topic_partitions, log_dirs, offset_for_leader_epoch
-from kafkapy.server.handlers import groups, offsets, producer_id
+from kafkapy.server.handlers import groups, offsets, producer_id, transactions
 
 HANDLERS: tuple[Handler, ...] = (
     produce.HANDLER,
@@ -23,4 +23,5 @@ HANDLERS: tuple[Handler, ...] = (
     *groups.HANDLERS,
     *offsets.HANDLERS,
     producer_id.HANDLER,
+    *transactions.HANDLERS,
 )

@@ -70,8 +70,13 @@ def client_host(ctx: RequestContext) -> str:
 def _find_one(state: BrokerState, key: str, key_type: int) -> Coordinator:
     out = Coordinator(key=key, node_id=-1, host="", port=-1, error_code=ErrorCode.NONE, error_message=None)
     if key_type == KEY_TRANSACTION:
-        out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE  # no transaction coordinator yet
-        out.error_message = "The transaction coordinator is not available."
+        from kafkapy.coordinator.transactions import TransactionCoordinator
+
+        tnode = TransactionCoordinator.of(state).coordinator_node(key) if key else None
+        if tnode is None:
+            out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE if key else ErrorCode.INVALID_REQUEST
+            return out
+        out.node_id, out.host, out.port = tnode.node_id, tnode.host, tnode.port
         return out
     if key_type != KEY_GROUP:
         out.error_code = ErrorCode.INVALID_REQUEST

@@ -115,14 +115,23 @@ def _fetch_group(
     return ErrorCode.NONE, out
 
 
+def _unstable(coord: GroupCoordinator, group_id: str, rows: list[tuple[str, list[tuple[int, int, int, str]]]]) -> set[tuple[str, int]]:
+    """Partitions with pending transactional offsets (UNSTABLE_OFFSET_COMMIT for require_stable, KIP-447)."""
+    if not coord.txn_offsets.by_producer:
+        return set()
+    return {(t, p) for t, parts in rows for p, *_ in parts if coord.txn_offsets.has_pending(group_id, (t, p))}
+
+
 async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse:
     v = ctx.version
     coord = GroupCoordinator.of(ctx.state)
+    stable = v >= 7 and req.require_stable
     if v >= 8:
         groups = []
         for g in req.groups:
             wanted = None if g.topics is None else [(t.name, list(t.partition_indexes)) for t in g.topics]
             err, rows = _fetch_group(coord, g.group_id, wanted)
+            unstable = _unstable(coord, g.group_id, rows) if stable else set()
             groups.append(
                 OffsetFetchResponseGroup(
                     group_id=g.group_id,
@@ -134,6 +143,11 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
                                 OffsetFetchResponsePartitions(
                                     partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m,
                                     error_code=ErrorCode.NONE,
+                                )
+                                if (t, p) not in unstable
+                                else OffsetFetchResponsePartitions(
+                                    partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata=m,
+                                    error_code=ErrorCode.UNSTABLE_OFFSET_COMMIT,
                                 )
                                 for p, o, e, m in parts
                             ],
@@ -149,6 +163,7 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
         # Before v2 there is no top-level error: every partition carries it.
         rows = [(t, [(p, -1, -1, "") for p in parts]) for t, parts in wanted]
     part_err = err if v < 2 else ErrorCode.NONE
+    unstable = _unstable(coord, req.group_id, rows) if stable else set()
     return OffsetFetchResponse(
         error_code=err,
         topics=[
@@ -157,6 +172,11 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
                 partitions=[
                     OffsetFetchResponsePartition(
                         partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m, error_code=part_err
+                    )
+                    if (t, p) not in unstable
+                    else OffsetFetchResponsePartition(
+                        partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata=m,
+                        error_code=ErrorCode.UNSTABLE_OFFSET_COMMIT,
                     )
                     for p, o, e, m in parts
                 ],

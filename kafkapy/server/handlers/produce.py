@@ -9,9 +9,10 @@ producer state, per batch header (storage/producer_state.py): a retried
 batch is acknowledged with its original base offset and not written again;
 sequence gaps give OUT_OF_ORDER_SEQUENCE_NUMBER and stale epochs
 INVALID_PRODUCER_EPOCH, as Kafka >= 2.7 answers produce requests.
-Transactional batches get INVALID_TXN_STATE (no transaction coordinator
-yet, so no partition can have been added to a transaction) and control
-batches from clients INVALID_RECORD.
+Transactional batches are accepted only for a partition in the producer's
+ongoing transaction (asked of the transaction coordinator, as KIP-890's
+verification does; else INVALID_TXN_STATE, or INVALID_PRODUCER_EPOCH for
+a fenced epoch); control batches from clients get INVALID_RECORD.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from kafkapy.storage.errors import StorageError
 from kafkapy.storage.producer_state import (
     InvalidProducerEpochError,
     InvalidSequenceError,
+    InvalidTxnStateError,
     OutOfOrderSequenceError,
     ProducerStateError,
 )
@@ -44,6 +46,7 @@ _PRODUCER_STATE_ERRORS: dict[type[ProducerStateError], ErrorCode] = {
     OutOfOrderSequenceError: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
     InvalidProducerEpochError: ErrorCode.INVALID_PRODUCER_EPOCH,
     InvalidSequenceError: ErrorCode.INVALID_RECORD,
+    InvalidTxnStateError: ErrorCode.INVALID_TXN_STATE,
 }
 
 
@@ -53,7 +56,7 @@ def _writable(data: memoryview) -> bytearray | memoryview:
 
 
 def append_partition(
-    state: BrokerState, topic: str, part: PartitionProduceData, version: int
+    state: BrokerState, topic: str, part: PartitionProduceData, version: int, transactional_id: str | None = None
 ) -> PartitionProduceResponse:
     resp = PartitionProduceResponse(index=part.index, error_code=ErrorCode.NONE, base_offset=-1)
     info = state.metadata.topic(topic)
@@ -97,9 +100,13 @@ def append_partition(
             resp.error_message = "Clients are not allowed to write control records"
             return resp
         if h.is_transactional:
-            resp.error_code = ErrorCode.INVALID_TXN_STATE
-            resp.error_message = "Transactions are not supported by this broker yet"
-            return resp
+            from kafkapy.server.handlers.transactions import verify_produce
+
+            err = verify_produce(state, transactional_id, topic, part.index, h)
+            if err != ErrorCode.NONE:
+                resp.error_code = ErrorCode.INVALID_PRODUCER_EPOCH if err == ErrorCode.INVALID_PRODUCER_EPOCH else ErrorCode.INVALID_TXN_STATE
+                resp.error_message = "The partition is not part of the producer's ongoing transaction"
+                return resp
     if not cfg.log_append_time:
         before, after = cfg.message_timestamp_before_max_ms, cfg.message_timestamp_after_max_ms
         for h in headers:
@@ -135,7 +142,7 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
             if acks not in (0, 1, -1):
                 parts.append(PartitionProduceResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS))
                 continue
-            r = append_partition(state, t.name, p, ctx.version)
+            r = append_partition(state, t.name, p, ctx.version, req.transactional_id if ctx.version >= 3 else None)
             appended |= r.error_code == ErrorCode.NONE
             parts.append(r)
         out.append(TopicProduceResponse(name=t.name, partition_responses=parts))

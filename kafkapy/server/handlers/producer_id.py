@@ -13,10 +13,10 @@ with epoch 0, also at v3+ when they carry their current id and epoch
 clients bump their epoch themselves; only a transactional id has a durable
 record against which an epoch bump could be checked.
 
-Transactions are not implemented yet: a transactional id gets
-COORDINATOR_NOT_AVAILABLE (as FindCoordinator for key type 1 does), which
-clients treat as retriable, so `init_transactions()` times out on the client.
-An empty transactional id is INVALID_REQUEST, as in Kafka.
+A transactional id goes to the transaction coordinator
+(handlers/transactions.py, coordinator/transactions.py), which takes its
+producer ids from the same manager. An empty transactional id is
+INVALID_REQUEST, as in Kafka.
 """
 
 from __future__ import annotations
@@ -77,9 +77,12 @@ def producer_id_manager(state: BrokerState) -> ProducerIdManager:
 
 async def handle(ctx: RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse:
     if req.transactional_id is not None:
-        # No transaction coordinator yet (issue 5, transactions part).
-        code = ErrorCode.INVALID_REQUEST if req.transactional_id == "" else ErrorCode.COORDINATOR_NOT_AVAILABLE
-        return InitProducerIdResponse(error_code=code, producer_id=-1, producer_epoch=-1)
+        if req.transactional_id == "":
+            return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)
+        from kafkapy.server.handlers.transactions import init_transactional
+
+        pid, epoch = (req.producer_id, req.producer_epoch) if ctx.version >= 3 else (-1, -1)
+        return init_transactional(ctx, req.transactional_id, req.transaction_timeout_ms, pid, epoch)
     pid = producer_id_manager(ctx.state).generate()
     return InitProducerIdResponse(error_code=ErrorCode.NONE, producer_id=pid, producer_epoch=0)
 

@@ -1,0 +1,474 @@
+"""The transaction coordinator: transactional ids over `__transaction_state` (KIP-98).
+
+A state machine over records, like the group coordinator. Each request is
+decided by the transactional id's `TxnMetadata` (txn_state.py), which
+returns the records to write; `_write` appends them to the id's
+`__transaction_state` partition (abs(javaHashCode(id)) % partitions) and
+replays them through `_replay`, the function loading uses after a restart.
+
+Ending a transaction writes PrepareCommit/PrepareAbort, then a transaction
+marker (control batch) to every partition in it, `__consumer_offsets`
+partitions included (the group coordinator then commits or drops the
+transactional offsets), then CompleteCommit/CompleteAbort. This broker
+leads every partition, so markers are local appends done before EndTxn is
+answered. A transaction left in PrepareX (a marker write failed, or the
+broker died between the records) is finished by the timer task and on
+load. One timer also aborts transactions past their timeout (with an epoch
+fence, so the late producer is fenced) and removes transactional ids idle
+for `transactional.id.expiration.ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, partition_for
+from kafkapy.coordinator.txn_records import (
+    TopicPartition,
+    TxnValue,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+)
+from kafkapy.coordinator.txn_state import (
+    NO_PRODUCER_ID,
+    PREPARING,
+    Decision,
+    TxnMetadata,
+    TxnState,
+)
+from kafkapy.logging import get_logger
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.errors import DecodeError
+from kafkapy.protocol.records import (
+    ControlRecordType,
+    build_batch,
+    build_control_batch,
+    iter_all_records,
+)
+from kafkapy.server.state import now_ms
+from kafkapy.storage.errors import StorageError
+from kafkapy.storage.producer_state import (
+    CoordinatorFencedError,
+    InvalidProducerEpochError,
+    ProducerStateError,
+)
+
+if TYPE_CHECKING:
+    from kafkapy.cluster.metadata import BrokerInfo
+    from kafkapy.server.state import BrokerState
+
+log = get_logger(__name__)
+
+TXN_TOPIC = "__transaction_state"
+EXTRAS_KEY = "transaction_coordinator"
+_LOAD_CHUNK = 1 << 20
+_SEGMENT_BYTES = 104857600
+_ABORT_CHECK_KEY = "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+_REMOVE_CHECK_KEY = "transaction.remove.expired.transaction.cleanup.interval.ms"
+_RETRY_MS = 1000
+
+
+class CoordinatorWriteError(Exception):
+    """`__transaction_state` could not be written."""
+
+
+def _config_int(state: BrokerState, key: str, default: int) -> int:
+    try:
+        value = state.config.get(key)
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(slots=True)
+class MarkerResult:
+    errors: dict[TopicPartition, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        # Gone partitions and fenced markers are final, as in Kafka; only retriable faults block completion.
+        return all(e in (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH,
+                         ErrorCode.TRANSACTION_COORDINATOR_FENCED) for e in self.errors.values())
+
+
+@dataclass(slots=True)
+class TransactionCoordinator:
+    state: BrokerState
+    txns: dict[str, TxnMetadata] = field(default_factory=dict)
+    num_partitions: int = 50
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _loading: bool = False
+    _next_expiry_ms: int = 0
+    _by_producer: dict[int, str] = field(default_factory=dict)  # producer id -> transactional id
+
+    # ------------------------------------------------------------ start-up
+
+    @classmethod
+    def of(cls, state: BrokerState) -> TransactionCoordinator:
+        """The broker's coordinator, created (and `__transaction_state` loaded) on first use."""
+        existing = state.extras.get(EXTRAS_KEY)
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+        coord = cls(state=state)
+        coord._open_topic()
+        coord.load()
+        state.extras[EXTRAS_KEY] = coord
+        coord.recover()
+        state.tasks.append(asyncio.get_running_loop().create_task(coord._run_timers()))
+        return coord
+
+    @classmethod
+    def start_if_present(cls, state: BrokerState) -> TransactionCoordinator | None:
+        """At broker start: load an existing `__transaction_state` so in-flight transactions finish."""
+        if state.metadata.topic(TXN_TOPIC) is None:
+            return None
+        return cls.of(state)
+
+    def _open_topic(self) -> None:
+        info = self.state.metadata.topic(TXN_TOPIC)
+        if info is None:
+            cfg = self.state.config
+            info = self.state.create_topic(
+                TXN_TOPIC,
+                cfg.transaction_state_log_num_partitions,
+                1,
+                {
+                    "cleanup.policy": "compact",
+                    "segment.bytes": str(_config_int(self.state, "transaction.state.log.segment.bytes", _SEGMENT_BYTES)),
+                    "compression.type": "uncompressed",
+                    "min.insync.replicas": str(cfg.transaction_state_log_min_isr),
+                },
+            )
+        self.num_partitions = len(info.partitions)
+
+    def load(self) -> None:
+        """Replay every owned partition of `__transaction_state` from its start."""
+        self._loading = True
+        count = 0
+        try:
+            for p in range(self.num_partitions):
+                if not self._owns_partition(p):
+                    continue
+                plog = self.state.partition_log(TXN_TOPIC, p)
+                if plog is None:
+                    continue
+                offset, end = plog.log_start_offset, plog.log_end_offset
+                while offset < end:
+                    data = plog.read_bytes(offset, _LOAD_CHUNK)
+                    if not data:
+                        break
+                    nxt = offset
+                    for header, rec in iter_all_records(data):
+                        nxt = max(nxt, header.next_offset)
+                        if header.is_control or rec.key is None or rec.offset < offset:
+                            continue
+                        try:
+                            txn_id = decode_key(rec.key)
+                            value = None if rec.value is None else decode_value(rec.value)
+                        except DecodeError as e:
+                            log.warning("skipping bad __transaction_state record", partition=p, offset=rec.offset, error=str(e))
+                            continue
+                        self._replay(txn_id, value)
+                        count += 1
+                    if nxt <= offset:
+                        break
+                    offset = nxt
+        finally:
+            self._loading = False
+        log.info("transaction coordinator loaded", records=count, transactional_ids=len(self.txns))
+
+    def recover(self) -> None:
+        """Finish transactions a crash left between PrepareX and CompleteX (markers again: idempotent)."""
+        for txn_id, md in list(self.txns.items()):
+            if md.state in PREPARING:
+                log.info("resuming transaction completion", transactional_id=txn_id, state=md.state.value)
+                self._complete(txn_id)
+            elif md.state is TxnState.PREPARE_EPOCH_FENCE:  # not written by us; treat as an abort under the fence
+                md.state = TxnState.ONGOING
+                self._fence_abort(txn_id)
+
+    # ------------------------------------------------------------ placement
+
+    def partition_of(self, transactional_id: str) -> int:
+        return partition_for(transactional_id, self.num_partitions)
+
+    def _owns_partition(self, partition: int) -> bool:
+        info = self.state.metadata.topic(TXN_TOPIC)
+        return info is not None and partition < len(info.partitions) and info.partitions[partition].leader == self.state.node_id
+
+    def owns(self, transactional_id: str) -> bool:
+        return self._owns_partition(self.partition_of(transactional_id))
+
+    def coordinator_node(self, transactional_id: str) -> BrokerInfo | None:
+        info = self.state.metadata.topic(TXN_TOPIC)
+        if info is None:
+            return None
+        leader = info.partitions[self.partition_of(transactional_id)].leader
+        if leader == self.state.node_id:
+            return self.state.advertised
+        return next((b for b in self.state.metadata.brokers() if b.node_id == leader), None)
+
+    def coordinator_epoch(self, transactional_id: str) -> int:
+        return max(self.state.leader_epoch(TXN_TOPIC, self.partition_of(transactional_id)), 0)
+
+    # ------------------------------------------------------------ records
+
+    def _write(self, txn_id: str, value: TxnValue | None) -> None:
+        """Append one record to the id's partition, then replay it."""
+        p = self.partition_of(txn_id)
+        plog = self.state.partition_log(TXN_TOPIC, p)
+        if plog is None:
+            raise CoordinatorWriteError(f"{TXN_TOPIC}-{p} has no log")
+        raw = None if value is None else encode_value(value)
+        try:
+            plog.append(
+                bytearray(build_batch([(encode_key(txn_id), raw, [], now_ms())])),
+                leader_epoch=self.state.leader_epoch(TXN_TOPIC, p),
+            )
+        except StorageError as e:
+            raise CoordinatorWriteError(str(e)) from e
+        self._replay(txn_id, value)
+
+    def _replay(self, txn_id: str, value: TxnValue | None) -> None:
+        """The one place records change the coordinator, live or loading."""
+        md = self.txns.get(txn_id)
+        if value is None:
+            if md is not None:
+                del self.txns[txn_id]
+                if self._by_producer.get(md.producer_id) == txn_id:
+                    del self._by_producer[md.producer_id]
+            return
+        if md is None:
+            md = self.txns[txn_id] = TxnMetadata.from_value(txn_id, value)
+        else:
+            if md.producer_id != value.producer_id and self._by_producer.get(md.producer_id) == txn_id:
+                del self._by_producer[md.producer_id]
+            md.apply(value, loading=self._loading)
+        self._by_producer[md.producer_id] = txn_id
+        self._wake.set()
+
+    def _write_all(self, txn_id: str, values: Iterable[TxnValue]) -> None:
+        for v in values:
+            self._write(txn_id, v)
+
+    # ------------------------------------------------------------ markers
+
+    def write_markers(
+        self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool,
+        partitions: Iterable[TopicPartition],
+    ) -> MarkerResult:
+        """Append a COMMIT/ABORT marker to each partition (also WriteTxnMarkers)."""
+        result = MarkerResult()
+        ctype = ControlRecordType.COMMIT if commit else ControlRecordType.ABORT
+        ts = now_ms()
+        groups: Any = None
+        for tp in partitions:
+            topic, partition = tp
+            plog = self.state.partition_log(topic, partition)
+            if plog is None:
+                result.errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            batch = build_control_batch(
+                ctype, producer_id=producer_id, producer_epoch=producer_epoch,
+                coordinator_epoch=coordinator_epoch, timestamp=ts,
+            )  # fmt: skip
+            try:
+                plog.append(bytearray(batch), leader_epoch=self.state.leader_epoch(topic, partition))
+            except InvalidProducerEpochError as e:
+                log.warning("marker fenced", topic=topic, partition=partition, error=str(e))
+                result.errors[tp] = ErrorCode.INVALID_PRODUCER_EPOCH
+                continue
+            except CoordinatorFencedError:
+                result.errors[tp] = ErrorCode.TRANSACTION_COORDINATOR_FENCED
+                continue
+            except (ProducerStateError, StorageError) as e:
+                log.error("marker append failed", topic=topic, partition=partition, error=str(e))
+                result.errors[tp] = ErrorCode.KAFKA_STORAGE_ERROR
+                continue
+            result.errors[tp] = ErrorCode.NONE
+            if topic == OFFSETS_TOPIC:
+                if groups is None:
+                    groups = self.state.extras.get("group_coordinator")
+                if groups is not None:
+                    groups.complete_txn(producer_id, commit, partition)
+        self.state.appends.notify()
+        return result
+
+    def _complete(self, txn_id: str) -> bool:
+        """PrepareX -> markers -> CompleteX. False (left in PrepareX, retried by the timer) on failure."""
+        md = self.txns[txn_id]
+        commit = md.state is TxnState.PREPARE_COMMIT
+        res = self.write_markers(md.producer_id, md.producer_epoch, self.coordinator_epoch(txn_id), commit, md.partitions)
+        if not res.ok:
+            log.warning("transaction markers incomplete; will retry", transactional_id=txn_id, errors=res.errors)
+            self._wake.set()
+            return False
+        try:
+            self._write(txn_id, md.complete(now_ms()))
+        except CoordinatorWriteError as e:
+            log.error("could not complete transaction", transactional_id=txn_id, error=str(e))
+            return False
+        return True
+
+    def _fence_abort(self, txn_id: str) -> bool:
+        """Abort the ongoing transaction under a bumped epoch (InitProducerId, timeout)."""
+        md = self.txns[txn_id]
+        self._write(txn_id, md.fence_and_abort(now_ms()))
+        return self._complete(txn_id)
+
+    # ------------------------------------------------------------ requests
+
+    def _new_producer_id(self) -> int:
+        from kafkapy.server.handlers.producer_id import producer_id_manager
+
+        return producer_id_manager(self.state).generate()
+
+    def init_producer_id(
+        self, txn_id: str, timeout_ms: int, producer_id: int, producer_epoch: int, *, producer_fenced: bool
+    ) -> Decision:
+        if timeout_ms <= 0 or timeout_ms > self.state.config.transaction_max_timeout_ms:
+            return Decision(ErrorCode.INVALID_TRANSACTION_TIMEOUT)
+        md = self.txns.get(txn_id)
+        now = now_ms()
+        try:
+            if md is None:
+                if producer_id != NO_PRODUCER_ID:
+                    # KIP-360: a producer id we don't know for this transactional id.
+                    return Decision(ErrorCode.INVALID_PRODUCER_ID_MAPPING)
+                v = TxnValue(self._new_producer_id(), 0, timeout_ms, 0, frozenset(), now, -1)
+                self._write(txn_id, v)
+                return Decision(producer_id=v.producer_id, producer_epoch=v.producer_epoch)
+            d = md.init_producer_id(producer_id, producer_epoch, timeout_ms, now, self._new_producer_id,
+                                    producer_fenced=producer_fenced)
+            if d.fence_first:
+                # Kafka answers CONCURRENT_TRANSACTIONS here and lets the client retry; the abort is
+                # synchronous in this broker, so the retry's answer is given at once.
+                if not self._fence_abort(txn_id):
+                    return Decision(ErrorCode.CONCURRENT_TRANSACTIONS)
+                d = md.init_producer_id(NO_PRODUCER_ID, -1, timeout_ms, now_ms(), self._new_producer_id,
+                                        producer_fenced=producer_fenced)
+            self._write_all(txn_id, d.records)
+            return d
+        except CoordinatorWriteError:
+            return Decision(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+
+    def add_partitions(
+        self, txn_id: str, producer_id: int, producer_epoch: int, partitions: list[TopicPartition],
+        *, producer_fenced: bool,
+    ) -> int:
+        md = self.txns.get(txn_id)
+        if md is None:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        d = md.add_partitions(producer_id, producer_epoch, partitions, now_ms(), producer_fenced=producer_fenced)
+        if d.error == ErrorCode.NONE:
+            try:
+                self._write_all(txn_id, d.records)
+            except CoordinatorWriteError:
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return d.error
+
+    def verify(self, txn_id: str | None, producer_id: int, producer_epoch: int, tp: TopicPartition) -> int:
+        """Produce of a transactional batch: is the partition in the producer's ongoing transaction?"""
+        if txn_id is None:
+            txn_id = self._by_producer.get(producer_id)
+        md = self.txns.get(txn_id) if txn_id is not None else None
+        if md is None:
+            return ErrorCode.INVALID_TXN_STATE
+        return md.verify(producer_id, producer_epoch, tp)
+
+    def end_txn(self, txn_id: str, producer_id: int, producer_epoch: int, commit: bool, *, producer_fenced: bool) -> int:
+        md = self.txns.get(txn_id)
+        if md is None:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        d = md.end_txn(producer_id, producer_epoch, commit, now_ms(), producer_fenced=producer_fenced)
+        if d.error != ErrorCode.NONE or not d.records:
+            return d.error
+        try:
+            self._write_all(txn_id, d.records)
+        except CoordinatorWriteError:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        self._complete(txn_id)  # if a marker fails, the timer finishes it; the client sees success (as in Kafka)
+        return ErrorCode.NONE
+
+    # ------------------------------------------------------------ timers
+
+    async def _run_timers(self) -> None:
+        while True:
+            now = now_ms()
+            nxt = self.next_deadline(now)
+            self._wake.clear()
+            if nxt > now:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), (nxt - now) / 1000)
+            try:
+                self.fire(now_ms())
+            except Exception:
+                log.exception("transaction timers failed")
+
+    def next_deadline(self, now: int) -> int:
+        check = _config_int(self.state, _ABORT_CHECK_KEY, 10_000)
+        out = now + check
+        for md in self.txns.values():
+            if md.state in PREPARING:
+                out = min(out, now + _RETRY_MS)
+            else:
+                d = md.deadline()
+                if d is not None:
+                    out = min(out, d)
+        if self._next_expiry_ms:
+            out = min(out, self._next_expiry_ms)
+        return out
+
+    def fire(self, now: int) -> None:
+        """Abort expired transactions, finish stuck completions, expire idle transactional ids."""
+        for txn_id, md in list(self.txns.items()):
+            if md.state in PREPARING:
+                self._complete(txn_id)
+            elif md.expired(now):
+                log.info("aborting timed-out transaction", transactional_id=txn_id, producer_id=md.producer_id,
+                         epoch=md.producer_epoch, timeout_ms=md.timeout_ms)
+                try:
+                    self._fence_abort(txn_id)
+                except CoordinatorWriteError as e:
+                    log.error("could not abort timed-out transaction", transactional_id=txn_id, error=str(e))
+        if now >= self._next_expiry_ms:
+            self._next_expiry_ms = now + _config_int(self.state, _REMOVE_CHECK_KEY, 3_600_000)
+            self.expire_ids(now)
+
+    def expire_ids(self, now: int) -> int:
+        expiration = self.state.config.transactional_id_expiration_ms
+        removed = 0
+        for txn_id, md in list(self.txns.items()):
+            if md.id_expired(now, expiration):
+                md.tombstone_check()
+                try:
+                    self._write(txn_id, None)
+                except CoordinatorWriteError:
+                    continue
+                removed += 1
+        if removed:
+            log.info("expired transactional ids", count=removed)
+        return removed
+
+    # ------------------------------------------------------------ admin
+
+    def listed(self, states: set[str] | None, producer_ids: set[int] | None, min_duration_ms: int = -1) -> list[TxnMetadata]:
+        now = now_ms()
+        out = []
+        for md in self.txns.values():
+            if states and md.state.value not in states:
+                continue
+            if producer_ids and md.producer_id not in producer_ids:
+                continue
+            if min_duration_ms >= 0 and (md.state is not TxnState.ONGOING or now - md.start_ms < min_duration_ms):
+                continue
+            out.append(md)
+        return out
+
+

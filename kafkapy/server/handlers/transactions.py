@@ -1,0 +1,375 @@
+"""Transaction APIs: AddPartitionsToTxn (24), AddOffsetsToTxn (25), EndTxn (26),
+WriteTxnMarkers (27), TxnOffsetCommit (28), DescribeProducers (61),
+DescribeTransactions (65), ListTransactions (66); InitProducerId with a
+transactional id is in producer_id.py and calls `init_transactional`.
+
+Thin adapters over `TransactionCoordinator` (coordinator/transactions.py)
+and, for TxnOffsetCommit, the group coordinator. Fencing errors follow
+KIP-588: PRODUCER_FENCED from InitProducerId v4+, AddPartitionsToTxn,
+AddOffsetsToTxn and EndTxn v2+; INVALID_PRODUCER_EPOCH before.
+
+EndTxn is served up to v4 and AddPartitionsToTxn up to v5 without the
+KIP-890 part 2 (transaction.version 2) semantics: no feature is advertised,
+so clients stay on the classic protocol.
+"""
+
+from __future__ import annotations
+
+from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, GroupCoordinator
+from kafkapy.coordinator.records import OffsetValue
+from kafkapy.coordinator.transactions import TransactionCoordinator
+from kafkapy.coordinator.txn_offsets import write_txn_offsets
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
+from kafkapy.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnResponse
+from kafkapy.protocol.messages.add_partitions_to_txn_request import AddPartitionsToTxnRequest, AddPartitionsToTxnTopic
+from kafkapy.protocol.messages.add_partitions_to_txn_response import (
+    AddPartitionsToTxnPartitionResult,
+    AddPartitionsToTxnResponse,
+    AddPartitionsToTxnResult,
+    AddPartitionsToTxnTopicResult,
+)
+from kafkapy.protocol.messages.describe_producers_request import DescribeProducersRequest
+from kafkapy.protocol.messages.describe_producers_response import (
+    DescribeProducersResponse,
+    PartitionResponse,
+    ProducerState,
+    TopicResponse,
+)
+from kafkapy.protocol.messages.describe_transactions_request import DescribeTransactionsRequest
+from kafkapy.protocol.messages.describe_transactions_response import (
+    DescribeTransactionsResponse,
+    TopicData,
+    TransactionState,
+)
+from kafkapy.protocol.messages.end_txn_request import EndTxnRequest
+from kafkapy.protocol.messages.end_txn_response import EndTxnResponse
+from kafkapy.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from kafkapy.protocol.messages.list_transactions_request import ListTransactionsRequest
+from kafkapy.protocol.messages.list_transactions_response import ListTransactionsResponse
+from kafkapy.protocol.messages.list_transactions_response import TransactionState as ListedTransaction
+from kafkapy.protocol.messages.txn_offset_commit_request import TxnOffsetCommitRequest
+from kafkapy.protocol.messages.txn_offset_commit_response import (
+    TxnOffsetCommitResponse,
+    TxnOffsetCommitResponsePartition,
+    TxnOffsetCommitResponseTopic,
+)
+from kafkapy.protocol.messages.write_txn_markers_request import WriteTxnMarkersRequest
+from kafkapy.protocol.messages.write_txn_markers_response import (
+    WritableTxnMarkerPartitionResult,
+    WritableTxnMarkerResult,
+    WritableTxnMarkerTopicResult,
+    WriteTxnMarkersResponse,
+)
+from kafkapy.protocol.records import BatchHeader
+from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.state import BrokerState, now_ms
+from kafkapy.storage.errors import StorageError
+from kafkapy.storage.producer_state import InvalidProducerEpochError, ProducerStateError
+
+TopicPartition = tuple[str, int]
+
+
+def coordinator(state: BrokerState) -> TransactionCoordinator:
+    return TransactionCoordinator.of(state)
+
+
+def _partition_exists(state: BrokerState, topic: str, partition: int) -> bool:
+    info = state.metadata.topic(topic)
+    return info is not None and 0 <= partition < len(info.partitions)
+
+
+# ---------------------------------------------------------------- InitProducerId
+
+
+def init_transactional(ctx: RequestContext, txn_id: str, timeout_ms: int, producer_id: int, producer_epoch: int) -> InitProducerIdResponse:
+    coord = coordinator(ctx.state)
+    if not coord.owns(txn_id):
+        return InitProducerIdResponse(error_code=ErrorCode.NOT_COORDINATOR, producer_id=-1, producer_epoch=-1)
+    d = coord.init_producer_id(txn_id, timeout_ms, producer_id, producer_epoch, producer_fenced=ctx.version >= 4)
+    if d.error != ErrorCode.NONE:
+        return InitProducerIdResponse(error_code=d.error, producer_id=-1, producer_epoch=-1)
+    return InitProducerIdResponse(error_code=ErrorCode.NONE, producer_id=d.producer_id, producer_epoch=d.producer_epoch)
+
+
+# ---------------------------------------------------------------- Produce verification
+
+
+def verify_produce(state: BrokerState, txn_id: str | None, topic: str, partition: int, h: BatchHeader) -> int:
+    """A transactional batch is accepted only for a partition in its producer's ongoing transaction."""
+    return coordinator(state).verify(txn_id, h.producer_id, h.producer_epoch, (topic, partition))
+
+
+# ---------------------------------------------------------------- AddPartitionsToTxn
+
+
+def _add_one(
+    state: BrokerState, txn_id: str, pid: int, epoch: int, topics: list[AddPartitionsToTxnTopic],
+    version: int, verify_only: bool = False,
+) -> list[AddPartitionsToTxnTopicResult]:
+    coord = coordinator(state)
+    wanted = [(t.name, p) for t in topics for p in t.partitions]
+    errors: dict[TopicPartition, int] = {}
+    if not coord.owns(txn_id):
+        errors = dict.fromkeys(wanted, ErrorCode.NOT_COORDINATOR)
+    elif verify_only:
+        errors = {tp: coord.verify(txn_id, pid, epoch, tp) for tp in wanted}
+    else:
+        unknown = [tp for tp in wanted if not _partition_exists(state, *tp)]
+        if unknown:
+            errors = dict.fromkeys(wanted, ErrorCode.OPERATION_NOT_ATTEMPTED)
+            errors.update(dict.fromkeys(unknown, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+        else:
+            err = coord.add_partitions(txn_id, pid, epoch, wanted, producer_fenced=version >= 2)
+            errors = dict.fromkeys(wanted, err)
+    return [
+        AddPartitionsToTxnTopicResult(
+            name=t.name,
+            results_by_partition=[
+                AddPartitionsToTxnPartitionResult(partition_index=p, partition_error_code=errors[(t.name, p)])
+                for p in t.partitions
+            ],
+        )
+        for t in topics
+    ]
+
+
+async def add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse:
+    v = ctx.version
+    if v <= 3:
+        results = _add_one(
+            ctx.state, req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
+            req.v3_and_below_producer_epoch, req.v3_and_below_topics, v,
+        )  # fmt: skip
+        return AddPartitionsToTxnResponse(results_by_topic_v3_and_below=results)
+    out = [
+        AddPartitionsToTxnResult(
+            transactional_id=t.transactional_id,
+            topic_results=_add_one(ctx.state, t.transactional_id, t.producer_id, t.producer_epoch, t.topics, v, t.verify_only),
+        )
+        for t in req.transactions
+    ]
+    return AddPartitionsToTxnResponse(error_code=ErrorCode.NONE, results_by_transaction=out)
+
+
+# ---------------------------------------------------------------- AddOffsetsToTxn
+
+
+async def add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse:
+    coord = coordinator(ctx.state)
+    if not coord.owns(req.transactional_id):
+        return AddOffsetsToTxnResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    if not req.group_id:
+        return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+    p = GroupCoordinator.of(ctx.state).partition_of(req.group_id)
+    err = coord.add_partitions(
+        req.transactional_id, req.producer_id, req.producer_epoch, [(OFFSETS_TOPIC, p)], producer_fenced=ctx.version >= 2
+    )
+    return AddOffsetsToTxnResponse(error_code=err)
+
+
+# ---------------------------------------------------------------- EndTxn
+
+
+async def end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
+    coord = coordinator(ctx.state)
+    if not coord.owns(req.transactional_id):
+        return EndTxnResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    err = coord.end_txn(
+        req.transactional_id, req.producer_id, req.producer_epoch, req.committed, producer_fenced=ctx.version >= 2
+    )
+    return EndTxnResponse(error_code=err)
+
+
+# ---------------------------------------------------------------- WriteTxnMarkers
+
+
+async def write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse:
+    coord = coordinator(ctx.state)
+    out = []
+    for m in req.markers:
+        tps = [(t.name, p) for t in m.topics for p in t.partition_indexes]
+        res = coord.write_markers(m.producer_id, m.producer_epoch, m.coordinator_epoch, m.transaction_result, tps)
+        out.append(
+            WritableTxnMarkerResult(
+                producer_id=m.producer_id,
+                topics=[
+                    WritableTxnMarkerTopicResult(
+                        name=t.name,
+                        partitions=[
+                            WritableTxnMarkerPartitionResult(partition_index=p, error_code=res.errors[(t.name, p)])
+                            for p in t.partition_indexes
+                        ],
+                    )
+                    for t in m.topics
+                ],
+            )
+        )
+    return WriteTxnMarkersResponse(markers=out)
+
+
+# ---------------------------------------------------------------- TxnOffsetCommit
+
+
+async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse:
+    v = ctx.version
+    state = ctx.state
+    groups = GroupCoordinator.of(state)
+    max_meta = state.config.offset_metadata_max_bytes
+    now = now_ms()
+    errors: dict[TopicPartition, int] = {}
+    commits: list[tuple[str, int, OffsetValue]] = []
+    owned = groups.owns(req.group_id)
+    for t in req.topics:
+        for p in t.partitions:
+            tp = (t.name, p.partition_index)
+            meta = p.committed_metadata or ""
+            if not owned:
+                errors[tp] = ErrorCode.NOT_COORDINATOR
+            elif not _partition_exists(state, *tp):
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            elif len(meta.encode()) > max_meta:
+                errors[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            else:
+                epoch = p.committed_leader_epoch if v >= 2 else -1
+                commits.append((t.name, p.partition_index, OffsetValue(p.committed_offset, epoch, meta, now)))
+    if commits:
+        err = ErrorCode.NONE
+        group = groups.groups.get(req.group_id)
+        if v >= 3 and group is not None and (req.generation_id >= 0 or req.member_id):
+            # KIP-447: the consumer's group metadata fences zombies of an older generation.
+            err = group.validate_commit(req.member_id, req.group_instance_id, req.generation_id, now)
+        if err == ErrorCode.NONE:
+            err = _check_txn(state, req)
+        if err == ErrorCode.NONE:
+            try:
+                write_txn_offsets(groups, req.group_id, req.producer_id, req.producer_epoch, commits)
+            except InvalidProducerEpochError:
+                err = ErrorCode.INVALID_PRODUCER_EPOCH
+            except (ProducerStateError, StorageError, RuntimeError):
+                err = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        for topic, partition, _ in commits:
+            errors[(topic, partition)] = err
+    return TxnOffsetCommitResponse(
+        topics=[
+            TxnOffsetCommitResponseTopic(
+                name=t.name,
+                partitions=[
+                    TxnOffsetCommitResponsePartition(partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)])
+                    for p in t.partitions
+                ],
+            )
+            for t in req.topics
+        ]
+    )
+
+
+def _check_txn(state: BrokerState, req: TxnOffsetCommitRequest) -> int:
+    """The producer must own the transactional id, in an ongoing transaction with the group's partition."""
+    coord = coordinator(state)
+    md = coord.txns.get(req.transactional_id)
+    if md is None:
+        return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+    if md.producer_id != req.producer_id:
+        return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+    if req.producer_epoch < md.producer_epoch:
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    tp = (OFFSETS_TOPIC, GroupCoordinator.of(state).partition_of(req.group_id))
+    return md.verify(req.producer_id, req.producer_epoch, tp)
+
+
+# ---------------------------------------------------------------- DescribeProducers
+
+
+async def describe_producers(ctx: RequestContext, req: DescribeProducersRequest) -> DescribeProducersResponse:
+    state = ctx.state
+    topics = []
+    for t in req.topics:
+        parts = []
+        for p in t.partition_indexes:
+            plog = state.partition_log(t.name, p) if _partition_exists(state, t.name, p) else None
+            if plog is None:
+                parts.append(PartitionResponse(partition_index=p, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            active = [
+                ProducerState(
+                    producer_id=e.producer_id,
+                    producer_epoch=e.epoch,
+                    last_sequence=e.last_seq,
+                    last_timestamp=e.last_timestamp,
+                    coordinator_epoch=e.coordinator_epoch,
+                    current_txn_start_offset=e.txn_first_offset,
+                )
+                for e in plog.producer_state.producers.values()
+            ]
+            parts.append(PartitionResponse(partition_index=p, error_code=ErrorCode.NONE, active_producers=active))
+        topics.append(TopicResponse(name=t.name, partitions=parts))
+    return DescribeProducersResponse(topics=topics)
+
+
+# ---------------------------------------------------------------- DescribeTransactions / ListTransactions
+
+
+async def describe_transactions(ctx: RequestContext, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse:
+    coord = coordinator(ctx.state)
+    out = []
+    for txn_id in req.transactional_ids:
+        md = coord.txns.get(txn_id)
+        if not coord.owns(txn_id):
+            out.append(TransactionState(error_code=ErrorCode.NOT_COORDINATOR, transactional_id=txn_id))
+            continue
+        if md is None:
+            out.append(TransactionState(error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND, transactional_id=txn_id))
+            continue
+        by_topic: dict[str, list[int]] = {}
+        for t, p in sorted(md.partitions):
+            by_topic.setdefault(t, []).append(p)
+        out.append(
+            TransactionState(
+                error_code=ErrorCode.NONE,
+                transactional_id=txn_id,
+                transaction_state=md.state.value,
+                transaction_timeout_ms=md.timeout_ms,
+                transaction_start_time_ms=md.start_ms,
+                producer_id=md.producer_id,
+                producer_epoch=md.producer_epoch,
+                topics=[TopicData(topic=t, partitions=ps) for t, ps in by_topic.items()],
+            )
+        )
+    return DescribeTransactionsResponse(transaction_states=out)
+
+
+_KNOWN_STATES = frozenset(
+    {"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort", "Dead", "PrepareEpochFence"}
+)
+
+
+async def list_transactions(ctx: RequestContext, req: ListTransactionsRequest) -> ListTransactionsResponse:
+    coord = coordinator(ctx.state)
+    unknown = [s for s in req.state_filters if s not in _KNOWN_STATES]
+    states = {s for s in req.state_filters if s in _KNOWN_STATES}
+    if req.state_filters and not states:
+        return ListTransactionsResponse(error_code=ErrorCode.NONE, unknown_state_filters=unknown)
+    listed = coord.listed(states or None, set(req.producer_id_filters) or None,
+                          req.duration_filter if ctx.version >= 1 else -1)
+    return ListTransactionsResponse(
+        error_code=ErrorCode.NONE,
+        unknown_state_filters=unknown,
+        transaction_states=[
+            ListedTransaction(transactional_id=md.transactional_id, producer_id=md.producer_id, transaction_state=md.state.value)
+            for md in listed
+        ],
+    )
+
+
+HANDLERS: tuple[Handler, ...] = (
+    Handler(ApiKey.ADD_PARTITIONS_TO_TXN, 0, 5, add_partitions_to_txn),
+    Handler(ApiKey.ADD_OFFSETS_TO_TXN, 0, 4, add_offsets_to_txn),
+    Handler(ApiKey.END_TXN, 0, 4, end_txn),
+    Handler(ApiKey.WRITE_TXN_MARKERS, 0, 1, write_txn_markers),
+    Handler(ApiKey.TXN_OFFSET_COMMIT, 0, 4, txn_offset_commit),
+    Handler(ApiKey.DESCRIBE_PRODUCERS, 0, 0, describe_producers),
+    Handler(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, describe_transactions),
+    Handler(ApiKey.LIST_TRANSACTIONS, 0, 1, list_transactions),
+)
