@@ -132,7 +132,7 @@ def _metadata_lists_broker(host: str, port: int, timeout: float = 2.0) -> bool:
             s.sendall(encode_request(MetadataRequest(topics=None), 12, 1, client_id="kafkapy-ready-probe"))
             size = struct.unpack(">i", _read(s, 4))[0]
             _, resp = decode_response(MetadataRequest.API_KEY, 12, _read(s, size))
-            return bool(resp.brokers)
+            return bool(getattr(resp, "brokers", None))
     except (OSError, ValueError, ConnectionError):
         return False
 
@@ -187,6 +187,7 @@ def start_kafka(
         java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=jvm),
         capture_output=True,
         timeout=120,
+        check=False,
     )
     if fmt.returncode != 0:
         raise RuntimeError(f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr).decode(errors='replace')[-3000:]}")

@@ -35,11 +35,30 @@ from typing import Any
 from kafkapy.protocol import records
 from kafkapy.protocol.frames import decode_response, encode_request
 from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
-from kafkapy.protocol.messages.create_topics_request import CreatableTopic, CreatableTopicConfig, CreateTopicsRequest
-from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
-from kafkapy.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
-from kafkapy.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
-from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kafkapy.protocol.messages.create_topics_request import (
+    CreatableTopic,
+    CreatableTopicConfig,
+    CreateTopicsRequest,
+)
+from kafkapy.protocol.messages.fetch_request import (
+    FetchPartition,
+    FetchRequest,
+    FetchTopic,
+)
+from kafkapy.protocol.messages.list_offsets_request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
+from kafkapy.protocol.messages.metadata_request import (
+    MetadataRequest,
+    MetadataRequestTopic,
+)
+from kafkapy.protocol.messages.produce_request import (
+    PartitionProduceData,
+    ProduceRequest,
+    TopicProduceData,
+)
 from kafkapy.protocol.primitives import Entity, Message
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden_kafka"
@@ -96,7 +115,8 @@ SET_OR_NOT = {"error_message", "member_id", "session_id", "topic_id", "log_appen
 def to_data(value: Any) -> Any:
     """Entities as dicts (slot order), bytes as their length, UUIDs as strings."""
     if isinstance(value, Entity):
-        return {name: to_data(getattr(value, name)) for name in value.__slots__}
+        slots: tuple[str, ...] = value.__slots__
+        return {name: to_data(getattr(value, name)) for name in slots}
     if isinstance(value, list | tuple):
         return [to_data(v) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
@@ -339,10 +359,10 @@ def compare_api_versions(kafka: dict[str, Any], ours: dict[str, Any]) -> dict[st
 def compare(kafka: dict[str, Any], ours: dict[str, Any]) -> dict[str, list[tuple[str, Any, Any]]]:
     """Differences per step (ApiVersions excluded: see compare_api_versions)."""
     out: dict[str, list[tuple[str, Any, Any]]] = {}
-    for name in kafka:
+    for name, answer in kafka.items():
         if name.startswith("api_versions"):
             continue
-        d = diff(kafka[name], ours.get(name, "<missing>"))
+        d = diff(answer, ours.get(name, "<missing>"))
         if d:
             out[name] = d
     return out

@@ -19,7 +19,13 @@ from typing import Any
 import pytest
 
 from interop._common import BrokerProcess, start_broker
-from interop.differential import SCRIPT, compare, compare_api_versions, load_golden, run_script
+from interop.differential import (
+    SCRIPT,
+    compare,
+    compare_api_versions,
+    load_golden,
+    run_script,
+)
 
 # "step: path" glob -> why kafkapy answers differently
 KNOWN_DIFFERENCES: dict[str, str] = {
