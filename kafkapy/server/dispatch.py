@@ -15,7 +15,7 @@ from kafkapy.logging import get_logger
 from kafkapy.protocol.api import ApiKey, api_spec
 from kafkapy.protocol.errors import DecodeError
 from kafkapy.protocol.frames import decode_request_header, encode_response, peek_request_header
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import Handler, HandlerFn, RequestContext
 from kafkapy.server.handlers import HANDLERS
 from kafkapy.server.handlers.api_versions import unsupported_version_response
 from kafkapy.server.network import CloseConnection, ConnectionContext
@@ -49,6 +49,7 @@ class Dispatcher:
         self.state = state
         self.handlers = handlers
         self.table = build_table(handlers)
+        self.functions: list[HandlerFn | None] = [None] * len(self.table)  # loaded on first use
 
     async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> list[Any] | None:
         view = frame if isinstance(frame, memoryview) else memoryview(frame)
@@ -83,7 +84,10 @@ class Dispatcher:
                         error=str(e), peer=conn.connection_id)
             raise CloseConnection() from None
         ctx = RequestContext(header=header, version=version, state=self.state, conn=conn)
-        response = await handler.fn(ctx, body)
+        fn = self.functions[api_key]
+        if fn is None:
+            fn = self.functions[api_key] = handler.load()
+        response = await fn(ctx, body)
         if response is None:
             return None
         return encode_response(spec, version, correlation_id, response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from kafkapy.protocol.messages.request_header import RequestHeader
@@ -32,9 +33,20 @@ HandlerFn = Callable[[RequestContext, Any], Awaitable[Message | None]]
 
 @dataclass(frozen=True, slots=True)
 class Handler:
-    """One API as the broker really implements it: the versions it serves and the function."""
+    """One API as the broker really implements it: the versions it serves and its function.
+
+    `target` is "module:function" inside kafkapy.server.handlers, imported on
+    first use (or the function itself).
+    """
 
     api_key: int
     min_version: int
     max_version: int
-    fn: HandlerFn
+    target: str | HandlerFn
+
+    def load(self) -> HandlerFn:
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, name = self.target.partition(":")
+        fn: HandlerFn = getattr(import_module(f"kafkapy.server.handlers.{module}"), name)
+        return fn

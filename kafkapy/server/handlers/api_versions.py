@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
 from kafkapy.protocol.messages.api_versions_response import ApiVersion, ApiVersionsResponse
@@ -22,6 +21,3 @@ async def handle(ctx: RequestContext, req: ApiVersionsRequest) -> ApiVersionsRes
     from kafkapy.server.handlers import HANDLERS
 
     return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_versions(HANDLERS))
-
-
-HANDLER = Handler(ApiKey.API_VERSIONS, 0, 4, handle)

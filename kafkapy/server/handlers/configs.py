@@ -21,7 +21,6 @@ from kafkapy.config import (
     describe_topic_config,
     validate_topic_configs,
 )
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.alter_configs_request import AlterConfigsRequest
 from kafkapy.protocol.messages.alter_configs_response import (
@@ -47,7 +46,7 @@ from kafkapy.protocol.messages.incremental_alter_configs_response import (
 from kafkapy.protocol.messages.incremental_alter_configs_response import (
     IncrementalAlterConfigsResponse,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState
 
 # Kafka's ConfigResource.Type ids.
@@ -286,10 +285,3 @@ async def incremental_alter_configs(ctx: RequestContext, req: IncrementalAlterCo
             for c, m, t, n in _run(ctx, req.resources, req.validate_only, incremental=True)
         ]
     )
-
-
-HANDLERS = (
-    Handler(ApiKey.DESCRIBE_CONFIGS, 0, 4, describe_configs),
-    Handler(ApiKey.ALTER_CONFIGS, 0, 2, alter_configs),
-    Handler(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1, incremental_alter_configs),
-)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.delete_records_request import (
     DeleteRecordsPartition,
@@ -13,7 +12,7 @@ from kafkapy.protocol.messages.delete_records_response import (
     DeleteRecordsResponse,
     DeleteRecordsTopicResult,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState
 from kafkapy.storage.errors import OffsetOutOfRangeError
 
@@ -49,6 +48,3 @@ async def handle(ctx: RequestContext, req: DeleteRecordsRequest) -> DeleteRecord
             for t in req.topics
         ]
     )
-
-
-HANDLER = Handler(ApiKey.DELETE_RECORDS, 0, 2, handle)

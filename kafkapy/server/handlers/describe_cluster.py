@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRequest
 from kafkapy.protocol.messages.describe_cluster_response import DescribeClusterBroker, DescribeClusterResponse
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import CLUSTER_AUTHORIZED_OPERATIONS, NOT_REQUESTED
 
 BROKERS_ENDPOINT = 1
@@ -32,6 +31,3 @@ async def handle(ctx: RequestContext, req: DescribeClusterRequest) -> DescribeCl
             CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED
         ),
     )
-
-
-HANDLER = Handler(ApiKey.DESCRIBE_CLUSTER, 0, 1, handle)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kafkapy.cluster.metadata import TopicInfo
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.describe_topic_partitions_request import (
     DescribeTopicPartitionsRequest,
@@ -14,7 +13,7 @@ from kafkapy.protocol.messages.describe_topic_partitions_response import (
     DescribeTopicPartitionsResponsePartition,
     DescribeTopicPartitionsResponseTopic,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import TOPIC_AUTHORIZED_OPERATIONS
 
 MAX_PARTITIONS = 2000  # Kafka's max.request.partition.size.limit default caps response_partition_limit
@@ -92,6 +91,3 @@ async def handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> De
             break
         remaining -= len(partitions)
     return resp
-
-
-HANDLER = Handler(ApiKey.DESCRIBE_TOPIC_PARTITIONS, 0, 0, handle)

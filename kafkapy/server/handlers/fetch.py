@@ -10,7 +10,6 @@ import asyncio
 from dataclasses import dataclass
 from uuid import UUID
 
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.fetch_request import FetchRequest
 from kafkapy.protocol.messages.fetch_response import (
@@ -28,7 +27,7 @@ from kafkapy.server.fetch_sessions import (
     SessionError,
     SessionPartition,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState
 from kafkapy.storage.errors import OffsetOutOfRangeError
 
@@ -212,6 +211,3 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         session_id=session.session_id if session is not None else 0,
         responses=_group(wanted, datas),
     )
-
-
-HANDLER = Handler(ApiKey.FETCH, 4, 17, handle)

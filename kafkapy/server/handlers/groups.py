@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.group import GroupState, JoinRequest
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.delete_groups_request import DeleteGroupsRequest
 from kafkapy.protocol.messages.delete_groups_response import (
@@ -47,7 +46,7 @@ from kafkapy.protocol.messages.list_groups_response import (
 )
 from kafkapy.protocol.messages.sync_group_request import SyncGroupRequest
 from kafkapy.protocol.messages.sync_group_response import SyncGroupResponse
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
 from kafkapy.server.state import BrokerState
 
@@ -253,15 +252,3 @@ async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> Delete
             err = coord.delete_group(group_id)
         results.append(DeletableGroupResult(group_id=group_id, error_code=err))
     return DeleteGroupsResponse(results=results)
-
-
-HANDLERS: tuple[Handler, ...] = (
-    Handler(ApiKey.FIND_COORDINATOR, 0, 5, find_coordinator),
-    Handler(ApiKey.JOIN_GROUP, 0, 9, join_group),
-    Handler(ApiKey.HEARTBEAT, 0, 4, heartbeat),
-    Handler(ApiKey.LEAVE_GROUP, 0, 5, leave_group),
-    Handler(ApiKey.SYNC_GROUP, 0, 5, sync_group),
-    Handler(ApiKey.DESCRIBE_GROUPS, 0, 5, describe_groups),
-    Handler(ApiKey.LIST_GROUPS, 0, 5, list_groups),
-    Handler(ApiKey.DELETE_GROUPS, 0, 2, delete_groups),
-)

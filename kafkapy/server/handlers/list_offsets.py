@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest
 from kafkapy.protocol.messages.list_offsets_response import (
@@ -10,7 +9,7 @@ from kafkapy.protocol.messages.list_offsets_response import (
     ListOffsetsResponse,
     ListOffsetsTopicResponse,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
@@ -60,6 +59,3 @@ async def handle(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsRes
             parts.append(_one(ctx.state, t.name, p, ctx.version, committed))
         topics.append(ListOffsetsTopicResponse(name=t.name, partitions=parts))
     return ListOffsetsResponse(topics=topics)
-
-
-HANDLER = Handler(ApiKey.LIST_OFFSETS, 0, 9, handle)

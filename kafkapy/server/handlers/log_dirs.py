@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
 from kafkapy.protocol.messages.describe_log_dirs_response import (
@@ -13,7 +12,7 @@ from kafkapy.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsResult,
     DescribeLogDirsTopic,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState
 
 
@@ -60,6 +59,3 @@ async def handle(ctx: RequestContext, req: DescribeLogDirsRequest) -> DescribeLo
             )
         ],
     )
-
-
-HANDLER = Handler(ApiKey.DESCRIBE_LOG_DIRS, 0, 4, handle)

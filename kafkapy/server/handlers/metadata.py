@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kafkapy.cluster.metadata import MetadataError, TopicInfo, validate_topic_name
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.metadata_request import MetadataRequest
 from kafkapy.protocol.messages.metadata_response import (
@@ -13,7 +12,7 @@ from kafkapy.protocol.messages.metadata_response import (
     MetadataResponseTopic,
 )
 from kafkapy.protocol.primitives import ZERO_UUID
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import (
     CLUSTER_AUTHORIZED_OPERATIONS,
     NOT_REQUESTED,
@@ -91,6 +90,3 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
             CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED
         ),
     )
-
-
-HANDLER = Handler(ApiKey.METADATA, 0, 12, handle)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.offset_for_leader_epoch_request import (
     OffsetForLeaderEpochRequest,
@@ -13,7 +12,7 @@ from kafkapy.protocol.messages.offset_for_leader_epoch_response import (
     OffsetForLeaderEpochResponse,
     OffsetForLeaderTopicResult,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState
 from kafkapy.storage.log import PartitionLog
 
@@ -61,6 +60,3 @@ async def handle(ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> Offse
             for t in req.topics
         ]
     )
-
-
-HANDLER = Handler(ApiKey.OFFSET_FOR_LEADER_EPOCH, 0, 4, handle)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.records import OffsetValue
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.offset_commit_request import OffsetCommitRequest
 from kafkapy.protocol.messages.offset_commit_response import (
@@ -31,7 +30,7 @@ from kafkapy.protocol.messages.offset_fetch_response import (
     OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState, now_ms
 
 
@@ -219,10 +218,3 @@ async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> Offset
             for t in req.topics
         ],
     )
-
-
-HANDLERS: tuple[Handler, ...] = (
-    Handler(ApiKey.OFFSET_COMMIT, 0, 9, offset_commit),
-    Handler(ApiKey.OFFSET_FETCH, 0, 9, offset_fetch),
-    Handler(ApiKey.OFFSET_DELETE, 0, 0, offset_delete),
-)

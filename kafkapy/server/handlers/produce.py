@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from kafkapy.logging import get_logger
 from kafkapy.protocol import legacy, records
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import CorruptRecordError, DecodeError, RecordTooLargeError
 from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
@@ -28,7 +27,7 @@ from kafkapy.protocol.messages.produce_response import (
     ProduceResponse,
     TopicProduceResponse,
 )
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState, now_ms
 from kafkapy.storage.errors import StorageError
 from kafkapy.storage.producer_state import (
@@ -151,6 +150,3 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
     if acks == 0:
         return None
     return ProduceResponse(responses=out)
-
-
-HANDLER = Handler(ApiKey.PRODUCE, 0, 11, handle)

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kafkapy.logging import get_logger
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from kafkapy.protocol.messages.init_producer_id_response import InitProducerIdResponse
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState
 from kafkapy.storage.checkpoint import read_checkpoint, write_checkpoint
 
@@ -85,6 +84,3 @@ async def handle(ctx: RequestContext, req: InitProducerIdRequest) -> InitProduce
         return init_transactional(ctx, req.transactional_id, req.transaction_timeout_ms, pid, epoch)
     pid = producer_id_manager(ctx.state).generate()
     return InitProducerIdResponse(error_code=ErrorCode.NONE, producer_id=pid, producer_epoch=0)
-
-
-HANDLER = Handler(ApiKey.INIT_PRODUCER_ID, 0, 5, handle)

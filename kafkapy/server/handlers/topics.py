@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from kafkapy.cluster.metadata import MetadataError
 from kafkapy.config import ConfigError, describe_topic_config, validate_topic_configs
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.create_partitions_request import CreatePartitionsRequest
 from kafkapy.protocol.messages.create_partitions_response import (
@@ -20,7 +19,7 @@ from kafkapy.protocol.messages.create_topics_response import (
 from kafkapy.protocol.messages.delete_topics_request import DeleteTopicsRequest
 from kafkapy.protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
 from kafkapy.protocol.primitives import ZERO_UUID
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 
 
 def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: bool) -> CreatableTopicResult:
@@ -144,10 +143,3 @@ async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -
                 res.error_code, res.error_message = e.code, e.message
         results.append(res)
     return CreatePartitionsResponse(results=results)
-
-
-HANDLERS = (
-    Handler(ApiKey.CREATE_TOPICS, 0, 7, create_topics),
-    Handler(ApiKey.DELETE_TOPICS, 0, 6, delete_topics),
-    Handler(ApiKey.CREATE_PARTITIONS, 0, 3, create_partitions),
-)

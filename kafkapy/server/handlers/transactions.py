@@ -19,7 +19,6 @@ from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from kafkapy.coordinator.records import OffsetValue
 from kafkapy.coordinator.transactions import TransactionCoordinator
 from kafkapy.coordinator.txn_offsets import write_txn_offsets
-from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
 from kafkapy.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnResponse
@@ -63,7 +62,7 @@ from kafkapy.protocol.messages.write_txn_markers_response import (
     WriteTxnMarkersResponse,
 )
 from kafkapy.protocol.records import BatchHeader
-from kafkapy.server.handler import Handler, RequestContext
+from kafkapy.server.handler import RequestContext
 from kafkapy.server.state import BrokerState, now_ms
 from kafkapy.storage.errors import StorageError
 from kafkapy.storage.producer_state import InvalidProducerEpochError, ProducerStateError
@@ -361,15 +360,3 @@ async def list_transactions(ctx: RequestContext, req: ListTransactionsRequest) -
             for md in listed
         ],
     )
-
-
-HANDLERS: tuple[Handler, ...] = (
-    Handler(ApiKey.ADD_PARTITIONS_TO_TXN, 0, 5, add_partitions_to_txn),
-    Handler(ApiKey.ADD_OFFSETS_TO_TXN, 0, 4, add_offsets_to_txn),
-    Handler(ApiKey.END_TXN, 0, 4, end_txn),
-    Handler(ApiKey.WRITE_TXN_MARKERS, 0, 1, write_txn_markers),
-    Handler(ApiKey.TXN_OFFSET_COMMIT, 0, 4, txn_offset_commit),
-    Handler(ApiKey.DESCRIBE_PRODUCERS, 0, 0, describe_producers),
-    Handler(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, describe_transactions),
-    Handler(ApiKey.LIST_TRANSACTIONS, 0, 1, list_transactions),
-)
