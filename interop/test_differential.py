@@ -34,16 +34,11 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "create_*: topics[*].configs.remote.log.*": "tiered-storage topic configs (KIP-405/950) are not in kafkapy's topic config set",
     "create_*: topics[*].configs.message.downconversion.enable": "kafkapy still lists this config; Kafka 4 removed it (no message down-conversion)",
     "create_*: topics[*].configs.message.timestamp.difference.max.ms": "kafkapy still lists this config; Kafka 4 removed it (replaced by before/after.max.ms)",
-    "create_*: topics[*].configs.message.timestamp.after.max.ms.value": "Kafka 4 defaults message.timestamp.after.max.ms to 3600000 (1 h, KIP-1051?); kafkapy to Long.MAX",
     "create_*: topics[*].configs.flush.messages.config_source": "Kafka reports flush.messages as a static broker config (the test sets log.flush.interval.messages); kafkapy as a default",
     "create_*: topics[*].configs.min.insync.replicas.config_source": "the reference broker sets min.insync.replicas in server.properties (STATIC_BROKER_CONFIG); kafkapy's test broker does not",
     "create_validate_only: topics[0].topic_id": "Kafka returns a would-be topic id for validate_only; kafkapy a zero UUID",
     "produce_corrupt_crc: responses[0].partition_responses[0].error_message": "kafkapy explains CORRUPT_MESSAGE in the error message; Kafka sends null",
     "fetch_*: responses[0].partitions[0].aborted_transactions": "kafkapy sends an empty aborted-transactions array, Kafka null (read_uncommitted)",
-    "fetch_out_of_range_*: responses[0].partitions[0].high_watermark": "on OFFSET_OUT_OF_RANGE Kafka answers -1 watermarks; kafkapy the real ones",
-    "fetch_out_of_range_*: responses[0].partitions[0].last_stable_offset": "on OFFSET_OUT_OF_RANGE Kafka answers -1; kafkapy the real value",
-    "fetch_out_of_range_*: responses[0].partitions[0].log_start_offset": "on OFFSET_OUT_OF_RANGE Kafka answers -1; kafkapy the real value",
-    "fetch_*: responses[0].partitions[0].records": "on a partition error Kafka sends empty records, kafkapy null",
     "list_offsets_earliest: topics[0].partitions[1].leader_epoch": "EARLIEST on an empty partition: Kafka gives the leader epoch (0), kafkapy -1",
 }
 

@@ -279,7 +279,7 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K("log.message.timestamp.type", "log_message_timestamp_type", _T.STRING, "CreateTime", "CreateTime or LogAppendTime.", one_of("CreateTime", "LogAppendTime"), dynamic=True),
     _K("log.message.timestamp.difference.max.ms", "log_message_timestamp_difference_max_ms", _T.LONG, LONG_MAX, "Deprecated: max allowed |broker time - record time| for CreateTime.", at_least(0), dynamic=True),
     _K("log.message.timestamp.before.max.ms", "log_message_timestamp_before_max_ms", _T.LONG, LONG_MAX, "Max ms a record timestamp may be behind the broker's time.", at_least(0), dynamic=True),
-    _K("log.message.timestamp.after.max.ms", "log_message_timestamp_after_max_ms", _T.LONG, LONG_MAX, "Max ms a record timestamp may be ahead of the broker's time.", at_least(0), dynamic=True),
+    _K("log.message.timestamp.after.max.ms", "log_message_timestamp_after_max_ms", _T.LONG, 3_600_000, "Max ms a record timestamp may be ahead of the broker's time.", at_least(0), dynamic=True),
     _K("log.message.downconversion.enable", "log_message_downconversion_enable", _T.BOOLEAN, True, "Down-convert batches for old fetch versions.", dynamic=True),
     _K("compression.type", "compression_type", _T.STRING, "producer", "Final compression of topic data; producer keeps the producer's codec.",
        one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"), dynamic=True),

@@ -62,8 +62,9 @@ def _resolve(state: BrokerState, name: str, topic_id: UUID, version: int) -> tup
 
 
 def _read_partition(state: BrokerState, w: Wanted, limit: int, min_one: bool, committed: bool) -> PartitionData:
+    # On any partition error Kafka answers -1 offsets and empty records.
     pd = PartitionData(partition_index=w.partition, error_code=ErrorCode.NONE, high_watermark=-1,
-                       last_stable_offset=-1, log_start_offset=-1, records=None)
+                       last_stable_offset=-1, log_start_offset=-1, records=b"")
     if w.topic is None:
         pd.error_code = ErrorCode.UNKNOWN_TOPIC_ID
         return pd
@@ -91,6 +92,8 @@ def _read_partition(state: BrokerState, w: Wanted, limit: int, min_one: bool, co
             ]
     except OffsetOutOfRangeError:
         pd.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+        pd.high_watermark = pd.last_stable_offset = pd.log_start_offset = -1
+        pd.aborted_transactions = None if not committed else []
     return pd
 
 
