@@ -61,6 +61,9 @@ EXTRA_SCENARIOS: tuple[tuple[str, str], ...] = (
     ("group-auto-commit", "Consumer group: automatic commits"),
     ("seek-by-timestamp", "Consumer: seek by timestamp (offsetsForTimes)"),
     ("group-protocol-consumer", "Consumer group: group.protocol=consumer (KIP-848)"),
+    ("transactions", "Transactions: commit, abort, read_committed, fencing"),
+    ("eos-producer-kill", "Exactly-once consume-transform-produce, producer SIGKILLed mid-transaction"),
+    ("txn-broker-kill", "Transactions across a broker SIGKILL mid-transaction"),
 )
 # A not-applicable reason with this prefix is kafkapy's gap, not the client's.
 NOT_YET = "kafkapy: "
