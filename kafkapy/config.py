@@ -155,6 +155,15 @@ def _valid_listeners(value: Any) -> str | None:
     return None
 
 
+def _valid_assignors(value: Any) -> str | None:
+    """group.consumer.assignors: uniform/range, by name or by Kafka's class names."""
+    names = [str(v).rsplit(".", 1)[-1].lower().removesuffix("assignor") for v in value or []]
+    if not names:
+        return "at least one assignor is required"
+    bad = [n for n in names if n not in ("uniform", "range")]
+    return f"unknown assignor(s) {', '.join(bad)}; known: uniform, range" if bad else None
+
+
 # ---------------------------------------------------------------------------
 # Listeners
 
@@ -304,6 +313,10 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K("group.min.session.timeout.ms", "group_min_session_timeout_ms", _T.INT, 6000, "Smallest session timeout a member may ask for."),
     _K("group.max.session.timeout.ms", "group_max_session_timeout_ms", _T.INT, 1800000, "Largest session timeout a member may ask for."),
     _K("group.max.size", "group_max_size", _T.INT, INT_MAX, "Max members of one group.", at_least(1)),
+    _K("group.consumer.session.timeout.ms", "group_consumer_session_timeout_ms", _T.INT, 45000, "Session timeout of consumer-protocol (KIP-848) group members.", at_least(1)),
+    _K("group.consumer.heartbeat.interval.ms", "group_consumer_heartbeat_interval_ms", _T.INT, 5000, "Heartbeat interval given to consumer-protocol (KIP-848) group members.", at_least(1)),
+    _K("group.consumer.max.size", "group_consumer_max_size", _T.INT, INT_MAX, "Max members of one consumer-protocol (KIP-848) group.", at_least(1)),
+    _K("group.consumer.assignors", "group_consumer_assignors", _T.LIST, ["uniform", "range"], "Server-side assignors of consumer-protocol groups; the first is the default (names or Kafka class names).", _valid_assignors),
     # transactions and idempotence
     _K("transaction.state.log.num.partitions", "transaction_state_log_num_partitions", _T.INT, 50, "Partitions of __transaction_state.", at_least(1)),
     _K("transaction.state.log.replication.factor", "transaction_state_log_replication_factor", _T.SHORT, 1, "Replication of __transaction_state (Kafka's default is 3; 1 suits a single node).", at_least(1)),
@@ -412,6 +425,10 @@ class BrokerConfig:
     group_min_session_timeout_ms: int = _default("group.min.session.timeout.ms")
     group_max_session_timeout_ms: int = _default("group.max.session.timeout.ms")
     group_max_size: int = _default("group.max.size")
+    group_consumer_session_timeout_ms: int = _default("group.consumer.session.timeout.ms")
+    group_consumer_heartbeat_interval_ms: int = _default("group.consumer.heartbeat.interval.ms")
+    group_consumer_max_size: int = _default("group.consumer.max.size")
+    group_consumer_assignors: list[str] = _list_default("group.consumer.assignors")  # noqa: RUF009 - value read from the table
     transaction_state_log_num_partitions: int = _default("transaction.state.log.num.partitions")
     transaction_state_log_replication_factor: int = _default("transaction.state.log.replication.factor")
     transaction_state_log_min_isr: int = _default("transaction.state.log.min.isr")
