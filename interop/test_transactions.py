@@ -243,7 +243,7 @@ def test_kafkajs_transactions(broker: BrokerProcess) -> None:
         "transactions": txns, "offsets": {"group": group, "topic": topic, "partition": 0, "offset": 7},
     }  # fmt: skip
     out = subprocess.run(["node", str(NODE_DIR / "transactions.js")], input=json.dumps(req), capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     committed = sorted(v.encode() for t in txns if t["commit"] for v in t["values"])  # type: ignore[attr-defined]
     assert sorted(read_all(broker.bootstrap, topic, 2, "read_committed")) == committed
@@ -252,5 +252,54 @@ def test_kafkajs_transactions(broker: BrokerProcess) -> None:
     try:
         got = c.committed([ck.TopicPartition(topic, 0)], timeout=10)
         assert got[0].offset == 7  # committed by the last committed transaction's sendOffsets
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------- kafka-python
+
+
+@pytest.mark.compat("transactions", client="kafka-python")
+def test_kafka_python_transactions(broker: BrokerProcess) -> None:
+    kafka = pytest.importorskip("kafka")
+    from kafka.structs import OffsetAndMetadata
+    from kafka.structs import TopicPartition as KTopicPartition
+
+    topic = unique_topic("kp-txn")
+    create_topic(broker.bootstrap, topic, 2)
+    group = unique_topic("kp-g")
+    p = kafka.KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=unique_topic("kp-tid"))
+    try:
+        p.init_transactions()
+        committed: list[bytes] = []
+        for t in range(4):
+            p.begin_transaction()
+            vals = [f"t{t}-{i}".encode() for i in range(25)]
+            for i, v in enumerate(vals):
+                p.send(topic, v, partition=i % 2)
+            if t == 3:
+                p.send_offsets_to_transaction({KTopicPartition(topic, 1): OffsetAndMetadata(5, "", -1)}, group)
+            if t == 1:
+                p.flush()
+                p.abort_transaction()
+            else:
+                p.commit_transaction()
+                committed += vals
+    finally:
+        p.close()
+    assert sorted(read_all(broker.bootstrap, topic, 2, "read_committed")) == sorted(committed)
+    assert len(read_all(broker.bootstrap, topic, 2, "read_uncommitted")) == 100
+    c = kafka.KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group, isolation_level="read_committed",
+                            auto_offset_reset="earliest", enable_auto_commit=False)
+    try:
+        assert c.committed(KTopicPartition(topic, 1)) == 5
+        c.assign([KTopicPartition(topic, 0)])
+        expected = sorted(v for i, v in enumerate(committed) if i % 25 % 2 == 0)  # partition 0's share
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(got) < len(expected):
+            for msgs in c.poll(500).values():
+                got += [m.value for m in msgs]
+        assert sorted(got) == expected
     finally:
         c.close()

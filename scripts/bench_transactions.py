@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kafkapy.testing import BrokerProcess  # noqa: E402
+from kafkapy.testing import BrokerProcess
 
 
 def pct(values: list[float], p: float) -> float:
@@ -78,7 +78,7 @@ def main() -> int:
                 rows.append((offsets, commit, whole))
         finally:
             broker.stop()
-    print(f"| transaction | commit_transaction() p50 / p99 / max (ms) | begin to committed p50 / p99 / max (ms) |")
+    print("| transaction | commit_transaction() p50 / p99 / max (ms) | begin to committed p50 / p99 / max (ms) |")
     print("| --- | ---: | ---: |")
     for offsets, commit, whole in rows:
         name = f"{args.records} x {args.size} B over {args.partitions} partitions" + (" + send_offsets_to_transaction" if offsets else "")

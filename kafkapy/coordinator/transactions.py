@@ -105,6 +105,7 @@ class TransactionCoordinator:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _loading: bool = False
     _next_expiry_ms: int = 0
+    _scheduled_ms: int = 0  # when the timer task wakes next (it is woken earlier only if needed)
     _by_producer: dict[int, str] = field(default_factory=dict)  # producer id -> transactional id
 
     # ------------------------------------------------------------ start-up
@@ -251,7 +252,9 @@ class TransactionCoordinator:
                 del self._by_producer[md.producer_id]
             md.apply(value, loading=self._loading)
         self._by_producer[md.producer_id] = txn_id
-        self._wake.set()
+        due = md.deadline()
+        if md.state in PREPARING or (due is not None and due < self._scheduled_ms):
+            self._wake.set()
 
     def _write_all(self, txn_id: str, values: Iterable[TxnValue]) -> None:
         for v in values:
@@ -401,7 +404,7 @@ class TransactionCoordinator:
     async def _run_timers(self) -> None:
         while True:
             now = now_ms()
-            nxt = self.next_deadline(now)
+            nxt = self._scheduled_ms = self.next_deadline(now)
             self._wake.clear()
             if nxt > now:
                 with contextlib.suppress(TimeoutError):

@@ -80,7 +80,9 @@ def write_txn_offsets(
     if plog is None:
         raise RuntimeError(f"__consumer_offsets-{p} has no log")
     ts = now_ms()
-    recs = [(encode_key(OffsetKey(group_id, t, part)), encode_offset_value(v), [], ts) for t, part, v in commits]
+    recs: list[tuple[bytes, bytes | None, list[tuple[str, bytes | None]], int]] = [
+        (encode_key(OffsetKey(group_id, t, part)), encode_offset_value(v), [], ts) for t, part, v in commits
+    ]
     batch = build_batch(recs, producer_id=producer_id, producer_epoch=producer_epoch, is_transactional=True)
     plog.append(
         bytearray(batch), leader_epoch=coord.state.leader_epoch("__consumer_offsets", p), from_coordinator=True

@@ -12,7 +12,13 @@ from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.records import OffsetValue
 from kafkapy.coordinator.transactions import TXN_TOPIC, TransactionCoordinator
 from kafkapy.coordinator.txn_offsets import write_txn_offsets
-from kafkapy.coordinator.txn_records import TxnValue, decode_key, decode_value, encode_key, encode_value
+from kafkapy.coordinator.txn_records import (
+    TxnValue,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+)
 from kafkapy.coordinator.txn_state import (
     STATUS_CODES,
     VALID_PREVIOUS,

@@ -10,18 +10,37 @@ from kafkapy.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxn
 from kafkapy.protocol.messages.add_partitions_to_txn_request import (
     AddPartitionsToTxnRequest,
     AddPartitionsToTxnTopic,
-    AddPartitionsToTxnTransaction,
 )
 from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
-from kafkapy.protocol.messages.describe_producers_request import DescribeProducersRequest, TopicRequest
-from kafkapy.protocol.messages.describe_transactions_request import DescribeTransactionsRequest
+from kafkapy.protocol.messages.describe_producers_request import (
+    DescribeProducersRequest,
+    TopicRequest,
+)
+from kafkapy.protocol.messages.describe_transactions_request import (
+    DescribeTransactionsRequest,
+)
 from kafkapy.protocol.messages.end_txn_request import EndTxnRequest
-from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from kafkapy.protocol.messages.fetch_request import (
+    FetchPartition,
+    FetchRequest,
+    FetchTopic,
+)
 from kafkapy.protocol.messages.find_coordinator_request import FindCoordinatorRequest
-from kafkapy.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+from kafkapy.protocol.messages.list_offsets_request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
 from kafkapy.protocol.messages.list_transactions_request import ListTransactionsRequest
-from kafkapy.protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopic
-from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kafkapy.protocol.messages.offset_fetch_request import (
+    OffsetFetchRequest,
+    OffsetFetchRequestTopic,
+)
+from kafkapy.protocol.messages.produce_request import (
+    PartitionProduceData,
+    ProduceRequest,
+    TopicProduceData,
+)
 from kafkapy.protocol.messages.txn_offset_commit_request import (
     TxnOffsetCommitRequest,
     TxnOffsetCommitRequestPartition,

@@ -9,7 +9,10 @@ import pytest
 from kafkapy.protocol.records import ControlRecordType, build_batch, build_control_batch
 from kafkapy.storage.config import LogConfig
 from kafkapy.storage.log import PartitionLog
-from kafkapy.storage.producer_state import InvalidProducerEpochError, InvalidTxnStateError
+from kafkapy.storage.producer_state import (
+    InvalidProducerEpochError,
+    InvalidTxnStateError,
+)
 from kafkapy.storage.txn_index import AbortedTxn
 
 P1, P2 = 1000, 2000

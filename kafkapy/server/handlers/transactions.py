@@ -21,22 +21,31 @@ from kafkapy.coordinator.transactions import TransactionCoordinator
 from kafkapy.coordinator.txn_offsets import write_txn_offsets
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
-from kafkapy.protocol.messages.add_offsets_to_txn_response import AddOffsetsToTxnResponse
-from kafkapy.protocol.messages.add_partitions_to_txn_request import AddPartitionsToTxnRequest, AddPartitionsToTxnTopic
+from kafkapy.protocol.messages.add_offsets_to_txn_response import (
+    AddOffsetsToTxnResponse,
+)
+from kafkapy.protocol.messages.add_partitions_to_txn_request import (
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnTopic,
+)
 from kafkapy.protocol.messages.add_partitions_to_txn_response import (
     AddPartitionsToTxnPartitionResult,
     AddPartitionsToTxnResponse,
     AddPartitionsToTxnResult,
     AddPartitionsToTxnTopicResult,
 )
-from kafkapy.protocol.messages.describe_producers_request import DescribeProducersRequest
+from kafkapy.protocol.messages.describe_producers_request import (
+    DescribeProducersRequest,
+)
 from kafkapy.protocol.messages.describe_producers_response import (
     DescribeProducersResponse,
     PartitionResponse,
     ProducerState,
     TopicResponse,
 )
-from kafkapy.protocol.messages.describe_transactions_request import DescribeTransactionsRequest
+from kafkapy.protocol.messages.describe_transactions_request import (
+    DescribeTransactionsRequest,
+)
 from kafkapy.protocol.messages.describe_transactions_response import (
     DescribeTransactionsResponse,
     TopicData,
@@ -46,8 +55,12 @@ from kafkapy.protocol.messages.end_txn_request import EndTxnRequest
 from kafkapy.protocol.messages.end_txn_response import EndTxnResponse
 from kafkapy.protocol.messages.init_producer_id_response import InitProducerIdResponse
 from kafkapy.protocol.messages.list_transactions_request import ListTransactionsRequest
-from kafkapy.protocol.messages.list_transactions_response import ListTransactionsResponse
-from kafkapy.protocol.messages.list_transactions_response import TransactionState as ListedTransaction
+from kafkapy.protocol.messages.list_transactions_response import (
+    ListTransactionsResponse,
+)
+from kafkapy.protocol.messages.list_transactions_response import (
+    TransactionState as ListedTransaction,
+)
 from kafkapy.protocol.messages.txn_offset_commit_request import TxnOffsetCommitRequest
 from kafkapy.protocol.messages.txn_offset_commit_response import (
     TxnOffsetCommitResponse,
@@ -234,7 +247,7 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
                 epoch = p.committed_leader_epoch if v >= 2 else -1
                 commits.append((t.name, p.partition_index, OffsetValue(p.committed_offset, epoch, meta, now)))
     if commits:
-        err = ErrorCode.NONE
+        err: int = ErrorCode.NONE
         group = groups.groups.get(req.group_id)
         if v >= 3 and group is not None and (req.generation_id >= 0 or req.member_id):
             # KIP-447: the consumer's group metadata fences zombies of an older generation.
