@@ -215,7 +215,7 @@ def _consume_group(bootstrap: str, group: str, topic: str, count: int, commit: b
             if msg is not None and not msg.error():
                 seen.append(msg.value())
                 if commit and len(seen) == count:
-                    consumer.commit(message=msg, asynchronous=False)
+                    consumer.commit(asynchronous=False)
     finally:
         consumer.close()
     return seen
