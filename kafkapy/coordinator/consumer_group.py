@@ -719,3 +719,14 @@ class ConsumerGroups:
         g = self.groups.get(group_id)
         if g is not None and g.deleted and not g.members:
             del self.groups[group_id]
+
+
+def limits_from_config(cfg: object) -> ConsumerGroupLimits:
+    """ConsumerGroupLimits from a BrokerConfig's group.consumer.* keys."""
+    names = tuple(dict.fromkeys(assignor_name(a) for a in getattr(cfg, "group_consumer_assignors", ("uniform", "range"))))
+    return ConsumerGroupLimits(
+        session_timeout_ms=int(getattr(cfg, "group_consumer_session_timeout_ms", 45_000)),
+        heartbeat_interval_ms=int(getattr(cfg, "group_consumer_heartbeat_interval_ms", 5_000)),
+        max_size=int(getattr(cfg, "group_consumer_max_size", INT_MAX)),
+        assignors=names or ("uniform", "range"),
+    )

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kafkapy.coordinator import consumer_records as cg_records
+from kafkapy.coordinator.consumer_group import ConsumerGroups, limits_from_config
 from kafkapy.coordinator.group import (
     ClassicGroup,
     Effects,
@@ -106,6 +108,7 @@ class GroupCoordinator:
     groups: dict[str, ClassicGroup] = field(default_factory=dict)
     offsets: OffsetStore = field(default_factory=OffsetStore)
     txn_offsets: PendingTxnOffsets = field(default_factory=PendingTxnOffsets)  # TxnOffsetCommit, see txn_offsets.py
+    consumer: ConsumerGroups = field(default_factory=ConsumerGroups)  # KIP-848 groups, see consumer_coordinator.py
     num_partitions: int = 50
     join_waiters: dict[tuple[str, str], asyncio.Future[JoinResult]] = field(default_factory=dict)
     sync_waiters: dict[tuple[str, str], asyncio.Future[SyncResult]] = field(default_factory=dict)
@@ -128,7 +131,7 @@ class GroupCoordinator:
             max_session_timeout_ms=cfg.group_max_session_timeout_ms,
             max_size=cfg.group_max_size,
         )
-        coord = cls(state=state, limits=limits)
+        coord = cls(state=state, limits=limits, consumer=ConsumerGroups(limits_from_config(cfg)))
         coord._open_topic()
         coord.load()
         state.extras[EXTRAS_KEY] = coord
@@ -183,6 +186,18 @@ class GroupCoordinator:
                                 self.complete_txn(header.producer_id, ctrl.type == ControlRecordType.COMMIT, p)
                             continue
                         if rec.key is None:
+                            continue
+                        if cg_records.is_consumer_group_key(rec.key):  # a KIP-848 group record
+                            try:
+                                cg_key = cg_records.decode_key(rec.key)
+                                self.consumer.replay(cg_key, None if rec.value is None else cg_records.decode_value(cg_key, rec.value))
+                            except DecodeError as e:
+                                log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
+                                continue
+                            old = self.groups.get(cg_key.group)
+                            if old is not None and old.is_empty and self.consumer.get(cg_key.group) is not None:
+                                del self.groups[cg_key.group]  # offsets committed before the group became a consumer group
+                            count += 1
                             continue
                         try:
                             key = decode_key(rec.key)
@@ -263,7 +278,7 @@ class GroupCoordinator:
         if isinstance(key, OffsetKey):
             assert value is None or isinstance(value, OffsetValue)
             self.offsets.apply(key, value)
-            if value is not None and key.group not in self.groups:
+            if value is not None and key.group not in self.groups and self.consumer.get(key.group) is None:
                 self.groups[key.group] = ClassicGroup(key.group, self.limits, state_timestamp_ms=now)
             return
         group = self.groups.get(key.group)
@@ -393,7 +408,12 @@ class GroupCoordinator:
     ) -> int:
         """Validate against the group, write, replay. One error code for the whole request."""
         group = self._group(group_id)
-        if group is None:
+        cgroup = self.consumer.get(group_id) if group is None else None
+        if cgroup is not None:  # a KIP-848 group: member id and member epoch
+            err = cgroup.validate_commit(member_id, generation)
+            if err != ErrorCode.NONE:
+                return err
+        elif group is None:
             if generation >= 0:
                 return ErrorCode.ILLEGAL_GENERATION
         else:
