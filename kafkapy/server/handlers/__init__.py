@@ -35,6 +35,8 @@ HANDLERS: tuple[Handler, ...] = (
     Handler(ApiKey.DESCRIBE_GROUPS, 0, 5, "groups:describe_groups"),
     Handler(ApiKey.LIST_GROUPS, 0, 5, "groups:list_groups"),
     Handler(ApiKey.DELETE_GROUPS, 0, 2, "groups:delete_groups"),
+    Handler(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 1, "consumer_group:consumer_group_heartbeat"),
+    Handler(ApiKey.CONSUMER_GROUP_DESCRIBE, 0, 0, "consumer_group:consumer_group_describe"),
     Handler(ApiKey.OFFSET_COMMIT, 0, 9, "offsets:offset_commit"),
     Handler(ApiKey.OFFSET_FETCH, 0, 9, "offsets:offset_fetch"),
     Handler(ApiKey.OFFSET_DELETE, 0, 0, "offsets:offset_delete"),

@@ -8,6 +8,8 @@ same connection keep running meanwhile.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.group import GroupState, JoinRequest
 from kafkapy.protocol.error_codes import ErrorCode
@@ -50,13 +52,23 @@ from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
 from kafkapy.server.state import BrokerState
 
+if TYPE_CHECKING:
+    from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
+
 KEY_GROUP = 0
 KEY_TRANSACTION = 1
 CLASSIC = "classic"
+CONSUMER = "consumer"
 
 
 def coordinator(state: BrokerState) -> GroupCoordinator:
     return GroupCoordinator.of(state)
+
+
+def _consumer_groups(state: BrokerState) -> ConsumerGroupCoordinator:
+    from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
+
+    return ConsumerGroupCoordinator.of(state)
 
 
 def client_host(ctx: RequestContext) -> str:
@@ -109,6 +121,10 @@ async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupRes
     coord = coordinator(ctx.state)
     if not coord.owns(req.group_id):
         return JoinGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, member_id=req.member_id, protocol_name=name_if_null)
+    if coord.consumer.get(req.group_id) is not None:  # a KIP-848 group: only an empty one gives way
+        err = _consumer_groups(ctx.state).before_classic_join(req.group_id)
+        if err != ErrorCode.NONE:
+            return JoinGroupResponse(error_code=err, member_id=req.member_id, protocol_name=name_if_null)
     jr = JoinRequest(
         member_id=req.member_id,
         group_instance_id=req.group_instance_id,
@@ -205,6 +221,9 @@ async def describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> De
         group = coord.groups.get(group_id)
         if not coord.owns(group_id):
             d.error_code = ErrorCode.NOT_COORDINATOR
+        elif group is None and coord.consumer.get(group_id) is not None:
+            d.error_code = ErrorCode.GROUP_ID_NOT_FOUND  # Kafka 4: not a classic group
+            d.group_state = GroupState.DEAD.value
         elif group is None or group.state is GroupState.DEAD:
             d.group_state = GroupState.DEAD.value
         else:
@@ -230,16 +249,21 @@ async def describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> De
 async def list_groups(ctx: RequestContext, req: ListGroupsRequest) -> ListGroupsResponse:
     coord = coordinator(ctx.state)
     types = {t.lower() for t in req.types_filter} if ctx.version >= 5 else set()
-    if types and CLASSIC not in types:
-        return ListGroupsResponse(error_code=ErrorCode.NONE, groups=[])
     states = req.states_filter if ctx.version >= 4 else None
-    return ListGroupsResponse(
-        error_code=ErrorCode.NONE,
-        groups=[
+    listed = []
+    if not types or CLASSIC in types:
+        listed = [
             ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value, group_type=CLASSIC)
             for g in coord.groups_in(states or None)
-        ],
-    )
+        ]
+    if not types or CONSUMER in types:
+        wanted = {s.lower() for s in states} if states else None
+        listed += [
+            ListedGroup(group_id=g.group_id, protocol_type="consumer", group_state=g.state.value, group_type=CONSUMER)
+            for g in list(coord.consumer.groups.values())
+            if not g.deleted and (wanted is None or g.state.value.lower() in wanted)
+        ]
+    return ListGroupsResponse(error_code=ErrorCode.NONE, groups=listed)
 
 
 async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> DeleteGroupsResponse:
@@ -248,6 +272,8 @@ async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> Delete
     for group_id in req.groups_names:
         if not coord.owns(group_id):
             err: int = ErrorCode.NOT_COORDINATOR
+        elif coord.consumer.get(group_id) is not None:
+            err = _consumer_groups(ctx.state).delete_group(group_id) or ErrorCode.NONE
         else:
             err = coord.delete_group(group_id)
         results.append(DeletableGroupResult(group_id=group_id, error_code=err))

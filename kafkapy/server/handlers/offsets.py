@@ -199,7 +199,14 @@ async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> Offset
         for p in t.partitions
         if _partition_exists(state, t.name, p.partition_index)
     ]
-    group_err, errors = coord.delete_offsets(req.group_id, known)
+    if coord.consumer.get(req.group_id) is not None:  # a KIP-848 group
+        from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
+
+        done = ConsumerGroupCoordinator.of(state).delete_offsets(req.group_id, known)
+        assert done is not None
+        group_err, errors = done
+    else:
+        group_err, errors = coord.delete_offsets(req.group_id, known)
     if group_err != ErrorCode.NONE:
         return OffsetDeleteResponse(error_code=group_err)
     return OffsetDeleteResponse(

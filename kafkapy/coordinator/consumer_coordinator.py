@@ -1,0 +1,215 @@
+"""The KIP-848 side of the group coordinator: requests, timers and writes.
+
+The groups themselves are `GroupCoordinator.consumer` (a `ConsumerGroups`,
+fed by replaying `__consumer_offsets` on load). Here a heartbeat runs the
+sans-IO `ConsumerGroup`, and the records it emitted are appended to the
+group's `__consumer_offsets` partition (the same partition, and the same
+offsets store, as the group's committed offsets). One timer task fences
+members whose session or rebalance timeout expired.
+
+A group id is either a classic group or a consumer group. An empty group of
+one kind becomes the other kind when a member of the other protocol arrives
+(its records tombstoned, its committed offsets kept); a group with members
+refuses the other protocol: GROUP_ID_NOT_FOUND to a ConsumerGroupHeartbeat,
+INCONSISTENT_GROUP_PROTOCOL to a JoinGroup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kafkapy.coordinator.consumer_group import (
+    ConsumerGroup,
+    ConsumerGroups,
+    HeartbeatRequest,
+    HeartbeatResult,
+    Record,
+    TopicImage,
+    TopicMeta,
+)
+from kafkapy.coordinator.consumer_records import encode_key, encode_value
+from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, GroupCoordinator
+from kafkapy.coordinator.offsets import TopicPartition
+from kafkapy.coordinator.records import GroupKey
+from kafkapy.logging import get_logger
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.records import build_batch
+from kafkapy.server.state import now_ms
+
+if TYPE_CHECKING:
+    from kafkapy.server.state import BrokerState
+
+log = get_logger(__name__)
+
+EXTRAS_KEY = "consumer_group_coordinator"
+
+
+@dataclass(slots=True)
+class ConsumerGroupCoordinator:
+    base: GroupCoordinator
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def of(cls, state: BrokerState) -> ConsumerGroupCoordinator:
+        existing = state.extras.get(EXTRAS_KEY)
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+        coord = cls(GroupCoordinator.of(state))
+        now = now_ms()
+        for g in coord.groups.groups.values():
+            g.start_timers(now)
+        state.extras[EXTRAS_KEY] = coord
+        state.tasks.append(asyncio.get_running_loop().create_task(coord._run_timers()))
+        return coord
+
+    @property
+    def state(self) -> BrokerState:
+        return self.base.state
+
+    @property
+    def groups(self) -> ConsumerGroups:
+        return self.base.consumer
+
+    def owns(self, group_id: str) -> bool:
+        return self.base.owns(group_id)
+
+    def topics(self) -> TopicImage:
+        return TopicImage.of(TopicMeta(t.name, t.topic_id, len(t.partitions)) for t in self.state.metadata.topics())
+
+    # ------------------------------------------------------------ writes
+
+    def _append(self, group_id: str, records: list[Record]) -> None:
+        if not records:
+            return
+        p = self.base.partition_of(group_id)
+        plog = self.state.partition_log(OFFSETS_TOPIC, p)
+        if plog is None:
+            raise RuntimeError(f"{OFFSETS_TOPIC}-{p} has no log")
+        ts = now_ms()
+        batch = build_batch([(encode_key(k), None if v is None else encode_value(v), [], ts) for k, v in records])
+        plog.append(bytearray(batch), leader_epoch=self.state.leader_epoch(OFFSETS_TOPIC, p))
+        self.state.appends.notify()
+
+    def _flush(self, group: ConsumerGroup) -> bool:
+        """Write what the group emitted (already applied in memory) and log its events."""
+        for event, fields in group.events:
+            log.info(event, group=group.group_id, **fields)
+        group.events.clear()
+        records = group.take_pending()
+        self._wake.set()
+        try:
+            self._append(group.group_id, records)
+        except Exception:
+            log.exception("could not write consumer group records", group=group.group_id, records=len(records))
+            return False
+        finally:
+            self.groups.forget_if_dead(group.group_id)
+        return True
+
+    # ------------------------------------------------------------ protocol boundaries
+
+    def _take_over_classic(self, group_id: str) -> int:
+        """A consumer-protocol member for `group_id`: an empty classic group gives way."""
+        classic = self.base.groups.get(group_id)
+        if classic is None:
+            return ErrorCode.NONE
+        if not classic.is_empty:
+            return ErrorCode.GROUP_ID_NOT_FOUND
+        if classic.generation > 0 or classic.protocol_type:
+            self.base._write(group_id, [(GroupKey(group_id), None)])  # persisted: tombstone it
+        self.base.groups.pop(group_id, None)
+        log.info("classic group converted to a consumer group", group=group_id)
+        return ErrorCode.NONE
+
+    def before_classic_join(self, group_id: str) -> int:
+        """A JoinGroup for `group_id`: an empty consumer group gives way, one with members refuses."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.NONE
+        if not group.is_empty:
+            return ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+        group.delete()
+        if not self._flush(group):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        log.info("consumer group converted to a classic group", group=group_id)
+        return ErrorCode.NONE
+
+    # ------------------------------------------------------------ requests
+
+    def heartbeat(self, group_id: str, req: HeartbeatRequest) -> HeartbeatResult:
+        group = self.groups.get(group_id)
+        if group is None:
+            if req.member_epoch != 0:
+                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID, req.member_id, req.member_epoch,
+                                       message=f"Group {group_id} has no member {req.member_id}")
+            err = self._take_over_classic(group_id)
+            if err != ErrorCode.NONE:
+                return HeartbeatResult(err, req.member_id, req.member_epoch,
+                                       message=f"Group {group_id} is not a consumer group")
+            group = self.groups.get_or_create(group_id)
+        result = group.heartbeat(req, self.topics(), now_ms())
+        if result.error != ErrorCode.NONE and not group.pending and group.group_epoch == 0:
+            self.groups.groups.pop(group_id, None)  # a refused first member leaves no group behind
+        elif not self._flush(group):
+            return HeartbeatResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, req.member_id, req.member_epoch)
+        log.debug("consumer group heartbeat", group=group_id, member=result.member_id, epoch=result.member_epoch,
+                  error=result.error)
+        return result
+
+    def delete_group(self, group_id: str) -> int | None:
+        """DeleteGroups for a consumer group; None when `group_id` is not one."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return None
+        err = group.delete()
+        if err != ErrorCode.NONE:
+            return err
+        if not self._flush(group):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        self.base._write(group_id, list(self.base.offsets.delete_records(group_id)))
+        return ErrorCode.NONE
+
+    def delete_offsets(self, group_id: str, partitions: list[TopicPartition]) -> tuple[int, dict[TopicPartition, int]] | None:
+        """OffsetDelete for a consumer group; None when `group_id` is not one."""
+        group = self.groups.get(group_id)
+        if group is None:
+            return None
+        subscribed = group.subscribed_topics(self.topics())
+        errors: dict[TopicPartition, int] = {}
+        delete: list[TopicPartition] = []
+        for tp in partitions:
+            if tp[0] in subscribed:
+                errors[tp] = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
+            else:
+                errors[tp] = ErrorCode.NONE
+                delete.append(tp)
+        self.base._write(group_id, list(self.base.offsets.delete_records(group_id, delete)))
+        return ErrorCode.NONE, errors
+
+    # ------------------------------------------------------------ timers
+
+    async def _run_timers(self) -> None:
+        while True:
+            now = now_ms()
+            deadlines = [d for g in self.groups.groups.values() if (d := g.next_deadline()) is not None]
+            nxt = min(deadlines, default=now + 1000)
+            self._wake.clear()
+            if nxt > now:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), (nxt - now) / 1000)
+            try:
+                self.fire(now_ms())
+            except Exception:
+                log.exception("consumer group timers failed")
+
+    def fire(self, now: int) -> None:
+        topics: TopicImage | None = None
+        for group in list(self.groups.groups.values()):
+            d = group.next_deadline()
+            if d is not None and d <= now:
+                topics = topics or self.topics()
+                group.tick(now, topics)
+                self._flush(group)

@@ -1,0 +1,132 @@
+"""KIP-848 group APIs: ConsumerGroupHeartbeat (68) and ConsumerGroupDescribe (69).
+
+Thin adapters between the generated messages and `ConsumerGroupCoordinator`.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
+from kafkapy.coordinator.consumer_group import HeartbeatRequest, Partitions
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.consumer_group_describe_request import (
+    ConsumerGroupDescribeRequest,
+)
+from kafkapy.protocol.messages.consumer_group_describe_response import (
+    Assignment as DescribedAssignment,
+)
+from kafkapy.protocol.messages.consumer_group_describe_response import (
+    ConsumerGroupDescribeResponse,
+    DescribedGroup,
+    Member,
+)
+from kafkapy.protocol.messages.consumer_group_describe_response import (
+    TopicPartitions as DescribedTopicPartitions,
+)
+from kafkapy.protocol.messages.consumer_group_heartbeat_request import (
+    ConsumerGroupHeartbeatRequest,
+)
+from kafkapy.protocol.messages.consumer_group_heartbeat_response import (
+    Assignment,
+    ConsumerGroupHeartbeatResponse,
+    TopicPartitions,
+)
+from kafkapy.server.handler import RequestContext
+from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
+from kafkapy.server.handlers.groups import client_host
+
+
+def _sorted(parts: Partitions) -> list[tuple[UUID, list[int]]]:
+    return [(t, sorted(p)) for t, p in sorted(parts.items(), key=lambda kv: str(kv[0])) if p]
+
+
+async def consumer_group_heartbeat(ctx: RequestContext, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse:
+    if not req.group_id:
+        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.INVALID_REQUEST, error_message="GroupId can't be empty.")
+    coord = ConsumerGroupCoordinator.of(ctx.state)
+    if not coord.owns(req.group_id):
+        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    owned = None
+    if req.topic_partitions is not None:
+        owned = {tp.topic_id: frozenset(tp.partitions) for tp in req.topic_partitions}
+    res = coord.heartbeat(
+        req.group_id,
+        HeartbeatRequest(
+            member_id=req.member_id,
+            member_epoch=req.member_epoch,
+            instance_id=req.instance_id,
+            rack_id=req.rack_id,
+            rebalance_timeout_ms=req.rebalance_timeout_ms,
+            subscribed_topic_names=req.subscribed_topic_names,
+            subscribed_topic_regex=req.subscribed_topic_regex if ctx.version >= 1 else None,
+            server_assignor=req.server_assignor,
+            owned=owned,
+            client_id=ctx.client_id,
+            client_host=client_host(ctx),
+        ),
+    )
+    if res.error != ErrorCode.NONE:
+        return ConsumerGroupHeartbeatResponse(
+            error_code=res.error, error_message=res.message, member_id=res.member_id or None, member_epoch=res.member_epoch,
+        )
+    assignment = None
+    if res.assignment is not None:
+        assignment = Assignment(topic_partitions=[TopicPartitions(topic_id=t, partitions=p) for t, p in _sorted(res.assignment)])
+    return ConsumerGroupHeartbeatResponse(
+        error_code=ErrorCode.NONE,
+        member_id=res.member_id,
+        member_epoch=res.member_epoch,
+        heartbeat_interval_ms=res.heartbeat_interval_ms,
+        assignment=assignment,
+    )
+
+
+async def consumer_group_describe(ctx: RequestContext, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse:
+    coord = ConsumerGroupCoordinator.of(ctx.state)
+    ops = GROUP_AUTHORIZED_OPERATIONS if req.include_authorized_operations else NOT_REQUESTED
+    meta = ctx.state.metadata
+
+    def described(parts: Partitions) -> DescribedAssignment:
+        out = []
+        for t, p in _sorted(parts):
+            info = meta.topic_by_id(t)
+            if info is not None:
+                out.append(DescribedTopicPartitions(topic_id=t, topic_name=info.name, partitions=p))
+        return DescribedAssignment(topic_partitions=out)
+
+    groups = []
+    for group_id in req.group_ids:
+        d = DescribedGroup(group_id=group_id, authorized_operations=ops)
+        group = coord.groups.get(group_id)
+        if not coord.owns(group_id):
+            d.error_code = ErrorCode.NOT_COORDINATOR
+        elif group is None:
+            d.error_code = ErrorCode.GROUP_ID_NOT_FOUND
+            classic = coord.base.groups.get(group_id)
+            d.error_message = (
+                f"Group {group_id} is not a consumer group." if classic is not None else f"Group {group_id} not found."
+            )
+            d.group_state = "Dead"
+        else:
+            d.group_state = group.state.value
+            d.group_epoch = group.group_epoch
+            d.assignment_epoch = group.assignment_epoch
+            d.assignor_name = group.preferred_assignor()
+            d.members = [
+                Member(
+                    member_id=m.member_id,
+                    instance_id=m.instance_id,
+                    rack_id=m.rack_id,
+                    member_epoch=m.member_epoch,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    subscribed_topic_names=list(m.subscribed_topic_names),
+                    subscribed_topic_regex=m.subscribed_topic_regex,
+                    assignment=described(m.assigned),
+                    target_assignment=described(group.target.get(m.member_id, {})),
+                )
+                for m in group.members.values()
+            ]
+        groups.append(d)
+    return ConsumerGroupDescribeResponse(groups=groups)
