@@ -19,7 +19,7 @@ import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic  # type: ignore[attr-defined]
 
 from interop.adapters.java import available
 from interop.mirror import MirrorMakerProcess, start_mirror_maker
@@ -43,7 +43,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 40.0, in
         except KafkaException as exc:
             last = exc
         if last and not isinstance(last, Exception):
-            return last
+            return last  # type: ignore[no-any-return]
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
@@ -63,12 +63,15 @@ def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, s
         future.result(15)
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes, bytes, list[tuple[str, bytes]], int]]) -> None:
+Record = tuple[int, bytes | None, bytes, list[tuple[str, bytes]], int]
+
+
+def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
     """records: (partition, key, value, headers, timestamp)."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False})
     errors: list[Any] = []
     for partition, key, value, headers, ts in records:
-        producer.produce(topic, value=value, key=key, partition=partition, headers=headers, timestamp=ts,
+        producer.produce(topic, value=value, key=key, partition=partition, headers=list(headers), timestamp=ts,
                          on_delivery=lambda err, _msg: errors.append(err) if err else None)
     assert producer.flush(30) == 0, "produce did not complete"
     assert not errors, errors
@@ -142,7 +145,7 @@ def mm2(regions: dict[str, BrokerProcess], tmp_path_factory: pytest.TempPathFact
             print(f"\nMirrorMaker ({mm.log_path}) exited with {code}; errors:\n" + "\n".join(errors[-10:]))
 
 
-def _record(i: int, partitions: int) -> tuple[int, bytes, bytes, list[tuple[str, bytes]], int]:
+def _record(i: int, partitions: int) -> Record:
     return (i % partitions, f"key-{i}".encode(), f"value-{i}".encode(),
             [("seq", str(i).encode()), ("region", b"us")], BASE_TS + i)
 
@@ -213,7 +216,7 @@ def _consume_group(bootstrap: str, group: str, topic: str, count: int, commit: b
         while len(seen) < count and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
-                seen.append(msg.value())
+                seen.append(msg.value() or b"")
                 if commit and len(seen) == count:
                     consumer.commit(asynchronous=False)
     finally:
@@ -265,14 +268,14 @@ def test_survives_broker_restart(regions: dict[str, BrokerProcess], mm2: MirrorM
     eu = regions["eu"].bootstrap
     topic = f"restart-{region}"
     create_topic(us_broker.bootstrap, topic, 1)
-    before = [(0, None, f"{region}-before-{i}".encode(), [], BASE_TS + i) for i in range(20)]
-    produce(us_broker.bootstrap, topic, before)  # type: ignore[arg-type]
+    before: list[Record] = [(0, None, f"{region}-before-{i}".encode(), [], BASE_TS + i) for i in range(20)]
+    produce(us_broker.bootstrap, topic, before)
     wait_for(f"us.{topic} replicated before the restart",
              lambda: len(read_all(eu, f"us.{topic}", 1, len(before), timeout=5)) == len(before), timeout=40)
 
     regions[region].restart(kill=kill)
-    after = [(0, None, f"{region}-after-{i}".encode(), [], BASE_TS + 100 + i) for i in range(20)]
-    produce(us_broker.bootstrap, topic, after)  # type: ignore[arg-type]
+    after: list[Record] = [(0, None, f"{region}-after-{i}".encode(), [], BASE_TS + 100 + i) for i in range(20)]
+    produce(us_broker.bootstrap, topic, after)
     want = [r[2] for r in before + after]
 
     def replicated() -> list[bytes] | None:
