@@ -320,6 +320,8 @@ def kafkapy_argv(port: int, data_dir: Path) -> list[str]:
         # as the Kafka peer (interop.apache_kafka.DEFAULT_SETTINGS): ConsumerPerformance joins a new group
         "--set",
         "group.initial.rebalance.delay.ms=0",
+        "--set",
+        "offsets.topic.num.partitions=1",
     ]
 
 
