@@ -28,7 +28,7 @@ from interop.groups_driver import Member, Spec
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
-from kafkapy.testing import BrokerFactory, BrokerProcess  # noqa: E402
+from kafkapy.testing import BrokerFactory, BrokerProcess
 
 SESSION_MS = 3000
 SETTINGS = {
