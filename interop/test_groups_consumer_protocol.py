@@ -163,6 +163,7 @@ def test_members_split_partitions_exactly_once(broker: BrokerProcess, assignor: 
         if assignor == "range":  # contiguous ranges by member id
             assert sorted(sorted(m.assignment()) for m in members) == [[0, 1], [2, 3], [4, 5]]
         _check_admin_view(broker.bootstrap, group, assignor)
+        _check_cli(broker.bootstrap, group, topic)
     finally:
         for m in members:
             m.stop()
@@ -183,6 +184,18 @@ def _check_admin_view(bootstrap: str, group: str, assignor: str) -> None:
     assert sorted(p.partition for m in desc.members for p in m.assignment.topic_partitions) == list(range(6))
     if hasattr(desc, "type"):
         assert "CONSUMER" in str(desc.type).upper()
+
+
+def _check_cli(bootstrap: str, group: str, topic: str) -> None:
+    def cli(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "kafkapy", "groups", *args, "-b", bootstrap],
+                             check=False, capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert f"{group}\t" in cli("list")
+    members = cli("describe", group, "--members")
+    assert members.count(f"{topic}(") == 3, members
 
 
 def test_partitions_move_when_a_member_leaves_or_dies(broker: BrokerProcess) -> None:

@@ -137,6 +137,20 @@ async def describe_group(client: KafkaClient, group: str) -> GroupView:
     conn = await coordinator(client, group)
     resp = await conn.request(DescribeGroupsRequest(groups=[group]), 5)
     d = resp.groups[0]
+    if d.error_code == ErrorCode.GROUP_ID_NOT_FOUND:  # not a classic group: a KIP-848 consumer group?
+        from kafkapy.protocol.messages.consumer_group_describe_request import (
+            ConsumerGroupDescribeRequest,
+        )
+
+        cresp = await conn.request(ConsumerGroupDescribeRequest(group_ids=[group]), 0)
+        c = cresp.groups[0]
+        check(c.error_code, c.error_message)
+        cmembers = [
+            MemberView(m.member_id, m.instance_id, m.client_id, m.client_host,
+                       {tp.topic_name: sorted(tp.partitions) for tp in m.assignment.topic_partitions})
+            for m in c.members
+        ]
+        return GroupView(group, c.group_state, "consumer", c.assignor_name, cmembers)
     check(d.error_code)
     members = [
         MemberView(
