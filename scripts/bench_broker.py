@@ -1255,12 +1255,18 @@ def main(argv: list[str] | None = None) -> int:
                 topic = f"bench-tools-{r}"
                 try:
                     create_topic(b.bootstrap, topic, args.partitions)
+                    c0 = b.cpu_s()
                     pp = producer_perf(
                         b.bootstrap, topic, args.java_tools_messages, args.size, 300
                     )
+                    c1 = b.cpu_s()
                     cp = consumer_perf(
                         b.bootstrap, topic, args.java_tools_messages, args.size, 300
                     )
+                    c2 = b.cpu_s()
+                    mb = args.java_tools_messages * args.size / 1e6
+                    pp["cpu_ms_mb"] = (c1 - c0) * 1000 / mb
+                    cp["cpu_ms_mb"] = (c2 - c1) * 1000 / mb
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     res[b.name]["tool_errors"].append(str(exc)[-600:])
                     print(
@@ -1272,9 +1278,11 @@ def main(argv: list[str] | None = None) -> int:
                 res[b.name]["cp"].append(cp)
                 print(
                     f"[bench] tools run {r + 1}/{args.java_tools_repeats} {b.name:8s} ProducerPerformance "
-                    f"{pp['mb_s']:7.1f} MB/s (avg {pp['avg_ms']:.0f} ms, p99 {pp['p99_ms']:.0f} ms) | "
+                    f"{pp['mb_s']:7.1f} MB/s (avg {pp['avg_ms']:.0f} ms, p99 {pp['p99_ms']:.0f} ms, "
+                    f"{pp['cpu_ms_mb']:.2f} cpu-ms/MB) | "
                     f"ConsumerPerformance {cp['mb_s']:7.1f} MB/s (fetch {cp['fetch_mb_s']:.1f} MB/s, "
-                    f"rebalance {cp['rebalance_ms']:.0f} ms, {cp['ok']} records)",
+                    f"rebalance {cp['rebalance_ms']:.0f} ms, {cp['ok']} records, "
+                    f"{cp['cpu_ms_mb']:.2f} cpu-ms/MB)",
                     flush=True,
                 )
         for b in brokers:
@@ -1361,6 +1369,11 @@ def main(argv: list[str] | None = None) -> int:
                 "{:.0f} / {:.0f}",
             ),
             (
+                "broker CPU per MB, ProducerPerformance (ms, median)",
+                lambda n: m(n, "pp", "cpu_ms_mb"),
+                "{:.2f}",
+            ),
+            (
                 "ConsumerPerformance MB/s, whole run incl. group join (median)",
                 lambda n: m(n, "cp", "mb_s"),
                 "{:.1f}",
@@ -1369,6 +1382,11 @@ def main(argv: list[str] | None = None) -> int:
                 "ConsumerPerformance MB/s, fetch phase (median)",
                 lambda n: m(n, "cp", "fetch_mb_s"),
                 "{:.1f}",
+            ),
+            (
+                "broker CPU per MB, ConsumerPerformance (ms, median)",
+                lambda n: m(n, "cp", "cpu_ms_mb"),
+                "{:.2f}",
             ),
         ]
 
