@@ -9,7 +9,7 @@ least recently used session is evicted.
 
 from __future__ import annotations
 
-import itertools
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -52,12 +52,15 @@ class SessionError(Exception):
 class FetchSessionCache:
     max_sessions: int = 1000
     _sessions: OrderedDict[int, FetchSession] = field(default_factory=OrderedDict)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def new_session(self) -> FetchSession:
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
-        sid = next(self._ids) & 0x7FFFFFFF or next(self._ids)
+        # random ids, as Kafka's: after a restart a client still holding an
+        # old id must not land on another client's new session
+        sid = secrets.randbelow(0x7FFFFFFF) + 1
+        while sid in self._sessions:
+            sid = secrets.randbelow(0x7FFFFFFF) + 1
         session = FetchSession(session_id=sid, epoch=1)
         self._sessions[sid] = session
         return session

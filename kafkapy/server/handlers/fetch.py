@@ -156,11 +156,16 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     incremental = False
     if version >= 7 and not (req.session_id == 0 and req.session_epoch == FINAL_EPOCH):
         try:
-            if req.session_id == 0:
+            if req.session_epoch in (INITIAL_EPOCH, FINAL_EPOCH):
+                # a full fetch closes the session it names (as Kafka's FetchManager
+                # does): the Java client sends (its old id, INITIAL) after an error
+                # or a reconnect, and must get a new session, not an epoch error
+                if req.session_id != 0:
+                    cache.remove(req.session_id)
                 if req.session_epoch == INITIAL_EPOCH:
                     session = cache.new_session()
-            elif req.session_epoch == FINAL_EPOCH:
-                cache.remove(req.session_id)
+            elif req.session_id == 0:
+                pass  # no session: a plain full fetch
             else:
                 session = cache.get(req.session_id, req.session_epoch)
                 incremental = True
