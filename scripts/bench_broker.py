@@ -734,6 +734,25 @@ def profile_kafkapy(args, root: Path) -> str:
                 raise RuntimeError("profiled kafkapy broker did not start")
             time.sleep(0.01)
         create_topic(f"{HOST}:{port}", "bench-prof", args.partitions)
+        # warm-up before the profiler attaches: the lazy import of the produce handler
+        # (~0.13 s) and first-append work per partition would otherwise dominate a short run
+        create_topic(f"{HOST}:{port}", "bench-prof-warmup", args.partitions)
+        produce_run(
+            f"{HOST}:{port}",
+            "bench-prof-warmup",
+            20_000,
+            args.size,
+            args.partitions,
+            args.time_box,
+        )
+        produce_run(
+            f"{HOST}:{port}",
+            "bench-prof",
+            args.partitions,
+            args.size,
+            args.partitions,
+            args.time_box,
+        )
         raw_file = out_dir / "kafkapy-produce.pyspy.txt"
         if args.profile == "py-spy":
             exe = shutil.which("py-spy")
