@@ -40,6 +40,13 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "produce_corrupt_crc: responses[0].partition_responses[0].error_message": "kafkapy explains CORRUPT_MESSAGE in the error message; Kafka sends null",
     "fetch_*: responses[0].partitions[0].aborted_transactions": "kafkapy sends an empty aborted-transactions array, Kafka null (read_uncommitted)",
     "list_offsets_earliest: topics[0].partitions[1].leader_epoch": "EARLIEST on an empty partition: Kafka gives the leader epoch (0), kafkapy -1",
+    "produce_v0: *": "Kafka 4 advertises Produce v0-2 (for old librdkafka) but closes the connection when they are used (KIP-896); kafkapy still serves them",
+    "delete_topics_unknown_v6: responses[0].error_message": "DeleteTopics v5+ of an unknown topic: Kafka explains UNKNOWN_TOPIC_OR_PARTITION in the message, kafkapy sends null",
+    "create_partitions_unknown_*: results[0].error_message": "CreatePartitions of an unknown topic: kafkapy explains it in the message, Kafka sends null",
+    "describe_configs*: results[0].error_message": "DescribeConfigs: Kafka sends an empty error message (also with UNKNOWN_TOPIC_OR_PARTITION), kafkapy null or an explanation",
+    "find_coordinator_*: *error_message": 'FindCoordinator success: Kafka sends "" (v4+) or "NONE" (v1-3 once a transaction coordinator loaded), kafkapy null',
+    "describe_producers_v0: topics[1].partitions[0].error_message": "DescribeProducers of an unknown topic: Kafka explains it in the message, kafkapy sends null",
+    "consumer_group_heartbeat_join_v1: member_epoch": "a new consumer group's first member: Kafka 4.3.1 answers member epoch 2, kafkapy 1 (clients only echo it back)",
 }
 
 # ApiVersions: what kafkapy does not serve yet, or serves in older versions only
@@ -73,8 +80,12 @@ def _pinned_kafka_version() -> str:
 
 def test_golden_fixtures_are_from_the_pinned_kafka() -> None:
     golden = load_golden()
-    assert golden["kafka_version"] == _pinned_kafka_version(), "run `python -m interop.differential regenerate`"
-    assert set(golden["responses"]) == {s.name for s in SCRIPT}, "script changed: regenerate the golden fixtures"
+    assert golden["kafka_version"] == _pinned_kafka_version(), (
+        "run `python -m interop.differential regenerate`"
+    )
+    assert set(golden["responses"]) == {s.name for s in SCRIPT}, (
+        "script changed: regenerate the golden fixtures"
+    )
 
 
 def _known(step: str, path: str) -> str | None:
@@ -96,20 +107,34 @@ def test_kafkapy_answers_like_kafka(answers: dict[str, Any]) -> None:
                 unexplained.append(f"{step}: {path}: Kafka {kafka!r}, kafkapy {ours!r}")
             else:
                 used.add(pattern)
-    assert not unexplained, "differences from Apache Kafka not in KNOWN_DIFFERENCES:\n" + "\n".join(unexplained)
+    assert not unexplained, (
+        "differences from Apache Kafka not in KNOWN_DIFFERENCES:\n"
+        + "\n".join(unexplained)
+    )
     stale = sorted(set(KNOWN_DIFFERENCES) - used)
-    assert not stale, f"listed differences that no longer occur (remove them here and in docs/compatibility.md): {stale}"
+    assert not stale, (
+        f"listed differences that no longer occur (remove them here and in docs/compatibility.md): {stale}"
+    )
 
 
-def test_api_versions_ranges(answers: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "step", ["api_versions_v0", "api_versions_v3", "api_versions_v4"]
+)
+def test_api_versions_ranges(answers: dict[str, Any], step: str) -> None:
+    """kafkapy's ApiVersions ranges against the recorded Kafka's, in every ApiVersions version."""
     golden = load_golden()["responses"]
-    d = compare_api_versions(golden["api_versions_v3"], answers["api_versions_v3"])
-    assert not d["only_kafkapy"], f"kafkapy advertises APIs Kafka does not: {d['only_kafkapy']}"
+    assert golden[step]["error_code"] == answers[step]["error_code"] == 0
+    d = compare_api_versions(golden[step], answers[step])
+    assert not d["only_kafkapy"], (
+        f"kafkapy advertises APIs Kafka does not: {d['only_kafkapy']}"
+    )
     above = [(key, k, o) for key, k, o in d["different_range"] if o[1] > k[1]]
     assert not above, f"kafkapy advertises versions above Kafka's maximum: {above}"
 
 
-@pytest.mark.parametrize("step", [s.name for s in SCRIPT if not s.name.startswith("api_versions")])
+@pytest.mark.parametrize(
+    "step", [s.name for s in SCRIPT if not s.name.startswith("api_versions")]
+)
 def test_error_codes_match(answers: dict[str, Any], step: str) -> None:
     """The error codes alone, step by step: the part clients act on."""
     golden = load_golden()["responses"]
@@ -118,7 +143,7 @@ def test_error_codes_match(answers: dict[str, Any], step: str) -> None:
         out: dict[str, Any] = {}
         if isinstance(data, dict):
             for k, v in data.items():
-                if k == "error_code":
+                if k.endswith("error_code"):  # partition_error_code too
                     out[path or "."] = v
                 else:
                     out.update(codes(v, f"{path}.{k}"))
@@ -127,4 +152,7 @@ def test_error_codes_match(answers: dict[str, Any], step: str) -> None:
                 out.update(codes(v, f"{path}[{i}]"))
         return out
 
-    assert codes(answers[step]) == codes(golden[step])
+    ours, kafka = codes(answers[step]), codes(golden[step])
+    differing = {p for p in set(ours) | set(kafka) if ours.get(p) != kafka.get(p)}
+    # only a difference listed for the whole step (a closed connection, "step: *") excuses an error code
+    assert not {p for p in differing if _known(step, "closed") is None}, (kafka, ours)

@@ -142,9 +142,9 @@ class ConsumerGroupCoordinator:
     def heartbeat(self, group_id: str, req: HeartbeatRequest) -> HeartbeatResult:
         group = self.groups.get(group_id)
         if group is None:
-            if req.member_epoch != 0:
-                return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID, req.member_id, req.member_epoch,
-                                       message=f"Group {group_id} has no member {req.member_id}")
+            if req.member_epoch != 0:  # as Kafka: only a joining member (epoch 0) creates the group
+                return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND, req.member_id, req.member_epoch,
+                                       message=f"Consumer group {group_id} not found.")
             err = self._take_over_classic(group_id)
             if err != ErrorCode.NONE:
                 return HeartbeatResult(err, req.member_id, req.member_epoch,

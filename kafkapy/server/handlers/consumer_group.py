@@ -67,9 +67,8 @@ async def consumer_group_heartbeat(ctx: RequestContext, req: ConsumerGroupHeartb
         ),
     )
     if res.error != ErrorCode.NONE:
-        return ConsumerGroupHeartbeatResponse(
-            error_code=res.error, error_message=res.message, member_id=res.member_id or None, member_epoch=res.member_epoch,
-        )
+        # as Kafka: an error answer carries no member id and epoch 0 (the client keeps its own)
+        return ConsumerGroupHeartbeatResponse(error_code=res.error, error_message=res.message)
     assignment = None
     if res.assignment is not None:
         assignment = Assignment(topic_partitions=[TopicPartitions(topic_id=t, partitions=p) for t, p in _sorted(res.assignment)])
@@ -107,7 +106,6 @@ async def consumer_group_describe(ctx: RequestContext, req: ConsumerGroupDescrib
             d.error_message = (
                 f"Group {group_id} is not a consumer group." if classic is not None else f"Group {group_id} not found."
             )
-            d.group_state = "Dead"
         else:
             d.group_state = group.state.value
             d.group_epoch = group.group_epoch

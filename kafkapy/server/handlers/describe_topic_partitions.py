@@ -70,7 +70,10 @@ async def handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> De
             if not fetch_all:
                 resp.topics.append(
                     DescribeTopicPartitionsResponseTopic(
-                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name, partitions=[]
+                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                        name=name,
+                        partitions=[],
+                        topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS,  # as Kafka, even for an unknown topic
                     )
                 )
             continue
