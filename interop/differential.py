@@ -83,6 +83,9 @@ from kafkapy.protocol.messages.delete_topics_request import (
     DeleteTopicState,
 )
 from kafkapy.protocol.messages.describe_acls_request import DescribeAclsRequest
+from kafkapy.protocol.messages.describe_client_quotas_request import (
+    DescribeClientQuotasRequest,
+)
 from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRequest
 from kafkapy.protocol.messages.describe_configs_request import (
     DescribeConfigsRequest,
@@ -169,6 +172,7 @@ from kafkapy.protocol.messages.produce_request import (
     ProduceRequest,
     TopicProduceData,
 )
+from kafkapy.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from kafkapy.protocol.messages.sync_group_request import (
     SyncGroupRequest,
     SyncGroupRequestAssignment,
@@ -1697,6 +1701,13 @@ COVERAGE_SCRIPT: list[Step] = [
         lambda: ApiVersionsRequest(),
         0,
         raw=lambda cid: struct.pack(">i", 3) + b"\x00\x12\x00",
+    ),
+    # APIs Kafka serves and kafkapy does not advertise: what does a client see?
+    Step("sasl_handshake_v1", lambda: SaslHandshakeRequest(mechanism="PLAIN"), 1),
+    Step(
+        "describe_client_quotas_v1",
+        lambda: DescribeClientQuotasRequest(components=[], strict=False),
+        1,
     ),
     Step("after_malformed_metadata", lambda: metadata(KNOWN), 1, _sort_topics),
 ]

@@ -12,6 +12,8 @@ occurs fails too, so the list stays true.
 from __future__ import annotations
 
 import re
+import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,17 @@ import pytest
 
 from interop._common import BrokerProcess, start_broker
 from interop.differential import (
+    CTX,
     SCRIPT,
+    Step,
+    api_ranges,
     compare,
     compare_api_versions,
     load_golden,
     run_script,
 )
+from kafkapy.protocol.api import ApiKey
+from kafkapy.server.handlers import HANDLERS
 
 # "step: path" glob -> why kafkapy answers differently
 KNOWN_DIFFERENCES: dict[str, str] = {
@@ -47,6 +54,8 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "find_coordinator_*: *error_message": 'FindCoordinator success: Kafka sends "" (v4+) or "NONE" (v1-3 once a transaction coordinator loaded), kafkapy null',
     "describe_producers_v0: topics[1].partitions[0].error_message": "DescribeProducers of an unknown topic: Kafka explains it in the message, kafkapy sends null",
     "consumer_group_heartbeat_join_v1: member_epoch": "a new consumer group's first member: Kafka 4.3.1 answers member epoch 2, kafkapy 1 (clients only echo it back)",
+    "sasl_handshake_v1: *": "SaslHandshake is not served (kafkapy has no SASL): kafkapy closes the connection; Kafka answers ILLEGAL_SASL_STATE on a PLAINTEXT listener",
+    "describe_client_quotas_v1: *": "DescribeClientQuotas is not served (no quotas in kafkapy): kafkapy closes the connection; Kafka answers an empty list",
 }
 
 # ApiVersions: what kafkapy does not serve yet, or serves in older versions only
@@ -130,6 +139,46 @@ def test_api_versions_ranges(answers: dict[str, Any], step: str) -> None:
     )
     above = [(key, k, o) for key, k, o in d["different_range"] if o[1] > k[1]]
     assert not above, f"kafkapy advertises versions above Kafka's maximum: {above}"
+
+
+def _api_of(step: Step) -> int:
+    """The API a step sends (builds that need earlier answers get stand-ins)."""
+    saved = dict(CTX)
+    CTX.update(
+        member0="m",
+        gen0=1,
+        member9="m",
+        gen9=1,
+        pid=1,
+        epoch=0,
+        topic_ids=defaultdict(uuid.uuid4),
+    )
+    try:
+        return int(step.build().API_KEY)
+    finally:
+        CTX.clear()
+        CTX.update(saved)
+
+
+def test_script_covers_every_advertised_api_at_its_lowest_and_highest_shared_version() -> (
+    None
+):
+    """Every API in kafkapy's dispatch table is sent at least at the lowest and
+    the highest version both kafkapy and the recorded Kafka serve."""
+    kafka = api_ranges(load_golden()["responses"]["api_versions_v3"])
+    sent: dict[int, set[int]] = defaultdict(set)
+    for step in SCRIPT:
+        if step.raw is None:
+            sent[_api_of(step)].add(step.version)
+    missing = []
+    for h in HANDLERS:
+        key = int(h.api_key)
+        if key not in kafka:
+            continue
+        lo, hi = max(h.min_version, kafka[key][0]), min(h.max_version, kafka[key][1])
+        for v in sorted({lo, hi} - sent[key]):
+            missing.append(f"{ApiKey(key).name} v{v}")
+    assert not missing, f"not in the differential script: {missing}"
 
 
 @pytest.mark.parametrize(
