@@ -1651,7 +1651,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"kafkapy and Kafka alternating, median of {args.java_tools_repeats} runs. MB/s here is 10^6 B "
                 "(the tools print MiB/s); ProducerPerformance's latencies are per record under full load "
                 "(queueing in the client included), not comparable with the sequential latency rows. "
-                "kafkapy runs with group.initial.rebalance.delay.ms=0 like the Kafka peer"
+                "kafkapy runs with group.initial.rebalance.delay.ms=0 and offsets.topic.num.partitions=1, like the Kafka peer"
             )
         notes += [
             (
