@@ -1145,7 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
     peers = names[1:]
     tool_brokers = (
         [b for b in brokers if b.kind in ("kafkapy", "kafka")]
-        if args.java_tools_repeats
+        if args.java_tools_repeats and not args.no_kafka
         else []
     )
     res: dict[str, dict] = {
