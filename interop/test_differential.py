@@ -45,7 +45,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "create_*: topics[*].configs.min.insync.replicas.config_source": "the reference broker sets min.insync.replicas in server.properties (STATIC_BROKER_CONFIG); kafkapy's test broker does not",
     "create_validate_only: topics[0].topic_id": "Kafka returns a would-be topic id for validate_only; kafkapy a zero UUID",
     "produce_corrupt_crc: responses[0].partition_responses[0].error_message": "kafkapy explains CORRUPT_MESSAGE in the error message; Kafka sends null",
-    "fetch_*: responses[0].partitions[0].aborted_transactions": "kafkapy sends an empty aborted-transactions array, Kafka null (read_uncommitted)",
     "list_offsets_earliest: topics[0].partitions[1].leader_epoch": "EARLIEST on an empty partition: Kafka gives the leader epoch (0), kafkapy -1",
     "produce_v0: *": "Kafka 4 advertises Produce v0-2 (for old librdkafka) but closes the connection when they are used (KIP-896); kafkapy still serves them",
     "delete_topics_unknown_v6: responses[0].error_message": "DeleteTopics v5+ of an unknown topic: Kafka explains UNKNOWN_TOPIC_OR_PARTITION in the message, kafkapy sends null",

@@ -79,8 +79,7 @@ def _read_partition(state: BrokerState, w: Wanted, limit: int, min_one: bool, co
     hw = plog.high_watermark
     lso = state.last_stable_offset(plog)
     pd.high_watermark, pd.last_stable_offset, pd.log_start_offset = hw, lso, plog.log_start_offset
-    if committed:
-        pd.aborted_transactions = []
+    pd.aborted_transactions = [] if committed else None  # as Kafka: null when read_uncommitted
     try:
         result = plog.read(w.fetch_offset, limit, max_offset=lso if committed else hw, min_one_message=min_one)
         pd.records = result.slices[0] if result.slices else b""
