@@ -1715,6 +1715,174 @@ COVERAGE_SCRIPT: list[Step] = [
 SCRIPT += COVERAGE_SCRIPT
 
 
+def _sweep(
+    name: str,
+    api: int,
+    build: Callable[[int], Message],
+    post: Callable[[Any], Any] | None = None,
+) -> list[Step]:
+    """`build(version)` at every version kafkapy and Kafka 4.3.1 both serve (SHARED)."""
+    lo, hi = SHARED[api]
+
+    def at(v: int) -> Callable[[], Message]:
+        return lambda: build(v)
+
+    return [Step(f"sweep_{name}_v{v}", at(v), v, post) for v in range(lo, hi + 1)]
+
+
+# (lowest, highest) version both serve, by API key: the sweep below sends every one of them
+SHARED: dict[int, tuple[int, int]] = {
+    0: (3, 11),  # Produce v0-2: Kafka 4 closes the connection (produce_v0)
+    1: (4, 17),
+    2: (1, 9),
+    3: (0, 12),
+    8: (2, 9),
+    9: (1, 9),
+    10: (0, 5),
+    11: (0, 9),
+    12: (0, 4),
+    13: (0, 5),
+    14: (0, 5),
+    15: (0, 5),
+    16: (0, 5),
+    19: (2, 7),
+    20: (1, 6),
+    21: (0, 2),
+    22: (0, 5),
+    23: (2, 4),
+    24: (0, 5),
+    25: (0, 4),
+    26: (0, 4),
+    28: (0, 4),
+    29: (1, 3),
+    32: (1, 4),
+    33: (0, 2),
+    35: (1, 4),
+    37: (0, 3),
+    42: (0, 2),
+}
+
+
+def _fetch_any(version: int) -> FetchRequest:
+    req = fetch(EMPTY, 0, 0)
+    if version >= 13:
+        req.topics[0].topic = ""
+        req.topics[0].topic_id = CTX["topic_ids"][EMPTY]
+    return req
+
+
+# Every shared version of every API kafkapy serves, with requests that change no state
+# (or the same state on both brokers), after the flows above.
+SWEEP_SCRIPT: list[Step] = [
+    Step("api_versions_v1", lambda: ApiVersionsRequest(), 1, _api_ranges),
+    Step("api_versions_v2", lambda: ApiVersionsRequest(), 2, _api_ranges),
+    *_sweep(
+        "list_groups", 16, lambda v: ListGroupsRequest(), _sorted("groups", "group_id")
+    ),
+    *_sweep("produce_unknown_topic", 0, lambda v: produce(MISSING, 0, _batch(1))),
+    *_sweep("fetch_empty", 1, _fetch_any),
+    *_sweep("list_offsets_latest", 2, lambda v: list_offsets(KNOWN, [1], -1)),
+    *_sweep("metadata", 3, lambda v: metadata(KNOWN), _sort_topics),
+    *_sweep("offset_commit_simple", 8, lambda v: commit("diff-simple", -1, "", 3)),
+    *_sweep("offset_fetch_simple", 9, lambda v: offset_fetch("diff-simple", v)),
+    *_sweep("find_coordinator", 10, lambda v: find_coordinator("diff-simple", 0, v)),
+    *_sweep("join_group_unknown_member", 11, lambda v: join(NO_GROUP, "nobody")),
+    *_sweep("heartbeat_unknown_group", 12, lambda v: heartbeat(NO_GROUP, 1, "nobody")),
+    *_sweep("leave_group_unknown_group", 13, lambda v: leave(NO_GROUP, "nobody", v)),
+    *_sweep("sync_group_unknown_group", 14, lambda v: sync(NO_GROUP, 1, "nobody")),
+    *_sweep("describe_groups_unknown", 15, lambda v: describe_groups(NO_GROUP)),
+    *_sweep("create_topics_exists", 19, lambda v: create(topic(KNOWN, 2))),
+    *_sweep("delete_topics_unknown", 20, lambda v: delete_topics(MISSING, v)),
+    *_sweep("delete_records_out_of_range", 21, lambda v: delete_records(KNOWN, 1, 99)),
+    *_sweep("init_producer_id", 22, lambda v: init_pid(None)),
+    *_sweep("offset_for_leader_epoch", 23, lambda v: epoch_request(KNOWN, 1, 0)),
+    *_sweep(
+        "add_partitions_unknown_txn",
+        24,
+        lambda v: AddPartitionsToTxnRequest(
+            transactions=[
+                AddPartitionsToTxnTransaction(
+                    transactional_id="diff-no-txn",
+                    producer_id=777,
+                    producer_epoch=0,
+                    topics=[AddPartitionsToTxnTopic(name=KNOWN, partitions=[0])],
+                )
+            ],
+            v3_and_below_transactional_id="diff-no-txn",
+            v3_and_below_producer_id=777,
+            v3_and_below_producer_epoch=0,
+            v3_and_below_topics=[AddPartitionsToTxnTopic(name=KNOWN, partitions=[0])],
+        ),
+    ),
+    *_sweep(
+        "add_offsets_unknown_txn",
+        25,
+        lambda v: AddOffsetsToTxnRequest(
+            transactional_id="diff-no-txn",
+            producer_id=777,
+            producer_epoch=0,
+            group_id="diff-simple",
+        ),
+    ),
+    *_sweep(
+        "end_txn_unknown_txn",
+        26,
+        lambda v: EndTxnRequest(
+            transactional_id="diff-no-txn",
+            producer_id=777,
+            producer_epoch=0,
+            committed=False,
+        ),
+    ),
+    *_sweep("describe_acls", 29, lambda v: DescribeAclsRequest(**ACL_FILTER)),
+    *_sweep(
+        "describe_configs", 32, lambda v: describe_configs(2, KNOWN, ["retention.ms"])
+    ),
+    *_sweep(
+        "alter_configs_validate_only",
+        33,
+        lambda v: alter_configs(KNOWN, True, cleanup_policy="compact"),
+    ),
+    *_sweep(
+        "describe_log_dirs",
+        35,
+        lambda v: DescribeLogDirsRequest(
+            topics=[DescribableLogDirTopic(topic=EMPTY, partitions=[0])]
+        ),
+    ),
+    *_sweep("create_partitions_same", 37, lambda v: create_partitions(KNOWN, 2)),
+    *_sweep(
+        "delete_groups_unknown",
+        42,
+        lambda v: DeleteGroupsRequest(groups_names=[NO_GROUP]),
+    ),
+    *_sweep(
+        "txn_offset_commit_unknown_txn",
+        28,
+        lambda v: TxnOffsetCommitRequest(
+            transactional_id="diff-no-txn",
+            group_id="diff-simple",
+            producer_id=777,
+            producer_epoch=0,
+            generation_id=-1,
+            member_id="",
+            topics=[
+                TxnOffsetCommitRequestTopic(
+                    name=KNOWN,
+                    partitions=[
+                        TxnOffsetCommitRequestPartition(
+                            partition_index=1, committed_offset=0
+                        )
+                    ],
+                )
+            ],
+        ),
+    ),
+]
+
+SCRIPT += SWEEP_SCRIPT
+
+
 RETRIABLE = {
     14,
     15,

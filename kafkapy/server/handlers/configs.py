@@ -134,8 +134,8 @@ def _entry(d: ConfigDescription, version: int, synonyms: bool, docs: bool) -> De
 def _describe_one(ctx: RequestContext, r: DescribeConfigsResource, synonyms: bool, docs: bool) -> DescribeConfigsResult:
     state = ctx.state
     result = DescribeConfigsResult(
-        error_code=ErrorCode.NONE, error_message=None, resource_type=r.resource_type, resource_name=r.resource_name
-    )
+        error_code=ErrorCode.NONE, error_message="", resource_type=r.resource_type, resource_name=r.resource_name
+    )  # "" on success, as Apache Kafka
     names = r.configuration_keys or None  # null or empty asks for every key, as in Kafka
     try:
         if r.resource_type == TOPIC:

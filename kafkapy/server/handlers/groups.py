@@ -102,9 +102,16 @@ def _find_one(state: BrokerState, key: str, key_type: int) -> Coordinator:
 
 
 async def find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse:
+    # Success messages as Apache Kafka's: "" per coordinator (v4+), Errors.NONE's name "NONE" (v1-3)
     if ctx.version >= 4:
-        return FindCoordinatorResponse(coordinators=[_find_one(ctx.state, k, req.key_type) for k in req.coordinator_keys])
+        found = [_find_one(ctx.state, k, req.key_type) for k in req.coordinator_keys]
+        for c in found:
+            if c.error_code == ErrorCode.NONE:
+                c.error_message = ""
+        return FindCoordinatorResponse(coordinators=found)
     one = _find_one(ctx.state, req.key, req.key_type if ctx.version >= 1 else KEY_GROUP)
+    if one.error_code == ErrorCode.NONE:
+        one.error_message = "NONE"
     return FindCoordinatorResponse(
         error_code=one.error_code, error_message=one.error_message, node_id=one.node_id, host=one.host, port=one.port
     )

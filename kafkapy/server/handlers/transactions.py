@@ -302,7 +302,16 @@ async def describe_producers(ctx: RequestContext, req: DescribeProducersRequest)
         for p in t.partition_indexes:
             plog = state.partition_log(t.name, p) if _partition_exists(state, t.name, p) else None
             if plog is None:
-                parts.append(PartitionResponse(partition_index=p, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                parts.append(
+                    PartitionResponse(
+                        partition_index=p,
+                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                        # as Kafka: its text for an unknown topic, null for an unknown partition of a known one
+                        error_message=None
+                        if state.metadata.topic(t.name) is not None
+                        else "This server does not host this topic-partition.",
+                    )
+                )
                 continue
             active = [
                 ProducerState(
