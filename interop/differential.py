@@ -1076,6 +1076,8 @@ COVERAGE_SCRIPT: list[Step] = [
     ),
     # Produce v0 (advertised by Kafka 4 for old librdkafka, KIP-896) on its own topic: Kafka closes the connection
     Step("produce_v0", lambda: produce(GROW, 0, _batch(1)), 0),
+    Step("produce_v1", lambda: produce(GROW, 0, _batch(1)), 1),
+    Step("produce_v2", lambda: produce(GROW, 0, _batch(1)), 2),
     Step("create_v2_exists", lambda: create(topic(KNOWN, 2)), 2),
     Step(
         "create_v2_bad_config",
@@ -1755,6 +1757,8 @@ SHARED: dict[int, tuple[int, int]] = {
     26: (0, 4),
     28: (0, 4),
     29: (1, 3),
+    30: (1, 3),
+    31: (1, 3),
     32: (1, 4),
     33: (0, 2),
     35: (1, 4),
@@ -1835,6 +1839,24 @@ SWEEP_SCRIPT: list[Step] = [
         ),
     ),
     *_sweep("describe_acls", 29, lambda v: DescribeAclsRequest(**ACL_FILTER)),
+    *_sweep(
+        "create_acls",
+        30,
+        lambda v: CreateAclsRequest(
+            creations=[
+                AclCreation(
+                    resource_type=2,
+                    resource_name=KNOWN,
+                    resource_pattern_type=3,
+                    principal="User:x",
+                    host="*",
+                    operation=3,
+                    permission_type=3,
+                )
+            ]
+        ),
+    ),
+    *_sweep("delete_acls", 31, lambda v: DeleteAclsRequest(filters=[DeleteAclsFilter(**ACL_FILTER)])),
     *_sweep(
         "describe_configs", 32, lambda v: describe_configs(2, KNOWN, ["retention.ms"])
     ),
