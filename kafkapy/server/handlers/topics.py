@@ -101,13 +101,13 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
     for name, topic_id in wanted:
         info = state.metadata.topic(name) if name is not None else state.metadata.topic_by_id(topic_id)  # type: ignore[arg-type]
         res = DeletableTopicResult(name=name, topic_id=topic_id, error_code=ErrorCode.NONE)  # type: ignore[arg-type]
-        if info is None:  # with Kafka's default texts for these codes (v5+ carry a message)
+        if info is None:  # with a message, as Kafka (v5+ carry one)
             if name is not None:
                 res.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                res.error_message = "This server does not host this topic-partition."
+                res.error_message = f"The topic '{name}' does not exist."
             else:
                 res.error_code = ErrorCode.UNKNOWN_TOPIC_ID
-                res.error_message = "This server does not host this topic ID."
+                res.error_message = f"The topic id {topic_id} does not exist."
         elif not state.config.delete_topic_enable:
             res.error_code = ErrorCode.TOPIC_DELETION_DISABLED
         elif info.internal:
