@@ -39,6 +39,23 @@ def broker(apache_kafka: KafkaProcess) -> Any:
     return apache_kafka
 
 
+def test_golden_fixtures_are_what_kafka_answers(apache_kafka: KafkaProcess) -> None:
+    """Runs first in this module, on the fresh broker (other tests leave groups behind).
+    interop/golden_kafka/ still matches the pinned Kafka (so the JVM-free
+    comparison in interop/test_differential.py compares with Kafka's answers).
+    This broker raises message.max.bytes, which shows in the created topics'
+    max.message.bytes: that one difference is expected."""
+    from interop.differential import api_ranges, compare, load_golden, run_script
+
+    golden = load_golden()["responses"]
+    live = run_script(apache_kafka.bootstrap)
+    assert api_ranges(live["api_versions_v3"]) == api_ranges(golden["api_versions_v3"])
+    unexpected = {
+        step: [d for d in diffs if ".configs.max.message.bytes." not in d[0]] for step, diffs in compare(golden, live).items()
+    }
+    assert not {k: v for k, v in unexpected.items() if v}, "regenerate: python -m interop.differential regenerate"
+
+
 @pytest.fixture(scope="module")
 def large_broker(apache_kafka: KafkaProcess) -> Any:
     return apache_kafka
@@ -52,17 +69,3 @@ class TestJavaAgainstApacheKafka(JavaScenarios):
     adapter = ReferenceJavaClient()
 
 
-def test_golden_fixtures_are_what_kafka_answers(apache_kafka: KafkaProcess) -> None:
-    """interop/golden_kafka/ still matches the pinned Kafka (so the JVM-free
-    comparison in interop/test_differential.py compares with Kafka's answers).
-    This broker raises message.max.bytes, which shows in the created topics'
-    max.message.bytes: that one difference is expected."""
-    from interop.differential import api_ranges, compare, load_golden, run_script
-
-    golden = load_golden()["responses"]
-    live = run_script(apache_kafka.bootstrap)
-    assert api_ranges(live["api_versions_v3"]) == api_ranges(golden["api_versions_v3"])
-    unexpected = {
-        step: [d for d in diffs if ".configs.max.message.bytes." not in d[0]] for step, diffs in compare(golden, live).items()
-    }
-    assert not {k: v for k, v in unexpected.items() if v}, "regenerate: python -m interop.differential regenerate"
