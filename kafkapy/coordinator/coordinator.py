@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+from kafkapy.coordinator.placement import Placement
 from kafkapy.coordinator import consumer_records as cg_records
 from kafkapy.coordinator.consumer_group import ConsumerGroups, limits_from_config
 from kafkapy.coordinator.group import (
@@ -58,7 +59,6 @@ from kafkapy.protocol.records import (
 from kafkapy.server.state import now_ms
 
 if TYPE_CHECKING:
-    from kafkapy.cluster.metadata import BrokerInfo
     from kafkapy.server.state import BrokerState
 
 log = get_logger(__name__)
@@ -102,7 +102,9 @@ Value = OffsetValue | GroupValue | None
 
 
 @dataclass(slots=True)
-class GroupCoordinator:
+class GroupCoordinator(Placement):
+    TOPIC: ClassVar[str] = OFFSETS_TOPIC
+
     state: BrokerState
     limits: GroupLimits
     groups: dict[str, ClassicGroup] = field(default_factory=dict)
@@ -226,26 +228,6 @@ class GroupCoordinator:
         return decode_group_value(data)
 
     # ------------------------------------------------------------ placement
-
-    def partition_of(self, group_id: str) -> int:
-        return partition_for(group_id, self.num_partitions)
-
-    def _owns_partition(self, partition: int) -> bool:
-        info = self.state.metadata.topic(OFFSETS_TOPIC)
-        return info is not None and partition < len(info.partitions) and info.partitions[partition].leader == self.state.node_id
-
-    def owns(self, group_id: str) -> bool:
-        return self._owns_partition(self.partition_of(group_id))
-
-    def coordinator_node(self, group_id: str) -> BrokerInfo | None:
-        """The broker leading the group's `__consumer_offsets` partition."""
-        info = self.state.metadata.topic(OFFSETS_TOPIC)
-        if info is None:
-            return None
-        leader = info.partitions[self.partition_of(group_id)].leader
-        if leader == self.state.node_id:
-            return self.state.advertised
-        return next((b for b in self.state.metadata.brokers() if b.node_id == leader), None)
 
     # ------------------------------------------------------------ records
 

@@ -24,8 +24,9 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from kafkapy.coordinator.placement import Placement
 from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, partition_for
 from kafkapy.coordinator.txn_records import (
     TopicPartition,
@@ -60,7 +61,6 @@ from kafkapy.storage.producer_state import (
 )
 
 if TYPE_CHECKING:
-    from kafkapy.cluster.metadata import BrokerInfo
     from kafkapy.server.state import BrokerState
 
 log = get_logger(__name__)
@@ -98,7 +98,9 @@ class MarkerResult:
 
 
 @dataclass(slots=True)
-class TransactionCoordinator:
+class TransactionCoordinator(Placement):
+    TOPIC: ClassVar[str] = TXN_TOPIC
+
     state: BrokerState
     txns: dict[str, TxnMetadata] = field(default_factory=dict)
     num_partitions: int = 50
@@ -195,25 +197,6 @@ class TransactionCoordinator:
                 self._fence_abort(txn_id)
 
     # ------------------------------------------------------------ placement
-
-    def partition_of(self, transactional_id: str) -> int:
-        return partition_for(transactional_id, self.num_partitions)
-
-    def _owns_partition(self, partition: int) -> bool:
-        info = self.state.metadata.topic(TXN_TOPIC)
-        return info is not None and partition < len(info.partitions) and info.partitions[partition].leader == self.state.node_id
-
-    def owns(self, transactional_id: str) -> bool:
-        return self._owns_partition(self.partition_of(transactional_id))
-
-    def coordinator_node(self, transactional_id: str) -> BrokerInfo | None:
-        info = self.state.metadata.topic(TXN_TOPIC)
-        if info is None:
-            return None
-        leader = info.partitions[self.partition_of(transactional_id)].leader
-        if leader == self.state.node_id:
-            return self.state.advertised
-        return next((b for b in self.state.metadata.brokers() if b.node_id == leader), None)
 
     def coordinator_epoch(self, transactional_id: str) -> int:
         return max(self.state.leader_epoch(TXN_TOPIC, self.partition_of(transactional_id)), 0)
