@@ -14,7 +14,6 @@ SIGKILL if it lingers).
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import socket
@@ -23,11 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from interop.adapters.java import java_command, kafka_version
+from kafkapy.protocol.uuids import random_cluster_id
 
 STORAGE_TOOL = "kafka.tools.StorageTool"
 KAFKA_MAIN = "kafka.Kafka"
@@ -67,11 +66,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def random_cluster_id() -> str:
-    """Kafka's cluster id format: a UUID as 22 characters of url-safe base64."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 @dataclass(slots=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import structlog
 
+from kafkapy.protocol.uuids import random_cluster_id, random_uuid
+
 log = structlog.get_logger(__name__)
 
 MAX_TOPIC_NAME = 249
@@ -113,7 +115,7 @@ class EmbeddedMetadata:
         if stored_id and self.cluster_id and stored_id != self.cluster_id:
             raise MetadataError(104, f"data dir belongs to cluster {stored_id}, not {self.cluster_id}")
         if not self.cluster_id:
-            self.cluster_id = stored_id or _new_cluster_id()
+            self.cluster_id = stored_id or random_cluster_id()
         if not stored_id:
             _atomic_write(
                 meta,
@@ -208,7 +210,7 @@ class EmbeddedMetadata:
         node = self.broker.node_id
         info = TopicInfo(
             name=name,
-            topic_id=uuid.uuid4(),
+            topic_id=random_uuid(),
             partitions=[PartitionInfo(i, node, [node], [node]) for i in range(partitions)],
             configs=dict(configs or {}),
         )
@@ -247,12 +249,6 @@ class EmbeddedMetadata:
             raise MetadataError(3, f"Topic '{name}' does not exist.")
         info.configs = dict(configs)
         self._save()
-
-
-def _new_cluster_id() -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -15,7 +15,6 @@ log is never compacted twice at once and the swap is atomic (cleaner.py).
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from kafkapy.protocol.uuids import parse_uuid_text, uuid_text
 from kafkapy.storage.checkpoint import fsync_dir, write_atomic
 from kafkapy.storage.cleaner import CleanResult, dirty_ratio
 from kafkapy.storage.config import LogConfig
@@ -41,13 +41,6 @@ PARTITION_METADATA_FILE = "partition.metadata"
 DELETE_DIR_SUFFIX = "-delete"
 
 
-def encode_topic_id(topic_id: uuid.UUID) -> str:
-    """Kafka's Uuid text form: URL-safe base64 of the 16 bytes, no padding."""
-    return base64.urlsafe_b64encode(topic_id.bytes).decode().rstrip("=")
-
-
-def decode_topic_id(text: str) -> uuid.UUID:
-    return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
 
 
 @dataclass(slots=True)
@@ -194,7 +187,7 @@ class LogManager:
         return plog if plog is not None else self.create(topic, partition, config, topic_id=topic_id)
 
     def write_topic_id(self, plog: PartitionLog, topic_id: uuid.UUID) -> None:
-        text = f"version: 0\ntopic_id: {encode_topic_id(topic_id)}\n"
+        text = f"version: 0\ntopic_id: {uuid_text(topic_id)}\n"
         write_atomic(plog.directory / PARTITION_METADATA_FILE, text.encode(), sync=self._sync)
 
     def topic_id(self, topic: str, partition: int) -> uuid.UUID | None:
@@ -209,7 +202,7 @@ class LogManager:
         for line in text.splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "topic_id":
-                return decode_topic_id(value.strip())
+                return parse_uuid_text(value.strip())
         return None
 
     def delete(self, topic: str, partition: int) -> bool:

@@ -6,16 +6,17 @@ from pathlib import Path
 
 from kafkapy.protocol.records import build_batch
 from kafkapy.storage.config import LogConfig
-from kafkapy.storage.log_manager import CLEAN_SHUTDOWN_FILE, LogManager, decode_topic_id, encode_topic_id
+from kafkapy.protocol.uuids import parse_uuid_text, uuid_text
+from kafkapy.storage.log_manager import CLEAN_SHUTDOWN_FILE, LogManager
 from kafkapy.storage.segment import now_ms
 from tests.storage.helpers import make_batch
 
 
 def test_topic_id_encoding() -> None:
     u = uuid.uuid4()
-    text = encode_topic_id(u)
+    text = uuid_text(u)
     assert len(text) == 22 and "=" not in text
-    assert decode_topic_id(text) == u
+    assert parse_uuid_text(text) == u
 
 
 def test_create_load_clean_and_unclean(tmp_path: Path) -> None:
@@ -109,3 +110,11 @@ def test_tick_retention_and_threaded_compaction(tmp_path: Path) -> None:
     lm = LogManager(tmp_path, config_for_topic=configs.get)
     assert lm.get("kv", 0).log_end_offset == 50  # type: ignore[union-attr]
     lm.close()
+
+
+def test_random_ids_never_read_as_options() -> None:
+    from kafkapy.protocol.uuids import random_cluster_id, random_uuid
+
+    ids = [random_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert all(random_uuid().int > 1 for _ in range(100))
