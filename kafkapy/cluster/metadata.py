@@ -169,6 +169,18 @@ class EmbeddedMetadata:
     def brokers(self) -> list[BrokerInfo]:
         return [self.broker]
 
+    def broker_info(self, node_id: int) -> BrokerInfo | None:
+        return self.broker if node_id == self.broker.node_id else None
+
+    async def alter_isr(self, topic: str, index: int, isr: list[int], partition_epoch: int) -> PartitionInfo | None:
+        info = self._topics.get(topic)
+        if info is None or index >= len(info.partitions) or info.partitions[index].partition_epoch != partition_epoch:
+            return None
+        part = info.partitions[index]
+        part.isr, part.partition_epoch = list(isr), partition_epoch + 1
+        self._save()
+        return part
+
     def topics(self) -> Iterable[TopicInfo]:
         return self._topics.values()
 

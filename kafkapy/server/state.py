@@ -58,6 +58,8 @@ class BrokerState:
     appends: AppendSignal = field(default_factory=AppendSignal)
     extras: dict[str, Any] = field(default_factory=dict)  # coordinators etc. plug in here
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Leader/follower replication (kafkapy.cluster.replication.ReplicaManager); None on a single broker.
+    replicas: Any = None
 
     @classmethod
     def open(cls, broker: Any) -> BrokerState:
