@@ -295,6 +295,20 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K("min.insync.replicas", "min_insync_replicas", _T.INT, 1, "Replicas that must acknowledge an acks=all produce.", at_least(1), dynamic=True),
     _K("unclean.leader.election.enable", "unclean_leader_election_enable", _T.BOOLEAN, False, "Allow out-of-sync replicas to become leader.", dynamic=True),
     _K("replica.lag.time.max.ms", "replica_lag_time_max_ms", _T.LONG, 30000, "A follower behind this long leaves the ISR."),
+    # clusters (metadata in etcd, replication)
+    _K("metadata.connect", "metadata_connect", _T.STRING, None, "etcd://host:port[,host:port...]: keep cluster metadata in etcd; unset: one broker with embedded metadata.", nullable=True),
+    _K("broker.rack", "broker_rack", _T.STRING, None, "Rack of this broker, for rack-aware replica placement.", nullable=True),
+    _K("broker.session.timeout.ms", "broker_session_timeout_ms", _T.INT, 9000, "A broker whose registration lease is not renewed for this long is dead.", at_least(2000)),
+    _K("auto.leader.rebalance.enable", "auto_leader_rebalance_enable", _T.BOOLEAN, True, "Move leadership back to preferred replicas."),
+    _K("leader.imbalance.check.interval.seconds", "leader_imbalance_check_interval_seconds", _T.LONG, 300, "How often the controller checks preferred leaders.", at_least(1)),
+    _K("leader.imbalance.per.broker.percentage", "leader_imbalance_per_broker_percentage", _T.INT, 10, "Non-preferred leaders tolerated per broker, in percent.", at_least(0)),
+    _K("controlled.shutdown.enable", "controlled_shutdown_enable", _T.BOOLEAN, True, "Hand leaderships away before stopping."),
+    _K("replica.fetch.max.bytes", "replica_fetch_max_bytes", _T.INT, 1048576, "Bytes a follower asks per partition.", at_least(0)),
+    _K("replica.fetch.response.max.bytes", "replica_fetch_response_max_bytes", _T.INT, 10485760, "Bytes a follower asks per fetch response.", at_least(0)),
+    _K("replica.fetch.wait.max.ms", "replica_fetch_wait_max_ms", _T.INT, 500, "Longest wait of a follower fetch.", at_least(0)),
+    _K("replica.fetch.min.bytes", "replica_fetch_min_bytes", _T.INT, 1, "Bytes a follower fetch waits for.", at_least(1)),
+    _K("replica.fetch.backoff.ms", "replica_fetch_backoff_ms", _T.INT, 1000, "Pause after a failed follower fetch.", at_least(0)),
+    _K("num.replica.fetchers", "num_replica_fetchers", _T.INT, 1, "Fetcher tasks per source broker.", at_least(1)),
     # request limits
     _K("message.max.bytes", "message_max_bytes", _T.INT, 1048588, "Largest record batch accepted.", at_least(0), dynamic=True),
     _K("socket.request.max.bytes", "socket_request_max_bytes", _T.INT, 104857600, "Largest request frame accepted.", at_least(1)),
@@ -409,6 +423,19 @@ class BrokerConfig:
     min_insync_replicas: int = _default("min.insync.replicas")
     unclean_leader_election_enable: bool = _default("unclean.leader.election.enable")
     replica_lag_time_max_ms: int = _default("replica.lag.time.max.ms")
+    metadata_connect: str | None = _default("metadata.connect")
+    broker_rack: str | None = _default("broker.rack")
+    broker_session_timeout_ms: int = _default("broker.session.timeout.ms")
+    auto_leader_rebalance_enable: bool = _default("auto.leader.rebalance.enable")
+    leader_imbalance_check_interval_seconds: int = _default("leader.imbalance.check.interval.seconds")
+    leader_imbalance_per_broker_percentage: int = _default("leader.imbalance.per.broker.percentage")
+    controlled_shutdown_enable: bool = _default("controlled.shutdown.enable")
+    replica_fetch_max_bytes: int = _default("replica.fetch.max.bytes")
+    replica_fetch_response_max_bytes: int = _default("replica.fetch.response.max.bytes")
+    replica_fetch_wait_max_ms: int = _default("replica.fetch.wait.max.ms")
+    replica_fetch_min_bytes: int = _default("replica.fetch.min.bytes")
+    replica_fetch_backoff_ms: int = _default("replica.fetch.backoff.ms")
+    num_replica_fetchers: int = _default("num.replica.fetchers")
     message_max_bytes: int = _default("message.max.bytes")
     socket_request_max_bytes: int = _default("socket.request.max.bytes")
     connections_max_idle_ms: int = _default("connections.max.idle.ms")
