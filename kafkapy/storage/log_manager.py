@@ -75,8 +75,11 @@ class LogManager:
         sync: bool = True,
         producer_id_expiration_ms: int = 86_400_000,
         producer_expiration_check_interval_ms: int = 600_000,
+        auto_high_watermark: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
+        # False in a cluster: replication moves the high watermark, not appends.
+        self.auto_high_watermark = auto_high_watermark
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self._producer_check_interval_ms = producer_expiration_check_interval_ms
         self._last_producer_check_ms = now_ms()
@@ -127,6 +130,7 @@ class LogManager:
                 clean_shutdown=clean,
                 sync=self._sync,
                 producer_id_expiration_ms=self.producer_id_expiration_ms,
+                auto_high_watermark=self.auto_high_watermark,
             )
         # From here on a crash is unclean until close() writes the marker again.
         marker.unlink(missing_ok=True)
@@ -171,6 +175,7 @@ class LogManager:
             config or self.config_for(topic),
             sync=self._sync,
             producer_id_expiration_ms=self.producer_id_expiration_ms,
+            auto_high_watermark=self.auto_high_watermark,
         )
         if topic_id is not None:
             self.write_topic_id(plog, topic_id)
