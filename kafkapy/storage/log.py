@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,6 +159,8 @@ class PartitionLog:
         self.topic, self.partition = parsed if parsed else (self.directory.name, 0)
         self.config = config or LogConfig()
         self.auto_high_watermark = auto_high_watermark
+        # Called after every append (leader or follower) with this log; replication sets it.
+        self.append_listener: Callable[[PartitionLog], None] | None = None
         self._sync = sync
         self._lock = threading.RLock()
         self._state_lock = threading.Lock()
@@ -556,6 +559,8 @@ class PartitionLog:
         self._unflushed_messages += count
         if self._unflushed_messages >= self.config.flush_interval_messages:
             self.flush()
+        if self.append_listener is not None:
+            self.append_listener(self)
 
     def roll(self, base_offset: int | None = None) -> LogSegment:
         """Close the active segment and start a new one at `base_offset` (default LEO)."""
