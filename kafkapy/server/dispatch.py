@@ -1,10 +1,25 @@
 """Dispatch: frame in, response parts out, through the table of handlers.
 
 The table is built once from `handlers.HANDLERS`, the same list that feeds
-ApiVersions, so nothing else advertises versions. Requests the broker cannot
-serve (unknown api keys, versions outside the served range, malformed bodies)
-close the connection after a log line naming the API and version, as Kafka
-does; ApiVersions is the exception and answers UNSUPPORTED_VERSION in v0.
+ApiVersions, so nothing else advertises versions. Served requests take the
+fast path: one table lookup, one range check, decode, call.
+
+Everything else is answered the way Apache Kafka answers it where kafkapy
+can, always after a log line naming the API and version:
+
+- ApiVersions in a version not served: UNSUPPORTED_VERSION in v0 (a
+  malformed one: INVALID_REQUEST), as Kafka.
+- An API the codec knows, exposed on a broker listener, that kafkapy does
+  not serve (or a served API above its highest served version, up to the
+  codec's): the API's own response with its top-level `error_code` set to
+  UNSUPPORTED_VERSION (`error_response`). Kafka serves these; a client that
+  sends them anyway gets the error Java clients turn into
+  UnsupportedVersionException instead of a dropped connection.
+- Closed, as Kafka closes it: unknown api keys, APIs not exposed on a broker
+  listener (KRaft/ZooKeeper-internal ones), versions below the served range
+  (Kafka 4 removed them, KIP-896) or beyond the codec's, unstable versions,
+  responses without a top-level error code to carry the error, and
+  malformed headers or bodies.
 """
 
 from __future__ import annotations
@@ -12,9 +27,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kafkapy.logging import get_logger
-from kafkapy.protocol.api import ApiKey, api_spec
-from kafkapy.protocol.errors import DecodeError
-from kafkapy.protocol.frames import decode_request_header, encode_response, peek_request_header
+from kafkapy.protocol.api import ApiKey, ApiSpec, api_spec
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.errors import DecodeError, EncodeError, UnsupportedVersionError
+from kafkapy.protocol.frames import (
+    decode_request_header,
+    encode_response,
+    peek_request_header,
+)
+from kafkapy.protocol.primitives import Message
 from kafkapy.server.handler import Handler, HandlerFn, RequestContext
 from kafkapy.server.handlers import HANDLERS
 from kafkapy.server.handlers.api_versions import unsupported_version_response
@@ -25,6 +46,8 @@ if TYPE_CHECKING:
     from kafkapy.server.broker import Broker
 
 log = get_logger(__name__)
+
+BROKER_LISTENER = "broker"
 
 
 def build_table(handlers: tuple[Handler, ...]) -> tuple[Handler | None, ...]:
@@ -40,6 +63,29 @@ def build_table(handlers: tuple[Handler, ...]) -> tuple[Handler | None, ...]:
                                f"v{spec.min_version}-{spec.max_version}")
         table[h.api_key] = h
     return tuple(table)
+
+
+def error_response(spec: ApiSpec, version: int, error: ErrorCode, message: str) -> Message | None:
+    """`spec`'s response at `version` with its top-level error code set to
+    `error` (and its error message, where the version has one), or None when
+    that version has no top-level error code or the codec cannot write it.
+
+    Built from the generated codec for any API: the default response with
+    the error fields set, checked by encoding and decoding it once (fields
+    absent from a version are silently not written)."""
+    if not spec.min_version <= version <= spec.max_version:
+        return None
+    response = spec.response_type()()
+    if "error_code" not in type(response).__slots__:
+        return None
+    response.error_code = error  # type: ignore[attr-defined]  # checked in __slots__
+    if "error_message" in type(response).__slots__:
+        response.error_message = message  # type: ignore[attr-defined]
+    try:
+        back, _ = spec.response_type().decode_from(memoryview(response.encode(version)), 0, version)
+    except (EncodeError, DecodeError):
+        return None
+    return response if getattr(back, "error_code", None) == error else None
 
 
 class Dispatcher:
@@ -59,18 +105,9 @@ class Dispatcher:
             log.warning("closing connection: malformed request header", error=str(e), peer=conn.connection_id)
             raise CloseConnection() from None
         handler = self.table[api_key] if 0 <= api_key < len(self.table) else None
-        if handler is None:
-            log.warning("closing connection: unsupported api key", api_key=api_key, version=version, peer=conn.connection_id)
-            raise CloseConnection()
+        if handler is None or not handler.min_version <= version <= handler.max_version:
+            return self.unserved(view, api_key, version, correlation_id, handler, conn)
         spec = api_spec(api_key)
-        if not handler.min_version <= version <= handler.max_version:
-            if api_key == ApiKey.API_VERSIONS:
-                return encode_response(spec, 0, correlation_id, unsupported_version_response(self.handlers))
-            log.warning(
-                "closing connection: unsupported version",
-                api=spec.name, version=version, served=f"{handler.min_version}-{handler.max_version}", peer=conn.connection_id,
-            )
-            raise CloseConnection()
         try:
             header, _, pos = decode_request_header(view)
             body, _ = spec.request_type().decode_from(view, pos, version)
@@ -78,7 +115,7 @@ class Dispatcher:
             if api_key == ApiKey.API_VERSIONS:
                 # Kafka answers a malformed ApiVersions with INVALID_REQUEST in v0.
                 resp = unsupported_version_response(self.handlers)
-                resp.error_code = 42
+                resp.error_code = ErrorCode.INVALID_REQUEST
                 return encode_response(spec, 0, correlation_id, resp)
             log.warning("closing connection: malformed request", api=spec.name, version=version,
                         error=str(e), peer=conn.connection_id)
@@ -90,6 +127,47 @@ class Dispatcher:
         response = await fn(ctx, body)
         if response is None:
             return None
+        return encode_response(spec, version, correlation_id, response)
+
+    def unserved(
+        self, view: memoryview, api_key: int, version: int, correlation_id: int, handler: Handler | None, conn: Any
+    ) -> list[Any]:
+        """A request outside the table: an error answer or CloseConnection, and a log line either way."""
+        peer = conn.connection_id
+        try:
+            spec = api_spec(api_key)
+        except UnsupportedVersionError:
+            log.warning("closing connection: unknown api key", api_key=api_key, version=version, peer=peer)
+            raise CloseConnection() from None
+        if api_key == ApiKey.API_VERSIONS:
+            log.info("ApiVersions version not served: answered in v0", api=spec.name, version=version, peer=peer)
+            return encode_response(spec, 0, correlation_id, unsupported_version_response(self.handlers))
+        served = "none" if handler is None else f"{handler.min_version}-{handler.max_version}"
+        if BROKER_LISTENER not in spec.listeners:
+            log.warning("closing connection: api not exposed on a broker listener",
+                        api=spec.name, version=version, peer=peer)
+            raise CloseConnection()
+        unstable = spec.latest_unstable and version == spec.max_version
+        below = handler is not None and version < handler.min_version
+        if below or unstable or not spec.min_version <= version <= spec.max_version:
+            log.warning("closing connection: unsupported version", api=spec.name, version=version, served=served,
+                        peer=peer)
+            raise CloseConnection()
+        try:
+            _, _, pos = decode_request_header(view)
+            spec.request_type().decode_from(view, pos, version)
+        except DecodeError as e:
+            log.warning("closing connection: malformed request", api=spec.name, version=version, error=str(e),
+                        peer=peer)
+            raise CloseConnection() from None
+        message = f"{spec.name} v{version} is not served by kafkapy"
+        response = error_response(spec, version, ErrorCode.UNSUPPORTED_VERSION, message)
+        if response is None:
+            log.warning("closing connection: unsupported api without a top-level error code", api=spec.name,
+                        version=version, served=served, peer=peer)
+            raise CloseConnection()
+        log.warning("unsupported api: answered UNSUPPORTED_VERSION", api=spec.name, version=version, served=served,
+                    peer=peer)
         return encode_response(spec, version, correlation_id, response)
 
 

@@ -1,15 +1,27 @@
-"""The handler table: every entry loads, fits the codec, and feeds ApiVersions."""
+"""The handler table: every entry loads, fits the codec, and feeds ApiVersions; what a
+real broker answers (or why it closes the connection) for what it does not serve."""
 
 from __future__ import annotations
 
 import inspect
+import struct
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from kafkapy.protocol.api import api_spec
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.frames import encode_request
+from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
 from kafkapy.server.dispatch import build_table
 from kafkapy.server.handlers import HANDLERS
 from kafkapy.server.handlers.api_versions import supported_versions
+from tests.server.rawclient import RawClient
 
 
 def test_every_handler_loads_and_fits_the_codec() -> None:
@@ -34,3 +46,164 @@ def test_dispatcher_import_loads_no_handler_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['kafkapy.server.handlers.api_versions']"
+
+
+# ---------------------------------------------------------------- what kafkapy does not serve, over TCP
+# A real broker process (kafkapy.testing); answers compared with Apache Kafka 4.3.1's
+# in interop/test_differential.py, the log lines read from the broker's log file.
+
+
+class LogWatch:
+    """The broker log written since the watch began."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size
+
+    def lines(self, needle: str, timeout_s: float = 5.0) -> list[str]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                found = [line for line in f.read().decode(errors="replace").splitlines() if needle in line]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def watch(kafka_broker_session: Any) -> LogWatch:
+    return LogWatch(kafka_broker_session.log_path)
+
+
+@pytest.fixture
+def client(kafka_broker_session: Any) -> Iterator[RawClient]:
+    with RawClient(kafka_broker_session.bootstrap) as c:
+        yield c
+
+
+def still_open(c: RawClient) -> bool:
+    return c.request(ApiVersionsRequest(), 0).error_code == 0
+
+
+def send_default(c: RawClient, api_key: int, version: int) -> None:
+    c.correlation_id += 1
+    c.send_raw(encode_request(api_spec(api_key).request_type()(), version, c.correlation_id, client_id="rawclient"))
+
+
+def test_sasl_on_a_plaintext_listener_is_illegal_sasl_state_and_keeps_the_connection(client: RawClient) -> None:
+    from kafkapy.protocol.messages.sasl_authenticate_request import (
+        SaslAuthenticateRequest,
+    )
+    from kafkapy.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
+
+    for v in (0, 1):
+        resp = client.request(SaslHandshakeRequest(mechanism="PLAIN"), v)
+        assert (resp.error_code, resp.mechanisms) == (ErrorCode.ILLEGAL_SASL_STATE, [])
+    for v in (0, 1, 2):
+        resp = client.request(SaslAuthenticateRequest(auth_bytes=b"\x00u\x00p"), v)
+        assert resp.error_code == ErrorCode.ILLEGAL_SASL_STATE and "after successful authentication" in resp.error_message
+    assert still_open(client)
+
+
+def test_describe_client_quotas_finds_none_and_validates_the_filter(client: RawClient) -> None:
+    from kafkapy.protocol.messages.describe_client_quotas_request import (
+        ComponentData,
+        DescribeClientQuotasRequest,
+    )
+
+    def ask(*components: tuple[str, int, str | None]) -> tuple[int, Any]:
+        req = DescribeClientQuotasRequest(components=[ComponentData(entity_type=t, match_type=m, match=x) for t, m, x in components])
+        resp = client.request(req, 1)
+        return resp.error_code, resp.entries
+
+    assert ask() == (0, [])
+    assert ask(("user", 0, "alice"), ("client-id", 1, None)) == (0, [])
+    assert ask(("ip", 2, None)) == (0, [])
+    assert ask(("user", 0, None)) == (ErrorCode.INVALID_REQUEST, None)
+    assert ask(("user", 1, "x")) == (ErrorCode.INVALID_REQUEST, None)
+    assert ask(("user", 7, None)) == (ErrorCode.INVALID_REQUEST, None)
+    assert ask(("user", 2, None), ("user", 2, None)) == (ErrorCode.INVALID_REQUEST, None)
+    assert ask(("ip", 2, None), ("user", 2, None)) == (ErrorCode.INVALID_REQUEST, None)
+    assert ask(("nope", 2, None)) == (ErrorCode.UNSUPPORTED_VERSION, None)
+
+
+def test_scram_tokens_reassignments_client_metrics(client: RawClient) -> None:
+    from kafkapy.protocol.messages.describe_delegation_token_request import (
+        DescribeDelegationTokenRequest,
+    )
+    from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
+        DescribeUserScramCredentialsRequest,
+        UserName,
+    )
+    from kafkapy.protocol.messages.list_client_metrics_resources_request import (
+        ListClientMetricsResourcesRequest,
+    )
+    from kafkapy.protocol.messages.list_partition_reassignments_request import (
+        ListPartitionReassignmentsRequest,
+    )
+
+    everyone = client.request(DescribeUserScramCredentialsRequest(users=None), 0)
+    assert (everyone.error_code, everyone.results) == (0, [])
+    named = client.request(DescribeUserScramCredentialsRequest(users=[UserName(name="alice")] * 2 + [UserName(name="bob")]), 0)
+    assert [(r.user, r.error_code) for r in named.results] == [
+        ("alice", ErrorCode.DUPLICATE_RESOURCE), ("bob", ErrorCode.RESOURCE_NOT_FOUND)
+    ]
+    tokens = client.request(DescribeDelegationTokenRequest(owners=None), 3)
+    assert tokens.error_code == ErrorCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
+    moves = client.request(ListPartitionReassignmentsRequest(timeout_ms=1000, topics=None), 0)
+    assert (moves.error_code, moves.topics) == (0, [])
+    metrics = client.request(ListClientMetricsResourcesRequest(), 0)
+    assert (metrics.error_code, metrics.client_metrics_resources) == (0, [])
+
+
+def test_unserved_api_with_an_error_code_is_answered_unsupported_version(client: RawClient, watch: LogWatch) -> None:
+    from kafkapy.protocol.messages.describe_quorum_request import DescribeQuorumRequest
+
+    resp = client.request(DescribeQuorumRequest(), 2)
+    assert resp.error_code == ErrorCode.UNSUPPORTED_VERSION
+    assert resp.error_message == "DescribeQuorum v2 is not served by kafkapy"
+    assert still_open(client)
+    [line] = watch.lines("answered UNSUPPORTED_VERSION")
+    assert "api=DescribeQuorum" in line and "version=2" in line
+
+
+@pytest.mark.parametrize(
+    ("api_key", "version", "logged"),
+    [
+        (49, 1, "without a top-level error code"),  # AlterClientQuotas: per-entry errors only
+        (10, 6, "without a top-level error code"),  # FindCoordinator above the served v5
+        (63, 1, "not exposed on a broker listener"),  # BrokerHeartbeat: controller-only (Kafka closes too)
+        (4, 7, "not exposed on a broker listener"),  # LeaderAndIsr: ZooKeeper-era
+        (1, 3, "unsupported version"),  # Fetch below the served v4 (removed in Kafka 4, which closes)
+        (3, 13, "unsupported version"),  # Metadata beyond the codec
+        (76, 0, "unsupported version"),  # ShareGroupHeartbeat v0: unstable (Kafka starts at v1)
+    ],
+)
+def test_what_kafka_closes_is_closed_with_a_log_line(
+    client: RawClient, watch: LogWatch, api_key: int, version: int, logged: str
+) -> None:
+    spec = api_spec(api_key)
+    if version <= spec.max_version:
+        send_default(client, api_key, version)
+    else:  # beyond the codec: a hand-built header (v2) and an empty body
+        body = struct.pack(">hhih", api_key, version, 5, 3) + b"raw" + b"\x00"
+        client.send_raw(struct.pack(">i", len(body)) + body)
+    assert client.is_closed_by_peer()
+    [line] = watch.lines(logged)
+    assert f"api={spec.name}" in line and f"version={version}" in line
+
+
+def test_unknown_api_key_and_malformed_body_are_closed_with_a_log_line(kafka_broker_session: Any, watch: LogWatch) -> None:
+    with RawClient(kafka_broker_session.bootstrap) as c:
+        body = struct.pack(">hhih", 9999, 0, 1, 0)
+        c.send_raw(struct.pack(">i", len(body)) + body)
+        assert c.is_closed_by_peer()
+    [line] = watch.lines("unknown api key")
+    assert "api_key=9999" in line and "version=0" in line
+    with RawClient(kafka_broker_session.bootstrap) as c:  # DescribeQuorum v0 with a truncated body
+        body = struct.pack(">hhih", 55, 0, 1, 0) + b"\x00\x00"
+        c.send_raw(struct.pack(">i", len(body)) + body)
+        assert c.is_closed_by_peer()
+    [line] = watch.lines("malformed request")
+    assert "api=DescribeQuorum" in line and "version=0" in line

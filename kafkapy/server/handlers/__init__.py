@@ -52,4 +52,15 @@ HANDLERS: tuple[Handler, ...] = (
     Handler(ApiKey.DESCRIBE_PRODUCERS, 0, 0, "transactions:describe_producers"),
     Handler(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, "transactions:describe_transactions"),
     Handler(ApiKey.LIST_TRANSACTIONS, 0, 1, "transactions:list_transactions"),
+    # answers without the feature (PLAINTEXT only, no quotas, SCRAM, tokens, reassignments), as Kafka gives them
+    Handler(ApiKey.SASL_HANDSHAKE, 0, 1, "sasl:sasl_handshake"),
+    Handler(ApiKey.SASL_AUTHENTICATE, 0, 2, "sasl:sasl_authenticate"),
+    Handler(ApiKey.CREATE_DELEGATION_TOKEN, 1, 3, "delegation_tokens:create_delegation_token"),
+    Handler(ApiKey.RENEW_DELEGATION_TOKEN, 1, 2, "delegation_tokens:renew_delegation_token"),
+    Handler(ApiKey.EXPIRE_DELEGATION_TOKEN, 1, 2, "delegation_tokens:expire_delegation_token"),
+    Handler(ApiKey.DESCRIBE_DELEGATION_TOKEN, 1, 3, "delegation_tokens:describe_delegation_token"),
+    Handler(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, 0, "reassignments:list_partition_reassignments"),
+    Handler(ApiKey.DESCRIBE_CLIENT_QUOTAS, 0, 1, "quotas:describe_client_quotas"),
+    Handler(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, "scram:describe_user_scram_credentials"),
+    Handler(ApiKey.LIST_CLIENT_METRICS_RESOURCES, 0, 0, "client_metrics:list_client_metrics_resources"),
 )
