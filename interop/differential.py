@@ -17,7 +17,8 @@ so the comparison runs without a JVM (interop/test_differential.py):
 Normalised away: throttle times, cluster ids, node ids' hosts and ports,
 topic ids (kept as "zero"/"set"), timestamps (log append times: "set"/-1),
 session and member ids, producer ids, log dir paths, log sizes (">0"),
-finalized-feature epochs, error message texts (kept as "null"/"set").
+finalized-feature epochs, telemetry client instance and subscription ids,
+error message texts (kept as "null"/"set").
 
 Steps may use what earlier answers gave (CTX: member ids, generations,
 producer ids, topic ids); raw steps send hand-built frames and record whether
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from kafkapy.protocol import records
+from kafkapy.protocol.api import api_spec
 from kafkapy.protocol.frames import decode_response, encode_request
 from kafkapy.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
 from kafkapy.protocol.messages.add_partitions_to_txn_request import (
@@ -84,7 +86,20 @@ from kafkapy.protocol.messages.delete_topics_request import (
 )
 from kafkapy.protocol.messages.describe_acls_request import DescribeAclsRequest
 from kafkapy.protocol.messages.describe_client_quotas_request import (
+    ComponentData as QuotaComponent,
+)
+from kafkapy.protocol.messages.describe_client_quotas_request import (
     DescribeClientQuotasRequest,
+)
+from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
+    DescribeUserScramCredentialsRequest,
+)
+from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
+    UserName as ScramUser,
+)
+from kafkapy.protocol.messages.list_partition_reassignments_request import (
+    ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsTopics,
 )
 from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRequest
 from kafkapy.protocol.messages.describe_configs_request import (
@@ -172,6 +187,7 @@ from kafkapy.protocol.messages.produce_request import (
     ProduceRequest,
     TopicProduceData,
 )
+from kafkapy.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
 from kafkapy.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from kafkapy.protocol.messages.sync_group_request import (
     SyncGroupRequest,
@@ -274,6 +290,8 @@ SET_OR_NOT = {
     "transaction_start_time_ms",
     "log_dir",
     "finalized_features_epoch",
+    "client_instance_id",  # GetTelemetrySubscriptions: random per answer
+    "subscription_id",
 }
 SIZES = {"partition_size", "total_bytes", "usable_bytes"}  # kept as ">0", 0 or -1
 
@@ -1704,13 +1722,6 @@ COVERAGE_SCRIPT: list[Step] = [
         0,
         raw=lambda cid: struct.pack(">i", 3) + b"\x00\x12\x00",
     ),
-    # APIs Kafka serves and kafkapy does not advertise: what does a client see?
-    Step("sasl_handshake_v1", lambda: SaslHandshakeRequest(mechanism="PLAIN"), 1),
-    Step(
-        "describe_client_quotas_v1",
-        lambda: DescribeClientQuotasRequest(components=[], strict=False),
-        1,
-    ),
     Step("after_malformed_metadata", lambda: metadata(KNOWN), 1, _sort_topics),
 ]
 
@@ -1903,6 +1914,99 @@ SWEEP_SCRIPT: list[Step] = [
 ]
 
 SCRIPT += SWEEP_SCRIPT
+
+
+# ---------------------------------------------------------------- bad input: what kafkapy does not serve
+
+
+def _default(api: int) -> Callable[[], Message]:
+    """The API's request with every field at its default (empty lists, zero ids)."""
+    return lambda: api_spec(api).request_type()()
+
+
+def _every_version(name: str, build: Callable[[], Message], lo: int, hi: int) -> list[Step]:
+    return [Step(f"{name}_v{v}", build, v) for v in range(lo, hi + 1)]
+
+
+def _quotas(*components: tuple[str, int, str | None]) -> Callable[[], Message]:
+    return lambda: DescribeClientQuotasRequest(
+        components=[QuotaComponent(entity_type=t, match_type=m, match=x) for t, m, x in components], strict=False
+    )
+
+
+# APIs Kafka 4.3.1 serves on a broker listener that kafkapy answers without
+# the feature (SASL, delegation tokens, quotas, SCRAM, reassignments, client
+# metrics: every version both serve), the ones it does not serve (Kafka's
+# versions within kafkapy's codec), versions outside kafkapy's served
+# ranges, and APIs Kafka does not expose on a broker listener.
+BAD_INPUT_SCRIPT: list[Step] = [
+    *_every_version("sasl_handshake", lambda: SaslHandshakeRequest(mechanism="PLAIN"), 0, 1),
+    *_every_version("sasl_authenticate", lambda: SaslAuthenticateRequest(auth_bytes=b"\x00u\x00p"), 0, 2),
+    *_every_version("create_delegation_token", _default(38), 1, 3),
+    *_every_version("renew_delegation_token", _default(39), 1, 2),
+    *_every_version("expire_delegation_token", _default(40), 1, 2),
+    *_every_version("describe_delegation_token", _default(41), 1, 3),
+    Step("list_partition_reassignments_v0", lambda: ListPartitionReassignmentsRequest(topics=None), 0),
+    Step(
+        "list_partition_reassignments_topic_v0",
+        lambda: ListPartitionReassignmentsRequest(
+            topics=[ListPartitionReassignmentsTopics(name=KNOWN, partition_indexes=[0, 1])]
+        ),
+        0,
+    ),
+    *_every_version("describe_client_quotas", _quotas(), 0, 1),
+    Step("describe_client_quotas_user_v1", _quotas(("user", 0, "alice"), ("client-id", 1, None)), 1),
+    Step("describe_client_quotas_ip_v1", _quotas(("ip", 2, None)), 1),
+    Step("describe_client_quotas_exact_null_v1", _quotas(("user", 0, None)), 1),
+    Step("describe_client_quotas_default_match_v1", _quotas(("user", 1, "x")), 1),
+    Step("describe_client_quotas_bad_match_type_v1", _quotas(("user", 7, None)), 1),
+    Step("describe_client_quotas_unknown_entity_v1", _quotas(("nope", 2, None)), 1),
+    Step("describe_client_quotas_twice_v1", _quotas(("user", 2, None), ("user", 2, None)), 1),
+    Step("describe_client_quotas_ip_and_user_v1", _quotas(("ip", 2, None), ("user", 2, None)), 1),
+    Step("describe_user_scram_credentials_all_v0", lambda: DescribeUserScramCredentialsRequest(users=None), 0),
+    Step(
+        "describe_user_scram_credentials_named_v0",
+        lambda: DescribeUserScramCredentialsRequest(users=[ScramUser(name="alice")]),
+        0,
+    ),
+    Step(
+        "describe_user_scram_credentials_twice_v0",
+        lambda: DescribeUserScramCredentialsRequest(users=[ScramUser(name="bob"), ScramUser(name="bob")]),
+        0,
+    ),
+    Step("list_client_metrics_resources_v0", _default(74), 0),
+    # Kafka serves these; kafkapy answers UNSUPPORTED_VERSION where the
+    # response has a top-level error code and closes the connection otherwise
+    *_every_version("alter_replica_log_dirs", _default(34), 1, 2),
+    *_every_version("elect_leaders", _default(43), 0, 2),
+    Step("alter_partition_reassignments_v0", _default(45), 0),
+    *_every_version("alter_client_quotas", _default(49), 0, 1),
+    Step("alter_user_scram_credentials_v0", _default(51), 0),
+    *_every_version("describe_quorum", _default(55), 0, 2),
+    *_every_version("update_features", _default(57), 0, 2),
+    Step("unregister_broker_v0", _default(64), 0),
+    Step("add_raft_voter_v0", _default(80), 0),
+    Step("remove_raft_voter_v0", _default(81), 0),
+    # served by Kafka although not advertised (no client-telemetry plugin)
+    Step("get_telemetry_subscriptions_v0", _default(71), 0),
+    Step("push_telemetry_v0", _default(72), 0),
+    # share groups: kafkapy's codec has only the unstable v0 (Kafka serves v1+), share-state APIs are inter-broker
+    Step("share_group_heartbeat_v0", _default(76), 0),
+    Step("share_fetch_v0", _default(78), 0),
+    Step("read_share_group_state_v0", _default(84), 0),
+    # versions outside kafkapy's served ranges
+    Step("fetch_v3_below_served", lambda: fetch(KNOWN, 0, 0), 3),
+    Step("describe_acls_v0_below_served", _default(29), 0),
+    Step("list_offsets_v10_above_served", lambda: list_offsets(KNOWN, [0], -1), 10),
+    Step("find_coordinator_v6_above_served", lambda: find_coordinator("diff-simple", 0, 6), 6),
+    # not exposed on a broker listener
+    Step("leader_and_isr_v7", _default(4), 7),
+    Step("broker_heartbeat_v1", _default(63), 1),
+    Step("vote_v1", _default(52), 1),
+    Step("after_bad_input_metadata", lambda: metadata(KNOWN), 1, _sort_topics),
+]
+
+SCRIPT += BAD_INPUT_SCRIPT
 
 
 RETRIABLE = {
