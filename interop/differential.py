@@ -91,16 +91,6 @@ from kafkapy.protocol.messages.describe_client_quotas_request import (
 from kafkapy.protocol.messages.describe_client_quotas_request import (
     DescribeClientQuotasRequest,
 )
-from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
-    DescribeUserScramCredentialsRequest,
-)
-from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
-    UserName as ScramUser,
-)
-from kafkapy.protocol.messages.list_partition_reassignments_request import (
-    ListPartitionReassignmentsRequest,
-    ListPartitionReassignmentsTopics,
-)
 from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRequest
 from kafkapy.protocol.messages.describe_configs_request import (
     DescribeConfigsRequest,
@@ -123,6 +113,12 @@ from kafkapy.protocol.messages.describe_topic_partitions_request import (
 )
 from kafkapy.protocol.messages.describe_transactions_request import (
     DescribeTransactionsRequest,
+)
+from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
+    DescribeUserScramCredentialsRequest,
+)
+from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
+    UserName as ScramUser,
 )
 from kafkapy.protocol.messages.end_txn_request import EndTxnRequest
 from kafkapy.protocol.messages.fetch_request import (
@@ -155,6 +151,10 @@ from kafkapy.protocol.messages.list_offsets_request import (
     ListOffsetsPartition,
     ListOffsetsRequest,
     ListOffsetsTopic,
+)
+from kafkapy.protocol.messages.list_partition_reassignments_request import (
+    ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsTopics,
 )
 from kafkapy.protocol.messages.list_transactions_request import ListTransactionsRequest
 from kafkapy.protocol.messages.metadata_request import (
