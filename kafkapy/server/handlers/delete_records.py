@@ -1,4 +1,9 @@
-"""DeleteRecords (21): move a partition's log start offset forward."""
+"""DeleteRecords (21): move a partition's log start offset forward.
+
+In a cluster only the leader answers, once its own log start has moved;
+followers follow the leader's log start from their fetch responses (Kafka
+waits for them before answering; kafkapy does not).
+"""
 
 from __future__ import annotations
 
@@ -26,7 +31,10 @@ def _one(state: BrokerState, topic: str, p: DeleteRecordsPartition) -> DeleteRec
     )
     info = state.metadata.topic(topic)
     plog = state.partition_log(topic, p.partition_index) if info is not None else None
-    if info is None or plog is None:
+    code = state.replicas.leader_check(topic, p.partition_index) if state.replicas is not None else ErrorCode.NONE
+    if code != ErrorCode.NONE:
+        r.error_code = code
+    elif info is None or plog is None:
         r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     elif info.internal:
         r.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION  # Kafka: "Cannot delete records of internal topic"

@@ -2,6 +2,13 @@
 
 The response's `records` are file slices of the segment files; the network
 layer sends them with sendfile, so record bytes never enter Python.
+
+A fetch with a replica id >= 0 is a follower's: it is served up to the log
+end offset, not the high watermark. In a cluster (`state.replicas` set) the
+leader records the follower's offset first (which may move the high
+watermark), answers NOT_LEADER_OR_FOLLOWER where it does not lead, and
+answers a waiting follower fetch as soon as a high watermark it reads moves;
+consumers read only from the leader, up to the high watermark (or LSO).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class Wanted:
     fetch_offset: int
     max_bytes: int
     current_leader_epoch: int = -1
+    error: int = ErrorCode.NONE  # set before reading (a follower fetch the leader refused)
 
 
 def session_cache(state: BrokerState) -> FetchSessionCache:
@@ -61,7 +69,9 @@ def _resolve(state: BrokerState, name: str, topic_id: UUID, version: int) -> tup
     return name, (info.topic_id if info else ZERO_UUID)
 
 
-def _read_partition(state: BrokerState, w: Wanted, limit: int, min_one: bool, committed: bool) -> PartitionData:
+def _read_partition(
+    state: BrokerState, w: Wanted, limit: int, min_one: bool, committed: bool, follower: bool = False
+) -> PartitionData:
     # On any partition error Kafka answers -1 offsets and empty records.
     pd = PartitionData(partition_index=w.partition, error_code=ErrorCode.NONE, high_watermark=-1,
                        last_stable_offset=-1, log_start_offset=-1, records=b"")
@@ -69,19 +79,27 @@ def _read_partition(state: BrokerState, w: Wanted, limit: int, min_one: bool, co
         pd.error_code = ErrorCode.UNKNOWN_TOPIC_ID
         return pd
     plog = state.partition_log(w.topic, w.partition)
-    if plog is None:
-        pd.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        return pd
-    epoch = state.leader_epoch(w.topic, w.partition)
-    if w.current_leader_epoch >= 0 and w.current_leader_epoch != epoch:
-        pd.error_code = ErrorCode.FENCED_LEADER_EPOCH if w.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
-        return pd
+    replicas = state.replicas
+    if replicas is not None:
+        code = w.error or replicas.leader_check(w.topic, w.partition, w.current_leader_epoch)
+        if code != ErrorCode.NONE or plog is None:
+            pd.error_code = code or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            return pd
+    else:
+        if plog is None:
+            pd.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            return pd
+        epoch = state.leader_epoch(w.topic, w.partition)
+        if w.current_leader_epoch >= 0 and w.current_leader_epoch != epoch:
+            pd.error_code = ErrorCode.FENCED_LEADER_EPOCH if w.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+            return pd
     hw = plog.high_watermark
     lso = state.last_stable_offset(plog)
     pd.high_watermark, pd.last_stable_offset, pd.log_start_offset = hw, lso, plog.log_start_offset
     pd.aborted_transactions = [] if committed else None  # as Kafka: null when read_uncommitted
     try:
-        result = plog.read(w.fetch_offset, limit, max_offset=lso if committed else hw, min_one_message=min_one)
+        upper = None if follower else (lso if committed else hw)  # followers read up to the log end
+        result = plog.read(w.fetch_offset, limit, max_offset=upper, min_one_message=min_one)
         pd.records = result.slices[0] if result.slices else b""
         if committed and result.slices:
             # Aborted transactions overlapping what is returned (at most up to the LSO).
@@ -96,16 +114,18 @@ def _read_partition(state: BrokerState, w: Wanted, limit: int, min_one: bool, co
     return pd
 
 
-def _read_all(state: BrokerState, wanted: list[Wanted], max_bytes: int, committed: bool) -> tuple[list[PartitionData], int, bool]:
+def _read_all(
+    state: BrokerState, wanted: list[Wanted], max_bytes: int, committed: bool, follower: bool = False
+) -> tuple[list[PartitionData], int, bool]:
     out: list[PartitionData] = []
     total = 0
     error = False
     for w in wanted:
         remaining = max_bytes - total
         if remaining <= 0 and total > 0:
-            out.append(_read_partition(state, w, 0, False, committed))
+            out.append(_read_partition(state, w, 0, False, committed, follower))
         else:
-            out.append(_read_partition(state, w, min(w.max_bytes, max(remaining, 0)), total == 0, committed))
+            out.append(_read_partition(state, w, min(w.max_bytes, max(remaining, 0)), total == 0, committed, follower))
         pd = out[-1]
         if pd.records is not None:
             total += len(pd.records)
@@ -146,6 +166,21 @@ def _apply_session(
     ]
 
 
+def _follower_fetch(state: BrokerState, wanted: list[Wanted], replica_id: int, log_starts: dict[tuple[str, int], int]) -> list[int]:
+    """Let the leader record a follower's fetch; returns each partition's high watermark before it."""
+    replicas = state.replicas
+    before: list[int] = []
+    for w in wanted:
+        plog = state.partition_log(w.topic, w.partition) if w.topic is not None else None
+        before.append(plog.high_watermark if plog is not None else -1)
+        if w.topic is not None:
+            w.error = replicas.on_follower_fetch(
+                w.topic, w.partition, replica_id, w.fetch_offset, w.current_leader_epoch,
+                log_starts.get((w.topic, w.partition), -1),
+            )
+    return before
+
+
 async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     state = ctx.state
     version = ctx.version
@@ -180,15 +215,28 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
             name, tid = _resolve(state, t.topic, t.topic_id, version)
             for p in t.partitions:
                 wanted.append(Wanted(name, tid, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch))
+    replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
+    follower = replica_id >= 0
+    hw_before: list[int] | None = None
+    if follower and state.replicas is not None:
+        log_starts: dict[tuple[str, int], int] = {}
+        for t in req.topics:
+            name = _resolve(state, t.topic, t.topic_id, version)[0]
+            for p in t.partitions:
+                if name is not None:
+                    log_starts[(name, p.partition)] = p.log_start_offset
+        hw_before = _follower_fetch(state, wanted, replica_id, log_starts)
     max_bytes = req.max_bytes if version >= 3 else 0x7FFFFFFF
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(req.max_wait_ms, 0) / 1000
     while True:
         signal = state.appends.current()
-        datas, total, error = _read_all(state, wanted, max_bytes, committed)
+        datas, total, error = _read_all(state, wanted, max_bytes, committed, follower)
         remaining = deadline - loop.time()
         if total >= req.min_bytes or error or remaining <= 0 or not wanted:
             break
+        if hw_before is not None and any(pd.high_watermark != hw for pd, hw in zip(datas, hw_before)):
+            break  # the follower learns a moved high watermark without waiting for data
         try:
             await asyncio.wait_for(asyncio.shield(signal), remaining)
         except TimeoutError:

@@ -19,6 +19,11 @@ READ_COMMITTED = 1
 def _one(state: BrokerState, topic: str, p: ListOffsetsPartition, version: int, committed: bool) -> ListOffsetsPartitionResponse:
     r = ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.NONE, timestamp=-1, offset=-1)
     plog = state.partition_log(topic, p.partition_index)
+    if state.replicas is not None:  # a cluster: only the leader answers
+        code = state.replicas.leader_check(topic, p.partition_index, p.current_leader_epoch)
+        if code != ErrorCode.NONE or plog is None:
+            r.error_code = code or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            return r
     if plog is None:
         r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return r

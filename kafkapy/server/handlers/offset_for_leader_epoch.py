@@ -18,13 +18,20 @@ from kafkapy.storage.log import PartitionLog
 
 UNDEFINED_EPOCH = -1
 UNDEFINED_EPOCH_OFFSET = -1
+DEBUG_REPLICA = -2  # Kafka's debugging replica id: any replica may answer
 
 
-def _one(state: BrokerState, topic: str, p: OffsetForLeaderPartition) -> EpochEndOffset:
+def _one(state: BrokerState, topic: str, p: OffsetForLeaderPartition, replica_id: int = -1) -> EpochEndOffset:
     r = EpochEndOffset(
         error_code=ErrorCode.NONE, partition=p.partition, leader_epoch=UNDEFINED_EPOCH, end_offset=UNDEFINED_EPOCH_OFFSET
     )
     plog = state.partition_log(topic, p.partition)
+    if state.replicas is not None and replica_id != DEBUG_REPLICA:
+        # consumers and followers (replica_id >= 0) alike are answered by the leader
+        code = state.replicas.leader_check(topic, p.partition, p.current_leader_epoch)
+        if code != ErrorCode.NONE:
+            r.error_code = code
+            return r
     if plog is None:
         r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         return r
@@ -54,9 +61,12 @@ def _end_offset(plog: PartitionLog, requested: int, current: int) -> tuple[int, 
 
 
 async def handle(ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse:
+    replica_id = req.replica_id if ctx.version >= 3 else -1  # consumers send -1; versions < 3 are followers' only
     return OffsetForLeaderEpochResponse(
         topics=[
-            OffsetForLeaderTopicResult(topic=t.topic, partitions=[_one(ctx.state, t.topic, p) for p in t.partitions])
+            OffsetForLeaderTopicResult(
+                topic=t.topic, partitions=[_one(ctx.state, t.topic, p, replica_id) for p in t.partitions]
+            )
             for t in req.topics
         ]
     )

@@ -1,0 +1,441 @@
+"""Follower side of replication: fetcher tasks that copy leaders' logs with Fetch.
+
+One `SourceFetcher` per (leader broker, fetcher id < num.replica.fetchers)
+holds a `BrokerConnection` to the leader and fetches every partition it
+follows from that leader in one full Fetch request (no session), carrying
+this broker's id as the replica id. A partition starts in the truncating
+state: the fetcher asks OffsetForLeaderEpoch for the end offset of its
+latest epoch and truncates a divergent tail before fetching. Fetched
+batches are appended with `append_as_follower`; the follower's high
+watermark becomes min(leader's high watermark, its log end offset) and its
+log start offset follows the leader's.
+
+Errors: NOT_LEADER_OR_FOLLOWER / FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH
+back the partition off for replica.fetch.backoff.ms (the metadata will name
+a new leader or epoch); OFFSET_OUT_OF_RANGE restarts the log at the
+leader's log start when that is past our end, else truncates again;
+connection errors reconnect after the backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from kafkapy import __version__
+from kafkapy.client import BrokerConnection, KafkaError
+from kafkapy.logging import get_logger
+from kafkapy.protocol.api import ApiKey
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.errors import ProtocolError
+from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
+from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic, ReplicaState
+from kafkapy.protocol.messages.list_offsets_request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
+from kafkapy.protocol.messages.offset_for_leader_epoch_request import (
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderPartition,
+    OffsetForLeaderTopic,
+)
+from kafkapy.protocol.primitives import ZERO_UUID
+from kafkapy.protocol.records import validate_records
+from kafkapy.storage.errors import OffsetOutOfRangeError, StorageError
+from kafkapy.storage.log import PartitionLog
+
+if TYPE_CHECKING:
+    from kafkapy.server.state import BrokerState
+
+log = get_logger(__name__)
+
+EARLIEST = -2
+_BATCH_LEN = struct.Struct(">qi")  # baseOffset, batchLength
+_BACKOFF_ERRORS = frozenset(
+    {
+        ErrorCode.NOT_LEADER_OR_FOLLOWER,
+        ErrorCode.FENCED_LEADER_EPOCH,
+        ErrorCode.UNKNOWN_LEADER_EPOCH,
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode.UNKNOWN_TOPIC_ID,
+        ErrorCode.REPLICA_NOT_AVAILABLE,
+        ErrorCode.LEADER_NOT_AVAILABLE,
+    }
+)
+OFFSET_FOR_LEADER_EPOCH_MAX = 4
+
+
+@dataclass(slots=True)
+class FollowedPartition:
+    topic: str
+    index: int
+    plog: PartitionLog
+    leader_epoch: int
+    truncating: bool = True
+    backoff_until: float = 0.0  # loop time
+
+
+def complete_batches(buf: memoryview, start: int) -> tuple[int, int]:
+    """(first, end) byte positions of the whole batches in `buf` ending after offset `start`.
+
+    Batches wholly below `start` are skipped; a partial batch at the end
+    (a fetch cut by max bytes) is left out.
+    """
+    n = len(buf)
+    pos = first = 0
+    skipping = True
+    while pos + 12 <= n:
+        base, length = _BATCH_LEN.unpack_from(buf, pos)
+        end = pos + 12 + length
+        if end > n or length < 49:
+            break
+        if skipping:
+            (delta,) = struct.unpack_from(">i", buf, pos + 23)
+            if base + delta < start:
+                first = end
+            else:
+                skipping = False
+        pos = end
+    return first, pos if pos > first else first
+
+
+class SourceFetcher:
+    """Fetches the partitions this broker follows from one leader."""
+
+    def __init__(self, manager: FetcherManager, leader: int, fetcher_id: int) -> None:
+        self.manager = manager
+        self.state = manager.state
+        self.leader = leader
+        self.fetcher_id = fetcher_id
+        self.partitions: dict[tuple[str, int], FollowedPartition] = {}
+        self._wake = asyncio.Event()
+        self._conn: BrokerConnection | None = None
+        self._ofle_version = OFFSET_FOR_LEADER_EPOCH_MAX
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    # ------------------------------------------------------------ settings
+
+    def _cfg(self, key: str, default: int) -> int:
+        value = self.state.config.get(key)
+        return default if value is None else int(value)
+
+    @property
+    def _backoff(self) -> float:
+        return self._cfg("replica.fetch.backoff.ms", 1000) / 1000
+
+    # ------------------------------------------------------------ membership
+
+    def add(self, fp: FollowedPartition) -> None:
+        self.partitions[(fp.topic, fp.index)] = fp
+        self._wake.set()
+
+    def remove(self, topic: str, index: int) -> None:
+        self.partitions.pop((topic, index), None)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    # ------------------------------------------------------------ loop
+
+    async def _run(self) -> None:
+        while True:
+            if not self.partitions:
+                await self._disconnect()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                conn = await self._connection()
+                await self._truncate(conn)
+                if not await self._fetch(conn):
+                    await self._idle()
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, OSError) as exc:
+                log.warning("replica fetcher error", leader=self.leader, error=str(exc))
+                await self._disconnect()
+                await asyncio.sleep(self._backoff)
+            except Exception:
+                log.exception("replica fetcher failed", leader=self.leader)
+                await self._disconnect()
+                await asyncio.sleep(self._backoff)
+
+    async def _idle(self) -> None:
+        """Nothing to fetch now: wait for a partition to leave backoff or be added."""
+        loop = asyncio.get_running_loop()
+        until = min((fp.backoff_until for fp in self.partitions.values()), default=loop.time() + self._backoff)
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(until - loop.time(), 0.001))
+
+    async def _connection(self) -> BrokerConnection:
+        info = self.state.metadata.broker_info(self.leader)
+        if info is None:
+            raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"leader {self.leader} is not registered")
+        conn = self._conn
+        if conn is not None and not conn.closed and (conn.host, conn.port) == (info.host, info.port):
+            return conn
+        await self._disconnect()
+        wait_ms = self._cfg("replica.fetch.wait.max.ms", 500)
+        timeout = max(self._cfg("replica.socket.timeout.ms", 30000), wait_ms + 5000) / 1000
+        conn = BrokerConnection(
+            info.host, info.port, client_id=f"kafkapy-replica-fetcher-{self.state.node_id}-{self.fetcher_id}",
+            request_timeout=timeout,
+        )
+        await conn.connect(timeout)
+        self._conn = conn
+        # BrokerConnection negotiates only the client's APIs; learn OffsetForLeaderEpoch's range too.
+        resp: Any = await conn.request(
+            ApiVersionsRequest(client_software_name="kafkapy", client_software_version=__version__), 3
+        )
+        for k in resp.api_keys:
+            if k.api_key == ApiKey.OFFSET_FOR_LEADER_EPOCH:
+                self._ofle_version = min(OFFSET_FOR_LEADER_EPOCH_MAX, k.max_version)
+        log.info("replica fetcher connected", leader=self.leader, address=conn.address)
+        return conn
+
+    # ------------------------------------------------------------ truncation
+
+    async def _truncate(self, conn: BrokerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        asking: dict[tuple[str, int], tuple[FollowedPartition, int]] = {}
+        for key, fp in list(self.partitions.items()):
+            if not fp.truncating or fp.backoff_until > now:
+                continue
+            plog = fp.plog
+            epoch = plog.latest_epoch
+            if epoch < 0:
+                # No epoch history: keep what is known committed (Kafka's pre-epoch rule).
+                if plog.log_end_offset > plog.high_watermark:
+                    plog.truncate_to(plog.high_watermark)
+                fp.truncating = False
+                continue
+            asking[key] = (fp, epoch)
+        if not asking:
+            return
+        by_topic: dict[str, list[OffsetForLeaderPartition]] = {}
+        for (topic, index), (fp, epoch) in asking.items():
+            by_topic.setdefault(topic, []).append(
+                OffsetForLeaderPartition(partition=index, current_leader_epoch=fp.leader_epoch, leader_epoch=epoch)
+            )
+        req = OffsetForLeaderEpochRequest(
+            replica_id=self.state.node_id,
+            topics=[OffsetForLeaderTopic(topic=t, partitions=ps) for t, ps in by_topic.items()],
+        )
+        resp: Any = await conn.request(req, self._ofle_version)
+        for t in resp.topics:
+            for p in t.partitions:
+                entry = asking.get((t.topic, p.partition))
+                if entry is None:
+                    continue
+                fp, asked = entry
+                if self.partitions.get((fp.topic, fp.index)) is not fp:
+                    continue  # reassigned meanwhile
+                if p.error_code != ErrorCode.NONE:
+                    log.info("truncation deferred", topic=fp.topic, partition=fp.index, error=p.error_code)
+                    fp.backoff_until = loop.time() + self._backoff
+                    continue
+                self._truncate_to_leader(fp, asked, p.leader_epoch, p.end_offset)
+
+    def _truncate_to_leader(self, fp: FollowedPartition, asked: int, leader_epoch: int, end_offset: int) -> None:
+        plog = fp.plog
+        leo = plog.log_end_offset
+        if end_offset < 0:
+            target = plog.high_watermark  # the leader knows no epoch at or below ours
+        elif leader_epoch == asked:
+            target = min(end_offset, leo)
+        else:
+            # The leader's largest epoch below ours: keep what our log holds of that epoch.
+            _, ours = plog.end_offset_for_epoch(leader_epoch)
+            target = min(end_offset, leo, ours if ours >= 0 else end_offset)
+        if target < leo:
+            log.info("follower truncating", topic=fp.topic, partition=fp.index, from_offset=leo, to_offset=target,
+                     leader=self.leader, leader_epoch=fp.leader_epoch)
+            plog.truncate_to(target)
+        fp.truncating = False
+
+    # ------------------------------------------------------------ fetch
+
+    async def _fetch(self, conn: BrokerConnection) -> bool:
+        """One Fetch round; False when no partition was ready to fetch."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        ready = [fp for fp in self.partitions.values() if not fp.truncating and fp.backoff_until <= now]
+        if not ready:
+            return False
+        version = conn.version_for(ApiKey.FETCH)
+        ids: dict[str, UUID] = {}
+        for fp in ready:
+            if fp.topic not in ids:
+                info = self.state.metadata.topic(fp.topic)
+                ids[fp.topic] = info.topic_id if info is not None else ZERO_UUID
+        if version >= 13 and any(tid == ZERO_UUID for tid in ids.values()):
+            version = 12  # topic ids unknown: names
+        part_max = self._cfg("replica.fetch.max.bytes", 1048576)
+        by_topic: dict[str, list[FetchPartition]] = {}
+        sent: dict[tuple[str, int], tuple[FollowedPartition, int]] = {}
+        for fp in ready:
+            offset = fp.plog.log_end_offset
+            sent[(fp.topic, fp.index)] = (fp, offset)
+            by_topic.setdefault(fp.topic, []).append(
+                FetchPartition(
+                    partition=fp.index,
+                    current_leader_epoch=fp.leader_epoch,
+                    fetch_offset=offset,
+                    log_start_offset=fp.plog.log_start_offset,
+                    partition_max_bytes=part_max,
+                )
+            )
+        me = self.state.node_id
+        req = FetchRequest(
+            replica_id=me if version < 15 else -1,
+            replica_state=ReplicaState(replica_id=me if version >= 15 else -1, replica_epoch=-1),
+            max_wait_ms=self._cfg("replica.fetch.wait.max.ms", 500),
+            min_bytes=self._cfg("replica.fetch.min.bytes", 1),
+            max_bytes=self._cfg("replica.fetch.response.max.bytes", 10485760),
+            isolation_level=0,
+            session_id=0,
+            session_epoch=-1,
+            topics=[FetchTopic(topic=t, topic_id=ids[t], partitions=ps) for t, ps in by_topic.items()],
+        )
+        resp: Any = await conn.request(req, version)
+        if resp.error_code != ErrorCode.NONE:
+            for fp in ready:
+                fp.backoff_until = loop.time() + self._backoff
+            log.warning("replica fetch refused", leader=self.leader, error=resp.error_code)
+            return True
+        names = {tid: name for name, tid in ids.items()}
+        for t in resp.responses:
+            topic = names.get(t.topic_id, t.topic) if version >= 13 else t.topic
+            for pd in t.partitions:
+                entry = sent.get((topic, pd.partition_index))
+                if entry is None:
+                    continue
+                fp, offset = entry
+                if self.partitions.get((fp.topic, fp.index)) is not fp or fp.truncating:
+                    continue  # role or epoch changed while the fetch was out
+                if fp.plog.log_end_offset != offset or fp.plog.closed:
+                    continue
+                await self._handle_partition(conn, fp, pd, offset)
+        return True
+
+    async def _handle_partition(self, conn: BrokerConnection, fp: FollowedPartition, pd: Any, offset: int) -> None:
+        code = pd.error_code
+        if code == ErrorCode.NONE:
+            try:
+                self._append(fp, pd, offset)
+            except (StorageError, ProtocolError) as exc:
+                log.error("follower append failed", topic=fp.topic, partition=fp.index, error=str(exc))
+                fp.truncating = True
+                fp.backoff_until = asyncio.get_running_loop().time() + self._backoff
+        elif code == ErrorCode.OFFSET_OUT_OF_RANGE:
+            await self._out_of_range(conn, fp)
+        else:
+            if code not in _BACKOFF_ERRORS:
+                log.warning("replica fetch error", topic=fp.topic, partition=fp.index, leader=self.leader, error=code)
+            fp.backoff_until = asyncio.get_running_loop().time() + self._backoff
+
+    def _append(self, fp: FollowedPartition, pd: Any, offset: int) -> None:
+        plog = fp.plog
+        records = pd.records
+        if records is not None and len(records) > 0:
+            buf = memoryview(records)
+            first, end = complete_batches(buf, offset)
+            if end > first:
+                chunk = buf[first:end]
+                validate_records(chunk, None, strict_offsets=False)
+                plog.append_as_follower(chunk)
+        if pd.high_watermark >= 0:
+            plog.high_watermark = min(pd.high_watermark, plog.log_end_offset)
+        if pd.log_start_offset > plog.log_start_offset:
+            with contextlib.suppress(OffsetOutOfRangeError):
+                plog.delete_records_before(min(pd.log_start_offset, plog.high_watermark))
+
+    async def _out_of_range(self, conn: BrokerConnection, fp: FollowedPartition) -> None:
+        req = ListOffsetsRequest(
+            replica_id=self.state.node_id,
+            isolation_level=0,
+            topics=[
+                ListOffsetsTopic(
+                    name=fp.topic,
+                    partitions=[
+                        ListOffsetsPartition(
+                            partition_index=fp.index, current_leader_epoch=fp.leader_epoch, timestamp=EARLIEST
+                        )
+                    ],
+                )
+            ],
+        )
+        resp: Any = await conn.request(req)
+        if self.partitions.get((fp.topic, fp.index)) is not fp:
+            return
+        for t in resp.topics:
+            for r in t.partitions:
+                if r.error_code != ErrorCode.NONE:
+                    fp.backoff_until = asyncio.get_running_loop().time() + self._backoff
+                    return
+                plog = fp.plog
+                if r.offset > plog.log_end_offset:
+                    log.info("follower restarting log", topic=fp.topic, partition=fp.index, at=r.offset)
+                    plog.truncate_fully_and_start_at(r.offset)
+                else:
+                    fp.truncating = True
+                return
+
+
+@dataclass(slots=True)
+class FetcherManager:
+    """Routes followed partitions to one fetcher per (leader, fetcher id)."""
+
+    state: BrokerState
+    fetchers: dict[tuple[int, int], SourceFetcher] = field(default_factory=dict)
+    assigned: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+
+    def _fetcher_id(self, topic: str, index: int) -> int:
+        n = max(int(self.state.config.get("num.replica.fetchers") or 1), 1)
+        return (zlib.crc32(topic.encode()) * 31 + index) % n
+
+    def add(self, topic: str, index: int, leader: int, leader_epoch: int) -> None:
+        """Follow `leader` at `leader_epoch`: truncate first, then fetch."""
+        self.remove(topic, index)
+        plog = self.state.partition_log(topic, index)
+        if plog is None:
+            log.warning("follower without a log", topic=topic, partition=index)
+            return
+        key = (leader, self._fetcher_id(topic, index))
+        fetcher = self.fetchers.get(key)
+        if fetcher is None:
+            fetcher = self.fetchers[key] = SourceFetcher(self, leader, key[1])
+        fetcher.add(FollowedPartition(topic, index, plog, leader_epoch))
+        self.assigned[(topic, index)] = key
+
+    def remove(self, topic: str, index: int) -> None:
+        key = self.assigned.pop((topic, index), None)
+        if key is not None and key in self.fetchers:
+            self.fetchers[key].remove(topic, index)
+
+    def following(self, topic: str, index: int) -> FollowedPartition | None:
+        key = self.assigned.get((topic, index))
+        fetcher = self.fetchers.get(key) if key is not None else None
+        return fetcher.partitions.get((topic, index)) if fetcher is not None else None
+
+    async def close(self) -> None:
+        fetchers, self.fetchers = list(self.fetchers.values()), {}
+        self.assigned.clear()
+        for f in fetchers:
+            await f.close()

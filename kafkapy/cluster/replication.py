@@ -1,0 +1,425 @@
+"""Leader/follower replication: the leader's side and the per-partition roles.
+
+`ReplicaManager` keeps, for every partition this broker holds a replica of,
+its role from the metadata (`apply`). As leader it tracks each follower's
+log end offset (the offset of its last fetch) and last caught-up time,
+moves the high watermark to the minimum log end offset over the ISR, wakes
+acks=all producers (`wait_replicated`) and long-polling fetches, shrinks the
+ISR of followers lagging more than replica.lag.time.max.ms and expands it
+when a follower catches up, always by compare-and-swap (`alter_isr`). As
+follower it hands the partition to the fetchers (fetcher.py).
+
+Caught up, as Kafka defines it: a follower whose fetch reaches the leader's
+log end offset is caught up now; one whose fetch reaches the leader's log
+end offset at its previous fetch was caught up at that previous fetch.
+
+Everything runs on the broker's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kafkapy.cluster.metadata import PartitionInfo
+from kafkapy.logging import get_logger
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.storage.log import PartitionLog
+
+if TYPE_CHECKING:
+    from kafkapy.cluster.fetcher import FetcherManager
+    from kafkapy.server.state import BrokerState
+
+log = get_logger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+def _copy(info: PartitionInfo) -> PartitionInfo:
+    return PartitionInfo(
+        info.index, info.leader, list(info.replicas), list(info.isr), info.leader_epoch, info.partition_epoch
+    )
+
+
+@dataclass(slots=True)
+class FollowerProgress:
+    """What the leader knows of one follower (reset on every leader change)."""
+
+    node_id: int
+    log_end_offset: int = -1  # offset of its last fetch; -1 until it fetches in this epoch
+    log_start_offset: int = -1
+    last_caught_up_ms: int = 0
+    last_fetch_ms: int = 0
+    leader_end_at_last_fetch: int = 0
+
+
+@dataclass(slots=True)
+class _Waiter:
+    end_offset: int
+    min_isr: int
+    future: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class Replica:
+    """This broker's replica of one partition."""
+
+    topic: str
+    index: int
+    info: PartitionInfo  # the partition state last applied (a private copy)
+    plog: PartitionLog
+    is_leader: bool = False
+    epoch_start: int = 0  # leader: log end offset when its epoch began
+    followers: dict[int, FollowerProgress] = field(default_factory=dict)
+    waiters: list[_Waiter] = field(default_factory=list)
+    pending_isr: list[int] | None = None  # an alter_isr in flight
+
+
+class ReplicaManager:
+    """Roles per partition, high watermarks, the ISR and acks=all waits. See the module docstring."""
+
+    def __init__(self, state: BrokerState) -> None:
+        self.state = state
+        self.node_id: int = state.node_id
+        self._replicas: dict[tuple[str, int], Replica] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._isr_tasks: set[asyncio.Task[None]] = set()
+        self.fetchers: FetcherManager | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _lag_ms(self) -> int:
+        return int(self.state.config.get("replica.lag.time.max.ms") or 30000)
+
+    async def start(self) -> None:
+        from kafkapy.cluster.fetcher import FetcherManager
+
+        if self.fetchers is None:
+            self.fetchers = FetcherManager(self.state)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._isr_maintenance()))
+        # partitions applied before start() are followed from now on
+        for r in self._replicas.values():
+            if not r.is_leader and r.info.leader >= 0:
+                self.fetchers.add(r.topic, r.index, r.info.leader, r.info.leader_epoch)
+
+    async def close(self) -> None:
+        self._closed = True
+        for t in [*self._tasks, *self._isr_tasks]:
+            t.cancel()
+        for t in [*self._tasks, *self._isr_tasks]:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        self._isr_tasks.clear()
+        if self.fetchers is not None:
+            await self.fetchers.close()
+        for r in self._replicas.values():
+            self._fail_waiters(r, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            r.plog.append_listener = None
+
+    # ------------------------------------------------------------ metadata
+
+    def apply(self, topic: str, info: PartitionInfo) -> None:
+        """A partition's state from the metadata, in metadata order (see the contract in the module)."""
+        key = (topic, info.index)
+        me = self.node_id
+        current = self._replicas.get(key)
+        if me not in info.replicas:
+            if current is not None:
+                self.forget(topic, info.index)
+            return
+        if current is not None and (info.leader_epoch, info.partition_epoch) < (
+            current.info.leader_epoch,
+            current.info.partition_epoch,
+        ):
+            return  # older than what an alter_isr already told us
+        plog = self.state.partition_log(topic, info.index)
+        if plog is None:
+            log.warning("replica without a log", topic=topic, partition=info.index)
+            return
+        new = _copy(info)
+        if current is not None and current.plog is not plog:
+            self.forget(topic, info.index)  # the log was recreated (topic deleted and made again)
+            current = None
+        if current is None:
+            current = self._replicas[key] = Replica(topic, info.index, new, plog)
+            changed_epoch = True
+        else:
+            changed_epoch = (info.leader, info.leader_epoch) != (current.info.leader, current.info.leader_epoch)
+        if info.leader == me:
+            if changed_epoch or not current.is_leader:
+                current.info = new
+                self._become_leader(current)
+            else:
+                current.info = new  # same epoch: the ISR (or partition epoch) changed
+                if current.pending_isr is not None and new.isr == current.pending_isr:
+                    current.pending_isr = None
+            self._maybe_advance_hw(current)
+        else:
+            was_leader = current.is_leader
+            current.info = new
+            if changed_epoch or was_leader:
+                self._become_follower(current)
+
+    def forget(self, topic: str, index: int) -> None:
+        r = self._replicas.pop((topic, index), None)
+        if self.fetchers is not None:
+            self.fetchers.remove(topic, index)
+        if r is not None:
+            self._fail_waiters(r, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            if r.plog.append_listener == self._on_append:
+                r.plog.append_listener = None
+            log.info("replica forgotten", topic=topic, partition=index)
+
+    def _become_leader(self, r: Replica) -> None:
+        if self.fetchers is not None:
+            self.fetchers.remove(r.topic, r.index)
+        plog = r.plog
+        epoch = r.info.leader_epoch
+        leo = plog.log_end_offset
+        if epoch > plog.latest_epoch:
+            plog.epoch_cache.assign(epoch, leo)
+        r.is_leader = True
+        r.epoch_start = leo
+        r.pending_isr = None
+        now = _now_ms()
+        # Followers in the ISR keep their place for a lag period; their offsets are unknown until they fetch.
+        r.followers = {n: FollowerProgress(n, last_caught_up_ms=now) for n in r.info.replicas if n != self.node_id}
+        plog.append_listener = self._on_append
+        log.info(
+            "became leader", topic=r.topic, partition=r.index, leader_epoch=epoch, log_end_offset=leo,
+            high_watermark=plog.high_watermark, isr=r.info.isr,
+        )
+
+    def _become_follower(self, r: Replica) -> None:
+        self._fail_waiters(r, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        r.is_leader = False
+        r.followers = {}
+        r.pending_isr = None
+        if r.plog.append_listener == self._on_append:
+            r.plog.append_listener = None
+        if self.fetchers is not None:
+            if r.info.leader >= 0:
+                self.fetchers.add(r.topic, r.index, r.info.leader, r.info.leader_epoch)
+            else:
+                self.fetchers.remove(r.topic, r.index)
+        log.info("became follower", topic=r.topic, partition=r.index, leader=r.info.leader,
+                 leader_epoch=r.info.leader_epoch)
+
+    # ------------------------------------------------------------ queries
+
+    def replica(self, topic: str, index: int) -> Replica | None:
+        return self._replicas.get((topic, index))
+
+    def leader_check(self, topic: str, index: int, current_leader_epoch: int = -1) -> int:
+        r = self._replicas.get((topic, index))
+        if r is None:
+            info = self.state.metadata.topic(topic)
+            if info is None or index >= len(info.partitions) or index < 0:
+                return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        epoch = r.info.leader_epoch
+        if current_leader_epoch >= 0 and current_leader_epoch != epoch:
+            return ErrorCode.FENCED_LEADER_EPOCH if current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+        return ErrorCode.NONE if r.is_leader else ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+    def isr(self, topic: str, index: int) -> list[int]:
+        r = self._replicas.get((topic, index))
+        if r is not None:
+            return list(r.info.isr)
+        info = self.state.metadata.topic(topic)
+        if info is None or not 0 <= index < len(info.partitions):
+            return []
+        return list(info.partitions[index].isr)
+
+    def min_isr(self, topic: str) -> int:
+        """min.insync.replicas of a topic: its override, else the broker's."""
+        info = self.state.metadata.topic(topic)
+        raw = info.configs.get("min.insync.replicas") if info is not None else None
+        if raw is not None:
+            try:
+                return int(raw)
+            except ValueError:
+                pass
+        return int(self.state.config.get("min.insync.replicas") or 1)
+
+    # ------------------------------------------------------------ leader side
+
+    def on_follower_fetch(
+        self, topic: str, index: int, replica_id: int, fetch_offset: int, current_leader_epoch: int = -1,
+        log_start_offset: int = -1,
+    ) -> int:
+        """A follower's fetch reached the leader: validate it and record the follower's progress.
+
+        Offsets outside [log start, log end] are not recorded (the read answers OFFSET_OUT_OF_RANGE).
+        """
+        code = self.leader_check(topic, index, current_leader_epoch)
+        if code != ErrorCode.NONE:
+            return code
+        r = self._replicas[(topic, index)]
+        f = r.followers.get(replica_id)
+        if f is None:  # not an assigned replica of this partition
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        plog = r.plog
+        leo = plog.log_end_offset
+        if not plog.log_start_offset <= fetch_offset <= leo:
+            return ErrorCode.NONE
+        now = _now_ms()
+        if fetch_offset >= leo:
+            f.last_caught_up_ms = now
+        elif fetch_offset >= f.leader_end_at_last_fetch:
+            f.last_caught_up_ms = max(f.last_caught_up_ms, f.last_fetch_ms)
+        f.leader_end_at_last_fetch = leo
+        f.last_fetch_ms = now
+        f.log_end_offset = fetch_offset
+        if log_start_offset >= 0:
+            f.log_start_offset = log_start_offset
+        self._maybe_expand_isr(r, f)
+        self._maybe_advance_hw(r)
+        return ErrorCode.NONE
+
+    def _on_append(self, plog: PartitionLog) -> None:
+        r = self._replicas.get((plog.topic, plog.partition))
+        if r is not None and r.plog is plog:
+            self._maybe_advance_hw(r)
+
+    def _maybe_advance_hw(self, r: Replica) -> bool:
+        """HW = min log end offset over the ISR (and a pending expansion), forward only."""
+        if not r.is_leader:
+            return False
+        plog = r.plog
+        if plog.latest_epoch != r.info.leader_epoch:
+            return False  # no record of the current epoch yet
+        candidate = plog.log_end_offset
+        members = set(r.info.isr)
+        if r.pending_isr is not None:
+            members.update(r.pending_isr)
+        for n in members:
+            if n == self.node_id:
+                continue
+            f = r.followers.get(n)
+            if f is None:
+                continue  # an ISR member that is no longer a replica: a reassignment in flight
+            if f.log_end_offset < candidate:
+                candidate = f.log_end_offset
+        if candidate <= plog.high_watermark:
+            return False
+        plog.high_watermark = candidate
+        self._complete_waiters(r)
+        self.state.appends.notify()
+        return True
+
+    def _complete_waiters(self, r: Replica) -> None:
+        if not r.waiters:
+            return
+        hw = r.plog.high_watermark
+        isr_size = len(r.info.isr)
+        keep: list[_Waiter] = []
+        for w in r.waiters:
+            if w.future.done():
+                continue
+            if w.end_offset <= hw:
+                w.future.set_result(
+                    ErrorCode.NONE if isr_size >= w.min_isr else ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                )
+            else:
+                keep.append(w)
+        r.waiters = keep
+
+    def _fail_waiters(self, r: Replica, code: int) -> None:
+        for w in r.waiters:
+            if not w.future.done():
+                w.future.set_result(code)
+        r.waiters = []
+
+    async def wait_replicated(self, topic: str, index: int, end_offset: int, timeout_ms: int, min_isr: int) -> int:
+        """acks=all: wait until the high watermark reaches `end_offset`."""
+        r = self._replicas.get((topic, index))
+        if r is None or not r.is_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        self._maybe_advance_hw(r)
+        if r.plog.high_watermark >= end_offset:
+            return ErrorCode.NONE if len(r.info.isr) >= min_isr else ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        w = _Waiter(end_offset, min_isr, fut)
+        r.waiters.append(w)
+        try:
+            return await asyncio.wait_for(fut, max(timeout_ms, 0) / 1000)
+        except TimeoutError:
+            return ErrorCode.REQUEST_TIMED_OUT
+        finally:
+            if w in r.waiters:
+                r.waiters.remove(w)
+
+    # ------------------------------------------------------------ ISR changes
+
+    def _maybe_expand_isr(self, r: Replica, f: FollowerProgress) -> None:
+        if r.pending_isr is not None or f.node_id in r.info.isr:
+            return
+        if f.log_end_offset >= r.plog.high_watermark and f.log_end_offset >= r.epoch_start:
+            self._alter_isr(r, [*r.info.isr, f.node_id], "expand")
+
+    def shrink_isr(self, now_ms: int | None = None) -> None:
+        """Drop followers out of sync for longer than replica.lag.time.max.ms (one pass)."""
+        now = _now_ms() if now_ms is None else now_ms
+        lag = self._lag_ms()
+        for r in list(self._replicas.values()):
+            if not r.is_leader or r.pending_isr is not None:
+                continue
+            leo = r.plog.log_end_offset
+            out = [
+                n for n in r.info.isr
+                if n != self.node_id
+                and (f := r.followers.get(n)) is not None
+                and f.log_end_offset < leo
+                and now - f.last_caught_up_ms > lag
+            ]
+            if out:
+                self._alter_isr(r, [n for n in r.info.isr if n not in out], "shrink")
+
+    def _alter_isr(self, r: Replica, isr: list[int], why: str) -> None:
+        if self.node_id not in isr:
+            isr = [self.node_id, *isr]
+        r.pending_isr = isr
+        task = asyncio.get_running_loop().create_task(self._send_alter_isr(r, isr, why))
+        self._isr_tasks.add(task)
+        task.add_done_callback(self._isr_tasks.discard)
+
+    async def _send_alter_isr(self, r: Replica, isr: list[int], why: str) -> None:
+        base = r.info.partition_epoch
+        leader_epoch = r.info.leader_epoch
+        result: PartitionInfo | None = None
+        try:
+            result = await self.state.metadata.alter_isr(r.topic, r.index, isr, base)
+        except Exception as exc:  # the store is unreachable: retry on the next pass
+            log.warning("alter_isr failed", topic=r.topic, partition=r.index, error=repr(exc))
+        if r.pending_isr is isr:
+            r.pending_isr = None
+        if self._replicas.get((r.topic, r.index)) is not r:
+            return
+        if result is None:
+            log.info("alter_isr lost", topic=r.topic, partition=r.index, isr=isr, partition_epoch=base)
+            return
+        log.info("isr changed", topic=r.topic, partition=r.index, change=why, isr=result.isr,
+                 partition_epoch=result.partition_epoch)
+        if r.is_leader and result.leader_epoch == leader_epoch and (
+            result.partition_epoch > r.info.partition_epoch
+        ):
+            r.info = _copy(result)
+            self._maybe_advance_hw(r)
+
+    async def _isr_maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(max(self._lag_ms(), 2) / 2000)
+            try:
+                self.shrink_isr()
+            except Exception:
+                log.exception("isr maintenance failed")

@@ -1,0 +1,465 @@
+"""Replication: the leader's bookkeeping (ReplicaManager) on real logs, and the
+follower's fetcher against a real kafkapy broker subprocess acting as leader."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kafkapy.client import BrokerConnection, KafkaClient
+from kafkapy.cluster.metadata import BrokerInfo, PartitionInfo, TopicInfo
+from kafkapy.cluster.replication import ReplicaManager
+from kafkapy.config import BrokerConfig
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.delete_records_request import (
+    DeleteRecordsPartition,
+    DeleteRecordsRequest,
+    DeleteRecordsTopic,
+)
+from kafkapy.server.state import BrokerState
+from kafkapy.storage.log_manager import LogManager
+from kafkapy.testing import BrokerProcess
+from tests.storage.helpers import make_batch
+
+TOPIC = "t"
+ME = 1
+
+
+class DictView:
+    """A ClusterView over dicts; alter_isr is a compare-and-swap on the partition epoch."""
+
+    def __init__(self, me: int, brokers: dict[int, tuple[str, int]] | None = None) -> None:
+        self.cluster_id = "test-cluster"
+        self._brokers = {n: BrokerInfo(n, h, p) for n, (h, p) in (brokers or {me: ("127.0.0.1", 1)}).items()}
+        self.broker = self._brokers.get(me) or BrokerInfo(me, "127.0.0.1", 1)
+        self._topics: dict[str, TopicInfo] = {}
+        self.alter_calls: list[tuple[str, int, list[int], int]] = []
+
+    @property
+    def controller_id(self) -> int:
+        return self.broker.node_id
+
+    def brokers(self) -> list[BrokerInfo]:
+        return sorted(self._brokers.values(), key=lambda b: b.node_id)
+
+    def broker_info(self, node_id: int) -> BrokerInfo | None:
+        return self._brokers.get(node_id)
+
+    def topics(self) -> Iterable[TopicInfo]:
+        return self._topics.values()
+
+    def topic(self, name: str) -> TopicInfo | None:
+        return self._topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        return next((t for t in self._topics.values() if t.topic_id == topic_id), None)
+
+    def add_topic(self, name: str, parts: list[PartitionInfo], topic_id: uuid.UUID | None = None,
+                  configs: dict[str, str] | None = None) -> TopicInfo:
+        info = TopicInfo(name, topic_id or uuid.uuid4(), parts, dict(configs or {}))
+        self._topics[name] = info
+        return info
+
+    async def alter_isr(self, topic: str, index: int, isr: list[int], partition_epoch: int) -> PartitionInfo | None:
+        self.alter_calls.append((topic, index, list(isr), partition_epoch))
+        part = self._topics[topic].partitions[index]
+        if part.partition_epoch != partition_epoch:
+            return None
+        part.isr, part.partition_epoch = list(isr), partition_epoch + 1
+        return PartitionInfo(part.index, part.leader, list(part.replicas), list(part.isr),
+                             part.leader_epoch, part.partition_epoch)
+
+
+def make_state(tmp: Path, view: DictView, **settings: Any) -> BrokerState:
+    config = BrokerConfig.from_pairs([(k.replace("_", "."), str(v)) for k, v in settings.items()])
+    logs = LogManager(tmp / "data", auto_high_watermark=False, sync=False)
+    return BrokerState(config=config, metadata=view, logs=logs, data_dir=tmp / "data", broker=None)  # type: ignore[arg-type]
+
+
+def leader_setup(tmp: Path, replicas: list[int], isr: list[int] | None = None, epoch: int = 1,
+                 **settings: Any) -> tuple[BrokerState, DictView, ReplicaManager, PartitionInfo]:
+    view = DictView(ME)
+    part = PartitionInfo(0, ME, list(replicas), list(isr if isr is not None else replicas), epoch, 0)
+    view.add_topic(TOPIC, [part])
+    state = make_state(tmp, view, **settings)
+    state.logs.create(TOPIC, 0)
+    rm = ReplicaManager(state)
+    state.replicas = rm
+    rm.apply(TOPIC, part)
+    return state, view, rm, part
+
+
+def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(coro_fn())  # type: ignore[arg-type]
+
+
+def append(state: BrokerState, n: int, epoch: int = 1) -> int:
+    plog = state.partition_log(TOPIC, 0)
+    assert plog is not None
+    return plog.append(make_batch(n), leader_epoch=epoch).last_offset + 1
+
+
+# ----------------------------------------------------------------- leader side
+
+
+def test_become_leader_records_epoch_start_and_keeps_hw(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, part = leader_setup(tmp_path, [1, 2], epoch=0)
+        plog = state.partition_log(TOPIC, 0)
+        assert plog is not None
+        append(state, 4, epoch=0)
+        assert plog.high_watermark == 0  # follower 2 has not fetched
+        rm.on_follower_fetch(TOPIC, 0, 2, 4, 0)
+        assert plog.high_watermark == 4
+        append(state, 3, epoch=0)
+        # a new epoch: the epoch cache starts it at the log end, HW stays, follower offsets are forgotten
+        rm.apply(TOPIC, PartitionInfo(0, ME, [1, 2], [1, 2], 5, 1))
+        assert plog.latest_epoch == 5
+        assert plog.epoch_cache.entries[-1].start_offset == 7
+        assert plog.high_watermark == 4
+        assert rm.replica(TOPIC, 0).followers[2].log_end_offset == -1  # type: ignore[union-attr]
+        assert rm.leader_check(TOPIC, 0, 5) == ErrorCode.NONE
+
+    run(body)
+
+
+def test_hw_is_min_leo_over_isr_and_never_moves_back(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, _, rm, _ = leader_setup(tmp_path, [1, 2, 3])
+        plog = state.partition_log(TOPIC, 0)
+        assert plog is not None
+        assert append(state, 10) == 10
+        assert plog.high_watermark == 0
+        woken = state.appends.current()
+        assert rm.on_follower_fetch(TOPIC, 0, 2, 10, 1) == ErrorCode.NONE
+        assert plog.high_watermark == 0  # follower 3 is in the ISR and unknown
+        assert not woken.done()
+        assert rm.on_follower_fetch(TOPIC, 0, 3, 4, 1) == ErrorCode.NONE
+        assert plog.high_watermark == 4
+        assert woken.done()  # long-polling fetches are woken by the HW move
+        rm.on_follower_fetch(TOPIC, 0, 3, 10, 1)
+        assert plog.high_watermark == 10
+        append(state, 5)
+        rm.on_follower_fetch(TOPIC, 0, 2, 15, 1)
+        rm.on_follower_fetch(TOPIC, 0, 3, 12, 1)
+        assert plog.high_watermark == 12
+        # a follower coming back lower (e.g. after a restart) does not move the HW back
+        rm.on_follower_fetch(TOPIC, 0, 3, 3, 1)
+        assert plog.high_watermark == 12
+        # a fetch past the leader's end is not recorded
+        rm.on_follower_fetch(TOPIC, 0, 3, 99, 1)
+        assert rm.replica(TOPIC, 0).followers[3].log_end_offset == 3  # type: ignore[union-attr]
+
+    run(body)
+
+
+def test_leader_alone_in_isr_moves_hw_on_append(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, _, rm, _ = leader_setup(tmp_path, [1, 2], isr=[1])
+        plog = state.partition_log(TOPIC, 0)
+        assert plog is not None
+        append(state, 3)
+        assert plog.high_watermark == 3
+        assert await rm.wait_replicated(TOPIC, 0, 3, 1000, 1) == ErrorCode.NONE
+        # below min.insync.replicas the write stays but the answer says so
+        assert await rm.wait_replicated(TOPIC, 0, 3, 1000, 2) == ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+
+    run(body)
+
+
+def test_acks_all_waiter_completes_when_followers_fetch(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, _, rm, _ = leader_setup(tmp_path, [1, 2, 3])
+        end = append(state, 2)
+        waiter = asyncio.ensure_future(rm.wait_replicated(TOPIC, 0, end, 5000, 2))
+        await asyncio.sleep(0.01)
+        rm.on_follower_fetch(TOPIC, 0, 2, end, 1)
+        await asyncio.sleep(0.01)
+        assert not waiter.done()  # follower 3 is still in the ISR
+        rm.on_follower_fetch(TOPIC, 0, 3, end, 1)
+        assert await asyncio.wait_for(waiter, 1) == ErrorCode.NONE
+
+    run(body)
+
+
+def test_acks_all_waiter_times_out(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, _, rm, _ = leader_setup(tmp_path, [1, 2])
+        end = append(state, 2)
+        t0 = time.monotonic()
+        assert await rm.wait_replicated(TOPIC, 0, end, 100, 1) == ErrorCode.REQUEST_TIMED_OUT
+        assert 0.09 <= time.monotonic() - t0 < 1
+        assert rm.replica(TOPIC, 0).waiters == []  # type: ignore[union-attr]
+
+    run(body)
+
+
+def test_acks_all_waiter_loses_leadership(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, _, rm, _ = leader_setup(tmp_path, [1, 2])
+        end = append(state, 2)
+        waiter = asyncio.ensure_future(rm.wait_replicated(TOPIC, 0, end, 5000, 1))
+        await asyncio.sleep(0.01)
+        rm.apply(TOPIC, PartitionInfo(0, 2, [1, 2], [2], 2, 1))  # broker 2 took over
+        assert await asyncio.wait_for(waiter, 1) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert await rm.wait_replicated(TOPIC, 0, end, 100, 1) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        await rm.close()
+
+    run(body)
+
+
+def test_isr_shrinks_after_lag_time_and_waiter_gets_not_enough_replicas(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, _ = leader_setup(tmp_path, [1, 2, 3], replica_lag_time_max_ms=150)
+        await rm.start()
+        try:
+            end = append(state, 1)
+            waiter = asyncio.ensure_future(rm.wait_replicated(TOPIC, 0, end + 4, 5000, 3))
+            t0 = time.monotonic()
+            # follower 2 keeps up, follower 3 never fetches
+            while time.monotonic() - t0 < 0.6 and rm.isr(TOPIC, 0) == [1, 2, 3]:
+                end = append(state, 1)
+                rm.on_follower_fetch(TOPIC, 0, 2, end, 1)
+                await asyncio.sleep(0.02)
+            elapsed = time.monotonic() - t0
+            assert rm.isr(TOPIC, 0) == [1, 2]
+            assert 0.15 <= elapsed < 0.6
+            assert view.topic(TOPIC).partitions[0].isr == [1, 2]  # type: ignore[union-attr]
+            assert view.alter_calls[-1] == (TOPIC, 0, [1, 2], 0)
+            rm.on_follower_fetch(TOPIC, 0, 2, end, 1)
+            # the HW passed the waiter's offset with only two replicas in sync (min.insync.replicas 3)
+            assert await asyncio.wait_for(waiter, 1) == ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+            assert state.partition_log(TOPIC, 0).high_watermark == end  # type: ignore[union-attr]
+        finally:
+            await rm.close()
+
+    run(body)
+
+
+def test_isr_expands_when_follower_catches_up(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, _ = leader_setup(tmp_path, [1, 2], isr=[1])
+        end = append(state, 5)
+        rm.on_follower_fetch(TOPIC, 0, 2, 0, 1)
+        await asyncio.sleep(0.01)
+        assert rm.isr(TOPIC, 0) == [1] and view.alter_calls == []
+        rm.on_follower_fetch(TOPIC, 0, 2, end, 1)
+        await asyncio.sleep(0.01)
+        assert rm.isr(TOPIC, 0) == [1, 2]
+        assert view.alter_calls == [(TOPIC, 0, [1, 2], 0)]
+        # now follower 2 holds the HW back
+        end2 = append(state, 3)
+        assert state.partition_log(TOPIC, 0).high_watermark == end  # type: ignore[union-attr]
+        rm.on_follower_fetch(TOPIC, 0, 2, end2, 1)
+        assert state.partition_log(TOPIC, 0).high_watermark == end2  # type: ignore[union-attr]
+
+    run(body)
+
+
+def test_lost_isr_change_waits_for_the_newer_state(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, _ = leader_setup(tmp_path, [1, 2], isr=[1])
+        view.topic(TOPIC).partitions[0].partition_epoch = 7  # type: ignore[union-attr]  # someone else changed it
+        end = append(state, 2)
+        rm.on_follower_fetch(TOPIC, 0, 2, end, 1)
+        await asyncio.sleep(0.01)
+        assert view.alter_calls == [(TOPIC, 0, [1, 2], 0)]
+        assert rm.isr(TOPIC, 0) == [1]
+        rm.apply(TOPIC, PartitionInfo(0, ME, [1, 2], [1, 2], 1, 7))  # the winner arrives through the metadata
+        assert rm.isr(TOPIC, 0) == [1, 2]
+        rm.apply(TOPIC, PartitionInfo(0, ME, [1, 2], [1], 1, 6))  # older: ignored
+        assert rm.isr(TOPIC, 0) == [1, 2]
+
+    run(body)
+
+
+def test_leader_check_codes(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, _ = leader_setup(tmp_path, [1, 2], epoch=3)
+        assert rm.leader_check(TOPIC, 0) == ErrorCode.NONE
+        assert rm.leader_check(TOPIC, 0, 3) == ErrorCode.NONE
+        assert rm.leader_check(TOPIC, 0, 2) == ErrorCode.FENCED_LEADER_EPOCH
+        assert rm.leader_check(TOPIC, 0, 4) == ErrorCode.UNKNOWN_LEADER_EPOCH
+        assert rm.leader_check("nope", 0) == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        assert rm.leader_check(TOPIC, 9) == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        # follower fetches: unknown replica, stale and future epochs
+        assert rm.on_follower_fetch(TOPIC, 0, 7, 0, 3) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert rm.on_follower_fetch(TOPIC, 0, 2, 0, 2) == ErrorCode.FENCED_LEADER_EPOCH
+        assert rm.on_follower_fetch(TOPIC, 0, 2, 0, 4) == ErrorCode.UNKNOWN_LEADER_EPOCH
+        # a topic in the metadata whose replica is elsewhere
+        view.add_topic("other", [PartitionInfo(0, 2, [2], [2], 0, 0)])
+        rm.apply("other", view.topic("other").partitions[0])  # type: ignore[union-attr]
+        assert rm.leader_check("other", 0) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        # this broker becomes a follower
+        rm.apply(TOPIC, PartitionInfo(0, 2, [1, 2], [1, 2], 4, 1))
+        assert rm.leader_check(TOPIC, 0) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert rm.leader_check(TOPIC, 0, 4) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert rm.leader_check(TOPIC, 0, 3) == ErrorCode.FENCED_LEADER_EPOCH
+        await rm.close()
+
+    run(body)
+
+
+# ----------------------------------------------------------------- follower side
+
+
+async def _remote_setup(broker: BrokerProcess, topic: str) -> tuple[KafkaClient, int, uuid.UUID]:
+    client = KafkaClient(broker.bootstrap)
+    await client.__aenter__()
+    await client.create_topic(topic, 1, 1)
+    info = await client.wait_for_topic(topic)
+    meta = await client.refresh_metadata([topic])
+    leader = next(iter(meta.brokers))
+    return client, leader, info.topic_id
+
+
+async def _produce(client: KafkaClient, topic: str, n: int, tag: str) -> None:
+    for i in range(n):
+        await client.produce(topic, 0, [(f"k{i}".encode(), f"{tag}-{i}".encode() * 5, [], None)], acks=1)
+
+
+async def _wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def _bump_leader_epoch(broker: BrokerProcess, topic: str, epoch: int) -> None:
+    """Restart the single broker with a new leader epoch for the topic (as after a failover)."""
+    broker.stop()
+    path = broker.data_dir / "cluster-metadata.json"
+    image = json.loads(path.read_text())
+    for t in image["topics"]:
+        if t["name"] == topic:
+            for p in t["partitions"]:
+                p["leader_epoch"], p["partition_epoch"] = epoch, p["partition_epoch"] + 1
+    path.write_text(json.dumps(image))
+    broker.start()
+
+
+def _segment_bytes(directory: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(directory.glob("*.log")))
+
+
+def test_fetcher_replicates_follows_hw_and_truncates_divergent_tail(kafka_broker: BrokerProcess, tmp_path: Path) -> None:
+    topic = "repl"
+
+    async def body() -> None:
+        client, leader, topic_id = await _remote_setup(kafka_broker, topic)
+        try:
+            me = leader + 100
+            view = DictView(me, {leader: (kafka_broker.host, kafka_broker.port), me: ("127.0.0.1", 1)})
+            part = PartitionInfo(0, leader, [leader, me], [leader, me], 0, 0)
+            view.add_topic(topic, [part], topic_id)
+            state = make_state(tmp_path, view, replica_fetch_wait_max_ms=100, replica_fetch_backoff_ms=50)
+            plog = state.logs.create(topic, 0)
+            rm = ReplicaManager(state)
+            state.replicas = rm
+            await rm.start()
+            remote_dir = kafka_broker.data_dir / f"{topic}-0"
+
+            # 1. replicate what the leader has, byte for byte, and follow its high watermark
+            await _produce(client, topic, 5, "a")
+            rm.apply(topic, part)
+            await _wait_for(lambda: plog.log_end_offset == 5 and plog.high_watermark == 5)
+            assert _segment_bytes(plog.directory) == _segment_bytes(remote_dir)
+            await _produce(client, topic, 3, "b")
+            await _wait_for(lambda: plog.high_watermark == 8)
+            assert plog.log_end_offset == 8
+            assert _segment_bytes(plog.directory) == _segment_bytes(remote_dir)
+            assert plog.latest_epoch == 0
+
+            # 2. stop following and write a tail as the old leader of epoch 0 would have (never replicated);
+            #    meanwhile the leader moves to epoch 1 and writes other records at the same offsets
+            rm.forget(topic, 0)
+            plog.append(make_batch([(b"x", b"diverged")] * 2), leader_epoch=0)
+            plog.append(make_batch([(b"y", b"diverged")] * 3), leader_epoch=0)
+            assert plog.log_end_offset == 13
+            await client.close()
+            _bump_leader_epoch(kafka_broker, topic, 1)
+            client = KafkaClient(kafka_broker.bootstrap)
+            await _produce(client, topic, 2, "c")  # offsets 8, 9 in epoch 1
+
+            # 3. follow at epoch 1: OffsetForLeaderEpoch(0) -> epoch 0 ends at 8 on the leader; truncate, fetch
+            part = PartitionInfo(0, leader, [leader, me], [leader, me], 1, 1)
+            view.add_topic(topic, [part], topic_id)
+            rm.apply(topic, part)
+            await _wait_for(lambda: plog.log_end_offset == 10 and plog.high_watermark == 10)
+            assert _segment_bytes(plog.directory) == _segment_bytes(remote_dir)
+            assert [(e.epoch, e.start_offset) for e in plog.epoch_cache.entries] == [(0, 0), (1, 8)]
+            await _produce(client, topic, 4, "d")
+            await _wait_for(lambda: plog.log_end_offset == 14 and plog.high_watermark == 14)
+            assert _segment_bytes(plog.directory) == _segment_bytes(remote_dir)
+
+            # 4. a tail in a newer epoch the leader never had: truncated to the high watermark
+            rm.forget(topic, 0)
+            plog.append(make_batch(3), leader_epoch=7)
+            assert plog.log_end_offset == 17 and plog.latest_epoch == 7
+            rm.apply(topic, part)
+            await _produce(client, topic, 1, "e")
+            await _wait_for(lambda: plog.log_end_offset == 15 and plog.high_watermark == 15)
+            assert plog.latest_epoch == 1
+            assert _segment_bytes(plog.directory) == _segment_bytes(remote_dir)
+            await rm.close()
+        finally:
+            await client.close()
+
+    run(body)
+
+
+def test_fetcher_restarts_log_at_leaders_log_start(kafka_broker: BrokerProcess, tmp_path: Path) -> None:
+    topic = "repl-start"
+
+    async def body() -> None:
+        client, leader, topic_id = await _remote_setup(kafka_broker, topic)
+        try:
+            await _produce(client, topic, 6, "a")
+            conn = BrokerConnection(kafka_broker.host, kafka_broker.port, "test", 10)
+            await conn.connect(10)
+            resp: Any = await conn._send(
+                DeleteRecordsRequest(
+                    topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=4)])],
+                    timeout_ms=5000,
+                ),
+                1,
+            )
+            assert resp.topics[0].partitions[0].low_watermark == 4
+            await conn.close()
+            me = leader + 100
+            view = DictView(me, {leader: (kafka_broker.host, kafka_broker.port)})
+            part = PartitionInfo(0, leader, [leader, me], [leader, me], 0, 0)
+            view.add_topic(topic, [part], topic_id)
+            state = make_state(tmp_path, view, replica_fetch_wait_max_ms=100, replica_fetch_backoff_ms=50)
+            plog = state.logs.create(topic, 0)
+            rm = ReplicaManager(state)
+            state.replicas = rm
+            await rm.start()
+            rm.apply(topic, part)
+            # fetch at 0 is out of range; the leader's log start (4) is past our end (0): restart there
+            await _wait_for(lambda: plog.log_end_offset == 6 and plog.high_watermark == 6)
+            assert plog.log_start_offset == 4
+            assert plog.read_bytes(4, 1 << 20) != b""
+            await rm.close()
+        finally:
+            await client.close()
+
+    run(body)
+
+
+def test_complete_batches_leaves_partial_tail() -> None:
+    from kafkapy.cluster.fetcher import complete_batches
+
+    a = make_batch(2, base_offset=0)
+    b = make_batch(3, base_offset=2)
+    buf = bytes(a + b)
+    assert complete_batches(memoryview(buf), 0) == (0, len(buf))
+    assert complete_batches(memoryview(buf[:-5]), 0) == (0, len(a))
+    assert complete_batches(memoryview(buf), 2) == (len(a), len(buf))
+    assert complete_batches(memoryview(buf), 5) == (len(buf), len(buf))
