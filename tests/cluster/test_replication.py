@@ -463,3 +463,127 @@ def test_complete_batches_leaves_partial_tail() -> None:
     assert complete_batches(memoryview(buf[:-5]), 0) == (0, len(a))
     assert complete_batches(memoryview(buf), 2) == (len(a), len(buf))
     assert complete_batches(memoryview(buf), 5) == (len(buf), len(buf))
+
+
+# ----------------------------------------------------------------- handlers in cluster mode
+
+
+def _ctx(state: BrokerState, api_key: int, version: int) -> Any:
+    from kafkapy.protocol.messages.request_header import RequestHeader
+    from kafkapy.server.handler import RequestContext
+
+    return RequestContext(RequestHeader(api_key, version, 1, "test"), version, state, None)
+
+
+def _produce_request(acks: int, n: int, timeout_ms: int = 5000) -> Any:
+    from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+
+    data = memoryview(make_batch(n))
+    return ProduceRequest(acks=acks, timeout_ms=timeout_ms,
+                          topic_data=[TopicProduceData(name=TOPIC, partition_data=[PartitionProduceData(index=0, records=data)])])
+
+
+def _fetch_request(offset: int, replica_id: int = -1, epoch: int = 1, max_wait_ms: int = 0) -> Any:
+    from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+
+    return FetchRequest(
+        replica_id=replica_id, max_wait_ms=max_wait_ms, min_bytes=1, session_id=0, session_epoch=-1,
+        topics=[FetchTopic(topic=TOPIC, partitions=[
+            FetchPartition(partition=0, current_leader_epoch=epoch, fetch_offset=offset, partition_max_bytes=1 << 20)])],
+    )
+
+
+async def _produce_h(state: BrokerState, acks: int, n: int, timeout_ms: int = 5000) -> Any:
+    from kafkapy.server.handlers import produce
+
+    resp = await produce.handle(_ctx(state, 0, 9), _produce_request(acks, n, timeout_ms))
+    return resp.responses[0].partition_responses[0]
+
+
+async def _fetch_h(state: BrokerState, offset: int, replica_id: int = -1, epoch: int = 1, max_wait_ms: int = 0) -> Any:
+    from kafkapy.server.handlers import fetch
+
+    resp = await fetch.handle(_ctx(state, 1, 12), _fetch_request(offset, replica_id, epoch, max_wait_ms))
+    return resp.responses[0].partitions[0]
+
+
+def _size(pd: Any) -> int:
+    return len(pd.records) if pd.records is not None else 0
+
+
+def test_produce_acks_all_waits_for_follower_fetches(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, _ = leader_setup(tmp_path, [1, 2], min_insync_replicas=2)
+        produce = asyncio.ensure_future(_produce_h(state, -1, 3))
+        await asyncio.sleep(0.02)
+        assert not produce.done()
+        # a consumer sees nothing above the high watermark; the follower reads up to the log end
+        consumer = await _fetch_h(state, 0)
+        assert consumer.error_code == 0 and consumer.high_watermark == 0 and _size(consumer) == 0
+        follower = await _fetch_h(state, 0, replica_id=2)
+        assert follower.error_code == 0 and _size(follower) > 0
+        assert not produce.done()
+        follower = await _fetch_h(state, 3, replica_id=2)  # the follower has 0..2: HW moves to 3
+        assert follower.high_watermark == 3
+        r = await asyncio.wait_for(produce, 1)
+        assert r.error_code == 0 and r.base_offset == 0
+        consumer = await _fetch_h(state, 0)
+        assert consumer.high_watermark == 3 and _size(consumer) > 0
+        # acks=1 answers after the local append
+        r = await asyncio.wait_for(_produce_h(state, 1, 2), 1)
+        assert r.error_code == 0 and r.base_offset == 3
+
+    run(body)
+
+
+def test_produce_refused_below_min_isr_and_on_followers(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, _ = leader_setup(tmp_path, [1, 2], isr=[1], min_insync_replicas=2)
+        plog = state.partition_log(TOPIC, 0)
+        assert plog is not None
+        r = await _produce_h(state, -1, 3)
+        assert r.error_code == ErrorCode.NOT_ENOUGH_REPLICAS
+        assert plog.log_end_offset == 0  # refused before the append
+        r = await _produce_h(state, 1, 3)  # acks=1 does not care about the ISR
+        assert r.error_code == 0 and plog.high_watermark == 3
+        r = await _produce_h(state, -1, 1, timeout_ms=100)  # the ISR is [1]: refused again
+        assert r.error_code == ErrorCode.NOT_ENOUGH_REPLICAS
+        rm.apply(TOPIC, PartitionInfo(0, 2, [1, 2], [1, 2], 2, 1))  # broker 2 leads now
+        r = await _produce_h(state, 1, 1)
+        assert r.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert (await _fetch_h(state, 0, epoch=2)).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert (await _fetch_h(state, 0, epoch=1)).error_code == ErrorCode.FENCED_LEADER_EPOCH
+        await rm.close()
+
+    run(body)
+
+
+def test_produce_acks_all_times_out(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, _ = leader_setup(tmp_path, [1, 2], min_insync_replicas=1)
+        r = await _produce_h(state, -1, 1, timeout_ms=100)
+        assert r.error_code == ErrorCode.REQUEST_TIMED_OUT
+
+    run(body)
+
+
+def test_waiting_follower_fetch_answers_when_hw_moves(tmp_path: Path) -> None:
+    async def body() -> None:
+        state, view, rm, _ = leader_setup(tmp_path, [1, 2, 3])
+        await _produce_h(state, 1, 4)
+        assert (await _fetch_h(state, 4, replica_id=2)).high_watermark == 0  # follower 3 is unknown yet
+        t0 = time.monotonic()
+        waiting = asyncio.ensure_future(_fetch_h(state, 4, replica_id=2, max_wait_ms=3000))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        pd3 = await _fetch_h(state, 4, replica_id=3)  # follower 3 caught up: HW 4
+        assert pd3.high_watermark == 4
+        pd2 = await asyncio.wait_for(waiting, 1)
+        assert pd2.high_watermark == 4 and _size(pd2) == 0
+        assert time.monotonic() - t0 < 1
+        # unknown replicas and stale epochs are refused
+        assert (await _fetch_h(state, 4, replica_id=9)).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        assert (await _fetch_h(state, 4, replica_id=2, epoch=0)).error_code == ErrorCode.FENCED_LEADER_EPOCH
+        assert (await _fetch_h(state, 4, replica_id=2, epoch=5)).error_code == ErrorCode.UNKNOWN_LEADER_EPOCH
+
+    run(body)
