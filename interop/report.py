@@ -62,6 +62,7 @@ EXTRA_SCENARIOS: tuple[tuple[str, str], ...] = (
     ("seek-by-timestamp", "Consumer: seek by timestamp (offsetsForTimes)"),
     ("group-protocol-consumer", "Consumer group: group.protocol=consumer (KIP-848)"),
     ("transactions", "Transactions: commit, abort, read_committed, fencing"),
+    ("txn-send-offsets", "Transactions: sendOffsetsToTransaction commits the group's offsets only on commit"),
     ("eos-producer-kill", "Exactly-once consume-transform-produce, producer SIGKILLed mid-transaction"),
     ("txn-broker-kill", "Transactions across a broker SIGKILL mid-transaction"),
 )

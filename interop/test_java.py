@@ -1,7 +1,8 @@
 """Apache Kafka's Java clients (interop/java, kafka-clients pinned in its
 pom.xml) against a kafkapy broker process: every shared scenario, plus what
 only the Java column has rows for (acks, AdminClient topic/cluster/group
-calls, ListOffsets specs, automatic commits, seek by timestamp, KIP-848).
+calls, ListOffsets specs, automatic commits, seek by timestamp, KIP-848,
+transactions: read_committed, fencing, sendOffsetsToTransaction).
 
 One JVM (interop/adapters/java.py, `Driver serve`) answers every call of the
 session; the broker is the module's own kafkapy process.
@@ -10,11 +11,12 @@ session; the broker is the module's own kafkapy process.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 
 import pytest
 
 from interop._common import BrokerProcess, Out, payload, unique_topic, wait_until
-from interop.adapters.java import JavaClient, JavaError, available, call
+from interop.adapters.java import JavaClient, JavaError, available, b64, call, to_in
 from interop.scenarios import CODEC_IDS, Scenarios, by_offset
 
 _missing = available()
@@ -228,6 +230,95 @@ class JavaScenarios(Scenarios):
         a.produce(b, topic, second)
         resumed = a.group_consume(b, topic, group, len(second), config=cfg)
         assert sorted(r.value or b"" for r in resumed) == sorted(r.value or b"" for r in second)
+
+    # transactions ----------------------------------------------------------
+    @pytest.mark.compat("transactions")
+    def test_transactions_commit_abort_read_committed(self, broker: BrokerProcess) -> None:
+        b = broker.bootstrap
+        topic = self.make_topic(broker, partitions=3)
+        handle = unique_topic("java-txn")
+        batches = [("c1", True, 30), ("a1", False, 15), ("c2", True, 12), ("a2", False, 9)]
+        sent: dict[int, list[bytes]] = defaultdict(list)  # partition -> values in send order
+        committed: set[bytes] = set()
+        call("txn_init", b, handle=handle, transactional_id=handle)
+        try:
+            for tag, commit, n in batches:
+                values = [f"{tag}-{i}".encode() for i in range(n)]
+                recs = [{"key": b64(b"k"), "value": b64(v), "partition": i % 3} for i, v in enumerate(values)]
+                call("txn_send", b, handle=handle, topic=topic, records=recs)
+                call("txn_end", b, handle=handle, commit=commit)
+                for i, v in enumerate(values):
+                    sent[i % 3].append(v)
+                if commit:
+                    committed.update(values)
+        finally:
+            call("txn_close", b, handle=handle)
+        rc = read_to_end(b, topic, "read_committed")
+        ru = read_to_end(b, topic, "read_uncommitted")
+        for p in range(3):
+            assert rc[p] == [v for v in sent[p] if v in committed], f"read_committed, partition {p}"
+            assert ru[p] == sent[p], f"read_uncommitted, partition {p}"
+
+    @pytest.mark.compat("transactions")
+    def test_transactions_zombie_is_fenced(self, broker: BrokerProcess) -> None:
+        b = broker.bootstrap
+        topic = self.make_topic(broker, partitions=2)
+        txn_id = unique_topic("java-zombie")
+        zombie, successor = f"{txn_id}-old", f"{txn_id}-new"
+        call("txn_init", b, handle=zombie, transactional_id=txn_id)
+        try:
+            call("txn_send", b, handle=zombie, topic=topic,
+                 records=[{"key": None, "value": b64(f"z-{i}".encode()), "partition": i % 2} for i in range(6)])
+            call("txn_init", b, handle=successor, transactional_id=txn_id)  # bumps the epoch, aborts the zombie's
+            with pytest.raises(JavaError) as fenced:
+                call("txn_end", b, handle=zombie, commit=True)
+            assert fenced.value.exception.endswith("ProducerFencedException"), fenced.value
+            call("txn_send", b, handle=successor, topic=topic,
+                 records=[{"key": None, "value": b64(f"s-{i}".encode()), "partition": i % 2} for i in range(4)])
+            call("txn_end", b, handle=successor, commit=True)
+        finally:
+            call("txn_close", b, handle=zombie, timeout_ms=0)
+            call("txn_close", b, handle=successor)
+        rc = read_to_end(b, topic, "read_committed")
+        assert sorted(rc[0] + rc[1]) == sorted(f"s-{i}".encode() for i in range(4))
+
+    @pytest.mark.compat("txn-send-offsets")
+    def test_send_offsets_to_transaction(self, broker: BrokerProcess) -> None:
+        a, b = self.adapter, broker.bootstrap
+        source = self.make_topic(broker, partitions=2)
+        sink = self.make_topic(broker, partitions=2)
+        group, txn_id = unique_topic("java-eos"), unique_topic("java-eos-txn")
+        a.produce(b, source, [Out(f"k{i}".encode(), f"v{i}".encode(), partition=i % 2) for i in range(20)])
+
+        def transform(commit: bool, suffix: str) -> dict[str, int]:
+            res = call("eos_transform", b, input=source, output=sink, group=group, transactional_id=txn_id,
+                       count=20, suffix=suffix, commit=commit, timeout_s=120)
+            assert sorted(to_in(m).value or b"" for m in res["consumed"]) == sorted(f"v{i}".encode() for i in range(20))
+            return {k: int(v) for k, v in res["offsets"].items()}
+
+        offsets = transform(False, "-aborted")
+        assert offsets == {f"{source}:0": 10, f"{source}:1": 10}
+        time.sleep(0.5)
+        assert call("group_offsets", b, group=group)["offsets"] == {}, "aborted: no offsets committed"
+        assert read_to_end(b, sink, "read_committed") == {0: [], 1: []}
+        # the same records again (nothing was committed), this time committed
+        assert transform(True, "-done") == offsets
+        assert wait_until(lambda: call("group_offsets", b, group=group)["offsets"] == offsets, timeout_s=15)
+        rc = read_to_end(b, sink, "read_committed")
+        assert sorted(rc[0] + rc[1]) == sorted(f"v{i}-done".encode() for i in range(20))
+        assert rc[0] == [f"v{i}-done".encode() for i in range(0, 20, 2)]  # partition order kept
+        ru = read_to_end(b, sink, "read_uncommitted")
+        assert len(ru[0] + ru[1]) == 40
+
+
+def read_to_end(bootstrap: str, topic: str, isolation: str) -> dict[int, list[bytes]]:
+    """Values per partition in offset order, from the beginning to the end the isolation level sees."""
+    res = call("read_to_end", bootstrap, topic=topic, config={"isolation.level": isolation})
+    out: dict[int, list[bytes]] = {int(p): [] for p in res["end"]}
+    for m in sorted(res["records"], key=lambda m: (m["partition"], m["offset"])):
+        out[m["partition"]].append(to_in(m).value or b"")
+    assert all(int(res["positions"][p]) >= int(e) for p, e in res["end"].items()), res["positions"]
+    return out
 
 
 class TestJava(JavaScenarios):

@@ -156,6 +156,12 @@ public final class Driver {
             case "group_consume": return groupConsume(r);
             case "offsets_for_times": return offsetsForTimes(r);
             case "seek_to_time": return seekToTime(r);
+            case "txn_init": return txnInit(r);
+            case "txn_send": return txnSend(r);
+            case "txn_end": return txnEnd(r);
+            case "txn_close": return txnClose(r);
+            case "read_to_end": return readToEnd(r);
+            case "eos_transform": return eosTransform(r);
             default: throw new IllegalArgumentException("unknown op " + op);
         }
     }
@@ -652,6 +658,162 @@ public final class Driver {
             out.set("records", pollRecords(c, r.path("count").asInt(), timeoutMs(r, 30000)));
             return out;
         }
+    }
+
+    // ------------------------------------------------------------------ transactions
+
+    /** Transactional producers kept open between requests (a zombie and its successor), by handle. */
+    static final Map<String, KafkaProducer<byte[], byte[]>> PRODUCERS = new HashMap<>();
+
+    static ProducerRecord<byte[], byte[]> producerRecord(String topic, JsonNode rec) {
+        RecordHeaders headers = new RecordHeaders();
+        for (JsonNode h : rec.path("headers")) headers.add(h.get(0).asText(), unb64(h.get(1)));
+        Integer partition = rec.path("partition").isNumber() ? rec.get("partition").asInt() : null;
+        return new ProducerRecord<>(topic, partition, null, unb64(rec.get("key")), unb64(rec.get("value")), headers);
+    }
+
+    static KafkaProducer<byte[], byte[]> transactionalProducer(JsonNode r) {
+        Map<String, String> d = new HashMap<>(BYTES_SERDE);
+        d.put(ProducerConfig.CLIENT_ID_CONFIG, "kafkapy-interop-java-txn");
+        d.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, r.path("transactional_id").asText());
+        d.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+        d.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000");
+        d.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "30000");
+        d.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+        KafkaProducer<byte[], byte[]> p = new KafkaProducer<>(props(r, d));
+        try {
+            p.initTransactions();
+        } catch (RuntimeException e) {
+            p.close(Duration.ZERO);
+            throw e;
+        }
+        return p;
+    }
+
+    static KafkaProducer<byte[], byte[]> producerFor(JsonNode r) {
+        KafkaProducer<byte[], byte[]> p = PRODUCERS.get(r.path("handle").asText());
+        if (p == null) throw new IllegalArgumentException("no transactional producer " + r.path("handle").asText());
+        return p;
+    }
+
+    /** {"handle", "transactional_id", "config"}: a producer, initTransactions() done (fences older instances). */
+    static ObjectNode txnInit(JsonNode r) throws Exception {
+        String handle = r.path("handle").asText();
+        if (PRODUCERS.containsKey(handle)) throw new IllegalArgumentException("handle in use: " + handle);
+        PRODUCERS.put(handle, transactionalProducer(r));
+        return JSON.createObjectNode().put("handle", handle);
+    }
+
+    /** {"handle", "topic", "records", "begin": true}: beginTransaction() (unless begin=false), send, flush. */
+    static ObjectNode txnSend(JsonNode r) throws Exception {
+        KafkaProducer<byte[], byte[]> p = producerFor(r);
+        if (r.path("begin").asBoolean(true)) p.beginTransaction();
+        String topic = r.path("topic").asText();
+        List<Future<RecordMetadata>> futures = new ArrayList<>();
+        for (JsonNode rec : r.path("records")) futures.add(p.send(producerRecord(topic, rec)));
+        p.flush();
+        ObjectNode out = JSON.createObjectNode();
+        ArrayNode offs = out.putArray("offsets");
+        for (Future<RecordMetadata> f : futures) {
+            RecordMetadata md = f.get(60, TimeUnit.SECONDS);
+            offs.addArray().add(md.partition()).add(md.offset());
+        }
+        return out;
+    }
+
+    /** {"handle", "commit": bool}: commitTransaction() or abortTransaction(). */
+    static ObjectNode txnEnd(JsonNode r) throws Exception {
+        KafkaProducer<byte[], byte[]> p = producerFor(r);
+        boolean commit = r.path("commit").asBoolean(true);
+        if (commit) p.commitTransaction(); else p.abortTransaction();
+        return JSON.createObjectNode().put(commit ? "committed" : "aborted", true);
+    }
+
+    static ObjectNode txnClose(JsonNode r) {
+        KafkaProducer<byte[], byte[]> p = PRODUCERS.remove(r.path("handle").asText());
+        if (p != null) p.close(Duration.ofSeconds(r.path("timeout_ms").asLong(5000) / 1000));
+        return JSON.createObjectNode().put("closed", p != null);
+    }
+
+    /**
+     * {"topic", "config"}: every partition from the beginning up to its end offset as the consumer's
+     * isolation level sees it (endOffsets is the last stable offset under read_committed), in offset
+     * order per partition. {"records", "end": {"p": offset}}.
+     */
+    static ObjectNode readToEnd(JsonNode r) throws Exception {
+        String topic = r.path("topic").asText();
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(props(r, consumerDefaults(null)))) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(topic, Duration.ofSeconds(30))) tps.add(new TopicPartition(topic, pi.partition()));
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            Map<TopicPartition, Long> end = c.endOffsets(tps, Duration.ofSeconds(30));
+            ArrayNode records = JSON.createArrayNode();
+            long deadline = System.currentTimeMillis() + timeoutMs(r, 30000);
+            while (System.currentTimeMillis() < deadline) {
+                boolean done = true;
+                for (TopicPartition tp : tps) done &= c.position(tp, Duration.ofSeconds(30)) >= end.get(tp);
+                if (done) break;
+                for (ConsumerRecord<byte[], byte[]> rec : c.poll(Duration.ofMillis(200))) records.add(recordJson(rec));
+            }
+            ObjectNode out = JSON.createObjectNode();
+            out.set("records", records);
+            ObjectNode ends = out.putObject("end");
+            end.forEach((tp, o) -> ends.put(String.valueOf(tp.partition()), o));
+            ObjectNode positions = out.putObject("positions");
+            for (TopicPartition tp : tps) positions.put(String.valueOf(tp.partition()), c.position(tp));
+            return out;
+        }
+    }
+
+    /**
+     * Consume-transform-produce, exactly once: a read_committed group consumer on "input" reads
+     * `count` records; one transaction writes each value with "suffix" appended to "output" (same
+     * key and partition) and sendOffsetsToTransaction(next offsets, consumer.groupMetadata());
+     * then commitTransaction() ("commit": true) or abortTransaction(). The consumer leaves the group
+     * without committing by itself. {"consumed", "produced", "offsets": {"topic:p": next offset}}.
+     */
+    static ObjectNode eosTransform(JsonNode r) throws Exception {
+        String input = r.path("input").asText();
+        String output = r.path("output").asText();
+        byte[] suffix = r.path("suffix").asText("").getBytes(StandardCharsets.UTF_8);
+        Map<String, String> cd = consumerDefaults(r.path("group").asText());
+        cd.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        cd.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        ObjectNode out = JSON.createObjectNode();
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(props(r, cd));
+             KafkaProducer<byte[], byte[]> p = transactionalProducer(r)) {
+            c.subscribe(List.of(input));
+            List<ConsumerRecord<byte[], byte[]>> got = new ArrayList<>();
+            long deadline = System.currentTimeMillis() + timeoutMs(r, 40000);
+            int count = r.path("count").asInt();
+            while (got.size() < count && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> rec : c.poll(Duration.ofMillis(200))) got.add(rec);
+            }
+            ArrayNode consumed = out.putArray("consumed");
+            for (ConsumerRecord<byte[], byte[]> rec : got) consumed.add(recordJson(rec));
+            Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+            p.beginTransaction();
+            List<Future<RecordMetadata>> futures = new ArrayList<>();
+            for (ConsumerRecord<byte[], byte[]> rec : got) {
+                byte[] v = rec.value() == null ? new byte[0] : rec.value();
+                byte[] nv = java.util.Arrays.copyOf(v, v.length + suffix.length);
+                System.arraycopy(suffix, 0, nv, v.length, suffix.length);
+                futures.add(p.send(new ProducerRecord<>(output, rec.partition(), rec.key(), nv)));
+                next.put(new TopicPartition(rec.topic(), rec.partition()), new OffsetAndMetadata(rec.offset() + 1));
+            }
+            p.sendOffsetsToTransaction(next, c.groupMetadata());
+            p.flush();
+            ArrayNode produced = out.putArray("produced");
+            for (Future<RecordMetadata> f : futures) {
+                RecordMetadata md = f.get(60, TimeUnit.SECONDS);
+                produced.addArray().add(md.partition()).add(md.offset());
+            }
+            if (r.path("commit").asBoolean(true)) p.commitTransaction(); else p.abortTransaction();
+            ObjectNode offs = out.putObject("offsets");
+            next.forEach((tp, o) -> offs.put(tp.topic() + ":" + tp.partition(), o.offset()));
+        }
+        return out;
     }
 
     static <T> List<T> list(Collection<T> c) {
