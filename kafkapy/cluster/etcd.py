@@ -507,7 +507,8 @@ class EtcdClient:
                 async for batch in self._watch_batches(stream):
                     yield batch
                     next_rev = batch[-1].kv.mod_revision + 1
-            except (OSError, asyncio.IncompleteReadError, EOFError) as e:
+            except (OSError, asyncio.IncompleteReadError, EOFError, EtcdUnavailable) as e:
+                # EtcdUnavailable: the gateway's in-stream error when etcd shuts down ("transport is closing")
                 if not self._closed:
                     log.info("etcd watch stream dropped", revision=next_rev, error=str(e) or type(e).__name__)
             finally:
