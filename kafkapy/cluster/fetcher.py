@@ -34,7 +34,12 @@ from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import ProtocolError
 from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
-from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic, ReplicaState
+from kafkapy.protocol.messages.fetch_request import (
+    FetchPartition,
+    FetchRequest,
+    FetchTopic,
+    ReplicaState,
+)
 from kafkapy.protocol.messages.list_offsets_request import (
     ListOffsetsPartition,
     ListOffsetsRequest,
@@ -55,7 +60,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-EARLIEST = -2
+EARLIEST, LATEST = -2, -1  # ListOffsets timestamps
 _BATCH_LEN = struct.Struct(">qi")  # baseOffset, batchLength
 _BACKOFF_ERRORS = frozenset(
     {
@@ -102,7 +107,7 @@ def complete_batches(buf: memoryview, start: int) -> tuple[int, int]:
             else:
                 skipping = False
         pos = end
-    return first, pos if pos > first else first
+    return first, max(first, pos)
 
 
 class SourceFetcher:
@@ -366,7 +371,8 @@ class SourceFetcher:
             with contextlib.suppress(OffsetOutOfRangeError):
                 plog.delete_records_before(min(pd.log_start_offset, plog.high_watermark))
 
-    async def _out_of_range(self, conn: BrokerConnection, fp: FollowedPartition) -> None:
+    async def _list_offset(self, conn: BrokerConnection, fp: FollowedPartition, timestamp: int) -> int | None:
+        """The leader's offset for EARLIEST or LATEST (its log end, asked as a replica); None on an error."""
         req = ListOffsetsRequest(
             replica_id=self.state.node_id,
             isolation_level=0,
@@ -375,27 +381,38 @@ class SourceFetcher:
                     name=fp.topic,
                     partitions=[
                         ListOffsetsPartition(
-                            partition_index=fp.index, current_leader_epoch=fp.leader_epoch, timestamp=EARLIEST
+                            partition_index=fp.index, current_leader_epoch=fp.leader_epoch, timestamp=timestamp
                         )
                     ],
                 )
             ],
         )
         resp: Any = await conn.request(req)
-        if self.partitions.get((fp.topic, fp.index)) is not fp:
-            return
         for t in resp.topics:
             for r in t.partitions:
-                if r.error_code != ErrorCode.NONE:
-                    fp.backoff_until = asyncio.get_running_loop().time() + self._backoff
-                    return
-                plog = fp.plog
-                if r.offset > plog.log_end_offset:
-                    log.info("follower restarting log", topic=fp.topic, partition=fp.index, at=r.offset)
-                    plog.truncate_fully_and_start_at(r.offset)
-                else:
-                    fp.truncating = True
-                return
+                if r.partition_index == fp.index and r.error_code == ErrorCode.NONE:
+                    return int(r.offset)
+        return None
+
+    async def _out_of_range(self, conn: BrokerConnection, fp: FollowedPartition) -> None:
+        start = await self._list_offset(conn, fp, EARLIEST)
+        end = await self._list_offset(conn, fp, LATEST) if start is not None else None
+        if self.partitions.get((fp.topic, fp.index)) is not fp:
+            return
+        if start is None or end is None:
+            fp.backoff_until = asyncio.get_running_loop().time() + self._backoff
+            return
+        plog = fp.plog
+        if start > plog.log_end_offset:
+            log.info("follower restarting log", topic=fp.topic, partition=fp.index, at=start)
+            plog.truncate_fully_and_start_at(start)
+        elif plog.log_end_offset > end:
+            # ahead of the leader (an unclean election): keep only what the leader has
+            log.info("follower truncating", topic=fp.topic, partition=fp.index, from_offset=plog.log_end_offset,
+                     to_offset=end, leader=self.leader, leader_epoch=fp.leader_epoch)
+            plog.truncate_to(end)
+        else:
+            fp.truncating = True
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ Everything runs on the broker's event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -40,9 +41,13 @@ def _now_ms() -> int:
 
 
 def _copy(info: PartitionInfo) -> PartitionInfo:
-    return PartitionInfo(
-        info.index, info.leader, list(info.replicas), list(info.isr), info.leader_epoch, info.partition_epoch
-    )
+    return dataclasses.replace(info, replicas=list(info.replicas), isr=list(info.isr))
+
+
+def _assigned(info: PartitionInfo) -> list[int]:
+    """Every broker that holds (or is being given) a replica: replicas plus a reassignment's additions."""
+    adding = getattr(info, "adding_replicas", None) or []
+    return [*info.replicas, *(n for n in adding if n not in info.replicas)]
 
 
 @dataclass(slots=True)
@@ -132,7 +137,7 @@ class ReplicaManager:
         key = (topic, info.index)
         me = self.node_id
         current = self._replicas.get(key)
-        if me not in info.replicas:
+        if me not in _assigned(info):
             if current is not None:
                 self.forget(topic, info.index)
             return
@@ -159,7 +164,12 @@ class ReplicaManager:
                 current.info = new
                 self._become_leader(current)
             else:
-                current.info = new  # same epoch: the ISR (or partition epoch) changed
+                current.info = new  # same epoch: the ISR (or partition epoch, or assignment) changed
+                now = _now_ms()
+                current.followers = {
+                    n: current.followers.get(n) or FollowerProgress(n, last_caught_up_ms=now)
+                    for n in _assigned(new) if n != me
+                }
                 if current.pending_isr is not None and new.isr == current.pending_isr:
                     current.pending_isr = None
             self._maybe_advance_hw(current)
@@ -192,7 +202,7 @@ class ReplicaManager:
         r.pending_isr = None
         now = _now_ms()
         # Followers in the ISR keep their place for a lag period; their offsets are unknown until they fetch.
-        r.followers = {n: FollowerProgress(n, last_caught_up_ms=now) for n in r.info.replicas if n != self.node_id}
+        r.followers = {n: FollowerProgress(n, last_caught_up_ms=now) for n in _assigned(r.info) if n != self.node_id}
         plog.append_listener = self._on_append
         log.info(
             "became leader", topic=r.topic, partition=r.index, leader_epoch=epoch, log_end_offset=leo,
@@ -296,8 +306,8 @@ class ReplicaManager:
         if not r.is_leader:
             return False
         plog = r.plog
-        if plog.latest_epoch != r.info.leader_epoch:
-            return False  # no record of the current epoch yet
+        if plog.latest_epoch < r.info.leader_epoch:
+            return False  # the log has no record of the current epoch yet
         candidate = plog.log_end_offset
         members = set(r.info.isr)
         if r.pending_isr is not None:
@@ -308,8 +318,7 @@ class ReplicaManager:
             f = r.followers.get(n)
             if f is None:
                 continue  # an ISR member that is no longer a replica: a reassignment in flight
-            if f.log_end_offset < candidate:
-                candidate = f.log_end_offset
+            candidate = min(candidate, f.log_end_offset)
         if candidate <= plog.high_watermark:
             return False
         plog.high_watermark = candidate

@@ -109,7 +109,7 @@ def append(state: BrokerState, n: int, epoch: int = 1) -> int:
 
 def test_become_leader_records_epoch_start_and_keeps_hw(tmp_path: Path) -> None:
     async def body() -> None:
-        state, view, rm, part = leader_setup(tmp_path, [1, 2], epoch=0)
+        state, _view, rm, _part = leader_setup(tmp_path, [1, 2], epoch=0)
         plog = state.partition_log(TOPIC, 0)
         assert plog is not None
         append(state, 4, epoch=0)
@@ -280,7 +280,7 @@ def test_lost_isr_change_waits_for_the_newer_state(tmp_path: Path) -> None:
 
 def test_leader_check_codes(tmp_path: Path) -> None:
     async def body() -> None:
-        state, view, rm, _ = leader_setup(tmp_path, [1, 2], epoch=3)
+        _state, view, rm, _ = leader_setup(tmp_path, [1, 2], epoch=3)
         assert rm.leader_check(TOPIC, 0) == ErrorCode.NONE
         assert rm.leader_check(TOPIC, 0, 3) == ErrorCode.NONE
         assert rm.leader_check(TOPIC, 0, 2) == ErrorCode.FENCED_LEADER_EPOCH
@@ -446,6 +446,15 @@ def test_fetcher_restarts_log_at_leaders_log_start(kafka_broker: BrokerProcess, 
             await _wait_for(lambda: plog.log_end_offset == 6 and plog.high_watermark == 6)
             assert plog.log_start_offset == 4
             assert plog.read_bytes(4, 1 << 20) != b""
+            # a follower ahead of the leader in the same epoch (an unclean election) truncates to the leader's end
+            rm.forget(topic, 0)
+            plog.append(make_batch(3), leader_epoch=0)
+            assert plog.log_end_offset == 9
+            rm.apply(topic, part)
+            await _produce(client, topic, 1, "b")  # the leader's end: 7
+            await _wait_for(lambda: plog.log_end_offset == 7 and plog.high_watermark == 7)
+            local = plog.read_bytes(4, 1 << 20)
+            assert local and _segment_bytes(kafka_broker.data_dir / f"{topic}-0").endswith(local)
             await rm.close()
         finally:
             await client.close()
@@ -476,7 +485,11 @@ def _ctx(state: BrokerState, api_key: int, version: int) -> Any:
 
 
 def _produce_request(acks: int, n: int, timeout_ms: int = 5000) -> Any:
-    from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from kafkapy.protocol.messages.produce_request import (
+        PartitionProduceData,
+        ProduceRequest,
+        TopicProduceData,
+    )
 
     data = memoryview(make_batch(n))
     return ProduceRequest(acks=acks, timeout_ms=timeout_ms,
@@ -484,7 +497,11 @@ def _produce_request(acks: int, n: int, timeout_ms: int = 5000) -> Any:
 
 
 def _fetch_request(offset: int, replica_id: int = -1, epoch: int = 1, max_wait_ms: int = 0) -> Any:
-    from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+    from kafkapy.protocol.messages.fetch_request import (
+        FetchPartition,
+        FetchRequest,
+        FetchTopic,
+    )
 
     return FetchRequest(
         replica_id=replica_id, max_wait_ms=max_wait_ms, min_bytes=1, session_id=0, session_epoch=-1,
@@ -513,7 +530,7 @@ def _size(pd: Any) -> int:
 
 def test_produce_acks_all_waits_for_follower_fetches(tmp_path: Path) -> None:
     async def body() -> None:
-        state, view, rm, _ = leader_setup(tmp_path, [1, 2], min_insync_replicas=2)
+        state, _view, _rm, _ = leader_setup(tmp_path, [1, 2], min_insync_replicas=2)
         produce = asyncio.ensure_future(_produce_h(state, -1, 3))
         await asyncio.sleep(0.02)
         assert not produce.done()
@@ -538,7 +555,7 @@ def test_produce_acks_all_waits_for_follower_fetches(tmp_path: Path) -> None:
 
 def test_produce_refused_below_min_isr_and_on_followers(tmp_path: Path) -> None:
     async def body() -> None:
-        state, view, rm, _ = leader_setup(tmp_path, [1, 2], isr=[1], min_insync_replicas=2)
+        state, _view, rm, _ = leader_setup(tmp_path, [1, 2], isr=[1], min_insync_replicas=2)
         plog = state.partition_log(TOPIC, 0)
         assert plog is not None
         r = await _produce_h(state, -1, 3)
@@ -560,7 +577,7 @@ def test_produce_refused_below_min_isr_and_on_followers(tmp_path: Path) -> None:
 
 def test_produce_acks_all_times_out(tmp_path: Path) -> None:
     async def body() -> None:
-        state, view, rm, _ = leader_setup(tmp_path, [1, 2], min_insync_replicas=1)
+        state, _view, _rm, _ = leader_setup(tmp_path, [1, 2], min_insync_replicas=1)
         r = await _produce_h(state, -1, 1, timeout_ms=100)
         assert r.error_code == ErrorCode.REQUEST_TIMED_OUT
 
@@ -569,7 +586,7 @@ def test_produce_acks_all_times_out(tmp_path: Path) -> None:
 
 def test_waiting_follower_fetch_answers_when_hw_moves(tmp_path: Path) -> None:
     async def body() -> None:
-        state, view, rm, _ = leader_setup(tmp_path, [1, 2, 3])
+        state, _view, _rm, _ = leader_setup(tmp_path, [1, 2, 3])
         await _produce_h(state, 1, 4)
         assert (await _fetch_h(state, 4, replica_id=2)).high_watermark == 0  # follower 3 is unknown yet
         t0 = time.monotonic()

@@ -16,7 +16,9 @@ LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4,
 READ_COMMITTED = 1
 
 
-def _one(state: BrokerState, topic: str, p: ListOffsetsPartition, version: int, committed: bool) -> ListOffsetsPartitionResponse:
+def _one(
+    state: BrokerState, topic: str, p: ListOffsetsPartition, version: int, committed: bool, replica: bool = False
+) -> ListOffsetsPartitionResponse:
     r = ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.NONE, timestamp=-1, offset=-1)
     plog = state.partition_log(topic, p.partition_index)
     if state.replicas is not None:  # a cluster: only the leader answers
@@ -32,7 +34,10 @@ def _one(state: BrokerState, topic: str, p: ListOffsetsPartition, version: int, 
         r.error_code = ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
         return r
     ts = p.timestamp
-    if ts == LATEST:
+    if ts == LATEST and replica:
+        r.offset = plog.log_end_offset  # as Kafka answers a follower: the log end, not the high watermark
+        r.leader_epoch = epoch
+    elif ts == LATEST:
         r.offset = state.last_stable_offset(plog) if committed else plog.high_watermark
         r.leader_epoch = epoch
     elif ts in (EARLIEST, EARLIEST_LOCAL):
@@ -61,6 +66,6 @@ async def handle(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsRes
                 parts.append(ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.INVALID_REQUEST))
                 continue
             seen.add(p.partition_index)
-            parts.append(_one(ctx.state, t.name, p, ctx.version, committed))
+            parts.append(_one(ctx.state, t.name, p, ctx.version, committed, req.replica_id >= 0))
         topics.append(ListOffsetsTopicResponse(name=t.name, partitions=parts))
     return ListOffsetsResponse(topics=topics)
