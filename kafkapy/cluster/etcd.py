@@ -20,7 +20,7 @@ import base64
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -205,8 +205,7 @@ def parse_endpoints(endpoints: str | list[str]) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for item in items:
         for scheme in ("etcd://", "http://"):
-            if item.startswith(scheme):
-                item = item[len(scheme) :]
+            item = item.removeprefix(scheme)
         for part in item.split(","):
             part = part.strip().rstrip("/")
             if not part:
@@ -339,7 +338,8 @@ class _JsonSplitter:
             if objs is None:
                 raise EtcdError(f"malformed JSON from etcd: {line[:200]!r}")
             out += objs
-        objs = self._decode_all(bytes(self.buf))  # a complete object without its newline yet
+        # a complete object whose newline has not arrived yet
+        objs = self._decode_all(bytes(self.buf)) if self.buf.rstrip().endswith(b"}") else None
         if objs:
             out += objs
             self.buf.clear()
@@ -476,14 +476,16 @@ class EtcdClient:
 
     # ------------------------------------------------------------ watch
 
-    async def watch_prefix(self, prefix: bytes, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+    async def watch_prefix(self, prefix: bytes, start_revision: int) -> AsyncGenerator[list[WatchEvent], None]:
         """Event batches under prefix from start_revision (inclusive), in revision order.
+
+        start_revision <= 0 means from the next change on (etcd's convention).
 
         A dropped stream is reopened from the revision after the last one seen;
         EtcdCompacted if that revision is compacted, EtcdUnavailable if no
         endpoint accepts the watch for _WATCH_RETRY_S seconds.
         """
-        next_rev = max(1, start_revision)
+        next_rev = start_revision  # <= 0: from etcd's current revision on
         failing_since: float | None = None
         backoff = 0.05
         while True:
@@ -504,6 +506,8 @@ class EtcdClient:
                 log.info("etcd watch resumed", prefix=prefix.decode(errors="replace"), revision=next_rev)
             failing_since, backoff = None, 0.05
             try:
+                if next_rev <= 0:
+                    next_rev = stream.created_revision + 1
                 async for batch in self._watch_batches(stream):
                     yield batch
                     next_rev = batch[-1].kv.mod_revision + 1
@@ -537,6 +541,7 @@ class EtcdClient:
                         raise _gateway_error(_first_object(raw), resp.status)
                     stream = _WatchStream(conn, _body_pieces(conn.reader, resp), _JsonSplitter(), [])
                     first = _watch_result(await stream.next_object())
+                    stream.created_revision = _revision(first)
                     if first.get("canceled"):
                         _raise_canceled(first, start)
                     if not first.get("created"):
@@ -675,6 +680,7 @@ class _WatchStream:
     pieces: AsyncIterator[bytes]
     splitter: _JsonSplitter
     pending: list[Any]
+    created_revision: int = 0  # etcd's revision when the watch was created
 
     async def next_object(self) -> Any:
         """The next JSON object of the stream; EOFError when it ends."""
@@ -707,7 +713,8 @@ def _watch_result(obj: Any) -> dict[str, Any]:
         raise _gateway_error(obj)
     if not isinstance(obj, dict) or not isinstance(obj.get("result"), dict):
         raise EtcdError(f"etcd watch: unexpected message {obj!r}")
-    return obj["result"]
+    result: dict[str, Any] = obj["result"]
+    return result
 
 
 def _raise_canceled(result: dict[str, Any], start: int) -> None:
@@ -723,7 +730,7 @@ def _raise_canceled(result: dict[str, Any], start: int) -> None:
 class Lease:
     """A granted lease kept alive by a background task (keepalive every ttl/3)."""
 
-    __slots__ = ("client", "id", "ttl", "_on_lost", "_alive", "_task")
+    __slots__ = ("_alive", "_on_lost", "_task", "client", "id", "ttl")
 
     def __init__(self, client: EtcdClient, lease_id: int, ttl: int, on_lost: Callable[[], None] | None) -> None:
         self.client = client

@@ -24,6 +24,7 @@ from kafkapy.cluster.etcd import (
     Lease,
     Op,
     WatchEvent,
+    _JsonSplitter,
     prefix_range_end,
 )
 from kafkapy.cluster.etcd_server import EtcdServer, etcd_binary, start_etcd
@@ -350,6 +351,38 @@ def test_watch_from_past_revision_in_order(etcd: EtcdServer) -> None:
         assert events[3].kv.create_revision == r4 and events[3].kv.version == 1
 
     run(body, etcd)
+
+
+def test_watch_from_now_and_large_batches(etcd: EtcdServer) -> None:
+    async def body(c: EtcdClient) -> None:
+        await c.put(b"/wn/old", b"x")
+        agen = c.watch_prefix(b"/wn/", 0)  # 0: only changes from now on
+        pending = asyncio.ensure_future(collect(agen, 300, timeout=10))
+        await asyncio.sleep(0.2)  # let the watch be created
+        big = b"v" * 5000
+        res = await c.txn([], [Op.put(b"/wn/%03d" % i, big) for i in range(100)])
+        for i in range(200):
+            await c.put(b"/wn/s%03d" % i, b"%d" % i)
+        events = await pending
+        await agen.aclose()
+        assert b"/wn/old" not in {e.kv.key for e in events}
+        assert [e.kv.mod_revision for e in events[:100]] == [res.revision] * 100
+        assert all(e.kv.value == big for e in events[:100])
+        assert [e.kv.value for e in events[100:]] == [b"%d" % i for i in range(200)]
+
+    run(body, etcd)
+
+
+def test_json_splitter_reassembles_any_chunking() -> None:
+    objs = [{"result": {"n": i, "s": "é" * i}} for i in range(20)]
+    stream = b"".join(json.dumps(o, ensure_ascii=False).encode() + (b"\n" if i % 3 else b"") for i, o in enumerate(objs))
+    for size in (1, 2, 7, 64, len(stream)):
+        sp = _JsonSplitter()
+        out: list[object] = []
+        for i in range(0, len(stream), size):
+            out += sp.feed(stream[i : i + size])
+        out += sp.finish()
+        assert out == objs, size
 
 
 def test_watch_compacted_revision_raises(etcd: EtcdServer) -> None:
