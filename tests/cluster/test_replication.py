@@ -4,6 +4,7 @@ follower's fetcher against a real kafkapy broker subprocess acting as leader."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -602,5 +603,200 @@ def test_waiting_follower_fetch_answers_when_hw_moves(tmp_path: Path) -> None:
         assert (await _fetch_h(state, 4, replica_id=9)).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
         assert (await _fetch_h(state, 4, replica_id=2, epoch=0)).error_code == ErrorCode.FENCED_LEADER_EPOCH
         assert (await _fetch_h(state, 4, replica_id=2, epoch=5)).error_code == ErrorCode.UNKNOWN_LEADER_EPOCH
+
+    run(body)
+
+
+# ----------------------------------------------------------------- two brokers in one process
+
+
+class SharedCluster:
+    """The metadata of a small in-process cluster: one image, CAS ISR changes, changes applied in order."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, TopicInfo] = {}
+        self.brokers: dict[int, BrokerInfo] = {}
+        self.managers: dict[int, ReplicaManager] = {}
+
+    def set_partition(self, topic: str, info: PartitionInfo) -> None:
+        self.topics[topic].partitions[info.index] = info
+        self._broadcast(topic, info)
+
+    def _broadcast(self, topic: str, info: PartitionInfo) -> None:
+        for rm in list(self.managers.values()):
+            rm.apply(topic, dataclasses.replace(info, replicas=list(info.replicas), isr=list(info.isr)))
+
+    async def alter_isr(self, me: int, topic: str, index: int, isr: list[int], epoch: int) -> PartitionInfo | None:
+        part = self.topics[topic].partitions[index]
+        if part.partition_epoch != epoch or part.leader != me:
+            return None
+        new = dataclasses.replace(part, isr=list(isr), partition_epoch=epoch + 1)
+        self.topics[topic].partitions[index] = new
+        asyncio.get_running_loop().call_soon(self._broadcast, topic, new)  # as a watch would deliver it
+        return dataclasses.replace(new, replicas=list(new.replicas), isr=list(new.isr))
+
+
+class NodeView:
+    """One broker's ClusterView of a SharedCluster."""
+
+    def __init__(self, cluster: SharedCluster, broker: BrokerInfo) -> None:
+        self.cluster = cluster
+        self.cluster_id = "in-process"
+        self.broker = broker
+
+    @property
+    def controller_id(self) -> int:
+        return min(self.cluster.brokers)
+
+    def brokers(self) -> list[BrokerInfo]:
+        return [self.cluster.brokers[n] for n in sorted(self.cluster.brokers)]
+
+    def broker_info(self, node_id: int) -> BrokerInfo | None:
+        return self.cluster.brokers.get(node_id)
+
+    def topics(self) -> Iterable[TopicInfo]:
+        return self.cluster.topics.values()
+
+    def topic(self, name: str) -> TopicInfo | None:
+        return self.cluster.topics.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        return next((t for t in self.cluster.topics.values() if t.topic_id == topic_id), None)
+
+    async def alter_isr(self, topic: str, index: int, isr: list[int], partition_epoch: int) -> PartitionInfo | None:
+        return await self.cluster.alter_isr(self.broker.node_id, topic, index, isr, partition_epoch)
+
+
+class Node:
+    """A real kafkapy Broker (network, dispatcher, handlers) over a SharedCluster."""
+
+    def __init__(self, cluster: SharedCluster, node_id: int, root: Path, port: int = 0) -> None:
+        self.cluster, self.node_id, self.dir, self.port = cluster, node_id, root / f"node-{node_id}", port
+        self.broker: Any = None
+        self.state: BrokerState | None = None
+
+    async def start(self) -> Node:
+        from kafkapy.server.broker import Broker
+        from kafkapy.server.dispatch import Dispatcher
+
+        config = BrokerConfig.from_pairs([
+            ("node.id", str(self.node_id)), ("listeners", f"PLAINTEXT://127.0.0.1:{self.port}"),
+            ("log.dirs", str(self.dir)), ("replica.lag.time.max.ms", "600"), ("replica.fetch.wait.max.ms", "200"),
+            ("replica.fetch.backoff.ms", "50"), ("min.insync.replicas", "2"),
+        ])
+
+        async def factory(broker: Any) -> Any:
+            adv = broker.advertised[0]
+            self.port = adv.port
+            me = BrokerInfo(self.node_id, adv.host, adv.port)
+            self.cluster.brokers[self.node_id] = me
+            logs = LogManager(self.dir, auto_high_watermark=False, sync=False)
+            state = BrokerState(config=config, metadata=NodeView(self.cluster, me), logs=logs,  # type: ignore[arg-type]
+                                data_dir=self.dir, broker=broker)
+            for t in self.cluster.topics.values():
+                for p in t.partitions:
+                    if self.node_id in p.replicas and logs.get(t.name, p.index) is None:
+                        logs.create(t.name, p.index, topic_id=t.topic_id)
+            rm = ReplicaManager(state)
+            state.replicas = rm
+            await rm.start()
+            self.cluster.managers[self.node_id] = rm
+            for t in self.cluster.topics.values():
+                for p in t.partitions:
+                    rm.apply(t.name, p)
+            self.state = state
+            return Dispatcher(state)
+
+        self.broker = Broker(config, factory)
+        await self.broker.start()
+        return self
+
+    def plog(self, topic: str) -> Any:
+        assert self.state is not None
+        return self.state.partition_log(topic, 0)
+
+    async def stop(self) -> None:
+        self.cluster.managers.pop(self.node_id, None)
+        self.cluster.brokers.pop(self.node_id, None)
+        await self.broker.shutdown()
+        assert self.state is not None
+        await self.state.replicas.close()
+        self.state.logs.close()
+
+
+async def _send_produce(node: Node, topic: str, acks: int, n: int, timeout_ms: int = 5000) -> Any:
+    from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from kafkapy.protocol.records import build_batch
+
+    conn = BrokerConnection("127.0.0.1", node.port, "test-producer", 10)
+    await conn.connect(5)
+    try:
+        batch = build_batch([(b"k", f"v{i}".encode() * 10, [], None) for i in range(n)])
+        resp: Any = await conn.request(ProduceRequest(
+            acks=acks, timeout_ms=timeout_ms,
+            topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])]))
+        return resp.responses[0].partition_responses[0]
+    finally:
+        await conn.close()
+
+
+def test_two_brokers_replicate_shrink_expand_and_fail_over(tmp_path: Path) -> None:
+    topic = "e2e"
+
+    async def body() -> None:
+        cluster = SharedCluster()
+        cluster.topics[topic] = TopicInfo(topic, uuid.uuid4(), [PartitionInfo(0, 1, [1, 2], [1, 2], 0, 0)])
+        n1 = await Node(cluster, 1, tmp_path).start()
+        n2 = await Node(cluster, 2, tmp_path).start()
+        try:
+            # acks=all through the network: answered once broker 2 has the records
+            for _ in range(5):
+                r = await _send_produce(n1, topic, -1, 3)
+                assert r.error_code == 0
+            assert n1.plog(topic).high_watermark == 15
+            assert n2.plog(topic).log_end_offset >= 15
+            await _wait_for(lambda: n2.plog(topic).high_watermark == 15)
+            assert _segment_bytes(n2.plog(topic).directory) == _segment_bytes(n1.plog(topic).directory)
+
+            # broker 2 goes away: the ISR shrinks within replica.lag.time.max.ms; min.insync.replicas=2 refuses
+            await n2.stop()
+            t0 = time.monotonic()
+            r = await _send_produce(n1, topic, -1, 1, timeout_ms=5000)
+            assert r.error_code == ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+            assert 0.5 < time.monotonic() - t0 < 2.5
+            assert cluster.topics[topic].partitions[0].isr == [1]
+            assert (await _send_produce(n1, topic, -1, 1)).error_code == ErrorCode.NOT_ENOUGH_REPLICAS
+            assert (await _send_produce(n1, topic, 1, 2)).error_code == 0  # acks=1 goes on: LEO 18
+            assert n1.plog(topic).high_watermark == 18
+
+            # broker 2 comes back: catches up, rejoins the ISR, acks=all works again
+            n2 = await Node(cluster, 2, tmp_path, n2.port).start()
+            await _wait_for(lambda: cluster.topics[topic].partitions[0].isr == [1, 2])
+            assert (await _send_produce(n1, topic, -1, 2)).error_code == 0
+            assert n2.plog(topic).log_end_offset == 20
+
+            # broker 2 is cut off again; broker 1 takes acks=1 writes it never gets (an idle follower
+            # that has everything stays in sync, as in Kafka: the writes make it lag)
+            await n2.stop()
+            assert (await _send_produce(n1, topic, 1, 4)).error_code == 0
+            assert n1.plog(topic).log_end_offset == 24
+            await _wait_for(lambda: cluster.topics[topic].partitions[0].isr == [1])
+            # unclean election: broker 2 leads at epoch 1 with its 20 records; broker 1 must truncate
+            part = cluster.topics[topic].partitions[0]
+            cluster.set_partition(topic, PartitionInfo(0, 2, [1, 2], [2], 1, part.partition_epoch + 1))
+            assert (await _send_produce(n1, topic, 1, 1)).error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+            n2 = await Node(cluster, 2, tmp_path, n2.port).start()
+            assert n2.plog(topic).log_end_offset == 20 and n2.plog(topic).latest_epoch == 1
+            await _wait_for(lambda: n1.plog(topic).log_end_offset == 20)
+            await _wait_for(lambda: cluster.topics[topic].partitions[0].isr == [2, 1])
+            r = await _send_produce(n2, topic, -1, 3)
+            assert r.error_code == 0 and r.base_offset == 20
+            await _wait_for(lambda: n1.plog(topic).high_watermark == 23)
+            assert _segment_bytes(n1.plog(topic).directory) == _segment_bytes(n2.plog(topic).directory)
+            assert [(e.epoch, e.start_offset) for e in n1.plog(topic).epoch_cache.entries] == [(0, 0), (1, 20)]
+        finally:
+            for n in (n1, n2):
+                if n.broker is not None and n.node_id in cluster.managers:
+                    await n.stop()
 
     run(body)
