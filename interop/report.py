@@ -58,6 +58,7 @@ EXTRA_SCENARIOS: tuple[tuple[str, str], ...] = (
     ("admin-topics", "Admin: create (and its errors)/describe/delete topics, partitions, cluster"),
     ("list-offsets", "Admin: ListOffsets earliest/latest/max-timestamp/for-timestamp"),
     ("groups-admin", "Admin: list/describe consumer groups, group offsets"),
+    ("admin-featureless", "Admin: quotas, SCRAM, reassignments, tokens as without the feature; unserved calls fail with UnsupportedVersionException"),
     ("group-auto-commit", "Consumer group: automatic commits"),
     ("seek-by-timestamp", "Consumer: seek by timestamp (offsetsForTimes)"),
     ("group-protocol-consumer", "Consumer group: group.protocol=consumer (KIP-848)"),

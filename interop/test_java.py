@@ -2,7 +2,8 @@
 pom.xml) against a kafkapy broker process: every shared scenario, plus what
 only the Java column has rows for (acks, AdminClient topic/cluster/group
 calls, ListOffsets specs, automatic commits, seek by timestamp, KIP-848,
-transactions: read_committed, fencing, sendOffsetsToTransaction).
+transactions: read_committed, fencing, sendOffsetsToTransaction; Admin
+calls for quotas, SCRAM, tokens and APIs kafkapy does not serve).
 
 One JVM (interop/adapters/java.py, `Driver serve`) answers every call of the
 session; the broker is the module's own kafkapy process.
@@ -26,6 +27,8 @@ if _missing is not None:
 CONSUMER_GROUP_HEARTBEAT = 68
 CONSUMER_GROUP_DESCRIBE = 69
 DESCRIBE_GROUPS = 15
+DESCRIBE_QUORUM = 55
+ELECT_LEADERS = 43
 
 
 def advertised_apis(bootstrap: str) -> dict[int, tuple[int, int]]:
@@ -230,6 +233,27 @@ class JavaScenarios(Scenarios):
         a.produce(b, topic, second)
         resumed = a.group_consume(b, topic, group, len(second), config=cfg)
         assert sorted(r.value or b"" for r in resumed) == sorted(r.value or b"" for r in second)
+
+    # Admin calls for features kafkapy lacks ----------------------------------
+    @pytest.mark.compat("admin-featureless")
+    def test_admin_featureless_and_unserved_calls(self, broker: BrokerProcess) -> None:
+        """Quotas, SCRAM, reassignments and delegation tokens answer as on a Kafka
+        without them; an API the broker does not advertise fails the call with
+        UnsupportedVersionException (the Admin checks ApiVersions), no hang."""
+        b = broker.bootstrap
+        topic = self.make_topic(broker)
+        res = call("admin_misc", b, topic=topic)
+        assert res["client_quotas"] == {"ok": "{}"}
+        assert res["scram_all"] == {"ok": "{}"}
+        assert res["scram_alice"]["exception"].endswith("ResourceNotFoundException")
+        assert res["reassignments"] == {"ok": "{}"}
+        assert res["delegation_tokens"]["exception"].endswith("UnsupportedByAuthenticationException")
+        apis = advertised_apis(b)
+        for name, key in (("metadata_quorum", DESCRIBE_QUORUM), ("elect_leaders", ELECT_LEADERS)):
+            if key in apis:
+                assert "ok" in res[name], res[name]
+            else:
+                assert res[name]["exception"].endswith("UnsupportedVersionException"), res[name]
 
     # transactions ----------------------------------------------------------
     @pytest.mark.compat("transactions")

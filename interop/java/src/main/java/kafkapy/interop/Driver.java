@@ -162,6 +162,7 @@ public final class Driver {
             case "txn_close": return txnClose(r);
             case "read_to_end": return readToEnd(r);
             case "eos_transform": return eosTransform(r);
+            case "admin_misc": return adminMisc(r);
             default: throw new IllegalArgumentException("unknown op " + op);
         }
     }
@@ -814,6 +815,47 @@ public final class Driver {
             next.forEach((tp, o) -> offs.put(tp.topic() + ":" + tp.partition(), o.offset()));
         }
         return out;
+    }
+
+    // ------------------------------------------------------------------ admin: everything else
+
+    interface AdminCall {
+        Object run(Admin a) throws Exception;
+    }
+
+    /** One Admin call: {"ok": what it returned, as text} or {"exception": root cause class}. */
+    static ObjectNode attempt(Admin a, AdminCall c) {
+        ObjectNode o = JSON.createObjectNode();
+        try {
+            o.put("ok", String.valueOf(c.run(a)));
+        } catch (Exception e) {
+            ObjectNode err = error(e);
+            o.put("exception", err.get("exception").asText());
+            o.put("error", err.get("error").asText());
+        }
+        return o;
+    }
+
+    /**
+     * Admin calls for features a broker may lack (quotas, SCRAM, reassignments, delegation tokens,
+     * KRaft quorum, leader elections): each call's result or exception, by name.
+     * {"topic"}: the partition (0) electLeaders asks about.
+     */
+    static ObjectNode adminMisc(JsonNode r) throws Exception {
+        TopicPartition tp = new TopicPartition(r.path("topic").asText(), 0);
+        try (Admin a = admin(r)) {
+            ObjectNode out = JSON.createObjectNode();
+            out.set("client_quotas", attempt(a, x -> x.describeClientQuotas(
+                    org.apache.kafka.common.quota.ClientQuotaFilter.all()).entities().get()));
+            out.set("scram_all", attempt(a, x -> x.describeUserScramCredentials().all().get()));
+            out.set("scram_alice", attempt(a, x -> x.describeUserScramCredentials(List.of("alice")).description("alice").get()));
+            out.set("reassignments", attempt(a, x -> x.listPartitionReassignments().reassignments().get()));
+            out.set("delegation_tokens", attempt(a, x -> x.describeDelegationToken().delegationTokens().get()));
+            out.set("metadata_quorum", attempt(a, x -> x.describeMetadataQuorum().quorumInfo().get().leaderId()));
+            out.set("elect_leaders", attempt(a, x -> x.electLeaders(org.apache.kafka.common.ElectionType.PREFERRED,
+                    Set.of(tp)).partitions().get().get(tp)));
+            return out;
+        }
     }
 
     static <T> List<T> list(Collection<T> c) {
