@@ -216,7 +216,7 @@ class ReplicaManager:
         r.pending_isr = None
         if r.plog.append_listener == self._on_append:
             r.plog.append_listener = None
-        if self.fetchers is not None:
+        if self.fetchers is not None and not self._closed:
             if r.info.leader >= 0:
                 self.fetchers.add(r.topic, r.index, r.info.leader, r.info.leader_epoch)
             else:
@@ -395,6 +395,8 @@ class ReplicaManager:
                 self._alter_isr(r, [n for n in r.info.isr if n not in out], "shrink")
 
     def _alter_isr(self, r: Replica, isr: list[int], why: str) -> None:
+        if self._closed:
+            return
         if self.node_id not in isr:
             isr = [self.node_id, *isr]
         r.pending_isr = isr
