@@ -53,6 +53,8 @@ class PartitionInfo:
     isr: list[int]
     leader_epoch: int = 0
     partition_epoch: int = 0
+    adding_replicas: list[int] = field(default_factory=list)  # KIP-455 reassignment in progress
+    removing_replicas: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -143,81 +143,103 @@ class GroupCoordinator(Placement):
 
     def _open_topic(self) -> None:
         info = self.state.metadata.topic(OFFSETS_TOPIC)
-        if info is None:
-            cfg = self.state.config
-            info = self.state.create_topic(
-                OFFSETS_TOPIC,
-                cfg.offsets_topic_num_partitions,
-                1,
-                {
-                    "cleanup.policy": "compact",
-                    "segment.bytes": str(cfg.offsets_topic_segment_bytes),
-                    "compression.type": "producer",
-                },
-            )
-        self.num_partitions = len(info.partitions)
+        if info is not None:
+            self.num_partitions = len(info.partitions)
+            return
+        cfg = self.state.config
+        configs = {
+            "cleanup.policy": "compact",
+            "segment.bytes": str(cfg.offsets_topic_segment_bytes),
+            "compression.type": "producer",
+        }
+        self.num_partitions = cfg.offsets_topic_num_partitions
+        cluster = self.state.cluster
+        if cluster is not None:  # created in the background; NOT_COORDINATOR until then
+            rf = cluster.internal_replication_factor(cfg.offsets_topic_replication_factor, "offsets.topic.replication.factor")
+            cluster.ensure_internal_topic(OFFSETS_TOPIC, self.num_partitions, rf, configs)
+            return
+        self.state.create_topic_now(OFFSETS_TOPIC, self.num_partitions, 1, configs)
 
     def load(self) -> None:
         """Replay every owned partition of `__consumer_offsets` from its start."""
+        count = sum(self._load_partition(p) for p in range(self.num_partitions) if self._owns_partition(p))
+        log.info("group coordinator loaded", records=count, groups=len(self.groups), partitions=self.num_partitions)
+
+    def load_partition(self, p: int) -> None:
+        """This broker became the leader of partition p (a cluster's leadership change): replay it."""
+        self.num_partitions = max(self.num_partitions, p + 1)
+        count = self._load_partition(p)
+        log.info("group coordinator partition loaded", partition=p, records=count)
+
+    def unload_partition(self, p: int) -> None:
+        """Another broker leads partition p now: forget its groups (their members rejoin there)."""
+        gone = [g for g in self.groups if self.partition_of(g) == p]
+        for g in gone:
+            del self.groups[g]
+        for g in [g for g in self.consumer.groups if self.partition_of(g) == p]:
+            del self.consumer.groups[g]
+        for key, fut in list(self.join_waiters.items()) + list(self.sync_waiters.items()):
+            if self.partition_of(key[0]) == p and not fut.done():
+                fut.cancel()
+        log.info("group coordinator partition unloaded", partition=p, groups=len(gone))
+
+    def _load_partition(self, p: int) -> int:
         self._loading = True
         count = 0
         try:
-            for p in range(self.num_partitions):
-                if not self._owns_partition(p):
-                    continue
-                plog = self.state.partition_log(OFFSETS_TOPIC, p)
-                if plog is None:
-                    continue
-                offset = plog.log_start_offset
-                end = plog.log_end_offset
-                while offset < end:
-                    data = plog.read_bytes(offset, _LOAD_CHUNK)
-                    if not data:
-                        break
-                    nxt = offset
-                    for header, rec in iter_all_records(data):
-                        nxt = max(nxt, header.next_offset)
-                        if rec.offset < offset:
-                            continue
-                        if header.is_control:  # a transaction marker: pending offsets become visible or go
-                            if header.producer_id >= 0:
-                                try:
-                                    ctrl = parse_control_record(rec.key, rec.value)
-                                except Exception:
-                                    continue
-                                self.complete_txn(header.producer_id, ctrl.type == ControlRecordType.COMMIT, p)
-                            continue
-                        if rec.key is None:
-                            continue
-                        if cg_records.is_consumer_group_key(rec.key):  # a KIP-848 group record
+            plog = self.state.partition_log(OFFSETS_TOPIC, p)
+            if plog is None:
+                return 0
+            offset = plog.log_start_offset
+            end = plog.log_end_offset
+            while offset < end:
+                data = plog.read_bytes(offset, _LOAD_CHUNK)
+                if not data:
+                    break
+                nxt = offset
+                for header, rec in iter_all_records(data):
+                    nxt = max(nxt, header.next_offset)
+                    if rec.offset < offset:
+                        continue
+                    if header.is_control:  # a transaction marker: pending offsets become visible or go
+                        if header.producer_id >= 0:
                             try:
-                                cg_key = cg_records.decode_key(rec.key)
-                                self.consumer.replay(cg_key, None if rec.value is None else cg_records.decode_value(cg_key, rec.value))
-                            except DecodeError as e:
-                                log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
+                                ctrl = parse_control_record(rec.key, rec.value)
+                            except Exception:
                                 continue
-                            old = self.groups.get(cg_key.group)
-                            if old is not None and old.is_empty and self.consumer.get(cg_key.group) is not None:
-                                del self.groups[cg_key.group]  # offsets committed before the group became a consumer group
-                            count += 1
-                            continue
+                            self.complete_txn(header.producer_id, ctrl.type == ControlRecordType.COMMIT, p)
+                        continue
+                    if rec.key is None:
+                        continue
+                    if cg_records.is_consumer_group_key(rec.key):  # a KIP-848 group record
                         try:
-                            key = decode_key(rec.key)
-                            value = self._decode_value(key, rec.value)
+                            cg_key = cg_records.decode_key(rec.key)
+                            self.consumer.replay(cg_key, None if rec.value is None else cg_records.decode_value(cg_key, rec.value))
                         except DecodeError as e:
                             log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
                             continue
-                        if header.is_transactional and isinstance(key, OffsetKey) and isinstance(value, OffsetValue):
-                            self.txn_offsets.add(header.producer_id, key.group, [((key.topic, key.partition), value)])
-                            continue
-                        self._replay(key, value)
+                        old = self.groups.get(cg_key.group)
+                        if old is not None and old.is_empty and self.consumer.get(cg_key.group) is not None:
+                            del self.groups[cg_key.group]  # offsets committed before the group became a consumer group
                         count += 1
-                    if nxt <= offset:
-                        break
-                    offset = nxt
+                        continue
+                    try:
+                        key = decode_key(rec.key)
+                        value = self._decode_value(key, rec.value)
+                    except DecodeError as e:
+                        log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
+                        continue
+                    if header.is_transactional and isinstance(key, OffsetKey) and isinstance(value, OffsetValue):
+                        self.txn_offsets.add(header.producer_id, key.group, [((key.topic, key.partition), value)])
+                        continue
+                    self._replay(key, value)
+                    count += 1
+                if nxt <= offset:
+                    break
+                offset = nxt
         finally:
             self._loading = False
-        log.info("group coordinator loaded", records=count, groups=len(self.groups), partitions=self.num_partitions)
+        return count
 
     @staticmethod
     def _decode_value(key: Key, data: bytes | None) -> Value:

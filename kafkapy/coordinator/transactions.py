@@ -135,56 +135,77 @@ class TransactionCoordinator(Placement):
 
     def _open_topic(self) -> None:
         info = self.state.metadata.topic(TXN_TOPIC)
-        if info is None:
-            cfg = self.state.config
-            info = self.state.create_topic(
-                TXN_TOPIC,
-                cfg.transaction_state_log_num_partitions,
-                1,
-                {
-                    "cleanup.policy": "compact",
-                    "segment.bytes": str(_config_int(self.state, "transaction.state.log.segment.bytes", _SEGMENT_BYTES)),
-                    "compression.type": "uncompressed",
-                    "min.insync.replicas": str(cfg.transaction_state_log_min_isr),
-                },
+        if info is not None:
+            self.num_partitions = len(info.partitions)
+            return
+        cfg = self.state.config
+        configs = {
+            "cleanup.policy": "compact",
+            "segment.bytes": str(_config_int(self.state, "transaction.state.log.segment.bytes", _SEGMENT_BYTES)),
+            "compression.type": "uncompressed",
+            "min.insync.replicas": str(cfg.transaction_state_log_min_isr),
+        }
+        self.num_partitions = cfg.transaction_state_log_num_partitions
+        cluster = self.state.cluster
+        if cluster is not None:  # created in the background; NOT_COORDINATOR until then
+            rf = cluster.internal_replication_factor(
+                cfg.transaction_state_log_replication_factor, "transaction.state.log.replication.factor"
             )
-        self.num_partitions = len(info.partitions)
+            cluster.ensure_internal_topic(TXN_TOPIC, self.num_partitions, rf, configs)
+            return
+        self.state.create_topic_now(TXN_TOPIC, self.num_partitions, 1, configs)
 
     def load(self) -> None:
         """Replay every owned partition of `__transaction_state` from its start."""
+        count = sum(self._load_partition(p) for p in range(self.num_partitions) if self._owns_partition(p))
+        log.info("transaction coordinator loaded", records=count, transactional_ids=len(self.txns))
+
+    def load_partition(self, p: int) -> None:
+        """This broker became the leader of partition p: replay it and finish what it left half-done."""
+        self.num_partitions = max(self.num_partitions, p + 1)
+        count = self._load_partition(p)
+        log.info("transaction coordinator partition loaded", partition=p, records=count)
+        self.recover()
+
+    def unload_partition(self, p: int) -> None:
+        """Another broker leads partition p now: forget its transactional ids."""
+        gone = [t for t in self.txns if self.partition_of(t) == p]
+        for t in gone:
+            md = self.txns.pop(t)
+            self._by_producer.pop(md.producer_id, None)
+        log.info("transaction coordinator partition unloaded", partition=p, transactional_ids=len(gone))
+
+    def _load_partition(self, p: int) -> int:
         self._loading = True
         count = 0
         try:
-            for p in range(self.num_partitions):
-                if not self._owns_partition(p):
-                    continue
-                plog = self.state.partition_log(TXN_TOPIC, p)
-                if plog is None:
-                    continue
-                offset, end = plog.log_start_offset, plog.log_end_offset
-                while offset < end:
-                    data = plog.read_bytes(offset, _LOAD_CHUNK)
-                    if not data:
-                        break
-                    nxt = offset
-                    for header, rec in iter_all_records(data):
-                        nxt = max(nxt, header.next_offset)
-                        if header.is_control or rec.key is None or rec.offset < offset:
-                            continue
-                        try:
-                            txn_id = decode_key(rec.key)
-                            value = None if rec.value is None else decode_value(rec.value)
-                        except DecodeError as e:
-                            log.warning("skipping bad __transaction_state record", partition=p, offset=rec.offset, error=str(e))
-                            continue
-                        self._replay(txn_id, value)
-                        count += 1
-                    if nxt <= offset:
-                        break
-                    offset = nxt
+            plog = self.state.partition_log(TXN_TOPIC, p)
+            if plog is None:
+                return 0
+            offset, end = plog.log_start_offset, plog.log_end_offset
+            while offset < end:
+                data = plog.read_bytes(offset, _LOAD_CHUNK)
+                if not data:
+                    break
+                nxt = offset
+                for header, rec in iter_all_records(data):
+                    nxt = max(nxt, header.next_offset)
+                    if header.is_control or rec.key is None or rec.offset < offset:
+                        continue
+                    try:
+                        txn_id = decode_key(rec.key)
+                        value = None if rec.value is None else decode_value(rec.value)
+                    except DecodeError as e:
+                        log.warning("skipping bad __transaction_state record", partition=p, offset=rec.offset, error=str(e))
+                        continue
+                    self._replay(txn_id, value)
+                    count += 1
+                if nxt <= offset:
+                    break
+                offset = nxt
         finally:
             self._loading = False
-        log.info("transaction coordinator loaded", records=count, transactional_ids=len(self.txns))
+        return count
 
     def recover(self) -> None:
         """Finish transactions a crash left between PrepareX and CompleteX (markers again: idempotent)."""

@@ -49,8 +49,26 @@ def default_handler_factory(broker: Broker) -> RequestHandler | Awaitable[Reques
             raise
         broker.log.warning("dispatcher_missing", detail="kafkapy.server.dispatch not found; closing every connection")
         return _no_dispatcher
+    if broker.config.metadata_connect:
+        return _cluster_handler(broker)
     build: Callable[[Broker], RequestHandler | Awaitable[RequestHandler]] = dispatch.build_handler
     return build(broker)
+
+
+async def _cluster_handler(broker: Broker) -> RequestHandler:
+    """A clustered broker: state from etcd, then the same dispatcher."""
+    from kafkapy.server.cluster_node import ClusterStartError, open_cluster_state
+    from kafkapy.server.dispatch import Dispatcher
+
+    try:
+        state = await open_cluster_state(broker)
+    except ClusterStartError as e:
+        raise StartupError(str(e)) from None
+    return Dispatcher(state)
+
+
+class StartupError(Exception):
+    """The broker cannot start for a reason worth one clear log line (no traceback)."""
 
 
 class Broker:
@@ -64,6 +82,7 @@ class Broker:
         self.cluster_id = config.cluster_id or ""  # the handler factory may fill it in
         self._handler_factory = handler_factory or default_handler_factory
         self._hooks: list[ShutdownHook] = []
+        self._pre_hooks: list[ShutdownHook] = []
         self._stop: asyncio.Event | None = None
         self.ready = asyncio.Event()  # set once the broker accepts connections
 
@@ -74,6 +93,10 @@ class Broker:
     def add_shutdown_hook(self, hook: ShutdownHook) -> None:
         """Run `hook` (sync or async) at shutdown, after the network has stopped; newest first."""
         self._hooks.append(hook)
+
+    def add_pre_shutdown_hook(self, hook: ShutdownHook) -> None:
+        """Run `hook` at shutdown while the network still serves (controlled shutdown)."""
+        self._pre_hooks.append(hook)
 
     def stop(self) -> None:
         """Ask the broker to shut down (safe from signal handlers and tasks)."""
@@ -118,6 +141,13 @@ class Broker:
 
     async def shutdown(self) -> None:
         self.log.info("broker_stopping")
+        for hook in reversed(self._pre_hooks):
+            try:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.log.exception("shutdown_hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
         if self.server is not None:
             await self.server.shutdown(self.config.shutdown_timeout_ms / 1000)
         for hook in reversed(self._hooks):
@@ -191,6 +221,10 @@ def run_broker(config: BrokerConfig, handler_factory: HandlerFactory | None = No
             loop.add_signal_handler(signum, on_signal, signum)
         try:
             await broker.start()
+        except StartupError as exc:
+            log.error("broker_start_failed", error=str(exc))
+            await broker.shutdown()
+            return 1
         except OSError as exc:
             log.error("broker_bind_failed", error=str(exc), listeners=",".join(config.listeners))
             await broker.shutdown()

@@ -60,6 +60,8 @@ class BrokerState:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Leader/follower replication (kafkapy.cluster.replication.ReplicaManager); None on a single broker.
     replicas: Any = None
+    # kafkapy.server.cluster_node.ClusterNode (etcd metadata, controller); None on a single broker.
+    cluster: Any = None
 
     @classmethod
     def open(cls, broker: Any) -> BrokerState:
@@ -128,22 +130,51 @@ class BrokerState:
 
     # ---------------------------------------------------------------- topics
 
-    def create_topic(
+    @property
+    def clustered(self) -> bool:
+        return self.cluster is not None
+
+    def live_brokers(self) -> list[BrokerInfo]:
+        """Brokers to list in Metadata/DescribeCluster."""
+        return self.metadata.brokers() if self.cluster is not None else [self.advertised]
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        configs: dict[str, str] | None = None,
+        assignment: dict[int, list[int]] | None = None,
+    ) -> TopicInfo:
+        if self.cluster is not None:
+            # Logs of local replicas are created by the metadata listener before this returns.
+            return await self.metadata.create_topic(name, partitions, replication_factor, configs, assignment)  # type: ignore[no-any-return]
+        return self.create_topic_now(name, partitions, replication_factor, configs)
+
+    def create_topic_now(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str] | None = None
     ) -> TopicInfo:
+        """Single broker only: create the topic and its logs synchronously."""
         info = self.metadata.create_topic(name, partitions, replication_factor, configs)
         cfg = self.log_config(info)
         for p in info.partitions:
             self.logs.create(name, p.index, cfg, topic_id=info.topic_id)
         return info
 
-    def delete_topic(self, name: str) -> TopicInfo:
+    def check_new_topic(self, name: str, partitions: int, replication_factor: int) -> None:
+        self.metadata.check_new_topic(name, partitions, replication_factor)
+
+    async def delete_topic(self, name: str) -> TopicInfo:
+        if self.cluster is not None:
+            return await self.metadata.delete_topic(name)  # type: ignore[no-any-return]
         info = self.metadata.delete_topic(name)
         for p in info.partitions:
             self.logs.delete(name, p.index)
         return info
 
-    def add_partitions(self, name: str, total: int) -> TopicInfo:
+    async def add_partitions(self, name: str, total: int, assignment: list[list[int]] | None = None) -> TopicInfo:
+        if self.cluster is not None:
+            return await self.metadata.add_partitions(name, total, assignment)  # type: ignore[no-any-return]
         info = self.metadata.add_partitions(name, total)
         cfg = self.log_config(info)
         for p in info.partitions:
@@ -151,16 +182,20 @@ class BrokerState:
                 self.logs.create(name, p.index, cfg, topic_id=info.topic_id)
         return info
 
-    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+    async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        if self.cluster is not None:
+            await self.metadata.set_topic_configs(name, configs)
+            return  # the listener updates the local logs' configs
         self.metadata.set_topic_configs(name, configs)
         info = self.metadata.topic(name)
         assert info is not None
         self.logs.update_config(name, self.log_config(info))
 
-    def maybe_auto_create(self, name: str) -> TopicInfo | None:
+    async def maybe_auto_create(self, name: str) -> TopicInfo | None:
         if not self.config.auto_create_topics_enable:
             return None
-        return self.create_topic(name, self.config.num_partitions, min(self.config.default_replication_factor, 1))
+        rf = self.config.default_replication_factor if self.cluster is not None else 1
+        return await self.create_topic(name, self.config.num_partitions, rf)
 
     def partition_log(self, topic: str, partition: int) -> PartitionLog | None:
         return self.logs.get(topic, partition)
@@ -178,9 +213,12 @@ class BrokerState:
 
     def open_logs(self) -> None:
         """Make sure every partition in the metadata has a log (after a crash mid-create)."""
+        me = self.node_id
         for info in self.metadata.topics():
             cfg = self.log_config(info)
             for p in info.partitions:
+                if self.cluster is not None and me not in p.replicas and me not in p.adding_replicas:
+                    continue
                 plog = self.logs.get(info.name, p.index)
                 if plog is None:
                     self.logs.create(info.name, p.index, cfg, topic_id=info.topic_id)

@@ -98,7 +98,7 @@ async def _stable_single(coord: GroupCoordinator, group: str) -> str:
 @run_async
 async def test_offsets_and_groups_survive_restart(data_dir: Path) -> None:
     state = open_state(data_dir)
-    state.create_topic("t", 3, 1)
+    state.create_topic_now("t", 3, 1)
     coord = GroupCoordinator.of(state)
     assert state.metadata.topic(OFFSETS_TOPIC) is not None
     member = await _stable_single(coord, "g1")
@@ -123,7 +123,7 @@ async def test_offsets_and_groups_survive_restart(data_dir: Path) -> None:
 @run_async
 async def test_leave_persists_empty_group_and_delete_tombstones(data_dir: Path) -> None:
     state = open_state(data_dir)
-    state.create_topic("t", 1, 1)
+    state.create_topic_now("t", 1, 1)
     coord = GroupCoordinator.of(state)
     member = await _stable_single(coord, "g")
     coord.commit("g", member, None, 1, [("t", 0, OffsetValue(3))])
@@ -145,7 +145,7 @@ async def test_leave_persists_empty_group_and_delete_tombstones(data_dir: Path) 
 @run_async
 async def test_offsets_expire_for_empty_groups(data_dir: Path) -> None:
     state = open_state(data_dir, offsets_retention_minutes="1")
-    state.create_topic("t", 1, 1)
+    state.create_topic_now("t", 1, 1)
     coord = GroupCoordinator.of(state)
     coord.commit("s", "", None, -1, [("t", 0, OffsetValue(1, -1, "", 1000))])
     now = coord.offsets.get("s", "t", 0).commit_timestamp  # type: ignore[union-attr]

@@ -159,7 +159,7 @@ def txn_batch(pid: int, epoch: int, seq: int, n: int = 3) -> bytearray:
 
 def setup_txn(state: BrokerState, coord: TransactionCoordinator, tid: str = "tx") -> tuple[int, int]:
     if state.metadata.topic("out") is None:
-        state.create_topic("out", 2, 1)
+        state.create_topic_now("out", 2, 1)
     d = coord.init_producer_id(tid, 60_000, -1, -1, producer_fenced=True)
     assert d.error == E.NONE
     pid, epoch = d.producer_id, d.producer_epoch

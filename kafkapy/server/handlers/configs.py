@@ -229,7 +229,7 @@ def _check_broker_ops(ops: list[Op]) -> None:
     )
 
 
-def _alter_one(state: BrokerState, resource_type: int, name: str, ops: list[Op], validate_only: bool, incremental: bool) -> None:
+async def _alter_one(state: BrokerState, resource_type: int, name: str, ops: list[Op], validate_only: bool, incremental: bool) -> None:
     """Validate and (unless validate_only) apply one resource's changes."""
     names = [op.name for op in ops]
     if len(set(names)) != len(names):
@@ -242,7 +242,7 @@ def _alter_one(state: BrokerState, resource_type: int, name: str, ops: list[Op],
         base = current if incremental else {}  # legacy AlterConfigs replaces the whole set
         new = _apply_topic_ops(state, base, ops)
         if not validate_only and new != current:
-            state.set_topic_configs(name, new)
+            await state.set_topic_configs(name, new)
     elif resource_type == BROKER:
         _check_broker_name(state, name)
         _check_broker_ops(ops)
@@ -250,7 +250,7 @@ def _alter_one(state: BrokerState, resource_type: int, name: str, ops: list[Op],
         raise _unsupported_type(resource_type)
 
 
-def _run(ctx: RequestContext, resources: list, validate_only: bool, incremental: bool) -> list[tuple[int, str | None, int, str]]:  # type: ignore[type-arg]
+async def _run(ctx: RequestContext, resources: list, validate_only: bool, incremental: bool) -> list[tuple[int, str | None, int, str]]:  # type: ignore[type-arg]
     """(error code, message, type, name) per resource, in request order."""
     keys = [(r.resource_type, r.resource_name) for r in resources]
     dupes = {k for k in keys if keys.count(k) > 1}
@@ -261,7 +261,7 @@ def _run(ctx: RequestContext, resources: list, validate_only: bool, incremental:
             continue
         ops = [Op(c.name, c.config_operation if incremental else SET, c.value) for c in r.configs]
         try:
-            _alter_one(ctx.state, r.resource_type, r.resource_name, ops, validate_only, incremental)
+            await _alter_one(ctx.state, r.resource_type, r.resource_name, ops, validate_only, incremental)
         except ResourceError as e:
             out.append((e.code, e.message, r.resource_type, r.resource_name))
             continue
@@ -273,7 +273,7 @@ async def alter_configs(ctx: RequestContext, req: AlterConfigsRequest) -> AlterC
     return AlterConfigsResponse(
         responses=[
             AlterConfigsResourceResponse(error_code=c, error_message=m, resource_type=t, resource_name=n)
-            for c, m, t, n in _run(ctx, req.resources, req.validate_only, incremental=False)
+            for c, m, t, n in await _run(ctx, req.resources, req.validate_only, incremental=False)
         ]
     )
 
@@ -282,6 +282,6 @@ async def incremental_alter_configs(ctx: RequestContext, req: IncrementalAlterCo
     return IncrementalAlterConfigsResponse(
         responses=[
             IncrementalResourceResponse(error_code=c, error_message=m, resource_type=t, resource_name=n)
-            for c, m, t, n in _run(ctx, req.resources, req.validate_only, incremental=True)
+            for c, m, t, n in await _run(ctx, req.resources, req.validate_only, incremental=True)
         ]
     )

@@ -72,7 +72,7 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
                     continue
                 if allow_create:
                     try:
-                        info = state.maybe_auto_create(wanted.name)
+                        info = await state.maybe_auto_create(wanted.name)
                     except MetadataError as e:
                         topics.append(_error_entry(e.code, wanted.name))
                         continue

@@ -22,7 +22,7 @@ from kafkapy.protocol.primitives import ZERO_UUID
 from kafkapy.server.handler import RequestContext
 
 
-def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: bool) -> CreatableTopicResult:
+async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: bool) -> CreatableTopicResult:
     state = ctx.state
     result = CreatableTopicResult(name=t.name, error_code=ErrorCode.NONE)
     if t.assignments:
@@ -50,9 +50,10 @@ def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: bool) -> 
         return result
     try:
         if validate_only:
-            state.metadata.check_new_topic(t.name, partitions, replication)
+            state.check_new_topic(t.name, partitions, replication)
         else:
-            info = state.create_topic(t.name, partitions, replication, configs)
+            assignment = {a.partition_index: list(a.broker_ids) for a in t.assignments} if t.assignments else None
+            info = await state.create_topic(t.name, partitions, replication, configs, assignment)
             result.topic_id = info.topic_id
     except MetadataError as e:
         result.error_code = e.code
@@ -85,7 +86,7 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
                     )
                 )
             continue
-        r = _create_one(ctx, t, req.validate_only)
+        r = await _create_one(ctx, t, req.validate_only)
         if r.error_code:
             r.num_partitions = -1
             r.replication_factor = -1
@@ -114,7 +115,10 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
             res.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION  # Kafka refuses to delete internal topics
             res.error_message = f"Cannot delete internal topic {info.name}"
         else:
-            state.delete_topic(info.name)
+            try:
+                await state.delete_topic(info.name)
+            except MetadataError as e:
+                res.error_code, res.error_message = e.code, e.message
             res.name, res.topic_id = info.name, info.topic_id
         if ctx.version < 6 and res.name is None:
             res.name = ""
@@ -143,7 +147,8 @@ async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -
             res.error_message = f"Attempted to add {t.count - len(info.partitions)} additional partition(s), but only {len(t.assignments)} assignment(s) were specified."
         elif not req.validate_only:
             try:
-                state.add_partitions(t.name, t.count)
+                assignments = [list(a.broker_ids) for a in t.assignments] if t.assignments else None
+                await state.add_partitions(t.name, t.count, assignments)
             except MetadataError as e:
                 res.error_code, res.error_message = e.code, e.message
         results.append(res)
