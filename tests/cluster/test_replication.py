@@ -724,14 +724,14 @@ class Node:
         self.state.logs.close()
 
 
-async def _send_produce(node: Node, topic: str, acks: int, n: int, timeout_ms: int = 5000) -> Any:
+async def _send_produce(node: Node, topic: str, acks: int, n: int, timeout_ms: int = 5000, batch: bytes | None = None) -> Any:
     from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
     from kafkapy.protocol.records import build_batch
 
     conn = BrokerConnection("127.0.0.1", node.port, "test-producer", 10)
     await conn.connect(5)
     try:
-        batch = build_batch([(b"k", f"v{i}".encode() * 10, [], None) for i in range(n)])
+        batch = batch or build_batch([(b"k", f"v{i}".encode() * 10, [], None) for i in range(n)])
         resp: Any = await conn.request(ProduceRequest(
             acks=acks, timeout_ms=timeout_ms,
             topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])]))
@@ -797,6 +797,51 @@ def test_two_brokers_replicate_shrink_expand_and_fail_over(tmp_path: Path) -> No
         finally:
             for n in (n1, n2):
                 if n.broker is not None and n.node_id in cluster.managers:
+                    await n.stop()
+
+    run(body)
+
+
+def test_clean_failover_keeps_acknowledged_records_and_idempotence(tmp_path: Path) -> None:
+    from kafkapy.protocol.records import build_batch
+
+    topic = "fo"
+
+    def idem(seq: int, n: int) -> bytes:
+        return build_batch([(b"k", b"v%d" % (seq + i), [], None) for i in range(n)],
+                           producer_id=4242, producer_epoch=0, base_sequence=seq)
+
+    async def body() -> None:
+        cluster = SharedCluster()
+        cluster.topics[topic] = TopicInfo(topic, uuid.uuid4(), [PartitionInfo(0, 1, [1, 2], [1, 2], 0, 0)])
+        n1 = await Node(cluster, 1, tmp_path).start()
+        n2 = await Node(cluster, 2, tmp_path).start()
+        try:
+            assert (await _send_produce(n1, topic, -1, 0, batch=idem(0, 3))).base_offset == 0
+            assert (await _send_produce(n1, topic, -1, 0, batch=idem(3, 2))).base_offset == 3
+            # a produce is in flight, waiting for broker 2, when leadership moves: it is told to retry elsewhere
+            n2_fetchers = n2.state.replicas.fetchers  # type: ignore[union-attr]
+            for f in list(n2_fetchers.fetchers.values()):
+                f.remove(topic, 0)  # broker 2 stops fetching for a moment
+            waiting = asyncio.ensure_future(_send_produce(n1, topic, -1, 0, batch=idem(5, 1)))
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+            part = cluster.topics[topic].partitions[0]
+            cluster.set_partition(topic, PartitionInfo(0, 2, [1, 2], [1, 2], 1, part.partition_epoch + 1))
+            r = await asyncio.wait_for(waiting, 2)
+            assert r.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+            # the producer retries on the new leader: the acknowledged batches are there, the
+            # unacknowledged one (only on broker 1) is truncated away there and written again here
+            assert (await _send_produce(n2, topic, -1, 0, batch=idem(3, 2))).base_offset == 3  # a duplicate
+            r = await _send_produce(n2, topic, -1, 0, batch=idem(5, 1))
+            assert r.error_code == 0 and r.base_offset == 5
+            assert n2.plog(topic).log_end_offset == 6
+            await _wait_for(lambda: n1.plog(topic).high_watermark == 6)
+            assert _segment_bytes(n1.plog(topic).directory) == _segment_bytes(n2.plog(topic).directory)
+            assert [(e.epoch, e.start_offset) for e in n1.plog(topic).epoch_cache.entries] == [(0, 0), (1, 5)]
+        finally:
+            for n in (n1, n2):
+                if n.node_id in cluster.managers:
                     await n.stop()
 
     run(body)
