@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kafkapy.cluster.controller import Controller
-from kafkapy.cluster.etcd_metadata import Changes, EtcdMetadata
+from kafkapy.cluster.etcd_metadata import PRODUCER_ID_BLOCK, Changes, EtcdMetadata
 from kafkapy.cluster.metadata import BrokerInfo, MetadataError, PartitionInfo
 from kafkapy.logging import get_logger
 from kafkapy.server.state import BrokerState
@@ -144,13 +144,13 @@ class ClusterNode:
 
     # ------------------------------------------------------------ producer ids
 
-    def next_producer_id(self) -> int | None:
-        """An id from a block reserved in etcd; None while a new block is being fetched."""
+    def generate(self) -> int:
+        """A producer id from a block reserved in etcd (the next block is fetched ahead of need)."""
         nxt, end = self._pid_block
         if nxt >= end:
             if self._pid_next_block is None:
                 self._refill_producer_ids()
-                return None
+                raise RuntimeError("no producer id block reserved yet")
             self._pid_block, self._pid_next_block = self._pid_next_block, None
             nxt, end = self._pid_block
         self._pid_block = (nxt + 1, end)
@@ -161,13 +161,12 @@ class ClusterNode:
     def _refill_producer_ids(self) -> None:
         if self._pid_refill is not None and not self._pid_refill.done():
             return
+        self._pid_refill = asyncio.get_running_loop().create_task(self.reserve_producer_ids())
 
-        async def refill() -> None:
-            start = await self.md.reserve_producer_ids()
-            self._pid_next_block = (start, start + 1000)
-            log.info("producer id block reserved", first=start, end=start + 1000)
-
-        self._pid_refill = asyncio.get_running_loop().create_task(refill())
+    async def reserve_producer_ids(self) -> None:
+        start = await self.md.reserve_producer_ids(PRODUCER_ID_BLOCK)
+        self._pid_next_block = (start, start + PRODUCER_ID_BLOCK)
+        log.info("producer id block reserved", first=start, end=start + PRODUCER_ID_BLOCK)
 
     # ------------------------------------------------------------ shutdown
 
@@ -256,7 +255,7 @@ async def open_cluster_state(broker: Any) -> BrokerState:
     md.on_session_lost = lambda: log.error("lost etcd session; acks=all writes stall until it is back")
     state.tasks.append(asyncio.get_running_loop().create_task(state._housekeeping()))
     node.controller.start()
-    node._refill_producer_ids()
+    await node.reserve_producer_ids()
 
     async def close() -> None:
         await node.close()

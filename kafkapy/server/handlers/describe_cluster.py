@@ -20,13 +20,15 @@ async def handle(ctx: RequestContext, req: DescribeClusterRequest) -> DescribeCl
             endpoint_type=BROKERS_ENDPOINT,
             cluster_id=state.metadata.cluster_id,
         )
-    b = state.advertised
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE,
         endpoint_type=BROKERS_ENDPOINT,
         cluster_id=state.metadata.cluster_id,
         controller_id=state.metadata.controller_id,
-        brokers=[DescribeClusterBroker(broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack)],
+        brokers=[
+            DescribeClusterBroker(broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
+            for b in state.live_brokers()
+        ],
         cluster_authorized_operations=(
             CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED
         ),

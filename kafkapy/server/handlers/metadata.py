@@ -20,7 +20,7 @@ from kafkapy.server.handlers._common import (
 )
 
 
-def topic_entry(info: TopicInfo, include_ops: bool) -> MetadataResponseTopic:
+def topic_entry(info: TopicInfo, include_ops: bool, live: set[int] | None = None) -> MetadataResponseTopic:
     return MetadataResponseTopic(
         error_code=ErrorCode.NONE,
         name=info.name,
@@ -28,13 +28,14 @@ def topic_entry(info: TopicInfo, include_ops: bool) -> MetadataResponseTopic:
         is_internal=info.internal,
         partitions=[
             MetadataResponsePartition(
-                error_code=ErrorCode.NONE,
+                # Kafka: LEADER_NOT_AVAILABLE for a partition without a live leader
+                error_code=ErrorCode.NONE if p.leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
                 partition_index=p.index,
                 leader_id=p.leader,
                 leader_epoch=p.leader_epoch,
                 replica_nodes=list(p.replicas),
                 isr_nodes=list(p.isr),
-                offline_replicas=[],
+                offline_replicas=[] if live is None else [r for r in p.replicas if r not in live],
             )
             for p in info.partitions
         ],
@@ -53,8 +54,10 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
     all_topics = req.topics is None or (ctx.version == 0 and not req.topics)
     allow_create = req.allow_auto_topic_creation if ctx.version >= 4 else True
     topics: list[MetadataResponseTopic] = []
+    brokers = state.live_brokers()
+    live = {b.node_id for b in brokers} if state.clustered else None
     if all_topics:
-        topics = [topic_entry(t, include_ops) for t in state.topics()]
+        topics = [topic_entry(t, include_ops, live) for t in state.topics()]
     else:
         for wanted in req.topics or []:
             if wanted.name is None:
@@ -63,7 +66,7 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
                     name = None if ctx.version >= 12 else ""
                     topics.append(_error_entry(ErrorCode.UNKNOWN_TOPIC_ID, name, wanted.topic_id))
                 else:
-                    topics.append(topic_entry(info, include_ops))
+                    topics.append(topic_entry(info, include_ops, live))
                 continue
             info = state.metadata.topic(wanted.name)
             if info is None:
@@ -79,10 +82,9 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
                 if info is None:
                     topics.append(_error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, wanted.name))
                     continue
-            topics.append(topic_entry(info, include_ops))
-    b = state.advertised
+            topics.append(topic_entry(info, include_ops, live))
     return MetadataResponse(
-        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack)],
+        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in brokers],
         cluster_id=state.metadata.cluster_id,
         controller_id=state.metadata.controller_id,
         topics=topics,

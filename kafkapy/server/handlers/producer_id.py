@@ -67,6 +67,8 @@ class ProducerIdManager:
 
 
 def producer_id_manager(state: BrokerState) -> ProducerIdManager:
+    if state.cluster is not None:  # blocks reserved in etcd, unique across the cluster
+        return state.cluster  # type: ignore[no-any-return]
     mgr = state.extras.get(EXTRAS_KEY)
     if mgr is None:
         mgr = state.extras[EXTRAS_KEY] = ProducerIdManager.load(state.data_dir / ID_FILE)
