@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise", metavar="HOST:PORT", help="address given to clients (advertised.listeners)")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (log.dirs); default ./data")
     parser.add_argument("--broker-id", metavar="N", help="broker id (node.id); default 0")
+    parser.add_argument("--metadata", metavar="etcd://HOST:PORT[,...]", help="keep cluster metadata in etcd (metadata.connect)")
+    parser.add_argument("--cluster-id", metavar="ID", help="cluster id (cluster.id); a cluster's brokers share it")
+    parser.add_argument("--rack", metavar="RACK", help="this broker's rack (broker.rack)")
     parser.add_argument("--config", metavar="FILE", help="a Kafka server.properties file")
     parser.add_argument(
         "--set",
@@ -79,6 +82,12 @@ def overrides_from_args(args: argparse.Namespace) -> list[tuple[str, str]]:
         pairs.append(("log.dirs", args.data_dir))
     if args.broker_id is not None:
         pairs.append(("node.id", args.broker_id))
+    if getattr(args, "metadata", None):
+        pairs.append(("metadata.connect", args.metadata))
+    if getattr(args, "cluster_id", None):
+        pairs.append(("cluster.id", args.cluster_id))
+    if getattr(args, "rack", None):
+        pairs.append(("broker.rack", args.rack))
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
