@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -348,12 +348,98 @@ def plan_rebalance(
         )
     keys = _order(assignment)
     plan = _Plan(ids, rack_of, rack_aware, {k: list(dict.fromkeys(assignment[k])) for k in keys})
-    _balance_replicas(plan, keys)
-    _balance_leaders(plan, keys, {k: assignment[k][0] if assignment[k] else -1 for k in keys})
+    original: dict[Hashable, list[int]] = {k: list(assignment[k]) for k in keys}
+    _balance_replicas(plan, keys, original)
+    _balance_leaders(plan, keys, original)
+    stranded = sorted({b for reps in plan.current.values() for b in reps} - set(ids))
+    if stranded:
+        raise AssignmentError(
+            INVALID_REPLICA_ASSIGNMENT, f"Cannot move every replica off broker(s) {stranded} under the constraints."
+        )
     return {k: plan.current[k] for k in assignment}
 
 
-def _balance_replicas(plan: _Plan, keys: Sequence[Hashable]) -> None:
+Edge = tuple[Hashable, int, int]  # (partition key, from broker, to broker)
+
+
+def _cheapest_chain(
+    sources: Iterable[int],
+    is_sink: Callable[[int], bool],
+    edges: Callable[[int], Iterable[tuple[Hashable, int, int]]],
+) -> list[Edge] | None:
+    """Cheapest path of moves from a source broker to a sink broker (0-1 BFS).
+
+    `edges(u)` yields (key, v, cost) with cost 0 or 1.
+    """
+    dist: dict[int, int] = {}
+    parent: dict[int, tuple[int, Hashable] | None] = {}
+    queue: deque[tuple[int, int]] = deque()
+    for s in sources:
+        dist[s], parent[s] = 0, None
+        queue.append((0, s))
+    starts = set(dist)
+    done: set[int] = set()
+    while queue:
+        d, u = queue.popleft()
+        if u in done or d != dist[u]:
+            continue
+        done.add(u)
+        if u not in starts and is_sink(u):
+            path: list[Edge] = []
+            node = u
+            while (step := parent[node]) is not None:
+                path.append((step[1], step[0], node))
+                node = step[0]
+            return path[::-1]
+        for key, v, cost in edges(u):
+            nd = d + cost
+            if v in done or nd >= dist.get(v, nd + 1):
+                continue
+            dist[v], parent[v] = nd, (u, key)
+            if cost:
+                queue.append((nd, v))
+            else:
+                queue.appendleft((nd, v))
+    return None
+
+
+def _even_out(
+    count: Counter[int],
+    ids: list[int],
+    target: Mapping[int, int],
+    edges: Callable[[int], Iterable[tuple[Hashable, int, int]]],
+    apply: Callable[[Edge], bool],
+) -> None:
+    """Move units along chains until every broker is at its target, else until max - min <= 1."""
+
+    def run(sources: Callable[[], list[int]], is_sink: Callable[[int], bool]) -> None:
+        while True:
+            starts = sources()
+            if not starts:
+                return
+            path = _cheapest_chain(starts, is_sink, edges)
+            if path is None:
+                return
+            for step in path:
+                if not apply(step):
+                    return
+
+    def excess(b: int) -> int:
+        return count[b] - target.get(b, 0)
+
+    run(lambda: [b for b in sorted(count) if excess(b) > 0], lambda b: excess(b) < 0)
+
+    def top() -> int:
+        return max(count[b] for b in ids)
+
+    # the shares went to brokers that cannot pass them on: balance max against min instead
+    run(
+        lambda: [b for b in ids if count[b] == top()] if top() - min(count[b] for b in ids) > 1 else [],
+        lambda b: b in target and count[b] <= top() - 2,
+    )
+
+
+def _balance_replicas(plan: _Plan, keys: Sequence[Hashable], original: Mapping[Hashable, list[int]]) -> None:
     load: Counter[int] = Counter(b for reps in plan.current.values() for b in reps)
     target = _targets(sum(load.values()), plan.ids, load)
 
@@ -378,74 +464,61 @@ def _balance_replicas(plan: _Plan, keys: Sequence[Hashable]) -> None:
             load[d] -= 1
             load[r] += 1
 
-    # Chains for what is left: d -> x in one partition, x -> r in another.
     holders: dict[int, list[Hashable]] = {}
     for key in keys:
         for b in plan.current[key]:
             holders.setdefault(b, []).append(key)
-    while any(excess(b) > 0 for b in load):
-        path = _find_chain(plan, holders, [b for b in sorted(load) if excess(b) > 0], lambda b: excess(b) < 0)
-        if path is None:
-            return  # no way to balance further under the constraints
-        for key, src, dst in path:
-            reps = plan.current[key]
-            if src not in reps or dst in reps:
-                return
-            reps[reps.index(src)] = dst
-            holders[src].remove(key)
-            holders.setdefault(dst, []).append(key)
-            load[src] -= 1
-            load[dst] += 1
 
-
-def _find_chain(
-    plan: _Plan,
-    holders: dict[int, list[Hashable]],
-    sources: list[int],
-    is_sink: object,
-) -> list[tuple[Hashable, int, int]] | None:
-    """Shortest sequence of replica moves from a source broker to a sink broker (BFS over brokers)."""
-    assert callable(is_sink)
-    parent: dict[int, tuple[int, Hashable] | None] = {s: None for s in sources}
-    queue = deque(sources)
-    while queue:
-        u = queue.popleft()
+    def edges(u: int) -> Iterable[tuple[Hashable, int, int]]:
         for key in holders.get(u, []):
-            reps = plan.current[key]
-            pos = reps.index(u)
+            pos = plan.current[key].index(u)
+            cost = 1 if u in original[key] else 0  # moving an added replica again costs nothing
             for v in plan.ids:
-                if v in parent or not plan.rack_ok(key, pos, v):
-                    continue
-                parent[v] = (u, key)
-                if is_sink(v):
-                    path: list[tuple[Hashable, int, int]] = []
-                    node = v
-                    while parent[node] is not None:
-                        prev, k = parent[node]  # type: ignore[misc]
-                        path.append((k, prev, node))
-                        node = prev
-                    return path[::-1]
-                queue.append(v)
-    return None
+                if plan.rack_ok(key, pos, v):
+                    yield key, v, cost
+
+    def apply(step: Edge) -> bool:
+        key, src, dst = step
+        reps = plan.current[key]
+        if src not in reps or dst in reps:
+            return False
+        reps[reps.index(src)] = dst
+        holders[src].remove(key)
+        holders.setdefault(dst, []).append(key)
+        load[src] -= 1
+        load[dst] += 1
+        return True
+
+    _even_out(load, plan.ids, target, edges, apply)
 
 
-def _balance_leaders(plan: _Plan, keys: Sequence[Hashable], original: Mapping[Hashable, int]) -> None:
+def _balance_leaders(plan: _Plan, keys: Sequence[Hashable], original: Mapping[Hashable, list[int]]) -> None:
     lead: Counter[int] = Counter(plan.current[k][0] for k in keys if plan.current[k])
     target = _targets(sum(lead.values()), plan.ids, lead)
 
     def excess(b: int) -> int:
         return lead[b] - target.get(b, 0)
 
+    led: dict[int, list[Hashable]] = {}
+    for key in keys:
+        if plan.current[key]:
+            led.setdefault(plan.current[key][0], []).append(key)
+
     def promote(key: Hashable, b: int) -> None:
         reps = plan.current[key]
-        lead[reps[0]] -= 1
+        old = reps[0]
+        lead[old] -= 1
+        led[old].remove(key)
         reps.remove(b)
         reps.insert(0, b)
         lead[b] += 1
+        led.setdefault(b, []).append(key)
+
+    def changed(key: Hashable) -> bool:
+        return plan.current[key][:1] != original[key][:1]
 
     # Partitions whose preferred leader changes anyway go first: re-choosing costs nothing.
-    ordered = sorted(keys, key=lambda k: plan.current[k][:1] == [original[k]])
-    for key in ordered:
+    for key in sorted(keys, key=lambda k: not changed(k)):
         reps = plan.current[key]
         if not reps or excess(reps[0]) <= 0:
             continue
@@ -453,35 +526,18 @@ def _balance_leaders(plan: _Plan, keys: Sequence[Hashable], original: Mapping[Ha
         if options:
             promote(key, min(options, key=lambda b: (excess(b), b)))
 
-    # Chains: b leads p1 where c is a follower, c leads p2 where d is a follower...
-    led: dict[int, list[Hashable]] = {}
-    for key in keys:
-        if plan.current[key]:
-            led.setdefault(plan.current[key][0], []).append(key)
-    while any(excess(b) > 0 for b in list(lead)):
-        sources = [b for b in sorted(lead) if excess(b) > 0]
-        parent: dict[int, tuple[int, Hashable] | None] = {s: None for s in sources}
-        queue = deque(sources)
-        found: int | None = None
-        while queue and found is None:
-            u = queue.popleft()
-            for key in led.get(u, []):
-                for v in plan.current[key][1:]:
-                    if v in parent:
-                        continue
-                    parent[v] = (u, key)
-                    if excess(v) < 0:
-                        found = v
-                        break
-                    queue.append(v)
-                if found is not None:
-                    break
-        if found is None:
-            return
-        node = found
-        while parent[node] is not None:
-            prev, key = parent[node]  # type: ignore[misc]
-            promote(key, node)
-            led[prev].remove(key)
-            led.setdefault(node, []).append(key)
-            node = prev
+    def edges(u: int) -> Iterable[tuple[Hashable, int, int]]:
+        for key in list(led.get(u, [])):
+            cost = 1 if not changed(key) else 0
+            for v in plan.current[key][1:]:
+                yield key, v, cost
+
+    def apply(step: Edge) -> bool:
+        key, src, dst = step
+        reps = plan.current[key]
+        if reps[:1] != [src] or dst not in reps:
+            return False
+        promote(key, dst)
+        return True
+
+    _even_out(lead, plan.ids, target, edges, apply)
