@@ -207,3 +207,48 @@ def test_unknown_api_key_and_malformed_body_are_closed_with_a_log_line(kafka_bro
         assert c.is_closed_by_peer()
     [line] = watch.lines("malformed request")
     assert "api=DescribeQuorum" in line and "version=0" in line
+
+
+def test_list_partition_reassignments_reports_replica_sets_in_change() -> None:
+    """Empty on a single broker (above, over TCP); in a cluster, every partition
+    with replicas being added or removed (KIP-455), filtered like Kafka."""
+    import asyncio
+    import uuid
+
+    from kafkapy.cluster.metadata import PartitionInfo, TopicInfo
+    from kafkapy.protocol.messages.list_partition_reassignments_request import (
+        ListPartitionReassignmentsRequest,
+        ListPartitionReassignmentsTopics,
+    )
+    from kafkapy.protocol.messages.request_header import RequestHeader
+    from kafkapy.server.handler import RequestContext
+    from kafkapy.server.handlers.reassignments import list_partition_reassignments
+
+    moving = TopicInfo("moving", uuid.uuid4(), [
+        PartitionInfo(0, 1, [1, 2], [1, 2]),
+        PartitionInfo(1, 2, [2, 3, 1], [2, 3], adding_replicas=[1], removing_replicas=[3]),
+    ])
+    still = TopicInfo("still", uuid.uuid4(), [PartitionInfo(0, 1, [1], [1])])
+
+    class Image:  # the two reads the handler makes of the cluster metadata
+        def topics(self) -> list[TopicInfo]:
+            return [moving, still]
+
+        def topic(self, name: str) -> TopicInfo | None:
+            return {t.name: t for t in self.topics()}.get(name)
+
+    class State:
+        metadata = Image()
+
+    ctx = RequestContext(header=RequestHeader(), version=0, state=State(), conn=None)  # type: ignore[arg-type]
+
+    def ask(topics: list[ListPartitionReassignmentsTopics] | None) -> list[tuple[str, int, list[int], list[int], list[int]]]:
+        resp = asyncio.run(list_partition_reassignments(ctx, ListPartitionReassignmentsRequest(topics=topics)))
+        assert resp.error_code == 0
+        return [(t.name, p.partition_index, p.replicas, p.adding_replicas, p.removing_replicas)
+                for t in resp.topics for p in t.partitions]
+
+    assert ask(None) == [("moving", 1, [2, 3, 1], [1], [3])]
+    assert ask([ListPartitionReassignmentsTopics(name="moving", partition_indexes=[0])]) == []
+    assert ask([ListPartitionReassignmentsTopics(name="moving", partition_indexes=[1, 7]),
+                ListPartitionReassignmentsTopics(name="nope", partition_indexes=[0])]) == [("moving", 1, [2, 3, 1], [1], [3])]

@@ -1,22 +1,55 @@
-"""ListPartitionReassignments (46): kafkapy never reassigns partitions, so none is ongoing.
-
-Kafka answers a filter naming unknown topics or partitions the same way
-(an empty list, no error).
+"""ListPartitionReassignments (46): the partitions whose replica set is
+changing (KIP-455: replicas being added or removed), from the cluster
+metadata. A single broker never has any. As in Kafka, a filter naming an
+unknown topic or partition matches nothing and is not an error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from kafkapy.cluster.metadata import PartitionInfo, TopicInfo
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.list_partition_reassignments_request import (
     ListPartitionReassignmentsRequest,
 )
 from kafkapy.protocol.messages.list_partition_reassignments_response import (
     ListPartitionReassignmentsResponse,
+    OngoingPartitionReassignment,
+    OngoingTopicReassignment,
 )
 from kafkapy.server.handler import RequestContext
+
+
+def _ongoing(partitions: Iterable[PartitionInfo]) -> list[OngoingPartitionReassignment]:
+    return [
+        OngoingPartitionReassignment(
+            partition_index=p.index,
+            replicas=list(p.replicas),
+            adding_replicas=list(p.adding_replicas),
+            removing_replicas=list(p.removing_replicas),
+        )
+        for p in partitions
+        if p.adding_replicas or p.removing_replicas
+    ]
 
 
 async def list_partition_reassignments(
     ctx: RequestContext, req: ListPartitionReassignmentsRequest
 ) -> ListPartitionReassignmentsResponse:
-    return ListPartitionReassignmentsResponse(error_code=ErrorCode.NONE, error_message=None, topics=[])
+    md = ctx.state.metadata
+    wanted: list[tuple[TopicInfo, Iterable[PartitionInfo]]] = []
+    if req.topics is None:
+        wanted = [(t, t.partitions) for t in md.topics()]
+    else:
+        for asked in req.topics:
+            info = md.topic(asked.name)
+            if info is not None:
+                indexes = set(asked.partition_indexes)
+                wanted.append((info, [p for p in info.partitions if p.index in indexes]))
+    topics = []
+    for info, partitions in wanted:
+        ongoing = _ongoing(partitions)
+        if ongoing:
+            topics.append(OngoingTopicReassignment(name=info.name, partitions=ongoing))
+    return ListPartitionReassignmentsResponse(error_code=ErrorCode.NONE, error_message=None, topics=topics)
