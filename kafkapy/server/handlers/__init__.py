@@ -52,7 +52,7 @@ HANDLERS: tuple[Handler, ...] = (
     Handler(ApiKey.DESCRIBE_PRODUCERS, 0, 0, "transactions:describe_producers"),
     Handler(ApiKey.DESCRIBE_TRANSACTIONS, 0, 0, "transactions:describe_transactions"),
     Handler(ApiKey.LIST_TRANSACTIONS, 0, 1, "transactions:list_transactions"),
-    # answers without the feature (PLAINTEXT only, no quotas, SCRAM, tokens, reassignments), as Kafka gives them
+    # Kafka's answers without the feature: PLAINTEXT only, no quotas, SCRAM, tokens or client metrics
     Handler(ApiKey.SASL_HANDSHAKE, 0, 1, "sasl:sasl_handshake"),
     Handler(ApiKey.SASL_AUTHENTICATE, 0, 2, "sasl:sasl_authenticate"),
     Handler(ApiKey.CREATE_DELEGATION_TOKEN, 1, 3, "delegation_tokens:create_delegation_token"),
