@@ -81,6 +81,7 @@ class Replica:
     epoch_start: int = 0  # leader: log end offset when its epoch began
     followers: dict[int, FollowerProgress] = field(default_factory=dict)
     waiters: list[_Waiter] = field(default_factory=list)
+    start_waiters: list[_Waiter] = field(default_factory=list)  # DeleteRecords: low watermark waits
     pending_isr: list[int] | None = None  # an alter_isr in flight
 
 
@@ -292,9 +293,59 @@ class ReplicaManager:
         f.log_end_offset = fetch_offset
         if log_start_offset >= 0:
             f.log_start_offset = log_start_offset
+            if r.start_waiters:
+                self._complete_start_waiters(r)
         self._maybe_expand_isr(r, f)
         self._maybe_advance_hw(r)
         return ErrorCode.NONE
+
+    # ------------------------------------------------------------ DeleteRecords
+
+    def low_watermark(self, topic: str, index: int) -> int:
+        """Kafka's low watermark: the smallest log start offset of the leader and its live followers
+        (-1 while a live follower has not reported one in this epoch)."""
+        r = self._replicas.get((topic, index))
+        if r is None or not r.is_leader:
+            return -1
+        return self._low_watermark(r)
+
+    def _low_watermark(self, r: Replica) -> int:
+        low = r.plog.log_start_offset
+        for f in r.followers.values():
+            if self.state.metadata.broker_info(f.node_id) is not None:
+                low = min(low, f.log_start_offset)
+        return low
+
+    def _complete_start_waiters(self, r: Replica) -> None:
+        low = self._low_watermark(r)
+        keep: list[_Waiter] = []
+        for w in r.start_waiters:
+            if w.future.done():
+                continue
+            if low >= w.end_offset:
+                w.future.set_result(ErrorCode.NONE)
+            else:
+                keep.append(w)
+        r.start_waiters = keep
+
+    async def wait_low_watermark(self, topic: str, index: int, offset: int, timeout_ms: int) -> int:
+        """DeleteRecords: wait until every live replica's log start reached `offset`."""
+        r = self._replicas.get((topic, index))
+        if r is None or not r.is_leader:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if self._low_watermark(r) >= offset:
+            return ErrorCode.NONE
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        w = _Waiter(offset, 0, fut)
+        r.start_waiters.append(w)
+        self.state.appends.notify()  # parked follower fetches answer with the new log start
+        try:
+            return await asyncio.wait_for(fut, max(timeout_ms, 0) / 1000)
+        except TimeoutError:
+            return ErrorCode.REQUEST_TIMED_OUT
+        finally:
+            if w in r.start_waiters:
+                r.start_waiters.remove(w)
 
     def _on_append(self, plog: PartitionLog) -> None:
         r = self._replicas.get((plog.topic, plog.partition))
@@ -344,10 +395,11 @@ class ReplicaManager:
         r.waiters = keep
 
     def _fail_waiters(self, r: Replica, code: int) -> None:
-        for w in r.waiters:
+        for w in [*r.waiters, *r.start_waiters]:
             if not w.future.done():
                 w.future.set_result(code)
         r.waiters = []
+        r.start_waiters = []
 
     async def wait_replicated(self, topic: str, index: int, end_offset: int, timeout_ms: int, min_isr: int) -> int:
         """acks=all: wait until the high watermark reaches `end_offset`."""

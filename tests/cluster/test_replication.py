@@ -845,3 +845,49 @@ def test_clean_failover_keeps_acknowledged_records_and_idempotence(tmp_path: Pat
                     await n.stop()
 
     run(body)
+
+
+async def _send_delete_records(node: Node, topic: str, offset: int, timeout_ms: int = 5000) -> Any:
+    conn = BrokerConnection("127.0.0.1", node.port, "test-admin", 10)
+    await conn.connect(5)
+    try:
+        resp: Any = await conn.request(DeleteRecordsRequest(
+            topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=offset)])],
+            timeout_ms=timeout_ms), 1)
+        return resp.topics[0].partitions[0]
+    finally:
+        await conn.close()
+
+
+def test_delete_records_waits_for_followers_log_start(tmp_path: Path) -> None:
+    topic = "dr"
+
+    async def body() -> None:
+        cluster = SharedCluster()
+        cluster.topics[topic] = TopicInfo(topic, uuid.uuid4(), [PartitionInfo(0, 1, [1, 2], [1, 2], 0, 0)])
+        n1 = await Node(cluster, 1, tmp_path).start()
+        n2 = await Node(cluster, 2, tmp_path).start()
+        try:
+            for _ in range(3):
+                assert (await _send_produce(n1, topic, -1, 2)).error_code == 0
+            t0 = time.monotonic()
+            r = await _send_delete_records(n1, topic, 4)
+            assert r.error_code == 0 and r.low_watermark == 4
+            assert n2.plog(topic).log_start_offset == 4  # the answer came after the follower moved
+            assert time.monotonic() - t0 < 1
+            # a follower that stops fetching holds the answer back until the timeout
+            for f in list(n2.state.replicas.fetchers.fetchers.values()):  # type: ignore[union-attr]
+                f.remove(topic, 0)
+            r = await _send_delete_records(n1, topic, 5, timeout_ms=300)
+            assert r.error_code == ErrorCode.REQUEST_TIMED_OUT
+            assert n1.plog(topic).log_start_offset == 5 and n2.plog(topic).log_start_offset == 4
+            # a broker that is gone does not count
+            await n2.stop()
+            r = await _send_delete_records(n1, topic, 6, timeout_ms=2000)
+            assert r.error_code == 0 and r.low_watermark == 6
+        finally:
+            for n in (n1, n2):
+                if n.node_id in cluster.managers:
+                    await n.stop()
+
+    run(body)

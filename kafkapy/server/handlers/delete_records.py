@@ -1,11 +1,15 @@
 """DeleteRecords (21): move a partition's log start offset forward.
 
-In a cluster only the leader answers, once its own log start has moved;
-followers follow the leader's log start from their fetch responses (Kafka
-waits for them before answering; kafkapy does not).
+In a cluster only the leader answers, and (as Kafka) only once every live
+follower has moved its log start as far: followers learn the leader's log
+start from fetch responses and report theirs in their fetch requests.
+Past the request's timeout the answer is REQUEST_TIMED_OUT (the leader's
+log start has moved all the same).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.delete_records_request import (
@@ -50,9 +54,17 @@ def _one(state: BrokerState, topic: str, p: DeleteRecordsPartition) -> DeleteRec
 
 
 async def handle(ctx: RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse:
-    return DeleteRecordsResponse(
-        topics=[
-            DeleteRecordsTopicResult(name=t.name, partitions=[_one(ctx.state, t.name, p) for p in t.partitions])
-            for t in req.topics
-        ]
-    )
+    topics = [
+        DeleteRecordsTopicResult(name=t.name, partitions=[_one(ctx.state, t.name, p) for p in t.partitions])
+        for t in req.topics
+    ]
+    replicas = ctx.state.replicas
+    if replicas is not None:
+        moved = [(t.name, r) for t in topics for r in t.partitions if r.error_code == ErrorCode.NONE]
+        codes = await asyncio.gather(
+            *(replicas.wait_low_watermark(name, r.partition_index, r.low_watermark, req.timeout_ms) for name, r in moved)
+        )
+        for (_, r), code in zip(moved, codes):
+            if code != ErrorCode.NONE:
+                r.error_code, r.low_watermark = code, INVALID_LOW_WATERMARK
+    return DeleteRecordsResponse(topics=topics)

@@ -166,13 +166,15 @@ def _apply_session(
     ]
 
 
-def _follower_fetch(state: BrokerState, wanted: list[Wanted], replica_id: int, log_starts: dict[tuple[str, int], int]) -> list[int]:
-    """Let the leader record a follower's fetch; returns each partition's high watermark before it."""
+def _follower_fetch(
+    state: BrokerState, wanted: list[Wanted], replica_id: int, log_starts: dict[tuple[str, int], int]
+) -> list[tuple[int, int]]:
+    """Let the leader record a follower's fetch; returns each partition's (HW, log start) before it."""
     replicas = state.replicas
-    before: list[int] = []
+    before: list[tuple[int, int]] = []
     for w in wanted:
         plog = state.partition_log(w.topic, w.partition) if w.topic is not None else None
-        before.append(plog.high_watermark if plog is not None else -1)
+        before.append((plog.high_watermark, plog.log_start_offset) if plog is not None else (-1, -1))
         if w.topic is not None:
             w.error = replicas.on_follower_fetch(
                 w.topic, w.partition, replica_id, w.fetch_offset, w.current_leader_epoch,
@@ -217,7 +219,7 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
                 wanted.append(Wanted(name, tid, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch))
     replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
     follower = replica_id >= 0
-    hw_before: list[int] | None = None
+    hw_before: list[tuple[int, int]] | None = None
     if follower and state.replicas is not None:
         log_starts: dict[tuple[str, int], int] = {}
         for t in req.topics:
@@ -235,8 +237,10 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         remaining = deadline - loop.time()
         if total >= req.min_bytes or error or remaining <= 0 or not wanted:
             break
-        if hw_before is not None and any(pd.high_watermark != hw for pd, hw in zip(datas, hw_before)):
-            break  # the follower learns a moved high watermark without waiting for data
+        if hw_before is not None and any(
+            (pd.high_watermark, pd.log_start_offset) != before for pd, before in zip(datas, hw_before)
+        ):
+            break  # the follower learns a moved high watermark (or log start) without waiting for data
         try:
             await asyncio.wait_for(asyncio.shield(signal), remaining)
         except TimeoutError:
