@@ -35,6 +35,11 @@ from kafkapy.protocol.messages.alter_configs_request import (
 from kafkapy.protocol.messages.alter_configs_request import (
     AlterConfigsResource as FullAlterConfigsResource,
 )
+from kafkapy.protocol.messages.alter_partition_reassignments_request import (
+    AlterPartitionReassignmentsRequest,
+    ReassignablePartition,
+    ReassignableTopic,
+)
 from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
 from kafkapy.protocol.messages.create_topics_request import (
     CreatableTopic,
@@ -45,9 +50,14 @@ from kafkapy.protocol.messages.delete_topics_request import (
     DeleteTopicsRequest,
     DeleteTopicState,
 )
+from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRequest
 from kafkapy.protocol.messages.describe_configs_request import (
     DescribeConfigsRequest,
     DescribeConfigsResource,
+)
+from kafkapy.protocol.messages.elect_leaders_request import (
+    ElectLeadersRequest,
+    TopicPartitions,
 )
 from kafkapy.protocol.messages.fetch_request import (
     FetchPartition,
@@ -63,6 +73,10 @@ from kafkapy.protocol.messages.list_offsets_request import (
     ListOffsetsPartition,
     ListOffsetsRequest,
     ListOffsetsTopic,
+)
+from kafkapy.protocol.messages.list_partition_reassignments_request import (
+    ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsTopics,
 )
 from kafkapy.protocol.messages.metadata_request import (
     MetadataRequest,
@@ -118,8 +132,15 @@ CLIENT_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.DESCRIBE_CONFIGS: (0, 4),
         ApiKey.ALTER_CONFIGS: (0, 2),
         ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
+        ApiKey.DESCRIBE_CLUSTER: (0, 1),
+        ApiKey.ELECT_LEADERS: (0, 2),
+        ApiKey.ALTER_PARTITION_REASSIGNMENTS: (0, 0),
+        ApiKey.LIST_PARTITION_REASSIGNMENTS: (0, 0),
     }
 )
+
+ELECTION_PREFERRED: Final = 0
+ELECTION_UNCLEAN: Final = 1
 
 # Errors after which a metadata refresh and a retry may succeed.
 RETRIABLE: Final = frozenset(
@@ -274,6 +295,43 @@ class ConfigEntry:
     read_only: bool = False
     is_default: bool = False
     is_sensitive: bool = False
+
+
+@dataclass(slots=True)
+class ClusterDescription:
+    """DescribeCluster: the live brokers and the controller."""
+
+    cluster_id: str
+    controller_id: int
+    brokers: dict[int, BrokerInfo]
+
+
+@dataclass(slots=True)
+class OngoingReassignment:
+    """A partition being reassigned (KIP-455): its full replica set while moving."""
+
+    replicas: list[int]
+    adding: list[int]
+    removing: list[int]
+
+
+@dataclass(slots=True)
+class PartitionResult:
+    """Per-partition outcome of an admin request (reassignment, election)."""
+
+    error_code: int
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code == ErrorCode.NONE
+
+    @property
+    def error_name(self) -> str:
+        try:
+            return ErrorCode(self.error_code).name
+        except ValueError:
+            return f"ERROR_{self.error_code}"
 
 
 @dataclass(slots=True)
@@ -812,6 +870,145 @@ class KafkaClient:
             )
         for r in resp.responses:
             check(r.error_code, r.error_message or f"cannot alter configs of {resource_name!r}")
+
+    async def describe_configs_many(
+        self, resources: Sequence[tuple[int, str]], keys: Sequence[str] | None = None
+    ) -> dict[tuple[int, str], list[ConfigEntry] | KafkaError]:
+        """DescribeConfigs of several resources in one request (to the controller).
+
+        Each resource maps to its entries or to the KafkaError the broker gave for it.
+        """
+        out: dict[tuple[int, str], list[ConfigEntry] | KafkaError] = {}
+        if not resources:
+            return out
+        conn = await self.controller_connection()
+        version = conn.version_for(ApiKey.DESCRIBE_CONFIGS)
+        resp: Any = await conn.request(
+            DescribeConfigsRequest(
+                resources=[
+                    DescribeConfigsResource(
+                        resource_type=t, resource_name=n, configuration_keys=None if keys is None else list(keys)
+                    )
+                    for t, n in resources
+                ]
+            ),
+            version,
+        )
+        for result in resp.results:
+            key = (result.resource_type, result.resource_name)
+            if result.error_code:
+                out[key] = KafkaError(result.error_code, result.error_message or f"cannot describe {result.resource_name!r}")
+                continue
+            entries = []
+            for c in result.configs:
+                if version >= 1:
+                    source = CONFIG_SOURCES.get(c.config_source, str(c.config_source))
+                    is_default = c.config_source == 5
+                else:
+                    is_default = c.is_default
+                    source = "DEFAULT_CONFIG" if is_default else "DYNAMIC_TOPIC_CONFIG"
+                entries.append(ConfigEntry(c.name, c.value, source, c.read_only, is_default, c.is_sensitive))
+            out[key] = sorted(entries, key=lambda e: e.name)
+        return out
+
+    async def describe_cluster(self) -> ClusterDescription:
+        """DescribeCluster (KIP-700); falls back to Metadata with brokers that lack it."""
+        conn = await self.any_connection()
+        if ApiKey.DESCRIBE_CLUSTER not in conn.versions:
+            meta = await self.refresh_metadata()
+            return ClusterDescription(meta.cluster_id or "", meta.controller_id, dict(meta.brokers))
+        resp: Any = await conn.request(DescribeClusterRequest())
+        check(resp.error_code, resp.error_message or "DescribeCluster refused")
+        brokers = {b.broker_id: BrokerInfo(b.broker_id, b.host, b.port, b.rack) for b in resp.brokers}
+        return ClusterDescription(resp.cluster_id, resp.controller_id, brokers)
+
+    async def _admin_connection(self, api_key: int) -> BrokerConnection:
+        """The controller's connection, or UNSUPPORTED_VERSION naming the API if it lacks it."""
+        conn = await self.controller_connection()
+        if api_key not in conn.versions:
+            raise KafkaError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"broker {conn.address} does not support {api_spec(api_key).name} (not in its ApiVersions)",
+            )
+        return conn
+
+    async def alter_partition_reassignments(
+        self, moves: Mapping[tuple[str, int], Sequence[int] | None], *, timeout_ms: int = 60000
+    ) -> dict[tuple[str, int], PartitionResult]:
+        """AlterPartitionReassignments: target replicas per partition (None cancels a reassignment).
+
+        A top-level error raises KafkaError; per-partition outcomes are returned.
+        """
+        conn = await self._admin_connection(ApiKey.ALTER_PARTITION_REASSIGNMENTS)
+        by_topic: dict[str, list[ReassignablePartition]] = {}
+        for (name, partition), replicas in moves.items():
+            by_topic.setdefault(name, []).append(
+                ReassignablePartition(partition_index=partition, replicas=None if replicas is None else list(replicas))
+            )
+        resp: Any = await conn.request(
+            AlterPartitionReassignmentsRequest(
+                timeout_ms=timeout_ms,
+                topics=[ReassignableTopic(name=n, partitions=ps) for n, ps in by_topic.items()],
+            )
+        )
+        check(resp.error_code, resp.error_message or "AlterPartitionReassignments refused")
+        out: dict[tuple[str, int], PartitionResult] = {}
+        for t in resp.responses:
+            for p in t.partitions:
+                out[(t.name, p.partition_index)] = PartitionResult(p.error_code, p.error_message)
+        return out
+
+    async def list_partition_reassignments(
+        self, partitions: Iterable[tuple[str, int]] | None = None, *, timeout_ms: int = 60000
+    ) -> dict[tuple[str, int], OngoingReassignment]:
+        """ListPartitionReassignments: the ongoing ones (of `partitions`, or all)."""
+        conn = await self._admin_connection(ApiKey.LIST_PARTITION_REASSIGNMENTS)
+        topics: list[ListPartitionReassignmentsTopics] | None = None
+        if partitions is not None:
+            by_topic: dict[str, list[int]] = {}
+            for name, partition in partitions:
+                by_topic.setdefault(name, []).append(partition)
+            topics = [ListPartitionReassignmentsTopics(name=n, partition_indexes=ps) for n, ps in by_topic.items()]
+        resp: Any = await conn.request(ListPartitionReassignmentsRequest(timeout_ms=timeout_ms, topics=topics))
+        check(resp.error_code, resp.error_message or "ListPartitionReassignments refused")
+        out: dict[tuple[str, int], OngoingReassignment] = {}
+        for t in resp.topics:
+            for p in t.partitions:
+                out[(t.name, p.partition_index)] = OngoingReassignment(
+                    list(p.replicas), list(p.adding_replicas), list(p.removing_replicas)
+                )
+        return out
+
+    async def elect_leaders(
+        self,
+        partitions: Iterable[tuple[str, int]] | None = None,
+        *,
+        election_type: int = ELECTION_PREFERRED,
+        timeout_ms: int = 60000,
+    ) -> dict[tuple[str, int], PartitionResult]:
+        """ElectLeaders (KIP-460) for `partitions` (None: every partition); per-partition outcomes."""
+        conn = await self._admin_connection(ApiKey.ELECT_LEADERS)
+        version = conn.version_for(ApiKey.ELECT_LEADERS)
+        if version == 0 and election_type != ELECTION_PREFERRED:
+            raise KafkaError(
+                ErrorCode.UNSUPPORTED_VERSION, f"broker {conn.address} supports only preferred leader elections"
+            )
+        topic_partitions: list[TopicPartitions] | None = None
+        if partitions is not None:
+            by_topic: dict[str, list[int]] = {}
+            for name, partition in partitions:
+                by_topic.setdefault(name, []).append(partition)
+            topic_partitions = [TopicPartitions(topic=n, partitions=ps) for n, ps in by_topic.items()]
+        resp: Any = await conn.request(
+            ElectLeadersRequest(election_type=election_type, topic_partitions=topic_partitions, timeout_ms=timeout_ms),
+            version,
+        )
+        check(resp.error_code, "ElectLeaders refused")
+        out: dict[tuple[str, int], PartitionResult] = {}
+        for r in resp.replica_election_results:
+            for p in r.partition_result:
+                out[(r.topic, p.partition_id)] = PartitionResult(p.error_code, p.error_message)
+        return out
 
     # produce
 
