@@ -515,6 +515,7 @@ async def _produce_h(state: BrokerState, acks: int, n: int, timeout_ms: int = 50
     from kafkapy.server.handlers import produce
 
     resp = await produce.handle(_ctx(state, 0, 9), _produce_request(acks, n, timeout_ms))
+    assert resp is not None
     return resp.responses[0].partition_responses[0]
 
 
@@ -725,7 +726,11 @@ class Node:
 
 
 async def _send_produce(node: Node, topic: str, acks: int, n: int, timeout_ms: int = 5000, batch: bytes | None = None) -> Any:
-    from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from kafkapy.protocol.messages.produce_request import (
+        PartitionProduceData,
+        ProduceRequest,
+        TopicProduceData,
+    )
     from kafkapy.protocol.records import build_batch
 
     conn = BrokerConnection("127.0.0.1", node.port, "test-producer", 10)
