@@ -38,7 +38,7 @@ SUBCOMMANDS: tuple[SubcommandSpec, ...] = (
     SubcommandSpec("produce", "kafkapy.cli_produce", "produce records from stdin"),
     SubcommandSpec("consume", "kafkapy.cli_consume", "consume records to stdout"),
     SubcommandSpec("groups", "kafkapy.cli_groups", "list, describe and reset consumer groups"),
-    SubcommandSpec("cluster", "kafkapy.cli_cluster", "describe the cluster"),
+    SubcommandSpec("cluster", "kafkapy.cli_cluster", "cluster status, rebalance plans and leader elections"),
 )
 
 
