@@ -4,6 +4,7 @@ Fixtures:
   kafka_broker          a broker for one test
   kafka_broker_session  one broker shared by the whole session
   kafka_broker_factory  start(**options) -> BrokerProcess, for restarts or several brokers
+  kafka_cluster_factory start(size=3, settings=...) -> LocalCluster: etcd + brokers (kafkapy.local_cluster)
 
 Each broker is `python -m kafkapy broker --listen 127.0.0.1:PORT --data-dir TMP`
 on a free loopback port; its log goes to TMP/../broker-PORT.log and the tail is
@@ -236,6 +237,30 @@ def kafka_broker_session(request: pytest.FixtureRequest, tmp_path_factory: pytes
         factory.stop_all()
 
 
+@pytest.fixture
+def kafka_cluster_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """start(size=3, settings=None) -> LocalCluster; every cluster is stopped at teardown."""
+    from kafkapy.local_cluster import LocalCluster
+
+    clusters: list[LocalCluster] = []
+
+    def start(size: int = 3, settings: Mapping[str, Any] | None = None) -> LocalCluster:
+        root = tmp_path_factory.mktemp("kafkapy-cluster")
+        cluster = LocalCluster(root, size, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (settings or {}).items()})
+        clusters.append(cluster)
+        request.node.stash.setdefault(_CLUSTERS, []).append(cluster)
+        return cluster.start()
+
+    try:
+        yield start
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+
+
+_CLUSTERS = pytest.StashKey[list[Any]]()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
@@ -252,3 +277,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     for factory in factories:
         for broker in factory.brokers:
             report.sections.append((f"kafkapy broker {broker.bootstrap} log tail ({broker.log_path})", broker.log_tail()))
+    for cluster in item.stash.get(_CLUSTERS, []):
+        for node_id, broker in cluster.brokers.items():
+            report.sections.append((f"kafkapy cluster broker {node_id} log tail ({broker.log_path})", broker.log_tail()))
