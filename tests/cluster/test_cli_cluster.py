@@ -1,0 +1,266 @@
+"""`kafkapy cluster status|rebalance|elect-leaders` against real brokers.
+
+A single `kafkapy broker` (the kafka_broker fixture) for the output and the
+errors; a local cluster (etcd + brokers on loopback) for plans over several
+brokers, under-replicated partitions and the execution of a plan when the
+brokers serve AlterPartitionReassignments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kafkapy.client import KafkaClient
+from kafkapy.protocol.api import ApiKey
+from kafkapy.testing import BrokerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, bootstrap: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "kafkapy", *args, "--bootstrap-server", bootstrap],
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )
+
+
+def ok(*args: str, bootstrap: str, timeout: float = 120) -> str:
+    r = cli(*args, bootstrap=bootstrap, timeout=timeout)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+def advertised(bootstrap: str, api: ApiKey) -> bool:
+    async def probe() -> bool:
+        async with KafkaClient(bootstrap) as client:
+            return api in (await client.controller_connection()).versions
+
+    return asyncio.run(probe())
+
+
+def assignment_of(bootstrap: str) -> dict[tuple[str, int], list[int]]:
+    async def load() -> dict[tuple[str, int], list[int]]:
+        async with KafkaClient(bootstrap) as client:
+            meta = await client.refresh_metadata()
+            return {(t, p.partition): list(p.replicas) for t, info in meta.topics.items() for p in info.partitions.values()}
+
+    return asyncio.run(load())
+
+
+def summary(out: str) -> dict[str, int]:
+    m = re.search(
+        r"Partitions: (\d+)\tto move: (\d+)\treplica moves: (\d+)\tleadership moves: (\d+)\treassignments: (\d+)", out
+    )
+    assert m, out
+    keys = ("partitions", "moved", "replica_moves", "leadership_moves", "reassignments")
+    return dict(zip(keys, map(int, m.groups()), strict=True))
+
+
+# ------------------------------------------------------------------ one broker
+
+
+@pytest.fixture
+def one_broker(kafka_broker: BrokerProcess) -> str:
+    b = kafka_broker.bootstrap
+    ok("topics", "create", "alpha", "--partitions", "3", bootstrap=b)
+    ok("topics", "create", "beta", "--partitions", "2", bootstrap=b)
+    ok("topics", "create", "strict", "--partitions", "1", "--config", "min.insync.replicas=2", bootstrap=b)
+    return b
+
+
+def test_status_one_broker(one_broker: str) -> None:
+    out = ok("cluster", "status", bootstrap=one_broker)
+    lines = out.splitlines()
+    assert lines[0].startswith("Cluster: ") and len(lines[0]) > len("Cluster: ")
+    assert "Controller: 0" in lines
+    assert "Brokers: 1" in lines
+    host, port = one_broker.split(":")
+    assert f"  0\t{host}:{port}\track: -\t(controller)" in lines
+    assert "Topics: 3 (0 internal)\tPartitions: 6" in lines
+    assert "Under-replicated partitions: 0" in lines
+    assert "Offline partitions: 0" in lines
+    # one replica can never satisfy min.insync.replicas=2
+    i = lines.index("Under-min-ISR partitions: 1")
+    assert lines[i + 1] == "  Topic: strict\tPartition: 0\tLeader: 0\tReplicas: 0\tIsr: 0\tMinIsr: 2"
+    assert not any("alpha" in line or "beta" in line for line in lines)
+
+
+def test_rebalance_refuses_an_unregistered_broker(one_broker: str) -> None:
+    r = cli("cluster", "rebalance", "--dry-run", "--add-broker", "2", bootstrap=one_broker)
+    assert r.returncode == 1
+    assert "broker(s) 2 not registered in the cluster (live brokers: 0)" in r.stderr
+    assert r.stdout == ""
+
+
+def test_rebalance_dry_run_on_a_balanced_broker(one_broker: str, tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    out = ok("cluster", "rebalance", "--dry-run", "--add-broker", "0", "--plan-json", str(plan_file), bootstrap=one_broker)
+    assert summary(out) == {"partitions": 6, "moved": 0, "replica_moves": 0, "leadership_moves": 0, "reassignments": 0}
+    assert "Brokers: 0 -> 0" in out
+    assert "  0\t6 -> 6\t6 -> 6" in out
+    assert "Dry run: nothing submitted." in out
+    plan = json.loads(plan_file.read_text())
+    assert plan["version"] == 1
+    assert sorted((p["topic"], p["partition"], p["replicas"]) for p in plan["partitions"]) == [
+        ("alpha", 0, [0]), ("alpha", 1, [0]), ("alpha", 2, [0]), ("beta", 0, [0]), ("beta", 1, [0]), ("strict", 0, [0]),
+    ]
+
+
+def test_rebalance_usage_errors(one_broker: str) -> None:
+    r = cli("cluster", "rebalance", "--add-broker", "0", "--remove-broker", "0", "--dry-run", bootstrap=one_broker)
+    assert r.returncode == 2 and "both added and removed" in r.stderr
+    r = cli("cluster", "rebalance", "--remove-broker", "0", "--dry-run", bootstrap=one_broker)
+    assert r.returncode == 2 and "no broker left" in r.stderr
+    r = cli("cluster", "rebalance", "--dry-run", "--topic", "nope", bootstrap=one_broker)
+    assert r.returncode == 1 and "no such topic(s): nope" in r.stderr
+
+
+def test_rebalance_execute_needs_the_reassignment_api(one_broker: str) -> None:
+    r = cli("cluster", "rebalance", "--add-broker", "0", bootstrap=one_broker)
+    if advertised(one_broker, ApiKey.ALTER_PARTITION_REASSIGNMENTS):
+        assert r.returncode == 0, r.stderr
+        assert "Nothing to move." in r.stdout
+    else:
+        assert r.returncode == 1
+        assert "does not serve AlterPartitionReassignments" in r.stderr
+        assert "--dry-run still plans" in r.stderr
+
+
+def test_elect_leaders(one_broker: str) -> None:
+    r = cli("cluster", "elect-leaders", "--topic", "alpha", bootstrap=one_broker)
+    if advertised(one_broker, ApiKey.ELECT_LEADERS):
+        # the only replica already leads: Kafka answers ELECTION_NOT_NEEDED
+        assert r.returncode == 0, r.stderr
+        assert "alpha-0\tnot needed" in r.stdout
+        assert "Preferred election: 3 of 3 partition(s) ok." in r.stdout
+    else:
+        assert r.returncode == 1
+        assert "does not support ElectLeaders" in r.stderr
+        assert r.stdout == ""
+
+
+def test_elect_leaders_usage(one_broker: str) -> None:
+    r = cli("cluster", "elect-leaders", "--partition", "1", bootstrap=one_broker)
+    assert r.returncode == 2 and "--partition needs --topic" in r.stderr
+    r = cli("cluster", "elect-leaders", "--topic", "alpha", "--partition", "7", bootstrap=one_broker)
+    assert r.returncode == 1 and "has no partition(s) 7" in r.stderr
+
+
+def test_no_broker_is_a_clear_error() -> None:
+    from kafkapy.testing import free_port
+
+    r = cli("cluster", "status", bootstrap=f"127.0.0.1:{free_port()}", timeout=60)
+    assert r.returncode == 1
+    assert "cannot connect to 127.0.0.1" in r.stderr
+
+
+# ------------------------------------------------------------------ a local cluster
+
+
+@pytest.fixture
+def three_brokers(tmp_path: Path) -> Iterator[object]:
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not installed (scripts/test installs etcd-server)")
+    from kafkapy.local_cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path / "cluster", 3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def _wait_for_status(bootstrap: str, *texts: str) -> str:
+    deadline = time.monotonic() + 30
+    out = ""
+    while time.monotonic() < deadline:
+        out = cli("cluster", "status", bootstrap=bootstrap).stdout
+        if all(t in out for t in texts):
+            return out
+        time.sleep(0.3)
+    raise AssertionError(f"status never showed {texts}: {out}")
+
+
+def _wait_for_brokers(bootstrap: str, count: int) -> None:
+    _wait_for_status(bootstrap, f"Brokers: {count}\n")
+
+
+def test_cluster_status_plan_and_decommission(three_brokers: object) -> None:
+    from kafkapy.local_cluster import LocalCluster
+
+    assert isinstance(three_brokers, LocalCluster)
+    cluster = three_brokers
+    b = cluster.bootstrap
+    ok("topics", "create", "t", "--partitions", "30", "--replication-factor", "2", bootstrap=b)
+    ok("topics", "create", "u", "--partitions", "3", "--replication-factor", "3",
+       "--config", "min.insync.replicas=3", bootstrap=b)
+    out = ok("cluster", "status", bootstrap=b)
+    assert "Brokers: 3" in out and "Topics: 2 (0 internal)\tPartitions: 33" in out
+    assert "Under-replicated partitions: 0" in out and "Under-min-ISR partitions: 0" in out
+
+    cluster.add_broker(4)
+    _wait_for_brokers(b, 4)
+    before = assignment_of(b)
+    out = ok("cluster", "rebalance", "--add-broker", "4", "--dry-run", bootstrap=b)
+    # 60 + 9 = 69 replicas over 4 brokers: shares 18/17/17/17, broker 4 receives 17
+    # and 33 preferred leaders: 9/8/8/8, broker 4 gets 8
+    assert "Brokers: 1,2,3 -> 1,2,3,4 (adding 4)" in out
+    s = summary(out)
+    assert s["replica_moves"] == 17 and s["moved"] == 17 and s["leadership_moves"] == 8
+    assert re.search(r"  4\t0 -> 17\t0 -> 8\n", out)
+    assert assignment_of(b) == before  # a dry run changes nothing
+
+    # broker 3 dies: its partitions are under-replicated, u's are under min ISR
+    cluster.brokers[3].stop()
+    _wait_for_brokers(b, 3)
+    holds_3 = sorted(k for k, reps in before.items() if 3 in reps)
+    out = _wait_for_status(b, f"Under-replicated partitions: {len(holds_3)}\n", "Under-min-ISR partitions: 3\n")
+    assert "Offline partitions: 0" in out
+    listed = re.findall(r"  Topic: (\w+)\tPartition: (\d+)\tLeader: \d+\tReplicas: [\d,]+\tIsr: [\d,]+\tOffline: 3\n", out)
+    assert sorted((t, int(p)) for t, p in listed[: len(holds_3)]) == holds_3
+    r = cli("cluster", "rebalance", "--dry-run", bootstrap=b)
+    assert r.returncode == 1 and "broker(s) 3 hold replicas but are not registered" in r.stderr
+    out = ok("cluster", "rebalance", "--remove-broker", "3", "--dry-run", bootstrap=b)
+    s = summary(out)
+    counts = Counter(x for reps in before.values() for x in reps)
+    # only broker 3's replicas move, onto 1, 2 and 4 (23 each)
+    assert s["replica_moves"] == counts[3]
+    assert re.search(rf"  3\t{counts[3]} -> 0\t\d+ -> 0\n", out)
+    assert re.search(r"  4\t0 -> 23\t0 -> 11\n", out)
+
+
+def test_cluster_rebalance_executes(three_brokers: object) -> None:
+    from kafkapy.local_cluster import LocalCluster
+
+    assert isinstance(three_brokers, LocalCluster)
+    cluster = three_brokers
+    b = cluster.bootstrap
+    ok("topics", "create", "t", "--partitions", "12", "--replication-factor", "2", bootstrap=b)
+    cluster.add_broker(4)
+    _wait_for_brokers(b, 4)
+    args = ("cluster", "rebalance", "--add-broker", "4", "--throttle", "10000000", "--wait", "--poll-interval-ms", "200")
+    if not advertised(b, ApiKey.ALTER_PARTITION_REASSIGNMENTS):
+        r = cli(*args, bootstrap=b)
+        assert r.returncode == 1 and "does not serve AlterPartitionReassignments" in r.stderr
+        return
+    plan_file = cluster.root / "plan.json"
+    ok("cluster", "rebalance", "--add-broker", "4", "--dry-run", "--plan-json", str(plan_file), bootstrap=b)
+    out = ok(*args, bootstrap=b, timeout=180)
+    assert "Reassigned 6/6 partition(s), 0 moving" in out and "Replication throttle removed." in out
+    want = {(p["topic"], p["partition"]): sorted(p["replicas"]) for p in json.loads(plan_file.read_text())["partitions"]}
+    got = {k: sorted(v) for k, v in assignment_of(b).items()}
+    assert got == want
+    assert Counter(x for reps in got.values() for x in reps)[4] == 6
