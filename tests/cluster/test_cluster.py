@@ -120,8 +120,6 @@ def test_replication_factor_above_live_brokers_is_refused(cluster: LocalCluster)
 
 
 def test_non_leader_answers_not_leader(cluster: LocalCluster) -> None:
-    from kafkapy.client import KafkaClient  # noqa: F401 - the raw path is covered in test_replication
-
     create(cluster, "nl", 1, 2)
     part = partitions(cluster, "nl")[0]
     follower = next(n for n in part.replicas if n != part.leader)
@@ -216,7 +214,9 @@ def test_paused_follower_leaves_and_rejoins_the_isr(kafka_cluster_factory: Any) 
     create(cluster, "lag", 1, 3, **{"min.insync.replicas": "2"})
     part = partitions(cluster, "lag")[0]
     follower = next(n for n in part.replicas if n != part.leader and n != cluster_controller(cluster))
-    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "message.timeout.ms": 30000})
+    p = Producer({"bootstrap.servers": cluster.brokers[part.leader].bootstrap, "acks": "all", "message.timeout.ms": 30000})
+    p.produce("lag", b"warm-up")  # connections and metadata before the pause
+    assert p.flush(15) == 0
     cluster.pause(follower)
     try:
         # As in Kafka, a follower is out of sync once the leader has records it has not fetched for
