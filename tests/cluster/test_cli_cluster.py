@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from kafkapy.client import KafkaClient
+from kafkapy.client import RESOURCE_BROKER, KafkaClient, KafkaError
 from kafkapy.protocol.api import ApiKey
 from kafkapy.testing import BrokerProcess
 
@@ -264,3 +264,34 @@ def test_cluster_rebalance_executes(three_brokers: object) -> None:
     got = {k: sorted(v) for k, v in assignment_of(b).items()}
     assert got == want
     assert Counter(x for reps in got.values() for x in reps)[4] == 6
+
+
+def test_clear_throttle_removes_the_throttle_configs(one_broker: str) -> None:
+    ok("topics", "alter", "alpha", "--config", "leader.replication.throttled.replicas=0:0,1:0",
+       "--config", "follower.replication.throttled.replicas=2:0", "--config", "retention.ms=1000000", bootstrap=one_broker)
+
+    async def set_rate() -> bool:
+        async with KafkaClient(one_broker) as client:
+            try:
+                await client.alter_configs("0", {"leader.replication.throttled.rate": "1000"}, resource_type=RESOURCE_BROKER)
+            except KafkaError as exc:  # a broker without dynamic broker configs
+                assert exc.name == "INVALID_CONFIG"
+                return False
+            return True
+
+    rate_set = asyncio.run(set_rate())
+    assert ("leader.replication.throttled.rate=1000" in broker_configs(one_broker)) == rate_set
+    assert "leader.replication.throttled.replicas" in ok("topics", "describe", "alpha", bootstrap=one_broker)
+    out = ok("cluster", "rebalance", "--clear-throttle", bootstrap=one_broker)
+    assert out == "Replication throttle removed.\n"
+    described = ok("topics", "describe", "alpha", "--configs-only", bootstrap=one_broker)
+    assert described.splitlines() == ["retention.ms=1000000"]  # the other configs stay
+    assert "leader.replication.throttled.rate=1000" not in broker_configs(one_broker)
+
+
+def broker_configs(bootstrap: str) -> set[str]:
+    async def load() -> set[str]:
+        async with KafkaClient(bootstrap) as client:
+            return {f"{e.name}={e.value}" for e in await client.describe_configs("0", RESOURCE_BROKER)}
+
+    return asyncio.run(load())
