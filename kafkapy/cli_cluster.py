@@ -73,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reb.add_argument("--wait", action="store_true", help="wait for the moves, printing progress; then remove the throttle and elect preferred leaders")
     reb.add_argument("--batch-size", type=int, default=100, metavar="N", help="partitions per request, and in flight with --wait (default 100)")
     reb.add_argument("--poll-interval-ms", type=int, default=1000, metavar="MS", help="progress poll interval with --wait (default 1000)")
+    reb.add_argument("--settle-timeout-s", type=float, default=30.0, metavar="S", help="with --wait, fail a partition neither moving nor moved for this long (default 30)")
     reb.add_argument("--clear-throttle", action="store_true", help="only remove the replication throttle configs, then exit")
 
     elect = sub.add_parser("elect-leaders", help="elect preferred (or unclean) leaders")
@@ -354,8 +355,8 @@ async def execute(client: KafkaClient, moves: Mapping[Key, list[int]], args: arg
         print(f"Submitted {len(keys) - len(failed)} reassignment(s); follow them with `kafkapy cluster status`.")
         return failed
     pending = list(keys)
-    in_flight: set[Key] = set()
-    done = 0
+    in_flight: dict[Key, float] = {}  # partition -> when it was last seen moving
+    done: list[Key] = []
     started = time.monotonic()
     last = ""
     while pending or in_flight:
@@ -364,26 +365,34 @@ async def execute(client: KafkaClient, moves: Mapping[Key, list[int]], args: arg
             batch, pending = pending[:room], pending[room:]
             refused = await _submit(client, moves, batch)
             failed += refused
-            in_flight |= set(batch) - set(refused)
-        ongoing = await client.list_partition_reassignments(sorted(in_flight)) if in_flight else {}
-        finished = in_flight - set(ongoing)
-        done += len(finished)
-        in_flight -= finished
-        line = f"Reassigned {done}/{len(keys)} partition(s), {len(in_flight)} moving ({time.monotonic() - started:.0f}s)"
-        if line != last or not (pending or in_flight):
+            now = time.monotonic()
+            in_flight.update({k: now for k in batch if k not in refused})
+        if in_flight:
+            ongoing = await client.list_partition_reassignments(sorted(in_flight))
+            meta = await client.refresh_metadata(sorted({t for t, _ in in_flight}))
+            now = time.monotonic()
+            for k in sorted(in_flight):
+                if k in ongoing:
+                    in_flight[k] = now
+                    continue
+                part = meta.topics.get(k[0])
+                replicas = part.partitions[k[1]].replicas if part and k[1] in part.partitions else []
+                if sorted(replicas) == sorted(moves[k]):
+                    done.append(k)
+                    del in_flight[k]
+                elif now - in_flight[k] > args.settle_timeout_s:  # neither moving nor moved: cancelled?
+                    print(f"  {k[0]}-{k[1]}: not reassigning, replicas {_ids(replicas)}, wanted {_ids(moves[k])}",
+                          file=sys.stderr)
+                    failed.append(k)
+                    del in_flight[k]
+        line = f"Reassigned {len(done)}/{len(keys)} partition(s), {len(in_flight)} moving ({time.monotonic() - started:.0f}s)"
+        if line != last:
             print(line, flush=True)
             last = line
         if in_flight:
             await asyncio.sleep(args.poll_interval_ms / 1000)
-    meta = await client.refresh_metadata(sorted({t for t, _ in keys}))
-    wrong = [
-        k for k in keys if k not in failed and sorted(meta.topics[k[0]].partitions[k[1]].replicas) != sorted(moves[k])
-    ]
-    for k in wrong:
-        print(f"  {k[0]}-{k[1]}: replicas are {_ids(meta.topics[k[0]].partitions[k[1]].replicas)}, "
-              f"wanted {_ids(moves[k])}", file=sys.stderr)
-    print(f"Done: {done - len(wrong)} partition(s) moved, {len(failed) + len(wrong)} failed.")
-    return failed + wrong
+    print(f"Done: {len(done)} partition(s) moved, {len(failed)} failed.")
+    return failed
 
 
 def throttle_lists(plan: Plan) -> dict[str, tuple[str, str]]:
@@ -458,5 +467,8 @@ async def elect_leaders(client: KafkaClient, args: argparse.Namespace) -> int:
         else:
             bad += 1
             print(f"{name}-{p}\t{r.error_name}: {r.error_message or ''}".rstrip(": "))
-    print(f"{args.type.capitalize()} election: {len(results) - bad} of {len(results)} partition(s) ok.")
+    if not results:
+        print(f"{args.type.capitalize()} election: no partition needed one.")
+    else:
+        print(f"{args.type.capitalize()} election: {len(results) - bad} of {len(results)} partition(s) ok.")
     return EXIT_ERROR if bad else 0

@@ -295,3 +295,100 @@ def broker_configs(bootstrap: str) -> set[str]:
             return {f"{e.name}={e.value}" for e in await client.describe_configs("0", RESOURCE_BROKER)}
 
     return asyncio.run(load())
+
+
+# ------------------------------------------------------------------ Apache Kafka, two brokers
+
+
+@pytest.fixture
+def apache_kafka_pair(tmp_path: Path) -> Iterator[str]:
+    """Apache Kafka (the jars interop/java pins): node 1 broker+controller, node 2 a broker."""
+    from interop.adapters.java import available
+
+    missing = available()
+    if missing:
+        pytest.skip(missing)
+    from interop.adapters.java import java_command
+    from interop.apache_kafka import (
+        DEFAULT_SETTINGS,
+        KAFKA_MAIN,
+        LOG4J2,
+        STORAGE_TOOL,
+        free_port,
+        start_kafka,
+    )
+
+    first = start_kafka(tmp_path / "node1")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        work = tmp_path / "node2"
+        work.mkdir()
+        port = free_port()
+        props = {
+            **DEFAULT_SETTINGS,
+            "process.roles": "broker",
+            "node.id": "2",
+            "controller.quorum.voters": f"1@127.0.0.1:{first.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(work / "data"),
+        }
+        config = work / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        log4j = work / "log4j2.properties"
+        log4j.write_text(LOG4J2.format(log=work / "server.log"))
+        jvm = ("-Xmx512m", "-Xms512m", f"-Dlog4j2.configurationFile={log4j}")
+        subprocess.run(java_command(STORAGE_TOOL, "format", "-t", first.cluster_id, "-c", str(config), jvm_args=jvm),
+                       capture_output=True, timeout=120, check=True)
+        with open(work / "stdout.log", "wb") as log:
+            second = subprocess.Popen(java_command(KAFKA_MAIN, str(config), jvm_args=jvm),
+                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for_brokers(first.bootstrap, 2)
+        yield first.bootstrap
+    finally:
+        if second is not None:
+            second.terminate()
+            try:
+                second.wait(60)
+            except subprocess.TimeoutExpired:
+                second.kill()
+                second.wait()
+        first.stop()
+
+
+def test_rebalance_executes_on_apache_kafka(apache_kafka_pair: str) -> None:
+    b = apache_kafka_pair
+    ok("topics", "create", "t", "--partitions", "6", "--replication-factor", "1", bootstrap=b)
+    wait = ("--throttle", "1000000", "--wait", "--poll-interval-ms", "200")
+    out = ok("cluster", "rebalance", "--remove-broker", "2", *wait, bootstrap=b)
+    s = summary(out)
+    assert s["replica_moves"] == s["moved"] == 3  # Kafka spread 6 partitions 3/3
+    assert "Reassigned 3/3 partition(s), 0 moving" in out
+    assert "Replication throttle set to 1000000 B/s on broker(s) 1,2." in out
+    assert "Replication throttle removed." in out
+    assert "Preferred leaders elected: 3/3 partition(s)." in out
+    assert set(map(tuple, assignment_of(b).values())) == {(1,)}
+
+    out = ok("cluster", "rebalance", "--add-broker", "2", *wait, bootstrap=b)
+    assert summary(out)["replica_moves"] == 3 and "Done: 3 partition(s) moved, 0 failed." in out
+    after = assignment_of(b)
+    assert Counter(r[0] for r in after.values()) == {1: 3, 2: 3}
+    assert "throttled" not in ok("topics", "describe", "t", bootstrap=b)
+    assert not {c for c in broker_configs_of(b, 1) if "throttled.rate" in c}
+
+    out = ok("cluster", "elect-leaders", "--topic", "t", "--partition", "0", bootstrap=b)
+    assert out.splitlines()[0].startswith("t-0\tnot needed")
+    status = ok("cluster", "status", bootstrap=b)
+    assert "Brokers: 2" in status and "Under-replicated partitions: 0" in status
+
+
+def broker_configs_of(bootstrap: str, node: int) -> set[str]:
+    async def load() -> set[str]:
+        async with KafkaClient(bootstrap) as client:
+            return {f"{e.name}={e.value}" for e in await client.describe_configs(str(node), RESOURCE_BROKER)
+                    if e.source == "DYNAMIC_BROKER_CONFIG"}
+
+    return asyncio.run(load())
