@@ -211,9 +211,11 @@ def test_cluster_status_plan_and_decommission(three_brokers: object) -> None:
     assert "Brokers: 3" in out and "Topics: 2 (0 internal)\tPartitions: 33" in out
     assert "Under-replicated partitions: 0" in out and "Under-min-ISR partitions: 0" in out
 
-    cluster.add_broker(4)
+    cluster.add_broker(4, settings={"broker.rack": "rack-b"})
     _wait_for_brokers(b, 4)
+    assert re.search(r"\n  4\t127\.0\.0\.1:\d+\track: rack-b\n", ok("cluster", "status", bootstrap=b))
     before = assignment_of(b)
+    # not every broker has a rack: the plan ignores racks
     out = ok("cluster", "rebalance", "--add-broker", "4", "--dry-run", bootstrap=b)
     # 60 + 9 = 69 replicas over 4 brokers: shares 18/17/17/17, broker 4 receives 17
     # and 33 preferred leaders: 9/8/8/8, broker 4 gets 8
