@@ -198,20 +198,55 @@ def brokers_cpu(cluster: LocalCluster) -> float:
     return sum(bb.proc_cpu_s(b.pid) for b in cluster.brokers.values() if b.running)
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent busy (not idle, not iowait) since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        vals = [int(v) for v in f.readline().split()[1:]]
+    return (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(slots=True)
+class CpuMeter:
+    """CPU seconds of the brokers, etcd, this client (librdkafka threads included) and the rest of the machine."""
+
+    cluster: LocalCluster
+    start: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def sample(self) -> tuple[float, float, float, float, float]:
+        t = os.times()
+        etcd = bb.proc_cpu_s(self.cluster.etcd.pid) if self.cluster.etcd else 0.0
+        return (time.perf_counter(), brokers_cpu(self.cluster), etcd, t.user + t.system, machine_busy_s())
+
+    def begin(self) -> None:
+        self.start = self.sample()
+
+    def end(self, mb: float) -> dict[str, float]:
+        now = self.sample()
+        wall, brokers, etcd, client, busy = (b - a for a, b in zip(self.start, now))
+        return {
+            "broker_ms_per_mb": 1000 * brokers / max(mb, 1e-9),
+            "client_ms_per_mb": 1000 * client / max(mb, 1e-9),
+            "cores_ours": (brokers + etcd + client) / wall,
+            "cores_other": max(0.0, busy - brokers - etcd - client) / wall,
+        }
+
+
 def throughput(cluster: LocalCluster, args: argparse.Namespace, res: dict[str, Any]) -> None:
     for rnd in range(args.repeats):
         for label, rf, acks in CONFIGS:
             topic = f"tp-{rnd}-rf{rf}-acks{acks}"
             create_topic(cluster, topic, args.partitions, rf)
-            c0 = brokers_cpu(cluster)
+            meter = CpuMeter(cluster)
+            meter.begin()
             pr = produce_run(cluster.bootstrap, topic, args.messages, args.size, args.partitions, args.time_box, acks)
-            pr["cpu_s_per_mb"] = (brokers_cpu(cluster) - c0) / max(1e-9, pr["ok"] * args.size / 1e6)
+            pr.update(meter.end(pr["ok"] * args.size / 1e6))
             cr = bb.consume_run(cluster.bootstrap, topic, pr["ok"] + 1, args.size, args.partitions, args.time_box)
             res["produce"][label].append(pr)
             res["consume"][label].append(cr)
             print(
                 f"[bench] round {rnd + 1}/{args.repeats} {label}: produce {pr['mb_s']:.1f} MB/s "
-                f"({pr['ok']}/{args.messages} ok, errors {pr['errors'] or 0}, broker CPU {pr['cpu_s_per_mb']:.3f} s/MB), "
+                f"({pr['ok']}/{args.messages} ok, errors {pr['errors'] or 0}; CPU ms/MB brokers {pr['broker_ms_per_mb']:.1f} "
+                f"client {pr['client_ms_per_mb']:.1f}; cores busy ours {pr['cores_ours']:.2f} others {pr['cores_other']:.2f}), "
                 f"consume {cr['mb_s']:.1f} MB/s ({cr['ok']} msgs)",
                 flush=True,
             )
@@ -405,13 +440,18 @@ def reassignment(cluster: LocalCluster, args: argparse.Namespace, res: dict[str,
 
 def report(args: argparse.Namespace, res: dict[str, Any], wall_s: float, command: str) -> tuple[list[str], list[str]]:
     med = bb.med
-    lines = ["| | produce MB/s | consume MB/s | broker CPU s/MB (3 brokers) | produce runs MB/s |", "|---|---:|---:|---:|---|"]
+    lines = [
+        "| | produce MB/s | consume MB/s | CPU ms per MB produced: 3 brokers | client | cores busy while producing: ours | others | produce runs MB/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     mb = {}
     for label, _, _ in CONFIGS:
         prs, crs = res["produce"][label], res["consume"][label]
         mb[label] = med([r["mb_s"] for r in prs])
         lines.append(
-            f"| {label} | {mb[label]:.1f} | {med([r['mb_s'] for r in crs]):.1f} | {med([r['cpu_s_per_mb'] for r in prs]):.3f} | "
+            f"| {label} | {mb[label]:.1f} | {med([r['mb_s'] for r in crs]):.1f} | {med([r['broker_ms_per_mb'] for r in prs]):.1f} | "
+            f"{med([r['client_ms_per_mb'] for r in prs]):.1f} | {med([r['cores_ours'] for r in prs]):.2f} | "
+            f"{med([r['cores_other'] for r in prs]):.2f} | "
             + ", ".join(f"{r['mb_s']:.1f}" for r in prs)
             + " |"
         )
