@@ -1,5 +1,7 @@
 # kafkapy broker image: docker build -t kafkapy .
 #   docker run -p 9092:9092 kafkapy broker --listen 0.0.0.0:9092 --advertise localhost:9092 --data-dir /data
+# Clusters need nothing more in this image (the etcd client is the standard library);
+# etcd runs from its own image: docker-compose.yml, profile "cluster".
 FROM python:3.11-slim
 WORKDIR /src
 COPY pyproject.toml README.md ./
