@@ -89,7 +89,7 @@ class Controller:
 
     @property
     def active(self) -> bool:
-        return self.md.controller_id == self.md.broker.node_id
+        return self.md.controller_id == self.md.broker.node_id and self.md.registered
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -112,6 +112,7 @@ class EtcdMetadata:
         self.controller_epoch: int = 0
         self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._watch_task: asyncio.Task[None] | None = None
+        self._reregister_task: asyncio.Task[None] | None = None
         self._closed = False
 
     # ------------------------------------------------------------ keys
@@ -178,20 +179,32 @@ class EtcdMetadata:
         value = self._registration()
         self.lease = await Lease.grant(self.client, ttl, on_lost=self._lease_lost)
         deadline = asyncio.get_running_loop().time() + 3 * ttl
-        while True:
-            res = await self.client.txn(
-                [Compare.create_revision(key, "=", 0)], [Op.put(key, value, lease=self.lease.id)], [Op.get(key)]
-            )
-            if res.succeeded:
-                await self.wait_revision(res.revision)
-                log.info("broker registered", broker_id=self.broker.node_id, lease_ttl_s=ttl)
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise MetadataError(
-                    -1, f"broker id {self.broker.node_id} is registered by another live broker (etcd key {key.decode()})"
+        try:
+            while True:
+                res = await self.client.txn(
+                    [Compare.create_revision(key, "=", 0)], [Op.put(key, value, lease=self.lease.id)], [Op.get(key)]
                 )
-            log.info("broker id still registered by a previous process; waiting for its lease", broker_id=self.broker.node_id)
-            await asyncio.sleep(1.0)
+                if res.succeeded:
+                    await self.wait_revision(res.revision)
+                    log.info("broker registered", broker_id=self.broker.node_id, lease_ttl_s=ttl)
+                    return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise MetadataError(
+                        -1, f"broker id {self.broker.node_id} is registered by another live broker (etcd key {key.decode()})"
+                    )
+                log.info("broker id still registered by a previous process; waiting for its lease", broker_id=self.broker.node_id)
+                await asyncio.sleep(1.0)
+        except BaseException:
+            await self._drop_lease()  # no keepalives for a lease nothing uses
+            raise
+
+    async def _drop_lease(self) -> None:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            try:
+                await lease.revoke()
+            except (EtcdError, OSError):
+                pass
 
     def _registration(self, *, shutting_down: bool = False) -> bytes:
         d = {"host": self.broker.host, "port": self.broker.port, "rack": self.broker.rack}
@@ -210,15 +223,42 @@ class EtcdMetadata:
         if res.succeeded:
             await self.wait_revision(res.revision)
 
+    @property
+    def registered(self) -> bool:
+        """True while our registration lease is alive; without it we neither act as controller nor change ISRs."""
+        return self.lease is not None and self.lease.alive and not self._closed
+
     def _lease_lost(self) -> None:
         log.error("etcd session lost: this broker is no longer registered", broker_id=self.broker.node_id)
         if self.on_session_lost is not None:
             self.on_session_lost()
+        if not self._closed and (self._reregister_task is None or self._reregister_task.done()):
+            self._reregister_task = asyncio.get_running_loop().create_task(self._reregister())
+
+    async def _reregister(self) -> None:
+        """Get a live lease back: keep the old one if etcd still has it (e.g. etcd restarted), else register anew."""
+        old = self.lease
+        while not self._closed:
+            try:
+                if old is not None and await self.client.lease_keepalive_once(old.id, timeout=2.0) > 0:
+                    self.lease = _resume_lease(old, self._lease_lost)
+                    log.info("etcd session resumed with the same lease", broker_id=self.broker.node_id, lease=old.id)
+                    return
+                old = None
+                await self.register()
+                log.info("broker re-registered after losing its etcd session", broker_id=self.broker.node_id)
+                return
+            except asyncio.CancelledError:
+                raise
+            except (EtcdError, MetadataError, OSError, TimeoutError) as e:
+                log.warning("re-registration failed; retrying", broker_id=self.broker.node_id, error=str(e))
+                await asyncio.sleep(1.0)
 
     async def close(self, *, deregister: bool = True) -> None:
         self._closed = True
-        if self._watch_task is not None:
-            self._watch_task.cancel()
+        for task in (self._watch_task, self._reregister_task):
+            if task is not None:
+                task.cancel()
         if deregister and self.lease is not None:
             try:
                 await asyncio.wait_for(self.lease.revoke(), 3.0)
@@ -562,6 +602,9 @@ class EtcdMetadata:
         cur = info.partitions[index]
         if cur.partition_epoch != partition_epoch or cur.leader != self.broker.node_id:
             return None
+        if not self.registered:  # the controller may already have moved our leadership
+            log.warning("isr change refused: not registered in etcd", topic=topic, partition=index)
+            return None
         new = PartitionInfo(
             index, cur.leader, list(cur.replicas), list(isr), cur.leader_epoch, cur.partition_epoch + 1,
             list(cur.adding_replicas), list(cur.removing_replicas),
@@ -576,8 +619,8 @@ class EtcdMetadata:
 
     async def campaign(self) -> bool:
         """Try to become the controller (the key is tied to our lease)."""
-        if self.lease is None or self._controller >= 0:
-            return self._controller == self.broker.node_id
+        if not self.registered or self.lease is None or self._controller >= 0:
+            return self.registered and self._controller == self.broker.node_id
         key = self._key("controller")
         epoch_key = self._key("controller_epoch")
         epoch_kv = await self.client.get(epoch_key)
@@ -626,6 +669,15 @@ class EtcdMetadata:
             res = await self.client.txn([cmp], [Op.put(key, str(start + count).encode())])
             if res.succeeded:
                 return start
+
+
+def _resume_lease(old: Lease, on_lost: Callable[[], None]) -> Lease:
+    """A Lease object for a lease etcd still holds, with keepalives running again."""
+    lease = Lease(old.client, old.id, old.ttl, on_lost)
+    lease._task = asyncio.get_running_loop().create_task(lease._keepalive(), name=f"etcd-lease-{old.id}")
+    old.client._leases.add(lease._task)
+    lease._task.add_done_callback(old.client._leases.discard)
+    return lease
 
 
 def _check_meta_properties(data_dir: Path, cluster_id: str, node_id: int) -> None:

@@ -1,0 +1,315 @@
+"""Faults on a real cluster (etcd + three `kafkapy broker` processes on loopback).
+
+Controlled shutdown and a rolling restart, etcd down at start and while the
+brokers run, a leader isolated by SIGSTOP until its etcd lease expires, and
+replica fetches with bad ids or epochs. One cluster serves the module; every
+test leaves it with three running brokers and full ISRs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from kafkapy.cluster.etcd import EtcdClient
+from kafkapy.cluster.etcd_server import start_etcd
+from kafkapy.local_cluster import LocalCluster, wait_until
+from kafkapy.testing import _CLUSTERS, free_port
+from tests.cluster.test_cluster import FAST, History, consume_all, create, full_isr, partitions, segment_bytes
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path_factory.mktemp("faults"), 3, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in FAST.items()})
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(autouse=True)
+def _log_tails_on_failure(request: pytest.FixtureRequest) -> None:
+    if "cluster" in request.fixturenames:  # kafkapy.testing attaches their log tails to a failure
+        request.node.stash.setdefault(_CLUSTERS, []).append(request.getfixturevalue("cluster"))
+
+
+def registrations(cluster: LocalCluster) -> dict[int, dict[str, Any]]:
+    return {int(k.split("/")[1]): json.loads(v) for k, v in cluster.etcd_keys().items() if k.startswith("brokers/")}
+
+
+def states(cluster: LocalCluster, topic: str) -> dict[int, dict[str, Any]]:
+    """Partition states as etcd holds them (leader, isr, leader_epoch, ...)."""
+    prefix = f"partitions/{topic}/"
+    return {int(k[len(prefix):]): json.loads(v) for k, v in cluster.etcd_keys().items() if k.startswith(prefix)}
+
+
+def etcd_revision(cluster: LocalCluster) -> int:
+    async def run() -> int:
+        client = await EtcdClient.connect(cluster.etcd.url if cluster.etcd else "")
+        try:
+            return (await client.get_prefix(f"/kafkapy/{cluster.cluster_id}/".encode()))[1]
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def etcd_history(cluster: LocalCluster, since: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every change to the cluster's keys after revision `since`, in order: (PUT|DELETE, key, value)."""
+    prefix = f"/kafkapy/{cluster.cluster_id}/"
+
+    async def run() -> list[tuple[str, str, dict[str, Any]]]:
+        client = await EtcdClient.connect(cluster.etcd.url if cluster.etcd else "")
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        try:
+            _, now = await client.get_prefix(prefix.encode())
+            if now <= since:
+                return out
+            async for batch in client.watch_prefix(prefix.encode(), since + 1):
+                for ev in batch:
+                    value = json.loads(ev.kv.value) if ev.kv.value.startswith(b"{") else {}
+                    out.append((ev.type, ev.kv.key.decode()[len(prefix):], value))
+                if batch and max(ev.kv.mod_revision for ev in batch) >= now:
+                    return out
+        finally:
+            await client.close()
+        return out
+
+    return asyncio.run(asyncio.wait_for(run(), 10))
+
+
+def healthy(cluster: LocalCluster, *topics: str) -> None:
+    """Every broker running and registered; every partition led with a full ISR."""
+    for b in cluster.brokers.values():
+        if not b.running:
+            b.start()
+    wait_until(lambda: sorted(registrations(cluster)) == [1, 2, 3], timeout=30, what="three registered brokers")
+    for t in topics:
+        wait_until(lambda: full_isr(cluster, t, 3), timeout=60, what=f"full ISR of {t}")
+
+
+def check_history(cluster: LocalCluster, topic: str, history: History) -> None:
+    """Every acknowledged record read back exactly once, at the offset the producer was told, in order."""
+    got = consume_all(cluster, topic, len(history.acked))
+    seen: dict[bytes, tuple[int, int]] = {}
+    for m in got:
+        assert m.value() not in seen, f"duplicate {m.value()!r}"
+        seen[m.value()] = (m.partition(), m.offset())
+    assert seen == history.acked
+    per_partition: dict[int, list[bytes]] = {}
+    for m in sorted(got, key=lambda m: (m.partition(), m.offset())):
+        per_partition.setdefault(m.partition(), []).append(m.value())
+    assert all(v == sorted(v) for v in per_partition.values())
+
+
+def run_producer(cluster: LocalCluster, topic: str, history: History, stop: threading.Event) -> None:
+    # A paused broker keeps its connections open: requests to it time out after request.timeout.ms.
+    p = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 2,
+            "message.timeout.ms": 60000,
+            "request.timeout.ms": 4000,
+            "socket.timeout.ms": 5000,
+            "topic.metadata.refresh.interval.ms": 1000,
+        }
+    )
+    i = 0
+    while not stop.is_set():
+        try:
+            p.produce(topic, f"{i:08d}".encode(), on_delivery=history.callback)
+            history.sent += 1
+            i += 1
+        except BufferError:
+            p.poll(0.05)
+        p.poll(0)
+        time.sleep(0.001)
+    p.flush(90)
+
+
+class Running:
+    """An idempotent acks=all librdkafka producer in a thread."""
+
+    def __init__(self, cluster: LocalCluster, topic: str) -> None:
+        self.history = History()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=run_producer, args=(cluster, topic, self.history, self.stop), daemon=True)
+        self.thread.start()
+
+    def acked(self) -> int:
+        return len(self.history.acked)
+
+    def more(self, n: int, timeout: float = 60) -> None:
+        before = self.acked()
+        wait_until(lambda: self.acked() >= before + n, timeout=timeout, what=f"{n} more acknowledgements")
+
+    def finish(self) -> History:
+        self.stop.set()
+        self.thread.join(120)
+        assert not self.thread.is_alive()
+        return self.history
+
+
+# ---------------------------------------------------------------- etcd at start
+
+
+def test_etcd_unreachable_at_start_exits_with_one_clear_line(tmp_path: Any) -> None:
+    port = free_port()  # nothing listens here
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "kafkapy", "broker", "--broker-id", "1", "--metadata", f"etcd://127.0.0.1:{port}",
+         "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "data")],
+        capture_output=True, timeout=30, cwd=os.getcwd(),
+    )  # fmt: skip
+    elapsed = time.monotonic() - t0
+    out = (proc.stdout + proc.stderr).decode()
+    assert proc.returncode != 0
+    assert elapsed < 10
+    assert "Traceback" not in out
+    errors = [line for line in out.splitlines() if "level=error" in line]
+    assert len(errors) == 1, out
+    assert "cannot reach etcd" in errors[0] and str(port) in errors[0]
+
+
+# ---------------------------------------------------------------- controlled shutdown
+
+
+def test_sigterm_moves_leadership_first_and_a_rolling_restart_loses_nothing(cluster: LocalCluster) -> None:
+    create(cluster, "cs", 3, 3, **{"min.insync.replicas": "2"})
+    healthy(cluster, "cs")
+    prod = Running(cluster, "cs")
+    try:
+        prod.more(300)
+        victim = states(cluster, "cs")[0]["leader"]
+        since = etcd_revision(cluster)
+        leaders = {k: json.loads(v)["leader"] for k, v in cluster.etcd_keys().items() if k.startswith("partitions/")}
+        assert victim in leaders.values()
+        t0 = time.monotonic()
+        status = cluster.brokers[victim].stop()
+        stop_s = time.monotonic() - t0
+        assert status == 0
+        # etcd's history, in order: the broker announced shutting_down, the controller moved every
+        # leadership off it, and only then did its registration go away.
+        events = etcd_history(cluster, since)
+        key = f"brokers/{victim}"
+        announced = next(i for i, (t, k, v) in enumerate(events) if k == key and t == "PUT" and v.get("shutting_down"))
+        gone = next(i for i, (t, k, _) in enumerate(events) if k == key and t == "DELETE")
+        for t, k, v in events[:gone]:
+            if k.startswith("partitions/") and t == "PUT":
+                leaders[k] = v["leader"]
+        assert announced < gone
+        assert victim not in leaders.values()  # it led nothing any more when it deregistered
+        assert stop_s < 15
+        assert "controlled shutdown: no leaderships left to move" in cluster.brokers[victim].log_tail(400)
+        prod.more(300)
+        cluster.brokers[victim].start()
+        wait_until(lambda: full_isr(cluster, "cs", 3), timeout=60, what="restarted broker back in the ISR")
+        # Rolling restart: each broker in turn, waiting for full ISRs in between.
+        for node_id in (1, 2, 3):
+            before = prod.acked()
+            assert cluster.brokers[node_id].stop() == 0
+            prod.more(200)
+            cluster.brokers[node_id].start()
+            wait_until(lambda: full_isr(cluster, "cs", 3), timeout=60, what=f"broker {node_id} back in the ISR")
+            assert prod.acked() > before
+    finally:
+        history = prod.finish()
+    assert not history.errors, history.errors[:5]  # only retriable errors, retried by the client
+    assert len(history.acked) == history.sent
+    check_history(cluster, "cs", history)
+
+
+# ---------------------------------------------------------------- etcd down during operation
+
+
+def _produce(cluster: LocalCluster, topic: str, acks: str, values: list[bytes], timeout_ms: int) -> tuple[int, list[str]]:
+    """(acknowledged, errors) of producing values with a fresh producer."""
+    ok: list[bytes] = []
+    errors: list[str] = []
+
+    def cb(err: Any, msg: Any) -> None:
+        (errors.append(str(err)) if err is not None else ok.append(msg.value()))
+
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": acks, "message.timeout.ms": timeout_ms,
+                  "topic.metadata.refresh.interval.ms": 1000})  # fmt: skip
+    for v in values:
+        p.produce(topic, v, on_delivery=cb)
+    p.flush(timeout_ms / 1000 + 10)
+    return len(ok), errors
+
+
+def test_etcd_outage_keeps_safe_service_and_recovers(cluster: LocalCluster) -> None:
+    create(cluster, "eo", 2, 3, **{"min.insync.replicas": "2"})
+    healthy(cluster, "eo")
+    assert _produce(cluster, "eo", "all", [b"before-%d" % i for i in range(50)], 10000) == (50, [])
+    assert cluster.etcd is not None
+    etcd_dir, etcd_port = cluster.etcd.data_dir, int(cluster.etcd.endpoint.rsplit(":", 1)[1])
+    cluster.etcd.stop()
+    try:
+        # Past the session timeout: the brokers lost their leases but keep serving what is safe.
+        time.sleep(4.0)
+        assert all(b.running for b in cluster.brokers.values())
+        assert _produce(cluster, "eo", "1", [b"acks1-%d" % i for i in range(50)], 10000) == (50, [])
+        # A full ISR needs no change: acks=all still completes.
+        assert _produce(cluster, "eo", "all", [b"all-%d" % i for i in range(50)], 10000) == (50, [])
+        assert len(consume_all(cluster, "eo", 150, timeout=30)) == 150
+        # A dead follower needs an ISR shrink, which etcd must record first: nothing acknowledged.
+        leader0 = partitions(cluster, "eo")[0].leader
+        victim = next(n for n in (1, 2, 3) if n != leader0)
+        cluster.brokers[victim].kill()
+        acked, errors = _produce(cluster, "eo", "all", [b"stalled-%d" % i for i in range(5)], 6000)
+        assert acked == 0 and errors
+    finally:
+        cluster.etcd = start_etcd(etcd_dir, port=etcd_port, log_path=cluster.root / "etcd.log")
+    # etcd is back: the live brokers are registered again, a controller acts and shrinks the ISR.
+    wait_until(lambda: sorted(registrations(cluster)) == sorted(cluster.running()), timeout=30, what="re-registration")
+    wait_until(lambda: "controller" in cluster.etcd_keys(), timeout=30, what="a controller")
+    assert _produce(cluster, "eo", "all", [b"after-%d" % i for i in range(50)], 30000) == (50, [])
+    healthy(cluster, "eo")
+    assert _produce(cluster, "eo", "all", [b"healed-%d" % i for i in range(50)], 30000) == (50, [])
+
+
+# ---------------------------------------------------------------- an isolated leader
+
+
+def test_isolated_leader_is_replaced_stops_acknowledging_and_truncates(cluster: LocalCluster) -> None:
+    create(cluster, "iso", 1, 3, **{"min.insync.replicas": "2"})
+    healthy(cluster, "iso")
+    prod = Running(cluster, "iso")
+    try:
+        prod.more(300)
+        old = states(cluster, "iso")[0]
+        leader = old["leader"]
+        os.kill(cluster.brokers[leader].pid, signal.SIGSTOP)
+        try:
+            # The lease expires (3 s): the controller elects another ISR member, with a higher epoch.
+            new = wait_until(
+                lambda: (s := states(cluster, "iso")[0])["leader"] not in (leader, -1) and s, timeout=20, what="new leader"
+            )
+            assert new["leader_epoch"] > old["leader_epoch"] and leader not in new["isr"]
+            prod.more(300)
+        finally:
+            os.kill(cluster.brokers[leader].pid, signal.SIGCONT)
+        # The old leader learns it was replaced, re-registers, truncates and rejoins as a follower.
+        wait_until(lambda: leader in registrations(cluster), timeout=30, what="old leader registered again")
+        wait_until(lambda: leader in states(cluster, "iso")[0]["isr"], timeout=60, what="old leader back in the ISR")
+        assert states(cluster, "iso")[0]["leader"] != leader or states(cluster, "iso")[0]["leader_epoch"] > new["leader_epoch"]
+        prod.more(200)
+    finally:
+        history = prod.finish()
+    assert not history.errors, history.errors[:5]
+    wait_until(lambda: len({segment_bytes(cluster, n, "iso", 0) for n in (1, 2, 3)}) == 1, timeout=30, what="identical replicas")
+    check_history(cluster, "iso", history)
