@@ -313,3 +313,67 @@ def test_isolated_leader_is_replaced_stops_acknowledging_and_truncates(cluster: 
     assert not history.errors, history.errors[:5]
     wait_until(lambda: len({segment_bytes(cluster, n, "iso", 0) for n in (1, 2, 3)}) == 1, timeout=30, what="identical replicas")
     check_history(cluster, "iso", history)
+
+
+# ---------------------------------------------------------------- bad replica requests
+
+
+def _replica_fetch(bootstrap: str, topic: str, replica_id: int, epoch: int) -> int:
+    from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+    from tests.server.rawclient import RawClient
+
+    req = FetchRequest(
+        replica_id=replica_id, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, session_id=0, session_epoch=-1,
+        topics=[FetchTopic(topic=topic, partitions=[
+            FetchPartition(partition=0, current_leader_epoch=epoch, fetch_offset=0, partition_max_bytes=1 << 20)])],
+    )  # fmt: skip
+    with RawClient(bootstrap) as c:
+        return int(c.request(req, 12).responses[0].partitions[0].error_code)
+
+
+def _epoch_end(bootstrap: str, topic: str, replica_id: int, current: int) -> int:
+    from kafkapy.protocol.messages.offset_for_leader_epoch_request import (
+        OffsetForLeaderEpochRequest,
+        OffsetForLeaderPartition,
+        OffsetForLeaderTopic,
+    )
+    from tests.server.rawclient import RawClient
+
+    req = OffsetForLeaderEpochRequest(
+        replica_id=replica_id,
+        topics=[OffsetForLeaderTopic(topic=topic, partitions=[OffsetForLeaderPartition(0, current, max(current, 0))])],
+    )
+    with RawClient(bootstrap) as c:
+        return int(c.request(req, 4).topics[0].partitions[0].error_code)
+
+
+def test_replica_requests_with_unknown_ids_or_wrong_epochs_are_refused(cluster: LocalCluster) -> None:
+    from kafkapy.protocol.error_codes import ErrorCode
+
+    create(cluster, "bad", 1, 3)
+    healthy(cluster, "bad")
+    assert _produce(cluster, "bad", "all", [b"x%d" % i for i in range(10)], 10000) == (10, [])
+    first = states(cluster, "bad")[0]
+    cluster.brokers[first["leader"]].stop()  # a controlled shutdown: a new leader, epoch + 1
+    healthy(cluster, "bad")
+    st = states(cluster, "bad")[0]
+    leader, epoch = st["leader"], st["leader_epoch"]
+    assert epoch > first["leader_epoch"]
+    f1, f2 = (n for n in st["replicas"] if n != leader)
+    at_leader = cluster.brokers[leader].bootstrap
+    assert _replica_fetch(at_leader, "bad", f1, epoch) == ErrorCode.NONE
+    assert _replica_fetch(at_leader, "bad", 99, epoch) == ErrorCode.NOT_LEADER_OR_FOLLOWER  # not a replica
+    assert _replica_fetch(at_leader, "bad", f1, epoch - 1) == ErrorCode.FENCED_LEADER_EPOCH
+    assert _replica_fetch(at_leader, "bad", f1, epoch + 1) == ErrorCode.UNKNOWN_LEADER_EPOCH
+    assert _epoch_end(at_leader, "bad", f1, epoch) == ErrorCode.NONE
+    assert _epoch_end(at_leader, "bad", f1, epoch - 1) == ErrorCode.FENCED_LEADER_EPOCH
+    assert _epoch_end(at_leader, "bad", f1, epoch + 1) == ErrorCode.UNKNOWN_LEADER_EPOCH
+    # A follower is nobody's leader: replica fetches to it are refused, stale epochs fenced.
+    at_follower = cluster.brokers[f1].bootstrap
+    assert _replica_fetch(at_follower, "bad", f2, epoch) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert _replica_fetch(at_follower, "bad", f2, epoch - 1) == ErrorCode.FENCED_LEADER_EPOCH
+    assert _epoch_end(at_follower, "bad", f2, epoch) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    # Nothing of that changed the partition: same leader, epoch and ISR, and it still takes writes.
+    after = states(cluster, "bad")[0]
+    assert (after["leader"], after["leader_epoch"], sorted(after["isr"])) == (leader, epoch, [1, 2, 3])
+    assert _produce(cluster, "bad", "all", [b"y%d" % i for i in range(10)], 10000) == (10, [])
