@@ -6,7 +6,9 @@ them to the group's `__consumer_offsets` partition and replays them through
 life of a group (created, persisted, deleted) change only there; the live
 membership of a group is the sans-IO `ClassicGroup`, whose metadata records
 mirror it. Parked JoinGroup/SyncGroup replies are futures here; one timer
-task fires the groups' deadlines.
+task fires the groups' deadlines. In a cluster, handlers answer OffsetCommit,
+TxnOffsetCommit and SyncGroup only after `written` (the partition's high
+watermark reached the records); the state machine itself stays synchronous.
 """
 
 from __future__ import annotations
@@ -67,6 +69,30 @@ OFFSETS_TOPIC = "__consumer_offsets"
 EXTRAS_KEY = "group_coordinator"
 _LOAD_CHUNK = 1 << 20
 _INT_MIN = -(2**31)
+
+
+async def wait_written(state: BrokerState, topic: str, partition: int, timeout_ms: int) -> int:
+    """In a cluster, wait until the high watermark covers every record appended so far to a
+    coordinator partition (acks=all for coordinator writes). NONE at once on a single broker."""
+    replicas = state.replicas
+    if replicas is None:
+        return ErrorCode.NONE
+    plog = state.partition_log(topic, partition)
+    if plog is None:
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER
+    return int(await replicas.wait_replicated(topic, partition, plog.log_end_offset, timeout_ms, replicas.min_isr(topic)))
+
+
+def store_error(code: int, *, timed_out: int = ErrorCode.REQUEST_TIMED_OUT) -> int:
+    """Kafka's mapping of a coordinator append error to the answer (GroupMetadataManager):
+    too few replicas -> COORDINATOR_NOT_AVAILABLE, leadership lost -> NOT_COORDINATOR."""
+    if code in (ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION):
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE
+    if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
+        return ErrorCode.NOT_COORDINATOR
+    if code == ErrorCode.REQUEST_TIMED_OUT:
+        return timed_out
+    return code
 
 
 def java_string_hashcode(s: str) -> int:
@@ -275,6 +301,12 @@ class GroupCoordinator(Placement):
         self.state.appends.notify()
         for key, value in pairs:
             self._replay(key, value)
+
+    async def written(self, group_id: str, *, timed_out: int = ErrorCode.REQUEST_TIMED_OUT) -> int:
+        """The group's writes so far replicated (cluster mode), as an answer's error code."""
+        code = await wait_written(self.state, OFFSETS_TOPIC, self.partition_of(group_id),
+                                  self.state.config.offsets_commit_timeout_ms)
+        return store_error(code, timed_out=timed_out)
 
     def _replay(self, key: Key, value: Value) -> None:
         """The one place records change the coordinator, live or loading."""

@@ -10,10 +10,16 @@ Ending a transaction writes PrepareCommit/PrepareAbort, then a transaction
 marker (control batch) to every partition in it, `__consumer_offsets`
 partitions included (the group coordinator then commits or drops the
 transactional offsets), then CompleteCommit/CompleteAbort. This broker
-leads every partition, so markers are local appends done before EndTxn is
-answered. A transaction left in PrepareX (a marker write failed, or the
-broker died between the records) is finished by the timer task and on
-load. One timer also aborts transactions past their timeout (with an epoch
+leads every partition on a single broker, so there markers are local
+appends done before EndTxn is answered. In a cluster, EndTxn is answered
+once PrepareX is replicated and a completion task (one per transactional
+id) sends the markers to the partitions' current leaders through
+`MarkerChannel` (cluster/markers.py) and then writes CompleteX; requests
+meanwhile get CONCURRENT_TRANSACTIONS, as in Kafka. Handlers make their
+answers wait for `__transaction_state` replication with `written`. A
+transaction left in PrepareX (a marker write failed, or the broker died
+between the records) is finished by the timer task and on load (also when
+a broker takes over the partition's leadership). One timer also aborts transactions past their timeout (with an epoch
 fence, so the late producer is fenced) and removes transactional ids idle
 for `transactional.id.expiration.ms`.
 """
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kafkapy.coordinator.placement import Placement
-from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, partition_for
+from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, partition_for, store_error, wait_written
 from kafkapy.coordinator.txn_records import (
     TopicPartition,
     TxnValue,
@@ -61,6 +67,7 @@ from kafkapy.storage.producer_state import (
 )
 
 if TYPE_CHECKING:
+    from kafkapy.cluster.markers import MarkerChannel
     from kafkapy.server.state import BrokerState
 
 log = get_logger(__name__)
@@ -89,6 +96,7 @@ def _config_int(state: BrokerState, key: str, default: int) -> int:
 @dataclass(slots=True)
 class MarkerResult:
     errors: dict[TopicPartition, int] = field(default_factory=dict)
+    ends: dict[TopicPartition, int] = field(default_factory=dict)  # log end offset after each marker
 
     @property
     def ok(self) -> bool:
@@ -109,6 +117,8 @@ class TransactionCoordinator(Placement):
     _next_expiry_ms: int = 0
     _scheduled_ms: int = 0  # when the timer task wakes next (it is woken earlier only if needed)
     _by_producer: dict[int, str] = field(default_factory=dict)  # producer id -> transactional id
+    _completing: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # cluster: completion tasks
+    _channel: MarkerChannel | None = None
 
     # ------------------------------------------------------------ start-up
 
@@ -281,6 +291,11 @@ class TransactionCoordinator(Placement):
             if plog is None:
                 result.errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
+            if self.state.replicas is not None:  # cluster: only the leader appends markers
+                code = self.state.replicas.leader_check(topic, partition)
+                if code != ErrorCode.NONE:
+                    result.errors[tp] = code
+                    continue
             batch = build_control_batch(
                 ctype, producer_id=producer_id, producer_epoch=producer_epoch,
                 coordinator_epoch=coordinator_epoch, timestamp=ts,
@@ -299,6 +314,7 @@ class TransactionCoordinator(Placement):
                 result.errors[tp] = ErrorCode.KAFKA_STORAGE_ERROR
                 continue
             result.errors[tp] = ErrorCode.NONE
+            result.ends[tp] = plog.log_end_offset
             if topic == OFFSETS_TOPIC:
                 if groups is None:
                     groups = self.state.extras.get("group_coordinator")
@@ -307,8 +323,33 @@ class TransactionCoordinator(Placement):
         self.state.appends.notify()
         return result
 
+    async def markers_replicated(self, result: MarkerResult) -> MarkerResult:
+        """Cluster: wait until each written marker is replicated (Kafka appends markers with acks=-1)."""
+        replicas = self.state.replicas
+        if replicas is None or not result.ends:
+            return result
+        timeout = _config_int(self.state, "request.timeout.ms", 30_000)
+        tps = list(result.ends)
+        codes = await asyncio.gather(
+            *(replicas.wait_replicated(t, p, result.ends[(t, p)], timeout, replicas.min_isr(t)) for t, p in tps)
+        )
+        for tp, code in zip(tps, codes):
+            result.errors[tp] = int(code)
+        return result
+
+    async def written(self, txn_id: str) -> int:
+        """The id's `__transaction_state` writes so far replicated (cluster), as an answer's error."""
+        code = await wait_written(self.state, TXN_TOPIC, self.partition_of(txn_id),
+                                  _config_int(self.state, "request.timeout.ms", 30_000))
+        return store_error(code, timed_out=ErrorCode.COORDINATOR_NOT_AVAILABLE)
+
     def _complete(self, txn_id: str) -> bool:
-        """PrepareX -> markers -> CompleteX. False (left in PrepareX, retried by the timer) on failure."""
+        """PrepareX -> markers -> CompleteX. False (left in PrepareX, retried by the timer) on failure.
+
+        In a cluster the markers go out from a task and this returns False at once."""
+        if self.state.cluster is not None:
+            self._start_completion(txn_id)
+            return False
         md = self.txns[txn_id]
         commit = md.state is TxnState.PREPARE_COMMIT
         res = self.write_markers(md.producer_id, md.producer_epoch, self.coordinator_epoch(txn_id), commit, md.partitions)
@@ -323,6 +364,49 @@ class TransactionCoordinator(Placement):
             return False
         return True
 
+    def _start_completion(self, txn_id: str) -> None:
+        if txn_id in self._completing:
+            return
+        task = asyncio.get_running_loop().create_task(self._complete_remote(txn_id))
+        self._completing[txn_id] = task
+        task.add_done_callback(lambda _t: self._completing.pop(txn_id, None))
+
+    async def _complete_remote(self, txn_id: str) -> None:
+        """Cluster: PrepareX replicated, markers to the leaders (MarkerChannel), then CompleteX."""
+        from kafkapy.cluster.markers import MarkerChannel
+
+        md = self.txns.get(txn_id)
+        if md is None or md.state not in PREPARING:
+            return
+        prepared, pid, epoch = md.state, md.producer_id, md.producer_epoch
+
+        def still_valid() -> bool:
+            cur = self.txns.get(txn_id)
+            return (cur is md and md.state is prepared and md.producer_id == pid and md.producer_epoch == epoch
+                    and self.owns(txn_id))
+
+        try:
+            # Markers only after PrepareX is durable: a new coordinator must not abort a committed txn.
+            if await self.written(txn_id) != ErrorCode.NONE or not still_valid():
+                self._wake.set()
+                return
+            if self._channel is None:
+                self._channel = MarkerChannel(self)
+            errors = await self._channel.write(pid, epoch, self.coordinator_epoch(txn_id),
+                                               prepared is TxnState.PREPARE_COMMIT, md.partitions, still_valid)
+            if errors is None or not still_valid():
+                return
+            self._write(txn_id, md.complete(now_ms()))
+            log.info("transaction completed", transactional_id=txn_id, producer_id=pid, epoch=epoch,
+                     state=md.state.value, partitions=len(errors))
+            await self.written(txn_id)
+        except CoordinatorWriteError as e:
+            log.error("could not complete transaction", transactional_id=txn_id, error=str(e))
+            self._wake.set()
+        except Exception:
+            log.exception("transaction completion failed", transactional_id=txn_id)
+            self._wake.set()
+
     def _fence_abort(self, txn_id: str) -> bool:
         """Abort the ongoing transaction under a bumped epoch (InitProducerId, timeout)."""
         md = self.txns[txn_id]
@@ -334,7 +418,10 @@ class TransactionCoordinator(Placement):
     def _new_producer_id(self) -> int:
         from kafkapy.server.handlers.producer_id import producer_id_manager
 
-        return producer_id_manager(self.state).generate()
+        try:
+            return producer_id_manager(self.state).generate()
+        except RuntimeError as e:  # cluster: no producer id block reserved yet
+            raise CoordinatorWriteError(str(e)) from e
 
     def init_producer_id(
         self, txn_id: str, timeout_ms: int, producer_id: int, producer_epoch: int, *, producer_fenced: bool

@@ -171,6 +171,11 @@ async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupRes
         req.protocol_name if ctx.version >= 5 else None,
         {a.member_id: a.assignment for a in req.assignments},
     )
+    if res.error == ErrorCode.NONE:
+        # cluster: the group's metadata record replicated first (Kafka: a timeout means a new rebalance)
+        err = await coord.written(req.group_id, timed_out=ErrorCode.REBALANCE_IN_PROGRESS)
+        if err != ErrorCode.NONE:
+            return SyncGroupResponse(error_code=err)
     return SyncGroupResponse(
         error_code=res.error, protocol_type=res.protocol_type, protocol_name=res.protocol_name, assignment=res.assignment
     )

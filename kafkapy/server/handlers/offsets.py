@@ -73,6 +73,8 @@ async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> Offset
             req.generation_id_or_member_epoch if v >= 1 else -1,
             commits,
         )
+        if err == ErrorCode.NONE:
+            err = await coord.written(req.group_id)  # cluster: answer once replicated
         for topic, partition, _ in commits:
             errors[(topic, partition)] = err
     return OffsetCommitResponse(

@@ -8,6 +8,16 @@ and, for TxnOffsetCommit, the group coordinator. Fencing errors follow
 KIP-588: PRODUCER_FENCED from InitProducerId v4+, AddPartitionsToTxn,
 AddOffsetsToTxn and EndTxn v2+; INVALID_PRODUCER_EPOCH before.
 
+In a cluster (docs in coordinator/transactions.py) the answers of
+AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit wait for
+the coordinator's records to be replicated; WriteTxnMarkers appends only
+where this broker leads and answers once the markers are replicated.
+Produce verification (KIP-890 part 1) asks the local coordinator only:
+when the transactional id's coordinator is another broker, a transactional
+batch is accepted unverified (as before KIP-890), and TxnOffsetCommit
+skips its transaction check likewise. InitProducerId is answered without
+waiting for replication (its handler in producer_id.py is not awaited).
+
 EndTxn is served up to v4 and AddPartitionsToTxn up to v5 without the
 KIP-890 part 2 (transaction.version 2) semantics: no feature is advertised,
 so clients stay on the classic protocol.
@@ -109,8 +119,12 @@ def init_transactional(ctx: RequestContext, txn_id: str, timeout_ms: int, produc
 
 
 def verify_produce(state: BrokerState, txn_id: str | None, topic: str, partition: int, h: BatchHeader) -> int:
-    """A transactional batch is accepted only for a partition in its producer's ongoing transaction."""
-    return coordinator(state).verify(txn_id, h.producer_id, h.producer_epoch, (topic, partition))
+    """A transactional batch is accepted only for a partition in its producer's ongoing transaction
+    (cluster: only checked when this broker is the transactional id's coordinator)."""
+    coord = coordinator(state)
+    if state.cluster is not None and (txn_id is None or not coord.owns(txn_id)):
+        return ErrorCode.NONE
+    return coord.verify(txn_id, h.producer_id, h.producer_epoch, (topic, partition))
 
 
 # ---------------------------------------------------------------- AddPartitionsToTxn
@@ -147,6 +161,16 @@ def _add_one(
     ]
 
 
+async def _replicated(state: BrokerState, txn_id: str, results: list[AddPartitionsToTxnTopicResult]) -> None:
+    """Cluster: successful additions answer once `__transaction_state` is replicated."""
+    ok = [p for t in results for p in t.results_by_partition if p.partition_error_code == ErrorCode.NONE]
+    if not ok or state.cluster is None:
+        return
+    err = await coordinator(state).written(txn_id)
+    for p in ok:
+        p.partition_error_code = err
+
+
 async def add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse:
     v = ctx.version
     if v <= 3:
@@ -154,14 +178,14 @@ async def add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequ
             ctx.state, req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
             req.v3_and_below_producer_epoch, req.v3_and_below_topics, v,
         )  # fmt: skip
+        await _replicated(ctx.state, req.v3_and_below_transactional_id, results)
         return AddPartitionsToTxnResponse(results_by_topic_v3_and_below=results)
-    out = [
-        AddPartitionsToTxnResult(
-            transactional_id=t.transactional_id,
-            topic_results=_add_one(ctx.state, t.transactional_id, t.producer_id, t.producer_epoch, t.topics, v, t.verify_only),
-        )
-        for t in req.transactions
-    ]
+    out = []
+    for t in req.transactions:
+        results = _add_one(ctx.state, t.transactional_id, t.producer_id, t.producer_epoch, t.topics, v, t.verify_only)
+        if not t.verify_only:
+            await _replicated(ctx.state, t.transactional_id, results)
+        out.append(AddPartitionsToTxnResult(transactional_id=t.transactional_id, topic_results=results))
     return AddPartitionsToTxnResponse(error_code=ErrorCode.NONE, results_by_transaction=out)
 
 
@@ -178,6 +202,8 @@ async def add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest) -
     err = coord.add_partitions(
         req.transactional_id, req.producer_id, req.producer_epoch, [(OFFSETS_TOPIC, p)], producer_fenced=ctx.version >= 2
     )
+    if err == ErrorCode.NONE:
+        err = await coord.written(req.transactional_id)
     return AddOffsetsToTxnResponse(error_code=err)
 
 
@@ -191,6 +217,8 @@ async def end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
     err = coord.end_txn(
         req.transactional_id, req.producer_id, req.producer_epoch, req.committed, producer_fenced=ctx.version >= 2
     )
+    if err == ErrorCode.NONE:
+        err = await coord.written(req.transactional_id)  # cluster: PrepareX replicated
     return EndTxnResponse(error_code=err)
 
 
@@ -203,6 +231,7 @@ async def write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequest) ->
     for m in req.markers:
         tps = [(t.name, p) for t in m.topics for p in t.partition_indexes]
         res = coord.write_markers(m.producer_id, m.producer_epoch, m.coordinator_epoch, m.transaction_result, tps)
+        res = await coord.markers_replicated(res)  # cluster: acks=-1
         out.append(
             WritableTxnMarkerResult(
                 producer_id=m.producer_id,
@@ -261,6 +290,8 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
                 err = ErrorCode.INVALID_PRODUCER_EPOCH
             except (ProducerStateError, StorageError, RuntimeError):
                 err = ErrorCode.COORDINATOR_NOT_AVAILABLE
+            if err == ErrorCode.NONE:
+                err = await groups.written(req.group_id)  # cluster: answer once replicated
         for topic, partition, _ in commits:
             errors[(topic, partition)] = err
     return TxnOffsetCommitResponse(
@@ -280,6 +311,8 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
 def _check_txn(state: BrokerState, req: TxnOffsetCommitRequest) -> int:
     """The producer must own the transactional id, in an ongoing transaction with the group's partition."""
     coord = coordinator(state)
+    if state.cluster is not None and not coord.owns(req.transactional_id):
+        return ErrorCode.NONE  # the transaction's coordinator is another broker: not checked here
     md = coord.txns.get(req.transactional_id)
     if md is None:
         return ErrorCode.INVALID_PRODUCER_ID_MAPPING

@@ -1,0 +1,162 @@
+"""Transaction markers to partition leaders (Kafka's TransactionMarkerChannelManager).
+
+When a transaction ends, its coordinator must write a COMMIT/ABORT marker
+to every partition in it, on whichever broker leads that partition now.
+`MarkerChannel.write` groups the partitions by their current leader, sends
+each remote leader one WriteTxnMarkers request (API 27) and appends the
+local ones directly (waiting, as the WriteTxnMarkers handler does, until
+the markers are replicated). Partitions answered with a retriable error
+(NOT_LEADER_OR_FOLLOWER, too few replicas, a timeout, a dropped
+connection, no leader yet) are re-grouped after a short backoff, so a
+leadership change in the metadata sends them to the new leader. It returns
+once every marker is written (or finally refused: a deleted partition, a
+fenced epoch), or False as soon as `still_valid()` turns false (the
+coordinator lost the transaction's partition, or the transaction moved on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kafkapy.client import BrokerConnection, KafkaError
+from kafkapy.logging import get_logger
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.errors import ProtocolError
+from kafkapy.protocol.messages.write_txn_markers_request import (
+    WritableTxnMarker,
+    WritableTxnMarkerTopic,
+    WriteTxnMarkersRequest,
+)
+
+if TYPE_CHECKING:
+    from kafkapy.coordinator.transactions import TransactionCoordinator
+
+log = get_logger(__name__)
+
+TopicPartition = tuple[str, int]
+
+# Final answers for one marker: written, or refused for good (Kafka drops gone partitions and
+# stops on fenced epochs). Anything else is retried.
+FINAL = frozenset(
+    {ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH,
+     ErrorCode.TRANSACTION_COORDINATOR_FENCED}
+)
+_WRITE_TXN_MARKERS_VERSION = 1
+_RETRY_BACKOFF_S = 0.1
+_REQUEST_TIMEOUT_S = 35.0  # the leader may wait request.timeout.ms (30 s) for replication
+
+
+@dataclass(slots=True)
+class MarkerChannel:
+    """Connections from a transaction coordinator to the partition leaders."""
+
+    coordinator: TransactionCoordinator
+    _conns: dict[int, BrokerConnection] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for conn in self._conns.values():
+            await _close(conn)
+        self._conns.clear()
+
+    async def write(
+        self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool,
+        partitions: Iterable[TopicPartition], still_valid: Callable[[], bool],
+    ) -> dict[TopicPartition, int] | None:
+        """Write every marker; the final error per partition, or None if `still_valid()` turned false."""
+        state = self.coordinator.state
+        pending = set(partitions)
+        done: dict[TopicPartition, int] = {}
+        while pending:
+            if not still_valid():
+                return None
+            by_leader: dict[int, list[TopicPartition]] = {}
+            for tp in sorted(pending):
+                info = state.metadata.topic(tp[0])
+                if info is None or not 0 <= tp[1] < len(info.partitions):
+                    done[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                    pending.discard(tp)
+                    continue
+                leader = info.partitions[tp[1]].leader
+                if leader >= 0:
+                    by_leader.setdefault(leader, []).append(tp)
+            answers = await asyncio.gather(
+                *(self._send(leader, tps, producer_id, producer_epoch, coordinator_epoch, commit)
+                  for leader, tps in by_leader.items())
+            )
+            retry: dict[TopicPartition, int] = {}
+            for errors in answers:
+                for tp, code in errors.items():
+                    if code in FINAL:
+                        done[tp] = code
+                        pending.discard(tp)
+                    else:
+                        retry[tp] = code
+            if pending:
+                log.info("retrying transaction markers", producer_id=producer_id, pending=len(pending),
+                         errors={f"{t}-{p}": c for (t, p), c in retry.items()})
+                await asyncio.sleep(_RETRY_BACKOFF_S)
+        return done
+
+    async def _send(
+        self, leader: int, tps: list[TopicPartition], producer_id: int, producer_epoch: int,
+        coordinator_epoch: int, commit: bool,
+    ) -> dict[TopicPartition, int]:
+        coord = self.coordinator
+        if leader == coord.state.node_id:
+            res = coord.write_markers(producer_id, producer_epoch, coordinator_epoch, commit, tps)
+            return (await coord.markers_replicated(res)).errors
+        by_topic: dict[str, list[int]] = {}
+        for t, p in tps:
+            by_topic.setdefault(t, []).append(p)
+        req = WriteTxnMarkersRequest(
+            markers=[
+                WritableTxnMarker(
+                    producer_id=producer_id, producer_epoch=producer_epoch, transaction_result=commit,
+                    coordinator_epoch=coordinator_epoch,
+                    topics=[WritableTxnMarkerTopic(name=t, partition_indexes=ps) for t, ps in by_topic.items()],
+                )
+            ]
+        )
+        try:
+            conn = await self._connection(leader)
+            resp: Any = await conn.request(req, _WRITE_TXN_MARKERS_VERSION)
+        except (KafkaError, ProtocolError, OSError) as e:
+            log.info("transaction markers not sent", leader=leader, error=str(e))
+            old = self._conns.pop(leader, None)
+            if old is not None:
+                await _close(old)
+            return dict.fromkeys(tps, ErrorCode.NETWORK_EXCEPTION)
+        out = dict.fromkeys(tps, ErrorCode.UNKNOWN_SERVER_ERROR)
+        for m in resp.markers:
+            for t in m.topics:
+                for p in t.partitions:
+                    if (t.name, p.partition_index) in out:
+                        out[(t.name, p.partition_index)] = p.error_code
+        return out
+
+    async def _connection(self, leader: int) -> BrokerConnection:
+        state = self.coordinator.state
+        info = state.metadata.broker_info(leader)
+        if info is None:
+            raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"broker {leader} is not registered")
+        conn = self._conns.get(leader)
+        if conn is not None and not conn.closed and (conn.host, conn.port) == (info.host, info.port):
+            return conn
+        if conn is not None:
+            await _close(conn)
+        conn = BrokerConnection(
+            info.host, info.port, client_id=f"kafkapy-txn-markers-{state.node_id}", request_timeout=_REQUEST_TIMEOUT_S
+        )
+        await conn.connect(5.0)
+        self._conns[leader] = conn
+        return conn
+
+
+async def _close(conn: BrokerConnection) -> None:
+    try:
+        await conn.close()
+    except (KafkaError, OSError) as e:
+        log.debug("marker connection close failed", error=str(e))
