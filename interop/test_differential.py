@@ -57,8 +57,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     # UNSUPPORTED_VERSION in the API's response where it has a top-level error code,
     # else closes the connection; either way it logs the API and version
     "alter_replica_log_dirs_*: *": "AlterReplicaLogDirs is not served (one log dir, nothing to move); no top-level error code, so kafkapy closes; Kafka answers",
-    "elect_leaders_*: *": "ElectLeaders is not served: UNSUPPORTED_VERSION (v1+), closed at v0 (no top-level error code); Kafka answers",
-    "alter_partition_reassignments_v0: *": "AlterPartitionReassignments is not served (kafkapy never reassigns): UNSUPPORTED_VERSION; Kafka answers",
     "alter_client_quotas_*: *": "AlterClientQuotas is not served (no quotas): per-entry error codes only, so kafkapy closes; Kafka answers",
     "alter_user_scram_credentials_v0: *": "AlterUserScramCredentials is not served (no SASL/SCRAM): per-user error codes only, so kafkapy closes; Kafka answers",
     "describe_quorum_*: *": "DescribeQuorum is not served (no KRaft quorum): UNSUPPORTED_VERSION; Kafka describes its quorum",

@@ -18,7 +18,9 @@ holding the controller key:
 
 Every change bumps the partition epoch. Preferred-leader rebalancing
 (`auto.leader.rebalance.enable`) moves leadership back to replicas[0] when it
-is live and in the ISR.
+is live and in the ISR. A partition being reassigned (KIP-455) is switched
+to its target once every adding replica is in the ISR
+(`kafkapy.cluster.reassignment.completion_state`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kafkapy.cluster.metadata import PartitionInfo
+from kafkapy.cluster.reassignment import completion_state
 from kafkapy.logging import get_logger
 
 if TYPE_CHECKING:
@@ -125,7 +128,7 @@ class Controller:
                 self._kick.set()
 
     async def reconcile(self, *, preferred: bool = False) -> int:
-        """Write new states for partitions whose leader or ISR involves dead brokers."""
+        """Write new states for partitions whose leader or ISR involves dead brokers, or whose reassignment can finish."""
         live = self.md.live_ids()
         leadable = live - self.md.shutting_down
         unclean_default = bool(self.config.unclean_leader_election_enable)
@@ -133,7 +136,8 @@ class Controller:
         for topic in list(self.md.topics()):
             unclean = _flag(topic.configs, "unclean.leader.election.enable", unclean_default)
             for p in topic.partitions:
-                new = next_state(p, live, leadable, unclean=unclean, preferred=preferred)
+                done_moving = completion_state(p, leadable)
+                new = next_state(done_moving or p, live, leadable, unclean=unclean, preferred=preferred) or done_moving
                 if new is not None:
                     updates.append((topic.name, new, self.md.partition_revision(topic.name, p.index)))
         done = 0

@@ -23,7 +23,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kafkapy.cluster.etcd import Compare, EtcdClient, EtcdError, KeyValue, Lease, Op, WatchEvent
+from kafkapy.cluster.etcd import (
+    Compare,
+    EtcdClient,
+    EtcdError,
+    KeyValue,
+    Lease,
+    Op,
+    WatchEvent,
+)
 from kafkapy.cluster.metadata import (
     BrokerInfo,
     MetadataError,
@@ -109,6 +117,7 @@ class EtcdMetadata:
         self._by_id: dict[uuid.UUID, TopicInfo] = {}
         self._controller: int = -1
         self._controller_rev: int = 0
+        self._broker_configs: dict[str, tuple[dict[str, str], int]] = {}  # "default" or id -> (configs, mod revision)
         self.controller_epoch: int = 0
         self._revision_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._watch_task: asyncio.Task[None] | None = None
@@ -291,6 +300,7 @@ class EtcdMetadata:
         self._brokers, self._topic_raw, self._parts, self._part_rev = {}, {}, {}, {}
         self.shutting_down = set()
         self._topics, self._by_id = {}, {}
+        self._broker_configs = {}
         kvs, revision = await self.client.get_prefix(self.prefix.encode())
         changes = Changes(revision)
         for kv in kvs:
@@ -360,6 +370,8 @@ class EtcdMetadata:
         elif kind == "topics" and len(rel) == 2:
             self._topic_raw[rel[1]] = json.loads(kv.value)
             return rel[1]
+        elif kind == "config" and len(rel) == 3 and rel[1] == "brokers":
+            self._broker_configs[rel[2]] = ({str(k): str(v) for k, v in json.loads(kv.value).items()}, kv.mod_revision)
         elif kind == "partitions" and len(rel) == 3:
             name, index = rel[1], int(rel[2])
             self._parts.setdefault(name, {})[index] = partition_from_json(index, kv.value)
@@ -377,6 +389,8 @@ class EtcdMetadata:
         elif kind == "controller" and len(rel) == 1:
             self._controller = -1
             changes.controller_changed = True
+        elif kind == "config" and len(rel) == 3 and rel[1] == "brokers":
+            self._broker_configs.pop(rel[2], None)
         elif kind == "topics" and len(rel) == 2:
             self._topic_raw.pop(rel[1], None)
             return rel[1]
@@ -584,6 +598,25 @@ class EtcdMetadata:
                 return
             await asyncio.sleep(0.05)
         raise MetadataError(-1, f"topic '{name}' kept changing; configs not set")
+
+    # ------------------------------------------------------------ dynamic broker configs
+
+    def broker_configs(self, entity: str) -> dict[str, str]:
+        """Dynamic configs of broker `entity` (its id, or "default" for every broker)."""
+        return dict(self._broker_configs.get(entity, ({}, 0))[0])
+
+    async def set_broker_configs(self, entity: str, configs: dict[str, str], expected: dict[str, str]) -> bool:
+        """Replace broker `entity`'s dynamic configs if they are still `expected` (CAS)."""
+        key = self._key("config", "brokers", entity)
+        known = self._broker_configs.get(entity)
+        if (known[0] if known else {}) != expected:
+            return False
+        cmp = Compare.mod_revision(key, "=", known[1]) if known else Compare.create_revision(key, "=", 0)
+        op = Op.put(key, json.dumps(configs, sort_keys=True).encode()) if configs else Op.delete(key)
+        res = await self.client.txn([cmp], [op])
+        if res.succeeded:
+            await self.wait_revision(res.revision)
+        return res.succeeded
 
     # ------------------------------------------------------------ partition state
 

@@ -15,6 +15,15 @@ back the partition off for replica.fetch.backoff.ms (the metadata will name
 a new leader or epoch); OFFSET_OUT_OF_RANGE restarts the log at the
 leader's log start when that is past our end, else truncates again;
 connection errors reconnect after the backoff.
+
+Throttle: replicas being added by a reassignment, and replicas listed in the
+topic's `follower.replication.throttled.replicas` (this broker) or
+`leader.replication.throttled.replicas` (the leader), are fetched within
+`follower.replication.throttled.rate` of this broker / the leader's
+`leader.replication.throttled.rate` (dynamic broker configs, bytes/s, the
+lower one applies): one token bucket per broker; while it is in debt the
+throttled partitions wait, and each of their fetches asks for at most about
+one second's worth of bytes.
 """
 
 from __future__ import annotations
@@ -74,6 +83,32 @@ _BACKOFF_ERRORS = frozenset(
     }
 )
 OFFSET_FOR_LEADER_EPOCH_MAX = 4
+
+
+THROTTLE_RATE_FOLLOWER = "follower.replication.throttled.rate"
+THROTTLE_RATE_LEADER = "leader.replication.throttled.rate"
+
+
+def _listed(value: str | None, index: int, broker: int) -> bool:
+    """Whether a `*.replication.throttled.replicas` value ("*" or "partition:broker,...") names this replica."""
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return "*" in items or f"{index}:{broker}" in items
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """Bytes/s allowance of throttled replica fetches; tokens go negative (debt) after a large fetch."""
+
+    tokens: float = 0.0
+    stamp: float = 0.0
+
+    def refill(self, now: float, rate: float) -> None:
+        self.tokens = min(rate, self.tokens + (now - self.stamp) * rate)  # at most one second of burst
+        self.stamp = now
+
+    def wait(self, rate: float) -> float:
+        """Seconds until the debt is paid (0 when there is none)."""
+        return -self.tokens / rate if self.tokens < 0 else 0.0
 
 
 @dataclass(slots=True)
@@ -281,6 +316,17 @@ class SourceFetcher:
         loop = asyncio.get_running_loop()
         now = loop.time()
         ready = [fp for fp in self.partitions.values() if not fp.truncating and fp.backoff_until <= now]
+        rates = {(fp.topic, fp.index): self.manager.throttle_rate(fp.topic, fp.index, self.leader) for fp in ready}
+        limit = min((r for r in rates.values() if r > 0), default=0.0)
+        if limit > 0:
+            bucket = self.manager.bucket
+            bucket.refill(now, limit)
+            wait = min(bucket.wait(limit), 1.0)  # look again within a second: the rate may change
+            if wait > 0:
+                for fp in ready:
+                    if rates[(fp.topic, fp.index)] > 0:
+                        fp.backoff_until = now + wait
+                ready = [fp for fp in ready if rates[(fp.topic, fp.index)] <= 0]
         if not ready:
             return False
         version = conn.version_for(ApiKey.FETCH)
@@ -297,13 +343,14 @@ class SourceFetcher:
         for fp in ready:
             offset = fp.plog.log_end_offset
             sent[(fp.topic, fp.index)] = (fp, offset)
+            throttled = rates[(fp.topic, fp.index)] > 0
             by_topic.setdefault(fp.topic, []).append(
                 FetchPartition(
                     partition=fp.index,
                     current_leader_epoch=fp.leader_epoch,
                     fetch_offset=offset,
                     log_start_offset=fp.plog.log_start_offset,
-                    partition_max_bytes=part_max,
+                    partition_max_bytes=min(part_max, max(int(limit), 1)) if throttled else part_max,
                 )
             )
         me = self.state.node_id
@@ -332,6 +379,8 @@ class SourceFetcher:
                 if entry is None:
                     continue
                 fp, offset = entry
+                if rates[(fp.topic, fp.index)] > 0 and pd.records is not None:
+                    self.manager.bucket.tokens -= len(pd.records)
                 if self.partitions.get((fp.topic, fp.index)) is not fp or fp.truncating:
                     continue  # role or epoch changed while the fetch was out
                 if fp.plog.log_end_offset != offset or fp.plog.closed:
@@ -422,6 +471,31 @@ class FetcherManager:
     state: BrokerState
     fetchers: dict[tuple[int, int], SourceFetcher] = field(default_factory=dict)
     assigned: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    bucket: TokenBucket = field(default_factory=TokenBucket)
+
+    def _broker_rate(self, broker: int, key: str) -> float:
+        configs = getattr(self.state.metadata, "broker_configs", None)
+        if configs is None:
+            return 0.0
+        value = configs(str(broker)).get(key) or configs("default").get(key)
+        try:
+            return max(float(value), 0.0) if value else 0.0
+        except ValueError:
+            return 0.0
+
+    def throttle_rate(self, topic: str, index: int, leader: int) -> float:
+        """Bytes/s limit of fetching this partition from `leader` (0: not throttled)."""
+        info = self.state.metadata.topic(topic)
+        if info is None or not 0 <= index < len(info.partitions):
+            return 0.0
+        me = self.state.node_id
+        moving = me in info.partitions[index].adding_replicas
+        rates = []
+        if moving or _listed(info.configs.get("follower.replication.throttled.replicas"), index, me):
+            rates.append(self._broker_rate(me, THROTTLE_RATE_FOLLOWER))
+        if moving or _listed(info.configs.get("leader.replication.throttled.replicas"), index, leader):
+            rates.append(self._broker_rate(leader, THROTTLE_RATE_LEADER))
+        return min((r for r in rates if r > 0), default=0.0)
 
     def _fetcher_id(self, topic: str, index: int) -> int:
         n = max(int(self.state.config.get("num.replica.fetchers") or 1), 1)

@@ -73,7 +73,11 @@ class ClusterNode:
                 state.replicas.apply(topic, p)
             if topic in COORDINATOR_TOPICS:
                 self._coordinator_leadership(topic, p)
-        if changes.brokers_added or changes.brokers_removed or changes.controller_changed:
+            if not hosted and state.logs.get(topic, p.index) is not None:
+                log.info("replica reassigned away; deleting its log", topic=topic, partition=p.index)
+                state.logs.delete(topic, p.index)
+        reassigning = any(p.adding_replicas or p.removing_replicas for _, p in changes.partitions)
+        if changes.brokers_added or changes.brokers_removed or changes.controller_changed or reassigning:
             self.controller.kick()
         if changes.brokers_removed or changes.brokers_added:
             log.info(

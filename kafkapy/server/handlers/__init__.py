@@ -30,6 +30,8 @@ HANDLERS: tuple[Handler, ...] = (
     Handler(ApiKey.OFFSET_FOR_LEADER_EPOCH, 0, 4, "offset_for_leader_epoch:handle"),
     Handler(ApiKey.DESCRIBE_LOG_DIRS, 0, 4, "log_dirs:handle"),
     Handler(ApiKey.DESCRIBE_TOPIC_PARTITIONS, 0, 0, "describe_topic_partitions:handle"),
+    Handler(ApiKey.ELECT_LEADERS, 0, 2, "elect_leaders:handle"),
+    Handler(ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0, 0, "reassignments:alter_partition_reassignments"),
     Handler(ApiKey.FIND_COORDINATOR, 0, 5, "groups:find_coordinator"),
     Handler(ApiKey.JOIN_GROUP, 0, 9, "groups:join_group"),
     Handler(ApiKey.HEARTBEAT, 0, 4, "groups:heartbeat"),

@@ -1,9 +1,12 @@
 """DescribeConfigs (32), AlterConfigs (33), IncrementalAlterConfigs (44).
 
 Topic resources are fully supported. The broker resource is described like
-Kafka does (static and default values with synonyms); kafkapy keeps no dynamic
-broker configs, so alterations of the broker are rejected: read-only keys the
-way Kafka rejects them, dynamic keys with an explicit "not supported" message.
+Kafka does (static and default values with synonyms). The only dynamic broker
+configs are the replication throttles of a cluster
+(`leader.replication.throttled.rate`, `follower.replication.throttled.rate`,
+bytes/s), kept in etcd per broker or as the cluster default (resource name
+""); other alterations of the broker are rejected: read-only keys the way
+Kafka rejects them, dynamic keys with an explicit "not supported" message.
 """
 
 from __future__ import annotations
@@ -207,6 +210,44 @@ def _apply_topic_ops(state: BrokerState, current: dict[str, str], ops: list[Op])
         ) from None
 
 
+THROTTLE_RATE_KEYS = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+
+
+def _throttle_configs(state: BrokerState, name: str, ops: list[Op]) -> dict[str, str] | None:
+    """The broker's new dynamic throttle configs, or None when `ops` touch anything else (or on one broker)."""
+    if state.cluster is None or not ops or any(op.name not in THROTTLE_RATE_KEYS for op in ops):
+        return None
+    new: dict[str, str] = state.cluster.md.broker_configs(name or "default")
+    for op in ops:
+        if op.op == DELETE:
+            new.pop(op.name, None)
+        elif op.op == SET and op.value is not None:
+            try:
+                rate = int(op.value)
+            except ValueError:
+                rate = -1
+            if rate < 0:
+                raise ResourceError(ErrorCode.INVALID_REQUEST, f"Invalid value {op.value} for configuration {op.name}: must be a non-negative number of bytes/s")
+            new[op.name] = str(rate)
+        else:
+            raise ResourceError(ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST.")
+    return new
+
+
+async def _set_throttles(state: BrokerState, name: str, ops: list[Op], validate_only: bool) -> bool:
+    """Apply throttle-rate changes to the broker's dynamic configs in etcd; False if `ops` are not only those."""
+    entity = name or "default"
+    for _ in range(5):
+        new = _throttle_configs(state, name, ops)
+        if new is None:
+            return False
+        md = state.cluster.md
+        before = md.broker_configs(entity)
+        if validate_only or new == before or await md.set_broker_configs(entity, new, before):
+            return True
+    raise ResourceError(ErrorCode.REQUEST_TIMED_OUT, "The broker's dynamic configs kept changing; try again.")
+
+
 def _check_broker_ops(ops: list[Op]) -> None:
     """kafkapy has no dynamic broker configs: only no-op deletes can succeed."""
     changes = [op for op in ops if op.op != DELETE]
@@ -245,7 +286,8 @@ async def _alter_one(state: BrokerState, resource_type: int, name: str, ops: lis
             await state.set_topic_configs(name, new)
     elif resource_type == BROKER:
         _check_broker_name(state, name)
-        _check_broker_ops(ops)
+        if not await _set_throttles(state, name, ops, validate_only):
+            _check_broker_ops(ops)
     else:
         raise _unsupported_type(resource_type)
 

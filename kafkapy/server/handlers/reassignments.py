@@ -1,7 +1,17 @@
-"""ListPartitionReassignments (46): the partitions whose replica set is
-changing (KIP-455: replicas being added or removed), from the cluster
-metadata. A single broker never has any. As in Kafka, a filter naming an
-unknown topic or partition matches nothing and is not an error.
+"""AlterPartitionReassignments (45) and ListPartitionReassignments (46).
+
+Alter: every partition is validated (unknown topic or partition, an empty,
+duplicate or unregistered replica list, a cancel with nothing in flight) and
+its KIP-455 reassignment started or cancelled by a compare-and-swap on the
+partition's state in etcd (`kafkapy.cluster.reassignment`); the controller
+finishes it once the new replicas are in sync. The answer comes when the
+reassignment has started, as in Kafka. A single broker can only "move" a
+partition onto itself.
+
+List: the partitions whose replica set is changing (replicas being added or
+removed), from the cluster metadata. A single broker never has any. As in
+Kafka, a filter naming an unknown topic or partition matches nothing and is
+not an error.
 """
 
 from __future__ import annotations
@@ -9,7 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kafkapy.cluster.metadata import PartitionInfo, TopicInfo
+from kafkapy.cluster.reassignment import Outcome, alter_reassignment, check_target
 from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.alter_partition_reassignments_request import (
+    AlterPartitionReassignmentsRequest,
+)
+from kafkapy.protocol.messages.alter_partition_reassignments_response import (
+    AlterPartitionReassignmentsResponse,
+    ReassignablePartitionResponse,
+    ReassignableTopicResponse,
+)
 from kafkapy.protocol.messages.list_partition_reassignments_request import (
     ListPartitionReassignmentsRequest,
 )
@@ -53,3 +72,37 @@ async def list_partition_reassignments(
         if ongoing:
             topics.append(OngoingTopicReassignment(name=info.name, partitions=ongoing))
     return ListPartitionReassignmentsResponse(error_code=ErrorCode.NONE, error_message=None, topics=topics)
+
+
+def _single_broker(ctx: RequestContext, topic: str, index: int, target: list[int] | None) -> Outcome:
+    info = ctx.state.metadata.topic(topic)
+    if info is None or not 0 <= index < len(info.partitions):
+        return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+    if target is None:
+        return Outcome(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress for this partition.")
+    problem = check_target(target, {ctx.state.node_id})
+    if problem is not None:
+        return Outcome(ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem)
+    return Outcome()  # already on this broker
+
+
+async def alter_partition_reassignments(
+    ctx: RequestContext, req: AlterPartitionReassignmentsRequest
+) -> AlterPartitionReassignmentsResponse:
+    cluster = ctx.state.cluster
+    responses = []
+    for t in req.topics:
+        results = []
+        for p in t.partitions:
+            target = None if p.replicas is None else list(p.replicas)
+            if cluster is None:
+                outcome = _single_broker(ctx, t.name, p.partition_index, target)
+            else:
+                outcome = await alter_reassignment(cluster.md, t.name, p.partition_index, target)
+            results.append(
+                ReassignablePartitionResponse(
+                    partition_index=p.partition_index, error_code=outcome.code, error_message=outcome.message
+                )
+            )
+        responses.append(ReassignableTopicResponse(name=t.name, partitions=results))
+    return AlterPartitionReassignmentsResponse(error_code=ErrorCode.NONE, responses=responses)

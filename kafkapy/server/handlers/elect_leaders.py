@@ -1,0 +1,61 @@
+"""ElectLeaders (43): preferred (0) and unclean (1) leader elections on request.
+
+Preferred: replicas[0] leads if it is live and in the ISR
+(ELECTION_NOT_NEEDED when it already leads, PREFERRED_LEADER_NOT_AVAILABLE
+otherwise). Unclean: only when no ISR member is live, the first live
+replica leads. A null topic list means every partition; then, as the
+Kafka tools show it, partitions that needed no election are left out.
+In a cluster each election is a compare-and-swap on the partition's state
+in etcd (`kafkapy.cluster.reassignment.elect`); a single broker is its own
+preferred leader, so nothing ever needs electing there.
+"""
+
+from __future__ import annotations
+
+from kafkapy.cluster.reassignment import PREFERRED, UNCLEAN, Outcome, elect
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.elect_leaders_request import ElectLeadersRequest
+from kafkapy.protocol.messages.elect_leaders_response import (
+    ElectLeadersResponse,
+    PartitionResult,
+    ReplicaElectionResult,
+)
+from kafkapy.server.handler import RequestContext
+
+_NOT_NEEDED = Outcome(ErrorCode.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition.")
+
+
+async def _one(ctx: RequestContext, topic: str, index: int, election_type: int) -> Outcome:
+    cluster = ctx.state.cluster
+    if election_type not in (PREFERRED, UNCLEAN):
+        return Outcome(ErrorCode.INVALID_REQUEST, f"Unknown election type {election_type}.")
+    if cluster is not None:
+        return await elect(cluster.md, topic, index, election_type)
+    info = ctx.state.metadata.topic(topic)
+    if info is None or not 0 <= index < len(info.partitions):
+        return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+    return _NOT_NEEDED
+
+
+async def handle(ctx: RequestContext, req: ElectLeadersRequest) -> ElectLeadersResponse:
+    election_type = req.election_type if ctx.version >= 1 else PREFERRED
+    everything = req.topic_partitions is None
+    if everything:
+        wanted = [(t.name, [p.index for p in t.partitions]) for t in ctx.state.metadata.topics()]
+    else:
+        merged: dict[str, list[int]] = {}
+        for tp in req.topic_partitions or []:
+            indexes = merged.setdefault(tp.topic, [])
+            indexes.extend(i for i in tp.partitions if i not in indexes)
+        wanted = list(merged.items())
+    results = []
+    for topic, indexes in wanted:
+        partitions = []
+        for index in indexes:
+            outcome = await _one(ctx, topic, index, election_type)
+            if everything and outcome.code == ErrorCode.ELECTION_NOT_NEEDED:
+                continue
+            partitions.append(PartitionResult(partition_id=index, error_code=outcome.code, error_message=outcome.message))
+        if partitions or not everything:
+            results.append(ReplicaElectionResult(topic=topic, partition_result=partitions))
+    return ElectLeadersResponse(error_code=ErrorCode.NONE, replica_election_results=results)

@@ -1,0 +1,184 @@
+"""Partition reassignment (KIP-455), throttles and leader elections on a real cluster.
+
+etcd + `kafkapy broker` processes on loopback; the data path is librdkafka
+(confluent-kafka), the admin calls kafkapy's own client (confluent-kafka's
+Python AdminClient has no reassignment calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import NewTopic
+
+from kafkapy.client import (
+    ELECTION_UNCLEAN,
+    RESOURCE_BROKER,
+    KafkaClient,
+    OngoingReassignment,
+    PartitionResult,
+)
+from kafkapy.local_cluster import LocalCluster, wait_until
+from kafkapy.protocol.error_codes import ErrorCode
+from tests.cluster.test_cluster import (
+    FAST,
+    History,
+    admin,
+    consume_all,
+    full_isr,
+    partitions,
+    run_producer,
+    segment_bytes,
+)
+
+T = TypeVar("T")
+THROTTLED = "follower.replication.throttled.rate"
+
+
+def call(cluster: LocalCluster, op: Callable[[KafkaClient], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with KafkaClient(cluster.bootstrap) as client:
+            return await op(client)
+
+    return asyncio.run(run())
+
+
+def reassign(cluster: LocalCluster, moves: Mapping[tuple[str, int], Sequence[int] | None]) -> dict[tuple[str, int], PartitionResult]:
+    return call(cluster, lambda c: c.alter_partition_reassignments(moves))
+
+
+def ongoing(cluster: LocalCluster) -> dict[tuple[str, int], OngoingReassignment]:
+    return call(cluster, lambda c: c.list_partition_reassignments())
+
+
+def elect(cluster: LocalCluster, parts: Sequence[tuple[str, int]] | None) -> dict[tuple[str, int], PartitionResult]:
+    return call(cluster, lambda c: c.elect_leaders(parts))
+
+
+def set_throttle(cluster: LocalCluster, broker: int, rate: int | None) -> None:
+    if rate is None:
+        call(cluster, lambda c: c.alter_configs(str(broker), delete_configs=[THROTTLED], resource_type=RESOURCE_BROKER))
+    else:
+        call(cluster, lambda c: c.alter_configs(str(broker), {THROTTLED: str(rate)}, resource_type=RESOURCE_BROKER))
+
+
+def create_assigned(cluster: LocalCluster, topic: str, assignment: list[list[int]]) -> None:
+    a = admin(cluster)  # kept alive until the result arrives
+    a.create_topics([NewTopic(topic, len(assignment), replica_assignment=assignment)])[topic].result(15)
+    wait_until(lambda: full_isr(cluster, topic, len(assignment[0])), what=f"{topic} in sync")
+
+
+def log_dir(cluster: LocalCluster, node_id: int, topic: str, index: int) -> Path:
+    return cluster.brokers[node_id].data_dir / f"{topic}-{index}"
+
+
+def check_history(cluster: LocalCluster, topic: str, history: History) -> None:
+    """Every acknowledged record exactly once, at the offset the producer was told."""
+    assert not history.errors, history.errors[:5]
+    assert len(history.acked) == history.sent
+    got = consume_all(cluster, topic, len(history.acked))
+    values = [m.value() for m in got]
+    assert len(values) == len(set(values)), "duplicates"
+    assert set(values) == set(history.acked)
+    assert all(history.acked[m.value()] == (m.partition(), m.offset()) for m in got)
+
+
+@pytest.fixture
+def cluster(kafka_cluster_factory: Any) -> LocalCluster:
+    return kafka_cluster_factory(3, FAST)
+
+
+def test_move_replicas_while_producing_with_throttle_and_cancel(cluster: LocalCluster) -> None:
+    topic = "move"
+    create_assigned(cluster, topic, [[1, 2], [1, 2]])
+    history = History()
+    stop = threading.Event()
+    producer = threading.Thread(target=run_producer, args=(cluster, topic, history, stop), daemon=True)
+    producer.start()
+    try:
+        wait_until(lambda: len(history.acked) > 500, what="first acknowledgements")
+        # bad input first: nothing changes
+        bad = reassign(cluster, {(topic, 0): [2, 9], (topic, 1): [2, 2], ("nope", 0): [1], (topic, 7): [1, 2]})
+        assert bad[(topic, 0)].error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+        assert bad[(topic, 1)].error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+        assert bad[("nope", 0)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        assert bad[(topic, 7)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        assert reassign(cluster, {(topic, 0): None})[(topic, 0)].error_code == ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
+        assert ongoing(cluster) == {}
+
+        # Throttled to 1 byte/s, broker 3 cannot catch up: the move stays in flight.
+        set_throttle(cluster, 3, 1)
+        assert reassign(cluster, {(topic, 0): [2, 3], (topic, 1): [3, 2]}) == {
+            (topic, 0): PartitionResult(ErrorCode.NONE), (topic, 1): PartitionResult(ErrorCode.NONE)
+        }
+        now = ongoing(cluster)
+        assert now[(topic, 0)] == OngoingReassignment(replicas=[2, 3, 1], adding=[3], removing=[1])
+        assert now[(topic, 1)] == OngoingReassignment(replicas=[3, 2, 1], adding=[3], removing=[1])
+        wait_until(lambda: log_dir(cluster, 3, topic, 0).exists(), what="new replica's log")
+        time.sleep(1.0)  # a second of throttled fetching: still far behind
+        assert partitions(cluster, topic)[0].replicas == [2, 3, 1]
+
+        # Cancel partition 1: back to [1, 2], broker 3 drops its copy.
+        assert reassign(cluster, {(topic, 1): None})[(topic, 1)].ok
+        wait_until(lambda: (topic, 1) not in ongoing(cluster), what="cancelled")
+        assert sorted(partitions(cluster, topic)[1].replicas) == [1, 2]  # as in Kafka, target order first
+        wait_until(lambda: not log_dir(cluster, 3, topic, 1).exists(), what="cancelled replica's log removed")
+
+        # Lift the throttle: partition 0 completes while the producer keeps going.
+        set_throttle(cluster, 3, None)
+        wait_until(lambda: ongoing(cluster) == {}, timeout=30, what="reassignment complete")
+        p0 = partitions(cluster, topic)[0]
+        assert p0.replicas == [2, 3] and sorted(p0.isrs) == [2, 3] and p0.leader in (2, 3)
+        wait_until(lambda: not log_dir(cluster, 1, topic, 0).exists(), what="old replica's log removed")
+        before = len(history.acked)
+        wait_until(lambda: len(history.acked) > before + 300, what="acknowledgements after the move")
+    finally:
+        stop.set()
+        producer.join(120)
+    check_history(cluster, topic, history)
+    wait_until(
+        lambda: segment_bytes(cluster, 2, topic, 0) == segment_bytes(cluster, 3, topic, 0),
+        what="new replica byte-identical",
+    )
+    assert len(segment_bytes(cluster, 3, topic, 0)) > 0
+
+
+def test_preferred_election_after_failover(kafka_cluster_factory: Any) -> None:
+    cluster = kafka_cluster_factory(3, {**FAST, "auto.leader.rebalance.enable": False})
+    topic = "pref"
+    create_assigned(cluster, topic, [[1, 2, 3]])
+    assert elect(cluster, [(topic, 0)])[(topic, 0)].error_code == ErrorCode.ELECTION_NOT_NEEDED
+    cluster.brokers[1].kill()
+    wait_until(lambda: partitions(cluster, topic)[0].leader in (2, 3), what="failover")
+    assert elect(cluster, [(topic, 0)])[(topic, 0)].error_code == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    cluster.brokers[1].start()
+    wait_until(lambda: full_isr(cluster, topic, 3), timeout=30, what="broker 1 back in the ISR")
+    assert partitions(cluster, topic)[0].leader != 1  # no automatic rebalance here
+    assert elect(cluster, [(topic, 0)])[(topic, 0)].ok
+    wait_until(lambda: partitions(cluster, topic)[0].leader == 1, what="preferred leader back")
+    # unclean: not needed while ISR members are live; null = every partition, nothing to report
+    unclean = call(cluster, lambda c: c.elect_leaders([(topic, 0)], election_type=ELECTION_UNCLEAN))
+    assert unclean[(topic, 0)].error_code == ErrorCode.ELECTION_NOT_NEEDED
+    assert elect(cluster, None) == {}
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    p.produce(topic, b"after")
+    assert p.flush(15) == 0
+
+
+def test_auto_leader_rebalance(kafka_cluster_factory: Any) -> None:
+    cluster = kafka_cluster_factory(
+        3, {**FAST, "auto.leader.rebalance.enable": True, "leader.imbalance.check.interval.seconds": 1}
+    )
+    topic = "auto"
+    create_assigned(cluster, topic, [[2, 1, 3]])
+    cluster.brokers[2].kill()
+    wait_until(lambda: partitions(cluster, topic)[0].leader in (1, 3), what="failover")
+    cluster.brokers[2].start()
+    wait_until(lambda: partitions(cluster, topic)[0].leader == 2, timeout=30, what="leadership back on broker 2")
