@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as _dt
 import os
 import shutil
@@ -252,6 +253,38 @@ def throughput(cluster: LocalCluster, args: argparse.Namespace, res: dict[str, A
             )
 
 
+def profile(cluster: LocalCluster, args: argparse.Namespace, out_dir: Path) -> str:
+    """One extra RF=3 acks=all produce run with py-spy on every broker; the summary of each."""
+    exe = shutil.which("py-spy")
+    if not exe:
+        raise SystemExit("bench cluster: --profile needs py-spy (pip install py-spy)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    topic = "profile-rf3"
+    create_topic(cluster, topic, args.partitions, 3)
+    spies = {}
+    try:
+        for node_id, b in cluster.brokers.items():
+            raw = out_dir / f"broker-{node_id}.pyspy.txt"
+            cmd = [exe, "record", "--pid", str(b.pid), "--rate", "250", "--format", "raw", "--output", str(raw), "--native"]
+            spies[node_id] = (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw)
+        time.sleep(0.5)
+        pr = produce_run(cluster.bootstrap, topic, args.messages, args.size, args.partitions, args.time_box, "all")
+        print(f"[bench] profiled RF=3 acks=all produce: {pr['mb_s']:.1f} MB/s", flush=True)
+    finally:
+        for spy, _ in spies.values():
+            if spy.poll() is None:
+                spy.send_signal(signal.SIGINT)
+        for spy, _ in spies.values():
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(10)
+    text = "\n\n".join(f"broker {n}:\n" + bb.summarize_pyspy(raw, top=12) for n, (_, raw) in spies.items())
+    (out_dir / "summary.txt").write_text(text)
+    return text
+
+
 def latency(cluster: LocalCluster, args: argparse.Namespace, res: dict[str, Any]) -> None:
     producers = {}
     for rf in (3, 1):
@@ -364,7 +397,9 @@ async def _reassign_supported(bootstrap: str) -> bool:
         return ApiKey.ALTER_PARTITION_REASSIGNMENTS in conn.versions and ApiKey.LIST_PARTITION_REASSIGNMENTS in conn.versions
 
 
-async def _reassign_once(bootstrap: str, topic: str, partitions: int, throttle: int | None) -> tuple[float, dict[int, int]]:
+async def _reassign_once(
+    bootstrap: str, topic: str, partitions: int, throttle: int | None, timeout: float
+) -> tuple[float, dict[int, int]]:
     """Move every RF=1 partition to the next broker; seconds until none is ongoing, and the targets."""
     from kafkapy.cli_cluster import BROKER_THROTTLES, TOPIC_THROTTLES
     from kafkapy.client import RESOURCE_BROKER, KafkaClient, KafkaError
@@ -386,9 +421,14 @@ async def _reassign_once(bootstrap: str, topic: str, partitions: int, throttle: 
             bad = {k: r for k, r in results.items() if r.error_code}
             if bad:
                 raise RuntimeError(f"reassignment refused: {bad}")
-            while await client.list_partition_reassignments([(topic, i) for i in range(partitions)]):
-                if time.monotonic() - t0 > 600:
-                    raise TimeoutError("reassignment not done after 600 s")
+            while ongoing := await client.list_partition_reassignments([(topic, i) for i in range(partitions)]):
+                if time.monotonic() - t0 > timeout:
+                    with contextlib.suppress(Exception):  # best effort: cancel what is stuck
+                        await client.alter_partition_reassignments({k: None for k in ongoing})
+                    raise TimeoutError(
+                        f"{len(ongoing)} of {partitions} partition moves still in progress after {timeout:g} s "
+                        f"(e.g. {next(iter(ongoing.items()))}); cancelled"
+                    )
                 await asyncio.sleep(0.05)
             return time.monotonic() - t0, {i: moves[(topic, i)][0] for i in range(partitions)}
         finally:
@@ -424,12 +464,18 @@ def reassignment(cluster: LocalCluster, args: argparse.Namespace, res: dict[str,
             create_topic(cluster, topic, args.partitions, 1)
             pr = produce_run(cluster.bootstrap, topic, n, args.size, args.partitions, args.time_box, "1")
             try:
-                secs, targets = asyncio.run(_reassign_once(cluster.bootstrap, topic, args.partitions, throttle))
+                secs, targets = asyncio.run(
+                    _reassign_once(cluster.bootstrap, topic, args.partitions, throttle, args.reassign_timeout)
+                )
+                check_moved(cluster, topic, targets, pr["ok"] * args.size)
             except ThrottleRefused as e:
                 res["reassign_note"] = f"the throttled run was skipped: setting the throttle failed ({e})"
                 print(f"[bench] reassignment: {res['reassign_note']}", flush=True)
                 return
-            check_moved(cluster, topic, targets, pr["ok"] * args.size)
+            except Exception as e:  # noqa: BLE001 - reported; the other phases still run
+                res["reassign_note"] = f"{key} run {rnd + 1} failed: {type(e).__name__}: {e}"
+                print(f"[bench] reassignment: {res['reassign_note']}", flush=True)
+                return
             mb_s = pr["ok"] * args.size / 1e6 / secs
             res["reassign"].setdefault(key, []).append(mb_s)
             print(f"[bench] reassignment {key} round {rnd + 1}: {pr['ok'] * args.size / 1e6:.0f} MB in {secs:.2f} s = {mb_s:.1f} MB/s", flush=True)
@@ -520,11 +566,13 @@ def main(argv: list[str] | None = None) -> int:
         "--session-timeouts", default="9000,3000", help="broker.session.timeout.ms values for failover (default 9000,3000)"
     )
     ap.add_argument("--reassign-mb", type=int, default=200, help="MB moved per reassignment run (default 200)")
+    ap.add_argument("--reassign-timeout", type=float, default=120.0, help="seconds a reassignment run may take (default 120)")
     ap.add_argument("--throttle", type=int, default=10_000_000, help="replication throttle in B/s for the throttled run")
     ap.add_argument("--skip", default="", help="comma list of phases to leave out: throughput,latency,failover,reassign")
     ap.add_argument("--data-root", default=None, help="where etcd and broker data go (default: a new dir in $TMPDIR)")
     ap.add_argument("--keep-data", action="store_true", help="keep the data root (logs) afterwards")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/performance.md")
+    ap.add_argument("--profile", metavar="DIR", help="also run py-spy on every broker during one RF=3 produce run; output in DIR")
     args = ap.parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
     sessions = [int(s) for s in args.session_timeouts.split(",") if s]
@@ -549,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
             throughput(cluster, args, res)
         if "latency" not in skip:
             latency(cluster, args, res)
+        if args.profile:
+            print(profile(cluster, args, Path(args.profile)), flush=True)
         if "reassign" not in skip:
             reassignment(cluster, args, res)
         if "failover" not in skip and sessions:
