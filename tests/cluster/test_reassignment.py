@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import NewTopic
 
 from kafkapy.client import (
@@ -25,6 +26,8 @@ from kafkapy.client import (
     OngoingReassignment,
     PartitionResult,
 )
+from kafkapy.cluster.assignment import plan_rebalance, summarize_plan
+from kafkapy.cluster.metadata import BrokerInfo
 from kafkapy.local_cluster import LocalCluster, wait_until
 from kafkapy.protocol.error_codes import ErrorCode
 from tests.cluster.test_cluster import (
@@ -182,3 +185,82 @@ def test_auto_leader_rebalance(kafka_cluster_factory: Any) -> None:
     wait_until(lambda: partitions(cluster, topic)[0].leader in (1, 3), what="failover")
     cluster.brokers[2].start()
     wait_until(lambda: partitions(cluster, topic)[0].leader == 2, timeout=30, what="leadership back on broker 2")
+
+
+def run_consumer(cluster: LocalCluster, topic: str, seen: list[tuple[Any, Any, Any]], stop: threading.Event) -> None:
+    c = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": "rebalance-reader",
+            "auto.offset.reset": "earliest",
+            "topic.metadata.refresh.interval.ms": 1000,
+        }
+    )
+    c.subscribe([topic])
+    try:
+        while not stop.is_set():
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            err = m.error()
+            if err is not None:
+                assert err.code() == KafkaError._PARTITION_EOF or err.retriable(), err
+                continue
+            seen.append((m.partition(), m.offset(), m.value()))
+    finally:
+        c.close()
+
+
+def test_add_a_fourth_broker_and_rebalance(kafka_cluster_factory: Any) -> None:
+    cluster = kafka_cluster_factory(3, FAST)
+    topic = "grow"
+    a = admin(cluster)
+    a.create_topics([NewTopic(topic, 12, 2)])[topic].result(15)
+    wait_until(lambda: len(partitions(cluster, topic)) == 12 and full_isr(cluster, topic, 2), what="topic in sync")
+    history = History()
+    seen: list[tuple[Any, Any, Any]] = []
+    stop_producer, stop_consumer = threading.Event(), threading.Event()
+    producer = threading.Thread(target=run_producer, args=(cluster, topic, history, stop_producer), daemon=True)
+    consumer = threading.Thread(target=run_consumer, args=(cluster, topic, seen, stop_consumer), daemon=True)
+    producer.start()
+    consumer.start()
+    try:
+        wait_until(lambda: len(history.acked) > 500 and len(seen) > 100, what="traffic flowing")
+        cluster.add_broker(4)
+        wait_until(lambda: 4 in admin(cluster).list_topics(timeout=10).brokers, what="broker 4 registered")
+        before = {(topic, i): list(p.replicas) for i, p in partitions(cluster, topic).items()}
+        brokers = [BrokerInfo(n, "", 0) for n in (1, 2, 3, 4)]
+        plan = plan_rebalance(before, brokers)
+        summary = summarize_plan(before, plan)
+        assert summary.replica_moves == 6  # 24 replicas: 8 per broker -> 6 each, the minimum
+        moves = {k: v for k, v in plan.items() if v != before[k]}
+        results = reassign(cluster, moves)
+        assert all(r.ok for r in results.values()), results
+        wait_until(lambda: ongoing(cluster) == {}, timeout=40, what="rebalance complete")
+        wait_until(lambda: all(r.ok or r.error_code == ErrorCode.ELECTION_NOT_NEEDED
+                               for r in elect(cluster, list(plan)).values()), what="preferred leaders")
+        after = partitions(cluster, topic)
+        assert {(topic, i): list(p.replicas) for i, p in after.items()} == plan
+        load = Counter(r for p in after.values() for r in p.replicas)
+        assert load == {1: 6, 2: 6, 3: 6, 4: 6}
+        assert Counter(p.leader for p in after.values()) == {1: 3, 2: 3, 3: 3, 4: 3}
+        wait_until(
+            lambda: all(
+                log_dir(cluster, n, t, i).exists() == (n in replicas) for (t, i), replicas in plan.items() for n in (1, 2, 3, 4)
+            ),
+            what="logs exactly on the planned replicas",
+        )
+        mark = len(history.acked)
+        wait_until(lambda: len(history.acked) > mark + 300, what="acknowledgements after the rebalance")
+    finally:
+        stop_producer.set()
+        producer.join(120)
+    try:
+        wait_until(lambda: {v for _, _, v in seen} >= set(history.acked), timeout=60, what="consumer caught up")
+    finally:
+        stop_consumer.set()
+        consumer.join(30)
+    check_history(cluster, topic, history)
+    positions = [(p, o) for p, o, _ in seen]
+    assert len(positions) == len(set(positions)), "the live consumer read a record twice"
+    assert all(history.acked[v] == (p, o) for p, o, v in seen)
