@@ -11,6 +11,7 @@ the killed broker is restarted after each client.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import threading
@@ -53,7 +54,9 @@ class Acks:
 
     acked: dict[bytes, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)  # monotonic time of each acknowledgement
+    times: list[float] = field(
+        default_factory=list
+    )  # monotonic time of each acknowledgement
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ok(self, value: bytes, offset: int) -> None:
@@ -76,7 +79,9 @@ Reader = Callable[[str, str, int], list[tuple[int, bytes]]]
 # ---------------------------------------------------------------- librdkafka
 
 
-def rdkafka_produce(bootstrap: str, topic: str, acks: Acks, stop: threading.Event) -> None:
+def rdkafka_produce(
+    bootstrap: str, topic: str, acks: Acks, stop: threading.Event
+) -> None:
     def cb(err: Any, msg: Any) -> None:
         (acks.failed(err) if err is not None else acks.ok(msg.value(), msg.offset()))
 
@@ -94,7 +99,13 @@ def rdkafka_produce(bootstrap: str, topic: str, acks: Acks, stop: threading.Even
 
 
 def rdkafka_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes]]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "failover-check", "enable.auto.commit": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "failover-check",
+            "enable.auto.commit": False,
+        }
+    )
     c.assign([TopicPartition(topic, 0, 0)])
     out: list[tuple[int, bytes]] = []
     deadline = time.monotonic() + 30
@@ -102,7 +113,7 @@ def rdkafka_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, byte
         while len(out) < count and time.monotonic() < deadline:
             m = c.poll(0.5)
             if m is not None and not m.error():
-                out.append((m.offset(), m.value()))
+                out.append((m.offset() or 0, m.value() or b""))
     finally:
         c.close()
     return out
@@ -111,7 +122,9 @@ def rdkafka_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, byte
 # ---------------------------------------------------------------- kafka-python
 
 
-def kafka_python_produce(bootstrap: str, topic: str, acks: Acks, stop: threading.Event) -> None:
+def kafka_python_produce(
+    bootstrap: str, topic: str, acks: Acks, stop: threading.Event
+) -> None:
     from kafka import KafkaProducer
 
     p = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True, linger_ms=2,
@@ -132,11 +145,15 @@ def kafka_python_produce(bootstrap: str, topic: str, acks: Acks, stop: threading
         p.close(timeout=10)
 
 
-def kafka_python_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes]]:
+def kafka_python_read(
+    bootstrap: str, topic: str, count: int
+) -> list[tuple[int, bytes]]:
     from kafka import KafkaConsumer
     from kafka import TopicPartition as KTP
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None
+    )
     c.assign([KTP(topic, 0)])
     c.seek_to_beginning()
     out: list[tuple[int, bytes]] = []
@@ -153,7 +170,9 @@ def kafka_python_read(bootstrap: str, topic: str, count: int) -> list[tuple[int,
 # ---------------------------------------------------------------- aiokafka
 
 
-def aiokafka_produce(bootstrap: str, topic: str, acks: Acks, stop: threading.Event) -> None:
+def aiokafka_produce(
+    bootstrap: str, topic: str, acks: Acks, stop: threading.Event
+) -> None:
     from aiokafka import AIOKafkaProducer
 
     async def run() -> None:
@@ -166,8 +185,16 @@ def aiokafka_produce(bootstrap: str, topic: str, acks: Acks, stop: threading.Eve
                 batch = [b"aiokafka-%d" % (i + k) for k in range(20)]
                 i += len(batch)
                 futures = [await p.send(topic, v, partition=0) for v in batch]
-                for v, res in zip(batch, await asyncio.gather(*futures, return_exceptions=True), strict=True):
-                    (acks.failed(repr(res)) if isinstance(res, BaseException) else acks.ok(v, res.offset))
+                for v, res in zip(
+                    batch,
+                    await asyncio.gather(*futures, return_exceptions=True),
+                    strict=True,
+                ):
+                    (
+                        acks.failed(repr(res))
+                        if isinstance(res, BaseException)
+                        else acks.ok(v, res.offset)
+                    )
         finally:
             await p.stop()
 
@@ -179,7 +206,11 @@ def aiokafka_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, byt
     from aiokafka.structs import TopicPartition as ATP
 
     async def run() -> list[tuple[int, bytes]]:
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+        c = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         await c.start()
         out: list[tuple[int, bytes]] = []
         try:
@@ -199,14 +230,27 @@ def aiokafka_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, byt
 # ---------------------------------------------------------------- kafkajs
 
 
-def kafkajs_produce(bootstrap: str, topic: str, acks: Acks, stop: threading.Event) -> None:
+def kafkajs_produce(
+    bootstrap: str, topic: str, acks: Acks, stop: threading.Event
+) -> None:
     from interop.adapters.kafkajs import NODE, NODE_DIR
 
     proc = subprocess.Popen([NODE, str(NODE_DIR / "failover_produce.js")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, cwd=NODE_DIR)  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
     prefix = "kafkajs-"
-    proc.stdin.write(json.dumps({"bootstrap": bootstrap, "topic": topic, "partition": 0, "prefix": prefix, "chunk": 10}).encode() + b"\n")
+    proc.stdin.write(
+        json.dumps(
+            {
+                "bootstrap": bootstrap,
+                "topic": topic,
+                "partition": 0,
+                "prefix": prefix,
+                "chunk": 10,
+            }
+        ).encode()
+        + b"\n"
+    )
     proc.stdin.flush()
 
     def stopper() -> None:
@@ -241,7 +285,9 @@ def kafkajs_produce(bootstrap: str, topic: str, acks: Acks, stop: threading.Even
 def kafkajs_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes]]:
     from interop.adapters.kafkajs import KafkajsClient
 
-    records = KafkajsClient().consume(bootstrap.split(",")[0], topic, {0: 0}, count, timeout_s=30)
+    records = KafkajsClient().consume(
+        bootstrap.split(",")[0], topic, {0: 0}, count, timeout_s=30
+    )
     return [(r.offset, r.value or b"") for r in records]
 
 
@@ -260,19 +306,33 @@ def java_produce(bootstrap: str, topic: str, acks: Acks, stop: threading.Event) 
         i += len(batch)
         records = [java.out_json(Out(None, v, partition=0)) for v in batch]
         try:
-            res = java.call("produce", bootstrap, timeout_s=90, topic=topic, records=records, config=config)
+            res = java.call(
+                "produce",
+                bootstrap,
+                timeout_s=90,
+                topic=topic,
+                records=records,
+                config=config,
+            )
         except Exception as e:  # noqa: BLE001 - a failed call is recorded
             acks.failed(repr(e))
             continue
         for v, off in zip(batch, res["offsets"], strict=True):
-            (acks.ok(v, off[1]) if off is not None else acks.failed(f"{v!r} not acknowledged"))
+            (
+                acks.ok(v, off[1])
+                if off is not None
+                else acks.failed(f"{v!r} not acknowledged")
+            )
         acks.errors.extend(str(e) for e in res["errors"])
 
 
 def java_read(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes]]:
     from interop.adapters.java import JavaClient
 
-    return [(r.offset, r.value or b"") for r in JavaClient().consume(bootstrap, topic, {0: 0}, count, timeout_s=30)]
+    return [
+        (r.offset, r.value or b"")
+        for r in JavaClient().consume(bootstrap, topic, {0: 0}, count, timeout_s=30)
+    ]
 
 
 def _java_missing() -> str | None:
@@ -309,12 +369,20 @@ def _ready(cluster: LocalCluster, topic: str) -> None:
         if not b.running:
             b.start()
     a = AdminClient({"bootstrap.servers": cluster.bootstrap, "socket.timeout.ms": 5000})
-    a.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(15)
-    wait_until(lambda: (p := _partition(cluster, topic)).leader >= 0 and len(p.isrs) == 3, timeout=60, what="full ISR")
+    a.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[
+        topic
+    ].result(15)
+    wait_until(
+        lambda: (p := _partition(cluster, topic)).leader >= 0 and len(p.isrs) == 3,
+        timeout=60,
+        what="full ISR",
+    )
 
 
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_client_produces_and_consumes_through_a_leader_failover(cluster: LocalCluster, client: str) -> None:
+def test_client_produces_and_consumes_through_a_leader_failover(
+    cluster: LocalCluster, client: str
+) -> None:
     produce, read, missing = CLIENTS[client]
     why = missing() if missing is not None else None
     if why:
@@ -323,24 +391,38 @@ def test_client_produces_and_consumes_through_a_leader_failover(cluster: LocalCl
     _ready(cluster, topic)
     bootstrap = cluster.bootstrap  # all three brokers, the one about to die included
     acks, stop = Acks(), threading.Event()
-    worker = threading.Thread(target=produce, args=(bootstrap, topic, acks, stop), daemon=True)
+    worker = threading.Thread(
+        target=produce, args=(bootstrap, topic, acks, stop), daemon=True
+    )
     worker.start()
     try:
-        wait_until(lambda: acks.count() >= BEFORE, timeout=30, what=f"{client}: first acknowledgements")
+        wait_until(
+            lambda: acks.count() >= BEFORE,
+            timeout=30,
+            what=f"{client}: first acknowledgements",
+        )
         leader = _partition(cluster, topic).leader
         killed_at = time.monotonic()
         before = acks.count()
         cluster.brokers[leader].kill()
-        wait_until(lambda: acks.count() >= before + AFTER, timeout=40, what=f"{client}: acknowledgements after the failover")
+        wait_until(
+            lambda: acks.count() >= before + AFTER,
+            timeout=40,
+            what=f"{client}: acknowledgements after the failover",
+        )
         assert _partition(cluster, topic).leader not in (-1, leader)
     finally:
         stop.set()
         worker.join(90)
     assert not worker.is_alive()
     times = sorted(acks.times)
-    stall = max(b - a for a, b in zip(times, times[1:], strict=False) if b > killed_at)
-    print(f"\n{client}: {acks.count()} acknowledged; longest pause in acknowledgements after the kill {stall:.2f}s")
-    cluster.brokers[leader].start()  # back for the next client; it catches up as a follower
+    stall = max(b - a for a, b in itertools.pairwise(times) if b > killed_at)
+    print(
+        f"\n{client}: {acks.count()} acknowledged; longest pause in acknowledgements after the kill {stall:.2f}s"
+    )
+    cluster.brokers[
+        leader
+    ].start()  # back for the next client; it catches up as a follower
     assert not acks.errors, acks.errors[:5]
     high = max(acks.acked.values()) + 1
     got = read(cluster.bootstrap, topic, high)
@@ -348,5 +430,9 @@ def test_client_produces_and_consumes_through_a_leader_failover(cluster: LocalCl
     assert not [v for v, n in counts.items() if n > 1], "duplicates in the log"
     at = {v: off for off, v in got}
     missing_acked = [v for v in acks.acked if v not in at]
-    assert not missing_acked, f"{len(missing_acked)} acknowledged records lost, e.g. {missing_acked[:3]}"
-    assert {v: at[v] for v in acks.acked} == acks.acked  # each where the producer was told
+    assert not missing_acked, (
+        f"{len(missing_acked)} acknowledged records lost, e.g. {missing_acked[:3]}"
+    )
+    assert {
+        v: at[v] for v in acks.acked
+    } == acks.acked  # each where the producer was told
