@@ -108,6 +108,7 @@ class EtcdMetadata:
         self.lease: Lease | None = None
         self.listener: Listener | None = None
         self.on_session_lost: Callable[[], None] | None = None
+        self.on_session_restored: Callable[[], None] | None = None  # after a resumed lease or a re-registration
         self._brokers: dict[int, BrokerInfo] = {}
         self.shutting_down: set[int] = set()  # live brokers in a controlled shutdown
         self._topic_raw: dict[str, dict] = {}  # type: ignore[type-arg]
@@ -252,10 +253,12 @@ class EtcdMetadata:
                 if old is not None and await self.client.lease_keepalive_once(old.id, timeout=2.0) > 0:
                     self.lease = _resume_lease(old, self._lease_lost)
                     log.info("etcd session resumed with the same lease", broker_id=self.broker.node_id, lease=old.id)
-                    return
-                old = None
-                await self.register()
-                log.info("broker re-registered after losing its etcd session", broker_id=self.broker.node_id)
+                else:
+                    old = None
+                    await self.register()
+                    log.info("broker re-registered after losing its etcd session", broker_id=self.broker.node_id)
+                if self.on_session_restored is not None:
+                    self.on_session_restored()
                 return
             except asyncio.CancelledError:
                 raise

@@ -256,7 +256,8 @@ async def open_cluster_state(broker: Any) -> BrokerState:
         for p in info.partitions:
             state.replicas.apply(info.name, p)
     md.listener = node.on_changes
-    md.on_session_lost = lambda: log.error("lost etcd session; acks=all writes stall until it is back")
+    md.on_session_lost = lambda: log.error("lost etcd session; no ISR changes nor controller work until it is back")
+    md.on_session_restored = node.controller.kick  # changes seen while unregistered were not acted on
     state.tasks.append(asyncio.get_running_loop().create_task(state._housekeeping()))
     node.controller.start()
     await node.reserve_producer_ids()
