@@ -183,6 +183,9 @@ class TransactionCoordinator(Placement):
         for t in gone:
             md = self.txns.pop(t)
             self._by_producer.pop(md.producer_id, None)
+            task = self._completing.pop(t, None)
+            if task is not None:
+                task.cancel()
         log.info("transaction coordinator partition unloaded", partition=p, transactional_ids=len(gone))
 
     def _load_partition(self, p: int) -> int:
@@ -291,8 +294,11 @@ class TransactionCoordinator(Placement):
             if plog is None:
                 result.errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
-            if self.state.replicas is not None:  # cluster: only the leader appends markers
-                code = self.state.replicas.leader_check(topic, partition)
+            replicas = self.state.replicas
+            if replicas is not None:  # cluster: only the leader appends markers, with acks=-1 rules
+                code = replicas.leader_check(topic, partition)
+                if code == ErrorCode.NONE and len(replicas.isr(topic, partition)) < replicas.min_isr(topic):
+                    code = ErrorCode.NOT_ENOUGH_REPLICAS
                 if code != ErrorCode.NONE:
                     result.errors[tp] = code
                     continue
@@ -369,10 +375,17 @@ class TransactionCoordinator(Placement):
             return
         task = asyncio.get_running_loop().create_task(self._complete_remote(txn_id))
         self._completing[txn_id] = task
-        task.add_done_callback(lambda _t: self._completing.pop(txn_id, None))
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._completing.get(txn_id) is t:
+                del self._completing[txn_id]
+
+        task.add_done_callback(done)
 
     async def _complete_remote(self, txn_id: str) -> None:
-        """Cluster: PrepareX replicated, markers to the leaders (MarkerChannel), then CompleteX."""
+        """Cluster: PrepareX replicated, markers to the leaders (MarkerChannel), then CompleteX.
+
+        On failure the transaction stays in PrepareX; the timer starts a new attempt within a second."""
         from kafkapy.cluster.markers import MarkerChannel
 
         md = self.txns.get(txn_id)
@@ -388,7 +401,6 @@ class TransactionCoordinator(Placement):
         try:
             # Markers only after PrepareX is durable: a new coordinator must not abort a committed txn.
             if await self.written(txn_id) != ErrorCode.NONE or not still_valid():
-                self._wake.set()
                 return
             if self._channel is None:
                 self._channel = MarkerChannel(self)
@@ -402,10 +414,8 @@ class TransactionCoordinator(Placement):
             await self.written(txn_id)
         except CoordinatorWriteError as e:
             log.error("could not complete transaction", transactional_id=txn_id, error=str(e))
-            self._wake.set()
         except Exception:
             log.exception("transaction completion failed", transactional_id=txn_id)
-            self._wake.set()
 
     def _fence_abort(self, txn_id: str) -> bool:
         """Abort the ongoing transaction under a bumped epoch (InitProducerId, timeout)."""
@@ -493,17 +503,21 @@ class TransactionCoordinator(Placement):
     # ------------------------------------------------------------ timers
 
     async def _run_timers(self) -> None:
-        while True:
-            now = now_ms()
-            nxt = self._scheduled_ms = self.next_deadline(now)
-            self._wake.clear()
-            if nxt > now:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), (nxt - now) / 1000)
-            try:
-                self.fire(now_ms())
-            except Exception:
-                log.exception("transaction timers failed")
+        try:
+            while True:
+                now = now_ms()
+                nxt = self._scheduled_ms = self.next_deadline(now)
+                self._wake.clear()
+                if nxt > now:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), (nxt - now) / 1000)
+                try:
+                    self.fire(now_ms())
+                except Exception:
+                    log.exception("transaction timers failed")
+        finally:  # broker shutdown: completions stop with the timers (they resume on the next load)
+            for task in list(self._completing.values()):
+                task.cancel()
 
     def next_deadline(self, now: int) -> int:
         check = _config_int(self.state, _ABORT_CHECK_KEY, 10_000)

@@ -8,6 +8,7 @@ failure is a SIGKILL of its process.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -21,10 +22,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from kafkapy.client import BrokerConnection
 from kafkapy.coordinator.coordinator import partition_for
 from kafkapy.local_cluster import LocalCluster, wait_until
+from kafkapy.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from tests.cluster.test_cluster import (
     FAST,
+    admin,
     consume_all,
     create,
     full_isr,
@@ -105,7 +109,26 @@ def drain(cluster: LocalCluster, topic: str, isolation: str, settle: float = 2.0
     return sorted(out)
 
 
+def idempotent_producer_ids(cluster: LocalCluster) -> list[tuple[int, int]]:
+    """InitProducerId without a transactional id, asked of every broker: (error, producer id)."""
+
+    async def ask(bootstrap: str) -> tuple[int, int]:
+        host, port = bootstrap.rsplit(":", 1)
+        conn = BrokerConnection(host, int(port), client_id="pid-probe", request_timeout=10)
+        await conn.connect(5)
+        try:
+            r = await conn.request(InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1), 4)
+            return r.error_code, r.producer_id
+        finally:
+            await conn.close()
+
+    return [asyncio.run(ask(b.bootstrap)) for b in cluster.brokers.values() for _ in range(2)]
+
+
 def test_commit_abort_and_consume_transform_produce(cluster: LocalCluster) -> None:
+    # Producer ids come from etcd blocks: any broker hands out ids, never the same one twice.
+    ids = idempotent_producer_ids(cluster)
+    assert all(err == 0 for err, _ in ids) and len({pid for _, pid in ids}) == len(ids)
     spread_topic(cluster, "tx")
     p = txn_producer(cluster, "tx-writer")
     committed: list[bytes] = []
@@ -256,3 +279,41 @@ def test_coordinator_sigkill(cluster: LocalCluster) -> None:
     if maybe and in_flight:
         committed += maybe
     assert seen == sorted(committed)
+
+
+def test_new_coordinator_finishes_a_prepared_commit(cluster: LocalCluster) -> None:
+    """PrepareCommit written, a marker impossible (its partition's only replica is paused), then the
+    coordinator dies: the broker taking over `__transaction_state` re-sends the markers once it can."""
+    from confluent_kafka.admin import NewTopic
+
+    txn_id = "prepared"
+    p = txn_producer(cluster, txn_id)
+    wait_until(lambda: full_isr(cluster, "__transaction_state", 3), what="__transaction_state in sync")
+    victim = coordinator_of(cluster, txn_id)
+    controller = int(admin(cluster).list_topics(timeout=10).controller_id)
+    stuck_on = min((n for n in (1, 2, 3) if n != victim), key=lambda n: n == controller)
+    a = admin(cluster)
+    a.create_topics([NewTopic("stuck", 1, replication_factor=-1, replica_assignment=[[stuck_on]])])["stuck"].result(15)
+    create(cluster, "fine", 1, 3)
+    wait_until(lambda: partitions(cluster, "stuck")[0].leader == stuck_on and full_isr(cluster, "fine", 3),
+               what="topics ready")
+    p.begin_transaction()
+    batch = [f"v{i}".encode() for i in range(10)]
+    for v in batch:
+        p.produce("stuck", v)
+        p.produce("fine", v)
+    assert p.flush(30) == 0
+    cluster.pause(stuck_on)
+    try:
+        p.commit_transaction(30)  # answered once PrepareCommit is replicated; the markers wait
+        cluster.brokers[victim].kill()
+        wait_until(lambda: coordinator_of(cluster, txn_id) not in (-1, victim, stuck_on), what="new coordinator")
+    finally:
+        cluster.resume(stuck_on)
+    heir = coordinator_of(cluster, txn_id)
+    for topic in ("stuck", "fine"):
+        got = consume_all(cluster, topic, len(batch), timeout=40, **{"isolation.level": "read_committed"})
+        assert values(got) == sorted(batch), topic
+    resumed = [ln for ln in cluster.brokers[heir].log_path.read_text().splitlines()
+               if "resuming transaction completion" in ln and "transactional_id=prepared" in ln]
+    assert resumed  # the heir found PrepareCommit on load and finished it
