@@ -128,8 +128,8 @@ class MarkerChannel:
             old = self._conns.pop(leader, None)
             if old is not None:
                 await _close(old)
-            return dict.fromkeys(tps, ErrorCode.NETWORK_EXCEPTION)
-        out = dict.fromkeys(tps, ErrorCode.UNKNOWN_SERVER_ERROR)
+            return dict.fromkeys(tps, int(ErrorCode.NETWORK_EXCEPTION))
+        out: dict[TopicPartition, int] = dict.fromkeys(tps, int(ErrorCode.UNKNOWN_SERVER_ERROR))
         for m in resp.markers:
             for t in m.topics:
                 for p in t.partitions:
