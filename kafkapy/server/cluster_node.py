@@ -248,6 +248,13 @@ async def open_cluster_state(broker: Any) -> BrokerState:
     node = ClusterNode(state, md, Controller(md, config))
     state.cluster = node
     state.open_logs()
+    for topic, index in state.logs.partitions():  # reassigned away while this broker was down
+        info = md.topic(topic)
+        if info is not None and index < len(info.partitions):
+            p = info.partitions[index]
+            if me.node_id not in p.replicas and me.node_id not in p.adding_replicas:
+                log.info("replica reassigned away while stopped; deleting its log", topic=topic, partition=index)
+                state.logs.delete(topic, index)
     from kafkapy.cluster.replication import ReplicaManager
 
     state.replicas = ReplicaManager(state)

@@ -118,6 +118,8 @@ def test_move_replicas_while_producing_with_throttle_and_cancel(cluster: LocalCl
 
         # Throttled to 1 byte/s, broker 3 cannot catch up: the move stays in flight.
         set_throttle(cluster, 3, 1)
+        described = call(cluster, lambda c: c.describe_configs("3", RESOURCE_BROKER, [THROTTLED]))
+        assert [(e.name, e.value, e.source) for e in described] == [(THROTTLED, "1", "DYNAMIC_BROKER_CONFIG")]
         assert reassign(cluster, {(topic, 0): [2, 3], (topic, 1): [3, 2]}) == {
             (topic, 0): PartitionResult(ErrorCode.NONE), (topic, 1): PartitionResult(ErrorCode.NONE)
         }
@@ -157,11 +159,17 @@ def test_preferred_election_after_failover(kafka_cluster_factory: Any) -> None:
     cluster = kafka_cluster_factory(3, {**FAST, "auto.leader.rebalance.enable": False})
     topic = "pref"
     create_assigned(cluster, topic, [[1, 2, 3]])
+    create_assigned(cluster, "away", [[1, 2]])
     assert elect(cluster, [(topic, 0)])[(topic, 0)].error_code == ErrorCode.ELECTION_NOT_NEEDED
     cluster.brokers[1].kill()
     wait_until(lambda: partitions(cluster, topic)[0].leader in (2, 3), what="failover")
     assert elect(cluster, [(topic, 0)])[(topic, 0)].error_code == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    # moved off broker 1 while it is down: it drops the stale log when it comes back
+    assert reassign(cluster, {("away", 0): [2, 3]})[("away", 0)].ok
+    wait_until(lambda: ongoing(cluster) == {}, what="move off the dead broker")
+    assert log_dir(cluster, 1, "away", 0).exists()
     cluster.brokers[1].start()
+    wait_until(lambda: not log_dir(cluster, 1, "away", 0).exists(), what="stale log removed at start")
     wait_until(lambda: full_isr(cluster, topic, 3), timeout=30, what="broker 1 back in the ISR")
     assert partitions(cluster, topic)[0].leader != 1  # no automatic rebalance here
     assert elect(cluster, [(topic, 0)])[(topic, 0)].ok

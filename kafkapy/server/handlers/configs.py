@@ -20,6 +20,7 @@ from kafkapy.config import (
     TOPIC_CONFIGS,
     ConfigDescription,
     ConfigError,
+    ConfigSource,
     ConfigType,
     describe_topic_config,
     validate_topic_configs,
@@ -148,6 +149,7 @@ def _describe_one(ctx: RequestContext, r: DescribeConfigsResource, synonyms: boo
             _check_broker_name(state, r.resource_name)
             # "" asks for the cluster-wide dynamic defaults, of which kafkapy has none.
             described = [] if r.resource_name == "" else state.config.describe(names)
+            described = _with_throttles(state, r.resource_name, names, described)
         else:
             raise _unsupported_type(r.resource_type)
     except ResourceError as e:
@@ -155,6 +157,33 @@ def _describe_one(ctx: RequestContext, r: DescribeConfigsResource, synonyms: boo
         return result
     result.configs = [_entry(d, ctx.version, synonyms, docs) for d in described]
     return result
+
+
+def _with_throttles(
+    state: BrokerState, name: str, names: list[str] | None, described: list[ConfigDescription]
+) -> list[ConfigDescription]:
+    """The dynamic throttle rates of a clustered broker ("": the cluster default) added to its description."""
+    if state.cluster is None:
+        return described
+    md = state.cluster.md
+    mine, default = md.broker_configs(name) if name else {}, md.broker_configs("default")
+    extra = []
+    for key in THROTTLE_RATE_KEYS:
+        if names is not None and key not in names:
+            continue
+        synonyms: list[tuple[str, str | None, ConfigSource]] = []
+        if key in mine:
+            synonyms.append((key, mine[key], ConfigSource.DYNAMIC_BROKER_CONFIG))
+        if key in default:
+            synonyms.append((key, default[key], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))
+        if synonyms:
+            extra.append(
+                ConfigDescription(
+                    key, synonyms[0][1], False, synonyms[0][2], False, False, ConfigType.LONG,
+                    "Replication throttle in bytes/s.", tuple(synonyms),
+                )
+            )
+    return [d for d in described if d.name not in THROTTLE_RATE_KEYS] + extra
 
 
 async def describe_configs(ctx: RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse:
