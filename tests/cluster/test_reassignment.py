@@ -27,7 +27,16 @@ from kafkapy.client import (
     PartitionResult,
 )
 from kafkapy.cluster.assignment import plan_rebalance, summarize_plan
-from kafkapy.cluster.metadata import BrokerInfo
+from kafkapy.cluster.metadata import BrokerInfo, PartitionInfo
+from kafkapy.cluster.reassignment import (
+    PREFERRED,
+    UNCLEAN,
+    cancel_state,
+    check_target,
+    completion_state,
+    election_state,
+    start_state,
+)
 from kafkapy.local_cluster import LocalCluster, wait_until
 from kafkapy.protocol.error_codes import ErrorCode
 from tests.cluster.test_cluster import (
@@ -272,3 +281,72 @@ def test_add_a_fourth_broker_and_rebalance(kafka_cluster_factory: Any) -> None:
     positions = [(p, o) for p, o, _ in seen]
     assert len(positions) == len(set(positions)), "the live consumer read a record twice"
     assert all(history.acked[v] == (p, o) for p, o, v in seen)
+
+
+def test_throttle_limits_the_copy_rate(cluster: LocalCluster) -> None:
+    topic = "slow"
+    create_assigned(cluster, topic, [[1, 2]])
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "batch.size": 16384, "linger.ms": 5})
+    for i in range(1000):
+        p.produce(topic, bytes([i % 251]) * 1000, key=f"{i}".encode())
+    assert p.flush(30) == 0
+    total = len(segment_bytes(cluster, 1, topic, 0))
+    assert total > 1_000_000
+    rate = 250_000
+    set_throttle(cluster, 3, rate)
+    started = time.monotonic()
+    assert reassign(cluster, {(topic, 0): [1, 2, 3]})[(topic, 0)].ok
+    wait_until(lambda: ongoing(cluster) == {}, timeout=30, what="throttled copy complete")
+    elapsed = time.monotonic() - started
+    # one second of burst, then `rate` bytes/s: at least (total - rate) / rate seconds
+    assert elapsed >= (total - rate) / rate * 0.9, (elapsed, total)
+    assert segment_bytes(cluster, 3, topic, 0) == segment_bytes(cluster, 1, topic, 0)
+    set_throttle(cluster, 3, None)
+    print(f"throttled copy: {total} bytes in {elapsed:.2f}s ({total / elapsed / 1000:.0f} kB/s at a {rate // 1000} kB/s throttle)")
+
+
+def test_single_broker_answers_for_itself(kafka_broker: Any) -> None:
+    async def run() -> None:
+        async with KafkaClient(kafka_broker.bootstrap) as c:
+            await c.create_topic("solo", 1, 1)
+            await c.wait_for_topic("solo")
+            node = next(iter(c.metadata.brokers)) if c.metadata else 1  # the broker's own id
+            moves = await c.alter_partition_reassignments(
+                {("solo", 0): [node], ("solo", 1): [node]}
+            )
+            assert moves[("solo", 0)].ok
+            assert moves[("solo", 1)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            bad = await c.alter_partition_reassignments({("solo", 0): [node, node + 1]})
+            assert bad[("solo", 0)].error_code == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+            cancel = await c.alter_partition_reassignments({("solo", 0): None})
+            assert cancel[("solo", 0)].error_code == ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
+            assert await c.list_partition_reassignments() == {}
+            elected = await c.elect_leaders([("solo", 0)])
+            assert elected[("solo", 0)].error_code == ErrorCode.ELECTION_NOT_NEEDED
+            assert await c.elect_leaders(None) == {}
+
+    asyncio.run(run())
+
+
+def test_state_transitions() -> None:
+    p = PartitionInfo(0, leader=1, replicas=[1, 2], isr=[1, 2], leader_epoch=4, partition_epoch=7)
+    moving = start_state(p, [2, 3], {1, 2, 3})
+    assert (moving.replicas, moving.adding_replicas, moving.removing_replicas) == ([2, 3, 1], [3], [1])
+    assert (moving.leader, moving.leader_epoch, moving.partition_epoch) == (1, 4, 8)
+    assert completion_state(moving, {1, 2, 3}) is None  # 3 not in sync yet
+    synced = PartitionInfo(0, 1, [2, 3, 1], [1, 2, 3], 4, 9, [3], [1])
+    done = completion_state(synced, {1, 2, 3})
+    assert done == PartitionInfo(0, 2, [2, 3], [2, 3], 5, 10)  # leader 1 removed: 2 leads, epoch + 1
+    # a second request during the first starts from the original replicas
+    again = start_state(moving, [2, 4], {1, 2, 3, 4})
+    assert (again.replicas, again.adding_replicas, again.removing_replicas) == ([2, 4, 1], [4], [1])
+    back = cancel_state(moving, {1, 2, 3})
+    assert sorted(back.replicas) == [1, 2] and not back.adding_replicas and back.leader == 1
+    assert check_target([], {1}) and check_target([1, 1], {1}) and check_target([9], {1})
+    assert check_target([1], {1}) is None
+    outcome, new = election_state(PartitionInfo(0, 2, [1, 2], [1, 2], 3, 3), {1, 2}, PREFERRED)
+    assert outcome.code == ErrorCode.NONE and new is not None and (new.leader, new.leader_epoch) == (1, 4)
+    outcome, new = election_state(PartitionInfo(0, -1, [1, 2], [1], 3, 3), {2}, UNCLEAN)
+    assert new is not None and (new.leader, new.isr) == (2, [2])
+    outcome, new = election_state(PartitionInfo(0, -1, [1, 2], [1], 3, 3), {2}, PREFERRED)
+    assert outcome.code == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE and new is None
