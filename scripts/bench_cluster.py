@@ -103,8 +103,10 @@ def start_cluster(root: Path, settings: dict[str, str], procs: Procs) -> LocalCl
     cluster = LocalCluster(root, 3, {**BASE_SETTINGS, **settings})
     try:
         cluster.start()
-    finally:
-        procs.track(cluster)  # whatever did start is stopped by the caller's finally
+    except BaseException:
+        stop_cluster(cluster, procs)  # whatever did start: etcd and the brokers before the failing one
+        raise
+    procs.track(cluster)
     return cluster
 
 
