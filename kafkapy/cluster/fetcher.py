@@ -157,6 +157,7 @@ class SourceFetcher:
         self._wake = asyncio.Event()
         self._conn: BrokerConnection | None = None
         self._ofle_version = OFFSET_FOR_LEADER_EPOCH_MAX
+        self._closed = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     # ------------------------------------------------------------ settings
@@ -179,7 +180,11 @@ class SourceFetcher:
         self.partitions.pop((topic, index), None)
 
     async def close(self) -> None:
-        self._task.cancel()
+        self._closed = True
+        # Python 3.11's wait_for drops a cancellation that races with its result; cancel until done.
+        while not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=0.5)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
         await self._disconnect()
@@ -192,7 +197,7 @@ class SourceFetcher:
     # ------------------------------------------------------------ loop
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             if not self.partitions:
                 await self._disconnect()
                 self._wake.clear()
