@@ -297,14 +297,16 @@ class EtcdMetadata:
                     await asyncio.sleep(1.0)
 
     async def _reload(self) -> None:
-        """After a compacted watch: a fresh snapshot, reported as a diff."""
+        """After a failed watch: a fresh snapshot, reported as a diff."""
+        # Read first: with etcd down the image must stay as it was, not become empty.
+        kvs, revision = await self.client.get_prefix(self.prefix.encode())
         old_topics = dict(self._topics)
         old_brokers = dict(self._brokers)
         self._brokers, self._topic_raw, self._parts, self._part_rev = {}, {}, {}, {}
         self.shutting_down = set()
         self._topics, self._by_id = {}, {}
         self._broker_configs = {}
-        kvs, revision = await self.client.get_prefix(self.prefix.encode())
+        self._controller = -1  # unless the snapshot has the key
         changes = Changes(revision)
         for kv in kvs:
             self._apply_put(kv, Changes(revision))

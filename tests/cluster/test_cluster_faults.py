@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from kafkapy.cluster.etcd import EtcdClient
 from kafkapy.cluster.etcd_server import start_etcd
@@ -138,6 +139,15 @@ def healthy(cluster: LocalCluster, *topics: str) -> None:
         _wait_full_isr(cluster, t)
 
 
+def fresh_topic(
+    cluster: LocalCluster, name: str, partitions: int, **configs: str
+) -> None:
+    """A new RF=3 topic on a healthy cluster (an earlier failed test may have left a broker down)."""
+    healthy(cluster)
+    create(cluster, name, partitions, 3, **configs)
+    healthy(cluster, name)
+
+
 def _wait_full_isr(cluster: LocalCluster, topic: str) -> None:
     wait_until(
         lambda: full_isr(cluster, topic, 3), timeout=60, what=f"full ISR of {topic}"
@@ -245,8 +255,7 @@ def test_etcd_unreachable_at_start_exits_with_one_clear_line(tmp_path: Any) -> N
 def test_sigterm_moves_leadership_first_and_a_rolling_restart_loses_nothing(
     cluster: LocalCluster,
 ) -> None:
-    create(cluster, "cs", 3, 3, **{"min.insync.replicas": "2"})
-    healthy(cluster, "cs")
+    fresh_topic(cluster, "cs", 3, **{"min.insync.replicas": "2"})
     prod = Running(cluster, "cs")
     try:
         prod.more(300)
@@ -335,8 +344,7 @@ def _produce(
 
 
 def test_etcd_outage_keeps_safe_service_and_recovers(cluster: LocalCluster) -> None:
-    create(cluster, "eo", 2, 3, **{"min.insync.replicas": "2"})
-    healthy(cluster, "eo")
+    fresh_topic(cluster, "eo", 2, **{"min.insync.replicas": "2"})
     assert _produce(
         cluster, "eo", "all", [b"before-%d" % i for i in range(50)], 10000
     ) == (50, [])
@@ -345,11 +353,20 @@ def test_etcd_outage_keeps_safe_service_and_recovers(cluster: LocalCluster) -> N
         cluster.etcd.data_dir,
         int(cluster.etcd.endpoint.rsplit(":", 1)[1]),
     )
+    leaders_before = [p.leader for p in partitions(cluster, "eo").values()]
     cluster.etcd.stop()
     try:
         # Past the session timeout: the brokers lost their leases but keep serving what is safe.
         time.sleep(4.0)
         assert all(b.running for b in cluster.brokers.values())
+        for b in cluster.brokers.values():  # each keeps its last metadata image
+            md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(
+                "eo", timeout=10
+            )
+            assert sorted(md.brokers) == [1, 2, 3]
+            assert sorted(
+                p.leader for p in md.topics["eo"].partitions.values()
+            ) == sorted(leaders_before)
         assert _produce(
             cluster, "eo", "1", [b"acks1-%d" % i for i in range(50)], 10000
         ) == (50, [])
@@ -394,8 +411,7 @@ def test_etcd_outage_keeps_safe_service_and_recovers(cluster: LocalCluster) -> N
 def test_isolated_leader_is_replaced_stops_acknowledging_and_truncates(
     cluster: LocalCluster,
 ) -> None:
-    create(cluster, "iso", 1, 3, **{"min.insync.replicas": "2"})
-    healthy(cluster, "iso")
+    fresh_topic(cluster, "iso", 1, **{"min.insync.replicas": "2"})
     prod = Running(cluster, "iso")
     try:
         prod.more(300)
@@ -525,8 +541,7 @@ def _epoch_end(bootstrap: str, topic: str, replica_id: int, current: int) -> int
 def test_replica_requests_with_unknown_ids_or_wrong_epochs_are_refused(
     cluster: LocalCluster,
 ) -> None:
-    create(cluster, "bad", 1, 3)
-    healthy(cluster, "bad")
+    fresh_topic(cluster, "bad", 1)
     assert _produce(cluster, "bad", "all", [b"x%d" % i for i in range(10)], 10000) == (
         10,
         [],
