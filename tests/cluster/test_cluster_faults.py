@@ -592,3 +592,73 @@ def test_replica_requests_with_unknown_ids_or_wrong_epochs_are_refused(
         10,
         [],
     )
+
+
+# ---------------------------------------------------------------- lease loss, in process
+
+
+def test_lost_lease_re_registers_and_a_restarted_etcd_resumes_it(tmp_path: Any) -> None:
+    """EtcdMetadata alone: a lease revoked behind its back is replaced by a new registration;
+    an etcd restart (leases survive it) resumes the same lease. Unregistered, it changes no ISR."""
+    from kafkapy.cluster.etcd_metadata import EtcdMetadata
+    from kafkapy.cluster.metadata import BrokerInfo
+
+    server = start_etcd(tmp_path / "etcd")
+    port = int(server.endpoint.rsplit(":", 1)[1])
+
+    async def body() -> None:
+        nonlocal server
+        md = await EtcdMetadata.open(
+            server.url,
+            BrokerInfo(7, "127.0.0.1", 9),
+            cluster_id="faults",
+            data_dir=tmp_path / "d",
+            session_timeout_ms=2000,
+        )
+        restored: list[str] = []
+        md.on_session_restored = lambda: restored.append("restored")
+        try:
+            await md.create_topic("t", 1, 1)
+            assert md.registered and md.lease is not None
+            first = md.lease.id
+            other = await EtcdClient.connect(server.url)
+            await other.lease_revoke(first)  # as etcd does when a lease expires
+            await other.close()
+            await _until(lambda: len(restored) == 1)  # a new lease and registration
+            assert md.registered and md.lease is not None and md.lease.id != first
+            await _until(lambda: 7 in md.live_ids())
+            # etcd down longer than the session: the lease is lost locally; etcd keeps it over a restart.
+            second = md.lease.id
+            server.stop()
+            await _until(lambda: not md.registered, timeout=10)
+            p = md.topic("t").partitions[0]  # type: ignore[union-attr]
+            assert (
+                await md.alter_isr("t", 0, [7], p.partition_epoch) is None
+            )  # refused while unregistered
+            assert not await md.campaign()
+            server = await asyncio.to_thread(start_etcd, tmp_path / "etcd", port=port)
+            await _until(lambda: md.registered, timeout=15)
+            assert (
+                md.lease is not None
+                and md.lease.id == second
+                and restored == ["restored", "restored"]
+            )
+            assert 7 in md.live_ids()
+            p = md.topic("t").partitions[0]  # type: ignore[union-attr]
+            assert (
+                await md.alter_isr("t", 0, [7], p.partition_epoch) is not None
+            )  # registered again: allowed
+        finally:
+            await md.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.stop()
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
