@@ -359,8 +359,21 @@ CLIENTS: dict[str, tuple[ProduceLoop, Reader, Callable[[], str | None] | None]] 
 # ---------------------------------------------------------------- the scenario
 
 
+_ADMINS: dict[str, AdminClient] = {}
+
+
+def _admin(cluster: LocalCluster) -> AdminClient:
+    """One per cluster for the session: a client freed with a request in flight is destroyed
+    on librdkafka's own thread when it completes, which aborts the process."""
+    key = str(cluster.root)
+    if key not in _ADMINS:
+        bootstrap = ",".join(b.bootstrap for b in cluster.brokers.values())
+        _ADMINS[key] = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+    return _ADMINS[key]
+
+
 def _partition(cluster: LocalCluster, topic: str) -> Any:
-    a = AdminClient({"bootstrap.servers": cluster.bootstrap, "socket.timeout.ms": 5000})
+    a = _admin(cluster)
     return a.list_topics(topic, timeout=10).topics[topic].partitions[0]
 
 
@@ -368,7 +381,7 @@ def _ready(cluster: LocalCluster, topic: str) -> None:
     for b in cluster.brokers.values():
         if not b.running:
             b.start()
-    a = AdminClient({"bootstrap.servers": cluster.bootstrap, "socket.timeout.ms": 5000})
+    a = _admin(cluster)
     a.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[
         topic
     ].result(15)

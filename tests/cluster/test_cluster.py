@@ -27,8 +27,18 @@ FAST = {
 }
 
 
+# One admin client per cluster, kept to the end of the session: a client freed while one of
+# its requests is in flight (a .result() that timed out) is destroyed on librdkafka's own
+# thread when that request completes, and librdkafka aborts the process.
+_ADMINS: dict[str, AdminClient] = {}
+
+
 def admin(cluster: LocalCluster) -> AdminClient:
-    return AdminClient({"bootstrap.servers": cluster.bootstrap, "socket.timeout.ms": 5000})
+    key = str(cluster.root)
+    if key not in _ADMINS:
+        bootstrap = ",".join(b.bootstrap for b in cluster.brokers.values())
+        _ADMINS[key] = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+    return _ADMINS[key]
 
 
 def partitions(cluster: LocalCluster, topic: str) -> dict[int, Any]:
@@ -278,10 +288,9 @@ def test_consumer_group_commits_survive_coordinator_failover(cluster: LocalClust
     c.commit(asynchronous=False)
     c.close()
     # Kill the group's coordinator: the offsets live on, replicated, on the new leader of its partition.
-    probe = AdminClient({"bootstrap.servers": cluster.bootstrap})
     from confluent_kafka import ConsumerGroupTopicPartitions
 
-    desc = probe.describe_consumer_groups(["g1"])["g1"].result(15)
+    desc = admin(cluster).describe_consumer_groups(["g1"])["g1"].result(15)
     coordinator = desc.coordinator.id
     cluster.brokers[coordinator].kill()
 
