@@ -37,8 +37,7 @@ from kafkapy.cluster.metadata import (
     MetadataError,
     PartitionInfo,
     TopicInfo,
-    _collision_key,
-    validate_topic_name,
+    check_new_topic,
 )
 from kafkapy.logging import get_logger
 from kafkapy.protocol.uuids import random_cluster_id, random_uuid
@@ -483,27 +482,7 @@ class EtcdMetadata:
     # ------------------------------------------------------------ topic changes
 
     def check_new_topic(self, name: str, partitions: int, replication_factor: int) -> None:
-        problem = validate_topic_name(name)
-        if problem:
-            raise MetadataError(17, problem)
-        if name in self._topics or name in self._topic_raw:
-            raise MetadataError(36, f"Topic '{name}' already exists.")
-        key = _collision_key(name)
-        for other in self._topics:
-            if _collision_key(other) == key:
-                raise MetadataError(17, f"Topic '{name}' collides with existing topic: {other}")
-        if partitions <= 0:
-            raise MetadataError(37, "Number of partitions must be larger than 0.")
-        if replication_factor <= 0:
-            raise MetadataError(38, "Replication factor must be larger than 0.")
-        live = len(self._brokers)
-        if replication_factor > live:
-            raise MetadataError(
-                38,
-                f"Unable to replicate the partition {replication_factor} time(s): "
-                f"The target replication factor of {replication_factor} cannot be reached "
-                f"because only {live} broker(s) are registered.",
-            )
+        check_new_topic(name, partitions, replication_factor, self._topics.keys() | self._topic_raw.keys(), len(self._brokers))
 
     def _assign(
         self, count: int, rf: int, *, start: int = 0, existing: dict[int, list[int]] | None = None

@@ -89,6 +89,31 @@ def _collision_key(name: str) -> str:
     return name.replace(".", "_")
 
 
+def check_new_topic(name: str, partitions: int, replication_factor: int, existing: Iterable[str], live_brokers: int) -> None:
+    """Raise MetadataError with Kafka's code if the topic cannot be created."""
+    problem = validate_topic_name(name)
+    if problem:
+        raise MetadataError(17, problem)  # INVALID_TOPIC_EXCEPTION
+    names = set(existing)
+    if name in names:
+        raise MetadataError(36, f"Topic '{name}' already exists.")
+    key = _collision_key(name)
+    for other in names:
+        if _collision_key(other) == key:
+            raise MetadataError(17, f"Topic '{name}' collides with existing topic: {other}")
+    if partitions <= 0:
+        raise MetadataError(37, "Number of partitions must be larger than 0.")
+    if replication_factor <= 0:
+        raise MetadataError(38, "Replication factor must be larger than 0.")
+    if replication_factor > live_brokers:
+        raise MetadataError(
+            38,
+            f"Unable to replicate the partition {replication_factor} time(s): "
+            f"The target replication factor of {replication_factor} cannot be reached "
+            f"because only {live_brokers} broker(s) are registered.",
+        )
+
+
 class EmbeddedMetadata:
     """Metadata of a single-broker cluster, persisted in the data directory."""
 
@@ -195,27 +220,7 @@ class EmbeddedMetadata:
     # ---------------------------------------------------------------- changes
 
     def check_new_topic(self, name: str, partitions: int, replication_factor: int) -> None:
-        """Raise MetadataError with Kafka's code if the topic cannot be created."""
-        problem = validate_topic_name(name)
-        if problem:
-            raise MetadataError(17, problem)  # INVALID_TOPIC_EXCEPTION
-        if name in self._topics:
-            raise MetadataError(36, f"Topic '{name}' already exists.")
-        key = _collision_key(name)
-        for other in self._topics:
-            if _collision_key(other) == key:
-                raise MetadataError(17, f"Topic '{name}' collides with existing topic: {other}")
-        if partitions <= 0:
-            raise MetadataError(37, "Number of partitions must be larger than 0.")
-        if replication_factor <= 0:
-            raise MetadataError(38, "Replication factor must be larger than 0.")
-        if replication_factor > len(self.brokers()):
-            raise MetadataError(
-                38,
-                f"Unable to replicate the partition {replication_factor} time(s): "
-                f"The target replication factor of {replication_factor} cannot be reached "
-                f"because only {len(self.brokers())} broker(s) are registered.",
-            )
+        check_new_topic(name, partitions, replication_factor, self._topics, len(self.brokers()))
 
     def create_topic(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str] | None = None

@@ -15,7 +15,6 @@ revokes its lease.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from kafkapy.cluster.etcd_metadata import PRODUCER_ID_BLOCK, Changes, EtcdMetada
 from kafkapy.cluster.metadata import BrokerInfo, MetadataError, PartitionInfo
 from kafkapy.logging import get_logger
 from kafkapy.server.state import BrokerState
-from kafkapy.storage.log_manager import LogManager
 
 log = get_logger(__name__)
 
@@ -228,23 +226,7 @@ async def open_cluster_state(broker: Any) -> BrokerState:
     except MetadataError as e:
         raise ClusterStartError(e.message) from None
     broker.cluster_id = md.cluster_id
-    holder: list[BrokerState] = []
-
-    def config_for_topic(name: str) -> Any:
-        info = md.topic(name)
-        return holder[0].log_config(info) if holder and info is not None else None
-
-    logs = LogManager(
-        data_dir,
-        config_for_topic=config_for_topic,
-        compaction_executor=ThreadPoolExecutor(1, thread_name_prefix="log-cleaner"),
-        retention_check_interval_ms=config.log_retention_check_interval_ms,
-        producer_id_expiration_ms=config.producer_id_expiration_ms,
-        producer_expiration_check_interval_ms=min(600_000, config.producer_id_expiration_ms),
-        auto_high_watermark=False,
-    )
-    state = BrokerState(config=config, metadata=md, logs=logs, data_dir=data_dir, broker=broker)  # type: ignore[arg-type]
-    holder.append(state)
+    state = BrokerState.build(broker, md, data_dir, auto_high_watermark=False)
     node = ClusterNode(state, md, Controller(md, config))
     state.cluster = node
     state.open_logs()

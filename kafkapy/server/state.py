@@ -72,6 +72,16 @@ class BrokerState:
         me = BrokerInfo(config.effective_node_id, first.host if first else "127.0.0.1", first.port if first else 9092)
         metadata = EmbeddedMetadata(data_dir, me, broker.cluster_id or None)
         broker.cluster_id = metadata.cluster_id
+        state = cls.build(broker, metadata, data_dir)
+        state.open_logs()
+        state.tasks.append(asyncio.get_running_loop().create_task(state._housekeeping()))
+        broker.add_shutdown_hook(state.close)
+        return state
+
+    @classmethod
+    def build(cls, broker: Any, metadata: Any, data_dir: Path, *, auto_high_watermark: bool = True) -> BrokerState:
+        """The state over `metadata` with the data dir's logs loaded (not yet opened for new topics)."""
+        config: BrokerConfig = broker.config
         holder: list[BrokerState] = []
 
         def config_for_topic(name: str) -> LogConfig | None:
@@ -85,12 +95,10 @@ class BrokerState:
             retention_check_interval_ms=config.log_retention_check_interval_ms,
             producer_id_expiration_ms=config.producer_id_expiration_ms,
             producer_expiration_check_interval_ms=min(600_000, config.producer_id_expiration_ms),
+            auto_high_watermark=auto_high_watermark,
         )
         state = cls(config=config, metadata=metadata, logs=logs, data_dir=data_dir, broker=broker)
         holder.append(state)
-        state.open_logs()
-        state.tasks.append(asyncio.get_running_loop().create_task(state._housekeeping()))
-        broker.add_shutdown_hook(state.close)
         return state
 
     async def _housekeeping(self) -> None:

@@ -156,7 +156,10 @@ class History:
                 self.acked[msg.value()] = (msg.partition(), msg.offset())
 
 
-def run_producer(cluster: LocalCluster, topic: str, history: History, stop: threading.Event) -> None:
+def run_producer(
+    cluster: LocalCluster, topic: str, history: History, stop: threading.Event, **conf: Any
+) -> None:
+    """An idempotent acks=all producer of sequential values until `stop`, recording what it is told."""
     p = Producer(
         {
             "bootstrap.servers": cluster.bootstrap,
@@ -165,6 +168,7 @@ def run_producer(cluster: LocalCluster, topic: str, history: History, stop: thre
             "linger.ms": 2,
             "message.timeout.ms": 60000,
             "topic.metadata.refresh.interval.ms": 1000,
+            **conf,
         }
     )
     i = 0
@@ -206,16 +210,21 @@ def test_sigkill_every_leader_in_turn_loses_nothing(cluster: LocalCluster) -> No
         producer.join(120)
     assert not history.errors, history.errors[:5]
     assert len(history.acked) == history.sent
-    got = consume_all(cluster, "hist", len(history.acked), **{"isolation.level": "read_committed"})
+    check_history(cluster, "hist", history, **{"isolation.level": "read_committed"})
+
+
+def check_history(cluster: LocalCluster, topic: str, history: History, **conf: Any) -> None:
+    """Every acknowledged record read back exactly once, at the offset the producer was told, in order."""
+    got = consume_all(cluster, topic, len(history.acked), **conf)
     seen: dict[bytes, tuple[int, int]] = {}
     for m in got:
         assert m.value() not in seen, f"duplicate {m.value()!r}"
         seen[m.value()] = (m.partition(), m.offset())
-    assert seen == history.acked  # every acknowledged record, exactly once, where the producer was told
+    assert seen == history.acked
     per_partition: dict[int, list[bytes]] = {}
     for m in sorted(got, key=lambda m: (m.partition(), m.offset())):
         per_partition.setdefault(m.partition(), []).append(m.value())
-    assert all(v == sorted(v) for v in per_partition.values())  # in order within each partition
+    assert all(v == sorted(v) for v in per_partition.values())
 
 
 def test_paused_follower_leaves_and_rejoins_the_isr(kafka_cluster_factory: Any) -> None:

@@ -32,12 +32,14 @@ from kafkapy.testing import _CLUSTERS, free_port
 from tests.cluster.test_cluster import (
     FAST,
     History,
+    check_history,
     consume_all,
     create,
     full_isr,
     partitions,
     segment_bytes,
 )
+from tests.cluster.test_cluster import run_producer as shared_run_producer
 from tests.server.rawclient import RawClient
 from tests.storage.helpers import make_batch
 
@@ -154,47 +156,9 @@ def _wait_full_isr(cluster: LocalCluster, topic: str) -> None:
     )
 
 
-def check_history(cluster: LocalCluster, topic: str, history: History) -> None:
-    """Every acknowledged record read back exactly once, at the offset the producer was told, in order."""
-    got = consume_all(cluster, topic, len(history.acked))
-    seen: dict[bytes, tuple[int, int]] = {}
-    for m in got:
-        assert m.value() not in seen, f"duplicate {m.value()!r}"
-        seen[m.value()] = (m.partition(), m.offset())
-    assert seen == history.acked
-    per_partition: dict[int, list[bytes]] = {}
-    for m in sorted(got, key=lambda m: (m.partition(), m.offset())):
-        per_partition.setdefault(m.partition(), []).append(m.value())
-    assert all(v == sorted(v) for v in per_partition.values())
-
-
-def run_producer(
-    cluster: LocalCluster, topic: str, history: History, stop: threading.Event
-) -> None:
+def run_producer(cluster: LocalCluster, topic: str, history: History, stop: threading.Event) -> None:
     # A paused broker keeps its connections open: requests to it time out after request.timeout.ms.
-    p = Producer(
-        {
-            "bootstrap.servers": cluster.bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 2,
-            "message.timeout.ms": 60000,
-            "request.timeout.ms": 4000,
-            "socket.timeout.ms": 5000,
-            "topic.metadata.refresh.interval.ms": 1000,
-        }
-    )
-    i = 0
-    while not stop.is_set():
-        try:
-            p.produce(topic, f"{i:08d}".encode(), on_delivery=history.callback)
-            history.sent += 1
-            i += 1
-        except BufferError:
-            p.poll(0.05)
-        p.poll(0)
-        time.sleep(0.001)
-    p.flush(90)
+    shared_run_producer(cluster, topic, history, stop, **{"request.timeout.ms": 4000, "socket.timeout.ms": 5000})
 
 
 class Running:
