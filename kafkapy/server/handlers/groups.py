@@ -288,5 +288,7 @@ async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> Delete
             err = _consumer_groups(ctx.state).delete_group(group_id) or ErrorCode.NONE
         else:
             err = coord.delete_group(group_id)
+        if err == ErrorCode.NONE:
+            err = await coord.written(group_id)  # cluster: the tombstones are replicated
         results.append(DeletableGroupResult(group_id=group_id, error_code=err))
     return DeleteGroupsResponse(results=results)

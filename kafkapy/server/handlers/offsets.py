@@ -209,6 +209,8 @@ async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> Offset
         group_err, errors = done
     else:
         group_err, errors = coord.delete_offsets(req.group_id, known)
+    if group_err == ErrorCode.NONE:
+        group_err = await coord.written(req.group_id)  # cluster: the tombstones are replicated
     if group_err != ErrorCode.NONE:
         return OffsetDeleteResponse(error_code=group_err)
     return OffsetDeleteResponse(

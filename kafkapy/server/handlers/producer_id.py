@@ -83,6 +83,6 @@ async def handle(ctx: RequestContext, req: InitProducerIdRequest) -> InitProduce
         from kafkapy.server.handlers.transactions import init_transactional
 
         pid, epoch = (req.producer_id, req.producer_epoch) if ctx.version >= 3 else (-1, -1)
-        return init_transactional(ctx, req.transactional_id, req.transaction_timeout_ms, pid, epoch)
+        return await init_transactional(ctx, req.transactional_id, req.transaction_timeout_ms, pid, epoch)
     pid = producer_id_manager(ctx.state).generate()
     return InitProducerIdResponse(error_code=ErrorCode.NONE, producer_id=pid, producer_epoch=0)

@@ -105,11 +105,15 @@ def _partition_exists(state: BrokerState, topic: str, partition: int) -> bool:
 # ---------------------------------------------------------------- InitProducerId
 
 
-def init_transactional(ctx: RequestContext, txn_id: str, timeout_ms: int, producer_id: int, producer_epoch: int) -> InitProducerIdResponse:
+async def init_transactional(
+    ctx: RequestContext, txn_id: str, timeout_ms: int, producer_id: int, producer_epoch: int
+) -> InitProducerIdResponse:
     coord = coordinator(ctx.state)
     if not coord.owns(txn_id):
         return InitProducerIdResponse(error_code=ErrorCode.NOT_COORDINATOR, producer_id=-1, producer_epoch=-1)
     d = coord.init_producer_id(txn_id, timeout_ms, producer_id, producer_epoch, producer_fenced=ctx.version >= 4)
+    if d.error == ErrorCode.NONE:
+        d.error = await coord.written(txn_id)  # the new epoch is replicated before the producer uses it
     if d.error != ErrorCode.NONE:
         return InitProducerIdResponse(error_code=d.error, producer_id=-1, producer_epoch=-1)
     return InitProducerIdResponse(error_code=ErrorCode.NONE, producer_id=d.producer_id, producer_epoch=d.producer_epoch)
