@@ -710,7 +710,10 @@ def _revision(res: dict[str, Any]) -> int:
 
 def _watch_result(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict) and "error" in obj:
-        raise _gateway_error(obj)
+        # An error inside a watch stream is the gateway losing etcd ("transport is closing",
+        # "the client connection is closing"): the stream is gone, so reconnect and resume.
+        err = _gateway_error(obj)
+        raise EtcdUnavailable(str(err), err.code)
     if not isinstance(obj, dict) or not isinstance(obj.get("result"), dict):
         raise EtcdError(f"etcd watch: unexpected message {obj!r}")
     result: dict[str, Any] = obj["result"]
