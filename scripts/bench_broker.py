@@ -463,14 +463,14 @@ def create_topic(
 
 
 def produce_run(
-    bootstrap: str, topic: str, n: int, size: int, partitions: int, time_box: float
+    bootstrap: str, topic: str, n: int, size: int, partitions: int, time_box: float, acks: str = "all"
 ) -> dict:
     from confluent_kafka import Producer
 
     conf = common_conf(bootstrap)
     conf.update(
         {
-            "acks": "all",
+            "acks": acks,
             "linger.ms": 5,
             "compression.type": "none",
             "queue.buffering.max.messages": 1_000_000,

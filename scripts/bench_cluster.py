@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,50 +152,10 @@ def create_topic(cluster: LocalCluster, topic: str, partitions: int, rf: int, co
 
 
 def produce_run(bootstrap: str, topic: str, n: int, size: int, partitions: int, time_box: float, acks: str) -> dict[str, Any]:
-    """bench_broker.produce_run's method (one warm-up record, then n records of `size` B,
-    linger.ms=5, no compression, timed from the first produce() to the last report), with `acks`."""
-    from confluent_kafka import Producer
-
-    conf = bb.common_conf(bootstrap)
-    conf.update(
-        {
-            "acks": acks,
-            "linger.ms": 5,
-            "compression.type": "none",
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-        }
-    )
-    p = Producer(conf)
-    payload = os.urandom(size)
-    ok = [0]
-    errs: Counter[str] = Counter()
-
-    def on_delivery(err: Any, msg: Any) -> None:
-        if err is None:
-            ok[0] += 1
-        else:
-            errs[str(err)] += 1
-
-    p.produce(topic, payload, partition=0, on_delivery=lambda e, m: None)
-    p.flush(15)
-    t0 = time.perf_counter()
-    deadline = t0 + time_box
-    i = 0
-    while i < n:
-        if (i & 1023) == 0 and time.perf_counter() > deadline:
-            break
-        try:
-            p.produce(topic, payload, partition=i % partitions, on_delivery=on_delivery)
-        except BufferError:
-            p.poll(0.005)
-            continue
-        i += 1
-        if (i & 255) == 0:
-            p.poll(0)
-    left = p.flush(max(5.0, deadline + 30 - time.perf_counter()))
-    secs = time.perf_counter() - t0
-    return {"sent": i, "ok": ok[0], "errors": dict(errs), "undelivered": left, "secs": secs, "mb_s": ok[0] * size / secs / 1e6}
+    """bench_broker.produce_run (one warm-up record, then n records of `size` B, linger.ms=5,
+    no compression, timed from the first produce() to the last report), with `acks`."""
+    result: dict[str, Any] = bb.produce_run(bootstrap, topic, n, size, partitions, time_box, acks=acks)
+    return result
 
 
 def brokers_cpu(cluster: LocalCluster) -> float:
