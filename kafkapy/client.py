@@ -520,6 +520,17 @@ class BrokerConnection:
         self._fail(KafkaError(ErrorCode.NETWORK_EXCEPTION, f"connection to {self.address} closed"))
 
 
+def _config_entry(c: Any, version: int) -> ConfigEntry:
+    """A DescribeConfigs result entry; v0 has is_default where v1+ has a source."""
+    if version >= 1:
+        source = CONFIG_SOURCES.get(c.config_source, str(c.config_source))
+        is_default = c.config_source == 5
+    else:
+        is_default = c.is_default
+        source = "DEFAULT_CONFIG" if is_default else "DYNAMIC_TOPIC_CONFIG"
+    return ConfigEntry(c.name, c.value, source, c.read_only, is_default, c.is_sensitive)
+
+
 def _decode(pending: _Pending, frame: bytes) -> Message:
     try:
         return decode_response(pending.api_key, pending.version, frame)[1]
@@ -808,14 +819,7 @@ class KafkaClient:
         out: list[ConfigEntry] = []
         for result in resp.results:
             check(result.error_code, result.error_message or f"cannot describe {resource_name!r}")
-            for c in result.configs:
-                if version >= 1:
-                    source = CONFIG_SOURCES.get(c.config_source, str(c.config_source))
-                    is_default = c.config_source == 5
-                else:
-                    is_default = c.is_default
-                    source = "DEFAULT_CONFIG" if is_default else "DYNAMIC_TOPIC_CONFIG"
-                out.append(ConfigEntry(c.name, c.value, source, c.read_only, is_default, c.is_sensitive))
+            out.extend(_config_entry(c, version) for c in result.configs)
         return sorted(out, key=lambda e: e.name)
 
     async def alter_configs(
@@ -899,16 +903,7 @@ class KafkaClient:
             if result.error_code:
                 out[key] = KafkaError(result.error_code, result.error_message or f"cannot describe {result.resource_name!r}")
                 continue
-            entries = []
-            for c in result.configs:
-                if version >= 1:
-                    source = CONFIG_SOURCES.get(c.config_source, str(c.config_source))
-                    is_default = c.config_source == 5
-                else:
-                    is_default = c.is_default
-                    source = "DEFAULT_CONFIG" if is_default else "DYNAMIC_TOPIC_CONFIG"
-                entries.append(ConfigEntry(c.name, c.value, source, c.read_only, is_default, c.is_sensitive))
-            out[key] = sorted(entries, key=lambda e: e.name)
+            out[key] = sorted((_config_entry(c, version) for c in result.configs), key=lambda e: e.name)
         return out
 
     async def describe_cluster(self) -> ClusterDescription:
