@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kafkapy.coordinator import TXN_TOPIC
 from kafkapy.coordinator.placement import Placement
 from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, partition_for, store_error, wait_written
 from kafkapy.coordinator.txn_records import (
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-TXN_TOPIC = "__transaction_state"
 EXTRAS_KEY = "transaction_coordinator"
 _LOAD_CHUNK = 1 << 20
 _SEGMENT_BYTES = 104857600
@@ -135,13 +135,6 @@ class TransactionCoordinator(Placement):
         coord.recover()
         state.tasks.append(asyncio.get_running_loop().create_task(coord._run_timers()))
         return coord
-
-    @classmethod
-    def start_if_present(cls, state: BrokerState) -> TransactionCoordinator | None:
-        """At broker start: load an existing `__transaction_state` so in-flight transactions finish."""
-        if state.metadata.topic(TXN_TOPIC) is None:
-            return None
-        return cls.of(state)
 
     def _open_topic(self) -> None:
         info = self.state.metadata.topic(TXN_TOPIC)

@@ -13,6 +13,9 @@ Every decompressor is bounded by ``max_size``: output beyond it raises
 `RecordTooLargeError` before more than ``max_size + 1`` bytes are produced
 (plus at most one codec block for snappy, whose blocks state their size up
 front and are checked before being inflated).
+
+The codec libraries are imported on first use: a broker that never sees a
+compressed batch does not pay for them at start-up.
 """
 
 from __future__ import annotations
@@ -21,10 +24,6 @@ import struct
 import zlib
 from types import MappingProxyType
 from typing import Final, Mapping
-
-import cramjam
-import lz4.frame
-import zstandard
 
 from kafkapy.protocol.errors import (
     CorruptRecordError,
@@ -76,6 +75,8 @@ def compress(codec: int, data: bytes | bytearray | memoryview, level: int | None
     if codec == SNAPPY:
         return _xerial_compress(data)
     if codec == LZ4:
+        import lz4.frame
+
         # Independent blocks, 64 KiB, content checksum off: what the Java
         # client writes, readable by every client (and by legacy v1 readers).
         return lz4.frame.compress(
@@ -87,6 +88,8 @@ def compress(codec: int, data: bytes | bytearray | memoryview, level: int | None
             store_size=False,
         )
     if codec == ZSTD:
+        import zstandard
+
         return zstandard.ZstdCompressor(
             level=_ZSTD_DEFAULT_LEVEL if level is None else level
         ).compress(data)
@@ -156,6 +159,8 @@ def _snappy_decompress(data: bytes | bytearray | memoryview, max_size: int) -> b
 
 
 def _snappy_raw(block: memoryview, max_size: int) -> bytes:
+    import cramjam
+
     # The raw format starts with its uncompressed length: check before inflating.
     if cramjam.snappy.decompress_raw_len(block) > max_size:
         raise _too_large(max_size)
@@ -182,6 +187,8 @@ def _xerial_decompress(mv: memoryview, max_size: int) -> bytes:
 
 
 def _xerial_compress(data: bytes | bytearray | memoryview) -> bytes:
+    import cramjam
+
     mv = memoryview(data)
     parts: list[bytes] = [_XERIAL_HEADER.pack(XERIAL_MAGIC, 1, 1)]
     for start in range(0, len(mv), XERIAL_BLOCK_SIZE):
@@ -192,6 +199,8 @@ def _xerial_compress(data: bytes | bytearray | memoryview) -> bytes:
 
 
 def _lz4_decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
+    import lz4.frame
+
     out: list[bytes] = []
     total = 0
     rest: bytes | bytearray | memoryview = data
@@ -217,6 +226,8 @@ def _zstd_decompress(data: bytes | bytearray | memoryview, max_size: int) -> byt
     # zstandard's stream reader bounds the output but silently stops at a
     # truncated frame, so the frame structure is checked first (cheap: one
     # step per block of up to 128 KiB).
+    import zstandard
+
     _zstd_check_frames(memoryview(data))
     reader = zstandard.ZstdDecompressor().stream_reader(
         data, read_across_frames=True, read_size=_STREAM_CHUNK

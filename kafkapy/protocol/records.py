@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final, Iterator, Protocol, Sequence, Union
 
-from crc32c import crc32c
-
 from kafkapy.protocol import compression as _codecs
 from kafkapy.protocol.errors import (
     CorruptRecordError,
@@ -162,6 +160,18 @@ def read_batch_header(buf: Buffer, pos: int = 0) -> BatchHeader:
             f"record batch header needs {BATCH_HEADER_SIZE} bytes at {pos}, have {len(buf) - pos}"
         )
     return BatchHeader(*_HEADER.unpack_from(buf, pos))
+
+
+def crc32c(data: Buffer) -> int:
+    """CRC-32C (the `crc32c` package); replaces itself with the package's function on first call.
+
+    Importing that package costs ~25 ms (it loads importlib.metadata), which
+    the broker's start-up need not pay before the first batch.
+    """
+    global crc32c
+    from crc32c import crc32c
+
+    return crc32c(data)
 
 
 def compute_crc(buf: Buffer, pos: int, size: int) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kafkapy.coordinator import TXN_TOPIC
 from kafkapy.logging import get_logger
 from kafkapy.protocol.api import ApiKey, ApiSpec, api_spec
 from kafkapy.protocol.error_codes import ErrorCode
@@ -174,7 +175,8 @@ class Dispatcher:
 def build_handler(broker: Broker) -> Dispatcher:
     """Open the broker's state (metadata, logs) and return its dispatcher."""
     state = BrokerState.open(broker)
-    from kafkapy.coordinator.transactions import TransactionCoordinator
+    if state.metadata.topic(TXN_TOPIC) is not None:  # else the coordinator is imported on first use
+        from kafkapy.coordinator.transactions import TransactionCoordinator
 
-    TransactionCoordinator.start_if_present(state)  # finish transactions a crash left half-completed
+        TransactionCoordinator.of(state)  # finish transactions a crash left half-completed
     return Dispatcher(state)
