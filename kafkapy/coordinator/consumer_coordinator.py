@@ -17,7 +17,6 @@ INCONSISTENT_GROUP_PROTOCOL to a JoinGroup.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,7 @@ from kafkapy.coordinator.consumer_group import (
     TopicMeta,
 )
 from kafkapy.coordinator.consumer_records import encode_key, encode_value
-from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, GroupCoordinator
+from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, GroupCoordinator, run_timers
 from kafkapy.coordinator.offsets import TopicPartition
 from kafkapy.coordinator.records import GroupKey
 from kafkapy.logging import get_logger
@@ -192,18 +191,11 @@ class ConsumerGroupCoordinator:
     # ------------------------------------------------------------ timers
 
     async def _run_timers(self) -> None:
-        while True:
-            now = now_ms()
-            deadlines = [d for g in self.groups.groups.values() if (d := g.next_deadline()) is not None]
-            nxt = min(deadlines, default=now + 1000)
-            self._wake.clear()
-            if nxt > now:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), (nxt - now) / 1000)
-            try:
-                self.fire(now_ms())
-            except Exception:
-                log.exception("consumer group timers failed")
+        await run_timers(self._wake, self.next_deadline, self.fire, "consumer group")
+
+    def next_deadline(self, now: int) -> int:
+        """When the next member timer is due (a second from now when none is)."""
+        return min((d for g in self.groups.groups.values() if (d := g.next_deadline()) is not None), default=now + 1000)
 
     def fire(self, now: int) -> None:
         topics: TopicImage | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -53,7 +53,9 @@ from kafkapy.protocol.messages.consumer_protocol_subscription import (
     ConsumerProtocolSubscription,
 )
 from kafkapy.protocol.records import (
+    BatchHeader,
     ControlRecordType,
+    Record,
     build_batch,
     iter_all_records,
     parse_control_record,
@@ -62,6 +64,7 @@ from kafkapy.server.state import now_ms
 
 if TYPE_CHECKING:
     from kafkapy.server.state import BrokerState
+    from kafkapy.storage.log import PartitionLog
 
 log = get_logger(__name__)
 
@@ -69,6 +72,40 @@ OFFSETS_TOPIC = "__consumer_offsets"
 EXTRAS_KEY = "group_coordinator"
 _LOAD_CHUNK = 1 << 20
 _INT_MIN = -(2**31)
+
+
+def replay_records(plog: PartitionLog) -> Iterator[tuple[BatchHeader, Record]]:
+    """Every record of a coordinator partition, log start to log end, read in chunks (loading)."""
+    offset, end = plog.log_start_offset, plog.log_end_offset
+    while offset < end:
+        data = plog.read_bytes(offset, _LOAD_CHUNK)
+        if not data:
+            return
+        nxt = offset
+        for header, rec in iter_all_records(data):
+            nxt = max(nxt, header.next_offset)
+            if rec.offset >= offset:  # a chunk may start inside a compressed batch read before
+                yield header, rec
+        if nxt <= offset:
+            return
+        offset = nxt
+
+
+async def run_timers(
+    wake: asyncio.Event, next_deadline: Callable[[int], int], fire: Callable[[int], None], what: str
+) -> None:
+    """A coordinator's timer task: `fire(now)` at each `next_deadline(now)`, or sooner when `wake` is set."""
+    while True:
+        now = now_ms()
+        nxt = next_deadline(now)
+        wake.clear()
+        if nxt > now:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), (nxt - now) / 1000)
+        try:
+            fire(now_ms())
+        except Exception:
+            log.exception(f"{what} timers failed")
 
 
 async def wait_written(state: BrokerState, topic: str, partition: int, timeout_ms: int) -> int:
@@ -216,53 +253,40 @@ class GroupCoordinator(Placement):
             plog = self.state.partition_log(OFFSETS_TOPIC, p)
             if plog is None:
                 return 0
-            offset = plog.log_start_offset
-            end = plog.log_end_offset
-            while offset < end:
-                data = plog.read_bytes(offset, _LOAD_CHUNK)
-                if not data:
-                    break
-                nxt = offset
-                for header, rec in iter_all_records(data):
-                    nxt = max(nxt, header.next_offset)
-                    if rec.offset < offset:
-                        continue
-                    if header.is_control:  # a transaction marker: pending offsets become visible or go
-                        if header.producer_id >= 0:
-                            try:
-                                ctrl = parse_control_record(rec.key, rec.value)
-                            except Exception:
-                                continue
-                            self.complete_txn(header.producer_id, ctrl.type == ControlRecordType.COMMIT, p)
-                        continue
-                    if rec.key is None:
-                        continue
-                    if cg_records.is_consumer_group_key(rec.key):  # a KIP-848 group record
+            for header, rec in replay_records(plog):
+                if header.is_control:  # a transaction marker: pending offsets become visible or go
+                    if header.producer_id >= 0:
                         try:
-                            cg_key = cg_records.decode_key(rec.key)
-                            self.consumer.replay(cg_key, None if rec.value is None else cg_records.decode_value(cg_key, rec.value))
-                        except DecodeError as e:
-                            log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
+                            ctrl = parse_control_record(rec.key, rec.value)
+                        except Exception:
                             continue
-                        old = self.groups.get(cg_key.group)
-                        if old is not None and old.is_empty and self.consumer.get(cg_key.group) is not None:
-                            del self.groups[cg_key.group]  # offsets committed before the group became a consumer group
-                        count += 1
-                        continue
+                        self.complete_txn(header.producer_id, ctrl.type == ControlRecordType.COMMIT, p)
+                    continue
+                if rec.key is None:
+                    continue
+                if cg_records.is_consumer_group_key(rec.key):  # a KIP-848 group record
                     try:
-                        key = decode_key(rec.key)
-                        value = self._decode_value(key, rec.value)
+                        cg_key = cg_records.decode_key(rec.key)
+                        self.consumer.replay(cg_key, None if rec.value is None else cg_records.decode_value(cg_key, rec.value))
                     except DecodeError as e:
                         log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
                         continue
-                    if header.is_transactional and isinstance(key, OffsetKey) and isinstance(value, OffsetValue):
-                        self.txn_offsets.add(header.producer_id, key.group, [((key.topic, key.partition), value)])
-                        continue
-                    self._replay(key, value)
+                    old = self.groups.get(cg_key.group)
+                    if old is not None and old.is_empty and self.consumer.get(cg_key.group) is not None:
+                        del self.groups[cg_key.group]  # offsets committed before the group became a consumer group
                     count += 1
-                if nxt <= offset:
-                    break
-                offset = nxt
+                    continue
+                try:
+                    key = decode_key(rec.key)
+                    value = self._decode_value(key, rec.value)
+                except DecodeError as e:
+                    log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
+                    continue
+                if header.is_transactional and isinstance(key, OffsetKey) and isinstance(value, OffsetValue):
+                    self.txn_offsets.add(header.producer_id, key.group, [((key.topic, key.partition), value)])
+                    continue
+                self._replay(key, value)
+                count += 1
         finally:
             self._loading = False
         return count
@@ -511,18 +535,14 @@ class GroupCoordinator(Placement):
     # ------------------------------------------------------------ timers and expiry
 
     async def _run_timers(self) -> None:
-        while True:
-            now = now_ms()
-            deadlines = [d for g in self.groups.values() if (d := g.next_deadline()) is not None]
-            nxt = min([*deadlines, self._next_cleanup_ms]) if self._next_cleanup_ms else min(deadlines, default=now + 1000)
-            self._wake.clear()
-            if nxt > now:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), (nxt - now) / 1000)
-            try:
-                self.fire(now_ms())
-            except Exception:
-                log.exception("group timers failed")
+        await run_timers(self._wake, self.next_deadline, self.fire, "group")
+
+    def next_deadline(self, now: int) -> int:
+        """When the next group timer or offset expiry is due (a second from now when nothing is)."""
+        deadlines = [d for g in self.groups.values() if (d := g.next_deadline()) is not None]
+        if self._next_cleanup_ms:
+            return min([*deadlines, self._next_cleanup_ms])
+        return min(deadlines, default=now + 1000)
 
     def fire(self, now: int) -> None:
         """Run the groups' due timers and, when due, offset expiry."""

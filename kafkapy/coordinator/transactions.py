@@ -27,14 +27,19 @@ for `transactional.id.expiration.ms`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kafkapy.coordinator import TXN_TOPIC
 from kafkapy.coordinator.placement import Placement
-from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, partition_for, store_error, wait_written
+from kafkapy.coordinator.coordinator import (
+    OFFSETS_TOPIC,
+    replay_records,
+    run_timers,
+    store_error,
+    wait_written,
+)
 from kafkapy.coordinator.txn_records import (
     TopicPartition,
     TxnValue,
@@ -57,7 +62,6 @@ from kafkapy.protocol.records import (
     ControlRecordType,
     build_batch,
     build_control_batch,
-    iter_all_records,
 )
 from kafkapy.server.state import now_ms
 from kafkapy.storage.errors import StorageError
@@ -74,7 +78,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 EXTRAS_KEY = "transaction_coordinator"
-_LOAD_CHUNK = 1 << 20
 _SEGMENT_BYTES = 104857600
 _ABORT_CHECK_KEY = "transaction.abort.timed.out.transaction.cleanup.interval.ms"
 _REMOVE_CHECK_KEY = "transaction.remove.expired.transaction.cleanup.interval.ms"
@@ -188,27 +191,17 @@ class TransactionCoordinator(Placement):
             plog = self.state.partition_log(TXN_TOPIC, p)
             if plog is None:
                 return 0
-            offset, end = plog.log_start_offset, plog.log_end_offset
-            while offset < end:
-                data = plog.read_bytes(offset, _LOAD_CHUNK)
-                if not data:
-                    break
-                nxt = offset
-                for header, rec in iter_all_records(data):
-                    nxt = max(nxt, header.next_offset)
-                    if header.is_control or rec.key is None or rec.offset < offset:
-                        continue
-                    try:
-                        txn_id = decode_key(rec.key)
-                        value = None if rec.value is None else decode_value(rec.value)
-                    except DecodeError as e:
-                        log.warning("skipping bad __transaction_state record", partition=p, offset=rec.offset, error=str(e))
-                        continue
-                    self._replay(txn_id, value)
-                    count += 1
-                if nxt <= offset:
-                    break
-                offset = nxt
+            for header, rec in replay_records(plog):
+                if header.is_control or rec.key is None:
+                    continue
+                try:
+                    txn_id = decode_key(rec.key)
+                    value = None if rec.value is None else decode_value(rec.value)
+                except DecodeError as e:
+                    log.warning("skipping bad __transaction_state record", partition=p, offset=rec.offset, error=str(e))
+                    continue
+                self._replay(txn_id, value)
+                count += 1
         finally:
             self._loading = False
         return count
@@ -496,18 +489,12 @@ class TransactionCoordinator(Placement):
     # ------------------------------------------------------------ timers
 
     async def _run_timers(self) -> None:
+        def schedule(now: int) -> int:
+            self._scheduled_ms = self.next_deadline(now)
+            return self._scheduled_ms
+
         try:
-            while True:
-                now = now_ms()
-                nxt = self._scheduled_ms = self.next_deadline(now)
-                self._wake.clear()
-                if nxt > now:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), (nxt - now) / 1000)
-                try:
-                    self.fire(now_ms())
-                except Exception:
-                    log.exception("transaction timers failed")
+            await run_timers(self._wake, schedule, self.fire, "transaction")
         finally:  # broker shutdown: completions stop with the timers (they resume on the next load)
             for task in list(self._completing.values()):
                 task.cancel()
