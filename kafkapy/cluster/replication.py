@@ -69,6 +69,17 @@ class _Waiter:
     future: asyncio.Future[int]
 
 
+async def _wait(waiters: list[_Waiter], w: _Waiter, timeout_ms: int) -> int:
+    """The error code `w` is completed with, or REQUEST_TIMED_OUT; `w` leaves `waiters` either way."""
+    try:
+        return await asyncio.wait_for(w.future, max(timeout_ms, 0) / 1000)
+    except TimeoutError:
+        return ErrorCode.REQUEST_TIMED_OUT
+    finally:
+        if w in waiters:
+            waiters.remove(w)
+
+
 @dataclass(slots=True)
 class Replica:
     """This broker's replica of one partition."""
@@ -335,17 +346,10 @@ class ReplicaManager:
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         if self._low_watermark(r) >= offset:
             return ErrorCode.NONE
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        w = _Waiter(offset, 0, fut)
+        w = _Waiter(offset, 0, asyncio.get_running_loop().create_future())
         r.start_waiters.append(w)
         self.state.appends.notify()  # parked follower fetches answer with the new log start
-        try:
-            return await asyncio.wait_for(fut, max(timeout_ms, 0) / 1000)
-        except TimeoutError:
-            return ErrorCode.REQUEST_TIMED_OUT
-        finally:
-            if w in r.start_waiters:
-                r.start_waiters.remove(w)
+        return await _wait(r.start_waiters, w, timeout_ms)
 
     def _on_append(self, plog: PartitionLog) -> None:
         r = self._replicas.get((plog.topic, plog.partition))
@@ -409,16 +413,9 @@ class ReplicaManager:
         self._maybe_advance_hw(r)
         if r.plog.high_watermark >= end_offset:
             return ErrorCode.NONE if len(r.info.isr) >= min_isr else ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        w = _Waiter(end_offset, min_isr, fut)
+        w = _Waiter(end_offset, min_isr, asyncio.get_running_loop().create_future())
         r.waiters.append(w)
-        try:
-            return await asyncio.wait_for(fut, max(timeout_ms, 0) / 1000)
-        except TimeoutError:
-            return ErrorCode.REQUEST_TIMED_OUT
-        finally:
-            if w in r.waiters:
-                r.waiters.remove(w)
+        return await _wait(r.waiters, w, timeout_ms)
 
     # ------------------------------------------------------------ ISR changes
 

@@ -141,23 +141,21 @@ class Broker:
 
     async def shutdown(self) -> None:
         self.log.info("broker_stopping")
-        for hook in reversed(self._pre_hooks):
-            try:
-                result = hook()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                self.log.exception("shutdown_hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
+        await self._run_hooks(self._pre_hooks)
         if self.server is not None:
             await self.server.shutdown(self.config.shutdown_timeout_ms / 1000)
-        for hook in reversed(self._hooks):
+        await self._run_hooks(self._hooks)
+        self.log.info("broker_stopped")
+
+    async def _run_hooks(self, hooks: list[ShutdownHook]) -> None:
+        """Newest first; a failing hook is logged and the rest still run."""
+        for hook in reversed(hooks):
             try:
                 result = hook()
                 if inspect.isawaitable(result):
                     await result
             except Exception:
                 self.log.exception("shutdown_hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
-        self.log.info("broker_stopped")
 
 
 def _resolve_advertised(config: BrokerConfig, server: Server) -> list[Listener]:

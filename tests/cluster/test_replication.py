@@ -422,17 +422,10 @@ def test_fetcher_restarts_log_at_leaders_log_start(kafka_broker: BrokerProcess, 
         client, leader, topic_id = await _remote_setup(kafka_broker, topic)
         try:
             await _produce(client, topic, 6, "a")
-            conn = BrokerConnection(kafka_broker.host, kafka_broker.port, "test", 10)
-            await conn.connect(10)
-            resp: Any = await conn._send(
-                DeleteRecordsRequest(
-                    topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=4)])],
-                    timeout_ms=5000,
-                ),
-                1,
-            )
+            resp = await _one_request(kafka_broker.host, kafka_broker.port, DeleteRecordsRequest(
+                topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=4)])],
+                timeout_ms=5000), 1)
             assert resp.topics[0].partitions[0].low_watermark == 4
-            await conn.close()
             me = leader + 100
             view = DictView(me, {leader: (kafka_broker.host, kafka_broker.port)})
             part = PartitionInfo(0, leader, [leader, me], [leader, me], 0, 0)
@@ -725,6 +718,16 @@ class Node:
         self.state.logs.close()
 
 
+async def _one_request(host: str, port: int, request: Any, version: int | None = None) -> Any:
+    """One request on a fresh connection (at `version`, else the negotiated one); returns the response."""
+    conn = BrokerConnection(host, port, "test", 10)
+    await conn.connect(10)
+    try:
+        return await conn.request(request, version)
+    finally:
+        await conn.close()
+
+
 async def _send_produce(node: Node, topic: str, acks: int, n: int, timeout_ms: int = 5000, batch: bytes | None = None) -> Any:
     from kafkapy.protocol.messages.produce_request import (
         PartitionProduceData,
@@ -733,16 +736,11 @@ async def _send_produce(node: Node, topic: str, acks: int, n: int, timeout_ms: i
     )
     from kafkapy.protocol.records import build_batch
 
-    conn = BrokerConnection("127.0.0.1", node.port, "test-producer", 10)
-    await conn.connect(5)
-    try:
-        batch = batch or build_batch([(b"k", f"v{i}".encode() * 10, [], None) for i in range(n)])
-        resp: Any = await conn.request(ProduceRequest(
-            acks=acks, timeout_ms=timeout_ms,
-            topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])]))
-        return resp.responses[0].partition_responses[0]
-    finally:
-        await conn.close()
+    batch = batch or build_batch([(b"k", f"v{i}".encode() * 10, [], None) for i in range(n)])
+    resp = await _one_request("127.0.0.1", node.port, ProduceRequest(
+        acks=acks, timeout_ms=timeout_ms,
+        topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])]))
+    return resp.responses[0].partition_responses[0]
 
 
 def test_two_brokers_replicate_shrink_expand_and_fail_over(tmp_path: Path) -> None:
@@ -853,15 +851,10 @@ def test_clean_failover_keeps_acknowledged_records_and_idempotence(tmp_path: Pat
 
 
 async def _send_delete_records(node: Node, topic: str, offset: int, timeout_ms: int = 5000) -> Any:
-    conn = BrokerConnection("127.0.0.1", node.port, "test-admin", 10)
-    await conn.connect(5)
-    try:
-        resp: Any = await conn.request(DeleteRecordsRequest(
-            topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=offset)])],
-            timeout_ms=timeout_ms), 1)
-        return resp.topics[0].partitions[0]
-    finally:
-        await conn.close()
+    resp = await _one_request("127.0.0.1", node.port, DeleteRecordsRequest(
+        topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=offset)])],
+        timeout_ms=timeout_ms), 1)
+    return resp.topics[0].partitions[0]
 
 
 def test_delete_records_waits_for_followers_log_start(tmp_path: Path) -> None:
