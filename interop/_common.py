@@ -51,14 +51,22 @@ class ClientAdapter(Protocol):
     sets_timestamps: bool  # can set a record's CreateTime
     not_applicable: dict[str, str]  # scenario id -> why the client can't do it
 
-    def create_topic(self, bootstrap: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None: ...
+    def create_topic(
+        self, bootstrap: str, topic: str, partitions: int, configs: dict[str, str] | None = None
+    ) -> None: ...
 
     def list_topics(self, bootstrap: str) -> dict[str, int]: ...
 
     def trigger_auto_create(self, bootstrap: str, topic: str) -> None: ...
 
     def produce(
-        self, bootstrap: str, topic: str, records: list[Out], *, codec: str = "none", max_message_bytes: int | None = None
+        self,
+        bootstrap: str,
+        topic: str,
+        records: list[Out],
+        *,
+        codec: str = "none",
+        max_message_bytes: int | None = None,
     ) -> None: ...
 
     def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -177,7 +185,9 @@ def start_broker(data_dir: Path, settings: dict[str, str] | None = None, ready_t
                 host, _, port = listen.rpartition(":")
                 return BrokerProcess(proc, host, int(port), data_dir, log_path, dict(settings or {}))
         if proc.poll() is not None:
-            raise RuntimeError(f"broker exited with {proc.returncode} before ready:\n{log_path.read_text(errors='replace')[-4000:]}")
+            raise RuntimeError(
+                f"broker exited with {proc.returncode} before ready:\n{log_path.read_text(errors='replace')[-4000:]}"
+            )
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"broker not ready after {ready_timeout}s:\n{log_path.read_text(errors='replace')[-4000:]}")

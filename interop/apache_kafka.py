@@ -184,7 +184,9 @@ def start_kafka(
         check=False,
     )
     if fmt.returncode != 0:
-        raise RuntimeError(f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr).decode(errors='replace')[-3000:]}")
+        raise RuntimeError(
+            f"kafka storage format failed:\n{(fmt.stdout + fmt.stderr).decode(errors='replace')[-3000:]}"
+        )
     t0 = time.monotonic()
     with open(workdir / "stdout.log", "wb") as out:
         proc = subprocess.Popen(
@@ -194,7 +196,9 @@ def start_kafka(
             cwd=workdir,
             start_new_session=True,
         )
-    kafka = KafkaProcess(proc, "127.0.0.1", port, controller_port, workdir, cluster_id, kafka_version(), 0.0, dict(settings or {}))
+    kafka = KafkaProcess(
+        proc, "127.0.0.1", port, controller_port, workdir, cluster_id, kafka_version(), 0.0, dict(settings or {})
+    )
     deadline = t0 + ready_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -209,7 +213,9 @@ def start_kafka(
 
 def main(argv: list[str]) -> int:
     kafka = start_kafka(Path(argv[0]) if argv else None)
-    print(f"Apache Kafka {kafka.version} on {kafka.bootstrap} (pid {kafka.pid}, ready in {kafka.started_in_s:.1f}s, dir {kafka.workdir})")
+    print(
+        f"Apache Kafka {kafka.version} on {kafka.bootstrap} (pid {kafka.pid}, ready in {kafka.started_in_s:.1f}s, dir {kafka.workdir})"
+    )
     try:
         kafka.proc.wait()
     except KeyboardInterrupt:

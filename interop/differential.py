@@ -240,9 +240,7 @@ class Conn:
         frame = (
             raw
             if raw is not None
-            else encode_request(
-                body, version, self.correlation_id, client_id="kafkapy-differential"
-            )
+            else encode_request(body, version, self.correlation_id, client_id="kafkapy-differential")
         )
         self.sock.sendall(frame)
         size = struct.unpack(">i", self._read(4))[0]
@@ -334,23 +332,12 @@ def normalise(value: Any) -> Any:
             ) and isinstance(v, int):
                 out[key] = "node" if v >= 0 else v
                 continue
-            if key in ("replica_nodes", "isr_nodes", "offline_replicas") and isinstance(
-                v, list
-            ):
+            if key in ("replica_nodes", "isr_nodes", "offline_replicas") and isinstance(v, list):
                 out[key] = ["node" for _ in v]
                 continue
-            if (
-                key == "configs"
-                and isinstance(v, list)
-                and all(isinstance(c, dict) and "name" in c for c in v)
-            ):
+            if key == "configs" and isinstance(v, list) and all(isinstance(c, dict) and "name" in c for c in v):
                 # a set keyed by name, not a sequence
-                out[key] = {
-                    str(c["name"]): normalise(
-                        {k: x for k, x in c.items() if k != "name"}
-                    )
-                    for c in v
-                }
+                out[key] = {str(c["name"]): normalise({k: x for k, x in c.items() if k != "name"}) for c in v}
                 continue
             out[key] = normalise(v)
         return out
@@ -373,15 +360,9 @@ def diff(kafka: Any, ours: Any, path: str = "") -> list[tuple[str, Any, Any]]:
     if isinstance(kafka, list) and isinstance(ours, list):
         if len(kafka) != len(ours):
             return [(f"{path}[len]", len(kafka), len(ours))] + [
-                d
-                for i, (a, b) in enumerate(zip(kafka, ours))
-                for d in diff(a, b, f"{path}[{i}]")
+                d for i, (a, b) in enumerate(zip(kafka, ours)) for d in diff(a, b, f"{path}[{i}]")
             ]
-        return [
-            d
-            for i, (a, b) in enumerate(zip(kafka, ours))
-            for d in diff(a, b, f"{path}[{i}]")
-        ]
+        return [d for i, (a, b) in enumerate(zip(kafka, ours)) for d in diff(a, b, f"{path}[{i}]")]
     return [] if kafka == ours else [(path, kafka, ours)]
 
 
@@ -405,12 +386,7 @@ class Step:
 
 def _batch(n: int, start: int = 0) -> bytes:
     return bytes(
-        records.build_batch(
-            [
-                (f"k{i}".encode(), f"v{i}".encode(), [], T0 + i)
-                for i in range(start, start + n)
-            ]
-        )
+        records.build_batch([(f"k{i}".encode(), f"v{i}".encode(), [], T0 + i) for i in range(start, start + n)])
     )
 
 
@@ -433,9 +409,7 @@ def produce(topic: str, partition: int, data: bytes, acks: int = -1) -> ProduceR
     )
 
 
-def fetch(
-    topic: str, partition: int, offset: int, max_bytes: int = 1 << 20
-) -> FetchRequest:
+def fetch(topic: str, partition: int, offset: int, max_bytes: int = 1 << 20) -> FetchRequest:
     return FetchRequest(
         replica_id=-1,
         max_wait_ms=0,
@@ -459,9 +433,7 @@ def fetch(
     )
 
 
-def list_offsets(
-    topic: str, partitions: list[int], timestamp: int
-) -> ListOffsetsRequest:
+def list_offsets(topic: str, partitions: list[int], timestamp: int) -> ListOffsetsRequest:
     return ListOffsetsRequest(
         replica_id=-1,
         isolation_level=0,
@@ -469,9 +441,7 @@ def list_offsets(
             ListOffsetsTopic(
                 name=topic,
                 partitions=[
-                    ListOffsetsPartition(
-                        partition_index=p, current_leader_epoch=-1, timestamp=timestamp
-                    )
+                    ListOffsetsPartition(partition_index=p, current_leader_epoch=-1, timestamp=timestamp)
                     for p in partitions
                 ],
             )
@@ -480,22 +450,15 @@ def list_offsets(
 
 
 def create(*topics: CreatableTopic, validate_only: bool = False) -> CreateTopicsRequest:
-    return CreateTopicsRequest(
-        topics=list(topics), timeout_ms=10_000, validate_only=validate_only
-    )
+    return CreateTopicsRequest(topics=list(topics), timeout_ms=10_000, validate_only=validate_only)
 
 
-def topic(
-    name: str, partitions: int = 1, rf: int = 1, **configs: str
-) -> CreatableTopic:
+def topic(name: str, partitions: int = 1, rf: int = 1, **configs: str) -> CreatableTopic:
     return CreatableTopic(
         name=name,
         num_partitions=partitions,
         replication_factor=rf,
-        configs=[
-            CreatableTopicConfig(name=k.replace("_", "."), value=v)
-            for k, v in configs.items()
-        ],
+        configs=[CreatableTopicConfig(name=k.replace("_", "."), value=v) for k, v in configs.items()],
     )
 
 
@@ -515,9 +478,7 @@ def _sort_topics(data: Any) -> Any:
 def _only_script_topics(data: Any) -> Any:
     """Metadata for all topics: keep the script's own (Kafka may have __consumer_offsets)."""
     data = _sort_topics(data)
-    data["topics"] = [
-        t for t in data["topics"] if str(t.get("name", "")).startswith("diff-")
-    ]
+    data["topics"] = [t for t in data["topics"] if str(t.get("name", "")).startswith("diff-")]
     return data
 
 
@@ -528,9 +489,7 @@ def _api_ranges(data: Any) -> Any:
 SCRIPT: list[Step] = [
     Step(
         "api_versions_v3",
-        lambda: ApiVersionsRequest(
-            client_software_name="kafkapy-diff", client_software_version="1"
-        ),
+        lambda: ApiVersionsRequest(client_software_name="kafkapy-diff", client_software_version="1"),
         3,
         _api_ranges,
     ),
@@ -648,14 +607,8 @@ def _subscription(*topics: str) -> bytes:
 
 
 def _assignment(topic_name: str, partitions: list[int]) -> bytes:
-    out = (
-        struct.pack(">hi", 0, 1)
-        + struct.pack(">h", len(topic_name))
-        + topic_name.encode()
-    )
-    out += struct.pack(">i", len(partitions)) + b"".join(
-        struct.pack(">i", p) for p in partitions
-    )
+    out = struct.pack(">hi", 0, 1) + struct.pack(">h", len(topic_name)) + topic_name.encode()
+    out += struct.pack(">i", len(partitions)) + b"".join(struct.pack(">i", p) for p in partitions)
     return out + struct.pack(">i", -1)
 
 
@@ -666,26 +619,18 @@ def join(group: str, member: str = "") -> JoinGroupRequest:
         rebalance_timeout_ms=30_000,
         member_id=member,
         protocol_type="consumer",
-        protocols=[
-            JoinGroupRequestProtocol(name="range", metadata=_subscription(KNOWN))
-        ],
+        protocols=[JoinGroupRequestProtocol(name="range", metadata=_subscription(KNOWN))],
     )
 
 
-def sync(
-    group: str, generation: int, member: str, assign: bool = True
-) -> SyncGroupRequest:
+def sync(group: str, generation: int, member: str, assign: bool = True) -> SyncGroupRequest:
     return SyncGroupRequest(
         group_id=group,
         generation_id=generation,
         member_id=member,
         protocol_type="consumer",
         protocol_name="range",
-        assignments=[
-            SyncGroupRequestAssignment(
-                member_id=member, assignment=_assignment(KNOWN, [0, 1])
-            )
-        ]
+        assignments=[SyncGroupRequestAssignment(member_id=member, assignment=_assignment(KNOWN, [0, 1]))]
         if assign
         else [],
     )
@@ -695,9 +640,7 @@ def heartbeat(group: str, generation: int, member: str) -> HeartbeatRequest:
     return HeartbeatRequest(group_id=group, generation_id=generation, member_id=member)
 
 
-def commit(
-    group: str, generation: int, member: str, offset: int = 2
-) -> OffsetCommitRequest:
+def commit(group: str, generation: int, member: str, offset: int = 2) -> OffsetCommitRequest:
     return OffsetCommitRequest(
         group_id=group,
         generation_id_or_member_epoch=generation,
@@ -724,9 +667,7 @@ def offset_fetch(group: str, version: int) -> OffsetFetchRequest:
             groups=[
                 OffsetFetchRequestGroup(
                     group_id=group,
-                    topics=[
-                        OffsetFetchRequestTopics(name=KNOWN, partition_indexes=[0, 1])
-                    ],
+                    topics=[OffsetFetchRequestTopics(name=KNOWN, partition_indexes=[0, 1])],
                 )
             ]
         )
@@ -738,9 +679,7 @@ def offset_fetch(group: str, version: int) -> OffsetFetchRequest:
 
 def leave(group: str, member: str, version: int) -> LeaveGroupRequest:
     if version >= 3:
-        return LeaveGroupRequest(
-            group_id=group, members=[MemberIdentity(member_id=member, reason="diff")]
-        )
+        return LeaveGroupRequest(group_id=group, members=[MemberIdentity(member_id=member, reason="diff")])
     return LeaveGroupRequest(group_id=group, member_id=member)
 
 
@@ -754,9 +693,7 @@ def find_coordinator(key: str, key_type: int, version: int) -> FindCoordinatorRe
     return FindCoordinatorRequest(key=key, key_type=key_type)
 
 
-def cgh(
-    group: str, member: str, epoch: int, topics: list[str] | None = None
-) -> ConsumerGroupHeartbeatRequest:
+def cgh(group: str, member: str, epoch: int, topics: list[str] | None = None) -> ConsumerGroupHeartbeatRequest:
     return ConsumerGroupHeartbeatRequest(
         group_id=group,
         member_id=member,
@@ -767,31 +704,20 @@ def cgh(
     )
 
 
-def describe_configs(
-    rtype: int, name: str, keys: list[str] | None
-) -> DescribeConfigsRequest:
+def describe_configs(rtype: int, name: str, keys: list[str] | None) -> DescribeConfigsRequest:
     return DescribeConfigsRequest(
-        resources=[
-            DescribeConfigsResource(
-                resource_type=rtype, resource_name=name, configuration_keys=keys
-            )
-        ],
+        resources=[DescribeConfigsResource(resource_type=rtype, resource_name=name, configuration_keys=keys)],
         include_synonyms=False,
     )
 
 
-def alter_configs(
-    name: str, validate_only: bool = False, **configs: str
-) -> AlterConfigsRequest:
+def alter_configs(name: str, validate_only: bool = False, **configs: str) -> AlterConfigsRequest:
     return AlterConfigsRequest(
         resources=[
             AlterConfigsResource(
                 resource_type=2,
                 resource_name=name,
-                configs=[
-                    AlterableConfig(name=k.replace("_", "."), value=v)
-                    for k, v in configs.items()
-                ],
+                configs=[AlterableConfig(name=k.replace("_", "."), value=v) for k, v in configs.items()],
             )
         ],
         validate_only=validate_only,
@@ -806,10 +732,7 @@ def incremental(
             IncAlterConfigsResource(
                 resource_type=2,
                 resource_name=name,
-                configs=[
-                    IncAlterableConfig(name=n, config_operation=op, value=v)
-                    for n, op, v in ops
-                ],
+                configs=[IncAlterableConfig(name=n, config_operation=op, value=v) for n, op, v in ops],
             )
         ],
         validate_only=validate_only,
@@ -821,18 +744,14 @@ def delete_records(name: str, partition: int, offset: int) -> DeleteRecordsReque
         topics=[
             DeleteRecordsTopic(
                 name=name,
-                partitions=[
-                    DeleteRecordsPartition(partition_index=partition, offset=offset)
-                ],
+                partitions=[DeleteRecordsPartition(partition_index=partition, offset=offset)],
             )
         ],
         timeout_ms=5000,
     )
 
 
-def epoch_request(
-    name: str, partition: int, epoch: int, current: int = -1
-) -> OffsetForLeaderEpochRequest:
+def epoch_request(name: str, partition: int, epoch: int, current: int = -1) -> OffsetForLeaderEpochRequest:
     return OffsetForLeaderEpochRequest(
         replica_id=-1,
         topics=[
@@ -852,15 +771,11 @@ def epoch_request(
 
 def delete_topics(name: str, version: int) -> DeleteTopicsRequest:
     if version >= 6:
-        return DeleteTopicsRequest(
-            topics=[DeleteTopicState(name=name)], timeout_ms=10_000
-        )
+        return DeleteTopicsRequest(topics=[DeleteTopicState(name=name)], timeout_ms=10_000)
     return DeleteTopicsRequest(topic_names=[name], timeout_ms=10_000)
 
 
-def create_partitions(
-    name: str, count: int, validate_only: bool = False
-) -> CreatePartitionsRequest:
+def create_partitions(name: str, count: int, validate_only: bool = False) -> CreatePartitionsRequest:
     return CreatePartitionsRequest(
         topics=[CreatePartitionsTopic(name=name, count=count, assignments=None)],
         timeout_ms=10_000,
@@ -868,9 +783,7 @@ def create_partitions(
     )
 
 
-def init_pid(
-    txn: str | None, producer_id: int = -1, epoch: int = -1
-) -> InitProducerIdRequest:
+def init_pid(txn: str | None, producer_id: int = -1, epoch: int = -1) -> InitProducerIdRequest:
     return InitProducerIdRequest(
         transactional_id=txn,
         transaction_timeout_ms=60_000,
@@ -887,9 +800,7 @@ def _epoch() -> int:
     return int(CTX.get("epoch", -1))
 
 
-def add_partitions(
-    txn: str, epoch_delta: int, version: int, partitions: list[int]
-) -> AddPartitionsToTxnRequest:
+def add_partitions(txn: str, epoch_delta: int, version: int, partitions: list[int]) -> AddPartitionsToTxnRequest:
     topics = [AddPartitionsToTxnTopic(name=KNOWN, partitions=partitions)]
     if version >= 4:
         return AddPartitionsToTxnRequest(
@@ -922,11 +833,7 @@ def txn_commit(group: str) -> TxnOffsetCommitRequest:
         topics=[
             TxnOffsetCommitRequestTopic(
                 name=KNOWN,
-                partitions=[
-                    TxnOffsetCommitRequestPartition(
-                        partition_index=1, committed_offset=0
-                    )
-                ],
+                partitions=[TxnOffsetCommitRequestPartition(partition_index=1, committed_offset=0)],
             )
         ],
     )
@@ -943,10 +850,7 @@ def _frame(
     """A hand-built request header ("client" as client id; v2 with an empty tag
     section if `flexible`, else v1) and `body`; `size` overrides the length prefix."""
     payload = (
-        struct.pack(">hhih", api_key, version, correlation_id, 6)
-        + b"client"
-        + (b"\x00" if flexible else b"")
-        + body
+        struct.pack(">hhih", api_key, version, correlation_id, 6) + b"client" + (b"\x00" if flexible else b"") + body
     )
     return struct.pack(">i", len(payload) if size is None else size) + payload
 
@@ -994,17 +898,13 @@ COVERAGE_SCRIPT: list[Step] = [
     Step("api_versions_v0", lambda: ApiVersionsRequest(), 0, _api_ranges),
     Step(
         "api_versions_v4",
-        lambda: ApiVersionsRequest(
-            client_software_name="kafkapy-diff", client_software_version="1"
-        ),
+        lambda: ApiVersionsRequest(client_software_name="kafkapy-diff", client_software_version="1"),
         4,
         _api_ranges,
     ),
     Step(
         "apiversions_above_max_v5",
-        lambda: ApiVersionsRequest(
-            client_software_name="kafkapy-diff", client_software_version="1"
-        ),
+        lambda: ApiVersionsRequest(client_software_name="kafkapy-diff", client_software_version="1"),
         5,
         _ranges_of(18),
         raw=lambda cid: _frame(18, 5, cid, b"\x0dkafkapy-diff\x021\x00", flexible=True),
@@ -1037,11 +937,7 @@ COVERAGE_SCRIPT: list[Step] = [
             topics=[
                 FetchTopic(
                     topic_id=CTX["topic_ids"][KNOWN],
-                    partitions=[
-                        FetchPartition(
-                            partition=0, fetch_offset=1, partition_max_bytes=1 << 20
-                        )
-                    ],
+                    partitions=[FetchPartition(partition=0, fetch_offset=1, partition_max_bytes=1 << 20)],
                 )
             ],
         ),
@@ -1060,11 +956,7 @@ COVERAGE_SCRIPT: list[Step] = [
             topics=[
                 FetchTopic(
                     topic_id=uuid.UUID(int=12345),
-                    partitions=[
-                        FetchPartition(
-                            partition=0, fetch_offset=0, partition_max_bytes=1 << 20
-                        )
-                    ],
+                    partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)],
                 )
             ],
         ),
@@ -1102,9 +994,7 @@ COVERAGE_SCRIPT: list[Step] = [
         lambda: create(topic("diff-cfg3", 1, retention_ms="abc")),
         2,
     ),
-    *_steps_per_version(
-        "delete_topics_unknown", (1, 6), lambda v: lambda: delete_topics(MISSING, v)
-    ),
+    *_steps_per_version("delete_topics_unknown", (1, 6), lambda v: lambda: delete_topics(MISSING, v)),
     Step("delete_topics_v1", lambda: delete_topics(DOOMED, 1), 1),
     Step("delete_topics_v6", lambda: delete_topics(DOOMED6, 6), 6),
     *_steps_per_version(
@@ -1117,9 +1007,7 @@ COVERAGE_SCRIPT: list[Step] = [
         (0, 3),
         lambda v: lambda: create_partitions(KNOWN, 1),
     ),
-    *_steps_per_version(
-        "create_partitions_same", (0, 3), lambda v: lambda: create_partitions(KNOWN, 2)
-    ),
+    *_steps_per_version("create_partitions_same", (0, 3), lambda v: lambda: create_partitions(KNOWN, 2)),
     Step(
         "create_partitions_validate_only_v3",
         lambda: create_partitions(GROW, 4, True),
@@ -1132,11 +1020,7 @@ COVERAGE_SCRIPT: list[Step] = [
     *_steps_per_version(
         "describe_configs",
         (1, 4),
-        lambda v: (
-            lambda: describe_configs(
-                2, KNOWN, ["cleanup.policy", "retention.ms", "segment.bytes"]
-            )
-        ),
+        lambda v: lambda: describe_configs(2, KNOWN, ["cleanup.policy", "retention.ms", "segment.bytes"]),
     ),
     *_steps_per_version(
         "describe_configs_unknown_topic",
@@ -1224,9 +1108,7 @@ COVERAGE_SCRIPT: list[Step] = [
         1,
     ),
     # OffsetForLeaderEpoch
-    *_steps_per_version(
-        "offset_for_leader_epoch", (2, 4), lambda v: lambda: epoch_request(KNOWN, 0, 0)
-    ),
+    *_steps_per_version("offset_for_leader_epoch", (2, 4), lambda v: lambda: epoch_request(KNOWN, 0, 0)),
     *_steps_per_version(
         "offset_for_leader_epoch_future",
         (2, 4),
@@ -1251,33 +1133,21 @@ COVERAGE_SCRIPT: list[Step] = [
     *_steps_per_version(
         "describe_log_dirs",
         (1, 4),
-        lambda v: (
-            lambda: DescribeLogDirsRequest(
-                topics=[DescribableLogDirTopic(topic=KNOWN, partitions=[0, 1])]
-            )
-        ),
+        lambda v: lambda: DescribeLogDirsRequest(topics=[DescribableLogDirTopic(topic=KNOWN, partitions=[0, 1])]),
     ),
     *_steps_per_version(
         "describe_log_dirs_unknown_topic",
         (1, 4),
-        lambda v: (
-            lambda: DescribeLogDirsRequest(
-                topics=[DescribableLogDirTopic(topic=MISSING, partitions=[0])]
-            )
-        ),
+        lambda v: lambda: DescribeLogDirsRequest(topics=[DescribableLogDirTopic(topic=MISSING, partitions=[0])]),
     ),
     # DescribeCluster
     *_steps_per_version(
         "describe_cluster",
         (0, 1),
-        lambda v: (
-            lambda: DescribeClusterRequest(include_cluster_authorized_operations=False)
-        ),
+        lambda v: lambda: DescribeClusterRequest(include_cluster_authorized_operations=False),
     ),
     # ACLs without an authorizer
-    *_steps_per_version(
-        "describe_acls", (1, 3), lambda v: lambda: DescribeAclsRequest(**ACL_FILTER)
-    ),
+    *_steps_per_version("describe_acls", (1, 3), lambda v: lambda: DescribeAclsRequest(**ACL_FILTER)),
     *_steps_per_version(
         "create_acls",
         (1, 3),
@@ -1308,9 +1178,7 @@ COVERAGE_SCRIPT: list[Step] = [
         (0, 5),
         lambda v: lambda: find_coordinator(GROUP0, 0, v),
     ),
-    *_steps_per_version(
-        "find_coordinator_txn", (1, 5), lambda v: lambda: find_coordinator(TXN, 1, v)
-    ),
+    *_steps_per_version("find_coordinator_txn", (1, 5), lambda v: lambda: find_coordinator(TXN, 1, v)),
     Step("find_coordinator_bad_key_type_v5", lambda: find_coordinator(GROUP0, 7, 5), 5),
     # classic group, lowest versions: join, sync, heartbeats (good, bad generation, unknown member), commits, leave
     Step(
@@ -1324,9 +1192,7 @@ COVERAGE_SCRIPT: list[Step] = [
         lambda: sync(GROUP0, CTX["gen0"] + 5, CTX["member0"]),
         0,
     ),
-    Step(
-        "sync_group_unknown_member_v0", lambda: sync(GROUP0, CTX["gen0"], "nobody"), 0
-    ),
+    Step("sync_group_unknown_member_v0", lambda: sync(GROUP0, CTX["gen0"], "nobody"), 0),
     Step("sync_group_v0", lambda: sync(GROUP0, CTX["gen0"], CTX["member0"]), 0),
     Step("heartbeat_v0", lambda: heartbeat(GROUP0, CTX["gen0"], CTX["member0"]), 0),
     Step(
@@ -1362,11 +1228,7 @@ COVERAGE_SCRIPT: list[Step] = [
             topics=[
                 OffsetCommitRequestTopic(
                     name=KNOWN,
-                    partitions=[
-                        OffsetCommitRequestPartition(
-                            partition_index=9, committed_offset=1
-                        )
-                    ],
+                    partitions=[OffsetCommitRequestPartition(partition_index=9, committed_offset=1)],
                 )
             ],
         ),
@@ -1380,9 +1242,7 @@ COVERAGE_SCRIPT: list[Step] = [
         0,
         _sorted("groups", "group_id"),
     ),
-    Step(
-        "list_groups_v0", lambda: ListGroupsRequest(), 0, _sorted("groups", "group_id")
-    ),
+    Step("list_groups_v0", lambda: ListGroupsRequest(), 0, _sorted("groups", "group_id")),
     Step(
         "delete_groups_non_empty_v0",
         lambda: DeleteGroupsRequest(groups_names=[GROUP0]),
@@ -1520,9 +1380,7 @@ COVERAGE_SCRIPT: list[Step] = [
     ),
     Step(
         "consumer_group_describe_v0",
-        lambda: ConsumerGroupDescribeRequest(
-            group_ids=[NO_GROUP], include_authorized_operations=False
-        ),
+        lambda: ConsumerGroupDescribeRequest(group_ids=[NO_GROUP], include_authorized_operations=False),
         0,
     ),
     # idempotent and transactional producers
@@ -1593,9 +1451,7 @@ COVERAGE_SCRIPT: list[Step] = [
     ),
     Step(
         "list_transactions_ongoing_v1",
-        lambda: ListTransactionsRequest(
-            state_filters=["Ongoing"], producer_id_filters=[], duration_filter=-1
-        ),
+        lambda: ListTransactionsRequest(state_filters=["Ongoing"], producer_id_filters=[], duration_filter=-1),
         1,
         _sorted("transaction_states", "transactional_id"),
     ),
@@ -1633,9 +1489,7 @@ COVERAGE_SCRIPT: list[Step] = [
     Step("init_producer_id_txn_again_v0", lambda: init_pid(TXN), 0),
     Step(
         "list_transactions_v1",
-        lambda: ListTransactionsRequest(
-            state_filters=[], producer_id_filters=[], duration_filter=-1
-        ),
+        lambda: ListTransactionsRequest(state_filters=[], producer_id_filters=[], duration_filter=-1),
         1,
         _sorted("transaction_states", "transactional_id"),
     ),
@@ -1648,9 +1502,7 @@ COVERAGE_SCRIPT: list[Step] = [
                     producer_epoch=0,
                     transaction_result=False,
                     coordinator_epoch=0,
-                    topics=[
-                        WritableTxnMarkerTopic(name=MISSING, partition_indexes=[0])
-                    ],
+                    topics=[WritableTxnMarkerTopic(name=MISSING, partition_indexes=[0])],
                 )
             ]
         ),
@@ -1675,9 +1527,7 @@ COVERAGE_SCRIPT: list[Step] = [
     Step("delete_records_v0", lambda: delete_records(KNOWN, 0, 1), 0),
     Step("delete_records_v2", lambda: delete_records(KNOWN, 0, 2), 2),
     Step("delete_records_high_watermark_v2", lambda: delete_records(EMPTY, 0, -1), 2),
-    Step(
-        "list_offsets_v9_after_delete_records", lambda: list_offsets(KNOWN, [0], -2), 9
-    ),
+    Step("list_offsets_v9_after_delete_records", lambda: list_offsets(KNOWN, [0], -2), 9),
     Step("fetch_v12_below_log_start", lambda: fetch(KNOWN, 0, 0), 12),
     # malformed and oversized frames: closed or answered?
     Step(
@@ -1791,9 +1641,7 @@ def _fetch_any(version: int) -> FetchRequest:
 SWEEP_SCRIPT: list[Step] = [
     Step("api_versions_v1", lambda: ApiVersionsRequest(), 1, _api_ranges),
     Step("api_versions_v2", lambda: ApiVersionsRequest(), 2, _api_ranges),
-    *_sweep(
-        "list_groups", 16, lambda v: ListGroupsRequest(), _sorted("groups", "group_id")
-    ),
+    *_sweep("list_groups", 16, lambda v: ListGroupsRequest(), _sorted("groups", "group_id")),
     *_sweep("produce_unknown_topic", 0, lambda v: produce(MISSING, 0, _batch(1))),
     *_sweep("fetch_empty", 1, _fetch_any),
     *_sweep("list_offsets_latest", 2, lambda v: list_offsets(KNOWN, [1], -1)),
@@ -1868,9 +1716,7 @@ SWEEP_SCRIPT: list[Step] = [
         ),
     ),
     *_sweep("delete_acls", 31, lambda v: DeleteAclsRequest(filters=[DeleteAclsFilter(**ACL_FILTER)])),
-    *_sweep(
-        "describe_configs", 32, lambda v: describe_configs(2, KNOWN, ["retention.ms"])
-    ),
+    *_sweep("describe_configs", 32, lambda v: describe_configs(2, KNOWN, ["retention.ms"])),
     *_sweep(
         "alter_configs_validate_only",
         33,
@@ -1879,9 +1725,7 @@ SWEEP_SCRIPT: list[Step] = [
     *_sweep(
         "describe_log_dirs",
         35,
-        lambda v: DescribeLogDirsRequest(
-            topics=[DescribableLogDirTopic(topic=EMPTY, partitions=[0])]
-        ),
+        lambda v: DescribeLogDirsRequest(topics=[DescribableLogDirTopic(topic=EMPTY, partitions=[0])]),
     ),
     *_sweep("create_partitions_same", 37, lambda v: create_partitions(KNOWN, 2)),
     *_sweep(
@@ -1902,11 +1746,7 @@ SWEEP_SCRIPT: list[Step] = [
             topics=[
                 TxnOffsetCommitRequestTopic(
                     name=KNOWN,
-                    partitions=[
-                        TxnOffsetCommitRequestPartition(
-                            partition_index=1, committed_offset=0
-                        )
-                    ],
+                    partitions=[TxnOffsetCommitRequestPartition(partition_index=1, committed_offset=0)],
                 )
             ],
         ),
@@ -2020,11 +1860,7 @@ RETRIABLE = {
 def _codes(value: Any) -> set[int]:
     """Every error code in an answer (as plain data)."""
     if isinstance(value, dict):
-        return {
-            c
-            for k, v in value.items()
-            for c in ([v] if k == "error_code" else _codes(v))
-        }
+        return {c for k, v in value.items() for c in ([v] if k == "error_code" else _codes(v))}
     if isinstance(value, list):
         return {c for v in value for c in _codes(v)}
     return set()
@@ -2044,9 +1880,7 @@ def run_script(bootstrap: str, steps: list[Step] | None = None) -> dict[str, Any
             for attempt in range(40):
                 try:
                     body = step.build()
-                except (
-                    KeyError
-                ) as e:  # an earlier step did not give what this one needs
+                except KeyError as e:  # an earlier step did not give what this one needs
                     answers[step.name] = {"missing_context": str(e)}
                     break
                 if step.raw:
@@ -2093,28 +1927,20 @@ def run_script(bootstrap: str, steps: list[Step] | None = None) -> dict[str, Any
 
 
 def api_ranges(answer: dict[str, Any]) -> dict[int, tuple[int, int]]:
-    return {
-        k["api_key"]: (k["min_version"], k["max_version"]) for k in answer["api_keys"]
-    }
+    return {k["api_key"]: (k["min_version"], k["max_version"]) for k in answer["api_keys"]}
 
 
-def compare_api_versions(
-    kafka: dict[str, Any], ours: dict[str, Any]
-) -> dict[str, list[tuple[int, Any, Any]]]:
+def compare_api_versions(kafka: dict[str, Any], ours: dict[str, Any]) -> dict[str, list[tuple[int, Any, Any]]]:
     """ApiVersions ranges: kafkapy's against Kafka's, by API key."""
     k, o = api_ranges(kafka), api_ranges(ours)
     return {
         "only_kafka": sorted((key, k[key], None) for key in k if key not in o),
         "only_kafkapy": sorted((key, None, o[key]) for key in o if key not in k),
-        "different_range": sorted(
-            (key, k[key], o[key]) for key in k if key in o and k[key] != o[key]
-        ),
+        "different_range": sorted((key, k[key], o[key]) for key in k if key in o and k[key] != o[key]),
     }
 
 
-def compare(
-    kafka: dict[str, Any], ours: dict[str, Any]
-) -> dict[str, list[tuple[str, Any, Any]]]:
+def compare(kafka: dict[str, Any], ours: dict[str, Any]) -> dict[str, list[tuple[str, Any, Any]]]:
     """Differences per step (ApiVersions excluded: see compare_api_versions)."""
     out: dict[str, list[tuple[str, Any, Any]]] = {}
     for name, answer in kafka.items():
@@ -2137,9 +1963,7 @@ def regenerate() -> Path:
     with tempfile.TemporaryDirectory(prefix="golden-kafka-") as tmp:
         kafka = start_kafka(Path(tmp))
         try:
-            time.sleep(
-                1.0
-            )  # let the controller settle (first CreateTopics right after start)
+            time.sleep(1.0)  # let the controller settle (first CreateTopics right after start)
             answers = run_script(kafka.bootstrap)
         finally:
             kafka.stop()
@@ -2175,11 +1999,7 @@ def main(argv: list[str]) -> int:
                 ours = run_script(broker.bootstrap)
             finally:
                 broker.stop()
-        print(
-            json.dumps(
-                compare_api_versions(golden["api_versions_v3"], ours["api_versions_v3"])
-            )
-        )
+        print(json.dumps(compare_api_versions(golden["api_versions_v3"], ours["api_versions_v3"])))
         for name, diffs in compare(golden, ours).items():
             for path, k, o in diffs:
                 print(f"{name}: {path}: kafka={k!r} kafkapy={o!r}")

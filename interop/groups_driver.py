@@ -296,12 +296,12 @@ class Member:
                     self._commit.clear()
                     self.impl.commit()
                     self._committed.set()
-        except BaseException as e:  # noqa: BLE001 - reported to the test
+        except BaseException as e:
             self.error = e
         finally:
             try:
                 self.impl.close()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self.error = self.error or e
 
     def assignment(self) -> set[int]:

@@ -141,7 +141,6 @@ class MirrorMakerProcess:
         return self.proc.returncode
 
 
-
 def start_mirror_maker(
     workdir: Path | None,
     clusters: dict[str, str],
@@ -190,7 +189,9 @@ def main(argv: list[str]) -> int:
         return 2
     topics = argv[2] if len(argv) > 2 else ".*"
     mm2 = start_mirror_maker(None, {"us": argv[0], "eu": argv[1]}, [("us", "eu")], topics=topics)
-    print(f"MirrorMaker 2 us({argv[0]}) -> eu({argv[1]}) pid {mm2.pid}, started in {mm2.started_in_s:.1f}s, log {mm2.log_path}")
+    print(
+        f"MirrorMaker 2 us({argv[0]}) -> eu({argv[1]}) pid {mm2.pid}, started in {mm2.started_in_s:.1f}s, log {mm2.log_path}"
+    )
     try:
         mm2.proc.wait()
     except KeyboardInterrupt:

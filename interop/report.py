@@ -58,7 +58,10 @@ EXTRA_SCENARIOS: tuple[tuple[str, str], ...] = (
     ("admin-topics", "Admin: create (and its errors)/describe/delete topics, partitions, cluster"),
     ("list-offsets", "Admin: ListOffsets earliest/latest/max-timestamp/for-timestamp"),
     ("groups-admin", "Admin: list/describe consumer groups, group offsets"),
-    ("admin-featureless", "Admin: quotas, SCRAM, reassignments, tokens as without the feature; unserved calls fail with UnsupportedVersionException"),
+    (
+        "admin-featureless",
+        "Admin: quotas, SCRAM, reassignments, tokens as without the feature; unserved calls fail with UnsupportedVersionException",
+    ),
     ("group-auto-commit", "Consumer group: automatic commits"),
     ("seek-by-timestamp", "Consumer: seek by timestamp (offsetsForTimes)"),
     ("group-protocol-consumer", "Consumer group: group.protocol=consumer (KIP-848)"),
@@ -191,7 +194,9 @@ def render(report: Report) -> str:
         cells = []
         for client, _ in CLIENTS:
             results = [r for r in report.results.values() if r.client == client and r.scenario == scenario]
-            cells.append(_cell(results, report.not_applicable.get(f"{client}|{scenario}"), footnotes).replace("not run", "-"))
+            cells.append(
+                _cell(results, report.not_applicable.get(f"{client}|{scenario}"), footnotes).replace("not run", "-")
+            )
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
 
     cross = sorted(
@@ -261,14 +266,18 @@ def write_report(collector: Collector, path: Path = DOC_PATH) -> Report:
     merged = collector.merged_with(old)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(head.rstrip() + "\n\n" + render(merged) + "\n" + tail.lstrip("\n").join(["\n", ""]), encoding="utf-8")
+    tmp.write_text(
+        head.rstrip() + "\n\n" + render(merged) + "\n" + tail.lstrip("\n").join(["\n", ""]), encoding="utf-8"
+    )
     tmp.replace(path)
     return merged
 
 
 def main() -> int:
     head, report, tail = load()
-    DOC_PATH.write_text(head.rstrip() + "\n\n" + render(report) + "\n" + tail.lstrip("\n").join(["\n", ""]), encoding="utf-8")
+    DOC_PATH.write_text(
+        head.rstrip() + "\n\n" + render(report) + "\n" + tail.lstrip("\n").join(["\n", ""]), encoding="utf-8"
+    )
     print(f"rewrote {DOC_PATH}", file=sys.stderr)
     return 0
 

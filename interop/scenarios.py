@@ -212,7 +212,9 @@ class Scenarios:
         second = [Out(None, payload(100 + i), partition=i % 3) for i in range(9)]
         self.adapter.produce(broker.bootstrap, topic, second)
         resumed = self.adapter.group_consume(broker.bootstrap, topic, group, len(second))
-        assert sorted(r.value or b"" for r in resumed) == sorted(r.value or b"" for r in second), "did not resume at the committed offsets"
+        assert sorted(r.value or b"" for r in resumed) == sorted(r.value or b"" for r in second), (
+            "did not resume at the committed offsets"
+        )
 
     # 8 -------------------------------------------------------------------
     @pytest.mark.compat("configs")
@@ -226,4 +228,3 @@ class Scenarios:
         a.alter_topic_configs(broker.bootstrap, topic, {"retention.ms": "7200000"})
         after = a.describe_topic_configs(broker.bootstrap, topic)
         assert after.get("retention.ms") == "7200000"
-

@@ -51,7 +51,8 @@ def test_golden_fixtures_are_what_kafka_answers(apache_kafka: KafkaProcess) -> N
     live = run_script(apache_kafka.bootstrap)
     assert api_ranges(live["api_versions_v3"]) == api_ranges(golden["api_versions_v3"])
     unexpected = {
-        step: [d for d in diffs if ".configs.max.message.bytes." not in d[0]] for step, diffs in compare(golden, live).items()
+        step: [d for d in diffs if ".configs.max.message.bytes." not in d[0]]
+        for step, diffs in compare(golden, live).items()
     }
     assert not {k: v for k, v in unexpected.items() if v}, "regenerate: python -m interop.differential regenerate"
 
@@ -67,5 +68,3 @@ class ReferenceJavaClient(JavaClient):
 
 class TestJavaAgainstApacheKafka(JavaScenarios):
     adapter = ReferenceJavaClient()
-
-

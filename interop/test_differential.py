@@ -102,12 +102,8 @@ def _pinned_kafka_version() -> str:
 
 def test_golden_fixtures_are_from_the_pinned_kafka() -> None:
     golden = load_golden()
-    assert golden["kafka_version"] == _pinned_kafka_version(), (
-        "run `python -m interop.differential regenerate`"
-    )
-    assert set(golden["responses"]) == {s.name for s in SCRIPT}, (
-        "script changed: regenerate the golden fixtures"
-    )
+    assert golden["kafka_version"] == _pinned_kafka_version(), "run `python -m interop.differential regenerate`"
+    assert set(golden["responses"]) == {s.name for s in SCRIPT}, "script changed: regenerate the golden fixtures"
 
 
 def _known(step: str, path: str) -> str | None:
@@ -129,10 +125,7 @@ def test_kafkapy_answers_like_kafka(answers: dict[str, Any]) -> None:
                 unexplained.append(f"{step}: {path}: Kafka {kafka!r}, kafkapy {ours!r}")
             else:
                 used.add(pattern)
-    assert not unexplained, (
-        "differences from Apache Kafka not in KNOWN_DIFFERENCES:\n"
-        + "\n".join(unexplained)
-    )
+    assert not unexplained, "differences from Apache Kafka not in KNOWN_DIFFERENCES:\n" + "\n".join(unexplained)
     stale = sorted(set(KNOWN_DIFFERENCES) - used)
     assert not stale, (
         f"listed differences that no longer occur (remove them here and in docs/compatibility.md): {stale}"
@@ -154,9 +147,7 @@ def test_api_versions_ranges(answers: dict[str, Any], step: str) -> None:
     golden = load_golden()["responses"]
     assert golden[step]["error_code"] == answers[step]["error_code"] == 0
     d = compare_api_versions(golden[step], answers[step])
-    assert not d["only_kafkapy"], (
-        f"kafkapy advertises APIs Kafka does not: {d['only_kafkapy']}"
-    )
+    assert not d["only_kafkapy"], f"kafkapy advertises APIs Kafka does not: {d['only_kafkapy']}"
     above = [(key, k, o) for key, k, o in d["different_range"] if o[1] > k[1]]
     assert not above, f"kafkapy advertises versions above Kafka's maximum: {above}"
 
@@ -202,9 +193,7 @@ def test_script_covers_every_advertised_api_in_every_shared_version() -> None:
     assert not missing, f"not in the differential script: {missing}"
 
 
-@pytest.mark.parametrize(
-    "step", [s.name for s in SCRIPT if not s.name.startswith("api_versions")]
-)
+@pytest.mark.parametrize("step", [s.name for s in SCRIPT if not s.name.startswith("api_versions")])
 def test_error_codes_match(answers: dict[str, Any], step: str) -> None:
     """The error codes alone, step by step: the part clients act on."""
     golden = load_golden()["responses"]

@@ -115,7 +115,10 @@ def test_partitions_move_when_a_member_leaves_or_dies(gbroker: BrokerProcess, cl
     spec = Spec(gbroker.bootstrap, group, topic, assignor)
     victim = subprocess.Popen(
         [sys.executable, "-m", "interop.groups_driver", client, gbroker.bootstrap, group, topic, assignor],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     members = [start(client, spec, f"m{i}") for i in range(2)]
     try:
@@ -126,8 +129,12 @@ def test_partitions_move_when_a_member_leaves_or_dies(gbroker: BrokerProcess, cl
         wait_until(lambda: len(stayer.assignment()) == 3, 15, "the leaver's partitions to move", [stayer])
         victim.send_signal(signal.SIGKILL)  # no LeaveGroup, no more heartbeats
         victim.wait(5)
-        took = wait_until(lambda: stayer.assignment() == set(range(6)), SESSION_MS / 1000 + 10,
-                          "the dead member's partitions to move", [stayer])
+        took = wait_until(
+            lambda: stayer.assignment() == set(range(6)),
+            SESSION_MS / 1000 + 10,
+            "the dead member's partitions to move",
+            [stayer],
+        )
         assert took < SESSION_MS / 1000 + 5
         produce(gbroker.bootstrap, topic, 60)
         wait_until(lambda: len(stayer.records()) >= 60, 20, "the survivor to consume everything", [stayer])
@@ -197,7 +204,9 @@ def test_static_member_rejoins_without_rebalance(gbroker: BrokerProcess, client:
         a_assigns = a.impl.assigns  # type: ignore[attr-defined]
         b.stop()  # a static member sends no LeaveGroup on close
         b2 = start(client, Spec(gbroker.bootstrap, group, topic, assignor, "inst-b"), "b2")
-        wait_until(lambda: b2.assignment() == before_b, SESSION_MS / 1000 + 10, "the static member's partitions", [a, b2])
+        wait_until(
+            lambda: b2.assignment() == before_b, SESSION_MS / 1000 + 10, "the static member's partitions", [a, b2]
+        )
         time.sleep(0.5)
         assert a.assignment() == before_a
         assert a.impl.assigns == a_assigns, "the other member saw no rebalance"  # type: ignore[attr-defined]
@@ -208,7 +217,11 @@ def test_static_member_rejoins_without_rebalance(gbroker: BrokerProcess, client:
 def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kafkapy", "groups", *args, "-b", bootstrap],
-        check=False, capture_output=True, text=True, cwd=REPO, timeout=60,
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
 
 
@@ -224,7 +237,9 @@ def test_groups_cli_describe_reset_delete(gbroker: BrokerProcess) -> None:
         out = _cli(gbroker.bootstrap, "describe", group)
         assert out.returncode == 0, out.stderr
         rows = [line.split() for line in out.stdout.splitlines() if line.startswith(group)]
-        assert len(rows) == 6 and all(r[3] == "10" and r[4] == "11" and r[5] == "1" and r[7] == "/127.0.0.1" for r in rows)
+        assert len(rows) == 6 and all(
+            r[3] == "10" and r[4] == "11" and r[5] == "1" and r[7] == "/127.0.0.1" for r in rows
+        )
         members = _cli(gbroker.bootstrap, "describe", group, "--members").stdout
         assert f"{topic}(0,1,2,3,4,5)" in members
         busy = _cli(gbroker.bootstrap, "reset-offsets", group, "--topic", topic, "--to-earliest")
@@ -236,7 +251,11 @@ def test_groups_cli_describe_reset_delete(gbroker: BrokerProcess) -> None:
     dry = _cli(gbroker.bootstrap, "reset-offsets", group, "--topic", f"{topic}:0,1", "--to-offset", "3", "--dry-run")
     assert dry.returncode == 0 and "dry run" in dry.stdout
     assert _cli(gbroker.bootstrap, "reset-offsets", group, "--topic", topic, "--to-earliest").returncode == 0
-    rows = [line.split() for line in _cli(gbroker.bootstrap, "describe", group).stdout.splitlines() if line.startswith(group)]
+    rows = [
+        line.split()
+        for line in _cli(gbroker.bootstrap, "describe", group).stdout.splitlines()
+        if line.startswith(group)
+    ]
     assert [r[3] for r in rows] == ["0"] * 6 and [r[5] for r in rows] == ["11"] * 6
     assert _cli(gbroker.bootstrap, "delete", group).returncode == 0
     assert group not in _cli(gbroker.bootstrap, "list").stdout

@@ -152,7 +152,9 @@ def test_members_split_partitions_exactly_once(broker: BrokerProcess, assignor: 
         # Reconciliation moves partitions one revocation at a time: wait for the balanced target.
         wait_until(
             lambda: split_ok(members) and sorted(len(m.assignment()) for m in members) == [2, 2, 2],
-            20, "three members to split six partitions two each", members,
+            20,
+            "three members to split six partitions two each",
+            members,
         )
         produce(broker.bootstrap, topic, 300)
         wait_until(lambda: sum(len(m.records()) for m in members) >= 300, 20, "all records", members)
@@ -191,8 +193,14 @@ def _check_admin_view(bootstrap: str, group: str, assignor: str) -> None:
 
 def _check_cli(bootstrap: str, group: str, topic: str) -> None:
     def cli(*args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "kafkapy", "groups", *args, "-b", bootstrap],
-                             check=False, capture_output=True, text=True, cwd=REPO, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "kafkapy", "groups", *args, "-b", bootstrap],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout
 
@@ -206,7 +214,10 @@ def test_partitions_move_when_a_member_leaves_or_dies(broker: BrokerProcess) -> 
     create_topic(broker.bootstrap, topic)
     victim = subprocess.Popen(
         [sys.executable, "-m", "interop.test_groups_consumer_protocol", broker.bootstrap, group, topic, "uniform"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     spec = Spec(broker.bootstrap, group, topic, "uniform")
     members = [start(spec, f"m{i}") for i in range(2)]
@@ -218,8 +229,12 @@ def test_partitions_move_when_a_member_leaves_or_dies(broker: BrokerProcess) -> 
         assert took < 3
         victim.send_signal(signal.SIGKILL)
         victim.wait(5)
-        took = wait_until(lambda: stayer.assignment() == set(range(6)), SESSION_MS / 1000 + 10,
-                          "the dead member's partitions to move", [stayer])
+        took = wait_until(
+            lambda: stayer.assignment() == set(range(6)),
+            SESSION_MS / 1000 + 10,
+            "the dead member's partitions to move",
+            [stayer],
+        )
         assert took < SESSION_MS / 1000 + 3
         produce(broker.bootstrap, topic, 60)
         wait_until(lambda: len(stayer.records()) >= 60, 15, "the survivor to consume everything", [stayer])
@@ -260,9 +275,13 @@ def test_classic_and_consumer_groups_do_not_mix(broker: BrokerProcess) -> None:
     classic: Any = None
     try:
         wait_until(lambda: member.assignment() == set(range(6)), 20, "the consumer-protocol member", [member])
-        classic = confluent_kafka.Consumer({
-            "bootstrap.servers": broker.bootstrap, "group.id": group, "session.timeout.ms": 6000,
-        })
+        classic = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": group,
+                "session.timeout.ms": 6000,
+            }
+        )
         classic.subscribe([topic])
         errors: list[Any] = []
         deadline = time.monotonic() + 10

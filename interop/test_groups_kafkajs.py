@@ -38,7 +38,11 @@ class NodeMember:
         self.name = name
         self.proc = subprocess.Popen(
             ["node", str(SCRIPT), bootstrap, group, topic, name],
-            cwd=NODE_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=NODE_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.records: list[tuple[int, int, str | None]] = []
         self.assignment: set[int] = set()
@@ -125,6 +129,7 @@ def test_two_members_split_and_resume_after_restart(kafka_broker_factory: Broker
     create_topic(broker.bootstrap, topic)
     members = [NodeMember(broker.bootstrap, group, topic, f"m{i}") for i in range(2)]
     try:
+
         def split() -> bool:
             a, b = (m.assignment for m in members)
             return len(a) == len(b) == 3 and a | b == set(range(6))

@@ -291,14 +291,24 @@ class JavaScenarios(Scenarios):
         zombie, successor = f"{txn_id}-old", f"{txn_id}-new"
         call("txn_init", b, handle=zombie, transactional_id=txn_id)
         try:
-            call("txn_send", b, handle=zombie, topic=topic,
-                 records=[{"key": None, "value": b64(f"z-{i}".encode()), "partition": i % 2} for i in range(6)])
+            call(
+                "txn_send",
+                b,
+                handle=zombie,
+                topic=topic,
+                records=[{"key": None, "value": b64(f"z-{i}".encode()), "partition": i % 2} for i in range(6)],
+            )
             call("txn_init", b, handle=successor, transactional_id=txn_id)  # bumps the epoch, aborts the zombie's
             with pytest.raises(JavaError) as fenced:
                 call("txn_end", b, handle=zombie, commit=True)
             assert fenced.value.exception.endswith("ProducerFencedException"), fenced.value
-            call("txn_send", b, handle=successor, topic=topic,
-                 records=[{"key": None, "value": b64(f"s-{i}".encode()), "partition": i % 2} for i in range(4)])
+            call(
+                "txn_send",
+                b,
+                handle=successor,
+                topic=topic,
+                records=[{"key": None, "value": b64(f"s-{i}".encode()), "partition": i % 2} for i in range(4)],
+            )
             call("txn_end", b, handle=successor, commit=True)
         finally:
             call("txn_close", b, handle=zombie, timeout_ms=0)
@@ -315,8 +325,18 @@ class JavaScenarios(Scenarios):
         a.produce(b, source, [Out(f"k{i}".encode(), f"v{i}".encode(), partition=i % 2) for i in range(20)])
 
         def transform(commit: bool, suffix: str) -> dict[str, int]:
-            res = call("eos_transform", b, input=source, output=sink, group=group, transactional_id=txn_id,
-                       count=20, suffix=suffix, commit=commit, timeout_s=120)
+            res = call(
+                "eos_transform",
+                b,
+                input=source,
+                output=sink,
+                group=group,
+                transactional_id=txn_id,
+                count=20,
+                suffix=suffix,
+                commit=commit,
+                timeout_s=120,
+            )
             assert sorted(to_in(m).value or b"" for m in res["consumed"]) == sorted(f"v{i}".encode() for i in range(20))
             return {k: int(v) for k, v in res["offsets"].items()}
 
@@ -347,4 +367,3 @@ def read_to_end(bootstrap: str, topic: str, isolation: str) -> dict[int, list[by
 
 class TestJava(JavaScenarios):
     adapter = JavaClient()
-

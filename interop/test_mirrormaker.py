@@ -71,16 +71,29 @@ def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False})
     errors: list[Any] = []
     for partition, key, value, headers, ts in records:
-        producer.produce(topic, value=value, key=key, partition=partition, headers=list(headers), timestamp=ts,
-                         on_delivery=lambda err, _msg: errors.append(err) if err else None)
+        producer.produce(
+            topic,
+            value=value,
+            key=key,
+            partition=partition,
+            headers=list(headers),
+            timestamp=ts,
+            on_delivery=lambda err, _msg: errors.append(err) if err else None,
+        )
     assert producer.flush(30) == 0, "produce did not complete"
     assert not errors, errors
 
 
 def read_all(bootstrap: str, topic: str, partitions: int, expect: int, timeout: float = 40.0) -> list[Any]:
     """Every record of `topic` from offset 0 until `expect` were read (or timeout)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out: list[Any] = []
     deadline = time.monotonic() + timeout
@@ -107,8 +120,11 @@ def committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
 
 
 def start_kafkapy(root: Path, name: str) -> BrokerProcess:
-    broker = BrokerProcess(data_dir=root / name / "data", log_path=root / name / "broker.log",
-                           settings={"group.initial.rebalance.delay.ms": "0"})
+    broker = BrokerProcess(
+        data_dir=root / name / "data",
+        log_path=root / name / "broker.log",
+        settings={"group.initial.rebalance.delay.ms": "0"},
+    )
     broker.log_path.parent.mkdir(parents=True, exist_ok=True)
     return broker.start()
 
@@ -146,11 +162,18 @@ def mm2(regions: dict[str, BrokerProcess], tmp_path_factory: pytest.TempPathFact
 
 
 def _record(i: int, partitions: int) -> Record:
-    return (i % partitions, f"key-{i}".encode(), f"value-{i}".encode(),
-            [("seq", str(i).encode()), ("region", b"us")], BASE_TS + i)
+    return (
+        i % partitions,
+        f"key-{i}".encode(),
+        f"value-{i}".encode(),
+        [("seq", str(i).encode()), ("region", b"us")],
+        BASE_TS + i,
+    )
 
 
-def test_records_arrive_in_order_with_keys_headers_timestamps(regions: dict[str, BrokerProcess], mm2: MirrorMakerProcess) -> None:
+def test_records_arrive_in_order_with_keys_headers_timestamps(
+    regions: dict[str, BrokerProcess], mm2: MirrorMakerProcess
+) -> None:
     us, eu = regions["us"].bootstrap, regions["eu"].bootstrap
     sent = [_record(i, 3) for i in range(60)]
     produce(us, "orders", sent)
@@ -188,13 +211,16 @@ def test_new_partitions_synced(regions: dict[str, BrokerProcess], mm2: MirrorMak
         future.result(15)
     wait_for("us.grow grown to 4 partitions on eu", lambda: topics(eu).get("us.grow") == 4, timeout=40)
     produce(us, "grow", [(3, b"k", b"in-new-partition", [], BASE_TS + 7)])
-    got = wait_for("the record of the new partition on eu",
-                   lambda: [m for m in read_all(eu, "us.grow", 4, 2, timeout=5) if m.partition() == 3])
+    got = wait_for(
+        "the record of the new partition on eu",
+        lambda: [m for m in read_all(eu, "us.grow", 4, 2, timeout=5) if m.partition() == 3],
+    )
     assert [(m.offset(), m.value(), m.timestamp()[1]) for m in got] == [(0, b"in-new-partition", BASE_TS + 7)]
 
 
 def test_heartbeats_and_checkpoints_topics(regions: dict[str, BrokerProcess], mm2: MirrorMakerProcess) -> None:
     eu = regions["eu"].bootstrap
+
     def internal_topics() -> dict[str, int] | None:
         found = topics(eu)
         return found if {"heartbeats", "us.heartbeats", "us.checkpoints.internal"} <= set(found) else None
@@ -210,8 +236,14 @@ def test_heartbeats_and_checkpoints_topics(regions: dict[str, BrokerProcess], mm
 
 
 def _consume_group(bootstrap: str, group: str, topic: str, count: int, commit: bool) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([topic])
     seen: list[bytes] = []
     deadline = time.monotonic() + 30
@@ -237,8 +269,11 @@ def test_group_offsets_translated_for_failover(regions: dict[str, BrokerProcess]
     # the translated offset never skips a record, and resuming on eu loses none
     assert _consume_group(us, "app-failover", "failover", 60, commit=True) == values[:60]
     assert committed(us, "app-failover", "failover", 0) == 60
-    translated = wait_for("app-failover's offset on us.failover translated on eu",
-                          lambda: (o := committed(eu, "app-failover", "us.failover", 0)) > 0 and o or None, timeout=40)
+    translated = wait_for(
+        "app-failover's offset on us.failover translated on eu",
+        lambda: ((o := committed(eu, "app-failover", "us.failover", 0)) > 0 and o) or None,
+        timeout=40,
+    )
     assert 0 < translated <= 60, f"translated offset {translated} (committed 60 on us)"
 
     # 2. the application catches up (100 of 100 committed on us) and the us
@@ -246,8 +281,11 @@ def test_group_offsets_translated_for_failover(regions: dict[str, BrokerProcess]
     # interval, and the consumer failing over re-reads nothing it had processed
     assert _consume_group(us, "app-failover", "failover", 40, commit=True) == values[60:100]
     assert committed(us, "app-failover", "failover", 0) == 100
-    translated = wait_for("app-failover's offset on eu following the commit of 100 on us",
-                          lambda: (o := committed(eu, "app-failover", "us.failover", 0)) >= 100 and o or None, timeout=40)
+    translated = wait_for(
+        "app-failover's offset on eu following the commit of 100 on us",
+        lambda: ((o := committed(eu, "app-failover", "us.failover", 0)) >= 100 and o) or None,
+        timeout=40,
+    )
     assert translated == 100
     produce(us, "failover", [(0, f"k{i}".encode(), values[i], [], BASE_TS + i) for i in range(100, 150)])
     wait_for("the 50 new records on eu", lambda: len(read_all(eu, "us.failover", 1, 150, timeout=5)) == 150)
@@ -266,15 +304,20 @@ def _in_order_once(values: list[bytes]) -> list[bytes]:
 
 
 @pytest.mark.parametrize("region,kill", [("us", True), ("eu", False)], ids=["kill-restart-us", "stop-restart-eu"])
-def test_survives_broker_restart(regions: dict[str, BrokerProcess], mm2: MirrorMakerProcess, region: str, kill: bool) -> None:
+def test_survives_broker_restart(
+    regions: dict[str, BrokerProcess], mm2: MirrorMakerProcess, region: str, kill: bool
+) -> None:
     us_broker = regions["us"]
     eu = regions["eu"].bootstrap
     topic = f"restart-{region}"
     create_topic(us_broker.bootstrap, topic, 1)
     before: list[Record] = [(0, None, f"{region}-before-{i}".encode(), [], BASE_TS + i) for i in range(20)]
     produce(us_broker.bootstrap, topic, before)
-    wait_for(f"us.{topic} replicated before the restart",
-             lambda: len(read_all(eu, f"us.{topic}", 1, len(before), timeout=5)) == len(before), timeout=40)
+    wait_for(
+        f"us.{topic} replicated before the restart",
+        lambda: len(read_all(eu, f"us.{topic}", 1, len(before), timeout=5)) == len(before),
+        timeout=40,
+    )
 
     regions[region].restart(kill=kill)
     after: list[Record] = [(0, None, f"{region}-after-{i}".encode(), [], BASE_TS + 100 + i) for i in range(20)]

@@ -76,8 +76,11 @@ def _mirror_one_way(source: str, target: str, alias: str, topic: str) -> None:
     assert len(_consume_group(source, group, topic, len(sent), commit=True)) == len(sent)
     total = sum(committed(source, group, topic, p) for p in range(2))
     assert total == len(sent)
-    wait_for(f"{group}'s offsets translated on {remote}",
-             lambda: sum(max(committed(target, group, remote, p), 0) for p in range(2)) == len(sent), timeout=40)
+    wait_for(
+        f"{group}'s offsets translated on {remote}",
+        lambda: sum(max(committed(target, group, remote, p), 0) for p in range(2)) == len(sent),
+        timeout=40,
+    )
     produce(source, topic, [(0, b"k", b"after-failover", [], BASE_TS + 99)])
     wait_for(f"the new record on {remote}", lambda: len(read_all(target, remote, 2, 41, timeout=5)) == 41)
     assert _consume_group(target, group, remote, 1, commit=False) == [b"after-failover"]
@@ -93,5 +96,3 @@ def test_apache_kafka_to_kafkapy(clusters: dict[str, str], mm2: MirrorMakerProce
     _mirror_one_way(clusters["ak"], clusters["kp"], "ak", "from-apache")
     assert "ak.checkpoints.internal" in topics(clusters["kp"])
     assert "heartbeats" in topics(clusters["kp"])
-
-

@@ -65,7 +65,9 @@ def test_partial_run_keeps_other_modules_results_and_hand_notes(tmp_path: Path) 
 
 
 def test_stale_results_of_a_rerun_module_are_dropped() -> None:
-    old = Report(results={"interop/test_a.py::T::removed": Result("confluent", "offsets", "failed", "x", "interop/test_a.py")})
+    old = Report(
+        results={"interop/test_a.py::T::removed": Result("confluent", "offsets", "failed", "x", "interop/test_a.py")}
+    )
     c = _collector(("interop/test_a.py::T::x", "confluent", "metadata", True, ""))
     merged = c.merged_with(old)
     assert "interop/test_a.py::T::removed" not in merged.results

@@ -43,7 +43,20 @@ if _missing is not None:
 STREAMS_MAIN = "kafkapy.interop.StreamsApp"
 INPUT, OUTPUT, APP_ID = "lines", "word-counts", "wordcount"
 INPUT_PARTITIONS, OUTPUT_PARTITIONS = 3, 2
-VOCABULARY = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima"]
+VOCABULARY = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+]
 
 LOG4J2 = """status = error
 appender.file.type = File
@@ -132,7 +145,10 @@ def start_streams(bootstrap: str, workdir: Path, run: str) -> StreamsProcess:
     with open(rundir / "stdout.log", "wb") as out:
         proc = subprocess.Popen(
             java_command(STREAMS_MAIN, bootstrap, APP_ID, INPUT, OUTPUT, str(workdir / "state"), jvm_args=jvm),
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     return StreamsProcess(proc, rundir)
 
@@ -141,8 +157,14 @@ def read_counts(bootstrap: str) -> list[tuple[str, int]]:
     """Every committed (word, count) of the output, per partition in offset
     order, up to the end offsets (the last stable offsets for read_committed)
     taken when the call starts."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
     parts = [TopicPartition(OUTPUT, p) for p in range(OUTPUT_PARTITIONS)]
     ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
     consumer.assign([TopicPartition(OUTPUT, p, 0) for p in range(OUTPUT_PARTITIONS)])
@@ -178,8 +200,20 @@ def per_word(counts: list[tuple[str, int]]) -> dict[str, list[int]]:
 
 
 def produce_lines(bootstrap: str, lines: list[str], offset: int) -> None:
-    produce(bootstrap, INPUT, [((offset + i) % INPUT_PARTITIONS, f"line-{offset + i}".encode(), line.encode(), [],
-                                1_700_000_000_000 + offset + i) for i, line in enumerate(lines)])
+    produce(
+        bootstrap,
+        INPUT,
+        [
+            (
+                (offset + i) % INPUT_PARTITIONS,
+                f"line-{offset + i}".encode(),
+                line.encode(),
+                [],
+                1_700_000_000_000 + offset + i,
+            )
+            for i, line in enumerate(lines)
+        ],
+    )
 
 
 def run_word_count(bootstrap: str, workdir: Path) -> tuple[list[tuple[str, int]], set[str]]:
@@ -201,7 +235,9 @@ def run_word_count(bootstrap: str, workdir: Path) -> tuple[list[tuple[str, int]]
         app.wait_running()
         produce_lines(bootstrap, PHASES[2], 400)
         want = expected_counts(PHASES)
-        wait_for("all phases counted after the crash", lambda: latest(read_counts(bootstrap)) == want, timeout=90, interval=1)
+        wait_for(
+            "all phases counted after the crash", lambda: latest(read_counts(bootstrap)) == want, timeout=90, interval=1
+        )
         assert app.stop() in (0, 143), f"Streams app did not close cleanly:\n{app.log_tail()}"
     except BaseException:
         print(f"\n--- Streams log ({app.workdir}):\n{app.log_tail(80)}\n--- errors:\n" + "\n".join(app.errors()[-10:]))
@@ -212,7 +248,9 @@ def run_word_count(bootstrap: str, workdir: Path) -> tuple[list[tuple[str, int]]
 
 
 @pytest.fixture(scope="module")
-def kafkapy_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[tuple[str, int]], set[str], BrokerProcess]]:
+def kafkapy_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[list[tuple[str, int]], set[str], BrokerProcess]]:
     broker = start_kafkapy(tmp_path_factory.mktemp("kp"), "kp")
     try:
         counts, names = run_word_count(broker.bootstrap, tmp_path_factory.mktemp("streams-kafkapy"))
@@ -253,7 +291,8 @@ def test_word_count_exactly_once_on_apache_kafka(apache_run: tuple[list[tuple[st
 
 
 def test_same_output_as_apache_kafka(
-    kafkapy_run: tuple[list[tuple[str, int]], set[str], BrokerProcess], apache_run: tuple[list[tuple[str, int]], set[str]]
+    kafkapy_run: tuple[list[tuple[str, int]], set[str], BrokerProcess],
+    apache_run: tuple[list[tuple[str, int]], set[str]],
 ) -> None:
     assert per_word(kafkapy_run[0]) == per_word(apache_run[0])
     internal = {n for n in apache_run[1] if n.startswith(APP_ID)}

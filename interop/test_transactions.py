@@ -242,8 +242,14 @@ def test_kafkajs_transactions(broker: BrokerProcess) -> None:
         "bootstrap": broker.bootstrap, "topic": topic, "transactionalId": unique_topic("kjs-tid"),
         "transactions": txns, "offsets": {"group": group, "topic": topic, "partition": 0, "offset": 7},
     }  # fmt: skip
-    out = subprocess.run(["node", str(NODE_DIR / "transactions.js")], input=json.dumps(req), capture_output=True,
-                         text=True, timeout=120, check=False)
+    out = subprocess.run(
+        ["node", str(NODE_DIR / "transactions.js")],
+        input=json.dumps(req),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     committed = sorted(v.encode() for t in txns if t["commit"] for v in t["values"])  # type: ignore[attr-defined]
     assert sorted(read_all(broker.bootstrap, topic, 2, "read_committed")) == committed
@@ -289,8 +295,13 @@ def test_kafka_python_transactions(broker: BrokerProcess) -> None:
         p.close()
     assert sorted(read_all(broker.bootstrap, topic, 2, "read_committed")) == sorted(committed)
     assert len(read_all(broker.bootstrap, topic, 2, "read_uncommitted")) == 100
-    c = kafka.KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group, isolation_level="read_committed",
-                            auto_offset_reset="earliest", enable_auto_commit=False)
+    c = kafka.KafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     try:
         assert c.committed(KTopicPartition(topic, 1)) == 5
         c.assign([KTopicPartition(topic, 0)])

@@ -1,19 +1,19 @@
 """confluent-kafka transactional programs run as subprocesses by interop/test_transactions.py.
 
-    python -m interop.txn_driver ctp BOOTSTRAP IN OUT GROUP TXN_ID [--pause S] [--idle S]
-        consume-transform-produce: read IN (read_committed, group GROUP), write
-        "<value>:t" to OUT inside a transaction per poll batch, with the
-        consumed offsets sent via send_offsets_to_transaction; `--pause`
-        sleeps inside every transaction (so a SIGKILL lands mid-transaction);
-        exits after `--idle` seconds without input (after the first input,
-        which it waits up to 60 s for). Prints "COMMITTED <n>" after
-        each commit (n: records so far).
+python -m interop.txn_driver ctp BOOTSTRAP IN OUT GROUP TXN_ID [--pause S] [--idle S]
+    consume-transform-produce: read IN (read_committed, group GROUP), write
+    "<value>:t" to OUT inside a transaction per poll batch, with the
+    consumed offsets sent via send_offsets_to_transaction; `--pause`
+    sleeps inside every transaction (so a SIGKILL lands mid-transaction);
+    exits after `--idle` seconds without input (after the first input,
+    which it waits up to 60 s for). Prints "COMMITTED <n>" after
+    each commit (n: records so far).
 
-    python -m interop.txn_driver produce BOOTSTRAP TOPIC TXN_ID COUNT SIZE [--pause S]
-        COUNT transactions of SIZE records "<txn>-<i>"; prints "BEGIN <txn>"
-        once a transaction's records are sent and "COMMITTED <txn>" or
-        "ABORTED <txn>" when it ends (retriable errors are retried, abortable
-        ones abort; a fatal error ends the program with "FATAL").
+python -m interop.txn_driver produce BOOTSTRAP TOPIC TXN_ID COUNT SIZE [--pause S]
+    COUNT transactions of SIZE records "<txn>-<i>"; prints "BEGIN <txn>"
+    once a transaction's records are sent and "COMMITTED <txn>" or
+    "ABORTED <txn>" when it ends (retriable errors are retried, abortable
+    ones abort; a fatal error ends the program with "FATAL").
 """
 
 from __future__ import annotations

@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise", metavar="HOST:PORT", help="address given to clients (advertised.listeners)")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (log.dirs); default ./data")
     parser.add_argument("--broker-id", metavar="N", help="broker id (node.id); default 0")
-    parser.add_argument("--metadata", metavar="etcd://HOST:PORT[,...]", help="keep cluster metadata in etcd (metadata.connect)")
+    parser.add_argument(
+        "--metadata", metavar="etcd://HOST:PORT[,...]", help="keep cluster metadata in etcd (metadata.connect)"
+    )
     parser.add_argument("--cluster-id", metavar="ID", help="cluster id (cluster.id); a cluster's brokers share it")
     parser.add_argument("--rack", metavar="RACK", help="this broker's rack (broker.rack)")
     parser.add_argument("--config", metavar="FILE", help="a Kafka server.properties file")

@@ -63,23 +63,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "the new broker is registered. Without --dry-run the plan is executed."
         ),
     )
-    reb.add_argument("--add-broker", type=int, action="append", default=[], metavar="N", help="spread onto broker N (repeatable; it must be registered)")
-    reb.add_argument("--remove-broker", type=int, action="append", default=[], metavar="N", help="move every replica off broker N (repeatable)")
-    reb.add_argument("--topic", action="append", default=[], metavar="TOPIC", help="only these topics (repeatable; default: all)")
+    reb.add_argument(
+        "--add-broker",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="spread onto broker N (repeatable; it must be registered)",
+    )
+    reb.add_argument(
+        "--remove-broker",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="move every replica off broker N (repeatable)",
+    )
+    reb.add_argument(
+        "--topic", action="append", default=[], metavar="TOPIC", help="only these topics (repeatable; default: all)"
+    )
     reb.add_argument("--no-racks", action="store_true", help="ignore broker.rack when planning")
     reb.add_argument("--dry-run", action="store_true", help="print the plan only")
-    reb.add_argument("--plan-json", metavar="FILE", help="write the target assignment as kafka-reassign-partitions JSON")
-    reb.add_argument("--throttle", type=int, metavar="BYTES_PER_S", help="replication throttle while moving (both leader and follower side)")
-    reb.add_argument("--wait", action="store_true", help="wait for the moves, printing progress; then remove the throttle and elect preferred leaders")
-    reb.add_argument("--batch-size", type=int, default=100, metavar="N", help="partitions per request, and in flight with --wait (default 100)")
-    reb.add_argument("--poll-interval-ms", type=int, default=1000, metavar="MS", help="progress poll interval with --wait (default 1000)")
-    reb.add_argument("--settle-timeout-s", type=float, default=30.0, metavar="S", help="with --wait, fail a partition neither moving nor moved for this long (default 30)")
-    reb.add_argument("--clear-throttle", action="store_true", help="only remove the replication throttle configs, then exit")
+    reb.add_argument(
+        "--plan-json", metavar="FILE", help="write the target assignment as kafka-reassign-partitions JSON"
+    )
+    reb.add_argument(
+        "--throttle",
+        type=int,
+        metavar="BYTES_PER_S",
+        help="replication throttle while moving (both leader and follower side)",
+    )
+    reb.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the moves, printing progress; then remove the throttle and elect preferred leaders",
+    )
+    reb.add_argument(
+        "--batch-size",
+        type=int,
+        default=100,
+        metavar="N",
+        help="partitions per request, and in flight with --wait (default 100)",
+    )
+    reb.add_argument(
+        "--poll-interval-ms",
+        type=int,
+        default=1000,
+        metavar="MS",
+        help="progress poll interval with --wait (default 1000)",
+    )
+    reb.add_argument(
+        "--settle-timeout-s",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="with --wait, fail a partition neither moving nor moved for this long (default 30)",
+    )
+    reb.add_argument(
+        "--clear-throttle", action="store_true", help="only remove the replication throttle configs, then exit"
+    )
 
     elect = sub.add_parser("elect-leaders", help="elect preferred (or unclean) leaders")
-    elect.add_argument("--type", choices=("preferred", "unclean"), default="preferred", help="election type (default preferred)")
+    elect.add_argument(
+        "--type", choices=("preferred", "unclean"), default="preferred", help="election type (default preferred)"
+    )
     elect.add_argument("--topic", metavar="TOPIC", help="only this topic (default: every partition)")
-    elect.add_argument("--partition", type=int, action="append", default=[], metavar="P", help="only this partition of --topic (repeatable)")
+    elect.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        default=[],
+        metavar="P",
+        help="only this partition of --topic (repeatable)",
+    )
 
     for child in (status, reb, elect):
         add_common_arguments(child)
@@ -183,8 +239,10 @@ async def status(client: KafkaClient) -> int:
         ongoing = await client.list_partition_reassignments()
         print(f"Reassignments in progress: {len(ongoing)}")
         for (name, index), r in sorted(ongoing.items()):
-            print(f"  Topic: {name}\tPartition: {index}\tReplicas: {_ids(r.replicas)}"
-                  f"\tAdding: {_ids(r.adding)}\tRemoving: {_ids(r.removing)}")
+            print(
+                f"  Topic: {name}\tPartition: {index}\tReplicas: {_ids(r.replicas)}"
+                f"\tAdding: {_ids(r.adding)}\tRemoving: {_ids(r.removing)}"
+            )
     return 0
 
 
@@ -260,9 +318,7 @@ def print_plan(plan: Plan) -> None:
     s = placement.summarize_plan(plan.before, plan.after)
     added = sorted(set(plan.brokers_after) - set(plan.brokers_before))
     removed = sorted(set(plan.brokers_before) - set(plan.brokers_after))
-    change = "".join(
-        [f" (adding {_ids(added)})" if added else "", f" (removing {_ids(removed)})" if removed else ""]
-    )
+    change = "".join([f" (adding {_ids(added)})" if added else "", f" (removing {_ids(removed)})" if removed else ""])
     print(f"Brokers: {_ids(plan.brokers_before)} -> {_ids(plan.brokers_after)}{change}")
     print(
         f"Partitions: {s.partitions}\tto move: {s.partitions_moved}\treplica moves: {s.replica_moves}"
@@ -381,8 +437,10 @@ async def execute(client: KafkaClient, moves: Mapping[Key, list[int]], args: arg
                     done.append(k)
                     del in_flight[k]
                 elif now - in_flight[k] > args.settle_timeout_s:  # neither moving nor moved: cancelled?
-                    print(f"  {k[0]}-{k[1]}: not reassigning, replicas {_ids(replicas)}, wanted {_ids(moves[k])}",
-                          file=sys.stderr)
+                    print(
+                        f"  {k[0]}-{k[1]}: not reassigning, replicas {_ids(replicas)}, wanted {_ids(moves[k])}",
+                        file=sys.stderr,
+                    )
                     failed.append(k)
                     del in_flight[k]
         line = f"Reassigned {len(done)}/{len(keys)} partition(s), {len(in_flight)} moving ({time.monotonic() - started:.0f}s)"

@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--from-beginning", action="store_true", help="start at the log start offset")
     start.add_argument("--offset", type=int, metavar="N", help="start at offset N (negative: N before the end)")
     start.add_argument("--timestamp", type=int, metavar="MS", help="start at the first record at or after MS")
-    parser.add_argument("--partition", type=int, action="append", metavar="N", help="read only partition N (repeatable)")
+    parser.add_argument(
+        "--partition", type=int, action="append", metavar="N", help="read only partition N (repeatable)"
+    )
     parser.add_argument("-n", "--count", type=int, metavar="N", help="exit after N records")
     parser.add_argument("--timeout-ms", type=int, metavar="MS", help="exit when no record arrives for MS")
     parser.add_argument("-e", "--exit-at-end", action="store_true", help="exit once every partition is read to its end")
@@ -79,9 +81,7 @@ def compile_format(fmt: str) -> Renderer:
         parts.append("".join(literal))
     if not (parts and isinstance(parts[-1], str) and parts[-1].endswith("\n")):
         parts.append("\n")
-    pieces: list[bytes | Callable[[FetchedRecord], bytes]] = [
-        p.encode() if isinstance(p, str) else p for p in parts
-    ]
+    pieces: list[bytes | Callable[[FetchedRecord], bytes]] = [p.encode() if isinstance(p, str) else p for p in parts]
 
     def render(rec: FetchedRecord) -> bytes:
         return b"".join(p if isinstance(p, bytes) else p(rec) for p in pieces)
@@ -93,18 +93,20 @@ def _headers(rec: FetchedRecord) -> bytes:
     return b",".join(k.encode() + b"=" + (v if v is not None else b"") for k, v in rec.headers)
 
 
-_FIELDS: Final[Mapping[str, Callable[[FetchedRecord], bytes]]] = MappingProxyType({
-    "t": lambda r: r.topic.encode(),
-    "p": lambda r: str(r.partition).encode(),
-    "o": lambda r: str(r.offset).encode(),
-    "k": lambda r: r.key or b"",
-    "v": lambda r: r.value or b"",
-    "s": lambda r: r.value or b"",
-    "K": lambda r: str(-1 if r.key is None else len(r.key)).encode(),
-    "S": lambda r: str(-1 if r.value is None else len(r.value)).encode(),
-    "T": lambda r: str(r.timestamp).encode(),
-    "h": _headers,
-})
+_FIELDS: Final[Mapping[str, Callable[[FetchedRecord], bytes]]] = MappingProxyType(
+    {
+        "t": lambda r: r.topic.encode(),
+        "p": lambda r: str(r.partition).encode(),
+        "o": lambda r: str(r.offset).encode(),
+        "k": lambda r: r.key or b"",
+        "v": lambda r: r.value or b"",
+        "s": lambda r: r.value or b"",
+        "K": lambda r: str(-1 if r.key is None else len(r.key)).encode(),
+        "S": lambda r: str(-1 if r.value is None else len(r.value)).encode(),
+        "T": lambda r: str(r.timestamp).encode(),
+        "h": _headers,
+    }
+)
 
 
 def _text(b: bytes | None) -> str | None:

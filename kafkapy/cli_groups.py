@@ -37,7 +37,9 @@ EXIT_USAGE = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     lst = sub.add_parser("list", help="list groups")
-    lst.add_argument("--state", action="append", default=[], metavar="STATE", help="only groups in this state (repeatable)")
+    lst.add_argument(
+        "--state", action="append", default=[], metavar="STATE", help="only groups in this state (repeatable)"
+    )
     describe = sub.add_parser("describe", help="offsets, log ends and lag per partition, or members")
     describe.add_argument("groups", nargs="+", metavar="GROUP")
     describe.add_argument("--members", action="store_true", help="list members and their assignments instead")
@@ -46,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reset = sub.add_parser("reset-offsets", help="set a group's committed offsets (the group must be empty)")
     reset.add_argument("group")
     reset.add_argument(
-        "--topic", action="append", required=True, metavar="TOPIC[:P,P]", help="topic, optionally partitions (repeatable)"
+        "--topic",
+        action="append",
+        required=True,
+        metavar="TOPIC[:P,P]",
+        help="topic, optionally partitions (repeatable)",
     )
     to = reset.add_mutually_exclusive_group(required=True)
     to.add_argument("--to-earliest", action="store_true")
@@ -146,15 +152,23 @@ async def describe_group(client: KafkaClient, group: str) -> GroupView:
         c = cresp.groups[0]
         check(c.error_code, c.error_message)
         cmembers = [
-            MemberView(m.member_id, m.instance_id, m.client_id, m.client_host,
-                       {tp.topic_name: sorted(tp.partitions) for tp in m.assignment.topic_partitions})
+            MemberView(
+                m.member_id,
+                m.instance_id,
+                m.client_id,
+                m.client_host,
+                {tp.topic_name: sorted(tp.partitions) for tp in m.assignment.topic_partitions},
+            )
             for m in c.members
         ]
         return GroupView(group, c.group_state, "consumer", c.assignor_name, cmembers)
     check(d.error_code)
     members = [
         MemberView(
-            m.member_id, m.group_instance_id, m.client_id, m.client_host,
+            m.member_id,
+            m.group_instance_id,
+            m.client_id,
+            m.client_host,
             decode_assignment(m.member_assignment) if d.protocol_type == "consumer" else {},
         )
         for m in d.members
@@ -212,16 +226,27 @@ async def _describe_offsets(client: KafkaClient, group: str) -> None:
         print("No committed offsets and no assigned partitions.")
         print()
         return
-    rows = [["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"]]
+    rows = [
+        ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"]
+    ]
     for topic, p in keys:
         cur = committed.get((topic, p))
         end = ends.get(topic, {}).get(p, (-1, -1))[1]
         lag = "-" if cur is None or end < 0 else str(max(end - cur, 0))
         m = owner.get((topic, p))
-        rows.append([
-            group, topic, str(p), "-" if cur is None else str(cur), "-" if end < 0 else str(end), lag,
-            m.member_id if m else "-", m.host if m else "-", m.client_id if m else "-",
-        ])
+        rows.append(
+            [
+                group,
+                topic,
+                str(p),
+                "-" if cur is None else str(cur),
+                "-" if end < 0 else str(end),
+                lag,
+                m.member_id if m else "-",
+                m.host if m else "-",
+                m.client_id if m else "-",
+            ]
+        )
     _table(rows)
     print()
 
@@ -235,10 +260,17 @@ async def _describe_members(client: KafkaClient, group: str) -> None:
     rows = [["GROUP", "CONSUMER-ID", "INSTANCE-ID", "HOST", "CLIENT-ID", "#PARTITIONS", "ASSIGNMENT"]]
     for m in view.members:
         assigned = ";".join(f"{t}({','.join(map(str, ps))})" for t, ps in sorted(m.assignment.items()))
-        rows.append([
-            group, m.member_id, m.instance_id or "-", m.host, m.client_id,
-            str(sum(len(ps) for ps in m.assignment.values())), assigned or "-",
-        ])
+        rows.append(
+            [
+                group,
+                m.member_id,
+                m.instance_id or "-",
+                m.host,
+                m.client_id,
+                str(sum(len(ps) for ps in m.assignment.values())),
+                assigned or "-",
+            ]
+        )
     _table(rows)
     print()
 
@@ -310,7 +342,10 @@ async def _reset(client: KafkaClient, args: argparse.Namespace) -> int:
         topics=[
             OffsetCommitRequestTopic(
                 name=t,
-                partitions=[OffsetCommitRequestPartition(partition_index=p, committed_offset=o) for p, o in sorted(parts.items())],
+                partitions=[
+                    OffsetCommitRequestPartition(partition_index=p, committed_offset=o)
+                    for p, o in sorted(parts.items())
+                ],
             )
             for t, parts in plan.items()
         ],
@@ -319,7 +354,11 @@ async def _reset(client: KafkaClient, args: argparse.Namespace) -> int:
     for t in resp.topics:
         for p in t.partitions:
             if p.error_code != ErrorCode.NONE:
-                active = p.error_code in (ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION)
+                active = p.error_code in (
+                    ErrorCode.UNKNOWN_MEMBER_ID,
+                    ErrorCode.REBALANCE_IN_PROGRESS,
+                    ErrorCode.ILLEGAL_GENERATION,
+                )
                 hint = " (the group has active members; stop them first)" if active else ""
                 raise KafkaError(p.error_code, f"could not commit {t.name}-{p.partition_index}{hint}")
     print(f"Committed new offsets for group {group}.")

@@ -32,11 +32,15 @@ _EOF: Final = None
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic")
     parser.add_argument("--key-separator", metavar="SEP", help="split each line into KEY SEP VALUE at the first SEP")
-    parser.add_argument("--header", action="append", default=[], metavar="KEY=VALUE", help="header for every record (repeatable)")
+    parser.add_argument(
+        "--header", action="append", default=[], metavar="KEY=VALUE", help="header for every record (repeatable)"
+    )
     parser.add_argument("--partition", type=int, metavar="N", help="produce every record to partition N")
     parser.add_argument("--acks", choices=("0", "1", "-1", "all"), default="-1", help="required acks (default all)")
     parser.add_argument("--compression", choices=tuple(CODECS_BY_NAME), default="none", help="batch codec")
-    parser.add_argument("--batch-size", type=int, default=1000, metavar="N", help="max records per batch (default 1000)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N", help="max records per batch (default 1000)"
+    )
     parser.add_argument("--timestamp", type=int, metavar="MS", help="record timestamp (default: now)")
     parser.add_argument("--null-value", metavar="TEXT", help="a value equal to TEXT is produced as null")
     parser.add_argument("--quiet", "-q", action="store_true", help="print no summary on stderr")
@@ -105,7 +109,13 @@ async def _run(args: argparse.Namespace) -> int:
         if args.partition is not None and not 0 <= args.partition < n:
             raise KafkaError(3, f"topic {args.topic!r} has no partition {args.partition} (it has {n})")
         producer = Producer(
-            client, args.topic, n, acks, CODECS_BY_NAME[args.compression], args.batch_size, args.partition,
+            client,
+            args.topic,
+            n,
+            acks,
+            CODECS_BY_NAME[args.compression],
+            args.batch_size,
+            args.partition,
             sticky=random_partition(n),
         )
         queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=64)

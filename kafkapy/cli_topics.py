@@ -66,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     alter = sub.add_parser("alter", help="set or delete topic configs")
     alter.add_argument("topic")
     alter.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="set a config (repeatable)")
-    alter.add_argument("--delete-config", action="append", default=[], metavar="KEY", help="delete a config (repeatable)")
+    alter.add_argument(
+        "--delete-config", action="append", default=[], metavar="KEY", help="delete a config (repeatable)"
+    )
 
     for child in (create, lst, describe, delete, alter):
         add_common_arguments(child)

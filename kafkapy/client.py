@@ -398,9 +398,7 @@ class BrokerConnection:
 
     async def connect(self, timeout: float) -> None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), timeout
-            )
+            self._reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout)
         except (TimeoutError, OSError) as exc:
             raise KafkaError(
                 ErrorCode.NETWORK_EXCEPTION, f"cannot connect to {self.address}: {exc or 'timed out'}"
@@ -694,9 +692,7 @@ class KafkaClient:
 
     async def list_topics(self, *, include_internal: bool = False) -> list[TopicInfo]:
         meta = await self.refresh_metadata()
-        return sorted(
-            (t for t in meta.topics.values() if include_internal or not t.is_internal), key=lambda t: t.name
-        )
+        return sorted((t for t in meta.topics.values() if include_internal or not t.is_internal), key=lambda t: t.name)
 
     async def _retrying(self, what: str, attempt_fn: Any) -> Any:
         """Run attempt_fn(); on a retriable KafkaError refresh metadata, back off, retry."""
@@ -846,7 +842,9 @@ class KafkaClient:
             ops += [AlterableConfig(name=k, config_operation=OP_DELETE, value=None) for k in deletes]
             resp: Any = await conn.request(
                 IncrementalAlterConfigsRequest(
-                    resources=[AlterConfigsResource(resource_type=resource_type, resource_name=resource_name, configs=ops)],
+                    resources=[
+                        AlterConfigsResource(resource_type=resource_type, resource_name=resource_name, configs=ops)
+                    ],
                     validate_only=validate_only,
                 )
             )
@@ -901,7 +899,9 @@ class KafkaClient:
         for result in resp.results:
             key = (result.resource_type, result.resource_name)
             if result.error_code:
-                out[key] = KafkaError(result.error_code, result.error_message or f"cannot describe {result.resource_name!r}")
+                out[key] = KafkaError(
+                    result.error_code, result.error_message or f"cannot describe {result.resource_name!r}"
+                )
                 continue
             out[key] = sorted((_config_entry(c, version) for c in result.configs), key=lambda e: e.name)
         return out
@@ -1025,7 +1025,9 @@ class KafkaClient:
             request = ProduceRequest(
                 acks=acks,
                 timeout_ms=timeout_ms,
-                topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)])],
+                topic_data=[
+                    TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=partition, records=batch)])
+                ],
             )
             if acks == 0:
                 conn.send_no_response(request)
@@ -1069,7 +1071,9 @@ class KafkaClient:
                         topics=[
                             ListOffsetsTopic(
                                 name=topic,
-                                partitions=[ListOffsetsPartition(partition_index=p, timestamp=timestamps[p]) for p in parts],
+                                partitions=[
+                                    ListOffsetsPartition(partition_index=p, timestamp=timestamps[p]) for p in parts
+                                ],
                             )
                         ],
                         timeout_ms=self.request_timeout_ms,
@@ -1133,7 +1137,9 @@ class KafkaClient:
                         topic=topic,
                         topic_id=info.topic_id,
                         partitions=[
-                            FetchPartition(partition=p, fetch_offset=offsets[p], partition_max_bytes=partition_max_bytes)
+                            FetchPartition(
+                                partition=p, fetch_offset=offsets[p], partition_max_bytes=partition_max_bytes
+                            )
                             for p in parts
                         ],
                     )

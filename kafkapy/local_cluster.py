@@ -41,9 +41,14 @@ class LocalCluster:
             self.add_broker(node_id)
         return self
 
-    def add_broker(self, node_id: int, *, start: bool = True, settings: Mapping[str, Any] | None = None) -> BrokerProcess:
+    def add_broker(
+        self, node_id: int, *, start: bool = True, settings: Mapping[str, Any] | None = None
+    ) -> BrokerProcess:
         assert self.etcd is not None, "start() the cluster first"
-        merged = {**self.settings, **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (settings or {}).items()}}
+        merged = {
+            **self.settings,
+            **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (settings or {}).items()},
+        }
         broker = BrokerProcess(
             data_dir=self.root / f"broker-{node_id}" / "data",
             log_path=self.root / f"broker-{node_id}" / "broker.log",
@@ -75,7 +80,9 @@ class LocalCluster:
         assert self.etcd is not None
         prefix = f"/kafkapy/{self.cluster_id}/".encode()
         end = prefix[:-1] + bytes([prefix[-1] + 1])
-        body = json.dumps({"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(end).decode()}).encode()
+        body = json.dumps(
+            {"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(end).decode()}
+        ).encode()
         req = urllib.request.Request(f"http://{self.etcd.endpoint}/v3/kv/range", data=body, method="POST")
         with urllib.request.urlopen(req, timeout=5) as resp:
             data = json.loads(resp.read())
@@ -90,7 +97,7 @@ class LocalCluster:
                 if b.running:
                     os.kill(b.pid, signal.SIGCONT)
                 b.stop()
-            except Exception:  # noqa: BLE001 - teardown must reach every process
+            except Exception:
                 b.kill()
         if self.etcd is not None:
             self.etcd.stop()
@@ -99,13 +106,15 @@ class LocalCluster:
         return "\n".join(f"--- broker {i}\n{b.log_tail(lines)}" for i, b in self.brokers.items())
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = predicate()
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
+        except Exception as e:
             last = e
         else:
             if last:

@@ -183,8 +183,13 @@ class BrokerFactory:
     root: Path
     brokers: list[BrokerProcess] = field(default_factory=list)
 
-    def __call__(self, settings: Mapping[str, Any] | None = None, extra_args: list[str] | None = None,
-                 start: bool = True, port: int = 0) -> BrokerProcess:
+    def __call__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        extra_args: list[str] | None = None,
+        start: bool = True,
+        port: int = 0,
+    ) -> BrokerProcess:
         index = len(self.brokers)
         broker = BrokerProcess(
             data_dir=self.root / f"broker-{index}" / "data",
@@ -201,7 +206,7 @@ class BrokerFactory:
         for broker in self.brokers:
             try:
                 broker.stop()
-            except Exception:  # noqa: BLE001 - teardown must reach every broker
+            except Exception:
                 broker.kill()
 
 
@@ -213,7 +218,9 @@ def _register(node: pytest.Item | pytest.Session, factory: BrokerFactory) -> Non
 
 
 @pytest.fixture
-def kafka_broker_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFactory]:
+def kafka_broker_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerFactory]:
     factory = BrokerFactory(tmp_path_factory.mktemp("kafkapy"))
     _register(request.node, factory)
     try:
@@ -228,7 +235,9 @@ def kafka_broker(kafka_broker_factory: BrokerFactory) -> BrokerProcess:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+def kafka_broker_session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerProcess]:
     factory = BrokerFactory(tmp_path_factory.mktemp("kafkapy-session"))
     request.config.stash.setdefault(_FACTORIES, []).append(factory)
     try:
@@ -246,7 +255,9 @@ def kafka_cluster_factory(request: pytest.FixtureRequest, tmp_path_factory: pyte
 
     def start(size: int = 3, settings: Mapping[str, Any] | None = None) -> LocalCluster:
         root = tmp_path_factory.mktemp("kafkapy-cluster")
-        cluster = LocalCluster(root, size, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (settings or {}).items()})
+        cluster = LocalCluster(
+            root, size, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (settings or {}).items()}
+        )
         clusters.append(cluster)
         request.node.stash.setdefault(_CLUSTERS, []).append(cluster)
         return cluster.start()
@@ -276,7 +287,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         factories.extend(found)
     for factory in factories:
         for broker in factory.brokers:
-            report.sections.append((f"kafkapy broker {broker.bootstrap} log tail ({broker.log_path})", broker.log_tail()))
+            report.sections.append(
+                (f"kafkapy broker {broker.bootstrap} log tail ({broker.log_path})", broker.log_tail())
+            )
     for cluster in item.stash.get(_CLUSTERS, []):
         for node_id, broker in cluster.brokers.items():
-            report.sections.append((f"kafkapy cluster broker {node_id} log tail ({broker.log_path})", broker.log_tail()))
+            report.sections.append(
+                (f"kafkapy cluster broker {node_id} log tail ({broker.log_path})", broker.log_tail())
+            )

@@ -409,7 +409,7 @@ class Module:
             return [f"{target}, pos = {fn}({buf}, pos)"]
         if t in FIXED:
             code, size, _ = FIXED[t]
-            return [f'({target},) = {self.fmt(">" + code)}.unpack_from({buf}, pos)', f"pos += {size}"]
+            return [f"({target},) = {self.fmt('>' + code)}.unpack_from({buf}, pos)", f"pos += {size}"]
         return [f"{target}, pos = {self.reader(t, flexible, nullable)}({buf}, pos)"]
 
     def reader(self, t: str, flexible: bool, nullable: bool) -> str:
@@ -446,7 +446,9 @@ class Module:
                 group.append(f)
                 continue
             flush()
-            body.extend(self.encode_value(f, version, self.field_flexible(f, flexible, version), f"o.{f.py}", "out", "a"))
+            body.extend(
+                self.encode_value(f, version, self.field_flexible(f, flexible, version), f"o.{f.py}", "out", "a")
+            )
         flush()
         if flexible:
             self.use("write_tagged")
@@ -578,7 +580,9 @@ class Module:
             *[f"    {p}," for p in prims],
             ")",
             "",
-            "# Versions " + f"{spec.valid.lo}-{spec.valid.hi}" + (f", flexible from {flex_min}" if flex_min is not None else ", never flexible"),
+            "# Versions "
+            + f"{spec.valid.lo}-{spec.valid.hi}"
+            + (f", flexible from {flex_min}" if flex_min is not None else ", never flexible"),
             "",
         ]
         consts = [f'{name} = Struct("{fmt}")' for fmt, name in sorted(self.formats.items(), key=lambda kv: kv[1])]
@@ -631,7 +635,9 @@ class Module:
         lines: list[str] = []
         if top:
             lines.append(f"class {s.name}(Message):")
-            doc = {"request": "request", "response": "response", "header": "header", "data": "data structure"}[spec.kind]
+            doc = {"request": "request", "response": "response", "header": "header", "data": "data structure"}[
+                spec.kind
+            ]
             lines.append(f'    """Kafka {doc} {s.name}, versions {spec.valid.lo}-{spec.valid.hi}."""')
             lines.append("")
             lines.append(f'    NAME: ClassVar[str] = "{s.name}"')
@@ -647,7 +653,12 @@ class Module:
         lines.append("    __slots__ = (" + "".join(f'"{n}", ' for n in names).rstrip(", ") + ",)")
         lines.append("")
         params = [self.field_param(f) for f in s.fields]
-        params.append(("unknown_tagged_fields: list[tuple[int, bytes]] | None = None", "self.unknown_tagged_fields = unknown_tagged_fields"))
+        params.append(
+            (
+                "unknown_tagged_fields: list[tuple[int, bytes]] | None = None",
+                "self.unknown_tagged_fields = unknown_tagged_fields",
+            )
+        )
         lines.append("    def __init__(")
         lines.append("        self,")
         for p, _ in params:
@@ -783,7 +794,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spec folder not found: {args.spec}", file=sys.stderr)
         return 2
     files = generate(args.spec)
-    stale = [rel for rel, text in files.items() if not (args.out / rel).is_file() or (args.out / rel).read_text() != text]
+    stale = [
+        rel for rel, text in files.items() if not (args.out / rel).is_file() or (args.out / rel).read_text() != text
+    ]
     generated = {args.out / rel for rel in files}
     extra = [p for p in (args.out / "messages").glob("*.py") if p not in generated]
     if args.check:

@@ -130,9 +130,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def _roundtrip(
-    sock: socket.socket, api_key: int, version: int, corr: int, body: bytes
-) -> bytes:
+def _roundtrip(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
     sock.sendall(_request(api_key, version, corr, body))
     (size,) = struct.unpack(">i", _recv_exact(sock, 4))
     if size < 4 or size > 64 << 20:
@@ -215,7 +213,7 @@ def locate_tansu(explicit: str | None, cache: Path, package: str) -> Path:
         check=True,
         timeout=600,
     )
-    name = package.split("==")[0].replace("-", "_")
+    name = package.split("==", maxsplit=1)[0].replace("-", "_")
     version = package.split("==")[1] if "==" in package else ""
     wheels = sorted(glob.glob(str(dl / f"{name}-{version}*.whl")))
     if not wheels:
@@ -244,9 +242,7 @@ class Broker:
     data_dir: Path | None = None
     log_path: Path | None = None
     ready_s: float = float("nan")
-    prep_s: float = (
-        0.0  # time argv_fn took (Kafka: storage format), not part of ready_s
-    )
+    prep_s: float = 0.0  # time argv_fn took (Kafka: storage format), not part of ready_s
 
     def start(self, deadline_s: float | None = None) -> float:
         """Spawn and wait for the first ApiVersions answer; returns seconds from spawn."""
@@ -276,9 +272,7 @@ class Broker:
             time.sleep(0.002)
         tail = self.log_path.read_text(errors="replace")[-2000:]
         self.stop()
-        raise RuntimeError(
-            f"{self.name} did not answer ApiVersions within {deadline_s}s; log tail:\n{tail}"
-        )
+        raise RuntimeError(f"{self.name} did not answer ApiVersions within {deadline_s}s; log tail:\n{tail}")
 
     @property
     def bootstrap(self) -> str:
@@ -389,8 +383,7 @@ def kafka_argv_fn(heap: str):
         )
         if fmt.returncode != 0:
             raise RuntimeError(
-                "kafka storage format failed:\n"
-                + (fmt.stdout + fmt.stderr).decode(errors="replace")[-3000:]
+                "kafka storage format failed:\n" + (fmt.stdout + fmt.stderr).decode(errors="replace")[-3000:]
             )
         jvm = (
             f"-Xmx{heap}",
@@ -450,16 +443,12 @@ def common_conf(bootstrap: str) -> dict:
     }
 
 
-def create_topic(
-    bootstrap: str, topic: str, partitions: int, timeout: float = 20.0
-) -> None:
+def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 20.0) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(common_conf(bootstrap))
-    futs = admin.create_topics(
-        [NewTopic(topic, partitions, 1)], operation_timeout=10, request_timeout=timeout
-    )
+    futs = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10, request_timeout=timeout)
     futs[topic].result(timeout)
     end = time.monotonic() + timeout
     while time.monotonic() < end:  # wait until every partition has a leader
@@ -590,9 +579,7 @@ class LatencyProducer:
         from confluent_kafka import Producer
 
         conf = common_conf(bootstrap)
-        conf.update(
-            {"acks": "all", "linger.ms": 0, "max.in.flight.requests.per.connection": 1}
-        )
+        conf.update({"acks": "all", "linger.ms": 0, "max.in.flight.requests.per.connection": 1})
         self.p = Producer(conf)
         self.topic = topic
         self.partitions = partitions
@@ -639,9 +626,7 @@ _PP_LINE = re.compile(
 )
 
 
-def producer_perf(
-    bootstrap: str, topic: str, n: int, size: int, timeout: float
-) -> dict:
+def producer_perf(bootstrap: str, topic: str, n: int, size: int, timeout: float) -> dict:
     """ProducerPerformance --throughput -1 with acks=all (the tool's defaults otherwise); MB/s is 1e6 bytes."""
     from interop.adapters.java import java_command
 
@@ -660,14 +645,10 @@ def producer_perf(
         f"bootstrap.servers={bootstrap}",
         jvm_args=TOOL_JVM,
     )
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     found = _PP_LINE.findall(out.stdout)
     if out.returncode != 0 or not found:
-        raise RuntimeError(
-            f"ProducerPerformance failed ({out.returncode}): {(out.stdout + out.stderr)[-1500:]}"
-        )
+        raise RuntimeError(f"ProducerPerformance failed ({out.returncode}): {(out.stdout + out.stderr)[-1500:]}")
     sent, rec_s, _mib_s, avg, _mx, p50, _p95, p99 = found[-1]
     return {
         "sent": int(sent),
@@ -679,9 +660,7 @@ def producer_perf(
     }
 
 
-def consumer_perf(
-    bootstrap: str, topic: str, n: int, size: int, timeout: float
-) -> dict:
+def consumer_perf(bootstrap: str, topic: str, n: int, size: int, timeout: float) -> dict:
     """ConsumerPerformance (a new consumer group, classic protocol, from the earliest offset).
     mb_s: the tool's whole run (group join included); fetch_mb_s: its fetch phase only. 1e6 bytes."""
     from interop.adapters.java import java_command
@@ -698,9 +677,7 @@ def consumer_perf(
         "30000",
         jvm_args=TOOL_JVM,
     )
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
     try:
         head = lines.index(next(ln for ln in lines if ln.startswith("start.time")))
@@ -774,9 +751,7 @@ def profile_kafkapy(args, root: Path) -> str:
         if args.profile == "py-spy":
             exe = shutil.which("py-spy")
             if not exe:
-                raise SystemExit(
-                    "bench broker: py-spy not found (pip install py-spy), or use --profile cprofile"
-                )
+                raise SystemExit("bench broker: py-spy not found (pip install py-spy), or use --profile cprofile")
             spy = subprocess.Popen(
                 [
                     exe,
@@ -842,9 +817,7 @@ IDLE_LEAVES = frozenset({"epoll_wait", "epoll_pwait", "epoll_pwait2", "select", 
 
 def summarize_pyspy(raw_file: Path, top: int = 20) -> str:
     """Sample shares from py-spy's collapsed stacks (--native): native leaf time charged to its Python line."""
-    by_line: Counter = (
-        Counter()
-    )  # nearest Python frame of the sampled stack, with the native leaf it ran
+    by_line: Counter = Counter()  # nearest Python frame of the sampled stack, with the native leaf it ran
     incl: Counter = Counter()
     total = 0
     if not raw_file.exists():
@@ -886,9 +859,7 @@ def versions(tansu_bin: Path | None, kafka: bool = False) -> dict[str, str]:
 
     v: dict[str, str] = {}
     v["python"] = platform.python_version()
-    v["confluent-kafka"] = (
-        f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})"
-    )
+    v["confluent-kafka"] = f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})"
     if tansu_bin is not None:
         try:
             v["tansu"] = subprocess.run(
@@ -937,9 +908,7 @@ def versions(tansu_bin: Path | None, kafka: bool = False) -> dict[str, str]:
             timeout=10,
             check=False,
         ).stdout.strip()
-        v["kafkapy"] = rev + (
-            " (+ uncommitted changes under kafkapy/)" if dirty else ""
-        )
+        v["kafkapy"] = rev + (" (+ uncommitted changes under kafkapy/)" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         v["kafkapy"] = "?"
     return v
@@ -950,11 +919,7 @@ def machine() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(
-                (
-                    ln.split(":", 1)[1].strip()
-                    for ln in f
-                    if ln.startswith("model name")
-                ),
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
                 "?",
             )
         with open("/proc/meminfo") as f:
@@ -994,21 +959,15 @@ def fmt_ratio(a: float, b: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="scripts/bench broker", description=__doc__.split("\n\n")[0]
-    )
+    ap = argparse.ArgumentParser(prog="scripts/bench broker", description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--messages",
         type=int,
         default=200_000,
         help="messages per produce run (default 200000)",
     )
-    ap.add_argument(
-        "--size", type=int, default=1024, help="message size in bytes (default 1024)"
-    )
-    ap.add_argument(
-        "--partitions", type=int, default=6, help="partitions of the topic (default 6)"
-    )
+    ap.add_argument("--size", type=int, default=1024, help="message size in bytes (default 1024)")
+    ap.add_argument("--partitions", type=int, default=6, help="partitions of the topic (default 6)")
     ap.add_argument(
         "--repeats",
         type=int,
@@ -1075,9 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
         default=600_000,
         help="messages produced under the profiler (default 600000)",
     )
-    ap.add_argument(
-        "--no-doc", action="store_true", help="do not write docs/performance.md"
-    )
+    ap.add_argument("--no-doc", action="store_true", help="do not write docs/performance.md")
     ap.add_argument("--no-tansu", action="store_true", help="leave the tansu peer out")
     ap.add_argument(
         "--no-kafka",
@@ -1128,48 +1085,31 @@ def main(argv: list[str] | None = None) -> int:
 
     given = sys.argv[1:] if argv is None else list(argv)
     command = " ".join(["scripts/bench broker", *given])
-    tansu_bin = (
-        None
-        if args.no_tansu
-        else locate_tansu(args.tansu, Path(args.cache), args.tansu_package)
-    )
+    tansu_bin = None if args.no_tansu else locate_tansu(args.tansu, Path(args.cache), args.tansu_package)
     if not args.no_kafka:
         from interop.adapters.java import available, classpath
 
         why = available()
         if why:
-            raise SystemExit(
-                f"bench broker: Apache Kafka peer unavailable ({why}); use --no-kafka"
-            )
+            raise SystemExit(f"bench broker: Apache Kafka peer unavailable ({why}); use --no-kafka")
         classpath()  # builds interop/java (mvn) when missing or stale, before any clock runs
     compile_kafkapy()
     own_root = args.data_root is None
-    root = (
-        Path(tempfile.mkdtemp(prefix="kafkapy-bench-"))
-        if own_root
-        else Path(args.data_root)
-    )
+    root = Path(tempfile.mkdtemp(prefix="kafkapy-bench-")) if own_root else Path(args.data_root)
     root.mkdir(parents=True, exist_ok=True)
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     brokers = [Broker("kafkapy", "kafkapy", kafkapy_argv, root)]
     if tansu_bin is not None:
         brokers.append(Broker("tansu", "tansu", tansu_argv_fn(tansu_bin), root))
     if not args.no_kafka:
-        brokers.append(
-            Broker(
-                "Kafka", "kafka", kafka_argv_fn(args.kafka_heap), root, deadline_s=120.0
-            )
-        )
+        brokers.append(Broker("Kafka", "kafka", kafka_argv_fn(args.kafka_heap), root, deadline_s=120.0))
     names = [b.name for b in brokers]
     peers = names[1:]
     tool_brokers = (
-        [b for b in brokers if b.kind in ("kafkapy", "kafka")]
-        if args.java_tools_repeats and not args.no_kafka
-        else []
+        [b for b in brokers if b.kind in ("kafkapy", "kafka")] if args.java_tools_repeats and not args.no_kafka else []
     )
     res: dict[str, dict] = {
-        b.name: {"produce": [], "consume": [], "pp": [], "cp": [], "tool_errors": []}
-        for b in brokers
+        b.name: {"produce": [], "consume": [], "pp": [], "cp": [], "tool_errors": []} for b in brokers
     }
     profile_text = ""
     t_start = time.perf_counter()
@@ -1234,9 +1174,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.time_box,
                 )
                 c2 = b.cpu_s()
-                pr["cpu_ms_mb"] = (
-                    (c1 - c0) * 1000 / max(pr["ok"] * args.size / 1e6, 1e-9)
-                )
+                pr["cpu_ms_mb"] = (c1 - c0) * 1000 / max(pr["ok"] * args.size / 1e6, 1e-9)
                 cr["cpu_ms_mb"] = (c2 - c1) * 1000 / max(cr["bytes"] / 1e6, 1e-9)
                 res[b.name]["produce"].append(pr)
                 res[b.name]["consume"].append(cr)
@@ -1254,9 +1192,7 @@ def main(argv: list[str] | None = None) -> int:
         lat = {}
         for b in brokers:
             create_topic(b.bootstrap, "bench-latency", args.partitions)
-            lp = LatencyProducer(
-                b.bootstrap, "bench-latency", args.size, args.partitions
-            )
+            lp = LatencyProducer(b.bootstrap, "bench-latency", args.size, args.partitions)
             for _ in range(50):  # warm-up: connections, metadata, every partition once
                 lp.one(record=False)
             lat[b.name] = lp
@@ -1264,11 +1200,7 @@ def main(argv: list[str] | None = None) -> int:
         for blk in range(args.latency_blocks):
             for b in rotate(brokers, blk):
                 lp = lat[b.name]
-                n = (
-                    per_block
-                    if blk < args.latency_blocks - 1
-                    else args.latency_count - per_block * blk
-                )
+                n = per_block if blk < args.latency_blocks - 1 else args.latency_count - per_block * blk
                 for _ in range(n):
                     lp.one()
         for b in brokers:
@@ -1294,13 +1226,9 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     create_topic(b.bootstrap, topic, args.partitions)
                     c0 = b.cpu_s()
-                    pp = producer_perf(
-                        b.bootstrap, topic, args.java_tools_messages, args.size, 300
-                    )
+                    pp = producer_perf(b.bootstrap, topic, args.java_tools_messages, args.size, 300)
                     c1 = b.cpu_s()
-                    cp = consumer_perf(
-                        b.bootstrap, topic, args.java_tools_messages, args.size, 300
-                    )
+                    cp = consumer_perf(b.bootstrap, topic, args.java_tools_messages, args.size, 300)
                     c2 = b.cpu_s()
                     mb = args.java_tools_messages * args.size / 1e6
                     pp["cpu_ms_mb"] = (c1 - c0) * 1000 / mb
@@ -1332,9 +1260,7 @@ def main(argv: list[str] | None = None) -> int:
             res[b.name]["prep"] = []
         for i in range(max(args.startup_runs, args.kafka_startup_runs)):
             for b in rotate(brokers, i):
-                if i >= (
-                    args.kafka_startup_runs if b.kind == "kafka" else args.startup_runs
-                ):
+                if i >= (args.kafka_startup_runs if b.kind == "kafka" else args.startup_runs):
                     continue
                 res[b.name]["startup"].append(b.start())
                 res[b.name]["prep"].append(b.prep_s)
@@ -1351,7 +1277,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             try:
                 profile_text = profile_kafkapy(args, root)
-            except Exception as exc:  # noqa: BLE001  (keep the measurements)
+            except Exception as exc:
                 profile_text = f"(profiling failed: {exc!r})"
     finally:
         for b in brokers:
@@ -1447,11 +1373,7 @@ def main(argv: list[str] | None = None) -> int:
         return fmt_ratio(a, b)
 
     table = [
-        "| metric | "
-        + " | ".join(names)
-        + " | "
-        + " | ".join(f"kafkapy / {p}" for p in peers)
-        + " |",
+        "| metric | " + " | ".join(names) + " | " + " | ".join(f"kafkapy / {p}" for p in peers) + " |",
         "| --- |" + " ---: |" * (len(names) + len(peers)),
     ]
     for label, fn, fmt in specs:
@@ -1491,14 +1413,8 @@ def main(argv: list[str] | None = None) -> int:
             "| --- |" + " ---: |" * (2 * len(tool_names)),
         ]
         for i in range(args.java_tools_repeats):
-            cells = [
-                f"{res[n]['pp'][i]['mb_s']:.1f}" if i < len(res[n]["pp"]) else "—"
-                for n in tool_names
-            ]
-            cells += [
-                f"{res[n]['cp'][i]['mb_s']:.1f}" if i < len(res[n]["cp"]) else "—"
-                for n in tool_names
-            ]
+            cells = [f"{res[n]['pp'][i]['mb_s']:.1f}" if i < len(res[n]["pp"]) else "—" for n in tool_names]
+            cells += [f"{res[n]['cp'][i]['mb_s']:.1f}" if i < len(res[n]["cp"]) else "—" for n in tool_names]
             tool_runs.append(f"| {i + 1} | " + " | ".join(cells) + " |")
 
     def verdict(ok: bool) -> str:
@@ -1572,30 +1488,18 @@ def main(argv: list[str] | None = None) -> int:
     problems = []
     for b in brokers:
         for pr, cr in zip(res[b.name]["produce"], res[b.name]["consume"]):
-            if (
-                pr["errors"]
-                or pr["undelivered"]
-                or pr["ok"] < args.messages
-                or cr["errors"]
-                or not cr["complete"]
-            ):
+            if pr["errors"] or pr["undelivered"] or pr["ok"] < args.messages or cr["errors"] or not cr["complete"]:
                 problems.append(
                     f"- {b.name}: produced {pr['ok']}/{args.messages} (errors {pr['errors']}), "
                     f"consumed {cr['ok']} (errors {cr['errors']})"
                 )
         if res[b.name]["lat"]["errors"]:
-            problems.append(
-                f"- {b.name}: latency errors {res[b.name]['lat']['errors']}"
-            )
+            problems.append(f"- {b.name}: latency errors {res[b.name]['lat']['errors']}")
         for cp in res[b.name]["cp"]:
             if cp["ok"] < args.java_tools_messages:
-                problems.append(
-                    f"- {b.name}: ConsumerPerformance read {cp['ok']}/{args.java_tools_messages}"
-                )
+                problems.append(f"- {b.name}: ConsumerPerformance read {cp['ok']}/{args.java_tools_messages}")
         for err in res[b.name]["tool_errors"]:
-            problems.append(
-                f"- {b.name}: Java tool failed: {err.splitlines()[-1] if err else err}"
-            )
+            problems.append(f"- {b.name}: Java tool failed: {err.splitlines()[-1] if err else err}")
     ver = versions(tansu_bin, kafka=not args.no_kafka)
 
     print()

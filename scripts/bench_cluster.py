@@ -30,8 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import datetime as _dt
+import json
 import os
 import shutil
 import signal
@@ -56,7 +56,11 @@ from kafkapy.local_cluster import LocalCluster, wait_until
 
 SECTION = "## Clusters"
 ANALYSIS = "### Analysis"  # hand-written; a re-run keeps it
-CONFIGS: tuple[tuple[str, int, str], ...] = (("RF=3 acks=all", 3, "all"), ("RF=1 acks=1", 1, "1"), ("RF=1 acks=all", 1, "all"))
+CONFIGS: tuple[tuple[str, int, str], ...] = (
+    ("RF=3 acks=all", 3, "all"),
+    ("RF=1 acks=1", 1, "1"),
+    ("RF=1 acks=all", 1, "all"),
+)
 BASE_SETTINGS = {
     "group.initial.rebalance.delay.ms": "0",
     "offsets.topic.num.partitions": "1",
@@ -132,7 +136,9 @@ def admin(cluster: LocalCluster) -> Any:
     return AdminClient({**bb.common_conf(cluster.bootstrap), "socket.timeout.ms": 5000})
 
 
-def create_topic(cluster: LocalCluster, topic: str, partitions: int, rf: int, configs: dict[str, str] | None = None) -> None:
+def create_topic(
+    cluster: LocalCluster, topic: str, partitions: int, rf: int, configs: dict[str, str] | None = None
+) -> None:
     """Create and wait until every partition has a leader and a full ISR."""
     from confluent_kafka.admin import NewTopic
 
@@ -151,7 +157,9 @@ def create_topic(cluster: LocalCluster, topic: str, partitions: int, rf: int, co
     wait_until(ready, timeout=60, interval=0.05, what=f"{topic}: leaders and full ISR")
 
 
-def produce_run(bootstrap: str, topic: str, n: int, size: int, partitions: int, time_box: float, acks: str) -> dict[str, Any]:
+def produce_run(
+    bootstrap: str, topic: str, n: int, size: int, partitions: int, time_box: float, acks: str
+) -> dict[str, Any]:
     """bench_broker.produce_run (one warm-up record, then n records of `size` B, linger.ms=5,
     no compression, timed from the first produce() to the last report), with `acks`."""
     result: dict[str, Any] = bb.produce_run(bootstrap, topic, n, size, partitions, time_box, acks=acks)
@@ -228,7 +236,19 @@ def profile(cluster: LocalCluster, args: argparse.Namespace, out_dir: Path) -> s
     try:
         for node_id, b in cluster.brokers.items():
             raw = out_dir / f"broker-{node_id}.pyspy.txt"
-            cmd = [exe, "record", "--pid", str(b.pid), "--rate", "250", "--format", "raw", "--output", str(raw), "--native"]
+            cmd = [
+                exe,
+                "record",
+                "--pid",
+                str(b.pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--native",
+            ]
             spies[node_id] = (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw)
         time.sleep(0.5)
         pr = produce_run(cluster.bootstrap, topic, args.messages, args.size, args.partitions, args.time_box, "all")
@@ -271,7 +291,10 @@ def latency(cluster: LocalCluster, args: argparse.Namespace, res: dict[str, Any]
             "errors": dict(lp.errors),
         }
         r = res["latency"][rf]
-        print(f"[bench] latency RF={rf}: p50 {r['p50'] * 1e3:.2f} ms, p99 {r['p99'] * 1e3:.2f} ms (n={r['n']})", flush=True)
+        print(
+            f"[bench] latency RF={rf}: p50 {r['p50'] * 1e3:.2f} ms, p99 {r['p99'] * 1e3:.2f} ms (n={r['n']})",
+            flush=True,
+        )
 
 
 # --------------------------------------------------------------------------- failover
@@ -287,7 +310,9 @@ def failover_trial(cluster: LocalCluster, procs: Procs, topic: str, partitions: 
     controller = md.controller_id
     part, victim = next((i, p.leader) for i, p in sorted(md.topics[topic].partitions.items()) if p.leader != controller)
     conf = bb.common_conf(cluster.bootstrap)
-    conf.update({"acks": "all", "linger.ms": 0, "max.in.flight.requests.per.connection": 1, "message.timeout.ms": 120_000})
+    conf.update(
+        {"acks": "all", "linger.ms": 0, "max.in.flight.requests.per.connection": 1, "message.timeout.ms": 120_000}
+    )
     p = Producer(conf)
     done: list[Any] = []
 
@@ -330,15 +355,31 @@ def failover_trial(cluster: LocalCluster, procs: Procs, topic: str, partitions: 
     broker.start()
     procs.track(cluster)
     wait_until(
-        lambda: all(len(x.isrs) == 3 for x in admin(cluster).list_topics(topic, timeout=5).topics[topic].partitions.values()),
+        lambda: all(
+            len(x.isrs) == 3 for x in admin(cluster).list_topics(topic, timeout=5).topics[topic].partitions.values()
+        ),
         timeout=90,
         interval=0.2,
         what=f"{topic}: broker {victim} back in every ISR",
     )
-    return {"elected_s": elected[0] - t_kill if elected else float("nan"), "secs": elapsed, "error": None if err is None else str(err), "victim": victim, "new_leader": new_leader, "controller": controller}
+    return {
+        "elected_s": elected[0] - t_kill if elected else float("nan"),
+        "secs": elapsed,
+        "error": None if err is None else str(err),
+        "victim": victim,
+        "new_leader": new_leader,
+        "controller": controller,
+    }
 
 
-def failover(root: Path, args: argparse.Namespace, procs: Procs, res: dict[str, Any], cluster: LocalCluster | None, session_ms: int) -> None:
+def failover(
+    root: Path,
+    args: argparse.Namespace,
+    procs: Procs,
+    res: dict[str, Any],
+    cluster: LocalCluster | None,
+    session_ms: int,
+) -> None:
     own = cluster is None
     if own:
         cluster = start_cluster(root / f"failover-{session_ms}", {"broker.session.timeout.ms": str(session_ms)}, procs)
@@ -374,7 +415,10 @@ async def _reassign_supported(bootstrap: str) -> bool:
 
     async with KafkaClient(bootstrap) as client:
         conn = await client.controller_connection()
-        return ApiKey.ALTER_PARTITION_REASSIGNMENTS in conn.versions and ApiKey.LIST_PARTITION_REASSIGNMENTS in conn.versions
+        return (
+            ApiKey.ALTER_PARTITION_REASSIGNMENTS in conn.versions
+            and ApiKey.LIST_PARTITION_REASSIGNMENTS in conn.versions
+        )
 
 
 async def _reassign_once(
@@ -391,7 +435,9 @@ async def _reassign_once(
         if throttle is not None:
             try:
                 for b in (1, 2, 3):
-                    await client.alter_configs(str(b), {k: str(throttle) for k in BROKER_THROTTLES}, resource_type=RESOURCE_BROKER)
+                    await client.alter_configs(
+                        str(b), {k: str(throttle) for k in BROKER_THROTTLES}, resource_type=RESOURCE_BROKER
+                    )
                 await client.alter_configs(topic, {k: "*" for k in TOPIC_THROTTLES})
             except KafkaError as e:
                 raise ThrottleRefused(str(e)) from e
@@ -424,7 +470,9 @@ def check_moved(cluster: LocalCluster, topic: str, targets: dict[int, int], payl
     held = 0
     for i, p in parts.items():
         if p.replicas != [targets[i]] or p.leader != targets[i]:
-            raise RuntimeError(f"{topic}-{i} after the reassignment: replicas {p.replicas}, leader {p.leader}, target {targets[i]}")
+            raise RuntimeError(
+                f"{topic}-{i} after the reassignment: replicas {p.replicas}, leader {p.leader}, target {targets[i]}"
+            )
         d = cluster.brokers[p.replicas[0]].data_dir / f"{topic}-{i}"
         held += sum(f.stat().st_size for f in d.glob("*.log"))
     if len(parts) != len(targets) or held < payload:
@@ -433,7 +481,9 @@ def check_moved(cluster: LocalCluster, topic: str, targets: dict[int, int], payl
 
 def reassignment(cluster: LocalCluster, args: argparse.Namespace, res: dict[str, Any]) -> None:
     if not asyncio.run(_reassign_supported(cluster.bootstrap)):
-        res["reassign_note"] = "skipped: the brokers do not serve AlterPartitionReassignments (not in their ApiVersions) at this commit"
+        res["reassign_note"] = (
+            "skipped: the brokers do not serve AlterPartitionReassignments (not in their ApiVersions) at this commit"
+        )
         print(f"[bench] reassignment {res['reassign_note']}", flush=True)
         return
     n = args.reassign_mb * 1_000_000 // args.size
@@ -452,13 +502,16 @@ def reassignment(cluster: LocalCluster, args: argparse.Namespace, res: dict[str,
                 res["reassign_note"] = f"the throttled run was skipped: setting the throttle failed ({e})"
                 print(f"[bench] reassignment: {res['reassign_note']}", flush=True)
                 return
-            except Exception as e:  # noqa: BLE001 - reported; the other phases still run
+            except Exception as e:
                 res["reassign_note"] = f"{key} run {rnd + 1} failed: {type(e).__name__}: {e}"
                 print(f"[bench] reassignment: {res['reassign_note']}", flush=True)
                 return
             mb_s = pr["ok"] * args.size / 1e6 / secs
             res["reassign"].setdefault(key, []).append(mb_s)
-            print(f"[bench] reassignment {key} round {rnd + 1}: {pr['ok'] * args.size / 1e6:.0f} MB in {secs:.2f} s = {mb_s:.1f} MB/s", flush=True)
+            print(
+                f"[bench] reassignment {key} round {rnd + 1}: {pr['ok'] * args.size / 1e6:.0f} MB in {secs:.2f} s = {mb_s:.1f} MB/s",
+                flush=True,
+            )
 
 
 # --------------------------------------------------------------------------- report
@@ -477,12 +530,13 @@ def report(args: argparse.Namespace, res: dict[str, Any], wall_s: float, command
         lines.append(
             f"| {label} | {mb[label]:.1f} | {med([r['mb_s'] for r in crs]):.1f} | {med([r['broker_ms_per_mb'] for r in prs]):.1f} | "
             f"{med([r['client_ms_per_mb'] for r in prs]):.1f} | {med([r['cores_ours'] for r in prs]):.2f} | "
-            f"{med([r['cores_other'] for r in prs]):.2f} | "
-            + ", ".join(f"{r['mb_s']:.1f}" for r in prs)
-            + " |"
+            f"{med([r['cores_other'] for r in prs]):.2f} | " + ", ".join(f"{r['mb_s']:.1f}" for r in prs) + " |"
         )
     a, b1, ball = mb["RF=3 acks=all"], mb["RF=1 acks=1"], mb["RF=1 acks=all"]
-    lines += ["", f"RF=3 acks=all / RF=1 acks=1: **{a / b1:.0%}**; RF=3 acks=all / RF=1 acks=all: **{a / ball:.0%}** (goal ≥ 60 %)."]
+    lines += [
+        "",
+        f"RF=3 acks=all / RF=1 acks=1: **{a / b1:.0%}**; RF=3 acks=all / RF=1 acks=all: **{a / ball:.0%}** (goal ≥ 60 %).",
+    ]
     lat = res["latency"]
     if lat:
         lines += ["", "| sequential produce, acks=all | p50 ms | p99 ms | samples |", "|---|---:|---:|---:|"]
@@ -505,7 +559,9 @@ def report(args: argparse.Namespace, res: dict[str, Any], wall_s: float, command
                 + ", ".join(f"{t['elected_s']:.2f}" for t in trials)
                 + f" | {'met' if ok else 'NOT met'} |"
             )
-            targets.append(f"- failover ≤ session timeout + 1 s at {ms} ms: {'met' if ok else 'NOT met'} ({m:.2f} s median)")
+            targets.append(
+                f"- failover ≤ session timeout + 1 s at {ms} ms: {'met' if ok else 'NOT met'} ({m:.2f} s median)"
+            )
     if res["reassign"]:
         lines += ["", "| reassignment (6 RF=1 partitions to the next broker) | MB/s, median | runs |", "|---|---:|---|"]
         for key, vals in res["reassign"].items():
@@ -516,7 +572,9 @@ def report(args: argparse.Namespace, res: dict[str, Any], wall_s: float, command
     for label, _, _ in CONFIGS:
         for pr, cr in zip(res["produce"][label], res["consume"][label]):
             if pr["errors"] or pr["undelivered"] or pr["ok"] < args.messages or not cr["complete"]:
-                problems.append(f"- {label}: produced {pr['ok']}/{args.messages} (errors {pr['errors']}), consumed {cr['ok']}")
+                problems.append(
+                    f"- {label}: produced {pr['ok']}/{args.messages} (errors {pr['errors']}), consumed {cr['ok']}"
+                )
     for rf, r in lat.items():
         if r["errors"]:
             problems.append(f"- latency RF={rf}: errors {r['errors']}")
@@ -551,16 +609,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-blocks", type=int, default=4, help="interleaved blocks of the latency samples")
     ap.add_argument("--failover-trials", type=int, default=3, help="leader kills per session timeout (default 3)")
     ap.add_argument(
-        "--session-timeouts", default="9000,3000", help="broker.session.timeout.ms values for failover (default 9000,3000)"
+        "--session-timeouts",
+        default="9000,3000",
+        help="broker.session.timeout.ms values for failover (default 9000,3000)",
     )
     ap.add_argument("--reassign-mb", type=int, default=200, help="MB moved per reassignment run (default 200)")
-    ap.add_argument("--reassign-timeout", type=float, default=120.0, help="seconds a reassignment run may take (default 120)")
-    ap.add_argument("--throttle", type=int, default=10_000_000, help="replication throttle in B/s for the throttled run")
-    ap.add_argument("--skip", default="", help="comma list of phases to leave out: throughput,latency,failover,reassign")
+    ap.add_argument(
+        "--reassign-timeout", type=float, default=120.0, help="seconds a reassignment run may take (default 120)"
+    )
+    ap.add_argument(
+        "--throttle", type=int, default=10_000_000, help="replication throttle in B/s for the throttled run"
+    )
+    ap.add_argument(
+        "--skip", default="", help="comma list of phases to leave out: throughput,latency,failover,reassign"
+    )
     ap.add_argument("--data-root", default=None, help="where etcd and broker data go (default: a new dir in $TMPDIR)")
     ap.add_argument("--keep-data", action="store_true", help="keep the data root (logs) afterwards")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/performance.md")
-    ap.add_argument("--profile", metavar="DIR", help="also run py-spy on every broker during one RF=3 produce run; output in DIR")
+    ap.add_argument(
+        "--profile", metavar="DIR", help="also run py-spy on every broker during one RF=3 produce run; output in DIR"
+    )
     args = ap.parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
     sessions = [int(s) for s in args.session_timeouts.split(",") if s]
@@ -579,7 +647,9 @@ def main(argv: list[str] | None = None) -> int:
     cluster: LocalCluster | None = None
     try:
         # The first session timeout's cluster also carries the throughput, latency and reassignment phases.
-        cluster = start_cluster(root / "main", {"broker.session.timeout.ms": str(sessions[0] if sessions else 9000)}, procs)
+        cluster = start_cluster(
+            root / "main", {"broker.session.timeout.ms": str(sessions[0] if sessions else 9000)}, procs
+        )
         print(f"[bench] cluster up: {cluster.bootstrap} (etcd {cluster.etcd.url if cluster.etcd else '?'})", flush=True)
         if "throughput" not in skip:
             throughput(cluster, args, res)
@@ -623,26 +693,34 @@ def main(argv: list[str] | None = None) -> int:
         notes = [
             f"Measured {when} with `{command.strip()}` (`scripts/bench_cluster.py`; this run took {wall_s / 60:.1f} min).",
             "",
-            (f"- machine: {bb.machine()}. etcd, the three Python brokers and the librdkafka client all run on these "
-            "cores: the brokers of a cluster compete with each other for CPU here, which a real deployment "
-            "(one broker per machine) does not"),
+            (
+                f"- machine: {bb.machine()}. etcd, the three Python brokers and the librdkafka client all run on these "
+                "cores: the brokers of a cluster compete with each other for CPU here, which a real deployment "
+                "(one broker per machine) does not"
+            ),
             "- " + "; ".join(f"{k}: {v}" for k, v in ver.items()),
             "- cluster: kafkapy.local_cluster.LocalCluster (etcd + 3 `kafkapy broker` processes on 127.0.0.1, the "
             "`scripts/local-cluster` topology), settings "
             + ", ".join(f"{k}={v}" for k, v in BASE_SETTINGS.items())
             + "; every other setting at its default (min.insync.replicas=1, replica.lag.time.max.ms=30000)",
-            (f"- load: `scripts/bench broker`'s producer: {args.messages:,} records of {args.size} B to a fresh "
-            f"{args.partitions}-partition topic per run (partition = i mod {args.partitions}), linger.ms=5, no "
-            "compression, timed from the first produce() to the last delivery report; then one consumer "
-            f"assigning every partition from offset 0; the three setups interleaved, median of {args.repeats} rounds. "
-            "Leaders of every topic are spread over the three brokers (2 partitions each)"),
-            (f"- latency: {args.latency_count} sequential produces of {args.size} B per RF, acks=all, one in flight, "
-            f"after 50 warm-up records, in {args.latency_blocks} interleaved blocks"),
-            ("- failover: a 3-partition RF=3 topic with min.insync.replicas=2; a producer (acks=all, one record in "
-            "flight, message.timeout.ms=120000) sends to a partition whose leader is not the controller; the "
-            "leader gets SIGKILL between two records; the figure is the time from the kill to the delivery "
-            "report of the next record (acknowledged by the new leader). Then the broker restarts and rejoins "
-            "every ISR before the next trial"),
+            (
+                f"- load: `scripts/bench broker`'s producer: {args.messages:,} records of {args.size} B to a fresh "
+                f"{args.partitions}-partition topic per run (partition = i mod {args.partitions}), linger.ms=5, no "
+                "compression, timed from the first produce() to the last delivery report; then one consumer "
+                f"assigning every partition from offset 0; the three setups interleaved, median of {args.repeats} rounds. "
+                "Leaders of every topic are spread over the three brokers (2 partitions each)"
+            ),
+            (
+                f"- latency: {args.latency_count} sequential produces of {args.size} B per RF, acks=all, one in flight, "
+                f"after 50 warm-up records, in {args.latency_blocks} interleaved blocks"
+            ),
+            (
+                "- failover: a 3-partition RF=3 topic with min.insync.replicas=2; a producer (acks=all, one record in "
+                "flight, message.timeout.ms=120000) sends to a partition whose leader is not the controller; the "
+                "leader gets SIGKILL between two records; the figure is the time from the kill to the delivery "
+                "report of the next record (acknowledged by the new leader). Then the broker restarts and rejoins "
+                "every ISR before the next trial"
+            ),
         ]
         body = [SECTION, "", *notes, "", *table]
         if problems:

@@ -99,7 +99,9 @@ def fetch_case() -> Case:
 
 def metadata_case() -> Case:
     body = md.MetadataResponse(
-        brokers=[md.MetadataResponseBroker(node_id=i, host=f"broker-{i}.example", port=9092, rack=f"r{i}") for i in range(3)],
+        brokers=[
+            md.MetadataResponseBroker(node_id=i, host=f"broker-{i}.example", port=9092, rack=f"r{i}") for i in range(3)
+        ],
         cluster_id="bench-cluster",
         controller_id=0,
         topics=[
@@ -185,9 +187,15 @@ def mbps(size: int, s: float) -> str:
 
 def git_rev() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "kafkapy/protocol"], cwd=REPO, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--", "kafkapy/protocol"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return rev.stdout.strip() + (" (+ uncommitted changes under kafkapy/protocol)" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
@@ -211,7 +219,9 @@ def write_section(body: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="scripts/bench codec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="scripts/bench codec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=15, help="batches per figure (median taken); default 15")
     ap.add_argument("--budget", type=float, default=1.5, help="seconds spent per figure; default 1.5")
     ap.add_argument("--no-doc", action="store_true", help="print only; do not touch docs/performance.md")
@@ -225,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         case = make()
         for op, ours, theirs, size in bench_case(case, args.repeats, args.budget):
             rows.append((case.name, op, ours, theirs, size))
-            print(f"{case.name:40s} {op:6s} ours {fmt_us(ours):>8s} us  kio {fmt_us(theirs):>8s} us  ours/kio {ours / theirs:5.2f}x", flush=True)
+            print(
+                f"{case.name:40s} {op:6s} ours {fmt_us(ours):>8s} us  kio {fmt_us(theirs):>8s} us  ours/kio {ours / theirs:5.2f}x",
+                flush=True,
+            )
     crc_s, crc_size = bench_crc(args.repeats, args.budget)
     print(f"{'CRC-32C (crc32c package), 1 MiB':40s}        {fmt_us(crc_s):>8s} us  {mbps(crc_size, crc_s)} MB/s")
 

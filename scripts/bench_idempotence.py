@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kafkapy.testing import BrokerProcess  # noqa: E402
+from kafkapy.testing import BrokerProcess
 
 
 def cpu_s(pid: int) -> float:
@@ -124,7 +124,10 @@ def main() -> int:
                     create_topic(broker.bootstrap, topic, args.partitions)
                     mbs, cpu = run(broker, topic, idem, args.messages, args.size, args.partitions)
                     results[idem].append((mbs, cpu))
-                    print(f"run {r + 1} {'idempotent' if idem else 'plain':10s} {mbs:7.1f} MB/s  {cpu:5.2f} ms CPU/MB", flush=True)
+                    print(
+                        f"run {r + 1} {'idempotent' if idem else 'plain':10s} {mbs:7.1f} MB/s  {cpu:5.2f} ms CPU/MB",
+                        flush=True,
+                    )
         finally:
             broker.stop()
     med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in results.items()}
@@ -136,8 +139,10 @@ def main() -> int:
     print(f"| idempotent / plain | {med[True][0] / med[False][0]:.2f}x | {med[True][1] / med[False][1]:.2f}x |")
     m = micro()
     print()
-    print(f"PartitionLog.append, 16 x {args.size} B records per batch: plain {m[False]:.2f} us/batch, "
-          f"idempotent {m[True]:.2f} us/batch ({m[True] - m[False]:+.2f} us, {m[True] / m[False]:.3f}x)")
+    print(
+        f"PartitionLog.append, 16 x {args.size} B records per batch: plain {m[False]:.2f} us/batch, "
+        f"idempotent {m[True]:.2f} us/batch ({m[True] - m[False]:+.2f} us, {m[True] / m[False]:.3f}x)"
+    )
     return 0
 
 

@@ -30,7 +30,9 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
 
 
-def run(bootstrap: str, topic: str, n: int, records: int, size: int, partitions: int, offsets: bool) -> tuple[list[float], list[float]]:
+def run(
+    bootstrap: str, topic: str, n: int, records: int, size: int, partitions: int, offsets: bool
+) -> tuple[list[float], list[float]]:
     import confluent_kafka as ck
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -73,18 +75,31 @@ def main() -> int:
         broker = BrokerProcess(data_dir=Path(root) / "data", log_path=Path(root) / "broker.log").start()
         try:
             for offsets in (False, True):
-                commit, whole = run(broker.bootstrap, f"bench-txn-{int(offsets)}", args.transactions, args.records,
-                                    args.size, args.partitions, offsets)
+                commit, whole = run(
+                    broker.bootstrap,
+                    f"bench-txn-{int(offsets)}",
+                    args.transactions,
+                    args.records,
+                    args.size,
+                    args.partitions,
+                    offsets,
+                )
                 rows.append((offsets, commit, whole))
         finally:
             broker.stop()
     print("| transaction | commit_transaction() p50 / p99 / max (ms) | begin to committed p50 / p99 / max (ms) |")
     print("| --- | ---: | ---: |")
     for offsets, commit, whole in rows:
-        name = f"{args.records} x {args.size} B over {args.partitions} partitions" + (" + send_offsets_to_transaction" if offsets else "")
-        print(f"| {name} | {pct(commit, 50):.1f} / {pct(commit, 99):.1f} / {max(commit):.1f} | "
-              f"{pct(whole, 50):.1f} / {pct(whole, 99):.1f} / {max(whole):.1f} |")
-    print(f"\n({args.transactions} transactions each after 5 warm-up; mean commit {statistics.mean(rows[0][1]):.1f} ms)")
+        name = f"{args.records} x {args.size} B over {args.partitions} partitions" + (
+            " + send_offsets_to_transaction" if offsets else ""
+        )
+        print(
+            f"| {name} | {pct(commit, 50):.1f} / {pct(commit, 99):.1f} / {max(commit):.1f} | "
+            f"{pct(whole, 50):.1f} / {pct(whole, 99):.1f} / {max(whole):.1f} |"
+        )
+    print(
+        f"\n({args.transactions} transactions each after 5 warm-up; mean commit {statistics.mean(rows[0][1]):.1f} ms)"
+    )
     return 0
 
 

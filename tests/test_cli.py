@@ -25,7 +25,9 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "kafkapy", *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "kafkapy", *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
 
 
 def api_versions_v0(sock: socket.socket, correlation_id: int) -> tuple[int, int]:
@@ -51,7 +53,16 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
 def test_broker_help() -> None:
     result = run_cli("broker", "--help")
     assert result.returncode == 0
-    for flag in ("--listen", "--advertise", "--data-dir", "--config", "--set", "--broker-id", "--log-level", "--log-format"):
+    for flag in (
+        "--listen",
+        "--advertise",
+        "--data-dir",
+        "--config",
+        "--set",
+        "--broker-id",
+        "--log-level",
+        "--log-format",
+    ):
         assert flag in result.stdout
 
 

@@ -159,8 +159,10 @@ async def _fake_broker(old_api_versions: bool, reverse: bool) -> tuple[asyncio.S
                 req = decode_request(await reader.readexactly(size))
                 if req.api.api_key == 18:
                     max_av = 2 if old_api_versions else 4
-                    keys = [ApiVersion(api_key=18, min_version=0, max_version=max_av),
-                            ApiVersion(api_key=3, min_version=0, max_version=12)]
+                    keys = [
+                        ApiVersion(api_key=18, min_version=0, max_version=max_av),
+                        ApiVersion(api_key=3, min_version=0, max_version=12),
+                    ]
                     if req.version > max_av:
                         body = ApiVersionsResponse(error_code=35, api_keys=keys)
                         version = 0
@@ -273,7 +275,15 @@ def test_produce_consume_keys_and_headers(broker: Broker) -> None:
     name = new_topic(broker, 3)
     lines = [f"key{i}:value {i}" for i in range(30)]
     result = kafkapy(
-        broker, "produce", name, "--key-separator", ":", "--header", "app=test", "--header", "n=1",
+        broker,
+        "produce",
+        name,
+        "--key-separator",
+        ":",
+        "--header",
+        "app=test",
+        "--header",
+        "n=1",
         stdin=("\n".join(lines) + "\n").encode(),
     )
     ok(result)
@@ -330,9 +340,22 @@ def test_consume_waits_for_new_records(broker: Broker) -> None:
     """A consumer started at the end long-polls and prints what is produced later."""
     name = new_topic(broker)
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "kafkapy", "consume", name, "-n", "2", "--timeout-ms", "20000",
-         "--bootstrap-server", broker.bootstrap],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "kafkapy",
+            "consume",
+            name,
+            "-n",
+            "2",
+            "--timeout-ms",
+            "20000",
+            "--bootstrap-server",
+            broker.bootstrap,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         time.sleep(1.5)  # let it resolve its start offset first
@@ -401,8 +424,20 @@ def test_cross_check_with_confluent_kafka(broker: Broker) -> None:
     ck = pytest.importorskip("confluent_kafka")
     name = new_topic(broker, 4)
     lines = [f"k{i}\tv{i}" for i in range(20)]
-    ok(kafkapy(broker, "produce", name, "--key-separator", "\t", "--header", "src=kafkapy",
-               "--compression", "lz4", stdin="\n".join(lines).encode()))
+    ok(
+        kafkapy(
+            broker,
+            "produce",
+            name,
+            "--key-separator",
+            "\t",
+            "--header",
+            "src=kafkapy",
+            "--compression",
+            "lz4",
+            stdin="\n".join(lines).encode(),
+        )
+    )
     consumer = ck.Consumer(
         {"bootstrap.servers": broker.bootstrap, "group.id": "g-" + name, "enable.auto.commit": False}
     )
@@ -424,8 +459,9 @@ def test_cross_check_with_confluent_kafka(broker: Broker) -> None:
 
     # and the other way: librdkafka's murmur2 partitioner agrees with ours
     other = new_topic(broker, 5)
-    producer = ck.Producer({"bootstrap.servers": broker.bootstrap, "partitioner": "murmur2_random",
-                            "compression.type": "zstd"})
+    producer = ck.Producer(
+        {"bootstrap.servers": broker.bootstrap, "partitioner": "murmur2_random", "compression.type": "zstd"}
+    )
     for i in range(25):
         producer.produce(other, key=f"key-{i}".encode(), value=f"val-{i}".encode(), headers=[("i", str(i).encode())])
     assert producer.flush(30) == 0
@@ -441,8 +477,18 @@ def test_cross_check_with_confluent_kafka(broker: Broker) -> None:
 def test_large_produce_is_batched(broker: Broker) -> None:
     name = new_topic(broker, 2)
     n = 20000
-    ok(kafkapy(broker, "produce", name, "--batch-size", "500", "--compression", "zstd",
-               stdin=b"".join(b"%d\n" % i for i in range(n))))
+    ok(
+        kafkapy(
+            broker,
+            "produce",
+            name,
+            "--batch-size",
+            "500",
+            "--compression",
+            "zstd",
+            stdin=b"".join(b"%d\n" % i for i in range(n)),
+        )
+    )
     out = ok(kafkapy(broker, "consume", name, "--from-beginning", "-n", str(n), "--format", "%v"))
     assert sorted(int(x) for x in out.split()) == list(range(n))
 
@@ -453,11 +499,25 @@ def test_cross_check_with_kcat(broker: Broker) -> None:
         pytest.skip("kcat is not installed")
     name = new_topic(broker, 3)
     lines = [f"key{i}:val{i}" for i in range(15)]
-    ok(kafkapy(broker, "produce", name, "--key-separator", ":", "--header", "h=1", "--compression", "snappy",
-               stdin="\n".join(lines).encode()))
+    ok(
+        kafkapy(
+            broker,
+            "produce",
+            name,
+            "--key-separator",
+            ":",
+            "--header",
+            "h=1",
+            "--compression",
+            "snappy",
+            stdin="\n".join(lines).encode(),
+        )
+    )
     out = subprocess.run(
         [kcat, "-C", "-b", broker.bootstrap, "-t", name, "-o", "beginning", "-e", "-q", "-f", "%p %k %s %h\\n"],
-        capture_output=True, timeout=60, check=True,
+        capture_output=True,
+        timeout=60,
+        check=True,
     ).stdout.decode()
     rows = [line.split(" ") for line in out.splitlines()]
     assert sorted(f"{k}:{v}" for _, k, v, _ in rows) == sorted(lines)
@@ -467,7 +527,10 @@ def test_cross_check_with_kcat(broker: Broker) -> None:
     other = new_topic(broker)
     subprocess.run(
         [kcat, "-P", "-b", broker.bootstrap, "-t", other, "-K", ":", "-H", "from=kcat", "-z", "gzip"],
-        input=b"a:1\nb:2\nc:3\n", timeout=60, check=True, capture_output=True,
+        input=b"a:1\nb:2\nc:3\n",
+        timeout=60,
+        check=True,
+        capture_output=True,
     )
     out = ok(kafkapy(broker, "consume", other, "--from-beginning", "-n", "3", "--format", "%o %k=%v %h"))
     assert out == "0 a=1 from=kcat\n1 b=2 from=kcat\n2 c=3 from=kcat\n"

@@ -158,7 +158,9 @@ def test_listener_forms() -> None:
     assert parse_listener(":9092") == Listener("PLAINTEXT", "", 9092)
     assert parse_listener("[::1]:9") == Listener("PLAINTEXT", "::1", 9)
     assert str(Listener("PLAINTEXT", "::1", 9)) == "PLAINTEXT://[::1]:9"
-    c = BrokerConfig.from_pairs([("listeners", "PLAINTEXT://127.0.0.1:1"), ("advertised.listeners", "PLAINTEXT://public:2")])
+    c = BrokerConfig.from_pairs(
+        [("listeners", "PLAINTEXT://127.0.0.1:1"), ("advertised.listeners", "PLAINTEXT://public:2")]
+    )
     assert c.advertised_listener_list == [Listener("PLAINTEXT", "public", 2)]
     assert BrokerConfig().advertised_listener_list == BrokerConfig().listener_list
 
@@ -181,7 +183,9 @@ def test_describe_broker() -> None:
 
 
 def test_topic_defaults_follow_broker() -> None:
-    c = BrokerConfig.from_pairs([("log.retention.minutes", "10"), ("log.segment.bytes", "1000"), ("message.max.bytes", "500")])
+    c = BrokerConfig.from_pairs(
+        [("log.retention.minutes", "10"), ("log.segment.bytes", "1000"), ("message.max.bytes", "500")]
+    )
     t = resolve_topic_config(c)
     assert t.retention_ms == 600_000
     assert t.segment_bytes == 1000
@@ -199,8 +203,15 @@ def test_topic_validation() -> None:
         "retention.ms": "100",
     }
     assert validate_topic_configs({"retention.ms": None}) == {}
-    for bad in ({"retention.ms": "-2"}, {"segment.bytes": "1"}, {"cleanup.policy": "nope"}, {"no.such.key": "1"},
-                {"min.insync.replicas": "0"}, {"message.timestamp.type": "x"}, {"compression.type": "brotli"}):
+    for bad in (
+        {"retention.ms": "-2"},
+        {"segment.bytes": "1"},
+        {"cleanup.policy": "nope"},
+        {"no.such.key": "1"},
+        {"min.insync.replicas": "0"},
+        {"message.timestamp.type": "x"},
+        {"compression.type": "brotli"},
+    ):
         with pytest.raises(ConfigError) as info:
             validate_topic_configs(bad)
         assert info.value.key == next(iter(bad))
@@ -210,8 +221,17 @@ def test_describe_topic_sources() -> None:
     c = BrokerConfig.from_pairs([("log.retention.hours", "1")])
     entries = {e.name: e for e in describe_topic_config(c, {"segment.bytes": "2000"})}
     assert set(entries) == set(TOPIC_CONFIGS)
-    assert (entries["segment.bytes"].value, entries["segment.bytes"].source) == ("2000", ConfigSource.DYNAMIC_TOPIC_CONFIG)
-    assert (entries["retention.ms"].value, entries["retention.ms"].source) == ("3600000", ConfigSource.STATIC_BROKER_CONFIG)
-    assert (entries["cleanup.policy"].value, entries["cleanup.policy"].source) == ("delete", ConfigSource.DEFAULT_CONFIG)
+    assert (entries["segment.bytes"].value, entries["segment.bytes"].source) == (
+        "2000",
+        ConfigSource.DYNAMIC_TOPIC_CONFIG,
+    )
+    assert (entries["retention.ms"].value, entries["retention.ms"].source) == (
+        "3600000",
+        ConfigSource.STATIC_BROKER_CONFIG,
+    )
+    assert (entries["cleanup.policy"].value, entries["cleanup.policy"].source) == (
+        "delete",
+        ConfigSource.DEFAULT_CONFIG,
+    )
     assert entries["cleanup.policy"].is_default
     assert entries["max.message.bytes"].value == "1048588"

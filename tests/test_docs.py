@@ -29,5 +29,10 @@ def test_readme_lists_exactly_the_served_apis() -> None:
 if __name__ == "__main__":
     table = "| key | API | versions |\n| --- | --- | --- |\n" + "\n".join(api_lines()) + "\n"
     text = README.read_text()
-    text = re.sub(r"<!-- apis:start -->\n.*?<!-- apis:end -->", lambda _: f"<!-- apis:start -->\n{table}<!-- apis:end -->", text, flags=re.S)
+    text = re.sub(
+        r"<!-- apis:start -->\n.*?<!-- apis:end -->",
+        lambda _: f"<!-- apis:start -->\n{table}<!-- apis:end -->",
+        text,
+        flags=re.S,
+    )
     README.write_text(text)

@@ -81,7 +81,13 @@ class AiokafkaClient:
         _run(go())
 
     def produce(
-        self, bootstrap: str, topic: str, records: list[Out], *, codec: str = "none", max_message_bytes: int | None = None
+        self,
+        bootstrap: str,
+        topic: str,
+        records: list[Out],
+        *,
+        codec: str = "none",
+        max_message_bytes: int | None = None,
     ) -> None:
         async def go() -> None:
             kwargs: dict[str, object] = {}
@@ -168,7 +174,11 @@ class AiokafkaClient:
     def group_consume(self, bootstrap: str, topic: str, group: str, count: int, timeout_s: float = 40.0) -> list[In]:
         async def go() -> list[In]:
             c = AIOKafkaConsumer(
-                topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+                topic,
+                bootstrap_servers=bootstrap,
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
             )
             await c.start()
             try:
@@ -229,7 +239,9 @@ class AiokafkaClient:
 
     def alter_topic_configs(self, bootstrap: str, topic: str, configs: dict[str, str]) -> None:
         async def go(admin: AIOKafkaAdminClient) -> None:
-            responses = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict(configs))])
+            responses = await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict(configs))]
+            )
             for resp in responses:
                 _check_response(resp, "alter_configs")
 

@@ -41,7 +41,13 @@ class ConfluentClient:
             raise KafkaException(md.topics[topic].error)
 
     def produce(
-        self, bootstrap: str, topic: str, records: list[Out], *, codec: str = "none", max_message_bytes: int | None = None
+        self,
+        bootstrap: str,
+        topic: str,
+        records: list[Out],
+        *,
+        codec: str = "none",
+        max_message_bytes: int | None = None,
     ) -> None:
         conf: dict[str, object] = {
             "bootstrap.servers": bootstrap,
@@ -147,7 +153,9 @@ class ConfluentClient:
             c.close()
 
     def _consumer(self, bootstrap: str) -> Consumer:
-        return Consumer({"bootstrap.servers": bootstrap, "group.id": "kafkapy-interop-unused", "enable.auto.commit": False})
+        return Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "kafkapy-interop-unused", "enable.auto.commit": False}
+        )
 
     def watermarks(self, bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
         c = self._consumer(bootstrap)

@@ -75,7 +75,9 @@ def build() -> None:
     if proc.returncode != 0:
         proc = subprocess.run(base, capture_output=True, timeout=900, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"mvn package failed in interop/java:\n{(proc.stdout + proc.stderr).decode(errors='replace')[-3000:]}")
+        raise RuntimeError(
+            f"mvn package failed in interop/java:\n{(proc.stdout + proc.stderr).decode(errors='replace')[-3000:]}"
+        )
     DEPS_FILE.touch()
 
 
@@ -110,7 +112,9 @@ class JavaDriver:
 
     def _start(self) -> subprocess.Popen[bytes]:
         cmd = java_command(MAIN, "serve", jvm_args=("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"))
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=JAVA_DIR)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=JAVA_DIR
+        )
         self._stderr = []
         self._buf = b""
 
@@ -225,7 +229,9 @@ class JavaClient:
     not_applicable: ClassVar[dict[str, str]] = {}
 
     def create_topic(self, bootstrap: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None:
-        res = call("create_topics", bootstrap, topics=[{"name": topic, "partitions": partitions, "configs": configs or {}}])
+        res = call(
+            "create_topics", bootstrap, topics=[{"name": topic, "partitions": partitions, "configs": configs or {}}]
+        )
         errors = [r for r in res["results"] if r["exception"]]
         assert not errors, f"createTopics: {errors}"
 
@@ -255,7 +261,9 @@ class JavaClient:
         return [(p, o) for p, o, _ in res["offsets"]]
 
     def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
-        res = call("produce", bootstrap, topic=topic, defaults=True, records=[{"key": None, "value": b64(v)} for v in values])
+        res = call(
+            "produce", bootstrap, topic=topic, defaults=True, records=[{"key": None, "value": b64(v)} for v in values]
+        )
         assert not res["errors"], f"produce errors: {res['errors'][:3]}"
 
     def consume(
@@ -309,8 +317,12 @@ class JavaClient:
         return [to_in(m) for m in res["records"]]
 
     def watermarks(self, bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
-        low = call("list_offsets", bootstrap, topic=topic, partitions=[partition], spec="earliest")["offsets"][str(partition)]
-        high = call("list_offsets", bootstrap, topic=topic, partitions=[partition], spec="latest")["offsets"][str(partition)]
+        low = call("list_offsets", bootstrap, topic=topic, partitions=[partition], spec="earliest")["offsets"][
+            str(partition)
+        ]
+        high = call("list_offsets", bootstrap, topic=topic, partitions=[partition], spec="latest")["offsets"][
+            str(partition)
+        ]
         return int(low), int(high)
 
     def offset_for_time(self, bootstrap: str, topic: str, partition: int, timestamp_ms: int) -> int:

@@ -54,7 +54,13 @@ class KafkaPythonClient:
             p.close(timeout=10)
 
     def produce(
-        self, bootstrap: str, topic: str, records: list[Out], *, codec: str = "none", max_message_bytes: int | None = None
+        self,
+        bootstrap: str,
+        topic: str,
+        records: list[Out],
+        *,
+        codec: str = "none",
+        max_message_bytes: int | None = None,
     ) -> None:
         kwargs: dict[str, object] = {}
         if max_message_bytes:

@@ -72,7 +72,13 @@ class KafkajsClient:
         call("auto_create", bootstrap, topic=topic)
 
     def produce(
-        self, bootstrap: str, topic: str, records: list[Out], *, codec: str = "none", max_message_bytes: int | None = None
+        self,
+        bootstrap: str,
+        topic: str,
+        records: list[Out],
+        *,
+        codec: str = "none",
+        max_message_bytes: int | None = None,
     ) -> None:
         payload = [
             {
@@ -143,7 +149,9 @@ class KafkajsClient:
         return int(res["low"]), int(res["high"])
 
     def offset_for_time(self, bootstrap: str, topic: str, partition: int, timestamp_ms: int) -> int:
-        return int(call("offset_for_time", bootstrap, topic=topic, partition=partition, timestamp=timestamp_ms)["offset"])
+        return int(
+            call("offset_for_time", bootstrap, topic=topic, partition=partition, timestamp=timestamp_ms)["offset"]
+        )
 
     def describe_topic_configs(self, bootstrap: str, topic: str) -> dict[str, str]:
         return dict(call("describe_configs", bootstrap, topic=topic)["configs"])

@@ -30,7 +30,9 @@ def kcat_version() -> str | None:
 def _run(bootstrap: str, args: list[str], stdin: bytes | None = None, timeout_s: float = 60.0) -> str:
     proc = subprocess.run([KCAT, "-b", bootstrap, *args], input=stdin, capture_output=True, timeout=timeout_s)
     if proc.returncode != 0:
-        raise RuntimeError(f"kcat {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-800:]}")
+        raise RuntimeError(
+            f"kcat {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-800:]}"
+        )
     return proc.stdout.decode()
 
 
@@ -58,7 +60,13 @@ class KcatClient:
         _run(bootstrap, ["-L", "-J", "-t", topic, "-m", "10", "-X", "allow.auto.create.topics=true"])
 
     def produce(
-        self, bootstrap: str, topic: str, records: list[Out], *, codec: str = "none", max_message_bytes: int | None = None
+        self,
+        bootstrap: str,
+        topic: str,
+        records: list[Out],
+        *,
+        codec: str = "none",
+        max_message_bytes: int | None = None,
     ) -> None:
         # -H applies to a whole invocation: one kcat run per run of records
         # sharing headers and partition. With -K, a line without the key

@@ -61,7 +61,9 @@ def next_state(
         if not candidates and unclean:
             candidates = [r for r in p.replicas if r in leadable]
         leader = candidates[0] if candidates else -1
-    elif preferred and p.replicas and p.replicas[0] != leader and p.replicas[0] in leadable and p.replicas[0] in live_isr:
+    elif (
+        preferred and p.replicas and p.replicas[0] != leader and p.replicas[0] in leadable and p.replicas[0] in live_isr
+    ):
         leader = p.replicas[0]
     if leader >= 0:
         isr = live_isr if leader in live_isr else [leader]  # not in the ISR: an unclean election
@@ -115,9 +117,8 @@ class Controller:
             await self._kick.wait()
             self._kick.clear()
             try:
-                if self.md.controller_id < 0:
-                    if await self.md.campaign():
-                        log.info("became controller", broker_id=self.md.broker.node_id, epoch=self.md.controller_epoch)
+                if self.md.controller_id < 0 and await self.md.campaign():
+                    log.info("became controller", broker_id=self.md.broker.node_id, epoch=self.md.controller_epoch)
                 if self.active:
                     await self.reconcile()
             except asyncio.CancelledError:

@@ -392,7 +392,9 @@ def _gateway_error(obj: Any, status: int = 0) -> EtcdError:
 class EtcdClient:
     """etcd v3 over the JSON gateway. Safe for any number of concurrent callers."""
 
-    def __init__(self, endpoints: list[tuple[str, int]], *, timeout: float = 5.0, max_connections: int = _MAX_POOL) -> None:
+    def __init__(
+        self, endpoints: list[tuple[str, int]], *, timeout: float = 5.0, max_connections: int = _MAX_POOL
+    ) -> None:
         self.endpoints = endpoints
         self.timeout = timeout
         self._current = 0  # index of the endpoint that answered last
@@ -498,7 +500,9 @@ class EtcdClient:
                 failing_since = failing_since if failing_since is not None else now
                 if now - failing_since > _WATCH_RETRY_S:
                     raise
-                log.info("etcd watch reconnecting", prefix=prefix.decode(errors="replace"), revision=next_rev, error=str(e))
+                log.info(
+                    "etcd watch reconnecting", prefix=prefix.decode(errors="replace"), revision=next_rev, error=str(e)
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
@@ -574,7 +578,9 @@ class EtcdClient:
 
     # ------------------------------------------------------------ plumbing
 
-    async def _call(self, path: str, body: dict[str, Any], *, idempotent: bool = False, timeout: float | None = None) -> dict[str, Any]:
+    async def _call(
+        self, path: str, body: dict[str, Any], *, idempotent: bool = False, timeout: float | None = None
+    ) -> dict[str, Any]:
         """POST one unary request; tries the endpoints in turn on connection failure."""
         if self._closed:
             raise EtcdError("etcd client is closed")
@@ -604,7 +610,9 @@ class EtcdClient:
             except _Broken as e:
                 errors.append(f"{endpoint[0]}:{endpoint[1]}: {e}")
                 if e.sent and not idempotent:
-                    raise EtcdUnavailable(f"etcd {path}: connection to {endpoint[0]}:{endpoint[1]} broke after the request was sent (outcome unknown): {e}") from None
+                    raise EtcdUnavailable(
+                        f"etcd {path}: connection to {endpoint[0]}:{endpoint[1]} broke after the request was sent (outcome unknown): {e}"
+                    ) from None
                 i += 1
                 continue
             if status == 200:

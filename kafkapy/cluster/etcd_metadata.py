@@ -97,7 +97,9 @@ def partition_from_json(index: int, data: bytes) -> PartitionInfo:
 class EtcdMetadata:
     """Metadata of a multi-broker cluster, kept in etcd (implements ClusterView)."""
 
-    def __init__(self, client: EtcdClient, cluster_id: str, broker: BrokerInfo, *, session_timeout_ms: int = 9000) -> None:
+    def __init__(
+        self, client: EtcdClient, cluster_id: str, broker: BrokerInfo, *, session_timeout_ms: int = 9000
+    ) -> None:
         self.client = client
         self.cluster_id = cluster_id
         self.broker = broker
@@ -130,7 +132,7 @@ class EtcdMetadata:
         return (self.prefix + "/".join(str(p) for p in parts)).encode()
 
     def _rel(self, key: bytes) -> list[str]:
-        return key.decode()[len(self.prefix):].split("/")
+        return key.decode()[len(self.prefix) :].split("/")
 
     # ------------------------------------------------------------ start-up
 
@@ -199,9 +201,13 @@ class EtcdMetadata:
                     return
                 if asyncio.get_running_loop().time() > deadline:
                     raise MetadataError(
-                        -1, f"broker id {self.broker.node_id} is registered by another live broker (etcd key {key.decode()})"
+                        -1,
+                        f"broker id {self.broker.node_id} is registered by another live broker (etcd key {key.decode()})",
                     )
-                log.info("broker id still registered by a previous process; waiting for its lease", broker_id=self.broker.node_id)
+                log.info(
+                    "broker id still registered by a previous process; waiting for its lease",
+                    broker_id=self.broker.node_id,
+                )
                 await asyncio.sleep(1.0)
         except BaseException:
             await self._drop_lease()  # no keepalives for a lease nothing uses
@@ -227,7 +233,8 @@ class EtcdMetadata:
             return
         key = self._key("brokers", self.broker.node_id)
         res = await self.client.txn(
-            [Compare.lease(key, "=", self.lease.id)], [Op.put(key, self._registration(shutting_down=True), lease=self.lease.id)]
+            [Compare.lease(key, "=", self.lease.id)],
+            [Op.put(key, self._registration(shutting_down=True), lease=self.lease.id)],
         )
         if res.succeeded:
             await self.wait_revision(res.revision)
@@ -329,10 +336,7 @@ class EtcdMetadata:
         touched: set[str] = set()
         for ev in events:
             rel = self._rel(ev.kv.key)
-            if ev.type == "PUT":
-                name = self._apply_put(ev.kv, changes)
-            else:
-                name = self._apply_delete(rel, changes)
+            name = self._apply_put(ev.kv, changes) if ev.type == "PUT" else self._apply_delete(rel, changes)
             if name is not None:
                 touched.add(name)
         self._rebuild(touched, changes)
@@ -482,7 +486,9 @@ class EtcdMetadata:
     # ------------------------------------------------------------ topic changes
 
     def check_new_topic(self, name: str, partitions: int, replication_factor: int) -> None:
-        check_new_topic(name, partitions, replication_factor, self._topics.keys() | self._topic_raw.keys(), len(self._brokers))
+        check_new_topic(
+            name, partitions, replication_factor, self._topics.keys() | self._topic_raw.keys(), len(self._brokers)
+        )
 
     def _assign(
         self, count: int, rf: int, *, start: int = 0, existing: dict[int, list[int]] | None = None
@@ -513,9 +519,18 @@ class EtcdMetadata:
             self.check_new_topic(name, len(assignment), max(len(r) for r in assignment.values()))
         topic_id = random_uuid()
         topic_key = self._key("topics", name)
-        ops = [Op.put(topic_key, json.dumps({"topic_id": str(topic_id), "partitions": len(assignment), "configs": configs or {}}).encode())]
+        ops = [
+            Op.put(
+                topic_key,
+                json.dumps(
+                    {"topic_id": str(topic_id), "partitions": len(assignment), "configs": configs or {}}
+                ).encode(),
+            )
+        ]
         for i in sorted(assignment):
-            ops.append(Op.put(self._key("partitions", name, i), partition_to_json(self._initial_state(i, assignment[i]))))
+            ops.append(
+                Op.put(self._key("partitions", name, i), partition_to_json(self._initial_state(i, assignment[i])))
+            )
         res = await self.client.txn([Compare.create_revision(topic_key, "=", 0)], ops)
         if not res.succeeded:
             raise MetadataError(36, f"Topic '{name}' already exists.")
@@ -547,7 +562,9 @@ class EtcdMetadata:
             raise MetadataError(3, f"Topic '{name}' does not exist.")
         current = len(info.partitions)
         if total < current:
-            raise MetadataError(37, f"Topic currently has {current} partitions, which is higher than the requested {total}.")
+            raise MetadataError(
+                37, f"Topic currently has {current} partitions, which is higher than the requested {total}."
+            )
         if total == current:
             raise MetadataError(37, f"Topic already has {current} partitions.")
         rf = len(info.partitions[0].replicas)
@@ -576,7 +593,9 @@ class EtcdMetadata:
             before = json.dumps(self._topic_raw[name]).encode()
             raw = dict(self._topic_raw[name])
             raw["configs"] = dict(configs)
-            res = await self.client.txn([Compare.value(topic_key, "=", before)], [Op.put(topic_key, json.dumps(raw).encode())])
+            res = await self.client.txn(
+                [Compare.value(topic_key, "=", before)], [Op.put(topic_key, json.dumps(raw).encode())]
+            )
             if res.succeeded:
                 await self.wait_revision(res.revision)
                 return
@@ -607,7 +626,9 @@ class EtcdMetadata:
     async def update_partition(self, topic: str, new: PartitionInfo, expected_revision: int) -> bool:
         """Compare-and-swap one partition's state (leader, ISR, epochs, replicas)."""
         key = self._key("partitions", topic, new.index)
-        res = await self.client.txn([Compare.mod_revision(key, "=", expected_revision)], [Op.put(key, partition_to_json(new))])
+        res = await self.client.txn(
+            [Compare.mod_revision(key, "=", expected_revision)], [Op.put(key, partition_to_json(new))]
+        )
         if res.succeeded:
             await self.wait_revision(res.revision)
         return res.succeeded
@@ -623,8 +644,14 @@ class EtcdMetadata:
             log.warning("isr change refused: not registered in etcd", topic=topic, partition=index)
             return None
         new = PartitionInfo(
-            index, cur.leader, list(cur.replicas), list(isr), cur.leader_epoch, cur.partition_epoch + 1,
-            list(cur.adding_replicas), list(cur.removing_replicas),
+            index,
+            cur.leader,
+            list(cur.replicas),
+            list(isr),
+            cur.leader_epoch,
+            cur.partition_epoch + 1,
+            list(cur.adding_replicas),
+            list(cur.removing_replicas),
         )
         ok = await self.update_partition(topic, new, self.partition_revision(topic, index))
         if ok:
@@ -643,11 +670,17 @@ class EtcdMetadata:
         epoch_kv = await self.client.get(epoch_key)
         epoch = int(epoch_kv.value) + 1 if epoch_kv else 1
         cmp = [Compare.create_revision(key, "=", 0)]
-        cmp.append(Compare.mod_revision(epoch_key, "=", epoch_kv.mod_revision) if epoch_kv else Compare.create_revision(epoch_key, "=", 0))
+        cmp.append(
+            Compare.mod_revision(epoch_key, "=", epoch_kv.mod_revision)
+            if epoch_kv
+            else Compare.create_revision(epoch_key, "=", 0)
+        )
         res = await self.client.txn(
             cmp,
             [
-                Op.put(key, json.dumps({"broker_id": self.broker.node_id, "epoch": epoch}).encode(), lease=self.lease.id),
+                Op.put(
+                    key, json.dumps({"broker_id": self.broker.node_id, "epoch": epoch}).encode(), lease=self.lease.id
+                ),
                 Op.put(epoch_key, str(epoch).encode()),
             ],
         )

@@ -238,7 +238,9 @@ class SourceFetcher:
         wait_ms = self._cfg("replica.fetch.wait.max.ms", 500)
         timeout = max(self._cfg("replica.socket.timeout.ms", 30000), wait_ms + 5000) / 1000
         conn = BrokerConnection(
-            info.host, info.port, client_id=f"kafkapy-replica-fetcher-{self.state.node_id}-{self.fetcher_id}",
+            info.host,
+            info.port,
+            client_id=f"kafkapy-replica-fetcher-{self.state.node_id}-{self.fetcher_id}",
             request_timeout=timeout,
         )
         await conn.connect(timeout)
@@ -309,8 +311,15 @@ class SourceFetcher:
             _, ours = plog.end_offset_for_epoch(leader_epoch)
             target = min(end_offset, leo, ours if ours >= 0 else end_offset)
         if target < leo:
-            log.info("follower truncating", topic=fp.topic, partition=fp.index, from_offset=leo, to_offset=target,
-                     leader=self.leader, leader_epoch=fp.leader_epoch)
+            log.info(
+                "follower truncating",
+                topic=fp.topic,
+                partition=fp.index,
+                from_offset=leo,
+                to_offset=target,
+                leader=self.leader,
+                leader_epoch=fp.leader_epoch,
+            )
             plog.truncate_to(target)
         fp.truncating = False
 
@@ -462,8 +471,15 @@ class SourceFetcher:
             plog.truncate_fully_and_start_at(start)
         elif plog.log_end_offset > end:
             # ahead of the leader (an unclean election): keep only what the leader has
-            log.info("follower truncating", topic=fp.topic, partition=fp.index, from_offset=plog.log_end_offset,
-                     to_offset=end, leader=self.leader, leader_epoch=fp.leader_epoch)
+            log.info(
+                "follower truncating",
+                topic=fp.topic,
+                partition=fp.index,
+                from_offset=plog.log_end_offset,
+                to_offset=end,
+                leader=self.leader,
+                leader_epoch=fp.leader_epoch,
+            )
             plog.truncate_to(end)
         else:
             fp.truncating = True

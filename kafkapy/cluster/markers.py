@@ -41,8 +41,12 @@ TopicPartition = tuple[str, int]
 # Final answers for one marker: written, or refused for good (Kafka drops gone partitions and
 # stops on fenced epochs). Anything else is retried.
 FINAL = frozenset(
-    {ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH,
-     ErrorCode.TRANSACTION_COORDINATOR_FENCED}
+    {
+        ErrorCode.NONE,
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode.INVALID_PRODUCER_EPOCH,
+        ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+    }
 )
 _WRITE_TXN_MARKERS_VERSION = 1
 _RETRY_BACKOFF_S = 0.1
@@ -62,8 +66,13 @@ class MarkerChannel:
         self._conns.clear()
 
     async def write(
-        self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool,
-        partitions: Iterable[TopicPartition], still_valid: Callable[[], bool],
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        coordinator_epoch: int,
+        commit: bool,
+        partitions: Iterable[TopicPartition],
+        still_valid: Callable[[], bool],
     ) -> dict[TopicPartition, int] | None:
         """Write every marker; the final error per partition, or None if `still_valid()` turned false."""
         state = self.coordinator.state
@@ -83,8 +92,10 @@ class MarkerChannel:
                 if leader >= 0:
                     by_leader.setdefault(leader, []).append(tp)
             answers = await asyncio.gather(
-                *(self._send(leader, tps, producer_id, producer_epoch, coordinator_epoch, commit)
-                  for leader, tps in by_leader.items())
+                *(
+                    self._send(leader, tps, producer_id, producer_epoch, coordinator_epoch, commit)
+                    for leader, tps in by_leader.items()
+                )
             )
             retry: dict[TopicPartition, int] = {}
             for errors in answers:
@@ -95,14 +106,23 @@ class MarkerChannel:
                     else:
                         retry[tp] = code
             if pending:
-                log.info("retrying transaction markers", producer_id=producer_id, pending=len(pending),
-                         errors={f"{t}-{p}": c for (t, p), c in retry.items()})
+                log.info(
+                    "retrying transaction markers",
+                    producer_id=producer_id,
+                    pending=len(pending),
+                    errors={f"{t}-{p}": c for (t, p), c in retry.items()},
+                )
                 await asyncio.sleep(_RETRY_BACKOFF_S)
         return done
 
     async def _send(
-        self, leader: int, tps: list[TopicPartition], producer_id: int, producer_epoch: int,
-        coordinator_epoch: int, commit: bool,
+        self,
+        leader: int,
+        tps: list[TopicPartition],
+        producer_id: int,
+        producer_epoch: int,
+        coordinator_epoch: int,
+        commit: bool,
     ) -> dict[TopicPartition, int]:
         coord = self.coordinator
         if leader == coord.state.node_id:
@@ -114,7 +134,9 @@ class MarkerChannel:
         req = WriteTxnMarkersRequest(
             markers=[
                 WritableTxnMarker(
-                    producer_id=producer_id, producer_epoch=producer_epoch, transaction_result=commit,
+                    producer_id=producer_id,
+                    producer_epoch=producer_epoch,
+                    transaction_result=commit,
                     coordinator_epoch=coordinator_epoch,
                     topics=[WritableTxnMarkerTopic(name=t, partition_indexes=ps) for t, ps in by_topic.items()],
                 )

@@ -74,12 +74,12 @@ def validate_topic_name(name: str) -> str | None:
     if not name:
         return "Topic name is illegal, it can't be empty"
     if name in (".", ".."):
-        return "Topic name cannot be \".\" or \"..\""
+        return 'Topic name cannot be "." or ".."'
     if len(name) > MAX_TOPIC_NAME:
         return f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME} characters, topic name: {name}"
     if not _LEGAL.match(name):
         return (
-            f"Topic name \"{name}\" is illegal, it contains a character other than "
+            f'Topic name "{name}" is illegal, it contains a character other than '
             "ASCII alphanumerics, '.', '_' and '-'"
         )
     return None
@@ -89,7 +89,9 @@ def _collision_key(name: str) -> str:
     return name.replace(".", "_")
 
 
-def check_new_topic(name: str, partitions: int, replication_factor: int, existing: Iterable[str], live_brokers: int) -> None:
+def check_new_topic(
+    name: str, partitions: int, replication_factor: int, existing: Iterable[str], live_brokers: int
+) -> None:
     """Raise MetadataError with Kafka's code if the topic cannot be created."""
     problem = validate_topic_name(name)
     if problem:
@@ -254,7 +256,9 @@ class EmbeddedMetadata:
             raise MetadataError(3, f"Topic '{name}' does not exist.")
         current = len(info.partitions)
         if total < current:
-            raise MetadataError(37, f"Topic currently has {current} partitions, which is higher than the requested {total}.")
+            raise MetadataError(
+                37, f"Topic currently has {current} partitions, which is higher than the requested {total}."
+            )
         if total == current:
             raise MetadataError(37, f"Topic already has {current} partitions.")
         node = self.broker.node_id

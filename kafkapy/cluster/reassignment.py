@@ -113,9 +113,7 @@ def completion_state(p: PartitionInfo, live: set[int]) -> PartitionInfo | None:
     return PartitionInfo(p.index, leader, target, isr, leader_epoch, p.partition_epoch + 1)
 
 
-def election_state(
-    p: PartitionInfo, live: set[int], election_type: int
-) -> tuple[Outcome, PartitionInfo | None]:
+def election_state(p: PartitionInfo, live: set[int], election_type: int) -> tuple[Outcome, PartitionInfo | None]:
     """ElectLeaders for one partition: the answer and the new state (None: nothing to write)."""
     if election_type == PREFERRED:
         preferred = p.replicas[0] if p.replicas else -1
@@ -144,8 +142,14 @@ def election_state(
     else:
         return Outcome(ErrorCode.INVALID_REQUEST, f"Unknown election type {election_type}."), None
     new = PartitionInfo(
-        p.index, new_leader, list(p.replicas), isr, p.leader_epoch + 1, p.partition_epoch + 1,
-        list(p.adding_replicas), list(p.removing_replicas),
+        p.index,
+        new_leader,
+        list(p.replicas),
+        isr,
+        p.leader_epoch + 1,
+        p.partition_epoch + 1,
+        list(p.adding_replicas),
+        list(p.removing_replicas),
     )
     return Outcome(), new
 
@@ -166,7 +170,9 @@ async def alter_reassignment(md: EtcdMetadata, topic: str, index: int, target: l
         ongoing = bool(p.adding_replicas or p.removing_replicas)
         if target is None:
             if not ongoing:
-                return Outcome(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress for this partition.")
+                return Outcome(
+                    ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress for this partition."
+                )
             new = cancel_state(p, md.live_ids())
         else:
             problem = check_target(target, md.live_ids())
@@ -178,7 +184,10 @@ async def alter_reassignment(md: EtcdMetadata, topic: str, index: int, target: l
         if await md.update_partition(topic, new, md.partition_revision(topic, index)):
             log.info(
                 "reassignment cancelled" if target is None else "reassignment started",
-                topic=topic, partition=index, replicas=new.replicas, adding=new.adding_replicas,
+                topic=topic,
+                partition=index,
+                replicas=new.replicas,
+                adding=new.adding_replicas,
                 removing=new.removing_replicas,
             )
             return Outcome()
@@ -197,8 +206,14 @@ async def elect(md: EtcdMetadata, topic: str, index: int, election_type: int) ->
         if new is None:
             return outcome
         if await md.update_partition(topic, new, md.partition_revision(topic, index)):
-            log.info("leader elected on request", topic=topic, partition=index, leader=new.leader,
-                     leader_epoch=new.leader_epoch, election_type=election_type)
+            log.info(
+                "leader elected on request",
+                topic=topic,
+                partition=index,
+                leader=new.leader,
+                leader_epoch=new.leader_epoch,
+                election_type=election_type,
+            )
             return outcome
         await asyncio.sleep(0.02)
     return Outcome(ErrorCode.REQUEST_TIMED_OUT, "The partition kept changing; try again.")

@@ -180,7 +180,8 @@ class ReplicaManager:
                 now = _now_ms()
                 current.followers = {
                     n: current.followers.get(n) or FollowerProgress(n, last_caught_up_ms=now)
-                    for n in _assigned(new) if n != me
+                    for n in _assigned(new)
+                    if n != me
                 }
                 if current.pending_isr is not None and new.isr == current.pending_isr:
                     current.pending_isr = None
@@ -217,8 +218,13 @@ class ReplicaManager:
         r.followers = {n: FollowerProgress(n, last_caught_up_ms=now) for n in _assigned(r.info) if n != self.node_id}
         plog.append_listener = self._on_append
         log.info(
-            "became leader", topic=r.topic, partition=r.index, leader_epoch=epoch, log_end_offset=leo,
-            high_watermark=plog.high_watermark, isr=r.info.isr,
+            "became leader",
+            topic=r.topic,
+            partition=r.index,
+            leader_epoch=epoch,
+            log_end_offset=leo,
+            high_watermark=plog.high_watermark,
+            isr=r.info.isr,
         )
 
     def _become_follower(self, r: Replica) -> None:
@@ -233,8 +239,9 @@ class ReplicaManager:
                 self.fetchers.add(r.topic, r.index, r.info.leader, r.info.leader_epoch)
             else:
                 self.fetchers.remove(r.topic, r.index)
-        log.info("became follower", topic=r.topic, partition=r.index, leader=r.info.leader,
-                 leader_epoch=r.info.leader_epoch)
+        log.info(
+            "became follower", topic=r.topic, partition=r.index, leader=r.info.leader, leader_epoch=r.info.leader_epoch
+        )
 
     # ------------------------------------------------------------ queries
 
@@ -276,7 +283,12 @@ class ReplicaManager:
     # ------------------------------------------------------------ leader side
 
     def on_follower_fetch(
-        self, topic: str, index: int, replica_id: int, fetch_offset: int, current_leader_epoch: int = -1,
+        self,
+        topic: str,
+        index: int,
+        replica_id: int,
+        fetch_offset: int,
+        current_leader_epoch: int = -1,
         log_start_offset: int = -1,
     ) -> int:
         """A follower's fetch reached the leader: validate it and record the follower's progress.
@@ -434,7 +446,8 @@ class ReplicaManager:
                 continue
             leo = r.plog.log_end_offset
             out = [
-                n for n in r.info.isr
+                n
+                for n in r.info.isr
                 if n != self.node_id
                 and (f := r.followers.get(n)) is not None
                 and f.log_end_offset < leo
@@ -468,11 +481,15 @@ class ReplicaManager:
         if result is None:
             log.info("alter_isr lost", topic=r.topic, partition=r.index, isr=isr, partition_epoch=base)
             return
-        log.info("isr changed", topic=r.topic, partition=r.index, change=why, isr=result.isr,
-                 partition_epoch=result.partition_epoch)
-        if r.is_leader and result.leader_epoch == leader_epoch and (
-            result.partition_epoch > r.info.partition_epoch
-        ):
+        log.info(
+            "isr changed",
+            topic=r.topic,
+            partition=r.index,
+            change=why,
+            isr=result.isr,
+            partition_epoch=result.partition_epoch,
+        )
+        if r.is_leader and result.leader_epoch == leader_epoch and (result.partition_epoch > r.info.partition_epoch):
             r.info = _copy(result)
             self._maybe_advance_hw(r)
 

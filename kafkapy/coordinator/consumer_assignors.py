@@ -44,7 +44,9 @@ def uniform(
         return out
     subscribed = {t for spec in members.values() for t in spec.subscribed if t in topics}
     all_tps = _sorted_tps(topics, subscribed)
-    eligible: dict[UUID, list[str]] = {t: sorted(m for m, s in members.items() if t in s.subscribed) for t in subscribed}
+    eligible: dict[UUID, list[str]] = {
+        t: sorted(m for m, s in members.items() if t in s.subscribed) for t in subscribed
+    }
     owner: dict[TP, str] = {}
     # 1. stickiness: keep previous partitions that are still valid
     for m in sorted(members):

@@ -142,20 +142,30 @@ class ConsumerGroupCoordinator:
         group = self.groups.get(group_id)
         if group is None:
             if req.member_epoch != 0:  # as Kafka: only a joining member (epoch 0) creates the group
-                return HeartbeatResult(ErrorCode.GROUP_ID_NOT_FOUND, req.member_id, req.member_epoch,
-                                       message=f"Consumer group {group_id} not found.")
+                return HeartbeatResult(
+                    ErrorCode.GROUP_ID_NOT_FOUND,
+                    req.member_id,
+                    req.member_epoch,
+                    message=f"Consumer group {group_id} not found.",
+                )
             err = self._take_over_classic(group_id)
             if err != ErrorCode.NONE:
-                return HeartbeatResult(err, req.member_id, req.member_epoch,
-                                       message=f"Group {group_id} is not a consumer group")
+                return HeartbeatResult(
+                    err, req.member_id, req.member_epoch, message=f"Group {group_id} is not a consumer group"
+                )
             group = self.groups.get_or_create(group_id)
         result = group.heartbeat(req, self.topics(), now_ms())
         if result.error != ErrorCode.NONE and not group.pending and group.group_epoch == 0:
             self.groups.groups.pop(group_id, None)  # a refused first member leaves no group behind
         elif not self._flush(group):
             return HeartbeatResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, req.member_id, req.member_epoch)
-        log.debug("consumer group heartbeat", group=group_id, member=result.member_id, epoch=result.member_epoch,
-                  error=result.error)
+        log.debug(
+            "consumer group heartbeat",
+            group=group_id,
+            member=result.member_id,
+            epoch=result.member_epoch,
+            error=result.error,
+        )
         return result
 
     def delete_group(self, group_id: str) -> int | None:
@@ -171,7 +181,9 @@ class ConsumerGroupCoordinator:
         self.base._write(group_id, list(self.base.offsets.delete_records(group_id)))
         return ErrorCode.NONE
 
-    def delete_offsets(self, group_id: str, partitions: list[TopicPartition]) -> tuple[int, dict[TopicPartition, int]] | None:
+    def delete_offsets(
+        self, group_id: str, partitions: list[TopicPartition]
+    ) -> tuple[int, dict[TopicPartition, int]] | None:
         """OffsetDelete for a consumer group; None when `group_id` is not one."""
         group = self.groups.get(group_id)
         if group is None:

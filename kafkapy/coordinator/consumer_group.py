@@ -175,13 +175,23 @@ class ConsumerMember:
 
     def metadata_value(self) -> MemberMetadataValue:
         return MemberMetadataValue(
-            self.instance_id, self.rack_id, self.client_id, self.client_host, list(self.subscribed_topic_names),
-            self.subscribed_topic_regex, self.rebalance_timeout_ms, self.server_assignor,
+            self.instance_id,
+            self.rack_id,
+            self.client_id,
+            self.client_host,
+            list(self.subscribed_topic_names),
+            self.subscribed_topic_regex,
+            self.rebalance_timeout_ms,
+            self.server_assignor,
         )
 
     def current_value(self) -> CurrentMemberValue:
         return CurrentMemberValue(
-            self.member_epoch, self.previous_member_epoch, int(self.state), dict(self.assigned), dict(self.pending_revocation)
+            self.member_epoch,
+            self.previous_member_epoch,
+            int(self.state),
+            dict(self.assigned),
+            dict(self.pending_revocation),
         )
 
 
@@ -306,7 +316,11 @@ class ConsumerGroup:
             m = self.members.get(mid)
             if m is None:
                 m = self.members[mid] = ConsumerMember(mid)
-            if m.instance_id is not None and m.instance_id != value.instance_id and self.static_members.get(m.instance_id) == mid:
+            if (
+                m.instance_id is not None
+                and m.instance_id != value.instance_id
+                and self.static_members.get(m.instance_id) == mid
+            ):
                 del self.static_members[m.instance_id]
             m.instance_id = value.instance_id
             m.rack_id = value.rack_id
@@ -392,8 +406,9 @@ class ConsumerGroup:
         self._emit(self._key(MEMBER_METADATA, mid), None)
         self._event("member removed", member=mid, reason=reason)
 
-    def _set_current(self, m: ConsumerMember, epoch: int, prev: int, state: MemberState,
-                     assigned: Partitions, revoking: Partitions) -> None:
+    def _set_current(
+        self, m: ConsumerMember, epoch: int, prev: int, state: MemberState, assigned: Partitions, revoking: Partitions
+    ) -> None:
         value = CurrentMemberValue(epoch, prev, int(state), assigned, revoking)
         if value != m.current_value():
             self._emit(self._key(CURRENT_MEMBER, m.member_id), value)
@@ -434,7 +449,10 @@ class ConsumerGroup:
         full = req.member_epoch == 0 or req.owned is not None or req.subscribed_topic_names is not None
         changed = (member.member_epoch, member.assigned) != before
         return HeartbeatResult(
-            ErrorCode.NONE, member.member_id, member.member_epoch, self.limits.heartbeat_interval_ms,
+            ErrorCode.NONE,
+            member.member_id,
+            member.member_epoch,
+            self.limits.heartbeat_interval_ms,
             dict(member.assigned) if full or changed else None,
         )
 
@@ -455,7 +473,10 @@ class ConsumerGroup:
             if req.owned is not None and any(req.owned.values()):
                 return bad, "TopicPartitions must be empty when (re-)joining"
         if req.server_assignor is not None and assignor_name(req.server_assignor) not in self.limits.assignors:
-            return ErrorCode.UNSUPPORTED_ASSIGNOR, f"ServerAssignor {req.server_assignor} is not supported; supported: {', '.join(self.limits.assignors)}"
+            return (
+                ErrorCode.UNSUPPORTED_ASSIGNOR,
+                f"ServerAssignor {req.server_assignor} is not supported; supported: {', '.join(self.limits.assignors)}",
+            )
         if req.subscribed_topic_regex and _compile(req.subscribed_topic_regex) is None:
             return bad, f"SubscribedTopicRegex {req.subscribed_topic_regex!r} is not a valid regular expression"
         return ErrorCode.NONE, None
@@ -473,8 +494,14 @@ class ConsumerGroup:
             return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID, mid, req.member_epoch)
         if req.member_epoch == STATIC_LEAVE_EPOCH:
             # A static member away for a while: it keeps its partitions until its session times out.
-            self._set_current(member, STATIC_LEAVE_EPOCH, member.member_epoch, member.state,
-                              dict(member.assigned), dict(member.pending_revocation))
+            self._set_current(
+                member,
+                STATIC_LEAVE_EPOCH,
+                member.member_epoch,
+                member.state,
+                dict(member.assigned),
+                dict(member.pending_revocation),
+            )
             member.rebalance_deadline_ms = None
             self._event("static member left temporarily", member=mid, instance=req.instance_id)
             return HeartbeatResult(ErrorCode.NONE, mid, STATIC_LEAVE_EPOCH)
@@ -490,7 +517,9 @@ class ConsumerGroup:
                 old = self.members[old_id]
                 if old.member_epoch != STATIC_LEAVE_EPOCH:
                     return HeartbeatResult(
-                        ErrorCode.UNRELEASED_INSTANCE_ID, mid, 0,
+                        ErrorCode.UNRELEASED_INSTANCE_ID,
+                        mid,
+                        0,
                         message=f"Static member {old_id} with instance id {req.instance_id} is still active",
                     )
                 return self._replace_static(old, mid, req)
@@ -501,7 +530,9 @@ class ConsumerGroup:
             return member
         if len(self.members) >= self.limits.max_size:
             return HeartbeatResult(
-                ErrorCode.GROUP_MAX_SIZE_REACHED, mid, 0,
+                ErrorCode.GROUP_MAX_SIZE_REACHED,
+                mid,
+                0,
                 message=f"The consumer group has reached its maximum capacity of {self.limits.max_size} members",
             )
         self._event("member joined", member=mid, instance=req.instance_id, client=req.client_id)
@@ -523,14 +554,22 @@ class ConsumerGroup:
         mid = req.member_id
         member = self.members.get(mid)
         if member is None:
-            return HeartbeatResult(ErrorCode.UNKNOWN_MEMBER_ID, mid, req.member_epoch,
-                                   message=f"Member {mid} is not a member of group {self.group_id}")
+            return HeartbeatResult(
+                ErrorCode.UNKNOWN_MEMBER_ID,
+                mid,
+                req.member_epoch,
+                message=f"Member {mid} is not a member of group {self.group_id}",
+            )
         if req.instance_id is not None and self.static_members.get(req.instance_id) != mid:
             return HeartbeatResult(ErrorCode.FENCED_INSTANCE_ID, mid, req.member_epoch)
         epoch = req.member_epoch
         if epoch > member.member_epoch:
-            return HeartbeatResult(ErrorCode.FENCED_MEMBER_EPOCH, mid, epoch,
-                                   message=f"epoch {epoch} is ahead of the member's epoch {member.member_epoch}")
+            return HeartbeatResult(
+                ErrorCode.FENCED_MEMBER_EPOCH,
+                mid,
+                epoch,
+                message=f"epoch {epoch} is ahead of the member's epoch {member.member_epoch}",
+            )
         if epoch < member.member_epoch:
             # The member may have lost the response that moved it on: its previous epoch
             # is fine as long as it owns nothing it was not given.
@@ -538,8 +577,12 @@ class ConsumerGroup:
                 req.owned is None or _tps(req.owned) <= _tps(member.assigned)
             )
             if not lost_response:
-                return HeartbeatResult(ErrorCode.FENCED_MEMBER_EPOCH, mid, epoch,
-                                       message=f"epoch {epoch} is behind the member's epoch {member.member_epoch}")
+                return HeartbeatResult(
+                    ErrorCode.FENCED_MEMBER_EPOCH,
+                    mid,
+                    epoch,
+                    message=f"epoch {epoch} is behind the member's epoch {member.member_epoch}",
+                )
         return member
 
     def _update_member(self, m: ConsumerMember, req: HeartbeatRequest) -> str | None:
@@ -552,10 +595,14 @@ class ConsumerGroup:
             client_id=req.client_id or m.client_id,
             client_host=req.client_host or m.client_host,
             subscribed_topic_names=(
-                list(req.subscribed_topic_names) if req.subscribed_topic_names is not None else list(m.subscribed_topic_names)
+                list(req.subscribed_topic_names)
+                if req.subscribed_topic_names is not None
+                else list(m.subscribed_topic_names)
             ),
             subscribed_topic_regex=(
-                (req.subscribed_topic_regex or None) if req.subscribed_topic_regex is not None else m.subscribed_topic_regex
+                (req.subscribed_topic_regex or None)
+                if req.subscribed_topic_regex is not None
+                else m.subscribed_topic_regex
             ),
             rebalance_timeout_ms=req.rebalance_timeout_ms if req.rebalance_timeout_ms > 0 else m.rebalance_timeout_ms,
             server_assignor=req.server_assignor if req.server_assignor is not None else m.server_assignor,
@@ -581,7 +628,9 @@ class ConsumerGroup:
         name = self.preferred_assignor()
         assign = ASSIGNORS[name]
         specs = {
-            mid: MemberSpec(frozenset(topics.by_name[n].topic_id for n in self.subscribed_names(m, topics)), m.instance_id)
+            mid: MemberSpec(
+                frozenset(topics.by_name[n].topic_id for n in self.subscribed_names(m, topics)), m.instance_id
+            )
             for mid, m in self.members.items()
         }
         counts = {t.topic_id: t.partitions for t in topics.by_id.values()}
@@ -615,8 +664,14 @@ class ConsumerGroup:
         unreleased = wanted - free
         epoch = self.assignment_epoch
         if revoke:
-            self._set_current(m, m.member_epoch, m.previous_member_epoch, MemberState.UNREVOKED_PARTITIONS,
-                              _group(keep), _group(revoke))
+            self._set_current(
+                m,
+                m.member_epoch,
+                m.previous_member_epoch,
+                MemberState.UNREVOKED_PARTITIONS,
+                _group(keep),
+                _group(revoke),
+            )
             if m.rebalance_deadline_ms is None:
                 m.rebalance_deadline_ms = now_ms + max(m.rebalance_timeout_ms, 0)
             return
@@ -723,7 +778,9 @@ class ConsumerGroups:
 
 def limits_from_config(cfg: object) -> ConsumerGroupLimits:
     """ConsumerGroupLimits from a BrokerConfig's group.consumer.* keys."""
-    names = tuple(dict.fromkeys(assignor_name(a) for a in getattr(cfg, "group_consumer_assignors", ("uniform", "range"))))
+    names = tuple(
+        dict.fromkeys(assignor_name(a) for a in getattr(cfg, "group_consumer_assignors", ("uniform", "range")))
+    )
     return ConsumerGroupLimits(
         session_timeout_ms=int(getattr(cfg, "group_consumer_session_timeout_ms", 45_000)),
         heartbeat_interval_ms=int(getattr(cfg, "group_consumer_heartbeat_interval_ms", 5_000)),

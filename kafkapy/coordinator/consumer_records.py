@@ -44,7 +44,9 @@ MEMBER_METADATA = 5
 TARGET_METADATA = 6
 TARGET_MEMBER = 7
 CURRENT_MEMBER = 8
-RECORD_TYPES = frozenset({GROUP_METADATA, PARTITION_METADATA, MEMBER_METADATA, TARGET_METADATA, TARGET_MEMBER, CURRENT_MEMBER})
+RECORD_TYPES = frozenset(
+    {GROUP_METADATA, PARTITION_METADATA, MEMBER_METADATA, TARGET_METADATA, TARGET_MEMBER, CURRENT_MEMBER}
+)
 _MEMBER_KEYS = frozenset({MEMBER_METADATA, TARGET_MEMBER, CURRENT_MEMBER})
 VALUE_VERSION = 0
 
@@ -110,7 +112,14 @@ class IgnoredValue:
     """A record type we read but do not use (ConsumerGroupPartitionMetadata)."""
 
 
-CgValue = GroupMetadataValue | MemberMetadataValue | TargetMetadataValue | TargetMemberValue | CurrentMemberValue | IgnoredValue
+CgValue = (
+    GroupMetadataValue
+    | MemberMetadataValue
+    | TargetMetadataValue
+    | TargetMemberValue
+    | CurrentMemberValue
+    | IgnoredValue
+)
 
 
 # ---------------------------------------------------------------- keys
@@ -272,4 +281,3 @@ def decode_value(key: CgKey, data: bytes) -> CgValue:
         raise
     except _FAULTS as e:
         raise DecodeError(f"bad consumer group value (type {key.record_type}): {e}") from None
-

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from kafkapy.coordinator.placement import Placement
 from kafkapy.coordinator import consumer_records as cg_records
 from kafkapy.coordinator.consumer_group import ConsumerGroups, limits_from_config
 from kafkapy.coordinator.group import (
@@ -32,6 +31,7 @@ from kafkapy.coordinator.group import (
     SyncResult,
 )
 from kafkapy.coordinator.offsets import OffsetStore, TopicPartition
+from kafkapy.coordinator.placement import Placement
 from kafkapy.coordinator.records import (
     GroupKey,
     GroupValue,
@@ -117,13 +117,19 @@ async def wait_written(state: BrokerState, topic: str, partition: int, timeout_m
     plog = state.partition_log(topic, partition)
     if plog is None:
         return ErrorCode.NOT_LEADER_OR_FOLLOWER
-    return int(await replicas.wait_replicated(topic, partition, plog.log_end_offset, timeout_ms, replicas.min_isr(topic)))
+    return int(
+        await replicas.wait_replicated(topic, partition, plog.log_end_offset, timeout_ms, replicas.min_isr(topic))
+    )
 
 
 def store_error(code: int, *, timed_out: int = ErrorCode.REQUEST_TIMED_OUT) -> int:
     """Kafka's mapping of a coordinator append error to the answer (GroupMetadataManager):
     too few replicas -> COORDINATOR_NOT_AVAILABLE, leadership lost -> NOT_COORDINATOR."""
-    if code in (ErrorCode.NOT_ENOUGH_REPLICAS, ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION):
+    if code in (
+        ErrorCode.NOT_ENOUGH_REPLICAS,
+        ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    ):
         return ErrorCode.COORDINATOR_NOT_AVAILABLE
     if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
         return ErrorCode.NOT_COORDINATOR
@@ -218,7 +224,9 @@ class GroupCoordinator(Placement):
         self.num_partitions = cfg.offsets_topic_num_partitions
         cluster = self.state.cluster
         if cluster is not None:  # created in the background; NOT_COORDINATOR until then
-            rf = cluster.internal_replication_factor(cfg.offsets_topic_replication_factor, "offsets.topic.replication.factor")
+            rf = cluster.internal_replication_factor(
+                cfg.offsets_topic_replication_factor, "offsets.topic.replication.factor"
+            )
             cluster.ensure_internal_topic(OFFSETS_TOPIC, self.num_partitions, rf, configs)
             return
         self.state.create_topic_now(OFFSETS_TOPIC, self.num_partitions, 1, configs)
@@ -267,9 +275,13 @@ class GroupCoordinator(Placement):
                 if cg_records.is_consumer_group_key(rec.key):  # a KIP-848 group record
                     try:
                         cg_key = cg_records.decode_key(rec.key)
-                        self.consumer.replay(cg_key, None if rec.value is None else cg_records.decode_value(cg_key, rec.value))
+                        self.consumer.replay(
+                            cg_key, None if rec.value is None else cg_records.decode_value(cg_key, rec.value)
+                        )
                     except DecodeError as e:
-                        log.warning("skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e))
+                        log.warning(
+                            "skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e)
+                        )
                         continue
                     old = self.groups.get(cg_key.group)
                     if old is not None and old.is_empty and self.consumer.get(cg_key.group) is not None:
@@ -328,8 +340,9 @@ class GroupCoordinator(Placement):
 
     async def written(self, group_id: str, *, timed_out: int = ErrorCode.REQUEST_TIMED_OUT) -> int:
         """The group's writes so far replicated (cluster mode), as an answer's error code."""
-        code = await wait_written(self.state, OFFSETS_TOPIC, self.partition_of(group_id),
-                                  self.state.config.offsets_commit_timeout_ms)
+        code = await wait_written(
+            self.state, OFFSETS_TOPIC, self.partition_of(group_id), self.state.config.offsets_commit_timeout_ms
+        )
         return store_error(code, timed_out=timed_out)
 
     def _replay(self, key: Key, value: Value) -> None:
@@ -394,7 +407,13 @@ class GroupCoordinator(Placement):
         group = self._group(group_id, create=True)
         assert group is not None
         member_id, result, fx = group.join(req, now_ms())
-        log.debug("join", group=group_id, member=member_id, parked=result is None, error=None if result is None else result.error)
+        log.debug(
+            "join",
+            group=group_id,
+            member=member_id,
+            parked=result is None,
+            error=None if result is None else result.error,
+        )
         if created and result is not None and result.error != ErrorCode.MEMBER_ID_REQUIRED and group.is_empty:
             del self.groups[group_id]  # a refused first join leaves no group behind
         fut: asyncio.Future[JoinResult] | None = None
@@ -424,8 +443,14 @@ class GroupCoordinator(Placement):
         if group is None:
             return SyncResult(ErrorCode.UNKNOWN_MEMBER_ID)
         result, fx = group.sync(member_id, instance_id, generation, protocol_type, protocol_name, assignments, now_ms())
-        log.debug("sync", group=group_id, member=member_id, generation=generation, parked=result is None,
-                  error=None if result is None else result.error)
+        log.debug(
+            "sync",
+            group=group_id,
+            member=member_id,
+            generation=generation,
+            parked=result is None,
+            error=None if result is None else result.error,
+        )
         fut: asyncio.Future[SyncResult] | None = None
         if result is None:
             key = (group_id, member_id)
@@ -504,7 +529,9 @@ class GroupCoordinator(Placement):
             return None
         topics: set[str] = set()
         for m in group.members.values():
-            meta = m.metadata(group.protocol_name) if group.protocol_name else (m.protocols[0][1] if m.protocols else b"")
+            meta = (
+                m.metadata(group.protocol_name) if group.protocol_name else (m.protocols[0][1] if m.protocols else b"")
+            )
             sub = subscribed_topics(meta)
             if sub is None:
                 return None
@@ -570,7 +597,8 @@ class GroupCoordinator(Placement):
             else:
                 continue
             pairs: list[tuple[Key, Value]] = [
-                (OffsetKey(group_id, t, p), None) for t, p in self.offsets.expired(group_id, now, retention, since, keep)
+                (OffsetKey(group_id, t, p), None)
+                for t, p in self.offsets.expired(group_id, now, retention, since, keep)
             ]
             removed += len(pairs)
             if group.state is GroupState.EMPTY and not group.pending_members:
@@ -589,6 +617,7 @@ class GroupCoordinator(Placement):
     def groups_in(self, states: Iterable[str] | None = None) -> list[ClassicGroup]:
         wanted = {s.lower() for s in states} if states else None
         return [
-            g for g in self.groups.values()
+            g
+            for g in self.groups.values()
             if g.state is not GroupState.DEAD and (wanted is None or g.state.value.lower() in wanted)
         ]

@@ -226,8 +226,13 @@ class ClassicGroup:
             else []
         )
         return JoinResult(
-            ErrorCode.NONE, member.member_id, self.generation, self.protocol_type, self.protocol_name,
-            self.leader_id or "", members,
+            ErrorCode.NONE,
+            member.member_id,
+            self.generation,
+            self.protocol_type,
+            self.protocol_name,
+            self.leader_id or "",
+            members,
         )
 
     def _refresh(self, member: Member, now_ms: int) -> None:
@@ -326,8 +331,15 @@ class ClassicGroup:
 
     def _add_and_rebalance(self, member_id: str, req: JoinRequest, now_ms: int) -> JoinResult | None:
         member = Member(
-            member_id, req.group_instance_id, req.client_id, req.client_host, req.session_timeout_ms,
-            req.rebalance_timeout_ms, req.protocol_type, list(req.protocols), awaiting_join=True,
+            member_id,
+            req.group_instance_id,
+            req.client_id,
+            req.client_host,
+            req.session_timeout_ms,
+            req.rebalance_timeout_ms,
+            req.protocol_type,
+            list(req.protocols),
+            awaiting_join=True,
         )
         self._refresh(member, now_ms)
         self.members[member_id] = member
@@ -445,7 +457,10 @@ class ClassicGroup:
             self._fx.joins[m.member_id] = self._join_result(m)
         self.pending_sync = set(self.members)
         self._fx.events.append(
-            ("rebalance completed", {"generation": self.generation, "members": len(self.members), "protocol": self.protocol_name})
+            (
+                "rebalance completed",
+                {"generation": self.generation, "members": len(self.members), "protocol": self.protocol_name},
+            )
         )
         timeout = max(m.rebalance_timeout_ms for m in self.members.values())
         self.sync_deadline_ms = now_ms + timeout
@@ -653,8 +668,14 @@ class ClassicGroup:
             current_state_timestamp=self.state_timestamp_ms,
             members=[
                 MemberValue(
-                    m.member_id, m.group_instance_id, m.client_id, m.client_host, m.rebalance_timeout_ms,
-                    m.session_timeout_ms, m.metadata(self.protocol_name), m.assignment,
+                    m.member_id,
+                    m.group_instance_id,
+                    m.client_id,
+                    m.client_host,
+                    m.rebalance_timeout_ms,
+                    m.session_timeout_ms,
+                    m.metadata(self.protocol_name),
+                    m.assignment,
                 )
                 for m in self.members.values()
             ],
@@ -671,8 +692,14 @@ class ClassicGroup:
         g.state_timestamp_ms = value.current_state_timestamp if value.current_state_timestamp >= 0 else now_ms
         for mv in value.members:
             m = Member(
-                mv.member_id, mv.group_instance_id, mv.client_id, mv.client_host, mv.session_timeout_ms,
-                mv.rebalance_timeout_ms, value.protocol_type, [(value.protocol or "", mv.subscription)],
+                mv.member_id,
+                mv.group_instance_id,
+                mv.client_id,
+                mv.client_host,
+                mv.session_timeout_ms,
+                mv.rebalance_timeout_ms,
+                value.protocol_type,
+                [(value.protocol or "", mv.subscription)],
                 assignment=mv.assignment,
             )
             g._refresh(m, now_ms)

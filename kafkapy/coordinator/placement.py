@@ -28,7 +28,11 @@ class Placement:
 
     def _owns_partition(self, partition: int) -> bool:
         info = self.state.metadata.topic(self.TOPIC)
-        return info is not None and partition < len(info.partitions) and info.partitions[partition].leader == self.state.node_id
+        return (
+            info is not None
+            and partition < len(info.partitions)
+            and info.partitions[partition].leader == self.state.node_id
+        )
 
     def owns(self, key: str) -> bool:
         return self._owns_partition(self.partition_of(key))

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kafkapy.coordinator import TXN_TOPIC
-from kafkapy.coordinator.placement import Placement
 from kafkapy.coordinator.coordinator import (
     OFFSETS_TOPIC,
     replay_records,
@@ -40,6 +39,7 @@ from kafkapy.coordinator.coordinator import (
     store_error,
     wait_written,
 )
+from kafkapy.coordinator.placement import Placement
 from kafkapy.coordinator.txn_records import (
     TopicPartition,
     TxnValue,
@@ -104,8 +104,16 @@ class MarkerResult:
     @property
     def ok(self) -> bool:
         # Gone partitions and fenced markers are final, as in Kafka; only retriable faults block completion.
-        return all(e in (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH,
-                         ErrorCode.TRANSACTION_COORDINATOR_FENCED) for e in self.errors.values())
+        return all(
+            e
+            in (
+                ErrorCode.NONE,
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+                ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+            )
+            for e in self.errors.values()
+        )
 
 
 @dataclass(slots=True)
@@ -266,7 +274,11 @@ class TransactionCoordinator(Placement):
     # ------------------------------------------------------------ markers
 
     def write_markers(
-        self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool,
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        coordinator_epoch: int,
+        commit: bool,
         partitions: Iterable[TopicPartition],
     ) -> MarkerResult:
         """Append a COMMIT/ABORT marker to each partition (also WriteTxnMarkers)."""
@@ -331,8 +343,9 @@ class TransactionCoordinator(Placement):
 
     async def written(self, txn_id: str) -> int:
         """The id's `__transaction_state` writes so far replicated (cluster), as an answer's error."""
-        code = await wait_written(self.state, TXN_TOPIC, self.partition_of(txn_id),
-                                  _config_int(self.state, "request.timeout.ms", 30_000))
+        code = await wait_written(
+            self.state, TXN_TOPIC, self.partition_of(txn_id), _config_int(self.state, "request.timeout.ms", 30_000)
+        )
         return store_error(code, timed_out=ErrorCode.COORDINATOR_NOT_AVAILABLE)
 
     def _complete(self, txn_id: str) -> bool:
@@ -344,7 +357,9 @@ class TransactionCoordinator(Placement):
             return False
         md = self.txns[txn_id]
         commit = md.state is TxnState.PREPARE_COMMIT
-        res = self.write_markers(md.producer_id, md.producer_epoch, self.coordinator_epoch(txn_id), commit, md.partitions)
+        res = self.write_markers(
+            md.producer_id, md.producer_epoch, self.coordinator_epoch(txn_id), commit, md.partitions
+        )
         if not res.ok:
             log.warning("transaction markers incomplete; will retry", transactional_id=txn_id, errors=res.errors)
             self._wake.set()
@@ -381,8 +396,13 @@ class TransactionCoordinator(Placement):
 
         def still_valid() -> bool:
             cur = self.txns.get(txn_id)
-            return (cur is md and md.state is prepared and md.producer_id == pid and md.producer_epoch == epoch
-                    and self.owns(txn_id))
+            return (
+                cur is md
+                and md.state is prepared
+                and md.producer_id == pid
+                and md.producer_epoch == epoch
+                and self.owns(txn_id)
+            )
 
         try:
             # Markers only after PrepareX is durable: a new coordinator must not abort a committed txn.
@@ -390,13 +410,25 @@ class TransactionCoordinator(Placement):
                 return
             if self._channel is None:
                 self._channel = MarkerChannel(self)
-            errors = await self._channel.write(pid, epoch, self.coordinator_epoch(txn_id),
-                                               prepared is TxnState.PREPARE_COMMIT, md.partitions, still_valid)
+            errors = await self._channel.write(
+                pid,
+                epoch,
+                self.coordinator_epoch(txn_id),
+                prepared is TxnState.PREPARE_COMMIT,
+                md.partitions,
+                still_valid,
+            )
             if errors is None or not still_valid():
                 return
             self._write(txn_id, md.complete(now_ms()))
-            log.info("transaction completed", transactional_id=txn_id, producer_id=pid, epoch=epoch,
-                     state=md.state.value, partitions=len(errors))
+            log.info(
+                "transaction completed",
+                transactional_id=txn_id,
+                producer_id=pid,
+                epoch=epoch,
+                state=md.state.value,
+                partitions=len(errors),
+            )
             await self.written(txn_id)
         except CoordinatorWriteError as e:
             log.error("could not complete transaction", transactional_id=txn_id, error=str(e))
@@ -434,23 +466,30 @@ class TransactionCoordinator(Placement):
                 v = TxnValue(self._new_producer_id(), 0, timeout_ms, 0, frozenset(), now, -1)
                 self._write(txn_id, v)
                 return Decision(producer_id=v.producer_id, producer_epoch=v.producer_epoch)
-            d = md.init_producer_id(producer_id, producer_epoch, timeout_ms, now, self._new_producer_id,
-                                    producer_fenced=producer_fenced)
+            d = md.init_producer_id(
+                producer_id, producer_epoch, timeout_ms, now, self._new_producer_id, producer_fenced=producer_fenced
+            )
             if d.fence_first:
                 # Kafka answers CONCURRENT_TRANSACTIONS here and lets the client retry; the abort is
                 # synchronous in this broker, so the retry's answer is given at once.
                 if not self._fence_abort(txn_id):
                     return Decision(ErrorCode.CONCURRENT_TRANSACTIONS)
-                d = md.init_producer_id(NO_PRODUCER_ID, -1, timeout_ms, now_ms(), self._new_producer_id,
-                                        producer_fenced=producer_fenced)
+                d = md.init_producer_id(
+                    NO_PRODUCER_ID, -1, timeout_ms, now_ms(), self._new_producer_id, producer_fenced=producer_fenced
+                )
             self._write_all(txn_id, d.records)
             return d
         except CoordinatorWriteError:
             return Decision(ErrorCode.COORDINATOR_NOT_AVAILABLE)
 
     def add_partitions(
-        self, txn_id: str, producer_id: int, producer_epoch: int, partitions: list[TopicPartition],
-        *, producer_fenced: bool,
+        self,
+        txn_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: list[TopicPartition],
+        *,
+        producer_fenced: bool,
     ) -> int:
         md = self.txns.get(txn_id)
         if md is None:
@@ -472,7 +511,9 @@ class TransactionCoordinator(Placement):
             return ErrorCode.INVALID_TXN_STATE
         return md.verify(producer_id, producer_epoch, tp)
 
-    def end_txn(self, txn_id: str, producer_id: int, producer_epoch: int, commit: bool, *, producer_fenced: bool) -> int:
+    def end_txn(
+        self, txn_id: str, producer_id: int, producer_epoch: int, commit: bool, *, producer_fenced: bool
+    ) -> int:
         md = self.txns.get(txn_id)
         if md is None:
             return ErrorCode.INVALID_PRODUCER_ID_MAPPING
@@ -519,8 +560,13 @@ class TransactionCoordinator(Placement):
             if md.state in PREPARING:
                 self._complete(txn_id)
             elif md.expired(now):
-                log.info("aborting timed-out transaction", transactional_id=txn_id, producer_id=md.producer_id,
-                         epoch=md.producer_epoch, timeout_ms=md.timeout_ms)
+                log.info(
+                    "aborting timed-out transaction",
+                    transactional_id=txn_id,
+                    producer_id=md.producer_id,
+                    epoch=md.producer_epoch,
+                    timeout_ms=md.timeout_ms,
+                )
                 try:
                     self._fence_abort(txn_id)
                 except CoordinatorWriteError as e:
@@ -546,7 +592,9 @@ class TransactionCoordinator(Placement):
 
     # ------------------------------------------------------------ admin
 
-    def listed(self, states: set[str] | None, producer_ids: set[int] | None, min_duration_ms: int = -1) -> list[TxnMetadata]:
+    def listed(
+        self, states: set[str] | None, producer_ids: set[int] | None, min_duration_ms: int = -1
+    ) -> list[TxnMetadata]:
         now = now_ms()
         out = []
         for md in self.txns.values():
@@ -558,5 +606,3 @@ class TransactionCoordinator(Placement):
                 continue
             out.append(md)
         return out
-
-

@@ -84,8 +84,6 @@ def write_txn_offsets(
         (encode_key(OffsetKey(group_id, t, part)), encode_offset_value(v), [], ts) for t, part, v in commits
     ]
     batch = build_batch(recs, producer_id=producer_id, producer_epoch=producer_epoch, is_transactional=True)
-    plog.append(
-        bytearray(batch), leader_epoch=coord.state.leader_epoch("__consumer_offsets", p), from_coordinator=True
-    )
+    plog.append(bytearray(batch), leader_epoch=coord.state.leader_epoch("__consumer_offsets", p), from_coordinator=True)
     coord.state.appends.notify()
     coord.txn_offsets.add(producer_id, group_id, [((t, part), v) for t, part, v in commits])

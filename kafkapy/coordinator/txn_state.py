@@ -181,10 +181,10 @@ class TxnMetadata:
         """InitProducerId with this transactional id (the metadata exists)."""
         if producer_id != NO_PRODUCER_ID:
             current = (producer_id, producer_epoch) == (self.producer_id, self.producer_epoch)
-            retry = (
-                (producer_id, producer_epoch) == (self.last_producer_id, self.last_producer_epoch)
-                and self.state is TxnState.EMPTY
-            )
+            retry = (producer_id, producer_epoch) == (
+                self.last_producer_id,
+                self.last_producer_epoch,
+            ) and self.state is TxnState.EMPTY
             if retry:
                 return Decision(producer_id=self.producer_id, producer_epoch=self.producer_epoch)
             if not current:
@@ -246,7 +246,9 @@ class TxnMetadata:
             return ErrorCode.INVALID_TXN_STATE
         return ErrorCode.NONE
 
-    def end_txn(self, producer_id: int, producer_epoch: int, commit: bool, now_ms: int, *, producer_fenced: bool) -> Decision:
+    def end_txn(
+        self, producer_id: int, producer_epoch: int, commit: bool, now_ms: int, *, producer_fenced: bool
+    ) -> Decision:
         err = self._check_producer(producer_id, producer_epoch, producer_fenced)
         if err != ErrorCode.NONE:
             return Decision(err)

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, Mapping
+from typing import Final
 
 from kafkapy.protocol.errors import (
     CorruptRecordError,
@@ -68,9 +69,7 @@ def compress(codec: int, data: bytes | bytearray | memoryview, level: int | None
     if codec == NONE:
         return bytes(data)
     if codec == GZIP:
-        co = zlib.compressobj(
-            _GZIP_DEFAULT_LEVEL if level is None else level, zlib.DEFLATED, _GZIP_WBITS
-        )
+        co = zlib.compressobj(_GZIP_DEFAULT_LEVEL if level is None else level, zlib.DEFLATED, _GZIP_WBITS)
         return co.compress(data) + co.flush()
     if codec == SNAPPY:
         return _xerial_compress(data)
@@ -90,9 +89,7 @@ def compress(codec: int, data: bytes | bytearray | memoryview, level: int | None
     if codec == ZSTD:
         import zstandard
 
-        return zstandard.ZstdCompressor(
-            level=_ZSTD_DEFAULT_LEVEL if level is None else level
-        ).compress(data)
+        return zstandard.ZstdCompressor(level=_ZSTD_DEFAULT_LEVEL if level is None else level).compress(data)
     raise UnsupportedCompressionError(f"unknown compression codec {codec}")
 
 
@@ -229,9 +226,7 @@ def _zstd_decompress(data: bytes | bytearray | memoryview, max_size: int) -> byt
     import zstandard
 
     _zstd_check_frames(memoryview(data))
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        data, read_across_frames=True, read_size=_STREAM_CHUNK
-    )
+    reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True, read_size=_STREAM_CHUNK)
     out: list[bytes] = []
     total = 0
     with reader:

@@ -84,9 +84,7 @@ def encode_response(api: ApiSpec, version: int, correlation_id: int, body: Messa
     return out
 
 
-def encode_request(
-    body: Message, version: int, correlation_id: int, client_id: str | None = "kafkapy"
-) -> bytes:
+def encode_request(body: Message, version: int, correlation_id: int, client_id: str | None = "kafkapy") -> bytes:
     """A whole request, size prefix included (client side)."""
     api = api_spec(body.API_KEY)
     out: list[Any] = []

@@ -18,10 +18,12 @@ batch, keeping the source compression codec by default.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Iterator, Sequence, Union
+from typing import Final, Union
 
 from kafkapy.protocol import compression as _codecs
 from kafkapy.protocol import records as _records
@@ -266,7 +268,7 @@ def _break_lz4_header_checksum(data: bytes) -> bytes:
 
 # --- building (tests and tools) ------------------------------------------------
 
-LegacyInput = Union[tuple[Union[bytes, None], Union[bytes, None]], tuple[Union[bytes, None], Union[bytes, None], int]]
+LegacyInput = Union[tuple[bytes | None, bytes | None], tuple[bytes | None, bytes | None, int]]
 
 
 def _encode_message(
@@ -376,11 +378,10 @@ def convert_to_v2(
     for i, m in enumerate(messages):
         delta = i if assign_offsets else m.offset - base_offset
         ts = m.timestamp if m.magic == MAGIC_V1 else v0_ts
-        items.append(_records.Record(offset=base_offset + delta, timestamp=ts, key=m.key,
-                                     value=m.value, offset_delta=delta))
-    if not assign_offsets and any(
-        b.offset_delta <= a.offset_delta for a, b in zip(items, items[1:])
-    ):
+        items.append(
+            _records.Record(offset=base_offset + delta, timestamp=ts, key=m.key, value=m.value, offset_delta=delta)
+        )
+    if not assign_offsets and any(b.offset_delta <= a.offset_delta for a, b in itertools.pairwise(items)):
         raise CorruptRecordError("legacy offsets do not increase")
     return _records.build_batch(
         items,

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Final, Iterator, Protocol, Sequence, Union
+from typing import Final, Protocol, Union
 
 from kafkapy.protocol import compression as _codecs
 from kafkapy.protocol.errors import (
@@ -156,9 +157,7 @@ def _add_sequence(base: int, delta: int) -> int:
 def read_batch_header(buf: Buffer, pos: int = 0) -> BatchHeader:
     """Unpack the header at ``pos`` (no checks beyond having 61 bytes)."""
     if pos < 0 or len(buf) - pos < BATCH_HEADER_SIZE:
-        raise CorruptRecordError(
-            f"record batch header needs {BATCH_HEADER_SIZE} bytes at {pos}, have {len(buf) - pos}"
-        )
+        raise CorruptRecordError(f"record batch header needs {BATCH_HEADER_SIZE} bytes at {pos}, have {len(buf) - pos}")
     return BatchHeader(*_HEADER.unpack_from(buf, pos))
 
 
@@ -194,9 +193,7 @@ def validate_batch(buf: Buffer, pos: int = 0, max_size: int | None = None) -> Ba
     if max_size is not None and size > max_size:
         raise RecordTooLargeError(f"record batch of {size} bytes exceeds the limit of {max_size}")
     if size > len(buf) - pos:
-        raise CorruptRecordError(
-            f"record batch of {size} bytes truncated to {len(buf) - pos}"
-        )
+        raise CorruptRecordError(f"record batch of {size} bytes truncated to {len(buf) - pos}")
     if header.records_count < 0:
         raise CorruptRecordError(f"negative records count {header.records_count}")
     if compute_crc(buf, pos, size) != header.crc:
@@ -270,9 +267,7 @@ def validate_records(
         if end - pos < BATCH_HEADER_SIZE:
             raise CorruptRecordError(f"{end - pos} trailing bytes after the last batch")
         header = validate_batch(buf, pos, max_batch_bytes)
-        if strict_offsets and (
-            header.records_count == 0 or header.records_count != header.last_offset_delta + 1
-        ):
+        if strict_offsets and (header.records_count == 0 or header.records_count != header.last_offset_delta + 1):
             raise CorruptRecordError(
                 f"batch at {pos}: records count {header.records_count} does not match "
                 f"last offset delta {header.last_offset_delta}"
@@ -295,9 +290,7 @@ def set_partition_leader_epoch(buf: WritableBuffer, pos: int, epoch: int) -> Non
     _INT32.pack_into(buf, pos + PARTITION_LEADER_EPOCH_OFFSET, epoch)
 
 
-def set_log_append_time(
-    buf: WritableBuffer, pos: int, ts: int, *, set_base_timestamp: bool = False
-) -> None:
+def set_log_append_time(buf: WritableBuffer, pos: int, ts: int, *, set_base_timestamp: bool = False) -> None:
     """Mark the batch LogAppendTime with max timestamp ``ts``; recompute the CRC.
 
     Readers take every record's timestamp from maxTimestamp under
@@ -395,7 +388,7 @@ def decode_varint(buf: Buffer, pos: int, end: int | None = None) -> tuple[int, i
 # --- records ----------------------------------------------------------------
 
 
-Header = tuple[str, Union[bytes, None]]
+Header = tuple[str, bytes | None]
 
 
 @dataclass(slots=True)
@@ -426,9 +419,7 @@ class RecordLike(Protocol):
     def timestamp(self) -> int | None: ...
 
 
-RecordInput = Union[
-    tuple[Union[bytes, None], Union[bytes, None], Sequence[Header], Union[int, None]], RecordLike
-]
+RecordInput = Union[tuple[bytes | None, bytes | None, Sequence[Header], int | None], RecordLike]
 
 
 def batch_records_payload(buf: Buffer, pos: int, header: BatchHeader, max_uncompressed: int) -> bytes:
@@ -457,10 +448,7 @@ def iter_records(
     if not check_crc:
         if header.magic != MAGIC_V2:
             raise CorruptRecordError(f"record batch magic {header.magic}, expected 2")
-        if (
-            header.batch_length < MIN_BATCH_LENGTH
-            or header.batch_length + LOG_OVERHEAD > len(batch_buf) - pos
-        ):
+        if header.batch_length < MIN_BATCH_LENGTH or header.batch_length + LOG_OVERHEAD > len(batch_buf) - pos:
             raise CorruptRecordError("record batch length out of range")
     data = batch_records_payload(batch_buf, pos, header, max_uncompressed)
     return _parse_records(data, header)

@@ -109,7 +109,9 @@ class ClusterNode:
 
     # ------------------------------------------------------------ internal topics
 
-    def ensure_internal_topic(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]) -> None:
+    def ensure_internal_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
         """Create an internal topic in the background once enough brokers are live (idempotent)."""
         if name in self._creating or self.md.topic(name) is not None:
             return
@@ -211,7 +213,10 @@ async def open_cluster_state(broker: Any) -> BrokerState:
     data_dir = Path(config.data_dirs[0])
     first = broker.advertised[0] if broker.advertised else None
     me = BrokerInfo(
-        config.effective_node_id, first.host if first else "127.0.0.1", first.port if first else 9092, config.broker_rack
+        config.effective_node_id,
+        first.host if first else "127.0.0.1",
+        first.port if first else 9092,
+        config.broker_rack,
     )
     try:
         md = await EtcdMetadata.open(

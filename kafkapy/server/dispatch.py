@@ -60,8 +60,10 @@ def build_table(handlers: tuple[Handler, ...]) -> tuple[Handler | None, ...]:
         if table[h.api_key] is not None:
             raise RuntimeError(f"two handlers for {spec.name}")
         if not spec.min_version <= h.min_version <= h.max_version <= spec.max_version:
-            raise RuntimeError(f"{spec.name} handler serves v{h.min_version}-{h.max_version}, codec knows "
-                               f"v{spec.min_version}-{spec.max_version}")
+            raise RuntimeError(
+                f"{spec.name} handler serves v{h.min_version}-{h.max_version}, codec knows "
+                f"v{spec.min_version}-{spec.max_version}"
+            )
         table[h.api_key] = h
     return tuple(table)
 
@@ -118,8 +120,13 @@ class Dispatcher:
                 resp = unsupported_version_response(self.handlers)
                 resp.error_code = ErrorCode.INVALID_REQUEST
                 return encode_response(spec, 0, correlation_id, resp)
-            log.warning("closing connection: malformed request", api=spec.name, version=version,
-                        error=str(e), peer=conn.connection_id)
+            log.warning(
+                "closing connection: malformed request",
+                api=spec.name,
+                version=version,
+                error=str(e),
+                peer=conn.connection_id,
+            )
             raise CloseConnection() from None
         ctx = RequestContext(header=header, version=version, state=self.state, conn=conn)
         fn = self.functions[api_key]
@@ -145,30 +152,39 @@ class Dispatcher:
             return encode_response(spec, 0, correlation_id, unsupported_version_response(self.handlers))
         served = "none" if handler is None else f"{handler.min_version}-{handler.max_version}"
         if BROKER_LISTENER not in spec.listeners:
-            log.warning("closing connection: api not exposed on a broker listener",
-                        api=spec.name, version=version, peer=peer)
+            log.warning(
+                "closing connection: api not exposed on a broker listener", api=spec.name, version=version, peer=peer
+            )
             raise CloseConnection()
         unstable = spec.latest_unstable and version == spec.max_version
         below = handler is not None and version < handler.min_version
         if below or unstable or not spec.min_version <= version <= spec.max_version:
-            log.warning("closing connection: unsupported version", api=spec.name, version=version, served=served,
-                        peer=peer)
+            log.warning(
+                "closing connection: unsupported version", api=spec.name, version=version, served=served, peer=peer
+            )
             raise CloseConnection()
         try:
             _, _, pos = decode_request_header(view)
             spec.request_type().decode_from(view, pos, version)
         except DecodeError as e:
-            log.warning("closing connection: malformed request", api=spec.name, version=version, error=str(e),
-                        peer=peer)
+            log.warning(
+                "closing connection: malformed request", api=spec.name, version=version, error=str(e), peer=peer
+            )
             raise CloseConnection() from None
         message = f"{spec.name} v{version} is not served by kafkapy"
         response = error_response(spec, version, ErrorCode.UNSUPPORTED_VERSION, message)
         if response is None:
-            log.warning("closing connection: unsupported api without a top-level error code", api=spec.name,
-                        version=version, served=served, peer=peer)
+            log.warning(
+                "closing connection: unsupported api without a top-level error code",
+                api=spec.name,
+                version=version,
+                served=served,
+                peer=peer,
+            )
             raise CloseConnection()
-        log.warning("unsupported api: answered UNSUPPORTED_VERSION", api=spec.name, version=version, served=served,
-                    peer=peer)
+        log.warning(
+            "unsupported api: answered UNSUPPORTED_VERSION", api=spec.name, version=version, served=served, peer=peer
+        )
         return encode_response(spec, version, correlation_id, response)
 
 

@@ -239,7 +239,7 @@ class _Connection(asyncio.BufferedProtocol):
                 return
             self._parse(self._server._scratch_view[:nbytes])
             self._check_backpressure()
-        except Exception:  # noqa: BLE001 - one bad connection never takes the broker down
+        except Exception:
             self._log.exception("network_read_failed", **self._where())
             self.abort()
 
@@ -373,7 +373,7 @@ class _Connection(asyncio.BufferedProtocol):
                     self._log.info("connection_closed_by_handler", **self._where())
                     self.close()
                     break
-                except (Exception, asyncio.CancelledError):  # noqa: BLE001 - one bad connection never takes the broker down
+                except (Exception, asyncio.CancelledError):
                     self._log.exception("request_handler_failed", **self._where())
                     self.close()
                     break
@@ -388,7 +388,7 @@ class _Connection(asyncio.BufferedProtocol):
         except _FileTruncated as exc:
             self._log.error("file_slice_truncated", detail=str(exc), **self._where())
             self.abort()
-        except Exception:  # noqa: BLE001 - one bad connection never takes the broker down
+        except Exception:
             self._log.exception("network_write_failed", **self._where())
             self.abort()
         finally:

@@ -34,14 +34,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from kafkapy.protocol.records import (
-    Record,
     TIMESTAMP_TYPE_MASK,
+    Record,
     build_batch,
     compute_crc,
     iter_records,
     read_batch_header,
 )
-from kafkapy.storage._batch import LOG_OVERHEAD
 from kafkapy.storage.segment import LogSegment
 
 if TYPE_CHECKING:
@@ -143,7 +142,7 @@ def clean_segment(
     return cleaned
 
 
-def compact(plog: "PartitionLog", now_ms: int) -> CleanResult:
+def compact(plog: PartitionLog, now_ms: int) -> CleanResult:
     """Compact the closed, cleanable segments of `plog` (see module docstring)."""
     result = CleanResult()
     segments = plog.cleanable_segments(now_ms)
@@ -180,7 +179,7 @@ def compact(plog: "PartitionLog", now_ms: int) -> CleanResult:
     return result
 
 
-def dirty_ratio(plog: "PartitionLog") -> float:
+def dirty_ratio(plog: PartitionLog) -> float:
     """Share of closed-segment bytes written since the last compaction."""
     closed = plog.segments[:-1]
     total = sum(s.size for s in closed)

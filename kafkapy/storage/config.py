@@ -82,7 +82,7 @@ class LogConfig:
         return self.message_timestamp_type == "LogAppendTime"
 
     @classmethod
-    def from_topic_configs(cls, configs: dict[str, str], base: "LogConfig | None" = None) -> "LogConfig":
+    def from_topic_configs(cls, configs: dict[str, str], base: LogConfig | None = None) -> LogConfig:
         """Override `base` (or defaults) with Kafka-named topic configs; unknown keys ignored."""
         changes: dict[str, Any] = {}
         for key, value in configs.items():

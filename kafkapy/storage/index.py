@@ -247,9 +247,7 @@ class TimeIndex(_IndexFile):
 
     def _persist(self) -> None:
         ts_b, rel_b = _to_big(self._ts), _to_big(self._rel)
-        self._rewrite(
-            b"".join(ts_b[i * 8 : i * 8 + 8] + rel_b[i * 4 : i * 4 + 4] for i in range(len(self._ts)))
-        )
+        self._rewrite(b"".join(ts_b[i * 8 : i * 8 + 8] + rel_b[i * 4 : i * 4 + 4] for i in range(len(self._ts))))
 
     def entries(self) -> list[tuple[int, int]]:
         return [(t, self.base_offset + r) for t, r in zip(self._ts, self._rel)]

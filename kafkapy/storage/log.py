@@ -49,7 +49,6 @@ from kafkapy.storage.producer_state import (
     Staged,
     read_marker,
 )
-from kafkapy.storage.txn_index import TXNINDEX_SUFFIX, AbortedTxn, TransactionIndex, txn_index_path
 from kafkapy.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -59,6 +58,7 @@ from kafkapy.storage.segment import (
     LogSegment,
     now_ms,
 )
+from kafkapy.storage.txn_index import TXNINDEX_SUFFIX, AbortedTxn, TransactionIndex, txn_index_path
 
 if TYPE_CHECKING:
     from kafkapy.storage.cleaner import CleanResult
@@ -502,7 +502,11 @@ class PartitionLog:
             self.epoch_cache.assign(leader_epoch, base)
         self._after_append(nxt, count)
         return AppendResult(
-            base, nxt - 1, -1 if log_append_time_ms is None else log_append_time_ms, self._log_start_offset, count,
+            base,
+            nxt - 1,
+            -1 if log_append_time_ms is None else log_append_time_ms,
+            self._log_start_offset,
+            count,
             completed=completed or None,
         )
 
@@ -887,7 +891,7 @@ class PartitionLog:
             self._write_state()
         return done
 
-    def compact(self, now: int | None = None) -> "CleanResult":
+    def compact(self, now: int | None = None) -> CleanResult:
         """Run compaction in the calling thread (see cleaner.compact)."""
         from kafkapy.storage.cleaner import compact
 

@@ -41,8 +41,6 @@ PARTITION_METADATA_FILE = "partition.metadata"
 DELETE_DIR_SUFFIX = "-delete"
 
 
-
-
 @dataclass(slots=True)
 class _PendingDirDelete:
     log: PartitionLog

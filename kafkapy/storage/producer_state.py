@@ -196,9 +196,7 @@ Staged = PendingBatch | PendingMarker
 class ProducerStateManager:
     """Producer entries of one partition plus their snapshot files."""
 
-    def __init__(
-        self, directory: Path | str, *, expiration_ms: int = DEFAULT_EXPIRATION_MS, sync: bool = True
-    ) -> None:
+    def __init__(self, directory: Path | str, *, expiration_ms: int = DEFAULT_EXPIRATION_MS, sync: bool = True) -> None:
         self.directory = Path(directory)
         self.expiration_ms = expiration_ms
         self._sync = sync
@@ -235,7 +233,13 @@ class ProducerStateManager:
         self._first_unstable = min(self.ongoing.values()) if self.ongoing else None
 
     def check_marker(
-        self, producer_id: int, epoch: int, coordinator_epoch: int, control_type: int, offset: int, timestamp: int,
+        self,
+        producer_id: int,
+        epoch: int,
+        coordinator_epoch: int,
+        control_type: int,
+        offset: int,
+        timestamp: int,
         staged: list[Staged],
     ) -> None:
         """Validate a transaction marker written by the coordinator; stage it."""
@@ -305,12 +309,7 @@ class ProducerStateManager:
             raise OutOfOrderSequenceError(
                 producer_id, f"producer {producer_id}: sequence {first_seq} does not follow {cur_last}"
             )
-        if (
-            not transactional
-            and entry is not None
-            and entry.txn_first_offset >= 0
-            and epoch == entry.epoch
-        ):
+        if not transactional and entry is not None and entry.txn_first_offset >= 0 and epoch == entry.epoch:
             raise InvalidTxnStateError(
                 producer_id, f"producer {producer_id} sent a non-transactional batch inside its open transaction"
             )
@@ -319,8 +318,14 @@ class ProducerStateManager:
         return None
 
     def check_coordinator_batch(
-        self, producer_id: int, epoch: int, first_offset: int, last_offset_delta: int, timestamp: int,
-        staged: list[Staged], transactional: bool,
+        self,
+        producer_id: int,
+        epoch: int,
+        first_offset: int,
+        last_offset_delta: int,
+        timestamp: int,
+        staged: list[Staged],
+        transactional: bool,
     ) -> None:
         """A batch the coordinator writes for a producer (transactional offsets): epoch check only."""
         entry = self.producers.get(producer_id)
@@ -372,8 +377,15 @@ class ProducerStateManager:
         return entry
 
     def replay(
-        self, producer_id: int, epoch: int, first_seq: int, last_offset_delta: int, base_offset: int,
-        max_timestamp: int, attributes: int, marker: tuple[int, int] | None = None,
+        self,
+        producer_id: int,
+        epoch: int,
+        first_seq: int,
+        last_offset_delta: int,
+        base_offset: int,
+        max_timestamp: int,
+        attributes: int,
+        marker: tuple[int, int] | None = None,
     ) -> CompletedTxn | None:
         """Apply a batch already in the log (recovery, replication): no checks.
 
@@ -421,7 +433,11 @@ class ProducerStateManager:
         return done
 
     def replay_file(
-        self, fd: int, start_position: int, end_position: int, from_offset: int,
+        self,
+        fd: int,
+        start_position: int,
+        end_position: int,
+        from_offset: int,
         completed: list[CompletedTxn] | None = None,
     ) -> int:
         """Replay the batch headers of a segment file region; returns batches seen.
@@ -465,9 +481,7 @@ class ProducerStateManager:
     def remove_expired(self, now_ms: int) -> int:
         """Drop producers idle for producer.id.expiration.ms (by their last batch timestamp)."""
         horizon = now_ms - self.expiration_ms
-        doomed = [
-            pid for pid, e in self.producers.items() if e.last_timestamp <= horizon and e.txn_first_offset < 0
-        ]
+        doomed = [pid for pid, e in self.producers.items() if e.last_timestamp <= horizon and e.txn_first_offset < 0]
         for pid in doomed:
             del self.producers[pid]
         if doomed:
@@ -498,7 +512,9 @@ class ProducerStateManager:
         for e in self.producers.values():
             parts.append(_PRODUCER.pack(e.producer_id, e.epoch, e.last_timestamp, len(e.batches)))
             parts.append(_TXN.pack(e.txn_first_offset, e.coordinator_epoch))
-            parts.extend(_BATCH.pack(b.first_seq, b.last_seq, b.first_offset, b.last_offset, b.timestamp) for b in e.batches)
+            parts.extend(
+                _BATCH.pack(b.first_seq, b.last_seq, b.first_offset, b.last_offset, b.timestamp) for b in e.batches
+            )
         body = b"".join(parts)
         path = self.snapshot_path(offset)
         write_atomic(path, _FILE_HEAD.pack(_MAGIC, _VERSION, zlib.crc32(body)) + body, sync=self._sync)

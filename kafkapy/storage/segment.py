@@ -105,9 +105,7 @@ class LogSegment:
         self._file = io.FileIO(fd, "a+", closefd=True)
         self.size = os.fstat(fd).st_size
         self.index = OffsetIndex(Path(f"{stem}{INDEX_SUFFIX}{suffix}"), base_offset, max_index_bytes)
-        self.time_index = TimeIndex(
-            Path(f"{stem}{TIMEINDEX_SUFFIX}{suffix}"), base_offset, max_index_bytes
-        )
+        self.time_index = TimeIndex(Path(f"{stem}{TIMEINDEX_SUFFIX}{suffix}"), base_offset, max_index_bytes)
         if create:
             self.index.reset()
             self.time_index.reset()
@@ -374,13 +372,7 @@ class LogSegment:
                     break
             base, length, epoch, magic, _, attrs, delta, _, bmax = PREFIX.unpack_from(buf, off)
             size = length + LOG_OVERHEAD
-            if (
-                magic != 2
-                or length < MIN_BATCH_LENGTH
-                or pos + size > file_size
-                or delta < 0
-                or base < nxt
-            ):
+            if magic != 2 or length < MIN_BATCH_LENGTH or pos + size > file_size or delta < 0 or base < nxt:
                 break
             if check_crc:
                 if off + size > len(buf):

@@ -102,7 +102,10 @@ class TransactionIndex:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_bytes(
-            b"".join(_ENTRY.pack(_VERSION, e.producer_id, e.first_offset, e.last_offset, e.last_stable_offset) for e in entries)
+            b"".join(
+                _ENTRY.pack(_VERSION, e.producer_id, e.first_offset, e.last_offset, e.last_stable_offset)
+                for e in entries
+            )
         )
         os.replace(tmp, self.path)
 

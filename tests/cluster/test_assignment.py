@@ -107,7 +107,9 @@ def test_bad_counts(parts: int, rf: int, n: int, code: int) -> None:
 def test_rf_above_brokers_message_is_kafkas() -> None:
     with pytest.raises(AssignmentError) as err:
         assign_replicas(3, 4, brokers(range(3)))
-    assert "target replication factor of 4 cannot be reached because only 3 broker(s) are registered" in err.value.message
+    assert (
+        "target replication factor of 4 cannot be reached because only 3 broker(s) are registered" in err.value.message
+    )
 
 
 def test_rack_alternated_list() -> None:

@@ -33,7 +33,11 @@ def cli(*args: str, bootstrap: str, timeout: float = 120) -> subprocess.Complete
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "kafkapy", *args, "--bootstrap-server", bootstrap],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 
@@ -55,7 +59,9 @@ def assignment_of(bootstrap: str) -> dict[tuple[str, int], list[int]]:
     async def load() -> dict[tuple[str, int], list[int]]:
         async with KafkaClient(bootstrap) as client:
             meta = await client.refresh_metadata()
-            return {(t, p.partition): list(p.replicas) for t, info in meta.topics.items() for p in info.partitions.values()}
+            return {
+                (t, p.partition): list(p.replicas) for t, info in meta.topics.items() for p in info.partitions.values()
+            }
 
     return asyncio.run(load())
 
@@ -107,7 +113,9 @@ def test_rebalance_refuses_an_unregistered_broker(one_broker: str) -> None:
 
 def test_rebalance_dry_run_on_a_balanced_broker(one_broker: str, tmp_path: Path) -> None:
     plan_file = tmp_path / "plan.json"
-    out = ok("cluster", "rebalance", "--dry-run", "--add-broker", "0", "--plan-json", str(plan_file), bootstrap=one_broker)
+    out = ok(
+        "cluster", "rebalance", "--dry-run", "--add-broker", "0", "--plan-json", str(plan_file), bootstrap=one_broker
+    )
     assert summary(out) == {"partitions": 6, "moved": 0, "replica_moves": 0, "leadership_moves": 0, "reassignments": 0}
     assert "Brokers: 0 -> 0" in out
     assert "  0\t6 -> 6\t6 -> 6" in out
@@ -115,7 +123,12 @@ def test_rebalance_dry_run_on_a_balanced_broker(one_broker: str, tmp_path: Path)
     plan = json.loads(plan_file.read_text())
     assert plan["version"] == 1
     assert sorted((p["topic"], p["partition"], p["replicas"]) for p in plan["partitions"]) == [
-        ("alpha", 0, [0]), ("alpha", 1, [0]), ("alpha", 2, [0]), ("beta", 0, [0]), ("beta", 1, [0]), ("strict", 0, [0]),
+        ("alpha", 0, [0]),
+        ("alpha", 1, [0]),
+        ("alpha", 2, [0]),
+        ("beta", 0, [0]),
+        ("beta", 1, [0]),
+        ("strict", 0, [0]),
     ]
 
 
@@ -205,8 +218,18 @@ def test_cluster_status_plan_and_decommission(three_brokers: object) -> None:
     cluster = three_brokers
     b = cluster.bootstrap
     ok("topics", "create", "t", "--partitions", "30", "--replication-factor", "2", bootstrap=b)
-    ok("topics", "create", "u", "--partitions", "3", "--replication-factor", "3",
-       "--config", "min.insync.replicas=3", bootstrap=b)
+    ok(
+        "topics",
+        "create",
+        "u",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+        "--config",
+        "min.insync.replicas=3",
+        bootstrap=b,
+    )
     out = ok("cluster", "status", bootstrap=b)
     assert "Brokers: 3" in out and "Topics: 2 (0 internal)\tPartitions: 33" in out
     assert "Under-replicated partitions: 0" in out and "Under-min-ISR partitions: 0" in out
@@ -231,7 +254,9 @@ def test_cluster_status_plan_and_decommission(three_brokers: object) -> None:
     holds_3 = sorted(k for k, reps in before.items() if 3 in reps)
     out = _wait_for_status(b, f"Under-replicated partitions: {len(holds_3)}\n", "Under-min-ISR partitions: 3\n")
     assert "Offline partitions: 0" in out
-    listed = re.findall(r"  Topic: (\w+)\tPartition: (\d+)\tLeader: \d+\tReplicas: [\d,]+\tIsr: [\d,]+\tOffline: 3\n", out)
+    listed = re.findall(
+        r"  Topic: (\w+)\tPartition: (\d+)\tLeader: \d+\tReplicas: [\d,]+\tIsr: [\d,]+\tOffline: 3\n", out
+    )
     assert sorted((t, int(p)) for t, p in listed[: len(holds_3)]) == holds_3
     r = cli("cluster", "rebalance", "--dry-run", bootstrap=b)
     assert r.returncode == 1 and "broker(s) 3 hold replicas but are not registered" in r.stderr
@@ -253,7 +278,17 @@ def test_cluster_rebalance_executes(three_brokers: object) -> None:
     ok("topics", "create", "t", "--partitions", "12", "--replication-factor", "2", bootstrap=b)
     cluster.add_broker(4)
     _wait_for_brokers(b, 4)
-    args = ("cluster", "rebalance", "--add-broker", "4", "--throttle", "10000000", "--wait", "--poll-interval-ms", "200")
+    args = (
+        "cluster",
+        "rebalance",
+        "--add-broker",
+        "4",
+        "--throttle",
+        "10000000",
+        "--wait",
+        "--poll-interval-ms",
+        "200",
+    )
     if not advertised(b, ApiKey.ALTER_PARTITION_REASSIGNMENTS):
         r = cli(*args, bootstrap=b)
         assert r.returncode == 1 and "does not serve AlterPartitionReassignments" in r.stderr
@@ -270,20 +305,34 @@ def test_cluster_rebalance_executes(three_brokers: object) -> None:
     assert r.returncode == 0, (r.stdout, r.stderr)
     out = r.stdout
     assert "Reassigned 6/6 partition(s), 0 moving" in out and "Done: 6 partition(s) moved, 0 failed." in out
-    want = {(p["topic"], p["partition"]): sorted(p["replicas"]) for p in json.loads(plan_file.read_text())["partitions"]}
+    want = {
+        (p["topic"], p["partition"]): sorted(p["replicas"]) for p in json.loads(plan_file.read_text())["partitions"]
+    }
     got = {k: sorted(v) for k, v in assignment_of(b).items()}
     assert got == want
     assert Counter(x for reps in got.values() for x in reps)[4] == 6
 
 
 def test_clear_throttle_removes_the_throttle_configs(one_broker: str) -> None:
-    ok("topics", "alter", "alpha", "--config", "leader.replication.throttled.replicas=0:0,1:0",
-       "--config", "follower.replication.throttled.replicas=2:0", "--config", "retention.ms=1000000", bootstrap=one_broker)
+    ok(
+        "topics",
+        "alter",
+        "alpha",
+        "--config",
+        "leader.replication.throttled.replicas=0:0,1:0",
+        "--config",
+        "follower.replication.throttled.replicas=2:0",
+        "--config",
+        "retention.ms=1000000",
+        bootstrap=one_broker,
+    )
 
     async def set_rate() -> bool:
         async with KafkaClient(one_broker) as client:
             try:
-                await client.alter_configs("0", {"leader.replication.throttled.rate": "1000"}, resource_type=RESOURCE_BROKER)
+                await client.alter_configs(
+                    "0", {"leader.replication.throttled.rate": "1000"}, resource_type=RESOURCE_BROKER
+                )
             except KafkaError as exc:  # a broker without dynamic broker configs
                 assert exc.name == "INVALID_CONFIG"
                 return False
@@ -351,11 +400,19 @@ def apache_kafka_pair(tmp_path: Path) -> Iterator[str]:
         log4j = work / "log4j2.properties"
         log4j.write_text(LOG4J2.format(log=work / "server.log"))
         jvm = ("-Xmx512m", "-Xms512m", f"-Dlog4j2.configurationFile={log4j}")
-        subprocess.run(java_command(STORAGE_TOOL, "format", "-t", first.cluster_id, "-c", str(config), jvm_args=jvm),
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            java_command(STORAGE_TOOL, "format", "-t", first.cluster_id, "-c", str(config), jvm_args=jvm),
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
         with open(work / "stdout.log", "wb") as log:
-            second = subprocess.Popen(java_command(KAFKA_MAIN, str(config), jvm_args=jvm),
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            second = subprocess.Popen(
+                java_command(KAFKA_MAIN, str(config), jvm_args=jvm),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         _wait_for_brokers(first.bootstrap, 2)
         yield first.bootstrap
     finally:
@@ -398,7 +455,10 @@ def test_rebalance_executes_on_apache_kafka(apache_kafka_pair: str) -> None:
 def broker_configs_of(bootstrap: str, node: int) -> set[str]:
     async def load() -> set[str]:
         async with KafkaClient(bootstrap) as client:
-            return {f"{e.name}={e.value}" for e in await client.describe_configs(str(node), RESOURCE_BROKER)
-                    if e.source == "DYNAMIC_BROKER_CONFIG"}
+            return {
+                f"{e.name}={e.value}"
+                for e in await client.describe_configs(str(node), RESOURCE_BROKER)
+                if e.source == "DYNAMIC_BROKER_CONFIG"
+            }
 
     return asyncio.run(load())

@@ -156,9 +156,7 @@ class History:
                 self.acked[msg.value()] = (msg.partition(), msg.offset())
 
 
-def run_producer(
-    cluster: LocalCluster, topic: str, history: History, stop: threading.Event, **conf: Any
-) -> None:
+def run_producer(cluster: LocalCluster, topic: str, history: History, stop: threading.Event, **conf: Any) -> None:
     """An idempotent acks=all producer of sequential values until `stop`, recording what it is told."""
     p = Producer(
         {
@@ -233,7 +231,9 @@ def test_paused_follower_leaves_and_rejoins_the_isr(kafka_cluster_factory: Any) 
     create(cluster, "lag", 1, 3, **{"min.insync.replicas": "2"})
     part = partitions(cluster, "lag")[0]
     follower = next(n for n in part.replicas if n != part.leader and n != cluster_controller(cluster))
-    p = Producer({"bootstrap.servers": cluster.brokers[part.leader].bootstrap, "acks": "all", "message.timeout.ms": 30000})
+    p = Producer(
+        {"bootstrap.servers": cluster.brokers[part.leader].bootstrap, "acks": "all", "message.timeout.ms": 30000}
+    )
     p.produce("lag", b"warm-up")  # connections and metadata before the pause
     assert p.flush(15) == 0
     cluster.pause(follower)
@@ -271,7 +271,9 @@ def test_killing_the_controller_elects_another(cluster: LocalCluster) -> None:
     elapsed = time.monotonic() - t0
     assert new != first and elapsed < 15
     # The new controller moved leadership off the dead broker, and the cluster still serves.
-    wait_until(lambda: all(p.leader not in (first, -1) for p in partitions(cluster, "ctl").values()), what="leaders moved")
+    wait_until(
+        lambda: all(p.leader not in (first, -1) for p in partitions(cluster, "ctl").values()), what="leaders moved"
+    )
     create(cluster, "after", 2, 2)
     p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
     p.produce("after", b"ok")
@@ -284,7 +286,12 @@ def test_consumer_group_commits_survive_coordinator_failover(cluster: LocalClust
     for i in range(300):
         p.produce("grp", f"{i}".encode(), partition=i % 3)
     assert p.flush(15) == 0
-    conf = {"bootstrap.servers": cluster.bootstrap, "group.id": "g1", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    conf = {
+        "bootstrap.servers": cluster.bootstrap,
+        "group.id": "g1",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
     c = Consumer(conf)
     c.subscribe(["grp"])
     n = 0
@@ -311,7 +318,11 @@ def test_consumer_group_commits_survive_coordinator_failover(cluster: LocalClust
     assert wait_until(lambda: committed() == [100, 100, 100], timeout=40, what="committed offsets after failover")
     c = Consumer(conf)
     c.assign([TopicPartition("grp", i) for i in range(3)])
-    assert [tp.offset for tp in c.committed([TopicPartition("grp", i) for i in range(3)], timeout=15)] == [100, 100, 100]
+    assert [tp.offset for tp in c.committed([TopicPartition("grp", i) for i in range(3)], timeout=15)] == [
+        100,
+        100,
+        100,
+    ]
     c.close()
     # DeleteGroups on the new coordinator: answered once the tombstones are replicated.
     admin(cluster).delete_consumer_groups(["g1"])["g1"].result(15)

@@ -60,48 +60,32 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture(autouse=True)
 def _log_tails_on_failure(request: pytest.FixtureRequest) -> None:
-    if (
-        "cluster" in request.fixturenames
-    ):  # kafkapy.testing attaches their log tails to a failure
-        request.node.stash.setdefault(_CLUSTERS, []).append(
-            request.getfixturevalue("cluster")
-        )
+    if "cluster" in request.fixturenames:  # kafkapy.testing attaches their log tails to a failure
+        request.node.stash.setdefault(_CLUSTERS, []).append(request.getfixturevalue("cluster"))
 
 
 def registrations(cluster: LocalCluster) -> dict[int, dict[str, Any]]:
-    return {
-        int(k.split("/")[1]): json.loads(v)
-        for k, v in cluster.etcd_keys().items()
-        if k.startswith("brokers/")
-    }
+    return {int(k.split("/")[1]): json.loads(v) for k, v in cluster.etcd_keys().items() if k.startswith("brokers/")}
 
 
 def states(cluster: LocalCluster, topic: str) -> dict[int, dict[str, Any]]:
     """Partition states as etcd holds them (leader, isr, leader_epoch, ...)."""
     prefix = f"partitions/{topic}/"
-    return {
-        int(k[len(prefix) :]): json.loads(v)
-        for k, v in cluster.etcd_keys().items()
-        if k.startswith(prefix)
-    }
+    return {int(k[len(prefix) :]): json.loads(v) for k, v in cluster.etcd_keys().items() if k.startswith(prefix)}
 
 
 def etcd_revision(cluster: LocalCluster) -> int:
     async def run() -> int:
         client = await EtcdClient.connect(cluster.etcd.url if cluster.etcd else "")
         try:
-            return (
-                await client.get_prefix(f"/kafkapy/{cluster.cluster_id}/".encode())
-            )[1]
+            return (await client.get_prefix(f"/kafkapy/{cluster.cluster_id}/".encode()))[1]
         finally:
             await client.close()
 
     return asyncio.run(run())
 
 
-def etcd_history(
-    cluster: LocalCluster, since: int
-) -> list[tuple[str, str, dict[str, Any]]]:
+def etcd_history(cluster: LocalCluster, since: int) -> list[tuple[str, str, dict[str, Any]]]:
     """Every change to the cluster's keys after revision `since`, in order: (PUT|DELETE, key, value)."""
     prefix = f"/kafkapy/{cluster.cluster_id}/"
 
@@ -114,9 +98,7 @@ def etcd_history(
                 return out
             async for batch in client.watch_prefix(prefix.encode(), since + 1):
                 for ev in batch:
-                    value = (
-                        json.loads(ev.kv.value) if ev.kv.value.startswith(b"{") else {}
-                    )
+                    value = json.loads(ev.kv.value) if ev.kv.value.startswith(b"{") else {}
                     out.append((ev.type, ev.kv.key.decode()[len(prefix) :], value))
                 if batch and max(ev.kv.mod_revision for ev in batch) >= now:
                     return out
@@ -141,9 +123,7 @@ def healthy(cluster: LocalCluster, *topics: str) -> None:
         _wait_full_isr(cluster, t)
 
 
-def fresh_topic(
-    cluster: LocalCluster, name: str, partitions: int, **configs: str
-) -> None:
+def fresh_topic(cluster: LocalCluster, name: str, partitions: int, **configs: str) -> None:
     """A new RF=3 topic on a healthy cluster (an earlier failed test may have left a broker down)."""
     healthy(cluster)
     create(cluster, name, partitions, 3, **configs)
@@ -151,9 +131,7 @@ def fresh_topic(
 
 
 def _wait_full_isr(cluster: LocalCluster, topic: str) -> None:
-    wait_until(
-        lambda: full_isr(cluster, topic, 3), timeout=60, what=f"full ISR of {topic}"
-    )
+    wait_until(lambda: full_isr(cluster, topic, 3), timeout=60, what=f"full ISR of {topic}")
 
 
 def run_producer(cluster: LocalCluster, topic: str, history: History, stop: threading.Event) -> None:
@@ -225,11 +203,7 @@ def test_sigterm_moves_leadership_first_and_a_rolling_restart_loses_nothing(
         prod.more(300)
         victim = states(cluster, "cs")[0]["leader"]
         since = etcd_revision(cluster)
-        leaders = {
-            k: json.loads(v)["leader"]
-            for k, v in cluster.etcd_keys().items()
-            if k.startswith("partitions/")
-        }
+        leaders = {k: json.loads(v)["leader"] for k, v in cluster.etcd_keys().items() if k.startswith("partitions/")}
         assert victim in leaders.values()
         t0 = time.monotonic()
         status = cluster.brokers[victim].stop()
@@ -239,25 +213,15 @@ def test_sigterm_moves_leadership_first_and_a_rolling_restart_loses_nothing(
         # leadership off it, and only then did its registration go away.
         events = etcd_history(cluster, since)
         key = f"brokers/{victim}"
-        announced = next(
-            i
-            for i, (t, k, v) in enumerate(events)
-            if k == key and t == "PUT" and v.get("shutting_down")
-        )
-        gone = next(
-            i for i, (t, k, _) in enumerate(events) if k == key and t == "DELETE"
-        )
+        announced = next(i for i, (t, k, v) in enumerate(events) if k == key and t == "PUT" and v.get("shutting_down"))
+        gone = next(i for i, (t, k, _) in enumerate(events) if k == key and t == "DELETE")
         for t, k, v in events[:gone]:
             if k.startswith("partitions/") and t == "PUT":
                 leaders[k] = v["leader"]
         assert announced < gone
-        assert (
-            victim not in leaders.values()
-        )  # it led nothing any more when it deregistered
+        assert victim not in leaders.values()  # it led nothing any more when it deregistered
         assert stop_s < 15
-        assert "controlled shutdown: no leaderships left to move" in cluster.brokers[
-            victim
-        ].log_tail(400)
+        assert "controlled shutdown: no leaderships left to move" in cluster.brokers[victim].log_tail(400)
         prod.more(300)
         cluster.brokers[victim].start()
         wait_until(
@@ -279,9 +243,7 @@ def test_sigterm_moves_leadership_first_and_a_rolling_restart_loses_nothing(
             assert prod.acked() > before
     finally:
         history = prod.finish()
-    assert not history.errors, history.errors[
-        :5
-    ]  # only retriable errors, retried by the client
+    assert not history.errors, history.errors[:5]  # only retriable errors, retried by the client
     assert len(history.acked) == history.sent
     check_history(cluster, "cs", history)
 
@@ -309,9 +271,7 @@ def _produce(
 
 def test_etcd_outage_keeps_safe_service_and_recovers(cluster: LocalCluster) -> None:
     fresh_topic(cluster, "eo", 2, **{"min.insync.replicas": "2"})
-    assert _produce(
-        cluster, "eo", "all", [b"before-%d" % i for i in range(50)], 10000
-    ) == (50, [])
+    assert _produce(cluster, "eo", "all", [b"before-%d" % i for i in range(50)], 10000) == (50, [])
     assert cluster.etcd is not None
     etcd_dir, etcd_port = (
         cluster.etcd.data_dir,
@@ -324,49 +284,31 @@ def test_etcd_outage_keeps_safe_service_and_recovers(cluster: LocalCluster) -> N
         time.sleep(4.0)
         assert all(b.running for b in cluster.brokers.values())
         for b in cluster.brokers.values():  # each keeps its last metadata image
-            md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(
-                "eo", timeout=10
-            )
+            md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics("eo", timeout=10)
             assert sorted(md.brokers) == [1, 2, 3]
-            assert sorted(
-                p.leader for p in md.topics["eo"].partitions.values()
-            ) == sorted(leaders_before)
-        assert _produce(
-            cluster, "eo", "1", [b"acks1-%d" % i for i in range(50)], 10000
-        ) == (50, [])
+            assert sorted(p.leader for p in md.topics["eo"].partitions.values()) == sorted(leaders_before)
+        assert _produce(cluster, "eo", "1", [b"acks1-%d" % i for i in range(50)], 10000) == (50, [])
         # A full ISR needs no change: acks=all still completes.
-        assert _produce(
-            cluster, "eo", "all", [b"all-%d" % i for i in range(50)], 10000
-        ) == (50, [])
+        assert _produce(cluster, "eo", "all", [b"all-%d" % i for i in range(50)], 10000) == (50, [])
         assert len(consume_all(cluster, "eo", 150, timeout=30)) == 150
         # A dead follower needs an ISR shrink, which etcd must record first: nothing acknowledged.
         leader0 = partitions(cluster, "eo")[0].leader
         victim = next(n for n in (1, 2, 3) if n != leader0)
         cluster.brokers[victim].kill()
-        acked, errors = _produce(
-            cluster, "eo", "all", [b"stalled-%d" % i for i in range(5)], 6000
-        )
+        acked, errors = _produce(cluster, "eo", "all", [b"stalled-%d" % i for i in range(5)], 6000)
         assert acked == 0 and errors
     finally:
-        cluster.etcd = start_etcd(
-            etcd_dir, port=etcd_port, log_path=cluster.root / "etcd.log"
-        )
+        cluster.etcd = start_etcd(etcd_dir, port=etcd_port, log_path=cluster.root / "etcd.log")
     # etcd is back: the live brokers are registered again, a controller acts and shrinks the ISR.
     wait_until(
         lambda: sorted(registrations(cluster)) == sorted(cluster.running()),
         timeout=30,
         what="re-registration",
     )
-    wait_until(
-        lambda: "controller" in cluster.etcd_keys(), timeout=30, what="a controller"
-    )
-    assert _produce(
-        cluster, "eo", "all", [b"after-%d" % i for i in range(50)], 30000
-    ) == (50, [])
+    wait_until(lambda: "controller" in cluster.etcd_keys(), timeout=30, what="a controller")
+    assert _produce(cluster, "eo", "all", [b"after-%d" % i for i in range(50)], 30000) == (50, [])
     healthy(cluster, "eo")
-    assert _produce(
-        cluster, "eo", "all", [b"healed-%d" % i for i in range(50)], 30000
-    ) == (50, [])
+    assert _produce(cluster, "eo", "all", [b"healed-%d" % i for i in range(50)], 30000) == (50, [])
 
 
 # ---------------------------------------------------------------- an isolated leader
@@ -386,22 +328,14 @@ def test_isolated_leader_is_replaced_stops_acknowledging_and_truncates(
         try:
             # An acks=all write waits in the paused leader's socket until it runs again.
             raw.correlation_id += 1
-            raw.send_raw(
-                encode_request(
-                    _iso_produce(), 9, raw.correlation_id, client_id="rawclient"
-                )
-            )
+            raw.send_raw(encode_request(_iso_produce(), 9, raw.correlation_id, client_id="rawclient"))
             # The lease expires (3 s): the controller elects another ISR member, with a higher epoch.
             new = wait_until(
-                lambda: (
-                    (s := states(cluster, "iso")[0])["leader"] not in (leader, -1) and s
-                ),
+                lambda: (s := states(cluster, "iso")[0])["leader"] not in (leader, -1) and s,
                 timeout=20,
                 what="new leader",
             )
-            assert (
-                new["leader_epoch"] > old["leader_epoch"] and leader not in new["isr"]
-            )
+            assert new["leader_epoch"] > old["leader_epoch"] and leader not in new["isr"]
             prod.more(300)
         finally:
             os.kill(cluster.brokers[leader].pid, signal.SIGCONT)
@@ -438,14 +372,9 @@ def test_isolated_leader_is_replaced_stops_acknowledging_and_truncates(
         what="identical replicas",
     )
     check_history(cluster, "iso", history)
-    assert ISOLATED_VALUE not in segment_bytes(
-        cluster, leader, "iso", 0
-    )  # truncated away
+    assert ISOLATED_VALUE not in segment_bytes(cluster, leader, "iso", 0)  # truncated away
     log_text = cluster.brokers[leader].log_tail(2000)
-    assert (
-        "etcd session lost" in log_text
-        and "broker re-registered after losing its etcd session" in log_text
-    )
+    assert "etcd session lost" in log_text and "broker re-registered after losing its etcd session" in log_text
 
 
 ISOLATED_VALUE = b"written-to-the-isolated-leader"
@@ -511,9 +440,7 @@ def test_replica_requests_with_unknown_ids_or_wrong_epochs_are_refused(
         [],
     )
     first = states(cluster, "bad")[0]
-    cluster.brokers[
-        first["leader"]
-    ].stop()  # a controlled shutdown: a new leader, epoch + 1
+    cluster.brokers[first["leader"]].stop()  # a controlled shutdown: a new leader, epoch + 1
     healthy(cluster, "bad")
     st = states(cluster, "bad")[0]
     leader, epoch = st["leader"], st["leader_epoch"]
@@ -521,29 +448,16 @@ def test_replica_requests_with_unknown_ids_or_wrong_epochs_are_refused(
     f1, f2 = (n for n in st["replicas"] if n != leader)
     at_leader = cluster.brokers[leader].bootstrap
     assert _replica_fetch(at_leader, "bad", f1, epoch) == ErrorCode.NONE
-    assert (
-        _replica_fetch(at_leader, "bad", 99, epoch) == ErrorCode.NOT_LEADER_OR_FOLLOWER
-    )  # not a replica
-    assert (
-        _replica_fetch(at_leader, "bad", f1, epoch - 1) == ErrorCode.FENCED_LEADER_EPOCH
-    )
-    assert (
-        _replica_fetch(at_leader, "bad", f1, epoch + 1)
-        == ErrorCode.UNKNOWN_LEADER_EPOCH
-    )
+    assert _replica_fetch(at_leader, "bad", 99, epoch) == ErrorCode.NOT_LEADER_OR_FOLLOWER  # not a replica
+    assert _replica_fetch(at_leader, "bad", f1, epoch - 1) == ErrorCode.FENCED_LEADER_EPOCH
+    assert _replica_fetch(at_leader, "bad", f1, epoch + 1) == ErrorCode.UNKNOWN_LEADER_EPOCH
     assert _epoch_end(at_leader, "bad", f1, epoch) == ErrorCode.NONE
     assert _epoch_end(at_leader, "bad", f1, epoch - 1) == ErrorCode.FENCED_LEADER_EPOCH
     assert _epoch_end(at_leader, "bad", f1, epoch + 1) == ErrorCode.UNKNOWN_LEADER_EPOCH
     # A follower is nobody's leader: replica fetches to it are refused, stale epochs fenced.
     at_follower = cluster.brokers[f1].bootstrap
-    assert (
-        _replica_fetch(at_follower, "bad", f2, epoch)
-        == ErrorCode.NOT_LEADER_OR_FOLLOWER
-    )
-    assert (
-        _replica_fetch(at_follower, "bad", f2, epoch - 1)
-        == ErrorCode.FENCED_LEADER_EPOCH
-    )
+    assert _replica_fetch(at_follower, "bad", f2, epoch) == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert _replica_fetch(at_follower, "bad", f2, epoch - 1) == ErrorCode.FENCED_LEADER_EPOCH
     assert _epoch_end(at_follower, "bad", f2, epoch) == ErrorCode.NOT_LEADER_OR_FOLLOWER
     # Nothing of that changed the partition: same leader, epoch and ISR, and it still takes writes.
     after = states(cluster, "bad")[0]
@@ -596,22 +510,14 @@ def test_lost_lease_re_registers_and_a_restarted_etcd_resumes_it(tmp_path: Any) 
             server.stop()
             await _until(lambda: not md.registered, timeout=10)
             p = md.topic("t").partitions[0]  # type: ignore[union-attr]
-            assert (
-                await md.alter_isr("t", 0, [7], p.partition_epoch) is None
-            )  # refused while unregistered
+            assert await md.alter_isr("t", 0, [7], p.partition_epoch) is None  # refused while unregistered
             assert not await md.campaign()
             server = await asyncio.to_thread(start_etcd, tmp_path / "etcd", port=port)
             await _until(lambda: md.registered, timeout=15)
-            assert (
-                md.lease is not None
-                and md.lease.id == second
-                and restored == ["restored", "restored"]
-            )
+            assert md.lease is not None and md.lease.id == second and restored == ["restored", "restored"]
             assert 7 in md.live_ids()
             p = md.topic("t").partitions[0]  # type: ignore[union-attr]
-            assert (
-                await md.alter_isr("t", 0, [7], p.partition_epoch) is not None
-            )  # registered again: allowed
+            assert await md.alter_isr("t", 0, [7], p.partition_epoch) is not None  # registered again: allowed
         finally:
             await md.close()
 

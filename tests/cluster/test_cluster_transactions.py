@@ -144,9 +144,13 @@ def test_commit_abort_and_consume_transform_produce(cluster: LocalCluster) -> No
             p.flush(30)  # the aborted records are in the logs before the abort marker
             p.abort_transaction(30)
     # read_committed sees exactly the committed records; read_uncommitted sees every record.
-    assert values(consume_all(cluster, "tx", len(committed), **{"isolation.level": "read_committed"})) == sorted(committed)
+    assert values(consume_all(cluster, "tx", len(committed), **{"isolation.level": "read_committed"})) == sorted(
+        committed
+    )
     assert drain(cluster, "tx", "read_committed") == sorted(committed)
-    assert values(consume_all(cluster, "tx", len(everything), **{"isolation.level": "read_uncommitted"})) == sorted(everything)
+    assert values(consume_all(cluster, "tx", len(everything), **{"isolation.level": "read_uncommitted"})) == sorted(
+        everything
+    )
     # Markers reached every replica: the followers' logs end where the leader's does.
     for index in range(3):
         wait_until(
@@ -240,8 +244,11 @@ def test_coordinator_sigkill(cluster: LocalCluster) -> None:
     wait_until(lambda: coordinator_of(cluster, txn_id) not in (-1, victim), what="new transaction coordinator")
     committed += run_txn(cluster, holder, txn_id, "kx", "after-kill")
     cluster.brokers[victim].start()
-    wait_until(lambda: full_isr(cluster, "__transaction_state", 3) and full_isr(cluster, "kx", 3),
-               timeout=60, what="killed broker back in sync")
+    wait_until(
+        lambda: full_isr(cluster, "__transaction_state", 3) and full_isr(cluster, "kx", 3),
+        timeout=60,
+        what="killed broker back in sync",
+    )
 
     # During EndTxn: kill the coordinator while the commit is in flight. The producer either saw
     # the commit succeed (then its records must be visible) or retries until one does.
@@ -295,8 +302,9 @@ def test_new_coordinator_finishes_a_prepared_commit(cluster: LocalCluster) -> No
     a = admin(cluster)
     a.create_topics([NewTopic("stuck", 1, replication_factor=-1, replica_assignment=[[stuck_on]])])["stuck"].result(15)
     create(cluster, "fine", 1, 3)
-    wait_until(lambda: partitions(cluster, "stuck")[0].leader == stuck_on and full_isr(cluster, "fine", 3),
-               what="topics ready")
+    wait_until(
+        lambda: partitions(cluster, "stuck")[0].leader == stuck_on and full_isr(cluster, "fine", 3), what="topics ready"
+    )
     p.begin_transaction()
     batch = [f"v{i}".encode() for i in range(10)]
     for v in batch:
@@ -314,6 +322,9 @@ def test_new_coordinator_finishes_a_prepared_commit(cluster: LocalCluster) -> No
     for topic in ("stuck", "fine"):
         got = consume_all(cluster, topic, len(batch), timeout=40, **{"isolation.level": "read_committed"})
         assert values(got) == sorted(batch), topic
-    resumed = [ln for ln in cluster.brokers[heir].log_path.read_text().splitlines()
-               if "resuming transaction completion" in ln and "transactional_id=prepared" in ln]
+    resumed = [
+        ln
+        for ln in cluster.brokers[heir].log_path.read_text().splitlines()
+        if "resuming transaction completion" in ln and "transactional_id=prepared" in ln
+    ]
     assert resumed  # the heir found PrepareCommit on load and finished it

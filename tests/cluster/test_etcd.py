@@ -57,7 +57,9 @@ def run(fn: Callable[[EtcdClient], Awaitable[T]], server: EtcdServer, *, timeout
 
 def compact(server: EtcdServer, revision: int) -> None:
     req = urllib.request.Request(
-        f"http://{server.endpoint}/v3/kv/compaction", data=json.dumps({"revision": str(revision)}).encode(), method="POST"
+        f"http://{server.endpoint}/v3/kv/compaction",
+        data=json.dumps({"revision": str(revision)}).encode(),
+        method="POST",
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 200
@@ -227,7 +229,9 @@ def test_txn_each_compare_kind(etcd: EtcdServer) -> None:
         assert res.succeeded
         assert res.responses[:2] == [[], []]
         assert [(kv.key, kv.value) for kv in res.responses[2]] == [(b"/tk/x", b"1"), (b"/tk/y", b"2")]
-        res = await c.txn([Compare.value(b"/tk/x", "=", b"0")], [Op.put(b"/tk/x", b"no")], [Op.delete(b"/tk/", prefix=True)])
+        res = await c.txn(
+            [Compare.value(b"/tk/x", "=", b"0")], [Op.put(b"/tk/x", b"no")], [Op.delete(b"/tk/", prefix=True)]
+        )
         assert not res.succeeded and res.responses == [[]]
         assert (await c.get_prefix(b"/tk/"))[0] == []
 
@@ -375,7 +379,9 @@ def test_watch_from_now_and_large_batches(etcd: EtcdServer) -> None:
 
 def test_json_splitter_reassembles_any_chunking() -> None:
     objs = [{"result": {"n": i, "s": "é" * i}} for i in range(20)]
-    stream = b"".join(json.dumps(o, ensure_ascii=False).encode() + (b"\n" if i % 3 else b"") for i, o in enumerate(objs))
+    stream = b"".join(
+        json.dumps(o, ensure_ascii=False).encode() + (b"\n" if i % 3 else b"") for i, o in enumerate(objs)
+    )
     for size in (1, 2, 7, 64, len(stream)):
         sp = _JsonSplitter()
         out: list[object] = []
@@ -434,7 +440,9 @@ def test_watch_survives_etcd_restart(tmp_path: Path) -> None:
             while len(got) < 8 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             task.cancel()
-            assert [(e.type, e.kv.key) for e in got] == [("PUT", b"/r/%d" % i) for i in range(7)] + [("DELETE", b"/r/1")]
+            assert [(e.type, e.kv.key) for e in got] == [("PUT", b"/r/%d" % i) for i in range(7)] + [
+                ("DELETE", b"/r/1")
+            ]
             revs = [e.kv.mod_revision for e in got]
             assert revs == sorted(revs) and len(set(revs)) == 8  # no loss, no duplicate
 

@@ -62,7 +62,9 @@ def call(cluster: LocalCluster, op: Callable[[KafkaClient], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def reassign(cluster: LocalCluster, moves: Mapping[tuple[str, int], Sequence[int] | None]) -> dict[tuple[str, int], PartitionResult]:
+def reassign(
+    cluster: LocalCluster, moves: Mapping[tuple[str, int], Sequence[int] | None]
+) -> dict[tuple[str, int], PartitionResult]:
     return call(cluster, lambda c: c.alter_partition_reassignments(moves))
 
 
@@ -130,7 +132,8 @@ def test_move_replicas_while_producing_with_throttle_and_cancel(cluster: LocalCl
         described = call(cluster, lambda c: c.describe_configs("3", RESOURCE_BROKER, [THROTTLED]))
         assert [(e.name, e.value, e.source) for e in described] == [(THROTTLED, "1", "DYNAMIC_BROKER_CONFIG")]
         assert reassign(cluster, {(topic, 0): [2, 3], (topic, 1): [3, 2]}) == {
-            (topic, 0): PartitionResult(ErrorCode.NONE), (topic, 1): PartitionResult(ErrorCode.NONE)
+            (topic, 0): PartitionResult(ErrorCode.NONE),
+            (topic, 1): PartitionResult(ErrorCode.NONE),
         }
         now = ongoing(cluster)
         assert now[(topic, 0)] == OngoingReassignment(replicas=[2, 3, 1], adding=[3], removing=[1])
@@ -254,8 +257,12 @@ def test_add_a_fourth_broker_and_rebalance(kafka_cluster_factory: Any) -> None:
         results = reassign(cluster, moves)
         assert all(r.ok for r in results.values()), results
         wait_until(lambda: ongoing(cluster) == {}, timeout=40, what="rebalance complete")
-        wait_until(lambda: all(r.ok or r.error_code == ErrorCode.ELECTION_NOT_NEEDED
-                               for r in elect(cluster, list(plan)).values()), what="preferred leaders")
+        wait_until(
+            lambda: all(
+                r.ok or r.error_code == ErrorCode.ELECTION_NOT_NEEDED for r in elect(cluster, list(plan)).values()
+            ),
+            what="preferred leaders",
+        )
         after = partitions(cluster, topic)
         assert {(topic, i): list(p.replicas) for i, p in after.items()} == plan
         load = Counter(r for p in after.values() for r in p.replicas)
@@ -263,7 +270,9 @@ def test_add_a_fourth_broker_and_rebalance(kafka_cluster_factory: Any) -> None:
         assert Counter(p.leader for p in after.values()) == {1: 3, 2: 3, 3: 3, 4: 3}
         wait_until(
             lambda: all(
-                log_dir(cluster, n, t, i).exists() == (n in replicas) for (t, i), replicas in plan.items() for n in (1, 2, 3, 4)
+                log_dir(cluster, n, t, i).exists() == (n in replicas)
+                for (t, i), replicas in plan.items()
+                for n in (1, 2, 3, 4)
             ),
             what="logs exactly on the planned replicas",
         )
@@ -302,7 +311,9 @@ def test_throttle_limits_the_copy_rate(cluster: LocalCluster) -> None:
     assert elapsed >= (total - rate) / rate * 0.9, (elapsed, total)
     assert segment_bytes(cluster, 3, topic, 0) == segment_bytes(cluster, 1, topic, 0)
     set_throttle(cluster, 3, None)
-    print(f"throttled copy: {total} bytes in {elapsed:.2f}s ({total / elapsed / 1000:.0f} kB/s at a {rate // 1000} kB/s throttle)")
+    print(
+        f"throttled copy: {total} bytes in {elapsed:.2f}s ({total / elapsed / 1000:.0f} kB/s at a {rate // 1000} kB/s throttle)"
+    )
 
 
 def test_single_broker_answers_for_itself(kafka_broker: Any) -> None:
@@ -311,9 +322,7 @@ def test_single_broker_answers_for_itself(kafka_broker: Any) -> None:
             await c.create_topic("solo", 1, 1)
             await c.wait_for_topic("solo")
             node = next(iter(c.metadata.brokers)) if c.metadata else 1  # the broker's own id
-            moves = await c.alter_partition_reassignments(
-                {("solo", 0): [node], ("solo", 1): [node]}
-            )
+            moves = await c.alter_partition_reassignments({("solo", 0): [node], ("solo", 1): [node]})
             assert moves[("solo", 0)].ok
             assert moves[("solo", 1)].error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             bad = await c.alter_partition_reassignments({("solo", 0): [node, node + 1]})

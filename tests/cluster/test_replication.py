@@ -60,8 +60,13 @@ class DictView:
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
         return next((t for t in self._topics.values() if t.topic_id == topic_id), None)
 
-    def add_topic(self, name: str, parts: list[PartitionInfo], topic_id: uuid.UUID | None = None,
-                  configs: dict[str, str] | None = None) -> TopicInfo:
+    def add_topic(
+        self,
+        name: str,
+        parts: list[PartitionInfo],
+        topic_id: uuid.UUID | None = None,
+        configs: dict[str, str] | None = None,
+    ) -> TopicInfo:
         info = TopicInfo(name, topic_id or uuid.uuid4(), parts, dict(configs or {}))
         self._topics[name] = info
         return info
@@ -72,8 +77,9 @@ class DictView:
         if part.partition_epoch != partition_epoch:
             return None
         part.isr, part.partition_epoch = list(isr), partition_epoch + 1
-        return PartitionInfo(part.index, part.leader, list(part.replicas), list(part.isr),
-                             part.leader_epoch, part.partition_epoch)
+        return PartitionInfo(
+            part.index, part.leader, list(part.replicas), list(part.isr), part.leader_epoch, part.partition_epoch
+        )
 
 
 def make_state(tmp: Path, view: DictView, **settings: Any) -> BrokerState:
@@ -82,8 +88,9 @@ def make_state(tmp: Path, view: DictView, **settings: Any) -> BrokerState:
     return BrokerState(config=config, metadata=view, logs=logs, data_dir=tmp / "data", broker=None)  # type: ignore[arg-type]
 
 
-def leader_setup(tmp: Path, replicas: list[int], isr: list[int] | None = None, epoch: int = 1,
-                 **settings: Any) -> tuple[BrokerState, DictView, ReplicaManager, PartitionInfo]:
+def leader_setup(
+    tmp: Path, replicas: list[int], isr: list[int] | None = None, epoch: int = 1, **settings: Any
+) -> tuple[BrokerState, DictView, ReplicaManager, PartitionInfo]:
     view = DictView(ME)
     part = PartitionInfo(0, ME, list(replicas), list(isr if isr is not None else replicas), epoch, 0)
     view.add_topic(TOPIC, [part])
@@ -349,7 +356,9 @@ def _segment_bytes(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(directory.glob("*.log")))
 
 
-def test_fetcher_replicates_follows_hw_and_truncates_divergent_tail(kafka_broker: BrokerProcess, tmp_path: Path) -> None:
+def test_fetcher_replicates_follows_hw_and_truncates_divergent_tail(
+    kafka_broker: BrokerProcess, tmp_path: Path
+) -> None:
     topic = "repl"
 
     async def body() -> None:
@@ -422,9 +431,17 @@ def test_fetcher_restarts_log_at_leaders_log_start(kafka_broker: BrokerProcess, 
         client, leader, topic_id = await _remote_setup(kafka_broker, topic)
         try:
             await _produce(client, topic, 6, "a")
-            resp = await _one_request(kafka_broker.host, kafka_broker.port, DeleteRecordsRequest(
-                topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=4)])],
-                timeout_ms=5000), 1)
+            resp = await _one_request(
+                kafka_broker.host,
+                kafka_broker.port,
+                DeleteRecordsRequest(
+                    topics=[
+                        DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=4)])
+                    ],
+                    timeout_ms=5000,
+                ),
+                1,
+            )
             assert resp.topics[0].partitions[0].low_watermark == 4
             me = leader + 100
             view = DictView(me, {leader: (kafka_broker.host, kafka_broker.port)})
@@ -486,8 +503,11 @@ def _produce_request(acks: int, n: int, timeout_ms: int = 5000) -> Any:
     )
 
     data = memoryview(make_batch(n))
-    return ProduceRequest(acks=acks, timeout_ms=timeout_ms,
-                          topic_data=[TopicProduceData(name=TOPIC, partition_data=[PartitionProduceData(index=0, records=data)])])
+    return ProduceRequest(
+        acks=acks,
+        timeout_ms=timeout_ms,
+        topic_data=[TopicProduceData(name=TOPIC, partition_data=[PartitionProduceData(index=0, records=data)])],
+    )
 
 
 def _fetch_request(offset: int, replica_id: int = -1, epoch: int = 1, max_wait_ms: int = 0) -> Any:
@@ -498,9 +518,21 @@ def _fetch_request(offset: int, replica_id: int = -1, epoch: int = 1, max_wait_m
     )
 
     return FetchRequest(
-        replica_id=replica_id, max_wait_ms=max_wait_ms, min_bytes=1, session_id=0, session_epoch=-1,
-        topics=[FetchTopic(topic=TOPIC, partitions=[
-            FetchPartition(partition=0, current_leader_epoch=epoch, fetch_offset=offset, partition_max_bytes=1 << 20)])],
+        replica_id=replica_id,
+        max_wait_ms=max_wait_ms,
+        min_bytes=1,
+        session_id=0,
+        session_epoch=-1,
+        topics=[
+            FetchTopic(
+                topic=TOPIC,
+                partitions=[
+                    FetchPartition(
+                        partition=0, current_leader_epoch=epoch, fetch_offset=offset, partition_max_bytes=1 << 20
+                    )
+                ],
+            )
+        ],
     )
 
 
@@ -673,11 +705,17 @@ class Node:
         from kafkapy.server.broker import Broker
         from kafkapy.server.dispatch import Dispatcher
 
-        config = BrokerConfig.from_pairs([
-            ("node.id", str(self.node_id)), ("listeners", f"PLAINTEXT://127.0.0.1:{self.port}"),
-            ("log.dirs", str(self.dir)), ("replica.lag.time.max.ms", "600"), ("replica.fetch.wait.max.ms", "200"),
-            ("replica.fetch.backoff.ms", "50"), ("min.insync.replicas", "2"),
-        ])
+        config = BrokerConfig.from_pairs(
+            [
+                ("node.id", str(self.node_id)),
+                ("listeners", f"PLAINTEXT://127.0.0.1:{self.port}"),
+                ("log.dirs", str(self.dir)),
+                ("replica.lag.time.max.ms", "600"),
+                ("replica.fetch.wait.max.ms", "200"),
+                ("replica.fetch.backoff.ms", "50"),
+                ("min.insync.replicas", "2"),
+            ]
+        )
 
         async def factory(broker: Any) -> Any:
             adv = broker.advertised[0]
@@ -685,8 +723,13 @@ class Node:
             me = BrokerInfo(self.node_id, adv.host, adv.port)
             self.cluster.brokers[self.node_id] = me
             logs = LogManager(self.dir, auto_high_watermark=False, sync=False)
-            state = BrokerState(config=config, metadata=NodeView(self.cluster, me), logs=logs,  # type: ignore[arg-type]
-                                data_dir=self.dir, broker=broker)
+            state = BrokerState(
+                config=config,
+                metadata=NodeView(self.cluster, me),
+                logs=logs,  # type: ignore[arg-type]
+                data_dir=self.dir,
+                broker=broker,
+            )
             for t in self.cluster.topics.values():
                 for p in t.partitions:
                     if self.node_id in p.replicas and logs.get(t.name, p.index) is None:
@@ -728,7 +771,9 @@ async def _one_request(host: str, port: int, request: Any, version: int | None =
         await conn.close()
 
 
-async def _send_produce(node: Node, topic: str, acks: int, n: int, timeout_ms: int = 5000, batch: bytes | None = None) -> Any:
+async def _send_produce(
+    node: Node, topic: str, acks: int, n: int, timeout_ms: int = 5000, batch: bytes | None = None
+) -> Any:
     from kafkapy.protocol.messages.produce_request import (
         PartitionProduceData,
         ProduceRequest,
@@ -737,9 +782,15 @@ async def _send_produce(node: Node, topic: str, acks: int, n: int, timeout_ms: i
     from kafkapy.protocol.records import build_batch
 
     batch = batch or build_batch([(b"k", f"v{i}".encode() * 10, [], None) for i in range(n)])
-    resp = await _one_request("127.0.0.1", node.port, ProduceRequest(
-        acks=acks, timeout_ms=timeout_ms,
-        topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])]))
+    resp = await _one_request(
+        "127.0.0.1",
+        node.port,
+        ProduceRequest(
+            acks=acks,
+            timeout_ms=timeout_ms,
+            topic_data=[TopicProduceData(name=topic, partition_data=[PartitionProduceData(index=0, records=batch)])],
+        ),
+    )
     return resp.responses[0].partition_responses[0]
 
 
@@ -811,8 +862,12 @@ def test_clean_failover_keeps_acknowledged_records_and_idempotence(tmp_path: Pat
     topic = "fo"
 
     def idem(seq: int, n: int) -> bytes:
-        return build_batch([(b"k", b"v%d" % (seq + i), [], None) for i in range(n)],
-                           producer_id=4242, producer_epoch=0, base_sequence=seq)
+        return build_batch(
+            [(b"k", b"v%d" % (seq + i), [], None) for i in range(n)],
+            producer_id=4242,
+            producer_epoch=0,
+            base_sequence=seq,
+        )
 
     async def body() -> None:
         cluster = SharedCluster()
@@ -851,9 +906,17 @@ def test_clean_failover_keeps_acknowledged_records_and_idempotence(tmp_path: Pat
 
 
 async def _send_delete_records(node: Node, topic: str, offset: int, timeout_ms: int = 5000) -> Any:
-    resp = await _one_request("127.0.0.1", node.port, DeleteRecordsRequest(
-        topics=[DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=offset)])],
-        timeout_ms=timeout_ms), 1)
+    resp = await _one_request(
+        "127.0.0.1",
+        node.port,
+        DeleteRecordsRequest(
+            topics=[
+                DeleteRecordsTopic(name=topic, partitions=[DeleteRecordsPartition(partition_index=0, offset=offset)])
+            ],
+            timeout_ms=timeout_ms,
+        ),
+        1,
+    )
     return resp.topics[0].partitions[0]
 
 

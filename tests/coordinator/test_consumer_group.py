@@ -41,16 +41,36 @@ def make(**kw: object) -> ConsumerGroup:
     return ConsumerGroup("g", ConsumerGroupLimits(**kw))  # type: ignore[arg-type]
 
 
-def join(g: ConsumerGroup, mid: str, topics: list[str] | None = None, now: int = 0, *, instance: str | None = None,
-         assignor: str | None = None, regex: str | None = None, img: TopicImage | None = None) -> HeartbeatResult:
+def join(
+    g: ConsumerGroup,
+    mid: str,
+    topics: list[str] | None = None,
+    now: int = 0,
+    *,
+    instance: str | None = None,
+    assignor: str | None = None,
+    regex: str | None = None,
+    img: TopicImage | None = None,
+) -> HeartbeatResult:
     return g.heartbeat(
-        HeartbeatRequest(mid, 0, instance, None, 30_000, topics if regex is None else None, regex, assignor, {}, "c", "/h"),
-        img or image(), now,
+        HeartbeatRequest(
+            mid, 0, instance, None, 30_000, topics if regex is None else None, regex, assignor, {}, "c", "/h"
+        ),
+        img or image(),
+        now,
     )
 
 
-def hb(g: ConsumerGroup, mid: str, epoch: int, owned: dict[UUID, frozenset[int]] | None = None, now: int = 0,
-       *, instance: str | None = None, img: TopicImage | None = None) -> HeartbeatResult:
+def hb(
+    g: ConsumerGroup,
+    mid: str,
+    epoch: int,
+    owned: dict[UUID, frozenset[int]] | None = None,
+    now: int = 0,
+    *,
+    instance: str | None = None,
+    img: TopicImage | None = None,
+) -> HeartbeatResult:
     return g.heartbeat(HeartbeatRequest(mid, epoch, instance, owned=owned), img or image(), now)
 
 
@@ -166,8 +186,13 @@ def test_unknown_member_and_bad_requests() -> None:
     assert r.error == E.INVALID_REQUEST
     r = g.heartbeat(HeartbeatRequest("x", 0, rebalance_timeout_ms=1000), image(), 0)
     assert r.error == E.INVALID_REQUEST  # no subscription
-    r = g.heartbeat(HeartbeatRequest("x", 0, rebalance_timeout_ms=1000, subscribed_topic_names=["t1"],
-                                      owned={T1.topic_id: frozenset({0})}), image(), 0)
+    r = g.heartbeat(
+        HeartbeatRequest(
+            "x", 0, rebalance_timeout_ms=1000, subscribed_topic_names=["t1"], owned={T1.topic_id: frozenset({0})}
+        ),
+        image(),
+        0,
+    )
     assert r.error == E.INVALID_REQUEST
     assert hb(g, "", 3).error == E.INVALID_REQUEST
     assert g.heartbeat(HeartbeatRequest("x", -2), image(), 0).error == E.INVALID_REQUEST  # -2 needs an instance id
@@ -181,7 +206,10 @@ def test_unsupported_assignor_and_assignor_choice() -> None:
     g2 = make(assignors=("range", "uniform"))
     join(g2, "a", ["t1"])
     assert g2.preferred_assignor() == "range"
-    assert join(make(), "a", ["t1"], assignor="org.apache.kafka.coordinator.group.assignor.UniformAssignor").error == E.NONE
+    assert (
+        join(make(), "a", ["t1"], assignor="org.apache.kafka.coordinator.group.assignor.UniformAssignor").error
+        == E.NONE
+    )
 
 
 def test_group_max_size() -> None:
@@ -331,7 +359,12 @@ def test_replaying_the_records_rebuilds_the_group() -> None:
     for mid, m in g.members.items():
         n = h.members[mid]
         assert (n.member_epoch, n.previous_member_epoch, n.state, n.assigned, n.pending_revocation) == (
-            m.member_epoch, m.previous_member_epoch, m.state, m.assigned, m.pending_revocation)
+            m.member_epoch,
+            m.previous_member_epoch,
+            m.state,
+            m.assigned,
+            m.pending_revocation,
+        )
         assert n.metadata_value() == m.metadata_value()
     assert h._owners == g._owners
     assert h.state is g.state

@@ -88,7 +88,20 @@ def test_record_codecs_round_trip() -> None:
 
 
 async def _stable_single(coord: GroupCoordinator, group: str) -> str:
-    res = await coord.join(group, JoinRequest("", None, "cli", "/127.0.0.1", 10_000, 10_000, "consumer", [("range", b"\x00\x00\x00\x00\x00\x01\x00\x01t\xff\xff\xff\xff")], False))
+    res = await coord.join(
+        group,
+        JoinRequest(
+            "",
+            None,
+            "cli",
+            "/127.0.0.1",
+            10_000,
+            10_000,
+            "consumer",
+            [("range", b"\x00\x00\x00\x00\x00\x01\x00\x01t\xff\xff\xff\xff")],
+            False,
+        ),
+    )
     assert res.error == E.NONE
     sync = await coord.sync(group, res.member_id, None, res.generation_id, None, None, {res.member_id: b"assign"})
     assert sync.error == E.NONE and sync.assignment == b"assign"
@@ -102,7 +115,9 @@ async def test_offsets_and_groups_survive_restart(data_dir: Path) -> None:
     coord = GroupCoordinator.of(state)
     assert state.metadata.topic(OFFSETS_TOPIC) is not None
     member = await _stable_single(coord, "g1")
-    assert coord.commit("g1", member, None, 1, [("t", 0, OffsetValue(10, 0, "m", 1)), ("t", 1, OffsetValue(20))]) == E.NONE
+    assert (
+        coord.commit("g1", member, None, 1, [("t", 0, OffsetValue(10, 0, "m", 1)), ("t", 1, OffsetValue(20))]) == E.NONE
+    )
     assert coord.commit("simple", "", None, -1, [("t", 2, OffsetValue(5))]) == E.NONE
     assert coord.commit("nogroup", "x", None, 3, [("t", 2, OffsetValue(5))]) == E.ILLEGAL_GENERATION
     assert coord.commit("g1", member, None, 9, [("t", 2, OffsetValue(5))]) == E.ILLEGAL_GENERATION
@@ -163,8 +178,12 @@ async def test_parked_join_is_answered_when_the_rebalance_completes(data_dir: Pa
     first = await coord.join("g", JoinRequest("", None, "a", "/h", 10_000, 10_000, "consumer", proto, True))
     assert first.error == E.MEMBER_ID_REQUIRED
     joins = [
-        asyncio.create_task(coord.join("g", JoinRequest(first.member_id, None, "a", "/h", 10_000, 10_000, "consumer", proto, True))),
-        asyncio.create_task(coord.join("g", JoinRequest("", None, "b", "/h", 10_000, 10_000, "consumer", proto, False))),
+        asyncio.create_task(
+            coord.join("g", JoinRequest(first.member_id, None, "a", "/h", 10_000, 10_000, "consumer", proto, True))
+        ),
+        asyncio.create_task(
+            coord.join("g", JoinRequest("", None, "b", "/h", 10_000, 10_000, "consumer", proto, False))
+        ),
     ]
     a, b = await asyncio.wait_for(asyncio.gather(*joins), 5)
     assert a.generation_id == b.generation_id == 1 and a.leader == b.leader
@@ -173,6 +192,8 @@ async def test_parked_join_is_answered_when_the_rebalance_completes(data_dir: Pa
     fsync = asyncio.create_task(coord.sync("g", follower.member_id, None, 1, None, None, {}))
     await asyncio.sleep(0.01)
     assert not fsync.done()
-    lsync = await coord.sync("g", leader.member_id, None, 1, None, None, {follower.member_id: b"F", leader.member_id: b"L"})
+    lsync = await coord.sync(
+        "g", leader.member_id, None, 1, None, None, {follower.member_id: b"F", leader.member_id: b"L"}
+    )
     assert lsync.assignment == b"L" and (await fsync).assignment == b"F"
     state.close()

@@ -34,8 +34,15 @@ def req(
     client: str = "c",
 ) -> JoinRequest:
     return JoinRequest(
-        member_id, instance, client, "/127.0.0.1", session, rebalance, ptype,
-        protocols if protocols is not None else [("range", b"r")], v4,
+        member_id,
+        instance,
+        client,
+        "/127.0.0.1",
+        session,
+        rebalance,
+        ptype,
+        protocols if protocols is not None else [("range", b"r")],
+        v4,
     )
 
 

@@ -68,8 +68,13 @@ def test_transition_table() -> None:
     assert VALID_PREVIOUS[S.PREPARE_COMMIT] == {S.ONGOING}
     check_transition(S.ONGOING, S.PREPARE_EPOCH_FENCE)
     check_transition(S.PREPARE_EPOCH_FENCE, S.PREPARE_ABORT)
-    for frm, to in [(S.EMPTY, S.PREPARE_COMMIT), (S.ONGOING, S.COMPLETE_COMMIT), (S.PREPARE_COMMIT, S.ONGOING),
-                    (S.PREPARE_ABORT, S.COMPLETE_COMMIT), (S.ONGOING, S.DEAD)]:
+    for frm, to in [
+        (S.EMPTY, S.PREPARE_COMMIT),
+        (S.ONGOING, S.COMPLETE_COMMIT),
+        (S.PREPARE_COMMIT, S.ONGOING),
+        (S.PREPARE_ABORT, S.COMPLETE_COMMIT),
+        (S.ONGOING, S.DEAD),
+    ]:
         with pytest.raises(IllegalTransition):
             check_transition(frm, to)
     md = started()

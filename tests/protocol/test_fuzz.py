@@ -40,7 +40,12 @@ from .test_roundtrip import message_strategy
 # Words written over a random position: huge, negative and boundary lengths.
 NASTY_INT32 = (0x7FFFFFFF, 0xFFFFFFFF, 0x80000000, 0xFFFFFFFE, 0x00FFFFFF, 0x00010000)
 NASTY_INT16 = (0x7FFF, 0xFFFF, 0x8000, 0xFFFE)
-NASTY_VARINTS = (b"\xff\xff\xff\xff\x0f", b"\xff\xff\xff\xff\xff\xff", b"\x80\x80\x80\x80\x80\x01", b"\xfe\xff\xff\xff\x07")
+NASTY_VARINTS = (
+    b"\xff\xff\xff\xff\x0f",
+    b"\xff\xff\xff\xff\xff\xff",
+    b"\x80\x80\x80\x80\x80\x01",
+    b"\xfe\xff\xff\xff\x07",
+)
 
 # Decoding may build Python objects for what it reads, a bounded multiple of
 # the input; a length prefix must never turn into an allocation of its value.
@@ -151,7 +156,9 @@ def test_mutated_responses_raise_only_decode_error(api: ApiSpec) -> None:
 @given(st.integers(-2, max(a.api_key for a in APIS) + 2), st.integers(-1, 20), st.binary(max_size=200))
 def test_random_frames_raise_only_decode_error(api_key: int, version: int, tail: bytes) -> None:
     # A plausible header start (key, version, correlation id), then noise.
-    frame = api_key.to_bytes(2, "big", signed=True) + version.to_bytes(2, "big", signed=True) + b"\x00\x00\x00\x01" + tail
+    frame = (
+        api_key.to_bytes(2, "big", signed=True) + version.to_bytes(2, "big", signed=True) + b"\x00\x00\x00\x01" + tail
+    )
     decode_checked(decode_request, frame)
     decode_checked(decode_request, tail)
 

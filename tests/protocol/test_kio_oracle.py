@@ -51,7 +51,11 @@ st.register_type_strategy(Records, st.binary(max_size=24))
 # Unstable APIs whose schema changed after the release our spec comes from.
 SCHEMA_DIFFERS = {("ReadShareGroupStateSummaryResponse", 0)}
 # Fields kio names differently (same wire layout).
-RENAMES = {"candidate_epoch": "replica_epoch", "candidate_id": "replica_id", "candidate_directory_id": "replica_directory_id"}
+RENAMES = {
+    "candidate_epoch": "replica_epoch",
+    "candidate_id": "replica_id",
+    "candidate_directory_id": "replica_directory_id",
+}
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 MAX_DATETIME_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 MAX_TIMEDELTA_MS = 2**43  # kio converts via float seconds: exact below 2**53 microseconds

@@ -89,9 +89,7 @@ def test_convert_to_v2(magic: int, codec: int) -> None:
     assert h.compression == codec
     assert h.base_offset == 0 and h.records_count == 4
     recs = list(R.iter_records(v2))
-    assert [(r.offset, r.key, r.value) for r in recs] == [
-        (i, k, v) for i, (k, v, _) in enumerate(RECS)
-    ]
+    assert [(r.offset, r.key, r.value) for r in recs] == [(i, k, v) for i, (k, v, _) in enumerate(RECS)]
     if magic == 1:
         assert [r.timestamp for r in recs] == [ts for _, _, ts in RECS]
         assert h.max_timestamp == TS + 5

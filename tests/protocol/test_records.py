@@ -51,9 +51,7 @@ def test_round_trip(codec: int) -> None:
     assert not h.is_transactional and not h.is_control
     assert h.timestamp_type == 0
     recs = list(R.iter_records(batch))
-    assert [(r.key, r.value, r.headers, r.timestamp) for r in recs] == [
-        (k, v, list(hs), ts) for k, v, hs, ts in SAMPLE
-    ]
+    assert [(r.key, r.value, r.headers, r.timestamp) for r in recs] == [(k, v, list(hs), ts) for k, v, hs, ts in SAMPLE]
     assert [r.offset for r in recs] == [100, 101, 102, 103, 104]
     assert [r.sequence for r in recs] == [9, 10, 11, 12, 13]
     assert h.last_sequence == 13
@@ -200,7 +198,7 @@ def test_assign_offsets_in_place() -> None:
 
 
 def test_in_place_rewrites() -> None:
-    buf = bytearray(b"\xAA" * 7 + R.build_batch(SAMPLE, compression=3))
+    buf = bytearray(b"\xaa" * 7 + R.build_batch(SAMPLE, compression=3))
     pos = 7
     R.set_base_offset(buf, pos, 12345)
     R.set_partition_leader_epoch(buf, pos, 9)
@@ -342,9 +340,7 @@ def _oracle_codecs() -> list[int]:
 
 @pytest.mark.parametrize("codec", _oracle_codecs())
 def test_oracle_kafka_python_reads_ours(codec: int) -> None:
-    batch = R.build_batch(
-        SAMPLE, compression=codec, producer_id=7, producer_epoch=2, base_sequence=3
-    )
+    batch = R.build_batch(SAMPLE, compression=codec, producer_id=7, producer_epoch=2, base_sequence=3)
     kb = kafka_records.DefaultRecordBatch(bytearray(batch))
     assert kb.validate_crc()
     assert kb.compression_type == codec and kb.producer_id == 7 and kb.base_sequence == 3
@@ -364,7 +360,11 @@ def test_oracle_we_read_kafka_python(codec: int) -> None:
     if codec == 0:
         # Same bytes, except kafka-python writes leader epoch 0 and we honour it.
         ours = R.build_batch(
-            SAMPLE, producer_id=11, producer_epoch=1, base_sequence=0,
-            is_transactional=True, partition_leader_epoch=0,
+            SAMPLE,
+            producer_id=11,
+            producer_epoch=1,
+            base_sequence=0,
+            is_transactional=True,
+            partition_leader_epoch=0,
         )
         assert ours == raw

@@ -152,7 +152,8 @@ def struct_strategy(
             st.integers(0, 2**31 - 1).filter(lambda t: t not in known_tags), min_size=1, max_size=2, unique=True
         ).map(sorted)
         kwargs["unknown_tagged_fields"] = st.one_of(
-            st.none(), tags.flatmap(lambda ts: st.tuples(*(st.tuples(st.just(t), st.binary(max_size=6)) for t in ts)).map(list))
+            st.none(),
+            tags.flatmap(lambda ts: st.tuples(*(st.tuples(st.just(t), st.binary(max_size=6)) for t in ts)).map(list)),
         )
     return st.builds(cls, **kwargs)
 
@@ -171,8 +172,14 @@ def field_strategy(
     is_struct = hasattr(module, elem) and elem in module.SCHEMA
     if is_struct:
         base = struct_strategy(
-            module, elem, version, flexible,
-            unknown_tags=unknown_tags, override=override, max_list=max(1, max_list - 1), depth=depth + 1,
+            module,
+            elem,
+            version,
+            flexible,
+            unknown_tags=unknown_tags,
+            override=override,
+            max_list=max(1, max_list - 1),
+            depth=depth + 1,
         )
     else:
         base = primitive(elem)

@@ -20,20 +20,47 @@ ANY, TOPIC, LITERAL, READ, ALLOW = 1, 2, 3, 3, 3
 def test_acl_apis_answer_security_disabled(kafka_broker: BrokerProcess, version: int) -> None:
     with RawClient(kafka_broker.bootstrap) as c:
         described = c.request(
-            DescribeAclsRequest(resource_type_filter=ANY, resource_name_filter=None, pattern_type_filter=ANY,
-                                principal_filter=None, host_filter=None, operation=ANY, permission_type=ANY),
+            DescribeAclsRequest(
+                resource_type_filter=ANY,
+                resource_name_filter=None,
+                pattern_type_filter=ANY,
+                principal_filter=None,
+                host_filter=None,
+                operation=ANY,
+                permission_type=ANY,
+            ),
             version,
         )
         assert (described.error_code, described.error_message, described.resources) == (
-            ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER, [])
+            ErrorCode.SECURITY_DISABLED,
+            NO_AUTHORIZER,
+            [],
+        )
 
-        creation = AclCreation(resource_type=TOPIC, resource_name="t", resource_pattern_type=LITERAL,
-                               principal="User:alice", host="*", operation=READ, permission_type=ALLOW)
+        creation = AclCreation(
+            resource_type=TOPIC,
+            resource_name="t",
+            resource_pattern_type=LITERAL,
+            principal="User:alice",
+            host="*",
+            operation=READ,
+            permission_type=ALLOW,
+        )
         created = c.request(CreateAclsRequest(creations=[creation, creation]), version)
-        assert [(r.error_code, r.error_message) for r in created.results] == [(ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER)] * 2
+        assert [(r.error_code, r.error_message) for r in created.results] == [
+            (ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER)
+        ] * 2
 
-        flt = DeleteAclsFilter(resource_type_filter=ANY, resource_name_filter=None, pattern_type_filter=ANY,
-                               principal_filter=None, host_filter=None, operation=ANY, permission_type=ANY)
+        flt = DeleteAclsFilter(
+            resource_type_filter=ANY,
+            resource_name_filter=None,
+            pattern_type_filter=ANY,
+            principal_filter=None,
+            host_filter=None,
+            operation=ANY,
+            permission_type=ANY,
+        )
         deleted = c.request(DeleteAclsRequest(filters=[flt]), version)
         assert [(r.error_code, r.error_message, r.matching_acls) for r in deleted.filter_results] == [
-            (ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER, [])]
+            (ErrorCode.SECURITY_DISABLED, NO_AUTHORIZER, [])
+        ]

@@ -215,8 +215,12 @@ def test_describe_configs_raw_versions_and_errors(raw: Raw, admin: AdminClient) 
         resp = raw(
             DescribeConfigsRequest(
                 resources=[
-                    DescribeConfigsResource(resource_type=TOPIC, resource_name=topic, configuration_keys=["segment.ms", "nope"]),
-                    DescribeConfigsResource(resource_type=TOPIC, resource_name="missing-topic", configuration_keys=None),
+                    DescribeConfigsResource(
+                        resource_type=TOPIC, resource_name=topic, configuration_keys=["segment.ms", "nope"]
+                    ),
+                    DescribeConfigsResource(
+                        resource_type=TOPIC, resource_name="missing-topic", configuration_keys=None
+                    ),
                     DescribeConfigsResource(resource_type=TOPIC, resource_name="bad name!", configuration_keys=None),
                     DescribeConfigsResource(resource_type=BROKER, resource_name="7", configuration_keys=None),
                     DescribeConfigsResource(resource_type=BROKER, resource_name="x", configuration_keys=None),
@@ -248,7 +252,12 @@ def test_describe_configs_raw_versions_and_errors(raw: Raw, admin: AdminClient) 
         assert default.error_code == 0 and default.configs == []  # no dynamic cluster defaults
         assert unknown.error_code == ErrorCode.INVALID_REQUEST
     # Without include_synonyms / include_documentation the extras stay empty.
-    resp = raw(DescribeConfigsRequest(resources=[DescribeConfigsResource(resource_type=TOPIC, resource_name=topic, configuration_keys=[])]), 4)
+    resp = raw(
+        DescribeConfigsRequest(
+            resources=[DescribeConfigsResource(resource_type=TOPIC, resource_name=topic, configuration_keys=[])]
+        ),
+        4,
+    )
     entries = resp.results[0].configs
     assert len(entries) > 20  # an empty key list means all, as in Kafka >= 2.6
     assert all(e.synonyms == [] and e.documentation is None for e in entries)
@@ -296,17 +305,53 @@ def test_incremental_alter_errors(admin: AdminClient) -> None:
     def err(resource: ConfigResource) -> Any:
         return kafka_error(admin.incremental_alter_configs([resource])[resource])
 
-    e = err(ConfigResource("topic", topic, incremental_configs=[ConfigEntry("no.such.key", "1", incremental_operation=AlterConfigOpType.SET)]))
+    e = err(
+        ConfigResource(
+            "topic",
+            topic,
+            incremental_configs=[ConfigEntry("no.such.key", "1", incremental_operation=AlterConfigOpType.SET)],
+        )
+    )
     assert e.code() == ErrorCode.INVALID_CONFIG and "Unknown topic config name" in e.str()
-    e = err(ConfigResource("topic", topic, incremental_configs=[ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)]))
+    e = err(
+        ConfigResource(
+            "topic",
+            topic,
+            incremental_configs=[ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)],
+        )
+    )
     assert e.code() == ErrorCode.INVALID_CONFIG
-    e = err(ConfigResource("topic", topic, incremental_configs=[ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.APPEND)]))
+    e = err(
+        ConfigResource(
+            "topic",
+            topic,
+            incremental_configs=[ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.APPEND)],
+        )
+    )
     assert e.code() == ErrorCode.INVALID_CONFIG and "not LIST" in e.str()
-    e = err(ConfigResource("topic", "no-such-topic", incremental_configs=[ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)]))
+    e = err(
+        ConfigResource(
+            "topic",
+            "no-such-topic",
+            incremental_configs=[ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)],
+        )
+    )
     assert e.code() == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    e = err(ConfigResource("broker", "0", incremental_configs=[ConfigEntry("num.partitions", "3", incremental_operation=AlterConfigOpType.SET)]))
+    e = err(
+        ConfigResource(
+            "broker",
+            "0",
+            incremental_configs=[ConfigEntry("num.partitions", "3", incremental_operation=AlterConfigOpType.SET)],
+        )
+    )
     assert e.code() == ErrorCode.INVALID_REQUEST and "Cannot update these configs dynamically" in e.str()
-    e = err(ConfigResource("broker", "0", incremental_configs=[ConfigEntry("log.retention.ms", "3", incremental_operation=AlterConfigOpType.SET)]))
+    e = err(
+        ConfigResource(
+            "broker",
+            "0",
+            incremental_configs=[ConfigEntry("log.retention.ms", "3", incremental_operation=AlterConfigOpType.SET)],
+        )
+    )
     assert e.code() == ErrorCode.INVALID_CONFIG
     # Nothing above changed the topic.
     assert all(c.is_default for c in describe_topic(admin, topic).values())
@@ -314,7 +359,11 @@ def test_incremental_alter_errors(admin: AdminClient) -> None:
 
 def test_validate_only_changes_nothing(admin: AdminClient) -> None:
     topic = new_topic(admin)
-    res = ConfigResource("topic", topic, incremental_configs=[ConfigEntry("retention.ms", "5000", incremental_operation=AlterConfigOpType.SET)])
+    res = ConfigResource(
+        "topic",
+        topic,
+        incremental_configs=[ConfigEntry("retention.ms", "5000", incremental_operation=AlterConfigOpType.SET)],
+    )
     admin.incremental_alter_configs([res], validate_only=True)[res].result(10)
     assert describe_topic(admin, topic)["retention.ms"].is_default
 
@@ -336,10 +385,18 @@ def test_alter_raw_duplicates_nulls_and_broker(raw: Raw, admin: AdminClient) -> 
     resp = raw(
         AlterConfigsRequest(
             resources=[
-                AlterConfigsResource(resource_type=TOPIC, resource_name=topic, configs=[
-                    AlterableConfig(name="retention.ms", value="1"), AlterableConfig(name="retention.ms", value="2")]),
+                AlterConfigsResource(
+                    resource_type=TOPIC,
+                    resource_name=topic,
+                    configs=[
+                        AlterableConfig(name="retention.ms", value="1"),
+                        AlterableConfig(name="retention.ms", value="2"),
+                    ],
+                ),
                 AlterConfigsResource(resource_type=BROKER, resource_name="", configs=[]),
-                AlterConfigsResource(resource_type=BROKER, resource_name="0", configs=[AlterableConfig(name="log.dirs", value="/x")]),
+                AlterConfigsResource(
+                    resource_type=BROKER, resource_name="0", configs=[AlterableConfig(name="log.dirs", value="/x")]
+                ),
                 AlterConfigsResource(resource_type=BROKER, resource_name="abc", configs=[]),
             ]
         ),
@@ -351,10 +408,22 @@ def test_alter_raw_duplicates_nulls_and_broker(raw: Raw, admin: AdminClient) -> 
     resp = raw(
         IncrementalAlterConfigsRequest(
             resources=[
-                IncResource(resource_type=TOPIC, resource_name=topic, configs=[IncAlterable(name="retention.ms", config_operation=SET, value=None)]),
+                IncResource(
+                    resource_type=TOPIC,
+                    resource_name=topic,
+                    configs=[IncAlterable(name="retention.ms", config_operation=SET, value=None)],
+                ),
                 IncResource(resource_type=TOPIC, resource_name=topic, configs=[]),
-                IncResource(resource_type=BROKER, resource_name="0", configs=[IncAlterable(name="num.partitions", config_operation=DELETE, value=None)]),
-                IncResource(resource_type=TOPIC, resource_name="other-" + topic, configs=[IncAlterable(name="retention.ms", config_operation=9, value="1")]),
+                IncResource(
+                    resource_type=BROKER,
+                    resource_name="0",
+                    configs=[IncAlterable(name="num.partitions", config_operation=DELETE, value=None)],
+                ),
+                IncResource(
+                    resource_type=TOPIC,
+                    resource_name="other-" + topic,
+                    configs=[IncAlterable(name="retention.ms", config_operation=9, value="1")],
+                ),
             ]
         ),
         1,
@@ -409,9 +478,13 @@ def test_delete_records_raw_errors(broker: str, raw: Raw, admin: AdminClient) ->
     resp = raw(
         DeleteRecordsRequest(
             topics=[
-                DeleteRecordsTopic(name=topic, partitions=[
-                    DeleteRecordsPartition(partition_index=0, offset=3),
-                    DeleteRecordsPartition(partition_index=5, offset=0)]),
+                DeleteRecordsTopic(
+                    name=topic,
+                    partitions=[
+                        DeleteRecordsPartition(partition_index=0, offset=3),
+                        DeleteRecordsPartition(partition_index=5, offset=0),
+                    ],
+                ),
                 DeleteRecordsTopic(name="missing", partitions=[DeleteRecordsPartition(partition_index=0, offset=0)]),
                 DeleteRecordsTopic(name=compacted, partitions=[DeleteRecordsPartition(partition_index=0, offset=0)]),
             ],
@@ -434,7 +507,9 @@ def test_offset_for_leader_epoch(broker: str, raw: Raw, admin: AdminClient) -> N
     produce(broker, topic, 7)
 
     def ask(version: int, *parts: OffsetForLeaderPartition, name: str = topic) -> list[Any]:
-        req = OffsetForLeaderEpochRequest(replica_id=-1, topics=[OffsetForLeaderTopic(topic=name, partitions=list(parts))])
+        req = OffsetForLeaderEpochRequest(
+            replica_id=-1, topics=[OffsetForLeaderTopic(topic=name, partitions=list(parts))]
+        )
         return raw(req, version).topics[0].partitions
 
     for version in range(5):
@@ -501,7 +576,8 @@ def test_describe_topic_partitions_pagination(raw: Raw, admin: AdminClient) -> N
     def page(cursor: Cursor | None, limit: int) -> Any:
         req = DescribeTopicPartitionsRequest(
             topics=[TopicRequest(name=b), TopicRequest(name=a), TopicRequest(name="zz-missing")],
-            response_partition_limit=limit, cursor=cursor,
+            response_partition_limit=limit,
+            cursor=cursor,
         )
         return raw(req, 0)
 
@@ -555,8 +631,14 @@ def test_librdkafka_validates_position_with_offset_for_leader_epoch(broker: str,
 
     topic = new_topic(admin)
     produce(broker, topic, 6)
-    c = Consumer({"bootstrap.servers": broker, "group.id": f"g-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-                  "auto.offset.reset": "error"})
+    c = Consumer(
+        {
+            "bootstrap.servers": broker,
+            "group.id": f"g-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "error",
+        }
+    )
     try:
         c.assign([TopicPartition(topic, 0, 3, leader_epoch=0)])
         got = []

@@ -35,17 +35,31 @@ def create_topic(client: RawClient, name: str, partitions: int = 1, **configs: s
     from kafkapy.protocol.messages.create_topics_request import CreatableTopicConfig
 
     req = CreateTopicsRequest(
-        topics=[CreatableTopic(name=name, num_partitions=partitions, replication_factor=1,
-                               configs=[CreatableTopicConfig(name=k.replace("_", "."), value=v) for k, v in configs.items()])],
+        topics=[
+            CreatableTopic(
+                name=name,
+                num_partitions=partitions,
+                replication_factor=1,
+                configs=[CreatableTopicConfig(name=k.replace("_", "."), value=v) for k, v in configs.items()],
+            )
+        ],
         timeout_ms=5000,
     )
     return client.request(req, 7).topics[0].error_code
 
 
 def fetch_all(client: RawClient, topic: str, partition: int = 0, offset: int = 0) -> list[records.Record]:
-    req = FetchRequest(max_wait_ms=0, min_bytes=1, max_bytes=64 << 20, topics=[
-        FetchTopic(topic=topic, partitions=[FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=64 << 20)])
-    ])
+    req = FetchRequest(
+        max_wait_ms=0,
+        min_bytes=1,
+        max_bytes=64 << 20,
+        topics=[
+            FetchTopic(
+                topic=topic,
+                partitions=[FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=64 << 20)],
+            )
+        ],
+    )
     resp = client.request(req, 12)
     pd = resp.responses[0].partitions[0]
     assert pd.error_code == 0, ErrorCode(pd.error_code).name
@@ -113,9 +127,14 @@ def test_metadata_unknown_and_invalid_topics(kafka_broker) -> None:
         )
         resp = c.request(req, 12)
         codes = {t.name: t.error_code for t in resp.topics}
-        assert codes == {"bad/name": ErrorCode.INVALID_TOPIC_EXCEPTION, "unknown-no-create": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
+        assert codes == {
+            "bad/name": ErrorCode.INVALID_TOPIC_EXCEPTION,
+            "unknown-no-create": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        }
         # Auto-creation when allowed.
-        resp = c.request(MetadataRequest(topics=[MetadataRequestTopic(name="auto-made")], allow_auto_topic_creation=True), 12)
+        resp = c.request(
+            MetadataRequest(topics=[MetadataRequestTopic(name="auto-made")], allow_auto_topic_creation=True), 12
+        )
         assert resp.topics[0].error_code == 0 and len(resp.topics[0].partitions) == 1
 
 
@@ -135,14 +154,29 @@ def test_fetch_out_of_range_and_list_offsets(kafka_broker) -> None:
         t0 = int(time.time() * 1000) - 10_000
         for i in range(3):
             produce(c, "lo", records.build_batch([(None, b"%d" % i, [], t0 + i * 1000)]))
-        req = FetchRequest(max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, topics=[
-            FetchTopic(topic="lo", partitions=[FetchPartition(partition=0, fetch_offset=99, partition_max_bytes=1 << 20)])])
+        req = FetchRequest(
+            max_wait_ms=0,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            topics=[
+                FetchTopic(
+                    topic="lo", partitions=[FetchPartition(partition=0, fetch_offset=99, partition_max_bytes=1 << 20)]
+                )
+            ],
+        )
         pd = c.request(req, 12).responses[0].partitions[0]
         assert pd.error_code == ErrorCode.OFFSET_OUT_OF_RANGE and pd.high_watermark == -1  # as Kafka answers
 
         def list_offset(ts: int) -> tuple[int, int]:
-            resp = c.request(ListOffsetsRequest(replica_id=-1, topics=[
-                ListOffsetsTopic(name="lo", partitions=[ListOffsetsPartition(partition_index=0, timestamp=ts)])]), 7)
+            resp = c.request(
+                ListOffsetsRequest(
+                    replica_id=-1,
+                    topics=[
+                        ListOffsetsTopic(name="lo", partitions=[ListOffsetsPartition(partition_index=0, timestamp=ts)])
+                    ],
+                ),
+                7,
+            )
             p = resp.topics[0].partitions[0]
             return p.offset, p.timestamp
 
@@ -158,9 +192,19 @@ def test_fetch_long_poll_is_woken_by_produce(kafka_broker) -> None:
 
     with RawClient(kafka_broker.bootstrap) as c, RawClient(kafka_broker.bootstrap) as p:
         assert create_topic(c, "poll") == 0
-        req = FetchRequest(max_wait_ms=10_000, min_bytes=1, max_bytes=1 << 20, topics=[
-            FetchTopic(topic="poll", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)])])
-        timer = threading.Timer(0.5, lambda: produce(p, "poll", records.build_batch([(None, b"wake", [], int(time.time() * 1000))])))
+        req = FetchRequest(
+            max_wait_ms=10_000,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            topics=[
+                FetchTopic(
+                    topic="poll", partitions=[FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
+                )
+            ],
+        )
+        timer = threading.Timer(
+            0.5, lambda: produce(p, "poll", records.build_batch([(None, b"wake", [], int(time.time() * 1000))]))
+        )
         started = time.monotonic()
         timer.start()
         resp = c.request(req, 12)
@@ -171,8 +215,12 @@ def test_fetch_long_poll_is_woken_by_produce(kafka_broker) -> None:
 
 
 def test_garbage_closes_only_that_connection(kafka_broker) -> None:
-    with RawClient(kafka_broker.bootstrap) as good, RawClient(kafka_broker.bootstrap) as bad, \
-            RawClient(kafka_broker.bootstrap) as huge, RawClient(kafka_broker.bootstrap) as unknown:
+    with (
+        RawClient(kafka_broker.bootstrap) as good,
+        RawClient(kafka_broker.bootstrap) as bad,
+        RawClient(kafka_broker.bootstrap) as huge,
+        RawClient(kafka_broker.bootstrap) as unknown,
+    ):
         bad.send_raw(struct.pack(">i", 12) + os.urandom(4) + b"\x00\x03" + os.urandom(6))
         huge.send_raw(struct.pack(">i", 200 * 1024 * 1024))
         unknown.send_raw(struct.pack(">ihhi", 10, 999, 0, 1) + b"\xff\xff")
@@ -193,10 +241,15 @@ def test_sigkill_during_acks_all_loses_no_acknowledged_record(kafka_broker_facto
         if err is None:
             acked[(msg.partition(), msg.offset())] = msg.value()
 
-    producer = confluent_kafka.Producer({
-        "bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 2,
-        "message.timeout.ms": 3000, "retries": 0,
-    })
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "acks": "all",
+            "linger.ms": 2,
+            "message.timeout.ms": 3000,
+            "retries": 0,
+        }
+    )
     deadline = time.monotonic() + 20
     i = 0
     killed = False
@@ -248,7 +301,12 @@ def test_clean_restart_keeps_everything(kafka_broker_factory) -> None:
     with RawClient(broker.bootstrap) as c:
         assert create_topic(c, "keep", partitions=2) == 0
         for i in range(20):
-            produce(c, "keep", records.build_batch([(b"k", b"v%d" % i, [("h", b"1")], int(time.time() * 1000))]), partition=i % 2)
+            produce(
+                c,
+                "keep",
+                records.build_batch([(b"k", b"v%d" % i, [("h", b"1")], int(time.time() * 1000))]),
+                partition=i % 2,
+            )
     broker.stop()
     broker.restart()
     with RawClient(broker.bootstrap) as c:
@@ -265,28 +323,53 @@ def test_incremental_fetch_session(kafka_broker) -> None:
         for p in range(2):
             produce(c, "sess", records.build_batch([(None, b"p%d" % p, [], int(time.time() * 1000))]), partition=p)
         parts = [FetchPartition(partition=p, fetch_offset=0, partition_max_bytes=1 << 20) for p in range(2)]
-        full = FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, session_id=0, session_epoch=0,
-                            topics=[FetchTopic(topic="sess", partitions=parts)])
+        full = FetchRequest(
+            max_wait_ms=0,
+            min_bytes=0,
+            max_bytes=1 << 20,
+            session_id=0,
+            session_epoch=0,
+            topics=[FetchTopic(topic="sess", partitions=parts)],
+        )
         resp = c.request(full, 11)
         assert resp.error_code == 0 and resp.session_id > 0
         assert sorted(p.partition_index for p in resp.responses[0].partitions) == [0, 1]
         sid = resp.session_id
         # Incremental: move partition 0 past its data; nothing changed, so nothing comes back.
-        inc = FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, session_id=sid, session_epoch=1, topics=[
-            FetchTopic(topic="sess", partitions=[FetchPartition(partition=0, fetch_offset=1, partition_max_bytes=1 << 20)])])
+        inc = FetchRequest(
+            max_wait_ms=0,
+            min_bytes=0,
+            max_bytes=1 << 20,
+            session_id=sid,
+            session_epoch=1,
+            topics=[
+                FetchTopic(
+                    topic="sess", partitions=[FetchPartition(partition=0, fetch_offset=1, partition_max_bytes=1 << 20)]
+                )
+            ],
+        )
         resp = c.request(inc, 11)
         assert resp.error_code == 0 and resp.session_id == sid
         # Partition 1 still has unread data at offset 0 and is returned; partition 0 is not.
         assert [p.partition_index for t in resp.responses for p in t.partitions] == [1]
         # New data on partition 0 makes it reappear.
         produce(c, "sess", records.build_batch([(None, b"more", [], int(time.time() * 1000))]), partition=0)
-        inc2 = FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, session_id=sid, session_epoch=2, topics=[],
-                            forgotten_topics_data=[ForgottenTopic(topic="sess", partitions=[1])])
+        inc2 = FetchRequest(
+            max_wait_ms=0,
+            min_bytes=0,
+            max_bytes=1 << 20,
+            session_id=sid,
+            session_epoch=2,
+            topics=[],
+            forgotten_topics_data=[ForgottenTopic(topic="sess", partitions=[1])],
+        )
         resp = c.request(inc2, 11)
         got = {p.partition_index: p for t in resp.responses for p in t.partitions}
         assert list(got) == [0] and got[0].high_watermark == 2
         # A wrong epoch is refused; an unknown session too.
         bad = FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, session_id=sid, session_epoch=9, topics=[])
         assert c.request(bad, 11).error_code == ErrorCode.INVALID_FETCH_SESSION_EPOCH
-        gone = FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, session_id=sid + 1000, session_epoch=1, topics=[])
+        gone = FetchRequest(
+            max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, session_id=sid + 1000, session_epoch=1, topics=[]
+        )
         assert c.request(gone, 11).error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND

@@ -102,7 +102,9 @@ def test_sasl_on_a_plaintext_listener_is_illegal_sasl_state_and_keeps_the_connec
         assert (resp.error_code, resp.mechanisms) == (ErrorCode.ILLEGAL_SASL_STATE, [])
     for v in (0, 1, 2):
         resp = client.request(SaslAuthenticateRequest(auth_bytes=b"\x00u\x00p"), v)
-        assert resp.error_code == ErrorCode.ILLEGAL_SASL_STATE and "after successful authentication" in resp.error_message
+        assert (
+            resp.error_code == ErrorCode.ILLEGAL_SASL_STATE and "after successful authentication" in resp.error_message
+        )
     assert still_open(client)
 
 
@@ -113,7 +115,9 @@ def test_describe_client_quotas_finds_none_and_validates_the_filter(client: RawC
     )
 
     def ask(*components: tuple[str, int, str | None]) -> tuple[int, Any]:
-        req = DescribeClientQuotasRequest(components=[ComponentData(entity_type=t, match_type=m, match=x) for t, m, x in components])
+        req = DescribeClientQuotasRequest(
+            components=[ComponentData(entity_type=t, match_type=m, match=x) for t, m, x in components]
+        )
         resp = client.request(req, 1)
         return resp.error_code, resp.entries
 
@@ -145,9 +149,12 @@ def test_scram_tokens_reassignments_client_metrics(client: RawClient) -> None:
 
     everyone = client.request(DescribeUserScramCredentialsRequest(users=None), 0)
     assert (everyone.error_code, everyone.results) == (0, [])
-    named = client.request(DescribeUserScramCredentialsRequest(users=[UserName(name="alice")] * 2 + [UserName(name="bob")]), 0)
+    named = client.request(
+        DescribeUserScramCredentialsRequest(users=[UserName(name="alice")] * 2 + [UserName(name="bob")]), 0
+    )
     assert [(r.user, r.error_code) for r in named.results] == [
-        ("alice", ErrorCode.DUPLICATE_RESOURCE), ("bob", ErrorCode.RESOURCE_NOT_FOUND)
+        ("alice", ErrorCode.DUPLICATE_RESOURCE),
+        ("bob", ErrorCode.RESOURCE_NOT_FOUND),
     ]
     tokens = client.request(DescribeDelegationTokenRequest(owners=None), 3)
     assert tokens.error_code == ErrorCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
@@ -194,7 +201,9 @@ def test_what_kafka_closes_is_closed_with_a_log_line(
     assert f"api={spec.name}" in line and f"version={version}" in line
 
 
-def test_unknown_api_key_and_malformed_body_are_closed_with_a_log_line(kafka_broker_session: Any, watch: LogWatch) -> None:
+def test_unknown_api_key_and_malformed_body_are_closed_with_a_log_line(
+    kafka_broker_session: Any, watch: LogWatch
+) -> None:
     with RawClient(kafka_broker_session.bootstrap) as c:
         body = struct.pack(">hhih", 9999, 0, 1, 0)
         c.send_raw(struct.pack(">i", len(body)) + body)
@@ -224,10 +233,14 @@ def test_list_partition_reassignments_reports_replica_sets_in_change() -> None:
     from kafkapy.server.handler import RequestContext
     from kafkapy.server.handlers.reassignments import list_partition_reassignments
 
-    moving = TopicInfo("moving", uuid.uuid4(), [
-        PartitionInfo(0, 1, [1, 2], [1, 2]),
-        PartitionInfo(1, 2, [2, 3, 1], [2, 3], adding_replicas=[1], removing_replicas=[3]),
-    ])
+    moving = TopicInfo(
+        "moving",
+        uuid.uuid4(),
+        [
+            PartitionInfo(0, 1, [1, 2], [1, 2]),
+            PartitionInfo(1, 2, [2, 3, 1], [2, 3], adding_replicas=[1], removing_replicas=[3]),
+        ],
+    )
     still = TopicInfo("still", uuid.uuid4(), [PartitionInfo(0, 1, [1], [1])])
 
     class Image:  # the two reads the handler makes of the cluster metadata
@@ -242,13 +255,22 @@ def test_list_partition_reassignments_reports_replica_sets_in_change() -> None:
 
     ctx = RequestContext(header=RequestHeader(), version=0, state=State(), conn=None)  # type: ignore[arg-type]
 
-    def ask(topics: list[ListPartitionReassignmentsTopics] | None) -> list[tuple[str, int, list[int], list[int], list[int]]]:
+    def ask(
+        topics: list[ListPartitionReassignmentsTopics] | None,
+    ) -> list[tuple[str, int, list[int], list[int], list[int]]]:
         resp = asyncio.run(list_partition_reassignments(ctx, ListPartitionReassignmentsRequest(topics=topics)))
         assert resp.error_code == 0
-        return [(t.name, p.partition_index, p.replicas, p.adding_replicas, p.removing_replicas)
-                for t in resp.topics for p in t.partitions]
+        return [
+            (t.name, p.partition_index, p.replicas, p.adding_replicas, p.removing_replicas)
+            for t in resp.topics
+            for p in t.partitions
+        ]
 
     assert ask(None) == [("moving", 1, [2, 3, 1], [1], [3])]
     assert ask([ListPartitionReassignmentsTopics(name="moving", partition_indexes=[0])]) == []
-    assert ask([ListPartitionReassignmentsTopics(name="moving", partition_indexes=[1, 7]),
-                ListPartitionReassignmentsTopics(name="nope", partition_indexes=[0])]) == [("moving", 1, [2, 3, 1], [1], [3])]
+    assert ask(
+        [
+            ListPartitionReassignmentsTopics(name="moving", partition_indexes=[1, 7]),
+            ListPartitionReassignmentsTopics(name="nope", partition_indexes=[0]),
+        ]
+    ) == [("moving", 1, [2, 3, 1], [1], [3])]

@@ -24,8 +24,14 @@ INITIAL, FINAL = 0, -1
 
 def fetch(c: RawClient, session_id: int, epoch: int, topic: str = "reset") -> object:
     parts = [FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)]
-    req = FetchRequest(max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, session_id=session_id, session_epoch=epoch,
-                       topics=[FetchTopic(topic=topic, partitions=parts)])
+    req = FetchRequest(
+        max_wait_ms=0,
+        min_bytes=0,
+        max_bytes=1 << 20,
+        session_id=session_id,
+        session_epoch=epoch,
+        topics=[FetchTopic(topic=topic, partitions=parts)],
+    )
     return c.request(req, 11)
 
 

@@ -103,10 +103,21 @@ def test_retry_gap_and_stale_epoch(kafka_broker: BrokerProcess) -> None:
         assert produce(c, "idem", batch(1, pid, epoch=1, tag=b"e"), version=3) == (0, 7)
         assert values(c, "idem") == [b"v0", b"v1", b"v2", b"v3", b"v4", b"v5", b"e0", b"e1"]
         # A producer id with no base sequence, transactional and control batches.
-        assert produce(c, "idem", records.build_batch([(None, b"x", [], None)], producer_id=pid, producer_epoch=1))[0] == ErrorCode.INVALID_RECORD
-        tx = records.build_batch([(None, b"x", [], None)], producer_id=pid, producer_epoch=1, base_sequence=2, is_transactional=True)
+        assert (
+            produce(c, "idem", records.build_batch([(None, b"x", [], None)], producer_id=pid, producer_epoch=1))[0]
+            == ErrorCode.INVALID_RECORD
+        )
+        tx = records.build_batch(
+            [(None, b"x", [], None)], producer_id=pid, producer_epoch=1, base_sequence=2, is_transactional=True
+        )
         assert produce(c, "idem", tx)[0] == ErrorCode.INVALID_TXN_STATE
-        ctl = records.build_control_batch(records.ControlRecordType.COMMIT, producer_id=pid, producer_epoch=1, coordinator_epoch=0, timestamp=int(time.time() * 1000))
+        ctl = records.build_control_batch(
+            records.ControlRecordType.COMMIT,
+            producer_id=pid,
+            producer_epoch=1,
+            coordinator_epoch=0,
+            timestamp=int(time.time() * 1000),
+        )
         assert produce(c, "idem", ctl)[0] == ErrorCode.INVALID_RECORD
         assert len(values(c, "idem")) == 8
 
@@ -121,7 +132,9 @@ def test_state_survives_restart(kafka_broker_factory, kill: bool) -> None:
             assert produce(c, "durable", batch(s, pid, n=3, tag=b"x" * 50)) == (0, s)
     broker.restart(kill=kill)
     with RawClient(broker.bootstrap) as c:
-        assert produce(c, "durable", batch(57, pid, n=3, tag=b"x" * 50)) == (0, 57), "retry after restart is deduplicated"
+        assert produce(c, "durable", batch(57, pid, n=3, tag=b"x" * 50)) == (0, 57), (
+            "retry after restart is deduplicated"
+        )
         assert produce(c, "durable", batch(51, pid, n=3, tag=b"x" * 50)) == (0, 51)
         assert produce(c, "durable", batch(61, pid))[0] == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
         assert produce(c, "durable", batch(60, pid)) == (0, 60)
@@ -152,7 +165,9 @@ def assert_idempotent_exactly_once(bootstrap: str, topic: str, sent: list[bytes]
     with RawClient(bootstrap) as c:
         assert values(c, topic) == sent
         hs = batches(c, topic)
-        assert hs and all(h.producer_id >= 0 and h.base_sequence >= 0 for h in hs), "the client did not produce idempotently"
+        assert hs and all(h.producer_id >= 0 and h.base_sequence >= 0 for h in hs), (
+            "the client did not produce idempotently"
+        )
 
 
 def test_kafka_python_default_producer(kafka_broker: BrokerProcess) -> None:
@@ -201,7 +216,9 @@ def test_kafkajs_idempotent_producer(kafka_broker: BrokerProcess) -> None:
         create_topic(c, "kjs-idem")
     sent = ["kjs-%d" % i for i in range(100)]
     req = json.dumps({"bootstrap": kafka_broker.bootstrap, "topic": "kjs-idem", "values": sent})
-    out = subprocess.run(["node", str(node_dir / "idempotent.js")], input=req, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["node", str(node_dir / "idempotent.js")], input=req, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert_idempotent_exactly_once(kafka_broker.bootstrap, "kjs-idem", [v.encode() for v in sent])
 

@@ -221,7 +221,7 @@ def test_file_slices_deliver_exact_bytes(loop_kind: str, zero_copy: bool, tmp_pa
     path.write_bytes(content)
 
     async def body() -> None:
-        with open(path, "rb", buffering=0) as f:  # noqa: ASYNC230
+        with open(path, "rb", buffering=0) as f:
             regions = [(0, 10), (12345, 4 * 1024 * 1024), (len(content) - 100, 100), (50, 0)]
 
             async def handler(frame_: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
@@ -247,7 +247,7 @@ def test_truncated_file_slice_closes_connection(loop_kind: str, tmp_path: Path) 
     path.write_bytes(b"0123456789")
 
     async def body() -> None:
-        with open(path, "rb", buffering=0) as f:  # noqa: ASYNC230
+        with open(path, "rb", buffering=0) as f:
 
             async def handler(frame_: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
                 if bytes(frame_) == b"bad":

@@ -173,7 +173,9 @@ def test_zombie_fenced_and_admin_apis(kafka_broker: BrokerProcess) -> None:
         assert list(listed.unknown_state_filters) == ["Bogus"]
         prods = c.request(DescribeProducersRequest(topics=[TopicRequest(name=TOPIC, partition_indexes=[0, 9])]), 0)
         p0, p9 = prods.topics[0].partitions
-        assert [(s.producer_id, s.current_txn_start_offset, s.last_sequence) for s in p0.active_producers] == [(pid, 0, 1)]
+        assert [(s.producer_id, s.current_txn_start_offset, s.last_sequence) for s in p0.active_producers] == [
+            (pid, 0, 1)
+        ]
         assert p9.error_code == E.UNKNOWN_TOPIC_OR_PARTITION
         # A new instance fences the zombie and aborts its transaction.
         pid2, epoch2 = init_txn(c, "tx-z")
@@ -204,8 +206,11 @@ def test_txn_offset_commit_visible_at_commit(kafka_broker: BrokerProcess) -> Non
         assert c.request(commit, 3).topics[0].partitions[0].error_code == E.NONE
 
         def committed(require_stable: bool) -> tuple[int, int]:
-            req = OffsetFetchRequest(group_id="grp", topics=[OffsetFetchRequestTopic(name=TOPIC, partition_indexes=[0])],
-                                     require_stable=require_stable)
+            req = OffsetFetchRequest(
+                group_id="grp",
+                topics=[OffsetFetchRequestTopic(name=TOPIC, partition_indexes=[0])],
+                require_stable=require_stable,
+            )
             p = c.request(req, 7).topics[0].partitions[0]
             return p.error_code, p.committed_offset
 

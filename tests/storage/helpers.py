@@ -47,8 +47,21 @@ def make_batch(
         body += _varint(len(rec)) + rec
     out = bytearray(61)
     _HEADER.pack_into(
-        out, 0, base_offset, 49 + len(body), leader_epoch, 2, 0, 0, deltas[-1], stamps[0], max(stamps),
-        -1, -1, -1, len(values),
+        out,
+        0,
+        base_offset,
+        49 + len(body),
+        leader_epoch,
+        2,
+        0,
+        0,
+        deltas[-1],
+        stamps[0],
+        max(stamps),
+        -1,
+        -1,
+        -1,
+        len(values),
     )
     out += body
     struct.pack_into(">I", out, 17, crc32c.crc32c(bytes(out[21:])))

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,14 @@ def test_offset_for_timestamp(tmp_path: Path) -> None:
     for i in range(60):
         log.append(make_batch(3, timestamps=[100 * i, 100 * i + 10, 100 * i + 20], pad=20), leader_epoch=0)
     assert len(log.segments) > 3
-    for ts, expect in [(0, (0, 0)), (5, (1, 10)), (10, (1, 10)), (21, (3, 100)), (2515, (77, 2520)), (5920, (179, 5920))]:
+    for ts, expect in [
+        (0, (0, 0)),
+        (5, (1, 10)),
+        (10, (1, 10)),
+        (21, (3, 100)),
+        (2515, (77, 2520)),
+        (5920, (179, 5920)),
+    ]:
         r = log.offset_for_timestamp(ts)
         assert r is not None and (r.offset, r.timestamp) == expect, ts
     assert log.offset_for_timestamp(5921) is None
@@ -214,7 +220,7 @@ def test_compaction_interrupted_swap_completes_on_load(tmp_path: Path) -> None:
     log = PartitionLog(d, c)
     for i in range(40):
         log.append(bytearray(build_batch([(b"k%d" % (i % 2), b"v" * 50, [], 1000)])), leader_epoch=0)
-    from kafkapy.storage.cleaner import build_offset_map, clean_segment, CleanResult
+    from kafkapy.storage.cleaner import CleanResult, build_offset_map, clean_segment
 
     segs = log.cleanable_segments(now_ms())
     m = build_offset_map(segs)

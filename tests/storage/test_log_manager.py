@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kafkapy.protocol.records import build_batch
-from kafkapy.storage.config import LogConfig
 from kafkapy.protocol.uuids import parse_uuid_text, uuid_text
+from kafkapy.storage.config import LogConfig
 from kafkapy.storage.log_manager import CLEAN_SHUTDOWN_FILE, LogManager
 from kafkapy.storage.segment import now_ms
 from tests.storage.helpers import make_batch

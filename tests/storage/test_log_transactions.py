@@ -28,7 +28,9 @@ def txn_batch(pid: int, seq: int, n: int = 2, epoch: int = 0, transactional: boo
 def marker(pid: int, commit: bool, epoch: int = 0, coordinator_epoch: int = 0) -> bytearray:
     ctype = ControlRecordType.COMMIT if commit else ControlRecordType.ABORT
     return bytearray(
-        build_control_batch(ctype, producer_id=pid, producer_epoch=epoch, coordinator_epoch=coordinator_epoch, timestamp=1)
+        build_control_batch(
+            ctype, producer_id=pid, producer_epoch=epoch, coordinator_epoch=coordinator_epoch, timestamp=1
+        )
     )
 
 

@@ -26,7 +26,8 @@ async def describe_acls(ctx: RequestContext, req: DescribeAclsRequest) -> Descri
 async def create_acls(ctx: RequestContext, req: CreateAclsRequest) -> CreateAclsResponse:
     return CreateAclsResponse(
         results=[
-            AclCreationResult(error_code=ErrorCode.SECURITY_DISABLED, error_message=NO_AUTHORIZER) for _ in req.creations
+            AclCreationResult(error_code=ErrorCode.SECURITY_DISABLED, error_message=NO_AUTHORIZER)
+            for _ in req.creations
         ]
     )
 

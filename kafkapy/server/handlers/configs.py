@@ -55,8 +55,14 @@ from kafkapy.server.state import BrokerState
 
 # Kafka's ConfigResource.Type ids.
 UNKNOWN, TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP = 0, 2, 4, 8, 16, 32
-_TYPE_NAMES = {UNKNOWN: "UNKNOWN", TOPIC: "TOPIC", BROKER: "BROKER", BROKER_LOGGER: "BROKER_LOGGER",
-               CLIENT_METRICS: "CLIENT_METRICS", GROUP: "GROUP"}
+_TYPE_NAMES = {
+    UNKNOWN: "UNKNOWN",
+    TOPIC: "TOPIC",
+    BROKER: "BROKER",
+    BROKER_LOGGER: "BROKER_LOGGER",
+    CLIENT_METRICS: "CLIENT_METRICS",
+    GROUP: "GROUP",
+}
 
 # IncrementalAlterConfigs operation ids (Kafka's AlterConfigOp.OpType).
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -179,8 +185,15 @@ def _with_throttles(
         if synonyms:
             extra.append(
                 ConfigDescription(
-                    key, synonyms[0][1], False, synonyms[0][2], False, False, ConfigType.LONG,
-                    "Replication throttle in bytes/s.", tuple(synonyms),
+                    key,
+                    synonyms[0][1],
+                    False,
+                    synonyms[0][2],
+                    False,
+                    False,
+                    ConfigType.LONG,
+                    "Replication throttle in bytes/s.",
+                    tuple(synonyms),
                 )
             )
     return [d for d in described if d.name not in THROTTLE_RATE_KEYS] + extra
@@ -256,10 +269,15 @@ def _throttle_configs(state: BrokerState, name: str, ops: list[Op]) -> dict[str,
             except ValueError:
                 rate = -1
             if rate < 0:
-                raise ResourceError(ErrorCode.INVALID_REQUEST, f"Invalid value {op.value} for configuration {op.name}: must be a non-negative number of bytes/s")
+                raise ResourceError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"Invalid value {op.value} for configuration {op.name}: must be a non-negative number of bytes/s",
+                )
             new[op.name] = str(rate)
         else:
-            raise ResourceError(ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST.")
+            raise ResourceError(
+                ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST."
+            )
     return new
 
 
@@ -285,21 +303,27 @@ def _check_broker_ops(ops: list[Op]) -> None:
     read_only = [op.name for op in changes if op.name in BROKER_KEYS and not BROKER_KEYS[op.name].dynamic]
     if read_only:
         # Kafka wraps this ConfigException in InvalidRequestException (KAFKA-13609).
-        raise ResourceError(ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {_java_set(read_only)}")
+        raise ResourceError(
+            ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {_java_set(read_only)}"
+        )
     for op in changes:
         key = BROKER_KEYS.get(op.name)
         if key is not None and op.value is not None and op.op == SET:
             try:
                 key.parse(op.value)
             except ConfigError as e:
-                raise ResourceError(ErrorCode.INVALID_REQUEST, f"Invalid value {op.value} for configuration {op.name}: {e.message}") from None
+                raise ResourceError(
+                    ErrorCode.INVALID_REQUEST, f"Invalid value {op.value} for configuration {op.name}: {e.message}"
+                ) from None
     raise ResourceError(
         ErrorCode.INVALID_CONFIG,
         f"kafkapy does not support dynamic broker configs; set {_java_set(op.name for op in changes)} in server.properties",
     )
 
 
-async def _alter_one(state: BrokerState, resource_type: int, name: str, ops: list[Op], validate_only: bool, incremental: bool) -> None:
+async def _alter_one(
+    state: BrokerState, resource_type: int, name: str, ops: list[Op], validate_only: bool, incremental: bool
+) -> None:
     """Validate and (unless validate_only) apply one resource's changes."""
     names = [op.name for op in ops]
     if len(set(names)) != len(names):
@@ -321,7 +345,9 @@ async def _alter_one(state: BrokerState, resource_type: int, name: str, ops: lis
         raise _unsupported_type(resource_type)
 
 
-async def _run(ctx: RequestContext, resources: list, validate_only: bool, incremental: bool) -> list[tuple[int, str | None, int, str]]:  # type: ignore[type-arg]
+async def _run(
+    ctx: RequestContext, resources: list, validate_only: bool, incremental: bool
+) -> list[tuple[int, str | None, int, str]]:  # type: ignore[type-arg]
     """(error code, message, type, name) per resource, in request order."""
     keys = [(r.resource_type, r.resource_name) for r in resources]
     dupes = {k for k in keys if keys.count(k) > 1}
@@ -349,7 +375,9 @@ async def alter_configs(ctx: RequestContext, req: AlterConfigsRequest) -> AlterC
     )
 
 
-async def incremental_alter_configs(ctx: RequestContext, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse:
+async def incremental_alter_configs(
+    ctx: RequestContext, req: IncrementalAlterConfigsRequest
+) -> IncrementalAlterConfigsResponse:
     return IncrementalAlterConfigsResponse(
         responses=[
             IncrementalResourceResponse(error_code=c, error_message=m, resource_type=t, resource_name=n)

@@ -41,9 +41,13 @@ def _sorted(parts: Partitions) -> list[tuple[UUID, list[int]]]:
     return [(t, sorted(p)) for t, p in sorted(parts.items(), key=lambda kv: str(kv[0])) if p]
 
 
-async def consumer_group_heartbeat(ctx: RequestContext, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse:
+async def consumer_group_heartbeat(
+    ctx: RequestContext, req: ConsumerGroupHeartbeatRequest
+) -> ConsumerGroupHeartbeatResponse:
     if not req.group_id:
-        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.INVALID_REQUEST, error_message="GroupId can't be empty.")
+        return ConsumerGroupHeartbeatResponse(
+            error_code=ErrorCode.INVALID_REQUEST, error_message="GroupId can't be empty."
+        )
     coord = ConsumerGroupCoordinator.of(ctx.state)
     if not coord.owns(req.group_id):
         return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
@@ -71,7 +75,9 @@ async def consumer_group_heartbeat(ctx: RequestContext, req: ConsumerGroupHeartb
         return ConsumerGroupHeartbeatResponse(error_code=res.error, error_message=res.message)
     assignment = None
     if res.assignment is not None:
-        assignment = Assignment(topic_partitions=[TopicPartitions(topic_id=t, partitions=p) for t, p in _sorted(res.assignment)])
+        assignment = Assignment(
+            topic_partitions=[TopicPartitions(topic_id=t, partitions=p) for t, p in _sorted(res.assignment)]
+        )
     return ConsumerGroupHeartbeatResponse(
         error_code=ErrorCode.NONE,
         member_id=res.member_id,
@@ -81,7 +87,9 @@ async def consumer_group_heartbeat(ctx: RequestContext, req: ConsumerGroupHeartb
     )
 
 
-async def consumer_group_describe(ctx: RequestContext, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse:
+async def consumer_group_describe(
+    ctx: RequestContext, req: ConsumerGroupDescribeRequest
+) -> ConsumerGroupDescribeResponse:
     coord = ConsumerGroupCoordinator.of(ctx.state)
     ops = GROUP_AUTHORIZED_OPERATIONS if req.include_authorized_operations else NOT_REQUESTED
     meta = ctx.state.metadata

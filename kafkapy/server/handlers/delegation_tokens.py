@@ -38,7 +38,9 @@ from kafkapy.server.handler import RequestContext
 NOT_ALLOWED = ErrorCode.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
 
 
-async def create_delegation_token(ctx: RequestContext, req: CreateDelegationTokenRequest) -> CreateDelegationTokenResponse:
+async def create_delegation_token(
+    ctx: RequestContext, req: CreateDelegationTokenRequest
+) -> CreateDelegationTokenResponse:
     return CreateDelegationTokenResponse(
         error_code=NOT_ALLOWED,
         principal_type="User",
@@ -57,7 +59,9 @@ async def renew_delegation_token(ctx: RequestContext, req: RenewDelegationTokenR
     return RenewDelegationTokenResponse(error_code=NOT_ALLOWED, expiry_timestamp_ms=-1)
 
 
-async def expire_delegation_token(ctx: RequestContext, req: ExpireDelegationTokenRequest) -> ExpireDelegationTokenResponse:
+async def expire_delegation_token(
+    ctx: RequestContext, req: ExpireDelegationTokenRequest
+) -> ExpireDelegationTokenResponse:
     return ExpireDelegationTokenResponse(error_code=NOT_ALLOWED, expiry_timestamp_ms=-1)
 
 

@@ -62,7 +62,10 @@ async def handle(ctx: RequestContext, req: DeleteRecordsRequest) -> DeleteRecord
     if replicas is not None:
         moved = [(t.name, r) for t in topics for r in t.partitions if r.error_code == ErrorCode.NONE]
         codes = await asyncio.gather(
-            *(replicas.wait_low_watermark(name, r.partition_index, r.low_watermark, req.timeout_ms) for name, r in moved)
+            *(
+                replicas.wait_low_watermark(name, r.partition_index, r.low_watermark, req.timeout_ms)
+                for name, r in moved
+            )
         )
         for (_, r), code in zip(moved, codes):
             if code != ErrorCode.NONE:

@@ -55,7 +55,9 @@ async def handle(ctx: RequestContext, req: ElectLeadersRequest) -> ElectLeadersR
             outcome = await _one(ctx, topic, index, election_type)
             if everything and outcome.code == ErrorCode.ELECTION_NOT_NEEDED:
                 continue
-            partitions.append(PartitionResult(partition_id=index, error_code=outcome.code, error_message=outcome.message))
+            partitions.append(
+                PartitionResult(partition_id=index, error_code=outcome.code, error_message=outcome.message)
+            )
         if partitions or not everything:
             results.append(ReplicaElectionResult(topic=topic, partition_result=partitions))
     return ElectLeadersResponse(error_code=ErrorCode.NONE, replica_election_results=results)

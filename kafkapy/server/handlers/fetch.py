@@ -73,8 +73,14 @@ def _read_partition(
     state: BrokerState, w: Wanted, limit: int, min_one: bool, committed: bool, follower: bool = False
 ) -> PartitionData:
     # On any partition error Kafka answers -1 offsets and empty records.
-    pd = PartitionData(partition_index=w.partition, error_code=ErrorCode.NONE, high_watermark=-1,
-                       last_stable_offset=-1, log_start_offset=-1, records=b"")
+    pd = PartitionData(
+        partition_index=w.partition,
+        error_code=ErrorCode.NONE,
+        high_watermark=-1,
+        last_stable_offset=-1,
+        log_start_offset=-1,
+        records=b"",
+    )
     if w.topic is None:
         pd.error_code = ErrorCode.UNKNOWN_TOPIC_ID
         return pd
@@ -91,7 +97,9 @@ def _read_partition(
             return pd
         epoch = state.leader_epoch(w.topic, w.partition)
         if w.current_leader_epoch >= 0 and w.current_leader_epoch != epoch:
-            pd.error_code = ErrorCode.FENCED_LEADER_EPOCH if w.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+            pd.error_code = (
+                ErrorCode.FENCED_LEADER_EPOCH if w.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+            )
             return pd
     hw = plog.high_watermark
     lso = state.last_stable_offset(plog)
@@ -157,12 +165,17 @@ def _apply_session(
             key = (name or str(t.topic_id), p.partition)
             sp = session.partitions.get(key)
             if sp is None:
-                session.partitions[key] = SessionPartition(name, tid, p.fetch_offset, p.partition_max_bytes, p.log_start_offset)
+                session.partitions[key] = SessionPartition(
+                    name, tid, p.fetch_offset, p.partition_max_bytes, p.log_start_offset
+                )
             else:
-                sp.fetch_offset, sp.max_bytes, sp.log_start_offset = p.fetch_offset, p.partition_max_bytes, p.log_start_offset
+                sp.fetch_offset, sp.max_bytes, sp.log_start_offset = (
+                    p.fetch_offset,
+                    p.partition_max_bytes,
+                    p.log_start_offset,
+                )
     return [
-        Wanted(sp.topic, sp.topic_id, key[1], sp.fetch_offset, sp.max_bytes)
-        for key, sp in session.partitions.items()
+        Wanted(sp.topic, sp.topic_id, key[1], sp.fetch_offset, sp.max_bytes) for key, sp in session.partitions.items()
     ]
 
 
@@ -177,7 +190,11 @@ def _follower_fetch(
         before.append((plog.high_watermark, plog.log_start_offset) if plog is not None else (-1, -1))
         if w.topic is not None:
             w.error = replicas.on_follower_fetch(
-                w.topic, w.partition, replica_id, w.fetch_offset, w.current_leader_epoch,
+                w.topic,
+                w.partition,
+                replica_id,
+                w.fetch_offset,
+                w.current_leader_epoch,
                 log_starts.get((w.topic, w.partition), -1),
             )
     return before
@@ -216,7 +233,9 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         for t in req.topics:
             name, tid = _resolve(state, t.topic, t.topic_id, version)
             for p in t.partitions:
-                wanted.append(Wanted(name, tid, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch))
+                wanted.append(
+                    Wanted(name, tid, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)
+                )
     replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
     follower = replica_id >= 0
     hw_before: list[tuple[int, int]] | None = None
@@ -251,9 +270,13 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         keep_w, keep_d = [], []
         for w, pd in zip(wanted, datas):
             sp = session.partitions[(w.topic or str(w.topic_id), w.partition)]
-            changed = (pd.records is not None and len(pd.records) > 0) or pd.error_code != ErrorCode.NONE or (
-                (pd.high_watermark, pd.last_stable_offset, pd.log_start_offset)
-                != (sp.high_watermark, sp.last_stable_offset, sp.last_log_start)
+            changed = (
+                (pd.records is not None and len(pd.records) > 0)
+                or pd.error_code != ErrorCode.NONE
+                or (
+                    (pd.high_watermark, pd.last_stable_offset, pd.log_start_offset)
+                    != (sp.high_watermark, sp.last_stable_offset, sp.last_log_start)
+                )
             )
             if changed:
                 keep_w.append(w)
@@ -264,7 +287,10 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
             sp = session.partitions.get((w.topic or str(w.topic_id), w.partition))
             if sp is not None:
                 sp.high_watermark, sp.last_stable_offset, sp.last_log_start = (
-                    pd.high_watermark, pd.last_stable_offset, pd.log_start_offset)
+                    pd.high_watermark,
+                    pd.last_stable_offset,
+                    pd.log_start_offset,
+                )
     return FetchResponse(
         error_code=ErrorCode.NONE,
         session_id=session.session_id if session is not None else 0,

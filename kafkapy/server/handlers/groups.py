@@ -124,10 +124,14 @@ async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupRes
     v = ctx.version
     name_if_null = None if v >= 7 else ""
     if not req.group_id:
-        return JoinGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID, member_id=req.member_id, protocol_name=name_if_null)
+        return JoinGroupResponse(
+            error_code=ErrorCode.INVALID_GROUP_ID, member_id=req.member_id, protocol_name=name_if_null
+        )
     coord = coordinator(ctx.state)
     if not coord.owns(req.group_id):
-        return JoinGroupResponse(error_code=ErrorCode.NOT_COORDINATOR, member_id=req.member_id, protocol_name=name_if_null)
+        return JoinGroupResponse(
+            error_code=ErrorCode.NOT_COORDINATOR, member_id=req.member_id, protocol_name=name_if_null
+        )
     if coord.consumer.get(req.group_id) is not None:  # a KIP-848 group: only an empty one gives way
         err = _consumer_groups(ctx.state).before_classic_join(req.group_id)
         if err != ErrorCode.NONE:
@@ -177,7 +181,10 @@ async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupRes
         if err != ErrorCode.NONE:
             return SyncGroupResponse(error_code=err)
     return SyncGroupResponse(
-        error_code=res.error, protocol_type=res.protocol_type, protocol_name=res.protocol_name, assignment=res.assignment
+        error_code=res.error,
+        protocol_type=res.protocol_type,
+        protocol_name=res.protocol_name,
+        assignment=res.assignment,
     )
 
 
@@ -265,7 +272,9 @@ async def list_groups(ctx: RequestContext, req: ListGroupsRequest) -> ListGroups
     listed = []
     if not types or CLASSIC in types:
         listed = [
-            ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value, group_type=CLASSIC)
+            ListedGroup(
+                group_id=g.group_id, protocol_type=g.protocol_type or "", group_state=g.state.value, group_type=CLASSIC
+            )
             for g in coord.groups_in(states or None)
         ]
     if not types or CONSUMER in types:

@@ -19,7 +19,9 @@ READ_COMMITTED = 1
 def _one(
     state: BrokerState, topic: str, p: ListOffsetsPartition, version: int, committed: bool, replica: bool = False
 ) -> ListOffsetsPartitionResponse:
-    r = ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.NONE, timestamp=-1, offset=-1)
+    r = ListOffsetsPartitionResponse(
+        partition_index=p.partition_index, error_code=ErrorCode.NONE, timestamp=-1, offset=-1
+    )
     plog = state.partition_log(topic, p.partition_index)
     if state.replicas is not None:  # a cluster: only the leader answers
         code = state.replicas.leader_check(topic, p.partition_index, p.current_leader_epoch)
@@ -31,7 +33,9 @@ def _one(
         return r
     epoch = state.leader_epoch(topic, p.partition_index)
     if p.current_leader_epoch >= 0 and p.current_leader_epoch != epoch:
-        r.error_code = ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+        r.error_code = (
+            ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+        )
         return r
     ts = p.timestamp
     if ts == LATEST and replica:
@@ -63,7 +67,11 @@ async def handle(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsRes
         parts = []
         for p in t.partitions:
             if p.partition_index in seen:
-                parts.append(ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.INVALID_REQUEST))
+                parts.append(
+                    ListOffsetsPartitionResponse(
+                        partition_index=p.partition_index, error_code=ErrorCode.INVALID_REQUEST
+                    )
+                )
                 continue
             seen.add(p.partition_index)
             parts.append(_one(ctx.state, t.name, p, ctx.version, committed, req.replica_id >= 0))

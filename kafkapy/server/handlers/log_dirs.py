@@ -46,7 +46,11 @@ async def handle(ctx: RequestContext, req: DescribeLogDirsRequest) -> DescribeLo
             if plog is None:
                 continue  # Kafka leaves out partitions this broker does not host
             # Single replica, no ReplicaAlterLogDirs: never lagging, never a future log.
-            entries.append(DescribeLogDirsPartition(partition_index=index, partition_size=plog.size, offset_lag=0, is_future_key=False))
+            entries.append(
+                DescribeLogDirsPartition(
+                    partition_index=index, partition_size=plog.size, offset_lag=0, is_future_key=False
+                )
+            )
         if entries:
             topics.append(DescribeLogDirsTopic(name=name, partitions=entries))
     path = os.path.abspath(state.data_dir)

@@ -23,7 +23,10 @@ DEBUG_REPLICA = -2  # Kafka's debugging replica id: any replica may answer
 
 def _one(state: BrokerState, topic: str, p: OffsetForLeaderPartition, replica_id: int = -1) -> EpochEndOffset:
     r = EpochEndOffset(
-        error_code=ErrorCode.NONE, partition=p.partition, leader_epoch=UNDEFINED_EPOCH, end_offset=UNDEFINED_EPOCH_OFFSET
+        error_code=ErrorCode.NONE,
+        partition=p.partition,
+        leader_epoch=UNDEFINED_EPOCH,
+        end_offset=UNDEFINED_EPOCH_OFFSET,
     )
     plog = state.partition_log(topic, p.partition)
     if state.replicas is not None and replica_id != DEBUG_REPLICA:
@@ -37,7 +40,9 @@ def _one(state: BrokerState, topic: str, p: OffsetForLeaderPartition, replica_id
         return r
     epoch = state.leader_epoch(topic, p.partition)
     if p.current_leader_epoch >= 0 and p.current_leader_epoch != epoch:
-        r.error_code = ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+        r.error_code = (
+            ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+        )
         return r
     r.leader_epoch, r.end_offset = _end_offset(plog, p.leader_epoch, epoch)
     return r

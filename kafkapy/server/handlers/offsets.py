@@ -82,7 +82,9 @@ async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> Offset
             OffsetCommitResponseTopic(
                 name=t.name,
                 partitions=[
-                    OffsetCommitResponsePartition(partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)])
+                    OffsetCommitResponsePartition(
+                        partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)]
+                    )
                     for p in t.partitions
                 ],
             )
@@ -116,7 +118,9 @@ def _fetch_group(
     return ErrorCode.NONE, out
 
 
-def _unstable(coord: GroupCoordinator, group_id: str, rows: list[tuple[str, list[tuple[int, int, int, str]]]]) -> set[tuple[str, int]]:
+def _unstable(
+    coord: GroupCoordinator, group_id: str, rows: list[tuple[str, list[tuple[int, int, int, str]]]]
+) -> set[tuple[str, int]]:
     """Partitions with pending transactional offsets (UNSTABLE_OFFSET_COMMIT for require_stable, KIP-447)."""
     if not coord.txn_offsets.by_producer:
         return set()
@@ -142,12 +146,18 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
                             name=t,
                             partitions=[
                                 OffsetFetchResponsePartitions(
-                                    partition_index=p, committed_offset=o, committed_leader_epoch=e, metadata=m,
+                                    partition_index=p,
+                                    committed_offset=o,
+                                    committed_leader_epoch=e,
+                                    metadata=m,
                                     error_code=ErrorCode.NONE,
                                 )
                                 if (t, p) not in unstable
                                 else OffsetFetchResponsePartitions(
-                                    partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata=m,
+                                    partition_index=p,
+                                    committed_offset=-1,
+                                    committed_leader_epoch=-1,
+                                    metadata=m,
                                     error_code=ErrorCode.UNSTABLE_OFFSET_COMMIT,
                                 )
                                 for p, o, e, m in parts
@@ -158,7 +168,9 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
                 )
             )
         return OffsetFetchResponse(groups=groups)
-    wanted = None if (req.topics is None and v >= 2) else [(t.name, list(t.partition_indexes)) for t in req.topics or []]
+    wanted = (
+        None if (req.topics is None and v >= 2) else [(t.name, list(t.partition_indexes)) for t in req.topics or []]
+    )
     err, rows = _fetch_group(coord, req.group_id, wanted)
     if err != ErrorCode.NONE and v < 2 and wanted is not None:
         # Before v2 there is no top-level error: every partition carries it.
@@ -176,7 +188,10 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
                     )
                     if (t, p) not in unstable
                     else OffsetFetchResponsePartition(
-                        partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata=m,
+                        partition_index=p,
+                        committed_offset=-1,
+                        committed_leader_epoch=-1,
+                        metadata=m,
                         error_code=ErrorCode.UNSTABLE_OFFSET_COMMIT,
                     )
                     for p, o, e, m in parts

@@ -63,7 +63,11 @@ def _writable(data: memoryview) -> bytearray | memoryview:
 
 
 def append_partition(
-    state: BrokerState, topic: str, part: PartitionProduceData, version: int, transactional_id: str | None = None,
+    state: BrokerState,
+    topic: str,
+    part: PartitionProduceData,
+    version: int,
+    transactional_id: str | None = None,
     acks: int = 1,
 ) -> tuple[PartitionProduceResponse, int]:
     """Validate and append one partition's records; (response, end offset to replicate or -1)."""
@@ -128,7 +132,11 @@ def append_partition(
 
             err = verify_produce(state, transactional_id, topic, part.index, h)
             if err != ErrorCode.NONE:
-                resp.error_code = ErrorCode.INVALID_PRODUCER_EPOCH if err == ErrorCode.INVALID_PRODUCER_EPOCH else ErrorCode.INVALID_TXN_STATE
+                resp.error_code = (
+                    ErrorCode.INVALID_PRODUCER_EPOCH
+                    if err == ErrorCode.INVALID_PRODUCER_EPOCH
+                    else ErrorCode.INVALID_TXN_STATE
+                )
                 resp.error_message = "The partition is not part of the producer's ongoing transaction"
                 return resp, -1
     if not cfg.log_append_time:

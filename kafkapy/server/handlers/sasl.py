@@ -29,5 +29,8 @@ async def sasl_handshake(ctx: RequestContext, req: SaslHandshakeRequest) -> Sasl
 
 async def sasl_authenticate(ctx: RequestContext, req: SaslAuthenticateRequest) -> SaslAuthenticateResponse:
     return SaslAuthenticateResponse(
-        error_code=ErrorCode.ILLEGAL_SASL_STATE, error_message=ALREADY_AUTHENTICATED, auth_bytes=b"", session_lifetime_ms=0
+        error_code=ErrorCode.ILLEGAL_SASL_STATE,
+        error_message=ALREADY_AUTHENTICATED,
+        auth_bytes=b"",
+        session_lifetime_ms=0,
     )

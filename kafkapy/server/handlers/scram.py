@@ -32,5 +32,7 @@ async def describe_user_scram_credentials(
         else:
             code = ErrorCode.RESOURCE_NOT_FOUND
             message = f"Attempt to describe a user credential that does not exist: {name}"
-        results.append(DescribeUserScramCredentialsResult(user=name, error_code=code, error_message=message, credential_infos=[]))
+        results.append(
+            DescribeUserScramCredentialsResult(user=name, error_code=code, error_message=message, credential_infos=[])
+        )
     return DescribeUserScramCredentialsResponse(error_code=ErrorCode.NONE, error_message="", results=results)

@@ -32,7 +32,11 @@ async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: boo
             return result
         nodes = {b.node_id for b in state.metadata.brokers()}
         for a in t.assignments:
-            if not a.broker_ids or any(b not in nodes for b in a.broker_ids) or len(set(a.broker_ids)) != len(a.broker_ids):
+            if (
+                not a.broker_ids
+                or any(b not in nodes for b in a.broker_ids)
+                or len(set(a.broker_ids)) != len(a.broker_ids)
+            ):
                 result.error_code = ErrorCode.INVALID_REPLICA_ASSIGNMENT
                 result.error_message = f"Invalid replica assignment for partition {a.partition_index}"
                 return result
@@ -81,7 +85,8 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
                 seen.add(t.name)
                 results.append(
                     CreatableTopicResult(
-                        name=t.name, error_code=ErrorCode.INVALID_REQUEST,
+                        name=t.name,
+                        error_code=ErrorCode.INVALID_REQUEST,
                         error_message=f"Create topics request from client `{ctx.client_id}` contains multiple entries for the following topics: {t.name}",
                     )
                 )

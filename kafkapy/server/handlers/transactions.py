@@ -135,8 +135,13 @@ def verify_produce(state: BrokerState, txn_id: str | None, topic: str, partition
 
 
 def _add_one(
-    state: BrokerState, txn_id: str, pid: int, epoch: int, topics: list[AddPartitionsToTxnTopic],
-    version: int, verify_only: bool = False,
+    state: BrokerState,
+    txn_id: str,
+    pid: int,
+    epoch: int,
+    topics: list[AddPartitionsToTxnTopic],
+    version: int,
+    verify_only: bool = False,
 ) -> list[AddPartitionsToTxnTopicResult]:
     coord = coordinator(state)
     wanted = [(t.name, p) for t in topics for p in t.partitions]
@@ -204,7 +209,11 @@ async def add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest) -
         return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_GROUP_ID)
     p = GroupCoordinator.of(ctx.state).partition_of(req.group_id)
     err = coord.add_partitions(
-        req.transactional_id, req.producer_id, req.producer_epoch, [(OFFSETS_TOPIC, p)], producer_fenced=ctx.version >= 2
+        req.transactional_id,
+        req.producer_id,
+        req.producer_epoch,
+        [(OFFSETS_TOPIC, p)],
+        producer_fenced=ctx.version >= 2,
     )
     if err == ErrorCode.NONE:
         err = await coord.written(req.transactional_id)
@@ -303,7 +312,9 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
             TxnOffsetCommitResponseTopic(
                 name=t.name,
                 partitions=[
-                    TxnOffsetCommitResponsePartition(partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)])
+                    TxnOffsetCommitResponsePartition(
+                        partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)]
+                    )
                     for p in t.partitions
                 ],
             )
@@ -399,7 +410,16 @@ async def describe_transactions(ctx: RequestContext, req: DescribeTransactionsRe
 
 
 _KNOWN_STATES = frozenset(
-    {"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort", "Dead", "PrepareEpochFence"}
+    {
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+        "Dead",
+        "PrepareEpochFence",
+    }
 )
 
 
@@ -409,13 +429,16 @@ async def list_transactions(ctx: RequestContext, req: ListTransactionsRequest) -
     states = {s for s in req.state_filters if s in _KNOWN_STATES}
     if req.state_filters and not states:
         return ListTransactionsResponse(error_code=ErrorCode.NONE, unknown_state_filters=unknown)
-    listed = coord.listed(states or None, set(req.producer_id_filters) or None,
-                          req.duration_filter if ctx.version >= 1 else -1)
+    listed = coord.listed(
+        states or None, set(req.producer_id_filters) or None, req.duration_filter if ctx.version >= 1 else -1
+    )
     return ListTransactionsResponse(
         error_code=ErrorCode.NONE,
         unknown_state_filters=unknown,
         transaction_states=[
-            ListedTransaction(transactional_id=md.transactional_id, producer_id=md.producer_id, transaction_state=md.state.value)
+            ListedTransaction(
+                transactional_id=md.transactional_id, producer_id=md.producer_id, transaction_state=md.state.value
+            )
             for md in listed
         ],
     )

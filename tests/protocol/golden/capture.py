@@ -155,7 +155,7 @@ class CaptureBroker:
                     return
                 try:
                     reply = self.handle(frame)
-                except Exception as e:  # noqa: BLE001 - report any failure and drop the connection, as a broker would
+                except Exception as e:
                     with self.lock:
                         self.errors.append(f"{self.client}: {type(e).__name__}: {e}")
                     return
@@ -168,7 +168,9 @@ class CaptureBroker:
     def record(self, frame: bytes, api: ApiSpec, version: int) -> None:
         with self.lock:
             same = sum(
-                1 for c in self.captured if c.client == self.client and c.api_key == api.api_key and c.version == version
+                1
+                for c in self.captured
+                if c.client == self.client and c.api_key == api.api_key and c.version == version
             )
             if api.api_key == ApiKey.PRODUCE or same < KEEP_SAME:
                 self.captured.append(Captured(self.client, api.api_key, api.name, version, frame))
@@ -212,13 +214,19 @@ class CaptureBroker:
                 topic_id=topic_id(n),
                 partitions=[
                     md.MetadataResponsePartition(
-                        partition_index=0, leader_id=NODE_ID, leader_epoch=0, replica_nodes=[NODE_ID], isr_nodes=[NODE_ID]
+                        partition_index=0,
+                        leader_id=NODE_ID,
+                        leader_epoch=0,
+                        replica_nodes=[NODE_ID],
+                        isr_nodes=[NODE_ID],
                     )
                 ],
             )
             for n in names
         ]
-        return md.MetadataResponse(brokers=[self._broker()], cluster_id=CLUSTER_ID, controller_id=NODE_ID, topics=topics)
+        return md.MetadataResponse(
+            brokers=[self._broker()], cluster_id=CLUSTER_ID, controller_id=NODE_ID, topics=topics
+        )
 
     def on_find_coordinator(self, req: Any, version: int, client: str) -> Any:
         if version < 4:
@@ -256,8 +264,12 @@ class CaptureBroker:
         for t in req.topics:
             parts = [
                 fr.PartitionData(
-                    partition_index=p.partition, high_watermark=0, last_stable_offset=0, log_start_offset=0,
-                    aborted_transactions=[], records=b"",
+                    partition_index=p.partition,
+                    high_watermark=0,
+                    last_stable_offset=0,
+                    log_start_offset=0,
+                    aborted_transactions=[],
+                    records=b"",
                 )
                 for p in t.partitions
             ]
@@ -274,7 +286,10 @@ class CaptureBroker:
                 offset = 0 if p.timestamp == -2 else end
                 parts.append(
                     lo.ListOffsetsPartitionResponse(
-                        partition_index=p.partition_index, old_style_offsets=[offset], timestamp=-1, offset=offset,
+                        partition_index=p.partition_index,
+                        old_style_offsets=[offset],
+                        timestamp=-1,
+                        offset=offset,
                         leader_epoch=0,
                     )
                 )
@@ -285,7 +300,9 @@ class CaptureBroker:
         member = req.member_id or f"{client or 'member'}-{uuid.uuid4()}"
         if version >= 4 and not req.member_id:
             # As Kafka does: hand out a member id and ask the client to join again with it.
-            return jg.JoinGroupResponse(error_code=MEMBER_ID_REQUIRED, member_id=member, protocol_name=None if version >= 7 else "")
+            return jg.JoinGroupResponse(
+                error_code=MEMBER_ID_REQUIRED, member_id=member, protocol_name=None if version >= 7 else ""
+            )
         with self.lock:
             group = self.groups.setdefault(req.group_id, Group())
             group.generation += 1
@@ -297,7 +314,11 @@ class CaptureBroker:
             protocol_name=proto.name,
             leader=member,
             member_id=member,
-            members=[jg.JoinGroupResponseMember(member_id=member, group_instance_id=req.group_instance_id, metadata=proto.metadata)],
+            members=[
+                jg.JoinGroupResponseMember(
+                    member_id=member, group_instance_id=req.group_instance_id, metadata=proto.metadata
+                )
+            ],
         )
 
     def on_sync_group(self, req: Any, version: int, client: str) -> Any:
@@ -308,7 +329,9 @@ class CaptureBroker:
             for a in req.assignments:
                 group.assignments[a.member_id] = a.assignment
             assignment = group.assignments.get(req.member_id, b"")
-        return SyncGroupResponse(protocol_type=req.protocol_type, protocol_name=req.protocol_name, assignment=assignment)
+        return SyncGroupResponse(
+            protocol_type=req.protocol_type, protocol_name=req.protocol_name, assignment=assignment
+        )
 
     def on_heartbeat(self, req: Any, version: int, client: str) -> Any:
         from kafkapy.protocol.messages.heartbeat_response import HeartbeatResponse
@@ -353,7 +376,8 @@ class CaptureBroker:
     def on_offset_commit(self, req: Any, version: int, client: str) -> Any:
         topics = [
             oc.OffsetCommitResponseTopic(
-                name=t.name, partitions=[oc.OffsetCommitResponsePartition(partition_index=p.partition_index) for p in t.partitions]
+                name=t.name,
+                partitions=[oc.OffsetCommitResponsePartition(partition_index=p.partition_index) for p in t.partitions],
             )
             for t in req.topics
         ]
@@ -411,12 +435,19 @@ def drive_confluent(port: int) -> None:
 
     boot = f"127.0.0.1:{port}"
     for codec in CODECS["confluent"]:
-        p = Producer({"bootstrap.servers": boot, "compression.type": codec, "linger.ms": 20, "enable.idempotence": True})
+        p = Producer(
+            {"bootstrap.servers": boot, "compression.type": codec, "linger.ms": 20, "enable.idempotence": True}
+        )
         for key, value, headers in messages_for("confluent", codec):
             p.produce(f"golden-{codec}", value=value, key=key, headers=headers, partition=0)
         assert p.flush(15) == 0, "confluent: messages left unsent"
     c = Consumer(
-        {"bootstrap.servers": boot, "group.id": "golden-confluent", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": boot,
+            "group.id": "golden-confluent",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
     )
     c.subscribe([CONSUME_TOPIC])
     end = time.time() + 6
@@ -438,7 +469,9 @@ def drive_kafka_python(port: int) -> None:
             p.send(f"golden-{codec}", value=value, key=key, headers=headers, partition=0)
         p.flush(15)
         p.close()
-    c = KafkaConsumer(bootstrap_servers=boot, group_id="golden-kafka-python", auto_offset_reset="earliest", enable_auto_commit=False)
+    c = KafkaConsumer(
+        bootstrap_servers=boot, group_id="golden-kafka-python", auto_offset_reset="earliest", enable_auto_commit=False
+    )
     c.subscribe([CONSUME_TOPIC])
     end = time.time() + 6
     while time.time() < end and not c.assignment():
@@ -457,7 +490,9 @@ def drive_aiokafka(port: int) -> None:
 
     async def run() -> None:
         for codec in CODECS["aiokafka"]:
-            p = AIOKafkaProducer(bootstrap_servers=boot, compression_type=None if codec == "none" else codec, linger_ms=20)
+            p = AIOKafkaProducer(
+                bootstrap_servers=boot, compression_type=None if codec == "none" else codec, linger_ms=20
+            )
             await p.start()
             try:
                 futs = [
@@ -468,7 +503,11 @@ def drive_aiokafka(port: int) -> None:
             finally:
                 await p.stop()
         c = AIOKafkaConsumer(
-            CONSUME_TOPIC, bootstrap_servers=boot, group_id="golden-aiokafka", auto_offset_reset="earliest", enable_auto_commit=False
+            CONSUME_TOPIC,
+            bootstrap_servers=boot,
+            group_id="golden-aiokafka",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         await c.start()
         try:
@@ -491,11 +530,27 @@ def drive_kcat(port: int) -> None:
         lines = b"".join((key or b"") + b"\t" + value + b"\n" for key, value, _ in msgs)
         subprocess.run(
             ["kcat", "-b", boot, "-P", "-t", f"golden-{codec}", "-p", "0", "-z", codec, "-K", "\t", *headers],
-            input=lines, check=True, timeout=30,
+            input=lines,
+            check=True,
+            timeout=30,
         )
     subprocess.run(
-        ["kcat", "-b", boot, "-G", "golden-kcat", "-o", "beginning", "-e", "-X", "enable.auto.commit=true", CONSUME_TOPIC],
-        check=False, timeout=30, stdout=subprocess.DEVNULL,
+        [
+            "kcat",
+            "-b",
+            boot,
+            "-G",
+            "golden-kcat",
+            "-o",
+            "beginning",
+            "-e",
+            "-X",
+            "enable.auto.commit=true",
+            CONSUME_TOPIC,
+        ],
+        check=False,
+        timeout=30,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -503,7 +558,13 @@ def drive_kafkajs(port: int) -> None:
     node = HERE / "node"
     if not (node / "node_modules" / "kafkajs").is_dir():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=node, check=True)
-    spec = {c: [[k.hex() if k is not None else None, v.hex(), [[hk, hv.hex()] for hk, hv in h]] for k, v, h in messages_for("kafkajs", c)] for c in CODECS["kafkajs"]}
+    spec = {
+        c: [
+            [k.hex() if k is not None else None, v.hex(), [[hk, hv.hex()] for hk, hv in h]]
+            for k, v, h in messages_for("kafkajs", c)
+        ]
+        for c in CODECS["kafkajs"]
+    }
     env = dict(os.environ, KAFKAJS_NO_PARTITIONER_WARNING="1")
     subprocess.run(["node", str(node / "drive.js"), str(port), json.dumps(spec)], check=True, timeout=90, env=env)
 
@@ -534,7 +595,10 @@ def capture(clients: list[str], out: Path) -> int:
         print(f"--- {client} (port {broker.port})", flush=True)
         t0 = time.time()
         if client in ("kcat", "kafkajs"):
-            run = lambda c=client: DRIVERS[c](broker.port)
+
+            def run(c=client):
+                return DRIVERS[c](broker.port)
+
             try:
                 run()
                 ok = True
@@ -542,7 +606,9 @@ def capture(clients: list[str], out: Path) -> int:
                 print(f"{client} failed: {e}", file=sys.stderr)
                 ok = False
         else:
-            proc = subprocess.run([sys.executable, __file__, "--drive", client, "--port", str(broker.port)], timeout=180, check=False)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--drive", client, "--port", str(broker.port)], timeout=180, check=False
+            )
             ok = proc.returncode == 0
         time.sleep(0.5)  # let in-flight requests land
         with broker.lock:
@@ -561,8 +627,14 @@ def capture(clients: list[str], out: Path) -> int:
             name = f"{i:03d}_{c.api_name}_v{c.version}.bin"
             (folder / name).write_bytes(c.frame)
             entries.append(
-                {"file": name, "api_key": c.api_key, "api": c.api_name, "version": c.version,
-                 "size": len(c.frame), "sha256": hashlib.sha256(c.frame).hexdigest()}
+                {
+                    "file": name,
+                    "api_key": c.api_key,
+                    "api": c.api_name,
+                    "version": c.version,
+                    "size": len(c.frame),
+                    "sha256": hashlib.sha256(c.frame).hexdigest(),
+                }
             )
         manifest["clients"][client] = {
             "version": client_version(client),
@@ -571,7 +643,11 @@ def capture(clients: list[str], out: Path) -> int:
                 f"golden-{codec}": {
                     "codec": codec,
                     "messages": [
-                        {"key": None if k is None else k.hex(), "value": v.hex(), "headers": [[hk, hv.hex()] for hk, hv in h]}
+                        {
+                            "key": None if k is None else k.hex(),
+                            "value": v.hex(),
+                            "headers": [[hk, hv.hex()] for hk, hv in h],
+                        }
                         for k, v, h in messages_for(client, codec)
                     ],
                 }
@@ -605,7 +681,7 @@ def client_version(client: str) -> str:
         if client == "kafkajs":
             pkg = json.loads((HERE / "node" / "node_modules" / "kafkajs" / "package.json").read_text())
             return f"kafkajs {pkg['version']}"
-    except Exception as e:  # noqa: BLE001 - the version is informative only
+    except Exception as e:
         return f"unknown ({e})"
     return "unknown"
 
