@@ -19,6 +19,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = REPO.parent / "shared" / "kafka-message-spec"
@@ -115,16 +116,17 @@ def snake(name: str) -> str:
     return s + "_" if keyword.iskeyword(s) else s
 
 
-def load_json(path: Path) -> dict:
+def load_json(path: Path) -> dict[str, Any]:
     text = re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.M)
-    return json.loads(text)
+    spec: dict[str, Any] = json.loads(text)
+    return spec
 
 
 def parse_spec(path: Path) -> Spec:
     d = load_json(path)
     structs: dict[str, Struct] = {}
 
-    def parse_fields(raw: list[dict]) -> list[Field]:
+    def parse_fields(raw: list[dict[str, Any]]) -> list[Field]:
         out = []
         for f in raw:
             fld = Field(
@@ -179,6 +181,7 @@ class Module:
     memo: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (kind, struct, body) -> name
     by_version: dict[tuple[str, str, int], str] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)  # short-array Struct tables used
+    needs_encode_error: bool = False
 
     def plain_array_table(self, code: str) -> str:
         name = "_P_" + code.replace("?", "o").replace("H", "U").replace("I", "W")
@@ -251,22 +254,29 @@ class Module:
             return "ZERO_UUID"
         raise SystemExit(f"no default for {t}")
 
+    @staticmethod
+    def may_be_none(f: Field) -> bool:
+        """Whether the field's Python type admits None (null in some version, or a null default)."""
+        return f.nullable.lo <= f.nullable.hi or f.default == "null" or f.type == "records"
+
+    def annotation(self, f: Field) -> str:
+        """The Python type of a field, as the class declares it."""
+        base = f"list[{self.py_type(f.elem)}]" if f.is_array else self.py_type(f.type)
+        return base + (" | None" if self.may_be_none(f) else "")
+
     def field_param(self, f: Field) -> tuple[str, str]:
         """The __init__ parameter of a field, and the statement that stores it."""
-        nullable = f.nullable.lo <= f.nullable.hi or f.default == "null"
         store = f"self.{f.py} = {f.py}"
+        ann = self.annotation(f)
         if f.is_array:
-            ann = f"list[{self.py_type(f.elem)}]" + (" | None" if nullable else "")
             dflt = "None" if f.default == "null" else "DEFAULT"
             if dflt == "DEFAULT":
                 store = f"self.{f.py} = [] if {f.py} is DEFAULT else {f.py}"
         elif f.is_struct:
-            ann = f.elem + (" | None" if nullable else "")
             dflt = "None" if f.default == "null" else "DEFAULT"
             if dflt == "DEFAULT":
                 store = f"self.{f.py} = {f.elem}() if {f.py} is DEFAULT else {f.py}"
         else:
-            ann = self.py_type(f.type) + (" | None" if nullable or f.type == "records" else "")
             dflt = self.default_expr(f)
         if dflt == "DEFAULT":
             self.use("DEFAULT")
@@ -285,7 +295,8 @@ class Module:
             return self.by_version[key]
         flexible = self.flexible(version)
         regular, tagged = self.split(s, version, flexible)
-        body: list[str] = []
+        # Declare each decoded local's type (no code at run time) so a type checker needs no inference.
+        body: list[str] = [f"v_{f.py}: {self.annotation(f)}" for f in regular + tagged if f.type not in FIXED]
         group: list[Field] = []
 
         def flush() -> None:
@@ -386,13 +397,13 @@ class Module:
                 fn = self.decode_fn(self.struct_of(f), version)
                 out.append(f"{ind}{target} = []")
                 out.append(f"{ind}for _ in range(n):")
-                out.append(f"{ind}    item, pos = {fn}({buf}, pos)")
-                out.append(f"{ind}    {target}.append(item)")
+                out.append(f"{ind}    item_{f.py}, pos = {fn}({buf}, pos)")
+                out.append(f"{ind}    {target}.append(item_{f.py})")
             else:
                 out.append(f"{ind}{target} = []")
                 out.append(f"{ind}for _ in range(n):")
-                out.append(f"{ind}    item, pos = {self.reader(t, flexible, False)}({buf}, pos)")
-                out.append(f"{ind}    {target}.append(item)")
+                out.append(f"{ind}    item_{f.py}, pos = {self.reader(t, flexible, False)}({buf}, pos)")
+                out.append(f"{ind}    {target}.append(item_{f.py})")
             return out
         if f.is_struct:
             fn = self.decode_fn(self.struct_of(f), version)
@@ -447,18 +458,19 @@ class Module:
                 continue
             flush()
             body.extend(
-                self.encode_value(f, version, self.field_flexible(f, flexible, version), f"o.{f.py}", "out", "a")
+                self.encode_value(s, f, version, self.field_flexible(f, flexible, version), f"o.{f.py}", "out", "a")
             )
         flush()
         if flexible:
             self.use("write_tagged")
             if tagged:
                 body.append("tags: list[tuple[int, bytes]] = []")
+                body.append("sub: list[Any]")
                 for f in tagged:
-                    body.append(f"v = o.{f.py}")
-                    body.append(f"if {self.non_default_test(f, 'v')}:")
-                    body.append("    sub: list[Any] = []")
-                    for line in self.encode_value(f, version, True, "v", "sub", "sub.append"):
+                    body.append(f"v_{f.py} = o.{f.py}")
+                    body.append(f"if {self.non_default_test(f, f'v_{f.py}')}:")
+                    body.append("    sub = []")
+                    for line in self.encode_value(s, f, version, True, f"v_{f.py}", "sub", "sub.append"):
                         body.append("    " + line)
                     body.append(f'    tags.append(({f.tag}, b"".join(sub)))')
                 body.append("if o.unknown_tagged_fields:")
@@ -488,11 +500,16 @@ class Module:
             return v
         return f"{v} != {d}"
 
-    def encode_value(self, f: Field, version: int, flexible: bool, v: str, out: str, a: str) -> list[str]:
+    def encode_value(self, s: Struct, f: Field, version: int, flexible: bool, v: str, out: str, a: str) -> list[str]:
         nullable = version in f.nullable
         t = f.elem
         lines: list[str] = []
         ind = ""
+        if not nullable and self.may_be_none(f) and t != "records":
+            # Null in some versions, not in this one: refuse it by name (also narrows the type).
+            self.needs_encode_error = True
+            lines.append(f"if {v} is None:")
+            lines.append(f'    raise EncodeError("{s.name}.{f.py} is null in a version where it is not nullable")')
         if f.is_array:
             if nullable:
                 lines.append(f"if {v} is None:")
@@ -517,11 +534,11 @@ class Module:
                 lines.append(f"{ind}{a}(INT32.pack(len({v})))")
             if f.is_struct:
                 fn = self.encode_fn(self.struct_of(f), version)
-                lines.append(f"{ind}for x in {v}:")
-                lines.append(f"{ind}    {fn}(x, {out})")
+                lines.append(f"{ind}for x_{f.py} in {v}:")
+                lines.append(f"{ind}    {fn}(x_{f.py}, {out})")
             else:
-                lines.append(f"{ind}for x in {v}:")
-                lines.append(f"{ind}    {a}({self.writer(t, flexible, False)}(x))")
+                lines.append(f"{ind}for x_{f.py} in {v}:")
+                lines.append(f"{ind}    {a}({self.writer(t, flexible, False)}(x_{f.py}))")
             return lines
         if f.is_struct:
             fn = self.encode_fn(self.struct_of(f), version)
@@ -533,14 +550,14 @@ class Module:
                     f'    {a}(b"\\x01")',
                     f"    {fn}({v}, {out})",
                 ]
-            return [f"{fn}({v}, {out})"]
+            return [*lines, f"{fn}({v}, {out})"]
         if t in FIXED:
-            return [f"{a}({self.fmt('>' + FIXED[t][0])}.pack({v}))"]
+            return [*lines, f"{a}({self.fmt('>' + FIXED[t][0])}.pack({v}))"]
         if t == "records":
             name = "write_compact_records" if flexible else "write_records"
             self.use(name)
             return [f"{name}({out}, {v})"]
-        return [f"{a}({self.writer(t, flexible, nullable)}({v}))"]
+        return [*lines, f"{a}({self.writer(t, flexible, nullable)}({v}))"]
 
     def writer(self, t: str, flexible: bool, nullable: bool) -> str:
         if t == "uuid":
@@ -576,6 +593,7 @@ class Module:
             "from typing import Any, ClassVar",
             "from uuid import UUID",
             "",
+            *(["from kafkapy.protocol.errors import EncodeError"] if self.needs_encode_error else []),
             "from kafkapy.protocol.primitives import (",
             *[f"    {p}," for p in prims],
             ")",
@@ -677,8 +695,9 @@ def module_name(spec: Spec) -> str:
 
 
 def render_api(specs: list[Spec]) -> str:
-    reqs = {s.api_key: s for s in specs if s.kind == "request"}
-    resps = {s.api_key: s for s in specs if s.kind == "response"}
+    # every request and response definition has an apiKey
+    reqs = {s.api_key: s for s in specs if s.kind == "request" and s.api_key is not None}
+    resps = {s.api_key: s for s in specs if s.kind == "response" and s.api_key is not None}
     rows = []
     for key in sorted(reqs):
         rq, rs = reqs[key], resps[key]

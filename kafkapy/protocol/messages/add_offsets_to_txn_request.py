@@ -54,6 +54,8 @@ class AddOffsetsToTxnRequest(Message):
 def _d_AddOffsetsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddOffsetsToTxnRequest, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_group_id: str
         f = "transactional_id"
         v_transactional_id, pos = read_string(buf, pos)
         f = "producer_id"
@@ -75,6 +77,8 @@ def _d_AddOffsetsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddOffsetsTo
 def _d_AddOffsetsToTxnRequest_3(buf: memoryview, pos: int) -> tuple[AddOffsetsToTxnRequest, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_group_id: str
         f = "transactional_id"
         v_transactional_id, pos = read_compact_string(buf, pos)
         f = "producer_id"

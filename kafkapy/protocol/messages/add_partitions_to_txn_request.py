@@ -106,6 +106,8 @@ class AddPartitionsToTxnRequest(Message):
 def _d_AddPartitionsToTxnTopic_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[int]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
@@ -127,6 +129,8 @@ def _d_AddPartitionsToTxnTopic_0(buf: memoryview, pos: int) -> tuple[AddPartitio
 def _d_AddPartitionsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnRequest, int]:
     f = ""
     try:
+        v_v3_and_below_transactional_id: str
+        v_v3_and_below_topics: list[AddPartitionsToTxnTopic]
         f = "v3_and_below_transactional_id"
         v_v3_and_below_transactional_id, pos = read_string(buf, pos)
         f = "v3_and_below_producer_id"
@@ -136,8 +140,8 @@ def _d_AddPartitionsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddPartit
         n, pos = read_array_count(buf, pos)
         v_v3_and_below_topics = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnTopic_0(buf, pos)
-            v_v3_and_below_topics.append(item)
+            item_v3_and_below_topics, pos = _d_AddPartitionsToTxnTopic_0(buf, pos)
+            v_v3_and_below_topics.append(item_v3_and_below_topics)
         o = NEW(AddPartitionsToTxnRequest)
         o.transactions = []
         o.v3_and_below_transactional_id = v_v3_and_below_transactional_id
@@ -153,6 +157,8 @@ def _d_AddPartitionsToTxnRequest_0(buf: memoryview, pos: int) -> tuple[AddPartit
 def _d_AddPartitionsToTxnTopic_3(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[int]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
@@ -186,6 +192,8 @@ def _d_AddPartitionsToTxnTopic_3(buf: memoryview, pos: int) -> tuple[AddPartitio
 def _d_AddPartitionsToTxnRequest_3(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnRequest, int]:
     f = ""
     try:
+        v_v3_and_below_transactional_id: str
+        v_v3_and_below_topics: list[AddPartitionsToTxnTopic]
         f = "v3_and_below_transactional_id"
         v_v3_and_below_transactional_id, pos = read_compact_string(buf, pos)
         f = "v3_and_below_producer_id"
@@ -195,8 +203,8 @@ def _d_AddPartitionsToTxnRequest_3(buf: memoryview, pos: int) -> tuple[AddPartit
         n, pos = read_compact_array_count(buf, pos)
         v_v3_and_below_topics = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnTopic_3(buf, pos)
-            v_v3_and_below_topics.append(item)
+            item_v3_and_below_topics, pos = _d_AddPartitionsToTxnTopic_3(buf, pos)
+            v_v3_and_below_topics.append(item_v3_and_below_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -224,6 +232,8 @@ def _d_AddPartitionsToTxnRequest_3(buf: memoryview, pos: int) -> tuple[AddPartit
 def _d_AddPartitionsToTxnTransaction_4(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTransaction, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_topics: list[AddPartitionsToTxnTopic]
         f = "transactional_id"
         v_transactional_id, pos = read_compact_string(buf, pos)
         f = "producer_id"
@@ -233,8 +243,8 @@ def _d_AddPartitionsToTxnTransaction_4(buf: memoryview, pos: int) -> tuple[AddPa
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnTopic_3(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_AddPartitionsToTxnTopic_3(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -262,12 +272,13 @@ def _d_AddPartitionsToTxnTransaction_4(buf: memoryview, pos: int) -> tuple[AddPa
 def _d_AddPartitionsToTxnRequest_4(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnRequest, int]:
     f = ""
     try:
+        v_transactions: list[AddPartitionsToTxnTransaction]
         f = "transactions"
         n, pos = read_compact_array_count(buf, pos)
         v_transactions = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnTransaction_4(buf, pos)
-            v_transactions.append(item)
+            item_transactions, pos = _d_AddPartitionsToTxnTransaction_4(buf, pos)
+            v_transactions.append(item_transactions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -304,8 +315,8 @@ def _e_AddPartitionsToTxnRequest_0(o: AddPartitionsToTxnRequest, out: list[Any])
     a(write_string(o.v3_and_below_transactional_id))
     a(_S_qh.pack(o.v3_and_below_producer_id, o.v3_and_below_producer_epoch))
     a(INT32.pack(len(o.v3_and_below_topics)))
-    for x in o.v3_and_below_topics:
-        _e_AddPartitionsToTxnTopic_0(x, out)
+    for x_v3_and_below_topics in o.v3_and_below_topics:
+        _e_AddPartitionsToTxnTopic_0(x_v3_and_below_topics, out)
 
 
 def _e_AddPartitionsToTxnTopic_3(o: AddPartitionsToTxnTopic, out: list[Any]) -> None:
@@ -324,8 +335,8 @@ def _e_AddPartitionsToTxnRequest_3(o: AddPartitionsToTxnRequest, out: list[Any])
     a(write_compact_string(o.v3_and_below_transactional_id))
     a(_S_qh.pack(o.v3_and_below_producer_id, o.v3_and_below_producer_epoch))
     a(write_uvarint(len(o.v3_and_below_topics) + 1))
-    for x in o.v3_and_below_topics:
-        _e_AddPartitionsToTxnTopic_3(x, out)
+    for x_v3_and_below_topics in o.v3_and_below_topics:
+        _e_AddPartitionsToTxnTopic_3(x_v3_and_below_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -337,8 +348,8 @@ def _e_AddPartitionsToTxnTransaction_4(o: AddPartitionsToTxnTransaction, out: li
     a(write_compact_string(o.transactional_id))
     a(_S_qho.pack(o.producer_id, o.producer_epoch, o.verify_only))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_AddPartitionsToTxnTopic_3(x, out)
+    for x_topics in o.topics:
+        _e_AddPartitionsToTxnTopic_3(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -348,8 +359,8 @@ def _e_AddPartitionsToTxnTransaction_4(o: AddPartitionsToTxnTransaction, out: li
 def _e_AddPartitionsToTxnRequest_4(o: AddPartitionsToTxnRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.transactions) + 1))
-    for x in o.transactions:
-        _e_AddPartitionsToTxnTransaction_4(x, out)
+    for x_transactions in o.transactions:
+        _e_AddPartitionsToTxnTransaction_4(x_transactions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -118,14 +118,16 @@ def _d_AddPartitionsToTxnPartitionResult_0(buf: memoryview, pos: int) -> tuple[A
 def _d_AddPartitionsToTxnTopicResult_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_results_by_partition: list[AddPartitionsToTxnPartitionResult]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "results_by_partition"
         n, pos = read_array_count(buf, pos)
         v_results_by_partition = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnPartitionResult_0(buf, pos)
-            v_results_by_partition.append(item)
+            item_results_by_partition, pos = _d_AddPartitionsToTxnPartitionResult_0(buf, pos)
+            v_results_by_partition.append(item_results_by_partition)
         o = NEW(AddPartitionsToTxnTopicResult)
         o.name = v_name
         o.results_by_partition = v_results_by_partition
@@ -138,6 +140,7 @@ def _d_AddPartitionsToTxnTopicResult_0(buf: memoryview, pos: int) -> tuple[AddPa
 def _d_AddPartitionsToTxnResponse_0(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnResponse, int]:
     f = ""
     try:
+        v_results_by_topic_v3_and_below: list[AddPartitionsToTxnTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -145,8 +148,8 @@ def _d_AddPartitionsToTxnResponse_0(buf: memoryview, pos: int) -> tuple[AddParti
         n, pos = read_array_count(buf, pos)
         v_results_by_topic_v3_and_below = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnTopicResult_0(buf, pos)
-            v_results_by_topic_v3_and_below.append(item)
+            item_results_by_topic_v3_and_below, pos = _d_AddPartitionsToTxnTopicResult_0(buf, pos)
+            v_results_by_topic_v3_and_below.append(item_results_by_topic_v3_and_below)
         o = NEW(AddPartitionsToTxnResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = 0
@@ -188,14 +191,16 @@ def _d_AddPartitionsToTxnPartitionResult_3(buf: memoryview, pos: int) -> tuple[A
 def _d_AddPartitionsToTxnTopicResult_3(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_results_by_partition: list[AddPartitionsToTxnPartitionResult]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "results_by_partition"
         n, pos = read_compact_array_count(buf, pos)
         v_results_by_partition = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnPartitionResult_3(buf, pos)
-            v_results_by_partition.append(item)
+            item_results_by_partition, pos = _d_AddPartitionsToTxnPartitionResult_3(buf, pos)
+            v_results_by_partition.append(item_results_by_partition)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -220,6 +225,7 @@ def _d_AddPartitionsToTxnTopicResult_3(buf: memoryview, pos: int) -> tuple[AddPa
 def _d_AddPartitionsToTxnResponse_3(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnResponse, int]:
     f = ""
     try:
+        v_results_by_topic_v3_and_below: list[AddPartitionsToTxnTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -227,8 +233,8 @@ def _d_AddPartitionsToTxnResponse_3(buf: memoryview, pos: int) -> tuple[AddParti
         n, pos = read_compact_array_count(buf, pos)
         v_results_by_topic_v3_and_below = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnTopicResult_3(buf, pos)
-            v_results_by_topic_v3_and_below.append(item)
+            item_results_by_topic_v3_and_below, pos = _d_AddPartitionsToTxnTopicResult_3(buf, pos)
+            v_results_by_topic_v3_and_below.append(item_results_by_topic_v3_and_below)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -255,14 +261,16 @@ def _d_AddPartitionsToTxnResponse_3(buf: memoryview, pos: int) -> tuple[AddParti
 def _d_AddPartitionsToTxnResult_4(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnResult, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_topic_results: list[AddPartitionsToTxnTopicResult]
         f = "transactional_id"
         v_transactional_id, pos = read_compact_string(buf, pos)
         f = "topic_results"
         n, pos = read_compact_array_count(buf, pos)
         v_topic_results = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnTopicResult_3(buf, pos)
-            v_topic_results.append(item)
+            item_topic_results, pos = _d_AddPartitionsToTxnTopicResult_3(buf, pos)
+            v_topic_results.append(item_topic_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -287,6 +295,7 @@ def _d_AddPartitionsToTxnResult_4(buf: memoryview, pos: int) -> tuple[AddPartiti
 def _d_AddPartitionsToTxnResponse_4(buf: memoryview, pos: int) -> tuple[AddPartitionsToTxnResponse, int]:
     f = ""
     try:
+        v_results_by_transaction: list[AddPartitionsToTxnResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -294,8 +303,8 @@ def _d_AddPartitionsToTxnResponse_4(buf: memoryview, pos: int) -> tuple[AddParti
         n, pos = read_compact_array_count(buf, pos)
         v_results_by_transaction = []
         for _ in range(n):
-            item, pos = _d_AddPartitionsToTxnResult_4(buf, pos)
-            v_results_by_transaction.append(item)
+            item_results_by_transaction, pos = _d_AddPartitionsToTxnResult_4(buf, pos)
+            v_results_by_transaction.append(item_results_by_transaction)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -328,16 +337,16 @@ def _e_AddPartitionsToTxnTopicResult_0(o: AddPartitionsToTxnTopicResult, out: li
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.results_by_partition)))
-    for x in o.results_by_partition:
-        _e_AddPartitionsToTxnPartitionResult_0(x, out)
+    for x_results_by_partition in o.results_by_partition:
+        _e_AddPartitionsToTxnPartitionResult_0(x_results_by_partition, out)
 
 
 def _e_AddPartitionsToTxnResponse_0(o: AddPartitionsToTxnResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results_by_topic_v3_and_below)))
-    for x in o.results_by_topic_v3_and_below:
-        _e_AddPartitionsToTxnTopicResult_0(x, out)
+    for x_results_by_topic_v3_and_below in o.results_by_topic_v3_and_below:
+        _e_AddPartitionsToTxnTopicResult_0(x_results_by_topic_v3_and_below, out)
 
 
 def _e_AddPartitionsToTxnPartitionResult_3(o: AddPartitionsToTxnPartitionResult, out: list[Any]) -> None:
@@ -353,8 +362,8 @@ def _e_AddPartitionsToTxnTopicResult_3(o: AddPartitionsToTxnTopicResult, out: li
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.results_by_partition) + 1))
-    for x in o.results_by_partition:
-        _e_AddPartitionsToTxnPartitionResult_3(x, out)
+    for x_results_by_partition in o.results_by_partition:
+        _e_AddPartitionsToTxnPartitionResult_3(x_results_by_partition, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -365,8 +374,8 @@ def _e_AddPartitionsToTxnResponse_3(o: AddPartitionsToTxnResponse, out: list[Any
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.results_by_topic_v3_and_below) + 1))
-    for x in o.results_by_topic_v3_and_below:
-        _e_AddPartitionsToTxnTopicResult_3(x, out)
+    for x_results_by_topic_v3_and_below in o.results_by_topic_v3_and_below:
+        _e_AddPartitionsToTxnTopicResult_3(x_results_by_topic_v3_and_below, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -377,8 +386,8 @@ def _e_AddPartitionsToTxnResult_4(o: AddPartitionsToTxnResult, out: list[Any]) -
     a = out.append
     a(write_compact_string(o.transactional_id))
     a(write_uvarint(len(o.topic_results) + 1))
-    for x in o.topic_results:
-        _e_AddPartitionsToTxnTopicResult_3(x, out)
+    for x_topic_results in o.topic_results:
+        _e_AddPartitionsToTxnTopicResult_3(x_topic_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -389,8 +398,8 @@ def _e_AddPartitionsToTxnResponse_4(o: AddPartitionsToTxnResponse, out: list[Any
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.results_by_transaction) + 1))
-    for x in o.results_by_transaction:
-        _e_AddPartitionsToTxnResult_4(x, out)
+    for x_results_by_transaction in o.results_by_transaction:
+        _e_AddPartitionsToTxnResult_4(x_results_by_transaction, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

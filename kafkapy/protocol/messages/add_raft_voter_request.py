@@ -80,6 +80,8 @@ class AddRaftVoterRequest(Message):
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
     f = ""
     try:
+        v_name: str
+        v_host: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "host"
@@ -112,6 +114,9 @@ def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
 def _d_AddRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[AddRaftVoterRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_voter_directory_id: UUID
+        v_listeners: list[Listener]
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "timeout_ms"
@@ -123,8 +128,8 @@ def _d_AddRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[AddRaftVoterReq
         n, pos = read_compact_array_count(buf, pos)
         v_listeners = []
         for _ in range(n):
-            item, pos = _d_Listener_0(buf, pos)
-            v_listeners.append(item)
+            item_listeners, pos = _d_Listener_0(buf, pos)
+            v_listeners.append(item_listeners)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -166,8 +171,8 @@ def _e_AddRaftVoterRequest_0(o: AddRaftVoterRequest, out: list[Any]) -> None:
     a(_S_ii.pack(o.timeout_ms, o.voter_id))
     a(write_uuid(o.voter_directory_id))
     a(write_uvarint(len(o.listeners) + 1))
-    for x in o.listeners:
-        _e_Listener_0(x, out)
+    for x_listeners in o.listeners:
+        _e_Listener_0(x_listeners, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

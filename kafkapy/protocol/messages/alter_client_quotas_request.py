@@ -105,6 +105,8 @@ class AlterClientQuotasRequest(Message):
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
     f = ""
     try:
+        v_entity_type: str
+        v_entity_name: str | None
         f = "entity_type"
         v_entity_type, pos = read_string(buf, pos)
         f = "entity_name"
@@ -121,6 +123,7 @@ def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
 def _d_OpData_0(buf: memoryview, pos: int) -> tuple[OpData, int]:
     f = ""
     try:
+        v_key: str
         f = "key"
         v_key, pos = read_string(buf, pos)
         f = "value"
@@ -139,18 +142,20 @@ def _d_OpData_0(buf: memoryview, pos: int) -> tuple[OpData, int]:
 def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
     f = ""
     try:
+        v_entity: list[EntityData]
+        v_ops: list[OpData]
         f = "entity"
         n, pos = read_array_count(buf, pos)
         v_entity = []
         for _ in range(n):
-            item, pos = _d_EntityData_0(buf, pos)
-            v_entity.append(item)
+            item_entity, pos = _d_EntityData_0(buf, pos)
+            v_entity.append(item_entity)
         f = "ops"
         n, pos = read_array_count(buf, pos)
         v_ops = []
         for _ in range(n):
-            item, pos = _d_OpData_0(buf, pos)
-            v_ops.append(item)
+            item_ops, pos = _d_OpData_0(buf, pos)
+            v_ops.append(item_ops)
         o = NEW(EntryData)
         o.entity = v_entity
         o.ops = v_ops
@@ -163,12 +168,13 @@ def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
 def _d_AlterClientQuotasRequest_0(buf: memoryview, pos: int) -> tuple[AlterClientQuotasRequest, int]:
     f = ""
     try:
+        v_entries: list[EntryData]
         f = "entries"
         n, pos = read_array_count(buf, pos)
         v_entries = []
         for _ in range(n):
-            item, pos = _d_EntryData_0(buf, pos)
-            v_entries.append(item)
+            item_entries, pos = _d_EntryData_0(buf, pos)
+            v_entries.append(item_entries)
         f = "validate_only"
         (v_validate_only,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -184,6 +190,8 @@ def _d_AlterClientQuotasRequest_0(buf: memoryview, pos: int) -> tuple[AlterClien
 def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
     f = ""
     try:
+        v_entity_type: str
+        v_entity_name: str | None
         f = "entity_type"
         v_entity_type, pos = read_compact_string(buf, pos)
         f = "entity_name"
@@ -212,6 +220,7 @@ def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
 def _d_OpData_1(buf: memoryview, pos: int) -> tuple[OpData, int]:
     f = ""
     try:
+        v_key: str
         f = "key"
         v_key, pos = read_compact_string(buf, pos)
         f = "value"
@@ -242,18 +251,20 @@ def _d_OpData_1(buf: memoryview, pos: int) -> tuple[OpData, int]:
 def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
     f = ""
     try:
+        v_entity: list[EntityData]
+        v_ops: list[OpData]
         f = "entity"
         n, pos = read_compact_array_count(buf, pos)
         v_entity = []
         for _ in range(n):
-            item, pos = _d_EntityData_1(buf, pos)
-            v_entity.append(item)
+            item_entity, pos = _d_EntityData_1(buf, pos)
+            v_entity.append(item_entity)
         f = "ops"
         n, pos = read_compact_array_count(buf, pos)
         v_ops = []
         for _ in range(n):
-            item, pos = _d_OpData_1(buf, pos)
-            v_ops.append(item)
+            item_ops, pos = _d_OpData_1(buf, pos)
+            v_ops.append(item_ops)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -278,12 +289,13 @@ def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
 def _d_AlterClientQuotasRequest_1(buf: memoryview, pos: int) -> tuple[AlterClientQuotasRequest, int]:
     f = ""
     try:
+        v_entries: list[EntryData]
         f = "entries"
         n, pos = read_compact_array_count(buf, pos)
         v_entries = []
         for _ in range(n):
-            item, pos = _d_EntryData_1(buf, pos)
-            v_entries.append(item)
+            item_entries, pos = _d_EntryData_1(buf, pos)
+            v_entries.append(item_entries)
         f = "validate_only"
         (v_validate_only,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -323,18 +335,18 @@ def _e_OpData_0(o: OpData, out: list[Any]) -> None:
 def _e_EntryData_0(o: EntryData, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.entity)))
-    for x in o.entity:
-        _e_EntityData_0(x, out)
+    for x_entity in o.entity:
+        _e_EntityData_0(x_entity, out)
     a(INT32.pack(len(o.ops)))
-    for x in o.ops:
-        _e_OpData_0(x, out)
+    for x_ops in o.ops:
+        _e_OpData_0(x_ops, out)
 
 
 def _e_AlterClientQuotasRequest_0(o: AlterClientQuotasRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.entries)))
-    for x in o.entries:
-        _e_EntryData_0(x, out)
+    for x_entries in o.entries:
+        _e_EntryData_0(x_entries, out)
     a(_S_o.pack(o.validate_only))
 
 
@@ -361,11 +373,11 @@ def _e_OpData_1(o: OpData, out: list[Any]) -> None:
 def _e_EntryData_1(o: EntryData, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.entity) + 1))
-    for x in o.entity:
-        _e_EntityData_1(x, out)
+    for x_entity in o.entity:
+        _e_EntityData_1(x_entity, out)
     a(write_uvarint(len(o.ops) + 1))
-    for x in o.ops:
-        _e_OpData_1(x, out)
+    for x_ops in o.ops:
+        _e_OpData_1(x_ops, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -375,8 +387,8 @@ def _e_EntryData_1(o: EntryData, out: list[Any]) -> None:
 def _e_AlterClientQuotasRequest_1(o: AlterClientQuotasRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.entries) + 1))
-    for x in o.entries:
-        _e_EntryData_1(x, out)
+    for x_entries in o.entries:
+        _e_EntryData_1(x_entries, out)
     a(_S_o.pack(o.validate_only))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

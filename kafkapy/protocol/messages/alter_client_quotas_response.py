@@ -91,6 +91,8 @@ class AlterClientQuotasResponse(Message):
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
     f = ""
     try:
+        v_entity_type: str
+        v_entity_name: str | None
         f = "entity_type"
         v_entity_type, pos = read_string(buf, pos)
         f = "entity_name"
@@ -107,6 +109,8 @@ def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
 def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_entity: list[EntityData]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -116,8 +120,8 @@ def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
         n, pos = read_array_count(buf, pos)
         v_entity = []
         for _ in range(n):
-            item, pos = _d_EntityData_0(buf, pos)
-            v_entity.append(item)
+            item_entity, pos = _d_EntityData_0(buf, pos)
+            v_entity.append(item_entity)
         o = NEW(EntryData)
         o.error_code = v_error_code
         o.error_message = v_error_message
@@ -131,6 +135,7 @@ def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
 def _d_AlterClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[AlterClientQuotasResponse, int]:
     f = ""
     try:
+        v_entries: list[EntryData]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -138,8 +143,8 @@ def _d_AlterClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[AlterClie
         n, pos = read_array_count(buf, pos)
         v_entries = []
         for _ in range(n):
-            item, pos = _d_EntryData_0(buf, pos)
-            v_entries.append(item)
+            item_entries, pos = _d_EntryData_0(buf, pos)
+            v_entries.append(item_entries)
         o = NEW(AlterClientQuotasResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.entries = v_entries
@@ -152,6 +157,8 @@ def _d_AlterClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[AlterClie
 def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
     f = ""
     try:
+        v_entity_type: str
+        v_entity_name: str | None
         f = "entity_type"
         v_entity_type, pos = read_compact_string(buf, pos)
         f = "entity_name"
@@ -180,6 +187,8 @@ def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
 def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_entity: list[EntityData]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -189,8 +198,8 @@ def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_entity = []
         for _ in range(n):
-            item, pos = _d_EntityData_1(buf, pos)
-            v_entity.append(item)
+            item_entity, pos = _d_EntityData_1(buf, pos)
+            v_entity.append(item_entity)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -216,6 +225,7 @@ def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
 def _d_AlterClientQuotasResponse_1(buf: memoryview, pos: int) -> tuple[AlterClientQuotasResponse, int]:
     f = ""
     try:
+        v_entries: list[EntryData]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -223,8 +233,8 @@ def _d_AlterClientQuotasResponse_1(buf: memoryview, pos: int) -> tuple[AlterClie
         n, pos = read_compact_array_count(buf, pos)
         v_entries = []
         for _ in range(n):
-            item, pos = _d_EntryData_1(buf, pos)
-            v_entries.append(item)
+            item_entries, pos = _d_EntryData_1(buf, pos)
+            v_entries.append(item_entries)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -257,16 +267,16 @@ def _e_EntryData_0(o: EntryData, out: list[Any]) -> None:
     a(_S_h.pack(o.error_code))
     a(write_nullable_string(o.error_message))
     a(INT32.pack(len(o.entity)))
-    for x in o.entity:
-        _e_EntityData_0(x, out)
+    for x_entity in o.entity:
+        _e_EntityData_0(x_entity, out)
 
 
 def _e_AlterClientQuotasResponse_0(o: AlterClientQuotasResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.entries)))
-    for x in o.entries:
-        _e_EntryData_0(x, out)
+    for x_entries in o.entries:
+        _e_EntryData_0(x_entries, out)
 
 
 def _e_EntityData_1(o: EntityData, out: list[Any]) -> None:
@@ -284,8 +294,8 @@ def _e_EntryData_1(o: EntryData, out: list[Any]) -> None:
     a(_S_h.pack(o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.entity) + 1))
-    for x in o.entity:
-        _e_EntityData_1(x, out)
+    for x_entity in o.entity:
+        _e_EntityData_1(x_entity, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -296,8 +306,8 @@ def _e_AlterClientQuotasResponse_1(o: AlterClientQuotasResponse, out: list[Any])
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.entries) + 1))
-    for x in o.entries:
-        _e_EntryData_1(x, out)
+    for x_entries in o.entries:
+        _e_EntryData_1(x_entries, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -87,6 +87,7 @@ class AlterPartitionReassignmentsRequest(Message):
 def _d_ReassignablePartition_0(buf: memoryview, pos: int) -> tuple[ReassignablePartition, int]:
     f = ""
     try:
+        v_replicas: list[int] | None
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -124,14 +125,16 @@ def _d_ReassignablePartition_0(buf: memoryview, pos: int) -> tuple[ReassignableP
 def _d_ReassignableTopic_0(buf: memoryview, pos: int) -> tuple[ReassignableTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ReassignablePartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ReassignablePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ReassignablePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -156,6 +159,7 @@ def _d_ReassignableTopic_0(buf: memoryview, pos: int) -> tuple[ReassignableTopic
 def _d_AlterPartitionReassignmentsRequest_0(buf: memoryview, pos: int) -> tuple[AlterPartitionReassignmentsRequest, int]:
     f = ""
     try:
+        v_topics: list[ReassignableTopic]
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -163,8 +167,8 @@ def _d_AlterPartitionReassignmentsRequest_0(buf: memoryview, pos: int) -> tuple[
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ReassignableTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ReassignableTopic_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -204,8 +208,8 @@ def _e_ReassignableTopic_0(o: ReassignableTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_ReassignablePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_ReassignablePartition_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -216,8 +220,8 @@ def _e_AlterPartitionReassignmentsRequest_0(o: AlterPartitionReassignmentsReques
     a = out.append
     a(_S_i.pack(o.timeout_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_ReassignableTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_ReassignableTopic_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

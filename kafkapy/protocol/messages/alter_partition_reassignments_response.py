@@ -88,6 +88,7 @@ class AlterPartitionReassignmentsResponse(Message):
 def _d_ReassignablePartitionResponse_0(buf: memoryview, pos: int) -> tuple[ReassignablePartitionResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -118,14 +119,16 @@ def _d_ReassignablePartitionResponse_0(buf: memoryview, pos: int) -> tuple[Reass
 def _d_ReassignableTopicResponse_0(buf: memoryview, pos: int) -> tuple[ReassignableTopicResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ReassignablePartitionResponse]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ReassignablePartitionResponse_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ReassignablePartitionResponse_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -150,6 +153,8 @@ def _d_ReassignableTopicResponse_0(buf: memoryview, pos: int) -> tuple[Reassigna
 def _d_AlterPartitionReassignmentsResponse_0(buf: memoryview, pos: int) -> tuple[AlterPartitionReassignmentsResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_responses: list[ReassignableTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -159,8 +164,8 @@ def _d_AlterPartitionReassignmentsResponse_0(buf: memoryview, pos: int) -> tuple
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_ReassignableTopicResponse_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_ReassignableTopicResponse_0(buf, pos)
+            v_responses.append(item_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -198,8 +203,8 @@ def _e_ReassignableTopicResponse_0(o: ReassignableTopicResponse, out: list[Any])
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_ReassignablePartitionResponse_0(x, out)
+    for x_partitions in o.partitions:
+        _e_ReassignablePartitionResponse_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -211,8 +216,8 @@ def _e_AlterPartitionReassignmentsResponse_0(o: AlterPartitionReassignmentsRespo
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_ReassignableTopicResponse_0(x, out)
+    for x_responses in o.responses:
+        _e_ReassignableTopicResponse_0(x_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

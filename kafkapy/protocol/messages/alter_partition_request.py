@@ -118,6 +118,7 @@ class AlterPartitionRequest(Message):
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_new_isr: list[int]
         f = "partition_index"
         (v_partition_index, v_leader_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -159,14 +160,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -192,6 +195,7 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_AlterPartitionRequest_0(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "broker_id"
         (v_broker_id, v_broker_epoch) = _S_iq.unpack_from(buf, pos)
         pos += 12
@@ -199,8 +203,8 @@ def _d_AlterPartitionRequest_0(buf: memoryview, pos: int) -> tuple[AlterPartitio
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -226,6 +230,7 @@ def _d_AlterPartitionRequest_0(buf: memoryview, pos: int) -> tuple[AlterPartitio
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_new_isr: list[int]
         f = "partition_index"
         (v_partition_index, v_leader_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -267,14 +272,16 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -300,6 +307,7 @@ def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_AlterPartitionRequest_1(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "broker_id"
         (v_broker_id, v_broker_epoch) = _S_iq.unpack_from(buf, pos)
         pos += 12
@@ -307,8 +315,8 @@ def _d_AlterPartitionRequest_1(buf: memoryview, pos: int) -> tuple[AlterPartitio
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_1(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -334,14 +342,16 @@ def _d_AlterPartitionRequest_1(buf: memoryview, pos: int) -> tuple[AlterPartitio
 def _d_TopicData_2(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -367,6 +377,7 @@ def _d_TopicData_2(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_AlterPartitionRequest_2(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "broker_id"
         (v_broker_id, v_broker_epoch) = _S_iq.unpack_from(buf, pos)
         pos += 12
@@ -374,8 +385,8 @@ def _d_AlterPartitionRequest_2(buf: memoryview, pos: int) -> tuple[AlterPartitio
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_2(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -428,6 +439,7 @@ def _d_BrokerState_3(buf: memoryview, pos: int) -> tuple[BrokerState, int]:
 def _d_PartitionData_3(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_new_isr_with_epochs: list[BrokerState]
         f = "partition_index"
         (v_partition_index, v_leader_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -435,8 +447,8 @@ def _d_PartitionData_3(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_new_isr_with_epochs = []
         for _ in range(n):
-            item, pos = _d_BrokerState_3(buf, pos)
-            v_new_isr_with_epochs.append(item)
+            item_new_isr_with_epochs, pos = _d_BrokerState_3(buf, pos)
+            v_new_isr_with_epochs.append(item_new_isr_with_epochs)
         f = "leader_recovery_state"
         (v_leader_recovery_state, v_partition_epoch) = _S_bi.unpack_from(buf, pos)
         pos += 5
@@ -468,14 +480,16 @@ def _d_PartitionData_3(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_3(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_3(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_3(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -501,6 +515,7 @@ def _d_TopicData_3(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_AlterPartitionRequest_3(buf: memoryview, pos: int) -> tuple[AlterPartitionRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "broker_id"
         (v_broker_id, v_broker_epoch) = _S_iq.unpack_from(buf, pos)
         pos += 12
@@ -508,8 +523,8 @@ def _d_AlterPartitionRequest_3(buf: memoryview, pos: int) -> tuple[AlterPartitio
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_3(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_3(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -548,8 +563,8 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -560,8 +575,8 @@ def _e_AlterPartitionRequest_0(o: AlterPartitionRequest, out: list[Any]) -> None
     a = out.append
     a(_S_iq.pack(o.broker_id, o.broker_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -584,8 +599,8 @@ def _e_TopicData_1(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_1(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -596,8 +611,8 @@ def _e_AlterPartitionRequest_1(o: AlterPartitionRequest, out: list[Any]) -> None
     a = out.append
     a(_S_iq.pack(o.broker_id, o.broker_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_1(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_1(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -608,8 +623,8 @@ def _e_TopicData_2(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_1(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -620,8 +635,8 @@ def _e_AlterPartitionRequest_2(o: AlterPartitionRequest, out: list[Any]) -> None
     a = out.append
     a(_S_iq.pack(o.broker_id, o.broker_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_2(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_2(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -641,8 +656,8 @@ def _e_PartitionData_3(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.partition_index, o.leader_epoch))
     a(write_uvarint(len(o.new_isr_with_epochs) + 1))
-    for x in o.new_isr_with_epochs:
-        _e_BrokerState_3(x, out)
+    for x_new_isr_with_epochs in o.new_isr_with_epochs:
+        _e_BrokerState_3(x_new_isr_with_epochs, out)
     a(_S_bi.pack(o.leader_recovery_state, o.partition_epoch))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -654,8 +669,8 @@ def _e_TopicData_3(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_3(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_3(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -666,8 +681,8 @@ def _e_AlterPartitionRequest_3(o: AlterPartitionRequest, out: list[Any]) -> None
     a = out.append
     a(_S_iq.pack(o.broker_id, o.broker_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_3(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_3(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -90,6 +90,8 @@ class AlterReplicaLogDirsRequest(Message):
 def _d_AlterReplicaLogDirTopic_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[int]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
@@ -111,14 +113,16 @@ def _d_AlterReplicaLogDirTopic_0(buf: memoryview, pos: int) -> tuple[AlterReplic
 def _d_AlterReplicaLogDir_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDir, int]:
     f = ""
     try:
+        v_path: str
+        v_topics: list[AlterReplicaLogDirTopic]
         f = "path"
         v_path, pos = read_string(buf, pos)
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_AlterReplicaLogDirTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_AlterReplicaLogDirTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(AlterReplicaLogDir)
         o.path = v_path
         o.topics = v_topics
@@ -131,12 +135,13 @@ def _d_AlterReplicaLogDir_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogD
 def _d_AlterReplicaLogDirsRequest_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirsRequest, int]:
     f = ""
     try:
+        v_dirs: list[AlterReplicaLogDir]
         f = "dirs"
         n, pos = read_array_count(buf, pos)
         v_dirs = []
         for _ in range(n):
-            item, pos = _d_AlterReplicaLogDir_0(buf, pos)
-            v_dirs.append(item)
+            item_dirs, pos = _d_AlterReplicaLogDir_0(buf, pos)
+            v_dirs.append(item_dirs)
         o = NEW(AlterReplicaLogDirsRequest)
         o.dirs = v_dirs
         o.unknown_tagged_fields = None
@@ -148,6 +153,8 @@ def _d_AlterReplicaLogDirsRequest_0(buf: memoryview, pos: int) -> tuple[AlterRep
 def _d_AlterReplicaLogDirTopic_2(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[int]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
@@ -181,14 +188,16 @@ def _d_AlterReplicaLogDirTopic_2(buf: memoryview, pos: int) -> tuple[AlterReplic
 def _d_AlterReplicaLogDir_2(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDir, int]:
     f = ""
     try:
+        v_path: str
+        v_topics: list[AlterReplicaLogDirTopic]
         f = "path"
         v_path, pos = read_compact_string(buf, pos)
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_AlterReplicaLogDirTopic_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_AlterReplicaLogDirTopic_2(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -213,12 +222,13 @@ def _d_AlterReplicaLogDir_2(buf: memoryview, pos: int) -> tuple[AlterReplicaLogD
 def _d_AlterReplicaLogDirsRequest_2(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirsRequest, int]:
     f = ""
     try:
+        v_dirs: list[AlterReplicaLogDir]
         f = "dirs"
         n, pos = read_compact_array_count(buf, pos)
         v_dirs = []
         for _ in range(n):
-            item, pos = _d_AlterReplicaLogDir_2(buf, pos)
-            v_dirs.append(item)
+            item_dirs, pos = _d_AlterReplicaLogDir_2(buf, pos)
+            v_dirs.append(item_dirs)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -250,15 +260,15 @@ def _e_AlterReplicaLogDir_0(o: AlterReplicaLogDir, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.path))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_AlterReplicaLogDirTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_AlterReplicaLogDirTopic_0(x_topics, out)
 
 
 def _e_AlterReplicaLogDirsRequest_0(o: AlterReplicaLogDirsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.dirs)))
-    for x in o.dirs:
-        _e_AlterReplicaLogDir_0(x, out)
+    for x_dirs in o.dirs:
+        _e_AlterReplicaLogDir_0(x_dirs, out)
 
 
 def _e_AlterReplicaLogDirTopic_2(o: AlterReplicaLogDirTopic, out: list[Any]) -> None:
@@ -276,8 +286,8 @@ def _e_AlterReplicaLogDir_2(o: AlterReplicaLogDir, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.path))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_AlterReplicaLogDirTopic_2(x, out)
+    for x_topics in o.topics:
+        _e_AlterReplicaLogDirTopic_2(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -287,8 +297,8 @@ def _e_AlterReplicaLogDir_2(o: AlterReplicaLogDir, out: list[Any]) -> None:
 def _e_AlterReplicaLogDirsRequest_2(o: AlterReplicaLogDirsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.dirs) + 1))
-    for x in o.dirs:
-        _e_AlterReplicaLogDir_2(x, out)
+    for x_dirs in o.dirs:
+        _e_AlterReplicaLogDir_2(x_dirs, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

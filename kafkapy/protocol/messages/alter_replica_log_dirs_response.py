@@ -100,14 +100,16 @@ def _d_AlterReplicaLogDirPartitionResult_0(buf: memoryview, pos: int) -> tuple[A
 def _d_AlterReplicaLogDirTopicResult_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopicResult, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[AlterReplicaLogDirPartitionResult]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_AlterReplicaLogDirPartitionResult_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_AlterReplicaLogDirPartitionResult_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(AlterReplicaLogDirTopicResult)
         o.topic_name = v_topic_name
         o.partitions = v_partitions
@@ -120,6 +122,7 @@ def _d_AlterReplicaLogDirTopicResult_0(buf: memoryview, pos: int) -> tuple[Alter
 def _d_AlterReplicaLogDirsResponse_0(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirsResponse, int]:
     f = ""
     try:
+        v_results: list[AlterReplicaLogDirTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -127,8 +130,8 @@ def _d_AlterReplicaLogDirsResponse_0(buf: memoryview, pos: int) -> tuple[AlterRe
         n, pos = read_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_AlterReplicaLogDirTopicResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_AlterReplicaLogDirTopicResult_0(buf, pos)
+            v_results.append(item_results)
         o = NEW(AlterReplicaLogDirsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.results = v_results
@@ -168,14 +171,16 @@ def _d_AlterReplicaLogDirPartitionResult_2(buf: memoryview, pos: int) -> tuple[A
 def _d_AlterReplicaLogDirTopicResult_2(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirTopicResult, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[AlterReplicaLogDirPartitionResult]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_AlterReplicaLogDirPartitionResult_2(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_AlterReplicaLogDirPartitionResult_2(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -200,6 +205,7 @@ def _d_AlterReplicaLogDirTopicResult_2(buf: memoryview, pos: int) -> tuple[Alter
 def _d_AlterReplicaLogDirsResponse_2(buf: memoryview, pos: int) -> tuple[AlterReplicaLogDirsResponse, int]:
     f = ""
     try:
+        v_results: list[AlterReplicaLogDirTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -207,8 +213,8 @@ def _d_AlterReplicaLogDirsResponse_2(buf: memoryview, pos: int) -> tuple[AlterRe
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_AlterReplicaLogDirTopicResult_2(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_AlterReplicaLogDirTopicResult_2(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -239,16 +245,16 @@ def _e_AlterReplicaLogDirTopicResult_0(o: AlterReplicaLogDirTopicResult, out: li
     a = out.append
     a(write_string(o.topic_name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_AlterReplicaLogDirPartitionResult_0(x, out)
+    for x_partitions in o.partitions:
+        _e_AlterReplicaLogDirPartitionResult_0(x_partitions, out)
 
 
 def _e_AlterReplicaLogDirsResponse_0(o: AlterReplicaLogDirsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results)))
-    for x in o.results:
-        _e_AlterReplicaLogDirTopicResult_0(x, out)
+    for x_results in o.results:
+        _e_AlterReplicaLogDirTopicResult_0(x_results, out)
 
 
 def _e_AlterReplicaLogDirPartitionResult_2(o: AlterReplicaLogDirPartitionResult, out: list[Any]) -> None:
@@ -264,8 +270,8 @@ def _e_AlterReplicaLogDirTopicResult_2(o: AlterReplicaLogDirTopicResult, out: li
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_AlterReplicaLogDirPartitionResult_2(x, out)
+    for x_partitions in o.partitions:
+        _e_AlterReplicaLogDirPartitionResult_2(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -276,8 +282,8 @@ def _e_AlterReplicaLogDirsResponse_2(o: AlterReplicaLogDirsResponse, out: list[A
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_AlterReplicaLogDirTopicResult_2(x, out)
+    for x_results in o.results:
+        _e_AlterReplicaLogDirTopicResult_2(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -89,6 +89,7 @@ class AlterUserScramCredentialsRequest(Message):
 def _d_ScramCredentialDeletion_0(buf: memoryview, pos: int) -> tuple[ScramCredentialDeletion, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "mechanism"
@@ -118,6 +119,9 @@ def _d_ScramCredentialDeletion_0(buf: memoryview, pos: int) -> tuple[ScramCreden
 def _d_ScramCredentialUpsertion_0(buf: memoryview, pos: int) -> tuple[ScramCredentialUpsertion, int]:
     f = ""
     try:
+        v_name: str
+        v_salt: bytes
+        v_salted_password: bytes
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "mechanism"
@@ -154,18 +158,20 @@ def _d_ScramCredentialUpsertion_0(buf: memoryview, pos: int) -> tuple[ScramCrede
 def _d_AlterUserScramCredentialsRequest_0(buf: memoryview, pos: int) -> tuple[AlterUserScramCredentialsRequest, int]:
     f = ""
     try:
+        v_deletions: list[ScramCredentialDeletion]
+        v_upsertions: list[ScramCredentialUpsertion]
         f = "deletions"
         n, pos = read_compact_array_count(buf, pos)
         v_deletions = []
         for _ in range(n):
-            item, pos = _d_ScramCredentialDeletion_0(buf, pos)
-            v_deletions.append(item)
+            item_deletions, pos = _d_ScramCredentialDeletion_0(buf, pos)
+            v_deletions.append(item_deletions)
         f = "upsertions"
         n, pos = read_compact_array_count(buf, pos)
         v_upsertions = []
         for _ in range(n):
-            item, pos = _d_ScramCredentialUpsertion_0(buf, pos)
-            v_upsertions.append(item)
+            item_upsertions, pos = _d_ScramCredentialUpsertion_0(buf, pos)
+            v_upsertions.append(item_upsertions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -212,11 +218,11 @@ def _e_ScramCredentialUpsertion_0(o: ScramCredentialUpsertion, out: list[Any]) -
 def _e_AlterUserScramCredentialsRequest_0(o: AlterUserScramCredentialsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.deletions) + 1))
-    for x in o.deletions:
-        _e_ScramCredentialDeletion_0(x, out)
+    for x_deletions in o.deletions:
+        _e_ScramCredentialDeletion_0(x_deletions, out)
     a(write_uvarint(len(o.upsertions) + 1))
-    for x in o.upsertions:
-        _e_ScramCredentialUpsertion_0(x, out)
+    for x_upsertions in o.upsertions:
+        _e_ScramCredentialUpsertion_0(x_upsertions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -71,6 +71,8 @@ class AlterUserScramCredentialsResponse(Message):
 def _d_AlterUserScramCredentialsResult_0(buf: memoryview, pos: int) -> tuple[AlterUserScramCredentialsResult, int]:
     f = ""
     try:
+        v_user: str
+        v_error_message: str | None
         f = "user"
         v_user, pos = read_compact_string(buf, pos)
         f = "error_code"
@@ -103,6 +105,7 @@ def _d_AlterUserScramCredentialsResult_0(buf: memoryview, pos: int) -> tuple[Alt
 def _d_AlterUserScramCredentialsResponse_0(buf: memoryview, pos: int) -> tuple[AlterUserScramCredentialsResponse, int]:
     f = ""
     try:
+        v_results: list[AlterUserScramCredentialsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -110,8 +113,8 @@ def _d_AlterUserScramCredentialsResponse_0(buf: memoryview, pos: int) -> tuple[A
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_AlterUserScramCredentialsResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_AlterUserScramCredentialsResult_0(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -148,8 +151,8 @@ def _e_AlterUserScramCredentialsResponse_0(o: AlterUserScramCredentialsResponse,
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_AlterUserScramCredentialsResult_0(x, out)
+    for x_results in o.results:
+        _e_AlterUserScramCredentialsResult_0(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

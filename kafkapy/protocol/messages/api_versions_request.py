@@ -59,6 +59,8 @@ def _d_ApiVersionsRequest_0(buf: memoryview, pos: int) -> tuple[ApiVersionsReque
 def _d_ApiVersionsRequest_3(buf: memoryview, pos: int) -> tuple[ApiVersionsRequest, int]:
     f = ""
     try:
+        v_client_software_name: str
+        v_client_software_version: str
         f = "client_software_name"
         v_client_software_name, pos = read_compact_string(buf, pos)
         f = "client_software_version"

@@ -133,6 +133,7 @@ def _d_ApiVersion_0(buf: memoryview, pos: int) -> tuple[ApiVersion, int]:
 def _d_ApiVersionsResponse_0(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
     f = ""
     try:
+        v_api_keys: list[ApiVersion]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -140,8 +141,8 @@ def _d_ApiVersionsResponse_0(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
         n, pos = read_array_count(buf, pos)
         v_api_keys = []
         for _ in range(n):
-            item, pos = _d_ApiVersion_0(buf, pos)
-            v_api_keys.append(item)
+            item_api_keys, pos = _d_ApiVersion_0(buf, pos)
+            v_api_keys.append(item_api_keys)
         o = NEW(ApiVersionsResponse)
         o.error_code = v_error_code
         o.api_keys = v_api_keys
@@ -159,6 +160,7 @@ def _d_ApiVersionsResponse_0(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
 def _d_ApiVersionsResponse_1(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
     f = ""
     try:
+        v_api_keys: list[ApiVersion]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -166,8 +168,8 @@ def _d_ApiVersionsResponse_1(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
         n, pos = read_array_count(buf, pos)
         v_api_keys = []
         for _ in range(n):
-            item, pos = _d_ApiVersion_0(buf, pos)
-            v_api_keys.append(item)
+            item_api_keys, pos = _d_ApiVersion_0(buf, pos)
+            v_api_keys.append(item_api_keys)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -216,6 +218,7 @@ def _d_ApiVersion_3(buf: memoryview, pos: int) -> tuple[ApiVersion, int]:
 def _d_SupportedFeatureKey_3(buf: memoryview, pos: int) -> tuple[SupportedFeatureKey, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "min_version"
@@ -246,6 +249,7 @@ def _d_SupportedFeatureKey_3(buf: memoryview, pos: int) -> tuple[SupportedFeatur
 def _d_FinalizedFeatureKey_3(buf: memoryview, pos: int) -> tuple[FinalizedFeatureKey, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "max_version_level"
@@ -276,6 +280,9 @@ def _d_FinalizedFeatureKey_3(buf: memoryview, pos: int) -> tuple[FinalizedFeatur
 def _d_ApiVersionsResponse_3(buf: memoryview, pos: int) -> tuple[ApiVersionsResponse, int]:
     f = ""
     try:
+        v_api_keys: list[ApiVersion]
+        v_supported_features: list[SupportedFeatureKey]
+        v_finalized_features: list[FinalizedFeatureKey]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -283,8 +290,8 @@ def _d_ApiVersionsResponse_3(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
         n, pos = read_compact_array_count(buf, pos)
         v_api_keys = []
         for _ in range(n):
-            item, pos = _d_ApiVersion_3(buf, pos)
-            v_api_keys.append(item)
+            item_api_keys, pos = _d_ApiVersion_3(buf, pos)
+            v_api_keys.append(item_api_keys)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -306,8 +313,8 @@ def _d_ApiVersionsResponse_3(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
                     n, pos = read_compact_array_count(tb, pos)
                     v_supported_features = []
                     for _ in range(n):
-                        item, pos = _d_SupportedFeatureKey_3(tb, pos)
-                        v_supported_features.append(item)
+                        item_supported_features, pos = _d_SupportedFeatureKey_3(tb, pos)
+                        v_supported_features.append(item_supported_features)
                 elif tag == 1:
                     f = "finalized_features_epoch"
                     tb = buf[:end]
@@ -319,8 +326,8 @@ def _d_ApiVersionsResponse_3(buf: memoryview, pos: int) -> tuple[ApiVersionsResp
                     n, pos = read_compact_array_count(tb, pos)
                     v_finalized_features = []
                     for _ in range(n):
-                        item, pos = _d_FinalizedFeatureKey_3(tb, pos)
-                        v_finalized_features.append(item)
+                        item_finalized_features, pos = _d_FinalizedFeatureKey_3(tb, pos)
+                        v_finalized_features.append(item_finalized_features)
                 elif tag == 3:
                     f = "zk_migration_ready"
                     tb = buf[:end]
@@ -354,16 +361,16 @@ def _e_ApiVersionsResponse_0(o: ApiVersionsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.api_keys)))
-    for x in o.api_keys:
-        _e_ApiVersion_0(x, out)
+    for x_api_keys in o.api_keys:
+        _e_ApiVersion_0(x_api_keys, out)
 
 
 def _e_ApiVersionsResponse_1(o: ApiVersionsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.api_keys)))
-    for x in o.api_keys:
-        _e_ApiVersion_0(x, out)
+    for x_api_keys in o.api_keys:
+        _e_ApiVersion_0(x_api_keys, out)
     a(_S_i.pack(o.throttle_time_ms))
 
 
@@ -400,33 +407,34 @@ def _e_ApiVersionsResponse_3(o: ApiVersionsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.api_keys) + 1))
-    for x in o.api_keys:
-        _e_ApiVersion_3(x, out)
+    for x_api_keys in o.api_keys:
+        _e_ApiVersion_3(x_api_keys, out)
     a(_S_i.pack(o.throttle_time_ms))
     tags: list[tuple[int, bytes]] = []
-    v = o.supported_features
-    if v:
-        sub: list[Any] = []
-        sub.append(write_uvarint(len(v) + 1))
-        for x in v:
-            _e_SupportedFeatureKey_3(x, sub)
+    sub: list[Any]
+    v_supported_features = o.supported_features
+    if v_supported_features:
+        sub = []
+        sub.append(write_uvarint(len(v_supported_features) + 1))
+        for x_supported_features in v_supported_features:
+            _e_SupportedFeatureKey_3(x_supported_features, sub)
         tags.append((0, b"".join(sub)))
-    v = o.finalized_features_epoch
-    if v != -1:
-        sub: list[Any] = []
-        sub.append(_S_q.pack(v))
+    v_finalized_features_epoch = o.finalized_features_epoch
+    if v_finalized_features_epoch != -1:
+        sub = []
+        sub.append(_S_q.pack(v_finalized_features_epoch))
         tags.append((1, b"".join(sub)))
-    v = o.finalized_features
-    if v:
-        sub: list[Any] = []
-        sub.append(write_uvarint(len(v) + 1))
-        for x in v:
-            _e_FinalizedFeatureKey_3(x, sub)
+    v_finalized_features = o.finalized_features
+    if v_finalized_features:
+        sub = []
+        sub.append(write_uvarint(len(v_finalized_features) + 1))
+        for x_finalized_features in v_finalized_features:
+            _e_FinalizedFeatureKey_3(x_finalized_features, sub)
         tags.append((2, b"".join(sub)))
-    v = o.zk_migration_ready
-    if v != False:
-        sub: list[Any] = []
-        sub.append(_S_o.pack(v))
+    v_zk_migration_ready = o.zk_migration_ready
+    if v_zk_migration_ready != False:
+        sub = []
+        sub.append(_S_o.pack(v_zk_migration_ready))
         tags.append((3, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

@@ -122,14 +122,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -154,14 +156,16 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_DirectoryData_0(buf: memoryview, pos: int) -> tuple[DirectoryData, int]:
     f = ""
     try:
+        v_id: UUID
+        v_topics: list[TopicData]
         f = "id"
         v_id, pos = read_uuid(buf, pos)
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -186,6 +190,7 @@ def _d_DirectoryData_0(buf: memoryview, pos: int) -> tuple[DirectoryData, int]:
 def _d_AssignReplicasToDirsRequest_0(buf: memoryview, pos: int) -> tuple[AssignReplicasToDirsRequest, int]:
     f = ""
     try:
+        v_directories: list[DirectoryData]
         f = "broker_id"
         (v_broker_id, v_broker_epoch) = _S_iq.unpack_from(buf, pos)
         pos += 12
@@ -193,8 +198,8 @@ def _d_AssignReplicasToDirsRequest_0(buf: memoryview, pos: int) -> tuple[AssignR
         n, pos = read_compact_array_count(buf, pos)
         v_directories = []
         for _ in range(n):
-            item, pos = _d_DirectoryData_0(buf, pos)
-            v_directories.append(item)
+            item_directories, pos = _d_DirectoryData_0(buf, pos)
+            v_directories.append(item_directories)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -230,8 +235,8 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -242,8 +247,8 @@ def _e_DirectoryData_0(o: DirectoryData, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -254,8 +259,8 @@ def _e_AssignReplicasToDirsRequest_0(o: AssignReplicasToDirsRequest, out: list[A
     a = out.append
     a(_S_iq.pack(o.broker_id, o.broker_epoch))
     a(write_uvarint(len(o.directories) + 1))
-    for x in o.directories:
-        _e_DirectoryData_0(x, out)
+    for x_directories in o.directories:
+        _e_DirectoryData_0(x_directories, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

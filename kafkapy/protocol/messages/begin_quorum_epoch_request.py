@@ -135,14 +135,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(TopicData)
         o.topic_name = v_topic_name
         o.partitions = v_partitions
@@ -155,14 +157,16 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_BeginQuorumEpochRequest_0(buf: memoryview, pos: int) -> tuple[BeginQuorumEpochRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_topics: list[TopicData]
         f = "cluster_id"
         v_cluster_id, pos = read_nullable_string(buf, pos)
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(BeginQuorumEpochRequest)
         o.cluster_id = v_cluster_id
         o.voter_id = -1
@@ -177,6 +181,7 @@ def _d_BeginQuorumEpochRequest_0(buf: memoryview, pos: int) -> tuple[BeginQuorum
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_voter_directory_id: UUID
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -211,14 +216,16 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -243,6 +250,8 @@ def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_LeaderEndpoint_1(buf: memoryview, pos: int) -> tuple[LeaderEndpoint, int]:
     f = ""
     try:
+        v_name: str
+        v_host: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "host"
@@ -275,6 +284,9 @@ def _d_LeaderEndpoint_1(buf: memoryview, pos: int) -> tuple[LeaderEndpoint, int]
 def _d_BeginQuorumEpochRequest_1(buf: memoryview, pos: int) -> tuple[BeginQuorumEpochRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_topics: list[TopicData]
+        v_leader_endpoints: list[LeaderEndpoint]
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "voter_id"
@@ -284,14 +296,14 @@ def _d_BeginQuorumEpochRequest_1(buf: memoryview, pos: int) -> tuple[BeginQuorum
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_1(buf, pos)
+            v_topics.append(item_topics)
         f = "leader_endpoints"
         n, pos = read_compact_array_count(buf, pos)
         v_leader_endpoints = []
         for _ in range(n):
-            item, pos = _d_LeaderEndpoint_1(buf, pos)
-            v_leader_endpoints.append(item)
+            item_leader_endpoints, pos = _d_LeaderEndpoint_1(buf, pos)
+            v_leader_endpoints.append(item_leader_endpoints)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -324,16 +336,16 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic_name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
 
 
 def _e_BeginQuorumEpochRequest_0(o: BeginQuorumEpochRequest, out: list[Any]) -> None:
     a = out.append
     a(write_nullable_string(o.cluster_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
 
 
 def _e_PartitionData_1(o: PartitionData, out: list[Any]) -> None:
@@ -351,8 +363,8 @@ def _e_TopicData_1(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_1(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -375,11 +387,11 @@ def _e_BeginQuorumEpochRequest_1(o: BeginQuorumEpochRequest, out: list[Any]) -> 
     a(write_compact_nullable_string(o.cluster_id))
     a(_S_i.pack(o.voter_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_1(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_1(x_topics, out)
     a(write_uvarint(len(o.leader_endpoints) + 1))
-    for x in o.leader_endpoints:
-        _e_LeaderEndpoint_1(x, out)
+    for x_leader_endpoints in o.leader_endpoints:
+        _e_LeaderEndpoint_1(x_leader_endpoints, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

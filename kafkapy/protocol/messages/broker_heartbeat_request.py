@@ -90,6 +90,7 @@ def _d_BrokerHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[BrokerHeartb
 def _d_BrokerHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[BrokerHeartbeatRequest, int]:
     f = ""
     try:
+        v_offline_log_dirs: list[UUID]
         f = "broker_id"
         (v_broker_id, v_broker_epoch, v_current_metadata_offset, v_want_fence, v_want_shut_down) = _S_iqqoo.unpack_from(buf, pos)
         pos += 22
@@ -108,8 +109,8 @@ def _d_BrokerHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[BrokerHeartb
                     n, pos = read_compact_array_count(tb, pos)
                     v_offline_log_dirs = []
                     for _ in range(n):
-                        item, pos = read_uuid(tb, pos)
-                        v_offline_log_dirs.append(item)
+                        item_offline_log_dirs, pos = read_uuid(tb, pos)
+                        v_offline_log_dirs.append(item_offline_log_dirs)
                 else:
                     if unknown is None:
                         unknown = []
@@ -141,12 +142,13 @@ def _e_BrokerHeartbeatRequest_1(o: BrokerHeartbeatRequest, out: list[Any]) -> No
     a = out.append
     a(_S_iqqoo.pack(o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down))
     tags: list[tuple[int, bytes]] = []
-    v = o.offline_log_dirs
-    if v:
-        sub: list[Any] = []
-        sub.append(write_uvarint(len(v) + 1))
-        for x in v:
-            sub.append(write_uuid(x))
+    sub: list[Any]
+    v_offline_log_dirs = o.offline_log_dirs
+    if v_offline_log_dirs:
+        sub = []
+        sub.append(write_uvarint(len(v_offline_log_dirs) + 1))
+        for x_offline_log_dirs in v_offline_log_dirs:
+            sub.append(write_uuid(x_offline_log_dirs))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

@@ -109,6 +109,8 @@ class BrokerRegistrationRequest(Message):
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
     f = ""
     try:
+        v_name: str
+        v_host: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "host"
@@ -142,6 +144,7 @@ def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
 def _d_Feature_0(buf: memoryview, pos: int) -> tuple[Feature, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "min_supported_version"
@@ -172,6 +175,11 @@ def _d_Feature_0(buf: memoryview, pos: int) -> tuple[Feature, int]:
 def _d_BrokerRegistrationRequest_0(buf: memoryview, pos: int) -> tuple[BrokerRegistrationRequest, int]:
     f = ""
     try:
+        v_cluster_id: str
+        v_incarnation_id: UUID
+        v_listeners: list[Listener]
+        v_features: list[Feature]
+        v_rack: str | None
         f = "broker_id"
         (v_broker_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -183,14 +191,14 @@ def _d_BrokerRegistrationRequest_0(buf: memoryview, pos: int) -> tuple[BrokerReg
         n, pos = read_compact_array_count(buf, pos)
         v_listeners = []
         for _ in range(n):
-            item, pos = _d_Listener_0(buf, pos)
-            v_listeners.append(item)
+            item_listeners, pos = _d_Listener_0(buf, pos)
+            v_listeners.append(item_listeners)
         f = "features"
         n, pos = read_compact_array_count(buf, pos)
         v_features = []
         for _ in range(n):
-            item, pos = _d_Feature_0(buf, pos)
-            v_features.append(item)
+            item_features, pos = _d_Feature_0(buf, pos)
+            v_features.append(item_features)
         f = "rack"
         v_rack, pos = read_compact_nullable_string(buf, pos)
         unknown = None
@@ -224,6 +232,11 @@ def _d_BrokerRegistrationRequest_0(buf: memoryview, pos: int) -> tuple[BrokerReg
 def _d_BrokerRegistrationRequest_1(buf: memoryview, pos: int) -> tuple[BrokerRegistrationRequest, int]:
     f = ""
     try:
+        v_cluster_id: str
+        v_incarnation_id: UUID
+        v_listeners: list[Listener]
+        v_features: list[Feature]
+        v_rack: str | None
         f = "broker_id"
         (v_broker_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -235,14 +248,14 @@ def _d_BrokerRegistrationRequest_1(buf: memoryview, pos: int) -> tuple[BrokerReg
         n, pos = read_compact_array_count(buf, pos)
         v_listeners = []
         for _ in range(n):
-            item, pos = _d_Listener_0(buf, pos)
-            v_listeners.append(item)
+            item_listeners, pos = _d_Listener_0(buf, pos)
+            v_listeners.append(item_listeners)
         f = "features"
         n, pos = read_compact_array_count(buf, pos)
         v_features = []
         for _ in range(n):
-            item, pos = _d_Feature_0(buf, pos)
-            v_features.append(item)
+            item_features, pos = _d_Feature_0(buf, pos)
+            v_features.append(item_features)
         f = "rack"
         v_rack, pos = read_compact_nullable_string(buf, pos)
         f = "is_migrating_zk_broker"
@@ -279,6 +292,12 @@ def _d_BrokerRegistrationRequest_1(buf: memoryview, pos: int) -> tuple[BrokerReg
 def _d_BrokerRegistrationRequest_2(buf: memoryview, pos: int) -> tuple[BrokerRegistrationRequest, int]:
     f = ""
     try:
+        v_cluster_id: str
+        v_incarnation_id: UUID
+        v_listeners: list[Listener]
+        v_features: list[Feature]
+        v_rack: str | None
+        v_log_dirs: list[UUID]
         f = "broker_id"
         (v_broker_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -290,14 +309,14 @@ def _d_BrokerRegistrationRequest_2(buf: memoryview, pos: int) -> tuple[BrokerReg
         n, pos = read_compact_array_count(buf, pos)
         v_listeners = []
         for _ in range(n):
-            item, pos = _d_Listener_0(buf, pos)
-            v_listeners.append(item)
+            item_listeners, pos = _d_Listener_0(buf, pos)
+            v_listeners.append(item_listeners)
         f = "features"
         n, pos = read_compact_array_count(buf, pos)
         v_features = []
         for _ in range(n):
-            item, pos = _d_Feature_0(buf, pos)
-            v_features.append(item)
+            item_features, pos = _d_Feature_0(buf, pos)
+            v_features.append(item_features)
         f = "rack"
         v_rack, pos = read_compact_nullable_string(buf, pos)
         f = "is_migrating_zk_broker"
@@ -307,8 +326,8 @@ def _d_BrokerRegistrationRequest_2(buf: memoryview, pos: int) -> tuple[BrokerReg
         n, pos = read_compact_array_count(buf, pos)
         v_log_dirs = []
         for _ in range(n):
-            item, pos = read_uuid(buf, pos)
-            v_log_dirs.append(item)
+            item_log_dirs, pos = read_uuid(buf, pos)
+            v_log_dirs.append(item_log_dirs)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -340,6 +359,12 @@ def _d_BrokerRegistrationRequest_2(buf: memoryview, pos: int) -> tuple[BrokerReg
 def _d_BrokerRegistrationRequest_3(buf: memoryview, pos: int) -> tuple[BrokerRegistrationRequest, int]:
     f = ""
     try:
+        v_cluster_id: str
+        v_incarnation_id: UUID
+        v_listeners: list[Listener]
+        v_features: list[Feature]
+        v_rack: str | None
+        v_log_dirs: list[UUID]
         f = "broker_id"
         (v_broker_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -351,14 +376,14 @@ def _d_BrokerRegistrationRequest_3(buf: memoryview, pos: int) -> tuple[BrokerReg
         n, pos = read_compact_array_count(buf, pos)
         v_listeners = []
         for _ in range(n):
-            item, pos = _d_Listener_0(buf, pos)
-            v_listeners.append(item)
+            item_listeners, pos = _d_Listener_0(buf, pos)
+            v_listeners.append(item_listeners)
         f = "features"
         n, pos = read_compact_array_count(buf, pos)
         v_features = []
         for _ in range(n):
-            item, pos = _d_Feature_0(buf, pos)
-            v_features.append(item)
+            item_features, pos = _d_Feature_0(buf, pos)
+            v_features.append(item_features)
         f = "rack"
         v_rack, pos = read_compact_nullable_string(buf, pos)
         f = "is_migrating_zk_broker"
@@ -368,8 +393,8 @@ def _d_BrokerRegistrationRequest_3(buf: memoryview, pos: int) -> tuple[BrokerReg
         n, pos = read_compact_array_count(buf, pos)
         v_log_dirs = []
         for _ in range(n):
-            item, pos = read_uuid(buf, pos)
-            v_log_dirs.append(item)
+            item_log_dirs, pos = read_uuid(buf, pos)
+            v_log_dirs.append(item_log_dirs)
         f = "previous_broker_epoch"
         (v_previous_broker_epoch,) = _S_q.unpack_from(buf, pos)
         pos += 8
@@ -428,11 +453,11 @@ def _e_BrokerRegistrationRequest_0(o: BrokerRegistrationRequest, out: list[Any])
     a(write_compact_string(o.cluster_id))
     a(write_uuid(o.incarnation_id))
     a(write_uvarint(len(o.listeners) + 1))
-    for x in o.listeners:
-        _e_Listener_0(x, out)
+    for x_listeners in o.listeners:
+        _e_Listener_0(x_listeners, out)
     a(write_uvarint(len(o.features) + 1))
-    for x in o.features:
-        _e_Feature_0(x, out)
+    for x_features in o.features:
+        _e_Feature_0(x_features, out)
     a(write_compact_nullable_string(o.rack))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -446,11 +471,11 @@ def _e_BrokerRegistrationRequest_1(o: BrokerRegistrationRequest, out: list[Any])
     a(write_compact_string(o.cluster_id))
     a(write_uuid(o.incarnation_id))
     a(write_uvarint(len(o.listeners) + 1))
-    for x in o.listeners:
-        _e_Listener_0(x, out)
+    for x_listeners in o.listeners:
+        _e_Listener_0(x_listeners, out)
     a(write_uvarint(len(o.features) + 1))
-    for x in o.features:
-        _e_Feature_0(x, out)
+    for x_features in o.features:
+        _e_Feature_0(x_features, out)
     a(write_compact_nullable_string(o.rack))
     a(_S_o.pack(o.is_migrating_zk_broker))
     if o.unknown_tagged_fields:
@@ -465,16 +490,16 @@ def _e_BrokerRegistrationRequest_2(o: BrokerRegistrationRequest, out: list[Any])
     a(write_compact_string(o.cluster_id))
     a(write_uuid(o.incarnation_id))
     a(write_uvarint(len(o.listeners) + 1))
-    for x in o.listeners:
-        _e_Listener_0(x, out)
+    for x_listeners in o.listeners:
+        _e_Listener_0(x_listeners, out)
     a(write_uvarint(len(o.features) + 1))
-    for x in o.features:
-        _e_Feature_0(x, out)
+    for x_features in o.features:
+        _e_Feature_0(x_features, out)
     a(write_compact_nullable_string(o.rack))
     a(_S_o.pack(o.is_migrating_zk_broker))
     a(write_uvarint(len(o.log_dirs) + 1))
-    for x in o.log_dirs:
-        a(write_uuid(x))
+    for x_log_dirs in o.log_dirs:
+        a(write_uuid(x_log_dirs))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -487,16 +512,16 @@ def _e_BrokerRegistrationRequest_3(o: BrokerRegistrationRequest, out: list[Any])
     a(write_compact_string(o.cluster_id))
     a(write_uuid(o.incarnation_id))
     a(write_uvarint(len(o.listeners) + 1))
-    for x in o.listeners:
-        _e_Listener_0(x, out)
+    for x_listeners in o.listeners:
+        _e_Listener_0(x_listeners, out)
     a(write_uvarint(len(o.features) + 1))
-    for x in o.features:
-        _e_Feature_0(x, out)
+    for x_features in o.features:
+        _e_Feature_0(x_features, out)
     a(write_compact_nullable_string(o.rack))
     a(_S_o.pack(o.is_migrating_zk_broker))
     a(write_uvarint(len(o.log_dirs) + 1))
-    for x in o.log_dirs:
-        a(write_uuid(x))
+    for x_log_dirs in o.log_dirs:
+        a(write_uuid(x_log_dirs))
     a(_S_q.pack(o.previous_broker_epoch))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

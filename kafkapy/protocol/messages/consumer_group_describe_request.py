@@ -51,12 +51,13 @@ class ConsumerGroupDescribeRequest(Message):
 def _d_ConsumerGroupDescribeRequest_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeRequest, int]:
     f = ""
     try:
+        v_group_ids: list[str]
         f = "group_ids"
         n, pos = read_compact_array_count(buf, pos)
         v_group_ids = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_group_ids.append(item)
+            item_group_ids, pos = read_compact_string(buf, pos)
+            v_group_ids.append(item_group_ids)
         f = "include_authorized_operations"
         (v_include_authorized_operations,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -84,8 +85,8 @@ def _d_ConsumerGroupDescribeRequest_0(buf: memoryview, pos: int) -> tuple[Consum
 def _e_ConsumerGroupDescribeRequest_0(o: ConsumerGroupDescribeRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.group_ids) + 1))
-    for x in o.group_ids:
-        a(write_compact_string(x))
+    for x_group_ids in o.group_ids:
+        a(write_compact_string(x_group_ids))
     a(_S_o.pack(o.include_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -151,6 +151,9 @@ class ConsumerGroupDescribeResponse(Message):
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_topic_name: str
+        v_partitions: list[int]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "topic_name"
@@ -187,12 +190,13 @@ def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, in
 def _d_Assignment_0(buf: memoryview, pos: int) -> tuple[Assignment, int]:
     f = ""
     try:
+        v_topic_partitions: list[TopicPartitions]
         f = "topic_partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_topic_partitions = []
         for _ in range(n):
-            item, pos = _d_TopicPartitions_0(buf, pos)
-            v_topic_partitions.append(item)
+            item_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
+            v_topic_partitions.append(item_topic_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -216,6 +220,15 @@ def _d_Assignment_0(buf: memoryview, pos: int) -> tuple[Assignment, int]:
 def _d_Member_0(buf: memoryview, pos: int) -> tuple[Member, int]:
     f = ""
     try:
+        v_member_id: str
+        v_instance_id: str | None
+        v_rack_id: str | None
+        v_client_id: str
+        v_client_host: str
+        v_subscribed_topic_names: list[str]
+        v_subscribed_topic_regex: str | None
+        v_assignment: Assignment
+        v_target_assignment: Assignment
         f = "member_id"
         v_member_id, pos = read_compact_string(buf, pos)
         f = "instance_id"
@@ -233,8 +246,8 @@ def _d_Member_0(buf: memoryview, pos: int) -> tuple[Member, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_subscribed_topic_names = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_subscribed_topic_names.append(item)
+            item_subscribed_topic_names, pos = read_compact_string(buf, pos)
+            v_subscribed_topic_names.append(item_subscribed_topic_names)
         f = "subscribed_topic_regex"
         v_subscribed_topic_regex, pos = read_compact_nullable_string(buf, pos)
         f = "assignment"
@@ -273,6 +286,11 @@ def _d_Member_0(buf: memoryview, pos: int) -> tuple[Member, int]:
 def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_group_id: str
+        v_group_state: str
+        v_assignor_name: str
+        v_members: list[Member]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -291,8 +309,8 @@ def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         n, pos = read_compact_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_Member_0(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_Member_0(buf, pos)
+            v_members.append(item_members)
         f = "authorized_operations"
         (v_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -327,6 +345,7 @@ def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
 def _d_ConsumerGroupDescribeResponse_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupDescribeResponse, int]:
     f = ""
     try:
+        v_groups: list[DescribedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -334,8 +353,8 @@ def _d_ConsumerGroupDescribeResponse_0(buf: memoryview, pos: int) -> tuple[Consu
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_DescribedGroup_0(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_DescribedGroup_0(buf, pos)
+            v_groups.append(item_groups)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -372,8 +391,8 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: list[Any]) -> None:
 def _e_Assignment_0(o: Assignment, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topic_partitions) + 1))
-    for x in o.topic_partitions:
-        _e_TopicPartitions_0(x, out)
+    for x_topic_partitions in o.topic_partitions:
+        _e_TopicPartitions_0(x_topic_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -389,8 +408,8 @@ def _e_Member_0(o: Member, out: list[Any]) -> None:
     a(write_compact_string(o.client_id))
     a(write_compact_string(o.client_host))
     a(write_uvarint(len(o.subscribed_topic_names) + 1))
-    for x in o.subscribed_topic_names:
-        a(write_compact_string(x))
+    for x_subscribed_topic_names in o.subscribed_topic_names:
+        a(write_compact_string(x_subscribed_topic_names))
     a(write_compact_nullable_string(o.subscribed_topic_regex))
     _e_Assignment_0(o.assignment, out)
     _e_Assignment_0(o.target_assignment, out)
@@ -409,8 +428,8 @@ def _e_DescribedGroup_0(o: DescribedGroup, out: list[Any]) -> None:
     a(_S_ii.pack(o.group_epoch, o.assignment_epoch))
     a(write_compact_string(o.assignor_name))
     a(write_uvarint(len(o.members) + 1))
-    for x in o.members:
-        _e_Member_0(x, out)
+    for x_members in o.members:
+        _e_Member_0(x_members, out)
     a(_S_i.pack(o.authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -422,8 +441,8 @@ def _e_ConsumerGroupDescribeResponse_0(o: ConsumerGroupDescribeResponse, out: li
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        _e_DescribedGroup_0(x, out)
+    for x_groups in o.groups:
+        _e_DescribedGroup_0(x_groups, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -94,6 +94,8 @@ class ConsumerGroupHeartbeatRequest(Message):
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[int]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
@@ -127,6 +129,13 @@ def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, in
 def _d_ConsumerGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_instance_id: str | None
+        v_rack_id: str | None
+        v_subscribed_topic_names: list[str] | None
+        v_server_assignor: str | None
+        v_topic_partitions: list[TopicPartitions] | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "member_id"
@@ -148,8 +157,8 @@ def _d_ConsumerGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[Consu
         else:
             v_subscribed_topic_names = []
             for _ in range(n):
-                item, pos = read_compact_string(buf, pos)
-                v_subscribed_topic_names.append(item)
+                item_subscribed_topic_names, pos = read_compact_string(buf, pos)
+                v_subscribed_topic_names.append(item_subscribed_topic_names)
         f = "server_assignor"
         v_server_assignor, pos = read_compact_nullable_string(buf, pos)
         f = "topic_partitions"
@@ -159,8 +168,8 @@ def _d_ConsumerGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[Consu
         else:
             v_topic_partitions = []
             for _ in range(n):
-                item, pos = _d_TopicPartitions_0(buf, pos)
-                v_topic_partitions.append(item)
+                item_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
+                v_topic_partitions.append(item_topic_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -193,6 +202,14 @@ def _d_ConsumerGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[Consu
 def _d_ConsumerGroupHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_instance_id: str | None
+        v_rack_id: str | None
+        v_subscribed_topic_names: list[str] | None
+        v_subscribed_topic_regex: str | None
+        v_server_assignor: str | None
+        v_topic_partitions: list[TopicPartitions] | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "member_id"
@@ -214,8 +231,8 @@ def _d_ConsumerGroupHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[Consu
         else:
             v_subscribed_topic_names = []
             for _ in range(n):
-                item, pos = read_compact_string(buf, pos)
-                v_subscribed_topic_names.append(item)
+                item_subscribed_topic_names, pos = read_compact_string(buf, pos)
+                v_subscribed_topic_names.append(item_subscribed_topic_names)
         f = "subscribed_topic_regex"
         v_subscribed_topic_regex, pos = read_compact_nullable_string(buf, pos)
         f = "server_assignor"
@@ -227,8 +244,8 @@ def _d_ConsumerGroupHeartbeatRequest_1(buf: memoryview, pos: int) -> tuple[Consu
         else:
             v_topic_partitions = []
             for _ in range(n):
-                item, pos = _d_TopicPartitions_0(buf, pos)
-                v_topic_partitions.append(item)
+                item_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
+                v_topic_partitions.append(item_topic_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -281,15 +298,15 @@ def _e_ConsumerGroupHeartbeatRequest_0(o: ConsumerGroupHeartbeatRequest, out: li
         a(b"\x00")
     else:
         a(write_uvarint(len(o.subscribed_topic_names) + 1))
-        for x in o.subscribed_topic_names:
-            a(write_compact_string(x))
+        for x_subscribed_topic_names in o.subscribed_topic_names:
+            a(write_compact_string(x_subscribed_topic_names))
     a(write_compact_nullable_string(o.server_assignor))
     if o.topic_partitions is None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topic_partitions) + 1))
-        for x in o.topic_partitions:
-            _e_TopicPartitions_0(x, out)
+        for x_topic_partitions in o.topic_partitions:
+            _e_TopicPartitions_0(x_topic_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -308,16 +325,16 @@ def _e_ConsumerGroupHeartbeatRequest_1(o: ConsumerGroupHeartbeatRequest, out: li
         a(b"\x00")
     else:
         a(write_uvarint(len(o.subscribed_topic_names) + 1))
-        for x in o.subscribed_topic_names:
-            a(write_compact_string(x))
+        for x_subscribed_topic_names in o.subscribed_topic_names:
+            a(write_compact_string(x_subscribed_topic_names))
     a(write_compact_nullable_string(o.subscribed_topic_regex))
     a(write_compact_nullable_string(o.server_assignor))
     if o.topic_partitions is None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topic_partitions) + 1))
-        for x in o.topic_partitions:
-            _e_TopicPartitions_0(x, out)
+        for x_topic_partitions in o.topic_partitions:
+            _e_TopicPartitions_0(x_topic_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -99,6 +99,8 @@ class ConsumerGroupHeartbeatResponse(Message):
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[int]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
@@ -132,12 +134,13 @@ def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, in
 def _d_Assignment_0(buf: memoryview, pos: int) -> tuple[Assignment, int]:
     f = ""
     try:
+        v_topic_partitions: list[TopicPartitions]
         f = "topic_partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_topic_partitions = []
         for _ in range(n):
-            item, pos = _d_TopicPartitions_0(buf, pos)
-            v_topic_partitions.append(item)
+            item_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
+            v_topic_partitions.append(item_topic_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -161,6 +164,9 @@ def _d_Assignment_0(buf: memoryview, pos: int) -> tuple[Assignment, int]:
 def _d_ConsumerGroupHeartbeatResponse_0(buf: memoryview, pos: int) -> tuple[ConsumerGroupHeartbeatResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_member_id: str | None
+        v_assignment: Assignment | None
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -218,8 +224,8 @@ def _e_TopicPartitions_0(o: TopicPartitions, out: list[Any]) -> None:
 def _e_Assignment_0(o: Assignment, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topic_partitions) + 1))
-    for x in o.topic_partitions:
-        _e_TopicPartitions_0(x, out)
+    for x_topic_partitions in o.topic_partitions:
+        _e_TopicPartitions_0(x_topic_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

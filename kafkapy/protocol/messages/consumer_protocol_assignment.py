@@ -70,6 +70,8 @@ class ConsumerProtocolAssignment(Message):
 def _d_TopicPartition_0(buf: memoryview, pos: int) -> tuple[TopicPartition, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
@@ -91,12 +93,14 @@ def _d_TopicPartition_0(buf: memoryview, pos: int) -> tuple[TopicPartition, int]
 def _d_ConsumerProtocolAssignment_0(buf: memoryview, pos: int) -> tuple[ConsumerProtocolAssignment, int]:
     f = ""
     try:
+        v_assigned_partitions: list[TopicPartition]
+        v_user_data: bytes | None
         f = "assigned_partitions"
         n, pos = read_array_count(buf, pos)
         v_assigned_partitions = []
         for _ in range(n):
-            item, pos = _d_TopicPartition_0(buf, pos)
-            v_assigned_partitions.append(item)
+            item_assigned_partitions, pos = _d_TopicPartition_0(buf, pos)
+            v_assigned_partitions.append(item_assigned_partitions)
         f = "user_data"
         v_user_data, pos = read_nullable_bytes(buf, pos)
         o = NEW(ConsumerProtocolAssignment)
@@ -118,8 +122,8 @@ def _e_TopicPartition_0(o: TopicPartition, out: list[Any]) -> None:
 def _e_ConsumerProtocolAssignment_0(o: ConsumerProtocolAssignment, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.assigned_partitions)))
-    for x in o.assigned_partitions:
-        _e_TopicPartition_0(x, out)
+    for x_assigned_partitions in o.assigned_partitions:
+        _e_TopicPartition_0(x_assigned_partitions, out)
     a(write_nullable_bytes(o.user_data))
 
 

@@ -79,12 +79,14 @@ class ConsumerProtocolSubscription(Message):
 def _d_ConsumerProtocolSubscription_0(buf: memoryview, pos: int) -> tuple[ConsumerProtocolSubscription, int]:
     f = ""
     try:
+        v_topics: list[str]
+        v_user_data: bytes | None
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = read_string(buf, pos)
+            v_topics.append(item_topics)
         f = "user_data"
         v_user_data, pos = read_nullable_bytes(buf, pos)
         o = NEW(ConsumerProtocolSubscription)
@@ -102,6 +104,8 @@ def _d_ConsumerProtocolSubscription_0(buf: memoryview, pos: int) -> tuple[Consum
 def _d_TopicPartition_1(buf: memoryview, pos: int) -> tuple[TopicPartition, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
@@ -123,20 +127,23 @@ def _d_TopicPartition_1(buf: memoryview, pos: int) -> tuple[TopicPartition, int]
 def _d_ConsumerProtocolSubscription_1(buf: memoryview, pos: int) -> tuple[ConsumerProtocolSubscription, int]:
     f = ""
     try:
+        v_topics: list[str]
+        v_user_data: bytes | None
+        v_owned_partitions: list[TopicPartition]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = read_string(buf, pos)
+            v_topics.append(item_topics)
         f = "user_data"
         v_user_data, pos = read_nullable_bytes(buf, pos)
         f = "owned_partitions"
         n, pos = read_array_count(buf, pos)
         v_owned_partitions = []
         for _ in range(n):
-            item, pos = _d_TopicPartition_1(buf, pos)
-            v_owned_partitions.append(item)
+            item_owned_partitions, pos = _d_TopicPartition_1(buf, pos)
+            v_owned_partitions.append(item_owned_partitions)
         o = NEW(ConsumerProtocolSubscription)
         o.topics = v_topics
         o.user_data = v_user_data
@@ -152,20 +159,23 @@ def _d_ConsumerProtocolSubscription_1(buf: memoryview, pos: int) -> tuple[Consum
 def _d_ConsumerProtocolSubscription_2(buf: memoryview, pos: int) -> tuple[ConsumerProtocolSubscription, int]:
     f = ""
     try:
+        v_topics: list[str]
+        v_user_data: bytes | None
+        v_owned_partitions: list[TopicPartition]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = read_string(buf, pos)
+            v_topics.append(item_topics)
         f = "user_data"
         v_user_data, pos = read_nullable_bytes(buf, pos)
         f = "owned_partitions"
         n, pos = read_array_count(buf, pos)
         v_owned_partitions = []
         for _ in range(n):
-            item, pos = _d_TopicPartition_1(buf, pos)
-            v_owned_partitions.append(item)
+            item_owned_partitions, pos = _d_TopicPartition_1(buf, pos)
+            v_owned_partitions.append(item_owned_partitions)
         f = "generation_id"
         (v_generation_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -184,20 +194,24 @@ def _d_ConsumerProtocolSubscription_2(buf: memoryview, pos: int) -> tuple[Consum
 def _d_ConsumerProtocolSubscription_3(buf: memoryview, pos: int) -> tuple[ConsumerProtocolSubscription, int]:
     f = ""
     try:
+        v_topics: list[str]
+        v_user_data: bytes | None
+        v_owned_partitions: list[TopicPartition]
+        v_rack_id: str | None
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = read_string(buf, pos)
+            v_topics.append(item_topics)
         f = "user_data"
         v_user_data, pos = read_nullable_bytes(buf, pos)
         f = "owned_partitions"
         n, pos = read_array_count(buf, pos)
         v_owned_partitions = []
         for _ in range(n):
-            item, pos = _d_TopicPartition_1(buf, pos)
-            v_owned_partitions.append(item)
+            item_owned_partitions, pos = _d_TopicPartition_1(buf, pos)
+            v_owned_partitions.append(item_owned_partitions)
         f = "generation_id"
         (v_generation_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -218,8 +232,8 @@ def _d_ConsumerProtocolSubscription_3(buf: memoryview, pos: int) -> tuple[Consum
 def _e_ConsumerProtocolSubscription_0(o: ConsumerProtocolSubscription, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        a(write_string(x))
+    for x_topics in o.topics:
+        a(write_string(x_topics))
     a(write_nullable_bytes(o.user_data))
 
 
@@ -233,35 +247,35 @@ def _e_TopicPartition_1(o: TopicPartition, out: list[Any]) -> None:
 def _e_ConsumerProtocolSubscription_1(o: ConsumerProtocolSubscription, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        a(write_string(x))
+    for x_topics in o.topics:
+        a(write_string(x_topics))
     a(write_nullable_bytes(o.user_data))
     a(INT32.pack(len(o.owned_partitions)))
-    for x in o.owned_partitions:
-        _e_TopicPartition_1(x, out)
+    for x_owned_partitions in o.owned_partitions:
+        _e_TopicPartition_1(x_owned_partitions, out)
 
 
 def _e_ConsumerProtocolSubscription_2(o: ConsumerProtocolSubscription, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        a(write_string(x))
+    for x_topics in o.topics:
+        a(write_string(x_topics))
     a(write_nullable_bytes(o.user_data))
     a(INT32.pack(len(o.owned_partitions)))
-    for x in o.owned_partitions:
-        _e_TopicPartition_1(x, out)
+    for x_owned_partitions in o.owned_partitions:
+        _e_TopicPartition_1(x_owned_partitions, out)
     a(_S_i.pack(o.generation_id))
 
 
 def _e_ConsumerProtocolSubscription_3(o: ConsumerProtocolSubscription, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        a(write_string(x))
+    for x_topics in o.topics:
+        a(write_string(x_topics))
     a(write_nullable_bytes(o.user_data))
     a(INT32.pack(len(o.owned_partitions)))
-    for x in o.owned_partitions:
-        _e_TopicPartition_1(x, out)
+    for x_owned_partitions in o.owned_partitions:
+        _e_TopicPartition_1(x_owned_partitions, out)
     a(_S_i.pack(o.generation_id))
     a(write_nullable_string(o.rack_id))
 

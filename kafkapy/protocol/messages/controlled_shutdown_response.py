@@ -71,6 +71,7 @@ class ControlledShutdownResponse(Message):
 def _d_RemainingPartition_0(buf: memoryview, pos: int) -> tuple[RemainingPartition, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_index"
@@ -88,6 +89,7 @@ def _d_RemainingPartition_0(buf: memoryview, pos: int) -> tuple[RemainingPartiti
 def _d_ControlledShutdownResponse_0(buf: memoryview, pos: int) -> tuple[ControlledShutdownResponse, int]:
     f = ""
     try:
+        v_remaining_partitions: list[RemainingPartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -95,8 +97,8 @@ def _d_ControlledShutdownResponse_0(buf: memoryview, pos: int) -> tuple[Controll
         n, pos = read_array_count(buf, pos)
         v_remaining_partitions = []
         for _ in range(n):
-            item, pos = _d_RemainingPartition_0(buf, pos)
-            v_remaining_partitions.append(item)
+            item_remaining_partitions, pos = _d_RemainingPartition_0(buf, pos)
+            v_remaining_partitions.append(item_remaining_partitions)
         o = NEW(ControlledShutdownResponse)
         o.error_code = v_error_code
         o.remaining_partitions = v_remaining_partitions
@@ -109,6 +111,7 @@ def _d_ControlledShutdownResponse_0(buf: memoryview, pos: int) -> tuple[Controll
 def _d_RemainingPartition_3(buf: memoryview, pos: int) -> tuple[RemainingPartition, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partition_index"
@@ -138,6 +141,7 @@ def _d_RemainingPartition_3(buf: memoryview, pos: int) -> tuple[RemainingPartiti
 def _d_ControlledShutdownResponse_3(buf: memoryview, pos: int) -> tuple[ControlledShutdownResponse, int]:
     f = ""
     try:
+        v_remaining_partitions: list[RemainingPartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -145,8 +149,8 @@ def _d_ControlledShutdownResponse_3(buf: memoryview, pos: int) -> tuple[Controll
         n, pos = read_compact_array_count(buf, pos)
         v_remaining_partitions = []
         for _ in range(n):
-            item, pos = _d_RemainingPartition_3(buf, pos)
-            v_remaining_partitions.append(item)
+            item_remaining_partitions, pos = _d_RemainingPartition_3(buf, pos)
+            v_remaining_partitions.append(item_remaining_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -178,8 +182,8 @@ def _e_ControlledShutdownResponse_0(o: ControlledShutdownResponse, out: list[Any
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.remaining_partitions)))
-    for x in o.remaining_partitions:
-        _e_RemainingPartition_0(x, out)
+    for x_remaining_partitions in o.remaining_partitions:
+        _e_RemainingPartition_0(x_remaining_partitions, out)
 
 
 def _e_RemainingPartition_3(o: RemainingPartition, out: list[Any]) -> None:
@@ -196,8 +200,8 @@ def _e_ControlledShutdownResponse_3(o: ControlledShutdownResponse, out: list[Any
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.remaining_partitions) + 1))
-    for x in o.remaining_partitions:
-        _e_RemainingPartition_3(x, out)
+    for x_remaining_partitions in o.remaining_partitions:
+        _e_RemainingPartition_3(x_remaining_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -98,6 +98,8 @@ class ControllerRegistrationRequest(Message):
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
     f = ""
     try:
+        v_name: str
+        v_host: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "host"
@@ -131,6 +133,7 @@ def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
 def _d_Feature_0(buf: memoryview, pos: int) -> tuple[Feature, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "min_supported_version"
@@ -161,6 +164,9 @@ def _d_Feature_0(buf: memoryview, pos: int) -> tuple[Feature, int]:
 def _d_ControllerRegistrationRequest_0(buf: memoryview, pos: int) -> tuple[ControllerRegistrationRequest, int]:
     f = ""
     try:
+        v_incarnation_id: UUID
+        v_listeners: list[Listener]
+        v_features: list[Feature]
         f = "controller_id"
         (v_controller_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -173,14 +179,14 @@ def _d_ControllerRegistrationRequest_0(buf: memoryview, pos: int) -> tuple[Contr
         n, pos = read_compact_array_count(buf, pos)
         v_listeners = []
         for _ in range(n):
-            item, pos = _d_Listener_0(buf, pos)
-            v_listeners.append(item)
+            item_listeners, pos = _d_Listener_0(buf, pos)
+            v_listeners.append(item_listeners)
         f = "features"
         n, pos = read_compact_array_count(buf, pos)
         v_features = []
         for _ in range(n):
-            item, pos = _d_Feature_0(buf, pos)
-            v_features.append(item)
+            item_features, pos = _d_Feature_0(buf, pos)
+            v_features.append(item_features)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -232,11 +238,11 @@ def _e_ControllerRegistrationRequest_0(o: ControllerRegistrationRequest, out: li
     a(write_uuid(o.incarnation_id))
     a(_S_o.pack(o.zk_migration_ready))
     a(write_uvarint(len(o.listeners) + 1))
-    for x in o.listeners:
-        _e_Listener_0(x, out)
+    for x_listeners in o.listeners:
+        _e_Listener_0(x_listeners, out)
     a(write_uvarint(len(o.features) + 1))
-    for x in o.features:
-        _e_Feature_0(x, out)
+    for x_features in o.features:
+        _e_Feature_0(x_features, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -79,6 +79,9 @@ class CreateAclsRequest(Message):
 def _d_AclCreation_0(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_principal: str
+        v_host: str
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -108,12 +111,13 @@ def _d_AclCreation_0(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
 def _d_CreateAclsRequest_0(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
     f = ""
     try:
+        v_creations: list[AclCreation]
         f = "creations"
         n, pos = read_array_count(buf, pos)
         v_creations = []
         for _ in range(n):
-            item, pos = _d_AclCreation_0(buf, pos)
-            v_creations.append(item)
+            item_creations, pos = _d_AclCreation_0(buf, pos)
+            v_creations.append(item_creations)
         o = NEW(CreateAclsRequest)
         o.creations = v_creations
         o.unknown_tagged_fields = None
@@ -125,6 +129,9 @@ def _d_CreateAclsRequest_0(buf: memoryview, pos: int) -> tuple[CreateAclsRequest
 def _d_AclCreation_1(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_principal: str
+        v_host: str
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -157,12 +164,13 @@ def _d_AclCreation_1(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
 def _d_CreateAclsRequest_1(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
     f = ""
     try:
+        v_creations: list[AclCreation]
         f = "creations"
         n, pos = read_array_count(buf, pos)
         v_creations = []
         for _ in range(n):
-            item, pos = _d_AclCreation_1(buf, pos)
-            v_creations.append(item)
+            item_creations, pos = _d_AclCreation_1(buf, pos)
+            v_creations.append(item_creations)
         o = NEW(CreateAclsRequest)
         o.creations = v_creations
         o.unknown_tagged_fields = None
@@ -174,6 +182,9 @@ def _d_CreateAclsRequest_1(buf: memoryview, pos: int) -> tuple[CreateAclsRequest
 def _d_AclCreation_2(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_principal: str
+        v_host: str
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -218,12 +229,13 @@ def _d_AclCreation_2(buf: memoryview, pos: int) -> tuple[AclCreation, int]:
 def _d_CreateAclsRequest_2(buf: memoryview, pos: int) -> tuple[CreateAclsRequest, int]:
     f = ""
     try:
+        v_creations: list[AclCreation]
         f = "creations"
         n, pos = read_compact_array_count(buf, pos)
         v_creations = []
         for _ in range(n):
-            item, pos = _d_AclCreation_2(buf, pos)
-            v_creations.append(item)
+            item_creations, pos = _d_AclCreation_2(buf, pos)
+            v_creations.append(item_creations)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -256,8 +268,8 @@ def _e_AclCreation_0(o: AclCreation, out: list[Any]) -> None:
 def _e_CreateAclsRequest_0(o: CreateAclsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.creations)))
-    for x in o.creations:
-        _e_AclCreation_0(x, out)
+    for x_creations in o.creations:
+        _e_AclCreation_0(x_creations, out)
 
 
 def _e_AclCreation_1(o: AclCreation, out: list[Any]) -> None:
@@ -273,8 +285,8 @@ def _e_AclCreation_1(o: AclCreation, out: list[Any]) -> None:
 def _e_CreateAclsRequest_1(o: CreateAclsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.creations)))
-    for x in o.creations:
-        _e_AclCreation_1(x, out)
+    for x_creations in o.creations:
+        _e_AclCreation_1(x_creations, out)
 
 
 def _e_AclCreation_2(o: AclCreation, out: list[Any]) -> None:
@@ -294,8 +306,8 @@ def _e_AclCreation_2(o: AclCreation, out: list[Any]) -> None:
 def _e_CreateAclsRequest_2(o: CreateAclsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.creations) + 1))
-    for x in o.creations:
-        _e_AclCreation_2(x, out)
+    for x_creations in o.creations:
+        _e_AclCreation_2(x_creations, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -71,6 +71,7 @@ class CreateAclsResponse(Message):
 def _d_AclCreationResult_0(buf: memoryview, pos: int) -> tuple[AclCreationResult, int]:
     f = ""
     try:
+        v_error_message: str | None
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -88,6 +89,7 @@ def _d_AclCreationResult_0(buf: memoryview, pos: int) -> tuple[AclCreationResult
 def _d_CreateAclsResponse_0(buf: memoryview, pos: int) -> tuple[CreateAclsResponse, int]:
     f = ""
     try:
+        v_results: list[AclCreationResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -95,8 +97,8 @@ def _d_CreateAclsResponse_0(buf: memoryview, pos: int) -> tuple[CreateAclsRespon
         n, pos = read_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_AclCreationResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_AclCreationResult_0(buf, pos)
+            v_results.append(item_results)
         o = NEW(CreateAclsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.results = v_results
@@ -109,6 +111,7 @@ def _d_CreateAclsResponse_0(buf: memoryview, pos: int) -> tuple[CreateAclsRespon
 def _d_AclCreationResult_2(buf: memoryview, pos: int) -> tuple[AclCreationResult, int]:
     f = ""
     try:
+        v_error_message: str | None
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -138,6 +141,7 @@ def _d_AclCreationResult_2(buf: memoryview, pos: int) -> tuple[AclCreationResult
 def _d_CreateAclsResponse_2(buf: memoryview, pos: int) -> tuple[CreateAclsResponse, int]:
     f = ""
     try:
+        v_results: list[AclCreationResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -145,8 +149,8 @@ def _d_CreateAclsResponse_2(buf: memoryview, pos: int) -> tuple[CreateAclsRespon
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_AclCreationResult_2(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_AclCreationResult_2(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -178,8 +182,8 @@ def _e_CreateAclsResponse_0(o: CreateAclsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results)))
-    for x in o.results:
-        _e_AclCreationResult_0(x, out)
+    for x_results in o.results:
+        _e_AclCreationResult_0(x_results, out)
 
 
 def _e_AclCreationResult_2(o: AclCreationResult, out: list[Any]) -> None:
@@ -196,8 +200,8 @@ def _e_CreateAclsResponse_2(o: CreateAclsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_AclCreationResult_2(x, out)
+    for x_results in o.results:
+        _e_AclCreationResult_2(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -76,6 +76,8 @@ class CreateDelegationTokenRequest(Message):
 def _d_CreatableRenewers_0(buf: memoryview, pos: int) -> tuple[CreatableRenewers, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
         f = "principal_type"
         v_principal_type, pos = read_string(buf, pos)
         f = "principal_name"
@@ -92,12 +94,13 @@ def _d_CreatableRenewers_0(buf: memoryview, pos: int) -> tuple[CreatableRenewers
 def _d_CreateDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenRequest, int]:
     f = ""
     try:
+        v_renewers: list[CreatableRenewers]
         f = "renewers"
         n, pos = read_array_count(buf, pos)
         v_renewers = []
         for _ in range(n):
-            item, pos = _d_CreatableRenewers_0(buf, pos)
-            v_renewers.append(item)
+            item_renewers, pos = _d_CreatableRenewers_0(buf, pos)
+            v_renewers.append(item_renewers)
         f = "max_lifetime_ms"
         (v_max_lifetime_ms,) = _S_q.unpack_from(buf, pos)
         pos += 8
@@ -115,6 +118,8 @@ def _d_CreateDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[Create
 def _d_CreatableRenewers_2(buf: memoryview, pos: int) -> tuple[CreatableRenewers, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
         f = "principal_type"
         v_principal_type, pos = read_compact_string(buf, pos)
         f = "principal_name"
@@ -143,12 +148,13 @@ def _d_CreatableRenewers_2(buf: memoryview, pos: int) -> tuple[CreatableRenewers
 def _d_CreateDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenRequest, int]:
     f = ""
     try:
+        v_renewers: list[CreatableRenewers]
         f = "renewers"
         n, pos = read_compact_array_count(buf, pos)
         v_renewers = []
         for _ in range(n):
-            item, pos = _d_CreatableRenewers_2(buf, pos)
-            v_renewers.append(item)
+            item_renewers, pos = _d_CreatableRenewers_2(buf, pos)
+            v_renewers.append(item_renewers)
         f = "max_lifetime_ms"
         (v_max_lifetime_ms,) = _S_q.unpack_from(buf, pos)
         pos += 8
@@ -178,6 +184,9 @@ def _d_CreateDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[Create
 def _d_CreateDelegationTokenRequest_3(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenRequest, int]:
     f = ""
     try:
+        v_owner_principal_type: str | None
+        v_owner_principal_name: str | None
+        v_renewers: list[CreatableRenewers]
         f = "owner_principal_type"
         v_owner_principal_type, pos = read_compact_nullable_string(buf, pos)
         f = "owner_principal_name"
@@ -186,8 +195,8 @@ def _d_CreateDelegationTokenRequest_3(buf: memoryview, pos: int) -> tuple[Create
         n, pos = read_compact_array_count(buf, pos)
         v_renewers = []
         for _ in range(n):
-            item, pos = _d_CreatableRenewers_2(buf, pos)
-            v_renewers.append(item)
+            item_renewers, pos = _d_CreatableRenewers_2(buf, pos)
+            v_renewers.append(item_renewers)
         f = "max_lifetime_ms"
         (v_max_lifetime_ms,) = _S_q.unpack_from(buf, pos)
         pos += 8
@@ -223,8 +232,8 @@ def _e_CreatableRenewers_0(o: CreatableRenewers, out: list[Any]) -> None:
 def _e_CreateDelegationTokenRequest_0(o: CreateDelegationTokenRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.renewers)))
-    for x in o.renewers:
-        _e_CreatableRenewers_0(x, out)
+    for x_renewers in o.renewers:
+        _e_CreatableRenewers_0(x_renewers, out)
     a(_S_q.pack(o.max_lifetime_ms))
 
 
@@ -241,8 +250,8 @@ def _e_CreatableRenewers_2(o: CreatableRenewers, out: list[Any]) -> None:
 def _e_CreateDelegationTokenRequest_2(o: CreateDelegationTokenRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.renewers) + 1))
-    for x in o.renewers:
-        _e_CreatableRenewers_2(x, out)
+    for x_renewers in o.renewers:
+        _e_CreatableRenewers_2(x_renewers, out)
     a(_S_q.pack(o.max_lifetime_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -255,8 +264,8 @@ def _e_CreateDelegationTokenRequest_3(o: CreateDelegationTokenRequest, out: list
     a(write_compact_nullable_string(o.owner_principal_type))
     a(write_compact_nullable_string(o.owner_principal_name))
     a(write_uvarint(len(o.renewers) + 1))
-    for x in o.renewers:
-        _e_CreatableRenewers_2(x, out)
+    for x_renewers in o.renewers:
+        _e_CreatableRenewers_2(x_renewers, out)
     a(_S_q.pack(o.max_lifetime_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

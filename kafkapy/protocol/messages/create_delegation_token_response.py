@@ -74,6 +74,10 @@ class CreateDelegationTokenResponse(Message):
 def _d_CreateDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenResponse, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
+        v_token_id: str
+        v_hmac: bytes
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -112,6 +116,10 @@ def _d_CreateDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[Creat
 def _d_CreateDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenResponse, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
+        v_token_id: str
+        v_hmac: bytes
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -162,6 +170,12 @@ def _d_CreateDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[Creat
 def _d_CreateDelegationTokenResponse_3(buf: memoryview, pos: int) -> tuple[CreateDelegationTokenResponse, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
+        v_token_requester_principal_type: str
+        v_token_requester_principal_name: str
+        v_token_id: str
+        v_hmac: bytes
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2

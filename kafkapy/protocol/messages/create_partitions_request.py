@@ -98,6 +98,7 @@ class CreatePartitionsRequest(Message):
 def _d_CreatePartitionsAssignment_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsAssignment, int]:
     f = ""
     try:
+        v_broker_ids: list[int]
         f = "broker_ids"
         n, pos = read_array_count(buf, pos)
         if n < 32:
@@ -116,6 +117,8 @@ def _d_CreatePartitionsAssignment_0(buf: memoryview, pos: int) -> tuple[CreatePa
 def _d_CreatePartitionsTopic_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_assignments: list[CreatePartitionsAssignment] | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "count"
@@ -128,8 +131,8 @@ def _d_CreatePartitionsTopic_0(buf: memoryview, pos: int) -> tuple[CreatePartiti
         else:
             v_assignments = []
             for _ in range(n):
-                item, pos = _d_CreatePartitionsAssignment_0(buf, pos)
-                v_assignments.append(item)
+                item_assignments, pos = _d_CreatePartitionsAssignment_0(buf, pos)
+                v_assignments.append(item_assignments)
         o = NEW(CreatePartitionsTopic)
         o.name = v_name
         o.count = v_count
@@ -143,12 +146,13 @@ def _d_CreatePartitionsTopic_0(buf: memoryview, pos: int) -> tuple[CreatePartiti
 def _d_CreatePartitionsRequest_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsRequest, int]:
     f = ""
     try:
+        v_topics: list[CreatePartitionsTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatePartitionsTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatePartitionsTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms, v_validate_only) = _S_io.unpack_from(buf, pos)
         pos += 5
@@ -165,6 +169,7 @@ def _d_CreatePartitionsRequest_0(buf: memoryview, pos: int) -> tuple[CreateParti
 def _d_CreatePartitionsAssignment_2(buf: memoryview, pos: int) -> tuple[CreatePartitionsAssignment, int]:
     f = ""
     try:
+        v_broker_ids: list[int]
         f = "broker_ids"
         n, pos = read_compact_array_count(buf, pos)
         if n < 32:
@@ -195,6 +200,8 @@ def _d_CreatePartitionsAssignment_2(buf: memoryview, pos: int) -> tuple[CreatePa
 def _d_CreatePartitionsTopic_2(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_assignments: list[CreatePartitionsAssignment] | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "count"
@@ -207,8 +214,8 @@ def _d_CreatePartitionsTopic_2(buf: memoryview, pos: int) -> tuple[CreatePartiti
         else:
             v_assignments = []
             for _ in range(n):
-                item, pos = _d_CreatePartitionsAssignment_2(buf, pos)
-                v_assignments.append(item)
+                item_assignments, pos = _d_CreatePartitionsAssignment_2(buf, pos)
+                v_assignments.append(item_assignments)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -234,12 +241,13 @@ def _d_CreatePartitionsTopic_2(buf: memoryview, pos: int) -> tuple[CreatePartiti
 def _d_CreatePartitionsRequest_2(buf: memoryview, pos: int) -> tuple[CreatePartitionsRequest, int]:
     f = ""
     try:
+        v_topics: list[CreatePartitionsTopic]
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatePartitionsTopic_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatePartitionsTopic_2(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms, v_validate_only) = _S_io.unpack_from(buf, pos)
         pos += 5
@@ -279,15 +287,15 @@ def _e_CreatePartitionsTopic_0(o: CreatePartitionsTopic, out: list[Any]) -> None
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.assignments)))
-        for x in o.assignments:
-            _e_CreatePartitionsAssignment_0(x, out)
+        for x_assignments in o.assignments:
+            _e_CreatePartitionsAssignment_0(x_assignments, out)
 
 
 def _e_CreatePartitionsRequest_0(o: CreatePartitionsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_CreatePartitionsTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_CreatePartitionsTopic_0(x_topics, out)
     a(_S_io.pack(o.timeout_ms, o.validate_only))
 
 
@@ -309,8 +317,8 @@ def _e_CreatePartitionsTopic_2(o: CreatePartitionsTopic, out: list[Any]) -> None
         a(b"\x00")
     else:
         a(write_uvarint(len(o.assignments) + 1))
-        for x in o.assignments:
-            _e_CreatePartitionsAssignment_2(x, out)
+        for x_assignments in o.assignments:
+            _e_CreatePartitionsAssignment_2(x_assignments, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -320,8 +328,8 @@ def _e_CreatePartitionsTopic_2(o: CreatePartitionsTopic, out: list[Any]) -> None
 def _e_CreatePartitionsRequest_2(o: CreatePartitionsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_CreatePartitionsTopic_2(x, out)
+    for x_topics in o.topics:
+        _e_CreatePartitionsTopic_2(x_topics, out)
     a(_S_io.pack(o.timeout_ms, o.validate_only))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -77,6 +77,8 @@ class CreatePartitionsResponse(Message):
 def _d_CreatePartitionsTopicResult_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_error_message: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "error_code"
@@ -97,6 +99,7 @@ def _d_CreatePartitionsTopicResult_0(buf: memoryview, pos: int) -> tuple[CreateP
 def _d_CreatePartitionsResponse_0(buf: memoryview, pos: int) -> tuple[CreatePartitionsResponse, int]:
     f = ""
     try:
+        v_results: list[CreatePartitionsTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -104,8 +107,8 @@ def _d_CreatePartitionsResponse_0(buf: memoryview, pos: int) -> tuple[CreatePart
         n, pos = read_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_CreatePartitionsTopicResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_CreatePartitionsTopicResult_0(buf, pos)
+            v_results.append(item_results)
         o = NEW(CreatePartitionsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.results = v_results
@@ -118,6 +121,8 @@ def _d_CreatePartitionsResponse_0(buf: memoryview, pos: int) -> tuple[CreatePart
 def _d_CreatePartitionsTopicResult_2(buf: memoryview, pos: int) -> tuple[CreatePartitionsTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_error_message: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "error_code"
@@ -150,6 +155,7 @@ def _d_CreatePartitionsTopicResult_2(buf: memoryview, pos: int) -> tuple[CreateP
 def _d_CreatePartitionsResponse_2(buf: memoryview, pos: int) -> tuple[CreatePartitionsResponse, int]:
     f = ""
     try:
+        v_results: list[CreatePartitionsTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -157,8 +163,8 @@ def _d_CreatePartitionsResponse_2(buf: memoryview, pos: int) -> tuple[CreatePart
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_CreatePartitionsTopicResult_2(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_CreatePartitionsTopicResult_2(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -191,8 +197,8 @@ def _e_CreatePartitionsResponse_0(o: CreatePartitionsResponse, out: list[Any]) -
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results)))
-    for x in o.results:
-        _e_CreatePartitionsTopicResult_0(x, out)
+    for x_results in o.results:
+        _e_CreatePartitionsTopicResult_0(x_results, out)
 
 
 def _e_CreatePartitionsTopicResult_2(o: CreatePartitionsTopicResult, out: list[Any]) -> None:
@@ -210,8 +216,8 @@ def _e_CreatePartitionsResponse_2(o: CreatePartitionsResponse, out: list[Any]) -
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_CreatePartitionsTopicResult_2(x, out)
+    for x_results in o.results:
+        _e_CreatePartitionsTopicResult_2(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -121,6 +121,7 @@ class CreateTopicsRequest(Message):
 def _d_CreatableReplicaAssignment_0(buf: memoryview, pos: int) -> tuple[CreatableReplicaAssignment, int]:
     f = ""
     try:
+        v_broker_ids: list[int]
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -143,6 +144,8 @@ def _d_CreatableReplicaAssignment_0(buf: memoryview, pos: int) -> tuple[Creatabl
 def _d_CreatableTopicConfig_0(buf: memoryview, pos: int) -> tuple[CreatableTopicConfig, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "value"
@@ -159,6 +162,9 @@ def _d_CreatableTopicConfig_0(buf: memoryview, pos: int) -> tuple[CreatableTopic
 def _d_CreatableTopic_0(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_assignments: list[CreatableReplicaAssignment]
+        v_configs: list[CreatableTopicConfig]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "num_partitions"
@@ -168,14 +174,14 @@ def _d_CreatableTopic_0(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]
         n, pos = read_array_count(buf, pos)
         v_assignments = []
         for _ in range(n):
-            item, pos = _d_CreatableReplicaAssignment_0(buf, pos)
-            v_assignments.append(item)
+            item_assignments, pos = _d_CreatableReplicaAssignment_0(buf, pos)
+            v_assignments.append(item_assignments)
         f = "configs"
         n, pos = read_array_count(buf, pos)
         v_configs = []
         for _ in range(n):
-            item, pos = _d_CreatableTopicConfig_0(buf, pos)
-            v_configs.append(item)
+            item_configs, pos = _d_CreatableTopicConfig_0(buf, pos)
+            v_configs.append(item_configs)
         o = NEW(CreatableTopic)
         o.name = v_name
         o.num_partitions = v_num_partitions
@@ -191,12 +197,13 @@ def _d_CreatableTopic_0(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]
 def _d_CreateTopicsRequest_0(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
     f = ""
     try:
+        v_topics: list[CreatableTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatableTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatableTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -213,12 +220,13 @@ def _d_CreateTopicsRequest_0(buf: memoryview, pos: int) -> tuple[CreateTopicsReq
 def _d_CreateTopicsRequest_1(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
     f = ""
     try:
+        v_topics: list[CreatableTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatableTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatableTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms, v_validate_only) = _S_io.unpack_from(buf, pos)
         pos += 5
@@ -235,6 +243,7 @@ def _d_CreateTopicsRequest_1(buf: memoryview, pos: int) -> tuple[CreateTopicsReq
 def _d_CreatableReplicaAssignment_5(buf: memoryview, pos: int) -> tuple[CreatableReplicaAssignment, int]:
     f = ""
     try:
+        v_broker_ids: list[int]
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -269,6 +278,8 @@ def _d_CreatableReplicaAssignment_5(buf: memoryview, pos: int) -> tuple[Creatabl
 def _d_CreatableTopicConfig_5(buf: memoryview, pos: int) -> tuple[CreatableTopicConfig, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "value"
@@ -297,6 +308,9 @@ def _d_CreatableTopicConfig_5(buf: memoryview, pos: int) -> tuple[CreatableTopic
 def _d_CreatableTopic_5(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_assignments: list[CreatableReplicaAssignment]
+        v_configs: list[CreatableTopicConfig]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "num_partitions"
@@ -306,14 +320,14 @@ def _d_CreatableTopic_5(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]
         n, pos = read_compact_array_count(buf, pos)
         v_assignments = []
         for _ in range(n):
-            item, pos = _d_CreatableReplicaAssignment_5(buf, pos)
-            v_assignments.append(item)
+            item_assignments, pos = _d_CreatableReplicaAssignment_5(buf, pos)
+            v_assignments.append(item_assignments)
         f = "configs"
         n, pos = read_compact_array_count(buf, pos)
         v_configs = []
         for _ in range(n):
-            item, pos = _d_CreatableTopicConfig_5(buf, pos)
-            v_configs.append(item)
+            item_configs, pos = _d_CreatableTopicConfig_5(buf, pos)
+            v_configs.append(item_configs)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -341,12 +355,13 @@ def _d_CreatableTopic_5(buf: memoryview, pos: int) -> tuple[CreatableTopic, int]
 def _d_CreateTopicsRequest_5(buf: memoryview, pos: int) -> tuple[CreateTopicsRequest, int]:
     f = ""
     try:
+        v_topics: list[CreatableTopic]
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatableTopic_5(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatableTopic_5(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms, v_validate_only) = _S_io.unpack_from(buf, pos)
         pos += 5
@@ -390,26 +405,26 @@ def _e_CreatableTopic_0(o: CreatableTopic, out: list[Any]) -> None:
     a(write_string(o.name))
     a(_S_ih.pack(o.num_partitions, o.replication_factor))
     a(INT32.pack(len(o.assignments)))
-    for x in o.assignments:
-        _e_CreatableReplicaAssignment_0(x, out)
+    for x_assignments in o.assignments:
+        _e_CreatableReplicaAssignment_0(x_assignments, out)
     a(INT32.pack(len(o.configs)))
-    for x in o.configs:
-        _e_CreatableTopicConfig_0(x, out)
+    for x_configs in o.configs:
+        _e_CreatableTopicConfig_0(x_configs, out)
 
 
 def _e_CreateTopicsRequest_0(o: CreateTopicsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_CreatableTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_CreatableTopic_0(x_topics, out)
     a(_S_i.pack(o.timeout_ms))
 
 
 def _e_CreateTopicsRequest_1(o: CreateTopicsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_CreatableTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_CreatableTopic_0(x_topics, out)
     a(_S_io.pack(o.timeout_ms, o.validate_only))
 
 
@@ -439,11 +454,11 @@ def _e_CreatableTopic_5(o: CreatableTopic, out: list[Any]) -> None:
     a(write_compact_string(o.name))
     a(_S_ih.pack(o.num_partitions, o.replication_factor))
     a(write_uvarint(len(o.assignments) + 1))
-    for x in o.assignments:
-        _e_CreatableReplicaAssignment_5(x, out)
+    for x_assignments in o.assignments:
+        _e_CreatableReplicaAssignment_5(x_assignments, out)
     a(write_uvarint(len(o.configs) + 1))
-    for x in o.configs:
-        _e_CreatableTopicConfig_5(x, out)
+    for x_configs in o.configs:
+        _e_CreatableTopicConfig_5(x_configs, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -453,8 +468,8 @@ def _e_CreatableTopic_5(o: CreatableTopic, out: list[Any]) -> None:
 def _e_CreateTopicsRequest_5(o: CreateTopicsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_CreatableTopic_5(x, out)
+    for x_topics in o.topics:
+        _e_CreatableTopic_5(x_topics, out)
     a(_S_io.pack(o.timeout_ms, o.validate_only))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -113,6 +113,7 @@ class CreateTopicsResponse(Message):
 def _d_CreatableTopicResult_0(buf: memoryview, pos: int) -> tuple[CreatableTopicResult, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "error_code"
@@ -136,12 +137,13 @@ def _d_CreatableTopicResult_0(buf: memoryview, pos: int) -> tuple[CreatableTopic
 def _d_CreateTopicsResponse_0(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
     f = ""
     try:
+        v_topics: list[CreatableTopicResult]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatableTopicResult_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatableTopicResult_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(CreateTopicsResponse)
         o.throttle_time_ms = 0
         o.topics = v_topics
@@ -154,6 +156,8 @@ def _d_CreateTopicsResponse_0(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
 def _d_CreatableTopicResult_1(buf: memoryview, pos: int) -> tuple[CreatableTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_error_message: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "error_code"
@@ -179,12 +183,13 @@ def _d_CreatableTopicResult_1(buf: memoryview, pos: int) -> tuple[CreatableTopic
 def _d_CreateTopicsResponse_1(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
     f = ""
     try:
+        v_topics: list[CreatableTopicResult]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatableTopicResult_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatableTopicResult_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(CreateTopicsResponse)
         o.throttle_time_ms = 0
         o.topics = v_topics
@@ -197,6 +202,7 @@ def _d_CreateTopicsResponse_1(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
 def _d_CreateTopicsResponse_2(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
     f = ""
     try:
+        v_topics: list[CreatableTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -204,8 +210,8 @@ def _d_CreateTopicsResponse_2(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatableTopicResult_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatableTopicResult_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(CreateTopicsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.topics = v_topics
@@ -218,6 +224,8 @@ def _d_CreateTopicsResponse_2(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
 def _d_CreatableTopicConfigs_5(buf: memoryview, pos: int) -> tuple[CreatableTopicConfigs, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "value"
@@ -252,6 +260,9 @@ def _d_CreatableTopicConfigs_5(buf: memoryview, pos: int) -> tuple[CreatableTopi
 def _d_CreatableTopicResult_5(buf: memoryview, pos: int) -> tuple[CreatableTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_error_message: str | None
+        v_configs: list[CreatableTopicConfigs] | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "error_code"
@@ -269,8 +280,8 @@ def _d_CreatableTopicResult_5(buf: memoryview, pos: int) -> tuple[CreatableTopic
         else:
             v_configs = []
             for _ in range(n):
-                item, pos = _d_CreatableTopicConfigs_5(buf, pos)
-                v_configs.append(item)
+                item_configs, pos = _d_CreatableTopicConfigs_5(buf, pos)
+                v_configs.append(item_configs)
         v_topic_config_error_code = 0
         unknown = None
         f = "_tagged_fields"
@@ -308,6 +319,7 @@ def _d_CreatableTopicResult_5(buf: memoryview, pos: int) -> tuple[CreatableTopic
 def _d_CreateTopicsResponse_5(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
     f = ""
     try:
+        v_topics: list[CreatableTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -315,8 +327,8 @@ def _d_CreateTopicsResponse_5(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatableTopicResult_5(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatableTopicResult_5(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -341,6 +353,10 @@ def _d_CreateTopicsResponse_5(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
 def _d_CreatableTopicResult_7(buf: memoryview, pos: int) -> tuple[CreatableTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_topic_id: UUID
+        v_error_message: str | None
+        v_configs: list[CreatableTopicConfigs] | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "topic_id"
@@ -360,8 +376,8 @@ def _d_CreatableTopicResult_7(buf: memoryview, pos: int) -> tuple[CreatableTopic
         else:
             v_configs = []
             for _ in range(n):
-                item, pos = _d_CreatableTopicConfigs_5(buf, pos)
-                v_configs.append(item)
+                item_configs, pos = _d_CreatableTopicConfigs_5(buf, pos)
+                v_configs.append(item_configs)
         v_topic_config_error_code = 0
         unknown = None
         f = "_tagged_fields"
@@ -399,6 +415,7 @@ def _d_CreatableTopicResult_7(buf: memoryview, pos: int) -> tuple[CreatableTopic
 def _d_CreateTopicsResponse_7(buf: memoryview, pos: int) -> tuple[CreateTopicsResponse, int]:
     f = ""
     try:
+        v_topics: list[CreatableTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -406,8 +423,8 @@ def _d_CreateTopicsResponse_7(buf: memoryview, pos: int) -> tuple[CreateTopicsRe
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_CreatableTopicResult_7(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_CreatableTopicResult_7(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -438,8 +455,8 @@ def _e_CreatableTopicResult_0(o: CreatableTopicResult, out: list[Any]) -> None:
 def _e_CreateTopicsResponse_0(o: CreateTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_CreatableTopicResult_0(x, out)
+    for x_topics in o.topics:
+        _e_CreatableTopicResult_0(x_topics, out)
 
 
 def _e_CreatableTopicResult_1(o: CreatableTopicResult, out: list[Any]) -> None:
@@ -452,16 +469,16 @@ def _e_CreatableTopicResult_1(o: CreatableTopicResult, out: list[Any]) -> None:
 def _e_CreateTopicsResponse_1(o: CreateTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_CreatableTopicResult_1(x, out)
+    for x_topics in o.topics:
+        _e_CreatableTopicResult_1(x_topics, out)
 
 
 def _e_CreateTopicsResponse_2(o: CreateTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_CreatableTopicResult_1(x, out)
+    for x_topics in o.topics:
+        _e_CreatableTopicResult_1(x_topics, out)
 
 
 def _e_CreatableTopicConfigs_5(o: CreatableTopicConfigs, out: list[Any]) -> None:
@@ -485,13 +502,14 @@ def _e_CreatableTopicResult_5(o: CreatableTopicResult, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.configs) + 1))
-        for x in o.configs:
-            _e_CreatableTopicConfigs_5(x, out)
+        for x_configs in o.configs:
+            _e_CreatableTopicConfigs_5(x_configs, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.topic_config_error_code
-    if v != 0:
-        sub: list[Any] = []
-        sub.append(_S_h.pack(v))
+    sub: list[Any]
+    v_topic_config_error_code = o.topic_config_error_code
+    if v_topic_config_error_code != 0:
+        sub = []
+        sub.append(_S_h.pack(v_topic_config_error_code))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -502,8 +520,8 @@ def _e_CreateTopicsResponse_5(o: CreateTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_CreatableTopicResult_5(x, out)
+    for x_topics in o.topics:
+        _e_CreatableTopicResult_5(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -521,13 +539,14 @@ def _e_CreatableTopicResult_7(o: CreatableTopicResult, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.configs) + 1))
-        for x in o.configs:
-            _e_CreatableTopicConfigs_5(x, out)
+        for x_configs in o.configs:
+            _e_CreatableTopicConfigs_5(x_configs, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.topic_config_error_code
-    if v != 0:
-        sub: list[Any] = []
-        sub.append(_S_h.pack(v))
+    sub: list[Any]
+    v_topic_config_error_code = o.topic_config_error_code
+    if v_topic_config_error_code != 0:
+        sub = []
+        sub.append(_S_h.pack(v_topic_config_error_code))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -538,8 +557,8 @@ def _e_CreateTopicsResponse_7(o: CreateTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_CreatableTopicResult_7(x, out)
+    for x_topics in o.topics:
+        _e_CreatableTopicResult_7(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

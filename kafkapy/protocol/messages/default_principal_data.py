@@ -50,6 +50,8 @@ class DefaultPrincipalData(Message):
 def _d_DefaultPrincipalData_0(buf: memoryview, pos: int) -> tuple[DefaultPrincipalData, int]:
     f = ""
     try:
+        v_type: str
+        v_name: str
         f = "type"
         v_type, pos = read_compact_string(buf, pos)
         f = "name"

@@ -79,6 +79,9 @@ class DeleteAclsRequest(Message):
 def _d_DeleteAclsFilter_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, int]:
     f = ""
     try:
+        v_resource_name_filter: str | None
+        v_principal_filter: str | None
+        v_host_filter: str | None
         f = "resource_type_filter"
         (v_resource_type_filter,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -108,12 +111,13 @@ def _d_DeleteAclsFilter_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, 
 def _d_DeleteAclsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
     f = ""
     try:
+        v_filters: list[DeleteAclsFilter]
         f = "filters"
         n, pos = read_array_count(buf, pos)
         v_filters = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsFilter_0(buf, pos)
-            v_filters.append(item)
+            item_filters, pos = _d_DeleteAclsFilter_0(buf, pos)
+            v_filters.append(item_filters)
         o = NEW(DeleteAclsRequest)
         o.filters = v_filters
         o.unknown_tagged_fields = None
@@ -125,6 +129,9 @@ def _d_DeleteAclsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest
 def _d_DeleteAclsFilter_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, int]:
     f = ""
     try:
+        v_resource_name_filter: str | None
+        v_principal_filter: str | None
+        v_host_filter: str | None
         f = "resource_type_filter"
         (v_resource_type_filter,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -157,12 +164,13 @@ def _d_DeleteAclsFilter_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, 
 def _d_DeleteAclsRequest_1(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
     f = ""
     try:
+        v_filters: list[DeleteAclsFilter]
         f = "filters"
         n, pos = read_array_count(buf, pos)
         v_filters = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsFilter_1(buf, pos)
-            v_filters.append(item)
+            item_filters, pos = _d_DeleteAclsFilter_1(buf, pos)
+            v_filters.append(item_filters)
         o = NEW(DeleteAclsRequest)
         o.filters = v_filters
         o.unknown_tagged_fields = None
@@ -174,6 +182,9 @@ def _d_DeleteAclsRequest_1(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest
 def _d_DeleteAclsFilter_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, int]:
     f = ""
     try:
+        v_resource_name_filter: str | None
+        v_principal_filter: str | None
+        v_host_filter: str | None
         f = "resource_type_filter"
         (v_resource_type_filter,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -218,12 +229,13 @@ def _d_DeleteAclsFilter_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFilter, 
 def _d_DeleteAclsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteAclsRequest, int]:
     f = ""
     try:
+        v_filters: list[DeleteAclsFilter]
         f = "filters"
         n, pos = read_compact_array_count(buf, pos)
         v_filters = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsFilter_2(buf, pos)
-            v_filters.append(item)
+            item_filters, pos = _d_DeleteAclsFilter_2(buf, pos)
+            v_filters.append(item_filters)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -256,8 +268,8 @@ def _e_DeleteAclsFilter_0(o: DeleteAclsFilter, out: list[Any]) -> None:
 def _e_DeleteAclsRequest_0(o: DeleteAclsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.filters)))
-    for x in o.filters:
-        _e_DeleteAclsFilter_0(x, out)
+    for x_filters in o.filters:
+        _e_DeleteAclsFilter_0(x_filters, out)
 
 
 def _e_DeleteAclsFilter_1(o: DeleteAclsFilter, out: list[Any]) -> None:
@@ -273,8 +285,8 @@ def _e_DeleteAclsFilter_1(o: DeleteAclsFilter, out: list[Any]) -> None:
 def _e_DeleteAclsRequest_1(o: DeleteAclsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.filters)))
-    for x in o.filters:
-        _e_DeleteAclsFilter_1(x, out)
+    for x_filters in o.filters:
+        _e_DeleteAclsFilter_1(x_filters, out)
 
 
 def _e_DeleteAclsFilter_2(o: DeleteAclsFilter, out: list[Any]) -> None:
@@ -294,8 +306,8 @@ def _e_DeleteAclsFilter_2(o: DeleteAclsFilter, out: list[Any]) -> None:
 def _e_DeleteAclsRequest_2(o: DeleteAclsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.filters) + 1))
-    for x in o.filters:
-        _e_DeleteAclsFilter_2(x, out)
+    for x_filters in o.filters:
+        _e_DeleteAclsFilter_2(x_filters, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

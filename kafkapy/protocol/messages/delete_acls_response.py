@@ -107,6 +107,10 @@ class DeleteAclsResponse(Message):
 def _d_DeleteAclsMatchingAcl_0(buf: memoryview, pos: int) -> tuple[DeleteAclsMatchingAcl, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
+        v_principal: str
+        v_host: str
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -143,6 +147,8 @@ def _d_DeleteAclsMatchingAcl_0(buf: memoryview, pos: int) -> tuple[DeleteAclsMat
 def _d_DeleteAclsFilterResult_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFilterResult, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_matching_acls: list[DeleteAclsMatchingAcl]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -152,8 +158,8 @@ def _d_DeleteAclsFilterResult_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
         n, pos = read_array_count(buf, pos)
         v_matching_acls = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsMatchingAcl_0(buf, pos)
-            v_matching_acls.append(item)
+            item_matching_acls, pos = _d_DeleteAclsMatchingAcl_0(buf, pos)
+            v_matching_acls.append(item_matching_acls)
         o = NEW(DeleteAclsFilterResult)
         o.error_code = v_error_code
         o.error_message = v_error_message
@@ -167,6 +173,7 @@ def _d_DeleteAclsFilterResult_0(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
 def _d_DeleteAclsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
     f = ""
     try:
+        v_filter_results: list[DeleteAclsFilterResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -174,8 +181,8 @@ def _d_DeleteAclsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteAclsRespon
         n, pos = read_array_count(buf, pos)
         v_filter_results = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsFilterResult_0(buf, pos)
-            v_filter_results.append(item)
+            item_filter_results, pos = _d_DeleteAclsFilterResult_0(buf, pos)
+            v_filter_results.append(item_filter_results)
         o = NEW(DeleteAclsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.filter_results = v_filter_results
@@ -188,6 +195,10 @@ def _d_DeleteAclsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteAclsRespon
 def _d_DeleteAclsMatchingAcl_1(buf: memoryview, pos: int) -> tuple[DeleteAclsMatchingAcl, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
+        v_principal: str
+        v_host: str
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -227,6 +238,8 @@ def _d_DeleteAclsMatchingAcl_1(buf: memoryview, pos: int) -> tuple[DeleteAclsMat
 def _d_DeleteAclsFilterResult_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFilterResult, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_matching_acls: list[DeleteAclsMatchingAcl]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -236,8 +249,8 @@ def _d_DeleteAclsFilterResult_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
         n, pos = read_array_count(buf, pos)
         v_matching_acls = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsMatchingAcl_1(buf, pos)
-            v_matching_acls.append(item)
+            item_matching_acls, pos = _d_DeleteAclsMatchingAcl_1(buf, pos)
+            v_matching_acls.append(item_matching_acls)
         o = NEW(DeleteAclsFilterResult)
         o.error_code = v_error_code
         o.error_message = v_error_message
@@ -251,6 +264,7 @@ def _d_DeleteAclsFilterResult_1(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
 def _d_DeleteAclsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
     f = ""
     try:
+        v_filter_results: list[DeleteAclsFilterResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -258,8 +272,8 @@ def _d_DeleteAclsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteAclsRespon
         n, pos = read_array_count(buf, pos)
         v_filter_results = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsFilterResult_1(buf, pos)
-            v_filter_results.append(item)
+            item_filter_results, pos = _d_DeleteAclsFilterResult_1(buf, pos)
+            v_filter_results.append(item_filter_results)
         o = NEW(DeleteAclsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.filter_results = v_filter_results
@@ -272,6 +286,10 @@ def _d_DeleteAclsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteAclsRespon
 def _d_DeleteAclsMatchingAcl_2(buf: memoryview, pos: int) -> tuple[DeleteAclsMatchingAcl, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
+        v_principal: str
+        v_host: str
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -323,6 +341,8 @@ def _d_DeleteAclsMatchingAcl_2(buf: memoryview, pos: int) -> tuple[DeleteAclsMat
 def _d_DeleteAclsFilterResult_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFilterResult, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_matching_acls: list[DeleteAclsMatchingAcl]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -332,8 +352,8 @@ def _d_DeleteAclsFilterResult_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
         n, pos = read_compact_array_count(buf, pos)
         v_matching_acls = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsMatchingAcl_2(buf, pos)
-            v_matching_acls.append(item)
+            item_matching_acls, pos = _d_DeleteAclsMatchingAcl_2(buf, pos)
+            v_matching_acls.append(item_matching_acls)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -359,6 +379,7 @@ def _d_DeleteAclsFilterResult_2(buf: memoryview, pos: int) -> tuple[DeleteAclsFi
 def _d_DeleteAclsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteAclsResponse, int]:
     f = ""
     try:
+        v_filter_results: list[DeleteAclsFilterResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -366,8 +387,8 @@ def _d_DeleteAclsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteAclsRespon
         n, pos = read_compact_array_count(buf, pos)
         v_filter_results = []
         for _ in range(n):
-            item, pos = _d_DeleteAclsFilterResult_2(buf, pos)
-            v_filter_results.append(item)
+            item_filter_results, pos = _d_DeleteAclsFilterResult_2(buf, pos)
+            v_filter_results.append(item_filter_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -405,16 +426,16 @@ def _e_DeleteAclsFilterResult_0(o: DeleteAclsFilterResult, out: list[Any]) -> No
     a(_S_h.pack(o.error_code))
     a(write_nullable_string(o.error_message))
     a(INT32.pack(len(o.matching_acls)))
-    for x in o.matching_acls:
-        _e_DeleteAclsMatchingAcl_0(x, out)
+    for x_matching_acls in o.matching_acls:
+        _e_DeleteAclsMatchingAcl_0(x_matching_acls, out)
 
 
 def _e_DeleteAclsResponse_0(o: DeleteAclsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.filter_results)))
-    for x in o.filter_results:
-        _e_DeleteAclsFilterResult_0(x, out)
+    for x_filter_results in o.filter_results:
+        _e_DeleteAclsFilterResult_0(x_filter_results, out)
 
 
 def _e_DeleteAclsMatchingAcl_1(o: DeleteAclsMatchingAcl, out: list[Any]) -> None:
@@ -434,16 +455,16 @@ def _e_DeleteAclsFilterResult_1(o: DeleteAclsFilterResult, out: list[Any]) -> No
     a(_S_h.pack(o.error_code))
     a(write_nullable_string(o.error_message))
     a(INT32.pack(len(o.matching_acls)))
-    for x in o.matching_acls:
-        _e_DeleteAclsMatchingAcl_1(x, out)
+    for x_matching_acls in o.matching_acls:
+        _e_DeleteAclsMatchingAcl_1(x_matching_acls, out)
 
 
 def _e_DeleteAclsResponse_1(o: DeleteAclsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.filter_results)))
-    for x in o.filter_results:
-        _e_DeleteAclsFilterResult_1(x, out)
+    for x_filter_results in o.filter_results:
+        _e_DeleteAclsFilterResult_1(x_filter_results, out)
 
 
 def _e_DeleteAclsMatchingAcl_2(o: DeleteAclsMatchingAcl, out: list[Any]) -> None:
@@ -467,8 +488,8 @@ def _e_DeleteAclsFilterResult_2(o: DeleteAclsFilterResult, out: list[Any]) -> No
     a(_S_h.pack(o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.matching_acls) + 1))
-    for x in o.matching_acls:
-        _e_DeleteAclsMatchingAcl_2(x, out)
+    for x_matching_acls in o.matching_acls:
+        _e_DeleteAclsMatchingAcl_2(x_matching_acls, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -479,8 +500,8 @@ def _e_DeleteAclsResponse_2(o: DeleteAclsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.filter_results) + 1))
-    for x in o.filter_results:
-        _e_DeleteAclsFilterResult_2(x, out)
+    for x_filter_results in o.filter_results:
+        _e_DeleteAclsFilterResult_2(x_filter_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -52,12 +52,13 @@ class DeleteGroupsRequest(Message):
 def _d_DeleteGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
     f = ""
     try:
+        v_groups_names: list[str]
         f = "groups_names"
         n, pos = read_array_count(buf, pos)
         v_groups_names = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_groups_names.append(item)
+            item_groups_names, pos = read_string(buf, pos)
+            v_groups_names.append(item_groups_names)
         o = NEW(DeleteGroupsRequest)
         o.groups_names = v_groups_names
         o.unknown_tagged_fields = None
@@ -69,12 +70,13 @@ def _d_DeleteGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsReq
 def _d_DeleteGroupsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteGroupsRequest, int]:
     f = ""
     try:
+        v_groups_names: list[str]
         f = "groups_names"
         n, pos = read_compact_array_count(buf, pos)
         v_groups_names = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_groups_names.append(item)
+            item_groups_names, pos = read_compact_string(buf, pos)
+            v_groups_names.append(item_groups_names)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -98,15 +100,15 @@ def _d_DeleteGroupsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteGroupsReq
 def _e_DeleteGroupsRequest_0(o: DeleteGroupsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.groups_names)))
-    for x in o.groups_names:
-        a(write_string(x))
+    for x_groups_names in o.groups_names:
+        a(write_string(x_groups_names))
 
 
 def _e_DeleteGroupsRequest_2(o: DeleteGroupsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.groups_names) + 1))
-    for x in o.groups_names:
-        a(write_compact_string(x))
+    for x_groups_names in o.groups_names:
+        a(write_compact_string(x_groups_names))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

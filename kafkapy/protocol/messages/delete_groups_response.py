@@ -71,6 +71,7 @@ class DeleteGroupsResponse(Message):
 def _d_DeletableGroupResult_0(buf: memoryview, pos: int) -> tuple[DeletableGroupResult, int]:
     f = ""
     try:
+        v_group_id: str
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "error_code"
@@ -88,6 +89,7 @@ def _d_DeletableGroupResult_0(buf: memoryview, pos: int) -> tuple[DeletableGroup
 def _d_DeleteGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
     f = ""
     try:
+        v_results: list[DeletableGroupResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -95,8 +97,8 @@ def _d_DeleteGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRe
         n, pos = read_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DeletableGroupResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DeletableGroupResult_0(buf, pos)
+            v_results.append(item_results)
         o = NEW(DeleteGroupsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.results = v_results
@@ -109,6 +111,7 @@ def _d_DeleteGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteGroupsRe
 def _d_DeletableGroupResult_2(buf: memoryview, pos: int) -> tuple[DeletableGroupResult, int]:
     f = ""
     try:
+        v_group_id: str
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "error_code"
@@ -138,6 +141,7 @@ def _d_DeletableGroupResult_2(buf: memoryview, pos: int) -> tuple[DeletableGroup
 def _d_DeleteGroupsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteGroupsResponse, int]:
     f = ""
     try:
+        v_results: list[DeletableGroupResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -145,8 +149,8 @@ def _d_DeleteGroupsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteGroupsRe
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DeletableGroupResult_2(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DeletableGroupResult_2(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -178,8 +182,8 @@ def _e_DeleteGroupsResponse_0(o: DeleteGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results)))
-    for x in o.results:
-        _e_DeletableGroupResult_0(x, out)
+    for x_results in o.results:
+        _e_DeletableGroupResult_0(x_results, out)
 
 
 def _e_DeletableGroupResult_2(o: DeletableGroupResult, out: list[Any]) -> None:
@@ -196,8 +200,8 @@ def _e_DeleteGroupsResponse_2(o: DeleteGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_DeletableGroupResult_2(x, out)
+    for x_results in o.results:
+        _e_DeletableGroupResult_2(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

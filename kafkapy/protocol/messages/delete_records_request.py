@@ -100,14 +100,16 @@ def _d_DeleteRecordsPartition_0(buf: memoryview, pos: int) -> tuple[DeleteRecord
 def _d_DeleteRecordsTopic_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[DeleteRecordsPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_DeleteRecordsPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_DeleteRecordsPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(DeleteRecordsTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -120,12 +122,13 @@ def _d_DeleteRecordsTopic_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsTop
 def _d_DeleteRecordsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
     f = ""
     try:
+        v_topics: list[DeleteRecordsTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DeleteRecordsTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DeleteRecordsTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -168,14 +171,16 @@ def _d_DeleteRecordsPartition_2(buf: memoryview, pos: int) -> tuple[DeleteRecord
 def _d_DeleteRecordsTopic_2(buf: memoryview, pos: int) -> tuple[DeleteRecordsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[DeleteRecordsPartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_DeleteRecordsPartition_2(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_DeleteRecordsPartition_2(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -200,12 +205,13 @@ def _d_DeleteRecordsTopic_2(buf: memoryview, pos: int) -> tuple[DeleteRecordsTop
 def _d_DeleteRecordsRequest_2(buf: memoryview, pos: int) -> tuple[DeleteRecordsRequest, int]:
     f = ""
     try:
+        v_topics: list[DeleteRecordsTopic]
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DeleteRecordsTopic_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DeleteRecordsTopic_2(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -239,15 +245,15 @@ def _e_DeleteRecordsTopic_0(o: DeleteRecordsTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_DeleteRecordsPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_DeleteRecordsPartition_0(x_partitions, out)
 
 
 def _e_DeleteRecordsRequest_0(o: DeleteRecordsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_DeleteRecordsTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_DeleteRecordsTopic_0(x_topics, out)
     a(_S_i.pack(o.timeout_ms))
 
 
@@ -264,8 +270,8 @@ def _e_DeleteRecordsTopic_2(o: DeleteRecordsTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_DeleteRecordsPartition_2(x, out)
+    for x_partitions in o.partitions:
+        _e_DeleteRecordsPartition_2(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -275,8 +281,8 @@ def _e_DeleteRecordsTopic_2(o: DeleteRecordsTopic, out: list[Any]) -> None:
 def _e_DeleteRecordsRequest_2(o: DeleteRecordsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_DeleteRecordsTopic_2(x, out)
+    for x_topics in o.topics:
+        _e_DeleteRecordsTopic_2(x_topics, out)
     a(_S_i.pack(o.timeout_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

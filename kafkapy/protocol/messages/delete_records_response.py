@@ -103,14 +103,16 @@ def _d_DeleteRecordsPartitionResult_0(buf: memoryview, pos: int) -> tuple[Delete
 def _d_DeleteRecordsTopicResult_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[DeleteRecordsPartitionResult]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_DeleteRecordsPartitionResult_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_DeleteRecordsPartitionResult_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(DeleteRecordsTopicResult)
         o.name = v_name
         o.partitions = v_partitions
@@ -123,6 +125,7 @@ def _d_DeleteRecordsTopicResult_0(buf: memoryview, pos: int) -> tuple[DeleteReco
 def _d_DeleteRecordsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
     f = ""
     try:
+        v_topics: list[DeleteRecordsTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -130,8 +133,8 @@ def _d_DeleteRecordsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteRecords
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DeleteRecordsTopicResult_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DeleteRecordsTopicResult_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(DeleteRecordsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.topics = v_topics
@@ -172,14 +175,16 @@ def _d_DeleteRecordsPartitionResult_2(buf: memoryview, pos: int) -> tuple[Delete
 def _d_DeleteRecordsTopicResult_2(buf: memoryview, pos: int) -> tuple[DeleteRecordsTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[DeleteRecordsPartitionResult]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_DeleteRecordsPartitionResult_2(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_DeleteRecordsPartitionResult_2(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -204,6 +209,7 @@ def _d_DeleteRecordsTopicResult_2(buf: memoryview, pos: int) -> tuple[DeleteReco
 def _d_DeleteRecordsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteRecordsResponse, int]:
     f = ""
     try:
+        v_topics: list[DeleteRecordsTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -211,8 +217,8 @@ def _d_DeleteRecordsResponse_2(buf: memoryview, pos: int) -> tuple[DeleteRecords
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DeleteRecordsTopicResult_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DeleteRecordsTopicResult_2(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -243,16 +249,16 @@ def _e_DeleteRecordsTopicResult_0(o: DeleteRecordsTopicResult, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_DeleteRecordsPartitionResult_0(x, out)
+    for x_partitions in o.partitions:
+        _e_DeleteRecordsPartitionResult_0(x_partitions, out)
 
 
 def _e_DeleteRecordsResponse_0(o: DeleteRecordsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_DeleteRecordsTopicResult_0(x, out)
+    for x_topics in o.topics:
+        _e_DeleteRecordsTopicResult_0(x_topics, out)
 
 
 def _e_DeleteRecordsPartitionResult_2(o: DeleteRecordsPartitionResult, out: list[Any]) -> None:
@@ -268,8 +274,8 @@ def _e_DeleteRecordsTopicResult_2(o: DeleteRecordsTopicResult, out: list[Any]) -
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_DeleteRecordsPartitionResult_2(x, out)
+    for x_partitions in o.partitions:
+        _e_DeleteRecordsPartitionResult_2(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -280,8 +286,8 @@ def _e_DeleteRecordsResponse_2(o: DeleteRecordsResponse, out: list[Any]) -> None
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_DeleteRecordsTopicResult_2(x, out)
+    for x_topics in o.topics:
+        _e_DeleteRecordsTopicResult_2(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -107,14 +107,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_DeleteStateData_0(buf: memoryview, pos: int) -> tuple[DeleteStateData, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -139,14 +141,16 @@ def _d_DeleteStateData_0(buf: memoryview, pos: int) -> tuple[DeleteStateData, in
 def _d_DeleteShareGroupStateRequest_0(buf: memoryview, pos: int) -> tuple[DeleteShareGroupStateRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[DeleteStateData]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DeleteStateData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DeleteStateData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -181,8 +185,8 @@ def _e_DeleteStateData_0(o: DeleteStateData, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -193,8 +197,8 @@ def _e_DeleteShareGroupStateRequest_0(o: DeleteShareGroupStateRequest, out: list
     a = out.append
     a(write_compact_string(o.group_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_DeleteStateData_0(x, out)
+    for x_topics in o.topics:
+        _e_DeleteStateData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -77,12 +77,13 @@ class DeleteTopicsRequest(Message):
 def _d_DeleteTopicsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
     f = ""
     try:
+        v_topic_names: list[str]
         f = "topic_names"
         n, pos = read_array_count(buf, pos)
         v_topic_names = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_topic_names.append(item)
+            item_topic_names, pos = read_string(buf, pos)
+            v_topic_names.append(item_topic_names)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -99,12 +100,13 @@ def _d_DeleteTopicsRequest_0(buf: memoryview, pos: int) -> tuple[DeleteTopicsReq
 def _d_DeleteTopicsRequest_4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
     f = ""
     try:
+        v_topic_names: list[str]
         f = "topic_names"
         n, pos = read_compact_array_count(buf, pos)
         v_topic_names = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_topic_names.append(item)
+            item_topic_names, pos = read_compact_string(buf, pos)
+            v_topic_names.append(item_topic_names)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -133,6 +135,8 @@ def _d_DeleteTopicsRequest_4(buf: memoryview, pos: int) -> tuple[DeleteTopicsReq
 def _d_DeleteTopicState_6(buf: memoryview, pos: int) -> tuple[DeleteTopicState, int]:
     f = ""
     try:
+        v_name: str | None
+        v_topic_id: UUID
         f = "name"
         v_name, pos = read_compact_nullable_string(buf, pos)
         f = "topic_id"
@@ -161,12 +165,13 @@ def _d_DeleteTopicState_6(buf: memoryview, pos: int) -> tuple[DeleteTopicState, 
 def _d_DeleteTopicsRequest_6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRequest, int]:
     f = ""
     try:
+        v_topics: list[DeleteTopicState]
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DeleteTopicState_6(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DeleteTopicState_6(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -195,16 +200,16 @@ def _d_DeleteTopicsRequest_6(buf: memoryview, pos: int) -> tuple[DeleteTopicsReq
 def _e_DeleteTopicsRequest_0(o: DeleteTopicsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topic_names)))
-    for x in o.topic_names:
-        a(write_string(x))
+    for x_topic_names in o.topic_names:
+        a(write_string(x_topic_names))
     a(_S_i.pack(o.timeout_ms))
 
 
 def _e_DeleteTopicsRequest_4(o: DeleteTopicsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topic_names) + 1))
-    for x in o.topic_names:
-        a(write_compact_string(x))
+    for x_topic_names in o.topic_names:
+        a(write_compact_string(x_topic_names))
     a(_S_i.pack(o.timeout_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -225,8 +230,8 @@ def _e_DeleteTopicState_6(o: DeleteTopicState, out: list[Any]) -> None:
 def _e_DeleteTopicsRequest_6(o: DeleteTopicsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_DeleteTopicState_6(x, out)
+    for x_topics in o.topics:
+        _e_DeleteTopicState_6(x_topics, out)
     a(_S_i.pack(o.timeout_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -7,6 +7,7 @@ from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
+from kafkapy.protocol.errors import EncodeError
 from kafkapy.protocol.primitives import (
     DEFAULT,
     Entity,
@@ -80,6 +81,7 @@ class DeleteTopicsResponse(Message):
 def _d_DeletableTopicResult_0(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:
     f = ""
     try:
+        v_name: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "error_code"
@@ -99,12 +101,13 @@ def _d_DeletableTopicResult_0(buf: memoryview, pos: int) -> tuple[DeletableTopic
 def _d_DeleteTopicsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f = ""
     try:
+        v_responses: list[DeletableTopicResult]
         f = "responses"
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_DeletableTopicResult_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_DeletableTopicResult_0(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(DeleteTopicsResponse)
         o.throttle_time_ms = 0
         o.responses = v_responses
@@ -117,6 +120,7 @@ def _d_DeleteTopicsResponse_0(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
 def _d_DeleteTopicsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f = ""
     try:
+        v_responses: list[DeletableTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -124,8 +128,8 @@ def _d_DeleteTopicsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_DeletableTopicResult_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_DeletableTopicResult_0(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(DeleteTopicsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.responses = v_responses
@@ -138,6 +142,7 @@ def _d_DeleteTopicsResponse_1(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
 def _d_DeletableTopicResult_4(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:
     f = ""
     try:
+        v_name: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "error_code"
@@ -169,6 +174,7 @@ def _d_DeletableTopicResult_4(buf: memoryview, pos: int) -> tuple[DeletableTopic
 def _d_DeleteTopicsResponse_4(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f = ""
     try:
+        v_responses: list[DeletableTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -176,8 +182,8 @@ def _d_DeleteTopicsResponse_4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_DeletableTopicResult_4(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_DeletableTopicResult_4(buf, pos)
+            v_responses.append(item_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -202,6 +208,8 @@ def _d_DeleteTopicsResponse_4(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
 def _d_DeletableTopicResult_5(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:
     f = ""
     try:
+        v_name: str | None
+        v_error_message: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "error_code"
@@ -235,6 +243,7 @@ def _d_DeletableTopicResult_5(buf: memoryview, pos: int) -> tuple[DeletableTopic
 def _d_DeleteTopicsResponse_5(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f = ""
     try:
+        v_responses: list[DeletableTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -242,8 +251,8 @@ def _d_DeleteTopicsResponse_5(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_DeletableTopicResult_5(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_DeletableTopicResult_5(buf, pos)
+            v_responses.append(item_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -268,6 +277,9 @@ def _d_DeleteTopicsResponse_5(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
 def _d_DeletableTopicResult_6(buf: memoryview, pos: int) -> tuple[DeletableTopicResult, int]:
     f = ""
     try:
+        v_name: str | None
+        v_topic_id: UUID
+        v_error_message: str | None
         f = "name"
         v_name, pos = read_compact_nullable_string(buf, pos)
         f = "topic_id"
@@ -303,6 +315,7 @@ def _d_DeletableTopicResult_6(buf: memoryview, pos: int) -> tuple[DeletableTopic
 def _d_DeleteTopicsResponse_6(buf: memoryview, pos: int) -> tuple[DeleteTopicsResponse, int]:
     f = ""
     try:
+        v_responses: list[DeletableTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -310,8 +323,8 @@ def _d_DeleteTopicsResponse_6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_DeletableTopicResult_6(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_DeletableTopicResult_6(buf, pos)
+            v_responses.append(item_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -335,6 +348,8 @@ def _d_DeleteTopicsResponse_6(buf: memoryview, pos: int) -> tuple[DeleteTopicsRe
 
 def _e_DeletableTopicResult_0(o: DeletableTopicResult, out: list[Any]) -> None:
     a = out.append
+    if o.name is None:
+        raise EncodeError("DeletableTopicResult.name is null in a version where it is not nullable")
     a(write_string(o.name))
     a(_S_h.pack(o.error_code))
 
@@ -342,20 +357,22 @@ def _e_DeletableTopicResult_0(o: DeletableTopicResult, out: list[Any]) -> None:
 def _e_DeleteTopicsResponse_0(o: DeleteTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_DeletableTopicResult_0(x, out)
+    for x_responses in o.responses:
+        _e_DeletableTopicResult_0(x_responses, out)
 
 
 def _e_DeleteTopicsResponse_1(o: DeleteTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_DeletableTopicResult_0(x, out)
+    for x_responses in o.responses:
+        _e_DeletableTopicResult_0(x_responses, out)
 
 
 def _e_DeletableTopicResult_4(o: DeletableTopicResult, out: list[Any]) -> None:
     a = out.append
+    if o.name is None:
+        raise EncodeError("DeletableTopicResult.name is null in a version where it is not nullable")
     a(write_compact_string(o.name))
     a(_S_h.pack(o.error_code))
     if o.unknown_tagged_fields:
@@ -368,8 +385,8 @@ def _e_DeleteTopicsResponse_4(o: DeleteTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_DeletableTopicResult_4(x, out)
+    for x_responses in o.responses:
+        _e_DeletableTopicResult_4(x_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -378,6 +395,8 @@ def _e_DeleteTopicsResponse_4(o: DeleteTopicsResponse, out: list[Any]) -> None:
 
 def _e_DeletableTopicResult_5(o: DeletableTopicResult, out: list[Any]) -> None:
     a = out.append
+    if o.name is None:
+        raise EncodeError("DeletableTopicResult.name is null in a version where it is not nullable")
     a(write_compact_string(o.name))
     a(_S_h.pack(o.error_code))
     a(write_compact_nullable_string(o.error_message))
@@ -391,8 +410,8 @@ def _e_DeleteTopicsResponse_5(o: DeleteTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_DeletableTopicResult_5(x, out)
+    for x_responses in o.responses:
+        _e_DeletableTopicResult_5(x_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -415,8 +434,8 @@ def _e_DeleteTopicsResponse_6(o: DeleteTopicsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_DeletableTopicResult_6(x, out)
+    for x_responses in o.responses:
+        _e_DeletableTopicResult_6(x_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

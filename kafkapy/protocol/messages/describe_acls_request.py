@@ -61,6 +61,9 @@ class DescribeAclsRequest(Message):
 def _d_DescribeAclsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
     f = ""
     try:
+        v_resource_name_filter: str | None
+        v_principal_filter: str | None
+        v_host_filter: str | None
         f = "resource_type_filter"
         (v_resource_type_filter,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -90,6 +93,9 @@ def _d_DescribeAclsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeAclsReq
 def _d_DescribeAclsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
     f = ""
     try:
+        v_resource_name_filter: str | None
+        v_principal_filter: str | None
+        v_host_filter: str | None
         f = "resource_type_filter"
         (v_resource_type_filter,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -122,6 +128,9 @@ def _d_DescribeAclsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeAclsReq
 def _d_DescribeAclsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeAclsRequest, int]:
     f = ""
     try:
+        v_resource_name_filter: str | None
+        v_principal_filter: str | None
+        v_host_filter: str | None
         f = "resource_type_filter"
         (v_resource_type_filter,) = _S_b.unpack_from(buf, pos)
         pos += 1

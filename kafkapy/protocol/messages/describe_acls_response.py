@@ -102,6 +102,8 @@ class DescribeAclsResponse(Message):
 def _d_AclDescription_0(buf: memoryview, pos: int) -> tuple[AclDescription, int]:
     f = ""
     try:
+        v_principal: str
+        v_host: str
         f = "principal"
         v_principal, pos = read_string(buf, pos)
         f = "host"
@@ -123,6 +125,8 @@ def _d_AclDescription_0(buf: memoryview, pos: int) -> tuple[AclDescription, int]
 def _d_DescribeAclsResource_0(buf: memoryview, pos: int) -> tuple[DescribeAclsResource, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_acls: list[AclDescription]
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -132,8 +136,8 @@ def _d_DescribeAclsResource_0(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         n, pos = read_array_count(buf, pos)
         v_acls = []
         for _ in range(n):
-            item, pos = _d_AclDescription_0(buf, pos)
-            v_acls.append(item)
+            item_acls, pos = _d_AclDescription_0(buf, pos)
+            v_acls.append(item_acls)
         o = NEW(DescribeAclsResource)
         o.resource_type = v_resource_type
         o.resource_name = v_resource_name
@@ -148,6 +152,8 @@ def _d_DescribeAclsResource_0(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
 def _d_DescribeAclsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resources: list[DescribeAclsResource]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -157,8 +163,8 @@ def _d_DescribeAclsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         n, pos = read_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_DescribeAclsResource_0(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_DescribeAclsResource_0(buf, pos)
+            v_resources.append(item_resources)
         o = NEW(DescribeAclsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -173,6 +179,8 @@ def _d_DescribeAclsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
 def _d_DescribeAclsResource_1(buf: memoryview, pos: int) -> tuple[DescribeAclsResource, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_acls: list[AclDescription]
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -185,8 +193,8 @@ def _d_DescribeAclsResource_1(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         n, pos = read_array_count(buf, pos)
         v_acls = []
         for _ in range(n):
-            item, pos = _d_AclDescription_0(buf, pos)
-            v_acls.append(item)
+            item_acls, pos = _d_AclDescription_0(buf, pos)
+            v_acls.append(item_acls)
         o = NEW(DescribeAclsResource)
         o.resource_type = v_resource_type
         o.resource_name = v_resource_name
@@ -201,6 +209,8 @@ def _d_DescribeAclsResource_1(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
 def _d_DescribeAclsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resources: list[DescribeAclsResource]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -210,8 +220,8 @@ def _d_DescribeAclsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         n, pos = read_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_DescribeAclsResource_1(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_DescribeAclsResource_1(buf, pos)
+            v_resources.append(item_resources)
         o = NEW(DescribeAclsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -226,6 +236,8 @@ def _d_DescribeAclsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
 def _d_AclDescription_2(buf: memoryview, pos: int) -> tuple[AclDescription, int]:
     f = ""
     try:
+        v_principal: str
+        v_host: str
         f = "principal"
         v_principal, pos = read_compact_string(buf, pos)
         f = "host"
@@ -259,6 +271,8 @@ def _d_AclDescription_2(buf: memoryview, pos: int) -> tuple[AclDescription, int]
 def _d_DescribeAclsResource_2(buf: memoryview, pos: int) -> tuple[DescribeAclsResource, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_acls: list[AclDescription]
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -271,8 +285,8 @@ def _d_DescribeAclsResource_2(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         n, pos = read_compact_array_count(buf, pos)
         v_acls = []
         for _ in range(n):
-            item, pos = _d_AclDescription_2(buf, pos)
-            v_acls.append(item)
+            item_acls, pos = _d_AclDescription_2(buf, pos)
+            v_acls.append(item_acls)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -299,6 +313,8 @@ def _d_DescribeAclsResource_2(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
 def _d_DescribeAclsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeAclsResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resources: list[DescribeAclsResource]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -308,8 +324,8 @@ def _d_DescribeAclsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeAclsRe
         n, pos = read_compact_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_DescribeAclsResource_2(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_DescribeAclsResource_2(buf, pos)
+            v_resources.append(item_resources)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -345,8 +361,8 @@ def _e_DescribeAclsResource_0(o: DescribeAclsResource, out: list[Any]) -> None:
     a(_S_b.pack(o.resource_type))
     a(write_string(o.resource_name))
     a(INT32.pack(len(o.acls)))
-    for x in o.acls:
-        _e_AclDescription_0(x, out)
+    for x_acls in o.acls:
+        _e_AclDescription_0(x_acls, out)
 
 
 def _e_DescribeAclsResponse_0(o: DescribeAclsResponse, out: list[Any]) -> None:
@@ -354,8 +370,8 @@ def _e_DescribeAclsResponse_0(o: DescribeAclsResponse, out: list[Any]) -> None:
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_nullable_string(o.error_message))
     a(INT32.pack(len(o.resources)))
-    for x in o.resources:
-        _e_DescribeAclsResource_0(x, out)
+    for x_resources in o.resources:
+        _e_DescribeAclsResource_0(x_resources, out)
 
 
 def _e_DescribeAclsResource_1(o: DescribeAclsResource, out: list[Any]) -> None:
@@ -364,8 +380,8 @@ def _e_DescribeAclsResource_1(o: DescribeAclsResource, out: list[Any]) -> None:
     a(write_string(o.resource_name))
     a(_S_b.pack(o.pattern_type))
     a(INT32.pack(len(o.acls)))
-    for x in o.acls:
-        _e_AclDescription_0(x, out)
+    for x_acls in o.acls:
+        _e_AclDescription_0(x_acls, out)
 
 
 def _e_DescribeAclsResponse_1(o: DescribeAclsResponse, out: list[Any]) -> None:
@@ -373,8 +389,8 @@ def _e_DescribeAclsResponse_1(o: DescribeAclsResponse, out: list[Any]) -> None:
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_nullable_string(o.error_message))
     a(INT32.pack(len(o.resources)))
-    for x in o.resources:
-        _e_DescribeAclsResource_1(x, out)
+    for x_resources in o.resources:
+        _e_DescribeAclsResource_1(x_resources, out)
 
 
 def _e_AclDescription_2(o: AclDescription, out: list[Any]) -> None:
@@ -394,8 +410,8 @@ def _e_DescribeAclsResource_2(o: DescribeAclsResource, out: list[Any]) -> None:
     a(write_compact_string(o.resource_name))
     a(_S_b.pack(o.pattern_type))
     a(write_uvarint(len(o.acls) + 1))
-    for x in o.acls:
-        _e_AclDescription_2(x, out)
+    for x_acls in o.acls:
+        _e_AclDescription_2(x_acls, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -407,8 +423,8 @@ def _e_DescribeAclsResponse_2(o: DescribeAclsResponse, out: list[Any]) -> None:
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.resources) + 1))
-    for x in o.resources:
-        _e_DescribeAclsResource_2(x, out)
+    for x_resources in o.resources:
+        _e_DescribeAclsResource_2(x_resources, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

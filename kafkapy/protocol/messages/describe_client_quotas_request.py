@@ -77,6 +77,8 @@ class DescribeClientQuotasRequest(Message):
 def _d_ComponentData_0(buf: memoryview, pos: int) -> tuple[ComponentData, int]:
     f = ""
     try:
+        v_entity_type: str
+        v_match: str | None
         f = "entity_type"
         v_entity_type, pos = read_string(buf, pos)
         f = "match_type"
@@ -97,12 +99,13 @@ def _d_ComponentData_0(buf: memoryview, pos: int) -> tuple[ComponentData, int]:
 def _d_DescribeClientQuotasRequest_0(buf: memoryview, pos: int) -> tuple[DescribeClientQuotasRequest, int]:
     f = ""
     try:
+        v_components: list[ComponentData]
         f = "components"
         n, pos = read_array_count(buf, pos)
         v_components = []
         for _ in range(n):
-            item, pos = _d_ComponentData_0(buf, pos)
-            v_components.append(item)
+            item_components, pos = _d_ComponentData_0(buf, pos)
+            v_components.append(item_components)
         f = "strict"
         (v_strict,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -118,6 +121,8 @@ def _d_DescribeClientQuotasRequest_0(buf: memoryview, pos: int) -> tuple[Describ
 def _d_ComponentData_1(buf: memoryview, pos: int) -> tuple[ComponentData, int]:
     f = ""
     try:
+        v_entity_type: str
+        v_match: str | None
         f = "entity_type"
         v_entity_type, pos = read_compact_string(buf, pos)
         f = "match_type"
@@ -150,12 +155,13 @@ def _d_ComponentData_1(buf: memoryview, pos: int) -> tuple[ComponentData, int]:
 def _d_DescribeClientQuotasRequest_1(buf: memoryview, pos: int) -> tuple[DescribeClientQuotasRequest, int]:
     f = ""
     try:
+        v_components: list[ComponentData]
         f = "components"
         n, pos = read_compact_array_count(buf, pos)
         v_components = []
         for _ in range(n):
-            item, pos = _d_ComponentData_1(buf, pos)
-            v_components.append(item)
+            item_components, pos = _d_ComponentData_1(buf, pos)
+            v_components.append(item_components)
         f = "strict"
         (v_strict,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -190,8 +196,8 @@ def _e_ComponentData_0(o: ComponentData, out: list[Any]) -> None:
 def _e_DescribeClientQuotasRequest_0(o: DescribeClientQuotasRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.components)))
-    for x in o.components:
-        _e_ComponentData_0(x, out)
+    for x_components in o.components:
+        _e_ComponentData_0(x_components, out)
     a(_S_o.pack(o.strict))
 
 
@@ -209,8 +215,8 @@ def _e_ComponentData_1(o: ComponentData, out: list[Any]) -> None:
 def _e_DescribeClientQuotasRequest_1(o: DescribeClientQuotasRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.components) + 1))
-    for x in o.components:
-        _e_ComponentData_1(x, out)
+    for x_components in o.components:
+        _e_ComponentData_1(x_components, out)
     a(_S_o.pack(o.strict))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -109,6 +109,8 @@ class DescribeClientQuotasResponse(Message):
 def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
     f = ""
     try:
+        v_entity_type: str
+        v_entity_name: str | None
         f = "entity_type"
         v_entity_type, pos = read_string(buf, pos)
         f = "entity_name"
@@ -125,6 +127,7 @@ def _d_EntityData_0(buf: memoryview, pos: int) -> tuple[EntityData, int]:
 def _d_ValueData_0(buf: memoryview, pos: int) -> tuple[ValueData, int]:
     f = ""
     try:
+        v_key: str
         f = "key"
         v_key, pos = read_string(buf, pos)
         f = "value"
@@ -142,18 +145,20 @@ def _d_ValueData_0(buf: memoryview, pos: int) -> tuple[ValueData, int]:
 def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
     f = ""
     try:
+        v_entity: list[EntityData]
+        v_values: list[ValueData]
         f = "entity"
         n, pos = read_array_count(buf, pos)
         v_entity = []
         for _ in range(n):
-            item, pos = _d_EntityData_0(buf, pos)
-            v_entity.append(item)
+            item_entity, pos = _d_EntityData_0(buf, pos)
+            v_entity.append(item_entity)
         f = "values"
         n, pos = read_array_count(buf, pos)
         v_values = []
         for _ in range(n):
-            item, pos = _d_ValueData_0(buf, pos)
-            v_values.append(item)
+            item_values, pos = _d_ValueData_0(buf, pos)
+            v_values.append(item_values)
         o = NEW(EntryData)
         o.entity = v_entity
         o.values = v_values
@@ -166,6 +171,8 @@ def _d_EntryData_0(buf: memoryview, pos: int) -> tuple[EntryData, int]:
 def _d_DescribeClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[DescribeClientQuotasResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_entries: list[EntryData] | None
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -178,8 +185,8 @@ def _d_DescribeClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[Descri
         else:
             v_entries = []
             for _ in range(n):
-                item, pos = _d_EntryData_0(buf, pos)
-                v_entries.append(item)
+                item_entries, pos = _d_EntryData_0(buf, pos)
+                v_entries.append(item_entries)
         o = NEW(DescribeClientQuotasResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -194,6 +201,8 @@ def _d_DescribeClientQuotasResponse_0(buf: memoryview, pos: int) -> tuple[Descri
 def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
     f = ""
     try:
+        v_entity_type: str
+        v_entity_name: str | None
         f = "entity_type"
         v_entity_type, pos = read_compact_string(buf, pos)
         f = "entity_name"
@@ -222,6 +231,7 @@ def _d_EntityData_1(buf: memoryview, pos: int) -> tuple[EntityData, int]:
 def _d_ValueData_1(buf: memoryview, pos: int) -> tuple[ValueData, int]:
     f = ""
     try:
+        v_key: str
         f = "key"
         v_key, pos = read_compact_string(buf, pos)
         f = "value"
@@ -251,18 +261,20 @@ def _d_ValueData_1(buf: memoryview, pos: int) -> tuple[ValueData, int]:
 def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
     f = ""
     try:
+        v_entity: list[EntityData]
+        v_values: list[ValueData]
         f = "entity"
         n, pos = read_compact_array_count(buf, pos)
         v_entity = []
         for _ in range(n):
-            item, pos = _d_EntityData_1(buf, pos)
-            v_entity.append(item)
+            item_entity, pos = _d_EntityData_1(buf, pos)
+            v_entity.append(item_entity)
         f = "values"
         n, pos = read_compact_array_count(buf, pos)
         v_values = []
         for _ in range(n):
-            item, pos = _d_ValueData_1(buf, pos)
-            v_values.append(item)
+            item_values, pos = _d_ValueData_1(buf, pos)
+            v_values.append(item_values)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -287,6 +299,8 @@ def _d_EntryData_1(buf: memoryview, pos: int) -> tuple[EntryData, int]:
 def _d_DescribeClientQuotasResponse_1(buf: memoryview, pos: int) -> tuple[DescribeClientQuotasResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_entries: list[EntryData] | None
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -299,8 +313,8 @@ def _d_DescribeClientQuotasResponse_1(buf: memoryview, pos: int) -> tuple[Descri
         else:
             v_entries = []
             for _ in range(n):
-                item, pos = _d_EntryData_1(buf, pos)
-                v_entries.append(item)
+                item_entries, pos = _d_EntryData_1(buf, pos)
+                v_entries.append(item_entries)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -339,11 +353,11 @@ def _e_ValueData_0(o: ValueData, out: list[Any]) -> None:
 def _e_EntryData_0(o: EntryData, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.entity)))
-    for x in o.entity:
-        _e_EntityData_0(x, out)
+    for x_entity in o.entity:
+        _e_EntityData_0(x_entity, out)
     a(INT32.pack(len(o.values)))
-    for x in o.values:
-        _e_ValueData_0(x, out)
+    for x_values in o.values:
+        _e_ValueData_0(x_values, out)
 
 
 def _e_DescribeClientQuotasResponse_0(o: DescribeClientQuotasResponse, out: list[Any]) -> None:
@@ -354,8 +368,8 @@ def _e_DescribeClientQuotasResponse_0(o: DescribeClientQuotasResponse, out: list
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.entries)))
-        for x in o.entries:
-            _e_EntryData_0(x, out)
+        for x_entries in o.entries:
+            _e_EntryData_0(x_entries, out)
 
 
 def _e_EntityData_1(o: EntityData, out: list[Any]) -> None:
@@ -381,11 +395,11 @@ def _e_ValueData_1(o: ValueData, out: list[Any]) -> None:
 def _e_EntryData_1(o: EntryData, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.entity) + 1))
-    for x in o.entity:
-        _e_EntityData_1(x, out)
+    for x_entity in o.entity:
+        _e_EntityData_1(x_entity, out)
     a(write_uvarint(len(o.values) + 1))
-    for x in o.values:
-        _e_ValueData_1(x, out)
+    for x_values in o.values:
+        _e_ValueData_1(x_values, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -400,8 +414,8 @@ def _e_DescribeClientQuotasResponse_1(o: DescribeClientQuotasResponse, out: list
         a(b"\x00")
     else:
         a(write_uvarint(len(o.entries) + 1))
-        for x in o.entries:
-            _e_EntryData_1(x, out)
+        for x_entries in o.entries:
+            _e_EntryData_1(x_entries, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

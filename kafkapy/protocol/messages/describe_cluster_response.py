@@ -86,6 +86,8 @@ class DescribeClusterResponse(Message):
 def _d_DescribeClusterBroker_0(buf: memoryview, pos: int) -> tuple[DescribeClusterBroker, int]:
     f = ""
     try:
+        v_host: str
+        v_rack: str | None
         f = "broker_id"
         (v_broker_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -122,6 +124,9 @@ def _d_DescribeClusterBroker_0(buf: memoryview, pos: int) -> tuple[DescribeClust
 def _d_DescribeClusterResponse_0(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_cluster_id: str
+        v_brokers: list[DescribeClusterBroker]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -136,8 +141,8 @@ def _d_DescribeClusterResponse_0(buf: memoryview, pos: int) -> tuple[DescribeClu
         n, pos = read_compact_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_DescribeClusterBroker_0(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_DescribeClusterBroker_0(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_authorized_operations"
         (v_cluster_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -171,6 +176,9 @@ def _d_DescribeClusterResponse_0(buf: memoryview, pos: int) -> tuple[DescribeClu
 def _d_DescribeClusterResponse_1(buf: memoryview, pos: int) -> tuple[DescribeClusterResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_cluster_id: str
+        v_brokers: list[DescribeClusterBroker]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -188,8 +196,8 @@ def _d_DescribeClusterResponse_1(buf: memoryview, pos: int) -> tuple[DescribeClu
         n, pos = read_compact_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_DescribeClusterBroker_0(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_DescribeClusterBroker_0(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_authorized_operations"
         (v_cluster_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -239,8 +247,8 @@ def _e_DescribeClusterResponse_0(o: DescribeClusterResponse, out: list[Any]) -> 
     a(write_compact_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(write_uvarint(len(o.brokers) + 1))
-    for x in o.brokers:
-        _e_DescribeClusterBroker_0(x, out)
+    for x_brokers in o.brokers:
+        _e_DescribeClusterBroker_0(x_brokers, out)
     a(_S_i.pack(o.cluster_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -256,8 +264,8 @@ def _e_DescribeClusterResponse_1(o: DescribeClusterResponse, out: list[Any]) -> 
     a(write_compact_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(write_uvarint(len(o.brokers) + 1))
-    for x in o.brokers:
-        _e_DescribeClusterBroker_0(x, out)
+    for x_brokers in o.brokers:
+        _e_DescribeClusterBroker_0(x_brokers, out)
     a(_S_i.pack(o.cluster_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -78,6 +78,8 @@ class DescribeConfigsRequest(Message):
 def _d_DescribeConfigsResource_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResource, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_configuration_keys: list[str] | None
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -90,8 +92,8 @@ def _d_DescribeConfigsResource_0(buf: memoryview, pos: int) -> tuple[DescribeCon
         else:
             v_configuration_keys = []
             for _ in range(n):
-                item, pos = read_string(buf, pos)
-                v_configuration_keys.append(item)
+                item_configuration_keys, pos = read_string(buf, pos)
+                v_configuration_keys.append(item_configuration_keys)
         o = NEW(DescribeConfigsResource)
         o.resource_type = v_resource_type
         o.resource_name = v_resource_name
@@ -105,12 +107,13 @@ def _d_DescribeConfigsResource_0(buf: memoryview, pos: int) -> tuple[DescribeCon
 def _d_DescribeConfigsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
     f = ""
     try:
+        v_resources: list[DescribeConfigsResource]
         f = "resources"
         n, pos = read_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResource_0(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_DescribeConfigsResource_0(buf, pos)
+            v_resources.append(item_resources)
         o = NEW(DescribeConfigsRequest)
         o.resources = v_resources
         o.include_synonyms = False
@@ -124,12 +127,13 @@ def _d_DescribeConfigsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeConf
 def _d_DescribeConfigsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
     f = ""
     try:
+        v_resources: list[DescribeConfigsResource]
         f = "resources"
         n, pos = read_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResource_0(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_DescribeConfigsResource_0(buf, pos)
+            v_resources.append(item_resources)
         f = "include_synonyms"
         (v_include_synonyms,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -146,12 +150,13 @@ def _d_DescribeConfigsRequest_1(buf: memoryview, pos: int) -> tuple[DescribeConf
 def _d_DescribeConfigsRequest_3(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
     f = ""
     try:
+        v_resources: list[DescribeConfigsResource]
         f = "resources"
         n, pos = read_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResource_0(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_DescribeConfigsResource_0(buf, pos)
+            v_resources.append(item_resources)
         f = "include_synonyms"
         (v_include_synonyms, v_include_documentation) = _S_oo.unpack_from(buf, pos)
         pos += 2
@@ -168,6 +173,8 @@ def _d_DescribeConfigsRequest_3(buf: memoryview, pos: int) -> tuple[DescribeConf
 def _d_DescribeConfigsResource_4(buf: memoryview, pos: int) -> tuple[DescribeConfigsResource, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_configuration_keys: list[str] | None
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -180,8 +187,8 @@ def _d_DescribeConfigsResource_4(buf: memoryview, pos: int) -> tuple[DescribeCon
         else:
             v_configuration_keys = []
             for _ in range(n):
-                item, pos = read_compact_string(buf, pos)
-                v_configuration_keys.append(item)
+                item_configuration_keys, pos = read_compact_string(buf, pos)
+                v_configuration_keys.append(item_configuration_keys)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -207,12 +214,13 @@ def _d_DescribeConfigsResource_4(buf: memoryview, pos: int) -> tuple[DescribeCon
 def _d_DescribeConfigsRequest_4(buf: memoryview, pos: int) -> tuple[DescribeConfigsRequest, int]:
     f = ""
     try:
+        v_resources: list[DescribeConfigsResource]
         f = "resources"
         n, pos = read_compact_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResource_4(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_DescribeConfigsResource_4(buf, pos)
+            v_resources.append(item_resources)
         f = "include_synonyms"
         (v_include_synonyms, v_include_documentation) = _S_oo.unpack_from(buf, pos)
         pos += 2
@@ -246,30 +254,30 @@ def _e_DescribeConfigsResource_0(o: DescribeConfigsResource, out: list[Any]) -> 
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.configuration_keys)))
-        for x in o.configuration_keys:
-            a(write_string(x))
+        for x_configuration_keys in o.configuration_keys:
+            a(write_string(x_configuration_keys))
 
 
 def _e_DescribeConfigsRequest_0(o: DescribeConfigsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.resources)))
-    for x in o.resources:
-        _e_DescribeConfigsResource_0(x, out)
+    for x_resources in o.resources:
+        _e_DescribeConfigsResource_0(x_resources, out)
 
 
 def _e_DescribeConfigsRequest_1(o: DescribeConfigsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.resources)))
-    for x in o.resources:
-        _e_DescribeConfigsResource_0(x, out)
+    for x_resources in o.resources:
+        _e_DescribeConfigsResource_0(x_resources, out)
     a(_S_o.pack(o.include_synonyms))
 
 
 def _e_DescribeConfigsRequest_3(o: DescribeConfigsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.resources)))
-    for x in o.resources:
-        _e_DescribeConfigsResource_0(x, out)
+    for x_resources in o.resources:
+        _e_DescribeConfigsResource_0(x_resources, out)
     a(_S_oo.pack(o.include_synonyms, o.include_documentation))
 
 
@@ -281,8 +289,8 @@ def _e_DescribeConfigsResource_4(o: DescribeConfigsResource, out: list[Any]) -> 
         a(b"\x00")
     else:
         a(write_uvarint(len(o.configuration_keys) + 1))
-        for x in o.configuration_keys:
-            a(write_compact_string(x))
+        for x_configuration_keys in o.configuration_keys:
+            a(write_compact_string(x_configuration_keys))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -292,8 +300,8 @@ def _e_DescribeConfigsResource_4(o: DescribeConfigsResource, out: list[Any]) -> 
 def _e_DescribeConfigsRequest_4(o: DescribeConfigsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.resources) + 1))
-    for x in o.resources:
-        _e_DescribeConfigsResource_4(x, out)
+    for x_resources in o.resources:
+        _e_DescribeConfigsResource_4(x_resources, out)
     a(_S_oo.pack(o.include_synonyms, o.include_documentation))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -128,6 +128,8 @@ class DescribeConfigsResponse(Message):
 def _d_DescribeConfigsResourceResult_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResourceResult, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "value"
@@ -154,6 +156,9 @@ def _d_DescribeConfigsResourceResult_0(buf: memoryview, pos: int) -> tuple[Descr
 def _d_DescribeConfigsResult_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResult, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
+        v_configs: list[DescribeConfigsResourceResult]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -168,8 +173,8 @@ def _d_DescribeConfigsResult_0(buf: memoryview, pos: int) -> tuple[DescribeConfi
         n, pos = read_array_count(buf, pos)
         v_configs = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResourceResult_0(buf, pos)
-            v_configs.append(item)
+            item_configs, pos = _d_DescribeConfigsResourceResult_0(buf, pos)
+            v_configs.append(item_configs)
         o = NEW(DescribeConfigsResult)
         o.error_code = v_error_code
         o.error_message = v_error_message
@@ -185,6 +190,7 @@ def _d_DescribeConfigsResult_0(buf: memoryview, pos: int) -> tuple[DescribeConfi
 def _d_DescribeConfigsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
     f = ""
     try:
+        v_results: list[DescribeConfigsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -192,8 +198,8 @@ def _d_DescribeConfigsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeCon
         n, pos = read_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeConfigsResult_0(buf, pos)
+            v_results.append(item_results)
         o = NEW(DescribeConfigsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.results = v_results
@@ -206,6 +212,8 @@ def _d_DescribeConfigsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeCon
 def _d_DescribeConfigsSynonym_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsSynonym, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "value"
@@ -226,6 +234,9 @@ def _d_DescribeConfigsSynonym_1(buf: memoryview, pos: int) -> tuple[DescribeConf
 def _d_DescribeConfigsResourceResult_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResourceResult, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
+        v_synonyms: list[DescribeConfigsSynonym]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "value"
@@ -237,8 +248,8 @@ def _d_DescribeConfigsResourceResult_1(buf: memoryview, pos: int) -> tuple[Descr
         n, pos = read_array_count(buf, pos)
         v_synonyms = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsSynonym_1(buf, pos)
-            v_synonyms.append(item)
+            item_synonyms, pos = _d_DescribeConfigsSynonym_1(buf, pos)
+            v_synonyms.append(item_synonyms)
         o = NEW(DescribeConfigsResourceResult)
         o.name = v_name
         o.value = v_value
@@ -258,6 +269,9 @@ def _d_DescribeConfigsResourceResult_1(buf: memoryview, pos: int) -> tuple[Descr
 def _d_DescribeConfigsResult_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResult, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
+        v_configs: list[DescribeConfigsResourceResult]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -272,8 +286,8 @@ def _d_DescribeConfigsResult_1(buf: memoryview, pos: int) -> tuple[DescribeConfi
         n, pos = read_array_count(buf, pos)
         v_configs = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResourceResult_1(buf, pos)
-            v_configs.append(item)
+            item_configs, pos = _d_DescribeConfigsResourceResult_1(buf, pos)
+            v_configs.append(item_configs)
         o = NEW(DescribeConfigsResult)
         o.error_code = v_error_code
         o.error_message = v_error_message
@@ -289,6 +303,7 @@ def _d_DescribeConfigsResult_1(buf: memoryview, pos: int) -> tuple[DescribeConfi
 def _d_DescribeConfigsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
     f = ""
     try:
+        v_results: list[DescribeConfigsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -296,8 +311,8 @@ def _d_DescribeConfigsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeCon
         n, pos = read_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResult_1(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeConfigsResult_1(buf, pos)
+            v_results.append(item_results)
         o = NEW(DescribeConfigsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.results = v_results
@@ -310,6 +325,10 @@ def _d_DescribeConfigsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeCon
 def _d_DescribeConfigsResourceResult_3(buf: memoryview, pos: int) -> tuple[DescribeConfigsResourceResult, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
+        v_synonyms: list[DescribeConfigsSynonym]
+        v_documentation: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "value"
@@ -321,8 +340,8 @@ def _d_DescribeConfigsResourceResult_3(buf: memoryview, pos: int) -> tuple[Descr
         n, pos = read_array_count(buf, pos)
         v_synonyms = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsSynonym_1(buf, pos)
-            v_synonyms.append(item)
+            item_synonyms, pos = _d_DescribeConfigsSynonym_1(buf, pos)
+            v_synonyms.append(item_synonyms)
         f = "config_type"
         (v_config_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -347,6 +366,9 @@ def _d_DescribeConfigsResourceResult_3(buf: memoryview, pos: int) -> tuple[Descr
 def _d_DescribeConfigsResult_3(buf: memoryview, pos: int) -> tuple[DescribeConfigsResult, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
+        v_configs: list[DescribeConfigsResourceResult]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -361,8 +383,8 @@ def _d_DescribeConfigsResult_3(buf: memoryview, pos: int) -> tuple[DescribeConfi
         n, pos = read_array_count(buf, pos)
         v_configs = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResourceResult_3(buf, pos)
-            v_configs.append(item)
+            item_configs, pos = _d_DescribeConfigsResourceResult_3(buf, pos)
+            v_configs.append(item_configs)
         o = NEW(DescribeConfigsResult)
         o.error_code = v_error_code
         o.error_message = v_error_message
@@ -378,6 +400,7 @@ def _d_DescribeConfigsResult_3(buf: memoryview, pos: int) -> tuple[DescribeConfi
 def _d_DescribeConfigsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
     f = ""
     try:
+        v_results: list[DescribeConfigsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -385,8 +408,8 @@ def _d_DescribeConfigsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeCon
         n, pos = read_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResult_3(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeConfigsResult_3(buf, pos)
+            v_results.append(item_results)
         o = NEW(DescribeConfigsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.results = v_results
@@ -399,6 +422,8 @@ def _d_DescribeConfigsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeCon
 def _d_DescribeConfigsSynonym_4(buf: memoryview, pos: int) -> tuple[DescribeConfigsSynonym, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "value"
@@ -431,6 +456,10 @@ def _d_DescribeConfigsSynonym_4(buf: memoryview, pos: int) -> tuple[DescribeConf
 def _d_DescribeConfigsResourceResult_4(buf: memoryview, pos: int) -> tuple[DescribeConfigsResourceResult, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
+        v_synonyms: list[DescribeConfigsSynonym]
+        v_documentation: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "value"
@@ -442,8 +471,8 @@ def _d_DescribeConfigsResourceResult_4(buf: memoryview, pos: int) -> tuple[Descr
         n, pos = read_compact_array_count(buf, pos)
         v_synonyms = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsSynonym_4(buf, pos)
-            v_synonyms.append(item)
+            item_synonyms, pos = _d_DescribeConfigsSynonym_4(buf, pos)
+            v_synonyms.append(item_synonyms)
         f = "config_type"
         (v_config_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -480,6 +509,9 @@ def _d_DescribeConfigsResourceResult_4(buf: memoryview, pos: int) -> tuple[Descr
 def _d_DescribeConfigsResult_4(buf: memoryview, pos: int) -> tuple[DescribeConfigsResult, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
+        v_configs: list[DescribeConfigsResourceResult]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -494,8 +526,8 @@ def _d_DescribeConfigsResult_4(buf: memoryview, pos: int) -> tuple[DescribeConfi
         n, pos = read_compact_array_count(buf, pos)
         v_configs = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResourceResult_4(buf, pos)
-            v_configs.append(item)
+            item_configs, pos = _d_DescribeConfigsResourceResult_4(buf, pos)
+            v_configs.append(item_configs)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -523,6 +555,7 @@ def _d_DescribeConfigsResult_4(buf: memoryview, pos: int) -> tuple[DescribeConfi
 def _d_DescribeConfigsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeConfigsResponse, int]:
     f = ""
     try:
+        v_results: list[DescribeConfigsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -530,8 +563,8 @@ def _d_DescribeConfigsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeCon
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeConfigsResult_4(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeConfigsResult_4(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -567,16 +600,16 @@ def _e_DescribeConfigsResult_0(o: DescribeConfigsResult, out: list[Any]) -> None
     a(_S_b.pack(o.resource_type))
     a(write_string(o.resource_name))
     a(INT32.pack(len(o.configs)))
-    for x in o.configs:
-        _e_DescribeConfigsResourceResult_0(x, out)
+    for x_configs in o.configs:
+        _e_DescribeConfigsResourceResult_0(x_configs, out)
 
 
 def _e_DescribeConfigsResponse_0(o: DescribeConfigsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results)))
-    for x in o.results:
-        _e_DescribeConfigsResult_0(x, out)
+    for x_results in o.results:
+        _e_DescribeConfigsResult_0(x_results, out)
 
 
 def _e_DescribeConfigsSynonym_1(o: DescribeConfigsSynonym, out: list[Any]) -> None:
@@ -592,8 +625,8 @@ def _e_DescribeConfigsResourceResult_1(o: DescribeConfigsResourceResult, out: li
     a(write_nullable_string(o.value))
     a(_S_obo.pack(o.read_only, o.config_source, o.is_sensitive))
     a(INT32.pack(len(o.synonyms)))
-    for x in o.synonyms:
-        _e_DescribeConfigsSynonym_1(x, out)
+    for x_synonyms in o.synonyms:
+        _e_DescribeConfigsSynonym_1(x_synonyms, out)
 
 
 def _e_DescribeConfigsResult_1(o: DescribeConfigsResult, out: list[Any]) -> None:
@@ -603,16 +636,16 @@ def _e_DescribeConfigsResult_1(o: DescribeConfigsResult, out: list[Any]) -> None
     a(_S_b.pack(o.resource_type))
     a(write_string(o.resource_name))
     a(INT32.pack(len(o.configs)))
-    for x in o.configs:
-        _e_DescribeConfigsResourceResult_1(x, out)
+    for x_configs in o.configs:
+        _e_DescribeConfigsResourceResult_1(x_configs, out)
 
 
 def _e_DescribeConfigsResponse_1(o: DescribeConfigsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results)))
-    for x in o.results:
-        _e_DescribeConfigsResult_1(x, out)
+    for x_results in o.results:
+        _e_DescribeConfigsResult_1(x_results, out)
 
 
 def _e_DescribeConfigsResourceResult_3(o: DescribeConfigsResourceResult, out: list[Any]) -> None:
@@ -621,8 +654,8 @@ def _e_DescribeConfigsResourceResult_3(o: DescribeConfigsResourceResult, out: li
     a(write_nullable_string(o.value))
     a(_S_obo.pack(o.read_only, o.config_source, o.is_sensitive))
     a(INT32.pack(len(o.synonyms)))
-    for x in o.synonyms:
-        _e_DescribeConfigsSynonym_1(x, out)
+    for x_synonyms in o.synonyms:
+        _e_DescribeConfigsSynonym_1(x_synonyms, out)
     a(_S_b.pack(o.config_type))
     a(write_nullable_string(o.documentation))
 
@@ -634,16 +667,16 @@ def _e_DescribeConfigsResult_3(o: DescribeConfigsResult, out: list[Any]) -> None
     a(_S_b.pack(o.resource_type))
     a(write_string(o.resource_name))
     a(INT32.pack(len(o.configs)))
-    for x in o.configs:
-        _e_DescribeConfigsResourceResult_3(x, out)
+    for x_configs in o.configs:
+        _e_DescribeConfigsResourceResult_3(x_configs, out)
 
 
 def _e_DescribeConfigsResponse_3(o: DescribeConfigsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results)))
-    for x in o.results:
-        _e_DescribeConfigsResult_3(x, out)
+    for x_results in o.results:
+        _e_DescribeConfigsResult_3(x_results, out)
 
 
 def _e_DescribeConfigsSynonym_4(o: DescribeConfigsSynonym, out: list[Any]) -> None:
@@ -663,8 +696,8 @@ def _e_DescribeConfigsResourceResult_4(o: DescribeConfigsResourceResult, out: li
     a(write_compact_nullable_string(o.value))
     a(_S_obo.pack(o.read_only, o.config_source, o.is_sensitive))
     a(write_uvarint(len(o.synonyms) + 1))
-    for x in o.synonyms:
-        _e_DescribeConfigsSynonym_4(x, out)
+    for x_synonyms in o.synonyms:
+        _e_DescribeConfigsSynonym_4(x_synonyms, out)
     a(_S_b.pack(o.config_type))
     a(write_compact_nullable_string(o.documentation))
     if o.unknown_tagged_fields:
@@ -680,8 +713,8 @@ def _e_DescribeConfigsResult_4(o: DescribeConfigsResult, out: list[Any]) -> None
     a(_S_b.pack(o.resource_type))
     a(write_compact_string(o.resource_name))
     a(write_uvarint(len(o.configs) + 1))
-    for x in o.configs:
-        _e_DescribeConfigsResourceResult_4(x, out)
+    for x_configs in o.configs:
+        _e_DescribeConfigsResourceResult_4(x_configs, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -692,8 +725,8 @@ def _e_DescribeConfigsResponse_4(o: DescribeConfigsResponse, out: list[Any]) -> 
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_DescribeConfigsResult_4(x, out)
+    for x_results in o.results:
+        _e_DescribeConfigsResult_4(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

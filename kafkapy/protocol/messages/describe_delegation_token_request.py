@@ -67,6 +67,8 @@ class DescribeDelegationTokenRequest(Message):
 def _d_DescribeDelegationTokenOwner_0(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenOwner, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
         f = "principal_type"
         v_principal_type, pos = read_string(buf, pos)
         f = "principal_name"
@@ -83,6 +85,7 @@ def _d_DescribeDelegationTokenOwner_0(buf: memoryview, pos: int) -> tuple[Descri
 def _d_DescribeDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenRequest, int]:
     f = ""
     try:
+        v_owners: list[DescribeDelegationTokenOwner] | None
         f = "owners"
         n, pos = read_nullable_array_count(buf, pos)
         if n < 0:
@@ -90,8 +93,8 @@ def _d_DescribeDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[Desc
         else:
             v_owners = []
             for _ in range(n):
-                item, pos = _d_DescribeDelegationTokenOwner_0(buf, pos)
-                v_owners.append(item)
+                item_owners, pos = _d_DescribeDelegationTokenOwner_0(buf, pos)
+                v_owners.append(item_owners)
         o = NEW(DescribeDelegationTokenRequest)
         o.owners = v_owners
         o.unknown_tagged_fields = None
@@ -103,6 +106,8 @@ def _d_DescribeDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[Desc
 def _d_DescribeDelegationTokenOwner_2(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenOwner, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
         f = "principal_type"
         v_principal_type, pos = read_compact_string(buf, pos)
         f = "principal_name"
@@ -131,6 +136,7 @@ def _d_DescribeDelegationTokenOwner_2(buf: memoryview, pos: int) -> tuple[Descri
 def _d_DescribeDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenRequest, int]:
     f = ""
     try:
+        v_owners: list[DescribeDelegationTokenOwner] | None
         f = "owners"
         n, pos = read_compact_nullable_array_count(buf, pos)
         if n < 0:
@@ -138,8 +144,8 @@ def _d_DescribeDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[Desc
         else:
             v_owners = []
             for _ in range(n):
-                item, pos = _d_DescribeDelegationTokenOwner_2(buf, pos)
-                v_owners.append(item)
+                item_owners, pos = _d_DescribeDelegationTokenOwner_2(buf, pos)
+                v_owners.append(item_owners)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -172,8 +178,8 @@ def _e_DescribeDelegationTokenRequest_0(o: DescribeDelegationTokenRequest, out: 
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.owners)))
-        for x in o.owners:
-            _e_DescribeDelegationTokenOwner_0(x, out)
+        for x_owners in o.owners:
+            _e_DescribeDelegationTokenOwner_0(x_owners, out)
 
 
 def _e_DescribeDelegationTokenOwner_2(o: DescribeDelegationTokenOwner, out: list[Any]) -> None:
@@ -192,8 +198,8 @@ def _e_DescribeDelegationTokenRequest_2(o: DescribeDelegationTokenRequest, out: 
         a(b"\x00")
     else:
         a(write_uvarint(len(o.owners) + 1))
-        for x in o.owners:
-            _e_DescribeDelegationTokenOwner_2(x, out)
+        for x_owners in o.owners:
+            _e_DescribeDelegationTokenOwner_2(x_owners, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -108,6 +108,8 @@ class DescribeDelegationTokenResponse(Message):
 def _d_DescribedDelegationTokenRenewer_0(buf: memoryview, pos: int) -> tuple[DescribedDelegationTokenRenewer, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
         f = "principal_type"
         v_principal_type, pos = read_string(buf, pos)
         f = "principal_name"
@@ -124,6 +126,11 @@ def _d_DescribedDelegationTokenRenewer_0(buf: memoryview, pos: int) -> tuple[Des
 def _d_DescribedDelegationToken_0(buf: memoryview, pos: int) -> tuple[DescribedDelegationToken, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
+        v_token_id: str
+        v_hmac: bytes
+        v_renewers: list[DescribedDelegationTokenRenewer]
         f = "principal_type"
         v_principal_type, pos = read_string(buf, pos)
         f = "principal_name"
@@ -139,8 +146,8 @@ def _d_DescribedDelegationToken_0(buf: memoryview, pos: int) -> tuple[DescribedD
         n, pos = read_array_count(buf, pos)
         v_renewers = []
         for _ in range(n):
-            item, pos = _d_DescribedDelegationTokenRenewer_0(buf, pos)
-            v_renewers.append(item)
+            item_renewers, pos = _d_DescribedDelegationTokenRenewer_0(buf, pos)
+            v_renewers.append(item_renewers)
         o = NEW(DescribedDelegationToken)
         o.principal_type = v_principal_type
         o.principal_name = v_principal_name
@@ -161,6 +168,7 @@ def _d_DescribedDelegationToken_0(buf: memoryview, pos: int) -> tuple[DescribedD
 def _d_DescribeDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenResponse, int]:
     f = ""
     try:
+        v_tokens: list[DescribedDelegationToken]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -168,8 +176,8 @@ def _d_DescribeDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[Des
         n, pos = read_array_count(buf, pos)
         v_tokens = []
         for _ in range(n):
-            item, pos = _d_DescribedDelegationToken_0(buf, pos)
-            v_tokens.append(item)
+            item_tokens, pos = _d_DescribedDelegationToken_0(buf, pos)
+            v_tokens.append(item_tokens)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -186,6 +194,8 @@ def _d_DescribeDelegationTokenResponse_0(buf: memoryview, pos: int) -> tuple[Des
 def _d_DescribedDelegationTokenRenewer_2(buf: memoryview, pos: int) -> tuple[DescribedDelegationTokenRenewer, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
         f = "principal_type"
         v_principal_type, pos = read_compact_string(buf, pos)
         f = "principal_name"
@@ -214,6 +224,11 @@ def _d_DescribedDelegationTokenRenewer_2(buf: memoryview, pos: int) -> tuple[Des
 def _d_DescribedDelegationToken_2(buf: memoryview, pos: int) -> tuple[DescribedDelegationToken, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
+        v_token_id: str
+        v_hmac: bytes
+        v_renewers: list[DescribedDelegationTokenRenewer]
         f = "principal_type"
         v_principal_type, pos = read_compact_string(buf, pos)
         f = "principal_name"
@@ -229,8 +244,8 @@ def _d_DescribedDelegationToken_2(buf: memoryview, pos: int) -> tuple[DescribedD
         n, pos = read_compact_array_count(buf, pos)
         v_renewers = []
         for _ in range(n):
-            item, pos = _d_DescribedDelegationTokenRenewer_2(buf, pos)
-            v_renewers.append(item)
+            item_renewers, pos = _d_DescribedDelegationTokenRenewer_2(buf, pos)
+            v_renewers.append(item_renewers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -263,6 +278,7 @@ def _d_DescribedDelegationToken_2(buf: memoryview, pos: int) -> tuple[DescribedD
 def _d_DescribeDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenResponse, int]:
     f = ""
     try:
+        v_tokens: list[DescribedDelegationToken]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -270,8 +286,8 @@ def _d_DescribeDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[Des
         n, pos = read_compact_array_count(buf, pos)
         v_tokens = []
         for _ in range(n):
-            item, pos = _d_DescribedDelegationToken_2(buf, pos)
-            v_tokens.append(item)
+            item_tokens, pos = _d_DescribedDelegationToken_2(buf, pos)
+            v_tokens.append(item_tokens)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -300,6 +316,13 @@ def _d_DescribeDelegationTokenResponse_2(buf: memoryview, pos: int) -> tuple[Des
 def _d_DescribedDelegationToken_3(buf: memoryview, pos: int) -> tuple[DescribedDelegationToken, int]:
     f = ""
     try:
+        v_principal_type: str
+        v_principal_name: str
+        v_token_requester_principal_type: str
+        v_token_requester_principal_name: str
+        v_token_id: str
+        v_hmac: bytes
+        v_renewers: list[DescribedDelegationTokenRenewer]
         f = "principal_type"
         v_principal_type, pos = read_compact_string(buf, pos)
         f = "principal_name"
@@ -319,8 +342,8 @@ def _d_DescribedDelegationToken_3(buf: memoryview, pos: int) -> tuple[DescribedD
         n, pos = read_compact_array_count(buf, pos)
         v_renewers = []
         for _ in range(n):
-            item, pos = _d_DescribedDelegationTokenRenewer_2(buf, pos)
-            v_renewers.append(item)
+            item_renewers, pos = _d_DescribedDelegationTokenRenewer_2(buf, pos)
+            v_renewers.append(item_renewers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -353,6 +376,7 @@ def _d_DescribedDelegationToken_3(buf: memoryview, pos: int) -> tuple[DescribedD
 def _d_DescribeDelegationTokenResponse_3(buf: memoryview, pos: int) -> tuple[DescribeDelegationTokenResponse, int]:
     f = ""
     try:
+        v_tokens: list[DescribedDelegationToken]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -360,8 +384,8 @@ def _d_DescribeDelegationTokenResponse_3(buf: memoryview, pos: int) -> tuple[Des
         n, pos = read_compact_array_count(buf, pos)
         v_tokens = []
         for _ in range(n):
-            item, pos = _d_DescribedDelegationToken_3(buf, pos)
-            v_tokens.append(item)
+            item_tokens, pos = _d_DescribedDelegationToken_3(buf, pos)
+            v_tokens.append(item_tokens)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -401,16 +425,16 @@ def _e_DescribedDelegationToken_0(o: DescribedDelegationToken, out: list[Any]) -
     a(write_string(o.token_id))
     a(write_bytes(o.hmac))
     a(INT32.pack(len(o.renewers)))
-    for x in o.renewers:
-        _e_DescribedDelegationTokenRenewer_0(x, out)
+    for x_renewers in o.renewers:
+        _e_DescribedDelegationTokenRenewer_0(x_renewers, out)
 
 
 def _e_DescribeDelegationTokenResponse_0(o: DescribeDelegationTokenResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.tokens)))
-    for x in o.tokens:
-        _e_DescribedDelegationToken_0(x, out)
+    for x_tokens in o.tokens:
+        _e_DescribedDelegationToken_0(x_tokens, out)
     a(_S_i.pack(o.throttle_time_ms))
 
 
@@ -432,8 +456,8 @@ def _e_DescribedDelegationToken_2(o: DescribedDelegationToken, out: list[Any]) -
     a(write_compact_string(o.token_id))
     a(write_compact_bytes(o.hmac))
     a(write_uvarint(len(o.renewers) + 1))
-    for x in o.renewers:
-        _e_DescribedDelegationTokenRenewer_2(x, out)
+    for x_renewers in o.renewers:
+        _e_DescribedDelegationTokenRenewer_2(x_renewers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -444,8 +468,8 @@ def _e_DescribeDelegationTokenResponse_2(o: DescribeDelegationTokenResponse, out
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.tokens) + 1))
-    for x in o.tokens:
-        _e_DescribedDelegationToken_2(x, out)
+    for x_tokens in o.tokens:
+        _e_DescribedDelegationToken_2(x_tokens, out)
     a(_S_i.pack(o.throttle_time_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -463,8 +487,8 @@ def _e_DescribedDelegationToken_3(o: DescribedDelegationToken, out: list[Any]) -
     a(write_compact_string(o.token_id))
     a(write_compact_bytes(o.hmac))
     a(write_uvarint(len(o.renewers) + 1))
-    for x in o.renewers:
-        _e_DescribedDelegationTokenRenewer_2(x, out)
+    for x_renewers in o.renewers:
+        _e_DescribedDelegationTokenRenewer_2(x_renewers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -475,8 +499,8 @@ def _e_DescribeDelegationTokenResponse_3(o: DescribeDelegationTokenResponse, out
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.tokens) + 1))
-    for x in o.tokens:
-        _e_DescribedDelegationToken_3(x, out)
+    for x_tokens in o.tokens:
+        _e_DescribedDelegationToken_3(x_tokens, out)
     a(_S_i.pack(o.throttle_time_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -55,12 +55,13 @@ class DescribeGroupsRequest(Message):
 def _d_DescribeGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
     f = ""
     try:
+        v_groups: list[str]
         f = "groups"
         n, pos = read_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = read_string(buf, pos)
+            v_groups.append(item_groups)
         o = NEW(DescribeGroupsRequest)
         o.groups = v_groups
         o.include_authorized_operations = False
@@ -73,12 +74,13 @@ def _d_DescribeGroupsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeGroup
 def _d_DescribeGroupsRequest_3(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
     f = ""
     try:
+        v_groups: list[str]
         f = "groups"
         n, pos = read_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = read_string(buf, pos)
+            v_groups.append(item_groups)
         f = "include_authorized_operations"
         (v_include_authorized_operations,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -94,12 +96,13 @@ def _d_DescribeGroupsRequest_3(buf: memoryview, pos: int) -> tuple[DescribeGroup
 def _d_DescribeGroupsRequest_5(buf: memoryview, pos: int) -> tuple[DescribeGroupsRequest, int]:
     f = ""
     try:
+        v_groups: list[str]
         f = "groups"
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = read_compact_string(buf, pos)
+            v_groups.append(item_groups)
         f = "include_authorized_operations"
         (v_include_authorized_operations,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -127,23 +130,23 @@ def _d_DescribeGroupsRequest_5(buf: memoryview, pos: int) -> tuple[DescribeGroup
 def _e_DescribeGroupsRequest_0(o: DescribeGroupsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.groups)))
-    for x in o.groups:
-        a(write_string(x))
+    for x_groups in o.groups:
+        a(write_string(x_groups))
 
 
 def _e_DescribeGroupsRequest_3(o: DescribeGroupsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.groups)))
-    for x in o.groups:
-        a(write_string(x))
+    for x_groups in o.groups:
+        a(write_string(x_groups))
     a(_S_o.pack(o.include_authorized_operations))
 
 
 def _e_DescribeGroupsRequest_5(o: DescribeGroupsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        a(write_compact_string(x))
+    for x_groups in o.groups:
+        a(write_compact_string(x_groups))
     a(_S_o.pack(o.include_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -111,6 +111,11 @@ class DescribeGroupsResponse(Message):
 def _d_DescribedGroupMember_0(buf: memoryview, pos: int) -> tuple[DescribedGroupMember, int]:
     f = ""
     try:
+        v_member_id: str
+        v_client_id: str
+        v_client_host: str
+        v_member_metadata: bytes
+        v_member_assignment: bytes
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
         f = "client_id"
@@ -137,6 +142,11 @@ def _d_DescribedGroupMember_0(buf: memoryview, pos: int) -> tuple[DescribedGroup
 def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_group_state: str
+        v_protocol_type: str
+        v_protocol_data: str
+        v_members: list[DescribedGroupMember]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -152,8 +162,8 @@ def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         n, pos = read_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_DescribedGroupMember_0(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_DescribedGroupMember_0(buf, pos)
+            v_members.append(item_members)
         o = NEW(DescribedGroup)
         o.error_code = v_error_code
         o.group_id = v_group_id
@@ -171,12 +181,13 @@ def _d_DescribedGroup_0(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
 def _d_DescribeGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[DescribedGroup]
         f = "groups"
         n, pos = read_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_DescribedGroup_0(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_DescribedGroup_0(buf, pos)
+            v_groups.append(item_groups)
         o = NEW(DescribeGroupsResponse)
         o.throttle_time_ms = 0
         o.groups = v_groups
@@ -189,6 +200,7 @@ def _d_DescribeGroupsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeGrou
 def _d_DescribeGroupsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[DescribedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -196,8 +208,8 @@ def _d_DescribeGroupsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeGrou
         n, pos = read_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_DescribedGroup_0(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_DescribedGroup_0(buf, pos)
+            v_groups.append(item_groups)
         o = NEW(DescribeGroupsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.groups = v_groups
@@ -210,6 +222,11 @@ def _d_DescribeGroupsResponse_1(buf: memoryview, pos: int) -> tuple[DescribeGrou
 def _d_DescribedGroup_3(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_group_state: str
+        v_protocol_type: str
+        v_protocol_data: str
+        v_members: list[DescribedGroupMember]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -225,8 +242,8 @@ def _d_DescribedGroup_3(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         n, pos = read_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_DescribedGroupMember_0(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_DescribedGroupMember_0(buf, pos)
+            v_members.append(item_members)
         f = "authorized_operations"
         (v_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -247,6 +264,7 @@ def _d_DescribedGroup_3(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
 def _d_DescribeGroupsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[DescribedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -254,8 +272,8 @@ def _d_DescribeGroupsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeGrou
         n, pos = read_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_DescribedGroup_3(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_DescribedGroup_3(buf, pos)
+            v_groups.append(item_groups)
         o = NEW(DescribeGroupsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.groups = v_groups
@@ -268,6 +286,12 @@ def _d_DescribeGroupsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeGrou
 def _d_DescribedGroupMember_4(buf: memoryview, pos: int) -> tuple[DescribedGroupMember, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_client_id: str
+        v_client_host: str
+        v_member_metadata: bytes
+        v_member_assignment: bytes
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
         f = "group_instance_id"
@@ -296,6 +320,11 @@ def _d_DescribedGroupMember_4(buf: memoryview, pos: int) -> tuple[DescribedGroup
 def _d_DescribedGroup_4(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_group_state: str
+        v_protocol_type: str
+        v_protocol_data: str
+        v_members: list[DescribedGroupMember]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -311,8 +340,8 @@ def _d_DescribedGroup_4(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         n, pos = read_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_DescribedGroupMember_4(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_DescribedGroupMember_4(buf, pos)
+            v_members.append(item_members)
         f = "authorized_operations"
         (v_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -333,6 +362,7 @@ def _d_DescribedGroup_4(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
 def _d_DescribeGroupsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[DescribedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -340,8 +370,8 @@ def _d_DescribeGroupsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeGrou
         n, pos = read_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_DescribedGroup_4(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_DescribedGroup_4(buf, pos)
+            v_groups.append(item_groups)
         o = NEW(DescribeGroupsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.groups = v_groups
@@ -354,6 +384,12 @@ def _d_DescribeGroupsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeGrou
 def _d_DescribedGroupMember_5(buf: memoryview, pos: int) -> tuple[DescribedGroupMember, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_client_id: str
+        v_client_host: str
+        v_member_metadata: bytes
+        v_member_assignment: bytes
         f = "member_id"
         v_member_id, pos = read_compact_string(buf, pos)
         f = "group_instance_id"
@@ -394,6 +430,11 @@ def _d_DescribedGroupMember_5(buf: memoryview, pos: int) -> tuple[DescribedGroup
 def _d_DescribedGroup_5(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_group_state: str
+        v_protocol_type: str
+        v_protocol_data: str
+        v_members: list[DescribedGroupMember]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -409,8 +450,8 @@ def _d_DescribedGroup_5(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
         n, pos = read_compact_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_DescribedGroupMember_5(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_DescribedGroupMember_5(buf, pos)
+            v_members.append(item_members)
         f = "authorized_operations"
         (v_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -443,6 +484,7 @@ def _d_DescribedGroup_5(buf: memoryview, pos: int) -> tuple[DescribedGroup, int]
 def _d_DescribeGroupsResponse_5(buf: memoryview, pos: int) -> tuple[DescribeGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[DescribedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -450,8 +492,8 @@ def _d_DescribeGroupsResponse_5(buf: memoryview, pos: int) -> tuple[DescribeGrou
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_DescribedGroup_5(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_DescribedGroup_5(buf, pos)
+            v_groups.append(item_groups)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -490,23 +532,23 @@ def _e_DescribedGroup_0(o: DescribedGroup, out: list[Any]) -> None:
     a(write_string(o.protocol_type))
     a(write_string(o.protocol_data))
     a(INT32.pack(len(o.members)))
-    for x in o.members:
-        _e_DescribedGroupMember_0(x, out)
+    for x_members in o.members:
+        _e_DescribedGroupMember_0(x_members, out)
 
 
 def _e_DescribeGroupsResponse_0(o: DescribeGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.groups)))
-    for x in o.groups:
-        _e_DescribedGroup_0(x, out)
+    for x_groups in o.groups:
+        _e_DescribedGroup_0(x_groups, out)
 
 
 def _e_DescribeGroupsResponse_1(o: DescribeGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.groups)))
-    for x in o.groups:
-        _e_DescribedGroup_0(x, out)
+    for x_groups in o.groups:
+        _e_DescribedGroup_0(x_groups, out)
 
 
 def _e_DescribedGroup_3(o: DescribedGroup, out: list[Any]) -> None:
@@ -517,8 +559,8 @@ def _e_DescribedGroup_3(o: DescribedGroup, out: list[Any]) -> None:
     a(write_string(o.protocol_type))
     a(write_string(o.protocol_data))
     a(INT32.pack(len(o.members)))
-    for x in o.members:
-        _e_DescribedGroupMember_0(x, out)
+    for x_members in o.members:
+        _e_DescribedGroupMember_0(x_members, out)
     a(_S_i.pack(o.authorized_operations))
 
 
@@ -526,8 +568,8 @@ def _e_DescribeGroupsResponse_3(o: DescribeGroupsResponse, out: list[Any]) -> No
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.groups)))
-    for x in o.groups:
-        _e_DescribedGroup_3(x, out)
+    for x_groups in o.groups:
+        _e_DescribedGroup_3(x_groups, out)
 
 
 def _e_DescribedGroupMember_4(o: DescribedGroupMember, out: list[Any]) -> None:
@@ -548,8 +590,8 @@ def _e_DescribedGroup_4(o: DescribedGroup, out: list[Any]) -> None:
     a(write_string(o.protocol_type))
     a(write_string(o.protocol_data))
     a(INT32.pack(len(o.members)))
-    for x in o.members:
-        _e_DescribedGroupMember_4(x, out)
+    for x_members in o.members:
+        _e_DescribedGroupMember_4(x_members, out)
     a(_S_i.pack(o.authorized_operations))
 
 
@@ -557,8 +599,8 @@ def _e_DescribeGroupsResponse_4(o: DescribeGroupsResponse, out: list[Any]) -> No
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.groups)))
-    for x in o.groups:
-        _e_DescribedGroup_4(x, out)
+    for x_groups in o.groups:
+        _e_DescribedGroup_4(x_groups, out)
 
 
 def _e_DescribedGroupMember_5(o: DescribedGroupMember, out: list[Any]) -> None:
@@ -583,8 +625,8 @@ def _e_DescribedGroup_5(o: DescribedGroup, out: list[Any]) -> None:
     a(write_compact_string(o.protocol_type))
     a(write_compact_string(o.protocol_data))
     a(write_uvarint(len(o.members) + 1))
-    for x in o.members:
-        _e_DescribedGroupMember_5(x, out)
+    for x_members in o.members:
+        _e_DescribedGroupMember_5(x_members, out)
     a(_S_i.pack(o.authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -596,8 +638,8 @@ def _e_DescribeGroupsResponse_5(o: DescribeGroupsResponse, out: list[Any]) -> No
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        _e_DescribedGroup_5(x, out)
+    for x_groups in o.groups:
+        _e_DescribedGroup_5(x_groups, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

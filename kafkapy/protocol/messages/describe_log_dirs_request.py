@@ -78,6 +78,8 @@ class DescribeLogDirsRequest(Message):
 def _d_DescribableLogDirTopic_0(buf: memoryview, pos: int) -> tuple[DescribableLogDirTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
@@ -99,6 +101,7 @@ def _d_DescribableLogDirTopic_0(buf: memoryview, pos: int) -> tuple[DescribableL
 def _d_DescribeLogDirsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsRequest, int]:
     f = ""
     try:
+        v_topics: list[DescribableLogDirTopic] | None
         f = "topics"
         n, pos = read_nullable_array_count(buf, pos)
         if n < 0:
@@ -106,8 +109,8 @@ def _d_DescribeLogDirsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeLogD
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_DescribableLogDirTopic_0(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_DescribableLogDirTopic_0(buf, pos)
+                v_topics.append(item_topics)
         o = NEW(DescribeLogDirsRequest)
         o.topics = v_topics
         o.unknown_tagged_fields = None
@@ -119,6 +122,8 @@ def _d_DescribeLogDirsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeLogD
 def _d_DescribableLogDirTopic_2(buf: memoryview, pos: int) -> tuple[DescribableLogDirTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
@@ -152,6 +157,7 @@ def _d_DescribableLogDirTopic_2(buf: memoryview, pos: int) -> tuple[DescribableL
 def _d_DescribeLogDirsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeLogDirsRequest, int]:
     f = ""
     try:
+        v_topics: list[DescribableLogDirTopic] | None
         f = "topics"
         n, pos = read_compact_nullable_array_count(buf, pos)
         if n < 0:
@@ -159,8 +165,8 @@ def _d_DescribeLogDirsRequest_2(buf: memoryview, pos: int) -> tuple[DescribeLogD
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_DescribableLogDirTopic_2(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_DescribableLogDirTopic_2(buf, pos)
+                v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -194,8 +200,8 @@ def _e_DescribeLogDirsRequest_0(o: DescribeLogDirsRequest, out: list[Any]) -> No
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.topics)))
-        for x in o.topics:
-            _e_DescribableLogDirTopic_0(x, out)
+        for x_topics in o.topics:
+            _e_DescribableLogDirTopic_0(x_topics, out)
 
 
 def _e_DescribableLogDirTopic_2(o: DescribableLogDirTopic, out: list[Any]) -> None:
@@ -215,8 +221,8 @@ def _e_DescribeLogDirsRequest_2(o: DescribeLogDirsRequest, out: list[Any]) -> No
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_DescribableLogDirTopic_2(x, out)
+        for x_topics in o.topics:
+            _e_DescribableLogDirTopic_2(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

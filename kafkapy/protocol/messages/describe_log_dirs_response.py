@@ -131,14 +131,16 @@ def _d_DescribeLogDirsPartition_0(buf: memoryview, pos: int) -> tuple[DescribeLo
 def _d_DescribeLogDirsTopic_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[DescribeLogDirsPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_DescribeLogDirsPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(DescribeLogDirsTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -151,6 +153,8 @@ def _d_DescribeLogDirsTopic_0(buf: memoryview, pos: int) -> tuple[DescribeLogDir
 def _d_DescribeLogDirsResult_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResult, int]:
     f = ""
     try:
+        v_log_dir: str
+        v_topics: list[DescribeLogDirsTopic]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -160,8 +164,8 @@ def _d_DescribeLogDirsResult_0(buf: memoryview, pos: int) -> tuple[DescribeLogDi
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DescribeLogDirsTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(DescribeLogDirsResult)
         o.error_code = v_error_code
         o.log_dir = v_log_dir
@@ -177,6 +181,7 @@ def _d_DescribeLogDirsResult_0(buf: memoryview, pos: int) -> tuple[DescribeLogDi
 def _d_DescribeLogDirsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResponse, int]:
     f = ""
     try:
+        v_results: list[DescribeLogDirsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -184,8 +189,8 @@ def _d_DescribeLogDirsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeLog
         n, pos = read_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeLogDirsResult_0(buf, pos)
+            v_results.append(item_results)
         o = NEW(DescribeLogDirsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = 0
@@ -228,14 +233,16 @@ def _d_DescribeLogDirsPartition_2(buf: memoryview, pos: int) -> tuple[DescribeLo
 def _d_DescribeLogDirsTopic_2(buf: memoryview, pos: int) -> tuple[DescribeLogDirsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[DescribeLogDirsPartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsPartition_2(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_DescribeLogDirsPartition_2(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -260,6 +267,8 @@ def _d_DescribeLogDirsTopic_2(buf: memoryview, pos: int) -> tuple[DescribeLogDir
 def _d_DescribeLogDirsResult_2(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResult, int]:
     f = ""
     try:
+        v_log_dir: str
+        v_topics: list[DescribeLogDirsTopic]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -269,8 +278,8 @@ def _d_DescribeLogDirsResult_2(buf: memoryview, pos: int) -> tuple[DescribeLogDi
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsTopic_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DescribeLogDirsTopic_2(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -298,6 +307,7 @@ def _d_DescribeLogDirsResult_2(buf: memoryview, pos: int) -> tuple[DescribeLogDi
 def _d_DescribeLogDirsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResponse, int]:
     f = ""
     try:
+        v_results: list[DescribeLogDirsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -305,8 +315,8 @@ def _d_DescribeLogDirsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeLog
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsResult_2(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeLogDirsResult_2(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -332,6 +342,7 @@ def _d_DescribeLogDirsResponse_2(buf: memoryview, pos: int) -> tuple[DescribeLog
 def _d_DescribeLogDirsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResponse, int]:
     f = ""
     try:
+        v_results: list[DescribeLogDirsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -339,8 +350,8 @@ def _d_DescribeLogDirsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeLog
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsResult_2(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeLogDirsResult_2(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -366,6 +377,8 @@ def _d_DescribeLogDirsResponse_3(buf: memoryview, pos: int) -> tuple[DescribeLog
 def _d_DescribeLogDirsResult_4(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResult, int]:
     f = ""
     try:
+        v_log_dir: str
+        v_topics: list[DescribeLogDirsTopic]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -375,8 +388,8 @@ def _d_DescribeLogDirsResult_4(buf: memoryview, pos: int) -> tuple[DescribeLogDi
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsTopic_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DescribeLogDirsTopic_2(buf, pos)
+            v_topics.append(item_topics)
         f = "total_bytes"
         (v_total_bytes, v_usable_bytes) = _S_qq.unpack_from(buf, pos)
         pos += 16
@@ -407,6 +420,7 @@ def _d_DescribeLogDirsResult_4(buf: memoryview, pos: int) -> tuple[DescribeLogDi
 def _d_DescribeLogDirsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeLogDirsResponse, int]:
     f = ""
     try:
+        v_results: list[DescribeLogDirsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -414,8 +428,8 @@ def _d_DescribeLogDirsResponse_4(buf: memoryview, pos: int) -> tuple[DescribeLog
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeLogDirsResult_4(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeLogDirsResult_4(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -447,8 +461,8 @@ def _e_DescribeLogDirsTopic_0(o: DescribeLogDirsTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_DescribeLogDirsPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_DescribeLogDirsPartition_0(x_partitions, out)
 
 
 def _e_DescribeLogDirsResult_0(o: DescribeLogDirsResult, out: list[Any]) -> None:
@@ -456,16 +470,16 @@ def _e_DescribeLogDirsResult_0(o: DescribeLogDirsResult, out: list[Any]) -> None
     a(_S_h.pack(o.error_code))
     a(write_string(o.log_dir))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_DescribeLogDirsTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_DescribeLogDirsTopic_0(x_topics, out)
 
 
 def _e_DescribeLogDirsResponse_0(o: DescribeLogDirsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.results)))
-    for x in o.results:
-        _e_DescribeLogDirsResult_0(x, out)
+    for x_results in o.results:
+        _e_DescribeLogDirsResult_0(x_results, out)
 
 
 def _e_DescribeLogDirsPartition_2(o: DescribeLogDirsPartition, out: list[Any]) -> None:
@@ -481,8 +495,8 @@ def _e_DescribeLogDirsTopic_2(o: DescribeLogDirsTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_DescribeLogDirsPartition_2(x, out)
+    for x_partitions in o.partitions:
+        _e_DescribeLogDirsPartition_2(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -494,8 +508,8 @@ def _e_DescribeLogDirsResult_2(o: DescribeLogDirsResult, out: list[Any]) -> None
     a(_S_h.pack(o.error_code))
     a(write_compact_string(o.log_dir))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_DescribeLogDirsTopic_2(x, out)
+    for x_topics in o.topics:
+        _e_DescribeLogDirsTopic_2(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -506,8 +520,8 @@ def _e_DescribeLogDirsResponse_2(o: DescribeLogDirsResponse, out: list[Any]) -> 
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_DescribeLogDirsResult_2(x, out)
+    for x_results in o.results:
+        _e_DescribeLogDirsResult_2(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -518,8 +532,8 @@ def _e_DescribeLogDirsResponse_3(o: DescribeLogDirsResponse, out: list[Any]) -> 
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_DescribeLogDirsResult_2(x, out)
+    for x_results in o.results:
+        _e_DescribeLogDirsResult_2(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -531,8 +545,8 @@ def _e_DescribeLogDirsResult_4(o: DescribeLogDirsResult, out: list[Any]) -> None
     a(_S_h.pack(o.error_code))
     a(write_compact_string(o.log_dir))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_DescribeLogDirsTopic_2(x, out)
+    for x_topics in o.topics:
+        _e_DescribeLogDirsTopic_2(x_topics, out)
     a(_S_qq.pack(o.total_bytes, o.usable_bytes))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -544,8 +558,8 @@ def _e_DescribeLogDirsResponse_4(o: DescribeLogDirsResponse, out: list[Any]) -> 
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_DescribeLogDirsResult_4(x, out)
+    for x_results in o.results:
+        _e_DescribeLogDirsResult_4(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -69,6 +69,8 @@ class DescribeProducersRequest(Message):
 def _d_TopicRequest_0(buf: memoryview, pos: int) -> tuple[TopicRequest, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
@@ -102,12 +104,13 @@ def _d_TopicRequest_0(buf: memoryview, pos: int) -> tuple[TopicRequest, int]:
 def _d_DescribeProducersRequest_0(buf: memoryview, pos: int) -> tuple[DescribeProducersRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicRequest]
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicRequest_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicRequest_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -142,8 +145,8 @@ def _e_TopicRequest_0(o: TopicRequest, out: list[Any]) -> None:
 def _e_DescribeProducersRequest_0(o: DescribeProducersRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicRequest_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicRequest_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -141,6 +141,8 @@ def _d_ProducerState_0(buf: memoryview, pos: int) -> tuple[ProducerState, int]:
 def _d_PartitionResponse_0(buf: memoryview, pos: int) -> tuple[PartitionResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_active_producers: list[ProducerState]
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -150,8 +152,8 @@ def _d_PartitionResponse_0(buf: memoryview, pos: int) -> tuple[PartitionResponse
         n, pos = read_compact_array_count(buf, pos)
         v_active_producers = []
         for _ in range(n):
-            item, pos = _d_ProducerState_0(buf, pos)
-            v_active_producers.append(item)
+            item_active_producers, pos = _d_ProducerState_0(buf, pos)
+            v_active_producers.append(item_active_producers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -178,14 +180,16 @@ def _d_PartitionResponse_0(buf: memoryview, pos: int) -> tuple[PartitionResponse
 def _d_TopicResponse_0(buf: memoryview, pos: int) -> tuple[TopicResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[PartitionResponse]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionResponse_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionResponse_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -210,6 +214,7 @@ def _d_TopicResponse_0(buf: memoryview, pos: int) -> tuple[TopicResponse, int]:
 def _d_DescribeProducersResponse_0(buf: memoryview, pos: int) -> tuple[DescribeProducersResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -217,8 +222,8 @@ def _d_DescribeProducersResponse_0(buf: memoryview, pos: int) -> tuple[DescribeP
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicResponse_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicResponse_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -254,8 +259,8 @@ def _e_PartitionResponse_0(o: PartitionResponse, out: list[Any]) -> None:
     a(_S_ih.pack(o.partition_index, o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.active_producers) + 1))
-    for x in o.active_producers:
-        _e_ProducerState_0(x, out)
+    for x_active_producers in o.active_producers:
+        _e_ProducerState_0(x_active_producers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -266,8 +271,8 @@ def _e_TopicResponse_0(o: TopicResponse, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionResponse_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionResponse_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -278,8 +283,8 @@ def _e_DescribeProducersResponse_0(o: DescribeProducersResponse, out: list[Any])
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicResponse_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicResponse_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -102,14 +102,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -134,12 +136,13 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_DescribeQuorumRequest_0(buf: memoryview, pos: int) -> tuple[DescribeQuorumRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -173,8 +176,8 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -184,8 +187,8 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
 def _e_DescribeQuorumRequest_0(o: DescribeQuorumRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -189,6 +189,8 @@ def _d_ReplicaState_0(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_current_voters: list[ReplicaState]
+        v_observers: list[ReplicaState]
         f = "partition_index"
         (v_partition_index, v_error_code, v_leader_id, v_leader_epoch, v_high_watermark) = _S_ihiiq.unpack_from(buf, pos)
         pos += 22
@@ -196,14 +198,14 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_current_voters = []
         for _ in range(n):
-            item, pos = _d_ReplicaState_0(buf, pos)
-            v_current_voters.append(item)
+            item_current_voters, pos = _d_ReplicaState_0(buf, pos)
+            v_current_voters.append(item_current_voters)
         f = "observers"
         n, pos = read_compact_array_count(buf, pos)
         v_observers = []
         for _ in range(n):
-            item, pos = _d_ReplicaState_0(buf, pos)
-            v_observers.append(item)
+            item_observers, pos = _d_ReplicaState_0(buf, pos)
+            v_observers.append(item_observers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -234,14 +236,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -266,6 +270,7 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_DescribeQuorumResponse_0(buf: memoryview, pos: int) -> tuple[DescribeQuorumResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -273,8 +278,8 @@ def _d_DescribeQuorumResponse_0(buf: memoryview, pos: int) -> tuple[DescribeQuor
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -331,6 +336,8 @@ def _d_ReplicaState_1(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_current_voters: list[ReplicaState]
+        v_observers: list[ReplicaState]
         f = "partition_index"
         (v_partition_index, v_error_code, v_leader_id, v_leader_epoch, v_high_watermark) = _S_ihiiq.unpack_from(buf, pos)
         pos += 22
@@ -338,14 +345,14 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_current_voters = []
         for _ in range(n):
-            item, pos = _d_ReplicaState_1(buf, pos)
-            v_current_voters.append(item)
+            item_current_voters, pos = _d_ReplicaState_1(buf, pos)
+            v_current_voters.append(item_current_voters)
         f = "observers"
         n, pos = read_compact_array_count(buf, pos)
         v_observers = []
         for _ in range(n):
-            item, pos = _d_ReplicaState_1(buf, pos)
-            v_observers.append(item)
+            item_observers, pos = _d_ReplicaState_1(buf, pos)
+            v_observers.append(item_observers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -376,14 +383,16 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -408,6 +417,7 @@ def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_DescribeQuorumResponse_1(buf: memoryview, pos: int) -> tuple[DescribeQuorumResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -415,8 +425,8 @@ def _d_DescribeQuorumResponse_1(buf: memoryview, pos: int) -> tuple[DescribeQuor
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_1(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -443,6 +453,7 @@ def _d_DescribeQuorumResponse_1(buf: memoryview, pos: int) -> tuple[DescribeQuor
 def _d_ReplicaState_2(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
     f = ""
     try:
+        v_replica_directory_id: UUID
         f = "replica_id"
         (v_replica_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -478,6 +489,9 @@ def _d_ReplicaState_2(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
 def _d_PartitionData_2(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_current_voters: list[ReplicaState]
+        v_observers: list[ReplicaState]
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -490,14 +504,14 @@ def _d_PartitionData_2(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_current_voters = []
         for _ in range(n):
-            item, pos = _d_ReplicaState_2(buf, pos)
-            v_current_voters.append(item)
+            item_current_voters, pos = _d_ReplicaState_2(buf, pos)
+            v_current_voters.append(item_current_voters)
         f = "observers"
         n, pos = read_compact_array_count(buf, pos)
         v_observers = []
         for _ in range(n):
-            item, pos = _d_ReplicaState_2(buf, pos)
-            v_observers.append(item)
+            item_observers, pos = _d_ReplicaState_2(buf, pos)
+            v_observers.append(item_observers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -528,14 +542,16 @@ def _d_PartitionData_2(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_2(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_2(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_2(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -560,6 +576,8 @@ def _d_TopicData_2(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_Listener_2(buf: memoryview, pos: int) -> tuple[Listener, int]:
     f = ""
     try:
+        v_name: str
+        v_host: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "host"
@@ -592,6 +610,7 @@ def _d_Listener_2(buf: memoryview, pos: int) -> tuple[Listener, int]:
 def _d_Node_2(buf: memoryview, pos: int) -> tuple[Node, int]:
     f = ""
     try:
+        v_listeners: list[Listener]
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -599,8 +618,8 @@ def _d_Node_2(buf: memoryview, pos: int) -> tuple[Node, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_listeners = []
         for _ in range(n):
-            item, pos = _d_Listener_2(buf, pos)
-            v_listeners.append(item)
+            item_listeners, pos = _d_Listener_2(buf, pos)
+            v_listeners.append(item_listeners)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -625,6 +644,9 @@ def _d_Node_2(buf: memoryview, pos: int) -> tuple[Node, int]:
 def _d_DescribeQuorumResponse_2(buf: memoryview, pos: int) -> tuple[DescribeQuorumResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_topics: list[TopicData]
+        v_nodes: list[Node]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -634,14 +656,14 @@ def _d_DescribeQuorumResponse_2(buf: memoryview, pos: int) -> tuple[DescribeQuor
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_2(buf, pos)
+            v_topics.append(item_topics)
         f = "nodes"
         n, pos = read_compact_array_count(buf, pos)
         v_nodes = []
         for _ in range(n):
-            item, pos = _d_Node_2(buf, pos)
-            v_nodes.append(item)
+            item_nodes, pos = _d_Node_2(buf, pos)
+            v_nodes.append(item_nodes)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -678,11 +700,11 @@ def _e_PartitionData_0(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_ihiiq.pack(o.partition_index, o.error_code, o.leader_id, o.leader_epoch, o.high_watermark))
     a(write_uvarint(len(o.current_voters) + 1))
-    for x in o.current_voters:
-        _e_ReplicaState_0(x, out)
+    for x_current_voters in o.current_voters:
+        _e_ReplicaState_0(x_current_voters, out)
     a(write_uvarint(len(o.observers) + 1))
-    for x in o.observers:
-        _e_ReplicaState_0(x, out)
+    for x_observers in o.observers:
+        _e_ReplicaState_0(x_observers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -693,8 +715,8 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -705,8 +727,8 @@ def _e_DescribeQuorumResponse_0(o: DescribeQuorumResponse, out: list[Any]) -> No
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -726,11 +748,11 @@ def _e_PartitionData_1(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_ihiiq.pack(o.partition_index, o.error_code, o.leader_id, o.leader_epoch, o.high_watermark))
     a(write_uvarint(len(o.current_voters) + 1))
-    for x in o.current_voters:
-        _e_ReplicaState_1(x, out)
+    for x_current_voters in o.current_voters:
+        _e_ReplicaState_1(x_current_voters, out)
     a(write_uvarint(len(o.observers) + 1))
-    for x in o.observers:
-        _e_ReplicaState_1(x, out)
+    for x_observers in o.observers:
+        _e_ReplicaState_1(x_observers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -741,8 +763,8 @@ def _e_TopicData_1(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_1(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -753,8 +775,8 @@ def _e_DescribeQuorumResponse_1(o: DescribeQuorumResponse, out: list[Any]) -> No
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_1(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_1(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -778,11 +800,11 @@ def _e_PartitionData_2(o: PartitionData, out: list[Any]) -> None:
     a(write_compact_nullable_string(o.error_message))
     a(_S_iiq.pack(o.leader_id, o.leader_epoch, o.high_watermark))
     a(write_uvarint(len(o.current_voters) + 1))
-    for x in o.current_voters:
-        _e_ReplicaState_2(x, out)
+    for x_current_voters in o.current_voters:
+        _e_ReplicaState_2(x_current_voters, out)
     a(write_uvarint(len(o.observers) + 1))
-    for x in o.observers:
-        _e_ReplicaState_2(x, out)
+    for x_observers in o.observers:
+        _e_ReplicaState_2(x_observers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -793,8 +815,8 @@ def _e_TopicData_2(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_2(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_2(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -816,8 +838,8 @@ def _e_Node_2(o: Node, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.node_id))
     a(write_uvarint(len(o.listeners) + 1))
-    for x in o.listeners:
-        _e_Listener_2(x, out)
+    for x_listeners in o.listeners:
+        _e_Listener_2(x_listeners, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -829,11 +851,11 @@ def _e_DescribeQuorumResponse_2(o: DescribeQuorumResponse, out: list[Any]) -> No
     a(_S_h.pack(o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_2(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_2(x_topics, out)
     a(write_uvarint(len(o.nodes) + 1))
-    for x in o.nodes:
-        _e_Node_2(x, out)
+    for x_nodes in o.nodes:
+        _e_Node_2(x_nodes, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -81,6 +81,7 @@ class DescribeTopicPartitionsRequest(Message):
 def _d_TopicRequest_0(buf: memoryview, pos: int) -> tuple[TopicRequest, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         unknown = None
@@ -106,6 +107,7 @@ def _d_TopicRequest_0(buf: memoryview, pos: int) -> tuple[TopicRequest, int]:
 def _d_Cursor_0(buf: memoryview, pos: int) -> tuple[Cursor, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partition_index"
@@ -135,12 +137,14 @@ def _d_Cursor_0(buf: memoryview, pos: int) -> tuple[Cursor, int]:
 def _d_DescribeTopicPartitionsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicRequest]
+        v_cursor: Cursor | None
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicRequest_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicRequest_0(buf, pos)
+            v_topics.append(item_topics)
         f = "response_partition_limit"
         (v_response_partition_limit,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -195,8 +199,8 @@ def _e_Cursor_0(o: Cursor, out: list[Any]) -> None:
 def _e_DescribeTopicPartitionsRequest_0(o: DescribeTopicPartitionsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicRequest_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicRequest_0(x_topics, out)
     a(_S_i.pack(o.response_partition_limit))
     if o.cursor is None:
         a(b"\xff")

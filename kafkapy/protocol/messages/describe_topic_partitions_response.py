@@ -134,6 +134,11 @@ class DescribeTopicPartitionsResponse(Message):
 def _d_DescribeTopicPartitionsResponsePartition_0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponsePartition, int]:
     f = ""
     try:
+        v_replica_nodes: list[int]
+        v_isr_nodes: list[int]
+        v_eligible_leader_replicas: list[int] | None
+        v_last_known_elr: list[int] | None
+        v_offline_replicas: list[int]
         f = "error_code"
         (v_error_code, v_partition_index, v_leader_id, v_leader_epoch) = _S_hiii.unpack_from(buf, pos)
         pos += 14
@@ -209,6 +214,9 @@ def _d_DescribeTopicPartitionsResponsePartition_0(buf: memoryview, pos: int) -> 
 def _d_DescribeTopicPartitionsResponseTopic_0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_topic_id: UUID
+        v_partitions: list[DescribeTopicPartitionsResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -223,8 +231,8 @@ def _d_DescribeTopicPartitionsResponseTopic_0(buf: memoryview, pos: int) -> tupl
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_DescribeTopicPartitionsResponsePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_DescribeTopicPartitionsResponsePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         f = "topic_authorized_operations"
         (v_topic_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -256,6 +264,7 @@ def _d_DescribeTopicPartitionsResponseTopic_0(buf: memoryview, pos: int) -> tupl
 def _d_Cursor_0(buf: memoryview, pos: int) -> tuple[Cursor, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partition_index"
@@ -285,6 +294,8 @@ def _d_Cursor_0(buf: memoryview, pos: int) -> tuple[Cursor, int]:
 def _d_DescribeTopicPartitionsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeTopicPartitionsResponse, int]:
     f = ""
     try:
+        v_topics: list[DescribeTopicPartitionsResponseTopic]
+        v_next_cursor: Cursor | None
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -292,8 +303,8 @@ def _d_DescribeTopicPartitionsResponse_0(buf: memoryview, pos: int) -> tuple[Des
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_DescribeTopicPartitionsResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_DescribeTopicPartitionsResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "next_cursor"
         (marker,) = INT8.unpack_from(buf, pos)
         pos += 1
@@ -355,8 +366,8 @@ def _e_DescribeTopicPartitionsResponseTopic_0(o: DescribeTopicPartitionsResponse
     a(write_uuid(o.topic_id))
     a(_S_o.pack(o.is_internal))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_DescribeTopicPartitionsResponsePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_DescribeTopicPartitionsResponsePartition_0(x_partitions, out)
     a(_S_i.pack(o.topic_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -378,8 +389,8 @@ def _e_DescribeTopicPartitionsResponse_0(o: DescribeTopicPartitionsResponse, out
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_DescribeTopicPartitionsResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_DescribeTopicPartitionsResponseTopic_0(x_topics, out)
     if o.next_cursor is None:
         a(b"\xff")
     else:

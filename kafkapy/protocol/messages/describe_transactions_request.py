@@ -48,12 +48,13 @@ class DescribeTransactionsRequest(Message):
 def _d_DescribeTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeTransactionsRequest, int]:
     f = ""
     try:
+        v_transactional_ids: list[str]
         f = "transactional_ids"
         n, pos = read_compact_array_count(buf, pos)
         v_transactional_ids = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_transactional_ids.append(item)
+            item_transactional_ids, pos = read_compact_string(buf, pos)
+            v_transactional_ids.append(item_transactional_ids)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -77,8 +78,8 @@ def _d_DescribeTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[Describ
 def _e_DescribeTransactionsRequest_0(o: DescribeTransactionsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.transactional_ids) + 1))
-    for x in o.transactional_ids:
-        a(write_compact_string(x))
+    for x_transactional_ids in o.transactional_ids:
+        a(write_compact_string(x_transactional_ids))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -100,6 +100,8 @@ class DescribeTransactionsResponse(Message):
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
@@ -133,6 +135,9 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_TransactionState_0(buf: memoryview, pos: int) -> tuple[TransactionState, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_transaction_state: str
+        v_topics: list[TopicData]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -147,8 +152,8 @@ def _d_TransactionState_0(buf: memoryview, pos: int) -> tuple[TransactionState, 
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -179,6 +184,7 @@ def _d_TransactionState_0(buf: memoryview, pos: int) -> tuple[TransactionState, 
 def _d_DescribeTransactionsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeTransactionsResponse, int]:
     f = ""
     try:
+        v_transaction_states: list[TransactionState]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -186,8 +192,8 @@ def _d_DescribeTransactionsResponse_0(buf: memoryview, pos: int) -> tuple[Descri
         n, pos = read_compact_array_count(buf, pos)
         v_transaction_states = []
         for _ in range(n):
-            item, pos = _d_TransactionState_0(buf, pos)
-            v_transaction_states.append(item)
+            item_transaction_states, pos = _d_TransactionState_0(buf, pos)
+            v_transaction_states.append(item_transaction_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -227,8 +233,8 @@ def _e_TransactionState_0(o: TransactionState, out: list[Any]) -> None:
     a(write_compact_string(o.transaction_state))
     a(_S_iqqh.pack(o.transaction_timeout_ms, o.transaction_start_time_ms, o.producer_id, o.producer_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -239,8 +245,8 @@ def _e_DescribeTransactionsResponse_0(o: DescribeTransactionsResponse, out: list
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.transaction_states) + 1))
-    for x in o.transaction_states:
-        _e_TransactionState_0(x, out)
+    for x_transaction_states in o.transaction_states:
+        _e_TransactionState_0(x_transaction_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -61,6 +61,7 @@ class DescribeUserScramCredentialsRequest(Message):
 def _d_UserName_0(buf: memoryview, pos: int) -> tuple[UserName, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         unknown = None
@@ -86,6 +87,7 @@ def _d_UserName_0(buf: memoryview, pos: int) -> tuple[UserName, int]:
 def _d_DescribeUserScramCredentialsRequest_0(buf: memoryview, pos: int) -> tuple[DescribeUserScramCredentialsRequest, int]:
     f = ""
     try:
+        v_users: list[UserName] | None
         f = "users"
         n, pos = read_compact_nullable_array_count(buf, pos)
         if n < 0:
@@ -93,8 +95,8 @@ def _d_DescribeUserScramCredentialsRequest_0(buf: memoryview, pos: int) -> tuple
         else:
             v_users = []
             for _ in range(n):
-                item, pos = _d_UserName_0(buf, pos)
-                v_users.append(item)
+                item_users, pos = _d_UserName_0(buf, pos)
+                v_users.append(item_users)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -130,8 +132,8 @@ def _e_DescribeUserScramCredentialsRequest_0(o: DescribeUserScramCredentialsRequ
         a(b"\x00")
     else:
         a(write_uvarint(len(o.users) + 1))
-        for x in o.users:
-            _e_UserName_0(x, out)
+        for x_users in o.users:
+            _e_UserName_0(x_users, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

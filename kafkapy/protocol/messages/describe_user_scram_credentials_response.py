@@ -119,6 +119,9 @@ def _d_CredentialInfo_0(buf: memoryview, pos: int) -> tuple[CredentialInfo, int]
 def _d_DescribeUserScramCredentialsResult_0(buf: memoryview, pos: int) -> tuple[DescribeUserScramCredentialsResult, int]:
     f = ""
     try:
+        v_user: str
+        v_error_message: str | None
+        v_credential_infos: list[CredentialInfo]
         f = "user"
         v_user, pos = read_compact_string(buf, pos)
         f = "error_code"
@@ -130,8 +133,8 @@ def _d_DescribeUserScramCredentialsResult_0(buf: memoryview, pos: int) -> tuple[
         n, pos = read_compact_array_count(buf, pos)
         v_credential_infos = []
         for _ in range(n):
-            item, pos = _d_CredentialInfo_0(buf, pos)
-            v_credential_infos.append(item)
+            item_credential_infos, pos = _d_CredentialInfo_0(buf, pos)
+            v_credential_infos.append(item_credential_infos)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -158,6 +161,8 @@ def _d_DescribeUserScramCredentialsResult_0(buf: memoryview, pos: int) -> tuple[
 def _d_DescribeUserScramCredentialsResponse_0(buf: memoryview, pos: int) -> tuple[DescribeUserScramCredentialsResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_results: list[DescribeUserScramCredentialsResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -167,8 +172,8 @@ def _d_DescribeUserScramCredentialsResponse_0(buf: memoryview, pos: int) -> tupl
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_DescribeUserScramCredentialsResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_DescribeUserScramCredentialsResult_0(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -207,8 +212,8 @@ def _e_DescribeUserScramCredentialsResult_0(o: DescribeUserScramCredentialsResul
     a(_S_h.pack(o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.credential_infos) + 1))
-    for x in o.credential_infos:
-        _e_CredentialInfo_0(x, out)
+    for x_credential_infos in o.credential_infos:
+        _e_CredentialInfo_0(x_credential_infos, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -220,8 +225,8 @@ def _e_DescribeUserScramCredentialsResponse_0(o: DescribeUserScramCredentialsRes
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_DescribeUserScramCredentialsResult_0(x, out)
+    for x_results in o.results:
+        _e_DescribeUserScramCredentialsResult_0(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -84,6 +84,8 @@ class ElectLeadersRequest(Message):
 def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
@@ -105,6 +107,7 @@ def _d_TopicPartitions_0(buf: memoryview, pos: int) -> tuple[TopicPartitions, in
 def _d_ElectLeadersRequest_0(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
     f = ""
     try:
+        v_topic_partitions: list[TopicPartitions] | None
         f = "topic_partitions"
         n, pos = read_nullable_array_count(buf, pos)
         if n < 0:
@@ -112,8 +115,8 @@ def _d_ElectLeadersRequest_0(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
         else:
             v_topic_partitions = []
             for _ in range(n):
-                item, pos = _d_TopicPartitions_0(buf, pos)
-                v_topic_partitions.append(item)
+                item_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
+                v_topic_partitions.append(item_topic_partitions)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -130,6 +133,7 @@ def _d_ElectLeadersRequest_0(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
 def _d_ElectLeadersRequest_1(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
     f = ""
     try:
+        v_topic_partitions: list[TopicPartitions] | None
         f = "election_type"
         (v_election_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -140,8 +144,8 @@ def _d_ElectLeadersRequest_1(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
         else:
             v_topic_partitions = []
             for _ in range(n):
-                item, pos = _d_TopicPartitions_0(buf, pos)
-                v_topic_partitions.append(item)
+                item_topic_partitions, pos = _d_TopicPartitions_0(buf, pos)
+                v_topic_partitions.append(item_topic_partitions)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -158,6 +162,8 @@ def _d_ElectLeadersRequest_1(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
 def _d_TopicPartitions_2(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
@@ -191,6 +197,7 @@ def _d_TopicPartitions_2(buf: memoryview, pos: int) -> tuple[TopicPartitions, in
 def _d_ElectLeadersRequest_2(buf: memoryview, pos: int) -> tuple[ElectLeadersRequest, int]:
     f = ""
     try:
+        v_topic_partitions: list[TopicPartitions] | None
         f = "election_type"
         (v_election_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -201,8 +208,8 @@ def _d_ElectLeadersRequest_2(buf: memoryview, pos: int) -> tuple[ElectLeadersReq
         else:
             v_topic_partitions = []
             for _ in range(n):
-                item, pos = _d_TopicPartitions_2(buf, pos)
-                v_topic_partitions.append(item)
+                item_topic_partitions, pos = _d_TopicPartitions_2(buf, pos)
+                v_topic_partitions.append(item_topic_partitions)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -241,8 +248,8 @@ def _e_ElectLeadersRequest_0(o: ElectLeadersRequest, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.topic_partitions)))
-        for x in o.topic_partitions:
-            _e_TopicPartitions_0(x, out)
+        for x_topic_partitions in o.topic_partitions:
+            _e_TopicPartitions_0(x_topic_partitions, out)
     a(_S_i.pack(o.timeout_ms))
 
 
@@ -253,8 +260,8 @@ def _e_ElectLeadersRequest_1(o: ElectLeadersRequest, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.topic_partitions)))
-        for x in o.topic_partitions:
-            _e_TopicPartitions_0(x, out)
+        for x_topic_partitions in o.topic_partitions:
+            _e_TopicPartitions_0(x_topic_partitions, out)
     a(_S_i.pack(o.timeout_ms))
 
 
@@ -276,8 +283,8 @@ def _e_ElectLeadersRequest_2(o: ElectLeadersRequest, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topic_partitions) + 1))
-        for x in o.topic_partitions:
-            _e_TopicPartitions_2(x, out)
+        for x_topic_partitions in o.topic_partitions:
+            _e_TopicPartitions_2(x_topic_partitions, out)
     a(_S_i.pack(o.timeout_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

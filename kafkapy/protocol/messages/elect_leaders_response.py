@@ -93,6 +93,7 @@ class ElectLeadersResponse(Message):
 def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:
     f = ""
     try:
+        v_error_message: str | None
         f = "partition_id"
         (v_partition_id, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -111,14 +112,16 @@ def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, in
 def _d_ReplicaElectionResult_0(buf: memoryview, pos: int) -> tuple[ReplicaElectionResult, int]:
     f = ""
     try:
+        v_topic: str
+        v_partition_result: list[PartitionResult]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partition_result"
         n, pos = read_array_count(buf, pos)
         v_partition_result = []
         for _ in range(n):
-            item, pos = _d_PartitionResult_0(buf, pos)
-            v_partition_result.append(item)
+            item_partition_result, pos = _d_PartitionResult_0(buf, pos)
+            v_partition_result.append(item_partition_result)
         o = NEW(ReplicaElectionResult)
         o.topic = v_topic
         o.partition_result = v_partition_result
@@ -131,6 +134,7 @@ def _d_ReplicaElectionResult_0(buf: memoryview, pos: int) -> tuple[ReplicaElecti
 def _d_ElectLeadersResponse_0(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
     f = ""
     try:
+        v_replica_election_results: list[ReplicaElectionResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -138,8 +142,8 @@ def _d_ElectLeadersResponse_0(buf: memoryview, pos: int) -> tuple[ElectLeadersRe
         n, pos = read_array_count(buf, pos)
         v_replica_election_results = []
         for _ in range(n):
-            item, pos = _d_ReplicaElectionResult_0(buf, pos)
-            v_replica_election_results.append(item)
+            item_replica_election_results, pos = _d_ReplicaElectionResult_0(buf, pos)
+            v_replica_election_results.append(item_replica_election_results)
         o = NEW(ElectLeadersResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = 0
@@ -153,6 +157,7 @@ def _d_ElectLeadersResponse_0(buf: memoryview, pos: int) -> tuple[ElectLeadersRe
 def _d_ElectLeadersResponse_1(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
     f = ""
     try:
+        v_replica_election_results: list[ReplicaElectionResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -160,8 +165,8 @@ def _d_ElectLeadersResponse_1(buf: memoryview, pos: int) -> tuple[ElectLeadersRe
         n, pos = read_array_count(buf, pos)
         v_replica_election_results = []
         for _ in range(n):
-            item, pos = _d_ReplicaElectionResult_0(buf, pos)
-            v_replica_election_results.append(item)
+            item_replica_election_results, pos = _d_ReplicaElectionResult_0(buf, pos)
+            v_replica_election_results.append(item_replica_election_results)
         o = NEW(ElectLeadersResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -175,6 +180,7 @@ def _d_ElectLeadersResponse_1(buf: memoryview, pos: int) -> tuple[ElectLeadersRe
 def _d_PartitionResult_2(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:
     f = ""
     try:
+        v_error_message: str | None
         f = "partition_id"
         (v_partition_id, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -205,14 +211,16 @@ def _d_PartitionResult_2(buf: memoryview, pos: int) -> tuple[PartitionResult, in
 def _d_ReplicaElectionResult_2(buf: memoryview, pos: int) -> tuple[ReplicaElectionResult, int]:
     f = ""
     try:
+        v_topic: str
+        v_partition_result: list[PartitionResult]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partition_result"
         n, pos = read_compact_array_count(buf, pos)
         v_partition_result = []
         for _ in range(n):
-            item, pos = _d_PartitionResult_2(buf, pos)
-            v_partition_result.append(item)
+            item_partition_result, pos = _d_PartitionResult_2(buf, pos)
+            v_partition_result.append(item_partition_result)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -237,6 +245,7 @@ def _d_ReplicaElectionResult_2(buf: memoryview, pos: int) -> tuple[ReplicaElecti
 def _d_ElectLeadersResponse_2(buf: memoryview, pos: int) -> tuple[ElectLeadersResponse, int]:
     f = ""
     try:
+        v_replica_election_results: list[ReplicaElectionResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -244,8 +253,8 @@ def _d_ElectLeadersResponse_2(buf: memoryview, pos: int) -> tuple[ElectLeadersRe
         n, pos = read_compact_array_count(buf, pos)
         v_replica_election_results = []
         for _ in range(n):
-            item, pos = _d_ReplicaElectionResult_2(buf, pos)
-            v_replica_election_results.append(item)
+            item_replica_election_results, pos = _d_ReplicaElectionResult_2(buf, pos)
+            v_replica_election_results.append(item_replica_election_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -278,24 +287,24 @@ def _e_ReplicaElectionResult_0(o: ReplicaElectionResult, out: list[Any]) -> None
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partition_result)))
-    for x in o.partition_result:
-        _e_PartitionResult_0(x, out)
+    for x_partition_result in o.partition_result:
+        _e_PartitionResult_0(x_partition_result, out)
 
 
 def _e_ElectLeadersResponse_0(o: ElectLeadersResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.replica_election_results)))
-    for x in o.replica_election_results:
-        _e_ReplicaElectionResult_0(x, out)
+    for x_replica_election_results in o.replica_election_results:
+        _e_ReplicaElectionResult_0(x_replica_election_results, out)
 
 
 def _e_ElectLeadersResponse_1(o: ElectLeadersResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(INT32.pack(len(o.replica_election_results)))
-    for x in o.replica_election_results:
-        _e_ReplicaElectionResult_0(x, out)
+    for x_replica_election_results in o.replica_election_results:
+        _e_ReplicaElectionResult_0(x_replica_election_results, out)
 
 
 def _e_PartitionResult_2(o: PartitionResult, out: list[Any]) -> None:
@@ -312,8 +321,8 @@ def _e_ReplicaElectionResult_2(o: ReplicaElectionResult, out: list[Any]) -> None
     a = out.append
     a(write_compact_string(o.topic))
     a(write_uvarint(len(o.partition_result) + 1))
-    for x in o.partition_result:
-        _e_PartitionResult_2(x, out)
+    for x_partition_result in o.partition_result:
+        _e_PartitionResult_2(x_partition_result, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -324,8 +333,8 @@ def _e_ElectLeadersResponse_2(o: ElectLeadersResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.replica_election_results) + 1))
-    for x in o.replica_election_results:
-        _e_ReplicaElectionResult_2(x, out)
+    for x_replica_election_results in o.replica_election_results:
+        _e_ReplicaElectionResult_2(x_replica_election_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

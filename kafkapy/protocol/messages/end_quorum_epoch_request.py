@@ -137,6 +137,7 @@ class EndQuorumEpochRequest(Message):
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_preferred_successors: list[int]
         f = "partition_index"
         (v_partition_index, v_leader_id, v_leader_epoch) = _S_iii.unpack_from(buf, pos)
         pos += 12
@@ -162,14 +163,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(TopicData)
         o.topic_name = v_topic_name
         o.partitions = v_partitions
@@ -182,14 +185,16 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_EndQuorumEpochRequest_0(buf: memoryview, pos: int) -> tuple[EndQuorumEpochRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_topics: list[TopicData]
         f = "cluster_id"
         v_cluster_id, pos = read_nullable_string(buf, pos)
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(EndQuorumEpochRequest)
         o.cluster_id = v_cluster_id
         o.topics = v_topics
@@ -203,6 +208,7 @@ def _d_EndQuorumEpochRequest_0(buf: memoryview, pos: int) -> tuple[EndQuorumEpoc
 def _d_ReplicaInfo_1(buf: memoryview, pos: int) -> tuple[ReplicaInfo, int]:
     f = ""
     try:
+        v_candidate_directory_id: UUID
         f = "candidate_id"
         (v_candidate_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -232,6 +238,7 @@ def _d_ReplicaInfo_1(buf: memoryview, pos: int) -> tuple[ReplicaInfo, int]:
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_preferred_candidates: list[ReplicaInfo]
         f = "partition_index"
         (v_partition_index, v_leader_id, v_leader_epoch) = _S_iii.unpack_from(buf, pos)
         pos += 12
@@ -239,8 +246,8 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_preferred_candidates = []
         for _ in range(n):
-            item, pos = _d_ReplicaInfo_1(buf, pos)
-            v_preferred_candidates.append(item)
+            item_preferred_candidates, pos = _d_ReplicaInfo_1(buf, pos)
+            v_preferred_candidates.append(item_preferred_candidates)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -268,14 +275,16 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -300,6 +309,8 @@ def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_LeaderEndpoint_1(buf: memoryview, pos: int) -> tuple[LeaderEndpoint, int]:
     f = ""
     try:
+        v_name: str
+        v_host: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "host"
@@ -332,20 +343,23 @@ def _d_LeaderEndpoint_1(buf: memoryview, pos: int) -> tuple[LeaderEndpoint, int]
 def _d_EndQuorumEpochRequest_1(buf: memoryview, pos: int) -> tuple[EndQuorumEpochRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_topics: list[TopicData]
+        v_leader_endpoints: list[LeaderEndpoint]
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_1(buf, pos)
+            v_topics.append(item_topics)
         f = "leader_endpoints"
         n, pos = read_compact_array_count(buf, pos)
         v_leader_endpoints = []
         for _ in range(n):
-            item, pos = _d_LeaderEndpoint_1(buf, pos)
-            v_leader_endpoints.append(item)
+            item_leader_endpoints, pos = _d_LeaderEndpoint_1(buf, pos)
+            v_leader_endpoints.append(item_leader_endpoints)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -379,16 +393,16 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic_name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
 
 
 def _e_EndQuorumEpochRequest_0(o: EndQuorumEpochRequest, out: list[Any]) -> None:
     a = out.append
     a(write_nullable_string(o.cluster_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
 
 
 def _e_ReplicaInfo_1(o: ReplicaInfo, out: list[Any]) -> None:
@@ -405,8 +419,8 @@ def _e_PartitionData_1(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_iii.pack(o.partition_index, o.leader_id, o.leader_epoch))
     a(write_uvarint(len(o.preferred_candidates) + 1))
-    for x in o.preferred_candidates:
-        _e_ReplicaInfo_1(x, out)
+    for x_preferred_candidates in o.preferred_candidates:
+        _e_ReplicaInfo_1(x_preferred_candidates, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -417,8 +431,8 @@ def _e_TopicData_1(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_1(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -440,11 +454,11 @@ def _e_EndQuorumEpochRequest_1(o: EndQuorumEpochRequest, out: list[Any]) -> None
     a = out.append
     a(write_compact_nullable_string(o.cluster_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_1(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_1(x_topics, out)
     a(write_uvarint(len(o.leader_endpoints) + 1))
-    for x in o.leader_endpoints:
-        _e_LeaderEndpoint_1(x, out)
+    for x_leader_endpoints in o.leader_endpoints:
+        _e_LeaderEndpoint_1(x_leader_endpoints, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

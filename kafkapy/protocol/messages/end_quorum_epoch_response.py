@@ -126,14 +126,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(TopicData)
         o.topic_name = v_topic_name
         o.partitions = v_partitions
@@ -146,6 +148,7 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_EndQuorumEpochResponse_0(buf: memoryview, pos: int) -> tuple[EndQuorumEpochResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -153,8 +156,8 @@ def _d_EndQuorumEpochResponse_0(buf: memoryview, pos: int) -> tuple[EndQuorumEpo
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(EndQuorumEpochResponse)
         o.error_code = v_error_code
         o.topics = v_topics
@@ -197,14 +200,16 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -229,6 +234,7 @@ def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_NodeEndpoint_1(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
     f = ""
     try:
+        v_host: str
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -262,6 +268,8 @@ def _d_NodeEndpoint_1(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
 def _d_EndQuorumEpochResponse_1(buf: memoryview, pos: int) -> tuple[EndQuorumEpochResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
+        v_node_endpoints: list[NodeEndpoint]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -269,8 +277,8 @@ def _d_EndQuorumEpochResponse_1(buf: memoryview, pos: int) -> tuple[EndQuorumEpo
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_1(buf, pos)
+            v_topics.append(item_topics)
         v_node_endpoints = []
         unknown = None
         f = "_tagged_fields"
@@ -286,8 +294,8 @@ def _d_EndQuorumEpochResponse_1(buf: memoryview, pos: int) -> tuple[EndQuorumEpo
                     n, pos = read_compact_array_count(tb, pos)
                     v_node_endpoints = []
                     for _ in range(n):
-                        item, pos = _d_NodeEndpoint_1(tb, pos)
-                        v_node_endpoints.append(item)
+                        item_node_endpoints, pos = _d_NodeEndpoint_1(tb, pos)
+                        v_node_endpoints.append(item_node_endpoints)
                 else:
                     if unknown is None:
                         unknown = []
@@ -312,16 +320,16 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic_name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
 
 
 def _e_EndQuorumEpochResponse_0(o: EndQuorumEpochResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
 
 
 def _e_PartitionData_1(o: PartitionData, out: list[Any]) -> None:
@@ -337,8 +345,8 @@ def _e_TopicData_1(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_1(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -360,15 +368,16 @@ def _e_EndQuorumEpochResponse_1(o: EndQuorumEpochResponse, out: list[Any]) -> No
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_1(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_1(x_topics, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.node_endpoints
-    if v:
-        sub: list[Any] = []
-        sub.append(write_uvarint(len(v) + 1))
-        for x in v:
-            _e_NodeEndpoint_1(x, sub)
+    sub: list[Any]
+    v_node_endpoints = o.node_endpoints
+    if v_node_endpoints:
+        sub = []
+        sub.append(write_uvarint(len(v_node_endpoints) + 1))
+        for x_node_endpoints in v_node_endpoints:
+            _e_NodeEndpoint_1(x_node_endpoints, sub)
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

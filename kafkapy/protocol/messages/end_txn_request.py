@@ -54,6 +54,7 @@ class EndTxnRequest(Message):
 def _d_EndTxnRequest_0(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
     f = ""
     try:
+        v_transactional_id: str
         f = "transactional_id"
         v_transactional_id, pos = read_string(buf, pos)
         f = "producer_id"
@@ -73,6 +74,7 @@ def _d_EndTxnRequest_0(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
 def _d_EndTxnRequest_3(buf: memoryview, pos: int) -> tuple[EndTxnRequest, int]:
     f = ""
     try:
+        v_transactional_id: str
         f = "transactional_id"
         v_transactional_id, pos = read_compact_string(buf, pos)
         f = "producer_id"

@@ -51,6 +51,9 @@ class EnvelopeRequest(Message):
 def _d_EnvelopeRequest_0(buf: memoryview, pos: int) -> tuple[EnvelopeRequest, int]:
     f = ""
     try:
+        v_request_data: bytes
+        v_request_principal: bytes | None
+        v_client_host_address: bytes
         f = "request_data"
         v_request_data, pos = read_compact_bytes(buf, pos)
         f = "request_principal"

@@ -48,6 +48,7 @@ class EnvelopeResponse(Message):
 def _d_EnvelopeResponse_0(buf: memoryview, pos: int) -> tuple[EnvelopeResponse, int]:
     f = ""
     try:
+        v_response_data: bytes | None
         f = "response_data"
         v_response_data, pos = read_compact_nullable_bytes(buf, pos)
         f = "error_code"

@@ -50,6 +50,7 @@ class ExpireDelegationTokenRequest(Message):
 def _d_ExpireDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[ExpireDelegationTokenRequest, int]:
     f = ""
     try:
+        v_hmac: bytes
         f = "hmac"
         v_hmac, pos = read_bytes(buf, pos)
         f = "expiry_time_period_ms"
@@ -67,6 +68,7 @@ def _d_ExpireDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[Expire
 def _d_ExpireDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[ExpireDelegationTokenRequest, int]:
     f = ""
     try:
+        v_hmac: bytes
         f = "hmac"
         v_hmac, pos = read_compact_bytes(buf, pos)
         f = "expiry_time_period_ms"

@@ -189,14 +189,16 @@ def _d_FetchPartition_0(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
 def _d_FetchTopic_0(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[FetchPartition]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_FetchPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_FetchPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(FetchTopic)
         o.topic = v_topic
         o.topic_id = ZERO_UUID
@@ -210,6 +212,7 @@ def _d_FetchTopic_0(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
 def _d_FetchRequest_0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes) = _S_iii.unpack_from(buf, pos)
         pos += 12
@@ -217,8 +220,8 @@ def _d_FetchRequest_0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(FetchRequest)
         o.cluster_id = None
         o.replica_id = v_replica_id
@@ -241,6 +244,7 @@ def _d_FetchRequest_0(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
 def _d_FetchRequest_3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes) = _S_iiii.unpack_from(buf, pos)
         pos += 16
@@ -248,8 +252,8 @@ def _d_FetchRequest_3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(FetchRequest)
         o.cluster_id = None
         o.replica_id = v_replica_id
@@ -272,6 +276,7 @@ def _d_FetchRequest_3(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
 def _d_FetchRequest_4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level) = _S_iiiib.unpack_from(buf, pos)
         pos += 17
@@ -279,8 +284,8 @@ def _d_FetchRequest_4(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(FetchRequest)
         o.cluster_id = None
         o.replica_id = v_replica_id
@@ -323,14 +328,16 @@ def _d_FetchPartition_5(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
 def _d_FetchTopic_5(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[FetchPartition]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_FetchPartition_5(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_FetchPartition_5(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(FetchTopic)
         o.topic = v_topic
         o.topic_id = ZERO_UUID
@@ -344,6 +351,7 @@ def _d_FetchTopic_5(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
 def _d_FetchRequest_5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level) = _S_iiiib.unpack_from(buf, pos)
         pos += 17
@@ -351,8 +359,8 @@ def _d_FetchRequest_5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_5(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_5(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(FetchRequest)
         o.cluster_id = None
         o.replica_id = v_replica_id
@@ -375,6 +383,8 @@ def _d_FetchRequest_5(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
 def _d_ForgottenTopic_7(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
@@ -397,6 +407,8 @@ def _d_ForgottenTopic_7(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]
 def _d_FetchRequest_7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
+        v_forgotten_topics_data: list[ForgottenTopic]
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch) = _S_iiiibii.unpack_from(buf, pos)
         pos += 25
@@ -404,14 +416,14 @@ def _d_FetchRequest_7(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_5(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_5(buf, pos)
+            v_topics.append(item_topics)
         f = "forgotten_topics_data"
         n, pos = read_array_count(buf, pos)
         v_forgotten_topics_data = []
         for _ in range(n):
-            item, pos = _d_ForgottenTopic_7(buf, pos)
-            v_forgotten_topics_data.append(item)
+            item_forgotten_topics_data, pos = _d_ForgottenTopic_7(buf, pos)
+            v_forgotten_topics_data.append(item_forgotten_topics_data)
         o = NEW(FetchRequest)
         o.cluster_id = None
         o.replica_id = v_replica_id
@@ -454,14 +466,16 @@ def _d_FetchPartition_9(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
 def _d_FetchTopic_9(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[FetchPartition]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_FetchPartition_9(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_FetchPartition_9(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(FetchTopic)
         o.topic = v_topic
         o.topic_id = ZERO_UUID
@@ -475,6 +489,8 @@ def _d_FetchTopic_9(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
 def _d_FetchRequest_9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
+        v_forgotten_topics_data: list[ForgottenTopic]
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch) = _S_iiiibii.unpack_from(buf, pos)
         pos += 25
@@ -482,14 +498,14 @@ def _d_FetchRequest_9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_9(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_9(buf, pos)
+            v_topics.append(item_topics)
         f = "forgotten_topics_data"
         n, pos = read_array_count(buf, pos)
         v_forgotten_topics_data = []
         for _ in range(n):
-            item, pos = _d_ForgottenTopic_7(buf, pos)
-            v_forgotten_topics_data.append(item)
+            item_forgotten_topics_data, pos = _d_ForgottenTopic_7(buf, pos)
+            v_forgotten_topics_data.append(item_forgotten_topics_data)
         o = NEW(FetchRequest)
         o.cluster_id = None
         o.replica_id = v_replica_id
@@ -512,6 +528,9 @@ def _d_FetchRequest_9(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
 def _d_FetchRequest_11(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
+        v_forgotten_topics_data: list[ForgottenTopic]
+        v_rack_id: str
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch) = _S_iiiibii.unpack_from(buf, pos)
         pos += 25
@@ -519,14 +538,14 @@ def _d_FetchRequest_11(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_9(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_9(buf, pos)
+            v_topics.append(item_topics)
         f = "forgotten_topics_data"
         n, pos = read_array_count(buf, pos)
         v_forgotten_topics_data = []
         for _ in range(n):
-            item, pos = _d_ForgottenTopic_7(buf, pos)
-            v_forgotten_topics_data.append(item)
+            item_forgotten_topics_data, pos = _d_ForgottenTopic_7(buf, pos)
+            v_forgotten_topics_data.append(item_forgotten_topics_data)
         f = "rack_id"
         v_rack_id, pos = read_string(buf, pos)
         o = NEW(FetchRequest)
@@ -583,14 +602,16 @@ def _d_FetchPartition_12(buf: memoryview, pos: int) -> tuple[FetchPartition, int
 def _d_FetchTopic_12(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[FetchPartition]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_FetchPartition_12(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_FetchPartition_12(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -616,6 +637,8 @@ def _d_FetchTopic_12(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
 def _d_ForgottenTopic_12(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[int]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
@@ -650,6 +673,10 @@ def _d_ForgottenTopic_12(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int
 def _d_FetchRequest_12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
+        v_forgotten_topics_data: list[ForgottenTopic]
+        v_rack_id: str
+        v_cluster_id: str | None
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch) = _S_iiiibii.unpack_from(buf, pos)
         pos += 25
@@ -657,14 +684,14 @@ def _d_FetchRequest_12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_12(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_12(buf, pos)
+            v_topics.append(item_topics)
         f = "forgotten_topics_data"
         n, pos = read_compact_array_count(buf, pos)
         v_forgotten_topics_data = []
         for _ in range(n):
-            item, pos = _d_ForgottenTopic_12(buf, pos)
-            v_forgotten_topics_data.append(item)
+            item_forgotten_topics_data, pos = _d_ForgottenTopic_12(buf, pos)
+            v_forgotten_topics_data.append(item_forgotten_topics_data)
         f = "rack_id"
         v_rack_id, pos = read_compact_string(buf, pos)
         v_cluster_id = None
@@ -707,14 +734,16 @@ def _d_FetchRequest_12(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
 def _d_FetchTopic_13(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[FetchPartition]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_FetchPartition_12(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_FetchPartition_12(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -740,6 +769,8 @@ def _d_FetchTopic_13(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
 def _d_ForgottenTopic_13(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[int]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
@@ -774,6 +805,10 @@ def _d_ForgottenTopic_13(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int
 def _d_FetchRequest_13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
+        v_forgotten_topics_data: list[ForgottenTopic]
+        v_rack_id: str
+        v_cluster_id: str | None
         f = "replica_id"
         (v_replica_id, v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch) = _S_iiiibii.unpack_from(buf, pos)
         pos += 25
@@ -781,14 +816,14 @@ def _d_FetchRequest_13(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_13(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_13(buf, pos)
+            v_topics.append(item_topics)
         f = "forgotten_topics_data"
         n, pos = read_compact_array_count(buf, pos)
         v_forgotten_topics_data = []
         for _ in range(n):
-            item, pos = _d_ForgottenTopic_13(buf, pos)
-            v_forgotten_topics_data.append(item)
+            item_forgotten_topics_data, pos = _d_ForgottenTopic_13(buf, pos)
+            v_forgotten_topics_data.append(item_forgotten_topics_data)
         f = "rack_id"
         v_rack_id, pos = read_compact_string(buf, pos)
         v_cluster_id = None
@@ -858,6 +893,11 @@ def _d_ReplicaState_15(buf: memoryview, pos: int) -> tuple[ReplicaState, int]:
 def _d_FetchRequest_15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
+        v_forgotten_topics_data: list[ForgottenTopic]
+        v_rack_id: str
+        v_cluster_id: str | None
+        v_replica_state: ReplicaState
         f = "max_wait_ms"
         (v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch) = _S_iiibii.unpack_from(buf, pos)
         pos += 21
@@ -865,14 +905,14 @@ def _d_FetchRequest_15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_13(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_13(buf, pos)
+            v_topics.append(item_topics)
         f = "forgotten_topics_data"
         n, pos = read_compact_array_count(buf, pos)
         v_forgotten_topics_data = []
         for _ in range(n):
-            item, pos = _d_ForgottenTopic_13(buf, pos)
-            v_forgotten_topics_data.append(item)
+            item_forgotten_topics_data, pos = _d_ForgottenTopic_13(buf, pos)
+            v_forgotten_topics_data.append(item_forgotten_topics_data)
         f = "rack_id"
         v_rack_id, pos = read_compact_string(buf, pos)
         v_cluster_id = None
@@ -920,6 +960,7 @@ def _d_FetchRequest_15(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
 def _d_FetchPartition_17(buf: memoryview, pos: int) -> tuple[FetchPartition, int]:
     f = ""
     try:
+        v_replica_directory_id: UUID
         f = "partition"
         (v_partition, v_current_leader_epoch, v_fetch_offset, v_last_fetched_epoch, v_log_start_offset, v_partition_max_bytes) = _S_iiqiqi.unpack_from(buf, pos)
         pos += 32
@@ -958,14 +999,16 @@ def _d_FetchPartition_17(buf: memoryview, pos: int) -> tuple[FetchPartition, int
 def _d_FetchTopic_17(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[FetchPartition]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_FetchPartition_17(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_FetchPartition_17(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -991,6 +1034,11 @@ def _d_FetchTopic_17(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
 def _d_FetchRequest_17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
     f = ""
     try:
+        v_topics: list[FetchTopic]
+        v_forgotten_topics_data: list[ForgottenTopic]
+        v_rack_id: str
+        v_cluster_id: str | None
+        v_replica_state: ReplicaState
         f = "max_wait_ms"
         (v_max_wait_ms, v_min_bytes, v_max_bytes, v_isolation_level, v_session_id, v_session_epoch) = _S_iiibii.unpack_from(buf, pos)
         pos += 21
@@ -998,14 +1046,14 @@ def _d_FetchRequest_17(buf: memoryview, pos: int) -> tuple[FetchRequest, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_17(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_17(buf, pos)
+            v_topics.append(item_topics)
         f = "forgotten_topics_data"
         n, pos = read_compact_array_count(buf, pos)
         v_forgotten_topics_data = []
         for _ in range(n):
-            item, pos = _d_ForgottenTopic_13(buf, pos)
-            v_forgotten_topics_data.append(item)
+            item_forgotten_topics_data, pos = _d_ForgottenTopic_13(buf, pos)
+            v_forgotten_topics_data.append(item_forgotten_topics_data)
         f = "rack_id"
         v_rack_id, pos = read_compact_string(buf, pos)
         v_cluster_id = None
@@ -1059,32 +1107,32 @@ def _e_FetchTopic_0(o: FetchTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_FetchPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_FetchPartition_0(x_partitions, out)
 
 
 def _e_FetchRequest_0(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iii.pack(o.replica_id, o.max_wait_ms, o.min_bytes))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_FetchTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_0(x_topics, out)
 
 
 def _e_FetchRequest_3(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_FetchTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_0(x_topics, out)
 
 
 def _e_FetchRequest_4(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiiib.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_FetchTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_0(x_topics, out)
 
 
 def _e_FetchPartition_5(o: FetchPartition, out: list[Any]) -> None:
@@ -1096,16 +1144,16 @@ def _e_FetchTopic_5(o: FetchTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_FetchPartition_5(x, out)
+    for x_partitions in o.partitions:
+        _e_FetchPartition_5(x_partitions, out)
 
 
 def _e_FetchRequest_5(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiiib.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_FetchTopic_5(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_5(x_topics, out)
 
 
 def _e_ForgottenTopic_7(o: ForgottenTopic, out: list[Any]) -> None:
@@ -1119,11 +1167,11 @@ def _e_FetchRequest_7(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_FetchTopic_5(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_5(x_topics, out)
     a(INT32.pack(len(o.forgotten_topics_data)))
-    for x in o.forgotten_topics_data:
-        _e_ForgottenTopic_7(x, out)
+    for x_forgotten_topics_data in o.forgotten_topics_data:
+        _e_ForgottenTopic_7(x_forgotten_topics_data, out)
 
 
 def _e_FetchPartition_9(o: FetchPartition, out: list[Any]) -> None:
@@ -1135,30 +1183,30 @@ def _e_FetchTopic_9(o: FetchTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_FetchPartition_9(x, out)
+    for x_partitions in o.partitions:
+        _e_FetchPartition_9(x_partitions, out)
 
 
 def _e_FetchRequest_9(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_FetchTopic_9(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_9(x_topics, out)
     a(INT32.pack(len(o.forgotten_topics_data)))
-    for x in o.forgotten_topics_data:
-        _e_ForgottenTopic_7(x, out)
+    for x_forgotten_topics_data in o.forgotten_topics_data:
+        _e_ForgottenTopic_7(x_forgotten_topics_data, out)
 
 
 def _e_FetchRequest_11(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_FetchTopic_9(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_9(x_topics, out)
     a(INT32.pack(len(o.forgotten_topics_data)))
-    for x in o.forgotten_topics_data:
-        _e_ForgottenTopic_7(x, out)
+    for x_forgotten_topics_data in o.forgotten_topics_data:
+        _e_ForgottenTopic_7(x_forgotten_topics_data, out)
     a(write_string(o.rack_id))
 
 
@@ -1175,8 +1223,8 @@ def _e_FetchTopic_12(o: FetchTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_FetchPartition_12(x, out)
+    for x_partitions in o.partitions:
+        _e_FetchPartition_12(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1198,17 +1246,18 @@ def _e_FetchRequest_12(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_FetchTopic_12(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_12(x_topics, out)
     a(write_uvarint(len(o.forgotten_topics_data) + 1))
-    for x in o.forgotten_topics_data:
-        _e_ForgottenTopic_12(x, out)
+    for x_forgotten_topics_data in o.forgotten_topics_data:
+        _e_ForgottenTopic_12(x_forgotten_topics_data, out)
     a(write_compact_string(o.rack_id))
     tags: list[tuple[int, bytes]] = []
-    v = o.cluster_id
-    if v is not None:
-        sub: list[Any] = []
-        sub.append(write_compact_nullable_string(v))
+    sub: list[Any]
+    v_cluster_id = o.cluster_id
+    if v_cluster_id is not None:
+        sub = []
+        sub.append(write_compact_nullable_string(v_cluster_id))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -1219,8 +1268,8 @@ def _e_FetchTopic_13(o: FetchTopic, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_FetchPartition_12(x, out)
+    for x_partitions in o.partitions:
+        _e_FetchPartition_12(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1242,17 +1291,18 @@ def _e_FetchRequest_13(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_FetchTopic_13(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_13(x_topics, out)
     a(write_uvarint(len(o.forgotten_topics_data) + 1))
-    for x in o.forgotten_topics_data:
-        _e_ForgottenTopic_13(x, out)
+    for x_forgotten_topics_data in o.forgotten_topics_data:
+        _e_ForgottenTopic_13(x_forgotten_topics_data, out)
     a(write_compact_string(o.rack_id))
     tags: list[tuple[int, bytes]] = []
-    v = o.cluster_id
-    if v is not None:
-        sub: list[Any] = []
-        sub.append(write_compact_nullable_string(v))
+    sub: list[Any]
+    v_cluster_id = o.cluster_id
+    if v_cluster_id is not None:
+        sub = []
+        sub.append(write_compact_nullable_string(v_cluster_id))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -1272,22 +1322,23 @@ def _e_FetchRequest_15(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiibii.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_FetchTopic_13(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_13(x_topics, out)
     a(write_uvarint(len(o.forgotten_topics_data) + 1))
-    for x in o.forgotten_topics_data:
-        _e_ForgottenTopic_13(x, out)
+    for x_forgotten_topics_data in o.forgotten_topics_data:
+        _e_ForgottenTopic_13(x_forgotten_topics_data, out)
     a(write_compact_string(o.rack_id))
     tags: list[tuple[int, bytes]] = []
-    v = o.cluster_id
-    if v is not None:
-        sub: list[Any] = []
-        sub.append(write_compact_nullable_string(v))
+    sub: list[Any]
+    v_cluster_id = o.cluster_id
+    if v_cluster_id is not None:
+        sub = []
+        sub.append(write_compact_nullable_string(v_cluster_id))
         tags.append((0, b"".join(sub)))
-    v = o.replica_state
-    if v != ReplicaState():
-        sub: list[Any] = []
-        _e_ReplicaState_15(v, sub)
+    v_replica_state = o.replica_state
+    if v_replica_state != ReplicaState():
+        sub = []
+        _e_ReplicaState_15(v_replica_state, sub)
         tags.append((1, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -1298,10 +1349,11 @@ def _e_FetchPartition_17(o: FetchPartition, out: list[Any]) -> None:
     a = out.append
     a(_S_iiqiqi.pack(o.partition, o.current_leader_epoch, o.fetch_offset, o.last_fetched_epoch, o.log_start_offset, o.partition_max_bytes))
     tags: list[tuple[int, bytes]] = []
-    v = o.replica_directory_id
-    if v != ZERO_UUID:
-        sub: list[Any] = []
-        sub.append(write_uuid(v))
+    sub: list[Any]
+    v_replica_directory_id = o.replica_directory_id
+    if v_replica_directory_id != ZERO_UUID:
+        sub = []
+        sub.append(write_uuid(v_replica_directory_id))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -1312,8 +1364,8 @@ def _e_FetchTopic_17(o: FetchTopic, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_FetchPartition_17(x, out)
+    for x_partitions in o.partitions:
+        _e_FetchPartition_17(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1324,22 +1376,23 @@ def _e_FetchRequest_17(o: FetchRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiibii.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_FetchTopic_17(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_17(x_topics, out)
     a(write_uvarint(len(o.forgotten_topics_data) + 1))
-    for x in o.forgotten_topics_data:
-        _e_ForgottenTopic_13(x, out)
+    for x_forgotten_topics_data in o.forgotten_topics_data:
+        _e_ForgottenTopic_13(x_forgotten_topics_data, out)
     a(write_compact_string(o.rack_id))
     tags: list[tuple[int, bytes]] = []
-    v = o.cluster_id
-    if v is not None:
-        sub: list[Any] = []
-        sub.append(write_compact_nullable_string(v))
+    sub: list[Any]
+    v_cluster_id = o.cluster_id
+    if v_cluster_id is not None:
+        sub = []
+        sub.append(write_compact_nullable_string(v_cluster_id))
         tags.append((0, b"".join(sub)))
-    v = o.replica_state
-    if v != ReplicaState():
-        sub: list[Any] = []
-        _e_ReplicaState_15(v, sub)
+    v_replica_state = o.replica_state
+    if v_replica_state != ReplicaState():
+        sub = []
+        _e_ReplicaState_15(v_replica_state, sub)
         tags.append((1, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

@@ -203,6 +203,7 @@ class FetchResponse(Message):
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_records: Any | None
         f = "partition_index"
         (v_partition_index, v_error_code, v_high_watermark) = _S_ihq.unpack_from(buf, pos)
         pos += 14
@@ -229,14 +230,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_FetchableTopicResponse_0(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[PartitionData]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(FetchableTopicResponse)
         o.topic = v_topic
         o.topic_id = ZERO_UUID
@@ -250,12 +253,13 @@ def _d_FetchableTopicResponse_0(buf: memoryview, pos: int) -> tuple[FetchableTop
 def _d_FetchResponse_0(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
         f = "responses"
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_0(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(FetchResponse)
         o.throttle_time_ms = 0
         o.error_code = 0
@@ -271,6 +275,7 @@ def _d_FetchResponse_0(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
 def _d_FetchResponse_1(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -278,8 +283,8 @@ def _d_FetchResponse_1(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_0(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(FetchResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = 0
@@ -310,6 +315,8 @@ def _d_AbortedTransaction_4(buf: memoryview, pos: int) -> tuple[AbortedTransacti
 def _d_PartitionData_4(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_aborted_transactions: list[AbortedTransaction] | None
+        v_records: Any | None
         f = "partition_index"
         (v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset) = _S_ihqq.unpack_from(buf, pos)
         pos += 22
@@ -320,8 +327,8 @@ def _d_PartitionData_4(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         else:
             v_aborted_transactions = []
             for _ in range(n):
-                item, pos = _d_AbortedTransaction_4(buf, pos)
-                v_aborted_transactions.append(item)
+                item_aborted_transactions, pos = _d_AbortedTransaction_4(buf, pos)
+                v_aborted_transactions.append(item_aborted_transactions)
         f = "records"
         v_records, pos = read_records(buf, pos)
         o = NEW(PartitionData)
@@ -345,14 +352,16 @@ def _d_PartitionData_4(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_FetchableTopicResponse_4(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[PartitionData]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_4(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_4(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(FetchableTopicResponse)
         o.topic = v_topic
         o.topic_id = ZERO_UUID
@@ -366,6 +375,7 @@ def _d_FetchableTopicResponse_4(buf: memoryview, pos: int) -> tuple[FetchableTop
 def _d_FetchResponse_4(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -373,8 +383,8 @@ def _d_FetchResponse_4(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_4(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_4(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(FetchResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = 0
@@ -390,6 +400,8 @@ def _d_FetchResponse_4(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
 def _d_PartitionData_5(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_aborted_transactions: list[AbortedTransaction] | None
+        v_records: Any | None
         f = "partition_index"
         (v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset) = _S_ihqqq.unpack_from(buf, pos)
         pos += 30
@@ -400,8 +412,8 @@ def _d_PartitionData_5(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         else:
             v_aborted_transactions = []
             for _ in range(n):
-                item, pos = _d_AbortedTransaction_4(buf, pos)
-                v_aborted_transactions.append(item)
+                item_aborted_transactions, pos = _d_AbortedTransaction_4(buf, pos)
+                v_aborted_transactions.append(item_aborted_transactions)
         f = "records"
         v_records, pos = read_records(buf, pos)
         o = NEW(PartitionData)
@@ -425,14 +437,16 @@ def _d_PartitionData_5(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_FetchableTopicResponse_5(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[PartitionData]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_5(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_5(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(FetchableTopicResponse)
         o.topic = v_topic
         o.topic_id = ZERO_UUID
@@ -446,6 +460,7 @@ def _d_FetchableTopicResponse_5(buf: memoryview, pos: int) -> tuple[FetchableTop
 def _d_FetchResponse_5(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -453,8 +468,8 @@ def _d_FetchResponse_5(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_5(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_5(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(FetchResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = 0
@@ -470,6 +485,7 @@ def _d_FetchResponse_5(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
 def _d_FetchResponse_7(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_session_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -477,8 +493,8 @@ def _d_FetchResponse_7(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_5(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_5(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(FetchResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -494,6 +510,8 @@ def _d_FetchResponse_7(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
 def _d_PartitionData_11(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_aborted_transactions: list[AbortedTransaction] | None
+        v_records: Any | None
         f = "partition_index"
         (v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset) = _S_ihqqq.unpack_from(buf, pos)
         pos += 30
@@ -504,8 +522,8 @@ def _d_PartitionData_11(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         else:
             v_aborted_transactions = []
             for _ in range(n):
-                item, pos = _d_AbortedTransaction_4(buf, pos)
-                v_aborted_transactions.append(item)
+                item_aborted_transactions, pos = _d_AbortedTransaction_4(buf, pos)
+                v_aborted_transactions.append(item_aborted_transactions)
         f = "preferred_read_replica"
         (v_preferred_read_replica,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -532,14 +550,16 @@ def _d_PartitionData_11(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_FetchableTopicResponse_11(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[PartitionData]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_11(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_11(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(FetchableTopicResponse)
         o.topic = v_topic
         o.topic_id = ZERO_UUID
@@ -553,6 +573,7 @@ def _d_FetchableTopicResponse_11(buf: memoryview, pos: int) -> tuple[FetchableTo
 def _d_FetchResponse_11(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_session_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -560,8 +581,8 @@ def _d_FetchResponse_11(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_11(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_11(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(FetchResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -685,6 +706,11 @@ def _d_SnapshotId_12(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:
 def _d_PartitionData_12(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_aborted_transactions: list[AbortedTransaction] | None
+        v_records: Any | None
+        v_diverging_epoch: EpochEndOffset
+        v_current_leader: LeaderIdAndEpoch
+        v_snapshot_id: SnapshotId
         f = "partition_index"
         (v_partition_index, v_error_code, v_high_watermark, v_last_stable_offset, v_log_start_offset) = _S_ihqqq.unpack_from(buf, pos)
         pos += 30
@@ -695,8 +721,8 @@ def _d_PartitionData_12(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         else:
             v_aborted_transactions = []
             for _ in range(n):
-                item, pos = _d_AbortedTransaction_12(buf, pos)
-                v_aborted_transactions.append(item)
+                item_aborted_transactions, pos = _d_AbortedTransaction_12(buf, pos)
+                v_aborted_transactions.append(item_aborted_transactions)
         f = "preferred_read_replica"
         (v_preferred_read_replica,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -751,14 +777,16 @@ def _d_PartitionData_12(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_FetchableTopicResponse_12(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[PartitionData]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_12(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_12(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -784,6 +812,7 @@ def _d_FetchableTopicResponse_12(buf: memoryview, pos: int) -> tuple[FetchableTo
 def _d_FetchResponse_12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_session_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -791,8 +820,8 @@ def _d_FetchResponse_12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_12(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_12(buf, pos)
+            v_responses.append(item_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -820,14 +849,16 @@ def _d_FetchResponse_12(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
 def _d_FetchableTopicResponse_13(buf: memoryview, pos: int) -> tuple[FetchableTopicResponse, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_12(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_12(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -853,6 +884,7 @@ def _d_FetchableTopicResponse_13(buf: memoryview, pos: int) -> tuple[FetchableTo
 def _d_FetchResponse_13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_session_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -860,8 +892,8 @@ def _d_FetchResponse_13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_13(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_13(buf, pos)
+            v_responses.append(item_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -889,6 +921,8 @@ def _d_FetchResponse_13(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
 def _d_NodeEndpoint_16(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
     f = ""
     try:
+        v_host: str
+        v_rack: str | None
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -925,6 +959,8 @@ def _d_NodeEndpoint_16(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
 def _d_FetchResponse_16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
     f = ""
     try:
+        v_responses: list[FetchableTopicResponse]
+        v_node_endpoints: list[NodeEndpoint]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_session_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -932,8 +968,8 @@ def _d_FetchResponse_16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_FetchableTopicResponse_13(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_FetchableTopicResponse_13(buf, pos)
+            v_responses.append(item_responses)
         v_node_endpoints = []
         unknown = None
         f = "_tagged_fields"
@@ -949,8 +985,8 @@ def _d_FetchResponse_16(buf: memoryview, pos: int) -> tuple[FetchResponse, int]:
                     n, pos = read_compact_array_count(tb, pos)
                     v_node_endpoints = []
                     for _ in range(n):
-                        item, pos = _d_NodeEndpoint_16(tb, pos)
-                        v_node_endpoints.append(item)
+                        item_node_endpoints, pos = _d_NodeEndpoint_16(tb, pos)
+                        v_node_endpoints.append(item_node_endpoints)
                 else:
                     if unknown is None:
                         unknown = []
@@ -978,23 +1014,23 @@ def _e_FetchableTopicResponse_0(o: FetchableTopicResponse, out: list[Any]) -> No
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
 
 
 def _e_FetchResponse_0(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_FetchableTopicResponse_0(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_0(x_responses, out)
 
 
 def _e_FetchResponse_1(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_FetchableTopicResponse_0(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_0(x_responses, out)
 
 
 def _e_AbortedTransaction_4(o: AbortedTransaction, out: list[Any]) -> None:
@@ -1009,8 +1045,8 @@ def _e_PartitionData_4(o: PartitionData, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.aborted_transactions)))
-        for x in o.aborted_transactions:
-            _e_AbortedTransaction_4(x, out)
+        for x_aborted_transactions in o.aborted_transactions:
+            _e_AbortedTransaction_4(x_aborted_transactions, out)
     write_records(out, o.records)
 
 
@@ -1018,16 +1054,16 @@ def _e_FetchableTopicResponse_4(o: FetchableTopicResponse, out: list[Any]) -> No
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_PartitionData_4(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_4(x_partitions, out)
 
 
 def _e_FetchResponse_4(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_FetchableTopicResponse_4(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_4(x_responses, out)
 
 
 def _e_PartitionData_5(o: PartitionData, out: list[Any]) -> None:
@@ -1037,8 +1073,8 @@ def _e_PartitionData_5(o: PartitionData, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.aborted_transactions)))
-        for x in o.aborted_transactions:
-            _e_AbortedTransaction_4(x, out)
+        for x_aborted_transactions in o.aborted_transactions:
+            _e_AbortedTransaction_4(x_aborted_transactions, out)
     write_records(out, o.records)
 
 
@@ -1046,24 +1082,24 @@ def _e_FetchableTopicResponse_5(o: FetchableTopicResponse, out: list[Any]) -> No
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_PartitionData_5(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_5(x_partitions, out)
 
 
 def _e_FetchResponse_5(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_FetchableTopicResponse_5(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_5(x_responses, out)
 
 
 def _e_FetchResponse_7(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id))
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_FetchableTopicResponse_5(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_5(x_responses, out)
 
 
 def _e_PartitionData_11(o: PartitionData, out: list[Any]) -> None:
@@ -1073,8 +1109,8 @@ def _e_PartitionData_11(o: PartitionData, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.aborted_transactions)))
-        for x in o.aborted_transactions:
-            _e_AbortedTransaction_4(x, out)
+        for x_aborted_transactions in o.aborted_transactions:
+            _e_AbortedTransaction_4(x_aborted_transactions, out)
     a(_S_i.pack(o.preferred_read_replica))
     write_records(out, o.records)
 
@@ -1083,16 +1119,16 @@ def _e_FetchableTopicResponse_11(o: FetchableTopicResponse, out: list[Any]) -> N
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_PartitionData_11(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_11(x_partitions, out)
 
 
 def _e_FetchResponse_11(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id))
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_FetchableTopicResponse_11(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_11(x_responses, out)
 
 
 def _e_AbortedTransaction_12(o: AbortedTransaction, out: list[Any]) -> None:
@@ -1138,25 +1174,26 @@ def _e_PartitionData_12(o: PartitionData, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.aborted_transactions) + 1))
-        for x in o.aborted_transactions:
-            _e_AbortedTransaction_12(x, out)
+        for x_aborted_transactions in o.aborted_transactions:
+            _e_AbortedTransaction_12(x_aborted_transactions, out)
     a(_S_i.pack(o.preferred_read_replica))
     write_compact_records(out, o.records)
     tags: list[tuple[int, bytes]] = []
-    v = o.diverging_epoch
-    if v != EpochEndOffset():
-        sub: list[Any] = []
-        _e_EpochEndOffset_12(v, sub)
+    sub: list[Any]
+    v_diverging_epoch = o.diverging_epoch
+    if v_diverging_epoch != EpochEndOffset():
+        sub = []
+        _e_EpochEndOffset_12(v_diverging_epoch, sub)
         tags.append((0, b"".join(sub)))
-    v = o.current_leader
-    if v != LeaderIdAndEpoch():
-        sub: list[Any] = []
-        _e_LeaderIdAndEpoch_12(v, sub)
+    v_current_leader = o.current_leader
+    if v_current_leader != LeaderIdAndEpoch():
+        sub = []
+        _e_LeaderIdAndEpoch_12(v_current_leader, sub)
         tags.append((1, b"".join(sub)))
-    v = o.snapshot_id
-    if v != SnapshotId():
-        sub: list[Any] = []
-        _e_SnapshotId_12(v, sub)
+    v_snapshot_id = o.snapshot_id
+    if v_snapshot_id != SnapshotId():
+        sub = []
+        _e_SnapshotId_12(v_snapshot_id, sub)
         tags.append((2, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -1167,8 +1204,8 @@ def _e_FetchableTopicResponse_12(o: FetchableTopicResponse, out: list[Any]) -> N
     a = out.append
     a(write_compact_string(o.topic))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_12(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_12(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1179,8 +1216,8 @@ def _e_FetchResponse_12(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_FetchableTopicResponse_12(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_12(x_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1191,8 +1228,8 @@ def _e_FetchableTopicResponse_13(o: FetchableTopicResponse, out: list[Any]) -> N
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_12(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_12(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1203,8 +1240,8 @@ def _e_FetchResponse_13(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_FetchableTopicResponse_13(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_13(x_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1227,15 +1264,16 @@ def _e_FetchResponse_16(o: FetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_FetchableTopicResponse_13(x, out)
+    for x_responses in o.responses:
+        _e_FetchableTopicResponse_13(x_responses, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.node_endpoints
-    if v:
-        sub: list[Any] = []
-        sub.append(write_uvarint(len(v) + 1))
-        for x in v:
-            _e_NodeEndpoint_16(x, sub)
+    sub: list[Any]
+    v_node_endpoints = o.node_endpoints
+    if v_node_endpoints:
+        sub = []
+        sub.append(write_uvarint(len(v_node_endpoints) + 1))
+        for x_node_endpoints in v_node_endpoints:
+            _e_NodeEndpoint_16(x_node_endpoints, sub)
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

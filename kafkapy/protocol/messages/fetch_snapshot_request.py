@@ -138,6 +138,7 @@ def _d_SnapshotId_0(buf: memoryview, pos: int) -> tuple[SnapshotId, int]:
 def _d_PartitionSnapshot_0(buf: memoryview, pos: int) -> tuple[PartitionSnapshot, int]:
     f = ""
     try:
+        v_snapshot_id: SnapshotId
         f = "partition"
         (v_partition, v_current_leader_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -173,14 +174,16 @@ def _d_PartitionSnapshot_0(buf: memoryview, pos: int) -> tuple[PartitionSnapshot
 def _d_TopicSnapshot_0(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[PartitionSnapshot]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionSnapshot_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionSnapshot_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -205,6 +208,8 @@ def _d_TopicSnapshot_0(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
 def _d_FetchSnapshotRequest_0(buf: memoryview, pos: int) -> tuple[FetchSnapshotRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicSnapshot]
+        v_cluster_id: str | None
         f = "replica_id"
         (v_replica_id, v_max_bytes) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -212,8 +217,8 @@ def _d_FetchSnapshotRequest_0(buf: memoryview, pos: int) -> tuple[FetchSnapshotR
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicSnapshot_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicSnapshot_0(buf, pos)
+            v_topics.append(item_topics)
         v_cluster_id = None
         unknown = None
         f = "_tagged_fields"
@@ -246,6 +251,8 @@ def _d_FetchSnapshotRequest_0(buf: memoryview, pos: int) -> tuple[FetchSnapshotR
 def _d_PartitionSnapshot_1(buf: memoryview, pos: int) -> tuple[PartitionSnapshot, int]:
     f = ""
     try:
+        v_snapshot_id: SnapshotId
+        v_replica_directory_id: UUID
         f = "partition"
         (v_partition, v_current_leader_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -287,14 +294,16 @@ def _d_PartitionSnapshot_1(buf: memoryview, pos: int) -> tuple[PartitionSnapshot
 def _d_TopicSnapshot_1(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[PartitionSnapshot]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionSnapshot_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionSnapshot_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -319,6 +328,8 @@ def _d_TopicSnapshot_1(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
 def _d_FetchSnapshotRequest_1(buf: memoryview, pos: int) -> tuple[FetchSnapshotRequest, int]:
     f = ""
     try:
+        v_topics: list[TopicSnapshot]
+        v_cluster_id: str | None
         f = "replica_id"
         (v_replica_id, v_max_bytes) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -326,8 +337,8 @@ def _d_FetchSnapshotRequest_1(buf: memoryview, pos: int) -> tuple[FetchSnapshotR
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicSnapshot_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicSnapshot_1(buf, pos)
+            v_topics.append(item_topics)
         v_cluster_id = None
         unknown = None
         f = "_tagged_fields"
@@ -381,8 +392,8 @@ def _e_TopicSnapshot_0(o: TopicSnapshot, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionSnapshot_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionSnapshot_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -393,13 +404,14 @@ def _e_FetchSnapshotRequest_0(o: FetchSnapshotRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.replica_id, o.max_bytes))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicSnapshot_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicSnapshot_0(x_topics, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.cluster_id
-    if v is not None:
-        sub: list[Any] = []
-        sub.append(write_compact_nullable_string(v))
+    sub: list[Any]
+    v_cluster_id = o.cluster_id
+    if v_cluster_id is not None:
+        sub = []
+        sub.append(write_compact_nullable_string(v_cluster_id))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -412,10 +424,11 @@ def _e_PartitionSnapshot_1(o: PartitionSnapshot, out: list[Any]) -> None:
     _e_SnapshotId_0(o.snapshot_id, out)
     a(_S_q.pack(o.position))
     tags: list[tuple[int, bytes]] = []
-    v = o.replica_directory_id
-    if v != ZERO_UUID:
-        sub: list[Any] = []
-        sub.append(write_uuid(v))
+    sub: list[Any]
+    v_replica_directory_id = o.replica_directory_id
+    if v_replica_directory_id != ZERO_UUID:
+        sub = []
+        sub.append(write_uuid(v_replica_directory_id))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -426,8 +439,8 @@ def _e_TopicSnapshot_1(o: TopicSnapshot, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionSnapshot_1(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionSnapshot_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -438,13 +451,14 @@ def _e_FetchSnapshotRequest_1(o: FetchSnapshotRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.replica_id, o.max_bytes))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicSnapshot_1(x, out)
+    for x_topics in o.topics:
+        _e_TopicSnapshot_1(x_topics, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.cluster_id
-    if v is not None:
-        sub: list[Any] = []
-        sub.append(write_compact_nullable_string(v))
+    sub: list[Any]
+    v_cluster_id = o.cluster_id
+    if v_cluster_id is not None:
+        sub = []
+        sub.append(write_compact_nullable_string(v_cluster_id))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

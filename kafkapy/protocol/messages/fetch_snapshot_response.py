@@ -199,6 +199,9 @@ def _d_LeaderIdAndEpoch_0(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch, 
 def _d_PartitionSnapshot_0(buf: memoryview, pos: int) -> tuple[PartitionSnapshot, int]:
     f = ""
     try:
+        v_snapshot_id: SnapshotId
+        v_unaligned_records: Any | None
+        v_current_leader: LeaderIdAndEpoch
         f = "index"
         (v_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -244,14 +247,16 @@ def _d_PartitionSnapshot_0(buf: memoryview, pos: int) -> tuple[PartitionSnapshot
 def _d_TopicSnapshot_0(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[PartitionSnapshot]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionSnapshot_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionSnapshot_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -276,6 +281,7 @@ def _d_TopicSnapshot_0(buf: memoryview, pos: int) -> tuple[TopicSnapshot, int]:
 def _d_FetchSnapshotResponse_0(buf: memoryview, pos: int) -> tuple[FetchSnapshotResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicSnapshot]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -283,8 +289,8 @@ def _d_FetchSnapshotResponse_0(buf: memoryview, pos: int) -> tuple[FetchSnapshot
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicSnapshot_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicSnapshot_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -311,6 +317,7 @@ def _d_FetchSnapshotResponse_0(buf: memoryview, pos: int) -> tuple[FetchSnapshot
 def _d_NodeEndpoint_1(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
     f = ""
     try:
+        v_host: str
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -344,6 +351,8 @@ def _d_NodeEndpoint_1(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
 def _d_FetchSnapshotResponse_1(buf: memoryview, pos: int) -> tuple[FetchSnapshotResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicSnapshot]
+        v_node_endpoints: list[NodeEndpoint]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -351,8 +360,8 @@ def _d_FetchSnapshotResponse_1(buf: memoryview, pos: int) -> tuple[FetchSnapshot
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicSnapshot_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicSnapshot_0(buf, pos)
+            v_topics.append(item_topics)
         v_node_endpoints = []
         unknown = None
         f = "_tagged_fields"
@@ -368,8 +377,8 @@ def _d_FetchSnapshotResponse_1(buf: memoryview, pos: int) -> tuple[FetchSnapshot
                     n, pos = read_compact_array_count(tb, pos)
                     v_node_endpoints = []
                     for _ in range(n):
-                        item, pos = _d_NodeEndpoint_1(tb, pos)
-                        v_node_endpoints.append(item)
+                        item_node_endpoints, pos = _d_NodeEndpoint_1(tb, pos)
+                        v_node_endpoints.append(item_node_endpoints)
                 else:
                     if unknown is None:
                         unknown = []
@@ -411,10 +420,11 @@ def _e_PartitionSnapshot_0(o: PartitionSnapshot, out: list[Any]) -> None:
     a(_S_qq.pack(o.size, o.position))
     write_compact_records(out, o.unaligned_records)
     tags: list[tuple[int, bytes]] = []
-    v = o.current_leader
-    if v != LeaderIdAndEpoch():
-        sub: list[Any] = []
-        _e_LeaderIdAndEpoch_0(v, sub)
+    sub: list[Any]
+    v_current_leader = o.current_leader
+    if v_current_leader != LeaderIdAndEpoch():
+        sub = []
+        _e_LeaderIdAndEpoch_0(v_current_leader, sub)
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -425,8 +435,8 @@ def _e_TopicSnapshot_0(o: TopicSnapshot, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionSnapshot_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionSnapshot_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -437,8 +447,8 @@ def _e_FetchSnapshotResponse_0(o: FetchSnapshotResponse, out: list[Any]) -> None
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicSnapshot_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicSnapshot_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -460,15 +470,16 @@ def _e_FetchSnapshotResponse_1(o: FetchSnapshotResponse, out: list[Any]) -> None
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicSnapshot_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicSnapshot_0(x_topics, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.node_endpoints
-    if v:
-        sub: list[Any] = []
-        sub.append(write_uvarint(len(v) + 1))
-        for x in v:
-            _e_NodeEndpoint_1(x, sub)
+    sub: list[Any]
+    v_node_endpoints = o.node_endpoints
+    if v_node_endpoints:
+        sub = []
+        sub.append(write_uvarint(len(v_node_endpoints) + 1))
+        for x_node_endpoints in v_node_endpoints:
+            _e_NodeEndpoint_1(x_node_endpoints, sub)
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

@@ -55,6 +55,7 @@ class FindCoordinatorRequest(Message):
 def _d_FindCoordinatorRequest_0(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
     f = ""
     try:
+        v_key: str
         f = "key"
         v_key, pos = read_string(buf, pos)
         o = NEW(FindCoordinatorRequest)
@@ -70,6 +71,7 @@ def _d_FindCoordinatorRequest_0(buf: memoryview, pos: int) -> tuple[FindCoordina
 def _d_FindCoordinatorRequest_1(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
     f = ""
     try:
+        v_key: str
         f = "key"
         v_key, pos = read_string(buf, pos)
         f = "key_type"
@@ -88,6 +90,7 @@ def _d_FindCoordinatorRequest_1(buf: memoryview, pos: int) -> tuple[FindCoordina
 def _d_FindCoordinatorRequest_3(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
     f = ""
     try:
+        v_key: str
         f = "key"
         v_key, pos = read_compact_string(buf, pos)
         f = "key_type"
@@ -118,6 +121,7 @@ def _d_FindCoordinatorRequest_3(buf: memoryview, pos: int) -> tuple[FindCoordina
 def _d_FindCoordinatorRequest_4(buf: memoryview, pos: int) -> tuple[FindCoordinatorRequest, int]:
     f = ""
     try:
+        v_coordinator_keys: list[str]
         f = "key_type"
         (v_key_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -125,8 +129,8 @@ def _d_FindCoordinatorRequest_4(buf: memoryview, pos: int) -> tuple[FindCoordina
         n, pos = read_compact_array_count(buf, pos)
         v_coordinator_keys = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_coordinator_keys.append(item)
+            item_coordinator_keys, pos = read_compact_string(buf, pos)
+            v_coordinator_keys.append(item_coordinator_keys)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -174,8 +178,8 @@ def _e_FindCoordinatorRequest_4(o: FindCoordinatorRequest, out: list[Any]) -> No
     a = out.append
     a(_S_b.pack(o.key_type))
     a(write_uvarint(len(o.coordinator_keys) + 1))
-    for x in o.coordinator_keys:
-        a(write_compact_string(x))
+    for x_coordinator_keys in o.coordinator_keys:
+        a(write_compact_string(x_coordinator_keys))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

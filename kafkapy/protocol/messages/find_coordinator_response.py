@@ -92,6 +92,7 @@ class FindCoordinatorResponse(Message):
 def _d_FindCoordinatorResponse_0(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
     f = ""
     try:
+        v_host: str
         f = "error_code"
         (v_error_code, v_node_id) = _S_hi.unpack_from(buf, pos)
         pos += 6
@@ -117,6 +118,8 @@ def _d_FindCoordinatorResponse_0(buf: memoryview, pos: int) -> tuple[FindCoordin
 def _d_FindCoordinatorResponse_1(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_host: str
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -147,6 +150,8 @@ def _d_FindCoordinatorResponse_1(buf: memoryview, pos: int) -> tuple[FindCoordin
 def _d_FindCoordinatorResponse_3(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_host: str
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -189,6 +194,9 @@ def _d_FindCoordinatorResponse_3(buf: memoryview, pos: int) -> tuple[FindCoordin
 def _d_Coordinator_4(buf: memoryview, pos: int) -> tuple[Coordinator, int]:
     f = ""
     try:
+        v_key: str
+        v_host: str
+        v_error_message: str | None
         f = "key"
         v_key, pos = read_compact_string(buf, pos)
         f = "node_id"
@@ -229,6 +237,7 @@ def _d_Coordinator_4(buf: memoryview, pos: int) -> tuple[Coordinator, int]:
 def _d_FindCoordinatorResponse_4(buf: memoryview, pos: int) -> tuple[FindCoordinatorResponse, int]:
     f = ""
     try:
+        v_coordinators: list[Coordinator]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -236,8 +245,8 @@ def _d_FindCoordinatorResponse_4(buf: memoryview, pos: int) -> tuple[FindCoordin
         n, pos = read_compact_array_count(buf, pos)
         v_coordinators = []
         for _ in range(n):
-            item, pos = _d_Coordinator_4(buf, pos)
-            v_coordinators.append(item)
+            item_coordinators, pos = _d_Coordinator_4(buf, pos)
+            v_coordinators.append(item_coordinators)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -310,8 +319,8 @@ def _e_FindCoordinatorResponse_4(o: FindCoordinatorResponse, out: list[Any]) -> 
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.coordinators) + 1))
-    for x in o.coordinators:
-        _e_Coordinator_4(x, out)
+    for x_coordinators in o.coordinators:
+        _e_Coordinator_4(x_coordinators, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

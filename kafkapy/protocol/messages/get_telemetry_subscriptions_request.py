@@ -46,6 +46,7 @@ class GetTelemetrySubscriptionsRequest(Message):
 def _d_GetTelemetrySubscriptionsRequest_0(buf: memoryview, pos: int) -> tuple[GetTelemetrySubscriptionsRequest, int]:
     f = ""
     try:
+        v_client_instance_id: UUID
         f = "client_instance_id"
         v_client_instance_id, pos = read_uuid(buf, pos)
         unknown = None

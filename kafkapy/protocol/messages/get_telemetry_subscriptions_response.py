@@ -76,6 +76,9 @@ class GetTelemetrySubscriptionsResponse(Message):
 def _d_GetTelemetrySubscriptionsResponse_0(buf: memoryview, pos: int) -> tuple[GetTelemetrySubscriptionsResponse, int]:
     f = ""
     try:
+        v_client_instance_id: UUID
+        v_accepted_compression_types: list[int]
+        v_requested_metrics: list[str]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -98,8 +101,8 @@ def _d_GetTelemetrySubscriptionsResponse_0(buf: memoryview, pos: int) -> tuple[G
         n, pos = read_compact_array_count(buf, pos)
         v_requested_metrics = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_requested_metrics.append(item)
+            item_requested_metrics, pos = read_compact_string(buf, pos)
+            v_requested_metrics.append(item_requested_metrics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -137,8 +140,8 @@ def _e_GetTelemetrySubscriptionsResponse_0(o: GetTelemetrySubscriptionsResponse,
     a(_CA_b[n].pack(n + 1, *o.accepted_compression_types) if n < 32 else write_compact_int_array(o.accepted_compression_types, "b"))
     a(_S_iio.pack(o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality))
     a(write_uvarint(len(o.requested_metrics) + 1))
-    for x in o.requested_metrics:
-        a(write_compact_string(x))
+    for x_requested_metrics in o.requested_metrics:
+        a(write_compact_string(x_requested_metrics))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -58,6 +58,8 @@ class HeartbeatRequest(Message):
 def _d_HeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id"
@@ -79,6 +81,9 @@ def _d_HeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, 
 def _d_HeartbeatRequest_3(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id"
@@ -102,6 +107,9 @@ def _d_HeartbeatRequest_3(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, 
 def _d_HeartbeatRequest_4(buf: memoryview, pos: int) -> tuple[HeartbeatRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "generation_id"

@@ -93,6 +93,8 @@ class IncrementalAlterConfigsRequest(Message):
 def _d_AlterableConfig_0(buf: memoryview, pos: int) -> tuple[AlterableConfig, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "config_operation"
@@ -113,6 +115,8 @@ def _d_AlterableConfig_0(buf: memoryview, pos: int) -> tuple[AlterableConfig, in
 def _d_AlterConfigsResource_0(buf: memoryview, pos: int) -> tuple[AlterConfigsResource, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_configs: list[AlterableConfig]
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -122,8 +126,8 @@ def _d_AlterConfigsResource_0(buf: memoryview, pos: int) -> tuple[AlterConfigsRe
         n, pos = read_array_count(buf, pos)
         v_configs = []
         for _ in range(n):
-            item, pos = _d_AlterableConfig_0(buf, pos)
-            v_configs.append(item)
+            item_configs, pos = _d_AlterableConfig_0(buf, pos)
+            v_configs.append(item_configs)
         o = NEW(AlterConfigsResource)
         o.resource_type = v_resource_type
         o.resource_name = v_resource_name
@@ -137,12 +141,13 @@ def _d_AlterConfigsResource_0(buf: memoryview, pos: int) -> tuple[AlterConfigsRe
 def _d_IncrementalAlterConfigsRequest_0(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest, int]:
     f = ""
     try:
+        v_resources: list[AlterConfigsResource]
         f = "resources"
         n, pos = read_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_AlterConfigsResource_0(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_AlterConfigsResource_0(buf, pos)
+            v_resources.append(item_resources)
         f = "validate_only"
         (v_validate_only,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -158,6 +163,8 @@ def _d_IncrementalAlterConfigsRequest_0(buf: memoryview, pos: int) -> tuple[Incr
 def _d_AlterableConfig_1(buf: memoryview, pos: int) -> tuple[AlterableConfig, int]:
     f = ""
     try:
+        v_name: str
+        v_value: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "config_operation"
@@ -190,6 +197,8 @@ def _d_AlterableConfig_1(buf: memoryview, pos: int) -> tuple[AlterableConfig, in
 def _d_AlterConfigsResource_1(buf: memoryview, pos: int) -> tuple[AlterConfigsResource, int]:
     f = ""
     try:
+        v_resource_name: str
+        v_configs: list[AlterableConfig]
         f = "resource_type"
         (v_resource_type,) = _S_b.unpack_from(buf, pos)
         pos += 1
@@ -199,8 +208,8 @@ def _d_AlterConfigsResource_1(buf: memoryview, pos: int) -> tuple[AlterConfigsRe
         n, pos = read_compact_array_count(buf, pos)
         v_configs = []
         for _ in range(n):
-            item, pos = _d_AlterableConfig_1(buf, pos)
-            v_configs.append(item)
+            item_configs, pos = _d_AlterableConfig_1(buf, pos)
+            v_configs.append(item_configs)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -226,12 +235,13 @@ def _d_AlterConfigsResource_1(buf: memoryview, pos: int) -> tuple[AlterConfigsRe
 def _d_IncrementalAlterConfigsRequest_1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsRequest, int]:
     f = ""
     try:
+        v_resources: list[AlterConfigsResource]
         f = "resources"
         n, pos = read_compact_array_count(buf, pos)
         v_resources = []
         for _ in range(n):
-            item, pos = _d_AlterConfigsResource_1(buf, pos)
-            v_resources.append(item)
+            item_resources, pos = _d_AlterConfigsResource_1(buf, pos)
+            v_resources.append(item_resources)
         f = "validate_only"
         (v_validate_only,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -268,15 +278,15 @@ def _e_AlterConfigsResource_0(o: AlterConfigsResource, out: list[Any]) -> None:
     a(_S_b.pack(o.resource_type))
     a(write_string(o.resource_name))
     a(INT32.pack(len(o.configs)))
-    for x in o.configs:
-        _e_AlterableConfig_0(x, out)
+    for x_configs in o.configs:
+        _e_AlterableConfig_0(x_configs, out)
 
 
 def _e_IncrementalAlterConfigsRequest_0(o: IncrementalAlterConfigsRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.resources)))
-    for x in o.resources:
-        _e_AlterConfigsResource_0(x, out)
+    for x_resources in o.resources:
+        _e_AlterConfigsResource_0(x_resources, out)
     a(_S_o.pack(o.validate_only))
 
 
@@ -296,8 +306,8 @@ def _e_AlterConfigsResource_1(o: AlterConfigsResource, out: list[Any]) -> None:
     a(_S_b.pack(o.resource_type))
     a(write_compact_string(o.resource_name))
     a(write_uvarint(len(o.configs) + 1))
-    for x in o.configs:
-        _e_AlterableConfig_1(x, out)
+    for x_configs in o.configs:
+        _e_AlterableConfig_1(x_configs, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -307,8 +317,8 @@ def _e_AlterConfigsResource_1(o: AlterConfigsResource, out: list[Any]) -> None:
 def _e_IncrementalAlterConfigsRequest_1(o: IncrementalAlterConfigsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.resources) + 1))
-    for x in o.resources:
-        _e_AlterConfigsResource_1(x, out)
+    for x_resources in o.resources:
+        _e_AlterConfigsResource_1(x_resources, out)
     a(_S_o.pack(o.validate_only))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

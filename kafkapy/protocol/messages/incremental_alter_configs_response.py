@@ -80,6 +80,8 @@ class IncrementalAlterConfigsResponse(Message):
 def _d_AlterConfigsResourceResponse_0(buf: memoryview, pos: int) -> tuple[AlterConfigsResourceResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -104,6 +106,7 @@ def _d_AlterConfigsResourceResponse_0(buf: memoryview, pos: int) -> tuple[AlterC
 def _d_IncrementalAlterConfigsResponse_0(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsResponse, int]:
     f = ""
     try:
+        v_responses: list[AlterConfigsResourceResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -111,8 +114,8 @@ def _d_IncrementalAlterConfigsResponse_0(buf: memoryview, pos: int) -> tuple[Inc
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_AlterConfigsResourceResponse_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_AlterConfigsResourceResponse_0(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(IncrementalAlterConfigsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.responses = v_responses
@@ -125,6 +128,8 @@ def _d_IncrementalAlterConfigsResponse_0(buf: memoryview, pos: int) -> tuple[Inc
 def _d_AlterConfigsResourceResponse_1(buf: memoryview, pos: int) -> tuple[AlterConfigsResourceResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_resource_name: str
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -161,6 +166,7 @@ def _d_AlterConfigsResourceResponse_1(buf: memoryview, pos: int) -> tuple[AlterC
 def _d_IncrementalAlterConfigsResponse_1(buf: memoryview, pos: int) -> tuple[IncrementalAlterConfigsResponse, int]:
     f = ""
     try:
+        v_responses: list[AlterConfigsResourceResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -168,8 +174,8 @@ def _d_IncrementalAlterConfigsResponse_1(buf: memoryview, pos: int) -> tuple[Inc
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_AlterConfigsResourceResponse_1(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_AlterConfigsResourceResponse_1(buf, pos)
+            v_responses.append(item_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -203,8 +209,8 @@ def _e_IncrementalAlterConfigsResponse_0(o: IncrementalAlterConfigsResponse, out
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_AlterConfigsResourceResponse_0(x, out)
+    for x_responses in o.responses:
+        _e_AlterConfigsResourceResponse_0(x_responses, out)
 
 
 def _e_AlterConfigsResourceResponse_1(o: AlterConfigsResourceResponse, out: list[Any]) -> None:
@@ -223,8 +229,8 @@ def _e_IncrementalAlterConfigsResponse_1(o: IncrementalAlterConfigsResponse, out
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_AlterConfigsResourceResponse_1(x, out)
+    for x_responses in o.responses:
+        _e_AlterConfigsResourceResponse_1(x_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -55,6 +55,7 @@ class InitProducerIdRequest(Message):
 def _d_InitProducerIdRequest_0(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
     f = ""
     try:
+        v_transactional_id: str | None
         f = "transactional_id"
         v_transactional_id, pos = read_nullable_string(buf, pos)
         f = "transaction_timeout_ms"
@@ -74,6 +75,7 @@ def _d_InitProducerIdRequest_0(buf: memoryview, pos: int) -> tuple[InitProducerI
 def _d_InitProducerIdRequest_2(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
     f = ""
     try:
+        v_transactional_id: str | None
         f = "transactional_id"
         v_transactional_id, pos = read_compact_nullable_string(buf, pos)
         f = "transaction_timeout_ms"
@@ -105,6 +107,7 @@ def _d_InitProducerIdRequest_2(buf: memoryview, pos: int) -> tuple[InitProducerI
 def _d_InitProducerIdRequest_3(buf: memoryview, pos: int) -> tuple[InitProducerIdRequest, int]:
     f = ""
     try:
+        v_transactional_id: str | None
         f = "transactional_id"
         v_transactional_id, pos = read_compact_nullable_string(buf, pos)
         f = "transaction_timeout_ms"

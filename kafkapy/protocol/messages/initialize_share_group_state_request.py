@@ -113,14 +113,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_InitializeStateData_0(buf: memoryview, pos: int) -> tuple[InitializeStateData, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -145,14 +147,16 @@ def _d_InitializeStateData_0(buf: memoryview, pos: int) -> tuple[InitializeState
 def _d_InitializeShareGroupStateRequest_0(buf: memoryview, pos: int) -> tuple[InitializeShareGroupStateRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[InitializeStateData]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_InitializeStateData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_InitializeStateData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -187,8 +191,8 @@ def _e_InitializeStateData_0(o: InitializeStateData, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -199,8 +203,8 @@ def _e_InitializeShareGroupStateRequest_0(o: InitializeShareGroupStateRequest, o
     a = out.append
     a(write_compact_string(o.group_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_InitializeStateData_0(x, out)
+    for x_topics in o.topics:
+        _e_InitializeStateData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

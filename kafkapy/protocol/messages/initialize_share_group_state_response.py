@@ -83,6 +83,7 @@ class InitializeShareGroupStateResponse(Message):
 def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:
     f = ""
     try:
+        v_error_message: str | None
         f = "partition"
         (v_partition, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -113,14 +114,16 @@ def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, in
 def _d_InitializeStateResult_0(buf: memoryview, pos: int) -> tuple[InitializeStateResult, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionResult]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionResult_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionResult_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -145,12 +148,13 @@ def _d_InitializeStateResult_0(buf: memoryview, pos: int) -> tuple[InitializeSta
 def _d_InitializeShareGroupStateResponse_0(buf: memoryview, pos: int) -> tuple[InitializeShareGroupStateResponse, int]:
     f = ""
     try:
+        v_results: list[InitializeStateResult]
         f = "results"
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_InitializeStateResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_InitializeStateResult_0(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -185,8 +189,8 @@ def _e_InitializeStateResult_0(o: InitializeStateResult, out: list[Any]) -> None
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionResult_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionResult_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -196,8 +200,8 @@ def _e_InitializeStateResult_0(o: InitializeStateResult, out: list[Any]) -> None
 def _e_InitializeShareGroupStateResponse_0(o: InitializeShareGroupStateResponse, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_InitializeStateResult_0(x, out)
+    for x_results in o.results:
+        _e_InitializeStateResult_0(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

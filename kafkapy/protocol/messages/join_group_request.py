@@ -91,6 +91,8 @@ class JoinGroupRequest(Message):
 def _d_JoinGroupRequestProtocol_0(buf: memoryview, pos: int) -> tuple[JoinGroupRequestProtocol, int]:
     f = ""
     try:
+        v_name: str
+        v_metadata: bytes
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "metadata"
@@ -107,6 +109,10 @@ def _d_JoinGroupRequestProtocol_0(buf: memoryview, pos: int) -> tuple[JoinGroupR
 def _d_JoinGroupRequest_0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_protocol_type: str
+        v_protocols: list[JoinGroupRequestProtocol]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "session_timeout_ms"
@@ -120,8 +126,8 @@ def _d_JoinGroupRequest_0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         n, pos = read_array_count(buf, pos)
         v_protocols = []
         for _ in range(n):
-            item, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
-            v_protocols.append(item)
+            item_protocols, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
+            v_protocols.append(item_protocols)
         o = NEW(JoinGroupRequest)
         o.group_id = v_group_id
         o.session_timeout_ms = v_session_timeout_ms
@@ -140,6 +146,10 @@ def _d_JoinGroupRequest_0(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
 def _d_JoinGroupRequest_1(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_protocol_type: str
+        v_protocols: list[JoinGroupRequestProtocol]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "session_timeout_ms"
@@ -153,8 +163,8 @@ def _d_JoinGroupRequest_1(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         n, pos = read_array_count(buf, pos)
         v_protocols = []
         for _ in range(n):
-            item, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
-            v_protocols.append(item)
+            item_protocols, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
+            v_protocols.append(item_protocols)
         o = NEW(JoinGroupRequest)
         o.group_id = v_group_id
         o.session_timeout_ms = v_session_timeout_ms
@@ -173,6 +183,11 @@ def _d_JoinGroupRequest_1(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
 def _d_JoinGroupRequest_5(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_protocol_type: str
+        v_protocols: list[JoinGroupRequestProtocol]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "session_timeout_ms"
@@ -188,8 +203,8 @@ def _d_JoinGroupRequest_5(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         n, pos = read_array_count(buf, pos)
         v_protocols = []
         for _ in range(n):
-            item, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
-            v_protocols.append(item)
+            item_protocols, pos = _d_JoinGroupRequestProtocol_0(buf, pos)
+            v_protocols.append(item_protocols)
         o = NEW(JoinGroupRequest)
         o.group_id = v_group_id
         o.session_timeout_ms = v_session_timeout_ms
@@ -208,6 +223,8 @@ def _d_JoinGroupRequest_5(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
 def _d_JoinGroupRequestProtocol_6(buf: memoryview, pos: int) -> tuple[JoinGroupRequestProtocol, int]:
     f = ""
     try:
+        v_name: str
+        v_metadata: bytes
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "metadata"
@@ -236,6 +253,11 @@ def _d_JoinGroupRequestProtocol_6(buf: memoryview, pos: int) -> tuple[JoinGroupR
 def _d_JoinGroupRequest_6(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_protocol_type: str
+        v_protocols: list[JoinGroupRequestProtocol]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "session_timeout_ms"
@@ -251,8 +273,8 @@ def _d_JoinGroupRequest_6(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         n, pos = read_compact_array_count(buf, pos)
         v_protocols = []
         for _ in range(n):
-            item, pos = _d_JoinGroupRequestProtocol_6(buf, pos)
-            v_protocols.append(item)
+            item_protocols, pos = _d_JoinGroupRequestProtocol_6(buf, pos)
+            v_protocols.append(item_protocols)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -283,6 +305,12 @@ def _d_JoinGroupRequest_6(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
 def _d_JoinGroupRequest_8(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_protocol_type: str
+        v_protocols: list[JoinGroupRequestProtocol]
+        v_reason: str | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "session_timeout_ms"
@@ -298,8 +326,8 @@ def _d_JoinGroupRequest_8(buf: memoryview, pos: int) -> tuple[JoinGroupRequest, 
         n, pos = read_compact_array_count(buf, pos)
         v_protocols = []
         for _ in range(n):
-            item, pos = _d_JoinGroupRequestProtocol_6(buf, pos)
-            v_protocols.append(item)
+            item_protocols, pos = _d_JoinGroupRequestProtocol_6(buf, pos)
+            v_protocols.append(item_protocols)
         f = "reason"
         v_reason, pos = read_compact_nullable_string(buf, pos)
         unknown = None
@@ -342,8 +370,8 @@ def _e_JoinGroupRequest_0(o: JoinGroupRequest, out: list[Any]) -> None:
     a(write_string(o.member_id))
     a(write_string(o.protocol_type))
     a(INT32.pack(len(o.protocols)))
-    for x in o.protocols:
-        _e_JoinGroupRequestProtocol_0(x, out)
+    for x_protocols in o.protocols:
+        _e_JoinGroupRequestProtocol_0(x_protocols, out)
 
 
 def _e_JoinGroupRequest_1(o: JoinGroupRequest, out: list[Any]) -> None:
@@ -353,8 +381,8 @@ def _e_JoinGroupRequest_1(o: JoinGroupRequest, out: list[Any]) -> None:
     a(write_string(o.member_id))
     a(write_string(o.protocol_type))
     a(INT32.pack(len(o.protocols)))
-    for x in o.protocols:
-        _e_JoinGroupRequestProtocol_0(x, out)
+    for x_protocols in o.protocols:
+        _e_JoinGroupRequestProtocol_0(x_protocols, out)
 
 
 def _e_JoinGroupRequest_5(o: JoinGroupRequest, out: list[Any]) -> None:
@@ -365,8 +393,8 @@ def _e_JoinGroupRequest_5(o: JoinGroupRequest, out: list[Any]) -> None:
     a(write_nullable_string(o.group_instance_id))
     a(write_string(o.protocol_type))
     a(INT32.pack(len(o.protocols)))
-    for x in o.protocols:
-        _e_JoinGroupRequestProtocol_0(x, out)
+    for x_protocols in o.protocols:
+        _e_JoinGroupRequestProtocol_0(x_protocols, out)
 
 
 def _e_JoinGroupRequestProtocol_6(o: JoinGroupRequestProtocol, out: list[Any]) -> None:
@@ -387,8 +415,8 @@ def _e_JoinGroupRequest_6(o: JoinGroupRequest, out: list[Any]) -> None:
     a(write_compact_nullable_string(o.group_instance_id))
     a(write_compact_string(o.protocol_type))
     a(write_uvarint(len(o.protocols) + 1))
-    for x in o.protocols:
-        _e_JoinGroupRequestProtocol_6(x, out)
+    for x_protocols in o.protocols:
+        _e_JoinGroupRequestProtocol_6(x_protocols, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -403,8 +431,8 @@ def _e_JoinGroupRequest_8(o: JoinGroupRequest, out: list[Any]) -> None:
     a(write_compact_nullable_string(o.group_instance_id))
     a(write_compact_string(o.protocol_type))
     a(write_uvarint(len(o.protocols) + 1))
-    for x in o.protocols:
-        _e_JoinGroupRequestProtocol_6(x, out)
+    for x_protocols in o.protocols:
+        _e_JoinGroupRequestProtocol_6(x_protocols, out)
     a(write_compact_nullable_string(o.reason))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -7,6 +7,7 @@ from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
+from kafkapy.protocol.errors import EncodeError
 from kafkapy.protocol.primitives import (
     DEFAULT,
     Entity,
@@ -96,6 +97,8 @@ class JoinGroupResponse(Message):
 def _d_JoinGroupResponseMember_0(buf: memoryview, pos: int) -> tuple[JoinGroupResponseMember, int]:
     f = ""
     try:
+        v_member_id: str
+        v_metadata: bytes
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
         f = "metadata"
@@ -113,6 +116,10 @@ def _d_JoinGroupResponseMember_0(buf: memoryview, pos: int) -> tuple[JoinGroupRe
 def _d_JoinGroupResponse_0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f = ""
     try:
+        v_protocol_name: str | None
+        v_leader: str
+        v_member_id: str
+        v_members: list[JoinGroupResponseMember]
         f = "error_code"
         (v_error_code, v_generation_id) = _S_hi.unpack_from(buf, pos)
         pos += 6
@@ -126,8 +133,8 @@ def _d_JoinGroupResponse_0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         n, pos = read_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_JoinGroupResponseMember_0(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_JoinGroupResponseMember_0(buf, pos)
+            v_members.append(item_members)
         o = NEW(JoinGroupResponse)
         o.throttle_time_ms = 0
         o.error_code = v_error_code
@@ -147,6 +154,10 @@ def _d_JoinGroupResponse_0(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
 def _d_JoinGroupResponse_2(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f = ""
     try:
+        v_protocol_name: str | None
+        v_leader: str
+        v_member_id: str
+        v_members: list[JoinGroupResponseMember]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_generation_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -160,8 +171,8 @@ def _d_JoinGroupResponse_2(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         n, pos = read_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_JoinGroupResponseMember_0(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_JoinGroupResponseMember_0(buf, pos)
+            v_members.append(item_members)
         o = NEW(JoinGroupResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -181,6 +192,9 @@ def _d_JoinGroupResponse_2(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
 def _d_JoinGroupResponseMember_5(buf: memoryview, pos: int) -> tuple[JoinGroupResponseMember, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_metadata: bytes
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
         f = "group_instance_id"
@@ -200,6 +214,10 @@ def _d_JoinGroupResponseMember_5(buf: memoryview, pos: int) -> tuple[JoinGroupRe
 def _d_JoinGroupResponse_5(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f = ""
     try:
+        v_protocol_name: str | None
+        v_leader: str
+        v_member_id: str
+        v_members: list[JoinGroupResponseMember]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_generation_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -213,8 +231,8 @@ def _d_JoinGroupResponse_5(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         n, pos = read_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_JoinGroupResponseMember_5(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_JoinGroupResponseMember_5(buf, pos)
+            v_members.append(item_members)
         o = NEW(JoinGroupResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -234,6 +252,9 @@ def _d_JoinGroupResponse_5(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
 def _d_JoinGroupResponseMember_6(buf: memoryview, pos: int) -> tuple[JoinGroupResponseMember, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_metadata: bytes
         f = "member_id"
         v_member_id, pos = read_compact_string(buf, pos)
         f = "group_instance_id"
@@ -265,6 +286,10 @@ def _d_JoinGroupResponseMember_6(buf: memoryview, pos: int) -> tuple[JoinGroupRe
 def _d_JoinGroupResponse_6(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f = ""
     try:
+        v_protocol_name: str | None
+        v_leader: str
+        v_member_id: str
+        v_members: list[JoinGroupResponseMember]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_generation_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -278,8 +303,8 @@ def _d_JoinGroupResponse_6(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         n, pos = read_compact_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_JoinGroupResponseMember_6(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_JoinGroupResponseMember_6(buf, pos)
+            v_members.append(item_members)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -311,6 +336,11 @@ def _d_JoinGroupResponse_6(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
 def _d_JoinGroupResponse_7(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f = ""
     try:
+        v_protocol_type: str | None
+        v_protocol_name: str | None
+        v_leader: str
+        v_member_id: str
+        v_members: list[JoinGroupResponseMember]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_generation_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -326,8 +356,8 @@ def _d_JoinGroupResponse_7(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         n, pos = read_compact_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_JoinGroupResponseMember_6(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_JoinGroupResponseMember_6(buf, pos)
+            v_members.append(item_members)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -359,6 +389,11 @@ def _d_JoinGroupResponse_7(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
 def _d_JoinGroupResponse_9(buf: memoryview, pos: int) -> tuple[JoinGroupResponse, int]:
     f = ""
     try:
+        v_protocol_type: str | None
+        v_protocol_name: str | None
+        v_leader: str
+        v_member_id: str
+        v_members: list[JoinGroupResponseMember]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code, v_generation_id) = _S_ihi.unpack_from(buf, pos)
         pos += 10
@@ -377,8 +412,8 @@ def _d_JoinGroupResponse_9(buf: memoryview, pos: int) -> tuple[JoinGroupResponse
         n, pos = read_compact_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_JoinGroupResponseMember_6(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_JoinGroupResponseMember_6(buf, pos)
+            v_members.append(item_members)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -416,23 +451,27 @@ def _e_JoinGroupResponseMember_0(o: JoinGroupResponseMember, out: list[Any]) -> 
 def _e_JoinGroupResponse_0(o: JoinGroupResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_hi.pack(o.error_code, o.generation_id))
+    if o.protocol_name is None:
+        raise EncodeError("JoinGroupResponse.protocol_name is null in a version where it is not nullable")
     a(write_string(o.protocol_name))
     a(write_string(o.leader))
     a(write_string(o.member_id))
     a(INT32.pack(len(o.members)))
-    for x in o.members:
-        _e_JoinGroupResponseMember_0(x, out)
+    for x_members in o.members:
+        _e_JoinGroupResponseMember_0(x_members, out)
 
 
 def _e_JoinGroupResponse_2(o: JoinGroupResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ihi.pack(o.throttle_time_ms, o.error_code, o.generation_id))
+    if o.protocol_name is None:
+        raise EncodeError("JoinGroupResponse.protocol_name is null in a version where it is not nullable")
     a(write_string(o.protocol_name))
     a(write_string(o.leader))
     a(write_string(o.member_id))
     a(INT32.pack(len(o.members)))
-    for x in o.members:
-        _e_JoinGroupResponseMember_0(x, out)
+    for x_members in o.members:
+        _e_JoinGroupResponseMember_0(x_members, out)
 
 
 def _e_JoinGroupResponseMember_5(o: JoinGroupResponseMember, out: list[Any]) -> None:
@@ -445,12 +484,14 @@ def _e_JoinGroupResponseMember_5(o: JoinGroupResponseMember, out: list[Any]) -> 
 def _e_JoinGroupResponse_5(o: JoinGroupResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ihi.pack(o.throttle_time_ms, o.error_code, o.generation_id))
+    if o.protocol_name is None:
+        raise EncodeError("JoinGroupResponse.protocol_name is null in a version where it is not nullable")
     a(write_string(o.protocol_name))
     a(write_string(o.leader))
     a(write_string(o.member_id))
     a(INT32.pack(len(o.members)))
-    for x in o.members:
-        _e_JoinGroupResponseMember_5(x, out)
+    for x_members in o.members:
+        _e_JoinGroupResponseMember_5(x_members, out)
 
 
 def _e_JoinGroupResponseMember_6(o: JoinGroupResponseMember, out: list[Any]) -> None:
@@ -467,12 +508,14 @@ def _e_JoinGroupResponseMember_6(o: JoinGroupResponseMember, out: list[Any]) -> 
 def _e_JoinGroupResponse_6(o: JoinGroupResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ihi.pack(o.throttle_time_ms, o.error_code, o.generation_id))
+    if o.protocol_name is None:
+        raise EncodeError("JoinGroupResponse.protocol_name is null in a version where it is not nullable")
     a(write_compact_string(o.protocol_name))
     a(write_compact_string(o.leader))
     a(write_compact_string(o.member_id))
     a(write_uvarint(len(o.members) + 1))
-    for x in o.members:
-        _e_JoinGroupResponseMember_6(x, out)
+    for x_members in o.members:
+        _e_JoinGroupResponseMember_6(x_members, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -487,8 +530,8 @@ def _e_JoinGroupResponse_7(o: JoinGroupResponse, out: list[Any]) -> None:
     a(write_compact_string(o.leader))
     a(write_compact_string(o.member_id))
     a(write_uvarint(len(o.members) + 1))
-    for x in o.members:
-        _e_JoinGroupResponseMember_6(x, out)
+    for x_members in o.members:
+        _e_JoinGroupResponseMember_6(x_members, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -504,8 +547,8 @@ def _e_JoinGroupResponse_9(o: JoinGroupResponse, out: list[Any]) -> None:
     a(_S_o.pack(o.skip_assignment))
     a(write_compact_string(o.member_id))
     a(write_uvarint(len(o.members) + 1))
-    for x in o.members:
-        _e_JoinGroupResponseMember_6(x, out)
+    for x_members in o.members:
+        _e_JoinGroupResponseMember_6(x_members, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

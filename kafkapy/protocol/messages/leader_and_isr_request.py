@@ -153,6 +153,9 @@ class LeaderAndIsrRequest(Message):
 def _d_LeaderAndIsrPartitionState_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_isr: list[int]
+        v_replicas: list[int]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_index"
@@ -197,6 +200,7 @@ def _d_LeaderAndIsrPartitionState_0(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrLiveLeader_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrLiveLeader, int]:
     f = ""
     try:
+        v_host_name: str
         f = "broker_id"
         (v_broker_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -218,6 +222,8 @@ def _d_LeaderAndIsrLiveLeader_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
 def _d_LeaderAndIsrRequest_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     f = ""
     try:
+        v_ungrouped_partition_states: list[LeaderAndIsrPartitionState]
+        v_live_leaders: list[LeaderAndIsrLiveLeader]
         f = "controller_id"
         (v_controller_id, v_controller_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -225,14 +231,14 @@ def _d_LeaderAndIsrRequest_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         n, pos = read_array_count(buf, pos)
         v_ungrouped_partition_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionState_0(buf, pos)
-            v_ungrouped_partition_states.append(item)
+            item_ungrouped_partition_states, pos = _d_LeaderAndIsrPartitionState_0(buf, pos)
+            v_ungrouped_partition_states.append(item_ungrouped_partition_states)
         f = "live_leaders"
         n, pos = read_array_count(buf, pos)
         v_live_leaders = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
-            v_live_leaders.append(item)
+            item_live_leaders, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
+            v_live_leaders.append(item_live_leaders)
         o = NEW(LeaderAndIsrRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -251,6 +257,9 @@ def _d_LeaderAndIsrRequest_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
 def _d_LeaderAndIsrPartitionState_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_isr: list[int]
+        v_replicas: list[int]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_index"
@@ -298,6 +307,8 @@ def _d_LeaderAndIsrPartitionState_1(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrRequest_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     f = ""
     try:
+        v_ungrouped_partition_states: list[LeaderAndIsrPartitionState]
+        v_live_leaders: list[LeaderAndIsrLiveLeader]
         f = "controller_id"
         (v_controller_id, v_controller_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -305,14 +316,14 @@ def _d_LeaderAndIsrRequest_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         n, pos = read_array_count(buf, pos)
         v_ungrouped_partition_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionState_1(buf, pos)
-            v_ungrouped_partition_states.append(item)
+            item_ungrouped_partition_states, pos = _d_LeaderAndIsrPartitionState_1(buf, pos)
+            v_ungrouped_partition_states.append(item_ungrouped_partition_states)
         f = "live_leaders"
         n, pos = read_array_count(buf, pos)
         v_live_leaders = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
-            v_live_leaders.append(item)
+            item_live_leaders, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
+            v_live_leaders.append(item_live_leaders)
         o = NEW(LeaderAndIsrRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -331,6 +342,8 @@ def _d_LeaderAndIsrRequest_1(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
 def _d_LeaderAndIsrPartitionState_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
     f = ""
     try:
+        v_isr: list[int]
+        v_replicas: list[int]
         f = "partition_index"
         (v_partition_index, v_controller_epoch, v_leader, v_leader_epoch) = _S_iiii.unpack_from(buf, pos)
         pos += 16
@@ -376,14 +389,16 @@ def _d_LeaderAndIsrPartitionState_2(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrTopicState_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partition_states: list[LeaderAndIsrPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_states"
         n, pos = read_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionState_2(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_LeaderAndIsrPartitionState_2(buf, pos)
+            v_partition_states.append(item_partition_states)
         o = NEW(LeaderAndIsrTopicState)
         o.topic_name = v_topic_name
         o.topic_id = ZERO_UUID
@@ -397,6 +412,8 @@ def _d_LeaderAndIsrTopicState_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
 def _d_LeaderAndIsrRequest_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     f = ""
     try:
+        v_topic_states: list[LeaderAndIsrTopicState]
+        v_live_leaders: list[LeaderAndIsrLiveLeader]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch) = _S_iiq.unpack_from(buf, pos)
         pos += 16
@@ -404,14 +421,14 @@ def _d_LeaderAndIsrRequest_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         n, pos = read_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrTopicState_2(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_LeaderAndIsrTopicState_2(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_leaders"
         n, pos = read_array_count(buf, pos)
         v_live_leaders = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
-            v_live_leaders.append(item)
+            item_live_leaders, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
+            v_live_leaders.append(item_live_leaders)
         o = NEW(LeaderAndIsrRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -430,6 +447,10 @@ def _d_LeaderAndIsrRequest_2(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
 def _d_LeaderAndIsrPartitionState_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
     f = ""
     try:
+        v_isr: list[int]
+        v_replicas: list[int]
+        v_adding_replicas: list[int]
+        v_removing_replicas: list[int]
         f = "partition_index"
         (v_partition_index, v_controller_epoch, v_leader, v_leader_epoch) = _S_iiii.unpack_from(buf, pos)
         pos += 16
@@ -489,14 +510,16 @@ def _d_LeaderAndIsrPartitionState_3(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrTopicState_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partition_states: list[LeaderAndIsrPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_states"
         n, pos = read_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionState_3(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_LeaderAndIsrPartitionState_3(buf, pos)
+            v_partition_states.append(item_partition_states)
         o = NEW(LeaderAndIsrTopicState)
         o.topic_name = v_topic_name
         o.topic_id = ZERO_UUID
@@ -510,6 +533,8 @@ def _d_LeaderAndIsrTopicState_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
 def _d_LeaderAndIsrRequest_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     f = ""
     try:
+        v_topic_states: list[LeaderAndIsrTopicState]
+        v_live_leaders: list[LeaderAndIsrLiveLeader]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch) = _S_iiq.unpack_from(buf, pos)
         pos += 16
@@ -517,14 +542,14 @@ def _d_LeaderAndIsrRequest_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         n, pos = read_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrTopicState_3(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_LeaderAndIsrTopicState_3(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_leaders"
         n, pos = read_array_count(buf, pos)
         v_live_leaders = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
-            v_live_leaders.append(item)
+            item_live_leaders, pos = _d_LeaderAndIsrLiveLeader_0(buf, pos)
+            v_live_leaders.append(item_live_leaders)
         o = NEW(LeaderAndIsrRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -543,6 +568,10 @@ def _d_LeaderAndIsrRequest_3(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
 def _d_LeaderAndIsrPartitionState_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
     f = ""
     try:
+        v_isr: list[int]
+        v_replicas: list[int]
+        v_adding_replicas: list[int]
+        v_removing_replicas: list[int]
         f = "partition_index"
         (v_partition_index, v_controller_epoch, v_leader, v_leader_epoch) = _S_iiii.unpack_from(buf, pos)
         pos += 16
@@ -614,14 +643,16 @@ def _d_LeaderAndIsrPartitionState_4(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrTopicState_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partition_states: list[LeaderAndIsrPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partition_states"
         n, pos = read_compact_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionState_4(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_LeaderAndIsrPartitionState_4(buf, pos)
+            v_partition_states.append(item_partition_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -647,6 +678,7 @@ def _d_LeaderAndIsrTopicState_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
 def _d_LeaderAndIsrLiveLeader_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrLiveLeader, int]:
     f = ""
     try:
+        v_host_name: str
         f = "broker_id"
         (v_broker_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -680,6 +712,8 @@ def _d_LeaderAndIsrLiveLeader_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
 def _d_LeaderAndIsrRequest_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     f = ""
     try:
+        v_topic_states: list[LeaderAndIsrTopicState]
+        v_live_leaders: list[LeaderAndIsrLiveLeader]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch) = _S_iiq.unpack_from(buf, pos)
         pos += 16
@@ -687,14 +721,14 @@ def _d_LeaderAndIsrRequest_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrTopicState_4(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_LeaderAndIsrTopicState_4(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_leaders"
         n, pos = read_compact_array_count(buf, pos)
         v_live_leaders = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrLiveLeader_4(buf, pos)
-            v_live_leaders.append(item)
+            item_live_leaders, pos = _d_LeaderAndIsrLiveLeader_4(buf, pos)
+            v_live_leaders.append(item_live_leaders)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -725,6 +759,9 @@ def _d_LeaderAndIsrRequest_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
 def _d_LeaderAndIsrTopicState_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_topic_id: UUID
+        v_partition_states: list[LeaderAndIsrPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "topic_id"
@@ -733,8 +770,8 @@ def _d_LeaderAndIsrTopicState_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
         n, pos = read_compact_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionState_4(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_LeaderAndIsrPartitionState_4(buf, pos)
+            v_partition_states.append(item_partition_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -760,6 +797,8 @@ def _d_LeaderAndIsrTopicState_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
 def _d_LeaderAndIsrRequest_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     f = ""
     try:
+        v_topic_states: list[LeaderAndIsrTopicState]
+        v_live_leaders: list[LeaderAndIsrLiveLeader]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch, v_type) = _S_iiqb.unpack_from(buf, pos)
         pos += 17
@@ -767,14 +806,14 @@ def _d_LeaderAndIsrRequest_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrTopicState_5(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_LeaderAndIsrTopicState_5(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_leaders"
         n, pos = read_compact_array_count(buf, pos)
         v_live_leaders = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrLiveLeader_4(buf, pos)
-            v_live_leaders.append(item)
+            item_live_leaders, pos = _d_LeaderAndIsrLiveLeader_4(buf, pos)
+            v_live_leaders.append(item_live_leaders)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -805,6 +844,10 @@ def _d_LeaderAndIsrRequest_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
 def _d_LeaderAndIsrPartitionState_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionState, int]:
     f = ""
     try:
+        v_isr: list[int]
+        v_replicas: list[int]
+        v_adding_replicas: list[int]
+        v_removing_replicas: list[int]
         f = "partition_index"
         (v_partition_index, v_controller_epoch, v_leader, v_leader_epoch) = _S_iiii.unpack_from(buf, pos)
         pos += 16
@@ -876,6 +919,9 @@ def _d_LeaderAndIsrPartitionState_6(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrTopicState_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_topic_id: UUID
+        v_partition_states: list[LeaderAndIsrPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "topic_id"
@@ -884,8 +930,8 @@ def _d_LeaderAndIsrTopicState_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
         n, pos = read_compact_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionState_6(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_LeaderAndIsrPartitionState_6(buf, pos)
+            v_partition_states.append(item_partition_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -911,6 +957,8 @@ def _d_LeaderAndIsrTopicState_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
 def _d_LeaderAndIsrRequest_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     f = ""
     try:
+        v_topic_states: list[LeaderAndIsrTopicState]
+        v_live_leaders: list[LeaderAndIsrLiveLeader]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch, v_type) = _S_iiqb.unpack_from(buf, pos)
         pos += 17
@@ -918,14 +966,14 @@ def _d_LeaderAndIsrRequest_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrTopicState_6(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_LeaderAndIsrTopicState_6(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_leaders"
         n, pos = read_compact_array_count(buf, pos)
         v_live_leaders = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrLiveLeader_4(buf, pos)
-            v_live_leaders.append(item)
+            item_live_leaders, pos = _d_LeaderAndIsrLiveLeader_4(buf, pos)
+            v_live_leaders.append(item_live_leaders)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -956,6 +1004,8 @@ def _d_LeaderAndIsrRequest_6(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
 def _d_LeaderAndIsrRequest_7(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRequest, int]:
     f = ""
     try:
+        v_topic_states: list[LeaderAndIsrTopicState]
+        v_live_leaders: list[LeaderAndIsrLiveLeader]
         f = "controller_id"
         (v_controller_id, v_is_k_raft_controller, v_controller_epoch, v_broker_epoch, v_type) = _S_ioiqb.unpack_from(buf, pos)
         pos += 18
@@ -963,14 +1013,14 @@ def _d_LeaderAndIsrRequest_7(buf: memoryview, pos: int) -> tuple[LeaderAndIsrReq
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrTopicState_6(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_LeaderAndIsrTopicState_6(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_leaders"
         n, pos = read_compact_array_count(buf, pos)
         v_live_leaders = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrLiveLeader_4(buf, pos)
-            v_live_leaders.append(item)
+            item_live_leaders, pos = _d_LeaderAndIsrLiveLeader_4(buf, pos)
+            v_live_leaders.append(item_live_leaders)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -1020,11 +1070,11 @@ def _e_LeaderAndIsrRequest_0(o: LeaderAndIsrRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.controller_id, o.controller_epoch))
     a(INT32.pack(len(o.ungrouped_partition_states)))
-    for x in o.ungrouped_partition_states:
-        _e_LeaderAndIsrPartitionState_0(x, out)
+    for x_ungrouped_partition_states in o.ungrouped_partition_states:
+        _e_LeaderAndIsrPartitionState_0(x_ungrouped_partition_states, out)
     a(INT32.pack(len(o.live_leaders)))
-    for x in o.live_leaders:
-        _e_LeaderAndIsrLiveLeader_0(x, out)
+    for x_live_leaders in o.live_leaders:
+        _e_LeaderAndIsrLiveLeader_0(x_live_leaders, out)
 
 
 def _e_LeaderAndIsrPartitionState_1(o: LeaderAndIsrPartitionState, out: list[Any]) -> None:
@@ -1043,11 +1093,11 @@ def _e_LeaderAndIsrRequest_1(o: LeaderAndIsrRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.controller_id, o.controller_epoch))
     a(INT32.pack(len(o.ungrouped_partition_states)))
-    for x in o.ungrouped_partition_states:
-        _e_LeaderAndIsrPartitionState_1(x, out)
+    for x_ungrouped_partition_states in o.ungrouped_partition_states:
+        _e_LeaderAndIsrPartitionState_1(x_ungrouped_partition_states, out)
     a(INT32.pack(len(o.live_leaders)))
-    for x in o.live_leaders:
-        _e_LeaderAndIsrLiveLeader_0(x, out)
+    for x_live_leaders in o.live_leaders:
+        _e_LeaderAndIsrLiveLeader_0(x_live_leaders, out)
 
 
 def _e_LeaderAndIsrPartitionState_2(o: LeaderAndIsrPartitionState, out: list[Any]) -> None:
@@ -1065,19 +1115,19 @@ def _e_LeaderAndIsrTopicState_2(o: LeaderAndIsrTopicState, out: list[Any]) -> No
     a = out.append
     a(write_string(o.topic_name))
     a(INT32.pack(len(o.partition_states)))
-    for x in o.partition_states:
-        _e_LeaderAndIsrPartitionState_2(x, out)
+    for x_partition_states in o.partition_states:
+        _e_LeaderAndIsrPartitionState_2(x_partition_states, out)
 
 
 def _e_LeaderAndIsrRequest_2(o: LeaderAndIsrRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch))
     a(INT32.pack(len(o.topic_states)))
-    for x in o.topic_states:
-        _e_LeaderAndIsrTopicState_2(x, out)
+    for x_topic_states in o.topic_states:
+        _e_LeaderAndIsrTopicState_2(x_topic_states, out)
     a(INT32.pack(len(o.live_leaders)))
-    for x in o.live_leaders:
-        _e_LeaderAndIsrLiveLeader_0(x, out)
+    for x_live_leaders in o.live_leaders:
+        _e_LeaderAndIsrLiveLeader_0(x_live_leaders, out)
 
 
 def _e_LeaderAndIsrPartitionState_3(o: LeaderAndIsrPartitionState, out: list[Any]) -> None:
@@ -1099,19 +1149,19 @@ def _e_LeaderAndIsrTopicState_3(o: LeaderAndIsrTopicState, out: list[Any]) -> No
     a = out.append
     a(write_string(o.topic_name))
     a(INT32.pack(len(o.partition_states)))
-    for x in o.partition_states:
-        _e_LeaderAndIsrPartitionState_3(x, out)
+    for x_partition_states in o.partition_states:
+        _e_LeaderAndIsrPartitionState_3(x_partition_states, out)
 
 
 def _e_LeaderAndIsrRequest_3(o: LeaderAndIsrRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch))
     a(INT32.pack(len(o.topic_states)))
-    for x in o.topic_states:
-        _e_LeaderAndIsrTopicState_3(x, out)
+    for x_topic_states in o.topic_states:
+        _e_LeaderAndIsrTopicState_3(x_topic_states, out)
     a(INT32.pack(len(o.live_leaders)))
-    for x in o.live_leaders:
-        _e_LeaderAndIsrLiveLeader_0(x, out)
+    for x_live_leaders in o.live_leaders:
+        _e_LeaderAndIsrLiveLeader_0(x_live_leaders, out)
 
 
 def _e_LeaderAndIsrPartitionState_4(o: LeaderAndIsrPartitionState, out: list[Any]) -> None:
@@ -1137,8 +1187,8 @@ def _e_LeaderAndIsrTopicState_4(o: LeaderAndIsrTopicState, out: list[Any]) -> No
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partition_states) + 1))
-    for x in o.partition_states:
-        _e_LeaderAndIsrPartitionState_4(x, out)
+    for x_partition_states in o.partition_states:
+        _e_LeaderAndIsrPartitionState_4(x_partition_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1160,11 +1210,11 @@ def _e_LeaderAndIsrRequest_4(o: LeaderAndIsrRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_LeaderAndIsrTopicState_4(x, out)
+    for x_topic_states in o.topic_states:
+        _e_LeaderAndIsrTopicState_4(x_topic_states, out)
     a(write_uvarint(len(o.live_leaders) + 1))
-    for x in o.live_leaders:
-        _e_LeaderAndIsrLiveLeader_4(x, out)
+    for x_live_leaders in o.live_leaders:
+        _e_LeaderAndIsrLiveLeader_4(x_live_leaders, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1176,8 +1226,8 @@ def _e_LeaderAndIsrTopicState_5(o: LeaderAndIsrTopicState, out: list[Any]) -> No
     a(write_compact_string(o.topic_name))
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partition_states) + 1))
-    for x in o.partition_states:
-        _e_LeaderAndIsrPartitionState_4(x, out)
+    for x_partition_states in o.partition_states:
+        _e_LeaderAndIsrPartitionState_4(x_partition_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1188,11 +1238,11 @@ def _e_LeaderAndIsrRequest_5(o: LeaderAndIsrRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiqb.pack(o.controller_id, o.controller_epoch, o.broker_epoch, o.type))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_LeaderAndIsrTopicState_5(x, out)
+    for x_topic_states in o.topic_states:
+        _e_LeaderAndIsrTopicState_5(x_topic_states, out)
     a(write_uvarint(len(o.live_leaders) + 1))
-    for x in o.live_leaders:
-        _e_LeaderAndIsrLiveLeader_4(x, out)
+    for x_live_leaders in o.live_leaders:
+        _e_LeaderAndIsrLiveLeader_4(x_live_leaders, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1223,8 +1273,8 @@ def _e_LeaderAndIsrTopicState_6(o: LeaderAndIsrTopicState, out: list[Any]) -> No
     a(write_compact_string(o.topic_name))
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partition_states) + 1))
-    for x in o.partition_states:
-        _e_LeaderAndIsrPartitionState_6(x, out)
+    for x_partition_states in o.partition_states:
+        _e_LeaderAndIsrPartitionState_6(x_partition_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1235,11 +1285,11 @@ def _e_LeaderAndIsrRequest_6(o: LeaderAndIsrRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiqb.pack(o.controller_id, o.controller_epoch, o.broker_epoch, o.type))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_LeaderAndIsrTopicState_6(x, out)
+    for x_topic_states in o.topic_states:
+        _e_LeaderAndIsrTopicState_6(x_topic_states, out)
     a(write_uvarint(len(o.live_leaders) + 1))
-    for x in o.live_leaders:
-        _e_LeaderAndIsrLiveLeader_4(x, out)
+    for x_live_leaders in o.live_leaders:
+        _e_LeaderAndIsrLiveLeader_4(x_live_leaders, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1250,11 +1300,11 @@ def _e_LeaderAndIsrRequest_7(o: LeaderAndIsrRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ioiqb.pack(o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch, o.type))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_LeaderAndIsrTopicState_6(x, out)
+    for x_topic_states in o.topic_states:
+        _e_LeaderAndIsrTopicState_6(x_topic_states, out)
     a(write_uvarint(len(o.live_leaders) + 1))
-    for x in o.live_leaders:
-        _e_LeaderAndIsrLiveLeader_4(x, out)
+    for x_live_leaders in o.live_leaders:
+        _e_LeaderAndIsrLiveLeader_4(x_live_leaders, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

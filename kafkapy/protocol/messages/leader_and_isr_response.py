@@ -92,6 +92,7 @@ class LeaderAndIsrResponse(Message):
 def _d_LeaderAndIsrPartitionError_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionError, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_index"
@@ -110,6 +111,7 @@ def _d_LeaderAndIsrPartitionError_0(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrResponse_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
     f = ""
     try:
+        v_partition_errors: list[LeaderAndIsrPartitionError]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -117,8 +119,8 @@ def _d_LeaderAndIsrResponse_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRe
         n, pos = read_array_count(buf, pos)
         v_partition_errors = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionError_0(buf, pos)
-            v_partition_errors.append(item)
+            item_partition_errors, pos = _d_LeaderAndIsrPartitionError_0(buf, pos)
+            v_partition_errors.append(item_partition_errors)
         o = NEW(LeaderAndIsrResponse)
         o.error_code = v_error_code
         o.partition_errors = v_partition_errors
@@ -132,6 +134,7 @@ def _d_LeaderAndIsrResponse_0(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRe
 def _d_LeaderAndIsrPartitionError_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrPartitionError, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partition_index"
@@ -162,6 +165,7 @@ def _d_LeaderAndIsrPartitionError_4(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrResponse_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
     f = ""
     try:
+        v_partition_errors: list[LeaderAndIsrPartitionError]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -169,8 +173,8 @@ def _d_LeaderAndIsrResponse_4(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRe
         n, pos = read_compact_array_count(buf, pos)
         v_partition_errors = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionError_4(buf, pos)
-            v_partition_errors.append(item)
+            item_partition_errors, pos = _d_LeaderAndIsrPartitionError_4(buf, pos)
+            v_partition_errors.append(item_partition_errors)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -224,14 +228,16 @@ def _d_LeaderAndIsrPartitionError_5(buf: memoryview, pos: int) -> tuple[LeaderAn
 def _d_LeaderAndIsrTopicError_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrTopicError, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partition_errors: list[LeaderAndIsrPartitionError]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partition_errors"
         n, pos = read_compact_array_count(buf, pos)
         v_partition_errors = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrPartitionError_5(buf, pos)
-            v_partition_errors.append(item)
+            item_partition_errors, pos = _d_LeaderAndIsrPartitionError_5(buf, pos)
+            v_partition_errors.append(item_partition_errors)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -256,6 +262,7 @@ def _d_LeaderAndIsrTopicError_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsr
 def _d_LeaderAndIsrResponse_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrResponse, int]:
     f = ""
     try:
+        v_topics: list[LeaderAndIsrTopicError]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -263,8 +270,8 @@ def _d_LeaderAndIsrResponse_5(buf: memoryview, pos: int) -> tuple[LeaderAndIsrRe
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_LeaderAndIsrTopicError_5(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_LeaderAndIsrTopicError_5(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -297,8 +304,8 @@ def _e_LeaderAndIsrResponse_0(o: LeaderAndIsrResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.partition_errors)))
-    for x in o.partition_errors:
-        _e_LeaderAndIsrPartitionError_0(x, out)
+    for x_partition_errors in o.partition_errors:
+        _e_LeaderAndIsrPartitionError_0(x_partition_errors, out)
 
 
 def _e_LeaderAndIsrPartitionError_4(o: LeaderAndIsrPartitionError, out: list[Any]) -> None:
@@ -315,8 +322,8 @@ def _e_LeaderAndIsrResponse_4(o: LeaderAndIsrResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.partition_errors) + 1))
-    for x in o.partition_errors:
-        _e_LeaderAndIsrPartitionError_4(x, out)
+    for x_partition_errors in o.partition_errors:
+        _e_LeaderAndIsrPartitionError_4(x_partition_errors, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -336,8 +343,8 @@ def _e_LeaderAndIsrTopicError_5(o: LeaderAndIsrTopicError, out: list[Any]) -> No
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partition_errors) + 1))
-    for x in o.partition_errors:
-        _e_LeaderAndIsrPartitionError_5(x, out)
+    for x_partition_errors in o.partition_errors:
+        _e_LeaderAndIsrPartitionError_5(x_partition_errors, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -348,8 +355,8 @@ def _e_LeaderAndIsrResponse_5(o: LeaderAndIsrResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_LeaderAndIsrTopicError_5(x, out)
+    for x_topics in o.topics:
+        _e_LeaderAndIsrTopicError_5(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

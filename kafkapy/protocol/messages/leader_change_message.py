@@ -99,6 +99,8 @@ def _d_Voter_0(buf: memoryview, pos: int) -> tuple[Voter, int]:
 def _d_LeaderChangeMessage_0(buf: memoryview, pos: int) -> tuple[LeaderChangeMessage, int]:
     f = ""
     try:
+        v_voters: list[Voter]
+        v_granting_voters: list[Voter]
         f = "version"
         (v_version, v_leader_id) = _S_hi.unpack_from(buf, pos)
         pos += 6
@@ -106,14 +108,14 @@ def _d_LeaderChangeMessage_0(buf: memoryview, pos: int) -> tuple[LeaderChangeMes
         n, pos = read_compact_array_count(buf, pos)
         v_voters = []
         for _ in range(n):
-            item, pos = _d_Voter_0(buf, pos)
-            v_voters.append(item)
+            item_voters, pos = _d_Voter_0(buf, pos)
+            v_voters.append(item_voters)
         f = "granting_voters"
         n, pos = read_compact_array_count(buf, pos)
         v_granting_voters = []
         for _ in range(n):
-            item, pos = _d_Voter_0(buf, pos)
-            v_granting_voters.append(item)
+            item_granting_voters, pos = _d_Voter_0(buf, pos)
+            v_granting_voters.append(item_granting_voters)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -140,6 +142,7 @@ def _d_LeaderChangeMessage_0(buf: memoryview, pos: int) -> tuple[LeaderChangeMes
 def _d_Voter_1(buf: memoryview, pos: int) -> tuple[Voter, int]:
     f = ""
     try:
+        v_voter_directory_id: UUID
         f = "voter_id"
         (v_voter_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -169,6 +172,8 @@ def _d_Voter_1(buf: memoryview, pos: int) -> tuple[Voter, int]:
 def _d_LeaderChangeMessage_1(buf: memoryview, pos: int) -> tuple[LeaderChangeMessage, int]:
     f = ""
     try:
+        v_voters: list[Voter]
+        v_granting_voters: list[Voter]
         f = "version"
         (v_version, v_leader_id) = _S_hi.unpack_from(buf, pos)
         pos += 6
@@ -176,14 +181,14 @@ def _d_LeaderChangeMessage_1(buf: memoryview, pos: int) -> tuple[LeaderChangeMes
         n, pos = read_compact_array_count(buf, pos)
         v_voters = []
         for _ in range(n):
-            item, pos = _d_Voter_1(buf, pos)
-            v_voters.append(item)
+            item_voters, pos = _d_Voter_1(buf, pos)
+            v_voters.append(item_voters)
         f = "granting_voters"
         n, pos = read_compact_array_count(buf, pos)
         v_granting_voters = []
         for _ in range(n):
-            item, pos = _d_Voter_1(buf, pos)
-            v_granting_voters.append(item)
+            item_granting_voters, pos = _d_Voter_1(buf, pos)
+            v_granting_voters.append(item_granting_voters)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -220,11 +225,11 @@ def _e_LeaderChangeMessage_0(o: LeaderChangeMessage, out: list[Any]) -> None:
     a = out.append
     a(_S_hi.pack(o.version, o.leader_id))
     a(write_uvarint(len(o.voters) + 1))
-    for x in o.voters:
-        _e_Voter_0(x, out)
+    for x_voters in o.voters:
+        _e_Voter_0(x_voters, out)
     a(write_uvarint(len(o.granting_voters) + 1))
-    for x in o.granting_voters:
-        _e_Voter_0(x, out)
+    for x_granting_voters in o.granting_voters:
+        _e_Voter_0(x_granting_voters, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -245,11 +250,11 @@ def _e_LeaderChangeMessage_1(o: LeaderChangeMessage, out: list[Any]) -> None:
     a = out.append
     a(_S_hi.pack(o.version, o.leader_id))
     a(write_uvarint(len(o.voters) + 1))
-    for x in o.voters:
-        _e_Voter_1(x, out)
+    for x_voters in o.voters:
+        _e_Voter_1(x_voters, out)
     a(write_uvarint(len(o.granting_voters) + 1))
-    for x in o.granting_voters:
-        _e_Voter_1(x, out)
+    for x_granting_voters in o.granting_voters:
+        _e_Voter_1(x_granting_voters, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

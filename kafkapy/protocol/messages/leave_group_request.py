@@ -77,6 +77,8 @@ class LeaveGroupRequest(Message):
 def _d_LeaveGroupRequest_0(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "member_id"
@@ -94,6 +96,8 @@ def _d_LeaveGroupRequest_0(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest
 def _d_MemberIdentity_3(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
         f = "group_instance_id"
@@ -111,14 +115,16 @@ def _d_MemberIdentity_3(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]
 def _d_LeaveGroupRequest_3(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_members: list[MemberIdentity]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "members"
         n, pos = read_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_MemberIdentity_3(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_MemberIdentity_3(buf, pos)
+            v_members.append(item_members)
         o = NEW(LeaveGroupRequest)
         o.group_id = v_group_id
         o.member_id = ''
@@ -132,6 +138,8 @@ def _d_LeaveGroupRequest_3(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest
 def _d_MemberIdentity_4(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
         f = "member_id"
         v_member_id, pos = read_compact_string(buf, pos)
         f = "group_instance_id"
@@ -161,14 +169,16 @@ def _d_MemberIdentity_4(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]
 def _d_LeaveGroupRequest_4(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_members: list[MemberIdentity]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "members"
         n, pos = read_compact_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_MemberIdentity_4(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_MemberIdentity_4(buf, pos)
+            v_members.append(item_members)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -194,6 +204,9 @@ def _d_LeaveGroupRequest_4(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest
 def _d_MemberIdentity_5(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_reason: str | None
         f = "member_id"
         v_member_id, pos = read_compact_string(buf, pos)
         f = "group_instance_id"
@@ -225,14 +238,16 @@ def _d_MemberIdentity_5(buf: memoryview, pos: int) -> tuple[MemberIdentity, int]
 def _d_LeaveGroupRequest_5(buf: memoryview, pos: int) -> tuple[LeaveGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_members: list[MemberIdentity]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "members"
         n, pos = read_compact_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_MemberIdentity_5(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_MemberIdentity_5(buf, pos)
+            v_members.append(item_members)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -271,8 +286,8 @@ def _e_LeaveGroupRequest_3(o: LeaveGroupRequest, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.group_id))
     a(INT32.pack(len(o.members)))
-    for x in o.members:
-        _e_MemberIdentity_3(x, out)
+    for x_members in o.members:
+        _e_MemberIdentity_3(x_members, out)
 
 
 def _e_MemberIdentity_4(o: MemberIdentity, out: list[Any]) -> None:
@@ -289,8 +304,8 @@ def _e_LeaveGroupRequest_4(o: LeaveGroupRequest, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.group_id))
     a(write_uvarint(len(o.members) + 1))
-    for x in o.members:
-        _e_MemberIdentity_4(x, out)
+    for x_members in o.members:
+        _e_MemberIdentity_4(x_members, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -312,8 +327,8 @@ def _e_LeaveGroupRequest_5(o: LeaveGroupRequest, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.group_id))
     a(write_uvarint(len(o.members) + 1))
-    for x in o.members:
-        _e_MemberIdentity_5(x, out)
+    for x_members in o.members:
+        _e_MemberIdentity_5(x_members, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

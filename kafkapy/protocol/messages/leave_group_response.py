@@ -111,6 +111,8 @@ def _d_LeaveGroupResponse_1(buf: memoryview, pos: int) -> tuple[LeaveGroupRespon
 def _d_MemberResponse_3(buf: memoryview, pos: int) -> tuple[MemberResponse, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
         f = "group_instance_id"
@@ -131,6 +133,7 @@ def _d_MemberResponse_3(buf: memoryview, pos: int) -> tuple[MemberResponse, int]
 def _d_LeaveGroupResponse_3(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
     f = ""
     try:
+        v_members: list[MemberResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -138,8 +141,8 @@ def _d_LeaveGroupResponse_3(buf: memoryview, pos: int) -> tuple[LeaveGroupRespon
         n, pos = read_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_MemberResponse_3(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_MemberResponse_3(buf, pos)
+            v_members.append(item_members)
         o = NEW(LeaveGroupResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -153,6 +156,8 @@ def _d_LeaveGroupResponse_3(buf: memoryview, pos: int) -> tuple[LeaveGroupRespon
 def _d_MemberResponse_4(buf: memoryview, pos: int) -> tuple[MemberResponse, int]:
     f = ""
     try:
+        v_member_id: str
+        v_group_instance_id: str | None
         f = "member_id"
         v_member_id, pos = read_compact_string(buf, pos)
         f = "group_instance_id"
@@ -185,6 +190,7 @@ def _d_MemberResponse_4(buf: memoryview, pos: int) -> tuple[MemberResponse, int]
 def _d_LeaveGroupResponse_4(buf: memoryview, pos: int) -> tuple[LeaveGroupResponse, int]:
     f = ""
     try:
+        v_members: list[MemberResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -192,8 +198,8 @@ def _d_LeaveGroupResponse_4(buf: memoryview, pos: int) -> tuple[LeaveGroupRespon
         n, pos = read_compact_array_count(buf, pos)
         v_members = []
         for _ in range(n):
-            item, pos = _d_MemberResponse_4(buf, pos)
-            v_members.append(item)
+            item_members, pos = _d_MemberResponse_4(buf, pos)
+            v_members.append(item_members)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -237,8 +243,8 @@ def _e_LeaveGroupResponse_3(o: LeaveGroupResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(INT32.pack(len(o.members)))
-    for x in o.members:
-        _e_MemberResponse_3(x, out)
+    for x_members in o.members:
+        _e_MemberResponse_3(x_members, out)
 
 
 def _e_MemberResponse_4(o: MemberResponse, out: list[Any]) -> None:
@@ -256,8 +262,8 @@ def _e_LeaveGroupResponse_4(o: LeaveGroupResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.members) + 1))
-    for x in o.members:
-        _e_MemberResponse_4(x, out)
+    for x_members in o.members:
+        _e_MemberResponse_4(x_members, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -66,6 +66,7 @@ class ListClientMetricsResourcesResponse(Message):
 def _d_ClientMetricsResource_0(buf: memoryview, pos: int) -> tuple[ClientMetricsResource, int]:
     f = ""
     try:
+        v_name: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         unknown = None
@@ -91,6 +92,7 @@ def _d_ClientMetricsResource_0(buf: memoryview, pos: int) -> tuple[ClientMetrics
 def _d_ListClientMetricsResourcesResponse_0(buf: memoryview, pos: int) -> tuple[ListClientMetricsResourcesResponse, int]:
     f = ""
     try:
+        v_client_metrics_resources: list[ClientMetricsResource]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -98,8 +100,8 @@ def _d_ListClientMetricsResourcesResponse_0(buf: memoryview, pos: int) -> tuple[
         n, pos = read_compact_array_count(buf, pos)
         v_client_metrics_resources = []
         for _ in range(n):
-            item, pos = _d_ClientMetricsResource_0(buf, pos)
-            v_client_metrics_resources.append(item)
+            item_client_metrics_resources, pos = _d_ClientMetricsResource_0(buf, pos)
+            v_client_metrics_resources.append(item_client_metrics_resources)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -135,8 +137,8 @@ def _e_ListClientMetricsResourcesResponse_0(o: ListClientMetricsResourcesRespons
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.client_metrics_resources) + 1))
-    for x in o.client_metrics_resources:
-        _e_ClientMetricsResource_0(x, out)
+    for x_client_metrics_resources in o.client_metrics_resources:
+        _e_ClientMetricsResource_0(x_client_metrics_resources, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -86,12 +86,13 @@ def _d_ListGroupsRequest_3(buf: memoryview, pos: int) -> tuple[ListGroupsRequest
 def _d_ListGroupsRequest_4(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
     f = ""
     try:
+        v_states_filter: list[str]
         f = "states_filter"
         n, pos = read_compact_array_count(buf, pos)
         v_states_filter = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_states_filter.append(item)
+            item_states_filter, pos = read_compact_string(buf, pos)
+            v_states_filter.append(item_states_filter)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -116,18 +117,20 @@ def _d_ListGroupsRequest_4(buf: memoryview, pos: int) -> tuple[ListGroupsRequest
 def _d_ListGroupsRequest_5(buf: memoryview, pos: int) -> tuple[ListGroupsRequest, int]:
     f = ""
     try:
+        v_states_filter: list[str]
+        v_types_filter: list[str]
         f = "states_filter"
         n, pos = read_compact_array_count(buf, pos)
         v_states_filter = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_states_filter.append(item)
+            item_states_filter, pos = read_compact_string(buf, pos)
+            v_states_filter.append(item_states_filter)
         f = "types_filter"
         n, pos = read_compact_array_count(buf, pos)
         v_types_filter = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_types_filter.append(item)
+            item_types_filter, pos = read_compact_string(buf, pos)
+            v_types_filter.append(item_types_filter)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -164,8 +167,8 @@ def _e_ListGroupsRequest_3(o: ListGroupsRequest, out: list[Any]) -> None:
 def _e_ListGroupsRequest_4(o: ListGroupsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.states_filter) + 1))
-    for x in o.states_filter:
-        a(write_compact_string(x))
+    for x_states_filter in o.states_filter:
+        a(write_compact_string(x_states_filter))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -175,11 +178,11 @@ def _e_ListGroupsRequest_4(o: ListGroupsRequest, out: list[Any]) -> None:
 def _e_ListGroupsRequest_5(o: ListGroupsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.states_filter) + 1))
-    for x in o.states_filter:
-        a(write_compact_string(x))
+    for x_states_filter in o.states_filter:
+        a(write_compact_string(x_states_filter))
     a(write_uvarint(len(o.types_filter) + 1))
-    for x in o.types_filter:
-        a(write_compact_string(x))
+    for x_types_filter in o.types_filter:
+        a(write_compact_string(x_types_filter))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -77,6 +77,8 @@ class ListGroupsResponse(Message):
 def _d_ListedGroup_0(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_protocol_type: str
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "protocol_type"
@@ -95,6 +97,7 @@ def _d_ListedGroup_0(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
 def _d_ListGroupsResponse_0(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[ListedGroup]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -102,8 +105,8 @@ def _d_ListGroupsResponse_0(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
         n, pos = read_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_ListedGroup_0(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_ListedGroup_0(buf, pos)
+            v_groups.append(item_groups)
         o = NEW(ListGroupsResponse)
         o.throttle_time_ms = 0
         o.error_code = v_error_code
@@ -117,6 +120,7 @@ def _d_ListGroupsResponse_0(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
 def _d_ListGroupsResponse_1(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[ListedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -124,8 +128,8 @@ def _d_ListGroupsResponse_1(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
         n, pos = read_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_ListedGroup_0(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_ListedGroup_0(buf, pos)
+            v_groups.append(item_groups)
         o = NEW(ListGroupsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.error_code = v_error_code
@@ -139,6 +143,8 @@ def _d_ListGroupsResponse_1(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
 def _d_ListedGroup_3(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_protocol_type: str
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "protocol_type"
@@ -169,6 +175,7 @@ def _d_ListedGroup_3(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
 def _d_ListGroupsResponse_3(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[ListedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -176,8 +183,8 @@ def _d_ListGroupsResponse_3(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_ListedGroup_3(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_ListedGroup_3(buf, pos)
+            v_groups.append(item_groups)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -203,6 +210,9 @@ def _d_ListGroupsResponse_3(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
 def _d_ListedGroup_4(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_protocol_type: str
+        v_group_state: str
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "protocol_type"
@@ -235,6 +245,7 @@ def _d_ListedGroup_4(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
 def _d_ListGroupsResponse_4(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[ListedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -242,8 +253,8 @@ def _d_ListGroupsResponse_4(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_ListedGroup_4(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_ListedGroup_4(buf, pos)
+            v_groups.append(item_groups)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -269,6 +280,10 @@ def _d_ListGroupsResponse_4(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
 def _d_ListedGroup_5(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_protocol_type: str
+        v_group_state: str
+        v_group_type: str
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "protocol_type"
@@ -303,6 +318,7 @@ def _d_ListedGroup_5(buf: memoryview, pos: int) -> tuple[ListedGroup, int]:
 def _d_ListGroupsResponse_5(buf: memoryview, pos: int) -> tuple[ListGroupsResponse, int]:
     f = ""
     try:
+        v_groups: list[ListedGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -310,8 +326,8 @@ def _d_ListGroupsResponse_5(buf: memoryview, pos: int) -> tuple[ListGroupsRespon
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_ListedGroup_5(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_ListedGroup_5(buf, pos)
+            v_groups.append(item_groups)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -344,16 +360,16 @@ def _e_ListGroupsResponse_0(o: ListGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.groups)))
-    for x in o.groups:
-        _e_ListedGroup_0(x, out)
+    for x_groups in o.groups:
+        _e_ListedGroup_0(x_groups, out)
 
 
 def _e_ListGroupsResponse_1(o: ListGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(INT32.pack(len(o.groups)))
-    for x in o.groups:
-        _e_ListedGroup_0(x, out)
+    for x_groups in o.groups:
+        _e_ListedGroup_0(x_groups, out)
 
 
 def _e_ListedGroup_3(o: ListedGroup, out: list[Any]) -> None:
@@ -370,8 +386,8 @@ def _e_ListGroupsResponse_3(o: ListGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        _e_ListedGroup_3(x, out)
+    for x_groups in o.groups:
+        _e_ListedGroup_3(x_groups, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -393,8 +409,8 @@ def _e_ListGroupsResponse_4(o: ListGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        _e_ListedGroup_4(x, out)
+    for x_groups in o.groups:
+        _e_ListedGroup_4(x_groups, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -417,8 +433,8 @@ def _e_ListGroupsResponse_5(o: ListGroupsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        _e_ListedGroup_5(x, out)
+    for x_groups in o.groups:
+        _e_ListedGroup_5(x_groups, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

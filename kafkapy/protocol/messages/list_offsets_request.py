@@ -113,14 +113,16 @@ def _d_ListOffsetsPartition_0(buf: memoryview, pos: int) -> tuple[ListOffsetsPar
 def _d_ListOffsetsTopic_0(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ListOffsetsPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ListOffsetsPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(ListOffsetsTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -133,6 +135,7 @@ def _d_ListOffsetsTopic_0(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, 
 def _d_ListOffsetsRequest_0(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopic]
         f = "replica_id"
         (v_replica_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -140,8 +143,8 @@ def _d_ListOffsetsRequest_0(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(ListOffsetsRequest)
         o.replica_id = v_replica_id
         o.isolation_level = 0
@@ -173,14 +176,16 @@ def _d_ListOffsetsPartition_1(buf: memoryview, pos: int) -> tuple[ListOffsetsPar
 def _d_ListOffsetsTopic_1(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ListOffsetsPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsPartition_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ListOffsetsPartition_1(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(ListOffsetsTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -193,6 +198,7 @@ def _d_ListOffsetsTopic_1(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, 
 def _d_ListOffsetsRequest_1(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopic]
         f = "replica_id"
         (v_replica_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -200,8 +206,8 @@ def _d_ListOffsetsRequest_1(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopic_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopic_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(ListOffsetsRequest)
         o.replica_id = v_replica_id
         o.isolation_level = 0
@@ -216,6 +222,7 @@ def _d_ListOffsetsRequest_1(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
 def _d_ListOffsetsRequest_2(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopic]
         f = "replica_id"
         (v_replica_id, v_isolation_level) = _S_ib.unpack_from(buf, pos)
         pos += 5
@@ -223,8 +230,8 @@ def _d_ListOffsetsRequest_2(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopic_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopic_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(ListOffsetsRequest)
         o.replica_id = v_replica_id
         o.isolation_level = v_isolation_level
@@ -256,14 +263,16 @@ def _d_ListOffsetsPartition_4(buf: memoryview, pos: int) -> tuple[ListOffsetsPar
 def _d_ListOffsetsTopic_4(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ListOffsetsPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsPartition_4(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ListOffsetsPartition_4(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(ListOffsetsTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -276,6 +285,7 @@ def _d_ListOffsetsTopic_4(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, 
 def _d_ListOffsetsRequest_4(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopic]
         f = "replica_id"
         (v_replica_id, v_isolation_level) = _S_ib.unpack_from(buf, pos)
         pos += 5
@@ -283,8 +293,8 @@ def _d_ListOffsetsRequest_4(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopic_4(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopic_4(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(ListOffsetsRequest)
         o.replica_id = v_replica_id
         o.isolation_level = v_isolation_level
@@ -328,14 +338,16 @@ def _d_ListOffsetsPartition_6(buf: memoryview, pos: int) -> tuple[ListOffsetsPar
 def _d_ListOffsetsTopic_6(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ListOffsetsPartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsPartition_6(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ListOffsetsPartition_6(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -360,6 +372,7 @@ def _d_ListOffsetsTopic_6(buf: memoryview, pos: int) -> tuple[ListOffsetsTopic, 
 def _d_ListOffsetsRequest_6(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopic]
         f = "replica_id"
         (v_replica_id, v_isolation_level) = _S_ib.unpack_from(buf, pos)
         pos += 5
@@ -367,8 +380,8 @@ def _d_ListOffsetsRequest_6(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopic_6(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopic_6(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -395,6 +408,7 @@ def _d_ListOffsetsRequest_6(buf: memoryview, pos: int) -> tuple[ListOffsetsReque
 def _d_ListOffsetsRequest_10(buf: memoryview, pos: int) -> tuple[ListOffsetsRequest, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopic]
         f = "replica_id"
         (v_replica_id, v_isolation_level) = _S_ib.unpack_from(buf, pos)
         pos += 5
@@ -402,8 +416,8 @@ def _d_ListOffsetsRequest_10(buf: memoryview, pos: int) -> tuple[ListOffsetsRequ
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopic_6(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopic_6(buf, pos)
+            v_topics.append(item_topics)
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -439,16 +453,16 @@ def _e_ListOffsetsTopic_0(o: ListOffsetsTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_ListOffsetsPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_ListOffsetsPartition_0(x_partitions, out)
 
 
 def _e_ListOffsetsRequest_0(o: ListOffsetsRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.replica_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_ListOffsetsTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopic_0(x_topics, out)
 
 
 def _e_ListOffsetsPartition_1(o: ListOffsetsPartition, out: list[Any]) -> None:
@@ -460,24 +474,24 @@ def _e_ListOffsetsTopic_1(o: ListOffsetsTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_ListOffsetsPartition_1(x, out)
+    for x_partitions in o.partitions:
+        _e_ListOffsetsPartition_1(x_partitions, out)
 
 
 def _e_ListOffsetsRequest_1(o: ListOffsetsRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.replica_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_ListOffsetsTopic_1(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopic_1(x_topics, out)
 
 
 def _e_ListOffsetsRequest_2(o: ListOffsetsRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ib.pack(o.replica_id, o.isolation_level))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_ListOffsetsTopic_1(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopic_1(x_topics, out)
 
 
 def _e_ListOffsetsPartition_4(o: ListOffsetsPartition, out: list[Any]) -> None:
@@ -489,16 +503,16 @@ def _e_ListOffsetsTopic_4(o: ListOffsetsTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_ListOffsetsPartition_4(x, out)
+    for x_partitions in o.partitions:
+        _e_ListOffsetsPartition_4(x_partitions, out)
 
 
 def _e_ListOffsetsRequest_4(o: ListOffsetsRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ib.pack(o.replica_id, o.isolation_level))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_ListOffsetsTopic_4(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopic_4(x_topics, out)
 
 
 def _e_ListOffsetsPartition_6(o: ListOffsetsPartition, out: list[Any]) -> None:
@@ -514,8 +528,8 @@ def _e_ListOffsetsTopic_6(o: ListOffsetsTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_ListOffsetsPartition_6(x, out)
+    for x_partitions in o.partitions:
+        _e_ListOffsetsPartition_6(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -526,8 +540,8 @@ def _e_ListOffsetsRequest_6(o: ListOffsetsRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ib.pack(o.replica_id, o.isolation_level))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_ListOffsetsTopic_6(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopic_6(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -538,8 +552,8 @@ def _e_ListOffsetsRequest_10(o: ListOffsetsRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ib.pack(o.replica_id, o.isolation_level))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_ListOffsetsTopic_6(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopic_6(x_topics, out)
     a(_S_i.pack(o.timeout_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -101,6 +101,7 @@ class ListOffsetsResponse(Message):
 def _d_ListOffsetsPartitionResponse_0(buf: memoryview, pos: int) -> tuple[ListOffsetsPartitionResponse, int]:
     f = ""
     try:
+        v_old_style_offsets: list[int]
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -127,14 +128,16 @@ def _d_ListOffsetsPartitionResponse_0(buf: memoryview, pos: int) -> tuple[ListOf
 def _d_ListOffsetsTopicResponse_0(buf: memoryview, pos: int) -> tuple[ListOffsetsTopicResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ListOffsetsPartitionResponse]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsPartitionResponse_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ListOffsetsPartitionResponse_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(ListOffsetsTopicResponse)
         o.name = v_name
         o.partitions = v_partitions
@@ -147,12 +150,13 @@ def _d_ListOffsetsTopicResponse_0(buf: memoryview, pos: int) -> tuple[ListOffset
 def _d_ListOffsetsResponse_0(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopicResponse]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopicResponse_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopicResponse_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(ListOffsetsResponse)
         o.throttle_time_ms = 0
         o.topics = v_topics
@@ -184,14 +188,16 @@ def _d_ListOffsetsPartitionResponse_1(buf: memoryview, pos: int) -> tuple[ListOf
 def _d_ListOffsetsTopicResponse_1(buf: memoryview, pos: int) -> tuple[ListOffsetsTopicResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ListOffsetsPartitionResponse]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsPartitionResponse_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ListOffsetsPartitionResponse_1(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(ListOffsetsTopicResponse)
         o.name = v_name
         o.partitions = v_partitions
@@ -204,12 +210,13 @@ def _d_ListOffsetsTopicResponse_1(buf: memoryview, pos: int) -> tuple[ListOffset
 def _d_ListOffsetsResponse_1(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopicResponse]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopicResponse_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopicResponse_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(ListOffsetsResponse)
         o.throttle_time_ms = 0
         o.topics = v_topics
@@ -222,6 +229,7 @@ def _d_ListOffsetsResponse_1(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
 def _d_ListOffsetsResponse_2(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -229,8 +237,8 @@ def _d_ListOffsetsResponse_2(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopicResponse_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopicResponse_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(ListOffsetsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.topics = v_topics
@@ -262,14 +270,16 @@ def _d_ListOffsetsPartitionResponse_4(buf: memoryview, pos: int) -> tuple[ListOf
 def _d_ListOffsetsTopicResponse_4(buf: memoryview, pos: int) -> tuple[ListOffsetsTopicResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ListOffsetsPartitionResponse]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsPartitionResponse_4(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ListOffsetsPartitionResponse_4(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(ListOffsetsTopicResponse)
         o.name = v_name
         o.partitions = v_partitions
@@ -282,6 +292,7 @@ def _d_ListOffsetsTopicResponse_4(buf: memoryview, pos: int) -> tuple[ListOffset
 def _d_ListOffsetsResponse_4(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -289,8 +300,8 @@ def _d_ListOffsetsResponse_4(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopicResponse_4(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopicResponse_4(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(ListOffsetsResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.topics = v_topics
@@ -334,14 +345,16 @@ def _d_ListOffsetsPartitionResponse_6(buf: memoryview, pos: int) -> tuple[ListOf
 def _d_ListOffsetsTopicResponse_6(buf: memoryview, pos: int) -> tuple[ListOffsetsTopicResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[ListOffsetsPartitionResponse]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsPartitionResponse_6(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_ListOffsetsPartitionResponse_6(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -366,6 +379,7 @@ def _d_ListOffsetsTopicResponse_6(buf: memoryview, pos: int) -> tuple[ListOffset
 def _d_ListOffsetsResponse_6(buf: memoryview, pos: int) -> tuple[ListOffsetsResponse, int]:
     f = ""
     try:
+        v_topics: list[ListOffsetsTopicResponse]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -373,8 +387,8 @@ def _d_ListOffsetsResponse_6(buf: memoryview, pos: int) -> tuple[ListOffsetsResp
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_ListOffsetsTopicResponse_6(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_ListOffsetsTopicResponse_6(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -407,15 +421,15 @@ def _e_ListOffsetsTopicResponse_0(o: ListOffsetsTopicResponse, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_ListOffsetsPartitionResponse_0(x, out)
+    for x_partitions in o.partitions:
+        _e_ListOffsetsPartitionResponse_0(x_partitions, out)
 
 
 def _e_ListOffsetsResponse_0(o: ListOffsetsResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_ListOffsetsTopicResponse_0(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopicResponse_0(x_topics, out)
 
 
 def _e_ListOffsetsPartitionResponse_1(o: ListOffsetsPartitionResponse, out: list[Any]) -> None:
@@ -427,23 +441,23 @@ def _e_ListOffsetsTopicResponse_1(o: ListOffsetsTopicResponse, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_ListOffsetsPartitionResponse_1(x, out)
+    for x_partitions in o.partitions:
+        _e_ListOffsetsPartitionResponse_1(x_partitions, out)
 
 
 def _e_ListOffsetsResponse_1(o: ListOffsetsResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_ListOffsetsTopicResponse_1(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopicResponse_1(x_topics, out)
 
 
 def _e_ListOffsetsResponse_2(o: ListOffsetsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_ListOffsetsTopicResponse_1(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopicResponse_1(x_topics, out)
 
 
 def _e_ListOffsetsPartitionResponse_4(o: ListOffsetsPartitionResponse, out: list[Any]) -> None:
@@ -455,16 +469,16 @@ def _e_ListOffsetsTopicResponse_4(o: ListOffsetsTopicResponse, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_ListOffsetsPartitionResponse_4(x, out)
+    for x_partitions in o.partitions:
+        _e_ListOffsetsPartitionResponse_4(x_partitions, out)
 
 
 def _e_ListOffsetsResponse_4(o: ListOffsetsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_ListOffsetsTopicResponse_4(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopicResponse_4(x_topics, out)
 
 
 def _e_ListOffsetsPartitionResponse_6(o: ListOffsetsPartitionResponse, out: list[Any]) -> None:
@@ -480,8 +494,8 @@ def _e_ListOffsetsTopicResponse_6(o: ListOffsetsTopicResponse, out: list[Any]) -
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_ListOffsetsPartitionResponse_6(x, out)
+    for x_partitions in o.partitions:
+        _e_ListOffsetsPartitionResponse_6(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -492,8 +506,8 @@ def _e_ListOffsetsResponse_6(o: ListOffsetsResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_ListOffsetsTopicResponse_6(x, out)
+    for x_topics in o.topics:
+        _e_ListOffsetsTopicResponse_6(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -73,6 +73,8 @@ class ListPartitionReassignmentsRequest(Message):
 def _d_ListPartitionReassignmentsTopics_0(buf: memoryview, pos: int) -> tuple[ListPartitionReassignmentsTopics, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
@@ -106,6 +108,7 @@ def _d_ListPartitionReassignmentsTopics_0(buf: memoryview, pos: int) -> tuple[Li
 def _d_ListPartitionReassignmentsRequest_0(buf: memoryview, pos: int) -> tuple[ListPartitionReassignmentsRequest, int]:
     f = ""
     try:
+        v_topics: list[ListPartitionReassignmentsTopics] | None
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -116,8 +119,8 @@ def _d_ListPartitionReassignmentsRequest_0(buf: memoryview, pos: int) -> tuple[L
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_ListPartitionReassignmentsTopics_0(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_ListPartitionReassignmentsTopics_0(buf, pos)
+                v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -157,8 +160,8 @@ def _e_ListPartitionReassignmentsRequest_0(o: ListPartitionReassignmentsRequest,
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_ListPartitionReassignmentsTopics_0(x, out)
+        for x_topics in o.topics:
+            _e_ListPartitionReassignmentsTopics_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -97,6 +97,9 @@ class ListPartitionReassignmentsResponse(Message):
 def _d_OngoingPartitionReassignment_0(buf: memoryview, pos: int) -> tuple[OngoingPartitionReassignment, int]:
     f = ""
     try:
+        v_replicas: list[int]
+        v_adding_replicas: list[int]
+        v_removing_replicas: list[int]
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -147,14 +150,16 @@ def _d_OngoingPartitionReassignment_0(buf: memoryview, pos: int) -> tuple[Ongoin
 def _d_OngoingTopicReassignment_0(buf: memoryview, pos: int) -> tuple[OngoingTopicReassignment, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OngoingPartitionReassignment]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OngoingPartitionReassignment_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OngoingPartitionReassignment_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -179,6 +184,8 @@ def _d_OngoingTopicReassignment_0(buf: memoryview, pos: int) -> tuple[OngoingTop
 def _d_ListPartitionReassignmentsResponse_0(buf: memoryview, pos: int) -> tuple[ListPartitionReassignmentsResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_topics: list[OngoingTopicReassignment]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -188,8 +195,8 @@ def _d_ListPartitionReassignmentsResponse_0(buf: memoryview, pos: int) -> tuple[
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OngoingTopicReassignment_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OngoingTopicReassignment_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -232,8 +239,8 @@ def _e_OngoingTopicReassignment_0(o: OngoingTopicReassignment, out: list[Any]) -
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_OngoingPartitionReassignment_0(x, out)
+    for x_partitions in o.partitions:
+        _e_OngoingPartitionReassignment_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -245,8 +252,8 @@ def _e_ListPartitionReassignmentsResponse_0(o: ListPartitionReassignmentsRespons
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_OngoingTopicReassignment_0(x, out)
+    for x_topics in o.topics:
+        _e_OngoingTopicReassignment_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

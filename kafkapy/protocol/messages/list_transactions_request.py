@@ -59,12 +59,14 @@ class ListTransactionsRequest(Message):
 def _d_ListTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[ListTransactionsRequest, int]:
     f = ""
     try:
+        v_state_filters: list[str]
+        v_producer_id_filters: list[int]
         f = "state_filters"
         n, pos = read_compact_array_count(buf, pos)
         v_state_filters = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_state_filters.append(item)
+            item_state_filters, pos = read_compact_string(buf, pos)
+            v_state_filters.append(item_state_filters)
         f = "producer_id_filters"
         n, pos = read_compact_array_count(buf, pos)
         if n < 32:
@@ -97,12 +99,14 @@ def _d_ListTransactionsRequest_0(buf: memoryview, pos: int) -> tuple[ListTransac
 def _d_ListTransactionsRequest_1(buf: memoryview, pos: int) -> tuple[ListTransactionsRequest, int]:
     f = ""
     try:
+        v_state_filters: list[str]
+        v_producer_id_filters: list[int]
         f = "state_filters"
         n, pos = read_compact_array_count(buf, pos)
         v_state_filters = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_state_filters.append(item)
+            item_state_filters, pos = read_compact_string(buf, pos)
+            v_state_filters.append(item_state_filters)
         f = "producer_id_filters"
         n, pos = read_compact_array_count(buf, pos)
         if n < 32:
@@ -138,8 +142,8 @@ def _d_ListTransactionsRequest_1(buf: memoryview, pos: int) -> tuple[ListTransac
 def _e_ListTransactionsRequest_0(o: ListTransactionsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.state_filters) + 1))
-    for x in o.state_filters:
-        a(write_compact_string(x))
+    for x_state_filters in o.state_filters:
+        a(write_compact_string(x_state_filters))
     n = len(o.producer_id_filters)
     a(_CA_q[n].pack(n + 1, *o.producer_id_filters) if n < 32 else write_compact_int_array(o.producer_id_filters, "q"))
     if o.unknown_tagged_fields:
@@ -151,8 +155,8 @@ def _e_ListTransactionsRequest_0(o: ListTransactionsRequest, out: list[Any]) -> 
 def _e_ListTransactionsRequest_1(o: ListTransactionsRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.state_filters) + 1))
-    for x in o.state_filters:
-        a(write_compact_string(x))
+    for x_state_filters in o.state_filters:
+        a(write_compact_string(x_state_filters))
     n = len(o.producer_id_filters)
     a(_CA_q[n].pack(n + 1, *o.producer_id_filters) if n < 32 else write_compact_int_array(o.producer_id_filters, "q"))
     a(_S_q.pack(o.duration_filter))

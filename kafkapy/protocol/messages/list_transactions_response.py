@@ -73,6 +73,8 @@ class ListTransactionsResponse(Message):
 def _d_TransactionState_0(buf: memoryview, pos: int) -> tuple[TransactionState, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_transaction_state: str
         f = "transactional_id"
         v_transactional_id, pos = read_compact_string(buf, pos)
         f = "producer_id"
@@ -105,6 +107,8 @@ def _d_TransactionState_0(buf: memoryview, pos: int) -> tuple[TransactionState, 
 def _d_ListTransactionsResponse_0(buf: memoryview, pos: int) -> tuple[ListTransactionsResponse, int]:
     f = ""
     try:
+        v_unknown_state_filters: list[str]
+        v_transaction_states: list[TransactionState]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -112,14 +116,14 @@ def _d_ListTransactionsResponse_0(buf: memoryview, pos: int) -> tuple[ListTransa
         n, pos = read_compact_array_count(buf, pos)
         v_unknown_state_filters = []
         for _ in range(n):
-            item, pos = read_compact_string(buf, pos)
-            v_unknown_state_filters.append(item)
+            item_unknown_state_filters, pos = read_compact_string(buf, pos)
+            v_unknown_state_filters.append(item_unknown_state_filters)
         f = "transaction_states"
         n, pos = read_compact_array_count(buf, pos)
         v_transaction_states = []
         for _ in range(n):
-            item, pos = _d_TransactionState_0(buf, pos)
-            v_transaction_states.append(item)
+            item_transaction_states, pos = _d_TransactionState_0(buf, pos)
+            v_transaction_states.append(item_transaction_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -158,11 +162,11 @@ def _e_ListTransactionsResponse_0(o: ListTransactionsResponse, out: list[Any]) -
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_uvarint(len(o.unknown_state_filters) + 1))
-    for x in o.unknown_state_filters:
-        a(write_compact_string(x))
+    for x_unknown_state_filters in o.unknown_state_filters:
+        a(write_compact_string(x_unknown_state_filters))
     a(write_uvarint(len(o.transaction_states) + 1))
-    for x in o.transaction_states:
-        _e_TransactionState_0(x, out)
+    for x_transaction_states in o.transaction_states:
+        _e_TransactionState_0(x_transaction_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

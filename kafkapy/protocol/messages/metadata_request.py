@@ -7,6 +7,7 @@ from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
+from kafkapy.protocol.errors import EncodeError
 from kafkapy.protocol.primitives import (
     DEFAULT,
     Entity,
@@ -82,6 +83,7 @@ class MetadataRequest(Message):
 def _d_MetadataRequestTopic_0(buf: memoryview, pos: int) -> tuple[MetadataRequestTopic, int]:
     f = ""
     try:
+        v_name: str | None
         f = "name"
         v_name, pos = read_string(buf, pos)
         o = NEW(MetadataRequestTopic)
@@ -96,12 +98,13 @@ def _d_MetadataRequestTopic_0(buf: memoryview, pos: int) -> tuple[MetadataReques
 def _d_MetadataRequest_0(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f = ""
     try:
+        v_topics: list[MetadataRequestTopic] | None
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataRequestTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataRequestTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(MetadataRequest)
         o.topics = v_topics
         o.allow_auto_topic_creation = True
@@ -116,6 +119,7 @@ def _d_MetadataRequest_0(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
 def _d_MetadataRequest_1(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f = ""
     try:
+        v_topics: list[MetadataRequestTopic] | None
         f = "topics"
         n, pos = read_nullable_array_count(buf, pos)
         if n < 0:
@@ -123,8 +127,8 @@ def _d_MetadataRequest_1(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_MetadataRequestTopic_0(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_MetadataRequestTopic_0(buf, pos)
+                v_topics.append(item_topics)
         o = NEW(MetadataRequest)
         o.topics = v_topics
         o.allow_auto_topic_creation = True
@@ -139,6 +143,7 @@ def _d_MetadataRequest_1(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
 def _d_MetadataRequest_4(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f = ""
     try:
+        v_topics: list[MetadataRequestTopic] | None
         f = "topics"
         n, pos = read_nullable_array_count(buf, pos)
         if n < 0:
@@ -146,8 +151,8 @@ def _d_MetadataRequest_4(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_MetadataRequestTopic_0(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_MetadataRequestTopic_0(buf, pos)
+                v_topics.append(item_topics)
         f = "allow_auto_topic_creation"
         (v_allow_auto_topic_creation,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -165,6 +170,7 @@ def _d_MetadataRequest_4(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
 def _d_MetadataRequest_8(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f = ""
     try:
+        v_topics: list[MetadataRequestTopic] | None
         f = "topics"
         n, pos = read_nullable_array_count(buf, pos)
         if n < 0:
@@ -172,8 +178,8 @@ def _d_MetadataRequest_8(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_MetadataRequestTopic_0(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_MetadataRequestTopic_0(buf, pos)
+                v_topics.append(item_topics)
         f = "allow_auto_topic_creation"
         (v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations) = _S_ooo.unpack_from(buf, pos)
         pos += 3
@@ -191,6 +197,7 @@ def _d_MetadataRequest_8(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
 def _d_MetadataRequestTopic_9(buf: memoryview, pos: int) -> tuple[MetadataRequestTopic, int]:
     f = ""
     try:
+        v_name: str | None
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         unknown = None
@@ -217,6 +224,7 @@ def _d_MetadataRequestTopic_9(buf: memoryview, pos: int) -> tuple[MetadataReques
 def _d_MetadataRequest_9(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f = ""
     try:
+        v_topics: list[MetadataRequestTopic] | None
         f = "topics"
         n, pos = read_compact_nullable_array_count(buf, pos)
         if n < 0:
@@ -224,8 +232,8 @@ def _d_MetadataRequest_9(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_MetadataRequestTopic_9(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_MetadataRequestTopic_9(buf, pos)
+                v_topics.append(item_topics)
         f = "allow_auto_topic_creation"
         (v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations) = _S_ooo.unpack_from(buf, pos)
         pos += 3
@@ -255,6 +263,8 @@ def _d_MetadataRequest_9(buf: memoryview, pos: int) -> tuple[MetadataRequest, in
 def _d_MetadataRequestTopic_10(buf: memoryview, pos: int) -> tuple[MetadataRequestTopic, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_name: str | None
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "name"
@@ -283,6 +293,7 @@ def _d_MetadataRequestTopic_10(buf: memoryview, pos: int) -> tuple[MetadataReque
 def _d_MetadataRequest_10(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f = ""
     try:
+        v_topics: list[MetadataRequestTopic] | None
         f = "topics"
         n, pos = read_compact_nullable_array_count(buf, pos)
         if n < 0:
@@ -290,8 +301,8 @@ def _d_MetadataRequest_10(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_MetadataRequestTopic_10(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_MetadataRequestTopic_10(buf, pos)
+                v_topics.append(item_topics)
         f = "allow_auto_topic_creation"
         (v_allow_auto_topic_creation, v_include_cluster_authorized_operations, v_include_topic_authorized_operations) = _S_ooo.unpack_from(buf, pos)
         pos += 3
@@ -321,6 +332,7 @@ def _d_MetadataRequest_10(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
 def _d_MetadataRequest_11(buf: memoryview, pos: int) -> tuple[MetadataRequest, int]:
     f = ""
     try:
+        v_topics: list[MetadataRequestTopic] | None
         f = "topics"
         n, pos = read_compact_nullable_array_count(buf, pos)
         if n < 0:
@@ -328,8 +340,8 @@ def _d_MetadataRequest_11(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_MetadataRequestTopic_10(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_MetadataRequestTopic_10(buf, pos)
+                v_topics.append(item_topics)
         f = "allow_auto_topic_creation"
         (v_allow_auto_topic_creation, v_include_topic_authorized_operations) = _S_oo.unpack_from(buf, pos)
         pos += 2
@@ -358,14 +370,18 @@ def _d_MetadataRequest_11(buf: memoryview, pos: int) -> tuple[MetadataRequest, i
 
 def _e_MetadataRequestTopic_0(o: MetadataRequestTopic, out: list[Any]) -> None:
     a = out.append
+    if o.name is None:
+        raise EncodeError("MetadataRequestTopic.name is null in a version where it is not nullable")
     a(write_string(o.name))
 
 
 def _e_MetadataRequest_0(o: MetadataRequest, out: list[Any]) -> None:
     a = out.append
+    if o.topics is None:
+        raise EncodeError("MetadataRequest.topics is null in a version where it is not nullable")
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_MetadataRequestTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_MetadataRequestTopic_0(x_topics, out)
 
 
 def _e_MetadataRequest_1(o: MetadataRequest, out: list[Any]) -> None:
@@ -374,8 +390,8 @@ def _e_MetadataRequest_1(o: MetadataRequest, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.topics)))
-        for x in o.topics:
-            _e_MetadataRequestTopic_0(x, out)
+        for x_topics in o.topics:
+            _e_MetadataRequestTopic_0(x_topics, out)
 
 
 def _e_MetadataRequest_4(o: MetadataRequest, out: list[Any]) -> None:
@@ -384,8 +400,8 @@ def _e_MetadataRequest_4(o: MetadataRequest, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.topics)))
-        for x in o.topics:
-            _e_MetadataRequestTopic_0(x, out)
+        for x_topics in o.topics:
+            _e_MetadataRequestTopic_0(x_topics, out)
     a(_S_o.pack(o.allow_auto_topic_creation))
 
 
@@ -395,13 +411,15 @@ def _e_MetadataRequest_8(o: MetadataRequest, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.topics)))
-        for x in o.topics:
-            _e_MetadataRequestTopic_0(x, out)
+        for x_topics in o.topics:
+            _e_MetadataRequestTopic_0(x_topics, out)
     a(_S_ooo.pack(o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations))
 
 
 def _e_MetadataRequestTopic_9(o: MetadataRequestTopic, out: list[Any]) -> None:
     a = out.append
+    if o.name is None:
+        raise EncodeError("MetadataRequestTopic.name is null in a version where it is not nullable")
     a(write_compact_string(o.name))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -415,8 +433,8 @@ def _e_MetadataRequest_9(o: MetadataRequest, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_MetadataRequestTopic_9(x, out)
+        for x_topics in o.topics:
+            _e_MetadataRequestTopic_9(x_topics, out)
     a(_S_ooo.pack(o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -440,8 +458,8 @@ def _e_MetadataRequest_10(o: MetadataRequest, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_MetadataRequestTopic_10(x, out)
+        for x_topics in o.topics:
+            _e_MetadataRequestTopic_10(x_topics, out)
     a(_S_ooo.pack(o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -455,8 +473,8 @@ def _e_MetadataRequest_11(o: MetadataRequest, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_MetadataRequestTopic_10(x, out)
+        for x_topics in o.topics:
+            _e_MetadataRequestTopic_10(x_topics, out)
     a(_S_oo.pack(o.allow_auto_topic_creation, o.include_topic_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

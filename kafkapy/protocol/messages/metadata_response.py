@@ -7,6 +7,7 @@ from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
+from kafkapy.protocol.errors import EncodeError
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
     COMPACT_ARRAY_STRUCTS,
@@ -148,6 +149,7 @@ class MetadataResponse(Message):
 def _d_MetadataResponseBroker_0(buf: memoryview, pos: int) -> tuple[MetadataResponseBroker, int]:
     f = ""
     try:
+        v_host: str
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -170,6 +172,8 @@ def _d_MetadataResponseBroker_0(buf: memoryview, pos: int) -> tuple[MetadataResp
 def _d_MetadataResponsePartition_0(buf: memoryview, pos: int) -> tuple[MetadataResponsePartition, int]:
     f = ""
     try:
+        v_replica_nodes: list[int]
+        v_isr_nodes: list[int]
         f = "error_code"
         (v_error_code, v_partition_index, v_leader_id) = _S_hii.unpack_from(buf, pos)
         pos += 10
@@ -204,6 +208,8 @@ def _d_MetadataResponsePartition_0(buf: memoryview, pos: int) -> tuple[MetadataR
 def _d_MetadataResponseTopic_0(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_partitions: list[MetadataResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -213,8 +219,8 @@ def _d_MetadataResponseTopic_0(buf: memoryview, pos: int) -> tuple[MetadataRespo
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_MetadataResponsePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_MetadataResponsePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(MetadataResponseTopic)
         o.error_code = v_error_code
         o.name = v_name
@@ -231,18 +237,20 @@ def _d_MetadataResponseTopic_0(buf: memoryview, pos: int) -> tuple[MetadataRespo
 def _d_MetadataResponse_0(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_topics: list[MetadataResponseTopic]
         f = "brokers"
         n, pos = read_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_0(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_0(buf, pos)
+            v_brokers.append(item_brokers)
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(MetadataResponse)
         o.throttle_time_ms = 0
         o.brokers = v_brokers
@@ -259,6 +267,8 @@ def _d_MetadataResponse_0(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
 def _d_MetadataResponseBroker_1(buf: memoryview, pos: int) -> tuple[MetadataResponseBroker, int]:
     f = ""
     try:
+        v_host: str
+        v_rack: str | None
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -283,6 +293,8 @@ def _d_MetadataResponseBroker_1(buf: memoryview, pos: int) -> tuple[MetadataResp
 def _d_MetadataResponseTopic_1(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_partitions: list[MetadataResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -295,8 +307,8 @@ def _d_MetadataResponseTopic_1(buf: memoryview, pos: int) -> tuple[MetadataRespo
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_MetadataResponsePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_MetadataResponsePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(MetadataResponseTopic)
         o.error_code = v_error_code
         o.name = v_name
@@ -313,12 +325,14 @@ def _d_MetadataResponseTopic_1(buf: memoryview, pos: int) -> tuple[MetadataRespo
 def _d_MetadataResponse_1(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_topics: list[MetadataResponseTopic]
         f = "brokers"
         n, pos = read_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_1(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
+            v_brokers.append(item_brokers)
         f = "controller_id"
         (v_controller_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -326,8 +340,8 @@ def _d_MetadataResponse_1(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(MetadataResponse)
         o.throttle_time_ms = 0
         o.brokers = v_brokers
@@ -344,12 +358,15 @@ def _d_MetadataResponse_1(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
 def _d_MetadataResponse_2(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "brokers"
         n, pos = read_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_1(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_nullable_string(buf, pos)
         f = "controller_id"
@@ -359,8 +376,8 @@ def _d_MetadataResponse_2(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(MetadataResponse)
         o.throttle_time_ms = 0
         o.brokers = v_brokers
@@ -377,6 +394,9 @@ def _d_MetadataResponse_2(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
 def _d_MetadataResponse_3(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -384,8 +404,8 @@ def _d_MetadataResponse_3(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_1(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_nullable_string(buf, pos)
         f = "controller_id"
@@ -395,8 +415,8 @@ def _d_MetadataResponse_3(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(MetadataResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.brokers = v_brokers
@@ -413,6 +433,9 @@ def _d_MetadataResponse_3(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
 def _d_MetadataResponsePartition_5(buf: memoryview, pos: int) -> tuple[MetadataResponsePartition, int]:
     f = ""
     try:
+        v_replica_nodes: list[int]
+        v_isr_nodes: list[int]
+        v_offline_replicas: list[int]
         f = "error_code"
         (v_error_code, v_partition_index, v_leader_id) = _S_hii.unpack_from(buf, pos)
         pos += 10
@@ -454,6 +477,8 @@ def _d_MetadataResponsePartition_5(buf: memoryview, pos: int) -> tuple[MetadataR
 def _d_MetadataResponseTopic_5(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_partitions: list[MetadataResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -466,8 +491,8 @@ def _d_MetadataResponseTopic_5(buf: memoryview, pos: int) -> tuple[MetadataRespo
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_MetadataResponsePartition_5(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_MetadataResponsePartition_5(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(MetadataResponseTopic)
         o.error_code = v_error_code
         o.name = v_name
@@ -484,6 +509,9 @@ def _d_MetadataResponseTopic_5(buf: memoryview, pos: int) -> tuple[MetadataRespo
 def _d_MetadataResponse_5(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -491,8 +519,8 @@ def _d_MetadataResponse_5(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_1(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_nullable_string(buf, pos)
         f = "controller_id"
@@ -502,8 +530,8 @@ def _d_MetadataResponse_5(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_5(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_5(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(MetadataResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.brokers = v_brokers
@@ -520,6 +548,9 @@ def _d_MetadataResponse_5(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
 def _d_MetadataResponsePartition_7(buf: memoryview, pos: int) -> tuple[MetadataResponsePartition, int]:
     f = ""
     try:
+        v_replica_nodes: list[int]
+        v_isr_nodes: list[int]
+        v_offline_replicas: list[int]
         f = "error_code"
         (v_error_code, v_partition_index, v_leader_id, v_leader_epoch) = _S_hiii.unpack_from(buf, pos)
         pos += 14
@@ -561,6 +592,8 @@ def _d_MetadataResponsePartition_7(buf: memoryview, pos: int) -> tuple[MetadataR
 def _d_MetadataResponseTopic_7(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_partitions: list[MetadataResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -573,8 +606,8 @@ def _d_MetadataResponseTopic_7(buf: memoryview, pos: int) -> tuple[MetadataRespo
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_MetadataResponsePartition_7(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_MetadataResponsePartition_7(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(MetadataResponseTopic)
         o.error_code = v_error_code
         o.name = v_name
@@ -591,6 +624,9 @@ def _d_MetadataResponseTopic_7(buf: memoryview, pos: int) -> tuple[MetadataRespo
 def _d_MetadataResponse_7(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -598,8 +634,8 @@ def _d_MetadataResponse_7(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_1(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_nullable_string(buf, pos)
         f = "controller_id"
@@ -609,8 +645,8 @@ def _d_MetadataResponse_7(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_7(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_7(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(MetadataResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.brokers = v_brokers
@@ -627,6 +663,8 @@ def _d_MetadataResponse_7(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
 def _d_MetadataResponseTopic_8(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_partitions: list[MetadataResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -639,8 +677,8 @@ def _d_MetadataResponseTopic_8(buf: memoryview, pos: int) -> tuple[MetadataRespo
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_MetadataResponsePartition_7(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_MetadataResponsePartition_7(buf, pos)
+            v_partitions.append(item_partitions)
         f = "topic_authorized_operations"
         (v_topic_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -660,6 +698,9 @@ def _d_MetadataResponseTopic_8(buf: memoryview, pos: int) -> tuple[MetadataRespo
 def _d_MetadataResponse_8(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -667,8 +708,8 @@ def _d_MetadataResponse_8(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_1(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_1(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_nullable_string(buf, pos)
         f = "controller_id"
@@ -678,8 +719,8 @@ def _d_MetadataResponse_8(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_8(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_8(buf, pos)
+            v_topics.append(item_topics)
         f = "cluster_authorized_operations"
         (v_cluster_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -699,6 +740,8 @@ def _d_MetadataResponse_8(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
 def _d_MetadataResponseBroker_9(buf: memoryview, pos: int) -> tuple[MetadataResponseBroker, int]:
     f = ""
     try:
+        v_host: str
+        v_rack: str | None
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -735,6 +778,9 @@ def _d_MetadataResponseBroker_9(buf: memoryview, pos: int) -> tuple[MetadataResp
 def _d_MetadataResponsePartition_9(buf: memoryview, pos: int) -> tuple[MetadataResponsePartition, int]:
     f = ""
     try:
+        v_replica_nodes: list[int]
+        v_isr_nodes: list[int]
+        v_offline_replicas: list[int]
         f = "error_code"
         (v_error_code, v_partition_index, v_leader_id, v_leader_epoch) = _S_hiii.unpack_from(buf, pos)
         pos += 14
@@ -788,6 +834,8 @@ def _d_MetadataResponsePartition_9(buf: memoryview, pos: int) -> tuple[MetadataR
 def _d_MetadataResponseTopic_9(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_partitions: list[MetadataResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -800,8 +848,8 @@ def _d_MetadataResponseTopic_9(buf: memoryview, pos: int) -> tuple[MetadataRespo
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_MetadataResponsePartition_9(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_MetadataResponsePartition_9(buf, pos)
+            v_partitions.append(item_partitions)
         f = "topic_authorized_operations"
         (v_topic_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -833,6 +881,9 @@ def _d_MetadataResponseTopic_9(buf: memoryview, pos: int) -> tuple[MetadataRespo
 def _d_MetadataResponse_9(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -840,8 +891,8 @@ def _d_MetadataResponse_9(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_compact_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_9(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_9(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "controller_id"
@@ -851,8 +902,8 @@ def _d_MetadataResponse_9(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_9(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_9(buf, pos)
+            v_topics.append(item_topics)
         f = "cluster_authorized_operations"
         (v_cluster_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -884,6 +935,9 @@ def _d_MetadataResponse_9(buf: memoryview, pos: int) -> tuple[MetadataResponse, 
 def _d_MetadataResponseTopic_10(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_topic_id: UUID
+        v_partitions: list[MetadataResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -898,8 +952,8 @@ def _d_MetadataResponseTopic_10(buf: memoryview, pos: int) -> tuple[MetadataResp
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_MetadataResponsePartition_9(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_MetadataResponsePartition_9(buf, pos)
+            v_partitions.append(item_partitions)
         f = "topic_authorized_operations"
         (v_topic_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -931,6 +985,9 @@ def _d_MetadataResponseTopic_10(buf: memoryview, pos: int) -> tuple[MetadataResp
 def _d_MetadataResponse_10(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -938,8 +995,8 @@ def _d_MetadataResponse_10(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         n, pos = read_compact_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_9(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_9(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "controller_id"
@@ -949,8 +1006,8 @@ def _d_MetadataResponse_10(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_10(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_10(buf, pos)
+            v_topics.append(item_topics)
         f = "cluster_authorized_operations"
         (v_cluster_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -982,6 +1039,9 @@ def _d_MetadataResponse_10(buf: memoryview, pos: int) -> tuple[MetadataResponse,
 def _d_MetadataResponse_11(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -989,8 +1049,8 @@ def _d_MetadataResponse_11(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         n, pos = read_compact_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_9(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_9(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "controller_id"
@@ -1000,8 +1060,8 @@ def _d_MetadataResponse_11(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_10(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_10(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -1030,6 +1090,9 @@ def _d_MetadataResponse_11(buf: memoryview, pos: int) -> tuple[MetadataResponse,
 def _d_MetadataResponseTopic_12(buf: memoryview, pos: int) -> tuple[MetadataResponseTopic, int]:
     f = ""
     try:
+        v_name: str | None
+        v_topic_id: UUID
+        v_partitions: list[MetadataResponsePartition]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -1044,8 +1107,8 @@ def _d_MetadataResponseTopic_12(buf: memoryview, pos: int) -> tuple[MetadataResp
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_MetadataResponsePartition_9(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_MetadataResponsePartition_9(buf, pos)
+            v_partitions.append(item_partitions)
         f = "topic_authorized_operations"
         (v_topic_authorized_operations,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -1077,6 +1140,9 @@ def _d_MetadataResponseTopic_12(buf: memoryview, pos: int) -> tuple[MetadataResp
 def _d_MetadataResponse_12(buf: memoryview, pos: int) -> tuple[MetadataResponse, int]:
     f = ""
     try:
+        v_brokers: list[MetadataResponseBroker]
+        v_cluster_id: str | None
+        v_topics: list[MetadataResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -1084,8 +1150,8 @@ def _d_MetadataResponse_12(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         n, pos = read_compact_array_count(buf, pos)
         v_brokers = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseBroker_9(buf, pos)
-            v_brokers.append(item)
+            item_brokers, pos = _d_MetadataResponseBroker_9(buf, pos)
+            v_brokers.append(item_brokers)
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "controller_id"
@@ -1095,8 +1161,8 @@ def _d_MetadataResponse_12(buf: memoryview, pos: int) -> tuple[MetadataResponse,
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_MetadataResponseTopic_12(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_MetadataResponseTopic_12(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -1141,20 +1207,22 @@ def _e_MetadataResponsePartition_0(o: MetadataResponsePartition, out: list[Any])
 def _e_MetadataResponseTopic_0(o: MetadataResponseTopic, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
+    if o.name is None:
+        raise EncodeError("MetadataResponseTopic.name is null in a version where it is not nullable")
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_MetadataResponsePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_MetadataResponsePartition_0(x_partitions, out)
 
 
 def _e_MetadataResponse_0(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.brokers)))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_0(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_0(x_brokers, out)
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_MetadataResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_0(x_topics, out)
 
 
 def _e_MetadataResponseBroker_1(o: MetadataResponseBroker, out: list[Any]) -> None:
@@ -1168,47 +1236,49 @@ def _e_MetadataResponseBroker_1(o: MetadataResponseBroker, out: list[Any]) -> No
 def _e_MetadataResponseTopic_1(o: MetadataResponseTopic, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
+    if o.name is None:
+        raise EncodeError("MetadataResponseTopic.name is null in a version where it is not nullable")
     a(write_string(o.name))
     a(_S_o.pack(o.is_internal))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_MetadataResponsePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_MetadataResponsePartition_0(x_partitions, out)
 
 
 def _e_MetadataResponse_1(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.brokers)))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_1(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_1(x_brokers, out)
     a(_S_i.pack(o.controller_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_MetadataResponseTopic_1(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_1(x_topics, out)
 
 
 def _e_MetadataResponse_2(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.brokers)))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_1(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_1(x_brokers, out)
     a(write_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_MetadataResponseTopic_1(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_1(x_topics, out)
 
 
 def _e_MetadataResponse_3(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.brokers)))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_1(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_1(x_brokers, out)
     a(write_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_MetadataResponseTopic_1(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_1(x_topics, out)
 
 
 def _e_MetadataResponsePartition_5(o: MetadataResponsePartition, out: list[Any]) -> None:
@@ -1225,24 +1295,26 @@ def _e_MetadataResponsePartition_5(o: MetadataResponsePartition, out: list[Any])
 def _e_MetadataResponseTopic_5(o: MetadataResponseTopic, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
+    if o.name is None:
+        raise EncodeError("MetadataResponseTopic.name is null in a version where it is not nullable")
     a(write_string(o.name))
     a(_S_o.pack(o.is_internal))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_MetadataResponsePartition_5(x, out)
+    for x_partitions in o.partitions:
+        _e_MetadataResponsePartition_5(x_partitions, out)
 
 
 def _e_MetadataResponse_5(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.brokers)))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_1(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_1(x_brokers, out)
     a(write_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_MetadataResponseTopic_5(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_5(x_topics, out)
 
 
 def _e_MetadataResponsePartition_7(o: MetadataResponsePartition, out: list[Any]) -> None:
@@ -1259,34 +1331,38 @@ def _e_MetadataResponsePartition_7(o: MetadataResponsePartition, out: list[Any])
 def _e_MetadataResponseTopic_7(o: MetadataResponseTopic, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
+    if o.name is None:
+        raise EncodeError("MetadataResponseTopic.name is null in a version where it is not nullable")
     a(write_string(o.name))
     a(_S_o.pack(o.is_internal))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_MetadataResponsePartition_7(x, out)
+    for x_partitions in o.partitions:
+        _e_MetadataResponsePartition_7(x_partitions, out)
 
 
 def _e_MetadataResponse_7(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.brokers)))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_1(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_1(x_brokers, out)
     a(write_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_MetadataResponseTopic_7(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_7(x_topics, out)
 
 
 def _e_MetadataResponseTopic_8(o: MetadataResponseTopic, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
+    if o.name is None:
+        raise EncodeError("MetadataResponseTopic.name is null in a version where it is not nullable")
     a(write_string(o.name))
     a(_S_o.pack(o.is_internal))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_MetadataResponsePartition_7(x, out)
+    for x_partitions in o.partitions:
+        _e_MetadataResponsePartition_7(x_partitions, out)
     a(_S_i.pack(o.topic_authorized_operations))
 
 
@@ -1294,13 +1370,13 @@ def _e_MetadataResponse_8(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.brokers)))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_1(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_1(x_brokers, out)
     a(write_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_MetadataResponseTopic_8(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_8(x_topics, out)
     a(_S_i.pack(o.cluster_authorized_operations))
 
 
@@ -1334,11 +1410,13 @@ def _e_MetadataResponsePartition_9(o: MetadataResponsePartition, out: list[Any])
 def _e_MetadataResponseTopic_9(o: MetadataResponseTopic, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
+    if o.name is None:
+        raise EncodeError("MetadataResponseTopic.name is null in a version where it is not nullable")
     a(write_compact_string(o.name))
     a(_S_o.pack(o.is_internal))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_MetadataResponsePartition_9(x, out)
+    for x_partitions in o.partitions:
+        _e_MetadataResponsePartition_9(x_partitions, out)
     a(_S_i.pack(o.topic_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -1350,13 +1428,13 @@ def _e_MetadataResponse_9(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.brokers) + 1))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_9(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_9(x_brokers, out)
     a(write_compact_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_MetadataResponseTopic_9(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_9(x_topics, out)
     a(_S_i.pack(o.cluster_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -1367,12 +1445,14 @@ def _e_MetadataResponse_9(o: MetadataResponse, out: list[Any]) -> None:
 def _e_MetadataResponseTopic_10(o: MetadataResponseTopic, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
+    if o.name is None:
+        raise EncodeError("MetadataResponseTopic.name is null in a version where it is not nullable")
     a(write_compact_string(o.name))
     a(write_uuid(o.topic_id))
     a(_S_o.pack(o.is_internal))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_MetadataResponsePartition_9(x, out)
+    for x_partitions in o.partitions:
+        _e_MetadataResponsePartition_9(x_partitions, out)
     a(_S_i.pack(o.topic_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -1384,13 +1464,13 @@ def _e_MetadataResponse_10(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.brokers) + 1))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_9(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_9(x_brokers, out)
     a(write_compact_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_MetadataResponseTopic_10(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_10(x_topics, out)
     a(_S_i.pack(o.cluster_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -1402,13 +1482,13 @@ def _e_MetadataResponse_11(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.brokers) + 1))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_9(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_9(x_brokers, out)
     a(write_compact_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_MetadataResponseTopic_10(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_10(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1422,8 +1502,8 @@ def _e_MetadataResponseTopic_12(o: MetadataResponseTopic, out: list[Any]) -> Non
     a(write_uuid(o.topic_id))
     a(_S_o.pack(o.is_internal))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_MetadataResponsePartition_9(x, out)
+    for x_partitions in o.partitions:
+        _e_MetadataResponsePartition_9(x_partitions, out)
     a(_S_i.pack(o.topic_authorized_operations))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -1435,13 +1515,13 @@ def _e_MetadataResponse_12(o: MetadataResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.brokers) + 1))
-    for x in o.brokers:
-        _e_MetadataResponseBroker_9(x, out)
+    for x_brokers in o.brokers:
+        _e_MetadataResponseBroker_9(x_brokers, out)
     a(write_compact_nullable_string(o.cluster_id))
     a(_S_i.pack(o.controller_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_MetadataResponseTopic_12(x, out)
+    for x_topics in o.topics:
+        _e_MetadataResponseTopic_12(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

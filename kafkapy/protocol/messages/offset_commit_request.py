@@ -106,6 +106,7 @@ class OffsetCommitRequest(Message):
 def _d_OffsetCommitRequestPartition_0(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestPartition, int]:
     f = ""
     try:
+        v_committed_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset) = _S_iq.unpack_from(buf, pos)
         pos += 12
@@ -126,14 +127,16 @@ def _d_OffsetCommitRequestPartition_0(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetCommitRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetCommitRequestPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetCommitRequestPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetCommitRequestTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -146,14 +149,16 @@ def _d_OffsetCommitRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetComm
 def _d_OffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[OffsetCommitRequestTopic]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetCommitRequest)
         o.group_id = v_group_id
         o.generation_id_or_member_epoch = -1
@@ -170,6 +175,7 @@ def _d_OffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
 def _d_OffsetCommitRequestPartition_1(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestPartition, int]:
     f = ""
     try:
+        v_committed_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset, v_commit_timestamp) = _S_iqq.unpack_from(buf, pos)
         pos += 20
@@ -190,14 +196,16 @@ def _d_OffsetCommitRequestPartition_1(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetCommitRequestTopic_1(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetCommitRequestPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestPartition_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetCommitRequestPartition_1(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetCommitRequestTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -210,6 +218,9 @@ def _d_OffsetCommitRequestTopic_1(buf: memoryview, pos: int) -> tuple[OffsetComm
 def _d_OffsetCommitRequest_1(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_topics: list[OffsetCommitRequestTopic]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id_or_member_epoch"
@@ -221,8 +232,8 @@ def _d_OffsetCommitRequest_1(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestTopic_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitRequestTopic_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetCommitRequest)
         o.group_id = v_group_id
         o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
@@ -239,6 +250,9 @@ def _d_OffsetCommitRequest_1(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
 def _d_OffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_topics: list[OffsetCommitRequestTopic]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id_or_member_epoch"
@@ -253,8 +267,8 @@ def _d_OffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetCommitRequest)
         o.group_id = v_group_id
         o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
@@ -271,6 +285,9 @@ def _d_OffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
 def _d_OffsetCommitRequest_5(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_topics: list[OffsetCommitRequestTopic]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id_or_member_epoch"
@@ -282,8 +299,8 @@ def _d_OffsetCommitRequest_5(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitRequestTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetCommitRequest)
         o.group_id = v_group_id
         o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
@@ -300,6 +317,7 @@ def _d_OffsetCommitRequest_5(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
 def _d_OffsetCommitRequestPartition_6(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestPartition, int]:
     f = ""
     try:
+        v_committed_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset, v_committed_leader_epoch) = _S_iqi.unpack_from(buf, pos)
         pos += 16
@@ -320,14 +338,16 @@ def _d_OffsetCommitRequestPartition_6(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetCommitRequestTopic_6(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetCommitRequestPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestPartition_6(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetCommitRequestPartition_6(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetCommitRequestTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -340,6 +360,9 @@ def _d_OffsetCommitRequestTopic_6(buf: memoryview, pos: int) -> tuple[OffsetComm
 def _d_OffsetCommitRequest_6(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_topics: list[OffsetCommitRequestTopic]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id_or_member_epoch"
@@ -351,8 +374,8 @@ def _d_OffsetCommitRequest_6(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestTopic_6(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitRequestTopic_6(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetCommitRequest)
         o.group_id = v_group_id
         o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
@@ -369,6 +392,10 @@ def _d_OffsetCommitRequest_6(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
 def _d_OffsetCommitRequest_7(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_topics: list[OffsetCommitRequestTopic]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id_or_member_epoch"
@@ -382,8 +409,8 @@ def _d_OffsetCommitRequest_7(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestTopic_6(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitRequestTopic_6(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetCommitRequest)
         o.group_id = v_group_id
         o.generation_id_or_member_epoch = v_generation_id_or_member_epoch
@@ -400,6 +427,7 @@ def _d_OffsetCommitRequest_7(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
 def _d_OffsetCommitRequestPartition_8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestPartition, int]:
     f = ""
     try:
+        v_committed_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset, v_committed_leader_epoch) = _S_iqi.unpack_from(buf, pos)
         pos += 16
@@ -432,14 +460,16 @@ def _d_OffsetCommitRequestPartition_8(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetCommitRequestTopic_8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetCommitRequestPartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestPartition_8(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetCommitRequestPartition_8(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -464,6 +494,10 @@ def _d_OffsetCommitRequestTopic_8(buf: memoryview, pos: int) -> tuple[OffsetComm
 def _d_OffsetCommitRequest_8(buf: memoryview, pos: int) -> tuple[OffsetCommitRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_topics: list[OffsetCommitRequestTopic]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "generation_id_or_member_epoch"
@@ -477,8 +511,8 @@ def _d_OffsetCommitRequest_8(buf: memoryview, pos: int) -> tuple[OffsetCommitReq
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitRequestTopic_8(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitRequestTopic_8(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -514,16 +548,16 @@ def _e_OffsetCommitRequestTopic_0(o: OffsetCommitRequestTopic, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetCommitRequestPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetCommitRequestPartition_0(x_partitions, out)
 
 
 def _e_OffsetCommitRequest_0(o: OffsetCommitRequest, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.group_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetCommitRequestTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitRequestTopic_0(x_topics, out)
 
 
 def _e_OffsetCommitRequestPartition_1(o: OffsetCommitRequestPartition, out: list[Any]) -> None:
@@ -536,8 +570,8 @@ def _e_OffsetCommitRequestTopic_1(o: OffsetCommitRequestTopic, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetCommitRequestPartition_1(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetCommitRequestPartition_1(x_partitions, out)
 
 
 def _e_OffsetCommitRequest_1(o: OffsetCommitRequest, out: list[Any]) -> None:
@@ -546,8 +580,8 @@ def _e_OffsetCommitRequest_1(o: OffsetCommitRequest, out: list[Any]) -> None:
     a(_S_i.pack(o.generation_id_or_member_epoch))
     a(write_string(o.member_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetCommitRequestTopic_1(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitRequestTopic_1(x_topics, out)
 
 
 def _e_OffsetCommitRequest_2(o: OffsetCommitRequest, out: list[Any]) -> None:
@@ -557,8 +591,8 @@ def _e_OffsetCommitRequest_2(o: OffsetCommitRequest, out: list[Any]) -> None:
     a(write_string(o.member_id))
     a(_S_q.pack(o.retention_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetCommitRequestTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitRequestTopic_0(x_topics, out)
 
 
 def _e_OffsetCommitRequest_5(o: OffsetCommitRequest, out: list[Any]) -> None:
@@ -567,8 +601,8 @@ def _e_OffsetCommitRequest_5(o: OffsetCommitRequest, out: list[Any]) -> None:
     a(_S_i.pack(o.generation_id_or_member_epoch))
     a(write_string(o.member_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetCommitRequestTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitRequestTopic_0(x_topics, out)
 
 
 def _e_OffsetCommitRequestPartition_6(o: OffsetCommitRequestPartition, out: list[Any]) -> None:
@@ -581,8 +615,8 @@ def _e_OffsetCommitRequestTopic_6(o: OffsetCommitRequestTopic, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetCommitRequestPartition_6(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetCommitRequestPartition_6(x_partitions, out)
 
 
 def _e_OffsetCommitRequest_6(o: OffsetCommitRequest, out: list[Any]) -> None:
@@ -591,8 +625,8 @@ def _e_OffsetCommitRequest_6(o: OffsetCommitRequest, out: list[Any]) -> None:
     a(_S_i.pack(o.generation_id_or_member_epoch))
     a(write_string(o.member_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetCommitRequestTopic_6(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitRequestTopic_6(x_topics, out)
 
 
 def _e_OffsetCommitRequest_7(o: OffsetCommitRequest, out: list[Any]) -> None:
@@ -602,8 +636,8 @@ def _e_OffsetCommitRequest_7(o: OffsetCommitRequest, out: list[Any]) -> None:
     a(write_string(o.member_id))
     a(write_nullable_string(o.group_instance_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetCommitRequestTopic_6(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitRequestTopic_6(x_topics, out)
 
 
 def _e_OffsetCommitRequestPartition_8(o: OffsetCommitRequestPartition, out: list[Any]) -> None:
@@ -620,8 +654,8 @@ def _e_OffsetCommitRequestTopic_8(o: OffsetCommitRequestTopic, out: list[Any]) -
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_OffsetCommitRequestPartition_8(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetCommitRequestPartition_8(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -635,8 +669,8 @@ def _e_OffsetCommitRequest_8(o: OffsetCommitRequest, out: list[Any]) -> None:
     a(write_compact_string(o.member_id))
     a(write_compact_nullable_string(o.group_instance_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_OffsetCommitRequestTopic_8(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitRequestTopic_8(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

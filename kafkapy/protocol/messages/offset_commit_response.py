@@ -100,14 +100,16 @@ def _d_OffsetCommitResponsePartition_0(buf: memoryview, pos: int) -> tuple[Offse
 def _d_OffsetCommitResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetCommitResponseTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetCommitResponsePartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitResponsePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetCommitResponsePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetCommitResponseTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -120,12 +122,13 @@ def _d_OffsetCommitResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetCom
 def _d_OffsetCommitResponse_0(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetCommitResponseTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetCommitResponse)
         o.throttle_time_ms = 0
         o.topics = v_topics
@@ -138,6 +141,7 @@ def _d_OffsetCommitResponse_0(buf: memoryview, pos: int) -> tuple[OffsetCommitRe
 def _d_OffsetCommitResponse_3(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetCommitResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -145,8 +149,8 @@ def _d_OffsetCommitResponse_3(buf: memoryview, pos: int) -> tuple[OffsetCommitRe
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetCommitResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.topics = v_topics
@@ -186,14 +190,16 @@ def _d_OffsetCommitResponsePartition_8(buf: memoryview, pos: int) -> tuple[Offse
 def _d_OffsetCommitResponseTopic_8(buf: memoryview, pos: int) -> tuple[OffsetCommitResponseTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetCommitResponsePartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitResponsePartition_8(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetCommitResponsePartition_8(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -218,6 +224,7 @@ def _d_OffsetCommitResponseTopic_8(buf: memoryview, pos: int) -> tuple[OffsetCom
 def _d_OffsetCommitResponse_8(buf: memoryview, pos: int) -> tuple[OffsetCommitResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetCommitResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -225,8 +232,8 @@ def _d_OffsetCommitResponse_8(buf: memoryview, pos: int) -> tuple[OffsetCommitRe
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetCommitResponseTopic_8(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetCommitResponseTopic_8(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -257,23 +264,23 @@ def _e_OffsetCommitResponseTopic_0(o: OffsetCommitResponseTopic, out: list[Any])
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetCommitResponsePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetCommitResponsePartition_0(x_partitions, out)
 
 
 def _e_OffsetCommitResponse_0(o: OffsetCommitResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetCommitResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitResponseTopic_0(x_topics, out)
 
 
 def _e_OffsetCommitResponse_3(o: OffsetCommitResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetCommitResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitResponseTopic_0(x_topics, out)
 
 
 def _e_OffsetCommitResponsePartition_8(o: OffsetCommitResponsePartition, out: list[Any]) -> None:
@@ -289,8 +296,8 @@ def _e_OffsetCommitResponseTopic_8(o: OffsetCommitResponseTopic, out: list[Any])
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_OffsetCommitResponsePartition_8(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetCommitResponsePartition_8(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -301,8 +308,8 @@ def _e_OffsetCommitResponse_8(o: OffsetCommitResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_OffsetCommitResponseTopic_8(x, out)
+    for x_topics in o.topics:
+        _e_OffsetCommitResponseTopic_8(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

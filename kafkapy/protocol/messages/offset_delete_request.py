@@ -89,14 +89,16 @@ def _d_OffsetDeleteRequestPartition_0(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetDeleteRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetDeleteRequestPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetDeleteRequestPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetDeleteRequestPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetDeleteRequestTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -109,14 +111,16 @@ def _d_OffsetDeleteRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetDele
 def _d_OffsetDeleteRequest_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[OffsetDeleteRequestTopic]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetDeleteRequestTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetDeleteRequestTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetDeleteRequest)
         o.group_id = v_group_id
         o.topics = v_topics
@@ -135,16 +139,16 @@ def _e_OffsetDeleteRequestTopic_0(o: OffsetDeleteRequestTopic, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetDeleteRequestPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetDeleteRequestPartition_0(x_partitions, out)
 
 
 def _e_OffsetDeleteRequest_0(o: OffsetDeleteRequest, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.group_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetDeleteRequestTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetDeleteRequestTopic_0(x_topics, out)
 
 
 OffsetDeleteRequest._DECODERS = (_d_OffsetDeleteRequest_0,)

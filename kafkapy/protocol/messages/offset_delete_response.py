@@ -95,14 +95,16 @@ def _d_OffsetDeleteResponsePartition_0(buf: memoryview, pos: int) -> tuple[Offse
 def _d_OffsetDeleteResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteResponseTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetDeleteResponsePartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetDeleteResponsePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetDeleteResponsePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetDeleteResponseTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -115,6 +117,7 @@ def _d_OffsetDeleteResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetDel
 def _d_OffsetDeleteResponse_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetDeleteResponseTopic]
         f = "error_code"
         (v_error_code, v_throttle_time_ms) = _S_hi.unpack_from(buf, pos)
         pos += 6
@@ -122,8 +125,8 @@ def _d_OffsetDeleteResponse_0(buf: memoryview, pos: int) -> tuple[OffsetDeleteRe
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetDeleteResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetDeleteResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetDeleteResponse)
         o.error_code = v_error_code
         o.throttle_time_ms = v_throttle_time_ms
@@ -143,16 +146,16 @@ def _e_OffsetDeleteResponseTopic_0(o: OffsetDeleteResponseTopic, out: list[Any])
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetDeleteResponsePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetDeleteResponsePartition_0(x_partitions, out)
 
 
 def _e_OffsetDeleteResponse_0(o: OffsetDeleteResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_hi.pack(o.error_code, o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetDeleteResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetDeleteResponseTopic_0(x_topics, out)
 
 
 OffsetDeleteResponse._DECODERS = (_d_OffsetDeleteResponse_0,)

@@ -7,6 +7,7 @@ from struct import Struct
 from typing import Any, ClassVar
 from uuid import UUID
 
+from kafkapy.protocol.errors import EncodeError
 from kafkapy.protocol.primitives import (
     ARRAY_STRUCTS,
     COMPACT_ARRAY_STRUCTS,
@@ -120,6 +121,8 @@ class OffsetFetchRequest(Message):
 def _d_OffsetFetchRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partition_indexes"
@@ -141,14 +144,16 @@ def _d_OffsetFetchRequestTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetch
 def _d_OffsetFetchRequest_0(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[OffsetFetchRequestTopic] | None
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchRequestTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetFetchRequestTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetFetchRequest)
         o.group_id = v_group_id
         o.topics = v_topics
@@ -163,6 +168,8 @@ def _d_OffsetFetchRequest_0(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
 def _d_OffsetFetchRequest_2(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[OffsetFetchRequestTopic] | None
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "topics"
@@ -172,8 +179,8 @@ def _d_OffsetFetchRequest_2(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_OffsetFetchRequestTopic_0(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_OffsetFetchRequestTopic_0(buf, pos)
+                v_topics.append(item_topics)
         o = NEW(OffsetFetchRequest)
         o.group_id = v_group_id
         o.topics = v_topics
@@ -188,6 +195,8 @@ def _d_OffsetFetchRequest_2(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
 def _d_OffsetFetchRequestTopic_6(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
@@ -221,6 +230,8 @@ def _d_OffsetFetchRequestTopic_6(buf: memoryview, pos: int) -> tuple[OffsetFetch
 def _d_OffsetFetchRequest_6(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[OffsetFetchRequestTopic] | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "topics"
@@ -230,8 +241,8 @@ def _d_OffsetFetchRequest_6(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_OffsetFetchRequestTopic_6(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_OffsetFetchRequestTopic_6(buf, pos)
+                v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -258,6 +269,8 @@ def _d_OffsetFetchRequest_6(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
 def _d_OffsetFetchRequest_7(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[OffsetFetchRequestTopic] | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "topics"
@@ -267,8 +280,8 @@ def _d_OffsetFetchRequest_7(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_OffsetFetchRequestTopic_6(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_OffsetFetchRequestTopic_6(buf, pos)
+                v_topics.append(item_topics)
         f = "require_stable"
         (v_require_stable,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -298,6 +311,8 @@ def _d_OffsetFetchRequest_7(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
 def _d_OffsetFetchRequestTopics_8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestTopics, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
@@ -331,6 +346,8 @@ def _d_OffsetFetchRequestTopics_8(buf: memoryview, pos: int) -> tuple[OffsetFetc
 def _d_OffsetFetchRequestGroup_8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[OffsetFetchRequestTopics] | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "topics"
@@ -340,8 +357,8 @@ def _d_OffsetFetchRequestGroup_8(buf: memoryview, pos: int) -> tuple[OffsetFetch
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_OffsetFetchRequestTopics_8(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_OffsetFetchRequestTopics_8(buf, pos)
+                v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -368,12 +385,13 @@ def _d_OffsetFetchRequestGroup_8(buf: memoryview, pos: int) -> tuple[OffsetFetch
 def _d_OffsetFetchRequest_8(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
     f = ""
     try:
+        v_groups: list[OffsetFetchRequestGroup]
         f = "groups"
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchRequestGroup_8(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_OffsetFetchRequestGroup_8(buf, pos)
+            v_groups.append(item_groups)
         f = "require_stable"
         (v_require_stable,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -403,6 +421,9 @@ def _d_OffsetFetchRequest_8(buf: memoryview, pos: int) -> tuple[OffsetFetchReque
 def _d_OffsetFetchRequestGroup_9(buf: memoryview, pos: int) -> tuple[OffsetFetchRequestGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str | None
+        v_topics: list[OffsetFetchRequestTopics] | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "member_id"
@@ -417,8 +438,8 @@ def _d_OffsetFetchRequestGroup_9(buf: memoryview, pos: int) -> tuple[OffsetFetch
         else:
             v_topics = []
             for _ in range(n):
-                item, pos = _d_OffsetFetchRequestTopics_8(buf, pos)
-                v_topics.append(item)
+                item_topics, pos = _d_OffsetFetchRequestTopics_8(buf, pos)
+                v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -445,12 +466,13 @@ def _d_OffsetFetchRequestGroup_9(buf: memoryview, pos: int) -> tuple[OffsetFetch
 def _d_OffsetFetchRequest_9(buf: memoryview, pos: int) -> tuple[OffsetFetchRequest, int]:
     f = ""
     try:
+        v_groups: list[OffsetFetchRequestGroup]
         f = "groups"
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchRequestGroup_9(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_OffsetFetchRequestGroup_9(buf, pos)
+            v_groups.append(item_groups)
         f = "require_stable"
         (v_require_stable,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -487,9 +509,11 @@ def _e_OffsetFetchRequestTopic_0(o: OffsetFetchRequestTopic, out: list[Any]) -> 
 def _e_OffsetFetchRequest_0(o: OffsetFetchRequest, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.group_id))
+    if o.topics is None:
+        raise EncodeError("OffsetFetchRequest.topics is null in a version where it is not nullable")
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetFetchRequestTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetFetchRequestTopic_0(x_topics, out)
 
 
 def _e_OffsetFetchRequest_2(o: OffsetFetchRequest, out: list[Any]) -> None:
@@ -499,8 +523,8 @@ def _e_OffsetFetchRequest_2(o: OffsetFetchRequest, out: list[Any]) -> None:
         a(b"\xff\xff\xff\xff")
     else:
         a(INT32.pack(len(o.topics)))
-        for x in o.topics:
-            _e_OffsetFetchRequestTopic_0(x, out)
+        for x_topics in o.topics:
+            _e_OffsetFetchRequestTopic_0(x_topics, out)
 
 
 def _e_OffsetFetchRequestTopic_6(o: OffsetFetchRequestTopic, out: list[Any]) -> None:
@@ -521,8 +545,8 @@ def _e_OffsetFetchRequest_6(o: OffsetFetchRequest, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_OffsetFetchRequestTopic_6(x, out)
+        for x_topics in o.topics:
+            _e_OffsetFetchRequestTopic_6(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -536,8 +560,8 @@ def _e_OffsetFetchRequest_7(o: OffsetFetchRequest, out: list[Any]) -> None:
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_OffsetFetchRequestTopic_6(x, out)
+        for x_topics in o.topics:
+            _e_OffsetFetchRequestTopic_6(x_topics, out)
     a(_S_o.pack(o.require_stable))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -563,8 +587,8 @@ def _e_OffsetFetchRequestGroup_8(o: OffsetFetchRequestGroup, out: list[Any]) -> 
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_OffsetFetchRequestTopics_8(x, out)
+        for x_topics in o.topics:
+            _e_OffsetFetchRequestTopics_8(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -574,8 +598,8 @@ def _e_OffsetFetchRequestGroup_8(o: OffsetFetchRequestGroup, out: list[Any]) -> 
 def _e_OffsetFetchRequest_8(o: OffsetFetchRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        _e_OffsetFetchRequestGroup_8(x, out)
+    for x_groups in o.groups:
+        _e_OffsetFetchRequestGroup_8(x_groups, out)
     a(_S_o.pack(o.require_stable))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -592,8 +616,8 @@ def _e_OffsetFetchRequestGroup_9(o: OffsetFetchRequestGroup, out: list[Any]) -> 
         a(b"\x00")
     else:
         a(write_uvarint(len(o.topics) + 1))
-        for x in o.topics:
-            _e_OffsetFetchRequestTopics_8(x, out)
+        for x_topics in o.topics:
+            _e_OffsetFetchRequestTopics_8(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -603,8 +627,8 @@ def _e_OffsetFetchRequestGroup_9(o: OffsetFetchRequestGroup, out: list[Any]) -> 
 def _e_OffsetFetchRequest_9(o: OffsetFetchRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        _e_OffsetFetchRequestGroup_9(x, out)
+    for x_groups in o.groups:
+        _e_OffsetFetchRequestGroup_9(x_groups, out)
     a(_S_o.pack(o.require_stable))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

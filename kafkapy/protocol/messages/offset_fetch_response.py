@@ -151,6 +151,7 @@ class OffsetFetchResponse(Message):
 def _d_OffsetFetchResponsePartition_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponsePartition, int]:
     f = ""
     try:
+        v_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset) = _S_iq.unpack_from(buf, pos)
         pos += 12
@@ -174,14 +175,16 @@ def _d_OffsetFetchResponsePartition_0(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetFetchResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetFetchResponsePartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponsePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetFetchResponsePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetFetchResponseTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -194,12 +197,13 @@ def _d_OffsetFetchResponseTopic_0(buf: memoryview, pos: int) -> tuple[OffsetFetc
 def _d_OffsetFetchResponse_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetFetchResponseTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetFetchResponse)
         o.throttle_time_ms = 0
         o.topics = v_topics
@@ -214,12 +218,13 @@ def _d_OffsetFetchResponse_0(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
 def _d_OffsetFetchResponse_2(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetFetchResponseTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -237,6 +242,7 @@ def _d_OffsetFetchResponse_2(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
 def _d_OffsetFetchResponse_3(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetFetchResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -244,8 +250,8 @@ def _d_OffsetFetchResponse_3(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetFetchResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -263,6 +269,7 @@ def _d_OffsetFetchResponse_3(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
 def _d_OffsetFetchResponsePartition_5(buf: memoryview, pos: int) -> tuple[OffsetFetchResponsePartition, int]:
     f = ""
     try:
+        v_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset, v_committed_leader_epoch) = _S_iqi.unpack_from(buf, pos)
         pos += 16
@@ -286,14 +293,16 @@ def _d_OffsetFetchResponsePartition_5(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetFetchResponseTopic_5(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetFetchResponsePartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponsePartition_5(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetFetchResponsePartition_5(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetFetchResponseTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -306,6 +315,7 @@ def _d_OffsetFetchResponseTopic_5(buf: memoryview, pos: int) -> tuple[OffsetFetc
 def _d_OffsetFetchResponse_5(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetFetchResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -313,8 +323,8 @@ def _d_OffsetFetchResponse_5(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponseTopic_5(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetFetchResponseTopic_5(buf, pos)
+            v_topics.append(item_topics)
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -332,6 +342,7 @@ def _d_OffsetFetchResponse_5(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
 def _d_OffsetFetchResponsePartition_6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponsePartition, int]:
     f = ""
     try:
+        v_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset, v_committed_leader_epoch) = _S_iqi.unpack_from(buf, pos)
         pos += 16
@@ -367,14 +378,16 @@ def _d_OffsetFetchResponsePartition_6(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetFetchResponseTopic_6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetFetchResponsePartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponsePartition_6(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetFetchResponsePartition_6(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -399,6 +412,7 @@ def _d_OffsetFetchResponseTopic_6(buf: memoryview, pos: int) -> tuple[OffsetFetc
 def _d_OffsetFetchResponse_6(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetFetchResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -406,8 +420,8 @@ def _d_OffsetFetchResponse_6(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponseTopic_6(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetFetchResponseTopic_6(buf, pos)
+            v_topics.append(item_topics)
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -437,6 +451,7 @@ def _d_OffsetFetchResponse_6(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
 def _d_OffsetFetchResponsePartitions_8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponsePartitions, int]:
     f = ""
     try:
+        v_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset, v_committed_leader_epoch) = _S_iqi.unpack_from(buf, pos)
         pos += 16
@@ -472,14 +487,16 @@ def _d_OffsetFetchResponsePartitions_8(buf: memoryview, pos: int) -> tuple[Offse
 def _d_OffsetFetchResponseTopics_8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseTopics, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[OffsetFetchResponsePartitions]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponsePartitions_8(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetFetchResponsePartitions_8(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -504,14 +521,16 @@ def _d_OffsetFetchResponseTopics_8(buf: memoryview, pos: int) -> tuple[OffsetFet
 def _d_OffsetFetchResponseGroup_8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponseGroup, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[OffsetFetchResponseTopics]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponseTopics_8(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetFetchResponseTopics_8(buf, pos)
+            v_topics.append(item_topics)
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -540,6 +559,7 @@ def _d_OffsetFetchResponseGroup_8(buf: memoryview, pos: int) -> tuple[OffsetFetc
 def _d_OffsetFetchResponse_8(buf: memoryview, pos: int) -> tuple[OffsetFetchResponse, int]:
     f = ""
     try:
+        v_groups: list[OffsetFetchResponseGroup]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -547,8 +567,8 @@ def _d_OffsetFetchResponse_8(buf: memoryview, pos: int) -> tuple[OffsetFetchResp
         n, pos = read_compact_array_count(buf, pos)
         v_groups = []
         for _ in range(n):
-            item, pos = _d_OffsetFetchResponseGroup_8(buf, pos)
-            v_groups.append(item)
+            item_groups, pos = _d_OffsetFetchResponseGroup_8(buf, pos)
+            v_groups.append(item_groups)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -583,22 +603,22 @@ def _e_OffsetFetchResponseTopic_0(o: OffsetFetchResponseTopic, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetFetchResponsePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetFetchResponsePartition_0(x_partitions, out)
 
 
 def _e_OffsetFetchResponse_0(o: OffsetFetchResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetFetchResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetFetchResponseTopic_0(x_topics, out)
 
 
 def _e_OffsetFetchResponse_2(o: OffsetFetchResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetFetchResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetFetchResponseTopic_0(x_topics, out)
     a(_S_h.pack(o.error_code))
 
 
@@ -606,8 +626,8 @@ def _e_OffsetFetchResponse_3(o: OffsetFetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetFetchResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetFetchResponseTopic_0(x_topics, out)
     a(_S_h.pack(o.error_code))
 
 
@@ -622,16 +642,16 @@ def _e_OffsetFetchResponseTopic_5(o: OffsetFetchResponseTopic, out: list[Any]) -
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetFetchResponsePartition_5(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetFetchResponsePartition_5(x_partitions, out)
 
 
 def _e_OffsetFetchResponse_5(o: OffsetFetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetFetchResponseTopic_5(x, out)
+    for x_topics in o.topics:
+        _e_OffsetFetchResponseTopic_5(x_topics, out)
     a(_S_h.pack(o.error_code))
 
 
@@ -650,8 +670,8 @@ def _e_OffsetFetchResponseTopic_6(o: OffsetFetchResponseTopic, out: list[Any]) -
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_OffsetFetchResponsePartition_6(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetFetchResponsePartition_6(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -662,8 +682,8 @@ def _e_OffsetFetchResponse_6(o: OffsetFetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_OffsetFetchResponseTopic_6(x, out)
+    for x_topics in o.topics:
+        _e_OffsetFetchResponseTopic_6(x_topics, out)
     a(_S_h.pack(o.error_code))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -686,8 +706,8 @@ def _e_OffsetFetchResponseTopics_8(o: OffsetFetchResponseTopics, out: list[Any])
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_OffsetFetchResponsePartitions_8(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetFetchResponsePartitions_8(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -698,8 +718,8 @@ def _e_OffsetFetchResponseGroup_8(o: OffsetFetchResponseGroup, out: list[Any]) -
     a = out.append
     a(write_compact_string(o.group_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_OffsetFetchResponseTopics_8(x, out)
+    for x_topics in o.topics:
+        _e_OffsetFetchResponseTopics_8(x_topics, out)
     a(_S_h.pack(o.error_code))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -711,8 +731,8 @@ def _e_OffsetFetchResponse_8(o: OffsetFetchResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.groups) + 1))
-    for x in o.groups:
-        _e_OffsetFetchResponseGroup_8(x, out)
+    for x_groups in o.groups:
+        _e_OffsetFetchResponseGroup_8(x_groups, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

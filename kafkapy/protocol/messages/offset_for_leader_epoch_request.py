@@ -104,14 +104,16 @@ def _d_OffsetForLeaderPartition_0(buf: memoryview, pos: int) -> tuple[OffsetForL
 def _d_OffsetForLeaderTopic_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[OffsetForLeaderPartition]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetForLeaderPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetForLeaderTopic)
         o.topic = v_topic
         o.partitions = v_partitions
@@ -124,12 +126,13 @@ def _d_OffsetForLeaderTopic_0(buf: memoryview, pos: int) -> tuple[OffsetForLeade
 def _d_OffsetForLeaderEpochRequest_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochRequest, int]:
     f = ""
     try:
+        v_topics: list[OffsetForLeaderTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetForLeaderTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetForLeaderEpochRequest)
         o.replica_id = -2
         o.topics = v_topics
@@ -158,14 +161,16 @@ def _d_OffsetForLeaderPartition_2(buf: memoryview, pos: int) -> tuple[OffsetForL
 def _d_OffsetForLeaderTopic_2(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[OffsetForLeaderPartition]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderPartition_2(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetForLeaderPartition_2(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetForLeaderTopic)
         o.topic = v_topic
         o.partitions = v_partitions
@@ -178,12 +183,13 @@ def _d_OffsetForLeaderTopic_2(buf: memoryview, pos: int) -> tuple[OffsetForLeade
 def _d_OffsetForLeaderEpochRequest_2(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochRequest, int]:
     f = ""
     try:
+        v_topics: list[OffsetForLeaderTopic]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderTopic_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetForLeaderTopic_2(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetForLeaderEpochRequest)
         o.replica_id = -2
         o.topics = v_topics
@@ -196,6 +202,7 @@ def _d_OffsetForLeaderEpochRequest_2(buf: memoryview, pos: int) -> tuple[OffsetF
 def _d_OffsetForLeaderEpochRequest_3(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochRequest, int]:
     f = ""
     try:
+        v_topics: list[OffsetForLeaderTopic]
         f = "replica_id"
         (v_replica_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -203,8 +210,8 @@ def _d_OffsetForLeaderEpochRequest_3(buf: memoryview, pos: int) -> tuple[OffsetF
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderTopic_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetForLeaderTopic_2(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetForLeaderEpochRequest)
         o.replica_id = v_replica_id
         o.topics = v_topics
@@ -245,14 +252,16 @@ def _d_OffsetForLeaderPartition_4(buf: memoryview, pos: int) -> tuple[OffsetForL
 def _d_OffsetForLeaderTopic_4(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopic, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[OffsetForLeaderPartition]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderPartition_4(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_OffsetForLeaderPartition_4(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -277,6 +286,7 @@ def _d_OffsetForLeaderTopic_4(buf: memoryview, pos: int) -> tuple[OffsetForLeade
 def _d_OffsetForLeaderEpochRequest_4(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochRequest, int]:
     f = ""
     try:
+        v_topics: list[OffsetForLeaderTopic]
         f = "replica_id"
         (v_replica_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -284,8 +294,8 @@ def _d_OffsetForLeaderEpochRequest_4(buf: memoryview, pos: int) -> tuple[OffsetF
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderTopic_4(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetForLeaderTopic_4(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -316,15 +326,15 @@ def _e_OffsetForLeaderTopic_0(o: OffsetForLeaderTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetForLeaderPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetForLeaderPartition_0(x_partitions, out)
 
 
 def _e_OffsetForLeaderEpochRequest_0(o: OffsetForLeaderEpochRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetForLeaderTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetForLeaderTopic_0(x_topics, out)
 
 
 def _e_OffsetForLeaderPartition_2(o: OffsetForLeaderPartition, out: list[Any]) -> None:
@@ -336,23 +346,23 @@ def _e_OffsetForLeaderTopic_2(o: OffsetForLeaderTopic, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_OffsetForLeaderPartition_2(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetForLeaderPartition_2(x_partitions, out)
 
 
 def _e_OffsetForLeaderEpochRequest_2(o: OffsetForLeaderEpochRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetForLeaderTopic_2(x, out)
+    for x_topics in o.topics:
+        _e_OffsetForLeaderTopic_2(x_topics, out)
 
 
 def _e_OffsetForLeaderEpochRequest_3(o: OffsetForLeaderEpochRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.replica_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetForLeaderTopic_2(x, out)
+    for x_topics in o.topics:
+        _e_OffsetForLeaderTopic_2(x_topics, out)
 
 
 def _e_OffsetForLeaderPartition_4(o: OffsetForLeaderPartition, out: list[Any]) -> None:
@@ -368,8 +378,8 @@ def _e_OffsetForLeaderTopic_4(o: OffsetForLeaderTopic, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_OffsetForLeaderPartition_4(x, out)
+    for x_partitions in o.partitions:
+        _e_OffsetForLeaderPartition_4(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -380,8 +390,8 @@ def _e_OffsetForLeaderEpochRequest_4(o: OffsetForLeaderEpochRequest, out: list[A
     a = out.append
     a(_S_i.pack(o.replica_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_OffsetForLeaderTopic_4(x, out)
+    for x_topics in o.topics:
+        _e_OffsetForLeaderTopic_4(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

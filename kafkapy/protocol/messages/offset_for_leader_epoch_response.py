@@ -107,14 +107,16 @@ def _d_EpochEndOffset_0(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]
 def _d_OffsetForLeaderTopicResult_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopicResult, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[EpochEndOffset]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_EpochEndOffset_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_EpochEndOffset_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetForLeaderTopicResult)
         o.topic = v_topic
         o.partitions = v_partitions
@@ -127,12 +129,13 @@ def _d_OffsetForLeaderTopicResult_0(buf: memoryview, pos: int) -> tuple[OffsetFo
 def _d_OffsetForLeaderEpochResponse_0(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetForLeaderTopicResult]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderTopicResult_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetForLeaderTopicResult_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetForLeaderEpochResponse)
         o.throttle_time_ms = 0
         o.topics = v_topics
@@ -162,14 +165,16 @@ def _d_EpochEndOffset_1(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]
 def _d_OffsetForLeaderTopicResult_1(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopicResult, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[EpochEndOffset]
         f = "topic"
         v_topic, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_EpochEndOffset_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_EpochEndOffset_1(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(OffsetForLeaderTopicResult)
         o.topic = v_topic
         o.partitions = v_partitions
@@ -182,12 +187,13 @@ def _d_OffsetForLeaderTopicResult_1(buf: memoryview, pos: int) -> tuple[OffsetFo
 def _d_OffsetForLeaderEpochResponse_1(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetForLeaderTopicResult]
         f = "topics"
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderTopicResult_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetForLeaderTopicResult_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetForLeaderEpochResponse)
         o.throttle_time_ms = 0
         o.topics = v_topics
@@ -200,6 +206,7 @@ def _d_OffsetForLeaderEpochResponse_1(buf: memoryview, pos: int) -> tuple[Offset
 def _d_OffsetForLeaderEpochResponse_2(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetForLeaderTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -207,8 +214,8 @@ def _d_OffsetForLeaderEpochResponse_2(buf: memoryview, pos: int) -> tuple[Offset
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderTopicResult_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetForLeaderTopicResult_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(OffsetForLeaderEpochResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.topics = v_topics
@@ -250,14 +257,16 @@ def _d_EpochEndOffset_4(buf: memoryview, pos: int) -> tuple[EpochEndOffset, int]
 def _d_OffsetForLeaderTopicResult_4(buf: memoryview, pos: int) -> tuple[OffsetForLeaderTopicResult, int]:
     f = ""
     try:
+        v_topic: str
+        v_partitions: list[EpochEndOffset]
         f = "topic"
         v_topic, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_EpochEndOffset_4(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_EpochEndOffset_4(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -282,6 +291,7 @@ def _d_OffsetForLeaderTopicResult_4(buf: memoryview, pos: int) -> tuple[OffsetFo
 def _d_OffsetForLeaderEpochResponse_4(buf: memoryview, pos: int) -> tuple[OffsetForLeaderEpochResponse, int]:
     f = ""
     try:
+        v_topics: list[OffsetForLeaderTopicResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -289,8 +299,8 @@ def _d_OffsetForLeaderEpochResponse_4(buf: memoryview, pos: int) -> tuple[Offset
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_OffsetForLeaderTopicResult_4(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_OffsetForLeaderTopicResult_4(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -321,15 +331,15 @@ def _e_OffsetForLeaderTopicResult_0(o: OffsetForLeaderTopicResult, out: list[Any
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_EpochEndOffset_0(x, out)
+    for x_partitions in o.partitions:
+        _e_EpochEndOffset_0(x_partitions, out)
 
 
 def _e_OffsetForLeaderEpochResponse_0(o: OffsetForLeaderEpochResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetForLeaderTopicResult_0(x, out)
+    for x_topics in o.topics:
+        _e_OffsetForLeaderTopicResult_0(x_topics, out)
 
 
 def _e_EpochEndOffset_1(o: EpochEndOffset, out: list[Any]) -> None:
@@ -341,23 +351,23 @@ def _e_OffsetForLeaderTopicResult_1(o: OffsetForLeaderTopicResult, out: list[Any
     a = out.append
     a(write_string(o.topic))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_EpochEndOffset_1(x, out)
+    for x_partitions in o.partitions:
+        _e_EpochEndOffset_1(x_partitions, out)
 
 
 def _e_OffsetForLeaderEpochResponse_1(o: OffsetForLeaderEpochResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetForLeaderTopicResult_1(x, out)
+    for x_topics in o.topics:
+        _e_OffsetForLeaderTopicResult_1(x_topics, out)
 
 
 def _e_OffsetForLeaderEpochResponse_2(o: OffsetForLeaderEpochResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_OffsetForLeaderTopicResult_1(x, out)
+    for x_topics in o.topics:
+        _e_OffsetForLeaderTopicResult_1(x_topics, out)
 
 
 def _e_EpochEndOffset_4(o: EpochEndOffset, out: list[Any]) -> None:
@@ -373,8 +383,8 @@ def _e_OffsetForLeaderTopicResult_4(o: OffsetForLeaderTopicResult, out: list[Any
     a = out.append
     a(write_compact_string(o.topic))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_EpochEndOffset_4(x, out)
+    for x_partitions in o.partitions:
+        _e_EpochEndOffset_4(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -385,8 +395,8 @@ def _e_OffsetForLeaderEpochResponse_4(o: OffsetForLeaderEpochResponse, out: list
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_OffsetForLeaderTopicResult_4(x, out)
+    for x_topics in o.topics:
+        _e_OffsetForLeaderTopicResult_4(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -97,6 +97,7 @@ class ProduceRequest(Message):
 def _d_PartitionProduceData_0(buf: memoryview, pos: int) -> tuple[PartitionProduceData, int]:
     f = ""
     try:
+        v_records: Any | None
         f = "index"
         (v_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -114,14 +115,16 @@ def _d_PartitionProduceData_0(buf: memoryview, pos: int) -> tuple[PartitionProdu
 def _d_TopicProduceData_0(buf: memoryview, pos: int) -> tuple[TopicProduceData, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_data: list[PartitionProduceData]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partition_data"
         n, pos = read_array_count(buf, pos)
         v_partition_data = []
         for _ in range(n):
-            item, pos = _d_PartitionProduceData_0(buf, pos)
-            v_partition_data.append(item)
+            item_partition_data, pos = _d_PartitionProduceData_0(buf, pos)
+            v_partition_data.append(item_partition_data)
         o = NEW(TopicProduceData)
         o.name = v_name
         o.partition_data = v_partition_data
@@ -134,6 +137,7 @@ def _d_TopicProduceData_0(buf: memoryview, pos: int) -> tuple[TopicProduceData, 
 def _d_ProduceRequest_0(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
     f = ""
     try:
+        v_topic_data: list[TopicProduceData]
         f = "acks"
         (v_acks, v_timeout_ms) = _S_hi.unpack_from(buf, pos)
         pos += 6
@@ -141,8 +145,8 @@ def _d_ProduceRequest_0(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
         n, pos = read_array_count(buf, pos)
         v_topic_data = []
         for _ in range(n):
-            item, pos = _d_TopicProduceData_0(buf, pos)
-            v_topic_data.append(item)
+            item_topic_data, pos = _d_TopicProduceData_0(buf, pos)
+            v_topic_data.append(item_topic_data)
         o = NEW(ProduceRequest)
         o.transactional_id = None
         o.acks = v_acks
@@ -157,6 +161,8 @@ def _d_ProduceRequest_0(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
 def _d_ProduceRequest_3(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
     f = ""
     try:
+        v_transactional_id: str | None
+        v_topic_data: list[TopicProduceData]
         f = "transactional_id"
         v_transactional_id, pos = read_nullable_string(buf, pos)
         f = "acks"
@@ -166,8 +172,8 @@ def _d_ProduceRequest_3(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
         n, pos = read_array_count(buf, pos)
         v_topic_data = []
         for _ in range(n):
-            item, pos = _d_TopicProduceData_0(buf, pos)
-            v_topic_data.append(item)
+            item_topic_data, pos = _d_TopicProduceData_0(buf, pos)
+            v_topic_data.append(item_topic_data)
         o = NEW(ProduceRequest)
         o.transactional_id = v_transactional_id
         o.acks = v_acks
@@ -182,6 +188,7 @@ def _d_ProduceRequest_3(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
 def _d_PartitionProduceData_9(buf: memoryview, pos: int) -> tuple[PartitionProduceData, int]:
     f = ""
     try:
+        v_records: Any | None
         f = "index"
         (v_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -211,14 +218,16 @@ def _d_PartitionProduceData_9(buf: memoryview, pos: int) -> tuple[PartitionProdu
 def _d_TopicProduceData_9(buf: memoryview, pos: int) -> tuple[TopicProduceData, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_data: list[PartitionProduceData]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_data"
         n, pos = read_compact_array_count(buf, pos)
         v_partition_data = []
         for _ in range(n):
-            item, pos = _d_PartitionProduceData_9(buf, pos)
-            v_partition_data.append(item)
+            item_partition_data, pos = _d_PartitionProduceData_9(buf, pos)
+            v_partition_data.append(item_partition_data)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -243,6 +252,8 @@ def _d_TopicProduceData_9(buf: memoryview, pos: int) -> tuple[TopicProduceData, 
 def _d_ProduceRequest_9(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]:
     f = ""
     try:
+        v_transactional_id: str | None
+        v_topic_data: list[TopicProduceData]
         f = "transactional_id"
         v_transactional_id, pos = read_compact_nullable_string(buf, pos)
         f = "acks"
@@ -252,8 +263,8 @@ def _d_ProduceRequest_9(buf: memoryview, pos: int) -> tuple[ProduceRequest, int]
         n, pos = read_compact_array_count(buf, pos)
         v_topic_data = []
         for _ in range(n):
-            item, pos = _d_TopicProduceData_9(buf, pos)
-            v_topic_data.append(item)
+            item_topic_data, pos = _d_TopicProduceData_9(buf, pos)
+            v_topic_data.append(item_topic_data)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -287,16 +298,16 @@ def _e_TopicProduceData_0(o: TopicProduceData, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partition_data)))
-    for x in o.partition_data:
-        _e_PartitionProduceData_0(x, out)
+    for x_partition_data in o.partition_data:
+        _e_PartitionProduceData_0(x_partition_data, out)
 
 
 def _e_ProduceRequest_0(o: ProduceRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_hi.pack(o.acks, o.timeout_ms))
     a(INT32.pack(len(o.topic_data)))
-    for x in o.topic_data:
-        _e_TopicProduceData_0(x, out)
+    for x_topic_data in o.topic_data:
+        _e_TopicProduceData_0(x_topic_data, out)
 
 
 def _e_ProduceRequest_3(o: ProduceRequest, out: list[Any]) -> None:
@@ -304,8 +315,8 @@ def _e_ProduceRequest_3(o: ProduceRequest, out: list[Any]) -> None:
     a(write_nullable_string(o.transactional_id))
     a(_S_hi.pack(o.acks, o.timeout_ms))
     a(INT32.pack(len(o.topic_data)))
-    for x in o.topic_data:
-        _e_TopicProduceData_0(x, out)
+    for x_topic_data in o.topic_data:
+        _e_TopicProduceData_0(x_topic_data, out)
 
 
 def _e_PartitionProduceData_9(o: PartitionProduceData, out: list[Any]) -> None:
@@ -322,8 +333,8 @@ def _e_TopicProduceData_9(o: TopicProduceData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partition_data) + 1))
-    for x in o.partition_data:
-        _e_PartitionProduceData_9(x, out)
+    for x_partition_data in o.partition_data:
+        _e_PartitionProduceData_9(x_partition_data, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -335,8 +346,8 @@ def _e_ProduceRequest_9(o: ProduceRequest, out: list[Any]) -> None:
     a(write_compact_nullable_string(o.transactional_id))
     a(_S_hi.pack(o.acks, o.timeout_ms))
     a(write_uvarint(len(o.topic_data) + 1))
-    for x in o.topic_data:
-        _e_TopicProduceData_9(x, out)
+    for x_topic_data in o.topic_data:
+        _e_TopicProduceData_9(x_topic_data, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

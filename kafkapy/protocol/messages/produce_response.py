@@ -173,14 +173,16 @@ def _d_PartitionProduceResponse_0(buf: memoryview, pos: int) -> tuple[PartitionP
 def _d_TopicProduceResponse_0(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_responses: list[PartitionProduceResponse]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partition_responses"
         n, pos = read_array_count(buf, pos)
         v_partition_responses = []
         for _ in range(n):
-            item, pos = _d_PartitionProduceResponse_0(buf, pos)
-            v_partition_responses.append(item)
+            item_partition_responses, pos = _d_PartitionProduceResponse_0(buf, pos)
+            v_partition_responses.append(item_partition_responses)
         o = NEW(TopicProduceResponse)
         o.name = v_name
         o.partition_responses = v_partition_responses
@@ -193,12 +195,13 @@ def _d_TopicProduceResponse_0(buf: memoryview, pos: int) -> tuple[TopicProduceRe
 def _d_ProduceResponse_0(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
     f = ""
     try:
+        v_responses: list[TopicProduceResponse]
         f = "responses"
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_TopicProduceResponse_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_TopicProduceResponse_0(buf, pos)
+            v_responses.append(item_responses)
         o = NEW(ProduceResponse)
         o.responses = v_responses
         o.throttle_time_ms = 0
@@ -212,12 +215,13 @@ def _d_ProduceResponse_0(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
 def _d_ProduceResponse_1(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
     f = ""
     try:
+        v_responses: list[TopicProduceResponse]
         f = "responses"
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_TopicProduceResponse_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_TopicProduceResponse_0(buf, pos)
+            v_responses.append(item_responses)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -255,14 +259,16 @@ def _d_PartitionProduceResponse_2(buf: memoryview, pos: int) -> tuple[PartitionP
 def _d_TopicProduceResponse_2(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_responses: list[PartitionProduceResponse]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partition_responses"
         n, pos = read_array_count(buf, pos)
         v_partition_responses = []
         for _ in range(n):
-            item, pos = _d_PartitionProduceResponse_2(buf, pos)
-            v_partition_responses.append(item)
+            item_partition_responses, pos = _d_PartitionProduceResponse_2(buf, pos)
+            v_partition_responses.append(item_partition_responses)
         o = NEW(TopicProduceResponse)
         o.name = v_name
         o.partition_responses = v_partition_responses
@@ -275,12 +281,13 @@ def _d_TopicProduceResponse_2(buf: memoryview, pos: int) -> tuple[TopicProduceRe
 def _d_ProduceResponse_2(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
     f = ""
     try:
+        v_responses: list[TopicProduceResponse]
         f = "responses"
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_TopicProduceResponse_2(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_TopicProduceResponse_2(buf, pos)
+            v_responses.append(item_responses)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -318,14 +325,16 @@ def _d_PartitionProduceResponse_5(buf: memoryview, pos: int) -> tuple[PartitionP
 def _d_TopicProduceResponse_5(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_responses: list[PartitionProduceResponse]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partition_responses"
         n, pos = read_array_count(buf, pos)
         v_partition_responses = []
         for _ in range(n):
-            item, pos = _d_PartitionProduceResponse_5(buf, pos)
-            v_partition_responses.append(item)
+            item_partition_responses, pos = _d_PartitionProduceResponse_5(buf, pos)
+            v_partition_responses.append(item_partition_responses)
         o = NEW(TopicProduceResponse)
         o.name = v_name
         o.partition_responses = v_partition_responses
@@ -338,12 +347,13 @@ def _d_TopicProduceResponse_5(buf: memoryview, pos: int) -> tuple[TopicProduceRe
 def _d_ProduceResponse_5(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
     f = ""
     try:
+        v_responses: list[TopicProduceResponse]
         f = "responses"
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_TopicProduceResponse_5(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_TopicProduceResponse_5(buf, pos)
+            v_responses.append(item_responses)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -360,6 +370,7 @@ def _d_ProduceResponse_5(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
 def _d_BatchIndexAndErrorMessage_8(buf: memoryview, pos: int) -> tuple[BatchIndexAndErrorMessage, int]:
     f = ""
     try:
+        v_batch_index_error_message: str | None
         f = "batch_index"
         (v_batch_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -377,6 +388,8 @@ def _d_BatchIndexAndErrorMessage_8(buf: memoryview, pos: int) -> tuple[BatchInde
 def _d_PartitionProduceResponse_8(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
     f = ""
     try:
+        v_record_errors: list[BatchIndexAndErrorMessage]
+        v_error_message: str | None
         f = "index"
         (v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset) = _S_ihqqq.unpack_from(buf, pos)
         pos += 30
@@ -384,8 +397,8 @@ def _d_PartitionProduceResponse_8(buf: memoryview, pos: int) -> tuple[PartitionP
         n, pos = read_array_count(buf, pos)
         v_record_errors = []
         for _ in range(n):
-            item, pos = _d_BatchIndexAndErrorMessage_8(buf, pos)
-            v_record_errors.append(item)
+            item_record_errors, pos = _d_BatchIndexAndErrorMessage_8(buf, pos)
+            v_record_errors.append(item_record_errors)
         f = "error_message"
         v_error_message, pos = read_nullable_string(buf, pos)
         o = NEW(PartitionProduceResponse)
@@ -406,14 +419,16 @@ def _d_PartitionProduceResponse_8(buf: memoryview, pos: int) -> tuple[PartitionP
 def _d_TopicProduceResponse_8(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_responses: list[PartitionProduceResponse]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partition_responses"
         n, pos = read_array_count(buf, pos)
         v_partition_responses = []
         for _ in range(n):
-            item, pos = _d_PartitionProduceResponse_8(buf, pos)
-            v_partition_responses.append(item)
+            item_partition_responses, pos = _d_PartitionProduceResponse_8(buf, pos)
+            v_partition_responses.append(item_partition_responses)
         o = NEW(TopicProduceResponse)
         o.name = v_name
         o.partition_responses = v_partition_responses
@@ -426,12 +441,13 @@ def _d_TopicProduceResponse_8(buf: memoryview, pos: int) -> tuple[TopicProduceRe
 def _d_ProduceResponse_8(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
     f = ""
     try:
+        v_responses: list[TopicProduceResponse]
         f = "responses"
         n, pos = read_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_TopicProduceResponse_8(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_TopicProduceResponse_8(buf, pos)
+            v_responses.append(item_responses)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -448,6 +464,7 @@ def _d_ProduceResponse_8(buf: memoryview, pos: int) -> tuple[ProduceResponse, in
 def _d_BatchIndexAndErrorMessage_9(buf: memoryview, pos: int) -> tuple[BatchIndexAndErrorMessage, int]:
     f = ""
     try:
+        v_batch_index_error_message: str | None
         f = "batch_index"
         (v_batch_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -477,6 +494,8 @@ def _d_BatchIndexAndErrorMessage_9(buf: memoryview, pos: int) -> tuple[BatchInde
 def _d_PartitionProduceResponse_9(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
     f = ""
     try:
+        v_record_errors: list[BatchIndexAndErrorMessage]
+        v_error_message: str | None
         f = "index"
         (v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset) = _S_ihqqq.unpack_from(buf, pos)
         pos += 30
@@ -484,8 +503,8 @@ def _d_PartitionProduceResponse_9(buf: memoryview, pos: int) -> tuple[PartitionP
         n, pos = read_compact_array_count(buf, pos)
         v_record_errors = []
         for _ in range(n):
-            item, pos = _d_BatchIndexAndErrorMessage_9(buf, pos)
-            v_record_errors.append(item)
+            item_record_errors, pos = _d_BatchIndexAndErrorMessage_9(buf, pos)
+            v_record_errors.append(item_record_errors)
         f = "error_message"
         v_error_message, pos = read_compact_nullable_string(buf, pos)
         unknown = None
@@ -518,14 +537,16 @@ def _d_PartitionProduceResponse_9(buf: memoryview, pos: int) -> tuple[PartitionP
 def _d_TopicProduceResponse_9(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_responses: list[PartitionProduceResponse]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_responses"
         n, pos = read_compact_array_count(buf, pos)
         v_partition_responses = []
         for _ in range(n):
-            item, pos = _d_PartitionProduceResponse_9(buf, pos)
-            v_partition_responses.append(item)
+            item_partition_responses, pos = _d_PartitionProduceResponse_9(buf, pos)
+            v_partition_responses.append(item_partition_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -550,12 +571,13 @@ def _d_TopicProduceResponse_9(buf: memoryview, pos: int) -> tuple[TopicProduceRe
 def _d_ProduceResponse_9(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
     f = ""
     try:
+        v_responses: list[TopicProduceResponse]
         f = "responses"
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_TopicProduceResponse_9(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_TopicProduceResponse_9(buf, pos)
+            v_responses.append(item_responses)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -611,6 +633,9 @@ def _d_LeaderIdAndEpoch_10(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch,
 def _d_PartitionProduceResponse_10(buf: memoryview, pos: int) -> tuple[PartitionProduceResponse, int]:
     f = ""
     try:
+        v_record_errors: list[BatchIndexAndErrorMessage]
+        v_error_message: str | None
+        v_current_leader: LeaderIdAndEpoch
         f = "index"
         (v_index, v_error_code, v_base_offset, v_log_append_time_ms, v_log_start_offset) = _S_ihqqq.unpack_from(buf, pos)
         pos += 30
@@ -618,8 +643,8 @@ def _d_PartitionProduceResponse_10(buf: memoryview, pos: int) -> tuple[Partition
         n, pos = read_compact_array_count(buf, pos)
         v_record_errors = []
         for _ in range(n):
-            item, pos = _d_BatchIndexAndErrorMessage_9(buf, pos)
-            v_record_errors.append(item)
+            item_record_errors, pos = _d_BatchIndexAndErrorMessage_9(buf, pos)
+            v_record_errors.append(item_record_errors)
         f = "error_message"
         v_error_message, pos = read_compact_nullable_string(buf, pos)
         v_current_leader = LeaderIdAndEpoch()
@@ -658,14 +683,16 @@ def _d_PartitionProduceResponse_10(buf: memoryview, pos: int) -> tuple[Partition
 def _d_TopicProduceResponse_10(buf: memoryview, pos: int) -> tuple[TopicProduceResponse, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_responses: list[PartitionProduceResponse]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_responses"
         n, pos = read_compact_array_count(buf, pos)
         v_partition_responses = []
         for _ in range(n):
-            item, pos = _d_PartitionProduceResponse_10(buf, pos)
-            v_partition_responses.append(item)
+            item_partition_responses, pos = _d_PartitionProduceResponse_10(buf, pos)
+            v_partition_responses.append(item_partition_responses)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -690,6 +717,8 @@ def _d_TopicProduceResponse_10(buf: memoryview, pos: int) -> tuple[TopicProduceR
 def _d_NodeEndpoint_10(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
     f = ""
     try:
+        v_host: str
+        v_rack: str | None
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -726,12 +755,14 @@ def _d_NodeEndpoint_10(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
 def _d_ProduceResponse_10(buf: memoryview, pos: int) -> tuple[ProduceResponse, int]:
     f = ""
     try:
+        v_responses: list[TopicProduceResponse]
+        v_node_endpoints: list[NodeEndpoint]
         f = "responses"
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_TopicProduceResponse_10(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_TopicProduceResponse_10(buf, pos)
+            v_responses.append(item_responses)
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -750,8 +781,8 @@ def _d_ProduceResponse_10(buf: memoryview, pos: int) -> tuple[ProduceResponse, i
                     n, pos = read_compact_array_count(tb, pos)
                     v_node_endpoints = []
                     for _ in range(n):
-                        item, pos = _d_NodeEndpoint_10(tb, pos)
-                        v_node_endpoints.append(item)
+                        item_node_endpoints, pos = _d_NodeEndpoint_10(tb, pos)
+                        v_node_endpoints.append(item_node_endpoints)
                 else:
                     if unknown is None:
                         unknown = []
@@ -776,22 +807,22 @@ def _e_TopicProduceResponse_0(o: TopicProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partition_responses)))
-    for x in o.partition_responses:
-        _e_PartitionProduceResponse_0(x, out)
+    for x_partition_responses in o.partition_responses:
+        _e_PartitionProduceResponse_0(x_partition_responses, out)
 
 
 def _e_ProduceResponse_0(o: ProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_TopicProduceResponse_0(x, out)
+    for x_responses in o.responses:
+        _e_TopicProduceResponse_0(x_responses, out)
 
 
 def _e_ProduceResponse_1(o: ProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_TopicProduceResponse_0(x, out)
+    for x_responses in o.responses:
+        _e_TopicProduceResponse_0(x_responses, out)
     a(_S_i.pack(o.throttle_time_ms))
 
 
@@ -804,15 +835,15 @@ def _e_TopicProduceResponse_2(o: TopicProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partition_responses)))
-    for x in o.partition_responses:
-        _e_PartitionProduceResponse_2(x, out)
+    for x_partition_responses in o.partition_responses:
+        _e_PartitionProduceResponse_2(x_partition_responses, out)
 
 
 def _e_ProduceResponse_2(o: ProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_TopicProduceResponse_2(x, out)
+    for x_responses in o.responses:
+        _e_TopicProduceResponse_2(x_responses, out)
     a(_S_i.pack(o.throttle_time_ms))
 
 
@@ -825,15 +856,15 @@ def _e_TopicProduceResponse_5(o: TopicProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partition_responses)))
-    for x in o.partition_responses:
-        _e_PartitionProduceResponse_5(x, out)
+    for x_partition_responses in o.partition_responses:
+        _e_PartitionProduceResponse_5(x_partition_responses, out)
 
 
 def _e_ProduceResponse_5(o: ProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_TopicProduceResponse_5(x, out)
+    for x_responses in o.responses:
+        _e_TopicProduceResponse_5(x_responses, out)
     a(_S_i.pack(o.throttle_time_ms))
 
 
@@ -847,8 +878,8 @@ def _e_PartitionProduceResponse_8(o: PartitionProduceResponse, out: list[Any]) -
     a = out.append
     a(_S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset))
     a(INT32.pack(len(o.record_errors)))
-    for x in o.record_errors:
-        _e_BatchIndexAndErrorMessage_8(x, out)
+    for x_record_errors in o.record_errors:
+        _e_BatchIndexAndErrorMessage_8(x_record_errors, out)
     a(write_nullable_string(o.error_message))
 
 
@@ -856,15 +887,15 @@ def _e_TopicProduceResponse_8(o: TopicProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partition_responses)))
-    for x in o.partition_responses:
-        _e_PartitionProduceResponse_8(x, out)
+    for x_partition_responses in o.partition_responses:
+        _e_PartitionProduceResponse_8(x_partition_responses, out)
 
 
 def _e_ProduceResponse_8(o: ProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.responses)))
-    for x in o.responses:
-        _e_TopicProduceResponse_8(x, out)
+    for x_responses in o.responses:
+        _e_TopicProduceResponse_8(x_responses, out)
     a(_S_i.pack(o.throttle_time_ms))
 
 
@@ -882,8 +913,8 @@ def _e_PartitionProduceResponse_9(o: PartitionProduceResponse, out: list[Any]) -
     a = out.append
     a(_S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset))
     a(write_uvarint(len(o.record_errors) + 1))
-    for x in o.record_errors:
-        _e_BatchIndexAndErrorMessage_9(x, out)
+    for x_record_errors in o.record_errors:
+        _e_BatchIndexAndErrorMessage_9(x_record_errors, out)
     a(write_compact_nullable_string(o.error_message))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -895,8 +926,8 @@ def _e_TopicProduceResponse_9(o: TopicProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partition_responses) + 1))
-    for x in o.partition_responses:
-        _e_PartitionProduceResponse_9(x, out)
+    for x_partition_responses in o.partition_responses:
+        _e_PartitionProduceResponse_9(x_partition_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -906,8 +937,8 @@ def _e_TopicProduceResponse_9(o: TopicProduceResponse, out: list[Any]) -> None:
 def _e_ProduceResponse_9(o: ProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_TopicProduceResponse_9(x, out)
+    for x_responses in o.responses:
+        _e_TopicProduceResponse_9(x_responses, out)
     a(_S_i.pack(o.throttle_time_ms))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -928,14 +959,15 @@ def _e_PartitionProduceResponse_10(o: PartitionProduceResponse, out: list[Any]) 
     a = out.append
     a(_S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset))
     a(write_uvarint(len(o.record_errors) + 1))
-    for x in o.record_errors:
-        _e_BatchIndexAndErrorMessage_9(x, out)
+    for x_record_errors in o.record_errors:
+        _e_BatchIndexAndErrorMessage_9(x_record_errors, out)
     a(write_compact_nullable_string(o.error_message))
     tags: list[tuple[int, bytes]] = []
-    v = o.current_leader
-    if v != LeaderIdAndEpoch():
-        sub: list[Any] = []
-        _e_LeaderIdAndEpoch_10(v, sub)
+    sub: list[Any]
+    v_current_leader = o.current_leader
+    if v_current_leader != LeaderIdAndEpoch():
+        sub = []
+        _e_LeaderIdAndEpoch_10(v_current_leader, sub)
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)
@@ -946,8 +978,8 @@ def _e_TopicProduceResponse_10(o: TopicProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partition_responses) + 1))
-    for x in o.partition_responses:
-        _e_PartitionProduceResponse_10(x, out)
+    for x_partition_responses in o.partition_responses:
+        _e_PartitionProduceResponse_10(x_partition_responses, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -969,16 +1001,17 @@ def _e_NodeEndpoint_10(o: NodeEndpoint, out: list[Any]) -> None:
 def _e_ProduceResponse_10(o: ProduceResponse, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_TopicProduceResponse_10(x, out)
+    for x_responses in o.responses:
+        _e_TopicProduceResponse_10(x_responses, out)
     a(_S_i.pack(o.throttle_time_ms))
     tags: list[tuple[int, bytes]] = []
-    v = o.node_endpoints
-    if v:
-        sub: list[Any] = []
-        sub.append(write_uvarint(len(v) + 1))
-        for x in v:
-            _e_NodeEndpoint_10(x, sub)
+    sub: list[Any]
+    v_node_endpoints = o.node_endpoints
+    if v_node_endpoints:
+        sub = []
+        sub.append(write_uvarint(len(v_node_endpoints) + 1))
+        for x_node_endpoints in v_node_endpoints:
+            _e_NodeEndpoint_10(x_node_endpoints, sub)
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

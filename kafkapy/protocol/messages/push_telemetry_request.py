@@ -57,6 +57,8 @@ class PushTelemetryRequest(Message):
 def _d_PushTelemetryRequest_0(buf: memoryview, pos: int) -> tuple[PushTelemetryRequest, int]:
     f = ""
     try:
+        v_client_instance_id: UUID
+        v_metrics: bytes
         f = "client_instance_id"
         v_client_instance_id, pos = read_uuid(buf, pos)
         f = "subscription_id"

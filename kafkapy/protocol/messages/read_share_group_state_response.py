@@ -138,6 +138,8 @@ def _d_StateBatch_0(buf: memoryview, pos: int) -> tuple[StateBatch, int]:
 def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_state_batches: list[StateBatch]
         f = "partition"
         (v_partition, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -150,8 +152,8 @@ def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, in
         n, pos = read_compact_array_count(buf, pos)
         v_state_batches = []
         for _ in range(n):
-            item, pos = _d_StateBatch_0(buf, pos)
-            v_state_batches.append(item)
+            item_state_batches, pos = _d_StateBatch_0(buf, pos)
+            v_state_batches.append(item_state_batches)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -180,14 +182,16 @@ def _d_PartitionResult_0(buf: memoryview, pos: int) -> tuple[PartitionResult, in
 def _d_ReadStateResult_0(buf: memoryview, pos: int) -> tuple[ReadStateResult, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionResult]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionResult_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionResult_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -212,12 +216,13 @@ def _d_ReadStateResult_0(buf: memoryview, pos: int) -> tuple[ReadStateResult, in
 def _d_ReadShareGroupStateResponse_0(buf: memoryview, pos: int) -> tuple[ReadShareGroupStateResponse, int]:
     f = ""
     try:
+        v_results: list[ReadStateResult]
         f = "results"
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_ReadStateResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_ReadStateResult_0(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -253,8 +258,8 @@ def _e_PartitionResult_0(o: PartitionResult, out: list[Any]) -> None:
     a(write_compact_nullable_string(o.error_message))
     a(_S_iq.pack(o.state_epoch, o.start_offset))
     a(write_uvarint(len(o.state_batches) + 1))
-    for x in o.state_batches:
-        _e_StateBatch_0(x, out)
+    for x_state_batches in o.state_batches:
+        _e_StateBatch_0(x_state_batches, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -265,8 +270,8 @@ def _e_ReadStateResult_0(o: ReadStateResult, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionResult_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionResult_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -276,8 +281,8 @@ def _e_ReadStateResult_0(o: ReadStateResult, out: list[Any]) -> None:
 def _e_ReadShareGroupStateResponse_0(o: ReadShareGroupStateResponse, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_ReadStateResult_0(x, out)
+    for x_results in o.results:
+        _e_ReadStateResult_0(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -53,6 +53,8 @@ class RemoveRaftVoterRequest(Message):
 def _d_RemoveRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[RemoveRaftVoterRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_voter_directory_id: UUID
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "voter_id"

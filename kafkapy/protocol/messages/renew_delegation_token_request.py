@@ -50,6 +50,7 @@ class RenewDelegationTokenRequest(Message):
 def _d_RenewDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[RenewDelegationTokenRequest, int]:
     f = ""
     try:
+        v_hmac: bytes
         f = "hmac"
         v_hmac, pos = read_bytes(buf, pos)
         f = "renew_period_ms"
@@ -67,6 +68,7 @@ def _d_RenewDelegationTokenRequest_0(buf: memoryview, pos: int) -> tuple[RenewDe
 def _d_RenewDelegationTokenRequest_2(buf: memoryview, pos: int) -> tuple[RenewDelegationTokenRequest, int]:
     f = ""
     try:
+        v_hmac: bytes
         f = "hmac"
         v_hmac, pos = read_compact_bytes(buf, pos)
         f = "renew_period_ms"

@@ -69,6 +69,7 @@ def _d_RequestHeader_0(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
 def _d_RequestHeader_1(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
     f = ""
     try:
+        v_client_id: str | None
         f = "request_api_key"
         (v_request_api_key, v_request_api_version, v_correlation_id) = _S_hhi.unpack_from(buf, pos)
         pos += 8
@@ -88,6 +89,7 @@ def _d_RequestHeader_1(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
 def _d_RequestHeader_2(buf: memoryview, pos: int) -> tuple[RequestHeader, int]:
     f = ""
     try:
+        v_client_id: str | None
         f = "request_api_key"
         (v_request_api_key, v_request_api_version, v_correlation_id) = _S_hhi.unpack_from(buf, pos)
         pos += 8

@@ -47,6 +47,7 @@ class SaslAuthenticateRequest(Message):
 def _d_SaslAuthenticateRequest_0(buf: memoryview, pos: int) -> tuple[SaslAuthenticateRequest, int]:
     f = ""
     try:
+        v_auth_bytes: bytes
         f = "auth_bytes"
         v_auth_bytes, pos = read_bytes(buf, pos)
         o = NEW(SaslAuthenticateRequest)
@@ -60,6 +61,7 @@ def _d_SaslAuthenticateRequest_0(buf: memoryview, pos: int) -> tuple[SaslAuthent
 def _d_SaslAuthenticateRequest_2(buf: memoryview, pos: int) -> tuple[SaslAuthenticateRequest, int]:
     f = ""
     try:
+        v_auth_bytes: bytes
         f = "auth_bytes"
         v_auth_bytes, pos = read_compact_bytes(buf, pos)
         unknown = None

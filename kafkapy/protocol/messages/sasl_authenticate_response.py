@@ -59,6 +59,8 @@ class SaslAuthenticateResponse(Message):
 def _d_SaslAuthenticateResponse_0(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_auth_bytes: bytes
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -80,6 +82,8 @@ def _d_SaslAuthenticateResponse_0(buf: memoryview, pos: int) -> tuple[SaslAuthen
 def _d_SaslAuthenticateResponse_1(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_auth_bytes: bytes
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -104,6 +108,8 @@ def _d_SaslAuthenticateResponse_1(buf: memoryview, pos: int) -> tuple[SaslAuthen
 def _d_SaslAuthenticateResponse_2(buf: memoryview, pos: int) -> tuple[SaslAuthenticateResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_auth_bytes: bytes
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2

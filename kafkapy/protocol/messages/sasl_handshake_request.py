@@ -42,6 +42,7 @@ class SaslHandshakeRequest(Message):
 def _d_SaslHandshakeRequest_0(buf: memoryview, pos: int) -> tuple[SaslHandshakeRequest, int]:
     f = ""
     try:
+        v_mechanism: str
         f = "mechanism"
         v_mechanism, pos = read_string(buf, pos)
         o = NEW(SaslHandshakeRequest)

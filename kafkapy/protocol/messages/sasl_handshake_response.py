@@ -48,6 +48,7 @@ class SaslHandshakeResponse(Message):
 def _d_SaslHandshakeResponse_0(buf: memoryview, pos: int) -> tuple[SaslHandshakeResponse, int]:
     f = ""
     try:
+        v_mechanisms: list[str]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -55,8 +56,8 @@ def _d_SaslHandshakeResponse_0(buf: memoryview, pos: int) -> tuple[SaslHandshake
         n, pos = read_array_count(buf, pos)
         v_mechanisms = []
         for _ in range(n):
-            item, pos = read_string(buf, pos)
-            v_mechanisms.append(item)
+            item_mechanisms, pos = read_string(buf, pos)
+            v_mechanisms.append(item_mechanisms)
         o = NEW(SaslHandshakeResponse)
         o.error_code = v_error_code
         o.mechanisms = v_mechanisms
@@ -70,8 +71,8 @@ def _e_SaslHandshakeResponse_0(o: SaslHandshakeResponse, out: list[Any]) -> None
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.mechanisms)))
-    for x in o.mechanisms:
-        a(write_string(x))
+    for x_mechanisms in o.mechanisms:
+        a(write_string(x_mechanisms))
 
 
 SaslHandshakeResponse._DECODERS = (_d_SaslHandshakeResponse_0, _d_SaslHandshakeResponse_0,)

@@ -110,6 +110,7 @@ class ShareAcknowledgeRequest(Message):
 def _d_AcknowledgementBatch_0(buf: memoryview, pos: int) -> tuple[AcknowledgementBatch, int]:
     f = ""
     try:
+        v_acknowledge_types: list[int]
         f = "first_offset"
         (v_first_offset, v_last_offset) = _S_qq.unpack_from(buf, pos)
         pos += 16
@@ -145,6 +146,7 @@ def _d_AcknowledgementBatch_0(buf: memoryview, pos: int) -> tuple[Acknowledgemen
 def _d_AcknowledgePartition_0(buf: memoryview, pos: int) -> tuple[AcknowledgePartition, int]:
     f = ""
     try:
+        v_acknowledgement_batches: list[AcknowledgementBatch]
         f = "partition_index"
         (v_partition_index,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -152,8 +154,8 @@ def _d_AcknowledgePartition_0(buf: memoryview, pos: int) -> tuple[AcknowledgePar
         n, pos = read_compact_array_count(buf, pos)
         v_acknowledgement_batches = []
         for _ in range(n):
-            item, pos = _d_AcknowledgementBatch_0(buf, pos)
-            v_acknowledgement_batches.append(item)
+            item_acknowledgement_batches, pos = _d_AcknowledgementBatch_0(buf, pos)
+            v_acknowledgement_batches.append(item_acknowledgement_batches)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -178,14 +180,16 @@ def _d_AcknowledgePartition_0(buf: memoryview, pos: int) -> tuple[AcknowledgePar
 def _d_AcknowledgeTopic_0(buf: memoryview, pos: int) -> tuple[AcknowledgeTopic, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[AcknowledgePartition]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_AcknowledgePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_AcknowledgePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -210,6 +214,9 @@ def _d_AcknowledgeTopic_0(buf: memoryview, pos: int) -> tuple[AcknowledgeTopic, 
 def _d_ShareAcknowledgeRequest_0(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeRequest, int]:
     f = ""
     try:
+        v_group_id: str | None
+        v_member_id: str | None
+        v_topics: list[AcknowledgeTopic]
         f = "group_id"
         v_group_id, pos = read_compact_nullable_string(buf, pos)
         f = "member_id"
@@ -221,8 +228,8 @@ def _d_ShareAcknowledgeRequest_0(buf: memoryview, pos: int) -> tuple[ShareAcknow
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_AcknowledgeTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_AcknowledgeTopic_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -261,8 +268,8 @@ def _e_AcknowledgePartition_0(o: AcknowledgePartition, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.partition_index))
     a(write_uvarint(len(o.acknowledgement_batches) + 1))
-    for x in o.acknowledgement_batches:
-        _e_AcknowledgementBatch_0(x, out)
+    for x_acknowledgement_batches in o.acknowledgement_batches:
+        _e_AcknowledgementBatch_0(x_acknowledgement_batches, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -273,8 +280,8 @@ def _e_AcknowledgeTopic_0(o: AcknowledgeTopic, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_AcknowledgePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_AcknowledgePartition_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -287,8 +294,8 @@ def _e_ShareAcknowledgeRequest_0(o: ShareAcknowledgeRequest, out: list[Any]) -> 
     a(write_compact_nullable_string(o.member_id))
     a(_S_i.pack(o.share_session_epoch))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_AcknowledgeTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_AcknowledgeTopic_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

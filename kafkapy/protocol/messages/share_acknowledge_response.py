@@ -156,6 +156,8 @@ def _d_LeaderIdAndEpoch_0(buf: memoryview, pos: int) -> tuple[LeaderIdAndEpoch, 
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_current_leader: LeaderIdAndEpoch
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -189,14 +191,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_ShareAcknowledgeTopicResponse_0(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeTopicResponse, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -221,6 +225,8 @@ def _d_ShareAcknowledgeTopicResponse_0(buf: memoryview, pos: int) -> tuple[Share
 def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
     f = ""
     try:
+        v_host: str
+        v_rack: str | None
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -257,6 +263,9 @@ def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
 def _d_ShareAcknowledgeResponse_0(buf: memoryview, pos: int) -> tuple[ShareAcknowledgeResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_responses: list[ShareAcknowledgeTopicResponse]
+        v_node_endpoints: list[NodeEndpoint]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -266,14 +275,14 @@ def _d_ShareAcknowledgeResponse_0(buf: memoryview, pos: int) -> tuple[ShareAckno
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_ShareAcknowledgeTopicResponse_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_ShareAcknowledgeTopicResponse_0(buf, pos)
+            v_responses.append(item_responses)
         f = "node_endpoints"
         n, pos = read_compact_array_count(buf, pos)
         v_node_endpoints = []
         for _ in range(n):
-            item, pos = _d_NodeEndpoint_0(buf, pos)
-            v_node_endpoints.append(item)
+            item_node_endpoints, pos = _d_NodeEndpoint_0(buf, pos)
+            v_node_endpoints.append(item_node_endpoints)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -322,8 +331,8 @@ def _e_ShareAcknowledgeTopicResponse_0(o: ShareAcknowledgeTopicResponse, out: li
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -347,11 +356,11 @@ def _e_ShareAcknowledgeResponse_0(o: ShareAcknowledgeResponse, out: list[Any]) -
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_ShareAcknowledgeTopicResponse_0(x, out)
+    for x_responses in o.responses:
+        _e_ShareAcknowledgeTopicResponse_0(x_responses, out)
     a(write_uvarint(len(o.node_endpoints) + 1))
-    for x in o.node_endpoints:
-        _e_NodeEndpoint_0(x, out)
+    for x_node_endpoints in o.node_endpoints:
+        _e_NodeEndpoint_0(x_node_endpoints, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -137,6 +137,7 @@ class ShareFetchRequest(Message):
 def _d_AcknowledgementBatch_0(buf: memoryview, pos: int) -> tuple[AcknowledgementBatch, int]:
     f = ""
     try:
+        v_acknowledge_types: list[int]
         f = "first_offset"
         (v_first_offset, v_last_offset) = _S_qq.unpack_from(buf, pos)
         pos += 16
@@ -172,6 +173,7 @@ def _d_AcknowledgementBatch_0(buf: memoryview, pos: int) -> tuple[Acknowledgemen
 def _d_FetchPartition_0(buf: memoryview, pos: int) -> tuple[FetchPartition, int]:
     f = ""
     try:
+        v_acknowledgement_batches: list[AcknowledgementBatch]
         f = "partition_index"
         (v_partition_index, v_partition_max_bytes) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -179,8 +181,8 @@ def _d_FetchPartition_0(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
         n, pos = read_compact_array_count(buf, pos)
         v_acknowledgement_batches = []
         for _ in range(n):
-            item, pos = _d_AcknowledgementBatch_0(buf, pos)
-            v_acknowledgement_batches.append(item)
+            item_acknowledgement_batches, pos = _d_AcknowledgementBatch_0(buf, pos)
+            v_acknowledgement_batches.append(item_acknowledgement_batches)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -206,14 +208,16 @@ def _d_FetchPartition_0(buf: memoryview, pos: int) -> tuple[FetchPartition, int]
 def _d_FetchTopic_0(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[FetchPartition]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_FetchPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_FetchPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -238,6 +242,8 @@ def _d_FetchTopic_0(buf: memoryview, pos: int) -> tuple[FetchTopic, int]:
 def _d_ForgottenTopic_0(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[int]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
@@ -271,6 +277,10 @@ def _d_ForgottenTopic_0(buf: memoryview, pos: int) -> tuple[ForgottenTopic, int]
 def _d_ShareFetchRequest_0(buf: memoryview, pos: int) -> tuple[ShareFetchRequest, int]:
     f = ""
     try:
+        v_group_id: str | None
+        v_member_id: str | None
+        v_topics: list[FetchTopic]
+        v_forgotten_topics_data: list[ForgottenTopic]
         f = "group_id"
         v_group_id, pos = read_compact_nullable_string(buf, pos)
         f = "member_id"
@@ -282,14 +292,14 @@ def _d_ShareFetchRequest_0(buf: memoryview, pos: int) -> tuple[ShareFetchRequest
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_FetchTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_FetchTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "forgotten_topics_data"
         n, pos = read_compact_array_count(buf, pos)
         v_forgotten_topics_data = []
         for _ in range(n):
-            item, pos = _d_ForgottenTopic_0(buf, pos)
-            v_forgotten_topics_data.append(item)
+            item_forgotten_topics_data, pos = _d_ForgottenTopic_0(buf, pos)
+            v_forgotten_topics_data.append(item_forgotten_topics_data)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -332,8 +342,8 @@ def _e_FetchPartition_0(o: FetchPartition, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.partition_index, o.partition_max_bytes))
     a(write_uvarint(len(o.acknowledgement_batches) + 1))
-    for x in o.acknowledgement_batches:
-        _e_AcknowledgementBatch_0(x, out)
+    for x_acknowledgement_batches in o.acknowledgement_batches:
+        _e_AcknowledgementBatch_0(x_acknowledgement_batches, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -344,8 +354,8 @@ def _e_FetchTopic_0(o: FetchTopic, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_FetchPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_FetchPartition_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -369,11 +379,11 @@ def _e_ShareFetchRequest_0(o: ShareFetchRequest, out: list[Any]) -> None:
     a(write_compact_nullable_string(o.member_id))
     a(_S_iiii.pack(o.share_session_epoch, o.max_wait_ms, o.min_bytes, o.max_bytes))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_FetchTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_FetchTopic_0(x_topics, out)
     a(write_uvarint(len(o.forgotten_topics_data) + 1))
-    for x in o.forgotten_topics_data:
-        _e_ForgottenTopic_0(x, out)
+    for x_forgotten_topics_data in o.forgotten_topics_data:
+        _e_ForgottenTopic_0(x_forgotten_topics_data, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

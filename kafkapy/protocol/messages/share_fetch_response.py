@@ -212,6 +212,11 @@ def _d_AcquiredRecords_0(buf: memoryview, pos: int) -> tuple[AcquiredRecords, in
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_acknowledge_error_message: str | None
+        v_current_leader: LeaderIdAndEpoch
+        v_records: Any | None
+        v_acquired_records: list[AcquiredRecords]
         f = "partition_index"
         (v_partition_index, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -230,8 +235,8 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_acquired_records = []
         for _ in range(n):
-            item, pos = _d_AcquiredRecords_0(buf, pos)
-            v_acquired_records.append(item)
+            item_acquired_records, pos = _d_AcquiredRecords_0(buf, pos)
+            v_acquired_records.append(item_acquired_records)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -262,14 +267,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_ShareFetchableTopicResponse_0(buf: memoryview, pos: int) -> tuple[ShareFetchableTopicResponse, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -294,6 +301,8 @@ def _d_ShareFetchableTopicResponse_0(buf: memoryview, pos: int) -> tuple[ShareFe
 def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
     f = ""
     try:
+        v_host: str
+        v_rack: str | None
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -330,6 +339,9 @@ def _d_NodeEndpoint_0(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
 def _d_ShareFetchResponse_0(buf: memoryview, pos: int) -> tuple[ShareFetchResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_responses: list[ShareFetchableTopicResponse]
+        v_node_endpoints: list[NodeEndpoint]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -339,14 +351,14 @@ def _d_ShareFetchResponse_0(buf: memoryview, pos: int) -> tuple[ShareFetchRespon
         n, pos = read_compact_array_count(buf, pos)
         v_responses = []
         for _ in range(n):
-            item, pos = _d_ShareFetchableTopicResponse_0(buf, pos)
-            v_responses.append(item)
+            item_responses, pos = _d_ShareFetchableTopicResponse_0(buf, pos)
+            v_responses.append(item_responses)
         f = "node_endpoints"
         n, pos = read_compact_array_count(buf, pos)
         v_node_endpoints = []
         for _ in range(n):
-            item, pos = _d_NodeEndpoint_0(buf, pos)
-            v_node_endpoints.append(item)
+            item_node_endpoints, pos = _d_NodeEndpoint_0(buf, pos)
+            v_node_endpoints.append(item_node_endpoints)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -398,8 +410,8 @@ def _e_PartitionData_0(o: PartitionData, out: list[Any]) -> None:
     _e_LeaderIdAndEpoch_0(o.current_leader, out)
     write_compact_records(out, o.records)
     a(write_uvarint(len(o.acquired_records) + 1))
-    for x in o.acquired_records:
-        _e_AcquiredRecords_0(x, out)
+    for x_acquired_records in o.acquired_records:
+        _e_AcquiredRecords_0(x_acquired_records, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -410,8 +422,8 @@ def _e_ShareFetchableTopicResponse_0(o: ShareFetchableTopicResponse, out: list[A
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -435,11 +447,11 @@ def _e_ShareFetchResponse_0(o: ShareFetchResponse, out: list[Any]) -> None:
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.responses) + 1))
-    for x in o.responses:
-        _e_ShareFetchableTopicResponse_0(x, out)
+    for x_responses in o.responses:
+        _e_ShareFetchableTopicResponse_0(x_responses, out)
     a(write_uvarint(len(o.node_endpoints) + 1))
-    for x in o.node_endpoints:
-        _e_NodeEndpoint_0(x, out)
+    for x_node_endpoints in o.node_endpoints:
+        _e_NodeEndpoint_0(x_node_endpoints, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

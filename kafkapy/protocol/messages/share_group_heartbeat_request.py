@@ -58,6 +58,10 @@ class ShareGroupHeartbeatRequest(Message):
 def _d_ShareGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[ShareGroupHeartbeatRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_rack_id: str | None
+        v_subscribed_topic_names: list[str] | None
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "member_id"
@@ -74,8 +78,8 @@ def _d_ShareGroupHeartbeatRequest_0(buf: memoryview, pos: int) -> tuple[ShareGro
         else:
             v_subscribed_topic_names = []
             for _ in range(n):
-                item, pos = read_compact_string(buf, pos)
-                v_subscribed_topic_names.append(item)
+                item_subscribed_topic_names, pos = read_compact_string(buf, pos)
+                v_subscribed_topic_names.append(item_subscribed_topic_names)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -110,8 +114,8 @@ def _e_ShareGroupHeartbeatRequest_0(o: ShareGroupHeartbeatRequest, out: list[Any
         a(b"\x00")
     else:
         a(write_uvarint(len(o.subscribed_topic_names) + 1))
-        for x in o.subscribed_topic_names:
-            a(write_compact_string(x))
+        for x_subscribed_topic_names in o.subscribed_topic_names:
+            a(write_compact_string(x_subscribed_topic_names))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -139,6 +139,7 @@ class StopReplicaRequest(Message):
 def _d_StopReplicaPartitionV0_0(buf: memoryview, pos: int) -> tuple[StopReplicaPartitionV0, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_index"
@@ -156,6 +157,7 @@ def _d_StopReplicaPartitionV0_0(buf: memoryview, pos: int) -> tuple[StopReplicaP
 def _d_StopReplicaRequest_0(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
     f = ""
     try:
+        v_ungrouped_partitions: list[StopReplicaPartitionV0]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_delete_partitions) = _S_iio.unpack_from(buf, pos)
         pos += 9
@@ -163,8 +165,8 @@ def _d_StopReplicaRequest_0(buf: memoryview, pos: int) -> tuple[StopReplicaReque
         n, pos = read_array_count(buf, pos)
         v_ungrouped_partitions = []
         for _ in range(n):
-            item, pos = _d_StopReplicaPartitionV0_0(buf, pos)
-            v_ungrouped_partitions.append(item)
+            item_ungrouped_partitions, pos = _d_StopReplicaPartitionV0_0(buf, pos)
+            v_ungrouped_partitions.append(item_ungrouped_partitions)
         o = NEW(StopReplicaRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -183,6 +185,8 @@ def _d_StopReplicaRequest_0(buf: memoryview, pos: int) -> tuple[StopReplicaReque
 def _d_StopReplicaTopicV1_1(buf: memoryview, pos: int) -> tuple[StopReplicaTopicV1, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partition_indexes"
@@ -204,6 +208,7 @@ def _d_StopReplicaTopicV1_1(buf: memoryview, pos: int) -> tuple[StopReplicaTopic
 def _d_StopReplicaRequest_1(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
     f = ""
     try:
+        v_topics: list[StopReplicaTopicV1]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch, v_delete_partitions) = _S_iiqo.unpack_from(buf, pos)
         pos += 17
@@ -211,8 +216,8 @@ def _d_StopReplicaRequest_1(buf: memoryview, pos: int) -> tuple[StopReplicaReque
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_StopReplicaTopicV1_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_StopReplicaTopicV1_1(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(StopReplicaRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -231,6 +236,8 @@ def _d_StopReplicaRequest_1(buf: memoryview, pos: int) -> tuple[StopReplicaReque
 def _d_StopReplicaTopicV1_2(buf: memoryview, pos: int) -> tuple[StopReplicaTopicV1, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
@@ -264,6 +271,7 @@ def _d_StopReplicaTopicV1_2(buf: memoryview, pos: int) -> tuple[StopReplicaTopic
 def _d_StopReplicaRequest_2(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
     f = ""
     try:
+        v_topics: list[StopReplicaTopicV1]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch, v_delete_partitions) = _S_iiqo.unpack_from(buf, pos)
         pos += 17
@@ -271,8 +279,8 @@ def _d_StopReplicaRequest_2(buf: memoryview, pos: int) -> tuple[StopReplicaReque
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_StopReplicaTopicV1_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_StopReplicaTopicV1_2(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -331,14 +339,16 @@ def _d_StopReplicaPartitionState_3(buf: memoryview, pos: int) -> tuple[StopRepli
 def _d_StopReplicaTopicState_3(buf: memoryview, pos: int) -> tuple[StopReplicaTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partition_states: list[StopReplicaPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partition_states"
         n, pos = read_compact_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_StopReplicaPartitionState_3(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_StopReplicaPartitionState_3(buf, pos)
+            v_partition_states.append(item_partition_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -363,6 +373,7 @@ def _d_StopReplicaTopicState_3(buf: memoryview, pos: int) -> tuple[StopReplicaTo
 def _d_StopReplicaRequest_3(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
     f = ""
     try:
+        v_topic_states: list[StopReplicaTopicState]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch) = _S_iiq.unpack_from(buf, pos)
         pos += 16
@@ -370,8 +381,8 @@ def _d_StopReplicaRequest_3(buf: memoryview, pos: int) -> tuple[StopReplicaReque
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_StopReplicaTopicState_3(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_StopReplicaTopicState_3(buf, pos)
+            v_topic_states.append(item_topic_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -402,6 +413,7 @@ def _d_StopReplicaRequest_3(buf: memoryview, pos: int) -> tuple[StopReplicaReque
 def _d_StopReplicaRequest_4(buf: memoryview, pos: int) -> tuple[StopReplicaRequest, int]:
     f = ""
     try:
+        v_topic_states: list[StopReplicaTopicState]
         f = "controller_id"
         (v_controller_id, v_is_k_raft_controller, v_controller_epoch, v_broker_epoch) = _S_ioiq.unpack_from(buf, pos)
         pos += 17
@@ -409,8 +421,8 @@ def _d_StopReplicaRequest_4(buf: memoryview, pos: int) -> tuple[StopReplicaReque
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_StopReplicaTopicState_3(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_StopReplicaTopicState_3(buf, pos)
+            v_topic_states.append(item_topic_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -448,8 +460,8 @@ def _e_StopReplicaRequest_0(o: StopReplicaRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iio.pack(o.controller_id, o.controller_epoch, o.delete_partitions))
     a(INT32.pack(len(o.ungrouped_partitions)))
-    for x in o.ungrouped_partitions:
-        _e_StopReplicaPartitionV0_0(x, out)
+    for x_ungrouped_partitions in o.ungrouped_partitions:
+        _e_StopReplicaPartitionV0_0(x_ungrouped_partitions, out)
 
 
 def _e_StopReplicaTopicV1_1(o: StopReplicaTopicV1, out: list[Any]) -> None:
@@ -463,8 +475,8 @@ def _e_StopReplicaRequest_1(o: StopReplicaRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiqo.pack(o.controller_id, o.controller_epoch, o.broker_epoch, o.delete_partitions))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_StopReplicaTopicV1_1(x, out)
+    for x_topics in o.topics:
+        _e_StopReplicaTopicV1_1(x_topics, out)
 
 
 def _e_StopReplicaTopicV1_2(o: StopReplicaTopicV1, out: list[Any]) -> None:
@@ -482,8 +494,8 @@ def _e_StopReplicaRequest_2(o: StopReplicaRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiqo.pack(o.controller_id, o.controller_epoch, o.broker_epoch, o.delete_partitions))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_StopReplicaTopicV1_2(x, out)
+    for x_topics in o.topics:
+        _e_StopReplicaTopicV1_2(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -503,8 +515,8 @@ def _e_StopReplicaTopicState_3(o: StopReplicaTopicState, out: list[Any]) -> None
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partition_states) + 1))
-    for x in o.partition_states:
-        _e_StopReplicaPartitionState_3(x, out)
+    for x_partition_states in o.partition_states:
+        _e_StopReplicaPartitionState_3(x_partition_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -515,8 +527,8 @@ def _e_StopReplicaRequest_3(o: StopReplicaRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_StopReplicaTopicState_3(x, out)
+    for x_topic_states in o.topic_states:
+        _e_StopReplicaTopicState_3(x_topic_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -527,8 +539,8 @@ def _e_StopReplicaRequest_4(o: StopReplicaRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ioiq.pack(o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_StopReplicaTopicState_3(x, out)
+    for x_topic_states in o.topic_states:
+        _e_StopReplicaTopicState_3(x_topic_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -73,6 +73,7 @@ class StopReplicaResponse(Message):
 def _d_StopReplicaPartitionError_0(buf: memoryview, pos: int) -> tuple[StopReplicaPartitionError, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_index"
@@ -91,6 +92,7 @@ def _d_StopReplicaPartitionError_0(buf: memoryview, pos: int) -> tuple[StopRepli
 def _d_StopReplicaResponse_0(buf: memoryview, pos: int) -> tuple[StopReplicaResponse, int]:
     f = ""
     try:
+        v_partition_errors: list[StopReplicaPartitionError]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -98,8 +100,8 @@ def _d_StopReplicaResponse_0(buf: memoryview, pos: int) -> tuple[StopReplicaResp
         n, pos = read_array_count(buf, pos)
         v_partition_errors = []
         for _ in range(n):
-            item, pos = _d_StopReplicaPartitionError_0(buf, pos)
-            v_partition_errors.append(item)
+            item_partition_errors, pos = _d_StopReplicaPartitionError_0(buf, pos)
+            v_partition_errors.append(item_partition_errors)
         o = NEW(StopReplicaResponse)
         o.error_code = v_error_code
         o.partition_errors = v_partition_errors
@@ -112,6 +114,7 @@ def _d_StopReplicaResponse_0(buf: memoryview, pos: int) -> tuple[StopReplicaResp
 def _d_StopReplicaPartitionError_2(buf: memoryview, pos: int) -> tuple[StopReplicaPartitionError, int]:
     f = ""
     try:
+        v_topic_name: str
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partition_index"
@@ -142,6 +145,7 @@ def _d_StopReplicaPartitionError_2(buf: memoryview, pos: int) -> tuple[StopRepli
 def _d_StopReplicaResponse_2(buf: memoryview, pos: int) -> tuple[StopReplicaResponse, int]:
     f = ""
     try:
+        v_partition_errors: list[StopReplicaPartitionError]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -149,8 +153,8 @@ def _d_StopReplicaResponse_2(buf: memoryview, pos: int) -> tuple[StopReplicaResp
         n, pos = read_compact_array_count(buf, pos)
         v_partition_errors = []
         for _ in range(n):
-            item, pos = _d_StopReplicaPartitionError_2(buf, pos)
-            v_partition_errors.append(item)
+            item_partition_errors, pos = _d_StopReplicaPartitionError_2(buf, pos)
+            v_partition_errors.append(item_partition_errors)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -182,8 +186,8 @@ def _e_StopReplicaResponse_0(o: StopReplicaResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(INT32.pack(len(o.partition_errors)))
-    for x in o.partition_errors:
-        _e_StopReplicaPartitionError_0(x, out)
+    for x_partition_errors in o.partition_errors:
+        _e_StopReplicaPartitionError_0(x_partition_errors, out)
 
 
 def _e_StopReplicaPartitionError_2(o: StopReplicaPartitionError, out: list[Any]) -> None:
@@ -200,8 +204,8 @@ def _e_StopReplicaResponse_2(o: StopReplicaResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.partition_errors) + 1))
-    for x in o.partition_errors:
-        _e_StopReplicaPartitionError_2(x, out)
+    for x_partition_errors in o.partition_errors:
+        _e_StopReplicaPartitionError_2(x_partition_errors, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -88,6 +88,8 @@ class SyncGroupRequest(Message):
 def _d_SyncGroupRequestAssignment_0(buf: memoryview, pos: int) -> tuple[SyncGroupRequestAssignment, int]:
     f = ""
     try:
+        v_member_id: str
+        v_assignment: bytes
         f = "member_id"
         v_member_id, pos = read_string(buf, pos)
         f = "assignment"
@@ -104,6 +106,9 @@ def _d_SyncGroupRequestAssignment_0(buf: memoryview, pos: int) -> tuple[SyncGrou
 def _d_SyncGroupRequest_0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_assignments: list[SyncGroupRequestAssignment]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id"
@@ -115,8 +120,8 @@ def _d_SyncGroupRequest_0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
         n, pos = read_array_count(buf, pos)
         v_assignments = []
         for _ in range(n):
-            item, pos = _d_SyncGroupRequestAssignment_0(buf, pos)
-            v_assignments.append(item)
+            item_assignments, pos = _d_SyncGroupRequestAssignment_0(buf, pos)
+            v_assignments.append(item_assignments)
         o = NEW(SyncGroupRequest)
         o.group_id = v_group_id
         o.generation_id = v_generation_id
@@ -134,6 +139,10 @@ def _d_SyncGroupRequest_0(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
 def _d_SyncGroupRequest_3(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_assignments: list[SyncGroupRequestAssignment]
         f = "group_id"
         v_group_id, pos = read_string(buf, pos)
         f = "generation_id"
@@ -147,8 +156,8 @@ def _d_SyncGroupRequest_3(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
         n, pos = read_array_count(buf, pos)
         v_assignments = []
         for _ in range(n):
-            item, pos = _d_SyncGroupRequestAssignment_0(buf, pos)
-            v_assignments.append(item)
+            item_assignments, pos = _d_SyncGroupRequestAssignment_0(buf, pos)
+            v_assignments.append(item_assignments)
         o = NEW(SyncGroupRequest)
         o.group_id = v_group_id
         o.generation_id = v_generation_id
@@ -166,6 +175,8 @@ def _d_SyncGroupRequest_3(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
 def _d_SyncGroupRequestAssignment_4(buf: memoryview, pos: int) -> tuple[SyncGroupRequestAssignment, int]:
     f = ""
     try:
+        v_member_id: str
+        v_assignment: bytes
         f = "member_id"
         v_member_id, pos = read_compact_string(buf, pos)
         f = "assignment"
@@ -194,6 +205,10 @@ def _d_SyncGroupRequestAssignment_4(buf: memoryview, pos: int) -> tuple[SyncGrou
 def _d_SyncGroupRequest_4(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_assignments: list[SyncGroupRequestAssignment]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "generation_id"
@@ -207,8 +222,8 @@ def _d_SyncGroupRequest_4(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
         n, pos = read_compact_array_count(buf, pos)
         v_assignments = []
         for _ in range(n):
-            item, pos = _d_SyncGroupRequestAssignment_4(buf, pos)
-            v_assignments.append(item)
+            item_assignments, pos = _d_SyncGroupRequestAssignment_4(buf, pos)
+            v_assignments.append(item_assignments)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -238,6 +253,12 @@ def _d_SyncGroupRequest_4(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
 def _d_SyncGroupRequest_5(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_protocol_type: str | None
+        v_protocol_name: str | None
+        v_assignments: list[SyncGroupRequestAssignment]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "generation_id"
@@ -255,8 +276,8 @@ def _d_SyncGroupRequest_5(buf: memoryview, pos: int) -> tuple[SyncGroupRequest, 
         n, pos = read_compact_array_count(buf, pos)
         v_assignments = []
         for _ in range(n):
-            item, pos = _d_SyncGroupRequestAssignment_4(buf, pos)
-            v_assignments.append(item)
+            item_assignments, pos = _d_SyncGroupRequestAssignment_4(buf, pos)
+            v_assignments.append(item_assignments)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -295,8 +316,8 @@ def _e_SyncGroupRequest_0(o: SyncGroupRequest, out: list[Any]) -> None:
     a(_S_i.pack(o.generation_id))
     a(write_string(o.member_id))
     a(INT32.pack(len(o.assignments)))
-    for x in o.assignments:
-        _e_SyncGroupRequestAssignment_0(x, out)
+    for x_assignments in o.assignments:
+        _e_SyncGroupRequestAssignment_0(x_assignments, out)
 
 
 def _e_SyncGroupRequest_3(o: SyncGroupRequest, out: list[Any]) -> None:
@@ -306,8 +327,8 @@ def _e_SyncGroupRequest_3(o: SyncGroupRequest, out: list[Any]) -> None:
     a(write_string(o.member_id))
     a(write_nullable_string(o.group_instance_id))
     a(INT32.pack(len(o.assignments)))
-    for x in o.assignments:
-        _e_SyncGroupRequestAssignment_0(x, out)
+    for x_assignments in o.assignments:
+        _e_SyncGroupRequestAssignment_0(x_assignments, out)
 
 
 def _e_SyncGroupRequestAssignment_4(o: SyncGroupRequestAssignment, out: list[Any]) -> None:
@@ -327,8 +348,8 @@ def _e_SyncGroupRequest_4(o: SyncGroupRequest, out: list[Any]) -> None:
     a(write_compact_string(o.member_id))
     a(write_compact_nullable_string(o.group_instance_id))
     a(write_uvarint(len(o.assignments) + 1))
-    for x in o.assignments:
-        _e_SyncGroupRequestAssignment_4(x, out)
+    for x_assignments in o.assignments:
+        _e_SyncGroupRequestAssignment_4(x_assignments, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -344,8 +365,8 @@ def _e_SyncGroupRequest_5(o: SyncGroupRequest, out: list[Any]) -> None:
     a(write_compact_nullable_string(o.protocol_type))
     a(write_compact_nullable_string(o.protocol_name))
     a(write_uvarint(len(o.assignments) + 1))
-    for x in o.assignments:
-        _e_SyncGroupRequestAssignment_4(x, out)
+    for x_assignments in o.assignments:
+        _e_SyncGroupRequestAssignment_4(x_assignments, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -59,6 +59,7 @@ class SyncGroupResponse(Message):
 def _d_SyncGroupResponse_0(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
     f = ""
     try:
+        v_assignment: bytes
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -79,6 +80,7 @@ def _d_SyncGroupResponse_0(buf: memoryview, pos: int) -> tuple[SyncGroupResponse
 def _d_SyncGroupResponse_1(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
     f = ""
     try:
+        v_assignment: bytes
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -99,6 +101,7 @@ def _d_SyncGroupResponse_1(buf: memoryview, pos: int) -> tuple[SyncGroupResponse
 def _d_SyncGroupResponse_4(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
     f = ""
     try:
+        v_assignment: bytes
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -131,6 +134,9 @@ def _d_SyncGroupResponse_4(buf: memoryview, pos: int) -> tuple[SyncGroupResponse
 def _d_SyncGroupResponse_5(buf: memoryview, pos: int) -> tuple[SyncGroupResponse, int]:
     f = ""
     try:
+        v_protocol_type: str | None
+        v_protocol_name: str | None
+        v_assignment: bytes
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6

@@ -107,6 +107,7 @@ class TxnOffsetCommitRequest(Message):
 def _d_TxnOffsetCommitRequestPartition_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestPartition, int]:
     f = ""
     try:
+        v_committed_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset) = _S_iq.unpack_from(buf, pos)
         pos += 12
@@ -126,14 +127,16 @@ def _d_TxnOffsetCommitRequestPartition_0(buf: memoryview, pos: int) -> tuple[Txn
 def _d_TxnOffsetCommitRequestTopic_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[TxnOffsetCommitRequestPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitRequestPartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_TxnOffsetCommitRequestPartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(TxnOffsetCommitRequestTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -146,6 +149,9 @@ def _d_TxnOffsetCommitRequestTopic_0(buf: memoryview, pos: int) -> tuple[TxnOffs
 def _d_TxnOffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_group_id: str
+        v_topics: list[TxnOffsetCommitRequestTopic]
         f = "transactional_id"
         v_transactional_id, pos = read_string(buf, pos)
         f = "group_id"
@@ -157,8 +163,8 @@ def _d_TxnOffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCom
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitRequestTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TxnOffsetCommitRequestTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(TxnOffsetCommitRequest)
         o.transactional_id = v_transactional_id
         o.group_id = v_group_id
@@ -177,6 +183,7 @@ def _d_TxnOffsetCommitRequest_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCom
 def _d_TxnOffsetCommitRequestPartition_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestPartition, int]:
     f = ""
     try:
+        v_committed_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset, v_committed_leader_epoch) = _S_iqi.unpack_from(buf, pos)
         pos += 16
@@ -196,14 +203,16 @@ def _d_TxnOffsetCommitRequestPartition_2(buf: memoryview, pos: int) -> tuple[Txn
 def _d_TxnOffsetCommitRequestTopic_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[TxnOffsetCommitRequestPartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitRequestPartition_2(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_TxnOffsetCommitRequestPartition_2(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(TxnOffsetCommitRequestTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -216,6 +225,9 @@ def _d_TxnOffsetCommitRequestTopic_2(buf: memoryview, pos: int) -> tuple[TxnOffs
 def _d_TxnOffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_group_id: str
+        v_topics: list[TxnOffsetCommitRequestTopic]
         f = "transactional_id"
         v_transactional_id, pos = read_string(buf, pos)
         f = "group_id"
@@ -227,8 +239,8 @@ def _d_TxnOffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCom
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitRequestTopic_2(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TxnOffsetCommitRequestTopic_2(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(TxnOffsetCommitRequest)
         o.transactional_id = v_transactional_id
         o.group_id = v_group_id
@@ -247,6 +259,7 @@ def _d_TxnOffsetCommitRequest_2(buf: memoryview, pos: int) -> tuple[TxnOffsetCom
 def _d_TxnOffsetCommitRequestPartition_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestPartition, int]:
     f = ""
     try:
+        v_committed_metadata: str | None
         f = "partition_index"
         (v_partition_index, v_committed_offset, v_committed_leader_epoch) = _S_iqi.unpack_from(buf, pos)
         pos += 16
@@ -278,14 +291,16 @@ def _d_TxnOffsetCommitRequestPartition_3(buf: memoryview, pos: int) -> tuple[Txn
 def _d_TxnOffsetCommitRequestTopic_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequestTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[TxnOffsetCommitRequestPartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitRequestPartition_3(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_TxnOffsetCommitRequestPartition_3(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -310,6 +325,11 @@ def _d_TxnOffsetCommitRequestTopic_3(buf: memoryview, pos: int) -> tuple[TxnOffs
 def _d_TxnOffsetCommitRequest_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitRequest, int]:
     f = ""
     try:
+        v_transactional_id: str
+        v_group_id: str
+        v_member_id: str
+        v_group_instance_id: str | None
+        v_topics: list[TxnOffsetCommitRequestTopic]
         f = "transactional_id"
         v_transactional_id, pos = read_compact_string(buf, pos)
         f = "group_id"
@@ -325,8 +345,8 @@ def _d_TxnOffsetCommitRequest_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCom
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitRequestTopic_3(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TxnOffsetCommitRequestTopic_3(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -364,8 +384,8 @@ def _e_TxnOffsetCommitRequestTopic_0(o: TxnOffsetCommitRequestTopic, out: list[A
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_TxnOffsetCommitRequestPartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_TxnOffsetCommitRequestPartition_0(x_partitions, out)
 
 
 def _e_TxnOffsetCommitRequest_0(o: TxnOffsetCommitRequest, out: list[Any]) -> None:
@@ -374,8 +394,8 @@ def _e_TxnOffsetCommitRequest_0(o: TxnOffsetCommitRequest, out: list[Any]) -> No
     a(write_string(o.group_id))
     a(_S_qh.pack(o.producer_id, o.producer_epoch))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_TxnOffsetCommitRequestTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_TxnOffsetCommitRequestTopic_0(x_topics, out)
 
 
 def _e_TxnOffsetCommitRequestPartition_2(o: TxnOffsetCommitRequestPartition, out: list[Any]) -> None:
@@ -388,8 +408,8 @@ def _e_TxnOffsetCommitRequestTopic_2(o: TxnOffsetCommitRequestTopic, out: list[A
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_TxnOffsetCommitRequestPartition_2(x, out)
+    for x_partitions in o.partitions:
+        _e_TxnOffsetCommitRequestPartition_2(x_partitions, out)
 
 
 def _e_TxnOffsetCommitRequest_2(o: TxnOffsetCommitRequest, out: list[Any]) -> None:
@@ -398,8 +418,8 @@ def _e_TxnOffsetCommitRequest_2(o: TxnOffsetCommitRequest, out: list[Any]) -> No
     a(write_string(o.group_id))
     a(_S_qh.pack(o.producer_id, o.producer_epoch))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_TxnOffsetCommitRequestTopic_2(x, out)
+    for x_topics in o.topics:
+        _e_TxnOffsetCommitRequestTopic_2(x_topics, out)
 
 
 def _e_TxnOffsetCommitRequestPartition_3(o: TxnOffsetCommitRequestPartition, out: list[Any]) -> None:
@@ -416,8 +436,8 @@ def _e_TxnOffsetCommitRequestTopic_3(o: TxnOffsetCommitRequestTopic, out: list[A
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_TxnOffsetCommitRequestPartition_3(x, out)
+    for x_partitions in o.partitions:
+        _e_TxnOffsetCommitRequestPartition_3(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -432,8 +452,8 @@ def _e_TxnOffsetCommitRequest_3(o: TxnOffsetCommitRequest, out: list[Any]) -> No
     a(write_compact_string(o.member_id))
     a(write_compact_nullable_string(o.group_instance_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TxnOffsetCommitRequestTopic_3(x, out)
+    for x_topics in o.topics:
+        _e_TxnOffsetCommitRequestTopic_3(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -100,14 +100,16 @@ def _d_TxnOffsetCommitResponsePartition_0(buf: memoryview, pos: int) -> tuple[Tx
 def _d_TxnOffsetCommitResponseTopic_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponseTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[TxnOffsetCommitResponsePartition]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitResponsePartition_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_TxnOffsetCommitResponsePartition_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(TxnOffsetCommitResponseTopic)
         o.name = v_name
         o.partitions = v_partitions
@@ -120,6 +122,7 @@ def _d_TxnOffsetCommitResponseTopic_0(buf: memoryview, pos: int) -> tuple[TxnOff
 def _d_TxnOffsetCommitResponse_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponse, int]:
     f = ""
     try:
+        v_topics: list[TxnOffsetCommitResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -127,8 +130,8 @@ def _d_TxnOffsetCommitResponse_0(buf: memoryview, pos: int) -> tuple[TxnOffsetCo
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitResponseTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TxnOffsetCommitResponseTopic_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(TxnOffsetCommitResponse)
         o.throttle_time_ms = v_throttle_time_ms
         o.topics = v_topics
@@ -168,14 +171,16 @@ def _d_TxnOffsetCommitResponsePartition_3(buf: memoryview, pos: int) -> tuple[Tx
 def _d_TxnOffsetCommitResponseTopic_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponseTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[TxnOffsetCommitResponsePartition]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitResponsePartition_3(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_TxnOffsetCommitResponsePartition_3(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -200,6 +205,7 @@ def _d_TxnOffsetCommitResponseTopic_3(buf: memoryview, pos: int) -> tuple[TxnOff
 def _d_TxnOffsetCommitResponse_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCommitResponse, int]:
     f = ""
     try:
+        v_topics: list[TxnOffsetCommitResponseTopic]
         f = "throttle_time_ms"
         (v_throttle_time_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -207,8 +213,8 @@ def _d_TxnOffsetCommitResponse_3(buf: memoryview, pos: int) -> tuple[TxnOffsetCo
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TxnOffsetCommitResponseTopic_3(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TxnOffsetCommitResponseTopic_3(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -239,16 +245,16 @@ def _e_TxnOffsetCommitResponseTopic_0(o: TxnOffsetCommitResponseTopic, out: list
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_TxnOffsetCommitResponsePartition_0(x, out)
+    for x_partitions in o.partitions:
+        _e_TxnOffsetCommitResponsePartition_0(x_partitions, out)
 
 
 def _e_TxnOffsetCommitResponse_0(o: TxnOffsetCommitResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_TxnOffsetCommitResponseTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_TxnOffsetCommitResponseTopic_0(x_topics, out)
 
 
 def _e_TxnOffsetCommitResponsePartition_3(o: TxnOffsetCommitResponsePartition, out: list[Any]) -> None:
@@ -264,8 +270,8 @@ def _e_TxnOffsetCommitResponseTopic_3(o: TxnOffsetCommitResponseTopic, out: list
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_TxnOffsetCommitResponsePartition_3(x, out)
+    for x_partitions in o.partitions:
+        _e_TxnOffsetCommitResponsePartition_3(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -276,8 +282,8 @@ def _e_TxnOffsetCommitResponse_3(o: TxnOffsetCommitResponse, out: list[Any]) -> 
     a = out.append
     a(_S_i.pack(o.throttle_time_ms))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TxnOffsetCommitResponseTopic_3(x, out)
+    for x_topics in o.topics:
+        _e_TxnOffsetCommitResponseTopic_3(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

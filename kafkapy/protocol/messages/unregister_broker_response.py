@@ -50,6 +50,7 @@ class UnregisterBrokerResponse(Message):
 def _d_UnregisterBrokerResponse_0(buf: memoryview, pos: int) -> tuple[UnregisterBrokerResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6

@@ -75,6 +75,7 @@ class UpdateFeaturesRequest(Message):
 def _d_FeatureUpdateKey_0(buf: memoryview, pos: int) -> tuple[FeatureUpdateKey, int]:
     f = ""
     try:
+        v_feature: str
         f = "feature"
         v_feature, pos = read_compact_string(buf, pos)
         f = "max_version_level"
@@ -106,6 +107,7 @@ def _d_FeatureUpdateKey_0(buf: memoryview, pos: int) -> tuple[FeatureUpdateKey, 
 def _d_UpdateFeaturesRequest_0(buf: memoryview, pos: int) -> tuple[UpdateFeaturesRequest, int]:
     f = ""
     try:
+        v_feature_updates: list[FeatureUpdateKey]
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -113,8 +115,8 @@ def _d_UpdateFeaturesRequest_0(buf: memoryview, pos: int) -> tuple[UpdateFeature
         n, pos = read_compact_array_count(buf, pos)
         v_feature_updates = []
         for _ in range(n):
-            item, pos = _d_FeatureUpdateKey_0(buf, pos)
-            v_feature_updates.append(item)
+            item_feature_updates, pos = _d_FeatureUpdateKey_0(buf, pos)
+            v_feature_updates.append(item_feature_updates)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -140,6 +142,7 @@ def _d_UpdateFeaturesRequest_0(buf: memoryview, pos: int) -> tuple[UpdateFeature
 def _d_FeatureUpdateKey_1(buf: memoryview, pos: int) -> tuple[FeatureUpdateKey, int]:
     f = ""
     try:
+        v_feature: str
         f = "feature"
         v_feature, pos = read_compact_string(buf, pos)
         f = "max_version_level"
@@ -171,6 +174,7 @@ def _d_FeatureUpdateKey_1(buf: memoryview, pos: int) -> tuple[FeatureUpdateKey, 
 def _d_UpdateFeaturesRequest_1(buf: memoryview, pos: int) -> tuple[UpdateFeaturesRequest, int]:
     f = ""
     try:
+        v_feature_updates: list[FeatureUpdateKey]
         f = "timeout_ms"
         (v_timeout_ms,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -178,8 +182,8 @@ def _d_UpdateFeaturesRequest_1(buf: memoryview, pos: int) -> tuple[UpdateFeature
         n, pos = read_compact_array_count(buf, pos)
         v_feature_updates = []
         for _ in range(n):
-            item, pos = _d_FeatureUpdateKey_1(buf, pos)
-            v_feature_updates.append(item)
+            item_feature_updates, pos = _d_FeatureUpdateKey_1(buf, pos)
+            v_feature_updates.append(item_feature_updates)
         f = "validate_only"
         (v_validate_only,) = _S_o.unpack_from(buf, pos)
         pos += 1
@@ -219,8 +223,8 @@ def _e_UpdateFeaturesRequest_0(o: UpdateFeaturesRequest, out: list[Any]) -> None
     a = out.append
     a(_S_i.pack(o.timeout_ms))
     a(write_uvarint(len(o.feature_updates) + 1))
-    for x in o.feature_updates:
-        _e_FeatureUpdateKey_0(x, out)
+    for x_feature_updates in o.feature_updates:
+        _e_FeatureUpdateKey_0(x_feature_updates, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -241,8 +245,8 @@ def _e_UpdateFeaturesRequest_1(o: UpdateFeaturesRequest, out: list[Any]) -> None
     a = out.append
     a(_S_i.pack(o.timeout_ms))
     a(write_uvarint(len(o.feature_updates) + 1))
-    for x in o.feature_updates:
-        _e_FeatureUpdateKey_1(x, out)
+    for x_feature_updates in o.feature_updates:
+        _e_FeatureUpdateKey_1(x_feature_updates, out)
     a(_S_o.pack(o.validate_only))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -75,6 +75,8 @@ class UpdateFeaturesResponse(Message):
 def _d_UpdatableFeatureResult_0(buf: memoryview, pos: int) -> tuple[UpdatableFeatureResult, int]:
     f = ""
     try:
+        v_feature: str
+        v_error_message: str | None
         f = "feature"
         v_feature, pos = read_compact_string(buf, pos)
         f = "error_code"
@@ -107,6 +109,8 @@ def _d_UpdatableFeatureResult_0(buf: memoryview, pos: int) -> tuple[UpdatableFea
 def _d_UpdateFeaturesResponse_0(buf: memoryview, pos: int) -> tuple[UpdateFeaturesResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
+        v_results: list[UpdatableFeatureResult]
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -116,8 +120,8 @@ def _d_UpdateFeaturesResponse_0(buf: memoryview, pos: int) -> tuple[UpdateFeatur
         n, pos = read_compact_array_count(buf, pos)
         v_results = []
         for _ in range(n):
-            item, pos = _d_UpdatableFeatureResult_0(buf, pos)
-            v_results.append(item)
+            item_results, pos = _d_UpdatableFeatureResult_0(buf, pos)
+            v_results.append(item_results)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -144,6 +148,7 @@ def _d_UpdateFeaturesResponse_0(buf: memoryview, pos: int) -> tuple[UpdateFeatur
 def _d_UpdateFeaturesResponse_2(buf: memoryview, pos: int) -> tuple[UpdateFeaturesResponse, int]:
     f = ""
     try:
+        v_error_message: str | None
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -188,8 +193,8 @@ def _e_UpdateFeaturesResponse_0(o: UpdateFeaturesResponse, out: list[Any]) -> No
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     a(write_compact_nullable_string(o.error_message))
     a(write_uvarint(len(o.results) + 1))
-    for x in o.results:
-        _e_UpdatableFeatureResult_0(x, out)
+    for x_results in o.results:
+        _e_UpdatableFeatureResult_0(x_results, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

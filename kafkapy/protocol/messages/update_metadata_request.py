@@ -172,6 +172,9 @@ class UpdateMetadataRequest(Message):
 def _d_UpdateMetadataPartitionState_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_isr: list[int]
+        v_replicas: list[int]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_index"
@@ -213,6 +216,7 @@ def _d_UpdateMetadataPartitionState_0(buf: memoryview, pos: int) -> tuple[Update
 def _d_UpdateMetadataBroker_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
     f = ""
     try:
+        v_v0_host: str
         f = "id"
         (v_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -236,6 +240,8 @@ def _d_UpdateMetadataBroker_0(buf: memoryview, pos: int) -> tuple[UpdateMetadata
 def _d_UpdateMetadataRequest_0(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_controller_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -243,14 +249,14 @@ def _d_UpdateMetadataRequest_0(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_array_count(buf, pos)
         v_ungrouped_partition_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
-            v_ungrouped_partition_states.append(item)
+            item_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
+            v_ungrouped_partition_states.append(item_ungrouped_partition_states)
         f = "live_brokers"
         n, pos = read_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_0(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_0(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         o = NEW(UpdateMetadataRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -269,6 +275,7 @@ def _d_UpdateMetadataRequest_0(buf: memoryview, pos: int) -> tuple[UpdateMetadat
 def _d_UpdateMetadataEndpoint_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataEndpoint, int]:
     f = ""
     try:
+        v_host: str
         f = "port"
         (v_port,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -291,6 +298,7 @@ def _d_UpdateMetadataEndpoint_1(buf: memoryview, pos: int) -> tuple[UpdateMetada
 def _d_UpdateMetadataBroker_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
     f = ""
     try:
+        v_endpoints: list[UpdateMetadataEndpoint]
         f = "id"
         (v_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -298,8 +306,8 @@ def _d_UpdateMetadataBroker_1(buf: memoryview, pos: int) -> tuple[UpdateMetadata
         n, pos = read_array_count(buf, pos)
         v_endpoints = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataEndpoint_1(buf, pos)
-            v_endpoints.append(item)
+            item_endpoints, pos = _d_UpdateMetadataEndpoint_1(buf, pos)
+            v_endpoints.append(item_endpoints)
         o = NEW(UpdateMetadataBroker)
         o.id = v_id
         o.v0_host = ''
@@ -315,6 +323,8 @@ def _d_UpdateMetadataBroker_1(buf: memoryview, pos: int) -> tuple[UpdateMetadata
 def _d_UpdateMetadataRequest_1(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_controller_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -322,14 +332,14 @@ def _d_UpdateMetadataRequest_1(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_array_count(buf, pos)
         v_ungrouped_partition_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
-            v_ungrouped_partition_states.append(item)
+            item_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
+            v_ungrouped_partition_states.append(item_ungrouped_partition_states)
         f = "live_brokers"
         n, pos = read_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_1(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_1(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         o = NEW(UpdateMetadataRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -348,6 +358,8 @@ def _d_UpdateMetadataRequest_1(buf: memoryview, pos: int) -> tuple[UpdateMetadat
 def _d_UpdateMetadataBroker_2(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
     f = ""
     try:
+        v_endpoints: list[UpdateMetadataEndpoint]
+        v_rack: str | None
         f = "id"
         (v_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -355,8 +367,8 @@ def _d_UpdateMetadataBroker_2(buf: memoryview, pos: int) -> tuple[UpdateMetadata
         n, pos = read_array_count(buf, pos)
         v_endpoints = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataEndpoint_1(buf, pos)
-            v_endpoints.append(item)
+            item_endpoints, pos = _d_UpdateMetadataEndpoint_1(buf, pos)
+            v_endpoints.append(item_endpoints)
         f = "rack"
         v_rack, pos = read_nullable_string(buf, pos)
         o = NEW(UpdateMetadataBroker)
@@ -374,6 +386,8 @@ def _d_UpdateMetadataBroker_2(buf: memoryview, pos: int) -> tuple[UpdateMetadata
 def _d_UpdateMetadataRequest_2(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_controller_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -381,14 +395,14 @@ def _d_UpdateMetadataRequest_2(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_array_count(buf, pos)
         v_ungrouped_partition_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
-            v_ungrouped_partition_states.append(item)
+            item_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
+            v_ungrouped_partition_states.append(item_ungrouped_partition_states)
         f = "live_brokers"
         n, pos = read_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_2(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_2(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         o = NEW(UpdateMetadataRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -407,6 +421,8 @@ def _d_UpdateMetadataRequest_2(buf: memoryview, pos: int) -> tuple[UpdateMetadat
 def _d_UpdateMetadataEndpoint_3(buf: memoryview, pos: int) -> tuple[UpdateMetadataEndpoint, int]:
     f = ""
     try:
+        v_host: str
+        v_listener: str
         f = "port"
         (v_port,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -431,6 +447,8 @@ def _d_UpdateMetadataEndpoint_3(buf: memoryview, pos: int) -> tuple[UpdateMetada
 def _d_UpdateMetadataBroker_3(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
     f = ""
     try:
+        v_endpoints: list[UpdateMetadataEndpoint]
+        v_rack: str | None
         f = "id"
         (v_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -438,8 +456,8 @@ def _d_UpdateMetadataBroker_3(buf: memoryview, pos: int) -> tuple[UpdateMetadata
         n, pos = read_array_count(buf, pos)
         v_endpoints = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataEndpoint_3(buf, pos)
-            v_endpoints.append(item)
+            item_endpoints, pos = _d_UpdateMetadataEndpoint_3(buf, pos)
+            v_endpoints.append(item_endpoints)
         f = "rack"
         v_rack, pos = read_nullable_string(buf, pos)
         o = NEW(UpdateMetadataBroker)
@@ -457,6 +475,8 @@ def _d_UpdateMetadataBroker_3(buf: memoryview, pos: int) -> tuple[UpdateMetadata
 def _d_UpdateMetadataRequest_3(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_controller_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -464,14 +484,14 @@ def _d_UpdateMetadataRequest_3(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_array_count(buf, pos)
         v_ungrouped_partition_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
-            v_ungrouped_partition_states.append(item)
+            item_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_0(buf, pos)
+            v_ungrouped_partition_states.append(item_ungrouped_partition_states)
         f = "live_brokers"
         n, pos = read_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_3(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_3(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         o = NEW(UpdateMetadataRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -490,6 +510,10 @@ def _d_UpdateMetadataRequest_3(buf: memoryview, pos: int) -> tuple[UpdateMetadat
 def _d_UpdateMetadataPartitionState_4(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_isr: list[int]
+        v_replicas: list[int]
+        v_offline_replicas: list[int]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_index"
@@ -538,6 +562,8 @@ def _d_UpdateMetadataPartitionState_4(buf: memoryview, pos: int) -> tuple[Update
 def _d_UpdateMetadataRequest_4(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_ungrouped_partition_states: list[UpdateMetadataPartitionState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_controller_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -545,14 +571,14 @@ def _d_UpdateMetadataRequest_4(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_array_count(buf, pos)
         v_ungrouped_partition_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataPartitionState_4(buf, pos)
-            v_ungrouped_partition_states.append(item)
+            item_ungrouped_partition_states, pos = _d_UpdateMetadataPartitionState_4(buf, pos)
+            v_ungrouped_partition_states.append(item_ungrouped_partition_states)
         f = "live_brokers"
         n, pos = read_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_3(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_3(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         o = NEW(UpdateMetadataRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -571,6 +597,9 @@ def _d_UpdateMetadataRequest_4(buf: memoryview, pos: int) -> tuple[UpdateMetadat
 def _d_UpdateMetadataPartitionState_5(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:
     f = ""
     try:
+        v_isr: list[int]
+        v_replicas: list[int]
+        v_offline_replicas: list[int]
         f = "partition_index"
         (v_partition_index, v_controller_epoch, v_leader, v_leader_epoch) = _S_iiii.unpack_from(buf, pos)
         pos += 16
@@ -617,14 +646,16 @@ def _d_UpdateMetadataPartitionState_5(buf: memoryview, pos: int) -> tuple[Update
 def _d_UpdateMetadataTopicState_5(buf: memoryview, pos: int) -> tuple[UpdateMetadataTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partition_states: list[UpdateMetadataPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_string(buf, pos)
         f = "partition_states"
         n, pos = read_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataPartitionState_5(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_UpdateMetadataPartitionState_5(buf, pos)
+            v_partition_states.append(item_partition_states)
         o = NEW(UpdateMetadataTopicState)
         o.topic_name = v_topic_name
         o.topic_id = ZERO_UUID
@@ -638,6 +669,8 @@ def _d_UpdateMetadataTopicState_5(buf: memoryview, pos: int) -> tuple[UpdateMeta
 def _d_UpdateMetadataRequest_5(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_topic_states: list[UpdateMetadataTopicState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch) = _S_iiq.unpack_from(buf, pos)
         pos += 16
@@ -645,14 +678,14 @@ def _d_UpdateMetadataRequest_5(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataTopicState_5(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_UpdateMetadataTopicState_5(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_brokers"
         n, pos = read_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_3(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_3(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         o = NEW(UpdateMetadataRequest)
         o.controller_id = v_controller_id
         o.is_k_raft_controller = False
@@ -671,6 +704,9 @@ def _d_UpdateMetadataRequest_5(buf: memoryview, pos: int) -> tuple[UpdateMetadat
 def _d_UpdateMetadataPartitionState_6(buf: memoryview, pos: int) -> tuple[UpdateMetadataPartitionState, int]:
     f = ""
     try:
+        v_isr: list[int]
+        v_replicas: list[int]
+        v_offline_replicas: list[int]
         f = "partition_index"
         (v_partition_index, v_controller_epoch, v_leader, v_leader_epoch) = _S_iiii.unpack_from(buf, pos)
         pos += 16
@@ -729,14 +765,16 @@ def _d_UpdateMetadataPartitionState_6(buf: memoryview, pos: int) -> tuple[Update
 def _d_UpdateMetadataTopicState_6(buf: memoryview, pos: int) -> tuple[UpdateMetadataTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partition_states: list[UpdateMetadataPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partition_states"
         n, pos = read_compact_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataPartitionState_6(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_UpdateMetadataPartitionState_6(buf, pos)
+            v_partition_states.append(item_partition_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -762,6 +800,8 @@ def _d_UpdateMetadataTopicState_6(buf: memoryview, pos: int) -> tuple[UpdateMeta
 def _d_UpdateMetadataEndpoint_6(buf: memoryview, pos: int) -> tuple[UpdateMetadataEndpoint, int]:
     f = ""
     try:
+        v_host: str
+        v_listener: str
         f = "port"
         (v_port,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -798,6 +838,8 @@ def _d_UpdateMetadataEndpoint_6(buf: memoryview, pos: int) -> tuple[UpdateMetada
 def _d_UpdateMetadataBroker_6(buf: memoryview, pos: int) -> tuple[UpdateMetadataBroker, int]:
     f = ""
     try:
+        v_endpoints: list[UpdateMetadataEndpoint]
+        v_rack: str | None
         f = "id"
         (v_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -805,8 +847,8 @@ def _d_UpdateMetadataBroker_6(buf: memoryview, pos: int) -> tuple[UpdateMetadata
         n, pos = read_compact_array_count(buf, pos)
         v_endpoints = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataEndpoint_6(buf, pos)
-            v_endpoints.append(item)
+            item_endpoints, pos = _d_UpdateMetadataEndpoint_6(buf, pos)
+            v_endpoints.append(item_endpoints)
         f = "rack"
         v_rack, pos = read_compact_nullable_string(buf, pos)
         unknown = None
@@ -836,6 +878,8 @@ def _d_UpdateMetadataBroker_6(buf: memoryview, pos: int) -> tuple[UpdateMetadata
 def _d_UpdateMetadataRequest_6(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_topic_states: list[UpdateMetadataTopicState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch) = _S_iiq.unpack_from(buf, pos)
         pos += 16
@@ -843,14 +887,14 @@ def _d_UpdateMetadataRequest_6(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataTopicState_6(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_UpdateMetadataTopicState_6(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_brokers"
         n, pos = read_compact_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_6(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_6(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -881,6 +925,9 @@ def _d_UpdateMetadataRequest_6(buf: memoryview, pos: int) -> tuple[UpdateMetadat
 def _d_UpdateMetadataTopicState_7(buf: memoryview, pos: int) -> tuple[UpdateMetadataTopicState, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_topic_id: UUID
+        v_partition_states: list[UpdateMetadataPartitionState]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "topic_id"
@@ -889,8 +936,8 @@ def _d_UpdateMetadataTopicState_7(buf: memoryview, pos: int) -> tuple[UpdateMeta
         n, pos = read_compact_array_count(buf, pos)
         v_partition_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataPartitionState_6(buf, pos)
-            v_partition_states.append(item)
+            item_partition_states, pos = _d_UpdateMetadataPartitionState_6(buf, pos)
+            v_partition_states.append(item_partition_states)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -916,6 +963,8 @@ def _d_UpdateMetadataTopicState_7(buf: memoryview, pos: int) -> tuple[UpdateMeta
 def _d_UpdateMetadataRequest_7(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_topic_states: list[UpdateMetadataTopicState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_controller_epoch, v_broker_epoch) = _S_iiq.unpack_from(buf, pos)
         pos += 16
@@ -923,14 +972,14 @@ def _d_UpdateMetadataRequest_7(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataTopicState_7(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_UpdateMetadataTopicState_7(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_brokers"
         n, pos = read_compact_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_6(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_6(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -961,6 +1010,8 @@ def _d_UpdateMetadataRequest_7(buf: memoryview, pos: int) -> tuple[UpdateMetadat
 def _d_UpdateMetadataRequest_8(buf: memoryview, pos: int) -> tuple[UpdateMetadataRequest, int]:
     f = ""
     try:
+        v_topic_states: list[UpdateMetadataTopicState]
+        v_live_brokers: list[UpdateMetadataBroker]
         f = "controller_id"
         (v_controller_id, v_is_k_raft_controller, v_controller_epoch, v_broker_epoch) = _S_ioiq.unpack_from(buf, pos)
         pos += 17
@@ -968,14 +1019,14 @@ def _d_UpdateMetadataRequest_8(buf: memoryview, pos: int) -> tuple[UpdateMetadat
         n, pos = read_compact_array_count(buf, pos)
         v_topic_states = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataTopicState_7(buf, pos)
-            v_topic_states.append(item)
+            item_topic_states, pos = _d_UpdateMetadataTopicState_7(buf, pos)
+            v_topic_states.append(item_topic_states)
         f = "live_brokers"
         n, pos = read_compact_array_count(buf, pos)
         v_live_brokers = []
         for _ in range(n):
-            item, pos = _d_UpdateMetadataBroker_6(buf, pos)
-            v_live_brokers.append(item)
+            item_live_brokers, pos = _d_UpdateMetadataBroker_6(buf, pos)
+            v_live_brokers.append(item_live_brokers)
         v_type = 0
         unknown = None
         f = "_tagged_fields"
@@ -1032,11 +1083,11 @@ def _e_UpdateMetadataRequest_0(o: UpdateMetadataRequest, out: list[Any]) -> None
     a = out.append
     a(_S_ii.pack(o.controller_id, o.controller_epoch))
     a(INT32.pack(len(o.ungrouped_partition_states)))
-    for x in o.ungrouped_partition_states:
-        _e_UpdateMetadataPartitionState_0(x, out)
+    for x_ungrouped_partition_states in o.ungrouped_partition_states:
+        _e_UpdateMetadataPartitionState_0(x_ungrouped_partition_states, out)
     a(INT32.pack(len(o.live_brokers)))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_0(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_0(x_live_brokers, out)
 
 
 def _e_UpdateMetadataEndpoint_1(o: UpdateMetadataEndpoint, out: list[Any]) -> None:
@@ -1050,27 +1101,27 @@ def _e_UpdateMetadataBroker_1(o: UpdateMetadataBroker, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.id))
     a(INT32.pack(len(o.endpoints)))
-    for x in o.endpoints:
-        _e_UpdateMetadataEndpoint_1(x, out)
+    for x_endpoints in o.endpoints:
+        _e_UpdateMetadataEndpoint_1(x_endpoints, out)
 
 
 def _e_UpdateMetadataRequest_1(o: UpdateMetadataRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_ii.pack(o.controller_id, o.controller_epoch))
     a(INT32.pack(len(o.ungrouped_partition_states)))
-    for x in o.ungrouped_partition_states:
-        _e_UpdateMetadataPartitionState_0(x, out)
+    for x_ungrouped_partition_states in o.ungrouped_partition_states:
+        _e_UpdateMetadataPartitionState_0(x_ungrouped_partition_states, out)
     a(INT32.pack(len(o.live_brokers)))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_1(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_1(x_live_brokers, out)
 
 
 def _e_UpdateMetadataBroker_2(o: UpdateMetadataBroker, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.id))
     a(INT32.pack(len(o.endpoints)))
-    for x in o.endpoints:
-        _e_UpdateMetadataEndpoint_1(x, out)
+    for x_endpoints in o.endpoints:
+        _e_UpdateMetadataEndpoint_1(x_endpoints, out)
     a(write_nullable_string(o.rack))
 
 
@@ -1078,11 +1129,11 @@ def _e_UpdateMetadataRequest_2(o: UpdateMetadataRequest, out: list[Any]) -> None
     a = out.append
     a(_S_ii.pack(o.controller_id, o.controller_epoch))
     a(INT32.pack(len(o.ungrouped_partition_states)))
-    for x in o.ungrouped_partition_states:
-        _e_UpdateMetadataPartitionState_0(x, out)
+    for x_ungrouped_partition_states in o.ungrouped_partition_states:
+        _e_UpdateMetadataPartitionState_0(x_ungrouped_partition_states, out)
     a(INT32.pack(len(o.live_brokers)))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_2(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_2(x_live_brokers, out)
 
 
 def _e_UpdateMetadataEndpoint_3(o: UpdateMetadataEndpoint, out: list[Any]) -> None:
@@ -1097,8 +1148,8 @@ def _e_UpdateMetadataBroker_3(o: UpdateMetadataBroker, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.id))
     a(INT32.pack(len(o.endpoints)))
-    for x in o.endpoints:
-        _e_UpdateMetadataEndpoint_3(x, out)
+    for x_endpoints in o.endpoints:
+        _e_UpdateMetadataEndpoint_3(x_endpoints, out)
     a(write_nullable_string(o.rack))
 
 
@@ -1106,11 +1157,11 @@ def _e_UpdateMetadataRequest_3(o: UpdateMetadataRequest, out: list[Any]) -> None
     a = out.append
     a(_S_ii.pack(o.controller_id, o.controller_epoch))
     a(INT32.pack(len(o.ungrouped_partition_states)))
-    for x in o.ungrouped_partition_states:
-        _e_UpdateMetadataPartitionState_0(x, out)
+    for x_ungrouped_partition_states in o.ungrouped_partition_states:
+        _e_UpdateMetadataPartitionState_0(x_ungrouped_partition_states, out)
     a(INT32.pack(len(o.live_brokers)))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_3(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_3(x_live_brokers, out)
 
 
 def _e_UpdateMetadataPartitionState_4(o: UpdateMetadataPartitionState, out: list[Any]) -> None:
@@ -1130,11 +1181,11 @@ def _e_UpdateMetadataRequest_4(o: UpdateMetadataRequest, out: list[Any]) -> None
     a = out.append
     a(_S_ii.pack(o.controller_id, o.controller_epoch))
     a(INT32.pack(len(o.ungrouped_partition_states)))
-    for x in o.ungrouped_partition_states:
-        _e_UpdateMetadataPartitionState_4(x, out)
+    for x_ungrouped_partition_states in o.ungrouped_partition_states:
+        _e_UpdateMetadataPartitionState_4(x_ungrouped_partition_states, out)
     a(INT32.pack(len(o.live_brokers)))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_3(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_3(x_live_brokers, out)
 
 
 def _e_UpdateMetadataPartitionState_5(o: UpdateMetadataPartitionState, out: list[Any]) -> None:
@@ -1153,19 +1204,19 @@ def _e_UpdateMetadataTopicState_5(o: UpdateMetadataTopicState, out: list[Any]) -
     a = out.append
     a(write_string(o.topic_name))
     a(INT32.pack(len(o.partition_states)))
-    for x in o.partition_states:
-        _e_UpdateMetadataPartitionState_5(x, out)
+    for x_partition_states in o.partition_states:
+        _e_UpdateMetadataPartitionState_5(x_partition_states, out)
 
 
 def _e_UpdateMetadataRequest_5(o: UpdateMetadataRequest, out: list[Any]) -> None:
     a = out.append
     a(_S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch))
     a(INT32.pack(len(o.topic_states)))
-    for x in o.topic_states:
-        _e_UpdateMetadataTopicState_5(x, out)
+    for x_topic_states in o.topic_states:
+        _e_UpdateMetadataTopicState_5(x_topic_states, out)
     a(INT32.pack(len(o.live_brokers)))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_3(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_3(x_live_brokers, out)
 
 
 def _e_UpdateMetadataPartitionState_6(o: UpdateMetadataPartitionState, out: list[Any]) -> None:
@@ -1188,8 +1239,8 @@ def _e_UpdateMetadataTopicState_6(o: UpdateMetadataTopicState, out: list[Any]) -
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partition_states) + 1))
-    for x in o.partition_states:
-        _e_UpdateMetadataPartitionState_6(x, out)
+    for x_partition_states in o.partition_states:
+        _e_UpdateMetadataPartitionState_6(x_partition_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1212,8 +1263,8 @@ def _e_UpdateMetadataBroker_6(o: UpdateMetadataBroker, out: list[Any]) -> None:
     a = out.append
     a(_S_i.pack(o.id))
     a(write_uvarint(len(o.endpoints) + 1))
-    for x in o.endpoints:
-        _e_UpdateMetadataEndpoint_6(x, out)
+    for x_endpoints in o.endpoints:
+        _e_UpdateMetadataEndpoint_6(x_endpoints, out)
     a(write_compact_nullable_string(o.rack))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -1225,11 +1276,11 @@ def _e_UpdateMetadataRequest_6(o: UpdateMetadataRequest, out: list[Any]) -> None
     a = out.append
     a(_S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_UpdateMetadataTopicState_6(x, out)
+    for x_topic_states in o.topic_states:
+        _e_UpdateMetadataTopicState_6(x_topic_states, out)
     a(write_uvarint(len(o.live_brokers) + 1))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_6(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_6(x_live_brokers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1241,8 +1292,8 @@ def _e_UpdateMetadataTopicState_7(o: UpdateMetadataTopicState, out: list[Any]) -
     a(write_compact_string(o.topic_name))
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partition_states) + 1))
-    for x in o.partition_states:
-        _e_UpdateMetadataPartitionState_6(x, out)
+    for x_partition_states in o.partition_states:
+        _e_UpdateMetadataPartitionState_6(x_partition_states, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1253,11 +1304,11 @@ def _e_UpdateMetadataRequest_7(o: UpdateMetadataRequest, out: list[Any]) -> None
     a = out.append
     a(_S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_UpdateMetadataTopicState_7(x, out)
+    for x_topic_states in o.topic_states:
+        _e_UpdateMetadataTopicState_7(x_topic_states, out)
     a(write_uvarint(len(o.live_brokers) + 1))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_6(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_6(x_live_brokers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -1268,16 +1319,17 @@ def _e_UpdateMetadataRequest_8(o: UpdateMetadataRequest, out: list[Any]) -> None
     a = out.append
     a(_S_ioiq.pack(o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch))
     a(write_uvarint(len(o.topic_states) + 1))
-    for x in o.topic_states:
-        _e_UpdateMetadataTopicState_7(x, out)
+    for x_topic_states in o.topic_states:
+        _e_UpdateMetadataTopicState_7(x_topic_states, out)
     a(write_uvarint(len(o.live_brokers) + 1))
-    for x in o.live_brokers:
-        _e_UpdateMetadataBroker_6(x, out)
+    for x_live_brokers in o.live_brokers:
+        _e_UpdateMetadataBroker_6(x_live_brokers, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.type
-    if v != 0:
-        sub: list[Any] = []
-        sub.append(_S_b.pack(v))
+    sub: list[Any]
+    v_type = o.type
+    if v_type != 0:
+        sub = []
+        sub.append(_S_b.pack(v_type))
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

@@ -97,6 +97,8 @@ class UpdateRaftVoterRequest(Message):
 def _d_Listener_0(buf: memoryview, pos: int) -> tuple[Listener, int]:
     f = ""
     try:
+        v_name: str
+        v_host: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "host"
@@ -156,6 +158,10 @@ def _d_KRaftVersionFeature_0(buf: memoryview, pos: int) -> tuple[KRaftVersionFea
 def _d_UpdateRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[UpdateRaftVoterRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_voter_directory_id: UUID
+        v_listeners: list[Listener]
+        v_k_raft_version_feature: KRaftVersionFeature
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "current_leader_epoch"
@@ -167,8 +173,8 @@ def _d_UpdateRaftVoterRequest_0(buf: memoryview, pos: int) -> tuple[UpdateRaftVo
         n, pos = read_compact_array_count(buf, pos)
         v_listeners = []
         for _ in range(n):
-            item, pos = _d_Listener_0(buf, pos)
-            v_listeners.append(item)
+            item_listeners, pos = _d_Listener_0(buf, pos)
+            v_listeners.append(item_listeners)
         f = "k_raft_version_feature"
         v_k_raft_version_feature, pos = _d_KRaftVersionFeature_0(buf, pos)
         unknown = None
@@ -222,8 +228,8 @@ def _e_UpdateRaftVoterRequest_0(o: UpdateRaftVoterRequest, out: list[Any]) -> No
     a(_S_ii.pack(o.current_leader_epoch, o.voter_id))
     a(write_uuid(o.voter_directory_id))
     a(write_uvarint(len(o.listeners) + 1))
-    for x in o.listeners:
-        _e_Listener_0(x, out)
+    for x_listeners in o.listeners:
+        _e_Listener_0(x_listeners, out)
     _e_KRaftVersionFeature_0(o.k_raft_version_feature, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))

@@ -72,6 +72,7 @@ class UpdateRaftVoterResponse(Message):
 def _d_CurrentLeader_0(buf: memoryview, pos: int) -> tuple[CurrentLeader, int]:
     f = ""
     try:
+        v_host: str
         f = "leader_id"
         (v_leader_id, v_leader_epoch) = _S_ii.unpack_from(buf, pos)
         pos += 8
@@ -106,6 +107,7 @@ def _d_CurrentLeader_0(buf: memoryview, pos: int) -> tuple[CurrentLeader, int]:
 def _d_UpdateRaftVoterResponse_0(buf: memoryview, pos: int) -> tuple[UpdateRaftVoterResponse, int]:
     f = ""
     try:
+        v_current_leader: CurrentLeader
         f = "throttle_time_ms"
         (v_throttle_time_ms, v_error_code) = _S_ih.unpack_from(buf, pos)
         pos += 6
@@ -152,10 +154,11 @@ def _e_UpdateRaftVoterResponse_0(o: UpdateRaftVoterResponse, out: list[Any]) -> 
     a = out.append
     a(_S_ih.pack(o.throttle_time_ms, o.error_code))
     tags: list[tuple[int, bytes]] = []
-    v = o.current_leader
-    if v != CurrentLeader():
-        sub: list[Any] = []
-        _e_CurrentLeader_0(v, sub)
+    sub: list[Any]
+    v_current_leader = o.current_leader
+    if v_current_leader != CurrentLeader():
+        sub = []
+        _e_CurrentLeader_0(v_current_leader, sub)
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

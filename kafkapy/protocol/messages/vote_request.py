@@ -132,14 +132,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -164,14 +166,16 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_VoteRequest_0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_topics: list[TopicData]
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -197,6 +201,8 @@ def _d_VoteRequest_0(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
 def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_candidate_directory_id: UUID
+        v_voter_directory_id: UUID
         f = "partition_index"
         (v_partition_index, v_candidate_epoch, v_candidate_id) = _S_iii.unpack_from(buf, pos)
         pos += 12
@@ -236,14 +242,16 @@ def _d_PartitionData_1(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -268,6 +276,8 @@ def _d_TopicData_1(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_VoteRequest_1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
     f = ""
     try:
+        v_cluster_id: str | None
+        v_topics: list[TopicData]
         f = "cluster_id"
         v_cluster_id, pos = read_compact_nullable_string(buf, pos)
         f = "voter_id"
@@ -277,8 +287,8 @@ def _d_VoteRequest_1(buf: memoryview, pos: int) -> tuple[VoteRequest, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_1(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -314,8 +324,8 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -326,8 +336,8 @@ def _e_VoteRequest_0(o: VoteRequest, out: list[Any]) -> None:
     a = out.append
     a(write_compact_nullable_string(o.cluster_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -350,8 +360,8 @@ def _e_TopicData_1(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_1(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -363,8 +373,8 @@ def _e_VoteRequest_1(o: VoteRequest, out: list[Any]) -> None:
     a(write_compact_nullable_string(o.cluster_id))
     a(_S_i.pack(o.voter_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_1(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_1(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -137,14 +137,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
     f = ""
     try:
+        v_topic_name: str
+        v_partitions: list[PartitionData]
         f = "topic_name"
         v_topic_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -169,6 +171,7 @@ def _d_TopicData_0(buf: memoryview, pos: int) -> tuple[TopicData, int]:
 def _d_VoteResponse_0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -176,8 +179,8 @@ def _d_VoteResponse_0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -203,6 +206,7 @@ def _d_VoteResponse_0(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
 def _d_NodeEndpoint_1(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
     f = ""
     try:
+        v_host: str
         f = "node_id"
         (v_node_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -236,6 +240,8 @@ def _d_NodeEndpoint_1(buf: memoryview, pos: int) -> tuple[NodeEndpoint, int]:
 def _d_VoteResponse_1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
     f = ""
     try:
+        v_topics: list[TopicData]
+        v_node_endpoints: list[NodeEndpoint]
         f = "error_code"
         (v_error_code,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -243,8 +249,8 @@ def _d_VoteResponse_1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_TopicData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_TopicData_0(buf, pos)
+            v_topics.append(item_topics)
         v_node_endpoints = []
         unknown = None
         f = "_tagged_fields"
@@ -260,8 +266,8 @@ def _d_VoteResponse_1(buf: memoryview, pos: int) -> tuple[VoteResponse, int]:
                     n, pos = read_compact_array_count(tb, pos)
                     v_node_endpoints = []
                     for _ in range(n):
-                        item, pos = _d_NodeEndpoint_1(tb, pos)
-                        v_node_endpoints.append(item)
+                        item_node_endpoints, pos = _d_NodeEndpoint_1(tb, pos)
+                        v_node_endpoints.append(item_node_endpoints)
                 else:
                     if unknown is None:
                         unknown = []
@@ -290,8 +296,8 @@ def _e_TopicData_0(o: TopicData, out: list[Any]) -> None:
     a = out.append
     a(write_compact_string(o.topic_name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -302,8 +308,8 @@ def _e_VoteResponse_0(o: VoteResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -325,15 +331,16 @@ def _e_VoteResponse_1(o: VoteResponse, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.error_code))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_TopicData_0(x, out)
+    for x_topics in o.topics:
+        _e_TopicData_0(x_topics, out)
     tags: list[tuple[int, bytes]] = []
-    v = o.node_endpoints
-    if v:
-        sub: list[Any] = []
-        sub.append(write_uvarint(len(v) + 1))
-        for x in v:
-            _e_NodeEndpoint_1(x, sub)
+    sub: list[Any]
+    v_node_endpoints = o.node_endpoints
+    if v_node_endpoints:
+        sub = []
+        sub.append(write_uvarint(len(v_node_endpoints) + 1))
+        for x_node_endpoints in v_node_endpoints:
+            _e_NodeEndpoint_1(x_node_endpoints, sub)
         tags.append((0, b"".join(sub)))
     if o.unknown_tagged_fields:
         tags.extend(o.unknown_tagged_fields)

@@ -106,6 +106,8 @@ class VotersRecord(Message):
 def _d_Endpoint_0(buf: memoryview, pos: int) -> tuple[Endpoint, int]:
     f = ""
     try:
+        v_name: str
+        v_host: str
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "host"
@@ -165,6 +167,9 @@ def _d_KRaftVersionFeature_0(buf: memoryview, pos: int) -> tuple[KRaftVersionFea
 def _d_Voter_0(buf: memoryview, pos: int) -> tuple[Voter, int]:
     f = ""
     try:
+        v_voter_directory_id: UUID
+        v_endpoints: list[Endpoint]
+        v_k_raft_version_feature: KRaftVersionFeature
         f = "voter_id"
         (v_voter_id,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -174,8 +179,8 @@ def _d_Voter_0(buf: memoryview, pos: int) -> tuple[Voter, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_endpoints = []
         for _ in range(n):
-            item, pos = _d_Endpoint_0(buf, pos)
-            v_endpoints.append(item)
+            item_endpoints, pos = _d_Endpoint_0(buf, pos)
+            v_endpoints.append(item_endpoints)
         f = "k_raft_version_feature"
         v_k_raft_version_feature, pos = _d_KRaftVersionFeature_0(buf, pos)
         unknown = None
@@ -204,6 +209,7 @@ def _d_Voter_0(buf: memoryview, pos: int) -> tuple[Voter, int]:
 def _d_VotersRecord_0(buf: memoryview, pos: int) -> tuple[VotersRecord, int]:
     f = ""
     try:
+        v_voters: list[Voter]
         f = "version"
         (v_version,) = _S_h.unpack_from(buf, pos)
         pos += 2
@@ -211,8 +217,8 @@ def _d_VotersRecord_0(buf: memoryview, pos: int) -> tuple[VotersRecord, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_voters = []
         for _ in range(n):
-            item, pos = _d_Voter_0(buf, pos)
-            v_voters.append(item)
+            item_voters, pos = _d_Voter_0(buf, pos)
+            v_voters.append(item_voters)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -259,8 +265,8 @@ def _e_Voter_0(o: Voter, out: list[Any]) -> None:
     a(_S_i.pack(o.voter_id))
     a(write_uuid(o.voter_directory_id))
     a(write_uvarint(len(o.endpoints) + 1))
-    for x in o.endpoints:
-        _e_Endpoint_0(x, out)
+    for x_endpoints in o.endpoints:
+        _e_Endpoint_0(x_endpoints, out)
     _e_KRaftVersionFeature_0(o.k_raft_version_feature, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -272,8 +278,8 @@ def _e_VotersRecord_0(o: VotersRecord, out: list[Any]) -> None:
     a = out.append
     a(_S_h.pack(o.version))
     a(write_uvarint(len(o.voters) + 1))
-    for x in o.voters:
-        _e_Voter_0(x, out)
+    for x_voters in o.voters:
+        _e_Voter_0(x_voters, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

@@ -137,6 +137,7 @@ def _d_StateBatch_0(buf: memoryview, pos: int) -> tuple[StateBatch, int]:
 def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
     f = ""
     try:
+        v_state_batches: list[StateBatch]
         f = "partition"
         (v_partition, v_state_epoch, v_leader_epoch, v_start_offset) = _S_iiiq.unpack_from(buf, pos)
         pos += 20
@@ -144,8 +145,8 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
         n, pos = read_compact_array_count(buf, pos)
         v_state_batches = []
         for _ in range(n):
-            item, pos = _d_StateBatch_0(buf, pos)
-            v_state_batches.append(item)
+            item_state_batches, pos = _d_StateBatch_0(buf, pos)
+            v_state_batches.append(item_state_batches)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -173,14 +174,16 @@ def _d_PartitionData_0(buf: memoryview, pos: int) -> tuple[PartitionData, int]:
 def _d_WriteStateData_0(buf: memoryview, pos: int) -> tuple[WriteStateData, int]:
     f = ""
     try:
+        v_topic_id: UUID
+        v_partitions: list[PartitionData]
         f = "topic_id"
         v_topic_id, pos = read_uuid(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_PartitionData_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_PartitionData_0(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -205,14 +208,16 @@ def _d_WriteStateData_0(buf: memoryview, pos: int) -> tuple[WriteStateData, int]
 def _d_WriteShareGroupStateRequest_0(buf: memoryview, pos: int) -> tuple[WriteShareGroupStateRequest, int]:
     f = ""
     try:
+        v_group_id: str
+        v_topics: list[WriteStateData]
         f = "group_id"
         v_group_id, pos = read_compact_string(buf, pos)
         f = "topics"
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_WriteStateData_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_WriteStateData_0(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -247,8 +252,8 @@ def _e_PartitionData_0(o: PartitionData, out: list[Any]) -> None:
     a = out.append
     a(_S_iiiq.pack(o.partition, o.state_epoch, o.leader_epoch, o.start_offset))
     a(write_uvarint(len(o.state_batches) + 1))
-    for x in o.state_batches:
-        _e_StateBatch_0(x, out)
+    for x_state_batches in o.state_batches:
+        _e_StateBatch_0(x_state_batches, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -259,8 +264,8 @@ def _e_WriteStateData_0(o: WriteStateData, out: list[Any]) -> None:
     a = out.append
     a(write_uuid(o.topic_id))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_PartitionData_0(x, out)
+    for x_partitions in o.partitions:
+        _e_PartitionData_0(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -271,8 +276,8 @@ def _e_WriteShareGroupStateRequest_0(o: WriteShareGroupStateRequest, out: list[A
     a = out.append
     a(write_compact_string(o.group_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_WriteStateData_0(x, out)
+    for x_topics in o.topics:
+        _e_WriteStateData_0(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

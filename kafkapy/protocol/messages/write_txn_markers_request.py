@@ -98,6 +98,8 @@ class WriteTxnMarkersRequest(Message):
 def _d_WritableTxnMarkerTopic_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partition_indexes"
@@ -119,6 +121,7 @@ def _d_WritableTxnMarkerTopic_0(buf: memoryview, pos: int) -> tuple[WritableTxnM
 def _d_WritableTxnMarker_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarker, int]:
     f = ""
     try:
+        v_topics: list[WritableTxnMarkerTopic]
         f = "producer_id"
         (v_producer_id, v_producer_epoch, v_transaction_result) = _S_qho.unpack_from(buf, pos)
         pos += 11
@@ -126,8 +129,8 @@ def _d_WritableTxnMarker_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarker
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarkerTopic_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_WritableTxnMarkerTopic_0(buf, pos)
+            v_topics.append(item_topics)
         f = "coordinator_epoch"
         (v_coordinator_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -146,12 +149,13 @@ def _d_WritableTxnMarker_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarker
 def _d_WriteTxnMarkersRequest_0(buf: memoryview, pos: int) -> tuple[WriteTxnMarkersRequest, int]:
     f = ""
     try:
+        v_markers: list[WritableTxnMarker]
         f = "markers"
         n, pos = read_array_count(buf, pos)
         v_markers = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarker_0(buf, pos)
-            v_markers.append(item)
+            item_markers, pos = _d_WritableTxnMarker_0(buf, pos)
+            v_markers.append(item_markers)
         o = NEW(WriteTxnMarkersRequest)
         o.markers = v_markers
         o.unknown_tagged_fields = None
@@ -163,6 +167,8 @@ def _d_WriteTxnMarkersRequest_0(buf: memoryview, pos: int) -> tuple[WriteTxnMark
 def _d_WritableTxnMarkerTopic_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerTopic, int]:
     f = ""
     try:
+        v_name: str
+        v_partition_indexes: list[int]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partition_indexes"
@@ -196,6 +202,7 @@ def _d_WritableTxnMarkerTopic_1(buf: memoryview, pos: int) -> tuple[WritableTxnM
 def _d_WritableTxnMarker_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarker, int]:
     f = ""
     try:
+        v_topics: list[WritableTxnMarkerTopic]
         f = "producer_id"
         (v_producer_id, v_producer_epoch, v_transaction_result) = _S_qho.unpack_from(buf, pos)
         pos += 11
@@ -203,8 +210,8 @@ def _d_WritableTxnMarker_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarker
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarkerTopic_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_WritableTxnMarkerTopic_1(buf, pos)
+            v_topics.append(item_topics)
         f = "coordinator_epoch"
         (v_coordinator_epoch,) = _S_i.unpack_from(buf, pos)
         pos += 4
@@ -235,12 +242,13 @@ def _d_WritableTxnMarker_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarker
 def _d_WriteTxnMarkersRequest_1(buf: memoryview, pos: int) -> tuple[WriteTxnMarkersRequest, int]:
     f = ""
     try:
+        v_markers: list[WritableTxnMarker]
         f = "markers"
         n, pos = read_compact_array_count(buf, pos)
         v_markers = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarker_1(buf, pos)
-            v_markers.append(item)
+            item_markers, pos = _d_WritableTxnMarker_1(buf, pos)
+            v_markers.append(item_markers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -272,16 +280,16 @@ def _e_WritableTxnMarker_0(o: WritableTxnMarker, out: list[Any]) -> None:
     a = out.append
     a(_S_qho.pack(o.producer_id, o.producer_epoch, o.transaction_result))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_WritableTxnMarkerTopic_0(x, out)
+    for x_topics in o.topics:
+        _e_WritableTxnMarkerTopic_0(x_topics, out)
     a(_S_i.pack(o.coordinator_epoch))
 
 
 def _e_WriteTxnMarkersRequest_0(o: WriteTxnMarkersRequest, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.markers)))
-    for x in o.markers:
-        _e_WritableTxnMarker_0(x, out)
+    for x_markers in o.markers:
+        _e_WritableTxnMarker_0(x_markers, out)
 
 
 def _e_WritableTxnMarkerTopic_1(o: WritableTxnMarkerTopic, out: list[Any]) -> None:
@@ -299,8 +307,8 @@ def _e_WritableTxnMarker_1(o: WritableTxnMarker, out: list[Any]) -> None:
     a = out.append
     a(_S_qho.pack(o.producer_id, o.producer_epoch, o.transaction_result))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_WritableTxnMarkerTopic_1(x, out)
+    for x_topics in o.topics:
+        _e_WritableTxnMarkerTopic_1(x_topics, out)
     a(_S_i.pack(o.coordinator_epoch))
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
@@ -311,8 +319,8 @@ def _e_WritableTxnMarker_1(o: WritableTxnMarker, out: list[Any]) -> None:
 def _e_WriteTxnMarkersRequest_1(o: WriteTxnMarkersRequest, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.markers) + 1))
-    for x in o.markers:
-        _e_WritableTxnMarker_1(x, out)
+    for x_markers in o.markers:
+        _e_WritableTxnMarker_1(x_markers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:

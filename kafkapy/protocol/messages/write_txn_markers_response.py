@@ -112,14 +112,16 @@ def _d_WritableTxnMarkerPartitionResult_0(buf: memoryview, pos: int) -> tuple[Wr
 def _d_WritableTxnMarkerTopicResult_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[WritableTxnMarkerPartitionResult]
         f = "name"
         v_name, pos = read_string(buf, pos)
         f = "partitions"
         n, pos = read_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarkerPartitionResult_0(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_WritableTxnMarkerPartitionResult_0(buf, pos)
+            v_partitions.append(item_partitions)
         o = NEW(WritableTxnMarkerTopicResult)
         o.name = v_name
         o.partitions = v_partitions
@@ -132,6 +134,7 @@ def _d_WritableTxnMarkerTopicResult_0(buf: memoryview, pos: int) -> tuple[Writab
 def _d_WritableTxnMarkerResult_0(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerResult, int]:
     f = ""
     try:
+        v_topics: list[WritableTxnMarkerTopicResult]
         f = "producer_id"
         (v_producer_id,) = _S_q.unpack_from(buf, pos)
         pos += 8
@@ -139,8 +142,8 @@ def _d_WritableTxnMarkerResult_0(buf: memoryview, pos: int) -> tuple[WritableTxn
         n, pos = read_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarkerTopicResult_0(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_WritableTxnMarkerTopicResult_0(buf, pos)
+            v_topics.append(item_topics)
         o = NEW(WritableTxnMarkerResult)
         o.producer_id = v_producer_id
         o.topics = v_topics
@@ -153,12 +156,13 @@ def _d_WritableTxnMarkerResult_0(buf: memoryview, pos: int) -> tuple[WritableTxn
 def _d_WriteTxnMarkersResponse_0(buf: memoryview, pos: int) -> tuple[WriteTxnMarkersResponse, int]:
     f = ""
     try:
+        v_markers: list[WritableTxnMarkerResult]
         f = "markers"
         n, pos = read_array_count(buf, pos)
         v_markers = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarkerResult_0(buf, pos)
-            v_markers.append(item)
+            item_markers, pos = _d_WritableTxnMarkerResult_0(buf, pos)
+            v_markers.append(item_markers)
         o = NEW(WriteTxnMarkersResponse)
         o.markers = v_markers
         o.unknown_tagged_fields = None
@@ -197,14 +201,16 @@ def _d_WritableTxnMarkerPartitionResult_1(buf: memoryview, pos: int) -> tuple[Wr
 def _d_WritableTxnMarkerTopicResult_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerTopicResult, int]:
     f = ""
     try:
+        v_name: str
+        v_partitions: list[WritableTxnMarkerPartitionResult]
         f = "name"
         v_name, pos = read_compact_string(buf, pos)
         f = "partitions"
         n, pos = read_compact_array_count(buf, pos)
         v_partitions = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarkerPartitionResult_1(buf, pos)
-            v_partitions.append(item)
+            item_partitions, pos = _d_WritableTxnMarkerPartitionResult_1(buf, pos)
+            v_partitions.append(item_partitions)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -229,6 +235,7 @@ def _d_WritableTxnMarkerTopicResult_1(buf: memoryview, pos: int) -> tuple[Writab
 def _d_WritableTxnMarkerResult_1(buf: memoryview, pos: int) -> tuple[WritableTxnMarkerResult, int]:
     f = ""
     try:
+        v_topics: list[WritableTxnMarkerTopicResult]
         f = "producer_id"
         (v_producer_id,) = _S_q.unpack_from(buf, pos)
         pos += 8
@@ -236,8 +243,8 @@ def _d_WritableTxnMarkerResult_1(buf: memoryview, pos: int) -> tuple[WritableTxn
         n, pos = read_compact_array_count(buf, pos)
         v_topics = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarkerTopicResult_1(buf, pos)
-            v_topics.append(item)
+            item_topics, pos = _d_WritableTxnMarkerTopicResult_1(buf, pos)
+            v_topics.append(item_topics)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -262,12 +269,13 @@ def _d_WritableTxnMarkerResult_1(buf: memoryview, pos: int) -> tuple[WritableTxn
 def _d_WriteTxnMarkersResponse_1(buf: memoryview, pos: int) -> tuple[WriteTxnMarkersResponse, int]:
     f = ""
     try:
+        v_markers: list[WritableTxnMarkerResult]
         f = "markers"
         n, pos = read_compact_array_count(buf, pos)
         v_markers = []
         for _ in range(n):
-            item, pos = _d_WritableTxnMarkerResult_1(buf, pos)
-            v_markers.append(item)
+            item_markers, pos = _d_WritableTxnMarkerResult_1(buf, pos)
+            v_markers.append(item_markers)
         unknown = None
         f = "_tagged_fields"
         if buf[pos] == 0:  # no tagged fields, the common case
@@ -297,23 +305,23 @@ def _e_WritableTxnMarkerTopicResult_0(o: WritableTxnMarkerTopicResult, out: list
     a = out.append
     a(write_string(o.name))
     a(INT32.pack(len(o.partitions)))
-    for x in o.partitions:
-        _e_WritableTxnMarkerPartitionResult_0(x, out)
+    for x_partitions in o.partitions:
+        _e_WritableTxnMarkerPartitionResult_0(x_partitions, out)
 
 
 def _e_WritableTxnMarkerResult_0(o: WritableTxnMarkerResult, out: list[Any]) -> None:
     a = out.append
     a(_S_q.pack(o.producer_id))
     a(INT32.pack(len(o.topics)))
-    for x in o.topics:
-        _e_WritableTxnMarkerTopicResult_0(x, out)
+    for x_topics in o.topics:
+        _e_WritableTxnMarkerTopicResult_0(x_topics, out)
 
 
 def _e_WriteTxnMarkersResponse_0(o: WriteTxnMarkersResponse, out: list[Any]) -> None:
     a = out.append
     a(INT32.pack(len(o.markers)))
-    for x in o.markers:
-        _e_WritableTxnMarkerResult_0(x, out)
+    for x_markers in o.markers:
+        _e_WritableTxnMarkerResult_0(x_markers, out)
 
 
 def _e_WritableTxnMarkerPartitionResult_1(o: WritableTxnMarkerPartitionResult, out: list[Any]) -> None:
@@ -329,8 +337,8 @@ def _e_WritableTxnMarkerTopicResult_1(o: WritableTxnMarkerTopicResult, out: list
     a = out.append
     a(write_compact_string(o.name))
     a(write_uvarint(len(o.partitions) + 1))
-    for x in o.partitions:
-        _e_WritableTxnMarkerPartitionResult_1(x, out)
+    for x_partitions in o.partitions:
+        _e_WritableTxnMarkerPartitionResult_1(x_partitions, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -341,8 +349,8 @@ def _e_WritableTxnMarkerResult_1(o: WritableTxnMarkerResult, out: list[Any]) -> 
     a = out.append
     a(_S_q.pack(o.producer_id))
     a(write_uvarint(len(o.topics) + 1))
-    for x in o.topics:
-        _e_WritableTxnMarkerTopicResult_1(x, out)
+    for x_topics in o.topics:
+        _e_WritableTxnMarkerTopicResult_1(x_topics, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
@@ -352,8 +360,8 @@ def _e_WritableTxnMarkerResult_1(o: WritableTxnMarkerResult, out: list[Any]) -> 
 def _e_WriteTxnMarkersResponse_1(o: WriteTxnMarkersResponse, out: list[Any]) -> None:
     a = out.append
     a(write_uvarint(len(o.markers) + 1))
-    for x in o.markers:
-        _e_WritableTxnMarkerResult_1(x, out)
+    for x_markers in o.markers:
+        _e_WritableTxnMarkerResult_1(x_markers, out)
     if o.unknown_tagged_fields:
         write_tagged(out, list(o.unknown_tagged_fields))
     else:
