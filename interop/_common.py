@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 CODECS: tuple[str, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
 MIB = 1024 * 1024
@@ -49,7 +49,7 @@ class ClientAdapter(Protocol):
     codecs: tuple[str, ...]  # codecs this client can produce
     has_admin: bool  # create topics / describe configs with its own API
     sets_timestamps: bool  # can set a record's CreateTime
-    not_applicable: dict[str, str]  # scenario id -> why the client can't do it
+    not_applicable: ClassVar[dict[str, str]]  # scenario id -> why the client can't do it
 
     def create_topic(
         self, bootstrap: str, topic: str, partitions: int, configs: dict[str, str] | None = None

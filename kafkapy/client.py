@@ -232,8 +232,8 @@ def partition_for_key(key: bytes, num_partitions: int) -> int:
 def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
     """'host:port[,host:port]' -> [(host, port)]; IPv6 hosts may be bracketed."""
     out: list[tuple[str, int]] = []
-    for item in servers.split(","):
-        item = item.strip()
+    for raw in servers.split(","):
+        item = raw.strip()
         if not item:
             continue
         host, sep, port = item.rpartition(":")

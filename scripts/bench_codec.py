@@ -37,10 +37,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kafkapy.protocol.messages import fetch_response as fr  # noqa: E402
-from kafkapy.protocol.messages import metadata_response as md  # noqa: E402
-from kafkapy.protocol.messages import produce_request as pq  # noqa: E402
-from kafkapy.protocol.primitives import Message  # noqa: E402
+from kafkapy.protocol.messages import fetch_response as fr
+from kafkapy.protocol.messages import metadata_response as md
+from kafkapy.protocol.messages import produce_request as pq
+from kafkapy.protocol.primitives import Message
 
 DOC = REPO / "docs" / "performance.md"
 SECTION = "## Protocol codec"

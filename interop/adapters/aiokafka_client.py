@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -40,7 +40,7 @@ class AiokafkaClient:
     codecs = CODECS
     has_admin = True
     sets_timestamps = True
-    not_applicable: dict[str, str] = {}
+    not_applicable: ClassVar[dict[str, str]] = {}
 
     async def _with_admin(self, bootstrap: str, fn: object) -> object:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
@@ -15,7 +16,7 @@ class ConfluentClient:
     codecs = CODECS
     has_admin = True
     sets_timestamps = True
-    not_applicable: dict[str, str] = {}
+    not_applicable: ClassVar[dict[str, str]] = {}
 
     def _admin(self, bootstrap: str) -> AdminClient:
         return AdminClient({"bootstrap.servers": bootstrap})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
@@ -21,7 +22,7 @@ class KafkaPythonClient:
     codecs = CODECS
     has_admin = True
     sets_timestamps = True
-    not_applicable: dict[str, str] = {}
+    not_applicable: ClassVar[dict[str, str]] = {}
 
     def _admin(self, bootstrap: str) -> KafkaAdminClient:
         return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)

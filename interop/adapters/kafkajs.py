@@ -13,7 +13,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from interop._common import In, Out
 
@@ -41,7 +41,9 @@ def available() -> str | None:
 
 def call(op: str, bootstrap: str, timeout_s: float = 90.0, **args: Any) -> dict[str, Any]:
     request = json.dumps({"op": op, "bootstrap": bootstrap, **args}).encode()
-    proc = subprocess.run([NODE, str(SCRIPT)], input=request, capture_output=True, cwd=NODE_DIR, timeout=timeout_s)
+    proc = subprocess.run(
+        [NODE, str(SCRIPT)], input=request, capture_output=True, cwd=NODE_DIR, timeout=timeout_s, check=False
+    )
     try:
         result: dict[str, Any] = json.loads(proc.stdout or b"{}")
     except ValueError:
@@ -57,7 +59,9 @@ class KafkajsClient:
     has_admin = True
     sets_timestamps = True
     none_offset_is_high = True  # fetchTopicOffsetsByTimestamp answers "none" with the high watermark
-    not_applicable = {"codec-zstd": "kafkajs has no zstd codec that builds on Node 20 (@kafkajs/zstd is native)"}
+    not_applicable: ClassVar[dict[str, str]] = {
+        "codec-zstd": "kafkajs has no zstd codec that builds on Node 20 (@kafkajs/zstd is native)"
+    }
 
     def create_topic(self, bootstrap: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None:
         res = call("create_topic", bootstrap, topic=topic, partitions=partitions, configs=configs or {})

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+from typing import ClassVar
 
 from interop._common import In, Out
 
@@ -20,7 +21,7 @@ KCAT = shutil.which("kcat") or shutil.which("kafkacat") or "kcat"
 
 def kcat_version() -> str | None:
     try:
-        out = subprocess.run([KCAT, "-V"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([KCAT, "-V"], capture_output=True, text=True, timeout=10, check=False).stdout
     except OSError:
         return None
     match = re.search(r"Version (\S+)", out)
@@ -28,7 +29,9 @@ def kcat_version() -> str | None:
 
 
 def _run(bootstrap: str, args: list[str], stdin: bytes | None = None, timeout_s: float = 60.0) -> str:
-    proc = subprocess.run([KCAT, "-b", bootstrap, *args], input=stdin, capture_output=True, timeout=timeout_s)
+    proc = subprocess.run(
+        [KCAT, "-b", bootstrap, *args], input=stdin, capture_output=True, timeout=timeout_s, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(
             f"kcat {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-800:]}"
@@ -46,7 +49,7 @@ class KcatClient:
     codecs = ("none", "gzip", "snappy", "lz4", "zstd")
     has_admin = False
     sets_timestamps = False
-    not_applicable = {"configs": "kcat has no config API (DescribeConfigs/AlterConfigs)"}
+    not_applicable: ClassVar[dict[str, str]] = {"configs": "kcat has no config API (DescribeConfigs/AlterConfigs)"}
 
     def create_topic(self, bootstrap: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None:
         raise NotImplementedError("kcat cannot create topics explicitly")

@@ -65,10 +65,12 @@ def next_state(
         preferred and p.replicas and p.replicas[0] != leader and p.replicas[0] in leadable and p.replicas[0] in live_isr
     ):
         leader = p.replicas[0]
-    if leader >= 0:
-        isr = live_isr if leader in live_isr else [leader]  # not in the ISR: an unclean election
-    else:
+    if leader < 0:
         isr = live_isr or list(p.isr)  # offline: the ISR keeps its last members, as in Kafka
+    elif leader in live_isr:
+        isr = live_isr
+    else:
+        isr = [leader]  # not in the ISR: an unclean election
     if leader == p.leader and isr == p.isr:
         return None
     return PartitionInfo(

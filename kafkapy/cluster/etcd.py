@@ -204,10 +204,9 @@ def parse_endpoints(endpoints: str | list[str]) -> list[tuple[str, int]]:
     items = [endpoints] if isinstance(endpoints, str) else list(endpoints)
     out: list[tuple[str, int]] = []
     for item in items:
-        for scheme in ("etcd://", "http://"):
-            item = item.removeprefix(scheme)
-        for part in item.split(","):
-            part = part.strip().rstrip("/")
+        bare = item.removeprefix("etcd://").removeprefix("http://")
+        for raw in bare.split(","):
+            part = raw.strip().rstrip("/")
             if not part:
                 continue
             host, sep, port = part.rpartition(":")

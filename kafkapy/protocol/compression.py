@@ -78,7 +78,7 @@ def compress(codec: int, data: bytes | bytearray | memoryview, level: int | None
 
         # Independent blocks, 64 KiB, content checksum off: what the Java
         # client writes, readable by every client (and by legacy v1 readers).
-        return lz4.frame.compress(
+        frame: bytes = lz4.frame.compress(
             data,
             compression_level=0 if level is None else level,
             block_size=lz4.frame.BLOCKSIZE_MAX64KB,
@@ -86,6 +86,7 @@ def compress(codec: int, data: bytes | bytearray | memoryview, level: int | None
             content_checksum=False,
             store_size=False,
         )
+        return frame
     if codec == ZSTD:
         import zstandard
 
@@ -150,7 +151,7 @@ def _gzip_decompress(data: bytes | bytearray | memoryview, max_size: int) -> byt
 
 def _snappy_decompress(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
     mv = memoryview(data)
-    if len(mv) >= XERIAL_HEADER_SIZE and mv[:8] == XERIAL_MAGIC:
+    if len(mv) >= XERIAL_HEADER_SIZE and mv[:8].tobytes() == XERIAL_MAGIC:
         return _xerial_decompress(mv, max_size)
     return _snappy_raw(mv, max_size)
 

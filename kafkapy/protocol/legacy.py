@@ -23,13 +23,13 @@ import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Union
+from typing import Final
 
 from kafkapy.protocol import compression as _codecs
 from kafkapy.protocol import records as _records
 from kafkapy.protocol.errors import CorruptRecordError, EncodeError
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 MAGIC_V0: Final = 0
 MAGIC_V1: Final = 1
@@ -268,7 +268,7 @@ def _break_lz4_header_checksum(data: bytes) -> bytes:
 
 # --- building (tests and tools) ------------------------------------------------
 
-LegacyInput = Union[tuple[bytes | None, bytes | None], tuple[bytes | None, bytes | None, int]]
+LegacyInput = tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, int]
 
 
 def _encode_message(
@@ -316,7 +316,7 @@ def build_message_set(
     if compression not in _codecs.CODEC_NAMES or compression == _codecs.ZSTD:
         raise EncodeError(f"codec {compression} not allowed in legacy messages")
     ts_attr = TIMESTAMP_TYPE_MASK if (magic == MAGIC_V1 and timestamp_type) else 0
-    stamps = [r[2] if len(r) > 2 else NO_TIMESTAMP for r in records]  # type: ignore[misc]
+    stamps = [r[2] if len(r) > 2 else NO_TIMESTAMP for r in records]
     out = bytearray()
     if compression == _codecs.NONE:
         for i, (r, ts) in enumerate(zip(records, stamps)):

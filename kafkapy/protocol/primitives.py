@@ -376,7 +376,7 @@ class Entity:
     which is most of the broker's start-up.
     """
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

@@ -16,12 +16,13 @@ through the end of the batch. The broker's hot path only touches headers:
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Final, Protocol, Union
+from typing import Final, Protocol
 
 from kafkapy.protocol import compression as _codecs
 from kafkapy.protocol.errors import (
@@ -30,8 +31,8 @@ from kafkapy.protocol.errors import (
     RecordTooLargeError,
 )
 
-Buffer = Union[bytes, bytearray, memoryview]
-WritableBuffer = Union[bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
+WritableBuffer = bytearray | memoryview
 
 MAGIC_V2: Final = 2
 
@@ -161,21 +162,21 @@ def read_batch_header(buf: Buffer, pos: int = 0) -> BatchHeader:
     return BatchHeader(*_HEADER.unpack_from(buf, pos))
 
 
-def crc32c(data: Buffer) -> int:
-    """CRC-32C (the `crc32c` package); replaces itself with the package's function on first call.
+@functools.cache
+def _crc32c() -> Callable[[Buffer], int]:
+    """The `crc32c` package's CRC-32C function, imported on first use.
 
     Importing that package costs ~25 ms (it loads importlib.metadata), which
     the broker's start-up need not pay before the first batch.
     """
-    global crc32c
     from crc32c import crc32c
 
-    return crc32c(data)
+    return crc32c
 
 
 def compute_crc(buf: Buffer, pos: int, size: int) -> int:
     """CRC-32C of the batch at ``pos`` of ``size`` bytes, over attributes..end."""
-    return crc32c(memoryview(buf)[pos + CRC_START : pos + size])
+    return _crc32c()(memoryview(buf)[pos + CRC_START : pos + size])
 
 
 def validate_batch(buf: Buffer, pos: int = 0, max_size: int | None = None) -> BatchHeader:
@@ -419,7 +420,7 @@ class RecordLike(Protocol):
     def timestamp(self) -> int | None: ...
 
 
-RecordInput = Union[tuple[bytes | None, bytes | None, Sequence[Header], int | None], RecordLike]
+RecordInput = tuple[bytes | None, bytes | None, Sequence[Header], int | None] | RecordLike
 
 
 def batch_records_payload(buf: Buffer, pos: int, header: BatchHeader, max_uncompressed: int) -> bytes:
@@ -652,11 +653,12 @@ def build_batch(
     now: int | None = None
     stamps: list[int] = []
     for _k, _v, _h, ts, _d in items:
-        if ts is None:
-            if now is None:
-                now = int(time.time() * 1000)
-            ts = now
-        stamps.append(ts)
+        if ts is not None:
+            stamps.append(ts)
+            continue
+        if now is None:
+            now = int(time.time() * 1000)
+        stamps.append(now)
     if base_timestamp is None:
         base_timestamp = stamps[0] if stamps else NO_TIMESTAMP
     if max_timestamp is None:
@@ -699,7 +701,7 @@ def build_batch(
         len(items),
     )
     out += payload
-    _UINT32.pack_into(out, CRC_OFFSET, crc32c(memoryview(out)[CRC_START:]))
+    _UINT32.pack_into(out, CRC_OFFSET, _crc32c()(memoryview(out)[CRC_START:]))
     return bytes(out)
 
 

@@ -39,7 +39,7 @@ def test_append_read_round_trip_across_rolls(tmp_path: Path) -> None:
         assert r.last_offset == r.base_offset + n - 1
         expected.append((r.base_offset, r.last_offset))
     assert len(log.segments) > 5
-    got = [(b, l) for b, l, _ in read_all(log)]
+    got = [(base, last) for base, last, _ in read_all(log)]
     assert got == expected
     # Every offset, including ones inside batches, reads from its batch.
     for base, last in expected[::7]:
@@ -49,7 +49,7 @@ def test_append_read_round_trip_across_rolls(tmp_path: Path) -> None:
     log.close()
     log2 = PartitionLog(tmp_path / "t-0", small_config(), clean_shutdown=True)
     assert log2.log_end_offset == expected[-1][1] + 1
-    assert [(b, l) for b, l, _ in read_all(log2)] == expected
+    assert [(base, last) for base, last, _ in read_all(log2)] == expected
     assert log2.segments_recovered == 0
     log2.close()
 

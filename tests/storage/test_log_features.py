@@ -80,7 +80,7 @@ def test_retention_by_time_and_size(tmp_path: Path) -> None:
     log.close()
 
     log = PartitionLog(tmp_path / "u-0", cfg(retention_bytes=5000, retention_ms=-1))
-    for i in range(40):
+    for _ in range(40):
         log.append(make_batch(2, pad=100), leader_epoch=0)
     log.apply_retention(now_ms())
     assert log.size - log.active_segment.size <= 5000
