@@ -233,7 +233,7 @@ async def _describe_offsets(client: KafkaClient, group: str) -> None:
         cur = committed.get((topic, p))
         end = ends.get(topic, {}).get(p, (-1, -1))[1]
         lag = "-" if cur is None or end < 0 else str(max(end - cur, 0))
-        m = owner.get((topic, p))
+        holder = owner.get((topic, p))
         rows.append(
             [
                 group,
@@ -242,9 +242,9 @@ async def _describe_offsets(client: KafkaClient, group: str) -> None:
                 "-" if cur is None else str(cur),
                 "-" if end < 0 else str(end),
                 lag,
-                m.member_id if m else "-",
-                m.host if m else "-",
-                m.client_id if m else "-",
+                holder.member_id if holder else "-",
+                holder.host if holder else "-",
+                holder.client_id if holder else "-",
             ]
         )
     _table(rows)
