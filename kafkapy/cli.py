@@ -114,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"kafkapy broker: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from kafkapy.server.broker import run_broker
+    from kafkapy.server.dispatch import build_handler
 
-    return run_broker(config)
+    return run_broker(config, build_handler)
 
 
 def build_parser(chosen: str | None) -> argparse.ArgumentParser:

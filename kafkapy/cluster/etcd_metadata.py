@@ -20,7 +20,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafkapy.cluster.etcd import (
@@ -34,7 +33,10 @@ from kafkapy.cluster.etcd import (
 )
 from kafkapy.cluster.metadata import (
     BrokerInfo,
+    Changes,
     MetadataError,
+    MetadataListener,
+    Outcome,
     PartitionInfo,
     TopicInfo,
     check_new_topic,
@@ -46,23 +48,6 @@ log = get_logger(__name__)
 
 ROOT = "/kafkapy"
 PRODUCER_ID_BLOCK = 1000
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one batch of watch events changed in the image."""
-
-    revision: int
-    topics_created: list[TopicInfo] = field(default_factory=list)
-    topics_deleted: list[TopicInfo] = field(default_factory=list)
-    topics_reconfigured: list[TopicInfo] = field(default_factory=list)
-    partitions: list[tuple[str, PartitionInfo]] = field(default_factory=list)  # new or changed state
-    brokers_added: list[BrokerInfo] = field(default_factory=list)
-    brokers_removed: list[BrokerInfo] = field(default_factory=list)
-    controller_changed: bool = False
-
-
-Listener = Callable[[Changes], None]
 
 
 def partition_to_json(p: PartitionInfo) -> bytes:
@@ -107,7 +92,7 @@ class EtcdMetadata:
         self.prefix = f"{ROOT}/{cluster_id}/"
         self.revision = 0
         self.lease: Lease | None = None
-        self.listener: Listener | None = None
+        self.listener: MetadataListener | None = None
         self.on_session_lost: Callable[[], None] | None = None
         self.on_session_restored: Callable[[], None] | None = None  # after a resumed lease or a re-registration
         self._brokers: dict[int, BrokerInfo] = {}
@@ -125,6 +110,7 @@ class EtcdMetadata:
         self._watch_task: asyncio.Task[None] | None = None
         self._reregister_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._creating: dict[str, asyncio.Task[None]] = {}  # internal topics being created
 
     # ------------------------------------------------------------ keys
 
@@ -274,7 +260,7 @@ class EtcdMetadata:
 
     async def close(self, *, deregister: bool = True) -> None:
         self._closed = True
-        for task in (self._watch_task, self._reregister_task):
+        for task in (self._watch_task, self._reregister_task, *self._creating.values()):
             if task is not None:
                 task.cancel()
         if deregister and self.lease is not None:
@@ -602,7 +588,57 @@ class EtcdMetadata:
             await asyncio.sleep(0.05)
         raise MetadataError(-1, f"topic '{name}' kept changing; configs not set")
 
+    # ------------------------------------------------------------ internal topics
+
+    def ensure_internal_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
+        """Create an internal topic in the background once enough brokers are live (idempotent)."""
+        if name in self._creating or self.topic(name) is not None:
+            return
+
+        async def create() -> None:
+            try:
+                while self.topic(name) is None:
+                    if len(self.live_ids()) >= replication_factor:
+                        try:
+                            await self.create_topic(name, partitions, replication_factor, configs)
+                        except MetadataError as e:
+                            if e.code != 36:  # TOPIC_ALREADY_EXISTS: another broker won
+                                log.warning("internal topic not created yet", topic=name, error=e.message)
+                    else:
+                        log.info(
+                            "waiting for brokers before creating an internal topic",
+                            topic=name,
+                            replication_factor=replication_factor,
+                            live=len(self.live_ids()),
+                        )
+                    if self.topic(name) is None:
+                        await asyncio.sleep(1.0)
+            finally:
+                self._creating.pop(name, None)
+
+        self._creating[name] = asyncio.get_running_loop().create_task(create())
+
+    def internal_replication_factor(self, configured: int, explicit: bool) -> int:
+        """Kafka's default (3) unless set explicitly, capped by the live brokers."""
+        if explicit:
+            return configured
+        return min(3, max(1, len(self.live_ids())))
+
     # ------------------------------------------------------------ dynamic broker configs
+
+    supports_dynamic_broker_configs = True  # the replication throttle rates
+
+    async def elect_leader(self, topic: str, index: int, election_type: int) -> Outcome:
+        from kafkapy.cluster.reassignment import elect
+
+        return await elect(self, topic, index, election_type)
+
+    async def alter_reassignment(self, topic: str, index: int, target: list[int] | None) -> Outcome:
+        from kafkapy.cluster.reassignment import alter_reassignment
+
+        return await alter_reassignment(self, topic, index, target)
 
     def broker_configs(self, entity: str) -> dict[str, str]:
         """Dynamic configs of broker `entity` (its id, or "default" for every broker)."""

@@ -33,11 +33,12 @@ import contextlib
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from kafkapy import __version__
 from kafkapy.client import BrokerConnection, KafkaError
+from kafkapy.config import BrokerConfig
 from kafkapy.logging import get_logger
 from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
@@ -65,7 +66,7 @@ from kafkapy.storage.errors import OffsetOutOfRangeError, StorageError
 from kafkapy.storage.log import PartitionLog
 
 if TYPE_CHECKING:
-    from kafkapy.server.state import BrokerState
+    from kafkapy.cluster.view import ClusterView
 
 log = get_logger(__name__)
 
@@ -485,11 +486,21 @@ class SourceFetcher:
             fp.truncating = True
 
 
+class FetcherHost(Protocol):
+    """What the fetchers use of the broker (the replica manager provides it)."""
+
+    config: BrokerConfig
+    metadata: ClusterView
+    node_id: int
+
+    def partition_log(self, topic: str, index: int) -> PartitionLog | None: ...
+
+
 @dataclass(slots=True)
 class FetcherManager:
     """Routes followed partitions to one fetcher per (leader, fetcher id)."""
 
-    state: BrokerState
+    state: FetcherHost
     fetchers: dict[tuple[int, int], SourceFetcher] = field(default_factory=dict)
     assigned: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     bucket: TokenBucket = field(default_factory=TokenBucket)

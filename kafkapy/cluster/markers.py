@@ -1,17 +1,25 @@
-"""Transaction markers to partition leaders (Kafka's TransactionMarkerChannelManager).
+"""Transaction markers: the partition leader's append, and the coordinator's channel to the leaders.
 
-When a transaction ends, its coordinator must write a COMMIT/ABORT marker
-to every partition in it, on whichever broker leads that partition now.
-`MarkerChannel.write` groups the partitions by their current leader, sends
-each remote leader one WriteTxnMarkers request (API 27) and appends the
-local ones directly (waiting, as the WriteTxnMarkers handler does, until
-the markers are replicated). Partitions answered with a retriable error
-(NOT_LEADER_OR_FOLLOWER, too few replicas, a timeout, a dropped
-connection, no leader yet) are re-grouped after a short backoff, so a
-leadership change in the metadata sends them to the new leader. It returns
-once every marker is written (or finally refused: a deleted partition, a
-fenced epoch), or False as soon as `still_valid()` turns false (the
-coordinator lost the transaction's partition, or the transaction moved on).
+`append_markers` is the leader's side (WriteTxnMarkers, Kafka's
+ReplicaManager.appendRecords for control batches): a COMMIT/ABORT marker
+appended to each partition this broker leads, with acks=-1 rules (refused
+below min.insync.replicas); `wait_replicated` then waits for them as an
+acks=all produce does.
+
+`MarkerChannel` is the coordinator's side (Kafka's
+TransactionMarkerChannelManager): when a transaction ends, its coordinator
+must write a marker to every partition in it, on whichever broker leads
+that partition now. `write` groups the partitions by their current leader,
+sends each remote leader one WriteTxnMarkers request (API 27) and appends
+the local ones directly (telling its `MarkerListener`, as the
+WriteTxnMarkers handler tells the group coordinator, then waiting until the
+markers are replicated). Partitions answered with a retriable error
+(NOT_LEADER_OR_FOLLOWER, too few replicas, a timeout, a dropped connection,
+no leader yet) are re-grouped after a short backoff, so a leadership change
+in the metadata sends them to the new leader. It returns once every marker
+is written (or finally refused: a deleted partition, a fenced epoch), or
+None as soon as `still_valid()` turns false (the coordinator lost the
+transaction's partition, or the transaction moved on).
 """
 
 from __future__ import annotations
@@ -19,9 +27,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kafkapy.client import BrokerConnection, KafkaError
+from kafkapy.clock import now_ms
+from kafkapy.cluster.partition import NotEnoughReplicasError, Partition
+from kafkapy.cluster.replication import ReplicaManager
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import ProtocolError
@@ -30,9 +41,13 @@ from kafkapy.protocol.messages.write_txn_markers_request import (
     WritableTxnMarkerTopic,
     WriteTxnMarkersRequest,
 )
-
-if TYPE_CHECKING:
-    from kafkapy.coordinator.transactions import TransactionCoordinator
+from kafkapy.protocol.records import ControlRecordType, build_control_batch
+from kafkapy.storage.errors import StorageError
+from kafkapy.storage.producer_state import (
+    CoordinatorFencedError,
+    InvalidProducerEpochError,
+    ProducerStateError,
+)
 
 log = get_logger(__name__)
 
@@ -53,11 +68,95 @@ _RETRY_BACKOFF_S = 0.1
 _REQUEST_TIMEOUT_S = 35.0  # the leader may wait request.timeout.ms (30 s) for replication
 
 
+class MarkerListener(Protocol):
+    """Told of markers appended on this broker (the group coordinator completes transactional
+    offsets on its `__consumer_offsets` partitions)."""
+
+    def on_markers(self, producer_id: int, commit: bool, partitions: Iterable[TopicPartition]) -> None: ...
+
+
+@dataclass(slots=True)
+class MarkerResult:
+    errors: dict[TopicPartition, int] = field(default_factory=dict)
+    ends: dict[TopicPartition, int] = field(default_factory=dict)  # log end offset after each marker
+
+    @property
+    def ok(self) -> bool:
+        """Every marker written or finally refused; only retriable faults block completion."""
+        return all(e in FINAL for e in self.errors.values())
+
+    def written(self) -> list[TopicPartition]:
+        return list(self.ends)
+
+
+def append_markers(
+    replicas: ReplicaManager,
+    producer_id: int,
+    producer_epoch: int,
+    coordinator_epoch: int,
+    commit: bool,
+    partitions: Iterable[TopicPartition],
+) -> MarkerResult:
+    """Append a COMMIT/ABORT marker to each partition this broker leads (acks=-1 rules)."""
+    result = MarkerResult()
+    ctype = ControlRecordType.COMMIT if commit else ControlRecordType.ABORT
+    ts = now_ms()
+    for tp in partitions:
+        topic, index = tp
+        part = replicas.partition(topic, index)
+        if not isinstance(part, Partition):
+            result.errors[tp] = part
+            continue
+        batch = build_control_batch(
+            ctype, producer_id=producer_id, producer_epoch=producer_epoch,
+            coordinator_epoch=coordinator_epoch, timestamp=ts,
+        )  # fmt: skip
+        try:
+            part.append(bytearray(batch), acks=-1)
+        except NotEnoughReplicasError:
+            result.errors[tp] = ErrorCode.NOT_ENOUGH_REPLICAS
+            continue
+        except InvalidProducerEpochError as e:
+            log.warning("marker fenced", topic=topic, partition=index, error=str(e))
+            result.errors[tp] = ErrorCode.INVALID_PRODUCER_EPOCH
+            continue
+        except CoordinatorFencedError:
+            result.errors[tp] = ErrorCode.TRANSACTION_COORDINATOR_FENCED
+            continue
+        except (ProducerStateError, StorageError) as e:
+            log.error("marker append failed", topic=topic, partition=index, error=str(e))
+            result.errors[tp] = ErrorCode.KAFKA_STORAGE_ERROR
+            continue
+        result.errors[tp] = ErrorCode.NONE
+        result.ends[tp] = part.log_end_offset
+    return result
+
+
+async def wait_replicated(replicas: ReplicaManager, result: MarkerResult, timeout_ms: int) -> MarkerResult:
+    """Wait until each written marker is replicated (Kafka appends markers with acks=-1); at once
+    where this broker is the whole ISR."""
+    if not result.ends:
+        return result
+    tps = list(result.ends)
+
+    async def one(tp: TopicPartition) -> int:
+        part = replicas.partition(*tp)
+        if not isinstance(part, Partition):
+            return part
+        return await part.wait_replicated(result.ends[tp], timeout_ms)
+
+    for tp, code in zip(tps, await asyncio.gather(*(one(tp) for tp in tps))):
+        result.errors[tp] = int(code)
+    return result
+
+
 @dataclass(slots=True)
 class MarkerChannel:
     """Connections from a transaction coordinator to the partition leaders."""
 
-    coordinator: TransactionCoordinator
+    replicas: ReplicaManager
+    listener: MarkerListener
+    timeout_ms: int  # how long a local marker waits for replication
     _conns: dict[int, BrokerConnection] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -75,7 +174,7 @@ class MarkerChannel:
         still_valid: Callable[[], bool],
     ) -> dict[TopicPartition, int] | None:
         """Write every marker; the final error per partition, or None if `still_valid()` turned false."""
-        state = self.coordinator.state
+        metadata = self.replicas.metadata
         pending = set(partitions)
         done: dict[TopicPartition, int] = {}
         while pending:
@@ -83,7 +182,7 @@ class MarkerChannel:
                 return None
             by_leader: dict[int, list[TopicPartition]] = {}
             for tp in sorted(pending):
-                info = state.metadata.topic(tp[0])
+                info = metadata.topic(tp[0])
                 if info is None or not 0 <= tp[1] < len(info.partitions):
                     done[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                     pending.discard(tp)
@@ -124,10 +223,10 @@ class MarkerChannel:
         coordinator_epoch: int,
         commit: bool,
     ) -> dict[TopicPartition, int]:
-        coord = self.coordinator
-        if leader == coord.state.node_id:
-            res = coord.write_markers(producer_id, producer_epoch, coordinator_epoch, commit, tps)
-            return (await coord.markers_replicated(res)).errors
+        if leader == self.replicas.node_id:
+            res = append_markers(self.replicas, producer_id, producer_epoch, coordinator_epoch, commit, tps)
+            self.listener.on_markers(producer_id, commit, res.written())
+            return (await wait_replicated(self.replicas, res, self.timeout_ms)).errors
         by_topic: dict[str, list[int]] = {}
         for t, p in tps:
             by_topic.setdefault(t, []).append(p)
@@ -160,8 +259,7 @@ class MarkerChannel:
         return out
 
     async def _connection(self, leader: int) -> BrokerConnection:
-        state = self.coordinator.state
-        info = state.metadata.broker_info(leader)
+        info = self.replicas.metadata.broker_info(leader)
         if info is None:
             raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"broker {leader} is not registered")
         conn = self._conns.get(leader)
@@ -170,7 +268,10 @@ class MarkerChannel:
         if conn is not None:
             await _close(conn)
         conn = BrokerConnection(
-            info.host, info.port, client_id=f"kafkapy-txn-markers-{state.node_id}", request_timeout=_REQUEST_TIMEOUT_S
+            info.host,
+            info.port,
+            client_id=f"kafkapy-txn-markers-{self.replicas.node_id}",
+            request_timeout=_REQUEST_TIMEOUT_S,
         )
         await conn.connect(5.0)
         self._conns[leader] = conn

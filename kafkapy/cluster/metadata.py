@@ -13,18 +13,20 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
+from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.uuids import random_cluster_id, random_uuid
 
 log = structlog.get_logger(__name__)
 
 MAX_TOPIC_NAME = 249
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+PRODUCER_ID_FILE = "producer-id-block.checkpoint"  # end of the producer ids reserved so far
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
 
@@ -67,6 +69,46 @@ class TopicInfo:
     @property
     def internal(self) -> bool:
         return self.name in INTERNAL_TOPICS
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one batch of watch events changed in the image."""
+
+    revision: int
+    topics_created: list[TopicInfo] = field(default_factory=list)
+    topics_deleted: list[TopicInfo] = field(default_factory=list)
+    topics_reconfigured: list[TopicInfo] = field(default_factory=list)
+    partitions: list[tuple[str, PartitionInfo]] = field(default_factory=list)  # new or changed state
+    brokers_added: list[BrokerInfo] = field(default_factory=list)
+    brokers_removed: list[BrokerInfo] = field(default_factory=list)
+    controller_changed: bool = False
+
+
+MetadataListener = Callable[[Changes], None]
+
+
+PREFERRED, UNCLEAN = 0, 1  # ElectLeaders election types
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A per-partition answer: Kafka error code and message."""
+
+    code: int = ErrorCode.NONE
+    message: str | None = None
+
+
+def check_target(target: list[int], registered: set[int]) -> str | None:
+    """Why `target` is not a valid replica list, or None."""
+    if not target:
+        return "The replica list must not be empty."
+    if len(set(target)) != len(target):
+        return f"The replica list {target} contains duplicate brokers."
+    unknown = sorted(r for r in target if r not in registered)
+    if unknown:
+        return f"The replica list {target} names brokers that are not registered: {unknown}."
+    return None
 
 
 def validate_topic_name(name: str) -> str | None:
@@ -127,6 +169,8 @@ class EmbeddedMetadata:
         self._topics: dict[str, TopicInfo] = {}
         self._by_id: dict[uuid.UUID, TopicInfo] = {}
         self.cluster_id = cluster_id or ""
+        self.revision = 0
+        self.listener: MetadataListener | None = None
         self._load()
 
     # ------------------------------------------------------------ persistence
@@ -201,6 +245,18 @@ class EmbeddedMetadata:
     def broker_info(self, node_id: int) -> BrokerInfo | None:
         return self.broker if node_id == self.broker.node_id else None
 
+    def live_ids(self) -> set[int]:
+        return {self.broker.node_id}
+
+    supports_dynamic_broker_configs = False  # a single broker has no replication throttles to set
+
+    def broker_configs(self, entity: str) -> dict[str, str]:
+        """No dynamic broker configs on a single broker (they live in its config file)."""
+        return {}
+
+    async def set_broker_configs(self, entity: str, configs: dict[str, str], expected: dict[str, str]) -> bool:
+        return False
+
     async def alter_isr(self, topic: str, index: int, isr: list[int], partition_epoch: int) -> PartitionInfo | None:
         info = self._topics.get(topic)
         if info is None or index >= len(info.partitions) or info.partitions[index].partition_epoch != partition_epoch:
@@ -220,13 +276,32 @@ class EmbeddedMetadata:
         return self._by_id.get(topic_id)
 
     # ---------------------------------------------------------------- changes
+    # Each change is saved, then told to the listener before the call returns,
+    # so the local logs exist when a create answers (as with etcd's watch).
+
+    def _notify(self, changes: Changes) -> None:
+        self.revision += 1
+        changes.revision = self.revision
+        if self.listener is not None:
+            self.listener(changes)
 
     def check_new_topic(self, name: str, partitions: int, replication_factor: int) -> None:
         check_new_topic(name, partitions, replication_factor, self._topics, len(self.brokers()))
 
-    def create_topic(
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        configs: dict[str, str] | None = None,
+        assignment: dict[int, list[int]] | None = None,
+    ) -> TopicInfo:
+        return self.create_topic_now(name, partitions, replication_factor, configs)
+
+    def create_topic_now(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str] | None = None
     ) -> TopicInfo:
+        """Create a topic synchronously (a single broker's store has nobody to wait for)."""
         self.check_new_topic(name, partitions, replication_factor)
         node = self.broker.node_id
         info = TopicInfo(
@@ -239,18 +314,20 @@ class EmbeddedMetadata:
         self._by_id[info.topic_id] = info
         self._save()
         log.info("topic created", topic=name, partitions=partitions, topic_id=str(info.topic_id))
+        self._notify(Changes(0, topics_created=[info], partitions=[(name, p) for p in info.partitions]))
         return info
 
-    def delete_topic(self, name: str) -> TopicInfo:
+    async def delete_topic(self, name: str) -> TopicInfo:
         info = self._topics.pop(name, None)
         if info is None:
             raise MetadataError(3, f"Topic '{name}' does not exist.")
         self._by_id.pop(info.topic_id, None)
         self._save()
         log.info("topic deleted", topic=name)
+        self._notify(Changes(0, topics_deleted=[info]))
         return info
 
-    def add_partitions(self, name: str, total: int) -> TopicInfo:
+    async def add_partitions(self, name: str, total: int, assignment: list[list[int]] | None = None) -> TopicInfo:
         info = self._topics.get(name)
         if info is None:
             raise MetadataError(3, f"Topic '{name}' does not exist.")
@@ -262,16 +339,61 @@ class EmbeddedMetadata:
         if total == current:
             raise MetadataError(37, f"Topic already has {current} partitions.")
         node = self.broker.node_id
-        info.partitions.extend(PartitionInfo(i, node, [node], [node]) for i in range(current, total))
+        added = [PartitionInfo(i, node, [node], [node]) for i in range(current, total)]
+        info.partitions.extend(added)
         self._save()
+        self._notify(Changes(0, partitions=[(name, p) for p in added]))
         return info
 
-    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+    async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         info = self._topics.get(name)
         if info is None:
             raise MetadataError(3, f"Topic '{name}' does not exist.")
         info.configs = dict(configs)
         self._save()
+        self._notify(Changes(0, topics_reconfigured=[info]))
+
+    async def elect_leader(self, topic: str, index: int, election_type: int) -> Outcome:
+        """One broker leads everything already."""
+        info = self._topics.get(topic)
+        if info is None or not 0 <= index < len(info.partitions):
+            return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        return Outcome(ErrorCode.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition.")
+
+    async def alter_reassignment(self, topic: str, index: int, target: list[int] | None) -> Outcome:
+        """A single broker can only "move" a partition onto itself."""
+        info = self._topics.get(topic)
+        if info is None or not 0 <= index < len(info.partitions):
+            return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        if target is None:
+            return Outcome(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress for this partition.")
+        problem = check_target(target, {self.broker.node_id})
+        if problem is not None:
+            return Outcome(ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem)
+        return Outcome()  # already on this broker
+
+    def ensure_internal_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
+        """Create an internal topic now if it does not exist (one broker: replication factor 1)."""
+        if name not in self._topics:
+            self.create_topic_now(name, partitions, 1, configs)
+
+    def internal_replication_factor(self, configured: int, explicit: bool) -> int:
+        return 1
+
+    async def reserve_producer_ids(self, count: int) -> int:
+        """First id of a fresh block of `count` producer ids, persisted before it is used."""
+        from kafkapy.storage.checkpoint import read_checkpoint, write_checkpoint
+
+        path = self.data_dir / PRODUCER_ID_FILE
+        entries = read_checkpoint(path)  # CorruptLogError if damaged: never guess and reuse ids
+        start = int(entries[0]) if entries else 0
+        write_checkpoint(path, [str(start + count)], sync=True)
+        return start
+
+    async def close(self) -> None:
+        return None
 
 
 def _atomic_write(path: Path, text: str) -> None:

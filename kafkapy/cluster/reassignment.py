@@ -20,11 +20,10 @@ newer decision.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kafkapy.cluster.assignment import elect_leader
-from kafkapy.cluster.metadata import PartitionInfo
+from kafkapy.cluster.metadata import PREFERRED, UNCLEAN, Outcome, PartitionInfo, check_target
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 
@@ -33,16 +32,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-PREFERRED, UNCLEAN = 0, 1  # ElectLeaders election types
 _CAS_ATTEMPTS = 10
-
-
-@dataclass(slots=True)
-class Outcome:
-    """A per-partition answer: Kafka error code and message."""
-
-    code: int = ErrorCode.NONE
-    message: str | None = None
 
 
 def original_replicas(p: PartitionInfo) -> list[int]:
@@ -53,18 +43,6 @@ def original_replicas(p: PartitionInfo) -> list[int]:
 def target_replicas(p: PartitionInfo) -> list[int]:
     """Where the ongoing reassignment goes (replicas minus the ones being removed)."""
     return [r for r in p.replicas if r not in p.removing_replicas]
-
-
-def check_target(target: list[int], registered: set[int]) -> str | None:
-    """Why `target` is not a valid replica list, or None."""
-    if not target:
-        return "The replica list must not be empty."
-    if len(set(target)) != len(target):
-        return f"The replica list {target} contains duplicate brokers."
-    unknown = sorted(r for r in target if r not in registered)
-    if unknown:
-        return f"The replica list {target} names brokers that are not registered: {unknown}."
-    return None
 
 
 def start_state(p: PartitionInfo, target: list[int], live: set[int]) -> PartitionInfo:

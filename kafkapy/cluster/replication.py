@@ -24,14 +24,18 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kafkapy.cluster.delayed import PartitionWatchers
 from kafkapy.cluster.metadata import PartitionInfo
+from kafkapy.cluster.partition import Partition
+from kafkapy.cluster.view import ClusterView
+from kafkapy.config import BrokerConfig
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.storage.log import PartitionLog
+from kafkapy.storage.log_manager import LogManager
 
 if TYPE_CHECKING:
     from kafkapy.cluster.fetcher import FetcherManager
-    from kafkapy.server.state import BrokerState
 
 log = get_logger(__name__)
 
@@ -94,14 +98,21 @@ class Replica:
     waiters: list[_Waiter] = field(default_factory=list)
     start_waiters: list[_Waiter] = field(default_factory=list)  # DeleteRecords: low watermark waits
     pending_isr: list[int] | None = None  # an alter_isr in flight
+    partition: Partition | None = None  # the leader's handle, made once per leadership
 
 
 class ReplicaManager:
     """Roles per partition, high watermarks, the ISR and acks=all waits. See the module docstring."""
 
-    def __init__(self, state: BrokerState) -> None:
-        self.state = state
-        self.node_id: int = state.node_id
+    def __init__(self, config: BrokerConfig, metadata: ClusterView, logs: LogManager) -> None:
+        self.config = config
+        self.metadata = metadata
+        self.logs = logs
+        self.node_id: int = metadata.broker.node_id
+        # Fetches waiting for a partition to move: consumers wake on its high watermark (or log start),
+        # followers also on every leader append.
+        self.consumer_waits = PartitionWatchers()
+        self.follower_waits = PartitionWatchers()
         self._replicas: dict[tuple[str, int], Replica] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._isr_tasks: set[asyncio.Task[None]] = set()
@@ -111,13 +122,22 @@ class ReplicaManager:
     # ------------------------------------------------------------ lifecycle
 
     def _lag_ms(self) -> int:
-        return int(self.state.config.get("replica.lag.time.max.ms") or 30000)
+        return int(self.config.get("replica.lag.time.max.ms") or 30000)
 
-    async def start(self) -> None:
+    def partition_log(self, topic: str, index: int) -> PartitionLog | None:
+        """The local log of a partition, whatever this broker's role in it."""
+        return self.logs.get(topic, index)
+
+    local_log = partition_log
+
+    async def start(self, *, replicating: bool = True) -> None:
+        """Start ISR maintenance and, when other brokers may hold replicas, the replica fetchers."""
+        if not replicating:
+            return
         from kafkapy.cluster.fetcher import FetcherManager
 
         if self.fetchers is None:
-            self.fetchers = FetcherManager(self.state)
+            self.fetchers = FetcherManager(self)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._isr_maintenance()))
         # partitions applied before start() are followed from now on
@@ -158,7 +178,7 @@ class ReplicaManager:
             current.info.partition_epoch,
         ):
             return  # older than what an alter_isr already told us
-        plog = self.state.partition_log(topic, info.index)
+        plog = self.logs.get(topic, info.index)
         if plog is None:
             log.warning("replica without a log", topic=topic, partition=info.index)
             return
@@ -198,8 +218,10 @@ class ReplicaManager:
             self.fetchers.remove(topic, index)
         if r is not None:
             self._fail_waiters(r, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            r.partition = None
             if r.plog.append_listener == self._on_append:
                 r.plog.append_listener = None
+            self._wake((topic, index))
             log.info("replica forgotten", topic=topic, partition=index)
 
     def _become_leader(self, r: Replica) -> None:
@@ -213,6 +235,7 @@ class ReplicaManager:
         r.is_leader = True
         r.epoch_start = leo
         r.pending_isr = None
+        r.partition = Partition(r.topic, r.index, plog, epoch, self)
         now = _now_ms()
         # Followers in the ISR keep their place for a lag period; their offsets are unknown until they fetch.
         r.followers = {n: FollowerProgress(n, last_caught_up_ms=now) for n in _assigned(r.info) if n != self.node_id}
@@ -230,10 +253,12 @@ class ReplicaManager:
     def _become_follower(self, r: Replica) -> None:
         self._fail_waiters(r, ErrorCode.NOT_LEADER_OR_FOLLOWER)
         r.is_leader = False
+        r.partition = None
         r.followers = {}
         r.pending_isr = None
         if r.plog.append_listener == self._on_append:
             r.plog.append_listener = None
+        self._wake((r.topic, r.index))  # waiting fetches answer NOT_LEADER_OR_FOLLOWER now
         if self.fetchers is not None and not self._closed:
             if r.info.leader >= 0:
                 self.fetchers.add(r.topic, r.index, r.info.leader, r.info.leader_epoch)
@@ -248,10 +273,23 @@ class ReplicaManager:
     def replica(self, topic: str, index: int) -> Replica | None:
         return self._replicas.get((topic, index))
 
+    def partition(self, topic: str, index: int, current_leader_epoch: int = -1) -> Partition | int:
+        """The partition if this broker leads it at `current_leader_epoch` (-1: any epoch), else
+        the Kafka error code: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH
+        (the caller's epoch is older) or UNKNOWN_LEADER_EPOCH (newer)."""
+        r = self._replicas.get((topic, index))
+        if (
+            r is not None
+            and r.partition is not None
+            and (current_leader_epoch < 0 or current_leader_epoch == r.partition.leader_epoch)
+        ):
+            return r.partition
+        return self.leader_check(topic, index, current_leader_epoch)
+
     def leader_check(self, topic: str, index: int, current_leader_epoch: int = -1) -> int:
         r = self._replicas.get((topic, index))
         if r is None:
-            info = self.state.metadata.topic(topic)
+            info = self.metadata.topic(topic)
             if info is None or index >= len(info.partitions) or index < 0:
                 return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
@@ -260,25 +298,32 @@ class ReplicaManager:
             return ErrorCode.FENCED_LEADER_EPOCH if current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
         return ErrorCode.NONE if r.is_leader else ErrorCode.NOT_LEADER_OR_FOLLOWER
 
+    def leader_epoch(self, topic: str, index: int) -> int:
+        """The partition's leader epoch in the metadata (-1: unknown partition)."""
+        info = self.metadata.topic(topic)
+        if info is None or not 0 <= index < len(info.partitions):
+            return -1
+        return info.partitions[index].leader_epoch
+
     def isr(self, topic: str, index: int) -> list[int]:
         r = self._replicas.get((topic, index))
         if r is not None:
             return list(r.info.isr)
-        info = self.state.metadata.topic(topic)
+        info = self.metadata.topic(topic)
         if info is None or not 0 <= index < len(info.partitions):
             return []
         return list(info.partitions[index].isr)
 
     def min_isr(self, topic: str) -> int:
         """min.insync.replicas of a topic: its override, else the broker's."""
-        info = self.state.metadata.topic(topic)
+        info = self.metadata.topic(topic)
         raw = info.configs.get("min.insync.replicas") if info is not None else None
         if raw is not None:
             try:
                 return int(raw)
             except ValueError:
                 pass
-        return int(self.state.config.get("min.insync.replicas") or 1)
+        return int(self.config.get("min.insync.replicas") or 1)
 
     # ------------------------------------------------------------ leader side
 
@@ -301,7 +346,9 @@ class ReplicaManager:
         r = self._replicas[(topic, index)]
         f = r.followers.get(replica_id)
         if f is None:  # not an assigned replica of this partition
-            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+            # A single broker is the whole ISR of its partitions: it serves a replica fetch from outside
+            # (a broker copying its log) read-only, with nothing to track.
+            return ErrorCode.NONE if r.plog.auto_high_watermark else ErrorCode.NOT_LEADER_OR_FOLLOWER
         plog = r.plog
         leo = plog.log_end_offset
         if not plog.log_start_offset <= fetch_offset <= leo:
@@ -335,7 +382,7 @@ class ReplicaManager:
     def _low_watermark(self, r: Replica) -> int:
         low = r.plog.log_start_offset
         for f in r.followers.values():
-            if self.state.metadata.broker_info(f.node_id) is not None:
+            if self.metadata.broker_info(f.node_id) is not None:
                 low = min(low, f.log_start_offset)
         return low
 
@@ -360,11 +407,20 @@ class ReplicaManager:
             return ErrorCode.NONE
         w = _Waiter(offset, 0, asyncio.get_running_loop().create_future())
         r.start_waiters.append(w)
-        self.state.appends.notify()  # parked follower fetches answer with the new log start
+        self.follower_waits.wake((topic, index))  # parked follower fetches answer with the new log start
         return await _wait(r.start_waiters, w, timeout_ms)
 
+    def _wake(self, key: tuple[str, int]) -> None:
+        self.consumer_waits.wake(key)
+        self.follower_waits.wake(key)
+
     def _on_append(self, plog: PartitionLog) -> None:
-        r = self._replicas.get((plog.topic, plog.partition))
+        key = (plog.topic, plog.partition)
+        if plog.auto_high_watermark:  # the whole ISR is this broker: the append moved the high watermark
+            self.consumer_waits.wake(key)
+            return
+        self.follower_waits.wake(key)
+        r = self._replicas.get(key)
         if r is not None and r.plog is plog:
             self._maybe_advance_hw(r)
 
@@ -390,7 +446,7 @@ class ReplicaManager:
             return False
         plog.high_watermark = candidate
         self._complete_waiters(r)
-        self.state.appends.notify()
+        self._wake((r.topic, r.index))
         return True
 
     def _complete_waiters(self, r: Replica) -> None:
@@ -471,7 +527,7 @@ class ReplicaManager:
         leader_epoch = r.info.leader_epoch
         result: PartitionInfo | None = None
         try:
-            result = await self.state.metadata.alter_isr(r.topic, r.index, isr, base)
+            result = await self.metadata.alter_isr(r.topic, r.index, isr, base)
         except Exception as exc:  # the store is unreachable: retry on the next pass
             log.warning("alter_isr failed", topic=r.topic, partition=r.index, error=repr(exc))
         if r.pending_isr is isr:

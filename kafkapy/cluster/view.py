@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Protocol
 
-from kafkapy.cluster.metadata import BrokerInfo, PartitionInfo, TopicInfo
+from kafkapy.cluster.metadata import BrokerInfo, MetadataListener, Outcome, PartitionInfo, TopicInfo
 
 
 class ClusterView(Protocol):
@@ -41,3 +41,67 @@ class ClusterView(Protocol):
         `partition_epoch` and this broker still leads; returns the new state
         (partition epoch + 1) or None when the change lost to a newer one."""
         ...
+
+
+class MetadataStore(ClusterView, Protocol):
+    """ClusterView plus the changes the broker's handlers and coordinators make.
+
+    Every change reaches `listener` (in the store's order) once applied; the
+    broker's services create and delete local logs and move replica roles
+    from there, so a store never touches logs itself.
+    """
+
+    listener: MetadataListener | None
+    supports_dynamic_broker_configs: bool  # replication throttle rates (a cluster's etcd store)
+
+    def live_ids(self) -> set[int]: ...
+
+    def broker_configs(self, entity: str) -> dict[str, str]:
+        """Dynamic configs of broker `entity` (its id, or "default"); none on a single broker."""
+        ...
+
+    async def set_broker_configs(self, entity: str, configs: dict[str, str], expected: dict[str, str]) -> bool: ...
+
+    def check_new_topic(self, name: str, partitions: int, replication_factor: int) -> None:
+        """MetadataError with Kafka's code when the topic cannot be created."""
+        ...
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        configs: dict[str, str] | None = None,
+        assignment: dict[int, list[int]] | None = None,
+    ) -> TopicInfo: ...
+
+    async def delete_topic(self, name: str) -> TopicInfo: ...
+
+    async def add_partitions(self, name: str, total: int, assignment: list[list[int]] | None = None) -> TopicInfo: ...
+
+    async def set_topic_configs(self, name: str, configs: dict[str, str]) -> None: ...
+
+    def ensure_internal_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
+        """Create an internal topic if missing: at once on one broker, in the background (once enough
+        brokers are live) in a cluster."""
+        ...
+
+    def internal_replication_factor(self, configured: int, explicit: bool) -> int:
+        """The replication factor an internal topic gets given its configured value."""
+        ...
+
+    async def elect_leader(self, topic: str, index: int, election_type: int) -> Outcome:
+        """ElectLeaders for one partition (PREFERRED or UNCLEAN)."""
+        ...
+
+    async def alter_reassignment(self, topic: str, index: int, target: list[int] | None) -> Outcome:
+        """Start (target) or cancel (None) a partition's KIP-455 reassignment."""
+        ...
+
+    async def reserve_producer_ids(self, count: int) -> int:
+        """First id of a fresh, durably reserved block of `count` producer ids."""
+        ...
+
+    async def close(self) -> None: ...

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from kafkapy.clock import now_ms
 from kafkapy.coordinator.consumer_group import (
     ConsumerGroup,
     ConsumerGroups,
@@ -30,20 +30,15 @@ from kafkapy.coordinator.consumer_group import (
     TopicMeta,
 )
 from kafkapy.coordinator.consumer_records import encode_key, encode_value
-from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, GroupCoordinator, run_timers
+from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.offsets import TopicPartition
+from kafkapy.coordinator.placement import run_timers
 from kafkapy.coordinator.records import GroupKey
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.records import build_batch
-from kafkapy.server.state import now_ms
-
-if TYPE_CHECKING:
-    from kafkapy.server.state import BrokerState
 
 log = get_logger(__name__)
-
-EXTRAS_KEY = "consumer_group_coordinator"
 
 
 @dataclass(slots=True)
@@ -52,21 +47,14 @@ class ConsumerGroupCoordinator:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    def of(cls, state: BrokerState) -> ConsumerGroupCoordinator:
-        existing = state.extras.get(EXTRAS_KEY)
-        if existing is not None:
-            return existing  # type: ignore[no-any-return]
-        coord = cls(GroupCoordinator.of(state))
+    def open(cls, base: GroupCoordinator) -> ConsumerGroupCoordinator:
+        """The KIP-848 side over `base`; its timer task is one of `base`'s (cancelled by its `close`)."""
+        coord = cls(base)
         now = now_ms()
         for g in coord.groups.groups.values():
             g.start_timers(now)
-        state.extras[EXTRAS_KEY] = coord
-        state.tasks.append(asyncio.get_running_loop().create_task(coord._run_timers()))
+        base.spawn(run_timers(coord._wake, coord.next_deadline, coord.fire, "consumer group"))
         return coord
-
-    @property
-    def state(self) -> BrokerState:
-        return self.base.state
 
     @property
     def groups(self) -> ConsumerGroups:
@@ -76,21 +64,17 @@ class ConsumerGroupCoordinator:
         return self.base.owns(group_id)
 
     def topics(self) -> TopicImage:
-        return TopicImage.of(TopicMeta(t.name, t.topic_id, len(t.partitions)) for t in self.state.metadata.topics())
+        return TopicImage.of(TopicMeta(t.name, t.topic_id, len(t.partitions)) for t in self.base.metadata.topics())
 
     # ------------------------------------------------------------ writes
 
     def _append(self, group_id: str, records: list[Record]) -> None:
         if not records:
             return
-        p = self.base.partition_of(group_id)
-        plog = self.state.partition_log(OFFSETS_TOPIC, p)
-        if plog is None:
-            raise RuntimeError(f"{OFFSETS_TOPIC}-{p} has no log")
+        part = self.base.append_target(self.base.partition_of(group_id))
         ts = now_ms()
         batch = build_batch([(encode_key(k), None if v is None else encode_value(v), [], ts) for k, v in records])
-        plog.append(bytearray(batch), leader_epoch=self.state.leader_epoch(OFFSETS_TOPIC, p))
-        self.state.appends.notify()
+        part.append(bytearray(batch))
 
     def _flush(self, group: ConsumerGroup) -> bool:
         """Write what the group emitted (already applied in memory) and log its events."""
@@ -201,9 +185,6 @@ class ConsumerGroupCoordinator:
         return ErrorCode.NONE, errors
 
     # ------------------------------------------------------------ timers
-
-    async def _run_timers(self) -> None:
-        await run_timers(self._wake, self.next_deadline, self.fire, "consumer group")
 
     def next_deadline(self, now: int) -> int:
         """When the next member timer is due (a second from now when none is)."""

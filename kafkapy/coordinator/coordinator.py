@@ -6,19 +6,24 @@ them to the group's `__consumer_offsets` partition and replays them through
 life of a group (created, persisted, deleted) change only there; the live
 membership of a group is the sans-IO `ClassicGroup`, whose metadata records
 mirror it. Parked JoinGroup/SyncGroup replies are futures here; one timer
-task fires the groups' deadlines. In a cluster, handlers answer OffsetCommit,
+task fires the groups' deadlines. Handlers answer OffsetCommit,
 TxnOffsetCommit and SyncGroup only after `written` (the partition's high
-watermark reached the records); the state machine itself stays synchronous.
+watermark reached the records: at once on a single broker); the state
+machine itself stays synchronous.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+from kafkapy.clock import now_ms
+from kafkapy.cluster.replication import ReplicaManager
+from kafkapy.cluster.view import MetadataStore
+from kafkapy.config import BrokerConfig
+from kafkapy.coordinator import OFFSETS_TOPIC
 from kafkapy.coordinator import consumer_records as cg_records
 from kafkapy.coordinator.consumer_group import ConsumerGroups, limits_from_config
 from kafkapy.coordinator.group import (
@@ -31,7 +36,14 @@ from kafkapy.coordinator.group import (
     SyncResult,
 )
 from kafkapy.coordinator.offsets import OffsetStore, TopicPartition
-from kafkapy.coordinator.placement import Placement
+from kafkapy.coordinator.placement import (
+    Placement,
+    java_string_hashcode,
+    partition_for,
+    replay_records,
+    run_timers,
+    store_error,
+)
 from kafkapy.coordinator.records import (
     GroupKey,
     GroupValue,
@@ -53,104 +65,14 @@ from kafkapy.protocol.messages.consumer_protocol_subscription import (
     ConsumerProtocolSubscription,
 )
 from kafkapy.protocol.records import (
-    BatchHeader,
     ControlRecordType,
-    Record,
     build_batch,
-    iter_all_records,
     parse_control_record,
 )
-from kafkapy.server.state import now_ms
 
-if TYPE_CHECKING:
-    from kafkapy.server.state import BrokerState
-    from kafkapy.storage.log import PartitionLog
+__all__ = ["OFFSETS_TOPIC", "GroupCoordinator", "java_string_hashcode", "partition_for", "subscribed_topics"]
 
 log = get_logger(__name__)
-
-OFFSETS_TOPIC = "__consumer_offsets"
-EXTRAS_KEY = "group_coordinator"
-_LOAD_CHUNK = 1 << 20
-_INT_MIN = -(2**31)
-
-
-def replay_records(plog: PartitionLog) -> Iterator[tuple[BatchHeader, Record]]:
-    """Every record of a coordinator partition, log start to log end, read in chunks (loading)."""
-    offset, end = plog.log_start_offset, plog.log_end_offset
-    while offset < end:
-        data = plog.read_bytes(offset, _LOAD_CHUNK)
-        if not data:
-            return
-        nxt = offset
-        for header, rec in iter_all_records(data):
-            nxt = max(nxt, header.next_offset)
-            if rec.offset >= offset:  # a chunk may start inside a compressed batch read before
-                yield header, rec
-        if nxt <= offset:
-            return
-        offset = nxt
-
-
-async def run_timers(
-    wake: asyncio.Event, next_deadline: Callable[[int], int], fire: Callable[[int], None], what: str
-) -> None:
-    """A coordinator's timer task: `fire(now)` at each `next_deadline(now)`, or sooner when `wake` is set."""
-    while True:
-        now = now_ms()
-        nxt = next_deadline(now)
-        wake.clear()
-        if nxt > now:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), (nxt - now) / 1000)
-        try:
-            fire(now_ms())
-        except Exception:
-            log.exception(f"{what} timers failed")
-
-
-async def wait_written(state: BrokerState, topic: str, partition: int, timeout_ms: int) -> int:
-    """In a cluster, wait until the high watermark covers every record appended so far to a
-    coordinator partition (acks=all for coordinator writes). NONE at once on a single broker."""
-    replicas = state.replicas
-    if replicas is None:
-        return ErrorCode.NONE
-    plog = state.partition_log(topic, partition)
-    if plog is None:
-        return ErrorCode.NOT_LEADER_OR_FOLLOWER
-    return int(
-        await replicas.wait_replicated(topic, partition, plog.log_end_offset, timeout_ms, replicas.min_isr(topic))
-    )
-
-
-def store_error(code: int, *, timed_out: int = ErrorCode.REQUEST_TIMED_OUT) -> int:
-    """Kafka's mapping of a coordinator append error to the answer (GroupMetadataManager):
-    too few replicas -> COORDINATOR_NOT_AVAILABLE, leadership lost -> NOT_COORDINATOR."""
-    if code in (
-        ErrorCode.NOT_ENOUGH_REPLICAS,
-        ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-    ):
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE
-    if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
-        return ErrorCode.NOT_COORDINATOR
-    if code == ErrorCode.REQUEST_TIMED_OUT:
-        return timed_out
-    return code
-
-
-def java_string_hashcode(s: str) -> int:
-    """Java's String.hashCode over UTF-16 code units, as a signed 32-bit int."""
-    h = 0
-    data = s.encode("utf-16-be", "surrogatepass")
-    for i in range(0, len(data), 2):
-        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def partition_for(group_id: str, partitions: int) -> int:
-    """Kafka's `Utils.abs(groupId.hashCode) % partitions` (abs(MIN_VALUE) is 0)."""
-    h = java_string_hashcode(group_id)
-    return (0 if h == _INT_MIN else abs(h)) % partitions
 
 
 def subscribed_topics(metadata: bytes) -> set[str] | None:
@@ -170,17 +92,15 @@ def subscribed_topics(metadata: bytes) -> set[str] | None:
 Value = OffsetValue | GroupValue | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class GroupCoordinator(Placement):
     TOPIC: ClassVar[str] = OFFSETS_TOPIC
 
-    state: BrokerState
     limits: GroupLimits
     groups: dict[str, ClassicGroup] = field(default_factory=dict)
     offsets: OffsetStore = field(default_factory=OffsetStore)
     txn_offsets: PendingTxnOffsets = field(default_factory=PendingTxnOffsets)  # TxnOffsetCommit, see txn_offsets.py
     consumer: ConsumerGroups = field(default_factory=ConsumerGroups)  # KIP-848 groups, see consumer_coordinator.py
-    num_partitions: int = 50
     join_waiters: dict[tuple[str, str], asyncio.Future[JoinResult]] = field(default_factory=dict)
     sync_waiters: dict[tuple[str, str], asyncio.Future[SyncResult]] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -190,50 +110,39 @@ class GroupCoordinator(Placement):
     # ------------------------------------------------------------ start-up
 
     @classmethod
-    def of(cls, state: BrokerState) -> GroupCoordinator:
-        """The broker's coordinator, created (and `__consumer_offsets` loaded) on first use."""
-        existing = state.extras.get(EXTRAS_KEY)
-        if existing is not None:
-            return existing  # type: ignore[no-any-return]
-        cfg = state.config
+    def open(cls, replicas: ReplicaManager, metadata: MetadataStore, config: BrokerConfig) -> GroupCoordinator:
+        """The coordinator with `__consumer_offsets` created if missing and its led partitions loaded;
+        its timer task runs until `close`."""
         limits = GroupLimits(
-            initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
-            min_session_timeout_ms=cfg.group_min_session_timeout_ms,
-            max_session_timeout_ms=cfg.group_max_session_timeout_ms,
-            max_size=cfg.group_max_size,
+            initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms=config.group_min_session_timeout_ms,
+            max_session_timeout_ms=config.group_max_session_timeout_ms,
+            max_size=config.group_max_size,
         )
-        coord = cls(state=state, limits=limits, consumer=ConsumerGroups(limits_from_config(cfg)))
-        coord._open_topic()
+        coord = cls(
+            replicas=replicas,
+            metadata=metadata,
+            config=config,
+            limits=limits,
+            consumer=ConsumerGroups(limits_from_config(config)),
+        )
+        coord.ensure_topic(
+            config.offsets_topic_num_partitions,
+            config.offsets_topic_replication_factor,
+            "offsets.topic.replication.factor",
+            {
+                "cleanup.policy": "compact",
+                "segment.bytes": str(config.offsets_topic_segment_bytes),
+                "compression.type": "producer",
+            },
+        )
         coord.load()
-        state.extras[EXTRAS_KEY] = coord
-        task = asyncio.get_running_loop().create_task(coord._run_timers())
-        state.tasks.append(task)
+        coord.spawn(run_timers(coord._wake, coord.next_deadline, coord.fire, "group"))
         return coord
-
-    def _open_topic(self) -> None:
-        info = self.state.metadata.topic(OFFSETS_TOPIC)
-        if info is not None:
-            self.num_partitions = len(info.partitions)
-            return
-        cfg = self.state.config
-        configs = {
-            "cleanup.policy": "compact",
-            "segment.bytes": str(cfg.offsets_topic_segment_bytes),
-            "compression.type": "producer",
-        }
-        self.num_partitions = cfg.offsets_topic_num_partitions
-        cluster = self.state.cluster
-        if cluster is not None:  # created in the background; NOT_COORDINATOR until then
-            rf = cluster.internal_replication_factor(
-                cfg.offsets_topic_replication_factor, "offsets.topic.replication.factor"
-            )
-            cluster.ensure_internal_topic(OFFSETS_TOPIC, self.num_partitions, rf, configs)
-            return
-        self.state.create_topic_now(OFFSETS_TOPIC, self.num_partitions, 1, configs)
 
     def load(self) -> None:
         """Replay every owned partition of `__consumer_offsets` from its start."""
-        count = sum(self._load_partition(p) for p in range(self.num_partitions) if self._owns_partition(p))
+        count = sum(self._load_partition(p) for p in self.owned_partitions())
         log.info("group coordinator loaded", records=count, groups=len(self.groups), partitions=self.num_partitions)
 
     def load_partition(self, p: int) -> None:
@@ -258,7 +167,7 @@ class GroupCoordinator(Placement):
         self._loading = True
         count = 0
         try:
-            plog = self.state.partition_log(OFFSETS_TOPIC, p)
+            plog = self.replicas.local_log(OFFSETS_TOPIC, p)
             if plog is None:
                 return 0
             for header, rec in replay_records(plog):
@@ -311,18 +220,13 @@ class GroupCoordinator(Placement):
             return decode_offset_value(data)
         return decode_group_value(data)
 
-    # ------------------------------------------------------------ placement
-
     # ------------------------------------------------------------ records
 
     def _write(self, group_id: str, pairs: list[tuple[Key, Value]]) -> None:
         """Append records to the group's partition, then replay them."""
         if not pairs:
             return
-        p = self.partition_of(group_id)
-        plog = self.state.partition_log(OFFSETS_TOPIC, p)
-        if plog is None:
-            raise RuntimeError(f"{OFFSETS_TOPIC}-{p} has no log")
+        part = self.append_target(self.partition_of(group_id))
         ts = now_ms()
         recs: list[tuple[bytes, bytes | None, list[tuple[str, bytes | None]], int]] = []
         for key, value in pairs:
@@ -333,16 +237,13 @@ class GroupCoordinator(Placement):
             else:
                 raw = encode_group_value(value)
             recs.append((encode_key(key), raw, [], ts))
-        plog.append(bytearray(build_batch(recs)), leader_epoch=self.state.leader_epoch(OFFSETS_TOPIC, p))
-        self.state.appends.notify()
+        part.append(bytearray(build_batch(recs)))
         for key, value in pairs:
             self._replay(key, value)
 
     async def written(self, group_id: str, *, timed_out: int = ErrorCode.REQUEST_TIMED_OUT) -> int:
-        """The group's writes so far replicated (cluster mode), as an answer's error code."""
-        code = await wait_written(
-            self.state, OFFSETS_TOPIC, self.partition_of(group_id), self.state.config.offsets_commit_timeout_ms
-        )
+        """The group's writes so far replicated, as an answer's error code (at once on a single broker)."""
+        code = await self.written_code(group_id, self.config.offsets_commit_timeout_ms)
         return store_error(code, timed_out=timed_out)
 
     def _replay(self, key: Key, value: Value) -> None:
@@ -364,6 +265,13 @@ class GroupCoordinator(Placement):
         # A live group is ahead of its own record; only loading (or a new id) builds from it.
         if self._loading or group is None:
             self.groups[key.group] = ClassicGroup.from_record(key.group, value, self.limits, now)
+
+    def on_markers(self, producer_id: int, commit: bool, partitions: Iterable[tuple[str, int]]) -> None:
+        """Transaction markers were appended here (cluster.markers.MarkerListener): the producer's
+        pending offsets on those `__consumer_offsets` partitions commit or drop."""
+        for topic, partition in partitions:
+            if topic == OFFSETS_TOPIC:
+                self.complete_txn(producer_id, commit, partition)
 
     def complete_txn(self, producer_id: int, commit: bool, partition: int) -> None:
         """A transaction marker on `__consumer_offsets-<partition>`: its pending offsets commit or drop."""
@@ -561,9 +469,6 @@ class GroupCoordinator(Placement):
 
     # ------------------------------------------------------------ timers and expiry
 
-    async def _run_timers(self) -> None:
-        await run_timers(self._wake, self.next_deadline, self.fire, "group")
-
     def next_deadline(self, now: int) -> int:
         """When the next group timer or offset expiry is due (a second from now when nothing is)."""
         deadlines = [d for g in self.groups.values() if (d := g.next_deadline()) is not None]
@@ -578,12 +483,12 @@ class GroupCoordinator(Placement):
             if d is not None and d <= now:
                 self._deliver(group_id, group.tick(now))
         if now >= self._next_cleanup_ms:
-            self._next_cleanup_ms = now + self.state.config.offsets_retention_check_interval_ms
+            self._next_cleanup_ms = now + self.config.offsets_retention_check_interval_ms
             self.expire(now)
 
     def expire(self, now: int) -> int:
         """Tombstone offsets past `offsets.retention.minutes`; drop empty groups left with none."""
-        retention = self.state.config.offsets_retention_minutes * 60_000
+        retention = self.config.offsets_retention_minutes * 60_000
         removed = 0
         for group_id, group in list(self.groups.items()):
             if group.state is GroupState.EMPTY:

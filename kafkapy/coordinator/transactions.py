@@ -9,9 +9,10 @@ replays them through `_replay`, the function loading uses after a restart.
 Ending a transaction writes PrepareCommit/PrepareAbort, then a transaction
 marker (control batch) to every partition in it, `__consumer_offsets`
 partitions included (the group coordinator then commits or drops the
-transactional offsets), then CompleteCommit/CompleteAbort. This broker
-leads every partition on a single broker, so there markers are local
-appends done before EndTxn is answered. In a cluster, EndTxn is answered
+transactional offsets), then CompleteCommit/CompleteAbort. When PrepareX
+is already replicated and this broker leads every partition of the
+transaction alone in its ISR (always on a single broker), the markers are
+local appends done before EndTxn is answered. Otherwise EndTxn is answered
 once PrepareX is replicated and a completion task (one per transactional
 id) sends the markers to the partitions' current leaders through
 `MarkerChannel` (cluster/markers.py) and then writes CompleteX; requests
@@ -19,29 +20,40 @@ meanwhile get CONCURRENT_TRANSACTIONS, as in Kafka. Handlers make their
 answers wait for `__transaction_state` replication with `written`. A
 transaction left in PrepareX (a marker write failed, or the broker died
 between the records) is finished by the timer task and on load (also when
-a broker takes over the partition's leadership). One timer also aborts transactions past their timeout (with an epoch
-fence, so the late producer is fenced) and removes transactional ids idle
-for `transactional.id.expiration.ms`.
+a broker takes over the partition's leadership). One timer also aborts
+transactions past their timeout (with an epoch fence, so the late producer
+is fenced) and removes transactional ids idle for
+`transactional.id.expiration.ms`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
+from kafkapy.clock import now_ms
+from kafkapy.cluster.markers import (
+    MarkerChannel,
+    MarkerListener,
+    TopicPartition,
+    append_markers,
+)
+from kafkapy.cluster.partition import Partition
+from kafkapy.cluster.replication import ReplicaManager
+from kafkapy.cluster.view import MetadataStore
+from kafkapy.config import BrokerConfig
 from kafkapy.coordinator import TXN_TOPIC
-from kafkapy.coordinator.coordinator import (
-    OFFSETS_TOPIC,
+from kafkapy.coordinator.placement import (
+    CoordinatorWriteError,
+    Placement,
     replay_records,
     run_timers,
     store_error,
-    wait_written,
 )
-from kafkapy.coordinator.placement import Placement
+from kafkapy.coordinator.producer_ids import ProducerIdManager, ProducerIdsUnavailableError
 from kafkapy.coordinator.txn_records import (
-    TopicPartition,
     TxnValue,
     decode_key,
     decode_value,
@@ -58,120 +70,90 @@ from kafkapy.coordinator.txn_state import (
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import DecodeError
-from kafkapy.protocol.records import (
-    ControlRecordType,
-    build_batch,
-    build_control_batch,
-)
-from kafkapy.server.state import now_ms
+from kafkapy.protocol.records import build_batch
 from kafkapy.storage.errors import StorageError
-from kafkapy.storage.producer_state import (
-    CoordinatorFencedError,
-    InvalidProducerEpochError,
-    ProducerStateError,
-)
 
-if TYPE_CHECKING:
-    from kafkapy.cluster.markers import MarkerChannel
-    from kafkapy.server.state import BrokerState
+__all__ = ["TXN_TOPIC", "CoordinatorWriteError", "TransactionCoordinator"]
 
 log = get_logger(__name__)
 
-EXTRAS_KEY = "transaction_coordinator"
 _SEGMENT_BYTES = 104857600
 _ABORT_CHECK_KEY = "transaction.abort.timed.out.transaction.cleanup.interval.ms"
 _REMOVE_CHECK_KEY = "transaction.remove.expired.transaction.cleanup.interval.ms"
 _RETRY_MS = 1000
 
 
-class CoordinatorWriteError(Exception):
-    """`__transaction_state` could not be written."""
-
-
-def _config_int(state: BrokerState, key: str, default: int) -> int:
+def _config_int(config: BrokerConfig, key: str, default: int) -> int:
     try:
-        value = state.config.get(key)
+        value = config.get(key)
         return int(value) if value is not None else default
     except (TypeError, ValueError):
         return default
 
 
-@dataclass(slots=True)
-class MarkerResult:
-    errors: dict[TopicPartition, int] = field(default_factory=dict)
-    ends: dict[TopicPartition, int] = field(default_factory=dict)  # log end offset after each marker
-
-    @property
-    def ok(self) -> bool:
-        # Gone partitions and fenced markers are final, as in Kafka; only retriable faults block completion.
-        return all(
-            e
-            in (
-                ErrorCode.NONE,
-                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                ErrorCode.INVALID_PRODUCER_EPOCH,
-                ErrorCode.TRANSACTION_COORDINATOR_FENCED,
-            )
-            for e in self.errors.values()
-        )
+def _no_groups() -> MarkerListener | None:
+    return None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class TransactionCoordinator(Placement):
     TOPIC: ClassVar[str] = TXN_TOPIC
 
-    state: BrokerState
+    producer_ids: ProducerIdManager
+    # the broker's group coordinator if it has one (told of markers on `__consumer_offsets`)
+    groups: Callable[[], MarkerListener | None] = _no_groups
     txns: dict[str, TxnMetadata] = field(default_factory=dict)
-    num_partitions: int = 50
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _loading: bool = False
     _next_expiry_ms: int = 0
     _scheduled_ms: int = 0  # when the timer task wakes next (it is woken earlier only if needed)
     _by_producer: dict[int, str] = field(default_factory=dict)  # producer id -> transactional id
-    _completing: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # cluster: completion tasks
+    _completing: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # completion tasks
     _channel: MarkerChannel | None = None
 
     # ------------------------------------------------------------ start-up
 
     @classmethod
-    def of(cls, state: BrokerState) -> TransactionCoordinator:
-        """The broker's coordinator, created (and `__transaction_state` loaded) on first use."""
-        existing = state.extras.get(EXTRAS_KEY)
-        if existing is not None:
-            return existing  # type: ignore[no-any-return]
-        coord = cls(state=state)
-        coord._open_topic()
+    def open(
+        cls,
+        replicas: ReplicaManager,
+        metadata: MetadataStore,
+        config: BrokerConfig,
+        producer_ids: ProducerIdManager,
+        *,
+        groups: Callable[[], MarkerListener | None] = _no_groups,
+    ) -> TransactionCoordinator:
+        """The coordinator with `__transaction_state` created if missing, its led partitions loaded
+        and half-completed transactions resumed; its timer task runs until `close`."""
+        coord = cls(replicas=replicas, metadata=metadata, config=config, producer_ids=producer_ids, groups=groups)
+        coord.ensure_topic(
+            config.transaction_state_log_num_partitions,
+            config.transaction_state_log_replication_factor,
+            "transaction.state.log.replication.factor",
+            {
+                "cleanup.policy": "compact",
+                "segment.bytes": str(_config_int(config, "transaction.state.log.segment.bytes", _SEGMENT_BYTES)),
+                "compression.type": "uncompressed",
+                "min.insync.replicas": str(config.transaction_state_log_min_isr),
+            },
+        )
         coord.load()
-        state.extras[EXTRAS_KEY] = coord
         coord.recover()
-        state.tasks.append(asyncio.get_running_loop().create_task(coord._run_timers()))
+        coord.spawn(coord._run_timers())
         return coord
 
-    def _open_topic(self) -> None:
-        info = self.state.metadata.topic(TXN_TOPIC)
-        if info is not None:
-            self.num_partitions = len(info.partitions)
-            return
-        cfg = self.state.config
-        configs = {
-            "cleanup.policy": "compact",
-            "segment.bytes": str(_config_int(self.state, "transaction.state.log.segment.bytes", _SEGMENT_BYTES)),
-            "compression.type": "uncompressed",
-            "min.insync.replicas": str(cfg.transaction_state_log_min_isr),
-        }
-        self.num_partitions = cfg.transaction_state_log_num_partitions
-        cluster = self.state.cluster
-        if cluster is not None:  # created in the background; NOT_COORDINATOR until then
-            rf = cluster.internal_replication_factor(
-                cfg.transaction_state_log_replication_factor, "transaction.state.log.replication.factor"
-            )
-            cluster.ensure_internal_topic(TXN_TOPIC, self.num_partitions, rf, configs)
-            return
-        self.state.create_topic_now(TXN_TOPIC, self.num_partitions, 1, configs)
+    def close(self) -> None:
+        """Stop the timers and completions (they resume on the next load); drop marker connections."""
+        for task in list(self._completing.values()):
+            task.cancel()
+        Placement.close(self)
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            asyncio.get_running_loop().create_task(channel.close())
 
     def load(self) -> None:
         """Replay every owned partition of `__transaction_state` from its start."""
-        count = sum(self._load_partition(p) for p in range(self.num_partitions) if self._owns_partition(p))
+        count = sum(self._load_partition(p) for p in self.owned_partitions())
         log.info("transaction coordinator loaded", records=count, transactional_ids=len(self.txns))
 
     def load_partition(self, p: int) -> None:
@@ -196,7 +178,7 @@ class TransactionCoordinator(Placement):
         self._loading = True
         count = 0
         try:
-            plog = self.state.partition_log(TXN_TOPIC, p)
+            plog = self.replicas.local_log(TXN_TOPIC, p)
             if plog is None:
                 return 0
             for header, rec in replay_records(plog):
@@ -224,27 +206,16 @@ class TransactionCoordinator(Placement):
                 md.state = TxnState.ONGOING
                 self._fence_abort(txn_id)
 
-    # ------------------------------------------------------------ placement
-
-    def coordinator_epoch(self, transactional_id: str) -> int:
-        return max(self.state.leader_epoch(TXN_TOPIC, self.partition_of(transactional_id)), 0)
-
     # ------------------------------------------------------------ records
 
     def _write(self, txn_id: str, value: TxnValue | None) -> None:
         """Append one record to the id's partition, then replay it."""
-        p = self.partition_of(txn_id)
-        plog = self.state.partition_log(TXN_TOPIC, p)
-        if plog is None:
-            raise CoordinatorWriteError(f"{TXN_TOPIC}-{p} has no log")
+        part = self.append_target(self.partition_of(txn_id))
         raw = None if value is None else encode_value(value)
         try:
-            plog.append(
-                bytearray(build_batch([(encode_key(txn_id), raw, [], now_ms())])),
-                leader_epoch=self.state.leader_epoch(TXN_TOPIC, p),
-            )
+            part.append(bytearray(build_batch([(encode_key(txn_id), raw, [], now_ms())])))
         except StorageError as e:
-            raise CoordinatorWriteError(str(e)) from e
+            raise CoordinatorWriteError(ErrorCode.KAFKA_STORAGE_ERROR, str(e)) from e
         self._replay(txn_id, value)
 
     def _replay(self, txn_id: str, value: TxnValue | None) -> None:
@@ -273,93 +244,51 @@ class TransactionCoordinator(Placement):
 
     # ------------------------------------------------------------ markers
 
-    def write_markers(
-        self,
-        producer_id: int,
-        producer_epoch: int,
-        coordinator_epoch: int,
-        commit: bool,
-        partitions: Iterable[TopicPartition],
-    ) -> MarkerResult:
-        """Append a COMMIT/ABORT marker to each partition (also WriteTxnMarkers)."""
-        result = MarkerResult()
-        ctype = ControlRecordType.COMMIT if commit else ControlRecordType.ABORT
-        ts = now_ms()
-        groups: Any = None
-        for tp in partitions:
-            topic, partition = tp
-            plog = self.state.partition_log(topic, partition)
-            if plog is None:
-                result.errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                continue
-            replicas = self.state.replicas
-            if replicas is not None:  # cluster: only the leader appends markers, with acks=-1 rules
-                code = replicas.leader_check(topic, partition)
-                if code == ErrorCode.NONE and len(replicas.isr(topic, partition)) < replicas.min_isr(topic):
-                    code = ErrorCode.NOT_ENOUGH_REPLICAS
-                if code != ErrorCode.NONE:
-                    result.errors[tp] = code
-                    continue
-            batch = build_control_batch(
-                ctype, producer_id=producer_id, producer_epoch=producer_epoch,
-                coordinator_epoch=coordinator_epoch, timestamp=ts,
-            )  # fmt: skip
-            try:
-                plog.append(bytearray(batch), leader_epoch=self.state.leader_epoch(topic, partition))
-            except InvalidProducerEpochError as e:
-                log.warning("marker fenced", topic=topic, partition=partition, error=str(e))
-                result.errors[tp] = ErrorCode.INVALID_PRODUCER_EPOCH
-                continue
-            except CoordinatorFencedError:
-                result.errors[tp] = ErrorCode.TRANSACTION_COORDINATOR_FENCED
-                continue
-            except (ProducerStateError, StorageError) as e:
-                log.error("marker append failed", topic=topic, partition=partition, error=str(e))
-                result.errors[tp] = ErrorCode.KAFKA_STORAGE_ERROR
-                continue
-            result.errors[tp] = ErrorCode.NONE
-            result.ends[tp] = plog.log_end_offset
-            if topic == OFFSETS_TOPIC:
-                if groups is None:
-                    groups = self.state.extras.get("group_coordinator")
-                if groups is not None:
-                    groups.complete_txn(producer_id, commit, partition)
-        self.state.appends.notify()
-        return result
+    def on_markers(self, producer_id: int, commit: bool, partitions: Iterable[TopicPartition]) -> None:
+        """Markers appended on this broker: the group coordinator completes the transactional offsets."""
+        groups = self.groups()
+        if groups is not None:
+            groups.on_markers(producer_id, commit, partitions)
 
-    async def markers_replicated(self, result: MarkerResult) -> MarkerResult:
-        """Cluster: wait until each written marker is replicated (Kafka appends markers with acks=-1)."""
-        replicas = self.state.replicas
-        if replicas is None or not result.ends:
-            return result
-        timeout = _config_int(self.state, "request.timeout.ms", 30_000)
-        tps = list(result.ends)
-        codes = await asyncio.gather(
-            *(replicas.wait_replicated(t, p, result.ends[(t, p)], timeout, replicas.min_isr(t)) for t, p in tps)
-        )
-        for tp, code in zip(tps, codes):
-            result.errors[tp] = int(code)
-        return result
+    def _timeout_ms(self) -> int:
+        return _config_int(self.config, "request.timeout.ms", 30_000)
 
     async def written(self, txn_id: str) -> int:
-        """The id's `__transaction_state` writes so far replicated (cluster), as an answer's error."""
-        code = await wait_written(
-            self.state, TXN_TOPIC, self.partition_of(txn_id), _config_int(self.state, "request.timeout.ms", 30_000)
-        )
+        """The id's `__transaction_state` writes so far replicated, as an answer's error (at once on a
+        single broker)."""
+        code = await self.written_code(txn_id, self._timeout_ms())
         return store_error(code, timed_out=ErrorCode.COORDINATOR_NOT_AVAILABLE)
+
+    def _completes_here(self, txn_id: str, md: TxnMetadata) -> bool:
+        """Can the markers be written now, before returning? When PrepareX is already replicated and
+        every partition of the transaction is led here with this broker its whole ISR (so a marker
+        is replicated once appended): always on a single broker."""
+        tpart = self.partition(self.partition_of(txn_id))
+        if not isinstance(tpart, Partition) or tpart.high_watermark < tpart.log_end_offset:
+            return False
+        for topic, index in md.partitions:
+            part = self.replicas.partition(topic, index)
+            if isinstance(part, Partition):
+                if part.isr != [self.node_id]:
+                    return False
+            elif part != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:  # a gone partition is final, as in Kafka
+                return False
+        return True
 
     def _complete(self, txn_id: str) -> bool:
         """PrepareX -> markers -> CompleteX. False (left in PrepareX, retried by the timer) on failure.
 
-        In a cluster the markers go out from a task and this returns False at once."""
-        if self.state.cluster is not None:
+        When the markers must travel or wait for replication, they go out from a task
+        (`MarkerChannel`) and this returns False at once."""
+        md = self.txns[txn_id]
+        if not self._completes_here(txn_id, md):
             self._start_completion(txn_id)
             return False
-        md = self.txns[txn_id]
         commit = md.state is TxnState.PREPARE_COMMIT
-        res = self.write_markers(
-            md.producer_id, md.producer_epoch, self.coordinator_epoch(txn_id), commit, md.partitions
+        res = append_markers(
+            self.replicas, md.producer_id, md.producer_epoch, self.coordinator_epoch(txn_id), commit, md.partitions
         )
+        self.on_markers(md.producer_id, commit, res.written())
         if not res.ok:
             log.warning("transaction markers incomplete; will retry", transactional_id=txn_id, errors=res.errors)
             self._wake.set()
@@ -374,7 +303,7 @@ class TransactionCoordinator(Placement):
     def _start_completion(self, txn_id: str) -> None:
         if txn_id in self._completing:
             return
-        task = asyncio.get_running_loop().create_task(self._complete_remote(txn_id))
+        task = asyncio.get_running_loop().create_task(self._complete_async(txn_id))
         self._completing[txn_id] = task
 
         def done(t: asyncio.Task[None]) -> None:
@@ -383,12 +312,10 @@ class TransactionCoordinator(Placement):
 
         task.add_done_callback(done)
 
-    async def _complete_remote(self, txn_id: str) -> None:
-        """Cluster: PrepareX replicated, markers to the leaders (MarkerChannel), then CompleteX.
+    async def _complete_async(self, txn_id: str) -> None:
+        """PrepareX replicated, markers to the leaders (MarkerChannel), then CompleteX.
 
         On failure the transaction stays in PrepareX; the timer starts a new attempt within a second."""
-        from kafkapy.cluster.markers import MarkerChannel
-
         md = self.txns.get(txn_id)
         if md is None or md.state not in PREPARING:
             return
@@ -409,7 +336,7 @@ class TransactionCoordinator(Placement):
             if await self.written(txn_id) != ErrorCode.NONE or not still_valid():
                 return
             if self._channel is None:
-                self._channel = MarkerChannel(self)
+                self._channel = MarkerChannel(self.replicas, self, self._timeout_ms())
             errors = await self._channel.write(
                 pid,
                 epoch,
@@ -444,17 +371,15 @@ class TransactionCoordinator(Placement):
     # ------------------------------------------------------------ requests
 
     def _new_producer_id(self) -> int:
-        from kafkapy.server.handlers.producer_id import producer_id_manager
-
         try:
-            return producer_id_manager(self.state).generate()
-        except RuntimeError as e:  # cluster: no producer id block reserved yet
-            raise CoordinatorWriteError(str(e)) from e
+            return self.producer_ids.generate()
+        except ProducerIdsUnavailableError as e:  # a block is being reserved; the client retries
+            raise CoordinatorWriteError(ErrorCode.COORDINATOR_NOT_AVAILABLE, str(e)) from e
 
     def init_producer_id(
         self, txn_id: str, timeout_ms: int, producer_id: int, producer_epoch: int, *, producer_fenced: bool
     ) -> Decision:
-        if timeout_ms <= 0 or timeout_ms > self.state.config.transaction_max_timeout_ms:
+        if timeout_ms <= 0 or timeout_ms > self.config.transaction_max_timeout_ms:
             return Decision(ErrorCode.INVALID_TRANSACTION_TIMEOUT)
         md = self.txns.get(txn_id)
         now = now_ms()
@@ -534,14 +459,10 @@ class TransactionCoordinator(Placement):
             self._scheduled_ms = self.next_deadline(now)
             return self._scheduled_ms
 
-        try:
-            await run_timers(self._wake, schedule, self.fire, "transaction")
-        finally:  # broker shutdown: completions stop with the timers (they resume on the next load)
-            for task in list(self._completing.values()):
-                task.cancel()
+        await run_timers(self._wake, schedule, self.fire, "transaction")
 
     def next_deadline(self, now: int) -> int:
-        check = _config_int(self.state, _ABORT_CHECK_KEY, 10_000)
+        check = _config_int(self.config, _ABORT_CHECK_KEY, 10_000)
         out = now + check
         for md in self.txns.values():
             if md.state in PREPARING:
@@ -572,11 +493,11 @@ class TransactionCoordinator(Placement):
                 except CoordinatorWriteError as e:
                     log.error("could not abort timed-out transaction", transactional_id=txn_id, error=str(e))
         if now >= self._next_expiry_ms:
-            self._next_expiry_ms = now + _config_int(self.state, _REMOVE_CHECK_KEY, 3_600_000)
+            self._next_expiry_ms = now + _config_int(self.config, _REMOVE_CHECK_KEY, 3_600_000)
             self.expire_ids(now)
 
     def expire_ids(self, now: int) -> int:
-        expiration = self.state.config.transactional_id_expiration_ms
+        expiration = self.config.transactional_id_expiration_ms
         removed = 0
         for txn_id, md in list(self.txns.items()):
             if md.id_expired(now, expiration):

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from kafkapy.clock import now_ms
+from kafkapy.cluster.partition import Partition
 from kafkapy.coordinator.records import (
     OffsetKey,
     OffsetValue,
@@ -23,10 +25,6 @@ from kafkapy.coordinator.records import (
     encode_offset_value,
 )
 from kafkapy.protocol.records import build_batch
-from kafkapy.server.state import now_ms
-
-if TYPE_CHECKING:
-    from kafkapy.coordinator.coordinator import GroupCoordinator
 
 TopicPartition = tuple[str, int]
 
@@ -64,8 +62,19 @@ class PendingTxnOffsets:
         return {g for groups in self.by_producer.values() for g in groups}
 
 
+class OffsetsPartitions(Protocol):
+    """What writing a TxnOffsetCommit needs of the group coordinator."""
+
+    @property
+    def txn_offsets(self) -> PendingTxnOffsets: ...
+
+    def partition_of(self, key: str) -> int: ...
+
+    def append_target(self, partition: int) -> Partition: ...
+
+
 def write_txn_offsets(
-    coord: GroupCoordinator,
+    coord: OffsetsPartitions,
     group_id: str,
     producer_id: int,
     producer_epoch: int,
@@ -73,17 +82,14 @@ def write_txn_offsets(
 ) -> None:
     """Append the commit as the producer's transactional batch, then hold it as pending.
 
-    Raises the log's errors (ProducerStateError for a stale epoch, StorageError).
+    Raises CoordinatorWriteError when this broker does not lead the group's partition, and the
+    log's errors (ProducerStateError for a stale epoch, StorageError).
     """
-    p = coord.partition_of(group_id)
-    plog = coord.state.partition_log("__consumer_offsets", p)
-    if plog is None:
-        raise RuntimeError(f"__consumer_offsets-{p} has no log")
+    part = coord.append_target(coord.partition_of(group_id))
     ts = now_ms()
     recs: list[tuple[bytes, bytes | None, list[tuple[str, bytes | None]], int]] = [
-        (encode_key(OffsetKey(group_id, t, part)), encode_offset_value(v), [], ts) for t, part, v in commits
+        (encode_key(OffsetKey(group_id, t, part_index)), encode_offset_value(v), [], ts) for t, part_index, v in commits
     ]
     batch = build_batch(recs, producer_id=producer_id, producer_epoch=producer_epoch, is_transactional=True)
-    plog.append(bytearray(batch), leader_epoch=coord.state.leader_epoch("__consumer_offsets", p), from_coordinator=True)
-    coord.state.appends.notify()
-    coord.txn_offsets.add(producer_id, group_id, [((t, part), v) for t, part, v in commits])
+    part.log.append(bytearray(batch), leader_epoch=part.leader_epoch, from_coordinator=True)
+    coord.txn_offsets.add(producer_id, group_id, [((t, part_index), v) for t, part_index, v in commits])

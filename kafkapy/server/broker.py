@@ -1,8 +1,8 @@
 """The broker process: builds the request handler, listens, shuts down cleanly.
 
-The request handler comes from `handler_factory(broker)`; by default that is
-`kafkapy.server.dispatch.build_handler(broker)`, imported lazily. Until the
-dispatcher exists a stub is used that closes every connection.
+The request handler comes from `handler_factory(broker)`, called once the
+listeners are bound (so advertised ports are known): the CLI passes
+`kafkapy.server.dispatch.build_handler`, which builds the broker's services.
 
 SIGTERM / SIGINT: stop accepting, let in-flight requests finish (bounded by
 kafkapy.shutdown.timeout.ms), run the shutdown hooks newest first, exit 0. A
@@ -36,37 +36,6 @@ ShutdownHook = Callable[[], "Awaitable[None] | None"]
 READY_EVENT = "broker_ready"  # the one line logged once the broker accepts connections
 
 
-async def _no_dispatcher(frame: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
-    raise CloseConnection()
-
-
-def default_handler_factory(broker: Broker) -> RequestHandler | Awaitable[RequestHandler]:
-    """`kafkapy.server.dispatch.build_handler(broker)`, or a stub while it does not exist."""
-    try:
-        from kafkapy.server import dispatch
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("kafkapy.server.dispatch",):
-            raise
-        broker.log.warning("dispatcher_missing", detail="kafkapy.server.dispatch not found; closing every connection")
-        return _no_dispatcher
-    if broker.config.metadata_connect:
-        return _cluster_handler(broker)
-    build: Callable[[Broker], RequestHandler | Awaitable[RequestHandler]] = dispatch.build_handler
-    return build(broker)
-
-
-async def _cluster_handler(broker: Broker) -> RequestHandler:
-    """A clustered broker: state from etcd, then the same dispatcher."""
-    from kafkapy.server.cluster_node import ClusterStartError, open_cluster_state
-    from kafkapy.server.dispatch import Dispatcher
-
-    try:
-        state = await open_cluster_state(broker)
-    except ClusterStartError as e:
-        raise StartupError(str(e)) from None
-    return Dispatcher(state)
-
-
 class StartupError(Exception):
     """The broker cannot start for a reason worth one clear log line (no traceback)."""
 
@@ -74,13 +43,13 @@ class StartupError(Exception):
 class Broker:
     """One broker: its config, its network server and its shutdown hooks."""
 
-    def __init__(self, config: BrokerConfig, handler_factory: HandlerFactory | None = None) -> None:
+    def __init__(self, config: BrokerConfig, handler_factory: HandlerFactory) -> None:
         self.config = config
         self.log = get_logger("kafkapy.broker")
         self.server: Server | None = None
         self.advertised: list[Listener] = []  # what Metadata should report, ports resolved
         self.cluster_id = config.cluster_id or ""  # the handler factory may fill it in
-        self._handler_factory = handler_factory or default_handler_factory
+        self._handler_factory = handler_factory
         self._hooks: list[ShutdownHook] = []
         self._pre_hooks: list[ShutdownHook] = []
         self._stop: asyncio.Event | None = None
@@ -109,8 +78,9 @@ class Broker:
         self._stop = asyncio.Event()
         for directory in self.config.data_dirs:
             Path(directory).mkdir(parents=True, exist_ok=True)
-        # Bind first so the handler factory sees advertised ports even for port 0.
-        self.server = Server.from_config(self.config, _no_dispatcher)
+        # Bind first so the handler factory sees advertised ports even for port 0; nothing is
+        # accepted before start_serving, when the real handler is in place.
+        self.server = Server.from_config(self.config, _closing_handler)
         await self.server.start(serve=False)
         self.advertised = _resolve_advertised(self.config, self.server)
         handler = self._handler_factory(self)
@@ -197,7 +167,11 @@ def keep_heap_mapped() -> None:
         pass
 
 
-def run_broker(config: BrokerConfig, handler_factory: HandlerFactory | None = None) -> int:
+async def _closing_handler(frame: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
+    raise CloseConnection()
+
+
+def run_broker(config: BrokerConfig, handler_factory: HandlerFactory) -> int:
     """Run a broker in this process until SIGTERM/SIGINT; returns the exit status."""
     keep_heap_mapped()
     broker = Broker(config, handler_factory)

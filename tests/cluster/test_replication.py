@@ -22,7 +22,8 @@ from kafkapy.protocol.messages.delete_records_request import (
     DeleteRecordsRequest,
     DeleteRecordsTopic,
 )
-from kafkapy.server.state import BrokerState
+from kafkapy.server.fetch_sessions import FetchSessionCache
+from kafkapy.server.services import BrokerServices
 from kafkapy.storage.log_manager import LogManager
 from kafkapy.testing import BrokerProcess
 from tests.storage.helpers import make_batch
@@ -82,22 +83,34 @@ class DictView:
         )
 
 
-def make_state(tmp: Path, view: DictView, **settings: Any) -> BrokerState:
+def services_over(config: BrokerConfig, view: Any, logs: LogManager, data_dir: Path) -> BrokerServices:
+    """Broker services over a test ClusterView (handlers here only read the metadata)."""
+    return BrokerServices(
+        config=config,
+        metadata=view,
+        logs=logs,
+        replicas=ReplicaManager(config, view, logs),
+        data_dir=data_dir,
+        advertised=view.broker,
+        fetch_sessions=FetchSessionCache(max_sessions=1000),
+    )
+
+
+def make_state(tmp: Path, view: DictView, **settings: Any) -> BrokerServices:
     config = BrokerConfig.from_pairs([(k.replace("_", "."), str(v)) for k, v in settings.items()])
     logs = LogManager(tmp / "data", auto_high_watermark=False, sync=False)
-    return BrokerState(config=config, metadata=view, logs=logs, data_dir=tmp / "data", broker=None)  # type: ignore[arg-type]
+    return services_over(config, view, logs, tmp / "data")
 
 
 def leader_setup(
     tmp: Path, replicas: list[int], isr: list[int] | None = None, epoch: int = 1, **settings: Any
-) -> tuple[BrokerState, DictView, ReplicaManager, PartitionInfo]:
+) -> tuple[BrokerServices, DictView, ReplicaManager, PartitionInfo]:
     view = DictView(ME)
     part = PartitionInfo(0, ME, list(replicas), list(isr if isr is not None else replicas), epoch, 0)
     view.add_topic(TOPIC, [part])
     state = make_state(tmp, view, **settings)
     state.logs.create(TOPIC, 0)
-    rm = ReplicaManager(state)
-    state.replicas = rm
+    rm = state.replicas
     rm.apply(TOPIC, part)
     return state, view, rm, part
 
@@ -106,8 +119,8 @@ def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(coro_fn())  # type: ignore[arg-type]
 
 
-def append(state: BrokerState, n: int, epoch: int = 1) -> int:
-    plog = state.partition_log(TOPIC, 0)
+def append(state: BrokerServices, n: int, epoch: int = 1) -> int:
+    plog = state.replicas.partition_log(TOPIC, 0)
     assert plog is not None
     return plog.append(make_batch(n), leader_epoch=epoch).last_offset + 1
 
@@ -118,7 +131,7 @@ def append(state: BrokerState, n: int, epoch: int = 1) -> int:
 def test_become_leader_records_epoch_start_and_keeps_hw(tmp_path: Path) -> None:
     async def body() -> None:
         state, _view, rm, _part = leader_setup(tmp_path, [1, 2], epoch=0)
-        plog = state.partition_log(TOPIC, 0)
+        plog = state.replicas.partition_log(TOPIC, 0)
         assert plog is not None
         append(state, 4, epoch=0)
         assert plog.high_watermark == 0  # follower 2 has not fetched
@@ -139,11 +152,12 @@ def test_become_leader_records_epoch_start_and_keeps_hw(tmp_path: Path) -> None:
 def test_hw_is_min_leo_over_isr_and_never_moves_back(tmp_path: Path) -> None:
     async def body() -> None:
         state, _, rm, _ = leader_setup(tmp_path, [1, 2, 3])
-        plog = state.partition_log(TOPIC, 0)
+        plog = state.replicas.partition_log(TOPIC, 0)
         assert plog is not None
         assert append(state, 10) == 10
         assert plog.high_watermark == 0
-        woken = state.appends.current()
+        woken = asyncio.get_running_loop().create_future()
+        rm.consumer_waits.watch([(TOPIC, 0)], woken)
         assert rm.on_follower_fetch(TOPIC, 0, 2, 10, 1) == ErrorCode.NONE
         assert plog.high_watermark == 0  # follower 3 is in the ISR and unknown
         assert not woken.done()
@@ -169,7 +183,7 @@ def test_hw_is_min_leo_over_isr_and_never_moves_back(tmp_path: Path) -> None:
 def test_leader_alone_in_isr_moves_hw_on_append(tmp_path: Path) -> None:
     async def body() -> None:
         state, _, rm, _ = leader_setup(tmp_path, [1, 2], isr=[1])
-        plog = state.partition_log(TOPIC, 0)
+        plog = state.replicas.partition_log(TOPIC, 0)
         assert plog is not None
         append(state, 3)
         assert plog.high_watermark == 3
@@ -242,7 +256,7 @@ def test_isr_shrinks_after_lag_time_and_waiter_gets_not_enough_replicas(tmp_path
             rm.on_follower_fetch(TOPIC, 0, 2, end, 1)
             # the HW passed the waiter's offset with only two replicas in sync (min.insync.replicas 3)
             assert await asyncio.wait_for(waiter, 1) == ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
-            assert state.partition_log(TOPIC, 0).high_watermark == end  # type: ignore[union-attr]
+            assert state.replicas.partition_log(TOPIC, 0).high_watermark == end  # type: ignore[union-attr]
         finally:
             await rm.close()
 
@@ -262,9 +276,9 @@ def test_isr_expands_when_follower_catches_up(tmp_path: Path) -> None:
         assert view.alter_calls == [(TOPIC, 0, [1, 2], 0)]
         # now follower 2 holds the HW back
         end2 = append(state, 3)
-        assert state.partition_log(TOPIC, 0).high_watermark == end  # type: ignore[union-attr]
+        assert state.replicas.partition_log(TOPIC, 0).high_watermark == end  # type: ignore[union-attr]
         rm.on_follower_fetch(TOPIC, 0, 2, end2, 1)
-        assert state.partition_log(TOPIC, 0).high_watermark == end2  # type: ignore[union-attr]
+        assert state.replicas.partition_log(TOPIC, 0).high_watermark == end2  # type: ignore[union-attr]
 
     run(body)
 
@@ -370,8 +384,7 @@ def test_fetcher_replicates_follows_hw_and_truncates_divergent_tail(
             view.add_topic(topic, [part], topic_id)
             state = make_state(tmp_path, view, replica_fetch_wait_max_ms=100, replica_fetch_backoff_ms=50)
             plog = state.logs.create(topic, 0)
-            rm = ReplicaManager(state)
-            state.replicas = rm
+            rm = state.replicas
             await rm.start()
             remote_dir = kafka_broker.data_dir / f"{topic}-0"
 
@@ -449,8 +462,7 @@ def test_fetcher_restarts_log_at_leaders_log_start(kafka_broker: BrokerProcess, 
             view.add_topic(topic, [part], topic_id)
             state = make_state(tmp_path, view, replica_fetch_wait_max_ms=100, replica_fetch_backoff_ms=50)
             plog = state.logs.create(topic, 0)
-            rm = ReplicaManager(state)
-            state.replicas = rm
+            rm = state.replicas
             await rm.start()
             rm.apply(topic, part)
             # fetch at 0 is out of range; the leader's log start (4) is past our end (0): restart there
@@ -488,7 +500,7 @@ def test_complete_batches_leaves_partial_tail() -> None:
 # ----------------------------------------------------------------- handlers in cluster mode
 
 
-def _ctx(state: BrokerState, api_key: int, version: int) -> Any:
+def _ctx(state: BrokerServices, api_key: int, version: int) -> Any:
     from kafkapy.protocol.messages.request_header import RequestHeader
     from kafkapy.server.handler import RequestContext
 
@@ -536,7 +548,7 @@ def _fetch_request(offset: int, replica_id: int = -1, epoch: int = 1, max_wait_m
     )
 
 
-async def _produce_h(state: BrokerState, acks: int, n: int, timeout_ms: int = 5000) -> Any:
+async def _produce_h(state: BrokerServices, acks: int, n: int, timeout_ms: int = 5000) -> Any:
     from kafkapy.server.handlers import produce
 
     resp = await produce.handle(_ctx(state, 0, 9), _produce_request(acks, n, timeout_ms))
@@ -544,7 +556,9 @@ async def _produce_h(state: BrokerState, acks: int, n: int, timeout_ms: int = 50
     return resp.responses[0].partition_responses[0]
 
 
-async def _fetch_h(state: BrokerState, offset: int, replica_id: int = -1, epoch: int = 1, max_wait_ms: int = 0) -> Any:
+async def _fetch_h(
+    state: BrokerServices, offset: int, replica_id: int = -1, epoch: int = 1, max_wait_ms: int = 0
+) -> Any:
     from kafkapy.server.handlers import fetch
 
     resp = await fetch.handle(_ctx(state, 1, 12), _fetch_request(offset, replica_id, epoch, max_wait_ms))
@@ -583,7 +597,7 @@ def test_produce_acks_all_waits_for_follower_fetches(tmp_path: Path) -> None:
 def test_produce_refused_below_min_isr_and_on_followers(tmp_path: Path) -> None:
     async def body() -> None:
         state, _view, rm, _ = leader_setup(tmp_path, [1, 2], isr=[1], min_insync_replicas=2)
-        plog = state.partition_log(TOPIC, 0)
+        plog = state.replicas.partition_log(TOPIC, 0)
         assert plog is not None
         r = await _produce_h(state, -1, 3)
         assert r.error_code == ErrorCode.NOT_ENOUGH_REPLICAS
@@ -699,7 +713,7 @@ class Node:
     def __init__(self, cluster: SharedCluster, node_id: int, root: Path, port: int = 0) -> None:
         self.cluster, self.node_id, self.dir, self.port = cluster, node_id, root / f"node-{node_id}", port
         self.broker: Any = None
-        self.state: BrokerState | None = None
+        self.state: BrokerServices | None = None
 
     async def start(self) -> Node:
         from kafkapy.server.broker import Broker
@@ -723,19 +737,12 @@ class Node:
             me = BrokerInfo(self.node_id, adv.host, adv.port)
             self.cluster.brokers[self.node_id] = me
             logs = LogManager(self.dir, auto_high_watermark=False, sync=False)
-            state = BrokerState(
-                config=config,
-                metadata=NodeView(self.cluster, me),
-                logs=logs,  # type: ignore[arg-type]
-                data_dir=self.dir,
-                broker=broker,
-            )
+            state = services_over(config, NodeView(self.cluster, me), logs, self.dir)
             for t in self.cluster.topics.values():
                 for p in t.partitions:
                     if self.node_id in p.replicas and logs.get(t.name, p.index) is None:
                         logs.create(t.name, p.index, topic_id=t.topic_id)
-            rm = ReplicaManager(state)
-            state.replicas = rm
+            rm = state.replicas
             await rm.start()
             self.cluster.managers[self.node_id] = rm
             for t in self.cluster.topics.values():
@@ -750,7 +757,7 @@ class Node:
 
     def plog(self, topic: str) -> Any:
         assert self.state is not None
-        return self.state.partition_log(topic, 0)
+        return self.state.replicas.partition_log(topic, 0)
 
     async def stop(self) -> None:
         self.cluster.managers.pop(self.node_id, None)

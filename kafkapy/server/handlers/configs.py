@@ -51,7 +51,7 @@ from kafkapy.protocol.messages.incremental_alter_configs_response import (
     IncrementalAlterConfigsResponse,
 )
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.state import BrokerState
+from kafkapy.server.services import BrokerServices
 
 # Kafka's ConfigResource.Type ids.
 UNKNOWN, TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP = 0, 2, 4, 8, 16, 32
@@ -96,7 +96,7 @@ def _unsupported_type(resource_type: int) -> ResourceError:
     return ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {label}")
 
 
-def _check_broker_name(state: BrokerState, name: str, allow_default: bool = True) -> None:
+def _check_broker_name(state: BrokerServices, name: str, allow_default: bool = True) -> None:
     """Broker resources are "" (cluster default) or this broker's id."""
     if name == "" and allow_default:
         return
@@ -111,7 +111,7 @@ def _check_broker_name(state: BrokerState, name: str, allow_default: bool = True
         )
 
 
-def _check_topic(state: BrokerState, name: str) -> dict[str, str]:
+def _check_topic(state: BrokerServices, name: str) -> dict[str, str]:
     """The topic's current overrides; raises for an illegal or unknown name."""
     problem = validate_topic_name(name)
     if problem is not None:
@@ -166,12 +166,12 @@ def _describe_one(ctx: RequestContext, r: DescribeConfigsResource, synonyms: boo
 
 
 def _with_throttles(
-    state: BrokerState, name: str, names: list[str] | None, described: list[ConfigDescription]
+    state: BrokerServices, name: str, names: list[str] | None, described: list[ConfigDescription]
 ) -> list[ConfigDescription]:
     """The dynamic throttle rates of a clustered broker ("": the cluster default) added to its description."""
-    if state.cluster is None:
+    md = state.metadata
+    if not md.supports_dynamic_broker_configs:
         return described
-    md = state.cluster.md
     mine, default = md.broker_configs(name) if name else {}, md.broker_configs("default")
     extra = []
     for key in THROTTLE_RATE_KEYS:
@@ -212,7 +212,7 @@ def _split(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
-def _apply_topic_ops(state: BrokerState, current: dict[str, str], ops: list[Op]) -> dict[str, str]:
+def _apply_topic_ops(state: BrokerServices, current: dict[str, str], ops: list[Op]) -> dict[str, str]:
     """The topic's new overrides after `ops`; raises ResourceError for bad ones."""
     new = dict(current)
     effective: dict[str, str | None] | None = None
@@ -255,11 +255,13 @@ def _apply_topic_ops(state: BrokerState, current: dict[str, str], ops: list[Op])
 THROTTLE_RATE_KEYS = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
 
 
-def _throttle_configs(state: BrokerState, name: str, ops: list[Op]) -> dict[str, str] | None:
+def _throttle_configs(state: BrokerServices, name: str, ops: list[Op]) -> dict[str, str] | None:
     """The broker's new dynamic throttle configs, or None when `ops` touch anything else (or on one broker)."""
-    if state.cluster is None or not ops or any(op.name not in THROTTLE_RATE_KEYS for op in ops):
+    if not state.metadata.supports_dynamic_broker_configs or not ops:
         return None
-    new: dict[str, str] = state.cluster.md.broker_configs(name or "default")
+    if any(op.name not in THROTTLE_RATE_KEYS for op in ops):
+        return None
+    new: dict[str, str] = state.metadata.broker_configs(name or "default")
     for op in ops:
         if op.op == DELETE:
             new.pop(op.name, None)
@@ -281,14 +283,14 @@ def _throttle_configs(state: BrokerState, name: str, ops: list[Op]) -> dict[str,
     return new
 
 
-async def _set_throttles(state: BrokerState, name: str, ops: list[Op], validate_only: bool) -> bool:
+async def _set_throttles(state: BrokerServices, name: str, ops: list[Op], validate_only: bool) -> bool:
     """Apply throttle-rate changes to the broker's dynamic configs in etcd; False if `ops` are not only those."""
     entity = name or "default"
     for _ in range(5):
         new = _throttle_configs(state, name, ops)
         if new is None:
             return False
-        md = state.cluster.md
+        md = state.metadata
         before = md.broker_configs(entity)
         if validate_only or new == before or await md.set_broker_configs(entity, new, before):
             return True
@@ -322,7 +324,7 @@ def _check_broker_ops(ops: list[Op]) -> None:
 
 
 async def _alter_one(
-    state: BrokerState, resource_type: int, name: str, ops: list[Op], validate_only: bool, incremental: bool
+    state: BrokerServices, resource_type: int, name: str, ops: list[Op], validate_only: bool, incremental: bool
 ) -> None:
     """Validate and (unless validate_only) apply one resource's changes."""
     names = [op.name for op in ops]
@@ -336,7 +338,7 @@ async def _alter_one(
         base = current if incremental else {}  # legacy AlterConfigs replaces the whole set
         new = _apply_topic_ops(state, base, ops)
         if not validate_only and new != current:
-            await state.set_topic_configs(name, new)
+            await state.metadata.set_topic_configs(name, new)
     elif resource_type == BROKER:
         _check_broker_name(state, name)
         if not await _set_throttles(state, name, ops, validate_only):

@@ -51,7 +51,7 @@ def _error_response(req: DescribeTopicPartitionsRequest, code: int) -> DescribeT
 async def handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse:
     state = ctx.state
     fetch_all = not req.topics
-    names = sorted({t.name for t in state.topics()} if fetch_all else {t.name for t in req.topics})
+    names = sorted({t.name for t in state.metadata.topics()} if fetch_all else {t.name for t in req.topics})
     cursor = req.cursor
     if cursor is not None:
         if cursor.partition_index < 0:

@@ -12,7 +12,7 @@ preferred leader, so nothing ever needs electing there.
 
 from __future__ import annotations
 
-from kafkapy.cluster.reassignment import PREFERRED, UNCLEAN, Outcome, elect
+from kafkapy.cluster.metadata import PREFERRED, UNCLEAN, Outcome
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.elect_leaders_request import ElectLeadersRequest
 from kafkapy.protocol.messages.elect_leaders_response import (
@@ -22,19 +22,11 @@ from kafkapy.protocol.messages.elect_leaders_response import (
 )
 from kafkapy.server.handler import RequestContext
 
-_NOT_NEEDED = Outcome(ErrorCode.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition.")
-
 
 async def _one(ctx: RequestContext, topic: str, index: int, election_type: int) -> Outcome:
-    cluster = ctx.state.cluster
     if election_type not in (PREFERRED, UNCLEAN):
         return Outcome(ErrorCode.INVALID_REQUEST, f"Unknown election type {election_type}.")
-    if cluster is not None:
-        return await elect(cluster.md, topic, index, election_type)
-    info = ctx.state.metadata.topic(topic)
-    if info is None or not 0 <= index < len(info.partitions):
-        return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-    return _NOT_NEEDED
+    return await ctx.state.metadata.elect_leader(topic, index, election_type)
 
 
 async def handle(ctx: RequestContext, req: ElectLeadersRequest) -> ElectLeadersResponse:

@@ -3,12 +3,17 @@
 The response's `records` are file slices of the segment files; the network
 layer sends them with sendfile, so record bytes never enter Python.
 
-A fetch with a replica id >= 0 is a follower's: it is served up to the log
-end offset, not the high watermark. In a cluster (`state.replicas` set) the
-leader records the follower's offset first (which may move the high
-watermark), answers NOT_LEADER_OR_FOLLOWER where it does not lead, and
-answers a waiting follower fetch as soon as a high watermark it reads moves;
-consumers read only from the leader, up to the high watermark (or LSO).
+Every partition is read through `replicas.partition(...)`: only its leader
+answers (else NOT_LEADER_OR_FOLLOWER and the other leader-epoch errors).
+Consumers read up to the high watermark (read_committed: the last stable
+offset). A fetch with a replica id >= 0 is a follower's: the leader records
+the follower's offset first (which may move the high watermark) and serves
+it up to the log end offset.
+
+A fetch that must wait (min_bytes not reached) waits on its own partitions
+only (`kafkapy.cluster.delayed`): a consumer is woken when one of them moves
+its high watermark, a follower also by every append there, so a follower
+learns new data one round trip after the leader wrote it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 from dataclasses import dataclass
 from uuid import UUID
 
+from kafkapy.cluster.partition import FetchIsolation
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.fetch_request import FetchRequest
 from kafkapy.protocol.messages.fetch_response import (
@@ -30,12 +36,11 @@ from kafkapy.server.fetch_sessions import (
     FINAL_EPOCH,
     INITIAL_EPOCH,
     FetchSession,
-    FetchSessionCache,
     SessionError,
     SessionPartition,
 )
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.state import BrokerState
+from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import OffsetOutOfRangeError
 
 READ_COMMITTED = 1
@@ -52,16 +57,7 @@ class Wanted:
     error: int = ErrorCode.NONE  # set before reading (a follower fetch the leader refused)
 
 
-def session_cache(state: BrokerState) -> FetchSessionCache:
-    cache = state.extras.get("fetch_sessions")
-    if cache is None:
-        cache = state.extras["fetch_sessions"] = FetchSessionCache(
-            max_sessions=int(state.config.get("max.incremental.fetch.session.cache.slots") or 1000)
-        )
-    return cache
-
-
-def _resolve(state: BrokerState, name: str, topic_id: UUID, version: int) -> tuple[str | None, UUID]:
+def _resolve(state: BrokerServices, name: str, topic_id: UUID, version: int) -> tuple[str | None, UUID]:
     if version >= 13:
         info = state.metadata.topic_by_id(topic_id)
         return (info.name if info else None), topic_id
@@ -70,7 +66,7 @@ def _resolve(state: BrokerState, name: str, topic_id: UUID, version: int) -> tup
 
 
 def _read_partition(
-    state: BrokerState, w: Wanted, limit: int, min_one: bool, committed: bool, follower: bool = False
+    state: BrokerServices, w: Wanted, limit: int, min_one: bool, isolation: FetchIsolation
 ) -> PartitionData:
     # On any partition error Kafka answers -1 offsets and empty records.
     pd = PartitionData(
@@ -84,30 +80,20 @@ def _read_partition(
     if w.topic is None:
         pd.error_code = ErrorCode.UNKNOWN_TOPIC_ID
         return pd
-    plog = state.partition_log(w.topic, w.partition)
-    replicas = state.replicas
-    if replicas is not None:
-        code = w.error or replicas.leader_check(w.topic, w.partition, w.current_leader_epoch)
-        if code != ErrorCode.NONE or plog is None:
-            pd.error_code = code or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            return pd
-    else:
-        if plog is None:
-            pd.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            return pd
-        epoch = state.leader_epoch(w.topic, w.partition)
-        if w.current_leader_epoch >= 0 and w.current_leader_epoch != epoch:
-            pd.error_code = (
-                ErrorCode.FENCED_LEADER_EPOCH if w.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
-            )
-            return pd
-    hw = plog.high_watermark
-    lso = state.last_stable_offset(plog)
-    pd.high_watermark, pd.last_stable_offset, pd.log_start_offset = hw, lso, plog.log_start_offset
+    if w.error:
+        pd.error_code = w.error
+        return pd
+    partition = state.replicas.partition(w.topic, w.partition, w.current_leader_epoch)
+    if isinstance(partition, int):
+        pd.error_code = partition
+        return pd
+    plog = partition.log
+    committed = isolation == FetchIsolation.TXN_COMMITTED
+    lso = plog.last_stable_offset
+    pd.high_watermark, pd.last_stable_offset, pd.log_start_offset = plog.high_watermark, lso, plog.log_start_offset
     pd.aborted_transactions = [] if committed else None  # as Kafka: null when read_uncommitted
     try:
-        upper = None if follower else (lso if committed else hw)  # followers read up to the log end
-        result = plog.read(w.fetch_offset, limit, max_offset=upper, min_one_message=min_one)
+        result = partition.read(w.fetch_offset, limit, isolation, min_one_message=min_one)
         pd.records = result.slices[0] if result.slices else b""
         if committed and result.slices:
             # Aborted transactions overlapping what is returned (at most up to the LSO).
@@ -123,7 +109,7 @@ def _read_partition(
 
 
 def _read_all(
-    state: BrokerState, wanted: list[Wanted], max_bytes: int, committed: bool, follower: bool = False
+    state: BrokerServices, wanted: list[Wanted], max_bytes: int, isolation: FetchIsolation
 ) -> tuple[list[PartitionData], int, bool]:
     out: list[PartitionData] = []
     total = 0
@@ -131,9 +117,9 @@ def _read_all(
     for w in wanted:
         remaining = max_bytes - total
         if remaining <= 0 and total > 0:
-            out.append(_read_partition(state, w, 0, False, committed, follower))
+            out.append(_read_partition(state, w, 0, False, isolation))
         else:
-            out.append(_read_partition(state, w, min(w.max_bytes, max(remaining, 0)), total == 0, committed, follower))
+            out.append(_read_partition(state, w, min(w.max_bytes, max(remaining, 0)), total == 0, isolation))
         pd = out[-1]
         if pd.records is not None:
             total += len(pd.records)
@@ -151,7 +137,7 @@ def _group(wanted: list[Wanted], datas: list[PartitionData]) -> list[FetchableTo
 
 
 def _apply_session(
-    state: BrokerState, session: FetchSession, req: FetchRequest, version: int, full: bool
+    state: BrokerServices, session: FetchSession, req: FetchRequest, version: int, full: bool
 ) -> list[Wanted]:
     if full:
         session.partitions.clear()
@@ -180,13 +166,19 @@ def _apply_session(
 
 
 def _follower_fetch(
-    state: BrokerState, wanted: list[Wanted], replica_id: int, log_starts: dict[tuple[str, int], int]
+    state: BrokerServices, req: FetchRequest, version: int, wanted: list[Wanted], replica_id: int
 ) -> list[tuple[int, int]]:
     """Let the leader record a follower's fetch; returns each partition's (HW, log start) before it."""
+    log_starts: dict[tuple[str, int], int] = {}
+    for t in req.topics:
+        name = _resolve(state, t.topic, t.topic_id, version)[0]
+        if name is not None:
+            for p in t.partitions:
+                log_starts[(name, p.partition)] = p.log_start_offset
     replicas = state.replicas
     before: list[tuple[int, int]] = []
     for w in wanted:
-        plog = state.partition_log(w.topic, w.partition) if w.topic is not None else None
+        plog = replicas.local_log(w.topic, w.partition) if w.topic is not None else None
         before.append((plog.high_watermark, plog.log_start_offset) if plog is not None else (-1, -1))
         if w.topic is not None:
             w.error = replicas.on_follower_fetch(
@@ -200,89 +192,115 @@ def _follower_fetch(
     return before
 
 
+def _open_session(state: BrokerServices, req: FetchRequest, version: int) -> tuple[FetchSession | None, bool]:
+    """KIP-227: (the session this fetch uses or None, whether it is incremental); SessionError."""
+    if version < 7 or (req.session_id == 0 and req.session_epoch == FINAL_EPOCH):
+        return None, False
+    cache = state.fetch_sessions
+    if req.session_epoch in (INITIAL_EPOCH, FINAL_EPOCH):
+        # a full fetch closes the session it names (as Kafka's FetchManager does): the Java
+        # client sends (its old id, INITIAL) after an error or a reconnect, and must get a
+        # new session, not an epoch error
+        if req.session_id != 0:
+            cache.remove(req.session_id)
+        return (cache.new_session() if req.session_epoch == INITIAL_EPOCH else None), False
+    if req.session_id == 0:
+        return None, False  # no session: a plain full fetch
+    return cache.get(req.session_id, req.session_epoch), True
+
+
+def _wanted(state: BrokerServices, req: FetchRequest, version: int) -> list[Wanted]:
+    wanted = []
+    for t in req.topics:
+        name, tid = _resolve(state, t.topic, t.topic_id, version)
+        for p in t.partitions:
+            wanted.append(Wanted(name, tid, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch))
+    return wanted
+
+
+async def _long_poll(
+    ctx: RequestContext,
+    req: FetchRequest,
+    wanted: list[Wanted],
+    isolation: FetchIsolation,
+    hw_before: list[tuple[int, int]] | None,
+) -> list[PartitionData]:
+    """Read; until min_bytes are there (or an error, or the wait is over) wait for the partitions
+    read to move. A follower also returns as soon as a high watermark or log start it reads moved."""
+    state = ctx.state
+    max_bytes = req.max_bytes if ctx.version >= 3 else 0x7FFFFFFF
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(req.max_wait_ms, 0) / 1000
+    waits = state.replicas.follower_waits if hw_before is not None else state.replicas.consumer_waits
+    keys = [(w.topic, w.partition) for w in wanted if w.topic is not None]
+    while True:
+        datas, total, error = _read_all(state, wanted, max_bytes, isolation)
+        if total >= req.min_bytes or error or not wanted:
+            return datas
+        if hw_before is not None and any(
+            (pd.high_watermark, pd.log_start_offset) != before for pd, before in zip(datas, hw_before)
+        ):
+            return datas  # the follower learns a moved high watermark (or log start) without waiting for data
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return datas
+        # Registered right after reading, with no await in between: nothing can slip past.
+        woken: asyncio.Future[None] = loop.create_future()
+        waits.watch(keys, woken)
+        try:
+            await asyncio.wait_for(woken, remaining)
+        except TimeoutError:
+            pass
+        finally:
+            waits.unwatch(keys, woken)
+        if ctx.conn is not None and getattr(ctx.conn, "closed", False):
+            return datas
+
+
+def _changed_only(
+    session: FetchSession, wanted: list[Wanted], datas: list[PartitionData]
+) -> tuple[list[Wanted], list[PartitionData]]:
+    """An incremental response carries only partitions with records, an error or new offsets."""
+    keep_w, keep_d = [], []
+    for w, pd in zip(wanted, datas):
+        sp = session.partitions[(w.topic or str(w.topic_id), w.partition)]
+        if (
+            (pd.records is not None and len(pd.records) > 0)
+            or pd.error_code != ErrorCode.NONE
+            or (pd.high_watermark, pd.last_stable_offset, pd.log_start_offset)
+            != (sp.high_watermark, sp.last_stable_offset, sp.last_log_start)
+        ):
+            keep_w.append(w)
+            keep_d.append(pd)
+    return keep_w, keep_d
+
+
 async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     state = ctx.state
     version = ctx.version
-    committed = req.isolation_level == READ_COMMITTED
-    cache = session_cache(state)
-    session: FetchSession | None = None
-    incremental = False
-    if version >= 7 and not (req.session_id == 0 and req.session_epoch == FINAL_EPOCH):
-        try:
-            if req.session_epoch in (INITIAL_EPOCH, FINAL_EPOCH):
-                # a full fetch closes the session it names (as Kafka's FetchManager
-                # does): the Java client sends (its old id, INITIAL) after an error
-                # or a reconnect, and must get a new session, not an epoch error
-                if req.session_id != 0:
-                    cache.remove(req.session_id)
-                if req.session_epoch == INITIAL_EPOCH:
-                    session = cache.new_session()
-            elif req.session_id == 0:
-                pass  # no session: a plain full fetch
-            else:
-                session = cache.get(req.session_id, req.session_epoch)
-                incremental = True
-        except SessionError as e:
-            return FetchResponse(error_code=e.code, session_id=0, responses=[])
+    try:
+        session, incremental = _open_session(state, req, version)
+    except SessionError as e:
+        return FetchResponse(error_code=e.code, session_id=0, responses=[])
     if session is not None:
         wanted = _apply_session(state, session, req, version, full=not incremental)
         if incremental:  # a new session already expects epoch 1 next
             session.epoch = session.epoch + 1 if session.epoch < 0x7FFFFFFF else 1
     else:
-        wanted = []
-        for t in req.topics:
-            name, tid = _resolve(state, t.topic, t.topic_id, version)
-            for p in t.partitions:
-                wanted.append(
-                    Wanted(name, tid, p.partition, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch)
-                )
+        wanted = _wanted(state, req, version)
     replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
-    follower = replica_id >= 0
     hw_before: list[tuple[int, int]] | None = None
-    if follower and state.replicas is not None:
-        log_starts: dict[tuple[str, int], int] = {}
-        for t in req.topics:
-            name = _resolve(state, t.topic, t.topic_id, version)[0]
-            for p in t.partitions:
-                if name is not None:
-                    log_starts[(name, p.partition)] = p.log_start_offset
-        hw_before = _follower_fetch(state, wanted, replica_id, log_starts)
-    max_bytes = req.max_bytes if version >= 3 else 0x7FFFFFFF
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max(req.max_wait_ms, 0) / 1000
-    while True:
-        signal = state.appends.current()
-        datas, total, error = _read_all(state, wanted, max_bytes, committed, follower)
-        remaining = deadline - loop.time()
-        if total >= req.min_bytes or error or remaining <= 0 or not wanted:
-            break
-        if hw_before is not None and any(
-            (pd.high_watermark, pd.log_start_offset) != before for pd, before in zip(datas, hw_before)
-        ):
-            break  # the follower learns a moved high watermark (or log start) without waiting for data
-        try:
-            await asyncio.wait_for(asyncio.shield(signal), remaining)
-        except TimeoutError:
-            pass
-        if ctx.conn is not None and getattr(ctx.conn, "closed", False):
-            break
-    if incremental and session is not None:
-        keep_w, keep_d = [], []
-        for w, pd in zip(wanted, datas):
-            sp = session.partitions[(w.topic or str(w.topic_id), w.partition)]
-            changed = (
-                (pd.records is not None and len(pd.records) > 0)
-                or pd.error_code != ErrorCode.NONE
-                or (
-                    (pd.high_watermark, pd.last_stable_offset, pd.log_start_offset)
-                    != (sp.high_watermark, sp.last_stable_offset, sp.last_log_start)
-                )
-            )
-            if changed:
-                keep_w.append(w)
-                keep_d.append(pd)
-        wanted, datas = keep_w, keep_d
+    if replica_id >= 0:
+        isolation = FetchIsolation.LOG_END
+        hw_before = _follower_fetch(state, req, version, wanted, replica_id)
+    elif req.isolation_level == READ_COMMITTED:
+        isolation = FetchIsolation.TXN_COMMITTED
+    else:
+        isolation = FetchIsolation.HIGH_WATERMARK
+    datas = await _long_poll(ctx, req, wanted, isolation, hw_before)
     if session is not None:
+        if incremental:
+            wanted, datas = _changed_only(session, wanted, datas)
         for w, pd in zip(wanted, datas):
             sp = session.partitions.get((w.topic or str(w.topic_id), w.partition))
             if sp is not None:

@@ -10,39 +10,29 @@ from kafkapy.protocol.messages.list_offsets_response import (
     ListOffsetsTopicResponse,
 )
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.state import BrokerState
+from kafkapy.server.services import BrokerServices
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 READ_COMMITTED = 1
 
 
 def _one(
-    state: BrokerState, topic: str, p: ListOffsetsPartition, version: int, committed: bool, replica: bool = False
+    state: BrokerServices, topic: str, p: ListOffsetsPartition, version: int, committed: bool, replica: bool = False
 ) -> ListOffsetsPartitionResponse:
     r = ListOffsetsPartitionResponse(
         partition_index=p.partition_index, error_code=ErrorCode.NONE, timestamp=-1, offset=-1
     )
-    plog = state.partition_log(topic, p.partition_index)
-    if state.replicas is not None:  # a cluster: only the leader answers
-        code = state.replicas.leader_check(topic, p.partition_index, p.current_leader_epoch)
-        if code != ErrorCode.NONE or plog is None:
-            r.error_code = code or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            return r
-    if plog is None:
-        r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    partition = state.replicas.partition(topic, p.partition_index, p.current_leader_epoch)
+    if isinstance(partition, int):
+        r.error_code = partition
         return r
-    epoch = state.leader_epoch(topic, p.partition_index)
-    if p.current_leader_epoch >= 0 and p.current_leader_epoch != epoch:
-        r.error_code = (
-            ErrorCode.FENCED_LEADER_EPOCH if p.current_leader_epoch < epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
-        )
-        return r
+    plog, epoch = partition.log, partition.leader_epoch
     ts = p.timestamp
     if ts == LATEST and replica:
         r.offset = plog.log_end_offset  # as Kafka answers a follower: the log end, not the high watermark
         r.leader_epoch = epoch
     elif ts == LATEST:
-        r.offset = state.last_stable_offset(plog) if committed else plog.high_watermark
+        r.offset = plog.last_stable_offset if committed else plog.high_watermark
         r.leader_epoch = epoch
     elif ts in (EARLIEST, EARLIEST_LOCAL):
         found = plog.list_offset(EARLIEST)
@@ -51,7 +41,7 @@ def _one(
         r.offset, r.leader_epoch = -1, -1  # no tiered storage: nothing is tiered
     else:
         found = plog.list_offset(ts)
-        bound = state.last_stable_offset(plog) if committed else plog.high_watermark
+        bound = plog.last_stable_offset if committed else plog.high_watermark
         if found is not None and found.offset < bound:
             r.offset, r.timestamp, r.leader_epoch = found.offset, found.timestamp, found.leader_epoch
     if version == 0:

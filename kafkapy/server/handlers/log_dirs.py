@@ -13,13 +13,13 @@ from kafkapy.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsTopic,
 )
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.state import BrokerState
+from kafkapy.server.services import BrokerServices
 
 
-def _wanted(state: BrokerState, req: DescribeLogDirsRequest) -> dict[str, list[int]]:
+def _wanted(state: BrokerServices, req: DescribeLogDirsRequest) -> dict[str, list[int]]:
     """Topic -> partitions to report; null topics means every partition."""
     if req.topics is None:
-        return {t.name: [p.index for p in t.partitions] for t in state.topics()}
+        return {t.name: [p.index for p in t.partitions] for t in state.metadata.topics()}
     wanted: dict[str, list[int]] = {}
     for t in req.topics:
         parts = wanted.setdefault(t.topic, [])
@@ -42,7 +42,7 @@ async def handle(ctx: RequestContext, req: DescribeLogDirsRequest) -> DescribeLo
     for name, partitions in _wanted(state, req).items():
         entries = []
         for index in partitions:
-            plog = state.partition_log(name, index)
+            plog = state.logs.get(name, index)
             if plog is None:
                 continue  # Kafka leaves out partitions this broker does not host
             # Single replica, no ReplicaAlterLogDirs: never lagging, never a future log.

@@ -55,9 +55,9 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
     allow_create = req.allow_auto_topic_creation if ctx.version >= 4 else True
     topics: list[MetadataResponseTopic] = []
     brokers = state.live_brokers()
-    live = {b.node_id for b in brokers} if state.clustered else None
+    live = {b.node_id for b in brokers}
     if all_topics:
-        topics = [topic_entry(t, include_ops, live) for t in state.topics()]
+        topics = [topic_entry(t, include_ops, live) for t in state.metadata.topics()]
     else:
         for wanted in req.topics or []:
             if wanted.name is None:

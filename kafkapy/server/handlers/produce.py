@@ -14,17 +14,20 @@ ongoing transaction (asked of the transaction coordinator, as KIP-890's
 verification does; else INVALID_TXN_STATE, or INVALID_PRODUCER_EPOCH for
 a fenced epoch); control batches from clients get INVALID_RECORD.
 
-In a cluster (`state.replicas` set) only the leader appends
-(NOT_LEADER_OR_FOLLOWER elsewhere); acks=all is refused with
-NOT_ENOUGH_REPLICAS before appending when the ISR is below
+Only the partition's leader appends (`replicas.partition`, else its error:
+NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION); acks=all is refused
+with NOT_ENOUGH_REPLICAS before appending when the ISR is below
 min.insync.replicas, and answered once the high watermark passes the
-appended batches (or with the error `wait_replicated` gives).
+appended batches (or with the error `wait_replicated` gives). On a single
+broker the ISR is the broker itself and the answer comes at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from kafkapy.clock import now_ms
+from kafkapy.cluster.partition import NotEnoughReplicasError, Partition
 from kafkapy.logging import get_logger
 from kafkapy.protocol import legacy, records
 from kafkapy.protocol.error_codes import ErrorCode
@@ -36,7 +39,7 @@ from kafkapy.protocol.messages.produce_response import (
     TopicProduceResponse,
 )
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.state import BrokerState, now_ms
+from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import StorageError
 from kafkapy.storage.producer_state import (
     InvalidProducerEpochError,
@@ -63,47 +66,39 @@ def _writable(data: memoryview) -> bytearray | memoryview:
 
 
 def append_partition(
-    state: BrokerState,
+    state: BrokerServices,
     topic: str,
     part: PartitionProduceData,
     version: int,
     transactional_id: str | None = None,
     acks: int = 1,
-) -> tuple[PartitionProduceResponse, int]:
-    """Validate and append one partition's records; (response, end offset to replicate or -1)."""
+) -> tuple[PartitionProduceResponse, Partition | None, int]:
+    """Validate and append one partition's records: (response, partition, end offset) where the
+    partition is None when nothing was appended."""
     resp = PartitionProduceResponse(index=part.index, error_code=ErrorCode.NONE, base_offset=-1)
-    info = state.metadata.topic(topic)
-    plog = state.partition_log(topic, part.index) if info is not None else None
-    replicas = state.replicas
-    if replicas is not None and info is not None:
-        code = replicas.leader_check(topic, part.index)
-        if code != ErrorCode.NONE:
-            resp.error_code = code
-            return resp, -1
-        if acks == -1:
-            isr, min_isr = replicas.isr(topic, part.index), replicas.min_isr(topic)
-            if len(isr) < min_isr:
-                resp.error_code = ErrorCode.NOT_ENOUGH_REPLICAS
-                resp.error_message = (
-                    f"The size of the current ISR {isr} is insufficient to satisfy the min.isr requirement "
-                    f"of {min_isr} for partition {topic}-{part.index}"
-                )
-                return resp, -1
-    if plog is None:
-        resp.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        return resp, -1
+    partition = state.replicas.partition(topic, part.index)
+    if isinstance(partition, int):
+        resp.error_code = partition
+        return resp, None, -1
+    if acks == -1:
+        try:
+            partition.check_min_isr()
+        except NotEnoughReplicasError as e:
+            resp.error_code = ErrorCode.NOT_ENOUGH_REPLICAS
+            resp.error_message = str(e)
+            return resp, None, -1
     data = part.records
     if data is None or len(data) == 0:
         resp.error_code = ErrorCode.INVALID_RECORD
         resp.error_message = "Produce request has no records"
-        return resp, -1
-    cfg = plog.config
+        return resp, None, -1
+    cfg = partition.log.config
     now = now_ms()
     try:
         if legacy.is_legacy(data):
             if version >= 3:
                 resp.error_code = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
-                return resp, -1
+                return resp, None, -1
             buf: bytearray | memoryview = bytearray(
                 legacy.convert_to_v2(data, timestamp_now_ms=None, max_uncompressed=_LEGACY_MAX_UNCOMPRESSED)
             )
@@ -113,20 +108,20 @@ def append_partition(
     except RecordTooLargeError as e:
         resp.error_code = ErrorCode.MESSAGE_TOO_LARGE
         resp.error_message = str(e)
-        return resp, -1
+        return resp, None, -1
     except (CorruptRecordError, DecodeError) as e:
         resp.error_code = ErrorCode.CORRUPT_MESSAGE
         resp.error_message = str(e)
-        return resp, -1
+        return resp, None, -1
     if version >= 3 and len(headers) != 1:
         resp.error_code = ErrorCode.INVALID_RECORD
         resp.error_message = "Compressed outer record has more than one batch" if len(headers) > 1 else "no batch"
-        return resp, -1
+        return resp, None, -1
     for h in headers:
         if h.is_control:
             resp.error_code = ErrorCode.INVALID_RECORD
             resp.error_message = "Clients are not allowed to write control records"
-            return resp, -1
+            return resp, None, -1
         if h.is_transactional:
             from kafkapy.server.handlers.transactions import verify_produce
 
@@ -138,68 +133,65 @@ def append_partition(
                     else ErrorCode.INVALID_TXN_STATE
                 )
                 resp.error_message = "The partition is not part of the producer's ongoing transaction"
-                return resp, -1
+                return resp, None, -1
     if not cfg.log_append_time:
         before, after = cfg.message_timestamp_before_max_ms, cfg.message_timestamp_after_max_ms
         for h in headers:
             if h.max_timestamp >= 0 and (h.max_timestamp > now + after or h.base_timestamp < now - before):
                 resp.error_code = ErrorCode.INVALID_TIMESTAMP
                 resp.error_message = f"Timestamp {h.max_timestamp} of a batch is out of range"
-                return resp, -1
+                return resp, None, -1
     try:
         # The log assigns offsets in place and stamps LogAppendTime when the topic asks for it.
-        result = plog.append(buf, leader_epoch=state.leader_epoch(topic, part.index))
+        result = partition.append(buf)
     except ProducerStateError as e:
         resp.error_code = _PRODUCER_STATE_ERRORS.get(type(e), ErrorCode.UNKNOWN_SERVER_ERROR)
         resp.error_message = str(e)
-        return resp, -1
+        return resp, None, -1
     except StorageError as e:
         log.error("append failed", topic=topic, partition=part.index, error=str(e))
         resp.error_code = ErrorCode.KAFKA_STORAGE_ERROR
-        return resp, -1
+        return resp, None, -1
     resp.base_offset = result.base_offset
     resp.log_append_time_ms = result.log_append_time
-    resp.log_start_offset = plog.log_start_offset
-    return resp, result.last_offset + 1
+    resp.log_start_offset = partition.log_start_offset
+    return resp, partition, result.last_offset + 1
 
 
 async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | None:
     state = ctx.state
     acks = req.acks
     out: list[TopicProduceResponse] = []
-    appended = False
-    waits: list[tuple[str, PartitionProduceResponse, int]] = []
+    waits: list[tuple[PartitionProduceResponse, Partition, int]] = []
     for t in req.topic_data:
         parts = []
         for p in t.partition_data:
             if acks not in (0, 1, -1):
                 parts.append(PartitionProduceResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS))
                 continue
-            r, end = append_partition(
+            r, partition, end = append_partition(
                 state, t.name, p, ctx.version, req.transactional_id if ctx.version >= 3 else None, acks
             )
-            appended |= r.error_code == ErrorCode.NONE
             parts.append(r)
-            if end >= 0 and acks == -1 and state.replicas is not None:
-                waits.append((t.name, r, end))
+            if partition is not None and acks == -1:
+                waits.append((r, partition, end))
         out.append(TopicProduceResponse(name=t.name, partition_responses=parts))
-    if appended:
-        state.appends.notify()
     if waits:
-        await _await_replication(state, waits, req.timeout_ms)
+        await _await_replication(waits, req.timeout_ms)
     if acks == 0:
         return None
     return ProduceResponse(responses=out)
 
 
-async def _await_replication(
-    state: BrokerState, waits: list[tuple[str, PartitionProduceResponse, int]], timeout_ms: int
-) -> None:
+async def _await_replication(waits: list[tuple[PartitionProduceResponse, Partition, int]], timeout_ms: int) -> None:
     """acks=all: wait for the high watermark of every appended partition at once."""
-    replicas = state.replicas
-    codes = await asyncio.gather(
-        *(replicas.wait_replicated(topic, r.index, end, timeout_ms, replicas.min_isr(topic)) for topic, r, end in waits)
-    )
-    for (_, r, _), code in zip(waits, codes):
+    if len(waits) == 1:
+        r, partition, end = waits[0]
+        code = await partition.wait_replicated(end, timeout_ms)
+        if code != ErrorCode.NONE:
+            r.error_code = code
+        return
+    codes = await asyncio.gather(*(partition.wait_replicated(end, timeout_ms) for _, partition, end in waits))
+    for (r, _, _), code in zip(waits, codes):
         if code != ErrorCode.NONE:
             r.error_code = code

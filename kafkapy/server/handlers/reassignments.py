@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kafkapy.cluster.metadata import PartitionInfo, TopicInfo
-from kafkapy.cluster.reassignment import Outcome, alter_reassignment, check_target
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.alter_partition_reassignments_request import (
     AlterPartitionReassignmentsRequest,
@@ -74,31 +73,16 @@ async def list_partition_reassignments(
     return ListPartitionReassignmentsResponse(error_code=ErrorCode.NONE, error_message=None, topics=topics)
 
 
-def _single_broker(ctx: RequestContext, topic: str, index: int, target: list[int] | None) -> Outcome:
-    info = ctx.state.metadata.topic(topic)
-    if info is None or not 0 <= index < len(info.partitions):
-        return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-    if target is None:
-        return Outcome(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress for this partition.")
-    problem = check_target(target, {ctx.state.node_id})
-    if problem is not None:
-        return Outcome(ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem)
-    return Outcome()  # already on this broker
-
-
 async def alter_partition_reassignments(
     ctx: RequestContext, req: AlterPartitionReassignmentsRequest
 ) -> AlterPartitionReassignmentsResponse:
-    cluster = ctx.state.cluster
+    md = ctx.state.metadata
     responses = []
     for t in req.topics:
         results = []
         for p in t.partitions:
             target = None if p.replicas is None else list(p.replicas)
-            if cluster is None:
-                outcome = _single_broker(ctx, t.name, p.partition_index, target)
-            else:
-                outcome = await alter_reassignment(cluster.md, t.name, p.partition_index, target)
+            outcome = await md.alter_reassignment(t.name, p.partition_index, target)
             results.append(
                 ReassignablePartitionResponse(
                     partition_index=p.partition_index, error_code=outcome.code, error_message=outcome.message

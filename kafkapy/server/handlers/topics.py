@@ -54,10 +54,10 @@ async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: boo
         return result
     try:
         if validate_only:
-            state.check_new_topic(t.name, partitions, replication)
+            state.metadata.check_new_topic(t.name, partitions, replication)
         else:
             assignment = {a.partition_index: list(a.broker_ids) for a in t.assignments} if t.assignments else None
-            info = await state.create_topic(t.name, partitions, replication, configs, assignment)
+            info = await state.metadata.create_topic(t.name, partitions, replication, configs, assignment)
             result.topic_id = info.topic_id
     except MetadataError as e:
         result.error_code = e.code
@@ -121,7 +121,7 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
             res.error_message = f"Cannot delete internal topic {info.name}"
         else:
             try:
-                await state.delete_topic(info.name)
+                await state.metadata.delete_topic(info.name)
             except MetadataError as e:
                 res.error_code, res.error_message = e.code, e.message
             res.name, res.topic_id = info.name, info.topic_id
@@ -153,7 +153,7 @@ async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -
         elif not req.validate_only:
             try:
                 assignments = [list(a.broker_ids) for a in t.assignments] if t.assignments else None
-                await state.add_partitions(t.name, t.count, assignments)
+                await state.metadata.add_partitions(t.name, t.count, assignments)
             except MetadataError as e:
                 res.error_code, res.error_message = e.code, e.message
         results.append(res)
