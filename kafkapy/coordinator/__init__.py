@@ -1,3 +1,5 @@
 """Group, offset and transaction coordinators."""
 
-TXN_TOPIC = "__transaction_state"  # here so the broker can check for it without importing the coordinator
+# Here so the broker can check for the topics without importing the coordinators.
+OFFSETS_TOPIC = "__consumer_offsets"
+TXN_TOPIC = "__transaction_state"

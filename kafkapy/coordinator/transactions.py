@@ -427,6 +427,17 @@ class TransactionCoordinator(Placement):
                 return ErrorCode.COORDINATOR_NOT_AVAILABLE
         return d.error
 
+    def verify_produce(self, txn_id: str | None, producer_id: int, producer_epoch: int, tp: TopicPartition) -> int:
+        """`verify` where this broker coordinates the producer's transactional id; NONE (accepted
+        unverified, as before KIP-890) where another broker may."""
+        if txn_id is None:
+            known = producer_id in self._by_producer
+            if not known and len(self.owned_partitions()) < self.num_partitions:
+                return ErrorCode.NONE
+        elif not self.owns(txn_id):
+            return ErrorCode.NONE
+        return self.verify(txn_id, producer_id, producer_epoch, tp)
+
     def verify(self, txn_id: str | None, producer_id: int, producer_epoch: int, tp: TopicPartition) -> int:
         """Produce of a transactional batch: is the partition in the producer's ongoing transaction?"""
         if txn_id is None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kafkapy.cluster.metadata import BrokerInfo
 from kafkapy.config import BrokerConfig
 from kafkapy.coordinator.coordinator import (
     OFFSETS_TOPIC,
@@ -32,24 +32,15 @@ from kafkapy.coordinator.records import (
     encode_offset_value,
 )
 from kafkapy.protocol.error_codes import ErrorCode as E
-from kafkapy.server.state import BrokerState
+from kafkapy.server.services import BrokerServices, open_single
 
 
-@dataclass
-class StubBroker:
-    config: BrokerConfig
-    cluster_id: str = "test-cluster"
-    advertised: list[Any] = field(default_factory=list)
-    hooks: list[Callable[[], None]] = field(default_factory=list)
-
-    def add_shutdown_hook(self, hook: Callable[[], None]) -> None:
-        self.hooks.append(hook)
-
-
-def open_state(data: Path, **settings: str) -> BrokerState:
+async def open_state(data: Path, **settings: str) -> BrokerServices:
+    """A single broker's services over `data` (no network)."""
     pairs = [("log.dirs", str(data)), ("offsets.topic.num.partitions", "5"), ("group.initial.rebalance.delay.ms", "0")]
     pairs += [(k.replace("_", "."), v) for k, v in settings.items()]
-    return BrokerState.open(StubBroker(BrokerConfig.load(None, pairs)))
+    config = BrokerConfig.load(None, pairs)
+    return await open_single(config, BrokerInfo(config.effective_node_id, "127.0.0.1", 9092), "test-cluster")
 
 
 def run_async(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,9 +101,9 @@ async def _stable_single(coord: GroupCoordinator, group: str) -> str:
 
 @run_async
 async def test_offsets_and_groups_survive_restart(data_dir: Path) -> None:
-    state = open_state(data_dir)
-    state.create_topic_now("t", 3, 1)
-    coord = GroupCoordinator.of(state)
+    state = await open_state(data_dir)
+    await state.metadata.create_topic("t", 3, 1)
+    coord = state.groups
     assert state.metadata.topic(OFFSETS_TOPIC) is not None
     member = await _stable_single(coord, "g1")
     assert (
@@ -121,10 +112,10 @@ async def test_offsets_and_groups_survive_restart(data_dir: Path) -> None:
     assert coord.commit("simple", "", None, -1, [("t", 2, OffsetValue(5))]) == E.NONE
     assert coord.commit("nogroup", "x", None, 3, [("t", 2, OffsetValue(5))]) == E.ILLEGAL_GENERATION
     assert coord.commit("g1", member, None, 9, [("t", 2, OffsetValue(5))]) == E.ILLEGAL_GENERATION
-    state.close()
+    await state.close()
 
-    state2 = open_state(data_dir)
-    coord2 = GroupCoordinator.of(state2)
+    state2 = await open_state(data_dir)
+    coord2 = state2.groups
     assert coord2.offsets.get("g1", "t", 0) == OffsetValue(10, 0, "m", 1)
     assert coord2.offsets.get("g1", "t", 1).offset == 20  # type: ignore[union-attr]
     assert coord2.offsets.get("simple", "t", 2).offset == 5  # type: ignore[union-attr]
@@ -132,14 +123,14 @@ async def test_offsets_and_groups_survive_restart(data_dir: Path) -> None:
     assert g.state is GroupState.STABLE and g.generation == 1 and member in g.members
     assert coord2.heartbeat("g1", member, None, 1) == E.NONE  # the member carries on after the restart
     assert coord2.groups["simple"].state is GroupState.EMPTY
-    state2.close()
+    await state2.close()
 
 
 @run_async
 async def test_leave_persists_empty_group_and_delete_tombstones(data_dir: Path) -> None:
-    state = open_state(data_dir)
-    state.create_topic_now("t", 1, 1)
-    coord = GroupCoordinator.of(state)
+    state = await open_state(data_dir)
+    await state.metadata.create_topic("t", 1, 1)
+    coord = state.groups
     member = await _stable_single(coord, "g")
     coord.commit("g", member, None, 1, [("t", 0, OffsetValue(3))])
     assert coord.delete_group("g") == E.NON_EMPTY_GROUP
@@ -150,30 +141,30 @@ async def test_leave_persists_empty_group_and_delete_tombstones(data_dir: Path) 
     assert coord.delete_group("g") == E.NONE
     assert "g" not in coord.groups and not coord.offsets.has_offsets("g")
     assert coord.delete_group("g") == E.GROUP_ID_NOT_FOUND
-    state.close()
-    state2 = open_state(data_dir)
-    coord2 = GroupCoordinator.of(state2)
+    await state.close()
+    state2 = await open_state(data_dir)
+    coord2 = state2.groups
     assert "g" not in coord2.groups and not coord2.offsets.has_offsets("g")
-    state2.close()
+    await state2.close()
 
 
 @run_async
 async def test_offsets_expire_for_empty_groups(data_dir: Path) -> None:
-    state = open_state(data_dir, offsets_retention_minutes="1")
-    state.create_topic_now("t", 1, 1)
-    coord = GroupCoordinator.of(state)
+    state = await open_state(data_dir, offsets_retention_minutes="1")
+    await state.metadata.create_topic("t", 1, 1)
+    coord = state.groups
     coord.commit("s", "", None, -1, [("t", 0, OffsetValue(1, -1, "", 1000))])
     now = coord.offsets.get("s", "t", 0).commit_timestamp  # type: ignore[union-attr]
     assert coord.expire(now + 30_000) == 0
     assert coord.expire(now + 60_000) == 1
     assert "s" not in coord.groups
-    state.close()
+    await state.close()
 
 
 @run_async
 async def test_parked_join_is_answered_when_the_rebalance_completes(data_dir: Path) -> None:
-    state = open_state(data_dir, group_initial_rebalance_delay_ms="50")
-    coord = GroupCoordinator.of(state)
+    state = await open_state(data_dir, group_initial_rebalance_delay_ms="50")
+    coord = state.groups
     proto = [("range", b"x")]
     first = await coord.join("g", JoinRequest("", None, "a", "/h", 10_000, 10_000, "consumer", proto, True))
     assert first.error == E.MEMBER_ID_REQUIRED
@@ -196,4 +187,4 @@ async def test_parked_join_is_answered_when_the_rebalance_completes(data_dir: Pa
         "g", leader.member_id, None, 1, None, None, {follower.member_id: b"F", leader.member_id: b"L"}
     )
     assert lsync.assignment == b"L" and (await fsync).assignment == b"F"
-    state.close()
+    await state.close()

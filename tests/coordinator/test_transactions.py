@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kafkapy.coordinator.coordinator import GroupCoordinator
+from kafkapy.clock import now_ms
 from kafkapy.coordinator.records import OffsetValue
 from kafkapy.coordinator.transactions import TXN_TOPIC, TransactionCoordinator
 from kafkapy.coordinator.txn_offsets import write_txn_offsets
@@ -29,7 +29,7 @@ from kafkapy.coordinator.txn_state import (
 )
 from kafkapy.protocol.error_codes import ErrorCode as E
 from kafkapy.protocol.records import build_batch
-from kafkapy.server.state import BrokerState, now_ms
+from kafkapy.server.services import BrokerServices
 from kafkapy.storage.producer_state import InvalidProducerEpochError
 from tests.coordinator.test_coordinator import open_state, run_async
 
@@ -153,8 +153,10 @@ def test_fence_timeout_and_expiry() -> None:
 # ---------------------------------------------------------------- over a real broker state
 
 
-def open_txn_state(data: Path, **settings: str) -> BrokerState:
-    return open_state(data, transaction_state_log_num_partitions="3", **settings)
+async def open_txn_state(data: Path, **settings: str) -> BrokerServices:
+    state = await open_state(data, transaction_state_log_num_partitions="3", **settings)
+    await state.producer_ids.ready()  # as InitProducerId's handler does before asking the coordinator
+    return state
 
 
 def txn_batch(pid: int, epoch: int, seq: int, n: int = 3) -> bytearray:
@@ -162,9 +164,9 @@ def txn_batch(pid: int, epoch: int, seq: int, n: int = 3) -> bytearray:
     return bytearray(build_batch(recs, producer_id=pid, producer_epoch=epoch, base_sequence=seq, is_transactional=True))
 
 
-def setup_txn(state: BrokerState, coord: TransactionCoordinator, tid: str = "tx") -> tuple[int, int]:
+async def setup_txn(state: BrokerServices, coord: TransactionCoordinator, tid: str = "tx") -> tuple[int, int]:
     if state.metadata.topic("out") is None:
-        state.create_topic_now("out", 2, 1)
+        await state.metadata.create_topic("out", 2, 1)
     d = coord.init_producer_id(tid, 60_000, -1, -1, producer_fenced=True)
     assert d.error == E.NONE
     pid, epoch = d.producer_id, d.producer_epoch
@@ -174,17 +176,17 @@ def setup_txn(state: BrokerState, coord: TransactionCoordinator, tid: str = "tx"
 
 @run_async
 async def test_commit_and_abort_write_markers(tmp_path: Path) -> None:
-    state = open_txn_state(tmp_path)
-    coord = TransactionCoordinator.of(state)
-    pid, epoch = setup_txn(state, coord)
-    out0 = state.partition_log("out", 0)
+    state = await open_txn_state(tmp_path)
+    coord = state.txns
+    pid, epoch = await setup_txn(state, coord)
+    out0 = state.logs.get("out", 0)
     assert out0 is not None
     out0.append(txn_batch(pid, epoch, 0), leader_epoch=0)
     assert out0.last_stable_offset == 0
     assert coord.end_txn("tx", pid, epoch, True, producer_fenced=True) == E.NONE
     assert coord.txns["tx"].state is S.COMPLETE_COMMIT
     assert out0.last_stable_offset == out0.log_end_offset == 4  # 3 records + marker
-    out1 = state.partition_log("out", 1)
+    out1 = state.logs.get("out", 1)
     assert out1 is not None and out1.log_end_offset == 1  # a marker even where nothing was written
     # Next transaction, aborted.
     assert coord.add_partitions("tx", pid, epoch, [("out", 0)], producer_fenced=True) == E.NONE
@@ -192,15 +194,15 @@ async def test_commit_and_abort_write_markers(tmp_path: Path) -> None:
     assert coord.end_txn("tx", pid, epoch, False, producer_fenced=True) == E.NONE
     assert [(a.producer_id, a.first_offset) for a in out0.aborted_transactions(0, 100)] == [(pid, 4)]
     assert coord.end_txn("nope", pid, epoch, False, producer_fenced=True) == E.INVALID_PRODUCER_ID_MAPPING
-    state.close()
+    await state.close()
 
 
 @run_async
 async def test_reinit_fences_and_aborts_ongoing(tmp_path: Path) -> None:
-    state = open_txn_state(tmp_path)
-    coord = TransactionCoordinator.of(state)
-    pid, epoch = setup_txn(state, coord)
-    out0 = state.partition_log("out", 0)
+    state = await open_txn_state(tmp_path)
+    coord = state.txns
+    pid, epoch = await setup_txn(state, coord)
+    out0 = state.logs.get("out", 0)
     assert out0 is not None
     out0.append(txn_batch(pid, epoch, 0), leader_epoch=0)
     d = coord.init_producer_id("tx", 60_000, -1, -1, producer_fenced=True)
@@ -212,55 +214,55 @@ async def test_reinit_fences_and_aborts_ongoing(tmp_path: Path) -> None:
         out0.append(txn_batch(pid, epoch, 3), leader_epoch=0)
     assert coord.end_txn("tx", pid, epoch, True, producer_fenced=True) == E.PRODUCER_FENCED
     assert coord.end_txn("tx", pid, epoch, True, producer_fenced=False) == E.INVALID_PRODUCER_EPOCH
-    state.close()
+    await state.close()
 
 
 @run_async
 async def test_timeout_aborts_with_fence(tmp_path: Path) -> None:
-    state = open_txn_state(tmp_path)
-    coord = TransactionCoordinator.of(state)
-    pid, epoch = setup_txn(state, coord)
+    state = await open_txn_state(tmp_path)
+    coord = state.txns
+    pid, epoch = await setup_txn(state, coord)
     coord.fire(now_ms() + 61_000)
     md = coord.txns["tx"]
     assert md.state is S.COMPLETE_ABORT and md.producer_epoch == epoch + 1
     assert coord.add_partitions("tx", pid, epoch, [("out", 0)], producer_fenced=True) == E.PRODUCER_FENCED
-    state.close()
+    await state.close()
 
 
 @run_async
 async def test_restart_resumes_prepared_and_keeps_ongoing(tmp_path: Path) -> None:
-    state = open_txn_state(tmp_path)
-    coord = TransactionCoordinator.of(state)
-    pid, epoch = setup_txn(state, coord, "a")
-    pid_b, epoch_b = setup_txn(state, coord, "b")
-    out0 = state.partition_log("out", 0)
+    state = await open_txn_state(tmp_path)
+    coord = state.txns
+    pid, epoch = await setup_txn(state, coord, "a")
+    pid_b, epoch_b = await setup_txn(state, coord, "b")
+    out0 = state.logs.get("out", 0)
     assert out0 is not None
     out0.append(txn_batch(pid, epoch, 0), leader_epoch=0)  # a: 0-2
     out0.append(txn_batch(pid_b, epoch_b, 0), leader_epoch=0)  # b: 3-5
     # "a" dies between PrepareCommit and its markers.
     md = coord.txns["a"]
     coord._write("a", md.end_txn(pid, epoch, True, now_ms(), producer_fenced=True).records[0])
-    state.close()
+    await state.close()
     await asyncio.sleep(0)
 
-    state = open_txn_state(tmp_path)
+    state = await open_txn_state(tmp_path)
     assert state.metadata.topic(TXN_TOPIC) is not None  # what the broker checks at start
-    coord = TransactionCoordinator.of(state)
+    coord = state.txns
     assert coord.txns["a"].state is S.COMPLETE_COMMIT
     assert coord.txns["b"].state is S.ONGOING and coord.txns["b"].partitions == {("out", 0), ("out", 1)}
-    out0 = state.partition_log("out", 0)
+    out0 = state.logs.get("out", 0)
     assert out0 is not None and out0.last_stable_offset == 3
     assert coord.end_txn("b", pid_b, epoch_b, True, producer_fenced=True) == E.NONE
     assert out0.last_stable_offset == out0.log_end_offset
-    state.close()
+    await state.close()
 
 
 @run_async
 async def test_txn_offsets_commit_abort_and_reload(tmp_path: Path) -> None:
-    state = open_txn_state(tmp_path)
-    coord = TransactionCoordinator.of(state)
-    groups = GroupCoordinator.of(state)
-    pid, epoch = setup_txn(state, coord)
+    state = await open_txn_state(tmp_path)
+    coord = state.txns
+    groups = state.groups
+    pid, epoch = await setup_txn(state, coord)
     gp = groups.partition_of("g")
     assert coord.add_partitions("tx", pid, epoch, [("__consumer_offsets", gp)], producer_fenced=True) == E.NONE
     write_txn_offsets(groups, "g", pid, epoch, [("in", 0, OffsetValue(10, -1, "", 1))])
@@ -277,11 +279,11 @@ async def test_txn_offsets_commit_abort_and_reload(tmp_path: Path) -> None:
     # A pending commit at shutdown is pending after the restart, and commits then.
     assert coord.add_partitions("tx", pid, epoch, [("__consumer_offsets", gp)], producer_fenced=True) == E.NONE
     write_txn_offsets(groups, "g", pid, epoch, [("in", 0, OffsetValue(30, -1, "", 3))])
-    state.close()
+    await state.close()
     await asyncio.sleep(0)
-    state = open_txn_state(tmp_path)
-    groups = GroupCoordinator.of(state)
-    coord = TransactionCoordinator.of(state)
+    state = await open_txn_state(tmp_path)
+    groups = state.groups
+    coord = state.txns
     v = groups.offsets.get("g", "in", 0)
     assert v is not None and v.offset == 10 and groups.txn_offsets.has_pending("g", ("in", 0))
     # A stale epoch can't commit offsets.
@@ -290,23 +292,23 @@ async def test_txn_offsets_commit_abort_and_reload(tmp_path: Path) -> None:
     assert coord.end_txn("tx", pid, epoch, True, producer_fenced=True) == E.NONE
     v = groups.offsets.get("g", "in", 0)
     assert v is not None and v.offset == 30
-    state.close()
+    await state.close()
 
 
 @run_async
 async def test_transactional_id_expiration(tmp_path: Path) -> None:
-    state = open_txn_state(tmp_path, transactional_id_expiration_ms="1000")
-    coord = TransactionCoordinator.of(state)
+    state = await open_txn_state(tmp_path, transactional_id_expiration_ms="1000")
+    coord = state.txns
     assert coord.init_producer_id("idle", 60_000, -1, -1, producer_fenced=True).error == E.NONE
-    setup_txn(state, coord, "busy")  # ongoing: never expires as an id
+    await setup_txn(state, coord, "busy")  # ongoing: never expires as an id
     assert coord.expire_ids(now_ms() + 2000) == 1
     assert set(coord.txns) == {"busy"}
-    state.close()
+    await state.close()
     await asyncio.sleep(0)
-    state = open_txn_state(tmp_path)
-    coord = TransactionCoordinator.of(state)
+    state = await open_txn_state(tmp_path)
+    coord = state.txns
     assert set(coord.txns) == {"busy"}  # the tombstone replays
     info = state.metadata.topic(TXN_TOPIC)
     assert info is not None and len(info.partitions) == 3
     assert info.configs.get("cleanup.policy") == "compact"
-    state.close()
+    await state.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
 from kafkapy.coordinator.consumer_group import HeartbeatRequest, Partitions
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.consumer_group_describe_request import (
@@ -48,7 +47,7 @@ async def consumer_group_heartbeat(
         return ConsumerGroupHeartbeatResponse(
             error_code=ErrorCode.INVALID_REQUEST, error_message="GroupId can't be empty."
         )
-    coord = ConsumerGroupCoordinator.of(ctx.state)
+    coord = ctx.state.consumer_groups
     if not coord.owns(req.group_id):
         return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
     owned = None
@@ -90,7 +89,7 @@ async def consumer_group_heartbeat(
 async def consumer_group_describe(
     ctx: RequestContext, req: ConsumerGroupDescribeRequest
 ) -> ConsumerGroupDescribeResponse:
-    coord = ConsumerGroupCoordinator.of(ctx.state)
+    coord = ctx.state.consumer_groups
     ops = GROUP_AUTHORIZED_OPERATIONS if req.include_authorized_operations else NOT_REQUESTED
     meta = ctx.state.metadata
 

@@ -8,9 +8,6 @@ same connection keep running meanwhile.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.group import GroupState, JoinRequest
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.delete_groups_request import DeleteGroupsRequest
@@ -50,25 +47,12 @@ from kafkapy.protocol.messages.sync_group_request import SyncGroupRequest
 from kafkapy.protocol.messages.sync_group_response import SyncGroupResponse
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
-from kafkapy.server.state import BrokerState
-
-if TYPE_CHECKING:
-    from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
+from kafkapy.server.services import BrokerServices
 
 KEY_GROUP = 0
 KEY_TRANSACTION = 1
 CLASSIC = "classic"
 CONSUMER = "consumer"
-
-
-def coordinator(state: BrokerState) -> GroupCoordinator:
-    return GroupCoordinator.of(state)
-
-
-def _consumer_groups(state: BrokerState) -> ConsumerGroupCoordinator:
-    from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
-
-    return ConsumerGroupCoordinator.of(state)
 
 
 def client_host(ctx: RequestContext) -> str:
@@ -78,12 +62,10 @@ def client_host(ctx: RequestContext) -> str:
 # ---------------------------------------------------------------- FindCoordinator
 
 
-def _find_one(state: BrokerState, key: str, key_type: int) -> Coordinator:
+def _find_one(state: BrokerServices, key: str, key_type: int) -> Coordinator:
     out = Coordinator(key=key, node_id=-1, host="", port=-1, error_code=ErrorCode.NONE, error_message=None)
     if key_type == KEY_TRANSACTION:
-        from kafkapy.coordinator.transactions import TransactionCoordinator
-
-        tnode = TransactionCoordinator.of(state).coordinator_node(key) if key else None
+        tnode = state.txns.coordinator_node(key) if key else None
         if tnode is None:
             out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE if key else ErrorCode.INVALID_REQUEST
             return out
@@ -93,7 +75,7 @@ def _find_one(state: BrokerState, key: str, key_type: int) -> Coordinator:
         out.error_code = ErrorCode.INVALID_REQUEST
         out.error_message = f"Unknown coordinator key type {key_type}"
         return out
-    node = coordinator(state).coordinator_node(key)
+    node = state.groups.coordinator_node(key)
     if node is None:
         out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         return out
@@ -127,13 +109,13 @@ async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupRes
         return JoinGroupResponse(
             error_code=ErrorCode.INVALID_GROUP_ID, member_id=req.member_id, protocol_name=name_if_null
         )
-    coord = coordinator(ctx.state)
+    coord = ctx.state.groups
     if not coord.owns(req.group_id):
         return JoinGroupResponse(
             error_code=ErrorCode.NOT_COORDINATOR, member_id=req.member_id, protocol_name=name_if_null
         )
     if coord.consumer.get(req.group_id) is not None:  # a KIP-848 group: only an empty one gives way
-        err = _consumer_groups(ctx.state).before_classic_join(req.group_id)
+        err = ctx.state.consumer_groups.before_classic_join(req.group_id)
         if err != ErrorCode.NONE:
             return JoinGroupResponse(error_code=err, member_id=req.member_id, protocol_name=name_if_null)
     jr = JoinRequest(
@@ -163,7 +145,7 @@ async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupRes
 async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupResponse:
     if not req.group_id:
         return SyncGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
-    coord = coordinator(ctx.state)
+    coord = ctx.state.groups
     if not coord.owns(req.group_id):
         return SyncGroupResponse(error_code=ErrorCode.NOT_COORDINATOR)
     res = await coord.sync(
@@ -176,7 +158,7 @@ async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupRes
         {a.member_id: a.assignment for a in req.assignments},
     )
     if res.error == ErrorCode.NONE:
-        # cluster: the group's metadata record replicated first (Kafka: a timeout means a new rebalance)
+        # the group's metadata record replicated first (Kafka: a timeout means a new rebalance)
         err = await coord.written(req.group_id, timed_out=ErrorCode.REBALANCE_IN_PROGRESS)
         if err != ErrorCode.NONE:
             return SyncGroupResponse(error_code=err)
@@ -194,7 +176,7 @@ async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupRes
 async def heartbeat(ctx: RequestContext, req: HeartbeatRequest) -> HeartbeatResponse:
     if not req.group_id:
         return HeartbeatResponse(error_code=ErrorCode.INVALID_GROUP_ID)
-    coord = coordinator(ctx.state)
+    coord = ctx.state.groups
     if not coord.owns(req.group_id):
         return HeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
     return HeartbeatResponse(
@@ -206,7 +188,7 @@ async def leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> LeaveGroup
     v = ctx.version
     if not req.group_id:
         return LeaveGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
-    coord = coordinator(ctx.state)
+    coord = ctx.state.groups
     if not coord.owns(req.group_id):
         return LeaveGroupResponse(error_code=ErrorCode.NOT_COORDINATOR)
     identities: list[tuple[str, str | None]] = (
@@ -232,7 +214,7 @@ async def leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> LeaveGroup
 
 
 async def describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse:
-    coord = coordinator(ctx.state)
+    coord = ctx.state.groups
     ops = GROUP_AUTHORIZED_OPERATIONS if ctx.version >= 3 and req.include_authorized_operations else NOT_REQUESTED
     out = []
     for group_id in req.groups:
@@ -266,7 +248,7 @@ async def describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> De
 
 
 async def list_groups(ctx: RequestContext, req: ListGroupsRequest) -> ListGroupsResponse:
-    coord = coordinator(ctx.state)
+    coord = ctx.state.groups
     types = {t.lower() for t in req.types_filter} if ctx.version >= 5 else set()
     states = req.states_filter if ctx.version >= 4 else None
     listed = []
@@ -288,16 +270,16 @@ async def list_groups(ctx: RequestContext, req: ListGroupsRequest) -> ListGroups
 
 
 async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> DeleteGroupsResponse:
-    coord = coordinator(ctx.state)
+    coord = ctx.state.groups
     results = []
     for group_id in req.groups_names:
         if not coord.owns(group_id):
             err: int = ErrorCode.NOT_COORDINATOR
         elif coord.consumer.get(group_id) is not None:
-            err = _consumer_groups(ctx.state).delete_group(group_id) or ErrorCode.NONE
+            err = ctx.state.consumer_groups.delete_group(group_id) or ErrorCode.NONE
         else:
             err = coord.delete_group(group_id)
         if err == ErrorCode.NONE:
-            err = await coord.written(group_id)  # cluster: the tombstones are replicated
+            err = await coord.written(group_id)  # answered once the tombstones are replicated
         results.append(DeletableGroupResult(group_id=group_id, error_code=err))
     return DeleteGroupsResponse(results=results)

@@ -6,6 +6,7 @@ the group's verdict on a commit (generation, member) applies to the rest.
 
 from __future__ import annotations
 
+from kafkapy.clock import now_ms
 from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.records import OffsetValue
 from kafkapy.protocol.error_codes import ErrorCode
@@ -31,10 +32,10 @@ from kafkapy.protocol.messages.offset_fetch_response import (
     OffsetFetchResponseTopics,
 )
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.state import BrokerState, now_ms
+from kafkapy.server.services import BrokerServices
 
 
-def _partition_exists(state: BrokerState, topic: str, partition: int) -> bool:
+def _partition_exists(state: BrokerServices, topic: str, partition: int) -> bool:
     info = state.metadata.topic(topic)
     return info is not None and 0 <= partition < len(info.partitions)
 
@@ -45,7 +46,7 @@ def _partition_exists(state: BrokerState, topic: str, partition: int) -> bool:
 async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse:
     v = ctx.version
     state = ctx.state
-    coord = GroupCoordinator.of(state)
+    coord = state.groups
     max_meta = state.config.offset_metadata_max_bytes
     now = now_ms()
     errors: dict[tuple[str, int], int] = {}
@@ -74,7 +75,7 @@ async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> Offset
             commits,
         )
         if err == ErrorCode.NONE:
-            err = await coord.written(req.group_id)  # cluster: answer once replicated
+            err = await coord.written(req.group_id)  # answered once replicated
         for topic, partition, _ in commits:
             errors[(topic, partition)] = err
     return OffsetCommitResponse(
@@ -129,7 +130,7 @@ def _unstable(
 
 async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse:
     v = ctx.version
-    coord = GroupCoordinator.of(ctx.state)
+    coord = ctx.state.groups
     stable = v >= 7 and req.require_stable
     if v >= 8:
         groups = []
@@ -207,7 +208,7 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
 
 async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> OffsetDeleteResponse:
     state = ctx.state
-    coord = GroupCoordinator.of(state)
+    coord = state.groups
     if not coord.owns(req.group_id):
         return OffsetDeleteResponse(error_code=ErrorCode.NOT_COORDINATOR)
     known = [
@@ -217,15 +218,13 @@ async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> Offset
         if _partition_exists(state, t.name, p.partition_index)
     ]
     if coord.consumer.get(req.group_id) is not None:  # a KIP-848 group
-        from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
-
-        done = ConsumerGroupCoordinator.of(state).delete_offsets(req.group_id, known)
+        done = state.consumer_groups.delete_offsets(req.group_id, known)
         assert done is not None
         group_err, errors = done
     else:
         group_err, errors = coord.delete_offsets(req.group_id, known)
     if group_err == ErrorCode.NONE:
-        group_err = await coord.written(req.group_id)  # cluster: the tombstones are replicated
+        group_err = await coord.written(req.group_id)  # answered once the tombstones are replicated
     if group_err != ErrorCode.NONE:
         return OffsetDeleteResponse(error_code=group_err)
     return OffsetDeleteResponse(

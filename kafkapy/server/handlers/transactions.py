@@ -8,15 +8,14 @@ and, for TxnOffsetCommit, the group coordinator. Fencing errors follow
 KIP-588: PRODUCER_FENCED from InitProducerId v4+, AddPartitionsToTxn,
 AddOffsetsToTxn and EndTxn v2+; INVALID_PRODUCER_EPOCH before.
 
-In a cluster (docs in coordinator/transactions.py) the answers of
-AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit wait for
-the coordinator's records to be replicated; WriteTxnMarkers appends only
-where this broker leads and answers once the markers are replicated.
-Produce verification (KIP-890 part 1) asks the local coordinator only:
-when the transactional id's coordinator is another broker, a transactional
-batch is accepted unverified (as before KIP-890), and TxnOffsetCommit
-skips its transaction check likewise. InitProducerId is answered without
-waiting for replication (its handler in producer_id.py is not awaited).
+The answers of InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn
+and TxnOffsetCommit wait for the coordinator's records to be replicated
+(at once on a single broker; docs in coordinator/transactions.py);
+WriteTxnMarkers appends only where this broker leads and answers once the
+markers are replicated. Produce verification (KIP-890 part 1) asks the
+local coordinator only: when the transactional id's coordinator is another
+broker, a transactional batch is accepted unverified (as before KIP-890),
+and TxnOffsetCommit skips its transaction check likewise.
 
 EndTxn is served up to v4 and AddPartitionsToTxn up to v5 without the
 KIP-890 part 2 (transaction.version 2) semantics: no feature is advertised,
@@ -25,9 +24,11 @@ so clients stay on the classic protocol.
 
 from __future__ import annotations
 
-from kafkapy.coordinator.coordinator import OFFSETS_TOPIC, GroupCoordinator
+from kafkapy.clock import now_ms
+from kafkapy.cluster.markers import append_markers, wait_replicated
+from kafkapy.coordinator import OFFSETS_TOPIC
+from kafkapy.coordinator.placement import CoordinatorWriteError, store_error
 from kafkapy.coordinator.records import OffsetValue
-from kafkapy.coordinator.transactions import TransactionCoordinator
 from kafkapy.coordinator.txn_offsets import write_txn_offsets
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
@@ -86,18 +87,14 @@ from kafkapy.protocol.messages.write_txn_markers_response import (
 )
 from kafkapy.protocol.records import BatchHeader
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.state import BrokerState, now_ms
+from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import StorageError
 from kafkapy.storage.producer_state import InvalidProducerEpochError, ProducerStateError
 
 TopicPartition = tuple[str, int]
 
 
-def coordinator(state: BrokerState) -> TransactionCoordinator:
-    return TransactionCoordinator.of(state)
-
-
-def _partition_exists(state: BrokerState, topic: str, partition: int) -> bool:
+def _partition_exists(state: BrokerServices, topic: str, partition: int) -> bool:
     info = state.metadata.topic(topic)
     return info is not None and 0 <= partition < len(info.partitions)
 
@@ -108,9 +105,10 @@ def _partition_exists(state: BrokerState, topic: str, partition: int) -> bool:
 async def init_transactional(
     ctx: RequestContext, txn_id: str, timeout_ms: int, producer_id: int, producer_epoch: int
 ) -> InitProducerIdResponse:
-    coord = coordinator(ctx.state)
+    coord = ctx.state.txns
     if not coord.owns(txn_id):
         return InitProducerIdResponse(error_code=ErrorCode.NOT_COORDINATOR, producer_id=-1, producer_epoch=-1)
+    await ctx.state.producer_ids.ready()  # the coordinator takes a new id without waiting
     d = coord.init_producer_id(txn_id, timeout_ms, producer_id, producer_epoch, producer_fenced=ctx.version >= 4)
     if d.error == ErrorCode.NONE:
         d.error = await coord.written(txn_id)  # the new epoch is replicated before the producer uses it
@@ -122,20 +120,17 @@ async def init_transactional(
 # ---------------------------------------------------------------- Produce verification
 
 
-def verify_produce(state: BrokerState, txn_id: str | None, topic: str, partition: int, h: BatchHeader) -> int:
+def verify_produce(state: BrokerServices, txn_id: str | None, topic: str, partition: int, h: BatchHeader) -> int:
     """A transactional batch is accepted only for a partition in its producer's ongoing transaction
-    (cluster: only checked when this broker is the transactional id's coordinator)."""
-    coord = coordinator(state)
-    if state.cluster is not None and (txn_id is None or not coord.owns(txn_id)):
-        return ErrorCode.NONE
-    return coord.verify(txn_id, h.producer_id, h.producer_epoch, (topic, partition))
+    (only checked when this broker is the transactional id's coordinator)."""
+    return state.txns.verify_produce(txn_id, h.producer_id, h.producer_epoch, (topic, partition))
 
 
 # ---------------------------------------------------------------- AddPartitionsToTxn
 
 
 def _add_one(
-    state: BrokerState,
+    state: BrokerServices,
     txn_id: str,
     pid: int,
     epoch: int,
@@ -143,7 +138,7 @@ def _add_one(
     version: int,
     verify_only: bool = False,
 ) -> list[AddPartitionsToTxnTopicResult]:
-    coord = coordinator(state)
+    coord = state.txns
     wanted = [(t.name, p) for t in topics for p in t.partitions]
     errors: dict[TopicPartition, int] = {}
     if not coord.owns(txn_id):
@@ -170,12 +165,12 @@ def _add_one(
     ]
 
 
-async def _replicated(state: BrokerState, txn_id: str, results: list[AddPartitionsToTxnTopicResult]) -> None:
-    """Cluster: successful additions answer once `__transaction_state` is replicated."""
+async def _replicated(state: BrokerServices, txn_id: str, results: list[AddPartitionsToTxnTopicResult]) -> None:
+    """Successful additions answer once `__transaction_state` is replicated."""
     ok = [p for t in results for p in t.results_by_partition if p.partition_error_code == ErrorCode.NONE]
-    if not ok or state.cluster is None:
+    if not ok:
         return
-    err = await coordinator(state).written(txn_id)
+    err = await state.txns.written(txn_id)
     for p in ok:
         p.partition_error_code = err
 
@@ -202,12 +197,12 @@ async def add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequ
 
 
 async def add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse:
-    coord = coordinator(ctx.state)
+    coord = ctx.state.txns
     if not coord.owns(req.transactional_id):
         return AddOffsetsToTxnResponse(error_code=ErrorCode.NOT_COORDINATOR)
     if not req.group_id:
         return AddOffsetsToTxnResponse(error_code=ErrorCode.INVALID_GROUP_ID)
-    p = GroupCoordinator.of(ctx.state).partition_of(req.group_id)
+    p = ctx.state.groups.partition_of(req.group_id)
     err = coord.add_partitions(
         req.transactional_id,
         req.producer_id,
@@ -224,14 +219,14 @@ async def add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest) -
 
 
 async def end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
-    coord = coordinator(ctx.state)
+    coord = ctx.state.txns
     if not coord.owns(req.transactional_id):
         return EndTxnResponse(error_code=ErrorCode.NOT_COORDINATOR)
     err = coord.end_txn(
         req.transactional_id, req.producer_id, req.producer_epoch, req.committed, producer_fenced=ctx.version >= 2
     )
     if err == ErrorCode.NONE:
-        err = await coord.written(req.transactional_id)  # cluster: PrepareX replicated
+        err = await coord.written(req.transactional_id)  # PrepareX replicated
     return EndTxnResponse(error_code=err)
 
 
@@ -239,12 +234,17 @@ async def end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
 
 
 async def write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse:
-    coord = coordinator(ctx.state)
+    state = ctx.state
+    timeout_ms = int(state.config.get("request.timeout.ms") or 30_000)
     out = []
     for m in req.markers:
         tps = [(t.name, p) for t in m.topics for p in t.partition_indexes]
-        res = coord.write_markers(m.producer_id, m.producer_epoch, m.coordinator_epoch, m.transaction_result, tps)
-        res = await coord.markers_replicated(res)  # cluster: acks=-1
+        res = append_markers(
+            state.replicas, m.producer_id, m.producer_epoch, m.coordinator_epoch, m.transaction_result, tps
+        )
+        if any(t == OFFSETS_TOPIC for t, _ in res.written()):
+            state.groups.on_markers(m.producer_id, m.transaction_result, res.written())
+        res = await wait_replicated(state.replicas, res, timeout_ms)  # acks=-1
         out.append(
             WritableTxnMarkerResult(
                 producer_id=m.producer_id,
@@ -269,7 +269,7 @@ async def write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequest) ->
 async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse:
     v = ctx.version
     state = ctx.state
-    groups = GroupCoordinator.of(state)
+    groups = state.groups
     max_meta = state.config.offset_metadata_max_bytes
     now = now_ms()
     errors: dict[TopicPartition, int] = {}
@@ -301,10 +301,12 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
                 write_txn_offsets(groups, req.group_id, req.producer_id, req.producer_epoch, commits)
             except InvalidProducerEpochError:
                 err = ErrorCode.INVALID_PRODUCER_EPOCH
-            except (ProducerStateError, StorageError, RuntimeError):
+            except CoordinatorWriteError as e:
+                err = store_error(e.code)
+            except (ProducerStateError, StorageError):
                 err = ErrorCode.COORDINATOR_NOT_AVAILABLE
             if err == ErrorCode.NONE:
-                err = await groups.written(req.group_id)  # cluster: answer once replicated
+                err = await groups.written(req.group_id)  # answered once replicated
         for topic, partition, _ in commits:
             errors[(topic, partition)] = err
     return TxnOffsetCommitResponse(
@@ -323,10 +325,10 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
     )
 
 
-def _check_txn(state: BrokerState, req: TxnOffsetCommitRequest) -> int:
+def _check_txn(state: BrokerServices, req: TxnOffsetCommitRequest) -> int:
     """The producer must own the transactional id, in an ongoing transaction with the group's partition."""
-    coord = coordinator(state)
-    if state.cluster is not None and not coord.owns(req.transactional_id):
+    coord = state.txns
+    if not coord.owns(req.transactional_id):
         return ErrorCode.NONE  # the transaction's coordinator is another broker: not checked here
     md = coord.txns.get(req.transactional_id)
     if md is None:
@@ -335,7 +337,7 @@ def _check_txn(state: BrokerState, req: TxnOffsetCommitRequest) -> int:
         return ErrorCode.INVALID_PRODUCER_ID_MAPPING
     if req.producer_epoch < md.producer_epoch:
         return ErrorCode.INVALID_PRODUCER_EPOCH
-    tp = (OFFSETS_TOPIC, GroupCoordinator.of(state).partition_of(req.group_id))
+    tp = (OFFSETS_TOPIC, state.groups.partition_of(req.group_id))
     return md.verify(req.producer_id, req.producer_epoch, tp)
 
 
@@ -348,7 +350,7 @@ async def describe_producers(ctx: RequestContext, req: DescribeProducersRequest)
     for t in req.topics:
         parts = []
         for p in t.partition_indexes:
-            plog = state.partition_log(t.name, p) if _partition_exists(state, t.name, p) else None
+            plog = state.replicas.local_log(t.name, p) if _partition_exists(state, t.name, p) else None
             if plog is None:
                 parts.append(
                     PartitionResponse(
@@ -381,7 +383,7 @@ async def describe_producers(ctx: RequestContext, req: DescribeProducersRequest)
 
 
 async def describe_transactions(ctx: RequestContext, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse:
-    coord = coordinator(ctx.state)
+    coord = ctx.state.txns
     out = []
     for txn_id in req.transactional_ids:
         md = coord.txns.get(txn_id)
@@ -424,7 +426,7 @@ _KNOWN_STATES = frozenset(
 
 
 async def list_transactions(ctx: RequestContext, req: ListTransactionsRequest) -> ListTransactionsResponse:
-    coord = coordinator(ctx.state)
+    coord = ctx.state.txns
     unknown = [s for s in req.state_filters if s not in _KNOWN_STATES]
     states = {s for s in req.state_filters if s in _KNOWN_STATES}
     if req.state_filters and not states:
