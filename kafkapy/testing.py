@@ -1,14 +1,10 @@
-"""pytest plugin: real kafkapy brokers in subprocesses.
+"""Real kafkapy brokers in subprocesses, for tests, benches and scripts (no pytest needed).
 
-Fixtures:
-  kafka_broker          a broker for one test
-  kafka_broker_session  one broker shared by the whole session
-  kafka_broker_factory  start(**options) -> BrokerProcess, for restarts or several brokers
-  kafka_cluster_factory start(size=3, settings=...) -> LocalCluster: etcd + brokers (kafkapy.local_cluster)
-
-Each broker is `python -m kafkapy broker --listen 127.0.0.1:PORT --data-dir TMP`
-on a free loopback port; its log goes to TMP/../broker-PORT.log and the tail is
-attached to the report of a failing test. Brokers are always stopped by PID.
+`BrokerProcess` runs `python -m kafkapy broker --listen 127.0.0.1:PORT --data-dir DIR`
+on a free loopback port, its output appended to a log file whose tail it can
+show; `BrokerFactory` starts several under one directory and stops them all.
+Brokers are always stopped by PID. The pytest fixtures built on these are in
+`kafkapy.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -19,12 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-
-import pytest
 
 import kafkapy
 
@@ -208,90 +202,3 @@ class BrokerFactory:
                 broker.stop()
             except Exception:
                 broker.kill()
-
-
-_FACTORIES = pytest.StashKey[list[BrokerFactory]]()
-
-
-def _register(node: pytest.Item | pytest.Session, factory: BrokerFactory) -> None:
-    node.stash.setdefault(_FACTORIES, []).append(factory)
-
-
-@pytest.fixture
-def kafka_broker_factory(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[BrokerFactory]:
-    factory = BrokerFactory(tmp_path_factory.mktemp("kafkapy"))
-    _register(request.node, factory)
-    try:
-        yield factory
-    finally:
-        factory.stop_all()
-
-
-@pytest.fixture
-def kafka_broker(kafka_broker_factory: BrokerFactory) -> BrokerProcess:
-    return kafka_broker_factory()
-
-
-@pytest.fixture(scope="session")
-def kafka_broker_session(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[BrokerProcess]:
-    factory = BrokerFactory(tmp_path_factory.mktemp("kafkapy-session"))
-    request.config.stash.setdefault(_FACTORIES, []).append(factory)
-    try:
-        yield factory()
-    finally:
-        factory.stop_all()
-
-
-@pytest.fixture
-def kafka_cluster_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """start(size=3, settings=None) -> LocalCluster; every cluster is stopped at teardown."""
-    from kafkapy.local_cluster import LocalCluster
-
-    clusters: list[LocalCluster] = []
-
-    def start(size: int = 3, settings: Mapping[str, Any] | None = None) -> LocalCluster:
-        root = tmp_path_factory.mktemp("kafkapy-cluster")
-        cluster = LocalCluster(
-            root, size, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (settings or {}).items()}
-        )
-        clusters.append(cluster)
-        request.node.stash.setdefault(_CLUSTERS, []).append(cluster)
-        return cluster.start()
-
-    try:
-        yield start
-    finally:
-        for cluster in clusters:
-            cluster.stop()
-
-
-_CLUSTERS = pytest.StashKey[list[Any]]()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
-    if not report.failed:
-        return
-    factories: list[BrokerFactory] = []
-    stashes = [item.stash]
-    if "kafka_broker_session" in getattr(item, "fixturenames", ()):
-        stashes.append(item.config.stash)
-    for stash in stashes:
-        found: list[BrokerFactory] = stash.get(_FACTORIES, [])
-        factories.extend(found)
-    for factory in factories:
-        for broker in factory.brokers:
-            report.sections.append(
-                (f"kafkapy broker {broker.bootstrap} log tail ({broker.log_path})", broker.log_tail())
-            )
-    for cluster in item.stash.get(_CLUSTERS, []):
-        for node_id, broker in cluster.brokers.items():
-            report.sections.append(
-                (f"kafkapy cluster broker {node_id} log tail ({broker.log_path})", broker.log_tail())
-            )

@@ -1,4 +1,4 @@
-"""The CLI and the broker process, started through the kafkapy.testing fixtures."""
+"""The CLI and the broker process, started through the kafkapy.pytest_plugin fixtures."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-import kafkapy.testing
+import kafkapy.pytest_plugin
 from kafkapy.cli import SUBCOMMANDS, build_parser, main, overrides_from_args
 from kafkapy.testing import BrokerFactory, BrokerProcess, BrokerStartError
 
 # the plugin's fixtures, for runs where its pytest11 entry point is not installed
-kafka_broker = kafkapy.testing.kafka_broker
-kafka_broker_factory = kafkapy.testing.kafka_broker_factory
+kafka_broker = kafkapy.pytest_plugin.kafka_broker
+kafka_broker_factory = kafkapy.pytest_plugin.kafka_broker_factory
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 

@@ -28,7 +28,8 @@ from kafkapy.cluster.etcd_server import start_etcd
 from kafkapy.local_cluster import LocalCluster, wait_until
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.frames import decode_response, encode_request
-from kafkapy.testing import _CLUSTERS, free_port
+from kafkapy.pytest_plugin import _CLUSTERS
+from kafkapy.testing import free_port
 from tests.cluster.test_cluster import (
     FAST,
     History,
@@ -60,7 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture(autouse=True)
 def _log_tails_on_failure(request: pytest.FixtureRequest) -> None:
-    if "cluster" in request.fixturenames:  # kafkapy.testing attaches their log tails to a failure
+    if "cluster" in request.fixturenames:  # kafkapy.pytest_plugin attaches their log tails to a failure
         request.node.stash.setdefault(_CLUSTERS, []).append(request.getfixturevalue("cluster"))
 
 
