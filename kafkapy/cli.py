@@ -16,7 +16,6 @@ import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from kafkapy import __version__
 
@@ -127,20 +126,10 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     for spec in SUBCOMMANDS:
         child = sub.add_parser(spec.name, help=spec.help, description=spec.help)
         if spec.name == chosen:
-            module = sys.modules[__name__] if spec.module == __name__ else _import(spec)
-            if module is not None:
-                module.add_arguments(child)
-                child.set_defaults(run=module.run)
+            module = sys.modules[__name__] if spec.module == __name__ else importlib.import_module(spec.module)
+            module.add_arguments(child)
+            child.set_defaults(run=module.run)
     return parser
-
-
-def _import(spec: SubcommandSpec) -> Any:
-    try:
-        return importlib.import_module(spec.module)
-    except ModuleNotFoundError as exc:
-        if exc.name != spec.module:
-            raise
-        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,11 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    runner = getattr(args, "run", None)
-    if runner is None:
-        print(f"kafkapy: the {args.command!r} command is not available yet", file=sys.stderr)
-        return EXIT_USAGE
     try:
-        return int(runner(args))
+        return int(args.run(args))
     except KeyboardInterrupt:
         return 130
