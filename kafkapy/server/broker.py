@@ -167,7 +167,7 @@ def keep_heap_mapped() -> None:
         pass
 
 
-async def _closing_handler(frame: bytes | memoryview, conn: ConnectionContext) -> Outgoing | None:
+async def _closing_handler(frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> Outgoing | None:
     raise CloseConnection()
 
 

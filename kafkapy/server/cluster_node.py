@@ -79,6 +79,7 @@ async def open_cluster_services(broker: Broker) -> BrokerServices:
     from kafkapy.cluster.etcd import EtcdError
 
     config = broker.config
+    assert config.metadata_connect is not None  # the caller checked
     data_dir = Path(config.data_dirs[0])
     first = broker.advertised[0] if broker.advertised else None
     me = BrokerInfo(

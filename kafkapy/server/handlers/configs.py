@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from kafkapy.cluster.metadata import validate_topic_name
 from kafkapy.config import (
@@ -50,6 +51,7 @@ from kafkapy.protocol.messages.incremental_alter_configs_response import (
 from kafkapy.protocol.messages.incremental_alter_configs_response import (
     IncrementalAlterConfigsResponse,
 )
+from kafkapy.server.errors import ApiError
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 
@@ -69,15 +71,6 @@ SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 _OP_NAMES = {SET: "SET", DELETE: "DELETE", APPEND: "APPEND", SUBTRACT: "SUBTRACT"}
 
 
-class ResourceError(Exception):
-    """A per-resource failure; handlers turn it into an error code in the response."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass(slots=True)
 class Op:
     """One config change, legacy or incremental, before it is applied."""
@@ -91,9 +84,9 @@ def _java_set(names: Iterable[str]) -> str:
     return "Set(" + ", ".join(names) + ")"  # how Kafka's messages print a Scala set
 
 
-def _unsupported_type(resource_type: int) -> ResourceError:
+def _unsupported_type(resource_type: int) -> ApiError:
     label = _TYPE_NAMES.get(resource_type, str(resource_type))
-    return ResourceError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {label}")
+    return ApiError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type: {label}")
 
 
 def _check_broker_name(state: BrokerServices, name: str, allow_default: bool = True) -> None:
@@ -103,9 +96,9 @@ def _check_broker_name(state: BrokerServices, name: str, allow_default: bool = T
     try:
         node = int(name)
     except ValueError:
-        raise ResourceError(ErrorCode.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}") from None
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"Broker id must be an integer, but it is: {name}") from None
     if node != state.node_id:
-        raise ResourceError(
+        raise ApiError(
             ErrorCode.INVALID_REQUEST,
             f"Unexpected broker id, expected {state.node_id} or empty string, but received {name}",
         )
@@ -115,10 +108,10 @@ def _check_topic(state: BrokerServices, name: str) -> dict[str, str]:
     """The topic's current overrides; raises for an illegal or unknown name."""
     problem = validate_topic_name(name)
     if problem is not None:
-        raise ResourceError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+        raise ApiError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
     info = state.metadata.topic(name)
     if info is None:
-        raise ResourceError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
+        raise ApiError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
     return dict(info.configs)
 
 
@@ -158,7 +151,7 @@ def _describe_one(ctx: RequestContext, r: DescribeConfigsResource, synonyms: boo
             described = _with_throttles(state, r.resource_name, names, described)
         else:
             raise _unsupported_type(r.resource_type)
-    except ResourceError as e:
+    except ApiError as e:
         result.error_code, result.error_message = e.code, e.message
         return result
     result.configs = [_entry(d, ctx.version, synonyms, docs) for d in described]
@@ -213,23 +206,23 @@ def _split(value: str | None) -> list[str]:
 
 
 def _apply_topic_ops(state: BrokerServices, current: dict[str, str], ops: list[Op]) -> dict[str, str]:
-    """The topic's new overrides after `ops`; raises ResourceError for bad ones."""
+    """The topic's new overrides after `ops`; raises ApiError for bad ones."""
     new = dict(current)
     effective: dict[str, str | None] | None = None
     for op in ops:
         key = TOPIC_CONFIGS.get(op.name)
         if key is None:
-            raise ResourceError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {op.name}")
+            raise ApiError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {op.name}")
         if op.op == DELETE:
             new.pop(op.name, None)
             continue
         if op.value is None:
-            raise ResourceError(ErrorCode.INVALID_CONFIG, f"Null value not supported for topic configs: {op.name}")
+            raise ApiError(ErrorCode.INVALID_CONFIG, f"Null value not supported for topic configs: {op.name}")
         if op.op == SET:
             new[op.name] = op.value
             continue
         if key.type is not ConfigType.LIST:
-            raise ResourceError(
+            raise ApiError(
                 ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST."
             )
         if op.name in new:
@@ -247,7 +240,7 @@ def _apply_topic_ops(state: BrokerServices, current: dict[str, str], ops: list[O
     try:
         return validate_topic_configs(new)
     except ConfigError as e:
-        raise ResourceError(
+        raise ApiError(
             ErrorCode.INVALID_CONFIG, f"Invalid value {new.get(e.key)} for configuration {e.key}: {e.message}"
         ) from None
 
@@ -271,13 +264,13 @@ def _throttle_configs(state: BrokerServices, name: str, ops: list[Op]) -> dict[s
             except ValueError:
                 rate = -1
             if rate < 0:
-                raise ResourceError(
+                raise ApiError(
                     ErrorCode.INVALID_REQUEST,
                     f"Invalid value {op.value} for configuration {op.name}: must be a non-negative number of bytes/s",
                 )
             new[op.name] = str(rate)
         else:
-            raise ResourceError(
+            raise ApiError(
                 ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST."
             )
     return new
@@ -294,7 +287,7 @@ async def _set_throttles(state: BrokerServices, name: str, ops: list[Op], valida
         before = md.broker_configs(entity)
         if validate_only or new == before or await md.set_broker_configs(entity, new, before):
             return True
-    raise ResourceError(ErrorCode.REQUEST_TIMED_OUT, "The broker's dynamic configs kept changing; try again.")
+    raise ApiError(ErrorCode.REQUEST_TIMED_OUT, "The broker's dynamic configs kept changing; try again.")
 
 
 def _check_broker_ops(ops: list[Op]) -> None:
@@ -305,19 +298,17 @@ def _check_broker_ops(ops: list[Op]) -> None:
     read_only = [op.name for op in changes if op.name in BROKER_KEYS and not BROKER_KEYS[op.name].dynamic]
     if read_only:
         # Kafka wraps this ConfigException in InvalidRequestException (KAFKA-13609).
-        raise ResourceError(
-            ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {_java_set(read_only)}"
-        )
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {_java_set(read_only)}")
     for op in changes:
         key = BROKER_KEYS.get(op.name)
         if key is not None and op.value is not None and op.op == SET:
             try:
                 key.parse(op.value)
             except ConfigError as e:
-                raise ResourceError(
+                raise ApiError(
                     ErrorCode.INVALID_REQUEST, f"Invalid value {op.value} for configuration {op.name}: {e.message}"
                 ) from None
-    raise ResourceError(
+    raise ApiError(
         ErrorCode.INVALID_CONFIG,
         f"kafkapy does not support dynamic broker configs; set {_java_set(op.name for op in changes)} in server.properties",
     )
@@ -329,10 +320,10 @@ async def _alter_one(
     """Validate and (unless validate_only) apply one resource's changes."""
     names = [op.name for op in ops]
     if len(set(names)) != len(names):
-        raise ResourceError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+        raise ApiError(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
     for op in ops:
         if op.op not in _OP_NAMES:
-            raise ResourceError(ErrorCode.INVALID_REQUEST, f"Unknown alter config operation type {op.op}")
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"Unknown alter config operation type {op.op}")
     if resource_type == TOPIC:
         current = _check_topic(state, name)
         base = current if incremental else {}  # legacy AlterConfigs replaces the whole set
@@ -348,8 +339,8 @@ async def _alter_one(
 
 
 async def _run(
-    ctx: RequestContext, resources: list, validate_only: bool, incremental: bool
-) -> list[tuple[int, str | None, int, str]]:  # type: ignore[type-arg]
+    ctx: RequestContext, resources: list[Any], validate_only: bool, incremental: bool
+) -> list[tuple[int, str | None, int, str]]:
     """(error code, message, type, name) per resource, in request order."""
     keys = [(r.resource_type, r.resource_name) for r in resources]
     dupes = {k for k in keys if keys.count(k) > 1}
@@ -361,7 +352,7 @@ async def _run(
         ops = [Op(c.name, c.config_operation if incremental else SET, c.value) for c in r.configs]
         try:
             await _alter_one(ctx.state, r.resource_type, r.resource_name, ops, validate_only, incremental)
-        except ResourceError as e:
+        except ApiError as e:
             out.append((e.code, e.message, r.resource_type, r.resource_name))
             continue
         out.append((ErrorCode.NONE, None, r.resource_type, r.resource_name))

@@ -141,10 +141,10 @@ def _apply_session(
 ) -> list[Wanted]:
     if full:
         session.partitions.clear()
-    for t in req.forgotten_topics_data:
-        name, _ = _resolve(state, t.topic, t.topic_id, version)
-        for p in t.partitions:
-            session.partitions.pop((name or str(t.topic_id), p), None)
+    for forgotten in req.forgotten_topics_data:
+        name, _ = _resolve(state, forgotten.topic, forgotten.topic_id, version)
+        for index in forgotten.partitions:
+            session.partitions.pop((name or str(forgotten.topic_id), index), None)
     for t in req.topics:
         name, tid = _resolve(state, t.topic, t.topic_id, version)
         for p in t.partitions:

@@ -36,6 +36,7 @@ def _one(
         r.leader_epoch = epoch
     elif ts in (EARLIEST, EARLIEST_LOCAL):
         found = plog.list_offset(EARLIEST)
+        assert found is not None  # the log start always has an answer
         r.offset, r.leader_epoch = found.offset, found.leader_epoch
     elif ts == LATEST_TIERED:
         r.offset, r.leader_epoch = -1, -1  # no tiered storage: nothing is tiered
