@@ -20,15 +20,27 @@ newer decision.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from kafkapy.cluster.assignment import elect_leader
-from kafkapy.cluster.metadata import PREFERRED, UNCLEAN, Outcome, PartitionInfo, check_target
+from kafkapy.cluster.metadata import PREFERRED, UNCLEAN, Outcome, PartitionInfo, TopicInfo, check_target
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 
-if TYPE_CHECKING:
-    from kafkapy.cluster.etcd_metadata import EtcdMetadata
+
+class PartitionStore(Protocol):
+    """What elections and reassignments need of the etcd store: reads and a CAS on one partition."""
+
+    shutting_down: set[int]
+
+    def topic(self, name: str) -> TopicInfo | None: ...
+
+    def live_ids(self) -> set[int]: ...
+
+    def partition_revision(self, topic: str, index: int) -> int: ...
+
+    async def update_partition(self, topic: str, new: PartitionInfo, expected_revision: int) -> bool: ...
+
 
 log = get_logger(__name__)
 
@@ -132,14 +144,14 @@ def election_state(p: PartitionInfo, live: set[int], election_type: int) -> tupl
     return Outcome(), new
 
 
-def _partition(md: EtcdMetadata, topic: str, index: int) -> PartitionInfo | None:
+def _partition(md: PartitionStore, topic: str, index: int) -> PartitionInfo | None:
     info = md.topic(topic)
     if info is None or not 0 <= index < len(info.partitions):
         return None
     return info.partitions[index]
 
 
-async def alter_reassignment(md: EtcdMetadata, topic: str, index: int, target: list[int] | None) -> Outcome:
+async def alter_reassignment(md: PartitionStore, topic: str, index: int, target: list[int] | None) -> Outcome:
     """Start (target) or cancel (None) a partition's reassignment with a CAS write."""
     for _ in range(_CAS_ATTEMPTS):
         p = _partition(md, topic, index)
@@ -173,7 +185,7 @@ async def alter_reassignment(md: EtcdMetadata, topic: str, index: int, target: l
     return Outcome(ErrorCode.REQUEST_TIMED_OUT, "The partition kept changing; try again.")
 
 
-async def elect(md: EtcdMetadata, topic: str, index: int, election_type: int) -> Outcome:
+async def elect(md: PartitionStore, topic: str, index: int, election_type: int) -> Outcome:
     """ElectLeaders for one partition with a CAS write."""
     for _ in range(_CAS_ATTEMPTS):
         p = _partition(md, topic, index)
