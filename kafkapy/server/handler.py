@@ -35,18 +35,31 @@ HandlerFn = Callable[[RequestContext, Any], Awaitable[Message | None]]
 class Handler:
     """One API as the broker really implements it: the versions it serves and its function.
 
-    `target` is "module:function" inside kafkapy.server.handlers, imported on
-    first use (or the function itself).
+    `target` returns the handler function, e.g. `lambda: produce.handle`: the
+    table names real functions, while a module listed through `LazyModule`
+    is imported only when its first request arrives.
     """
 
     api_key: int
     min_version: int
     max_version: int
-    target: str | HandlerFn
+    target: Callable[[], HandlerFn]
 
     def load(self) -> HandlerFn:
-        if not isinstance(self.target, str):
-            return self.target
-        module, _, name = self.target.partition(":")
-        fn: HandlerFn = getattr(import_module(f"kafkapy.server.handlers.{module}"), name)
-        return fn
+        return self.target()
+
+
+class LazyModule:
+    """Stands in for a module until an attribute is first read, which imports it.
+
+    Importing the module also binds its name in the parent package, so
+    later lookups find the real module, not this stand-in.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(import_module(self.name), attr)
