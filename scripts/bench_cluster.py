@@ -66,6 +66,9 @@ BASE_SETTINGS = {
     "offsets.topic.num.partitions": "1",
     "auto.leader.rebalance.enable": "false",  # leaders stay where the bench put them
 }
+# the Kafka cluster: interop.apache_kafka.DEFAULT_SETTINGS (internal topics RF=1, no initial rebalance delay) plus these
+KAFKA_SETTINGS = {"auto.leader.rebalance.enable": "false"}
+LATENCY_RF3_CONFIGS = {"min.insync.replicas": "2"}
 
 
 # --------------------------------------------------------------------------- processes
@@ -127,17 +130,144 @@ def _raise_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+# --------------------------------------------------------------------------- Apache Kafka, 3 nodes
+
+
+@dataclass(slots=True)
+class KafkaCluster:
+    """Three Apache Kafka nodes in KRaft combined mode (broker + controller each, a 3-voter quorum) on loopback.
+
+    The jars are interop/java's (Maven Central), the JVM options those of
+    kafka-server-start.sh (`scripts/bench broker`'s Kafka peer); each node's
+    storage is formatted with the same cluster id before it starts.
+    """
+
+    root: Path
+    heap: str
+    ports: list[int] = field(default_factory=list)
+    popens: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workdirs: list[Path] = field(default_factory=list)
+    version: str = "?"
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{bb.HOST}:{p}" for p in self.ports)
+
+    def _config(self, node: int, voters: str, controller_port: int) -> Path:
+        from interop.apache_kafka import DEFAULT_SETTINGS
+
+        workdir = self.workdirs[node - 1]
+        port = self.ports[node - 1]
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(node),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{bb.HOST}:{port},CONTROLLER://{bb.HOST}:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{bb.HOST}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(workdir / "data"),
+            **DEFAULT_SETTINGS,
+            **KAFKA_SETTINGS,
+        }
+        path = workdir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        return path
+
+    def start(self, procs: Procs, timeout: float = 180.0) -> float:
+        """Format and start the three nodes; returns seconds until all three are in the cluster's metadata."""
+        from interop.adapters.java import java_command, kafka_version
+        from interop.apache_kafka import LOG4J2, STORAGE_TOOL
+        from kafkapy.protocol.uuids import random_cluster_id
+
+        self.version = kafka_version()
+        self.ports = [bb.free_port() for _ in range(3)]
+        controllers = [bb.free_port() for _ in range(3)]
+        if len(set(self.ports + controllers)) != 6:
+            raise RuntimeError("free_port gave the same port twice; run again")
+        voters = ",".join(f"{i + 1}@{bb.HOST}:{c}" for i, c in enumerate(controllers))
+        cluster_id = random_cluster_id()
+        fmts = []
+        for node in (1, 2, 3):
+            workdir = self.root / f"kafka-{node}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            self.workdirs.append(workdir)
+            config = self._config(node, voters, controllers[node - 1])
+            (workdir / "log4j2.properties").write_text(LOG4J2.format(log=workdir / "server.log"))
+            jvm = ("-Xmx256m", f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}")
+            fmts.append(
+                subprocess.Popen(
+                    java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=jvm),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        for f in fmts:
+            out, _ = f.communicate(timeout=180)
+            if f.returncode != 0:
+                raise RuntimeError("kafka storage format failed:\n" + out.decode(errors="replace")[-3000:])
+        t0 = time.perf_counter()
+        for workdir in self.workdirs:
+            jvm = (
+                f"-Xmx{self.heap}",
+                f"-Xms{self.heap}",
+                *bb.KAFKA_JVM_OPTS,
+                f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
+            )
+            with open(workdir / "stdout.log", "wb") as out:
+                p = subprocess.Popen(
+                    java_command("kafka.Kafka", str(workdir / "server.properties"), jvm_args=jvm),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=workdir,
+                )
+            self.popens.append(p)
+            procs.popens.append(p)
+        a = admin(self)
+        wait_until(
+            lambda: len(a.list_topics(timeout=5).brokers) == 3, timeout=timeout, interval=0.5, what="3 Kafka brokers"
+        )
+        return time.perf_counter() - t0
+
+    def cpu_s(self) -> float:
+        return sum(bb.proc_cpu_s(p.pid) for p in self.popens if p.poll() is None)
+
+    def stop(self) -> None:
+        """SIGTERM to every node's PID, SIGKILL after 30 s."""
+        for p in self.popens:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.popens:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+    def log_tails(self, lines: int = 20) -> str:
+        out = []
+        for w in self.workdirs:
+            for name in ("server.log", "stdout.log"):
+                with contextlib.suppress(OSError):
+                    out.append(
+                        f"--- {w / name}\n" + "\n".join((w / name).read_text(errors="replace").splitlines()[-lines:])
+                    )
+        return "\n".join(out)
+
+
 # --------------------------------------------------------------------------- topics and load
 
 
-def admin(cluster: LocalCluster) -> Any:
+def admin(cluster: LocalCluster | KafkaCluster) -> Any:
     from confluent_kafka.admin import AdminClient
 
     return AdminClient({**bb.common_conf(cluster.bootstrap), "socket.timeout.ms": 5000})
 
 
 def create_topic(
-    cluster: LocalCluster, topic: str, partitions: int, rf: int, configs: dict[str, str] | None = None
+    cluster: LocalCluster | KafkaCluster, topic: str, partitions: int, rf: int, configs: dict[str, str] | None = None
 ) -> None:
     """Create and wait until every partition has a leader and a full ISR."""
     from confluent_kafka.admin import NewTopic
@@ -268,33 +398,57 @@ def profile(cluster: LocalCluster, args: argparse.Namespace, out_dir: Path) -> s
     return text
 
 
-def latency(cluster: LocalCluster, args: argparse.Namespace, res: dict[str, Any]) -> None:
-    producers = {}
-    for rf in (3, 1):
-        topic = f"lat-rf{rf}"
-        create_topic(cluster, topic, args.partitions, rf)
-        lp = bb.LatencyProducer(cluster.bootstrap, topic, args.size, args.partitions)
-        for _ in range(50):
-            lp.one(record=False)
-        producers[rf] = lp
+def latency(cluster: LocalCluster, args: argparse.Namespace, res: dict[str, Any], kafka: KafkaCluster | None) -> None:
+    """Sequential acks=all produce latency on RF=3 (min.insync.replicas=2) and RF=1 topics, kafkapy's cluster and,
+    when given, the Kafka cluster: every producer warmed up, then the samples in interleaved blocks."""
+    targets: list[tuple[str, LocalCluster | KafkaCluster]] = [("kafkapy", cluster)]
+    if kafka is not None:
+        targets.append(("Kafka", kafka))
+    producers: dict[str, bb.LatencyProducer] = {}
+    for who, c in targets:
+        for rf in (3, 1):
+            topic = f"lat-rf{rf}"
+            create_topic(c, topic, args.partitions, rf, LATENCY_RF3_CONFIGS if rf == 3 else None)
+            lp = bb.LatencyProducer(c.bootstrap, topic, args.size, args.partitions)
+            for _ in range(args.latency_warmup):
+                lp.one(record=False)
+            producers[f"{who} RF={rf}"] = lp
     per_block = max(1, args.latency_count // args.latency_blocks)
-    for _ in range(args.latency_blocks):
-        for lp in producers.values():
+    labels = list(producers)
+    for block in range(args.latency_blocks):
+        k = block % len(labels)
+        for label in labels[k:] + labels[:k]:  # each block starts with a different producer
+            lp = producers[label]
             for _ in range(per_block):
                 lp.one()
-    for rf, lp in producers.items():
+    for label, lp in producers.items():
         lp.close()
-        res["latency"][rf] = {
+        res["latency"][label] = {
             "p50": bb.pct(lp.samples, 50),
             "p99": bb.pct(lp.samples, 99),
             "n": len(lp.samples),
             "errors": dict(lp.errors),
         }
-        r = res["latency"][rf]
+        r = res["latency"][label]
         print(
-            f"[bench] latency RF={rf}: p50 {r['p50'] * 1e3:.2f} ms, p99 {r['p99'] * 1e3:.2f} ms (n={r['n']})",
+            f"[bench] latency {label}: p50 {r['p50'] * 1e3:.2f} ms, p99 {r['p99'] * 1e3:.2f} ms (n={r['n']})",
             flush=True,
         )
+
+
+def latency_table(lat: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| sequential produce, acks=all | p50 ms | p99 ms | samples |", "|---|---:|---:|---:|"]
+    for label, r in lat.items():
+        lines.append(f"| {label} | {r['p50'] * 1e3:.2f} | {r['p99'] * 1e3:.2f} | {r['n']} |")
+    ratios = []
+    if "kafkapy RF=3" in lat and "Kafka RF=3" in lat:
+        a, b = lat["kafkapy RF=3"], lat["Kafka RF=3"]
+        ratios.append(f"kafkapy RF=3 / Kafka RF=3: p50 **{a['p50'] / b['p50']:.2f}x**, p99 {a['p99'] / b['p99']:.2f}x")
+    if "kafkapy RF=3" in lat and "kafkapy RF=1" in lat:
+        ratios.append(f"kafkapy RF=3 / RF=1 p50: {lat['kafkapy RF=3']['p50'] / lat['kafkapy RF=1']['p50']:.1f}x")
+    if "Kafka RF=3" in lat and "Kafka RF=1" in lat:
+        ratios.append(f"Kafka RF=3 / RF=1 p50: {lat['Kafka RF=3']['p50'] / lat['Kafka RF=1']['p50']:.1f}x")
+    return lines + (["", "; ".join(ratios) + "."] if ratios else [])
 
 
 # --------------------------------------------------------------------------- failover
@@ -539,10 +693,7 @@ def report(args: argparse.Namespace, res: dict[str, Any], wall_s: float, command
     ]
     lat = res["latency"]
     if lat:
-        lines += ["", "| sequential produce, acks=all | p50 ms | p99 ms | samples |", "|---|---:|---:|---:|"]
-        for rf in (3, 1):
-            r = lat[rf]
-            lines.append(f"| RF={rf} | {r['p50'] * 1e3:.2f} | {r['p99'] * 1e3:.2f} | {r['n']} |")
+        lines += ["", *latency_table(lat)]
     targets = [f"- RF=3 acks=all ≥ 60 % of RF=1 acks=1: {'met' if a / b1 >= 0.6 else 'NOT met'} ({a / b1:.0%})"]
     if res["failover"]:
         lines += [
@@ -575,9 +726,9 @@ def report(args: argparse.Namespace, res: dict[str, Any], wall_s: float, command
                 problems.append(
                     f"- {label}: produced {pr['ok']}/{args.messages} (errors {pr['errors']}), consumed {cr['ok']}"
                 )
-    for rf, r in lat.items():
+    for label, r in lat.items():
         if r["errors"]:
-            problems.append(f"- latency RF={rf}: errors {r['errors']}")
+            problems.append(f"- latency {label}: errors {r['errors']}")
     for ms, trials in res["failover"].items():
         for t in trials:
             if t["error"]:
@@ -607,6 +758,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-box", type=float, default=60.0, help="max seconds per produce or consume run")
     ap.add_argument("--latency-count", type=int, default=1000, help="sequential produce samples per RF (default 1000)")
     ap.add_argument("--latency-blocks", type=int, default=4, help="interleaved blocks of the latency samples")
+    ap.add_argument(
+        "--latency-warmup", type=int, default=300, help="unrecorded produces per latency producer first (default 300)"
+    )
+    ap.add_argument(
+        "--no-kafka", action="store_true", help="leave out the 3-node Apache Kafka cluster of the latency phase"
+    )
+    ap.add_argument("--kafka-heap", default="1g", help="each Kafka node's -Xmx and -Xms (default 1g)")
     ap.add_argument("--failover-trials", type=int, default=3, help="leader kills per session timeout (default 3)")
     ap.add_argument(
         "--session-timeouts",
@@ -654,7 +812,19 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" not in skip:
             throughput(cluster, args, res)
         if "latency" not in skip:
-            latency(cluster, args, res)
+            kafka = None if args.no_kafka else KafkaCluster(root / "kafka", args.kafka_heap)
+            try:
+                if kafka is not None:
+                    secs = kafka.start(procs)
+                    print(f"[bench] Kafka {kafka.version} cluster up in {secs:.1f} s: {kafka.bootstrap}", flush=True)
+                latency(cluster, args, res, kafka)
+            except BaseException:
+                if kafka is not None:
+                    print("[bench] Kafka log tails:\n" + kafka.log_tails(), file=sys.stderr, flush=True)
+                raise
+            finally:
+                if kafka is not None:
+                    kafka.stop()
         if args.profile:
             print(profile(cluster, args, Path(args.profile)), flush=True)
         if "reassign" not in skip:
@@ -680,7 +850,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     wall_s = time.perf_counter() - t0
     if "throughput" in skip:
-        print("[bench] throughput skipped; nothing to report beyond the lines above")
+        if res["latency"]:
+            print("\n" + "\n".join(latency_table(res["latency"])))
+        print(f"\n[bench] throughput skipped: no section written; wall time {wall_s:.0f} s")
         return 0
     table, problems = report(args, res, wall_s, command)
     print("\n" + "\n".join(table))
@@ -712,7 +884,14 @@ def main(argv: list[str] | None = None) -> int:
             ),
             (
                 f"- latency: {args.latency_count} sequential produces of {args.size} B per RF, acks=all, one in flight, "
-                f"after 50 warm-up records, in {args.latency_blocks} interleaved blocks"
+                f"after {args.latency_warmup} warm-up records, in {args.latency_blocks} interleaved blocks; RF=3 topics "
+                "with min.insync.replicas=2"
+                + (
+                    ""
+                    if args.no_kafka
+                    else "; the same against a 3-node Apache Kafka cluster (KRaft, 3 combined broker+controller "
+                    f"nodes, heap {args.kafka_heap} each, kafka-server-start.sh's JVM options) started for this phase"
+                )
             ),
             (
                 "- failover: a 3-partition RF=3 topic with min.insync.replicas=2; a producer (acks=all, one record in "
