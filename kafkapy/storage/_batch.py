@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from kafkapy.protocol import errors as _protocol_errors
 from kafkapy.protocol import records as _records
 from kafkapy.protocol.errors import DecodeError
 from kafkapy.protocol.records import (
@@ -60,7 +61,8 @@ class RecordsSummary:
 
 def crc_ok(buf: bytes | bytearray | memoryview, pos: int, length: int) -> bool:
     """True when the stored CRC matches; `length` is the batchLength field."""
-    return _records.compute_crc(buf, pos, length + LOG_OVERHEAD) == _U32.unpack_from(buf, pos + 17)[0]
+    stored: int = _U32.unpack_from(buf, pos + 17)[0]
+    return _records.compute_crc(buf, pos, length + LOG_OVERHEAD) == stored
 
 
 def validate_records(
@@ -75,7 +77,7 @@ def validate_records(
     """
     try:
         headers = _records.validate_records(buf, max_batch_bytes)
-    except _records.RecordTooLargeError as exc:
+    except _protocol_errors.RecordTooLargeError as exc:
         raise RecordTooLargeError(str(exc)) from exc
     except DecodeError as exc:
         raise InvalidRecordsError(str(exc)) from exc

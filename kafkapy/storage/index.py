@@ -25,7 +25,7 @@ from pathlib import Path
 _BIG = sys.byteorder == "big"
 
 
-def _to_native(raw: bytes, code: str) -> array:
+def _to_native(raw: bytes, code: str) -> array[int]:
     a = array(code)
     a.frombytes(raw)
     if not _BIG:
@@ -33,7 +33,7 @@ def _to_native(raw: bytes, code: str) -> array:
     return a
 
 
-def _to_big(values: array) -> bytes:
+def _to_big(values: array[int]) -> bytes:
     if _BIG:
         return values.tobytes()
     a = array(values.typecode, values)

@@ -186,7 +186,8 @@ class LogSegment:
     def first_batch_timestamp(self) -> int | None:
         if self.size < PREFIX_SIZE:
             return None
-        return PREFIX.unpack_from(os.pread(self._file.fileno(), PREFIX_SIZE, 0))[8]
+        timestamp: int = PREFIX.unpack_from(os.pread(self._file.fileno(), PREFIX_SIZE, 0))[8]
+        return timestamp
 
     # -- append ----------------------------------------------------------------
 
