@@ -4,6 +4,14 @@ The table is built once from `handlers.HANDLERS`, the same list that feeds
 ApiVersions, so nothing else advertises versions. Served requests take the
 fast path: one table lookup, one range check, decode, call.
 
+A handler that raises gets its request answered, as Kafka's KafkaApis
+does: the exception's code (server/errors.py; UNKNOWN_SERVER_ERROR for an
+unexpected one) in every error code of a response that mirrors the
+request's topics, partitions or items, one log line with the API, version
+and client id, and the connection stays open (an acks=0 produce, which
+reads no response, is closed as in Kafka). Responses to older versions pass
+through the version fallbacks (`errors.FALLBACKS`) before encoding.
+
 Everything else is answered the way Apache Kafka answers it where kafkapy
 can, always after a log line naming the API and version:
 
@@ -36,7 +44,9 @@ from kafkapy.protocol.frames import (
     encode_response,
     peek_request_header,
 )
+from kafkapy.protocol.messages.request_header import RequestHeader
 from kafkapy.protocol.primitives import Message
+from kafkapy.server import errors
 from kafkapy.server.handler import Handler, HandlerFn, RequestContext
 from kafkapy.server.handlers import HANDLERS
 from kafkapy.server.handlers.api_versions import unsupported_version_response
@@ -99,6 +109,9 @@ class Dispatcher:
         self.handlers = handlers
         self.table = build_table(handlers)
         self.functions: list[HandlerFn | None] = [None] * len(self.table)  # loaded on first use
+        # per api key: responses to versions below this may carry codes those versions predate
+        self.fallback_below = tuple(errors.fallback_below(key) for key in range(len(self.table)))
+        self.downgrade = errors.Downgrader()
 
     async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> list[Any] | None:
         view = frame if isinstance(frame, memoryview) else memoryview(frame)
@@ -129,13 +142,56 @@ class Dispatcher:
             )
             raise CloseConnection() from None
         ctx = RequestContext(header=header, version=version, state=self.state, conn=conn)
-        fn = self.functions[api_key]
-        if fn is None:
-            fn = self.functions[api_key] = handler.load()
-        response = await fn(ctx, body)
-        if response is None:
-            return None
-        return encode_response(spec, version, correlation_id, response)
+        try:
+            fn = self.functions[api_key]
+            if fn is None:
+                fn = self.functions[api_key] = handler.load()
+            response = await fn(ctx, body)
+            if response is None:
+                return None
+            if version < self.fallback_below[api_key]:
+                self.downgrade(response, api_key, version)
+            return encode_response(spec, version, correlation_id, response)
+        except CloseConnection:
+            raise
+        except Exception as exc:
+            return self.failed(spec, version, header, body, exc, conn)
+
+    def failed(
+        self, spec: ApiSpec, version: int, header: RequestHeader, body: Message, exc: Exception, conn: ConnectionContext
+    ) -> list[Any]:
+        """A handler raised: answer the request with the exception's error code (UNKNOWN_SERVER_ERROR for
+        anything unexpected) in every error code of a response mirroring the request, as Kafka's
+        getErrorResponse; one log line. Only an acks=0 produce closes the connection, as in Kafka:
+        that producer reads no response."""
+        code = errors.error_code(exc)
+        expected = code != ErrorCode.UNKNOWN_SERVER_ERROR
+        message = str(exc) if expected else errors.UNKNOWN_SERVER_ERROR_MESSAGE
+        code = ErrorCode(errors.for_version(spec.api_key, version, code))
+        where = {
+            "api": spec.name,
+            "version": version,
+            "client_id": header.client_id,
+            "correlation_id": header.correlation_id,
+            "peer": conn.connection_id,
+        }
+        answer: list[Any] | None = None
+        if not (spec.api_key == ApiKey.PRODUCE and getattr(body, "acks", 1) == 0):
+            try:
+                response = errors.failed_response(spec.api_key, body, spec.response_type(), code, message)
+                answer = encode_response(spec, version, header.correlation_id, response)
+            except Exception:  # the mirror failed: the top-level error code alone, where the response has one
+                fallback = error_response(spec, version, code, message)
+                if fallback is not None:
+                    answer = encode_response(spec, version, header.correlation_id, fallback)
+        outcome = code.name if answer is not None else "connection closed"
+        if expected:
+            log.warning("request failed", answered=outcome, error=str(exc), **where)
+        else:
+            log.error("request failed", answered=outcome, exc_info=exc, **where)
+        if answer is None:
+            raise CloseConnection() from None
+        return answer
 
     def unserved(
         self, view: memoryview, api_key: int, version: int, correlation_id: int, handler: Handler | None, conn: Any

@@ -65,8 +65,11 @@ class RequestHandler(Protocol):
     """What the broker supplies: one request frame in, response parts (or None) out.
 
     `frame` is the body without the size prefix. None means "send nothing"
-    (acks=0 produce). Raising closes this connection only (after a log line);
-    raise CloseConnection to close it without an error log.
+    (acks=0 produce). The broker's dispatcher answers a request whose handler
+    failed itself, in that API's response (server/errors.py), so the
+    connection stays open; an exception that still reaches this layer closes
+    this connection only (after a log line). Raise CloseConnection to close
+    it without an error log.
     """
 
     async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> Outgoing | None: ...
