@@ -4,9 +4,10 @@ DescribeTransactions (65), ListTransactions (66); InitProducerId with a
 transactional id is in producer_id.py and calls `init_transactional`.
 
 Thin adapters over `TransactionCoordinator` (coordinator/transactions.py)
-and, for TxnOffsetCommit, the group coordinator. Fencing errors follow
-KIP-588: PRODUCER_FENCED from InitProducerId v4+, AddPartitionsToTxn,
-AddOffsetsToTxn and EndTxn v2+; INVALID_PRODUCER_EPOCH before.
+and, for TxnOffsetCommit, the group coordinator. A fenced producer gets
+PRODUCER_FENCED; the dispatcher answers versions before KIP-588 (InitProducerId
+v4, AddPartitionsToTxn, AddOffsetsToTxn and EndTxn v2) with
+INVALID_PRODUCER_EPOCH (server/errors.py FALLBACKS).
 
 The answers of InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn
 and TxnOffsetCommit wait for the coordinator's records to be replicated
@@ -86,10 +87,11 @@ from kafkapy.protocol.messages.write_txn_markers_response import (
     WriteTxnMarkersResponse,
 )
 from kafkapy.protocol.records import BatchHeader
+from kafkapy.server.errors import error_code
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import StorageError
-from kafkapy.storage.producer_state import InvalidProducerEpochError, ProducerStateError
+from kafkapy.storage.producer_state import ProducerStateError
 
 TopicPartition = tuple[str, int]
 
@@ -109,7 +111,7 @@ async def init_transactional(
     if not coord.owns(txn_id):
         return InitProducerIdResponse(error_code=ErrorCode.NOT_COORDINATOR, producer_id=-1, producer_epoch=-1)
     await ctx.state.producer_ids.ready()  # the coordinator takes a new id without waiting
-    d = coord.init_producer_id(txn_id, timeout_ms, producer_id, producer_epoch, producer_fenced=ctx.version >= 4)
+    d = coord.init_producer_id(txn_id, timeout_ms, producer_id, producer_epoch, producer_fenced=True)
     if d.error == ErrorCode.NONE:
         d.error = await coord.written(txn_id)  # the new epoch is replicated before the producer uses it
     if d.error != ErrorCode.NONE:
@@ -135,7 +137,6 @@ def _add_one(
     pid: int,
     epoch: int,
     topics: list[AddPartitionsToTxnTopic],
-    version: int,
     verify_only: bool = False,
 ) -> list[AddPartitionsToTxnTopicResult]:
     coord = state.txns
@@ -151,7 +152,7 @@ def _add_one(
             errors = dict.fromkeys(wanted, ErrorCode.OPERATION_NOT_ATTEMPTED)
             errors.update(dict.fromkeys(unknown, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
         else:
-            err = coord.add_partitions(txn_id, pid, epoch, wanted, producer_fenced=version >= 2)
+            err = coord.add_partitions(txn_id, pid, epoch, wanted, producer_fenced=True)
             errors = dict.fromkeys(wanted, err)
     return [
         AddPartitionsToTxnTopicResult(
@@ -180,13 +181,13 @@ async def add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequ
     if v <= 3:
         results = _add_one(
             ctx.state, req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
-            req.v3_and_below_producer_epoch, req.v3_and_below_topics, v,
+            req.v3_and_below_producer_epoch, req.v3_and_below_topics,
         )  # fmt: skip
         await _replicated(ctx.state, req.v3_and_below_transactional_id, results)
         return AddPartitionsToTxnResponse(results_by_topic_v3_and_below=results)
     out = []
     for t in req.transactions:
-        results = _add_one(ctx.state, t.transactional_id, t.producer_id, t.producer_epoch, t.topics, v, t.verify_only)
+        results = _add_one(ctx.state, t.transactional_id, t.producer_id, t.producer_epoch, t.topics, t.verify_only)
         if not t.verify_only:
             await _replicated(ctx.state, t.transactional_id, results)
         out.append(AddPartitionsToTxnResult(transactional_id=t.transactional_id, topic_results=results))
@@ -208,7 +209,7 @@ async def add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest) -
         req.producer_id,
         req.producer_epoch,
         [(OFFSETS_TOPIC, p)],
-        producer_fenced=ctx.version >= 2,
+        producer_fenced=True,
     )
     if err == ErrorCode.NONE:
         err = await coord.written(req.transactional_id)
@@ -222,9 +223,7 @@ async def end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
     coord = ctx.state.txns
     if not coord.owns(req.transactional_id):
         return EndTxnResponse(error_code=ErrorCode.NOT_COORDINATOR)
-    err = coord.end_txn(
-        req.transactional_id, req.producer_id, req.producer_epoch, req.committed, producer_fenced=ctx.version >= 2
-    )
+    err = coord.end_txn(req.transactional_id, req.producer_id, req.producer_epoch, req.committed, producer_fenced=True)
     if err == ErrorCode.NONE:
         err = await coord.written(req.transactional_id)  # PrepareX replicated
     return EndTxnResponse(error_code=err)
@@ -299,12 +298,10 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
         if err == ErrorCode.NONE:
             try:
                 write_txn_offsets(groups, req.group_id, req.producer_id, req.producer_epoch, commits)
-            except InvalidProducerEpochError:
-                err = ErrorCode.INVALID_PRODUCER_EPOCH
             except CoordinatorWriteError as e:
                 err = store_error(e.code)
-            except (ProducerStateError, StorageError):
-                err = ErrorCode.COORDINATOR_NOT_AVAILABLE
+            except (ProducerStateError, StorageError) as e:
+                err = store_error(error_code(e))
             if err == ErrorCode.NONE:
                 err = await groups.written(req.group_id)  # answered once replicated
         for topic, partition, _ in commits:
