@@ -243,6 +243,8 @@ class Broker:
     log_path: Path | None = None
     ready_s: float = float("nan")
     prep_s: float = 0.0  # time argv_fn took (Kafka: storage format), not part of ready_s
+    cwd: Path | None = None  # kafkapy: the checkout `python -m kafkapy` imports from (default REPO)
+    env: dict[str, str] | None = None
 
     def start(self, deadline_s: float | None = None) -> float:
         """Spawn and wait for the first ApiVersions answer; returns seconds from spawn."""
@@ -260,7 +262,8 @@ class Broker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                cwd=self.data_dir if self.kind == "kafka" else REPO,
+                cwd=self.data_dir if self.kind == "kafka" else (self.cwd or REPO),
+                env=self.env,
             )
         end = t0 + deadline_s
         while time.perf_counter() < end:
@@ -301,14 +304,14 @@ class Broker:
         return p.returncode
 
 
-def compile_kafkapy() -> str:
+def compile_kafkapy(repo: Path = REPO) -> str:
     """Byte-compile the package as `pip install` does for a wheel; returns what was done.
 
     An editable install under PYTHONDONTWRITEBYTECODE=1 (set on this machine)
     never writes .pyc files, so each start would compile ~40 modules (~0.2 s).
     """
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(REPO / "kafkapy")],
+        [sys.executable, "-m", "compileall", "-q", str(repo / "kafkapy")],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -854,6 +857,42 @@ def summarize_pyspy(raw_file: Path, top: int = 20) -> str:
 # --------------------------------------------------------------------------- doc
 
 
+def git_rev(repo: Path) -> str:
+    """Short commit of `repo`, marked when kafkapy/ has uncommitted changes."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "kafkapy"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return rev + (" (+ uncommitted changes under kafkapy/)" if dirty else "")
+
+
+def kafkapy_imported_from(repo: Path, env: dict[str, str] | None = None) -> str:
+    """Where `python -m kafkapy` run in `repo` (as the bench runs a kafkapy broker) imports kafkapy from."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import kafkapy; print(kafkapy.__file__)"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return out.stdout.strip() or "?"
+
+
 def versions(tansu_bin: Path | None, kafka: bool = False) -> dict[str, str]:
     import confluent_kafka
 
@@ -893,24 +932,7 @@ def versions(tansu_bin: Path | None, kafka: bool = False) -> dict[str, str]:
         v["event loop"] = f"uvloop {uvloop.__version__} (kafkapy.event.loop=auto)"
     except ImportError:
         v["event loop"] = "asyncio (uvloop not installed)"
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "kafkapy"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        v["kafkapy"] = rev + (" (+ uncommitted changes under kafkapy/)" if dirty else "")
-    except (OSError, subprocess.TimeoutExpired):
-        v["kafkapy"] = "?"
+    v["kafkapy"] = git_rev(REPO)
     return v
 
 
@@ -1035,6 +1057,13 @@ def main(argv: list[str] | None = None) -> int:
         help="messages produced under the profiler (default 600000)",
     )
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/performance.md")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        default=None,
+        help="another kafkapy checkout (e.g. `git worktree add DIR <commit>`) run as one more peer, "
+        "named kafkapy@<its commit>, for a before/after comparison in the same run (implies --no-doc)",
+    )
     ap.add_argument("--no-tansu", action="store_true", help="leave the tansu peer out")
     ap.add_argument(
         "--no-kafka",
@@ -1094,11 +1123,27 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"bench broker: Apache Kafka peer unavailable ({why}); use --no-kafka")
         classpath()  # builds interop/java (mvn) when missing or stale, before any clock runs
     compile_kafkapy()
+    base_dir = Path(args.baseline).resolve() if args.baseline else None
+    base_env: dict[str, str] | None = None
+    if base_dir is not None:
+        if not (base_dir / "kafkapy" / "__init__.py").is_file():
+            ap.error(f"--baseline {base_dir}: no kafkapy/ package there")
+        compile_kafkapy(base_dir)
+        base_env = {**os.environ, "PYTHONPATH": str(base_dir)}
+        ours, theirs = kafkapy_imported_from(REPO), kafkapy_imported_from(base_dir, base_env)
+        print(f"[bench] kafkapy imports from {ours}; baseline from {theirs}", flush=True)
+        if Path(theirs).resolve() != (base_dir / "kafkapy" / "__init__.py").resolve():
+            raise SystemExit(f"bench broker: the baseline broker would import kafkapy from {theirs}")
+        args.no_doc = True
     own_root = args.data_root is None
     root = Path(tempfile.mkdtemp(prefix="kafkapy-bench-")) if own_root else Path(args.data_root)
     root.mkdir(parents=True, exist_ok=True)
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     brokers = [Broker("kafkapy", "kafkapy", kafkapy_argv, root)]
+    if base_dir is not None:
+        brokers.append(
+            Broker(f"kafkapy@{git_rev(base_dir).split()[0]}", "kafkapy", kafkapy_argv, root, cwd=base_dir, env=base_env)
+        )
     if tansu_bin is not None:
         brokers.append(Broker("tansu", "tansu", tansu_argv_fn(tansu_bin), root))
     if not args.no_kafka:
