@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import NamedTuple, TypeVar, get_args, get_origin, get_type_hints
 
 from kafkapy.cluster.metadata import MetadataError
+from kafkapy.cluster.partition import NotEnoughReplicasError
 from kafkapy.config import ConfigError
 from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
@@ -78,6 +79,8 @@ ERROR_TABLE: Mapping[type[Exception], ErrorCode] = MappingProxyType(
         InvalidTxnStateError: ErrorCode.INVALID_TXN_STATE,
         CoordinatorFencedError: ErrorCode.TRANSACTION_COORDINATOR_FENCED,
         ProducerStateError: ErrorCode.UNKNOWN_SERVER_ERROR,
+        # replication
+        NotEnoughReplicasError: ErrorCode.NOT_ENOUGH_REPLICAS,
         # record validation (protocol)
         RecordsTooLargeError: ErrorCode.MESSAGE_TOO_LARGE,
         CorruptRecordError: ErrorCode.CORRUPT_MESSAGE,

@@ -17,6 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from kafkapy.cluster.metadata import MetadataError
+from kafkapy.cluster.partition import NotEnoughReplicasError
 from kafkapy.config import ConfigError, Listener
 from kafkapy.protocol import errors as protocol_errors
 from kafkapy.protocol.api import ApiKey, api_spec
@@ -58,6 +59,7 @@ SPEC = Path(__file__).resolve().parents[3] / "shared" / "kafka-message-spec"
         (producer_state.InvalidSequenceError(1, "seq"), ErrorCode.INVALID_RECORD),
         (producer_state.InvalidTxnStateError(1, "txn"), ErrorCode.INVALID_TXN_STATE),
         (producer_state.CoordinatorFencedError(1, "fenced"), ErrorCode.TRANSACTION_COORDINATOR_FENCED),
+        (NotEnoughReplicasError("t", 0, [1], 2), ErrorCode.NOT_ENOUGH_REPLICAS),
         (protocol_errors.RecordTooLargeError("big"), ErrorCode.MESSAGE_TOO_LARGE),
         (protocol_errors.CorruptRecordError("crc"), ErrorCode.CORRUPT_MESSAGE),
         (protocol_errors.UnsupportedCompressionError("codec 7"), ErrorCode.CORRUPT_MESSAGE),
