@@ -112,11 +112,6 @@ def error_code(exc: BaseException) -> ErrorCode:
     return ErrorCode.UNKNOWN_SERVER_ERROR
 
 
-def is_expected(exc: BaseException) -> bool:
-    """Whether `exc` is one the table knows (a refusal), not a server fault."""
-    return error_code(exc) != ErrorCode.UNKNOWN_SERVER_ERROR
-
-
 # ---------------------------------------------------------------- version fallbacks
 
 
