@@ -27,9 +27,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kafkapy.client import BrokerConnection, KafkaError
 from kafkapy.clock import now_ms
 from kafkapy.cluster.partition import NotEnoughReplicasError, Partition
 from kafkapy.cluster.replication import ReplicaManager
@@ -48,6 +47,9 @@ from kafkapy.storage.producer_state import (
     InvalidProducerEpochError,
     ProducerStateError,
 )
+
+if TYPE_CHECKING:
+    from kafkapy.client import BrokerConnection
 
 log = get_logger(__name__)
 
@@ -223,6 +225,8 @@ class MarkerChannel:
         coordinator_epoch: int,
         commit: bool,
     ) -> dict[TopicPartition, int]:
+        from kafkapy.client import KafkaError  # lazily: start-up of a broker whose markers stay local skips it
+
         if leader == self.replicas.node_id:
             res = append_markers(self.replicas, producer_id, producer_epoch, coordinator_epoch, commit, tps)
             self.listener.on_markers(producer_id, commit, res.written())
@@ -259,6 +263,8 @@ class MarkerChannel:
         return out
 
     async def _connection(self, leader: int) -> BrokerConnection:
+        from kafkapy.client import BrokerConnection, KafkaError
+
         info = self.replicas.metadata.broker_info(leader)
         if info is None:
             raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"broker {leader} is not registered")
@@ -279,6 +285,8 @@ class MarkerChannel:
 
 
 async def _close(conn: BrokerConnection) -> None:
+    from kafkapy.client import KafkaError
+
     try:
         await conn.close()
     except (KafkaError, OSError) as e:
