@@ -24,6 +24,8 @@ from kafkapy.protocol.api import ApiKey, api_spec
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.frames import decode_response, encode_request
 from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
+from kafkapy.protocol.messages.create_topics_request import CreatableTopic, CreateTopicsRequest
+from kafkapy.protocol.messages.delete_topics_request import DeleteTopicsRequest
 from kafkapy.protocol.messages.produce_response import (
     PartitionProduceResponse,
     ProduceResponse,
@@ -39,6 +41,7 @@ from kafkapy.server.handlers import api_versions as api_versions_handler
 from kafkapy.server.network import Server
 from kafkapy.storage import errors as storage_errors
 from kafkapy.storage import producer_state
+from tests.server.rawclient import RawClient
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "kafka-message-spec"
 
@@ -341,3 +344,23 @@ def test_acks_0_produce_that_fails_closes_the_connection_as_kafka() -> None:
         assert conn.sock.recv(1) == b""
 
     with_server(run)
+
+
+# ---------------------------------------------------------------- a real broker, answers checked against Apache Kafka's
+
+
+def test_topic_deletion_disabled_before_delete_topics_v3_is_invalid_request(kafka_broker_factory) -> None:  # type: ignore[no-untyped-def]
+    """Apache Kafka 4 with delete.topic.enable=false answers DeleteTopics v2 INVALID_REQUEST and v3
+    TOPIC_DELETION_DISABLED (seen against interop/apache_kafka.py's broker); kafkapy's handler sets the
+    newest code and the dispatcher's fallback answers v2."""
+    broker = kafka_broker_factory({"delete.topic.enable": False})
+    with RawClient(broker.bootstrap) as c:
+        created = c.request(
+            CreateTopicsRequest(topics=[CreatableTopic(name="t", num_partitions=1, replication_factor=1)]), 5
+        )
+        assert created.topics[0].error_code == ErrorCode.NONE
+        answers = {
+            v: c.request(DeleteTopicsRequest(topic_names=["t"], timeout_ms=5000), v).responses[0].error_code
+            for v in (2, 3)
+        }
+    assert answers == {2: ErrorCode.INVALID_REQUEST, 3: ErrorCode.TOPIC_DELETION_DISABLED}
