@@ -251,6 +251,15 @@ _RENAMES: Mapping[int, Mapping[str, tuple[Source, ...]]] = MappingProxyType(
 )
 
 
+# Fields whose zero default means something in an error response: Kafka's "no node" and "no epoch".
+_ERROR_VALUES: Mapping[int, Mapping[str, int]] = MappingProxyType(
+    {
+        ApiKey.FIND_COORDINATOR: {"node_id": -1, "port": -1},
+        ApiKey.INIT_PRODUCER_ID: {"producer_id": -1, "producer_epoch": -1},
+    }
+)
+
+
 def _field_types(cls: type[Entity]) -> dict[str, type[Entity]]:
     """The struct type of each field of `cls` that holds structs (or lists of them)."""
     hints = get_type_hints(cls.__init__)
@@ -280,6 +289,7 @@ def _mirror(
     code: int,
     message: str,
     renames: Mapping[str, tuple[Source, ...]],
+    values: Mapping[str, int],
 ) -> E:
     """An instance of `cls` answering `source`: every error code `code`, names and keys copied."""
     out = cls()
@@ -290,6 +300,9 @@ def _mirror(
             continue
         if name.endswith("error_message"):
             setattr(out, name, message)
+            continue
+        if name in values:
+            setattr(out, name, values[name])
             continue
         if source is None:
             continue
@@ -302,9 +315,9 @@ def _mirror(
             items: list[Entity] = []
             for v in value:
                 if isinstance(v, Entity):
-                    items.append(_mirror(elem, v, code, message, renames))
+                    items.append(_mirror(elem, v, code, message, renames, values))
                 elif key:
-                    item = _mirror(elem, None, code, message, renames)
+                    item = _mirror(elem, None, code, message, renames, values)
                     setattr(item, key, v)
                     items.append(item)
             setattr(out, name, items)
@@ -316,4 +329,4 @@ def _mirror(
 def failed_response(api_key: int, request: Message, response_type: type[M], code: int, message: str) -> M:
     """`request`'s response with every error code set to `code`: per topic, partition or item where
     the request names them (the response mirrors them), and top-level where the response has it."""
-    return _mirror(response_type, request, code, message, _RENAMES.get(api_key, {}))
+    return _mirror(response_type, request, code, message, _RENAMES.get(api_key, {}), _ERROR_VALUES.get(api_key, {}))

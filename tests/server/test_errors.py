@@ -26,6 +26,10 @@ from kafkapy.protocol.frames import decode_response, encode_request
 from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
 from kafkapy.protocol.messages.create_topics_request import CreatableTopic, CreateTopicsRequest
 from kafkapy.protocol.messages.delete_topics_request import DeleteTopicsRequest
+from kafkapy.protocol.messages.find_coordinator_request import FindCoordinatorRequest
+from kafkapy.protocol.messages.find_coordinator_response import FindCoordinatorResponse
+from kafkapy.protocol.messages.init_producer_id_request import InitProducerIdRequest
+from kafkapy.protocol.messages.init_producer_id_response import InitProducerIdResponse
 from kafkapy.protocol.messages.produce_response import (
     PartitionProduceResponse,
     ProduceResponse,
@@ -220,6 +224,18 @@ def test_failed_response_mirrors_the_request_and_carries_the_code(api_key: int, 
         assert not carried
         return
     assert carried, f"{spec.name} v{version}: no error code in {back!r}"
+
+
+def test_failed_response_says_no_node_and_no_epoch_as_kafka() -> None:
+    find = errors.failed_response(
+        ApiKey.FIND_COORDINATOR, sample(FindCoordinatorRequest), FindCoordinatorResponse, -1, "x"
+    )
+    assert (find.node_id, find.port) == (-1, -1)
+    assert [(c.key, c.node_id, c.port) for c in find.coordinators] == [("t", -1, -1)]
+    init = errors.failed_response(
+        ApiKey.INIT_PRODUCER_ID, sample(InitProducerIdRequest), InitProducerIdResponse, -1, "x"
+    )
+    assert (init.producer_id, init.producer_epoch) == (-1, -1)
 
 
 # ---------------------------------------------------------------- over TCP: a raising handler, every API
