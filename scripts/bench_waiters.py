@@ -315,6 +315,9 @@ def run_phase(broker: bb.Broker, setup: str, args: argparse.Namespace, request: 
     finally:
         if waiters is not None:
             waiters.stop()
+            # Fetches of the closed connections may still wait at the broker until max_wait_ms (woken by every
+            # append meanwhile): let them expire, so that the next phase does not pay for them.
+            time.sleep(args.max_wait_ms / 1000 + 0.5)
     answers = waiters.answers if waiters is not None else -1
     return Phase(setup, idle_cpu, idle_s, result, cpu, answers, load)
 
