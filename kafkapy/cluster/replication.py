@@ -230,7 +230,10 @@ class ReplicaManager:
         plog = r.plog
         epoch = r.info.leader_epoch
         leo = plog.log_end_offset
-        if epoch > plog.latest_epoch:
+        if epoch > plog.latest_epoch and not plog.auto_high_watermark:
+            # A new leader records its epoch at the log end (followers truncate against it). A single
+            # broker's epoch never changes: its first append records it, and opening a hundred
+            # partitions does not write a hundred checkpoints.
             plog.epoch_cache.assign(epoch, leo)
         r.is_leader = True
         r.epoch_start = leo

@@ -122,7 +122,7 @@ class BrokerServices:
             self.txns  # noqa: B018  finish transactions a crash left half-completed
 
     async def close(self) -> None:
-        for coord in (self._groups, self._txns):
+        for coord in (self._groups, self._txns, self._producer_ids):
             if coord is not None:
                 coord.close()
         for t in self.tasks:
