@@ -1,9 +1,12 @@
 """Partition log storage: segments, indexes, partition logs, the log manager.
 
 Layering (each module documents its own concurrency rules):
-index (OffsetIndex, TimeIndex) < segment (LogSegment) < log (PartitionLog)
-< log_manager (LogManager); cleaner does compaction. Storage never imports
-kafkapy.server or generated message classes.
+index (OffsetIndex, TimeIndex) < segment (LogSegment) < local_log (LocalLog,
+the segment list) < log_loader (loading and recovery), retention (retention
+and the compaction swap) < log (PartitionLog, the facade) < log_manager
+(LogManager). offset_checkpoint writes a partition's offsets; cleaner builds
+compacted segments against a narrow protocol and never imports log. Storage
+never imports kafkapy.server or generated message classes.
 """
 
 from kafkapy.storage._batch import RecordsSummary, validate_records

@@ -4,11 +4,12 @@
   1. build (no lock; may run in a worker thread): read the closed, cleanable
      segments, build a key -> latest offset map, and write each cleaned
      segment to `<base>.log.cleaned` (+ indexes), fsync, rename to `.swap`;
-  2. commit (under the log's lock, brief): for each cleaned segment whose
-     source is still live, rename the old files to `.deleted`, the `.swap`
-     files to live names, and publish a new segment list snapshot.
+  2. commit (`replace_segments`, see retention.py; under the log's lock,
+     brief): for each cleaned segment whose source is still live, rename
+     the old files to `.deleted`, the `.swap` files to live names, and
+     publish a new segment list snapshot.
 Appends to the active segment continue during phase 1; phase 2 only swaps
-references. A crash mid-swap is finished by PartitionLog on load.
+references. A crash mid-swap is finished on load (log_loader.py).
 
 Offsets are preserved: a rewritten batch keeps its baseOffset and its
 lastOffsetDelta (so producer sequence information survives); gaps are fine.
@@ -29,7 +30,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -41,10 +43,8 @@ from kafkapy.protocol.records import (
     iter_records,
     read_batch_header,
 )
+from kafkapy.storage.config import LogConfig
 from kafkapy.storage.segment import LogSegment
-
-if TYPE_CHECKING:
-    from kafkapy.storage.log import PartitionLog
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +61,26 @@ class CleanResult:
     records_removed: int = 0
     tombstones_removed: int = 0
     aborted: bool = False
+
+
+class CleanableLog(Protocol):
+    """What compaction needs of a partition log (PartitionLog implements it)."""
+
+    @property
+    def directory(self) -> Path: ...
+
+    @property
+    def config(self) -> LogConfig: ...
+
+    @property
+    def segments(self) -> tuple[LogSegment, ...]: ...
+
+    @property
+    def cleaner_offset(self) -> int: ...
+
+    def cleanable_segments(self, now: int) -> list[LogSegment]: ...
+
+    def replace_segments(self, pairs: list[tuple[LogSegment, LogSegment]], *, cleaner_offset: int) -> int: ...
 
 
 def _batch_records(data: bytes) -> list[Record]:
@@ -142,7 +162,7 @@ def clean_segment(
     return cleaned
 
 
-def compact(plog: PartitionLog, now_ms: int) -> CleanResult:
+def compact(plog: CleanableLog, now_ms: int) -> CleanResult:
     """Compact the closed, cleanable segments of `plog` (see module docstring)."""
     result = CleanResult()
     segments = plog.cleanable_segments(now_ms)
@@ -179,7 +199,7 @@ def compact(plog: PartitionLog, now_ms: int) -> CleanResult:
     return result
 
 
-def dirty_ratio(plog: PartitionLog) -> float:
+def dirty_ratio(plog: CleanableLog) -> float:
     """Share of closed-segment bytes written since the last compaction."""
     closed = plog.segments[:-1]
     total = sum(s.size for s in closed)
