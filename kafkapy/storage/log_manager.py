@@ -259,9 +259,12 @@ class LogManager:
                 plog.producer_state.remove_expired(now)
             if run_retention:
                 result.segments_deleted += plog.apply_retention(now)
-                if plog.config.compact and key not in self._compacting:
-                    if dirty_ratio(plog) >= plog.config.min_cleanable_dirty_ratio:
-                        self._start_compaction(key, plog, now, result)
+                if (
+                    plog.config.compact
+                    and key not in self._compacting
+                    and dirty_ratio(plog) >= plog.config.min_cleanable_dirty_ratio
+                ):
+                    self._start_compaction(key, plog, now, result)
             if plog.maybe_flush(now) or plog.flush_rolled_segments():
                 result.flushed += 1
             elif run_checkpoint and self._checkpointed_hw.get(key) != plog.high_watermark:
