@@ -219,7 +219,7 @@ class LocalLog:
         """Drop everything at or after `offset` (< log end offset)."""
         with self.lock:
             view = self.view
-            keep = [s for s in view.segments if s.base_offset < offset] or []
+            keep = [s for s in view.segments if s.base_offset < offset]
             drop = [s for s in view.segments if s.base_offset >= offset]
             if not keep:
                 new = self.new_segment(offset, create=True) if all(s.base_offset != offset for s in drop) else None
@@ -323,7 +323,8 @@ class LocalLog:
             if nxt is not None and nxt <= self.recovery_point:
                 continue
             seg.flush()
-        fsync_dir(self.directory) if self._sync else None
+        if self._sync:
+            fsync_dir(self.directory)
         self.recovery_point = leo
 
     def flush_rolled_segments(self) -> bool:
