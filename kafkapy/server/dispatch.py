@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kafkapy.coordinator import TXN_TOPIC
+from kafkapy.cluster.metadata import BrokerInfo
 from kafkapy.logging import get_logger
 from kafkapy.protocol.api import ApiKey, ApiSpec, api_spec
 from kafkapy.protocol.error_codes import ErrorCode
@@ -51,7 +51,7 @@ from kafkapy.server.handler import Handler, HandlerFn, RequestContext
 from kafkapy.server.handlers import HANDLERS
 from kafkapy.server.handlers.api_versions import unsupported_version_response
 from kafkapy.server.network import CloseConnection, ConnectionContext
-from kafkapy.server.state import BrokerState
+from kafkapy.server.services import BrokerServices, open_single
 
 if TYPE_CHECKING:
     from kafkapy.server.broker import Broker
@@ -104,7 +104,7 @@ def error_response(spec: ApiSpec, version: int, error: ErrorCode, message: str) 
 class Dispatcher:
     """The broker's RequestHandler for the network layer."""
 
-    def __init__(self, state: BrokerState, handlers: tuple[Handler, ...] = HANDLERS) -> None:
+    def __init__(self, state: BrokerServices, handlers: tuple[Handler, ...] = HANDLERS) -> None:
         self.state = state
         self.handlers = handlers
         self.table = build_table(handlers)
@@ -244,11 +244,15 @@ class Dispatcher:
         return encode_response(spec, version, correlation_id, response)
 
 
-def build_handler(broker: Broker) -> Dispatcher:
-    """Open the broker's state (metadata, logs) and return its dispatcher."""
-    state = BrokerState.open(broker)
-    if state.metadata.topic(TXN_TOPIC) is not None:  # else the coordinator is imported on first use
-        from kafkapy.coordinator.transactions import TransactionCoordinator
+async def build_handler(broker: Broker) -> Dispatcher:
+    """Build the broker's services (embedded metadata, or etcd with --metadata) and its dispatcher."""
+    if broker.config.metadata_connect:
+        from kafkapy.server.cluster_node import open_cluster_services
 
-        TransactionCoordinator.of(state)  # finish transactions a crash left half-completed
-    return Dispatcher(state)
+        return Dispatcher(await open_cluster_services(broker))
+    first = broker.advertised[0] if broker.advertised else None
+    me = BrokerInfo(broker.node_id, first.host if first else "127.0.0.1", first.port if first else 9092)
+    services = await open_single(broker.config, me, broker.cluster_id)
+    broker.cluster_id = services.metadata.cluster_id
+    broker.add_shutdown_hook(services.close)
+    return Dispatcher(services)

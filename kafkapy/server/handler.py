@@ -11,7 +11,7 @@ from kafkapy.protocol.messages.request_header import RequestHeader
 from kafkapy.protocol.primitives import Message
 
 if TYPE_CHECKING:
-    from kafkapy.server.state import BrokerState
+    from kafkapy.server.services import BrokerServices
 
 
 @dataclass(slots=True)
@@ -20,7 +20,7 @@ class RequestContext:
 
     header: RequestHeader
     version: int
-    state: BrokerState
+    state: BrokerServices
     conn: Any  # the network layer's ConnectionContext (peer, principal, ...)
 
     @property
