@@ -65,6 +65,7 @@ from kafkapy.client import KafkaClient
 from kafkapy.protocol.frames import decode_response, encode_request
 from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
 from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kafkapy.protocol.messages.produce_response import ProduceResponse
 from kafkapy.protocol.records import build_batch
 
 IDLE_TOPIC = "idle"
@@ -113,7 +114,7 @@ async def _waiters_main(port: int, n: int, max_wait_ms: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
     for p in range(n):  # connect one by one: a burst of 1000 SYNs can overflow the listen backlog
         tasks.append(asyncio.create_task(_one_waiter(port, p, max_wait_ms, started, answers)))
         if p % 50 == 49:
@@ -232,12 +233,9 @@ def produce(port: int, request: bytes, count: int, inflight: int, payload: int, 
                 break
             _, resp = decode_response(0, PRODUCE_VERSION, _recv_frame(sock))
             done += 1
-            errors += sum(
-                1
-                for t in resp.responses  # type: ignore[attr-defined]
-                for p in t.partition_responses
-                if p.error_code != 0
-            )
+            assert isinstance(resp, ProduceResponse)
+            for t in resp.responses:
+                errors += sum(p.error_code != 0 for p in t.partition_responses)
         seconds = time.perf_counter() - t0
     return ProduceResult(done * payload / 1e6, seconds, done, errors, done < count)
 
