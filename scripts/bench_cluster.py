@@ -195,18 +195,18 @@ class KafkaCluster:
             self.workdirs.append(workdir)
             config = self._config(node, voters, controllers[node - 1])
             (workdir / "log4j2.properties").write_text(LOG4J2.format(log=workdir / "server.log"))
-            jvm = ("-Xmx256m", f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}")
+            fmt_jvm = ("-Xmx256m", f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}")
             fmts.append(
                 subprocess.Popen(
-                    java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=jvm),
+                    java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=fmt_jvm),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                 )
             )
         for f in fmts:
-            out, _ = f.communicate(timeout=180)
+            fmt_out, _ = f.communicate(timeout=180)
             if f.returncode != 0:
-                raise RuntimeError("kafka storage format failed:\n" + out.decode(errors="replace")[-3000:])
+                raise RuntimeError("kafka storage format failed:\n" + fmt_out.decode(errors="replace")[-3000:])
         t0 = time.perf_counter()
         for workdir in self.workdirs:
             jvm = (
