@@ -141,13 +141,24 @@ def _read(s: socket.socket, n: int) -> bytes:
     return out
 
 
-def write_config(workdir: Path, port: int, controller_port: int, settings: dict[str, str]) -> Path:
+def write_config(
+    workdir: Path,
+    port: int,
+    controller_port: int,
+    settings: dict[str, str],
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    host: str = "127.0.0.1",
+) -> Path:
+    """server.properties of a combined KRaft broker and controller (a single node unless `voters`
+    names the quorum, as `id@host:port,...`)."""
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@{host}:{controller_port}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",

@@ -154,26 +154,17 @@ class KafkaCluster:
         return ",".join(f"{bb.HOST}:{p}" for p in self.ports)
 
     def _config(self, node: int, voters: str, controller_port: int) -> Path:
-        from interop.apache_kafka import DEFAULT_SETTINGS
+        from interop.apache_kafka import write_config
 
-        workdir = self.workdirs[node - 1]
-        port = self.ports[node - 1]
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": str(node),
-            "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{bb.HOST}:{port},CONTROLLER://{bb.HOST}:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{bb.HOST}:{port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(workdir / "data"),
-            **DEFAULT_SETTINGS,
-            **KAFKA_SETTINGS,
-        }
-        path = workdir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        return path
+        return write_config(
+            self.workdirs[node - 1],
+            self.ports[node - 1],
+            controller_port,
+            KAFKA_SETTINGS,
+            node_id=node,
+            voters=voters,
+            host=bb.HOST,
+        )
 
     def start(self, procs: Procs, timeout: float = 180.0) -> float:
         """Format and start the three nodes; returns seconds until all three are in the cluster's metadata."""
