@@ -195,6 +195,12 @@ async def leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> LeaveGroup
         [(m.member_id, m.group_instance_id) for m in req.members] if v >= 3 else [(req.member_id, None)]
     )
     out = coord.leave(req.group_id, identities)
+    if not isinstance(out, int):
+        # as Kafka: answered once the group's new state is replicated, so a coordinator that dies
+        # right after cannot leave its successor with members that have left
+        err = await coord.written(req.group_id)
+        if err != ErrorCode.NONE:
+            return LeaveGroupResponse(error_code=err)
     if isinstance(out, int):
         if v < 3:
             return LeaveGroupResponse(error_code=out)
