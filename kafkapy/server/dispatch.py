@@ -194,7 +194,13 @@ class Dispatcher:
         return answer
 
     def unserved(
-        self, view: memoryview, api_key: int, version: int, correlation_id: int, handler: Handler | None, conn: Any
+        self,
+        view: memoryview,
+        api_key: int,
+        version: int,
+        correlation_id: int,
+        handler: Handler | None,
+        conn: ConnectionContext,
     ) -> list[Any]:
         """A request outside the table: an error answer or CloseConnection, and a log line either way."""
         peer = conn.connection_id

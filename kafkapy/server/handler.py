@@ -11,6 +11,7 @@ from kafkapy.protocol.messages.request_header import RequestHeader
 from kafkapy.protocol.primitives import Message
 
 if TYPE_CHECKING:
+    from kafkapy.server.network import ConnectionContext
     from kafkapy.server.services import BrokerServices
 
 
@@ -21,7 +22,7 @@ class RequestContext:
     header: RequestHeader
     version: int
     state: BrokerServices
-    conn: Any  # the network layer's ConnectionContext (peer, principal, ...)
+    conn: ConnectionContext | None  # peer, principal, ... (None: a request made in-process, in tests)
 
     @property
     def client_id(self) -> str:

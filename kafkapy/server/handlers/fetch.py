@@ -253,7 +253,7 @@ async def _long_poll(
             pass
         finally:
             waits.unwatch(keys, woken)
-        if ctx.conn is not None and getattr(ctx.conn, "closed", False):
+        if ctx.conn is not None and ctx.conn.closed:
             return datas
 
 

@@ -56,7 +56,8 @@ CONSUMER = "consumer"
 
 
 def client_host(ctx: RequestContext) -> str:
-    return f"/{ctx.conn.peer_host}"  # Kafka shows hosts as InetAddress.toString()
+    host = ctx.conn.peer_host if ctx.conn is not None else "127.0.0.1"
+    return f"/{host}"  # Kafka shows hosts as InetAddress.toString()
 
 
 # ---------------------------------------------------------------- FindCoordinator
