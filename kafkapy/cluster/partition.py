@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
+from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.storage.log import AppendResult, PartitionLog, ReadResult
 
 
@@ -104,7 +105,10 @@ class Partition:
         """acks=all: NONE once the high watermark reaches `end_offset` with the ISR at or above
         min.insync.replicas; else REQUEST_TIMED_OUT, NOT_LEADER_OR_FOLLOWER or
         NOT_ENOUGH_REPLICAS_AFTER_APPEND (as Kafka's error codes)."""
-        return await self.replication.wait_replicated(self.topic, self.index, end_offset, timeout_ms, self.min_isr)
+        min_isr = self.min_isr
+        if self.log.high_watermark >= end_offset:  # already replicated (always, on a single broker)
+            return ErrorCode.NONE if len(self.isr) >= min_isr else ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        return await self.replication.wait_replicated(self.topic, self.index, end_offset, timeout_ms, min_isr)
 
     def delete_records_before(self, offset: int) -> int:
         """Move the log start to `offset` (OffsetOutOfRangeError past the high watermark)."""

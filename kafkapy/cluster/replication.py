@@ -114,6 +114,7 @@ class ReplicaManager:
         self.consumer_waits = PartitionWatchers()
         self.follower_waits = PartitionWatchers()
         self._replicas: dict[tuple[str, int], Replica] = {}
+        self._min_isr: dict[str, tuple[dict[str, str] | None, int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._isr_tasks: set[asyncio.Task[None]] = set()
         self.fetchers: FetcherManager | None = None
@@ -318,15 +319,22 @@ class ReplicaManager:
         return list(info.partitions[index].isr)
 
     def min_isr(self, topic: str) -> int:
-        """min.insync.replicas of a topic: its override, else the broker's."""
+        """min.insync.replicas of a topic: its override, else the broker's (asked on every acks=all
+        produce: kept per topic until the stores hand in a new configs dict)."""
         info = self.metadata.topic(topic)
-        raw = info.configs.get("min.insync.replicas") if info is not None else None
+        configs = info.configs if info is not None else None
+        cached = self._min_isr.get(topic)
+        if cached is not None and cached[0] is configs:
+            return cached[1]
+        value = int(self.config.get("min.insync.replicas") or 1)
+        raw = configs.get("min.insync.replicas") if configs is not None else None
         if raw is not None:
             try:
-                return int(raw)
+                value = int(raw)
             except ValueError:
                 pass
-        return int(self.config.get("min.insync.replicas") or 1)
+        self._min_isr[topic] = (configs, value)
+        return value
 
     # ------------------------------------------------------------ leader side
 
