@@ -101,14 +101,21 @@ class Partition:
             self.check_min_isr()
         return self.log.append(records, leader_epoch=self.leader_epoch)
 
+    def replicated(self, end_offset: int) -> int | None:
+        """acks=all's answer if the high watermark already reached `end_offset` (always so on a single
+        broker), else None: then `wait_replicated`."""
+        if self.log.high_watermark < end_offset:
+            return None
+        return ErrorCode.NONE if len(self.isr) >= self.min_isr else ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+
     async def wait_replicated(self, end_offset: int, timeout_ms: int) -> int:
         """acks=all: NONE once the high watermark reaches `end_offset` with the ISR at or above
         min.insync.replicas; else REQUEST_TIMED_OUT, NOT_LEADER_OR_FOLLOWER or
         NOT_ENOUGH_REPLICAS_AFTER_APPEND (as Kafka's error codes)."""
-        min_isr = self.min_isr
-        if self.log.high_watermark >= end_offset:  # already replicated (always, on a single broker)
-            return ErrorCode.NONE if len(self.isr) >= min_isr else ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        return await self.replication.wait_replicated(self.topic, self.index, end_offset, timeout_ms, min_isr)
+        code = self.replicated(end_offset)
+        if code is not None:
+            return code
+        return await self.replication.wait_replicated(self.topic, self.index, end_offset, timeout_ms, self.min_isr)
 
     def delete_records_before(self, offset: int) -> int:
         """Move the log start to `offset` (OffsetOutOfRangeError past the high watermark)."""

@@ -184,14 +184,18 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
 
 
 async def _await_replication(waits: list[tuple[PartitionProduceResponse, Partition, int]], timeout_ms: int) -> None:
-    """acks=all: wait for the high watermark of every appended partition at once."""
-    if len(waits) == 1:
-        r, partition, end = waits[0]
-        code = await partition.wait_replicated(end, timeout_ms)
-        if code != ErrorCode.NONE:
+    """acks=all: answer the partitions already replicated at once (all of them on a single broker),
+    wait for the others' high watermarks together."""
+    pending: list[tuple[PartitionProduceResponse, Partition, int]] = []
+    for r, partition, end in waits:
+        code = partition.replicated(end)
+        if code is None:
+            pending.append((r, partition, end))
+        elif code != ErrorCode.NONE:
             r.error_code = code
+    if not pending:
         return
-    codes = await asyncio.gather(*(partition.wait_replicated(end, timeout_ms) for _, partition, end in waits))
-    for (r, _, _), code in zip(waits, codes):
+    codes = await asyncio.gather(*(partition.wait_replicated(end, timeout_ms) for _, partition, end in pending))
+    for (r, _, _), code in zip(pending, codes):
         if code != ErrorCode.NONE:
             r.error_code = code
