@@ -119,22 +119,28 @@ def _spec_notes(name: str) -> str:
     return "\n".join((SPEC / f"{name}{kind}.json").read_text() for kind in ("Request", "Response"))
 
 
+# The codes whose adding version Kafka's message specs name in their notes. COORDINATOR_LOAD_IN_PROGRESS
+# for TxnOffsetCommit < 2 (KAFKA-9656) is named by no spec: the table tests above cover it.
+_SPEC_WORDS = {
+    ErrorCode.TRANSACTION_ABORTABLE: "TRANSACTION_ABORTABLE",
+    ErrorCode.PRODUCER_FENCED: "PRODUCER_FENCED",
+    ErrorCode.KAFKA_STORAGE_ERROR: "KAFKA_STORAGE_ERROR",
+    ErrorCode.OFFSET_NOT_AVAILABLE: "OFFSET_NOT_AVAILABLE",
+    ErrorCode.TOPIC_DELETION_DISABLED: "TOPIC_DELETION_DISABLED",
+}
+
+
 @pytest.mark.skipif(not SPEC.is_dir(), reason="Kafka's message definitions are not beside the repository")
-@pytest.mark.parametrize("f", errors.FALLBACKS, ids=lambda f: f"{f.api_key.name}-{f.code.name}")
+@pytest.mark.parametrize(
+    "f",
+    [f for f in errors.FALLBACKS if f.code in _SPEC_WORDS],
+    ids=lambda f: f"{f.api_key.name}-{f.code.name}",
+)
 def test_fallback_version_is_the_one_kafkas_spec_names(f: errors.Fallback) -> None:
     """Where Kafka's message spec says which version adds the code, `since` is that version."""
     name = api_spec(f.api_key).name
     notes = _spec_notes(name)
-    words = {
-        ErrorCode.TRANSACTION_ABORTABLE: "TRANSACTION_ABORTABLE",
-        ErrorCode.PRODUCER_FENCED: "PRODUCER_FENCED",
-        ErrorCode.KAFKA_STORAGE_ERROR: "KAFKA_STORAGE_ERROR",
-        ErrorCode.OFFSET_NOT_AVAILABLE: "OFFSET_NOT_AVAILABLE",
-        ErrorCode.TOPIC_DELETION_DISABLED: "TOPIC_DELETION_DISABLED",
-    }
-    word = words.get(f.code)
-    if word is None:
-        pytest.skip(f"{name}'s spec does not name the version that adds {f.code.name}")
+    word = _SPEC_WORDS[f.code]
     versions = {int(v) for v in re.findall(rf"[Vv]er(?:s|is)ion (\d+)[^\n]*{word}", notes)}
     versions |= {int(v) for v in re.findall(rf"in version (\d+)[^\n]*{word}", notes)}
     assert f.since in versions, f"{name}: spec names {sorted(versions)} for {word}"
