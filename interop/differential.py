@@ -120,6 +120,8 @@ from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
 from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
     UserName as ScramUser,
 )
+from kafkapy.protocol.messages.elect_leaders_request import ElectLeadersRequest
+from kafkapy.protocol.messages.elect_leaders_request import TopicPartitions as ElectTopicPartitions
 from kafkapy.protocol.messages.end_txn_request import EndTxnRequest
 from kafkapy.protocol.messages.fetch_request import (
     FetchPartition,
@@ -1768,6 +1770,18 @@ def _every_version(name: str, build: Callable[[], Message], lo: int, hi: int) ->
     return [Step(f"{name}_v{v}", build, v) for v in range(lo, hi + 1)]
 
 
+def _elect(
+    election_type: int, partitions: list[tuple[str, list[int]]] | None, timeout_ms: int
+) -> Callable[[], Message]:
+    return lambda: ElectLeadersRequest(
+        election_type=election_type,
+        topic_partitions=None
+        if partitions is None
+        else [ElectTopicPartitions(topic=name, partitions=indexes) for name, indexes in partitions],
+        timeout_ms=timeout_ms,
+    )
+
+
 def _quotas(*components: tuple[str, int, str | None]) -> Callable[[], Message]:
     return lambda: DescribeClientQuotasRequest(
         components=[QuotaComponent(entity_type=t, match_type=m, match=x) for t, m, x in components], strict=False
@@ -1819,6 +1833,12 @@ BAD_INPUT_SCRIPT: list[Step] = [
     # response has a top-level error code and closes the connection otherwise
     *_every_version("alter_replica_log_dirs", _default(34), 1, 2),
     *_every_version("elect_leaders", _default(43), 0, 2),
+    # a timeout of 0 or less: Kafka's controller answers REQUEST_TIMED_OUT before it looks at the request
+    *_every_version("elect_leaders_timeout_0", _elect(0, [(KNOWN, [1, 0]), (MISSING, [0]), (KNOWN, [0])], 0), 0, 2),
+    Step("elect_leaders_timeout_negative_unclean_v1", _elect(1, [(KNOWN, [0])], -1), 1),
+    Step("elect_leaders_timeout_0_bad_type_v2", _elect(7, [(KNOWN, [0])], 0), 2),
+    *_every_version("elect_leaders_timeout_0_all", _elect(0, None, 0), 0, 2),
+    Step("elect_leaders_timeout_0_empty_v2", _elect(0, [], 0), 2),
     Step("alter_partition_reassignments_v0", _default(45), 0),
     *_every_version("alter_client_quotas", _default(49), 0, 1),
     Step("alter_user_scram_credentials_v0", _default(51), 0),

@@ -8,6 +8,8 @@ Kafka tools show it, partitions that needed no election are left out.
 In a cluster each election is a compare-and-swap on the partition's state
 in etcd (`kafkapy.cluster.reassignment.elect`); a single broker is its own
 preferred leader, so nothing ever needs electing there.
+A timeout of 0 or less times out before any election, as in Kafka 4.3.1
+(whose controller checks the deadline first), unless no partition is named.
 """
 
 from __future__ import annotations
@@ -29,7 +31,25 @@ async def _one(ctx: RequestContext, topic: str, index: int, election_type: int) 
     return await ctx.state.metadata.elect_leader(topic, index, election_type)
 
 
+def _timed_out(req: ElectLeadersRequest) -> ElectLeadersResponse:
+    """Kafka's answer to a timeout of 0 or less: REQUEST_TIMED_OUT at the top and for every
+    partition as the request lists it (topics unmerged, duplicates kept); none for a null list."""
+    results = [
+        ReplicaElectionResult(
+            topic=tp.topic,
+            partition_result=[
+                PartitionResult(partition_id=index, error_code=ErrorCode.REQUEST_TIMED_OUT, error_message=None)
+                for index in tp.partitions
+            ],
+        )
+        for tp in req.topic_partitions or []
+    ]
+    return ElectLeadersResponse(error_code=ErrorCode.REQUEST_TIMED_OUT, replica_election_results=results)
+
+
 async def handle(ctx: RequestContext, req: ElectLeadersRequest) -> ElectLeadersResponse:
+    if req.timeout_ms <= 0 and req.topic_partitions != []:
+        return _timed_out(req)
     election_type = req.election_type if ctx.version >= 1 else PREFERRED
     everything = req.topic_partitions is None
     if everything:
