@@ -276,7 +276,7 @@ class ConsumerGroup:
             if member.subscribed_topic_regex not in self._regex:
                 rx = self._regex[member.subscribed_topic_regex] = _compile(member.subscribed_topic_regex)
             if rx is not None:
-                names |= {n for n in topics.by_name if not n.startswith("__") and rx.fullmatch(n)}
+                names |= {n for n in topics.by_name if rx.fullmatch(n)}  # internal topics too, as in Kafka
         return names
 
     def subscribed_topics(self, topics: TopicImage) -> set[str]:

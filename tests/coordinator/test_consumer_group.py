@@ -311,6 +311,17 @@ def test_regex_subscription() -> None:
     assert join(g, "b", None, regex="(").error == E.INVALID_REQUEST
 
 
+def test_regex_subscription_matches_internal_topics() -> None:
+    # Kafka 4.3.1 matches a regex against every topic, internal ones too (checked on the reference broker)
+    offsets = TopicMeta("__consumer_offsets", UUID(int=50), 2)
+    dunder = TopicMeta("__user", UUID(int=51), 1)
+    img = image(T1, offsets, dunder)
+    r = join(make(), "a", None, regex="__consumer_offsets", img=img)
+    assert parts(r, offsets) == {0, 1} and parts(r, T1) == set() and parts(r, dunder) == set()
+    r = join(make(), "a", None, regex=".*", img=img)
+    assert parts(r, offsets) == {0, 1} and parts(r, dunder) == {0} and parts(r, T1) == set(range(6))
+
+
 # ---------------------------------------------------------------- offsets, deletion
 
 
