@@ -152,6 +152,22 @@ def test_api_versions_ranges(answers: dict[str, Any], step: str) -> None:
     assert not above, f"kafkapy advertises versions above Kafka's maximum: {above}"
 
 
+def test_compatibility_doc_lists_every_lower_maximum() -> None:
+    """docs/compatibility.md's table of maximum versions below Kafka's has a row for
+    every API whose served maximum is below the recorded Kafka's, with both ranges."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "compatibility.md").read_text()
+    table = doc.split("versions below Kafka's, where kafkapy's generated codec or handlers stop:", 1)[1]
+    rows = re.findall(r"^\| [A-Za-z]+ \((\d+)\) \| v(\d+)-(\d+) \| v(\d+)-(\d+) \|$", table.split("\n\n")[1], re.M)
+    listed = {int(key): ((int(a), int(b)), (int(c), int(d))) for key, a, b, c, d in rows}
+    kafka = api_ranges(load_golden()["responses"]["api_versions_v3"])
+    expected = {
+        int(h.api_key): (kafka[int(h.api_key)], (h.min_version, h.max_version))
+        for h in HANDLERS
+        if int(h.api_key) in kafka and h.max_version < kafka[int(h.api_key)][1]
+    }
+    assert listed == expected
+
+
 def _api_of(step: Step) -> int:
     """The API a step sends (builds that need earlier answers get stand-ins)."""
     saved = dict(CTX)
