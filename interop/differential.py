@@ -1869,6 +1869,63 @@ BAD_INPUT_SCRIPT: list[Step] = [
 SCRIPT += BAD_INPUT_SCRIPT
 
 
+# Produce error codes as Kafka chooses them (issue 14), on a topic of its own with a small
+# max.message.bytes; last in the script so no earlier answer sees the topic or its records
+LIMITS = "diff-produce-limits"
+LIMIT_BYTES = 200
+
+
+def _recent(n: int, pad: int = 1) -> bytes:
+    """``n`` records stamped now: T0's old timestamps would let time retention move the log start offset."""
+    now = int(time.time() * 1000)
+    return bytes(records.build_batch([(b"k", b"v" * pad, [], now + i) for i in range(n)]))
+
+
+def _with_count(n: int, count: int) -> bytes:
+    """A batch of ``n`` records whose header claims ``count`` (lastOffsetDelta stays n - 1); CRC fixed."""
+    b = bytearray(_recent(n))
+    struct.pack_into(">i", b, records.RECORDS_COUNT_OFFSET, count)
+    struct.pack_into(">I", b, records.CRC_OFFSET, records.compute_crc(b, 0, len(b)))
+    return bytes(b)
+
+
+def _batch_of_size(size: int) -> bytes:
+    """One record, padded so the whole batch (12-byte log overhead included) is ``size`` bytes."""
+    for pad in range(size):
+        b = _recent(1, pad)
+        if len(b) == size:
+            return b
+    raise ValueError(f"no one-record batch of {size} bytes")
+
+
+def _transactional_batch() -> bytes:
+    return bytes(
+        records.build_batch(
+            [(b"k", b"v", [], int(time.time() * 1000))],
+            producer_id=4242,
+            producer_epoch=0,
+            base_sequence=0,
+            is_transactional=True,
+        )
+    )
+
+
+def _zstd_batch() -> bytes:
+    return bytes(records.build_batch([(b"k", b"v" * 50, [], int(time.time() * 1000))], compression=4))
+
+
+PRODUCE_ERRORS_SCRIPT: list[Step] = [
+    Step("create_produce_limits", lambda: create(topic(LIMITS, max_message_bytes=str(LIMIT_BYTES))), 4),
+    # records count against lastOffsetDelta + 1: INVALID_RECORD (LogValidator), not CORRUPT_MESSAGE
+    Step("produce_count_below_last_offset_delta", lambda: produce(LIMITS, 0, _with_count(3, 2)), 9),
+    Step("produce_count_above_last_offset_delta", lambda: produce(LIMITS, 0, _with_count(2, 3)), 9),
+    Step("produce_count_zero", lambda: produce(LIMITS, 0, _with_count(1, 0)), 9),
+    Step("produce_count_negative", lambda: produce(LIMITS, 0, _with_count(1, -1)), 9),
+]
+
+SCRIPT += PRODUCE_ERRORS_SCRIPT
+
+
 RETRIABLE = {
     14,
     15,

@@ -32,6 +32,11 @@ class CorruptRecordError(DecodeError):
     """A record batch or message set that fails its CRC or structure checks."""
 
 
+class InvalidRecordError(CorruptRecordError):
+    """A batch intact by its CRC whose fields disagree (records count against lastOffsetDelta):
+    Kafka's INVALID_RECORD where CORRUPT_MESSAGE is for broken bytes."""
+
+
 class UnsupportedCompressionError(DecodeError):
     """A compression codec id kafkapy does not know."""
 

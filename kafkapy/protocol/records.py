@@ -28,6 +28,7 @@ from kafkapy.protocol import compression as _codecs
 from kafkapy.protocol.errors import (
     CorruptRecordError,
     EncodeError,
+    InvalidRecordError,
     RecordTooLargeError,
 )
 
@@ -195,10 +196,10 @@ def validate_batch(buf: Buffer, pos: int = 0, max_size: int | None = None) -> Ba
         raise RecordTooLargeError(f"record batch of {size} bytes exceeds the limit of {max_size}")
     if size > len(buf) - pos:
         raise CorruptRecordError(f"record batch of {size} bytes truncated to {len(buf) - pos}")
-    if header.records_count < 0:
-        raise CorruptRecordError(f"negative records count {header.records_count}")
     if compute_crc(buf, pos, size) != header.crc:
         raise CorruptRecordError("record batch CRC mismatch")
+    if header.records_count < 0:
+        raise InvalidRecordError(f"negative records count {header.records_count}")
     return header
 
 
@@ -269,7 +270,7 @@ def validate_records(
             raise CorruptRecordError(f"{end - pos} trailing bytes after the last batch")
         header = validate_batch(buf, pos, max_batch_bytes)
         if strict_offsets and (header.records_count == 0 or header.records_count != header.last_offset_delta + 1):
-            raise CorruptRecordError(
+            raise InvalidRecordError(
                 f"batch at {pos}: records count {header.records_count} does not match "
                 f"last offset delta {header.last_offset_delta}"
             )

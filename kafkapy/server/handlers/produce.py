@@ -31,7 +31,7 @@ from kafkapy.cluster.partition import NotEnoughReplicasError, Partition
 from kafkapy.logging import get_logger
 from kafkapy.protocol import legacy, records
 from kafkapy.protocol.error_codes import ErrorCode
-from kafkapy.protocol.errors import CorruptRecordError, DecodeError, RecordTooLargeError
+from kafkapy.protocol.errors import CorruptRecordError, DecodeError, InvalidRecordError, RecordTooLargeError
 from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
 from kafkapy.protocol.messages.produce_response import (
     PartitionProduceResponse,
@@ -65,6 +65,15 @@ def _writable(data: memoryview) -> bytearray | memoryview:
     return data if not data.readonly else bytearray(data)
 
 
+def _rejected(
+    resp: PartitionProduceResponse, code: ErrorCode, topic: str, client_id: str, reason: str
+) -> tuple[PartitionProduceResponse, None, int]:
+    """Answer ``code`` for the partition (no error message: Kafka sends none) and log why."""
+    resp.error_code = code
+    log.info("produce rejected", topic=topic, partition=resp.index, client_id=client_id, error=code.name, reason=reason)
+    return resp, None, -1
+
+
 def append_partition(
     state: BrokerServices,
     topic: str,
@@ -72,6 +81,7 @@ def append_partition(
     version: int,
     transactional_id: str | None = None,
     acks: int = 1,
+    client_id: str = "",
 ) -> tuple[PartitionProduceResponse, Partition | None, int]:
     """Validate and append one partition's records: (response, partition, end offset) where the
     partition is None when nothing was appended."""
@@ -105,6 +115,10 @@ def append_partition(
         else:
             buf = _writable(data)
         headers = records.validate_records(buf, cfg.max_message_bytes + records.LOG_OVERHEAD)
+    except InvalidRecordError as e:
+        # intact bytes, inconsistent fields: Kafka's LogValidator answers with the log start offset
+        resp.log_start_offset = partition.log_start_offset
+        return _rejected(resp, ErrorCode.INVALID_RECORD, topic, client_id, str(e))
     except RecordTooLargeError as e:
         resp.error_code = ErrorCode.MESSAGE_TOO_LARGE
         resp.error_message = str(e)
@@ -170,7 +184,7 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
                 parts.append(PartitionProduceResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS))
                 continue
             r, partition, end = append_partition(
-                state, t.name, p, ctx.version, req.transactional_id if ctx.version >= 3 else None, acks
+                state, t.name, p, ctx.version, req.transactional_id if ctx.version >= 3 else None, acks, ctx.client_id
             )
             parts.append(r)
             if partition is not None and acks == -1:
