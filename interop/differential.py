@@ -1921,6 +1921,10 @@ PRODUCE_ERRORS_SCRIPT: list[Step] = [
     Step("produce_count_above_last_offset_delta", lambda: produce(LIMITS, 0, _with_count(2, 3)), 9),
     Step("produce_count_zero", lambda: produce(LIMITS, 0, _with_count(1, 0)), 9),
     Step("produce_count_negative", lambda: produce(LIMITS, 0, _with_count(1, -1)), 9),
+    # max.message.bytes bounds the whole batch, log overhead included
+    Step("produce_at_max_message_bytes", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES)), 9),
+    Step("produce_above_max_message_bytes", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES + 1)), 9),
+    Step("produce_above_max_message_bytes_by_12", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES + 12)), 9),
 ]
 
 SCRIPT += PRODUCE_ERRORS_SCRIPT

@@ -114,15 +114,14 @@ def append_partition(
             )
         else:
             buf = _writable(data)
-        headers = records.validate_records(buf, cfg.max_message_bytes + records.LOG_OVERHEAD)
+        # max.message.bytes bounds each batch's whole size, its 12-byte log overhead included (as Kafka)
+        headers = records.validate_records(buf, cfg.max_message_bytes)
     except InvalidRecordError as e:
         # intact bytes, inconsistent fields: Kafka's LogValidator answers with the log start offset
         resp.log_start_offset = partition.log_start_offset
         return _rejected(resp, ErrorCode.INVALID_RECORD, topic, client_id, str(e))
     except RecordTooLargeError as e:
-        resp.error_code = ErrorCode.MESSAGE_TOO_LARGE
-        resp.error_message = str(e)
-        return resp, None, -1
+        return _rejected(resp, ErrorCode.MESSAGE_TOO_LARGE, topic, client_id, str(e))
     except (CorruptRecordError, DecodeError) as e:
         resp.error_code = ErrorCode.CORRUPT_MESSAGE
         resp.error_message = str(e)
