@@ -1925,6 +1925,9 @@ PRODUCE_ERRORS_SCRIPT: list[Step] = [
     Step("produce_at_max_message_bytes", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES)), 9),
     Step("produce_above_max_message_bytes", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES + 1)), 9),
     Step("produce_above_max_message_bytes_by_12", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES + 12)), 9),
+    # zstd needs Produce v7 (KIP-110)
+    *_every_version("produce_zstd", lambda: produce(LIMITS, 0, _zstd_batch()), 3, 8),
+    Step("produce_limits_list_offsets", lambda: list_offsets(LIMITS, [0], -1), 1),
 ]
 
 SCRIPT += PRODUCE_ERRORS_SCRIPT

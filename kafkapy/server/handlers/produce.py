@@ -29,7 +29,7 @@ import asyncio
 from kafkapy.clock import now_ms
 from kafkapy.cluster.partition import NotEnoughReplicasError, Partition
 from kafkapy.logging import get_logger
-from kafkapy.protocol import legacy, records
+from kafkapy.protocol import compression, legacy, records
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import CorruptRecordError, DecodeError, InvalidRecordError, RecordTooLargeError
 from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
@@ -74,6 +74,13 @@ def _rejected(
     return resp, None, -1
 
 
+def _first_batch_codec(data: bytes | bytearray | memoryview) -> int:
+    """The compression codec in the first v2 batch's attributes (none for other magics)."""
+    if len(data) > records.ATTRIBUTES_OFFSET + 1 and data[records.MAGIC_OFFSET] == records.MAGIC_V2:
+        return data[records.ATTRIBUTES_OFFSET + 1] & records.COMPRESSION_MASK
+    return compression.NONE
+
+
 def append_partition(
     state: BrokerServices,
     topic: str,
@@ -102,6 +109,9 @@ def append_partition(
         resp.error_code = ErrorCode.INVALID_RECORD
         resp.error_message = "Produce request has no records"
         return resp, None, -1
+    if version < 7 and _first_batch_codec(data) == compression.ZSTD:
+        # zstd came with Produce v7 (KIP-110); Kafka checks the first batch before its size and CRC
+        return _rejected(resp, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, topic, client_id, "zstd before Produce v7")
     cfg = partition.log.config
     now = now_ms()
     try:
