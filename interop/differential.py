@@ -1910,6 +1910,18 @@ def _transactional_batch() -> bytes:
     )
 
 
+def _control_batch() -> bytes:
+    return bytes(
+        records.build_control_batch(
+            records.ControlRecordType.COMMIT,
+            producer_id=4242,
+            producer_epoch=1,
+            coordinator_epoch=0,
+            timestamp=int(time.time() * 1000),
+        )
+    )
+
+
 def _zstd_batch() -> bytes:
     return bytes(records.build_batch([(b"k", b"v" * 50, [], int(time.time() * 1000))], compression=4))
 
@@ -1925,6 +1937,10 @@ PRODUCE_ERRORS_SCRIPT: list[Step] = [
     Step("produce_at_max_message_bytes", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES)), 9),
     Step("produce_above_max_message_bytes", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES + 1)), 9),
     Step("produce_above_max_message_bytes_by_12", lambda: produce(LIMITS, 0, _batch_of_size(LIMIT_BYTES + 12)), 9),
+    # a transactional batch in a request without a transactional id: the whole request is refused
+    *_every_version("produce_transactional_no_id", lambda: produce(LIMITS, 0, _transactional_batch()), 3, 11),
+    # a control batch is transactional too: the same answer, before Kafka looks for control batches
+    Step("produce_control_no_transactional_id", lambda: produce(LIMITS, 0, _control_batch()), 9),
     # zstd needs Produce v7 (KIP-110)
     *_every_version("produce_zstd", lambda: produce(LIMITS, 0, _zstd_batch()), 3, 8),
     Step("produce_limits_list_offsets", lambda: list_offsets(LIMITS, [0], -1), 1),

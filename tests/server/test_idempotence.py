@@ -110,7 +110,8 @@ def test_retry_gap_and_stale_epoch(kafka_broker: BrokerProcess) -> None:
         tx = records.build_batch(
             [(None, b"x", [], None)], producer_id=pid, producer_epoch=1, base_sequence=2, is_transactional=True
         )
-        assert produce(c, "idem", tx)[0] == ErrorCode.INVALID_TXN_STATE
+        # no transactional id in the request: Kafka 4.3.1 answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        assert produce(c, "idem", tx)[0] == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         ctl = records.build_control_batch(
             records.ControlRecordType.COMMIT,
             producer_id=pid,
@@ -118,7 +119,7 @@ def test_retry_gap_and_stale_epoch(kafka_broker: BrokerProcess) -> None:
             coordinator_epoch=0,
             timestamp=int(time.time() * 1000),
         )
-        assert produce(c, "idem", ctl)[0] == ErrorCode.INVALID_RECORD
+        assert produce(c, "idem", ctl)[0] == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         assert len(values(c, "idem")) == 8
 
 

@@ -181,9 +181,40 @@ def append_partition(
     return resp, partition, result.last_offset + 1
 
 
+def _first_batch_transactional(data: bytes | bytearray | memoryview | None) -> bool:
+    """The transactional bit of the first v2 batch's attributes (Kafka looks at the first batch)."""
+    return (
+        data is not None
+        and len(data) > records.ATTRIBUTES_OFFSET + 1
+        and data[records.MAGIC_OFFSET] == records.MAGIC_V2
+        and bool(data[records.ATTRIBUTES_OFFSET + 1] & records.TRANSACTIONAL_MASK)
+    )
+
+
+def _refuse_all(ctx: RequestContext, req: ProduceRequest, code: ErrorCode, reason: str) -> ProduceResponse | None:
+    """Every partition of the request answers ``code``; nothing is appended."""
+    out = []
+    for t in req.topic_data:
+        parts = []
+        for p in t.partition_data:
+            resp = PartitionProduceResponse(index=p.index, base_offset=-1)
+            parts.append(_rejected(resp, code, t.name, ctx.client_id, reason)[0])
+        out.append(TopicProduceResponse(name=t.name, partition_responses=parts))
+    return ProduceResponse(responses=out) if req.acks != 0 else None
+
+
 async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | None:
     state = ctx.state
     acks = req.acks
+    if (
+        ctx.version >= 3
+        and req.transactional_id is None
+        and any(_first_batch_transactional(p.records) for t in req.topic_data for p in t.partition_data)
+    ):
+        # Kafka refuses the whole request, as it does a transactional id the client may not use
+        return _refuse_all(
+            ctx, req, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional batch without a transactional id"
+        )
     out: list[TopicProduceResponse] = []
     waits: list[tuple[PartitionProduceResponse, Partition, int]] = []
     for t in req.topic_data:
