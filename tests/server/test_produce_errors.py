@@ -12,6 +12,14 @@ from kafkapy.protocol.messages.produce_request import PartitionProduceData, Prod
 from tests.server.rawclient import RawClient
 
 
+def _create(c: RawClient, name: str, partitions: int) -> None:
+    create = CreateTopicsRequest(
+        topics=[CreatableTopic(name=name, num_partitions=partitions, replication_factor=1, configs=[])],
+        timeout_ms=5000,
+    )
+    assert c.request(create, 7).topics[0].error_code == 0
+
+
 def _batch(transactional: bool) -> bytes:
     now = int(time.time() * 1000)
     if transactional:
@@ -27,11 +35,7 @@ def test_transactional_batch_without_transactional_id_refuses_the_whole_request(
     """Kafka 4.3.1 answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition of the request
     (the plain batch too) and appends nothing (observed on the reference broker, Produce v9)."""
     with RawClient(kafka_broker.bootstrap) as c:
-        create = CreateTopicsRequest(
-            topics=[CreatableTopic(name="txn-no-id", num_partitions=2, replication_factor=1, configs=[])],
-            timeout_ms=5000,
-        )
-        assert c.request(create, 7).topics[0].error_code == 0
+        _create(c, "txn-no-id", 2)
         req = ProduceRequest(
             acks=-1,
             timeout_ms=5000,
@@ -63,3 +67,20 @@ def test_transactional_batch_without_transactional_id_refuses_the_whole_request(
             ],
         )
         assert [p.offset for p in c.request(latest, 1).topics[0].partitions] == [0, 0]
+
+
+def test_zstd_before_produce_v7_is_unsupported(kafka_broker) -> None:
+    """zstd through Produce v0-6: UNSUPPORTED_COMPRESSION_TYPE (KIP-110). Kafka 4.3.1's answers for v3-6
+    are in the differential harness, which cannot check v0-2: Kafka 4 closes the connection there."""
+    batch = bytes(records.build_batch([(b"k", b"v" * 50, [], int(time.time() * 1000))], compression=4))
+    with RawClient(kafka_broker.bootstrap) as c:
+        _create(c, "zstd-old", 1)
+        req = ProduceRequest(
+            acks=-1,
+            timeout_ms=5000,
+            topic_data=[
+                TopicProduceData(name="zstd-old", partition_data=[PartitionProduceData(index=0, records=batch)])
+            ],
+        )
+        codes = [c.request(req, v).responses[0].partition_responses[0].error_code for v in range(8)]
+        assert codes == [ErrorCode.UNSUPPORTED_COMPRESSION_TYPE] * 7 + [ErrorCode.NONE]
