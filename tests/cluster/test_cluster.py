@@ -33,8 +33,9 @@ FAST = {
 _ADMINS: dict[str, AdminClient] = {}
 
 
-def admin(cluster: LocalCluster) -> AdminClient:
-    key = str(cluster.root)
+def admin(cluster: LocalCluster, name: str = "") -> AdminClient:
+    """The cluster's admin client (another one, kept as long, for each `name`)."""
+    key = f"{cluster.root}{name}"
     if key not in _ADMINS:
         bootstrap = ",".join(b.bootstrap for b in cluster.brokers.values())
         _ADMINS[key] = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
@@ -309,9 +310,16 @@ def test_consumer_group_commits_survive_coordinator_failover(cluster: LocalClust
     desc = admin(cluster).describe_consumer_groups(["g1"])["g1"].result(15)
     coordinator = desc.coordinator.id
     cluster.brokers[coordinator].kill()
+    # The shared admin client remembers the dead coordinator (librdkafka's coordinator cache): ask
+    # through a new client once the killed broker leads no __consumer_offsets partition.
+    assert wait_until(
+        lambda: all(p.leader != coordinator for p in partitions(cluster, "__consumer_offsets").values()),
+        timeout=30,
+        what="__consumer_offsets leaders moved off the killed broker",
+    )
 
     def committed() -> list[int]:
-        a = admin(cluster)
+        a = admin(cluster, "after the coordinator failover")
         res = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions("g1")])["g1"].result(10)
         return sorted(tp.offset for tp in res.topic_partitions or [] if tp.offset >= 0)
 
@@ -325,5 +333,5 @@ def test_consumer_group_commits_survive_coordinator_failover(cluster: LocalClust
     ]
     c.close()
     # DeleteGroups on the new coordinator: answered once the tombstones are replicated.
-    admin(cluster).delete_consumer_groups(["g1"])["g1"].result(15)
+    admin(cluster, "after the coordinator failover").delete_consumer_groups(["g1"])["g1"].result(15)
     assert committed() == []
