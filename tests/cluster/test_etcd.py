@@ -306,6 +306,7 @@ def test_lease_on_lost_when_etcd_unresponsive(tmp_path: Path) -> None:
             lease = await Lease.grant(c, 2, on_lost=lambda: lost.append(time.monotonic()))
             await c.put(b"/lease/d", b"x", lease=lease.id)
             os.kill(server.pid, signal.SIGSTOP)
+            await asyncio.sleep(0.1)  # SIGSTOP reaches etcd's threads asynchronously: let them all stop
             t0 = time.monotonic()
             try:
                 with pytest.raises(EtcdUnavailable):  # a call is bounded by the client timeout
