@@ -29,6 +29,7 @@ from kafkapy.cluster.metadata import BrokerInfo, Changes, PartitionInfo, TopicIn
 from kafkapy.cluster.replication import ReplicaManager
 from kafkapy.cluster.view import MetadataStore
 from kafkapy.config import BrokerConfig, describe_topic_config
+from kafkapy.coordinator import OFFSETS_TOPIC, TXN_TOPIC
 from kafkapy.logging import get_logger
 from kafkapy.server.fetch_sessions import FetchSessionCache
 from kafkapy.storage.config import LogConfig
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from kafkapy.coordinator.transactions import TransactionCoordinator
 
 log = get_logger(__name__)
-
-OFFSETS_TOPIC = "__consumer_offsets"
-TXN_TOPIC = "__transaction_state"
 
 
 @dataclass(slots=True)
