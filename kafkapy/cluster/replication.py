@@ -129,8 +129,6 @@ class ReplicaManager:
         """The local log of a partition, whatever this broker's role in it."""
         return self.logs.get(topic, index)
 
-    local_log = partition_log
-
     async def start(self, *, replicating: bool = True) -> None:
         """Start ISR maintenance and, when other brokers may hold replicas, the replica fetchers."""
         if not replicating:

@@ -167,7 +167,7 @@ class GroupCoordinator(Placement):
         self._loading = True
         count = 0
         try:
-            plog = self.replicas.local_log(OFFSETS_TOPIC, p)
+            plog = self.replicas.partition_log(OFFSETS_TOPIC, p)
             if plog is None:
                 return 0
             for header, rec in replay_records(plog):

@@ -178,7 +178,7 @@ class TransactionCoordinator(Placement):
         self._loading = True
         count = 0
         try:
-            plog = self.replicas.local_log(TXN_TOPIC, p)
+            plog = self.replicas.partition_log(TXN_TOPIC, p)
             if plog is None:
                 return 0
             for header, rec in replay_records(plog):

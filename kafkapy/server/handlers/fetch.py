@@ -178,7 +178,7 @@ def _follower_fetch(
     replicas = state.replicas
     before: list[tuple[int, int]] = []
     for w in wanted:
-        plog = replicas.local_log(w.topic, w.partition) if w.topic is not None else None
+        plog = replicas.partition_log(w.topic, w.partition) if w.topic is not None else None
         before.append((plog.high_watermark, plog.log_start_offset) if plog is not None else (-1, -1))
         if w.topic is not None:
             w.error = replicas.on_follower_fetch(

@@ -33,7 +33,7 @@ def _one(state: BrokerServices, topic: str, p: OffsetForLeaderPartition, replica
     if not isinstance(partition, int):
         r.leader_epoch, r.end_offset = partition.end_offset_for_epoch(p.leader_epoch)
         return r
-    plog = state.replicas.local_log(topic, p.partition) if replica_id == DEBUG_REPLICA else None
+    plog = state.replicas.partition_log(topic, p.partition) if replica_id == DEBUG_REPLICA else None
     if plog is None:
         r.error_code = partition
         return r

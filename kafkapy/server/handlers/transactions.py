@@ -347,7 +347,7 @@ async def describe_producers(ctx: RequestContext, req: DescribeProducersRequest)
     for t in req.topics:
         parts = []
         for p in t.partition_indexes:
-            plog = state.replicas.local_log(t.name, p) if _partition_exists(state, t.name, p) else None
+            plog = state.replicas.partition_log(t.name, p) if _partition_exists(state, t.name, p) else None
             if plog is None:
                 parts.append(
                     PartitionResponse(
