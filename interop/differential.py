@@ -292,6 +292,7 @@ SET_OR_NOT = {
     "finalized_features_epoch",
     "client_instance_id",  # GetTelemetrySubscriptions: random per answer
     "subscription_id",
+    "batch_index_error_message",  # Produce record_errors: hold timestamps and offsets of the run
 }
 SIZES = {"partition_size", "total_bytes", "usable_bytes"}  # kept as ">0", 0 or -1
 
@@ -384,6 +385,10 @@ class Step:
     answer_version: int | None = None
     # remember parts of the raw answer in CTX for later steps (member ids, generations, producer ids)
     save: Callable[[Any], None] | None = None
+    # add what this gives for the raw answer under "inspected" (e.g. the batches a Fetch returned)
+    inspect: Callable[[Any], Any] | None = None
+    # more error codes to retry on (NOT_LEADER_OR_FOLLOWER while a new topic's leaders are elected)
+    retriable: frozenset[int] = frozenset()
 
 
 def _batch(n: int, start: int = 0) -> bytes:
@@ -1949,6 +1954,12 @@ PRODUCE_ERRORS_SCRIPT: list[Step] = [
 SCRIPT += PRODUCE_ERRORS_SCRIPT
 
 
+# record validation (issue 14): interop/diff_records.py
+from interop.diff_records import STEPS as RECORD_STEPS
+
+SCRIPT += RECORD_STEPS
+
+
 RETRIABLE = {
     14,
     15,
@@ -2007,7 +2018,7 @@ def run_script(bootstrap: str, steps: list[Step] | None = None) -> dict[str, Any
                     break
                 conn.sock.settimeout(15.0)
                 data = normalise(to_data(resp))
-                if _codes(data) & RETRIABLE and attempt < 39:
+                if _codes(data) & (RETRIABLE | step.retriable) and attempt < 39:
                     if os.environ.get("DIFFERENTIAL_DEBUG"):
                         print(
                             f"retry {step.name}: {sorted(_codes(data))}",
@@ -2018,6 +2029,8 @@ def run_script(bootstrap: str, steps: list[Step] | None = None) -> dict[str, Any
                 if step.save:
                     step.save(resp)
                 answers[step.name] = step.post(data) if step.post else data
+                if step.inspect:
+                    answers[step.name]["inspected"] = to_data(step.inspect(resp))
                 break
             if step.name.startswith(("create_", "delete_topics")):
                 time.sleep(0.05)  # Kafka creates asynchronously; let metadata catch up

@@ -34,6 +34,7 @@ from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import CorruptRecordError, DecodeError, InvalidRecordError, RecordTooLargeError
 from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
 from kafkapy.protocol.messages.produce_response import (
+    BatchIndexAndErrorMessage,
     PartitionProduceResponse,
     ProduceResponse,
     TopicProduceResponse,
@@ -41,6 +42,7 @@ from kafkapy.protocol.messages.produce_response import (
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import StorageError
+from kafkapy.storage.log_validator import BatchRejected, Policy, validate_for_append
 from kafkapy.storage.producer_state import (
     InvalidProducerEpochError,
     InvalidSequenceError,
@@ -66,11 +68,13 @@ def _writable(data: memoryview) -> bytearray | memoryview:
 
 
 def _rejected(
-    resp: PartitionProduceResponse, code: ErrorCode, topic: str, client_id: str, reason: str
+    resp: PartitionProduceResponse, code: ErrorCode, topic: str, client_id: str, reason: str, level: str = "info"
 ) -> tuple[PartitionProduceResponse, None, int]:
-    """Answer ``code`` for the partition (no error message: Kafka sends none) and log why."""
+    """Answer ``code`` for the partition and log why, once: at error level where Kafka's
+    ReplicaManager logs the failure (validation errors), else at info (Kafka logs nothing)."""
     resp.error_code = code
-    log.info("produce rejected", topic=topic, partition=resp.index, client_id=client_id, error=code.name, reason=reason)
+    emit = log.error if level == "error" else log.info
+    emit("produce rejected", topic=topic, partition=resp.index, client_id=client_id, error=code.name, reason=reason)
     return resp, None, -1
 
 
@@ -101,14 +105,12 @@ def append_partition(
         try:
             partition.check_min_isr()
         except NotEnoughReplicasError as e:
-            resp.error_code = ErrorCode.NOT_ENOUGH_REPLICAS
             resp.error_message = str(e)
-            return resp, None, -1
+            return _rejected(resp, ErrorCode.NOT_ENOUGH_REPLICAS, topic, client_id, str(e))
     data = part.records
     if data is None or len(data) == 0:
-        resp.error_code = ErrorCode.INVALID_RECORD
         resp.error_message = "Produce request has no records"
-        return resp, None, -1
+        return _rejected(resp, ErrorCode.INVALID_RECORD, topic, client_id, resp.error_message)
     if version < 7 and _first_batch_codec(data) == compression.ZSTD:
         # zstd came with Produce v7 (KIP-110); Kafka checks the first batch before its size and CRC
         return _rejected(resp, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, topic, client_id, "zstd before Produce v7")
@@ -117,8 +119,8 @@ def append_partition(
     try:
         if legacy.is_legacy(data):
             if version >= 3:
-                resp.error_code = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
-                return resp, None, -1
+                reason = "magic 0/1 message set in Produce v3+"
+                return _rejected(resp, ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT, topic, client_id, reason)
             buf: bytearray | memoryview = bytearray(
                 legacy.convert_to_v2(data, timestamp_now_ms=None, max_uncompressed=_LEGACY_MAX_UNCOMPRESSED)
             )
@@ -133,44 +135,44 @@ def append_partition(
     except RecordTooLargeError as e:
         return _rejected(resp, ErrorCode.MESSAGE_TOO_LARGE, topic, client_id, str(e))
     except (CorruptRecordError, DecodeError) as e:
-        resp.error_code = ErrorCode.CORRUPT_MESSAGE
         resp.error_message = str(e)
-        return resp, None, -1
+        return _rejected(resp, ErrorCode.CORRUPT_MESSAGE, topic, client_id, str(e))
     if version >= 3 and len(headers) != 1:
-        resp.error_code = ErrorCode.INVALID_RECORD
         resp.error_message = "Compressed outer record has more than one batch" if len(headers) > 1 else "no batch"
-        return resp, None, -1
+        return _rejected(resp, ErrorCode.INVALID_RECORD, topic, client_id, resp.error_message)
     for h in headers:
-        if h.is_control:
-            resp.error_code = ErrorCode.INVALID_RECORD
-            resp.error_message = "Clients are not allowed to write control records"
-            return resp, None, -1
-        if h.is_transactional:
+        if h.is_transactional and not h.is_control and h.producer_id >= 0:
             from kafkapy.server.handlers.transactions import verify_produce
 
             err = verify_produce(state, transactional_id, topic, part.index, h)
             if err != ErrorCode.NONE:
-                resp.error_code = (
+                code = (
                     ErrorCode.INVALID_PRODUCER_EPOCH
                     if err == ErrorCode.INVALID_PRODUCER_EPOCH
                     else ErrorCode.INVALID_TXN_STATE
                 )
                 resp.error_message = "The partition is not part of the producer's ongoing transaction"
-                return resp, None, -1
-    if not cfg.log_append_time:
-        before, after = cfg.message_timestamp_before_max_ms, cfg.message_timestamp_after_max_ms
-        for h in headers:
-            if h.max_timestamp >= 0 and (h.max_timestamp > now + after or h.base_timestamp < now - before):
-                resp.error_code = ErrorCode.INVALID_TIMESTAMP
-                resp.error_message = f"Timestamp {h.max_timestamp} of a batch is out of range"
-                return resp, None, -1
+                return _rejected(resp, code, topic, client_id, resp.error_message)
+    try:
+        # Kafka's LogValidator: every record walked, headers fixed, maybe recompressed
+        buf = validate_for_append(buf, headers, Policy.of(cfg), now, f"{topic}-{part.index}")
+    except BatchRejected as e:
+        resp.log_start_offset = partition.log_start_offset
+        if e.per_record:
+            resp.record_errors = [
+                BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m) for i, m in e.errors
+            ]
+            resp.error_message = e.message
+        return _rejected(resp, ErrorCode(e.code), topic, client_id, e.message, level="error")
     try:
         # The log assigns offsets in place and stamps LogAppendTime when the topic asks for it.
         result = partition.append(buf)
     except ProducerStateError as e:
-        resp.error_code = _PRODUCER_STATE_ERRORS.get(type(e), ErrorCode.UNKNOWN_SERVER_ERROR)
         resp.error_message = str(e)
-        return resp, None, -1
+        code = _PRODUCER_STATE_ERRORS.get(type(e), ErrorCode.UNKNOWN_SERVER_ERROR)
+        # as Kafka's ReplicaManager: a fenced epoch at info, the other failures at error
+        level = "info" if code == ErrorCode.INVALID_PRODUCER_EPOCH else "error"
+        return _rejected(resp, code, topic, client_id, str(e), level=level)
     except StorageError as e:
         log.error("append failed", topic=topic, partition=part.index, error=str(e))
         resp.error_code = ErrorCode.KAFKA_STORAGE_ERROR

@@ -1,0 +1,285 @@
+"""Differential steps for record validation (issue 14): hand-built batches, good and bad, produced
+to Apache Kafka and to kafkapy, and what each stored (read back by Fetch and ListOffsets).
+
+Each case gets its own partition of one of a few topics, so a rejected batch, or one that a broker
+wrongly accepted, cannot change the answers of the next case. Registered in interop/differential.py
+after its own script.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+from interop.differential import (
+    Step,
+    create,
+    fetch,
+    list_offsets,
+    produce,
+    topic,
+)
+from kafkapy.protocol import compression, records
+from kafkapy.protocol.messages.fetch_response import FetchResponse
+from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kafkapy.protocol.records import encode_varint
+
+PLAIN = "diff-records"  # CreateTime, delete
+APPEND_TIME = "diff-records-append-time"  # message.timestamp.type=LogAppendTime
+COMPACT = "diff-records-compact"  # cleanup.policy=compact
+WINDOW = "diff-records-window"  # message.timestamp.before/after.max.ms = 1 h
+RECOMPRESS = "diff-records-zstd"  # compression.type=zstd
+HOUR = 3_600_000
+PARTITIONS = 48
+NOT_LEADER = frozenset({6})
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def rec(
+    offset_delta: int,
+    ts_delta: int = 0,
+    key: bytes | None = b"k",
+    value: bytes | None = b"v",
+    headers: list[tuple[bytes, bytes | None]] | None = None,
+    *,
+    length_fix: int = 0,
+) -> bytes:
+    """One v2 record, fields as given (no checks); ``length_fix`` is added to its length varint."""
+    body = bytearray(b"\x00")
+    body += encode_varint(ts_delta)
+    body += encode_varint(offset_delta)
+    body += b"\x01" if key is None else encode_varint(len(key)) + key
+    body += b"\x01" if value is None else encode_varint(len(value)) + value
+    hs = headers or []
+    body += encode_varint(len(hs))
+    for hk, hv in hs:
+        body += encode_varint(len(hk)) + hk
+        body += b"\x01" if hv is None else encode_varint(len(hv)) + hv
+    return bytes(encode_varint(len(body) + length_fix) + body)
+
+
+def raw_batch(
+    payload: bytes,
+    count: int,
+    last_delta: int | None = None,
+    *,
+    codec: int = 0,
+    compress: bool = True,
+    base_ts: int | None = None,
+    max_ts: int | None = None,
+    pid: int = -1,
+    epoch: int = -1,
+    seq: int = -1,
+    attrs: int = 0,
+    base_offset: int = 0,
+) -> bytes:
+    """A v2 batch around ``payload`` (record bytes), header fields as given, CRC right."""
+    if codec in (1, 2, 3, 4) and compress:
+        payload = compression.compress(codec, payload)
+    base = _now() if base_ts is None else base_ts
+    head = struct.pack(
+        ">qiibIhiqqqhii",
+        base_offset,
+        records.BATCH_HEADER_SIZE - records.LOG_OVERHEAD + len(payload),
+        -1,
+        2,
+        0,
+        attrs | codec,
+        count - 1 if last_delta is None else last_delta,
+        base,
+        base if max_ts is None else max_ts,
+        pid,
+        epoch,
+        seq,
+        count,
+    )
+    b = bytearray(head + payload)
+    struct.pack_into(">I", b, records.CRC_OFFSET, records.compute_crc(b, 0, len(b)))
+    return bytes(b)
+
+
+def three(**kw: Any) -> bytes:
+    """Three good records, 0-2 ms after the batch's base timestamp."""
+    return raw_batch(rec(0, 0) + rec(1, 1) + rec(2, 2), 3, **kw)
+
+
+def stored(resp: Any) -> Any:
+    """What a Fetch answer holds: per batch, its codec, timestamp type, count, whether maxTimestamp is
+    the largest record timestamp, and the records' keys and offsets (times are not comparable)."""
+    out = []
+    assert isinstance(resp, FetchResponse)
+    for t in resp.responses:
+        for p in t.partitions:
+            data = bytes(p.records or b"")
+            for pos, h in records.iter_batches(data):
+                rs = list(records.iter_records(data, pos=pos, check_crc=True))
+                out.append(
+                    {
+                        "codec": h.compression,
+                        "timestamp_type": h.timestamp_type,
+                        "count": h.records_count,
+                        "max_is_records_max": h.max_timestamp == max(r.timestamp for r in rs),
+                        "max_timestamp_unset": h.max_timestamp == -1,
+                        "offsets": [r.offset for r in rs],
+                        "keys": [r.key for r in rs],
+                    }
+                )
+    return out
+
+
+def _found(data: Any) -> Any:
+    """ListOffsets by time: whether a timestamp was found (its value is the run's clock)."""
+    for t in data["topics"]:
+        for p in t["partitions"]:
+            p["timestamp"] = "set" if p["timestamp"] >= 0 else p["timestamp"]
+    return data
+
+
+def produce_v(topic_name: str, partition: int, data: bytes, txn: str | None = None) -> ProduceRequest:
+    req = produce(topic_name, partition, data)
+    if txn is not None:
+        req = ProduceRequest(
+            transactional_id=txn,
+            acks=-1,
+            timeout_ms=5000,
+            topic_data=[
+                TopicProduceData(name=topic_name, partition_data=[PartitionProduceData(index=partition, records=data)])
+            ],
+        )
+    return req
+
+
+class Cases:
+    """Hands out one partition per case of a topic."""
+
+    def __init__(self) -> None:
+        self.next: dict[str, int] = {}
+
+    def take(self, name: str) -> int:
+        n = self.next.get(name, 0)
+        self.next[name] = n + 1
+        return n
+
+
+def _case(
+    cases: Cases,
+    name: str,
+    topic_name: str,
+    build: Any,
+    version: int = 9,
+    *,
+    read_back: bool = True,
+    txn: str | None = None,
+) -> list[Step]:
+    p = cases.take(topic_name)
+    steps = [Step(f"records_{name}", lambda: produce_v(topic_name, p, build(), txn), version, retriable=NOT_LEADER)]
+    if read_back:
+        steps.append(Step(f"records_{name}_stored", lambda: fetch(topic_name, p, 0), 12, inspect=stored))
+    return steps
+
+
+def _steps() -> list[Step]:
+    c = Cases()
+    now = _now
+    steps: list[Step] = [
+        Step(
+            "create_records_topics",
+            lambda: create(
+                topic(PLAIN, PARTITIONS),
+                topic(APPEND_TIME, 8, message_timestamp_type="LogAppendTime"),
+                topic(COMPACT, 8, cleanup_policy="compact"),
+                topic(
+                    WINDOW,
+                    8,
+                    message_timestamp_before_max_ms=str(HOUR),
+                    message_timestamp_after_max_ms=str(HOUR),
+                ),
+                topic(RECOMPRESS, 8, compression_type="zstd"),
+            ),
+            4,
+        ),
+    ]
+    # the max timestamp: recomputed from the records (header says -1, or less than the records)
+    p_max = c.take(PLAIN)
+    steps += [
+        Step("records_max_timestamp_unset", lambda: produce(PLAIN, p_max, three(max_ts=-1)), 9, retriable=NOT_LEADER),
+        Step("records_max_timestamp_unset_stored", lambda: fetch(PLAIN, p_max, 0), 12, inspect=stored),
+        Step("records_max_timestamp_unset_by_time", lambda: list_offsets(PLAIN, [p_max], now() - 60_000), 7, _found),
+    ]
+    steps += _case(c, "max_timestamp_low", PLAIN, lambda: three(max_ts=now() - 5000))
+    steps += _case(c, "max_timestamp_high", PLAIN, lambda: three(max_ts=now() + 5000))
+    # record bytes against the count
+    steps += _case(c, "count_above_records", PLAIN, lambda: raw_batch(rec(0) + rec(1), 3))
+    steps += _case(c, "count_below_records", PLAIN, lambda: raw_batch(rec(0) + rec(1) + rec(2), 2))
+    steps += _case(c, "record_length_past_end", PLAIN, lambda: raw_batch(rec(0) + rec(1, length_fix=5), 2))
+    steps += _case(c, "record_length_short", PLAIN, lambda: raw_batch(rec(0) + rec(1, length_fix=-2) + b"\x00\x00", 2))
+    steps += _case(c, "record_length_zero", PLAIN, lambda: raw_batch(rec(0) + b"\x00", 2))
+    steps += _case(c, "trailing_garbage", PLAIN, lambda: raw_batch(rec(0) + rec(1) + b"\x07\x07", 2))
+    steps += _case(c, "negative_header_count", PLAIN, lambda: raw_batch(rec(0)[:-1] + b"\x03", 1))
+    steps += _case(c, "overlong_varint", PLAIN, lambda: raw_batch(b"\xff\xff\xff\xff\xff\xff\x01" + rec(0)[1:], 1))
+    # offset deltas
+    steps += _case(c, "offset_deltas_repeat", PLAIN, lambda: raw_batch(rec(0) + rec(0) + rec(2), 3))
+    steps += _case(c, "offset_deltas_swapped", PLAIN, lambda: raw_batch(rec(1) + rec(0), 2))
+    steps += _case(c, "offset_deltas_gzip_repeat", PLAIN, lambda: raw_batch(rec(0) + rec(0) + rec(2), 3, codec=1))
+    # codecs and payloads
+    for codec in (5, 6, 7):
+        steps += _case(c, f"codec_{codec}", PLAIN, lambda codec=codec: three(codec=codec))
+    steps += _case(
+        c, "gzip_garbage", PLAIN, lambda: raw_batch(b"\x1f\x8b\x08\x00garbage-not-deflate", 1, codec=1, compress=False)
+    )
+    steps += _case(c, "snappy_garbage", PLAIN, lambda: raw_batch(b"\xff\xfe\xfd\xfc" * 4, 1, codec=2, compress=False))
+    steps += _case(c, "lz4_garbage", PLAIN, lambda: raw_batch(b"\x04\x22\x4d\x18garbage", 1, codec=3, compress=False))
+    steps += _case(c, "zstd_garbage", PLAIN, lambda: raw_batch(b"\x28\xb5\x2f\xfdgarbage", 1, codec=4, compress=False))
+    steps += _case(c, "gzip_count_above_records", PLAIN, lambda: raw_batch(rec(0) + rec(1), 3, codec=1))
+    steps += _case(c, "gzip_count_below_records", PLAIN, lambda: raw_batch(rec(0) + rec(1) + rec(2), 2, codec=1))
+    steps += _case(c, "gzip_good", PLAIN, lambda: three(codec=1))
+    steps += _case(c, "lz4_good_max_unset", PLAIN, lambda: three(codec=3, max_ts=-1))
+    # producer id, epoch and sequence against the flags
+    steps += _case(c, "pid_without_sequence", PLAIN, lambda: three(pid=4243, epoch=0, seq=-1))
+    steps += _case(c, "sequence_without_pid", PLAIN, lambda: three(pid=-1, epoch=-1, seq=0))
+    steps += _case(c, "epoch_without_pid", PLAIN, lambda: three(pid=-1, epoch=3, seq=-1))
+    steps += _case(c, "transactional_without_pid", PLAIN, lambda: three(attrs=0x10), txn="diff-records-txn")
+    steps += _case(c, "base_offset_nonzero", PLAIN, lambda: three(base_offset=5))
+    steps += _case(c, "delete_horizon_flag", PLAIN, lambda: three(attrs=0x40))
+    # timestamp types
+    steps += _case(c, "log_append_time_flag_unset", PLAIN, lambda: three(attrs=0x08, max_ts=-1))
+    steps += _case(c, "log_append_time_flag_set", PLAIN, lambda: three(attrs=0x08))
+    steps += _case(c, "append_time_topic", APPEND_TIME, lambda: three())
+    steps += _case(c, "append_time_topic_gzip", APPEND_TIME, lambda: three(codec=1))
+    steps += _case(c, "append_time_topic_flag", APPEND_TIME, lambda: three(attrs=0x08))
+    # timestamp window (KIP-937)
+    steps += _case(c, "window_inside", WINDOW, lambda: three(base_ts=now() - HOUR // 2))
+    steps += _case(
+        c,
+        "window_too_old",
+        WINDOW,
+        lambda: raw_batch(rec(0, 0) + rec(1, 2 * HOUR) + rec(2, 2 * HOUR), 3, base_ts=now() - 2 * HOUR),
+    )
+    steps += _case(c, "window_too_new", WINDOW, lambda: raw_batch(rec(0, 0) + rec(1, 2 * HOUR), 2, base_ts=now()))
+    steps += _case(c, "window_unset_timestamp", WINDOW, lambda: raw_batch(rec(0, 0), 1, base_ts=-1, max_ts=-1))
+    steps += _case(c, "window_too_old_v7", WINDOW, lambda: three(base_ts=now() - 3 * HOUR), 7)
+    steps += _case(c, "window_too_old_gzip", WINDOW, lambda: three(base_ts=now() - 3 * HOUR, codec=1))
+    # compacted topics need keys
+    steps += _case(c, "compact_keys", COMPACT, lambda: three())
+    steps += _case(c, "compact_no_key", COMPACT, lambda: raw_batch(rec(0) + rec(1, key=None) + rec(2, key=None), 3))
+    steps += _case(c, "compact_no_key_gzip", COMPACT, lambda: raw_batch(rec(0, key=None) + rec(1), 2, codec=1))
+    steps += _case(c, "compact_no_key_v7", COMPACT, lambda: raw_batch(rec(0, key=None), 1), 7)
+    steps += _case(
+        c,
+        "compact_no_key_and_old",
+        COMPACT,
+        lambda: raw_batch(rec(0, key=None) + rec(1, -400 * 24 * HOUR), 2),
+    )
+    # broker-side compression (compression.type)
+    steps += _case(c, "recompress_none", RECOMPRESS, lambda: three())
+    steps += _case(c, "recompress_gzip", RECOMPRESS, lambda: three(codec=1))
+    steps += _case(c, "recompress_zstd_kept", RECOMPRESS, lambda: three(codec=4))
+    steps += _case(c, "recompress_max_unset", RECOMPRESS, lambda: three(max_ts=-1))
+    return steps
+
+
+STEPS: list[Step] = _steps()
