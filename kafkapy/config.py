@@ -13,10 +13,13 @@ Unknown keys are kept (Kafka does not reject them either) and logged at debug.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,17 @@ LONG_MAX = 2**63 - 1
 
 
 class ConfigError(ValueError):
-    """An invalid configuration value; `key` names the offending key."""
+    """An invalid configuration value; `key` names the offending key.
 
-    def __init__(self, key: str, message: str) -> None:
+    `kafka_message` is the text Apache Kafka gives for the same problem (what
+    the admin APIs answer); str() is the shorter form the CLI prints.
+    """
+
+    def __init__(self, key: str, message: str, kafka_message: str | None = None) -> None:
         super().__init__(f"invalid value for {key!r}: {message}")
         self.key = key
         self.message = message
+        self.kafka_message = kafka_message if kafka_message is not None else message
 
 
 class ConfigType(enum.IntEnum):
@@ -69,36 +77,95 @@ _INT_RANGES: dict[ConfigType, tuple[int, int]] = {
     ConfigType.LONG: (-(2**63), LONG_MAX),
 }
 
-Validator = Callable[[Any], str | None]
-"""Returns an error message for a bad (already typed) value, None when fine."""
+Validator = Callable[[str, Any], None]
+"""Checks the typed value of config `name`; raises ConfigError with Kafka's message."""
+
+# Java's Integer/Long.parseLong: a sign and decimal digits (Unicode digits too), nothing else.
+_JAVA_INT = re.compile(r"[+-]?\d+")
+# Java's Double.parseDouble: decimal or hex floats, NaN, Infinity, an optional f/d suffix.
+_JAVA_DOUBLE = re.compile(r"[+-]?(?:NaN|Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fFdD]?)")
+_JAVA_HEX_DOUBLE = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+[fFdD]?")
+_LIST_SEPARATOR = re.compile(r"\s*,\s*")
+
+
+def java_trim(text: str) -> str:
+    """String.trim(): drops characters up to U+0020 at both ends (not other Unicode spaces)."""
+    lo, hi = 0, len(text)
+    while lo < hi and text[lo] <= " ":
+        lo += 1
+    while hi > lo and text[hi - 1] <= " ":
+        hi -= 1
+    return text[lo:hi]
+
+
+def _java_double(text: str) -> float | None:
+    if _JAVA_DOUBLE.fullmatch(text):
+        body = text.rstrip("fFdD") if not text.endswith("Infinity") else text
+        return float(body.replace("Infinity", "inf").replace("NaN", "nan"))
+    if _JAVA_HEX_DOUBLE.fullmatch(text):
+        return float.fromhex(text.rstrip("fFdD"))
+    return None
+
+
+def java_double_str(value: float) -> str:
+    """Double.toString: plain between 1e-3 and 1e7, else d.dddE[-]n (shortest digits)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return f"{sign}0.0"
+    exact = Decimal(repr(abs(value))).normalize()
+    if 1e-3 <= abs(value) < 1e7:
+        text = format(exact, "f")
+        return sign + (text if "." in text else text + ".0")
+    _, digits, exponent = exact.as_tuple()
+    text = "".join(map(str, digits))
+    assert isinstance(exponent, int)
+    return f"{sign}{text[0]}.{text[1:] or '0'}E{len(text) - 1 + exponent}"
+
+
+def java_str(value: Any) -> str:
+    """A typed value as Kafka prints it in messages (Java's toString)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return java_double_str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(java_str(v) for v in value) + "]"
+    return str(value)
+
+
+def invalid(name: str, value: Any, reason: str) -> ConfigError:
+    """Kafka's ConfigException(name, value, reason)."""
+    shown = value if isinstance(value, str) else java_str(value)
+    return ConfigError(name, reason, f"Invalid value {shown} for configuration {name}: {reason}")
 
 
 def parse_value(key: str, ctype: ConfigType, raw: str, nullable: bool = False) -> Any:
     """Convert a raw string to the typed value Kafka's ConfigDef would produce."""
-    text = raw.strip()
+    text = java_trim(raw)
     if nullable and text == "":
         return None
     if ctype is ConfigType.BOOLEAN:
         low = text.lower()
         if low in ("true", "false"):
             return low == "true"
-        raise ConfigError(key, f"expected true or false, got {raw!r}")
+        raise invalid(key, raw, "Expected value to be either true or false")
     if ctype in _INT_RANGES:
-        try:
-            number = int(text, 10)
-        except ValueError:
-            raise ConfigError(key, f"expected an integer, got {raw!r}") from None
         lo, hi = _INT_RANGES[ctype]
-        if not lo <= number <= hi:
-            raise ConfigError(key, f"{number} is outside [{lo}, {hi}]")
+        number = int(text) if _JAVA_INT.fullmatch(text) else None
+        if number is None or not lo <= number <= hi:
+            raise invalid(key, raw, f"Not a number of type {ctype.name}")
         return number
     if ctype is ConfigType.DOUBLE:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigError(key, f"expected a number, got {raw!r}") from None
+        parsed = _java_double(text)
+        if parsed is None:
+            raise invalid(key, raw, "Not a number of type DOUBLE")
+        return parsed
     if ctype is ConfigType.LIST:
-        return [item.strip() for item in text.split(",") if item.strip()] if text else []
+        return _LIST_SEPARATOR.split(text) if text else []
     return text
 
 
@@ -111,57 +178,98 @@ def format_value(ctype: ConfigType, value: Any) -> str | None:
     if ctype is ConfigType.LIST:
         return ",".join(str(v) for v in value)
     if ctype is ConfigType.DOUBLE:
-        return repr(float(value))
+        return java_double_str(float(value))
     return str(value)
 
 
-def at_least(minimum: float) -> Validator:
-    def check(value: Any) -> str | None:
+def at_least(minimum: int) -> Validator:
+    """Kafka's Range.atLeast."""
+
+    def check(name: str, value: Any) -> None:
         if value is not None and value < minimum:
-            return f"value must be at least {minimum}"
-        return None
+            raise invalid(name, value, f"Value must be at least {minimum}")
 
     return check
 
 
-def between(lo: float, hi: float) -> Validator:
-    def check(value: Any) -> str | None:
-        if value is not None and not lo <= value <= hi:
-            return f"value must be between {lo} and {hi}"
-        return None
+def between(lo: int, hi: int) -> Validator:
+    """Kafka's Range.between (NaN passes, as in Java)."""
+
+    def check(name: str, value: Any) -> None:
+        if value is None:
+            return
+        if value < lo:
+            raise invalid(name, value, f"Value must be at least {lo}")
+        if value > hi:
+            raise invalid(name, value, f"Value must be no more than {hi}")
 
     return check
 
 
-def one_of(*choices: str, case_sensitive: bool = True) -> Validator:
-    allowed = choices if case_sensitive else tuple(c.lower() for c in choices)
+def between_or(lo: int, hi: int, extra: int) -> Validator:
+    """Range lo..hi or one extra value (gzip's compression level: 1..9 or -1)."""
 
-    def check(value: Any) -> str | None:
-        values = value if isinstance(value, list) else [value]
-        for item in values:
-            probe = item if case_sensitive else str(item).lower()
-            if probe not in allowed:
-                return f"{item!r} is not one of {', '.join(choices)}"
-        return None
+    def check(name: str, value: Any) -> None:
+        if value is not None and value != extra and not lo <= value <= hi:
+            raise invalid(name, value, f"Value must be between {lo} and {hi} or equal to {extra}")
 
     return check
 
 
-def _valid_listeners(value: Any) -> str | None:
+def one_of(*choices: str) -> Validator:
+    """Kafka's ValidString.in (case-sensitive)."""
+
+    def check(name: str, value: Any) -> None:
+        if value is not None and value not in choices:
+            raise invalid(name, value, f"String must be one of: {', '.join(choices)}")
+
+    return check
+
+
+def list_of(*choices: str) -> Validator:
+    """Kafka's ValidList.in: no empty items, each one of `choices`; an empty list is fine."""
+    item = one_of(*choices)
+
+    def check(name: str, value: Any) -> None:
+        for v in value or []:
+            if v == "":
+                raise ConfigError(name, "values must not be empty", f"Configuration '{name}' values must not be empty.")
+            item(name, v)
+
+    return check
+
+
+_REPLICA = re.compile(r"(?:[0-9]+:[0-9]+)?")
+
+
+def _throttled_replicas(name: str, value: Any) -> None:
+    """`*` alone, or partition:broker pairs (empty items allowed), as Kafka's ThrottledReplicaListValidator."""
+    items = value or []
+    if items == ["*"] or all(_REPLICA.fullmatch(v) for v in items):
+        return
+    raise invalid(
+        name,
+        items,
+        f"{name} must be the literal '*' or a list of replicas in the following format: "
+        "[partitionId]:[brokerId],[partitionId]:[brokerId],...",
+    )
+
+
+def _valid_listeners(name: str, value: Any) -> None:
     try:
         parse_listeners(value if isinstance(value, list) else [value])
     except ValueError as exc:
-        return str(exc)
-    return None
+        raise invalid(name, value, str(exc)) from None
 
 
-def _valid_assignors(value: Any) -> str | None:
+def _valid_assignors(name: str, value: Any) -> None:
     """group.consumer.assignors: uniform/range, by name or by Kafka's class names."""
     names = [str(v).rsplit(".", 1)[-1].lower().removesuffix("assignor") for v in value or []]
     if not names:
-        return "at least one assignor is required"
+        raise invalid(name, value, "at least one assignor is required")
     bad = [n for n in names if n not in ("uniform", "range")]
-    return f"unknown assignor(s) {', '.join(bad)}; known: uniform, range" if bad else None
+    if bad:
+        raise invalid(name, value, f"unknown assignor(s) {', '.join(bad)}; known: uniform, range")
 
 
 # ---------------------------------------------------------------------------
@@ -234,9 +342,7 @@ class ConfigKey:
     def parse(self, raw: str) -> Any:
         value = parse_value(self.name, self.type, raw, self.nullable)
         if self.validator is not None and value is not None:
-            problem = self.validator(value)
-            if problem is not None:
-                raise ConfigError(self.name, problem)
+            self.validator(self.name, value)
         return value
 
 
@@ -263,6 +369,7 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         ["PLAINTEXT://127.0.0.1:9092"],
         "Comma-separated [NAME://]host:port endpoints to listen on.",
         _valid_listeners,
+        dynamic=True,
     ),
     _K(
         "advertised.listeners",
@@ -284,14 +391,14 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K(
         "listener.security.protocol.map",
         "listener_security_protocol_map",
-        _T.LIST,
-        ["PLAINTEXT:PLAINTEXT", "SSL:SSL", "SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL"],
+        _T.STRING,
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
         "Listener name to security protocol.",
         dynamic=True,
     ),
     # storage
     _K("log.dirs", "log_dirs", _T.LIST, None, "Data directories; wins over log.dir.", nullable=True),
-    _K("log.dir", "log_dir", _T.STRING, "./data", "Data directory when log.dirs is unset."),
+    _K("log.dir", "log_dir", _T.LIST, ["./data"], "Data directories when log.dirs is unset."),
     _K("num.partitions", "num_partitions", _T.INT, 1, "Default partition count for auto-created topics.", at_least(1)),
     _K(
         "default.replication.factor",
@@ -347,8 +454,8 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "log_segment_bytes",
         _T.INT,
         1073741824,
-        "Max size of a log segment file.",
-        at_least(14),
+        "Max size of a log segment file (at least 1 MiB, as Kafka 4).",
+        at_least(1024 * 1024),
         dynamic=True,
     ),
     _K("log.roll.hours", "log_roll_hours", _T.INT, 168, "Hours before a new segment is rolled.", at_least(1)),
@@ -384,7 +491,7 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         _T.LIST,
         ["delete"],
         "delete and/or compact.",
-        one_of("delete", "compact"),
+        list_of("compact", "delete"),
         dynamic=True,
     ),
     _K("log.cleaner.enable", "log_cleaner_enable", _T.BOOLEAN, True, "Run the log cleaner for compacted topics."),
@@ -495,15 +602,6 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         dynamic=True,
     ),
     _K(
-        "log.message.timestamp.difference.max.ms",
-        "log_message_timestamp_difference_max_ms",
-        _T.LONG,
-        LONG_MAX,
-        "Deprecated: max allowed |broker time - record time| for CreateTime.",
-        at_least(0),
-        dynamic=True,
-    ),
-    _K(
         "log.message.timestamp.before.max.ms",
         "log_message_timestamp_before_max_ms",
         _T.LONG,
@@ -526,7 +624,7 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "log_message_downconversion_enable",
         _T.BOOLEAN,
         True,
-        "Down-convert batches for old fetch versions.",
+        "Down-convert batches for old fetch versions (kafkapy serves Fetch v0-3; Kafka 4 removed the key).",
         dynamic=True,
     ),
     _K(
@@ -536,6 +634,33 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "producer",
         "Final compression of topic data; producer keeps the producer's codec.",
         one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
+        dynamic=True,
+    ),
+    _K(
+        "compression.gzip.level",
+        "compression_gzip_level",
+        _T.INT,
+        -1,
+        "gzip level when recompressing topic data: 1..9, or -1 for the codec's default.",
+        between_or(1, 9, -1),
+        dynamic=True,
+    ),
+    _K(
+        "compression.lz4.level",
+        "compression_lz4_level",
+        _T.INT,
+        9,
+        "lz4 level when recompressing topic data: 1..17.",
+        between(1, 17),
+        dynamic=True,
+    ),
+    _K(
+        "compression.zstd.level",
+        "compression_zstd_level",
+        _T.INT,
+        3,
+        "zstd level when recompressing topic data: -131072..22.",
+        between(-131072, 22),
         dynamic=True,
     ),
     _K(
@@ -639,7 +764,6 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         _T.INT,
         500,
         "Longest wait of a follower fetch.",
-        at_least(0),
     ),
     _K(
         "replica.fetch.min.bytes",
@@ -647,7 +771,6 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         _T.INT,
         1,
         "Bytes a follower fetch waits for.",
-        at_least(1),
     ),
     _K(
         "replica.fetch.backoff.ms",
@@ -657,7 +780,15 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "Pause after a failed follower fetch.",
         at_least(0),
     ),
-    _K("num.replica.fetchers", "num_replica_fetchers", _T.INT, 1, "Fetcher tasks per source broker.", at_least(1)),
+    _K(
+        "num.replica.fetchers",
+        "num_replica_fetchers",
+        _T.INT,
+        1,
+        "Fetcher tasks per source broker.",
+        at_least(1),
+        dynamic=True,
+    ),
     # request limits
     _K(
         "message.max.bytes",
@@ -842,7 +973,6 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         604800000,
         "Expire a transactional id unused this long.",
         at_least(1),
-        dynamic=True,
     ),
     _K(
         "producer.id.expiration.ms",
@@ -927,9 +1057,9 @@ class BrokerConfig:
     listeners: list[str] = _list_default("listeners")  # noqa: RUF009 - value read from the table
     advertised_listeners: list[str] | None = _default("advertised.listeners")  # noqa: RUF009 - value read from the table
     inter_broker_listener_name: str | None = _default("inter.broker.listener.name")
-    listener_security_protocol_map: list[str] = _list_default("listener.security.protocol.map")  # noqa: RUF009 - value read from the table
+    listener_security_protocol_map: str = _default("listener.security.protocol.map")
     log_dirs: list[str] | None = _default("log.dirs")  # noqa: RUF009 - value read from the table
-    log_dir: str = _default("log.dir")
+    log_dir: list[str] = _list_default("log.dir")  # noqa: RUF009 - value read from the table
     num_partitions: int = _default("num.partitions")
     default_replication_factor: int = _default("default.replication.factor")
     auto_create_topics_enable: bool = _default("auto.create.topics.enable")
@@ -958,11 +1088,13 @@ class BrokerConfig:
     log_preallocate: bool = _default("log.preallocate")
     log_retention_check_interval_ms: int = _default("log.retention.check.interval.ms")
     log_message_timestamp_type: str = _default("log.message.timestamp.type")
-    log_message_timestamp_difference_max_ms: int = _default("log.message.timestamp.difference.max.ms")
     log_message_timestamp_before_max_ms: int = _default("log.message.timestamp.before.max.ms")
     log_message_timestamp_after_max_ms: int = _default("log.message.timestamp.after.max.ms")
     log_message_downconversion_enable: bool = _default("log.message.downconversion.enable")
     compression_type: str = _default("compression.type")
+    compression_gzip_level: int = _default("compression.gzip.level")
+    compression_lz4_level: int = _default("compression.lz4.level")
+    compression_zstd_level: int = _default("compression.zstd.level")
     min_insync_replicas: int = _default("min.insync.replicas")
     unclean_leader_election_enable: bool = _default("unclean.leader.election.enable")
     replica_lag_time_max_ms: int = _default("replica.lag.time.max.ms")
@@ -1069,6 +1201,25 @@ class BrokerConfig:
             raise ConfigError("group.min.session.timeout.ms", "must not exceed group.max.session.timeout.ms")
         if self.effective_node_id < 0:
             raise ConfigError("node.id", "a broker id >= 0 is required")
+        self.check_requirements()
+
+    def check_requirements(self) -> None:
+        """The cross-key requirements Kafka checks on its log settings (at start and on dynamic changes)."""
+        for key, ok, rule in (
+            ("log.roll.ms", self.roll_ms >= 1, "must be greater than or equal to 1"),
+            ("log.roll.jitter.ms", self.roll_jitter_ms >= 0, "must be greater than or equal to 0"),
+            ("log.retention.ms", self.retention_ms != 0, "must be unlimited (-1) or, greater than or equal to 1"),
+        ):
+            if not ok:
+                raise ConfigError(key, rule, f"requirement failed: {key} {rule}")
+
+    def with_changes(self, pairs: Iterable[tuple[str, str]]) -> BrokerConfig:
+        """A copy with `pairs` set and the requirements checked (a dynamic change, validated)."""
+        copy = dataclasses.replace(self, explicit=dict(self.explicit), unknown=dict(self.unknown))
+        for key, raw in pairs:
+            copy.set(key, raw)
+        copy.check_requirements()
+        return copy
 
     # -- effective values ---------------------------------------------------
 
@@ -1078,7 +1229,7 @@ class BrokerConfig:
 
     @property
     def data_dirs(self) -> list[str]:
-        return list(self.log_dirs) if self.log_dirs else [self.log_dir]
+        return list(self.log_dirs) if self.log_dirs else list(self.log_dir)
 
     @property
     def retention_ms(self) -> int:
@@ -1277,22 +1428,17 @@ class TopicConfigKey:
     broker_value: Callable[[BrokerConfig], Any]
     synonyms: tuple[str, ...]  # broker keys, highest priority first
     validator: Validator | None = None
+    internal: bool = False  # described only when set (Kafka's defineInternal)
 
     def parse(self, raw: str) -> Any:
         value = parse_value(self.name, self.type, raw)
         if self.validator is not None:
-            problem = self.validator(value)
-            if problem is not None:
-                raise ConfigError(self.name, problem)
+            self.validator(self.name, value)
         return value
 
 
 def _attr(name: str) -> Callable[[BrokerConfig], Any]:
     return lambda broker: getattr(broker, name)
-
-
-def _must_be_false(value: Any) -> str | None:
-    return "tiered storage is not supported" if value else None
 
 
 def _const(value: Any) -> Callable[[BrokerConfig], Any]:
@@ -1311,7 +1457,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "delete and/or compact.",
             _attr("log_cleanup_policy"),
             ("log.cleanup.policy",),
-            one_of("delete", "compact"),
+            list_of("compact", "delete"),
         ),
         _TK(
             "compression.type",
@@ -1321,6 +1467,33 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             _attr("compression_type"),
             ("compression.type",),
             one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
+        ),
+        _TK(
+            "compression.gzip.level",
+            "compression_gzip_level",
+            _T.INT,
+            "gzip level when compression.type=gzip: 1..9, or -1 for the codec's default.",
+            _attr("compression_gzip_level"),
+            ("compression.gzip.level",),
+            between_or(1, 9, -1),
+        ),
+        _TK(
+            "compression.lz4.level",
+            "compression_lz4_level",
+            _T.INT,
+            "lz4 level when compression.type=lz4: 1..17.",
+            _attr("compression_lz4_level"),
+            ("compression.lz4.level",),
+            between(1, 17),
+        ),
+        _TK(
+            "compression.zstd.level",
+            "compression_zstd_level",
+            _T.INT,
+            "zstd level when compression.type=zstd: -131072..22.",
+            _attr("compression_zstd_level"),
+            ("compression.zstd.level",),
+            between(-131072, 22),
         ),
         _TK(
             "delete.retention.ms",
@@ -1365,6 +1538,16 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "Throttled follower replicas.",
             _const([]),
             (),
+            _throttled_replicas,
+        ),
+        _TK(
+            "internal.segment.bytes",
+            "internal_segment_bytes",
+            _T.INT,
+            "Segment size for tests, below segment.bytes' 1 MiB minimum; wins over segment.bytes.",
+            _const(None),
+            (),
+            internal=True,
         ),
         _TK(
             "index.interval.bytes",
@@ -1382,6 +1565,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "Throttled leader replicas.",
             _const([]),
             (),
+            _throttled_replicas,
         ),
         _TK(
             "local.retention.bytes",
@@ -1423,7 +1607,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "message.downconversion.enable",
             "message_downconversion_enable",
             _T.BOOLEAN,
-            "Down-convert for old fetch versions.",
+            "Down-convert for old fetch versions (kafkapy serves Fetch v0-3; Kafka 4 removed the key).",
             _attr("log_message_downconversion_enable"),
             ("log.message.downconversion.enable",),
         ),
@@ -1443,15 +1627,6 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "Max ms a record timestamp may be behind the broker.",
             _attr("log_message_timestamp_before_max_ms"),
             ("log.message.timestamp.before.max.ms",),
-            at_least(0),
-        ),
-        _TK(
-            "message.timestamp.difference.max.ms",
-            "message_timestamp_difference_max_ms",
-            _T.LONG,
-            "Deprecated: max |broker time - record time|.",
-            _attr("log_message_timestamp_difference_max_ms"),
-            ("log.message.timestamp.difference.max.ms",),
             at_least(0),
         ),
         _TK(
@@ -1505,7 +1680,22 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "Tiered storage (not supported; must stay false).",
             _const(False),
             (),
-            _must_be_false,
+        ),
+        _TK(
+            "remote.log.copy.disable",
+            "remote_log_copy_disable",
+            _T.BOOLEAN,
+            "Tiered storage: stop copying to remote storage (no effect: no tiered storage).",
+            _const(False),
+            (),
+        ),
+        _TK(
+            "remote.log.delete.on.disable",
+            "remote_log_delete_on_disable",
+            _T.BOOLEAN,
+            "Tiered storage: delete remote data when disabling it (no effect: no tiered storage).",
+            _const(False),
+            (),
         ),
         _TK(
             "retention.bytes",
@@ -1528,10 +1718,10 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "segment.bytes",
             "segment_bytes",
             _T.INT,
-            "Max size of a segment file.",
+            "Max size of a segment file (at least 1 MiB, as Kafka 4).",
             _attr("log_segment_bytes"),
             ("log.segment.bytes",),
-            at_least(14),
+            at_least(1024 * 1024),
         ),
         _TK(
             "segment.index.bytes",
@@ -1578,11 +1768,15 @@ class TopicConfig:
 
     cleanup_policy: list[str]
     compression_type: str
+    compression_gzip_level: int
+    compression_lz4_level: int
+    compression_zstd_level: int
     delete_retention_ms: int
     file_delete_delay_ms: int
     flush_messages: int
     flush_ms: int
     follower_replication_throttled_replicas: list[str]
+    internal_segment_bytes: int | None
     index_interval_bytes: int
     leader_replication_throttled_replicas: list[str]
     local_retention_bytes: int
@@ -1592,13 +1786,14 @@ class TopicConfig:
     message_downconversion_enable: bool
     message_timestamp_after_max_ms: int
     message_timestamp_before_max_ms: int
-    message_timestamp_difference_max_ms: int
     message_timestamp_type: str
     min_cleanable_dirty_ratio: float
     min_compaction_lag_ms: int
     min_insync_replicas: int
     preallocate: bool
     remote_storage_enable: bool
+    remote_log_copy_disable: bool
+    remote_log_delete_on_disable: bool
     retention_bytes: int
     retention_ms: int
     segment_bytes: int
@@ -1615,23 +1810,54 @@ class TopicConfig:
     def delete(self) -> bool:
         return "delete" in self.cleanup_policy
 
+    @property
+    def effective_segment_bytes(self) -> int:
+        """internal.segment.bytes when set (tests), else segment.bytes."""
+        return self.internal_segment_bytes if self.internal_segment_bytes is not None else self.segment_bytes
 
-def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
-    """Check topic overrides (CreateTopics/AlterConfigs); returns them normalized.
 
-    Raises ConfigError naming the first unknown key or bad value. None values
-    (a reset) are dropped from the result.
+def validate_topic_configs(configs: Mapping[str, str | None], broker: BrokerConfig | None = None) -> dict[str, str]:
+    """Check a topic's overrides (CreateTopics, AlterConfigs) as Kafka 4 does; returns them normalized.
+
+    In Kafka's order: null values, then unknown names, then each value's type
+    and range, then the checks across keys on the effective config (overrides
+    over `broker`'s defaults): min.compaction.lag.ms <= max.compaction.lag.ms,
+    and remote.storage.enable=true refused (no tiered storage, as a Kafka
+    broker with remote.log.storage.system.enable=false). Raises ConfigError
+    whose kafka_message is Kafka's text.
     """
+    for name, raw in configs.items():
+        if raw is None:
+            raise ConfigError(name, "null value", f"Null value not supported for topic configs: {name}")
+    for name in configs:
+        if name not in TOPIC_CONFIGS:
+            raise ConfigError(name, "unknown topic config name", f"Unknown topic config name: {name}")
+    typed: dict[str, Any] = {}
     normalized: dict[str, str] = {}
     for name, raw in configs.items():
-        key = TOPIC_CONFIGS.get(name)
-        if key is None:
-            raise ConfigError(name, "unknown topic config name")
-        if raw is None:
-            continue
-        value = key.parse(raw)
-        rendered = format_value(key.type, value)
+        key = TOPIC_CONFIGS[name]
+        assert raw is not None
+        typed[name] = key.parse(raw)
+        rendered = format_value(key.type, typed[name])
         normalized[name] = rendered if rendered is not None else ""
+    defaults = broker if broker is not None else BrokerConfig()
+
+    def effective(name: str) -> Any:
+        return typed[name] if name in typed else TOPIC_CONFIGS[name].broker_value(defaults)
+
+    min_lag, max_lag = effective("min.compaction.lag.ms"), effective("max.compaction.lag.ms")
+    if min_lag > max_lag:
+        raise ConfigError(
+            "min.compaction.lag.ms",
+            "greater than max.compaction.lag.ms",
+            f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})",
+        )
+    if effective("remote.storage.enable"):
+        raise ConfigError(
+            "remote.storage.enable",
+            "tiered storage is not supported",
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.",
+        )
     return normalized
 
 
@@ -1656,7 +1882,7 @@ def describe_topic_config(
     result: list[ConfigDescription] = []
     for name in wanted:
         key = TOPIC_CONFIGS.get(name)
-        if key is None:
+        if key is None or (key.internal and name not in overrides):
             continue
         synonyms: list[tuple[str, str | None, ConfigSource]] = []
         if name in overrides:
@@ -1668,7 +1894,8 @@ def describe_topic_config(
                     (syn, format_value(syn_key.type, getattr(broker, syn_key.attr)), ConfigSource.STATIC_BROKER_CONFIG)
                 )
         default_value = format_value(key.type, key.broker_value(BrokerConfig()))
-        synonyms.append((key.synonyms[0] if key.synonyms else name, default_value, ConfigSource.DEFAULT_CONFIG))
+        if not key.internal:
+            synonyms.append((key.synonyms[0] if key.synonyms else name, default_value, ConfigSource.DEFAULT_CONFIG))
         value: str | None
         if name in overrides:
             value, source = overrides[name], ConfigSource.DYNAMIC_TOPIC_CONFIG

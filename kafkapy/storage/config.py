@@ -11,6 +11,9 @@ from typing import Any
 
 LONG_MAX = (1 << 63) - 1
 
+# Kafka's internal topic config (its tests' small segments): wins over segment.bytes, which must be >= 1 MiB.
+INTERNAL_SEGMENT_BYTES = "internal.segment.bytes"
+
 # Kafka topic config name -> (LogConfig field, parser).
 _TOPIC_KEYS: dict[str, tuple[str, Any]] = {
     "segment.bytes": ("segment_bytes", int),
@@ -34,6 +37,9 @@ _TOPIC_KEYS: dict[str, tuple[str, Any]] = {
     "max.message.bytes": ("max_message_bytes", int),
     "file.delete.delay.ms": ("file_delete_delay_ms", int),
     "compression.type": ("compression_type", str),
+    "compression.gzip.level": ("compression_gzip_level", int),
+    "compression.lz4.level": ("compression_lz4_level", int),
+    "compression.zstd.level": ("compression_zstd_level", int),
     "preallocate": ("preallocate", lambda v: v.strip().lower() == "true"),
 }
 
@@ -63,6 +69,10 @@ class LogConfig:
     max_message_bytes: int = 1048588
     file_delete_delay_ms: int = 60_000
     compression_type: str = "producer"
+    # KIP-390 levels used when compression_type names that codec (Kafka's defaults)
+    compression_gzip_level: int = -1
+    compression_lz4_level: int = 9
+    compression_zstd_level: int = 3
     preallocate: bool = False
 
     @property
@@ -83,10 +93,14 @@ class LogConfig:
 
     @classmethod
     def from_topic_configs(cls, configs: dict[str, str], base: LogConfig | None = None) -> LogConfig:
-        """Override `base` (or defaults) with Kafka-named topic configs; unknown keys ignored."""
+        """Override `base` (or defaults) with Kafka-named topic configs; unknown keys ignored.
+
+        `internal.segment.bytes`, when set, gives segment_bytes whatever segment.bytes says.
+        """
         changes: dict[str, Any] = {}
-        for key, value in configs.items():
-            spec = _TOPIC_KEYS.get(key)
+        internal = configs.get(INTERNAL_SEGMENT_BYTES)
+        for key, value in [*configs.items(), (INTERNAL_SEGMENT_BYTES, internal)]:
+            spec = ("segment_bytes", int) if key == INTERNAL_SEGMENT_BYTES else _TOPIC_KEYS.get(key)
             if spec is None or value is None:
                 continue
             field_name, parse = spec

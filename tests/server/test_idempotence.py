@@ -127,7 +127,7 @@ def test_retry_gap_and_stale_epoch(kafka_broker: BrokerProcess) -> None:
 def test_state_survives_restart(kafka_broker_factory, kill: bool) -> None:
     broker = kafka_broker_factory()
     with RawClient(broker.bootstrap) as c:
-        create_topic(c, "durable", segment_bytes="2000")  # several rolls: snapshot plus scan after it
+        create_topic(c, "durable", internal_segment_bytes="2000")  # several rolls: snapshot plus scan after it
         _, pid, _ = init_pid(c)
         for s in range(0, 60, 3):
             assert produce(c, "durable", batch(s, pid, n=3, tag=b"x" * 50)) == (0, s)

@@ -21,8 +21,10 @@ from kafkapy.config import (
     TOPIC_CONFIGS,
     ConfigDescription,
     ConfigError,
+    ConfigKey,
     ConfigSource,
     ConfigType,
+    at_least,
     describe_topic_config,
     validate_topic_configs,
 )
@@ -80,8 +82,23 @@ class Op:
     value: str | None
 
 
-def _java_set(names: Iterable[str]) -> str:
-    return "Set(" + ", ".join(names) + ")"  # how Kafka's messages print a Scala set
+def _java_list(names: Iterable[str]) -> str:
+    return "[" + ", ".join(names) + "]"  # how Kafka 4's messages print a list of names
+
+
+def _check_nulls(ops: list[Op]) -> None:
+    """Only DELETE may carry a null value (Kafka: INVALID_REQUEST, for topics and brokers alike)."""
+    for op in ops:
+        if op.op != DELETE and op.value is None:
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"Null value not supported for : {op.name}")
+
+
+def _java_split(value: str) -> list[str]:
+    """String.split(","): trailing empty strings dropped, but "" is [""]."""
+    parts = value.split(",")
+    while len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    return [] if parts == [""] and value != "" else parts
 
 
 def _unsupported_type(resource_type: int) -> ApiError:
@@ -206,22 +223,20 @@ def _split(value: str | None) -> list[str]:
 
 
 def _apply_topic_ops(state: BrokerServices, current: dict[str, str], ops: list[Op]) -> dict[str, str]:
-    """The topic's new overrides after `ops`; raises ApiError for bad ones."""
-    new = dict(current)
+    """The topic's new overrides after `ops`, validated as Kafka does; raises ApiError for bad ones."""
+    _check_nulls(ops)
+    new = {k: v for k, v in current.items() if k in TOPIC_CONFIGS}  # keys a newer kafkapy dropped
     effective: dict[str, str | None] | None = None
     for op in ops:
-        key = TOPIC_CONFIGS.get(op.name)
-        if key is None:
-            raise ApiError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {op.name}")
         if op.op == DELETE:
-            new.pop(op.name, None)
+            new.pop(op.name, None)  # deleting an unknown key is a no-op, as in Kafka
             continue
-        if op.value is None:
-            raise ApiError(ErrorCode.INVALID_CONFIG, f"Null value not supported for topic configs: {op.name}")
+        assert op.value is not None
         if op.op == SET:
             new[op.name] = op.value
             continue
-        if key.type is not ConfigType.LIST:
+        key = TOPIC_CONFIGS.get(op.name)
+        if key is None or key.type is not ConfigType.LIST:
             raise ApiError(
                 ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST."
             )
@@ -232,20 +247,22 @@ def _apply_topic_ops(state: BrokerServices, current: dict[str, str], ops: list[O
                 effective = {d.name: d.value for d in describe_topic_config(state.config, current)}
             parts = _split(effective.get(op.name))
         if op.op == APPEND:
-            parts += [v for v in _split(op.value) if v not in parts]
+            parts += [v for v in _java_split(op.value) if v not in parts]
         else:
-            removed = set(_split(op.value))
+            removed = set(_java_split(op.value))
             parts = [v for v in parts if v not in removed]
         new[op.name] = ",".join(parts)
     try:
-        return validate_topic_configs(new)
+        return validate_topic_configs(new, state.config)
     except ConfigError as e:
-        raise ApiError(
-            ErrorCode.INVALID_CONFIG, f"Invalid value {new.get(e.key)} for configuration {e.key}: {e.message}"
-        ) from None
+        raise ApiError(ErrorCode.INVALID_CONFIG, e.kafka_message) from None
 
 
 THROTTLE_RATE_KEYS = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+_THROTTLE_RATES = {
+    name: ConfigKey(name, "", ConfigType.LONG, None, "Replication throttle in bytes/s.", at_least(0), dynamic=True)
+    for name in THROTTLE_RATE_KEYS
+}
 
 
 def _throttle_configs(state: BrokerServices, name: str, ops: list[Op]) -> dict[str, str] | None:
@@ -260,14 +277,9 @@ def _throttle_configs(state: BrokerServices, name: str, ops: list[Op]) -> dict[s
             new.pop(op.name, None)
         elif op.op == SET and op.value is not None:
             try:
-                rate = int(op.value)
-            except ValueError:
-                rate = -1
-            if rate < 0:
-                raise ApiError(
-                    ErrorCode.INVALID_REQUEST,
-                    f"Invalid value {op.value} for configuration {op.name}: must be a non-negative number of bytes/s",
-                )
+                rate = _THROTTLE_RATES[op.name].parse(op.value)
+            except ConfigError as e:
+                raise ApiError(ErrorCode.INVALID_REQUEST, e.kafka_message) from None
             new[op.name] = str(rate)
         else:
             raise ApiError(
@@ -290,27 +302,28 @@ async def _set_throttles(state: BrokerServices, name: str, ops: list[Op], valida
     raise ApiError(ErrorCode.REQUEST_TIMED_OUT, "The broker's dynamic configs kept changing; try again.")
 
 
-def _check_broker_ops(ops: list[Op]) -> None:
-    """kafkapy has no dynamic broker configs: only no-op deletes can succeed."""
+def _check_broker_ops(state: BrokerServices, ops: list[Op]) -> None:
+    """kafkapy has no dynamic broker configs (but the throttles in a cluster): changes Kafka would
+    refuse are refused as Kafka does (INVALID_REQUEST), the others with an explicit "not supported"."""
+    _check_nulls(ops)
     changes = [op for op in ops if op.op != DELETE]
     if not changes:
         return
     read_only = [op.name for op in changes if op.name in BROKER_KEYS and not BROKER_KEYS[op.name].dynamic]
     if read_only:
         # Kafka wraps this ConfigException in InvalidRequestException (KAFKA-13609).
-        raise ApiError(ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {_java_set(read_only)}")
-    for op in changes:
-        key = BROKER_KEYS.get(op.name)
-        if key is not None and op.value is not None and op.op == SET:
-            try:
-                key.parse(op.value)
-            except ConfigError as e:
-                raise ApiError(
-                    ErrorCode.INVALID_REQUEST, f"Invalid value {op.value} for configuration {op.name}: {e.message}"
-                ) from None
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: {_java_list(read_only)}")
+    sets = [(op.name, op.value) for op in changes if op.op == SET and op.value is not None]
+    try:
+        for name, value in sets:
+            if name in _THROTTLE_RATES:
+                _THROTTLE_RATES[name].parse(value)
+        state.config.with_changes((n, v) for n, v in sets if n in BROKER_KEYS)
+    except ConfigError as e:
+        raise ApiError(ErrorCode.INVALID_REQUEST, e.kafka_message) from None
     raise ApiError(
         ErrorCode.INVALID_CONFIG,
-        f"kafkapy does not support dynamic broker configs; set {_java_set(op.name for op in changes)} in server.properties",
+        f"kafkapy does not support dynamic broker configs; set {_java_list(op.name for op in changes)} in server.properties",
     )
 
 
@@ -333,7 +346,7 @@ async def _alter_one(
     elif resource_type == BROKER:
         _check_broker_name(state, name)
         if not await _set_throttles(state, name, ops, validate_only):
-            _check_broker_ops(ops)
+            _check_broker_ops(state, ops)
     else:
         raise _unsupported_type(resource_type)
 

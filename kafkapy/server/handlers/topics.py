@@ -45,12 +45,12 @@ async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: boo
     else:
         partitions = state.config.num_partitions if t.num_partitions == -1 else t.num_partitions
         replication = state.config.default_replication_factor if t.replication_factor == -1 else t.replication_factor
+    raw = {c.name: c.value for c in t.configs}
     try:
-        raw = {c.name: c.value for c in t.configs}
-        configs = validate_topic_configs(raw)
+        configs = validate_topic_configs(raw, state.config)
     except ConfigError as e:
         result.error_code = ErrorCode.INVALID_CONFIG
-        result.error_message = str(e)
+        result.error_message = e.kafka_message
         return result
     try:
         if validate_only:
@@ -70,7 +70,8 @@ async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: boo
             CreatableTopicConfigs(
                 name=d.name, value=d.value, read_only=d.read_only, config_source=int(d.source), is_sensitive=d.sensitive
             )
-            for d in describe_topic_config(state.config, configs)
+            # the overrides as sent (Kafka echoes them unnormalized), the rest as described
+            for d in describe_topic_config(state.config, {k: v for k, v in raw.items() if v is not None})
         ]
     return result
 
