@@ -89,9 +89,13 @@ class Policy:
 
 def _level(cfg: LogConfig, codec: int | None) -> int | None:
     """The topic's compression level for ``codec`` (KIP-390); None: the codec's default."""
-    name = {1: "compression_gzip_level", 3: "compression_lz4_level", 4: "compression_zstd_level"}.get(codec or 0)
-    level = getattr(cfg, name, None) if name else None
-    return level if isinstance(level, int) and level != -1 else None
+    if codec == compression.GZIP:
+        return None if cfg.compression_gzip_level == -1 else cfg.compression_gzip_level
+    if codec == compression.LZ4:
+        return cfg.compression_lz4_level
+    if codec == compression.ZSTD:
+        return cfg.compression_zstd_level
+    return None
 
 
 def validate_for_append(
