@@ -1,0 +1,3 @@
+"""Compiled `kafkapy.protocol.record_scan.scan_records_py` (built from _scan.c when a C compiler is there)."""
+
+def scan_records(data: bytes | bytearray | memoryview, start: int, end: int, count: int) -> tuple[int, int, int]: ...
