@@ -453,3 +453,21 @@ def test_differential_random_mutations() -> None:
     # the mutations reach both accepted and rejected batches
     assert kinds.get("ok", 0) > 100
     assert kinds.get(InvalidRecordError, 0) > 1000
+
+
+def test_buffers_are_released(scan: Scan) -> None:
+    # a bytearray still exporting its buffer cannot be resized
+    good, count = body_of(GOOD["headers"])
+    for data, n, start, end in [(good, count, 0, len(good)), (good, count + 1, 0, len(good)), (good, 0, 0, len(good))]:
+        for _ in range(2):
+            buf = bytearray(data)
+            view = memoryview(buf)
+            for arg in (buf, view):
+                try:
+                    scan(arg, start, end, n)
+                except InvalidRecordError:
+                    pass
+                with pytest.raises(ValueError):
+                    scan(arg, start, len(buf) + 1, n)
+            view.release()
+            buf.extend(b"x")
