@@ -8,16 +8,8 @@ after its own script.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from interop.differential import (
-    Step,
-    create,
-    fetch,
-    list_offsets,
-    produce,
-    topic,
-)
 from interop.raw_batches import _now, raw_batch, rec, three
 from kafkapy.protocol import records
 from kafkapy.protocol.messages.fetch_response import FetchResponse
@@ -66,6 +58,8 @@ def _found(data: Any) -> Any:
 
 
 def produce_v(topic_name: str, partition: int, data: bytes, txn: str | None = None) -> ProduceRequest:
+    from interop.differential import produce
+
     req = produce(topic_name, partition, data)
     if txn is not None:
         req = ProduceRequest(
@@ -91,6 +85,10 @@ class Cases:
         return n
 
 
+if TYPE_CHECKING:
+    from interop.differential import Step
+
+
 def _case(
     cases: Cases,
     name: str,
@@ -101,6 +99,8 @@ def _case(
     read_back: bool = True,
     txn: str | None = None,
 ) -> list[Step]:
+    from interop.differential import Step, fetch
+
     p = cases.take(topic_name)
     steps = [Step(f"records_{name}", lambda: produce_v(topic_name, p, build(), txn), version, retriable=NOT_LEADER)]
     if read_back:
@@ -108,7 +108,10 @@ def _case(
     return steps
 
 
-def _steps() -> list[Step]:
+def steps() -> list[Step]:
+    """The steps (interop.differential imports this module at its end and adds them to its SCRIPT)."""
+    from interop.differential import Step, create, fetch, list_offsets, produce, topic
+
     c = Cases()
     now = _now
     steps: list[Step] = [
@@ -206,6 +209,3 @@ def _steps() -> list[Step]:
     steps += _case(c, "recompress_zstd_kept", RECOMPRESS, lambda: three(codec=4))
     steps += _case(c, "recompress_max_unset", RECOMPRESS, lambda: three(max_ts=-1))
     return steps
-
-
-STEPS: list[Step] = _steps()

@@ -1955,9 +1955,9 @@ SCRIPT += PRODUCE_ERRORS_SCRIPT
 
 
 # record validation (issue 14): interop/diff_records.py
-from interop.diff_records import STEPS as RECORD_STEPS
+from interop import diff_records
 
-SCRIPT += RECORD_STEPS
+SCRIPT += diff_records.steps()
 
 
 RETRIABLE = {

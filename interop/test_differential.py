@@ -67,6 +67,7 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "get_telemetry_subscriptions_v0: *": "client telemetry (KIP-714) is not served: UNSUPPORTED_VERSION; Kafka answers though it does not advertise the API",
     "push_telemetry_v0: *": "client telemetry (KIP-714) is not served: UNSUPPORTED_VERSION; Kafka INVALID_REQUEST without a subscription",
     "read_share_group_state_v0: *": "share groups (KIP-932) are not served and kafkapy's codec has only the unstable v0: closed; Kafka answers this inter-broker API",
+    "records_offset_deltas_*: *": "uncompressed records whose offset deltas are not 0, 1, 2...: Kafka stores them as sent (consumers see repeated or decreasing offsets); kafkapy refuses them with INVALID_RECORD (issue 14: never store what a consumer cannot read)",
     "list_offsets_v10_above_served: *": "ListOffsets v10 is above kafkapy's v9: per-partition error codes only, so kafkapy closes; Kafka serves it",
     "find_coordinator_v6_above_served: *": "FindCoordinator v6 is above kafkapy's v5: per-key error codes only, so kafkapy closes; Kafka serves it",
 }
