@@ -1,8 +1,14 @@
-"""Produce (0): validate batches by header and CRC, append, acknowledge.
+"""Produce (0): validate batches as Kafka's LogValidator does, append, acknowledge.
 
-No per-record work: each batch is checked by its header and CRC-32C, then
-the log rewrites base offsets in place and appends the bytes. Legacy
-(magic 0/1) message sets from old clients are converted to one v2 batch.
+Each batch is checked by its header and CRC-32C, then record by record
+(kafkapy/storage/log_validator.py: structure, count, offset deltas, keys on
+compacted topics, timestamps; the header's max timestamp rewritten, the
+batch recompressed to the topic's compression.type) without copying an
+uncompressed batch kept as sent; the log then rewrites base offsets in
+place and appends the bytes. Legacy (magic 0/1) message sets from old
+clients are converted to one v2 batch first. A refused append answers
+Kafka's code (with Produce v8+ record_errors where Kafka names records) and
+logs one line.
 
 Idempotent producers (producer id >= 0) are checked by the partition's
 producer state, per batch header (storage/producer_state.py): a retried
