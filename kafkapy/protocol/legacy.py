@@ -258,8 +258,9 @@ def fix_lz4_header_checksum(data: Buffer) -> bytes:
     return bytes(out)
 
 
-def _break_lz4_header_checksum(data: bytes) -> bytes:
-    # Reproduce the 0.8/0.9 checksum (over magic + descriptor), for tests.
+def break_lz4_header_checksum(data: bytes) -> bytes:
+    """Write the 0.8/0.9 frame-header checksum (over magic + descriptor), as Kafka
+    wrote magic-0 LZ4 wrappers (producers of that time, and down-conversion to magic 0)."""
     hc = _lz4_descriptor_end(data)
     out = bytearray(data)
     out[hc] = (xxh32(bytes(out[:hc])) >> 8) & 0xFF
@@ -328,7 +329,7 @@ def build_message_set(
         _encode_message(inner, magic, inner_offset, 0, ts, r[0], r[1])
     payload = _codecs.compress(compression, inner)
     if compression == _codecs.LZ4 and magic == MAGIC_V0:
-        payload = _break_lz4_header_checksum(payload)
+        payload = break_lz4_header_checksum(payload)
     if wrapper_timestamp is None:
         wrapper_timestamp = max(stamps) if stamps else NO_TIMESTAMP
     _encode_message(

@@ -71,7 +71,7 @@ else:
 
 HANDLERS: tuple[Handler, ...] = (
     Handler(ApiKey.PRODUCE, 0, 11, lambda: produce.handle),
-    Handler(ApiKey.FETCH, 4, 17, lambda: fetch.handle),
+    Handler(ApiKey.FETCH, 0, 17, lambda: fetch.handle),
     Handler(ApiKey.LIST_OFFSETS, 0, 9, lambda: list_offsets.handle),
     Handler(ApiKey.METADATA, 0, 12, lambda: metadata.handle),
     Handler(ApiKey.API_VERSIONS, 0, 4, lambda: api_versions.handle),

@@ -14,6 +14,19 @@ A fetch that must wait (min_bytes not reached) waits on its own partitions
 only (`kafkapy.cluster.delayed`): a consumer is woken when one of them moves
 its high watermark, a follower also by every append there, so a follower
 learns new data one round trip after the leader wrote it.
+
+Fetch v0-3 (clients from before Kafka 0.11, which Kafka 4 no longer serves)
+reads as v4 does (read_uncommitted, no sessions) and then, as Kafka 3.x did,
+down-converts what it read (`kafkapy.protocol.downconvert`): magic 0
+messages for v0-1, magic 1 for v2-3, control batches dropped, aborted
+records returned (those versions cannot tell), compressed batches rewrapped
+in the same codec. Those responses carry converted bytes, not file slices.
+A topic with `compression.type=zstd`, or whose first batch to convert is
+zstd, answers UNSUPPORTED_COMPRESSION_TYPE; Kafka 3.x's topic config
+`message.downconversion.enable=false`, where the config table has it,
+answers UNSUPPORTED_VERSION to consumers. Only whole messages are returned:
+up to the client's byte limits or the v2 bytes read if more, at least one
+message; a read that converts to nothing (control batches only) reads on.
 """
 
 from __future__ import annotations
@@ -23,7 +36,10 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from kafkapy.cluster.partition import FetchIsolation
+from kafkapy.config import describe_topic_config
+from kafkapy.protocol.downconvert import DownConverted, down_convert, down_convert_magic
 from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.errors import UnsupportedCompressionError
 from kafkapy.protocol.messages.fetch_request import FetchRequest
 from kafkapy.protocol.messages.fetch_response import (
     AbortedTransaction,
@@ -42,6 +58,7 @@ from kafkapy.server.fetch_sessions import (
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import OffsetOutOfRangeError
+from kafkapy.storage.segment import FileSlice
 
 READ_COMMITTED = 1
 
@@ -275,6 +292,115 @@ def _changed_only(
     return keep_w, keep_d
 
 
+# --- Fetch v0-3: down-conversion to magic 0/1 ------------------------------------
+
+DOWNCONVERSION_CONFIG = "message.downconversion.enable"
+_MAX_EMPTY_READS = 64  # reads past dropped control batches before answering empty
+
+
+def _legacy_error(partition: int, code: int) -> PartitionData:
+    # Kafka's partitionResponse(tp, error): -1 offsets, no records
+    return PartitionData(
+        partition_index=partition,
+        error_code=code,
+        high_watermark=-1,
+        last_stable_offset=-1,
+        log_start_offset=-1,
+        records=b"",
+    )
+
+
+def _downconversion_enabled(state: BrokerServices, overrides: dict[str, str]) -> bool:
+    # Kafka 3.x's switch (gone in Kafka 4, which has no down-conversion): on unless the config says false
+    described = describe_topic_config(state.config, overrides, [DOWNCONVERSION_CONFIG])
+    return not described or described[0].value != "false"
+
+
+def _records_bytes(records: object) -> bytes:
+    if isinstance(records, FileSlice):
+        return records.read_bytes()
+    if isinstance(records, (bytes, bytearray, memoryview)):
+        return bytes(records)
+    return b""
+
+
+def _down_convert_all(
+    state: BrokerServices,
+    req: FetchRequest,
+    version: int,
+    wanted: list[Wanted],
+    datas: list[PartitionData],
+    isolation: FetchIsolation,
+    follower: bool,
+) -> list[PartitionData]:
+    remaining = req.max_bytes if version >= 3 else 0x7FFFFFFF
+    out = []
+    for w, read in zip(wanted, datas):
+        converted = _down_convert(state, w, read, version, isolation, follower, max(0, min(w.max_bytes, remaining)))
+        if isinstance(converted.records, bytes):
+            remaining -= len(converted.records)
+        out.append(converted)
+    return out
+
+
+def _down_convert(
+    state: BrokerServices,
+    w: Wanted,
+    pd: PartitionData,
+    version: int,
+    isolation: FetchIsolation,
+    follower: bool,
+    allowed: int,
+) -> PartitionData:
+    """Kafka's maybeConvertFetchedData for Fetch v0-3 (see the module docstring). The converted
+    messages fill up to `allowed` bytes (the client's limits left) or the v2 bytes read if more."""
+    magic = down_convert_magic(version)
+    if magic is None or w.topic is None:
+        return pd
+    info = state.metadata.topic(w.topic)
+    plog = state.replicas.partition_log(w.topic, w.partition)
+    if info is None or plog is None:
+        return pd  # no local log: nothing to convert, the read's error stands
+    if plog.config.compression_type == "zstd":
+        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE)
+    if not follower and not _downconversion_enabled(state, info.configs):
+        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_VERSION)
+    source = _records_bytes(pd.records)
+    if not source:
+        return pd
+    budget = max(len(source), allowed)
+    try:
+        conv = down_convert(source, magic, w.fetch_offset, budget)
+        conv = _read_past_dropped(state, w, conv, magic, budget, isolation)
+    except UnsupportedCompressionError:
+        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE)
+    pd.records = conv.data
+    return pd
+
+
+def _read_past_dropped(
+    state: BrokerServices, w: Wanted, conv: DownConverted, magic: int, budget: int, isolation: FetchIsolation
+) -> DownConverted:
+    """A read of control batches only converts to nothing: read on from after them, so that an
+    old consumer (which fetches from its last message + 1) is not stuck before them."""
+    assert w.topic is not None
+    for _ in range(_MAX_EMPTY_READS):
+        if conv.data or conv.next_offset < 0:
+            return conv
+        partition = state.replicas.partition(w.topic, w.partition)
+        if isinstance(partition, int):
+            return conv
+        try:
+            result = partition.read(conv.next_offset, budget, isolation, min_one_message=True)
+        except OffsetOutOfRangeError:
+            return conv
+        source = b"".join(s.read_bytes() for s in result.slices)
+        if not source:
+            return conv
+        conv = down_convert(source, magic, conv.next_offset, budget)
+    return conv
+
+
 async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     state = ctx.state
     version = ctx.version
@@ -298,6 +424,8 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     else:
         isolation = FetchIsolation.HIGH_WATERMARK
     datas = await _long_poll(ctx, req, wanted, isolation, hw_before)
+    if version <= 3:
+        datas = _down_convert_all(state, req, version, wanted, datas, isolation, hw_before is not None)
     if session is not None:
         if incremental:
             wanted, datas = _changed_only(session, wanted, datas)

@@ -1,6 +1,18 @@
-"""ListOffsets (2): earliest, latest, max timestamp, and offsets for times."""
+"""ListOffsets (2): earliest, latest, max timestamp, and offsets for times.
+
+Version 0 keeps its own, older meaning (Kafka's `legacyFetchOffsetsBefore`,
+answered by Kafka up to 3.x): "offsets before time t" lists up to
+`max_num_offsets` segment base offsets, newest first, taking the segments
+whose file was last modified at or before t, and the log end offset (stamped
+"now") if the active segment is not empty. -1 starts from the log end, -2
+from the first segment; for a consumer, offsets above the high watermark are
+replaced by the high watermark. Duplicate partitions are not refused in v0.
+"""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Sequence
 
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest
@@ -14,6 +26,66 @@ from kafkapy.server.services import BrokerServices
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 READ_COMMITTED = 1
+CONSUMER_REPLICA_ID = -1
+
+
+def offsets_before(
+    segments: Sequence[tuple[int, int, int]],
+    log_start: int,
+    log_end: int,
+    now_ms: int,
+    timestamp: int,
+    max_num_offsets: int,
+) -> list[int]:
+    """ListOffsets v0's answer from ``(base offset, last modified ms, size)`` per segment, oldest
+    first: up to ``max_num_offsets`` offsets, descending."""
+    points = [(max(base, log_start), modified) for base, modified, _size in segments]
+    if segments and segments[-1][2] > 0:
+        points.append((log_end, now_ms))
+    if timestamp == LATEST:
+        start = len(points) - 1
+    elif timestamp in (EARLIEST, EARLIEST_LOCAL):
+        start = 0
+    else:
+        start = len(points) - 1
+        while start >= 0 and points[start][1] > timestamp:
+            start -= 1
+    count = max(0, min(max_num_offsets, start + 1))
+    return sorted((points[start - j][0] for j in range(count)), reverse=True)
+
+
+def cap_at_high_watermark(offsets: list[int], high_watermark: int) -> list[int]:
+    """A consumer never sees offsets past the high watermark: they give way to it (Kafka's rule)."""
+    if not any(o > high_watermark for o in offsets):
+        return offsets
+    rest = offsets
+    while rest and rest[0] > high_watermark:
+        rest = rest[1:]
+    return [high_watermark, *rest]
+
+
+def _one_v0(
+    state: BrokerServices, topic: str, p: ListOffsetsPartition, replica_id: int
+) -> ListOffsetsPartitionResponse:
+    r = ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.NONE, old_style_offsets=[])
+    partition = state.replicas.partition(topic, p.partition_index)
+    if isinstance(partition, int):
+        r.error_code = partition
+        return r
+    plog = partition.log
+    segments = [(s.base_offset, s.last_modified_ms, s.size) for s in plog.segments]
+    offsets = offsets_before(
+        segments,
+        plog.log_start_offset,
+        plog.log_end_offset,
+        time.time_ns() // 1_000_000,
+        p.timestamp,
+        p.max_num_offsets,
+    )
+    if replica_id == CONSUMER_REPLICA_ID:
+        offsets = cap_at_high_watermark(offsets, plog.high_watermark)
+    r.old_style_offsets = offsets
+    return r
 
 
 def _one(
@@ -45,14 +117,21 @@ def _one(
         bound = plog.last_stable_offset if committed else plog.high_watermark
         if found is not None and found.offset < bound:
             r.offset, r.timestamp, r.leader_epoch = found.offset, found.timestamp, found.leader_epoch
-    if version == 0:
-        r.old_style_offsets = [r.offset] if r.offset >= 0 and p.max_num_offsets > 0 else []
     return r
 
 
 async def handle(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse:
     committed = ctx.version >= 2 and req.isolation_level == READ_COMMITTED
     topics = []
+    if ctx.version == 0:
+        return ListOffsetsResponse(
+            topics=[
+                ListOffsetsTopicResponse(
+                    name=t.name, partitions=[_one_v0(ctx.state, t.name, p, req.replica_id) for p in t.partitions]
+                )
+                for t in req.topics
+            ]
+        )
     for t in req.topics:
         seen: set[int] = set()
         parts = []
