@@ -77,7 +77,7 @@ def main() -> int:
     else:
         impls.append(("compiled", _scan.scan_records))
 
-    print(f"Python {platform.python_version()} on {platform.machine()}, {args.records} records per batch, ")
+    print(f"Python {platform.python_version()} on {platform.machine()}, {args.records} records per batch,", end=" ")
     print(f"median of {args.repeats} runs\n")
     print(
         f"{'value':>6} {'headers':>7} {'body':>9}  "
