@@ -14,12 +14,14 @@ so the same calls serve: `wait_replicated` answers at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
 from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.storage.config import LogConfig
 from kafkapy.storage.log import AppendResult, PartitionLog, ReadResult
+from kafkapy.storage.log_validator import Policy
 
 
 class FetchIsolation(IntEnum):
@@ -59,8 +61,18 @@ class Partition:
     log: PartitionLog
     leader_epoch: int
     replication: Replication
+    # LogValidator's view of the log's config, rebuilt when the config object changes
+    _policy: tuple[LogConfig, Policy] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ state
+
+    @property
+    def validation_policy(self) -> Policy:
+        cfg = self.log.config
+        cached = self._policy
+        if cached is None or cached[0] is not cfg:
+            cached = self._policy = (cfg, Policy.of(cfg))
+        return cached[1]
 
     @property
     def isr(self) -> list[int]:

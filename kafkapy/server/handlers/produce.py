@@ -48,7 +48,7 @@ from kafkapy.protocol.messages.produce_response import (
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import StorageError
-from kafkapy.storage.log_validator import BatchRejected, Policy, validate_for_append
+from kafkapy.storage.log_validator import BatchRejected, validate_for_append
 from kafkapy.storage.producer_state import (
     InvalidProducerEpochError,
     InvalidSequenceError,
@@ -161,7 +161,7 @@ def append_partition(
                 return _rejected(resp, code, topic, client_id, resp.error_message)
     try:
         # Kafka's LogValidator: every record walked, headers fixed, maybe recompressed
-        buf = validate_for_append(buf, headers, Policy.of(cfg), now, f"{topic}-{part.index}")
+        buf = validate_for_append(buf, headers, partition.validation_policy, now, f"{topic}-{part.index}")
     except BatchRejected as e:
         resp.log_start_offset = partition.log_start_offset
         if e.per_record:
