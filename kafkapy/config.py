@@ -146,7 +146,7 @@ def invalid(name: str, value: Any, reason: str) -> ConfigError:
 def parse_value(key: str, ctype: ConfigType, raw: str, nullable: bool = False) -> Any:
     """Convert a raw string to the typed value Kafka's ConfigDef would produce."""
     text = java_trim(raw)
-    if nullable and text == "":
+    if nullable and text == "" and ctype is ConfigType.STRING:
         return None
     if ctype is ConfigType.BOOLEAN:
         low = text.lower()
@@ -255,6 +255,24 @@ def _throttled_replicas(name: str, value: Any) -> None:
     )
 
 
+def non_empty_list(then: Validator | None = None) -> Validator:
+    """Kafka's ValidList.anyNonDuplicateValues(false, ...): at least one item, none empty; then `then`."""
+
+    def check(name: str, value: Any) -> None:
+        if not value:
+            raise ConfigError(
+                name,
+                "must not be empty",
+                f"Configuration '{name}' must not be empty. Valid values include: any non-empty value",
+            )
+        if any(v == "" for v in value):
+            raise ConfigError(name, "values must not be empty", f"Configuration '{name}' values must not be empty.")
+        if then is not None:
+            then(name, value)
+
+    return check
+
+
 def _valid_listeners(name: str, value: Any) -> None:
     try:
         parse_listeners(value if isinstance(value, list) else [value])
@@ -353,7 +371,7 @@ _DAY_MS = 86_400_000
 BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     # identity and listeners
     _K("node.id", "node_id", _T.INT, None, "This broker's id; wins over broker.id.", at_least(0), nullable=True),
-    _K("broker.id", "broker_id", _T.INT, 0, "This broker's id when node.id is unset.", at_least(-1)),
+    _K("broker.id", "broker_id", _T.INT, 0, "This broker's id when node.id is unset."),
     _K(
         "cluster.id",
         "cluster_id",
@@ -368,7 +386,7 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         _T.LIST,
         ["PLAINTEXT://127.0.0.1:9092"],
         "Comma-separated [NAME://]host:port endpoints to listen on.",
-        _valid_listeners,
+        non_empty_list(_valid_listeners),
         dynamic=True,
     ),
     _K(
@@ -377,7 +395,7 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         _T.LIST,
         None,
         "Endpoints given to clients in metadata; defaults to listeners.",
-        _valid_listeners,
+        non_empty_list(_valid_listeners),
         nullable=True,
     ),
     _K(
@@ -397,8 +415,16 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         dynamic=True,
     ),
     # storage
-    _K("log.dirs", "log_dirs", _T.LIST, None, "Data directories; wins over log.dir.", nullable=True),
-    _K("log.dir", "log_dir", _T.LIST, ["./data"], "Data directories when log.dirs is unset."),
+    _K(
+        "log.dirs",
+        "log_dirs",
+        _T.LIST,
+        None,
+        "Data directories; wins over log.dir.",
+        non_empty_list(),
+        nullable=True,
+    ),
+    _K("log.dir", "log_dir", _T.LIST, ["./data"], "Data directories when log.dirs is unset.", non_empty_list()),
     _K("num.partitions", "num_partitions", _T.INT, 1, "Default partition count for auto-created topics.", at_least(1)),
     _K(
         "default.replication.factor",
@@ -406,7 +432,6 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         _T.INT,
         1,
         "Default replication factor for auto-created topics.",
-        at_least(1),
     ),
     _K(
         "auto.create.topics.enable",
@@ -931,7 +956,7 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         _T.LIST,
         ["uniform", "range"],
         "Server-side assignors of consumer-protocol groups; the first is the default (names or Kafka class names).",
-        _valid_assignors,
+        non_empty_list(_valid_assignors),
     ),
     # transactions and idempotence
     _K(

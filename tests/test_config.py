@@ -144,6 +144,9 @@ def test_roll_and_flush_precedence() -> None:
         ("compression.gzip.level", "0"),
         ("log.roll.ms", "0"),
         ("log.retention.ms", "0"),
+        ("log.retention.ms", ""),
+        ("log.dirs", ""),
+        ("listeners", " "),
     ],
 )
 def test_invalid_values_name_the_key(key: str, raw: str) -> None:
