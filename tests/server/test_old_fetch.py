@@ -219,3 +219,56 @@ def test_cap_at_high_watermark() -> None:
     assert cap_at_high_watermark([25, 20, 10, 0], 22) == [22, 20, 10, 0]
     assert cap_at_high_watermark([25, 20, 10, 0], 15) == [15, 10, 0]
     assert cap_at_high_watermark([25, 20], 25) == [25, 20]
+
+
+def _committed_txn(bootstrap: str, topic: str, n: int) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}-txn", "linger.ms": 5})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(n):
+        p.produce(topic, key=b"t", value=f"t{i}".encode(), partition=0)
+    p.commit_transaction(30)
+
+
+def _fetch_wait(c: RawClient, topic: str, offset: int, version: int, max_wait_ms: int, partition_max: int) -> bytes:
+    req = FetchRequest(
+        replica_id=-1,
+        max_wait_ms=max_wait_ms,
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=[
+            FetchTopic(
+                topic=topic,
+                partitions=[FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=partition_max)],
+            )
+        ],
+    )
+    pd = c.request(req, version).responses[0].partitions[0]
+    assert pd.error_code == ErrorCode.NONE
+    return bytes(pd.records or b"")
+
+
+def test_markers_are_read_past_and_waited_past(kafka_broker) -> None:
+    """A commit marker converts to nothing: a read from it goes on to the data after it, and at the
+    log end the fetch waits its max_wait_ms instead of answering an empty response at once."""
+    with RawClient(kafka_broker.bootstrap) as c:
+        _create(c, "old-markers")
+        _committed_txn(kafka_broker.bootstrap, "old-markers", 3)  # offsets 0-2, marker at 3
+        # at the marker, the log ending there: an empty answer after the wait, not at once
+        started = time.monotonic()
+        assert _fetch_wait(c, "old-markers", 3, 1, 400, 1 << 20) == b""
+        assert time.monotonic() - started >= 0.35
+        _produce(c, "old-markers", _batch(4, 2))
+        # a 1-byte limit reads the marker alone (one batch at least), then reads on
+        data = _fetch_wait(c, "old-markers", 3, 1, 0, 1)
+        assert [o for o, *_ in _msgs(data)][:1] == [4]
+        data = _fetch_wait(c, "old-markers", 0, 2, 0, 1 << 20)
+        assert [(o, v) for o, _m, _t, _k, v in _msgs(data)] == [
+            (0, b"t0"),
+            (1, b"t1"),
+            (2, b"t2"),
+            (4, b"v4"),
+            (5, b"v5"),
+        ]

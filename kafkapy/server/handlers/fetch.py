@@ -26,7 +26,8 @@ zstd, answers UNSUPPORTED_COMPRESSION_TYPE; Kafka 3.x's topic config
 `message.downconversion.enable=false`, where the config table has it,
 answers UNSUPPORTED_VERSION to consumers. Only whole messages are returned:
 up to the client's byte limits or the v2 bytes read if more, at least one
-message; a read that converts to nothing (control batches only) reads on.
+message; a read that converts to nothing (control batches only) reads on,
+and waits (max_wait_ms) from after them when they end the log.
 """
 
 from __future__ import annotations
@@ -332,15 +333,50 @@ def _down_convert_all(
     datas: list[PartitionData],
     isolation: FetchIsolation,
     follower: bool,
-) -> list[PartitionData]:
+) -> tuple[list[PartitionData], list[int]]:
+    """Each partition converted, and where the next read may start for those whose read held
+    only dropped batches (else -1)."""
     remaining = req.max_bytes if version >= 3 else 0x7FFFFFFF
     out = []
+    skips = []
     for w, read in zip(wanted, datas):
-        converted = _down_convert(state, w, read, version, isolation, follower, max(0, min(w.max_bytes, remaining)))
+        allowed = max(0, min(w.max_bytes, remaining))
+        converted, skip = _down_convert(state, w, read, version, isolation, follower, allowed)
         if isinstance(converted.records, bytes):
             remaining -= len(converted.records)
         out.append(converted)
-    return out
+        skips.append(skip)
+    return out, skips
+
+
+async def _legacy_poll(
+    ctx: RequestContext,
+    req: FetchRequest,
+    wanted: list[Wanted],
+    isolation: FetchIsolation,
+    hw_before: list[tuple[int, int]] | None,
+) -> list[PartitionData]:
+    """`_long_poll` and down-conversion. min_bytes counts the v2 bytes read (as Kafka's did), so a
+    read of transaction markers only would answer at once with nothing and the old consumer would
+    ask again at once, in a loop: instead the wait goes on from after the markers."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(req.max_wait_ms, 0) / 1000
+    while True:
+        read = await _long_poll(ctx, req, wanted, isolation, hw_before)
+        datas, skips = _down_convert_all(ctx.state, req, ctx.version, wanted, read, isolation, hw_before is not None)
+        remaining = deadline - loop.time()
+        if (
+            any(isinstance(pd.records, bytes) and pd.records for pd in datas)
+            or any(pd.error_code != ErrorCode.NONE for pd in datas)
+            or all(s < 0 for s in skips)
+            or remaining <= 0
+            or (ctx.conn is not None and ctx.conn.closed)
+        ):
+            return datas
+        for w, skip in zip(wanted, skips):
+            if skip >= 0:
+                w.fetch_offset = skip
+        req.max_wait_ms = max(1, int(remaining * 1000))
 
 
 def _down_convert(
@@ -351,31 +387,33 @@ def _down_convert(
     isolation: FetchIsolation,
     follower: bool,
     allowed: int,
-) -> PartitionData:
+) -> tuple[PartitionData, int]:
     """Kafka's maybeConvertFetchedData for Fetch v0-3 (see the module docstring). The converted
-    messages fill up to `allowed` bytes (the client's limits left) or the v2 bytes read if more."""
+    messages fill up to `allowed` bytes (the client's limits left) or the v2 bytes read if more.
+    Also returns the offset after the batches read when all were dropped (else -1)."""
     magic = down_convert_magic(version)
     if magic is None or w.topic is None:
-        return pd
+        return pd, -1
     info = state.metadata.topic(w.topic)
     plog = state.replicas.partition_log(w.topic, w.partition)
     if info is None or plog is None:
-        return pd  # no local log: nothing to convert, the read's error stands
+        return pd, -1  # no local log: nothing to convert, the read's error stands
     if plog.config.compression_type == "zstd":
-        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE)
+        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE), -1
     if not follower and not _downconversion_enabled(state, info.configs):
-        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_VERSION)
+        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_VERSION), -1
     source = _records_bytes(pd.records)
     if not source:
-        return pd
+        return pd, -1
     budget = max(len(source), allowed)
     try:
         conv = down_convert(source, magic, w.fetch_offset, budget)
         conv = _read_past_dropped(state, w, conv, magic, budget, isolation)
     except UnsupportedCompressionError:
-        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE)
+        return _legacy_error(w.partition, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE), -1
     pd.records = conv.data
-    return pd
+    skip = conv.next_offset if not conv.data and conv.next_offset > w.fetch_offset else -1
+    return pd, skip
 
 
 def _read_past_dropped(
@@ -423,9 +461,10 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         isolation = FetchIsolation.TXN_COMMITTED
     else:
         isolation = FetchIsolation.HIGH_WATERMARK
-    datas = await _long_poll(ctx, req, wanted, isolation, hw_before)
     if version <= 3:
-        datas = _down_convert_all(state, req, version, wanted, datas, isolation, hw_before is not None)
+        datas = await _legacy_poll(ctx, req, wanted, isolation, hw_before)
+    else:
+        datas = await _long_poll(ctx, req, wanted, isolation, hw_before)
     if session is not None:
         if incremental:
             wanted, datas = _changed_only(session, wanted, datas)
