@@ -387,3 +387,33 @@ def test_zstd_batches_reach_old_consumers_as_an_error(broker: BrokerProcess) -> 
         assert error is not None and error.code() == KafkaError.UNSUPPORTED_COMPRESSION_TYPE, error
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("api_version", [(0, 10, 0), (0, 10, 1)])
+def test_log_append_time_reaches_magic1_readers(broker: BrokerProcess, api_version: tuple[int, ...]) -> None:
+    """A LogAppendTime topic: Fetch v2-3 readers get the broker's append time, marked as such
+    (timestamp type 1), for plain and compressed batches alike."""
+    topic = unique_topic("old-lat")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    config = {"message.timestamp.type": "LogAppendTime"}
+    admin.create_topics([NewTopic(topic, 1, 1, config=config)], operation_timeout=10)[topic].result(timeout=20)
+    before = int(time.time() * 1000)
+    written = _modern_produce(broker.bootstrap, topic, _recs(0, 3, "lat"))
+    written += _modern_produce(broker.bootstrap, topic, _recs(10, 3, "latz"), **{"compression.type": "gzip"})
+    c = KafkaPython("kafka-python", 1, ALL_CODECS, api_version).consumer(broker.bootstrap)
+    try:
+        tp = KpTopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < len(written) and time.monotonic() < deadline:
+            for msgs in c.poll(500).values():
+                got += [(m.offset, m.value, m.timestamp, m.timestamp_type) for m in msgs]
+    finally:
+        c.close()
+    assert [(o, v) for o, v, _t, _tt in got] == [(r.offset, r.value) for r in written]
+    assert all(tt == 1 for *_, tt in got)
+    # the broker's time, not the producer's (TS is in 2023), the same within a batch
+    assert [t for _o, _v, t, _tt in got] == [r.timestamp for r in written]
+    assert all(t >= before for _o, _v, t, _tt in got)
