@@ -117,7 +117,7 @@ BOUNDARIES: list[tuple[str, str]] = [
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "empty"
+    return re.sub(r"[^a-z0-9]+", "_", text.lower().replace("*", "star")).strip("_") or "empty"
 
 
 def _boundary_step(i: int, key: str, value: str) -> Step:
