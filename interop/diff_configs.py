@@ -180,6 +180,19 @@ STEPS: list[Step] = [
         lambda: create(topic("diff-cfg-order2", 1, 1, **{"remote.storage.enable": "true", "segment.bytes": "1"})),
         4,
     ),
+    # Kafka checks the name (illegal, taken, colliding) before the configs, the counts after them
+    Step("create_cfg_bad_name_and_value", lambda: create(topic("bad/name", 1, 1, **{"segment.bytes": "200"})), 4),
+    Step("create_cfg_exists_and_bad_value", lambda: create(topic(TARGET, 1, 1, **{"segment.bytes": "200"})), 4),
+    Step("create_cfg_collision_base", lambda: create(topic("diff-cfg.coll", 1, 1)), 4),
+    Step(
+        "create_cfg_collides_and_bad_value", lambda: create(topic("diff-cfg_coll", 1, 1, **{"segment.bytes": "200"})), 4
+    ),
+    Step(
+        "create_cfg_zero_partitions_and_bad_value",
+        lambda: create(topic("diff-cfg-p0", 0, 1, **{"segment.bytes": "200"})),
+        4,
+    ),
+    Step("create_cfg_rf_and_bad_value", lambda: create(topic("diff-cfg-rf3", 1, 3, **{"segment.bytes": "200"})), 4),
     # the whole config listing of a new topic with the internal and KIP-390 configs set (v7)
     Step(
         "create_cfg_small_segments_v7",

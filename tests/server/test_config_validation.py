@@ -85,6 +85,14 @@ def test_create_topics_refuses_as_kafka(kafka_broker) -> None:
             "Invalid value 23 for configuration compression.zstd.level: Value must be no more than 22",
         )
         assert create(c, "cv-levels", {"compression.gzip.level": "9", "segment.bytes": "1048576"})[0] == 0
+        # the name is checked first: taken, colliding, illegal
+        assert create(c, "cv-levels", {"segment.bytes": "200"})[0] == ErrorCode.TOPIC_ALREADY_EXISTS
+        assert create(c, "cv.dot", {})[0] == 0
+        assert create(c, "cv_dot", {"segment.bytes": "200"}) == (
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
+            "Topic 'cv_dot' collides with existing topic: cv.dot",
+        )
+        assert create(c, "cv/bad", {"segment.bytes": "200"})[0] == ErrorCode.INVALID_TOPIC_EXCEPTION
         described = describe(c, "cv-levels", None)
         assert (described["compression.gzip.level"], described["compression.lz4.level"]) == ("9", "9")
         assert "internal.segment.bytes" not in described

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kafkapy.cluster.metadata import MetadataError
+from kafkapy.cluster.metadata import MetadataError, check_new_topic
 from kafkapy.config import ConfigError, describe_topic_config, validate_topic_configs
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.create_partitions_request import CreatePartitionsRequest
@@ -46,6 +46,12 @@ async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: boo
         partitions = state.config.num_partitions if t.num_partitions == -1 else t.num_partitions
         replication = state.config.default_replication_factor if t.replication_factor == -1 else t.replication_factor
     raw = {c.name: c.value for c in t.configs}
+    try:
+        # Kafka checks the name (illegal, taken, colliding) before the configs, the counts after them
+        check_new_topic(t.name, 1, 1, (info.name for info in state.metadata.topics()), 1)
+    except MetadataError as e:
+        result.error_code, result.error_message = e.code, e.message
+        return result
     try:
         configs = validate_topic_configs(raw, state.config)
     except ConfigError as e:
