@@ -24,7 +24,8 @@ converting each v2 batch as follows (KIP-283, `RecordsUtil.downConvert`):
 
 Only whole messages are returned: conversion stops before the first message
 (or wrapper) that would take the output past ``max_bytes``, except that the
-first one is always returned.
+messages of the first batch that has any are always returned (Kafka too
+always sends the first converted batch whole).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def down_convert(
 ) -> DownConverted:
     """Convert the complete v2 batches of ``buf`` (a fetch read) to a magic 0/1 message set.
 
-    At most ``max_bytes`` of whole messages, but always the first one. Raises
+    At most ``max_bytes`` of whole messages, but always those of the first batch. Raises
     `UnsupportedCompressionError` if the first batch that has messages to
     convert is zstd.
     """
@@ -146,8 +147,9 @@ def down_convert(
             if out:
                 break
             raise
+        first = not out  # the first batch with messages goes whole, as Kafka sends it
         for entry in entries:
-            if out and len(out) + len(entry) > max_bytes:
+            if not first and len(out) + len(entry) > max_bytes:
                 return DownConverted(bytes(out), next_offset, count)
             out += entry
             count += 1

@@ -155,15 +155,20 @@ def test_zstd_first_raises_later_stops_before_it() -> None:
     assert out.next_offset == 2
 
 
-def test_max_bytes_whole_messages_at_least_one() -> None:
-    buf = _batch(0, 10)
-    one = down_convert(buf, 1, 0, 1 << 20)
-    size = len(one.data) // 10
-    assert len(down_convert(buf, 1, 0, 1).data) == size  # first message always
-    assert len(down_convert(buf, 1, 0, 3 * size + 5).data) == 3 * size
+def test_max_bytes_whole_messages_first_batch_whole() -> None:
+    buf = _batch(0, 4) + _batch(4, 6)
+    full = down_convert(buf, 1, 0, 1 << 20).data
+    size = len(full) // 10  # same-sized messages (one-digit offsets)
+    # the first batch's messages always go whole (as Kafka's first converted batch)
+    assert len(down_convert(buf, 1, 0, 1).data) == 4 * size
+    assert len(down_convert(buf, 1, 2, 1).data) == 2 * size  # from mid-batch: what follows the fetch offset
+    # then whole messages up to the limit
+    assert len(down_convert(buf, 1, 0, 6 * size + 5).data) == 6 * size
     wrapped = _batch(0, 5, C.GZIP) + _batch(5, 5, C.GZIP)
     first = down_convert(wrapped, 1, 0, 10)
     assert [o for o, *_ in _msgs(first.data)] == [0, 1, 2, 3, 4]
+    # a control batch first: the first batch with messages goes whole
+    assert [o for o, *_ in _msgs(down_convert(_marker(0) + _batch(1, 3), 1, 0, 1).data)] == [1, 2, 3]
 
 
 def test_trailing_partial_batch_ignored() -> None:

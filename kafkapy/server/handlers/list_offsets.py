@@ -27,6 +27,13 @@ from kafkapy.server.services import BrokerServices
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 READ_COMMITTED = 1
 CONSUMER_REPLICA_ID = -1
+# the special timestamps and the version each came with: below it Kafka (3.9, 4.3) answers
+# UNSUPPORTED_VERSION for the partition, before looking the partition up
+_SPECIAL_SINCE = {MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
+
+
+def _too_new(timestamp: int, version: int) -> bool:
+    return version < _SPECIAL_SINCE.get(timestamp, 0)
 
 
 def offsets_before(
@@ -68,6 +75,9 @@ def _one_v0(
     state: BrokerServices, topic: str, p: ListOffsetsPartition, replica_id: int
 ) -> ListOffsetsPartitionResponse:
     r = ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.NONE, old_style_offsets=[])
+    if _too_new(p.timestamp, 0):
+        r.error_code = ErrorCode.UNSUPPORTED_VERSION
+        return r
     partition = state.replicas.partition(topic, p.partition_index)
     if isinstance(partition, int):
         r.error_code = partition
@@ -94,6 +104,9 @@ def _one(
     r = ListOffsetsPartitionResponse(
         partition_index=p.partition_index, error_code=ErrorCode.NONE, timestamp=-1, offset=-1
     )
+    if _too_new(p.timestamp, version):
+        r.error_code = ErrorCode.UNSUPPORTED_VERSION
+        return r
     partition = state.replicas.partition(topic, p.partition_index, p.current_leader_epoch)
     if isinstance(partition, int):
         r.error_code = partition
