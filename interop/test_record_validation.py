@@ -50,6 +50,7 @@ def topics(broker: BrokerProcess) -> Iterator[dict[str, str]]:
         "window": unique_topic("val-window"),
         "plain": unique_topic("val-plain"),
         "zstd": unique_topic("val-zstd"),
+        "difference": unique_topic("val-difference"),
     }
     _create(broker.bootstrap, names["compact"], {"cleanup.policy": "compact"})
     _create(
@@ -59,6 +60,7 @@ def topics(broker: BrokerProcess) -> Iterator[dict[str, str]]:
     )
     _create(broker.bootstrap, names["plain"], {})
     _create(broker.bootstrap, names["zstd"], {"compression.type": "zstd"})
+    _create(broker.bootstrap, names["difference"], {"message.timestamp.difference.max.ms": str(HOUR)})
     yield names
 
 
@@ -120,6 +122,11 @@ def test_timestamps_outside_the_window_are_refused(broker: BrokerProcess, topics
     finally:
         kp.close()
     assert [e["error"] for e in _rejections(broker, topic)] == ["INVALID_TIMESTAMP"] * 3
+    # the older message.timestamp.difference.max.ms (removed in Kafka 4, kept by kafkapy) bounds both sides
+    codes = _librdkafka_errors(
+        broker.bootstrap, topics["difference"], [(b"k", now), (b"k", now - 2 * HOUR), (b"k", now + 2 * HOUR)]
+    )
+    assert codes == [None, KafkaError.INVALID_TIMESTAMP, KafkaError.INVALID_TIMESTAMP]
 
 
 def _produce_raw(bootstrap: str, topic: str, data: bytes) -> int:

@@ -627,6 +627,16 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         dynamic=True,
     ),
     _K(
+        "log.message.timestamp.difference.max.ms",
+        "log_message_timestamp_difference_max_ms",
+        _T.LONG,
+        LONG_MAX,
+        "Deprecated (removed in Kafka 4; kafkapy keeps it): max |broker time - record time| for CreateTime, "
+        "where log.message.timestamp.before/after.max.ms are unset.",
+        at_least(0),
+        dynamic=True,
+    ),
+    _K(
         "log.message.timestamp.before.max.ms",
         "log_message_timestamp_before_max_ms",
         _T.LONG,
@@ -1113,6 +1123,7 @@ class BrokerConfig:
     log_preallocate: bool = _default("log.preallocate")
     log_retention_check_interval_ms: int = _default("log.retention.check.interval.ms")
     log_message_timestamp_type: str = _default("log.message.timestamp.type")
+    log_message_timestamp_difference_max_ms: int = _default("log.message.timestamp.difference.max.ms")
     log_message_timestamp_before_max_ms: int = _default("log.message.timestamp.before.max.ms")
     log_message_timestamp_after_max_ms: int = _default("log.message.timestamp.after.max.ms")
     log_message_downconversion_enable: bool = _default("log.message.downconversion.enable")
@@ -1655,6 +1666,16 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             at_least(0),
         ),
         _TK(
+            "message.timestamp.difference.max.ms",
+            "message_timestamp_difference_max_ms",
+            _T.LONG,
+            "Deprecated (removed in Kafka 4; kafkapy keeps it): max |broker time - record time|, used where "
+            "message.timestamp.before/after.max.ms are unset.",
+            _attr("log_message_timestamp_difference_max_ms"),
+            ("log.message.timestamp.difference.max.ms",),
+            at_least(0),
+        ),
+        _TK(
             "message.timestamp.type",
             "message_timestamp_type",
             _T.STRING,
@@ -1811,6 +1832,7 @@ class TopicConfig:
     message_downconversion_enable: bool
     message_timestamp_after_max_ms: int
     message_timestamp_before_max_ms: int
+    message_timestamp_difference_max_ms: int
     message_timestamp_type: str
     min_cleanable_dirty_ratio: float
     min_compaction_lag_ms: int
