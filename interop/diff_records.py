@@ -43,7 +43,7 @@ def stored(resp: Any) -> Any:
                         "max_is_records_max": h.max_timestamp == max(r.timestamp for r in rs),
                         "max_timestamp_unset": h.max_timestamp == -1,
                         "offsets": [r.offset for r in rs],
-                        "keys": [r.key for r in rs],
+                        "keys": [None if r.key is None else r.key.decode() for r in rs],
                     }
                 )
     return out

@@ -1955,9 +1955,12 @@ SCRIPT += PRODUCE_ERRORS_SCRIPT
 
 
 # record validation (issue 14): interop/diff_records.py
-from interop import diff_records
+from interop import diff_configs, diff_records
 
 SCRIPT += diff_records.steps()
+# config validation (issue 14): right after metadata_all, which lists every diff- topic created before it
+_AT = [step.name for step in SCRIPT].index("metadata_all") + 1
+SCRIPT[_AT:_AT] = diff_configs.steps()
 
 
 RETRIABLE = {
