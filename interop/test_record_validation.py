@@ -207,3 +207,38 @@ def test_compression_type_recompresses_what_producers_send(broker: BrokerProcess
     data = log.read_bytes()
     codecs = {h.compression for _, h in records.iter_batches(data)}
     assert codecs == {4}
+
+
+def test_pure_python_scan_gives_the_same_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KAFKAPY_NO_ACCELERATOR=1: the broker walks records with the reference scan, same answers."""
+    from interop._common import start_broker
+
+    answers = {}
+    for scan, env in (("compiled", None), ("python", "1")):
+        if env is None:
+            monkeypatch.delenv("KAFKAPY_NO_ACCELERATOR", raising=False)
+        else:
+            monkeypatch.setenv("KAFKAPY_NO_ACCELERATOR", env)
+        b = start_broker(tmp_path / scan / "data")
+        try:
+            ready = next(
+                json.loads(line)
+                for line in b.log_path.read_text().splitlines()
+                if line.startswith("{") and json.loads(line).get("event") == "broker_ready"
+            )
+            assert ready["record_scan"] == scan
+            _create(b.bootstrap, "t", {"cleanup.policy": "compact"})
+            base = int(time.time() * 1000)
+            answers[scan] = [
+                _produce_raw(b.bootstrap, "t", data)
+                for data in (
+                    raw_batch(rec(0) + rec(1, 5), 2, base_ts=base, max_ts=-1),
+                    raw_batch(rec(0) + rec(1, key=None), 2, base_ts=base),
+                    raw_batch(rec(0) + rec(0), 2, base_ts=base),
+                    raw_batch(rec(0) + rec(1, length_fix=3), 2, base_ts=base),
+                    raw_batch(b"\xff\xff\xff\xff\xff\xff\x01" + rec(0)[1:], 1, base_ts=base),
+                )
+            ]
+        finally:
+            b.stop()
+    assert answers["compiled"] == answers["python"] == [0, 87, 87, 87, -1]

@@ -11,10 +11,12 @@ timestamp delta and how many records have no key. Anything malformed raises
 A compiled version of the same function (`kafkapy.protocol._scan`, built
 from _scan.c at install when a C compiler is there) is used when importable;
 `scan_records_py` is the reference, and the tests run both on the same cases.
+KAFKAPY_NO_ACCELERATOR=1 in the environment makes the broker use the reference.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Final
 
@@ -189,6 +191,8 @@ def record_timestamps(data: Buffer, start: int, end: int, count: int) -> list[tu
 
 
 def _load() -> Callable[[Buffer, int, int, int], ScanResult]:
+    if os.environ.get("KAFKAPY_NO_ACCELERATOR"):  # benchmarks compare the two
+        return scan_records_py
     try:
         from kafkapy.protocol._scan import scan_records as compiled  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
@@ -197,3 +201,4 @@ def _load() -> Callable[[Buffer, int, int, int], ScanResult]:
 
 
 scan_records: Final[Callable[[Buffer, int, int, int], ScanResult]] = _load()
+COMPILED: Final = scan_records is not scan_records_py  # reported in the broker_ready log line

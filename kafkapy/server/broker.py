@@ -22,6 +22,7 @@ from pathlib import Path
 from kafkapy import __version__
 from kafkapy.config import BrokerConfig, Listener
 from kafkapy.logging import get_logger
+from kafkapy.protocol import record_scan
 from kafkapy.server.network import (
     CloseConnection,
     ConnectionContext,
@@ -97,6 +98,7 @@ class Broker:
             cluster_id=self.cluster_id,
             version=__version__,
             event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+            record_scan="compiled" if record_scan.COMPILED else "python",
             pid=os.getpid(),
             start_ms=round((time.monotonic() - started) * 1000, 1),
         )
