@@ -242,3 +242,42 @@ def test_pure_python_scan_gives_the_same_answers(tmp_path: Path, monkeypatch: py
         finally:
             b.stop()
     assert answers["compiled"] == answers["python"] == [0, 87, 87, 87, -1]
+
+
+def test_broker_compression_type_is_the_topics_default(tmp_path: Path) -> None:
+    """compression.type set on the broker (with its KIP-390 level) applies to topics that do not set it."""
+    from confluent_kafka import Consumer
+
+    from interop._common import start_broker
+
+    b = start_broker(tmp_path / "data", {"compression.type": "lz4", "compression.lz4.level": "12"})
+    try:
+        _create(b.bootstrap, "plain", {})
+        _create(b.bootstrap, "kept", {"compression.type": "producer"})
+        for topic in ("plain", "kept"):
+            p = Producer({"bootstrap.servers": b.bootstrap, "compression.type": "snappy", "linger.ms": 5})
+            for i in range(50):
+                p.produce(topic, f"value-{i}".encode() * 30, f"k{i}".encode())
+            p.flush(15)
+        codecs = {
+            topic: {
+                h.compression
+                for _, h in records.iter_batches((b.data_dir / f"{topic}-0" / ("0" * 20 + ".log")).read_bytes())
+            }
+            for topic in ("plain", "kept")
+        }
+        assert codecs == {"plain": {3}, "kept": {2}}
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "val-lz4", "auto.offset.reset": "earliest"})
+        try:
+            c.subscribe(["plain"])
+            got: list[bytes] = []
+            deadline = time.monotonic() + 20
+            while len(got) < 50 and time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is not None and m.error() is None:
+                    got.append(m.value())
+        finally:
+            c.close()
+        assert got == [f"value-{i}".encode() * 30 for i in range(50)]
+    finally:
+        b.stop()
