@@ -182,7 +182,7 @@ def test_unserved_api_with_an_error_code_is_answered_unsupported_version(client:
         (10, 6, "without a top-level error code"),  # FindCoordinator above the served v5
         (63, 1, "not exposed on a broker listener"),  # BrokerHeartbeat: controller-only (Kafka closes too)
         (4, 7, "not exposed on a broker listener"),  # LeaderAndIsr: ZooKeeper-era
-        (1, 3, "unsupported version"),  # Fetch below the served v4 (removed in Kafka 4, which closes)
+        (1, 18, "unsupported version"),  # Fetch beyond the codec (Kafka 4.3.1 serves v18)
         (3, 13, "unsupported version"),  # Metadata beyond the codec
         (76, 0, "unsupported version"),  # ShareGroupHeartbeat v0: unstable (Kafka starts at v1)
     ],
