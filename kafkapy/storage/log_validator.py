@@ -130,15 +130,16 @@ def _validate_batch(
             ErrorCode.INVALID_RECORD,
             f"The baseOffset of the record batch in the append to {where} should be 0, but it is {h.base_offset}",
         )
-    if h.is_control:
+    attrs = h.attributes
+    if attrs & records.CONTROL_MASK:
         raise BatchRejected(ErrorCode.INVALID_RECORD, f"Clients are not allowed to write control records in {where}")
     if h.producer_id >= 0 and h.base_sequence < 0:
         raise BatchRejected(
             ErrorCode.INVALID_RECORD,
             f"Invalid sequence number {h.base_sequence} in record batch with producerId {h.producer_id} in {where}",
         )
-    codec = h.compression
-    if codec not in compression.CODEC_NAMES:
+    codec = attrs & records.COMPRESSION_MASK
+    if codec > compression.ZSTD:
         # Kafka fails on an unknown codec id without a specific error
         raise BatchRejected(ErrorCode.UNKNOWN_SERVER_ERROR, f"Unknown compression type id: {codec}")
     size = h.batch_length + records.LOG_OVERHEAD
@@ -159,7 +160,7 @@ def _validate_batch(
         msg = str(e)
         code = ErrorCode.UNKNOWN_SERVER_ERROR if msg == OVERLONG_LENGTH else ErrorCode.INVALID_RECORD
         raise BatchRejected(code, f"{msg} in {where}") from None
-    append_time_flag = bool(h.attributes & records.TIMESTAMP_TYPE_MASK)
+    append_time_flag = attrs & records.TIMESTAMP_TYPE_MASK
     if append_time_flag:
         # a producer's LogAppendTime batch: Kafka reads every record's timestamp as maxTimestamp
         first = last = h.max_timestamp
@@ -171,14 +172,18 @@ def _validate_batch(
         or (append_time_flag and (not policy.create_time or h.max_timestamp == _NO_TIMESTAMP))
     ):
         _record_errors(data, start, end, h, policy, now, where)
-    max_ts = max(_NO_TIMESTAMP, last)
+    max_ts = last if last > _NO_TIMESTAMP else _NO_TIMESTAMP
     target = policy.target_codec
     if target is not None and target != codec:
         return _recompress(buf, pos, h, data[start:end], target, policy.target_level, max_ts, policy.create_time)
     if policy.create_time and (append_time_flag or h.max_timestamp != max_ts):
-        attrs = h.attributes & ~records.TIMESTAMP_TYPE_MASK
         _ATTRS_MAXTS.pack_into(
-            buf, pos + records.ATTRIBUTES_OFFSET, attrs, h.last_offset_delta, h.base_timestamp, max_ts
+            buf,
+            pos + records.ATTRIBUTES_OFFSET,
+            attrs & ~records.TIMESTAMP_TYPE_MASK,
+            h.last_offset_delta,
+            h.base_timestamp,
+            max_ts,
         )
         struct.pack_into(">I", buf, pos + records.CRC_OFFSET, records.compute_crc(buf, pos, size))
     return None

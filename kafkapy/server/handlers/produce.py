@@ -125,8 +125,9 @@ def append_partition(
     try:
         if legacy.is_legacy(data):
             if version >= 3:
-                reason = "magic 0/1 message set in Produce v3+"
-                return _rejected(resp, ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT, topic, client_id, reason)
+                # as Kafka's ProduceRequest.validateRecords: INVALID_RECORD, no log start offset
+                reason = f"Produce requests with version {version} are only allowed to contain record batches with magic version 2"
+                return _rejected(resp, ErrorCode.INVALID_RECORD, topic, client_id, reason)
             buf: bytearray | memoryview = bytearray(
                 legacy.convert_to_v2(data, timestamp_now_ms=None, max_uncompressed=_LEGACY_MAX_UNCOMPRESSED)
             )
