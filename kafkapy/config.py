@@ -294,6 +294,9 @@ def _valid_assignors(name: str, value: Any) -> None:
 # Listeners
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
 @dataclass(slots=True, frozen=True)
 class Listener:
     """One `NAME://host:port` endpoint; a bare `host:port` is named PLAINTEXT."""
@@ -1226,6 +1229,8 @@ class BrokerConfig:
         listeners = parse_listeners(self.listeners) if self.listeners else []
         if not listeners:
             raise ConfigError("listeners", "at least one listener is required")
+        for listener in listeners:
+            self.listener_security_protocol(listener.name)
         if self.advertised_listeners is not None:
             names = {listener.name for listener in listeners}
             for adv in parse_listeners(self.advertised_listeners):
@@ -1297,6 +1302,34 @@ class BrokerConfig:
     @property
     def listener_list(self) -> list[Listener]:
         return parse_listeners(self.listeners)
+
+    def security_protocol_map(self) -> dict[str, str]:
+        """listener.security.protocol.map as {LISTENER NAME: SECURITY PROTOCOL}."""
+        result: dict[str, str] = {}
+        for item in self.listener_security_protocol_map.split(","):
+            if not item.strip():
+                continue
+            name, sep, protocol = item.strip().partition(":")
+            if not sep or not name.strip() or not protocol.strip():
+                raise ConfigError("listener.security.protocol.map", f"entry {item.strip()!r} is not NAME:PROTOCOL")
+            protocol = protocol.strip().upper()
+            if protocol not in SECURITY_PROTOCOLS:
+                raise ConfigError(
+                    "listener.security.protocol.map",
+                    f"unknown security protocol {protocol!r}; known: {', '.join(SECURITY_PROTOCOLS)}",
+                )
+            result[name.strip().upper()] = protocol
+        return result
+
+    def listener_security_protocol(self, name: str) -> str:
+        """The security protocol of listener `name` (Kafka's error when the map lacks it)."""
+        protocol = self.security_protocol_map().get(name.upper())
+        if protocol is None:
+            raise ConfigError(
+                "listener.security.protocol.map",
+                f"No security protocol defined for listener {name.upper()}",
+            )
+        return protocol
 
     @property
     def advertised_listener_list(self) -> list[Listener]:

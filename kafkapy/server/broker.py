@@ -37,6 +37,9 @@ ShutdownHook = Callable[[], "Awaitable[None] | None"]
 READY_EVENT = "broker_ready"  # the one line logged once the broker accepts connections
 
 
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT"})  # a listener of any other protocol stops start-up
+
+
 class StartupError(Exception):
     """The broker cannot start for a reason worth one clear log line (no traceback)."""
 
@@ -79,6 +82,12 @@ class Broker:
         self._stop = asyncio.Event()
         for directory in self.config.data_dirs:
             Path(directory).mkdir(parents=True, exist_ok=True)
+        for listener in self.config.listener_list:
+            protocol = self.config.listener_security_protocol(listener.name)
+            if protocol not in SERVED_PROTOCOLS:
+                raise StartupError(
+                    f"listener {listener.name} uses security protocol {protocol}, which this broker does not serve"
+                )
         # Bind first so the handler factory sees advertised ports even for port 0; nothing is
         # accepted before start_serving, when the real handler is in place.
         self.server = Server.from_config(self.config, _closing_handler)

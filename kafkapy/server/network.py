@@ -89,6 +89,7 @@ class ConnectionContext:
     peer_port: int
     local_host: str
     local_port: int
+    security_protocol: str = "PLAINTEXT"  # of the listener: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
     principal: str = "User:ANONYMOUS"
     client_id: str | None = None
     client_software_name: str | None = None
@@ -218,6 +219,7 @@ class _Connection(asyncio.BufferedProtocol):
             peer_port=int(peer[1]),
             local_host=str(local[0]),
             local_port=int(local[1]),
+            security_protocol=server.security_protocols.get(self._listener.name, "PLAINTEXT"),
             _close_callback=self.begin_drain,
         )
         server._connections.add(self)
@@ -581,9 +583,11 @@ class Server:
         handler: RequestHandler,
         listeners: Sequence[Listener],
         settings: NetworkSettings | None = None,
+        security_protocols: dict[str, str] | None = None,
     ) -> None:
         self.handler = handler
         self._listeners = list(listeners)
+        self.security_protocols = dict(security_protocols or {})  # listener name -> protocol
         self.settings = settings or NetworkSettings()
         self._log = get_logger("kafkapy.network")
         self._loop = asyncio.get_running_loop()
@@ -601,7 +605,9 @@ class Server:
 
     @classmethod
     def from_config(cls, config: BrokerConfig, handler: RequestHandler) -> Server:
-        return cls(handler, config.listener_list, NetworkSettings.from_config(config))
+        listeners = config.listener_list
+        protocols = {listener.name: config.listener_security_protocol(listener.name) for listener in listeners}
+        return cls(handler, listeners, NetworkSettings.from_config(config), protocols)
 
     @property
     def connection_count(self) -> int:
