@@ -1054,6 +1054,87 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "Max wait for in-flight requests at shutdown.",
         at_least(0),
     ),
+    # SASL (kafkapy.server.handlers.sasl); each also in the per-listener forms
+    # listener.name.<listener>.<key> and listener.name.<listener>.<mechanism>.<key>
+    _K("sasl.enabled.mechanisms", "sasl_enabled_mechanisms", _T.LIST, ["GSSAPI"], "SASL mechanisms served."),
+    _K("sasl.jaas.config", "sasl_jaas_config", _T.PASSWORD, None, "JAAS login module config.", sensitive=True),
+    _K(
+        "sasl.server.max.receive.size",
+        "sasl_server_max_receive_size",
+        _T.INT,
+        524288,
+        "Largest frame before authentication.",
+    ),
+    _K(
+        "sasl.server.callback.handler.class",
+        "sasl_server_callback_handler_class",
+        _T.STRING,
+        None,
+        "OAUTHBEARER: Kafka's OAuthBearerValidatorCallbackHandler selects signed-JWT validation.",
+        nullable=True,
+    ),
+    _K(
+        "connection.failed.authentication.delay.ms",
+        "connection_failed_authentication_delay_ms",
+        _T.INT,
+        100,
+        "Delay before answering and closing a failed authentication.",
+        at_least(0),
+    ),
+    _K(
+        "connections.max.reauth.ms",
+        "connections_max_reauth_ms",
+        _T.LONG,
+        0,
+        "Session lifetime; 0: no re-authentication.",
+    ),
+    _K(
+        "sasl.oauthbearer.jwks.endpoint.url",
+        "sasl_oauthbearer_jwks_endpoint_url",
+        _T.STRING,
+        None,
+        "JWKS URL (file: or http(s)).",
+        nullable=True,
+    ),
+    _K(
+        "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+        "sasl_oauthbearer_jwks_endpoint_refresh_ms",
+        _T.LONG,
+        3600000,
+        "JWKS refresh period.",
+    ),
+    _K(
+        "sasl.oauthbearer.expected.audience",
+        "sasl_oauthbearer_expected_audience",
+        _T.LIST,
+        [],
+        "Accepted JWT audiences.",
+    ),
+    _K(
+        "sasl.oauthbearer.expected.issuer",
+        "sasl_oauthbearer_expected_issuer",
+        _T.STRING,
+        None,
+        "Required JWT issuer.",
+        nullable=True,
+    ),
+    _K(
+        "sasl.oauthbearer.clock.skew.seconds",
+        "sasl_oauthbearer_clock_skew_seconds",
+        _T.INT,
+        30,
+        "Allowed clock skew for JWT times.",
+    ),
+    _K(
+        "sasl.oauthbearer.sub.claim.name",
+        "sasl_oauthbearer_sub_claim_name",
+        _T.STRING,
+        "sub",
+        "JWT claim naming the principal.",
+    ),
+    _K(
+        "sasl.oauthbearer.scope.claim.name", "sasl_oauthbearer_scope_claim_name", _T.STRING, "scope", "JWT scope claim."
+    ),
 )
 
 BROKER_KEYS: dict[str, ConfigKey] = {key.name: key for key in BROKER_CONFIGS}
@@ -1096,6 +1177,19 @@ class BrokerConfig:
     advertised_listeners: list[str] | None = _default("advertised.listeners")  # noqa: RUF009 - value read from the table
     inter_broker_listener_name: str | None = _default("inter.broker.listener.name")
     listener_security_protocol_map: str = _default("listener.security.protocol.map")
+    sasl_enabled_mechanisms: list[str] = _list_default("sasl.enabled.mechanisms")  # noqa: RUF009 - value read from the table
+    sasl_jaas_config: str | None = _default("sasl.jaas.config")
+    sasl_server_max_receive_size: int = _default("sasl.server.max.receive.size")
+    sasl_server_callback_handler_class: str | None = _default("sasl.server.callback.handler.class")
+    connection_failed_authentication_delay_ms: int = _default("connection.failed.authentication.delay.ms")
+    connections_max_reauth_ms: int = _default("connections.max.reauth.ms")
+    sasl_oauthbearer_jwks_endpoint_url: str | None = _default("sasl.oauthbearer.jwks.endpoint.url")
+    sasl_oauthbearer_jwks_endpoint_refresh_ms: int = _default("sasl.oauthbearer.jwks.endpoint.refresh.ms")
+    sasl_oauthbearer_expected_audience: list[str] = _list_default("sasl.oauthbearer.expected.audience")  # noqa: RUF009 - value read from the table
+    sasl_oauthbearer_expected_issuer: str | None = _default("sasl.oauthbearer.expected.issuer")
+    sasl_oauthbearer_clock_skew_seconds: int = _default("sasl.oauthbearer.clock.skew.seconds")
+    sasl_oauthbearer_sub_claim_name: str = _default("sasl.oauthbearer.sub.claim.name")
+    sasl_oauthbearer_scope_claim_name: str = _default("sasl.oauthbearer.scope.claim.name")
     log_dirs: list[str] | None = _default("log.dirs")  # noqa: RUF009 - value read from the table
     log_dir: list[str] = _list_default("log.dir")  # noqa: RUF009 - value read from the table
     num_partitions: int = _default("num.partitions")

@@ -37,7 +37,7 @@ ShutdownHook = Callable[[], "Awaitable[None] | None"]
 READY_EVENT = "broker_ready"  # the one line logged once the broker accepts connections
 
 
-SERVED_PROTOCOLS = frozenset({"PLAINTEXT"})  # a listener of any other protocol stops start-up
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SASL_PLAINTEXT"})  # a listener of any other protocol stops start-up
 
 
 class StartupError(Exception):

@@ -32,6 +32,7 @@ can, always after a log line naming the API and version:
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from kafkapy.cluster.metadata import BrokerInfo
@@ -46,9 +47,9 @@ from kafkapy.protocol.frames import (
 )
 from kafkapy.protocol.messages.request_header import RequestHeader
 from kafkapy.protocol.primitives import Message
-from kafkapy.server import errors
+from kafkapy.server import errors, sasl_setup
 from kafkapy.server.handler import Handler, HandlerFn, RequestContext
-from kafkapy.server.handlers import HANDLERS
+from kafkapy.server.handlers import HANDLERS, sasl
 from kafkapy.server.handlers.api_versions import unsupported_version_response
 from kafkapy.server.network import CloseConnection, ConnectionContext
 from kafkapy.server.services import BrokerServices, open_single
@@ -112,9 +113,26 @@ class Dispatcher:
         # per api key: responses to versions below this may carry codes those versions predate
         self.fallback_below = tuple(errors.fallback_below(key) for key in range(len(self.table)))
         self.downgrade = errors.Downgrader()
+        if state.sasl is None:
+            config = state.config
+            protocols = {x.name: config.listener_security_protocol(x.name) for x in config.listener_list}
+            try:
+                state.sasl = sasl_setup.SaslSetup.from_config(config, protocols)
+            except sasl_setup.SaslSetupError as exc:
+                from kafkapy.server.broker import StartupError
+
+                raise StartupError(f"{exc.key}: {exc.message}") from None
+            if state.sasl.listeners:
+                state.sasl.scram_lookup = state.scram_lookup
 
     async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> list[Any] | None:
         view = frame if isinstance(frame, memoryview) else memoryview(frame)
+        if conn.security_protocol in sasl_setup.SASL_PROTOCOLS:
+            session = conn.state.get(sasl_setup.STATE_KEY)
+            if session is None or not session.authenticated or session.expires_at is not None:
+                raw = await self.before_authentication(view, conn)
+                if raw is not None:
+                    return raw
         try:
             api_key, version, correlation_id = peek_request_header(view)
         except DecodeError as e:
@@ -156,6 +174,66 @@ class Dispatcher:
             raise
         except Exception as exc:
             return self.failed(spec, version, header, body, exc, conn)
+
+    async def before_authentication(self, view: memoryview, conn: ConnectionContext) -> list[Any] | None:
+        """The SASL gate, for connections on a SASL listener that are not (or no longer) authenticated:
+        a bare token after a v0 handshake is answered here; ApiVersions, SaslHandshake and
+        SaslAuthenticate go on to their handlers (None); anything else closes the connection after
+        `connection.failed.authentication.delay.ms`, with a log line, as Kafka does. Past its session
+        expiry (KIP-368) an authenticated connection may only begin a re-authentication."""
+        session = sasl_setup.session(conn)
+        setup = sasl.setup_of(self.state)
+        where = {"listener": conn.listener_name, "peer": f"{conn.peer_host}:{conn.peer_port}"}
+        if session.authenticated:
+            assert session.expires_at is not None
+            if session.reauthenticating:
+                return None
+            now = time.monotonic()
+            try:
+                api_key = peek_request_header(view)[0]
+            except DecodeError:
+                api_key = -1
+            reauth_allowed = session.authenticate_version >= 1 and (
+                now - session.reauth_started >= sasl_setup.MIN_REAUTH_INTERVAL_S
+            )
+            if api_key == ApiKey.SASL_HANDSHAKE and reauth_allowed:
+                session.reauthenticating = True
+                session.reauth_started = now
+                return None
+            if now < session.expires_at:
+                return None
+            log.info("closing connection: authentication session expired", api_key=api_key, **where)
+            raise CloseConnection()
+        if session.raw_tokens:
+            return await sasl.raw_token(self.state, conn, bytes(view))
+        if view.nbytes > setup.max_receive_size:
+            log.warning(
+                "closing connection: frame before authentication larger than sasl.server.max.receive.size",
+                size=view.nbytes,
+                limit=setup.max_receive_size,
+                **where,
+            )
+            raise CloseConnection()
+        try:
+            api_key = peek_request_header(view)[0]
+        except DecodeError as e:
+            log.warning("authentication failed: malformed request before authentication", error=str(e), **where)
+            await sasl.fail_delay(setup)
+            raise CloseConnection() from None
+        if api_key in (ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE):
+            return None
+        try:
+            name = ApiKey(api_key).name
+        except ValueError:
+            name = str(api_key)
+        during = "SASL authentication" if session.server is not None else "SASL handshake"
+        log.warning(
+            f"authentication failed: Unexpected Kafka request of type {name} during {during}.",
+            mechanism=session.mechanism or None,
+            **where,
+        )
+        await sasl.fail_delay(setup)
+        raise CloseConnection()
 
     def failed(
         self, spec: ApiSpec, version: int, header: RequestHeader, body: Message, exc: Exception, conn: ConnectionContext

@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
     from kafkapy.coordinator.coordinator import GroupCoordinator
     from kafkapy.coordinator.producer_ids import ProducerIdManager
+    from kafkapy.cluster.scram_store import ScramStore
     from kafkapy.coordinator.transactions import TransactionCoordinator
+    from kafkapy.security.scram import ScramCredential
+    from kafkapy.server.sasl_setup import SaslSetup
 
 log = get_logger(__name__)
 
@@ -61,6 +64,8 @@ class BrokerServices:
     _txns: TransactionCoordinator | None = None
     _producer_ids: ProducerIdManager | None = None
     _led: dict[tuple[str, int], int] = field(default_factory=dict)  # coordinator partitions led -> leader epoch
+    sasl: SaslSetup | None = None  # the SASL listeners' mechanisms (set by the dispatcher)
+    scram: ScramStore | None = None  # SCRAM credentials (salted), opened by start()
 
     @classmethod
     def build(
@@ -109,6 +114,7 @@ class BrokerServices:
 
     async def start(self, *, replicating: bool) -> None:
         """Open the logs the metadata names, apply every partition's role, follow metadata changes."""
+        await self.open_scram()
         self.open_logs()
         await self.replicas.start(replicating=replicating)
         for info in list(self.metadata.topics()):
@@ -120,6 +126,8 @@ class BrokerServices:
             self.txns  # noqa: B018  finish transactions a crash left half-completed
 
     async def close(self) -> None:
+        if self.scram is not None:
+            await self.scram.close()
         for coord in (self._groups, self._txns, self._producer_ids):
             if coord is not None:
                 coord.close()
@@ -137,6 +145,20 @@ class BrokerServices:
                 self.logs.tick(now_ms())
             except Exception:
                 log.exception("housekeeping failed")
+
+    async def open_scram(self) -> None:
+        """The SCRAM credential store: a file in the data dir, or etcd keys in a cluster."""
+        from kafkapy.cluster.etcd_metadata import EtcdMetadata
+        from kafkapy.cluster.scram_store import EtcdScramStore, FileScramStore
+
+        md = self.metadata
+        if isinstance(md, EtcdMetadata):
+            self.scram = await EtcdScramStore.open(md.client, md.prefix)
+        else:
+            self.scram = FileScramStore(self.data_dir)
+
+    def scram_lookup(self, mechanism: str, user: str) -> ScramCredential | None:
+        return self.scram.get(mechanism, user) if self.scram is not None else None
 
     @property
     def node_id(self) -> int:
