@@ -417,6 +417,22 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "Listener name to security protocol.",
         dynamic=True,
     ),
+    # authorization (kafkapy.security.acl; empty authorizer.class.name: no authorizer)
+    _K(
+        "authorizer.class.name",
+        "authorizer_class_name",
+        _T.STRING,
+        "",
+        "The authorizer: Kafka's StandardAuthorizer or AclAuthorizer class name selects kafkapy's; empty: none.",
+    ),
+    _K("super.users", "super_users", _T.STRING, None, "Principals allowed everything, ';'-separated.", nullable=True),
+    _K(
+        "allow.everyone.if.no.acl.found",
+        "allow_everyone_if_no_acl_found",
+        _T.BOOLEAN,
+        False,
+        "Allow everyone on a resource that has no ACLs at all.",
+    ),
     # storage
     _K(
         "log.dirs",
@@ -1138,6 +1154,12 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
 )
 
 BROKER_KEYS: dict[str, ConfigKey] = {key.name: key for key in BROKER_CONFIGS}
+# authorizer.class.name values that select kafkapy's authorizer ("" = no authorizer)
+AUTHORIZER_CLASS_NAMES = (
+    "",
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "kafka.security.authorizer.AclAuthorizer",
+)
 _BY_ATTR: dict[str, ConfigKey] = {key.attr: key for key in BROKER_CONFIGS}
 
 
@@ -1190,6 +1212,9 @@ class BrokerConfig:
     sasl_oauthbearer_clock_skew_seconds: int = _default("sasl.oauthbearer.clock.skew.seconds")
     sasl_oauthbearer_sub_claim_name: str = _default("sasl.oauthbearer.sub.claim.name")
     sasl_oauthbearer_scope_claim_name: str = _default("sasl.oauthbearer.scope.claim.name")
+    authorizer_class_name: str = _default("authorizer.class.name")
+    super_users: str | None = _default("super.users")
+    allow_everyone_if_no_acl_found: bool = _default("allow.everyone.if.no.acl.found")
     log_dirs: list[str] | None = _default("log.dirs")  # noqa: RUF009 - value read from the table
     log_dir: list[str] = _list_default("log.dir")  # noqa: RUF009 - value read from the table
     num_partitions: int = _default("num.partitions")
@@ -1332,6 +1357,12 @@ class BrokerConfig:
                     raise ConfigError("advertised.listeners", f"listener {adv.name} is not in listeners")
                 if adv.port == 0:
                     raise ConfigError("advertised.listeners", "port 0 cannot be advertised")
+        if self.authorizer_class_name.strip() not in AUTHORIZER_CLASS_NAMES:
+            raise ConfigError(
+                "authorizer.class.name",
+                f"unknown authorizer {self.authorizer_class_name!r}; kafkapy's authorizer is selected by "
+                + " or ".join(n for n in AUTHORIZER_CLASS_NAMES if n),
+            )
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
             raise ConfigError("group.min.session.timeout.ms", "must not exceed group.max.session.timeout.ms")
         if self.effective_node_id < 0:

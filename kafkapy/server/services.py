@@ -36,10 +36,12 @@ from kafkapy.storage.config import LogConfig
 from kafkapy.storage.log_manager import LogManager
 
 if TYPE_CHECKING:
+    from kafkapy.cluster.acl_store import AclStore
+    from kafkapy.cluster.scram_store import ScramStore
     from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
+    from kafkapy.security.acl import Authorizer
     from kafkapy.coordinator.coordinator import GroupCoordinator
     from kafkapy.coordinator.producer_ids import ProducerIdManager
-    from kafkapy.cluster.scram_store import ScramStore
     from kafkapy.coordinator.transactions import TransactionCoordinator
     from kafkapy.security.scram import ScramCredential
     from kafkapy.server.sasl_setup import SaslSetup
@@ -64,6 +66,9 @@ class BrokerServices:
     _txns: TransactionCoordinator | None = None
     _producer_ids: ProducerIdManager | None = None
     _led: dict[tuple[str, int], int] = field(default_factory=dict)  # coordinator partitions led -> leader epoch
+    # ACLs in force when authorizer.class.name is set (None: no authorizer, every check is skipped)
+    authorizer: Authorizer | None = None
+    acl_store: AclStore | None = None
     sasl: SaslSetup | None = None  # the SASL listeners' mechanisms (set by the dispatcher)
     scram: ScramStore | None = None  # SCRAM credentials (salted), opened by start()
 
@@ -114,6 +119,7 @@ class BrokerServices:
 
     async def start(self, *, replicating: bool) -> None:
         """Open the logs the metadata names, apply every partition's role, follow metadata changes."""
+        await self.open_acls()
         await self.open_scram()
         self.open_logs()
         await self.replicas.start(replicating=replicating)
@@ -126,6 +132,8 @@ class BrokerServices:
             self.txns  # noqa: B018  finish transactions a crash left half-completed
 
     async def close(self) -> None:
+        if self.acl_store is not None:
+            await self.acl_store.close()
         if self.scram is not None:
             await self.scram.close()
         for coord in (self._groups, self._txns, self._producer_ids):
@@ -145,6 +153,25 @@ class BrokerServices:
                 self.logs.tick(now_ms())
             except Exception:
                 log.exception("housekeeping failed")
+
+    async def open_acls(self) -> None:
+        """With authorizer.class.name set: the authorizer, kept current from the metadata store's ACLs."""
+        if not self.config.authorizer_class_name.strip():
+            return
+        from kafkapy.cluster.acl_store import EtcdAclStore, FileAclStore
+        from kafkapy.cluster.etcd_metadata import EtcdMetadata
+        from kafkapy.security.acl import Authorizer, parse_super_users
+
+        authorizer = Authorizer(
+            parse_super_users(self.config.super_users),
+            allow_everyone_if_no_acl_found=self.config.allow_everyone_if_no_acl_found,
+        )
+        md = self.metadata
+        if isinstance(md, EtcdMetadata):
+            self.acl_store = await EtcdAclStore.open(md.client, md.prefix, authorizer)
+        else:
+            self.acl_store = FileAclStore(self.data_dir, authorizer)
+        self.authorizer = authorizer
 
     async def open_scram(self) -> None:
         """The SCRAM credential store: a file in the data dir, or etcd keys in a cluster."""

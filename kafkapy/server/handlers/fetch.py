@@ -49,6 +49,8 @@ from kafkapy.protocol.messages.fetch_response import (
     PartitionData,
 )
 from kafkapy.protocol.primitives import ZERO_UUID
+from kafkapy.security.acl import AclOperation
+from kafkapy.server import authz
 from kafkapy.server.fetch_sessions import (
     FINAL_EPOCH,
     INITIAL_EPOCH,
@@ -439,6 +441,25 @@ def _read_past_dropped(
     return conv
 
 
+def _authorize(ctx: RequestContext, wanted: list[Wanted], replica_id: int) -> bool:
+    """Kafka's checks: a follower needs ClusterAction on the cluster (False: refuse it whole), a
+    consumer Read on each topic; refused partitions answer TOPIC_AUTHORIZATION_FAILED (an unknown
+    topic id stays UNKNOWN_TOPIC_ID: there is no name to check)."""
+    if replica_id >= 0:
+        if authz.cluster(ctx, AclOperation.CLUSTER_ACTION):
+            return True
+        for w in wanted:
+            if w.topic is not None:
+                w.error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        return False
+    allowed = authz.filter_topics(ctx, AclOperation.READ, {w.topic for w in wanted if w.topic is not None})
+    if allowed is not None:
+        for w in wanted:
+            if w.topic is not None and w.topic not in allowed:
+                w.error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    return True
+
+
 async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     state = ctx.state
     version = ctx.version
@@ -453,6 +474,14 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     else:
         wanted = _wanted(state, req, version)
     replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
+    if state.authorizer is not None and not _authorize(ctx, wanted, replica_id):
+        # a follower without ClusterAction: every partition refused, nothing recorded
+        datas = [_read_partition(state, w, 0, False, FetchIsolation.HIGH_WATERMARK) for w in wanted]
+        return FetchResponse(
+            error_code=ErrorCode.NONE,
+            session_id=session.session_id if session is not None else 0,
+            responses=_group(wanted, datas),
+        )
     hw_before: list[tuple[int, int]] | None = None
     if replica_id >= 0:
         isolation = FetchIsolation.LOG_END

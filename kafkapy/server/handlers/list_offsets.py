@@ -21,6 +21,8 @@ from kafkapy.protocol.messages.list_offsets_response import (
     ListOffsetsResponse,
     ListOffsetsTopicResponse,
 )
+from kafkapy.security.acl import AclOperation
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 
@@ -136,16 +138,45 @@ def _one(
 async def handle(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse:
     committed = ctx.version >= 2 and req.isolation_level == READ_COMMITTED
     topics = []
+    denied: set[str] = set()
+    if ctx.state.authorizer is not None:  # Describe on each topic, else TOPIC_AUTHORIZATION_FAILED
+        denied = authz.denied_topics(ctx, AclOperation.DESCRIBE, (t.name for t in req.topics))
     if ctx.version == 0:
         return ListOffsetsResponse(
             topics=[
                 ListOffsetsTopicResponse(
-                    name=t.name, partitions=[_one_v0(ctx.state, t.name, p, req.replica_id) for p in t.partitions]
+                    name=t.name,
+                    partitions=[
+                        ListOffsetsPartitionResponse(
+                            partition_index=p.partition_index,
+                            error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                            old_style_offsets=[],
+                        )
+                        if t.name in denied
+                        else _one_v0(ctx.state, t.name, p, req.replica_id)
+                        for p in t.partitions
+                    ],
                 )
                 for t in req.topics
             ]
         )
     for t in req.topics:
+        if t.name in denied:
+            topics.append(
+                ListOffsetsTopicResponse(
+                    name=t.name,
+                    partitions=[
+                        ListOffsetsPartitionResponse(
+                            partition_index=p.partition_index,
+                            error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                            timestamp=-1,
+                            offset=-1,
+                        )
+                        for p in t.partitions
+                    ],
+                )
+            )
+            continue
         seen: set[int] = set()
         parts = []
         for p in t.partitions:

@@ -45,6 +45,8 @@ from kafkapy.protocol.messages.produce_response import (
     ProduceResponse,
     TopicProduceResponse,
 )
+from kafkapy.security.acl import AclOperation
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import StorageError
@@ -224,10 +226,24 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
         return _refuse_all(
             ctx, req, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional batch without a transactional id"
         )
+    denied: set[str] | None = None
+    if state.authorizer is not None:  # no authorizer: no check at all
+        denied = _denied_topics(ctx, req)
+        if denied is None:
+            return _refuse_all(
+                ctx, req, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "not authorized for the transactional id"
+            )
     out: list[TopicProduceResponse] = []
     waits: list[tuple[PartitionProduceResponse, Partition, int]] = []
     for t in req.topic_data:
         parts = []
+        if denied and t.name in denied:
+            parts = [
+                PartitionProduceResponse(index=p.index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, base_offset=-1)
+                for p in t.partition_data
+            ]
+            out.append(TopicProduceResponse(name=t.name, partition_responses=parts))
+            continue
         for p in t.partition_data:
             if acks not in (0, 1, -1):
                 parts.append(PartitionProduceResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS))
@@ -244,6 +260,21 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
     if acks == 0:
         return None
     return ProduceResponse(responses=out)
+
+
+def _denied_topics(ctx: RequestContext, req: ProduceRequest) -> set[str] | None:
+    """Kafka's checks: Write on the transactional id for transactional batches (None: the whole request
+    answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED), Write on each topic (the topics returned answer
+    TOPIC_AUTHORIZATION_FAILED for their partitions, whether they exist or not). An idempotent producer got its id through
+    InitProducerId, which checked IdempotentWrite (KIP-679), so the batches need nothing more."""
+    if (
+        ctx.version >= 3
+        and req.transactional_id is not None
+        and any(_first_batch_transactional(p.records) for t in req.topic_data for p in t.partition_data)
+        and not authz.transactional_id(ctx, AclOperation.WRITE, req.transactional_id)
+    ):
+        return None
+    return authz.denied_topics(ctx, AclOperation.WRITE, (t.name for t in req.topic_data))
 
 
 async def _await_replication(waits: list[tuple[PartitionProduceResponse, Partition, int]], timeout_ms: int) -> None:
