@@ -406,8 +406,17 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "inter_broker_listener_name",
         _T.STRING,
         None,
-        "Listener used between brokers.",
+        "Listener used between brokers; mutually exclusive with security.inter.broker.protocol.",
         nullable=True,
+    ),
+    _K(
+        "security.inter.broker.protocol",
+        "security_inter_broker_protocol",
+        _T.STRING,
+        "PLAINTEXT",
+        "Security protocol between brokers (its listener is the one named like the protocol); "
+        "mutually exclusive with inter.broker.listener.name.",
+        one_of(*SECURITY_PROTOCOLS),
     ),
     _K(
         "listener.security.protocol.map",
@@ -1037,39 +1046,6 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         at_least(1),
         dynamic=True,
     ),
-    # kafkapy-only
-    _K(
-        "kafkapy.event.loop",
-        "event_loop",
-        _T.STRING,
-        "auto",
-        "auto, uvloop or asyncio: the event loop implementation.",
-        one_of("auto", "uvloop", "asyncio"),
-    ),
-    _K(
-        "kafkapy.connection.max.inflight.requests",
-        "connection_max_inflight_requests",
-        _T.INT,
-        100,
-        "Requests queued on one connection before it stops being read.",
-        at_least(1),
-    ),
-    _K(
-        "kafkapy.connection.max.inflight.bytes",
-        "connection_max_inflight_bytes",
-        _T.LONG,
-        104857600,
-        "Request bytes queued on one connection before it stops being read.",
-        at_least(1),
-    ),
-    _K(
-        "kafkapy.shutdown.timeout.ms",
-        "shutdown_timeout_ms",
-        _T.LONG,
-        10000,
-        "Max wait for in-flight requests at shutdown.",
-        at_least(0),
-    ),
     # SASL (kafkapy.server.handlers.sasl); each also in the per-listener forms
     # listener.name.<listener>.<key> and listener.name.<listener>.<mechanism>.<key>
     _K("sasl.enabled.mechanisms", "sasl_enabled_mechanisms", _T.LIST, ["GSSAPI"], "SASL mechanisms served."),
@@ -1151,6 +1127,122 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K(
         "sasl.oauthbearer.scope.claim.name", "sasl_oauthbearer_scope_claim_name", _T.STRING, "scope", "JWT scope claim."
     ),
+    # TLS (kafkapy.security.tls); each also in the per-listener form listener.name.<listener>.ssl.*
+    _K(
+        "ssl.keystore.type",
+        "ssl_keystore_type",
+        _T.STRING,
+        "JKS",
+        "Keystore format: PEM or PKCS12 (JKS read as PKCS12).",
+    ),
+    _K("ssl.keystore.location", "ssl_keystore_location", _T.STRING, None, "Keystore file.", nullable=True),
+    _K("ssl.keystore.password", "ssl_keystore_password", _T.PASSWORD, None, "Keystore password.", sensitive=True),
+    _K("ssl.key.password", "ssl_key_password", _T.PASSWORD, None, "Private key password.", sensitive=True),
+    _K(
+        "ssl.keystore.certificate.chain",
+        "ssl_keystore_certificate_chain",
+        _T.PASSWORD,
+        None,
+        "PEM certificate chain given inline (with ssl.keystore.key).",
+        sensitive=True,
+    ),
+    _K(
+        "ssl.keystore.key",
+        "ssl_keystore_key",
+        _T.PASSWORD,
+        None,
+        "PEM PKCS#8 private key given inline.",
+        sensitive=True,
+    ),
+    _K("ssl.truststore.type", "ssl_truststore_type", _T.STRING, "JKS", "Truststore format: PEM or PKCS12."),
+    _K("ssl.truststore.location", "ssl_truststore_location", _T.STRING, None, "Truststore file.", nullable=True),
+    _K("ssl.truststore.password", "ssl_truststore_password", _T.PASSWORD, None, "Truststore password.", sensitive=True),
+    _K(
+        "ssl.truststore.certificates",
+        "ssl_truststore_certificates",
+        _T.PASSWORD,
+        None,
+        "Trusted PEM certificates given inline.",
+        sensitive=True,
+    ),
+    _K(
+        "ssl.client.auth",
+        "ssl_client_auth",
+        _T.STRING,
+        "none",
+        "Client certificates: none, requested or required.",
+        one_of("required", "requested", "none"),
+    ),
+    _K("ssl.enabled.protocols", "ssl_enabled_protocols", _T.LIST, ["TLSv1.2", "TLSv1.3"], "TLS versions served."),
+    _K(
+        "ssl.protocol",
+        "ssl_protocol",
+        _T.STRING,
+        "TLSv1.3",
+        "Accepted for compatibility; ssl.enabled.protocols decides.",
+    ),
+    _K(
+        "ssl.cipher.suites",
+        "ssl_cipher_suites",
+        _T.LIST,
+        [],
+        "TLS 1.2 cipher suites (IANA or OpenSSL names); empty: defaults.",
+    ),
+    _K(
+        "ssl.endpoint.identification.algorithm",
+        "ssl_endpoint_identification_algorithm",
+        _T.STRING,
+        "https",
+        "https: clients of this broker (inter-broker) check the server host name; empty: not.",
+    ),
+    _K(
+        "ssl.principal.mapping.rules",
+        "ssl_principal_mapping_rules",
+        _T.STRING,
+        "DEFAULT",
+        "Rules mapping a client certificate's subject DN to a principal name (KIP-371).",
+    ),
+    # kafkapy-only
+    _K(
+        "kafkapy.event.loop",
+        "event_loop",
+        _T.STRING,
+        "auto",
+        "auto, uvloop or asyncio: the event loop implementation.",
+        one_of("auto", "uvloop", "asyncio"),
+    ),
+    _K(
+        "kafkapy.connection.max.inflight.requests",
+        "connection_max_inflight_requests",
+        _T.INT,
+        100,
+        "Requests queued on one connection before it stops being read.",
+        at_least(1),
+    ),
+    _K(
+        "kafkapy.connection.max.inflight.bytes",
+        "connection_max_inflight_bytes",
+        _T.LONG,
+        104857600,
+        "Request bytes queued on one connection before it stops being read.",
+        at_least(1),
+    ),
+    _K(
+        "kafkapy.ssl.handshake.timeout.ms",
+        "ssl_handshake_timeout_ms",
+        _T.LONG,
+        10000,
+        "A TLS handshake not finished in this time is dropped.",
+        at_least(1),
+    ),
+    _K(
+        "kafkapy.shutdown.timeout.ms",
+        "shutdown_timeout_ms",
+        _T.LONG,
+        10000,
+        "Max wait for in-flight requests at shutdown.",
+        at_least(0),
+    ),
 )
 
 BROKER_KEYS: dict[str, ConfigKey] = {key.name: key for key in BROKER_CONFIGS}
@@ -1198,6 +1290,7 @@ class BrokerConfig:
     listeners: list[str] = _list_default("listeners")  # noqa: RUF009 - value read from the table
     advertised_listeners: list[str] | None = _default("advertised.listeners")  # noqa: RUF009 - value read from the table
     inter_broker_listener_name: str | None = _default("inter.broker.listener.name")
+    security_inter_broker_protocol: str = _default("security.inter.broker.protocol")
     listener_security_protocol_map: str = _default("listener.security.protocol.map")
     sasl_enabled_mechanisms: list[str] = _list_default("sasl.enabled.mechanisms")  # noqa: RUF009 - value read from the table
     sasl_jaas_config: str | None = _default("sasl.jaas.config")
@@ -1295,9 +1388,26 @@ class BrokerConfig:
     transaction_max_timeout_ms: int = _default("transaction.max.timeout.ms")
     transactional_id_expiration_ms: int = _default("transactional.id.expiration.ms")
     producer_id_expiration_ms: int = _default("producer.id.expiration.ms")
+    ssl_keystore_type: str = _default("ssl.keystore.type")
+    ssl_keystore_location: str | None = _default("ssl.keystore.location")
+    ssl_keystore_password: str | None = _default("ssl.keystore.password")
+    ssl_key_password: str | None = _default("ssl.key.password")
+    ssl_keystore_certificate_chain: str | None = _default("ssl.keystore.certificate.chain")
+    ssl_keystore_key: str | None = _default("ssl.keystore.key")
+    ssl_truststore_type: str = _default("ssl.truststore.type")
+    ssl_truststore_location: str | None = _default("ssl.truststore.location")
+    ssl_truststore_password: str | None = _default("ssl.truststore.password")
+    ssl_truststore_certificates: str | None = _default("ssl.truststore.certificates")
+    ssl_client_auth: str = _default("ssl.client.auth")
+    ssl_enabled_protocols: list[str] = _list_default("ssl.enabled.protocols")  # noqa: RUF009 - value read from the table
+    ssl_protocol: str = _default("ssl.protocol")
+    ssl_cipher_suites: list[str] = _list_default("ssl.cipher.suites")  # noqa: RUF009 - value read from the table
+    ssl_endpoint_identification_algorithm: str = _default("ssl.endpoint.identification.algorithm")
+    ssl_principal_mapping_rules: str = _default("ssl.principal.mapping.rules")
     event_loop: str = _default("kafkapy.event.loop")
     connection_max_inflight_requests: int = _default("kafkapy.connection.max.inflight.requests")
     connection_max_inflight_bytes: int = _default("kafkapy.connection.max.inflight.bytes")
+    ssl_handshake_timeout_ms: int = _default("kafkapy.ssl.handshake.timeout.ms")
     shutdown_timeout_ms: int = _default("kafkapy.shutdown.timeout.ms")
     # Raw strings of keys set explicitly (file or override), known or not.
     explicit: dict[str, str] = field(default_factory=dict)
@@ -1335,6 +1445,12 @@ class BrokerConfig:
     def set(self, key: str, raw: str) -> None:
         """Set one key from its raw string; unknown keys are kept verbatim."""
         known = BROKER_KEYS.get(key)
+        if known is None and key.startswith(_LISTENER_PREFIX):
+            inner = _listener_key(key)
+            if inner is not None:
+                inner.parse(raw)  # checked now, read through listener_setting()
+                self.explicit[key] = raw
+                return
         if known is None:
             self.unknown[key] = raw
             self.explicit[key] = raw
@@ -1351,12 +1467,24 @@ class BrokerConfig:
         for listener in listeners:
             self.listener_security_protocol(listener.name)
         if self.advertised_listeners is not None:
-            names = {listener.name for listener in listeners}
-            for adv in parse_listeners(self.advertised_listeners):
-                if adv.name not in names:
-                    raise ConfigError("advertised.listeners", f"listener {adv.name} is not in listeners")
+            names = [listener.name for listener in listeners]
+            advertised = parse_listeners(self.advertised_listeners)
+            if any(adv.name not in names for adv in advertised):
+                raise ConfigError(
+                    "advertised.listeners",
+                    "advertised.listeners listener names must be equal to or a subset of the ones defined in "
+                    f"listeners. Found {','.join(adv.name for adv in advertised)}. The valid options based on "
+                    f"the current configuration are {','.join(names)}",
+                )
+            for adv in advertised:
                 if adv.port == 0:
                     raise ConfigError("advertised.listeners", "port 0 cannot be advertised")
+                if adv.host == "0.0.0.0":
+                    raise ConfigError(
+                        "advertised.listeners",
+                        "advertised.listeners cannot use the nonroutable meta-address 0.0.0.0. "
+                        "Use a routable IP address.",
+                    )
         if self.authorizer_class_name.strip() not in AUTHORIZER_CLASS_NAMES:
             raise ConfigError(
                 "authorizer.class.name",
@@ -1388,6 +1516,24 @@ class BrokerConfig:
         return copy
 
     # -- effective values ---------------------------------------------------
+
+    def listener_setting(self, listener: str, key: str) -> Any:
+        """Typed value of `key` for a listener: listener.name.<listener>.<key> wins over <key>."""
+        known = BROKER_KEYS.get(key)
+        raw = self.explicit.get(f"{_LISTENER_PREFIX}{listener.lower()}.{key}")
+        if raw is not None:
+            return known.parse(raw) if known is not None else raw
+        if known is not None:
+            return getattr(self, known.attr)
+        return self.unknown.get(key)
+
+    def kafka_only_keys(self) -> list[str]:
+        """Supplied keys of Apache Kafka's own machinery (KRaft) that kafkapy ignores."""
+        return sorted(key for key in self.unknown if _kafka_only(key))
+
+    def unused_keys(self) -> list[str]:
+        """Supplied keys kafkapy does not know at all."""
+        return sorted(key for key in self.unknown if not _kafka_only(key))
 
     @property
     def effective_node_id(self) -> int:
@@ -1455,6 +1601,36 @@ class BrokerConfig:
                 f"No security protocol defined for listener {name.upper()}",
             )
         return protocol
+
+    def inter_broker_listener(self) -> tuple[str, str]:
+        """(listener name, security protocol) brokers use to reach each other, by Kafka's rules:
+        inter.broker.listener.name, else the listener named like security.inter.broker.protocol;
+        it must be an advertised listener."""
+        name = self.inter_broker_listener_name
+        if name is not None:
+            if "security.inter.broker.protocol" in self.explicit:
+                raise ConfigError(
+                    "inter.broker.listener.name",
+                    "Only one of inter.broker.listener.name and security.inter.broker.protocol should be set.",
+                )
+            name = name.strip().upper()
+            protocol = self.security_protocol_map().get(name)
+            if protocol is None:
+                raise ConfigError(
+                    "inter.broker.listener.name",
+                    f"Listener with name {name} defined in inter.broker.listener.name not found in "
+                    "listener.security.protocol.map.",
+                )
+        else:
+            name = protocol = self.security_inter_broker_protocol
+        advertised = [listener.name for listener in self.advertised_listener_list]
+        if name not in advertised:
+            raise ConfigError(
+                "inter.broker.listener.name",
+                "inter.broker.listener.name must be a listener name defined in advertised.listeners. "
+                f"The valid options based on currently configured listeners are {','.join(advertised)}",
+            )
+        return name, protocol
 
     @property
     def advertised_listener_list(self) -> list[Listener]:
@@ -1533,6 +1709,27 @@ _BROKER_SYNONYMS: dict[str, tuple[str, ...]] = {
     "log.dirs": ("log.dir",),
     "node.id": ("broker.id",),
 }
+
+
+_LISTENER_PREFIX = "listener.name."
+# KRaft's keys: kafkapy has no controller quorum (cluster metadata lives in etcd or the data dir)
+_KAFKA_ONLY = ("process.roles", "controller.", "metadata.log.")
+
+
+def _kafka_only(key: str) -> bool:
+    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in _KAFKA_ONLY)
+
+
+def _listener_key(key: str) -> ConfigKey | None:
+    """The known key inside listener.name.<listener>.<key> (or .<mechanism>.sasl.<key>), else None."""
+    _, _, rest = key[len(_LISTENER_PREFIX) :].partition(".")
+    known = BROKER_KEYS.get(rest)
+    if known is None:
+        _, _, after_mechanism = rest.partition(".")
+        candidate = BROKER_KEYS.get(after_mechanism)
+        if candidate is not None and after_mechanism.startswith("sasl."):
+            known = candidate
+    return known
 
 
 def _debug(event: str, **kw: Any) -> None:

@@ -29,6 +29,7 @@ from kafkapy.server.network import (
     Outgoing,
     RequestHandler,
     Server,
+    listener_tls,
 )
 
 HandlerFactory = Callable[["Broker"], "RequestHandler | Awaitable[RequestHandler]"]
@@ -37,7 +38,7 @@ ShutdownHook = Callable[[], "Awaitable[None] | None"]
 READY_EVENT = "broker_ready"  # the one line logged once the broker accepts connections
 
 
-SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SASL_PLAINTEXT"})  # a listener of any other protocol stops start-up
+SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT"})  # a listener of any other protocol stops start-up
 
 
 class StartupError(Exception):
@@ -88,9 +89,14 @@ class Broker:
                 raise StartupError(
                     f"listener {listener.name} uses security protocol {protocol}, which this broker does not serve"
                 )
+        self._log_config_keys()
+        try:
+            tls = listener_tls(self.config)  # reads keystores: a bad one refuses start-up
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         # Bind first so the handler factory sees advertised ports even for port 0; nothing is
         # accepted before start_serving, when the real handler is in place.
-        self.server = Server.from_config(self.config, _closing_handler)
+        self.server = Server.from_config(self.config, _closing_handler, tls)
         await self.server.start(serve=False)
         self.advertised = _resolve_advertised(self.config, self.server)
         handler = self._handler_factory(self)
@@ -112,6 +118,19 @@ class Broker:
             start_ms=round((time.monotonic() - started) * 1000, 1),
         )
         self.ready.set()
+
+    def _log_config_keys(self) -> None:
+        """Kafka's own KRaft keys are ignored, unknown keys listed: one line each, as Kafka does."""
+        ignored = self.config.kafka_only_keys()
+        if ignored:
+            self.log.info("config_kafka_only_ignored", keys=",".join(ignored))
+        unused = self.config.unused_keys()
+        if unused:
+            self.log.warning(
+                "config_unused",
+                keys=",".join(unused),
+                message=f"These configurations '[{', '.join(unused)}]' were supplied but are not used yet.",
+            )
 
     async def serve(self) -> None:
         """Start, run until stop(), then shut down."""

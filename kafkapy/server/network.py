@@ -14,14 +14,23 @@ not fit gets its own exact-size buffer, read into directly.
 
 Response parts may be `FileSliceLike` regions of a file; those go to the socket
 with os.sendfile (zero copy) once the transport's own buffer is empty.
+
+SSL and SASL_SSL listeners accept a TCP connection, run the TLS handshake
+(loop.start_tls, bounded by kafkapy.ssl.handshake.timeout.ms) and only then
+hand the TLS transport to the connection, with the principal of the client's
+certificate. A failed or slow handshake is logged with the listener and peer
+and dropped. File slices on TLS go by pread + write through the transport:
+sendfile on the raw socket would bypass TLS (kernel TLS is not used).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +38,10 @@ from typing import Any, Protocol, TypeAlias, cast, runtime_checkable
 
 from kafkapy.config import BrokerConfig, Listener
 from kafkapy.logging import get_logger
+from kafkapy.security.principal import NoMatchingRule, PrincipalMapper
+from kafkapy.security.tls import TlsSettings, server_context
+
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 
 _SCRATCH_BYTES = 256 * 1024  # shared read buffer; frames that fit are copied out
 _COALESCE_BYTES = 64 * 1024  # byte parts smaller than this are joined into one write
@@ -173,9 +186,14 @@ def _consume_result(task: asyncio.Task[Any]) -> None:
 class _Connection(asyncio.BufferedProtocol):
     """One client connection: framing, dispatch, ordered responses, backpressure."""
 
-    def __init__(self, server: Server, listener: Listener) -> None:
+    def __init__(
+        self, server: Server, listener: Listener, zero_copy: bool = True, principal: str = "User:ANONYMOUS"
+    ) -> None:
         self._server = server
         self._listener = listener
+        self._zero_copy = zero_copy and server.settings.zero_copy  # never on TLS: sendfile bypasses it
+        self._principal = principal
+        self._early: bytearray | None = None  # TLS: bytes decrypted before start_tls returned
         self._log = server._log
         self._loop = server._loop
         self._transport: asyncio.Transport | None = None
@@ -220,12 +238,22 @@ class _Connection(asyncio.BufferedProtocol):
             local_host=str(local[0]),
             local_port=int(local[1]),
             security_protocol=server.security_protocols.get(self._listener.name, "PLAINTEXT"),
+            principal=self._principal,
             _close_callback=self.begin_drain,
         )
         server._connections.add(self)
         if server._draining:
             self._draining = True
             transport.close()
+            return
+        if self._early is not None:
+            early, self._early = self._early, None
+            try:
+                self._parse(memoryview(early))
+                self._check_backpressure()
+            except Exception:
+                self._log.exception("network_read_failed", **self._where())
+                self.abort()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._body is not None:
@@ -233,6 +261,12 @@ class _Connection(asyncio.BufferedProtocol):
         return self._server._scratch_view
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self.ctx is None:
+            # start_tls resumes reading before its caller gets the transport: keep the bytes
+            if self._early is None:
+                self._early = bytearray()
+            self._early += self._server._scratch_view[:nbytes]
+            return
         try:
             self.last_active = self._loop.time()
             if self._body is not None:
@@ -445,7 +479,7 @@ class _Connection(asyncio.BufferedProtocol):
             return
         offset = part.position
         in_fd = part.file.fileno()
-        if not self._server.settings.zero_copy:
+        if not self._zero_copy:
             await self._copy_file(in_fd, offset, remaining)
             return
         await self._wait_buffer_empty()
@@ -566,6 +600,132 @@ class _Connection(asyncio.BufferedProtocol):
         return {"connection_id": ctx.connection_id, "peer": f"{ctx.peer_host}:{ctx.peer_port}"}
 
 
+@dataclass(slots=True)
+class ListenerTls:
+    """What a TLS listener needs: its server context and its certificate principal mapping."""
+
+    context: ssl.SSLContext
+    mapper: PrincipalMapper
+    handshake_timeout_s: float = 10.0
+
+
+def listener_tls(config: BrokerConfig) -> dict[str, ListenerTls]:
+    """TLS of every SSL / SASL_SSL listener, from its ssl.* settings (listener.name.<l>.ssl.* first).
+
+    Raises ValueError (TlsConfigError, MappingRuleError) naming the listener, for a start-up refusal.
+    """
+    result: dict[str, ListenerTls] = {}
+    for listener in config.listener_list:
+        protocol = config.listener_security_protocol(listener.name)
+        if protocol not in TLS_PROTOCOLS:
+            continue
+        name = listener.name
+        settings = TlsSettings.from_lookup(functools.partial(config.listener_setting, name))
+        try:
+            context = server_context(settings)
+            mapper = PrincipalMapper.from_config(settings.principal_mapping_rules)
+        except Exception as exc:
+            raise ValueError(f"listener {name} ({protocol}): {exc}") from None
+        result[name] = ListenerTls(context, mapper, config.ssl_handshake_timeout_ms / 1000)
+    return result
+
+
+class _TlsAcceptor(asyncio.Protocol):
+    """A TCP connection on a TLS listener until its handshake is done; then a _Connection."""
+
+    def __init__(self, server: Server, listener: Listener, tls: ListenerTls) -> None:
+        self._server = server
+        self._listener = listener
+        self._tls = tls
+        self._peer = "?"
+        self._tcp: asyncio.Transport | None = None
+        self._early = bytearray()  # bytes read before start_tls took the transport over
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        tcp = cast(asyncio.Transport, transport)
+        self._tcp = tcp
+        tcp.pause_reading()  # start_tls reads the ClientHello (uvloop starts reading anyway: see data_received)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self._peer = f"{peer[0]}:{peer[1]}"
+        task = self._server._loop.create_task(self._handshake(tcp))
+        self._server._track(task)
+
+    def data_received(self, data: bytes) -> None:
+        # uvloop starts reading right after connection_made, pause or not: keep the bytes
+        # (the ClientHello) and hand them to the TLS protocol once start_tls installed it.
+        self._early += data
+        if self._tcp is not None:
+            self._tcp.pause_reading()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass  # before start_tls took over: the handshake task sees the failure
+
+    def _replay_early(self) -> None:
+        """Feed the TLS protocol the bytes read before it was installed, before any later read."""
+        tcp = self._tcp
+        if tcp is None or not self._early:
+            return
+        protocol = tcp.get_protocol()
+        if protocol is self or tcp.is_closing():
+            return
+        data, self._early = bytes(self._early), bytearray()
+        if hasattr(protocol, "get_buffer"):  # both loops' TLS protocols (uvloop's is no subclass)
+            buffered = cast(asyncio.BufferedProtocol, protocol)
+            view = memoryview(data)
+            while view:
+                buffer = memoryview(buffered.get_buffer(len(view))).cast("B")
+                n = min(len(buffer), len(view))
+                buffer[:n] = view[:n]
+                buffered.buffer_updated(n)
+                view = view[n:]
+        else:
+            cast(asyncio.Protocol, protocol).data_received(data)
+
+    async def _handshake(self, tcp: asyncio.Transport) -> None:
+        server, tls = self._server, self._tls
+        log = server._log
+        where = {"listener": self._listener.name, "peer": self._peer}
+        conn = _Connection(server, self._listener, zero_copy=False)
+        started = server._loop.time()
+        loop = server._loop
+        tcp.pause_reading()  # sticks now on uvloop too: later bytes wait for the TLS protocol
+        try:
+            # start_tls installs the TLS protocol in its first step and schedules that protocol's
+            # connection_made and the resume of reading; two hops later (same batch as those,
+            # before any read) the bytes uvloop read early are replayed into it.
+            handshake = asyncio.ensure_future(
+                loop.start_tls(tcp, conn, tls.context, server_side=True, ssl_handshake_timeout=tls.handshake_timeout_s)
+            )
+            loop.call_soon(loop.call_soon, self._replay_early)
+            transport = await handshake
+        except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
+            elapsed = server._loop.time() - started
+            if elapsed >= tls.handshake_timeout_s * 0.95 and isinstance(exc, (ConnectionAbortedError, TimeoutError)):
+                log.warning("tls_handshake_timeout", timeout_s=tls.handshake_timeout_s, **where)
+            else:
+                log.warning("tls_handshake_failed", error=str(exc) or type(exc).__name__, **where)
+            tcp.abort()
+            return
+        if transport is None:
+            tcp.abort()
+            return
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        try:
+            principal = tls.mapper.principal_of_certificate(der)
+        except (NoMatchingRule, ValueError) as exc:
+            log.warning("tls_principal_failed", error=str(exc), **where)
+            transport.abort()
+            return
+        if der:
+            log.info("tls_client_authenticated", principal=principal, **where)
+        conn._principal = principal
+        conn.connection_made(transport)
+
+
 @dataclass(slots=True, frozen=True)
 class BoundListener:
     """A listener and the address it actually bound (port 0 resolved)."""
@@ -584,6 +744,7 @@ class Server:
         listeners: Sequence[Listener],
         settings: NetworkSettings | None = None,
         security_protocols: dict[str, str] | None = None,
+        tls: dict[str, ListenerTls] | None = None,
     ) -> None:
         self.handler = handler
         self._listeners = list(listeners)
@@ -602,12 +763,18 @@ class Server:
         self._all_lost: asyncio.Event | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.bound: list[BoundListener] = []
+        self.tls: dict[str, ListenerTls] = dict(tls or {})  # listener name -> TLS (SSL, SASL_SSL)
 
     @classmethod
-    def from_config(cls, config: BrokerConfig, handler: RequestHandler) -> Server:
+    def from_config(
+        cls, config: BrokerConfig, handler: RequestHandler, tls: dict[str, ListenerTls] | None = None
+    ) -> Server:
+        """`tls`: listener_tls(config) built already (by the caller, to refuse start-up on errors)."""
         listeners = config.listener_list
         protocols = {listener.name: config.listener_security_protocol(listener.name) for listener in listeners}
-        return cls(handler, listeners, NetworkSettings.from_config(config), protocols)
+        if tls is None:
+            tls = listener_tls(config)
+        return cls(handler, listeners, NetworkSettings.from_config(config), protocols, tls)
 
     @property
     def connection_count(self) -> int:
@@ -616,8 +783,16 @@ class Server:
     async def start(self, serve: bool = True) -> None:
         """Bind every listener (raises OSError if one cannot be bound); accept unless serve=False."""
         for listener in self._listeners:
+            tls = self.tls.get(listener.name)
+            if self.security_protocols.get(listener.name) in TLS_PROTOCOLS and tls is None:
+                raise ValueError(f"listener {listener.name} needs TLS and has no TLS context")
+            factory: Callable[[], asyncio.BaseProtocol]
+            if tls is not None:
+                factory = functools.partial(_TlsAcceptor, self, listener, tls)
+            else:
+                factory = functools.partial(_Connection, self, listener)
             server = await self._loop.create_server(
-                lambda listener=listener: _Connection(self, listener),
+                factory,
                 host=listener.host or None,
                 port=listener.port,
                 reuse_address=True,
