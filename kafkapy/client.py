@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 import struct
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self
 from uuid import UUID
 
 from kafkapy import __version__
@@ -87,6 +88,8 @@ from kafkapy.protocol.messages.produce_request import (
     ProduceRequest,
     TopicProduceData,
 )
+from kafkapy.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
+from kafkapy.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from kafkapy.protocol.primitives import ZERO_UUID, Message
 from kafkapy.protocol.records import (
     Header,
@@ -136,6 +139,8 @@ CLIENT_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.ELECT_LEADERS: (0, 2),
         ApiKey.ALTER_PARTITION_REASSIGNMENTS: (0, 0),
         ApiKey.LIST_PARTITION_REASSIGNMENTS: (0, 0),
+        ApiKey.SASL_HANDSHAKE: (1, 1),
+        ApiKey.SASL_AUTHENTICATE: (0, 2),
     }
 )
 
@@ -376,6 +381,62 @@ class _Pending:
     future: asyncio.Future[Message]
 
 
+Authenticator = Callable[["BrokerConnection"], Awaitable[None]]
+
+
+@dataclass(slots=True, frozen=True)
+class ConnectionSecurity:
+    """How a connection is secured; the default is PLAINTEXT.
+
+    `ssl_context` wraps the socket in TLS (SSL, SASL_SSL); `server_hostname` overrides the
+    name the certificate is checked against (None: the broker's host). `authenticate` runs
+    once ApiVersions is negotiated (SASL_*: SaslHandshake and SaslAuthenticate, see
+    `sasl_authenticator`); it raises KafkaError when the broker refuses.
+    """
+
+    ssl_context: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    authenticate: Authenticator | None = None
+
+
+PLAINTEXT_SECURITY: Final = ConnectionSecurity()
+
+
+class SaslClientMechanism(Protocol):
+    """The client side of one SASL mechanism, sans-IO (kafkapy.security provides them).
+
+    `respond(None)` gives the initial response; `respond(challenge)` the answer to each
+    server message. Once the exchange is over (the last server message verified),
+    `complete` is true and nothing more is sent.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def complete(self) -> bool: ...
+
+    def respond(self, challenge: bytes | None) -> bytes: ...
+
+
+def sasl_authenticator(mechanism: Callable[[], SaslClientMechanism]) -> Authenticator:
+    """SaslHandshake v1 then SaslAuthenticate rounds (KIP-152), with a fresh mechanism per connection."""
+
+    async def authenticate(conn: BrokerConnection) -> None:
+        mech = mechanism()
+        hs: Any = await conn.request(SaslHandshakeRequest(mechanism=mech.name))
+        check(hs.error_code, f"SASL mechanism {mech.name} refused by {conn.address} (enabled: {hs.mechanisms})")
+        token = mech.respond(None)
+        while True:
+            resp: Any = await conn.request(SaslAuthenticateRequest(auth_bytes=token))
+            check(resp.error_code, resp.error_message or f"SASL {mech.name} authentication to {conn.address} failed")
+            token = mech.respond(resp.auth_bytes)
+            if mech.complete:
+                return
+
+    return authenticate
+
+
 @dataclass(slots=True)
 class BrokerConnection:
     """One TCP connection; requests may be pipelined, responses match by correlation id."""
@@ -384,6 +445,7 @@ class BrokerConnection:
     port: int
     client_id: str
     request_timeout: float
+    security: ConnectionSecurity = PLAINTEXT_SECURITY
     versions: dict[int, int] = field(default_factory=dict)
     _reader: asyncio.StreamReader | None = None
     _writer: asyncio.StreamWriter | None = None
@@ -397,14 +459,22 @@ class BrokerConnection:
         return f"{self.host}:{self.port}"
 
     async def connect(self, timeout: float) -> None:
+        sec = self.security
+        tls: dict[str, Any] = {}
+        if sec.ssl_context is not None:
+            tls = {"ssl": sec.ssl_context, "server_hostname": sec.server_hostname or self.host}
         try:
-            self._reader, self._writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout)
-        except (TimeoutError, OSError) as exc:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, **tls), timeout
+            )
+        except (TimeoutError, OSError) as exc:  # ssl.SSLError is an OSError
             raise KafkaError(
                 ErrorCode.NETWORK_EXCEPTION, f"cannot connect to {self.address}: {exc or 'timed out'}"
             ) from None
         self._read_task = asyncio.get_running_loop().create_task(self._read_loop())
         await self._negotiate()
+        if sec.authenticate is not None:
+            await sec.authenticate(self)
 
     async def _negotiate(self) -> None:
         """ApiVersions: pick min(ours, theirs) per API; retry at v0 if our version is too new."""
@@ -551,6 +621,7 @@ class KafkaClient:
     request_timeout_ms: int = 30000
     retries: int = 8
     retry_backoff_ms: int = 100
+    security: ConnectionSecurity = PLAINTEXT_SECURITY  # TLS / SASL of every connection
     metadata: ClusterMetadata | None = None
     _connections: dict[tuple[str, int], BrokerConnection] = field(default_factory=dict)
     _connecting: dict[tuple[str, int], asyncio.Task[BrokerConnection]] = field(default_factory=dict)
@@ -589,7 +660,7 @@ class KafkaClient:
         return conn
 
     async def _open(self, host: str, port: int) -> BrokerConnection:
-        conn = BrokerConnection(host, port, self.client_id, self.request_timeout_ms / 1000)
+        conn = BrokerConnection(host, port, self.client_id, self.request_timeout_ms / 1000, self.security)
         try:
             await conn.connect(self.request_timeout_ms / 1000)
         except BaseException:

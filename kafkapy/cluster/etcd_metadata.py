@@ -21,6 +21,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from kafkapy.cluster.etcd import (
     Compare,
@@ -34,6 +35,7 @@ from kafkapy.cluster.etcd import (
 from kafkapy.cluster.metadata import (
     BrokerInfo,
     Changes,
+    Endpoint,
     MetadataError,
     MetadataListener,
     Outcome,
@@ -208,7 +210,13 @@ class EtcdMetadata:
                 pass
 
     def _registration(self, *, shutting_down: bool = False) -> bytes:
-        d = {"host": self.broker.host, "port": self.broker.port, "rack": self.broker.rack}
+        d: dict[str, Any] = {"host": self.broker.host, "port": self.broker.port, "rack": self.broker.rack}
+        if self.broker.endpoints:
+            # host/port stay the inter-broker endpoint, which is all an older kafkapy reads
+            d["endpoints"] = [
+                {"listener": name, "host": e.host, "port": e.port, "security_protocol": e.security_protocol}
+                for name, e in self.broker.endpoints.items()
+            ]
         if shutting_down:
             d["shutting_down"] = True
         return json.dumps(d, separators=(",", ":")).encode()
@@ -349,7 +357,7 @@ class EtcdMetadata:
         kind = rel[0]
         if kind == "brokers" and len(rel) == 2:
             d = json.loads(kv.value)
-            b = BrokerInfo(int(rel[1]), d["host"], int(d["port"]), d.get("rack"))
+            b = _broker_from_registration(int(rel[1]), d)
             stopping = bool(d.get("shutting_down"))
             if self._brokers.get(b.node_id) != b or stopping != (b.node_id in self.shutting_down):
                 changes.brokers_added.append(b)
@@ -784,3 +792,12 @@ def _check_meta_properties(data_dir: Path, cluster_id: str, node_id: int) -> Non
         tmp = meta.with_suffix(".tmp")
         tmp.write_text(f"#kafkapy\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n")
         tmp.replace(meta)
+
+
+def _broker_from_registration(node_id: int, d: dict[str, Any]) -> BrokerInfo:
+    """A broker's registration value; one written without `endpoints` (an older kafkapy) has host/port only."""
+    endpoints = {
+        str(e["listener"]): Endpoint(str(e["host"]), int(e["port"]), str(e.get("security_protocol", "PLAINTEXT")))
+        for e in d.get("endpoints") or ()
+    }
+    return BrokerInfo(node_id, str(d["host"]), int(d["port"]), d.get("rack"), endpoints)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from kafkapy import __version__
-from kafkapy.client import BrokerConnection, KafkaError
+from kafkapy.client import BrokerConnection, ConnectionSecurity, KafkaError
 from kafkapy.config import BrokerConfig
 from kafkapy.logging import get_logger
 from kafkapy.protocol.api import ApiKey
@@ -238,11 +238,12 @@ class SourceFetcher:
         await self._disconnect()
         wait_ms = self._cfg("replica.fetch.wait.max.ms", 500)
         timeout = max(self._cfg("replica.socket.timeout.ms", 30000), wait_ms + 5000) / 1000
-        conn = BrokerConnection(
+        conn = BrokerConnection(  # host/port: the leader's inter-broker endpoint
             info.host,
             info.port,
             client_id=f"kafkapy-replica-fetcher-{self.state.node_id}-{self.fetcher_id}",
             request_timeout=timeout,
+            security=self.manager.security(),
         )
         await conn.connect(timeout)
         self._conn = conn
@@ -504,6 +505,15 @@ class FetcherManager:
     fetchers: dict[tuple[int, int], SourceFetcher] = field(default_factory=dict)
     assigned: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     bucket: TokenBucket = field(default_factory=TokenBucket)
+    _security: ConnectionSecurity | None = None
+
+    def security(self) -> ConnectionSecurity:
+        """TLS / SASL of the inter-broker listener, built once."""
+        if self._security is None:
+            from kafkapy.cluster.inter_broker import inter_broker_security
+
+            self._security = inter_broker_security(self.state.config)
+        return self._security
 
     def _broker_rate(self, broker: int, key: str) -> float:
         configs = getattr(self.state.metadata, "broker_configs", None)

@@ -49,7 +49,7 @@ from kafkapy.storage.producer_state import (
 )
 
 if TYPE_CHECKING:
-    from kafkapy.client import BrokerConnection
+    from kafkapy.client import BrokerConnection, ConnectionSecurity
 
 log = get_logger(__name__)
 
@@ -160,6 +160,7 @@ class MarkerChannel:
     listener: MarkerListener
     timeout_ms: int  # how long a local marker waits for replication
     _conns: dict[int, BrokerConnection] = field(default_factory=dict)
+    _security: ConnectionSecurity | None = None
 
     async def close(self) -> None:
         for conn in self._conns.values():
@@ -273,11 +274,16 @@ class MarkerChannel:
             return conn
         if conn is not None:
             await _close(conn)
-        conn = BrokerConnection(
+        if self._security is None:
+            from kafkapy.cluster.inter_broker import inter_broker_security
+
+            self._security = inter_broker_security(self.replicas.config)
+        conn = BrokerConnection(  # host/port: the leader's inter-broker endpoint
             info.host,
             info.port,
             client_id=f"kafkapy-txn-markers-{self.replicas.node_id}",
             request_timeout=_REQUEST_TIMEOUT_S,
+            security=self._security,
         )
         await conn.connect(5.0)
         self._conns[leader] = conn

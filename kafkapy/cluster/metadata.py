@@ -39,12 +39,38 @@ class MetadataError(Exception):
         self.message = message
 
 
+@dataclass(slots=True, frozen=True)
+class Endpoint:
+    """One advertised endpoint of a broker: where clients of one listener reach it."""
+
+    host: str
+    port: int
+    security_protocol: str = "PLAINTEXT"
+
+
 @dataclass(slots=True)
 class BrokerInfo:
+    """A registered broker. `host`/`port` is its inter-broker endpoint (what other brokers
+    connect to); `endpoints` maps each advertised listener name to its endpoint, in the
+    broker's advertised.listeners order."""
+
     node_id: int
     host: str
     port: int
     rack: str | None = None
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+
+    def endpoint(self, listener: str | None) -> Endpoint | None:
+        """Where a client of `listener` reaches this broker; None when it has no such listener.
+
+        A broker registered without endpoints (an older kafkapy) answers on every listener
+        at host/port, as before; `listener` None means the first advertised listener.
+        """
+        if not self.endpoints:
+            return Endpoint(self.host, self.port)
+        if listener is None:
+            return next(iter(self.endpoints.values()))
+        return self.endpoints.get(listener)
 
 
 @dataclass(slots=True)

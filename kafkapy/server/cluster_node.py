@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 from kafkapy.cluster.controller import Controller
 from kafkapy.cluster.etcd_metadata import EtcdMetadata
-from kafkapy.cluster.metadata import BrokerInfo, MetadataError
+from kafkapy.cluster.metadata import MetadataError
 from kafkapy.logging import get_logger
 from kafkapy.server.broker import StartupError
+from kafkapy.server.listeners import advertised_broker
 from kafkapy.server.services import BrokerServices
 
 if TYPE_CHECKING:
@@ -81,13 +82,7 @@ async def open_cluster_services(broker: Broker) -> BrokerServices:
     config = broker.config
     assert config.metadata_connect is not None  # the caller checked
     data_dir = Path(config.data_dirs[0])
-    first = broker.advertised[0] if broker.advertised else None
-    me = BrokerInfo(
-        config.effective_node_id,
-        first.host if first else "127.0.0.1",
-        first.port if first else 9092,
-        config.broker_rack,
-    )
+    me = advertised_broker(broker)
     try:
         md = await EtcdMetadata.open(
             config.metadata_connect,

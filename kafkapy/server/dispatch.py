@@ -35,7 +35,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from kafkapy.cluster.metadata import BrokerInfo
 from kafkapy.logging import get_logger
 from kafkapy.protocol.api import ApiKey, ApiSpec, api_spec
 from kafkapy.protocol.error_codes import ErrorCode
@@ -334,8 +333,9 @@ async def build_handler(broker: Broker) -> Dispatcher:
         from kafkapy.server.cluster_node import open_cluster_services
 
         return Dispatcher(await open_cluster_services(broker))
-    first = broker.advertised[0] if broker.advertised else None
-    me = BrokerInfo(broker.node_id, first.host if first else "127.0.0.1", first.port if first else 9092)
+    from kafkapy.server.listeners import advertised_broker
+
+    me = advertised_broker(broker)
     services = await open_single(broker.config, me, broker.cluster_id)
     broker.cluster_id = services.metadata.cluster_id
     broker.add_shutdown_hook(services.close)

@@ -7,6 +7,7 @@ from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRe
 from kafkapy.protocol.messages.describe_cluster_response import DescribeClusterBroker, DescribeClusterResponse
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import CLUSTER_AUTHORIZED_OPERATIONS, NOT_REQUESTED
+from kafkapy.server.listeners import visible_brokers
 
 BROKERS_ENDPOINT = 1
 
@@ -26,8 +27,8 @@ async def handle(ctx: RequestContext, req: DescribeClusterRequest) -> DescribeCl
         cluster_id=state.metadata.cluster_id,
         controller_id=state.metadata.controller_id,
         brokers=[
-            DescribeClusterBroker(broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
-            for b in state.live_brokers()
+            DescribeClusterBroker(broker_id=b.node_id, host=e.host, port=e.port, rack=b.rack)
+            for b, e in visible_brokers(ctx, state.live_brokers())  # endpoints of the client's listener
         ],
         cluster_authorized_operations=(
             CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED

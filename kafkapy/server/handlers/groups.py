@@ -47,6 +47,7 @@ from kafkapy.protocol.messages.sync_group_request import SyncGroupRequest
 from kafkapy.protocol.messages.sync_group_response import SyncGroupResponse
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
+from kafkapy.server.listeners import client_listener
 from kafkapy.server.services import BrokerServices
 
 KEY_GROUP = 0
@@ -63,36 +64,39 @@ def client_host(ctx: RequestContext) -> str:
 # ---------------------------------------------------------------- FindCoordinator
 
 
-def _find_one(state: BrokerServices, key: str, key_type: int) -> Coordinator:
+def _find_one(state: BrokerServices, key: str, key_type: int, listener: str | None) -> Coordinator:
+    """`listener`: the client's; the coordinator's endpoint there (not available when it has none)."""
     out = Coordinator(key=key, node_id=-1, host="", port=-1, error_code=ErrorCode.NONE, error_message=None)
     if key_type == KEY_TRANSACTION:
         tnode = state.txns.coordinator_node(key) if key else None
-        if tnode is None:
+        tend = tnode.endpoint(listener) if tnode is not None else None
+        if tnode is None or tend is None:
             out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE if key else ErrorCode.INVALID_REQUEST
             return out
-        out.node_id, out.host, out.port = tnode.node_id, tnode.host, tnode.port
+        out.node_id, out.host, out.port = tnode.node_id, tend.host, tend.port
         return out
     if key_type != KEY_GROUP:
         out.error_code = ErrorCode.INVALID_REQUEST
         out.error_message = f"Unknown coordinator key type {key_type}"
         return out
     node = state.groups.coordinator_node(key)
-    if node is None:
+    end = node.endpoint(listener) if node is not None else None
+    if node is None or end is None:
         out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         return out
-    out.node_id, out.host, out.port = node.node_id, node.host, node.port
+    out.node_id, out.host, out.port = node.node_id, end.host, end.port
     return out
 
 
 async def find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse:
     # Success messages as Apache Kafka's: "" per coordinator (v4+), Errors.NONE's name "NONE" (v1-3)
     if ctx.version >= 4:
-        found = [_find_one(ctx.state, k, req.key_type) for k in req.coordinator_keys]
+        found = [_find_one(ctx.state, k, req.key_type, client_listener(ctx)) for k in req.coordinator_keys]
         for c in found:
             if c.error_code == ErrorCode.NONE:
                 c.error_message = ""
         return FindCoordinatorResponse(coordinators=found)
-    one = _find_one(ctx.state, req.key, req.key_type if ctx.version >= 1 else KEY_GROUP)
+    one = _find_one(ctx.state, req.key, req.key_type if ctx.version >= 1 else KEY_GROUP, client_listener(ctx))
     if one.error_code == ErrorCode.NONE:
         one.error_message = "NONE"
     return FindCoordinatorResponse(

@@ -18,6 +18,7 @@ from kafkapy.server.handlers._common import (
     NOT_REQUESTED,
     TOPIC_AUTHORIZED_OPERATIONS,
 )
+from kafkapy.server.listeners import visible_brokers
 
 
 def topic_entry(info: TopicInfo, include_ops: bool, live: set[int] | None = None) -> MetadataResponseTopic:
@@ -47,6 +48,18 @@ def _error_entry(code: int, name: str | None, topic_id=ZERO_UUID) -> MetadataRes
     return MetadataResponseTopic(error_code=code, name=name, topic_id=topic_id, partitions=[])
 
 
+def _hide_leaders_off_listener(
+    topics: list[MetadataResponseTopic], visible: set[int], registered: set[int], version: int
+) -> None:
+    """A leader registered without an endpoint on the client's listener: Kafka answers leader -1
+    with LISTENER_NOT_FOUND (v6+; LEADER_NOT_AVAILABLE before)."""
+    code = ErrorCode.LISTENER_NOT_FOUND if version >= 6 else ErrorCode.LEADER_NOT_AVAILABLE
+    for t in topics:
+        for p in t.partitions:
+            if p.leader_id >= 0 and p.leader_id not in visible and p.leader_id in registered:
+                p.error_code, p.leader_id = code, -1
+
+
 async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
     state = ctx.state
     include_ops = req.include_topic_authorized_operations
@@ -54,8 +67,9 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
     all_topics = req.topics is None or (ctx.version == 0 and not req.topics)
     allow_create = req.allow_auto_topic_creation if ctx.version >= 4 else True
     topics: list[MetadataResponseTopic] = []
-    brokers = state.live_brokers()
-    live = {b.node_id for b in brokers}
+    registered = state.live_brokers()
+    brokers = visible_brokers(ctx, registered)  # endpoints of the client's listener
+    live = {b.node_id for b, _ in brokers}
     if all_topics:
         topics = [topic_entry(t, include_ops, live) for t in state.metadata.topics()]
     else:
@@ -83,8 +97,10 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
                     topics.append(_error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, wanted.name))
                     continue
             topics.append(topic_entry(info, include_ops, live))
+    if len(live) < len(registered):
+        _hide_leaders_off_listener(topics, live, {b.node_id for b in registered}, ctx.version)
     return MetadataResponse(
-        brokers=[MetadataResponseBroker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in brokers],
+        brokers=[MetadataResponseBroker(node_id=b.node_id, host=e.host, port=e.port, rack=b.rack) for b, e in brokers],
         cluster_id=state.metadata.cluster_id,
         controller_id=state.metadata.controller_id,
         topics=topics,
