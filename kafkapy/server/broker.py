@@ -38,7 +38,9 @@ ShutdownHook = Callable[[], "Awaitable[None] | None"]
 READY_EVENT = "broker_ready"  # the one line logged once the broker accepts connections
 
 
-SERVED_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT"})  # a listener of any other protocol stops start-up
+SERVED_PROTOCOLS = frozenset(
+    {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+)  # a listener of any other protocol stops start-up
 
 
 class StartupError(Exception):
