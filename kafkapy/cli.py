@@ -38,6 +38,7 @@ SUBCOMMANDS: tuple[SubcommandSpec, ...] = (
     SubcommandSpec("consume", "kafkapy.cli_consume", "consume records to stdout"),
     SubcommandSpec("groups", "kafkapy.cli_groups", "list, describe and reset consumer groups"),
     SubcommandSpec("cluster", "kafkapy.cli_cluster", "cluster status, rebalance plans and leader elections"),
+    SubcommandSpec("users", "kafkapy.cli_users", "add, alter, delete and list SCRAM users"),
 )
 
 

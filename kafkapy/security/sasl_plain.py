@@ -72,3 +72,25 @@ class PlainServer:
 def plain_client_token(username: str, password: str, authzid: str = "") -> bytes:
     """The one token a PLAIN client sends."""
     return f"{authzid}\0{username}\0{password}".encode()
+
+
+@dataclass(slots=True)
+class PlainClient:
+    """PLAIN's client side in kafkapy.client's SaslClientMechanism shape (inter-broker, CLI)."""
+
+    username: str
+    password: str
+    authzid: str = ""
+    _sent: bool = False
+
+    @property
+    def name(self) -> str:
+        return PLAIN
+
+    @property
+    def complete(self) -> bool:
+        return self._sent
+
+    def respond(self, challenge: bytes | None) -> bytes:
+        self._sent = True
+        return plain_client_token(self.username, self.password, self.authzid)

@@ -297,3 +297,36 @@ class ScramClient:
             _unb64(text[2:], "server signature"), self._server_signature
         ):
             raise SaslFailure("Invalid server signature in server final message")
+
+
+@dataclass(slots=True)
+class ScramClientMechanism:
+    """ScramClient in kafkapy.client's SaslClientMechanism shape: respond(None) is client-first,
+    respond(server-first) client-final, respond(server-final) verifies it and completes."""
+
+    mechanism: str
+    username: str
+    password: str
+    _client: ScramClient | None = None
+    _step: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.mechanism
+
+    @property
+    def complete(self) -> bool:
+        return self._step == 3
+
+    def respond(self, challenge: bytes | None) -> bytes:
+        if self._step == 0:
+            self._client = ScramClient(self.mechanism, self.username, self.password)
+            self._step = 1
+            return self._client.first()
+        assert self._client is not None and challenge is not None
+        if self._step == 1:
+            self._step = 2
+            return self._client.final(challenge)
+        self._client.verify(challenge)
+        self._step = 3
+        return b""

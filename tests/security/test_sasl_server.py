@@ -43,7 +43,9 @@ def sasl_settings(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    b = start_broker(tmp_path_factory.mktemp("sasl") / "data", sasl_settings(**{"sasl.server.max.receive.size": "4096"}))
+    b = start_broker(
+        tmp_path_factory.mktemp("sasl") / "data", sasl_settings(**{"sasl.server.max.receive.size": "4096"})
+    )
     try:
         yield b
     finally:

@@ -123,5 +123,6 @@ HANDLERS: tuple[Handler, ...] = (
     Handler(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, 0, lambda: reassignments.list_partition_reassignments),
     Handler(ApiKey.DESCRIBE_CLIENT_QUOTAS, 0, 1, lambda: quotas.describe_client_quotas),
     Handler(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, 0, lambda: scram.describe_user_scram_credentials),
+    Handler(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, 0, 0, lambda: scram.alter_user_scram_credentials),
     Handler(ApiKey.LIST_CLIENT_METRICS_RESOURCES, 0, 0, lambda: client_metrics.list_client_metrics_resources),
 )

@@ -1,0 +1,319 @@
+"""SASL over SASL_PLAINTEXT with real clients against a kafkapy broker process.
+
+One broker with PLAIN (JAAS users), SCRAM-SHA-256/512 (credentials created through
+AlterUserScramCredentials by the clients' admin APIs and by Kafka's own kafka-configs
+tool) and OAUTHBEARER (Kafka's unsecured tokens). Each client stack produces, consumes
+with a group and makes an admin call per mechanism it supports; a wrong password is an
+authentication failure the client reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from interop._common import BrokerProcess, start_broker, unique_topic
+from tests.security.test_sasl_server import sasl_settings
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw-512"}
+SCRAM = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    b = start_broker(tmp_path_factory.mktemp("sasl-clients") / "data", sasl_settings())
+    try:
+        _create_scram_users(b)
+        yield b
+    finally:
+        b.stop()
+
+
+def rdkafka_conf(b: BrokerProcess, mechanism: str, user: str = "", password: str = "") -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": b.bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": mechanism,
+    }
+    if mechanism == "OAUTHBEARER":
+        conf.update({"enable.sasl.oauthbearer.unsecure.jwt": True, "sasl.oauthbearer.config": f"principal={user}"})
+    else:
+        conf.update({"sasl.username": user, "sasl.password": password})
+    return conf
+
+
+def _create_scram_users(b: BrokerProcess) -> None:
+    """Through librdkafka's AlterUserScramCredentials, authenticated as the PLAIN admin."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient(rdkafka_conf(b, "PLAIN", "admin", "admin-secret"))
+    upserts = [
+        UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"alice-pw"),
+        UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"alice-pw"),
+    ]
+    # a user altered twice in one request is DUPLICATE_RESOURCE in Kafka: one request per mechanism
+    for upsert in upserts:
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(15)
+
+
+def _rdkafka_round_trip(b: BrokerProcess, conf: dict[str, Any]) -> None:
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = unique_topic("sasl-rd")
+    admin = AdminClient(conf)
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(15)
+    producer = Producer(conf)
+    for i in range(5):
+        producer.produce(topic, f"v{i}".encode())
+    assert producer.flush(15) == 0
+    consumer = Consumer({**conf, "group.id": unique_topic("g"), "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got: list[bytes] = []
+    try:
+        for _ in range(100):
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got.append(msg.value())
+            if len(got) == 5:
+                break
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    assert got == [f"v{i}".encode() for i in range(5)]
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", *SCRAM, "OAUTHBEARER"])
+def test_librdkafka(broker: BrokerProcess, mechanism: str) -> None:
+    user, password = ("admin", "admin-secret") if mechanism == "PLAIN" else ("alice", "alice-pw")
+    _rdkafka_round_trip(broker, rdkafka_conf(broker, mechanism, user, password))
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", *SCRAM])
+def test_librdkafka_wrong_password(broker: BrokerProcess, mechanism: str) -> None:
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[KafkaError] = []
+    admin = AdminClient({**rdkafka_conf(broker, mechanism, "alice", "wrong"), "error_cb": errors.append})
+    with pytest.raises(Exception):  # noqa: B017 - librdkafka's own exception type
+        admin.list_topics(timeout=3)
+    for _ in range(20):
+        admin.poll(0.2)
+        if errors:
+            break
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+    expected = "Authentication failed"
+    assert any(expected in e.str() for e in errors), errors
+
+
+def test_librdkafka_describe_scram(broker: BrokerProcess) -> None:
+    from confluent_kafka.admin import AdminClient, ScramMechanism
+
+    admin = AdminClient(rdkafka_conf(broker, "PLAIN", "admin", "admin-secret"))
+    described = admin.describe_user_scram_credentials(["alice"])["alice"].result(15)
+    mechanisms = sorted((i.mechanism, i.iterations) for i in described.scram_credential_infos)
+    assert mechanisms == [(ScramMechanism.SCRAM_SHA_256, 4096), (ScramMechanism.SCRAM_SHA_512, 8192)]
+
+
+def kafka_python_conf(b: BrokerProcess, mechanism: str, user: str, password: str) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": b.bootstrap,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+    }
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", *SCRAM])
+def test_kafka_python(broker: BrokerProcess, mechanism: str) -> None:
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.admin import NewTopic
+
+    user, password = ("admin", "admin-secret") if mechanism == "PLAIN" else ("alice", "alice-pw")
+    conf = kafka_python_conf(broker, mechanism, user, password)
+    topic = unique_topic("sasl-kp")
+    admin = KafkaAdminClient(**conf)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    producer = KafkaProducer(**conf)
+    for i in range(3):
+        producer.send(topic, f"k{i}".encode())
+    producer.flush(15)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, group_id=unique_topic("g"), auto_offset_reset="earliest", consumer_timeout_ms=10000, **conf
+    )
+    got = [m.value for m in consumer][:3]
+    consumer.commit()
+    consumer.close()
+    assert got == [f"k{i}".encode() for i in range(3)]
+
+
+def test_kafka_python_wrong_password(broker: BrokerProcess, caplog: pytest.LogCaptureFixture) -> None:
+    """kafka-python retries its bootstrap and gives up with KafkaTimeoutError; each failed attempt it
+    logs as the broker's SaslAuthenticationFailedError with Kafka's message."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    with pytest.raises(KafkaError):
+        KafkaAdminClient(**kafka_python_conf(broker, "SCRAM-SHA-256", "alice", "wrong"), request_timeout_ms=3000)
+    expected = (
+        "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
+    )
+    assert any("SaslAuthenticationFailedError" in r.getMessage() and expected in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", *SCRAM])
+def test_aiokafka(broker: BrokerProcess, mechanism: str) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    user, password = ("admin", "admin-secret") if mechanism == "PLAIN" else ("alice", "alice-pw")
+    conf = {
+        "bootstrap_servers": broker.bootstrap,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+    }
+    topic = unique_topic("sasl-aio")
+
+    async def run() -> list[bytes]:
+        producer = AIOKafkaProducer(**conf)
+        await producer.start()
+        try:
+            for i in range(3):
+                await producer.send_and_wait(topic, f"a{i}".encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, group_id=unique_topic("g"), auto_offset_reset="earliest", **conf)
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            while len(got) < 3:
+                batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 20)
+                for records in batch.values():
+                    got.extend(r.value for r in records if r.value is not None)
+            await consumer.commit()
+        finally:
+            await consumer.stop()
+        return got
+
+    assert asyncio.run(run()) == [f"a{i}".encode() for i in range(3)]
+
+
+def test_aiokafka_wrong_password(broker: BrokerProcess) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=broker.bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_plain_username="alice",
+            sasl_plain_password="wrong",
+        )
+        try:
+            await producer.start()
+        finally:
+            await producer.stop()
+
+    with pytest.raises(KafkaError):
+        asyncio.run(run())
+
+
+def test_kafka_configs_tool_adds_scram_user(broker: BrokerProcess, tmp_path: Any) -> None:
+    """Kafka's own kafka-configs (kafka.admin.ConfigCommand: Java admin, AlterUserScramCredentials), then
+    librdkafka authenticates as the new user. Both mechanisms in one command fail with
+    DuplicateResourceException, as they do against Apache Kafka 4.3.1 (checked): one per command."""
+    from interop.adapters.java import java_command
+
+    props = tmp_path / "admin.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="admin" password="admin-secret";\n'
+    )
+
+    def configs(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = java_command(
+            "kafka.admin.ConfigCommand", "--bootstrap-server", broker.bootstrap, "--command-config", str(props), *args
+        )
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+
+    user = ("--entity-type", "users", "--entity-name", "carol")
+    both = configs("--alter", "--add-config", "SCRAM-SHA-256=[password=x],SCRAM-SHA-512=[password=x]", *user)
+    assert both.returncode == 1 and "DuplicateResourceException" in both.stdout + both.stderr
+    for mechanism in ("SCRAM-SHA-256=[iterations=8192,password=carol-pw]", "SCRAM-SHA-512=[password=carol-pw]"):
+        out = configs("--alter", "--add-config", mechanism, *user)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Completed updating config for user carol." in out.stdout
+    out = configs("--describe", *user)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SCRAM-SHA-256=iterations=8192" in out.stdout and "SCRAM-SHA-512=iterations=4096" in out.stdout
+    _rdkafka_round_trip(broker, rdkafka_conf(broker, "SCRAM-SHA-256", "carol", "carol-pw"))
+    out = configs("--alter", "--delete-config", "SCRAM-SHA-512", *user)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = configs("--alter", "--delete-config", "SCRAM-SHA-512", *user)
+    assert out.returncode == 1 and "ResourceNotFoundException" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512", "OAUTHBEARER"])
+def test_java_client(broker: BrokerProcess, mechanism: str) -> None:
+    """The Java clients (4.3.1) through interop/adapters/java.py's driver: admin, produce, group consume."""
+    from interop.adapters import java
+
+    module = {
+        "PLAIN": 'org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" '
+        'password="admin-secret";',
+        "SCRAM-SHA-512": 'org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" '
+        'password="alice-pw";',
+        "OAUTHBEARER": "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+        'unsecuredLoginStringClaim_sub="alice";',
+    }[mechanism]
+    config = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": mechanism, "sasl.jaas.config": module}
+    topic = unique_topic("sasl-java")
+    res = java.call(
+        "create_topics", broker.bootstrap, topics=[{"name": topic, "partitions": 1, "configs": {}}], config=config
+    )
+    assert not [r for r in res["results"] if r["exception"]], res
+    records = [{"key": None, "value": java.b64(f"j{i}".encode())} for i in range(3)]
+    res = java.call("produce", broker.bootstrap, topic=topic, records=records, config=config)
+    assert not res["errors"], res
+    res = java.call(
+        "group_consume",
+        broker.bootstrap,
+        topic=topic,
+        group=unique_topic("g"),
+        count=3,
+        timeout_ms=30000,
+        config=config,
+    )
+    assert [java.unb64(r["value"]) for r in res["records"]] == [f"j{i}".encode() for i in range(3)]
+
+
+def test_java_client_wrong_password(broker: BrokerProcess) -> None:
+    from interop.adapters import java
+
+    config = {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.jaas.config": 'org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" '
+        'password="wrong";',
+    }
+    with pytest.raises(java.JavaError) as info:
+        java.call("list_topics", broker.bootstrap, config=config)
+    assert "SaslAuthenticationException" in str(info.value), str(info.value)
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-256" in str(info.value)
