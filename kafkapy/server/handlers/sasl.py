@@ -148,6 +148,7 @@ def _finish(setup: SaslSetup, conn: ConnectionContext, sess: SaslSession) -> int
     if setup.max_reauth_ms > 0:
         lifetime_ms = setup.max_reauth_ms if lifetime_ms is None else min(lifetime_ms, setup.max_reauth_ms)
     conn.principal = principal
+    reauthentication = sess.reauthenticating
     sess.authenticated = True
     sess.reauthenticating = False
     sess.raw_tokens = False
@@ -156,6 +157,7 @@ def _finish(setup: SaslSetup, conn: ConnectionContext, sess: SaslSession) -> int
         "authenticated",
         principal=principal,
         session_lifetime_ms=lifetime_ms or 0,
+        reauthentication=reauthentication,
         **_where(conn, sess.mechanism),
     )
     return lifetime_ms or 0
