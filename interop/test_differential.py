@@ -56,7 +56,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     # else closes the connection; either way it logs the API and version
     "alter_replica_log_dirs_*: *": "AlterReplicaLogDirs is not served (one log dir, nothing to move); no top-level error code, so kafkapy closes; Kafka answers",
     "alter_client_quotas_*: *": "AlterClientQuotas is not served (no quotas): per-entry error codes only, so kafkapy closes; Kafka answers",
-    "alter_user_scram_credentials_v0: *": "AlterUserScramCredentials is not served (no SASL/SCRAM): per-user error codes only, so kafkapy closes; Kafka answers",
     "describe_quorum_*: *": "DescribeQuorum is not served (no KRaft quorum): UNSUPPORTED_VERSION; Kafka describes its quorum",
     "update_features_*: *": "UpdateFeatures is not served (no feature flags): UNSUPPORTED_VERSION; Kafka answers",
     "unregister_broker_v0: *": "UnregisterBroker is not served (no KRaft registration): UNSUPPORTED_VERSION; Kafka BROKER_ID_NOT_REGISTERED",
