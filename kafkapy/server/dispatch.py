@@ -226,13 +226,22 @@ class Dispatcher:
         except ValueError:
             name = str(api_key)
         during = "SASL authentication" if session.server is not None else "SASL handshake"
-        log.warning(
-            f"authentication failed: Unexpected Kafka request of type {name} during {during}.",
-            mechanism=session.mechanism or None,
-            **where,
-        )
-        await sasl.fail_delay(setup)
-        raise CloseConnection()
+        message = f"Unexpected Kafka request of type {name} during {during}."
+        log.warning(f"authentication failed: {message}", mechanism=session.mechanism or None, **where)
+        if session.server is None:
+            raise CloseConnection()  # before a handshake Kafka closes at once, without an answer
+        # after the handshake Kafka answers the request with ILLEGAL_SASL_STATE, then closes
+        conn.close()
+        try:
+            spec = api_spec(api_key)
+            header, _, pos = decode_request_header(view)
+            body, _ = spec.request_type().decode_from(view, pos, header.request_api_version)
+            response = errors.failed_response(
+                api_key, body, spec.response_type(), ErrorCode.ILLEGAL_SASL_STATE, message
+            )
+            return encode_response(spec, header.request_api_version, header.correlation_id, response)
+        except Exception:  # a request the codec cannot read or answer: just close
+            raise CloseConnection() from None
 
     def failed(
         self, spec: ApiSpec, version: int, header: RequestHeader, body: Message, exc: Exception, conn: ConnectionContext

@@ -16,7 +16,7 @@ from interop._common import BrokerProcess, start_broker
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.frames import encode_request
 from kafkapy.protocol.messages.api_versions_request import ApiVersionsRequest
-from kafkapy.protocol.messages.metadata_request import MetadataRequest
+from kafkapy.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from kafkapy.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
 from kafkapy.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from kafkapy.security.sasl_plain import plain_client_token
@@ -74,9 +74,10 @@ def test_metadata_before_authentication_closes(broker: BrokerProcess) -> None:
     with RawClient(broker.bootstrap) as c:
         c.send_raw(encode_request(MetadataRequest(topics=[]), 12, 1, client_id="raw"))
         assert c.is_closed_by_peer()
-    with RawClient(broker.bootstrap) as c:  # after the handshake too
+    with RawClient(broker.bootstrap) as c:  # after the handshake: answered ILLEGAL_SASL_STATE, then closed (Kafka)
         assert c.request(SaslHandshakeRequest(mechanism="PLAIN"), 1).error_code == ErrorCode.NONE
-        c.send_raw(encode_request(MetadataRequest(topics=[]), 12, 2, client_id="raw"))
+        md = c.request(MetadataRequest(topics=[MetadataRequestTopic(name="t")]), 12)
+        assert [t.error_code for t in md.topics] == [ErrorCode.ILLEGAL_SASL_STATE]
         assert c.is_closed_by_peer()
     assert "Unexpected Kafka request of type METADATA during SASL handshake." in broker.log_tail(400)
 
