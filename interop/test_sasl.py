@@ -317,3 +317,45 @@ def test_java_client_wrong_password(broker: BrokerProcess) -> None:
         java.call("list_topics", broker.bootstrap, config=config)
     assert "SaslAuthenticationException" in str(info.value), str(info.value)
     assert "invalid credentials with SASL mechanism SCRAM-SHA-256" in str(info.value)
+
+
+def _kafkajs(broker: BrokerProcess, mechanism: str, user: str, password: str) -> tuple[int, dict[str, Any]]:
+    import json
+    import shutil
+
+    from interop.adapters import kafkajs
+
+    if kafkajs.available() is not None:
+        pytest.fail(f"kafkajs unavailable: {kafkajs.available()}")
+    request = {
+        "bootstrap": broker.bootstrap,
+        "mechanism": mechanism,
+        "username": user,
+        "password": password,
+        "topic": unique_topic("sasl-kjs"),
+        "group": unique_topic("g"),
+    }
+    node = shutil.which("node") or "node"
+    out = subprocess.run(
+        [node, str(kafkajs.NODE_DIR / "sasl.js")],
+        check=False,
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=kafkajs.NODE_DIR,
+    )
+    return out.returncode, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mechanism", ["plain", "scram-sha-256", "scram-sha-512"])
+def test_kafkajs(broker: BrokerProcess, mechanism: str) -> None:
+    user, password = ("admin", "admin-secret") if mechanism == "plain" else ("alice", "alice-pw")
+    code, result = _kafkajs(broker, mechanism, user, password)
+    assert code == 0 and result == {"values": ["s0", "s1", "s2"]}, result
+
+
+def test_kafkajs_wrong_password(broker: BrokerProcess) -> None:
+    code, result = _kafkajs(broker, "scram-sha-256", "alice", "wrong")
+    assert code == 1 and result["error"] == "KafkaJSSASLAuthenticationError", result
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-256" in result["message"], result
