@@ -174,7 +174,11 @@ def _oauth_validator(config: BrokerConfig, name: str) -> tuple[TokenValidator, J
         )
         return validator, jwks
     entry = _jaas_entry(config, name, OAUTHBEARER)
-    return UnsecuredValidator.from_options(entry.options if entry is not None else {}), None
+    try:
+        return UnsecuredValidator.from_options(entry.options if entry is not None else {}), None
+    except ValueError as exc:
+        key = f"listener.name.{name.lower()}.oauthbearer.sasl.jaas.config"
+        raise SaslSetupError(key, f"listener {name}: bad unsecuredValidator option: {exc}") from None
 
 
 @dataclass(slots=True)

@@ -343,3 +343,22 @@ def test_oauth_signed_jwt(tmp_path: Path, rsa_keys: tuple[object, object]) -> No
         unsecured_token("svc"),  # alg none against a JWKS
     ):
         assert _rejected(OAuthBearerServer(v), token) == '{"status":"invalid_token"}'
+
+
+def test_client_mechanism_from_jaas() -> None:
+    from kafkapy.security.sasl_client import client_mechanism
+    from kafkapy.security.scram import ScramClientMechanism
+
+    text = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="b-pw";'
+    mech = client_mechanism("SCRAM-SHA-512", text)()
+    assert isinstance(mech, ScramClientMechanism) and mech.name == "SCRAM-SHA-512"
+    cred = make_credential("SCRAM-SHA-512", "b-pw")
+    server = ScramServer("SCRAM-SHA-512", {"broker": cred}.get)
+    mech.respond(server.evaluate(mech.respond(server.evaluate(mech.respond(None)))))
+    assert mech.complete and server.complete
+    plain = client_mechanism("PLAIN", text.replace("scram.ScramLoginModule", "plain.PlainLoginModule"))()
+    assert plain.respond(None) == b"\0broker\0b-pw" and plain.complete
+    with pytest.raises(ValueError, match="username and password"):
+        client_mechanism("PLAIN", "a.B required;")
+    with pytest.raises(ValueError, match="GSSAPI"):
+        client_mechanism("GSSAPI", text)
