@@ -53,6 +53,9 @@ from kafkapy.protocol.messages.incremental_alter_configs_response import (
 from kafkapy.protocol.messages.incremental_alter_configs_response import (
     IncrementalAlterConfigsResponse,
 )
+from kafkapy.security.acl import AclOperation
+from kafkapy.security.acl import ResourceType as Res
+from kafkapy.server import authz
 from kafkapy.server.errors import ApiError
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
@@ -151,11 +154,34 @@ def _entry(d: ConfigDescription, version: int, synonyms: bool, docs: bool) -> De
     )
 
 
+# resource type -> (ACL resource checked, error when refused, its message): Kafka's checks
+_AUTH: dict[int, tuple[Res, ErrorCode, str]] = {
+    TOPIC: (Res.TOPIC, ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed."),
+    BROKER: (Res.CLUSTER, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."),
+    BROKER_LOGGER: (Res.CLUSTER, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."),
+    CLIENT_METRICS: (Res.CLUSTER, ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed."),
+    GROUP: (Res.GROUP, ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed."),
+}
+
+
+def _refused(ctx: RequestContext, op: AclOperation, resource_type: int, name: str) -> tuple[ErrorCode, str] | None:
+    """Kafka's error when the principal may not `op` (DescribeConfigs / AlterConfigs) the resource."""
+    if ctx.state.authorizer is None or resource_type not in _AUTH:
+        return None
+    res, code, message = _AUTH[resource_type]
+    target = name if res != Res.CLUSTER else "kafka-cluster"
+    return None if authz.authorize(ctx, op, res, target) else (code, message)
+
+
 def _describe_one(ctx: RequestContext, r: DescribeConfigsResource, synonyms: bool, docs: bool) -> DescribeConfigsResult:
     state = ctx.state
     result = DescribeConfigsResult(
         error_code=ErrorCode.NONE, error_message="", resource_type=r.resource_type, resource_name=r.resource_name
     )  # "" on success, as Apache Kafka
+    refused = _refused(ctx, AclOperation.DESCRIBE_CONFIGS, r.resource_type, r.resource_name)
+    if refused is not None:
+        result.error_code, result.error_message = refused
+        return result
     names = r.configuration_keys or None  # null or empty asks for every key, as in Kafka
     try:
         if r.resource_type == TOPIC:
@@ -361,6 +387,10 @@ async def _run(
     for r in resources:
         if (r.resource_type, r.resource_name) in dupes:
             out.append((ErrorCode.INVALID_REQUEST, "Duplicate resource.", r.resource_type, r.resource_name))
+            continue
+        refused = _refused(ctx, AclOperation.ALTER_CONFIGS, r.resource_type, r.resource_name)
+        if refused is not None:
+            out.append((*refused, r.resource_type, r.resource_name))
             continue
         ops = [Op(c.name, c.config_operation if incremental else SET, c.value) for c in r.configs]
         try:

@@ -31,6 +31,9 @@ from kafkapy.protocol.messages.consumer_group_heartbeat_response import (
     ConsumerGroupHeartbeatResponse,
     TopicPartitions,
 )
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.security.acl import ResourceType as Res
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
 from kafkapy.server.handlers.groups import client_host
@@ -43,6 +46,8 @@ def _sorted(parts: Partitions) -> list[tuple[UUID, list[int]]]:
 async def consumer_group_heartbeat(
     ctx: RequestContext, req: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
+    if not authz.group(ctx, Op.READ, req.group_id):  # Kafka: Read on the group
+        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not req.group_id:
         return ConsumerGroupHeartbeatResponse(
             error_code=ErrorCode.INVALID_REQUEST, error_message="GroupId can't be empty."
@@ -105,6 +110,14 @@ async def consumer_group_describe(
     for group_id in req.group_ids:
         d = DescribedGroup(group_id=group_id, authorized_operations=ops)
         group = coord.groups.get(group_id)
+        if ctx.state.authorizer is not None:  # Kafka: Describe on the group; the principal's operations
+            if not authz.group(ctx, Op.DESCRIBE, group_id):
+                d.error_code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+                d.authorized_operations = NOT_REQUESTED
+                groups.append(d)
+                continue
+            if ops != NOT_REQUESTED:
+                d.authorized_operations = authz.authorized_operations(ctx, Res.GROUP, group_id)
         if not coord.owns(group_id):
             d.error_code = ErrorCode.NOT_COORDINATOR
         elif group is None:

@@ -23,6 +23,8 @@ from kafkapy.protocol.messages.delete_records_response import (
     DeleteRecordsResponse,
     DeleteRecordsTopicResult,
 )
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 from kafkapy.storage.errors import OffsetOutOfRangeError
@@ -58,8 +60,20 @@ def _one(
 async def handle(ctx: RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse:
     topics = []
     moved: list[tuple[DeleteRecordsPartitionResult, Partition]] = []
+    denied = authz.denied_topics(ctx, Op.DELETE, (t.name for t in req.topics))  # Delete on the topic
     for t in req.topics:
         results = []
+        if t.name in denied:
+            results = [
+                DeleteRecordsPartitionResult(
+                    partition_index=p.partition_index,
+                    low_watermark=INVALID_LOW_WATERMARK,
+                    error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                )
+                for p in t.partitions
+            ]
+            topics.append(DeleteRecordsTopicResult(name=t.name, partitions=results))
+            continue
         for p in t.partitions:
             r, partition = _one(ctx.state, t.name, p)
             results.append(r)

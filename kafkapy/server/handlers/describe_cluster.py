@@ -5,8 +5,9 @@ from __future__ import annotations
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRequest
 from kafkapy.protocol.messages.describe_cluster_response import DescribeClusterBroker, DescribeClusterResponse
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.handlers._common import CLUSTER_AUTHORIZED_OPERATIONS, NOT_REQUESTED
+from kafkapy.server.handlers._common import NOT_REQUESTED
 from kafkapy.server.listeners import visible_brokers
 
 BROKERS_ENDPOINT = 1
@@ -31,6 +32,6 @@ async def handle(ctx: RequestContext, req: DescribeClusterRequest) -> DescribeCl
             for b, e in visible_brokers(ctx, state.live_brokers())  # endpoints of the client's listener
         ],
         cluster_authorized_operations=(
-            CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED
+            authz.cluster_operations(ctx) if req.include_cluster_authorized_operations else NOT_REQUESTED
         ),
     )

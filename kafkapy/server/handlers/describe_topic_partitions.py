@@ -13,8 +13,10 @@ from kafkapy.protocol.messages.describe_topic_partitions_response import (
     DescribeTopicPartitionsResponsePartition,
     DescribeTopicPartitionsResponseTopic,
 )
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.security.acl import ResourceType as Res
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
-from kafkapy.server.handlers._common import TOPIC_AUTHORIZED_OPERATIONS
 
 MAX_PARTITIONS = 2000  # Kafka's max.request.partition.size.limit default caps response_partition_limit
 
@@ -52,6 +54,11 @@ async def handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> De
     state = ctx.state
     fetch_all = not req.topics
     names = sorted({t.name for t in state.metadata.topics()} if fetch_all else {t.name for t in req.topics})
+    refused: set[str] = set()
+    if state.authorizer is not None:  # Kafka: Describe on each topic; "all" lists only those
+        refused = authz.denied_topics(ctx, Op.DESCRIBE, names)
+        if fetch_all:
+            names, refused = [n for n in names if n not in refused], set()
     cursor = req.cursor
     if cursor is not None:
         if cursor.partition_index < 0:
@@ -65,6 +72,13 @@ async def handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> De
         if remaining == 0:
             resp.next_cursor = Cursor(topic_name=name, partition_index=0)  # the previous topics are complete
             break
+        if name in refused:
+            resp.topics.append(
+                DescribeTopicPartitionsResponseTopic(
+                    error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name, partitions=[]
+                )
+            )
+            continue
         info = state.metadata.topic(name)
         if info is None:
             if not fetch_all:
@@ -73,7 +87,8 @@ async def handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> De
                         error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                         name=name,
                         partitions=[],
-                        topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS,  # as Kafka, even for an unknown topic
+                        # as Kafka, even for an unknown topic
+                        topic_authorized_operations=authz.authorized_operations(ctx, Res.TOPIC, name),
                     )
                 )
             continue
@@ -86,7 +101,7 @@ async def handle(ctx: RequestContext, req: DescribeTopicPartitionsRequest) -> De
                 topic_id=info.topic_id,
                 is_internal=info.internal,
                 partitions=partitions,
-                topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS,
+                topic_authorized_operations=authz.authorized_operations(ctx, Res.TOPIC, name),
             )
         )
         if next_index != -1:

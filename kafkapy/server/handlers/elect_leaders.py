@@ -22,6 +22,8 @@ from kafkapy.protocol.messages.elect_leaders_response import (
     PartitionResult,
     ReplicaElectionResult,
 )
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 
 
@@ -48,6 +50,22 @@ def _timed_out(req: ElectLeadersRequest) -> ElectLeadersResponse:
 
 
 async def handle(ctx: RequestContext, req: ElectLeadersRequest) -> ElectLeadersResponse:
+    if not authz.cluster(ctx, Op.ALTER):  # Kafka: Alter on the cluster, every named partition refused
+        return ElectLeadersResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+            replica_election_results=[
+                ReplicaElectionResult(
+                    topic=tp.topic,
+                    partition_result=[
+                        PartitionResult(
+                            partition_id=i, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=None
+                        )
+                        for i in tp.partitions
+                    ],
+                )
+                for tp in req.topic_partitions or []
+            ],
+        )
     if req.timeout_ms <= 0 and req.topic_partitions != []:
         return _timed_out(req)
     election_type = req.election_type if ctx.version >= 1 else PREFERRED

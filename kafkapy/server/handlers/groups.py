@@ -45,6 +45,9 @@ from kafkapy.protocol.messages.list_groups_response import (
 )
 from kafkapy.protocol.messages.sync_group_request import SyncGroupRequest
 from kafkapy.protocol.messages.sync_group_response import SyncGroupResponse
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.security.acl import ResourceType as Res
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
 from kafkapy.server.listeners import client_listener
@@ -64,9 +67,17 @@ def client_host(ctx: RequestContext) -> str:
 # ---------------------------------------------------------------- FindCoordinator
 
 
-def _find_one(state: BrokerServices, key: str, key_type: int, listener: str | None) -> Coordinator:
+def _find_one(ctx: RequestContext, state: BrokerServices, key: str, key_type: int, listener: str | None) -> Coordinator:
     """`listener`: the client's; the coordinator's endpoint there (not available when it has none)."""
     out = Coordinator(key=key, node_id=-1, host="", port=-1, error_code=ErrorCode.NONE, error_message=None)
+    if state.authorizer is not None and key_type in (KEY_GROUP, KEY_TRANSACTION):
+        # Kafka: Describe on the group (GROUP_AUTHORIZATION_FAILED) or the transactional id
+        if key_type == KEY_GROUP and not authz.group(ctx, Op.DESCRIBE, key):
+            out.error_code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+            return out
+        if key_type == KEY_TRANSACTION and not authz.transactional_id(ctx, Op.DESCRIBE, key):
+            out.error_code = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            return out
     if key_type == KEY_TRANSACTION:
         tnode = state.txns.coordinator_node(key) if key else None
         tend = tnode.endpoint(listener) if tnode is not None else None
@@ -91,12 +102,12 @@ def _find_one(state: BrokerServices, key: str, key_type: int, listener: str | No
 async def find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse:
     # Success messages as Apache Kafka's: "" per coordinator (v4+), Errors.NONE's name "NONE" (v1-3)
     if ctx.version >= 4:
-        found = [_find_one(ctx.state, k, req.key_type, client_listener(ctx)) for k in req.coordinator_keys]
+        found = [_find_one(ctx, ctx.state, k, req.key_type, client_listener(ctx)) for k in req.coordinator_keys]
         for c in found:
             if c.error_code == ErrorCode.NONE:
                 c.error_message = ""
         return FindCoordinatorResponse(coordinators=found)
-    one = _find_one(ctx.state, req.key, req.key_type if ctx.version >= 1 else KEY_GROUP, client_listener(ctx))
+    one = _find_one(ctx, ctx.state, req.key, req.key_type if ctx.version >= 1 else KEY_GROUP, client_listener(ctx))
     if one.error_code == ErrorCode.NONE:
         one.error_message = "NONE"
     return FindCoordinatorResponse(
@@ -110,6 +121,10 @@ async def find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> 
 async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupResponse:
     v = ctx.version
     name_if_null = None if v >= 7 else ""
+    if not authz.group(ctx, Op.READ, req.group_id):
+        return JoinGroupResponse(
+            error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, generation_id=-1, member_id="", protocol_name=name_if_null
+        )
     if not req.group_id:
         return JoinGroupResponse(
             error_code=ErrorCode.INVALID_GROUP_ID, member_id=req.member_id, protocol_name=name_if_null
@@ -148,6 +163,8 @@ async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupRes
 
 
 async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupResponse:
+    if not authz.group(ctx, Op.READ, req.group_id):
+        return SyncGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not req.group_id:
         return SyncGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
     coord = ctx.state.groups
@@ -179,6 +196,8 @@ async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupRes
 
 
 async def heartbeat(ctx: RequestContext, req: HeartbeatRequest) -> HeartbeatResponse:
+    if not authz.group(ctx, Op.READ, req.group_id):
+        return HeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not req.group_id:
         return HeartbeatResponse(error_code=ErrorCode.INVALID_GROUP_ID)
     coord = ctx.state.groups
@@ -191,6 +210,8 @@ async def heartbeat(ctx: RequestContext, req: HeartbeatRequest) -> HeartbeatResp
 
 async def leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> LeaveGroupResponse:
     v = ctx.version
+    if not authz.group(ctx, Op.READ, req.group_id):
+        return LeaveGroupResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not req.group_id:
         return LeaveGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
     coord = ctx.state.groups
@@ -227,10 +248,19 @@ async def leave_group(ctx: RequestContext, req: LeaveGroupRequest) -> LeaveGroup
 async def describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse:
     coord = ctx.state.groups
     ops = GROUP_AUTHORIZED_OPERATIONS if ctx.version >= 3 and req.include_authorized_operations else NOT_REQUESTED
+    checking = ctx.state.authorizer is not None
     out = []
     for group_id in req.groups:
         d = DescribedGroup(error_code=ErrorCode.NONE, group_id=group_id, authorized_operations=ops)
         group = coord.groups.get(group_id)
+        if checking:  # Describe on the group, else GROUP_AUTHORIZATION_FAILED; the principal's operations
+            if not authz.group(ctx, Op.DESCRIBE, group_id):
+                d.error_code = ErrorCode.GROUP_AUTHORIZATION_FAILED
+                d.authorized_operations = NOT_REQUESTED
+                out.append(d)
+                continue
+            if ops != NOT_REQUESTED:
+                d.authorized_operations = authz.authorized_operations(ctx, Res.GROUP, group_id)
         if not coord.owns(group_id):
             d.error_code = ErrorCode.NOT_COORDINATOR
         elif group is None and coord.consumer.get(group_id) is not None:
@@ -277,6 +307,8 @@ async def list_groups(ctx: RequestContext, req: ListGroupsRequest) -> ListGroups
             for g in list(coord.consumer.groups.values())
             if not g.deleted and (wanted is None or g.state.value.lower() in wanted)
         ]
+    if ctx.state.authorizer is not None and not authz.cluster(ctx, Op.DESCRIBE):
+        listed = authz.filter_items(ctx, Op.DESCRIBE, Res.GROUP, listed, lambda g: g.group_id)
     return ListGroupsResponse(error_code=ErrorCode.NONE, groups=listed)
 
 
@@ -284,8 +316,12 @@ async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> Delete
     coord = ctx.state.groups
     results = []
     for group_id in req.groups_names:
+        if not authz.group(ctx, Op.DELETE, group_id):
+            err: int = ErrorCode.GROUP_AUTHORIZATION_FAILED
+            results.append(DeletableGroupResult(group_id=group_id, error_code=err))
+            continue
         if not coord.owns(group_id):
-            err: int = ErrorCode.NOT_COORDINATOR
+            err = ErrorCode.NOT_COORDINATOR
         elif coord.consumer.get(group_id) is not None:
             err = ctx.state.consumer_groups.delete_group(group_id) or ErrorCode.NONE
         else:

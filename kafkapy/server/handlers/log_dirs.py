@@ -12,6 +12,8 @@ from kafkapy.protocol.messages.describe_log_dirs_response import (
     DescribeLogDirsResult,
     DescribeLogDirsTopic,
 )
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 
@@ -38,6 +40,8 @@ def _space(path: str) -> tuple[int, int]:
 
 async def handle(ctx: RequestContext, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse:
     state = ctx.state
+    if not authz.cluster(ctx, Op.DESCRIBE):  # Kafka: Describe on the cluster
+        return DescribeLogDirsResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, results=[])
     topics: list[DescribeLogDirsTopic] = []
     for name, partitions in _wanted(state, req).items():
         entries = []

@@ -12,9 +12,11 @@ from kafkapy.protocol.messages.metadata_response import (
     MetadataResponseTopic,
 )
 from kafkapy.protocol.primitives import ZERO_UUID
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.security.acl import ResourceType as Res
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import (
-    CLUSTER_AUTHORIZED_OPERATIONS,
     NOT_REQUESTED,
     TOPIC_AUTHORIZED_OPERATIONS,
 )
@@ -70,7 +72,9 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
     registered = state.live_brokers()
     brokers = visible_brokers(ctx, registered)  # endpoints of the client's listener
     live = {b.node_id for b, _ in brokers}
-    if all_topics:
+    if state.authorizer is not None:
+        topics = await _authorized_topics(ctx, req, all_topics, allow_create, live)
+    elif all_topics:
         topics = [topic_entry(t, include_ops, live) for t in state.metadata.topics()]
     else:
         for wanted in req.topics or []:
@@ -105,6 +109,72 @@ async def handle(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
         controller_id=state.metadata.controller_id,
         topics=topics,
         cluster_authorized_operations=(
-            CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations else NOT_REQUESTED
+            authz.cluster_operations(ctx) if req.include_cluster_authorized_operations else NOT_REQUESTED
         ),
     )
+
+
+async def _authorized_topics(
+    ctx: RequestContext, req: MetadataRequest, all_topics: bool, allow_create: bool, live: set[int]
+) -> list[MetadataResponseTopic]:
+    """The topics part as Kafka answers it with an authorizer: all topics lists only those the
+    principal may Describe; a named topic without Describe answers TOPIC_AUTHORIZATION_FAILED
+    whether it exists or not; a missing one is auto-created only with Create on the cluster or
+    the topic (else TOPIC_AUTHORIZATION_FAILED); authorized operations are the principal's."""
+    state = ctx.state
+    include_ops = req.include_topic_authorized_operations
+
+    def entry(info: TopicInfo) -> MetadataResponseTopic:
+        e = topic_entry(info, False, live)
+        if include_ops:
+            e.topic_authorized_operations = authz.authorized_operations(ctx, Res.TOPIC, info.name)
+        return e
+
+    if all_topics:
+        return [entry(t) for t in authz.filter_items(ctx, Op.DESCRIBE, Res.TOPIC, list(state.metadata.topics()), _name)]
+    topics: list[MetadataResponseTopic] = []
+    create_all = None  # Create on the cluster, asked once when needed
+    for wanted in req.topics or []:
+        if wanted.name is None:
+            info = state.metadata.topic_by_id(wanted.topic_id)
+            if info is None or not authz.topic(ctx, Op.DESCRIBE, info.name):
+                # an id never reveals a name the principal may not see
+                name = None if ctx.version >= 12 else ""
+                code = ErrorCode.UNKNOWN_TOPIC_ID if info is None else ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                topics.append(_error_entry(code, name, wanted.topic_id))
+            else:
+                topics.append(entry(info))
+            continue
+        name = wanted.name
+        if not authz.topic(ctx, Op.DESCRIBE, name):
+            topics.append(_error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED, name))
+            continue
+        info = state.metadata.topic(name)
+        if info is None:
+            if validate_topic_name(name) is not None:
+                err = _error_entry(ErrorCode.INVALID_TOPIC_EXCEPTION, name)
+            elif allow_create and state.config.auto_create_topics_enable:
+                if create_all is None:
+                    create_all = authz.cluster(ctx, Op.CREATE)
+                if not (create_all or authz.topic(ctx, Op.CREATE, name)):
+                    topics.append(_error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED, name))
+                    continue
+                try:
+                    info = await state.maybe_auto_create(name)
+                except MetadataError as e:
+                    err = _error_entry(e.code, name)
+                else:
+                    err = _error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
+            else:
+                err = _error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
+            if info is None:
+                if include_ops:
+                    err.topic_authorized_operations = authz.authorized_operations(ctx, Res.TOPIC, name)
+                topics.append(err)
+                continue
+        topics.append(entry(info))
+    return topics
+
+
+def _name(info: TopicInfo) -> str:
+    return info.name

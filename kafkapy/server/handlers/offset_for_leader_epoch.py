@@ -13,6 +13,8 @@ from kafkapy.protocol.messages.offset_for_leader_epoch_response import (
     OffsetForLeaderEpochResponse,
     OffsetForLeaderTopicResult,
 )
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 
@@ -49,10 +51,30 @@ def _one(state: BrokerServices, topic: str, p: OffsetForLeaderPartition, replica
 
 async def handle(ctx: RequestContext, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse:
     replica_id = req.replica_id if ctx.version >= 3 else -1  # consumers send -1; versions < 3 are followers' only
+    denied: dict[str, int] = {}
+    if ctx.state.authorizer is not None:
+        # Kafka: a replica (any id but -1; before v3 there is none) needs ClusterAction, a consumer
+        # Describe on each topic
+        if (ctx.version < 3 or replica_id != -1) and not authz.cluster(ctx, Op.CLUSTER_ACTION):
+            denied = dict.fromkeys((t.topic for t in req.topics), ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+        elif ctx.version >= 3 and replica_id == -1:
+            refused = authz.denied_topics(ctx, Op.DESCRIBE, (t.topic for t in req.topics))
+            denied = dict.fromkeys(refused, ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     return OffsetForLeaderEpochResponse(
         topics=[
             OffsetForLeaderTopicResult(
-                topic=t.topic, partitions=[_one(ctx.state, t.topic, p, replica_id) for p in t.partitions]
+                topic=t.topic,
+                partitions=[
+                    EpochEndOffset(
+                        error_code=denied[t.topic],
+                        partition=p.partition,
+                        leader_epoch=UNDEFINED_EPOCH,
+                        end_offset=UNDEFINED_EPOCH_OFFSET,
+                    )
+                    if t.topic in denied
+                    else _one(ctx.state, t.topic, p, replica_id)
+                    for p in t.partitions
+                ],
             )
             for t in req.topics
         ]

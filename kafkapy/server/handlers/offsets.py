@@ -31,6 +31,8 @@ from kafkapy.protocol.messages.offset_fetch_response import (
     OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 )
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 
@@ -52,11 +54,17 @@ async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> Offset
     errors: dict[tuple[str, int], int] = {}
     commits: list[tuple[str, int, OffsetValue]] = []
     owned = coord.owns(req.group_id)
+    group_ok = authz.group(ctx, Op.READ, req.group_id)
+    denied = authz.denied_topics(ctx, Op.READ, (t.name for t in req.topics)) if group_ok else set()
     for t in req.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
             meta = p.committed_metadata or ""
-            if not owned:
+            if not group_ok:
+                errors[tp] = ErrorCode.GROUP_AUTHORIZATION_FAILED
+            elif t.name in denied:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif not owned:
                 errors[tp] = ErrorCode.NOT_COORDINATOR
             elif not _partition_exists(state, t.name, p.partition_index):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -119,6 +127,33 @@ def _fetch_group(
     return ErrorCode.NONE, out
 
 
+def _fetch_authorized(
+    ctx: RequestContext, coord: GroupCoordinator, group_id: str, topics: list[tuple[str, list[int]]] | None
+) -> tuple[int, list[tuple[str, list[tuple[int, int, int, str]]]], set[str]]:
+    """`_fetch_group` with Kafka's checks: Read on the group (GROUP_AUTHORIZATION_FAILED), Describe on
+    each topic: named topics without it are returned (their partitions answer TOPIC_AUTHORIZATION_FAILED),
+    and "all topics" lists only those the principal may Describe."""
+    if ctx.state.authorizer is None:
+        return (*_fetch_group(coord, group_id, topics), set())
+    if not authz.group(ctx, Op.READ, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, [], set()
+    err, rows = _fetch_group(coord, group_id, topics)
+    if topics is None:
+        allowed = authz.filter_topics(ctx, Op.DESCRIBE, (t for t, _ in rows)) or set()
+        return err, [(t, parts) for t, parts in rows if t in allowed], set()
+    denied = authz.denied_topics(ctx, Op.DESCRIBE, (t for t, _ in topics))
+    if denied and not rows:
+        rows = [(t, [(p, -1, -1, "") for p in parts]) for t, parts in topics]
+    return err, [(t, [(p, -1, -1, "") for p, *_ in parts] if t in denied else parts) for t, parts in rows], denied
+
+
+def _refuse_denied(topics: list[OffsetFetchResponseTopics] | list[OffsetFetchResponseTopic], denied: set[str]) -> None:
+    for t in topics:
+        if t.name in denied:
+            for part in t.partitions:
+                part.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+
+
 def _unstable(
     coord: GroupCoordinator, group_id: str, rows: list[tuple[str, list[tuple[int, int, int, str]]]]
 ) -> set[tuple[str, int]]:
@@ -136,7 +171,7 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
         groups = []
         for g in req.groups:
             wanted = None if g.topics is None else [(t.name, list(t.partition_indexes)) for t in g.topics]
-            err, rows = _fetch_group(coord, g.group_id, wanted)
+            err, rows, denied = _fetch_authorized(ctx, coord, g.group_id, wanted)
             unstable = _unstable(coord, g.group_id, rows) if stable else set()
             groups.append(
                 OffsetFetchResponseGroup(
@@ -168,17 +203,19 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
                     ],
                 )
             )
+            if denied:
+                _refuse_denied(groups[-1].topics, denied)
         return OffsetFetchResponse(groups=groups)
     wanted = (
         None if (req.topics is None and v >= 2) else [(t.name, list(t.partition_indexes)) for t in req.topics or []]
     )
-    err, rows = _fetch_group(coord, req.group_id, wanted)
+    err, rows, denied = _fetch_authorized(ctx, coord, req.group_id, wanted)
     if err != ErrorCode.NONE and v < 2 and wanted is not None:
         # Before v2 there is no top-level error: every partition carries it.
         rows = [(t, [(p, -1, -1, "") for p in parts]) for t, parts in wanted]
     part_err = err if v < 2 else ErrorCode.NONE
     unstable = _unstable(coord, req.group_id, rows) if stable else set()
-    return OffsetFetchResponse(
+    resp = OffsetFetchResponse(
         error_code=err,
         topics=[
             OffsetFetchResponseTopic(
@@ -201,6 +238,9 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
             for t, parts in rows
         ],
     )
+    if denied:
+        _refuse_denied(resp.topics, denied)
+    return resp
 
 
 # ---------------------------------------------------------------- OffsetDelete
@@ -209,13 +249,16 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
 async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> OffsetDeleteResponse:
     state = ctx.state
     coord = state.groups
+    if not authz.group(ctx, Op.DELETE, req.group_id):
+        return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not coord.owns(req.group_id):
         return OffsetDeleteResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    denied = authz.denied_topics(ctx, Op.READ, (t.name for t in req.topics))
     known = [
         (t.name, p.partition_index)
         for t in req.topics
         for p in t.partitions
-        if _partition_exists(state, t.name, p.partition_index)
+        if t.name not in denied and _partition_exists(state, t.name, p.partition_index)
     ]
     if coord.consumer.get(req.group_id) is not None:  # a KIP-848 group
         done = state.consumer_groups.delete_offsets(req.group_id, known)
@@ -235,7 +278,9 @@ async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> Offset
                 partitions=[
                     OffsetDeleteResponsePartition(
                         partition_index=p.partition_index,
-                        error_code=errors.get((t.name, p.partition_index), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+                        error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                        if t.name in denied
+                        else errors.get((t.name, p.partition_index), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
                     )
                     for p in t.partitions
                 ],

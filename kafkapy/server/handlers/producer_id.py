@@ -21,10 +21,24 @@ from __future__ import annotations
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.init_producer_id_request import InitProducerIdRequest
 from kafkapy.protocol.messages.init_producer_id_response import InitProducerIdResponse
+from kafkapy.security.acl import AclOperation
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 
 
 async def handle(ctx: RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse:
+    if ctx.state.authorizer is not None:
+        # Kafka: Write on the transactional id; an idempotent producer needs IdempotentWrite on the
+        # cluster or Write on some topic (KIP-679)
+        if req.transactional_id is not None:
+            if not authz.transactional_id(ctx, AclOperation.WRITE, req.transactional_id):
+                return InitProducerIdResponse(
+                    error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1
+                )
+        elif not authz.idempotent_write(ctx):
+            return InitProducerIdResponse(
+                error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1
+            )
     if req.transactional_id is not None:
         if req.transactional_id == "":
             return InitProducerIdResponse(error_code=ErrorCode.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)

@@ -36,6 +36,8 @@ from kafkapy.protocol.messages.list_partition_reassignments_response import (
     OngoingPartitionReassignment,
     OngoingTopicReassignment,
 )
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 
 
@@ -52,10 +54,17 @@ def _ongoing(partitions: Iterable[PartitionInfo]) -> list[OngoingPartitionReassi
     ]
 
 
+CLUSTER_AUTHORIZATION_FAILED = "Cluster authorization failed."
+
+
 async def list_partition_reassignments(
     ctx: RequestContext, req: ListPartitionReassignmentsRequest
 ) -> ListPartitionReassignmentsResponse:
     md = ctx.state.metadata
+    if not authz.cluster(ctx, Op.DESCRIBE):  # Kafka: Describe on the cluster
+        return ListPartitionReassignmentsResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=CLUSTER_AUTHORIZATION_FAILED, topics=[]
+        )
     wanted: list[tuple[TopicInfo, Iterable[PartitionInfo]]] = []
     if req.topics is None:
         wanted = [(t, t.partitions) for t in md.topics()]
@@ -77,6 +86,10 @@ async def alter_partition_reassignments(
     ctx: RequestContext, req: AlterPartitionReassignmentsRequest
 ) -> AlterPartitionReassignmentsResponse:
     md = ctx.state.metadata
+    if not authz.cluster(ctx, Op.ALTER):  # Kafka: Alter on the cluster
+        return AlterPartitionReassignmentsResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=CLUSTER_AUTHORIZATION_FAILED, responses=[]
+        )
     responses = []
     for t in req.topics:
         results = []

@@ -19,6 +19,8 @@ from kafkapy.protocol.messages.create_topics_response import (
 from kafkapy.protocol.messages.delete_topics_request import DeleteTopicsRequest
 from kafkapy.protocol.messages.delete_topics_response import DeletableTopicResult, DeleteTopicsResponse
 from kafkapy.protocol.primitives import ZERO_UUID
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 
 
@@ -82,10 +84,22 @@ async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: boo
     return result
 
 
+TOPIC_AUTHORIZATION_FAILED = "Topic authorization failed."
+
+
+def _creatable(ctx: RequestContext, req: CreateTopicsRequest) -> tuple[set[str], set[str]]:
+    """Kafka's checks: (topics refused: no Create on the cluster nor the topic, topics whose configs
+    are withheld: no DescribeConfigs on the topic)."""
+    names = {t.name for t in req.topics}
+    refused = set() if authz.cluster(ctx, Op.CREATE) else authz.denied_topics(ctx, Op.CREATE, names)
+    return refused, authz.denied_topics(ctx, Op.DESCRIBE_CONFIGS, names - refused)
+
+
 async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse:
     results = []
     seen: set[str] = set()
     dupes = {t.name for t in req.topics if [x.name for x in req.topics].count(t.name) > 1}
+    refused, hidden = _creatable(ctx, req) if ctx.state.authorizer is not None else (set(), set())
     for t in req.topics:
         if t.name in dupes:
             if t.name not in seen:
@@ -98,10 +112,24 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
                     )
                 )
             continue
+        if t.name in refused:
+            results.append(
+                CreatableTopicResult(
+                    name=t.name,
+                    error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                    error_message=TOPIC_AUTHORIZATION_FAILED,
+                    num_partitions=-1,
+                    replication_factor=-1,
+                )
+            )
+            continue
         r = await _create_one(ctx, t, req.validate_only)
         if r.error_code:
             r.num_partitions = -1
             r.replication_factor = -1
+        elif t.name in hidden and ctx.version >= 5:
+            r.topic_config_error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            r.configs = None
         results.append(r)
     return CreateTopicsResponse(topics=results)
 
@@ -111,16 +139,25 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
     results: list[DeletableTopicResult] = []
     wanted: list[tuple[str | None, object]] = [(n, ZERO_UUID) for n in req.topic_names]
     wanted += [(t.name, t.topic_id) for t in req.topics]
+    checking = state.authorizer is not None
+    delete_all = checking and authz.cluster(ctx, Op.DELETE)
     for name, topic_id in wanted:
         info = state.metadata.topic(name) if name is not None else state.metadata.topic_by_id(topic_id)  # type: ignore[arg-type]
         res = DeletableTopicResult(name=name, topic_id=topic_id, error_code=ErrorCode.NONE)  # type: ignore[arg-type]
-        if info is None:  # with a message, as Kafka (v5+ carry one)
+        seen = name if name is not None else (info.name if info is not None else None)
+        if checking and seen is not None and not authz.topic(ctx, Op.DESCRIBE, seen):
+            # Kafka: without Describe, the topic's existence is not revealed
+            res.error_code, res.error_message = ErrorCode.TOPIC_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED
+        elif info is None:  # with a message, as Kafka (v5+ carry one)
             if name is not None:
                 res.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 res.error_message = f"The topic '{name}' does not exist."
             else:
                 res.error_code = ErrorCode.UNKNOWN_TOPIC_ID
                 res.error_message = f"The topic id {topic_id} does not exist."
+        elif checking and not delete_all and not authz.topic(ctx, Op.DELETE, info.name):
+            res.error_code, res.error_message = ErrorCode.TOPIC_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED
+            res.name, res.topic_id = info.name, info.topic_id
         elif not state.config.delete_topic_enable:
             res.error_code = ErrorCode.TOPIC_DELETION_DISABLED
         elif info.internal:
@@ -141,10 +178,15 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
 async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse:
     state = ctx.state
     results = []
+    refused: set[str] = set()
+    if state.authorizer is not None and not authz.cluster(ctx, Op.ALTER):  # Alter on the cluster or the topic
+        refused = authz.denied_topics(ctx, Op.ALTER, (t.name for t in req.topics))
     for t in req.topics:
         res = CreatePartitionsTopicResult(name=t.name, error_code=ErrorCode.NONE)
         info = state.metadata.topic(t.name)
-        if info is None:
+        if t.name in refused:
+            res.error_code, res.error_message = ErrorCode.TOPIC_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED
+        elif info is None:
             res.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             res.error_message = f"The topic '{t.name}' does not exist."
         elif t.count <= len(info.partitions):

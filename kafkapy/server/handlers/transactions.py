@@ -87,6 +87,9 @@ from kafkapy.protocol.messages.write_txn_markers_response import (
     WriteTxnMarkersResponse,
 )
 from kafkapy.protocol.records import BatchHeader
+from kafkapy.security.acl import AclOperation as Op
+from kafkapy.security.acl import ResourceType as Res
+from kafkapy.server import authz
 from kafkapy.server.errors import error_code
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
@@ -176,8 +179,48 @@ async def _replicated(state: BrokerServices, txn_id: str, results: list[AddParti
         p.partition_error_code = err
 
 
+def _refuse_partitions(
+    topics: list[AddPartitionsToTxnTopic], code: int, denied: set[str] | None = None
+) -> list[AddPartitionsToTxnTopicResult]:
+    """Every partition answers `code`; with `denied`, those topics' partitions answer
+    TOPIC_AUTHORIZATION_FAILED and the others OPERATION_NOT_ATTEMPTED (Kafka's answer)."""
+    return [
+        AddPartitionsToTxnTopicResult(
+            name=t.name,
+            results_by_partition=[
+                AddPartitionsToTxnPartitionResult(
+                    partition_index=p,
+                    partition_error_code=code
+                    if denied is None
+                    else (
+                        ErrorCode.TOPIC_AUTHORIZATION_FAILED if t.name in denied else ErrorCode.OPERATION_NOT_ATTEMPTED
+                    ),
+                )
+                for p in t.partitions
+            ],
+        )
+        for t in topics
+    ]
+
+
 async def add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse:
     v = ctx.version
+    if v <= 3 and ctx.state.authorizer is not None:
+        # a client: Write on the transactional id, then on each topic
+        topics = req.v3_and_below_topics
+        if not authz.transactional_id(ctx, Op.WRITE, req.v3_and_below_transactional_id):
+            return AddPartitionsToTxnResponse(
+                results_by_topic_v3_and_below=_refuse_partitions(
+                    topics, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+                )
+            )
+        denied = authz.denied_topics(ctx, Op.WRITE, (t.name for t in topics))
+        if denied:
+            return AddPartitionsToTxnResponse(
+                results_by_topic_v3_and_below=_refuse_partitions(topics, ErrorCode.NONE, denied)
+            )
+    if v >= 4 and not authz.cluster(ctx, Op.CLUSTER_ACTION):  # v4+: brokers only
+        return AddPartitionsToTxnResponse(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
     if v <= 3:
         results = _add_one(
             ctx.state, req.v3_and_below_transactional_id, req.v3_and_below_producer_id,
@@ -198,6 +241,10 @@ async def add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequ
 
 
 async def add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse:
+    if not authz.transactional_id(ctx, Op.WRITE, req.transactional_id):
+        return AddOffsetsToTxnResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    if not authz.group(ctx, Op.READ, req.group_id):
+        return AddOffsetsToTxnResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     coord = ctx.state.txns
     if not coord.owns(req.transactional_id):
         return AddOffsetsToTxnResponse(error_code=ErrorCode.NOT_COORDINATOR)
@@ -220,6 +267,8 @@ async def add_offsets_to_txn(ctx: RequestContext, req: AddOffsetsToTxnRequest) -
 
 
 async def end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
+    if not authz.transactional_id(ctx, Op.WRITE, req.transactional_id):
+        return EndTxnResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     coord = ctx.state.txns
     if not coord.owns(req.transactional_id):
         return EndTxnResponse(error_code=ErrorCode.NOT_COORDINATOR)
@@ -236,6 +285,27 @@ async def write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequest) ->
     state = ctx.state
     timeout_ms = int(state.config.get("request.timeout.ms") or 30_000)
     out = []
+    if not authz.cluster(ctx, Op.CLUSTER_ACTION):  # brokers only
+        return WriteTxnMarkersResponse(
+            markers=[
+                WritableTxnMarkerResult(
+                    producer_id=m.producer_id,
+                    topics=[
+                        WritableTxnMarkerTopicResult(
+                            name=t.name,
+                            partitions=[
+                                WritableTxnMarkerPartitionResult(
+                                    partition_index=p, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+                                )
+                                for p in t.partition_indexes
+                            ],
+                        )
+                        for t in m.topics
+                    ],
+                )
+                for m in req.markers
+            ]
+        )
     for m in req.markers:
         tps = [(t.name, p) for t in m.topics for p in t.partition_indexes]
         res = append_markers(
@@ -274,11 +344,24 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
     errors: dict[TopicPartition, int] = {}
     commits: list[tuple[str, int, OffsetValue]] = []
     owned = groups.owns(req.group_id)
+    refused: int = ErrorCode.NONE
+    denied: set[str] = set()
+    if state.authorizer is not None:
+        if not authz.transactional_id(ctx, Op.WRITE, req.transactional_id):
+            refused = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        elif not authz.group(ctx, Op.READ, req.group_id):
+            refused = ErrorCode.GROUP_AUTHORIZATION_FAILED
+        else:
+            denied = authz.denied_topics(ctx, Op.READ, (t.name for t in req.topics))
     for t in req.topics:
         for p in t.partitions:
             tp = (t.name, p.partition_index)
             meta = p.committed_metadata or ""
-            if not owned:
+            if refused:
+                errors[tp] = refused
+            elif t.name in denied:
+                errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif not owned:
                 errors[tp] = ErrorCode.NOT_COORDINATOR
             elif not _partition_exists(state, *tp):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -344,8 +427,22 @@ def _check_txn(state: BrokerServices, req: TxnOffsetCommitRequest) -> int:
 async def describe_producers(ctx: RequestContext, req: DescribeProducersRequest) -> DescribeProducersResponse:
     state = ctx.state
     topics = []
+    denied = authz.denied_topics(ctx, Op.READ, (t.name for t in req.topics))
     for t in req.topics:
         parts = []
+        if t.name in denied:
+            topics.append(
+                TopicResponse(
+                    name=t.name,
+                    partitions=[
+                        PartitionResponse(
+                            partition_index=p, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, error_message=None
+                        )
+                        for p in t.partition_indexes
+                    ],
+                )
+            )
+            continue
         for p in t.partition_indexes:
             plog = state.replicas.partition_log(t.name, p) if _partition_exists(state, t.name, p) else None
             if plog is None:
@@ -384,6 +481,11 @@ async def describe_transactions(ctx: RequestContext, req: DescribeTransactionsRe
     out = []
     for txn_id in req.transactional_ids:
         md = coord.txns.get(txn_id)
+        if not authz.transactional_id(ctx, Op.DESCRIBE, txn_id):
+            out.append(
+                TransactionState(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, transactional_id=txn_id)
+            )
+            continue
         if not coord.owns(txn_id):
             out.append(TransactionState(error_code=ErrorCode.NOT_COORDINATOR, transactional_id=txn_id))
             continue
@@ -393,6 +495,8 @@ async def describe_transactions(ctx: RequestContext, req: DescribeTransactionsRe
         by_topic: dict[str, list[int]] = {}
         for t, p in sorted(md.partitions):
             by_topic.setdefault(t, []).append(p)
+        for hidden in authz.denied_topics(ctx, Op.DESCRIBE, by_topic):
+            del by_topic[hidden]
         out.append(
             TransactionState(
                 error_code=ErrorCode.NONE,
@@ -431,6 +535,7 @@ async def list_transactions(ctx: RequestContext, req: ListTransactionsRequest) -
     listed = coord.listed(
         states or None, set(req.producer_id_filters) or None, req.duration_filter if ctx.version >= 1 else -1
     )
+    listed = authz.filter_items(ctx, Op.DESCRIBE, Res.TRANSACTIONAL_ID, list(listed), lambda md: md.transactional_id)
     return ListTransactionsResponse(
         error_code=ErrorCode.NONE,
         unknown_state_filters=unknown,
