@@ -39,10 +39,10 @@ if TYPE_CHECKING:
     from kafkapy.cluster.acl_store import AclStore
     from kafkapy.cluster.scram_store import ScramStore
     from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
-    from kafkapy.security.acl import Authorizer
     from kafkapy.coordinator.coordinator import GroupCoordinator
     from kafkapy.coordinator.producer_ids import ProducerIdManager
     from kafkapy.coordinator.transactions import TransactionCoordinator
+    from kafkapy.security.acl import Authorizer
     from kafkapy.security.scram import ScramCredential
     from kafkapy.server.sasl_setup import SaslSetup
 
