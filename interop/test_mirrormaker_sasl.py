@@ -8,7 +8,8 @@ inter-broker one). MM2 authenticates with PLAIN on us and SCRAM-SHA-512 on eu
 CA through a PEM truststore. Records (keys, headers, timestamps, order) and
 group offsets (checkpoints, sync.group.offsets.enabled) are mirrored as in
 interop/test_mirrormaker.py; the brokers' logs show MM2 authenticated on the
-SASL_SSL listener of each.
+SASL_SSL listener of each. Both brokers run kafkapy's authorizer (super users
+admin, mm2 and app), and MM2's topic ACL sync copies a READ ACL to eu.
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ import pytest
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     NewTopic,
+    ResourcePatternType,
+    ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialUpsertion,
@@ -63,6 +70,8 @@ def start_sasl_ssl_broker(root: Path, name: str, pki: Pki) -> BrokerProcess:
         "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
         "listener.name.sasl_ssl.plain.sasl.jaas.config": _plain_jaas(),
         "group.initial.rebalance.delay.ms": "0",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:admin;User:mm2;User:app",
         **broker_pem_settings(pki, "SASL_SSL"),
     }
     return start_broker(root / name / "data", settings)
@@ -123,6 +132,34 @@ class Cluster:
         admin = AdminClient(self.conf)  # kept alive until the futures resolve
         for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
             future.result(15)
+
+    def create_read_acl(self, topic: str, principal: str) -> None:
+        admin = AdminClient(self.conf)
+        binding = AclBinding(
+            ResourceType.TOPIC,
+            topic,
+            ResourcePatternType.LITERAL,
+            principal,
+            "*",
+            AclOperation.READ,
+            AclPermissionType.ALLOW,
+        )
+        for future in admin.create_acls([binding]).values():
+            future.result(15)
+
+    def topic_acls(self, topic: str) -> list[tuple[str, str, str, str]]:
+        admin = AdminClient(self.conf)
+        filt = AclBindingFilter(
+            ResourceType.TOPIC,
+            topic,
+            ResourcePatternType.LITERAL,
+            None,
+            None,
+            AclOperation.ANY,
+            AclPermissionType.ANY,
+        )
+        found = admin.describe_acls(filt).result(15)
+        return sorted((b.principal, b.host, b.operation.name, b.permission_type.name) for b in found)
 
     def produce(self, topic: str, records: list[Record]) -> None:
         producer = Producer({**self.conf, "acks": "all"})
@@ -229,6 +266,7 @@ def mm2(
 ) -> Iterator[MirrorMakerProcess]:
     regions["us"].create_topic("orders", 3)
     regions["us"].create_topic("failover", 1)
+    regions["us"].create_read_acl("orders", "User:reader")
     settings = {
         **mm2_cluster_settings(
             "us", pki, "PLAIN", f'{PLAIN_MODULE} required username="mm2" password="{PLAIN_USERS["mm2"]}";'
@@ -243,7 +281,7 @@ def mm2(
         [("us", "eu")],
         topics="orders|failover",
         groups="app.*",
-        settings=settings,
+        settings={**settings, "sync.topic.acls.interval.seconds": "2"},
     )
     try:
         yield mm
@@ -298,6 +336,13 @@ def test_group_offsets_mirrored_over_sasl_ssl(regions: dict[str, Cluster], mm2: 
     us.produce("failover", [(0, f"k{i}".encode(), values[i], [], BASE_TS + i) for i in range(100, 150)])
     wait_for("the 50 new records on eu", lambda: len(eu.read_all("us.failover", 1, 150, timeout=5)) == 150)
     assert eu.consume_group("app-failover", "us.failover", 50, commit=False) == values[100:150]
+
+
+def test_topic_acls_synced(regions: dict[str, Cluster], mm2: MirrorMakerProcess) -> None:
+    """MM2's topic ACL sync between two brokers with kafkapy's authorizer (StandardAuthorizer's
+    name): User:reader's READ on us' `orders` becomes READ on eu's `us.orders`."""
+    acls = wait_for("the READ ACL of us.orders on eu", lambda: regions["eu"].topic_acls("us.orders"), timeout=30)
+    assert acls == [("User:reader", "*", "READ", "ALLOW")]
 
 
 def test_mm2_authenticated_on_each_cluster(regions: dict[str, Cluster], mm2: MirrorMakerProcess) -> None:
