@@ -329,4 +329,15 @@ def _mirror(
 def failed_response(api_key: int, request: Message, response_type: type[M], code: int, message: str) -> M:
     """`request`'s response with every error code set to `code`: per topic, partition or item where
     the request names them (the response mirrors them), and top-level where the response has it."""
-    return _mirror(response_type, request, code, message, _RENAMES.get(api_key, {}), _ERROR_VALUES.get(api_key, {}))
+    response = _mirror(response_type, request, code, message, _RENAMES.get(api_key, {}), _ERROR_VALUES.get(api_key, {}))
+    if api_key == ApiKey.ALTER_USER_SCRAM_CREDENTIALS:
+        # one result per user named by a deletion or an upsertion, sorted, as Kafka's error response
+        users = [x.name for x in [*getattr(request, "deletions", []), *getattr(request, "upsertions", [])]]
+        results = getattr(response, "results", None)
+        if isinstance(results, list) and not results:
+            elem = _field_types(response_type)["results"]
+            for user in sorted(set(users)):
+                item = _mirror(elem, None, code, message, {}, {})
+                item.user = user  # type: ignore[attr-defined]
+                results.append(item)
+    return response

@@ -252,6 +252,7 @@ def test_list_partition_reassignments_reports_replica_sets_in_change() -> None:
 
     class State:
         metadata = Image()
+        authorizer = None
 
     ctx = RequestContext(header=RequestHeader(), version=0, state=State(), conn=None)  # type: ignore[arg-type]
 

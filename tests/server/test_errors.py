@@ -11,7 +11,8 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast, get_args, get_origin, get_type_hints
+from types import SimpleNamespace
+from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
 from structlog.testing import capture_logs
@@ -43,6 +44,7 @@ from kafkapy.server.handler import Handler, HandlerFn, RequestContext
 from kafkapy.server.handlers import HANDLERS
 from kafkapy.server.handlers import api_versions as api_versions_handler
 from kafkapy.server.network import Server
+from kafkapy.server.sasl_setup import SaslSetup
 from kafkapy.storage import errors as storage_errors
 from kafkapy.storage import producer_state
 from tests.server.rawclient import RawClient
@@ -286,9 +288,14 @@ class Conn:
         return out
 
 
+def bare_state() -> Any:
+    """Services for a dispatcher whose handlers need none: no SASL listeners."""
+    return SimpleNamespace(sasl=SaslSetup(listeners={}, max_receive_size=524288, failed_delay_ms=100, max_reauth_ms=0))
+
+
 def with_server(fn: Callable[[int], None]) -> None:
     async def body() -> None:
-        dispatcher = Dispatcher(cast(Any, None), raising_table())
+        dispatcher = Dispatcher(bare_state(), raising_table())
         server = Server(dispatcher, [Listener("PLAINTEXT", "127.0.0.1", 0)])
         await server.start()
         try:
@@ -334,7 +341,7 @@ def test_a_known_exception_answers_its_own_code_with_a_warning() -> None:
     )
 
     async def body() -> None:
-        dispatcher = Dispatcher(cast(Any, None), table)
+        dispatcher = Dispatcher(bare_state(), table)
         server = Server(dispatcher, [Listener("PLAINTEXT", "127.0.0.1", 0)])
         await server.start()
 
