@@ -29,20 +29,33 @@ from typing import Any
 
 from interop import differential as d
 from kafkapy.protocol.messages.add_offsets_to_txn_request import AddOffsetsToTxnRequest
+from kafkapy.protocol.messages.alter_partition_reassignments_request import AlterPartitionReassignmentsRequest
+from kafkapy.protocol.messages.alter_user_scram_credentials_request import (
+    AlterUserScramCredentialsRequest,
+    ScramCredentialDeletion,
+    ScramCredentialUpsertion,
+)
 from kafkapy.protocol.messages.create_acls_request import AclCreation, CreateAclsRequest
 from kafkapy.protocol.messages.delete_acls_request import DeleteAclsFilter, DeleteAclsRequest
 from kafkapy.protocol.messages.delete_groups_request import DeleteGroupsRequest
 from kafkapy.protocol.messages.describe_acls_request import DescribeAclsRequest
+from kafkapy.protocol.messages.describe_client_quotas_request import DescribeClientQuotasRequest
 from kafkapy.protocol.messages.describe_cluster_request import DescribeClusterRequest
 from kafkapy.protocol.messages.describe_groups_request import DescribeGroupsRequest
 from kafkapy.protocol.messages.describe_log_dirs_request import DescribeLogDirsRequest
 from kafkapy.protocol.messages.describe_producers_request import DescribeProducersRequest
 from kafkapy.protocol.messages.describe_producers_request import TopicRequest as DpTopic
 from kafkapy.protocol.messages.describe_transactions_request import DescribeTransactionsRequest
+from kafkapy.protocol.messages.describe_user_scram_credentials_request import (
+    DescribeUserScramCredentialsRequest,
+    UserName,
+)
 from kafkapy.protocol.messages.elect_leaders_request import ElectLeadersRequest
 from kafkapy.protocol.messages.elect_leaders_request import TopicPartitions as ElectTopicPartitions
 from kafkapy.protocol.messages.end_txn_request import EndTxnRequest
+from kafkapy.protocol.messages.list_client_metrics_resources_request import ListClientMetricsResourcesRequest
 from kafkapy.protocol.messages.list_groups_request import ListGroupsRequest
+from kafkapy.protocol.messages.list_partition_reassignments_request import ListPartitionReassignmentsRequest
 from kafkapy.protocol.messages.list_transactions_request import ListTransactionsRequest
 from kafkapy.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from kafkapy.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
@@ -193,6 +206,33 @@ def _every_api(tag: str) -> list[Call]:
         Call("list_transactions", lambda: ListTransactionsRequest(state_filters=[], producer_id_filters=[]), 0),
         Call("describe_acls", lambda: describe_acls(), 3),
         Call("create_acls", lambda: CreateAclsRequest(creations=[acl_creation(TOPIC, "x", LITERAL, READ, ALLOW)]), 3),
+        Call(
+            "describe_user_scram_credentials",
+            lambda: DescribeUserScramCredentialsRequest(users=[UserName(name="acl-u1"), UserName(name="acl-u2")]),
+            0,
+        ),
+        Call(
+            "alter_user_scram_credentials",
+            lambda: AlterUserScramCredentialsRequest(
+                deletions=[ScramCredentialDeletion(name="acl-u2", mechanism=1)],
+                upsertions=[
+                    ScramCredentialUpsertion(
+                        name="acl-u1", mechanism=1, iterations=4096, salt=b"s" * 16, salted_password=b"p" * 32
+                    )
+                ],
+            ),
+            0,
+        ),
+        Call("describe_client_quotas", lambda: DescribeClientQuotasRequest(components=[], strict=False), 1),
+        Call("list_client_metrics_resources", lambda: ListClientMetricsResourcesRequest(), 0),
+        Call(
+            "list_partition_reassignments", lambda: ListPartitionReassignmentsRequest(timeout_ms=5000, topics=None), 0
+        ),
+        Call(
+            "alter_partition_reassignments",
+            lambda: AlterPartitionReassignmentsRequest(timeout_ms=5000, topics=[]),
+            0,
+        ),
         Call("delete_groups", lambda: DeleteGroupsRequest(groups_names=[GROUP]), 2),
         Call("delete_topics", lambda: d.delete_topics(f"acl-new-{tag}", 6), 6),
     ]

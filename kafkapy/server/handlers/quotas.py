@@ -2,7 +2,8 @@
 
 The filter is validated as Kafka validates it (match type and match string,
 known entity types, no entity type twice, no `ip` together with `user` or
-`client-id`); a valid filter matches nothing.
+`client-id`); a valid filter matches nothing. Needs DescribeConfigs on the
+cluster (CLUSTER_AUTHORIZATION_FAILED, no entries, as Kafka).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from kafkapy.protocol.messages.describe_client_quotas_request import (
 from kafkapy.protocol.messages.describe_client_quotas_response import (
     DescribeClientQuotasResponse,
 )
+from kafkapy.security.acl import AclOperation
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 
 MATCH_EXACT, MATCH_DEFAULT, MATCH_SPECIFIED = 0, 1, 2
@@ -45,6 +48,10 @@ def filter_error(req: DescribeClientQuotasRequest) -> tuple[ErrorCode, str] | No
 
 
 async def describe_client_quotas(ctx: RequestContext, req: DescribeClientQuotasRequest) -> DescribeClientQuotasResponse:
+    if not authz.cluster(ctx, AclOperation.DESCRIBE_CONFIGS):
+        return DescribeClientQuotasResponse(
+            error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=None, entries=None
+        )
     error = filter_error(req)
     if error is not None:
         return DescribeClientQuotasResponse(error_code=error[0], error_message=error[1], entries=None)

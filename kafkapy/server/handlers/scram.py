@@ -16,6 +16,11 @@ deleting a credential that does not exist RESOURCE_NOT_FOUND. Each user's
 change applies on its own (one failing user does not stop the others). The
 client sends the salted password, never the password: the store keeps the
 salt, StoredKey and ServerKey derived from it.
+
+Authorization (Kafka's KafkaApis / ControllerApis): Describe needs Describe on
+the cluster, Alter needs Alter on it; CLUSTER_AUTHORIZATION_FAILED otherwise,
+at the top and for each user named (Describe: without the user's name, as
+Kafka's error response leaves it out; Alter: each distinct user, sorted).
 """
 
 from __future__ import annotations
@@ -40,18 +45,31 @@ from kafkapy.protocol.messages.describe_user_scram_credentials_response import (
     DescribeUserScramCredentialsResponse,
     DescribeUserScramCredentialsResult,
 )
+from kafkapy.security.acl import AclOperation
 from kafkapy.security.scram import BY_TYPE, MECHANISMS, credential_from_salted
+from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 
 log = get_logger(__name__)
 
 DUPLICATE_ALTER = "A user credential cannot be altered twice in the same request"
 NOT_FOUND_DELETE = "Attempt to delete a user credential that does not exist"
+NOT_AUTHORIZED = "Cluster authorization failed."
 
 
 async def describe_user_scram_credentials(
     ctx: RequestContext, req: DescribeUserScramCredentialsRequest
 ) -> DescribeUserScramCredentialsResponse:
+    if not authz.cluster(ctx, AclOperation.DESCRIBE):
+        refused = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return DescribeUserScramCredentialsResponse(
+            error_code=refused,
+            error_message=None,
+            results=[
+                DescribeUserScramCredentialsResult(user="", error_code=refused, error_message=None, credential_infos=[])
+                for _ in req.users or ()
+            ],
+        )
     store = ctx.state.scram
     known = store.users() if store is not None else {}
 
@@ -120,6 +138,15 @@ def _check_upsert(u: ScramCredentialUpsertion) -> tuple[ErrorCode, str | None] |
 async def alter_user_scram_credentials(
     ctx: RequestContext, req: AlterUserScramCredentialsRequest
 ) -> AlterUserScramCredentialsResponse:
+    if not authz.cluster(ctx, AclOperation.ALTER):
+        users = sorted({d.name for d in req.deletions} | {u.name for u in req.upsertions})
+        refused = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return AlterUserScramCredentialsResponse(
+            throttle_time_ms=0,
+            results=[
+                AlterUserScramCredentialsResult(user=u, error_code=refused, error_message=NOT_AUTHORIZED) for u in users
+            ],
+        )
     store = ctx.state.scram
     assert store is not None, "the SCRAM store opens with the broker's services"
     duplicates: dict[str, None] = {}
