@@ -1127,6 +1127,47 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K(
         "sasl.oauthbearer.scope.claim.name", "sasl_oauthbearer_scope_claim_name", _T.STRING, "scope", "JWT scope claim."
     ),
+    # delegation tokens (kafkapy.server.handlers.delegation_tokens); no secret key: tokens are disabled
+    _K(
+        "delegation.token.secret.key",
+        "delegation_token_secret_key",
+        _T.PASSWORD,
+        None,
+        "Secret the tokens' HMACs are made with; the same on every broker.",
+        sensitive=True,
+    ),
+    _K(
+        "delegation.token.master.key",
+        "delegation_token_master_key",
+        _T.PASSWORD,
+        None,
+        "Deprecated name of delegation.token.secret.key (used when that is unset).",
+        sensitive=True,
+    ),
+    _K(
+        "delegation.token.max.lifetime.ms",
+        "delegation_token_max_lifetime_ms",
+        _T.LONG,
+        7 * _DAY_MS,
+        "A token cannot be renewed past this age.",
+        at_least(1),
+    ),
+    _K(
+        "delegation.token.expiry.time.ms",
+        "delegation_token_expiry_time_ms",
+        _T.LONG,
+        _DAY_MS,
+        "A token's validity when created or renewed without a shorter period.",
+        at_least(1),
+    ),
+    _K(
+        "delegation.token.expiry.check.interval.ms",
+        "delegation_token_expiry_check_interval_ms",
+        _T.LONG,
+        3_600_000,
+        "How often expired tokens are removed.",
+        at_least(1),
+    ),
     # TLS (kafkapy.security.tls); each also in the per-listener form listener.name.<listener>.ssl.*
     _K(
         "ssl.keystore.type",
@@ -1305,6 +1346,11 @@ class BrokerConfig:
     sasl_oauthbearer_clock_skew_seconds: int = _default("sasl.oauthbearer.clock.skew.seconds")
     sasl_oauthbearer_sub_claim_name: str = _default("sasl.oauthbearer.sub.claim.name")
     sasl_oauthbearer_scope_claim_name: str = _default("sasl.oauthbearer.scope.claim.name")
+    delegation_token_secret_key: str | None = _default("delegation.token.secret.key")
+    delegation_token_master_key: str | None = _default("delegation.token.master.key")
+    delegation_token_max_lifetime_ms: int = _default("delegation.token.max.lifetime.ms")
+    delegation_token_expiry_time_ms: int = _default("delegation.token.expiry.time.ms")
+    delegation_token_expiry_check_interval_ms: int = _default("delegation.token.expiry.check.interval.ms")
     authorizer_class_name: str = _default("authorizer.class.name")
     super_users: str | None = _default("super.users")
     allow_everyone_if_no_acl_found: bool = _default("allow.everyone.if.no.acl.found")
