@@ -20,7 +20,8 @@ SSL and SASL_SSL listeners accept a TCP connection, run the TLS handshake
 hand the TLS transport to the connection, with the principal of the client's
 certificate. A failed or slow handshake is logged with the listener and peer
 and dropped. File slices on TLS go by pread + write through the transport:
-sendfile on the raw socket would bypass TLS (kernel TLS is not used).
+sendfile on the raw socket would bypass TLS (kernel TLS is not used); slices
+small enough are read into the write of the parts around them.
 """
 
 from __future__ import annotations
@@ -459,6 +460,16 @@ class _Connection(asyncio.BufferedProtocol):
                 self._write_chunk(chunk)
                 chunk, chunk_size = [], 0
                 transport.write(part)
+            elif not self._zero_copy and chunk_size + part.size <= _COALESCE_BYTES:
+                # no sendfile (TLS): a small slice joins this write, so a fetch of a few small batches
+                # is one TLS record and one send instead of one per part
+                data = os.pread(part.file.fileno(), part.size, part.position)
+                chunk.append(data)
+                chunk_size += len(data)
+                if len(data) < part.size:  # what there is goes out first, as from _copy_file
+                    self._write_chunk(chunk)
+                    end = part.position + len(data)
+                    raise _FileTruncated(f"file ended at {end}, {part.size - len(data)} bytes short of the slice")
             else:
                 self._write_chunk(chunk)
                 chunk, chunk_size = [], 0
