@@ -168,7 +168,11 @@ def test_kafka_python_wrong_password(broker: BrokerProcess, caplog: pytest.LogCa
     from kafka.errors import KafkaError
 
     with pytest.raises(KafkaError):
-        KafkaAdminClient(**kafka_python_conf(broker, "SCRAM-SHA-256", "alice", "wrong"), request_timeout_ms=3000)
+        KafkaAdminClient(
+            **kafka_python_conf(broker, "SCRAM-SHA-256", "alice", "wrong"),
+            request_timeout_ms=3000,
+            bootstrap_timeout_ms=3000,
+        )
     expected = (
         "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
     )
