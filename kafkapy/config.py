@@ -1051,6 +1051,14 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
     _K("sasl.enabled.mechanisms", "sasl_enabled_mechanisms", _T.LIST, ["GSSAPI"], "SASL mechanisms served."),
     _K("sasl.jaas.config", "sasl_jaas_config", _T.PASSWORD, None, "JAAS login module config.", sensitive=True),
     _K(
+        "sasl.mechanism.inter.broker.protocol",
+        "sasl_mechanism_inter_broker_protocol",
+        _T.STRING,
+        "GSSAPI",
+        "SASL mechanism brokers log in to each other with on a SASL inter-broker listener "
+        "(kafkapy: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).",
+    ),
+    _K(
         "sasl.server.max.receive.size",
         "sasl_server_max_receive_size",
         _T.INT,
@@ -1335,6 +1343,7 @@ class BrokerConfig:
     listener_security_protocol_map: str = _default("listener.security.protocol.map")
     sasl_enabled_mechanisms: list[str] = _list_default("sasl.enabled.mechanisms")  # noqa: RUF009 - value read from the table
     sasl_jaas_config: str | None = _default("sasl.jaas.config")
+    sasl_mechanism_inter_broker_protocol: str = _default("sasl.mechanism.inter.broker.protocol")
     sasl_server_max_receive_size: int = _default("sasl.server.max.receive.size")
     sasl_server_callback_handler_class: str | None = _default("sasl.server.callback.handler.class")
     connection_failed_authentication_delay_ms: int = _default("connection.failed.authentication.delay.ms")
