@@ -158,11 +158,12 @@ CredentialLookup = Callable[[str], "ScramCredential | None"]
 @dataclass(slots=True)
 class ScramServer:
     """One SCRAM exchange, server side. `lookup(user)` gives the user's credential for this mechanism;
-    `token_lookup(token_id)` a delegation token's (credential, owner), when tokens are served."""
+    `token_lookup(token_id)` a live delegation token's (credential, owner name, expiry ms), when tokens
+    are served; the token's expiry bounds the session."""
 
     mechanism: str
     lookup: CredentialLookup
-    token_lookup: Callable[[str], tuple[ScramCredential, str] | None] | None = None
+    token_lookup: Callable[[str], tuple[ScramCredential, str, int] | None] | None = None
     nonce_factory: Callable[[], str] = server_nonce
     _state: str = "first"
     _user: str = ""
@@ -171,6 +172,7 @@ class ScramServer:
     _nonce: str = ""
     _credential: ScramCredential | None = None
     token_authenticated: bool = False
+    _token_expiry_ms: int | None = None
     extensions: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -183,7 +185,7 @@ class ScramServer:
 
     @property
     def credential_expiry_ms(self) -> int | None:
-        return None
+        return self._token_expiry_ms
 
     def evaluate(self, token: bytes) -> bytes:
         mech = MECHANISMS[self.mechanism]
@@ -209,7 +211,7 @@ class ScramServer:
         credential: ScramCredential | None
         if first.extensions.get("tokenauth", "").lower() == "true":
             found = self.token_lookup(first.username) if self.token_lookup is not None else None
-            credential, user = found if found is not None else (None, "")
+            credential, user, self._token_expiry_ms = found if found is not None else (None, "", None)
             self.token_authenticated = True
         else:
             credential, user = self.lookup(first.username), first.username

@@ -123,6 +123,7 @@ class Dispatcher:
                 raise StartupError(f"{exc.key}: {exc.message}") from None
             if state.sasl.listeners:
                 state.sasl.scram_lookup = state.scram_lookup
+                state.sasl.token_lookup = state.token_lookup
 
     async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> list[Any] | None:
         view = frame if isinstance(frame, memoryview) else memoryview(frame)

@@ -68,6 +68,8 @@ class SaslSetup:
     failed_delay_ms: int
     max_reauth_ms: int
     scram_lookup: Callable[[str, str], ScramCredential | None] = lambda mechanism, user: None
+    # (mechanism, token id) -> a live delegation token's (credential, owner name, expiry ms); None: no tokens
+    token_lookup: Callable[[str, str], tuple[ScramCredential, str, int] | None] | None = None
 
     @classmethod
     def from_config(cls, config: BrokerConfig, protocols: dict[str, str]) -> SaslSetup:
@@ -97,8 +99,12 @@ class SaslSetup:
             return OAuthBearerServer(listener.oauth_validator)
         from kafkapy.security.scram import ScramServer
 
-        lookup = self.scram_lookup
-        return ScramServer(mechanism, lambda user: lookup(mechanism, user))
+        lookup, tokens = self.scram_lookup, self.token_lookup
+        return ScramServer(
+            mechanism,
+            lambda user: lookup(mechanism, user),
+            None if tokens is None else (lambda token_id: tokens(mechanism, token_id)),
+        )
 
 
 def _jaas_entry(config: BrokerConfig, listener: str, mechanism: str) -> jaas.JaasEntry | None:
@@ -193,6 +199,16 @@ class SaslSession:
     authenticate_version: int = -1  # the SaslAuthenticate version the client used (>= 1: it can re-authenticate)
     expires_at: float | None = None  # monotonic seconds; None: the session never expires
     reauth_started: float = 0.0
+
+
+def token_authenticated(conn: ConnectionContext) -> bool:
+    """Did the connection authenticate with a delegation token (SCRAM with tokenauth=true)?"""
+    found = conn.state.get(STATE_KEY)
+    return (
+        isinstance(found, SaslSession)
+        and found.authenticated
+        and bool(getattr(found.server, "token_authenticated", False))
+    )
 
 
 def session(conn: ConnectionContext) -> SaslSession:

@@ -38,11 +38,13 @@ from kafkapy.storage.log_manager import LogManager
 if TYPE_CHECKING:
     from kafkapy.cluster.acl_store import AclStore
     from kafkapy.cluster.scram_store import ScramStore
+    from kafkapy.cluster.token_store import TokenStore
     from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
     from kafkapy.coordinator.coordinator import GroupCoordinator
     from kafkapy.coordinator.producer_ids import ProducerIdManager
     from kafkapy.coordinator.transactions import TransactionCoordinator
     from kafkapy.security.acl import Authorizer
+    from kafkapy.security.delegation_token import TokenCredentials
     from kafkapy.security.scram import ScramCredential
     from kafkapy.server.sasl_setup import SaslSetup
 
@@ -71,6 +73,9 @@ class BrokerServices:
     acl_store: AclStore | None = None
     sasl: SaslSetup | None = None  # the SASL listeners' mechanisms (set by the dispatcher)
     scram: ScramStore | None = None  # SCRAM credentials (salted), opened by start()
+    # delegation tokens, opened by start() when delegation.token.secret.key is set (None: tokens disabled)
+    tokens: TokenStore | None = None
+    token_credentials: TokenCredentials | None = None
 
     @classmethod
     def build(
@@ -121,6 +126,7 @@ class BrokerServices:
         """Open the logs the metadata names, apply every partition's role, follow metadata changes."""
         await self.open_acls()
         await self.open_scram()
+        await self.open_tokens()
         self.open_logs()
         await self.replicas.start(replicating=replicating)
         for info in list(self.metadata.topics()):
@@ -136,6 +142,8 @@ class BrokerServices:
             await self.acl_store.close()
         if self.scram is not None:
             await self.scram.close()
+        if self.tokens is not None:
+            await self.tokens.close()
         for coord in (self._groups, self._txns, self._producer_ids):
             if coord is not None:
                 coord.close()
@@ -186,6 +194,49 @@ class BrokerServices:
 
     def scram_lookup(self, mechanism: str, user: str) -> ScramCredential | None:
         return self.scram.get(mechanism, user) if self.scram is not None else None
+
+    @property
+    def token_secret_key(self) -> str | None:
+        """delegation.token.secret.key, else the deprecated delegation.token.master.key; None: tokens disabled."""
+        key = self.config.delegation_token_secret_key or self.config.delegation_token_master_key
+        return key or None
+
+    async def open_tokens(self) -> None:
+        """The delegation token store (a file in the data dir, or etcd keys in a cluster) and the sweep of
+        expired tokens every delegation.token.expiry.check.interval.ms; nothing without a secret key."""
+        secret = self.token_secret_key
+        if secret is None:
+            return
+        from kafkapy.cluster.etcd_metadata import EtcdMetadata
+        from kafkapy.cluster.token_store import EtcdTokenStore, FileTokenStore
+        from kafkapy.security.delegation_token import TokenCredentials
+
+        md = self.metadata
+        store: TokenStore
+        if isinstance(md, EtcdMetadata):
+            store = await EtcdTokenStore.open(md.client, md.prefix)
+        else:
+            store = FileTokenStore(self.data_dir)
+        self.tokens = store
+        self.token_credentials = TokenCredentials(secret, store.get, now_ms)
+        self.tasks.append(asyncio.get_running_loop().create_task(self._sweep_tokens(store)))
+
+    async def _sweep_tokens(self, store: TokenStore) -> None:
+        interval = self.config.delegation_token_expiry_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            now = now_ms()
+            expired = [t for t in store.tokens() if t.expired(now)]
+            for t in expired:
+                log.info("delegation token expired", token_id=t.token_id, owner=t.owner)
+            try:
+                await store.remove([t.token_id for t in expired])
+            except Exception:
+                log.exception("removing expired delegation tokens failed")
+
+    def token_lookup(self, mechanism: str, token_id: str) -> tuple[ScramCredential, str, int] | None:
+        creds = self.token_credentials
+        return creds.lookup(mechanism, token_id) if creds is not None else None
 
     @property
     def node_id(self) -> int:
