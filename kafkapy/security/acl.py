@@ -345,15 +345,22 @@ class _Index:
 
 
 class Authorizer:
-    """The ACLs in force and the check against them (kept current by the ACL store)."""
+    """The ACLs in force and the check against them (kept current by the ACL store).
 
-    __slots__ = ("_all", "_by_type", "allow_if_no_acl", "super_users")
+    Decisions are remembered per (principal, host, operation, resource) until the ACLs change
+    (any add or remove forgets them all) or `DECISIONS` of them are held: a client repeating
+    the same request costs one dict lookup, whatever the number of ACLs."""
+
+    __slots__ = ("_all", "_by_type", "_decisions", "allow_if_no_acl", "super_users")
+
+    DECISIONS = 65536
 
     def __init__(self, super_users: Iterable[str] = (), *, allow_everyone_if_no_acl_found: bool = False) -> None:
         self.super_users = frozenset(super_users)
         self.allow_if_no_acl = allow_everyone_if_no_acl_found
         self._all: set[AclBinding] = set()
         self._by_type: dict[ResourceType, _Index] = {}
+        self._decisions: dict[tuple[str, str, AclOperation, ResourceType, str], bool] = {}
 
     # ------------------------------------------------------------ the ACL set
 
@@ -372,6 +379,7 @@ class Authorizer:
             return False
         self._all.add(b)
         self._by_type.setdefault(b.resource_type, _Index()).add(b)
+        self._decisions.clear()
         return True
 
     def remove(self, b: AclBinding) -> bool:
@@ -379,11 +387,13 @@ class Authorizer:
             return False
         self._all.discard(b)
         self._by_type[b.resource_type].remove(b)
+        self._decisions.clear()
         return True
 
     def replace_all(self, bindings: Iterable[AclBinding]) -> None:
         self._all = set()
         self._by_type = {}
+        self._decisions.clear()
         for b in bindings:
             self.add(b)
 
@@ -393,6 +403,18 @@ class Authorizer:
     # ------------------------------------------------------------ checks
 
     def authorize(
+        self, principal: str, host: str, operation: AclOperation, resource_type: ResourceType, name: str
+    ) -> bool:
+        key = (principal, host, operation, resource_type, name)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decide(principal, host, operation, resource_type, name)
+            if len(self._decisions) >= self.DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
+
+    def _decide(
         self, principal: str, host: str, operation: AclOperation, resource_type: ResourceType, name: str
     ) -> bool:
         if principal in self.super_users:

@@ -79,9 +79,11 @@ def filter_topics(ctx: RequestContext, op: AclOperation, names: Iterable[str]) -
 
 def denied_topics(ctx: RequestContext, op: AclOperation, names: Iterable[str]) -> set[str]:
     """The topic names among `names` the caller may not `op` (none without an authorizer)."""
-    names = set(names)
-    allowed = filter_topics(ctx, op, names)
-    return set() if allowed is None else names - allowed
+    authorizer = ctx.state.authorizer
+    if authorizer is None:
+        return set()
+    principal, host = _who(ctx)
+    return {n for n in names if not authorizer.authorize(principal, host, op, Res.TOPIC, n)}
 
 
 def filter_items(

@@ -282,3 +282,24 @@ def test_ten_thousand_acls_stay_indexed() -> None:
     assert can(a, Op.READ, "topic-42", principal="User:u42")
     assert can(a, Op.DESCRIBE, "pre-7-x", principal="User:u7")
     assert not can(a, Op.READ, "topic-42", principal="User:u43")
+
+
+def test_remembered_decisions_follow_every_change() -> None:
+    a = auth(acl("t"))
+    assert can(a, Op.READ, "t") and not can(a, Op.WRITE, "t")
+    a.add(acl("t", op=Op.WRITE))
+    assert can(a, Op.WRITE, "t")
+    a.add(acl("t", op=Op.ALL, perm=Perm.DENY, host=HOST))
+    assert not can(a, Op.READ, "t") and can(a, Op.READ, "t", host="10.9.9.9")
+    a.remove(acl("t", op=Op.ALL, perm=Perm.DENY, host=HOST))
+    assert can(a, Op.READ, "t")
+    a.replace_all([])
+    assert not can(a, Op.READ, "t")
+
+
+def test_remembered_decisions_are_bounded() -> None:
+    a = auth(acl("t-", pattern=Pat.PREFIXED))
+    for i in range(Authorizer.DECISIONS + 10):
+        assert can(a, Op.READ, f"t-{i}")
+    assert len(a._decisions) <= Authorizer.DECISIONS
+    assert not can(a, Op.READ, "u-1")
