@@ -105,6 +105,8 @@ class ConnectionContext:
     local_port: int
     security_protocol: str = "PLAINTEXT"  # of the listener: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
     principal: str = "User:ANONYMOUS"
+    # >0: a frame larger than this closes the connection (a SASL listener before authentication)
+    frame_limit: int = 0
     client_id: str | None = None
     client_software_name: str | None = None
     client_software_version: str | None = None
@@ -149,6 +151,8 @@ class NetworkSettings:
     max_queued_bytes: int = -1  # whole server; -1 unlimited
     idle_timeout_ms: int = 600000  # <0 disables
     zero_copy: bool = True
+    max_pre_auth_bytes: int = 524288  # sasl.server.max.receive.size: frames on a SASL listener before authentication
+    failed_auth_delay_ms: int = 100  # connection.failed.authentication.delay.ms
 
     @classmethod
     def from_config(cls, config: BrokerConfig) -> NetworkSettings:
@@ -159,6 +163,8 @@ class NetworkSettings:
             max_queued_requests=config.queued_max_requests,
             max_queued_bytes=config.queued_max_request_bytes,
             idle_timeout_ms=config.connections_max_idle_ms,
+            max_pre_auth_bytes=config.sasl_server_max_receive_size,
+            failed_auth_delay_ms=config.connection_failed_authentication_delay_ms,
         )
 
 
@@ -231,6 +237,7 @@ class _Connection(asyncio.BufferedProtocol):
                 pass
         server = self._server
         server._next_id += 1
+        protocol = server.security_protocols.get(self._listener.name, "PLAINTEXT")
         self.ctx = ConnectionContext(
             connection_id=f"{local[0]}:{local[1]}-{peer[0]}:{peer[1]}-{server._next_id}",
             listener_name=self._listener.name,
@@ -238,8 +245,9 @@ class _Connection(asyncio.BufferedProtocol):
             peer_port=int(peer[1]),
             local_host=str(local[0]),
             local_port=int(local[1]),
-            security_protocol=server.security_protocols.get(self._listener.name, "PLAINTEXT"),
+            security_protocol=protocol,
             principal=self._principal,
+            frame_limit=server.settings.max_pre_auth_bytes if protocol.startswith("SASL_") else 0,
             _close_callback=self.begin_drain,
         )
         server._connections.add(self)
@@ -340,6 +348,9 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _begin_frame(self, size: int, available: memoryview) -> bool:
         """Start a frame of `size` with the bytes at hand; False closes the connection."""
+        if self.ctx is not None and self.ctx.frame_limit and not 0 <= size <= self.ctx.frame_limit:
+            self._refuse_before_authentication(size, self.ctx)
+            return False
         limit = self._server.settings.max_request_bytes
         if size < 0 or size > limit:
             self._log.warning("request_size_invalid", size=size, limit=limit, **self._where())
@@ -354,6 +365,24 @@ class _Connection(asyncio.BufferedProtocol):
         body[: len(available)] = available
         self._body, self._body_pos = body, len(available)
         return True
+
+    def _refuse_before_authentication(self, size: int, ctx: ConnectionContext) -> None:
+        """A size prefix above sasl.server.max.receive.size before authentication: the body is never
+        read; the connection closes after the failed-authentication delay, as Kafka's does."""
+        sasl = ctx.state.get("sasl")
+        self._log.warning(
+            "authentication failed: invalid receive size",
+            size=size,
+            limit=ctx.frame_limit,
+            listener=ctx.listener_name,
+            mechanism=getattr(sasl, "mechanism", "") or None,
+            **self._where(),
+        )
+        self._draining = True
+        if self._transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._loop.call_later(self._server.settings.failed_auth_delay_ms / 1000, self.abort)
 
     def _dispatch(self, frame: bytes | bytearray | memoryview, size: int) -> None:
         if self._closing or self._draining:

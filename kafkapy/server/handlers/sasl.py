@@ -150,6 +150,7 @@ def _finish(setup: SaslSetup, conn: ConnectionContext, sess: SaslSession) -> int
     conn.principal = principal
     reauthentication = sess.reauthenticating
     sess.authenticated = True
+    conn.frame_limit = 0  # frames are bounded by socket.request.max.bytes only from now on
     sess.reauthenticating = False
     sess.raw_tokens = False
     sess.expires_at = None if lifetime_ms is None else time.monotonic() + lifetime_ms / 1000
@@ -207,8 +208,9 @@ async def sasl_authenticate(ctx: RequestContext, req: SaslAuthenticateRequest) -
     detail = getattr(sess.server, "last_detail", "")
     if detail and not sess.server.complete:
         log.info("OAUTHBEARER token rejected", error=detail, **_where(conn, sess.mechanism))
+    # Kafka leaves the (nullable) message at its default, the empty string
     return SaslAuthenticateResponse(
-        error_code=ErrorCode.NONE, error_message=None, auth_bytes=challenge, session_lifetime_ms=lifetime
+        error_code=ErrorCode.NONE, error_message="", auth_bytes=challenge, session_lifetime_ms=lifetime
     )
 
 
