@@ -88,6 +88,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--transactional-id", action="append", default=[], metavar="ID", help="a transactional id (repeatable)"
     )
     parser.add_argument(
+        "--delegation-token", action="append", default=[], metavar="ID", help="a delegation token id (repeatable)"
+    )
+    parser.add_argument(
+        "--user-principal",
+        action="append",
+        default=[],
+        metavar="TYPE:NAME",
+        help="a user resource (CreateTokens, DescribeTokens; repeatable)",
+    )
+    parser.add_argument(
         "--resource-pattern-type",
         choices=sorted(FILTER_PATTERN_TYPES),
         type=str.lower,
@@ -235,6 +245,8 @@ class Plan:
             [Resource(ResourceType.TOPIC, t) for t in args.topic]
             + [Resource(ResourceType.GROUP, g) for g in args.group]
             + [Resource(ResourceType.TRANSACTIONAL_ID, t) for t in args.transactional_id]
+            + [Resource(ResourceType.DELEGATION_TOKEN, t) for t in args.delegation_token]
+            + [Resource(ResourceType.USER, u) for u in args.user_principal]
             + ([Resource(ResourceType.CLUSTER, CLUSTER_NAME)] if args.cluster else [])
         )
         for r in resources:
@@ -249,7 +261,8 @@ class Plan:
             raise UsageError("--producer and --consumer go with --add or --remove")
         if action != "list" and not resources:
             raise UsageError(
-                "You must provide at least one resource: --topic <topic> or --cluster or --group <group> or --transactional-id <id>"
+                "You must provide at least one resource: --topic <topic> or --cluster or --group <group> or "
+                "--transactional-id <id> or --delegation-token <id> or --user-principal <principal>"
             )
         principals = bool(args.allow_principal or args.deny_principal)
         if action == "add" and not principals:

@@ -286,3 +286,43 @@ def test_refusals(broker: Broker) -> None:
     ):
         out = acls(broker.sasl, *ADMIN, *args)
         assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+
+
+def test_delegation_token_and_user_resources(broker: Broker) -> None:
+    b = broker.sasl
+    out = ok(
+        acls(
+            b,
+            *ADMIN,
+            "--add",
+            "--allow-principal",
+            "User:erin",
+            "--operation",
+            "CreateTokens",
+            "--operation",
+            "DescribeTokens",
+            "--user-principal",
+            "User:svc",
+        )
+    )
+    assert "ResourcePattern(resourceType=USER, name=User:svc, patternType=LITERAL)" in out
+    assert entry("User:erin", "CREATE_TOKENS") in out and entry("User:erin", "DESCRIBE_TOKENS") in out
+    ok(
+        acls(
+            b,
+            *ADMIN,
+            "--add",
+            "--allow-principal",
+            "User:erin",
+            "--operation",
+            "Describe",
+            "--delegation-token",
+            "tok-1",
+        )
+    )
+    listed = ok(acls(b, *ADMIN, "--list", "--principal", "User:erin"))
+    assert "ResourcePattern(resourceType=DELEGATION_TOKEN, name=tok-1, patternType=LITERAL)" in listed
+    out = acls(b, *ADMIN, "--add", "--allow-principal", "User:erin", "--operation", "Read", "--delegation-token", "t")
+    assert out.returncode == 2 and "ResourceType DELEGATION_TOKEN only supports operations DESCRIBE,ALL" in out.stderr
+    ok(acls(b, *ADMIN, "--remove", "--force", "--user-principal", "User:svc", "--delegation-token", "tok-1"))
+    assert ok(acls(b, *ADMIN, "--list", "--principal", "User:erin")).strip() == ""
