@@ -7,7 +7,9 @@ fetchers and transaction markers reach the other brokers only there.
 
 - `scram`: INTERNAL is SASL_SSL with SCRAM-SHA-512, no authorizer. The brokers start before the
   broker user exists; its credential is then added with `kafkapy users` through CLIENT (etcd,
-  read by every broker). The brokers' logs show it logged in on INTERNAL.
+  read by every broker). The brokers' logs show it logged in on INTERNAL. Sessions last 1 s
+  (`connections.max.reauth.ms`): followers open a new connection in time, none is closed for an
+  expired session.
 - `acl`: INTERNAL is SASL_SSL with PLAIN, the StandardAuthorizer with `super.users=User:broker`;
   the clients (User:ANONYMOUS on CLIENT) get topic, group and transactional-id ACLs, created by
   the broker user over INTERNAL, but no ClusterAction: their follower Fetch and WriteTxnMarkers
@@ -53,6 +55,7 @@ from kafkapy.protocol.primitives import Message
 from kafkapy.testing import free_port
 
 HOST = "127.0.0.1"
+REAUTH_MS = 1000  # connections.max.reauth.ms of the scram cluster
 BROKER_USER, BROKER_PASSWORD = "broker", "broker-secret"
 SCRAM_LOGIN = (
     "org.apache.kafka.common.security.scram.ScramLoginModule required "
@@ -86,6 +89,7 @@ def _settings(variant: str, pki: Pki, client: int, internal: int) -> dict[str, s
         }
     elif variant == "scram":
         settings |= {
+            "connections.max.reauth.ms": str(REAUTH_MS),
             "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
             "listener.name.internal.sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "listener.name.internal.scram-sha-512.sasl.jaas.config": SCRAM_LOGIN,
@@ -184,6 +188,30 @@ def acl_cluster(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[
 def test_failover_with_scram_sasl_ssl_between_brokers(scram_cluster: LocalCluster, client: str) -> None:
     failover.test_client_produces_and_consumes_through_a_leader_failover(scram_cluster, client)
     assert len(_authenticated_brokers(scram_cluster)) >= 2, scram_cluster.log_tails()
+
+
+def test_fetchers_log_in_again_before_their_sessions_expire(scram_cluster: LocalCluster) -> None:
+    """Sessions on INTERNAL last REAUTH_MS: acks=all writes spread over several sessions all complete,
+    and the followers' connections are replaced in time (none closed by the leader for an expired
+    session)."""
+    topic = "failover-sessions"
+    failover._ready(scram_cluster, topic)
+    logs = {
+        n: b.log_path.read_text(errors="replace").count("replica fetcher connected")
+        for n, b in scram_cluster.brokers.items()
+    }
+    p = Producer({"bootstrap.servers": scram_cluster.bootstrap, "acks": "all", "linger.ms": 0})
+    errors: list[object] = []
+    deadline = time.monotonic() + 3.5 * REAUTH_MS / 1000
+    while time.monotonic() < deadline:
+        p.produce(topic, b"x", partition=0, on_delivery=lambda err, _m: errors.append(err) if err else None)
+        p.flush(10)
+        time.sleep(0.05)
+    assert not errors, errors[:3]
+    texts = {n: b.log_path.read_text(errors="replace") for n, b in scram_cluster.brokers.items()}
+    assert not [n for n, text in texts.items() if "authentication session expired" in text]
+    renewed = [n for n, text in texts.items() if text.count("replica fetcher connected") >= logs[n] + 2]
+    assert len(renewed) >= 2, texts
 
 
 def test_failover_with_an_authorizer_and_the_broker_as_super_user(

@@ -419,6 +419,9 @@ class SaslClientMechanism(Protocol):
     def respond(self, challenge: bytes | None) -> bytes: ...
 
 
+REAUTH_FRACTION: Final = 0.85  # of the session lifetime, as Kafka's clients (85-95 %)
+
+
 def sasl_authenticator(mechanism: Callable[[], SaslClientMechanism]) -> Authenticator:
     """SaslHandshake v1 then SaslAuthenticate rounds (KIP-152), with a fresh mechanism per connection."""
 
@@ -427,11 +430,15 @@ def sasl_authenticator(mechanism: Callable[[], SaslClientMechanism]) -> Authenti
         hs: Any = await conn.request(SaslHandshakeRequest(mechanism=mech.name))
         check(hs.error_code, f"SASL mechanism {mech.name} refused by {conn.address} (enabled: {hs.mechanisms})")
         token = mech.respond(None)
+        started = time.monotonic()
         while True:
             resp: Any = await conn.request(SaslAuthenticateRequest(auth_bytes=token))
             check(resp.error_code, resp.error_message or f"SASL {mech.name} authentication to {conn.address} failed")
             token = mech.respond(resp.auth_bytes)
             if mech.complete:
+                lifetime_ms = getattr(resp, "session_lifetime_ms", 0)  # v1+; 0: the session never expires
+                if lifetime_ms > 0:
+                    conn.renew_at = started + REAUTH_FRACTION * lifetime_ms / 1000
                 return
 
     return authenticate
@@ -447,6 +454,7 @@ class BrokerConnection:
     request_timeout: float
     security: ConnectionSecurity = PLAINTEXT_SECURITY
     versions: dict[int, int] = field(default_factory=dict)
+    renew_at: float | None = None  # monotonic time to replace it: its SASL session is about to expire
     _reader: asyncio.StreamReader | None = None
     _writer: asyncio.StreamWriter | None = None
     _pending: dict[int, _Pending] = field(default_factory=dict)
@@ -575,6 +583,12 @@ class BrokerConnection:
     @property
     def closed(self) -> bool:
         return self._closed_error is not None
+
+    @property
+    def expiring(self) -> bool:
+        """Its SASL session (connections.max.reauth.ms, KIP-368) nears its end: open a new connection,
+        which logs in again, rather than send more on this one."""
+        return self.renew_at is not None and time.monotonic() >= self.renew_at
 
     async def close(self) -> None:
         if self._read_task is not None:

@@ -233,7 +233,12 @@ class SourceFetcher:
         if info is None:
             raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"leader {self.leader} is not registered")
         conn = self._conn
-        if conn is not None and not conn.closed and (conn.host, conn.port) == (info.host, info.port):
+        if (
+            conn is not None
+            and not conn.closed
+            and not conn.expiring
+            and (conn.host, conn.port) == (info.host, info.port)
+        ):
             return conn
         await self._disconnect()
         wait_ms = self._cfg("replica.fetch.wait.max.ms", 500)

@@ -270,7 +270,12 @@ class MarkerChannel:
         if info is None:
             raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"broker {leader} is not registered")
         conn = self._conns.get(leader)
-        if conn is not None and not conn.closed and (conn.host, conn.port) == (info.host, info.port):
+        if (
+            conn is not None
+            and not conn.closed
+            and not conn.expiring
+            and (conn.host, conn.port) == (info.host, info.port)
+        ):
             return conn
         if conn is not None:
             await _close(conn)

@@ -5,6 +5,7 @@ listener's JAAS login; every set-up that cannot work refuses start-up with one l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import subprocess
@@ -230,3 +231,41 @@ def test_single_broker_with_only_tls_listeners_starts(pki: Pki, tmp_path: Path, 
         settings["listener.name.sasl_ssl.plain.sasl.jaas.config"] = PLAIN_LOGIN
     code, output = _run(tmp_path, settings)
     assert code is None and READY_MARKER in output, output
+
+
+def test_connection_is_replaced_before_its_sasl_session_expires(tmp_path: Path) -> None:
+    """With connections.max.reauth.ms on the other broker, a broker's connection (made with
+    inter_broker_security) is `expiring` at 85 % of the session: fetchers and markers open a new one
+    (a new login) instead of having it closed under them at the expiry."""
+    from interop._common import start_broker
+    from kafkapy.client import BrokerConnection
+    from tests.security.test_sasl_server import PLAIN_JAAS, sasl_settings
+
+    b = start_broker(tmp_path / "data", sasl_settings(**{"connections.max.reauth.ms": "1500"}))
+    try:
+        host, port = b.bootstrap.rsplit(":", 1)
+        cfg = config(
+            "SASL_PLAINTEXT",
+            **{
+                "advertised.listeners": f"INTERNAL://{b.bootstrap}",
+                MECHANISM_KEY: "PLAIN",
+                "sasl.enabled.mechanisms": "PLAIN",
+                "sasl.jaas.config": PLAIN_JAAS,
+            },
+        )
+
+        async def run() -> None:
+            conn = BrokerConnection(host, int(port), "t", 5.0, security=inter_broker_security(cfg))
+            await conn.connect(5.0)
+            try:
+                assert conn.renew_at is not None
+                assert 1.1 < conn.renew_at - time.monotonic() <= 0.85 * 1.5
+                assert not conn.expiring
+                await asyncio.sleep(conn.renew_at - time.monotonic() + 0.05)
+                assert conn.expiring and not conn.closed
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+    finally:
+        b.stop()
