@@ -119,6 +119,20 @@ def _jaas_entry(config: BrokerConfig, listener: str, mechanism: str) -> jaas.Jaa
         ) from None
 
 
+def handshake_order(mechanisms: list[str]) -> list[str]:
+    """The enabled mechanisms in the order Kafka's SaslHandshake lists them: a Java HashMap's (16
+    buckets, keyed by name) iteration order, i.e. by bucket of String.hashCode, ties (PLAIN and
+    SCRAM-SHA-512 share one) in configured order; duplicates once."""
+
+    def bucket(name: str) -> int:
+        h = 0
+        for ch in name:
+            h = (31 * h + ord(ch)) & 0xFFFFFFFF
+        return (h ^ (h >> 16)) & 15
+
+    return sorted(dict.fromkeys(mechanisms), key=bucket)
+
+
 def _listener_setup(config: BrokerConfig, name: str) -> ListenerSasl:
     mechanisms = [m.strip().upper() for m in setting(config, name, None, "sasl.enabled.mechanisms") if m.strip()]
     key = f"listener.name.{name.lower()}.sasl.enabled.mechanisms"
@@ -133,7 +147,7 @@ def _listener_setup(config: BrokerConfig, name: str) -> ListenerSasl:
     unknown = [m for m in mechanisms if m not in SUPPORTED_MECHANISMS]
     if unknown:
         raise SaslSetupError(key, f"listener {name}: unsupported SASL mechanism(s) {', '.join(unknown)}")
-    result = ListenerSasl(name.upper(), mechanisms)
+    result = ListenerSasl(name.upper(), handshake_order(mechanisms))
     if PLAIN in mechanisms:
         entry = _jaas_entry(config, name, PLAIN)
         if entry is None:

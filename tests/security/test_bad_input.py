@@ -47,7 +47,7 @@ from kafkapy.security.scram import ScramClient
 from tests.server.rawclient import RawClient
 
 MECHANISMS = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER"
-SORTED = ",".join(sorted(MECHANISMS.split(",")))
+LISTED = "PLAIN,SCRAM-SHA-512,SCRAM-SHA-256,OAUTHBEARER"  # MECHANISMS in SaslHandshake, as Kafka orders them
 PLAIN_JAAS = (
     "org.apache.kafka.common.security.plain.PlainLoginModule required "
     'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";'
@@ -72,8 +72,8 @@ class Step:
 def _answer(resp: Any) -> Answer:
     """What an attack's answers are compared by: random challenges left out."""
     name = type(resp).__name__.removesuffix("Response")
-    if name == "SaslHandshake":  # Kafka lists the mechanisms in its HashMap's order: compared sorted
-        return (name, ErrorCode(resp.error_code).name, ",".join(sorted(resp.mechanisms)))
+    if name == "SaslHandshake":
+        return (name, ErrorCode(resp.error_code).name, ",".join(resp.mechanisms))
     token = bytes(resp.auth_bytes).decode("utf-8", "replace") if resp.auth_bytes.startswith(b"{") else ""
     return (name, ErrorCode(resp.error_code).name, resp.error_message, token)
 
@@ -136,26 +136,26 @@ ATTACKS: dict[str, tuple[Callable[[RawClient, list[Answer]], Step], str]] = {
 # Apache Kafka 4.3.1's answers to the same bytes (recorded with this module's main()).
 KAFKA_ANSWERS: dict[str, list[Answer]] = {
     "garbage-plain": [
-        ("SaslHandshake", "NONE", SORTED),
+        ("SaslHandshake", "NONE", LISTED),
         ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", "Invalid SASL/PLAIN response: expected 3 tokens, got 1", ""),
     ],
     "garbage-scram": [
-        ("SaslHandshake", "NONE", SORTED),
+        ("SaslHandshake", "NONE", LISTED),
         ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED_SCRAM.format("SCRAM-SHA-256"), ""),
     ],
     "tampered-scram-nonce": [
-        ("SaslHandshake", "NONE", SORTED),
+        ("SaslHandshake", "NONE", LISTED),
         ("SaslAuthenticate", "NONE", "", ""),
         ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED_SCRAM.format("SCRAM-SHA-512"), ""),
     ],
     "tampered-scram-proof": [
-        ("SaslHandshake", "NONE", SORTED),
+        ("SaslHandshake", "NONE", LISTED),
         ("SaslAuthenticate", "NONE", "", ""),
         ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED_SCRAM.format("SCRAM-SHA-512"), ""),
     ],
-    "unknown-mechanism": [("SaslHandshake", "UNSUPPORTED_SASL_MECHANISM", SORTED)],
+    "unknown-mechanism": [("SaslHandshake", "UNSUPPORTED_SASL_MECHANISM", LISTED)],
     "expired-jwt": [
-        ("SaslHandshake", "NONE", SORTED),
+        ("SaslHandshake", "NONE", LISTED),
         ("SaslAuthenticate", "NONE", "", '{"status":"invalid_token"}'),
         ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", '{"status":"invalid_token"}', ""),
     ],
@@ -507,3 +507,18 @@ def test_larger_requests_after_authentication(broker: Broker, listener: str) -> 
     with broker.healthy(listener) as c:
         md = c.request(request, 12)
         assert len(md.topics) == len(names)
+
+
+def test_handshake_lists_mechanisms_in_kafkas_order() -> None:
+    """Apache Kafka 4.3.1 answered ['SCRAM-SHA-512', 'PLAIN', 'SCRAM-SHA-256', 'OAUTHBEARER'] for
+    sasl.enabled.mechanisms=OAUTHBEARER,SCRAM-SHA-512,PLAIN,SCRAM-SHA-256, and LISTED for MECHANISMS."""
+    from kafkapy.server.sasl_setup import handshake_order
+
+    assert handshake_order(["OAUTHBEARER", "SCRAM-SHA-512", "PLAIN", "SCRAM-SHA-256"]) == [
+        "SCRAM-SHA-512",
+        "PLAIN",
+        "SCRAM-SHA-256",
+        "OAUTHBEARER",
+    ]
+    assert handshake_order(MECHANISMS.split(",")) == LISTED.split(",")
+    assert handshake_order(["PLAIN", "PLAIN"]) == ["PLAIN"]
