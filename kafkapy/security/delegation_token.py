@@ -86,17 +86,18 @@ def token_password(secret_key: str, token_id: str) -> str:
 
 @dataclass(slots=True)
 class TokenCredentials:
-    """The SCRAM side of tokens on one broker: `lookup(mechanism, token_id)` gives the credential,
-    the owner's name and the expiry of a live token, None otherwise; `token(token_id)` reads the store."""
+    """The SCRAM side of tokens on one broker: `lookup(mechanism, token_id)` gives a stored token's
+    credential, owner name and expiry, None for an unknown one; `token(token_id)` reads the store.
+    As in Kafka, a token past its expiry but not yet swept still authenticates, with a session that
+    ends at once (the broker closes the connection at its next request)."""
 
     secret_key: str
     token: Callable[[str], TokenInfo | None]
-    now_ms: Callable[[], int]
     _cache: dict[tuple[str, str], ScramCredential] = field(default_factory=dict)
 
     def lookup(self, mechanism: str, token_id: str) -> tuple[ScramCredential, str, int] | None:
         info = self.token(token_id)
-        if info is None or info.expired(self.now_ms()) or mechanism not in MECHANISMS:
+        if info is None or mechanism not in MECHANISMS:
             return None
         key = (mechanism, token_id)
         credential = self._cache.get(key)

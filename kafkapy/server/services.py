@@ -218,7 +218,7 @@ class BrokerServices:
         else:
             store = FileTokenStore(self.data_dir)
         self.tokens = store
-        self.token_credentials = TokenCredentials(secret, store.get, now_ms)
+        self.token_credentials = TokenCredentials(secret, store.get)
         self.tasks.append(asyncio.get_running_loop().create_task(self._sweep_tokens(store)))
 
     async def _sweep_tokens(self, store: TokenStore) -> None:

@@ -27,8 +27,8 @@ KafkaApis and controller answer them.
   DelegationToken resource or DescribeTokens on the owner's User resource.
 
 Expired tokens stay until the sweep every
-`delegation.token.expiry.check.interval.ms` removes them (services), but no
-longer authenticate.
+`delegation.token.expiry.check.interval.ms` removes them (services); until
+then, as in Kafka, one still authenticates but its session ends at once.
 """
 
 from __future__ import annotations
