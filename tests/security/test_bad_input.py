@@ -55,7 +55,7 @@ PLAIN_JAAS = (
 SCRAM_PASSWORD = "alice-scram"
 DELAY_MS = 1500  # connection.failed.authentication.delay.ms: long enough to see others served meanwhile
 MAX_RECEIVE = 4096  # sasl.server.max.receive.size
-FAILED_SCRAM = "Authentication failed during authentication due to invalid credentials with SASL mechanism {}"
+FAILED = "Authentication failed during authentication due to invalid credentials with SASL mechanism {}"
 
 Answer = tuple[Any, ...]
 
@@ -124,7 +124,25 @@ def expired_unsecured_jwt(c: RawClient, answers: list[Answer]) -> Step:
     return Step(SaslAuthenticateRequest(auth_bytes=b"\x01"), 2)  # the client's answer to the error challenge
 
 
+def garbage_oauth(c: RawClient, answers: list[Answer]) -> Step:
+    _handshake(c, "OAUTHBEARER", answers)
+    return Step(SaslAuthenticateRequest(auth_bytes=b"n,,\x01garbage"), 2)
+
+
+def scram_unknown_user(c: RawClient, answers: list[Answer]) -> Step:
+    _handshake(c, "SCRAM-SHA-256", answers)
+    return Step(SaslAuthenticateRequest(auth_bytes=ScramClient("SCRAM-SHA-256", "mallory", "x").first()), 2)
+
+
+def wrong_plain_password(c: RawClient, answers: list[Answer]) -> Step:
+    _handshake(c, "PLAIN", answers)
+    return Step(SaslAuthenticateRequest(auth_bytes=plain_client_token("alice", "wrong")), 2)
+
+
 ATTACKS: dict[str, tuple[Callable[[RawClient, list[Answer]], Step], str]] = {
+    "wrong-plain-password": (wrong_plain_password, "PLAIN"),
+    "scram-unknown-user": (scram_unknown_user, "SCRAM-SHA-256"),
+    "garbage-oauth": (garbage_oauth, "OAUTHBEARER"),
     "garbage-plain": (garbage_plain, "PLAIN"),
     "garbage-scram": (garbage_scram, "SCRAM-SHA-256"),
     "tampered-scram-nonce": (tampered_scram_nonce, "SCRAM-SHA-512"),
@@ -135,23 +153,35 @@ ATTACKS: dict[str, tuple[Callable[[RawClient, list[Answer]], Step], str]] = {
 
 # Apache Kafka 4.3.1's answers to the same bytes (recorded with this module's main()).
 KAFKA_ANSWERS: dict[str, list[Answer]] = {
+    "wrong-plain-password": [
+        ("SaslHandshake", "NONE", LISTED),
+        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", "Authentication failed: Invalid username or password", ""),
+    ],
+    "scram-unknown-user": [
+        ("SaslHandshake", "NONE", LISTED),
+        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED.format("SCRAM-SHA-256"), ""),
+    ],
+    "garbage-oauth": [
+        ("SaslHandshake", "NONE", LISTED),
+        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED.format("OAUTHBEARER"), ""),
+    ],
     "garbage-plain": [
         ("SaslHandshake", "NONE", LISTED),
         ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", "Invalid SASL/PLAIN response: expected 3 tokens, got 1", ""),
     ],
     "garbage-scram": [
         ("SaslHandshake", "NONE", LISTED),
-        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED_SCRAM.format("SCRAM-SHA-256"), ""),
+        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED.format("SCRAM-SHA-256"), ""),
     ],
     "tampered-scram-nonce": [
         ("SaslHandshake", "NONE", LISTED),
         ("SaslAuthenticate", "NONE", "", ""),
-        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED_SCRAM.format("SCRAM-SHA-512"), ""),
+        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED.format("SCRAM-SHA-512"), ""),
     ],
     "tampered-scram-proof": [
         ("SaslHandshake", "NONE", LISTED),
         ("SaslAuthenticate", "NONE", "", ""),
-        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED_SCRAM.format("SCRAM-SHA-512"), ""),
+        ("SaslAuthenticate", "SASL_AUTHENTICATION_FAILED", FAILED.format("SCRAM-SHA-512"), ""),
     ],
     "unknown-mechanism": [("SaslHandshake", "UNSUPPORTED_SASL_MECHANISM", LISTED)],
     "expired-jwt": [
