@@ -1980,12 +1980,14 @@ def _codes(value: Any) -> set[int]:
     return set()
 
 
-def run_script(bootstrap: str, steps: list[Step] | None = None) -> dict[str, Any]:
+def run_script(bootstrap: str, steps: list[Step] | None = None, settle_s: float = 0.05) -> dict[str, Any]:
     """Every step's normalised answer, by name. A broker that closes the
     connection answers {"closed": true} (the next step reconnects); one that
     keeps a malformed request's connection open without answering, {"no_answer": true}.
     Coordinator errors while a coordinator loads (both brokers create their
-    internal topics on first use) are retried, so the recorded answer is the settled one."""
+    internal topics on first use) are retried, so the recorded answer is the settled one.
+    `settle_s`: the pause after each topic creation or deletion, for Kafka's asynchronous
+    controller; kafkapy's single broker has applied it when it answers (0 there)."""
     answers: dict[str, Any] = {}
     CTX.clear()
     conn = Conn(bootstrap)
@@ -2036,7 +2038,7 @@ def run_script(bootstrap: str, steps: list[Step] | None = None) -> dict[str, Any
                     answers[step.name]["inspected"] = to_data(step.inspect(resp))
                 break
             if step.name.startswith(("create_", "delete_topics")):
-                time.sleep(0.05)  # Kafka creates asynchronously; let metadata catch up
+                time.sleep(settle_s)  # Kafka creates asynchronously; let metadata catch up
     finally:
         conn.close()
     return answers
