@@ -17,6 +17,7 @@ import pytest
 
 from interop._common import BrokerProcess, start_broker, wait_until
 from kafkapy.protocol.error_codes import ErrorCode as E
+from kafkapy.protocol.messages.create_acls_request import AclCreation, CreateAclsRequest
 from kafkapy.protocol.messages.create_delegation_token_request import (
     CreatableRenewers,
     CreateDelegationTokenRequest,
@@ -30,6 +31,7 @@ from kafkapy.protocol.messages.metadata_request import MetadataRequest
 from kafkapy.protocol.messages.renew_delegation_token_request import RenewDelegationTokenRequest
 from kafkapy.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
 from kafkapy.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
+from kafkapy.security.acl import AclOperation, AclPermissionType, PatternType, ResourceType
 from kafkapy.security.delegation_token import TokenCredentials, TokenInfo, token_hmac, token_password
 from kafkapy.security.sasl_base import SaslFailure
 from kafkapy.security.sasl_plain import plain_client_token
@@ -348,3 +350,39 @@ def test_without_a_secret_key_tokens_are_disabled(tmp_path: Path) -> None:
             assert r.error_code == E.NONE and r.hmac == token_hmac(SECRET, r.token_id)
     finally:
         b.stop()
+
+
+def _grant(admin: RawClient, resource_type: ResourceType, name: str, op: AclOperation) -> None:
+    creation = AclCreation(
+        resource_type=resource_type,
+        resource_name=name,
+        resource_pattern_type=PatternType.LITERAL,
+        principal="User:alice",
+        host="*",
+        operation=op,
+        permission_type=AclPermissionType.ALLOW,
+    )
+    r = admin.request(CreateAclsRequest(creations=[creation]), 3)
+    assert [x.error_code for x in r.results] == [E.NONE]
+
+
+def test_token_acls(broker: BrokerProcess) -> None:
+    """CreateTokens on User:<owner> to create for another owner; Describe on the DelegationToken or
+    DescribeTokens on the owner's User resource to see tokens alice neither owns, asked for nor renews."""
+    with plain(broker, "admin") as admin, plain(broker, "alice") as alice:
+        for_carol = create(admin, owner="carol")
+        admins = create(admin)
+        assert create(alice, owner="carol").error_code == E.DELEGATION_TOKEN_AUTHORIZATION_FAILED
+        seen = describe(alice)[1]
+        assert for_carol.token_id not in seen and admins.token_id not in seen
+        _grant(admin, ResourceType.USER, "User:carol", AclOperation.CREATE_TOKENS)
+        made = create(alice, owner="carol")  # the file store's ACLs apply at once on one broker
+        assert made.error_code == E.NONE
+        assert (made.principal_name, made.token_requester_principal_name) == ("carol", "alice")
+        _grant(admin, ResourceType.USER, "User:carol", AclOperation.DESCRIBE_TOKENS)
+        assert wait_until(lambda: for_carol.token_id in describe(alice)[1])
+        assert admins.token_id not in describe(alice)[1]
+        _grant(admin, ResourceType.DELEGATION_TOKEN, admins.token_id, AclOperation.DESCRIBE)
+        assert wait_until(lambda: admins.token_id in describe(alice)[1])
+        # seeing is not renewing
+        assert renew(alice, bytes(admins.hmac)) == (E.DELEGATION_TOKEN_OWNER_MISMATCH, 0)
