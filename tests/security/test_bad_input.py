@@ -321,7 +321,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Any, Any, str])
 
 def _failure_logged(broker: Broker, peer: str, listener: str, mechanism: str) -> dict[str, Any]:
     def found() -> dict[str, Any] | None:
-        for event in broker.events(peer):
+        for event in reversed(broker.events(peer)):  # the latest: a port may have served an earlier test
             if str(event.get("event", "")).startswith("authentication failed"):
                 return event
         return None
@@ -413,7 +413,7 @@ def test_sasl_ssl_attack_over_tls(broker: Broker) -> None:
 
 def _tls_event(broker: Broker, name: str, peer: str) -> dict[str, Any]:
     assert wait_until(lambda: any(e.get("event") == name for e in broker.events(peer)), 5), broker.events(peer)
-    return next(e for e in broker.events(peer) if e.get("event") == name)
+    return next(e for e in reversed(broker.events(peer)) if e.get("event") == name)
 
 
 def test_plaintext_bytes_on_the_sasl_ssl_port(broker: Broker) -> None:
@@ -477,7 +477,12 @@ if __name__ == "__main__":
 def _invalid_receive(broker: Broker, peer: str) -> dict[str, Any]:
     def found() -> dict[str, Any] | None:
         return next(
-            (e for e in broker.events(peer) if e.get("event") == "authentication failed: invalid receive size"), None
+            (
+                e
+                for e in reversed(broker.events(peer))
+                if e.get("event") == "authentication failed: invalid receive size"
+            ),
+            None,
         )
 
     assert wait_until(found, 5), broker.events(peer)
