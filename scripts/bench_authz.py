@@ -11,10 +11,15 @@
    sequential) to a broker without an authorizer, with an authorizer and only the
    producer's ACL, and with an authorizer and 10,000 ACLs (acls.json written before
    start); median and p99 latency and records/s, the configurations interleaved round
-   by round so they share the machine's noise. The check's µs are then set against the
-   median produce request.
+   by round (after an unrecorded warm-up round) so they share the machine's noise. The
+   check's µs are then set against the median produce request.
+3. Unless --no-kafka, in the same rounds: Apache Kafka 4.3.1 (interop/'s reference broker)
+   without an authorizer, and with its StandardAuthorizer and the same ACLs (created through
+   CreateAcls by a super user; its controller and inter-broker listener are PLAINTEXT, so
+   User:ANONYMOUS is a super user there and the producer logs in as User:alice with SASL
+   PLAIN, which costs nothing per request once authenticated).
 
-    python scripts/bench_authz.py [--acls 10000] [--requests 3000] [--rounds 3]
+    python scripts/bench_authz.py [--acls 10000] [--requests 1000] [--rounds 10] [--no-kafka]
 """
 
 from __future__ import annotations
@@ -165,13 +170,96 @@ def start(root: Path, name: str, acls: list[AclBinding] | None) -> BrokerProcess
     return b
 
 
-def produce_round(bootstrap: str, records: int, requests: int) -> list[float]:
-    """Latencies (µs) of `requests` sequential Produce requests of `records` records each."""
+class KafkaBroker:
+    """An Apache Kafka reference broker, stopped by `stop()` (for the same loop as BrokerProcess).
+    With an authorizer, `bootstrap` is its SASL listener, where the producer logs in as User:alice."""
+
+    def __init__(self, process: Any, bootstrap: str) -> None:
+        self.process, self.bootstrap = process, bootstrap
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_kafka(root: Path, name: str, acls: list[AclBinding] | None) -> KafkaBroker:
+    from interop import apache_kafka, diff_acls
+    from kafkapy.protocol.messages.create_acls_request import AclCreation, CreateAclsRequest
+
+    workdir = root / name
+    if acls is None:
+        k = apache_kafka.start_kafka(workdir)
+        admin = d.Conn(k.bootstrap)
+    else:
+        plain, controller, sasl = (apache_kafka.free_port() for _ in range(3))
+        picks = iter([plain, controller])
+        original = apache_kafka.free_port
+        apache_kafka.free_port = lambda host="127.0.0.1": next(picks)  # type: ignore[assignment]
+        try:
+            k = apache_kafka.start_kafka(
+                workdir,
+                {
+                    "listeners": f"PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{controller},"
+                    f"SASL_PLAINTEXT://127.0.0.1:{sasl}",
+                    "advertised.listeners": f"PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+                    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+                    "SASL_PLAINTEXT:SASL_PLAINTEXT",
+                    "sasl.enabled.mechanisms": "PLAIN",
+                    "listener.name.sasl_plaintext.plain.sasl.jaas.config": diff_acls.JAAS,
+                    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    # the controller and inter-broker listeners are PLAINTEXT: ANONYMOUS must be a super user
+                    "super.users": "User:admin;User:ANONYMOUS",
+                },
+            )
+        finally:
+            apache_kafka.free_port = original
+        admin = diff_acls.login(f"127.0.0.1:{sasl}", "admin")
+    try:
+        resp: Any = admin.call(d.create(d.topic(TOPIC, 1)), 7)
+        assert resp.topics[0].error_code == 0, f"{name}: CreateTopics answered {resp.topics[0].error_code}"
+        for i in range(0, len(acls or []), 1000):
+            chunk = (acls or [])[i : i + 1000]
+            created: Any = admin.call(
+                CreateAclsRequest(
+                    creations=[
+                        AclCreation(
+                            resource_type=int(b.resource_type),
+                            resource_name=b.name,
+                            resource_pattern_type=int(b.pattern_type),
+                            principal=b.principal,
+                            host=b.host,
+                            operation=int(b.operation),
+                            permission_type=int(b.permission),
+                        )
+                        for b in chunk
+                    ]
+                ),
+                3,
+            )
+            assert all(r.error_code == 0 for r in created.results), name
+    finally:
+        admin.close()
+    broker = KafkaBroker(k, k.bootstrap if acls is None else f"127.0.0.1:{sasl}")
+    deadline = time.monotonic() + 60
+    while True:  # Kafka applies ACLs and the new topic through its metadata log
+        try:
+            produce_round(broker.bootstrap, 1, 1, warm_up=0, sasl=acls is not None)
+            return broker
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def produce_round(bootstrap: str, records: int, requests: int, warm_up: int = 50, sasl: bool = False) -> list[float]:
+    """Latencies (µs) of `requests` sequential Produce requests of `records` records each
+    (`sasl`: logged in as User:alice with PLAIN first)."""
+    from interop import diff_acls
+
     batch = d._batch(records)
     request = d.produce(TOPIC, 0, batch, acks=1)
-    conn = d.Conn(bootstrap)
+    conn = diff_acls.login(bootstrap, "alice") if sasl else d.Conn(bootstrap)
     try:
-        for _ in range(50):  # warm-up
+        for _ in range(warm_up):
             conn.call(request, 9)
         out: list[float] = []
         for _ in range(requests):
@@ -198,6 +286,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--records", type=int, default=10, help="records per produce request")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--no-brokers", action="store_true", help="the micro benchmark only")
+    ap.add_argument("--no-kafka", action="store_true", help="without Apache Kafka")
     args = ap.parse_args(argv)
 
     print(f"# bench_authz: {platform.python_implementation()} {platform.python_version()}, {platform.machine()}")
@@ -215,15 +304,26 @@ def main(argv: list[str]) -> int:
     )
     configs = {"no authorizer": None, "authorizer, 1 ACL": [grant], f"authorizer, {len(acls) + 1} ACLs": [*acls, grant]}
     root = Path(tempfile.mkdtemp(prefix="bench-authz-"))
-    brokers: dict[str, BrokerProcess] = {}
-    lat: dict[str, list[float]] = {k: [] for k in configs}
+    brokers: dict[str, BrokerProcess | KafkaBroker] = {}
+    alice = AclBinding(
+        ResourceType.TOPIC, TOPIC, PatternType.LITERAL, "User:alice", "*", AclOperation.ALL, AclPermissionType.ALLOW
+    )
+    kafka_configs: dict[str, list[AclBinding] | None] = {}
+    if not args.no_kafka:
+        kafka_configs = {"Kafka, no authorizer": None, f"Kafka, {len(acls) + 1} ACLs": [*acls, alice]}
+    lat: dict[str, list[float]] = {k: [] for k in [*configs, *kafka_configs]}
     try:
         for name, config in configs.items():
             brokers[name] = start(root, name.replace(" ", "_").replace(",", ""), config)
-        for r in range(args.rounds):
+        for name, config in kafka_configs.items():
+            brokers[name] = start_kafka(root, name.replace(" ", "_").replace(",", ""), config)
+        for r in range(args.rounds + 1):  # round 0 warms up (the JVM's JIT, kafkapy's codecs), unrecorded
             for name, b in brokers.items():
-                lat[name] += produce_round(b.bootstrap, args.records, args.requests)
-            print(f"  round {r + 1}/{args.rounds} done")
+                sasl = isinstance(b, KafkaBroker) and kafka_configs[name] is not None
+                got = produce_round(b.bootstrap, args.records, args.requests, sasl=sasl)
+                if r:
+                    lat[name] += got
+            print(f"  round {r}/{args.rounds} done" if r else "  warm-up round done")
     finally:
         for b in brokers.values():
             b.stop()
@@ -234,8 +334,12 @@ def main(argv: list[str]) -> int:
         rate = args.records * 1e6 / statistics.mean(values)
         print(
             f"  {name:28s} median {med:7.1f} µs  p99 {pct(values, 0.99):7.1f} µs  "
-            f"{rate:9.0f} records/s  ({med / base:.3f}x no authorizer)"
+            f"{rate:9.0f} records/s  ({med / base:.3f}x kafkapy without authorizer)"
         )
+    if kafka_configs:
+        names = list(kafka_configs)
+        ratio = statistics.median(lat[names[1]]) / statistics.median(lat[names[0]])
+        print(f"Kafka with / without ACLs: {ratio:.3f}x")
     check = checks["produce check (authz.denied_topics), literal grant"]
     print(
         f"check with {len(acls)} ACLs: {check:.2f} µs = {100 * check / base:.2f}% of a median produce request "
