@@ -9,10 +9,14 @@ SyncGroup, OffsetCommit of its era), and produces with every codec it has, readi
 
 The jars come from Maven Central through `mvn dependency:build-classpath` (the local repository
 keeps them after the first run); interop/java_old/OldClient.java is compiled with javac for each.
+Both are kept in interop/java/target/old-java/<version>-<key>/ (key: a hash of the pom and the
+source), so later runs start no mvn or javac while the source, pom and jars are unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,6 +27,7 @@ from interop._common import BrokerProcess, unique_topic
 from interop.test_old_clients import ALL_CODECS, ModernTopic, _create, _write_modern
 
 SOURCE = Path(__file__).parent / "java_old" / "OldClient.java"
+CACHE = Path(__file__).parent / "java" / "target" / "old-java"
 VERSIONS = ("0.9.0.1", "0.10.0.1", "0.10.2.2")
 POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -65,15 +70,39 @@ def _build(workdir: Path, version: str) -> str:
     return f"{classes}:{deps}"
 
 
+def _cached_build(version: str) -> str:
+    """_build's classpath, from CACHE when a build of this pom and source is there and its jars still are."""
+    key = hashlib.sha256(POM.format(version=version).encode() + SOURCE.read_bytes()).hexdigest()[:16]
+    final = CACHE / f"{version}-{key}"
+    cp_file, main_class = final / "cp.txt", final / "classes" / "OldClient.class"
+    if cp_file.is_file() and main_class.is_file():
+        deps = cp_file.read_text().strip()
+        if all(Path(jar).is_file() for jar in deps.split(os.pathsep)):
+            return f"{final / 'classes'}:{deps}"
+        shutil.rmtree(final, ignore_errors=True)
+    tmp = CACHE / f"{version}-{key}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _build(tmp, version)
+    try:
+        tmp.rename(final)
+    except OSError:  # another run built it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+    return f"{final / 'classes'}:{cp_file.read_text().strip()}"
+
+
 @pytest.fixture(scope="module")
-def classpaths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("old-java")
-    return {v: _build(root / v, v) for v in VERSIONS}
+def classpaths() -> dict[str, str]:
+    return {v: _cached_build(v) for v in VERSIONS}
 
 
 def _run(cp: str, *args: str) -> list[str]:
     proc = subprocess.run(
-        ["java", "-cp", cp, "OldClient", *args], capture_output=True, text=True, timeout=120, check=False
+        # short-lived client JVMs: C1 only and the serial collector start and finish sooner
+        ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp", cp, "OldClient", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.splitlines()
