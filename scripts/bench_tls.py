@@ -232,7 +232,7 @@ def measure(args: argparse.Namespace, targets: list[Target]) -> None:
         p = bb.produce_run(t.bootstrap, topic, args.warmup_messages, size, parts, args.time_box)
         bb.consume_run(t.bootstrap, topic, p["ok"], size, parts, args.time_box)
     for rnd in range(args.repeats):
-        for t in targets:
+        for t in targets[rnd % len(targets) :] + targets[: rnd % len(targets)]:  # each leads a round in turn
             topic = f"tls-bench-{rnd}-{t.name}"
             bb.create_topic(t.bootstrap, topic, parts)
             cpu0 = bb.proc_cpu_s(t.pid)
@@ -359,7 +359,7 @@ def report(args: argparse.Namespace, targets: list[Target], note: str) -> str:
     ]
     ciphers = ", ".join(f"{t.name}: {t.cipher}" for t in targets if t.tls)
     setup = (
-        f"One unrecorded warm-up round of {args.warmup_messages} messages, then {args.repeats} interleaved rounds of {args.messages} x {args.size} B messages to {args.partitions} "
+        f"One unrecorded warm-up round of {args.warmup_messages} messages, then {args.repeats} interleaved rounds (the order rotating) of {args.messages} x {args.size} B messages to {args.partitions} "
         f"partitions (acks=all, linger.ms=5; consume by assign() from 0), produce latency (acks=all, "
         f"one in flight) and end-to-end latency (produce to a consumer at the end of a 1-partition topic) "
         f"over {len(targets[0].latency)} sequential messages each per broker, in 10 interleaved blocks; librdkafka {_librdkafka()}; "
