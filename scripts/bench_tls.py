@@ -20,7 +20,7 @@ from /proc.
 Kernel TLS is not measured: Python 3.11's ssl has no kTLS option (ssl.OP_ENABLE_KTLS is 3.12+);
 the script prints whether this interpreter and kernel would offer it.
 
---write-doc replaces the "## TLS" section of docs/performance.md with the table.
+The figures and their reading are in docs/performance.md, "TLS" (written by hand: the script only prints).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 HOST = "127.0.0.1"
-SECTION = "## TLS"
 
 
 def _bench_broker() -> ModuleType:
@@ -374,11 +373,6 @@ def _librdkafka() -> str:
     return str(confluent_kafka.libversion()[0])
 
 
-def write_doc(body: str) -> None:
-    bb.SECTION = SECTION
-    bb.write_section(body)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench_tls.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=100_000, help="messages per produce run (default 100000)")
@@ -396,7 +390,6 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="another kafkapy checkout (e.g. `git archive <commit> | tar -x -C DIR`) measured too, as kafkapy-tls-base",
     )
-    ap.add_argument("--write-doc", action="store_true", help=f'replace "{SECTION}" in docs/performance.md')
     args = ap.parse_args(argv)
 
     from interop.certs import make_pki
@@ -426,8 +419,6 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["rm", "-rf", str(root)], check=False)
     body = report(args, targets, "kernel TLS: " + note)
     print("\n" + body)
-    if args.write_doc:
-        write_doc(f"{SECTION}\n\n`scripts/bench_tls.py` (TLS listeners; kafkapy-plain is the cost of TLS):\n\n{body}")
     return 0
 
 
