@@ -139,3 +139,83 @@ def test_kafka_acls_add_list_remove(broker: Broker, tmp_path: Path) -> None:
     ok(kafka_acls(broker, admin, "--remove", "--force", "--topic", "out-", "--resource-pattern-type", "prefixed"))
     ok(kafka_acls(broker, admin, "--remove", "--force", "--group", "ledger-app"))
     assert ok(kafka_acls(broker, admin, "--list")).strip() == ""
+
+
+def test_kafkapy_acls_against_apache_kafka(tmp_path: Path) -> None:
+    """kafkapy acls is a client like kafka-acls: the same add/list/remove against Apache Kafka 4.3.1."""
+    from interop import apache_kafka, diff_acls
+    from tests.security.test_acl_cli import ADMIN, acls
+
+    plain, controller, sasl = (apache_kafka.free_port() for _ in range(3))
+    picks = iter([plain, controller])
+    original = apache_kafka.free_port
+    apache_kafka.free_port = lambda host="127.0.0.1": next(picks)  # type: ignore[assignment]
+    try:
+        kafka = apache_kafka.start_kafka(
+            tmp_path / "kafka",
+            {
+                "listeners": f"PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{controller},"
+                f"SASL_PLAINTEXT://127.0.0.1:{sasl}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+                "SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms": "PLAIN",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config": diff_acls.JAAS,
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": "User:ANONYMOUS;User:admin",
+            },
+        )
+    finally:
+        apache_kafka.free_port = original
+    bootstrap = f"127.0.0.1:{sasl}"
+    try:
+        out = ok(
+            acls(
+                bootstrap,
+                *ADMIN,
+                "--add",
+                "--allow-principal",
+                "User:alice",
+                "--operation",
+                "Read",
+                "--topic",
+                "k-",
+                "--resource-pattern-type",
+                "prefixed",
+            )
+        )
+        assert entry("User:alice", "READ") in out
+        ok(
+            acls(
+                bootstrap,
+                *ADMIN,
+                "--add",
+                "--allow-principal",
+                "User:alice",
+                "--consumer",
+                "--topic",
+                "k-t",
+                "--group",
+                "k-g",
+            )
+        )
+        listed = ""
+        for _ in range(50):  # Kafka applies ACLs through its metadata log
+            listed = ok(acls(bootstrap, *ADMIN, "--list"))
+            if "k-g" in listed:
+                break
+        assert f"Current ACLs for resource `{topic_pattern('k-', 'PREFIXED')}`" in listed, listed
+        assert "ResourcePattern(resourceType=GROUP, name=k-g, patternType=LITERAL)" in listed
+        match = ok(acls(bootstrap, *ADMIN, "--list", "--topic", "k-t", "--resource-pattern-type", "match"))
+        assert topic_pattern("k-", "PREFIXED") in match and topic_pattern("k-t") in match
+        alice = ["--sasl-mechanism", "PLAIN", "--sasl-username", "alice", "--sasl-password", "alice-secret"]
+        refused = acls(bootstrap, *alice, "--list")
+        assert refused.returncode == 1 and "CLUSTER_AUTHORIZATION_FAILED" in refused.stderr, refused.stderr
+        ok(acls(bootstrap, *ADMIN, "--remove", "--force", "--topic", "k-t", "--group", "k-g"))
+        ok(acls(bootstrap, *ADMIN, "--remove", "--force", "--topic", "k-", "--resource-pattern-type", "prefixed"))
+        for _ in range(50):
+            if ok(acls(bootstrap, *ADMIN, "--list")).strip() == "":
+                break
+        assert ok(acls(bootstrap, *ADMIN, "--list")).strip() == ""
+    finally:
+        kafka.stop()
