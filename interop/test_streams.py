@@ -141,10 +141,15 @@ def start_streams(bootstrap: str, workdir: Path, run: str) -> StreamsProcess:
     rundir.mkdir(parents=True, exist_ok=True)
     log4j = rundir / "log4j2.properties"
     log4j.write_text(LOG4J2.format(log=rundir / "streams.log"))
-    jvm = ("-Xmx384m", f"-Dlog4j2.configurationFile={log4j}", "-XX:+UseSerialGC")
+    jvm = ("-Xmx384m", f"-Dlog4j2.configurationFile={log4j}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+    # the restarted app's group waits for the SIGKILLed member until its session times out:
+    # the brokers' minimum (group.min.session.timeout.ms, 6 s) instead of StreamsApp's 10 s
+    session = ("consumer.session.timeout.ms=6000", "consumer.heartbeat.interval.ms=1500")
     with open(rundir / "stdout.log", "wb") as out:
         proc = subprocess.Popen(
-            java_command(STREAMS_MAIN, bootstrap, APP_ID, INPUT, OUTPUT, str(workdir / "state"), jvm_args=jvm),
+            java_command(
+                STREAMS_MAIN, bootstrap, APP_ID, INPUT, OUTPUT, str(workdir / "state"), *session, jvm_args=jvm
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
