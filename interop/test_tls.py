@@ -239,17 +239,28 @@ def test_java_client_with_client_certificate(broker: BrokerProcess, pki: Pki) ->
 # -- bad input on a TLS port ---------------------------------------------------------------
 
 
-def test_plaintext_bytes_on_the_tls_port_are_refused_and_logged(broker: BrokerProcess, pki: Pki) -> None:
+# Apache Kafka 4.3.1's SSL listener answers bytes that are no TLS record with this fatal internal_error
+# alert and closes (checked with a raw socket: the same 7 bytes for a Kafka request and for HTTP)
+KAFKA_ALERT = bytes.fromhex("15030300020250")
+
+
+@pytest.mark.parametrize(
+    "plaintext", [b"\x00\x00\x00\x0e\x00\x12\x00\x00\x00\x00\x00\x01\x00\x04test", b"GET / HTTP/1.0\r\n\r\n"]
+)
+def test_plaintext_bytes_on_the_tls_port_are_refused_and_logged(
+    broker: BrokerProcess, pki: Pki, plaintext: bytes
+) -> None:
     before = len(events(broker, "tls_handshake_failed"))
     with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
-        # an ApiVersions v0 request in the clear
-        sock.sendall(b"\x00\x00\x00\x0e\x00\x12\x00\x00\x00\x00\x00\x01\x00\x04test")
-        data = sock.recv(4096)
-        while data and not data.startswith(b"\x15"):  # a TLS alert, or nothing: never a Kafka answer
-            data = sock.recv(4096)
+        sock.sendall(plaintext)  # an ApiVersions v0 request in the clear; an HTTP request
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data == KAFKA_ALERT  # never a Kafka answer
     assert wait_until(lambda: len(events(broker, "tls_handshake_failed")) > before, 5)
     last = events(broker, "tls_handshake_failed")[-1]
     assert last["listener"] == "SSL" and last["peer"].startswith("127.0.0.1:")
+    assert last["error"].startswith("not a TLS record")
     confluent_roundtrip(rdkafka_conf(broker, pki), count=10)  # others unaffected
 
 

@@ -43,6 +43,9 @@ from kafkapy.security.principal import NoMatchingRule, PrincipalMapper
 from kafkapy.security.tls import TlsSettings, server_context
 
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+_TLS_HANDSHAKE_RECORD = 0x16  # the content type that starts every TLS ClientHello
+# Apache Kafka's answer (JSSE) to bytes on a TLS port that are no TLS record: a fatal internal_error alert
+_TLS_ALERT_INTERNAL_ERROR = bytes.fromhex("15030300020250")
 
 _SCRATCH_BYTES = 256 * 1024  # shared read buffer; frames that fit are copied out
 _COALESCE_BYTES = 64 * 1024  # byte parts smaller than this are joined into one write
@@ -680,28 +683,33 @@ class _TlsAcceptor(asyncio.Protocol):
         self._peer = "?"
         self._tcp: asyncio.Transport | None = None
         self._early = bytearray()  # bytes read before start_tls took the transport over
+        self._first: asyncio.Future[None] = server._loop.create_future()  # first bytes, EOF or loss
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tcp = cast(asyncio.Transport, transport)
-        self._tcp = tcp
-        tcp.pause_reading()  # start_tls reads the ClientHello (uvloop starts reading anyway: see data_received)
+        self._tcp = tcp  # reading until the first bytes show whether this is TLS at all
         peer = transport.get_extra_info("peername") or ("?", 0)
         self._peer = f"{peer[0]}:{peer[1]}"
         task = self._server._loop.create_task(self._handshake(tcp))
         self._server._track(task)
 
     def data_received(self, data: bytes) -> None:
-        # uvloop starts reading right after connection_made, pause or not: keep the bytes
-        # (the ClientHello) and hand them to the TLS protocol once start_tls installed it.
+        # keep the bytes (the ClientHello) and hand them to the TLS protocol once start_tls installed it
         self._early += data
         if self._tcp is not None:
             self._tcp.pause_reading()
+        self._wake()
 
     def eof_received(self) -> bool:
+        self._wake()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        pass  # before start_tls took over: the handshake task sees the failure
+        self._wake()  # before start_tls took over: the handshake task sees the failure
+
+    def _wake(self) -> None:
+        if not self._first.done():
+            self._first.set_result(None)
 
     def _replay_early(self) -> None:
         """Feed the TLS protocol the bytes read before it was installed, before any later read."""
@@ -728,16 +736,35 @@ class _TlsAcceptor(asyncio.Protocol):
         server, tls = self._server, self._tls
         log = server._log
         where = {"listener": self._listener.name, "peer": self._peer}
-        conn = _Connection(server, self._listener, zero_copy=False)
         started = server._loop.time()
         loop = server._loop
-        tcp.pause_reading()  # sticks now on uvloop too: later bytes wait for the TLS protocol
+        try:
+            await asyncio.wait_for(self._first, tls.handshake_timeout_s)
+        except TimeoutError:
+            log.warning("tls_handshake_timeout", timeout_s=tls.handshake_timeout_s, **where)
+            tcp.abort()
+            return
+        except asyncio.CancelledError:  # shutdown
+            tcp.abort()
+            raise
+        if not self._early or (tcp.is_closing() and self._early[0] == _TLS_HANDSHAKE_RECORD):
+            log.warning("tls_handshake_failed", error="connection closed before the TLS handshake", **where)
+            tcp.abort()
+            return
+        if self._early[0] != _TLS_HANDSHAKE_RECORD:
+            log.warning("tls_handshake_failed", error="not a TLS record (plaintext on a TLS port?)", **where)
+            tcp.write(_TLS_ALERT_INTERNAL_ERROR)  # then closed, as Kafka does
+            tcp.close()
+            return
+        conn = _Connection(server, self._listener, zero_copy=False)
+        tcp.pause_reading()  # later bytes wait for the TLS protocol
+        remaining = max(0.05, tls.handshake_timeout_s - (loop.time() - started))
         try:
             # start_tls installs the TLS protocol in its first step and schedules that protocol's
             # connection_made and the resume of reading; two hops later (same batch as those,
-            # before any read) the bytes uvloop read early are replayed into it.
+            # before any read) the bytes read before it (the ClientHello) are replayed into it.
             handshake = asyncio.ensure_future(
-                loop.start_tls(tcp, conn, tls.context, server_side=True, ssl_handshake_timeout=tls.handshake_timeout_s)
+                loop.start_tls(tcp, conn, tls.context, server_side=True, ssl_handshake_timeout=remaining)
             )
             loop.call_soon(loop.call_soon, self._replay_early)
             transport = await handshake
