@@ -17,12 +17,13 @@ the forms Kafka's configs name.
   <client>.keystore.java.pem  for each client
 
 What Apache Kafka 4.3.1 (OpenJDK 17) reads as a PEM keystore file, found by configuring its
-DefaultSslEngineFactory and starting its broker with each variant: an EC or RSA PKCS#8 key, before or
-after the chain, encrypted with a PBES1 / PKCS#12 scheme (PBE-SHA1-3DES, PBE-SHA1-RC2-40, PBE-MD5-DES)
-or unencrypted when ssl.key.password is unset. Refused ("Invalid PEM keystore configs"): any PBES2 key
-(the JDK's EncryptedPrivateKeyInfo names the scheme "PBES2", which has no SecretKeyFactory;
-JDK-8231581), PBE-SHA1-2DES, an unencrypted key with ssl.key.password set, and OpenSSL's traditional
-'EC/RSA PRIVATE KEY' blocks.
+DefaultSslEngineFactory (what its broker runs) with each variant, and by starting its broker with the
+PBES2 and PBE-SHA1-3DES files (interop/test_same_server_properties.py starts it with the latter):
+an EC or RSA PKCS#8 key, before or after the chain, encrypted with a PBES1 / PKCS#12 scheme
+(PBE-SHA1-3DES, PBE-SHA1-RC2-40, PBE-MD5-DES) or unencrypted when ssl.key.password is unset.
+Refused ("Invalid PEM keystore configs"): any PBES2 key (the JDK's EncryptedPrivateKeyInfo names the
+scheme "PBES2", which has no SecretKeyFactory; JDK-8231581), PBE-SHA1-2DES, an unencrypted key with
+ssl.key.password set, and OpenSSL's traditional 'EC/RSA PRIVATE KEY' blocks.
 """
 
 from __future__ import annotations
