@@ -1,24 +1,24 @@
 """The ACL matrix: what each API answers a principal with and without each permission.
 
-One scenario, run against Apache Kafka 4.3.1 (StandardAuthorizer, PLAIN users
-on a SASL_PLAINTEXT listener, User:ANONYMOUS and User:admin super users) and
-against kafkapy; the answers are reduced to their error codes, names and
-authorized-operations fields (`summary`) and compared step by step.
+One scenario, run against Apache Kafka 4.3.1 (StandardAuthorizer, PLAIN users on a SASL_SSL
+listener with a PEM keystore, User:ANONYMOUS and User:admin super users) and against kafkapy; the
+answers are reduced to their error codes, names and authorized-operations fields (`summary`) and
+compared step by step.
 
-The scenario is a list of phases: the ACLs granted to User:alice (added by
-the admin before the phase), then the requests alice sends. Kafka's answers
-are recorded in interop/golden_kafka/acl_matrix.json:
+The scenario is a list of phases: the ACLs granted to User:alice (added by the admin before the
+phase), then the requests alice sends. Kafka's answers are recorded in
+interop/golden_kafka/acl_matrix.json:
 
-    python -m interop.diff_acls record      # run it against Apache Kafka, write the file
-    python -m interop.diff_acls compare     # run it against a kafkapy broker (needs SASL_PLAINTEXT)
+    python -m interop.diff_acls record                    # against Apache Kafka over SASL_SSL, write the file
+    python -m interop.diff_acls record SASL_PLAINTEXT OUT # the same over SASL_PLAINTEXT, written to OUT
 
-tests/security/test_acl_matrix.py runs the same scenario on kafkapy's handlers
-in-process (principal set on the connection) and compares with the file.
+interop/test_acls_matrix.py runs the scenario against a kafkapy broker over SASL_SSL and compares.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import tempfile
 import time
@@ -403,8 +403,21 @@ def _messages(value: Any) -> list[str]:
 # ---------------------------------------------------------------- running against a broker over the network
 
 
-def login(bootstrap: str, user: str) -> d.Conn:
+def connect(bootstrap: str, tls: ssl.SSLContext | None = None) -> d.Conn:
+    """A connection, over TLS when `tls` is given (the broker's name checked against its certificate)."""
     conn = d.Conn(bootstrap)
+    if tls is not None:
+        conn.sock = tls.wrap_socket(conn.sock, server_hostname=bootstrap.rsplit(":", 1)[0])
+    return conn
+
+
+def tls_context(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def login(bootstrap: str, user: str, tls: ssl.SSLContext | None = None) -> d.Conn:
+    """A SASL PLAIN login (SASL_SSL when `tls` is given, else SASL_PLAINTEXT)."""
+    conn = connect(bootstrap, tls)
     hs = conn.call(SaslHandshakeRequest(mechanism="PLAIN"), 1)
     if hs.error_code:
         raise RuntimeError(f"SaslHandshake failed: {hs.error_code}")
@@ -456,10 +469,21 @@ def run(reconnect: Callable[[], d.Conn], alice: Callable[[], d.Conn], settle: fl
     return answers
 
 
-def record() -> Path:
-    """Run the scenario against Apache Kafka 4.3.1 with the StandardAuthorizer and save its answers."""
+def record(protocol: str = "SASL_SSL", out: Path = GOLDEN) -> Path:
+    """Run the scenario against Apache Kafka 4.3.1 with the StandardAuthorizer (the admin and alice
+    logging in with PLAIN on a `protocol` listener) and save its answers."""
     from interop import apache_kafka
+    from interop.certs import broker_pem_settings, make_pki
 
+    workdir = Path(tempfile.mkdtemp(prefix="acl-matrix-"))
+    tls: ssl.SSLContext | None = None
+    security: dict[str, str] = {}
+    if protocol == "SASL_SSL":
+        pki = make_pki(workdir / "pki", clients=())
+        tls = tls_context(pki.ca)
+        security = broker_pem_settings(pki, java=True)  # a PEM keystore Kafka can read
+    elif protocol != "SASL_PLAINTEXT":
+        raise ValueError(f"protocol {protocol}: SASL_SSL or SASL_PLAINTEXT")
     ports = [apache_kafka.free_port() for _ in range(3)]
     picks = iter(ports[:2])
     sasl_port = ports[2]
@@ -467,28 +491,30 @@ def record() -> Path:
     apache_kafka.free_port = lambda host="127.0.0.1": next(picks)  # type: ignore[assignment]
     try:
         kafka = apache_kafka.start_kafka(
-            Path(tempfile.mkdtemp(prefix="acl-matrix-")),
+            workdir,
             {
                 "listeners": f"PLAINTEXT://127.0.0.1:{ports[0]},CONTROLLER://127.0.0.1:{ports[1]},"
-                f"SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
-                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{ports[0]},SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
-                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
-                "SASL_PLAINTEXT:SASL_PLAINTEXT",
+                f"{protocol}://127.0.0.1:{sasl_port}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{ports[0]},{protocol}://127.0.0.1:{sasl_port}",
+                "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,{protocol}:{protocol}",
                 "sasl.enabled.mechanisms": "PLAIN",
-                "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+                f"listener.name.{protocol.lower()}.plain.sasl.jaas.config": JAAS,
                 "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # the controller and inter-broker listeners are PLAINTEXT: their ANONYMOUS is a super user
                 "super.users": "User:ANONYMOUS;User:admin",
+                **security,
             },
         )
     finally:
         apache_kafka.free_port = original
+    bootstrap = f"127.0.0.1:{sasl_port}"
     try:
-        answers = run(lambda: d.Conn(kafka.bootstrap), lambda: login(f"127.0.0.1:{sasl_port}", "alice"))
+        answers = run(lambda: login(bootstrap, "admin", tls), lambda: login(bootstrap, "alice", tls))
     finally:
         kafka.stop()
-    answers["_meta"] = {"kafka": kafka.version}
-    GOLDEN.write_text(json.dumps(answers, indent=1, sort_keys=True) + "\n")
-    return GOLDEN
+    answers["_meta"] = {"kafka": kafka.version, "listener": protocol}
+    out.write_text(json.dumps(answers, indent=1, sort_keys=True) + "\n")
+    return out
 
 
 def load() -> dict[str, Any]:
@@ -537,7 +563,8 @@ def compare(kafka: dict[str, Any], ours: dict[str, Any]) -> dict[str, tuple[Any,
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["record"]:
-        print(record())
+        protocol = argv[1] if len(argv) > 1 else "SASL_SSL"
+        print(record(protocol, Path(argv[2]) if len(argv) > 2 else GOLDEN))
         return 0
     print(__doc__)
     return 2
