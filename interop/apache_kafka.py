@@ -188,8 +188,10 @@ def start_kafka(
     log4j.write_text(LOG4J2.format(log=workdir / "server.log"))
     jvm = (f"-Xmx{heap}", f"-Xms{heap}", f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true")
     cluster_id = random_cluster_id()
+    # the storage tool is a short-lived JVM: C1 only, serial GC, no pre-touched heap (the broker keeps `jvm`)
+    tool_jvm = (f"-Xmx{heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", *jvm[2:])
     fmt = subprocess.run(
-        java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=jvm),
+        java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=tool_jvm),
         capture_output=True,
         timeout=120,
         check=False,
