@@ -60,7 +60,7 @@ EXTRA_SCENARIOS: tuple[tuple[str, str], ...] = (
     ("groups-admin", "Admin: list/describe consumer groups, group offsets"),
     (
         "admin-featureless",
-        "Admin: quotas, SCRAM, reassignments, tokens as without the feature; unserved calls fail with UnsupportedVersionException",
+        "Admin: quotas and reassignments as without the feature, no SCRAM user yet, tokens refused on PLAINTEXT; unserved calls fail with UnsupportedVersionException",
     ),
     ("group-auto-commit", "Consumer group: automatic commits"),
     ("seek-by-timestamp", "Consumer: seek by timestamp (offsetsForTimes)"),
