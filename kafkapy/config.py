@@ -1521,6 +1521,10 @@ class BrokerConfig:
             raise ConfigError("listeners", "at least one listener is required")
         for listener in listeners:
             self.listener_security_protocol(listener.name)
+        if not self.listener_list:
+            raise ConfigError(
+                "listeners", "every listener is named in controller.listener.names; a broker listener is required"
+            )
         if self.advertised_listeners is not None:
             names = [listener.name for listener in listeners]
             advertised = parse_listeners(self.advertised_listeners)
@@ -1626,8 +1630,17 @@ class BrokerConfig:
         return self.log_flush_scheduler_interval_ms
 
     @property
+    def controller_listener_names(self) -> frozenset[str]:
+        """KRaft's controller.listener.names (a Kafka-only key): kafkapy has no KRaft controller."""
+        raw = self.explicit.get("controller.listener.names", "")
+        return frozenset(name.strip().upper() for name in raw.split(",") if name.strip())
+
+    @property
     def listener_list(self) -> list[Listener]:
-        return parse_listeners(self.listeners)
+        """The listeners this broker binds: those named in controller.listener.names are not bound
+        (serving client APIs there would expose them without the listener's intended security)."""
+        controller = self.controller_listener_names
+        return [x for x in parse_listeners(self.listeners) if x.name not in controller]
 
     def security_protocol_map(self) -> dict[str, str]:
         """listener.security.protocol.map as {LISTENER NAME: SECURITY PROTOCOL}."""
@@ -1690,10 +1703,11 @@ class BrokerConfig:
     @property
     def advertised_listener_list(self) -> list[Listener]:
         """Advertised endpoints; falls back to listeners, wildcard hosts become a hostname."""
+        controller = self.controller_listener_names
         if self.advertised_listeners is not None:
-            return parse_listeners(self.advertised_listeners)
+            return [x for x in parse_listeners(self.advertised_listeners) if x.name not in controller]
         result = []
-        for listener in parse_listeners(self.listeners):
+        for listener in self.listener_list:
             host = listener.host
             if host in ("", "0.0.0.0", "::"):
                 import socket

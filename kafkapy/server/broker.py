@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from kafkapy import __version__
-from kafkapy.config import BrokerConfig, Listener
+from kafkapy.config import BrokerConfig, Listener, parse_listeners
 from kafkapy.logging import get_logger
 from kafkapy.protocol import record_scan
 from kafkapy.server.network import (
@@ -126,6 +126,15 @@ class Broker:
         ignored = self.config.kafka_only_keys()
         if ignored:
             self.log.info("config_kafka_only_ignored", keys=",".join(ignored))
+        skipped = [
+            x.name for x in parse_listeners(self.config.listeners) if x.name in self.config.controller_listener_names
+        ]
+        if skipped:
+            self.log.info(
+                "controller_listener_not_bound",
+                listeners=",".join(skipped),
+                message="named in controller.listener.names; kafkapy has no KRaft controller and does not bind them",
+            )
         unused = self.config.unused_keys()
         if unused:
             self.log.warning(

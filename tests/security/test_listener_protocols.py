@@ -71,3 +71,53 @@ def test_broker_refuses_to_start_rather_than_serve_another_protocol(tmp_path: Pa
     assert "broker_start_failed" in output
     assert "OUTSIDE" in output and "SASL_SSL" in output
     assert "broker_ready" not in output
+
+
+def test_controller_listeners_are_not_bound(tmp_path: Path) -> None:
+    """A Kafka combined-mode file names a CONTROLLER listener in controller.listener.names: kafkapy has
+    no KRaft controller, so it binds no socket there (it would serve every API unauthenticated)."""
+    import json
+    import socket
+
+    from interop._common import start_broker
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        controller_port = s.getsockname()[1]
+    cfg = BrokerConfig.from_pairs(
+        [
+            ("listeners", f"PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{controller_port}"),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"),
+            ("controller.listener.names", "CONTROLLER"),
+        ]
+    )
+    assert [x.name for x in cfg.listener_list] == ["PLAINTEXT"]
+    assert [x.name for x in cfg.advertised_listener_list] == ["PLAINTEXT"]
+    with pytest.raises(ConfigError, match=r"controller\.listener\.names"):
+        BrokerConfig.from_pairs(
+            [
+                ("listeners", "CONTROLLER://127.0.0.1:0"),
+                ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT"),
+                ("controller.listener.names", "CONTROLLER"),
+            ]
+        )
+
+    broker = start_broker(
+        tmp_path / "data",
+        {
+            "listeners": f"PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{controller_port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "process.roles": "broker,controller",
+        },
+    )
+    try:
+        events = [json.loads(line) for line in broker.log_path.read_text().splitlines() if line.startswith("{")]
+        skipped = [e for e in events if e.get("event") == "controller_listener_not_bound"]
+        assert [e["listeners"] for e in skipped] == ["CONTROLLER"]
+        with socket.socket() as c, pytest.raises(ConnectionRefusedError):
+            c.connect(("127.0.0.1", controller_port))
+        with socket.create_connection((broker.host, broker.port), timeout=5):
+            pass
+    finally:
+        broker.stop()
