@@ -199,6 +199,9 @@ class Dispatcher:
             if api_key == ApiKey.SASL_HANDSHAKE and reauth_allowed:
                 session.reauthenticating = True
                 session.reauth_started = now
+                # the frames of the re-authentication after this handshake are bounded as before the
+                # first authentication (Kafka 4.3.1 too); _finish lifts the bound again
+                conn.frame_limit = setup.max_receive_size
                 return None
             if now < session.expires_at:
                 return None

@@ -108,7 +108,8 @@ class ConnectionContext:
     local_port: int
     security_protocol: str = "PLAINTEXT"  # of the listener: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
     principal: str = "User:ANONYMOUS"
-    # >0: a frame larger than this closes the connection (a SASL listener before authentication)
+    # >0: a frame larger than this closes the connection (a SASL listener before authentication
+    # and during a re-authentication)
     frame_limit: int = 0
     client_id: str | None = None
     client_software_name: str | None = None
@@ -197,11 +198,12 @@ class _Connection(asyncio.BufferedProtocol):
     """One client connection: framing, dispatch, ordered responses, backpressure."""
 
     def __init__(
-        self, server: Server, listener: Listener, zero_copy: bool = True, principal: str = "User:ANONYMOUS"
+        self, server: Server, listener: Listener, tls: bool = False, principal: str = "User:ANONYMOUS"
     ) -> None:
         self._server = server
         self._listener = listener
-        self._zero_copy = zero_copy and server.settings.zero_copy  # never on TLS: sendfile bypasses it
+        self._zero_copy = not tls and server.settings.zero_copy  # never on TLS: sendfile bypasses it
+        self._tls = tls
         self._principal = principal
         self._early: bytearray | None = None  # TLS: bytes decrypted before start_tls returned
         self._log = server._log
@@ -298,8 +300,9 @@ class _Connection(asyncio.BufferedProtocol):
         self._eof = True
         if self.ctx is not None:
             self.ctx._mark_closed()  # the peer sends no more: long polls may end now
-        # keep the socket open for writing while responses are still owed
-        return bool(self._pending)
+        # keep the socket open for writing while responses are still owed (TCP only: a TLS
+        # transport closes on EOF whatever this returns, and warns when it is True)
+        return bool(self._pending) and not self._tls
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -370,7 +373,7 @@ class _Connection(asyncio.BufferedProtocol):
         return True
 
     def _refuse_before_authentication(self, size: int, ctx: ConnectionContext) -> None:
-        """A size prefix above sasl.server.max.receive.size before authentication: the body is never
+        """A size prefix above sasl.server.max.receive.size before (re-)authentication: the body is never
         read; the connection closes after the failed-authentication delay, as Kafka's does."""
         sasl = ctx.state.get("sasl")
         self._log.warning(
@@ -379,6 +382,7 @@ class _Connection(asyncio.BufferedProtocol):
             limit=ctx.frame_limit,
             listener=ctx.listener_name,
             mechanism=getattr(sasl, "mechanism", "") or None,
+            reauthentication=bool(getattr(sasl, "reauthenticating", False)),
             **self._where(),
         )
         self._draining = True
@@ -756,7 +760,7 @@ class _TlsAcceptor(asyncio.Protocol):
             tcp.write(_TLS_ALERT_INTERNAL_ERROR)  # then closed, as Kafka does
             tcp.close()
             return
-        conn = _Connection(server, self._listener, zero_copy=False)
+        conn = _Connection(server, self._listener, tls=True)
         tcp.pause_reading()  # later bytes wait for the TLS protocol
         remaining = max(0.05, tls.handshake_timeout_s - (loop.time() - started))
         try:

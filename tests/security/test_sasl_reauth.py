@@ -5,6 +5,7 @@ re-authenticating on its own while it produces. Also OAUTHBEARER with signed JWT
 from __future__ import annotations
 
 import json
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from interop._common import BrokerProcess, start_broker, unique_topic
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.frames import encode_request
-from kafkapy.protocol.messages.metadata_request import MetadataRequest
+from kafkapy.protocol.messages.metadata_request import MetadataRequest, MetadataRequestTopic
 from kafkapy.protocol.messages.sasl_authenticate_request import SaslAuthenticateRequest
 from kafkapy.protocol.messages.sasl_handshake_request import SaslHandshakeRequest
 from kafkapy.security.oauthbearer import client_response, unsecured_token
@@ -23,11 +24,14 @@ from tests.security.test_sasl_server import sasl_settings
 from tests.server.rawclient import RawClient
 
 REAUTH_MS = 1500
+MAX_RECEIVE = 4096  # sasl.server.max.receive.size
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    settings = sasl_settings(**{"connections.max.reauth.ms": str(REAUTH_MS)})
+    settings = sasl_settings(
+        **{"connections.max.reauth.ms": str(REAUTH_MS), "sasl.server.max.receive.size": str(MAX_RECEIVE)}
+    )
     b = start_broker(tmp_path_factory.mktemp("reauth") / "data", settings)
     try:
         yield b
@@ -70,6 +74,57 @@ def test_reauthentication_with_another_principal_fails(broker: BrokerProcess) ->
         assert resp.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
         assert resp.error_message == "Cannot change principals during re-authentication from User:admin: User:alice"
         assert c.is_closed_by_peer()
+
+
+def _events(broker: BrokerProcess, peer: str) -> list[dict[str, object]]:
+    found = []
+    for line in broker.log_path.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("peer") == peer:
+            found.append(event)
+    return found
+
+
+def test_reauthentication_frames_are_bounded(broker: BrokerProcess) -> None:
+    """Between the SaslHandshake that starts a re-authentication and its end, a size prefix above
+        sasl.server.max.receive.size fails it and closes the connection after the failure delay, as before the
+        first authentication. Apache Kafka 4.3.1 does the same (checked with a raw socket: 4097 bytes announced
+        after the re-authentication handshake closed the connection after the 300 ms delay; after the
+        re-authentication completed the same prefix did not; its log line says 'Failed re-authentication ...
+    (Failing SASL authentication due to invalid receive size)')."""
+    with RawClient(broker.bootstrap) as c:
+        assert plain_auth(c).error_code == ErrorCode.NONE
+        time.sleep(1.1)  # at most one re-authentication a second
+        assert c.request(SaslHandshakeRequest(mechanism="PLAIN"), 1).error_code == ErrorCode.NONE
+        started = time.monotonic()
+        c.send_raw(struct.pack(">i", MAX_RECEIVE + 1))  # and no body
+        peer = "{}:{}".format(*c.sock.getsockname()[:2])
+        assert c.is_closed_by_peer(10)
+        assert time.monotonic() - started >= 0.3  # connection.failed.authentication.delay.ms
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        refused = [e for e in _events(broker, peer) if e.get("event") == "authentication failed: invalid receive size"]
+        if refused:
+            break
+        time.sleep(0.1)
+    assert refused, _events(broker, peer)
+    event = refused[0]
+    assert (event["size"], event["limit"], event["mechanism"]) == (MAX_RECEIVE + 1, MAX_RECEIVE, "PLAIN")
+    assert event["reauthentication"] is True
+
+
+def test_bound_lifted_once_reauthentication_completes(broker: BrokerProcess) -> None:
+    names = [MetadataRequestTopic(name=f"absent-topic-{i:05d}") for i in range(600)]
+    request = MetadataRequest(topics=names, allow_auto_topic_creation=False)
+    assert len(encode_request(request, 12, 1, client_id="rawclient")) > 4 * MAX_RECEIVE
+    with RawClient(broker.bootstrap) as c:
+        assert plain_auth(c).error_code == ErrorCode.NONE
+        time.sleep(1.1)
+        assert plain_auth(c).error_code == ErrorCode.NONE  # a re-authentication
+        assert len(c.request(request, 12).topics) == len(names)
 
 
 def test_oauth_token_expiry_bounds_the_session(broker: BrokerProcess) -> None:
