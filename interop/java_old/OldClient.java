@@ -1,7 +1,9 @@
 // Kafka's own Java clients of 0.9-0.10 against a broker, for interop/test_old_java_clients.py.
 // Compiles against kafka-clients 0.9.0.1 to 0.10.2.2 (only APIs all of them have).
 //
-//   java OldClient BOOTSTRAP produce TOPIC COUNT CODEC   keys jk0.., values jv0.., partition 0
+//   java OldClient BOOTSTRAP produce TOPIC COUNT CODEC[,CODEC...]
+//                                                        keys jk0.., values jv0.., partition 0;
+//                                                        one producer per codec, in turn
 //   java OldClient BOOTSTRAP assign|group TOPIC COUNT   prints "REC offset key value timestamp"
 //                                                        (timestamp -1 before 0.10), then "POS n"
 import java.lang.reflect.Method;
@@ -18,17 +20,19 @@ public class OldClient {
         String bootstrap = args[0], mode = args[1], topic = args[2];
         int count = Integer.parseInt(args[3]);
         if (mode.equals("produce")) {
-            Properties p = new Properties();
-            p.put("bootstrap.servers", bootstrap);
-            p.put("key.serializer", "org.apache.kafka.common.serialization.StringSerializer");
-            p.put("value.serializer", "org.apache.kafka.common.serialization.StringSerializer");
-            p.put("compression.type", args[4]);
-            p.put("acks", "all");
-            KafkaProducer<String, String> producer = new KafkaProducer<>(p);
-            for (int i = 0; i < count; i++) {
-                producer.send(new ProducerRecord<>(topic, 0, "jk" + i, "jv" + i)).get();
+            for (String codec : args[4].split(",")) {
+                Properties p = new Properties();
+                p.put("bootstrap.servers", bootstrap);
+                p.put("key.serializer", "org.apache.kafka.common.serialization.StringSerializer");
+                p.put("value.serializer", "org.apache.kafka.common.serialization.StringSerializer");
+                p.put("compression.type", codec);
+                p.put("acks", "all");
+                KafkaProducer<String, String> producer = new KafkaProducer<>(p);
+                for (int i = 0; i < count; i++) {
+                    producer.send(new ProducerRecord<>(topic, 0, "jk" + i, "jv" + i)).get();
+                }
+                producer.close();
             }
-            producer.close();
             return;
         }
         Properties c = new Properties();
