@@ -51,9 +51,6 @@ from kafkapy.security.scram import MECHANISMS, ScramClientMechanism
 from kafkapy.security.tls import TlsConfigError, TlsSettings, client_context
 
 PATTERN_TYPES = {"literal": PatternType.LITERAL, "prefixed": PatternType.PREFIXED}
-# Create/Describe/DeleteAcls v3: served by kafkapy and by Kafka 4.x (kafkapy.client negotiates only the
-# client APIs it knows)
-ACL_API_VERSION = 3
 FILTER_PATTERN_TYPES = {**PATTERN_TYPES, "any": PatternType.ANY, "match": PatternType.MATCH}
 
 
@@ -340,7 +337,7 @@ async def _run(args: argparse.Namespace, plan: Plan, security: ConnectionSecurit
                 print(f"Adding ACLs for resource `{r.pattern(plan.pattern_type)}`: ")
                 print("".join(f" \t{e} \n" for e in entries))
                 creations.extend(_creation(r, plan.pattern_type, e) for e in entries)
-            resp: Any = await conn.request(CreateAclsRequest(creations=creations), ACL_API_VERSION)
+            resp: Any = await conn.request(CreateAclsRequest(creations=creations))
             for result in resp.results:
                 check(result.error_code, result.error_message)
             await _list(conn, plan, [(r, plan.pattern_type) for r in plan.entries])
@@ -359,7 +356,7 @@ async def _run(args: argparse.Namespace, plan: Plan, security: ConnectionSecurit
                     filters.extend(_delete_filter(r, plan.pattern_type, e) for e in chosen)
                 if not plan.force and not _confirm(question):
                     return 0
-            deleted: Any = await conn.request(DeleteAclsRequest(filters=filters), ACL_API_VERSION)
+            deleted: Any = await conn.request(DeleteAclsRequest(filters=filters))
             for fr in deleted.filter_results:
                 check(fr.error_code, fr.error_message)
                 for m in fr.matching_acls:
@@ -420,8 +417,7 @@ async def _list(conn: Any, plan: Plan, wanted: list[tuple[Resource | None, Patte
                     host_filter=None,
                     operation=int(AclOperation.ANY),
                     permission_type=int(AclPermissionType.ANY),
-                ),
-                ACL_API_VERSION,
+                )
             )
             check(resp.error_code, resp.error_message)
             for res in resp.resources:

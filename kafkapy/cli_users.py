@@ -97,7 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
         conn = await client.any_connection()
         if args.action == "list":
             users = [UserName(name=u) for u in args.users] or None
-            resp: Any = await conn.request(DescribeUserScramCredentialsRequest(users=users), 0)
+            resp: Any = await conn.request(DescribeUserScramCredentialsRequest(users=users))
             check(resp.error_code, resp.error_message)
             failed = 0
             for r in sorted(resp.results, key=lambda r: r.user):
@@ -112,7 +112,7 @@ async def _run(args: argparse.Namespace) -> int:
             mechanisms = args.mechanism
             if not mechanisms:
                 described: Any = await conn.request(
-                    DescribeUserScramCredentialsRequest(users=[UserName(name=args.user)]), 0
+                    DescribeUserScramCredentialsRequest(users=[UserName(name=args.user)])
                 )
                 result = described.results[0]
                 check(result.error_code, result.error_message)
@@ -138,6 +138,6 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _alter(conn: Any, request: AlterUserScramCredentialsRequest) -> None:
-    resp: Any = await conn.request(request, 0)  # v0 only; kafkapy.client does not negotiate these APIs
+    resp: Any = await conn.request(request)
     for r in resp.results:
         check(r.error_code, r.error_message)

@@ -141,6 +141,12 @@ CLIENT_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.LIST_PARTITION_REASSIGNMENTS: (0, 0),
         ApiKey.SASL_HANDSHAKE: (1, 1),
         ApiKey.SASL_AUTHENTICATE: (0, 2),
+        # v1+: pattern types (Kafka 4 serves v1-3)
+        ApiKey.DESCRIBE_ACLS: (1, 3),
+        ApiKey.CREATE_ACLS: (1, 3),
+        ApiKey.DELETE_ACLS: (1, 3),
+        ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0),
+        ApiKey.ALTER_USER_SCRAM_CREDENTIALS: (0, 0),
     }
 )
 
@@ -167,6 +173,11 @@ RETRIABLE: Final = frozenset(
     }
 )
 
+# A failed login: not retried on another broker, and reported as such (never as a network error).
+AUTHENTICATION_ERRORS: Final = frozenset(
+    {ErrorCode.SASL_AUTHENTICATION_FAILED, ErrorCode.UNSUPPORTED_SASL_MECHANISM, ErrorCode.ILLEGAL_SASL_STATE}
+)
+
 _CORRELATION: Final = struct.Struct(">i")
 _SIZE: Final = struct.Struct(">i")
 _MAX_FRAME: Final = 512 * 1024 * 1024
@@ -190,6 +201,11 @@ class KafkaError(Exception):
     @property
     def retriable(self) -> bool:
         return self.code in RETRIABLE
+
+    @property
+    def authentication(self) -> bool:
+        """The broker refused the login (wrong credentials, mechanism not enabled, ...)."""
+        return self.code in AUTHENTICATION_ERRORS
 
     def __str__(self) -> str:
         return f"{self.name}: {self.message}" if self.message else self.name
@@ -428,7 +444,14 @@ def sasl_authenticator(mechanism: Callable[[], SaslClientMechanism]) -> Authenti
     async def authenticate(conn: BrokerConnection) -> None:
         mech = mechanism()
         hs: Any = await conn.request(SaslHandshakeRequest(mechanism=mech.name))
-        check(hs.error_code, f"SASL mechanism {mech.name} refused by {conn.address} (enabled: {hs.mechanisms})")
+        enabled = "[" + ", ".join(hs.mechanisms) + "]"
+        if hs.error_code == ErrorCode.UNSUPPORTED_SASL_MECHANISM:  # Kafka's clients' wording
+            message = f"Client SASL mechanism '{mech.name}' not enabled in the server, enabled mechanisms are {enabled}"
+        else:
+            message = (
+                f"Unexpected handshake request with client mechanism {mech.name}, enabled mechanisms are {enabled}"
+            )
+        check(hs.error_code, message)
         token = mech.respond(None)
         started = time.monotonic()
         while True:
@@ -689,6 +712,8 @@ class KafkaClient:
             try:
                 await self._connection(host, port)
             except KafkaError as exc:
+                if exc.authentication:
+                    raise
                 errors.append(exc.message)
                 continue
             await self.refresh_metadata()
@@ -699,14 +724,18 @@ class KafkaClient:
         for conn in self._connections.values():
             if not conn.closed:
                 return conn
-        if self.metadata is not None:
-            for broker in self.metadata.brokers.values():
-                with contextlib.suppress(KafkaError):
-                    return await self._connection(broker.host, broker.port)
-        for host, port in parse_bootstrap(self.bootstrap_servers):
-            with contextlib.suppress(KafkaError):
+        addresses = [(b.host, b.port) for b in self.metadata.brokers.values()] if self.metadata is not None else []
+        addresses += parse_bootstrap(self.bootstrap_servers)
+        errors: list[str] = []
+        for host, port in addresses:
+            try:
                 return await self._connection(host, port)
-        raise KafkaError(ErrorCode.NETWORK_EXCEPTION, f"no broker reachable from {self.bootstrap_servers}")
+            except KafkaError as exc:
+                if exc.authentication:  # a refused login is the answer, not an unreachable broker
+                    raise
+                errors.append(exc.message)
+        detail = f": {'; '.join(dict.fromkeys(errors))}" if errors else ""
+        raise KafkaError(ErrorCode.NETWORK_EXCEPTION, f"no broker reachable from {self.bootstrap_servers}{detail}")
 
     async def broker_connection(self, node_id: int) -> BrokerConnection:
         meta = self.metadata

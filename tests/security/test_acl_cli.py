@@ -4,6 +4,7 @@ lists and removes ACLs, and what alice may see follows them."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,11 @@ import pytest
 
 from interop import diff_acls
 from interop.certs import Pki, broker_pem_settings, make_pki
+from kafkapy.client import ConnectionSecurity, KafkaClient, KafkaError, sasl_authenticator
+from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.security.sasl_plain import PlainClient
+from kafkapy.security.scram import ScramClientMechanism
 from kafkapy.testing import BrokerProcess, free_port
 from tests.security.test_sasl_server import PLAIN_JAAS
 
@@ -265,7 +270,22 @@ def test_refusals(broker: Broker) -> None:
     assert out.returncode == 1 and "CLUSTER_AUTHORIZATION_FAILED" in out.stderr, out.stderr
     wrong = ["--sasl-mechanism", "PLAIN", "--sasl-username", "admin", "--sasl-password", "nope"]
     out = acls(broker.sasl, *wrong, "--list")
-    assert out.returncode == 1 and "Authentication failed: Invalid username or password" in out.stderr, out.stderr
+    assert out.returncode == 1, out.stderr
+    # Kafka's message for a wrong PLAIN password, under its error (was reported as NETWORK_EXCEPTION)
+    assert out.stderr == (
+        "kafkapy acls: error: SASL_AUTHENTICATION_FAILED: Authentication failed: Invalid username or password\n"
+    )
+    scram = ["--sasl-mechanism", "SCRAM-SHA-256", "--sasl-username", "admin", "--sasl-password", "admin-secret"]
+    out = acls(broker.sasl, *scram, "--list")
+    assert out.returncode == 1 and out.stderr == (
+        "kafkapy acls: error: UNSUPPORTED_SASL_MECHANISM: Client SASL mechanism 'SCRAM-SHA-256' not enabled in the"
+        " server, enabled mechanisms are [PLAIN]\n"
+    ), out.stderr
+    users = [sys.executable, "-m", "kafkapy", "users", "list", "--bootstrap-server", broker.sasl, *wrong]
+    out = subprocess.run(users, check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stderr == (
+        "kafkapy users: error: SASL_AUTHENTICATION_FAILED: Authentication failed: Invalid username or password\n"
+    ), out.stderr
     for args, message in (
         (["--add", "--topic", "t"], "You must specify one of: --allow-principal, --deny-principal"),
         (["--add", "--allow-principal", "User:a"], "You must provide at least one resource"),
@@ -326,3 +346,43 @@ def test_delegation_token_and_user_resources(broker: Broker) -> None:
     assert out.returncode == 2 and "ResourceType DELEGATION_TOKEN only supports operations DESCRIBE,ALL" in out.stderr
     ok(acls(b, *ADMIN, "--remove", "--force", "--user-principal", "User:svc", "--delegation-token", "tok-1"))
     assert ok(acls(b, *ADMIN, "--list", "--principal", "User:erin")).strip() == ""
+
+
+def test_client_reports_a_refused_login_and_negotiates_admin_apis(broker: Broker) -> None:
+    """kafkapy.client (the CLIs, inter-broker connections): a refused login raises the broker's SASL error
+    with its message from bootstrap() and any_connection(), never NETWORK_EXCEPTION; the ACL and SCRAM
+    admin APIs are negotiated through ApiVersions like the others."""
+
+    def client(mechanism: str, password: str) -> KafkaClient:
+        if mechanism == "PLAIN":
+            auth = sasl_authenticator(lambda: PlainClient("admin", password))
+        else:
+            auth = sasl_authenticator(lambda: ScramClientMechanism(mechanism, "admin", password))
+        return KafkaClient(broker.sasl, security=ConnectionSecurity(authenticate=auth))
+
+    async def refused(mechanism: str, password: str, first: bool) -> KafkaError:
+        c = client(mechanism, password)
+        try:
+            with pytest.raises(KafkaError) as failure:
+                await (c.bootstrap() if first else c.any_connection())
+        finally:
+            await c.close()
+        return failure.value
+
+    async def versions() -> dict[int, int]:
+        async with client("PLAIN", "admin-secret") as c:
+            return dict((await c.any_connection()).versions)
+
+    for first in (True, False):
+        error = asyncio.run(refused("PLAIN", "nope", first))
+        assert (error.code, error.message) == (
+            ErrorCode.SASL_AUTHENTICATION_FAILED,
+            "Authentication failed: Invalid username or password",
+        )
+        assert error.authentication and not error.retriable
+        error = asyncio.run(refused("SCRAM-SHA-512", "x", first))
+        assert error.code == ErrorCode.UNSUPPORTED_SASL_MECHANISM, error
+    negotiated = asyncio.run(versions())
+    assert [negotiated.get(k) for k in (ApiKey.DESCRIBE_ACLS, ApiKey.CREATE_ACLS, ApiKey.DELETE_ACLS)] == [3, 3, 3]
+    scram_apis = (ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, ApiKey.ALTER_USER_SCRAM_CREDENTIALS)
+    assert [negotiated.get(k) for k in scram_apis] == [0, 0]
