@@ -224,6 +224,31 @@ def start_kafka(
     raise RuntimeError(f"Apache Kafka not ready after {ready_timeout}s:\n{kafka.log_tail(60)}")
 
 
+# The shared reference broker's settings: message.max.bytes for the 1 MiB scenario of
+# interop/test_apache_kafka_reference.py (what `large_broker` asks of kafkapy).
+SHARED_APACHE_KAFKA_SETTINGS = {"message.max.bytes": "2000000"}
+
+
+@dataclass(slots=True)
+class SharedApacheKafka:
+    """One reference broker for a pytest session (fixture shared_apache_kafka, interop/conftest.py),
+    started on first use, instead of a JVM per module; `users` are the modules that have used it."""
+
+    root: Path
+    kafka: KafkaProcess | None = None
+    users: set[str] = field(default_factory=set)
+
+    def use(self, module: str) -> KafkaProcess:
+        if self.kafka is None:
+            self.kafka = start_kafka(self.root, SHARED_APACHE_KAFKA_SETTINGS)
+        self.users.add(module)
+        return self.kafka
+
+    def fresh_for(self, module: str) -> bool:
+        """No other module has used it yet (nothing of theirs on it)."""
+        return not self.users - {module}
+
+
 def main(argv: list[str]) -> int:
     kafka = start_kafka(Path(argv[0]) if argv else None)
     print(

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from interop._common import BrokerProcess, start_broker
+from interop.apache_kafka import SharedApacheKafka
 from interop.report import Collector, write_report
 
 _COLLECTOR = Collector()
@@ -51,6 +52,18 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 def large_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     """A broker accepting 1 MiB messages (message.max.bytes above the 1048588 default)."""
     yield from _broker(tmp_path_factory, "large", {"message.max.bytes": "2000000"})
+
+
+@pytest.fixture(scope="session")
+def shared_apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedApacheKafka]:
+    shared = SharedApacheKafka(tmp_path_factory.mktemp("apache-kafka-shared"))
+    try:
+        yield shared
+    finally:
+        if shared.kafka is not None:
+            code = shared.kafka.stop()
+            if code not in (0, 143, None):
+                print(f"\nApache Kafka exited with {code}; log tail:\n{shared.kafka.log_tail()}")
 
 
 def _adapter(item: Any) -> Any:

@@ -4,7 +4,10 @@ scenarios and the driver are right, so a failure in interop/test_java.py is
 kafkapy's. Recorded in docs/compatibility.md as the reference column.
 
 One Apache Kafka process serves the whole module (message.max.bytes raised
-for the 1 MiB scenario, which is also what `large_broker` asks of kafkapy).
+for the 1 MiB scenario, which is also what `large_broker` asks of kafkapy): the
+session's shared one (interop/conftest.py) when no other module has used it yet,
+as in a full run where this module comes first, else one of its own, so the
+golden comparison always sees a broker nothing else has touched.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import pytest
 
 from interop.adapters.java import JavaClient, available
-from interop.apache_kafka import KafkaProcess, start_kafka
+from interop.apache_kafka import SHARED_APACHE_KAFKA_SETTINGS, KafkaProcess, SharedApacheKafka, start_kafka
 from interop.test_java import JavaScenarios
 
 _missing = available()
@@ -24,8 +27,13 @@ if _missing is not None:
 
 
 @pytest.fixture(scope="module")
-def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaProcess]:
-    kafka = start_kafka(tmp_path_factory.mktemp("apache-kafka"), {"message.max.bytes": "2000000"})
+def apache_kafka(
+    tmp_path_factory: pytest.TempPathFactory, shared_apache_kafka: SharedApacheKafka
+) -> Iterator[KafkaProcess]:
+    if shared_apache_kafka.fresh_for(__name__):
+        yield shared_apache_kafka.use(__name__)
+        return
+    kafka = start_kafka(tmp_path_factory.mktemp("apache-kafka"), SHARED_APACHE_KAFKA_SETTINGS)
     try:
         yield kafka
     finally:

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from interop.adapters.java import available, java_command
-from interop.apache_kafka import KafkaProcess, start_kafka
+from interop.apache_kafka import KafkaProcess, SharedApacheKafka
 from interop.test_mirrormaker import (
     create_topic,
     produce,
@@ -265,12 +265,12 @@ def kafkapy_run(
 
 
 @pytest.fixture(scope="module")
-def apache_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[tuple[str, int]], set[str]]]:
-    kafka: KafkaProcess = start_kafka(tmp_path_factory.mktemp("apache-kafka"))
-    try:
-        yield run_word_count(kafka.bootstrap, tmp_path_factory.mktemp("streams-apache"))
-    finally:
-        kafka.stop()
+def apache_run(
+    tmp_path_factory: pytest.TempPathFactory, shared_apache_kafka: SharedApacheKafka
+) -> tuple[list[tuple[str, int]], set[str]]:
+    # the session's reference broker (interop/conftest.py): this app's topics and group are its own
+    kafka: KafkaProcess = shared_apache_kafka.use(__name__)
+    return run_word_count(kafka.bootstrap, tmp_path_factory.mktemp("streams-apache"))
 
 
 def _check_exactly_once(counts: list[tuple[str, int]]) -> None:
