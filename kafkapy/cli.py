@@ -56,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rack", metavar="RACK", help="this broker's rack (broker.rack)")
     parser.add_argument("--config", metavar="FILE", help="a Kafka server.properties file")
     parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz and /readyz over HTTP here (kafkapy.metrics.listen); default: off",
+    )
+    parser.add_argument(
         "--set",
         metavar="KEY=VALUE",
         action="append",
@@ -91,6 +96,8 @@ def overrides_from_args(args: argparse.Namespace) -> list[tuple[str, str]]:
         pairs.append(("cluster.id", args.cluster_id))
     if getattr(args, "rack", None):
         pairs.append(("broker.rack", args.rack))
+    if getattr(args, "metrics_listen", None):
+        pairs.append(("kafkapy.metrics.listen", args.metrics_listen))
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

@@ -280,6 +280,15 @@ def _valid_listeners(name: str, value: Any) -> None:
         raise invalid(name, value, str(exc)) from None
 
 
+def _valid_host_port(name: str, value: Any) -> None:
+    """Empty, or HOST:PORT with a port 0-65535 (HOST may be empty or a [bracketed] IPv6 address)."""
+    if not value:
+        return
+    _, sep, port = str(value).strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise invalid(name, value, "expected HOST:PORT")
+
+
 def _valid_assignors(name: str, value: Any) -> None:
     """group.consumer.assignors: uniform/range, by name or by Kafka's class names."""
     names = [str(v).rsplit(".", 1)[-1].lower().removesuffix("assignor") for v in value or []]
@@ -1292,6 +1301,14 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "Max wait for in-flight requests at shutdown.",
         at_least(0),
     ),
+    _K(
+        "kafkapy.metrics.listen",
+        "metrics_listen",
+        _T.STRING,
+        "",
+        "HOST:PORT of the HTTP endpoint serving /metrics, /healthz and /readyz; empty: none (docs/monitoring.md).",
+        _valid_host_port,
+    ),
 )
 
 BROKER_KEYS: dict[str, ConfigKey] = {key.name: key for key in BROKER_CONFIGS}
@@ -1464,6 +1481,7 @@ class BrokerConfig:
     connection_max_inflight_bytes: int = _default("kafkapy.connection.max.inflight.bytes")
     ssl_handshake_timeout_ms: int = _default("kafkapy.ssl.handshake.timeout.ms")
     shutdown_timeout_ms: int = _default("kafkapy.shutdown.timeout.ms")
+    metrics_listen: str = _default("kafkapy.metrics.listen")
     # Raw strings of keys set explicitly (file or override), known or not.
     explicit: dict[str, str] = field(default_factory=dict)
     # Keys kafkapy does not know, kept verbatim.

@@ -275,6 +275,10 @@ class ReplicaManager:
     def replica(self, topic: str, index: int) -> Replica | None:
         return self._replicas.get((topic, index))
 
+    def all_replicas(self) -> list[Replica]:
+        """Every replica hosted here (metrics read roles and ISRs from them)."""
+        return list(self._replicas.values())
+
     def partition(self, topic: str, index: int, current_leader_epoch: int = -1) -> Partition | int:
         """The partition if this broker leads it at `current_leader_epoch` (-1: any epoch), else
         the Kafka error code: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH

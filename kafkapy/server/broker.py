@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kafkapy import __version__
 from kafkapy.config import BrokerConfig, Listener, parse_listeners
@@ -31,6 +32,11 @@ from kafkapy.server.network import (
     Server,
     listener_tls,
 )
+from kafkapy.server.stats import BrokerStats
+
+if TYPE_CHECKING:
+    from kafkapy.server.http_endpoint import HttpEndpoint
+    from kafkapy.server.services import BrokerServices
 
 HandlerFactory = Callable[["Broker"], "RequestHandler | Awaitable[RequestHandler]"]
 ShutdownHook = Callable[[], "Awaitable[None] | None"]
@@ -61,6 +67,10 @@ class Broker:
         self._pre_hooks: list[ShutdownHook] = []
         self._stop: asyncio.Event | None = None
         self.ready = asyncio.Event()  # set once the broker accepts connections
+        self.services: BrokerServices | None = None  # set by the handler factory
+        # request and topic counters, kept only when the metrics endpoint is on
+        self.stats: BrokerStats | None = BrokerStats() if config.metrics_listen else None
+        self.http: HttpEndpoint | None = None
 
     @property
     def node_id(self) -> int:
@@ -92,6 +102,8 @@ class Broker:
                     f"listener {listener.name} uses security protocol {protocol}, which this broker does not serve"
                 )
         self._log_config_keys()
+        if self.config.metrics_listen:
+            await self._start_http()
         try:
             tls = listener_tls(self.config)  # reads keystores: a bad one refuses start-up
         except ValueError as exc:
@@ -120,6 +132,37 @@ class Broker:
             start_ms=round((time.monotonic() - started) * 1000, 1),
         )
         self.ready.set()
+
+    async def _start_http(self) -> None:
+        """The /metrics, /healthz, /readyz endpoint, up before log recovery so /readyz can say it runs."""
+        from kafkapy.server.http_endpoint import HttpEndpoint, parse_host_port
+        from kafkapy.server.metrics import build_registry
+
+        assert self.stats is not None
+        host, port = parse_host_port(self.config.metrics_listen)
+        registry = build_registry(self.stats, lambda: self.services, lambda: self.server)
+        endpoint = HttpEndpoint(registry, self.readiness, host, port)
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            raise StartupError(f"kafkapy.metrics.listen {self.config.metrics_listen}: {exc}") from None
+        self.http = endpoint
+        self.add_shutdown_hook(endpoint.close)  # the first hook runs last
+
+    def readiness(self) -> dict[str, str | None]:
+        """/readyz: each check's failure reason, None where it passes."""
+        services = self.services
+        stopping = self._stop is not None and self._stop.is_set()
+        checks: dict[str, str | None] = {
+            "log_recovery": None if services is not None else "logs are being loaded and recovered",
+            "metadata": None if services is not None else "metadata not loaded yet",
+        }
+        if self.config.metadata_connect:
+            registered = services is not None and self.node_id in services.metadata.live_ids()
+            checks["registered"] = None if registered else "not registered with the cluster (etcd)"
+        checks["listeners"] = None if self.ready.is_set() else "listeners not serving yet"
+        checks["running"] = "shutting down" if stopping else None
+        return checks
 
     def _log_config_keys(self) -> None:
         """Kafka's own KRaft keys are ignored, unknown keys listed: one line each, as Kafka does."""

@@ -127,6 +127,8 @@ class Dispatcher:
 
     async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> list[Any] | None:
         view = frame if isinstance(frame, memoryview) else memoryview(frame)
+        stats = self.state.stats
+        started = time.perf_counter() if stats is not None else 0.0
         if conn.security_protocol in sasl_setup.SASL_PROTOCOLS:
             session = conn.state.get(sasl_setup.STATE_KEY)
             if session is None or not session.authenticated or session.expires_at is not None:
@@ -166,13 +168,20 @@ class Dispatcher:
                 fn = self.functions[api_key] = handler.load()
             response = await fn(ctx, body)
             if response is None:
+                if stats is not None:
+                    stats.request_done(api_key, version, started)
                 return None
             if version < self.fallback_below[api_key]:
                 self.downgrade(response, api_key, version)
-            return encode_response(spec, version, correlation_id, response)
+            out = encode_response(spec, version, correlation_id, response)
+            if stats is not None:
+                stats.request_done(api_key, version, started)
+            return out
         except CloseConnection:
             raise
         except Exception as exc:
+            if stats is not None:
+                stats.request_done(api_key, version, started, errors.error_code(exc))
             return self.failed(spec, version, header, body, exc, conn)
 
     async def before_authentication(self, view: memoryview, conn: ConnectionContext) -> list[Any] | None:
@@ -345,11 +354,16 @@ async def build_handler(broker: Broker) -> Dispatcher:
     if broker.config.metadata_connect:
         from kafkapy.server.cluster_node import open_cluster_services
 
-        return Dispatcher(await open_cluster_services(broker))
+        services = await open_cluster_services(broker)
+        services.stats = broker.stats
+        broker.services = services
+        return Dispatcher(services)
     from kafkapy.server.listeners import advertised_broker
 
     me = advertised_broker(broker)
     services = await open_single(broker.config, me, broker.cluster_id)
+    services.stats = broker.stats
+    broker.services = services
     broker.cluster_id = services.metadata.cluster_id
     broker.add_shutdown_hook(services.close)
     return Dispatcher(services)

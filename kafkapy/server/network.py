@@ -851,6 +851,14 @@ class Server:
     def connection_count(self) -> int:
         return len(self._connections)
 
+    def connections_by_listener(self) -> dict[str, int]:
+        """Open connections per listener name (every bound listener, 0 included)."""
+        counts = {b.listener.name: 0 for b in self.bound}
+        for conn in self._connections:
+            name = conn._listener.name
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
     async def start(self, serve: bool = True) -> None:
         """Bind every listener (raises OSError if one cannot be bound); accept unless serve=False."""
         for listener in self._listeners:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from kafkapy.security.delegation_token import TokenCredentials
     from kafkapy.security.scram import ScramCredential
     from kafkapy.server.sasl_setup import SaslSetup
+    from kafkapy.server.stats import BrokerStats
 
 log = get_logger(__name__)
 
@@ -76,6 +77,7 @@ class BrokerServices:
     # delegation tokens, opened by start() when delegation.token.secret.key is set (None: tokens disabled)
     tokens: TokenStore | None = None
     token_credentials: TokenCredentials | None = None
+    stats: BrokerStats | None = None  # request and topic counters (None: metrics endpoint off)
 
     @classmethod
     def build(
@@ -286,6 +288,8 @@ class BrokerServices:
         me = self.node_id
         logs = self.logs
         for info in changes.topics_deleted:
+            if self.stats is not None:
+                self.stats.forget_topic(info.name)
             for p in info.partitions:
                 self.replicas.forget(info.name, p.index)
                 if logs.get(info.name, p.index) is not None:

@@ -38,6 +38,7 @@ from uuid import UUID
 
 from kafkapy.cluster.partition import FetchIsolation
 from kafkapy.config import describe_topic_config
+from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.downconvert import DownConverted, down_convert, down_convert_magic
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import UnsupportedCompressionError
@@ -60,6 +61,7 @@ from kafkapy.server.fetch_sessions import (
 )
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
+from kafkapy.server.stats import BrokerStats
 from kafkapy.storage.errors import OffsetOutOfRangeError
 from kafkapy.storage.segment import FileSlice
 
@@ -460,6 +462,21 @@ def _authorize(ctx: RequestContext, wanted: list[Wanted], replica_id: int) -> bo
     return True
 
 
+def _count(stats: BrokerStats, wanted: list[Wanted], datas: list[PartitionData], *, follower: bool) -> None:
+    """BrokerTopicMetrics of one fetch: each partition read, its bytes to consumers (not to followers),
+    its error; unknown topics count in the totals only."""
+    for w, pd in zip(wanted, datas):
+        code = pd.error_code
+        known = w.topic is not None and code not in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID)
+        counters = stats.topic(w.topic) if known and w.topic is not None else stats.gone
+        counters.fetch_requests += 1
+        if code != ErrorCode.NONE:
+            counters.failed_fetch += 1
+            stats.error(ApiKey.FETCH, code)
+        elif not follower and pd.records is not None:
+            counters.bytes_out += len(pd.records)
+
+
 async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     state = ctx.state
     version = ctx.version
@@ -494,6 +511,8 @@ async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         datas = await _legacy_poll(ctx, req, wanted, isolation, hw_before)
     else:
         datas = await _long_poll(ctx, req, wanted, isolation, hw_before)
+    if state.stats is not None:
+        _count(state.stats, wanted, datas, follower=replica_id >= 0)
     if session is not None:
         if incremental:
             wanted, datas = _changed_only(session, wanted, datas)

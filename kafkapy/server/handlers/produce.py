@@ -36,6 +36,7 @@ from kafkapy.clock import now_ms
 from kafkapy.cluster.partition import NotEnoughReplicasError, Partition
 from kafkapy.logging import get_logger
 from kafkapy.protocol import compression, legacy, records
+from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import CorruptRecordError, DecodeError, InvalidRecordError, RecordTooLargeError
 from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest
@@ -49,6 +50,7 @@ from kafkapy.security.acl import AclOperation
 from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
+from kafkapy.server.stats import BrokerStats
 from kafkapy.storage.errors import StorageError
 from kafkapy.storage.log_validator import BatchRejected, validate_for_append
 from kafkapy.storage.producer_state import (
@@ -235,6 +237,7 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
             )
     out: list[TopicProduceResponse] = []
     waits: list[tuple[PartitionProduceResponse, Partition, int]] = []
+    stats = state.stats
     for t in req.topic_data:
         parts = []
         if denied and t.name in denied:
@@ -252,6 +255,8 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
                 state, t.name, p, ctx.version, req.transactional_id if ctx.version >= 3 else None, acks, ctx.client_id
             )
             parts.append(r)
+            if stats is not None:
+                _count(stats, t.name, p, r, partition, end)
             if partition is not None and acks == -1:
                 waits.append((r, partition, end))
         out.append(TopicProduceResponse(name=t.name, partition_responses=parts))
@@ -260,6 +265,29 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
     if acks == 0:
         return None
     return ProduceResponse(responses=out)
+
+
+def _count(
+    stats: BrokerStats,
+    topic: str,
+    data: PartitionProduceData,
+    r: PartitionProduceResponse,
+    partition: Partition | None,
+    end: int,
+) -> None:
+    """BrokerTopicMetrics of one partition's append; an unknown topic's failure counts in the totals only."""
+    size = len(data.records) if data.records is not None else 0
+    if partition is not None:
+        counters = stats.topic(topic)
+        counters.produce_requests += 1
+        counters.messages_in += end - r.base_offset
+        counters.bytes_in += size
+        return
+    counters = stats.gone if r.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else stats.topic(topic)
+    counters.produce_requests += 1
+    counters.failed_produce += 1
+    counters.bytes_rejected += size
+    stats.error(ApiKey.PRODUCE, r.error_code)
 
 
 def _denied_topics(ctx: RequestContext, req: ProduceRequest) -> set[str] | None:
