@@ -400,8 +400,10 @@ def apache_kafka_pair(tmp_path: Path) -> Iterator[str]:
         log4j = work / "log4j2.properties"
         log4j.write_text(LOG4J2.format(log=work / "server.log"))
         jvm = ("-Xmx512m", "-Xms512m", f"-Dlog4j2.configurationFile={log4j}")
+        # the storage tool is a short-lived JVM: C1 only, serial GC, no pre-touched heap
+        tool_jvm = ("-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", jvm[2])
         subprocess.run(
-            java_command(STORAGE_TOOL, "format", "-t", first.cluster_id, "-c", str(config), jvm_args=jvm),
+            java_command(STORAGE_TOOL, "format", "-t", first.cluster_id, "-c", str(config), jvm_args=tool_jvm),
             capture_output=True,
             timeout=120,
             check=True,
