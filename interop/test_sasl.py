@@ -363,3 +363,58 @@ def test_kafkajs_wrong_password(broker: BrokerProcess) -> None:
     code, result = _kafkajs(broker, "scram-sha-256", "alice", "wrong")
     assert code == 1 and result["error"] == "KafkaJSSASLAuthenticationError", result
     assert "invalid credentials with SASL mechanism SCRAM-SHA-256" in result["message"], result
+
+
+def test_java_producer_reauthenticates(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """KIP-368 with the Java producer (4.3.1): connections.max.reauth.ms=2000 and SCRAM-SHA-512; it keeps
+    producing (a record every 100 ms, each acknowledged) for 6 s, re-authenticating on its connections as the
+    sessions near their end, with no error and no connection closed for an expired session."""
+    import json
+    from pathlib import Path
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from interop.adapters.java import java_command
+
+    settings = sasl_settings(**{"connections.max.reauth.ms": "2000"})
+    b = start_broker(tmp_path_factory.mktemp("sasl-java-reauth") / "data", settings)
+    try:
+        _create_scram_users(b)
+        topic = unique_topic("reauth-java")
+        admin = AdminClient(rdkafka_conf(b, "PLAIN", "admin", "admin-secret"))  # kept alive for the result
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(15)
+        del admin
+        source = Path(__file__).parent / "java_reauth" / "ReauthProducer.java"
+        jaas = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="alice-pw";'
+        cmd = java_command(
+            str(source),
+            b.bootstrap,
+            topic,
+            "6",
+            "SCRAM-SHA-512",
+            jaas,
+            jvm_args=("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"),
+        )
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+        summary = dict(part.split("=", 1) for part in out.stdout.strip().splitlines()[-1].split(" ", 3))
+        assert int(summary["sent"]) >= 15 and summary["acked"] == summary["sent"], summary  # ~50 here
+        assert summary["errors"] == "0", summary
+        events = []
+        for line in b.log_path.read_text(errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        logins = [e for e in events if isinstance(e, dict) and e.get("event") == "authenticated"]
+        # the producer's (alice's; the admin above is admin) connections re-authenticate at 85-95 % of
+        # each 2 s session
+        reauths = [e for e in logins if e.get("reauthentication") is True and e.get("principal") == "User:alice"]
+        assert len(reauths) >= 2, logins
+        assert {e["mechanism"] for e in reauths} == {"SCRAM-SHA-512"}
+        # on connections that logged in before (KIP-368), not new ones
+        first_logins = {e["connection_id"] for e in logins if e.get("reauthentication") is False}
+        assert {e["connection_id"] for e in reauths} <= first_logins
+        assert not [e for e in events if isinstance(e, dict) and "session expired" in str(e.get("event"))]
+    finally:
+        b.stop()
