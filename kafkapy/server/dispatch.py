@@ -181,7 +181,7 @@ class Dispatcher:
             raise
         except Exception as exc:
             if stats is not None:
-                stats.request_done(api_key, version, started, errors.error_code(exc))
+                stats.request_failed(api_key, version, started, errors.error_code(exc))
             return self.failed(spec, version, header, body, exc, conn)
 
     async def before_authentication(self, view: memoryview, conn: ConnectionContext) -> list[Any] | None:

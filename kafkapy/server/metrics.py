@@ -26,7 +26,7 @@ from kafkapy.protocol.api import api_spec
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.server.network import Server
 from kafkapy.server.services import BrokerServices
-from kafkapy.server.stats import BrokerStats, Latencies
+from kafkapy.server.stats import ApiStats, BrokerStats
 
 # Kafka's histogram percentiles, as Strimzi's rule labels them ("0.$N" of NthPercentile)
 QUANTILES = (("0.50", 0.50), ("0.75", 0.75), ("0.95", 0.95), ("0.98", 0.98), ("0.99", 0.99), ("0.999", 0.999))
@@ -128,25 +128,32 @@ class BrokerCollector(Collector):
             "RequestsPerSec: requests answered per request type and version",
             labels=["request", "version"],
         )
-        for (api_key, version), n in sorted(stats.requests.items()):
-            requests.add_metric([_api_name(api_key), str(version)], n)
+        apis = sorted(stats.apis.items())
+        for api_key, api in apis:
+            name = _api_name(api_key)
+            for version, n in enumerate(api.versions):
+                if n:
+                    requests.add_metric([name, str(version)], n)
         yield requests
         errors = CounterMetricFamily(
             "kafka_network_requestmetrics_errors",
             "ErrorsPerSec: error codes answered per request type (NONE for a request answered without one)",
             labels=["request", "error"],
         )
+        for api_key, api in apis:
+            if api.ok:
+                errors.add_metric([_api_name(api_key), "NONE"], api.ok)
         for (api_key, code), n in sorted(stats.errors.items()):
             errors.add_metric([_api_name(api_key), _error_name(code)], n)
         yield errors
         yield _latency_summary(
             "kafka_network_requestmetrics_totaltimems",
             "TotalTimeMs: request time in the broker, ms (from the frame read to the response encoded)",
-            sorted(stats.times.items()),
+            apis,
         )
 
 
-def _latency_summary(name: str, doc: str, items: list[tuple[int, Latencies]]) -> Metric:
+def _latency_summary(name: str, doc: str, items: list[tuple[int, ApiStats]]) -> Metric:
     family = Metric(name, doc, "summary")
     for api_key, lat in items:
         request = _api_name(api_key)

@@ -18,6 +18,7 @@ from array import array
 from dataclasses import dataclass, field
 
 RESERVOIR = 1024  # a power of two: the ring index is a mask
+_MASK = RESERVOIR - 1
 
 
 @dataclass(slots=True)
@@ -34,18 +35,19 @@ class TopicCounters:
     failed_fetch: int = 0
 
 
-@dataclass(slots=True)
-class Latencies:
-    """Request times of one API in milliseconds: exact count and sum, the last RESERVOIR samples."""
+MAX_VERSION = 64  # request versions counted per API (Kafka's highest today: 17)
 
+
+@dataclass(slots=True)
+class ApiStats:
+    """One API's requests: per version, answered without an error, and times in milliseconds (exact
+    count and sum, the last RESERVOIR samples)."""
+
+    versions: list[int] = field(default_factory=lambda: [0] * MAX_VERSION)
+    ok: int = 0
     count: int = 0
     total_ms: float = 0.0
     samples: array[float] = field(default_factory=lambda: array("d", bytes(8 * RESERVOIR)))
-
-    def add(self, ms: float) -> None:
-        self.samples[self.count & (RESERVOIR - 1)] = ms
-        self.count += 1
-        self.total_ms += ms
 
     def window(self) -> list[float]:
         """The samples held, sorted."""
@@ -57,9 +59,8 @@ class BrokerStats:
     """Counters of one broker since it started."""
 
     topics: dict[str, TopicCounters] = field(default_factory=dict)
-    requests: dict[tuple[int, int], int] = field(default_factory=dict)  # (api key, version) -> count
-    errors: dict[tuple[int, int], int] = field(default_factory=dict)  # (api key, error code) -> count
-    times: dict[int, Latencies] = field(default_factory=dict)  # api key -> request times
+    apis: dict[int, ApiStats] = field(default_factory=dict)  # api key -> its requests
+    errors: dict[tuple[int, int], int] = field(default_factory=dict)  # (api key, error code) -> count, NONE aside
     gone: TopicCounters = field(default_factory=TopicCounters)  # deleted topics' counts, still in the totals
 
     def topic(self, name: str) -> TopicCounters:
@@ -68,19 +69,23 @@ class BrokerStats:
             counters = self.topics[name] = TopicCounters()
         return counters
 
-    def request_done(self, api_key: int, version: int, started: float, error: int = 0) -> None:
+    def request_done(self, api_key: int, version: int, started: float) -> None:
         """One request answered (or dropped, for acks=0): `started` is its time.perf_counter() at dispatch."""
         ms = (time.perf_counter() - started) * 1000.0
-        key = (api_key, version)
-        requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
-        errors = self.errors
-        ekey = (api_key, error)
-        errors[ekey] = errors.get(ekey, 0) + 1
-        lat = self.times.get(api_key)
-        if lat is None:
-            lat = self.times[api_key] = Latencies()
-        lat.add(ms)
+        api = self.apis.get(api_key)
+        if api is None:
+            api = self.apis[api_key] = ApiStats()
+        api.versions[version] += 1
+        api.ok += 1
+        api.samples[api.count & _MASK] = ms
+        api.count += 1
+        api.total_ms += ms
+
+    def request_failed(self, api_key: int, version: int, started: float, code: int) -> None:
+        """A request whose handler raised, answered with `code`."""
+        self.request_done(api_key, version, started)
+        self.apis[api_key].ok -= 1
+        self.error(api_key, code)
 
     def error(self, api_key: int, code: int, n: int = 1) -> None:
         """Errors carried inside a response (a Produce or Fetch partition's code)."""

@@ -157,3 +157,40 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
 
     # a clean stop with the endpoint open
     assert broker.stop() == 0
+
+
+def test_readyz_names_what_is_not_ready_yet() -> None:
+    """Before the services exist (log recovery, metadata, etcd registration): 503 with each reason."""
+    import asyncio
+
+    from prometheus_client.registry import CollectorRegistry
+
+    from kafkapy.config import BrokerConfig
+    from kafkapy.server.broker import Broker
+    from kafkapy.server.http_endpoint import HttpEndpoint
+
+    config = BrokerConfig.load(
+        None, [("kafkapy.metrics.listen", "127.0.0.1:0"), ("metadata.connect", "etcd://127.0.0.1:1")]
+    )
+    broker = Broker(config, lambda b: None)  # type: ignore[arg-type,return-value]  # never started: no handler
+
+    async def main() -> tuple[int, bytes, int]:
+        endpoint = HttpEndpoint(CollectorRegistry(), broker.readiness, "127.0.0.1", 0)
+        await endpoint.start()
+        try:
+            base = f"http://127.0.0.1:{endpoint.bound_port}"
+            loop = asyncio.get_running_loop()
+            status, _, body = await loop.run_in_executor(None, get, base + "/readyz")
+            healthz = (await loop.run_in_executor(None, get, base + "/healthz"))[0]
+            return status, body, healthz
+        finally:
+            await endpoint.close()
+
+    status, body, healthz = asyncio.run(main())
+    assert (status, healthz) == (503, 200)
+    answer = json.loads(body)
+    assert answer["status"] == "not ready"
+    checks = answer["checks"]
+    assert checks["log_recovery"] == {"ok": False, "reason": "logs are being loaded and recovered"}
+    assert checks["registered"] == {"ok": False, "reason": "not registered with the cluster (etcd)"}
+    assert checks["listeners"]["ok"] is False and checks["running"] == {"ok": True}
