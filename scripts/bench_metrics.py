@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""`scripts/bench metrics`: what the metrics endpoint costs a kafkapy broker's produce path.
+
+Two kafkapy brokers on 127.0.0.1, the same code: "off" (no kafkapy.metrics.listen: no counters kept,
+prometheus_client not imported) and "on" (--metrics-listen on a free port, every counter kept, and
+a separate process scraping /metrics every --scrape-interval seconds while the produce runs: 1 s by
+default, far more often than Prometheus' usual 15-60 s, so the scrapes' own CPU shows).
+
+Load: this process writes --mb MB of --size B records to one partition, --batch-records records per
+batch, one batch per Produce request (v8, acks=1), --inflight requests pipelined on one connection
+(the request is built once and sent again and again, so the client's CPU stays small on a shared
+machine; scripts/bench_waiters.py's producer). Small batches make the per-request cost of the
+counters and the request timing weigh more than in a typical load: a pessimistic setting.
+
+Rounds alternate which broker goes first; reported as medians over --repeats rounds: produce MB/s,
+broker CPU ms per MB (utime+stime of the broker PID from /proc), the ratio of the medians on / off
+and the median of each round's ratio. The issue's target (#16): within 3 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+for _p in (str(REPO), str(HERE)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import asyncio
+
+import bench_broker as bb
+import bench_waiters as bw
+
+from kafkapy.client import KafkaClient
+
+_SCRAPER = """
+import signal, sys, time, urllib.request
+url, interval = sys.argv[1], float(sys.argv[2])
+n = size = 0
+def done(*_):
+    print(n, size, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        size = len(resp.read())
+    n += 1
+    time.sleep(interval)
+"""
+
+
+class Scraper:
+    """GET /metrics every `interval` seconds from a separate process (as Prometheus would: a thread here
+    would take the producer's GIL and change its pacing) until stopped; counts scrapes."""
+
+    def __init__(self, url: str, interval: float) -> None:
+        self.url, self.interval = url, interval
+        self.scrapes = self.bytes = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Scraper:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _SCRAPER, self.url, str(self.interval)], stdout=subprocess.PIPE
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGTERM)
+        out, _ = self._proc.communicate(timeout=15)
+        n, size = out.split()
+        self.scrapes, self.bytes = int(n), int(n) * int(size)
+
+
+async def create_topic(port: int) -> None:
+    async with KafkaClient(f"{bb.HOST}:{port}") as client:
+        await client.create_topic(bw.LOAD_TOPIC, partitions=1, replication_factor=1)
+        await client.wait_for_topic(bw.LOAD_TOPIC)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/bench metrics", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mb", type=float, default=256.0, help="MB produced per run (default 256)")
+    ap.add_argument("--size", type=int, default=1024, help="record value size in bytes (1024)")
+    ap.add_argument("--batch-records", type=int, default=16, help="records per batch = per request (16)")
+    ap.add_argument("--inflight", type=int, default=8, help="pipelined requests (8)")
+    ap.add_argument("--repeats", type=int, default=7, help="rounds, each running both brokers (7)")
+    ap.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes of 'on' (1.0; 0: none)")
+    ap.add_argument("--time-box", type=float, default=120.0, help="max seconds per produce run")
+    args = ap.parse_args(argv)
+
+    bb.compile_kafkapy()
+    root = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
+    metrics_port = bb.free_port()
+
+    def argv_on(port: int, data_dir: Path) -> list[str]:
+        return [*bb.kafkapy_argv(port, data_dir), "--metrics-listen", f"{bb.HOST}:{metrics_port}"]
+
+    brokers = {
+        "off": bb.Broker("off", "kafkapy", bb.kafkapy_argv, root),
+        "on": bb.Broker("on", "kafkapy", argv_on, root),
+    }
+    request = bw.produce_request(args.size, args.batch_records)
+    payload = args.size * args.batch_records
+    count = max(1, int(args.mb * 1e6 / payload))
+    runs: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}  # (MB/s, CPU ms per MB)
+    scraper: Scraper | None = None
+    try:
+        for b in brokers.values():
+            b.start()
+            asyncio.run(create_topic(b.port))
+        if args.scrape_interval > 0:
+            # one scraper for the whole bench, as a Prometheus server: its own CPU falls on both setups alike,
+            # the broker's CPU for the scrapes only on "on"
+            scraper = Scraper(f"http://{bb.HOST}:{metrics_port}/metrics", args.scrape_interval).__enter__()
+        # one warm-up run each (page cache, first segment, code paths)
+        for b in brokers.values():
+            bw.produce(b.port, request, count // 4, args.inflight, payload, args.time_box)
+        for i in range(args.repeats):
+            order = ["off", "on"] if i % 2 == 0 else ["on", "off"]
+            for setup in order:
+                b = brokers[setup]
+                c0 = b.cpu_s()
+                result = bw.produce(b.port, request, count, args.inflight, payload, args.time_box)
+                cpu = b.cpu_s() - c0
+                if result.errors or result.timed_out:
+                    raise RuntimeError(f"{setup}: {result.errors} errors, timed out: {result.timed_out}")
+                runs[setup].append((result.mb_s, cpu * 1e3 / result.mb))
+                print(
+                    f"round {i + 1} {setup:3s}: {result.mb_s:7.1f} MB/s  {cpu * 1e3 / result.mb:6.1f} CPU ms/MB",
+                    flush=True,
+                )
+    finally:
+        if scraper is not None:
+            scraper.__exit__()
+        for b in brokers.values():
+            b.stop()
+    scrapes = scraper.scrapes if scraper is not None else 0
+    scraped = scraper.bytes // max(1, scrapes) if scraper is not None else 0
+
+    def median(setup: str, k: int) -> float:
+        return statistics.median(r[k] for r in runs[setup])
+
+    off_mb, on_mb = median("off", 0), median("on", 0)
+    off_cpu, on_cpu = median("off", 1), median("on", 1)
+    print()
+    print(
+        f"{args.repeats} rounds of {count} x {payload} B requests ({args.batch_records} x {args.size} B records, "
+        f"{args.inflight} in flight); 'on' scraped every {args.scrape_interval} s ({scrapes} scrapes, ~{scraped} B each)"
+    )
+    # each round's on / off, then the median: the pairs ran back to back, so slow spells of a shared machine
+    # fall on both sides of a ratio
+    paired_mb = statistics.median(on[0] / off[0] for on, off in zip(runs["on"], runs["off"]))
+    paired_cpu = statistics.median(on[1] / off[1] for on, off in zip(runs["on"], runs["off"]))
+    print("| | metrics off | metrics on | on / off (of medians) | on / off (median of rounds) |")
+    print("|---|---|---|---|---|")
+    print(f"| produce MB/s | {off_mb:.1f} | {on_mb:.1f} | {on_mb / off_mb:.3f} | {paired_mb:.3f} |")
+    print(f"| broker CPU ms per MB | {off_cpu:.2f} | {on_cpu:.2f} | {on_cpu / off_cpu:.3f} | {paired_cpu:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
