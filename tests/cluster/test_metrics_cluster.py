@@ -1,0 +1,55 @@
+"""The metrics endpoint of a 3-broker cluster: /readyz once registered in etcd, one active controller
+across the brokers, the cluster-wide controller gauges on it alone, replica counts that add up."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kafkapy.local_cluster import LocalCluster, wait_until
+from kafkapy.testing import free_port
+from tests.cluster.test_cluster import FAST, create, full_isr
+from tests.server.test_metrics_endpoint import get, scrape, value
+
+
+def test_cluster_metrics_and_readiness(kafka_cluster_factory: Any) -> None:
+    cluster: LocalCluster = kafka_cluster_factory(0, FAST)
+    ports = {}
+    for node_id in (1, 2, 3):
+        ports[node_id] = free_port()
+        cluster.add_broker(node_id, settings={"kafkapy.metrics.listen": f"127.0.0.1:{ports[node_id]}"})
+    bases = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
+
+    def ready(node_id: int) -> bool:
+        status, _, body = get(bases[node_id] + "/readyz")
+        checks = json.loads(body)["checks"]
+        return status == 200 and checks["registered"] == {"ok": True}
+
+    for node_id in bases:
+        wait_until(lambda n=node_id: ready(n), what=f"broker {node_id} ready")
+
+    create(cluster, "m3", 3, 3)
+    wait_until(lambda: full_isr(cluster, "m3", 3), what="full ISR")
+    samples = {n: scrape(b) for n, b in bases.items()}
+
+    active = {n: value(s, "kafka_controller_kafkacontroller_activecontrollercount") for n, s in samples.items()}
+    assert sorted(active.values()) == [0, 0, 1], active
+    controller = next(n for n, v in active.items() if v == 1)
+    for n, s in samples.items():
+        topics = value(s, "kafka_controller_kafkacontroller_globaltopiccount")
+        partitions = value(s, "kafka_controller_kafkacontroller_globalpartitioncount")
+        if n == controller:
+            assert topics >= 1 and partitions >= 3
+        else:
+            assert (topics, partitions) == (0, 0)
+        assert value(s, "kafka_controller_kafkacontroller_offlinepartitionscount") == 0
+        assert value(s, "kafka_server_replicamanager_underreplicatedpartitions") == 0
+    hosted = sum(
+        ("kafka_log_log_logendoffset", (("partition", str(p)), ("topic", "m3"))) in s
+        for s in samples.values()
+        for p in range(3)
+    )
+    assert hosted == 9  # 3 partitions x 3 replicas, each with its Log gauges
+    assert sum(value(s, "kafka_server_replicamanager_leadercount") for s in samples.values()) == sum(
+        value(s, "kafka_controller_kafkacontroller_globalpartitioncount") for s in samples.values()
+    )
