@@ -97,6 +97,7 @@ class BrokerCollector(Collector):
             yield from _replica_manager(services)
             yield from _controller(services)
             yield from _logs(services)
+            yield from _log_dirs(services)
         server = self.server()
         if server is not None:
             connections = GaugeMetricFamily(
@@ -234,6 +235,28 @@ def _logs(services: BrokerServices) -> Iterator[Metric]:
         start.add_metric(key, plog.log_start_offset)
         end.add_metric(key, plog.log_end_offset)
     yield from (size, segments, start, end)
+
+
+def _log_dirs(services: BrokerServices) -> Iterator[Metric]:
+    """kafkapy's own (Kafka has no MBean for it): the filesystem holding each log dir, as `df` counts it."""
+    import shutil
+
+    usage = GaugeMetricFamily(
+        "kafkapy_log_dir_usage_bytes",
+        "Bytes used on the filesystem holding the log dir (df's Used)",
+        labels=["log_dir"],
+    )
+    capacity = GaugeMetricFamily(
+        "kafkapy_log_dir_capacity_bytes", "Size of the filesystem holding the log dir", labels=["log_dir"]
+    )
+    for directory in services.config.data_dirs:
+        try:
+            du = shutil.disk_usage(directory)
+        except OSError:
+            continue
+        usage.add_metric([directory], du.used)
+        capacity.add_metric([directory], du.total)
+    yield from (usage, capacity)
 
 
 def build_registry(

@@ -146,6 +146,9 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
     assert value(after, "kafka_server_replicamanager_underreplicatedpartitions") == 0
     assert value(after, "kafka_controller_kafkacontroller_globaltopiccount") >= 1
     assert value(after, "process_resident_memory_bytes") > 0
+    log_dir = str(broker.data_dir)
+    used = value(after, "kafkapy_log_dir_usage_bytes", log_dir=log_dir)
+    assert 0 < used <= value(after, "kafkapy_log_dir_capacity_bytes", log_dir=log_dir)
 
     # OpenMetrics when asked for, Prometheus text otherwise
     status, headers, body = get(base + "/metrics", accept="application/openmetrics-text; version=1.0.0")
