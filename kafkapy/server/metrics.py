@@ -98,6 +98,7 @@ class BrokerCollector(Collector):
             yield from _controller(services)
             yield from _logs(services)
             yield from _log_dirs(services)
+            yield from _offsets(services)
         server = self.server()
         if server is not None:
             connections = GaugeMetricFamily(
@@ -257,6 +258,46 @@ def _log_dirs(services: BrokerServices) -> Iterator[Metric]:
         usage.add_metric([directory], du.used)
         capacity.add_metric([directory], du.total)
     yield from (usage, capacity)
+
+
+def _offsets(services: BrokerServices) -> Iterator[Metric]:
+    """kafka_exporter's names. Partition offsets: from the partitions led here (each partition once across
+    a cluster). Group offsets and lag: the groups this broker coordinates, for the partitions it hosts
+    (lag = the local high watermark - the committed offset, at least 0)."""
+    labels = ["topic", "partition"]
+    newest = GaugeMetricFamily(
+        "kafka_topic_partition_current_offset", "The partition's high watermark (led here)", labels=labels
+    )
+    oldest = GaugeMetricFamily(
+        "kafka_topic_partition_oldest_offset", "The partition's log start offset (led here)", labels=labels
+    )
+    for r in services.replicas.all_replicas():
+        if r.is_leader:
+            key = [r.topic, str(r.index)]
+            newest.add_metric(key, r.plog.high_watermark)
+            oldest.add_metric(key, r.plog.log_start_offset)
+    yield from (newest, oldest)
+    group_labels = ["consumergroup", "topic", "partition"]
+    current = GaugeMetricFamily(
+        "kafka_consumergroup_current_offset", "The group's committed offset", labels=group_labels
+    )
+    lag = GaugeMetricFamily(
+        "kafka_consumergroup_lag", "High watermark - committed offset, for partitions hosted here", labels=group_labels
+    )
+    coord = services.groups_if_open
+    if coord is not None:
+        owned = set(coord.owned_partitions())
+        logs = services.logs
+        for group, offsets in list(coord.offsets.groups.items()):
+            if coord.partition_of(group) not in owned:
+                continue
+            for (topic, index), committed in list(offsets.items()):
+                key = [group, topic, str(index)]
+                current.add_metric(key, committed.offset)
+                plog = logs.get(topic, index)
+                if plog is not None:
+                    lag.add_metric(key, max(0, plog.high_watermark - committed.offset))
+    yield from (current, lag)
 
 
 def build_registry(

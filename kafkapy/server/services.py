@@ -255,6 +255,11 @@ class BrokerServices:
         return self._groups
 
     @property
+    def groups_if_open(self) -> GroupCoordinator | None:
+        """The group coordinator if something already needed it (metrics must not create it)."""
+        return self._groups
+
+    @property
     def txns(self) -> TransactionCoordinator:
         if self._txns is None:
             from kafkapy.coordinator.transactions import TransactionCoordinator

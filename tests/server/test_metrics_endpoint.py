@@ -22,6 +22,7 @@ parser = pytest.importorskip("prometheus_client.parser")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
 TOPIC = "metrics-topic"
 RECORDS = 25
+EXTRA = 5  # produced after the group committed: its lag
 
 
 def documented_names() -> list[str]:
@@ -99,8 +100,12 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
         msg = consumer.poll(0.5)
         if msg is not None and msg.error() is None:
             got += 1
-    consumer.close()
     assert got == RECORDS
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    for _ in range(EXTRA):
+        producer.produce(TOPIC, value=b"w" * 100, partition=0)
+    assert producer.flush(10) == 0
 
     after = scrape(base)
     names = {name for name, _ in after}
@@ -109,8 +114,8 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
     missing = [n for n in documented if n not in names]
     assert not missing, f"documented but not served: {missing}"
 
-    assert value(after, "kafka_server_brokertopicmetrics_messagesin_total", topic=TOPIC) == RECORDS
-    assert value(after, "kafka_server_brokertopicmetrics_messagesin_total") == RECORDS
+    assert value(after, "kafka_server_brokertopicmetrics_messagesin_total", topic=TOPIC) == RECORDS + EXTRA
+    assert value(after, "kafka_server_brokertopicmetrics_messagesin_total") == RECORDS + EXTRA
     assert value(after, "kafka_server_brokertopicmetrics_bytesin_total", topic=TOPIC) > RECORDS * 100
     assert value(after, "kafka_server_brokertopicmetrics_bytesout_total", topic=TOPIC) > RECORDS * 100
     assert value(after, "kafka_server_brokertopicmetrics_totalproducerequests_total", topic=TOPIC) >= 2
@@ -135,11 +140,17 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
         assert (("kafka_network_requestmetrics_totaltimems", (("quantile", q), ("request", "Produce")))) in after
     assert value(after, "kafka_network_requestmetrics_totaltimems", request="Produce", quantile="0.99") > 0
 
-    assert (
-        value(after, "kafka_log_log_logendoffset", topic=TOPIC, partition="0")
-        + value(after, "kafka_log_log_logendoffset", topic=TOPIC, partition="1")
-        == RECORDS
-    )
+    ends = [value(after, "kafka_log_log_logendoffset", topic=TOPIC, partition=p) for p in ("0", "1")]
+    assert sum(ends) == RECORDS + EXTRA
+    # kafka_exporter's names: the partitions' offsets, the group's committed offsets and its lag
+    for p, end in zip(("0", "1"), ends):
+        assert value(after, "kafka_topic_partition_current_offset", topic=TOPIC, partition=p) == end
+        assert value(after, "kafka_topic_partition_oldest_offset", topic=TOPIC, partition=p) == 0
+    group = {"consumergroup": "metrics-group", "topic": TOPIC}
+    committed = [value(after, "kafka_consumergroup_current_offset", partition=p, **group) for p in ("0", "1")]
+    assert sum(committed) == RECORDS
+    assert value(after, "kafka_consumergroup_lag", partition="0", **group) == EXTRA
+    assert value(after, "kafka_consumergroup_lag", partition="1", **group) == 0
     assert value(after, "kafka_log_log_size", topic=TOPIC, partition="0") > 0
     assert value(after, "kafka_log_log_numlogsegments", topic=TOPIC, partition="0") == 1
     assert value(after, "kafka_server_replicamanager_leadercount") >= 2
