@@ -25,6 +25,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -85,6 +88,85 @@ async def create_topic(port: int) -> None:
         await client.wait_for_topic(bw.LOAD_TOPIC)
 
 
+def scrape_cost(partitions: int, scrapes: int) -> int:
+    """One broker with the endpoint, a topic of `partitions` partitions (one record each) and a group that
+    committed an offset on every one: broker CPU and wall time per scrape, and its size."""
+    import confluent_kafka
+
+    bb.compile_kafkapy()
+    root = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
+    metrics_port = bb.free_port()
+
+    def argv_on(port: int, data_dir: Path) -> list[str]:
+        return [*bb.kafkapy_argv(port, data_dir), "--metrics-listen", f"{bb.HOST}:{metrics_port}"]
+
+    broker = bb.Broker("on", "kafkapy", argv_on, root, deadline_s=120)
+    try:
+        broker.start()
+
+        # topics of at most 1000 partitions: one CreateTopics of 10,000 takes longer than the client waits
+        sizes = [min(1000, partitions - i) for i in range(0, partitions, 1000)]
+        names = [f"wide-{i}" for i in range(len(sizes))]
+
+        async def create() -> None:
+            async with KafkaClient(broker.bootstrap) as client:
+                for name, n in zip(names, sizes):
+                    await client.create_topic(name, partitions=n, replication_factor=1)
+                    await client.wait_for_topic(name, timeout_ms=120_000)
+
+        t0 = time.perf_counter()
+        asyncio.run(create())
+        producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 50})
+        tps = [(name, p) for name, n in zip(names, sizes) for p in range(n)]
+        for name, p in tps:
+            producer.produce(name, b"x", partition=p)
+        assert producer.flush(120) == 0
+        consumer = confluent_kafka.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "wide-group"})
+        consumer.commit(offsets=[confluent_kafka.TopicPartition(name, p, 1) for name, p in tps], asynchronous=False)
+        consumer.close()
+        print(
+            f"set-up: {partitions} partitions, one record and one committed offset each, {time.perf_counter() - t0:.1f} s"
+        )
+        url = f"http://{bb.HOST}:{metrics_port}/metrics"
+
+        def pings(seconds: float) -> list[float]:
+            """ApiVersions round trips (ms) on a connection of their own, back to back: how long the
+            broker's event loop keeps a request waiting."""
+            out, end = [], time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                bb.api_versions_ok(broker.port, timeout=5)
+                out.append((time.perf_counter() - t) * 1e3)
+            return out
+
+        idle = pings(2.0)
+        cpu0, wall0, size = broker.cpu_s(), time.perf_counter(), 0
+        busy: list[float] = []
+        stop = threading.Event()
+
+        def pinger() -> None:
+            while not stop.is_set():
+                busy.extend(pings(0.2))
+
+        thread = threading.Thread(target=pinger, daemon=True)
+        thread.start()
+        for _ in range(scrapes):
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                size = len(resp.read())
+        cpu, wall = broker.cpu_s() - cpu0, time.perf_counter() - wall0
+        stop.set()
+        thread.join(10)
+        print(
+            f"| {partitions} partitions, 1 group | {cpu * 1e3 / scrapes:.0f} ms broker CPU per scrape | "
+            f"{wall * 1e3 / scrapes:.0f} ms per scrape | {size / 1e6:.2f} MB | ApiVersions round trip idle "
+            f"p50 {statistics.median(idle):.1f} / max {max(idle):.1f} ms, while scraping p50 "
+            f"{statistics.median(busy):.1f} / max {max(busy):.1f} ms |"
+        )
+    finally:
+        broker.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench metrics", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mb", type=float, default=256.0, help="MB produced per run (default 256)")
@@ -94,7 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7, help="rounds, each running both brokers (7)")
     ap.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes of 'on' (1.0; 0: none)")
     ap.add_argument("--time-box", type=float, default=120.0, help="max seconds per produce run")
+    ap.add_argument(
+        "--scrape-partitions",
+        type=int,
+        default=0,
+        help="instead: the cost of one scrape of a broker with this many partitions and a group committed on all",
+    )
     args = ap.parse_args(argv)
+    if args.scrape_partitions:
+        return scrape_cost(args.scrape_partitions, scrapes=10)
 
     bb.compile_kafkapy()
     root = Path(tempfile.mkdtemp(prefix="bench-metrics-"))

@@ -136,12 +136,12 @@ class Broker:
     async def _start_http(self) -> None:
         """The /metrics, /healthz, /readyz endpoint, up before log recovery so /readyz can say it runs."""
         from kafkapy.server.http_endpoint import HttpEndpoint, parse_host_port
-        from kafkapy.server.metrics import build_registry
+        from kafkapy.server.metrics import BrokerMetrics
 
         assert self.stats is not None
         host, port = parse_host_port(self.config.metrics_listen)
-        registry = build_registry(self.stats, lambda: self.services, lambda: self.server)
-        endpoint = HttpEndpoint(registry, self.readiness, host, port)
+        metrics = BrokerMetrics(self.stats, lambda: self.services, lambda: self.server)
+        endpoint = HttpEndpoint(metrics.snapshot, self.readiness, host, port)
         try:
             await endpoint.start()
         except OSError as exc:

@@ -4,8 +4,10 @@ A small asyncio server on the broker's own event loop: no thread, no web
 framework. Each connection reads one request (GET or HEAD, headers up to
 `_MAX_HEAD` bytes), gets one answer and is closed.
 
-- `/metrics`: the registry in Prometheus text format, or OpenMetrics when
-  the Accept header asks for it (prometheus_client's `choose_encoder`).
+- `/metrics`: a registry taken on the loop (`metrics()`, a snapshot of the
+  broker's figures) and formatted in a worker thread, in Prometheus text
+  format, or OpenMetrics when the Accept header asks for it
+  (prometheus_client's `choose_encoder`).
 - `/healthz`: 200 `{"status": "ok"}` as long as the process answers.
 - `/readyz`: 200 when every readiness check passes, else 503; the JSON body
   names each check and, for a failing one, why.
@@ -45,7 +47,7 @@ def parse_host_port(value: str) -> tuple[str, int]:
 
 @dataclass(slots=True)
 class HttpEndpoint:
-    registry: CollectorRegistry
+    metrics: Callable[[], CollectorRegistry]  # called on the loop; the registry is formatted in a thread
     readiness: ReadinessChecks
     host: str
     port: int
@@ -69,7 +71,7 @@ class HttpEndpoint:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT_S)
-            status, content_type, body, method = self._answer(head)
+            status, content_type, body, method = await self._answer(head)
             writer.write(
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1")
@@ -84,7 +86,7 @@ class HttpEndpoint:
         finally:
             writer.close()
 
-    def _answer(self, head: bytes) -> tuple[int, str, bytes, str]:
+    async def _answer(self, head: bytes) -> tuple[int, str, bytes, str]:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3:
@@ -100,7 +102,8 @@ class HttpEndpoint:
         path = target.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(headers.get("accept", ""))
-            return 200, content_type, encoder(self.registry), method
+            registry = self.metrics()
+            return 200, content_type, await asyncio.to_thread(encoder, registry), method
         if path == "/healthz":
             return 200, "application/json", b'{"status": "ok"}\n', method
         if path == "/readyz":

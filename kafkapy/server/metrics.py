@@ -1,10 +1,15 @@
 """The broker's Prometheus metrics, named as Strimzi's JMX exporter rules name Kafka's MBeans.
 
-Everything is computed at scrape time by one custom collector: gauges read
-the replica manager, the metadata store, the logs and the network server;
-counters read the plain ints of `kafkapy.server.stats.BrokerStats`. Nothing
-registers a prometheus_client Counter or Histogram on the request path, so a
-request costs a few dict updates whether or not anyone scrapes.
+A scrape has two halves. `BrokerMetrics.snapshot()` runs on the event loop
+and copies the figures into plain tuples: gauges from the replica manager,
+the metadata store, the logs, the group coordinator and the network server;
+counters from the plain ints of `kafkapy.server.stats.BrokerStats`. The
+registry it returns turns that copy into metric families and the HTTP
+endpoint formats them in a worker thread: building and formatting ~8
+samples per partition is most of a scrape's cost (tens of ms per thousand
+partitions), and the copy keeps the thread off the broker's live objects.
+Nothing registers a prometheus_client Counter or Histogram on the request
+path, so a request costs a few integer updates whether or not anyone scrapes.
 
 Naming (docs/monitoring.md has the table): Strimzi's `kafka-metrics.yaml`
 lowercases `kafka.<domain><type=T, name=N, k=v...>` into
@@ -16,9 +21,11 @@ become samples with `quantile="0.N"` next to its `_count`.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -26,38 +33,29 @@ from kafkapy.protocol.api import api_spec
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.server.network import Server
 from kafkapy.server.services import BrokerServices
-from kafkapy.server.stats import ApiStats, BrokerStats
+from kafkapy.server.stats import RESERVOIR, BrokerStats, TopicCounters
 
 # Kafka's histogram percentiles, as Strimzi's rule labels them ("0.$N" of NthPercentile)
 QUANTILES = (("0.50", 0.50), ("0.75", 0.75), ("0.95", 0.95), ("0.98", 0.98), ("0.99", 0.99), ("0.999", 0.999))
 
-# BrokerTopicMetrics: (metric name, TopicCounters attribute, help)
+# BrokerTopicMetrics, in TopicCounters' field order: (metric name, help)
 TOPIC_COUNTERS = (
-    ("kafka_server_brokertopicmetrics_messagesin", "messages_in", "MessagesInPerSec: records appended"),
-    ("kafka_server_brokertopicmetrics_bytesin", "bytes_in", "BytesInPerSec: produced bytes appended"),
-    ("kafka_server_brokertopicmetrics_bytesout", "bytes_out", "BytesOutPerSec: bytes sent to consumers"),
-    ("kafka_server_brokertopicmetrics_bytesrejected", "bytes_rejected", "BytesRejectedPerSec: produced bytes refused"),
-    (
-        "kafka_server_brokertopicmetrics_totalproducerequests",
-        "produce_requests",
-        "TotalProduceRequestsPerSec: partition appends asked for",
-    ),
-    (
-        "kafka_server_brokertopicmetrics_totalfetchrequests",
-        "fetch_requests",
-        "TotalFetchRequestsPerSec: partition reads asked for",
-    ),
+    ("kafka_server_brokertopicmetrics_messagesin", "MessagesInPerSec: records appended"),
+    ("kafka_server_brokertopicmetrics_bytesin", "BytesInPerSec: produced bytes appended"),
+    ("kafka_server_brokertopicmetrics_bytesout", "BytesOutPerSec: bytes sent to consumers"),
+    ("kafka_server_brokertopicmetrics_bytesrejected", "BytesRejectedPerSec: produced bytes refused"),
+    ("kafka_server_brokertopicmetrics_totalproducerequests", "TotalProduceRequestsPerSec: partition appends asked for"),
+    ("kafka_server_brokertopicmetrics_totalfetchrequests", "TotalFetchRequestsPerSec: partition reads asked for"),
     (
         "kafka_server_brokertopicmetrics_failedproducerequests",
-        "failed_produce",
         "FailedProduceRequestsPerSec: partition appends answered with an error",
     ),
     (
         "kafka_server_brokertopicmetrics_failedfetchrequests",
-        "failed_fetch",
         "FailedFetchRequestsPerSec: partition reads answered with an error",
     ),
 )
+assert len(TOPIC_COUNTERS) == len(TopicCounters.__slots__)
 
 
 def quantile(window: list[float], q: float) -> float:
@@ -81,99 +79,65 @@ def _error_name(code: int) -> str:
         return str(code)
 
 
-@dataclass(slots=True, eq=False)  # hashable: the registry keys on it
-class BrokerCollector(Collector):
-    """Reads the broker's state at each scrape. `services` and `server` are None until built."""
+@dataclass(slots=True)
+class Snapshot:
+    """The broker's figures at one instant, in plain values only (safe to read from another thread)."""
+
+    topics: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    gone: tuple[int, ...] = ()
+    # api key, requests per version, answered without error, count, total ms, the samples held
+    apis: list[tuple[int, list[int], int, int, float, list[float]]] = field(default_factory=list)
+    errors: list[tuple[tuple[int, int], int]] = field(default_factory=list)
+    replica_manager: tuple[int, int, int, int, int] | None = None  # hosted, leaders, under, under min, at min
+    controller: tuple[int, int, int, int] | None = None  # active, offline, topics, partitions
+    logs: list[tuple[str, int, int, int, int, int]] = field(default_factory=list)  # size, segments, start, end
+    log_dirs: list[str] = field(default_factory=list)
+    led: list[tuple[str, int, int, int]] = field(default_factory=list)  # topic, partition, high watermark, start
+    groups: list[tuple[str, str, int, int, int | None]] = field(default_factory=list)  # committed, lag
+    connections: dict[str, int] | None = None
+
+
+@dataclass(slots=True, eq=False)  # hashable: a registry keys on its collectors
+class BrokerMetrics:
+    """Takes snapshots of one broker. `services` and `server` return None until they are built."""
 
     stats: BrokerStats
     services: Callable[[], BrokerServices | None]
     server: Callable[[], Server | None]
+    process: ProcessCollector = field(default_factory=lambda: ProcessCollector(registry=None))
 
-    def collect(self) -> Iterable[Metric]:
-        yield from self._topic_metrics()
-        yield from self._request_metrics()
+    def snapshot(self) -> CollectorRegistry:
+        """On the event loop: copy the figures; the registry returned builds its families from the copy
+        (and reads /proc for the process metrics), so it may be collected in any thread."""
+        snap = Snapshot()
+        _copy_stats(self.stats, snap)
         services = self.services()
         if services is not None:
-            yield from _replica_manager(services)
-            yield from _controller(services)
-            yield from _logs(services)
-            yield from _log_dirs(services)
-            yield from _offsets(services)
+            _copy_services(services, snap)
         server = self.server()
         if server is not None:
-            connections = GaugeMetricFamily(
-                "kafka_server_socket_server_metrics_connection_count",
-                "socket-server-metrics connection-count: open connections per listener",
-                labels=["listener", "networkProcessor"],
-            )
-            for listener, n in sorted(server.connections_by_listener().items()):
-                connections.add_metric([listener, "0"], n)
-            yield connections
-
-    def _topic_metrics(self) -> Iterator[Metric]:
-        topics = list(self.stats.topics.items())
-        gone = self.stats.gone
-        for name, attr, doc in TOPIC_COUNTERS:
-            family = CounterMetricFamily(name, doc)
-            total = getattr(gone, attr)
-            for topic, counters in topics:
-                value = getattr(counters, attr)
-                total += value
-                family.add_sample(name + "_total", {"topic": topic}, value)
-            family.add_sample(name + "_total", {}, total)
-            yield family
-
-    def _request_metrics(self) -> Iterator[Metric]:
-        stats = self.stats
-        requests = CounterMetricFamily(
-            "kafka_network_requestmetrics_requests",
-            "RequestsPerSec: requests answered per request type and version",
-            labels=["request", "version"],
-        )
-        apis = sorted(stats.apis.items())
-        for api_key, api in apis:
-            name = _api_name(api_key)
-            for version, n in enumerate(api.versions):
-                if n:
-                    requests.add_metric([name, str(version)], n)
-        yield requests
-        errors = CounterMetricFamily(
-            "kafka_network_requestmetrics_errors",
-            "ErrorsPerSec: error codes answered per request type (NONE for a request answered without one)",
-            labels=["request", "error"],
-        )
-        for api_key, api in apis:
-            if api.ok:
-                errors.add_metric([_api_name(api_key), "NONE"], api.ok)
-        for (api_key, code), n in sorted(stats.errors.items()):
-            errors.add_metric([_api_name(api_key), _error_name(code)], n)
-        yield errors
-        yield _latency_summary(
-            "kafka_network_requestmetrics_totaltimems",
-            "TotalTimeMs: request time in the broker, ms (from the frame read to the response encoded)",
-            apis,
-        )
+            snap.connections = server.connections_by_listener()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(SnapshotCollector(snap))
+        registry.register(self.process)
+        return registry
 
 
-def _latency_summary(name: str, doc: str, items: list[tuple[int, ApiStats]]) -> Metric:
-    family = Metric(name, doc, "summary")
-    for api_key, lat in items:
-        request = _api_name(api_key)
-        window = lat.window()
-        for label, q in QUANTILES:
-            family.add_sample(name, {"request": request, "quantile": label}, quantile(window, q))
-        family.add_sample(name + "_count", {"request": request}, lat.count)
-        family.add_sample(name + "_sum", {"request": request}, lat.total_ms)
-    return family
+def _copy_stats(stats: BrokerStats, snap: Snapshot) -> None:
+    snap.topics = [(name, astuple(c)) for name, c in stats.topics.items()]
+    snap.gone = astuple(stats.gone)
+    snap.apis = [
+        (key, list(a.versions), a.ok, a.count, a.total_ms, a.samples[: min(a.count, RESERVOIR)].tolist())
+        for key, a in sorted(stats.apis.items())
+    ]
+    snap.errors = sorted(stats.errors.items())
 
 
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
-
-
-def _replica_manager(services: BrokerServices) -> Iterator[Metric]:
+def _copy_services(services: BrokerServices, snap: Snapshot) -> None:
     rm = services.replicas
     hosted = leaders = under = under_min = at_min = 0
+    min_isr: dict[str, int] = {}
+    led = snap.led
     for r in rm.all_replicas():
         hosted += 1
         if not r.is_leader:
@@ -182,11 +146,125 @@ def _replica_manager(services: BrokerServices) -> Iterator[Metric]:
         isr = len(r.info.isr)
         if isr < len(r.info.replicas):
             under += 1
-        min_isr = rm.min_isr(r.topic)
-        if isr < min_isr:
+        floor = min_isr.get(r.topic)
+        if floor is None:
+            floor = min_isr[r.topic] = rm.min_isr(r.topic)
+        if isr < floor:
             under_min += 1
-        elif isr == min_isr:
+        elif isr == floor:
             at_min += 1
+        plog = r.plog
+        led.append((r.topic, r.index, plog.high_watermark, plog.log_start_offset))
+    snap.replica_manager = (hosted, leaders, under, under_min, at_min)
+
+    md = services.metadata
+    active = md.controller_id == services.node_id
+    topics = partitions = offline = 0
+    if active:
+        live = md.live_ids()
+        for info in md.topics():
+            topics += 1
+            partitions += len(info.partitions)
+            offline += sum(1 for p in info.partitions if p.leader < 0 or p.leader not in live)
+    snap.controller = (int(active), offline, topics, partitions)
+
+    snap.logs = [
+        (plog.topic, plog.partition, plog.size, len(plog.segments), plog.log_start_offset, plog.log_end_offset)
+        for plog in services.logs.logs()
+    ]
+    snap.log_dirs = list(services.config.data_dirs)
+
+    coord = services.groups_if_open
+    if coord is not None:
+        owned = set(coord.owned_partitions())
+        logs = services.logs
+        groups = snap.groups
+        for group, offsets in coord.offsets.groups.items():
+            if coord.partition_of(group) not in owned:
+                continue
+            for (topic, index), committed in offsets.items():
+                hosted_log = logs.get(topic, index)
+                lag = None if hosted_log is None else max(0, hosted_log.high_watermark - committed.offset)
+                groups.append((group, topic, index, committed.offset, lag))
+
+
+@dataclass(slots=True, eq=False)
+class SnapshotCollector(Collector):
+    """Metric families from one snapshot."""
+
+    snap: Snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        snap = self.snap
+        yield from _topic_metrics(snap)
+        yield from _request_metrics(snap)
+        if snap.replica_manager is not None:
+            yield from _replica_manager(snap.replica_manager)
+        if snap.controller is not None:
+            yield from _controller(snap.controller)
+        yield from _logs(snap)
+        yield from _log_dirs(snap.log_dirs)
+        yield from _offsets(snap)
+        if snap.connections is not None:
+            connections = GaugeMetricFamily(
+                "kafka_server_socket_server_metrics_connection_count",
+                "socket-server-metrics connection-count: open connections per listener",
+                labels=["listener", "networkProcessor"],
+            )
+            for listener, n in sorted(snap.connections.items()):
+                connections.add_metric([listener, "0"], n)
+            yield connections
+
+
+def _topic_metrics(snap: Snapshot) -> Iterator[Metric]:
+    for i, (name, doc) in enumerate(TOPIC_COUNTERS):
+        family = CounterMetricFamily(name, doc)
+        total = snap.gone[i]
+        for topic, counts in snap.topics:
+            total += counts[i]
+            family.add_sample(name + "_total", {"topic": topic}, counts[i])
+        family.add_sample(name + "_total", {}, total)
+        yield family
+
+
+def _request_metrics(snap: Snapshot) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        "kafka_network_requestmetrics_requests",
+        "RequestsPerSec: requests answered per request type and version",
+        labels=["request", "version"],
+    )
+    errors = CounterMetricFamily(
+        "kafka_network_requestmetrics_errors",
+        "ErrorsPerSec: error codes answered per request type (NONE for a request answered without one)",
+        labels=["request", "error"],
+    )
+    name = "kafka_network_requestmetrics_totaltimems"
+    times = Metric(
+        name, "TotalTimeMs: request time in the broker, ms (from the frame read to the response encoded)", "summary"
+    )
+    for api_key, versions, ok, count, total_ms, samples in snap.apis:
+        request = _api_name(api_key)
+        for version, n in enumerate(versions):
+            if n:
+                requests.add_metric([request, str(version)], n)
+        if ok:
+            errors.add_metric([request, "NONE"], ok)
+        samples.sort()
+        for label, q in QUANTILES:
+            times.add_sample(name, {"request": request, "quantile": label}, quantile(samples, q))
+        times.add_sample(name + "_count", {"request": request}, count)
+        times.add_sample(name + "_sum", {"request": request}, total_ms)
+    for (api_key, code), n in snap.errors:
+        errors.add_metric([_api_name(api_key), _error_name(code)], n)
+    yield from (requests, errors, times)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _replica_manager(figures: tuple[int, int, int, int, int]) -> Iterator[Metric]:
+    hosted, leaders, under, under_min, at_min = figures
     prefix = "kafka_server_replicamanager_"
     yield _gauge(prefix + "partitioncount", "PartitionCount: partitions with a replica here", hosted)
     yield _gauge(prefix + "leadercount", "LeaderCount: partitions led here", leaders)
@@ -204,44 +282,34 @@ def _replica_manager(services: BrokerServices) -> Iterator[Metric]:
     yield _gauge(prefix + "offlinereplicacount", "OfflineReplicaCount: replicas on an offline log dir", 0)
 
 
-def _controller(services: BrokerServices) -> Iterator[Metric]:
+def _controller(figures: tuple[int, int, int, int]) -> Iterator[Metric]:
     """KafkaController gauges; the cluster-wide ones only on the active controller (0 elsewhere), so that
     a sum over the brokers counts each once."""
-    md = services.metadata
-    active = md.controller_id == services.node_id
-    topics = partitions = offline = 0
-    if active:
-        live = md.live_ids()
-        for info in md.topics():
-            topics += 1
-            partitions += len(info.partitions)
-            offline += sum(1 for p in info.partitions if p.leader < 0 or p.leader not in live)
+    active, offline, topics, partitions = figures
     prefix = "kafka_controller_kafkacontroller_"
-    yield _gauge(prefix + "activecontrollercount", "ActiveControllerCount: 1 on the active controller", int(active))
+    yield _gauge(prefix + "activecontrollercount", "ActiveControllerCount: 1 on the active controller", active)
     yield _gauge(prefix + "offlinepartitionscount", "OfflinePartitionsCount: partitions without a live leader", offline)
     yield _gauge(prefix + "globaltopiccount", "GlobalTopicCount: topics in the cluster", topics)
     yield _gauge(prefix + "globalpartitioncount", "GlobalPartitionCount: partitions in the cluster", partitions)
 
 
-def _logs(services: BrokerServices) -> Iterator[Metric]:
+def _logs(snap: Snapshot) -> Iterator[Metric]:
     labels = ["topic", "partition"]
     size = GaugeMetricFamily("kafka_log_log_size", "Log Size: bytes of the partition's segments", labels=labels)
     segments = GaugeMetricFamily("kafka_log_log_numlogsegments", "Log NumLogSegments", labels=labels)
     start = GaugeMetricFamily("kafka_log_log_logstartoffset", "Log LogStartOffset", labels=labels)
     end = GaugeMetricFamily("kafka_log_log_logendoffset", "Log LogEndOffset", labels=labels)
-    for plog in services.logs.logs():
-        key = [plog.topic, str(plog.partition)]
-        size.add_metric(key, plog.size)
-        segments.add_metric(key, len(plog.segments))
-        start.add_metric(key, plog.log_start_offset)
-        end.add_metric(key, plog.log_end_offset)
+    for topic, partition, n_bytes, n_segments, start_offset, end_offset in snap.logs:
+        key = [topic, str(partition)]
+        size.add_metric(key, n_bytes)
+        segments.add_metric(key, n_segments)
+        start.add_metric(key, start_offset)
+        end.add_metric(key, end_offset)
     yield from (size, segments, start, end)
 
 
-def _log_dirs(services: BrokerServices) -> Iterator[Metric]:
+def _log_dirs(directories: list[str]) -> Iterator[Metric]:
     """kafkapy's own (Kafka has no MBean for it): the filesystem holding each log dir, as `df` counts it."""
-    import shutil
-
     usage = GaugeMetricFamily(
         "kafkapy_log_dir_usage_bytes",
         "Bytes used on the filesystem holding the log dir (df's Used)",
@@ -250,7 +318,7 @@ def _log_dirs(services: BrokerServices) -> Iterator[Metric]:
     capacity = GaugeMetricFamily(
         "kafkapy_log_dir_capacity_bytes", "Size of the filesystem holding the log dir", labels=["log_dir"]
     )
-    for directory in services.config.data_dirs:
+    for directory in directories:
         try:
             du = shutil.disk_usage(directory)
         except OSError:
@@ -260,7 +328,7 @@ def _log_dirs(services: BrokerServices) -> Iterator[Metric]:
     yield from (usage, capacity)
 
 
-def _offsets(services: BrokerServices) -> Iterator[Metric]:
+def _offsets(snap: Snapshot) -> Iterator[Metric]:
     """kafka_exporter's names. Partition offsets: from the partitions led here (each partition once across
     a cluster). Group offsets and lag: the groups this broker coordinates, for the partitions it hosts
     (lag = the local high watermark - the committed offset, at least 0)."""
@@ -271,44 +339,21 @@ def _offsets(services: BrokerServices) -> Iterator[Metric]:
     oldest = GaugeMetricFamily(
         "kafka_topic_partition_oldest_offset", "The partition's log start offset (led here)", labels=labels
     )
-    for r in services.replicas.all_replicas():
-        if r.is_leader:
-            key = [r.topic, str(r.index)]
-            newest.add_metric(key, r.plog.high_watermark)
-            oldest.add_metric(key, r.plog.log_start_offset)
+    for topic, index, high_watermark, log_start in snap.led:
+        key = [topic, str(index)]
+        newest.add_metric(key, high_watermark)
+        oldest.add_metric(key, log_start)
     yield from (newest, oldest)
     group_labels = ["consumergroup", "topic", "partition"]
     current = GaugeMetricFamily(
         "kafka_consumergroup_current_offset", "The group's committed offset", labels=group_labels
     )
-    lag = GaugeMetricFamily(
+    lags = GaugeMetricFamily(
         "kafka_consumergroup_lag", "High watermark - committed offset, for partitions hosted here", labels=group_labels
     )
-    coord = services.groups_if_open
-    if coord is not None:
-        owned = set(coord.owned_partitions())
-        logs = services.logs
-        for group, offsets in list(coord.offsets.groups.items()):
-            if coord.partition_of(group) not in owned:
-                continue
-            for (topic, index), committed in list(offsets.items()):
-                key = [group, topic, str(index)]
-                current.add_metric(key, committed.offset)
-                plog = logs.get(topic, index)
-                if plog is not None:
-                    lag.add_metric(key, max(0, plog.high_watermark - committed.offset))
-    yield from (current, lag)
-
-
-def build_registry(
-    stats: BrokerStats,
-    services: Callable[[], BrokerServices | None],
-    server: Callable[[], Server | None],
-) -> CollectorRegistry:
-    """A registry of the broker's collector and prometheus_client's process collector (CPU, RSS, open fds)."""
-    from prometheus_client import ProcessCollector
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(BrokerCollector(stats, services, server))
-    ProcessCollector(registry=registry)
-    return registry
+    for group, topic, index, committed, lag in snap.groups:
+        key = [group, topic, str(index)]
+        current.add_metric(key, committed)
+        if lag is not None:
+            lags.add_metric(key, lag)
+    yield from (current, lags)

@@ -189,7 +189,7 @@ def test_readyz_names_what_is_not_ready_yet() -> None:
     broker = Broker(config, lambda b: None)  # type: ignore[arg-type,return-value]  # never started: no handler
 
     async def main() -> tuple[int, bytes, int]:
-        endpoint = HttpEndpoint(CollectorRegistry(), broker.readiness, "127.0.0.1", 0)
+        endpoint = HttpEndpoint(CollectorRegistry, broker.readiness, "127.0.0.1", 0)
         await endpoint.start()
         try:
             base = f"http://127.0.0.1:{endpoint.bound_port}"
