@@ -172,7 +172,8 @@ def test_confluent_consume_transform_produce_survives_producer_sigkill(broker: B
         if first.poll() is None:
             first.kill()
     uncommitted = read_all(broker.bootstrap, dst, 3, "read_uncommitted")
-    second = _driver("ctp", broker.bootstrap, src, dst, group, tid, "--idle", "4")
+    # ends once it has committed up to the end of src (the --idle wait is the fallback)
+    second = _driver("ctp", broker.bootstrap, src, dst, group, tid, "--idle", "4", "--until-end")
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, out + err
     got = read_all(broker.bootstrap, dst, 3, "read_committed")

@@ -1,13 +1,15 @@
 """confluent-kafka transactional programs run as subprocesses by interop/test_transactions.py.
 
-python -m interop.txn_driver ctp BOOTSTRAP IN OUT GROUP TXN_ID [--pause S] [--idle S]
+python -m interop.txn_driver ctp BOOTSTRAP IN OUT GROUP TXN_ID [--pause S] [--idle S] [--until-end]
     consume-transform-produce: read IN (read_committed, group GROUP), write
     "<value>:t" to OUT inside a transaction per poll batch, with the
     consumed offsets sent via send_offsets_to_transaction; `--pause`
     sleeps inside every transaction (so a SIGKILL lands mid-transaction);
     exits after `--idle` seconds without input (after the first input,
-    which it waits up to 60 s for). Prints "COMMITTED <n>" after
-    each commit (n: records so far).
+    which it waits up to 60 s for), or with `--until-end` as soon as a
+    commit has taken it to the end of every partition of IN (which must
+    not grow meanwhile). Prints "COMMITTED <n>" after each commit (n:
+    records so far).
 
 python -m interop.txn_driver produce BOOTSTRAP TOPIC TXN_ID COUNT SIZE [--pause S]
     COUNT transactions of SIZE records "<txn>-<i>"; prints "BEGIN <txn>"
@@ -45,6 +47,7 @@ def ctp(args: argparse.Namespace) -> int:
         "linger.ms": 5,
     })  # fmt: skip
     producer.init_transactions(30)
+    partitions = len(consumer.list_topics(args.input, timeout=10).topics[args.input].partitions)
     consumer.subscribe([args.input])
     done = 0
     last_input = time.monotonic() + 60  # the first input may wait for a rebalance (a dead member's session)
@@ -66,8 +69,23 @@ def ctp(args: argparse.Namespace) -> int:
         producer.commit_transaction(30)
         done += len(msgs)
         say(f"COMMITTED {done}")
+        if args.until_end and _at_end(consumer, args.input, partitions):
+            break
     consumer.close()
     return 0
+
+
+def _at_end(consumer: ck.Consumer, topic: str, partitions: int) -> bool:
+    """The consumer owns all `partitions` of `topic` and its positions are at their high watermarks
+    (as its last fetches reported them: no request here)."""
+    mine = [tp for tp in consumer.assignment() if tp.topic == topic]
+    if len(mine) != partitions:
+        return False
+    for tp in consumer.position(mine):
+        high = consumer.get_watermark_offsets(tp, cached=True)[1]
+        if high < 0 or tp.offset < high:
+            return False
+    return True
 
 
 def produce(args: argparse.Namespace) -> int:
@@ -115,6 +133,7 @@ def main(argv: list[str]) -> int:
     c.add_argument("txn_id")
     c.add_argument("--pause", type=float, default=0.0)
     c.add_argument("--idle", type=float, default=5.0)
+    c.add_argument("--until-end", action="store_true")
     p = sub.add_parser("produce")
     p.add_argument("bootstrap")
     p.add_argument("topic")
