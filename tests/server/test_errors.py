@@ -289,8 +289,9 @@ class Conn:
 
 
 def bare_state() -> Any:
-    """Services for a dispatcher whose handlers need none: no SASL listeners."""
-    return SimpleNamespace(sasl=SaslSetup(listeners={}, max_receive_size=524288, failed_delay_ms=100, max_reauth_ms=0))
+    """Services for a dispatcher whose handlers need none: no SASL listeners, no metrics."""
+    sasl = SaslSetup(listeners={}, max_receive_size=524288, failed_delay_ms=100, max_reauth_ms=0)
+    return SimpleNamespace(sasl=sasl, stats=None)
 
 
 def with_server(fn: Callable[[int], None]) -> None:
