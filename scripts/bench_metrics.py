@@ -182,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="instead: the cost of one scrape of a broker with this many partitions and a group committed on all",
     )
+    ap.add_argument(
+        "--same",
+        action="store_true",
+        help="an A/A check: both brokers without metrics (and no scrapes), to see the noise between two processes",
+    )
     args = ap.parse_args(argv)
     if args.scrape_partitions:
         return scrape_cost(args.scrape_partitions, scrapes=10)
@@ -193,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     def argv_on(port: int, data_dir: Path) -> list[str]:
         return [*bb.kafkapy_argv(port, data_dir), "--metrics-listen", f"{bb.HOST}:{metrics_port}"]
 
+    if args.same:
+        args.scrape_interval = 0
     brokers = {
         "off": bb.Broker("off", "kafkapy", bb.kafkapy_argv, root),
-        "on": bb.Broker("on", "kafkapy", argv_on, root),
+        "on": bb.Broker("on", "kafkapy", bb.kafkapy_argv if args.same else argv_on, root),
     }
     request = bw.produce_request(args.size, args.batch_records)
     payload = args.size * args.batch_records

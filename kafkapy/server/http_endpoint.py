@@ -5,9 +5,9 @@ framework. Each connection reads one request (GET or HEAD, headers up to
 `_MAX_HEAD` bytes), gets one answer and is closed.
 
 - `/metrics`: a registry taken on the loop (`metrics()`, a snapshot of the
-  broker's figures) and formatted in a worker thread, in Prometheus text
-  format, or OpenMetrics when the Accept header asks for it
-  (prometheus_client's `choose_encoder`).
+  broker's figures) and formatted on the loop or, when `metrics()` says it
+  is large, in a worker thread; Prometheus text format, or OpenMetrics when
+  the Accept header asks for it (prometheus_client's `choose_encoder`).
 - `/healthz`: 200 `{"status": "ok"}` as long as the process answers.
 - `/readyz`: 200 when every readiness check passes, else 503; the JSON body
   names each check and, for a failing one, why.
@@ -47,7 +47,7 @@ def parse_host_port(value: str) -> tuple[str, int]:
 
 @dataclass(slots=True)
 class HttpEndpoint:
-    metrics: Callable[[], CollectorRegistry]  # called on the loop; the registry is formatted in a thread
+    metrics: Callable[[], tuple[CollectorRegistry, bool]]  # on the loop: (registry, format it in a thread)
     readiness: ReadinessChecks
     host: str
     port: int
@@ -102,8 +102,9 @@ class HttpEndpoint:
         path = target.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(headers.get("accept", ""))
-            registry = self.metrics()
-            return 200, content_type, await asyncio.to_thread(encoder, registry), method
+            registry, large = self.metrics()
+            text = await asyncio.to_thread(encoder, registry) if large else encoder(registry)
+            return 200, content_type, text, method
         if path == "/healthz":
             return 200, "application/json", b'{"status": "ok"}\n', method
         if path == "/readyz":

@@ -4,10 +4,13 @@ A scrape has two halves. `BrokerMetrics.snapshot()` runs on the event loop
 and copies the figures into plain tuples: gauges from the replica manager,
 the metadata store, the logs, the group coordinator and the network server;
 counters from the plain ints of `kafkapy.server.stats.BrokerStats`. The
-registry it returns turns that copy into metric families and the HTTP
-endpoint formats them in a worker thread: building and formatting ~8
-samples per partition is most of a scrape's cost (tens of ms per thousand
-partitions), and the copy keeps the thread off the broker's live objects.
+registry it returns turns that copy into metric families, and the HTTP
+endpoint formats them: on the loop for a small broker, in a worker thread
+past `THREAD_ROWS` partition rows. Building and formatting ~8 samples per
+partition is most of a scrape's cost (~70 ms per thousand partitions); the
+copy keeps the thread off the broker's live objects. Below the threshold the
+loop formats itself: handing a few ms of work to a thread costs more (GIL
+hand-offs slow the loop; measured in scripts/bench_metrics.py).
 Nothing registers a prometheus_client Counter or Histogram on the request
 path, so a request costs a few integer updates whether or not anyone scrapes.
 
@@ -34,6 +37,8 @@ from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.server.network import Server
 from kafkapy.server.services import BrokerServices
 from kafkapy.server.stats import RESERVOIR, BrokerStats, TopicCounters
+
+THREAD_ROWS = 250  # partition rows (Log gauges, group offsets) past which a scrape is formatted in a thread
 
 # Kafka's histogram percentiles, as Strimzi's rule labels them ("0.$N" of NthPercentile)
 QUANTILES = (("0.50", 0.50), ("0.75", 0.75), ("0.95", 0.95), ("0.98", 0.98), ("0.99", 0.99), ("0.999", 0.999))
@@ -106,9 +111,10 @@ class BrokerMetrics:
     server: Callable[[], Server | None]
     process: ProcessCollector = field(default_factory=lambda: ProcessCollector(registry=None))
 
-    def snapshot(self) -> CollectorRegistry:
+    def snapshot(self) -> tuple[CollectorRegistry, bool]:
         """On the event loop: copy the figures; the registry returned builds its families from the copy
-        (and reads /proc for the process metrics), so it may be collected in any thread."""
+        (and reads /proc for the process metrics), so it may be collected in any thread; True when it is
+        large enough to be worth formatting in one."""
         snap = Snapshot()
         _copy_stats(self.stats, snap)
         services = self.services()
@@ -120,7 +126,7 @@ class BrokerMetrics:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(SnapshotCollector(snap))
         registry.register(self.process)
-        return registry
+        return registry, len(snap.logs) + len(snap.groups) > THREAD_ROWS
 
 
 def _copy_stats(stats: BrokerStats, snap: Snapshot) -> None:

@@ -189,7 +189,7 @@ def test_readyz_names_what_is_not_ready_yet() -> None:
     broker = Broker(config, lambda b: None)  # type: ignore[arg-type,return-value]  # never started: no handler
 
     async def main() -> tuple[int, bytes, int]:
-        endpoint = HttpEndpoint(CollectorRegistry, broker.readiness, "127.0.0.1", 0)
+        endpoint = HttpEndpoint(lambda: (CollectorRegistry(), False), broker.readiness, "127.0.0.1", 0)
         await endpoint.start()
         try:
             base = f"http://127.0.0.1:{endpoint.bound_port}"
@@ -208,3 +208,34 @@ def test_readyz_names_what_is_not_ready_yet() -> None:
     assert checks["log_recovery"] == {"ok": False, "reason": "logs are being loaded and recovered"}
     assert checks["registered"] == {"ok": False, "reason": "not registered with the cluster (etcd)"}
     assert checks["listeners"]["ok"] is False and checks["running"] == {"ok": True}
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_metrics_formatted_on_the_loop_or_in_a_thread(large: bool) -> None:
+    """A snapshot said to be large is formatted in a worker thread: the same body either way."""
+    import asyncio
+
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector, CollectorRegistry
+
+    from kafkapy.server.http_endpoint import HttpEndpoint
+
+    class One(Collector):
+        def collect(self):  # type: ignore[no-untyped-def]
+            yield GaugeMetricFamily("kafka_server_replicamanager_leadercount", "LeaderCount", value=3)
+
+    def metrics() -> tuple[CollectorRegistry, bool]:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(One())
+        return registry, large
+
+    async def main() -> bytes:
+        endpoint = HttpEndpoint(metrics, lambda: {}, "127.0.0.1", 0)
+        await endpoint.start()
+        try:
+            url = f"http://127.0.0.1:{endpoint.bound_port}/metrics"
+            return (await asyncio.get_running_loop().run_in_executor(None, get, url))[2]
+        finally:
+            await endpoint.close()
+
+    assert b"kafka_server_replicamanager_leadercount 3.0\n" in asyncio.run(main())
