@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from interop.adapters.java import java_command
+from interop.adapters.java import TOOL_JVM, java_command
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.testing import BrokerProcess, free_port
 from tests.security.test_acl_cli import alice_topic_code, entry, topic_pattern
@@ -46,7 +46,13 @@ def properties(tmp: Path, user: str, password: str) -> Path:
 
 def kafka_acls(broker: Broker, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = java_command(
-        "org.apache.kafka.tools.AclCommand", "--bootstrap-server", broker.sasl, "--command-config", str(config), *args
+        "org.apache.kafka.tools.AclCommand",
+        "--bootstrap-server",
+        broker.sasl,
+        "--command-config",
+        str(config),
+        *args,
+        jvm_args=TOOL_JVM,
     )
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
 

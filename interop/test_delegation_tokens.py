@@ -62,7 +62,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 
 
 def _tool(b: BrokerProcess, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    from interop.adapters.java import java_command
+    from interop.adapters.java import TOOL_JVM, java_command
 
     props = tmp_path / "alice.properties"
     props.write_text(f"security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.jaas.config={ALICE_JAAS}\n")
@@ -73,6 +73,7 @@ def _tool(b: BrokerProcess, tmp_path: Path, *args: str) -> subprocess.CompletedP
         "--command-config",
         str(props),
         *args,
+        jvm_args=TOOL_JVM,
     )
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
 

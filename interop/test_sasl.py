@@ -243,7 +243,7 @@ def test_kafka_configs_tool_adds_scram_user(broker: BrokerProcess, tmp_path: Any
     """Kafka's own kafka-configs (kafka.admin.ConfigCommand: Java admin, AlterUserScramCredentials), then
     librdkafka authenticates as the new user. Both mechanisms in one command fail with
     DuplicateResourceException, as they do against Apache Kafka 4.3.1 (checked): one per command."""
-    from interop.adapters.java import java_command
+    from interop.adapters.java import TOOL_JVM, java_command
 
     props = tmp_path / "admin.properties"
     props.write_text(
@@ -254,7 +254,13 @@ def test_kafka_configs_tool_adds_scram_user(broker: BrokerProcess, tmp_path: Any
 
     def configs(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = java_command(
-            "kafka.admin.ConfigCommand", "--bootstrap-server", broker.bootstrap, "--command-config", str(props), *args
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            broker.bootstrap,
+            "--command-config",
+            str(props),
+            *args,
+            jvm_args=TOOL_JVM,
         )
         return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
 

@@ -97,6 +97,10 @@ def kafka_version() -> str:
     return "?"
 
 
+# short-lived tool JVMs (kafka-configs, kafka-acls, ...): start fast, little to optimise
+TOOL_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto")
+
+
 def java_command(main: str, *args: str, jvm_args: tuple[str, ...] = ()) -> list[str]:
     return [shutil.which("java") or "java", *jvm_args, "-cp", classpath(), main, *args]
 
