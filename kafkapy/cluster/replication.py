@@ -119,6 +119,10 @@ class ReplicaManager:
         self._isr_tasks: set[asyncio.Task[None]] = set()
         self.fetchers: FetcherManager | None = None
         self._closed = False
+        # ISR changes of partitions led here, by this leader or by the controller (Kafka's IsrShrinksPerSec /
+        # IsrExpandsPerSec counts)
+        self.isr_shrinks = 0
+        self.isr_expands = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -195,6 +199,7 @@ class ReplicaManager:
                 current.info = new
                 self._become_leader(current)
             else:
+                self._count_isr_change(current.info.isr, new.isr)
                 current.info = new  # same epoch: the ISR (or partition epoch, or assignment) changed
                 now = _now_ms()
                 current.followers = {
@@ -559,8 +564,15 @@ class ReplicaManager:
             partition_epoch=result.partition_epoch,
         )
         if r.is_leader and result.leader_epoch == leader_epoch and (result.partition_epoch > r.info.partition_epoch):
+            self._count_isr_change(r.info.isr, result.isr)
             r.info = _copy(result)
             self._maybe_advance_hw(r)
+
+    def _count_isr_change(self, before: list[int], after: list[int]) -> None:
+        if len(after) < len(before):
+            self.isr_shrinks += 1
+        elif len(after) > len(before):
+            self.isr_expands += 1
 
     async def _isr_maintenance(self) -> None:
         while True:

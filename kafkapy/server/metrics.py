@@ -93,7 +93,8 @@ class Snapshot:
     # api key, requests per version, answered without error, count, total ms, the samples held
     apis: list[tuple[int, list[int], int, int, float, list[float]]] = field(default_factory=list)
     errors: list[tuple[tuple[int, int], int]] = field(default_factory=list)
-    replica_manager: tuple[int, int, int, int, int] | None = None  # hosted, leaders, under, under min, at min
+    # hosted, leaders, under-replicated, under min ISR, at min ISR, ISR shrinks, ISR expands
+    replica_manager: tuple[int, int, int, int, int, int, int] | None = None
     controller: tuple[int, int, int, int] | None = None  # active, offline, topics, partitions
     logs: list[tuple[str, int, int, int, int, int]] = field(default_factory=list)  # size, segments, start, end
     log_dirs: list[str] = field(default_factory=list)
@@ -161,7 +162,7 @@ def _copy_services(services: BrokerServices, snap: Snapshot) -> None:
             at_min += 1
         plog = r.plog
         led.append((r.topic, r.index, plog.high_watermark, plog.log_start_offset))
-    snap.replica_manager = (hosted, leaders, under, under_min, at_min)
+    snap.replica_manager = (hosted, leaders, under, under_min, at_min, rm.isr_shrinks, rm.isr_expands)
 
     md = services.metadata
     active = md.controller_id == services.node_id
@@ -269,8 +270,8 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _replica_manager(figures: tuple[int, int, int, int, int]) -> Iterator[Metric]:
-    hosted, leaders, under, under_min, at_min = figures
+def _replica_manager(figures: tuple[int, int, int, int, int, int, int]) -> Iterator[Metric]:
+    hosted, leaders, under, under_min, at_min, shrinks, expands = figures
     prefix = "kafka_server_replicamanager_"
     yield _gauge(prefix + "partitioncount", "PartitionCount: partitions with a replica here", hosted)
     yield _gauge(prefix + "leadercount", "LeaderCount: partitions led here", leaders)
@@ -286,6 +287,8 @@ def _replica_manager(figures: tuple[int, int, int, int, int]) -> Iterator[Metric
         prefix + "atminisrpartitioncount", "AtMinIsrPartitionCount: led here, ISR at min.insync.replicas", at_min
     )
     yield _gauge(prefix + "offlinereplicacount", "OfflineReplicaCount: replicas on an offline log dir", 0)
+    yield CounterMetricFamily(prefix + "isrshrinks", "IsrShrinksPerSec: ISR shrinks made as leader", value=shrinks)
+    yield CounterMetricFamily(prefix + "isrexpands", "IsrExpandsPerSec: ISR expansions made as leader", value=expands)
 
 
 def _controller(figures: tuple[int, int, int, int]) -> Iterator[Metric]:

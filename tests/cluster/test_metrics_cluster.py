@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from confluent_kafka import Producer
+
 from kafkapy.local_cluster import LocalCluster, wait_until
 from kafkapy.testing import free_port
 from tests.cluster.test_cluster import FAST, create, full_isr
@@ -53,3 +55,33 @@ def test_cluster_metrics_and_readiness(kafka_cluster_factory: Any) -> None:
     assert sum(value(s, "kafka_server_replicamanager_leadercount") for s in samples.values()) == sum(
         value(s, "kafka_controller_kafkacontroller_globalpartitioncount") for s in samples.values()
     )
+
+    # a follower stops answering: its partitions' leaders shrink their ISR, report them under-replicated,
+    # and expand the ISR again once it is back
+    paused = next(n for n in bases if n != controller)
+    others = [n for n in bases if n != paused]
+    cluster.pause(paused)
+    try:
+        producer = Producer({"bootstrap.servers": ",".join(cluster.brokers[n].bootstrap for n in others), "acks": 1})
+
+        def shrunk() -> bool:
+            for i in range(3):
+                producer.produce("m3", b"while paused", partition=i)
+            producer.poll(0)
+            now = {n: scrape(bases[n]) for n in others}
+            return sum(
+                value(s, "kafka_server_replicamanager_underreplicatedpartitions") for s in now.values()
+            ) >= 1 and (sum(value(s, "kafka_server_replicamanager_isrshrinks_total") for s in now.values()) >= 1)
+
+        wait_until(shrunk, timeout=30, what="an ISR shrink while a follower is paused")
+        producer.flush(10)
+    finally:
+        cluster.resume(paused)
+
+    def healed() -> bool:
+        now = {n: scrape(b) for n, b in bases.items()}
+        return sum(value(s, "kafka_server_replicamanager_underreplicatedpartitions") for s in now.values()) == 0 and (
+            sum(value(s, "kafka_server_replicamanager_isrexpands_total") for s in now.values()) >= 1
+        )
+
+    wait_until(healed, timeout=60, what="the ISR expanded again")
