@@ -40,6 +40,7 @@ SUBCOMMANDS: tuple[SubcommandSpec, ...] = (
     SubcommandSpec("cluster", "kafkapy.cli_cluster", "cluster status, rebalance plans and leader elections"),
     SubcommandSpec("users", "kafkapy.cli_users", "add, alter, delete and list SCRAM users"),
     SubcommandSpec("acls", "kafkapy.cli_acls", "add, remove and list ACLs (kafka-acls' options)"),
+    SubcommandSpec("top", "kafkapy.cli_top", "a live terminal dashboard of brokers' metrics endpoints"),
 )
 
 
