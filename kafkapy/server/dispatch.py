@@ -52,6 +52,7 @@ from kafkapy.server.handlers import HANDLERS, sasl
 from kafkapy.server.handlers.api_versions import unsupported_version_response
 from kafkapy.server.network import CloseConnection, ConnectionContext
 from kafkapy.server.services import BrokerServices, open_single
+from kafkapy.server.stats import FETCH, FETCH_FOLLOWER
 
 if TYPE_CHECKING:
     from kafkapy.server.broker import Broker
@@ -99,6 +100,12 @@ def error_response(spec: ApiSpec, version: int, error: ErrorCode, message: str) 
     except (EncodeError, DecodeError):
         return None
     return response if getattr(back, "error_code", None) == error else None
+
+
+def _fetch_key(version: int, body: Message) -> int:
+    """The stats key of a Fetch: FETCH_FOLLOWER from a replica, else Fetch's own (FetchConsumer)."""
+    replica_id = body.replica_state.replica_id if version >= 15 else body.replica_id  # type: ignore[attr-defined]
+    return FETCH_FOLLOWER if replica_id >= 0 else FETCH
 
 
 class Dispatcher:
@@ -169,19 +176,20 @@ class Dispatcher:
             response = await fn(ctx, body)
             if response is None:
                 if stats is not None:
-                    stats.request_done(api_key, version, started)
+                    stats.request_done(api_key if api_key != FETCH else _fetch_key(version, body), version, started)
                 return None
             if version < self.fallback_below[api_key]:
                 self.downgrade(response, api_key, version)
             out = encode_response(spec, version, correlation_id, response)
             if stats is not None:
-                stats.request_done(api_key, version, started)
+                stats.request_done(api_key if api_key != FETCH else _fetch_key(version, body), version, started)
             return out
         except CloseConnection:
             raise
         except Exception as exc:
             if stats is not None:
-                stats.request_failed(api_key, version, started, errors.error_code(exc))
+                key = api_key if api_key != FETCH else _fetch_key(version, body)
+                stats.request_failed(key, version, started, errors.error_code(exc))
             return self.failed(spec, version, header, body, exc, conn)
 
     async def before_authentication(self, view: memoryview, conn: ConnectionContext) -> list[Any] | None:

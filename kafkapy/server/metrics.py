@@ -36,7 +36,7 @@ from kafkapy.protocol.api import api_spec
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.server.network import Server
 from kafkapy.server.services import BrokerServices
-from kafkapy.server.stats import RESERVOIR, BrokerStats, TopicCounters
+from kafkapy.server.stats import FETCH, FETCH_FOLLOWER, RESERVOIR, BrokerStats, TopicCounters
 
 THREAD_ROWS = 250  # partition rows (Log gauges, group offsets) past which a scrape is formatted in a thread
 
@@ -71,6 +71,11 @@ def quantile(window: list[float], q: float) -> float:
 
 
 def _api_name(api_key: int) -> str:
+    """Kafka's RequestMetrics name: the API's, but FetchConsumer / FetchFollower for Fetch."""
+    if api_key == FETCH:
+        return "FetchConsumer"
+    if api_key == FETCH_FOLLOWER:
+        return "FetchFollower"
     try:
         return api_spec(api_key).name
     except Exception:

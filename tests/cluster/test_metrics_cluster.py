@@ -85,3 +85,11 @@ def test_cluster_metrics_and_readiness(kafka_cluster_factory: Any) -> None:
         )
 
     wait_until(healed, timeout=60, what="the ISR expanded again")
+    samples = {n: scrape(b) for n, b in bases.items()}
+    follower_fetches = sum(
+        v
+        for s in samples.values()
+        for (n, labels), v in s.items()
+        if n == "kafka_network_requestmetrics_requests_total" and ("request", "FetchFollower") in labels
+    )
+    assert follower_fetches > 0  # the replica fetchers' requests, under Kafka's name for them

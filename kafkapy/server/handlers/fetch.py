@@ -61,7 +61,7 @@ from kafkapy.server.fetch_sessions import (
 )
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
-from kafkapy.server.stats import BrokerStats
+from kafkapy.server.stats import FETCH_FOLLOWER, BrokerStats
 from kafkapy.storage.errors import OffsetOutOfRangeError
 from kafkapy.storage.segment import FileSlice
 
@@ -472,7 +472,7 @@ def _count(stats: BrokerStats, wanted: list[Wanted], datas: list[PartitionData],
         counters.fetch_requests += 1
         if code != ErrorCode.NONE:
             counters.failed_fetch += 1
-            stats.error(ApiKey.FETCH, code)
+            stats.error(FETCH_FOLLOWER if follower else ApiKey.FETCH, code)
         elif not follower and pd.records is not None:
             counters.bytes_out += len(pd.records)
 
