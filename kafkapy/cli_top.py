@@ -208,8 +208,10 @@ def compute_frame(before: Sequence[Scrape], after: Sequence[Scrape], top: int = 
         (TopicRates(t, *v) for t, v in topics.items()),
         key=lambda r: (-r.messages_in, -(r.bytes_in + r.bytes_out), r.topic),
     )[:top]
+    # the busiest request types first: a long poll's p99 (JoinGroup, an idle Fetch) is its wait
     latency_rows = sorted(
-        (Latency(r, v, request_rates.get(r, 0.0)) for r, v in p99.items()), key=lambda r: (-r.p99_ms, r.request)
+        (Latency(r, v, request_rates.get(r, 0.0)) for r, v in p99.items()),
+        key=lambda r: (-r.requests_per_sec, -r.p99_ms, r.request),
     )[:top]
     group_rows: list[GroupLag] | None = None
     if lag_exported:

@@ -101,9 +101,9 @@ def test_frame_from_two_scrapes_of_two_brokers_and_one_down() -> None:
     assert [(t.topic, t.messages_in) for t in frame.topics] == [("orders", 200.0), ("audit", 0.0)]
     orders = frame.topics[0]
     assert (orders.bytes_in, orders.bytes_out) == (15000.0, 2000.0)
-    # the largest p99 of any broker per request, slowest first; Produce's rate sums its versions
-    assert [(r.request, r.p99_ms) for r in frame.latencies] == [("Fetch", 501.0), ("Produce", 30.0)]
-    assert frame.latencies[1].requests_per_sec == 125.0
+    # the largest p99 of any broker per request, busiest first; Produce's rate sums its versions
+    assert [(r.request, r.p99_ms) for r in frame.latencies] == [("Produce", 30.0), ("Fetch", 501.0)]
+    assert frame.latencies[0].requests_per_sec == 125.0
     assert frame.under_replicated == 1 and frame.offline == 2
     assert frame.controllers == ["http://a/metrics"]
     assert frame.lag is not None
