@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from kafkapy.cluster.etcd import EtcdClient, EtcdError, KeyValue, Op, WatchEvent
+from kafkapy.cluster.etcd import EtcdClient, KeyValue, Op, WatchEvent
+from kafkapy.cluster.etcd_watch import follow_prefix, stop_task
 from kafkapy.logging import get_logger
 from kafkapy.security.acl import AclBinding, AclFilter, Authorizer
 
@@ -139,20 +140,7 @@ class EtcdAclStore:
             return None
 
     async def _watch(self) -> None:
-        while True:
-            try:
-                async for events in self.client.watch_prefix(self.prefix.encode(), self.revision + 1):
-                    self._apply(events)
-            except asyncio.CancelledError:
-                raise
-            except EtcdError as e:
-                log.warning("acl watch failed; reloading", error=str(e))
-                await asyncio.sleep(0.5)
-                try:
-                    await self._load()
-                except EtcdError as e2:
-                    log.warning("acl reload failed", error=str(e2))
-                    await asyncio.sleep(1.0)
+        await follow_prefix(self.client, self.prefix, lambda: self.revision, self._apply, self._load, "acl")
 
     def _apply(self, events: list[WatchEvent]) -> None:
         for ev in events:
@@ -195,9 +183,4 @@ class EtcdAclStore:
                 self.authorizer.remove(b)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, EtcdError):
-                pass
+        await stop_task(self._task)

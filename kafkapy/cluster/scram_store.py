@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from kafkapy.cluster.etcd import EtcdClient, EtcdError, KeyValue, Op, WatchEvent
+from kafkapy.cluster.etcd import EtcdClient, KeyValue, Op, WatchEvent
+from kafkapy.cluster.etcd_watch import follow_prefix, stop_task
 from kafkapy.logging import get_logger
 from kafkapy.security.scram import MECHANISMS, ScramCredential
 
@@ -159,20 +160,9 @@ class EtcdScramStore(_Memory):
             return None
 
     async def _watch(self) -> None:
-        while True:
-            try:
-                async for events in self.client.watch_prefix(self.prefix.encode(), self.revision + 1):
-                    self._apply(events)
-            except asyncio.CancelledError:
-                raise
-            except EtcdError as e:
-                log.warning("scram credential watch failed; reloading", error=str(e))
-                await asyncio.sleep(0.5)
-                try:
-                    await self._load()
-                except EtcdError as e2:
-                    log.warning("scram credential reload failed", error=str(e2))
-                    await asyncio.sleep(1.0)
+        await follow_prefix(
+            self.client, self.prefix, lambda: self.revision, self._apply, self._load, "scram credential"
+        )
 
     def _apply(self, events: list[WatchEvent]) -> None:
         for ev in events:
@@ -201,9 +191,4 @@ class EtcdScramStore(_Memory):
             self.creds[(u.user, u.mechanism)] = u.credential
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)

@@ -18,7 +18,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Protocol
 
-from kafkapy.cluster.etcd import EtcdClient, EtcdError, KeyValue, Op, WatchEvent
+from kafkapy.cluster.etcd import EtcdClient, KeyValue, Op, WatchEvent
+from kafkapy.cluster.etcd_watch import follow_prefix, stop_task
 from kafkapy.logging import get_logger
 from kafkapy.security.delegation_token import TokenInfo
 
@@ -123,20 +124,9 @@ class EtcdTokenStore(_Memory):
             return None
 
     async def _watch(self) -> None:
-        while True:
-            try:
-                async for events in self.client.watch_prefix(self.prefix.encode(), self.revision + 1):
-                    self._apply(events)
-            except asyncio.CancelledError:
-                raise
-            except EtcdError as e:
-                log.warning("delegation token watch failed; reloading", error=str(e))
-                await asyncio.sleep(0.5)
-                try:
-                    await self._load()
-                except EtcdError as e2:
-                    log.warning("delegation token reload failed", error=str(e2))
-                    await asyncio.sleep(1.0)
+        await follow_prefix(
+            self.client, self.prefix, lambda: self.revision, self._apply, self._load, "delegation token"
+        )
 
     def _apply(self, events: list[WatchEvent]) -> None:
         for ev in events:
@@ -161,9 +151,4 @@ class EtcdTokenStore(_Memory):
             self.by_id.pop(t, None)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)
