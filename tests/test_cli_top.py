@@ -174,7 +174,8 @@ def test_once_against_a_real_broker(broker_with_metrics: tuple[BrokerProcess, st
     pytest.importorskip("confluent_kafka")
     broker, endpoint = broker_with_metrics
     stop = threading.Event()
-    producer = threading.Thread(target=produce_for, args=(broker.bootstrap, "top-orders", 4.0, stop))
+    # produces until the frame is printed (a loaded machine may start the CLI slowly)
+    producer = threading.Thread(target=produce_for, args=(broker.bootstrap, "top-orders", 30.0, stop))
     producer.start()
     try:
         time.sleep(1.0)  # the topic exists and records flow before the first scrape
