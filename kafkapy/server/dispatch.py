@@ -52,7 +52,7 @@ from kafkapy.server.handlers import HANDLERS, sasl
 from kafkapy.server.handlers.api_versions import unsupported_version_response
 from kafkapy.server.network import CloseConnection, ConnectionContext
 from kafkapy.server.services import BrokerServices, open_single
-from kafkapy.server.stats import FETCH, FETCH_FOLLOWER
+from kafkapy.server.stats import FETCH_FOLLOWER
 
 if TYPE_CHECKING:
     from kafkapy.server.broker import Broker
@@ -102,10 +102,12 @@ def error_response(spec: ApiSpec, version: int, error: ErrorCode, message: str) 
     return response if getattr(back, "error_code", None) == error else None
 
 
-def _fetch_key(version: int, body: Message) -> int:
-    """The stats key of a Fetch: FETCH_FOLLOWER from a replica, else Fetch's own (FetchConsumer)."""
+def _stats_key(api_key: int, version: int, body: Message) -> int:
+    """The stats key of a request: its api key, but FETCH_FOLLOWER for a Fetch from a replica."""
+    if api_key != ApiKey.FETCH:
+        return api_key
     replica_id = body.replica_state.replica_id if version >= 15 else body.replica_id  # type: ignore[attr-defined]
-    return FETCH_FOLLOWER if replica_id >= 0 else FETCH
+    return FETCH_FOLLOWER if replica_id >= 0 else api_key
 
 
 class Dispatcher:
@@ -176,20 +178,19 @@ class Dispatcher:
             response = await fn(ctx, body)
             if response is None:
                 if stats is not None:
-                    stats.request_done(api_key if api_key != FETCH else _fetch_key(version, body), version, started)
+                    stats.request_done(_stats_key(api_key, version, body), version, started)
                 return None
             if version < self.fallback_below[api_key]:
                 self.downgrade(response, api_key, version)
             out = encode_response(spec, version, correlation_id, response)
             if stats is not None:
-                stats.request_done(api_key if api_key != FETCH else _fetch_key(version, body), version, started)
+                stats.request_done(_stats_key(api_key, version, body), version, started)
             return out
         except CloseConnection:
             raise
         except Exception as exc:
             if stats is not None:
-                key = api_key if api_key != FETCH else _fetch_key(version, body)
-                stats.request_failed(key, version, started, errors.error_code(exc))
+                stats.request_failed(_stats_key(api_key, version, body), version, started, errors.error_code(exc))
             return self.failed(spec, version, header, body, exc, conn)
 
     async def before_authentication(self, view: memoryview, conn: ConnectionContext) -> list[Any] | None:

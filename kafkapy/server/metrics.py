@@ -32,11 +32,11 @@ from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from kafkapy.protocol.api import api_spec
+from kafkapy.protocol.api import ApiKey, api_spec
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.server.network import Server
 from kafkapy.server.services import BrokerServices
-from kafkapy.server.stats import FETCH, FETCH_FOLLOWER, RESERVOIR, BrokerStats, TopicCounters
+from kafkapy.server.stats import FETCH_FOLLOWER, RESERVOIR, BrokerStats, TopicCounters
 
 THREAD_ROWS = 250  # partition rows (Log gauges, group offsets) past which a scrape is formatted in a thread
 
@@ -72,7 +72,7 @@ def quantile(window: list[float], q: float) -> float:
 
 def _api_name(api_key: int) -> str:
     """Kafka's RequestMetrics name: the API's, but FetchConsumer / FetchFollower for Fetch."""
-    if api_key == FETCH:
+    if api_key == ApiKey.FETCH:
         return "FetchConsumer"
     if api_key == FETCH_FOLLOWER:
         return "FetchFollower"

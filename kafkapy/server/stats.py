@@ -18,7 +18,6 @@ from array import array
 from dataclasses import dataclass, field
 
 RESERVOIR = 1024  # a power of two: the ring index is a mask
-FETCH = 1
 # Kafka's RequestMetrics name Fetch by who sends it: "FetchConsumer" (kept under Fetch's api key) and
 # "FetchFollower" (kept under this key of its own)
 FETCH_FOLLOWER = -1
