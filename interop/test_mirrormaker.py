@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +48,15 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 40.0, in
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+Client = str | Mapping[str, Any]  # a bootstrap address, or a whole client config (e.g. SASL_SSL)
+
+
+def client_conf(client: Client, **extra: Any) -> dict[str, Any]:
+    """The librdkafka config for `client`, with `extra` settings under it."""
+    base = {"bootstrap.servers": client} if isinstance(client, str) else dict(client)
+    return {**extra, **base}
+
+
 def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
 
@@ -66,9 +75,9 @@ def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, s
 Record = tuple[int, bytes | None, bytes, list[tuple[str, bytes]], int]
 
 
-def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
+def produce(client: Client, topic: str, records: list[Record]) -> None:
     """records: (partition, key, value, headers, timestamp)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False})
+    producer = Producer(client_conf(client, acks="all", **{"enable.idempotence": False}))
     errors: list[Any] = []
     for partition, key, value, headers, ts in records:
         producer.produce(
@@ -84,15 +93,17 @@ def produce(bootstrap: str, topic: str, records: list[Record]) -> None:
     assert not errors, errors
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, expect: int, timeout: float = 40.0) -> list[Any]:
+def read_all(client: Client, topic: str, partitions: int, expect: int, timeout: float = 40.0) -> list[Any]:
     """Every record of `topic` from offset 0 until `expect` were read (or timeout)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        client_conf(
+            client,
+            **{
+                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out: list[Any] = []
@@ -110,8 +121,8 @@ def read_all(bootstrap: str, topic: str, partitions: int, expect: int, timeout: 
     return out
 
 
-def committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+def committed(client: Client, group: str, topic: str, partition: int) -> int:
+    consumer = Consumer(client_conf(client, **{"group.id": group, "enable.auto.commit": False}))
     try:
         [tp] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
         return int(tp.offset)
@@ -235,14 +246,9 @@ def test_heartbeats_and_checkpoints_topics(regions: dict[str, BrokerProcess], mm
     assert mm2.errors() == []
 
 
-def _consume_group(bootstrap: str, group: str, topic: str, count: int, commit: bool) -> list[bytes]:
+def consume_group(client: Client, group: str, topic: str, count: int, commit: bool) -> list[bytes]:
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        client_conf(client, **{"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     )
     consumer.subscribe([topic])
     seen: list[bytes] = []
@@ -267,7 +273,7 @@ def test_group_offsets_translated_for_failover(regions: dict[str, BrokerProcess]
 
     # 1. the application is behind (60 of 100 consumed and committed on us):
     # the translated offset never skips a record, and resuming on eu loses none
-    assert _consume_group(us, "app-failover", "failover", 60, commit=True) == values[:60]
+    assert consume_group(us, "app-failover", "failover", 60, commit=True) == values[:60]
     assert committed(us, "app-failover", "failover", 0) == 60
     translated = wait_for(
         "app-failover's offset on us.failover translated on eu",
@@ -279,7 +285,7 @@ def test_group_offsets_translated_for_failover(regions: dict[str, BrokerProcess]
     # 2. the application catches up (100 of 100 committed on us) and the us
     # region goes away: eu's group offset follows within the checkpoint
     # interval, and the consumer failing over re-reads nothing it had processed
-    assert _consume_group(us, "app-failover", "failover", 40, commit=True) == values[60:100]
+    assert consume_group(us, "app-failover", "failover", 40, commit=True) == values[60:100]
     assert committed(us, "app-failover", "failover", 0) == 100
     translated = wait_for(
         "app-failover's offset on eu following the commit of 100 on us",
@@ -289,7 +295,7 @@ def test_group_offsets_translated_for_failover(regions: dict[str, BrokerProcess]
     assert translated == 100
     produce(us, "failover", [(0, f"k{i}".encode(), values[i], [], BASE_TS + i) for i in range(100, 150)])
     wait_for("the 50 new records on eu", lambda: len(read_all(eu, "us.failover", 1, 150, timeout=5)) == 150)
-    assert _consume_group(eu, "app-failover", "us.failover", 50, commit=False) == values[100:150]
+    assert consume_group(eu, "app-failover", "us.failover", 50, commit=False) == values[100:150]
 
 
 def _in_order_once(values: list[bytes]) -> list[bytes]:

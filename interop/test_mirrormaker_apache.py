@@ -14,9 +14,9 @@ from interop.apache_kafka import KafkaProcess, start_kafka
 from interop.mirror import MirrorMakerProcess, start_mirror_maker
 from interop.test_mirrormaker import (
     BASE_TS,
-    _consume_group,
     _record,
     committed,
+    consume_group,
     create_topic,
     produce,
     read_all,
@@ -73,7 +73,7 @@ def _mirror_one_way(source: str, target: str, alias: str, topic: str) -> None:
 
     # a caught-up group's offsets follow it to the target
     group = f"app-{topic}"
-    assert len(_consume_group(source, group, topic, len(sent), commit=True)) == len(sent)
+    assert len(consume_group(source, group, topic, len(sent), commit=True)) == len(sent)
     total = sum(committed(source, group, topic, p) for p in range(2))
     assert total == len(sent)
     wait_for(
@@ -83,7 +83,7 @@ def _mirror_one_way(source: str, target: str, alias: str, topic: str) -> None:
     )
     produce(source, topic, [(0, b"k", b"after-failover", [], BASE_TS + 99)])
     wait_for(f"the new record on {remote}", lambda: len(read_all(target, remote, 2, 41, timeout=5)) == 41)
-    assert _consume_group(target, group, remote, 1, commit=False) == [b"after-failover"]
+    assert consume_group(target, group, remote, 1, commit=False) == [b"after-failover"]
 
 
 def test_kafkapy_to_apache_kafka(clusters: dict[str, str], mm2: MirrorMakerProcess) -> None:

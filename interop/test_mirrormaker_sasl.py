@@ -15,16 +15,13 @@ admin, mm2 and app), and MM2's topic ACL sync copies a READ ACL to eu.
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
     AclBindingFilter,
@@ -39,10 +36,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
+from interop import test_mirrormaker as plain
 from interop._common import BrokerProcess, start_broker
 from interop.adapters.java import available
 from interop.certs import Pki, broker_pem_settings, make_pki
 from interop.mirror import MirrorMakerProcess, start_mirror_maker
+from interop.test_mirrormaker import Record, wait_for
 
 _missing = available()
 if _missing is not None:
@@ -100,23 +99,6 @@ def mm2_cluster_settings(alias: str, pki: Pki, mechanism: str, jaas: str) -> dic
     }
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 40.0, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except KafkaException as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last  # type: ignore[no-any-return]
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-Record = tuple[int, bytes | None, bytes, list[tuple[str, bytes]], int]
-
-
 class Cluster:
     """One SASL_SSL broker and how the application connects to it."""
 
@@ -162,60 +144,16 @@ class Cluster:
         return sorted((b.principal, b.host, b.operation.name, b.permission_type.name) for b in found)
 
     def produce(self, topic: str, records: list[Record]) -> None:
-        producer = Producer({**self.conf, "acks": "all"})
-        errors: list[Any] = []
-        for partition, key, value, headers, ts in records:
-            producer.produce(
-                topic,
-                value=value,
-                key=key,
-                partition=partition,
-                headers=list(headers),
-                timestamp=ts,
-                on_delivery=lambda err, _msg: errors.append(err) if err else None,
-            )
-        assert producer.flush(30) == 0, "produce did not complete"
-        assert not errors, errors
+        plain.produce(self.conf, topic, records)
 
     def read_all(self, topic: str, partitions: int, expect: int, timeout: float = 40.0) -> list[Any]:
-        consumer = Consumer({**self.conf, "group.id": f"reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        try:
-            while len(out) < expect and time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is not None and not msg.error():
-                    out.append(msg)
-        finally:
-            consumer.close()
-        return out
+        return plain.read_all(self.conf, topic, partitions, expect, timeout)
 
     def consume_group(self, group: str, topic: str, count: int, commit: bool) -> list[bytes]:
-        consumer = Consumer(
-            {**self.conf, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
-        )
-        consumer.subscribe([topic])
-        seen: list[bytes] = []
-        deadline = time.monotonic() + 30
-        try:
-            while len(seen) < count and time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is not None and not msg.error():
-                    seen.append(msg.value() or b"")
-                    if commit and len(seen) == count:
-                        consumer.commit(asynchronous=False)
-        finally:
-            consumer.close()
-        return seen
+        return plain.consume_group(self.conf, group, topic, count, commit)
 
     def committed(self, group: str, topic: str, partition: int) -> int:
-        consumer = Consumer({**self.conf, "group.id": group, "enable.auto.commit": False})
-        try:
-            [tp] = consumer.committed([TopicPartition(topic, partition)], timeout=10)
-            return int(tp.offset)
-        finally:
-            consumer.close()
+        return plain.committed(self.conf, group, topic, partition)
 
     def authenticated(self) -> list[dict[str, Any]]:
         """The broker's `authenticated` log events."""
