@@ -110,24 +110,7 @@ def test_kafka_tool_and_java_clients(broker: BrokerProcess, tmp_path: Path) -> N
     # the Java clients authenticate with the token (SCRAM, tokenauth=true) as its owner, alice
     for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
         config = _token_config(token_id, hmac_b64, mechanism)
-        topic = unique_topic("token-java")
-        res = java.call(
-            "create_topics", broker.bootstrap, topics=[{"name": topic, "partitions": 1, "configs": {}}], config=config
-        )
-        assert not [r for r in res["results"] if r["exception"]], res
-        records = [{"key": None, "value": java.b64(f"t{i}".encode())} for i in range(3)]
-        res = java.call("produce", broker.bootstrap, topic=topic, records=records, config=config)
-        assert not res["errors"], res
-        res = java.call(
-            "group_consume",
-            broker.bootstrap,
-            topic=topic,
-            group=unique_topic("g"),
-            count=3,
-            timeout_ms=30000,
-            config=config,
-        )
-        assert [java.unb64(r["value"]) for r in res["records"]] == [f"t{i}".encode() for i in range(3)]
+        java.round_trip(broker.bootstrap, unique_topic("token-java"), unique_topic("g"), config, "t")
     events = [json.loads(line) for line in broker.log_path.read_text().splitlines() if line.startswith("{")]
     authenticated = {(e.get("principal"), e.get("mechanism")) for e in events if e.get("event") == "authenticated"}
     assert {("User:alice", "SCRAM-SHA-256"), ("User:alice", "SCRAM-SHA-512")} <= authenticated

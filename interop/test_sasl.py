@@ -295,24 +295,7 @@ def test_java_client(broker: BrokerProcess, mechanism: str) -> None:
         'unsecuredLoginStringClaim_sub="alice";',
     }[mechanism]
     config = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": mechanism, "sasl.jaas.config": module}
-    topic = unique_topic("sasl-java")
-    res = java.call(
-        "create_topics", broker.bootstrap, topics=[{"name": topic, "partitions": 1, "configs": {}}], config=config
-    )
-    assert not [r for r in res["results"] if r["exception"]], res
-    records = [{"key": None, "value": java.b64(f"j{i}".encode())} for i in range(3)]
-    res = java.call("produce", broker.bootstrap, topic=topic, records=records, config=config)
-    assert not res["errors"], res
-    res = java.call(
-        "group_consume",
-        broker.bootstrap,
-        topic=topic,
-        group=unique_topic("g"),
-        count=3,
-        timeout_ms=30000,
-        config=config,
-    )
-    assert [java.unb64(r["value"]) for r in res["records"]] == [f"j{i}".encode() for i in range(3)]
+    java.round_trip(broker.bootstrap, unique_topic("sasl-java"), unique_topic("g"), config, "j")
 
 
 def test_java_client_wrong_password(broker: BrokerProcess) -> None:

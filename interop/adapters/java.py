@@ -201,6 +201,20 @@ def unb64(s: str | None) -> bytes | None:
     return None if s is None else base64.b64decode(s)
 
 
+def round_trip(bootstrap: str, topic: str, group: str, config: dict[str, Any], prefix: str) -> None:
+    """With the Java admin, producer and consumer configured by `config`: create `topic`, produce
+    three records `<prefix>0..2` and read them back in `group`; asserts each step."""
+    res = call("create_topics", bootstrap, topics=[{"name": topic, "partitions": 1, "configs": {}}], config=config)
+    assert not [r for r in res["results"] if r["exception"]], res
+    values = [f"{prefix}{i}".encode() for i in range(3)]
+    res = call(
+        "produce", bootstrap, topic=topic, records=[{"key": None, "value": b64(v)} for v in values], config=config
+    )
+    assert not res["errors"], res
+    res = call("group_consume", bootstrap, topic=topic, group=group, count=3, timeout_ms=30000, config=config)
+    assert [unb64(r["value"]) for r in res["records"]] == values
+
+
 def to_in(m: dict[str, Any]) -> In:
     return In(
         m["partition"],
