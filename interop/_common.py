@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 CODECS: tuple[str, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
 MIB = 1024 * 1024
@@ -203,3 +205,47 @@ def wait_until(predicate: object, timeout_s: float = 10.0, interval_s: float = 0
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval_s)
+
+
+def listener_port(log_path: Path, name: str) -> int:
+    """The port of listener `name` from a broker's `broker_ready` log line."""
+    for line in log_path.read_text().splitlines():
+        if '"broker_ready"' in line:
+            for item in str(json.loads(line)["listen"]).split(","):
+                if item.upper().startswith(f"{name}://"):
+                    return int(item.rpartition(":")[2])
+    raise AssertionError(f"no {name} listener in the broker_ready line")
+
+
+def save_golden(path: Path, answers: dict[str, Any]) -> Path:
+    """A differential scenario's answers from Apache Kafka, as interop/golden_kafka keeps them."""
+    path.write_text(json.dumps(answers, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_golden(path: Path, *, meta: bool = True) -> dict[str, Any]:
+    """A golden file's answers; without `meta`, the keys starting with "_" (such as "_meta") left out."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data if meta else {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def record_golden(
+    path: Path,
+    prefix: str,
+    run: Callable[[str], dict[str, Any]],
+    settings: dict[str, str] | None = None,
+    settle: float = 0.0,
+    release: str | None = None,
+) -> Path:
+    """Run a differential scenario (`run(bootstrap)`) against a fresh Apache Kafka with `settings` and
+    save its answers, with the Kafka version under "_meta" (`release`: see apache_kafka.start_kafka)."""
+    from interop import apache_kafka
+
+    kafka = apache_kafka.start_kafka(Path(tempfile.mkdtemp(prefix=prefix)), dict(settings or {}), release=release)
+    try:
+        time.sleep(settle)
+        answers = run(kafka.bootstrap)
+    finally:
+        kafka.stop()
+    answers["_meta"] = {"kafka": kafka.version}
+    return save_golden(path, answers)

@@ -10,6 +10,7 @@ request listing itself. `KafkaProcess.stop()` sends SIGTERM to that PID (and
 SIGKILL if it lingers).
 
     python -m interop.apache_kafka [DIR]   # run one in the foreground, Ctrl-C stops it
+    python -m interop.apache_kafka --release 4.4.0 [DIR]   # the second reference (interop/java44)
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interop.adapters.java import java_command, kafka_version
+from interop.adapters.java import (
+    DEPS_FILE,
+    DEPS_FILE_44,
+    REFERENCE_44,
+    java_command,
+    kafka_version,
+    reference_classpath,
+)
 from kafkapy.protocol.uuids import random_cluster_id
 
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -176,8 +184,12 @@ def start_kafka(
     settings: dict[str, str] | None = None,
     ready_timeout: float = 90.0,
     heap: str = "512m",
+    release: str | None = None,
 ) -> KafkaProcess:
-    """Format and start a one-node KRaft Apache Kafka; returns once it serves Metadata."""
+    """Format and start a one-node KRaft Apache Kafka; returns once it serves Metadata. `release`:
+    None runs interop/java's pinned version (4.3.1), REFERENCE_44 ("4.4.0") interop/java44's."""
+    cp = reference_classpath(release)
+    version = kafka_version(DEPS_FILE_44 if release == REFERENCE_44 else DEPS_FILE)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="apache-kafka-"))
     workdir.mkdir(parents=True, exist_ok=True)
     port, controller_port = free_port(), free_port()
@@ -191,7 +203,7 @@ def start_kafka(
     # the storage tool is a short-lived JVM: C1 only, serial GC, no pre-touched heap (the broker keeps `jvm`)
     tool_jvm = (f"-Xmx{heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", *jvm[2:])
     fmt = subprocess.run(
-        java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=tool_jvm),
+        java_command(STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config), jvm_args=tool_jvm, cp=cp),
         capture_output=True,
         timeout=120,
         check=False,
@@ -203,14 +215,14 @@ def start_kafka(
     t0 = time.monotonic()
     with open(workdir / "stdout.log", "wb") as out:
         proc = subprocess.Popen(
-            java_command(KAFKA_MAIN, str(config), jvm_args=jvm),
+            java_command(KAFKA_MAIN, str(config), jvm_args=jvm, cp=cp),
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=workdir,
             start_new_session=True,
         )
     kafka = KafkaProcess(
-        proc, "127.0.0.1", port, controller_port, workdir, cluster_id, kafka_version(), 0.0, dict(settings or {})
+        proc, "127.0.0.1", port, controller_port, workdir, cluster_id, version, 0.0, dict(settings or {})
     )
     deadline = t0 + ready_timeout
     while time.monotonic() < deadline:
@@ -250,7 +262,10 @@ class SharedApacheKafka:
 
 
 def main(argv: list[str]) -> int:
-    kafka = start_kafka(Path(argv[0]) if argv else None)
+    release = None
+    if argv[:1] == ["--release"]:
+        release, argv = argv[1], argv[2:]
+    kafka = start_kafka(Path(argv[0]) if argv else None, release=release)
     print(
         f"Apache Kafka {kafka.version} on {kafka.bootstrap} (pid {kafka.pid}, ready in {kafka.started_in_s:.1f}s, dir {kafka.workdir})"
     )

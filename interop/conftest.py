@@ -150,10 +150,12 @@ def _versions() -> dict[str, str]:
     except ImportError:
         pass
     try:
-        from interop.adapters.java import DEPS_FILE, kafka_version
+        from interop.adapters.java import DEPS_FILE, DEPS_FILE_44, kafka_version
 
         if DEPS_FILE.exists():
             versions["kafka-clients (Java)"] = kafka_version()
+        if DEPS_FILE_44.exists():
+            versions["kafka-clients (Java, second column)"] = kafka_version(DEPS_FILE_44)
     except ImportError:
         pass
     lock = Path(__file__).parent / "node" / "node_modules" / "kafkajs" / "package.json"

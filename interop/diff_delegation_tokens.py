@@ -13,13 +13,13 @@ HMACs by their length.
 from __future__ import annotations
 
 import base64
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from interop._common import load_golden, save_golden
 from kafkapy.protocol.messages.create_delegation_token_request import (
     CreatableRenewers,
     CreateDelegationTokenRequest,
@@ -260,13 +260,11 @@ def record() -> Path:
         finally:
             kafka.stop()
         answers["_meta"] = {"kafka": kafka.version}
-    GOLDEN.write_text(json.dumps(answers, indent=1, sort_keys=True) + "\n")
-    return GOLDEN
+    return save_golden(GOLDEN, answers)
 
 
 def load() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(GOLDEN.read_text())
-    return data
+    return load_golden(GOLDEN)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ CLIENTS: tuple[tuple[str, str], ...] = (
     ("kcat", "kcat (librdkafka)"),
     ("kafkajs", "kafkajs"),
     ("java", "Java (Apache Kafka clients)"),
+    ("java44", "Java (Apache Kafka 4.4.0 clients)"),
     ("java-ref", "Java vs Apache Kafka (reference)"),
 )
 # Columns for runs against Apache Kafka itself, not kafkapy (no cross-client cells).
@@ -69,6 +70,7 @@ EXTRA_SCENARIOS: tuple[tuple[str, str], ...] = (
     ("txn-send-offsets", "Transactions: sendOffsetsToTransaction commits the group's offsets only on commit"),
     ("eos-producer-kill", "Exactly-once consume-transform-produce, producer SIGKILLed mid-transaction"),
     ("txn-broker-kill", "Transactions across a broker SIGKILL mid-transaction"),
+    ("share-groups", "Share groups (KIP-932): share consumer, acknowledgement modes, shared with Java"),
 )
 # A not-applicable reason with this prefix is kafkapy's gap, not the client's.
 NOT_YET = "kafkapy: "

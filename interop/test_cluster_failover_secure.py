@@ -1,9 +1,9 @@
 """The failover scenario of interop/test_cluster_failover.py on 3-broker clusters whose
 inter-broker listener is authenticated and encrypted.
 
-Each broker has two listeners: CLIENT (PLAINTEXT, where the test's clients connect) and
-INTERNAL (`inter.broker.listener.name`, TLS with certificates from interop/certs.py): replica
-fetchers and transaction markers reach the other brokers only there.
+Each broker has two listeners (interop/secure_cluster.py): CLIENT (PLAINTEXT, where the test's
+clients connect) and INTERNAL (`inter.broker.listener.name`, TLS with certificates from
+interop/certs.py): replica fetchers and transaction markers reach the other brokers only there.
 
 - `scram`: INTERNAL is SASL_SSL with SCRAM-SHA-512, no authorizer. The brokers start before the
   broker user exists; its credential is then added with `kafkapy users` through CLIENT (etcd,
@@ -19,8 +19,11 @@ fetchers and transaction markers reach the other brokers only there.
   User:broker (`ssl.principal.mapping.rules`), the only super user; acks=all with
   `min.insync.replicas=3` completes.
 
-In `scram` and `acl`, a partition's leader is SIGKILLed while a client produces with acks=all:
-it carries on with the new leader, and every acknowledged record is read back exactly once.
+In `scram`, every client of interop/test_cluster_failover.py runs its scenario: a partition's
+leader is SIGKILLed while the client produces with acks=all; it carries on with the new leader,
+and every acknowledged record is read back exactly once. In `acl`, librdkafka does the same.
+tests/cluster runs its own failover tests (leaders killed in turn, controller and group and
+transaction coordinators killed, rolling restart, paused follower) on the `plain` variant too.
 """
 
 from __future__ import annotations
@@ -47,62 +50,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from interop import test_cluster_failover as failover
-from interop.certs import Pki, broker_pem_settings, make_pki
+from interop.certs import Pki, make_pki
+from interop.secure_cluster import BROKER_PASSWORD, BROKER_USER, HOST, REAUTH_MS, SecureBrokers, authenticated_brokers
 from kafkapy.local_cluster import LocalCluster, wait_until
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.frames import decode_response, encode_request
 from kafkapy.protocol.primitives import Message
-from kafkapy.testing import free_port
-
-HOST = "127.0.0.1"
-REAUTH_MS = 1000  # connections.max.reauth.ms of the scram cluster
-BROKER_USER, BROKER_PASSWORD = "broker", "broker-secret"
-SCRAM_LOGIN = (
-    "org.apache.kafka.common.security.scram.ScramLoginModule required "
-    f'username="{BROKER_USER}" password="{BROKER_PASSWORD}";'
-)
-MTLS_RULES = f"RULE:^CN=[^,]+,OU=Brokers,.*$/{BROKER_USER}/,DEFAULT"  # the broker certificate's subject
-PLAIN_LOGIN = (
-    "org.apache.kafka.common.security.plain.PlainLoginModule required "
-    f'username="{BROKER_USER}" password="{BROKER_PASSWORD}" user_{BROKER_USER}="{BROKER_PASSWORD}";'
-)
-
-
-def _settings(variant: str, pki: Pki, client: int, internal: int) -> dict[str, str]:
-    listeners = f"CLIENT://{HOST}:{client},INTERNAL://{HOST}:{internal}"
-    settings = {
-        **failover.SETTINGS,
-        "listeners": listeners,
-        "advertised.listeners": listeners,
-        "listener.security.protocol.map": "CLIENT:PLAINTEXT,INTERNAL:SASL_SSL",
-        "inter.broker.listener.name": "INTERNAL",
-        "replica.fetch.backoff.ms": "200",
-        **broker_pem_settings(pki, "INTERNAL"),
-    }
-    if variant == "mtls":
-        settings |= {
-            "listener.security.protocol.map": "CLIENT:PLAINTEXT,INTERNAL:SSL",
-            "listener.name.internal.ssl.client.auth": "required",
-            "listener.name.internal.ssl.principal.mapping.rules": MTLS_RULES,
-            "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
-            "super.users": f"User:{BROKER_USER}",
-        }
-    elif variant == "scram":
-        settings |= {
-            "connections.max.reauth.ms": str(REAUTH_MS),
-            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
-            "listener.name.internal.sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.internal.scram-sha-512.sasl.jaas.config": SCRAM_LOGIN,
-        }
-    else:
-        settings |= {
-            "sasl.mechanism.inter.broker.protocol": "PLAIN",
-            "listener.name.internal.sasl.enabled.mechanisms": "PLAIN",
-            "listener.name.internal.plain.sasl.jaas.config": PLAIN_LOGIN,
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users": f"User:{BROKER_USER}",
-        }
-    return settings
 
 
 @pytest.fixture(scope="module")
@@ -112,18 +65,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def _start(root: Path, variant: str, pki: Pki) -> tuple[LocalCluster, dict[int, int]]:
     """Three brokers; returns the cluster (each broker's `port`: CLIENT) and the INTERNAL ports."""
-    c = LocalCluster(root, 0).start()
-    internal: dict[int, int] = {}
+    brokers = SecureBrokers(variant, pki)
+    c = LocalCluster(root, 3, dict(failover.SETTINGS), per_broker=brokers)
     try:
-        for node in (1, 2, 3):
-            client, internal[node] = free_port(HOST), free_port(HOST)
-            b = c.add_broker(node, start=False, settings=_settings(variant, pki, client, internal[node]))
-            b.port = client
-            b.start()
+        c.start()
     except BaseException:
         c.stop()
         raise
-    return c, internal
+    return c, brokers.internal
 
 
 def _internal_admin(pki: Pki, internal: dict[int, int], mechanism: str) -> AdminClient:
@@ -138,16 +87,6 @@ def _internal_admin(pki: Pki, internal: dict[int, int], mechanism: str) -> Admin
             "sasl.password": BROKER_PASSWORD,
         }
     )
-
-
-def _authenticated_brokers(c: LocalCluster) -> set[int]:
-    """Brokers whose log shows the broker user logged in on INTERNAL (where no test client goes)."""
-    found = set()
-    for node, b in c.brokers.items():
-        text = b.log_path.read_text(errors="replace")
-        if "authenticated" in text and f"User:{BROKER_USER}" in text and "INTERNAL" in text:
-            found.add(node)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -184,10 +123,10 @@ def acl_cluster(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[
 # ---------------------------------------------------------------- failover
 
 
-@pytest.mark.parametrize("client", ["librdkafka", "aiokafka"])
+@pytest.mark.parametrize("client", list(failover.CLIENTS))
 def test_failover_with_scram_sasl_ssl_between_brokers(scram_cluster: LocalCluster, client: str) -> None:
     failover.test_client_produces_and_consumes_through_a_leader_failover(scram_cluster, client)
-    assert len(_authenticated_brokers(scram_cluster)) >= 2, scram_cluster.log_tails()
+    assert len(authenticated_brokers(scram_cluster)) >= 2, scram_cluster.log_tails()
 
 
 def test_fetchers_log_in_again_before_their_sessions_expire(scram_cluster: LocalCluster) -> None:

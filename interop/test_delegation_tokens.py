@@ -20,17 +20,8 @@ from typing import Any
 import pytest
 
 from interop import diff_delegation_tokens as dt
-from interop._common import BrokerProcess, start_broker, unique_topic
+from interop._common import BrokerProcess, listener_port, start_broker, unique_topic
 from tests.security.test_sasl_server import sasl_settings
-
-
-def _listener_port(b: BrokerProcess, name: str) -> int:
-    for line in b.log_path.read_text().splitlines():
-        if '"broker_ready"' in line:
-            for item in str(json.loads(line)["listen"]).split(","):
-                if item.upper().startswith(f"{name}://"):
-                    return int(item.rpartition(":")[2])
-    raise AssertionError(f"no {name} listener in the broker_ready line")
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["enabled", "disabled"])
@@ -38,7 +29,7 @@ def test_answers_as_kafka(tmp_path: Path, enabled: bool) -> None:
     golden = dt.load()["enabled" if enabled else "disabled"]
     b = start_broker(tmp_path / "data", sasl_settings(**dt.broker_settings(enabled)))
     try:
-        answers = dt.run(b.bootstrap, f"127.0.0.1:{_listener_port(b, 'INTERNAL')}", enabled)
+        answers = dt.run(b.bootstrap, f"127.0.0.1:{listener_port(b.log_path, 'INTERNAL')}", enabled)
     finally:
         b.stop()
     differences = {k: (answers.get(k), golden.get(k)) for k in golden.keys() | answers.keys()}

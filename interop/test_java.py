@@ -11,13 +11,17 @@ session; the broker is the module's own kafkapy process.
 
 from __future__ import annotations
 
+import os
 import time
+import urllib.request
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from interop._common import BrokerProcess, Out, payload, unique_topic, wait_until
-from interop.adapters.java import JavaClient, JavaError, available, b64, call, to_in
+from interop.adapters.java import DRIVER44, JavaClient, JavaError, available, b64, to_in
 from interop.scenarios import CODEC_IDS, Scenarios, by_offset
 
 _missing = available()
@@ -85,13 +89,15 @@ class JavaScenarios(Scenarios):
     def test_admin_topics_and_cluster(self, broker: BrokerProcess) -> None:
         b = broker.bootstrap
         topic = unique_topic("java-admin")
-        res = call("create_topics", b, topics=[{"name": topic, "partitions": 4, "configs": {"retention.ms": "12345"}}])
+        res = self.adapter.call(
+            "create_topics", b, topics=[{"name": topic, "partitions": 4, "configs": {"retention.ms": "12345"}}]
+        )
         assert res["results"] == [{"name": topic, "exception": None}]
         created = res["created"][topic]
         assert created["partitions"] == 4 and created["replication_factor"] == 1
         assert created["configs"]["retention.ms"] == "12345"
         # errors Kafka gives, as the Java exceptions applications catch
-        again = call(
+        again = self.adapter.call(
             "create_topics",
             b,
             topics=[
@@ -111,27 +117,27 @@ class JavaScenarios(Scenarios):
         assert "InvalidConfigurationException" in exceptions, exceptions
         # validate only creates nothing
         dry = unique_topic("java-dry")
-        call("create_topics", b, topics=[{"name": dry, "partitions": 2}], validate_only=True)
+        self.adapter.call("create_topics", b, topics=[{"name": dry, "partitions": 2}], validate_only=True)
         # describe
-        desc = call("describe_topics", b, topics=[topic])["topics"][topic]
+        desc = self.adapter.call("describe_topics", b, topics=[topic])["topics"][topic]
         assert [p["partition"] for p in desc["partitions"]] == [0, 1, 2, 3]
         assert desc["internal"] is False and desc["topic_id"] != "AAAAAAAAAAAAAAAAAAAAAA"
         assert all(p["leader"] >= 0 and p["replicas"] == [p["leader"]] == p["isr"] for p in desc["partitions"])
-        missing = call("describe_topics", b, topics=[unique_topic("java-missing")])["results"][0]
+        missing = self.adapter.call("describe_topics", b, topics=[unique_topic("java-missing")])["results"][0]
         assert missing["exception"].endswith("UnknownTopicOrPartitionException")
         # partitions
-        call("create_partitions", b, counts={topic: "6"})
-        assert len(call("describe_topics", b, topics=[topic])["topics"][topic]["partitions"]) == 6
+        self.adapter.call("create_partitions", b, counts={topic: "6"})
+        assert len(self.adapter.call("describe_topics", b, topics=[topic])["topics"][topic]["partitions"]) == 6
         # cluster
-        cluster = call("describe_cluster", b)
+        cluster = self.adapter.call("describe_cluster", b)
         assert cluster["cluster_id"]
         assert [(n["host"], n["port"]) for n in cluster["nodes"]] == [(broker.host, broker.port)]
         # delete
-        listed = call("list_topics", b)["topics"]
+        listed = self.adapter.call("list_topics", b)["topics"]
         assert topic in listed and dry not in listed
-        assert call("delete_topics", b, topics=[topic])["results"] == [{"name": topic, "exception": None}]
-        assert wait_until(lambda: topic not in call("list_topics", b)["topics"], timeout_s=15)
-        gone = call("delete_topics", b, topics=[topic])["results"][0]
+        assert self.adapter.call("delete_topics", b, topics=[topic])["results"] == [{"name": topic, "exception": None}]
+        assert wait_until(lambda: topic not in self.adapter.call("list_topics", b)["topics"], timeout_s=15)
+        gone = self.adapter.call("delete_topics", b, topics=[topic])["results"][0]
         assert gone["exception"].endswith("UnknownTopicOrPartitionException")
 
     # AdminClient: ListOffsets specs --------------------------------------
@@ -144,7 +150,7 @@ class JavaScenarios(Scenarios):
         a.produce(b, topic, [Out(b"k", payload(i), timestamp_ms=ts) for i, ts in enumerate(stamps)])
 
         def spec(s: str) -> tuple[int, int]:
-            res = call("list_offsets", b, topic=topic, partitions=[0], spec=s)
+            res = self.adapter.call("list_offsets", b, topic=topic, partitions=[0], spec=s)
             return res["offsets"]["0"], res["timestamps"]["0"]
 
         assert spec("earliest")[0] == 0
@@ -164,20 +170,20 @@ class JavaScenarios(Scenarios):
         a.produce(b, topic, [Out(None, payload(i), partition=i % 2) for i in range(10)])
         got = a.group_consume(b, topic, group, 10)
         assert len(got) == 10
-        groups = {g["group_id"]: g for g in call("list_groups", b)["groups"]}
+        groups = {g["group_id"]: g for g in self.adapter.call("list_groups", b)["groups"]}
         assert group in groups, sorted(groups)
         assert groups[group]["state"] == "EMPTY" or groups[group]["state"].lower() == "empty", groups[group]
-        desc = call("describe_groups", b, groups=[group])["groups"][group]
+        desc = self.adapter.call("describe_groups", b, groups=[group])["groups"][group]
         assert desc["state"].lower() == "empty" and desc["members"] == []
         assert desc["type"].lower() == "classic"
-        offsets = call("group_offsets", b, group=group)["offsets"]
+        offsets = self.adapter.call("group_offsets", b, group=group)["offsets"]
         assert offsets == {f"{topic}:0": 5, f"{topic}:1": 5}
         # An unknown group: GroupIdNotFoundException when the broker serves
         # DescribeGroups v6 (its error for unknown groups). The admin client
         # asks ConsumerGroupDescribe first and, on GROUP_ID_NOT_FOUND, falls
         # back to DescribeGroups, whose versions before 6 describe it as Dead.
         try:
-            unknown = call("describe_groups", b, groups=[unique_topic("java-nogroup")])["groups"]
+            unknown = self.adapter.call("describe_groups", b, groups=[unique_topic("java-nogroup")])["groups"]
         except JavaError as e:
             assert e.exception.endswith("GroupIdNotFoundException"), e
         else:
@@ -195,7 +201,9 @@ class JavaScenarios(Scenarios):
         a.produce(b, topic, first)
         got = a.group_consume(b, topic, group, len(first), commit="auto")
         assert sorted(r.value or b"" for r in got) == sorted(r.value or b"" for r in first)
-        assert wait_until(lambda: sum(call("group_offsets", b, group=group)["offsets"].values()) == 30, timeout_s=10)
+        assert wait_until(
+            lambda: sum(self.adapter.call("group_offsets", b, group=group)["offsets"].values()) == 30, timeout_s=10
+        )
         second = [Out(None, payload(100 + i), partition=i % 3) for i in range(6)]
         a.produce(b, topic, second)
         resumed = a.group_consume(b, topic, group, len(second), commit="auto")
@@ -208,10 +216,12 @@ class JavaScenarios(Scenarios):
         topic = self.make_topic(broker)
         base = (int(time.time()) - 3600) * 1000
         a.produce(b, topic, [Out(b"t", payload(i), timestamp_ms=base + 100 * i) for i in range(20)])
-        res = call("seek_to_time", b, topic=topic, partition=0, timestamp=base + 1050, count=5)
+        res = self.adapter.call("seek_to_time", b, topic=topic, partition=0, timestamp=base + 1050, count=5)
         assert res["offset"] == 11
         assert [r["offset"] for r in res["records"]][:5] == [11, 12, 13, 14, 15]
-        after = call("seek_to_time", b, topic=topic, partition=0, timestamp=base + 99_999, count=0, timeout_ms=100)
+        after = self.adapter.call(
+            "seek_to_time", b, topic=topic, partition=0, timestamp=base + 99_999, count=0, timeout_ms=100
+        )
         assert after["offset"] == -1
 
     # KIP-848 --------------------------------------------------------------
@@ -227,7 +237,7 @@ class JavaScenarios(Scenarios):
         cfg = {"group.protocol": "consumer"}
         got = a.group_consume(b, topic, group, len(first), config=cfg)
         assert sorted(r.value or b"" for r in got) == sorted(r.value or b"" for r in first)
-        desc = call("describe_groups", b, groups=[group])["groups"][group]
+        desc = self.adapter.call("describe_groups", b, groups=[group])["groups"][group]
         assert desc["type"].lower() == "consumer"
         second = [Out(None, payload(100 + i), partition=i % 3) for i in range(9)]
         a.produce(b, topic, second)
@@ -242,7 +252,7 @@ class JavaScenarios(Scenarios):
         UnsupportedVersionException (the Admin checks ApiVersions), no hang."""
         b = broker.bootstrap
         topic = self.make_topic(broker)
-        res = call("admin_misc", b, topic=topic)
+        res = self.adapter.call("admin_misc", b, topic=topic)
         assert res["client_quotas"] == {"ok": "{}"}
         assert res["scram_all"] == {"ok": "{}"}
         assert res["scram_alice"]["exception"].endswith("ResourceNotFoundException")
@@ -264,21 +274,21 @@ class JavaScenarios(Scenarios):
         batches = [("c1", True, 30), ("a1", False, 15), ("c2", True, 12), ("a2", False, 9)]
         sent: dict[int, list[bytes]] = defaultdict(list)  # partition -> values in send order
         committed: set[bytes] = set()
-        call("txn_init", b, handle=handle, transactional_id=handle)
+        self.adapter.call("txn_init", b, handle=handle, transactional_id=handle)
         try:
             for tag, commit, n in batches:
                 values = [f"{tag}-{i}".encode() for i in range(n)]
                 recs = [{"key": b64(b"k"), "value": b64(v), "partition": i % 3} for i, v in enumerate(values)]
-                call("txn_send", b, handle=handle, topic=topic, records=recs)
-                call("txn_end", b, handle=handle, commit=commit)
+                self.adapter.call("txn_send", b, handle=handle, topic=topic, records=recs)
+                self.adapter.call("txn_end", b, handle=handle, commit=commit)
                 for i, v in enumerate(values):
                     sent[i % 3].append(v)
                 if commit:
                     committed.update(values)
         finally:
-            call("txn_close", b, handle=handle)
-        rc = read_to_end(b, topic, "read_committed")
-        ru = read_to_end(b, topic, "read_uncommitted")
+            self.adapter.call("txn_close", b, handle=handle)
+        rc = read_to_end(self.adapter, b, topic, "read_committed")
+        ru = read_to_end(self.adapter, b, topic, "read_uncommitted")
         for p in range(3):
             assert rc[p] == [v for v in sent[p] if v in committed], f"read_committed, partition {p}"
             assert ru[p] == sent[p], f"read_uncommitted, partition {p}"
@@ -289,31 +299,33 @@ class JavaScenarios(Scenarios):
         topic = self.make_topic(broker, partitions=2)
         txn_id = unique_topic("java-zombie")
         zombie, successor = f"{txn_id}-old", f"{txn_id}-new"
-        call("txn_init", b, handle=zombie, transactional_id=txn_id)
+        self.adapter.call("txn_init", b, handle=zombie, transactional_id=txn_id)
         try:
-            call(
+            self.adapter.call(
                 "txn_send",
                 b,
                 handle=zombie,
                 topic=topic,
                 records=[{"key": None, "value": b64(f"z-{i}".encode()), "partition": i % 2} for i in range(6)],
             )
-            call("txn_init", b, handle=successor, transactional_id=txn_id)  # bumps the epoch, aborts the zombie's
+            self.adapter.call(
+                "txn_init", b, handle=successor, transactional_id=txn_id
+            )  # bumps the epoch, aborts the zombie's
             with pytest.raises(JavaError) as fenced:
-                call("txn_end", b, handle=zombie, commit=True)
+                self.adapter.call("txn_end", b, handle=zombie, commit=True)
             assert fenced.value.exception.endswith("ProducerFencedException"), fenced.value
-            call(
+            self.adapter.call(
                 "txn_send",
                 b,
                 handle=successor,
                 topic=topic,
                 records=[{"key": None, "value": b64(f"s-{i}".encode()), "partition": i % 2} for i in range(4)],
             )
-            call("txn_end", b, handle=successor, commit=True)
+            self.adapter.call("txn_end", b, handle=successor, commit=True)
         finally:
-            call("txn_close", b, handle=zombie, timeout_ms=0)
-            call("txn_close", b, handle=successor)
-        rc = read_to_end(b, topic, "read_committed")
+            self.adapter.call("txn_close", b, handle=zombie, timeout_ms=0)
+            self.adapter.call("txn_close", b, handle=successor)
+        rc = read_to_end(self.adapter, b, topic, "read_committed")
         assert sorted(rc[0] + rc[1]) == sorted(f"s-{i}".encode() for i in range(4))
 
     @pytest.mark.compat("txn-send-offsets")
@@ -325,7 +337,7 @@ class JavaScenarios(Scenarios):
         a.produce(b, source, [Out(f"k{i}".encode(), f"v{i}".encode(), partition=i % 2) for i in range(20)])
 
         def transform(commit: bool, suffix: str) -> dict[str, int]:
-            res = call(
+            res = self.adapter.call(
                 "eos_transform",
                 b,
                 input=source,
@@ -343,21 +355,23 @@ class JavaScenarios(Scenarios):
         offsets = transform(False, "-aborted")
         assert offsets == {f"{source}:0": 10, f"{source}:1": 10}
         time.sleep(0.5)
-        assert call("group_offsets", b, group=group)["offsets"] == {}, "aborted: no offsets committed"
-        assert read_to_end(b, sink, "read_committed") == {0: [], 1: []}
+        assert self.adapter.call("group_offsets", b, group=group)["offsets"] == {}, "aborted: no offsets committed"
+        assert read_to_end(self.adapter, b, sink, "read_committed") == {0: [], 1: []}
         # the same records again (nothing was committed), this time committed
         assert transform(True, "-done") == offsets
-        assert wait_until(lambda: call("group_offsets", b, group=group)["offsets"] == offsets, timeout_s=15)
-        rc = read_to_end(b, sink, "read_committed")
+        assert wait_until(
+            lambda: self.adapter.call("group_offsets", b, group=group)["offsets"] == offsets, timeout_s=15
+        )
+        rc = read_to_end(self.adapter, b, sink, "read_committed")
         assert sorted(rc[0] + rc[1]) == sorted(f"v{i}-done".encode() for i in range(20))
         assert rc[0] == [f"v{i}-done".encode() for i in range(0, 20, 2)]  # partition order kept
-        ru = read_to_end(b, sink, "read_uncommitted")
+        ru = read_to_end(self.adapter, b, sink, "read_uncommitted")
         assert len(ru[0] + ru[1]) == 40
 
 
-def read_to_end(bootstrap: str, topic: str, isolation: str) -> dict[int, list[bytes]]:
+def read_to_end(adapter: JavaClient, bootstrap: str, topic: str, isolation: str) -> dict[int, list[bytes]]:
     """Values per partition in offset order, from the beginning to the end the isolation level sees."""
-    res = call("read_to_end", bootstrap, topic=topic, config={"isolation.level": isolation})
+    res = adapter.call("read_to_end", bootstrap, topic=topic, config={"isolation.level": isolation})
     out: dict[int, list[bytes]] = {int(p): [] for p in res["end"]}
     for m in sorted(res["records"], key=lambda m: (m["partition"], m["offset"])):
         out[m["partition"]].append(to_in(m).value or b"")
@@ -367,3 +381,78 @@ def read_to_end(bootstrap: str, topic: str, isolation: str) -> dict[int, list[by
 
 class TestJava(JavaScenarios):
     adapter = JavaClient()
+
+
+class Java44Client(JavaClient):
+    name = "java44"
+
+
+class TestJava44(JavaScenarios):
+    """Every row above on Apache Kafka 4.4.0's clients: interop/java's driver on interop/java44's
+    jars, each request at the version those clients choose against kafkapy by default."""
+
+    adapter = Java44Client(DRIVER44)
+
+    def test_the_driver_runs_on_the_4_4_0_clients(self) -> None:
+        from interop.adapters.java import client_classpath
+
+        jars = {Path(e).name for e in client_classpath(DRIVER44.release).split(os.pathsep)}
+        assert "kafka-clients-4.4.0.jar" in jars and "kafka-streams-4.4.0.jar" in jars, sorted(jars)
+        assert not [j for j in jars if j.endswith("-4.3.1.jar")], sorted(jars)
+
+
+# the Java clients' own newest versions where they stop below the broker's: AddPartitionsToTxn v4+
+# are the broker-to-coordinator form (KIP-890)
+CLIENT_MAX = {"AddPartitionsToTxn": 3}
+
+
+def test_the_4_4_0_clients_send_the_newest_versions_both_sides_serve(kafka_broker_factory: Any) -> None:
+    """Producer (its defaults: idempotent), consumer (group.protocol=consumer), transactions and admin
+    calls on Kafka 4.4.0's clients: every request the broker counted (RequestsPerSec by version) is at
+    the newest version both Kafka 4.4.0 (interop/golden_kafka) and kafkapy serve, i.e. what those
+    clients send to Apache Kafka 4.4.0 unless interop/test_api_versions_reference.py's GAPS says not."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from interop.diff_api_versions import api_name, load, served
+    from kafkapy.testing import free_port
+
+    port = free_port()
+    broker = kafka_broker_factory(extra_args=["--metrics-listen", f"127.0.0.1:{port}"])
+    a, b = Java44Client(DRIVER44), broker.bootstrap
+    topic, group, txn = unique_topic("java44-v"), unique_topic("java44-g"), unique_topic("java44-t")
+    a.create_topic(b, topic, 2)
+    a.produce_with_defaults(b, topic, [f"v{i}".encode() for i in range(20)])
+    a.group_consume(b, topic, group, 20, config={"group.protocol": "consumer"})
+    a.call("txn_init", b, handle=txn, transactional_id=txn)
+    try:
+        a.call("txn_send", b, handle=txn, topic=topic, records=[{"key": None, "value": b64(b"t"), "partition": 0}])
+        a.call("txn_end", b, handle=txn, commit=True)
+    finally:
+        a.call("txn_close", b, handle=txn)
+    a.call("describe_cluster", b)
+    a.call("describe_groups", b, groups=[group])
+    a.call("list_offsets", b, topic=topic, partitions=[0], spec="max_timestamp")
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    used: dict[str, set[int]] = defaultdict(set)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "kafka_network_requestmetrics_requests_total" and s.value > 0:
+                name = s.labels["request"]  # Kafka's metric names Fetch by who fetches
+                used["Fetch" if name.startswith("Fetch") and name != "FetchSnapshot" else name].add(
+                    int(s.labels["version"])
+                )
+    kafka44, ours = served(load("4.4.0")), advertised_apis(b)
+    by_name = {api_name(k): k for k in ours}
+    # GetTelemetrySubscriptions and PushTelemetry: Kafka 4.4.0 without a telemetry receiver does not
+    # advertise them (GAPS), kafkapy does; the clients then send them at kafkapy's version
+    expected = {
+        name: {min(kafka44.get(k, ours[k])[1], ours[k][1], CLIENT_MAX.get(name, 999))}
+        for name in used
+        for k in [by_name[name]]
+    }
+    # (an ApiVersions asked at a version the broker does not serve is answered in v0 and not counted)
+    assert dict(used) == expected, dict(used)
+    for must in ("ApiVersions", "Produce", "Fetch", "ConsumerGroupHeartbeat", "EndTxn", "DescribeCluster"):
+        assert must in used, sorted(used)

@@ -82,7 +82,9 @@ def _mirror_one_way(source: str, target: str, alias: str, topic: str) -> None:
         timeout=40,
     )
     produce(source, topic, [(0, b"k", b"after-failover", [], BASE_TS + 99)])
-    wait_for(f"the new record on {remote}", lambda: len(read_all(target, remote, 2, 41, timeout=5)) == 41)
+    wait_for(  # a loaded suite run took over 40 s here once (passes in ~26 s alone, both tests)
+        f"the new record on {remote}", lambda: len(read_all(target, remote, 2, 41, timeout=5)) == 41, timeout=90
+    )
     assert consume_group(target, group, remote, 1, commit=False) == [b"after-failover"]
 
 

@@ -163,8 +163,12 @@ def test_kafka_python(broker: BrokerProcess, mechanism: str) -> None:
 
 
 def test_kafka_python_wrong_password(broker: BrokerProcess, caplog: pytest.LogCaptureFixture) -> None:
-    """kafka-python retries its bootstrap and gives up with KafkaTimeoutError; each failed attempt it
-    logs as the broker's SaslAuthenticationFailedError with Kafka's message."""
+    """kafka-python retries its bootstrap and gives up with KafkaTimeoutError. Each failed attempt it
+    logs as the broker's SaslAuthenticationFailedError with Kafka's message, except where the response
+    and the broker's close reached it in one read: kafka-python 3.0's transport (`_sock_recv`) then
+    drops the bytes read with the EOF and logs "socket disconnected" (it does so against Kafka too,
+    which also closes right after that response). On a loaded machine every attempt can go that way,
+    so the message is checked only on the attempts that read it."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -177,7 +181,10 @@ def test_kafka_python_wrong_password(broker: BrokerProcess, caplog: pytest.LogCa
     expected = (
         "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256"
     )
-    assert any("SaslAuthenticationFailedError" in r.getMessage() and expected in r.getMessage() for r in caplog.records)
+    failures = [r.getMessage() for r in caplog.records if "SaslAuthenticationFailedError" in r.getMessage()]
+    disconnects = [r for r in caplog.records if "socket disconnected" in r.getMessage()]
+    assert failures or disconnects, [r.getMessage() for r in caplog.records]
+    assert all(expected in m for m in failures), failures
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", *SCRAM])

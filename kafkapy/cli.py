@@ -39,6 +39,7 @@ SUBCOMMANDS: tuple[SubcommandSpec, ...] = (
     SubcommandSpec("groups", "kafkapy.cli_groups", "list, describe and reset consumer groups"),
     SubcommandSpec("cluster", "kafkapy.cli_cluster", "cluster status, rebalance plans and leader elections"),
     SubcommandSpec("users", "kafkapy.cli_users", "add, alter, delete and list SCRAM users"),
+    SubcommandSpec("quotas", "kafkapy.cli_quotas", "set, delete and describe client quotas"),
     SubcommandSpec("acls", "kafkapy.cli_acls", "add, remove and list ACLs (kafka-acls' options)"),
     SubcommandSpec("top", "kafkapy.cli_top", "a live terminal dashboard of brokers' metrics endpoints"),
 )

@@ -141,7 +141,8 @@ def decode_assignment(data: bytes) -> dict[str, list[int]]:
 
 async def describe_group(client: KafkaClient, group: str) -> GroupView:
     conn = await coordinator(client, group)
-    resp = await conn.request(DescribeGroupsRequest(groups=[group]), 5)
+    # v6 (KIP-1043): GROUP_ID_NOT_FOUND for anything but a classic group (before v6: Dead, no error)
+    resp = await conn.request(DescribeGroupsRequest(groups=[group]), 6)
     d = resp.groups[0]
     if d.error_code == ErrorCode.GROUP_ID_NOT_FOUND:  # not a classic group: a KIP-848 consumer group?
         from kafkapy.protocol.messages.consumer_group_describe_request import (
@@ -150,6 +151,8 @@ async def describe_group(client: KafkaClient, group: str) -> GroupView:
 
         cresp = await conn.request(ConsumerGroupDescribeRequest(group_ids=[group]), 0)
         c = cresp.groups[0]
+        if c.error_code == ErrorCode.GROUP_ID_NOT_FOUND:  # no group at all: shown as Dead, as before v6
+            return GroupView(group, "Dead", "", "", [])
         check(c.error_code, c.error_message)
         cmembers = [
             MemberView(

@@ -16,6 +16,7 @@ import asyncio
 import getpass
 import secrets
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from kafkapy.cli_topics import EXIT_ERROR, EXIT_USAGE, add_common_arguments
@@ -51,23 +52,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lst.add_argument("users", nargs="*", metavar="USER", help="users (default: all)")
     for child in (add, alter, delete, lst):
         add_common_arguments(child)
-        child.add_argument("--sasl-mechanism", choices=["PLAIN", *MECHANISM_NAMES], help="authenticate the CLI")
-        child.add_argument("--sasl-username")
-        child.add_argument("--sasl-password")
+        add_sasl_arguments(child)
 
 
-def run(args: argparse.Namespace) -> int:
+def add_sasl_arguments(parser: argparse.ArgumentParser) -> None:
+    """--sasl-mechanism/--sasl-username/--sasl-password: how an admin command logs in (`sasl_security`)."""
+    parser.add_argument("--sasl-mechanism", choices=["PLAIN", *MECHANISM_NAMES], help="authenticate the CLI")
+    parser.add_argument("--sasl-username")
+    parser.add_argument("--sasl-password")
+
+
+def run_admin(command: str, main: Coroutine[Any, Any, int]) -> int:
+    """Run an admin command's coroutine: a broker's error exits EXIT_ERROR, a usage error EXIT_USAGE."""
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(main)
     except KafkaError as exc:
-        print(f"kafkapy users: error: {exc}", file=sys.stderr)
+        print(f"kafkapy {command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except ValueError as exc:
-        print(f"kafkapy users: error: {exc}", file=sys.stderr)
+        print(f"kafkapy {command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _security(args: argparse.Namespace) -> ConnectionSecurity:
+def run(args: argparse.Namespace) -> int:
+    return run_admin("users", _run(args))
+
+
+def sasl_security(args: argparse.Namespace) -> ConnectionSecurity:
     mechanism = args.sasl_mechanism
     if mechanism is None:
         return ConnectionSecurity()
@@ -88,7 +99,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    security = _security(args)
+    security = sasl_security(args)
     password = _password(args) if args.action in ("add", "alter") else ""
     if args.action in ("add", "alter") and not password:
         raise ValueError("the password must not be empty")

@@ -66,6 +66,8 @@ class ConfigSource(enum.IntEnum):
     STATIC_BROKER_CONFIG = 4
     DEFAULT_CONFIG = 5
     DYNAMIC_BROKER_LOGGER_CONFIG = 6
+    CLIENT_METRICS_CONFIG = 7
+    GROUP_CONFIG = 8
 
 
 # ---------------------------------------------------------------------------
@@ -887,6 +889,44 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "Close connections idle this long; -1 never.",
     ),
     _K(
+        "max.connections",
+        "max_connections",
+        _T.INT,
+        INT_MAX,
+        "Connections the broker holds at once (all listeners; listener.name.<l>.max.connections per listener): "
+        "at the limit it stops accepting until one closes; the inter-broker listener may exceed it, "
+        "closing another listener's least recently used connection.",
+        at_least(0),
+        dynamic=True,
+    ),
+    _K(
+        "max.connections.per.ip",
+        "max_connections_per_ip",
+        _T.INT,
+        INT_MAX,
+        "Connections from one IP address; one more is closed right after it is accepted.",
+        at_least(0),
+        dynamic=True,
+    ),
+    _K(
+        "max.connections.per.ip.overrides",
+        "max_connections_per_ip_overrides",
+        _T.STRING,
+        "",
+        "Per-IP or hostname overrides of max.connections.per.ip: host:count,ip:count.",
+        dynamic=True,
+    ),
+    _K(
+        "max.connection.creation.rate",
+        "max_connection_creation_rate",
+        _T.INT,
+        INT_MAX,
+        "Connections accepted per second, broker-wide (listener.name.<l>.max.connection.creation.rate per "
+        "listener); above it accepting is delayed. The inter-broker listener is held only to its own rate.",
+        at_least(0),
+        dynamic=True,
+    ),
+    _K(
         "queued.max.requests",
         "queued_max_requests",
         _T.INT,
@@ -900,6 +940,32 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         _T.LONG,
         -1,
         "Max request bytes queued in the whole broker; -1 is unlimited.",
+    ),
+    # client quotas (docs/quotas.md)
+    _K("quota.window.num", "quota_window_num", _T.INT, 11, "Samples kept for client quota rates.", at_least(1)),
+    _K(
+        "quota.window.size.seconds",
+        "quota_window_size_seconds",
+        _T.INT,
+        1,
+        "Time span of each client quota sample.",
+        at_least(1),
+    ),
+    _K(
+        "controller.quota.window.num",
+        "controller_quota_window_num",
+        _T.INT,
+        11,
+        "Samples kept for controller mutation quota rates (the token bucket holds quota x num x size).",
+        at_least(1),
+    ),
+    _K(
+        "controller.quota.window.size.seconds",
+        "controller_quota_window_size_seconds",
+        _T.INT,
+        1,
+        "Time span of each controller mutation quota sample.",
+        at_least(1),
     ),
     # group coordinator
     _K(
@@ -998,12 +1064,109 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         at_least(1),
     ),
     _K(
+        "group.share.session.timeout.ms",
+        "group_share_session_timeout_ms",
+        _T.INT,
+        45000,
+        "Session timeout of share group (KIP-932) members.",
+        at_least(1),
+    ),
+    _K(
+        "group.share.heartbeat.interval.ms",
+        "group_share_heartbeat_interval_ms",
+        _T.INT,
+        5000,
+        "Heartbeat interval given to share group members.",
+        at_least(1),
+    ),
+    _K(
+        "group.share.record.lock.duration.ms",
+        "group_share_record_lock_duration_ms",
+        _T.INT,
+        30000,
+        "How long a share group member holds the records it acquired before they are delivered again.",
+        at_least(1000),
+    ),
+    _K(
+        "group.share.delivery.count.limit",
+        "group_share_delivery_count_limit",
+        _T.INT,
+        5,
+        "Deliveries of a record to share group members before it is archived.",
+        at_least(2),
+    ),
+    _K("group.share.max.size", "group_share_max_size", _T.INT, 200, "Max members of one share group.", at_least(1)),
+    _K(
+        "group.share.partition.max.record.locks",
+        "group_share_partition_max_record_locks",
+        _T.INT,
+        2000,
+        "Most records of one share partition in flight (acquired or to deliver again) at once.",
+        at_least(100),
+    ),
+    _K(
+        "share.coordinator.state.topic.num.partitions",
+        "share_coordinator_state_topic_num_partitions",
+        _T.INT,
+        50,
+        "Partitions of the __share_group_state topic (share groups' state).",
+        at_least(1),
+    ),
+    _K(
+        "share.coordinator.state.topic.replication.factor",
+        "share_coordinator_state_topic_replication_factor",
+        _T.INT,
+        3,
+        "Replication factor of the __share_group_state topic.",
+        at_least(1),
+    ),
+    _K(
         "group.consumer.assignors",
         "group_consumer_assignors",
         _T.LIST,
         ["uniform", "range"],
         "Server-side assignors of consumer-protocol groups; the first is the default (names or Kafka class names).",
         non_empty_list(_valid_assignors),
+    ),
+    _K(
+        "group.streams.session.timeout.ms",
+        "group_streams_session_timeout_ms",
+        _T.INT,
+        45000,
+        "Session timeout of Streams group (KIP-1071) members.",
+        at_least(1),
+    ),
+    _K(
+        "group.streams.heartbeat.interval.ms",
+        "group_streams_heartbeat_interval_ms",
+        _T.INT,
+        5000,
+        "Heartbeat interval given to Streams group members.",
+        at_least(1),
+    ),
+    _K(
+        "group.streams.max.size",
+        "group_streams_max_size",
+        _T.INT,
+        INT_MAX,
+        "Max members of one Streams group.",
+        at_least(1),
+    ),
+    _K(
+        "group.streams.num.standby.replicas",
+        "group_streams_num_standby_replicas",
+        _T.INT,
+        0,
+        "Standby replicas of each stateful task of a Streams group.",
+        at_least(0),
+    ),
+    _K(
+        "group.streams.initial.rebalance.delay.ms",
+        "group_streams_initial_rebalance_delay_ms",
+        _T.INT,
+        3000,
+        "How long a new Streams group waits for more members before its first task assignment.",
+        at_least(0),
     ),
     # transactions and idempotence
     _K(
@@ -1302,6 +1465,14 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         at_least(0),
     ),
     _K(
+        "telemetry.max.bytes",
+        "telemetry_max_bytes",
+        _T.INT,
+        1048576,
+        "The largest PushTelemetry payload (after compression) a client may send (KIP-714).",
+        at_least(1),
+    ),
+    _K(
         "kafkapy.metrics.listen",
         "metrics_listen",
         _T.STRING,
@@ -1438,7 +1609,15 @@ class BrokerConfig:
     socket_request_max_bytes: int = _default("socket.request.max.bytes")
     connections_max_idle_ms: int = _default("connections.max.idle.ms")
     queued_max_requests: int = _default("queued.max.requests")
+    max_connections: int = _default("max.connections")
+    max_connections_per_ip: int = _default("max.connections.per.ip")
+    max_connections_per_ip_overrides: str = _default("max.connections.per.ip.overrides")
+    max_connection_creation_rate: int = _default("max.connection.creation.rate")
     queued_max_request_bytes: int = _default("queued.max.request.bytes")
+    quota_window_num: int = _default("quota.window.num")
+    quota_window_size_seconds: int = _default("quota.window.size.seconds")
+    controller_quota_window_num: int = _default("controller.quota.window.num")
+    controller_quota_window_size_seconds: int = _default("controller.quota.window.size.seconds")
     offsets_topic_num_partitions: int = _default("offsets.topic.num.partitions")
     offsets_topic_replication_factor: int = _default("offsets.topic.replication.factor")
     offsets_topic_segment_bytes: int = _default("offsets.topic.segment.bytes")
@@ -1453,7 +1632,20 @@ class BrokerConfig:
     group_consumer_session_timeout_ms: int = _default("group.consumer.session.timeout.ms")
     group_consumer_heartbeat_interval_ms: int = _default("group.consumer.heartbeat.interval.ms")
     group_consumer_max_size: int = _default("group.consumer.max.size")
+    group_share_session_timeout_ms: int = _default("group.share.session.timeout.ms")
+    group_share_heartbeat_interval_ms: int = _default("group.share.heartbeat.interval.ms")
+    group_share_record_lock_duration_ms: int = _default("group.share.record.lock.duration.ms")
+    group_share_delivery_count_limit: int = _default("group.share.delivery.count.limit")
+    group_share_max_size: int = _default("group.share.max.size")
+    group_share_partition_max_record_locks: int = _default("group.share.partition.max.record.locks")
+    share_coordinator_state_topic_num_partitions: int = _default("share.coordinator.state.topic.num.partitions")
+    share_coordinator_state_topic_replication_factor: int = _default("share.coordinator.state.topic.replication.factor")
     group_consumer_assignors: list[str] = _list_default("group.consumer.assignors")  # noqa: RUF009 - value read from the table
+    group_streams_session_timeout_ms: int = _default("group.streams.session.timeout.ms")
+    group_streams_heartbeat_interval_ms: int = _default("group.streams.heartbeat.interval.ms")
+    group_streams_max_size: int = _default("group.streams.max.size")
+    group_streams_num_standby_replicas: int = _default("group.streams.num.standby.replicas")
+    group_streams_initial_rebalance_delay_ms: int = _default("group.streams.initial.rebalance.delay.ms")
     transaction_state_log_num_partitions: int = _default("transaction.state.log.num.partitions")
     transaction_state_log_replication_factor: int = _default("transaction.state.log.replication.factor")
     transaction_state_log_min_isr: int = _default("transaction.state.log.min.isr")
@@ -1482,6 +1674,7 @@ class BrokerConfig:
     ssl_handshake_timeout_ms: int = _default("kafkapy.ssl.handshake.timeout.ms")
     shutdown_timeout_ms: int = _default("kafkapy.shutdown.timeout.ms")
     metrics_listen: str = _default("kafkapy.metrics.listen")
+    telemetry_max_bytes: int = _default("telemetry.max.bytes")
     # Raw strings of keys set explicitly (file or override), known or not.
     explicit: dict[str, str] = field(default_factory=dict)
     # Keys kafkapy does not know, kept verbatim.

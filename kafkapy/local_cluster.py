@@ -33,12 +33,21 @@ class LocalCluster:
     cluster_id: str = field(default_factory=random_cluster_id)
     etcd: EtcdServer | None = None
     brokers: dict[int, BrokerProcess] = field(default_factory=dict)
+    # node id -> (the port clients use, that broker's own settings), for brokers with several
+    # listeners (e.g. a secured inter-broker one); None: one listener on a free port
+    per_broker: Callable[[int], tuple[int, dict[str, str]]] | None = None
 
     def start(self) -> LocalCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.etcd = start_etcd(self.root / "etcd", log_path=self.root / "etcd.log")
         for node_id in range(1, self.size + 1):
-            self.add_broker(node_id)
+            if self.per_broker is None:
+                self.add_broker(node_id)
+            else:
+                port, settings = self.per_broker(node_id)
+                broker = self.add_broker(node_id, start=False, settings=settings)
+                broker.port = port
+                broker.start()
         return self
 
     def add_broker(

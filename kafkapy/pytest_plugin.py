@@ -58,13 +58,21 @@ def kafka_broker_session(
 def kafka_cluster_factory(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., LocalCluster]]:
-    """start(size=3, settings=None) -> LocalCluster; every cluster is stopped at teardown."""
+    """start(size=3, settings=None, per_broker=None) -> LocalCluster (per_broker: LocalCluster's);
+    every cluster is stopped at teardown."""
     clusters: list[LocalCluster] = []
 
-    def start(size: int = 3, settings: Mapping[str, Any] | None = None) -> LocalCluster:
+    def start(
+        size: int = 3,
+        settings: Mapping[str, Any] | None = None,
+        per_broker: Callable[[int], tuple[int, dict[str, str]]] | None = None,
+    ) -> LocalCluster:
         root = tmp_path_factory.mktemp("kafkapy-cluster")
         cluster = LocalCluster(
-            root, size, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (settings or {}).items()}
+            root,
+            size,
+            {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (settings or {}).items()},
+            per_broker=per_broker,
         )
         clusters.append(cluster)
         request.node.stash.setdefault(_CLUSTERS, []).append(cluster)

@@ -167,6 +167,96 @@ def scrape_cost(partitions: int, scrapes: int) -> int:
     return 0
 
 
+async def _pipeline(port: int, request: bytes, count: int, inflight: int) -> None:
+    """`count` copies of `request` over one connection, `inflight` pipelined; answers read as frames only
+    (the client's work is small and the same for both brokers)."""
+    reader, writer = await asyncio.open_connection(bb.HOST, port)
+    sent = done = 0
+    try:
+        while done < count:
+            while sent < count and sent - done < inflight:
+                writer.write(request)
+                sent += 1
+            size = int.from_bytes(await reader.readexactly(4), "big")
+            await reader.readexactly(size)
+            done += 1
+    finally:
+        writer.close()
+
+
+async def _in_process(args: argparse.Namespace) -> int:
+    """Both brokers in this process, on this event loop, with the client: each round times, in CPU time of
+    the loop's thread (time.thread_time: broker and client, no other process), the same requests sent to
+    one broker then the other. The client's share is the same for both, so on - off is what the metrics
+    cost a request; the machine's other load moves both alike within a round."""
+    from kafkapy.config import BrokerConfig
+    from kafkapy.server.broker import Broker
+    from kafkapy.server.dispatch import build_handler
+
+    root = Path(tempfile.mkdtemp(prefix="bench-metrics-inproc-"))
+    request = bw.produce_request(args.size, args.batch_records)
+    brokers: dict[str, Broker] = {}
+    ports: dict[str, int] = {}
+    # the broker made second runs a little slower in an A/A run here (its objects later in memory?):
+    # --on-first swaps which is made first, to see that bias on both sides
+    for setup in ("on", "off") if args.on_first else ("off", "on"):
+        ports[setup] = bb.free_port()
+        pairs = [
+            ("listeners", f"{bb.HOST}:{ports[setup]}"),
+            ("log.dirs", str(root / setup)),
+            ("group.initial.rebalance.delay.ms", "0"),
+        ]
+        if setup == "on" and (args.toggle or not args.same):
+            pairs.append(("kafkapy.metrics.listen", f"{bb.HOST}:0"))
+        broker = Broker(BrokerConfig.load(None, pairs), build_handler)
+        await broker.start()
+        brokers[setup] = broker
+        await create_topic(ports[setup])
+    if args.toggle:
+        # one broker (the one with the endpoint): its stats switched on and off between rounds, so both
+        # setups share the process, its heap and the log; --same switches between two "off" states
+        one = brokers["on"]  # the other broker stays idle
+        ports["off"] = ports["on"]
+        stats = one.stats
+
+        def switch(setup: str) -> None:
+            on = setup == "on" and not args.same
+            assert one.server is not None and one.services is not None
+            one.server.stats = stats if on else None
+            one.services.stats = stats if on else None
+
+    per_request: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for setup in ("off", "on"):  # warm-up
+            await _pipeline(ports[setup], request, args.in_process // 4, args.inflight)
+        for i in range(args.repeats):
+            for setup in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                if args.toggle:
+                    switch(setup)
+                c0 = time.thread_time()
+                await _pipeline(ports[setup], request, args.in_process, args.inflight)
+                per_request[setup].append((time.thread_time() - c0) / args.in_process * 1e6)
+    finally:
+        for broker in brokers.values():
+            await broker.shutdown()
+    off, on = per_request["off"], per_request["on"]
+    diffs = [b - a for a, b in zip(off, on)]
+    print(
+        f"{args.repeats} rounds of {args.in_process} x {len(request)} B Produce requests ({args.inflight} in flight), "
+        f"{'one broker, its stats switched per round' if args.toggle else 'both brokers'} and the client on one "
+        f"event loop{' (A/A: both without metrics)' if args.same else ''}"
+    )
+    print("| loop CPU per request, µs (broker + client) | metrics off | metrics on | on - off | on / off |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| median of rounds | {statistics.median(off):.1f} | {statistics.median(on):.1f} | "
+        f"{statistics.median(diffs):+.2f} | {statistics.median(b / a for a, b in zip(off, on)):.3f} |"
+    )
+    # the quietest round of each: the least disturbed by the machine's other load
+    print(f"| fastest round | {min(off):.1f} | {min(on):.1f} | {min(on) - min(off):+.2f} | {min(on) / min(off):.3f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench metrics", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mb", type=float, default=256.0, help="MB produced per run (default 256)")
@@ -187,7 +277,30 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="an A/A check: both brokers without metrics (and no scrapes), to see the noise between two processes",
     )
+    ap.add_argument(
+        "--in-process",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: both brokers and the client in this process, N requests per round, CPU time of the loop",
+    )
+    ap.add_argument("--on-first", action="store_true", help="--in-process: make the 'on' broker first")
+    ap.add_argument(
+        "--toggle", action="store_true", help="--in-process: one broker, its stats switched on and off between rounds"
+    )
     args = ap.parse_args(argv)
+    if args.in_process:
+        bb.compile_kafkapy()
+        from kafkapy.logging import configure_logging
+
+        configure_logging("warning")
+        from kafkapy.server.broker import new_event_loop
+
+        loop = new_event_loop("auto")
+        try:
+            return loop.run_until_complete(_in_process(args))
+        finally:
+            loop.close()
     if args.scrape_partitions:
         return scrape_cost(args.scrape_partitions, scrapes=10)
 

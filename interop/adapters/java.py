@@ -32,6 +32,10 @@ TARGET = JAVA_DIR / "target"
 DEPS_FILE = TARGET / "dependencies.txt"
 CLASSES = TARGET / "classes"
 MAIN = "kafkapy.interop.Driver"
+# the second reference broker (interop/java44: Apache Kafka 4.4.0's broker jars, no driver)
+REFERENCE_44 = "4.4.0"
+JAVA44_DIR = JAVA_DIR.parent / "java44"
+DEPS_FILE_44 = JAVA44_DIR / "target" / "dependencies.txt"
 
 
 class JavaError(RuntimeError):
@@ -64,21 +68,21 @@ def _stale() -> bool:
 _build_lock = threading.Lock()
 
 
-def build() -> None:
-    """`mvn package` in interop/java (offline first: the local repository
-    usually has everything after the first run)."""
+def build(project: Path = JAVA_DIR) -> None:
+    """`mvn package` in interop/java, or `project` (offline first: the local
+    repository usually has everything after the first run)."""
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise RuntimeError("mvn is not installed: cannot build interop/java (scripts/test needs Maven)")
-    base = [mvn, "-q", "-B", "-f", str(JAVA_DIR / "pom.xml"), "package"]
+        raise RuntimeError(f"mvn is not installed: cannot build {project} (scripts/test needs Maven)")
+    base = [mvn, "-q", "-B", "-f", str(project / "pom.xml"), "package"]
     proc = subprocess.run([*base[:3], "-o", *base[3:]], capture_output=True, timeout=900, check=False)
     if proc.returncode != 0:
         proc = subprocess.run(base, capture_output=True, timeout=900, check=False)
     if proc.returncode != 0:
         raise RuntimeError(
-            f"mvn package failed in interop/java:\n{(proc.stdout + proc.stderr).decode(errors='replace')[-3000:]}"
+            f"mvn package failed in {project}:\n{(proc.stdout + proc.stderr).decode(errors='replace')[-3000:]}"
         )
-    DEPS_FILE.touch()
+    (project / "target" / "dependencies.txt").touch()
 
 
 def classpath() -> str:
@@ -89,8 +93,33 @@ def classpath() -> str:
         return os.pathsep.join([str(CLASSES), DEPS_FILE.read_text().strip()])
 
 
-def kafka_version() -> str:
-    for entry in DEPS_FILE.read_text().split(os.pathsep) if DEPS_FILE.exists() else []:
+def reference_classpath(release: str | None = None) -> str:
+    """The classpath a reference Apache Kafka broker runs from: interop/java's (release None, the
+    pinned 4.3.1, with the driver) or interop/java44's (REFERENCE_44: broker jars only), built when stale."""
+    if release is None:
+        return classpath()
+    if release != REFERENCE_44:
+        raise ValueError(f"no Maven project for Apache Kafka {release} (known: {REFERENCE_44})")
+    with _build_lock:
+        if not DEPS_FILE_44.exists() or (JAVA44_DIR / "pom.xml").stat().st_mtime > DEPS_FILE_44.stat().st_mtime:
+            build(JAVA44_DIR)
+        return DEPS_FILE_44.read_text().strip()
+
+
+def client_classpath(release: str | None = None) -> str:
+    """The driver's classes on Apache Kafka `release`'s clients: interop/java's own (None, 4.3.1) or
+    interop/java44's jars (REFERENCE_44: clients, Streams, tools), nothing of 4.3.1 beside them."""
+    if release is None:
+        return classpath()
+    jars = reference_classpath(release)
+    with _build_lock:
+        if _stale():
+            build()
+    return os.pathsep.join([str(CLASSES), jars])
+
+
+def kafka_version(deps_file: Path = DEPS_FILE) -> str:
+    for entry in deps_file.read_text().split(os.pathsep) if deps_file.exists() else []:
         name = Path(entry).name
         if name.startswith("kafka-clients-") and name.endswith(".jar"):
             return name[len("kafka-clients-") : -len(".jar")]
@@ -101,21 +130,27 @@ def kafka_version() -> str:
 TOOL_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto")
 
 
-def java_command(main: str, *args: str, jvm_args: tuple[str, ...] = ()) -> list[str]:
-    return [shutil.which("java") or "java", *jvm_args, "-cp", classpath(), main, *args]
+def java_command(main: str, *args: str, jvm_args: tuple[str, ...] = (), cp: str | None = None) -> list[str]:
+    return [shutil.which("java") or "java", *jvm_args, "-cp", cp or classpath(), main, *args]
 
 
 class JavaDriver:
     """One `Driver serve` JVM; `call` is one request/answer round trip."""
 
-    def __init__(self) -> None:
+    def __init__(self, release: str | None = None) -> None:
+        self.release = release  # whose clients: None interop/java's 4.3.1, REFERENCE_44 4.4.0
         self.proc: subprocess.Popen[bytes] | None = None
         self._stderr: list[str] = []
         self._lock = threading.Lock()
         self._buf = b""
 
     def _start(self) -> subprocess.Popen[bytes]:
-        cmd = java_command(MAIN, "serve", jvm_args=("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"))
+        cmd = java_command(
+            MAIN,
+            "serve",
+            jvm_args=("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"),
+            cp=client_classpath(self.release),
+        )
         proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=JAVA_DIR
         )
@@ -187,6 +222,8 @@ class JavaDriver:
 
 DRIVER = JavaDriver()
 atexit.register(DRIVER.stop)
+DRIVER44 = JavaDriver(REFERENCE_44)  # the driver on Apache Kafka 4.4.0's clients (started on first use)
+atexit.register(DRIVER44.stop)
 
 
 def call(op: str, bootstrap: str, timeout_s: float = 120.0, **args: Any) -> dict[str, Any]:
@@ -246,18 +283,24 @@ class JavaClient:
     sets_timestamps = True
     not_applicable: ClassVar[dict[str, str]] = {}
 
+    def __init__(self, driver: JavaDriver | None = None) -> None:
+        self.driver = driver or DRIVER  # DRIVER44: the same calls on Kafka 4.4.0's clients
+
+    def call(self, op: str, bootstrap: str, timeout_s: float = 120.0, **args: Any) -> dict[str, Any]:
+        return self.driver.call(op, timeout_s=timeout_s, bootstrap=bootstrap, **args)
+
     def create_topic(self, bootstrap: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None:
-        res = call(
+        res = self.call(
             "create_topics", bootstrap, topics=[{"name": topic, "partitions": partitions, "configs": configs or {}}]
         )
         errors = [r for r in res["results"] if r["exception"]]
         assert not errors, f"createTopics: {errors}"
 
     def list_topics(self, bootstrap: str) -> dict[str, int]:
-        return {k: int(v) for k, v in call("list_topics", bootstrap)["topics"].items()}
+        return {k: int(v) for k, v in self.call("list_topics", bootstrap)["topics"].items()}
 
     def trigger_auto_create(self, bootstrap: str, topic: str) -> None:
-        call("partitions_for", bootstrap, topic=topic)
+        self.call("partitions_for", bootstrap, topic=topic)
 
     def produce(
         self,
@@ -274,12 +317,12 @@ class JavaClient:
         if max_message_bytes:
             config["max.request.size"] = str(max_message_bytes * 2)
             config["buffer.memory"] = str(max(33554432, max_message_bytes * 8))
-        res = call("produce", bootstrap, topic=topic, records=[out_json(r) for r in records], config=config)
+        res = self.call("produce", bootstrap, topic=topic, records=[out_json(r) for r in records], config=config)
         assert not res["errors"], f"produce errors: {res['errors'][:3]}"
         return [(p, o) for p, o, _ in res["offsets"]]
 
     def produce_with_defaults(self, bootstrap: str, topic: str, values: list[bytes]) -> None:
-        res = call(
+        res = self.call(
             "produce", bootstrap, topic=topic, defaults=True, records=[{"key": None, "value": b64(v)} for v in values]
         )
         assert not res["errors"], f"produce errors: {res['errors'][:3]}"
@@ -298,7 +341,7 @@ class JavaClient:
         if max_message_bytes:
             config["max.partition.fetch.bytes"] = str(max_message_bytes * 2)
             config["fetch.max.bytes"] = str(max_message_bytes * 4)
-        res = call(
+        res = self.call(
             "consume",
             bootstrap,
             timeout_s=timeout_s + 30,
@@ -321,7 +364,7 @@ class JavaClient:
         commit: str = "sync",
         config: dict[str, str] | None = None,
     ) -> list[In]:
-        res = call(
+        res = self.call(
             "group_consume",
             bootstrap,
             timeout_s=timeout_s + 30,
@@ -335,20 +378,20 @@ class JavaClient:
         return [to_in(m) for m in res["records"]]
 
     def watermarks(self, bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
-        low = call("list_offsets", bootstrap, topic=topic, partitions=[partition], spec="earliest")["offsets"][
+        low = self.call("list_offsets", bootstrap, topic=topic, partitions=[partition], spec="earliest")["offsets"][
             str(partition)
         ]
-        high = call("list_offsets", bootstrap, topic=topic, partitions=[partition], spec="latest")["offsets"][
+        high = self.call("list_offsets", bootstrap, topic=topic, partitions=[partition], spec="latest")["offsets"][
             str(partition)
         ]
         return int(low), int(high)
 
     def offset_for_time(self, bootstrap: str, topic: str, partition: int, timestamp_ms: int) -> int:
-        res = call("offsets_for_times", bootstrap, topic=topic, partitions=[partition], timestamp=timestamp_ms)
+        res = self.call("offsets_for_times", bootstrap, topic=topic, partitions=[partition], timestamp=timestamp_ms)
         return int(res["offsets"][str(partition)])
 
     def describe_topic_configs(self, bootstrap: str, topic: str) -> dict[str, str]:
-        return dict(call("describe_configs", bootstrap, topic=topic)["configs"])
+        return dict(self.call("describe_configs", bootstrap, topic=topic)["configs"])
 
     def alter_topic_configs(self, bootstrap: str, topic: str, configs: dict[str, str]) -> None:
-        call("alter_configs", bootstrap, topic=topic, configs=configs)
+        self.call("alter_configs", bootstrap, topic=topic, configs=configs)

@@ -14,7 +14,21 @@ holding the controller key:
   - a returning broker that is the only ISR member of an offline partition
     leads again;
   - a broker whose registration says `shutting_down` is treated as dead for
-    leadership (controlled shutdown) but stays in the ISR.
+    leadership (controlled shutdown) but stays in the ISR;
+  - so is a broker whose registration says `log_dir_offline` (its data dir is
+    full or failing: docs/reliability.md, "Disks"), and it leaves the ISRs at
+    once (acks=all produces need not wait replica.lag.time.max.ms for it),
+    except that it keeps a leadership no other live in-sync replica can take
+    (with its ISR: it still serves reads; Kafka would take the partition
+    offline), and it is never the last ISR member removed;
+  - a broker registered with a data dir other than the one the cluster last
+    accepted for it (its `directory_id`, KIP-858: it lost its data dir and
+    came back empty) leads nothing and leaves every ISR, even as the last
+    member: a partition whose ISR is left empty has no leader until an
+    unclean election (`unclean.leader.election.enable`, or ElectLeaders
+    UNCLEAN) picks a live replica. Once it is in no ISR the controller
+    records its new directory id (`broker-dirs/<id>`); from then on it is an
+    ordinary empty follower that rejoins ISRs by catching up.
 
 Every change bumps the partition epoch. Preferred-leader rebalancing
 (`auto.leader.rebalance.enable`) moves leadership back to replicas[0] when it
@@ -26,6 +40,8 @@ to its target once every adding replica is in the ISR
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,7 +55,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-_TXN_OPS = 100  # etcd's default limit is 128 operations per transaction
+_TXN_OPS = 100
+ELECTION_SAMPLES = 1024  # etcd's default limit is 128 operations per transaction
 
 
 def _flag(configs: dict[str, str], key: str, default: bool) -> bool:
@@ -48,25 +65,42 @@ def _flag(configs: dict[str, str], key: str, default: bool) -> bool:
 
 
 def next_state(
-    p: PartitionInfo, live: set[int], leadable: set[int], *, unclean: bool, preferred: bool = False
+    p: PartitionInfo,
+    live: set[int],
+    leadable: set[int],
+    *,
+    unclean: bool,
+    preferred: bool = False,
+    keep: frozenset[int] | set[int] = frozenset(),
+    emptied: frozenset[int] | set[int] = frozenset(),
 ) -> PartitionInfo | None:
     """The partition's next state given the live brokers, or None if it is fine as it is.
 
-    `leadable` are live brokers that may lead (not shutting down).
+    `leadable` are live brokers that may lead (not shutting down, log dir online, data dir
+    not replaced); a leader in `keep` (live, its log dir offline) keeps the partition when no
+    leadable replica can take it. Brokers in `emptied` (back with a new, empty data dir) leave
+    the ISR even as its last member (an offline partition may then have an empty ISR).
     """
-    live_isr = [r for r in p.isr if r in live]
+    live_isr_all = [r for r in p.isr if r in live and r not in emptied]
+    live_isr = [r for r in live_isr_all if r not in keep] or live_isr_all
     leader = p.leader
     if leader not in leadable:
         candidates = [r for r in p.replicas if r in leadable and r in live_isr]
         if not candidates and unclean:
             candidates = [r for r in p.replicas if r in leadable]
-        leader = candidates[0] if candidates else -1
+        if candidates:
+            leader = candidates[0]
+        elif leader in keep and leader in live_isr_all:
+            live_isr = live_isr_all  # kept: it and its ISR as they are
+        else:
+            leader = -1
     elif (
         preferred and p.replicas and p.replicas[0] != leader and p.replicas[0] in leadable and p.replicas[0] in live_isr
     ):
         leader = p.replicas[0]
     if leader < 0:
-        isr = live_isr or list(p.isr)  # offline: the ISR keeps its last members, as in Kafka
+        # offline: the ISR keeps its last members, as in Kafka, but never one whose data is gone
+        isr = live_isr or [r for r in p.isr if r not in emptied]
     elif leader in live_isr:
         isr = live_isr
     else:
@@ -93,6 +127,12 @@ class Controller:
     _task: asyncio.Task[None] | None = None
     _rebalance_task: asyncio.Task[None] | None = None
     _stopped: bool = False
+    # Kafka's ControllerStats: partitions given a leader from outside their ISR, and the passes over the
+    # partitions that elected any leader, with their times (ms, the last ELECTION_SAMPLES)
+    unclean_elections: int = 0
+    election_passes: int = 0
+    election_ms_sum: float = 0.0
+    election_ms: deque[float] = field(default_factory=lambda: deque(maxlen=ELECTION_SAMPLES))
 
     @property
     def active(self) -> bool:
@@ -132,27 +172,80 @@ class Controller:
 
     async def reconcile(self, *, preferred: bool = False) -> int:
         """Write new states for partitions whose leader or ISR involves dead brokers, or whose reassignment can finish."""
+        began = time.perf_counter()
         live = self.md.live_ids()
-        leadable = live - self.md.shutting_down
+        emptied = self.md.dir_changed
+        leadable = live - self.md.shutting_down - self.md.log_dir_offline - emptied
+        keep = self.md.log_dir_offline - self.md.shutting_down - emptied
+        for node_id in emptied:
+            log.warning(
+                "broker is back with a new data dir; removing it from every ISR",
+                broker_id=node_id,
+                directory_id=self.md.directory_ids.get(node_id),
+                known_directory_id=self.md.known_directory(node_id),
+            )
         unclean_default = bool(self.config.unclean_leader_election_enable)
         updates: list[tuple[str, PartitionInfo, int]] = []
+        before: dict[tuple[str, int], PartitionInfo] = {}
         for topic in list(self.md.topics()):
             unclean = _flag(topic.configs, "unclean.leader.election.enable", unclean_default)
             for p in topic.partitions:
                 done_moving = completion_state(p, leadable)
-                new = next_state(done_moving or p, live, leadable, unclean=unclean, preferred=preferred) or done_moving
+                new = (
+                    next_state(
+                        done_moving or p,
+                        live,
+                        leadable,
+                        unclean=unclean,
+                        preferred=preferred,
+                        keep=keep,
+                        emptied=emptied,
+                    )
+                    or done_moving
+                )
                 if new is not None:
                     updates.append((topic.name, new, self.md.partition_revision(topic.name, p.index)))
-        done = 0
+                    before[(topic.name, p.index)] = p
+        done = elected = elected_unclean = 0
         for i in range(0, len(updates), _TXN_OPS):
             chunk = updates[i : i + _TXN_OPS]
             if await self.md.update_partitions_as_controller(chunk):
                 done += len(chunk)
+                for topic_name, new, _ in chunk:
+                    old = before[(topic_name, new.index)]
+                    if new.leader >= 0 and new.leader != old.leader:
+                        elected += 1
+                        if new.leader not in old.isr:
+                            elected_unclean += 1
             else:
                 self._kick.set()  # something changed under us: look again
+        if elected:
+            self.count_elections(elected_unclean, (time.perf_counter() - began) * 1000.0)
         if updates:
             log.info("controller moved partitions", changed=done, wanted=len(updates), live=sorted(live))
+        if emptied and done == len(updates):
+            await self._accept_directories(emptied)  # with the image our writes left
         return done
+
+    async def _accept_directories(self, emptied: set[int]) -> None:
+        """Record the new data dir of each broker in `emptied` that no partition has in its ISR any more."""
+        held = {r for t in self.md.topics() for p in t.partitions for r in (*p.isr, p.leader)}
+        for node_id in sorted(emptied - held):
+            if await self.md.accept_directory(node_id):
+                log.info(
+                    "broker's new data dir accepted; it is in no ISR",
+                    broker_id=node_id,
+                    directory_id=self.md.directory_ids.get(node_id),
+                )
+            self._kick.set()  # accepted: it may now be elected uncleanly where allowed; else: look again
+
+    def count_elections(self, unclean: int, ms: float) -> None:
+        """ControllerStats: one pass (a reconcile, or an ElectLeaders request served by this broker) that
+        elected leaders, `unclean` of them from outside their ISR, in `ms`."""
+        self.unclean_elections += unclean
+        self.election_passes += 1
+        self.election_ms_sum += ms
+        self.election_ms.append(ms)
 
     async def _preferred_loop(self) -> None:
         interval = max(1, int(self.config.leader_imbalance_check_interval_seconds))

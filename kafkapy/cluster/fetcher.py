@@ -62,7 +62,7 @@ from kafkapy.protocol.messages.offset_for_leader_epoch_request import (
 )
 from kafkapy.protocol.primitives import ZERO_UUID
 from kafkapy.protocol.records import validate_records
-from kafkapy.storage.errors import OffsetOutOfRangeError, StorageError
+from kafkapy.storage.errors import LogDirError, OffsetOutOfRangeError, StorageError
 from kafkapy.storage.log import PartitionLog
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ class FollowedPartition:
     leader_epoch: int
     truncating: bool = True
     backoff_until: float = 0.0  # loop time
+    lag: int = 0  # the leader's high watermark in the last fetch answer - our log end (Kafka's ConsumerLag)
 
 
 def complete_batches(buf: memoryview, start: int) -> tuple[int, int]:
@@ -159,6 +160,9 @@ class SourceFetcher:
         self._conn: BrokerConnection | None = None
         self._ofle_version = OFFSET_FOR_LEADER_EPOCH_MAX
         self._closed = False
+        # Kafka's FetcherStats of this fetcher: Fetch requests answered, record bytes they brought
+        self.requests = 0
+        self.bytes = 0
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     # ------------------------------------------------------------ settings
@@ -215,6 +219,8 @@ class SourceFetcher:
                 log.warning("replica fetcher error", leader=self.leader, error=str(exc))
                 await self._disconnect()
                 await asyncio.sleep(self._backoff)
+            except LogDirError:
+                await asyncio.sleep(self._backoff)  # a truncation the disk refused: the log dir's state says why
             except Exception:
                 log.exception("replica fetcher failed", leader=self.leader)
                 await self._disconnect()
@@ -372,6 +378,7 @@ class SourceFetcher:
                     fetch_offset=offset,
                     log_start_offset=fp.plog.log_start_offset,
                     partition_max_bytes=min(part_max, max(int(limit), 1)) if throttled else part_max,
+                    high_watermark=fp.plog.high_watermark,  # v18 (KIP-1166): a leader ahead answers at once
                 )
             )
         me = self.state.node_id
@@ -387,6 +394,7 @@ class SourceFetcher:
             topics=[FetchTopic(topic=t, topic_id=ids[t], partitions=ps) for t, ps in by_topic.items()],
         )
         resp: Any = await conn.request(req, version)
+        self.requests += 1
         if resp.error_code != ErrorCode.NONE:
             for fp in ready:
                 fp.backoff_until = loop.time() + self._backoff
@@ -400,13 +408,17 @@ class SourceFetcher:
                 if entry is None:
                     continue
                 fp, offset = entry
-                if rates[(fp.topic, fp.index)] > 0 and pd.records is not None:
-                    self.manager.bucket.tokens -= len(pd.records)
+                if pd.records is not None:
+                    self.bytes += len(pd.records)
+                    if rates[(fp.topic, fp.index)] > 0:
+                        self.manager.bucket.tokens -= len(pd.records)
                 if self.partitions.get((fp.topic, fp.index)) is not fp or fp.truncating:
                     continue  # role or epoch changed while the fetch was out
                 if fp.plog.log_end_offset != offset or fp.plog.closed:
                     continue
                 await self._handle_partition(conn, fp, pd, offset)
+                if pd.high_watermark >= 0:
+                    fp.lag = max(0, pd.high_watermark - fp.plog.log_end_offset)
         return True
 
     async def _handle_partition(self, conn: BrokerConnection, fp: FollowedPartition, pd: Any, offset: int) -> None:
@@ -414,6 +426,10 @@ class SourceFetcher:
         if code == ErrorCode.NONE:
             try:
                 self._append(fp, pd, offset)
+            except LogDirError:
+                # a full or failing disk: nothing was written (the log dir's state is logged once);
+                # fetch the same offset again after the backoff
+                fp.backoff_until = asyncio.get_running_loop().time() + self._backoff
             except (StorageError, ProtocolError) as exc:
                 log.error("follower append failed", topic=fp.topic, partition=fp.index, error=str(exc))
                 fp.truncating = True

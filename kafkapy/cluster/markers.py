@@ -19,7 +19,15 @@ no leader yet) are re-grouped after a short backoff, so a leadership change
 in the metadata sends them to the new leader. It returns once every marker
 is written (or finally refused: a deleted partition, a fenced epoch), or
 None as soon as `still_valid()` turns false (the coordinator lost the
-transaction's partition, or the transaction moved on).
+transaction's partition, or the transaction moved on). A transactions v2
+marker (`transaction_version` 2) travels in WriteTxnMarkers v2.
+
+`CoordinatorChannel` is the other direction (Kafka's
+AddPartitionsToTxnManager): a partition leader whose transactional id's
+coordinator is another broker asks it with AddPartitionsToTxn v5 (the
+broker's batched form): verify-only for Produce up to v11 (KIP-890 part 1:
+is the partition in the ongoing transaction?), an add for Produce v12+ and
+TxnOffsetCommit v5+ (part 2: the client no longer adds partitions itself).
 """
 
 from __future__ import annotations
@@ -35,6 +43,11 @@ from kafkapy.cluster.replication import ReplicaManager
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import ProtocolError
+from kafkapy.protocol.messages.add_partitions_to_txn_request import (
+    AddPartitionsToTxnRequest,
+    AddPartitionsToTxnTopic,
+    AddPartitionsToTxnTransaction,
+)
 from kafkapy.protocol.messages.write_txn_markers_request import (
     WritableTxnMarker,
     WritableTxnMarkerTopic,
@@ -49,7 +62,7 @@ from kafkapy.storage.producer_state import (
 )
 
 if TYPE_CHECKING:
-    from kafkapy.client import BrokerConnection, ConnectionSecurity
+    from kafkapy.client import BrokerConnection
 
 log = get_logger(__name__)
 
@@ -66,6 +79,8 @@ FINAL = frozenset(
     }
 )
 _WRITE_TXN_MARKERS_VERSION = 1
+_WRITE_TXN_MARKERS_V2 = 2  # carries TransactionVersion (KIP-1228)
+_ADD_PARTITIONS_TO_TXN_VERSION = 5  # the broker-to-coordinator form, TRANSACTION_ABORTABLE known
 _RETRY_BACKOFF_S = 0.1
 _REQUEST_TIMEOUT_S = 35.0  # the leader may wait request.timeout.ms (30 s) for replication
 
@@ -98,8 +113,13 @@ def append_markers(
     coordinator_epoch: int,
     commit: bool,
     partitions: Iterable[TopicPartition],
+    transaction_version: int = 0,
 ) -> MarkerResult:
-    """Append a COMMIT/ABORT marker to each partition this broker leads (acks=-1 rules)."""
+    """Append a COMMIT/ABORT marker to each partition this broker leads (acks=-1 rules).
+
+    `transaction_version` 2 (WriteTxnMarkers v2, KIP-1228): the coordinator bumped the epoch before
+    writing, so a marker closing a transaction open on the partition must carry a newer epoch than the
+    transaction's (INVALID_PRODUCER_EPOCH otherwise); without one open, the usual rule (not older)."""
     result = MarkerResult()
     ctype = ControlRecordType.COMMIT if commit else ControlRecordType.ABORT
     ts = now_ms()
@@ -109,6 +129,12 @@ def append_markers(
         if not isinstance(part, Partition):
             result.errors[tp] = part
             continue
+        if transaction_version >= 2:
+            entry = part.log.producer_state.producers.get(producer_id)
+            if entry is not None and entry.txn_first_offset >= 0 and producer_epoch <= entry.epoch:
+                log.warning("marker fenced", topic=topic, partition=index, epoch=producer_epoch, current=entry.epoch)
+                result.errors[tp] = ErrorCode.INVALID_PRODUCER_EPOCH
+                continue
         batch = build_control_batch(
             ctype, producer_id=producer_id, producer_epoch=producer_epoch,
             coordinator_epoch=coordinator_epoch, timestamp=ts,
@@ -160,7 +186,6 @@ class MarkerChannel:
     listener: MarkerListener
     timeout_ms: int  # how long a local marker waits for replication
     _conns: dict[int, BrokerConnection] = field(default_factory=dict)
-    _security: ConnectionSecurity | None = None
 
     async def close(self) -> None:
         for conn in self._conns.values():
@@ -175,6 +200,7 @@ class MarkerChannel:
         commit: bool,
         partitions: Iterable[TopicPartition],
         still_valid: Callable[[], bool],
+        transaction_version: int = 0,
     ) -> dict[TopicPartition, int] | None:
         """Write every marker; the final error per partition, or None if `still_valid()` turned false."""
         metadata = self.replicas.metadata
@@ -195,7 +221,7 @@ class MarkerChannel:
                     by_leader.setdefault(leader, []).append(tp)
             answers = await asyncio.gather(
                 *(
-                    self._send(leader, tps, producer_id, producer_epoch, coordinator_epoch, commit)
+                    self._send(leader, tps, producer_id, producer_epoch, coordinator_epoch, commit, transaction_version)
                     for leader, tps in by_leader.items()
                 )
             )
@@ -225,11 +251,14 @@ class MarkerChannel:
         producer_epoch: int,
         coordinator_epoch: int,
         commit: bool,
+        transaction_version: int = 0,
     ) -> dict[TopicPartition, int]:
         from kafkapy.client import KafkaError  # lazily: start-up of a broker whose markers stay local skips it
 
         if leader == self.replicas.node_id:
-            res = append_markers(self.replicas, producer_id, producer_epoch, coordinator_epoch, commit, tps)
+            res = append_markers(
+                self.replicas, producer_id, producer_epoch, coordinator_epoch, commit, tps, transaction_version
+            )
             self.listener.on_markers(producer_id, commit, res.written())
             return (await wait_replicated(self.replicas, res, self.timeout_ms)).errors
         by_topic: dict[str, list[int]] = {}
@@ -243,12 +272,14 @@ class MarkerChannel:
                     transaction_result=commit,
                     coordinator_epoch=coordinator_epoch,
                     topics=[WritableTxnMarkerTopic(name=t, partition_indexes=ps) for t, ps in by_topic.items()],
+                    transaction_version=transaction_version,
                 )
             ]
         )
+        version = _WRITE_TXN_MARKERS_V2 if transaction_version >= 2 else _WRITE_TXN_MARKERS_VERSION
         try:
             conn = await self._connection(leader)
-            resp: Any = await conn.request(req, _WRITE_TXN_MARKERS_VERSION)
+            resp: Any = await conn.request(req, version)
         except (KafkaError, ProtocolError, OSError) as e:
             log.info("transaction markers not sent", leader=leader, error=str(e))
             old = self._conns.pop(leader, None)
@@ -264,35 +295,97 @@ class MarkerChannel:
         return out
 
     async def _connection(self, leader: int) -> BrokerConnection:
-        from kafkapy.client import BrokerConnection, KafkaError
+        return await _connect(self.replicas, self._conns, leader, f"kafkapy-txn-markers-{self.replicas.node_id}")
 
-        info = self.replicas.metadata.broker_info(leader)
-        if info is None:
-            raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"broker {leader} is not registered")
-        conn = self._conns.get(leader)
-        if (
-            conn is not None
-            and not conn.closed
-            and not conn.expiring
-            and (conn.host, conn.port) == (info.host, info.port)
-        ):
-            return conn
-        if conn is not None:
+
+@dataclass(slots=True)
+class CoordinatorChannel:
+    """Connections from a partition leader to the transaction coordinators on other brokers."""
+
+    replicas: ReplicaManager
+    _conns: dict[int, BrokerConnection] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for conn in self._conns.values():
             await _close(conn)
-        if self._security is None:
-            from kafkapy.cluster.inter_broker import inter_broker_security
+        self._conns.clear()
 
-            self._security = inter_broker_security(self.replicas.config)
-        conn = BrokerConnection(  # host/port: the leader's inter-broker endpoint
-            info.host,
-            info.port,
-            client_id=f"kafkapy-txn-markers-{self.replicas.node_id}",
-            request_timeout=_REQUEST_TIMEOUT_S,
-            security=self._security,
+    async def add_partitions(
+        self,
+        coordinator: int,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: list[TopicPartition],
+        verify_only: bool,
+    ) -> dict[TopicPartition, int]:
+        """AddPartitionsToTxn v5 for one transaction: each partition's error (NETWORK_EXCEPTION when
+        the coordinator could not be asked)."""
+        from kafkapy.client import KafkaError
+
+        by_topic: dict[str, list[int]] = {}
+        for t, p in partitions:
+            by_topic.setdefault(t, []).append(p)
+        req = AddPartitionsToTxnRequest(
+            transactions=[
+                AddPartitionsToTxnTransaction(
+                    transactional_id=transactional_id,
+                    producer_id=producer_id,
+                    producer_epoch=producer_epoch,
+                    verify_only=verify_only,
+                    topics=[AddPartitionsToTxnTopic(name=t, partitions=ps) for t, ps in by_topic.items()],
+                )
+            ]
         )
-        await conn.connect(5.0)
-        self._conns[leader] = conn
+        out: dict[TopicPartition, int] = dict.fromkeys(partitions, int(ErrorCode.NETWORK_EXCEPTION))
+        try:
+            conn = await _connect(
+                self.replicas, self._conns, coordinator, f"kafkapy-txn-verify-{self.replicas.node_id}"
+            )
+            resp: Any = await conn.request(req, _ADD_PARTITIONS_TO_TXN_VERSION)
+        except (KafkaError, ProtocolError, OSError) as e:
+            log.info("AddPartitionsToTxn not sent", coordinator=coordinator, error=str(e))
+            old = self._conns.pop(coordinator, None)
+            if old is not None:
+                await _close(old)
+            return out
+        if resp.error_code != ErrorCode.NONE:
+            return dict.fromkeys(partitions, int(resp.error_code))
+        for txn in resp.results_by_transaction:
+            for t in txn.topic_results:
+                for p in t.results_by_partition:
+                    if (t.name, p.partition_index) in out:
+                        out[(t.name, p.partition_index)] = p.partition_error_code
+        return out
+
+
+async def _connect(
+    replicas: ReplicaManager, conns: dict[int, BrokerConnection], node: int, client_id: str
+) -> BrokerConnection:
+    """A live connection to broker `node`'s inter-broker endpoint, reused from `conns` when it still fits."""
+    from kafkapy.client import BrokerConnection, KafkaError
+
+    leader = node
+    info = replicas.metadata.broker_info(leader)
+    if info is None:
+        raise KafkaError(ErrorCode.BROKER_NOT_AVAILABLE, f"broker {leader} is not registered")
+    conn = conns.get(leader)
+    if conn is not None and not conn.closed and not conn.expiring and (conn.host, conn.port) == (info.host, info.port):
         return conn
+    if conn is not None:
+        await _close(conn)
+    from kafkapy.cluster.inter_broker import inter_broker_security
+
+    conn = BrokerConnection(  # host/port: the broker's inter-broker endpoint
+        info.host,
+        info.port,
+        client_id=client_id,
+        request_timeout=_REQUEST_TIMEOUT_S,
+        security=inter_broker_security(replicas.config),
+    )
+    await conn.connect(5.0)
+    conns[leader] = conn
+    return conn
 
 
 async def _close(conn: BrokerConnection) -> None:

@@ -126,14 +126,17 @@ class Outcome:
 
 
 def check_target(target: list[int], registered: set[int]) -> str | None:
-    """Why `target` is not a valid replica list, or None."""
+    """Why `target` is not a valid replica list, or None (Kafka's messages: the brokers in id order, the
+    first unregistered or repeated one named)."""
     if not target:
-        return "The replica list must not be empty."
-    if len(set(target)) != len(target):
-        return f"The replica list {target} contains duplicate brokers."
-    unknown = sorted(r for r in target if r not in registered)
-    if unknown:
-        return f"The replica list {target} names brokers that are not registered: {unknown}."
+        return "The manual partition assignment includes an empty replica list."
+    previous = None
+    for broker in sorted(target):
+        if broker not in registered:
+            return f"The manual partition assignment includes broker {broker}, but no such broker is registered."
+        if broker == previous:
+            return f"The manual partition assignment includes the broker {broker} more than once."
+        previous = broker
     return None
 
 
@@ -197,6 +200,8 @@ class EmbeddedMetadata:
         self.cluster_id = cluster_id or ""
         self.revision = 0
         self.listener: MetadataListener | None = None
+        self._client_metrics: dict[str, dict[str, str]] = {}  # KIP-714 subscriptions by name
+        self._group_configs: dict[str, dict[str, str]] = {}  # dynamic group configs by group id
         self._load()
 
     # ------------------------------------------------------------ persistence
@@ -232,6 +237,10 @@ class EmbeddedMetadata:
                 )
                 self._topics[info.name] = info
                 self._by_id[info.topic_id] = info
+            for name, configs in image.get("client_metrics", {}).items():
+                self._client_metrics[str(name)] = {str(k): str(v) for k, v in configs.items()}
+            for name, configs in image.get("group_configs", {}).items():
+                self._group_configs[str(name)] = {str(k): str(v) for k, v in configs.items()}
 
     def _save(self) -> None:
         image = {
@@ -256,8 +265,17 @@ class EmbeddedMetadata:
                 }
                 for t in self._topics.values()
             ],
+            "client_metrics": self._client_metrics,
+            "group_configs": self._group_configs,
         }
-        _atomic_write(self.data_dir / self.FILE, json.dumps(image, indent=1))
+        try:
+            _atomic_write(self.data_dir / self.FILE, json.dumps(image, indent=1))
+        except OSError as exc:
+            # a full or failing disk: the change is refused (the caller puts its memory back)
+            log.error("metadata file not written", path=str(self.data_dir / self.FILE), error=exc.strerror or str(exc))
+            raise MetadataError(
+                ErrorCode.KAFKA_STORAGE_ERROR, f"the metadata file cannot be written: {exc.strerror or exc}"
+            ) from exc
 
     # ------------------------------------------------------------------ reads
 
@@ -283,13 +301,64 @@ class EmbeddedMetadata:
     async def set_broker_configs(self, entity: str, configs: dict[str, str], expected: dict[str, str]) -> bool:
         return False
 
+    def group_configs(self) -> dict[str, dict[str, str]]:
+        """Dynamic group configs: group id -> the keys set."""
+        return {name: dict(c) for name, c in self._group_configs.items()}
+
+    async def set_group_configs(self, name: str, configs: dict[str, str], expected: dict[str, str]) -> bool:
+        """Replace group `name`'s configs (none: delete them) if they are still `expected`."""
+        if self._group_configs.get(name, {}) != expected:
+            return False
+        before = self._group_configs.get(name)
+        if configs:
+            self._group_configs[name] = dict(configs)
+        else:
+            self._group_configs.pop(name, None)
+        try:
+            self._save()
+        except MetadataError:
+            if before is None:
+                self._group_configs.pop(name, None)
+            else:
+                self._group_configs[name] = before
+            raise
+        return True
+
+    def client_metrics(self) -> dict[str, dict[str, str]]:
+        """The client-metrics (KIP-714) config resources: name -> the keys set."""
+        return {name: dict(c) for name, c in self._client_metrics.items()}
+
+    async def set_client_metrics(self, name: str, configs: dict[str, str], expected: dict[str, str]) -> bool:
+        """Replace resource `name`'s configs (none: delete it) if they are still `expected`."""
+        if self._client_metrics.get(name, {}) != expected:
+            return False
+        before = self._client_metrics.get(name)
+        if configs:
+            self._client_metrics[name] = dict(configs)
+        else:
+            self._client_metrics.pop(name, None)
+        try:
+            self._save()
+        except MetadataError:
+            if before is None:
+                self._client_metrics.pop(name, None)
+            else:
+                self._client_metrics[name] = before
+            raise
+        return True
+
     async def alter_isr(self, topic: str, index: int, isr: list[int], partition_epoch: int) -> PartitionInfo | None:
         info = self._topics.get(topic)
         if info is None or index >= len(info.partitions) or info.partitions[index].partition_epoch != partition_epoch:
             return None
         part = info.partitions[index]
+        before = part.isr, part.partition_epoch
         part.isr, part.partition_epoch = list(isr), partition_epoch + 1
-        self._save()
+        try:
+            self._save()
+        except MetadataError:
+            part.isr, part.partition_epoch = before
+            raise
         return part
 
     def topics(self) -> Iterable[TopicInfo]:
@@ -338,7 +407,11 @@ class EmbeddedMetadata:
         )
         self._topics[name] = info
         self._by_id[info.topic_id] = info
-        self._save()
+        try:
+            self._save()
+        except MetadataError:
+            del self._topics[name], self._by_id[info.topic_id]
+            raise
         log.info("topic created", topic=name, partitions=partitions, topic_id=str(info.topic_id))
         self._notify(Changes(0, topics_created=[info], partitions=[(name, p) for p in info.partitions]))
         return info
@@ -348,7 +421,11 @@ class EmbeddedMetadata:
         if info is None:
             raise MetadataError(3, f"Topic '{name}' does not exist.")
         self._by_id.pop(info.topic_id, None)
-        self._save()
+        try:
+            self._save()
+        except MetadataError:
+            self._topics[name], self._by_id[info.topic_id] = info, info
+            raise
         log.info("topic deleted", topic=name)
         self._notify(Changes(0, topics_deleted=[info]))
         return info
@@ -367,7 +444,11 @@ class EmbeddedMetadata:
         node = self.broker.node_id
         added = [PartitionInfo(i, node, [node], [node]) for i in range(current, total)]
         info.partitions.extend(added)
-        self._save()
+        try:
+            self._save()
+        except MetadataError:
+            del info.partitions[current:]
+            raise
         self._notify(Changes(0, partitions=[(name, p) for p in added]))
         return info
 
@@ -375,8 +456,13 @@ class EmbeddedMetadata:
         info = self._topics.get(name)
         if info is None:
             raise MetadataError(3, f"Topic '{name}' does not exist.")
+        before = info.configs
         info.configs = dict(configs)
-        self._save()
+        try:
+            self._save()
+        except MetadataError:
+            info.configs = before
+            raise
         self._notify(Changes(0, topics_reconfigured=[info]))
 
     async def elect_leader(self, topic: str, index: int, election_type: int) -> Outcome:
@@ -392,11 +478,14 @@ class EmbeddedMetadata:
         if info is None or not 0 <= index < len(info.partitions):
             return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
         if target is None:
-            return Outcome(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress for this partition.")
+            return Outcome(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS)  # no message, as Kafka
         problem = check_target(target, {self.broker.node_id})
         if problem is not None:
             return Outcome(ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem)
         return Outcome()  # already on this broker
+
+    async def alter_reassignments(self, requests: list[tuple[str, int, list[int] | None]]) -> list[Outcome]:
+        return [await self.alter_reassignment(t, i, target) for t, i, target in requests]
 
     def ensure_internal_topic(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
@@ -424,8 +513,12 @@ class EmbeddedMetadata:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -32,10 +32,14 @@ class PartitionStore(Protocol):
     """What elections and reassignments need of the etcd store: reads and a CAS on one partition."""
 
     shutting_down: set[int]
+    log_dir_offline: set[int]
 
     def topic(self, name: str) -> TopicInfo | None: ...
 
     def live_ids(self) -> set[int]: ...
+
+    @property
+    def dir_changed(self) -> set[int]: ...
 
     def partition_revision(self, topic: str, index: int) -> int: ...
 
@@ -44,7 +48,7 @@ class PartitionStore(Protocol):
 
 log = get_logger(__name__)
 
-_CAS_ATTEMPTS = 10
+CAS_ATTEMPTS = 10
 
 
 def original_replicas(p: PartitionInfo) -> list[int]:
@@ -71,7 +75,7 @@ def start_state(p: PartitionInfo, target: list[int], live: set[int]) -> Partitio
         leader = next((r for r in replicas if r in live and r in isr), -1)
         leader_epoch += 1
     return PartitionInfo(
-        p.index, leader, replicas, isr or replicas[:1], leader_epoch, p.partition_epoch + 1, adding, removing
+        p.index, leader, replicas, _kept_isr(isr, p, replicas), leader_epoch, p.partition_epoch + 1, adding, removing
     )
 
 
@@ -83,7 +87,13 @@ def cancel_state(p: PartitionInfo, live: set[int]) -> PartitionInfo:
     if leader not in replicas:
         leader = next((r for r in replicas if r in live and r in isr), -1)
         leader_epoch += 1
-    return PartitionInfo(p.index, leader, replicas, isr or replicas[:1], leader_epoch, p.partition_epoch + 1)
+    return PartitionInfo(p.index, leader, replicas, _kept_isr(isr, p, replicas), leader_epoch, p.partition_epoch + 1)
+
+
+def _kept_isr(isr: list[int], p: PartitionInfo, replicas: list[int]) -> list[int]:
+    """The ISR within the new replicas; none left: the first replica, except for a partition whose ISR
+    was already empty (its last member came back with an empty data dir: it stays offline)."""
+    return isr or (replicas[:1] if p.isr else [])
 
 
 def completion_state(p: PartitionInfo, live: set[int]) -> PartitionInfo | None:
@@ -151,47 +161,39 @@ def _partition(md: PartitionStore, topic: str, index: int) -> PartitionInfo | No
     return info.partitions[index]
 
 
-async def alter_reassignment(md: PartitionStore, topic: str, index: int, target: list[int] | None) -> Outcome:
-    """Start (target) or cancel (None) a partition's reassignment with a CAS write."""
-    for _ in range(_CAS_ATTEMPTS):
-        p = _partition(md, topic, index)
-        if p is None:
-            return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-        ongoing = bool(p.adding_replicas or p.removing_replicas)
-        if target is None:
-            if not ongoing:
-                return Outcome(
-                    ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, "No reassignment is in progress for this partition."
-                )
-            new = cancel_state(p, md.live_ids())
-        else:
-            problem = check_target(target, md.live_ids())
-            if problem is not None:
-                return Outcome(ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem)
-            if not ongoing and target == p.replicas:
-                return Outcome()  # already there
-            new = start_state(p, target, md.live_ids())
-        if await md.update_partition(topic, new, md.partition_revision(topic, index)):
-            log.info(
-                "reassignment cancelled" if target is None else "reassignment started",
-                topic=topic,
-                partition=index,
-                replicas=new.replicas,
-                adding=new.adding_replicas,
-                removing=new.removing_replicas,
-            )
-            return Outcome()
-        await asyncio.sleep(0.02)  # the partition changed under us: look again
-    return Outcome(ErrorCode.REQUEST_TIMED_OUT, "The partition kept changing; try again.")
+def reassignment_change(
+    p: PartitionInfo | None, target: list[int] | None, live: set[int]
+) -> tuple[Outcome, PartitionInfo | None]:
+    """AlterPartitionReassignments for one partition: the answer and the new state (None: nothing to write)."""
+    if p is None:
+        return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."), None
+    ongoing = bool(p.adding_replicas or p.removing_replicas)
+    if target is None:
+        if not ongoing:
+            return Outcome(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS), None  # no message, as Kafka
+        new = cancel_state(p, live)
+    else:
+        problem = check_target(target, live)
+        if problem is not None:
+            return Outcome(ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem), None
+        if not ongoing and target == p.replicas:
+            return Outcome(), None  # already there
+        new = start_state(p, target, live)
+    same = (new.replicas, new.adding_replicas, new.removing_replicas) == (
+        p.replicas,
+        p.adding_replicas,
+        p.removing_replicas,
+    )
+    return Outcome(), None if same else new
 
 
 async def elect(md: PartitionStore, topic: str, index: int, election_type: int) -> Outcome:
     """ElectLeaders for one partition with a CAS write."""
-    for _ in range(_CAS_ATTEMPTS):
+    for _ in range(CAS_ATTEMPTS):
         p = _partition(md, topic, index)
         if p is None:
             return Outcome(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-        leadable = md.live_ids() - md.shutting_down
+        leadable = md.live_ids() - md.shutting_down - md.log_dir_offline - md.dir_changed
         outcome, new = election_state(p, leadable, election_type)
         if new is None:
             return outcome

@@ -145,7 +145,7 @@ class ReplicaManager:
         self._tasks.append(loop.create_task(self._isr_maintenance()))
         # partitions applied before start() are followed from now on
         for r in self._replicas.values():
-            if not r.is_leader and r.info.leader >= 0:
+            if not r.is_leader and r.info.leader >= 0 and r.info.leader != self.node_id:
                 self.fetchers.add(r.topic, r.index, r.info.leader, r.info.leader_epoch)
 
     async def close(self) -> None:
@@ -194,6 +194,12 @@ class ReplicaManager:
             changed_epoch = True
         else:
             changed_epoch = (info.leader, info.leader_epoch) != (current.info.leader, current.info.leader_epoch)
+        if info.leader == me and me in getattr(self.metadata, "dir_changed", ()):
+            # our data dir is new (emptied): a state naming us leader predates it; the controller is
+            # about to elect another leader or none (docs/cluster.md, "A broker back with an empty data dir")
+            if current.is_leader or changed_epoch:
+                log.warning("not leading: this broker's data dir is new", topic=topic, partition=info.index)
+            return
         if info.leader == me:
             if changed_epoch or not current.is_leader:
                 current.info = new
@@ -508,6 +514,10 @@ class ReplicaManager:
     def _maybe_expand_isr(self, r: Replica, f: FollowerProgress) -> None:
         if r.pending_isr is not None or f.node_id in r.info.isr:
             return
+        if f.node_id in getattr(self.metadata, "log_dir_offline", ()):
+            return  # its disk refuses writes (KIP-841: no ISR for a replica whose log dir is offline)
+        if f.node_id in getattr(self.metadata, "dir_changed", ()):
+            return  # back with a new data dir: the controller takes it out of every ISR first
         if f.log_end_offset >= r.plog.high_watermark and f.log_end_offset >= r.epoch_start:
             self._alter_isr(r, [*r.info.isr, f.node_id], "expand")
 

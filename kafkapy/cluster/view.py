@@ -62,6 +62,22 @@ class MetadataStore(ClusterView, Protocol):
 
     async def set_broker_configs(self, entity: str, configs: dict[str, str], expected: dict[str, str]) -> bool: ...
 
+    def client_metrics(self) -> dict[str, dict[str, str]]:
+        """The client-metrics (KIP-714) config resources: name -> the keys set."""
+        ...
+
+    async def set_client_metrics(self, name: str, configs: dict[str, str], expected: dict[str, str]) -> bool:
+        """Replace client-metrics resource `name`'s configs (empty: delete it) if still `expected` (CAS)."""
+        ...
+
+    def group_configs(self) -> dict[str, dict[str, str]]:
+        """Dynamic group configs (KIP-848/932 GROUP config resources): group id -> the keys set."""
+        ...
+
+    async def set_group_configs(self, name: str, configs: dict[str, str], expected: dict[str, str]) -> bool:
+        """Replace group `name`'s configs (empty: delete them) if still `expected` (CAS)."""
+        ...
+
     def check_new_topic(self, name: str, partitions: int, replication_factor: int) -> None:
         """MetadataError with Kafka's code when the topic cannot be created."""
         ...
@@ -98,6 +114,11 @@ class MetadataStore(ClusterView, Protocol):
 
     async def alter_reassignment(self, topic: str, index: int, target: list[int] | None) -> Outcome:
         """Start (target) or cancel (None) a partition's KIP-455 reassignment."""
+        ...
+
+    async def alter_reassignments(self, requests: list[tuple[str, int, list[int] | None]]) -> list[Outcome]:
+        """alter_reassignment for many (topic, partition, target) at once, applied as one decision; the
+        answers in the same order."""
         ...
 
     async def reserve_producer_ids(self, count: int) -> int:

@@ -32,7 +32,7 @@ from kafkapy.coordinator.consumer_group import (
 from kafkapy.coordinator.consumer_records import encode_key, encode_value
 from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.offsets import TopicPartition
-from kafkapy.coordinator.placement import run_timers
+from kafkapy.coordinator.placement import CoordinatorWriteError, run_timers
 from kafkapy.coordinator.records import GroupKey
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
@@ -71,20 +71,24 @@ class ConsumerGroupCoordinator:
     def _append(self, group_id: str, records: list[Record]) -> None:
         if not records:
             return
-        part = self.base.append_target(self.base.partition_of(group_id))
         ts = now_ms()
         batch = build_batch([(encode_key(k), None if v is None else encode_value(v), [], ts) for k, v in records])
-        part.append(bytearray(batch))
+        self.base.append_records(self.base.partition_of(group_id), bytearray(batch))
 
     def _flush(self, group: ConsumerGroup) -> bool:
         """Write what the group emitted (already applied in memory) and log its events."""
         for event, fields in group.events:
             log.info(event, group=group.group_id, **fields)
+            if event == "group epoch bumped":
+                self.base.consumer_rebalances += 1
         group.events.clear()
         records = group.take_pending()
         self._wake.set()
         try:
             self._append(group.group_id, records)
+        except CoordinatorWriteError as e:
+            log.warning("could not write consumer group records", group=group.group_id, error=str(e))
+            return False
         except Exception:
             log.exception("could not write consumer group records", group=group.group_id, records=len(records))
             return False
@@ -96,6 +100,8 @@ class ConsumerGroupCoordinator:
 
     def _take_over_classic(self, group_id: str) -> int:
         """A consumer-protocol member for `group_id`: an empty classic group gives way."""
+        if self.base.streams.get(group_id) is not None:  # a Streams group (KIP-1071) of that id
+            return ErrorCode.GROUP_ID_NOT_FOUND
         classic = self.base.groups.get(group_id)
         if classic is None:
             return ErrorCode.NONE

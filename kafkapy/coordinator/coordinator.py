@@ -25,6 +25,7 @@ from kafkapy.cluster.view import MetadataStore
 from kafkapy.config import BrokerConfig
 from kafkapy.coordinator import OFFSETS_TOPIC
 from kafkapy.coordinator import consumer_records as cg_records
+from kafkapy.coordinator import streams_records as sg_records
 from kafkapy.coordinator.consumer_group import ConsumerGroups, limits_from_config
 from kafkapy.coordinator.group import (
     ClassicGroup,
@@ -37,6 +38,7 @@ from kafkapy.coordinator.group import (
 )
 from kafkapy.coordinator.offsets import OffsetStore, TopicPartition
 from kafkapy.coordinator.placement import (
+    CoordinatorWriteError,
     Placement,
     java_string_hashcode,
     partition_for,
@@ -57,6 +59,8 @@ from kafkapy.coordinator.records import (
     encode_key,
     encode_offset_value,
 )
+from kafkapy.coordinator.streams_group import StreamsGroups
+from kafkapy.coordinator.streams_group import limits_from_config as streams_limits
 from kafkapy.coordinator.txn_offsets import PendingTxnOffsets
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
@@ -101,8 +105,12 @@ class GroupCoordinator(Placement):
     offsets: OffsetStore = field(default_factory=OffsetStore)
     txn_offsets: PendingTxnOffsets = field(default_factory=PendingTxnOffsets)  # TxnOffsetCommit, see txn_offsets.py
     consumer: ConsumerGroups = field(default_factory=ConsumerGroups)  # KIP-848 groups, see consumer_coordinator.py
+    streams: StreamsGroups = field(default_factory=StreamsGroups)  # KIP-1071 groups, see streams_coordinator.py
     join_waiters: dict[tuple[str, str], asyncio.Future[JoinResult]] = field(default_factory=dict)
     sync_waiters: dict[tuple[str, str], asyncio.Future[SyncResult]] = field(default_factory=dict)
+    # Kafka's classic-group-completed-rebalance-count and consumer-group-rebalance-count (group epoch bumps)
+    completed_rebalances: int = 0
+    consumer_rebalances: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _loading: bool = False
     _next_cleanup_ms: int = 0
@@ -125,6 +133,7 @@ class GroupCoordinator(Placement):
             config=config,
             limits=limits,
             consumer=ConsumerGroups(limits_from_config(config)),
+            streams=StreamsGroups(streams_limits(config)),
         )
         coord.ensure_topic(
             config.offsets_topic_num_partitions,
@@ -158,6 +167,8 @@ class GroupCoordinator(Placement):
             del self.groups[g]
         for g in [g for g in self.consumer.groups if self.partition_of(g) == p]:
             del self.consumer.groups[g]
+        for g in [g for g in self.streams.groups if self.partition_of(g) == p]:
+            del self.streams.groups[g]
         for key, fut in list(self.join_waiters.items()) + list(self.sync_waiters.items()):
             if self.partition_of(key[0]) == p and not fut.done():
                 fut.cancel()
@@ -197,6 +208,23 @@ class GroupCoordinator(Placement):
                         del self.groups[cg_key.group]  # offsets committed before the group became a consumer group
                     count += 1
                     continue
+                if sg_records.is_streams_group_key(rec.key):  # a KIP-1071 group record
+                    try:
+                        sg_key = sg_records.decode_key(rec.key)
+                        if sg_key is not None:
+                            sg_value = None if rec.value is None else sg_records.decode_value(sg_key, rec.value)
+                            self.streams.replay(sg_key, sg_value)
+                    except DecodeError as e:
+                        log.warning(
+                            "skipping bad __consumer_offsets record", partition=p, offset=rec.offset, error=str(e)
+                        )
+                        continue
+                    if sg_key is not None:
+                        old = self.groups.get(sg_key.group)
+                        if old is not None and old.is_empty and self.streams.get(sg_key.group) is not None:
+                            del self.groups[sg_key.group]  # offsets committed before it became a Streams group
+                    count += 1
+                    continue
                 try:
                     key = decode_key(rec.key)
                     value = self._decode_value(key, rec.value)
@@ -226,7 +254,7 @@ class GroupCoordinator(Placement):
         """Append records to the group's partition, then replay them."""
         if not pairs:
             return
-        part = self.append_target(self.partition_of(group_id))
+        partition = self.partition_of(group_id)
         ts = now_ms()
         recs: list[tuple[bytes, bytes | None, list[tuple[str, bytes | None]], int]] = []
         for key, value in pairs:
@@ -237,7 +265,7 @@ class GroupCoordinator(Placement):
             else:
                 raw = encode_group_value(value)
             recs.append((encode_key(key), raw, [], ts))
-        part.append(bytearray(build_batch(recs)))
+        self.append_records(partition, bytearray(build_batch(recs)))
         for key, value in pairs:
             self._replay(key, value)
 
@@ -252,7 +280,8 @@ class GroupCoordinator(Placement):
         if isinstance(key, OffsetKey):
             assert value is None or isinstance(value, OffsetValue)
             self.offsets.apply(key, value)
-            if value is not None and key.group not in self.groups and self.consumer.get(key.group) is None:
+            member_groups = self.consumer.get(key.group) or self.streams.get(key.group)
+            if value is not None and key.group not in self.groups and member_groups is None:
                 self.groups[key.group] = ClassicGroup(key.group, self.limits, state_timestamp_ms=now)
             return
         group = self.groups.get(key.group)
@@ -285,6 +314,8 @@ class GroupCoordinator(Placement):
     def _deliver(self, group_id: str, fx: Effects, *, persist: bool = True) -> None:
         for event, fields in fx.events:
             log.info(event, group=group_id, **fields)
+            if event == "rebalance completed":
+                self.completed_rebalances += 1
         for mid, jr in fx.joins.items():
             jf = self.join_waiters.pop((group_id, mid), None)
             if jf is not None and not jf.done():
@@ -298,6 +329,8 @@ class GroupCoordinator(Placement):
             if group is not None:
                 try:
                     self._persist_group(group)
+                except CoordinatorWriteError as e:
+                    log.warning("could not persist group metadata", group=group_id, error=str(e))
                 except Exception:
                     log.exception("could not persist group metadata", group=group_id)
         self._wake.set()
@@ -401,7 +434,7 @@ class GroupCoordinator(Placement):
     ) -> int:
         """Validate against the group, write, replay. One error code for the whole request."""
         group = self._group(group_id)
-        cgroup = self.consumer.get(group_id) if group is None else None
+        cgroup = (self.consumer.get(group_id) or self.streams.get(group_id)) if group is None else None
         if cgroup is not None:  # a KIP-848 group: member id and member epoch
             err = cgroup.validate_commit(member_id, generation)
             if err != ErrorCode.NONE:
@@ -415,6 +448,9 @@ class GroupCoordinator(Placement):
                 return err
         try:
             self._write(group_id, list(OffsetStore.commit_records(group_id, commits)))
+        except CoordinatorWriteError as e:  # Kafka's mapping: a storage error answers NOT_COORDINATOR
+            log.info("offset commit not written", group=group_id, error=str(e))
+            return store_error(e.code)
         except Exception:
             log.exception("offset commit write failed", group=group_id)
             return ErrorCode.COORDINATOR_NOT_AVAILABLE

@@ -24,6 +24,7 @@ from kafkapy.config import BrokerConfig
 from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.records import BatchHeader, Record, iter_all_records
+from kafkapy.storage.errors import StorageError
 from kafkapy.storage.log import PartitionLog
 
 log = get_logger(__name__)
@@ -106,6 +107,8 @@ async def run_timers(
                 await asyncio.wait_for(wake.wait(), (nxt - now) / 1000)
         try:
             fire(now_ms())
+        except CoordinatorWriteError as e:  # e.g. a full disk: retried at the next deadline
+            log.warning(f"{what} timers could not write", error=str(e))
         except Exception:
             log.exception(f"{what} timers failed")
 
@@ -192,6 +195,16 @@ class Placement:
         if isinstance(part, int):
             raise CoordinatorWriteError(part, f"{self.TOPIC}-{partition} is not led by this broker")
         return part
+
+    def append_records(self, partition: int, batch: bytearray) -> None:
+        """Append a batch to the partition as its leader; CoordinatorWriteError when this broker does
+        not lead it or its disk refuses the write (KAFKA_STORAGE_ERROR, which a request answers as
+        NOT_COORDINATOR: `store_error`)."""
+        part = self.append_target(partition)
+        try:
+            part.append(batch)
+        except StorageError as e:
+            raise CoordinatorWriteError(ErrorCode.KAFKA_STORAGE_ERROR, str(e)) from e
 
     async def written_code(self, key: str, timeout_ms: int) -> int:
         """Wait until the high watermark of the key's partition covers every record appended so far

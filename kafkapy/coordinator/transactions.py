@@ -35,6 +35,7 @@ from typing import ClassVar
 
 from kafkapy.clock import now_ms
 from kafkapy.cluster.markers import (
+    CoordinatorChannel,
     MarkerChannel,
     MarkerListener,
     TopicPartition,
@@ -110,6 +111,7 @@ class TransactionCoordinator(Placement):
     _by_producer: dict[int, str] = field(default_factory=dict)  # producer id -> transactional id
     _completing: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # completion tasks
     _channel: MarkerChannel | None = None
+    _to_coordinators: CoordinatorChannel | None = None  # this broker as a partition leader (KIP-890)
 
     # ------------------------------------------------------------ start-up
 
@@ -150,6 +152,9 @@ class TransactionCoordinator(Placement):
         channel, self._channel = self._channel, None
         if channel is not None:
             asyncio.get_running_loop().create_task(channel.close())
+        to_coordinators, self._to_coordinators = self._to_coordinators, None
+        if to_coordinators is not None:
+            asyncio.get_running_loop().create_task(to_coordinators.close())
 
     def load(self) -> None:
         """Replay every owned partition of `__transaction_state` from its start."""
@@ -286,8 +291,9 @@ class TransactionCoordinator(Placement):
             return False
         commit = md.state is TxnState.PREPARE_COMMIT
         res = append_markers(
-            self.replicas, md.producer_id, md.producer_epoch, self.coordinator_epoch(txn_id), commit, md.partitions
-        )
+            self.replicas, md.producer_id, md.producer_epoch, self.coordinator_epoch(txn_id), commit, md.partitions,
+            md.client_tv,
+        )  # fmt: skip
         self.on_markers(md.producer_id, commit, res.written())
         if not res.ok:
             log.warning("transaction markers incomplete; will retry", transactional_id=txn_id, errors=res.errors)
@@ -319,7 +325,7 @@ class TransactionCoordinator(Placement):
         md = self.txns.get(txn_id)
         if md is None or md.state not in PREPARING:
             return
-        prepared, pid, epoch = md.state, md.producer_id, md.producer_epoch
+        prepared, pid, epoch, tv = md.state, md.producer_id, md.producer_epoch, md.client_tv
 
         def still_valid() -> bool:
             cur = self.txns.get(txn_id)
@@ -344,6 +350,7 @@ class TransactionCoordinator(Placement):
                 prepared is TxnState.PREPARE_COMMIT,
                 md.partitions,
                 still_valid,
+                tv,
             )
             if errors is None or not still_valid():
                 return
@@ -415,11 +422,14 @@ class TransactionCoordinator(Placement):
         partitions: list[TopicPartition],
         *,
         producer_fenced: bool,
+        client_tv: int = 0,
     ) -> int:
         md = self.txns.get(txn_id)
         if md is None:
             return ErrorCode.INVALID_PRODUCER_ID_MAPPING
-        d = md.add_partitions(producer_id, producer_epoch, partitions, now_ms(), producer_fenced=producer_fenced)
+        d = md.add_partitions(
+            producer_id, producer_epoch, partitions, now_ms(), producer_fenced=producer_fenced, client_tv=client_tv
+        )
         if d.error == ErrorCode.NONE:
             try:
                 self._write_all(txn_id, d.records)
@@ -438,6 +448,36 @@ class TransactionCoordinator(Placement):
             return ErrorCode.NONE
         return self.verify(txn_id, producer_id, producer_epoch, tp)
 
+    async def add_or_verify(
+        self,
+        txn_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: list[TopicPartition],
+        *,
+        add: bool,
+    ) -> dict[TopicPartition, int]:
+        """A partition leader's question to the transactional id's coordinator, here or on another
+        broker (AddPartitionsToTxn v5): `add` (transactions v2: Produce v12+, TxnOffsetCommit v5+)
+        puts the partitions into the transaction, else only checks they are in it (KIP-890 part 1)."""
+        if self.owns(txn_id):
+            if not add:
+                return {tp: self.verify(txn_id, producer_id, producer_epoch, tp) for tp in partitions}
+            err = self.add_partitions(
+                txn_id, producer_id, producer_epoch, partitions, producer_fenced=True, client_tv=2
+            )
+            if err == ErrorCode.NONE:
+                err = await self.written(txn_id)
+            return dict.fromkeys(partitions, err)
+        node = self.coordinator_node(txn_id)
+        if node is None:
+            return dict.fromkeys(partitions, int(ErrorCode.COORDINATOR_NOT_AVAILABLE))
+        if self._to_coordinators is None:
+            self._to_coordinators = CoordinatorChannel(self.replicas)
+        return await self._to_coordinators.add_partitions(
+            node.node_id, txn_id, producer_id, producer_epoch, partitions, verify_only=not add
+        )
+
     def verify(self, txn_id: str | None, producer_id: int, producer_epoch: int, tp: TopicPartition) -> int:
         """Produce of a transactional batch: is the partition in the producer's ongoing transaction?"""
         if txn_id is None:
@@ -450,18 +490,36 @@ class TransactionCoordinator(Placement):
     def end_txn(
         self, txn_id: str, producer_id: int, producer_epoch: int, commit: bool, *, producer_fenced: bool
     ) -> int:
+        """EndTxn before transactions v2: the error only."""
+        return self.end_transaction(txn_id, producer_id, producer_epoch, commit, producer_fenced=producer_fenced).error
+
+    def end_transaction(
+        self,
+        txn_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        *,
+        producer_fenced: bool,
+        client_tv: int = 0,
+    ) -> Decision:
+        """EndTxn; with `client_tv` 2 (EndTxn v5+) the epoch is bumped and the Decision holds the
+        producer id and epoch to answer."""
         md = self.txns.get(txn_id)
         if md is None:
-            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
-        d = md.end_txn(producer_id, producer_epoch, commit, now_ms(), producer_fenced=producer_fenced)
-        if d.error != ErrorCode.NONE or not d.records:
-            return d.error
+            return Decision(ErrorCode.INVALID_PRODUCER_ID_MAPPING)
         try:
+            if client_tv >= 2:
+                d = md.end_txn_v2(producer_id, producer_epoch, commit, now_ms(), self._new_producer_id)
+            else:
+                d = md.end_txn(producer_id, producer_epoch, commit, now_ms(), producer_fenced=producer_fenced)
+            if d.error != ErrorCode.NONE or not d.records:
+                return d
             self._write_all(txn_id, d.records)
         except CoordinatorWriteError:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+            return Decision(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         self._complete(txn_id)  # if a marker fails, the timer finishes it; the client sees success (as in Kafka)
-        return ErrorCode.NONE
+        return d
 
     # ------------------------------------------------------------ timers
 
@@ -534,7 +592,9 @@ class TransactionCoordinator(Placement):
                 continue
             if producer_ids and md.producer_id not in producer_ids:
                 continue
-            if min_duration_ms >= 0 and (md.state is not TxnState.ONGOING or now - md.start_ms < min_duration_ms):
+            # as Kafka: running at least that long since the transaction's start, whatever the state (a
+            # transactional id with no transaction started yet has start -1 and always passes)
+            if min_duration_ms >= 0 and now - md.start_ms < min_duration_ms:
                 continue
             out.append(md)
         return out

@@ -15,6 +15,14 @@ then the epoch is bumped again for the caller. Expired transactions are
 aborted the same way. A KIP-360 retry (v3+: the request names the
 producer id and epoch the last bump replaced) gets the current id and
 epoch back without another bump.
+
+Transactions v2 (KIP-890 part 2, EndTxn v5+): every EndTxn bumps the epoch.
+PrepareCommit/PrepareAbort carry epoch + 1, the markers are written with it,
+and the answer gives the producer the new epoch for its next transaction;
+when the epoch is exhausted the PrepareX record names the next producer id,
+which CompleteX switches to (epoch 0). A retried EndTxn (epoch one below
+the current, or the replaced id after an overflow) gets the current id and
+epoch back; an abort with no transaction open bumps the epoch too.
 """
 
 from __future__ import annotations
@@ -66,7 +74,10 @@ VALID_PREVIOUS: Mapping[TxnState, frozenset[TxnState]] = MappingProxyType(
         _S.EMPTY: frozenset({_S.EMPTY, _S.COMPLETE_COMMIT, _S.COMPLETE_ABORT}),
         _S.ONGOING: frozenset({_S.ONGOING, _S.EMPTY, _S.COMPLETE_COMMIT, _S.COMPLETE_ABORT}),
         _S.PREPARE_COMMIT: frozenset({_S.ONGOING}),
-        _S.PREPARE_ABORT: frozenset({_S.ONGOING, _S.PREPARE_EPOCH_FENCE}),
+        # Empty/Complete -> PrepareAbort: a transactions v2 abort with nothing open (an epoch bump)
+        _S.PREPARE_ABORT: frozenset(
+            {_S.ONGOING, _S.PREPARE_EPOCH_FENCE, _S.EMPTY, _S.COMPLETE_COMMIT, _S.COMPLETE_ABORT}
+        ),
         _S.COMPLETE_COMMIT: frozenset({_S.PREPARE_COMMIT}),
         _S.COMPLETE_ABORT: frozenset({_S.PREPARE_ABORT}),
         _S.DEAD: frozenset({_S.EMPTY, _S.COMPLETE_COMMIT, _S.COMPLETE_ABORT}),
@@ -115,6 +126,9 @@ class TxnMetadata:
     partitions: frozenset[TopicPartition] = frozenset()
     start_ms: int = -1
     last_update_ms: int = -1
+    previous_producer_id: int = NO_PRODUCER_ID  # transactions v2: the id an epoch overflow replaced
+    next_producer_id: int = NO_PRODUCER_ID  # transactions v2: the id CompleteX switches to
+    client_tv: int = 0  # the transaction version of the current (or last) transaction
 
     # ------------------------------------------------------------ records
 
@@ -129,6 +143,9 @@ class TxnMetadata:
             partitions=self.partitions,
             last_update_ms=now_ms,
             start_ms=self.start_ms,
+            previous_producer_id=self.previous_producer_id,
+            next_producer_id=NO_PRODUCER_ID,
+            client_tv=self.client_tv,
         )
         for k, val in changes.items():
             setattr(v, k, val)
@@ -149,6 +166,9 @@ class TxnMetadata:
         self.partitions = v.partitions
         self.start_ms = v.start_ms
         self.last_update_ms = v.last_update_ms
+        self.previous_producer_id = v.previous_producer_id
+        self.next_producer_id = v.next_producer_id
+        self.client_tv = v.client_tv
 
     @classmethod
     def from_value(cls, transactional_id: str, v: TxnValue) -> TxnMetadata:
@@ -200,10 +220,12 @@ class TxnMetadata:
         """Abort the ongoing transaction under epoch + 1 (producer epoch fence)."""
         check_transition(self.state, TxnState.PREPARE_EPOCH_FENCE)
         check_transition(TxnState.PREPARE_EPOCH_FENCE, TxnState.PREPARE_ABORT)
-        epoch = self.producer_epoch + 1 if self.producer_epoch < MAX_EPOCH + 1 else self.producer_epoch
+        # one bump under transactions v2 too (Kafka 4.3.1: the late producer's abort at the old epoch
+        # is then a retry of this end, answered with the new epoch; its commit INVALID_TXN_STATE)
+        epoch = min(self.producer_epoch + 1, MAX_EPOCH + 1)
         return TxnValue(
             self.producer_id, epoch, self.timeout_ms, STATUS_CODES[TxnState.PREPARE_ABORT],
-            self.partitions, now_ms, self.start_ms,
+            self.partitions, now_ms, self.start_ms, self.previous_producer_id, client_tv=self.client_tv,
         )  # fmt: skip
 
     def _check_producer(self, producer_id: int, producer_epoch: int, producer_fenced: bool) -> int:
@@ -221,7 +243,10 @@ class TxnMetadata:
         now_ms: int,
         *,
         producer_fenced: bool,
+        client_tv: int = 0,
     ) -> Decision:
+        if self.state in PREPARING and client_tv >= 2 and producer_id == self.next_producer_id >= 0:
+            return Decision(ErrorCode.CONCURRENT_TRANSACTIONS)  # the overflowed id, before CompleteX
         err = self._check_producer(producer_id, producer_epoch, producer_fenced)
         if err != ErrorCode.NONE:
             return Decision(err)
@@ -232,9 +257,13 @@ class TxnMetadata:
         wanted = frozenset(partitions)
         if self.state is TxnState.ONGOING and wanted <= self.partitions:
             return Decision()
-        start = self.start_ms if self.state is TxnState.ONGOING else now_ms
-        base = self.partitions if self.state is TxnState.ONGOING else frozenset()
-        return Decision(records=[self.value(TxnState.ONGOING, now_ms, partitions=base | wanted, start_ms=start)])
+        ongoing = self.state is TxnState.ONGOING
+        start = self.start_ms if ongoing else now_ms
+        base = self.partitions if ongoing else frozenset()
+        tv = max(self.client_tv, client_tv) if ongoing else client_tv
+        return Decision(
+            records=[self.value(TxnState.ONGOING, now_ms, partitions=base | wanted, start_ms=start, client_tv=tv)]
+        )
 
     def verify(self, producer_id: int, producer_epoch: int, tp: TopicPartition) -> int:
         """Is `tp` part of this producer's ongoing transaction? (Produce, AddPartitionsToTxn verify_only)."""
@@ -255,7 +284,9 @@ class TxnMetadata:
         state = self.state
         if state is TxnState.ONGOING:
             target = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
-            return Decision(records=[self.value(target, now_ms)])
+            # the ending request's version decides the markers' (a v2-started transaction ended by
+            # EndTxn v4 gets classic markers at its own epoch, as in Kafka 4.3.1)
+            return Decision(records=[self.value(target, now_ms, client_tv=0)])
         if state is TxnState.COMPLETE_COMMIT:
             return Decision(ErrorCode.NONE if commit else ErrorCode.INVALID_TXN_STATE)
         if state is TxnState.COMPLETE_ABORT:
@@ -266,9 +297,78 @@ class TxnMetadata:
             return Decision(ErrorCode.INVALID_TXN_STATE if commit else ErrorCode.CONCURRENT_TRANSACTIONS)
         return Decision(ErrorCode.INVALID_TXN_STATE)
 
+    def end_txn_v2(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        now_ms: int,
+        new_producer_id: Callable[[], int],
+    ) -> Decision:
+        """EndTxn v5+ (transactions v2): the epoch is bumped at every end; retries get the current ids."""
+        cur = self.producer_epoch
+        retry_bump = cur == producer_epoch + 1
+        retry_overflow = self.previous_producer_id == producer_id and producer_epoch == MAX_EPOCH and cur == 0
+        if producer_id != self.producer_id and not retry_overflow:
+            return Decision(ErrorCode.INVALID_PRODUCER_ID_MAPPING)
+        state = self.state
+        if state in PREPARING:
+            valid = retry_bump
+        elif state in COMPLETED:
+            valid = retry_bump or retry_overflow or producer_epoch == cur
+        else:
+            valid = producer_epoch == cur
+        if not valid:
+            return Decision(ErrorCode.PRODUCER_FENCED)
+        retry = retry_bump or retry_overflow
+        same = Decision(producer_id=self.producer_id, producer_epoch=cur)
+        if state is TxnState.ONGOING:
+            return self._prepare_end(
+                TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT, now_ms, new_producer_id
+            )
+        if state is TxnState.COMPLETE_COMMIT:
+            if commit:
+                return same if retry else Decision(ErrorCode.INVALID_TXN_STATE)
+            return (
+                Decision(ErrorCode.INVALID_TXN_STATE)
+                if retry
+                else self._prepare_end(TxnState.PREPARE_ABORT, now_ms, new_producer_id, empty=True)
+            )
+        if state is TxnState.COMPLETE_ABORT:
+            if commit:
+                return Decision(ErrorCode.INVALID_TXN_STATE)
+            return same if retry else self._prepare_end(TxnState.PREPARE_ABORT, now_ms, new_producer_id, empty=True)
+        if state is TxnState.PREPARE_COMMIT:
+            return Decision(ErrorCode.CONCURRENT_TRANSACTIONS if commit else ErrorCode.INVALID_TXN_STATE)
+        if state is TxnState.PREPARE_ABORT:
+            return Decision(ErrorCode.INVALID_TXN_STATE if commit else ErrorCode.CONCURRENT_TRANSACTIONS)
+        if state is TxnState.EMPTY and not commit:
+            return self._prepare_end(TxnState.PREPARE_ABORT, now_ms, new_producer_id, empty=True)
+        return Decision(ErrorCode.INVALID_TXN_STATE)
+
+    def _prepare_end(
+        self, target: TxnState, now_ms: int, new_producer_id: Callable[[], int], *, empty: bool = False
+    ) -> Decision:
+        """PrepareX under epoch + 1 (a next producer id when the epoch is exhausted); the answer's ids."""
+        next_pid = new_producer_id() if self.producer_epoch >= MAX_EPOCH else NO_PRODUCER_ID
+        epoch = self.producer_epoch + 1
+        v = self.value(target, now_ms, producer_epoch=epoch, client_tv=2)
+        v.next_producer_id = next_pid
+        if empty:
+            v.partitions = frozenset()
+        if next_pid != NO_PRODUCER_ID:
+            return Decision(records=[v], producer_id=next_pid, producer_epoch=0)
+        return Decision(records=[v], producer_id=self.producer_id, producer_epoch=epoch)
+
     def complete(self, now_ms: int) -> TxnValue:
-        """PrepareCommit/PrepareAbort -> CompleteCommit/CompleteAbort once every marker is written."""
+        """PrepareCommit/PrepareAbort -> CompleteCommit/CompleteAbort once every marker is written
+        (onto the next producer id, epoch 0, after a transactions v2 epoch overflow)."""
         target = TxnState.COMPLETE_COMMIT if self.state is TxnState.PREPARE_COMMIT else TxnState.COMPLETE_ABORT
+        if self.next_producer_id != NO_PRODUCER_ID:
+            return self.value(
+                target, now_ms, partitions=frozenset(), producer_id=self.next_producer_id, producer_epoch=0,
+                previous_producer_id=self.producer_id,
+            )  # fmt: skip
         return self.value(target, now_ms, partitions=frozenset())
 
     # ------------------------------------------------------------ timers

@@ -130,8 +130,10 @@ def _take(buf: memoryview, pos: int, n: int) -> tuple[memoryview, int]:
 def _utf8(view: memoryview) -> str:
     try:
         return str(view, "utf-8")
-    except UnicodeDecodeError as e:
-        raise DecodeError(f"invalid UTF-8: {e.reason}") from None
+    except UnicodeDecodeError:
+        # Kafka reads strings with Java's String(bytes, UTF_8), which puts U+FFFD in place of
+        # malformed bytes: the request is answered (an invalid or unknown name), not refused.
+        return str(view, "utf-8", "replace")
 
 
 def read_string(buf: memoryview, pos: int) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kafkapy import __version__
+from kafkapy.cluster.catch_up import out_of_sync
 from kafkapy.config import BrokerConfig, Listener, parse_listeners
 from kafkapy.logging import get_logger
 from kafkapy.protocol import record_scan
@@ -32,7 +33,7 @@ from kafkapy.server.network import (
     Server,
     listener_tls,
 )
-from kafkapy.server.stats import BrokerStats
+from kafkapy.server.stats import LOOP_SAMPLE_S, BrokerStats, RequestTimer
 
 if TYPE_CHECKING:
     from kafkapy.server.http_endpoint import HttpEndpoint
@@ -67,6 +68,7 @@ class Broker:
         self._pre_hooks: list[ShutdownHook] = []
         self._stop: asyncio.Event | None = None
         self.ready = asyncio.Event()  # set once the broker accepts connections
+        self._caught_up = False  # /readyz's caught_up check, latched
         self.services: BrokerServices | None = None  # set by the handler factory
         # request and topic counters, kept only when the metrics endpoint is on
         self.stats: BrokerStats | None = BrokerStats() if config.metrics_listen else None
@@ -110,13 +112,21 @@ class Broker:
             raise StartupError(str(exc)) from None
         # Bind first so the handler factory sees advertised ports even for port 0; nothing is
         # accepted before start_serving, when the real handler is in place.
-        self.server = Server.from_config(self.config, _closing_handler, tls)
+        try:
+            self.server = Server.from_config(self.config, _closing_handler, tls)
+        except ValueError as exc:  # a connection limit Kafka refuses too (max.connections.per.ip=0 alone)
+            raise StartupError(str(exc)) from None
+        self.server.stats = self.stats
         await self.server.start(serve=False)
         self.advertised = _resolve_advertised(self.config, self.server)
         handler = self._handler_factory(self)
         if inspect.isawaitable(handler):
             handler = await handler
         self.server.handler = handler
+        # IP connection-creation quotas (KIP-612) come from the client quotas, once services exist
+        self.server.connection_quotas.ip_quota = lambda ip: (
+            self.services.quotas.connection_rate(ip) if self.services is not None else None
+        )
         await self.server.start_serving()
         self.log.info(
             READY_EVENT,
@@ -148,6 +158,20 @@ class Broker:
             raise StartupError(f"kafkapy.metrics.listen {self.config.metrics_listen}: {exc}") from None
         self.http = endpoint
         self.add_shutdown_hook(endpoint.close)  # the first hook runs last
+        self.add_shutdown_hook(metrics.close)
+        sampler = asyncio.get_running_loop().create_task(self._sample_loop(self.stats))
+
+        def stop_sampler() -> None:
+            sampler.cancel()
+
+        self.add_shutdown_hook(stop_sampler)
+
+    @staticmethod
+    async def _sample_loop(stats: BrokerStats) -> None:
+        """The event loop thread's CPU time once a second (its idle share: NetworkProcessorAvgIdlePercent)."""
+        while True:
+            stats.sample_loop()
+            await asyncio.sleep(LOOP_SAMPLE_S)
 
     def readiness(self) -> dict[str, str | None]:
         """/readyz: each check's failure reason, None where it passes."""
@@ -160,9 +184,23 @@ class Broker:
         if self.config.metadata_connect:
             registered = services is not None and self.node_id in services.metadata.live_ids()
             checks["registered"] = None if registered else "not registered with the cluster (etcd)"
+            checks["caught_up"] = self._caught_up_check(services if registered else None)
         checks["listeners"] = None if self.ready.is_set() else "listeners not serving yet"
         checks["running"] = "shutting down" if stopping else None
         return checks
+
+    def _caught_up_check(self, services: BrokerServices | None) -> str | None:
+        """Passes once every partition this broker follows (live leader) has it in the ISR; it then
+        stays passed, so a later ISR shrink under load does not take the broker out of service."""
+        if self._caught_up:
+            return None
+        if services is None:
+            return "not registered yet"
+        count, names = out_of_sync(services.metadata, self.node_id)
+        if count == 0:
+            self._caught_up = True
+            return None
+        return f"{count} followed partitions not in the ISR yet (e.g. {', '.join(names)})"
 
     def _log_config_keys(self) -> None:
         """Kafka's own KRaft keys are ignored, unknown keys listed: one line each, as Kafka does."""
@@ -251,7 +289,9 @@ def keep_heap_mapped() -> None:
         pass
 
 
-async def _closing_handler(frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> Outgoing | None:
+async def _closing_handler(
+    frame: bytes | bytearray | memoryview, conn: ConnectionContext, timer: RequestTimer | None = None
+) -> Outgoing | None:
     raise CloseConnection()
 
 

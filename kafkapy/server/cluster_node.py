@@ -6,6 +6,10 @@ it hosts, starts replication and the controller candidate, and from then on
 applies every metadata change (in etcd's order) to the local logs, the
 replica manager and the coordinators.
 
+A data dir that refuses writes (full or failing disk) is announced in the
+broker's registration (`log_dir_offline`): the controller moves the broker's
+leaderships to other in-sync replicas until it takes writes again.
+
 Stopping (SIGTERM) is a controlled shutdown: the broker marks itself
 `shutting_down`, the controller moves its leaderships to other in-sync
 replicas, the broker waits for that (bounded), then stops serving and
@@ -47,6 +51,21 @@ class ClusterNode:
     state: BrokerServices
     md: EtcdMetadata
     controller: Controller
+
+    # ------------------------------------------------------------ a full or failing log dir
+
+    def log_dir_changed(self, state: str) -> None:
+        """The data dir refuses writes (full, failed) or takes them again (online): say so in our
+        registration, so that the controller moves our leaderships away or lets them come back."""
+        self.state.tasks.append(asyncio.get_running_loop().create_task(self._announce_log_dir(state != "online")))
+
+    async def _announce_log_dir(self, offline: bool) -> None:
+        try:
+            await self.md.announce_log_dir(offline)
+        except Exception as e:  # etcd unreachable: the registration says it at the next re-registration
+            log.warning("log dir state not announced", offline=offline, error=str(e))
+            return
+        log.info("log dir state announced", offline=offline, broker_id=self.state.node_id)
 
     # ------------------------------------------------------------ shutdown
 
@@ -90,15 +109,29 @@ async def open_cluster_services(broker: Broker) -> BrokerServices:
             cluster_id=config.cluster_id,
             data_dir=data_dir,
             session_timeout_ms=config.broker_session_timeout_ms,
+            register=False,
+            data_dirs=[Path(d) for d in config.data_dirs],
         )
     except (EtcdError, OSError) as e:
         raise ClusterStartError(f"cannot reach etcd at {config.metadata_connect}: {e}") from None
     except MetadataError as e:
         raise ClusterStartError(e.message) from None
     broker.cluster_id = md.cluster_id
-    services = BrokerServices.build(config, md, data_dir, me, auto_high_watermark=False)
+    # Loading thousands of logs blocks for seconds: done before registering, so that the lease is
+    # not left without keepalives (the controller would see the broker die and come back).
+    services = BrokerServices.build(
+        config, md, data_dir, me, auto_high_watermark=False, data_dirs=[Path(d) for d in config.data_dirs]
+    )
+    try:
+        await md.register()
+    except (EtcdError, OSError, MetadataError) as e:
+        services.logs.close()
+        await md.close(deregister=False)
+        raise ClusterStartError(f"cannot register in etcd: {getattr(e, 'message', e)}") from None
     node = ClusterNode(services, md, Controller(md, config))
+    services.on_log_dir = node.log_dir_changed
     services.controller_kick = node.controller.kick
+    services.controller = node.controller
     md.on_session_lost = lambda: log.error("lost etcd session; no ISR changes nor controller work until it is back")
     md.on_session_restored = node.controller.kick  # changes seen while unregistered were not acted on
     await services.start(replicating=True)

@@ -32,6 +32,7 @@ can, always after a log line naming the API and version:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -47,12 +48,13 @@ from kafkapy.protocol.frames import (
 from kafkapy.protocol.messages.request_header import RequestHeader
 from kafkapy.protocol.primitives import Message
 from kafkapy.server import errors, sasl_setup
+from kafkapy.server import quotas as quota
 from kafkapy.server.handler import Handler, HandlerFn, RequestContext
 from kafkapy.server.handlers import HANDLERS, sasl
 from kafkapy.server.handlers.api_versions import unsupported_version_response
 from kafkapy.server.network import CloseConnection, ConnectionContext
 from kafkapy.server.services import BrokerServices, open_single
-from kafkapy.server.stats import FETCH_FOLLOWER
+from kafkapy.server.stats import FETCH_FOLLOWER, ApiStats, RequestTimer
 
 if TYPE_CHECKING:
     from kafkapy.server.broker import Broker
@@ -60,6 +62,9 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 BROKER_LISTENER = "broker"
+_QUOTA_GATE, _THROTTLED_UNTIL = "quota_gate", "quota_throttled_until"  # ConnectionContext.state keys
+# not counted on request_percentage (authentication; replicas' requests skip quotas altogether)
+_QUOTA_EXEMPT = frozenset((ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE))
 
 
 def build_table(handlers: tuple[Handler, ...]) -> tuple[Handler | None, ...]:
@@ -102,6 +107,30 @@ def error_response(spec: ApiSpec, version: int, error: ErrorCode, message: str) 
     return response if getattr(back, "error_code", None) == error else None
 
 
+def _part_bytes(part: Any) -> int:
+    """A response part's size: bytes, or a file region's `size`."""
+    return (
+        len(part)
+        if isinstance(part, (bytes, bytearray))
+        else part.nbytes
+        if isinstance(part, memoryview)
+        else part.size
+    )
+
+
+def _from_replica(api_key: int, version: int, body: Any) -> bool:
+    """A request a follower or a broker sends (a replica's Fetch, ListOffsets or OffsetForLeaderEpoch,
+    WriteTxnMarkers): never throttled by client quotas, so replication cannot be muted."""
+    if api_key == ApiKey.FETCH:
+        return _stats_key(api_key, version, body) == FETCH_FOLLOWER
+    if api_key in (ApiKey.LIST_OFFSETS, ApiKey.OFFSET_FOR_LEADER_EPOCH):
+        return int(getattr(body, "replica_id", -1)) >= 0
+    return api_key == ApiKey.WRITE_TXN_MARKERS
+
+
+_FETCH = int(ApiKey.FETCH)
+
+
 def _stats_key(api_key: int, version: int, body: Message) -> int:
     """The stats key of a request: its api key, but FETCH_FOLLOWER for a Fetch from a replica."""
     if api_key != ApiKey.FETCH:
@@ -134,10 +163,15 @@ class Dispatcher:
                 state.sasl.scram_lookup = state.scram_lookup
                 state.sasl.token_lookup = state.token_lookup
 
-    async def __call__(self, frame: bytes | bytearray | memoryview, conn: ConnectionContext) -> list[Any] | None:
+    async def __call__(
+        self, frame: bytes | bytearray | memoryview, conn: ConnectionContext, timer: RequestTimer | None = None
+    ) -> list[Any] | None:
+        """With the metrics on (`state.stats`), every request served is counted here. `timer` comes from
+        the network layer for the requests whose time it splits (a sample, see `BrokerStats.sampled`):
+        the dispatcher marks it and the network layer records it once the response is written."""
         view = frame if isinstance(frame, memoryview) else memoryview(frame)
-        stats = self.state.stats
-        started = time.perf_counter() if stats is not None else 0.0
+        if timer is not None:
+            timer.started = time.perf_counter()
         if conn.security_protocol in sasl_setup.SASL_PROTOCOLS:
             session = conn.state.get(sasl_setup.STATE_KEY)
             if session is None or not session.authenticated or session.expires_at is not None:
@@ -170,28 +204,146 @@ class Dispatcher:
                 peer=conn.connection_id,
             )
             raise CloseConnection() from None
-        ctx = RequestContext(header=header, version=version, state=self.state, conn=conn)
+        stats = self.state.stats
+        api: ApiStats | None = None
+        if stats is not None:  # RequestsPerSec by version: inline, a call would cost as much again
+            key = api_key if api_key != _FETCH else _stats_key(api_key, version, body)
+            api = stats.apis.get(key) or stats.api(key)
+            api.versions[version] += 1
+            if timer is not None:
+                timer.key, timer.version = key, version
+        # client quotas: nothing more to do while none is set, or none governs this user and client-id
+        quotas_on = (
+            self.state.quotas.active
+            and self.state.quotas.governs(conn.principal, header.client_id or "")
+            and not _from_replica(api_key, version, body)
+        )
+        ctx = RequestContext(header=header, version=version, state=self.state, conn=conn, timer=timer)
+        if quotas_on and timer is None:
+            # its `remote` keeps the purgatory waits out of the request's time
+            ctx.timer = RequestTimer(time.perf_counter())
+        began = remote = 0.0
         try:
             fn = self.functions[api_key]
             if fn is None:
                 fn = self.functions[api_key] = handler.load()
-            response = await fn(ctx, body)
-            if response is None:
-                if stats is not None:
-                    stats.request_done(_stats_key(api_key, version, body), version, started)
-                return None
-            if version < self.fallback_below[api_key]:
-                self.downgrade(response, api_key, version)
-            out = encode_response(spec, version, correlation_id, response)
-            if stats is not None:
-                stats.request_done(_stats_key(api_key, version, body), version, started)
+            gate: asyncio.Lock | None = None
+            if quotas_on:
+                gate = await self.quota_gate(ctx)
+                began, remote = time.perf_counter(), ctx.timer.remote if ctx.timer is not None else 0.0
+                if api_key == ApiKey.FETCH and version >= 3:
+                    self.bound_fetch(ctx, body)
+            try:
+                response = await fn(ctx, body)
+            finally:
+                if gate is not None:
+                    gate.release()
+            if quotas_on:
+                local = time.perf_counter() - began - ((ctx.timer.remote if ctx.timer is not None else 0.0) - remote)
+                out = self.throttled(ctx, spec, body, view.nbytes, response, local)
+            elif response is None:
+                out = None
+            else:
+                if version < self.fallback_below[api_key]:
+                    self.downgrade(response, api_key, version)
+                out = encode_response(spec, version, correlation_id, response)
+            if timer is not None:
+                timer.done = time.perf_counter()
             return out
         except CloseConnection:
             raise
         except Exception as exc:
-            if stats is not None:
-                stats.request_failed(_stats_key(api_key, version, body), version, started, errors.error_code(exc))
+            if stats is not None and api is not None:
+                api.failed += 1
+                stats.error(key, errors.error_code(exc))  # key: set with api
+            if timer is not None:
+                try:
+                    answer = self.failed(spec, version, header, body, exc, conn)
+                except CloseConnection:
+                    # no answer (an acks=0 produce): recorded here, the network layer writes nothing
+                    timer.done = timer.taken = timer.sent = time.perf_counter()
+                    if stats is not None:
+                        stats.request_sent(timer)
+                    raise
+                timer.done = time.perf_counter()
+                return answer
             return self.failed(spec, version, header, body, exc, conn)
+
+    def bound_fetch(self, ctx: RequestContext, body: Any) -> None:
+        """A consumer's fetch asks for no more than its consumer_byte_rate allows in a quota window, as
+        Kafka bounds it."""
+        principal = ctx.conn.principal if ctx.conn is not None else "User:ANONYMOUS"
+        cap = self.state.quotas.max_bytes_in_window(principal, ctx.client_id, quota.CONSUMER_BYTE_RATE)
+        if cap is not None and cap < body.max_bytes:
+            body.max_bytes = cap
+
+    async def quota_gate(self, ctx: RequestContext) -> asyncio.Lock | None:
+        """For a connection a client quota governs: take its turn (requests one at a time, as Kafka's
+        channel serves them) once the throttle time of its last response is over, so a client that
+        pipelines requests is held to the rate too. The lock is the caller's to release."""
+        conn = ctx.conn
+        if conn is None:
+            return None
+        gate = conn.state.get(_QUOTA_GATE)
+        if gate is None:
+            gate = conn.state[_QUOTA_GATE] = asyncio.Lock()
+        await gate.acquire()
+        wait = conn.state.get(_THROTTLED_UNTIL, 0.0) - time.monotonic()
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except BaseException:
+                gate.release()
+                raise
+        return gate
+
+    def throttled(
+        self, ctx: RequestContext, spec: ApiSpec, body: Message, size: int, response: Message | None, local: float
+    ) -> list[Any] | None:
+        """The response's parts with client quotas applied (kafkapy.server.quotas, docs/quotas.md): the
+        request's time (request_percentage), a produce's request bytes and a fetch's response bytes
+        recorded on the sensors governing the connection's user and client-id; the largest throttle time
+        earned (or a controller mutation throttle the handler set) goes into throttle_time_ms and mutes
+        the connection for that long once the response is written (KIP-219). A fetch throttled answers
+        empty, its bytes not counted, as Kafka's."""
+        quotas = self.state.quotas
+        conn = ctx.conn
+        principal = conn.principal if conn is not None else "User:ANONYMOUS"
+        client_id = ctx.client_id
+        api_key, version = spec.api_key, ctx.version
+        now = time.monotonic()
+        exempt = api_key in _QUOTA_EXEMPT
+        acks0 = api_key == ApiKey.PRODUCE and getattr(body, "acks", 1) == 0
+        throttle = 0
+        if not exempt and not acks0:
+            throttle = quotas.record(principal, client_id, quota.REQUEST_PERCENTAGE, local * 100, now)
+        if api_key == ApiKey.PRODUCE:
+            throttle = max(throttle, quotas.record(principal, client_id, quota.PRODUCER_BYTE_RATE, size, now))
+        if response is not None:
+            throttle = max(throttle, getattr(response, "throttle_time_ms", 0))
+            if version < self.fallback_below[api_key]:
+                self.downgrade(response, api_key, version)
+            if hasattr(response, "throttle_time_ms"):
+                response.throttle_time_ms = throttle
+        out = None if response is None else encode_response(spec, version, ctx.header.correlation_id, response)
+        if api_key == ApiKey.FETCH and out is not None:
+            sent = sum(_part_bytes(part) for part in out)
+            fetch_throttle = quotas.record(principal, client_id, quota.CONSUMER_BYTE_RATE, sent, now)
+            if max(throttle, fetch_throttle) > 0:
+                from kafkapy.protocol.messages.fetch_response import FetchResponse
+
+                quotas.unrecord(principal, client_id, quota.CONSUMER_BYTE_RATE, sent, now)
+                throttle = max(throttle, fetch_throttle)
+                empty = FetchResponse(
+                    throttle_time_ms=throttle, error_code=0, session_id=getattr(response, "session_id", 0)
+                )
+                out = encode_response(spec, version, ctx.header.correlation_id, empty)
+        if throttle > 0 and self.state.stats is not None:
+            self.state.stats.throttled(_stats_key(api_key, version, body), throttle)
+        if throttle > 0 and conn is not None:
+            conn.mute_ms = max(conn.mute_ms, throttle)
+            conn.state[_THROTTLED_UNTIL] = now + throttle / 1000
+        return out
 
     async def before_authentication(self, view: memoryview, conn: ConnectionContext) -> list[Any] | None:
         """The SASL gate, for connections on a SASL listener that are not (or no longer) authenticated:

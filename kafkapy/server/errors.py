@@ -230,6 +230,13 @@ _RENAMES: Mapping[int, Mapping[str, tuple[Source, ...]]] = MappingProxyType(
         ApiKey.DESCRIBE_GROUPS: {"groups": (("groups", "group_id"),)},
         ApiKey.DELETE_GROUPS: {"results": (("groups_names", "group_id"),)},
         ApiKey.CONSUMER_GROUP_DESCRIBE: {"groups": (("group_ids", "group_id"),)},
+        ApiKey.STREAMS_GROUP_DESCRIBE: {"groups": (("group_ids", "group_id"),)},
+        ApiKey.SHARE_GROUP_DESCRIBE: {"groups": (("group_ids", "group_id"),)},
+        ApiKey.INITIALIZE_SHARE_GROUP_STATE: {"results": ("topics",)},
+        ApiKey.READ_SHARE_GROUP_STATE: {"results": ("topics",)},
+        ApiKey.WRITE_SHARE_GROUP_STATE: {"results": ("topics",)},
+        ApiKey.DELETE_SHARE_GROUP_STATE: {"results": ("topics",)},
+        ApiKey.READ_SHARE_GROUP_STATE_SUMMARY: {"results": ("topics",)},
         ApiKey.DESCRIBE_TRANSACTIONS: {"transaction_states": (("transactional_ids", "transactional_id"),)},
         ApiKey.DESCRIBE_PRODUCERS: {"partitions": (("partition_indexes", "partition_index"),)},
         ApiKey.WRITE_TXN_MARKERS: {"partitions": (("partition_indexes", "partition_index"),)},
@@ -340,4 +347,24 @@ def failed_response(api_key: int, request: Message, response_type: type[M], code
                 item = _mirror(elem, None, code, message, {}, {})
                 item.user = user  # type: ignore[attr-defined]
                 results.append(item)
+    if api_key == ApiKey.ALTER_REPLICA_LOG_DIRS:
+        # the request names partitions per log dir, the response per topic
+        parts: dict[str, list[int]] = {}
+        for d in getattr(request, "dirs", None) or ():
+            for t in d.topics:
+                named = parts.setdefault(t.name, [])
+                named.extend(p for p in dict.fromkeys(t.partitions) if p not in named)
+        topic_type = _field_types(response_type)["results"]
+        part_type = _field_types(topic_type)["partitions"]
+        topics = []
+        for name, indexes in parts.items():
+            item = _mirror(topic_type, None, code, message, {}, {})
+            item.topic_name = name  # type: ignore[attr-defined]
+            item.partitions = []  # type: ignore[attr-defined]
+            for index in indexes:
+                part = _mirror(part_type, None, code, message, {}, {})
+                part.partition_index = index  # type: ignore[attr-defined]
+                item.partitions.append(part)  # type: ignore[attr-defined]
+            topics.append(item)
+        response.results = topics  # type: ignore[attr-defined]
     return response

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafkapy.protocol.messages.request_header import RequestHeader
 from kafkapy.protocol.primitives import Message
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     from kafkapy.server.network import ConnectionContext
     from kafkapy.server.services import BrokerServices
+    from kafkapy.server.stats import RequestTimer
 
 
 @dataclass(slots=True)
@@ -23,10 +27,25 @@ class RequestContext:
     version: int
     state: BrokerServices
     conn: ConnectionContext | None  # peer, principal, ... (None: a request made in-process, in tests)
+    # the request's times, with the metrics endpoint on: a handler adds its purgatory waits to `remote`
+    timer: RequestTimer | None = None
 
     @property
     def client_id(self) -> str:
         return self.header.client_id or ""
+
+
+async def in_purgatory(ctx: RequestContext, waiting: Awaitable[T]) -> T:
+    """Await `waiting` (a request parked until something happens elsewhere: followers, other members),
+    its time counted as the request's RemoteTimeMs when the metrics endpoint is on."""
+    timer = ctx.timer
+    if timer is None:
+        return await waiting
+    began = perf_counter()
+    try:
+        return await waiting
+    finally:
+        timer.remote += perf_counter() - began
 
 
 HandlerFn = Callable[[RequestContext, Any], Awaitable[Message | None]]

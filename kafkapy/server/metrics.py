@@ -25,18 +25,29 @@ become samples with `quantile="0.N"` next to its `_count`.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import astuple, dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from kafkapy.coordinator.txn_state import TxnState
 from kafkapy.protocol.api import ApiKey, api_spec
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.server.network import Server
 from kafkapy.server.services import BrokerServices
-from kafkapy.server.stats import FETCH_FOLLOWER, RESERVOIR, BrokerStats, TopicCounters
+from kafkapy.server.stats import FETCH_FOLLOWER, TIME_PARTS, BrokerStats, Marks, TopicCounters, times
+from kafkapy.storage.segment import now_ms
+
+if TYPE_CHECKING:
+    from kafkapy.cluster.remote_offsets import RemoteHighWatermarks
+
+# the states Kafka's GroupMetadataManager counts (classic groups) and KIP-848 consumer groups' states
+CLASSIC_STATES = ("PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty")
+CONSUMER_STATES = ("Empty", "Assigning", "Reconciling", "Stable", "Dead")
 
 THREAD_ROWS = 250  # partition rows (Log gauges, group offsets) past which a scrape is formatted in a thread
 
@@ -95,17 +106,40 @@ class Snapshot:
 
     topics: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
     gone: tuple[int, ...] = ()
-    # api key, requests per version, answered without error, count, total ms, the samples held
-    apis: list[tuple[int, list[int], int, int, float, list[float]]] = field(default_factory=list)
+    replication: tuple[int, int] = (0, 0)  # ReplicationBytesIn (the fetchers' bytes), ReplicationBytesOut
+    # api key, requests per version, answered without error, count, TotalTimeMs' sum (ms), the marks of
+    # the last requests
+    # api key, requests by version, answered without error, count, TotalTimeMs sum, marks, ThrottleTimeMs window
+    apis: list[tuple[int, list[int], int, int, float, list[Marks], list[float]]] = field(default_factory=list)
     errors: list[tuple[tuple[int, int], int]] = field(default_factory=list)
     # hosted, leaders, under-replicated, under min ISR, at min ISR, ISR shrinks, ISR expands
     replica_manager: tuple[int, int, int, int, int, int, int] | None = None
-    controller: tuple[int, int, int, int] | None = None  # active, offline, topics, partitions
+    controller: tuple[int, int, int, int, int] | None = None  # active, offline, topics, partitions, imbalance
+    # election passes, their ms sum, their last times (ms), unclean elections
+    elections: tuple[int, float, list[float], int] = (0, 0.0, [], 0)
+    purgatory: dict[str, int] = field(default_factory=dict)  # delayed operation -> waiting
+    fetchers: list[tuple[str, str, int, int]] = field(default_factory=list)  # client id, broker, requests, bytes
+    fetcher_lag: list[tuple[str, str, int, int]] = field(default_factory=list)  # client id, topic, partition, lag
+    # flushes, their ms sum, their last times, retention deletions, cleaner runs, ms since the cleaner looked,
+    # max dirty %, recopy %, max clean time s
+    log_activity: tuple[int, float, list[float], int, int, int, int, int, int] | None = None
+    classic_groups: dict[str, int] | None = None  # state -> groups coordinated here (None: coordinator not open)
+    consumer_groups: dict[str, int] = field(default_factory=dict)  # KIP-848 groups, state -> count
+    rebalances: tuple[int, int] = (0, 0)  # classic completed, consumer group epoch bumps
+    num_offsets: int = 0
+    transactions: dict[str, int] | None = None  # state -> transactional ids coordinated here
+    connections_created: list[tuple[str, int]] = field(default_factory=list)
+    connections_closed: list[tuple[str, int]] = field(default_factory=list)
+    loop_idle: float | None = None
     logs: list[tuple[str, int, int, int, int, int]] = field(default_factory=list)  # size, segments, start, end
     log_dirs: list[str] = field(default_factory=list)
     led: list[tuple[str, int, int, int]] = field(default_factory=list)  # topic, partition, high watermark, start
     groups: list[tuple[str, str, int, int, int | None]] = field(default_factory=list)  # committed, lag
     connections: dict[str, int] | None = None
+    acceptors: list[tuple[str, float, float]] = field(default_factory=list)  # listener, blocked s, throttle ms
+    memory_pool: tuple[int, int] | None = None  # available, used
+    log_dir_offline: list[tuple[str, int]] | None = None  # data dir, 1 while full or failed
+    quotas: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # kafkapy.server.quotas
 
 
 @dataclass(slots=True, eq=False)  # hashable: a registry keys on its collectors
@@ -116,6 +150,8 @@ class BrokerMetrics:
     services: Callable[[], BrokerServices | None]
     server: Callable[[], Server | None]
     process: ProcessCollector = field(default_factory=lambda: ProcessCollector(registry=None))
+    # a clustered broker's high watermarks of partitions led elsewhere, for consumer lag (made on first use)
+    remote: RemoteHighWatermarks | None = None
 
     def snapshot(self) -> tuple[CollectorRegistry, bool]:
         """On the event loop: copy the figures; the registry returned builds its families from the copy
@@ -125,29 +161,61 @@ class BrokerMetrics:
         _copy_stats(self.stats, snap)
         services = self.services()
         if services is not None:
-            _copy_services(services, snap)
+            _copy_services(services, snap, self._remote(services))
         server = self.server()
         if server is not None:
             snap.connections = server.connections_by_listener()
+            snap.acceptors = server.acceptor_figures()
+            snap.memory_pool = server.memory_pool()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(SnapshotCollector(snap))
         registry.register(self.process)
+        telemetry = services.client_telemetry_if_open if services is not None else None
+        if telemetry is not None:  # client metrics pushed (KIP-714): kafkapy.server.client_telemetry
+            registry.register(telemetry.snapshot())
         return registry, len(snap.logs) + len(snap.groups) > THREAD_ROWS
+
+    def _remote(self, services: BrokerServices) -> RemoteHighWatermarks | None:
+        """Where a clustered broker learns other leaders' high watermarks (None on a single broker)."""
+        if self.remote is None and services.config.metadata_connect:
+            from kafkapy.cluster.inter_broker import inter_broker_security
+            from kafkapy.cluster.remote_offsets import RemoteHighWatermarks
+
+            self.remote = RemoteHighWatermarks(
+                services.metadata, services.node_id, inter_broker_security(services.config)
+            )
+        return self.remote
+
+    async def close(self) -> None:
+        if self.remote is not None:
+            await self.remote.close()
 
 
 def _copy_stats(stats: BrokerStats, snap: Snapshot) -> None:
     snap.topics = [(name, astuple(c)) for name, c in stats.topics.items()]
     snap.gone = astuple(stats.gone)
+    snap.replication = (0, stats.replication_bytes_out)
     snap.apis = [
-        (key, list(a.versions), a.ok, a.count, a.total_ms, a.samples[: min(a.count, RESERVOIR)].tolist())
+        (
+            key,
+            list(a.versions),
+            sum(a.versions) - a.failed,
+            sum(a.versions),
+            a.total_s * 1000.0,
+            a.held(),
+            a.throttle_window(),
+        )
         for key, a in sorted(stats.apis.items())
     ]
     snap.errors = sorted(stats.errors.items())
+    snap.connections_created = sorted(stats.connections_created.items())
+    snap.connections_closed = sorted(stats.connections_closed.items())
+    snap.loop_idle = stats.loop_idle()
 
 
-def _copy_services(services: BrokerServices, snap: Snapshot) -> None:
+def _copy_services(services: BrokerServices, snap: Snapshot, remote: RemoteHighWatermarks | None) -> None:
     rm = services.replicas
-    hosted = leaders = under = under_min = at_min = 0
+    hosted = leaders = under = under_min = at_min = produce_waits = delete_waits = 0
     min_isr: dict[str, int] = {}
     led = snap.led
     for r in rm.all_replicas():
@@ -155,6 +223,8 @@ def _copy_services(services: BrokerServices, snap: Snapshot) -> None:
         if not r.is_leader:
             continue
         leaders += 1
+        produce_waits += len(r.waiters)
+        delete_waits += len(r.start_waiters)
         isr = len(r.info.isr)
         if isr < len(r.info.replicas):
             under += 1
@@ -168,36 +238,118 @@ def _copy_services(services: BrokerServices, snap: Snapshot) -> None:
         plog = r.plog
         led.append((r.topic, r.index, plog.high_watermark, plog.log_start_offset))
     snap.replica_manager = (hosted, leaders, under, under_min, at_min, rm.isr_shrinks, rm.isr_expands)
+    snap.purgatory = {
+        "Produce": produce_waits,
+        "Fetch": len(rm.consumer_waits) + len(rm.follower_waits),
+        "DeleteRecords": delete_waits,
+        "Rebalance": 0,
+    }
+    _copy_fetchers(services, snap)
+    if services.quotas.active:
+        snap.quotas = services.quotas.metric_rows(time.monotonic())
 
     md = services.metadata
     active = md.controller_id == services.node_id
-    topics = partitions = offline = 0
+    topics = partitions = offline = imbalance = 0
     if active:
         live = md.live_ids()
         for info in md.topics():
             topics += 1
             partitions += len(info.partitions)
-            offline += sum(1 for p in info.partitions if p.leader < 0 or p.leader not in live)
-    snap.controller = (int(active), offline, topics, partitions)
+            for p in info.partitions:
+                if p.leader < 0 or p.leader not in live:
+                    offline += 1
+                if p.replicas and p.leader != p.replicas[0]:
+                    imbalance += 1
+    snap.controller = (int(active), offline, topics, partitions, imbalance)
+    controller = services.controller
+    if controller is not None:
+        snap.elections = (
+            controller.election_passes,
+            controller.election_ms_sum,
+            list(controller.election_ms),
+            controller.unclean_elections,
+        )
 
     snap.logs = [
         (plog.topic, plog.partition, plog.size, len(plog.segments), plog.log_start_offset, plog.log_end_offset)
         for plog in services.logs.logs()
     ]
     snap.log_dirs = list(services.config.data_dirs)
+    snap.log_dir_offline = [(str(d), int(not h.online)) for d, h in services.logs.healths.items()]
+    a = services.logs.activity
+    snap.log_activity = (
+        a.flushes,
+        a.flush_ms_sum,
+        list(a.flush_ms),
+        a.retention_deleted_segments,
+        a.cleaner_runs,
+        max(0, now_ms() - a.cleaner_last_check_ms),
+        a.max_dirty_percent,
+        a.cleaner_recopy_percent,
+        a.max_clean_time_secs,
+    )
+
+    txns = services.txns_if_open
+    if txns is not None:
+        states: dict[str, int] = {}
+        for md_txn in txns.txns.values():
+            states[md_txn.state.value] = states.get(md_txn.state.value, 0) + 1
+        snap.transactions = states
 
     coord = services.groups_if_open
     if coord is not None:
+        snap.purgatory["Rebalance"] = len(coord.join_waiters) + len(coord.sync_waiters)
+        classic = dict.fromkeys(CLASSIC_STATES, 0)
+        for g in coord.groups.values():
+            classic[g.state.value] = classic.get(g.state.value, 0) + 1
+        snap.classic_groups = classic
+        consumer = dict.fromkeys(CONSUMER_STATES, 0)
+        for cg in coord.consumer.groups.values():
+            consumer[cg.state.value] = consumer.get(cg.state.value, 0) + 1
+        snap.consumer_groups = consumer
+        snap.rebalances = (coord.completed_rebalances, coord.consumer_rebalances)
         owned = set(coord.owned_partitions())
         logs = services.logs
         groups = snap.groups
+        elsewhere: set[tuple[str, int]] = set()
         for group, offsets in coord.offsets.groups.items():
             if coord.partition_of(group) not in owned:
                 continue
+            snap.num_offsets += len(offsets)
             for (topic, index), committed in offsets.items():
                 hosted_log = logs.get(topic, index)
-                lag = None if hosted_log is None else max(0, hosted_log.high_watermark - committed.offset)
-                groups.append((group, topic, index, committed.offset, lag))
+                if hosted_log is None:
+                    elsewhere.add((topic, index))
+                    groups.append((group, topic, index, committed.offset, None))
+                else:
+                    groups.append(
+                        (group, topic, index, committed.offset, max(0, hosted_log.high_watermark - committed.offset))
+                    )
+        if elsewhere and remote is not None:
+            # the partitions hosted elsewhere: their leaders' high watermarks as the last refresh read them
+            known = remote.wanted(elsewhere)
+            for i, (group, topic, index, committed_offset, known_lag) in enumerate(groups):
+                if known_lag is None and (hw := known.get((topic, index))) is not None:
+                    groups[i] = (group, topic, index, committed_offset, max(0, hw - committed_offset))
+
+
+def _copy_fetchers(services: BrokerServices, snap: Snapshot) -> None:
+    """Replica fetchers, named as Kafka names its threads: ReplicaFetcherThread-<fetcher id>-<leader id>."""
+    fetchers = services.replicas.fetchers
+    if fetchers is None:
+        return
+    md = services.metadata
+    replicated = 0  # ReplicationBytesIn: the fetchers live as long as the broker, so their sum only grows
+    for (leader, fetcher_id), fetcher in sorted(fetchers.fetchers.items()):
+        client_id = f"ReplicaFetcherThread-{fetcher_id}-{leader}"
+        info = md.broker_info(leader)
+        broker = f"{info.host}:{info.port}" if info is not None else str(leader)
+        snap.fetchers.append((client_id, broker, fetcher.requests, fetcher.bytes))
+        replicated += fetcher.bytes
+        for fp in fetcher.partitions.values():
+            snap.fetcher_lag.append((client_id, fp.topic, fp.index, fp.lag))
+    snap.replication = (replicated, snap.replication[1])
 
 
 @dataclass(slots=True, eq=False)
@@ -212,20 +364,21 @@ class SnapshotCollector(Collector):
         yield from _request_metrics(snap)
         if snap.replica_manager is not None:
             yield from _replica_manager(snap.replica_manager)
+            yield from _purgatory(snap.purgatory)
+            yield from _fetchers(snap)
         if snap.controller is not None:
-            yield from _controller(snap.controller)
+            yield from _controller(snap.controller, snap.elections)
         yield from _logs(snap)
         yield from _log_dirs(snap.log_dirs)
+        if snap.log_dir_offline is not None:
+            yield from _log_manager(snap.log_dir_offline)
+        if snap.log_activity is not None:
+            yield from _log_activity(snap.log_activity)
+            yield from _coordinators(snap)
         yield from _offsets(snap)
-        if snap.connections is not None:
-            connections = GaugeMetricFamily(
-                "kafka_server_socket_server_metrics_connection_count",
-                "socket-server-metrics connection-count: open connections per listener",
-                labels=["listener", "networkProcessor"],
-            )
-            for listener, n in sorted(snap.connections.items()):
-                connections.add_metric([listener, "0"], n)
-            yield connections
+        yield from _socket_server(snap)
+        if snap.quotas:
+            yield from _quotas(snap.quotas)
 
 
 def _topic_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -237,6 +390,17 @@ def _topic_metrics(snap: Snapshot) -> Iterator[Metric]:
             family.add_sample(name + "_total", {"topic": topic}, counts[i])
         family.add_sample(name + "_total", {}, total)
         yield family
+    replicated_in, replicated_out = snap.replication
+    yield CounterMetricFamily(
+        "kafka_server_brokertopicmetrics_replicationbytesin",
+        "ReplicationBytesInPerSec: record bytes this broker's replica fetchers got from leaders",
+        value=replicated_in,
+    )
+    yield CounterMetricFamily(
+        "kafka_server_brokertopicmetrics_replicationbytesout",
+        "ReplicationBytesOutPerSec: record bytes sent to followers' fetches",
+        value=replicated_out,
+    )
 
 
 def _request_metrics(snap: Snapshot) -> Iterator[Metric]:
@@ -250,25 +414,48 @@ def _request_metrics(snap: Snapshot) -> Iterator[Metric]:
         "ErrorsPerSec: error codes answered per request type (NONE for a request answered without one)",
         labels=["request", "error"],
     )
-    name = "kafka_network_requestmetrics_totaltimems"
-    times = Metric(
-        name, "TotalTimeMs: request time in the broker, ms (from the frame read to the response encoded)", "summary"
+    parts = [
+        Metric(f"kafka_network_requestmetrics_{part.lower()}", f"{part}: {doc}", "summary")
+        for part, doc in zip(TIME_PARTS, TIME_DOCS)
+    ]
+    throttle = Metric(
+        "kafka_network_requestmetrics_throttletimems",
+        "ThrottleTimeMs: the client-quota throttle given to each of the last requests, ms (0 for most)",
+        "summary",
     )
-    for api_key, versions, ok, count, total_ms, samples in snap.apis:
+    for api_key, versions, ok, count, total_ms, held, throttles in snap.apis:
         request = _api_name(api_key)
         for version, n in enumerate(versions):
             if n:
                 requests.add_metric([request, str(version)], n)
         if ok:
             errors.add_metric([request, "NONE"], ok)
-        samples.sort()
+        rows = [times(m) for m in held]
+        for i, family in enumerate(parts):
+            name = family.name
+            window = sorted([row[i] for row in rows])
+            for label, q in QUANTILES:
+                family.add_sample(name, {"request": request, "quantile": label}, quantile(window, q))
+            family.add_sample(name + "_count", {"request": request}, count)
+            if i == 0:
+                family.add_sample(name + "_sum", {"request": request}, total_ms)
+        window = sorted(throttles)
         for label, q in QUANTILES:
-            times.add_sample(name, {"request": request, "quantile": label}, quantile(samples, q))
-        times.add_sample(name + "_count", {"request": request}, count)
-        times.add_sample(name + "_sum", {"request": request}, total_ms)
+            throttle.add_sample(throttle.name, {"request": request, "quantile": label}, quantile(window, q))
+        throttle.add_sample(throttle.name + "_count", {"request": request}, count)
     for (api_key, code), n in snap.errors:
         errors.add_metric([_api_name(api_key), _error_name(code)], n)
-    yield from (requests, errors, times)
+    yield from (requests, errors, *parts, throttle)
+
+
+TIME_DOCS = (
+    "request time in the broker, ms (from the frame read whole to the response written)",
+    "ms from the frame read whole to the dispatcher taking it",
+    "ms the broker worked on the request (dispatched to response encoded, less RemoteTimeMs)",
+    "ms waiting in a purgatory (acks=all for the followers, a fetch for min bytes, a join for the group)",
+    "ms from the response encoded to the connection's writer taking it (earlier responses go first)",
+    "ms handing the response to the socket (and waiting while it is full)",
+)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -296,15 +483,262 @@ def _replica_manager(figures: tuple[int, int, int, int, int, int, int]) -> Itera
     yield CounterMetricFamily(prefix + "isrexpands", "IsrExpandsPerSec: ISR expansions made as leader", value=expands)
 
 
-def _controller(figures: tuple[int, int, int, int]) -> Iterator[Metric]:
+def _controller(
+    figures: tuple[int, int, int, int, int], elections: tuple[int, float, list[float], int]
+) -> Iterator[Metric]:
     """KafkaController gauges; the cluster-wide ones only on the active controller (0 elsewhere), so that
-    a sum over the brokers counts each once."""
-    active, offline, topics, partitions = figures
+    a sum over the brokers counts each once. ControllerStats: the passes of this broker's controller."""
+    active, offline, topics, partitions, imbalance = figures
     prefix = "kafka_controller_kafkacontroller_"
     yield _gauge(prefix + "activecontrollercount", "ActiveControllerCount: 1 on the active controller", active)
     yield _gauge(prefix + "offlinepartitionscount", "OfflinePartitionsCount: partitions without a live leader", offline)
     yield _gauge(prefix + "globaltopiccount", "GlobalTopicCount: topics in the cluster", topics)
     yield _gauge(prefix + "globalpartitioncount", "GlobalPartitionCount: partitions in the cluster", partitions)
+    yield _gauge(
+        prefix + "preferredreplicaimbalancecount",
+        "PreferredReplicaImbalanceCount: partitions not led by their preferred (first) replica",
+        imbalance,
+    )
+    passes, ms_sum, samples, unclean = elections
+    yield _timer(
+        "kafka_controller_controllerstats_leaderelectionrateandtimems",
+        "LeaderElectionRateAndTimeMs: controller passes that elected leaders, and their time in ms",
+        passes,
+        ms_sum,
+        samples,
+    )
+    yield CounterMetricFamily(
+        "kafka_controller_controllerstats_uncleanleaderelections",
+        "UncleanLeaderElectionsPerSec: leaders elected from outside the ISR",
+        value=unclean,
+    )
+
+
+def _timer(name: str, doc: str, count: int, total: float, samples: list[float]) -> Metric:
+    """A Yammer timer or histogram as Strimzi's rules export it: quantiles and _count (and _sum)."""
+    family = Metric(name, doc, "summary")
+    window = sorted(samples)
+    for label, q in QUANTILES:
+        family.add_sample(name, {"quantile": label}, quantile(window, q))
+    family.add_sample(name + "_count", {}, count)
+    family.add_sample(name + "_sum", {}, total)
+    return family
+
+
+def _purgatory(waiting: dict[str, int]) -> Iterator[Metric]:
+    family = GaugeMetricFamily(
+        "kafka_server_delayedoperationpurgatory_purgatorysize",
+        "PurgatorySize: requests waiting (a fetch counts once per partition it waits on)",
+        labels=["delayedOperation"],
+    )
+    for operation, n in waiting.items():
+        family.add_metric([operation], n)
+    yield family
+
+
+def _fetchers(snap: Snapshot) -> Iterator[Metric]:
+    """ReplicaFetcherManager MaxLag, FetcherLagMetrics ConsumerLag, FetcherStats (follower side)."""
+    max_lag = GaugeMetricFamily(
+        "kafka_server_replicafetchermanager_maxlag",
+        "MaxLag: the largest lag in messages of a partition this broker follows",
+        labels=["clientId"],
+    )
+    max_lag.add_metric(["Replica"], max((lag for *_, lag in snap.fetcher_lag), default=0))
+    lags = GaugeMetricFamily(
+        "kafka_server_fetcherlagmetrics_consumerlag",
+        "ConsumerLag: the leader's high watermark in the last fetch answer - this follower's log end offset",
+        labels=["clientId", "topic", "partition"],
+    )
+    for client_id, topic, index, lag in snap.fetcher_lag:
+        lags.add_metric([client_id, topic, str(index)], lag)
+    labels = ["clientId", "broker"]
+    requests = CounterMetricFamily(
+        "kafka_server_fetcherstats_requests", "FetcherStats RequestsPerSec: replica Fetch requests", labels=labels
+    )
+    fetched = CounterMetricFamily(
+        "kafka_server_fetcherstats_bytes",
+        "FetcherStats BytesPerSec: record bytes replica fetches brought",
+        labels=labels,
+    )
+    for client_id, broker, n, n_bytes in snap.fetchers:
+        requests.add_metric([client_id, broker], n)
+        fetched.add_metric([client_id, broker], n_bytes)
+    yield from (max_lag, lags, requests, fetched)
+
+
+def _log_activity(figures: tuple[int, int | float, list[float], int, int, int, int, int, int]) -> Iterator[Metric]:
+    flushes, flush_ms, samples, deleted, runs, since_ms, dirty, recopy, clean_secs = figures
+    yield _timer(
+        "kafka_log_logflushstats_logflushrateandtimems",
+        "LogFlushRateAndTimeMs: fsyncs of a partition's segments, and their time in ms",
+        flushes,
+        flush_ms,
+        samples,
+    )
+    yield _gauge(
+        "kafka_log_logcleanermanager_max_dirty_percent",
+        "max-dirty-percent: the dirtiest compacted log's dirty share at the cleaner's last look",
+        dirty,
+    )
+    yield _gauge(
+        "kafka_log_logcleanermanager_time_since_last_run_ms",
+        "time-since-last-run-ms: since the cleaner last looked for logs to compact",
+        since_ms,
+    )
+    yield _gauge(
+        "kafka_log_logcleaner_cleaner_recopy_percent",
+        "cleaner-recopy-percent: bytes written / bytes read by the last compaction",
+        recopy,
+    )
+    yield _gauge(
+        "kafka_log_logcleaner_max_clean_time_secs", "max-clean-time-secs: the last compaction's time", clean_secs
+    )
+    yield _gauge("kafka_log_logcleaner_deadthreadcount", "DeadThreadCount: cleaner threads that died", 0)
+    yield CounterMetricFamily("kafkapy_log_cleaner_runs", "Compactions finished (kafkapy's own)", value=runs)
+    yield CounterMetricFamily(
+        "kafkapy_log_retention_deleted_segments",
+        "Segments deleted by retention.ms / retention.bytes (kafkapy's own)",
+        value=deleted,
+    )
+
+
+def _coordinators(snap: Snapshot) -> Iterator[Metric]:
+    """GroupMetadataManager's gauges (classic groups coordinated here), Kafka 4's group-coordinator-metrics
+    for KIP-848 groups and rebalances, and the transactional ids coordinated here (kafkapy's own)."""
+    prefix = "kafka_coordinator_group_groupmetadatamanager_"
+    classic = snap.classic_groups or dict.fromkeys(CLASSIC_STATES, 0)
+    consumer = snap.consumer_groups or dict.fromkeys(CONSUMER_STATES, 0)
+    yield _gauge(
+        prefix + "numgroups",
+        "NumGroups: groups coordinated here (classic and consumer protocol)",
+        sum(classic.values()) + sum(consumer.values()),
+    )
+    for state in CLASSIC_STATES:
+        yield _gauge(prefix + f"numgroups{state.lower()}", f"NumGroups{state}: classic groups", classic.get(state, 0))
+    yield _gauge(
+        prefix + "numoffsets", "NumOffsets: committed offsets of the groups coordinated here", snap.num_offsets
+    )
+    by_state = GaugeMetricFamily(
+        "kafka_server_group_coordinator_metrics_consumer_group_count",
+        "consumer-group-count: consumer protocol (KIP-848) groups coordinated here",
+        labels=["state"],
+    )
+    for state in CONSUMER_STATES:
+        by_state.add_metric([state.lower()], consumer.get(state, 0))
+    yield by_state
+    classic_rebalances, consumer_rebalances = snap.rebalances
+    yield _gauge(
+        "kafka_server_group_coordinator_metrics_classic_group_completed_rebalance_count",
+        "classic-group-completed-rebalance-count: classic group rebalances completed here",
+        classic_rebalances,
+    )
+    yield _gauge(
+        "kafka_server_group_coordinator_metrics_consumer_group_rebalance_count",
+        "consumer-group-rebalance-count: consumer group epoch bumps here",
+        consumer_rebalances,
+    )
+    txns = snap.transactions or {}
+    yield _gauge(
+        "kafkapy_transaction_coordinator_active_transactions",
+        "Transactions open (Ongoing, PrepareCommit, PrepareAbort) of the transactional ids coordinated here",
+        sum(n for state, n in txns.items() if state in ("Ongoing", "PrepareCommit", "PrepareAbort")),
+    )
+    ids = GaugeMetricFamily(
+        "kafkapy_transaction_coordinator_transactional_ids",
+        "Transactional ids coordinated here, by their transaction state",
+        labels=["state"],
+    )
+    for state in TxnState:
+        ids.add_metric([state.value], txns.get(state.value, 0))
+    yield ids
+
+
+def _socket_server(snap: Snapshot) -> Iterator[Metric]:
+    labels = ["listener", "networkProcessor"]
+    connections = GaugeMetricFamily(
+        "kafka_server_socket_server_metrics_connection_count",
+        "socket-server-metrics connection-count: open connections per listener",
+        labels=labels,
+    )
+    for listener, n in sorted((snap.connections or {}).items()):
+        connections.add_metric([listener, "0"], n)
+    created = CounterMetricFamily(
+        "kafka_server_socket_server_metrics_connection_creation",
+        "socket-server-metrics connection-creation-total: connections accepted per listener",
+        labels=labels,
+    )
+    for listener, n in snap.connections_created:
+        created.add_metric([listener, "0"], n)
+    closed = CounterMetricFamily(
+        "kafka_server_socket_server_metrics_connection_close",
+        "socket-server-metrics connection-close-total: connections closed per listener",
+        labels=labels,
+    )
+    for listener, n in snap.connections_closed:
+        closed.add_metric([listener, "0"], n)
+    yield from (connections, created, closed)
+    yield from _connection_limits(snap)
+    if snap.loop_idle is not None:
+        yield _gauge(
+            "kafka_network_socketserver_networkprocessoravgidle_percent",
+            "NetworkProcessorAvgIdlePercent: share (0-1) of the last 30 s the event loop thread was off the CPU",
+            snap.loop_idle,
+        )
+        yield _gauge(
+            "kafka_server_kafkarequesthandlerpool_requesthandleravgidle_percent",
+            "RequestHandlerAvgIdlePercent: the same event loop's idle share (one loop reads and handles requests)",
+            snap.loop_idle,
+        )
+
+
+def _connection_limits(snap: Snapshot) -> Iterator[Metric]:
+    """The acceptors' waits (max.connections, the creation rates) and the memory pool, read at scrape time."""
+    # a Yammer meter marked in nanoseconds: Strimzi's rules keep only its Count (the percent rules match
+    # MeanRate without keys), so rate(..._count[1m]) / 1e9 is the share of time the acceptor was blocked
+    blocked = Metric(
+        "kafka_network_acceptor_acceptorblockedpercent",
+        "AcceptorBlockedPercent: nanoseconds the listener's acceptor waited for max.connections or a creation rate",
+        "summary",
+    )
+    throttle = GaugeMetricFamily(
+        "kafka_server_socket_server_metrics_connection_accept_throttle_time",
+        "socket-server-metrics connection-accept-throttle-time: average accept delay (ms) the connection "
+        "creation rates gave over the last minute, 0 with none",
+        labels=["listener"],
+    )
+    for listener, blocked_s, throttle_ms in snap.acceptors:
+        blocked.add_sample(blocked.name + "_count", {"listener": listener}, round(blocked_s * 1e9))
+        throttle.add_metric([listener], throttle_ms)
+    yield from (blocked, throttle)
+    if snap.memory_pool is not None:
+        available, used = snap.memory_pool
+        yield _gauge(
+            "kafka_network_socketserver_memorypoolavailable",
+            "MemoryPoolAvailable: bytes of queued.max.request.bytes free (below 0: over, Long.MAX_VALUE: no pool)",
+            available,
+        )
+        yield _gauge(
+            "kafka_network_socketserver_memorypoolused",
+            "MemoryPoolUsed: bytes of requests being read or processed, taken from queued.max.request.bytes",
+            used,
+        )
+
+
+def _log_manager(dirs: list[tuple[str, int]]) -> Iterator[Metric]:
+    """LogManager's gauges: a data dir is offline while it refuses writes (full or failed)."""
+    yield _gauge(
+        "kafka_log_logmanager_offlinelogdirectorycount",
+        "OfflineLogDirectoryCount: log dirs refusing writes (full or failed)",
+        sum(offline for _, offline in dirs),
+    )
+    each = GaugeMetricFamily(
+        "kafka_log_logmanager_logdirectoryoffline",
+        "LogDirectoryOffline: 1 while the log dir refuses writes (full or failed), else 0",
+        labels=["logDirectory"],
+    )
+    for directory, offline in dirs:
+        each.add_metric([directory], offline)
+    yield each
 
 
 def _logs(snap: Snapshot) -> Iterator[Metric]:
@@ -371,3 +805,31 @@ def _offsets(snap: Snapshot) -> Iterator[Metric]:
         if lag is not None:
             lags.add_metric(key, lag)
     yield from (current, lags)
+
+
+QUOTA_DOCS = {
+    "byte_rate": "byte-rate: bytes/s on the client quota sensor (resource Produce: produced, Fetch: fetched)",
+    "request_time": "request-time: the request time (percent of one thread) per second on the client quota sensor",
+    "throttle_time": "throttle-time: the average throttle (ms) the client quota sensor gave over the quota window",
+    "mutation_rate": "mutation-rate: partitions created or deleted per second under a controller_mutation_rate quota",
+    "tokens": "tokens: what is left in the controller mutation quota's token bucket (below 0: throttling)",
+}
+
+
+def _quotas(rows: list[tuple[str, str, str, str, float]]) -> Iterator[Metric]:
+    """Kafka's client quota sensors as Strimzi's rules name them: kafka.server<type=R, user=U, client-id=C>
+    attributes become kafka_server_quota_<attribute>{resource=R, user=U, clientId=C}; as in JMX, a tag
+    left empty (a quota on a user alone, or on a client id alone) is no label."""
+    families: dict[str, Metric] = {}
+    for resource, attribute, user, client_id, number in rows:
+        name = "kafka_server_quota_" + attribute.replace("-", "_")
+        family = families.get(name)
+        if family is None:
+            family = families[name] = Metric(name, QUOTA_DOCS.get(attribute.replace("-", "_"), attribute), "gauge")
+        labels = {"resource": resource}
+        if user:
+            labels["user"] = user
+        if client_id:
+            labels["clientId"] = client_id
+        family.add_sample(name, labels, number)
+    yield from families.values()

@@ -25,27 +25,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kafkapy.clock import now_ms
-from kafkapy.cluster.metadata import BrokerInfo, Changes, PartitionInfo, TopicInfo
+from kafkapy.cluster.features import FeatureStore, MemoryFeatureStore
+from kafkapy.cluster.metadata import BrokerInfo, Changes, MetadataError, PartitionInfo, TopicInfo
 from kafkapy.cluster.replication import ReplicaManager
 from kafkapy.cluster.view import MetadataStore
 from kafkapy.config import BrokerConfig, describe_topic_config
 from kafkapy.coordinator import OFFSETS_TOPIC, TXN_TOPIC
 from kafkapy.logging import get_logger
+from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.server.fetch_sessions import FetchSessionCache
+from kafkapy.server.new_logs import INLINE as INLINE_NEW_LOGS
+from kafkapy.server.new_logs import NewLogs
+from kafkapy.server.quotas import QuotaManager
 from kafkapy.storage.config import LogConfig
+from kafkapy.storage.errors import LogDirError
 from kafkapy.storage.log_manager import LogManager
 
 if TYPE_CHECKING:
     from kafkapy.cluster.acl_store import AclStore
+    from kafkapy.cluster.broker_channel import BrokerChannel
+    from kafkapy.cluster.controller import Controller
+    from kafkapy.cluster.quota_store import QuotaStore
     from kafkapy.cluster.scram_store import ScramStore
     from kafkapy.cluster.token_store import TokenStore
     from kafkapy.coordinator.consumer_coordinator import ConsumerGroupCoordinator
     from kafkapy.coordinator.coordinator import GroupCoordinator
     from kafkapy.coordinator.producer_ids import ProducerIdManager
+    from kafkapy.coordinator.share_coordinator import ShareCoordinator
+    from kafkapy.coordinator.share_state import ShareStateStore
+    from kafkapy.coordinator.streams_coordinator import StreamsGroupCoordinator
     from kafkapy.coordinator.transactions import TransactionCoordinator
     from kafkapy.security.acl import Authorizer
     from kafkapy.security.delegation_token import TokenCredentials
     from kafkapy.security.scram import ScramCredential
+    from kafkapy.server.client_telemetry import ClientTelemetry
     from kafkapy.server.sasl_setup import SaslSetup
     from kafkapy.server.stats import BrokerStats
 
@@ -64,8 +77,13 @@ class BrokerServices:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # set on a clustered broker: kicked on broker and reassignment changes
     controller_kick: Callable[[], None] | None = None
+    controller: Controller | None = None  # a clustered broker's controller candidate (its election counts)
     _groups: GroupCoordinator | None = None
     _consumer_groups: ConsumerGroupCoordinator | None = None
+    _share_groups: ShareCoordinator | None = None  # KIP-932 share groups, opened by the first share request
+    _share_state: ShareStateStore | None = None  # KIP-932 share coordinator (RPCs 83-87)
+    _share_channel: BrokerChannel | None = None  # to other brokers' share coordinators
+    _streams_groups: StreamsGroupCoordinator | None = None
     _txns: TransactionCoordinator | None = None
     _producer_ids: ProducerIdManager | None = None
     _led: dict[tuple[str, int], int] = field(default_factory=dict)  # coordinator partitions led -> leader epoch
@@ -74,10 +92,20 @@ class BrokerServices:
     acl_store: AclStore | None = None
     sasl: SaslSetup | None = None  # the SASL listeners' mechanisms (set by the dispatcher)
     scram: ScramStore | None = None  # SCRAM credentials (salted), opened by start()
+    # client quotas: the store (opened by start()) and the sensors (`quotas.active`: any quota configured)
+    quota_store: QuotaStore | None = None
+    quotas: QuotaManager = field(default_factory=QuotaManager)
+    # finalized feature levels (KIP-584): `features.level(name)`; the store is opened by start()
+    features: FeatureStore = field(default_factory=MemoryFeatureStore)
     # delegation tokens, opened by start() when delegation.token.secret.key is set (None: tokens disabled)
     tokens: TokenStore | None = None
     token_credentials: TokenCredentials | None = None
     stats: BrokerStats | None = None  # request and topic counters (None: metrics endpoint off)
+    _client_telemetry: ClientTelemetry | None = None  # KIP-714 client instances, made by the first telemetry request
+    _new_logs: NewLogs | None = None  # logs of many new partitions, made in worker threads
+    # told when the data dir starts or stops taking writes (a clustered broker announces it)
+    on_log_dir: Callable[[str], None] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def build(
@@ -88,6 +116,7 @@ class BrokerServices:
         advertised: BrokerInfo,
         *,
         auto_high_watermark: bool,
+        data_dirs: list[Path] | None = None,
     ) -> BrokerServices:
         """The services over `metadata`, with the data dir's logs loaded; call `start` next.
 
@@ -102,7 +131,7 @@ class BrokerServices:
             return holder[0].log_config(info) if holder and info is not None else None
 
         logs = LogManager(
-            data_dir,
+            data_dirs or [data_dir],  # log.dirs (JBOD); `data_dir` is the first
             config_for_topic=config_for_topic,
             compaction_executor=ThreadPoolExecutor(1, thread_name_prefix="log-cleaner"),
             retention_check_interval_ms=config.log_retention_check_interval_ms,
@@ -122,12 +151,16 @@ class BrokerServices:
             ),
         )
         holder.append(services)
+        for health in logs.healths.values():
+            health.listener = services.log_dir_changed
         return services
 
     async def start(self, *, replicating: bool) -> None:
         """Open the logs the metadata names, apply every partition's role, follow metadata changes."""
         await self.open_acls()
         await self.open_scram()
+        await self.open_quotas()
+        await self.open_features()
         await self.open_tokens()
         self.open_logs()
         await self.replicas.start(replicating=replicating)
@@ -135,7 +168,9 @@ class BrokerServices:
             for p in info.partitions:
                 self.replicas.apply(info.name, p)
         self.metadata.listener = self.on_metadata
-        self.tasks.append(asyncio.get_running_loop().create_task(self._housekeeping()))
+        self._loop = asyncio.get_running_loop()
+        self.tasks.append(self._loop.create_task(self._housekeeping()))
+        self.tasks.append(self._loop.create_task(self._move_logs()))
         if self.metadata.topic(TXN_TOPIC) is not None:
             self.txns  # noqa: B018  finish transactions a crash left half-completed
 
@@ -144,25 +179,48 @@ class BrokerServices:
             await self.acl_store.close()
         if self.scram is not None:
             await self.scram.close()
+        if self.quota_store is not None:
+            await self.quota_store.close()
         if self.tokens is not None:
             await self.tokens.close()
+        await self.features.close()
+        if self._share_groups is not None:
+            self._share_groups.close()
+        if self._share_channel is not None:
+            await self._share_channel.close()
         for coord in (self._groups, self._txns, self._producer_ids):
             if coord is not None:
                 coord.close()
         for t in self.tasks:
             t.cancel()
+        if self._new_logs is not None:
+            await self._new_logs.close()
         await self.replicas.close()
         self.logs.close()
         log.info("logs closed", data_dir=str(self.data_dir))
 
     async def _housekeeping(self) -> None:
-        interval = min(self.config.log_retention_check_interval_ms, 1000) / 1000
+        # every second, or as often as log.flush.scheduler.interval.ms asks (flush.ms is checked here)
+        config = self.config
+        ms = min(config.log_retention_check_interval_ms, 1000, config.log_flush_scheduler_interval_ms)
+        interval = max(ms, 10) / 1000
         while True:
             await asyncio.sleep(interval)
             try:
                 self.logs.tick(now_ms())
             except Exception:
                 log.exception("housekeeping failed")
+
+    async def _move_logs(self) -> None:
+        """Copy partitions being moved to another log dir (AlterReplicaLogDirs) a chunk at a time between
+        other work, and swap them in once caught up; idle, a look every 100 ms."""
+        while True:
+            try:
+                busy = self.logs.copy_futures()
+            except Exception:
+                log.exception("log dir move failed")
+                busy = False
+            await asyncio.sleep(0 if busy else 0.1)
 
     async def open_acls(self) -> None:
         """With authorizer.class.name set: the authorizer, kept current from the metadata store's ACLs."""
@@ -193,6 +251,33 @@ class BrokerServices:
             self.scram = await EtcdScramStore.open(md.client, md.prefix)
         else:
             self.scram = FileScramStore(self.data_dir)
+
+    async def open_quotas(self) -> None:
+        """The client quota store (a file in the data dir, or etcd keys in a cluster) feeding the sensors."""
+        from kafkapy.cluster.etcd_metadata import EtcdMetadata
+        from kafkapy.cluster.quota_store import EtcdQuotaStore, FileQuotaStore
+
+        self.quotas = QuotaManager.from_config(self.config)
+        md = self.metadata
+        store: QuotaStore
+        if isinstance(md, EtcdMetadata):
+            store = await EtcdQuotaStore.open(md.client, md.prefix)
+        else:
+            store = FileQuotaStore(self.data_dir)
+        store.listener = self.quotas.update
+        self.quotas.update(store.quotas())
+        self.quota_store = store
+
+    async def open_features(self) -> None:
+        """The finalized feature levels: a file in the data dir, or an etcd key in a cluster."""
+        from kafkapy.cluster.etcd_metadata import EtcdMetadata
+        from kafkapy.cluster.features import EtcdFeatureStore, FileFeatureStore
+
+        md = self.metadata
+        if isinstance(md, EtcdMetadata):
+            self.features = await EtcdFeatureStore.open(md.client, md.prefix)
+        else:
+            self.features = FileFeatureStore(self.data_dir)
 
     def scram_lookup(self, mechanism: str, user: str) -> ScramCredential | None:
         return self.scram.get(mechanism, user) if self.scram is not None else None
@@ -255,9 +340,27 @@ class BrokerServices:
         return self._groups
 
     @property
+    def client_telemetry(self) -> ClientTelemetry:
+        if self._client_telemetry is None:
+            from kafkapy.server.client_telemetry import ClientTelemetry
+
+            self._client_telemetry = ClientTelemetry(max_bytes=self.config.telemetry_max_bytes)
+        return self._client_telemetry
+
+    @property
+    def client_telemetry_if_open(self) -> ClientTelemetry | None:
+        """The client telemetry state if a client has asked for it (metrics must not create it)."""
+        return self._client_telemetry
+
+    @property
     def groups_if_open(self) -> GroupCoordinator | None:
         """The group coordinator if something already needed it (metrics must not create it)."""
         return self._groups
+
+    @property
+    def txns_if_open(self) -> TransactionCoordinator | None:
+        """The transaction coordinator if something already needed it (metrics must not create it)."""
+        return self._txns
 
     @property
     def txns(self) -> TransactionCoordinator:
@@ -279,6 +382,41 @@ class BrokerServices:
         return self._consumer_groups
 
     @property
+    def streams_groups(self) -> StreamsGroupCoordinator:
+        """The KIP-1071 side of the group coordinator (its timer is one of `groups`' tasks)."""
+        if self._streams_groups is None:
+            from kafkapy.coordinator.streams_coordinator import StreamsGroupCoordinator
+
+            self._streams_groups = StreamsGroupCoordinator.open(self.groups)
+        return self._streams_groups
+
+    @property
+    def share_groups(self) -> ShareCoordinator:
+        """The share group coordinator (KIP-932), over `__share_group_state`."""
+        if self._share_groups is None:
+            from kafkapy.cluster.broker_channel import BrokerChannel
+            from kafkapy.coordinator.share_coordinator import ShareCoordinator
+            from kafkapy.coordinator.share_state import ShareStatePersister
+
+            self._share_channel = BrokerChannel(self.replicas, "kafkapy-share-state")
+            persister = ShareStatePersister(self.share_state, self._share_channel)
+            self._share_groups = ShareCoordinator.open(self.replicas, self.metadata, self.config, persister)
+        return self._share_groups
+
+    @property
+    def share_state(self) -> ShareStateStore:
+        """The share coordinator (KIP-932 RPCs 83-87), over `__share_group_state`."""
+        if self._share_state is None:
+            from kafkapy.coordinator.share_state import ShareStateStore
+
+            self._share_state = ShareStateStore.open(self.replicas, self.metadata, self.config)
+        return self._share_state
+
+    @property
+    def share_groups_if_open(self) -> ShareCoordinator | None:
+        return self._share_groups
+
+    @property
     def producer_ids(self) -> ProducerIdManager:
         if self._producer_ids is None:
             from kafkapy.coordinator.producer_ids import ProducerIdManager
@@ -297,28 +435,98 @@ class BrokerServices:
                 self.stats.forget_topic(info.name)
             for p in info.partitions:
                 self.replicas.forget(info.name, p.index)
-                if logs.get(info.name, p.index) is not None:
-                    logs.delete(info.name, p.index)
+            logs.delete_many((info.name, p.index) for p in info.partitions)  # one fsync of the data dir
         for info in changes.topics_reconfigured:
             if any(logs.get(info.name, p.index) is not None for p in info.partitions):
                 logs.update_config(info.name, self.log_config(info))
+        new_logs = self.new_logs
+        # internal topics' logs are made inline: the coordinator request that created the topic is
+        # answered once they are loaded, as before (__consumer_offsets, __transaction_state: 50 each)
+        missing = [
+            (topic, p)
+            for topic, p in changes.partitions
+            if (me in p.replicas or me in p.adding_replicas)
+            and logs.get(topic, p.index) is None
+            and (topic, p.index) not in new_logs.pending
+            and (tinfo := self.metadata.topic(topic)) is not None
+            and not tinfo.internal
+        ]
+        if len(missing) > INLINE_NEW_LOGS:  # thousands of fsyncs: off the event loop
+            new_logs.start(missing)
         for topic, p in changes.partitions:
             tinfo = self.metadata.topic(topic)
-            if tinfo is None:
-                continue
+            if tinfo is None or (topic, p.index) in new_logs.pending:
+                continue  # a pending partition is served with its state then, once its log exists
             hosted = me in p.replicas or me in p.adding_replicas
-            if hosted and logs.get(topic, p.index) is None:
-                logs.create(topic, p.index, self.log_config(tinfo), topic_id=tinfo.topic_id)
-            self.replicas.apply(topic, p)
-            if topic in (OFFSETS_TOPIC, TXN_TOPIC):
-                self._coordinator_leadership(topic, p)
+            if hosted and logs.get(topic, p.index) is None and not self._create_log(tinfo, p.index):
+                continue  # the data dir refuses writes: made (and served) once it takes them again
+            self._serve_partition(topic, p)
             if not hosted and logs.get(topic, p.index) is not None:
                 log.info("replica reassigned away; deleting its log", topic=topic, partition=p.index)
                 logs.delete(topic, p.index)
         if self.controller_kick is not None:
-            reassigning = any(p.adding_replicas or p.removing_replicas for _, p in changes.partitions)
+            # a reassignment moving, or a partition left without a leader (one cancelled or replaced it)
+            reassigning = any(p.adding_replicas or p.removing_replicas or p.leader < 0 for _, p in changes.partitions)
             if changes.brokers_added or changes.brokers_removed or changes.controller_changed or reassigning:
                 self.controller_kick()
+
+    def _create_log(self, info: TopicInfo, index: int) -> bool:
+        """A hosted partition's new log; False when the data dir refuses the files (told to its health)."""
+        try:
+            self.logs.create(info.name, index, self.log_config(info), topic_id=info.topic_id)
+        except OSError as exc:
+            d = self.logs.healths[next(iter(self.logs.healths))]
+            for health in self.logs.healths.values():
+                if exc.filename and str(exc.filename).startswith(str(health.data_dir)):
+                    d = health
+            d.report(LogDirError.from_os(exc, exc.filename or d.data_dir))
+            return False
+        return True
+
+    def log_dir_changed(self, state: str) -> None:
+        """LogManager.health's listener (any thread): handled on the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._log_dir_changed, state)
+
+    def _log_dir_changed(self, state: str) -> None:
+        """The data dir's state changed: back online, the logs a full disk did not let us make are
+        made and served; then `on_log_dir` (a clustered broker's announcement)."""
+        if state == "online":
+            me = self.node_id
+            for info in list(self.metadata.topics()):
+                for p in info.partitions:
+                    hosted = me in p.replicas or me in p.adding_replicas
+                    if (
+                        hosted
+                        and self.logs.get(info.name, p.index) is None
+                        and (info.name, p.index) not in self.new_logs.pending
+                    ):
+                        if not self._create_log(info, p.index):
+                            return
+                        self._serve_partition(info.name, p)
+        if self.on_log_dir is not None:
+            # several log dirs: the broker is announced offline once none takes writes (one failed
+            # dir refuses its own partitions' writes; their leaders are not moved, docs/reliability.md)
+            states = [h.state for h in self.logs.healths.values()]
+            self.on_log_dir(state if state != "online" and all(st != "online" for st in states) else "online")
+
+    @property
+    def new_logs(self) -> NewLogs:
+        if self._new_logs is None:
+            self._new_logs = NewLogs(
+                self.logs, self.metadata, self.node_id, self._topic_log_config, self._serve_partition
+            )
+        return self._new_logs
+
+    def _topic_log_config(self, topic: str) -> LogConfig:
+        info = self.metadata.topic(topic)
+        return self.log_config(info) if info is not None else self.logs.config_for(topic)
+
+    def _serve_partition(self, topic: str, p: PartitionInfo) -> None:
+        """A partition's new state, its log present if hosted: replica role, coordinator loading."""
+        self.replicas.apply(topic, p)
+        if topic in (OFFSETS_TOPIC, TXN_TOPIC):
+            self._coordinator_leadership(topic, p)
 
     def _coordinator_leadership(self, topic: str, p: PartitionInfo) -> None:
         """Load a coordinator partition this broker starts leading; unload one it stops leading."""
@@ -348,12 +556,11 @@ class BrokerServices:
         of replicas reassigned away while the broker was stopped."""
         me = self.node_id
         for info in self.metadata.topics():
-            cfg = self.log_config(info)
             for p in info.partitions:
                 if me not in p.replicas and me not in p.adding_replicas:
                     continue
                 if self.logs.get(info.name, p.index) is None:
-                    self.logs.create(info.name, p.index, cfg, topic_id=info.topic_id)
+                    self._create_log(info, p.index)
         for topic, index in self.logs.partitions():
             tinfo = self.metadata.topic(topic)
             if tinfo is not None and index < len(tinfo.partitions):
@@ -365,6 +572,15 @@ class BrokerServices:
     async def maybe_auto_create(self, name: str) -> TopicInfo | None:
         if not self.config.auto_create_topics_enable:
             return None
+        if name == "__share_group_state":  # as Kafka: made with its own partitions and configs, not the defaults
+            return self.share_state.metadata.topic(name)
+        if name in (OFFSETS_TOPIC, TXN_TOPIC):
+            # their coordinators make them with their own partitions, replication and compaction (once
+            # enough brokers are live); a client's Metadata must not make them with the defaults first
+            info = self.metadata.topic(name)
+            if info is None:
+                raise MetadataError(ErrorCode.LEADER_NOT_AVAILABLE, f"{name} is not created yet")
+            return info
         rf = self.metadata.internal_replication_factor(self.config.default_replication_factor, True)
         return await self.metadata.create_topic(name, self.config.num_partitions, rf)
 
@@ -379,6 +595,7 @@ async def open_single(config: BrokerConfig, advertised: BrokerInfo, cluster_id: 
 
     data_dir = Path(config.data_dirs[0])
     metadata = EmbeddedMetadata(data_dir, advertised, cluster_id or None)
-    services = BrokerServices.build(config, metadata, data_dir, advertised, auto_high_watermark=True)
+    dirs = [Path(d) for d in config.data_dirs]
+    services = BrokerServices.build(config, metadata, data_dir, advertised, auto_high_watermark=True, data_dirs=dirs)
     await services.start(replicating=False)
     return services

@@ -29,6 +29,7 @@ non-transactional data):
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -61,6 +62,7 @@ class CleanResult:
     records_removed: int = 0
     tombstones_removed: int = 0
     aborted: bool = False
+    seconds: float = 0.0  # the run's wall time
 
 
 class CleanableLog(Protocol):
@@ -136,34 +138,39 @@ def clean_segment(
         suffix=".cleaned",
         create=True,
     )
-    for loc in seg.iter_batches():
-        data = seg.read_bytes(loc.position, loc.size)
-        if loc.attributes & 0x30:
-            cleaned.append(data, loc.last_offset, loc.max_timestamp, loc.last_offset)
-            continue
-        records = _batch_records(data)
-        keep: list[Record] = []
-        for rec in records:
-            if rec.key is None or offset_map.get(rec.key) != rec.offset:
+    try:
+        for loc in seg.iter_batches():
+            data = seg.read_bytes(loc.position, loc.size)
+            if loc.attributes & 0x30:
+                cleaned.append(data, loc.last_offset, loc.max_timestamp, loc.last_offset)
                 continue
-            if rec.value is None and drop_tombstones:
-                result.tombstones_removed += 1
-                continue
-            keep.append(rec)
-        result.records_removed += len(records) - len(keep)
-        if len(keep) == len(records):
-            cleaned.append(data, loc.last_offset, loc.max_timestamp, loc.last_offset)
-        elif keep:
-            new = _rewrite_batch(data, keep)
-            max_ts = struct.unpack_from(">q", new, 35)[0]
-            cleaned.append(new, loc.last_offset, max_ts, loc.last_offset)
-    cleaned.on_become_inactive()
-    cleaned.flush()
+            records = _batch_records(data)
+            keep: list[Record] = []
+            for rec in records:
+                if rec.key is None or offset_map.get(rec.key) != rec.offset:
+                    continue
+                if rec.value is None and drop_tombstones:
+                    result.tombstones_removed += 1
+                    continue
+                keep.append(rec)
+            result.records_removed += len(records) - len(keep)
+            if len(keep) == len(records):
+                cleaned.append(data, loc.last_offset, loc.max_timestamp, loc.last_offset)
+            elif keep:
+                new = _rewrite_batch(data, keep)
+                max_ts = struct.unpack_from(">q", new, 35)[0]
+                cleaned.append(new, loc.last_offset, max_ts, loc.last_offset)
+        cleaned.on_become_inactive()
+        cleaned.flush()
+    except BaseException:
+        cleaned.delete_files()  # a full disk must not keep the half-written copy
+        raise
     return cleaned
 
 
 def compact(plog: CleanableLog, now_ms: int) -> CleanResult:
     """Compact the closed, cleanable segments of `plog` (see module docstring)."""
+    began = time.perf_counter()
     result = CleanResult()
     segments = plog.cleanable_segments(now_ms)
     if not segments:
@@ -187,6 +194,7 @@ def compact(plog: CleanableLog, now_ms: int) -> CleanResult:
     swapped = plog.replace_segments(staged, cleaner_offset=segments[-1].next_offset)
     result.segments_cleaned = swapped
     result.aborted = swapped < len(staged)
+    result.seconds = time.perf_counter() - began
     log.info(
         "cleaner.compacted",
         dir=str(plog.directory),

@@ -36,6 +36,7 @@ class LeaderEpochCache:
         self.path = directory / FILE_NAME
         self._sync = sync
         self._entries: list[EpochEntry] = []
+        self.dirty = False  # the file is behind the memory (a write failed)
         try:
             lines = read_checkpoint(self.path) or []
             for ln in lines:
@@ -57,8 +58,12 @@ class LeaderEpochCache:
     def earliest_entry(self) -> EpochEntry | None:
         return self._entries[0] if self._entries else None
 
-    def assign(self, epoch: int, start_offset: int) -> bool:
-        """Record that `epoch` starts at `start_offset` if it is newer; True if changed."""
+    def assign(self, epoch: int, start_offset: int, *, strict: bool = True) -> bool:
+        """Record that `epoch` starts at `start_offset` if it is newer; True if changed.
+
+        When the file cannot be written (OSError): strict (an append) puts the memory back and
+        raises; otherwise (recovery, which read the epoch from the log) the entry stays in memory
+        and the next flush writes it (`persist_if_dirty`)."""
         if epoch < 0:
             return False
         if self._entries:
@@ -68,8 +73,15 @@ class LeaderEpochCache:
             if start_offset < last.start_offset:
                 # Conflicting history: drop entries that start after this one.
                 self._entries = [e for e in self._entries if e.start_offset < start_offset]
+        before = list(self._entries)
         self._entries.append(EpochEntry(epoch, start_offset))
-        self._persist()
+        try:
+            self._persist()
+        except OSError:
+            if not strict:
+                return True
+            self._entries = before  # the append this was for fails: nothing changed
+            raise
         return True
 
     def epoch_for_offset(self, offset: int) -> int:
@@ -115,5 +127,15 @@ class LeaderEpochCache:
         self._entries = []
         self._persist()
 
+    def persist_if_dirty(self) -> None:
+        """Write the entries a failed write left in memory only (the log's flush calls this)."""
+        if self.dirty:
+            self._persist()
+
     def _persist(self) -> None:
-        write_checkpoint(self.path, [f"{e.epoch} {e.start_offset}" for e in self._entries], sync=self._sync)
+        try:
+            write_checkpoint(self.path, [f"{e.epoch} {e.start_offset}" for e in self._entries], sync=self._sync)
+        except OSError:
+            self.dirty = True
+            raise
+        self.dirty = False

@@ -6,6 +6,8 @@ exceptions to protocol errors (OFFSET_OUT_OF_RANGE, CORRUPT_MESSAGE, ...).
 
 from __future__ import annotations
 
+import errno as errno_codes
+
 
 class StorageError(Exception):
     """Base class of every error raised by kafkapy.storage."""
@@ -39,3 +41,25 @@ class LogClosedError(StorageError):
 
 class LogExistsError(StorageError):
     """Creating a partition log that is already present."""
+
+
+class LogDirError(StorageError):
+    """A write to the data directory failed (Kafka's KafkaStorageException): the disk is full (ENOSPC,
+    EDQUOT) or failing (EIO, EROFS, ...). Whatever the failed call had written is rolled back, so the
+    log holds only whole batches; `full` tells the two cases apart."""
+
+    FULL_ERRNOS = frozenset({errno_codes.ENOSPC, errno_codes.EDQUOT})
+
+    def __init__(self, path: str, errno: int | None, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+        self.errno = errno
+        self.detail = detail
+
+    @property
+    def full(self) -> bool:
+        return self.errno in self.FULL_ERRNOS
+
+    @classmethod
+    def from_os(cls, exc: OSError, path: object) -> LogDirError:
+        return cls(str(path), exc.errno, exc.strerror or str(exc))

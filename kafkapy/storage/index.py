@@ -9,6 +9,11 @@ close) and mirrored in memory as arrays; lookups are binary searches over the
 arrays. Indexes are caches: `load()` sanity-checks the file and returns False
 when it is doubtful, and the segment then rebuilds it from the log.
 
+Writes that fail (a full or failing disk) never fail the append that made
+them: the memory arrays stay right, the file is cut back to its last whole
+entry and rewritten whole from memory at the next flush or close (until then
+it lacks the newest entries, which an index may: lookups only scan further).
+
 Not safe for concurrent mutation: appends/truncates come from the event-loop
 thread (or from a compaction thread on a private, not yet published index).
 Lookups on a published index are safe alongside appends under the GIL.
@@ -16,11 +21,16 @@ Lookups on a published index are safe alongside appends under the GIL.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from array import array
 from bisect import bisect_right
 from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 _BIG = sys.byteorder == "big"
 
@@ -51,21 +61,56 @@ class _IndexFile:
         self.base_offset = base_offset
         self.max_entries = max(1, max_index_bytes // self.entry_size)
         self._fd: int | None = None
+        self._size = 0  # bytes of whole entries in the file while _fd is open
+        self.dirty = False  # the file lacks entries the memory has (a write failed)
 
     def _write(self, data: bytes) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(self._fd, data)
+        if self.dirty:
+            self._persist()  # the memory already holds the new entry
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._size = os.fstat(self._fd).st_size
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+            self._size += written
+        except OSError as exc:
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """Cut the file back to its whole entries; it is rewritten from memory later."""
+        if not self.dirty:
+            log.warning("index.write_failed", path=str(self.path), error=exc.strerror or str(exc))
+        self.dirty = True
+        try:
+            if self._fd is not None:
+                os.ftruncate(self._fd, self._size)
+        except OSError:
+            self._close_fd()
+            try:
+                os.truncate(self.path, 0)  # an empty index is a valid one
+            except OSError:
+                pass
+
+    def _persist(self) -> None:
+        raise NotImplementedError
 
     def _rewrite(self, data: bytes) -> None:
         """Replace the file content (used by truncate and rebuild)."""
-        self.close()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._close_fd()
         try:
-            if data:
-                os.write(fd, data)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                if data and os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, "short write")
+            finally:
+                os.close(fd)
+            self.dirty = False
+        except OSError as exc:
+            self._size = 0
+            self._write_failed(exc)
 
     def _read_file(self) -> bytes | None:
         try:
@@ -74,10 +119,17 @@ class _IndexFile:
             return None
 
     def flush(self) -> None:
+        if self.dirty:
+            self._persist()
         if self._fd is not None:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        if self.dirty:
+            self._persist()
+        self._close_fd()
+
+    def _close_fd(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -94,6 +94,8 @@ class LocalLog:
         self._on_roll = on_roll
         self._pending_deletes: list[_PendingDelete] = []
         self._max_pos_cache: tuple[int, int, int | None] | None = None
+        # files were created, renamed or removed since the directory was last fsynced
+        self.dir_dirty = True
 
     # -- the segment list ------------------------------------------------------------
 
@@ -102,6 +104,7 @@ class LocalLog:
 
     def replace_view(self, segments: tuple[LogSegment, ...]) -> None:
         """Publish a new segment list (hold `lock`)."""
+        self.dir_dirty = True
         self.view = SegmentView(tuple(s.base_offset for s in segments), segments)
         self._max_pos_cache = None
 
@@ -135,6 +138,8 @@ class LocalLog:
             old = self.view.segments[-1]
             if old.size == 0 and old.base_offset == base:
                 return old
+            # The new file first: if the disk refuses it, the old segment stays active as it was.
+            new = self.new_segment(base, create=True)
             old.on_become_inactive()
             old.index.close()
             old.time_index.close()
@@ -144,10 +149,14 @@ class LocalLog:
                 old.delete_files()
             else:
                 segs = self.view.segments
-            new = self.new_segment(base, create=True)
             segs = segs + (new,)
+            self.dir_dirty = True
             self.view = SegmentView(tuple(s.base_offset for s in segs), segs)
-        self._on_roll(base)
+        try:
+            self._on_roll(base)
+        except OSError as exc:
+            # the producer-state snapshot is a shortcut for recovery, which replays from an older one
+            log.warning("log.roll_snapshot_failed", dir=str(self.directory), base_offset=base, error=str(exc))
         log.info("log.roll", dir=str(self.directory), base_offset=base)
         return new
 
@@ -253,6 +262,7 @@ class LocalLog:
 
         The delay keeps in-flight sendfile()s of the old fds working.
         """
+        self.dir_dirty = True
         try:
             seg.rename_suffix(DELETED_SUFFIX)
         except FileNotFoundError:
@@ -276,6 +286,8 @@ class LocalLog:
             self._pending_deletes = [p for p in self._pending_deletes if not (force or p.due_ms <= now)]
         for p in due:
             p.segment.delete_files()
+        if due:
+            self.dir_dirty = True
         return len(due)
 
     # -- aborted-transaction indexes ---------------------------------------------------
@@ -283,6 +295,7 @@ class LocalLog:
     def txn_index(self, base_offset: int) -> TransactionIndex:
         idx = self.txn_indexes.get(base_offset)
         if idx is None:
+            self.dir_dirty = True  # its file may be new
             idx = self.txn_indexes[base_offset] = TransactionIndex(
                 txn_index_path(self.directory, base_offset), base_offset, self._sync
             )
@@ -318,14 +331,24 @@ class LocalLog:
         """fsync every segment holding offsets >= the recovery point; recovery point = LEO."""
         leo = self.log_end_offset
         view = self.view
+        self.persist_txn_indexes()
         for i, seg in enumerate(view.segments):
             nxt = view.bases[i + 1] if i + 1 < len(view.segments) else None
             if nxt is not None and nxt <= self.recovery_point:
                 continue
             seg.flush()
-        if self._sync:
-            fsync_dir(self.directory)
+        self._sync_dir()
         self.recovery_point = leo
+
+    def _sync_dir(self) -> None:
+        """fsync the directory if files came or went since the last time (new segments' names)."""
+        if self._sync and self.dir_dirty:
+            self.dir_dirty = False
+            try:
+                fsync_dir(self.directory)
+            except OSError:
+                self.dir_dirty = True
+                raise
 
     def flush_rolled_segments(self) -> bool:
         """fsync segments closed since the last flush; recovery point = active segment's base."""
@@ -333,13 +356,20 @@ class LocalLog:
         active_base = view.bases[-1]
         if self.recovery_point >= active_base:
             return False
+        self.persist_txn_indexes()
         for i, seg in enumerate(view.segments[:-1]):
             if view.bases[i + 1] > self.recovery_point:
                 seg.flush()
-        if self._sync:
-            fsync_dir(self.directory)
+        self._sync_dir()
         self.recovery_point = active_base
         return True
+
+    def persist_txn_indexes(self) -> None:
+        """Write the aborted-transaction entries a full disk kept in memory only (raises OSError while
+        it still refuses), so that the recovery point never passes an entry not on disk."""
+        for idx in self.txn_indexes.values():
+            if idx.dirty:
+                idx.persist()
 
     def close_segments(self, *, finish_active: bool) -> None:
         """Close every segment file (hold `lock`); `finish_active` first records the active

@@ -24,10 +24,13 @@ keeps appending to the active segment.
 
 from __future__ import annotations
 
+import functools
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import structlog
 
@@ -43,7 +46,7 @@ from kafkapy.storage._batch import (
 from kafkapy.storage.cleaner import CleanResult, compact
 from kafkapy.storage.config import LogConfig
 from kafkapy.storage.epoch_cache import LeaderEpochCache
-from kafkapy.storage.errors import LogClosedError, OffsetOutOfRangeError, StorageError
+from kafkapy.storage.errors import LogClosedError, LogDirError, OffsetOutOfRangeError, StorageError
 from kafkapy.storage.local_log import LocalLog, OffsetAndTimestamp
 from kafkapy.storage.log_loader import load_log, rebuild_producer_state
 from kafkapy.storage.offset_checkpoint import OffsetCheckpoint
@@ -63,6 +66,24 @@ from kafkapy.storage.txn_index import AbortedTxn
 __all__ = ["AppendResult", "OffsetAndTimestamp", "PartitionLog", "ReadResult", "parse_partition_dir"]
 
 log = structlog.get_logger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _disk_io(method: Callable[Concatenate[PartitionLog, P], R]) -> Callable[Concatenate[PartitionLog, P], R]:
+    """An OSError of `method` (a full or failing disk) becomes a LogDirError, told to the log's
+    `dir_listener`; the method left the log consistent (see each method)."""
+
+    @functools.wraps(method)
+    def wrapper(self: PartitionLog, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise self.disk_error(exc) from exc
+
+    return wrapper
+
 
 # ListOffsets special timestamps.
 LATEST_TIMESTAMP = -1
@@ -124,6 +145,10 @@ class PartitionLog:
         self.auto_high_watermark = auto_high_watermark
         # Called after every append (leader or follower) with this log; replication sets it.
         self.append_listener: Callable[[PartitionLog], None] | None = None
+        # Called with each flush's time in ms (fsync of segments); the log manager sets it.
+        self.flush_listener: Callable[[float], None] | None = None
+        # Called with every failed write to the directory (a full or failing disk); the log manager sets it.
+        self.dir_listener: Callable[[LogDirError], None] | None = None
         self._sync = sync
         self._closed = False
         self._unflushed_messages = 0
@@ -285,14 +310,20 @@ class PartitionLog:
             pos += length + 12
         if nxt == base:
             raise StorageError("append of no batches")
-        local.append(buf, base, nxt - 1, max_ts, off_max)
+        try:
+            # The epoch first (Kafka's order): an epoch starting at the log end with nothing written
+            # yet is what a new leader has anyway. A failed write changes nothing (see LogSegment.append).
+            if leader_epoch > self.epoch_cache.latest_epoch:
+                self.epoch_cache.assign(leader_epoch, base)
+            local.append(buf, base, nxt - 1, max_ts, off_max)
+        except OSError as exc:
+            raise self.disk_error(exc) from exc
+        # Written: from here on nothing fails the append but a flush it asks for (flush.messages).
         completed = None
         if staged:
             completed = self.producer_state.apply(staged)
             if completed:
                 local.index_aborted(local.view.bases[-1], completed)
-        if leader_epoch > self.epoch_cache.latest_epoch:
-            self.epoch_cache.assign(leader_epoch, base)
         self._after_append(nxt, count)
         return AppendResult(
             base,
@@ -328,13 +359,16 @@ class PartitionLog:
             pos += length + 12
         if first < 0:
             raise StorageError("append of no batches")
-        local.append(buf, first, nxt - 1, max_ts, off_max)
+        try:
+            for epoch, b in epochs:
+                if epoch > self.epoch_cache.latest_epoch:
+                    self.epoch_cache.assign(epoch, b)
+            local.append(buf, first, nxt - 1, max_ts, off_max)
+        except OSError as exc:
+            raise self.disk_error(exc) from exc
         completed = self.producer_state.replay_buffer(buf)
         if completed:
             local.index_aborted(local.view.bases[-1], completed)
-        for epoch, b in epochs:
-            if epoch > self.epoch_cache.latest_epoch:
-                self.epoch_cache.assign(epoch, b)
         self._after_append(nxt, count)
         return AppendResult(first, nxt - 1, -1, self._log_start_offset, count)
 
@@ -343,11 +377,21 @@ class PartitionLog:
         if self.auto_high_watermark:
             self._high_watermark = next_offset
         self._unflushed_messages += count
-        if self._unflushed_messages >= self._config.flush_interval_messages:
-            self.flush()
         if self.append_listener is not None:
             self.append_listener(self)
+        if self._unflushed_messages >= self._config.flush_interval_messages:
+            # flush.messages: the append is answered after the fsync; a flush that fails answers the
+            # append with the error (the batch is in the log, as after a timed-out acks=all produce)
+            self.flush()
 
+    def disk_error(self, exc: OSError) -> LogDirError:
+        """The LogDirError for a failed write here, told to `dir_listener`."""
+        err = LogDirError.from_os(exc, exc.filename or self.directory)
+        if self.dir_listener is not None:
+            self.dir_listener(err)
+        return err
+
+    @_disk_io
     def roll(self, base_offset: int | None = None) -> LogSegment:
         """Close the active segment and start a new one at `base_offset` (default LEO)."""
         return self._local.roll(base_offset)
@@ -412,6 +456,7 @@ class PartitionLog:
 
     # -- truncation, retention, DeleteRecords ----------------------------------------
 
+    @_disk_io
     def truncate_to(self, offset: int) -> None:
         """Follower truncation: drop everything at or after `offset`."""
         local = self._local
@@ -426,6 +471,7 @@ class PartitionLog:
             rebuild_producer_state(local, self.producer_state, self._log_start_offset)
         log.info("log.truncated", dir=str(self.directory), log_end_offset=local.log_end_offset)
 
+    @_disk_io
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Drop all data and restart the log at `offset` (follower far behind)."""
         with self._local.lock:
@@ -436,6 +482,7 @@ class PartitionLog:
             self.producer_state.delete_all_snapshots()
         self._write_state()
 
+    @_disk_io
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords: move the log start offset up to `offset`; returns the new one.
 
@@ -451,6 +498,7 @@ class PartitionLog:
             self._write_state()
         return self._log_start_offset
 
+    @_disk_io
     def apply_retention(self, now: int | None = None) -> int:
         """Delete old closed segments by retention.ms / retention.bytes; returns count."""
         config = self._config
@@ -495,6 +543,7 @@ class PartitionLog:
         older than min.compaction.lag.ms, oldest first."""
         return retention.cleanable_segments(self._local, self._high_watermark, now - self._config.min_compaction_lag_ms)
 
+    @_disk_io
     def replace_segments(self, pairs: list[tuple[LogSegment, LogSegment]], *, cleaner_offset: int) -> int:
         """Swap cleaned segments (named `.swap`) in for live ones; returns how many.
 
@@ -519,19 +568,33 @@ class PartitionLog:
 
     # -- flush / lifecycle ---------------------------------------------------------
 
+    @_disk_io
     def flush(self) -> None:
-        """fsync every segment holding offsets >= the recovery point, then checkpoint."""
+        """fsync every segment holding offsets >= the recovery point, then checkpoint.
+
+        Raises LogDirError when the disk refuses (the recovery point then stays where it was)."""
         self._check_open()
+        listener = self.flush_listener
+        began = time.perf_counter()
+        self.epoch_cache.persist_if_dirty()
         self._local.flush()
+        if listener is not None:
+            listener((time.perf_counter() - began) * 1000.0)
         self._unflushed_messages = 0
         self._last_flush_ms = now_ms()
-        self._write_state()
+        self._write_state(sync_dir=False)
 
+    @_disk_io
     def flush_rolled_segments(self) -> bool:
         """fsync segments closed by rolls since the last flush (Kafka flushes
         them on roll); moves the recovery point to the active segment's base."""
-        if self._closed or not self._local.flush_rolled_segments():
+        if self._closed:
             return False
+        began = time.perf_counter()
+        if not self._local.flush_rolled_segments():
+            return False
+        if self.flush_listener is not None:
+            self.flush_listener((time.perf_counter() - began) * 1000.0)
         self._write_state()
         return True
 
@@ -544,17 +607,23 @@ class PartitionLog:
             return True
         return False
 
-    def _write_state(self) -> None:
+    def _write_state(self, *, sync_dir: bool = True) -> None:
         self._checkpoint.write(
-            self._log_start_offset, self._local.recovery_point, self._high_watermark, self._cleaner_offset
+            self._log_start_offset,
+            self._local.recovery_point,
+            self._high_watermark,
+            self._cleaner_offset,
+            sync_dir=sync_dir,
         )
 
+    @_disk_io
     def checkpoint(self) -> None:
         """Persist offsets (HW, log start, recovery point) without fsyncing data."""
         self._write_state()
 
+    @_disk_io
     def close(self) -> None:
-        """Flush and close every segment."""
+        """Flush and close every segment (LogDirError if the disk refuses: the log stays open)."""
         if self._closed:
             return
         self.flush()
@@ -576,6 +645,30 @@ class PartitionLog:
         """Close without flushing and remove the directory."""
         self.delete_files_only()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    _STORAGE = (
+        "directory",
+        "epoch_cache",
+        "producer_state",
+        "_checkpoint",
+        "_local",
+        "segments_recovered",
+        "_unflushed_messages",
+        "_last_flush_ms",
+        "_closed",
+    )
+
+    def swap_storage(self, other: PartitionLog) -> None:
+        """Serve from `other`'s files and hand it ours (a move to another data directory: `other` is the
+        reopened copy, which then holds the old files until they are deleted). This log keeps its
+        listeners, config and offsets (log start, high watermark, cleaner): the copy has the same batches at
+        the same offsets."""
+        for name in self._STORAGE:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, theirs)
+            setattr(other, name, mine)
+        self.high_watermark = self._high_watermark
+        self._write_state()
 
     @property
     def closed(self) -> bool:

@@ -108,7 +108,7 @@ def load_log(
 
     def recover_epoch(loc: BatchLocation) -> None:
         if loc.leader_epoch > epoch_cache.latest_epoch:
-            epoch_cache.assign(loc.leader_epoch, loc.base_offset)
+            epoch_cache.assign(loc.leader_epoch, loc.base_offset, strict=False)
 
     recovery_point = state.recovery_point
     if not clean:
@@ -146,11 +146,18 @@ def load_log(
     else:
         high_watermark = min(max(state.high_watermark, log_start_offset), log_end_offset)
     local = LocalLog(directory, config, segments, recovery_point=log_end_offset, sync=sync, on_roll=on_roll)
-    epoch_cache.truncate_from_end(log_end_offset)
-    epoch_cache.truncate_from_start(log_start_offset)
+    try:
+        epoch_cache.truncate_from_end(log_end_offset)
+        epoch_cache.truncate_from_start(log_start_offset)
+    except OSError:
+        pass  # a full disk: kept in memory (dirty), written by the next flush
     local.load_txn_indexes()
     rebuild_producer_state(local, producer_state, log_start_offset)
-    checkpoint.write(log_start_offset, local.recovery_point, high_watermark, cleaner_offset)
+    try:
+        checkpoint.write(log_start_offset, local.recovery_point, high_watermark, cleaner_offset)
+    except OSError as exc:
+        # a broker started on a full disk still serves what it has; housekeeping writes it later
+        log.warning("log.checkpoint_not_written", dir=str(directory), error=exc.strerror or str(exc))
     log.info(
         "log.loaded",
         dir=str(directory),

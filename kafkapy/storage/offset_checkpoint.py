@@ -64,8 +64,19 @@ class OffsetCheckpoint:
             return PartitionOffsets()
         return state
 
-    def write(self, log_start_offset: int, recovery_point: int, high_watermark: int, cleaner_offset: int) -> None:
+    def write(
+        self,
+        log_start_offset: int,
+        recovery_point: int,
+        high_watermark: int,
+        cleaner_offset: int,
+        *,
+        sync_dir: bool = True,
+    ) -> None:
+        """Rewrite the file; `sync_dir=False` (a flush moving the recovery point) leaves the
+        rename's durability to the next write: losing it to a power cut keeps the older file,
+        whose recovery point only makes recovery check more."""
         values = (log_start_offset, recovery_point, high_watermark, cleaner_offset)
         entries = [f"{key} {value}" for key, value in zip(_KEYS, values, strict=True)]
         with self._lock:
-            write_checkpoint(self.path, entries, sync=self._sync)
+            write_checkpoint(self.path, entries, sync=self._sync, sync_dir=sync_dir)

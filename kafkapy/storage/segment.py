@@ -104,9 +104,12 @@ class LogSegment:
             fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND)
         self._file = io.FileIO(fd, "a+", closefd=True)
         self.size = os.fstat(fd).st_size
+        # set when a failed append's bytes could not be cut off: the next append cuts them first
+        self._torn = False
         self.index = OffsetIndex(Path(f"{stem}{INDEX_SUFFIX}{suffix}"), base_offset, max_index_bytes)
         self.time_index = TimeIndex(Path(f"{stem}{TIMEINDEX_SUFFIX}{suffix}"), base_offset, max_index_bytes)
         if create:
+            # index writes that fail leave the index dirty, never the segment half made
             self.index.reset()
             self.time_index.reset()
         self._indexes_loaded = create
@@ -198,7 +201,10 @@ class LogSegment:
         max_timestamp: int,
         offset_of_max_timestamp: int,
     ) -> None:
-        """Append whole batches whose offsets are already assigned."""
+        """Append whole batches whose offsets are already assigned.
+
+        A write that fails (OSError: a full or failing disk) is cut off the file again before the
+        error is raised, so the segment never holds part of a batch and nothing changed."""
         if self.closed:
             raise LogClosedError(str(self.log_path))
         self.ensure_indexes()
@@ -206,6 +212,10 @@ class LogSegment:
         if n == 0:
             return
         pos0 = self.size
+        if self._torn:
+            os.ftruncate(self._file.fileno(), pos0)  # raises while the disk still refuses
+            self._torn = False
+        since_before = self._bytes_since_index
         entries: list[tuple[int, int, int, int]] = []
         if self._bytes_since_index + n > self.index_interval_bytes:
             # Crossing the index interval: walk batch headers to place entries.
@@ -224,7 +234,12 @@ class LogSegment:
             self._bytes_since_index = since
         else:
             self._bytes_since_index += n
-        self._write_all(data)
+        try:
+            self._write_all(data)
+        except OSError:
+            self._bytes_since_index = since_before
+            self._cut_back(pos0)
+            raise
         self.size = pos0 + n
         for off, pos, mts, mofs in entries:
             self.index.append(off, pos)
@@ -240,6 +255,15 @@ class LogSegment:
         while view:
             written = os.write(fd, view)
             view = view[written:]
+
+    def _cut_back(self, position: int) -> None:
+        """Drop a failed write's bytes (ftruncate needs no free space); if even that fails, the
+        next append retries it before writing."""
+        try:
+            os.ftruncate(self._file.fileno(), position)
+        except OSError as exc:
+            self._torn = True
+            log.error("segment.cut_back_failed", segment=str(self.log_path), position=position, error=str(exc))
 
     def on_become_inactive(self) -> None:
         """Record the final max timestamp in the time index (on roll/close)."""

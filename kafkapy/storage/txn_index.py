@@ -18,6 +18,7 @@ Concurrency: the event loop only. Entries are kept in memory once read.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from bisect import bisect_left
@@ -52,6 +53,7 @@ class TransactionIndex:
     sync: bool = True
     _entries: list[AbortedTxn] | None = None
     _lasts: list[int] = field(default_factory=list)  # last offsets, for bisect
+    dirty: bool = False  # an entry is in memory only: a write failed (full disk); `persist` writes all
 
     @property
     def entries(self) -> list[AbortedTxn]:
@@ -81,13 +83,39 @@ class TransactionIndex:
         entries = self.entries
         if entries and txn.last_offset <= entries[-1].last_offset:
             return  # already indexed (recovery replays markers it may have seen)
-        with open(self.path, "ab") as f:
-            f.write(_ENTRY.pack(_VERSION, txn.producer_id, txn.first_offset, txn.last_offset, txn.last_stable_offset))
-            if self.sync:
-                f.flush()
-                os.fsync(f.fileno())
         entries.append(txn)
         self._lasts.append(txn.last_offset)
+        if self.dirty:
+            try:
+                self.persist()
+            except OSError:
+                pass
+            return
+        data = _ENTRY.pack(_VERSION, txn.producer_id, txn.first_offset, txn.last_offset, txn.last_stable_offset)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    if os.write(fd, data) != len(data):
+                        raise OSError(errno.ENOSPC, "short write")
+                    if self.sync:
+                        os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, size)  # a torn entry would be read as the end of the file
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            # the marker is in the log already: the entry stays in memory, the log's next flush
+            # writes it (and fails until it can)
+            log.warning("txn_index.write_failed", path=str(self.path), error=exc.strerror or str(exc))
+            self.dirty = True
+
+    def persist(self) -> None:
+        """Rewrite the file from memory (tmp + rename); raises OSError when the disk refuses."""
+        self._rewrite(self.entries)
+        self.dirty = False
 
     def truncate_from(self, offset: int) -> None:
         """Drop entries whose marker is at or after `offset`."""
@@ -100,14 +128,26 @@ class TransactionIndex:
         if not entries:
             self.path.unlink(missing_ok=True)
             return
+        try:
+            self._rewrite(entries)
+            self.dirty = False
+        except OSError:
+            self.dirty = True  # the file may list more than the log holds: the next flush rewrites it
+            raise
+
+    def _rewrite(self, entries: list[AbortedTxn]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(
-            b"".join(
-                _ENTRY.pack(_VERSION, e.producer_id, e.first_offset, e.last_offset, e.last_stable_offset)
-                for e in entries
+        try:
+            tmp.write_bytes(
+                b"".join(
+                    _ENTRY.pack(_VERSION, e.producer_id, e.first_offset, e.last_offset, e.last_stable_offset)
+                    for e in entries
+                )
             )
-        )
-        os.replace(tmp, self.path)
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def collect(self, fetch_offset: int, upper: int, out: list[AbortedTxn]) -> bool:
         """Append entries overlapping [fetch_offset, upper) to `out`.

@@ -6,6 +6,7 @@ processes (SIGKILL, SIGSTOP/SIGCONT), as an operator or a crash would do.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from interop.secure_cluster import authenticated_brokers
 from kafkapy.local_cluster import LocalCluster, wait_until
 
 FAST = {
@@ -91,11 +93,12 @@ def consume_all(cluster: LocalCluster, topic: str, expected: int, timeout: float
 
 
 @pytest.fixture
-def cluster(kafka_cluster_factory: Any) -> LocalCluster:
-    return kafka_cluster_factory(3, FAST)
+def cluster(kafka_cluster_factory: Any, inter_broker: Any) -> LocalCluster:
+    """Each test here runs with a PLAINTEXT and with a SASL_SSL inter-broker listener (conftest.py)."""
+    return kafka_cluster_factory(3, FAST, per_broker=inter_broker)
 
 
-def test_three_brokers_form_a_cluster_and_replicate(cluster: LocalCluster) -> None:
+def test_three_brokers_form_a_cluster_and_replicate(cluster: LocalCluster, inter_broker: Any) -> None:
     md = admin(cluster).list_topics(timeout=10)
     assert sorted(md.brokers) == [1, 2, 3]
     assert md.controller_id in (1, 2, 3)
@@ -117,9 +120,14 @@ def test_three_brokers_form_a_cluster_and_replicate(cluster: LocalCluster) -> No
             what=f"replicas of rep-{index} identical",
         )
     assert any(len(segment_bytes(cluster, 1, "rep", i)) > 0 for i in range(6))
-    # The key layout in etcd: brokers, controller, topic, partition states.
+    # The key layout in etcd: brokers, controller, the topic's record with every partition's replicas
+    # (partition-state/<topic id>/<i> keys appear once a partition's leader or ISR changes).
     keys = cluster.etcd_keys()
-    assert {"brokers/1", "brokers/2", "brokers/3", "controller", "topics/rep", "partitions/rep/0"} <= set(keys)
+    assert {"layout", "brokers/1", "brokers/2", "brokers/3", "controller", "topics/rep"} <= set(keys)
+    assert keys["layout"] == "2"
+    assert len(json.loads(keys["topics/rep"])["replicas"]) == 6
+    if inter_broker is not None:  # the followers of every leader logged in on INTERNAL
+        assert authenticated_brokers(cluster) == {1, 2, 3}, cluster.log_tails()
 
 
 def test_replication_factor_above_live_brokers_is_refused(cluster: LocalCluster) -> None:
@@ -226,9 +234,10 @@ def check_history(cluster: LocalCluster, topic: str, history: History, **conf: A
     assert all(v == sorted(v) for v in per_partition.values())
 
 
-def test_paused_follower_leaves_and_rejoins_the_isr(kafka_cluster_factory: Any) -> None:
+def test_paused_follower_leaves_and_rejoins_the_isr(kafka_cluster_factory: Any, inter_broker: Any) -> None:
     # Lag detection, not the etcd session: the session outlives the lag time.
-    cluster = kafka_cluster_factory(3, {**FAST, "broker.session.timeout.ms": 30000, "replica.lag.time.max.ms": 2000})
+    settings = {**FAST, "broker.session.timeout.ms": 30000, "replica.lag.time.max.ms": 2000}
+    cluster = kafka_cluster_factory(3, settings, per_broker=inter_broker)
     create(cluster, "lag", 1, 3, **{"min.insync.replicas": "2"})
     part = partitions(cluster, "lag")[0]
     follower = next(n for n in part.replicas if n != part.leader and n != cluster_controller(cluster))

@@ -9,6 +9,7 @@ test leaves it with three running brokers and full ISRs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -23,13 +24,17 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from interop.certs import Pki
+from interop.secure_cluster import SecureBrokers
 from kafkapy.cluster.etcd import EtcdClient
+from kafkapy.cluster.etcd_metadata import STATE, partition_states
 from kafkapy.cluster.etcd_server import start_etcd
 from kafkapy.local_cluster import LocalCluster, wait_until
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.frames import decode_response, encode_request
 from kafkapy.pytest_plugin import _CLUSTERS
 from kafkapy.testing import free_port
+from tests.cluster.conftest import INTER_BROKER
 from tests.cluster.test_cluster import (
     FAST,
     History,
@@ -45,12 +50,16 @@ from tests.server.rawclient import RawClient
 from tests.storage.helpers import make_batch
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+@pytest.fixture(scope="module", params=INTER_BROKER)
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, inter_broker_pki: Pki
+) -> Iterator[LocalCluster]:
+    """One cluster per inter-broker listener (conftest.py): PLAINTEXT, then SASL_SSL."""
     c = LocalCluster(
         tmp_path_factory.mktemp("faults"),
         3,
         {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in FAST.items()},
+        per_broker=None if request.param == "plaintext" else SecureBrokers("plain", inter_broker_pki),
     )
     c.start()
     try:
@@ -70,9 +79,9 @@ def registrations(cluster: LocalCluster) -> dict[int, dict[str, Any]]:
 
 
 def states(cluster: LocalCluster, topic: str) -> dict[int, dict[str, Any]]:
-    """Partition states as etcd holds them (leader, isr, leader_epoch, ...)."""
-    prefix = f"partitions/{topic}/"
-    return {int(k[len(prefix) :]): json.loads(v) for k, v in cluster.etcd_keys().items() if k.startswith(prefix)}
+    """Partition states as etcd holds them (leader, isr, leader_epoch, ...): the topic's record with its
+    partitions' state keys, read as brokers read them."""
+    return {i: dataclasses.asdict(p) for i, p in partition_states(cluster.etcd_keys(), topic).items()}
 
 
 def etcd_revision(cluster: LocalCluster) -> int:
@@ -204,7 +213,13 @@ def test_sigterm_moves_leadership_first_and_a_rolling_restart_loses_nothing(
         prod.more(300)
         victim = states(cluster, "cs")[0]["leader"]
         since = etcd_revision(cluster)
-        leaders = {k: json.loads(v)["leader"] for k, v in cluster.etcd_keys().items() if k.startswith("partitions/")}
+        keys = cluster.etcd_keys()  # every partition's leader, by its state key
+        leaders = {
+            f"{STATE}/{json.loads(keys[k])['topic_id']}/{i}": p.leader
+            for k in keys
+            if k.startswith("topics/")
+            for i, p in partition_states(keys, k[len("topics/") :]).items()
+        }
         assert victim in leaders.values()
         t0 = time.monotonic()
         status = cluster.brokers[victim].stop()
@@ -217,7 +232,7 @@ def test_sigterm_moves_leadership_first_and_a_rolling_restart_loses_nothing(
         announced = next(i for i, (t, k, v) in enumerate(events) if k == key and t == "PUT" and v.get("shutting_down"))
         gone = next(i for i, (t, k, _) in enumerate(events) if k == key and t == "DELETE")
         for t, k, v in events[:gone]:
-            if k.startswith("partitions/") and t == "PUT":
+            if k in leaders and t == "PUT":
                 leaders[k] = v["leader"]
         assert announced < gone
         assert victim not in leaders.values()  # it led nothing any more when it deregistered

@@ -45,8 +45,10 @@ SETTINGS = {
 
 
 @pytest.fixture
-def cluster(kafka_cluster_factory: Any) -> LocalCluster:
-    return kafka_cluster_factory(3, SETTINGS)
+def cluster(kafka_cluster_factory: Any, inter_broker: Any) -> LocalCluster:
+    """With a PLAINTEXT and with a SASL_SSL inter-broker listener (conftest.py): markers and
+    replication go through it."""
+    return kafka_cluster_factory(3, SETTINGS, per_broker=inter_broker)
 
 
 def spread_topic(cluster: LocalCluster, name: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from interop._common import BrokerProcess, start_broker, wait_until
+from interop._common import BrokerProcess, listener_port, start_broker, wait_until
 from kafkapy.protocol.error_codes import ErrorCode as E
 from kafkapy.protocol.messages.create_acls_request import AclCreation, CreateAclsRequest
 from kafkapy.protocol.messages.create_delegation_token_request import (
@@ -175,15 +175,6 @@ def expire(c: RawClient, mac: bytes, period: int = -1) -> tuple[int, int]:
     return r.error_code, r.expiry_timestamp_ms
 
 
-def _listener_port(b: BrokerProcess, name: str) -> int:
-    for line in b.log_path.read_text().splitlines():
-        if '"broker_ready"' in line:
-            for item in str(json.loads(line)["listen"]).split(","):
-                if item.upper().startswith(f"{name}://"):
-                    return int(item.rpartition(":")[2])
-    raise AssertionError(f"no {name} listener in the broker_ready line")
-
-
 def _authenticated(b: BrokerProcess) -> set[tuple[str, str]]:
     """(principal, mechanism) of the broker's "authenticated" log lines."""
     found = set()
@@ -304,7 +295,7 @@ def test_token_authentication(broker: BrokerProcess) -> None:
 
 
 def test_plaintext_listener_not_allowed(broker: BrokerProcess) -> None:
-    with RawClient(f"127.0.0.1:{_listener_port(broker, 'INTERNAL')}") as c:
+    with RawClient(f"127.0.0.1:{listener_port(broker.log_path, 'INTERNAL')}") as c:
         r = create(c)
         assert r.error_code == E.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
         assert (r.principal_name, r.issue_timestamp_ms, r.token_id) == ("ANONYMOUS", -1, "")

@@ -16,7 +16,7 @@ from tests.server.rawclient import RawClient
 ANY, TOPIC, LITERAL, READ, ALLOW = 1, 2, 3, 3, 3
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [0, 1, 2, 3])  # v0: removed by Kafka 4 (KIP-896), kept
 def test_acl_apis_answer_security_disabled(kafka_broker: BrokerProcess, version: int) -> None:
     with RawClient(kafka_broker.bootstrap) as c:
         described = c.request(

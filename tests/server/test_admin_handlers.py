@@ -179,7 +179,7 @@ def test_api_versions_advertise_the_admin_apis(raw: Raw) -> None:
     resp = raw(ApiVersionsRequest(client_software_name="t", client_software_version="1"), 3)
     got = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
     assert got[32] == (0, 4) and got[33] == (0, 2) and got[44] == (0, 1)
-    assert got[21] == (0, 2) and got[23] == (0, 4) and got[35] == (0, 4) and got[75] == (0, 0)
+    assert got[21] == (0, 2) and got[23] == (0, 4) and got[35] == (0, 5) and got[75] == (0, 0)
 
 
 # ------------------------------------------------------------ DescribeConfigs

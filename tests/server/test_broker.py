@@ -86,7 +86,7 @@ def test_advertised_versions_are_served(kafka_broker) -> None:
         resp = c.request(ApiVersionsRequest(client_software_name="t", client_software_version="1"), 3)
         assert resp.error_code == 0
         keys = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
-        assert keys[0] == (0, 11) and keys[1][1] == 17 and keys[3] == (0, 12)
+        assert keys[0] == (0, 13) and keys[1][1] == 18 and keys[3] == (0, 13)
 
 
 def test_produce_errors_are_per_partition(kafka_broker) -> None:
@@ -254,7 +254,11 @@ def test_sigkill_during_acks_all_loses_no_acknowledged_record(kafka_broker_facto
     i = 0
     killed = False
     while time.monotonic() < deadline and not killed:
-        producer.produce(topic, key=b"%d" % (i % 7), value=b"value-%d" % i, on_delivery=on_delivery)
+        try:
+            producer.produce(topic, key=b"%d" % (i % 7), value=b"value-%d" % i, on_delivery=on_delivery)
+        except BufferError:  # librdkafka's queue is full (a busy machine): wait for acknowledgements
+            producer.poll(0.05)
+            continue
         i += 1
         producer.poll(0)
         if len(acked) >= 3000:

@@ -164,26 +164,51 @@ def test_scram_tokens_reassignments_client_metrics(client: RawClient) -> None:
     assert (metrics.error_code, metrics.client_metrics_resources) == (0, [])
 
 
-def test_unserved_api_with_an_error_code_is_answered_unsupported_version(client: RawClient, watch: LogWatch) -> None:
-    from kafkapy.protocol.messages.describe_quorum_request import DescribeQuorumRequest
+def test_unserved_api_with_an_error_code_is_answered_unsupported_version() -> None:
+    """A broker not serving UnregisterBroker (a handler table without it; kafkapy serves every broker
+    API now): its response has a top-level error code, so it answers UNSUPPORTED_VERSION, keeps the
+    connection and logs the request."""
+    import asyncio
 
-    resp = client.request(DescribeQuorumRequest(), 2)
-    assert resp.error_code == ErrorCode.UNSUPPORTED_VERSION
-    assert resp.error_message == "DescribeQuorum v2 is not served by kafkapy"
-    assert still_open(client)
-    [line] = watch.lines("answered UNSUPPORTED_VERSION")
-    assert "api=DescribeQuorum" in line and "version=2" in line
+    from structlog.testing import capture_logs
+
+    from kafkapy.config import Listener
+    from kafkapy.protocol.api import ApiKey
+    from kafkapy.protocol.messages.unregister_broker_request import UnregisterBrokerRequest
+    from kafkapy.server.dispatch import Dispatcher
+    from kafkapy.server.network import Server
+    from tests.server.test_errors import bare_state
+
+    table = tuple(h for h in HANDLERS if h.api_key != ApiKey.UNREGISTER_BROKER)
+
+    def run(port: int) -> None:
+        with RawClient(f"127.0.0.1:{port}") as c:
+            resp = c.request(UnregisterBrokerRequest(broker_id=7), 0)
+            assert resp.error_code == ErrorCode.UNSUPPORTED_VERSION
+            assert resp.error_message == "UnregisterBroker v0 is not served by kafkapy"
+            assert still_open(c)
+
+    async def body() -> None:
+        server = Server(Dispatcher(bare_state(), table), [Listener("PLAINTEXT", "127.0.0.1", 0)])
+        await server.start()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, run, server.bound[0].port)
+        finally:
+            await server.shutdown()
+
+    with capture_logs() as logs:
+        asyncio.run(body())
+    [line] = [e for e in logs if e["event"] == "unsupported api: answered UNSUPPORTED_VERSION"]
+    assert line["api"] == "UnregisterBroker" and line["version"] == 0
 
 
 @pytest.mark.parametrize(
     ("api_key", "version", "logged"),
     [
-        (49, 1, "without a top-level error code"),  # AlterClientQuotas: per-entry errors only
-        (10, 6, "without a top-level error code"),  # FindCoordinator above the served v5
         (63, 1, "not exposed on a broker listener"),  # BrokerHeartbeat: controller-only (Kafka closes too)
         (4, 7, "not exposed on a broker listener"),  # LeaderAndIsr: ZooKeeper-era
-        (1, 18, "unsupported version"),  # Fetch beyond the codec (Kafka 4.3.1 serves v18)
-        (3, 13, "unsupported version"),  # Metadata beyond the codec
+        (1, 19, "unsupported version"),  # Fetch beyond the codec (Kafka 4.4.0 stops at v18)
+        (3, 14, "unsupported version"),  # Metadata beyond the codec
         (76, 0, "unsupported version"),  # ShareGroupHeartbeat v0: unstable (Kafka starts at v1)
     ],
 )
@@ -275,3 +300,37 @@ def test_list_partition_reassignments_reports_replica_sets_in_change() -> None:
             ListPartitionReassignmentsTopics(name="nope", partition_indexes=[0]),
         ]
     ) == [("moving", 1, [2, 3, 1], [1], [3])]
+
+
+def test_an_unserved_api_without_a_top_level_error_code_is_closed() -> None:
+    """A broker not serving AlterReplicaLogDirs (a handler table without it): its response has only
+    per-partition error codes, so the connection is closed with a log line, as Kafka closes what it
+    does not serve."""
+    import asyncio
+
+    from structlog.testing import capture_logs
+
+    from kafkapy.config import Listener
+    from kafkapy.protocol.api import ApiKey
+    from kafkapy.server.dispatch import Dispatcher
+    from kafkapy.server.network import Server
+    from tests.server.test_errors import bare_state
+
+    table = tuple(h for h in HANDLERS if h.api_key != ApiKey.ALTER_REPLICA_LOG_DIRS)
+
+    def run(port: int) -> None:
+        with RawClient(f"127.0.0.1:{port}") as c:
+            send_default(c, ApiKey.ALTER_REPLICA_LOG_DIRS, 2)
+            assert c.is_closed_by_peer()
+
+    async def body() -> None:
+        server = Server(Dispatcher(bare_state(), table), [Listener("PLAINTEXT", "127.0.0.1", 0)])
+        await server.start()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, run, server.bound[0].port)
+        finally:
+            await server.shutdown()
+
+    with capture_logs() as logs:
+        asyncio.run(body())
+    assert any(e["event"] == "closing connection: unsupported api without a top-level error code" for e in logs)

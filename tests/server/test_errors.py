@@ -17,6 +17,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import pytest
 from structlog.testing import capture_logs
 
+from kafkapy.cluster.features import MemoryFeatureStore
 from kafkapy.cluster.metadata import MetadataError
 from kafkapy.cluster.partition import NotEnoughReplicasError
 from kafkapy.config import ConfigError, Listener
@@ -44,6 +45,7 @@ from kafkapy.server.handler import Handler, HandlerFn, RequestContext
 from kafkapy.server.handlers import HANDLERS
 from kafkapy.server.handlers import api_versions as api_versions_handler
 from kafkapy.server.network import Server
+from kafkapy.server.quotas import QuotaManager
 from kafkapy.server.sasl_setup import SaslSetup
 from kafkapy.storage import errors as storage_errors
 from kafkapy.storage import producer_state
@@ -289,9 +291,9 @@ class Conn:
 
 
 def bare_state() -> Any:
-    """Services for a dispatcher whose handlers need none: no SASL listeners, no metrics."""
+    """Services for a dispatcher whose handlers need none: no SASL listeners, no metrics, no quotas."""
     sasl = SaslSetup(listeners={}, max_receive_size=524288, failed_delay_ms=100, max_reauth_ms=0)
-    return SimpleNamespace(sasl=sasl, stats=None)
+    return SimpleNamespace(sasl=sasl, stats=None, quotas=QuotaManager(), features=MemoryFeatureStore())
 
 
 def with_server(fn: Callable[[int], None]) -> None:

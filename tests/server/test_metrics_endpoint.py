@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from kafkapy.protocol import records
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.produce_request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kafkapy.testing import BrokerProcess, free_port
 from tests.server.rawclient import RawClient
 from tests.server.test_broker import create_topic, produce
@@ -23,6 +26,28 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
 TOPIC = "metrics-topic"
 RECORDS = 25
 EXTRA = 5  # produced after the group committed: its lag
+# documented names only a broker with replica fetchers serves (tests/cluster/test_metrics_cluster.py checks them)
+CLUSTER_ONLY = {
+    "kafka_server_fetcherlagmetrics_consumerlag",
+    "kafka_server_fetcherstats_requests_total",
+    "kafka_server_fetcherstats_bytes_total",
+}
+# documented names served only for a client a quota governs (test_housekeeping_and_quota_metrics_move)
+QUOTA_ONLY = {
+    "kafka_server_quota_byte_rate",
+    "kafka_server_quota_request_time",
+    "kafka_server_quota_throttle_time",
+    "kafka_server_quota_mutation_rate",
+    "kafka_server_quota_tokens",
+}
+TIME_PARTS = (
+    "totaltimems",
+    "requestqueuetimems",
+    "localtimems",
+    "remotetimems",
+    "responsequeuetimems",
+    "responsesendtimems",
+)
 
 
 def documented_names() -> list[str]:
@@ -81,6 +106,10 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
         assert create_topic(client, TOPIC, partitions=2) == 0
         # partition 7 does not exist: a failed produce, counted in the all-topics series only
         assert produce(client, TOPIC, b"\0" * 70, partition=7).error_code != 0
+        # flush.messages=1: the append is fsynced at once (LogFlushStats)
+        assert create_topic(client, "metrics-flushed", 1, **{"flush.messages": "1"}) == 0
+        batch = records.build_batch([(None, b"flushed", [], int(time.time() * 1000))])
+        assert produce(client, "metrics-flushed", bytes(batch)).error_code == 0
     producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
     for i in range(RECORDS):
         producer.produce(TOPIC, value=b"v" * 100, key=str(i).encode(), partition=i % 2)
@@ -101,21 +130,31 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
         if msg is not None and msg.error() is None:
             got += 1
     assert got == RECORDS
+    assert consumer.poll(0.8) is None  # caught up: its next fetch waits out fetch.wait.max.ms (500 ms) and is answered
     consumer.commit(asynchronous=False)
     consumer.close()
     for _ in range(EXTRA):
         producer.produce(TOPIC, value=b"w" * 100, partition=0)
     assert producer.flush(10) == 0
+    # a transaction left open while scraped, then committed
+    txn = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "metrics-txn"})
+    txn.init_transactions(10)
+    txn.begin_transaction()
+    txn.produce("metrics-flushed", value=b"t")
+    assert txn.flush(10) == 0
+    during = scrape(base)
+    txn.commit_transaction(10)
 
     after = scrape(base)
     names = {name for name, _ in after}
     documented = documented_names()
-    assert len(documented) >= 30
-    missing = [n for n in documented if n not in names]
+    assert len(documented) >= 70
+    missing = [n for n in documented if n not in names and n not in CLUSTER_ONLY | QUOTA_ONLY]
     assert not missing, f"documented but not served: {missing}"
 
     assert value(after, "kafka_server_brokertopicmetrics_messagesin_total", topic=TOPIC) == RECORDS + EXTRA
-    assert value(after, "kafka_server_brokertopicmetrics_messagesin_total") == RECORDS + EXTRA
+    # and metrics-flushed's two records (one produced raw, one in the transaction)
+    assert value(after, "kafka_server_brokertopicmetrics_messagesin_total") == RECORDS + EXTRA + 2
     assert value(after, "kafka_server_brokertopicmetrics_bytesin_total", topic=TOPIC) > RECORDS * 100
     assert value(after, "kafka_server_brokertopicmetrics_bytesout_total", topic=TOPIC) > RECORDS * 100
     assert value(after, "kafka_server_brokertopicmetrics_totalproducerequests_total", topic=TOPIC) >= 2
@@ -123,6 +162,9 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
     assert value(after, "kafka_server_brokertopicmetrics_failedproducerequests_total") == 1
     assert value(after, "kafka_server_brokertopicmetrics_failedproducerequests_total", topic=TOPIC) == 0
     assert value(after, "kafka_server_brokertopicmetrics_bytesrejected_total") == 70
+    # a single broker has no followers: nothing replicated either way
+    assert value(after, "kafka_server_brokertopicmetrics_replicationbytesin_total") == 0
+    assert value(after, "kafka_server_brokertopicmetrics_replicationbytesout_total") == 0
     assert (
         value(after, "kafka_network_requestmetrics_errors_total", request="Produce", error="UNKNOWN_TOPIC_OR_PARTITION")
         == 1
@@ -141,6 +183,21 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
     for q in ("0.50", "0.75", "0.95", "0.98", "0.99", "0.999"):
         assert (("kafka_network_requestmetrics_totaltimems", (("quantile", q), ("request", "Produce")))) in after
     assert value(after, "kafka_network_requestmetrics_totaltimems", request="Produce", quantile="0.99") > 0
+    # Kafka's split of a request's time: every part has the same count; each part of a request is within
+    # its total, so each quantile of a part is within the total's
+    for request in ("Produce", "FetchConsumer", "JoinGroup"):
+        count = value(after, "kafka_network_requestmetrics_totaltimems_count", request=request)
+        assert count >= 1
+        for p in TIME_PARTS:
+            assert value(after, f"kafka_network_requestmetrics_{p}_count", request=request) == count
+        for q in ("0.50", "0.99", "0.999"):
+            total = value(after, "kafka_network_requestmetrics_totaltimems", request=request, quantile=q)
+            parts = [value(after, f"kafka_network_requestmetrics_{p}", request=request, quantile=q) for p in TIME_PARTS]
+            assert all(0 <= x <= total for x in parts[1:]), (request, q, total, parts)
+    # a consumer's fetch waits for records (max wait), a JoinGroup for the group: RemoteTimeMs
+    assert value(after, "kafka_network_requestmetrics_remotetimems", request="FetchConsumer", quantile="0.999") > 400
+    assert value(after, "kafka_network_requestmetrics_remotetimems", request="JoinGroup", quantile="0.999") > 0
+    assert value(after, "kafka_network_requestmetrics_localtimems", request="Produce", quantile="0.99") > 0
 
     ends = [value(after, "kafka_log_log_logendoffset", topic=TOPIC, partition=p) for p in ("0", "1")]
     assert sum(ends) == RECORDS + EXTRA
@@ -159,6 +216,30 @@ def test_metrics_endpoint_of_a_live_broker(kafka_broker_factory) -> None:
     assert value(after, "kafka_server_replicamanager_underreplicatedpartitions") == 0
     assert value(after, "kafka_controller_kafkacontroller_globaltopiccount") >= 1
     assert value(after, "process_resident_memory_bytes") > 0
+    assert value(after, "kafka_log_logflushstats_logflushrateandtimems_count") >= 1
+    assert value(after, "kafka_log_logflushstats_logflushrateandtimems", quantile="0.99") > 0
+    assert value(after, "kafka_coordinator_group_groupmetadatamanager_numgroups") >= 1
+    # the group's consumer closed: Empty (its committed offsets kept)
+    assert value(after, "kafka_coordinator_group_groupmetadatamanager_numgroupsempty") >= 1
+    assert value(after, "kafka_coordinator_group_groupmetadatamanager_numgroupsstable") == 0
+    assert value(after, "kafka_coordinator_group_groupmetadatamanager_numoffsets") >= 2
+    assert value(after, "kafka_server_group_coordinator_metrics_classic_group_completed_rebalance_count") >= 1
+    assert value(during, "kafkapy_transaction_coordinator_active_transactions") == 1
+    assert value(during, "kafkapy_transaction_coordinator_transactional_ids", state="Ongoing") == 1
+    assert value(after, "kafkapy_transaction_coordinator_active_transactions") == 0
+    socket = {"listener": "PLAINTEXT", "networkProcessor": "0"}
+    assert value(after, "kafka_server_socket_server_metrics_connection_creation_total", **socket) >= 3
+    assert value(after, "kafka_server_socket_server_metrics_connection_close_total", **socket) >= 1
+    assert value(after, "kafka_server_socket_server_metrics_connection_count", **socket) == value(
+        after, "kafka_server_socket_server_metrics_connection_creation_total", **socket
+    ) - value(after, "kafka_server_socket_server_metrics_connection_close_total", **socket)
+    assert 0 < value(after, "kafka_network_socketserver_networkprocessoravgidle_percent") <= 1
+    assert value(after, "kafka_server_kafkarequesthandlerpool_requesthandleravgidle_percent") == value(
+        after, "kafka_network_socketserver_networkprocessoravgidle_percent"
+    )  # one event loop reads and handles
+    assert value(after, "kafka_server_replicafetchermanager_maxlag", clientId="Replica") == 0
+    for op in ("Produce", "Fetch", "DeleteRecords", "Rebalance"):
+        assert ("kafka_server_delayedoperationpurgatory_purgatorysize", (("delayedOperation", op),)) in after
     log_dir = str(broker.data_dir)
     used = value(after, "kafkapy_log_dir_usage_bytes", log_dir=log_dir)
     assert 0 < used <= value(after, "kafkapy_log_dir_capacity_bytes", log_dir=log_dir)
@@ -241,3 +322,128 @@ def test_metrics_formatted_on_the_loop_or_in_a_thread(large: bool) -> None:
             await endpoint.close()
 
     assert b"kafka_server_replicamanager_leadercount 3.0\n" in asyncio.run(main())
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout} s"
+        time.sleep(0.1)
+
+
+def test_housekeeping_and_quota_metrics_move(kafka_broker_factory) -> None:
+    """Retention deleting segments, the cleaner compacting a log, and a client quota's sensors throttling
+    a producer move their metrics (a retention check every 200 ms, segments of ~4 batches)."""
+    from kafkapy.protocol.messages.alter_client_quotas_request import (
+        AlterClientQuotasRequest,
+        EntityData,
+        EntryData,
+        OpData,
+    )
+
+    port = free_port()
+    broker: BrokerProcess = kafka_broker_factory(
+        settings={"log.retention.check.interval.ms": 200},
+        extra_args=["--metrics-listen", f"127.0.0.1:{port}"],
+    )
+    base = f"http://127.0.0.1:{port}"
+    before = scrape(base)
+    assert value(before, "kafkapy_log_retention_deleted_segments_total") == 0
+    assert value(before, "kafkapy_log_cleaner_runs_total") == 0
+    assert not [name for name, _ in before if name in QUOTA_ONLY]  # no quota: no sensor
+
+    def batch(key: bytes, i: int) -> bytes:
+        return bytes(records.build_batch([(key, b"v" * 400, [], int(time.time() * 1000) + i)]))
+
+    with RawClient(broker.bootstrap) as client:
+        assert create_topic(client, "m-retained", **{"internal.segment.bytes": "2000", "retention.bytes": "2000"}) == 0
+        assert (
+            create_topic(
+                client,
+                "m-compacted",
+                **{"internal.segment.bytes": "2000", "cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"},
+            )
+            == 0
+        )
+        for i in range(12):
+            assert produce(client, "m-retained", batch(b"k", i)).error_code == 0
+        # six keys written once, then one key six times: a compaction keeps the six and the last of the rest
+        for i in range(12):
+            key = f"u{i}".encode() if i < 6 else b"dup"
+            assert produce(client, "m-compacted", batch(key, i)).error_code == 0
+
+        def housekept() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            now = scrape(base)
+            done = (
+                value(now, "kafkapy_log_retention_deleted_segments_total") >= 1
+                and value(now, "kafkapy_log_cleaner_runs_total") >= 1
+            )
+            return now if done else None
+
+        after = wait_for(housekept, what="a retention deletion and a compaction")
+        retained = {"topic": "m-retained", "partition": "0"}
+        assert value(after, "kafka_log_log_logstartoffset", **retained) > 0
+        # whole segments went: what is left is less than what was appended
+        assert value(after, "kafka_log_log_size", **retained) < value(
+            after, "kafka_server_brokertopicmetrics_bytesin_total", topic="m-retained"
+        )
+        # the cleaner's gauges describe that compaction: it copied some bytes, not all, and looked recently
+        assert 0 < value(after, "kafka_log_logcleaner_cleaner_recopy_percent") < 100
+        assert value(after, "kafka_log_logcleanermanager_time_since_last_run_ms") < 5000
+        assert value(after, "kafka_log_logcleaner_deadthreadcount") == 0
+
+        # a quota on this client id (RawClient sends "rawclient"): ~2 KiB/s of produce, a loose request quota
+        ops = [
+            OpData(key="producer_byte_rate", value=2048.0, remove=False),
+            OpData(key="request_percentage", value=1000.0, remove=False),
+            OpData(key="controller_mutation_rate", value=1.0, remove=False),
+        ]
+        entry = EntryData(entity=[EntityData(entity_type="client-id", entity_name="rawclient")], ops=ops)
+        altered = client.request(AlterClientQuotasRequest(entries=[entry], validate_only=False), 1)
+        assert [e.error_code for e in altered.entries] == [0]
+        # 11 one-second samples: the rate divides by at least 10 s, so 30 KB earn a throttle
+        throttles = [
+            client.request(
+                ProduceRequest(
+                    acks=1,
+                    timeout_ms=5000,
+                    topic_data=[
+                        TopicProduceData(
+                            name="m-retained",
+                            partition_data=[PartitionProduceData(index=0, records=batch(b"q" * 10_000, 0))],
+                        )
+                    ],
+                ),
+                9,
+            ).throttle_time_ms
+            for _ in range(3)
+        ]
+    assert throttles[0] == 0 and throttles[-1] > 0, throttles
+    # that connection is muted for its throttle; on another, 20 partitions take the bucket's 11 tokens
+    # (1/s over 11 one-second samples) and 9 more, so the next topic is refused while it is below zero
+    with RawClient(broker.bootstrap) as admin:
+        assert create_topic(admin, "m-mutated", 20) == 0
+        assert create_topic(admin, "m-refused", 1) == ErrorCode.THROTTLING_QUOTA_EXCEEDED
+    quota = scrape(base)
+    mutations = {"resource": "ControllerMutation", "clientId": "rawclient"}
+    assert value(quota, "kafka_server_quota_mutation_rate", **mutations) > 0
+    assert value(quota, "kafka_server_quota_tokens", **mutations) < 0
+    assert value(quota, "kafka_server_quota_throttle_time", **mutations) > 1000
+    sensor = {"resource": "Produce", "clientId": "rawclient"}
+    assert value(quota, "kafka_server_quota_byte_rate", **sensor) > 2048
+    assert value(quota, "kafka_server_quota_throttle_time", **sensor) > 0
+    request_sensor = {"resource": "Request", "clientId": "rawclient"}
+    assert value(quota, "kafka_server_quota_request_time", **request_sensor) > 0
+    assert value(quota, "kafka_server_quota_throttle_time", **request_sensor) == 0  # within its quota
+    assert not [labels for name, labels in quota if name in QUOTA_ONLY and ("user", "") in labels]
+    # RequestMetrics' ThrottleTimeMs: the throttled produces' throttles among the last requests' zeros
+    throttle = "kafka_network_requestmetrics_throttletimems"
+    assert value(quota, throttle, request="Produce", quantile="0.999") == max(throttles), throttles
+    assert value(quota, throttle, request="Produce", quantile="0.50") == 0
+    assert value(quota, throttle + "_count", request="Produce") == value(
+        quota, "kafka_network_requestmetrics_totaltimems_count", request="Produce"
+    )
+    assert value(quota, throttle, request="Metadata", quantile="0.999") == 0

@@ -183,7 +183,8 @@ def test_list_offsets_v0_offsets_before(kafka_broker) -> None:
     with RawClient(kafka_broker.bootstrap) as c:
         _create(c, "old-offsets", segment_ms="1")
         for i in range(4):
-            _produce(c, "old-offsets", _batch(i * 2, 2))  # old timestamps: each append rolls, bases 0, 2, 4, 6
+            time.sleep(0.003)  # segment.ms=1 counts from the segment's creation: on tmpfs two appends fit in 1 ms
+            _produce(c, "old-offsets", _batch(i * 2, 2))  # each append rolls: bases 0, 2, 4, 6
         before_last = int(time.time() * 1000)
         assert _list_v0(c, "old-offsets", -1, 1) == (ErrorCode.NONE, [8])
         # the log end, then every segment's base offset, newest first

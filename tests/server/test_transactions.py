@@ -112,8 +112,8 @@ def init_txn(c: RawClient, txn_id: str, version: int = 4, timeout_ms: int = 6000
 def test_versions_and_find_coordinator(kafka_broker: BrokerProcess) -> None:
     with RawClient(kafka_broker.bootstrap) as c:
         api = {k.api_key: (k.min_version, k.max_version) for k in c.request(ApiVersionsRequest(), 3).api_keys}
-        assert api[24] == (0, 5) and api[25] == (0, 4) and api[26] == (0, 4) and api[27] == (0, 1)
-        assert api[28] == (0, 4) and api[61] == (0, 0) and api[65] == (0, 0) and api[66] == (0, 1)
+        assert api[24] == (0, 5) and api[25] == (0, 4) and api[26] == (0, 5) and api[27] == (0, 2)
+        assert api[28] == (0, 6) and api[61] == (0, 0) and api[65] == (0, 0) and api[66] == (0, 2)
         r = c.request(FindCoordinatorRequest(key="my-txn", key_type=1), 3)
         assert r.error_code == 0 and r.port == kafka_broker.port
         r = c.request(FindCoordinatorRequest(key_type=1, coordinator_keys=["a", "b"]), 4)

@@ -7,6 +7,8 @@ configs are the replication throttles of a cluster
 bytes/s), kept in etcd per broker or as the cluster default (resource name
 ""); other alterations of the broker are rejected: read-only keys the way
 Kafka rejects them, dynamic keys with an explicit "not supported" message.
+Client-metrics resources (KIP-714 subscriptions, kafkapy.server.client_telemetry)
+are kept in the metadata store and validated as Kafka 4.3.1 does.
 """
 
 from __future__ import annotations
@@ -192,6 +194,10 @@ def _describe_one(ctx: RequestContext, r: DescribeConfigsResource, synonyms: boo
             # "" asks for the cluster-wide dynamic defaults, of which kafkapy has none.
             described = [] if r.resource_name == "" else state.config.describe(names)
             described = _with_throttles(state, r.resource_name, names, described)
+        elif r.resource_type == CLIENT_METRICS:
+            described = _describe_client_metrics(state, r.resource_name, names)
+        elif r.resource_type == GROUP:
+            described = _describe_group(state, r.resource_name, names)
         else:
             raise _unsupported_type(r.resource_type)
     except ApiError as e:
@@ -233,6 +239,52 @@ def _with_throttles(
                 )
             )
     return [d for d in described if d.name not in THROTTLE_RATE_KEYS] + extra
+
+
+def _describe_client_metrics(state: BrokerServices, name: str, names: list[str] | None) -> list[ConfigDescription]:
+    """Every key of a client-metrics resource (known or not, as Kafka): set ones with themselves as synonym."""
+    from kafkapy.server import client_telemetry as ct
+
+    if name == "":
+        raise ApiError(ErrorCode.INVALID_REQUEST, "Client metrics subscription name must not be empty")
+    configs = state.metadata.client_metrics().get(name, {})
+    defaults = {ct.INTERVAL_MS: str(ct.DEFAULT_INTERVAL_MS), ct.MATCH: "", ct.METRICS: ""}
+    out = []
+    for key in ct.KEYS:
+        if names is not None and key not in names:
+            continue
+        kind = ConfigType.INT if key == ct.INTERVAL_MS else ConfigType.LIST
+        if key in configs:
+            source, value = ConfigSource.CLIENT_METRICS_CONFIG, configs[key]
+            synonyms: tuple[tuple[str, str | None, ConfigSource], ...] = ((key, value, source),)
+        else:
+            source, value, synonyms = ConfigSource.DEFAULT_CONFIG, defaults[key], ()
+        out.append(ConfigDescription(key, value, False, source, False, False, kind, ct.DOCS[key], synonyms))
+    return out
+
+
+def _describe_group(state: BrokerServices, name: str, names: list[str] | None) -> list[ConfigDescription]:
+    """Every group config key (Kafka 4.3.1's order): set ones first in their synonyms, then the broker default."""
+    from kafkapy.coordinator import group_configs as gc
+
+    if name == "":
+        raise ApiError(ErrorCode.INVALID_REQUEST, "Default group resources are not allowed.")
+    configs = state.metadata.group_configs().get(name, {})
+    out = []
+    for key in gc.KEYS:
+        if names is not None and key.name not in names:
+            continue
+        default = gc.broker_default(state.config, key)
+        synonyms: tuple[tuple[str, str | None, ConfigSource], ...] = (
+            (key.synonym, default, ConfigSource.DEFAULT_CONFIG),
+        )
+        if key.name in configs:
+            value, source = configs[key.name], ConfigSource.GROUP_CONFIG
+            synonyms = ((key.name, value, source), *synonyms)
+        else:
+            value, source = default, ConfigSource.DEFAULT_CONFIG
+        out.append(ConfigDescription(key.name, value, False, source, False, False, key.config_type, None, synonyms))
+    return out
 
 
 async def describe_configs(ctx: RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse:
@@ -373,8 +425,78 @@ async def _alter_one(
         _check_broker_name(state, name)
         if not await _set_throttles(state, name, ops, validate_only):
             _check_broker_ops(state, ops)
+    elif resource_type == CLIENT_METRICS:
+        await _alter_client_metrics(state, name, ops, validate_only, incremental)
+    elif resource_type == GROUP:
+        await _alter_group(state, name, ops, validate_only, incremental)
     else:
         raise _unsupported_type(resource_type)
+
+
+async def _alter_client_metrics(
+    state: BrokerServices, name: str, ops: list[Op], validate_only: bool, incremental: bool
+) -> None:
+    """Set or delete keys of a client-metrics resource (deleting every key deletes it), as Kafka 4.3.1."""
+    from kafkapy.server import client_telemetry as ct
+
+    _check_nulls(ops)
+    for op in ops:
+        if op.op in (APPEND, SUBTRACT):  # Kafka refuses them even on its LIST keys
+            raise ApiError(
+                ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST."
+            )
+    md = state.metadata
+    for _ in range(5):
+        before = md.client_metrics().get(name, {})
+        new = dict(before) if incremental else {}  # legacy AlterConfigs replaces the whole set
+        for op in ops:
+            if op.op == DELETE:
+                new.pop(op.name, None)
+            else:
+                assert op.value is not None
+                new[op.name] = op.value
+        try:
+            new = ct.validate(name, new)
+        except ct.SubscriptionError as e:
+            raise ApiError(e.code, e.message) from None
+        if validate_only or new == before or await md.set_client_metrics(name, new, before):
+            return
+    raise ApiError(ErrorCode.REQUEST_TIMED_OUT, "The client-metrics resource kept changing; try again.")
+
+
+async def _alter_group(state: BrokerServices, name: str, ops: list[Op], validate_only: bool, incremental: bool) -> None:
+    """Set or delete dynamic configs of a group (it need not exist), checked as Kafka 4.3.1 does."""
+    from kafkapy.coordinator import group_configs as gc
+
+    if name == "":
+        raise ApiError(ErrorCode.INVALID_REQUEST, "Default group resources are not allowed.")
+    _check_nulls(ops)
+    for op in ops:
+        if op.op in (APPEND, SUBTRACT):
+            raise ApiError(
+                ErrorCode.INVALID_CONFIG, f"Can't {_OP_NAMES[op.op]} to key {op.name} because its type is not LIST."
+            )
+        if op.name not in gc.BY_NAME:
+            raise ApiError(ErrorCode.INVALID_CONFIG, f"Unknown group config name: {op.name}")
+        if op.op != DELETE:
+            assert op.value is not None
+            try:
+                gc.validate(op.name, op.value)
+            except gc.GroupConfigError as e:
+                raise ApiError(ErrorCode.INVALID_CONFIG, str(e)) from None
+    md = state.metadata
+    for _ in range(5):
+        before = md.group_configs().get(name, {})
+        new = dict(before) if incremental else {}  # legacy AlterConfigs replaces the whole set
+        for op in ops:
+            if op.op == DELETE:
+                new.pop(op.name, None)
+            else:
+                assert op.value is not None
+                new[op.name] = op.value
+        if validate_only or new == before or await md.set_group_configs(name, new, before):
+            return
+    raise ApiError(ErrorCode.REQUEST_TIMED_OUT, "The group's configs kept changing; try again.")
 
 
 async def _run(

@@ -38,6 +38,15 @@ from kafkapy.server.handler import RequestContext
 from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
 from kafkapy.server.handlers.groups import client_host
 
+CONSUMER_MEMBER = 1  # ConsumerGroupDescribe v1's MemberType: -1 unknown, 0 classic, 1 consumer
+
+
+def _share_group(ctx: RequestContext, group_id: str) -> bool:
+    """Whether `group_id` is a share group (KIP-932): it is no consumer group then."""
+    from kafkapy.server.handlers.share_group import share_group_coordinator
+
+    return share_group_coordinator(ctx, group_id) is not None
+
 
 def _sorted(parts: Partitions) -> list[tuple[UUID, list[int]]]:
     return [(t, sorted(p)) for t, p in sorted(parts.items(), key=lambda kv: str(kv[0])) if p]
@@ -46,6 +55,8 @@ def _sorted(parts: Partitions) -> list[tuple[UUID, list[int]]]:
 async def consumer_group_heartbeat(
     ctx: RequestContext, req: ConsumerGroupHeartbeatRequest
 ) -> ConsumerGroupHeartbeatResponse:
+    if ctx.state.features.level("group.version") < 1:  # the consumer protocol off (UpdateFeatures), as Kafka
+        return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.UNSUPPORTED_VERSION)
     if not authz.group(ctx, Op.READ, req.group_id):  # Kafka: Read on the group
         return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     if not req.group_id:
@@ -55,6 +66,10 @@ async def consumer_group_heartbeat(
     coord = ctx.state.consumer_groups
     if not coord.owns(req.group_id):
         return ConsumerGroupHeartbeatResponse(error_code=ErrorCode.NOT_COORDINATOR)
+    if _share_group(ctx, req.group_id):
+        return ConsumerGroupHeartbeatResponse(
+            error_code=ErrorCode.GROUP_ID_NOT_FOUND, error_message=f"Group {req.group_id} is not a consumer group."
+        )
     owned = None
     if req.topic_partitions is not None:
         owned = {tp.topic_id: frozenset(tp.partitions) for tp in req.topic_partitions}
@@ -122,9 +137,9 @@ async def consumer_group_describe(
             d.error_code = ErrorCode.NOT_COORDINATOR
         elif group is None:
             d.error_code = ErrorCode.GROUP_ID_NOT_FOUND
-            classic = coord.base.groups.get(group_id)
+            classic = coord.base.groups.get(group_id) is not None or _share_group(ctx, group_id)
             d.error_message = (
-                f"Group {group_id} is not a consumer group." if classic is not None else f"Group {group_id} not found."
+                f"Group {group_id} is not a consumer group." if classic else f"Group {group_id} not found."
             )
         else:
             d.group_state = group.state.value
@@ -143,6 +158,7 @@ async def consumer_group_describe(
                     subscribed_topic_regex=m.subscribed_topic_regex,
                     assignment=described(m.assigned),
                     target_assignment=described(group.target.get(m.member_id, {})),
+                    member_type=CONSUMER_MEMBER,  # v1 (KIP-1099): no classic members join a consumer group here
                 )
                 for m in group.members.values()
             ]

@@ -10,9 +10,14 @@ in etcd (`kafkapy.cluster.reassignment.elect`); a single broker is its own
 preferred leader, so nothing ever needs electing there.
 A timeout of 0 or less times out before any election, as in Kafka 4.3.1
 (whose controller checks the deadline first), unless no partition is named.
+The elections made count in the serving broker's ControllerStats (kafkapy's
+brokers write them to etcd themselves, where Kafka's brokers forward the
+request to the controller; clients send it to the controller either way).
 """
 
 from __future__ import annotations
+
+from time import perf_counter
 
 from kafkapy.cluster.metadata import PREFERRED, UNCLEAN, Outcome
 from kafkapy.protocol.error_codes import ErrorCode
@@ -79,10 +84,12 @@ async def handle(ctx: RequestContext, req: ElectLeadersRequest) -> ElectLeadersR
             indexes.extend(i for i in tp.partitions if i not in indexes)
         wanted = list(merged.items())
     results = []
+    began, elected = perf_counter(), 0
     for topic, indexes in wanted:
         partitions = []
         for index in indexes:
             outcome = await _one(ctx, topic, index, election_type)
+            elected += outcome.code == ErrorCode.NONE
             if everything and outcome.code == ErrorCode.ELECTION_NOT_NEEDED:
                 continue
             partitions.append(
@@ -90,4 +97,9 @@ async def handle(ctx: RequestContext, req: ElectLeadersRequest) -> ElectLeadersR
             )
         if partitions or not everything:
             results.append(ReplicaElectionResult(topic=topic, partition_result=partitions))
+    controller = ctx.state.controller
+    if elected and controller is not None:
+        # ControllerStats (docs/monitoring.md): one pass in LeaderElectionRateAndTimeMs; every unclean one
+        # (a leader from outside the ISR) in UncleanLeaderElectionsPerSec
+        controller.count_elections(elected if election_type == UNCLEAN else 0, (perf_counter() - began) * 1000.0)
     return ElectLeadersResponse(error_code=ErrorCode.NONE, replica_election_results=results)

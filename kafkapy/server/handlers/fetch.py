@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from time import perf_counter
 from uuid import UUID
 
 from kafkapy.cluster.partition import FetchIsolation
@@ -77,6 +78,9 @@ class Wanted:
     max_bytes: int
     current_leader_epoch: int = -1
     error: int = ErrorCode.NONE  # set before reading (a follower fetch the leader refused)
+
+
+NO_HIGH_WATERMARK = 2**63 - 1  # Fetch v18's HighWatermark when the follower does not send one
 
 
 def _resolve(state: BrokerServices, name: str, topic_id: UUID, version: int) -> tuple[str | None, UUID]:
@@ -190,18 +194,27 @@ def _apply_session(
 def _follower_fetch(
     state: BrokerServices, req: FetchRequest, version: int, wanted: list[Wanted], replica_id: int
 ) -> list[tuple[int, int]]:
-    """Let the leader record a follower's fetch; returns each partition's (HW, log start) before it."""
+    """Let the leader record a follower's fetch; returns each partition's (HW, log start) before it.
+    From v18 (KIP-1166) the follower says which high watermark it knows: a fetch from a follower
+    behind the leader's then returns at once, without waiting for data."""
     log_starts: dict[tuple[str, int], int] = {}
+    known_hw: dict[tuple[str, int], int] = {}
     for t in req.topics:
         name = _resolve(state, t.topic, t.topic_id, version)[0]
         if name is not None:
             for p in t.partitions:
                 log_starts[(name, p.partition)] = p.log_start_offset
+                if version >= 18 and 0 <= p.high_watermark < NO_HIGH_WATERMARK:
+                    known_hw[(name, p.partition)] = p.high_watermark
     replicas = state.replicas
     before: list[tuple[int, int]] = []
     for w in wanted:
         plog = replicas.partition_log(w.topic, w.partition) if w.topic is not None else None
-        before.append((plog.high_watermark, plog.log_start_offset) if plog is not None else (-1, -1))
+        if plog is None:
+            before.append((-1, -1))
+        else:
+            hw = known_hw.get((w.topic, w.partition), plog.high_watermark) if w.topic is not None else -1
+            before.append((hw, plog.log_start_offset))
         if w.topic is not None:
             w.error = replicas.on_follower_fetch(
                 w.topic,
@@ -269,12 +282,15 @@ async def _long_poll(
         # Registered right after reading, with no await in between: nothing can slip past.
         woken: asyncio.Future[None] = loop.create_future()
         waits.watch(keys, woken)
+        waited = perf_counter()
         try:
             await asyncio.wait_for(woken, remaining)
         except TimeoutError:
             pass
         finally:
             waits.unwatch(keys, woken)
+            if ctx.timer is not None:
+                ctx.timer.remote += perf_counter() - waited
         if ctx.conn is not None and ctx.conn.closed:
             return datas
 
@@ -463,8 +479,8 @@ def _authorize(ctx: RequestContext, wanted: list[Wanted], replica_id: int) -> bo
 
 
 def _count(stats: BrokerStats, wanted: list[Wanted], datas: list[PartitionData], *, follower: bool) -> None:
-    """BrokerTopicMetrics of one fetch: each partition read, its bytes to consumers (not to followers),
-    its error; unknown topics count in the totals only."""
+    """BrokerTopicMetrics of one fetch: each partition read, its bytes (BytesOut to consumers,
+    ReplicationBytesOut to followers, all topics), its error; unknown topics count in the totals only."""
     for w, pd in zip(wanted, datas):
         code = pd.error_code
         known = w.topic is not None and code not in (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.UNKNOWN_TOPIC_ID)
@@ -473,8 +489,11 @@ def _count(stats: BrokerStats, wanted: list[Wanted], datas: list[PartitionData],
         if code != ErrorCode.NONE:
             counters.failed_fetch += 1
             stats.error(FETCH_FOLLOWER if follower else ApiKey.FETCH, code)
-        elif not follower and pd.records is not None:
-            counters.bytes_out += len(pd.records)
+        elif pd.records is not None:
+            if follower:
+                stats.replication_bytes_out += len(pd.records)
+            else:
+                counters.bytes_out += len(pd.records)
 
 
 async def handle(ctx: RequestContext, req: FetchRequest) -> FetchResponse:

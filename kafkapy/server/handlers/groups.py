@@ -8,6 +8,8 @@ same connection keep running meanwhile.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kafkapy.coordinator.group import GroupState, JoinRequest
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.delete_groups_request import DeleteGroupsRequest
@@ -45,16 +47,26 @@ from kafkapy.protocol.messages.list_groups_response import (
 )
 from kafkapy.protocol.messages.sync_group_request import SyncGroupRequest
 from kafkapy.protocol.messages.sync_group_response import SyncGroupResponse
+from kafkapy.protocol.uuids import parse_uuid_text
 from kafkapy.security.acl import AclOperation as Op
 from kafkapy.security.acl import ResourceType as Res
 from kafkapy.server import authz
-from kafkapy.server.handler import RequestContext
+from kafkapy.server.handler import RequestContext, in_purgatory
 from kafkapy.server.handlers._common import GROUP_AUTHORIZED_OPERATIONS, NOT_REQUESTED
 from kafkapy.server.listeners import client_listener
 from kafkapy.server.services import BrokerServices
 
 KEY_GROUP = 0
 KEY_TRANSACTION = 1
+KEY_SHARE = 2  # FindCoordinator v6 (KIP-932): "groupId:topicId:partition"
+# Kafka's text for INVALID_REQUEST, which it sends for an unknown key type
+INVALID_REQUEST_MESSAGE = (
+    "This most likely occurs because of a request being malformed by the client library or the message was sent "
+    "to an incompatible broker. See the broker logs for more details."
+)
+if TYPE_CHECKING:
+    from kafkapy.coordinator.share_coordinator import ShareCoordinator
+
 CLASSIC = "classic"
 CONSUMER = "consumer"
 
@@ -86,9 +98,24 @@ def _find_one(ctx: RequestContext, state: BrokerServices, key: str, key_type: in
             return out
         out.node_id, out.host, out.port = tnode.node_id, tend.host, tend.port
         return out
+    if key_type == KEY_SHARE:  # "group:topicId:partition": the share coordinator (KIP-932), a broker-to-broker lookup
+        if state.authorizer is not None and not authz.cluster(ctx, Op.CLUSTER_ACTION):
+            out.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+            return out
+        if not _share_key(key):
+            out.error_code = ErrorCode.INVALID_REQUEST
+            out.error_message = ""
+            return out
+        snode = state.share_state.coordinator_node(key)
+        send = snode.endpoint(listener) if snode is not None else None
+        if snode is None or send is None:
+            out.error_code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+            return out
+        out.node_id, out.host, out.port = snode.node_id, send.host, send.port
+        return out
     if key_type != KEY_GROUP:
         out.error_code = ErrorCode.INVALID_REQUEST
-        out.error_message = f"Unknown coordinator key type {key_type}"
+        out.error_message = INVALID_REQUEST_MESSAGE
         return out
     node = state.groups.coordinator_node(key)
     end = node.endpoint(listener) if node is not None else None
@@ -97,6 +124,18 @@ def _find_one(ctx: RequestContext, state: BrokerServices, key: str, key_type: in
         return out
     out.node_id, out.host, out.port = node.node_id, end.host, end.port
     return out
+
+
+def _share_key(key: str) -> bool:
+    """A share coordinator key: group id, topic id (Kafka's text form) and partition, ':'-separated."""
+    rest = key.rsplit(":", 2)
+    if len(rest) != 3 or not rest[0]:
+        return False
+    try:
+        parse_uuid_text(rest[1])
+        return int(rest[2]) >= 0
+    except ValueError:
+        return False
 
 
 async def find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse:
@@ -138,6 +177,14 @@ async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupRes
         err = ctx.state.consumer_groups.before_classic_join(req.group_id)
         if err != ErrorCode.NONE:
             return JoinGroupResponse(error_code=err, member_id=req.member_id, protocol_name=name_if_null)
+    if _share_group(ctx, req.group_id) is not None:  # a share group (KIP-932) never gives way, as Kafka
+        return JoinGroupResponse(
+            error_code=ErrorCode.INCONSISTENT_GROUP_PROTOCOL, generation_id=-1, member_id="", protocol_name=name_if_null
+        )
+    if coord.streams.get(req.group_id) is not None:  # a KIP-1071 group: only an empty one gives way
+        err = ctx.state.streams_groups.before_other_protocol(req.group_id)
+        if err != ErrorCode.NONE:
+            return JoinGroupResponse(error_code=err, member_id=req.member_id, protocol_name=name_if_null)
     jr = JoinRequest(
         member_id=req.member_id,
         group_instance_id=req.group_instance_id,
@@ -149,7 +196,7 @@ async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> JoinGroupRes
         protocols=[(p.name, p.metadata) for p in req.protocols],
         require_known_member_id=v >= 4,
     )
-    res = await coord.join(req.group_id, jr)
+    res = await in_purgatory(ctx, coord.join(req.group_id, jr))
     return JoinGroupResponse(
         error_code=res.error,
         generation_id=res.generation_id,
@@ -170,14 +217,17 @@ async def sync_group(ctx: RequestContext, req: SyncGroupRequest) -> SyncGroupRes
     coord = ctx.state.groups
     if not coord.owns(req.group_id):
         return SyncGroupResponse(error_code=ErrorCode.NOT_COORDINATOR)
-    res = await coord.sync(
-        req.group_id,
-        req.member_id,
-        req.group_instance_id,
-        req.generation_id,
-        req.protocol_type if ctx.version >= 5 else None,
-        req.protocol_name if ctx.version >= 5 else None,
-        {a.member_id: a.assignment for a in req.assignments},
+    res = await in_purgatory(
+        ctx,
+        coord.sync(
+            req.group_id,
+            req.member_id,
+            req.group_instance_id,
+            req.generation_id,
+            req.protocol_type if ctx.version >= 5 else None,
+            req.protocol_name if ctx.version >= 5 else None,
+            {a.member_id: a.assignment for a in req.assignments},
+        ),
     )
     if res.error == ErrorCode.NONE:
         # the group's metadata record replicated first (Kafka: a timeout means a new rebalance)
@@ -263,11 +313,14 @@ async def describe_groups(ctx: RequestContext, req: DescribeGroupsRequest) -> De
                 d.authorized_operations = authz.authorized_operations(ctx, Res.GROUP, group_id)
         if not coord.owns(group_id):
             d.error_code = ErrorCode.NOT_COORDINATOR
-        elif group is None and coord.consumer.get(group_id) is not None:
-            d.error_code = ErrorCode.GROUP_ID_NOT_FOUND  # Kafka 4: not a classic group
-            d.group_state = GroupState.DEAD.value
         elif group is None or group.state is GroupState.DEAD:
+            # not a classic group: Dead before v6, GROUP_ID_NOT_FOUND from v6 (KIP-1043), as Kafka 4.3.1
             d.group_state = GroupState.DEAD.value
+            if ctx.version >= 6:
+                d.error_code = ErrorCode.GROUP_ID_NOT_FOUND
+                consumer = group is None and (coord.consumer.get(group_id) or coord.streams.get(group_id)) is not None
+                consumer = consumer or (group is None and _share_group(ctx, group_id) is not None)
+                d.error_message = f"Group {group_id} {'is not a classic group' if consumer else 'not found'}."
         else:
             stable = group.state is GroupState.STABLE
             d.group_state = group.state.value
@@ -307,15 +360,32 @@ async def list_groups(ctx: RequestContext, req: ListGroupsRequest) -> ListGroups
             for g in list(coord.consumer.groups.values())
             if not g.deleted and (wanted is None or g.state.value.lower() in wanted)
         ]
+    if not types or "streams" in types:
+        wanted_streams = {s.lower() for s in states} if states else None
+        listed += [
+            ListedGroup(group_id=g.group_id, protocol_type="streams", group_state=g.state.value, group_type="streams")
+            for g in list(coord.streams.groups.values())
+            if not g.deleted and (wanted_streams is None or g.state.value.lower() in wanted_streams)
+        ]
+    if not types or "share" in types:
+        from kafkapy.server.handlers.share_group import listed_share_groups
+
+        listed += listed_share_groups(ctx, states)
     if ctx.state.authorizer is not None and not authz.cluster(ctx, Op.DESCRIBE):
         listed = authz.filter_items(ctx, Op.DESCRIBE, Res.GROUP, listed, lambda g: g.group_id)
     return ListGroupsResponse(error_code=ErrorCode.NONE, groups=listed)
 
 
+def _share_group(ctx: RequestContext, group_id: str) -> ShareCoordinator | None:
+    from kafkapy.server.handlers.share_group import share_group_coordinator
+
+    return share_group_coordinator(ctx, group_id)
+
+
 async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> DeleteGroupsResponse:
     coord = ctx.state.groups
     results = []
-    for group_id in req.groups_names:
+    for group_id in dict.fromkeys(req.groups_names):  # a group named twice is answered once, as Kafka
         if not authz.group(ctx, Op.DELETE, group_id):
             err: int = ErrorCode.GROUP_AUTHORIZATION_FAILED
             results.append(DeletableGroupResult(group_id=group_id, error_code=err))
@@ -324,6 +394,10 @@ async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> Delete
             err = ErrorCode.NOT_COORDINATOR
         elif coord.consumer.get(group_id) is not None:
             err = ctx.state.consumer_groups.delete_group(group_id) or ErrorCode.NONE
+        elif (share := _share_group(ctx, group_id)) is not None:
+            err = await share.delete_group(group_id)
+        elif coord.streams.get(group_id) is not None:
+            err = ctx.state.streams_groups.delete_group(group_id) or ErrorCode.NONE
         else:
             err = coord.delete_group(group_id)
         if err == ErrorCode.NONE:

@@ -1,5 +1,9 @@
 """ListOffsets (2): earliest, latest, max timestamp, and offsets for times.
 
+v10's TimeoutMs bounds waiting for remote storage (KIP-1075), and v11's timestamp -6 asks for the
+earliest offset pending upload (KIP-1023): kafkapy has no tiered storage, so it answers at once and
+-6 (like -5) finds no offset (-1), as Kafka 4.3.1 does for a topic without remote storage.
+
 Version 0 keeps its own, older meaning (Kafka's `legacyFetchOffsetsBefore`,
 answered by Kafka up to 3.x): "offsets before time t" lists up to
 `max_num_offsets` segment base offsets, newest first, taking the segments
@@ -27,11 +31,12 @@ from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
+EARLIEST_PENDING_UPLOAD = -6  # v11 (KIP-1023): the first offset not yet in remote storage
 READ_COMMITTED = 1
 CONSUMER_REPLICA_ID = -1
 # the special timestamps and the version each came with: below it Kafka (3.9, 4.3) answers
 # UNSUPPORTED_VERSION for the partition, before looking the partition up
-_SPECIAL_SINCE = {MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
+_SPECIAL_SINCE = {MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9, EARLIEST_PENDING_UPLOAD: 11}
 
 
 def _too_new(timestamp: int, version: int) -> bool:
@@ -125,8 +130,8 @@ def _one(
         found = plog.list_offset(EARLIEST)
         assert found is not None  # the log start always has an answer
         r.offset, r.leader_epoch = found.offset, found.leader_epoch
-    elif ts == LATEST_TIERED:
-        r.offset, r.leader_epoch = -1, -1  # no tiered storage: nothing is tiered
+    elif ts in (LATEST_TIERED, EARLIEST_PENDING_UPLOAD):
+        r.offset, r.leader_epoch = -1, -1  # no tiered storage: nothing is tiered or to upload
     else:
         found = plog.list_offset(ts)
         bound = plog.last_stable_offset if committed else plog.high_watermark

@@ -6,6 +6,10 @@ the group's verdict on a commit (generation, member) applies to the rest.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol
+from uuid import UUID
+
 from kafkapy.clock import now_ms
 from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.records import OffsetValue
@@ -22,7 +26,7 @@ from kafkapy.protocol.messages.offset_delete_response import (
     OffsetDeleteResponsePartition,
     OffsetDeleteResponseTopic,
 )
-from kafkapy.protocol.messages.offset_fetch_request import OffsetFetchRequest
+from kafkapy.protocol.messages.offset_fetch_request import OffsetFetchRequest, OffsetFetchRequestTopics
 from kafkapy.protocol.messages.offset_fetch_response import (
     OffsetFetchResponse,
     OffsetFetchResponseGroup,
@@ -31,10 +35,16 @@ from kafkapy.protocol.messages.offset_fetch_response import (
     OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 )
+from kafkapy.protocol.primitives import ZERO_UUID
 from kafkapy.security.acl import AclOperation as Op
 from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
+
+
+class _NamedTopic(Protocol):
+    name: str
+    topic_id: UUID
 
 
 def _partition_exists(state: BrokerServices, topic: str, partition: int) -> bool:
@@ -43,6 +53,19 @@ def _partition_exists(state: BrokerServices, topic: str, partition: int) -> bool
 
 
 # ---------------------------------------------------------------- OffsetCommit
+
+
+def _names_of(state: BrokerServices, version: int, topics: Iterable[_NamedTopic]) -> list[str | None]:
+    """Each request topic's name: from v10 (KIP-848) found by its topic id, None if no topic has it."""
+    if version < 10:
+        return [t.name for t in topics]
+    found = [state.metadata.topic_by_id(t.topic_id) for t in topics]
+    return [info.name if info is not None else None for info in found]
+
+
+def _id_of(state: BrokerServices, name: str) -> UUID:
+    info = state.metadata.topic(name)
+    return info.topic_id if info is not None else ZERO_UUID
 
 
 async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse:
@@ -55,25 +78,30 @@ async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> Offset
     commits: list[tuple[str, int, OffsetValue]] = []
     owned = coord.owns(req.group_id)
     group_ok = authz.group(ctx, Op.READ, req.group_id)
-    denied = authz.denied_topics(ctx, Op.READ, (t.name for t in req.topics)) if group_ok else set()
-    for t in req.topics:
+    names = _names_of(state, v, req.topics)
+    denied = authz.denied_topics(ctx, Op.READ, (n for n in names if n is not None)) if group_ok else set()
+    for t, name in zip(req.topics, names):
         for p in t.partitions:
-            tp = (t.name, p.partition_index)
             meta = p.committed_metadata or ""
+            if name is None:
+                # an unknown topic id (v10): answered per partition, never committed
+                errors[(f"\0{t.topic_id}", p.partition_index)] = ErrorCode.UNKNOWN_TOPIC_ID
+                continue
+            tp = (name, p.partition_index)
             if not group_ok:
                 errors[tp] = ErrorCode.GROUP_AUTHORIZATION_FAILED
-            elif t.name in denied:
+            elif name in denied:
                 errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             elif not owned:
                 errors[tp] = ErrorCode.NOT_COORDINATOR
-            elif not _partition_exists(state, t.name, p.partition_index):
+            elif not _partition_exists(state, name, p.partition_index):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif len(meta.encode()) > max_meta:
                 errors[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
             else:
                 ts = p.commit_timestamp if v == 1 and p.commit_timestamp >= 0 else now
                 epoch = p.committed_leader_epoch if v >= 6 else -1
-                commits.append((t.name, p.partition_index, OffsetValue(p.committed_offset, epoch, meta, ts)))
+                commits.append((name, p.partition_index, OffsetValue(p.committed_offset, epoch, meta, ts)))
     if commits:
         err = coord.commit(
             req.group_id,
@@ -86,20 +114,23 @@ async def offset_commit(ctx: RequestContext, req: OffsetCommitRequest) -> Offset
             err = await coord.written(req.group_id)  # answered once replicated
         for topic, partition, _ in commits:
             errors[(topic, partition)] = err
-    return OffsetCommitResponse(
-        topics=[
-            OffsetCommitResponseTopic(
-                name=t.name,
-                partitions=[
+    answered = {(topic, partition) for topic, partition, _ in commits}  # by the group
+    # As Kafka answers: the partitions refused before the group saw them first, then the ones the
+    # group answered, each topic once where it first appears.
+    rows: dict[str, OffsetCommitResponseTopic] = {}
+    for group_answered in (False, True):
+        for t, name in zip(req.topics, names):
+            key = name if name is not None else f"\0{t.topic_id}"
+            for p in t.partitions:
+                if ((key, p.partition_index) in answered) != group_answered:
+                    continue
+                row = rows.setdefault(key, OffsetCommitResponseTopic(name=t.name, topic_id=t.topic_id, partitions=[]))
+                row.partitions.append(
                     OffsetCommitResponsePartition(
-                        partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)]
+                        partition_index=p.partition_index, error_code=errors[(key, p.partition_index)]
                     )
-                    for p in t.partitions
-                ],
-            )
-            for t in req.topics
-        ]
-    )
+                )
+    return OffsetCommitResponse(topics=list(rows.values()))
 
 
 # ---------------------------------------------------------------- OffsetFetch
@@ -163,6 +194,44 @@ def _unstable(
     return {(t, p) for t, parts in rows for p, *_ in parts if coord.txn_offsets.has_pending(group_id, (t, p))}
 
 
+def _by_topic_id(
+    state: BrokerServices,
+    group: OffsetFetchResponseGroup,
+    wanted: list[OffsetFetchRequestTopics] | None,
+    names: list[str | None],
+) -> list[OffsetFetchResponseTopics]:
+    """v10 (KIP-848): topics named by id; a requested id no topic has answers UNKNOWN_TOPIC_ID per
+    partition (in the request's order), and "all topics" lists only topics that exist."""
+    for row in group.topics:
+        row.topic_id = _id_of(state, row.name)
+    if wanted is None:
+        return [t for t in group.topics if t.topic_id != ZERO_UUID]
+    if group.error_code != ErrorCode.NONE:
+        return group.topics
+    found = {t.name: t for t in group.topics}
+    out = []
+    for t, name in zip(wanted, names):
+        if name is None:
+            out.append(
+                OffsetFetchResponseTopics(
+                    topic_id=t.topic_id,
+                    partitions=[
+                        OffsetFetchResponsePartitions(
+                            partition_index=p,
+                            committed_offset=-1,
+                            committed_leader_epoch=-1,
+                            metadata="",
+                            error_code=ErrorCode.UNKNOWN_TOPIC_ID,
+                        )
+                        for p in t.partition_indexes
+                    ],
+                )
+            )
+        elif name in found:
+            out.append(found.pop(name))
+    return out
+
+
 async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse:
     v = ctx.version
     coord = ctx.state.groups
@@ -170,7 +239,12 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
     if v >= 8:
         groups = []
         for g in req.groups:
-            wanted = None if g.topics is None else [(t.name, list(t.partition_indexes)) for t in g.topics]
+            names = [] if g.topics is None else _names_of(ctx.state, v, g.topics)
+            wanted = (
+                None
+                if g.topics is None
+                else [(n, list(t.partition_indexes)) for t, n in zip(g.topics, names) if n is not None]
+            )
             err, rows, denied = _fetch_authorized(ctx, coord, g.group_id, wanted)
             unstable = _unstable(coord, g.group_id, rows) if stable else set()
             groups.append(
@@ -205,6 +279,8 @@ async def offset_fetch(ctx: RequestContext, req: OffsetFetchRequest) -> OffsetFe
             )
             if denied:
                 _refuse_denied(groups[-1].topics, denied)
+            if v >= 10:
+                groups[-1].topics = _by_topic_id(ctx.state, groups[-1], g.topics, names)
         return OffsetFetchResponse(groups=groups)
     wanted = (
         None if (req.topics is None and v >= 2) else [(t.name, list(t.partition_indexes)) for t in req.topics or []]
@@ -264,6 +340,10 @@ async def offset_delete(ctx: RequestContext, req: OffsetDeleteRequest) -> Offset
         done = state.consumer_groups.delete_offsets(req.group_id, known)
         assert done is not None
         group_err, errors = done
+    elif coord.streams.get(req.group_id) is not None:  # a KIP-1071 group
+        streams_done = state.streams_groups.delete_offsets(req.group_id, known)
+        assert streams_done is not None
+        group_err, errors = streams_done
     else:
         group_err, errors = coord.delete_offsets(req.group_id, known)
     if group_err == ErrorCode.NONE:

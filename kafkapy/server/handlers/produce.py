@@ -16,9 +16,12 @@ batch is acknowledged with its original base offset and not written again;
 sequence gaps give OUT_OF_ORDER_SEQUENCE_NUMBER and stale epochs
 INVALID_PRODUCER_EPOCH, as Kafka >= 2.7 answers produce requests.
 Transactional batches are accepted only for a partition in the producer's
-ongoing transaction (asked of the transaction coordinator, as KIP-890's
-verification does; else INVALID_TXN_STATE, or INVALID_PRODUCER_EPOCH for
-a fenced epoch); control batches from clients get INVALID_RECORD.
+ongoing transaction (asked of the transaction coordinator, here or on
+another broker, as KIP-890's verification does; else INVALID_TXN_STATE,
+INVALID_PRODUCER_EPOCH for a fenced epoch, NOT_ENOUGH_REPLICAS when the
+coordinator cannot answer now); from Produce v12 (transactions v2) the
+coordinator adds the partition to the transaction instead. Control batches
+from clients get INVALID_RECORD.
 
 Only the partition's leader appends (`replicas.partition`, else its error:
 NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION); acks=all is refused
@@ -31,6 +34,9 @@ broker the ISR is the broker itself and the answer comes at once.
 from __future__ import annotations
 
 import asyncio
+from struct import Struct
+from time import perf_counter
+from uuid import UUID
 
 from kafkapy.clock import now_ms
 from kafkapy.cluster.partition import NotEnoughReplicasError, Partition
@@ -51,7 +57,7 @@ from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 from kafkapy.server.stats import BrokerStats
-from kafkapy.storage.errors import StorageError
+from kafkapy.storage.errors import LogDirError, StorageError
 from kafkapy.storage.log_validator import BatchRejected, validate_for_append
 from kafkapy.storage.producer_state import (
     InvalidProducerEpochError,
@@ -64,6 +70,7 @@ from kafkapy.storage.producer_state import (
 log = get_logger(__name__)
 
 _LEGACY_MAX_UNCOMPRESSED = 64 * 1024 * 1024
+_PID_EPOCH = Struct(">qh")  # a v2 batch header's producer id and epoch
 _PRODUCER_STATE_ERRORS: dict[type[ProducerStateError], ErrorCode] = {
     OutOfOrderSequenceError: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
     InvalidProducerEpochError: ErrorCode.INVALID_PRODUCER_EPOCH,
@@ -103,9 +110,11 @@ def append_partition(
     transactional_id: str | None = None,
     acks: int = 1,
     client_id: str = "",
+    txn_error: int | None = None,
 ) -> tuple[PartitionProduceResponse, Partition | None, int]:
     """Validate and append one partition's records: (response, partition, end offset) where the
-    partition is None when nothing was appended."""
+    partition is None when nothing was appended. `txn_error`: the coordinator's answer for a
+    transactional batch, asked beforehand (`check_produce`); None: asked here if needed."""
     resp = PartitionProduceResponse(index=part.index, error_code=ErrorCode.NONE, base_offset=-1)
     partition = state.replicas.partition(topic, part.index)
     if isinstance(partition, int):
@@ -153,6 +162,15 @@ def append_partition(
         return _rejected(resp, ErrorCode.INVALID_RECORD, topic, client_id, resp.error_message)
     for h in headers:
         if h.is_transactional and not h.is_control and h.producer_id >= 0:
+            if txn_error is not None:
+                if txn_error != ErrorCode.NONE:
+                    resp.error_message = (
+                        "The transaction coordinator could not be asked about the partition"
+                        if txn_error == ErrorCode.NOT_ENOUGH_REPLICAS
+                        else "The partition is not part of the producer's ongoing transaction"
+                    )
+                    return _rejected(resp, ErrorCode(txn_error), topic, client_id, resp.error_message)
+                continue
             from kafkapy.server.handlers.transactions import verify_produce
 
             err = verify_produce(state, transactional_id, topic, part.index, h)
@@ -184,6 +202,12 @@ def append_partition(
         # as Kafka's ReplicaManager: a fenced epoch at info, the other failures at error
         level = "info" if code == ErrorCode.INVALID_PRODUCER_EPOCH else "error"
         return _rejected(resp, code, topic, client_id, str(e), level=level)
+    except LogDirError as e:
+        # a full or failing disk: the log dir's state change is logged once (LogDirHealth), not each produce
+        resp.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+        where = next((d for d in state.logs.data_dirs if e.path.startswith(str(d))), state.data_dir)
+        resp.error_message = f"log dir {where} refuses writes: {e.detail}"
+        return resp, None, -1
     except StorageError as e:
         log.error("append failed", topic=topic, partition=part.index, error=str(e))
         resp.error_code = ErrorCode.KAFKA_STORAGE_ERROR
@@ -204,6 +228,19 @@ def _first_batch_transactional(data: bytes | bytearray | memoryview | None) -> b
     )
 
 
+def _txn_batches(req: ProduceRequest) -> dict[tuple[str, int], tuple[int, int]]:
+    """Each partition whose first batch is transactional: its producer id and epoch."""
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for t in req.topic_data:
+        for p in t.partition_data:
+            data = p.records
+            if _first_batch_transactional(data) and data is not None and len(data) >= records.RECORDS_OFFSET:
+                pid, epoch = _PID_EPOCH.unpack_from(data, records.PRODUCER_ID_OFFSET)
+                if pid >= 0:
+                    out[(t.name, p.index)] = (pid, epoch)
+    return out
+
+
 def _refuse_all(ctx: RequestContext, req: ProduceRequest, code: ErrorCode, reason: str) -> ProduceResponse | None:
     """Every partition of the request answers ``code``; nothing is appended."""
     out = []
@@ -212,13 +249,14 @@ def _refuse_all(ctx: RequestContext, req: ProduceRequest, code: ErrorCode, reaso
         for p in t.partition_data:
             resp = PartitionProduceResponse(index=p.index, base_offset=-1)
             parts.append(_rejected(resp, code, t.name, ctx.client_id, reason)[0])
-        out.append(TopicProduceResponse(name=t.name, partition_responses=parts))
+        out.append(TopicProduceResponse(name=t.name, topic_id=t.topic_id, partition_responses=parts))
     return ProduceResponse(responses=out) if req.acks != 0 else None
 
 
 async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | None:
     state = ctx.state
     acks = req.acks
+    unknown_ids = _resolve_topic_ids(state, req) if ctx.version >= 13 else None
     if (
         ctx.version >= 3
         and req.transactional_id is None
@@ -235,54 +273,89 @@ async def handle(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | 
             return _refuse_all(
                 ctx, req, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "not authorized for the transactional id"
             )
+    txn_errors: dict[tuple[str, int], int] = {}
+    if ctx.version >= 3 and req.transactional_id is not None:
+        batches = _txn_batches(req)
+        if denied:
+            batches = {tp: b for tp, b in batches.items() if tp[0] not in denied}
+        batches = {tp: b for tp, b in batches.items() if not isinstance(state.replicas.partition(*tp), int)}
+        if batches:
+            from kafkapy.server.handlers.transactions import check_produce
+
+            txn_errors = await check_produce(state, req.transactional_id, ctx.version, batches)
     out: list[TopicProduceResponse] = []
+    missing: list[TopicProduceResponse] = []  # unknown topic ids: answered after the others (as Kafka)
     waits: list[tuple[PartitionProduceResponse, Partition, int]] = []
     stats = state.stats
     for t in req.topic_data:
         parts = []
+        if unknown_ids and t.topic_id in unknown_ids:
+            parts = [
+                PartitionProduceResponse(index=p.index, error_code=ErrorCode.UNKNOWN_TOPIC_ID, base_offset=-1)
+                for p in t.partition_data
+            ]
+            if stats is not None:
+                for _ in parts:
+                    stats.error(ApiKey.PRODUCE, ErrorCode.UNKNOWN_TOPIC_ID)
+            missing.append(TopicProduceResponse(topic_id=t.topic_id, partition_responses=parts))
+            continue
         if denied and t.name in denied:
             parts = [
                 PartitionProduceResponse(index=p.index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, base_offset=-1)
                 for p in t.partition_data
             ]
-            out.append(TopicProduceResponse(name=t.name, partition_responses=parts))
+            out.append(TopicProduceResponse(name=t.name, topic_id=t.topic_id, partition_responses=parts))
             continue
         for p in t.partition_data:
             if acks not in (0, 1, -1):
                 parts.append(PartitionProduceResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS))
                 continue
             r, partition, end = append_partition(
-                state, t.name, p, ctx.version, req.transactional_id if ctx.version >= 3 else None, acks, ctx.client_id
-            )
+                state, t.name, p, ctx.version, req.transactional_id if ctx.version >= 3 else None, acks, ctx.client_id,
+                txn_errors.get((t.name, p.index)),
+            )  # fmt: skip
             parts.append(r)
-            if stats is not None:
-                _count(stats, t.name, p, r, partition, end)
+            if stats is not None:  # BrokerTopicMetrics, inline for an append (a call costs as much)
+                if partition is None:
+                    _count_refused(stats, t.name, p, r)
+                else:
+                    counters = stats.topics.get(t.name) or stats.topic(t.name)
+                    counters.produce_requests += 1
+                    counters.messages_in += end - r.base_offset
+                    counters.bytes_in += len(p.records) if p.records is not None else 0
             if partition is not None and acks == -1:
                 waits.append((r, partition, end))
-        out.append(TopicProduceResponse(name=t.name, partition_responses=parts))
+        out.append(TopicProduceResponse(name=t.name, topic_id=t.topic_id, partition_responses=parts))
+    out.extend(missing)
     if waits:
-        await _await_replication(waits, req.timeout_ms)
+        timer = ctx.timer
+        if timer is None:
+            await _await_replication(waits, req.timeout_ms)
+        else:
+            waited = perf_counter()
+            await _await_replication(waits, req.timeout_ms)
+            timer.remote += perf_counter() - waited
     if acks == 0:
         return None
     return ProduceResponse(responses=out)
 
 
-def _count(
-    stats: BrokerStats,
-    topic: str,
-    data: PartitionProduceData,
-    r: PartitionProduceResponse,
-    partition: Partition | None,
-    end: int,
-) -> None:
-    """BrokerTopicMetrics of one partition's append; an unknown topic's failure counts in the totals only."""
+def _resolve_topic_ids(state: BrokerServices, req: ProduceRequest) -> set[UUID]:
+    """v13 names topics by id (KIP-516): each known id's name is filled in; the unknown ids returned
+    (their partitions answer UNKNOWN_TOPIC_ID)."""
+    unknown: set[UUID] = set()
+    for t in req.topic_data:
+        info = state.metadata.topic_by_id(t.topic_id)
+        if info is None:
+            unknown.add(t.topic_id)
+        else:
+            t.name = info.name
+    return unknown
+
+
+def _count_refused(stats: BrokerStats, topic: str, data: PartitionProduceData, r: PartitionProduceResponse) -> None:
+    """BrokerTopicMetrics of a partition's refused append; an unknown topic's counts in the totals only."""
     size = len(data.records) if data.records is not None else 0
-    if partition is not None:
-        counters = stats.topic(topic)
-        counters.produce_requests += 1
-        counters.messages_in += end - r.base_offset
-        counters.bytes_in += size
-        return
     counters = stats.gone if r.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else stats.topic(topic)
     counters.produce_requests += 1
     counters.failed_produce += 1

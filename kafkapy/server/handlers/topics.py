@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from time import monotonic
+
 from kafkapy.cluster.metadata import MetadataError, check_new_topic
 from kafkapy.config import ConfigError, describe_topic_config, validate_topic_configs
 from kafkapy.protocol.error_codes import ErrorCode
@@ -22,9 +24,28 @@ from kafkapy.protocol.primitives import ZERO_UUID
 from kafkapy.security.acl import AclOperation as Op
 from kafkapy.server import authz
 from kafkapy.server.handler import RequestContext
+from kafkapy.server.quotas import MutationQuota, mutation_quota
+
+# Kafka's ThrottlingQuotaExceededException, in the versions that know it (KIP-599); no message, as 4.3.1
+STRICT_SINCE = {"create_topics": 6, "delete_topics": 5, "create_partitions": 3}
+# Kafka's controller refuses a request that would create more partitions than this in one go
+# (ReplicationControlManager.MAX_PARTITIONS_PER_BATCH; QuorumController.MAX_RECORDS_PER_USER_OP for
+# CreatePartitions): POLICY_VIOLATION for every topic of the request, before allocating anything.
+MAX_PARTITIONS_PER_BATCH = 10_000
 
 
-async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: bool) -> CreatableTopicResult:
+def _mutations(ctx: RequestContext, api: str, validate_only: bool = False) -> MutationQuota:
+    """The request's controller mutation quota: unbounded without one, or for a validate_only request."""
+    strict = ctx.version >= STRICT_SINCE[api]
+    if validate_only or not ctx.state.quotas.active:
+        return MutationQuota(None, 0.0, strict)
+    principal = ctx.conn.principal if ctx.conn is not None else "User:ANONYMOUS"
+    return mutation_quota(ctx.state.quotas, principal, ctx.client_id, strict)
+
+
+async def _create_one(
+    ctx: RequestContext, t: CreatableTopic, validate_only: bool, quota: MutationQuota
+) -> CreatableTopicResult:
     state = ctx.state
     result = CreatableTopicResult(name=t.name, error_code=ErrorCode.NONE)
     if t.assignments:
@@ -59,6 +80,9 @@ async def _create_one(ctx: RequestContext, t: CreatableTopic, validate_only: boo
     except ConfigError as e:
         result.error_code = ErrorCode.INVALID_CONFIG
         result.error_message = e.kafka_message
+        return result
+    if not quota.admit(partitions, monotonic()):
+        result.error_code, result.error_message = ErrorCode.THROTTLING_QUOTA_EXCEEDED, None
         return result
     try:
         if validate_only:
@@ -100,6 +124,25 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
     seen: set[str] = set()
     dupes = {t.name for t in req.topics if [x.name for x in req.topics].count(t.name) > 1}
     refused, hidden = _creatable(ctx, req) if ctx.state.authorizer is not None else (set(), set())
+    quota = _mutations(ctx, "create_topics", req.validate_only)
+    default_partitions = ctx.state.config.num_partitions
+    total = sum(
+        len(t.assignments)
+        if t.assignments
+        else default_partitions
+        if t.num_partitions == -1
+        else max(t.num_partitions, 0)
+        for t in req.topics
+        if t.name not in dupes and t.name not in refused
+    )
+    if total > MAX_PARTITIONS_PER_BATCH:
+        message = "Excessively large number of partitions per request."
+        return CreateTopicsResponse(
+            topics=[
+                CreatableTopicResult(name=t.name, error_code=ErrorCode.POLICY_VIOLATION, error_message=message)
+                for t in req.topics
+            ]
+        )
     for t in req.topics:
         if t.name in dupes:
             if t.name not in seen:
@@ -123,7 +166,7 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
                 )
             )
             continue
-        r = await _create_one(ctx, t, req.validate_only)
+        r = await _create_one(ctx, t, req.validate_only, quota)
         if r.error_code:
             r.num_partitions = -1
             r.replication_factor = -1
@@ -131,7 +174,7 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
             r.topic_config_error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             r.configs = None
         results.append(r)
-    return CreateTopicsResponse(topics=results)
+    return CreateTopicsResponse(throttle_time_ms=quota.throttle_ms(monotonic()), topics=results)
 
 
 async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse:
@@ -141,6 +184,7 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
     wanted += [(t.name, t.topic_id) for t in req.topics]
     checking = state.authorizer is not None
     delete_all = checking and authz.cluster(ctx, Op.DELETE)
+    quota = _mutations(ctx, "delete_topics")
     for name, topic_id in wanted:
         info = state.metadata.topic(name) if name is not None else state.metadata.topic_by_id(topic_id)  # type: ignore[arg-type]
         res = DeletableTopicResult(name=name, topic_id=topic_id, error_code=ErrorCode.NONE)  # type: ignore[arg-type]
@@ -163,6 +207,9 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
         elif info.internal:
             res.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION  # Kafka refuses to delete internal topics
             res.error_message = f"Cannot delete internal topic {info.name}"
+        elif not quota.admit(len(info.partitions), monotonic()):
+            res.error_code, res.error_message = ErrorCode.THROTTLING_QUOTA_EXCEEDED, None
+            res.name, res.topic_id = info.name, info.topic_id
         else:
             try:
                 await state.metadata.delete_topic(info.name)
@@ -172,7 +219,7 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
         if ctx.version < 6 and res.name is None:
             res.name = ""
         results.append(res)
-    return DeleteTopicsResponse(responses=results)
+    return DeleteTopicsResponse(throttle_time_ms=quota.throttle_ms(monotonic()), responses=results)
 
 
 async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse:
@@ -181,6 +228,20 @@ async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -
     refused: set[str] = set()
     if state.authorizer is not None and not authz.cluster(ctx, Op.ALTER):  # Alter on the cluster or the topic
         refused = authz.denied_topics(ctx, Op.ALTER, (t.name for t in req.topics))
+    quota = _mutations(ctx, "create_partitions", req.validate_only)
+    added = 0
+    for t in req.topics:
+        info = state.metadata.topic(t.name)
+        if info is not None and t.name not in refused:
+            added += max(t.count - len(info.partitions), 0)
+    if added > MAX_PARTITIONS_PER_BATCH:
+        message = "Unable to perform excessively large batch operation."
+        return CreatePartitionsResponse(
+            results=[
+                CreatePartitionsTopicResult(name=t.name, error_code=ErrorCode.POLICY_VIOLATION, error_message=message)
+                for t in req.topics
+            ]
+        )
     for t in req.topics:
         res = CreatePartitionsTopicResult(name=t.name, error_code=ErrorCode.NONE)
         info = state.metadata.topic(t.name)
@@ -199,6 +260,8 @@ async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -
         elif t.assignments is not None and len(t.assignments) != t.count - len(info.partitions):
             res.error_code = ErrorCode.INVALID_REPLICA_ASSIGNMENT
             res.error_message = f"Attempted to add {t.count - len(info.partitions)} additional partition(s), but only {len(t.assignments)} assignment(s) were specified."
+        elif not quota.admit(t.count - len(info.partitions), monotonic()):
+            res.error_code, res.error_message = ErrorCode.THROTTLING_QUOTA_EXCEEDED, None
         elif not req.validate_only:
             try:
                 assignments = [list(a.broker_ids) for a in t.assignments] if t.assignments else None
@@ -206,4 +269,4 @@ async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -
             except MetadataError as e:
                 res.error_code, res.error_message = e.code, e.message
         results.append(res)
-    return CreatePartitionsResponse(results=results)
+    return CreatePartitionsResponse(throttle_time_ms=quota.throttle_ms(monotonic()), results=results)

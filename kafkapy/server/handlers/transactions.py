@@ -13,21 +13,30 @@ The answers of InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn
 and TxnOffsetCommit wait for the coordinator's records to be replicated
 (at once on a single broker; docs in coordinator/transactions.py);
 WriteTxnMarkers appends only where this broker leads and answers once the
-markers are replicated. Produce verification (KIP-890 part 1) asks the
-local coordinator only: when the transactional id's coordinator is another
-broker, a transactional batch is accepted unverified (as before KIP-890),
-and TxnOffsetCommit skips its transaction check likewise.
+markers are replicated.
 
-EndTxn is served up to v4 and AddPartitionsToTxn up to v5 without the
-KIP-890 part 2 (transaction.version 2) semantics: no feature is advertised,
-so clients stay on the classic protocol.
+Produce verification (KIP-890 part 1, Produce up to v11) and TxnOffsetCommit
+up to v4 ask the transactional id's coordinator whether the partition is in
+the ongoing transaction: the local one directly, another broker with a
+verify-only AddPartitionsToTxn v5 (cluster/markers.py CoordinatorChannel).
+Transactions v2 (KIP-890 part 2, the `transaction.version` feature at 2):
+Produce v12+ and TxnOffsetCommit v5+ come from clients that no longer send
+AddPartitionsToTxn/AddOffsetsToTxn, so the leader (or group coordinator) adds
+the partition itself the same way; AddPartitionsToTxn v4+ from a broker adds
+under transactions v2; EndTxn v5+ bumps the epoch at every end and answers
+the producer id and epoch for the next transaction. A partition whose
+producer already has a transaction open at that epoch is not asked again.
 """
 
 from __future__ import annotations
 
+import re
+from uuid import UUID
+
 from kafkapy.clock import now_ms
 from kafkapy.cluster.markers import append_markers, wait_replicated
 from kafkapy.coordinator import OFFSETS_TOPIC
+from kafkapy.coordinator.coordinator import GroupCoordinator
 from kafkapy.coordinator.placement import CoordinatorWriteError, store_error
 from kafkapy.coordinator.records import OffsetValue
 from kafkapy.coordinator.txn_offsets import write_txn_offsets
@@ -73,7 +82,10 @@ from kafkapy.protocol.messages.list_transactions_response import (
 from kafkapy.protocol.messages.list_transactions_response import (
     TransactionState as ListedTransaction,
 )
-from kafkapy.protocol.messages.txn_offset_commit_request import TxnOffsetCommitRequest
+from kafkapy.protocol.messages.txn_offset_commit_request import (
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitRequestTopic,
+)
 from kafkapy.protocol.messages.txn_offset_commit_response import (
     TxnOffsetCommitResponse,
     TxnOffsetCommitResponsePartition,
@@ -127,8 +139,59 @@ async def init_transactional(
 
 def verify_produce(state: BrokerServices, txn_id: str | None, topic: str, partition: int, h: BatchHeader) -> int:
     """A transactional batch is accepted only for a partition in its producer's ongoing transaction
-    (only checked when this broker is the transactional id's coordinator)."""
+    (Produce v0-2, no transactional id in the request: checked when this broker is the coordinator)."""
     return state.txns.verify_produce(txn_id, h.producer_id, h.producer_epoch, (topic, partition))
+
+
+# The coordinator could not answer now: the producer retries (Kafka answers NOT_ENOUGH_REPLICAS).
+_ASK_AGAIN = frozenset(
+    {
+        ErrorCode.NOT_COORDINATOR,
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+        ErrorCode.CONCURRENT_TRANSACTIONS,
+        ErrorCode.NETWORK_EXCEPTION,
+        ErrorCode.REQUEST_TIMED_OUT,
+    }
+)
+
+
+def _produce_code(code: int, version: int) -> int:
+    """The coordinator's answer as a Produce partition error (v11+ knows TRANSACTION_ABORTABLE, which
+    Kafka 4.3.1 answers for a partition not in the transaction)."""
+    if code == ErrorCode.NONE:
+        return ErrorCode.NONE
+    if code in (ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.PRODUCER_FENCED):
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    if code in _ASK_AGAIN:
+        return ErrorCode.NOT_ENOUGH_REPLICAS
+    return ErrorCode.TRANSACTION_ABORTABLE if version >= 11 else ErrorCode.INVALID_TXN_STATE
+
+
+def _open_here(state: BrokerServices, tp: TopicPartition, producer_id: int, producer_epoch: int) -> bool:
+    """Has this producer a transaction open on the partition at this epoch (checked when it began)?"""
+    plog = state.replicas.partition_log(*tp)
+    entry = plog.producer_state.producers.get(producer_id) if plog is not None else None
+    return entry is not None and entry.epoch == producer_epoch and entry.txn_first_offset >= 0
+
+
+async def check_produce(
+    state: BrokerServices, txn_id: str, version: int, batches: dict[TopicPartition, tuple[int, int]]
+) -> dict[TopicPartition, int]:
+    """Produce v3+ transactional batches (partition -> producer id, epoch of its first batch): each
+    partition's Produce error. v12+ adds the partitions to the transaction (transactions v2)."""
+    out: dict[TopicPartition, int] = {}
+    ask: dict[tuple[int, int], list[TopicPartition]] = {}
+    for tp, (pid, epoch) in batches.items():
+        if _open_here(state, tp, pid, epoch):
+            out[tp] = ErrorCode.NONE
+        else:
+            ask.setdefault((pid, epoch), []).append(tp)
+    for (pid, epoch), tps in ask.items():
+        codes = await state.txns.add_or_verify(txn_id, pid, epoch, tps, add=version >= 12)
+        for tp in tps:
+            out[tp] = _produce_code(codes.get(tp, ErrorCode.UNKNOWN_SERVER_ERROR), version)
+    return out
 
 
 # ---------------------------------------------------------------- AddPartitionsToTxn
@@ -141,21 +204,23 @@ def _add_one(
     epoch: int,
     topics: list[AddPartitionsToTxnTopic],
     verify_only: bool = False,
+    client_tv: int = 0,
+    version: int = 3,
 ) -> list[AddPartitionsToTxnTopicResult]:
     coord = state.txns
     wanted = [(t.name, p) for t in topics for p in t.partitions]
     errors: dict[TopicPartition, int] = {}
     if not coord.owns(txn_id):
         errors = dict.fromkeys(wanted, ErrorCode.NOT_COORDINATOR)
-    elif verify_only:
-        errors = {tp: coord.verify(txn_id, pid, epoch, tp) for tp in wanted}
+    elif verify_only:  # v4+, a broker's question
+        errors = {tp: _verify_code(coord.verify(txn_id, pid, epoch, tp), version) for tp in wanted}
     else:
         unknown = [tp for tp in wanted if not _partition_exists(state, *tp)]
         if unknown:
             errors = dict.fromkeys(wanted, ErrorCode.OPERATION_NOT_ATTEMPTED)
             errors.update(dict.fromkeys(unknown, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
         else:
-            err = coord.add_partitions(txn_id, pid, epoch, wanted, producer_fenced=True)
+            err = coord.add_partitions(txn_id, pid, epoch, wanted, producer_fenced=True, client_tv=client_tv)
             errors = dict.fromkeys(wanted, err)
     return [
         AddPartitionsToTxnTopicResult(
@@ -167,6 +232,16 @@ def _add_one(
         )
         for t in topics
     ]
+
+
+def _verify_code(code: int, version: int) -> int:
+    """A verify-only answer as Kafka 4.3.1 gives it: a stale epoch PRODUCER_FENCED, a partition not in
+    the transaction TRANSACTION_ABORTABLE from v5 (INVALID_TXN_STATE before)."""
+    if code == ErrorCode.INVALID_PRODUCER_EPOCH:
+        return ErrorCode.PRODUCER_FENCED
+    if code == ErrorCode.INVALID_TXN_STATE and version >= 5:
+        return ErrorCode.TRANSACTION_ABORTABLE
+    return code
 
 
 async def _replicated(state: BrokerServices, txn_id: str, results: list[AddPartitionsToTxnTopicResult]) -> None:
@@ -230,7 +305,11 @@ async def add_partitions_to_txn(ctx: RequestContext, req: AddPartitionsToTxnRequ
         return AddPartitionsToTxnResponse(results_by_topic_v3_and_below=results)
     out = []
     for t in req.transactions:
-        results = _add_one(ctx.state, t.transactional_id, t.producer_id, t.producer_epoch, t.topics, t.verify_only)
+        # a broker's add (v4+) comes from a transactions v2 client (Produce v12+, TxnOffsetCommit v5+)
+        results = _add_one(
+            ctx.state, t.transactional_id, t.producer_id, t.producer_epoch, t.topics, t.verify_only, client_tv=2,
+            version=v,
+        )  # fmt: skip
         if not t.verify_only:
             await _replicated(ctx.state, t.transactional_id, results)
         out.append(AddPartitionsToTxnResult(transactional_id=t.transactional_id, topic_results=results))
@@ -272,10 +351,17 @@ async def end_txn(ctx: RequestContext, req: EndTxnRequest) -> EndTxnResponse:
     coord = ctx.state.txns
     if not coord.owns(req.transactional_id):
         return EndTxnResponse(error_code=ErrorCode.NOT_COORDINATOR)
-    err = coord.end_txn(req.transactional_id, req.producer_id, req.producer_epoch, req.committed, producer_fenced=True)
+    d = coord.end_transaction(
+        req.transactional_id, req.producer_id, req.producer_epoch, req.committed,
+        producer_fenced=True, client_tv=2 if ctx.version >= 5 else 0,
+    )  # fmt: skip
+    err = d.error
     if err == ErrorCode.NONE:
         err = await coord.written(req.transactional_id)  # PrepareX replicated
-    return EndTxnResponse(error_code=err)
+    if err != ErrorCode.NONE or ctx.version < 5:
+        return EndTxnResponse(error_code=err)
+    # v5 (transactions v2): the producer's id and epoch for its next transaction
+    return EndTxnResponse(error_code=err, producer_id=d.producer_id, producer_epoch=d.producer_epoch)
 
 
 # ---------------------------------------------------------------- WriteTxnMarkers
@@ -309,7 +395,13 @@ async def write_txn_markers(ctx: RequestContext, req: WriteTxnMarkersRequest) ->
     for m in req.markers:
         tps = [(t.name, p) for t in m.topics for p in t.partition_indexes]
         res = append_markers(
-            state.replicas, m.producer_id, m.producer_epoch, m.coordinator_epoch, m.transaction_result, tps
+            state.replicas,
+            m.producer_id,
+            m.producer_epoch,
+            m.coordinator_epoch,
+            m.transaction_result,
+            tps,
+            m.transaction_version if ctx.version >= 2 else 0,
         )
         if any(t == OFFSETS_TOPIC for t, _ in res.written()):
             state.groups.on_markers(m.producer_id, m.transaction_result, res.written())
@@ -346,19 +438,29 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
     owned = groups.owns(req.group_id)
     refused: int = ErrorCode.NONE
     denied: set[str] = set()
+    unknown_ids: set[UUID] = set()
+    if v >= 6:  # KIP-1319: topics named by id
+        for t in req.topics:
+            info = state.metadata.topic_by_id(t.topic_id)
+            if info is None:
+                unknown_ids.add(t.topic_id)
+            else:
+                t.name = info.name
     if state.authorizer is not None:
         if not authz.transactional_id(ctx, Op.WRITE, req.transactional_id):
             refused = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         elif not authz.group(ctx, Op.READ, req.group_id):
             refused = ErrorCode.GROUP_AUTHORIZATION_FAILED
         else:
-            denied = authz.denied_topics(ctx, Op.READ, (t.name for t in req.topics))
+            denied = authz.denied_topics(ctx, Op.READ, (t.name for t in req.topics if t.topic_id not in unknown_ids))
     for t in req.topics:
         for p in t.partitions:
-            tp = (t.name, p.partition_index)
+            tp = (_topic_key(t, unknown_ids), p.partition_index)
             meta = p.committed_metadata or ""
             if refused:
                 errors[tp] = refused
+            elif t.topic_id in unknown_ids:
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_ID
             elif t.name in denied:
                 errors[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             elif not owned:
@@ -372,12 +474,11 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
                 commits.append((t.name, p.partition_index, OffsetValue(p.committed_offset, epoch, meta, now)))
     if commits:
         err: int = ErrorCode.NONE
-        group = groups.groups.get(req.group_id)
-        if v >= 3 and group is not None and (req.generation_id >= 0 or req.member_id):
+        if v >= 3 and (req.generation_id >= 0 or req.member_id):
             # KIP-447: the consumer's group metadata fences zombies of an older generation.
-            err = group.validate_commit(req.member_id, req.group_instance_id, req.generation_id, now)
+            err = _check_member(groups, req, v, now)
         if err == ErrorCode.NONE:
-            err = _check_txn(state, req)
+            err = await _check_txn(state, req, v)
         if err == ErrorCode.NONE:
             try:
                 write_txn_offsets(groups, req.group_id, req.producer_id, req.producer_epoch, commits)
@@ -393,9 +494,11 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
         topics=[
             TxnOffsetCommitResponseTopic(
                 name=t.name,
+                topic_id=t.topic_id,
                 partitions=[
                     TxnOffsetCommitResponsePartition(
-                        partition_index=p.partition_index, error_code=errors[(t.name, p.partition_index)]
+                        partition_index=p.partition_index,
+                        error_code=errors[(_topic_key(t, unknown_ids), p.partition_index)],
                     )
                     for p in t.partitions
                 ],
@@ -405,11 +508,44 @@ async def txn_offset_commit(ctx: RequestContext, req: TxnOffsetCommitRequest) ->
     )
 
 
-def _check_txn(state: BrokerServices, req: TxnOffsetCommitRequest) -> int:
-    """The producer must own the transactional id, in an ongoing transaction with the group's partition."""
+def _topic_key(t: TxnOffsetCommitRequestTopic, unknown_ids: set[UUID]) -> str:
+    """The topic's name, or its unknown id (v6) as text."""
+    return str(t.topic_id) if t.topic_id in unknown_ids else t.name
+
+
+def _check_member(groups: GroupCoordinator, req: TxnOffsetCommitRequest, version: int, now: int) -> int:
+    """The committing member against its group, as Kafka 4.4.0 answers: a classic group's generation
+    (KIP-447), a consumer-protocol group's member epoch (GROUP_ID_NOT_FOUND and STALE_MEMBER_EPOCH from v6,
+    ILLEGAL_GENERATION before, KIP-1319); no group at all: as if it did not exist."""
+    classic = groups.groups.get(req.group_id)
+    if classic is not None:
+        return classic.validate_commit(req.member_id, req.group_instance_id, req.generation_id, now)
+    group = groups.consumer.get(req.group_id) or groups.streams.get(req.group_id)
+    err = ErrorCode.GROUP_ID_NOT_FOUND if group is None else group.validate_commit(req.member_id, req.generation_id)
+    if version < 6 and err in (ErrorCode.GROUP_ID_NOT_FOUND, ErrorCode.STALE_MEMBER_EPOCH):
+        return ErrorCode.ILLEGAL_GENERATION
+    return err
+
+
+# TxnOffsetCommit's answer when the transaction coordinator could not answer now (the client retries)
+_OFFSETS_ASK_AGAIN = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+
+
+async def _check_txn(state: BrokerServices, req: TxnOffsetCommitRequest, version: int) -> int:
+    """The producer must own the transactional id, in an ongoing transaction with the group's partition;
+    v5+ (transactions v2) adds the partition to the transaction. Asked of the coordinator, here or remote."""
     coord = state.txns
-    if not coord.owns(req.transactional_id):
-        return ErrorCode.NONE  # the transaction's coordinator is another broker: not checked here
+    tp = (OFFSETS_TOPIC, state.groups.partition_of(req.group_id))
+    if version >= 5 or not coord.owns(req.transactional_id):
+        codes = await coord.add_or_verify(
+            req.transactional_id, req.producer_id, req.producer_epoch, [tp], add=version >= 5
+        )
+        code = codes.get(tp, ErrorCode.UNKNOWN_SERVER_ERROR)
+        if code in _ASK_AGAIN:
+            return _OFFSETS_ASK_AGAIN
+        if code == ErrorCode.PRODUCER_FENCED:
+            return ErrorCode.INVALID_PRODUCER_EPOCH  # as the local check answers a stale epoch
+        return _offsets_code(code, version)
     md = coord.txns.get(req.transactional_id)
     if md is None:
         return ErrorCode.INVALID_PRODUCER_ID_MAPPING
@@ -417,8 +553,15 @@ def _check_txn(state: BrokerServices, req: TxnOffsetCommitRequest) -> int:
         return ErrorCode.INVALID_PRODUCER_ID_MAPPING
     if req.producer_epoch < md.producer_epoch:
         return ErrorCode.INVALID_PRODUCER_EPOCH
-    tp = (OFFSETS_TOPIC, state.groups.partition_of(req.group_id))
-    return md.verify(req.producer_id, req.producer_epoch, tp)
+    return _offsets_code(md.verify(req.producer_id, req.producer_epoch, tp), version)
+
+
+def _offsets_code(code: int, version: int) -> int:
+    """v4+ (KIP-890 part 1) knows TRANSACTION_ABORTABLE: Kafka 4.3.1's answer for a group partition
+    not in the transaction."""
+    if code in (ErrorCode.INVALID_TXN_STATE, ErrorCode.TRANSACTION_ABORTABLE):
+        return ErrorCode.TRANSACTION_ABORTABLE if version >= 4 else ErrorCode.INVALID_TXN_STATE
+    return code
 
 
 # ---------------------------------------------------------------- DescribeProducers
@@ -530,11 +673,19 @@ async def list_transactions(ctx: RequestContext, req: ListTransactionsRequest) -
     coord = ctx.state.txns
     unknown = [s for s in req.state_filters if s not in _KNOWN_STATES]
     states = {s for s in req.state_filters if s in _KNOWN_STATES}
+    pattern: re.Pattern[str] | None = None
+    if ctx.version >= 2 and req.transactional_id_pattern:  # KIP-1152; null or empty: every id
+        try:
+            pattern = re.compile(req.transactional_id_pattern)
+        except re.error:
+            return ListTransactionsResponse(error_code=ErrorCode.INVALID_REGULAR_EXPRESSION)
     if req.state_filters and not states:
         return ListTransactionsResponse(error_code=ErrorCode.NONE, unknown_state_filters=unknown)
     listed = coord.listed(
         states or None, set(req.producer_id_filters) or None, req.duration_filter if ctx.version >= 1 else -1
     )
+    if pattern is not None:  # the whole id must match (Java's Matcher.matches)
+        listed = [md for md in listed if pattern.fullmatch(md.transactional_id)]
     listed = authz.filter_items(ctx, Op.DESCRIBE, Res.TRANSACTIONAL_ID, list(listed), lambda md: md.transactional_id)
     return ListTransactionsResponse(
         error_code=ErrorCode.NONE,

@@ -1,0 +1,1 @@
+"""The codec generator (python -m protocol.generate)."""
