@@ -14,6 +14,11 @@ LONG_MAX = (1 << 63) - 1
 # Kafka's internal topic config (its tests' small segments): wins over segment.bytes, which must be >= 1 MiB.
 INTERNAL_SEGMENT_BYTES = "internal.segment.bytes"
 
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() == "true"
+
+
 # Kafka topic config name -> (LogConfig field, parser).
 _TOPIC_KEYS: dict[str, tuple[str, Any]] = {
     "segment.bytes": ("segment_bytes", int),
@@ -41,6 +46,12 @@ _TOPIC_KEYS: dict[str, tuple[str, Any]] = {
     "compression.lz4.level": ("compression_lz4_level", int),
     "compression.zstd.level": ("compression_zstd_level", int),
     "preallocate": ("preallocate", lambda v: v.strip().lower() == "true"),
+    # tiered storage (KIP-405, KIP-950)
+    "remote.storage.enable": ("remote_storage_enable", _bool),
+    "local.retention.ms": ("local_retention_ms", int),
+    "local.retention.bytes": ("local_retention_bytes", int),
+    "remote.log.copy.disable": ("remote_log_copy_disable", _bool),
+    "remote.log.delete.on.disable": ("remote_log_delete_on_disable", _bool),
 }
 
 
@@ -74,6 +85,20 @@ class LogConfig:
     compression_lz4_level: int = 9
     compression_zstd_level: int = 3
     preallocate: bool = False
+    # tiered storage: -2 local retention means "as retention.ms / retention.bytes"
+    remote_storage_enable: bool = False
+    local_retention_ms: int = -2
+    local_retention_bytes: int = -2
+    remote_log_copy_disable: bool = False
+    remote_log_delete_on_disable: bool = False
+
+    @property
+    def effective_local_retention_ms(self) -> int:
+        return self.retention_ms if self.local_retention_ms == -2 else self.local_retention_ms
+
+    @property
+    def effective_local_retention_bytes(self) -> int:
+        return self.retention_bytes if self.local_retention_bytes == -2 else self.local_retention_bytes
 
     @property
     def compact(self) -> bool:

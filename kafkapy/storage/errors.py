@@ -35,6 +35,20 @@ class OffsetOutOfRangeError(StorageError):
         self.log_end_offset = log_end_offset
 
 
+class OffsetMovedToTieredStorageError(Exception):
+    """A read of an offset in [log start, local log start) of a tiered log: the data is in the
+    object store only (the remote log manager reads it). Not a StorageError on purpose: no handler
+    of storage errors may mistake it for a failure."""
+
+    def __init__(self, offset: int, local_log_start_offset: int, log_start_offset: int) -> None:
+        super().__init__(
+            f"offset {offset} is in remote storage (log start {log_start_offset}, local start {local_log_start_offset})"
+        )
+        self.offset = offset
+        self.local_log_start_offset = local_log_start_offset
+        self.log_start_offset = log_start_offset
+
+
 class LogClosedError(StorageError):
     """An operation on a log or segment that has been closed or deleted."""
 

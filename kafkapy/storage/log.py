@@ -46,7 +46,13 @@ from kafkapy.storage._batch import (
 from kafkapy.storage.cleaner import CleanResult, compact
 from kafkapy.storage.config import LogConfig
 from kafkapy.storage.epoch_cache import LeaderEpochCache
-from kafkapy.storage.errors import LogClosedError, LogDirError, OffsetOutOfRangeError, StorageError
+from kafkapy.storage.errors import (
+    LogClosedError,
+    LogDirError,
+    OffsetMovedToTieredStorageError,
+    OffsetOutOfRangeError,
+    StorageError,
+)
 from kafkapy.storage.local_log import LocalLog, OffsetAndTimestamp
 from kafkapy.storage.log_loader import load_log, rebuild_producer_state
 from kafkapy.storage.offset_checkpoint import OffsetCheckpoint
@@ -89,6 +95,9 @@ def _disk_io(method: Callable[Concatenate[PartitionLog, P], R]) -> Callable[Conc
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
+EARLIEST_LOCAL_TIMESTAMP = -4
+LATEST_TIERED_TIMESTAMP = -5
+EARLIEST_PENDING_UPLOAD_TIMESTAMP = -6
 
 
 @dataclass(slots=True)
@@ -177,6 +186,9 @@ class PartitionLog:
         self._high_watermark = loaded.high_watermark
         self._cleaner_offset = loaded.cleaner_offset
         self.segments_recovered = loaded.segments_recovered
+        # Tiered storage: the last offset known copied to the object store (-1 none); the remote
+        # log manager sets it. Local retention deletes only segments at or below it.
+        self.remote_copied_up_to = -1
 
     @property
     def config(self) -> LogConfig:
@@ -209,6 +221,17 @@ class PartitionLog:
     @property
     def log_end_offset(self) -> int:
         return self._local.log_end_offset
+
+    @property
+    def tiered(self) -> bool:
+        """remote.storage.enable: closed segments are copied to an object store; offsets in
+        [log start, local log start) are there only."""
+        return self._config.remote_storage_enable
+
+    @property
+    def local_log_start_offset(self) -> int:
+        """The first offset held in the local segments (the log start offset unless tiered)."""
+        return max(self._log_start_offset, self._local.view.bases[0])
 
     @property
     def high_watermark(self) -> int:
@@ -409,13 +432,17 @@ class PartitionLog:
         """File regions starting at the batch holding `offset`.
 
         `max_offset` (exclusive, e.g. the high watermark) caps what is
-        returned. Raises OffsetOutOfRangeError outside [log start, log end].
+        returned. Raises OffsetOutOfRangeError outside [log start, log end],
+        OffsetMovedToTieredStorageError in [log start, local log start) of a
+        tiered log (read those from the remote log manager).
         """
         local = self._local
         leo = local.log_end_offset
         lso = self._log_start_offset
         if offset < lso or offset > leo:
             raise OffsetOutOfRangeError(offset, lso, leo)
+        if offset < local.view.bases[0] and self._config.remote_storage_enable:
+            raise OffsetMovedToTieredStorageError(offset, self.local_log_start_offset, lso)
         result = ReadResult([], self._high_watermark, lso, leo)
         upper = leo if max_offset is None else min(max_offset, leo)
         if offset >= upper:
@@ -435,9 +462,23 @@ class PartitionLog:
     # -- timestamps ----------------------------------------------------------------
 
     def list_offset(self, timestamp: int) -> OffsetAndTimestamp | None:
-        """ListOffsets: -2 earliest, -1 latest (log end), -3 max timestamp, else by time."""
+        """ListOffsets: -2 earliest, -1 latest (log end), -3 max timestamp, -4 earliest local,
+        -5 latest tiered (offset -1: none), -6 earliest pending upload (offset -1 untiered), else by
+        time (the local segments only; the remote log manager searches the remote ones)."""
         if timestamp == EARLIEST_TIMESTAMP:
             off = self._log_start_offset
+            return OffsetAndTimestamp(off, -1, self.epoch_cache.epoch_for_offset(off))
+        if timestamp == EARLIEST_LOCAL_TIMESTAMP:
+            off = self.local_log_start_offset
+            return OffsetAndTimestamp(off, -1, self.epoch_cache.epoch_for_offset(off))
+        if timestamp == LATEST_TIERED_TIMESTAMP:
+            off = self.remote_copied_up_to if self.tiered else -1
+            return OffsetAndTimestamp(off, -1, self.epoch_cache.epoch_for_offset(off) if off >= 0 else -1)
+        if timestamp == EARLIEST_PENDING_UPLOAD_TIMESTAMP:
+            if not self.tiered:
+                return OffsetAndTimestamp(-1, -1, -1)
+            copied = self.remote_copied_up_to
+            off = max(copied + 1, self.local_log_start_offset) if copied >= 0 else self.local_log_start_offset
             return OffsetAndTimestamp(off, -1, self.epoch_cache.epoch_for_offset(off))
         if timestamp == LATEST_TIMESTAMP:
             off = self._local.log_end_offset
@@ -499,12 +540,31 @@ class PartitionLog:
         return self._log_start_offset
 
     @_disk_io
+    def advance_log_start_offset(self, offset: int) -> int:
+        """Move the log start offset up to `offset` (capped at the log end; remote segments below it
+        expired) and delete the local segments wholly below it; returns the new log start."""
+        offset = min(offset, self._local.log_end_offset)
+        if offset > self._log_start_offset:
+            self._log_start_offset = offset
+            self._high_watermark = max(self._high_watermark, offset)
+            self.epoch_cache.truncate_from_start(offset)
+            self._delete_segments(retention.below_offset(offset), "log_start_offset")
+            self._write_state()
+        return self._log_start_offset
+
+    @_disk_io
     def apply_retention(self, now: int | None = None) -> int:
-        """Delete old closed segments by retention.ms / retention.bytes; returns count."""
+        """Delete old closed segments by retention.ms / retention.bytes; returns count.
+
+        A tiered log applies local.retention.ms / local.retention.bytes instead, to segments
+        already copied (end offset <= remote_copied_up_to) only, and keeps its log start offset
+        (total retention is the remote log manager's, see advance_log_start_offset)."""
         config = self._config
         if not config.delete:
             return 0
         now = now_ms() if now is None else now
+        if config.remote_storage_enable:
+            return self._apply_local_retention(now)
         deleted = 0
         if config.retention_ms >= 0:
             deleted += self._delete_segments(retention.older_than(now - config.retention_ms), "retention_ms")
@@ -513,6 +573,34 @@ class PartitionLog:
             if excess > 0:
                 deleted += self._delete_segments(retention.exceeding_size(excess), "retention_bytes")
         return deleted
+
+    def _apply_local_retention(self, now: int) -> int:
+        config = self._config
+        copied = self.remote_copied_up_to
+        deleted = 0
+        # below the log start offset (DeleteRecords, remote expiry): gone whatever was copied
+        deleted += self._delete_segments(retention.below_offset(self._log_start_offset), "log_start_offset")
+        if copied < 0:
+            return deleted
+        ms = config.effective_local_retention_ms
+        if ms >= 0:
+            deleted += self._delete_local(
+                retention.copied(copied, retention.older_than(now - ms)), "local_retention_ms"
+            )
+        limit = config.effective_local_retention_bytes
+        if limit >= 0:
+            excess = self.size - limit
+            if excess > 0:
+                pred = retention.copied(copied, retention.exceeding_size(excess))
+                deleted += self._delete_local(pred, "local_retention_bytes")
+        return deleted
+
+    def _delete_local(self, predicate: retention.SegmentPredicate, reason: str) -> int:
+        """Delete the oldest closed segments while predicate holds, keeping the log start offset."""
+        count, _ = retention.delete_oldest_segments(self._local, predicate)
+        if count:
+            log.info("log.segments_deleted", dir=str(self.directory), count=count, reason=reason)
+        return count
 
     def _delete_segments(self, predicate: retention.SegmentPredicate, reason: str) -> int:
         """Delete the oldest closed segments while predicate(segment, next_base) holds."""

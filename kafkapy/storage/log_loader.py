@@ -135,7 +135,11 @@ def load_log(
     if first_ts is not None and first_ts > 0:
         active.created_ms = min(first_ts, now_ms())
     log_end_offset = active.next_offset
-    log_start_offset = min(max(state.log_start_offset, segments[0].base_offset), log_end_offset)
+    if config.remote_storage_enable:
+        # tiered: offsets below the first local segment may be in the object store
+        log_start_offset = min(state.log_start_offset, log_end_offset)
+    else:
+        log_start_offset = min(max(state.log_start_offset, segments[0].base_offset), log_end_offset)
     cleaner_offset = max(state.cleaner_offset, log_start_offset)
     if not clean:
         for seg in segments:

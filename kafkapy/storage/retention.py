@@ -45,6 +45,12 @@ def exceeding_size(excess: int) -> SegmentPredicate:
     return over
 
 
+def copied(copied_up_to: int, then: SegmentPredicate) -> SegmentPredicate:
+    """Tiered storage: the segment's last offset is at or below `copied_up_to` (it is in the
+    object store), and `then` holds (checked second: exceeding_size counts what it accepts)."""
+    return lambda seg, nxt: nxt - 1 <= copied_up_to and then(seg, nxt)
+
+
 def delete_oldest_segments(local: LocalLog, predicate: SegmentPredicate) -> tuple[int, int]:
     """Delete the oldest closed segments while predicate(segment, next_base) holds.
 
