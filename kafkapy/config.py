@@ -1423,6 +1423,131 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         "DEFAULT",
         "Rules mapping a client certificate's subject DN to a principal name (KIP-371).",
     ),
+    # tiered storage (KIP-405; docs/tiered-storage.md)
+    _K(
+        "remote.log.storage.system.enable",
+        "remote_log_storage_system_enable",
+        _T.BOOLEAN,
+        False,
+        "Tiered storage on this broker: topics may set remote.storage.enable=true.",
+    ),
+    _K(
+        "remote.log.manager.task.interval.ms",
+        "remote_log_manager_task_interval_ms",
+        _T.LONG,
+        30000,
+        "How often each tiered partition led here is copied to and expired from remote storage.",
+        at_least(1),
+    ),
+    _K(
+        "remote.log.manager.task.retry.backoff.ms",
+        "remote_log_manager_task_retry_backoff_ms",
+        _T.LONG,
+        500,
+        "First wait before a partition's failed remote log task is tried again.",
+        at_least(1),
+    ),
+    _K(
+        "remote.log.manager.task.retry.backoff.max.ms",
+        "remote_log_manager_task_retry_backoff_max_ms",
+        _T.LONG,
+        30000,
+        "Longest wait before a partition's failed remote log task is tried again (the wait doubles).",
+        at_least(1),
+    ),
+    _K(
+        "remote.log.manager.copy.max.bytes.per.second",
+        "remote_log_manager_copy_max_bytes_per_second",
+        _T.LONG,
+        LONG_MAX,
+        "Upper bound of the bytes a second copied to remote storage.",
+        at_least(1),
+    ),
+    _K(
+        "remote.log.manager.fetch.max.bytes.per.second",
+        "remote_log_manager_fetch_max_bytes_per_second",
+        _T.LONG,
+        LONG_MAX,
+        "Upper bound of the bytes a second read from remote storage.",
+        at_least(1),
+    ),
+    _K(
+        "remote.fetch.max.wait.ms",
+        "remote_fetch_max_wait_ms",
+        _T.INT,
+        500,
+        "Longest a fetch waits for a read from remote storage.",
+        at_least(1),
+    ),
+    _K(
+        "remote.log.index.file.cache.total.size.bytes",
+        "remote_log_index_file_cache_total_size_bytes",
+        _T.LONG,
+        1073741824,
+        "Bytes of remote segments' indexes kept in memory.",
+        at_least(1),
+    ),
+    _K(
+        "log.local.retention.ms",
+        "log_local_retention_ms",
+        _T.LONG,
+        -2,
+        "Tiered topics: how long a copied segment stays on local disk; -2 as log.retention.ms.",
+        at_least(-2),
+    ),
+    _K(
+        "log.local.retention.bytes",
+        "log_local_retention_bytes",
+        _T.LONG,
+        -2,
+        "Tiered topics: local bytes a partition keeps of copied segments; -2 as log.retention.bytes.",
+        at_least(-2),
+    ),
+    # the object store, under Kafka's remote storage manager prefix with the Aiven plugin's names
+    _K(
+        "rsm.config.storage.s3.endpoint.url",
+        "rsm_s3_endpoint_url",
+        _T.STRING,
+        None,
+        "S3 endpoint URL (an S3-compatible server); unset: AWS.",
+        nullable=True,
+    ),
+    _K("rsm.config.storage.s3.bucket.name", "rsm_s3_bucket_name", _T.STRING, None, "S3 bucket.", nullable=True),
+    _K("rsm.config.storage.s3.region", "rsm_s3_region", _T.STRING, "us-east-1", "S3 region."),
+    _K(
+        "rsm.config.storage.aws.access.key.id",
+        "rsm_aws_access_key_id",
+        _T.PASSWORD,
+        None,
+        "S3 access key id; unset: the standard AWS credential chain.",
+        nullable=True,
+        sensitive=True,
+    ),
+    _K(
+        "rsm.config.storage.aws.secret.access.key",
+        "rsm_aws_secret_access_key",
+        _T.PASSWORD,
+        None,
+        "S3 secret access key; unset: the standard AWS credential chain.",
+        nullable=True,
+        sensitive=True,
+    ),
+    _K(
+        "rsm.config.storage.s3.path.style.access.enabled",
+        "rsm_s3_path_style_access_enabled",
+        _T.BOOLEAN,
+        True,
+        "Path-style S3 URLs (endpoint/bucket/key), as most S3-compatible servers want.",
+    ),
+    _K("rsm.config.key.prefix", "rsm_key_prefix", _T.STRING, "", "Prefix of every object key written."),
+    _K(
+        "rsm.config.storage.root",
+        "rsm_storage_root",
+        _T.STRING,
+        None,
+        "A directory as the object store instead of S3 (e.g. a shared mount); wins over the S3 keys.",
+        nullable=True,
+    ),
     # kafkapy-only
     _K(
         "kafkapy.event.loop",
@@ -1668,6 +1793,24 @@ class BrokerConfig:
     ssl_cipher_suites: list[str] = _list_default("ssl.cipher.suites")  # noqa: RUF009 - value read from the table
     ssl_endpoint_identification_algorithm: str = _default("ssl.endpoint.identification.algorithm")
     ssl_principal_mapping_rules: str = _default("ssl.principal.mapping.rules")
+    remote_log_storage_system_enable: bool = _default("remote.log.storage.system.enable")
+    remote_log_manager_task_interval_ms: int = _default("remote.log.manager.task.interval.ms")
+    remote_log_manager_task_retry_backoff_ms: int = _default("remote.log.manager.task.retry.backoff.ms")
+    remote_log_manager_task_retry_backoff_max_ms: int = _default("remote.log.manager.task.retry.backoff.max.ms")
+    remote_log_manager_copy_max_bytes_per_second: int = _default("remote.log.manager.copy.max.bytes.per.second")
+    remote_log_manager_fetch_max_bytes_per_second: int = _default("remote.log.manager.fetch.max.bytes.per.second")
+    remote_fetch_max_wait_ms: int = _default("remote.fetch.max.wait.ms")
+    remote_log_index_file_cache_total_size_bytes: int = _default("remote.log.index.file.cache.total.size.bytes")
+    log_local_retention_ms: int = _default("log.local.retention.ms")
+    log_local_retention_bytes: int = _default("log.local.retention.bytes")
+    rsm_s3_endpoint_url: str | None = _default("rsm.config.storage.s3.endpoint.url")
+    rsm_s3_bucket_name: str | None = _default("rsm.config.storage.s3.bucket.name")
+    rsm_s3_region: str = _default("rsm.config.storage.s3.region")
+    rsm_aws_access_key_id: str | None = _default("rsm.config.storage.aws.access.key.id")
+    rsm_aws_secret_access_key: str | None = _default("rsm.config.storage.aws.secret.access.key")
+    rsm_s3_path_style_access_enabled: bool = _default("rsm.config.storage.s3.path.style.access.enabled")
+    rsm_key_prefix: str = _default("rsm.config.key.prefix")
+    rsm_storage_root: str | None = _default("rsm.config.storage.root")
     event_loop: str = _default("kafkapy.event.loop")
     connection_max_inflight_requests: int = _default("kafkapy.connection.max.inflight.requests")
     connection_max_inflight_bytes: int = _default("kafkapy.connection.max.inflight.bytes")
@@ -1765,6 +1908,11 @@ class BrokerConfig:
             raise ConfigError("group.min.session.timeout.ms", "must not exceed group.max.session.timeout.ms")
         if self.effective_node_id < 0:
             raise ConfigError("node.id", "a broker id >= 0 is required")
+        if self.remote_log_storage_system_enable and not (self.rsm_storage_root or self.rsm_s3_bucket_name):
+            raise ConfigError(
+                "remote.log.storage.system.enable",
+                "tiered storage needs an object store: rsm.config.storage.s3.bucket.name or rsm.config.storage.root",
+            )
         self.check_requirements()
 
     def check_requirements(self) -> None:
@@ -2242,18 +2390,18 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "local.retention.bytes",
             "local_retention_bytes",
             _T.LONG,
-            "Tiered storage: local bytes to keep; -2 uses retention.bytes.",
-            _const(-2),
-            (),
+            "Tiered storage: local bytes to keep of copied segments; -2 uses retention.bytes.",
+            _attr("log_local_retention_bytes"),
+            ("log.local.retention.bytes",),
             at_least(-2),
         ),
         _TK(
             "local.retention.ms",
             "local_retention_ms",
             _T.LONG,
-            "Tiered storage: local ms to keep; -2 uses retention.ms.",
-            _const(-2),
-            (),
+            "Tiered storage: how long copied segments stay local; -2 uses retention.ms.",
+            _attr("log_local_retention_ms"),
+            ("log.local.retention.ms",),
             at_least(-2),
         ),
         _TK(
@@ -2358,7 +2506,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "remote.storage.enable",
             "remote_storage_enable",
             _T.BOOLEAN,
-            "Tiered storage (not supported; must stay false).",
+            "Tiered storage: copy closed segments to remote storage (needs remote.log.storage.system.enable).",
             _const(False),
             (),
         ),
@@ -2366,7 +2514,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "remote.log.copy.disable",
             "remote_log_copy_disable",
             _T.BOOLEAN,
-            "Tiered storage: stop copying to remote storage (no effect: no tiered storage).",
+            "Tiered storage: stop copying to remote storage; what is there stays readable.",
             _const(False),
             (),
         ),
@@ -2374,7 +2522,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
             "remote.log.delete.on.disable",
             "remote_log_delete_on_disable",
             _T.BOOLEAN,
-            "Tiered storage: delete remote data when disabling it (no effect: no tiered storage).",
+            "Tiered storage: allow remote.storage.enable=false, deleting the remote data.",
             _const(False),
             (),
         ),
@@ -2498,15 +2646,21 @@ class TopicConfig:
         return self.internal_segment_bytes if self.internal_segment_bytes is not None else self.segment_bytes
 
 
-def validate_topic_configs(configs: Mapping[str, str | None], broker: BrokerConfig | None = None) -> dict[str, str]:
+def validate_topic_configs(
+    configs: Mapping[str, str | None],
+    broker: BrokerConfig | None = None,
+    previous: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Check a topic's overrides (CreateTopics, AlterConfigs) as Kafka 4 does; returns them normalized.
 
     In Kafka's order: null values, then unknown names, then each value's type
     and range, then the checks across keys on the effective config (overrides
-    over `broker`'s defaults): min.compaction.lag.ms <= max.compaction.lag.ms,
-    and remote.storage.enable=true refused (no tiered storage, as a Kafka
-    broker with remote.log.storage.system.enable=false). Raises ConfigError
-    whose kafka_message is Kafka's text.
+    over `broker`'s defaults): min.compaction.lag.ms <= max.compaction.lag.ms;
+    with remote.storage.enable=true: refused unless the broker has
+    remote.log.storage.system.enable, refused for a compacted topic, and
+    local.retention.* within retention.*; an AlterConfigs turning it off (the
+    topic's `previous` overrides had it on) needs remote.log.delete.on.disable
+    (KIP-950). Raises ConfigError whose kafka_message is Kafka's text.
     """
     for name, raw in configs.items():
         if raw is None:
@@ -2535,12 +2689,49 @@ def validate_topic_configs(configs: Mapping[str, str | None], broker: BrokerConf
             f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})",
         )
     if effective("remote.storage.enable"):
+        _check_remote_storage(effective, defaults.remote_log_storage_system_enable)
+    elif previous is not None and _remote_enabled(previous) and not effective("remote.log.delete.on.disable"):
         raise ConfigError(
             "remote.storage.enable",
-            "tiered storage is not supported",
-            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.",
+            "disabling remote storage needs remote.log.delete.on.disable=true",
+            "It is invalid to disable remote storage without deleting remote data. If you want to keep the "
+            "remote data and turn to read only, please set `remote.storage.enable=true,remote.log.copy.disable=true`. "
+            "If you want to disable remote storage and delete all remote data, please set "
+            "`remote.storage.enable=false,remote.log.delete.on.disable=true`.",
         )
     return normalized
+
+
+def _remote_enabled(overrides: Mapping[str, str]) -> bool:
+    raw = overrides.get("remote.storage.enable")
+    return raw is not None and raw.strip().lower() == "true"
+
+
+def _check_remote_storage(effective: Callable[[str], Any], system_enabled: bool) -> None:
+    """Kafka's checks of a topic with remote.storage.enable=true, in its order."""
+    if not system_enabled:
+        raise ConfigError(
+            "remote.storage.enable",
+            "tiered storage is disabled in the broker",
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.",
+        )
+    if "compact" in effective("cleanup.policy"):
+        raise ConfigError(
+            "remote.storage.enable",
+            "compacted topic",
+            "Remote log storage is unsupported for the compacted topics",
+        )
+    for total_key, local_key in (("retention.bytes", "local.retention.bytes"), ("retention.ms", "local.retention.ms")):
+        total, local = effective(total_key), effective(local_key)
+        if total <= -1 or local == -2:  # unlimited total retention, or local retention as the total
+            continue
+        if local == -1:
+            reason = f"Value must not be -1 as {total_key} value is set as {total}."
+        elif local > total:
+            reason = f"Value must not be more than {total_key} property value: {total}"
+        else:
+            continue
+        raise ConfigError(local_key, reason, f"Invalid value {local} for configuration {local_key}: {reason}")
 
 
 def resolve_topic_config(broker: BrokerConfig, overrides: Mapping[str, str] | None = None) -> TopicConfig:

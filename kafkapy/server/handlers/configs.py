@@ -331,7 +331,7 @@ def _apply_topic_ops(state: BrokerServices, current: dict[str, str], ops: list[O
             parts = [v for v in parts if v not in removed]
         new[op.name] = ",".join(parts)
     try:
-        return validate_topic_configs(new, state.config)
+        return validate_topic_configs(new, state.config, previous=current)
     except ConfigError as e:
         raise ApiError(ErrorCode.INVALID_CONFIG, e.kafka_message) from None
 
