@@ -17,15 +17,15 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from kafkapy.storage.checkpoint import write_atomic
 
-COPY_STARTED = "COPY_STARTED"
-COPY_FINISHED = "COPY_FINISHED"
-DELETE_STARTED = "DELETE_STARTED"
-
 SegmentState = Literal["COPY_STARTED", "COPY_FINISHED", "DELETE_STARTED"]
+
+COPY_STARTED: Final = "COPY_STARTED"
+COPY_FINISHED: Final = "COPY_FINISHED"
+DELETE_STARTED: Final = "DELETE_STARTED"
 
 LOG_EXT = "log"
 INDEX_EXT = "index"

@@ -1,0 +1,655 @@
+"""RemoteLogManager: copies closed segments of tiered logs to the object store, expires them, reads
+them back (KIP-405).
+
+Per tiered partition the broker calls, from its event loop:
+- `copy_once(log, topic_id)`: every closed segment wholly below the last stable offset (and so the
+  high watermark) and above the highest copied offset is uploaded (log, offset index, time index,
+  txn index, producer snapshot, leader epochs) between a COPY_STARTED and a COPY_FINISHED metadata
+  entry; the log is then told how far it is copied (`PartitionLog.remote_copied_up_to`), which lets
+  its local retention delete the copies' local segments.
+- `expire_once(log, topic_id)`: total retention (retention.ms, retention.bytes over remote + local)
+  and the log start offset (DeleteRecords) delete the oldest remote segments and move the log start.
+- `read(...)` answers a fetch of an offset below the local log start from the object store: whole
+  batches, found through the segment's offset index (cached) and read in bounded chunks (cached),
+  walking batch headers only.
+- `list_offset(...)`: ListOffsets including -4/-5/-6 and timestamps held in remote segments only.
+
+A failed copy leaves its COPY_STARTED entry; the next copy_once or expire_once deletes its objects
+and the entry before going on. Copy and expiry of one partition never run at the same time (a
+lock per partition); reads run beside them (a segment expired under a read answers an error).
+Blocking file reads run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+import time
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import structlog
+
+from kafkapy.storage._batch import LOG_OVERHEAD, PREFIX, PREFIX_SIZE
+from kafkapy.storage.errors import CorruptLogError
+from kafkapy.storage.local_log import OffsetAndTimestamp
+from kafkapy.storage.log import (
+    EARLIEST_LOCAL_TIMESTAMP,
+    EARLIEST_PENDING_UPLOAD_TIMESTAMP,
+    EARLIEST_TIMESTAMP,
+    LATEST_TIERED_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    MAX_TIMESTAMP,
+    PartitionLog,
+)
+from kafkapy.storage.remote.metadata import (
+    COPY_FINISHED,
+    COPY_STARTED,
+    DELETE_STARTED,
+    EPOCH_EXT,
+    INDEX_EXT,
+    LOG_EXT,
+    SNAPSHOT_EXT,
+    TIMEINDEX_EXT,
+    TXNINDEX_EXT,
+    RemoteLogMetadataStore,
+    RemoteSegment,
+    new_segment_id,
+)
+from kafkapy.storage.remote.object_store import ObjectStore
+from kafkapy.storage.segment import LogSegment, now_ms
+from kafkapy.storage.txn_index import txn_index_path
+
+log = structlog.get_logger(__name__)
+
+LONG_MAX = (1 << 63) - 1
+_OFFSET_ENTRY = struct.Struct(">ii")
+_TIME_ENTRY = struct.Struct(">qi")
+
+TopicPartition = tuple[str, int]  # (topic id, partition)
+
+
+@dataclass(slots=True, frozen=True)
+class RemoteLogSettings:
+    """Object key prefix, throttles and cache bounds (Kafka's remote.log.manager.* names)."""
+
+    prefix: str = ""
+    copy_max_bytes_per_second: int = LONG_MAX  # remote.log.manager.copy.max.bytes.per.second
+    fetch_max_bytes_per_second: int = LONG_MAX  # remote.log.manager.fetch.max.bytes.per.second
+    index_cache_bytes: int = 1 << 30  # remote.log.index.file.cache.total.size.bytes
+    chunk_bytes: int = 1 << 20  # a remote read gets whole chunks of this size
+    chunk_cache_bytes: int = 64 << 20
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
+    """Entries with a size; the least recently used go when the total passes `capacity`."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self.size = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: K) -> V | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(key)
+        return hit[0]
+
+    def put(self, key: K, value: V, size: int) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+        if size > self.capacity:
+            return
+        self._entries[key] = (value, size)
+        self.size += size
+        while self.size > self.capacity:
+            _, (_, s) = self._entries.popitem(last=False)
+            self.size -= s
+
+    def discard_where(self, pred: object) -> None:
+        assert callable(pred)
+        for key in [k for k in self._entries if pred(k)]:
+            _, s = self._entries.pop(key)
+            self.size -= s
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Throttle:
+    """Bytes per second over time: `acquire(n)` sleeps so the average stays under `rate`."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._next_free = 0.0
+
+    async def acquire(self, n: int) -> None:
+        if self.rate >= LONG_MAX or self.rate <= 0 or n <= 0:
+            return
+        now = time.monotonic()
+        start = max(now, self._next_free)
+        self._next_free = start + n / self.rate
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+@dataclass(slots=True)
+class _OffsetIndex:
+    """A remote segment's offset index: absolute offsets (the last of a batch) and positions."""
+
+    offsets: array[int]
+    positions: array[int]
+
+    def lookup(self, offset: int) -> int:
+        i = bisect_right(self.offsets, offset)
+        return self.positions[i - 1] if i else 0
+
+
+@dataclass(slots=True)
+class _TimeIndex:
+    timestamps: array[int]
+    offsets: array[int]
+
+    def lookup(self, timestamp: int, base: int) -> int:
+        i = bisect_right(self.timestamps, timestamp)
+        return self.offsets[i - 1] if i else base
+
+
+def _offset_index_bytes(seg: LogSegment) -> bytes:
+    seg.ensure_indexes()
+    base = seg.base_offset
+    return b"".join(_OFFSET_ENTRY.pack(off - base, pos) for off, pos in seg.index.entries())
+
+
+def _time_index_bytes(seg: LogSegment) -> bytes:
+    seg.ensure_indexes()
+    base = seg.base_offset
+    return b"".join(_TIME_ENTRY.pack(ts, off - base) for ts, off in seg.time_index.entries())
+
+
+def _read_optional(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+class RemoteLogManager:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        object_store: ObjectStore,
+        metadata_store: RemoteLogMetadataStore,
+        broker_id: int,
+        settings: RemoteLogSettings | None = None,
+    ) -> None:
+        self.store = object_store
+        self.metadata = metadata_store
+        self.broker_id = broker_id
+        self.settings = settings or RemoteLogSettings()
+        # per partition: its segments as last read from or written to the metadata store
+        self._segments: dict[TopicPartition, list[RemoteSegment]] = {}
+        self._locks: dict[TopicPartition, asyncio.Lock] = {}
+        self.index_cache: LruCache[tuple[str, str], _OffsetIndex | _TimeIndex] = LruCache(
+            self.settings.index_cache_bytes
+        )
+        self.chunk_cache: LruCache[tuple[str, int], bytes] = LruCache(self.settings.chunk_cache_bytes)
+        self._copy_throttle = Throttle(self.settings.copy_max_bytes_per_second)
+        self._fetch_throttle = Throttle(self.settings.fetch_max_bytes_per_second)
+        # figures for metrics
+        self.copied_bytes = 0
+        self.fetched_bytes = 0
+
+    # -- metadata view -------------------------------------------------------------
+
+    async def _load(self, topic_id: str, partition: int) -> list[RemoteSegment]:
+        tp = (topic_id, partition)
+        segs = self._segments.get(tp)
+        if segs is None:
+            segs = sorted(await self.metadata.segments(topic_id, partition), key=lambda s: s.start_offset)
+            self._segments[tp] = segs
+        return segs
+
+    async def _refresh(self, topic_id: str, partition: int) -> list[RemoteSegment]:
+        self._segments.pop((topic_id, partition), None)
+        return await self._load(topic_id, partition)
+
+    def _lock(self, tp: TopicPartition) -> asyncio.Lock:
+        lock = self._locks.get(tp)
+        if lock is None:
+            lock = self._locks[tp] = asyncio.Lock()
+        return lock
+
+    def _finished(self, topic_id: str, partition: int) -> list[RemoteSegment]:
+        return [s for s in self._segments.get((topic_id, partition), ()) if s.state == COPY_FINISHED]
+
+    def highest_copied_offset(self, topic_id: str, partition: int) -> int:
+        """The last offset of the newest copied segment, -1 when none (or not loaded yet)."""
+        done = self._finished(topic_id, partition)
+        return max((s.end_offset for s in done), default=-1)
+
+    def remote_size(self, topic_id: str, partition: int) -> int:
+        return sum(s.size_bytes for s in self._finished(topic_id, partition))
+
+    def remote_segment_count(self, topic_id: str, partition: int) -> int:
+        return len(self._finished(topic_id, partition))
+
+    async def sync_log(self, plog: PartitionLog, topic_id: str) -> None:
+        """Tell the log how far it is copied (after a restart: from the metadata store) and, when its
+        log start offset lies below everything held remotely and locally, move it up there."""
+        await self._load(topic_id, plog.partition)
+        copied = self.highest_copied_offset(topic_id, plog.partition)
+        plog.remote_copied_up_to = max(plog.remote_copied_up_to, copied)
+        done = self._finished(topic_id, plog.partition)
+        earliest = min(done[0].start_offset, plog.local_log_start_offset) if done else plog.local_log_start_offset
+        if plog.log_start_offset < earliest:
+            await asyncio.to_thread(plog.advance_log_start_offset, earliest)
+
+    # -- copy ------------------------------------------------------------------------
+
+    async def copy_once(self, plog: PartitionLog, topic_id: str) -> int:
+        """Copy every closed segment not copied yet and wholly below the last stable offset;
+        returns how many. Raises what the object/metadata store raised (the caller backs off);
+        the segments copied before the failure stay copied."""
+        if not plog.tiered or plog.config.remote_log_copy_disable:
+            return 0
+        tp = (topic_id, plog.partition)
+        async with self._lock(tp):
+            await self.sync_log(plog, topic_id)
+            await self._cleanup_unfinished(topic_id, plog.partition)
+            copied = max(self.highest_copied_offset(*tp), plog.remote_copied_up_to)
+            upper = plog.last_stable_offset  # <= the high watermark
+            segs = plog.segments
+            count = 0
+            for i, seg in enumerate(segs[:-1]):
+                nxt = segs[i + 1].base_offset
+                if nxt - 1 <= copied or seg.size == 0:
+                    continue
+                if nxt > upper:
+                    break
+                await self._copy_segment(plog, topic_id, seg, nxt)
+                copied = nxt - 1
+                plog.remote_copied_up_to = max(plog.remote_copied_up_to, copied)
+                count += 1
+            return count
+
+    async def _copy_segment(self, plog: PartitionLog, topic_id: str, seg: LogSegment, nxt: int) -> None:
+        prefix = self.settings.prefix
+        end = nxt - 1
+        size = seg.size
+        index_bytes, time_bytes = await asyncio.to_thread(lambda: (_offset_index_bytes(seg), _time_index_bytes(seg)))
+        txn = await asyncio.to_thread(_read_optional, txn_index_path(plog.directory, seg.base_offset))
+        snapshot = await asyncio.to_thread(_read_optional, plog.producer_state.snapshot_path(nxt))
+        epochs = self._segment_epochs(plog, seg.base_offset, end)
+        epoch_text = f"0\n{len(epochs)}\n" + "".join(f"{e} {s}\n" for e, s in epochs)
+        objects = [LOG_EXT, INDEX_EXT, TIMEINDEX_EXT]
+        if txn:
+            objects.append(TXNINDEX_EXT)
+        if snapshot is not None:
+            objects.append(SNAPSHOT_EXT)
+        objects.append(EPOCH_EXT)
+        meta = RemoteSegment(
+            topic=plog.topic,
+            topic_id=topic_id,
+            partition=plog.partition,
+            segment_id=new_segment_id(),
+            start_offset=seg.base_offset,
+            end_offset=end,
+            max_timestamp_ms=seg.largest_timestamp,
+            size_bytes=size,
+            leader_epochs=tuple(epochs),
+            broker_id=self.broker_id,
+            state=COPY_STARTED,
+            event_ms=now_ms(),
+            objects=tuple(objects),
+        )
+        tp = (topic_id, plog.partition)
+        await self.metadata.put(meta)
+        self._segments[tp] = [*self._segments.get(tp, []), meta]
+        began = time.perf_counter()
+        try:
+            await self._copy_throttle.acquire(size)
+            await self.store.put_file(meta.key(prefix, LOG_EXT), seg.log_path, size)
+            await self.store.put_bytes(meta.key(prefix, INDEX_EXT), index_bytes)
+            await self.store.put_bytes(meta.key(prefix, TIMEINDEX_EXT), time_bytes)
+            if txn:
+                await self.store.put_bytes(meta.key(prefix, TXNINDEX_EXT), txn)
+            if snapshot is not None:
+                await self.store.put_bytes(meta.key(prefix, SNAPSHOT_EXT), snapshot)
+            await self.store.put_bytes(meta.key(prefix, EPOCH_EXT), epoch_text.encode())
+        except BaseException as exc:
+            log.warning(
+                "remote.copy_failed",
+                topic=plog.topic,
+                partition=plog.partition,
+                base_offset=seg.base_offset,
+                error=str(exc),
+            )
+            raise
+        done = meta.with_state(COPY_FINISHED, now_ms())
+        await self.metadata.put(done)
+        self._segments[tp] = [done if s.segment_id == meta.segment_id else s for s in self._segments[tp]]
+        self.copied_bytes += size
+        log.info(
+            "remote.segment_copied",
+            topic=plog.topic,
+            partition=plog.partition,
+            start_offset=seg.base_offset,
+            end_offset=end,
+            bytes=size,
+            ms=round((time.perf_counter() - began) * 1000, 2),
+        )
+
+    @staticmethod
+    def _segment_epochs(plog: PartitionLog, base: int, end: int) -> list[tuple[int, int]]:
+        """The leader epochs of offsets [base, end]: (epoch, first offset of it in the segment)."""
+        out: list[tuple[int, int]] = []
+        for e in plog.epoch_cache.entries:
+            if e.start_offset > end:
+                break
+            if e.start_offset <= base:
+                out = [(e.epoch, base)]
+            else:
+                out.append((e.epoch, e.start_offset))
+        return out
+
+    async def _cleanup_unfinished(self, topic_id: str, partition: int) -> None:
+        """Delete the objects and entries of failed copies (COPY_STARTED) and interrupted
+        deletions (DELETE_STARTED). Called holding the partition's lock."""
+        segs = await self._load(topic_id, partition)
+        stale = [s for s in segs if s.state != COPY_FINISHED]
+        for s in stale:
+            await self._delete_segment(s)
+
+    async def _delete_segment(self, seg: RemoteSegment) -> None:
+        tp = (seg.topic_id, seg.partition)
+        if seg.state != DELETE_STARTED:
+            marked = seg.with_state(DELETE_STARTED, now_ms())
+            await self.metadata.put(marked)
+            self._segments[tp] = [marked if s.segment_id == seg.segment_id else s for s in self._segments.get(tp, [])]
+        await self.store.delete(seg.keys(self.settings.prefix))
+        await self.metadata.remove(seg)
+        self._segments[tp] = [s for s in self._segments.get(tp, []) if s.segment_id != seg.segment_id]
+        sid = seg.segment_id
+        self.index_cache.discard_where(lambda k: k[0] == sid)
+        self.chunk_cache.discard_where(lambda k: k[0] == sid)
+
+    # -- expiry ----------------------------------------------------------------------
+
+    async def expire_once(self, plog: PartitionLog, topic_id: str, now: int | None = None) -> int:
+        """Delete the oldest remote segments that breach retention.ms / retention.bytes (over remote
+        plus not yet copied local bytes) or lie wholly below the log start offset; the log start
+        offset then moves past them. Returns how many were deleted."""
+        if not plog.tiered:
+            return 0
+        now = now_ms() if now is None else now
+        tp = (topic_id, plog.partition)
+        async with self._lock(tp):
+            await self.sync_log(plog, topic_id)
+            await self._cleanup_unfinished(*tp)
+            done = self._finished(*tp)
+            if not done:
+                return 0
+            config = plog.config
+            log_start = plog.log_start_offset
+            copied = self.highest_copied_offset(*tp)
+            excess = -1
+            if config.retention_bytes >= 0:
+                local_only = sum(s.size for s in plog.segments if s.base_offset > copied)
+                excess = sum(s.size_bytes for s in done) + local_only - config.retention_bytes
+            horizon = now - config.retention_ms if config.retention_ms >= 0 else None
+            doomed: list[RemoteSegment] = []
+            for s in done:
+                if s.end_offset < log_start or (horizon is not None and s.max_timestamp_ms < horizon):
+                    pass  # below the log start, or too old
+                elif excess > 0 and s.size_bytes <= excess:
+                    excess -= s.size_bytes
+                else:
+                    break
+                doomed.append(s)
+            if not doomed:
+                return 0
+            # the log start first: no fetch is sent to a segment about to go
+            new_start = doomed[-1].end_offset + 1
+            if new_start > log_start:
+                await asyncio.to_thread(plog.advance_log_start_offset, new_start)
+            for s in doomed:
+                await self._delete_segment(s)
+            log.info(
+                "remote.segments_expired",
+                topic=plog.topic,
+                partition=plog.partition,
+                count=len(doomed),
+                log_start_offset=plog.log_start_offset,
+            )
+            return len(doomed)
+
+    async def delete_all(self, topic_id: str, partition: int) -> int:
+        """Delete every remote segment of a partition and its metadata (topic deletion,
+        remote.log.delete.on.disable); returns how many segments went."""
+        tp = (topic_id, partition)
+        async with self._lock(tp):
+            segs = await self._refresh(topic_id, partition)
+            for s in list(segs):
+                await self._delete_segment(s)
+            await self.metadata.delete_partition(topic_id, partition)
+            self._segments.pop(tp, None)
+        self._locks.pop(tp, None)
+        return len(segs)
+
+    def forget(self, topic_id: str, partition: int) -> None:
+        """Drop the cached view of a partition (no longer led here)."""
+        self._segments.pop((topic_id, partition), None)
+
+    # -- read ------------------------------------------------------------------------
+
+    def _segment_for(self, topic_id: str, partition: int, offset: int) -> RemoteSegment | None:
+        done = self._finished(topic_id, partition)
+        starts = [s.start_offset for s in done]
+        i = bisect_right(starts, offset) - 1
+        while 0 <= i < len(done):
+            s = done[i]
+            if s.start_offset <= offset <= s.end_offset:
+                return s
+            if s.start_offset > offset:
+                return None
+            i += 1
+        # an offset in a gap (e.g. a compacted or empty range) reads from the next segment
+        return None
+
+    async def read(
+        self,
+        plog: PartitionLog,
+        topic_id: str,
+        offset: int,
+        max_bytes: int,
+        upper: int,
+        min_one_message: bool = True,
+    ) -> bytes | None:
+        """Whole batches from the remote segment holding `offset`: starting at the batch holding it,
+        up to `max_bytes` (at least one batch with `min_one_message`), none at or past `upper`.
+        None when no remote segment holds `offset`. Raises ObjectStoreError."""
+        await self._load(topic_id, plog.partition)
+        seg = self._segment_for(topic_id, plog.partition, offset)
+        if seg is None:
+            seg = next(
+                (s for s in self._finished(topic_id, plog.partition) if s.start_offset > offset),
+                None,
+            )
+            if seg is None:
+                return None
+            offset = seg.start_offset
+        if offset >= upper:
+            return b""
+        index = await self._offset_index(seg)
+        pos = index.lookup(offset)
+        out = bytearray()
+        size = seg.size_bytes
+        while pos + PREFIX_SIZE <= size:
+            head = await self._read_range(seg, pos, PREFIX_SIZE)
+            base, length, _, magic, _, _, delta, _, _ = PREFIX.unpack_from(head, 0)
+            if magic != 2:
+                raise CorruptLogError(f"remote segment {seg.segment_id}: bad batch at {pos}")
+            batch_size = length + LOG_OVERHEAD
+            if base >= upper:
+                break
+            if base + delta < offset:
+                pos += batch_size
+                continue
+            if len(out) + batch_size > max_bytes and (out or not min_one_message):
+                break
+            out += await self._read_range(seg, pos, batch_size)
+            pos += batch_size
+            if len(out) >= max_bytes:
+                break
+        self.fetched_bytes += len(out)
+        return bytes(out)
+
+    async def _read_range(self, seg: RemoteSegment, start: int, length: int) -> bytes:
+        """Bytes [start, start+length) of the segment's .log through the chunk cache."""
+        chunk = self.settings.chunk_bytes
+        parts: list[bytes] = []
+        pos = start
+        end = min(start + length, seg.size_bytes)
+        while pos < end:
+            n = pos // chunk
+            data = await self._chunk(seg, n)
+            off = pos - n * chunk
+            take = data[off : off + (end - pos)]
+            if not take:
+                raise CorruptLogError(f"remote segment {seg.segment_id} shorter than {seg.size_bytes} bytes")
+            parts.append(take)
+            pos += len(take)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _chunk(self, seg: RemoteSegment, n: int) -> bytes:
+        key = (seg.segment_id, n)
+        data = self.chunk_cache.get(key)
+        if data is None:
+            chunk = self.settings.chunk_bytes
+            lo = n * chunk
+            hi = min(lo + chunk, seg.size_bytes)
+            await self._fetch_throttle.acquire(hi - lo)
+            data = await self.store.get_range(seg.key(self.settings.prefix, LOG_EXT), lo, hi)
+            self.chunk_cache.put(key, data, len(data))
+        return data
+
+    async def _offset_index(self, seg: RemoteSegment) -> _OffsetIndex:
+        key = (seg.segment_id, INDEX_EXT)
+        cached = self.index_cache.get(key)
+        if isinstance(cached, _OffsetIndex):
+            return cached
+        raw = await self.store.get_range(seg.key(self.settings.prefix, INDEX_EXT), 0)
+        both = array("i")
+        both.frombytes(raw[: len(raw) - len(raw) % 8])
+        if sys.byteorder == "little":
+            both.byteswap()
+        offsets = array("q", (seg.start_offset + r for r in both[0::2]))
+        idx = _OffsetIndex(offsets, both[1::2])
+        self.index_cache.put(key, idx, 12 * len(offsets) + 64)
+        return idx
+
+    async def _time_index(self, seg: RemoteSegment) -> _TimeIndex:
+        key = (seg.segment_id, TIMEINDEX_EXT)
+        cached = self.index_cache.get(key)
+        if isinstance(cached, _TimeIndex):
+            return cached
+        raw = await self.store.get_range(seg.key(self.settings.prefix, TIMEINDEX_EXT), 0)
+        ts = array("q")
+        offs = array("q")
+        for i in range(0, len(raw) - len(raw) % 12, 12):
+            t, rel = _TIME_ENTRY.unpack_from(raw, i)
+            ts.append(t)
+            offs.append(seg.start_offset + rel)
+        idx = _TimeIndex(ts, offs)
+        self.index_cache.put(key, idx, 16 * len(ts) + 64)
+        return idx
+
+    # -- ListOffsets -----------------------------------------------------------------
+
+    async def list_offset(self, plog: PartitionLog, topic_id: str, timestamp: int) -> OffsetAndTimestamp | None:
+        """ListOffsets over the remote and the local log: -2 earliest (log start), -4 earliest
+        local, -5 latest tiered (offset -1: none), -6 earliest pending upload, -1 log end, -3 max
+        timestamp, else the first record at or after `timestamp` (remote segments first)."""
+        if not plog.tiered:
+            return plog.list_offset(timestamp)
+        await self.sync_log(plog, topic_id)
+        part = plog.partition
+        if timestamp == LATEST_TIERED_TIMESTAMP:
+            # what was copied, even when retention has deleted it since
+            copied = max(self.highest_copied_offset(topic_id, part), plog.remote_copied_up_to)
+            if copied < 0:
+                return OffsetAndTimestamp(-1, -1, -1)
+            return OffsetAndTimestamp(copied, -1, self._epoch_at(topic_id, part, copied, plog))
+        if timestamp in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP, LATEST_TIMESTAMP):
+            return plog.list_offset(timestamp)
+        if timestamp == EARLIEST_PENDING_UPLOAD_TIMESTAMP:
+            return plog.list_offset(timestamp)
+        log_start = plog.log_start_offset
+        done = [s for s in self._finished(topic_id, part) if s.end_offset >= log_start]
+        if timestamp == MAX_TIMESTAMP:
+            local = plog.list_offset(MAX_TIMESTAMP)
+            best = max(done, key=lambda s: s.max_timestamp_ms, default=None)
+            if best is not None and (local is None or best.max_timestamp_ms > local.timestamp):
+                found = await self._remote_offset_for_timestamp(best, best.max_timestamp_ms, log_start)
+                if found is not None:
+                    return found
+            return local
+        if timestamp < 0:
+            return plog.list_offset(timestamp)
+        for s in done:
+            if s.max_timestamp_ms < timestamp:
+                continue
+            found = await self._remote_offset_for_timestamp(s, timestamp, log_start)
+            if found is not None:
+                return found
+        return plog.offset_for_timestamp(timestamp)
+
+    def _epoch_at(self, topic_id: str, partition: int, offset: int, plog: PartitionLog) -> int:
+        epoch = plog.epoch_cache.epoch_for_offset(offset)
+        if epoch >= 0:
+            return epoch
+        for s in self._finished(topic_id, partition):
+            if s.start_offset <= offset <= s.end_offset:
+                found = [e for e, start in s.leader_epochs if start <= offset]
+                return found[-1] if found else -1
+        return -1
+
+    async def _remote_offset_for_timestamp(
+        self, seg: RemoteSegment, timestamp: int, log_start: int
+    ) -> OffsetAndTimestamp | None:
+        """The first record at or after `log_start` with a timestamp >= `timestamp` in `seg`."""
+        from kafkapy.protocol.records import iter_records
+
+        tindex = await self._time_index(seg)
+        oindex = await self._offset_index(seg)
+        pos = oindex.lookup(max(tindex.lookup(timestamp, seg.start_offset), log_start))
+        while pos + PREFIX_SIZE <= seg.size_bytes:
+            head = await self._read_range(seg, pos, PREFIX_SIZE)
+            base, length, epoch, _, _, attrs, delta, _, bmax = PREFIX.unpack_from(head, 0)
+            size = length + LOG_OVERHEAD
+            if bmax >= timestamp and base + delta >= log_start:
+                data = await self._read_range(seg, pos, size)
+                if attrs & 0x08:  # LogAppendTime: every record carries the batch's max timestamp
+                    return OffsetAndTimestamp(max(base, log_start), bmax, epoch)
+                for rec in iter_records(data, check_crc=False):
+                    if rec.timestamp >= timestamp and rec.offset >= log_start:
+                        return OffsetAndTimestamp(rec.offset, rec.timestamp, epoch)
+            pos += size
+        return None
