@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kafkapy.protocol.records import ControlRecordType, build_batch, build_control_batch
 from kafkapy.storage.config import LogConfig
 from kafkapy.storage.errors import OffsetMovedToTieredStorageError
 from kafkapy.storage.log import PartitionLog
@@ -17,6 +18,18 @@ from kafkapy.storage.remote.object_store import ObjectStoreError
 from tests.storage.helpers import make_batch, parse_batches
 
 TID = "topicid"
+
+
+def txn_batch(pid: int, seq: int, n: int) -> bytearray:
+    recs: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int | None]] = [
+        (None, b"%d-%d" % (pid, seq + i), [], None) for i in range(n)
+    ]
+    return bytearray(build_batch(recs, producer_id=pid, producer_epoch=0, base_sequence=seq, is_transactional=True))
+
+
+def marker(pid: int, commit: bool) -> bytearray:
+    ctype = ControlRecordType.COMMIT if commit else ControlRecordType.ABORT
+    return bytearray(build_control_batch(ctype, producer_id=pid, producer_epoch=0, coordinator_epoch=0, timestamp=1))
 
 
 def tiered_config(**kw: object) -> LogConfig:
@@ -271,6 +284,43 @@ def test_cache_bounds(tmp_path: Path) -> None:
         assert mgr.chunk_cache.size <= 2048 and len(mgr.chunk_cache) <= 4
         assert mgr.index_cache.size <= 300
         assert mgr.chunk_cache.hits > 0
+        log.close()
+
+    asyncio.run(body())
+
+
+def test_transactions_lso_and_aborted_from_remote(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "data" / "t-0", tiered_config())
+    mgr = manager(tmp_path)
+    seq = 0
+    for round_ in range(6):
+        for _ in range(8):
+            log.append(txn_batch(1000, seq, n=4), leader_epoch=0)
+            seq += 4
+        log.append(marker(1000, commit=round_ % 2 == 0), leader_epoch=0)
+    expected = log.aborted_transactions(0, log.high_watermark)
+    assert len(expected) == 3
+    # an open transaction holds copying at its first offset (the last stable offset)
+    open_at = log.log_end_offset
+    for _ in range(20):
+        log.append(txn_batch(1000, seq, n=4), leader_epoch=0)
+        seq += 4
+    assert log.last_stable_offset == open_at
+
+    async def body() -> None:
+        await mgr.copy_once(log, TID)
+        assert mgr.highest_copied_offset(TID, 0) < open_at
+        log.append(marker(1000, commit=False), leader_epoch=0)
+        log.roll()
+        await mgr.copy_once(log, TID)
+        assert mgr.highest_copied_offset(TID, 0) == log.log_end_offset - 1
+        everything = log.aborted_transactions(0, log.high_watermark)
+        assert len(everything) == 4
+        log.apply_retention()
+        assert log.local_log_start_offset == log.log_end_offset
+        assert await mgr.aborted_transactions(log, TID, 0, log.high_watermark) == everything
+        mid = everything[1].first_offset + 1
+        assert await mgr.aborted_transactions(log, TID, mid, mid + 3) == [everything[1]]
         log.close()
 
     asyncio.run(body())

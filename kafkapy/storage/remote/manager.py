@@ -63,13 +63,14 @@ from kafkapy.storage.remote.metadata import (
 )
 from kafkapy.storage.remote.object_store import ObjectStore
 from kafkapy.storage.segment import LogSegment, now_ms
-from kafkapy.storage.txn_index import txn_index_path
+from kafkapy.storage.txn_index import AbortedTxn, txn_index_path
 
 log = structlog.get_logger(__name__)
 
 LONG_MAX = (1 << 63) - 1
 _OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
+_TXN_ENTRY = struct.Struct(">hqqqq")
 
 TopicPartition = tuple[str, int]  # (topic id, partition)
 
@@ -205,8 +206,10 @@ class RemoteLogManager:
         self.settings = settings or RemoteLogSettings()
         # per partition: its segments as last read from or written to the metadata store
         self._segments: dict[TopicPartition, list[RemoteSegment]] = {}
+        # per partition: the COPY_FINISHED ones and their start offsets (derived from _segments)
+        self._done: dict[TopicPartition, tuple[list[RemoteSegment], list[int]]] = {}
         self._locks: dict[TopicPartition, asyncio.Lock] = {}
-        self.index_cache: LruCache[tuple[str, str], _OffsetIndex | _TimeIndex] = LruCache(
+        self.index_cache: LruCache[tuple[str, str], _OffsetIndex | _TimeIndex | list[AbortedTxn]] = LruCache(
             self.settings.index_cache_bytes
         )
         self.chunk_cache: LruCache[tuple[str, int], bytes] = LruCache(self.settings.chunk_cache_bytes)
@@ -223,11 +226,12 @@ class RemoteLogManager:
         segs = self._segments.get(tp)
         if segs is None:
             segs = sorted(await self.metadata.segments(topic_id, partition), key=lambda s: s.start_offset)
-            self._segments[tp] = segs
+            self._set(tp, segs)
         return segs
 
     async def _refresh(self, topic_id: str, partition: int) -> list[RemoteSegment]:
         self._segments.pop((topic_id, partition), None)
+        self._done.pop((topic_id, partition), None)
         return await self._load(topic_id, partition)
 
     def _lock(self, tp: TopicPartition) -> asyncio.Lock:
@@ -236,8 +240,22 @@ class RemoteLogManager:
             lock = self._locks[tp] = asyncio.Lock()
         return lock
 
+    def _set(self, tp: TopicPartition, segs: list[RemoteSegment]) -> None:
+        self._segments[tp] = segs
+        self._done.pop(tp, None)
+
+    def _finished_view(self, topic_id: str, partition: int) -> tuple[list[RemoteSegment], list[int]]:
+        tp = (topic_id, partition)
+        view = self._done.get(tp)
+        if view is None:
+            done = [s for s in self._segments.get(tp, ()) if s.state == COPY_FINISHED]
+            view = (done, [s.start_offset for s in done])
+            if tp in self._segments:
+                self._done[tp] = view
+        return view
+
     def _finished(self, topic_id: str, partition: int) -> list[RemoteSegment]:
-        return [s for s in self._segments.get((topic_id, partition), ()) if s.state == COPY_FINISHED]
+        return self._finished_view(topic_id, partition)[0]
 
     def highest_copied_offset(self, topic_id: str, partition: int) -> int:
         """The last offset of the newest copied segment, -1 when none (or not loaded yet)."""
@@ -321,7 +339,7 @@ class RemoteLogManager:
         )
         tp = (topic_id, plog.partition)
         await self.metadata.put(meta)
-        self._segments[tp] = [*self._segments.get(tp, []), meta]
+        self._set(tp, [*self._segments.get(tp, []), meta])
         began = time.perf_counter()
         try:
             await self._copy_throttle.acquire(size)
@@ -344,7 +362,7 @@ class RemoteLogManager:
             raise
         done = meta.with_state(COPY_FINISHED, now_ms())
         await self.metadata.put(done)
-        self._segments[tp] = [done if s.segment_id == meta.segment_id else s for s in self._segments[tp]]
+        self._set(tp, [done if s.segment_id == meta.segment_id else s for s in self._segments[tp]])
         self.copied_bytes += size
         log.info(
             "remote.segment_copied",
@@ -382,10 +400,10 @@ class RemoteLogManager:
         if seg.state != DELETE_STARTED:
             marked = seg.with_state(DELETE_STARTED, now_ms())
             await self.metadata.put(marked)
-            self._segments[tp] = [marked if s.segment_id == seg.segment_id else s for s in self._segments.get(tp, [])]
+            self._set(tp, [marked if s.segment_id == seg.segment_id else s for s in self._segments.get(tp, [])])
         await self.store.delete(seg.keys(self.settings.prefix))
         await self.metadata.remove(seg)
-        self._segments[tp] = [s for s in self._segments.get(tp, []) if s.segment_id != seg.segment_id]
+        self._set(tp, [s for s in self._segments.get(tp, []) if s.segment_id != seg.segment_id])
         sid = seg.segment_id
         self.index_cache.discard_where(lambda k: k[0] == sid)
         self.chunk_cache.discard_where(lambda k: k[0] == sid)
@@ -450,18 +468,19 @@ class RemoteLogManager:
                 await self._delete_segment(s)
             await self.metadata.delete_partition(topic_id, partition)
             self._segments.pop(tp, None)
+            self._done.pop(tp, None)
         self._locks.pop(tp, None)
         return len(segs)
 
     def forget(self, topic_id: str, partition: int) -> None:
         """Drop the cached view of a partition (no longer led here)."""
         self._segments.pop((topic_id, partition), None)
+        self._done.pop((topic_id, partition), None)
 
     # -- read ------------------------------------------------------------------------
 
     def _segment_for(self, topic_id: str, partition: int, offset: int) -> RemoteSegment | None:
-        done = self._finished(topic_id, partition)
-        starts = [s.start_offset for s in done]
+        done, starts = self._finished_view(topic_id, partition)
         i = bisect_right(starts, offset) - 1
         while 0 <= i < len(done):
             s = done[i]
@@ -520,6 +539,46 @@ class RemoteLogManager:
                 break
         self.fetched_bytes += len(out)
         return bytes(out)
+
+    async def aborted_transactions(
+        self, plog: PartitionLog, topic_id: str, fetch_offset: int, upper: int
+    ) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [fetch_offset, upper) (a read_committed fetch), from the
+        remote segments' transaction indexes and then the local ones."""
+        await self._load(topic_id, plog.partition)
+        out: list[AbortedTxn] = []
+        done, starts = self._finished_view(topic_id, plog.partition)
+        i = max(bisect_right(starts, fetch_offset) - 1, 0)
+        local_start = plog.local_log_start_offset
+        for seg in done[i:]:
+            if seg.start_offset >= local_start:
+                break
+            # a transaction's entry is in the segment of its marker: later segments count too
+            if seg.end_offset < fetch_offset or TXNINDEX_EXT not in seg.objects:
+                continue
+            for e in await self._txn_entries(seg):
+                if e.last_offset < fetch_offset:
+                    continue
+                if e.first_offset < upper:
+                    out.append(e)
+                if e.last_stable_offset >= upper:
+                    return out
+        seen = set(out)
+        out.extend(e for e in plog.aborted_transactions(fetch_offset, upper) if e not in seen)
+        return out
+
+    async def _txn_entries(self, seg: RemoteSegment) -> list[AbortedTxn]:
+        key = (seg.segment_id, TXNINDEX_EXT)
+        cached = self.index_cache.get(key)
+        if isinstance(cached, list):
+            return cached
+        raw = await self.store.get_range(seg.key(self.settings.prefix, TXNINDEX_EXT), 0)
+        entries = []
+        for pos in range(0, len(raw) - len(raw) % _TXN_ENTRY.size, _TXN_ENTRY.size):
+            _, pid, first, last, lso = _TXN_ENTRY.unpack_from(raw, pos)
+            entries.append(AbortedTxn(pid, first, last, lso))
+        self.index_cache.put(key, entries, 80 * len(entries) + 64)
+        return entries
 
     async def _read_range(self, seg: RemoteSegment, start: int, length: int) -> bytes:
         """Bytes [start, start+length) of the segment's .log through the chunk cache."""
