@@ -96,6 +96,7 @@ def test_copy_local_retention_and_read_across_remote_and_local(tmp_path: Path) -
     async def body() -> None:
         nsegs = len(log.segments)
         assert nsegs > 5
+        log_sizes = [seg.size for seg in log.segments]
         assert await mgr.copy_once(log, TID) == nsegs - 1
         assert await mgr.copy_once(log, TID) == 0  # nothing new
         active_base = log.segments[-1].base_offset
@@ -118,6 +119,11 @@ def test_copy_local_retention_and_read_across_remote_and_local(tmp_path: Path) -
         mid = await mgr.read(log, TID, 7, 1, log.high_watermark, True)
         assert mid is not None and parse_batches(mid)[0][0] == 5 and len(parse_batches(mid)) == 1
         assert await mgr.read(log, TID, 7, 1, log.high_watermark, False) == b""
+        capped = await mgr.read(log, TID, 3, 1 << 20, 12, True)
+        assert capped is not None and [b[0] for b in parse_batches(capped)] == [0, 5, 10]
+        one_segment = await mgr.read(log, TID, 0, 1 << 20, log.high_watermark, True)
+        assert one_segment is not None and len(one_segment) == log_sizes[0]  # a read stops at its segment's end
+        assert await mgr.read(log, TID, 5, 2 * len(batches[1]) + 10, 10**9, True) == batches[1] + batches[2]
         # ListOffsets
         lo = mgr.list_offset
         assert (await lo(log, TID, -2)).offset == 0  # type: ignore[union-attr]

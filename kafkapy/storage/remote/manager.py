@@ -171,6 +171,37 @@ class _TimeIndex:
         return self.offsets[i - 1] if i else base
 
 
+class _Cursor:
+    """Batch headers of a remote segment read through the chunk cache, slicing the cached chunk
+    instead of an await and a copy per header."""
+
+    def __init__(self, manager: RemoteLogManager, seg: RemoteSegment) -> None:
+        self._manager = manager
+        self._seg = seg
+        self._buf = memoryview(b"")
+        self._start = 0
+
+    async def header(self, pos: int) -> tuple[int, int, int]:
+        """(base offset, last offset, size) of the batch at `pos`."""
+        rel = pos - self._start
+        if rel < 0 or rel + PREFIX_SIZE > len(self._buf):
+            chunk = self._manager.settings.chunk_bytes
+            n = pos // chunk
+            data = await self._manager._chunk(self._seg, n)
+            self._buf, self._start = memoryview(data), n * chunk
+            rel = pos - self._start
+            if rel + PREFIX_SIZE > len(self._buf):  # a header across two chunks
+                self._buf, self._start, rel = (
+                    memoryview(await self._manager._read_range(self._seg, pos, PREFIX_SIZE)),
+                    pos,
+                    0,
+                )
+        base, length, _, magic, _, _, delta, _, _ = PREFIX.unpack_from(self._buf, rel)
+        if magic != 2 or length <= 0:
+            raise CorruptLogError(f"remote segment {self._seg.segment_id}: bad batch at {pos}")
+        return base, base + delta, length + LOG_OVERHEAD
+
+
 def _offset_index_bytes(seg: LogSegment) -> bytes:
     seg.ensure_indexes()
     base = seg.base_offset
@@ -517,28 +548,40 @@ class RemoteLogManager:
         if offset >= upper:
             return b""
         index = await self._offset_index(seg)
-        pos = index.lookup(offset)
-        out = bytearray()
         size = seg.size_bytes
+        cursor = _Cursor(self, seg)
+        # the batch holding `offset`: from the index entry at or below it, skip batches before it
+        pos = index.lookup(offset)
+        first_size = 0
         while pos + PREFIX_SIZE <= size:
-            head = await self._read_range(seg, pos, PREFIX_SIZE)
-            base, length, _, magic, _, _, delta, _, _ = PREFIX.unpack_from(head, 0)
-            if magic != 2:
-                raise CorruptLogError(f"remote segment {seg.segment_id}: bad batch at {pos}")
-            batch_size = length + LOG_OVERHEAD
+            base, last, batch_size = await cursor.header(pos)
             if base >= upper:
+                return b""
+            if last >= offset:
+                first_size = batch_size
                 break
-            if base + delta < offset:
-                pos += batch_size
-                continue
-            if len(out) + batch_size > max_bytes and (out or not min_one_message):
-                break
-            out += await self._read_range(seg, pos, batch_size)
             pos += batch_size
-            if len(out) >= max_bytes:
-                break
+        if not first_size:
+            return b""
+        first = pos
+        if first_size > max_bytes and not min_one_message:
+            return b""
+        end = first + first_size
+        if first_size < max_bytes:
+            # skip ahead through the index to the last indexed batch that still fits, then walk
+            j = min(bisect_right(index.positions, first + max_bytes), bisect_right(index.offsets, upper - 1)) - 1
+            if j >= 0 and index.positions[j] > end:
+                end = index.positions[j]
+            while end + PREFIX_SIZE <= size:
+                base, _, batch_size = await cursor.header(end)
+                if base >= upper or end + batch_size - first > max_bytes:
+                    break
+                end += batch_size
+        out = await self._read_range(seg, first, end - first)
+        if len(out) < end - first:
+            raise CorruptLogError(f"remote segment {seg.segment_id}: torn batch before {end}")
         self.fetched_bytes += len(out)
-        return bytes(out)
+        return out
 
     async def aborted_transactions(
         self, plog: PartitionLog, topic_id: str, fetch_offset: int, upper: int
