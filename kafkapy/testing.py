@@ -284,6 +284,11 @@ class SeaweedS3Server:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def _socket_dir(self) -> Path:
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def object_store_config(self, prefix: str = "", **overrides: Any) -> ObjectStoreConfig:
         settings: dict[str, Any] = {
             "kind": "s3",
@@ -334,7 +339,19 @@ class SeaweedS3Server:
             # as AWS: a write to a missing bucket fails (SeaweedFS would create it for an admin)
             "-s3.autoCreateBucket=false",
         ]
+        sockets = self._socket_dir()
+        if len(str(sockets / "filer.sock")) < 100:  # a unix socket path has ~108 bytes at most
+            cmd += [f"-s3.localSocket={sockets / 's3.sock'}", f"-filer.localSocket={sockets / 'filer.sock'}"]
         return cmd + [f"-{name}={port}" for name, port in self.ports.items()]
+
+    def _remove_stray_sockets(self) -> None:
+        """The gRPC sockets weed leaves in /tmp after it exits, for the ports that were ours."""
+        if not self.ports:
+            return
+        grpc = {name: self.ports[f"{name}.port.grpc"] for name in ("master", "volume", "filer", "s3")}
+        grpc["admin"] = self.ports["admin.port"] + 10000
+        for name, port in grpc.items():
+            Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock").unlink(missing_ok=True)
 
     def start(self) -> SeaweedS3Server:
         if self.running:
@@ -357,6 +374,8 @@ class SeaweedS3Server:
         self._log_file.write(f"--- start: {' '.join(cmd)}\n".encode())
         self._log_file.flush()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+        # weed puts (and leaves) unix sockets in the temp dir: keep them in ours
+        env["TMPDIR"] = str(self._socket_dir())
         self.process = subprocess.Popen(
             cmd,
             cwd=self.root,
@@ -446,6 +465,8 @@ class SeaweedS3Server:
 
     def _reap(self) -> None:
         self.process = None if self.process is None or self.process.poll() is not None else self.process
+        if self.process is None:
+            self._remove_stray_sockets()
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
