@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from kafkapy.storage.config import LogConfig
 from kafkapy.storage.errors import OffsetMovedToTieredStorageError
 from kafkapy.storage.log import PartitionLog
 from kafkapy.storage.remote.dir_store import DirObjectStore
-from kafkapy.storage.remote.manager import RemoteLogManager, RemoteLogSettings
+from kafkapy.storage.remote.manager import LruCache, RemoteLogManager, RemoteLogSettings, Throttle
 from kafkapy.storage.remote.metadata import FileRemoteLogMetadataStore
 from kafkapy.storage.remote.object_store import ObjectStoreError
 from tests.storage.helpers import make_batch, parse_batches
@@ -330,3 +331,25 @@ def test_transactions_lso_and_aborted_from_remote(tmp_path: Path) -> None:
         log.close()
 
     asyncio.run(body())
+
+
+def test_lru_cache_and_throttle() -> None:
+    cache: LruCache[str, bytes] = LruCache(10)
+    cache.put("a", b"aaaa", 4)
+    cache.put("b", b"bbbb", 4)
+    assert cache.get("a") == b"aaaa"  # now the most recent
+    cache.put("c", b"cccc", 4)  # evicts b
+    assert cache.get("b") is None and cache.get("a") == b"aaaa" and cache.size == 8
+    cache.put("huge", b"x" * 11, 11)  # larger than the whole cache: not kept
+    assert cache.get("huge") is None and cache.size == 8
+    cache.discard_where(lambda k: k == "a")
+    assert len(cache) == 1 and cache.size == 4
+
+    async def body() -> float:
+        throttle = Throttle(100_000)
+        began = time.monotonic()
+        for _ in range(4):
+            await throttle.acquire(10_000)
+        return time.monotonic() - began
+
+    assert 0.25 <= asyncio.run(body()) < 2.0  # 40 kB at 100 kB/s: the first goes at once, then 0.3 s

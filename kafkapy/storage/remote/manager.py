@@ -29,6 +29,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -122,8 +123,7 @@ class LruCache(Generic[K, V]):
             _, (_, s) = self._entries.popitem(last=False)
             self.size -= s
 
-    def discard_where(self, pred: object) -> None:
-        assert callable(pred)
+    def discard_where(self, pred: Callable[[K], bool]) -> None:
         for key in [k for k in self._entries if pred(k)]:
             _, s = self._entries.pop(key)
             self.size -= s
