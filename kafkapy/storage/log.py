@@ -580,6 +580,16 @@ class PartitionLog:
         deleted = 0
         # below the log start offset (DeleteRecords, remote expiry): gone whatever was copied
         deleted += self._delete_segments(retention.below_offset(self._log_start_offset), "log_start_offset")
+        if config.remote_log_copy_disable:
+            # KIP-950: copying stopped, local data expires by retention.ms / retention.bytes, copied
+            # or not; the log start moves only past what the object store does not hold
+            if config.retention_ms >= 0:
+                deleted += self._delete_uncopied(retention.older_than(now - config.retention_ms), "retention_ms")
+            if config.retention_bytes >= 0:
+                excess = self.size - config.retention_bytes
+                if excess > 0:
+                    deleted += self._delete_uncopied(retention.exceeding_size(excess), "retention_bytes")
+            return deleted
         if copied < 0:
             return deleted
         ms = config.effective_local_retention_ms
@@ -594,6 +604,18 @@ class PartitionLog:
                 pred = retention.copied(copied, retention.exceeding_size(excess))
                 deleted += self._delete_local(pred, "local_retention_bytes")
         return deleted
+
+    def _delete_uncopied(self, predicate: retention.SegmentPredicate, reason: str) -> int:
+        """Delete the oldest closed segments while predicate holds; when some were not copied, the
+        log start offset moves to the first offset left."""
+        count, first_base = retention.delete_oldest_segments(self._local, predicate)
+        if count and first_base - 1 > self.remote_copied_up_to and first_base > self._log_start_offset:
+            self._log_start_offset = first_base
+            self.epoch_cache.truncate_from_start(first_base)
+            self._write_state()
+        if count:
+            log.info("log.segments_deleted", dir=str(self.directory), count=count, reason=reason)
+        return count
 
     def _delete_local(self, predicate: retention.SegmentPredicate, reason: str) -> int:
         """Delete the oldest closed segments while predicate holds, keeping the log start offset."""

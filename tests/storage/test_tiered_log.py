@@ -104,3 +104,32 @@ def test_delete_records_below_local_start(tmp_path: Path) -> None:
     with pytest.raises(OffsetMovedToTieredStorageError):
         log.read(3, 100)
     log.close()
+
+
+def test_copy_disabled_expires_by_total_retention(tmp_path: Path) -> None:
+    log = PartitionLog(
+        tmp_path / "t-0",
+        tiered_config(remote_log_copy_disable=True, local_retention_bytes=0, retention_bytes=4096),
+    )
+    fill(log, 40)
+    copied = log.segments[1].base_offset - 1  # the first segment only was copied before copying stopped
+    log.remote_copied_up_to = copied
+    size = log.size
+    deleted = log.apply_retention()
+    assert deleted > 1
+    assert log.size <= 4096 < size
+    # uncopied data went: the log starts where the local data does
+    assert log.log_start_offset == log.local_log_start_offset == log.segments[0].base_offset
+    log.close()
+
+
+def test_copy_disabled_keeps_log_start_when_only_copied_segments_go(tmp_path: Path) -> None:
+    off = dict(remote_log_copy_disable=True, retention_ms=-1)
+    log = PartitionLog(tmp_path / "t-0", tiered_config(**off, retention_bytes=-1))
+    fill(log, 40)
+    log.remote_copied_up_to = log.segments[3].base_offset - 1
+    two = log.segments[0].size + log.segments[1].size
+    log.config = tiered_config(**off, retention_bytes=log.size - two)
+    assert log.apply_retention() == 2
+    assert log.log_start_offset == 0
+    log.close()
