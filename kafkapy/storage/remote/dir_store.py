@@ -1,7 +1,8 @@
 """DirObjectStore: the ObjectStore over a local directory (a shared mount, or the storage tests).
 
 A key `a/b/c` is the file `<directory>/a/b/c`. Writes go to a temporary file in the same directory,
-renamed over the target, so a reader sees a whole object or none. File I/O runs in worker threads
+renamed over the target, so a reader sees a whole object or none; with `sync` (the default) the
+file and the rename are fsynced before the put returns, as the local copy may be deleted next. File I/O runs in worker threads
 (asyncio.to_thread) so the event loop never blocks on the disk.
 """
 
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from kafkapy.storage.checkpoint import fsync_dir
 from kafkapy.storage.remote.object_store import ObjectNotFoundError, ObjectStoreError
 
 _TMP_SUFFIX = ".part"
@@ -22,7 +24,7 @@ _COPY_CHUNK = 1 << 20
 class DirObjectStore:
     """Objects as files under `directory` (see the module docstring)."""
 
-    def __init__(self, directory: Path | str, *, sync: bool = False) -> None:
+    def __init__(self, directory: Path | str, *, sync: bool = True) -> None:
         self.directory = Path(directory)
         self._sync = sync
 
@@ -54,6 +56,9 @@ class DirObjectStore:
                     out.flush()
                     os.fsync(out.fileno())
             os.replace(tmp, target)
+            if self._sync:
+                # the object outlives the local segment it copies: the rename must be durable too
+                fsync_dir(target.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise ObjectStoreError(f"put {key}: {exc}") from exc
