@@ -39,7 +39,15 @@ from kafkapy.protocol.api import ApiKey, api_spec
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.server.network import Server
 from kafkapy.server.services import BrokerServices
-from kafkapy.server.stats import FETCH_FOLLOWER, TIME_PARTS, BrokerStats, Marks, TopicCounters, times
+from kafkapy.server.stats import (
+    FETCH_FOLLOWER,
+    TIME_PARTS,
+    BrokerStats,
+    Marks,
+    RemoteCounters,
+    TopicCounters,
+    times,
+)
 from kafkapy.storage.segment import now_ms
 
 if TYPE_CHECKING:
@@ -72,6 +80,27 @@ TOPIC_COUNTERS = (
     ),
 )
 assert len(TOPIC_COUNTERS) == len(TopicCounters.__slots__)
+
+# tiered storage's BrokerTopicMetrics meters, in RemoteCounters' field order (only with tiered storage on)
+REMOTE_COUNTERS = (
+    ("kafka_server_brokertopicmetrics_remotecopybytes", "RemoteCopyBytesPerSec: bytes copied to remote storage"),
+    ("kafka_server_brokertopicmetrics_remotecopyrequests", "RemoteCopyRequestsPerSec: segment copies started"),
+    ("kafka_server_brokertopicmetrics_remotecopyerrors", "RemoteCopyErrorsPerSec: segment copies failed"),
+    ("kafka_server_brokertopicmetrics_remotefetchbytes", "RemoteFetchBytesPerSec: bytes read from remote storage"),
+    ("kafka_server_brokertopicmetrics_remotefetchrequests", "RemoteFetchRequestsPerSec: fetches read remotely"),
+    ("kafka_server_brokertopicmetrics_remotefetcherrors", "RemoteFetchErrorsPerSec: remote reads failed"),
+    ("kafka_server_brokertopicmetrics_remotedeleterequests", "RemoteDeleteRequestsPerSec: remote segments deleted"),
+)
+assert len(REMOTE_COUNTERS) == len(RemoteCounters.__slots__)
+# and its gauges, per topic over the partitions led here
+REMOTE_GAUGES = (
+    ("kafka_server_brokertopicmetrics_remotelogsizebytes", "RemoteLogSizeBytes: bytes in remote storage"),
+    ("kafka_server_brokertopicmetrics_remotelogmetadatacount", "RemoteLogMetadataCount: remote segments"),
+    (
+        "kafka_server_brokertopicmetrics_remotecopylagbytes",
+        "RemoteCopyLagBytes: bytes of closed local segments not copied yet",
+    ),
+)
 
 
 def quantile(window: list[float], q: float) -> float:
@@ -140,6 +169,8 @@ class Snapshot:
     memory_pool: tuple[int, int] | None = None  # available, used
     log_dir_offline: list[tuple[str, int]] | None = None  # data dir, 1 while full or failed
     quotas: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # kafkapy.server.quotas
+    # tiered storage (None: off): counters per topic, deleted topics' counts, gauges per topic
+    remote: tuple[list[tuple[str, tuple[int, ...]]], tuple[int, ...], dict[str, tuple[int, int, int]]] | None = None
 
 
 @dataclass(slots=True, eq=False)  # hashable: a registry keys on its collectors
@@ -215,6 +246,11 @@ def _copy_stats(stats: BrokerStats, snap: Snapshot) -> None:
 
 def _copy_services(services: BrokerServices, snap: Snapshot, remote: RemoteHighWatermarks | None) -> None:
     rm = services.replicas
+    if services.remote_log is not None:
+        stats = services.stats
+        counters = [(name, astuple(c)) for name, c in stats.remote.items()] if stats is not None else []
+        gone = astuple(stats.remote_gone) if stats is not None else astuple(RemoteCounters())
+        snap.remote = (counters, gone, services.remote_log.topic_figures())
     hosted = leaders = under = under_min = at_min = produce_waits = delete_waits = 0
     min_isr: dict[str, int] = {}
     led = snap.led
@@ -379,6 +415,26 @@ class SnapshotCollector(Collector):
         yield from _socket_server(snap)
         if snap.quotas:
             yield from _quotas(snap.quotas)
+        if snap.remote is not None:
+            yield from _remote_metrics(*snap.remote)
+
+
+def _remote_metrics(
+    topics: list[tuple[str, tuple[int, ...]]], gone: tuple[int, ...], gauges: dict[str, tuple[int, int, int]]
+) -> Iterator[Metric]:
+    for i, (name, doc) in enumerate(REMOTE_COUNTERS):
+        family = CounterMetricFamily(name, doc)
+        total = gone[i]
+        for topic, counts in topics:
+            total += counts[i]
+            family.add_sample(name + "_total", {"topic": topic}, counts[i])
+        family.add_sample(name + "_total", {}, total)
+        yield family
+    for i, (name, doc) in enumerate(REMOTE_GAUGES):
+        gauge = GaugeMetricFamily(name, doc, labels=["topic"])
+        for topic, figures in sorted(gauges.items()):
+            gauge.add_metric([topic], figures[i])
+        yield gauge
 
 
 def _topic_metrics(snap: Snapshot) -> Iterator[Metric]:

@@ -10,6 +10,8 @@
   every partition has replication factor 1 and this broker leads it.
 - `groups`, `txns`, `producer_ids`: the coordinators, created on first use.
 - `fetch_sessions`: the KIP-227 fetch session cache.
+- `remote_log`: with remote.log.storage.system.enable, the tiered storage task and its
+  RemoteLogManager (`kafkapy.server.tiering`); None otherwise.
 
 Every metadata change reaches `on_metadata` in the store's order: it creates
 and deletes local logs, moves replica roles and loads or unloads coordinator
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from kafkapy.server.client_telemetry import ClientTelemetry
     from kafkapy.server.sasl_setup import SaslSetup
     from kafkapy.server.stats import BrokerStats
+    from kafkapy.server.tiering import RemoteLogTask
 
 log = get_logger(__name__)
 
@@ -101,6 +104,7 @@ class BrokerServices:
     tokens: TokenStore | None = None
     token_credentials: TokenCredentials | None = None
     stats: BrokerStats | None = None  # request and topic counters (None: metrics endpoint off)
+    remote_log: RemoteLogTask | None = None  # tiered storage (None: remote.log.storage.system.enable off)
     _client_telemetry: ClientTelemetry | None = None  # KIP-714 client instances, made by the first telemetry request
     _new_logs: NewLogs | None = None  # logs of many new partitions, made in worker threads
     # told when the data dir starts or stops taking writes (a clustered broker announces it)
@@ -128,7 +132,10 @@ class BrokerServices:
 
         def config_for_topic(name: str) -> LogConfig | None:
             info = metadata.topic(name)
-            return holder[0].log_config(info) if holder and info is not None else None
+            if info is None:
+                return None
+            # the logs are loaded before the services exist: a tiered log must load as tiered
+            return holder[0].log_config(info) if holder else topic_log_config(config, info)
 
         logs = LogManager(
             data_dirs or [data_dir],  # log.dirs (JBOD); `data_dir` is the first
@@ -171,6 +178,8 @@ class BrokerServices:
         self._loop = asyncio.get_running_loop()
         self.tasks.append(self._loop.create_task(self._housekeeping()))
         self.tasks.append(self._loop.create_task(self._move_logs()))
+        if self.config.remote_log_storage_system_enable:
+            self.open_remote_log()
         if self.metadata.topic(TXN_TOPIC) is not None:
             self.txns  # noqa: B018  finish transactions a crash left half-completed
 
@@ -193,6 +202,8 @@ class BrokerServices:
                 coord.close()
         for t in self.tasks:
             t.cancel()
+        if self.remote_log is not None:
+            await self.remote_log.close()
         if self._new_logs is not None:
             await self._new_logs.close()
         await self.replicas.close()
@@ -221,6 +232,16 @@ class BrokerServices:
                 log.exception("log dir move failed")
                 busy = False
             await asyncio.sleep(0 if busy else 0.1)
+
+    def open_remote_log(self) -> None:
+        """Tiered storage: the object store, the remote log metadata under the first log dir and the
+        task copying and expiring the tiered partitions led here."""
+        from kafkapy.server.tiering import RemoteLogTask
+
+        self.remote_log = RemoteLogTask.open(
+            self.config, self.replicas, self.metadata, self.data_dir, self.node_id, lambda: self.stats
+        )
+        self.remote_log.start()
 
     async def open_acls(self) -> None:
         """With authorizer.class.name set: the authorizer, kept current from the metadata store's ACLs."""
@@ -549,7 +570,7 @@ class BrokerServices:
         return {d.name: d.value for d in describe_topic_config(self.config, topic.configs) if d.value is not None}
 
     def log_config(self, topic: TopicInfo) -> LogConfig:
-        return LogConfig.from_topic_configs(self.topic_config_strings(topic))
+        return topic_log_config(self.config, topic)
 
     def open_logs(self) -> None:
         """Make sure every partition hosted here has a log (after a crash mid-create); delete the logs
@@ -587,6 +608,12 @@ class BrokerServices:
     def live_brokers(self) -> list[BrokerInfo]:
         """Brokers to list in Metadata and DescribeCluster."""
         return self.metadata.brokers()
+
+
+def topic_log_config(config: BrokerConfig, topic: TopicInfo) -> LogConfig:
+    """A topic's log settings: its overrides over the broker's defaults."""
+    described = describe_topic_config(config, topic.configs)
+    return LogConfig.from_topic_configs({d.name: d.value for d in described if d.value is not None})
 
 
 async def open_single(config: BrokerConfig, advertised: BrokerInfo, cluster_id: str | None) -> BrokerServices:

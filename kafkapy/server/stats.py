@@ -47,6 +47,19 @@ class TopicCounters:
     failed_fetch: int = 0
 
 
+@dataclass(slots=True)
+class RemoteCounters:
+    """Kafka's remote storage BrokerTopicMetrics meters of one tiered topic (their Count)."""
+
+    copy_bytes: int = 0  # RemoteCopyBytesPerSec
+    copy_requests: int = 0  # RemoteCopyRequestsPerSec: segments whose copy was started
+    copy_errors: int = 0  # RemoteCopyErrorsPerSec
+    fetch_bytes: int = 0  # RemoteFetchBytesPerSec
+    fetch_requests: int = 0  # RemoteFetchRequestsPerSec
+    fetch_errors: int = 0  # RemoteFetchErrorsPerSec
+    delete_requests: int = 0  # RemoteDeleteRequestsPerSec: remote segments deleted
+
+
 MAX_VERSION = 64  # request versions counted per API (Kafka's highest today: 17)
 
 
@@ -150,6 +163,9 @@ class BrokerStats:
     errors: dict[tuple[int, int], int] = field(default_factory=dict)  # (api key, error code) -> count, NONE aside
     gone: TopicCounters = field(default_factory=TopicCounters)  # deleted topics' counts, still in the totals
     replication_bytes_out: int = 0  # ReplicationBytesOutPerSec: record bytes sent to followers (all topics)
+    # tiered storage's meters per topic (only topics that copied or read remotely), deleted topics' in `remote_gone`
+    remote: dict[str, RemoteCounters] = field(default_factory=dict)
+    remote_gone: RemoteCounters = field(default_factory=RemoteCounters)
     # socket-server-metrics connection-creation-total / connection-close-total, per listener name
     connections_created: dict[str, int] = field(default_factory=dict)
     connections_closed: dict[str, int] = field(default_factory=dict)
@@ -168,6 +184,12 @@ class BrokerStats:
         counters = self.topics.get(name)
         if counters is None:
             counters = self.topics[name] = TopicCounters()
+        return counters
+
+    def remote_topic(self, name: str) -> RemoteCounters:
+        counters = self.remote.get(name)
+        if counters is None:
+            counters = self.remote[name] = RemoteCounters()
         return counters
 
     def api(self, key: int) -> ApiStats:
@@ -242,3 +264,7 @@ class BrokerStats:
             gone = self.gone
             for attr in TopicCounters.__slots__:
                 setattr(gone, attr, getattr(gone, attr) + getattr(counters, attr))
+        remote = self.remote.pop(name, None)
+        if remote is not None:
+            for attr in RemoteCounters.__slots__:
+                setattr(self.remote_gone, attr, getattr(self.remote_gone, attr) + getattr(remote, attr))

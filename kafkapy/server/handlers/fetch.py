@@ -28,6 +28,16 @@ answers UNSUPPORTED_VERSION to consumers. Only whole messages are returned:
 up to the client's byte limits or the v2 bytes read if more, at least one
 message; a read that converts to nothing (control batches only) reads on,
 and waits (max_wait_ms) from after them when they end the log.
+
+Tiered storage (KIP-405, docs/tiered-storage.md): a consumer's offset in [log start, local log
+start) of a tiered partition is read from the object store through the RemoteLogManager, as
+Kafka's delayed remote fetch: only the first such partition of a request (the others answer
+empty, without error, and the client asks again), whole batches up to its partition max bytes,
+waiting at most remote.fetch.max.wait.ms (then empty, without error); the fetch answers as soon as
+that read is done. A failed remote read answers UNKNOWN_SERVER_ERROR for the partition, as Kafka
+does for a RemoteStorageException. A follower's fetch there answers OFFSET_MOVED_TO_TIERED_STORAGE
+with the leader's offsets. read_committed: the aborted transactions come from the remote
+segments' transaction indexes and then the local ones (`RemoteLogManager.aborted_transactions`).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from uuid import UUID
 
 from kafkapy.cluster.partition import FetchIsolation
 from kafkapy.config import describe_topic_config
+from kafkapy.logging import get_logger
 from kafkapy.protocol.api import ApiKey
 from kafkapy.protocol.downconvert import DownConverted, down_convert, down_convert_magic
 from kafkapy.protocol.error_codes import ErrorCode
@@ -63,10 +74,12 @@ from kafkapy.server.fetch_sessions import (
 from kafkapy.server.handler import RequestContext
 from kafkapy.server.services import BrokerServices
 from kafkapy.server.stats import FETCH_FOLLOWER, BrokerStats
-from kafkapy.storage.errors import OffsetOutOfRangeError
+from kafkapy.storage.errors import OffsetMovedToTieredStorageError, OffsetOutOfRangeError
 from kafkapy.storage.segment import FileSlice
 
 READ_COMMITTED = 1
+
+log = get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -78,6 +91,7 @@ class Wanted:
     max_bytes: int
     current_leader_epoch: int = -1
     error: int = ErrorCode.NONE  # set before reading (a follower fetch the leader refused)
+    remote: tuple[int, bool] | None = None  # tiered: read remotely, with these (max bytes, min one message)
 
 
 NO_HIGH_WATERMARK = 2**63 - 1  # Fetch v18's HighWatermark when the follower does not send one
@@ -118,6 +132,7 @@ def _read_partition(
     lso = plog.last_stable_offset
     pd.high_watermark, pd.last_stable_offset, pd.log_start_offset = plog.high_watermark, lso, plog.log_start_offset
     pd.aborted_transactions = [] if committed else None  # as Kafka: null when read_uncommitted
+    w.remote = None
     try:
         result = partition.read(w.fetch_offset, limit, isolation, min_one_message=min_one)
         pd.records = result.slices[0] if result.slices else b""
@@ -131,6 +146,11 @@ def _read_partition(
         pd.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
         pd.high_watermark = pd.last_stable_offset = pd.log_start_offset = -1
         pd.aborted_transactions = None if not committed else []
+    except OffsetMovedToTieredStorageError:
+        if isolation == FetchIsolation.LOG_END:  # a follower: it rebuilds that range itself (KIP-405)
+            pd.error_code = ErrorCode.OFFSET_MOVED_TO_TIERED_STORAGE
+        else:
+            w.remote = (limit, min_one)
     return pd
 
 
@@ -270,6 +290,13 @@ async def _long_poll(
     keys = [(w.topic, w.partition) for w in wanted if w.topic is not None]
     while True:
         datas, total, error = _read_all(state, wanted, max_bytes, isolation)
+        remote = next((i for i, w in enumerate(wanted) if w.remote is not None), None)
+        if remote is not None:  # answered once the remote read is done, whatever min_bytes says
+            waited = perf_counter()
+            await _read_remote(state, wanted[remote], datas[remote], isolation)
+            if ctx.timer is not None:
+                ctx.timer.remote += perf_counter() - waited
+            return datas
         if total >= req.min_bytes or error or not wanted:
             return datas
         if hw_before is not None and any(
@@ -293,6 +320,63 @@ async def _long_poll(
                 ctx.timer.remote += perf_counter() - waited
         if ctx.conn is not None and ctx.conn.closed:
             return datas
+
+
+async def _read_remote(state: BrokerServices, w: Wanted, pd: PartitionData, isolation: FetchIsolation) -> None:
+    """Fill `pd` from the object store (see the module docstring)."""
+    assert w.topic is not None and w.remote is not None
+    limit, min_one = w.remote
+    task = state.remote_log
+    plog = state.replicas.partition_log(w.topic, w.partition)
+    topic_id = task.topic_id(w.topic) if task is not None else None
+    counters = state.stats.remote_topic(w.topic) if state.stats is not None else None
+    if counters is not None:
+        counters.fetch_requests += 1
+    committed = isolation == FetchIsolation.TXN_COMMITTED
+    try:
+        if task is None or plog is None or topic_id is None:
+            raise RuntimeError("tiered storage is not enabled on this broker")
+        upper = plog.last_stable_offset if committed else plog.high_watermark
+        data = await asyncio.wait_for(
+            task.manager.read(plog, topic_id, w.fetch_offset, limit, upper, min_one),
+            state.config.remote_fetch_max_wait_ms / 1000,
+        )
+    except TimeoutError:
+        log.info("remote fetch timed out", topic=w.topic, partition=w.partition, offset=w.fetch_offset)
+        return  # empty, no error: the client fetches again
+    except Exception as exc:
+        log.warning(
+            "remote fetch failed",
+            topic=w.topic,
+            partition=w.partition,
+            offset=w.fetch_offset,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        if counters is not None:
+            counters.fetch_errors += 1
+        pd.error_code = ErrorCode.UNKNOWN_SERVER_ERROR
+        pd.high_watermark = pd.last_stable_offset = pd.log_start_offset = -1
+        pd.aborted_transactions = [] if committed else None
+        return
+    if not data:
+        return  # nothing remote holds the offset any more (expired meanwhile): the next fetch tells
+    pd.records = data
+    if counters is not None:
+        counters.fetch_bytes += len(data)
+    if committed:
+        try:
+            aborted = await task.manager.aborted_transactions(plog, topic_id, w.fetch_offset, upper)
+        except Exception as exc:
+            log.warning("remote aborted transactions failed", topic=w.topic, partition=w.partition, error=str(exc))
+            if counters is not None:
+                counters.fetch_errors += 1
+            pd.error_code = ErrorCode.UNKNOWN_SERVER_ERROR
+            pd.records = b""
+            pd.high_watermark = pd.last_stable_offset = pd.log_start_offset = -1
+            return
+        pd.aborted_transactions = [
+            AbortedTransaction(producer_id=a.producer_id, first_offset=a.first_offset) for a in aborted
+        ]
 
 
 def _changed_only(
@@ -450,7 +534,7 @@ def _read_past_dropped(
             return conv
         try:
             result = partition.read(conv.next_offset, budget, isolation, min_one_message=True)
-        except OffsetOutOfRangeError:
+        except (OffsetOutOfRangeError, OffsetMovedToTieredStorageError):
             return conv
         source = b"".join(s.read_bytes() for s in result.slices)
         if not source:

@@ -1,8 +1,12 @@
 """ListOffsets (2): earliest, latest, max timestamp, and offsets for times.
 
-v10's TimeoutMs bounds waiting for remote storage (KIP-1075), and v11's timestamp -6 asks for the
-earliest offset pending upload (KIP-1023): kafkapy has no tiered storage, so it answers at once and
--6 (like -5) finds no offset (-1), as Kafka 4.3.1 does for a topic without remote storage.
+A topic with remote.storage.enable (tiered storage, docs/tiered-storage.md) is answered through the
+RemoteLogManager: -2 earliest is the log start offset (possibly in remote storage), -4 the local log
+start, -5 the highest offset copied (-1 none), v11's -6 (KIP-1023) the earliest offset pending
+upload, and a timestamp is searched in the remote segments before the local ones; v10's TimeoutMs
+(KIP-1075) bounds that wait (REQUEST_TIMED_OUT past it), a failed remote lookup answers
+UNKNOWN_SERVER_ERROR. Other topics answer at once, -5 and -6 with no offset (-1), as Kafka 4.3.1
+does for a topic without remote storage.
 
 Version 0 keeps its own, older meaning (Kafka's `legacyFetchOffsetsBefore`,
 answered by Kafka up to 3.x): "offsets before time t" lists up to
@@ -15,9 +19,11 @@ replaced by the high watermark. Duplicate partitions are not refused in v0.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
+from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.messages.list_offsets_request import ListOffsetsPartition, ListOffsetsRequest
 from kafkapy.protocol.messages.list_offsets_response import (
@@ -37,6 +43,9 @@ CONSUMER_REPLICA_ID = -1
 # the special timestamps and the version each came with: below it Kafka (3.9, 4.3) answers
 # UNSUPPORTED_VERSION for the partition, before looking the partition up
 _SPECIAL_SINCE = {MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9, EARLIEST_PENDING_UPLOAD: 11}
+REMOTE_TIMEOUT_MS = 30_000  # a remote lookup's bound before v10 (or with TimeoutMs 0)
+
+log = get_logger(__name__)
 
 
 def _too_new(timestamp: int, version: int) -> bool:
@@ -105,8 +114,14 @@ def _one_v0(
     return r
 
 
-def _one(
-    state: BrokerServices, topic: str, p: ListOffsetsPartition, version: int, committed: bool, replica: bool = False
+async def _one(
+    state: BrokerServices,
+    topic: str,
+    p: ListOffsetsPartition,
+    version: int,
+    committed: bool,
+    replica: bool = False,
+    timeout_ms: int = 0,
 ) -> ListOffsetsPartitionResponse:
     r = ListOffsetsPartitionResponse(
         partition_index=p.partition_index, error_code=ErrorCode.NONE, timestamp=-1, offset=-1
@@ -126,6 +141,8 @@ def _one(
     elif ts == LATEST:
         r.offset = plog.last_stable_offset if committed else plog.high_watermark
         r.leader_epoch = epoch
+    elif plog.tiered and state.remote_log is not None:
+        await _tiered(state, topic, p, r, committed, timeout_ms)
     elif ts in (EARLIEST, EARLIEST_LOCAL):
         found = plog.list_offset(EARLIEST)
         assert found is not None  # the log start always has an answer
@@ -138,6 +155,49 @@ def _one(
         if found is not None and found.offset < bound:
             r.offset, r.timestamp, r.leader_epoch = found.offset, found.timestamp, found.leader_epoch
     return r
+
+
+async def _tiered(
+    state: BrokerServices,
+    topic: str,
+    p: ListOffsetsPartition,
+    r: ListOffsetsPartitionResponse,
+    committed: bool,
+    timeout_ms: int,
+) -> None:
+    """A tiered partition's answer (not LATEST) through the remote log manager."""
+    task = state.remote_log
+    plog = state.replicas.partition_log(topic, p.partition_index)
+    topic_id = task.topic_id(topic) if task is not None else None
+    assert task is not None and plog is not None
+    ts = p.timestamp
+    try:
+        if topic_id is None:
+            raise RuntimeError(f"topic {topic} has no id")
+        found = await asyncio.wait_for(
+            task.manager.list_offset(plog, topic_id, ts), (timeout_ms or REMOTE_TIMEOUT_MS) / 1000
+        )
+    except TimeoutError:
+        r.error_code = ErrorCode.REQUEST_TIMED_OUT
+        return
+    except Exception as exc:
+        log.warning(
+            "remote offset lookup failed",
+            topic=topic,
+            partition=p.partition_index,
+            timestamp=ts,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        r.error_code = ErrorCode.UNKNOWN_SERVER_ERROR
+        return
+    if found is None:
+        return
+    if ts >= 0 or ts == MAX_TIMESTAMP:
+        bound = plog.last_stable_offset if committed else plog.high_watermark
+        if found.offset < bound:
+            r.offset, r.timestamp, r.leader_epoch = found.offset, found.timestamp, found.leader_epoch
+    else:
+        r.offset, r.leader_epoch = found.offset, found.leader_epoch
 
 
 async def handle(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse:
@@ -193,6 +253,7 @@ async def handle(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsRes
                 )
                 continue
             seen.add(p.partition_index)
-            parts.append(_one(ctx.state, t.name, p, ctx.version, committed, req.replica_id >= 0))
+            timeout_ms = req.timeout_ms if ctx.version >= 10 else 0
+            parts.append(await _one(ctx.state, t.name, p, ctx.version, committed, req.replica_id >= 0, timeout_ms))
         topics.append(ListOffsetsTopicResponse(name=t.name, partitions=parts))
     return ListOffsetsResponse(topics=topics)

@@ -1,0 +1,292 @@
+"""The broker's remote log task (KIP-405 tiered storage; docs/tiered-storage.md).
+
+With remote.log.storage.system.enable the broker opens the object store the rsm.config.* keys name,
+a FileRemoteLogMetadataStore under its first log dir (`remote-log-metadata/`) and one
+RemoteLogManager. Every remote.log.manager.task.interval.ms, for each partition this broker leads
+of a topic with remote.storage.enable, the task copies the closed segments not copied yet
+(`copy_once`, skipped with remote.log.copy.disable) and then deletes the remote segments total
+retention or the log start offset no longer needs (`expire_once`). Local retention of a tiered log
+is the log's own (it deletes only copied segments): `LogManager` runs it as for every log.
+
+A partition whose copy or expiry failed is left alone for remote.log.manager.task.retry.backoff.ms,
+doubling per failure up to ...retry.backoff.max.ms; the others go on. Produce never waits for any
+of it: the task runs beside the request handlers on the event loop and the manager does its file
+and network I/O without blocking it.
+
+Remote data is deleted with its topic (a topic id the metadata no longer knows) and when a topic
+turns remote.storage.enable off with remote.log.delete.on.disable=true (KIP-950).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kafkapy.config import BrokerConfig
+from kafkapy.logging import get_logger
+from kafkapy.storage.log import PartitionLog
+from kafkapy.storage.remote.object_store import ObjectStore, ObjectStoreConfig
+
+if TYPE_CHECKING:
+    from kafkapy.cluster.replication import ReplicaManager
+    from kafkapy.cluster.view import MetadataStore
+    from kafkapy.server.stats import BrokerStats
+    from kafkapy.storage.remote.manager import RemoteLogManager
+    from kafkapy.storage.remote.metadata import FileRemoteLogMetadataStore
+
+log = get_logger(__name__)
+
+METADATA_DIR = "remote-log-metadata"
+
+
+def object_store_config(config: BrokerConfig) -> ObjectStoreConfig:
+    """The object store of the rsm.config.* keys: a directory with rsm.config.storage.root, else S3."""
+    if config.rsm_storage_root:
+        return ObjectStoreConfig(kind="dir", directory=config.rsm_storage_root, prefix=config.rsm_key_prefix)
+    return ObjectStoreConfig(
+        kind="s3",
+        endpoint=config.rsm_s3_endpoint_url or None,
+        bucket=config.rsm_s3_bucket_name or "",
+        prefix=config.rsm_key_prefix,
+        region=config.rsm_s3_region,
+        access_key_id=config.rsm_aws_access_key_id,
+        secret_access_key=config.rsm_aws_secret_access_key,
+        path_style=config.rsm_s3_path_style_access_enabled,
+    )
+
+
+@dataclass(slots=True)
+class _Retry:
+    failures: int = 0
+    at: float = 0.0  # event loop time before which the partition is not tried again
+
+
+@dataclass(slots=True, frozen=True)
+class PartitionFigures:
+    """A tiered partition led here, as of the task's last pass (the metrics' gauges)."""
+
+    remote_size: int  # RemoteLogSizeBytes
+    remote_segments: int  # RemoteLogMetadataCount
+    copy_lag: int  # RemoteCopyLagBytes: bytes of closed local segments not copied yet
+
+
+def copy_lag_bytes(plog: PartitionLog, copied: int) -> int:
+    segs = plog.segments
+    return sum(seg.size for seg, nxt in pairwise(segs) if nxt.base_offset - 1 > copied)
+
+
+@dataclass(slots=True, eq=False)
+class RemoteLogTask:
+    config: BrokerConfig
+    replicas: ReplicaManager
+    metadata: MetadataStore
+    manager: RemoteLogManager
+    store: ObjectStore
+    metadata_store: FileRemoteLogMetadataStore
+    stats: Callable[[], BrokerStats | None] = lambda: None
+    figures: dict[tuple[str, int], PartitionFigures] = field(default_factory=dict)
+    runs: int = 0  # passes over the partitions finished
+    errors: int = 0  # copies and expiries failed
+    _retry: dict[tuple[str, int], _Retry] = field(default_factory=dict)
+    _led: dict[tuple[str, int], str] = field(default_factory=dict)  # (topic, partition) -> topic id
+    _task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        config: BrokerConfig,
+        replicas: ReplicaManager,
+        metadata: MetadataStore,
+        data_dir: Path,
+        broker_id: int,
+        stats: Callable[[], BrokerStats | None] = lambda: None,
+    ) -> RemoteLogTask:
+        """The object store, the metadata store under `data_dir` and the manager (no I/O yet)."""
+        from kafkapy.storage.remote import open_object_store
+        from kafkapy.storage.remote.manager import RemoteLogManager, RemoteLogSettings
+        from kafkapy.storage.remote.metadata import FileRemoteLogMetadataStore
+
+        store_config = object_store_config(config)
+        store = open_object_store(store_config)
+        metadata_store = FileRemoteLogMetadataStore(data_dir / METADATA_DIR)
+        settings = RemoteLogSettings(
+            copy_max_bytes_per_second=config.remote_log_manager_copy_max_bytes_per_second,
+            fetch_max_bytes_per_second=config.remote_log_manager_fetch_max_bytes_per_second,
+            index_cache_bytes=config.remote_log_index_file_cache_total_size_bytes,
+        )
+        manager = RemoteLogManager(store, metadata_store, broker_id, settings)
+        log.info(
+            "remote log manager opened",
+            store=store_config.kind,
+            endpoint=store_config.endpoint,
+            bucket=store_config.bucket if store_config.kind == "s3" else None,
+            directory=store_config.directory,
+            prefix=store_config.prefix,
+            interval_ms=config.remote_log_manager_task_interval_ms,
+        )
+        return cls(config, replicas, metadata, manager, store, metadata_store, stats)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        try:
+            await self.store.close()
+        except Exception:
+            log.exception("closing the object store failed")
+
+    async def _run(self) -> None:
+        interval = self.config.remote_log_manager_task_interval_ms / 1000
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("remote log task failed")
+            await asyncio.sleep(interval)
+
+    def tiered_leaders(self) -> list[tuple[str, int, PartitionLog, str]]:
+        """(topic, partition, log, topic id) of each tiered partition this broker leads."""
+        out = []
+        for r in self.replicas.all_replicas():
+            if not r.is_leader or not r.plog.tiered:
+                continue
+            info = self.metadata.topic(r.topic)
+            if info is not None:
+                out.append((r.topic, r.index, r.plog, str(info.topic_id)))
+        return out
+
+    def topic_id(self, topic: str) -> str | None:
+        info = self.metadata.topic(topic)
+        return str(info.topic_id) if info is not None else None
+
+    async def run_once(self) -> None:
+        """One pass: copy and expire every tiered partition led here whose backoff is over."""
+        now = asyncio.get_running_loop().time()
+        led: dict[tuple[str, int], str] = {}
+        for topic, index, plog, topic_id in self.tiered_leaders():
+            key = (topic, index)
+            led[key] = topic_id
+            retry = self._retry.get(key)
+            if retry is not None and now < retry.at:
+                continue
+            if await self._tier(topic, plog, topic_id):
+                self._retry.pop(key, None)
+            else:
+                retry = self._retry.setdefault(key, _Retry())
+                retry.failures += 1
+                backoff = min(
+                    self.config.remote_log_manager_task_retry_backoff_ms * 2 ** min(retry.failures - 1, 30),
+                    self.config.remote_log_manager_task_retry_backoff_max_ms,
+                )
+                retry.at = asyncio.get_running_loop().time() + backoff / 1000
+        for key in self._led.keys() - led.keys():  # no longer led here (or no longer tiered)
+            self.manager.forget(self._led[key], key[1])
+            self.figures.pop(key, None)
+            self._retry.pop(key, None)
+        self._led = led
+        await self._delete_unused()
+        self.runs += 1
+
+    async def _tier(self, topic: str, plog: PartitionLog, topic_id: str) -> bool:
+        """Copy then expire one partition; False when either failed (logged, counted)."""
+        stats = self.stats()
+        counters = stats.remote_topic(topic) if stats is not None else None
+        manager = self.manager
+        ok = True
+        if not plog.config.remote_log_copy_disable:
+            before = manager.copied_bytes
+            try:
+                copied = await manager.copy_once(plog, topic_id)
+            except Exception as exc:
+                ok = False
+                self.errors += 1
+                if counters is not None:
+                    counters.copy_requests += 1
+                    counters.copy_errors += 1
+                    counters.copy_bytes += manager.copied_bytes - before
+                log.warning(
+                    "remote copy failed", topic=topic, partition=plog.partition, error=f"{type(exc).__name__}: {exc}"
+                )
+            else:
+                if counters is not None:
+                    counters.copy_requests += copied
+                    counters.copy_bytes += manager.copied_bytes - before
+        try:
+            deleted = await manager.expire_once(plog, topic_id)
+        except Exception as exc:
+            ok = False
+            self.errors += 1
+            log.warning(
+                "remote expiry failed", topic=topic, partition=plog.partition, error=f"{type(exc).__name__}: {exc}"
+            )
+        else:
+            if counters is not None:
+                counters.delete_requests += deleted
+        copied_up_to = manager.highest_copied_offset(topic_id, plog.partition)
+        self.figures[(topic, plog.partition)] = PartitionFigures(
+            manager.remote_size(topic_id, plog.partition),
+            manager.remote_segment_count(topic_id, plog.partition),
+            copy_lag_bytes(plog, max(copied_up_to, plog.remote_copied_up_to)),
+        )
+        return ok
+
+    async def _delete_unused(self) -> None:
+        """Remote data of deleted topics, and of topics led here that turned remote storage off
+        with remote.log.delete.on.disable=true."""
+        for topic_id, index in await self.metadata_store.partitions():
+            try:
+                info = self.metadata.topic_by_id(uuid.UUID(topic_id))
+            except ValueError:
+                continue
+            plog: PartitionLog | None = None
+            if info is not None:
+                plog = self.replicas.partition_log(info.name, index)
+                if plog is None or plog.tiered or not plog.config.remote_log_delete_on_disable:
+                    continue
+                if isinstance(self.replicas.partition(info.name, index), int):
+                    continue  # not the leader: its leader deletes
+            try:
+                deleted = await self.manager.delete_all(topic_id, index)
+            except Exception as exc:
+                self.errors += 1
+                log.warning(
+                    "deleting remote data failed",
+                    topic_id=topic_id,
+                    partition=index,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            if plog is not None:  # what was remote only is gone: the log starts at its local start
+                plog.remote_copied_up_to = -1
+                if plog.log_start_offset < plog.local_log_start_offset:
+                    await asyncio.to_thread(plog.advance_log_start_offset, plog.local_log_start_offset)
+            log.info(
+                "remote data deleted",
+                topic=info.name if info is not None else None,
+                topic_id=topic_id,
+                partition=index,
+                segments=deleted,
+                reason="topic deleted" if info is None else "remote.log.delete.on.disable",
+            )
+
+    def topic_figures(self) -> dict[str, tuple[int, int, int]]:
+        """Per topic: remote bytes, remote segments, copy lag bytes (summed over its partitions led here)."""
+        out: dict[str, tuple[int, int, int]] = {}
+        for (topic, _), f in self.figures.items():
+            size, count, lag = out.get(topic, (0, 0, 0))
+            out[topic] = (size + f.remote_size, count + f.remote_segments, lag + f.copy_lag)
+        return out

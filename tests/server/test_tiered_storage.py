@@ -1,0 +1,220 @@
+"""Tiered storage end to end: a broker copies a topic's closed segments to an object store (SeaweedFS
+over S3, or a directory), deletes the local copies, and clients read from offset 0 as before."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kafkapy.protocol.error_codes import ErrorCode
+from kafkapy.protocol.messages.fetch_request import FetchPartition, FetchRequest, FetchTopic
+from kafkapy.protocol.messages.list_offsets_request import (
+    ListOffsetsPartition,
+    ListOffsetsRequest,
+    ListOffsetsTopic,
+)
+from kafkapy.testing import BrokerProcess, free_port
+from tests.server.rawclient import RawClient
+from tests.server.test_broker import create_topic
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+
+TOPIC = "tiered"
+RECORDS = 400
+
+
+def broker_settings(store: dict[str, str], **more: Any) -> dict[str, Any]:
+    return {
+        "remote.log.storage.system.enable": "true",
+        "remote.log.manager.task.interval.ms": "200",
+        "remote.log.manager.task.retry.backoff.ms": "100",
+        "remote.log.manager.task.retry.backoff.max.ms": "400",
+        "log.retention.check.interval.ms": "200",
+        "kafkapy.metrics.listen": f"127.0.0.1:{free_port()}",
+        **store,
+        **more,
+    }
+
+
+def list_offset(bootstrap: str, ts: int) -> tuple[int, int, int]:
+    """(error, offset, timestamp) of ListOffsets v11 for `ts`."""
+    with RawClient(bootstrap) as c:
+        req = ListOffsetsRequest(
+            replica_id=-1,
+            topics=[ListOffsetsTopic(name=TOPIC, partitions=[ListOffsetsPartition(partition_index=0, timestamp=ts)])],
+            timeout_ms=10_000,
+        )
+        p = c.request(req, 11).topics[0].partitions[0]
+        return p.error_code, p.offset, p.timestamp
+
+
+def fetch_at(bootstrap: str, offset: int, replica_id: int = -1) -> tuple[int, int]:
+    """(error, record bytes) of one Fetch v12 of partition 0 at `offset`."""
+    with RawClient(bootstrap, timeout=30) as c:
+        req = FetchRequest(
+            replica_id=replica_id,
+            max_wait_ms=100,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            topics=[
+                FetchTopic(
+                    topic=TOPIC,
+                    partitions=[FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=1 << 20)],
+                )
+            ],
+        )
+        pd = c.request(req, 12).responses[0].partitions[0]
+        return pd.error_code, len(bytes(pd.records or b""))
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def produce(bootstrap: str, start: int, count: int) -> None:
+    p = confluent_kafka.Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 0, "batch.size": 512, "enable.idempotence": True}
+    )
+    for i in range(start, start + count):
+        p.produce(TOPIC, key=f"k{i}".encode(), value=f"value-{i:06d}-".encode() * 6)
+        p.poll(0)
+    assert p.flush(30) == 0
+
+
+def consume_all(bootstrap: str, expected: int) -> list[int]:
+    """Every record's number, read by a new group from the earliest offset."""
+    c = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"g-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    got: list[int] = []
+    try:
+        c.subscribe([TOPIC])
+        deadline = time.monotonic() + 60
+        while len(got) < expected and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            value = msg.value()
+            assert value is not None
+            got.append(int(value.split(b"-")[1]))
+    finally:
+        c.close()
+    return got
+
+
+def scrape(broker: BrokerProcess) -> str:
+    url = f"http://{broker.settings['kafkapy.metrics.listen']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text: str = resp.read().decode()
+    return text
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not served")
+
+
+def tier_and_read(broker: BrokerProcess) -> None:
+    """Create the tiered topic, produce, wait for copies and local deletion, read everything."""
+    t0 = int(time.time() * 1000) - 1
+    with RawClient(broker.bootstrap) as c:
+        assert (
+            create_topic(
+                c,
+                TOPIC,
+                **{"remote.storage.enable": "true", "internal.segment.bytes": "4096", "local.retention.bytes": "1"},
+            )
+            == ErrorCode.NONE
+        )
+    produce(broker.bootstrap, 0, RECORDS)
+    wait_for(lambda: list_offset(broker.bootstrap, -4)[1] > 0, 30, "local segments deleted after their copy")
+    err, earliest, _ = list_offset(broker.bootstrap, -2)
+    assert (err, earliest) == (0, 0)
+    local_start = list_offset(broker.bootstrap, -4)[1]
+    latest_tiered = list_offset(broker.bootstrap, -5)[1]
+    assert latest_tiered >= local_start - 1 >= 0
+    assert list_offset(broker.bootstrap, -6)[1] == latest_tiered + 1
+    assert list_offset(broker.bootstrap, -1)[1] == RECORDS
+    err, found, ts = list_offset(broker.bootstrap, t0)  # the first record is in remote storage only
+    assert (err, found) == (0, 0) and ts >= t0
+    assert fetch_at(broker.bootstrap, 0, replica_id=1)[0] == ErrorCode.OFFSET_MOVED_TO_TIERED_STORAGE
+    assert consume_all(broker.bootstrap, RECORDS) == list(range(RECORDS))
+    text = scrape(broker)
+    assert metric(text, "kafka_server_brokertopicmetrics_remotecopybytes_total") > 0
+    assert metric(text, "kafka_server_brokertopicmetrics_remotecopyrequests_total") > 0
+    assert metric(text, "kafka_server_brokertopicmetrics_remotefetchbytes_total") > 0
+    assert metric(text, "kafka_server_brokertopicmetrics_remotefetchrequests_total") > 0
+    assert metric(text, "kafka_server_brokertopicmetrics_remotefetcherrors_total") == 0
+    assert metric(text, f'kafka_server_brokertopicmetrics_remotelogsizebytes{{topic="{TOPIC}"}}') > 0
+    assert metric(text, f'kafka_server_brokertopicmetrics_remotelogmetadatacount{{topic="{TOPIC}"}}') > 0
+
+
+def test_tiered_topic_on_s3(kafka_broker_factory: Any, s3_server_factory: Any) -> None:
+    s3 = s3_server_factory()
+    store = {
+        "rsm.config.storage.s3.endpoint.url": s3.endpoint,
+        "rsm.config.storage.s3.bucket.name": s3.bucket,
+        "rsm.config.storage.s3.region": s3.region,
+        "rsm.config.storage.aws.access.key.id": s3.access_key_id,
+        "rsm.config.storage.aws.secret.access.key": s3.secret_access_key,
+        "rsm.config.key.prefix": "cluster-a",
+    }
+    broker = kafka_broker_factory(broker_settings(store, **{"remote.fetch.max.wait.ms": "10000"}))
+    tier_and_read(broker)
+    broker_lines = [line for line in broker.log_path.read_text().splitlines() if not line.startswith("--- start:")]
+    assert not any(s3.secret_access_key in line for line in broker_lines)  # the harness's command line aside
+
+    broker.stop()
+    broker.start()
+    assert list_offset(broker.bootstrap, -2)[1] == 0
+    assert consume_all(broker.bootstrap, RECORDS) == list(range(RECORDS))
+
+    # the object store gone (and the broker's caches with a restart): produce and local reads work,
+    # a remote read answers UNKNOWN_SERVER_ERROR
+    s3.stop()
+    broker.stop()
+    broker.start()
+    produce(broker.bootstrap, RECORDS, 20)
+    local_start = list_offset(broker.bootstrap, -4)[1]
+    err, size = fetch_at(broker.bootstrap, local_start)
+    assert err == ErrorCode.NONE and size > 0
+    assert fetch_at(broker.bootstrap, 0)[0] == ErrorCode.UNKNOWN_SERVER_ERROR
+    assert metric(scrape(broker), "kafka_server_brokertopicmetrics_remotefetcherrors_total") >= 1
+
+    # back: copying resumes (its retry backoff is short) and everything reads again
+    s3.start()
+    wait_for(lambda: list_offset(broker.bootstrap, -5)[1] >= RECORDS - 20, 60, "copies after the store came back")
+    assert consume_all(broker.bootstrap, RECORDS + 20) == list(range(RECORDS + 20))
+
+
+def test_tiered_topic_in_a_directory(kafka_broker_factory: Any, tmp_path: Path) -> None:
+    store = {"rsm.config.storage.root": str(tmp_path / "remote")}
+    broker = kafka_broker_factory(broker_settings(store))
+    tier_and_read(broker)
+    assert any((tmp_path / "remote").rglob("*.log"))
+    assert any((broker.data_dir / "remote-log-metadata").glob("*.json"))
+    broker.stop()
+    broker.start()
+    assert consume_all(broker.bootstrap, RECORDS) == list(range(RECORDS))
+
+
+def test_untiered_broker_serves_no_remote_metrics(kafka_broker_factory: Any) -> None:
+    broker = kafka_broker_factory({"kafkapy.metrics.listen": f"127.0.0.1:{free_port()}"})
+    assert "remotecopybytes" not in scrape(broker)
