@@ -353,3 +353,40 @@ def test_lru_cache_and_throttle() -> None:
         return time.monotonic() - began
 
     assert 0.25 <= asyncio.run(body()) < 2.0  # 40 kB at 100 kB/s: the first goes at once, then 0.3 s
+
+
+class CountingStore(DirObjectStore):
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, sync=False)
+        self.gets: list[tuple[str, int]] = []
+
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+        self.gets.append((key.rsplit(".", 1)[1], start))
+        await asyncio.sleep(0.01)
+        return await super().get_range(key, start, end)
+
+
+def test_concurrent_reads_share_a_chunk_fetch_and_prefetch(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "data" / "t-0", tiered_config(segment_bytes=64 * 1024))
+    batches = fill(log, 400)
+    store = CountingStore(tmp_path / "remote")
+    mgr = manager(tmp_path, store, chunk_bytes=4096, prefetch_chunks=2)
+
+    async def body() -> None:
+        await mgr.copy_once(log, TID)
+        log.apply_retention()
+        hw = log.high_watermark
+        first, second = await asyncio.gather(
+            mgr.read(log, TID, 0, 1000, hw, True), mgr.read(log, TID, 0, 1000, hw, True)
+        )
+        assert first == second and first is not None and first.startswith(batches[0])
+        await asyncio.sleep(0.1)  # the prefetches of the chunks after the read's end finish
+        logs = [g for g in store.gets if g[0] == "log"]
+        assert sorted(logs) == [("log", 0), ("log", 4096), ("log", 8192)]  # each chunk fetched once
+        n = len(parse_batches(first))
+        following = await mgr.read(log, TID, 5 * n, 6000, hw, True)
+        assert following is not None and following.startswith(b"".join(batches[n : n + 3]))
+        assert len([g for g in store.gets if g[0] == "log"]) == 3  # served from the prefetched chunks
+        log.close()
+
+    asyncio.run(body())
