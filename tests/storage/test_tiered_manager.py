@@ -390,3 +390,27 @@ def test_concurrent_reads_share_a_chunk_fetch_and_prefetch(tmp_path: Path) -> No
         log.close()
 
     asyncio.run(body())
+
+
+def test_forget_during_copy_reloads_from_the_metadata_store(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "data" / "t-0", tiered_config())
+    fill(log, 40)
+    holder: list[RemoteLogManager] = []
+
+    class ForgettingStore(DirObjectStore):
+        async def put_file(self, key: str, path: Path, length: int) -> None:
+            holder[0].forget(TID, 0)  # leadership moved while the copy ran
+            await super().put_file(key, path, length)
+
+    mgr = manager(tmp_path, ForgettingStore(tmp_path / "remote", sync=False))
+    holder.append(mgr)
+
+    async def body() -> None:
+        n = await mgr.copy_once(log, TID)
+        assert n == len(log.segments) - 1
+        await mgr.sync_log(log, TID)
+        assert mgr.remote_segment_count(TID, 0) == n
+        assert mgr.highest_copied_offset(TID, 0) == log.segments[-1].base_offset - 1
+        log.close()
+
+    asyncio.run(body())

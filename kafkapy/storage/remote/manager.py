@@ -17,7 +17,8 @@ Per tiered partition the broker calls, from its event loop:
 A failed copy leaves its COPY_STARTED entry; the next copy_once or expire_once deletes its objects
 and the entry before going on. Copy and expiry of one partition never run at the same time (a
 lock per partition); reads run beside them (a segment expired under a read answers an error).
-Blocking file reads run in worker threads.
+Blocking file reads run in worker threads; the PartitionLog itself is only touched from the event
+loop (its rule), e.g. advance_log_start_offset is called there, never in a thread.
 """
 
 from __future__ import annotations
@@ -211,13 +212,11 @@ class _Cursor:
 
 
 def _offset_index_bytes(seg: LogSegment) -> bytes:
-    seg.ensure_indexes()
     base = seg.base_offset
     return b"".join(_OFFSET_ENTRY.pack(off - base, pos) for off, pos in seg.index.entries())
 
 
 def _time_index_bytes(seg: LogSegment) -> bytes:
-    seg.ensure_indexes()
     base = seg.base_offset
     return b"".join(_TIME_ENTRY.pack(ts, off - base) for ts, off in seg.time_index.entries())
 
@@ -285,6 +284,13 @@ class RemoteLogManager:
         self._segments[tp] = segs
         self._done.pop(tp, None)
 
+    def _update(self, tp: TopicPartition, change: Callable[[list[RemoteSegment]], list[RemoteSegment]]) -> None:
+        """Apply a change made in the metadata store to the cached view, if loaded (a partition
+        forgotten meanwhile is read from the store again on its next use)."""
+        segs = self._segments.get(tp)
+        if segs is not None:
+            self._set(tp, change(segs))
+
     def _finished_view(self, topic_id: str, partition: int) -> tuple[list[RemoteSegment], list[int]]:
         tp = (topic_id, partition)
         view = self._done.get(tp)
@@ -318,7 +324,7 @@ class RemoteLogManager:
         done = self._finished(topic_id, plog.partition)
         earliest = min(done[0].start_offset, plog.local_log_start_offset) if done else plog.local_log_start_offset
         if plog.log_start_offset < earliest:
-            await asyncio.to_thread(plog.advance_log_start_offset, earliest)
+            plog.advance_log_start_offset(earliest)
 
     # -- copy ------------------------------------------------------------------------
 
@@ -352,6 +358,7 @@ class RemoteLogManager:
         prefix = self.settings.prefix
         end = nxt - 1
         size = seg.size
+        seg.ensure_indexes()  # in the loop, as every use of the segment; the encoding in a thread
         index_bytes, time_bytes = await asyncio.to_thread(lambda: (_offset_index_bytes(seg), _time_index_bytes(seg)))
         txn = await asyncio.to_thread(_read_optional, txn_index_path(plog.directory, seg.base_offset))
         snapshot = await asyncio.to_thread(_read_optional, plog.producer_state.snapshot_path(nxt))
@@ -380,7 +387,7 @@ class RemoteLogManager:
         )
         tp = (topic_id, plog.partition)
         await self.metadata.put(meta)
-        self._set(tp, [*self._segments.get(tp, []), meta])
+        self._update(tp, lambda segs: [*segs, meta])
         began = time.perf_counter()
         try:
             await self._copy_throttle.acquire(size)
@@ -403,7 +410,7 @@ class RemoteLogManager:
             raise
         done = meta.with_state(COPY_FINISHED, now_ms())
         await self.metadata.put(done)
-        self._set(tp, [done if s.segment_id == meta.segment_id else s for s in self._segments[tp]])
+        self._update(tp, lambda segs: [done if s.segment_id == meta.segment_id else s for s in segs])
         self.copied_bytes += size
         log.info(
             "remote.segment_copied",
@@ -441,10 +448,10 @@ class RemoteLogManager:
         if seg.state != DELETE_STARTED:
             marked = seg.with_state(DELETE_STARTED, now_ms())
             await self.metadata.put(marked)
-            self._set(tp, [marked if s.segment_id == seg.segment_id else s for s in self._segments.get(tp, [])])
+            self._update(tp, lambda segs: [marked if s.segment_id == seg.segment_id else s for s in segs])
         await self.store.delete(seg.keys(self.settings.prefix))
         await self.metadata.remove(seg)
-        self._set(tp, [s for s in self._segments.get(tp, []) if s.segment_id != seg.segment_id])
+        self._update(tp, lambda segs: [s for s in segs if s.segment_id != seg.segment_id])
         sid = seg.segment_id
         self.index_cache.discard_where(lambda k: k[0] == sid)
         self.chunk_cache.discard_where(lambda k: k[0] == sid)
@@ -487,7 +494,7 @@ class RemoteLogManager:
             # the log start first: no fetch is sent to a segment about to go
             new_start = doomed[-1].end_offset + 1
             if new_start > log_start:
-                await asyncio.to_thread(plog.advance_log_start_offset, new_start)
+                plog.advance_log_start_offset(new_start)
             for s in doomed:
                 await self._delete_segment(s)
             log.info(
