@@ -414,3 +414,23 @@ def test_forget_during_copy_reloads_from_the_metadata_store(tmp_path: Path) -> N
         log.close()
 
     asyncio.run(body())
+
+
+def test_expiry_counts_segments_below_log_start_against_retention_bytes(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "data" / "t-0", tiered_config())
+    fill(log, 60)
+    mgr = manager(tmp_path)
+
+    async def body() -> None:
+        await mgr.copy_once(log, TID)
+        log.apply_retention()
+        remote = await mgr.metadata.segments(TID, 0)
+        total = sum(s.size_bytes for s in remote) + log.size
+        log.delete_records_before(remote[1].start_offset + 1)
+        # one segment over retention.bytes, and the one below the log start is that segment
+        log.config = tiered_config(retention_bytes=total - remote[0].size_bytes - 1)
+        assert await mgr.expire_once(log, TID) == 1
+        assert log.log_start_offset == remote[1].start_offset + 1
+        log.close()
+
+    asyncio.run(body())

@@ -482,12 +482,10 @@ class RemoteLogManager:
             horizon = now - config.retention_ms if config.retention_ms >= 0 else None
             doomed: list[RemoteSegment] = []
             for s in done:
-                if s.end_offset < log_start or (horizon is not None and s.max_timestamp_ms < horizon):
-                    pass  # below the log start, or too old
-                elif excess > 0 and s.size_bytes <= excess:
-                    excess -= s.size_bytes
-                else:
+                below = s.end_offset < log_start or (horizon is not None and s.max_timestamp_ms < horizon)
+                if not below and not (0 < s.size_bytes <= excess):
                     break
+                excess -= s.size_bytes  # what goes for any reason counts against retention.bytes
                 doomed.append(s)
             if not doomed:
                 return 0
@@ -511,10 +509,14 @@ class RemoteLogManager:
         remote.log.delete.on.disable); returns how many segments went."""
         tp = (topic_id, partition)
         async with self._lock(tp):
-            segs = await self._refresh(topic_id, partition)
-            for s in list(segs):
-                await self._delete_segment(s)
+            segs = list(await self._refresh(topic_id, partition))
+            # all objects in one call, then the metadata: a crash in between redoes it all next time
+            keys = [k for s in segs for k in s.keys(self.settings.prefix)]
+            await self.store.delete(keys)
             await self.metadata.delete_partition(topic_id, partition)
+            ids = {s.segment_id for s in segs}
+            self.index_cache.discard_where(lambda k: k[0] in ids)
+            self.chunk_cache.discard_where(lambda k: k[0] in ids)
             self._segments.pop(tp, None)
             self._done.pop(tp, None)
         self._locks.pop(tp, None)
