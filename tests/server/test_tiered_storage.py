@@ -214,6 +214,22 @@ def test_tiered_topic_in_a_directory(kafka_broker_factory: Any, tmp_path: Path) 
     broker.start()
     assert consume_all(broker.bootstrap, RECORDS) == list(range(RECORDS))
 
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    off = ConfigResource(
+        "topic",
+        TOPIC,
+        incremental_configs=[
+            ConfigEntry("remote.storage.enable", "false", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    with pytest.raises(confluent_kafka.KafkaException, match="It is invalid to disable remote storage"):
+        admin.incremental_alter_configs([off])[off].result(15)
+    admin.delete_topics([TOPIC])[TOPIC].result(15)  # its remote data goes with it
+    wait_for(lambda: not any((tmp_path / "remote").rglob("*.log")), 30, "remote segments of the deleted topic")
+    wait_for(lambda: not any((broker.data_dir / "remote-log-metadata").glob("*.json")), 30, "its metadata")
+
 
 def test_untiered_broker_serves_no_remote_metrics(kafka_broker_factory: Any) -> None:
     broker = kafka_broker_factory({"kafkapy.metrics.listen": f"127.0.0.1:{free_port()}"})
