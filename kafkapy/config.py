@@ -2657,8 +2657,9 @@ def validate_topic_configs(
     and range, then the checks across keys on the effective config (overrides
     over `broker`'s defaults): min.compaction.lag.ms <= max.compaction.lag.ms;
     with remote.storage.enable=true: refused unless the broker has
-    remote.log.storage.system.enable, refused for a compacted topic, and
-    local.retention.* within retention.*; an AlterConfigs turning it off (the
+    remote.log.storage.system.enable, unless cleanup.policy is delete (or
+    empty), with local.retention.* beyond retention.*, and with
+    remote.log.copy.disable unless local.retention.* equal retention.*; an AlterConfigs turning it off (the
     topic's `previous` overrides had it on) needs remote.log.delete.on.disable
     (KIP-950). Raises ConfigError whose kafka_message is Kafka's text.
     """
@@ -2715,11 +2716,12 @@ def _check_remote_storage(effective: Callable[[str], Any], system_enabled: bool)
             "tiered storage is disabled in the broker",
             "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.",
         )
-    if "compact" in effective("cleanup.policy"):
+    policy = effective("cleanup.policy")
+    if policy and policy != ["delete"]:  # Kafka 4.3: delete only, or the empty list (KIP-1161)
         raise ConfigError(
             "remote.storage.enable",
-            "compacted topic",
-            "Remote log storage is unsupported for the compacted topics",
+            "needs cleanup.policy=delete",
+            "Remote log storage only supports topics with cleanup.policy=delete or cleanup.policy being an empty list.",
         )
     for total_key, local_key in (("retention.bytes", "local.retention.bytes"), ("retention.ms", "local.retention.ms")):
         total, local = effective(total_key), effective(local_key)
@@ -2732,6 +2734,19 @@ def _check_remote_storage(effective: Callable[[str], Any], system_enabled: bool)
         else:
             continue
         raise ConfigError(local_key, reason, f"Invalid value {local} for configuration {local_key}: {reason}")
+    if effective("remote.log.copy.disable"):  # KIP-950: nothing more is copied, local is all there is
+        for total_key, local_key in (
+            ("retention.bytes", "local.retention.bytes"),
+            ("retention.ms", "local.retention.ms"),
+        ):
+            local = effective(local_key)
+            if local != -2 and local != effective(total_key):
+                raise ConfigError(
+                    local_key,
+                    f"must equal {total_key} with remote.log.copy.disable=true",
+                    f"When `remote.log.copy.disable` is set to true, the `{local_key}` and `{total_key}` must be set "
+                    "to the identical value because there will be no more logs copied to the remote storage.",
+                )
 
 
 def resolve_topic_config(broker: BrokerConfig, overrides: Mapping[str, str] | None = None) -> TopicConfig:

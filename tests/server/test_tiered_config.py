@@ -69,12 +69,27 @@ def test_remote_storage_accepted_with_the_system_flag() -> None:
     assert (t.remote_storage_enable, t.local_retention_ms, t.local_retention_bytes) == (True, 1000, -2)
 
 
-def test_compacted_topics_cannot_be_tiered() -> None:
-    msg = "Remote log storage is unsupported for the compacted topics"
+def test_only_delete_topics_can_be_tiered() -> None:
+    msg = "Remote log storage only supports topics with cleanup.policy=delete or cleanup.policy being an empty list."
     assert refused({"remote.storage.enable": "true", "cleanup.policy": "compact"}, ON) == msg
     assert refused({"remote.storage.enable": "true", "cleanup.policy": "delete,compact"}, ON) == msg
     compacting = BrokerConfig.from_pairs([*ON.explicit.items(), ("log.cleanup.policy", "compact")])
     assert refused({"remote.storage.enable": "true"}, compacting) == msg
+    validate_topic_configs({"remote.storage.enable": "true", "cleanup.policy": ""}, ON)
+    validate_topic_configs({"remote.storage.enable": "true", "cleanup.policy": "delete"}, ON)
+
+
+def test_copy_disable_needs_local_retention_as_total() -> None:
+    base = {"remote.storage.enable": "true", "remote.log.copy.disable": "true"}
+    assert refused({**base, "retention.bytes": "100", "local.retention.bytes": "10"}, ON) == (
+        "When `remote.log.copy.disable` is set to true, the `local.retention.bytes` and `retention.bytes` must be "
+        "set to the identical value because there will be no more logs copied to the remote storage."
+    )
+    assert refused({**base, "retention.ms": "100", "local.retention.ms": "10"}, ON).startswith(
+        "When `remote.log.copy.disable` is set to true, the `local.retention.ms` and `retention.ms` must"
+    )
+    validate_topic_configs({**base, "retention.ms": "100", "local.retention.ms": "100"}, ON)
+    validate_topic_configs(base, ON)
 
 
 @pytest.mark.parametrize(
