@@ -180,6 +180,14 @@ class BrokerServices:
         self.tasks.append(self._loop.create_task(self._move_logs()))
         if self.config.remote_log_storage_system_enable:
             self.open_remote_log()
+        else:
+            tiered = [t.name for t in self.metadata.topics() if t.configs.get("remote.storage.enable") == "true"]
+            if tiered:  # Kafka refuses to start; kafkapy serves their local data (docs/tiered-storage.md)
+                log.error(
+                    "You have to delete all topics with the property remote.storage.enable=true before disabling "
+                    "tiered storage cluster-wide; their remote data cannot be read",
+                    topics=tiered,
+                )
         if self.metadata.topic(TXN_TOPIC) is not None:
             self.txns  # noqa: B018  finish transactions a crash left half-completed
 

@@ -234,3 +234,15 @@ def test_tiered_topic_in_a_directory(kafka_broker_factory: Any, tmp_path: Path) 
 def test_untiered_broker_serves_no_remote_metrics(kafka_broker_factory: Any) -> None:
     broker = kafka_broker_factory({"kafkapy.metrics.listen": f"127.0.0.1:{free_port()}"})
     assert "remotecopybytes" not in scrape(broker)
+
+
+def test_broker_without_the_flag_logs_kafkas_error_for_tiered_topics(kafka_broker_factory: Any, tmp_path: Path) -> None:
+    broker = kafka_broker_factory(broker_settings({"rsm.config.storage.root": str(tmp_path / "remote")}))
+    with RawClient(broker.bootstrap) as c:
+        assert create_topic(c, TOPIC, **{"remote.storage.enable": "true"}) == ErrorCode.NONE
+    broker.stop()
+    broker.settings["remote.log.storage.system.enable"] = "false"
+    broker.start()
+    assert "You have to delete all topics with the property remote.storage.enable=true" in broker.log_path.read_text()
+    produce(broker.bootstrap, 0, 5)  # its local data is served
+    assert consume_all(broker.bootstrap, 5) == list(range(5))
