@@ -273,7 +273,7 @@ class RemoteLogTask:
             if plog is not None:  # what was remote only is gone: the log starts at its local start
                 plog.remote_copied_up_to = -1
                 if plog.log_start_offset < plog.local_log_start_offset:
-                    await asyncio.to_thread(plog.advance_log_start_offset, plog.local_log_start_offset)
+                    plog.advance_log_start_offset(plog.local_log_start_offset)  # in the loop, as the log wants
             log.info(
                 "remote data deleted",
                 topic=info.name if info is not None else None,

@@ -3,6 +3,7 @@ over S3, or a directory), deletes the local copies, and clients read from offset
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
 from collections.abc import Callable
@@ -131,6 +132,19 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not served")
 
 
+def s3_keys(s3: Any, prefix: str) -> list[str]:
+    from kafkapy.storage.remote import open_object_store
+
+    async def keys() -> list[str]:
+        store = open_object_store(s3.object_store_config(prefix))
+        try:
+            return [key for key, _ in await store.list("")]
+        finally:
+            await store.close()
+
+    return asyncio.run(keys())
+
+
 def tier_and_read(broker: BrokerProcess) -> None:
     """Create the tiered topic, produce, wait for copies and local deletion, read everything."""
     t0 = int(time.time() * 1000) - 1
@@ -178,6 +192,7 @@ def test_tiered_topic_on_s3(kafka_broker_factory: Any, s3_server_factory: Any) -
     }
     broker = kafka_broker_factory(broker_settings(store, **{"remote.fetch.max.wait.ms": "10000"}))
     tier_and_read(broker)
+    assert any(key.endswith(".log") for key in s3_keys(s3, "cluster-a"))
     broker_lines = [line for line in broker.log_path.read_text().splitlines() if not line.startswith("--- start:")]
     assert not any(s3.secret_access_key in line for line in broker_lines)  # the harness's command line aside
 
@@ -203,6 +218,13 @@ def test_tiered_topic_on_s3(kafka_broker_factory: Any, s3_server_factory: Any) -
     wait_for(lambda: list_offset(broker.bootstrap, -5)[1] >= RECORDS - 20, 60, "copies after the store came back")
     assert consume_all(broker.bootstrap, RECORDS + 20) == list(range(RECORDS + 20))
 
+    # deleting the topic deletes its objects
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_topics([TOPIC])[TOPIC].result(15)
+    wait_for(lambda: not s3_keys(s3, "cluster-a"), 30, "the deleted topic's objects")
+
 
 def test_tiered_topic_in_a_directory(kafka_broker_factory: Any, tmp_path: Path) -> None:
     store = {"rsm.config.storage.root": str(tmp_path / "remote")}
@@ -226,9 +248,22 @@ def test_tiered_topic_in_a_directory(kafka_broker_factory: Any, tmp_path: Path) 
     )
     with pytest.raises(confluent_kafka.KafkaException, match="It is invalid to disable remote storage"):
         admin.incremental_alter_configs([off])[off].result(15)
-    admin.delete_topics([TOPIC])[TOPIC].result(15)  # its remote data goes with it
-    wait_for(lambda: not any((tmp_path / "remote").rglob("*.log")), 30, "remote segments of the deleted topic")
-    wait_for(lambda: not any((broker.data_dir / "remote-log-metadata").glob("*.json")), 30, "its metadata")
+    off_and_delete = ConfigResource(
+        "topic",
+        TOPIC,
+        incremental_configs=[
+            ConfigEntry("remote.storage.enable", "false", incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("remote.log.delete.on.disable", "true", incremental_operation=AlterConfigOpType.SET),
+        ],
+    )
+    admin.incremental_alter_configs([off_and_delete])[off_and_delete].result(15)  # KIP-950: remote data deleted
+    wait_for(lambda: not any((tmp_path / "remote").rglob("*.log")), 30, "remote segments deleted on disable")
+    local_start = list_offset(broker.bootstrap, -4)[1]
+    wait_for(lambda: list_offset(broker.bootstrap, -2)[1] == local_start, 30, "log start at the local start")
+    assert consume_all(broker.bootstrap, RECORDS - local_start) == list(range(local_start, RECORDS))
+    produce(broker.bootstrap, RECORDS, 10)
+    admin.delete_topics([TOPIC])[TOPIC].result(15)
+    wait_for(lambda: not any((broker.data_dir / "remote-log-metadata").glob("*.json")), 30, "its remote metadata")
 
 
 def test_untiered_broker_serves_no_remote_metrics(kafka_broker_factory: Any) -> None:
