@@ -281,3 +281,49 @@ def test_broker_without_the_flag_logs_kafkas_error_for_tiered_topics(kafka_broke
     assert "You have to delete all topics with the property remote.storage.enable=true" in broker.log_path.read_text()
     produce(broker.bootstrap, 0, 5)  # its local data is served
     assert consume_all(broker.bootstrap, 5) == list(range(5))
+
+
+def test_one_remote_read_per_fetch(kafka_broker_factory: Any, tmp_path: Path) -> None:
+    """As Kafka: of the partitions a fetch must read remotely only the first is; the others answer
+    empty without error (the client asks again)."""
+    broker = kafka_broker_factory(broker_settings({"rsm.config.storage.root": str(tmp_path / "remote")}))
+    configs = {"remote.storage.enable": "true", "internal.segment.bytes": "4096", "local.retention.bytes": "1"}
+    with RawClient(broker.bootstrap) as c:
+        assert create_topic(c, TOPIC, partitions=2, **configs) == ErrorCode.NONE
+    p = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "batch.size": 512})
+    for i in range(200):
+        p.produce(TOPIC, value=f"value-{i:06d}-".encode() * 6, partition=i % 2)
+    assert p.flush(30) == 0
+
+    def local_start(partition: int) -> int:
+        with RawClient(broker.bootstrap) as c:
+            req = ListOffsetsRequest(
+                replica_id=-1,
+                topics=[
+                    ListOffsetsTopic(
+                        name=TOPIC, partitions=[ListOffsetsPartition(partition_index=partition, timestamp=-4)]
+                    )
+                ],
+            )
+            offset: int = c.request(req, 9).topics[0].partitions[0].offset
+            return offset
+
+    wait_for(lambda: local_start(0) > 0 and local_start(1) > 0, 30, "both partitions tiered")
+    with RawClient(broker.bootstrap) as c:
+        req = FetchRequest(
+            replica_id=-1,
+            max_wait_ms=100,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            topics=[
+                FetchTopic(
+                    topic=TOPIC,
+                    partitions=[
+                        FetchPartition(partition=i, fetch_offset=0, partition_max_bytes=1 << 20) for i in (0, 1)
+                    ],
+                )
+            ],
+        )
+        first, second = c.request(req, 12).responses[0].partitions
+    assert (first.error_code, second.error_code) == (0, 0)
+    assert len(bytes(first.records or b"")) > 0 and len(bytes(second.records or b"")) == 0
