@@ -246,13 +246,13 @@ def test_heartbeats_and_checkpoints_topics(regions: dict[str, BrokerProcess], mm
     assert mm2.errors() == []
 
 
-def consume_group(client: Client, group: str, topic: str, count: int, commit: bool) -> list[bytes]:
+def consume_group(client: Client, group: str, topic: str, count: int, commit: bool, timeout: float = 60) -> list[bytes]:
     consumer = Consumer(
         client_conf(client, **{"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     )
     consumer.subscribe([topic])
     seen: list[bytes] = []
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout  # an Apache Kafka group on a loaded machine can take long to form
     try:
         while len(seen) < count and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
