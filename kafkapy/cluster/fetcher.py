@@ -14,6 +14,9 @@ Errors: NOT_LEADER_OR_FOLLOWER / FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH
 back the partition off for replica.fetch.backoff.ms (the metadata will name
 a new leader or epoch); OFFSET_OUT_OF_RANGE restarts the log at the
 leader's log start when that is past our end, else truncates again;
+OFFSET_MOVED_TO_TIERED_STORAGE (a tiered topic whose leader holds our next
+offset remotely only) restarts the log at the leader's earliest local offset,
+rebuilt from the remote metadata (the host's `tiered_follower`, KIP-405);
 connection errors reconnect after the backoff.
 
 Throttle: replicas being added by a reassignment, and replicas listed in the
@@ -70,7 +73,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-EARLIEST, LATEST = -2, -1  # ListOffsets timestamps
+EARLIEST, LATEST, EARLIEST_LOCAL = -2, -1, -4  # ListOffsets timestamps
 _BATCH_LEN = struct.Struct(">qi")  # baseOffset, batchLength
 _BACKOFF_ERRORS = frozenset(
     {
@@ -436,6 +439,8 @@ class SourceFetcher:
                 fp.backoff_until = asyncio.get_running_loop().time() + self._backoff
         elif code == ErrorCode.OFFSET_OUT_OF_RANGE:
             await self._out_of_range(conn, fp)
+        elif code == ErrorCode.OFFSET_MOVED_TO_TIERED_STORAGE:
+            await self._moved_to_tiered(conn, fp)
         else:
             if code not in _BACKOFF_ERRORS:
                 log.warning("replica fetch error", topic=fp.topic, partition=fp.index, leader=self.leader, error=code)
@@ -506,6 +511,41 @@ class SourceFetcher:
             plog.truncate_to(end)
         else:
             fp.truncating = True
+
+    async def _moved_to_tiered(self, conn: BrokerConnection, fp: FollowedPartition) -> None:
+        """OFFSET_MOVED_TO_TIERED_STORAGE: our log end lies where the leader holds remote data only.
+        KIP-405's follower path: restart the log at the leader's earliest local offset with the
+        leader's log start offset, the leader epochs and the producer state rebuilt from the remote
+        metadata and producer snapshot, then fetch on from there."""
+        loop = asyncio.get_running_loop()
+        restart = getattr(self.state, "tiered_follower", None)
+        local = await self._list_offset(conn, fp, EARLIEST_LOCAL)
+        start = await self._list_offset(conn, fp, EARLIEST) if local is not None else None
+        if self.partitions.get((fp.topic, fp.index)) is not fp:
+            return
+        if local is None or start is None or restart is None:
+            fp.backoff_until = loop.time() + self._backoff
+            return
+        plog = fp.plog
+        log.info(
+            "follower restarting log from remote storage",
+            topic=fp.topic,
+            partition=fp.index,
+            from_offset=plog.log_end_offset,
+            local_start=local,
+            log_start=start,
+            leader=self.leader,
+        )
+        try:
+            await restart(fp.topic, fp.index, plog, local, start)
+        except Exception as exc:  # the object or metadata store failed: ask again after the backoff
+            log.warning(
+                "follower rebuild from remote storage failed",
+                topic=fp.topic,
+                partition=fp.index,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            fp.backoff_until = loop.time() + self._backoff
 
 
 class FetcherHost(Protocol):

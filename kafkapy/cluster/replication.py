@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -123,6 +124,9 @@ class ReplicaManager:
         # IsrExpandsPerSec counts)
         self.isr_shrinks = 0
         self.isr_expands = 0
+        # tiered storage (kafkapy.server.tiering): restart a follower's log at the leader's local start
+        # from the remote metadata (topic, partition, log, local start, log start); None without it
+        self.tiered_follower: Callable[[str, int, PartitionLog, int, int], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------ lifecycle
 

@@ -15,6 +15,13 @@ and network I/O without blocking it.
 
 Remote data is deleted with its topic (a topic id the metadata no longer knows) and when a topic
 turns remote.storage.enable off with remote.log.delete.on.disable=true (KIP-950).
+
+In an etcd cluster the remote log metadata lives in etcd (kafkapy.cluster.remote_log_metadata),
+shared by every broker: a partition this broker starts leading is read again from there before
+copying, so copying continues after the old leader's last copied offset; for each tiered partition
+it follows, each pass reads how far it is copied so that the log's local retention deletes copied
+segments here too; and the replica fetcher restarts a follower whose next offset the leader holds
+remotely only at the leader's local start (`restart_follower`, KIP-405's follower path).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ if TYPE_CHECKING:
     from kafkapy.cluster.view import MetadataStore
     from kafkapy.server.stats import BrokerStats
     from kafkapy.storage.remote.manager import RemoteLogManager
-    from kafkapy.storage.remote.metadata import FileRemoteLogMetadataStore
+    from kafkapy.storage.remote.metadata import RemoteLogMetadataStore
 
 log = get_logger(__name__)
 
@@ -87,7 +94,7 @@ class RemoteLogTask:
     metadata: MetadataStore
     manager: RemoteLogManager
     store: ObjectStore
-    metadata_store: FileRemoteLogMetadataStore
+    metadata_store: RemoteLogMetadataStore
     stats: Callable[[], BrokerStats | None] = lambda: None
     figures: dict[tuple[str, int], PartitionFigures] = field(default_factory=dict)
     runs: int = 0  # passes over the partitions finished
@@ -113,7 +120,15 @@ class RemoteLogTask:
 
         store_config = object_store_config(config)
         store = open_object_store(store_config)
-        metadata_store = FileRemoteLogMetadataStore(data_dir / METADATA_DIR)
+        from kafkapy.cluster.etcd_metadata import EtcdMetadata
+
+        metadata_store: RemoteLogMetadataStore
+        if isinstance(metadata, EtcdMetadata):  # a cluster: shared by every broker
+            from kafkapy.cluster.remote_log_metadata import EtcdRemoteLogMetadataStore
+
+            metadata_store = EtcdRemoteLogMetadataStore(metadata.client, metadata.prefix)
+        else:
+            metadata_store = FileRemoteLogMetadataStore(data_dir / METADATA_DIR)
         settings = RemoteLogSettings(
             copy_max_bytes_per_second=config.remote_log_manager_copy_max_bytes_per_second,
             fetch_max_bytes_per_second=config.remote_log_manager_fetch_max_bytes_per_second,
@@ -129,7 +144,9 @@ class RemoteLogTask:
             prefix=store_config.prefix,
             interval_ms=config.remote_log_manager_task_interval_ms,
         )
-        return cls(config, replicas, metadata, manager, store, metadata_store, stats)
+        task = cls(config, replicas, metadata, manager, store, metadata_store, stats)
+        replicas.tiered_follower = task.restart_follower
+        return task
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -180,12 +197,15 @@ class RemoteLogTask:
         for topic, index, plog, topic_id in self.tiered_leaders():
             key = (topic, index)
             led[key] = topic_id
+            if key not in self._led:  # newly led: the old leader's copies, as the store has them now
+                self.manager.forget(topic_id, index)
             retry = self._retry.get(key)
             if retry is not None and now < retry.at:
                 continue
             if await self._tier(topic, plog, topic_id):
                 self._retry.pop(key, None)
             else:
+                self.manager.forget(topic_id, index)  # e.g. a lost race: read the store again next time
                 retry = self._retry.setdefault(key, _Retry())
                 retry.failures += 1
                 backoff = min(
@@ -198,8 +218,52 @@ class RemoteLogTask:
             self.figures.pop(key, None)
             self._retry.pop(key, None)
         self._led = led
+        await self._follow_copies()
         await self._delete_unused()
         self.runs += 1
+
+    async def _follow_copies(self) -> None:
+        """Each tiered partition followed here learns how far its leader copied it (the shared
+        metadata), so that its local retention deletes the copied segments (log start unchanged)."""
+        for r in self.replicas.all_replicas():
+            if r.is_leader or not r.plog.tiered:
+                continue
+            topic_id = self.topic_id(r.topic)
+            if topic_id is None:
+                continue
+            try:
+                copied = await self.manager.copied_up_to(topic_id, r.index)
+            except Exception as exc:
+                log.warning(
+                    "reading remote log metadata failed",
+                    topic=r.topic,
+                    partition=r.index,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            r.plog.remote_copied_up_to = max(r.plog.remote_copied_up_to, min(copied, r.plog.high_watermark - 1))
+
+    async def restart_follower(
+        self, topic: str, index: int, plog: PartitionLog, local_start: int, log_start: int
+    ) -> None:
+        """The replica fetcher's OFFSET_MOVED_TO_TIERED_STORAGE: read the remote state below the
+        leader's `local_start` (epochs, producer snapshot), then restart the log there."""
+        topic_id = self.topic_id(topic)
+        if topic_id is None:
+            raise LookupError(f"topic {topic} unknown")
+        state = await self.manager.follower_state(topic_id, index, local_start)
+        if plog.closed:
+            return
+        self.manager.restart_follower(plog, local_start, log_start, state)
+        log.info(
+            "follower log restarted from remote metadata",
+            topic=topic,
+            partition=index,
+            local_start=local_start,
+            log_start=log_start,
+            epochs=len(state.epochs),
+            producer_snapshot=state.snapshot_offset if state.snapshot is not None else None,
+        )
 
     async def _tier(self, topic: str, plog: PartitionLog, topic_id: str) -> bool:
         """Copy then expire one partition; False when either failed (logged, counted)."""

@@ -513,11 +513,14 @@ class PartitionLog:
         log.info("log.truncated", dir=str(self.directory), log_end_offset=local.log_end_offset)
 
     @_disk_io
-    def truncate_fully_and_start_at(self, offset: int) -> None:
-        """Drop all data and restart the log at `offset` (follower far behind)."""
+    def truncate_fully_and_start_at(self, offset: int, log_start_offset: int | None = None) -> None:
+        """Drop all data and restart the log at `offset` (follower far behind). A tiered log's
+        follower passes the leader's `log_start_offset` (below `offset`: the rest is remote)."""
         with self._local.lock:
             self._local.truncate_fully_and_start_at(offset)
             self._log_start_offset = self._high_watermark = offset
+            if log_start_offset is not None and self.tiered:
+                self._log_start_offset = min(log_start_offset, offset)
             self.epoch_cache.clear()
             self.producer_state.clear()
             self.producer_state.delete_all_snapshots()

@@ -38,6 +38,7 @@ from typing import Generic, TypeVar
 import structlog
 
 from kafkapy.storage._batch import LOG_OVERHEAD, PREFIX, PREFIX_SIZE
+from kafkapy.storage.checkpoint import write_atomic
 from kafkapy.storage.errors import CorruptLogError
 from kafkapy.storage.local_log import OffsetAndTimestamp
 from kafkapy.storage.log import (
@@ -75,6 +76,15 @@ _TIME_ENTRY = struct.Struct(">qi")
 _TXN_ENTRY = struct.Struct(">hqqqq")
 
 TopicPartition = tuple[str, int]  # (topic id, partition)
+
+
+@dataclass(slots=True, frozen=True)
+class RemoteState:
+    """The remote part of a partition a follower rebuilds from (`follower_state`)."""
+
+    epochs: tuple[tuple[int, int], ...]  # (leader epoch, start offset), ascending
+    snapshot: bytes | None  # the producer snapshot at `snapshot_offset`, None: none stored
+    snapshot_offset: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -221,6 +231,37 @@ def _time_index_bytes(seg: LogSegment) -> bytes:
     return b"".join(_TIME_ENTRY.pack(ts, off - base) for ts, off in seg.time_index.entries())
 
 
+def _in_lineage(seg: RemoteSegment, plog: PartitionLog) -> bool:
+    """Whether the segment's leader epochs agree with the log's epoch history (Kafka's
+    isRemoteSegmentWithinLeaderEpochs, simplified): each of its epochs is in the log's cache, the
+    later ones starting at the same offset, and its last epoch reaches its end offset. Epochs the
+    log no longer knows (below its first entry) are taken as agreeing; no epochs at all: kept."""
+    entries = plog.epoch_cache.entries
+    if not seg.leader_epochs or not entries:
+        return True
+    starts = {e.epoch: e.start_offset for e in entries}
+    first = entries[0].epoch
+    for i, (epoch, start) in enumerate(seg.leader_epochs):
+        if epoch < first:
+            continue
+        cached = starts.get(epoch)
+        if cached is None:
+            return False
+        if (i > 0 and cached != start) or (i == 0 and cached > start and epoch != first):
+            return False
+    last = seg.leader_epochs[-1][0]
+    later = [e.start_offset for e in entries if e.epoch > last]
+    end = later[0] if later else plog.log_end_offset
+    return seg.end_offset < end
+
+
+def _partial_index_bytes(seg: LogSegment, start: int, pos: int) -> tuple[bytes, bytes]:
+    """The offset and time index of `seg`'s bytes from position `pos` (offset `start`) on."""
+    index = b"".join(_OFFSET_ENTRY.pack(off - start, p - pos) for off, p in seg.index.entries() if p >= pos)
+    times = b"".join(_TIME_ENTRY.pack(ts, off - start) for ts, off in seg.time_index.entries() if off >= start)
+    return index, times
+
+
 def _read_optional(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
@@ -247,6 +288,9 @@ class RemoteLogManager:
         # per partition: the COPY_FINISHED ones and their start offsets (derived from _segments)
         self._done: dict[TopicPartition, tuple[list[RemoteSegment], list[int]]] = {}
         self._locks: dict[TopicPartition, asyncio.Lock] = {}
+        # per partition: ids of copied segments whose leader epochs are not in the leader's lineage
+        # (an old leader's data an unclean election discarded); never read nor counted as copied
+        self._outside: dict[TopicPartition, set[str]] = {}
         self.index_cache: LruCache[tuple[str, str], _OffsetIndex | _TimeIndex | list[AbortedTxn]] = LruCache(
             self.settings.index_cache_bytes
         )
@@ -295,7 +339,8 @@ class RemoteLogManager:
         tp = (topic_id, partition)
         view = self._done.get(tp)
         if view is None:
-            done = [s for s in self._segments.get(tp, ()) if s.state == COPY_FINISHED]
+            outside = self._outside.get(tp, ())
+            done = [s for s in self._segments.get(tp, ()) if s.state == COPY_FINISHED and s.segment_id not in outside]
             view = (done, [s.start_offset for s in done])
             if tp in self._segments:
                 self._done[tp] = view
@@ -318,13 +363,63 @@ class RemoteLogManager:
     async def sync_log(self, plog: PartitionLog, topic_id: str) -> None:
         """Tell the log how far it is copied (after a restart: from the metadata store) and, when its
         log start offset lies below everything held remotely and locally, move it up there."""
-        await self._load(topic_id, plog.partition)
+        segs = await self._load(topic_id, plog.partition)
+        tp = (topic_id, plog.partition)
+        outside = {s.segment_id for s in segs if s.state == COPY_FINISHED and not _in_lineage(s, plog)}
+        if outside != self._outside.get(tp, set()):
+            if outside:
+                log.warning(
+                    "remote.segments_outside_lineage", topic=plog.topic, partition=plog.partition, count=len(outside)
+                )
+            self._outside[tp] = outside
+            self._done.pop(tp, None)
         copied = self.highest_copied_offset(topic_id, plog.partition)
         plog.remote_copied_up_to = max(plog.remote_copied_up_to, copied)
         done = self._finished(topic_id, plog.partition)
         earliest = min(done[0].start_offset, plog.local_log_start_offset) if done else plog.local_log_start_offset
         if plog.log_start_offset < earliest:
             plog.advance_log_start_offset(earliest)
+
+    async def copied_up_to(self, topic_id: str, partition: int) -> int:
+        """The last offset copied as the metadata store says now (a follower's view: read again,
+        not cached)."""
+        segs = await self.metadata.segments(topic_id, partition)
+        return max((s.end_offset for s in segs if s.state == COPY_FINISHED), default=-1)
+
+    async def follower_state(self, topic_id: str, partition: int, local_start: int) -> RemoteState:
+        """What a follower restarting its log at the leader's `local_start` needs of the remote
+        segments below it (KIP-405's follower path): their leader epochs and the producer snapshot
+        of the remote segment ending nearest below it. Raises what the stores raise."""
+        segs = [
+            s
+            for s in await self.metadata.segments(topic_id, partition)
+            if s.state == COPY_FINISHED and s.start_offset < local_start
+        ]
+        epochs: list[tuple[int, int]] = []
+        for s in sorted(segs, key=lambda s: s.start_offset):
+            for epoch, start in s.leader_epochs:
+                if not epochs or epoch > epochs[-1][0]:
+                    epochs.append((epoch, start))
+        below = [s for s in segs if s.end_offset < local_start and SNAPSHOT_EXT in s.objects]
+        snapshot: bytes | None = None
+        snapshot_offset = -1
+        if below:
+            last = max(below, key=lambda s: s.end_offset)
+            snapshot = await self.store.get_range(last.key(self.settings.prefix, SNAPSHOT_EXT), 0)
+            snapshot_offset = last.end_offset + 1
+        return RemoteState(tuple(epochs), snapshot, snapshot_offset)
+
+    @staticmethod
+    def restart_follower(plog: PartitionLog, local_start: int, log_start: int, state: RemoteState) -> None:
+        """Drop the follower's log and start it at `local_start` with the log start offset
+        `log_start` (below: remote), the leader epochs and producer state of `state`."""
+        plog.truncate_fully_and_start_at(local_start, log_start_offset=log_start)
+        for epoch, start in state.epochs:
+            plog.epoch_cache.assign(epoch, max(start, log_start))
+        if state.snapshot is not None:
+            producers = plog.producer_state
+            write_atomic(producers.snapshot_path(state.snapshot_offset), state.snapshot)
+            producers.load_snapshot(local_start)
 
     # -- copy ------------------------------------------------------------------------
 
@@ -348,21 +443,41 @@ class RemoteLogManager:
                     continue
                 if nxt > upper:
                     break
-                await self._copy_segment(plog, topic_id, seg, nxt)
+                # a segment holding offsets another leader already copied (its segments ended
+                # elsewhere): only the part after them is copied
+                await self._copy_segment(plog, topic_id, seg, nxt, copied + 1 if seg.base_offset <= copied else -1)
                 copied = nxt - 1
                 plog.remote_copied_up_to = max(plog.remote_copied_up_to, copied)
                 count += 1
             return count
 
-    async def _copy_segment(self, plog: PartitionLog, topic_id: str, seg: LogSegment, nxt: int) -> None:
+    async def _copy_segment(
+        self, plog: PartitionLog, topic_id: str, seg: LogSegment, nxt: int, from_offset: int = -1
+    ) -> None:
+        """Copy `seg` (ending before `nxt`); from its batch holding `from_offset` on when that is >= 0."""
         prefix = self.settings.prefix
         end = nxt - 1
         size = seg.size
         seg.ensure_indexes()  # in the loop, as every use of the segment; the encoding in a thread
-        index_bytes, time_bytes = await asyncio.to_thread(lambda: (_offset_index_bytes(seg), _time_index_bytes(seg)))
+        part: bytes | None = None  # the log bytes of a partial copy
+        start = seg.base_offset
+        if from_offset > start:
+            loc = seg.translate_offset(from_offset)
+            if loc is None:
+                return
+            if loc.base_offset != from_offset:
+                log.warning("remote.copy_overlaps", topic=plog.topic, partition=plog.partition, offset=from_offset)
+            start, pos = loc.base_offset, loc.position
+            part = await asyncio.to_thread(seg.read_bytes, pos, size - pos)
+            size = len(part)
+            index_bytes, time_bytes = await asyncio.to_thread(lambda: _partial_index_bytes(seg, start, pos))
+        else:
+            index_bytes, time_bytes = await asyncio.to_thread(
+                lambda: (_offset_index_bytes(seg), _time_index_bytes(seg))
+            )
         txn = await asyncio.to_thread(_read_optional, txn_index_path(plog.directory, seg.base_offset))
         snapshot = await asyncio.to_thread(_read_optional, plog.producer_state.snapshot_path(nxt))
-        epochs = self._segment_epochs(plog, seg.base_offset, end)
+        epochs = self._segment_epochs(plog, start, end)
         epoch_text = f"0\n{len(epochs)}\n" + "".join(f"{e} {s}\n" for e, s in epochs)
         objects = [LOG_EXT, INDEX_EXT, TIMEINDEX_EXT]
         if txn:
@@ -375,7 +490,7 @@ class RemoteLogManager:
             topic_id=topic_id,
             partition=plog.partition,
             segment_id=new_segment_id(),
-            start_offset=seg.base_offset,
+            start_offset=start,
             end_offset=end,
             max_timestamp_ms=seg.largest_timestamp,
             size_bytes=size,
@@ -391,7 +506,10 @@ class RemoteLogManager:
         began = time.perf_counter()
         try:
             await self._copy_throttle.acquire(size)
-            await self.store.put_file(meta.key(prefix, LOG_EXT), seg.log_path, size)
+            if part is None:
+                await self.store.put_file(meta.key(prefix, LOG_EXT), seg.log_path, size)
+            else:
+                await self.store.put_bytes(meta.key(prefix, LOG_EXT), part)
             await self.store.put_bytes(meta.key(prefix, INDEX_EXT), index_bytes)
             await self.store.put_bytes(meta.key(prefix, TIMEINDEX_EXT), time_bytes)
             if txn:
@@ -416,7 +534,7 @@ class RemoteLogManager:
             "remote.segment_copied",
             topic=plog.topic,
             partition=plog.partition,
-            start_offset=seg.base_offset,
+            start_offset=start,
             end_offset=end,
             bytes=size,
             ms=round((time.perf_counter() - began) * 1000, 2),
@@ -526,6 +644,7 @@ class RemoteLogManager:
         """Drop the cached view of a partition (no longer led here)."""
         self._segments.pop((topic_id, partition), None)
         self._done.pop((topic_id, partition), None)
+        self._outside.pop((topic_id, partition), None)
 
     # -- read ------------------------------------------------------------------------
 
