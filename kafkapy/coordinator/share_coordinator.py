@@ -22,7 +22,7 @@ in memory only, like Kafka's share session cache.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -48,7 +48,8 @@ from kafkapy.logging import get_logger
 from kafkapy.protocol.error_codes import ErrorCode
 from kafkapy.protocol.errors import DecodeError
 from kafkapy.protocol.records import build_batch, iter_batches
-from kafkapy.storage.errors import OffsetOutOfRangeError
+from kafkapy.storage.errors import OffsetMovedToTieredStorageError, OffsetOutOfRangeError
+from kafkapy.storage.txn_index import AbortedTxn
 
 log = get_logger(__name__)
 
@@ -70,6 +71,9 @@ class PartitionFetch:
     records: bytes = b""
     acquired: list[Acquired] = field(default_factory=list)
     leader_epoch: int = -1
+    # tiered storage: the deliverable records start at this offset, held by remote storage only;
+    # the caller reads them there and acquires them with `acquire_fetched` (-1: not so)
+    remote_offset: int = -1
 
 
 ShareValue = int | None
@@ -437,29 +441,69 @@ class ShareCoordinator(Placement):
                 result = part.read(start, left_bytes, isolation, min_one_message=True)
             except OffsetOutOfRangeError:
                 continue
+            except OffsetMovedToTieredStorageError:
+                pf.remote_offset = start  # below the local log start: the caller reads remote storage
+                continue
             data = b"".join(s.read_bytes() for s in result.slices)
             aborted = part.log.aborted_transactions(start, hw) if committed else []
-            spans, bounds = [], []
-            for pos, h in iter_batches(data):
-                skip = h.is_control or (
-                    h.is_transactional
-                    and any(
-                        a.producer_id == h.producer_id and a.first_offset <= h.base_offset <= a.last_offset
-                        for a in aborted
-                    )
-                )
-                spans.append(BatchSpan(h.base_offset, h.last_offset, skip))
-                bounds.append((pos, pos + 12 + h.batch_length))
-            limit = min(left_records, max(locks, 0) + sum(1 for r in sp.records.values() if r.state == AVAILABLE))
-            runs, used = sp.acquire(member_id, spans, hw, limit, now, lock_ms)
-            if not runs:
-                continue
-            pf.acquired = runs
-            pf.records = b"".join(data[bounds[i][0] : bounds[i][1]] for i in used)
-            left_records -= sum(r.last - r.first + 1 for r in runs)
+            count = self._acquire(member_id, sp, pf, data, aborted, hw, left_records, locks, now, lock_ms)
+            left_records -= count
             left_bytes -= len(pf.records)
         self._wake.set()
         return out  # written by the caller's flush
+
+    def acquire_fetched(
+        self, group_id: str, member_id: str, tp: TopicPart, data: bytes, aborted: Sequence[AbortedTxn], max_records: int
+    ) -> PartitionFetch:
+        """Acquire for `member_id` what `data` holds: whole batches the caller read from remote storage
+        at a fetch's `remote_offset` of partition `tp` (`aborted`: the transactions aborted in them
+        for read_committed). The records' states are those of now: what another fetch acquired
+        meanwhile is not acquired again."""
+        err, part, sp = self._share_partition(group_id, *tp)
+        if part is None or sp is None:
+            return PartitionFetch(err)
+        pf = PartitionFetch(leader_epoch=part.leader_epoch)
+        committed = self.group_config(group_id, "share.isolation.level") == "read_committed"
+        hw = part.log.last_stable_offset if committed else part.log.high_watermark
+        locks = int(self.group_config(group_id, "share.partition.max.record.locks")) - sp.in_flight()
+        self._acquire(
+            member_id, sp, pf, data, aborted, hw, max(max_records, 1), locks, now_ms(), self.lock_ms(group_id)
+        )
+        self._wake.set()
+        return pf  # written by the caller's flush
+
+    @staticmethod
+    def _acquire(
+        member_id: str,
+        sp: SharePartition,
+        pf: PartitionFetch,
+        data: bytes,
+        aborted: Sequence[AbortedTxn],
+        hw: int,
+        max_records: int,
+        locks: int,
+        now: int,
+        lock_ms: int,
+    ) -> int:
+        """Acquire up to `max_records` records of `data` (whole batches from the log) into `pf`, new
+        ones only while `locks` (in-flight records allowed) remain; the number acquired."""
+        spans, bounds = [], []
+        for pos, h in iter_batches(data):
+            skip = h.is_control or (
+                h.is_transactional
+                and any(
+                    a.producer_id == h.producer_id and a.first_offset <= h.base_offset <= a.last_offset for a in aborted
+                )
+            )
+            spans.append(BatchSpan(h.base_offset, h.last_offset, skip))
+            bounds.append((pos, pos + 12 + h.batch_length))
+        limit = min(max_records, max(locks, 0) + sum(1 for r in sp.records.values() if r.state == AVAILABLE))
+        runs, used = sp.acquire(member_id, spans, hw, limit, now, lock_ms)
+        if not runs:
+            return 0
+        pf.acquired = runs
+        pf.records = b"".join(data[bounds[i][0] : bounds[i][1]] for i in used)
+        return sum(r.last - r.first + 1 for r in runs)
 
     # ------------------------------------------------------------ timers
 

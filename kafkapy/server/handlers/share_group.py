@@ -5,6 +5,13 @@ DescribeShareGroupOffsets (90), AlterShareGroupOffsets (91), DeleteShareGroupOff
 Thin adapters between the generated messages and `ShareCoordinator`; a
 ShareFetch that acquires nothing waits (MaxWaitMs) for its partitions to
 grow, as a Fetch does.
+
+Tiered storage (KIP-405): records below a tiered partition's local log start are
+read from the object store through the broker's RemoteLogManager, as the Fetch
+handler does and as Kafka's share fetch does: only the first such partition of a
+request (the others answer nothing this time), within remote.fetch.max.wait.ms
+(then nothing), answered once that read is done; a failed read answers
+UNKNOWN_SERVER_ERROR for the partition.
 """
 
 from __future__ import annotations
@@ -394,12 +401,20 @@ async def _poll(
             keys.append((info.name, p))
     while True:
         results = coord.fetch(group_id, member_id, parts, max_records, max_bytes)
+        remote = next((tp for tp, r in results.items() if r.remote_offset >= 0), None)
+        if remote is not None:  # the request is answered once this read is done
+            records_left = max_records - sum(a.last - a.first + 1 for r in results.values() for a in r.acquired)
+            bytes_left = max_bytes - sum(len(r.records) for r in results.values())
+            if records_left > 0 and bytes_left > 0:
+                results[remote] = await _fetch_remote(
+                    ctx, coord, group_id, member_id, remote, results[remote], records_left, bytes_left
+                )
         err = await coord.flush(group_id)  # what was acquired (a new start offset) is written before it is answered
         if err != ErrorCode.NONE:
             log.warning("share fetch: state not written", group=group_id, error=err)
         got = any(r.acquired or r.error for r in results.values())
         remaining = deadline - loop.time()
-        if got or not keys or remaining <= 0:
+        if got or remote is not None or not keys or remaining <= 0:
             return results
         woken: asyncio.Future[None] = loop.create_future()
         waits.watch(keys, woken)
@@ -412,6 +427,59 @@ async def _poll(
             waits.unwatch(keys, woken)
         if ctx.conn is not None and ctx.conn.closed:
             return results
+
+
+async def _fetch_remote(
+    ctx: RequestContext,
+    coord: ShareCoordinator,
+    group_id: str,
+    member_id: str,
+    tp: TopicPart,
+    pf: PartitionFetch,
+    max_records: int,
+    max_bytes: int,
+) -> PartitionFetch:
+    """Read partition `tp` from remote storage at `pf.remote_offset` and acquire what came (see the
+    module docstring)."""
+    state = ctx.state
+    info = state.metadata.topic_by_id(tp[0])
+    task = state.remote_log
+    plog = state.replicas.partition_log(info.name, tp[1]) if info is not None else None
+    topic_id = task.topic_id(info.name) if task is not None and info is not None else None
+    counters = state.stats.remote_topic(info.name) if state.stats is not None and info is not None else None
+    if counters is not None:
+        counters.fetch_requests += 1
+    committed = coord.group_config(group_id, "share.isolation.level") == "read_committed"
+    offset = pf.remote_offset
+    try:
+        if task is None or plog is None or topic_id is None:
+            raise RuntimeError("tiered storage is not enabled on this broker")
+        upper = plog.last_stable_offset if committed else plog.high_watermark
+        data = await asyncio.wait_for(
+            task.manager.read(plog, topic_id, offset, max(max_bytes, 1), upper, True),
+            state.config.remote_fetch_max_wait_ms / 1000,
+        )
+        aborted = await task.manager.aborted_transactions(plog, topic_id, offset, upper) if committed and data else []
+    except TimeoutError:
+        log.info("share fetch: remote fetch timed out", group=group_id, topic_id=str(tp[0]), partition=tp[1])
+        return PartitionFetch(leader_epoch=pf.leader_epoch)  # nothing this time: the consumer asks again
+    except Exception as exc:
+        log.warning(
+            "share fetch: remote fetch failed",
+            group=group_id,
+            topic_id=str(tp[0]),
+            partition=tp[1],
+            offset=offset,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        if counters is not None:
+            counters.fetch_errors += 1
+        return PartitionFetch(ErrorCode.UNKNOWN_SERVER_ERROR)
+    if not data:
+        return PartitionFetch(leader_epoch=pf.leader_epoch)  # no longer held remotely (expired meanwhile)
+    if counters is not None:
+        counters.fetch_bytes += len(data)
+    return coord.acquire_fetched(group_id, member_id, tp, data, aborted, max_records)
 
 
 async def share_acknowledge(ctx: RequestContext, req: ShareAcknowledgeRequest) -> ShareAcknowledgeResponse:
