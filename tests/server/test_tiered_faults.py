@@ -13,12 +13,15 @@ request methods, and the broker's S3 endpoint is the proxy.
 from __future__ import annotations
 
 import http.client
+import re
 import statistics
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -269,10 +272,21 @@ def test_throttled_and_failing_puts(kafka_broker_factory: Any, s3_server: Any, p
     throttled = statistics.median(produce_latencies(bootstrap, TOPIC, 30))
     produce(bootstrap, 0, 150)  # many closed segments to copy
 
-    def failed() -> int:
-        return broker.log_path.read_text().count("remote copy failed") - failures_before
+    def failures() -> list[float]:
+        """When each copy failure since the throttling was logged (seconds)."""
+        lines = [x for x in broker.log_path.read_text().splitlines() if "remote copy failed" in x]
+        stamps = [re.search(r"timestamp=(\S+)", x) for x in lines[failures_before:]]
+        return [datetime.fromisoformat(m.group(1)).timestamp() for m in stamps if m is not None]
 
-    wait_for(lambda: failed() >= 3, 20, "copies retried")
+    def failed() -> int:
+        return len(failures())
+
+    wait_for(lambda: failed() >= 4, 20, "copies retried")
+    # retried after 200, 400, 800 ms (retry.backoff.ms doubling up to retry.backoff.max.ms), not
+    # every 200 ms task interval; the attempt itself (two 100 ms refusals) comes on top
+    gaps = [b - a for a, b in pairwise(failures()[:4])]
+    assert all(gap >= 0.9 * min(0.2 * 2**i, 0.8) for i, gap in enumerate(gaps)), gaps
+    print("copy failure gaps", [round(g, 2) for g in gaps])
     print(
         f"{failed()} copy failures in {time.monotonic() - throttled_from:.1f} s, {proxy.count('PUT', 503)} PUTs refused"
     )
