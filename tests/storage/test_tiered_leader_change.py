@@ -60,7 +60,7 @@ def test_new_leader_copies_only_offsets_not_copied(tmp_path: Path) -> None:
 
 
 def test_segments_outside_the_lineage_are_not_read(tmp_path: Path) -> None:
-    plog = PartitionLog(tmp_path / "t-0", tiered_config())
+    plog = PartitionLog(tmp_path / "t-0", tiered_config(retention_ms=-1, retention_bytes=-1))
     for i in range(10):
         plog.append(make_batch(5, pad=20, timestamp=1000 + i), leader_epoch=0 if i < 6 else 2)
     # epoch 0: offsets 0..29, epoch 2 from 30
@@ -82,6 +82,14 @@ def test_segments_outside_the_lineage_are_not_read(tmp_path: Path) -> None:
         await m1.sync_log(plog, TID)
         assert m1.highest_copied_offset(TID, 0) == -1  # not counted as copied
         assert await m1.read(plog, TID, 0, 1000, plog.high_watermark) is None  # nor read
+        # once the leader's own copies cover its offsets, expiry deletes it
+        for i in range(10, 40):
+            plog.append(make_batch(5, pad=20, timestamp=1000 + i), leader_epoch=2)
+        assert await m1.copy_once(plog, TID) > 0
+        assert m1.highest_copied_offset(TID, 0) >= 34
+        assert await m1.expire_once(plog, TID) == 1
+        assert "s0-34" not in {s.segment_id for s in await m1.metadata.segments(TID, 0)}
+        assert plog.log_start_offset == 0
 
     asyncio.run(body())
 

@@ -587,9 +587,10 @@ class RemoteLogManager:
         async with self._lock(tp):
             await self.sync_log(plog, topic_id)
             await self._cleanup_unfinished(*tp)
+            superseded = await self._delete_outside(plog, topic_id)
             done = self._finished(*tp)
             if not done:
-                return 0
+                return superseded
             config = plog.config
             log_start = plog.log_start_offset
             copied = self.highest_copied_offset(*tp)
@@ -606,7 +607,7 @@ class RemoteLogManager:
                 excess -= s.size_bytes  # what goes for any reason counts against retention.bytes
                 doomed.append(s)
             if not doomed:
-                return 0
+                return superseded
             # the log start first: no fetch is sent to a segment about to go
             new_start = doomed[-1].end_offset + 1
             if new_start > log_start:
@@ -620,7 +621,25 @@ class RemoteLogManager:
                 count=len(doomed),
                 log_start_offset=plog.log_start_offset,
             )
-            return len(doomed)
+            return len(doomed) + superseded
+
+    async def _delete_outside(self, plog: PartitionLog, topic_id: str) -> int:
+        """Delete the copied segments out of the leader's epoch lineage once the leader's own copies
+        cover their offsets (or they lie below the log start). Called holding the partition's lock."""
+        tp = (topic_id, plog.partition)
+        outside = self._outside.get(tp)
+        if not outside:
+            return 0
+        covered = max(self.highest_copied_offset(*tp), plog.log_start_offset - 1)
+        gone = [s for s in self._segments.get(tp, ()) if s.segment_id in outside and s.end_offset <= covered]
+        for s in gone:
+            await self._delete_segment(s)
+            outside.discard(s.segment_id)
+        if gone:
+            log.info(
+                "remote.segments_outside_lineage_deleted", topic=plog.topic, partition=plog.partition, count=len(gone)
+            )
+        return len(gone)
 
     async def delete_all(self, topic_id: str, partition: int) -> int:
         """Delete every remote segment of a partition and its metadata (topic deletion,
