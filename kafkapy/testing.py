@@ -42,6 +42,30 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> int | None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit status."""
+    if process.poll() is None:
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+        except ProcessLookupError:
+            pass
+    return process.returncode
+
+
+def kill_process(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL at once and reap."""
+    if process.poll() is None:
+        try:
+            os.kill(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(10)
+
+
 @dataclass(slots=True)
 class BrokerProcess:
     """A broker subprocess: start, stop (SIGTERM), kill (SIGKILL), restart."""
@@ -129,16 +153,7 @@ class BrokerProcess:
         """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit status."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            try:
-                os.kill(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-            except ProcessLookupError:
-                pass
-        code = self.process.returncode
+        code = stop_process(self.process, timeout)
         self._reap()
         return code
 
@@ -146,12 +161,7 @@ class BrokerProcess:
         """SIGKILL at once (a crash, for recovery tests)."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            try:
-                os.kill(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(10)
+        kill_process(self.process)
         self._reap()
 
     def restart(self, kill: bool = False) -> BrokerProcess:
@@ -439,28 +449,14 @@ class SeaweedS3Server:
         """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit status."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            try:
-                os.kill(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-            except ProcessLookupError:
-                pass
-        code = self.process.returncode
+        code = stop_process(self.process, timeout)
         self._reap()
         return code
 
     def kill(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            try:
-                os.kill(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(10)
+        kill_process(self.process)
         self._reap()
 
     def _reap(self) -> None:
