@@ -199,6 +199,7 @@ class RemoteLogTask:
             led[key] = topic_id
             if key not in self._led:  # newly led: the old leader's copies, as the store has them now
                 self.manager.forget(topic_id, index)
+                plog.remote_copied_up_to = -1  # as a follower it may have counted copies out of the lineage
             retry = self._retry.get(key)
             if retry is not None and now < retry.at:
                 continue
@@ -232,7 +233,7 @@ class RemoteLogTask:
             if topic_id is None:
                 continue
             try:
-                copied = await self.manager.copied_up_to(topic_id, r.index)
+                copied = await self.manager.copied_up_to(r.plog, topic_id)
             except Exception as exc:
                 log.warning(
                     "reading remote log metadata failed",
@@ -241,7 +242,7 @@ class RemoteLogTask:
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 continue
-            r.plog.remote_copied_up_to = max(r.plog.remote_copied_up_to, min(copied, r.plog.high_watermark - 1))
+            r.plog.remote_copied_up_to = min(copied, r.plog.high_watermark - 1)
 
     async def restart_follower(
         self, topic: str, index: int, plog: PartitionLog, local_start: int, log_start: int

@@ -81,6 +81,7 @@ def test_segments_outside_the_lineage_are_not_read(tmp_path: Path) -> None:
             await m1.metadata.put(s)
         await m1.sync_log(plog, TID)
         assert m1.highest_copied_offset(TID, 0) == -1  # not counted as copied
+        assert await m1.copied_up_to(plog, TID) == -1  # nor by a follower with this history
         assert await m1.read(plog, TID, 0, 1000, plog.high_watermark) is None  # nor read
         # once the leader's own copies cover its offsets, expiry deletes it
         for i in range(10, 40):

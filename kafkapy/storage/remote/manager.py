@@ -380,11 +380,11 @@ class RemoteLogManager:
         if plog.log_start_offset < earliest:
             plog.advance_log_start_offset(earliest)
 
-    async def copied_up_to(self, topic_id: str, partition: int) -> int:
-        """The last offset copied as the metadata store says now (a follower's view: read again,
-        not cached)."""
-        segs = await self.metadata.segments(topic_id, partition)
-        return max((s.end_offset for s in segs if s.state == COPY_FINISHED), default=-1)
+    async def copied_up_to(self, plog: PartitionLog, topic_id: str) -> int:
+        """The last offset copied of the segments in the log's epoch lineage, as the metadata store
+        says now (a follower's view: read again, not cached)."""
+        segs = await self.metadata.segments(topic_id, plog.partition)
+        return max((s.end_offset for s in segs if s.state == COPY_FINISHED and _in_lineage(s, plog)), default=-1)
 
     async def follower_state(self, topic_id: str, partition: int, local_start: int) -> RemoteState:
         """What a follower restarting its log at the leader's `local_start` needs of the remote
