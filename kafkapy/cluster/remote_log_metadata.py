@@ -23,9 +23,17 @@ import json
 
 from kafkapy.cluster.etcd import Compare, EtcdClient, KeyValue, Op
 from kafkapy.logging import get_logger
-from kafkapy.storage.remote.metadata import COPY_FINISHED, COPY_STARTED, DELETE_STARTED, RemoteSegment
+from kafkapy.storage.remote.metadata import (
+    COPY_FINISHED,
+    COPY_STARTED,
+    DELETE_STARTED,
+    RemoteLogMetadataConflict,
+    RemoteSegment,
+)
 
 log = get_logger(__name__)
+
+__all__ = ["EtcdRemoteLogMetadataStore", "RemoteLogMetadataConflict"]
 
 _NEXT_STATES: dict[str, frozenset[str]] = {
     COPY_STARTED: frozenset({COPY_STARTED, COPY_FINISHED, DELETE_STARTED}),
@@ -33,10 +41,6 @@ _NEXT_STATES: dict[str, frozenset[str]] = {
     DELETE_STARTED: frozenset({DELETE_STARTED}),
 }
 _CAS_ATTEMPTS = 5
-
-
-class RemoteLogMetadataConflict(Exception):
-    """A state change lost a race with another broker (or the entry is gone)."""
 
 
 class EtcdRemoteLogMetadataStore:

@@ -9,11 +9,13 @@ import asyncio
 import itertools
 from pathlib import Path
 
+import pytest
+
 from kafkapy.protocol.records import build_batch
 from kafkapy.storage.log import PartitionLog
 from kafkapy.storage.remote.dir_store import DirObjectStore
 from kafkapy.storage.remote.manager import RemoteLogManager, RemoteLogSettings, _in_lineage
-from kafkapy.storage.remote.metadata import FileRemoteLogMetadataStore, RemoteSegment
+from kafkapy.storage.remote.metadata import FileRemoteLogMetadataStore, RemoteLogMetadataConflict, RemoteSegment
 from tests.storage.helpers import make_batch
 from tests.storage.test_tiered_manager import TID, read_everything, tiered_config
 
@@ -122,5 +124,29 @@ def test_follower_restarts_from_remote_state(tmp_path: Path) -> None:
         assert [(e.epoch, e.start_offset) for e in follower.epoch_cache.entries] == [(0, 0), (3, 50)]
         entry = follower.producer_state.producers[7]
         assert entry.last_seq == local_start - 1  # the producer's last sequence below the local start
+
+    asyncio.run(body())
+
+
+def test_a_copy_whose_entry_another_broker_removed_deletes_its_objects(tmp_path: Path) -> None:
+    class Racing(FileRemoteLogMetadataStore):
+        async def put(self, segment: RemoteSegment) -> None:
+            if segment.state == "COPY_FINISHED":  # a new leader cleaned up the COPY_STARTED entry
+                await self.remove(segment)
+                raise RemoteLogMetadataConflict("gone")
+            await super().put(segment)
+
+    plog = PartitionLog(tmp_path / "t-0", tiered_config())
+    for i in range(30):
+        plog.append(make_batch(5, pad=20, timestamp=1000 + i), leader_epoch=0)
+    store = DirObjectStore(tmp_path / "remote")
+    mgr = RemoteLogManager(store, Racing(tmp_path / "meta"), 1, RemoteLogSettings(prefix="kp/"))
+
+    async def body() -> None:
+        with pytest.raises(RemoteLogMetadataConflict):
+            await mgr.copy_once(plog, TID)
+        assert await store.list("") == []
+        assert await mgr.metadata.segments(TID, 0) == []
+        assert plog.remote_copied_up_to == -1
 
     asyncio.run(body())

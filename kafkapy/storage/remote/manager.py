@@ -60,6 +60,7 @@ from kafkapy.storage.remote.metadata import (
     SNAPSHOT_EXT,
     TIMEINDEX_EXT,
     TXNINDEX_EXT,
+    RemoteLogMetadataConflict,
     RemoteLogMetadataStore,
     RemoteSegment,
     new_segment_id,
@@ -527,7 +528,13 @@ class RemoteLogManager:
             )
             raise
         done = meta.with_state(COPY_FINISHED, now_ms())
-        await self.metadata.put(done)
+        try:
+            await self.metadata.put(done)
+        except RemoteLogMetadataConflict:
+            # another broker (a new leader) cleaned up this copy's entry meanwhile: its objects are ours to delete
+            await self.store.delete(meta.keys(prefix))
+            self._update(tp, lambda segs: [s for s in segs if s.segment_id != meta.segment_id])
+            raise
         self._update(tp, lambda segs: [done if s.segment_id == meta.segment_id else s for s in segs])
         self.copied_bytes += size
         log.info(

@@ -114,6 +114,11 @@ def _int(v: object) -> int:
     return v
 
 
+class RemoteLogMetadataConflict(Exception):
+    """A state change lost a race with another broker (or its entry is gone): a store shared by
+    several brokers refuses it (kafkapy.cluster.remote_log_metadata)."""
+
+
 class RemoteLogMetadataStore(Protocol):
     async def segments(self, topic_id: str, partition: int) -> list[RemoteSegment]:
         """Every segment of the partition (any state), ordered by start offset."""
