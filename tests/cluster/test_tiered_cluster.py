@@ -2,18 +2,21 @@
 "In a cluster"): the remote log metadata is shared in etcd, the leader copies and every replica
 deletes its copied local segments, a new leader continues copying where the killed one stopped
 (no offsets copied twice), a consumer reads everything from offset 0, and a follower whose data dir
-was wiped rebuilds from the remote metadata, starts at the leader's local start and rejoins the ISR."""
+was wiped rebuilds from the remote metadata, starts at the leader's local start and rejoins the ISR;
+made the leader, it serves offset 0 from remote storage and copies on from where the others stopped."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from kafkapy.local_cluster import LocalCluster, wait_until
@@ -91,6 +94,23 @@ def assert_no_offsets_copied_twice(segs: list[dict[str, Any]]) -> None:
         assert a["end_offset"] < b["start_offset"], (a, b)
 
 
+def read_assigned(cluster: LocalCluster, expected: int) -> list[int]:
+    """Partition 0 from offset 0 without a group (the group coordinator may be on a dead broker)."""
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    got: list[int] = []
+    try:
+        c.assign([TopicPartition(TOPIC, 0, 0)])
+        deadline = time.monotonic() + 30
+        while len(got) < expected and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            value = m.value() if m is not None and m.error() is None else None
+            if value is not None:
+                got.append(int(value.split(b"-")[1]))
+    finally:
+        c.close()
+    return got
+
+
 def values(msgs: list[Any]) -> list[int]:
     return [int(m.value().split(b"-")[1]) for m in msgs]
 
@@ -150,8 +170,23 @@ def test_tiered_topic_in_a_cluster(kafka_cluster_factory: Any, s3_server: Any) -
     cluster.brokers[FIRST_LEADER].start()
     wait_until(lambda: full_isr(cluster, TOPIC, 3), timeout=30, what="the wiped broker back in the ISR")
     log_text = cluster.brokers[FIRST_LEADER].log_path.read_text(errors="replace")
-    assert "follower log restarted from remote metadata" in log_text
-    assert first_local_offset(cluster, FIRST_LEADER) > 0  # nothing below the leader's local start fetched
+    restarted = re.search(r"follower log restarted from remote metadata.* local_start=(\d+) log_start=0", log_text)
+    assert restarted, log_text[-3000:]
+    # nothing below the leader's local start fetched (local retention may have deleted more since)
+    assert first_local_offset(cluster, FIRST_LEADER) >= int(restarted.group(1)) > 0
+
+    # the rebuilt replica leads: its log start is 0, it reads the old records remotely and copies
+    # on from where the others stopped (its rebuilt epochs agree with the remote segments')
+    for n in (2, 3):
+        cluster.brokers[n].kill()
+    wait_until(lambda: partitions(cluster, TOPIC)[0].leader == FIRST_LEADER, timeout=20, what="broker 1 leading")
+    assert list_offset(cluster, FIRST_LEADER, -2) == 0
+    copied_before = max(s["end_offset"] for s in remote_segments(cluster))
+    produce(cluster, 600, 200)
+    wait_until(lambda: list_offset(cluster, FIRST_LEADER, -5) > 700, timeout=20, what="broker 1's copies")
     segs = remote_segments(cluster)
     assert_no_offsets_copied_twice(segs)
-    assert values(consume_all(cluster, TOPIC, 600)) == list(range(600))
+    assert min(s["start_offset"] for s in segs if s["broker_id"] == FIRST_LEADER and s["start_offset"] >= 400) == (
+        copied_before + 1
+    )
+    assert read_assigned(cluster, 800) == list(range(800))
