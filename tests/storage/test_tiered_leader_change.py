@@ -115,6 +115,11 @@ def test_follower_restarts_from_remote_state(tmp_path: Path) -> None:
         leader.apply_retention()
         local_start = leader.local_log_start_offset
         assert local_start > 50
+        # an old leader's divergent copy (epoch 2, which the leader's history does not have) is left out
+        for sid, start, end, epochs in (("old", 45, 60, ((0, 45), (2, 50))), ("older", 20, 35, ((0, 20), (2, 30)))):
+            await m1.metadata.put(
+                RemoteSegment("t", TID, 0, sid, start, end, 0, 1, epochs, broker_id=9, state="COPY_FINISHED")
+            )
         state = await m2.follower_state(TID, 0, local_start)
         assert state.epochs == ((0, 0), (3, 50))
         assert state.snapshot is not None and state.snapshot_offset == local_start

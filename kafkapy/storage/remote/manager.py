@@ -390,18 +390,40 @@ class RemoteLogManager:
     async def follower_state(self, topic_id: str, partition: int, local_start: int) -> RemoteState:
         """What a follower restarting its log at the leader's `local_start` needs of the remote
         segments below it (KIP-405's follower path): their leader epochs and the producer snapshot
-        of the remote segment ending nearest below it. Raises what the stores raise."""
-        segs = [
+        of the remote segment ending nearest below it. Raises what the stores raise.
+
+        The segments are chained back from the one holding `local_start - 1`: each step takes the
+        segment holding the offset before the chain's first (preferring one ending right there),
+        of the highest last epoch not above the chain's first epoch, so an old leader's divergent
+        copies (overlapping the chain, or of an epoch the leader's history replaced) are left out."""
+        done = [
             s
             for s in await self.metadata.segments(topic_id, partition)
             if s.state == COPY_FINISHED and s.start_offset < local_start
         ]
+
+        def last_epoch(s: RemoteSegment) -> int:
+            return s.leader_epochs[-1][0] if s.leader_epochs else -1
+
+        chain: list[RemoteSegment] = []
+        offset, ceiling = local_start - 1, LONG_MAX
+        while offset >= 0:
+            holding = [s for s in done if s.start_offset <= offset <= s.end_offset and last_epoch(s) <= ceiling]
+            if not holding:
+                break
+            # one ending right before the chain first (an overlapping one is another leader's), then the newest
+            seg = max(holding, key=lambda s: (s.end_offset == offset, last_epoch(s), s.end_offset))
+            chain.append(seg)
+            if seg.leader_epochs:
+                ceiling = seg.leader_epochs[0][0]
+            offset = seg.start_offset - 1
+        chain.reverse()
         epochs: list[tuple[int, int]] = []
-        for s in sorted(segs, key=lambda s: s.start_offset):
-            for epoch, start in s.leader_epochs:
-                if not epochs or epoch > epochs[-1][0]:
+        for seg in chain:
+            for epoch, start in seg.leader_epochs:
+                if start < local_start and (not epochs or epoch > epochs[-1][0]):
                     epochs.append((epoch, start))
-        below = [s for s in segs if s.end_offset < local_start and SNAPSHOT_EXT in s.objects]
+        below = [s for s in chain if s.end_offset < local_start and SNAPSHOT_EXT in s.objects]
         snapshot: bytes | None = None
         snapshot_offset = -1
         if below:
