@@ -404,7 +404,8 @@ class SeaweedS3Server:
         return self
 
     def _wait_ready(self, deadline: float) -> None:
-        """Until a signed HEAD of the bucket answers 200 (creating the bucket on the first 404)."""
+        """Until a signed HEAD of the bucket answers 200 (creating the bucket on the first 404) and, after a
+        restart, a stored object reads back."""
         import botocore.session
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
@@ -430,6 +431,11 @@ class SeaweedS3Server:
                     raise S3ServerStartError(f"weed exited with status {code} during start-up\n{self.log_tail()}")
                 try:
                     client.head_bucket(Bucket=self.bucket)
+                    # after a restart the volume servers register with the master a moment after S3
+                    # answers ("volume N not found"): ready once a stored object reads back
+                    listed = client.list_objects_v2(Bucket=self.bucket, MaxKeys=1).get("Contents", [])
+                    if listed and listed[0].get("Size", 0) > 0:
+                        client.get_object(Bucket=self.bucket, Key=listed[0]["Key"], Range="bytes=0-0")["Body"].read()
                     return
                 except ClientError as exc:
                     last = str(exc)
