@@ -333,3 +333,26 @@ def test_one_remote_read_per_fetch(kafka_broker_factory: Any, tmp_path: Path) ->
         first, second = c.request(req, 12).responses[0].partitions
     assert (first.error_code, second.error_code) == (0, 0)
     assert len(bytes(first.records or b"")) > 0 and len(bytes(second.records or b"")) == 0
+
+
+def test_delete_records_moves_the_log_start_across_remote_segments(kafka_broker_factory: Any, tmp_path: Path) -> None:
+    """Kafka's AdminClient.deleteRecords to an offset only in remote storage: the log start moves there,
+    the remote segments wholly below it are deleted, and a consumer from the earliest starts at it."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    remote = tmp_path / "remote"
+    broker = kafka_broker_factory(broker_settings({"rsm.config.storage.root": str(remote)}))
+    tier_and_read(broker)
+    local_start = list_offset(broker.bootstrap, -4)[1]
+    segments_before = sorted(remote.rglob("*.log"))
+    target = local_start // 2
+    assert 0 < target < local_start
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    [done] = admin.delete_records([TopicPartition(TOPIC, 0, target)]).values()
+    assert done.result(15).low_watermark == target
+    assert list_offset(broker.bootstrap, -2)[1] == target
+    assert list_offset(broker.bootstrap, -4)[1] == local_start
+    assert fetch_at(broker.bootstrap, target - 1)[0] == ErrorCode.OFFSET_OUT_OF_RANGE
+    wait_for(lambda: len(list(remote.rglob("*.log"))) < len(segments_before), 30, "remote segments below it deleted")
+    assert consume_all(broker.bootstrap, RECORDS - target) == list(range(target, RECORDS))
