@@ -1472,6 +1472,30 @@ BROKER_CONFIGS: tuple[ConfigKey, ...] = (
         at_least(1),
     ),
     _K(
+        "remote.log.manager.copier.thread.pool.size",
+        "remote_log_manager_copier_thread_pool_size",
+        _T.INT,
+        10,
+        "How many tiered partitions' segments are copied to remote storage at once.",
+        at_least(1),
+    ),
+    _K(
+        "remote.log.manager.expiration.thread.pool.size",
+        "remote_log_manager_expiration_thread_pool_size",
+        _T.INT,
+        10,
+        "How many tiered partitions' expired remote segments are deleted at once.",
+        at_least(1),
+    ),
+    _K(
+        "remote.log.reader.threads",
+        "remote_log_reader_threads",
+        _T.INT,
+        10,
+        "How many reads from remote storage (Fetch, ShareFetch) run at once; the others wait for one.",
+        at_least(1),
+    ),
+    _K(
         "remote.fetch.max.wait.ms",
         "remote_fetch_max_wait_ms",
         _T.INT,
@@ -1799,6 +1823,9 @@ class BrokerConfig:
     remote_log_manager_task_retry_backoff_max_ms: int = _default("remote.log.manager.task.retry.backoff.max.ms")
     remote_log_manager_copy_max_bytes_per_second: int = _default("remote.log.manager.copy.max.bytes.per.second")
     remote_log_manager_fetch_max_bytes_per_second: int = _default("remote.log.manager.fetch.max.bytes.per.second")
+    remote_log_manager_copier_thread_pool_size: int = _default("remote.log.manager.copier.thread.pool.size")
+    remote_log_manager_expiration_thread_pool_size: int = _default("remote.log.manager.expiration.thread.pool.size")
+    remote_log_reader_threads: int = _default("remote.log.reader.threads")
     remote_fetch_max_wait_ms: int = _default("remote.fetch.max.wait.ms")
     remote_log_index_file_cache_total_size_bytes: int = _default("remote.log.index.file.cache.total.size.bytes")
     log_local_retention_ms: int = _default("log.local.retention.ms")

@@ -8,6 +8,12 @@ of a topic with remote.storage.enable, the task copies the closed segments not c
 retention or the log start offset no longer needs (`expire_once`). Local retention of a tiered log
 is the log's own (it deletes only copied segments): `LogManager` runs it as for every log.
 
+The partitions of a pass are worked on concurrently, as Kafka's thread pools: at most
+remote.log.manager.copier.thread.pool.size copy at once and ...expiration.thread.pool.size expire at
+once (a partition copies, then expires); the pass ends when all have, so a partition is never worked
+on twice at once. Reads from remote storage (Fetch, ShareFetch: `read`) run at most
+remote.log.reader.threads at once; the wait for a slot counts against remote.fetch.max.wait.ms.
+
 A partition whose copy or expiry failed is left alone for remote.log.manager.task.retry.backoff.ms,
 doubling per failure up to ...retry.backoff.max.ms; the others go on. Produce never waits for any
 of it: the task runs beside the request handlers on the event loop and the manager does its file
@@ -102,6 +108,14 @@ class RemoteLogTask:
     _retry: dict[tuple[str, int], _Retry] = field(default_factory=dict)
     _led: dict[tuple[str, int], str] = field(default_factory=dict)  # (topic, partition) -> topic id
     _task: asyncio.Task[None] | None = None
+    _copiers: asyncio.Semaphore = field(init=False)
+    _expirers: asyncio.Semaphore = field(init=False)
+    _readers: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._copiers = asyncio.Semaphore(self.config.remote_log_manager_copier_thread_pool_size)
+        self._expirers = asyncio.Semaphore(self.config.remote_log_manager_expiration_thread_pool_size)
+        self._readers = asyncio.Semaphore(self.config.remote_log_reader_threads)
 
     @classmethod
     def open(
@@ -191,9 +205,11 @@ class RemoteLogTask:
         return str(info.topic_id) if info is not None else None
 
     async def run_once(self) -> None:
-        """One pass: copy and expire every tiered partition led here whose backoff is over."""
+        """One pass: copy and expire every tiered partition led here whose backoff is over, the
+        partitions concurrently (bounded by the copier and expiration pool sizes)."""
         now = asyncio.get_running_loop().time()
         led: dict[tuple[str, int], str] = {}
+        work = []
         for topic, index, plog, topic_id in self.tiered_leaders():
             key = (topic, index)
             led[key] = topic_id
@@ -203,17 +219,9 @@ class RemoteLogTask:
             retry = self._retry.get(key)
             if retry is not None and now < retry.at:
                 continue
-            if await self._tier(topic, plog, topic_id):
-                self._retry.pop(key, None)
-            else:
-                self.manager.forget(topic_id, index)  # e.g. a lost race: read the store again next time
-                retry = self._retry.setdefault(key, _Retry())
-                retry.failures += 1
-                backoff = min(
-                    self.config.remote_log_manager_task_retry_backoff_ms * 2 ** min(retry.failures - 1, 30),
-                    self.config.remote_log_manager_task_retry_backoff_max_ms,
-                )
-                retry.at = asyncio.get_running_loop().time() + backoff / 1000
+            work.append(self._tier_partition(topic, index, plog, topic_id))
+        # all of them done (or failed) before the next step: no partition is ever worked on twice at once
+        await asyncio.gather(*work)
         for key in self._led.keys() - led.keys():  # no longer led here (or no longer tiered)
             self.manager.forget(self._led[key], key[1])
             self.figures.pop(key, None)
@@ -266,32 +274,62 @@ class RemoteLogTask:
             producer_snapshot=state.snapshot_offset if state.snapshot is not None else None,
         )
 
+    async def _tier_partition(self, topic: str, index: int, plog: PartitionLog, topic_id: str) -> None:
+        """`_tier` one partition, then clear or extend its backoff."""
+        key = (topic, index)
+        try:
+            ok = await self._tier(topic, plog, topic_id)
+        except Exception:
+            log.exception("remote log task failed", topic=topic, partition=index)
+            ok = False
+        if ok:
+            self._retry.pop(key, None)
+            return
+        self.manager.forget(topic_id, index)  # e.g. a lost race: read the store again next time
+        retry = self._retry.setdefault(key, _Retry())
+        retry.failures += 1
+        backoff = min(
+            self.config.remote_log_manager_task_retry_backoff_ms * 2 ** min(retry.failures - 1, 30),
+            self.config.remote_log_manager_task_retry_backoff_max_ms,
+        )
+        retry.at = asyncio.get_running_loop().time() + backoff / 1000
+
+    async def read(
+        self, plog: PartitionLog, topic_id: str, offset: int, max_bytes: int, upper: int, min_one_message: bool
+    ) -> bytes | None:
+        """The manager's read, at most remote.log.reader.threads at once (the caller's timeout
+        covers the wait for a slot)."""
+        async with self._readers:
+            return await self.manager.read(plog, topic_id, offset, max_bytes, upper, min_one_message)
+
     async def _tier(self, topic: str, plog: PartitionLog, topic_id: str) -> bool:
         """Copy then expire one partition; False when either failed (logged, counted)."""
         stats = self.stats()
         counters = stats.remote_topic(topic) if stats is not None else None
         manager = self.manager
         ok = True
+        index = plog.partition
         if not plog.config.remote_log_copy_disable:
-            before = manager.copied_bytes
+            # the partition's own count: its work never runs twice at once, others' copies don't add to it
+            before = manager.partition_copied_bytes(topic_id, index)
             try:
-                copied = await manager.copy_once(plog, topic_id)
+                async with self._copiers:
+                    copied = await manager.copy_once(plog, topic_id)
             except Exception as exc:
                 ok = False
                 self.errors += 1
                 if counters is not None:
                     counters.copy_requests += 1
                     counters.copy_errors += 1
-                    counters.copy_bytes += manager.copied_bytes - before
-                log.warning(
-                    "remote copy failed", topic=topic, partition=plog.partition, error=f"{type(exc).__name__}: {exc}"
-                )
+                    counters.copy_bytes += manager.partition_copied_bytes(topic_id, index) - before
+                log.warning("remote copy failed", topic=topic, partition=index, error=f"{type(exc).__name__}: {exc}")
             else:
                 if counters is not None:
                     counters.copy_requests += copied
-                    counters.copy_bytes += manager.copied_bytes - before
+                    counters.copy_bytes += manager.partition_copied_bytes(topic_id, index) - before
         try:
-            deleted = await manager.expire_once(plog, topic_id)
+            async with self._expirers:
+                deleted = await manager.expire_once(plog, topic_id)
         except Exception as exc:
             ok = False
             self.errors += 1

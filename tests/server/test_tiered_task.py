@@ -1,17 +1,27 @@
 """The broker's remote log task without a broker: which partitions it tiers, its retry backoff, its
-object store settings."""
+object store settings, its partitions copied concurrently (bounded by the copier pool) and its remote
+reads bounded by remote.log.reader.threads."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from kafkapy.config import BrokerConfig
 from kafkapy.server.stats import BrokerStats
 from kafkapy.server.tiering import RemoteLogTask, object_store_config
+from kafkapy.storage.log import PartitionLog
+from kafkapy.storage.remote.dir_store import DirObjectStore
+from kafkapy.storage.remote.manager import RemoteLogManager, RemoteLogSettings
+from kafkapy.storage.remote.metadata import FileRemoteLogMetadataStore
 from kafkapy.storage.remote.object_store import ObjectStoreError
+from tests.storage.test_tiered_manager import fill, tiered_config
 
 TOPIC_ID = uuid.uuid4()
 
@@ -86,6 +96,9 @@ class Manager:
         self.copied_bytes += 100
         return 1
 
+    def partition_copied_bytes(self, topic_id: str, partition: int) -> int:
+        return self.copied_bytes
+
     async def expire_once(self, plog: Log, topic_id: str) -> int:
         return 0
 
@@ -114,14 +127,19 @@ class MetadataStore:
         return list(self.parts)
 
 
-def task(reps: list[Rep], manager: Manager, stats: BrokerStats | None = None, **config: str) -> RemoteLogTask:
+def task(
+    reps: list[Any], manager: Any, stats: BrokerStats | None = None, metadata: Any = None, **config: str
+) -> RemoteLogTask:
     pairs = [
         ("remote.log.manager.task.retry.backoff.ms", "100"),
         ("remote.log.manager.task.retry.backoff.max.ms", "250"),
     ]
-    cfg = BrokerConfig.from_pairs(pairs + list(config.items()))
+    cfg = BrokerConfig.from_pairs(pairs + [(k.replace("_", "."), v) for k, v in config.items()])
     any_: Any = None
-    return RemoteLogTask(cfg, Replicas(reps), Metadata(), manager, any_, MetadataStore(), lambda: stats)  # type: ignore[arg-type]
+    meta: Any = metadata or Metadata()
+    store: Any = MetadataStore()
+    replicas: Any = Replicas(reps)
+    return RemoteLogTask(cfg, replicas, meta, manager, any_, store, lambda: stats)
 
 
 def test_object_store_config_from_the_rsm_keys() -> None:
@@ -201,3 +219,110 @@ def test_remote_data_of_deleted_topics_is_deleted() -> None:
     t.metadata_store.parts = [(gone, 0), (str(TOPIC_ID), 0)]  # type: ignore[attr-defined]
     asyncio.run(t.run_once())
     assert manager.deleted == [(gone, 0)]  # the known topic's partition has no local log here: left alone
+
+
+# -- concurrency: real RemoteLogManagers over a directory whose puts are slow for one topic -------------
+
+
+class SlowStore(DirObjectStore):
+    """Puts of the "slow" topic's segment files take `delay` seconds; each put_file's (topic, start, end)
+    is recorded."""
+
+    def __init__(self, directory: Path, delay: float) -> None:
+        super().__init__(directory, sync=False)
+        self.delay = delay
+        self.puts: list[tuple[str, float, float]] = []
+
+    async def put_file(self, key: str, path: Path, length: int) -> None:
+        topic = Path(path).parent.name.rsplit("-", 1)[0]
+        began = time.monotonic()
+        if topic == "slow":
+            await asyncio.sleep(self.delay)
+        await super().put_file(key, path, length)
+        self.puts.append((topic, began, time.monotonic()))
+
+
+class Topics:
+    """Metadata with one topic id per topic name."""
+
+    def __init__(self, *names: str) -> None:
+        self.infos = {n: Info(n, uuid.uuid4()) for n in names}
+
+    def topic(self, name: str) -> Info | None:
+        return self.infos.get(name)
+
+    def topic_by_id(self, topic_id: uuid.UUID) -> Info | None:
+        return next((i for i in self.infos.values() if i.topic_id == topic_id), None)
+
+
+def two_topics(tmp_path: Path, **config: str) -> tuple[RemoteLogTask, SlowStore, BrokerStats, list[PartitionLog]]:
+    logs = [PartitionLog(tmp_path / "data" / f"{name}-0", tiered_config()) for name in ("slow", "fast")]
+    fill(logs[0], 12)  # a few segments each
+    fill(logs[1], 30)
+    store = SlowStore(tmp_path / "remote", delay=0.3)
+    mgr = RemoteLogManager(
+        store, FileRemoteLogMetadataStore(tmp_path / "data" / "remote-log-metadata"), 1, RemoteLogSettings()
+    )
+    stats = BrokerStats()
+    reps = [Rep("slow", 0, logs[0]), Rep("fast", 0, logs[1])]  # type: ignore[arg-type]
+    return task(reps, mgr, stats, Topics("slow", "fast"), **config), store, stats, logs
+
+
+def test_partitions_copy_concurrently_and_bytes_count_per_partition(tmp_path: Path) -> None:
+    t, store, stats, logs = two_topics(tmp_path)
+    asyncio.run(t.run_once())
+    slow_end = max(end for topic, _, end in store.puts if topic == "slow")
+    fast_ends = [end for topic, _, end in store.puts if topic == "fast"]
+    assert len(fast_ends) == len(logs[1].segments) - 1 > 1
+    assert max(fast_ends) < slow_end  # the fast partition was all copied while the slow one still was
+    mgr = t.manager
+    for plog in logs:
+        topic_id = t.topic_id(plog.topic)
+        assert topic_id is not None
+        counters = stats.remote[plog.topic]
+        segs = len(plog.segments) - 1
+        assert mgr.remote_segment_count(topic_id, 0) == counters.copy_requests == segs
+        # exactly this partition's copied bytes, though the other copied meanwhile
+        assert counters.copy_bytes == mgr.remote_size(topic_id, 0) == sum(s.size for s in plog.segments[:-1])
+    assert stats.remote["slow"].copy_bytes + stats.remote["fast"].copy_bytes == mgr.copied_bytes
+    assert t.runs == 1 and t.errors == 0
+
+
+def test_a_copier_pool_of_one_copies_one_partition_after_the_other(tmp_path: Path) -> None:
+    t, store, _, logs = two_topics(tmp_path, remote_log_manager_copier_thread_pool_size="1")
+    asyncio.run(t.run_once())
+    slow = [(b, e) for topic, b, e in store.puts if topic == "slow"]
+    fast = [(b, e) for topic, b, e in store.puts if topic == "fast"]
+    assert len(slow) == len(logs[0].segments) - 1 and len(fast) == len(logs[1].segments) - 1
+    assert min(b for b, _ in fast) >= max(e for _, e in slow)  # "slow" is led first: "fast" waited for it
+
+
+@dataclass
+class SlowReads:
+    reading: int = 0
+    most: int = 0
+
+    async def read(self, *args: object) -> bytes:
+        self.reading += 1
+        self.most = max(self.most, self.reading)
+        await asyncio.sleep(0.1)
+        self.reading -= 1
+        return b"x"
+
+
+def test_remote_reads_are_bounded_by_the_reader_threads() -> None:
+    reads = SlowReads()
+    t = task([], reads, remote_log_reader_threads="2")
+    plog: Any = None
+
+    async def scenario() -> None:
+        got = await asyncio.gather(*(t.read(plog, "id", 0, 1, 1, True) for _ in range(5)))
+        assert got == [b"x"] * 5 and reads.most == 2
+        # the wait for a slot counts against the caller's timeout (remote.fetch.max.wait.ms)
+        busy = [asyncio.create_task(t.read(plog, "id", 0, 1, 1, True)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(t.read(plog, "id", 0, 1, 1, True), 0.05)
+        await asyncio.gather(*busy)
+
+    asyncio.run(scenario())

@@ -338,7 +338,7 @@ async def _read_remote(state: BrokerServices, w: Wanted, pd: PartitionData, isol
             raise RuntimeError("tiered storage is not enabled on this broker")
         upper = plog.last_stable_offset if committed else plog.high_watermark
         data = await asyncio.wait_for(
-            task.manager.read(plog, topic_id, w.fetch_offset, limit, upper, min_one),
+            task.read(plog, topic_id, w.fetch_offset, limit, upper, min_one),
             state.config.remote_fetch_max_wait_ms / 1000,
         )
     except TimeoutError:

@@ -456,7 +456,7 @@ async def _fetch_remote(
             raise RuntimeError("tiered storage is not enabled on this broker")
         upper = plog.last_stable_offset if committed else plog.high_watermark
         data = await asyncio.wait_for(
-            task.manager.read(plog, topic_id, offset, max(max_bytes, 1), upper, True),
+            task.read(plog, topic_id, offset, max(max_bytes, 1), upper, True),
             state.config.remote_fetch_max_wait_ms / 1000,
         )
         aborted = await task.manager.aborted_transactions(plog, topic_id, offset, upper) if committed and data else []

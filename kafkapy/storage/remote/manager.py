@@ -302,6 +302,7 @@ class RemoteLogManager:
         self._fetch_throttle = Throttle(self.settings.fetch_max_bytes_per_second)
         # figures for metrics
         self.copied_bytes = 0
+        self._copied_bytes: dict[TopicPartition, int] = {}  # per partition (exact under concurrent copies)
         self.fetched_bytes = 0
 
     # -- metadata view -------------------------------------------------------------
@@ -354,6 +355,10 @@ class RemoteLogManager:
         """The last offset of the newest copied segment, -1 when none (or not loaded yet)."""
         done = self._finished(topic_id, partition)
         return max((s.end_offset for s in done), default=-1)
+
+    def partition_copied_bytes(self, topic_id: str, partition: int) -> int:
+        """Bytes this manager copied of one partition since it last forgot it."""
+        return self._copied_bytes.get((topic_id, partition), 0)
 
     def remote_size(self, topic_id: str, partition: int) -> int:
         return sum(s.size_bytes for s in self._finished(topic_id, partition))
@@ -559,6 +564,7 @@ class RemoteLogManager:
             raise
         self._update(tp, lambda segs: [done if s.segment_id == meta.segment_id else s for s in segs])
         self.copied_bytes += size
+        self._copied_bytes[tp] = self._copied_bytes.get(tp, 0) + size
         log.info(
             "remote.segment_copied",
             topic=plog.topic,
@@ -693,6 +699,7 @@ class RemoteLogManager:
         self._segments.pop((topic_id, partition), None)
         self._done.pop((topic_id, partition), None)
         self._outside.pop((topic_id, partition), None)
+        self._copied_bytes.pop((topic_id, partition), None)
 
     # -- read ------------------------------------------------------------------------
 
