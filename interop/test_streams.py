@@ -327,7 +327,7 @@ def run_word_count(
     try:
         proc.wait_running()
         want = expected_counts(PHASES[:1])
-        wait_for("phase 1 counted", lambda: latest(read_counts(bootstrap, app)) == want, timeout=60, interval=1)
+        wait_for("phase 1 counted", lambda: latest(read_counts(bootstrap, app)) == want, timeout=120, interval=1)
         produce_lines(bootstrap, PHASES[1], 200, app)
         time.sleep(0.3)  # part of phase 2 is being processed (and possibly in an open transaction)
         proc.kill()
@@ -447,7 +447,7 @@ def test_kafka_streams_4_4_0_client_on_kafkapy(kafkapy_broker: BrokerProcess, tm
     try:
         proc.wait_running()
         want = expected_counts(PHASES[:1])
-        wait_for("phase 1 counted", lambda: latest(read_counts(bootstrap, app)) == want, timeout=60, interval=1)
+        wait_for("phase 1 counted", lambda: latest(read_counts(bootstrap, app)) == want, timeout=120, interval=1)
         log = proc.log_tail(10_000)
         assert "Streams rebalance protocol enabled" in log and "Kafka version: 4.4.0" in log
         assert proc.stop() in (0, 143), f"Streams app did not close cleanly:\n{proc.log_tail()}"
